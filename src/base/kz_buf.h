@@ -1,0 +1,30 @@
+/* kz_buf.h — growable byte buffer with a hard cap checked before every allocation. */
+#ifndef KZ_BUF_H
+#define KZ_BUF_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+struct kz_buf {
+	uint8_t *data; /* owns */
+	size_t len;    /* bytes in use, starting at data[off] */
+	size_t off;    /* consumed prefix */
+	size_t cap;    /* allocated */
+	size_t max;    /* hard cap on len; 0 = SIZE_MAX */
+};
+
+void kz_buf_init(struct kz_buf *b, size_t max);
+void kz_buf_cleanup(struct kz_buf *b);
+/* Makes room for n more bytes; KZ_ETOOBIG over the cap, KZ_ENOMEM. On error nothing changes. */
+int kz_buf_reserve(struct kz_buf *b, size_t n);
+int kz_buf_append(struct kz_buf *b, const void *p, size_t n);
+/* Pointer to the first unconsumed byte. */
+static inline uint8_t *kz_buf_head(const struct kz_buf *b) { return b->data + b->off; }
+/* Pointer to free space after the data (after kz_buf_reserve). */
+static inline uint8_t *kz_buf_tail(const struct kz_buf *b) { return b->data + b->off + b->len; }
+void kz_buf_consume(struct kz_buf *b, size_t n);
+void kz_buf_reset(struct kz_buf *b);
+/* Releases memory when the buffer is empty and larger than keep bytes (idle connections). */
+void kz_buf_shrink(struct kz_buf *b, size_t keep);
+
+#endif

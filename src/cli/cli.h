@@ -1,0 +1,8 @@
+/* cli.h — the `kizuna` command table. */
+#ifndef CLI_H
+#define CLI_H
+void cli_help(const char *command);
+int cli_pub_main(int argc, char **argv);
+int cli_sub_main(int argc, char **argv);
+int cli_bench_main(int argc, char **argv);
+#endif

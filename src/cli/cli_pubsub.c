@@ -1,0 +1,317 @@
+/* cli_pubsub.c — `kizuna pub` and `kizuna sub`. */
+#include "cli/cli_client.h"
+#include "cli/cli.h"
+#include "base/kz_err.h"
+#include "base/kz_log.h"
+
+#include <getopt.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define COMMON_LONG                                                                  \
+	{ "host", required_argument, NULL, 'h' }, { "port", required_argument, NULL, 'p' }, \
+	{ "data", required_argument, NULL, 'd' }, { "cafile", required_argument, NULL, 1001 }, \
+	{ "cert", required_argument, NULL, 1002 }, { "key", required_argument, NULL, 1003 }, \
+	{ "protocol", required_argument, NULL, 'V' }, { "id", required_argument, NULL, 'i' }, \
+	{ "qos", required_argument, NULL, 'q' }, { "keepalive", required_argument, NULL, 'k' }
+#define COMMON_SHORT "h:p:d:V:i:q:k:"
+
+struct pubsub {
+	struct cli_mqtt m;
+	uv_loop_t loop;
+	struct net_loop nl;
+	uv_signal_t sigint;
+	const char **topics;
+	int n_topics;
+	const uint8_t *payload;
+	size_t payload_len;
+	bool retain, verbose, is_sub;
+	long count, received, repeat, sent, acked;
+	int exit_code;
+};
+
+static void on_sigint(uv_signal_t *h, int sig)
+{
+	struct pubsub *ps = h->data;
+	uv_signal_stop(h);
+	cli_mqtt_disconnect(&ps->m);
+}
+
+static void pub_next(struct pubsub *ps)
+{
+	while (ps->sent < ps->repeat) {
+		struct mqtt_packet p = { .type = MQTT_PUBLISH, .qos = ps->m.o->qos, .retain = ps->retain };
+		p.topic = mqtt_cstr(ps->topics[0]);
+		p.payload.p = ps->payload;
+		p.payload.len = (uint32_t)ps->payload_len;
+		if (p.qos)
+			p.packet_id = cli_mqtt_pid(&ps->m);
+		cli_mqtt_send(&ps->m, &p);
+		ps->sent++;
+		if (p.qos && ps->sent - ps->acked >= ps->m.server_receive_max)
+			return; /* respect the node's Receive Maximum */
+	}
+	if (ps->m.o->qos == 0 || ps->acked == ps->repeat)
+		cli_mqtt_disconnect(&ps->m);
+}
+
+static void print_msg(struct pubsub *ps, const struct mqtt_packet *pkt)
+{
+	if (ps->verbose)
+		printf("%.*s ", (int)pkt->topic.len, (const char *)pkt->topic.p);
+	fwrite(pkt->payload.p, 1, pkt->payload.len, stdout);
+	putchar('\n');
+	fflush(stdout);
+}
+
+static void on_packet(struct cli_mqtt *m, const struct mqtt_packet *pkt)
+{
+	struct pubsub *ps = m->user;
+	switch (pkt->type) {
+	case MQTT_CONNACK:
+		if (pkt->reason) {
+			fprintf(stderr, "kizuna: connection refused: 0x%02X %s%s%.*s\n", pkt->reason,
+				mqtt_rc_name(pkt->reason), pkt->props.reason_string.len ? ": " : "",
+				(int)pkt->props.reason_string.len, (const char *)pkt->props.reason_string.p);
+			ps->exit_code = 1;
+			return;
+		}
+		if (ps->is_sub) {
+			struct kz_buf list;
+			kz_buf_init(&list, 0);
+			for (int i = 0; i < ps->n_topics; i++) {
+				size_t l = strlen(ps->topics[i]);
+				uint8_t h[2] = { (uint8_t)(l >> 8), (uint8_t)l };
+				(void)kz_buf_append(&list, h, 2);
+				(void)kz_buf_append(&list, ps->topics[i], l);
+				(void)kz_buf_append(&list, &m->o->qos, 1);
+			}
+			struct mqtt_packet s = { .type = MQTT_SUBSCRIBE, .packet_id = cli_mqtt_pid(m) };
+			s.payload.p = kz_buf_head(&list);
+			s.payload.len = (uint32_t)list.len;
+			cli_mqtt_send(m, &s);
+			kz_buf_cleanup(&list);
+		} else {
+			pub_next(ps);
+		}
+		return;
+	case MQTT_SUBACK:
+		for (uint32_t i = 0; i < pkt->payload.len; i++) {
+			if (pkt->payload.p[i] >= 0x80) {
+				fprintf(stderr, "kizuna: subscription to '%s' refused: 0x%02X %s\n",
+					ps->topics[i < (uint32_t)ps->n_topics ? i : 0], pkt->payload.p[i],
+					mqtt_rc_name(pkt->payload.p[i]));
+				ps->exit_code = 1;
+			}
+		}
+		return;
+	case MQTT_PUBLISH:
+		print_msg(ps, pkt);
+		if (pkt->qos == 1) {
+			struct mqtt_packet a = { .type = MQTT_PUBACK, .packet_id = pkt->packet_id };
+			cli_mqtt_send(m, &a);
+		} else if (pkt->qos == 2) {
+			struct mqtt_packet a = { .type = MQTT_PUBREC, .packet_id = pkt->packet_id };
+			cli_mqtt_send(m, &a);
+		}
+		if (ps->count && ++ps->received >= ps->count)
+			cli_mqtt_disconnect(m);
+		return;
+	case MQTT_PUBREL: {
+		struct mqtt_packet a = { .type = MQTT_PUBCOMP, .packet_id = pkt->packet_id };
+		cli_mqtt_send(m, &a);
+		return;
+	}
+	case MQTT_PUBACK:
+	case MQTT_PUBCOMP:
+	case MQTT_PUBREC:
+		if (pkt->reason >= 0x80) {
+			fprintf(stderr, "kizuna: publish refused: 0x%02X %s%s%.*s\n", pkt->reason,
+				mqtt_rc_name(pkt->reason), pkt->props.reason_string.len ? ": " : "",
+				(int)pkt->props.reason_string.len, (const char *)pkt->props.reason_string.p);
+			ps->exit_code = 1;
+		}
+		if (pkt->type == MQTT_PUBREC && pkt->reason < 0x80) {
+			struct mqtt_packet a = { .type = MQTT_PUBREL, .packet_id = pkt->packet_id };
+			cli_mqtt_send(m, &a);
+			return;
+		}
+		ps->acked++;
+		pub_next(ps);
+		return;
+	case MQTT_DISCONNECT:
+		fprintf(stderr, "kizuna: disconnected by the node: 0x%02X %s%s%.*s\n", pkt->reason,
+			mqtt_rc_name(pkt->reason), pkt->props.reason_string.len ? ": " : "",
+			(int)pkt->props.reason_string.len, (const char *)pkt->props.reason_string.p);
+		if (pkt->reason >= 0x80)
+			ps->exit_code = 1;
+		return;
+	default:
+		return;
+	}
+}
+
+static void on_closed(struct cli_mqtt *m)
+{
+	struct pubsub *ps = m->user;
+	if (!m->is_connected && !ps->exit_code) {
+		fprintf(stderr, "kizuna: connection to %s:%d closed before CONNACK (TLS refused?)\n",
+			m->o->host, m->o->port);
+		ps->exit_code = 1;
+	}
+	uv_signal_stop(&ps->sigint);
+	uv_close((uv_handle_t *)&ps->sigint, NULL);
+	net_loop_close(&ps->nl);
+}
+
+static int run(struct pubsub *ps, struct cli_opts *o)
+{
+	SSL_CTX *ctx = cli_tls_ctx(o);
+	if (!ctx)
+		return 1;
+	uv_loop_init(&ps->loop);
+	net_loop_init(&ps->nl, &ps->loop);
+	uv_signal_init(&ps->loop, &ps->sigint);
+	ps->sigint.data = ps;
+	uv_signal_start(&ps->sigint, on_sigint, SIGINT);
+	ps->m.on_packet = on_packet;
+	ps->m.on_closed = on_closed;
+	ps->m.user = ps;
+	if (cli_mqtt_connect(&ps->m, &ps->nl, ctx, o)) {
+		SSL_CTX_free(ctx);
+		return 1;
+	}
+	uv_run(&ps->loop, UV_RUN_DEFAULT);
+	uv_loop_close(&ps->loop);
+	SSL_CTX_free(ctx);
+	return ps->exit_code;
+}
+
+int cli_sub_main(int argc, char **argv)
+{
+	static const struct option opts[] = { COMMON_LONG, { "topic", required_argument, NULL, 't' },
+		{ "verbose", no_argument, NULL, 'v' }, { "count", required_argument, NULL, 'C' },
+		{ "session-expiry", required_argument, NULL, 'x' }, { "help", no_argument, NULL, 'H' },
+		{ NULL, 0, NULL, 0 } };
+	struct pubsub ps;
+	struct cli_opts o;
+	memset(&ps, 0, sizeof ps);
+	cli_opts_default(&o);
+	const char *data = NULL;
+	const char *topics[64];
+	ps.topics = topics;
+	ps.is_sub = true;
+	int c;
+	optind = 1;
+	while ((c = getopt_long(argc, argv, COMMON_SHORT "t:vC:x:c", opts, NULL)) != -1) {
+		int r = cli_opts_parse(&o, c, optarg);
+		if (r < 0) {
+			fprintf(stderr, "kizuna sub: bad value '%s'\n", optarg);
+			return 2;
+		}
+		if (r)
+			continue;
+		switch (c) {
+		case 'd': data = optarg; break;
+		case 't':
+			if (ps.n_topics == 64) {
+				fprintf(stderr, "kizuna sub: at most 64 topics\n");
+				return 2;
+			}
+			topics[ps.n_topics++] = optarg;
+			break;
+		case 'v': ps.verbose = true; break;
+		case 'C': ps.count = atol(optarg); break;
+		case 'x': o.session_expiry = (uint32_t)strtoul(optarg, NULL, 10); break;
+		case 'c': o.clean = false; break;
+		case 'H': cli_help("sub"); return 0;
+		default: cli_help("sub"); return 2;
+		}
+	}
+	if (ps.n_topics == 0) {
+		fprintf(stderr, "kizuna sub: give at least one -t TOPIC-FILTER\n");
+		return 2;
+	}
+	cli_opts_finish(&o, data);
+	return run(&ps, &o);
+}
+
+int cli_pub_main(int argc, char **argv)
+{
+	static const struct option opts[] = { COMMON_LONG, { "topic", required_argument, NULL, 't' },
+		{ "message", required_argument, NULL, 'm' }, { "file", required_argument, NULL, 'f' },
+		{ "retain", no_argument, NULL, 'r' }, { "repeat", required_argument, NULL, 'n' },
+		{ "help", no_argument, NULL, 'H' }, { NULL, 0, NULL, 0 } };
+	struct pubsub ps;
+	struct cli_opts o;
+	memset(&ps, 0, sizeof ps);
+	cli_opts_default(&o);
+	const char *data = NULL, *topic = NULL, *file = NULL, *msg = NULL;
+	ps.repeat = 1;
+	int c;
+	optind = 1;
+	while ((c = getopt_long(argc, argv, COMMON_SHORT "t:m:f:rn:", opts, NULL)) != -1) {
+		int r = cli_opts_parse(&o, c, optarg);
+		if (r < 0) {
+			fprintf(stderr, "kizuna pub: bad value '%s'\n", optarg);
+			return 2;
+		}
+		if (r)
+			continue;
+		switch (c) {
+		case 'd': data = optarg; break;
+		case 't': topic = optarg; break;
+		case 'm': msg = optarg; break;
+		case 'f': file = optarg; break;
+		case 'r': ps.retain = true; break;
+		case 'n': ps.repeat = atol(optarg); break;
+		case 'H': cli_help("pub"); return 0;
+		default: cli_help("pub"); return 2;
+		}
+	}
+	if (!topic || (!msg && !file) || (msg && file) || ps.repeat < 1) {
+		fprintf(stderr, "kizuna pub: give -t TOPIC and one of -m MESSAGE or -f FILE\n");
+		return 2;
+	}
+	char *buf = NULL;
+	if (file) {
+		FILE *f = strcmp(file, "-") == 0 ? stdin : fopen(file, "rb");
+		if (!f) {
+			fprintf(stderr, "kizuna pub: cannot open %s\n", file);
+			return 1;
+		}
+		size_t cap = 0, len = 0, n;
+		char chunk[65536];
+		while ((n = fread(chunk, 1, sizeof chunk, f)) > 0) {
+			if (len + n > (256u << 20)) {
+				fprintf(stderr, "kizuna pub: %s is larger than 256 MiB\n", file);
+				return 1;
+			}
+			if (len + n > cap) {
+				cap = (len + n) * 2;
+				char *nb = realloc(buf, cap);
+				if (!nb)
+					return 1;
+				buf = nb;
+			}
+			memcpy(buf + len, chunk, n);
+			len += n;
+		}
+		if (f != stdin)
+			fclose(f);
+		ps.payload = (const uint8_t *)buf;
+		ps.payload_len = len;
+	} else {
+		ps.payload = (const uint8_t *)msg;
+		ps.payload_len = strlen(msg);
+	}
+	const char *topics[1] = { topic };
+	ps.topics = topics;
+	ps.n_topics = 1;
+	cli_opts_finish(&o, data);
+	int rc = run(&ps, &o);
+	free(buf);
+	return rc;
+}

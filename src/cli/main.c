@@ -1,0 +1,116 @@
+/* main.c — the `kizuna` binary: one table of commands drives dispatch and help. */
+#include "cli/cli.h"
+#include "cli/cli_client.h"
+#include "node/node_config.h"
+#include "node/node_serve.h"
+
+#include <stdio.h>
+#include <string.h>
+
+static int help_main(int argc, char **argv);
+static int version_main(int argc, char **argv)
+{
+	printf("kizuna %s\n", KZ_VERSION);
+	return 0;
+}
+
+struct command {
+	const char *name;
+	int (*run)(int argc, char **argv);
+	const char *summary;
+	const char *help;
+};
+
+static const struct command commands[] = {
+	{ "serve", node_serve_main, "run a node",
+	  "usage: kizuna serve [--config FILE] [--data DIR] [--check]\n\n"
+	  "Runs a node: MQTT 3.1.1/5.0 over TLS 1.3 with client certificates (default port 8883).\n"
+	  "On first start with an empty data directory it creates a development PKI in DIR/pki\n"
+	  "(ca, server and admin certificates, ECDSA P-256) and prints ready-to-paste client lines.\n\n"
+	  "  -c, --config FILE   configuration file (see `kizuna help config`)\n"
+	  "  -d, --data DIR      data directory (default ./var; overrides data_dir)\n"
+	  "  -k, --check         validate the configuration, print errors as file:line: message,\n"
+	  "                      exit 0 when valid, 1 when not\n\n"
+	  "SIGTERM or SIGINT: stop accepting, send MQTT 5 clients DISCONNECT 0x8B (Server shutting\n"
+	  "down), close every connection, exit 0.\n" },
+	{ "pub", cli_pub_main, "publish a message",
+	  "usage: kizuna pub -t TOPIC (-m MESSAGE | -f FILE|-) [options]\n\n"
+	  "  -t, --topic T       topic name\n"
+	  "  -m, --message M     payload\n"
+	  "  -f, --file F        payload from a file, - for standard input\n"
+	  "  -r, --retain        set the retain flag (an empty payload deletes a retained message)\n"
+	  "  -n, --repeat N      publish N times\n" CLI_COMMON_HELP
+	  "\nExits 0 when every message was accepted (QoS 1/2: acknowledged), 1 otherwise.\n" },
+	{ "sub", cli_sub_main, "subscribe and print messages",
+	  "usage: kizuna sub -t FILTER [-t FILTER ...] [options]\n\n"
+	  "  -t, --topic F       topic filter (+ and # wildcards, $share/GROUP/FILTER)\n"
+	  "  -v, --verbose       print the topic before each payload\n"
+	  "  -C, --count N       exit after N messages\n"
+	  "  -c                  keep the session (clean start off)\n"
+	  "  -x, --session-expiry S  session expiry interval in seconds (MQTT 5)\n" CLI_COMMON_HELP },
+	{ "bench", cli_bench_main, "MQTT load generator",
+	  "usage: kizuna bench mqtt [options]   (see `kizuna bench mqtt --help`)\n" },
+	{ "help", help_main, "help on a command, or `help config`",
+	  "usage: kizuna help [COMMAND | config]\n" },
+	{ "version", version_main, "print the version", "usage: kizuna version\n" },
+};
+
+void cli_help(const char *name)
+{
+	for (size_t i = 0; i < sizeof commands / sizeof commands[0]; i++) {
+		if (strcmp(commands[i].name, name) == 0) {
+			fputs(commands[i].help, stdout);
+			return;
+		}
+	}
+}
+
+static void overview(FILE *f)
+{
+	fprintf(f, "kizuna %s — zero-trust data fabric node\n\nusage: kizuna COMMAND [ARGS]\n\n", KZ_VERSION);
+	for (size_t i = 0; i < sizeof commands / sizeof commands[0]; i++)
+		fprintf(f, "  %-10s %s\n", commands[i].name, commands[i].summary);
+	fprintf(f, "\n`kizuna help COMMAND` for details, `kizuna help config` for the configuration file.\n");
+}
+
+static int help_main(int argc, char **argv)
+{
+	if (argc < 2) {
+		overview(stdout);
+		return 0;
+	}
+	if (strcmp(argv[1], "config") == 0) {
+		int man = argc > 2 && strcmp(argv[2], "--man") == 0;
+		if (!man)
+			printf("Configuration file: one `key = value` per line; `#` starts a comment.\n"
+			       "Unknown keys and bad values are errors (see `kizuna serve --check`).\n\n");
+		node_config_print_help(stdout, man);
+		return 0;
+	}
+	for (size_t i = 0; i < sizeof commands / sizeof commands[0]; i++) {
+		if (strcmp(commands[i].name, argv[1]) == 0) {
+			fputs(commands[i].help, stdout);
+			return 0;
+		}
+	}
+	fprintf(stderr, "kizuna help: no command '%s'\n", argv[1]);
+	return 2;
+}
+
+int main(int argc, char **argv)
+{
+	if (argc < 2) {
+		overview(stderr);
+		return 2;
+	}
+	if (strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0)
+		return help_main(1, argv);
+	if (strcmp(argv[1], "--version") == 0)
+		return version_main(0, NULL);
+	for (size_t i = 0; i < sizeof commands / sizeof commands[0]; i++)
+		if (strcmp(commands[i].name, argv[1]) == 0)
+			return commands[i].run(argc - 1, argv + 1);
+	fprintf(stderr, "kizuna: unknown command '%s'\n\n", argv[1]);
+	overview(stderr);
+	return 2;
+}

@@ -1,0 +1,520 @@
+/* mqtt_broker.c — shards, routing, the retained store and shared subscriptions. */
+#include "mqtt/mqtt_internal.h"
+#include "base/kz_err.h"
+#include "base/kz_hash.h"
+#include "base/kz_log.h"
+#include "base/kz_time.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+void mqtt_limits_default(struct mqtt_limits *lim)
+{
+	lim->max_packet_size = 1u << 20;
+	lim->max_topic_len = 1024;
+	lim->max_topic_levels = 32;
+	lim->max_subs_per_client = 1000;
+	lim->max_inflight = 64;
+	lim->max_queued_msgs = 10000;
+	lim->max_queued_bytes = 64u << 20;
+	lim->max_connections = 100000;
+	lim->connect_timeout_ms = 10000;
+	lim->max_publish_rate = 0;
+	lim->max_keepalive = 0;
+	lim->max_session_expiry = 7 * 24 * 3600;
+	lim->topic_alias_max = 16;
+	lim->max_out_buffer = 4u << 20;
+	lim->max_retained = 100000;
+	lim->max_client_id_len = 256;
+}
+
+int mqtt_broker_init(struct mqtt_broker *b, const struct mqtt_limits *lim, unsigned n_shards)
+{
+	memset(b, 0, sizeof *b);
+	kz_hash_seed();
+	b->lim = *lim;
+	b->topic_lim.max_len = lim->max_topic_len;
+	b->topic_lim.max_levels = lim->max_topic_levels;
+	b->n_shards = n_shards;
+	b->shards = calloc(n_shards, sizeof *b->shards);
+	if (!b->shards || mqtt_trie_init(&b->retained, 0))
+		return KZ_ENOMEM;
+	pthread_mutex_init(&b->retained_lock, NULL);
+	pthread_rwlock_init(&b->share_lock, NULL);
+	for (unsigned i = 0; i < n_shards; i++) {
+		struct mqtt_shard *s = &b->shards[i];
+		s->broker = b;
+		s->idx = i;
+		s->now_ms = kz_now_mono_ms();
+		pthread_mutex_init(&s->inbox_lock, NULL);
+		s->outbox = calloc(n_shards, sizeof *s->outbox);
+		if (!s->outbox || mqtt_trie_init(&s->subs, 0))
+			return KZ_ENOMEM;
+	}
+	return KZ_OK;
+}
+
+static void retained_free_visit(struct mqtt_trie_node *nd, void *ctx)
+{
+	(void)ctx;
+	mqtt_msg_unref(nd->value);
+	nd->value = NULL;
+}
+
+static void envq_release(struct mqtt_envq *q)
+{
+	for (uint32_t i = 0; i < q->n; i++) {
+		mqtt_msg_unref(q->v[i].msg);
+		free(q->v[i].client_id);
+	}
+	free(q->v);
+	memset(q, 0, sizeof *q);
+}
+
+void mqtt_broker_cleanup(struct mqtt_broker *b)
+{
+	for (unsigned i = 0; b->shards && i < b->n_shards; i++) {
+		struct mqtt_shard *s = &b->shards[i];
+		for (uint32_t k = 0; k < s->cap_sessions; k++) {
+			if (s->sessions[k]) {
+				struct mqtt_session *ss = s->sessions[k];
+				s->sessions[k] = NULL;
+				mqtt_session_free(ss);
+			}
+		}
+		free(s->sessions);
+		for (unsigned j = 0; j < b->n_shards && s->outbox; j++)
+			envq_release(&s->outbox[j]);
+		free(s->outbox);
+		envq_release(&s->inbox);
+		envq_release(&s->draining);
+		mqtt_trie_cleanup(&s->subs);
+		pthread_mutex_destroy(&s->inbox_lock);
+	}
+	free(b->shards);
+	if (b->retained.root)
+		mqtt_trie_walk(b->retained.root, retained_free_visit, NULL);
+	mqtt_trie_cleanup(&b->retained);
+	for (struct mqtt_share_group *g = b->groups, *n; g; g = n) {
+		n = g->next;
+		for (uint32_t i = 0; i < g->n; i++)
+			free(g->m[i].client_id);
+		free(g->m);
+		free(g->group);
+		free(g->filter);
+		free(g);
+	}
+	pthread_mutex_destroy(&b->retained_lock);
+	pthread_rwlock_destroy(&b->share_lock);
+}
+
+unsigned mqtt_broker_home(const struct mqtt_broker *b, const uint8_t *id, size_t n)
+{
+	return (unsigned)(kz_hash(id, n) % b->n_shards);
+}
+
+void mqtt_broker_stats(struct mqtt_broker *b, uint64_t out[6])
+{
+	memset(out, 0, 6 * sizeof out[0]);
+	for (unsigned i = 0; i < b->n_shards; i++) {
+		struct mqtt_stats *st = &b->shards[i].stats;
+		out[0] += atomic_load(&st->msgs_in);
+		out[1] += atomic_load(&st->msgs_out);
+		out[2] += atomic_load(&st->bytes_in);
+		out[3] += atomic_load(&st->bytes_out);
+		out[4] += atomic_load(&st->dropped);
+	}
+	out[5] = atomic_load(&b->n_connections);
+}
+
+/* ---------- envelopes between shards ---------- */
+
+static int envq_push(struct mqtt_envq *q, const struct mqtt_env *e)
+{
+	if (q->n == q->cap) {
+		uint32_t ncap = q->cap ? q->cap * 2 : 64;
+		struct mqtt_env *nv = realloc(q->v, ncap * sizeof *nv);
+		if (!nv)
+			return KZ_ENOMEM;
+		q->v = nv;
+		q->cap = ncap;
+	}
+	q->v[q->n++] = *e;
+	return KZ_OK;
+}
+
+static void inbox_append(struct mqtt_broker *b, unsigned idx, struct mqtt_envq *src)
+{
+	struct mqtt_shard *d = &b->shards[idx];
+	bool was_empty;
+	pthread_mutex_lock(&d->inbox_lock);
+	was_empty = d->inbox.n == 0;
+	if (d->inbox.n == 0 && d->inbox.cap < src->cap) {
+		struct mqtt_envq tmp = d->inbox;
+		d->inbox = *src;
+		*src = tmp;
+	} else {
+		for (uint32_t i = 0; i < src->n; i++) {
+			if (envq_push(&d->inbox, &src->v[i])) {
+				mqtt_msg_unref(src->v[i].msg);
+				free(src->v[i].client_id);
+			}
+		}
+		src->n = 0;
+	}
+	pthread_mutex_unlock(&d->inbox_lock);
+	if (was_empty && b->wake)
+		b->wake(b->ctx, idx);
+}
+
+int mqtt_broker_post_foreign(struct mqtt_broker *b, unsigned idx, void *foreign)
+{
+	struct mqtt_shard *d = &b->shards[idx];
+	struct mqtt_env e = { .kind = MQTT_ENV_FOREIGN, .foreign = foreign };
+	pthread_mutex_lock(&d->inbox_lock);
+	int rc = envq_push(&d->inbox, &e);
+	pthread_mutex_unlock(&d->inbox_lock);
+	if (!rc && b->wake)
+		b->wake(b->ctx, idx);
+	return rc;
+}
+
+void mqtt_shard_flush(struct mqtt_shard *s)
+{
+	struct mqtt_broker *b = s->broker;
+	for (unsigned i = 0; i < b->n_shards; i++)
+		if (s->outbox[i].n)
+			inbox_append(b, i, &s->outbox[i]);
+}
+
+/* ---------- routing ---------- */
+
+struct route_ctx {
+	struct mqtt_shard *s;
+	struct mqtt_msg *msg;
+};
+
+static void deliver_sub(struct mqtt_sub *sub, struct mqtt_msg *msg)
+{
+	struct mqtt_session *ss = sub->session;
+	if (sub->no_local && msg->origin == ss->uid)
+		return;
+	uint8_t qos = msg->qos < sub->qos ? msg->qos : sub->qos;
+	bool retain = sub->retain_as_published && msg->retain;
+	mqtt_session_deliver(ss, msg, qos, retain, sub->sub_id);
+}
+
+static void route_visit(struct mqtt_trie_node *nd, void *ctx)
+{
+	struct route_ctx *rc = ctx;
+	struct mqtt_sublist *l = nd->value;
+	for (uint32_t i = 0; i < l->n; i++)
+		deliver_sub(l->v[i], rc->msg);
+}
+
+static void route_local(struct mqtt_shard *s, struct mqtt_msg *msg)
+{
+	struct route_ctx rc = { s, msg };
+	if (atomic_load_explicit(&s->n_subs, memory_order_relaxed) == 0)
+		return;
+	mqtt_trie_match_topic(&s->subs, msg->topic, msg->topic_len, route_visit, &rc);
+}
+
+static void route_shared(struct mqtt_shard *s, struct mqtt_msg *msg)
+{
+	struct mqtt_broker *b = s->broker;
+	pthread_rwlock_rdlock(&b->share_lock);
+	for (struct mqtt_share_group *g = b->groups; g; g = g->next) {
+		if (g->n == 0 || !mqtt_topic_match((uint8_t *)g->filter, g->filter_len, msg->topic,
+						   msg->topic_len))
+			continue;
+		/* Round robin across members (MQTT 5.0 §4.8.2: one member per message). */
+		uint32_t k = atomic_fetch_add_explicit(&g->rr, 1, memory_order_relaxed) % g->n;
+		struct mqtt_share_member *m = &g->m[k];
+		uint8_t qos = msg->qos < m->qos ? msg->qos : m->qos;
+		if (m->shard == s->idx) {
+			struct mqtt_session *ss = mqtt_session_find(s, (uint8_t *)m->client_id,
+								    strlen(m->client_id));
+			if (ss)
+				mqtt_session_deliver(ss, msg, qos, false, m->sub_id);
+			continue;
+		}
+		struct mqtt_env e = { .kind = MQTT_ENV_DIRECT, .qos = qos, .sub_id = m->sub_id,
+				      .msg = mqtt_msg_ref(msg), .client_id = strdup(m->client_id) };
+		if (!e.client_id || envq_push(&s->outbox[m->shard], &e)) {
+			mqtt_msg_unref(msg);
+			free(e.client_id);
+		}
+	}
+	pthread_rwlock_unlock(&b->share_lock);
+}
+
+void mqtt_shard_route(struct mqtt_shard *s, struct mqtt_msg *msg)
+{
+	struct mqtt_broker *b = s->broker;
+	route_local(s, msg);
+	for (unsigned i = 0; i < b->n_shards; i++) {
+		if (i == s->idx || atomic_load_explicit(&b->shards[i].n_subs, memory_order_relaxed) == 0)
+			continue;
+		struct mqtt_env e = { .kind = MQTT_ENV_PUBLISH, .msg = mqtt_msg_ref(msg) };
+		if (envq_push(&s->outbox[i], &e))
+			mqtt_msg_unref(msg);
+	}
+	if (atomic_load_explicit(&b->n_share_members, memory_order_relaxed))
+		route_shared(s, msg);
+}
+
+void mqtt_shard_drain(struct mqtt_shard *s)
+{
+	pthread_mutex_lock(&s->inbox_lock);
+	struct mqtt_envq tmp = s->draining;
+	s->draining = s->inbox;
+	s->inbox = tmp;
+	pthread_mutex_unlock(&s->inbox_lock);
+	struct mqtt_envq *q = &s->draining;
+	for (uint32_t i = 0; i < q->n; i++) {
+		struct mqtt_env *e = &q->v[i];
+		switch (e->kind) {
+		case MQTT_ENV_PUBLISH:
+			route_local(s, e->msg);
+			break;
+		case MQTT_ENV_DIRECT: {
+			struct mqtt_session *ss = mqtt_session_find(s, (uint8_t *)e->client_id,
+								    strlen(e->client_id));
+			if (ss)
+				mqtt_session_deliver(ss, e->msg, e->qos, e->retain, e->sub_id);
+			free(e->client_id);
+			break;
+		}
+		case MQTT_ENV_FOREIGN:
+			if (s->broker->on_foreign)
+				s->broker->on_foreign(s->broker->ctx, s->idx, e->foreign);
+			break;
+		}
+		mqtt_msg_unref(e->msg);
+	}
+	q->n = 0;
+}
+
+/* ---------- retained store ---------- */
+
+int mqtt_retained_set(struct mqtt_broker *b, struct mqtt_msg *msg)
+{
+	int rc = KZ_OK;
+	pthread_mutex_lock(&b->retained_lock);
+	struct mqtt_trie_node *nd = mqtt_trie_get(&b->retained, msg->topic, msg->topic_len,
+						   msg->payload_len > 0);
+	if (msg->payload_len == 0) { /* §3.3.1.3: an empty retained message deletes */
+		if (nd && nd->value) {
+			mqtt_msg_unref(nd->value);
+			nd->value = NULL;
+			b->n_retained--;
+			mqtt_trie_prune(&b->retained, nd);
+		}
+	} else if (!nd) {
+		rc = KZ_ENOMEM;
+	} else if (!nd->value && b->n_retained >= b->lim.max_retained) {
+		mqtt_trie_prune(&b->retained, nd);
+		rc = KZ_ETOOBIG;
+	} else {
+		if (nd->value)
+			mqtt_msg_unref(nd->value);
+		else
+			b->n_retained++;
+		nd->value = mqtt_msg_ref(msg);
+	}
+	pthread_mutex_unlock(&b->retained_lock);
+	return rc;
+}
+
+struct retained_ctx {
+	struct mqtt_sub *sub;
+	struct mqtt_msg **found;
+	uint32_t n, cap;
+};
+
+static void retained_visit(struct mqtt_trie_node *nd, void *ctx)
+{
+	struct retained_ctx *rc = ctx;
+	if (rc->n == rc->cap) {
+		uint32_t ncap = rc->cap ? rc->cap * 2 : 16;
+		struct mqtt_msg **nv = realloc(rc->found, ncap * sizeof *nv);
+		if (!nv)
+			return;
+		rc->found = nv;
+		rc->cap = ncap;
+	}
+	rc->found[rc->n++] = mqtt_msg_ref(nd->value);
+}
+
+void mqtt_retained_deliver(struct mqtt_broker *b, struct mqtt_sub *sub)
+{
+	struct retained_ctx rc = { sub, NULL, 0, 0 };
+	/* Collect under the lock, deliver outside it: delivery may encode large packets. */
+	pthread_mutex_lock(&b->retained_lock);
+	mqtt_trie_match_filter(&b->retained, (uint8_t *)sub->filter, sub->filter_len,
+			       retained_visit, &rc);
+	pthread_mutex_unlock(&b->retained_lock);
+	for (uint32_t i = 0; i < rc.n; i++) {
+		struct mqtt_msg *m = rc.found[i];
+		uint8_t qos = m->qos < sub->qos ? m->qos : sub->qos;
+		mqtt_session_deliver(sub->session, m, qos, true, sub->sub_id);
+		mqtt_msg_unref(m);
+	}
+	free(rc.found);
+}
+
+/* ---------- shared subscriptions ---------- */
+
+int mqtt_share_add(struct mqtt_broker *b, const struct mqtt_sub *sub, unsigned shard)
+{
+	int rc = KZ_ENOMEM;
+	pthread_rwlock_wrlock(&b->share_lock);
+	struct mqtt_share_group *g = b->groups;
+	while (g && (strcmp(g->group, sub->group) != 0 || strcmp(g->filter, sub->filter) != 0))
+		g = g->next;
+	if (!g) {
+		g = calloc(1, sizeof *g);
+		if (!g)
+			goto out;
+		g->group = strdup(sub->group);
+		g->filter = strdup(sub->filter);
+		g->filter_len = sub->filter_len;
+		if (!g->group || !g->filter) {
+			free(g->group);
+			free(g->filter);
+			free(g);
+			goto out;
+		}
+		g->next = b->groups;
+		b->groups = g;
+	}
+	if (g->n == g->cap) {
+		uint32_t ncap = g->cap ? g->cap * 2 : 4;
+		struct mqtt_share_member *nm = realloc(g->m, ncap * sizeof *nm);
+		if (!nm)
+			goto out;
+		g->m = nm;
+		g->cap = ncap;
+	}
+	struct mqtt_share_member *m = &g->m[g->n];
+	m->client_id = strdup(sub->session->client_id);
+	if (!m->client_id)
+		goto out;
+	m->shard = shard;
+	m->qos = sub->qos;
+	m->sub_id = sub->sub_id;
+	g->n++;
+	atomic_fetch_add(&b->n_share_members, 1);
+	rc = KZ_OK;
+out:
+	pthread_rwlock_unlock(&b->share_lock);
+	return rc;
+}
+
+void mqtt_share_remove(struct mqtt_broker *b, const struct mqtt_sub *sub)
+{
+	pthread_rwlock_wrlock(&b->share_lock);
+	struct mqtt_share_group **pg = &b->groups;
+	while (*pg && (strcmp((*pg)->group, sub->group) != 0 || strcmp((*pg)->filter, sub->filter) != 0))
+		pg = &(*pg)->next;
+	struct mqtt_share_group *g = *pg;
+	if (g) {
+		for (uint32_t i = 0; i < g->n; i++) {
+			if (strcmp(g->m[i].client_id, sub->session->client_id) == 0) {
+				free(g->m[i].client_id);
+				g->m[i] = g->m[--g->n];
+				atomic_fetch_sub(&b->n_share_members, 1);
+				break;
+			}
+		}
+		if (g->n == 0) {
+			*pg = g->next;
+			free(g->m);
+			free(g->group);
+			free(g->filter);
+			free(g);
+		}
+	}
+	pthread_rwlock_unlock(&b->share_lock);
+}
+
+/* ---------- wills, clients, timers ---------- */
+
+void mqtt_shard_publish_will(struct mqtt_shard *s, struct mqtt_session *ss)
+{
+	struct mqtt_msg *w = ss->will;
+	w->created_ms = s->now_ms;
+	kz_info("session '%s': publishing will on '%.*s'", ss->client_id, (int)w->topic_len,
+		(const char *)w->topic);
+	if (w->retain)
+		(void)mqtt_retained_set(s->broker, w);
+	mqtt_shard_route(s, w);
+}
+
+void mqtt_shard_client_link(struct mqtt_shard *s, struct mqtt_client *c)
+{
+	c->shard = s;
+	c->prev = NULL;
+	c->next = s->clients;
+	if (s->clients)
+		s->clients->prev = c;
+	s->clients = c;
+	s->n_clients++;
+}
+
+void mqtt_shard_client_unlink(struct mqtt_shard *s, struct mqtt_client *c)
+{
+	if (c->prev)
+		c->prev->next = c->next;
+	else if (s->clients == c)
+		s->clients = c->next;
+	if (c->next)
+		c->next->prev = c->prev;
+	c->prev = c->next = NULL;
+	s->n_clients--;
+}
+
+void mqtt_shard_tick(struct mqtt_shard *s)
+{
+	uint64_t now = s->now_ms;
+	const struct mqtt_limits *lim = &s->broker->lim;
+	for (struct mqtt_client *c = s->clients, *n; c; c = n) {
+		n = c->next;
+		if (c->state == MQTT_CLIENT_NEW && now - c->accepted_ms > lim->connect_timeout_ms) {
+			kz_info("conn %llu %s: no CONNECT within %u ms; closing",
+				(unsigned long long)c->conn_id, c->peer_id, lim->connect_timeout_ms);
+			c->state = MQTT_CLIENT_CLOSING;
+			c->ops->close(c->transport);
+		} else if (c->state == MQTT_CLIENT_CONNECTED && c->keep_alive &&
+			   now - c->last_rx_ms > (uint64_t)c->keep_alive * 1500u) {
+			/* §3.1.2.10: 1.5 times the Keep Alive without a packet */
+			mqtt_client_disconnect(c, MQTT_RC_KEEPALIVE_TIMEOUT, "keep alive timeout");
+		}
+	}
+	for (uint32_t i = 0; i < s->cap_sessions; i++) {
+		struct mqtt_session *ss = s->sessions[i];
+		if (!ss || ss->client)
+			continue;
+		if (ss->will_at_ms && now >= ss->will_at_ms)
+			mqtt_session_fire_will(ss);
+		if (ss->expire_at_ms && now >= ss->expire_at_ms) {
+			kz_info("session '%s' expired", ss->client_id);
+			mqtt_session_end(ss);
+			i--; /* backward-shift may have moved another session into slot i */
+		}
+	}
+}
+
+void mqtt_shard_shutdown(struct mqtt_shard *s)
+{
+	for (struct mqtt_client *c = s->clients, *n; c; c = n) {
+		n = c->next;
+		if (c->state == MQTT_CLIENT_CONNECTED)
+			mqtt_client_disconnect(c, MQTT_RC_SHUTTING_DOWN, "server shutting down");
+		else if (c->state == MQTT_CLIENT_NEW) {
+			c->state = MQTT_CLIENT_CLOSING;
+			c->ops->close(c->transport);
+		}
+	}
+}

@@ -1,0 +1,305 @@
+/* mqtt_broker.h — the MQTT broker core: shards (one per network worker), sessions, clients,
+ * routing, retained messages and shared subscriptions. Protocol code only: it never calls
+ * libuv or OpenSSL; the network layer drives it through the functions below and supplies
+ * struct mqtt_transport_ops.
+ *
+ * Threading. Each shard is owned by one worker thread and touched only by it. A session
+ * lives on its client id's home shard (hash(client id) % shards); the network layer moves a
+ * connection there before its CONNECT is processed, so takeover, queues and in-flight state
+ * never cross threads. A PUBLISH is matched against the local subscription trie and handed by
+ * reference to every other shard that has subscriptions, through per-destination outboxes
+ * flushed once per loop iteration into the destination's inbox (one short lock per batch,
+ * never per message). The retained store (mutex) and the shared-subscription registry
+ * (rwlock, read only when shared subscriptions exist) are the only broker-wide state.
+ */
+#ifndef MQTT_BROKER_H
+#define MQTT_BROKER_H
+
+#include "base/kz_buf.h"
+#include "mqtt/mqtt_codec.h"
+#include "mqtt/mqtt_msg.h"
+#include "mqtt/mqtt_topic.h"
+#include "mqtt/mqtt_trie.h"
+
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+struct mqtt_limits {
+	uint32_t max_packet_size;     /* inbound bytes; advertised in CONNACK */
+	uint32_t max_topic_len;
+	uint32_t max_topic_levels;
+	uint32_t max_subs_per_client;
+	uint16_t max_inflight;        /* our Receive Maximum and the outbound window cap */
+	uint32_t max_queued_msgs;     /* per session */
+	uint64_t max_queued_bytes;    /* per session */
+	uint32_t max_connections;     /* per node */
+	uint32_t connect_timeout_ms;
+	uint32_t max_publish_rate;    /* PUBLISH packets per second per client; 0 = off */
+	uint16_t max_keepalive;       /* s; 0 = client's choice */
+	uint32_t max_session_expiry;  /* s */
+	uint16_t topic_alias_max;     /* inbound aliases accepted per connection */
+	uint32_t max_out_buffer;      /* pending output bytes per connection */
+	uint32_t max_retained;        /* retained messages per node */
+	uint32_t max_client_id_len;
+};
+
+void mqtt_limits_default(struct mqtt_limits *lim);
+
+struct mqtt_session;
+struct mqtt_client;
+struct mqtt_shard;
+
+/* Supplied by the network layer; all calls happen on the client's worker thread. */
+struct mqtt_transport_ops {
+	/* out gained bytes: flush them (coalesced, at the end of the loop iteration). */
+	void (*want_flush)(void *transport);
+	/* Flush what is pending, then close. mqtt_client_closed() follows. */
+	void (*close)(void *transport);
+	/* Move this connection to shard idx; mqtt_client_resume() follows there. */
+	void (*migrate)(void *transport, unsigned idx);
+};
+
+/* One subscription of a session (MQTT 5.0 §3.8.3.1 options). */
+struct mqtt_sub {
+	struct mqtt_session *session;
+	char *filter;  /* owns; without any $share prefix */
+	char *group;   /* owns; shared subscription group or NULL */
+	uint32_t filter_len;
+	uint32_t sub_id;
+	uint8_t qos, retain_handling;
+	bool no_local, retain_as_published;
+};
+
+/* A message on its way to one session. */
+struct mqtt_delivery {
+	struct mqtt_msg *msg; /* holds a reference */
+	uint32_t sub_id;
+	uint16_t packet_id;
+	uint8_t qos;
+	uint8_t state;        /* enum mqtt_out_state, in flight only */
+	bool retain;
+};
+
+/* Outbound QoS flow per message (MQTT 5.0 §4.3):
+ *   QoS 1: SENT --PUBACK--> done
+ *   QoS 2: SENT --PUBREC--> RELEASED (PUBREL sent) --PUBCOMP--> done
+ * On reconnect SENT is resent with DUP=1, RELEASED resends PUBREL. */
+enum mqtt_out_state { MQTT_OUT_SENT = 1, MQTT_OUT_RELEASED = 2 };
+
+/* Session lifecycle:
+ *   ONLINE (client != NULL) --connection closes--> OFFLINE (expire_at_ms set)
+ *   OFFLINE --CONNECT with clean_start=0--> ONLINE (session present)
+ *   OFFLINE --expiry passes / CONNECT with clean_start=1--> ended (freed)
+ * Invariants: (1) n_inflight <= inflight_cap; (2) every inflight packet id is unique and
+ * non-zero; (3) q_len <= lim.max_queued_msgs and q_bytes <= lim.max_queued_bytes;
+ * (4) session->client->session == session when online. */
+struct mqtt_session {
+	struct mqtt_shard *shard;
+	struct mqtt_client *client; /* borrowed; NULL when offline */
+	char *client_id;            /* owns */
+	uint32_t client_id_len;
+	uint64_t uid;
+	struct mqtt_sub **subs;     /* owns */
+	uint32_t n_subs, cap_subs;
+	struct mqtt_delivery *inflight; /* owns; inflight_cap slots, packet_id 0 = free */
+	uint32_t n_inflight, inflight_cap;
+	struct mqtt_delivery *queue;    /* owns; ring */
+	uint32_t q_head, q_len, q_cap;
+	uint64_t q_bytes;
+	uint8_t *rx_qos2;               /* owns; 65536-bit set of inbound QoS 2 ids, lazy */
+	uint32_t n_rx_qos2;
+	uint16_t next_pid;
+	uint32_t expiry_s;              /* Session Expiry Interval */
+	uint64_t expire_at_ms;          /* when offline */
+	struct mqtt_msg *will;          /* owns; NULL when none */
+	uint8_t will_qos;
+	bool will_retain;
+	uint32_t will_delay_s;
+	uint64_t will_at_ms;            /* pending delayed will, 0 = none */
+	uint64_t dropped;
+	bool is_overflowing;            /* log once per state change */
+};
+
+/* Connection state:
+ *   NEW --CONNECT ok--> CONNECTED --DISCONNECT/error/close--> CLOSING
+ *   NEW --bad CONNECT / timeout--> CLOSING */
+enum mqtt_client_state { MQTT_CLIENT_NEW, MQTT_CLIENT_CONNECTED, MQTT_CLIENT_CLOSING };
+
+struct mqtt_client {
+	struct mqtt_broker *broker;
+	struct mqtt_shard *shard;  /* NULL while migrating between shards */
+	const struct mqtt_transport_ops *ops;
+	void *transport;       /* borrowed */
+	struct kz_buf *out;    /* borrowed from the transport; encoded packets go here */
+	struct kz_buf in;      /* owns; an incomplete packet */
+	uint64_t conn_id;
+	char *peer_id;         /* owns; SPIFFE ID from the certificate */
+	char addr[64];
+	enum mqtt_client_state state;
+	uint8_t version;
+	struct mqtt_session *session; /* borrowed; the session owns itself */
+	uint16_t keep_alive;
+	uint64_t accepted_ms, last_rx_ms;
+	uint16_t peer_receive_max;
+	uint32_t peer_max_packet;
+	uint16_t peer_alias_max;
+	bool request_problem_info;
+	bool will_suppressed;         /* normal DISCONNECT received */
+	bool connect_expiry_zero;     /* CONNECT had Session Expiry 0 (§3.14.2.2.2) */
+	char **in_alias;              /* owns; [topic_alias_max + 1] topics */
+	char **out_alias;             /* owns; [peer_alias_max + 1] topics */
+	uint16_t out_alias_next;
+	uint64_t rate_window_ms;
+	uint32_t rate_count;
+	struct mqtt_client *prev, *next; /* shard's client list */
+};
+
+enum mqtt_env_kind { MQTT_ENV_PUBLISH = 1, MQTT_ENV_DIRECT, MQTT_ENV_FOREIGN };
+
+/* A unit of work crossing from one shard to another. */
+struct mqtt_env {
+	uint8_t kind;
+	uint8_t qos;
+	bool retain;
+	uint32_t sub_id;
+	struct mqtt_msg *msg; /* holds a reference */
+	char *client_id;      /* owns; DIRECT */
+	void *foreign;        /* FOREIGN: handed to broker->on_foreign */
+};
+
+struct mqtt_envq {
+	struct mqtt_env *v;
+	uint32_t n, cap;
+};
+
+struct mqtt_stats {
+	atomic_uint_fast64_t msgs_in, msgs_out, bytes_in, bytes_out, dropped, connections;
+};
+
+struct mqtt_shard {
+	struct mqtt_broker *broker;
+	unsigned idx;
+	struct mqtt_trie subs;          /* this shard's non-shared subscriptions */
+	atomic_uint n_subs;             /* read by other shards to skip broadcasting */
+	struct mqtt_session **sessions; /* owns; open-addressed by client id */
+	uint32_t n_sessions, cap_sessions;
+	struct mqtt_client *clients;    /* list head */
+	uint32_t n_clients;
+	struct mqtt_envq *outbox;       /* [n_shards] */
+	pthread_mutex_t inbox_lock;
+	struct mqtt_envq inbox;
+	struct mqtt_envq draining;
+	struct mqtt_stats stats;
+	uint64_t now_ms;                /* refreshed by the worker each iteration */
+};
+
+struct mqtt_share_member {
+	unsigned shard;
+	char *client_id; /* owns */
+	uint8_t qos;
+	uint32_t sub_id;
+};
+
+struct mqtt_share_group {
+	char *group, *filter; /* owns */
+	uint32_t filter_len;
+	struct mqtt_share_member *m; /* owns */
+	uint32_t n, cap;
+	atomic_uint rr;
+	struct mqtt_share_group *next;
+};
+
+struct mqtt_broker {
+	struct mqtt_limits lim;
+	struct mqtt_topic_limits topic_lim;
+	unsigned n_shards;
+	struct mqtt_shard *shards;   /* owns [n_shards] */
+	pthread_mutex_t retained_lock;
+	struct mqtt_trie retained;   /* value = struct mqtt_msg* */
+	uint32_t n_retained;
+	pthread_rwlock_t share_lock;
+	struct mqtt_share_group *groups;
+	atomic_uint n_share_members;
+	atomic_uint_fast64_t next_uid, next_conn_id;
+	atomic_uint n_connections;
+	atomic_bool is_shutting_down;
+	/* Wakes shard idx's worker after its inbox gained work (any thread). */
+	void (*wake)(void *ctx, unsigned idx);
+	void (*on_foreign)(void *ctx, unsigned idx, void *foreign);
+	void *ctx;
+};
+
+/* Broker: created before the workers start, freed after they stop. */
+int mqtt_broker_init(struct mqtt_broker *b, const struct mqtt_limits *lim, unsigned n_shards);
+void mqtt_broker_cleanup(struct mqtt_broker *b);
+unsigned mqtt_broker_home(const struct mqtt_broker *b, const uint8_t *client_id, size_t n);
+/* Sums the shards' counters. */
+void mqtt_broker_stats(struct mqtt_broker *b, uint64_t out[6]);
+/* Posts a FOREIGN envelope (net-layer work, e.g. a migrating connection) to shard idx from
+ * any thread; takes foreign. */
+int mqtt_broker_post_foreign(struct mqtt_broker *b, unsigned idx, void *foreign);
+
+/* Shard work, on its worker thread. */
+void mqtt_shard_drain(struct mqtt_shard *s);   /* process the inbox */
+void mqtt_shard_flush(struct mqtt_shard *s);   /* hand outboxes to other shards */
+void mqtt_shard_tick(struct mqtt_shard *s);    /* timers: keep alive, wills, expiry */
+void mqtt_shard_shutdown(struct mqtt_shard *s);/* DISCONNECT 0x8B to all, close */
+/* Routes a message accepted on shard s to every matching subscriber (takes nothing). */
+void mqtt_shard_route(struct mqtt_shard *s, struct mqtt_msg *msg);
+
+/* Retained store (any thread). Takes a reference when storing; empty payload deletes. */
+int mqtt_retained_set(struct mqtt_broker *b, struct mqtt_msg *msg);
+
+/* Clients. mqtt_client_new takes ownership of peer_id. */
+struct mqtt_client *mqtt_client_new(struct mqtt_shard *s, const struct mqtt_transport_ops *ops,
+				    void *transport, struct kz_buf *out, char *peer_id,
+				    const char *addr);
+/* Bytes from the peer (decrypted). */
+void mqtt_client_input(struct mqtt_client *c, const uint8_t *p, size_t n);
+/* After migrate(): the client now belongs to shard s; processes buffered input. */
+void mqtt_client_resume(struct mqtt_client *c, struct mqtt_shard *s, void *transport,
+			struct kz_buf *out);
+/* Detaches from a shard before migration (the transport will call resume on the target). */
+void mqtt_client_detach(struct mqtt_client *c);
+/* The transport drained its output: resume queued deliveries. */
+void mqtt_client_writable(struct mqtt_client *c);
+/* The transport closed; frees c. */
+void mqtt_client_closed(struct mqtt_client *c);
+/* Sends DISCONNECT (MQTT 5 only) with rc and why, then closes. */
+void mqtt_client_disconnect(struct mqtt_client *c, uint8_t rc, const char *why);
+
+/* Sessions (internal to the broker, exposed for tests). */
+struct mqtt_session *mqtt_session_new(struct mqtt_shard *s, const uint8_t *id, size_t n);
+void mqtt_session_free(struct mqtt_session *ss);
+struct mqtt_session *mqtt_session_find(struct mqtt_shard *s, const uint8_t *id, size_t n);
+/* Ends the session: publishes a pending will, drops subscriptions, frees it. */
+void mqtt_session_end(struct mqtt_session *ss);
+/* Queues or sends one message to the session. */
+void mqtt_session_deliver(struct mqtt_session *ss, struct mqtt_msg *msg, uint8_t qos,
+			  bool retain, uint32_t sub_id);
+/* Sends queued messages while the window allows. */
+void mqtt_session_pump(struct mqtt_session *ss);
+/* Resends in-flight messages after reconnect (§4.4). */
+void mqtt_session_resend(struct mqtt_session *ss);
+/* Handles PUBACK/PUBREC/PUBCOMP from the client. */
+void mqtt_session_ack(struct mqtt_session *ss, enum mqtt_type type, uint16_t pid, uint8_t reason);
+/* Adds or replaces a subscription; *existed tells whether it replaced one. */
+int mqtt_session_subscribe(struct mqtt_session *ss, const struct mqtt_sub_entry *e,
+			   const uint8_t *group, size_t group_len, const uint8_t *filter,
+			   size_t filter_len, uint32_t sub_id, bool *existed);
+/* Returns 0 when removed, KZ_ENOTFOUND when there was none. */
+int mqtt_session_unsubscribe(struct mqtt_session *ss, const uint8_t *f, size_t n);
+/* Publishes the will now (used on expiry of the delay or the session). */
+void mqtt_session_fire_will(struct mqtt_session *ss);
+bool mqtt_session_invariants_ok(const struct mqtt_session *ss);
+
+/* Outbound PUBLISH encoding (client.c); false when it could not be sent. */
+bool mqtt_client_send_publish(struct mqtt_client *c, const struct mqtt_delivery *d, bool dup);
+void mqtt_client_send_ack(struct mqtt_client *c, enum mqtt_type type, uint16_t pid,
+			  uint8_t reason, const char *why);
+/* Room in the output buffer for more QoS > 0 sends. */
+bool mqtt_client_can_send(const struct mqtt_client *c);
+
+#endif

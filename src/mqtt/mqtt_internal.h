@@ -1,0 +1,24 @@
+/* mqtt_internal.h — functions shared between the broker's own files only. */
+#ifndef MQTT_INTERNAL_H
+#define MQTT_INTERNAL_H
+
+#include "mqtt/mqtt_broker.h"
+
+/* Subscriber list stored as a subscription-trie node's value. */
+struct mqtt_sublist {
+	uint32_t n, cap;
+	struct mqtt_sub *v[];
+};
+
+int mqtt_share_add(struct mqtt_broker *b, const struct mqtt_sub *sub, unsigned shard);
+void mqtt_share_remove(struct mqtt_broker *b, const struct mqtt_sub *sub);
+/* Sends retained messages matching sub to its session (on subscribe). */
+void mqtt_retained_deliver(struct mqtt_broker *b, struct mqtt_sub *sub);
+/* Builds and routes the will message of a session. */
+void mqtt_shard_publish_will(struct mqtt_shard *s, struct mqtt_session *ss);
+void mqtt_shard_session_remove(struct mqtt_shard *s, struct mqtt_session *ss);
+int mqtt_shard_session_insert(struct mqtt_shard *s, struct mqtt_session *ss);
+void mqtt_shard_client_unlink(struct mqtt_shard *s, struct mqtt_client *c);
+void mqtt_shard_client_link(struct mqtt_shard *s, struct mqtt_client *c);
+
+#endif

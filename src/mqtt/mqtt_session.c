@@ -1,0 +1,550 @@
+/* mqtt_session.c — MQTT sessions: subscriptions, the outbound QoS window, the offline queue
+ * and inbound QoS 2 state (MQTT 5.0 §4.1, §4.3, §4.4). */
+#include "mqtt/mqtt_internal.h"
+#include "base/kz_err.h"
+#include "base/kz_hash.h"
+#include "base/kz_log.h"
+
+#include <assert.h>
+#include <stdlib.h>
+#include <string.h>
+
+struct mqtt_session *mqtt_session_new(struct mqtt_shard *s, const uint8_t *id, size_t n)
+{
+	struct mqtt_session *ss = calloc(1, sizeof *ss);
+	if (!ss)
+		return NULL;
+	ss->client_id = malloc(n + 1);
+	if (!ss->client_id) {
+		free(ss);
+		return NULL;
+	}
+	memcpy(ss->client_id, id, n);
+	ss->client_id[n] = 0;
+	ss->client_id_len = (uint32_t)n;
+	ss->shard = s;
+	ss->uid = atomic_fetch_add(&s->broker->next_uid, 1) + 1;
+	ss->next_pid = 1;
+	if (mqtt_shard_session_insert(s, ss)) {
+		free(ss->client_id);
+		free(ss);
+		return NULL;
+	}
+	return ss;
+}
+
+bool mqtt_session_invariants_ok(const struct mqtt_session *ss)
+{
+	const struct mqtt_limits *lim = &ss->shard->broker->lim;
+	if (ss->n_inflight > ss->inflight_cap)
+		return false;
+	uint32_t used = 0;
+	for (uint32_t i = 0; i < ss->inflight_cap; i++)
+		used += ss->inflight[i].packet_id != 0;
+	if (used != ss->n_inflight)
+		return false;
+	if (ss->q_len > lim->max_queued_msgs || ss->q_bytes > lim->max_queued_bytes)
+		return false;
+	return !ss->client || ss->client->session == ss;
+}
+
+static void sublist_remove(struct mqtt_shard *s, struct mqtt_sub *sub)
+{
+	struct mqtt_trie_node *nd = mqtt_trie_get(&s->subs, (const uint8_t *)sub->filter,
+						   sub->filter_len, 0);
+	if (!nd || !nd->value)
+		return;
+	struct mqtt_sublist *l = nd->value;
+	for (uint32_t i = 0; i < l->n; i++) {
+		if (l->v[i] == sub) {
+			l->v[i] = l->v[--l->n];
+			break;
+		}
+	}
+	if (l->n == 0) {
+		free(l);
+		nd->value = NULL;
+		mqtt_trie_prune(&s->subs, nd);
+	}
+	atomic_fetch_sub(&s->n_subs, 1);
+}
+
+static int sublist_add(struct mqtt_shard *s, struct mqtt_sub *sub)
+{
+	struct mqtt_trie_node *nd = mqtt_trie_get(&s->subs, (const uint8_t *)sub->filter,
+						   sub->filter_len, 1);
+	if (!nd)
+		return KZ_ENOMEM;
+	struct mqtt_sublist *l = nd->value;
+	if (!l || l->n == l->cap) {
+		uint32_t ncap = l ? l->cap * 2 : 2;
+		struct mqtt_sublist *nl = realloc(l, sizeof *nl + ncap * sizeof nl->v[0]);
+		if (!nl) {
+			if (!l)
+				mqtt_trie_prune(&s->subs, nd);
+			return KZ_ENOMEM;
+		}
+		if (!l)
+			nl->n = 0;
+		nl->cap = ncap;
+		l = nl;
+		nd->value = l;
+	}
+	l->v[l->n++] = sub;
+	atomic_fetch_add(&s->n_subs, 1);
+	return KZ_OK;
+}
+
+static void sub_free(struct mqtt_sub *sub)
+{
+	if (!sub)
+		return;
+	free(sub->filter);
+	free(sub->group);
+	free(sub);
+}
+
+static void sub_detach(struct mqtt_session *ss, struct mqtt_sub *sub)
+{
+	if (sub->group)
+		mqtt_share_remove(ss->shard->broker, sub);
+	else
+		sublist_remove(ss->shard, sub);
+}
+
+static bool same_sub(const struct mqtt_sub *sub, const uint8_t *g, size_t gl, const uint8_t *f,
+		     size_t fl)
+{
+	if (sub->filter_len != fl || memcmp(sub->filter, f, fl) != 0)
+		return false;
+	if (!g)
+		return sub->group == NULL;
+	return sub->group && strlen(sub->group) == gl && memcmp(sub->group, g, gl) == 0;
+}
+
+int mqtt_session_subscribe(struct mqtt_session *ss, const struct mqtt_sub_entry *e,
+			   const uint8_t *g, size_t gl, const uint8_t *f, size_t fl,
+			   uint32_t sub_id, bool *existed)
+{
+	*existed = false;
+	for (uint32_t i = 0; i < ss->n_subs; i++) {
+		struct mqtt_sub *sub = ss->subs[i];
+		if (!same_sub(sub, g, gl, f, fl))
+			continue;
+		/* §3.8.4: replace the options of the existing subscription */
+		*existed = true;
+		sub->qos = e->qos;
+		sub->no_local = e->no_local;
+		sub->retain_as_published = e->retain_as_published;
+		sub->retain_handling = e->retain_handling;
+		sub->sub_id = sub_id;
+		if (sub->group) { /* registry holds a copy of qos/sub_id */
+			mqtt_share_remove(ss->shard->broker, sub);
+			return mqtt_share_add(ss->shard->broker, sub, ss->shard->idx);
+		}
+		return KZ_OK;
+	}
+	if (ss->n_subs >= ss->shard->broker->lim.max_subs_per_client)
+		return KZ_ETOOBIG;
+	if (ss->n_subs == ss->cap_subs) {
+		uint32_t ncap = ss->cap_subs ? ss->cap_subs * 2 : 4;
+		struct mqtt_sub **nv = realloc(ss->subs, ncap * sizeof *nv);
+		if (!nv)
+			return KZ_ENOMEM;
+		ss->subs = nv;
+		ss->cap_subs = ncap;
+	}
+	struct mqtt_sub *sub = calloc(1, sizeof *sub);
+	if (!sub)
+		return KZ_ENOMEM;
+	sub->session = ss;
+	sub->filter = strndup((const char *)f, fl);
+	sub->group = g ? strndup((const char *)g, gl) : NULL;
+	sub->filter_len = (uint32_t)fl;
+	sub->qos = e->qos;
+	sub->no_local = e->no_local;
+	sub->retain_as_published = e->retain_as_published;
+	sub->retain_handling = e->retain_handling;
+	sub->sub_id = sub_id;
+	int rc = (!sub->filter || (g && !sub->group)) ? KZ_ENOMEM : KZ_OK;
+	if (!rc)
+		rc = g ? mqtt_share_add(ss->shard->broker, sub, ss->shard->idx) : sublist_add(ss->shard, sub);
+	if (rc) {
+		sub_free(sub);
+		return rc;
+	}
+	ss->subs[ss->n_subs++] = sub;
+	return KZ_OK;
+}
+
+int mqtt_session_unsubscribe(struct mqtt_session *ss, const uint8_t *f, size_t n)
+{
+	const uint8_t *g = NULL, *ff = f;
+	size_t gl = 0, fl = n;
+	const char *why;
+	if (mqtt_topic_share_split(f, n, &g, &gl, &ff, &fl, &why) != 1) {
+		g = NULL;
+		ff = f;
+		fl = n;
+	}
+	for (uint32_t i = 0; i < ss->n_subs; i++) {
+		struct mqtt_sub *sub = ss->subs[i];
+		if (!same_sub(sub, g, gl, ff, fl))
+			continue;
+		sub_detach(ss, sub);
+		sub_free(sub);
+		ss->subs[i] = ss->subs[--ss->n_subs];
+		return KZ_OK;
+	}
+	return KZ_ENOTFOUND;
+}
+
+/* ---------- outbound window and queue ---------- */
+
+static uint32_t window(const struct mqtt_session *ss)
+{
+	const struct mqtt_client *c = ss->client;
+	uint32_t w = ss->shard->broker->lim.max_inflight;
+	if (c && c->peer_receive_max < w)
+		w = c->peer_receive_max;
+	return w;
+}
+
+static int inflight_alloc(struct mqtt_session *ss)
+{
+	if (ss->inflight)
+		return KZ_OK;
+	ss->inflight_cap = ss->shard->broker->lim.max_inflight;
+	ss->inflight = calloc(ss->inflight_cap, sizeof *ss->inflight);
+	return ss->inflight ? KZ_OK : KZ_ENOMEM;
+}
+
+static bool pid_in_flight(const struct mqtt_session *ss, uint16_t pid)
+{
+	for (uint32_t i = 0; i < ss->inflight_cap; i++)
+		if (ss->inflight[i].packet_id == pid)
+			return true;
+	return false;
+}
+
+static uint16_t pid_next(struct mqtt_session *ss)
+{
+	for (;;) {
+		uint16_t pid = ss->next_pid++;
+		if (ss->next_pid == 0)
+			ss->next_pid = 1;
+		if (pid != 0 && !pid_in_flight(ss, pid))
+			return pid;
+	}
+}
+
+static void queue_overflow(struct mqtt_session *ss, const char *what)
+{
+	ss->dropped++;
+	atomic_fetch_add_explicit(&ss->shard->stats.dropped, 1, memory_order_relaxed);
+	if (!ss->is_overflowing) {
+		ss->is_overflowing = true;
+		kz_warn("session '%s': %s; dropping new messages until it drains", ss->client_id, what);
+	}
+}
+
+static int queue_push(struct mqtt_session *ss, const struct mqtt_delivery *d)
+{
+	const struct mqtt_limits *lim = &ss->shard->broker->lim;
+	uint64_t sz = mqtt_msg_size(d->msg);
+	if (ss->q_len >= lim->max_queued_msgs) {
+		queue_overflow(ss, "queued message limit reached");
+		return KZ_ETOOBIG;
+	}
+	if (ss->q_bytes + sz > lim->max_queued_bytes) {
+		queue_overflow(ss, "queued byte limit reached");
+		return KZ_ETOOBIG;
+	}
+	if (ss->q_len == ss->q_cap) {
+		uint32_t ncap = ss->q_cap ? ss->q_cap * 2 : 16;
+		struct mqtt_delivery *nq = malloc(ncap * sizeof *nq);
+		if (!nq)
+			return KZ_ENOMEM;
+		for (uint32_t i = 0; i < ss->q_len; i++)
+			nq[i] = ss->queue[(ss->q_head + i) % ss->q_cap];
+		free(ss->queue);
+		ss->queue = nq;
+		ss->q_cap = ncap;
+		ss->q_head = 0;
+	}
+	ss->queue[(ss->q_head + ss->q_len) % ss->q_cap] = *d;
+	ss->q_len++;
+	ss->q_bytes += sz;
+	mqtt_msg_ref(d->msg);
+	return KZ_OK;
+}
+
+static void queue_pop(struct mqtt_session *ss, struct mqtt_delivery *d)
+{
+	*d = ss->queue[ss->q_head];
+	ss->q_head = (ss->q_head + 1) % ss->q_cap;
+	ss->q_len--;
+	ss->q_bytes -= mqtt_msg_size(d->msg);
+	if (ss->q_len == 0 && ss->is_overflowing) {
+		ss->is_overflowing = false;
+		kz_info("session '%s': queue drained; %llu messages were dropped in total",
+			ss->client_id, (unsigned long long)ss->dropped);
+	}
+}
+
+/* Sends one QoS > 0 delivery into a free window slot. Takes d's reference. */
+static void send_inflight(struct mqtt_session *ss, struct mqtt_delivery *d)
+{
+	if (inflight_alloc(ss)) {
+		mqtt_msg_unref(d->msg);
+		return;
+	}
+	d->packet_id = pid_next(ss);
+	d->state = MQTT_OUT_SENT;
+	if (!mqtt_client_send_publish(ss->client, d, false)) {
+		/* too large for the client: §3.1.2.11.4 says act as if delivered */
+		mqtt_msg_unref(d->msg);
+		return;
+	}
+	for (uint32_t i = 0; i < ss->inflight_cap; i++) {
+		if (ss->inflight[i].packet_id == 0) {
+			ss->inflight[i] = *d;
+			ss->n_inflight++;
+			return;
+		}
+	}
+	assert(!"in-flight window accounting broken");
+}
+
+void mqtt_session_deliver(struct mqtt_session *ss, struct mqtt_msg *msg, uint8_t qos,
+			  bool retain, uint32_t sub_id)
+{
+	uint32_t remaining;
+	if (mqtt_msg_expired(msg, ss->shard->now_ms, &remaining))
+		return;
+	struct mqtt_delivery d = { .msg = msg, .sub_id = sub_id, .qos = qos, .retain = retain };
+	struct mqtt_client *c = ss->client;
+	if (qos == 0) {
+		if (!c || c->state != MQTT_CLIENT_CONNECTED)
+			return; /* QoS 0 is not queued for offline sessions */
+		if (!mqtt_client_can_send(c)) {
+			atomic_fetch_add_explicit(&ss->shard->stats.dropped, 1, memory_order_relaxed);
+			return;
+		}
+		(void)mqtt_client_send_publish(c, &d, false);
+		return;
+	}
+	if (c && c->state == MQTT_CLIENT_CONNECTED && ss->q_len == 0 &&
+	    ss->n_inflight < window(ss) && mqtt_client_can_send(c)) {
+		mqtt_msg_ref(msg);
+		send_inflight(ss, &d);
+		return;
+	}
+	(void)queue_push(ss, &d);
+}
+
+void mqtt_session_pump(struct mqtt_session *ss)
+{
+	struct mqtt_client *c = ss->client;
+	while (c && c->state == MQTT_CLIENT_CONNECTED && ss->q_len > 0 &&
+	       ss->n_inflight < window(ss) && mqtt_client_can_send(c)) {
+		struct mqtt_delivery d;
+		queue_pop(ss, &d);
+		uint32_t remaining;
+		if (mqtt_msg_expired(d.msg, ss->shard->now_ms, &remaining)) {
+			mqtt_msg_unref(d.msg);
+			continue;
+		}
+		send_inflight(ss, &d);
+	}
+}
+
+void mqtt_session_resend(struct mqtt_session *ss)
+{
+	for (uint32_t i = 0; i < ss->inflight_cap; i++) {
+		struct mqtt_delivery *d = &ss->inflight[i];
+		if (d->packet_id == 0)
+			continue;
+		if (d->state == MQTT_OUT_RELEASED)
+			mqtt_client_send_ack(ss->client, MQTT_PUBREL, d->packet_id, 0, NULL);
+		else
+			(void)mqtt_client_send_publish(ss->client, d, true);
+	}
+}
+
+static struct mqtt_delivery *inflight_find(struct mqtt_session *ss, uint16_t pid)
+{
+	for (uint32_t i = 0; i < ss->inflight_cap; i++)
+		if (ss->inflight[i].packet_id == pid)
+			return &ss->inflight[i];
+	return NULL;
+}
+
+static void inflight_done(struct mqtt_session *ss, struct mqtt_delivery *d)
+{
+	mqtt_msg_unref(d->msg);
+	memset(d, 0, sizeof *d);
+	ss->n_inflight--;
+}
+
+void mqtt_session_ack(struct mqtt_session *ss, enum mqtt_type type, uint16_t pid, uint8_t reason)
+{
+	struct mqtt_delivery *d = pid ? inflight_find(ss, pid) : NULL;
+	if (!d) {
+		if (type == MQTT_PUBREC) /* §4.3.3: answer PUBREC even when unknown */
+			mqtt_client_send_ack(ss->client, MQTT_PUBREL, pid, MQTT_RC_PID_NOT_FOUND, NULL);
+		return;
+	}
+	switch (type) {
+	case MQTT_PUBACK:
+		if (d->qos == 1)
+			inflight_done(ss, d);
+		break;
+	case MQTT_PUBREC:
+		if (d->qos != 2)
+			break;
+		if (reason >= 0x80) { /* the receiver refused: the flow ends here */
+			inflight_done(ss, d);
+			break;
+		}
+		d->state = MQTT_OUT_RELEASED;
+		mqtt_msg_unref(d->msg); /* the payload is no longer needed */
+		d->msg = NULL;
+		mqtt_client_send_ack(ss->client, MQTT_PUBREL, pid, 0, NULL);
+		break;
+	case MQTT_PUBCOMP:
+		if (d->state == MQTT_OUT_RELEASED)
+			inflight_done(ss, d);
+		break;
+	default:
+		break;
+	}
+	mqtt_session_pump(ss);
+}
+
+void mqtt_session_fire_will(struct mqtt_session *ss)
+{
+	if (!ss->will)
+		return;
+	mqtt_shard_publish_will(ss->shard, ss);
+	mqtt_msg_unref(ss->will);
+	ss->will = NULL;
+	ss->will_at_ms = 0;
+}
+
+void mqtt_session_free(struct mqtt_session *ss)
+{
+	if (!ss)
+		return;
+	for (uint32_t i = 0; i < ss->n_subs; i++) {
+		sub_detach(ss, ss->subs[i]);
+		sub_free(ss->subs[i]);
+	}
+	free(ss->subs);
+	for (uint32_t i = 0; i < ss->inflight_cap; i++)
+		if (ss->inflight[i].packet_id)
+			mqtt_msg_unref(ss->inflight[i].msg);
+	free(ss->inflight);
+	while (ss->q_len) {
+		struct mqtt_delivery d;
+		queue_pop(ss, &d);
+		mqtt_msg_unref(d.msg);
+	}
+	free(ss->queue);
+	free(ss->rx_qos2);
+	mqtt_msg_unref(ss->will);
+	free(ss->client_id);
+	free(ss);
+}
+
+void mqtt_session_end(struct mqtt_session *ss)
+{
+	mqtt_session_fire_will(ss);
+	mqtt_shard_session_remove(ss->shard, ss);
+	if (ss->client)
+		ss->client->session = NULL;
+	mqtt_session_free(ss);
+}
+
+/* ---------- the shard's session map: open addressing on client id ---------- */
+
+static uint32_t map_slot(const struct mqtt_shard *s, const uint8_t *id, size_t n, bool *found)
+{
+	uint32_t mask = s->cap_sessions - 1;
+	uint32_t i = (uint32_t)kz_hash(id, n) & mask;
+	for (;;) {
+		struct mqtt_session *x = s->sessions[i];
+		if (!x) {
+			*found = false;
+			return i;
+		}
+		if (x->client_id_len == n && memcmp(x->client_id, id, n) == 0) {
+			*found = true;
+			return i;
+		}
+		i = (i + 1) & mask;
+	}
+}
+
+struct mqtt_session *mqtt_session_find(struct mqtt_shard *s, const uint8_t *id, size_t n)
+{
+	if (!s->cap_sessions)
+		return NULL;
+	bool found;
+	uint32_t i = map_slot(s, id, n, &found);
+	return found ? s->sessions[i] : NULL;
+}
+
+int mqtt_shard_session_insert(struct mqtt_shard *s, struct mqtt_session *ss)
+{
+	if ((s->n_sessions + 1) * 2 > s->cap_sessions) {
+		uint32_t ncap = s->cap_sessions ? s->cap_sessions * 2 : 64;
+		struct mqtt_session **old = s->sessions;
+		uint32_t ocap = s->cap_sessions;
+		s->sessions = calloc(ncap, sizeof *s->sessions);
+		if (!s->sessions) {
+			s->sessions = old;
+			return KZ_ENOMEM;
+		}
+		s->cap_sessions = ncap;
+		for (uint32_t i = 0; i < ocap; i++) {
+			if (!old[i])
+				continue;
+			bool found;
+			uint32_t k = map_slot(s, (uint8_t *)old[i]->client_id, old[i]->client_id_len, &found);
+			s->sessions[k] = old[i];
+		}
+		free(old);
+	}
+	bool found;
+	uint32_t i = map_slot(s, (uint8_t *)ss->client_id, ss->client_id_len, &found);
+	assert(!found);
+	s->sessions[i] = ss;
+	s->n_sessions++;
+	return KZ_OK;
+}
+
+void mqtt_shard_session_remove(struct mqtt_shard *s, struct mqtt_session *ss)
+{
+	bool found;
+	uint32_t mask = s->cap_sessions - 1;
+	uint32_t i = map_slot(s, (uint8_t *)ss->client_id, ss->client_id_len, &found);
+	if (!found)
+		return;
+	s->sessions[i] = NULL;
+	s->n_sessions--;
+	uint32_t j = i;
+	for (;;) { /* backward-shift deletion */
+		j = (j + 1) & mask;
+		struct mqtt_session *m = s->sessions[j];
+		if (!m)
+			break;
+		uint32_t home = (uint32_t)kz_hash(m->client_id, m->client_id_len) & mask;
+		bool movable = (i <= j) ? (home <= i || home > j) : (home <= i && home > j);
+		if (movable) {
+			s->sessions[i] = m;
+			s->sessions[j] = NULL;
+			i = j;
+		}
+	}
+}

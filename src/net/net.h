@@ -1,0 +1,127 @@
+/* net.h — the network layer: TLS 1.3 connections over libuv, worker threads, listeners,
+ * and the development PKI. The only code in kizuna that calls libuv and OpenSSL (with
+ * crypto/ later). */
+#ifndef NET_H
+#define NET_H
+
+#include "base/kz_buf.h"
+
+#include <openssl/ssl.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <uv.h>
+
+/* ---------- TLS contexts ---------- */
+
+struct net_tls_config {
+	const char *ca_file, *cert_file, *key_file;
+	const char *groups; /* colon list; NULL = the default */
+};
+
+/* Server: TLS 1.3 only, client certificate required and verified against ca_file, no session
+ * tickets (every connection is fully authenticated). NULL with *why on failure. */
+SSL_CTX *net_tls_server_ctx(const struct net_tls_config *cfg, char *why, size_t why_len);
+/* Client: TLS 1.3 only, server verified against ca_file, our certificate presented. */
+SSL_CTX *net_tls_client_ctx(const struct net_tls_config *cfg, char *why, size_t why_len);
+/* The single spiffe:// URI SAN of the peer certificate as a new string; NULL with *why when
+ * there is none or more than one URI SAN. */
+char *net_tls_peer_spiffe(SSL *ssl, const char **why);
+/* Human-readable OpenSSL error queue (drains it). */
+void net_tls_errors(char *buf, size_t len);
+
+/* ---------- development PKI ---------- */
+
+struct net_pki_names {
+	const char *trust_domain; /* e.g. kizuna.local */
+	const char *org;          /* e.g. dev */
+};
+/* Creates DIR/pki/{ca,server,admin}.{pem,key} when DIR/pki/ca.pem does not exist. Returns 1
+ * when it created them, 0 when they existed, negative on error with *why. */
+int net_pki_ensure(const char *dir, const struct net_pki_names *names, char *why, size_t why_len);
+/* Issues a client certificate with one URI SAN, signed by DIR/pki/ca. */
+int net_pki_issue_client(const char *pki_dir, const char *spiffe_id, const char *out_cert,
+			 const char *out_key, int days, char *why, size_t why_len);
+
+/* ---------- one event loop's connection machinery ---------- */
+
+struct net_conn;
+
+struct net_conn_cbs {
+	void (*on_open)(struct net_conn *c);                           /* handshake done */
+	void (*on_data)(struct net_conn *c, const uint8_t *p, size_t n);
+	void (*on_writable)(struct net_conn *c);                       /* output drained */
+	void (*on_close)(struct net_conn *c);                          /* before free */
+};
+
+struct net_loop {
+	uv_loop_t *loop;
+	uv_check_t check;         /* flushes dirty connections once per iteration */
+	struct net_conn *dirty;   /* list via dirty_next */
+	void (*before_flush)(struct net_loop *nl);
+	void *user;
+	uint8_t rbuf[65536];      /* socket reads */
+	uint8_t pbuf[65536];      /* decrypted bytes */
+};
+
+enum net_conn_flags {
+	NET_CONN_HANDSHAKEN = 1u << 0, NET_CONN_CLOSING = 1u << 1, NET_CONN_DIRTY = 1u << 2,
+	NET_CONN_MIGRATING = 1u << 3, NET_CONN_IS_CLIENT = 1u << 4, NET_CONN_CLOSED = 1u << 5,
+};
+
+struct net_conn {
+	uv_tcp_t tcp;             /* first: handle->data is the conn */
+	struct net_loop *nl;
+	const struct net_conn_cbs *cbs;
+	void *user;
+	SSL *ssl;                 /* owns */
+	BIO *rbio, *wbio;         /* owned by ssl */
+	struct kz_buf out;        /* plaintext waiting to be encrypted */
+	uint32_t flags;
+	size_t write_pending;     /* encrypted bytes handed to uv_write, not yet done */
+	size_t write_high;        /* pause threshold for on_writable */
+	struct net_conn *dirty_next;
+	char addr[64];
+	uv_connect_t connect_req;
+	uv_shutdown_t shutdown_req;
+};
+
+int net_loop_init(struct net_loop *nl, uv_loop_t *loop);
+void net_loop_close(struct net_loop *nl);
+/* Server side: wraps an accepted socket (already uv_accept'ed into c->tcp). */
+int net_conn_accept(struct net_conn *c, struct net_loop *nl, SSL_CTX *ctx,
+		    const struct net_conn_cbs *cbs, void *user);
+/* Client side: connects to host:port and handshakes; on_open when ready. */
+int net_conn_connect(struct net_conn *c, struct net_loop *nl, SSL_CTX *ctx, const char *host,
+		     int port, const struct net_conn_cbs *cbs, void *user);
+/* Marks c for flushing at the end of this loop iteration. */
+void net_conn_want_flush(struct net_conn *c);
+/* Flushes pending output, sends close_notify, closes; on_close follows, then free(c). */
+void net_conn_close(struct net_conn *c);
+/* Flushes one connection now (used by the loop's check handler). */
+void net_conn_flush(struct net_conn *c);
+/* Starts reading on a connection adopted from another worker. */
+void net_conn_resume_reading(struct net_conn *c);
+/* Negotiated group name after the handshake. */
+const char *net_conn_group(struct net_conn *c);
+
+/* ---------- the node's server: worker threads running the MQTT broker ---------- */
+
+struct mqtt_broker;
+
+struct net_server_config {
+	const char *host;
+	int port;
+	unsigned threads;
+	SSL_CTX *ctx;
+	uint32_t tick_ms;
+};
+
+struct net_server;
+/* Binds listeners (one SO_REUSEPORT socket per worker) and starts the workers. */
+int net_server_start(struct net_server **out, const struct net_server_config *cfg,
+		     struct mqtt_broker *broker, char *why, size_t why_len);
+/* Graceful stop: no new connections, DISCONNECT 0x8B to MQTT 5 clients, close, join. */
+void net_server_stop(struct net_server *srv);
+int net_server_port(const struct net_server *srv);
+
+#endif

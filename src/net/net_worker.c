@@ -1,0 +1,383 @@
+/* net_worker.c — the node's network workers. Each worker thread runs one libuv loop with
+ * its own SO_REUSEPORT listener, its own connections and its own broker shard. A connection
+ * whose CONNECT names a client id homed on another shard is moved there (socket, TLS state
+ * and unparsed bytes) before the CONNECT is processed. */
+#include "net/net.h"
+#include "base/kz_err.h"
+#include "base/kz_log.h"
+#include "mqtt/mqtt_broker.h"
+
+#include <errno.h>
+#include <netinet/in.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+struct net_worker {
+	struct net_server *srv;
+	unsigned idx;
+	uv_loop_t loop;
+	uv_thread_t thread;
+	struct net_loop nl;
+	uv_tcp_t listener;
+	uv_async_t wake, stop;
+	uv_timer_t tick;
+	struct mqtt_shard *shard;
+	bool is_stopping;
+	uint64_t stop_started_ms;
+};
+
+struct net_server {
+	struct net_server_config cfg;
+	struct mqtt_broker *broker;
+	struct net_worker *w;
+	unsigned n;
+	int port;
+};
+
+/* A connection in transit between workers. */
+struct migration {
+	int fd;
+	SSL *ssl;
+	struct mqtt_client *client;
+	char addr[64];
+};
+
+static void mqtt_want_flush(void *t) { net_conn_want_flush(t); }
+static void mqtt_close(void *t) { net_conn_close(t); }
+static void mqtt_migrate(void *t, unsigned idx);
+
+static const struct mqtt_transport_ops mqtt_ops = { mqtt_want_flush, mqtt_close, mqtt_migrate };
+
+static void on_open(struct net_conn *c);
+static void on_data(struct net_conn *c, const uint8_t *p, size_t n);
+static void on_writable(struct net_conn *c);
+static void on_close(struct net_conn *c);
+static const struct net_conn_cbs server_cbs = { on_open, on_data, on_writable, on_close };
+
+static struct net_worker *worker_of(struct net_conn *c) { return c->nl->user; }
+
+static void on_open(struct net_conn *c)
+{
+	struct net_worker *w = worker_of(c);
+	const char *why = NULL;
+	char *id = net_tls_peer_spiffe(c->ssl, &why);
+	if (!id) {
+		kz_warn("%s: refused: %s", c->addr, why);
+		net_conn_close(c);
+		return;
+	}
+	kz_info("%s: TLS 1.3 established, group %s, identity %s", c->addr, net_conn_group(c), id);
+	w->shard->now_ms = uv_now(&w->loop);
+	struct mqtt_client *mc = mqtt_client_new(w->shard, &mqtt_ops, c, &c->out, id, c->addr);
+	if (!mc) {
+		net_conn_close(c);
+		return;
+	}
+	c->user = mc;
+}
+
+static void on_data(struct net_conn *c, const uint8_t *p, size_t n)
+{
+	if (!c->user)
+		return;
+	worker_of(c)->shard->now_ms = uv_now(c->nl->loop);
+	mqtt_client_input(c->user, p, n);
+}
+
+static void on_writable(struct net_conn *c)
+{
+	if (c->user && !(c->flags & NET_CONN_MIGRATING))
+		mqtt_client_writable(c->user);
+}
+
+static void on_close(struct net_conn *c)
+{
+	if (c->flags & NET_CONN_MIGRATING) {
+		c->ssl = NULL; /* moved with the migration */
+		return;
+	}
+	if (c->user)
+		mqtt_client_closed(c->user);
+	c->user = NULL;
+}
+
+static void migrate_now(struct net_conn *c, unsigned idx)
+{
+	struct net_worker *w = worker_of(c);
+	struct migration *m = calloc(1, sizeof *m);
+	uv_os_fd_t fd;
+	if (!m || uv_fileno((uv_handle_t *)&c->tcp, &fd)) {
+		free(m);
+		c->flags &= ~NET_CONN_MIGRATING;
+		net_conn_close(c);
+		return;
+	}
+	m->fd = dup(fd);
+	if (m->fd < 0) {
+		free(m);
+		c->flags &= ~NET_CONN_MIGRATING;
+		net_conn_close(c);
+		return;
+	}
+	m->ssl = c->ssl;
+	m->client = c->user;
+	snprintf(m->addr, sizeof m->addr, "%s", c->addr);
+	c->user = NULL;
+	/* Closing the original fd removes it from this loop's epoll set; the dup lives on. */
+	uv_read_stop((uv_stream_t *)&c->tcp);
+	c->flags |= NET_CONN_CLOSED;
+	uv_close((uv_handle_t *)&c->tcp, (uv_close_cb)(void (*)(void))free);
+	/* on_close is not called for a migrating conn: the handle's memory is freed only. */
+	if (mqtt_broker_post_foreign(w->srv->broker, idx, m)) {
+		close(m->fd);
+		SSL_free(m->ssl);
+		mqtt_client_closed(m->client);
+		free(m);
+	}
+}
+
+static void mqtt_migrate(void *t, unsigned idx)
+{
+	struct net_conn *c = t;
+	c->flags |= NET_CONN_MIGRATING;
+	mqtt_client_detach(c->user);
+	uv_read_stop((uv_stream_t *)&c->tcp);
+	if (c->write_pending == 0 && BIO_ctrl_pending(c->wbio) == 0)
+		migrate_now(c, idx);
+	else
+		kz_warn("%s: output pending at migration; closing", c->addr), net_conn_close(c);
+}
+
+static void on_foreign(void *ctx, unsigned idx, void *foreign)
+{
+	struct net_server *srv = ctx;
+	struct net_worker *w = &srv->w[idx];
+	struct migration *m = foreign;
+	struct net_conn *c = calloc(1, sizeof *c);
+	if (!c || uv_tcp_init(&w->loop, &c->tcp)) {
+		free(c);
+		goto fail;
+	}
+	if (uv_tcp_open(&c->tcp, m->fd)) {
+		c->tcp.data = NULL;
+		uv_close((uv_handle_t *)&c->tcp, (uv_close_cb)(void (*)(void))free);
+		goto fail;
+	}
+	c->tcp.data = c;
+	c->nl = &w->nl;
+	c->cbs = &server_cbs;
+	c->ssl = m->ssl;
+	c->rbio = SSL_get_rbio(m->ssl);
+	c->wbio = SSL_get_wbio(m->ssl);
+	c->flags = NET_CONN_HANDSHAKEN;
+	c->user = m->client;
+	snprintf(c->addr, sizeof c->addr, "%s", m->addr);
+	kz_buf_init(&c->out, 0);
+	free(m);
+	w->shard->now_ms = uv_now(&w->loop);
+	mqtt_client_resume(c->user, w->shard, c, &c->out);
+	if (!(c->flags & NET_CONN_CLOSING))
+		net_conn_resume_reading(c);
+	return;
+fail:
+	close(m->fd);
+	SSL_free(m->ssl);
+	mqtt_client_closed(m->client);
+	free(m);
+}
+
+static void on_connection(uv_stream_t *server, int status)
+{
+	struct net_worker *w = server->data;
+	if (status < 0) {
+		kz_warn("accept: %s", uv_strerror(status));
+		return;
+	}
+	struct net_conn *c = calloc(1, sizeof *c);
+	if (!c)
+		return;
+	if (uv_tcp_init(&w->loop, &c->tcp)) {
+		free(c);
+		return;
+	}
+	c->tcp.data = c;
+	if (uv_accept(server, (uv_stream_t *)&c->tcp)) {
+		uv_close((uv_handle_t *)&c->tcp, (uv_close_cb)(void (*)(void))free);
+		return;
+	}
+	uint32_t hard_cap = w->srv->broker->lim.max_connections + w->srv->broker->lim.max_connections / 10 + 16;
+	if (atomic_load(&w->srv->broker->n_connections) >= hard_cap || w->is_stopping) {
+		kz_warn("refusing a connection: %u connections open", atomic_load(&w->srv->broker->n_connections));
+		uv_close((uv_handle_t *)&c->tcp, (uv_close_cb)(void (*)(void))free);
+		return;
+	}
+	if (net_conn_accept(c, &w->nl, w->srv->cfg.ctx, &server_cbs, NULL)) {
+		net_conn_close(c);
+		return;
+	}
+}
+
+static void wake_cb(uv_async_t *h)
+{
+	struct net_worker *w = h->data;
+	w->shard->now_ms = uv_now(&w->loop);
+	mqtt_shard_drain(w->shard);
+}
+
+static void before_flush(struct net_loop *nl)
+{
+	struct net_worker *w = nl->user;
+	mqtt_shard_flush(w->shard);
+}
+
+static void walk_close(uv_handle_t *h, void *arg)
+{
+	if (!uv_is_closing(h))
+		uv_close(h, NULL);
+}
+
+static void tick_cb(uv_timer_t *t)
+{
+	struct net_worker *w = t->data;
+	w->shard->now_ms = uv_now(&w->loop);
+	mqtt_shard_tick(w->shard);
+	if (w->is_stopping && (w->shard->n_clients == 0 || w->shard->now_ms - w->stop_started_ms > 3000)) {
+		/* every client closed (or the grace period passed): end the loop */
+		mqtt_shard_flush(w->shard);
+		uv_stop(&w->loop);
+	}
+}
+
+static void stop_cb(uv_async_t *h)
+{
+	struct net_worker *w = h->data;
+	if (w->is_stopping)
+		return;
+	w->is_stopping = true;
+	w->stop_started_ms = uv_now(&w->loop);
+	uv_close((uv_handle_t *)&w->listener, NULL);
+	w->shard->now_ms = uv_now(&w->loop);
+	mqtt_shard_shutdown(w->shard);
+	uv_timer_start(&w->tick, tick_cb, 20, 20);
+}
+
+static void worker_main(void *arg)
+{
+	struct net_worker *w = arg;
+	uv_run(&w->loop, UV_RUN_DEFAULT);
+	/* close what is left: connections not finished in the grace period, handles */
+	uv_walk(&w->loop, walk_close, NULL);
+	uv_run(&w->loop, UV_RUN_DEFAULT);
+}
+
+static int listen_socket(const char *host, int port, char *why, size_t why_len, int *out_port)
+{
+	struct sockaddr_storage sa;
+	memset(&sa, 0, sizeof sa);
+	int family = AF_INET;
+	if (uv_ip4_addr(host, port, (struct sockaddr_in *)&sa)) {
+		if (uv_ip6_addr(host, port, (struct sockaddr_in6 *)&sa)) {
+			snprintf(why, why_len, "listen address '%s' is not an IP address", host);
+			return -1;
+		}
+		family = AF_INET6;
+	}
+	int fd = socket(family, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+	int one = 1;
+	if (fd < 0 || setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one) ||
+	    setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof one) ||
+	    bind(fd, (struct sockaddr *)&sa, family == AF_INET ? sizeof(struct sockaddr_in) : sizeof(struct sockaddr_in6)) ||
+	    listen(fd, 1024)) {
+		snprintf(why, why_len, "cannot listen on %s:%d: %s", host, port, strerror(errno));
+		if (fd >= 0)
+			close(fd);
+		return -1;
+	}
+	struct sockaddr_storage got;
+	socklen_t gl = sizeof got;
+	getsockname(fd, (struct sockaddr *)&got, &gl);
+	*out_port = ntohs(family == AF_INET ? ((struct sockaddr_in *)&got)->sin_port
+					    : ((struct sockaddr_in6 *)&got)->sin6_port);
+	return fd;
+}
+
+static void broker_wake(void *ctx, unsigned idx)
+{
+	struct net_server *srv = ctx;
+	uv_async_send(&srv->w[idx].wake);
+}
+
+int net_server_start(struct net_server **out, const struct net_server_config *cfg,
+		     struct mqtt_broker *broker, char *why, size_t why_len)
+{
+	struct net_server *srv = calloc(1, sizeof *srv);
+	if (!srv)
+		return KZ_ENOMEM;
+	srv->cfg = *cfg;
+	srv->broker = broker;
+	srv->n = broker->n_shards;
+	srv->w = calloc(srv->n, sizeof *srv->w);
+	if (!srv->w) {
+		free(srv);
+		return KZ_ENOMEM;
+	}
+	broker->wake = broker_wake;
+	broker->on_foreign = on_foreign;
+	broker->ctx = srv;
+	int port = cfg->port;
+	for (unsigned i = 0; i < srv->n; i++) {
+		struct net_worker *w = &srv->w[i];
+		w->srv = srv;
+		w->idx = i;
+		w->shard = &broker->shards[i];
+		uv_loop_init(&w->loop);
+		net_loop_init(&w->nl, &w->loop);
+		w->nl.user = w;
+		w->nl.before_flush = before_flush;
+		int fd = listen_socket(cfg->host, port, why, why_len, &port);
+		if (fd < 0)
+			return KZ_EIO; /* the process exits on this error */
+		srv->port = port;
+		uv_tcp_init(&w->loop, &w->listener);
+		w->listener.data = w;
+		if (uv_tcp_open(&w->listener, fd) || uv_listen((uv_stream_t *)&w->listener, 1024, on_connection)) {
+			snprintf(why, why_len, "cannot listen on %s:%d", cfg->host, port);
+			return KZ_EIO;
+		}
+		uv_async_init(&w->loop, &w->wake, wake_cb);
+		w->wake.data = w;
+		uv_async_init(&w->loop, &w->stop, stop_cb);
+		w->stop.data = w;
+		uv_timer_init(&w->loop, &w->tick);
+		w->tick.data = w;
+		uv_timer_start(&w->tick, tick_cb, cfg->tick_ms, cfg->tick_ms);
+	}
+	for (unsigned i = 0; i < srv->n; i++)
+		uv_thread_create(&srv->w[i].thread, worker_main, &srv->w[i]);
+	*out = srv;
+	return KZ_OK;
+}
+
+int net_server_port(const struct net_server *srv) { return srv->port; }
+
+void net_server_stop(struct net_server *srv)
+{
+	if (!srv)
+		return;
+	atomic_store(&srv->broker->is_shutting_down, true);
+	for (unsigned i = 0; i < srv->n; i++)
+		uv_async_send(&srv->w[i].stop);
+	for (unsigned i = 0; i < srv->n; i++)
+		uv_thread_join(&srv->w[i].thread);
+	for (unsigned i = 0; i < srv->n; i++) {
+		/* drain inboxes of messages posted after the loops ended */
+		mqtt_shard_drain(srv->w[i].shard);
+		uv_loop_close(&srv->w[i].loop);
+	}
+	srv->broker->wake = NULL;
+	free(srv->w);
+	free(srv);
+}

@@ -1,0 +1,263 @@
+/* node_config.c — `key = value` configuration with # comments, driven by one table. */
+#include "node/node_config.h"
+#include "base/kz_err.h"
+
+#include <ctype.h>
+#include <errno.h>
+#include <limits.h>
+#include <stddef.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+enum dir_type { T_STR, T_U16, T_U32, T_U64, T_UINT, T_LOGLEVEL, T_ADDR };
+
+struct directive {
+	const char *name;
+	enum dir_type type;
+	size_t offset;
+	size_t size;      /* T_STR buffer size */
+	uint64_t min, max;
+	const char *def;  /* default, as text for help */
+	const char *doc;
+};
+
+#define C(f) offsetof(struct node_config, f)
+#define L(f) (offsetof(struct node_config, limits) + offsetof(struct mqtt_limits, f))
+#define S(f) sizeof(((struct node_config *)0)->f)
+
+static const struct directive directives[] = {
+	{ "data_dir", T_STR, C(data_dir), S(data_dir), 0, 0, "./var",
+	  "Directory for the node's data; the development PKI is created in DIR/pki on first start." },
+	{ "mqtt.listen", T_ADDR, C(mqtt_listen), S(mqtt_listen), 0, 0, "127.0.0.1:8883",
+	  "MQTT over TLS 1.3 listener, host:port. Use 0.0.0.0:8883 or [::]:8883 to serve other hosts. There is no plaintext listener." },
+	{ "threads", T_UINT, C(threads), 0, 0, 256, "0",
+	  "Network worker threads, each with its own event loop and connections; 0 = one per core." },
+	{ "log_level", T_LOGLEVEL, C(log_level), 0, 0, 0, "info", "error, warn, info or debug." },
+	{ "tls.ca", T_STR, C(tls_ca), S(tls_ca), 0, 0, "DIR/pki/ca.pem",
+	  "CA certificate(s) that client certificates must chain to." },
+	{ "tls.cert", T_STR, C(tls_cert), S(tls_cert), 0, 0, "DIR/pki/server.pem", "Server certificate chain." },
+	{ "tls.key", T_STR, C(tls_key), S(tls_key), 0, 0, "DIR/pki/server.key", "Server private key." },
+	{ "tls.groups", T_STR, C(tls_groups), S(tls_groups), 0, 0, "X25519:P-256",
+	  "TLS 1.3 key-exchange groups in preference order." },
+	{ "trust_domain", T_STR, C(trust_domain), S(trust_domain), 0, 0, "kizuna.local",
+	  "SPIFFE trust domain used for the development PKI." },
+	{ "org", T_STR, C(org), S(org), 0, 0, "dev", "Organisation used in the development admin identity." },
+	{ "tick_ms", T_U32, C(tick_ms), 0, 10, 10000, "250",
+	  "Timer granularity for keep alive, will delay and session expiry checks." },
+	{ "limits.max_packet_size", T_U32, L(max_packet_size), 0, 64, MQTT_MAX_PACKET_WIRE, "1048576",
+	  "Largest MQTT packet accepted, in bytes (advertised as Maximum Packet Size). Larger: DISCONNECT 0x95." },
+	{ "limits.max_topic_len", T_U32, L(max_topic_len), 0, 1, 65535, "1024",
+	  "Longest topic name or filter, in bytes. Longer: 0x90 / 0x8F." },
+	{ "limits.max_topic_levels", T_U32, L(max_topic_levels), 0, 1, 1024, "32",
+	  "Most '/'-separated levels in a topic or filter." },
+	{ "limits.max_subs_per_client", T_U32, L(max_subs_per_client), 0, 1, 1000000, "1000",
+	  "Subscriptions per session; more are refused with SUBACK 0x97 Quota exceeded." },
+	{ "limits.max_inflight", T_U16, L(max_inflight), 0, 1, 65535, "64",
+	  "In-flight QoS 1/2 window each way: our Receive Maximum and the cap on unacknowledged messages we send." },
+	{ "limits.max_queued_msgs", T_U32, L(max_queued_msgs), 0, 1, 100000000, "10000",
+	  "Messages queued per session (offline or window full). When full, new messages for that session are dropped, counted and logged once per overflow episode." },
+	{ "limits.max_queued_bytes", T_U64, L(max_queued_bytes), 0, 1024, UINT64_MAX, "67108864",
+	  "Bytes queued per session; same overflow behaviour as max_queued_msgs." },
+	{ "limits.max_connections", T_U32, L(max_connections), 0, 1, 10000000, "100000",
+	  "Open MQTT connections per node. Over it, CONNECT gets 0x89 Server busy; far over it, sockets are closed at accept." },
+	{ "limits.connect_timeout_ms", T_U32, L(connect_timeout_ms), 0, 100, 3600000, "10000",
+	  "Time from TCP accept to a CONNECT packet before the connection is closed." },
+	{ "limits.max_publish_rate", T_U32, L(max_publish_rate), 0, 0, UINT32_MAX, "0",
+	  "PUBLISH packets per second per client; over it: DISCONNECT 0x96 Message rate too high. 0 = no limit." },
+	{ "limits.max_keepalive", T_U16, L(max_keepalive), 0, 0, 65535, "0",
+	  "Largest Keep Alive granted to MQTT 5 clients (sent as Server Keep Alive); 0 = the client's value." },
+	{ "limits.max_session_expiry", T_U32, L(max_session_expiry), 0, 0, UINT32_MAX, "604800",
+	  "Longest Session Expiry Interval granted, in seconds. MQTT 3.1.1 persistent sessions get this too." },
+	{ "limits.topic_alias_max", T_U16, L(topic_alias_max), 0, 0, 65535, "16",
+	  "Topic aliases a client may use towards the node (Topic Alias Maximum)." },
+	{ "limits.max_out_buffer", T_U32, L(max_out_buffer), 0, 4096, UINT32_MAX, "4194304",
+	  "Bytes of output pending per connection. Above it QoS 0 messages to that client are dropped (counted) and QoS 1/2 wait in the session queue." },
+	{ "limits.max_retained", T_U32, L(max_retained), 0, 0, UINT32_MAX, "100000",
+	  "Retained messages per node; a new retained topic over the cap is delivered but not retained (PUBACK 0x97)." },
+	{ "limits.max_client_id_len", T_U32, L(max_client_id_len), 0, 1, 65535, "256",
+	  "Longest client identifier, in bytes; longer: CONNACK 0x85." },
+};
+
+static int set_value(struct node_config *cfg, const struct directive *d, const char *v,
+		     const char **why)
+{
+	uint8_t *base = (uint8_t *)cfg + d->offset;
+	if (d->type == T_STR || d->type == T_ADDR) {
+		if (strlen(v) >= d->size) {
+			*why = "value too long";
+			return -1;
+		}
+		if (d->type == T_ADDR) {
+			char host[256];
+			int port;
+			if (node_config_split_addr(v, host, sizeof host, &port)) {
+				*why = "expected host:port with a port in 0..65535";
+				return -1;
+			}
+		}
+		strcpy((char *)base, v);
+		return 0;
+	}
+	if (d->type == T_LOGLEVEL) {
+		if (kz_log_level_parse(v, (enum kz_log_level *)(void *)base)) {
+			*why = "expected error, warn, info or debug";
+			return -1;
+		}
+		return 0;
+	}
+	if (!isdigit((unsigned char)v[0])) {
+		*why = "expected a non-negative integer";
+		return -1;
+	}
+	errno = 0;
+	char *end;
+	unsigned long long x = strtoull(v, &end, 10);
+	if (errno || *end) {
+		*why = "expected a non-negative integer";
+		return -1;
+	}
+	if (x < d->min || x > d->max) {
+		*why = "value out of range";
+		return -1;
+	}
+	switch (d->type) {
+	case T_U16: { uint16_t y = (uint16_t)x; memcpy(base, &y, 2); break; }
+	case T_U32: { uint32_t y = (uint32_t)x; memcpy(base, &y, 4); break; }
+	case T_U64: { uint64_t y = x; memcpy(base, &y, 8); break; }
+	case T_UINT: { unsigned y = (unsigned)x; memcpy(base, &y, sizeof y); break; }
+	default: break;
+	}
+	return 0;
+}
+
+void node_config_default(struct node_config *cfg)
+{
+	memset(cfg, 0, sizeof *cfg);
+	mqtt_limits_default(&cfg->limits);
+	const char *why;
+	for (size_t i = 0; i < KZ_ARRAY_LEN(directives); i++) {
+		const struct directive *d = &directives[i];
+		if (strncmp(d->def, "DIR/", 4) == 0)
+			continue;
+		(void)set_value(cfg, d, d->def, &why);
+	}
+	cfg->log_level = KZ_LOG_INFO;
+}
+
+static char *trim(char *s)
+{
+	while (isspace((unsigned char)*s))
+		s++;
+	char *e = s + strlen(s);
+	while (e > s && isspace((unsigned char)e[-1]))
+		*--e = 0;
+	return s;
+}
+
+int node_config_load(struct node_config *cfg, const char *path, FILE *err)
+{
+	FILE *f = fopen(path, "r");
+	if (!f) {
+		fprintf(err, "%s:0: cannot open: %s\n", path, strerror(errno));
+		return 1;
+	}
+	char line[4096];
+	int lineno = 0, errors = 0;
+	while (fgets(line, sizeof line, f)) {
+		lineno++;
+		if (!strchr(line, '\n') && !feof(f)) {
+			fprintf(err, "%s:%d: line longer than %zu bytes\n", path, lineno, sizeof line - 1);
+			errors++;
+			int ch;
+			while ((ch = fgetc(f)) != EOF && ch != '\n')
+				;
+			continue;
+		}
+		char *hash = strchr(line, '#');
+		if (hash)
+			*hash = 0;
+		char *s = trim(line);
+		if (!*s)
+			continue;
+		char *eq = strchr(s, '=');
+		if (!eq) {
+			fprintf(err, "%s:%d: expected 'key = value'\n", path, lineno);
+			errors++;
+			continue;
+		}
+		*eq = 0;
+		char *key = trim(s), *val = trim(eq + 1);
+		const struct directive *d = NULL;
+		for (size_t i = 0; i < KZ_ARRAY_LEN(directives); i++)
+			if (strcmp(directives[i].name, key) == 0)
+				d = &directives[i];
+		if (!d) {
+			fprintf(err, "%s:%d: unknown directive '%s'\n", path, lineno, key);
+			errors++;
+			continue;
+		}
+		const char *why = NULL;
+		if (set_value(cfg, d, val, &why)) {
+			fprintf(err, "%s:%d: %s: %s ('%s')\n", path, lineno, key, why, val);
+			errors++;
+		}
+	}
+	fclose(f);
+	return errors;
+}
+
+void node_config_finish(struct node_config *cfg)
+{
+	if (!cfg->tls_ca[0])
+		snprintf(cfg->tls_ca, sizeof cfg->tls_ca, "%s/pki/ca.pem", cfg->data_dir);
+	if (!cfg->tls_cert[0])
+		snprintf(cfg->tls_cert, sizeof cfg->tls_cert, "%s/pki/server.pem", cfg->data_dir);
+	if (!cfg->tls_key[0])
+		snprintf(cfg->tls_key, sizeof cfg->tls_key, "%s/pki/server.key", cfg->data_dir);
+	if (cfg->threads == 0) {
+		long n = sysconf(_SC_NPROCESSORS_ONLN);
+		cfg->threads = n > 0 ? (unsigned)n : 1;
+	}
+}
+
+int node_config_split_addr(const char *addr, char *host, size_t host_len, int *port)
+{
+	const char *colon;
+	const char *h = addr;
+	size_t hl;
+	if (addr[0] == '[') {
+		const char *rb = strchr(addr, ']');
+		if (!rb || rb[1] != ':')
+			return KZ_EINVAL;
+		h = addr + 1;
+		hl = (size_t)(rb - h);
+		colon = rb + 1;
+	} else {
+		colon = strrchr(addr, ':');
+		if (!colon)
+			return KZ_EINVAL;
+		hl = (size_t)(colon - addr);
+	}
+	if (hl == 0 || hl >= host_len)
+		return KZ_EINVAL;
+	memcpy(host, h, hl);
+	host[hl] = 0;
+	char *end;
+	long p = strtol(colon + 1, &end, 10);
+	if (*end || end == colon + 1 || p < 0 || p > 65535)
+		return KZ_EINVAL;
+	*port = (int)p;
+	return KZ_OK;
+}
+
+void node_config_print_help(FILE *out, int as_man)
+{
+	for (size_t i = 0; i < KZ_ARRAY_LEN(directives); i++) {
+		const struct directive *d = &directives[i];
+		if (as_man)
+			fprintf(out, ".TP\n.B %s\n(default: %s) %s\n", d->name, d->def, d->doc);
+		else
+			fprintf(out, "  %-28s default %s\n      %s\n", d->name, d->def, d->doc);
+	}
+}

@@ -1,0 +1,35 @@
+/* node_config.h — the node's configuration: one table of directives drives parsing,
+ * validation (`kizuna serve --check`), `kizuna help config` and the man page. */
+#ifndef NODE_CONFIG_H
+#define NODE_CONFIG_H
+
+#include "base/kz_log.h"
+#include "mqtt/mqtt_broker.h"
+
+#include <stdio.h>
+
+struct node_config {
+	char data_dir[1024];
+	char mqtt_listen[256];    /* host:port */
+	char tls_ca[1100], tls_cert[1100], tls_key[1100]; /* empty = DIR/pki/... */
+	char tls_groups[256];
+	char trust_domain[256];
+	char org[128];
+	unsigned threads;         /* 0 = one per core */
+	enum kz_log_level log_level;
+	uint32_t tick_ms;
+	struct mqtt_limits limits;
+};
+
+void node_config_default(struct node_config *cfg);
+/* Reads FILE into cfg. Every error is reported to err as "file:line: message"; returns the
+ * number of errors (0 = valid). */
+int node_config_load(struct node_config *cfg, const char *path, FILE *err);
+/* Fills the TLS paths that are empty from data_dir. */
+void node_config_finish(struct node_config *cfg);
+/* Splits host:port ("[::1]:8883" too). */
+int node_config_split_addr(const char *addr, char *host, size_t host_len, int *port);
+/* Prints every directive with its default and documentation. */
+void node_config_print_help(FILE *out, int as_man);
+
+#endif
