@@ -1,0 +1,249 @@
+"""Integration harness: starts a real `kizuna serve` on a free loopback port with a fresh
+data directory, and gives tests TLS-configured paho clients and a raw MQTT socket."""
+import os, socket, ssl, struct, subprocess, sys, tempfile, time, threading, queue, shutil
+import paho.mqtt.client as mqtt
+from paho.mqtt.properties import Properties
+from paho.mqtt.packettypes import PacketTypes
+
+KIZUNA = os.path.abspath(sys.argv[1]) if len(sys.argv) > 1 else "kizuna"
+
+
+def free_port():
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    p = s.getsockname()[1]
+    s.close()
+    return p
+
+
+class Node:
+    def __init__(self, config=""):
+        self.dir = tempfile.mkdtemp(prefix="kz-it-")
+        self.port = free_port()
+        self.cfg = os.path.join(self.dir, "kizuna.conf")
+        with open(self.cfg, "w") as f:
+            f.write("mqtt.listen = 127.0.0.1:%d\nthreads = 2\ntick_ms = 50\n%s\n" % (self.port, config))
+        self.data = os.path.join(self.dir, "var")
+        self.log = open(os.path.join(self.dir, "serve.log"), "w+")
+        self.proc = subprocess.Popen([KIZUNA, "serve", "--config", self.cfg, "--data", self.data],
+                                     stdout=self.log, stderr=subprocess.STDOUT)
+        deadline = time.time() + 20
+        while time.time() < deadline:
+            try:
+                socket.create_connection(("127.0.0.1", self.port), 0.2).close()
+                break
+            except OSError:
+                if self.proc.poll() is not None:
+                    raise RuntimeError("kizuna serve exited: " + self.logtext())
+                time.sleep(0.05)
+        self.pki = os.path.join(self.data, "pki")
+
+    def logtext(self):
+        if not self.log.closed:
+            self.log.flush()
+        with open(self.log.name) as f:
+            return f.read()
+
+    def stop(self):
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            rc = self.proc.wait(20)
+        else:
+            rc = self.proc.returncode
+        self.log.close()
+        return rc
+
+    def cleanup(self):
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+    def issue(self, name, spiffe=None, days=1, ca=None, extra=""):
+        """Issues a client certificate with openssl (a real outside tool)."""
+        ca = ca or self.pki
+        spiffe = spiffe or "spiffe://kizuna.local/dev/user/%s" % name
+        key = os.path.join(self.dir, name + ".key")
+        csr = os.path.join(self.dir, name + ".csr")
+        crt = os.path.join(self.dir, name + ".pem")
+        ext = os.path.join(self.dir, name + ".ext")
+        with open(ext, "w") as f:
+            f.write("basicConstraints=critical,CA:FALSE\nextendedKeyUsage=clientAuth\n")
+            if spiffe:
+                f.write("subjectAltName=URI:%s\n" % spiffe)
+            f.write(extra)
+        run(["openssl", "ecparam", "-name", "prime256v1", "-genkey", "-noout", "-out", key])
+        run(["openssl", "req", "-new", "-key", key, "-subj", "/CN=" + name, "-out", csr])
+        args = ["openssl", "x509", "-req", "-in", csr, "-CA", os.path.join(ca, "ca.pem"),
+                "-CAkey", os.path.join(ca, "ca.key"), "-CAcreateserial", "-out", crt, "-extfile", ext]
+        if days < 0:  # an expired certificate: backdated validity via openssl ca is heavy; use -days 0 and faketime-free trick
+            args += ["-days", "1", "-not_before", "20200101000000Z", "-not_after", "20200102000000Z"]
+        else:
+            args += ["-days", str(days)]
+        run(args)
+        return crt, key
+
+    def client(self, cid="", v5=True, cert=None, clean=True, **kw):
+        c = Client(self, cid, v5, cert, clean, **kw)
+        return c
+
+    def raw(self, cert=None):
+        return Raw(self, cert)
+
+
+def run(args):
+    r = subprocess.run(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    if r.returncode:
+        raise RuntimeError("%s failed: %s" % (args[0], r.stderr.decode()))
+    return r
+
+
+class Client:
+    """A paho client with a message queue."""
+
+    def __init__(self, node, cid, v5, cert, clean, keepalive=60, props=None, will=None):
+        self.v5 = v5
+        self.c = mqtt.Client(client_id=cid, protocol=mqtt.MQTTv5 if v5 else mqtt.MQTTv311,
+                             clean_session=None if v5 else clean)
+        crt, key = cert or (os.path.join(node.pki, "admin.pem"), os.path.join(node.pki, "admin.key"))
+        self.c.tls_set(ca_certs=os.path.join(node.pki, "ca.pem"), certfile=crt, keyfile=key)
+        self.msgs = queue.Queue()
+        self.connack = queue.Queue()
+        self.disc = queue.Queue()
+        self.acks = queue.Queue()
+        self.c.on_message = lambda c, u, m: self.msgs.put(m)
+        self.c.on_publish = lambda c, u, mid: self.acks.put(mid)
+        if v5:
+            self.c.on_connect = lambda c, u, f, rc, p=None: self.connack.put((f, rc, p))
+            self.c.on_disconnect = lambda c, u, rc, p=None: self.disc.put(rc)
+            self.c.on_subscribe = lambda c, u, mid, rcs, p=None: self.acks.put(("sub", mid, rcs))
+        else:
+            self.c.on_connect = lambda c, u, f, rc: self.connack.put((f, rc, None))
+            self.c.on_disconnect = lambda c, u, rc: self.disc.put(rc)
+            self.c.on_subscribe = lambda c, u, mid, q: self.acks.put(("sub", mid, q))
+        if will:
+            self.c.will_set(*will[:4], properties=will[4] if len(will) > 4 else None)
+        if v5:
+            self.c.connect("localhost", node.port, keepalive, clean_start=clean, properties=props)
+        else:
+            self.c.connect("localhost", node.port, keepalive)
+        self.c.loop_start()
+        self.flags, self.rc, self.props = self.connack.get(timeout=10)
+
+    def sub(self, topic, qos=0, **kw):
+        if self.v5:
+            from paho.mqtt.subscribeoptions import SubscribeOptions
+            opts = SubscribeOptions(qos=qos, noLocal=kw.get("no_local", False),
+                                    retainAsPublished=kw.get("rap", False),
+                                    retainHandling=kw.get("rh", 0))
+            self.c.subscribe(topic, options=opts, properties=kw.get("props"))
+        else:
+            self.c.subscribe(topic, qos)
+        kind, mid, rcs = self.acks.get(timeout=10)
+        return rcs
+
+    def pub(self, topic, payload, qos=0, retain=False, props=None):
+        info = self.c.publish(topic, payload, qos, retain, properties=props)
+        if qos:
+            info.wait_for_publish(10)
+        return info
+
+    def get(self, timeout=5):
+        return self.msgs.get(timeout=timeout)
+
+    def none(self, wait=0.5):
+        try:
+            m = self.msgs.get(timeout=wait)
+            raise AssertionError("unexpected message on %s: %r" % (m.topic, m.payload))
+        except queue.Empty:
+            pass
+
+    def close(self):
+        self.c.disconnect()
+        self.c.loop_stop()
+
+    def kill(self):
+        """Drops the network connection without DISCONNECT."""
+        sock = self.c.socket()
+        self.c.loop_stop()  # first, so that paho does not reconnect
+        sock.shutdown(socket.SHUT_RDWR)
+
+
+def varint(n):
+    out = b""
+    while True:
+        b = n & 0x7F
+        n >>= 7
+        out += bytes([b | (0x80 if n else 0)])
+        if not n:
+            return out
+
+
+def s16(b):
+    return struct.pack("!H", len(b)) + b
+
+
+class Raw:
+    """A TLS socket speaking hand-built MQTT, for malformed and edge-case input."""
+
+    def __init__(self, node, cert=None):
+        ctx = ssl.create_default_context(cafile=os.path.join(node.pki, "ca.pem"))
+        crt, key = cert or (os.path.join(node.pki, "admin.pem"), os.path.join(node.pki, "admin.key"))
+        ctx.load_cert_chain(crt, key)
+        self.s = ctx.wrap_socket(socket.create_connection(("127.0.0.1", node.port), 5),
+                                 server_hostname="localhost")
+        self.s.settimeout(10)
+        self.buf = b""
+
+    def send(self, b):
+        self.s.sendall(b)
+
+    def connect(self, cid=b"raw", v5=True, keepalive=60, props=b""):
+        body = s16(b"MQTT") + bytes([5 if v5 else 4, 2]) + struct.pack("!H", keepalive)
+        if v5:
+            body += varint(len(props)) + props
+        body += s16(cid)
+        self.send(bytes([0x10]) + varint(len(body)) + body)
+        return self.packet()
+
+    def packet(self):
+        """Returns (type, flags, body) or None at EOF."""
+        while True:
+            if len(self.buf) >= 2:
+                n, mult, i = 0, 1, 1
+                while i < len(self.buf) and i < 5:
+                    n += (self.buf[i] & 0x7F) * mult
+                    mult *= 128
+                    if not self.buf[i] & 0x80:
+                        break
+                    i += 1
+                if i < len(self.buf) and len(self.buf) >= i + 1 + n:
+                    p = self.buf[:i + 1 + n]
+                    self.buf = self.buf[i + 1 + n:]
+                    return (p[0] >> 4, p[0] & 15, p[i + 1:])
+            try:
+                d = self.s.recv(65536)
+            except (ConnectionError, ssl.SSLError, OSError):
+                d = b""
+            if not d:
+                return None
+            self.buf += d
+
+    def closed(self):
+        while True:
+            p = self.packet()
+            if p is None:
+                return True
+
+
+def run_tests(tests):
+    failed = 0
+    for t in tests:
+        start = time.time()
+        try:
+            t()
+            print("PASS %s (%.1fs)" % (t.__name__, time.time() - start))
+        except Exception as e:
+            failed += 1
+            import traceback
+            traceback.print_exc()
+            print("FAIL %s: %s" % (t.__name__, e))
+    print("%d passed, %d failed" % (len(tests) - failed, failed))
+    sys.exit(1 if failed else 0)

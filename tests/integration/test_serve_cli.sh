@@ -1,0 +1,25 @@
+#!/bin/bash
+# The CLI: serve --check, kizuna pub/sub, help, exit codes, SIGINT.
+set -u
+. "$(dirname "$0")/lib.sh"
+KZ=$1
+kz_start "$KZ"
+printf 'threads = x\nbogus = 1\nlimits.max_inflight = 70000\n' > "$D/bad.conf"
+out=$("$KZ" serve --check --config "$D/bad.conf" 2>&1); rc=$?
+expect_eq "--check exit code on errors" "$rc" "1"
+expect_eq "--check reports file:line" "$(echo "$out" | cut -d: -f2 | tr '\n' ' ')" "1 2 3 "
+"$KZ" serve --check --config "$D/k.conf" > /dev/null; expect_eq "--check valid config" "$?" "0"
+timeout 10 "$KZ" sub --data "$D/var" -p "$PORT" -t 'cli/#' -v -C 2 -q 1 > "$D/sub.out" &
+S=$!; sleep 0.3
+"$KZ" pub --data "$D/var" -p "$PORT" -t cli/a -m one -q 1; expect_eq "kizuna pub QoS 1 exit" "$?" "0"
+echo two | "$KZ" pub --data "$D/var" -p "$PORT" -t cli/b -f - -q 2; expect_eq "kizuna pub QoS 2 from stdin" "$?" "0"
+wait $S
+expect_eq "kizuna sub output" "$(cat "$D/sub.out" | tr '\n' '|')" "cli/a one|cli/b two||"
+"$KZ" pub --data "$D/var" -p "$PORT" -t 'bad/#' -m x -q 1 2> "$D/err"; rc=$?
+expect_eq "publish to a wildcard topic fails" "$rc" "1"
+grep -q "0x90" "$D/err" && ok "reason code shown" || ko "reason code shown: $(cat "$D/err")"
+"$KZ" nosuch > /dev/null 2>&1; expect_eq "unknown command exit 2" "$?" "2"
+"$KZ" help serve | grep -q "usage: kizuna serve" && ok "help serve" || ko "help serve"
+"$KZ" help config | grep -q "limits.max_packet_size" && ok "help config" || ko "help config"
+kill -INT $PID; wait $PID; expect_eq "SIGINT exits 0" "$?" "0"
+kz_finish

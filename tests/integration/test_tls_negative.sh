@@ -1,0 +1,68 @@
+#!/bin/bash
+# Negative TLS: no client certificate, another CA, TLS 1.2, expired certificate, no SPIFFE
+# URI SAN — each refused; the admin certificate is accepted. Uses openssl s_client and
+# mosquitto_pub as the outside clients.
+set -u
+KZ=$1
+D=$(mktemp -d /tmp/kz-tls-XXXXXX)
+trap 'kill $PID 2>/dev/null; wait $PID 2>/dev/null; [ -n "${KEEP:-}" ] || rm -rf "$D"' EXIT
+PORT=$(/usr/bin/python3 -c 'import socket;s=socket.socket();s.bind(("127.0.0.1",0));print(s.getsockname()[1])')
+printf 'mqtt.listen = 127.0.0.1:%s\n' "$PORT" > "$D/k.conf"
+"$KZ" serve --config "$D/k.conf" --data "$D/var" > "$D/serve.log" 2>&1 &
+PID=$!
+for i in $(seq 100); do (exec 3<>/dev/tcp/127.0.0.1/$PORT) 2>/dev/null && break; sleep 0.1; done
+P=$D/var/pki
+fail=0; pass=0
+check() { # name expected(0=accept,1=refuse) command...
+	local name=$1 want=$2; shift 2
+	if timeout 10 "$@" > "$D/out" 2>&1; then got=0; else got=1; fi
+	if [ "$got" = "$want" ]; then echo "PASS $name"; pass=$((pass+1)); else echo "FAIL $name"; cat "$D/out"; fail=$((fail+1)); fi
+}
+PUB=(mosquitto_pub -h localhost -p "$PORT" --cafile "$P/ca.pem" -t tls/x -m hi -q 1 -V mqttv5)
+# another CA with its own client certificate
+openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -keyout "$D/oca.key" -out "$D/oca.pem" -subj /CN=other -days 2 2>/dev/null
+mkcert() { # name ca-prefix extfile-lines validity-args
+	local n=$1 ca=$2 ext=$3; shift 3
+	openssl ecparam -name prime256v1 -genkey -noout -out "$D/$n.key"
+	openssl req -new -key "$D/$n.key" -subj "/CN=$n" -out "$D/$n.csr"
+	printf "%b" "$ext" > "$D/$n.ext"
+	openssl x509 -req -in "$D/$n.csr" -CA "$ca.pem" -CAkey "$ca.key" -CAcreateserial -out "$D/$n.pem" -extfile "$D/$n.ext" "$@" 2>/dev/null
+}
+EXT='basicConstraints=critical,CA:FALSE\nextendedKeyUsage=clientAuth\nsubjectAltName=URI:spiffe://kizuna.local/dev/user/x\n'
+mkcert foreign "$D/oca" "$EXT" -days 1
+# expired: `openssl ca` is the 3.0 tool that takes explicit validity dates
+mkdir -p "$D/ca"; : > "$D/ca/index.txt"; echo 01 > "$D/ca/serial"
+cat > "$D/ca.cnf" <<CNF
+[ca]
+default_ca = x
+[x]
+database = $D/ca/index.txt
+serial = $D/ca/serial
+new_certs_dir = $D/ca
+default_md = sha256
+policy = p
+[p]
+commonName = supplied
+CNF
+openssl ecparam -name prime256v1 -genkey -noout -out "$D/expired.key"
+openssl req -new -key "$D/expired.key" -subj /CN=expired -out "$D/expired.csr"
+printf "%b" "$EXT" > "$D/expired.ext"
+openssl ca -batch -config "$D/ca.cnf" -cert "$P/ca.pem" -keyfile "$P/ca.key" -in "$D/expired.csr" \
+	-out "$D/expired.pem" -startdate 20200101000000Z -enddate 20200102000000Z -extfile "$D/expired.ext" -notext 2>/dev/null
+mkcert nouri "$P/ca" 'basicConstraints=critical,CA:FALSE\nextendedKeyUsage=clientAuth\n' -days 1
+mkcert twouri "$P/ca" 'extendedKeyUsage=clientAuth\nsubjectAltName=URI:spiffe://kizuna.local/a/user/b,URI:spiffe://kizuna.local/a/user/c\n' -days 1
+for f in foreign expired nouri twouri; do
+	[ -s "$D/$f.pem" ] || { echo "FAIL could not create the $f test certificate"; exit 1; }
+done
+check "admin certificate accepted" 0 "${PUB[@]}" --cert "$P/admin.pem" --key "$P/admin.key"
+check "no client certificate refused" 1 "${PUB[@]}"
+check "certificate from another CA refused" 1 "${PUB[@]}" --cert "$D/foreign.pem" --key "$D/foreign.key"
+check "expired certificate refused" 1 "${PUB[@]}" --cert "$D/expired.pem" --key "$D/expired.key"
+check "certificate without URI SAN refused" 1 "${PUB[@]}" --cert "$D/nouri.pem" --key "$D/nouri.key"
+check "certificate with two URI SANs refused" 1 "${PUB[@]}" --cert "$D/twouri.pem" --key "$D/twouri.key"
+check "TLS 1.2 client refused" 1 sh -c "openssl s_client -connect 127.0.0.1:$PORT -tls1_2 -CAfile $P/ca.pem -cert $P/admin.pem -key $P/admin.key </dev/null 2>&1 | grep -q 'New, TLSv1.2'"
+check "TLS 1.3 s_client handshakes" 0 sh -c "openssl s_client -connect 127.0.0.1:$PORT -tls1_3 -CAfile $P/ca.pem -cert $P/admin.pem -key $P/admin.key </dev/null 2>&1 | grep -q 'New, TLSv1.3'"
+grep -q "certificate has expired" "$D/serve.log" && { echo "PASS expiry logged"; pass=$((pass+1)); } || { echo "FAIL expiry not logged"; fail=$((fail+1)); }
+grep -q "no URI SAN" "$D/serve.log" && { echo "PASS missing SPIFFE ID logged"; pass=$((pass+1)); } || { echo "FAIL missing SPIFFE ID not logged"; fail=$((fail+1)); }
+echo "$pass passed, $fail failed"
+[ "$fail" = 0 ]
