@@ -18,8 +18,12 @@ void kz_buf_cleanup(struct kz_buf *b);
 /* Makes room for n more bytes; KZ_ETOOBIG over the cap, KZ_ENOMEM. On error nothing changes. */
 int kz_buf_reserve(struct kz_buf *b, size_t n);
 int kz_buf_append(struct kz_buf *b, const void *p, size_t n);
-/* Pointer to the first unconsumed byte. */
-static inline uint8_t *kz_buf_head(const struct kz_buf *b) { return b->data + b->off; }
+/* Pointer to the first unconsumed byte; never NULL, even before the first allocation. */
+static inline uint8_t *kz_buf_head(const struct kz_buf *b)
+{
+	static uint8_t empty[1];
+	return b->data ? b->data + b->off : empty;
+}
 /* Pointer to free space after the data (after kz_buf_reserve). */
 static inline uint8_t *kz_buf_tail(const struct kz_buf *b) { return b->data + b->off + b->len; }
 void kz_buf_consume(struct kz_buf *b, size_t n);

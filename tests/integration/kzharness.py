@@ -37,6 +37,14 @@ class Node:
                     raise RuntimeError("kizuna serve exited: " + self.logtext())
                 time.sleep(0.05)
         self.pki = os.path.join(self.data, "pki")
+        import atexit
+        atexit.register(self.shutdown)
+
+    def shutdown(self):
+        if self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait()
+        self.cleanup()
 
     def logtext(self):
         if not self.log.closed:
