@@ -234,14 +234,11 @@ int cli_bench_main(int argc, char **argv)
 		return argc >= 2 && (!strcmp(argv[1], "--help") || !strcmp(argv[1], "-h")) ? 0 : 2;
 	}
 	static const struct option opts[] = {
-		{ "host", required_argument, NULL, 'h' }, { "port", required_argument, NULL, 'p' },
-		{ "data", required_argument, NULL, 'd' }, { "cafile", required_argument, NULL, 1001 },
-		{ "cert", required_argument, NULL, 1002 }, { "key", required_argument, NULL, 1003 },
-		{ "protocol", required_argument, NULL, 'V' }, { "pubs", required_argument, NULL, 2001 },
+		CLI_COMMON_LONG, { "pubs", required_argument, NULL, 2001 },
 		{ "subs", required_argument, NULL, 2002 }, { "threads", required_argument, NULL, 2003 },
 		{ "size", required_argument, NULL, 2004 }, { "rate", required_argument, NULL, 2005 },
 		{ "duration", required_argument, NULL, 2006 }, { "topic", required_argument, NULL, 2007 },
-		{ "broker-pid", required_argument, NULL, 2008 }, { "qos", required_argument, NULL, 'q' },
+		{ "broker-pid", required_argument, NULL, 2008 },
 		{ "help", no_argument, NULL, 'H' }, { NULL, 0, NULL, 0 } };
 	struct bench_cfg cfg = { .pubs = 4, .subs = 4, .threads = 2, .size = 100, .duration_s = 10,
 				 .topic = "bench" };
@@ -250,7 +247,7 @@ int cli_bench_main(int argc, char **argv)
 	const char *data = NULL;
 	int c;
 	optind = 2;
-	while ((c = getopt_long(argc, argv, "h:p:d:V:q:", opts, NULL)) != -1) {
+	while ((c = getopt_long(argc, argv, CLI_COMMON_SHORT, opts, NULL)) != -1) {
 		int r = cli_opts_parse(&cfg.o, c, optarg);
 		if (r < 0) {
 			fprintf(stderr, "kizuna bench: bad value '%s'\n", optarg);

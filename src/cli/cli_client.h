@@ -5,6 +5,8 @@
 #include "mqtt/mqtt_codec.h"
 #include "net/net.h"
 
+#include <getopt.h>
+
 struct cli_opts {
 	const char *host;
 	int port;
@@ -30,6 +32,15 @@ void cli_opts_finish(struct cli_opts *o, const char *data_dir);
 	"  -i, --id ID         client identifier (default: assigned by the node)\n"         \
 	"  -q, --qos 0|1|2     QoS (default 0)\n"                                          \
 	"  -k, --keepalive S   keep alive seconds (default 60)\n"
+
+/* getopt_long entries for the options cli_opts_parse() handles, plus --data. */
+#define CLI_COMMON_LONG                                                                  \
+	{ "host", required_argument, NULL, 'h' }, { "port", required_argument, NULL, 'p' }, \
+	{ "data", required_argument, NULL, 'd' }, { "cafile", required_argument, NULL, 1001 }, \
+	{ "cert", required_argument, NULL, 1002 }, { "key", required_argument, NULL, 1003 }, \
+	{ "protocol", required_argument, NULL, 'V' }, { "id", required_argument, NULL, 'i' }, \
+	{ "qos", required_argument, NULL, 'q' }, { "keepalive", required_argument, NULL, 'k' }
+#define CLI_COMMON_SHORT "h:p:d:V:i:q:k:"
 
 struct cli_mqtt;
 typedef void (*cli_packet_cb)(struct cli_mqtt *m, const struct mqtt_packet *pkt);

@@ -10,13 +10,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-#define COMMON_LONG                                                                  \
-	{ "host", required_argument, NULL, 'h' }, { "port", required_argument, NULL, 'p' }, \
-	{ "data", required_argument, NULL, 'd' }, { "cafile", required_argument, NULL, 1001 }, \
-	{ "cert", required_argument, NULL, 1002 }, { "key", required_argument, NULL, 1003 }, \
-	{ "protocol", required_argument, NULL, 'V' }, { "id", required_argument, NULL, 'i' }, \
-	{ "qos", required_argument, NULL, 'q' }, { "keepalive", required_argument, NULL, 'k' }
-#define COMMON_SHORT "h:p:d:V:i:q:k:"
 
 struct pubsub {
 	struct cli_mqtt m;
@@ -191,7 +184,7 @@ static int run(struct pubsub *ps, struct cli_opts *o)
 
 int cli_sub_main(int argc, char **argv)
 {
-	static const struct option opts[] = { COMMON_LONG, { "topic", required_argument, NULL, 't' },
+	static const struct option opts[] = { CLI_COMMON_LONG, { "topic", required_argument, NULL, 't' },
 		{ "verbose", no_argument, NULL, 'v' }, { "count", required_argument, NULL, 'C' },
 		{ "session-expiry", required_argument, NULL, 'x' }, { "help", no_argument, NULL, 'H' },
 		{ NULL, 0, NULL, 0 } };
@@ -205,7 +198,7 @@ int cli_sub_main(int argc, char **argv)
 	ps.is_sub = true;
 	int c;
 	optind = 1;
-	while ((c = getopt_long(argc, argv, COMMON_SHORT "t:vC:x:c", opts, NULL)) != -1) {
+	while ((c = getopt_long(argc, argv, CLI_COMMON_SHORT "t:vC:x:c", opts, NULL)) != -1) {
 		int r = cli_opts_parse(&o, c, optarg);
 		if (r < 0) {
 			fprintf(stderr, "kizuna sub: bad value '%s'\n", optarg);
@@ -240,7 +233,7 @@ int cli_sub_main(int argc, char **argv)
 
 int cli_pub_main(int argc, char **argv)
 {
-	static const struct option opts[] = { COMMON_LONG, { "topic", required_argument, NULL, 't' },
+	static const struct option opts[] = { CLI_COMMON_LONG, { "topic", required_argument, NULL, 't' },
 		{ "message", required_argument, NULL, 'm' }, { "file", required_argument, NULL, 'f' },
 		{ "retain", no_argument, NULL, 'r' }, { "repeat", required_argument, NULL, 'n' },
 		{ "help", no_argument, NULL, 'H' }, { NULL, 0, NULL, 0 } };
@@ -252,7 +245,7 @@ int cli_pub_main(int argc, char **argv)
 	ps.repeat = 1;
 	int c;
 	optind = 1;
-	while ((c = getopt_long(argc, argv, COMMON_SHORT "t:m:f:rn:", opts, NULL)) != -1) {
+	while ((c = getopt_long(argc, argv, CLI_COMMON_SHORT "t:m:f:rn:", opts, NULL)) != -1) {
 		int r = cli_opts_parse(&o, c, optarg);
 		if (r < 0) {
 			fprintf(stderr, "kizuna pub: bad value '%s'\n", optarg);
