@@ -20,6 +20,8 @@ struct bench_cfg {
 	int pubs, subs, threads, size, duration_s, qos;
 	long rate; /* total msgs/s, 0 = flat out */
 	int broker_pid;
+	int window; /* QoS 1 publishes in flight per publisher; 0 = the broker's limit (v5) or 64 */
+	bool no_window;
 	const char *topic;
 };
 
@@ -140,8 +142,9 @@ static void publish_some(struct bench_thread *t, struct bench_conn *bc, uint64_t
 	while (budget-- && m->conn && m->conn->out.len < (256u << 10) && m->conn->write_pending < (1u << 20)) {
 		/* MQTT 5: the node's Receive Maximum. MQTT 3.1.1 has none; like real clients
 		 * (paho and mosquitto default to 20) keep a window, here 64. */
-		uint16_t window = t->cfg->o.version == MQTT_V5 ? m->server_receive_max : 64;
-		if (t->cfg->qos && bc->inflight >= window)
+		uint32_t window = t->cfg->window ? (uint32_t)t->cfg->window :
+				  t->cfg->o.version == MQTT_V5 ? m->server_receive_max : 64;
+		if (t->cfg->qos && !t->cfg->no_window && bc->inflight >= window)
 			break;
 		uint64_t ts = kz_now_mono_ns();
 		memcpy(payload, &ts, 8);
@@ -224,6 +227,8 @@ static void usage(void)
 	       "  --size B        payload bytes, at least 8 (default 100)\n"
 	       "  --qos 0|1       QoS (default 0)\n"
 	       "  --rate R        total publish rate in msgs/s, 0 = flat out (default 0)\n"
+	       "  --window W      QoS 1 messages in flight per publisher (default: the node's Receive\n"
+	       "                  Maximum in MQTT 5, 64 in 3.1.1); 'none' floods without waiting\n"
 	       "  --duration S    measured seconds after a 1 s warm-up (default 10)\n"
 	       "  --topic T       topic prefix (default bench)\n"
 	       "  --broker-pid P  read the broker's CPU time from /proc/P/stat\n" CLI_COMMON_HELP
@@ -241,7 +246,7 @@ int cli_bench_main(int argc, char **argv)
 		{ "subs", required_argument, NULL, 2002 }, { "threads", required_argument, NULL, 2003 },
 		{ "size", required_argument, NULL, 2004 }, { "rate", required_argument, NULL, 2005 },
 		{ "duration", required_argument, NULL, 2006 }, { "topic", required_argument, NULL, 2007 },
-		{ "broker-pid", required_argument, NULL, 2008 },
+		{ "broker-pid", required_argument, NULL, 2008 }, { "window", required_argument, NULL, 2009 },
 		{ "help", no_argument, NULL, 'H' }, { NULL, 0, NULL, 0 } };
 	struct bench_cfg cfg = { .pubs = 4, .subs = 4, .threads = 2, .size = 100, .duration_s = 10,
 				 .topic = "bench" };
@@ -268,6 +273,14 @@ int cli_bench_main(int argc, char **argv)
 		case 2006: cfg.duration_s = atoi(optarg); break;
 		case 2007: cfg.topic = optarg; break;
 		case 2008: cfg.broker_pid = atoi(optarg); break;
+		case 2009:
+			cfg.no_window = strcmp(optarg, "none") == 0;
+			cfg.window = cfg.no_window ? 0 : atoi(optarg);
+			if (!cfg.no_window && (cfg.window < 1 || cfg.window > 65535)) {
+				fprintf(stderr, "kizuna bench: --window wants 1..65535 or 'none'\n");
+				return 2;
+			}
+			break;
 		case 'H': usage(); return 0;
 		default: usage(); return 2;
 		}

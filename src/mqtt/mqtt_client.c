@@ -838,7 +838,7 @@ void mqtt_client_input(struct mqtt_client *c, const uint8_t *p, size_t n)
 	process(c, kz_buf_head(&c->in), c->in.len, &used);
 	kz_buf_consume(&c->in, used);
 	if (c->in.len == 0)
-		kz_buf_shrink(&c->in, 4096);
+		kz_buf_shrink(&c->in, 0);
 }
 
 void mqtt_client_detach(struct mqtt_client *c)
@@ -857,6 +857,7 @@ void mqtt_client_resume(struct mqtt_client *c, struct mqtt_shard *s, void *trans
 	size_t used;
 	process(c, kz_buf_head(&c->in), c->in.len, &used);
 	kz_buf_consume(&c->in, used);
+	kz_buf_shrink(&c->in, 0);
 }
 
 void mqtt_client_writable(struct mqtt_client *c)

@@ -57,6 +57,8 @@ struct net_loop {
 	uv_loop_t *loop;
 	uv_check_t check;         /* flushes dirty connections once per iteration */
 	struct net_conn *dirty;   /* list via dirty_next */
+	struct net_conn *paused;  /* used their read budget this iteration; via paused_next */
+	uint64_t iteration;
 	void (*before_flush)(struct net_loop *nl);
 	void *user;
 	uint8_t rbuf[65536];      /* socket reads */
@@ -66,6 +68,8 @@ struct net_loop {
 enum net_conn_flags {
 	NET_CONN_HANDSHAKEN = 1u << 0, NET_CONN_CLOSING = 1u << 1, NET_CONN_DIRTY = 1u << 2,
 	NET_CONN_MIGRATING = 1u << 3, NET_CONN_IS_CLIENT = 1u << 4, NET_CONN_CLOSED = 1u << 5,
+	NET_CONN_READ_PAUSED = 1u << 6,  /* read budget used up; resumed at the iteration's end */
+	NET_CONN_READ_BLOCKED = 1u << 7, /* our output to it is backed up; resumed as it drains */
 };
 
 struct net_conn {
@@ -74,12 +78,13 @@ struct net_conn {
 	const struct net_conn_cbs *cbs;
 	void *user;
 	SSL *ssl;                 /* owns */
-	BIO *rbio, *wbio;         /* owned by ssl */
 	struct kz_buf out;        /* plaintext waiting to be encrypted */
 	uint32_t flags;
 	size_t write_pending;     /* encrypted bytes handed to uv_write, not yet done */
 	size_t write_high;        /* pause threshold for on_writable */
-	struct net_conn *dirty_next;
+	struct net_conn *dirty_next, *paused_next;
+	uint64_t read_iteration;  /* nl->iteration of read_bytes */
+	size_t read_bytes;
 	char addr[64];
 	uv_connect_t connect_req;
 	uv_shutdown_t shutdown_req;
@@ -101,6 +106,11 @@ void net_conn_close(struct net_conn *c);
 void net_conn_flush(struct net_conn *c);
 /* Starts reading on a connection adopted from another worker. */
 void net_conn_resume_reading(struct net_conn *c);
+/* Ciphertext not yet written to the socket, in bytes. */
+size_t net_conn_output_pending(const struct net_conn *c);
+/* Takes the SSL object (with any unread ciphertext) away from c, for another worker to adopt
+ * with a new net_conn; NULL when the unread bytes cannot be kept. */
+SSL *net_conn_detach_ssl(struct net_conn *c);
 /* Negotiated group name after the handshake. */
 const char *net_conn_group(struct net_conn *c);
 

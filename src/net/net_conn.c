@@ -1,8 +1,25 @@
-/* net_conn.c — a TLS connection over a libuv TCP handle, with memory BIOs.
+/* net_conn.c — a TLS connection over a libuv TCP handle.
+ *
+ * The SSL object talks to one small BIO of our own (net_bio) instead of two memory BIOs:
+ * reads are served straight from the loop's socket buffer, and ciphertext is written straight
+ * into the block that becomes the next uv_write. An idle connection therefore holds no I/O
+ * buffer at all (memory BIOs keep their high-water allocation, ~3.5 KiB per connection), and
+ * each byte is copied once less in each direction. Ciphertext that could not be consumed in
+ * the read callback (the connection is migrating or pausing) is kept in a spill buffer that
+ * travels with the SSL object.
  *
  * Output is coalesced: writers append plaintext to c->out and mark the connection dirty;
  * once per loop iteration (uv_check) each dirty connection encrypts everything pending in
  * records of up to 16 KiB and hands the ciphertext to the kernel in one uv_write.
+ *
+ * Input is bounded two ways, so that no connection can monopolise its worker:
+ *  - a read budget: after READ_BUDGET bytes in one loop iteration a connection stops being
+ *    read until the end of the iteration (check_cb resumes it). A publisher that floods
+ *    without a window therefore gets its share of each iteration, and the subscribers on the
+ *    same worker still have their acknowledgements read and their queues drained;
+ *  - write backpressure: while more than WRITE_HIGH bytes of our output to a connection wait
+ *    for the kernel (the peer does not read), its input is not read either, until the
+ *    backlog falls under WRITE_HIGH / 2. A client cannot make us queue answers without bound.
  *
  * States: HANDSHAKING -> OPEN (HANDSHAKEN) -> CLOSING -> CLOSED (on_close, free). */
 #include "net/net.h"
@@ -10,25 +27,154 @@
 #include "base/kz_log.h"
 
 #include <openssl/err.h>
+#include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
 
 #define TLS_CHUNK 16384
 #define WRITE_HIGH (1u << 20)
+#define READ_BUDGET (64u * 1024)
 
 struct wreq {
 	uv_write_t req;
 	struct net_conn *c;
-	size_t len;
+	size_t len, cap;
 	char data[];
 };
 
+/* The BIO under every SSL object; see the file comment. */
+struct net_bio {
+	const uint8_t *view;  /* ciphertext from the current read callback, not owned */
+	size_t view_len;
+	struct kz_buf spill;  /* ciphertext kept across read callbacks */
+	struct wreq *wq;      /* ciphertext not yet handed to uv_write */
+};
+
+static int wq_reserve(struct net_bio *nb, size_t n)
+{
+	size_t len = nb->wq ? nb->wq->len : 0, cap = nb->wq ? nb->wq->cap : 0;
+	if (cap - len >= n)
+		return KZ_OK;
+	size_t ncap = cap ? cap * 2 : 4096;
+	while (ncap - len < n)
+		ncap *= 2;
+	struct wreq *w = realloc(nb->wq, sizeof *w + ncap);
+	if (!w)
+		return KZ_ENOMEM;
+	if (!nb->wq)
+		w->len = 0;
+	w->cap = ncap;
+	nb->wq = w;
+	return KZ_OK;
+}
+
+static int nbio_write(BIO *b, const char *p, size_t n, size_t *written)
+{
+	struct net_bio *nb = BIO_get_data(b);
+	BIO_clear_retry_flags(b);
+	if (wq_reserve(nb, n))
+		return 0;
+	memcpy(nb->wq->data + nb->wq->len, p, n);
+	nb->wq->len += n;
+	*written = n;
+	return 1;
+}
+
+static int nbio_read(BIO *b, char *p, size_t n, size_t *got)
+{
+	struct net_bio *nb = BIO_get_data(b);
+	BIO_clear_retry_flags(b);
+	if (nb->spill.len) {
+		size_t k = n < nb->spill.len ? n : nb->spill.len;
+		memcpy(p, kz_buf_head(&nb->spill), k);
+		kz_buf_consume(&nb->spill, k);
+		if (nb->spill.len == 0)
+			kz_buf_shrink(&nb->spill, 0);
+		*got = k;
+		return 1;
+	}
+	if (nb->view_len) {
+		size_t k = n < nb->view_len ? n : nb->view_len;
+		memcpy(p, nb->view, k);
+		nb->view += k;
+		nb->view_len -= k;
+		*got = k;
+		return 1;
+	}
+	BIO_set_retry_read(b);
+	*got = 0;
+	return 0;
+}
+
+static long nbio_ctrl(BIO *b, int cmd, long num, void *ptr)
+{
+	struct net_bio *nb = BIO_get_data(b);
+	(void)num, (void)ptr;
+	switch (cmd) {
+	case BIO_CTRL_PENDING:
+		return (long)(nb->spill.len + nb->view_len);
+	case BIO_CTRL_WPENDING:
+		return nb->wq ? (long)nb->wq->len : 0;
+	case BIO_CTRL_FLUSH:
+		return 1;
+	default:
+		return 0;
+	}
+}
+
+static int nbio_create(BIO *b)
+{
+	struct net_bio *nb = calloc(1, sizeof *nb);
+	if (!nb)
+		return 0;
+	kz_buf_init(&nb->spill, 0);
+	BIO_set_data(b, nb);
+	BIO_set_init(b, 1);
+	return 1;
+}
+
+static int nbio_destroy(BIO *b)
+{
+	struct net_bio *nb = BIO_get_data(b);
+	if (nb) {
+		kz_buf_cleanup(&nb->spill);
+		free(nb->wq);
+		free(nb);
+	}
+	BIO_set_data(b, NULL);
+	return 1;
+}
+
+static BIO_METHOD *nbio_method;
+static void nbio_method_init(void)
+{
+	BIO_METHOD *m = BIO_meth_new(BIO_get_new_index() | BIO_TYPE_SOURCE_SINK, "kizuna-conn");
+	if (m && BIO_meth_set_write_ex(m, nbio_write) && BIO_meth_set_read_ex(m, nbio_read) &&
+	    BIO_meth_set_ctrl(m, nbio_ctrl) && BIO_meth_set_create(m, nbio_create) &&
+	    BIO_meth_set_destroy(m, nbio_destroy))
+		nbio_method = m;
+}
+
+static struct net_bio *nbio_of(const struct net_conn *c)
+{
+	return BIO_get_data(SSL_get_rbio(c->ssl));
+}
+
+size_t net_conn_output_pending(const struct net_conn *c)
+{
+	const struct net_bio *nb = nbio_of(c);
+	return c->write_pending + (nb->wq ? nb->wq->len : 0);
+}
+
 static void check_cb(uv_check_t *h);
+static void read_ciphertext(struct net_conn *c);
 
 int net_loop_init(struct net_loop *nl, uv_loop_t *loop)
 {
 	nl->loop = loop;
 	nl->dirty = NULL;
+	nl->paused = NULL;
+	nl->iteration = 0;
 	int rc = uv_check_init(loop, &nl->check);
 	if (rc)
 		return KZ_EIO;
@@ -42,6 +188,32 @@ void net_loop_close(struct net_loop *nl)
 	uv_close((uv_handle_t *)&nl->check, NULL);
 }
 
+static void alloc_cb(uv_handle_t *h, size_t suggested, uv_buf_t *buf);
+static void read_cb(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf);
+
+#define READ_STOPPED (NET_CONN_READ_PAUSED | NET_CONN_READ_BLOCKED)
+#define READ_DEAD (NET_CONN_CLOSING | NET_CONN_CLOSED | NET_CONN_MIGRATING)
+
+static void read_hold(struct net_conn *c, uint32_t why)
+{
+	if (!(c->flags & READ_STOPPED))
+		uv_read_stop((uv_stream_t *)&c->tcp);
+	c->flags |= why;
+}
+
+static void read_release(struct net_conn *c, uint32_t why)
+{
+	if (!(c->flags & why))
+		return;
+	c->flags &= ~why;
+	if (!(c->flags & (READ_STOPPED | READ_DEAD)) && !uv_is_closing((uv_handle_t *)&c->tcp) &&
+	    uv_read_start((uv_stream_t *)&c->tcp, alloc_cb, read_cb))
+		net_conn_close(c);
+}
+
+/* Runs once per loop iteration, after all I/O callbacks: encrypts and writes what each dirty
+ * connection has pending, then gives connections that used their read budget their turn
+ * again. Close callbacks run after this phase, so no connection on the lists is freed yet. */
 static void check_cb(uv_check_t *h)
 {
 	struct net_loop *nl = h->data;
@@ -53,6 +225,13 @@ static void check_cb(uv_check_t *h)
 		c->dirty_next = NULL;
 		c->flags &= ~NET_CONN_DIRTY;
 		net_conn_flush(c);
+	}
+	nl->iteration++;
+	while (nl->paused) {
+		struct net_conn *c = nl->paused;
+		nl->paused = c->paused_next;
+		c->paused_next = NULL;
+		read_release(c, NET_CONN_READ_PAUSED);
 	}
 }
 
@@ -103,28 +282,23 @@ static void write_cb(uv_write_t *req, int status)
 		hard_close(c);
 		return;
 	}
+	if (c->write_pending < WRITE_HIGH / 2)
+		read_release(c, NET_CONN_READ_BLOCKED);
 	if (c->write_pending == 0 && !(c->flags & NET_CONN_CLOSING) && c->cbs->on_writable &&
 	    (c->flags & NET_CONN_HANDSHAKEN))
 		c->cbs->on_writable(c);
 }
 
-/* Moves whatever ciphertext the SSL object produced into one uv_write. */
+/* Hands whatever ciphertext the SSL object produced to the kernel in one uv_write. */
 static int send_wbio(struct net_conn *c)
 {
-	size_t pending = BIO_ctrl_pending(c->wbio);
-	if (pending == 0)
+	struct net_bio *nb = nbio_of(c);
+	struct wreq *w = nb->wq;
+	if (!w || w->len == 0)
 		return KZ_OK;
-	struct wreq *w = malloc(sizeof *w + pending);
-	if (!w)
-		return KZ_ENOMEM;
-	int n = BIO_read(c->wbio, w->data, (int)pending);
-	if (n <= 0) {
-		free(w);
-		return KZ_OK;
-	}
+	nb->wq = NULL;
 	w->c = c;
-	w->len = (size_t)n;
-	uv_buf_t b = uv_buf_init(w->data, (unsigned)n);
+	uv_buf_t b = uv_buf_init(w->data, (unsigned)w->len);
 	c->write_pending += w->len;
 	int rc = uv_write(&w->req, (uv_stream_t *)&c->tcp, &b, 1, write_cb);
 	if (rc) {
@@ -140,6 +314,11 @@ void net_conn_flush(struct net_conn *c)
 	if (c->flags & (NET_CONN_CLOSED | NET_CONN_MIGRATING))
 		return;
 	if (c->flags & NET_CONN_HANDSHAKEN) {
+		/* Room for all records at once: 5-byte header, content type and 16-byte tag each. */
+		if (c->out.len && wq_reserve(nbio_of(c), c->out.len + 22 * (c->out.len / TLS_CHUNK + 1))) {
+			hard_close(c);
+			return;
+		}
 		while (c->out.len > 0) {
 			size_t n = c->out.len < TLS_CHUNK ? c->out.len : TLS_CHUNK;
 			int w = SSL_write(c->ssl, kz_buf_head(&c->out), (int)n);
@@ -150,7 +329,7 @@ void net_conn_flush(struct net_conn *c)
 			}
 			kz_buf_consume(&c->out, (size_t)w);
 		}
-		kz_buf_shrink(&c->out, 16384);
+		kz_buf_shrink(&c->out, 0); /* idle connections hold no output buffer */
 	}
 	if (c->flags & NET_CONN_CLOSING) {
 		if (c->flags & NET_CONN_HANDSHAKEN)
@@ -256,17 +435,62 @@ static void read_cb(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
 	}
 	if (nread == 0)
 		return;
-	if (BIO_write(c->rbio, buf->base, (int)nread) != nread) {
-		hard_close(c);
-		return;
+	struct net_bio *nb = nbio_of(c);
+	if (nb->spill.len) { /* older ciphertext first */
+		if (kz_buf_append(&nb->spill, buf->base, (size_t)nread)) {
+			hard_close(c);
+			return;
+		}
+	} else {
+		nb->view = (const uint8_t *)buf->base;
+		nb->view_len = (size_t)nread;
 	}
+	read_ciphertext(c);
+	if (!c->ssl)
+		return; /* detached for migration: nb now belongs to another worker */
+	/* What the SSL object did not take (closing) must not point into the loop buffer. */
+	if (nb->view_len && !(c->flags & NET_CONN_CLOSED) &&
+	    kz_buf_append(&nb->spill, nb->view, nb->view_len))
+		hard_close(c);
+	nb->view = NULL;
+	nb->view_len = 0;
+	if (c->flags & (READ_DEAD | READ_STOPPED))
+		return;
+	if (c->read_iteration != c->nl->iteration) {
+		c->read_iteration = c->nl->iteration;
+		c->read_bytes = 0;
+	}
+	c->read_bytes += (size_t)nread;
+	if (c->write_pending > WRITE_HIGH) {
+		read_hold(c, NET_CONN_READ_BLOCKED);
+	} else if (c->read_bytes >= READ_BUDGET) {
+		read_hold(c, NET_CONN_READ_PAUSED);
+		c->paused_next = c->nl->paused;
+		c->nl->paused = c;
+	}
+}
+
+SSL *net_conn_detach_ssl(struct net_conn *c)
+{
+	struct net_bio *nb = nbio_of(c);
+	if (nb->view_len && kz_buf_append(&nb->spill, nb->view, nb->view_len))
+		return NULL;
+	nb->view = NULL;
+	nb->view_len = 0;
+	SSL *ssl = c->ssl;
+	c->ssl = NULL;
+	return ssl;
+}
+
+static void read_ciphertext(struct net_conn *c)
+{
 	if (!(c->flags & NET_CONN_HANDSHAKEN)) {
 		handshake_step(c);
 		if (!(c->flags & NET_CONN_HANDSHAKEN))
 			return;
 	}
 	read_plain(c);
-	if (BIO_ctrl_pending(c->wbio) && !(c->flags & NET_CONN_CLOSED))
+	if (!(c->flags & NET_CONN_CLOSED) && nbio_of(c)->wq)
 		net_conn_want_flush(c); /* e.g. key update responses */
 }
 
@@ -278,16 +502,15 @@ static int conn_setup(struct net_conn *c, struct net_loop *nl, SSL_CTX *ctx,
 	c->user = user;
 	c->tcp.data = c;
 	kz_buf_init(&c->out, 0);
-	c->ssl = SSL_new(ctx);
-	c->rbio = BIO_new(BIO_s_mem());
-	c->wbio = BIO_new(BIO_s_mem());
-	if (!c->ssl || !c->rbio || !c->wbio) {
-		BIO_free(c->rbio);
-		BIO_free(c->wbio);
+	static pthread_once_t once = PTHREAD_ONCE_INIT;
+	pthread_once(&once, nbio_method_init);
+	BIO *bio = nbio_method ? BIO_new(nbio_method) : NULL;
+	c->ssl = bio ? SSL_new(ctx) : NULL;
+	if (!c->ssl) {
+		BIO_free(bio);
 		return KZ_ENOMEM;
 	}
-	BIO_set_mem_eof_return(c->rbio, -1);
-	SSL_set_bio(c->ssl, c->rbio, c->wbio);
+	SSL_set_bio(c->ssl, bio, bio); /* one BIO for both directions; the SSL owns it */
 	uv_tcp_nodelay(&c->tcp, 1);
 	return KZ_OK;
 }

@@ -116,16 +116,19 @@ static void migrate_now(struct net_conn *c, unsigned idx)
 		return;
 	}
 	m->fd = dup(fd);
-	if (m->fd < 0) {
+	m->ssl = m->fd < 0 ? NULL : net_conn_detach_ssl(c);
+	if (!m->ssl) {
+		if (m->fd >= 0)
+			close(m->fd);
 		free(m);
 		c->flags &= ~NET_CONN_MIGRATING;
 		net_conn_close(c);
 		return;
 	}
-	m->ssl = c->ssl;
 	m->client = c->user;
 	snprintf(m->addr, sizeof m->addr, "%s", c->addr);
 	c->user = NULL;
+	kz_buf_cleanup(&c->out);
 	/* Closing the original fd removes it from this loop's epoll set; the dup lives on. */
 	uv_read_stop((uv_stream_t *)&c->tcp);
 	c->flags |= NET_CONN_CLOSED;
@@ -145,7 +148,7 @@ static void mqtt_migrate(void *t, unsigned idx)
 	c->flags |= NET_CONN_MIGRATING;
 	mqtt_client_detach(c->user);
 	uv_read_stop((uv_stream_t *)&c->tcp);
-	if (c->write_pending == 0 && BIO_ctrl_pending(c->wbio) == 0)
+	if (net_conn_output_pending(c) == 0)
 		migrate_now(c, idx);
 	else
 		kz_warn("%s: output pending at migration; closing", c->addr), net_conn_close(c);
@@ -170,8 +173,6 @@ static void on_foreign(void *ctx, unsigned idx, void *foreign)
 	c->nl = &w->nl;
 	c->cbs = &server_cbs;
 	c->ssl = m->ssl;
-	c->rbio = SSL_get_rbio(m->ssl);
-	c->wbio = SSL_get_wbio(m->ssl);
 	c->flags = NET_CONN_HANDSHAKEN;
 	c->user = m->client;
 	snprintf(c->addr, sizeof c->addr, "%s", m->addr);

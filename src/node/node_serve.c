@@ -14,6 +14,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <unistd.h>
 
 static void usage(FILE *f)
@@ -78,6 +79,12 @@ int node_serve_main(int argc, char **argv)
 	}
 	kz_log_set_level(cfg.log_level);
 	signal(SIGPIPE, SIG_IGN);
+	/* Each connection is a descriptor: take the hard limit, as servers commonly do. */
+	struct rlimit rl;
+	if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < rl.rlim_max) {
+		rl.rlim_cur = rl.rlim_max;
+		(void)setrlimit(RLIMIT_NOFILE, &rl);
+	}
 
 	char why[512] = "";
 	char host[256];

@@ -1,0 +1,52 @@
+#!/usr/bin/python3
+"""Input backpressure against a real node: a client that floods QoS 1 publishes and never
+reads its PUBACKs must be stopped (the node stops reading it once its answers back up),
+while the node stays small and keeps serving everyone else."""
+import socket, ssl, struct, time
+from kzharness import *
+
+node = Node()
+LIMIT = 150 << 20  # bytes: far more than the node's 1 MiB output cap plus socket buffers
+
+
+def rss_kb():
+    for line in open("/proc/%d/status" % node.proc.pid):
+        if line.startswith("VmRSS"):
+            return int(line.split()[1])
+
+
+def test_flooder_is_paused_and_others_served():
+    r = node.raw()
+    assert r.connect(b"flooder", v5=False)[0] == 2
+    # 8,192 QoS 1 publishes of an empty payload on topic "f", packet ids 1..8192, 3.1.1.
+    chunk = b"".join(bytes([0x32, 5]) + s16(b"f") + struct.pack("!H", i) for i in range(1, 8193))
+    r.s.settimeout(3)
+    sent, blocked = 0, False
+    start = rss_kb()
+    while sent < LIMIT:
+        try:
+            r.s.sendall(chunk)
+            sent += len(chunk)
+        except (socket.timeout, ssl.SSLWantWriteError):
+            blocked = True
+            break
+    assert blocked, "node kept reading %d MiB from a client that reads nothing" % (sent >> 20)
+    # Paused, not dead: another client still gets through, and memory stayed bounded.
+    a, b = node.client("bp-sub"), node.client("bp-pub")
+    a.sub("bp/t", 1)
+    b.pub("bp/t", b"still here", 1)
+    assert a.get().payload == b"still here"
+    grown = rss_kb() - start
+    assert grown < 64 << 10, "RSS grew by %d kB while the flooder was paused" % grown
+    # Once the flooder reads its acknowledgements, the node reads it again.
+    r.s.settimeout(10)
+    acks = 0
+    while acks < 1000:
+        p = r.packet()
+        assert p is not None and p[0] == 4, p
+        acks += 1
+    a.close(), b.close()
+    print("paused after %.1f MiB sent; RSS grew %d kB" % (sent / 1048576, grown))
+
+
+run_tests([test_flooder_is_paused_and_others_served])
