@@ -220,30 +220,99 @@ static void route_local(struct mqtt_shard *s, struct mqtt_msg *msg)
 	mqtt_trie_match_topic(&s->subs, msg->topic, msg->topic_len, route_visit, &rc);
 }
 
+#define SHARE_MAX_HOPS 4
+
+static void share_dropped(struct mqtt_shard *s)
+{
+	atomic_fetch_add_explicit(&s->stats.dropped, 1, memory_order_relaxed);
+}
+
+/* Sends msg to one member of g (see struct mqtt_share_group). Caller holds share_lock. */
+static void share_send(struct mqtt_shard *s, struct mqtt_share_group *g, struct mqtt_msg *msg,
+		       const char *exclude, uint8_t hops)
+{
+	if (hops > SHARE_MAX_HOPS || g->n == 0)
+		return share_dropped(s);
+	uint32_t start = atomic_fetch_add_explicit(&g->rr, 1, memory_order_relaxed);
+	struct mqtt_share_member *m = NULL;
+	for (uint32_t i = 0; i < g->n; i++) {
+		struct mqtt_share_member *c = &g->m[(start + i) % g->n];
+		if (exclude && strcmp(c->client_id, exclude) == 0)
+			continue;
+		if (atomic_load_explicit(&c->online, memory_order_relaxed)) {
+			m = c;
+			break;
+		}
+		if (!m)
+			m = c;
+	}
+	if (!m)
+		return share_dropped(s);
+	uint8_t qos = msg->qos < m->qos ? msg->qos : m->qos;
+	if (m->shard == s->idx) {
+		struct mqtt_session *ss = mqtt_session_find(s, (uint8_t *)m->client_id,
+							    strlen(m->client_id));
+		if (ss)
+			mqtt_session_deliver_shared(ss, msg, qos, m->sub_id, g->gid);
+		else
+			share_send(s, g, msg, m->client_id, (uint8_t)(hops + 1));
+		return;
+	}
+	struct mqtt_env e = { .kind = MQTT_ENV_DIRECT, .qos = qos, .sub_id = m->sub_id,
+			      .share_gid = g->gid, .hops = hops, .msg = mqtt_msg_ref(msg),
+			      .client_id = strdup(m->client_id) };
+	if (!e.client_id || envq_push(&s->outbox[m->shard], &e)) {
+		mqtt_msg_unref(msg);
+		free(e.client_id);
+		share_dropped(s);
+	}
+}
+
 static void route_shared(struct mqtt_shard *s, struct mqtt_msg *msg)
 {
 	struct mqtt_broker *b = s->broker;
 	pthread_rwlock_rdlock(&b->share_lock);
-	for (struct mqtt_share_group *g = b->groups; g; g = g->next) {
-		if (g->n == 0 || !mqtt_topic_match((uint8_t *)g->filter, g->filter_len, msg->topic,
-						   msg->topic_len))
+	for (struct mqtt_share_group *g = b->groups; g; g = g->next)
+		if (g->n && mqtt_topic_match((uint8_t *)g->filter, g->filter_len, msg->topic,
+					     msg->topic_len))
+			share_send(s, g, msg, NULL, 0);
+	pthread_rwlock_unlock(&b->share_lock);
+}
+
+void mqtt_share_reroute(struct mqtt_shard *s, uint32_t gid, struct mqtt_msg *msg,
+			const char *exclude, uint8_t hops)
+{
+	struct mqtt_broker *b = s->broker;
+	pthread_rwlock_rdlock(&b->share_lock);
+	struct mqtt_share_group *g = b->groups;
+	while (g && g->gid != gid)
+		g = g->next;
+	if (g)
+		share_send(s, g, msg, exclude, hops);
+	else
+		share_dropped(s);
+	pthread_rwlock_unlock(&b->share_lock);
+}
+
+void mqtt_share_set_online(struct mqtt_session *ss, bool online)
+{
+	struct mqtt_broker *b = ss->shard->broker;
+	bool any = false;
+	for (uint32_t i = 0; i < ss->n_subs && !any; i++)
+		any = ss->subs[i]->group != NULL;
+	if (!any)
+		return;
+	pthread_rwlock_rdlock(&b->share_lock);
+	for (uint32_t i = 0; i < ss->n_subs; i++) {
+		const struct mqtt_sub *sub = ss->subs[i];
+		if (!sub->group)
 			continue;
-		/* Round robin across members (MQTT 5.0 §4.8.2: one member per message). */
-		uint32_t k = atomic_fetch_add_explicit(&g->rr, 1, memory_order_relaxed) % g->n;
-		struct mqtt_share_member *m = &g->m[k];
-		uint8_t qos = msg->qos < m->qos ? msg->qos : m->qos;
-		if (m->shard == s->idx) {
-			struct mqtt_session *ss = mqtt_session_find(s, (uint8_t *)m->client_id,
-								    strlen(m->client_id));
-			if (ss)
-				mqtt_session_deliver(ss, msg, qos, false, m->sub_id);
-			continue;
-		}
-		struct mqtt_env e = { .kind = MQTT_ENV_DIRECT, .qos = qos, .sub_id = m->sub_id,
-				      .msg = mqtt_msg_ref(msg), .client_id = strdup(m->client_id) };
-		if (!e.client_id || envq_push(&s->outbox[m->shard], &e)) {
-			mqtt_msg_unref(msg);
-			free(e.client_id);
+		for (struct mqtt_share_group *g = b->groups; g; g = g->next) {
+			if (strcmp(g->group, sub->group) || strcmp(g->filter, sub->filter))
+				continue;
+			for (uint32_t k = 0; k < g->n; k++)
+				if (strcmp(g->m[k].client_id, ss->client_id) == 0)
+					atomic_store_explicit(&g->m[k].online, online, memory_order_relaxed);
 		}
 	}
 	pthread_rwlock_unlock(&b->share_lock);
@@ -281,8 +350,13 @@ void mqtt_shard_drain(struct mqtt_shard *s)
 		case MQTT_ENV_DIRECT: {
 			struct mqtt_session *ss = mqtt_session_find(s, (uint8_t *)e->client_id,
 								    strlen(e->client_id));
-			if (ss)
+			if (ss && e->share_gid)
+				mqtt_session_deliver_shared(ss, e->msg, e->qos, e->sub_id, e->share_gid);
+			else if (ss)
 				mqtt_session_deliver(ss, e->msg, e->qos, e->retain, e->sub_id);
+			else if (e->share_gid) /* the member went away meanwhile */
+				mqtt_share_reroute(s, e->share_gid, e->msg, e->client_id,
+						   (uint8_t)(e->hops + 1));
 			free(e->client_id);
 			break;
 		}
@@ -377,6 +451,7 @@ int mqtt_share_add(struct mqtt_broker *b, const struct mqtt_sub *sub, unsigned s
 		g = calloc(1, sizeof *g);
 		if (!g)
 			goto out;
+		g->gid = ++b->next_gid ? b->next_gid : ++b->next_gid; /* 0 means "none" */
 		g->group = strdup(sub->group);
 		g->filter = strdup(sub->filter);
 		g->filter_len = sub->filter_len;
@@ -404,6 +479,7 @@ int mqtt_share_add(struct mqtt_broker *b, const struct mqtt_sub *sub, unsigned s
 	m->shard = shard;
 	m->qos = sub->qos;
 	m->sub_id = sub->sub_id;
+	atomic_init(&m->online, sub->session->client != NULL);
 	g->n++;
 	atomic_fetch_add(&b->n_share_members, 1);
 	rc = KZ_OK;

@@ -76,6 +76,7 @@ struct mqtt_sub {
 struct mqtt_delivery {
 	struct mqtt_msg *msg; /* holds a reference */
 	uint32_t sub_id;
+	uint32_t share_gid;   /* shared-subscription group it came through, 0 = none */
 	uint16_t packet_id;
 	uint8_t qos;
 	uint8_t state;        /* enum mqtt_out_state, in flight only */
@@ -164,6 +165,8 @@ struct mqtt_env {
 	uint8_t qos;
 	bool retain;
 	uint32_t sub_id;
+	uint32_t share_gid;   /* DIRECT via a shared subscription: its group, for re-routing */
+	uint8_t hops;         /* re-routes so far */
 	struct mqtt_msg *msg; /* holds a reference */
 	char *client_id;      /* owns; DIRECT */
 	void *foreign;        /* FOREIGN: handed to broker->on_foreign */
@@ -200,9 +203,15 @@ struct mqtt_share_member {
 	char *client_id; /* owns */
 	uint8_t qos;
 	uint32_t sub_id;
+	atomic_bool online; /* its session has a connection (set by the session's shard) */
 };
 
+/* One $share/<group>/<filter>. Each message goes to one member (MQTT 5.0 §4.8.2): the next
+ * online member in round-robin order, else the next member (its session queues it). A
+ * message whose member vanished before it arrived, and the unacknowledged and queued
+ * messages of a member whose session ends, are sent to another member (§4.8.2 "SHOULD"). */
 struct mqtt_share_group {
+	uint32_t gid;         /* never reused: deliveries refer to their group by it */
 	char *group, *filter; /* owns */
 	uint32_t filter_len;
 	struct mqtt_share_member *m; /* owns */
@@ -221,6 +230,7 @@ struct mqtt_broker {
 	uint32_t n_retained;
 	pthread_rwlock_t share_lock;
 	struct mqtt_share_group *groups;
+	uint32_t next_gid;           /* under share_lock (write) */
 	atomic_uint n_share_members;
 	atomic_uint_fast64_t next_uid, next_conn_id;
 	atomic_uint n_connections;
@@ -277,6 +287,8 @@ struct mqtt_session *mqtt_session_find(struct mqtt_shard *s, const uint8_t *id, 
 /* Ends the session: publishes a pending will, drops subscriptions, frees it. */
 void mqtt_session_end(struct mqtt_session *ss);
 /* Queues or sends one message to the session. */
+void mqtt_session_deliver_shared(struct mqtt_session *ss, struct mqtt_msg *msg, uint8_t qos,
+				 uint32_t sub_id, uint32_t share_gid);
 void mqtt_session_deliver(struct mqtt_session *ss, struct mqtt_msg *msg, uint8_t qos,
 			  bool retain, uint32_t sub_id);
 /* Sends queued messages while the window allows. */

@@ -240,6 +240,7 @@ static void takeover(struct mqtt_client *c, struct mqtt_session *ss, bool clean_
 		mqtt_client_disconnect(old, MQTT_RC_SESSION_TAKEN_OVER, "session taken over");
 		old->session = NULL;
 		ss->client = NULL;
+		mqtt_share_set_online(ss, false);
 		/* §3.1.3.2.2: the old connection's will goes now unless a delay keeps it back
 		 * and the session continues. */
 		if (ss->will && (ss->will_delay_s == 0 || clean_start))
@@ -333,6 +334,7 @@ static void handle_connect(struct mqtt_client *c, const struct mqtt_packet *pkt)
 	}
 	ss->client = c;
 	c->session = ss;
+	mqtt_share_set_online(ss, true);
 	ss->expiry_s = expiry;
 	ss->expire_at_ms = 0;
 	if (k->has_will) {
@@ -873,6 +875,7 @@ void mqtt_client_closed(struct mqtt_client *c)
 	if (ss && s) {
 		ss->client = NULL;
 		c->session = NULL;
+		mqtt_share_set_online(ss, false);
 		if (c->will_suppressed && ss->will) {
 			mqtt_msg_unref(ss->will);
 			ss->will = NULL;

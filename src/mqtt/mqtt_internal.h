@@ -12,6 +12,12 @@ struct mqtt_sublist {
 
 int mqtt_share_add(struct mqtt_broker *b, const struct mqtt_sub *sub, unsigned shard);
 void mqtt_share_remove(struct mqtt_broker *b, const struct mqtt_sub *sub);
+/* Marks the session's shared-subscription memberships online or offline. */
+void mqtt_share_set_online(struct mqtt_session *ss, bool online);
+/* Sends msg to a member of group gid other than exclude (NULL = any); dropped (and counted)
+ * when the group is gone, has no other member, or the message was re-routed too often. */
+void mqtt_share_reroute(struct mqtt_shard *s, uint32_t gid, struct mqtt_msg *msg,
+			const char *exclude, uint8_t hops);
 /* Sends retained messages matching sub to its session (on subscribe). */
 void mqtt_retained_deliver(struct mqtt_broker *b, struct mqtt_sub *sub);
 /* Builds and routes the will message of a session. */

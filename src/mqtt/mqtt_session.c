@@ -316,13 +316,14 @@ static void send_inflight(struct mqtt_session *ss, struct mqtt_delivery *d)
 	assert(!"in-flight window accounting broken");
 }
 
-void mqtt_session_deliver(struct mqtt_session *ss, struct mqtt_msg *msg, uint8_t qos,
-			  bool retain, uint32_t sub_id)
+static void deliver(struct mqtt_session *ss, struct mqtt_msg *msg, uint8_t qos, bool retain,
+		    uint32_t sub_id, uint32_t share_gid)
 {
 	uint32_t remaining;
 	if (mqtt_msg_expired(msg, ss->shard->now_ms, &remaining))
 		return;
-	struct mqtt_delivery d = { .msg = msg, .sub_id = sub_id, .qos = qos, .retain = retain };
+	struct mqtt_delivery d = { .msg = msg, .sub_id = sub_id, .share_gid = share_gid,
+				   .qos = qos, .retain = retain };
 	struct mqtt_client *c = ss->client;
 	if (qos == 0) {
 		if (!c || c->state != MQTT_CLIENT_CONNECTED)
@@ -341,6 +342,18 @@ void mqtt_session_deliver(struct mqtt_session *ss, struct mqtt_msg *msg, uint8_t
 		return;
 	}
 	(void)queue_push(ss, &d);
+}
+
+void mqtt_session_deliver(struct mqtt_session *ss, struct mqtt_msg *msg, uint8_t qos,
+			  bool retain, uint32_t sub_id)
+{
+	deliver(ss, msg, qos, retain, sub_id, 0);
+}
+
+void mqtt_session_deliver_shared(struct mqtt_session *ss, struct mqtt_msg *msg, uint8_t qos,
+				 uint32_t sub_id, uint32_t share_gid)
+{
+	deliver(ss, msg, qos, false, sub_id, share_gid);
 }
 
 void mqtt_session_pump(struct mqtt_session *ss)
@@ -457,10 +470,36 @@ void mqtt_session_free(struct mqtt_session *ss)
 	free(ss);
 }
 
+/* MQTT 5.0 §4.8.2: when a shared-subscription member's session ends, the messages it had
+ * not acknowledged or not yet received go to another member of their group. Its own
+ * memberships are gone already, so it cannot be picked again. */
+static void share_hand_over(struct mqtt_session *ss)
+{
+	if (atomic_load(&ss->shard->broker->is_shutting_down))
+		return;
+	for (uint32_t i = 0; i < ss->inflight_cap; i++) {
+		struct mqtt_delivery *d = &ss->inflight[i];
+		/* RELEASED: the member has the message (PUBREC); only PUBREL/PUBCOMP remain. */
+		if (d->packet_id && d->share_gid && d->msg && d->state == MQTT_OUT_SENT)
+			mqtt_share_reroute(ss->shard, d->share_gid, d->msg, ss->client_id, 0);
+	}
+	for (uint32_t i = 0; i < ss->q_len; i++) {
+		struct mqtt_delivery *d = &ss->queue[(ss->q_head + i) % ss->q_cap];
+		if (d->share_gid)
+			mqtt_share_reroute(ss->shard, d->share_gid, d->msg, ss->client_id, 0);
+	}
+}
+
 void mqtt_session_end(struct mqtt_session *ss)
 {
 	mqtt_session_fire_will(ss);
 	mqtt_shard_session_remove(ss->shard, ss);
+	for (uint32_t i = 0; i < ss->n_subs; i++) {
+		sub_detach(ss, ss->subs[i]);
+		sub_free(ss->subs[i]);
+	}
+	ss->n_subs = 0;
+	share_hand_over(ss);
 	if (ss->client)
 		ss->client->session = NULL;
 	mqtt_session_free(ss);

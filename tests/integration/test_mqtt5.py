@@ -1,6 +1,6 @@
 #!/usr/bin/python3
 """MQTT 5.0 end to end against a real `kizuna serve`, with paho-mqtt over mutual TLS."""
-import time
+import time, struct, queue
 from kzharness import *
 
 node = Node()
@@ -84,6 +84,102 @@ def test_shared_subscription():
     assert na + nb == 20 and na > 0 and nb > 0, (na, nb)
     for c in (a, b, p):
         c.close()
+
+
+def raw_subscribe(r, filt, opts=1, pid=1):
+    body = struct.pack("!H", pid) + b"\x00" + s16(filt) + bytes([opts])
+    r.send(bytes([0x82]) + varint(len(body)) + body)
+    t, _, b = r.packet()
+    assert t == 9 and b[-1] < 0x80, (t, b)
+
+
+def raw_publish_fields(flags, body):
+    """(topic, packet id, properties {id: raw bytes}, payload) of an MQTT 5 PUBLISH body."""
+    n = struct.unpack("!H", body[:2])[0]
+    topic, i = body[2:2 + n], 2 + n
+    pid = None
+    if flags & 6:
+        pid, i = struct.unpack("!H", body[i:i + 2])[0], i + 2
+    plen, mult = 0, 1
+    while True:
+        plen += (body[i] & 0x7F) * mult
+        mult *= 128
+        i += 1
+        if not body[i - 1] & 0x80:
+            break
+    props, end = {}, i + plen
+    while i < end:
+        pid_, i = body[i], i + 1
+        width = {0x23: 2, 0x01: 1, 0x02: 4, 0x0B: 1}.get(pid_)
+        if width is None:  # strings, binary, pairs: skip by length
+            if pid_ == 0x26:
+                for _ in range(2):
+                    i += 2 + struct.unpack("!H", body[i:i + 2])[0]
+            else:
+                i += 2 + struct.unpack("!H", body[i:i + 2])[0]
+            continue
+        props[pid_] = body[i:i + width]
+        i += width
+    return topic, pid, props, body[end:]
+
+
+def test_shared_member_leaving_hands_over():
+    """A member that leaves without acknowledging: its messages go to the other member."""
+    r = node.raw()
+    assert r.connect(b"shr-a")[0] == 2
+    raw_subscribe(r, b"$share/h/handover/#")
+    b = node.client("shr-b")
+    b.sub("$share/h/handover/#", 1)
+    p = node.client("shr-p")
+    for i in range(6):
+        p.pub("handover/t", b"%d" % i, 1)
+    got_raw = []
+    r.s.settimeout(1)
+    while True:  # read, never acknowledge
+        try:
+            pkt = r.packet()
+        except OSError:
+            break
+        if pkt is None:
+            break
+        got_raw.append(raw_publish_fields(pkt[1], pkt[2])[3])
+    assert got_raw, "the raw member got no message; round robin broken?"
+    r.s.close()
+    seen = set()
+    deadline = time.time() + 5
+    while len(seen) < 6 and time.time() < deadline:
+        try:
+            seen.add(b.get(timeout=0.5).payload)
+        except queue.Empty:
+            pass
+    assert seen == {b"%d" % i for i in range(6)}, (sorted(seen), got_raw)
+    b.close(), p.close()
+
+
+def test_outbound_topic_alias():
+    """The node assigns topic aliases to a client that allows them (MQTT 5.0 §3.3.2.3.4)."""
+    r = node.raw()
+    props = b"\x22" + struct.pack("!H", 4)  # Topic Alias Maximum 4
+    assert r.connect(b"ota", props=props)[0] == 2
+    raw_subscribe(r, b"ota/#", opts=0)
+    p = node.client("ota-p")
+    for i in range(3):
+        p.pub("ota/long/topic/name", b"%d" % i, 0)
+    p.pub("ota/other", b"x", 0)
+    seen = []
+    for _ in range(4):
+        t, flags, body = r.packet()
+        assert t == 3
+        seen.append(raw_publish_fields(flags, body))
+    topic0, _, props0, _ = seen[0]
+    assert topic0 == b"ota/long/topic/name" and 0x23 in props0, seen[0]
+    alias = props0[0x23]
+    assert 1 <= struct.unpack("!H", alias)[0] <= 4
+    for topic, _, pr, payload in seen[1:3]:
+        assert topic == b"" and pr.get(0x23) == alias, (topic, pr)  # alias only
+    assert seen[3][0] == b"ota/other" and seen[3][2].get(0x23) != alias
+    assert [s[3] for s in seen] == [b"0", b"1", b"2", b"x"]
+    p.close()
 
 
 def test_topic_alias_and_properties():
@@ -190,7 +286,8 @@ def test_sigterm_disconnects_with_0x8b():
 
 
 run_tests([test_qos_0_1_2, test_retained_and_delete, test_will_with_delay,
-           test_session_resume_with_queue, test_shared_subscription, test_topic_alias_and_properties,
+           test_session_resume_with_queue, test_shared_subscription, test_shared_member_leaving_hands_over,
+           test_outbound_topic_alias, test_topic_alias_and_properties,
            test_subscription_identifier_and_no_local, test_takeover, test_keepalive_expiry,
            test_auth_unsupported, test_payload_format_invalid, test_malformed_gets_reason,
            test_assigned_client_id, test_sigterm_disconnects_with_0x8b])

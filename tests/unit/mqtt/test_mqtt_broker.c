@@ -346,6 +346,52 @@ static void test_protocol_errors(void **st)
 	drop(a);
 }
 
+/* MQTT 5.0 §4.8.2: one member per message, online members first, and what a member had not
+ * acknowledged goes to another member when its session ends. */
+static void test_shared_handover(void **st)
+{
+	struct fake *a = client("ma", MQTT_V5, true, 0, NULL, NULL);
+	struct fake *b = client("mb", MQTT_V5, true, 0, NULL, NULL);
+	struct fake *c = client("mc", MQTT_V5, false, 3600, NULL, NULL); /* persistent */
+	struct fake *p = client("pub", MQTT_V5, true, 0, NULL, NULL);
+	subscribe(a, "$share/g/s/#", 1, 1);
+	subscribe(b, "$share/g/s/#", 1, 1);
+	subscribe(c, "$share/g/s/#", 1, 1);
+	drop(c); /* offline: its session stays a member but must not be chosen */
+	struct mqtt_packet m;
+	int got_a = 0, got_b = 0;
+	for (int i = 0; i < 4; i++) {
+		publish(p, "s/x", "m", 1, (uint16_t)(i + 1), false);
+		expect(p, MQTT_PUBACK, NULL);
+	}
+	while (take(a, &m)) /* a does not acknowledge */
+		got_a++;
+	while (take(b, &m)) {
+		got_b++;
+		ack(b, MQTT_PUBACK, m.packet_id);
+	}
+	assert_int_equal(got_a + got_b, 4); /* each message once, none to the offline member */
+	assert_true(got_a > 0 && got_b > 0); /* round robin, skipping the offline member */
+	struct mqtt_session *cs = mqtt_session_find(shard, (const uint8_t *)"mc", 2);
+	assert_non_null(cs);
+	assert_int_equal(cs->q_len, 0);
+	/* a's connection ends with its session (expiry 0): its messages go to b. */
+	drop(a);
+	int again = 0;
+	while (take(b, &m)) {
+		assert_true(m.qos == 1);
+		again++;
+		ack(b, MQTT_PUBACK, m.packet_id);
+	}
+	assert_int_equal(again, got_a);
+	/* b leaves too: new messages now queue in the persistent member's session. */
+	drop(b);
+	publish(p, "s/x", "later", 1, 9, false);
+	expect(p, MQTT_PUBACK, NULL);
+	assert_int_equal(cs->q_len, 1);
+	drop(p);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -357,6 +403,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_will_and_takeover, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_no_local_and_sub_id, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_protocol_errors, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_shared_handover, setup, teardown),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
