@@ -1,0 +1,673 @@
+/* store_log.c — the segmented record log (format in docs/STORE.md).
+ *
+ * Segment file DIR/<base seq, 20 digits>.seg: a 32-byte header, then frames
+ *   u32 body length | u32 CRC32C over (length, seq, body) | u64 seq | body
+ * Integers little-endian. Sequence numbers start at 1 and strictly increase; only
+ * `kizuna store repair` leaves gaps (the records it had to quarantine).
+ *
+ * Damage rules (recovery and scans): a bad frame in the last segment with no valid frame
+ * after it is the torn end of an interrupted write — recovery cuts it off; anything else is
+ * corruption, reported with file and offset, and the node does not start until repaired. */
+#include "store/store.h"
+#include "base/kz_err.h"
+#include "base/kz_log.h"
+#include "base/kz_time.h"
+
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#define SEG_HDR 32
+#define FRAME_HDR 16
+static const char SEG_MAGIC[8] = { 'K', 'Z', 'L', 'O', 'G', 'S', 'E', 'G' };
+
+struct kz_log {
+	struct kz_log_config cfg;
+	char *dir;
+	int fd, dirfd;
+	uint64_t seg_base, seg_size, seg_records;
+	uint64_t next_seq;
+	uint64_t last_sync_ms;
+	bool dirty; /* written since the last fdatasync */
+	struct kz_buf wbuf;
+};
+
+static void put32(uint8_t *p, uint32_t v)
+{
+	for (int i = 0; i < 4; i++)
+		p[i] = (uint8_t)(v >> (8 * i));
+}
+static void put64(uint8_t *p, uint64_t v)
+{
+	for (int i = 0; i < 8; i++)
+		p[i] = (uint8_t)(v >> (8 * i));
+}
+static uint32_t get32(const uint8_t *p)
+{
+	return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24;
+}
+static uint64_t get64(const uint8_t *p)
+{
+	return (uint64_t)get32(p) | (uint64_t)get32(p + 4) << 32;
+}
+
+static uint32_t frame_crc(const uint8_t *hdr, const uint8_t *body, uint32_t len)
+{
+	uint32_t c = kz_crc32c(0, hdr, 4);        /* length */
+	c = kz_crc32c(c, hdr + 8, 8);             /* seq */
+	return kz_crc32c(c, body, len);
+}
+
+/* ---------- segment files ---------- */
+
+struct seglist {
+	uint64_t *base;
+	size_t n;
+};
+
+static int cmp_u64(const void *a, const void *b)
+{
+	uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
+	return x < y ? -1 : x > y;
+}
+
+static int list_segments(const char *dir, struct seglist *out)
+{
+	out->base = NULL;
+	out->n = 0;
+	DIR *d = opendir(dir);
+	if (!d)
+		return errno == ENOENT ? KZ_OK : KZ_EIO;
+	size_t cap = 0;
+	struct dirent *e;
+	while ((e = readdir(d)) != NULL) {
+		size_t l = strlen(e->d_name);
+		if (l != 24 || strcmp(e->d_name + 20, ".seg") != 0 ||
+		    strspn(e->d_name, "0123456789") != 20)
+			continue;
+		if (out->n == cap) {
+			cap = cap ? cap * 2 : 16;
+			uint64_t *nb = realloc(out->base, cap * sizeof *nb);
+			if (!nb) {
+				closedir(d);
+				free(out->base);
+				return KZ_ENOMEM;
+			}
+			out->base = nb;
+		}
+		out->base[out->n++] = strtoull(e->d_name, NULL, 10);
+	}
+	closedir(d);
+	qsort(out->base, out->n, sizeof *out->base, cmp_u64);
+	return KZ_OK;
+}
+
+static void seg_path(char *buf, size_t len, const char *dir, uint64_t base)
+{
+	snprintf(buf, len, "%s/%020" PRIu64 ".seg", dir, base);
+}
+
+static void seg_header(uint8_t h[SEG_HDR], uint64_t base)
+{
+	memset(h, 0, SEG_HDR);
+	memcpy(h, SEG_MAGIC, 8);
+	put32(h + 8, 1);
+	put64(h + 16, base);
+	put32(h + 28, kz_crc32c(0, h, 28));
+}
+
+static bool seg_header_ok(const uint8_t *h, size_t n, uint64_t base)
+{
+	return n >= SEG_HDR && memcmp(h, SEG_MAGIC, 8) == 0 && get32(h + 8) == 1 &&
+	       get64(h + 16) == base && get32(h + 28) == kz_crc32c(0, h, 28);
+}
+
+/* A mapped segment. */
+struct seg {
+	const uint8_t *p;
+	size_t size;
+	int fd;
+};
+
+static int seg_map(const char *path, struct seg *s)
+{
+	s->p = NULL;
+	s->size = 0;
+	s->fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (s->fd < 0)
+		return KZ_EIO;
+	struct stat st;
+	if (fstat(s->fd, &st)) {
+		close(s->fd);
+		return KZ_EIO;
+	}
+	s->size = (size_t)st.st_size;
+	if (s->size) {
+		void *m = mmap(NULL, s->size, PROT_READ, MAP_PRIVATE, s->fd, 0);
+		if (m == MAP_FAILED) {
+			close(s->fd);
+			return KZ_EIO;
+		}
+		s->p = m;
+	}
+	return KZ_OK;
+}
+
+static void seg_unmap(struct seg *s)
+{
+	if (s->p)
+		munmap((void *)s->p, s->size);
+	if (s->fd >= 0)
+		close(s->fd);
+}
+
+/* Checks the frame at off; on success *next is the offset after it. */
+static bool frame_ok(const struct seg *s, size_t off, uint32_t max, size_t *next, uint64_t *seq,
+		     const char **why)
+{
+	if (s->size - off < FRAME_HDR)
+		return *why = "frame header cut off", false;
+	const uint8_t *h = s->p + off;
+	uint32_t len = get32(h);
+	if (len == 0 || len > max)
+		return *why = "frame length out of range", false;
+	if (len > s->size - off - FRAME_HDR)
+		return *why = "frame runs past the end of the segment", false;
+	if (get32(h + 4) != frame_crc(h, h + FRAME_HDR, len))
+		return *why = "CRC32C mismatch", false;
+	*seq = get64(h + 8);
+	*next = off + FRAME_HDR + len;
+	return true;
+}
+
+/* The first offset after off at which a valid frame starts, or 0. */
+static size_t resync(const struct seg *s, size_t off, uint32_t max, uint64_t *seq)
+{
+	for (size_t p = off + 1; p + FRAME_HDR <= s->size; p++) {
+		size_t nx;
+		const char *why;
+		uint32_t len = get32(s->p + p);
+		if (len == 0 || len > max || len > s->size - p - FRAME_HDR)
+			continue;
+		if (frame_ok(s, p, max, &nx, seq, &why))
+			return p;
+	}
+	return 0;
+}
+
+/* Walks one segment. Returns KZ_OK at its end, or KZ_EIO with *bad_off and *why at damage. */
+static int seg_walk(const struct seg *s, uint32_t max, uint64_t *last_seq, uint64_t *records,
+		    size_t *bad_off, const char **why, kz_log_scan_fn cb, void *ctx, uint64_t from,
+		    int *cb_rc)
+{
+	size_t off = SEG_HDR;
+	while (off < s->size) {
+		size_t nx;
+		uint64_t seq;
+		if (!frame_ok(s, off, max, &nx, &seq, why)) {
+			*bad_off = off;
+			return KZ_EIO;
+		}
+		if (seq <= *last_seq) {
+			*why = "sequence number does not increase";
+			*bad_off = off;
+			return KZ_EIO;
+		}
+		*last_seq = seq;
+		(*records)++;
+		if (cb && seq >= from) {
+			*cb_rc = cb(ctx, seq, s->p + off + FRAME_HDR, nx - off - FRAME_HDR);
+			if (*cb_rc)
+				return KZ_OK;
+		}
+		off = nx;
+	}
+	return KZ_OK;
+}
+
+/* ---------- open and recovery ---------- */
+
+static int mkdir_p(const char *dir)
+{
+	char tmp[4096];
+	if (snprintf(tmp, sizeof tmp, "%s", dir) >= (int)sizeof tmp)
+		return KZ_EINVAL;
+	for (char *p = tmp + 1; *p; p++) {
+		if (*p != '/')
+			continue;
+		*p = 0;
+		if (mkdir(tmp, 0700) && errno != EEXIST)
+			return KZ_EIO;
+		*p = '/';
+	}
+	return mkdir(tmp, 0700) && errno != EEXIST ? KZ_EIO : KZ_OK;
+}
+
+static int seg_create(struct kz_log *log, uint64_t base, char *why, size_t why_len)
+{
+	char path[4200];
+	seg_path(path, sizeof path, log->dir, base);
+	int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+	uint8_t h[SEG_HDR];
+	seg_header(h, base);
+	if (fd < 0 || write(fd, h, SEG_HDR) != SEG_HDR || fdatasync(fd) || fsync(log->dirfd)) {
+		snprintf(why, why_len, "cannot create segment %s: %s", path, strerror(errno));
+		if (fd >= 0)
+			close(fd);
+		return KZ_EIO;
+	}
+	if (log->fd >= 0)
+		close(log->fd);
+	log->fd = fd;
+	log->seg_base = base;
+	log->seg_size = SEG_HDR;
+	log->seg_records = 0;
+	return KZ_OK;
+}
+
+int kz_log_open(const struct kz_log_config *cfg, struct kz_log **out, struct kz_log_recovery *rec,
+		char *why, size_t why_len)
+{
+	*out = NULL;
+	memset(rec, 0, sizeof *rec);
+	if (mkdir_p(cfg->dir)) {
+		snprintf(why, why_len, "cannot create %s: %s", cfg->dir, strerror(errno));
+		return KZ_EIO;
+	}
+	struct kz_log *log = calloc(1, sizeof *log);
+	if (!log)
+		return KZ_ENOMEM;
+	log->cfg = *cfg;
+	log->dir = strdup(cfg->dir);
+	log->fd = -1;
+	log->dirfd = open(cfg->dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	kz_buf_init(&log->wbuf, 0);
+	log->next_seq = 1;
+	struct seglist sl;
+	int rc = !log->dir || log->dirfd < 0 ? KZ_EIO : list_segments(cfg->dir, &sl);
+	if (rc) {
+		snprintf(why, why_len, "cannot read %s: %s", cfg->dir, strerror(errno));
+		kz_log_close(log);
+		return rc;
+	}
+	uint64_t last_seq = 0;
+	for (size_t i = 0; i < sl.n && !rc; i++) {
+		char path[4200];
+		seg_path(path, sizeof path, cfg->dir, sl.base[i]);
+		bool last = i + 1 == sl.n;
+		struct seg s;
+		if (seg_map(path, &s)) {
+			snprintf(why, why_len, "%s: cannot read: %s", path, strerror(errno));
+			rc = KZ_EIO;
+			break;
+		}
+		if (!seg_header_ok(s.p, s.size, sl.base[i])) {
+			if (last && s.size < SEG_HDR) { /* created, header not yet written: start over */
+				seg_unmap(&s);
+				unlink(path);
+				sl.n--;
+				break;
+			}
+			snprintf(why, why_len, "%s: offset 0: bad segment header", path);
+			seg_unmap(&s);
+			rc = KZ_EIO;
+			break;
+		}
+		size_t bad = 0;
+		const char *what = NULL;
+		int cbrc = 0;
+		uint64_t records = 0;
+		if (seg_walk(&s, cfg->max_record_bytes, &last_seq, &records, &bad, &what, NULL, NULL, 0, &cbrc)) {
+			uint64_t nseq;
+			if (last && !resync(&s, bad, cfg->max_record_bytes, &nseq)) {
+				rec->torn_bytes = s.size - bad;
+				if (truncate(path, (off_t)bad) != 0) {
+					snprintf(why, why_len, "%s: cannot cut the torn end at offset %zu: %s",
+						 path, bad, strerror(errno));
+					rc = KZ_EIO;
+				}
+				s.size = bad;
+			} else {
+				snprintf(why, why_len,
+					 "%s: offset %zu: %s; the log is damaged before its end "
+					 "(run `kizuna store repair`)", path, bad, what);
+				rc = KZ_EIO;
+			}
+		}
+		rec->records += records;
+		rec->segments++;
+		if (last && !rc) {
+			log->seg_base = sl.base[i];
+			log->seg_size = s.size;
+			log->seg_records = records;
+		}
+		seg_unmap(&s);
+	}
+	if (!rc && rec->segments) {
+		char path[4200];
+		seg_path(path, sizeof path, cfg->dir, log->seg_base);
+		log->fd = open(path, O_WRONLY | O_APPEND | O_CLOEXEC);
+		if (log->fd < 0) {
+			snprintf(why, why_len, "%s: cannot open for append: %s", path, strerror(errno));
+			rc = KZ_EIO;
+		} else if (rec->torn_bytes && fdatasync(log->fd)) {
+			rc = KZ_EIO;
+		}
+	}
+	log->next_seq = last_seq + 1;
+	if (!rc && !rec->segments)
+		rc = seg_create(log, log->next_seq, why, why_len);
+	free(sl.base);
+	if (rc) {
+		kz_log_close(log);
+		return rc;
+	}
+	log->last_sync_ms = kz_now_mono_ms();
+	*out = log;
+	return KZ_OK;
+}
+
+uint64_t kz_log_next_seq(const struct kz_log *log) { return log->next_seq; }
+
+void kz_log_close(struct kz_log *log)
+{
+	if (!log)
+		return;
+	if (log->fd >= 0) {
+		if (log->dirty)
+			(void)fdatasync(log->fd);
+		close(log->fd);
+	}
+	if (log->dirfd >= 0)
+		close(log->dirfd);
+	kz_buf_cleanup(&log->wbuf);
+	free(log->dir);
+	free(log);
+}
+
+/* ---------- append ---------- */
+
+static int write_all(int fd, const uint8_t *p, size_t n)
+{
+	while (n) {
+		ssize_t w = write(fd, p, n);
+		if (w < 0 && errno == EINTR)
+			continue;
+		if (w <= 0)
+			return -1;
+		p += w;
+		n -= (size_t)w;
+	}
+	return 0;
+}
+
+/* Writes wbuf to the current segment; on failure cuts the segment back to its old size, so
+ * that no partial frame stays behind. */
+static int flush_wbuf(struct kz_log *log, char *why, size_t why_len)
+{
+	if (log->wbuf.len == 0)
+		return KZ_OK;
+	if (write_all(log->fd, kz_buf_head(&log->wbuf), log->wbuf.len)) {
+		int e = errno;
+		snprintf(why, why_len, "write to segment %020" PRIu64 ".seg failed: %s", log->seg_base,
+			 strerror(e));
+		if (ftruncate(log->fd, (off_t)log->seg_size) != 0)
+			kz_error("cannot cut a failed write off segment %020" PRIu64 ".seg: %s",
+				 log->seg_base, strerror(errno));
+		kz_buf_reset(&log->wbuf);
+		errno = e;
+		return KZ_EIO;
+	}
+	log->seg_size += log->wbuf.len;
+	log->dirty = true;
+	kz_buf_reset(&log->wbuf);
+	return KZ_OK;
+}
+
+static int sync_now(struct kz_log *log, char *why, size_t why_len)
+{
+	if (fdatasync(log->fd)) {
+		snprintf(why, why_len, "fdatasync of segment %020" PRIu64 ".seg failed: %s",
+			 log->seg_base, strerror(errno));
+		return KZ_EIO;
+	}
+	log->dirty = false;
+	log->last_sync_ms = kz_now_mono_ms();
+	return KZ_OK;
+}
+
+int kz_log_append(struct kz_log *log, const struct kz_bytes *bodies, size_t n, uint64_t *first_seq,
+		  char *why, size_t why_len)
+{
+	uint64_t seq = log->next_seq, size = log->seg_size, recs = log->seg_records;
+	*first_seq = seq;
+	for (size_t i = 0; i < n; i++) {
+		uint32_t len = bodies[i].len;
+		if (len == 0 || len > log->cfg.max_record_bytes) {
+			kz_buf_reset(&log->wbuf);
+			snprintf(why, why_len, "record of %u bytes (limit %u)", len, log->cfg.max_record_bytes);
+			return KZ_ETOOBIG;
+		}
+		if (recs > 0 && size + FRAME_HDR + len > log->cfg.segment_bytes) {
+			/* Roll: the closed segment is complete and synced before the next begins. */
+			int rc = flush_wbuf(log, why, why_len);
+			if (!rc)
+				rc = sync_now(log, why, why_len);
+			if (!rc)
+				rc = seg_create(log, seq, why, why_len);
+			if (rc) {
+				log->next_seq = seq; /* what was flushed before is in the log */
+				return rc;
+			}
+			log->next_seq = seq;
+			size = SEG_HDR;
+			recs = 0;
+		}
+		int rc = kz_buf_reserve(&log->wbuf, FRAME_HDR + (size_t)len);
+		if (rc) {
+			kz_buf_reset(&log->wbuf);
+			snprintf(why, why_len, "out of memory");
+			return rc;
+		}
+		uint8_t *h = kz_buf_tail(&log->wbuf);
+		put32(h, len);
+		put64(h + 8, seq);
+		memcpy(h + FRAME_HDR, bodies[i].p, len);
+		put32(h + 4, frame_crc(h, h + FRAME_HDR, len));
+		log->wbuf.len += FRAME_HDR + (size_t)len;
+		size += FRAME_HDR + len;
+		recs++;
+		seq++;
+	}
+	int rc = flush_wbuf(log, why, why_len);
+	if (rc)
+		return rc;
+	log->seg_records = recs;
+	log->next_seq = seq;
+	if (log->cfg.fsync == KZ_FSYNC_ALWAYS ||
+	    (log->cfg.fsync == KZ_FSYNC_INTERVAL &&
+	     kz_now_mono_ms() - log->last_sync_ms >= log->cfg.fsync_interval_ms))
+		return sync_now(log, why, why_len);
+	return KZ_OK;
+}
+
+int kz_log_sync_due(struct kz_log *log, char *why, size_t why_len)
+{
+	if (!log->dirty || log->cfg.fsync != KZ_FSYNC_INTERVAL ||
+	    kz_now_mono_ms() - log->last_sync_ms < log->cfg.fsync_interval_ms)
+		return KZ_OK;
+	return sync_now(log, why, why_len);
+}
+
+/* ---------- scan ---------- */
+
+int kz_log_scan(const char *dir, uint64_t from_seq, uint32_t max_record_bytes, kz_log_scan_fn cb,
+		void *ctx, char *why, size_t why_len)
+{
+	struct seglist sl;
+	int rc = list_segments(dir, &sl);
+	if (rc) {
+		snprintf(why, why_len, "cannot read %s: %s", dir, strerror(errno));
+		return rc;
+	}
+	uint64_t last_seq = 0;
+	int cbrc = 0;
+	for (size_t i = 0; i < sl.n && !rc && !cbrc; i++) {
+		/* segments wholly before from_seq are skipped without reading */
+		if (i + 1 < sl.n && sl.base[i + 1] <= from_seq) {
+			last_seq = sl.base[i + 1] - 1;
+			continue;
+		}
+		char path[4200];
+		seg_path(path, sizeof path, dir, sl.base[i]);
+		struct seg s;
+		if (seg_map(path, &s)) {
+			snprintf(why, why_len, "%s: cannot read: %s", path, strerror(errno));
+			rc = KZ_EIO;
+			break;
+		}
+		bool last = i + 1 == sl.n;
+		if (!seg_header_ok(s.p, s.size, sl.base[i])) {
+			if (!(last && s.size < SEG_HDR)) {
+				snprintf(why, why_len, "%s: offset 0: bad segment header", path);
+				rc = KZ_EIO;
+			}
+			seg_unmap(&s);
+			break;
+		}
+		if (last_seq >= sl.base[i])
+			last_seq = sl.base[i] - 1;
+		size_t bad = 0;
+		const char *what = NULL;
+		uint64_t records = 0, nseq;
+		if (seg_walk(&s, max_record_bytes, &last_seq, &records, &bad, &what, cb, ctx, from_seq, &cbrc) &&
+		    !(last && !resync(&s, bad, max_record_bytes, &nseq))) {
+			snprintf(why, why_len, "%s: offset %zu: %s", path, bad, what);
+			rc = KZ_EIO;
+		}
+		seg_unmap(&s);
+	}
+	free(sl.base);
+	return rc ? rc : cbrc;
+}
+
+/* ---------- repair ---------- */
+
+int kz_log_repair(const char *dir, uint32_t max, void (*report)(void *ctx, const char *line),
+		  void *ctx, char *why, size_t why_len)
+{
+	struct seglist sl;
+	int rc = list_segments(dir, &sl);
+	if (rc) {
+		snprintf(why, why_len, "cannot read %s: %s", dir, strerror(errno));
+		return rc;
+	}
+	char qdir[4200], line[8192];
+	snprintf(qdir, sizeof qdir, "%s/quarantine", dir);
+	unsigned ranges = 0;
+	uint64_t prev_seq = 0;
+	for (size_t i = 0; i < sl.n && !rc; i++) {
+		char path[4200];
+		seg_path(path, sizeof path, dir, sl.base[i]);
+		struct seg s;
+		if (seg_map(path, &s)) {
+			snprintf(why, why_len, "%s: cannot read: %s", path, strerror(errno));
+			rc = KZ_EIO;
+			break;
+		}
+		if (!seg_header_ok(s.p, s.size, sl.base[i])) {
+			snprintf(line, sizeof line, "%s: bad header: whole segment (%zu bytes) quarantined",
+				 path, s.size);
+			report(ctx, line);
+			seg_unmap(&s);
+			if (mkdir_p(qdir) == KZ_OK) {
+				char q[4300];
+				snprintf(q, sizeof q, "%s/%020" PRIu64 ".seg", qdir, sl.base[i]);
+				if (rename(path, q))
+					rc = KZ_EIO;
+			} else {
+				rc = KZ_EIO;
+			}
+			ranges++;
+			continue;
+		}
+		/* Rebuild the segment from its valid frames; damaged ranges go to quarantine. */
+		struct kz_buf keep, lost;
+		kz_buf_init(&keep, 0);
+		kz_buf_init(&lost, 0);
+		uint8_t h[SEG_HDR];
+		seg_header(h, sl.base[i]);
+		rc = kz_buf_append(&keep, h, SEG_HDR);
+		size_t off = SEG_HDR;
+		bool damaged = false;
+		while (!rc && off < s.size) {
+			size_t nx;
+			uint64_t seq;
+			const char *what;
+			if (frame_ok(&s, off, max, &nx, &seq, &what) && seq > prev_seq) {
+				rc = kz_buf_append(&keep, s.p + off, nx - off);
+				prev_seq = seq;
+				off = nx;
+				continue;
+			}
+			uint64_t next_seq = 0;
+			size_t end = resync(&s, off, max, &next_seq);
+			while (end && next_seq <= prev_seq) /* skip stale frames too */
+				end = resync(&s, end, max, &next_seq);
+			if (!end)
+				end = s.size;
+			if (end == s.size && i + 1 == sl.n && !damaged && lost.len == 0) {
+				snprintf(line, sizeof line, "%s: offsets %zu-%zu (%zu bytes): torn end, "
+					 "unacknowledged; quarantined", path, off, end, end - off);
+			} else if (end < s.size) {
+				snprintf(line, sizeof line, "%s: offsets %zu-%zu (%zu bytes): %s; %" PRIu64
+					 " records lost (seq %" PRIu64 "-%" PRIu64 ")", path, off, end,
+					 end - off, what, next_seq - prev_seq - 1, prev_seq + 1, next_seq - 1);
+			} else {
+				snprintf(line, sizeof line, "%s: offsets %zu-%zu (%zu bytes): %s; records "
+					 "after seq %" PRIu64 " in this segment lost (count unknown)",
+					 path, off, end, end - off, what, prev_seq);
+			}
+			report(ctx, line);
+			rc = kz_buf_append(&lost, s.p + off, end - off);
+			damaged = true;
+			ranges++;
+			off = end;
+		}
+		seg_unmap(&s);
+		if (!rc && damaged) {
+			char tmp[4300], q[4300];
+			snprintf(tmp, sizeof tmp, "%s.repair", path);
+			snprintf(q, sizeof q, "%s/%020" PRIu64 ".seg.%u.bad", qdir, sl.base[i], ranges);
+			int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+			int qfd = mkdir_p(qdir) ? -1 : open(q, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+			if (fd < 0 || qfd < 0 || write_all(qfd, kz_buf_head(&lost), lost.len) || fsync(qfd) ||
+			    write_all(fd, kz_buf_head(&keep), keep.len) || fsync(fd) || rename(tmp, path)) {
+				snprintf(why, why_len, "cannot rewrite %s: %s", path, strerror(errno));
+				rc = KZ_EIO;
+			}
+			if (fd >= 0)
+				close(fd);
+			if (qfd >= 0)
+				close(qfd);
+		}
+		kz_buf_cleanup(&keep);
+		kz_buf_cleanup(&lost);
+	}
+	free(sl.base);
+	if (!rc) {
+		if (ranges)
+			snprintf(line, sizeof line, "%u damaged range(s) quarantined in %s", ranges, qdir);
+		else
+			snprintf(line, sizeof line, "no damage found");
+		report(ctx, line);
+	}
+	return rc;
+}

@@ -1,0 +1,265 @@
+/* store_record.c — CRC32C, UUIDv7 and the record envelope codec (docs/STORE.md). */
+#include "store/store.h"
+#include "base/kz_err.h"
+
+#include <pthread.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/random.h>
+
+/* ---------- CRC32C ---------- */
+
+static uint32_t crc_table[8][256];
+static pthread_once_t crc_once = PTHREAD_ONCE_INIT;
+static bool crc_hw;
+
+static void crc_init(void)
+{
+	for (uint32_t i = 0; i < 256; i++) {
+		uint32_t c = i;
+		for (int k = 0; k < 8; k++)
+			c = c & 1 ? (c >> 1) ^ 0x82F63B78u : c >> 1; /* reflected Castagnoli */
+		crc_table[0][i] = c;
+	}
+	for (uint32_t i = 0; i < 256; i++)
+		for (int t = 1; t < 8; t++)
+			crc_table[t][i] = (crc_table[t - 1][i] >> 8) ^ crc_table[0][crc_table[t - 1][i] & 0xFF];
+#if defined(__x86_64__)
+	__builtin_cpu_init();
+	crc_hw = __builtin_cpu_supports("sse4.2");
+#endif
+}
+
+#if defined(__x86_64__)
+__attribute__((target("sse4.2"))) static uint32_t crc_sse42(uint32_t c, const uint8_t *p, size_t n)
+{
+	uint64_t c64 = c;
+	while (n >= 8) {
+		uint64_t v;
+		memcpy(&v, p, 8);
+		c64 = __builtin_ia32_crc32di(c64, v);
+		p += 8;
+		n -= 8;
+	}
+	c = (uint32_t)c64;
+	while (n--)
+		c = __builtin_ia32_crc32qi(c, *p++);
+	return c;
+}
+#endif
+
+static uint32_t crc_soft(uint32_t c, const uint8_t *p, size_t n)
+{
+	while (n >= 8) { /* slicing by 8, little-endian */
+		uint32_t lo, hi;
+		memcpy(&lo, p, 4);
+		memcpy(&hi, p + 4, 4);
+		lo ^= c;
+		c = crc_table[7][lo & 0xFF] ^ crc_table[6][(lo >> 8) & 0xFF] ^
+		    crc_table[5][(lo >> 16) & 0xFF] ^ crc_table[4][lo >> 24] ^
+		    crc_table[3][hi & 0xFF] ^ crc_table[2][(hi >> 8) & 0xFF] ^
+		    crc_table[1][(hi >> 16) & 0xFF] ^ crc_table[0][hi >> 24];
+		p += 8;
+		n -= 8;
+	}
+	while (n--)
+		c = (c >> 8) ^ crc_table[0][(c ^ *p++) & 0xFF];
+	return c;
+}
+
+uint32_t kz_crc32c(uint32_t crc, const void *p, size_t n)
+{
+	pthread_once(&crc_once, crc_init);
+	uint32_t c = ~crc;
+#if defined(__x86_64__)
+	if (crc_hw)
+		return ~crc_sse42(c, p, n);
+#endif
+	return ~crc_soft(c, p, n);
+}
+
+/* ---------- UUIDv7 ---------- */
+
+/* Per thread, so that no lock sits on the publish path; ids from different threads differ in
+ * their random bits, and the log's sequence numbers give the total order. */
+static _Thread_local uint64_t uuid_last_ms;
+static _Thread_local uint8_t uuid_last[16];
+
+/* Adds one to the 74 random bits (low nibble of byte 6, byte 7, low 6 bits of byte 8, bytes
+ * 9-15); false when they wrap. */
+static bool uuid_count_up(uint8_t id[16])
+{
+	for (int i = 15; i >= 9; i--)
+		if (++id[i])
+			return true;
+	unsigned v = (id[8] & 0x3Fu) + 1;
+	id[8] = (uint8_t)(0x80 | (v & 0x3F));
+	if (v <= 0x3F)
+		return true;
+	if (++id[7])
+		return true;
+	unsigned w = (id[6] & 0x0Fu) + 1;
+	id[6] = (uint8_t)(0x70 | (w & 0x0F));
+	return w <= 0x0F;
+}
+
+void kz_uuidv7(uint8_t id[16], uint64_t unix_ms)
+{
+	/* Within one millisecond (or when the clock steps back) count up from the last id
+	 * (RFC 9562 §6.2, method 2), so that ids from this thread strictly increase. */
+	if (unix_ms <= uuid_last_ms && uuid_last_ms) {
+		memcpy(id, uuid_last, 16);
+		if (uuid_count_up(id))
+			goto done;
+		unix_ms = uuid_last_ms + 1;
+	}
+	uint8_t r[10];
+	if (getrandom(r, sizeof r, 0) != (ssize_t)sizeof r)
+		memset(r, 0, sizeof r);
+	for (int i = 0; i < 6; i++)
+		id[i] = (uint8_t)(unix_ms >> (40 - 8 * i));
+	id[6] = (uint8_t)(0x70 | (r[0] & 0x0F)); /* version 7 */
+	id[7] = r[1];
+	id[8] = (uint8_t)(0x80 | (r[2] & 0x3F)); /* variant 10 */
+	memcpy(id + 9, r + 3, 7);
+	uuid_last_ms = unix_ms;
+done:
+	memcpy(uuid_last, id, 16);
+}
+
+void kz_uuid_format(const uint8_t id[16], char out[37])
+{
+	static const char hex[] = "0123456789abcdef";
+	size_t o = 0;
+	for (int i = 0; i < 16; i++) {
+		if (i == 4 || i == 6 || i == 8 || i == 10)
+			out[o++] = '-';
+		out[o++] = hex[id[i] >> 4];
+		out[o++] = hex[id[i] & 15];
+	}
+	out[o] = 0;
+}
+
+int kz_uuid_parse(const char *s, uint8_t id[16])
+{
+	size_t n = 0;
+	for (size_t i = 0; s[i]; i++) {
+		if (i == 8 || i == 13 || i == 18 || i == 23) {
+			if (s[i] != '-')
+				return KZ_EINVAL;
+			continue;
+		}
+		int v = s[i] >= '0' && s[i] <= '9' ? s[i] - '0' :
+			s[i] >= 'a' && s[i] <= 'f' ? s[i] - 'a' + 10 :
+			s[i] >= 'A' && s[i] <= 'F' ? s[i] - 'A' + 10 : -1;
+		if (v < 0 || n >= 32)
+			return KZ_EINVAL;
+		if (n % 2 == 0)
+			id[n / 2] = (uint8_t)(v << 4);
+		else
+			id[n / 2] |= (uint8_t)v;
+		n++;
+	}
+	return n == 32 && strlen(s) == 36 ? KZ_OK : KZ_EINVAL;
+}
+
+/* ---------- envelope ----------
+ * u8 version | u8 flags | u8 precedence | u8 qos | id[16] | u64 time_ns | u64 source_time_ns
+ * | u64 expiry_ns | then seven length-prefixed fields (u32 length, bytes): topic, origin_node,
+ * origin_id, label, content_type, mqtt_props, payload. Integers little-endian. */
+
+#define REC_FIXED 44
+#define REC_FLAG_RETAIN 0x01
+#define REC_FLAGS_KNOWN REC_FLAG_RETAIN
+
+static void put64(uint8_t *p, uint64_t v)
+{
+	for (int i = 0; i < 8; i++)
+		p[i] = (uint8_t)(v >> (8 * i));
+}
+
+static uint64_t get64(const uint8_t *p)
+{
+	uint64_t v = 0;
+	for (int i = 7; i >= 0; i--)
+		v = v << 8 | p[i];
+	return v;
+}
+
+static uint32_t get32(const uint8_t *p)
+{
+	return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24;
+}
+
+int kz_record_encode(const struct kz_record *r, struct kz_buf *out)
+{
+	const struct kz_bytes *f[] = { &r->topic, &r->origin_node, &r->origin_id, &r->label,
+				       &r->content_type, &r->mqtt_props, &r->payload };
+	size_t total = REC_FIXED;
+	for (size_t i = 0; i < KZ_ARRAY_LEN(f); i++)
+		total += 4 + (size_t)f[i]->len;
+	int rc = kz_buf_reserve(out, total);
+	if (rc)
+		return rc;
+	uint8_t *p = kz_buf_tail(out);
+	p[0] = KZ_RECORD_VERSION;
+	p[1] = r->retain ? REC_FLAG_RETAIN : 0;
+	p[2] = r->precedence;
+	p[3] = r->qos;
+	memcpy(p + 4, r->id, 16);
+	put64(p + 20, r->time_ns);
+	put64(p + 28, r->source_time_ns);
+	put64(p + 36, r->expiry_ns);
+	p += REC_FIXED;
+	for (size_t i = 0; i < KZ_ARRAY_LEN(f); i++) {
+		uint32_t n = f[i]->len;
+		p[0] = (uint8_t)n, p[1] = (uint8_t)(n >> 8), p[2] = (uint8_t)(n >> 16), p[3] = (uint8_t)(n >> 24);
+		if (n)
+			memcpy(p + 4, f[i]->p, n);
+		p += 4 + n;
+	}
+	out->len += total;
+	return KZ_OK;
+}
+
+int kz_record_decode(const uint8_t *p, size_t n, struct kz_record *r, const char **why)
+{
+	*why = NULL;
+	if (n < REC_FIXED)
+		return *why = "record shorter than its fixed header", KZ_EMALFORMED;
+	if (p[0] != KZ_RECORD_VERSION)
+		return *why = "unknown record version", KZ_EMALFORMED;
+	if (p[1] & ~REC_FLAGS_KNOWN)
+		return *why = "unknown record flags", KZ_EMALFORMED;
+	if (p[2] > KZ_PREC_FLASH)
+		return *why = "precedence out of range", KZ_EMALFORMED;
+	if (p[3] > 2)
+		return *why = "QoS out of range", KZ_EMALFORMED;
+	memset(r, 0, sizeof *r);
+	r->retain = p[1] & REC_FLAG_RETAIN;
+	r->precedence = p[2];
+	r->qos = p[3];
+	memcpy(r->id, p + 4, 16);
+	r->time_ns = get64(p + 20);
+	r->source_time_ns = get64(p + 28);
+	r->expiry_ns = get64(p + 36);
+	struct kz_bytes *f[] = { &r->topic, &r->origin_node, &r->origin_id, &r->label,
+				 &r->content_type, &r->mqtt_props, &r->payload };
+	size_t off = REC_FIXED;
+	for (size_t i = 0; i < KZ_ARRAY_LEN(f); i++) {
+		if (n - off < 4)
+			return *why = "record field length cut off", KZ_EMALFORMED;
+		uint32_t len = get32(p + off);
+		off += 4;
+		if (len > n - off)
+			return *why = "record field runs past the end", KZ_EMALFORMED;
+		f[i]->p = p + off;
+		f[i]->len = len;
+		off += len;
+	}
+	if (off != n)
+		return *why = "bytes after the last record field", KZ_EMALFORMED;
+	if (r->topic.len == 0)
+		return *why = "record without a topic", KZ_EMALFORMED;
+	return KZ_OK;
+}

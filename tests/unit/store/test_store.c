@@ -1,0 +1,322 @@
+/* test_store.c — record envelope, CRC32C, UUIDv7, the segmented log (recovery, torn tail,
+ * corruption, repair, rolling) and the store thread's group commit. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <cmocka.h>
+#include <fcntl.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "base/kz_err.h"
+#include "store/store.h"
+
+static char dir[256];
+
+static int setup(void **st)
+{
+	snprintf(dir, sizeof dir, "/tmp/kz-store-test-XXXXXX");
+	assert_non_null(mkdtemp(dir));
+	return 0;
+}
+
+static int teardown(void **st)
+{
+	char cmd[300];
+	snprintf(cmd, sizeof cmd, "rm -rf %s", dir);
+	assert_int_equal(system(cmd), 0);
+	return 0;
+}
+
+static struct kz_bytes B(const char *s) { return (struct kz_bytes){ (const uint8_t *)s, (uint32_t)strlen(s) }; }
+
+static void test_crc32c(void **st)
+{
+	/* RFC 3720 appendix B.4 check value */
+	assert_int_equal(kz_crc32c(0, "123456789", 9), 0xE3069283u);
+	uint8_t zeros[32] = { 0 };
+	assert_int_equal(kz_crc32c(0, zeros, 32), 0x8A9136AAu);
+	/* incremental = one shot */
+	assert_int_equal(kz_crc32c(kz_crc32c(0, "1234", 4), "56789", 5), 0xE3069283u);
+}
+
+static void test_uuidv7(void **st)
+{
+	uint8_t a[16], b[16];
+	kz_uuidv7(a, 1700000000000ull);
+	for (int i = 0; i < 100000; i++) {
+		kz_uuidv7(b, 1700000000000ull); /* same millisecond: must still increase */
+		assert_true(memcmp(a, b, 16) < 0);
+		assert_int_equal(b[6] >> 4, 7);
+		assert_int_equal(b[8] >> 6, 2);
+		memcpy(a, b, 16);
+	}
+	char s[37];
+	kz_uuid_format(a, s);
+	assert_int_equal(strlen(s), 36);
+	uint8_t c[16];
+	assert_int_equal(kz_uuid_parse(s, c), KZ_OK);
+	assert_memory_equal(a, c, 16);
+	assert_int_equal(kz_uuid_parse("not-a-uuid", c), KZ_EINVAL);
+}
+
+static void test_record_roundtrip_and_malformed(void **st)
+{
+	struct kz_record r = { .time_ns = 123, .source_time_ns = 45, .expiry_ns = 999,
+			       .precedence = KZ_PREC_FLASH, .qos = 2, .retain = true };
+	kz_uuidv7(r.id, 1);
+	r.topic = B("tracks/air/1");
+	r.origin_node = B("node-a");
+	r.origin_id = B("spiffe://kizuna.local/dev/sensor/radar1");
+	r.label = B("policy=jp-mod;class=secret");
+	r.content_type = B("application/json");
+	r.payload = B("{\"x\":1}");
+	struct kz_buf b;
+	kz_buf_init(&b, 0);
+	assert_int_equal(kz_record_encode(&r, &b), KZ_OK);
+	struct kz_record d;
+	const char *why;
+	assert_int_equal(kz_record_decode(kz_buf_head(&b), b.len, &d, &why), KZ_OK);
+	assert_memory_equal(d.id, r.id, 16);
+	assert_int_equal(d.time_ns, 123);
+	assert_int_equal(d.source_time_ns, 45);
+	assert_int_equal(d.expiry_ns, 999);
+	assert_int_equal(d.precedence, KZ_PREC_FLASH);
+	assert_int_equal(d.qos, 2);
+	assert_true(d.retain);
+	assert_int_equal(d.topic.len, 12);
+	assert_memory_equal(d.topic.p, "tracks/air/1", 12);
+	assert_memory_equal(d.payload.p, "{\"x\":1}", 7);
+	assert_int_equal(d.mqtt_props.len, 0);
+	/* every truncation is rejected, as are trailing bytes and bad fixed fields */
+	for (size_t n = 0; n < b.len; n++)
+		assert_int_equal(kz_record_decode(kz_buf_head(&b), n, &d, &why), KZ_EMALFORMED);
+	uint8_t *p = kz_buf_head(&b);
+	uint8_t longer[512];
+	memcpy(longer, p, b.len);
+	longer[b.len] = 0;
+	assert_int_equal(kz_record_decode(longer, b.len + 1, &d, &why), KZ_EMALFORMED);
+	longer[0] = 9;
+	assert_int_equal(kz_record_decode(longer, b.len, &d, &why), KZ_EMALFORMED);
+	assert_string_equal(why, "unknown record version");
+	kz_buf_cleanup(&b);
+}
+
+static struct kz_log_config cfg(uint64_t seg)
+{
+	return (struct kz_log_config){ .dir = dir, .segment_bytes = seg, .max_record_bytes = 1 << 20,
+				       .fsync = KZ_FSYNC_ALWAYS };
+}
+
+static void append_n(struct kz_log *log, int from, int n)
+{
+	char why[256];
+	for (int i = from; i < from + n; i++) {
+		char body[32];
+		snprintf(body, sizeof body, "record-%06d", i);
+		struct kz_bytes b = B(body);
+		uint64_t seq;
+		assert_int_equal(kz_log_append(log, &b, 1, &seq, why, sizeof why), KZ_OK);
+		assert_int_equal(seq, (uint64_t)i);
+	}
+}
+
+struct collect {
+	uint64_t n, first, last;
+	int stop_at;
+};
+
+static int collect_cb(void *ctx, uint64_t seq, const uint8_t *body, size_t n)
+{
+	struct collect *c = ctx;
+	char want[32];
+	snprintf(want, sizeof want, "record-%06d", (int)seq);
+	if (n == strlen(want))
+		assert_memory_equal(body, want, n);
+	if (c->n++ == 0)
+		c->first = seq;
+	c->last = seq;
+	return c->stop_at && (int)c->n == c->stop_at ? 7 : 0;
+}
+
+static void test_log_reopen_and_scan(void **st)
+{
+	struct kz_log_config c = cfg(1 << 20);
+	struct kz_log *log;
+	struct kz_log_recovery rec;
+	char why[512];
+	assert_int_equal(kz_log_open(&c, &log, &rec, why, sizeof why), KZ_OK);
+	assert_int_equal(kz_log_next_seq(log), 1);
+	append_n(log, 1, 100);
+	kz_log_close(log);
+	assert_int_equal(kz_log_open(&c, &log, &rec, why, sizeof why), KZ_OK);
+	assert_int_equal(rec.records, 100);
+	assert_int_equal(rec.torn_bytes, 0);
+	assert_int_equal(kz_log_next_seq(log), 101);
+	append_n(log, 101, 5);
+	struct collect col = { 0 };
+	assert_int_equal(kz_log_scan(dir, 50, 1 << 20, collect_cb, &col, why, sizeof why), KZ_OK);
+	assert_int_equal(col.n, 56);
+	assert_int_equal(col.first, 50);
+	assert_int_equal(col.last, 105);
+	struct collect stop = { .stop_at = 3 };
+	assert_int_equal(kz_log_scan(dir, 1, 1 << 20, collect_cb, &stop, why, sizeof why), 7);
+	kz_log_close(log);
+}
+
+static void test_log_rolls_segments(void **st)
+{
+	struct kz_log_config c = cfg(1024); /* ~36 records per segment */
+	struct kz_log *log;
+	struct kz_log_recovery rec;
+	char why[512];
+	assert_int_equal(kz_log_open(&c, &log, &rec, why, sizeof why), KZ_OK);
+	append_n(log, 1, 500);
+	kz_log_close(log);
+	assert_int_equal(kz_log_open(&c, &log, &rec, why, sizeof why), KZ_OK);
+	assert_true(rec.segments > 10);
+	assert_int_equal(rec.records, 500);
+	struct collect col = { 0 };
+	assert_int_equal(kz_log_scan(dir, 333, 1 << 20, collect_cb, &col, why, sizeof why), KZ_OK);
+	assert_int_equal(col.first, 333);
+	assert_int_equal(col.n, 168);
+	kz_log_close(log);
+}
+
+static char *last_segment(void)
+{
+	static char path[512];
+	char cmd[400];
+	snprintf(cmd, sizeof cmd, "ls %s/*.seg | tail -1", dir);
+	FILE *f = popen(cmd, "r");
+	assert_non_null(fgets(path, sizeof path, f));
+	pclose(f);
+	path[strcspn(path, "\n")] = 0;
+	return path;
+}
+
+static void test_log_torn_tail_is_cut(void **st)
+{
+	struct kz_log_config c = cfg(1 << 20);
+	struct kz_log *log;
+	struct kz_log_recovery rec;
+	char why[512];
+	assert_int_equal(kz_log_open(&c, &log, &rec, why, sizeof why), KZ_OK);
+	append_n(log, 1, 10);
+	kz_log_close(log);
+	/* half a frame at the end, as an interrupted write leaves it */
+	int fd = open(last_segment(), O_WRONLY | O_APPEND);
+	uint8_t part[20] = { 40, 0, 0, 0, 1, 2, 3, 4, 11 };
+	assert_int_equal(write(fd, part, sizeof part), (ssize_t)sizeof part);
+	close(fd);
+	assert_int_equal(kz_log_open(&c, &log, &rec, why, sizeof why), KZ_OK);
+	assert_int_equal(rec.torn_bytes, 20);
+	assert_int_equal(rec.records, 10);
+	append_n(log, 11, 1); /* appends continue where the valid log ended */
+	kz_log_close(log);
+	struct collect col = { 0 };
+	assert_int_equal(kz_log_scan(dir, 1, 1 << 20, collect_cb, &col, why, sizeof why), KZ_OK);
+	assert_int_equal(col.n, 11);
+}
+
+static void report_cb(void *ctx, const char *line)
+{
+	strncat((char *)ctx, line, 2000);
+	strncat((char *)ctx, "\n", 2);
+}
+
+static void test_log_corruption_stops_and_repair(void **st)
+{
+	struct kz_log_config c = cfg(1 << 20);
+	struct kz_log *log;
+	struct kz_log_recovery rec;
+	char why[512];
+	assert_int_equal(kz_log_open(&c, &log, &rec, why, sizeof why), KZ_OK);
+	append_n(log, 1, 20);
+	kz_log_close(log);
+	/* flip one payload byte of record 5: frames are 16 + 13 bytes after a 32-byte header */
+	const char *seg = last_segment();
+	int fd = open(seg, O_RDWR);
+	off_t off = 32 + 4 * 29 + 16 + 3;
+	uint8_t x;
+	assert_int_equal(pread(fd, &x, 1, off), 1);
+	x ^= 0x40;
+	assert_int_equal(pwrite(fd, &x, 1, off), 1);
+	close(fd);
+	assert_int_equal(kz_log_open(&c, &log, &rec, why, sizeof why), KZ_EIO);
+	assert_non_null(strstr(why, "offset 148: CRC32C mismatch"));
+	assert_non_null(strstr(why, "kizuna store repair"));
+	struct collect col = { 0 };
+	assert_int_equal(kz_log_scan(dir, 1, 1 << 20, collect_cb, &col, why, sizeof why), KZ_EIO);
+	char out[4096] = "";
+	assert_int_equal(kz_log_repair(dir, 1 << 20, report_cb, out, why, sizeof why), KZ_OK);
+	assert_non_null(strstr(out, "1 records lost (seq 5-5)"));
+	assert_non_null(strstr(out, "1 damaged range(s) quarantined"));
+	assert_int_equal(kz_log_open(&c, &log, &rec, why, sizeof why), KZ_OK);
+	assert_int_equal(rec.records, 19);
+	assert_int_equal(kz_log_next_seq(log), 21);
+	kz_log_close(log);
+	char q[300];
+	snprintf(q, sizeof q, "%s/quarantine", dir);
+	struct stat sb;
+	assert_int_equal(stat(q, &sb), 0);
+}
+
+static atomic_int done_n;
+static atomic_uint_fast64_t done_seq_sum;
+
+static void done_cb(void *ctx, int status, uint64_t seq)
+{
+	assert_int_equal(status, KZ_OK);
+	assert_int_equal(seq, (uint64_t)(uintptr_t)ctx);
+	atomic_fetch_add(&done_seq_sum, seq);
+	atomic_fetch_add(&done_n, 1);
+}
+
+static void test_store_thread_group_commit(void **st)
+{
+	struct kz_log_config c = cfg(1 << 20);
+	struct kz_store *s;
+	struct kz_log_recovery rec;
+	char why[512];
+	assert_int_equal(kz_store_open(&c, &s, &rec, why, sizeof why), KZ_OK);
+	atomic_store(&done_n, 0);
+	int seq = 1;
+	for (int batch = 0; batch < 50; batch++) {
+		struct kz_store_item items[20];
+		for (int i = 0; i < 20; i++, seq++) {
+			char body[32];
+			int n = snprintf(body, sizeof body, "record-%06d", seq);
+			items[i].data = (uint8_t *)strdup(body);
+			items[i].len = (uint32_t)n;
+			items[i].done = done_cb;
+			items[i].ctx = (void *)(uintptr_t)seq; /* submission order = sequence order */
+		}
+		kz_store_submit(s, items, 20);
+	}
+	kz_store_close(s); /* writes everything submitted first */
+	assert_int_equal(atomic_load(&done_n), 1000);
+	assert_int_equal(atomic_load(&done_seq_sum), 1000 * 1001 / 2);
+	struct collect col = { 0 };
+	assert_int_equal(kz_log_scan(dir, 1, 1 << 20, collect_cb, &col, why, sizeof why), KZ_OK);
+	assert_int_equal(col.n, 1000);
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_crc32c),
+		cmocka_unit_test(test_uuidv7),
+		cmocka_unit_test(test_record_roundtrip_and_malformed),
+		cmocka_unit_test_setup_teardown(test_log_reopen_and_scan, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_log_rolls_segments, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_log_torn_tail_is_cut, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_log_corruption_stops_and_repair, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_store_thread_group_commit, setup, teardown),
+	};
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}
