@@ -64,6 +64,10 @@ static void retained_free_visit(struct mqtt_trie_node *nd, void *ctx)
 static void envq_release(struct mqtt_envq *q)
 {
 	for (uint32_t i = 0; i < q->n; i++) {
+		if (q->v[i].stored) {
+			q->v[i].stored->status = KZ_ECLOSED;
+			mqtt_client_stored(q->v[i].stored);
+		}
 		mqtt_msg_unref(q->v[i].msg);
 		free(q->v[i].client_id);
 	}
@@ -86,6 +90,15 @@ void mqtt_broker_cleanup(struct mqtt_broker *b)
 		for (unsigned j = 0; j < b->n_shards && s->outbox; j++)
 			envq_release(&s->outbox[j]);
 		free(s->outbox);
+		for (uint32_t k = 0; k < s->st_n; k++) { /* never submitted: the store was gone */
+			struct mqtt_stored *st = s->st_items[k].ctx;
+			free(s->st_items[k].data);
+			if (st) {
+				st->status = KZ_ECLOSED;
+				mqtt_client_stored(st);
+			}
+		}
+		free(s->st_items);
 		envq_release(&s->inbox);
 		envq_release(&s->draining);
 		mqtt_trie_cleanup(&s->subs);
@@ -179,9 +192,46 @@ int mqtt_broker_post_foreign(struct mqtt_broker *b, unsigned idx, void *foreign)
 	return rc;
 }
 
+/* The store thread's answer for one record: back to the shard that accepted it. */
+static void stored_done(void *ctx, int status, uint64_t seq)
+{
+	(void)seq;
+	struct mqtt_stored *st = ctx;
+	st->status = status;
+	struct mqtt_shard *d = st->shard;
+	struct mqtt_broker *b = d->broker;
+	struct mqtt_env e = { .kind = MQTT_ENV_STORED, .stored = st };
+	pthread_mutex_lock(&d->inbox_lock);
+	bool was_empty = d->inbox.n == 0;
+	int rc = envq_push(&d->inbox, &e);
+	pthread_mutex_unlock(&d->inbox_lock);
+	if (rc) /* cannot tell the shard; it learns nothing, the client gets no ack */
+		return;
+	if (was_empty && b->wake)
+		b->wake(b->ctx, d->idx);
+}
+
+int mqtt_shard_store(struct mqtt_shard *s, uint8_t *data, uint32_t len, struct mqtt_stored *st)
+{
+	if (s->st_n == s->st_cap) {
+		uint32_t ncap = s->st_cap ? s->st_cap * 2 : 64;
+		struct kz_store_item *nv = realloc(s->st_items, ncap * sizeof *nv);
+		if (!nv)
+			return KZ_ENOMEM;
+		s->st_items = nv;
+		s->st_cap = ncap;
+	}
+	s->st_items[s->st_n++] = (struct kz_store_item){ data, len, st ? stored_done : NULL, st };
+	return KZ_OK;
+}
+
 void mqtt_shard_flush(struct mqtt_shard *s)
 {
 	struct mqtt_broker *b = s->broker;
+	if (s->st_n && b->store) {
+		kz_store_submit(b->store, s->st_items, s->st_n);
+		s->st_n = 0;
+	}
 	for (unsigned i = 0; i < b->n_shards; i++)
 		if (s->outbox[i].n)
 			inbox_append(b, i, &s->outbox[i]);
@@ -363,6 +413,9 @@ void mqtt_shard_drain(struct mqtt_shard *s)
 		case MQTT_ENV_FOREIGN:
 			if (s->broker->on_foreign)
 				s->broker->on_foreign(s->broker->ctx, s->idx, e->foreign);
+			break;
+		case MQTT_ENV_STORED:
+			mqtt_client_stored(e->stored);
 			break;
 		}
 		mqtt_msg_unref(e->msg);

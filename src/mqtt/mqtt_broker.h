@@ -17,6 +17,7 @@
 
 #include "base/kz_buf.h"
 #include "mqtt/mqtt_codec.h"
+#include "store/store.h"
 #include "mqtt/mqtt_msg.h"
 #include "mqtt/mqtt_topic.h"
 #include "mqtt/mqtt_trie.h"
@@ -59,6 +60,8 @@ struct mqtt_transport_ops {
 	void (*close)(void *transport);
 	/* Move this connection to shard idx; mqtt_client_resume() follows there. */
 	void (*migrate)(void *transport, unsigned idx);
+	/* Stop (hold = true) or resume reading from the client; NULL = not supported. */
+	void (*hold_reading)(void *transport, bool hold);
 };
 
 /* One subscription of a session (MQTT 5.0 §3.8.3.1 options). */
@@ -154,10 +157,26 @@ struct mqtt_client {
 	uint16_t out_alias_next;
 	uint64_t rate_window_ms;
 	uint32_t rate_count;
+	uint32_t store_pending;       /* QoS 1/2 PUBLISHes waiting for the store */
+	bool zombie;                  /* closed, freed when store_pending reaches 0 */
+	uint16_t *q2_pending;         /* owns; QoS 2 packet ids waiting for the store */
+	uint32_t n_q2_pending, cap_q2_pending;
 	struct mqtt_client *prev, *next; /* shard's client list */
 };
 
-enum mqtt_env_kind { MQTT_ENV_PUBLISH = 1, MQTT_ENV_DIRECT, MQTT_ENV_FOREIGN };
+/* A QoS 1/2 PUBLISH on its way to the store. Acknowledged and routed only when the store
+ * says the record is durable (ARCHITECTURE.md "Threads and flow"). */
+struct mqtt_stored {
+	struct mqtt_client *client; /* kept alive (zombie) until this returns */
+	struct mqtt_msg *msg;       /* holds a reference */
+	struct mqtt_shard *shard;
+	int status;                 /* from the store */
+	uint16_t packet_id;
+	uint8_t qos;
+};
+void mqtt_client_stored(struct mqtt_stored *st);
+
+enum mqtt_env_kind { MQTT_ENV_PUBLISH = 1, MQTT_ENV_DIRECT, MQTT_ENV_FOREIGN, MQTT_ENV_STORED };
 
 /* A unit of work crossing from one shard to another. */
 struct mqtt_env {
@@ -170,6 +189,7 @@ struct mqtt_env {
 	struct mqtt_msg *msg; /* holds a reference */
 	char *client_id;      /* owns; DIRECT */
 	void *foreign;        /* FOREIGN: handed to broker->on_foreign */
+	struct mqtt_stored *stored; /* STORED: the store's answer */
 };
 
 struct mqtt_envq {
@@ -191,6 +211,8 @@ struct mqtt_shard {
 	struct mqtt_client *clients;    /* list head */
 	uint32_t n_clients;
 	struct mqtt_envq *outbox;       /* [n_shards] */
+	struct kz_store_item *st_items; /* records for the store, handed over once per iteration */
+	uint32_t st_n, st_cap;
 	pthread_mutex_t inbox_lock;
 	struct mqtt_envq inbox;
 	struct mqtt_envq draining;
@@ -235,6 +257,8 @@ struct mqtt_broker {
 	atomic_uint_fast64_t next_uid, next_conn_id;
 	atomic_uint n_connections;
 	atomic_bool is_shutting_down;
+	struct kz_store *store;      /* NULL: nothing is stored (unit tests) */
+	char node_id[64];            /* origin node of the records accepted here */
 	/* Wakes shard idx's worker after its inbox gained work (any thread). */
 	void (*wake)(void *ctx, unsigned idx);
 	void (*on_foreign)(void *ctx, unsigned idx, void *foreign);

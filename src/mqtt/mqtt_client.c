@@ -525,6 +525,144 @@ static bool rate_ok(struct mqtt_client *c)
 	return ++c->rate_count <= max;
 }
 
+static bool q2_pending_has(const struct mqtt_client *c, uint16_t pid)
+{
+	for (uint32_t i = 0; i < c->n_q2_pending; i++)
+		if (c->q2_pending[i] == pid)
+			return true;
+	return false;
+}
+
+static void q2_pending_del(struct mqtt_client *c, uint16_t pid)
+{
+	for (uint32_t i = 0; i < c->n_q2_pending; i++)
+		if (c->q2_pending[i] == pid) {
+			c->q2_pending[i] = c->q2_pending[--c->n_q2_pending];
+			return;
+		}
+}
+
+/* Encodes the record of an accepted PUBLISH (docs/STORE.md). */
+static int record_encode(struct mqtt_client *c, const struct mqtt_packet *pkt, const struct mqtt_msg *m,
+			 struct kz_buf *out)
+{
+	struct kz_record r = { .qos = m->qos, .retain = m->retain, .precedence = KZ_PREC_ROUTINE };
+	r.time_ns = kz_now_wall_ns();
+	kz_uuidv7(r.id, r.time_ns / 1000000u);
+	if (m->has_expiry)
+		r.expiry_ns = r.time_ns + (uint64_t)m->expiry_s * 1000000000u;
+	r.topic = (struct kz_bytes){ m->topic, m->topic_len };
+	r.origin_node = (struct kz_bytes){ (const uint8_t *)c->broker->node_id,
+					   (uint32_t)strlen(c->broker->node_id) };
+	r.origin_id = (struct kz_bytes){ (const uint8_t *)c->peer_id, c->peer_id ? (uint32_t)strlen(c->peer_id) : 0 };
+	if (pkt->props.has & MQTT_HAS(MQTT_PROP_CONTENT_TYPE))
+		r.content_type = (struct kz_bytes){ pkt->props.content_type.p, pkt->props.content_type.len };
+	r.mqtt_props = (struct kz_bytes){ m->props, m->props_len };
+	r.payload = (struct kz_bytes){ m->payload, m->payload_len };
+	return kz_record_encode(&r, out);
+}
+
+static void publish_route(struct mqtt_client *c, struct mqtt_shard *s, struct mqtt_msg *m,
+			  uint8_t *ack_rc, const char **ack_why)
+{
+	*ack_rc = MQTT_RC_SUCCESS;
+	*ack_why = NULL;
+	if (m->retain && mqtt_retained_set(s->broker, m)) {
+		*ack_rc = MQTT_RC_QUOTA_EXCEEDED;
+		*ack_why = "retained message limit reached; delivered but not retained";
+	}
+	mqtt_shard_route(s, m);
+	(void)c;
+}
+
+/* The store path: QoS 0 is stored and routed at once; QoS 1/2 wait for the record to be
+ * durable, then are routed and acknowledged (mqtt_client_stored). */
+static void publish_store(struct mqtt_client *c, const struct mqtt_packet *pkt, struct mqtt_msg *m)
+{
+	struct kz_buf rec;
+	kz_buf_init(&rec, 0);
+	if (record_encode(c, pkt, m, &rec)) {
+		kz_buf_cleanup(&rec);
+		mqtt_msg_unref(m);
+		return publish_refuse(c, pkt, MQTT_RC_UNSPECIFIED, "out of memory");
+	}
+	uint8_t *data = rec.data; /* fresh buffer: off is 0, ownership moves to the store */
+	uint32_t len = (uint32_t)rec.len;
+	if (pkt->qos == 0) {
+		if (mqtt_shard_store(c->shard, data, len, NULL))
+			free(data);
+		uint8_t rc;
+		const char *why;
+		publish_route(c, c->shard, m, &rc, &why);
+		mqtt_msg_unref(m);
+		return;
+	}
+	struct mqtt_stored *st = calloc(1, sizeof *st);
+	if (pkt->qos == 2 && c->n_q2_pending == c->cap_q2_pending) {
+		uint32_t ncap = c->cap_q2_pending ? c->cap_q2_pending * 2 : 8;
+		uint16_t *nv = realloc(c->q2_pending, ncap * sizeof *nv);
+		if (nv)
+			c->q2_pending = nv, c->cap_q2_pending = ncap;
+	}
+	if (!st || (pkt->qos == 2 && c->n_q2_pending == c->cap_q2_pending) ||
+	    (pkt->qos == 2 && rx_qos2_set(c->session, pkt->packet_id, true))) {
+		free(st);
+		free(data);
+		mqtt_msg_unref(m);
+		return publish_refuse(c, pkt, MQTT_RC_UNSPECIFIED, "out of memory");
+	}
+	*st = (struct mqtt_stored){ .client = c, .msg = m, .shard = c->shard,
+				    .packet_id = pkt->packet_id, .qos = pkt->qos };
+	if (mqtt_shard_store(c->shard, data, len, st)) {
+		free(st);
+		free(data);
+		mqtt_msg_unref(m);
+		if (pkt->qos == 2)
+			(void)rx_qos2_set(c->session, pkt->packet_id, false);
+		return publish_refuse(c, pkt, MQTT_RC_UNSPECIFIED, "out of memory");
+	}
+	if (pkt->qos == 2)
+		c->q2_pending[c->n_q2_pending++] = pkt->packet_id;
+	/* Input flow control: a client (3.1.1 has no Receive Maximum) cannot have more than
+	 * max_inflight records waiting for the disk; reading resumes as they become durable. */
+	if (++c->store_pending == c->broker->lim.max_inflight && c->ops->hold_reading)
+		c->ops->hold_reading(c->transport, true);
+}
+
+static void client_free(struct mqtt_client *c);
+
+void mqtt_client_stored(struct mqtt_stored *st)
+{
+	struct mqtt_client *c = st->client;
+	if (c->store_pending-- == c->broker->lim.max_inflight && !c->zombie && c->ops->hold_reading)
+		c->ops->hold_reading(c->transport, false);
+	uint8_t rc = MQTT_RC_SUCCESS;
+	const char *why = NULL;
+	if (st->status == KZ_OK)
+		publish_route(c, st->shard, st->msg, &rc, &why);
+	if (!c->zombie) {
+		if (st->qos == 2)
+			q2_pending_del(c, st->packet_id);
+		if (st->status != KZ_OK) {
+			char reason[128];
+			snprintf(reason, sizeof reason, "not stored: %s; nothing was acknowledged",
+				 kz_strerror(st->status));
+			if (st->qos == 2 && c->session)
+				(void)rx_qos2_set(c->session, st->packet_id, false);
+			struct mqtt_packet pkt = { .type = MQTT_PUBLISH, .qos = st->qos, .packet_id = st->packet_id };
+			/* MQTT 5: 0x97 with a reason string; 3.1.1 has no refusal, so the
+			 * connection closes (the client resends after reconnecting). */
+			publish_refuse(c, &pkt, MQTT_RC_QUOTA_EXCEEDED, reason);
+		} else if (c->state == MQTT_CLIENT_CONNECTED) {
+			mqtt_client_send_ack(c, st->qos == 1 ? MQTT_PUBACK : MQTT_PUBREC, st->packet_id, rc, why);
+		}
+	}
+	mqtt_msg_unref(st->msg);
+	free(st);
+	if (c->zombie && c->store_pending == 0)
+		client_free(c);
+}
+
 static void handle_publish(struct mqtt_client *c, const struct mqtt_packet *pkt)
 {
 	struct mqtt_session *ss = c->session;
@@ -544,8 +682,10 @@ static void handle_publish(struct mqtt_client *c, const struct mqtt_packet *pkt)
 	if (rc)
 		return mqtt_client_disconnect(c, (uint8_t)rc, why);
 	if (pkt->qos == 2 && rx_qos2_has(ss, pkt->packet_id)) {
-		/* §4.3.3: a resent QoS 2 PUBLISH is acknowledged, not delivered again */
-		mqtt_client_send_ack(c, MQTT_PUBREC, pkt->packet_id, 0, NULL);
+		/* §4.3.3: a resent QoS 2 PUBLISH is acknowledged, not delivered again; while
+		 * its record is still on the way to disk, the PUBREC follows from there. */
+		if (!q2_pending_has(c, pkt->packet_id))
+			mqtt_client_send_ack(c, MQTT_PUBREC, pkt->packet_id, 0, NULL);
 		return;
 	}
 	if (pkt->qos == 2 && ss->n_rx_qos2 >= b->lim.max_inflight)
@@ -559,6 +699,8 @@ static void handle_publish(struct mqtt_client *c, const struct mqtt_packet *pkt)
 	struct mqtt_msg *m = msg_from_publish(c, pkt, topic);
 	if (!m)
 		return publish_refuse(c, pkt, MQTT_RC_UNSPECIFIED, "out of memory");
+	if (b->store)
+		return publish_store(c, pkt, m);
 	uint8_t ack_rc = MQTT_RC_SUCCESS;
 	const char *ack_why = NULL;
 	if (pkt->retain && mqtt_retained_set(b, m)) {
@@ -896,6 +1038,15 @@ void mqtt_client_closed(struct mqtt_client *c)
 	if (s)
 		mqtt_shard_client_unlink(s, c);
 	atomic_fetch_sub(&c->broker->n_connections, 1);
+	c->session = NULL;
+	c->zombie = true;
+	if (c->store_pending == 0)
+		client_free(c);
+}
+
+static void client_free(struct mqtt_client *c)
+{
+	free(c->q2_pending);
 	kz_buf_cleanup(&c->in);
 	aliases_free(c->in_alias, c->broker->lim.topic_alias_max);
 	aliases_free(c->out_alias, c->peer_alias_max);

@@ -12,6 +12,9 @@ struct mqtt_sublist {
 
 int mqtt_share_add(struct mqtt_broker *b, const struct mqtt_sub *sub, unsigned shard);
 void mqtt_share_remove(struct mqtt_broker *b, const struct mqtt_sub *sub);
+/* Queues an encoded record (data: malloc'd, taken) for the store; st (NULL for QoS 0) gets
+ * the answer through this shard's inbox. Handed over in mqtt_shard_flush. */
+int mqtt_shard_store(struct mqtt_shard *s, uint8_t *data, uint32_t len, struct mqtt_stored *st);
 /* Marks the session's shared-subscription memberships online or offline. */
 void mqtt_share_set_online(struct mqtt_session *ss, bool online);
 /* Sends msg to a member of group gid other than exclude (NULL = any); dropped (and counted)

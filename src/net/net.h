@@ -70,6 +70,7 @@ enum net_conn_flags {
 	NET_CONN_MIGRATING = 1u << 3, NET_CONN_IS_CLIENT = 1u << 4, NET_CONN_CLOSED = 1u << 5,
 	NET_CONN_READ_PAUSED = 1u << 6,  /* read budget used up; resumed at the iteration's end */
 	NET_CONN_READ_BLOCKED = 1u << 7, /* our output to it is backed up; resumed as it drains */
+	NET_CONN_READ_HELD = 1u << 8,    /* the protocol layer asked: net_conn_hold_reading() */
 };
 
 struct net_conn {
@@ -106,6 +107,8 @@ void net_conn_close(struct net_conn *c);
 void net_conn_flush(struct net_conn *c);
 /* Starts reading on a connection adopted from another worker. */
 void net_conn_resume_reading(struct net_conn *c);
+/* Stops or resumes reading for the layer above (e.g. while its records wait for the store). */
+void net_conn_hold_reading(struct net_conn *c, bool hold);
 /* Ciphertext not yet written to the socket, in bytes. */
 size_t net_conn_output_pending(const struct net_conn *c);
 /* Takes the SSL object (with any unread ciphertext) away from c, for another worker to adopt
@@ -131,7 +134,9 @@ struct net_server;
 int net_server_start(struct net_server **out, const struct net_server_config *cfg,
 		     struct mqtt_broker *broker, char *why, size_t why_len);
 /* Graceful stop: no new connections, DISCONNECT 0x8B to MQTT 5 clients, close, join. */
-void net_server_stop(struct net_server *srv);
+/* Stops the workers; after_join (may be NULL) runs once they have ended but before their
+ * loops close, so that threads still posting to the shards (the store) can be stopped. */
+void net_server_stop(struct net_server *srv, void (*after_join)(void *arg), void *arg);
 int net_server_port(const struct net_server *srv);
 
 #endif

@@ -55,7 +55,9 @@ static int wq_reserve(struct net_bio *nb, size_t n)
 	size_t len = nb->wq ? nb->wq->len : 0, cap = nb->wq ? nb->wq->cap : 0;
 	if (cap - len >= n)
 		return KZ_OK;
-	size_t ncap = cap ? cap * 2 : 4096;
+	/* First allocation: what is asked for (the flush reserves the exact ciphertext size),
+	 * so that many small writes queued to a slow reader do not each hold a large block. */
+	size_t ncap = cap ? cap * 2 : (n + 63) & ~(size_t)63;
 	while (ncap - len < n)
 		ncap *= 2;
 	struct wreq *w = realloc(nb->wq, sizeof *w + ncap);
@@ -191,7 +193,7 @@ void net_loop_close(struct net_loop *nl)
 static void alloc_cb(uv_handle_t *h, size_t suggested, uv_buf_t *buf);
 static void read_cb(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf);
 
-#define READ_STOPPED (NET_CONN_READ_PAUSED | NET_CONN_READ_BLOCKED)
+#define READ_STOPPED (NET_CONN_READ_PAUSED | NET_CONN_READ_BLOCKED | NET_CONN_READ_HELD)
 #define READ_DEAD (NET_CONN_CLOSING | NET_CONN_CLOSED | NET_CONN_MIGRATING)
 
 static void read_hold(struct net_conn *c, uint32_t why)
@@ -206,9 +208,19 @@ static void read_release(struct net_conn *c, uint32_t why)
 	if (!(c->flags & why))
 		return;
 	c->flags &= ~why;
+	if (c->write_pending > WRITE_HIGH) /* the backlog grew while reading was stopped */
+		c->flags |= NET_CONN_READ_BLOCKED;
 	if (!(c->flags & (READ_STOPPED | READ_DEAD)) && !uv_is_closing((uv_handle_t *)&c->tcp) &&
 	    uv_read_start((uv_stream_t *)&c->tcp, alloc_cb, read_cb))
 		net_conn_close(c);
+}
+
+void net_conn_hold_reading(struct net_conn *c, bool hold)
+{
+	if (hold)
+		read_hold(c, NET_CONN_READ_HELD);
+	else
+		read_release(c, NET_CONN_READ_HELD);
 }
 
 /* Runs once per loop iteration, after all I/O callbacks: encrypts and writes what each dirty
@@ -454,16 +466,18 @@ static void read_cb(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
 		hard_close(c);
 	nb->view = NULL;
 	nb->view_len = 0;
-	if (c->flags & (READ_DEAD | READ_STOPPED))
+	if (c->flags & READ_DEAD)
+		return;
+	if (c->write_pending > WRITE_HIGH)
+		read_hold(c, NET_CONN_READ_BLOCKED);
+	if (c->flags & READ_STOPPED)
 		return;
 	if (c->read_iteration != c->nl->iteration) {
 		c->read_iteration = c->nl->iteration;
 		c->read_bytes = 0;
 	}
 	c->read_bytes += (size_t)nread;
-	if (c->write_pending > WRITE_HIGH) {
-		read_hold(c, NET_CONN_READ_BLOCKED);
-	} else if (c->read_bytes >= READ_BUDGET) {
+	if (c->read_bytes >= READ_BUDGET) {
 		read_hold(c, NET_CONN_READ_PAUSED);
 		c->paused_next = c->nl->paused;
 		c->nl->paused = c;

@@ -49,7 +49,9 @@ static void mqtt_want_flush(void *t) { net_conn_want_flush(t); }
 static void mqtt_close(void *t) { net_conn_close(t); }
 static void mqtt_migrate(void *t, unsigned idx);
 
-static const struct mqtt_transport_ops mqtt_ops = { mqtt_want_flush, mqtt_close, mqtt_migrate };
+static void mqtt_hold_reading(void *t, bool hold) { net_conn_hold_reading(t, hold); }
+static const struct mqtt_transport_ops mqtt_ops = { mqtt_want_flush, mqtt_close, mqtt_migrate,
+						    mqtt_hold_reading };
 
 static void on_open(struct net_conn *c);
 static void on_data(struct net_conn *c, const uint8_t *p, size_t n);
@@ -364,7 +366,7 @@ int net_server_start(struct net_server **out, const struct net_server_config *cf
 
 int net_server_port(const struct net_server *srv) { return srv->port; }
 
-void net_server_stop(struct net_server *srv)
+void net_server_stop(struct net_server *srv, void (*after_join)(void *arg), void *arg)
 {
 	if (!srv)
 		return;
@@ -373,6 +375,8 @@ void net_server_stop(struct net_server *srv)
 		uv_async_send(&srv->w[i].stop);
 	for (unsigned i = 0; i < srv->n; i++)
 		uv_thread_join(&srv->w[i].thread);
+	if (after_join)
+		after_join(arg);
 	for (unsigned i = 0; i < srv->n; i++) {
 		/* drain inboxes of messages posted after the loops ended */
 		mqtt_shard_drain(srv->w[i].shard);

@@ -10,7 +10,7 @@
 #include <string.h>
 #include <unistd.h>
 
-enum dir_type { T_STR, T_U16, T_U32, T_U64, T_UINT, T_LOGLEVEL, T_ADDR };
+enum dir_type { T_STR, T_U16, T_U32, T_U64, T_UINT, T_LOGLEVEL, T_ADDR, T_FSYNC };
 
 struct directive {
 	const char *name;
@@ -43,6 +43,12 @@ static const struct directive directives[] = {
 	{ "trust_domain", T_STR, C(trust_domain), S(trust_domain), 0, 0, "kizuna.local",
 	  "SPIFFE trust domain used for the development PKI." },
 	{ "org", T_STR, C(org), S(org), 0, 0, "dev", "Organisation used in the development admin identity." },
+	{ "node_id", T_STR, C(node_id), S(node_id), 0, 0, "the host name",
+	  "This node's name: the origin node of every record it accepts." },
+	{ "store.fsync", T_FSYNC, C(store), 0, 0, 0, "always",
+	  "When a record counts as durable, and so when QoS 1/2 publishes are acknowledged: always (fdatasync before every acknowledgement; one sync covers each batch), interval:<ms> (acknowledged once written; synced at most <ms> later: a power loss can lose that window), never (left to the kernel)." },
+	{ "store.segment_bytes", T_U64, C(store.segment_bytes), 0, 4096, UINT64_MAX, "67108864",
+	  "Size at which the record log starts a new segment file (DIR/log/*.seg)." },
 	{ "tick_ms", T_U32, C(tick_ms), 0, 10, 10000, "250",
 	  "Timer granularity for keep alive, will delay and session expiry checks." },
 	{ "limits.max_packet_size", T_U32, L(max_packet_size), 0, 64, MQTT_MAX_PACKET_WIRE, "1048576",
@@ -99,6 +105,23 @@ static int set_value(struct node_config *cfg, const struct directive *d, const c
 		strcpy((char *)base, v);
 		return 0;
 	}
+	if (d->type == T_FSYNC) {
+		struct node_store *st = (struct node_store *)(void *)base;
+		char *end;
+		if (strcmp(v, "always") == 0) {
+			st->fsync = KZ_FSYNC_ALWAYS;
+		} else if (strcmp(v, "never") == 0) {
+			st->fsync = KZ_FSYNC_NEVER;
+		} else if (strncmp(v, "interval:", 9) == 0 && isdigit((unsigned char)v[9]) &&
+			   (errno = 0, st->fsync_interval_ms = (uint32_t)strtoul(v + 9, &end, 10), !errno && !*end) &&
+			   st->fsync_interval_ms >= 1 && st->fsync_interval_ms <= 3600000) {
+			st->fsync = KZ_FSYNC_INTERVAL;
+		} else {
+			*why = "expected always, never or interval:<ms> with 1..3600000 ms";
+			return -1;
+		}
+		return 0;
+	}
 	if (d->type == T_LOGLEVEL) {
 		if (kz_log_level_parse(v, (enum kz_log_level *)(void *)base)) {
 			*why = "expected error, warn, info or debug";
@@ -138,8 +161,8 @@ void node_config_default(struct node_config *cfg)
 	const char *why;
 	for (size_t i = 0; i < KZ_ARRAY_LEN(directives); i++) {
 		const struct directive *d = &directives[i];
-		if (strncmp(d->def, "DIR/", 4) == 0)
-			continue;
+		if (strncmp(d->def, "DIR/", 4) == 0 || strncmp(d->def, "the ", 4) == 0)
+			continue; /* derived in node_config_finish */
 		(void)set_value(cfg, d, d->def, &why);
 	}
 	cfg->log_level = KZ_LOG_INFO;
@@ -209,6 +232,8 @@ int node_config_load(struct node_config *cfg, const char *path, FILE *err)
 
 void node_config_finish(struct node_config *cfg)
 {
+	if (!cfg->node_id[0] && gethostname(cfg->node_id, sizeof cfg->node_id - 1) != 0)
+		strcpy(cfg->node_id, "kizuna");
 	if (!cfg->tls_ca[0])
 		snprintf(cfg->tls_ca, sizeof cfg->tls_ca, "%s/pki/ca.pem", cfg->data_dir);
 	if (!cfg->tls_cert[0])

@@ -18,6 +18,12 @@ struct node_config {
 	unsigned threads;         /* 0 = one per core */
 	enum kz_log_level log_level;
 	uint32_t tick_ms;
+	char node_id[64];         /* empty = the host name */
+	struct node_store {
+		enum kz_fsync_mode fsync;
+		uint32_t fsync_interval_ms;
+		uint64_t segment_bytes;
+	} store;
 	struct mqtt_limits limits;
 };
 
