@@ -3,6 +3,7 @@
 #include "cli/cli_client.h"
 #include "node/node_config.h"
 #include "node/node_serve.h"
+#include "cli/cli_store.h"
 
 #include <stdio.h>
 #include <string.h>
@@ -50,6 +51,16 @@ static const struct command commands[] = {
 	  "  -x, --session-expiry S  session expiry interval in seconds (MQTT 5)\n" CLI_COMMON_HELP },
 	{ "bench", cli_bench_main, "MQTT load generator",
 	  "usage: kizuna bench mqtt [options]   (see `kizuna bench mqtt --help`)\n" },
+	{ "store", cli_store_main, "check, repair or dump the record log",
+	  "usage: kizuna store (verify | repair | dump) [--data DIR] [--from SEQ]\n\n"
+	  "Works on DIR/log (default ./var/log) while the node is stopped or running (read only\n"
+	  "except repair, which needs the node stopped).\n\n"
+	  "  verify   check every frame's CRC32C and every record; exit 1 on damage, naming the\n"
+	  "           segment file and byte offset\n"
+	  "  repair   move each damaged range to DIR/log/quarantine/ and report it: offsets, bytes\n"
+	  "           and the sequence numbers of the records lost\n"
+	  "  dump     print the records as JSON lines (seq, id, time, topic, origin, payload)\n"
+	  "  --from SEQ  start at this sequence number (verify, dump)\n" },
 	{ "help", help_main, "help on a command, or `help config`",
 	  "usage: kizuna help [COMMAND | config]\n" },
 	{ "version", version_main, "print the version", "usage: kizuna version\n" },
