@@ -105,7 +105,8 @@ static int list_segments(const char *dir, struct seglist *out)
 		out->base[out->n++] = strtoull(e->d_name, NULL, 10);
 	}
 	closedir(d);
-	qsort(out->base, out->n, sizeof *out->base, cmp_u64);
+	if (out->n > 1)
+		qsort(out->base, out->n, sizeof *out->base, cmp_u64);
 	return KZ_OK;
 }
 
