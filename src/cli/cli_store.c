@@ -5,6 +5,8 @@
 #include "store/store.h"
 
 #include <getopt.h>
+#include <limits.h>
+#include <openssl/evp.h>
 #include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -34,17 +36,15 @@ static void json_str(FILE *f, const uint8_t *p, size_t n)
 
 static void b64(FILE *f, const uint8_t *p, size_t n)
 {
-	static const char t[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-	fputc('"', f);
-	for (size_t i = 0; i < n; i += 3) {
-		uint32_t v = (uint32_t)p[i] << 16 | (i + 1 < n ? (uint32_t)p[i + 1] << 8 : 0) |
-			     (i + 2 < n ? p[i + 2] : 0);
-		fputc(t[v >> 18], f);
-		fputc(t[(v >> 12) & 63], f);
-		fputc(i + 1 < n ? t[(v >> 6) & 63] : '=', f);
-		fputc(i + 2 < n ? t[v & 63] : '=', f);
+	unsigned char *out = malloc(4 * ((n + 2) / 3) + 1);
+	if (!out || n > INT_MAX) {
+		free(out);
+		fputs("null", f);
+		return;
 	}
-	fputc('"', f);
+	EVP_EncodeBlock(out, p, (int)n);
+	fprintf(f, "\"%s\"", out);
+	free(out);
 }
 
 struct scan_ctx {

@@ -180,16 +180,23 @@ static void inbox_append(struct mqtt_broker *b, unsigned idx, struct mqtt_envq *
 		b->wake(b->ctx, idx);
 }
 
-int mqtt_broker_post_foreign(struct mqtt_broker *b, unsigned idx, void *foreign)
+/* One envelope into shard idx's inbox from any thread; wakes the shard when it was idle. */
+static int inbox_post(struct mqtt_broker *b, unsigned idx, const struct mqtt_env *e)
 {
 	struct mqtt_shard *d = &b->shards[idx];
-	struct mqtt_env e = { .kind = MQTT_ENV_FOREIGN, .foreign = foreign };
 	pthread_mutex_lock(&d->inbox_lock);
-	int rc = envq_push(&d->inbox, &e);
+	bool was_empty = d->inbox.n == 0;
+	int rc = envq_push(&d->inbox, e);
 	pthread_mutex_unlock(&d->inbox_lock);
-	if (!rc && b->wake)
+	if (!rc && was_empty && b->wake)
 		b->wake(b->ctx, idx);
 	return rc;
+}
+
+int mqtt_broker_post_foreign(struct mqtt_broker *b, unsigned idx, void *foreign)
+{
+	struct mqtt_env e = { .kind = MQTT_ENV_FOREIGN, .foreign = foreign };
+	return inbox_post(b, idx, &e);
 }
 
 /* The store thread's answer for one record: back to the shard that accepted it. */
@@ -198,17 +205,9 @@ static void stored_done(void *ctx, int status, uint64_t seq)
 	(void)seq;
 	struct mqtt_stored *st = ctx;
 	st->status = status;
-	struct mqtt_shard *d = st->shard;
-	struct mqtt_broker *b = d->broker;
 	struct mqtt_env e = { .kind = MQTT_ENV_STORED, .stored = st };
-	pthread_mutex_lock(&d->inbox_lock);
-	bool was_empty = d->inbox.n == 0;
-	int rc = envq_push(&d->inbox, &e);
-	pthread_mutex_unlock(&d->inbox_lock);
-	if (rc) /* cannot tell the shard; it learns nothing, the client gets no ack */
-		return;
-	if (was_empty && b->wake)
-		b->wake(b->ctx, d->idx);
+	/* On ENOMEM the shard never learns: that client gets no acknowledgement. */
+	(void)inbox_post(st->shard->broker, st->shard->idx, &e);
 }
 
 int mqtt_shard_store(struct mqtt_shard *s, uint8_t *data, uint32_t len, struct mqtt_stored *st)
@@ -344,28 +343,41 @@ void mqtt_share_reroute(struct mqtt_shard *s, uint32_t gid, struct mqtt_msg *msg
 	pthread_rwlock_unlock(&b->share_lock);
 }
 
+/* The link that points at sub's group (*link is NULL when there is none). Caller holds
+ * share_lock. */
+static struct mqtt_share_group **group_link(struct mqtt_broker *b, const struct mqtt_sub *sub)
+{
+	struct mqtt_share_group **pg = &b->groups;
+	while (*pg && (strcmp((*pg)->group, sub->group) != 0 || strcmp((*pg)->filter, sub->filter) != 0))
+		pg = &(*pg)->next;
+	return pg;
+}
+
+static struct mqtt_share_member *group_member(struct mqtt_share_group *g, const char *client_id)
+{
+	for (uint32_t k = 0; g && k < g->n; k++)
+		if (strcmp(g->m[k].client_id, client_id) == 0)
+			return &g->m[k];
+	return NULL;
+}
+
 void mqtt_share_set_online(struct mqtt_session *ss, bool online)
 {
 	struct mqtt_broker *b = ss->shard->broker;
-	bool any = false;
-	for (uint32_t i = 0; i < ss->n_subs && !any; i++)
-		any = ss->subs[i]->group != NULL;
-	if (!any)
-		return;
-	pthread_rwlock_rdlock(&b->share_lock);
+	bool locked = false;
 	for (uint32_t i = 0; i < ss->n_subs; i++) {
-		const struct mqtt_sub *sub = ss->subs[i];
-		if (!sub->group)
+		if (!ss->subs[i]->group)
 			continue;
-		for (struct mqtt_share_group *g = b->groups; g; g = g->next) {
-			if (strcmp(g->group, sub->group) || strcmp(g->filter, sub->filter))
-				continue;
-			for (uint32_t k = 0; k < g->n; k++)
-				if (strcmp(g->m[k].client_id, ss->client_id) == 0)
-					atomic_store_explicit(&g->m[k].online, online, memory_order_relaxed);
+		if (!locked) {
+			pthread_rwlock_rdlock(&b->share_lock);
+			locked = true;
 		}
+		struct mqtt_share_member *m = group_member(*group_link(b, ss->subs[i]), ss->client_id);
+		if (m)
+			atomic_store_explicit(&m->online, online, memory_order_relaxed);
 	}
-	pthread_rwlock_unlock(&b->share_lock);
+	if (locked)
+		pthread_rwlock_unlock(&b->share_lock);
 }
 
 void mqtt_shard_route(struct mqtt_shard *s, struct mqtt_msg *msg)
@@ -497,9 +509,7 @@ int mqtt_share_add(struct mqtt_broker *b, const struct mqtt_sub *sub, unsigned s
 {
 	int rc = KZ_ENOMEM;
 	pthread_rwlock_wrlock(&b->share_lock);
-	struct mqtt_share_group *g = b->groups;
-	while (g && (strcmp(g->group, sub->group) != 0 || strcmp(g->filter, sub->filter) != 0))
-		g = g->next;
+	struct mqtt_share_group *g = *group_link(b, sub);
 	if (!g) {
 		g = calloc(1, sizeof *g);
 		if (!g)
@@ -544,18 +554,14 @@ out:
 void mqtt_share_remove(struct mqtt_broker *b, const struct mqtt_sub *sub)
 {
 	pthread_rwlock_wrlock(&b->share_lock);
-	struct mqtt_share_group **pg = &b->groups;
-	while (*pg && (strcmp((*pg)->group, sub->group) != 0 || strcmp((*pg)->filter, sub->filter) != 0))
-		pg = &(*pg)->next;
+	struct mqtt_share_group **pg = group_link(b, sub);
 	struct mqtt_share_group *g = *pg;
 	if (g) {
-		for (uint32_t i = 0; i < g->n; i++) {
-			if (strcmp(g->m[i].client_id, sub->session->client_id) == 0) {
-				free(g->m[i].client_id);
-				g->m[i] = g->m[--g->n];
-				atomic_fetch_sub(&b->n_share_members, 1);
-				break;
-			}
+		struct mqtt_share_member *m = group_member(g, sub->session->client_id);
+		if (m) {
+			free(m->client_id);
+			*m = g->m[--g->n];
+			atomic_fetch_sub(&b->n_share_members, 1);
 		}
 		if (g->n == 0) {
 			*pg = g->next;

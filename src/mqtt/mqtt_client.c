@@ -562,8 +562,10 @@ static int record_encode(struct mqtt_client *c, const struct mqtt_packet *pkt, c
 	return kz_record_encode(&r, out);
 }
 
-static void publish_route(struct mqtt_client *c, struct mqtt_shard *s, struct mqtt_msg *m,
-			  uint8_t *ack_rc, const char **ack_why)
+/* Retains (when asked) and routes an accepted message; ack_rc and ack_why say what its
+ * acknowledgement says. */
+static void publish_route(struct mqtt_shard *s, struct mqtt_msg *m, uint8_t *ack_rc,
+			  const char **ack_why)
 {
 	*ack_rc = MQTT_RC_SUCCESS;
 	*ack_why = NULL;
@@ -572,7 +574,21 @@ static void publish_route(struct mqtt_client *c, struct mqtt_shard *s, struct mq
 		*ack_why = "retained message limit reached; delivered but not retained";
 	}
 	mqtt_shard_route(s, m);
-	(void)c;
+}
+
+/* Remembers a QoS 2 packet id whose record is on its way to the store. */
+static int q2_pending_add(struct mqtt_client *c, uint16_t pid)
+{
+	if (c->n_q2_pending == c->cap_q2_pending) {
+		uint32_t ncap = c->cap_q2_pending ? c->cap_q2_pending * 2 : 8;
+		uint16_t *nv = realloc(c->q2_pending, ncap * sizeof *nv);
+		if (!nv)
+			return KZ_ENOMEM;
+		c->q2_pending = nv;
+		c->cap_q2_pending = ncap;
+	}
+	c->q2_pending[c->n_q2_pending++] = pid;
+	return KZ_OK;
 }
 
 /* The store path: QoS 0 is stored and routed at once; QoS 1/2 wait for the record to be
@@ -593,36 +609,30 @@ static void publish_store(struct mqtt_client *c, const struct mqtt_packet *pkt, 
 			free(data);
 		uint8_t rc;
 		const char *why;
-		publish_route(c, c->shard, m, &rc, &why);
+		publish_route(c->shard, m, &rc, &why);
 		mqtt_msg_unref(m);
 		return;
 	}
 	struct mqtt_stored *st = calloc(1, sizeof *st);
-	if (pkt->qos == 2 && c->n_q2_pending == c->cap_q2_pending) {
-		uint32_t ncap = c->cap_q2_pending ? c->cap_q2_pending * 2 : 8;
-		uint16_t *nv = realloc(c->q2_pending, ncap * sizeof *nv);
-		if (nv)
-			c->q2_pending = nv, c->cap_q2_pending = ncap;
-	}
-	if (!st || (pkt->qos == 2 && c->n_q2_pending == c->cap_q2_pending) ||
-	    (pkt->qos == 2 && rx_qos2_set(c->session, pkt->packet_id, true))) {
+	bool q2 = pkt->qos == 2;
+	if (!st || (q2 && rx_qos2_set(c->session, pkt->packet_id, true))) {
 		free(st);
+		st = NULL;
+	} else if ((q2 && q2_pending_add(c, pkt->packet_id)) || mqtt_shard_store(c->shard, data, len, st)) {
+		if (q2) {
+			q2_pending_del(c, pkt->packet_id);
+			(void)rx_qos2_set(c->session, pkt->packet_id, false);
+		}
+		free(st);
+		st = NULL;
+	}
+	if (!st) {
 		free(data);
 		mqtt_msg_unref(m);
 		return publish_refuse(c, pkt, MQTT_RC_UNSPECIFIED, "out of memory");
 	}
 	*st = (struct mqtt_stored){ .client = c, .msg = m, .shard = c->shard,
 				    .packet_id = pkt->packet_id, .qos = pkt->qos };
-	if (mqtt_shard_store(c->shard, data, len, st)) {
-		free(st);
-		free(data);
-		mqtt_msg_unref(m);
-		if (pkt->qos == 2)
-			(void)rx_qos2_set(c->session, pkt->packet_id, false);
-		return publish_refuse(c, pkt, MQTT_RC_UNSPECIFIED, "out of memory");
-	}
-	if (pkt->qos == 2)
-		c->q2_pending[c->n_q2_pending++] = pkt->packet_id;
 	/* Input flow control: a client (3.1.1 has no Receive Maximum) cannot have more than
 	 * max_inflight records waiting for the disk; reading resumes as they become durable. */
 	if (++c->store_pending == c->broker->lim.max_inflight && c->ops->hold_reading)
@@ -639,7 +649,7 @@ void mqtt_client_stored(struct mqtt_stored *st)
 	uint8_t rc = MQTT_RC_SUCCESS;
 	const char *why = NULL;
 	if (st->status == KZ_OK)
-		publish_route(c, st->shard, st->msg, &rc, &why);
+		publish_route(st->shard, st->msg, &rc, &why);
 	if (!c->zombie) {
 		if (st->qos == 2)
 			q2_pending_del(c, st->packet_id);
@@ -701,13 +711,9 @@ static void handle_publish(struct mqtt_client *c, const struct mqtt_packet *pkt)
 		return publish_refuse(c, pkt, MQTT_RC_UNSPECIFIED, "out of memory");
 	if (b->store)
 		return publish_store(c, pkt, m);
-	uint8_t ack_rc = MQTT_RC_SUCCESS;
-	const char *ack_why = NULL;
-	if (pkt->retain && mqtt_retained_set(b, m)) {
-		ack_rc = MQTT_RC_QUOTA_EXCEEDED;
-		ack_why = "retained message limit reached; delivered but not retained";
-	}
-	mqtt_shard_route(c->shard, m);
+	uint8_t ack_rc;
+	const char *ack_why;
+	publish_route(c->shard, m, &ack_rc, &ack_why);
 	mqtt_msg_unref(m);
 	if (pkt->qos == 1) {
 		mqtt_client_send_ack(c, MQTT_PUBACK, pkt->packet_id, ack_rc, ack_why);

@@ -107,19 +107,24 @@ static int set_value(struct node_config *cfg, const struct directive *d, const c
 	}
 	if (d->type == T_FSYNC) {
 		struct node_store *st = (struct node_store *)(void *)base;
-		char *end;
 		if (strcmp(v, "always") == 0) {
 			st->fsync = KZ_FSYNC_ALWAYS;
-		} else if (strcmp(v, "never") == 0) {
+			return 0;
+		}
+		if (strcmp(v, "never") == 0) {
 			st->fsync = KZ_FSYNC_NEVER;
-		} else if (strncmp(v, "interval:", 9) == 0 && isdigit((unsigned char)v[9]) &&
-			   (errno = 0, st->fsync_interval_ms = (uint32_t)strtoul(v + 9, &end, 10), !errno && !*end) &&
-			   st->fsync_interval_ms >= 1 && st->fsync_interval_ms <= 3600000) {
-			st->fsync = KZ_FSYNC_INTERVAL;
-		} else {
+			return 0;
+		}
+		char *end = NULL;
+		errno = 0;
+		unsigned long ms = strncmp(v, "interval:", 9) == 0 && isdigit((unsigned char)v[9]) ?
+				   strtoul(v + 9, &end, 10) : 0;
+		if (!end || *end || errno || ms < 1 || ms > 3600000) {
 			*why = "expected always, never or interval:<ms> with 1..3600000 ms";
 			return -1;
 		}
+		st->fsync = KZ_FSYNC_INTERVAL;
+		st->fsync_interval_ms = (uint32_t)ms;
 		return 0;
 	}
 	if (d->type == T_LOGLEVEL) {

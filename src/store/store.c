@@ -25,7 +25,6 @@ struct itemvec {
 
 struct kz_store {
 	struct kz_log *log;
-	char *dir;
 	pthread_t thread;
 	pthread_mutex_t lock;
 	pthread_cond_t cond;
@@ -34,7 +33,6 @@ struct kz_store {
 	size_t bodies_cap;
 	bool stopping, failing;
 	uint32_t interval_ms;
-	struct kz_store_stats stats; /* under lock */
 };
 
 static void run_batch(struct kz_store *st)
@@ -63,22 +61,11 @@ static void run_batch(struct kz_store *st)
 		kz_warn("store: writes succeed again");
 		st->failing = false;
 	}
-	size_t bytes = 0;
 	for (size_t i = 0; i < w->n; i++) {
-		bytes += w->v[i].len;
 		if (w->v[i].done)
 			w->v[i].done(w->v[i].ctx, rc, rc ? 0 : first + i);
 		free(w->v[i].data);
 	}
-	pthread_mutex_lock(&st->lock);
-	st->stats.batches++;
-	if (rc) {
-		st->stats.errors++;
-	} else {
-		st->stats.records += w->n;
-		st->stats.bytes += bytes;
-	}
-	pthread_mutex_unlock(&st->lock);
 	w->n = 0;
 }
 
@@ -129,13 +116,11 @@ int kz_store_open(const struct kz_log_config *cfg, struct kz_store **out, struct
 		free(st);
 		return rc;
 	}
-	st->dir = strdup(cfg->dir);
 	st->interval_ms = cfg->fsync == KZ_FSYNC_INTERVAL ? (cfg->fsync_interval_ms ? cfg->fsync_interval_ms : 1) : 0;
 	pthread_mutex_init(&st->lock, NULL);
 	pthread_cond_init(&st->cond, NULL);
-	if (!st->dir || pthread_create(&st->thread, NULL, store_main, st)) {
+	if (pthread_create(&st->thread, NULL, store_main, st)) {
 		kz_log_close(st->log);
-		free(st->dir);
 		free(st);
 		return KZ_ENOMEM;
 	}
@@ -185,17 +170,7 @@ void kz_store_close(struct kz_store *st)
 	free(st->pending.v);
 	free(st->work.v);
 	free(st->bodies);
-	free(st->dir);
 	pthread_mutex_destroy(&st->lock);
 	pthread_cond_destroy(&st->cond);
 	free(st);
 }
-
-void kz_store_stats(struct kz_store *st, struct kz_store_stats *out)
-{
-	pthread_mutex_lock(&st->lock);
-	*out = st->stats;
-	pthread_mutex_unlock(&st->lock);
-}
-
-const char *kz_store_dir(const struct kz_store *st) { return st->dir; }

@@ -124,11 +124,5 @@ int kz_store_open(const struct kz_log_config *cfg, struct kz_store **out, struct
 void kz_store_submit(struct kz_store *st, struct kz_store_item *items, size_t n);
 /* Writes what was submitted, calls its callbacks, stops the thread, closes the log. */
 void kz_store_close(struct kz_store *st);
-/* Counters for /metrics and logs. */
-struct kz_store_stats {
-	uint64_t records, bytes, batches, syncs, errors;
-};
-void kz_store_stats(struct kz_store *st, struct kz_store_stats *out);
-const char *kz_store_dir(const struct kz_store *st);
 
 #endif

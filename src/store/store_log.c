@@ -137,27 +137,26 @@ struct seg {
 	int fd;
 };
 
-static int seg_map(const char *path, struct seg *s)
+/* Maps segment `base` of dir; path receives its file name (for messages). */
+static int seg_map(const char *dir, uint64_t base, struct seg *s, char *path, size_t path_len,
+		   char *why, size_t why_len)
 {
+	seg_path(path, path_len, dir, base);
 	s->p = NULL;
 	s->size = 0;
 	s->fd = open(path, O_RDONLY | O_CLOEXEC);
-	if (s->fd < 0)
-		return KZ_EIO;
 	struct stat st;
-	if (fstat(s->fd, &st)) {
-		close(s->fd);
+	void *m = NULL;
+	if (s->fd < 0 || fstat(s->fd, &st) ||
+	    (st.st_size && (m = mmap(NULL, (size_t)st.st_size, PROT_READ, MAP_PRIVATE, s->fd, 0)) == MAP_FAILED)) {
+		snprintf(why, why_len, "%s: cannot read: %s", path, strerror(errno));
+		if (s->fd >= 0)
+			close(s->fd);
+		s->fd = -1;
 		return KZ_EIO;
 	}
 	s->size = (size_t)st.st_size;
-	if (s->size) {
-		void *m = mmap(NULL, s->size, PROT_READ, MAP_PRIVATE, s->fd, 0);
-		if (m == MAP_FAILED) {
-			close(s->fd);
-			return KZ_EIO;
-		}
-		s->p = m;
-	}
+	s->p = m;
 	return KZ_OK;
 }
 
@@ -301,14 +300,10 @@ int kz_log_open(const struct kz_log_config *cfg, struct kz_log **out, struct kz_
 	uint64_t last_seq = 0;
 	for (size_t i = 0; i < sl.n && !rc; i++) {
 		char path[4200];
-		seg_path(path, sizeof path, cfg->dir, sl.base[i]);
 		bool last = i + 1 == sl.n;
 		struct seg s;
-		if (seg_map(path, &s)) {
-			snprintf(why, why_len, "%s: cannot read: %s", path, strerror(errno));
-			rc = KZ_EIO;
+		if ((rc = seg_map(cfg->dir, sl.base[i], &s, path, sizeof path, why, why_len)) != KZ_OK)
 			break;
-		}
 		if (!seg_header_ok(s.p, s.size, sl.base[i])) {
 			if (last && s.size < SEG_HDR) { /* created, header not yet written: start over */
 				seg_unmap(&s);
@@ -527,13 +522,9 @@ int kz_log_scan(const char *dir, uint64_t from_seq, uint32_t max_record_bytes, k
 			continue;
 		}
 		char path[4200];
-		seg_path(path, sizeof path, dir, sl.base[i]);
 		struct seg s;
-		if (seg_map(path, &s)) {
-			snprintf(why, why_len, "%s: cannot read: %s", path, strerror(errno));
-			rc = KZ_EIO;
+		if ((rc = seg_map(dir, sl.base[i], &s, path, sizeof path, why, why_len)) != KZ_OK)
 			break;
-		}
 		bool last = i + 1 == sl.n;
 		if (!seg_header_ok(s.p, s.size, sl.base[i])) {
 			if (!(last && s.size < SEG_HDR)) {
@@ -576,13 +567,9 @@ int kz_log_repair(const char *dir, uint32_t max, void (*report)(void *ctx, const
 	uint64_t prev_seq = 0;
 	for (size_t i = 0; i < sl.n && !rc; i++) {
 		char path[4200];
-		seg_path(path, sizeof path, dir, sl.base[i]);
 		struct seg s;
-		if (seg_map(path, &s)) {
-			snprintf(why, why_len, "%s: cannot read: %s", path, strerror(errno));
-			rc = KZ_EIO;
+		if ((rc = seg_map(dir, sl.base[i], &s, path, sizeof path, why, why_len)) != KZ_OK)
 			break;
-		}
 		if (!seg_header_ok(s.p, s.size, sl.base[i])) {
 			snprintf(line, sizeof line, "%s: bad header: whole segment (%zu bytes) quarantined",
 				 path, s.size);

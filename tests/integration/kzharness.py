@@ -25,20 +25,26 @@ class Node:
             f.write("mqtt.listen = 127.0.0.1:%d\nthreads = 2\ntick_ms = 50\n%s\n" % (self.port, config))
         self.data = os.path.join(self.dir, "var")
         self.log = open(os.path.join(self.dir, "serve.log"), "w+")
+        self.start()
+        self.pki = os.path.join(self.data, "pki")
+        import atexit
+        atexit.register(self.shutdown)
+
+    def start(self):
+        """Starts `kizuna serve` on this node's config and data (again, after a kill) and
+        waits until it accepts connections."""
         self.proc = subprocess.Popen([KIZUNA, "serve", "--config", self.cfg, "--data", self.data],
                                      stdout=self.log, stderr=subprocess.STDOUT)
         deadline = time.time() + 20
         while time.time() < deadline:
             try:
                 socket.create_connection(("127.0.0.1", self.port), 0.2).close()
-                break
+                return
             except OSError:
                 if self.proc.poll() is not None:
-                    raise RuntimeError("kizuna serve exited: " + self.logtext())
+                    raise RuntimeError("kizuna serve exited: " + self.logtext()[-4000:])
                 time.sleep(0.05)
-        self.pki = os.path.join(self.data, "pki")
-        import atexit
-        atexit.register(self.shutdown)
+        raise RuntimeError("kizuna serve did not accept connections within 20 s")
 
     def shutdown(self):
         if self.proc.poll() is None:

@@ -10,21 +10,6 @@ CYCLES = int(os.environ.get("CYCLES", "10"))
 node = Node("store.fsync = always")
 
 
-def restart():
-    node.proc = subprocess.Popen([KIZUNA, "serve", "--config", node.cfg, "--data", node.data],
-                                 stdout=node.log, stderr=subprocess.STDOUT)
-    deadline = time.time() + 20
-    while time.time() < deadline:
-        try:
-            socket.create_connection(("127.0.0.1", node.port), 0.2).close()
-            return
-        except OSError:
-            if node.proc.poll() is not None:
-                raise RuntimeError("kizuna serve exited: " + node.logtext()[-2000:])
-            time.sleep(0.05)
-    raise RuntimeError("node did not come back")
-
-
 def publisher(name, acked, stop):
     """Publishes QoS 1 until stop or the connection dies; records acknowledged payloads."""
     sent = {}
@@ -76,7 +61,7 @@ def test_kill9_loses_no_acknowledged_message():
         stop.set()
         for t in threads:
             t.join(10)
-        restart()
+        node.start()
         counts = dump()
         acked = [a for a in acked if a is not None]
         missing = [a for a in acked if counts.get(a, 0) == 0]
