@@ -59,6 +59,8 @@ struct net_loop {
 	struct net_conn *dirty;   /* list via dirty_next */
 	struct net_conn *paused;  /* used their read budget this iteration; via paused_next */
 	uint64_t iteration;
+	uint32_t read_budget;     /* socket bytes per connection per iteration */
+	uint32_t write_high;      /* output backlog (bytes) above which a connection is not read */
 	void (*before_flush)(struct net_loop *nl);
 	void *user;
 	uint8_t rbuf[65536];      /* socket reads */
@@ -121,12 +123,16 @@ const char *net_conn_group(struct net_conn *c);
 
 struct mqtt_broker;
 
+#define NET_READ_BUDGET_DEFAULT (64u * 1024)
+#define NET_WRITE_BACKLOG_DEFAULT (1u << 20)
+
 struct net_server_config {
 	const char *host;
 	int port;
 	unsigned threads;
 	SSL_CTX *ctx;
 	uint32_t tick_ms;
+	uint32_t read_budget, write_backlog; /* see struct net_loop; 0 = the default */
 };
 
 struct net_server;

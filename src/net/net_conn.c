@@ -13,13 +13,13 @@
  * records of up to 16 KiB and hands the ciphertext to the kernel in one uv_write.
  *
  * Input is bounded two ways, so that no connection can monopolise its worker:
- *  - a read budget: after READ_BUDGET bytes in one loop iteration a connection stops being
+ *  - a read budget: after nl->read_budget bytes in one loop iteration a connection stops being
  *    read until the end of the iteration (check_cb resumes it). A publisher that floods
  *    without a window therefore gets its share of each iteration, and the subscribers on the
  *    same worker still have their acknowledgements read and their queues drained;
- *  - write backpressure: while more than WRITE_HIGH bytes of our output to a connection wait
+ *  - write backpressure: while more than nl->write_high bytes of our output to a connection wait
  *    for the kernel (the peer does not read), its input is not read either, until the
- *    backlog falls under WRITE_HIGH / 2. A client cannot make us queue answers without bound.
+ *    backlog falls under half of that. A client cannot make us queue answers without bound.
  *
  * States: HANDSHAKING -> OPEN (HANDSHAKEN) -> CLOSING -> CLOSED (on_close, free). */
 #include "net/net.h"
@@ -32,8 +32,6 @@
 #include <string.h>
 
 #define TLS_CHUNK 16384
-#define WRITE_HIGH (1u << 20)
-#define READ_BUDGET (64u * 1024)
 
 struct wreq {
 	uv_write_t req;
@@ -177,6 +175,8 @@ int net_loop_init(struct net_loop *nl, uv_loop_t *loop)
 	nl->dirty = NULL;
 	nl->paused = NULL;
 	nl->iteration = 0;
+	nl->read_budget = NET_READ_BUDGET_DEFAULT;
+	nl->write_high = NET_WRITE_BACKLOG_DEFAULT;
 	int rc = uv_check_init(loop, &nl->check);
 	if (rc)
 		return KZ_EIO;
@@ -208,7 +208,7 @@ static void read_release(struct net_conn *c, uint32_t why)
 	if (!(c->flags & why))
 		return;
 	c->flags &= ~why;
-	if (c->write_pending > WRITE_HIGH) /* the backlog grew while reading was stopped */
+	if (c->write_pending > c->nl->write_high) /* the backlog grew while reading was stopped */
 		c->flags |= NET_CONN_READ_BLOCKED;
 	if (!(c->flags & (READ_STOPPED | READ_DEAD)) && !uv_is_closing((uv_handle_t *)&c->tcp) &&
 	    uv_read_start((uv_stream_t *)&c->tcp, alloc_cb, read_cb))
@@ -294,7 +294,7 @@ static void write_cb(uv_write_t *req, int status)
 		hard_close(c);
 		return;
 	}
-	if (c->write_pending < WRITE_HIGH / 2)
+	if (c->write_pending < c->nl->write_high / 2)
 		read_release(c, NET_CONN_READ_BLOCKED);
 	if (c->write_pending == 0 && !(c->flags & NET_CONN_CLOSING) && c->cbs->on_writable &&
 	    (c->flags & NET_CONN_HANDSHAKEN))
@@ -468,7 +468,7 @@ static void read_cb(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
 	nb->view_len = 0;
 	if (c->flags & READ_DEAD)
 		return;
-	if (c->write_pending > WRITE_HIGH)
+	if (c->write_pending > c->nl->write_high)
 		read_hold(c, NET_CONN_READ_BLOCKED);
 	if (c->flags & READ_STOPPED)
 		return;
@@ -477,7 +477,7 @@ static void read_cb(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
 		c->read_bytes = 0;
 	}
 	c->read_bytes += (size_t)nread;
-	if (c->read_bytes >= READ_BUDGET) {
+	if (c->read_bytes >= c->nl->read_budget) {
 		read_hold(c, NET_CONN_READ_PAUSED);
 		c->paused_next = c->nl->paused;
 		c->nl->paused = c;

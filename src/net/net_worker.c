@@ -340,6 +340,10 @@ int net_server_start(struct net_server **out, const struct net_server_config *cf
 		net_loop_init(&w->nl, &w->loop);
 		w->nl.user = w;
 		w->nl.before_flush = before_flush;
+		if (cfg->read_budget)
+			w->nl.read_budget = cfg->read_budget;
+		if (cfg->write_backlog)
+			w->nl.write_high = cfg->write_backlog;
 		int fd = listen_socket(cfg->host, port, why, why_len, &port);
 		if (fd < 0)
 			return KZ_EIO; /* the process exits on this error */

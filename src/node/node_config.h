@@ -19,6 +19,7 @@ struct node_config {
 	enum kz_log_level log_level;
 	uint32_t tick_ms;
 	char node_id[64];         /* empty = the host name */
+	uint32_t read_budget, write_backlog; /* net flow control, bytes */
 	struct node_store {
 		enum kz_fsync_mode fsync;
 		uint32_t fsync_interval_ms;

@@ -148,7 +148,8 @@ int node_serve_main(int argc, char **argv)
 	sigaddset(&set, SIGINT);
 	sigaddset(&set, SIGHUP);
 	pthread_sigmask(SIG_BLOCK, &set, NULL);
-	struct net_server_config scfg = { host, port, cfg.threads, ctx, cfg.tick_ms };
+	struct net_server_config scfg = { host, port, cfg.threads, ctx, cfg.tick_ms, cfg.read_budget,
+					  cfg.write_backlog };
 	struct net_server *srv = NULL;
 	if (net_server_start(&srv, &scfg, &broker, why, sizeof why)) {
 		kz_error("%s", why);

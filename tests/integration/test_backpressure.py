@@ -8,8 +8,8 @@ from kzharness import *
 # Under AddressSanitizer freed memory sits in a quarantine (256 MiB by default) and would
 # count as growth; keep it small so that RSS still means what the node holds.
 os.environ["ASAN_OPTIONS"] = (os.environ.get("ASAN_OPTIONS", "") + ":quarantine_size_mb=4").lstrip(":")
-node = Node()
-LIMIT = 150 << 20  # bytes: far more than the node's 1 MiB output cap plus socket buffers
+node = Node("limits.max_write_backlog = 262144\nlimits.read_budget = 32768")
+LIMIT = 150 << 20  # bytes: far more than the node's 256 KiB output cap plus socket buffers
 
 
 def rss_kb():

@@ -64,8 +64,47 @@ static void test_errors(void **st)
 	unlink(p);
 }
 
+/* store.fsync and the flow-control caps: values and their precise errors. */
+static void test_store_and_flow(void **st)
+{
+	struct node_config c;
+	node_config_default(&c);
+	assert_int_equal(c.store.fsync, KZ_FSYNC_ALWAYS);
+	assert_int_equal(c.read_budget, 65536);
+	assert_int_equal(c.write_backlog, 1u << 20);
+	const char *p = write_tmp("store.fsync = interval:250\nlimits.read_budget = 4096\n"
+				  "limits.max_write_backlog = 65536\nstore.segment_bytes = 8192\n");
+	assert_int_equal(node_config_load(&c, p, stderr), 0);
+	assert_int_equal(c.store.fsync, KZ_FSYNC_INTERVAL);
+	assert_int_equal(c.store.fsync_interval_ms, 250);
+	assert_int_equal(c.read_budget, 4096);
+	assert_int_equal(c.write_backlog, 65536);
+	assert_int_equal(c.store.segment_bytes, 8192);
+	unlink(p);
+	p = write_tmp("store.fsync = sometimes\nstore.fsync = interval:\nstore.fsync = interval:0\n"
+		      "store.fsync = interval:5x\nlimits.read_budget = 10\nstore.segment_bytes = 100\n"
+		      "store.fsync = never\n");
+	char err[4096] = "";
+	FILE *e = fmemopen(err, sizeof err, "w");
+	assert_int_equal(node_config_load(&c, p, e), 6);
+	fclose(e);
+	char expect[256];
+	for (int line = 1; line <= 4; line++) {
+		snprintf(expect, sizeof expect, "%s:%d: store.fsync: expected always, never or "
+			 "interval:<ms> with 1..3600000 ms", p, line);
+		assert_non_null(strstr(err, expect));
+	}
+	snprintf(expect, sizeof expect, "%s:5: limits.read_budget: value out of range", p);
+	assert_non_null(strstr(err, expect));
+	snprintf(expect, sizeof expect, "%s:6: store.segment_bytes: value out of range", p);
+	assert_non_null(strstr(err, expect));
+	assert_int_equal(c.store.fsync, KZ_FSYNC_NEVER);
+	unlink(p);
+}
+
 int main(void)
 {
-	const struct CMUnitTest tests[] = { cmocka_unit_test(test_valid), cmocka_unit_test(test_errors) };
+	const struct CMUnitTest tests[] = { cmocka_unit_test(test_valid), cmocka_unit_test(test_errors),
+					    cmocka_unit_test(test_store_and_flow) };
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
