@@ -121,6 +121,7 @@ int node_serve_main(int argc, char **argv)
 	struct mqtt_broker broker;
 	if (mqtt_broker_init(&broker, &cfg.limits, cfg.threads)) {
 		kz_error("out of memory");
+		SSL_CTX_free(ctx);
 		return 1;
 	}
 	snprintf(broker.node_id, sizeof broker.node_id, "%s", cfg.node_id);
@@ -133,6 +134,7 @@ int node_serve_main(int argc, char **argv)
 	if (kz_store_open(&lcfg, &broker.store, &rec, why, sizeof why)) {
 		kz_error("record log: %s", why);
 		mqtt_broker_cleanup(&broker);
+		SSL_CTX_free(ctx);
 		return 1;
 	}
 	if (rec.torn_bytes)
@@ -156,6 +158,7 @@ int node_serve_main(int argc, char **argv)
 		kz_store_close(broker.store);
 		broker.store = NULL;
 		mqtt_broker_cleanup(&broker);
+		SSL_CTX_free(ctx);
 		return 1;
 	}
 	kz_info("kizuna %s serving MQTT on %s:%d with %u worker threads, data in %s", KZ_VERSION,
