@@ -22,7 +22,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	(void)mqtt_topic_share_split(f, fl, &g, &gl, &ff, &ffl, &why);
 	if (mqtt_topic_filter_check(f, fl, &lim, &why) || mqtt_topic_name_check(t, tl, &lim, &why))
 		return 0;
-	int ref = mqtt_topic_match(f, fl, t, tl);
+	int ref = kz_topic_match(f, fl, t, tl);
 	struct mqtt_trie tr;
 	mqtt_trie_init(&tr, 0);
 	struct mqtt_trie_node *nd = mqtt_trie_get(&tr, f, fl, 1);

@@ -53,9 +53,11 @@ struct scan_ctx {
 	int bad;
 };
 
-static int scan_cb(void *ctx, uint64_t seq, const uint8_t *body, size_t n)
+static int scan_cb(void *ctx, uint64_t seq, const uint8_t *body, size_t n,
+		   const struct kz_log_pos *pos)
 {
 	struct scan_ctx *sc = ctx;
+	(void)pos;
 	struct kz_record r;
 	const char *why;
 	sc->n++;
@@ -137,7 +139,7 @@ int cli_store_main(int argc, char **argv)
 		return 2;
 	}
 	struct scan_ctx sc = { .dump = !strcmp(verb, "dump") };
-	int rc = kz_log_scan(dir, from, MAX_RECORD, scan_cb, &sc, why, sizeof why);
+	int rc = kz_log_scan(dir, from, NULL, MAX_RECORD, scan_cb, &sc, why, sizeof why);
 	if (rc) {
 		fprintf(stderr, "kizuna store %s: %s (run `kizuna store repair`)\n", verb, why);
 		return 1;

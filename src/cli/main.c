@@ -93,7 +93,8 @@ static int help_main(int argc, char **argv)
 	if (strcmp(argv[1], "config") == 0) {
 		int man = argc > 2 && strcmp(argv[2], "--man") == 0;
 		if (!man)
-			printf("Configuration file: one `key = value` per line; `#` starts a comment.\n"
+			printf("Configuration file: one `key = value` per line; `#` starts a comment (in\n"
+			       "store.retention lines `#` is the MQTT wildcard: comment those on their own line).\n"
 			       "Unknown keys and bad values are errors (see `kizuna serve --check`).\n\n");
 		node_config_print_help(stdout, man);
 		return 0;

@@ -322,7 +322,7 @@ static void route_shared(struct mqtt_shard *s, struct mqtt_msg *msg)
 	struct mqtt_broker *b = s->broker;
 	pthread_rwlock_rdlock(&b->share_lock);
 	for (struct mqtt_share_group *g = b->groups; g; g = g->next)
-		if (g->n && mqtt_topic_match((uint8_t *)g->filter, g->filter_len, msg->topic,
+		if (g->n && kz_topic_match((uint8_t *)g->filter, g->filter_len, msg->topic,
 					     msg->topic_len))
 			share_send(s, g, msg, NULL, 0);
 	pthread_rwlock_unlock(&b->share_lock);
@@ -463,6 +463,27 @@ int mqtt_retained_set(struct mqtt_broker *b, struct mqtt_msg *msg)
 		nd->value = mqtt_msg_ref(msg);
 	}
 	pthread_mutex_unlock(&b->retained_lock);
+	return rc;
+}
+
+int mqtt_retained_restore(struct mqtt_broker *b, const struct kz_record *r, uint64_t now_wall_ns)
+{
+	if (r->payload.len == 0 || (r->expiry_ns && r->expiry_ns <= now_wall_ns))
+		return KZ_OK;
+	struct mqtt_msg *m = mqtt_msg_new(r->topic.p, r->topic.len, r->payload.p, r->payload.len,
+					  r->mqtt_props.p, r->mqtt_props.len);
+	if (!m)
+		return KZ_ENOMEM;
+	m->qos = r->qos;
+	m->retain = true;
+	m->created_ms = kz_now_mono_ms();
+	if (r->expiry_ns) { /* what is left of the interval, rounded up */
+		uint64_t left = (r->expiry_ns - now_wall_ns + 999999999u) / 1000000000u;
+		m->has_expiry = true;
+		m->expiry_s = left > UINT32_MAX ? UINT32_MAX : (uint32_t)left;
+	}
+	int rc = mqtt_retained_set(b, m);
+	mqtt_msg_unref(m);
 	return rc;
 }
 

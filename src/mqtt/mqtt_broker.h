@@ -285,6 +285,9 @@ void mqtt_shard_route(struct mqtt_shard *s, struct mqtt_msg *msg);
 
 /* Retained store (any thread). Takes a reference when storing; empty payload deletes. */
 int mqtt_retained_set(struct mqtt_broker *b, struct mqtt_msg *msg);
+/* Makes a stored record a topic's retained message again (start-up, from the index).
+ * Records whose Message Expiry has passed at now_wall_ns are skipped. */
+int mqtt_retained_restore(struct mqtt_broker *b, const struct kz_record *r, uint64_t now_wall_ns);
 
 /* Clients. mqtt_client_new takes ownership of peer_id. */
 struct mqtt_client *mqtt_client_new(struct mqtt_shard *s, const struct mqtt_transport_ops *ops,

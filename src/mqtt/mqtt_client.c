@@ -605,7 +605,8 @@ static void publish_store(struct mqtt_client *c, const struct mqtt_packet *pkt, 
 	uint8_t *data = rec.data; /* fresh buffer: off is 0, ownership moves to the store */
 	uint32_t len = (uint32_t)rec.len;
 	if (pkt->qos == 0) {
-		if (mqtt_shard_store(c->shard, data, len, NULL))
+		if (!kz_store_wants(c->broker->store, m->topic, m->topic_len, 0) ||
+		    mqtt_shard_store(c->shard, data, len, NULL))
 			free(data);
 		uint8_t rc;
 		const char *why;

@@ -2,6 +2,8 @@
 #ifndef MQTT_TOPIC_H
 #define MQTT_TOPIC_H
 
+#include "base/kz_topic.h"
+
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -25,9 +27,5 @@ int mqtt_topic_filter_check(const uint8_t *p, size_t n, const struct mqtt_topic_
  * value with *why when malformed (empty group, wildcard in the group, missing filter). */
 int mqtt_topic_share_split(const uint8_t *p, size_t n, const uint8_t **group, size_t *group_len,
 			   const uint8_t **filter, size_t *filter_len, const char **why);
-
-/* True when filter matches topic, including the rule that a filter starting with a wildcard
- * does not match a topic starting with '$' (§4.7.2). */
-bool mqtt_topic_match(const uint8_t *filter, size_t flen, const uint8_t *topic, size_t tlen);
 
 #endif

@@ -10,7 +10,7 @@
 #include <string.h>
 #include <unistd.h>
 
-enum dir_type { T_STR, T_U16, T_U32, T_U64, T_UINT, T_LOGLEVEL, T_ADDR, T_FSYNC };
+enum dir_type { T_STR, T_U16, T_U32, T_U64, T_UINT, T_LOGLEVEL, T_ADDR, T_FSYNC, T_RULE };
 
 struct directive {
 	const char *name;
@@ -49,6 +49,10 @@ static const struct directive directives[] = {
 	  "When a record counts as durable, and so when QoS 1/2 publishes are acknowledged: always (fdatasync before every acknowledgement; one sync covers each batch), interval:<ms> (acknowledged once written; synced at most <ms> later: a power loss can lose that window), never (left to the kernel)." },
 	{ "store.segment_bytes", T_U64, C(store.segment_bytes), 0, 4096, UINT64_MAX, "67108864",
 	  "Size at which the record log starts a new segment file (DIR/log/*.seg)." },
+	{ "store.retention", T_RULE, C(store), 0, 0, 0, "none (keep everything)",
+	  "A retention rule, repeatable: FILTER [max_age=DUR] [max_bytes=SIZE] [keep_last=N] [qos0=store|skip]. A record is governed by the first rule whose MQTT topic filter matches its topic; records no rule matches are kept. max_age drops records accepted longer ago (DUR: 30s, 15m, 24h, 7d); max_bytes keeps the rule's newest records within SIZE bytes of log (512K, 100M, 10G); keep_last keeps the newest N records of each topic (compaction); qos0=skip delivers QoS 0 messages on these topics without storing them. Each topic's retained message is kept regardless. '#' here is the wildcard, not a comment. Retention rewrites closed segments in the background (see store.retention_interval_ms)." },
+	{ "store.retention_interval_ms", T_U32, C(store.retention_interval_ms), 0, 100, 86400000, "60000",
+	  "Time between retention passes." },
 	{ "tick_ms", T_U32, C(tick_ms), 0, 10, 10000, "250",
 	  "Timer granularity for keep alive, will delay and session expiry checks." },
 	{ "limits.max_packet_size", T_U32, L(max_packet_size), 0, 64, MQTT_MAX_PACKET_WIRE, "1048576",
@@ -131,6 +135,17 @@ static int set_value(struct node_config *cfg, const struct directive *d, const c
 		st->fsync_interval_ms = (uint32_t)ms;
 		return 0;
 	}
+	if (d->type == T_RULE) {
+		struct node_store *st = (struct node_store *)(void *)base;
+		if (st->n_rules == NODE_MAX_RULES) {
+			*why = "too many retention rules (at most 64)";
+			return -1;
+		}
+		if (node_config_parse_rule(v, &st->rules[st->n_rules], why))
+			return -1;
+		st->n_rules++;
+		return 0;
+	}
 	if (d->type == T_LOGLEVEL) {
 		if (kz_log_level_parse(v, (enum kz_log_level *)(void *)base)) {
 			*why = "expected error, warn, info or debug";
@@ -170,7 +185,7 @@ void node_config_default(struct node_config *cfg)
 	const char *why;
 	for (size_t i = 0; i < KZ_ARRAY_LEN(directives); i++) {
 		const struct directive *d = &directives[i];
-		if (strncmp(d->def, "DIR/", 4) == 0 || strncmp(d->def, "the ", 4) == 0)
+		if (strncmp(d->def, "DIR/", 4) == 0 || strncmp(d->def, "the ", 4) == 0 || d->type == T_RULE)
 			continue; /* derived in node_config_finish */
 		(void)set_value(cfg, d, d->def, &why);
 	}
@@ -206,20 +221,18 @@ int node_config_load(struct node_config *cfg, const char *path, FILE *err)
 				;
 			continue;
 		}
-		char *hash = strchr(line, '#');
-		if (hash)
-			*hash = 0;
 		char *s = trim(line);
-		if (!*s)
+		if (!*s || *s == '#')
 			continue;
 		char *eq = strchr(s, '=');
-		if (!eq) {
+		char *hash = strchr(s, '#');
+		if (!eq || (hash && hash < eq)) {
 			fprintf(err, "%s:%d: expected 'key = value'\n", path, lineno);
 			errors++;
 			continue;
 		}
 		*eq = 0;
-		char *key = trim(s), *val = trim(eq + 1);
+		char *key = trim(s);
 		const struct directive *d = NULL;
 		for (size_t i = 0; i < KZ_ARRAY_LEN(directives); i++)
 			if (strcmp(directives[i].name, key) == 0)
@@ -229,6 +242,11 @@ int node_config_load(struct node_config *cfg, const char *path, FILE *err)
 			errors++;
 			continue;
 		}
+		/* '#' starts a comment, except in retention rules, where it is the MQTT
+		 * multi-level wildcard: comment those on a line of their own. */
+		if (d->type != T_RULE && (hash = strchr(eq + 1, '#')) != NULL)
+			*hash = 0;
+		char *val = trim(eq + 1);
 		const char *why = NULL;
 		if (set_value(cfg, d, val, &why)) {
 			fprintf(err, "%s:%d: %s: %s ('%s')\n", path, lineno, key, why, val);
@@ -253,6 +271,102 @@ void node_config_finish(struct node_config *cfg)
 		long n = sysconf(_SC_NPROCESSORS_ONLN);
 		cfg->threads = n > 0 ? (unsigned)n : 1;
 	}
+}
+
+/* A number with an optional one-letter unit: no unit scales by mult[0], units[i] by
+ * mult[i + 1]. */
+static int parse_scaled(const char *s, size_t n, const char *units, const uint64_t *mult, uint64_t *out)
+{
+	if (n == 0 || !isdigit((unsigned char)s[0]))
+		return -1;
+	uint64_t x = 0;
+	size_t i = 0;
+	for (; i < n && isdigit((unsigned char)s[i]); i++) {
+		if (x > (UINT64_MAX - 9) / 10)
+			return -1;
+		x = x * 10 + (uint64_t)(s[i] - '0');
+	}
+	uint64_t m = mult[0];
+	if (i < n) {
+		const char *u = i + 1 == n && s[i] ? strchr(units, s[i]) : NULL;
+		if (!u)
+			return -1;
+		m = mult[u - units + 1];
+	}
+	if (x > UINT64_MAX / m)
+		return -1;
+	*out = x * m;
+	return 0;
+}
+
+int node_config_parse_rule(const char *text, struct kz_retention_rule *rule, const char **why)
+{
+	static const uint64_t dur_mult[] = { 1000000000ull, 1000000000ull, 60000000000ull, 3600000000000ull,
+					     86400000000000ull };
+	static const uint64_t size_mult[] = { 1, 1, 1ull << 10, 1ull << 20, 1ull << 30, 1ull << 40 };
+	memset(rule, 0, sizeof *rule);
+	const char *p = text;
+	size_t n = strcspn(p, " \t");
+	if (n == 0 || n >= sizeof rule->filter) {
+		*why = "expected a topic filter first";
+		return -1;
+	}
+	memcpy(rule->filter, p, n);
+	const char *fwhy;
+	struct mqtt_topic_limits tl = { sizeof rule->filter - 1, 1024 };
+	if (mqtt_topic_filter_check((const uint8_t *)rule->filter, n, &tl, &fwhy)) {
+		*why = "the first word is not a valid MQTT topic filter";
+		return -1;
+	}
+	p += n;
+	bool any = false;
+	for (;;) {
+		p += strspn(p, " \t");
+		if (!*p)
+			break;
+		n = strcspn(p, " \t");
+		const char *eq = memchr(p, '=', n);
+		if (!eq) {
+			*why = "expected key=value after the filter";
+			return -1;
+		}
+		size_t kl = (size_t)(eq - p), vl = n - kl - 1;
+		const char *val = eq + 1;
+		if (kl == 7 && !memcmp(p, "max_age", 7)) {
+			if (parse_scaled(val, vl, "smhd", dur_mult, &rule->max_age_ns) || !rule->max_age_ns) {
+				*why = "max_age: expected a positive duration such as 90s, 30m, 24h or 7d";
+				return -1;
+			}
+		} else if (kl == 9 && !memcmp(p, "max_bytes", 9)) {
+			if (parse_scaled(val, vl, "BKMGT", size_mult, &rule->max_bytes) || !rule->max_bytes) {
+				*why = "max_bytes: expected a positive size such as 512K, 100M or 10G";
+				return -1;
+			}
+		} else if (kl == 9 && !memcmp(p, "keep_last", 9)) {
+			static const uint64_t one[] = { 1 };
+			if (parse_scaled(val, vl, "", one, &rule->keep_last) || !rule->keep_last) {
+				*why = "keep_last: expected a positive number of records";
+				return -1;
+			}
+		} else if (kl == 4 && !memcmp(p, "qos0", 4)) {
+			if (vl == 4 && !memcmp(val, "skip", 4))
+				rule->no_qos0 = true;
+			else if (!(vl == 5 && !memcmp(val, "store", 5))) {
+				*why = "qos0: expected store or skip";
+				return -1;
+			}
+		} else {
+			*why = "unknown rule key (max_age, max_bytes, keep_last, qos0)";
+			return -1;
+		}
+		any = true;
+		p += n;
+	}
+	if (!any) {
+		*why = "a rule needs at least one of max_age, max_bytes, keep_last, qos0";
+		return -1;
+	}
+	return 0;
 }
 
 int node_config_split_addr(const char *addr, char *host, size_t host_len, int *port)

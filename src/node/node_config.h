@@ -8,6 +8,8 @@
 
 #include <stdio.h>
 
+#define NODE_MAX_RULES 64
+
 struct node_config {
 	char data_dir[1024];
 	char mqtt_listen[256];    /* host:port */
@@ -24,6 +26,9 @@ struct node_config {
 		enum kz_fsync_mode fsync;
 		uint32_t fsync_interval_ms;
 		uint64_t segment_bytes;
+		uint32_t retention_interval_ms;
+		struct kz_retention_rule rules[NODE_MAX_RULES];
+		size_t n_rules;
 	} store;
 	struct mqtt_limits limits;
 };
@@ -34,6 +39,9 @@ void node_config_default(struct node_config *cfg);
 int node_config_load(struct node_config *cfg, const char *path, FILE *err);
 /* Fills the TLS paths that are empty from data_dir. */
 void node_config_finish(struct node_config *cfg);
+/* Parses a retention rule: FILTER [max_age=DUR] [max_bytes=SIZE] [keep_last=N] [qos0=store|skip].
+ * DUR: a number with s, m, h or d; SIZE: a number with K, M, G or T (powers of 1024). */
+int node_config_parse_rule(const char *text, struct kz_retention_rule *rule, const char **why);
 /* Splits host:port ("[::1]:8883" too). */
 int node_config_split_addr(const char *addr, char *host, size_t host_len, int *port);
 /* Prints every directive with its default and documentation. */

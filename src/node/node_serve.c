@@ -3,6 +3,7 @@
 #include "node/node_config.h"
 #include "base/kz_err.h"
 #include "base/kz_log.h"
+#include "base/kz_time.h"
 #include "mqtt/mqtt_broker.h"
 #include "net/net.h"
 
@@ -30,6 +31,20 @@ static void store_stop(void *arg)
 	struct mqtt_broker *b = arg;
 	kz_store_close(b->store);
 	b->store = NULL;
+}
+
+struct restore_ctx {
+	struct mqtt_broker *b;
+	uint64_t now_ns, n;
+};
+
+static int restore_retained(void *ctx, uint64_t seq, const struct kz_record *r)
+{
+	(void)seq;
+	struct restore_ctx *rc = ctx;
+	if (mqtt_retained_restore(rc->b, r, rc->now_ns) == KZ_OK)
+		rc->n++;
+	return 0;
 }
 
 static void usage(FILE *f)
@@ -125,13 +140,18 @@ int node_serve_main(int argc, char **argv)
 		return 1;
 	}
 	snprintf(broker.node_id, sizeof broker.node_id, "%s", cfg.node_id);
-	char logdir[1100];
+	char logdir[1100], indexdb[1100];
 	snprintf(logdir, sizeof logdir, "%s/log", cfg.data_dir);
-	struct kz_log_config lcfg = { .dir = logdir, .segment_bytes = cfg.store.segment_bytes,
-				      .max_record_bytes = node_max_record_bytes(&cfg),
-				      .fsync = cfg.store.fsync, .fsync_interval_ms = cfg.store.fsync_interval_ms };
+	snprintf(indexdb, sizeof indexdb, "%s/index.db", cfg.data_dir);
+	struct kz_store_config stcfg = {
+		.log = { .dir = logdir, .segment_bytes = cfg.store.segment_bytes,
+			 .max_record_bytes = node_max_record_bytes(&cfg), .fsync = cfg.store.fsync,
+			 .fsync_interval_ms = cfg.store.fsync_interval_ms },
+		.index_path = indexdb, .rules = cfg.store.rules, .n_rules = cfg.store.n_rules,
+		.retention_interval_ms = cfg.store.retention_interval_ms,
+	};
 	struct kz_log_recovery rec;
-	if (kz_store_open(&lcfg, &broker.store, &rec, why, sizeof why)) {
+	if (kz_store_open(&stcfg, &broker.store, &rec, why, sizeof why)) {
 		kz_error("record log: %s", why);
 		mqtt_broker_cleanup(&broker);
 		SSL_CTX_free(ctx);
@@ -143,6 +163,11 @@ int node_serve_main(int argc, char **argv)
 	kz_info("record log %s: %llu records in %u segments, fsync %s", logdir,
 		(unsigned long long)rec.records, rec.segments,
 		cfg.store.fsync == KZ_FSYNC_ALWAYS ? "always" : cfg.store.fsync == KZ_FSYNC_NEVER ? "never" : "interval");
+	struct restore_ctx rc = { &broker, kz_now_wall_ns(), 0 };
+	if (kz_store_retained(broker.store, restore_retained, &rc, why, sizeof why))
+		kz_error("retained messages: %s", why);
+	else if (rc.n)
+		kz_info("%llu retained messages restored", (unsigned long long)rc.n);
 	/* Workers inherit this mask: only the main thread takes SIGTERM/SIGINT/SIGHUP. */
 	sigset_t set;
 	sigemptyset(&set);

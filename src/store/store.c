@@ -8,11 +8,18 @@
  *
  * Errors (disk full, I/O): the batch's callbacks get the error, nothing of it is
  * acknowledged; the state change is logged once, and the next batch tries again, so
- * writing resumes by itself when space returns. */
+ * writing resumes by itself when space returns.
+ *
+ * The index thread owns the index's writing connection: woken after each batch, it
+ * indexes what was written (in transactions of at most INDEX_BATCH records, so that it
+ * never holds the database long) and runs retention every retention interval. It can fall
+ * behind under load without slowing the store thread; it catches up from the log. */
 #include "store/store.h"
 #include "base/kz_err.h"
 #include "base/kz_log.h"
+#include "base/kz_time.h"
 
+#include <inttypes.h>
 #include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
@@ -23,8 +30,21 @@ struct itemvec {
 	size_t n, cap;
 };
 
+#define INDEX_BATCH 20000
+
 struct kz_store {
 	struct kz_log *log;
+	/* index thread */
+	struct kz_index *index, *reader;
+	pthread_t index_thread;
+	bool index_started, index_kick, index_stopping, index_failing;
+	pthread_mutex_t index_lock, reader_lock;
+	pthread_cond_t index_cond;
+	uint32_t retention_ms;
+	bool no_qos0_rules;
+	struct kz_retention_rule *rules;
+	size_t n_rules;
+	/* store thread */
 	pthread_t thread;
 	pthread_mutex_t lock;
 	pthread_cond_t cond;
@@ -67,6 +87,58 @@ static void run_batch(struct kz_store *st)
 		free(w->v[i].data);
 	}
 	w->n = 0;
+	if (!rc && st->index_started) {
+		pthread_mutex_lock(&st->index_lock);
+		st->index_kick = true;
+		pthread_cond_signal(&st->index_cond);
+		pthread_mutex_unlock(&st->index_lock);
+	}
+}
+
+static void index_error(struct kz_store *st, int rc, const char *why)
+{
+	if (rc && !st->index_failing)
+		kz_error("index: %s; queries may miss recent records until it recovers", why);
+	else if (!rc && st->index_failing)
+		kz_warn("index: working again");
+	st->index_failing = rc != 0;
+}
+
+static void *index_main(void *arg)
+{
+	struct kz_store *st = arg;
+	uint64_t next_retention = kz_now_mono_ms() + st->retention_ms;
+	char why[512];
+	pthread_mutex_lock(&st->index_lock);
+	while (!st->index_stopping) {
+		st->index_kick = false;
+		pthread_mutex_unlock(&st->index_lock);
+		uint64_t added = 0;
+		why[0] = 0;
+		int rc = kz_index_catch_up(st->index, INDEX_BATCH, &added, why, sizeof why);
+		index_error(st, rc, why);
+		if (st->n_rules && kz_now_mono_ms() >= next_retention) {
+			struct kz_retention_report rep;
+			rc = kz_index_retention(st->index, kz_now_wall_ns(), &rep, why, sizeof why);
+			index_error(st, rc, why);
+			if (rep.records_dropped)
+				kz_info("retention: dropped %" PRIu64 " records (%" PRIu64 " bytes); %u segments "
+					"rewritten, %u deleted", rep.records_dropped, rep.bytes_dropped,
+					rep.segments_rewritten, rep.segments_deleted);
+			next_retention = kz_now_mono_ms() + st->retention_ms;
+		}
+		pthread_mutex_lock(&st->index_lock);
+		if (!rc && added == INDEX_BATCH)
+			continue; /* more to index: go on without waiting */
+		if (!st->index_kick && !st->index_stopping) {
+			struct timespec ts;
+			clock_gettime(CLOCK_REALTIME, &ts);
+			ts.tv_sec += 1; /* retention checks and error retries */
+			pthread_cond_timedwait(&st->index_cond, &st->index_lock, &ts);
+		}
+	}
+	pthread_mutex_unlock(&st->index_lock);
+	return NULL;
 }
 
 static void *store_main(void *arg)
@@ -104,28 +176,104 @@ static void *store_main(void *arg)
 	return NULL;
 }
 
-int kz_store_open(const struct kz_log_config *cfg, struct kz_store **out, struct kz_log_recovery *rec,
+static void store_free(struct kz_store *st)
+{
+	kz_index_close(st->index);
+	kz_index_close(st->reader);
+	kz_log_close(st->log);
+	free(st->pending.v);
+	free(st->work.v);
+	free(st->bodies);
+	free(st->rules);
+	pthread_mutex_destroy(&st->lock);
+	pthread_cond_destroy(&st->cond);
+	pthread_mutex_destroy(&st->index_lock);
+	pthread_mutex_destroy(&st->reader_lock);
+	pthread_cond_destroy(&st->index_cond);
+	free(st);
+}
+
+int kz_store_open(const struct kz_store_config *cfg, struct kz_store **out, struct kz_log_recovery *rec,
 		  char *why, size_t why_len)
 {
 	*out = NULL;
 	struct kz_store *st = calloc(1, sizeof *st);
 	if (!st)
 		return KZ_ENOMEM;
-	int rc = kz_log_open(cfg, &st->log, rec, why, why_len);
-	if (rc) {
-		free(st);
-		return rc;
-	}
-	st->interval_ms = cfg->fsync == KZ_FSYNC_INTERVAL ? (cfg->fsync_interval_ms ? cfg->fsync_interval_ms : 1) : 0;
 	pthread_mutex_init(&st->lock, NULL);
 	pthread_cond_init(&st->cond, NULL);
-	if (pthread_create(&st->thread, NULL, store_main, st)) {
-		kz_log_close(st->log);
-		free(st);
-		return KZ_ENOMEM;
+	pthread_mutex_init(&st->index_lock, NULL);
+	pthread_mutex_init(&st->reader_lock, NULL);
+	pthread_cond_init(&st->index_cond, NULL);
+	int rc = kz_log_open(&cfg->log, &st->log, rec, why, why_len);
+	if (!rc && cfg->n_rules) {
+		st->rules = malloc(cfg->n_rules * sizeof *st->rules);
+		if (!st->rules)
+			rc = KZ_ENOMEM;
+		else
+			memcpy(st->rules, cfg->rules, cfg->n_rules * sizeof *st->rules);
+		st->n_rules = cfg->n_rules;
+		for (size_t i = 0; i < cfg->n_rules; i++)
+			st->no_qos0_rules |= cfg->rules[i].no_qos0;
+	}
+	st->retention_ms = cfg->retention_interval_ms ? cfg->retention_interval_ms : 60000;
+	if (!rc && cfg->index_path) {
+		struct kz_index_config icfg = { cfg->index_path, cfg->log.dir, cfg->log.max_record_bytes,
+						cfg->rules, cfg->n_rules, false };
+		uint64_t t0 = kz_now_mono_ms(), total = 0, added;
+		rc = kz_index_open(&icfg, &st->index, why, why_len);
+		do {
+			if (!rc)
+				rc = kz_index_catch_up(st->index, INDEX_BATCH, &added, why, why_len);
+			total += rc ? 0 : added;
+		} while (!rc && added == INDEX_BATCH);
+		if (!rc && total)
+			kz_info("index: %" PRIu64 " records indexed in %" PRIu64 " ms", total, kz_now_mono_ms() - t0);
+		icfg.read_only = true;
+		if (!rc)
+			rc = kz_index_open(&icfg, &st->reader, why, why_len);
+	}
+	st->interval_ms = cfg->log.fsync == KZ_FSYNC_INTERVAL ?
+			  (cfg->log.fsync_interval_ms ? cfg->log.fsync_interval_ms : 1) : 0;
+	if (!rc && st->index) {
+		if (pthread_create(&st->index_thread, NULL, index_main, st))
+			rc = KZ_ENOMEM;
+		else
+			st->index_started = true;
+	}
+	if (!rc && pthread_create(&st->thread, NULL, store_main, st))
+		rc = KZ_ENOMEM;
+	if (rc) {
+		if (st->index_started) {
+			pthread_mutex_lock(&st->index_lock);
+			st->index_stopping = true;
+			pthread_cond_signal(&st->index_cond);
+			pthread_mutex_unlock(&st->index_lock);
+			pthread_join(st->index_thread, NULL);
+		}
+		store_free(st);
+		return rc;
 	}
 	*out = st;
 	return KZ_OK;
+}
+
+bool kz_store_wants(const struct kz_store *st, const uint8_t *topic, size_t topic_len, uint8_t qos)
+{
+	if (qos > 0 || !st->no_qos0_rules)
+		return true;
+	int r = kz_retention_match(st->rules, st->n_rules, topic, topic_len);
+	return r < 0 || !st->rules[r].no_qos0;
+}
+
+int kz_store_retained(struct kz_store *st, kz_index_row_fn cb, void *ctx, char *why, size_t why_len)
+{
+	if (!st->reader)
+		return KZ_OK;
+	pthread_mutex_lock(&st->reader_lock);
+	int rc = kz_index_retained(st->reader, cb, ctx, why, why_len);
+	pthread_mutex_unlock(&st->reader_lock);
+	return rc;
 }
 
 void kz_store_submit(struct kz_store *st, struct kz_store_item *items, size_t n)
@@ -166,11 +314,21 @@ void kz_store_close(struct kz_store *st)
 	pthread_cond_signal(&st->cond);
 	pthread_mutex_unlock(&st->lock);
 	pthread_join(st->thread, NULL);
-	kz_log_close(st->log);
-	free(st->pending.v);
-	free(st->work.v);
-	free(st->bodies);
-	pthread_mutex_destroy(&st->lock);
-	pthread_cond_destroy(&st->cond);
-	free(st);
+	if (st->index_started) {
+		pthread_mutex_lock(&st->index_lock);
+		st->index_stopping = true;
+		pthread_cond_signal(&st->index_cond);
+		pthread_mutex_unlock(&st->index_lock);
+		pthread_join(st->index_thread, NULL);
+		/* index what the last batches wrote, so that the next start has nothing to do */
+		uint64_t added;
+		char why[512];
+		do {
+			if (kz_index_catch_up(st->index, INDEX_BATCH, &added, why, sizeof why)) {
+				kz_error("index: %s", why);
+				break;
+			}
+		} while (added == INDEX_BATCH);
+	}
+	store_free(st);
 }

@@ -91,17 +91,124 @@ int kz_log_sync_due(struct kz_log *log, char *why, size_t why_len);
 uint64_t kz_log_next_seq(const struct kz_log *log);
 void kz_log_close(struct kz_log *log);
 
+/* Where a frame is: its segment (the segment's base seq) and byte offset in that file. */
+struct kz_log_pos {
+	uint64_t seg, off;
+};
+
 /* Calls cb for every valid record with seq >= from_seq, in order, until cb returns non-zero
- * (which is returned). Damage stops the scan with KZ_EIO and *why (file and offset); a
- * partial frame at the very end (being written) ends the scan quietly. */
-typedef int (*kz_log_scan_fn)(void *ctx, uint64_t seq, const uint8_t *body, size_t n);
-int kz_log_scan(const char *dir, uint64_t from_seq, uint32_t max_record_bytes, kz_log_scan_fn cb,
-		void *ctx, char *why, size_t why_len);
+ * (which is returned). hint, when not NULL, is where the frame of from_seq (or the first
+ * after it) is believed to start: the scan begins there when a valid frame is found at that
+ * place, else at the start of that segment. Segments removed by retention while the scan
+ * runs are skipped. Damage stops the scan with KZ_EIO and *why (file and offset); a partial
+ * frame at the very end (being written) ends the scan quietly. */
+typedef int (*kz_log_scan_fn)(void *ctx, uint64_t seq, const uint8_t *body, size_t n,
+			      const struct kz_log_pos *pos);
+int kz_log_scan(const char *dir, uint64_t from_seq, const struct kz_log_pos *hint,
+		uint32_t max_record_bytes, kz_log_scan_fn cb, void *ctx, char *why, size_t why_len);
+
+/* The segments of dir, oldest first (*bases malloc'd; the last one is the one being
+ * written when a node runs). */
+int kz_log_segments(const char *dir, uint64_t **bases, size_t *n);
+
+/* Rewrites the closed segment `base` keeping the frames for which keep() returns true, byte
+ * for byte and with their sequence numbers: the new file is written and synced beside the
+ * old one, then renamed over it; when nothing is kept the segment is deleted. *kept receives
+ * the number of frames kept. Never call it on the segment being written. */
+typedef bool (*kz_log_keep_fn)(void *ctx, uint64_t seq, const uint8_t *body, size_t n);
+int kz_log_rewrite(const char *dir, uint64_t base, uint32_t max_record_bytes, kz_log_keep_fn keep,
+		   void *ctx, uint64_t *kept, char *why, size_t why_len);
+
+/* Random access by position (query results): keeps the last segment file open. */
+struct kz_log_reader {
+	const char *dir;
+	uint32_t max_record_bytes;
+	int fd;
+	uint64_t seg;
+};
+void kz_log_reader_init(struct kz_log_reader *r, const char *dir, uint32_t max_record_bytes);
+/* Reads the body of the frame at pos into out (replacing its content) after checking its
+ * CRC and that it is record seq. KZ_ENOTFOUND when the record is no longer there (removed by
+ * retention), KZ_EIO on damage. */
+int kz_log_read(struct kz_log_reader *r, const struct kz_log_pos *pos, uint64_t seq, struct kz_buf *out);
+void kz_log_reader_close(struct kz_log_reader *r);
 
 /* Repairs the log in place: each damaged range is moved to DIR/quarantine/ and reported on
  * report (one line per range: segment, offsets, bytes, and the records lost if countable). */
 int kz_log_repair(const char *dir, uint32_t max_record_bytes, void (*report)(void *ctx, const char *line),
 		  void *ctx, char *why, size_t why_len);
+
+/* ---------- retention rules ---------- */
+
+/* A record is governed by the first rule whose filter matches its topic; records that no
+ * rule matches are kept. Limits of 0 mean "no limit". The newest retained message of each
+ * topic is kept whatever the rules say (it is the topic's retained state). */
+struct kz_retention_rule {
+	char filter[256];
+	uint64_t max_age_ns; /* drop records accepted longer ago */
+	uint64_t max_bytes;  /* drop the oldest records of this rule beyond this many bytes */
+	uint64_t keep_last;  /* per topic, keep only the newest N (compaction) */
+	bool no_qos0;        /* QoS 0 messages on these topics are delivered but not stored */
+};
+
+/* Index of the first rule matching topic, or -1. */
+int kz_retention_match(const struct kz_retention_rule *rules, size_t n, const uint8_t *topic,
+		       size_t topic_len);
+
+/* ---------- the index (SQLite, derived from the log) ---------- */
+
+struct kz_index;
+
+struct kz_index_config {
+	const char *path;    /* DIR/index.db */
+	const char *log_dir; /* DIR/log */
+	uint32_t max_record_bytes;
+	const struct kz_retention_rule *rules;
+	size_t n_rules;
+	bool read_only;      /* queries only: no schema changes, no catch-up */
+};
+
+/* Opens (creating) the index. A writer also finishes a rewrite that a crash interrupted and
+ * re-derives the rule of every record when the rules changed since the last run. */
+int kz_index_open(const struct kz_index_config *cfg, struct kz_index **out, char *why, size_t why_len);
+void kz_index_close(struct kz_index *ix);
+/* Indexes up to max records appended to the log since the last call (max 0 = all).
+ * *added receives how many; KZ_OK with *added < max means it has caught up. */
+int kz_index_catch_up(struct kz_index *ix, uint64_t max, uint64_t *added, char *why, size_t why_len);
+/* The highest sequence number indexed. */
+uint64_t kz_index_through(struct kz_index *ix);
+
+struct kz_retention_report {
+	uint64_t records_dropped, bytes_dropped;
+	uint32_t segments_rewritten, segments_deleted;
+};
+/* One retention pass at time now_ns over the closed segments: finds the records the rules
+ * drop, rewrites each segment where they are at least a quarter of its bytes (deleting it
+ * when nothing is left) and updates the index in step. */
+int kz_index_retention(struct kz_index *ix, uint64_t now_ns, struct kz_retention_report *rep,
+		       char *why, size_t why_len);
+
+/* A query; zero/NULL fields do not restrict. Results are in sequence order (accept order). */
+struct kz_query {
+	const char *filter;       /* MQTT topic filter */
+	uint64_t since_ns, until_ns; /* accept time, inclusive */
+	const char *origin;       /* publisher identity (SPIFFE ID) */
+	const char *origin_node;
+	const char *content_type;
+	uint64_t after_seq;       /* only records with a larger sequence number */
+	uint64_t limit;
+};
+typedef int (*kz_index_row_fn)(void *ctx, uint64_t seq, const struct kz_record *r);
+/* Calls cb for each matching record, read from the log, until cb returns non-zero. Records
+ * removed by retention since they were indexed are skipped. */
+int kz_index_query(struct kz_index *ix, const struct kz_query *q, kz_index_row_fn cb, void *ctx,
+		   char *why, size_t why_len);
+/* Calls cb for each topic's retained message (the newest retained record with a payload). */
+int kz_index_retained(struct kz_index *ix, kz_index_row_fn cb, void *ctx, char *why, size_t why_len);
+/* The sequence number of record id (its UUIDv7 time narrows the search), or 0. */
+uint64_t kz_index_find_id(struct kz_index *ix, const uint8_t id[16]);
+/* The first sequence number accepted at or after time_ns, or 0 when none is indexed. */
+uint64_t kz_index_first_since(struct kz_index *ix, uint64_t time_ns);
 
 /* ---------- the store thread ---------- */
 
@@ -118,11 +225,26 @@ struct kz_store_item {
 
 struct kz_store;
 
-int kz_store_open(const struct kz_log_config *cfg, struct kz_store **out, struct kz_log_recovery *rec,
+struct kz_store_config {
+	struct kz_log_config log;
+	const char *index_path;  /* NULL: no index, no retention */
+	const struct kz_retention_rule *rules;
+	size_t n_rules;
+	uint32_t retention_interval_ms; /* between retention passes */
+};
+
+/* Opens the log (recovering it), brings the index up to date with it (synchronously: the
+ * retained messages it lists must be current), and starts the store thread and the index
+ * thread (indexing as records are written, retention every interval). */
+int kz_store_open(const struct kz_store_config *cfg, struct kz_store **out, struct kz_log_recovery *rec,
 		  char *why, size_t why_len);
 /* Takes n items (their data) in one step; their done callbacks follow on the store thread. */
 void kz_store_submit(struct kz_store *st, struct kz_store_item *items, size_t n);
-/* Writes what was submitted, calls its callbacks, stops the thread, closes the log. */
+/* False for a QoS 0 message on a topic whose retention rule says not to store QoS 0. */
+bool kz_store_wants(const struct kz_store *st, const uint8_t *topic, size_t topic_len, uint8_t qos);
+/* Each topic's retained message, from the index (any thread; serialised). */
+int kz_store_retained(struct kz_store *st, kz_index_row_fn cb, void *ctx, char *why, size_t why_len);
+/* Writes what was submitted, calls its callbacks, stops the threads, closes log and index. */
 void kz_store_close(struct kz_store *st);
 
 #endif

@@ -135,6 +135,7 @@ struct seg {
 	const uint8_t *p;
 	size_t size;
 	int fd;
+	uint64_t base;
 };
 
 /* Maps segment `base` of dir; path receives its file name (for messages). */
@@ -144,16 +145,18 @@ static int seg_map(const char *dir, uint64_t base, struct seg *s, char *path, si
 	seg_path(path, path_len, dir, base);
 	s->p = NULL;
 	s->size = 0;
+	s->base = base;
 	s->fd = open(path, O_RDONLY | O_CLOEXEC);
 	struct stat st;
 	void *m = NULL;
 	if (s->fd < 0 || fstat(s->fd, &st) ||
 	    (st.st_size && (m = mmap(NULL, (size_t)st.st_size, PROT_READ, MAP_PRIVATE, s->fd, 0)) == MAP_FAILED)) {
-		snprintf(why, why_len, "%s: cannot read: %s", path, strerror(errno));
+		int e = errno;
+		snprintf(why, why_len, "%s: cannot read: %s", path, strerror(e));
 		if (s->fd >= 0)
 			close(s->fd);
 		s->fd = -1;
-		return KZ_EIO;
+		return e == ENOENT ? KZ_ENOTFOUND : KZ_EIO;
 	}
 	s->size = (size_t)st.st_size;
 	s->p = m;
@@ -203,11 +206,10 @@ static size_t resync(const struct seg *s, size_t off, uint32_t max, uint64_t *se
 }
 
 /* Walks one segment. Returns KZ_OK at its end, or KZ_EIO with *bad_off and *why at damage. */
-static int seg_walk(const struct seg *s, uint32_t max, uint64_t *last_seq, uint64_t *records,
-		    size_t *bad_off, const char **why, kz_log_scan_fn cb, void *ctx, uint64_t from,
-		    int *cb_rc)
+static int seg_walk(const struct seg *s, size_t off, uint32_t max, uint64_t *last_seq,
+		    uint64_t *records, size_t *bad_off, const char **why, kz_log_scan_fn cb, void *ctx,
+		    uint64_t from, int *cb_rc)
 {
-	size_t off = SEG_HDR;
 	while (off < s->size) {
 		size_t nx;
 		uint64_t seq;
@@ -223,7 +225,8 @@ static int seg_walk(const struct seg *s, uint32_t max, uint64_t *last_seq, uint6
 		*last_seq = seq;
 		(*records)++;
 		if (cb && seq >= from) {
-			*cb_rc = cb(ctx, seq, s->p + off + FRAME_HDR, nx - off - FRAME_HDR);
+			struct kz_log_pos pos = { s->base, off };
+			*cb_rc = cb(ctx, seq, s->p + off + FRAME_HDR, nx - off - FRAME_HDR, &pos);
 			if (*cb_rc)
 				return KZ_OK;
 		}
@@ -320,7 +323,8 @@ int kz_log_open(const struct kz_log_config *cfg, struct kz_log **out, struct kz_
 		const char *what = NULL;
 		int cbrc = 0;
 		uint64_t records = 0;
-		if (seg_walk(&s, cfg->max_record_bytes, &last_seq, &records, &bad, &what, NULL, NULL, 0, &cbrc)) {
+		if (seg_walk(&s, SEG_HDR, cfg->max_record_bytes, &last_seq, &records, &bad, &what, NULL,
+			     NULL, 0, &cbrc)) {
 			uint64_t nseq;
 			if (last && !resync(&s, bad, cfg->max_record_bytes, &nseq)) {
 				rec->torn_bytes = s.size - bad;
@@ -357,7 +361,11 @@ int kz_log_open(const struct kz_log_config *cfg, struct kz_log **out, struct kz_
 			rc = KZ_EIO;
 		}
 	}
+	/* Retention may have removed every record before an empty last segment: its base is
+	 * still the floor, so that no sequence number is ever used twice. */
 	log->next_seq = last_seq + 1;
+	if (rec->segments && log->seg_base > log->next_seq)
+		log->next_seq = log->seg_base;
 	if (!rc && !rec->segments)
 		rc = seg_create(log, log->next_seq, why, why_len);
 	free(sl.base);
@@ -504,8 +512,17 @@ int kz_log_sync_due(struct kz_log *log, char *why, size_t why_len)
 
 /* ---------- scan ---------- */
 
-int kz_log_scan(const char *dir, uint64_t from_seq, uint32_t max_record_bytes, kz_log_scan_fn cb,
-		void *ctx, char *why, size_t why_len)
+int kz_log_segments(const char *dir, uint64_t **bases, size_t *n)
+{
+	struct seglist sl;
+	int rc = list_segments(dir, &sl);
+	*bases = sl.base;
+	*n = sl.n;
+	return rc;
+}
+
+int kz_log_scan(const char *dir, uint64_t from_seq, const struct kz_log_pos *hint,
+		uint32_t max_record_bytes, kz_log_scan_fn cb, void *ctx, char *why, size_t why_len)
 {
 	struct seglist sl;
 	int rc = list_segments(dir, &sl);
@@ -523,8 +540,11 @@ int kz_log_scan(const char *dir, uint64_t from_seq, uint32_t max_record_bytes, k
 		}
 		char path[4200];
 		struct seg s;
-		if ((rc = seg_map(dir, sl.base[i], &s, path, sizeof path, why, why_len)) != KZ_OK)
-			break;
+		if ((rc = seg_map(dir, sl.base[i], &s, path, sizeof path, why, why_len)) != KZ_OK) {
+			if (rc == KZ_ENOTFOUND) /* removed by retention since we listed it */
+				rc = KZ_OK;
+			continue;
+		}
 		bool last = i + 1 == sl.n;
 		if (!seg_header_ok(s.p, s.size, sl.base[i])) {
 			if (!(last && s.size < SEG_HDR)) {
@@ -536,10 +556,16 @@ int kz_log_scan(const char *dir, uint64_t from_seq, uint32_t max_record_bytes, k
 		}
 		if (last_seq >= sl.base[i])
 			last_seq = sl.base[i] - 1;
-		size_t bad = 0;
+		size_t start = SEG_HDR, bad = 0, nx;
 		const char *what = NULL;
 		uint64_t records = 0, nseq;
-		if (seg_walk(&s, max_record_bytes, &last_seq, &records, &bad, &what, cb, ctx, from_seq, &cbrc) &&
+		if (hint && hint->seg == sl.base[i] && hint->off > SEG_HDR && hint->off < s.size &&
+		    frame_ok(&s, hint->off, max_record_bytes, &nx, &nseq, &what) && nseq <= from_seq) {
+			start = hint->off; /* resume where the caller left off */
+			last_seq = nseq - 1;
+		}
+		if (seg_walk(&s, start, max_record_bytes, &last_seq, &records, &bad, &what, cb, ctx,
+			     from_seq, &cbrc) &&
 		    !(last && !resync(&s, bad, max_record_bytes, &nseq))) {
 			snprintf(why, why_len, "%s: offset %zu: %s", path, bad, what);
 			rc = KZ_EIO;
@@ -548,6 +574,131 @@ int kz_log_scan(const char *dir, uint64_t from_seq, uint32_t max_record_bytes, k
 	}
 	free(sl.base);
 	return rc ? rc : cbrc;
+}
+
+/* ---------- rewrite (retention) ---------- */
+
+int kz_log_rewrite(const char *dir, uint64_t base, uint32_t max, kz_log_keep_fn keep, void *ctx,
+		   uint64_t *kept, char *why, size_t why_len)
+{
+	*kept = 0;
+	char path[4200], tmp[4300];
+	struct seg s;
+	int rc = seg_map(dir, base, &s, path, sizeof path, why, why_len);
+	if (rc)
+		return rc;
+	if (!seg_header_ok(s.p, s.size, base)) {
+		snprintf(why, why_len, "%s: offset 0: bad segment header", path);
+		seg_unmap(&s);
+		return KZ_EIO;
+	}
+	struct kz_buf out;
+	kz_buf_init(&out, 0);
+	uint8_t h[SEG_HDR];
+	seg_header(h, base);
+	rc = kz_buf_append(&out, h, SEG_HDR);
+	size_t off = SEG_HDR;
+	uint64_t last = 0;
+	while (!rc && off < s.size) {
+		size_t nx;
+		uint64_t seq;
+		const char *what;
+		if (!frame_ok(&s, off, max, &nx, &seq, &what) || seq <= last) {
+			snprintf(why, why_len, "%s: offset %zu: %s", path, off,
+				 seq <= last ? "sequence number does not increase" : what);
+			rc = KZ_EIO;
+			break;
+		}
+		last = seq;
+		if (keep(ctx, seq, s.p + off + FRAME_HDR, nx - off - FRAME_HDR)) {
+			rc = kz_buf_append(&out, s.p + off, nx - off);
+			(*kept)++;
+		}
+		off = nx;
+	}
+	seg_unmap(&s);
+	int dfd = rc ? -1 : open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	if (!rc && *kept == 0) {
+		if (unlink(path) || fsync(dfd)) {
+			snprintf(why, why_len, "cannot remove %s: %s", path, strerror(errno));
+			rc = KZ_EIO;
+		}
+	} else if (!rc) {
+		snprintf(tmp, sizeof tmp, "%s.rewrite", path);
+		int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+		if (fd < 0 || write_all(fd, kz_buf_head(&out), out.len) || fdatasync(fd) ||
+		    rename(tmp, path) || fsync(dfd)) {
+			snprintf(why, why_len, "cannot rewrite %s: %s", path, strerror(errno));
+			unlink(tmp);
+			rc = KZ_EIO;
+		}
+		if (fd >= 0)
+			close(fd);
+	}
+	if (dfd >= 0)
+		close(dfd);
+	kz_buf_cleanup(&out);
+	return rc;
+}
+
+/* ---------- random access ---------- */
+
+void kz_log_reader_init(struct kz_log_reader *r, const char *dir, uint32_t max_record_bytes)
+{
+	r->dir = dir;
+	r->max_record_bytes = max_record_bytes;
+	r->fd = -1;
+	r->seg = 0;
+}
+
+void kz_log_reader_close(struct kz_log_reader *r)
+{
+	if (r->fd >= 0)
+		close(r->fd);
+	r->fd = -1;
+}
+
+static int pread_all(int fd, uint8_t *p, size_t n, uint64_t off)
+{
+	while (n) {
+		ssize_t got = pread(fd, p, n, (off_t)off);
+		if (got < 0 && errno == EINTR)
+			continue;
+		if (got <= 0)
+			return -1;
+		p += got;
+		n -= (size_t)got;
+		off += (uint64_t)got;
+	}
+	return 0;
+}
+
+int kz_log_read(struct kz_log_reader *r, const struct kz_log_pos *pos, uint64_t seq, struct kz_buf *out)
+{
+	if (r->fd < 0 || r->seg != pos->seg) {
+		kz_log_reader_close(r);
+		char path[4200];
+		seg_path(path, sizeof path, r->dir, pos->seg);
+		r->fd = open(path, O_RDONLY | O_CLOEXEC);
+		if (r->fd < 0)
+			return errno == ENOENT ? KZ_ENOTFOUND : KZ_EIO;
+		r->seg = pos->seg;
+	}
+	uint8_t h[FRAME_HDR];
+	if (pread_all(r->fd, h, FRAME_HDR, pos->off))
+		return KZ_ENOTFOUND; /* the segment was rewritten shorter */
+	uint32_t len = get32(h);
+	if (get64(h + 8) != seq || len == 0 || len > r->max_record_bytes)
+		return KZ_ENOTFOUND; /* another record there now: the segment was rewritten */
+	kz_buf_reset(out);
+	int rc = kz_buf_reserve(out, len);
+	if (rc)
+		return rc;
+	if (pread_all(r->fd, kz_buf_tail(out), len, pos->off + FRAME_HDR) ||
+	    get32(h + 4) != frame_crc(h, kz_buf_tail(out), len))
+		return KZ_EIO;
+	out->len = len;
+	return KZ_OK;
 }
 
 /* ---------- repair ---------- */

@@ -29,7 +29,7 @@ static void test_match(void **st)
 		{ "a//b", "a//b", 1 }, { "a/+/b", "a//b", 1 },
 	};
 	for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
-		int m = mqtt_topic_match(S(cases[i].f), S(cases[i].t));
+		int m = kz_topic_match(S(cases[i].f), S(cases[i].t));
 		if (m != cases[i].m)
 			fail_msg("'%s' vs '%s': %d", cases[i].f, cases[i].t, m);
 	}
@@ -73,7 +73,7 @@ static void visit(struct mqtt_trie_node *nd, void *ctx)
 	h->seen[h->n++] = nd->value;
 }
 
-/* The trie walk must agree with mqtt_topic_match for every (filter, topic) pair. */
+/* The trie walk must agree with kz_topic_match for every (filter, topic) pair. */
 static void test_trie_vs_reference(void **st)
 {
 	static const char *filters[] = { "#", "+", "a", "a/#", "a/+", "a/b", "a/+/c", "+/b/#",
@@ -92,7 +92,7 @@ static void test_trie_vs_reference(void **st)
 		mqtt_trie_match_topic(&t, S(topics[j]), visit, &h);
 		int expect = 0;
 		for (size_t i = 0; i < sizeof filters / sizeof filters[0]; i++)
-			expect += mqtt_topic_match(S(filters[i]), S(topics[j]));
+			expect += kz_topic_match(S(filters[i]), S(topics[j]));
 		if (h.n != expect)
 			fail_msg("topic '%s': trie %d, reference %d", topics[j], h.n, expect);
 	}
@@ -101,7 +101,7 @@ static void test_trie_vs_reference(void **st)
 		mqtt_trie_match_filter(&r, S(filters[i]), visit, &h);
 		int expect = 0;
 		for (size_t j = 0; j < sizeof topics / sizeof topics[0]; j++)
-			expect += mqtt_topic_match(S(filters[i]), S(topics[j]));
+			expect += kz_topic_match(S(filters[i]), S(topics[j]));
 		if (h.n != expect)
 			fail_msg("filter '%s': retained walk %d, reference %d", filters[i], h.n, expect);
 	}

@@ -130,9 +130,11 @@ struct collect {
 	int stop_at;
 };
 
-static int collect_cb(void *ctx, uint64_t seq, const uint8_t *body, size_t n)
+static int collect_cb(void *ctx, uint64_t seq, const uint8_t *body, size_t n,
+		      const struct kz_log_pos *pos)
 {
 	struct collect *c = ctx;
+	(void)pos;
 	char want[32];
 	snprintf(want, sizeof want, "record-%06d", (int)seq);
 	if (n == strlen(want))
@@ -159,12 +161,12 @@ static void test_log_reopen_and_scan(void **st)
 	assert_int_equal(kz_log_next_seq(log), 101);
 	append_n(log, 101, 5);
 	struct collect col = { 0 };
-	assert_int_equal(kz_log_scan(dir, 50, 1 << 20, collect_cb, &col, why, sizeof why), KZ_OK);
+	assert_int_equal(kz_log_scan(dir, 50, NULL, 1 << 20, collect_cb, &col, why, sizeof why), KZ_OK);
 	assert_int_equal(col.n, 56);
 	assert_int_equal(col.first, 50);
 	assert_int_equal(col.last, 105);
 	struct collect stop = { .stop_at = 3 };
-	assert_int_equal(kz_log_scan(dir, 1, 1 << 20, collect_cb, &stop, why, sizeof why), 7);
+	assert_int_equal(kz_log_scan(dir, 1, NULL, 1 << 20, collect_cb, &stop, why, sizeof why), 7);
 	kz_log_close(log);
 }
 
@@ -181,7 +183,7 @@ static void test_log_rolls_segments(void **st)
 	assert_true(rec.segments > 10);
 	assert_int_equal(rec.records, 500);
 	struct collect col = { 0 };
-	assert_int_equal(kz_log_scan(dir, 333, 1 << 20, collect_cb, &col, why, sizeof why), KZ_OK);
+	assert_int_equal(kz_log_scan(dir, 333, NULL, 1 << 20, collect_cb, &col, why, sizeof why), KZ_OK);
 	assert_int_equal(col.first, 333);
 	assert_int_equal(col.n, 168);
 	kz_log_close(log);
@@ -219,7 +221,7 @@ static void test_log_torn_tail_is_cut(void **st)
 	append_n(log, 11, 1); /* appends continue where the valid log ended */
 	kz_log_close(log);
 	struct collect col = { 0 };
-	assert_int_equal(kz_log_scan(dir, 1, 1 << 20, collect_cb, &col, why, sizeof why), KZ_OK);
+	assert_int_equal(kz_log_scan(dir, 1, NULL, 1 << 20, collect_cb, &col, why, sizeof why), KZ_OK);
 	assert_int_equal(col.n, 11);
 }
 
@@ -251,7 +253,7 @@ static void test_log_corruption_stops_and_repair(void **st)
 	assert_non_null(strstr(why, "offset 148: CRC32C mismatch"));
 	assert_non_null(strstr(why, "kizuna store repair"));
 	struct collect col = { 0 };
-	assert_int_equal(kz_log_scan(dir, 1, 1 << 20, collect_cb, &col, why, sizeof why), KZ_EIO);
+	assert_int_equal(kz_log_scan(dir, 1, NULL, 1 << 20, collect_cb, &col, why, sizeof why), KZ_EIO);
 	char out[4096] = "";
 	assert_int_equal(kz_log_repair(dir, 1 << 20, report_cb, out, why, sizeof why), KZ_OK);
 	assert_non_null(strstr(out, "1 records lost (seq 5-5)"));
@@ -279,7 +281,7 @@ static void done_cb(void *ctx, int status, uint64_t seq)
 
 static void test_store_thread_group_commit(void **st)
 {
-	struct kz_log_config c = cfg(1 << 20);
+	struct kz_store_config c = { .log = cfg(1 << 20) };
 	struct kz_store *s;
 	struct kz_log_recovery rec;
 	char why[512];
@@ -302,7 +304,7 @@ static void test_store_thread_group_commit(void **st)
 	assert_int_equal(atomic_load(&done_n), 1000);
 	assert_int_equal(atomic_load(&done_seq_sum), 1000 * 1001 / 2);
 	struct collect col = { 0 };
-	assert_int_equal(kz_log_scan(dir, 1, 1 << 20, collect_cb, &col, why, sizeof why), KZ_OK);
+	assert_int_equal(kz_log_scan(dir, 1, NULL, 1 << 20, collect_cb, &col, why, sizeof why), KZ_OK);
 	assert_int_equal(col.n, 1000);
 }
 

@@ -1,0 +1,14 @@
+/* kz_topic.h — MQTT topic-filter matching (MQTT 5.0 §4.7), shared by the broker and by the
+ * store's per-topic retention rules. */
+#ifndef KZ_TOPIC_H
+#define KZ_TOPIC_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+/* True when filter matches topic, including the rule that a filter starting with a wildcard
+ * does not match a topic starting with '$' (§4.7.2). */
+bool kz_topic_match(const uint8_t *filter, size_t flen, const uint8_t *topic, size_t tlen);
+
+#endif

@@ -1,0 +1,752 @@
+/* store_index.c — the SQLite index derived from the record log, retention, and queries.
+ *
+ * The log is the source of truth. The index (DIR/index.db, WAL mode) has one row per
+ * record — where it is (segment, offset), its size, and the fields queries select on — plus
+ * each topic's retained message. It is written by one thread only (the node's index thread,
+ * or an offline command holding the data directory lock) and read by anyone; it can be
+ * deleted at any time and is rebuilt from the log.
+ *
+ * Crash safety: every change to the index commits together with meta.through (the last seq
+ * indexed) and meta.pos (that record's position), so after a crash indexing resumes exactly
+ * where the last commit left it. A retention rewrite is bracketed by meta.rewriting = the
+ * segment's base: set and committed before the file changes, cleared in the transaction
+ * that re-indexes the new file. An index opened with the marker set re-indexes that
+ * segment from whatever file is there (old, new or none).
+ *
+ * Retention runs here too, so it never competes with delivery for the store thread: it
+ * marks the records the rules drop in a temporary table, then rewrites each closed segment
+ * where enough of them are. */
+#include "store/store.h"
+#include "base/kz_err.h"
+#include "base/kz_log.h"
+#include "base/kz_topic.h"
+
+#include <inttypes.h>
+#include <sqlite3.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define SCHEMA_VERSION "1"
+
+struct kz_index {
+	sqlite3 *db;
+	char *log_dir;
+	uint32_t max_record_bytes;
+	struct kz_retention_rule *rules;
+	size_t n_rules;
+	bool read_only;
+	sqlite3_stmt *ins, *ret_set, *ret_del;
+	uint64_t through;       /* last seq indexed */
+	struct kz_log_pos pos;  /* its frame; off 0 = unknown */
+	struct kz_log_reader rd;
+	struct kz_buf buf;
+};
+
+int kz_retention_match(const struct kz_retention_rule *rules, size_t n, const uint8_t *topic,
+		       size_t topic_len)
+{
+	for (size_t i = 0; i < n; i++)
+		if (kz_topic_match((const uint8_t *)rules[i].filter, strlen(rules[i].filter), topic, topic_len))
+			return (int)i;
+	return -1;
+}
+
+/* ---------- small SQLite helpers ---------- */
+
+static int sql_fail(struct kz_index *ix, const char *what, char *why, size_t why_len)
+{
+	snprintf(why, why_len, "index: %s: %s", what, sqlite3_errmsg(ix->db));
+	return KZ_EIO;
+}
+
+static int exec(struct kz_index *ix, const char *sql, char *why, size_t why_len)
+{
+	char *err = NULL;
+	if (sqlite3_exec(ix->db, sql, NULL, NULL, &err) != SQLITE_OK) {
+		snprintf(why, why_len, "index: %s", err ? err : "error");
+		sqlite3_free(err);
+		return KZ_EIO;
+	}
+	return KZ_OK;
+}
+
+static int meta_get_u64(struct kz_index *ix, const char *k, uint64_t *v)
+{
+	sqlite3_stmt *st;
+	*v = 0;
+	if (sqlite3_prepare_v2(ix->db, "SELECT v FROM meta WHERE k=?", -1, &st, NULL) != SQLITE_OK)
+		return KZ_EIO;
+	sqlite3_bind_text(st, 1, k, -1, SQLITE_STATIC);
+	int found = sqlite3_step(st) == SQLITE_ROW;
+	if (found)
+		*v = (uint64_t)sqlite3_column_int64(st, 0);
+	sqlite3_finalize(st);
+	return found ? KZ_OK : KZ_ENOTFOUND;
+}
+
+static int meta_set(struct kz_index *ix, const char *k, uint64_t v, const char *text)
+{
+	sqlite3_stmt *st;
+	if (sqlite3_prepare_v2(ix->db, "INSERT OR REPLACE INTO meta(k, v) VALUES(?, ?)", -1, &st, NULL) != SQLITE_OK)
+		return KZ_EIO;
+	sqlite3_bind_text(st, 1, k, -1, SQLITE_STATIC);
+	if (text)
+		sqlite3_bind_text(st, 2, text, -1, SQLITE_STATIC);
+	else
+		sqlite3_bind_int64(st, 2, (sqlite3_int64)v);
+	int rc = sqlite3_step(st) == SQLITE_DONE ? KZ_OK : KZ_EIO;
+	sqlite3_finalize(st);
+	return rc;
+}
+
+static int meta_del(struct kz_index *ix, const char *k)
+{
+	sqlite3_stmt *st;
+	if (sqlite3_prepare_v2(ix->db, "DELETE FROM meta WHERE k=?", -1, &st, NULL) != SQLITE_OK)
+		return KZ_EIO;
+	sqlite3_bind_text(st, 1, k, -1, SQLITE_STATIC);
+	int rc = sqlite3_step(st) == SQLITE_DONE ? KZ_OK : KZ_EIO;
+	sqlite3_finalize(st);
+	return rc;
+}
+
+static int save_position(struct kz_index *ix)
+{
+	if (meta_set(ix, "through", ix->through, NULL) || meta_set(ix, "pos_seg", ix->pos.seg, NULL) ||
+	    meta_set(ix, "pos_off", ix->pos.off, NULL))
+		return KZ_EIO;
+	return KZ_OK;
+}
+
+/* kz_match(filter, topic): MQTT filter matching inside SQL. */
+static void sql_match(sqlite3_context *c, int argc, sqlite3_value **v)
+{
+	(void)argc;
+	const uint8_t *f = sqlite3_value_text(v[0]), *t = sqlite3_value_text(v[1]);
+	if (!f || !t) {
+		sqlite3_result_int(c, 0);
+		return;
+	}
+	sqlite3_result_int(c, kz_topic_match(f, (size_t)sqlite3_value_bytes(v[0]), t,
+					     (size_t)sqlite3_value_bytes(v[1])));
+}
+
+/* kz_rule(topic): the index of the governing retention rule, or NULL. */
+static void sql_rule(sqlite3_context *c, int argc, sqlite3_value **v)
+{
+	(void)argc;
+	struct kz_index *ix = sqlite3_user_data(c);
+	const uint8_t *t = sqlite3_value_text(v[0]);
+	int r = t ? kz_retention_match(ix->rules, ix->n_rules, t, (size_t)sqlite3_value_bytes(v[0])) : -1;
+	if (r < 0)
+		sqlite3_result_null(c);
+	else
+		sqlite3_result_int(c, r);
+}
+
+static const char SCHEMA[] =
+	"CREATE TABLE IF NOT EXISTS meta(k TEXT PRIMARY KEY, v) WITHOUT ROWID;"
+	"CREATE TABLE IF NOT EXISTS rec("
+	" seq INTEGER PRIMARY KEY, seg INTEGER NOT NULL, off INTEGER NOT NULL,"
+	" bytes INTEGER NOT NULL, time_ns INTEGER NOT NULL, id BLOB NOT NULL, topic TEXT NOT NULL,"
+	" origin_node TEXT NOT NULL, origin_id TEXT NOT NULL, label BLOB, content_type TEXT,"
+	" rule INTEGER, retain INTEGER NOT NULL);"
+	"CREATE INDEX IF NOT EXISTS rec_topic ON rec(topic, time_ns);"
+	"CREATE INDEX IF NOT EXISTS rec_time ON rec(time_ns);"
+	"CREATE INDEX IF NOT EXISTS rec_origin ON rec(origin_id, time_ns);"
+	"CREATE INDEX IF NOT EXISTS rec_label ON rec(label, time_ns) WHERE label IS NOT NULL;"
+	"CREATE INDEX IF NOT EXISTS rec_ctype ON rec(content_type, time_ns) WHERE content_type IS NOT NULL;"
+	"CREATE INDEX IF NOT EXISTS rec_rule ON rec(rule, topic, seq) WHERE rule IS NOT NULL;"
+	"CREATE TABLE IF NOT EXISTS retained(topic TEXT PRIMARY KEY, seq INTEGER NOT NULL) WITHOUT ROWID;";
+
+/* The rules' filters, one per line: when they change, every record's rule is re-derived. */
+static char *rules_fingerprint(const struct kz_index *ix)
+{
+	size_t n = 1;
+	for (size_t i = 0; i < ix->n_rules; i++)
+		n += strlen(ix->rules[i].filter) + 1;
+	char *s = malloc(n), *p = s;
+	if (!s)
+		return NULL;
+	for (size_t i = 0; i < ix->n_rules; i++)
+		p += sprintf(p, "%s\n", ix->rules[i].filter);
+	*p = 0;
+	return s;
+}
+
+/* ---------- indexing ---------- */
+
+struct idx_ctx {
+	struct kz_index *ix;
+	uint64_t max, added;
+	uint64_t stop_before;  /* segment re-index: stop at this seq */
+	bool rows_only;        /* segment re-index: leave `retained` and the position alone */
+	int err;
+};
+
+static int index_cb(void *ctx, uint64_t seq, const uint8_t *body, size_t n, const struct kz_log_pos *pos)
+{
+	struct idx_ctx *c = ctx;
+	struct kz_index *ix = c->ix;
+	if (seq >= c->stop_before)
+		return 1;
+	struct kz_record r;
+	const char *what;
+	if (kz_record_decode(body, n, &r, &what)) {
+		/* CRC-valid but not a record this version understands: leave it out of the index. */
+		kz_warn("index: record %" PRIu64 " not indexed: %s", seq, what);
+	} else {
+		sqlite3_stmt *st = ix->ins;
+		int ri = kz_retention_match(ix->rules, ix->n_rules, r.topic.p, r.topic.len);
+		sqlite3_reset(st);
+		sqlite3_bind_int64(st, 1, (sqlite3_int64)seq);
+		sqlite3_bind_int64(st, 2, (sqlite3_int64)pos->seg);
+		sqlite3_bind_int64(st, 3, (sqlite3_int64)pos->off);
+		sqlite3_bind_int64(st, 4, (sqlite3_int64)(n + 16));
+		sqlite3_bind_int64(st, 5, (sqlite3_int64)r.time_ns);
+		sqlite3_bind_blob(st, 6, r.id, 16, SQLITE_STATIC);
+		sqlite3_bind_text(st, 7, (const char *)r.topic.p, (int)r.topic.len, SQLITE_STATIC);
+		sqlite3_bind_text(st, 8, (const char *)r.origin_node.p, (int)r.origin_node.len, SQLITE_STATIC);
+		sqlite3_bind_text(st, 9, (const char *)r.origin_id.p, (int)r.origin_id.len, SQLITE_STATIC);
+		if (r.label.len)
+			sqlite3_bind_blob(st, 10, r.label.p, (int)r.label.len, SQLITE_STATIC);
+		else
+			sqlite3_bind_null(st, 10);
+		if (r.content_type.len)
+			sqlite3_bind_text(st, 11, (const char *)r.content_type.p, (int)r.content_type.len, SQLITE_STATIC);
+		else
+			sqlite3_bind_null(st, 11);
+		if (ri >= 0)
+			sqlite3_bind_int(st, 12, ri);
+		else
+			sqlite3_bind_null(st, 12);
+		sqlite3_bind_int(st, 13, r.retain);
+		if (sqlite3_step(st) != SQLITE_DONE) {
+			c->err = KZ_EIO;
+			return 1;
+		}
+		if (r.retain && !c->rows_only) {
+			/* MQTT 5.0 §3.3.1.3: a retained message with an empty payload removes the
+			 * topic's retained message. */
+			st = r.payload.len ? ix->ret_set : ix->ret_del;
+			sqlite3_reset(st);
+			sqlite3_bind_text(st, 1, (const char *)r.topic.p, (int)r.topic.len, SQLITE_STATIC);
+			if (r.payload.len)
+				sqlite3_bind_int64(st, 2, (sqlite3_int64)seq);
+			if (sqlite3_step(st) != SQLITE_DONE) {
+				c->err = KZ_EIO;
+				return 1;
+			}
+		}
+	}
+	if (!c->rows_only) {
+		ix->through = seq;
+		ix->pos = *pos;
+	}
+	c->added++;
+	return c->max && c->added >= c->max;
+}
+
+int kz_index_catch_up(struct kz_index *ix, uint64_t max, uint64_t *added, char *why, size_t why_len)
+{
+	*added = 0;
+	if (ix->read_only)
+		return KZ_OK;
+	if (exec(ix, "BEGIN", why, why_len))
+		return KZ_EIO;
+	struct idx_ctx c = { .ix = ix, .max = max, .stop_before = UINT64_MAX };
+	uint64_t through0 = ix->through;
+	struct kz_log_pos pos0 = ix->pos;
+	int rc = kz_log_scan(ix->log_dir, ix->through + 1, ix->pos.off ? &ix->pos : NULL,
+			     ix->max_record_bytes, index_cb, &c, why, why_len);
+	if (rc == 1)
+		rc = KZ_OK;
+	if (!rc && c.err)
+		rc = sql_fail(ix, "insert", why, why_len);
+	if (!rc && c.added && save_position(ix))
+		rc = sql_fail(ix, "save position", why, why_len);
+	if (!rc && exec(ix, "COMMIT", why, why_len))
+		rc = KZ_EIO;
+	if (rc) {
+		(void)sqlite3_exec(ix->db, "ROLLBACK", NULL, NULL, NULL);
+		ix->through = through0;
+		ix->pos = pos0;
+		return rc;
+	}
+	*added = c.added;
+	return KZ_OK;
+}
+
+uint64_t kz_index_through(struct kz_index *ix) { return ix->through; }
+
+/* Replaces the rows of segment base (seqs [base, next)) with what its file holds now. Inside
+ * the caller's transaction. */
+static int reindex_segment(struct kz_index *ix, uint64_t base, uint64_t next, char *why, size_t why_len)
+{
+	sqlite3_stmt *st;
+	if (sqlite3_prepare_v2(ix->db, "DELETE FROM rec WHERE seq >= ? AND seq < ?", -1, &st, NULL) != SQLITE_OK)
+		return sql_fail(ix, "prepare", why, why_len);
+	sqlite3_bind_int64(st, 1, (sqlite3_int64)base);
+	sqlite3_bind_int64(st, 2, (sqlite3_int64)next);
+	int rc = sqlite3_step(st) == SQLITE_DONE ? KZ_OK : KZ_EIO;
+	sqlite3_finalize(st);
+	if (rc)
+		return sql_fail(ix, "delete", why, why_len);
+	/* Only what was indexed before: newer records come with the next catch-up. */
+	uint64_t stop = next < ix->through + 1 ? next : ix->through + 1;
+	struct idx_ctx c = { .ix = ix, .stop_before = stop, .rows_only = true };
+	rc = kz_log_scan(ix->log_dir, base, NULL, ix->max_record_bytes, index_cb, &c, why, why_len);
+	if (rc == 1)
+		rc = KZ_OK;
+	if (!rc && c.err)
+		rc = sql_fail(ix, "insert", why, why_len);
+	if (!rc && ix->pos.seg == base)
+		ix->pos.off = 0; /* offsets moved: the next catch-up finds its place by seq */
+	return rc;
+}
+
+/* The base of the segment after `base` in the log now, or UINT64_MAX. */
+static uint64_t next_segment(struct kz_index *ix, uint64_t base)
+{
+	uint64_t *bases, next = UINT64_MAX;
+	size_t n;
+	if (kz_log_segments(ix->log_dir, &bases, &n) == KZ_OK)
+		for (size_t i = 0; i < n; i++)
+			if (bases[i] > base) {
+				next = bases[i];
+				break;
+			}
+	free(bases);
+	return next;
+}
+
+static int finish_rewrite(struct kz_index *ix, uint64_t base, char *why, size_t why_len)
+{
+	if (exec(ix, "BEGIN", why, why_len))
+		return KZ_EIO;
+	int rc = reindex_segment(ix, base, next_segment(ix, base), why, why_len);
+	if (!rc && (meta_del(ix, "rewriting") || save_position(ix)))
+		rc = sql_fail(ix, "meta", why, why_len);
+	if (!rc && exec(ix, "COMMIT", why, why_len))
+		rc = KZ_EIO;
+	if (rc)
+		(void)sqlite3_exec(ix->db, "ROLLBACK", NULL, NULL, NULL);
+	return rc;
+}
+
+/* ---------- open and close ---------- */
+
+int kz_index_open(const struct kz_index_config *cfg, struct kz_index **out, char *why, size_t why_len)
+{
+	*out = NULL;
+	struct kz_index *ix = calloc(1, sizeof *ix);
+	if (!ix)
+		return KZ_ENOMEM;
+	ix->log_dir = strdup(cfg->log_dir);
+	ix->max_record_bytes = cfg->max_record_bytes;
+	ix->read_only = cfg->read_only;
+	kz_buf_init(&ix->buf, 0);
+	if (cfg->n_rules) {
+		ix->rules = malloc(cfg->n_rules * sizeof *ix->rules);
+		if (ix->rules)
+			memcpy(ix->rules, cfg->rules, cfg->n_rules * sizeof *ix->rules);
+	}
+	ix->n_rules = ix->rules ? cfg->n_rules : 0;
+	kz_log_reader_init(&ix->rd, ix->log_dir, cfg->max_record_bytes);
+	int flags = cfg->read_only ? SQLITE_OPEN_READONLY : SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE;
+	if (!ix->log_dir || (cfg->n_rules && !ix->rules)) {
+		kz_index_close(ix);
+		return KZ_ENOMEM;
+	}
+	if (sqlite3_open_v2(cfg->path, &ix->db, flags | SQLITE_OPEN_NOMUTEX, NULL) != SQLITE_OK) {
+		snprintf(why, why_len, "index %s: %s", cfg->path, ix->db ? sqlite3_errmsg(ix->db) : "cannot open");
+		kz_index_close(ix);
+		return KZ_EIO;
+	}
+	sqlite3_busy_timeout(ix->db, 5000);
+	sqlite3_create_function(ix->db, "kz_match", 2, SQLITE_UTF8 | SQLITE_DETERMINISTIC, NULL, sql_match, NULL, NULL);
+	sqlite3_create_function(ix->db, "kz_rule", 1, SQLITE_UTF8 | SQLITE_DETERMINISTIC, ix, sql_rule, NULL, NULL);
+	int rc = KZ_OK;
+	if (!cfg->read_only) {
+		/* The index is derived: NORMAL keeps it consistent through crashes (WAL); what a
+		 * power loss takes from its tail is indexed again from the log. */
+		rc = exec(ix, "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL; PRAGMA temp_store=MEMORY;",
+			  why, why_len);
+		if (!rc)
+			rc = exec(ix, SCHEMA, why, why_len);
+		uint64_t v;
+		if (!rc && meta_get_u64(ix, "version", &v) == KZ_ENOTFOUND &&
+		    meta_set(ix, "version", 0, SCHEMA_VERSION))
+			rc = sql_fail(ix, "meta", why, why_len);
+		if (!rc && (sqlite3_prepare_v2(ix->db,
+				"INSERT OR REPLACE INTO rec(seq, seg, off, bytes, time_ns, id, topic, origin_node,"
+				" origin_id, label, content_type, rule, retain) VALUES(?,?,?,?,?,?,?,?,?,?,?,?,?)",
+				-1, &ix->ins, NULL) != SQLITE_OK ||
+			    sqlite3_prepare_v2(ix->db, "INSERT OR REPLACE INTO retained(topic, seq) VALUES(?, ?)",
+				-1, &ix->ret_set, NULL) != SQLITE_OK ||
+			    sqlite3_prepare_v2(ix->db, "DELETE FROM retained WHERE topic = ?", -1, &ix->ret_del,
+				NULL) != SQLITE_OK))
+			rc = sql_fail(ix, "prepare", why, why_len);
+	}
+	if (!rc) {
+		(void)meta_get_u64(ix, "through", &ix->through);
+		(void)meta_get_u64(ix, "pos_seg", &ix->pos.seg);
+		(void)meta_get_u64(ix, "pos_off", &ix->pos.off);
+	}
+	uint64_t base;
+	if (!rc && !cfg->read_only && meta_get_u64(ix, "rewriting", &base) == KZ_OK) {
+		kz_warn("index: finishing the retention rewrite of segment %020" PRIu64 ".seg", base);
+		rc = finish_rewrite(ix, base, why, why_len);
+	}
+	if (!rc && !cfg->read_only) {
+		char *fp = rules_fingerprint(ix);
+		sqlite3_stmt *st = NULL;
+		int same = 0;
+		if (fp && sqlite3_prepare_v2(ix->db, "SELECT v = ? FROM meta WHERE k='rules'", -1, &st, NULL) == SQLITE_OK) {
+			sqlite3_bind_text(st, 1, fp, -1, SQLITE_STATIC);
+			same = sqlite3_step(st) == SQLITE_ROW && sqlite3_column_int(st, 0);
+		}
+		sqlite3_finalize(st);
+		if (!fp)
+			rc = KZ_ENOMEM;
+		else if (!same && (exec(ix, "BEGIN; UPDATE rec SET rule = kz_rule(topic);", why, why_len) ||
+				   meta_set(ix, "rules", 0, fp) || exec(ix, "COMMIT", why, why_len))) {
+			(void)sqlite3_exec(ix->db, "ROLLBACK", NULL, NULL, NULL);
+			rc = KZ_EIO;
+		}
+		free(fp);
+	}
+	if (rc) {
+		kz_index_close(ix);
+		return rc;
+	}
+	*out = ix;
+	return KZ_OK;
+}
+
+void kz_index_close(struct kz_index *ix)
+{
+	if (!ix)
+		return;
+	sqlite3_finalize(ix->ins);
+	sqlite3_finalize(ix->ret_set);
+	sqlite3_finalize(ix->ret_del);
+	if (ix->db)
+		sqlite3_close(ix->db);
+	kz_log_reader_close(&ix->rd);
+	kz_buf_cleanup(&ix->buf);
+	free(ix->rules);
+	free(ix->log_dir);
+	free(ix);
+}
+
+/* ---------- retention ---------- */
+
+struct dead_set {
+	uint64_t *seq;
+	size_t n, cap;
+};
+
+static int cmp_u64(const void *a, const void *b)
+{
+	uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
+	return x < y ? -1 : x > y;
+}
+
+static bool keep_alive(void *ctx, uint64_t seq, const uint8_t *body, size_t n)
+{
+	(void)body;
+	(void)n;
+	const struct dead_set *d = ctx;
+	return !bsearch(&seq, d->seq, d->n, sizeof *d->seq, cmp_u64);
+}
+
+/* Runs sql (binding ?1 = rule, ?2 = parameter, ?3 = first seq of the open segment) to add
+ * seqs to the dead table. */
+static int mark(struct kz_index *ix, const char *sql, int rule, int64_t param, uint64_t open_base,
+		char *why, size_t why_len)
+{
+	sqlite3_stmt *st;
+	if (sqlite3_prepare_v2(ix->db, sql, -1, &st, NULL) != SQLITE_OK)
+		return sql_fail(ix, "prepare", why, why_len);
+	sqlite3_bind_int(st, 1, rule);
+	sqlite3_bind_int64(st, 2, param);
+	sqlite3_bind_int64(st, 3, (sqlite3_int64)open_base);
+	int rc = sqlite3_step(st) == SQLITE_DONE ? KZ_OK : KZ_EIO;
+	sqlite3_finalize(st);
+	return rc ? sql_fail(ix, "retention", why, why_len) : KZ_OK;
+}
+
+static int seg_stats(struct kz_index *ix, const char *sql, uint64_t a, uint64_t b, uint64_t *count,
+		     uint64_t *bytes)
+{
+	sqlite3_stmt *st;
+	if (sqlite3_prepare_v2(ix->db, sql, -1, &st, NULL) != SQLITE_OK)
+		return KZ_EIO;
+	sqlite3_bind_int64(st, 1, (sqlite3_int64)a);
+	sqlite3_bind_int64(st, 2, (sqlite3_int64)b);
+	int rc = sqlite3_step(st) == SQLITE_ROW ? KZ_OK : KZ_EIO;
+	*count = (uint64_t)sqlite3_column_int64(st, 0);
+	*bytes = (uint64_t)sqlite3_column_int64(st, 1);
+	sqlite3_finalize(st);
+	return rc;
+}
+
+static int load_dead(struct kz_index *ix, uint64_t a, uint64_t b, struct dead_set *d)
+{
+	sqlite3_stmt *st;
+	d->n = 0;
+	if (sqlite3_prepare_v2(ix->db, "SELECT seq FROM dead WHERE seq >= ? AND seq < ? ORDER BY seq", -1, &st,
+			       NULL) != SQLITE_OK)
+		return KZ_EIO;
+	sqlite3_bind_int64(st, 1, (sqlite3_int64)a);
+	sqlite3_bind_int64(st, 2, (sqlite3_int64)b);
+	int rc = KZ_OK;
+	while (!rc && sqlite3_step(st) == SQLITE_ROW) {
+		if (d->n == d->cap) {
+			size_t nc = d->cap ? d->cap * 2 : 1024;
+			uint64_t *nv = realloc(d->seq, nc * sizeof *nv);
+			if (!nv) {
+				rc = KZ_ENOMEM;
+				break;
+			}
+			d->seq = nv;
+			d->cap = nc;
+		}
+		d->seq[d->n++] = (uint64_t)sqlite3_column_int64(st, 0);
+	}
+	sqlite3_finalize(st);
+	return rc;
+}
+
+int kz_index_retention(struct kz_index *ix, uint64_t now_ns, struct kz_retention_report *rep, char *why,
+		       size_t why_len)
+{
+	memset(rep, 0, sizeof *rep);
+	if (ix->read_only || ix->n_rules == 0)
+		return KZ_OK;
+	uint64_t *bases;
+	size_t nseg;
+	if (kz_log_segments(ix->log_dir, &bases, &nseg)) {
+		snprintf(why, why_len, "cannot list %s", ix->log_dir);
+		return KZ_EIO;
+	}
+	if (nseg < 2) { /* only the segment being written */
+		free(bases);
+		return KZ_OK;
+	}
+	uint64_t open_base = bases[nseg - 1];
+	int rc = exec(ix, "CREATE TEMP TABLE IF NOT EXISTS dead(seq INTEGER PRIMARY KEY); DELETE FROM dead;"
+			  "BEGIN", why, why_len);
+	for (size_t i = 0; i < ix->n_rules && !rc; i++) {
+		const struct kz_retention_rule *r = &ix->rules[i];
+		if (r->max_age_ns && now_ns > r->max_age_ns)
+			rc = mark(ix, "INSERT OR IGNORE INTO dead SELECT seq FROM rec WHERE time_ns < ?2 AND rule = ?1 "
+				      "AND seq < ?3", (int)i, (int64_t)(now_ns - r->max_age_ns), open_base, why, why_len);
+		if (!rc && r->keep_last)
+			rc = mark(ix, "INSERT OR IGNORE INTO dead SELECT seq FROM (SELECT seq, row_number() OVER "
+				      "(PARTITION BY topic ORDER BY seq DESC) AS n FROM rec WHERE rule = ?1) "
+				      "WHERE n > ?2 AND seq < ?3", (int)i,
+				  r->keep_last > INT64_MAX ? INT64_MAX : (int64_t)r->keep_last, open_base, why, why_len);
+		if (!rc && r->max_bytes)
+			rc = mark(ix, "INSERT OR IGNORE INTO dead SELECT seq FROM (SELECT seq, sum(bytes) OVER "
+				      "(ORDER BY seq DESC) AS total FROM rec WHERE rule = ?1) "
+				      "WHERE total > ?2 AND seq < ?3", (int)i,
+				  r->max_bytes > INT64_MAX ? INT64_MAX : (int64_t)r->max_bytes, open_base, why, why_len);
+	}
+	/* Each topic's retained message stays: it is the topic's state, not its history. */
+	if (!rc)
+		rc = exec(ix, "DELETE FROM dead WHERE seq IN (SELECT seq FROM retained); COMMIT", why, why_len);
+	if (rc)
+		(void)sqlite3_exec(ix->db, "ROLLBACK", NULL, NULL, NULL);
+	struct dead_set d = { 0 };
+	for (size_t i = 0; i + 1 < nseg && !rc; i++) {
+		uint64_t a = bases[i], b = bases[i + 1], dn, db, tn, tb;
+		if (b - 1 > ix->through)
+			break; /* not wholly indexed yet */
+		if (seg_stats(ix, "SELECT count(*), coalesce(sum(r.bytes), 0) FROM dead d JOIN rec r "
+				  "ON r.seq = d.seq WHERE d.seq >= ? AND d.seq < ?", a, b, &dn, &db) ||
+		    seg_stats(ix, "SELECT count(*), coalesce(sum(bytes), 0) FROM rec WHERE seq >= ? AND seq < ?",
+			      a, b, &tn, &tb)) {
+			rc = sql_fail(ix, "retention", why, why_len);
+			break;
+		}
+		/* Rewrite when at least a quarter of the segment goes: each byte is rewritten a
+		 * bounded number of times. */
+		if (dn == 0 || (dn < tn && db * 4 < tb))
+			continue;
+		if ((rc = load_dead(ix, a, b, &d)) != KZ_OK)
+			break;
+		if (meta_set(ix, "rewriting", a, NULL)) {
+			rc = sql_fail(ix, "meta", why, why_len);
+			break;
+		}
+		uint64_t kept;
+		if ((rc = kz_log_rewrite(ix->log_dir, a, ix->max_record_bytes, keep_alive, &d, &kept, why,
+					 why_len)) != KZ_OK) {
+			(void)meta_del(ix, "rewriting"); /* nothing changed on disk */
+			break;
+		}
+		if ((rc = finish_rewrite(ix, a, why, why_len)) != KZ_OK)
+			break;
+		rep->records_dropped += dn;
+		rep->bytes_dropped += db;
+		if (kept)
+			rep->segments_rewritten++;
+		else
+			rep->segments_deleted++;
+	}
+	free(d.seq);
+	free(bases);
+	return rc;
+}
+
+/* ---------- queries ---------- */
+
+static int emit_rows(struct kz_index *ix, sqlite3_stmt *st, kz_index_row_fn cb, void *ctx, char *why,
+		     size_t why_len)
+{
+	int rc = KZ_OK, s;
+	while ((s = sqlite3_step(st)) == SQLITE_ROW) {
+		uint64_t seq = (uint64_t)sqlite3_column_int64(st, 0);
+		struct kz_log_pos pos = { (uint64_t)sqlite3_column_int64(st, 1),
+					  (uint64_t)sqlite3_column_int64(st, 2) };
+		rc = kz_log_read(&ix->rd, &pos, seq, &ix->buf);
+		if (rc == KZ_ENOTFOUND) { /* dropped by retention after the query began */
+			rc = KZ_OK;
+			continue;
+		}
+		struct kz_record r;
+		const char *what;
+		if (!rc && kz_record_decode(kz_buf_head(&ix->buf), ix->buf.len, &r, &what)) {
+			snprintf(why, why_len, "record %" PRIu64 ": %s", seq, what);
+			rc = KZ_EIO;
+		} else if (rc) {
+			snprintf(why, why_len, "record %" PRIu64 " (segment %020" PRIu64 ".seg offset %" PRIu64
+				 "): %s", seq, pos.seg, pos.off, kz_strerror(rc));
+		}
+		if (rc || (rc = cb(ctx, seq, &r)) != KZ_OK)
+			break;
+	}
+	if (!rc && s != SQLITE_DONE)
+		rc = sql_fail(ix, "query", why, why_len);
+	return rc;
+}
+
+int kz_index_query(struct kz_index *ix, const struct kz_query *q, kz_index_row_fn cb, void *ctx, char *why,
+		   size_t why_len)
+{
+	char sql[1024] = "SELECT seq, seg, off FROM rec WHERE 1";
+	size_t fl = q->filter ? strlen(q->filter) : 0;
+	size_t lit = strcspn(q->filter ? q->filter : "", "+#");
+	char lo[1024] = "", hi[1024] = "";
+	if (q->filter && lit == fl) {
+		strcat(sql, " AND topic = :f");
+	} else if (q->filter) {
+		/* The literal part before the first wildcard bounds an index range: "a/b/#" covers
+		 * "a/b" (the parent level) and everything under it. */
+		if (lit > 0 && q->filter[lit - 1] == '/')
+			lit--;
+		if (lit >= sizeof lo)
+			lit = sizeof lo - 1;
+		memcpy(lo, q->filter, lit);
+		lo[lit] = 0;
+		memcpy(hi, lo, lit + 1);
+		if (lit) {
+			hi[lit - 1]++; /* the byte 0xFF never occurs in UTF-8 */
+			strcat(sql, " AND topic >= :lo AND topic < :hi");
+		}
+		strcat(sql, " AND kz_match(:f, topic)");
+	}
+	if (q->since_ns)
+		strcat(sql, " AND time_ns >= :since");
+	if (q->until_ns)
+		strcat(sql, " AND time_ns <= :until");
+	if (q->origin)
+		strcat(sql, " AND origin_id = :origin");
+	if (q->origin_node)
+		strcat(sql, " AND origin_node = :node");
+	if (q->content_type)
+		strcat(sql, " AND content_type = :ctype");
+	if (q->after_seq)
+		strcat(sql, " AND seq > :after");
+	strcat(sql, " ORDER BY time_ns, seq");
+	if (q->limit)
+		strcat(sql, " LIMIT :limit");
+	sqlite3_stmt *st;
+	if (sqlite3_prepare_v2(ix->db, sql, -1, &st, NULL) != SQLITE_OK)
+		return sql_fail(ix, "query", why, why_len);
+#define BIND_TEXT(name, v) sqlite3_bind_text(st, sqlite3_bind_parameter_index(st, name), v, -1, SQLITE_STATIC)
+#define BIND_INT(name, v) sqlite3_bind_int64(st, sqlite3_bind_parameter_index(st, name), (sqlite3_int64)(v))
+	if (q->filter)
+		BIND_TEXT(":f", q->filter);
+	BIND_TEXT(":lo", lo);
+	BIND_TEXT(":hi", hi);
+	BIND_INT(":since", q->since_ns > INT64_MAX ? INT64_MAX : q->since_ns);
+	BIND_INT(":until", q->until_ns > INT64_MAX ? INT64_MAX : q->until_ns);
+	BIND_TEXT(":origin", q->origin);
+	BIND_TEXT(":node", q->origin_node);
+	BIND_TEXT(":ctype", q->content_type);
+	BIND_INT(":after", q->after_seq > INT64_MAX ? INT64_MAX : q->after_seq);
+	BIND_INT(":limit", q->limit > INT64_MAX ? INT64_MAX : q->limit);
+#undef BIND_TEXT
+#undef BIND_INT
+	int rc = emit_rows(ix, st, cb, ctx, why, why_len);
+	sqlite3_finalize(st);
+	return rc;
+}
+
+int kz_index_retained(struct kz_index *ix, kz_index_row_fn cb, void *ctx, char *why, size_t why_len)
+{
+	sqlite3_stmt *st;
+	if (sqlite3_prepare_v2(ix->db, "SELECT r.seq, r.seg, r.off FROM retained t JOIN rec r ON r.seq = t.seq "
+				       "ORDER BY r.seq", -1, &st, NULL) != SQLITE_OK)
+		return sql_fail(ix, "retained", why, why_len);
+	int rc = emit_rows(ix, st, cb, ctx, why, why_len);
+	sqlite3_finalize(st);
+	return rc;
+}
+
+static uint64_t one_seq(struct kz_index *ix, const char *sql, int64_t a, int64_t b, const uint8_t *id)
+{
+	sqlite3_stmt *st;
+	uint64_t seq = 0;
+	if (sqlite3_prepare_v2(ix->db, sql, -1, &st, NULL) != SQLITE_OK)
+		return 0;
+	sqlite3_bind_int64(st, 1, a);
+	sqlite3_bind_int64(st, 2, b);
+	if (id)
+		sqlite3_bind_blob(st, 3, id, 16, SQLITE_STATIC);
+	if (sqlite3_step(st) == SQLITE_ROW)
+		seq = (uint64_t)sqlite3_column_int64(st, 0);
+	sqlite3_finalize(st);
+	return seq;
+}
+
+uint64_t kz_index_find_id(struct kz_index *ix, const uint8_t id[16])
+{
+	/* A UUIDv7 starts with its Unix time in ms (RFC 9562 §5.7), the same clock reading
+	 * as the record's accept time. */
+	uint64_t ms = 0;
+	for (int i = 0; i < 6; i++)
+		ms = ms << 8 | id[i];
+	if (ms > (uint64_t)INT64_MAX / 1000000u - 1)
+		return 0;
+	return one_seq(ix, "SELECT seq FROM rec WHERE time_ns >= ?1 AND time_ns < ?2 AND id = ?3",
+		       (int64_t)(ms * 1000000u), (int64_t)((ms + 1) * 1000000u), id);
+}
+
+uint64_t kz_index_first_since(struct kz_index *ix, uint64_t time_ns)
+{
+	if (time_ns > INT64_MAX - 1000000000)
+		return 0;
+	/* Sequence numbers follow accept times up to the few ms a record takes from its worker
+	 * to the store thread: the smallest seq within a second of time_ns is the first. */
+	uint64_t seq = one_seq(ix, "SELECT min(seq) FROM rec WHERE time_ns >= ?1 AND time_ns < ?2",
+			       (int64_t)time_ns, (int64_t)time_ns + 1000000000, NULL);
+	if (!seq)
+		seq = one_seq(ix, "SELECT seq FROM rec WHERE time_ns >= ?1 ORDER BY time_ns LIMIT ?2",
+			      (int64_t)time_ns, 1, NULL);
+	return seq;
+}
