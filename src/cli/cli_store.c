@@ -1,9 +1,11 @@
 /* cli_store.c — `kizuna store verify | repair | dump`: offline work on DIR/log. */
 #include "cli/cli_store.h"
 #include "base/kz_err.h"
+#include "base/kz_time.h"
 #include "base/kz_utf8.h"
 #include "store/store.h"
 
+#include <errno.h>
 #include <getopt.h>
 #include <limits.h>
 #include <openssl/evp.h>
@@ -11,12 +13,13 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #define MAX_RECORD (256u << 20) /* generous: only sanity for offline scans */
 
 static void usage(FILE *f)
 {
-	fprintf(f, "usage: kizuna store (verify | repair | dump) [--data DIR] [--from SEQ]\n");
+	fprintf(f, "usage: kizuna store (verify | repair | dump | reindex) [--data DIR] [--from SEQ]\n");
 }
 
 static void json_str(FILE *f, const uint8_t *p, size_t n)
@@ -47,6 +50,46 @@ static void b64(FILE *f, const uint8_t *p, size_t n)
 	free(out);
 }
 
+void cli_record_json(FILE *f, uint64_t seq, const struct kz_record *r)
+{
+	static const char *const prec[] = { "routine", "priority", "immediate", "flash" };
+	char id[37], t[32];
+	kz_uuid_format(r->id, id);
+	kz_time_format(r->time_ns, t);
+	fprintf(f, "{\"seq\":%" PRIu64 ",\"id\":\"%s\",\"time\":\"%s\",\"time_ns\":%" PRIu64 ",\"topic\":",
+		seq, id, t, r->time_ns);
+	json_str(f, r->topic.p, r->topic.len);
+	fprintf(f, ",\"qos\":%u,\"retain\":%s,\"precedence\":\"%s\",\"origin_node\":", r->qos,
+		r->retain ? "true" : "false", prec[r->precedence & 3]);
+	json_str(f, r->origin_node.p, r->origin_node.len);
+	fprintf(f, ",\"origin_id\":");
+	json_str(f, r->origin_id.p, r->origin_id.len);
+	if (r->source_time_ns) {
+		kz_time_format(r->source_time_ns, t);
+		fprintf(f, ",\"source_time\":\"%s\"", t);
+	}
+	if (r->label.len) {
+		fprintf(f, ",\"label_base64\":");
+		b64(f, r->label.p, r->label.len);
+	}
+	if (r->content_type.len) {
+		fprintf(f, ",\"content_type\":");
+		json_str(f, r->content_type.p, r->content_type.len);
+	}
+	if (r->expiry_ns) {
+		kz_time_format(r->expiry_ns, t);
+		fprintf(f, ",\"expiry\":\"%s\"", t);
+	}
+	if (kz_utf8_valid(r->payload.p, r->payload.len, false)) {
+		fprintf(f, ",\"payload\":");
+		json_str(f, r->payload.p, r->payload.len);
+	} else {
+		fprintf(f, ",\"payload_base64\":");
+		b64(f, r->payload.p, r->payload.len);
+	}
+	fputc('}', f);
+}
+
 struct scan_ctx {
 	bool dump;
 	uint64_t n;
@@ -56,8 +99,8 @@ struct scan_ctx {
 static int scan_cb(void *ctx, uint64_t seq, const uint8_t *body, size_t n,
 		   const struct kz_log_pos *pos)
 {
-	struct scan_ctx *sc = ctx;
 	(void)pos;
+	struct scan_ctx *sc = ctx;
 	struct kz_record r;
 	const char *why;
 	sc->n++;
@@ -66,35 +109,46 @@ static int scan_cb(void *ctx, uint64_t seq, const uint8_t *body, size_t n,
 		sc->bad++;
 		return 0;
 	}
-	if (!sc->dump)
-		return 0;
-	char id[37];
-	kz_uuid_format(r.id, id);
-	printf("{\"seq\":%" PRIu64 ",\"id\":\"%s\",\"time_ns\":%" PRIu64 ",\"topic\":", seq, id, r.time_ns);
-	json_str(stdout, r.topic.p, r.topic.len);
-	printf(",\"qos\":%u,\"retain\":%s,\"origin_node\":", r.qos, r.retain ? "true" : "false");
-	json_str(stdout, r.origin_node.p, r.origin_node.len);
-	printf(",\"origin_id\":");
-	json_str(stdout, r.origin_id.p, r.origin_id.len);
-	if (r.label.len) {
-		printf(",\"label\":");
-		json_str(stdout, r.label.p, r.label.len);
+	if (sc->dump) {
+		cli_record_json(stdout, seq, &r);
+		fputc('\n', stdout);
 	}
-	if (r.content_type.len) {
-		printf(",\"content_type\":");
-		json_str(stdout, r.content_type.p, r.content_type.len);
-	}
-	if (r.expiry_ns)
-		printf(",\"expiry_ns\":%" PRIu64, r.expiry_ns);
-	if (kz_utf8_valid(r.payload.p, r.payload.len, false)) {
-		printf(",\"payload\":");
-		json_str(stdout, r.payload.p, r.payload.len);
-	} else {
-		printf(",\"payload_base64\":");
-		b64(stdout, r.payload.p, r.payload.len);
-	}
-	printf("}\n");
 	return 0;
+}
+
+/* Builds a new index beside the old one from the log alone, then puts it in its place. */
+static int reindex(const char *data, const char *logdir, char *why, size_t why_len)
+{
+	char path[4200], tmp[4300], side[4300];
+	snprintf(path, sizeof path, "%s/index.db", data);
+	snprintf(tmp, sizeof tmp, "%s.reindex", path);
+	static const char *const sfx[] = { "", "-wal", "-shm" };
+	for (size_t i = 0; i < 3; i++) { /* left by an interrupted reindex */
+		snprintf(side, sizeof side, "%s%s", tmp, sfx[i]);
+		(void)unlink(side);
+	}
+	struct kz_index_config icfg = { tmp, logdir, MAX_RECORD, NULL, 0, false };
+	struct kz_index *ix;
+	uint64_t t0 = kz_now_mono_ms(), added;
+	int rc = kz_index_open(&icfg, &ix, why, why_len);
+	if (rc)
+		return rc;
+	rc = kz_index_catch_up(ix, 0, &added, why, why_len);
+	kz_index_close(ix);
+	if (rc)
+		return rc;
+	/* The old index's WAL must not meet the new file. */
+	snprintf(side, sizeof side, "%s-wal", path);
+	(void)unlink(side);
+	snprintf(side, sizeof side, "%s-shm", path);
+	(void)unlink(side);
+	if (rename(tmp, path)) {
+		snprintf(why, why_len, "cannot rename %s into place: %s", tmp, strerror(errno));
+		return KZ_EIO;
+	}
+	printf("%s: %" PRIu64 " records indexed from %s in %" PRIu64 " ms\n", path, added, logdir,
+	       kz_now_mono_ms() - t0);
+	return KZ_OK;
 }
 
 static void report(void *ctx, const char *line)
@@ -126,9 +180,18 @@ int cli_store_main(int argc, char **argv)
 	}
 	char dir[4200], why[8192] = "";
 	snprintf(dir, sizeof dir, "%s/log", data);
-	if (!strcmp(verb, "repair")) {
-		if (kz_log_repair(dir, MAX_RECORD, report, NULL, why, sizeof why)) {
-			fprintf(stderr, "kizuna store repair: %s\n", why);
+	if (!strcmp(verb, "repair") || !strcmp(verb, "reindex")) {
+		/* writers: only with the node stopped */
+		int lock = kz_data_lock(data, why, sizeof why);
+		if (lock < 0) {
+			fprintf(stderr, "kizuna store %s: %s; stop the node first\n", verb, why);
+			return 1;
+		}
+		int rc = !strcmp(verb, "repair") ? kz_log_repair(dir, MAX_RECORD, report, NULL, why, sizeof why)
+						 : reindex(data, dir, why, sizeof why);
+		close(lock);
+		if (rc) {
+			fprintf(stderr, "kizuna store %s: %s\n", verb, why);
 			return 1;
 		}
 		return 0;

@@ -51,16 +51,35 @@ static const struct command commands[] = {
 	  "  -x, --session-expiry S  session expiry interval in seconds (MQTT 5)\n" CLI_COMMON_HELP },
 	{ "bench", cli_bench_main, "MQTT load generator",
 	  "usage: kizuna bench mqtt [options]   (see `kizuna bench mqtt --help`)\n" },
-	{ "store", cli_store_main, "check, repair or dump the record log",
-	  "usage: kizuna store (verify | repair | dump) [--data DIR] [--from SEQ]\n\n"
-	  "Works on DIR/log (default ./var/log) while the node is stopped or running (read only\n"
-	  "except repair, which needs the node stopped).\n\n"
+	{ "store", cli_store_main, "check, repair, dump or reindex the record log",
+	  "usage: kizuna store (verify | repair | dump | reindex) [--data DIR] [--from SEQ]\n\n"
+	  "Works on DIR/log (default ./var/log). verify and dump read, and work while the node\n"
+	  "runs; repair and reindex write, and refuse while a node holds DIR/lock.\n\n"
 	  "  verify   check every frame's CRC32C and every record; exit 1 on damage, naming the\n"
 	  "           segment file and byte offset\n"
 	  "  repair   move each damaged range to DIR/log/quarantine/ and report it: offsets, bytes\n"
 	  "           and the sequence numbers of the records lost\n"
 	  "  dump     print the records as JSON lines (seq, id, time, topic, origin, payload)\n"
+	  "  reindex  rebuild DIR/index.db from the log alone (the node re-derives retention\n"
+	  "           rules on its next start)\n"
 	  "  --from SEQ  start at this sequence number (verify, dump)\n" },
+	{ "query", cli_query_main, "query the stored records",
+	  "usage: kizuna query [--data DIR] [--topic FILTER] [--since TIME] [--until TIME]\n"
+	  "                    [--origin ID] [--node NODE] [--content-type TYPE] [--limit N]\n"
+	  "                    [--format json|ndjson]\n\n"
+	  "Selects records through the index (DIR/index.db) and prints them from the log, in\n"
+	  "accept-time order. Works while the node runs (read only).\n\n"
+	  "  -t, --topic F        MQTT topic filter (+ and # wildcards)\n"
+	  "  -s, --since TIME     accepted at or after TIME (RFC 3339, e.g. 2026-11-22T08:00:00Z)\n"
+	  "  -u, --until TIME     accepted at or before TIME\n"
+	  "  -o, --origin ID      published by this identity (SPIFFE ID)\n"
+	  "      --node NODE      accepted by this node\n"
+	  "      --content-type T with this content type\n"
+	  "  -l, --limit N        at most N records (default 1000; 0 = all)\n"
+	  "  -f, --format F       json (one array, default) or ndjson (one object per line)\n\n"
+	  "Each record: seq, id, time, topic, qos, retain, precedence, origin_node, origin_id,\n"
+	  "label_base64, content_type, expiry, and payload (UTF-8) or payload_base64.\n"
+	  "Exit 0 (also when nothing matches), 1 on an error, 2 on a usage error.\n" },
 	{ "help", help_main, "help on a command, or `help config`",
 	  "usage: kizuna help [COMMAND | config]\n" },
 	{ "version", version_main, "print the version", "usage: kizuna version\n" },

@@ -120,6 +120,11 @@ int node_serve_main(int argc, char **argv)
 	char host[256];
 	int port;
 	(void)node_config_split_addr(cfg.mqtt_listen, host, sizeof host, &port);
+	int lockfd = kz_data_lock(cfg.data_dir, why, sizeof why);
+	if (lockfd < 0) {
+		kz_error("%s", why);
+		return 1;
+	}
 	struct net_pki_names names = { cfg.trust_domain, cfg.org };
 	int created = net_pki_ensure(cfg.data_dir, &names, why, sizeof why);
 	if (created < 0) {

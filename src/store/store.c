@@ -20,7 +20,13 @@
 #include "base/kz_time.h"
 
 #include <inttypes.h>
+#include <errno.h>
+#include <fcntl.h>
 #include <pthread.h>
+#include <stdio.h>
+#include <sys/file.h>
+#include <sys/stat.h>
+#include <unistd.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
@@ -331,4 +337,23 @@ void kz_store_close(struct kz_store *st)
 		} while (added == INDEX_BATCH);
 	}
 	store_free(st);
+}
+
+int kz_data_lock(const char *data_dir, char *why, size_t why_len)
+{
+	char path[4200];
+	snprintf(path, sizeof path, "%s/lock", data_dir);
+	(void)mkdir(data_dir, 0700);
+	int fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+	if (fd < 0) {
+		snprintf(why, why_len, "cannot open %s: %s", path, strerror(errno));
+		return KZ_EIO;
+	}
+	if (flock(fd, LOCK_EX | LOCK_NB)) {
+		int e = errno;
+		close(fd);
+		snprintf(why, why_len, "%s is in use by another kizuna process (%s is locked)", data_dir, path);
+		return e == EWOULDBLOCK ? KZ_EDENIED : KZ_EIO;
+	}
+	return fd;
 }

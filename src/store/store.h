@@ -210,6 +210,14 @@ uint64_t kz_index_find_id(struct kz_index *ix, const uint8_t id[16]);
 /* The first sequence number accepted at or after time_ns, or 0 when none is indexed. */
 uint64_t kz_index_first_since(struct kz_index *ix, uint64_t time_ns);
 
+/* ---------- the data directory lock ---------- */
+
+/* Takes DIR/lock (flock, exclusive, not waiting): one node, or one offline command that
+ * writes the log or the index, uses a data directory at a time. Returns the descriptor to
+ * keep open (closing it releases the lock), KZ_EDENIED when another process holds it, or
+ * KZ_EIO. */
+int kz_data_lock(const char *data_dir, char *why, size_t why_len);
+
 /* ---------- the store thread ---------- */
 
 /* status: KZ_OK when the record is durable per the fsync mode, else an error (nothing was

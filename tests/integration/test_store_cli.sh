@@ -12,7 +12,7 @@ printf '\x00\xff\x01' | "$KZ" pub --data "$D/var" -p "$PORT" -t st/bin -f - -q 1
 kill -TERM $PID; wait $PID; expect_eq "node stops with exit 0" "$?" "0"
 "$KZ" store dump --data "$D/var" > "$D/dump.json"; expect_eq "dump exit 0" "$?" "0"
 expect_eq "every published record is in the log" "$(grep -c '"topic":"st/' "$D/dump.json")" "41"
-grep -q '"topic":"st/7","qos":1,"retain":false,"origin_node":"[^"]*","origin_id":"spiffe://kizuna.local/dev/user/admin","payload":"message-7"' "$D/dump.json" \
+grep -q '"topic":"st/7","qos":1,"retain":false,"precedence":"routine","origin_node":"[^"]*","origin_id":"spiffe://kizuna.local/dev/user/admin","payload":"message-7"' "$D/dump.json" \
 	&& ok "record fields" || ko "record fields: $(grep 'st/7"' "$D/dump.json")"
 grep -q '"topic":"st/bin".*"payload_base64":"AP8B"' "$D/dump.json" && ok "binary payload as base64" || ko "binary payload: $(grep st/bin "$D/dump.json")"
 nseg=$(ls "$D/var/log"/*.seg | wc -l)

@@ -102,9 +102,68 @@ static void test_store_and_flow(void **st)
 	unlink(p);
 }
 
+static void test_retention_rules(void **st)
+{
+	struct node_config c;
+	node_config_default(&c);
+	assert_int_equal(c.store.n_rules, 0);
+	assert_int_equal(c.store.retention_interval_ms, 60000);
+	const char *p = write_tmp("# rules\nstore.retention = tracks/# max_age=7d max_bytes=10G\n"
+				  "store.retention = cfg/+/state keep_last=1\nstore.retention = # qos0=skip max_age=90s\n"
+				  "store.retention_interval_ms = 500\nlog_level = debug # a comment\n");
+	assert_int_equal(node_config_load(&c, p, stderr), 0);
+	unlink(p);
+	assert_int_equal(c.store.n_rules, 3);
+	assert_string_equal(c.store.rules[0].filter, "tracks/#");
+	assert_int_equal(c.store.rules[0].max_age_ns, 7ull * 86400 * 1000000000ull);
+	assert_int_equal(c.store.rules[0].max_bytes, 10ull << 30);
+	assert_int_equal(c.store.rules[1].keep_last, 1);
+	assert_false(c.store.rules[1].no_qos0);
+	assert_string_equal(c.store.rules[2].filter, "#");
+	assert_true(c.store.rules[2].no_qos0);
+	assert_int_equal(c.store.rules[2].max_age_ns, 90ull * 1000000000ull);
+	assert_int_equal(c.store.retention_interval_ms, 500);
+	assert_int_equal(c.log_level, KZ_LOG_DEBUG);
+	static const struct { const char *line, *err; } bad[] = {
+		{ "store.retention = a/#/b max_age=1d", "the first word is not a valid MQTT topic filter" },
+		{ "store.retention = a", "a rule needs at least one of max_age, max_bytes, keep_last, qos0" },
+		{ "store.retention = a max_age=7y", "max_age: expected a positive duration such as 90s, 30m, 24h or 7d" },
+		{ "store.retention = a max_age=0s", "max_age: expected a positive duration" },
+		{ "store.retention = a max_bytes=1Q", "max_bytes: expected a positive size such as 512K, 100M or 10G" },
+		{ "store.retention = a keep_last=x", "keep_last: expected a positive number of records" },
+		{ "store.retention = a qos0=maybe", "qos0: expected store or skip" },
+		{ "store.retention = a ttl=5", "unknown rule key (max_age, max_bytes, keep_last, qos0)" },
+		{ "store.retention = a keep_last", "expected key=value after the filter" },
+		{ "store.retention = a max_age=99999999999999999999d", "max_age: expected a positive duration" },
+	};
+	for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+		char text[256], err[1024] = "";
+		snprintf(text, sizeof text, "%s\n", bad[i].line);
+		p = write_tmp(text);
+		FILE *e = fmemopen(err, sizeof err, "w");
+		assert_int_equal(node_config_load(&c, p, e), 1);
+		fclose(e);
+		unlink(p);
+		if (!strstr(err, bad[i].err))
+			fail_msg("%s: got '%s'", bad[i].line, err);
+	}
+	/* the cap on rules */
+	char big[64 * 40 + 64] = "";
+	for (int i = 0; i <= NODE_MAX_RULES; i++)
+		strcat(big, "store.retention = x keep_last=1\n");
+	node_config_default(&c);
+	char err[1024] = "";
+	p = write_tmp(big);
+	FILE *e = fmemopen(err, sizeof err, "w");
+	assert_int_equal(node_config_load(&c, p, e), 1);
+	fclose(e);
+	unlink(p);
+	assert_non_null(strstr(err, ":65: store.retention: too many retention rules (at most 64)"));
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = { cmocka_unit_test(test_valid), cmocka_unit_test(test_errors),
-					    cmocka_unit_test(test_store_and_flow) };
+					    cmocka_unit_test(test_store_and_flow), cmocka_unit_test(test_retention_rules) };
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
