@@ -353,7 +353,7 @@ int kz_log_open(const struct kz_log_config *cfg, struct kz_log **out, struct kz_
 	if (!rc && rec->segments) {
 		char path[4200];
 		seg_path(path, sizeof path, cfg->dir, log->seg_base);
-		log->fd = open(path, O_WRONLY | O_APPEND | O_CLOEXEC);
+		log->fd = open(path, O_WRONLY | O_CLOEXEC);
 		if (log->fd < 0) {
 			snprintf(why, why_len, "%s: cannot open for append: %s", path, strerror(errno));
 			rc = KZ_EIO;
@@ -412,13 +412,30 @@ static int write_all(int fd, const uint8_t *p, size_t n)
 	return 0;
 }
 
-/* Writes wbuf to the current segment; on failure cuts the segment back to its old size, so
- * that no partial frame stays behind. */
+static int pwrite_all(int fd, const uint8_t *p, size_t n, uint64_t off)
+{
+	while (n) {
+		ssize_t w = pwrite(fd, p, n, (off_t)off);
+		if (w < 0 && errno == EINTR)
+			continue;
+		if (w <= 0)
+			return -1;
+		p += w;
+		n -= (size_t)w;
+		off += (uint64_t)w;
+	}
+	return 0;
+}
+
+/* Writes wbuf at the end of the current segment; on failure (a disk that filled up part
+ * way) cuts the segment back to its old size, so that no partial frame stays behind and
+ * the next write lands where this one should have (positional writes: no file offset to
+ * get out of step with the truncation). */
 static int flush_wbuf(struct kz_log *log, char *why, size_t why_len)
 {
 	if (log->wbuf.len == 0)
 		return KZ_OK;
-	if (write_all(log->fd, kz_buf_head(&log->wbuf), log->wbuf.len)) {
+	if (pwrite_all(log->fd, kz_buf_head(&log->wbuf), log->wbuf.len, log->seg_size)) {
 		int e = errno;
 		snprintf(why, why_len, "write to segment %020" PRIu64 ".seg failed: %s", log->seg_base,
 			 strerror(e));
