@@ -75,6 +75,8 @@ static void envq_release(struct mqtt_envq *q)
 	memset(q, 0, sizeof *q);
 }
 
+static void stored_done(void *ctx, int status, uint64_t seq);
+
 void mqtt_broker_cleanup(struct mqtt_broker *b)
 {
 	for (unsigned i = 0; b->shards && i < b->n_shards; i++) {
@@ -91,13 +93,17 @@ void mqtt_broker_cleanup(struct mqtt_broker *b)
 			envq_release(&s->outbox[j]);
 		free(s->outbox);
 		for (uint32_t k = 0; k < s->st_n; k++) { /* never submitted: the store was gone */
-			struct mqtt_stored *st = s->st_items[k].ctx;
-			free(s->st_items[k].data);
-			if (st) {
+			struct kz_store_item *it = &s->st_items[k];
+			free(it->data);
+			if (it->done == stored_done) {
+				struct mqtt_stored *st = it->ctx;
 				st->status = KZ_ECLOSED;
 				mqtt_client_stored(st);
+			} else if (it->done) {
+				it->done(it->ctx, KZ_ECLOSED, 0);
 			}
 		}
+		free(s->replays);
 		free(s->st_items);
 		envq_release(&s->inbox);
 		envq_release(&s->draining);
@@ -202,15 +208,25 @@ int mqtt_broker_post_foreign(struct mqtt_broker *b, unsigned idx, void *foreign)
 /* The store thread's answer for one record: back to the shard that accepted it. */
 static void stored_done(void *ctx, int status, uint64_t seq)
 {
-	(void)seq;
 	struct mqtt_stored *st = ctx;
 	st->status = status;
+	atomic_store_explicit(&st->msg->seq, status ? MQTT_SEQ_NONE : seq, memory_order_release);
 	struct mqtt_env e = { .kind = MQTT_ENV_STORED, .stored = st };
 	/* On ENOMEM the shard never learns: that client gets no acknowledgement. */
 	(void)inbox_post(st->shard->broker, st->shard->idx, &e);
 }
 
-int mqtt_shard_store(struct mqtt_shard *s, uint8_t *data, uint32_t len, struct mqtt_stored *st)
+/* A QoS 0 record's answer: its message (routed already) learns its sequence number, which
+ * replays use to find their seam. */
+static void qos0_done(void *ctx, int status, uint64_t seq)
+{
+	struct mqtt_msg *m = ctx;
+	atomic_store_explicit(&m->seq, status ? MQTT_SEQ_NONE : seq, memory_order_release);
+	mqtt_msg_unref(m);
+}
+
+int mqtt_shard_store(struct mqtt_shard *s, uint8_t *data, uint32_t len, struct mqtt_stored *st,
+		     struct mqtt_msg *msg)
 {
 	if (s->st_n == s->st_cap) {
 		uint32_t ncap = s->st_cap ? s->st_cap * 2 : 64;
@@ -220,13 +236,28 @@ int mqtt_shard_store(struct mqtt_shard *s, uint8_t *data, uint32_t len, struct m
 		s->st_items = nv;
 		s->st_cap = ncap;
 	}
-	s->st_items[s->st_n++] = (struct kz_store_item){ data, len, st ? stored_done : NULL, st };
+	if (st) {
+		s->st_items[s->st_n++] = (struct kz_store_item){ data, len, stored_done, st };
+	} else {
+		atomic_store_explicit(&msg->seq, MQTT_SEQ_PENDING, memory_order_relaxed);
+		s->st_items[s->st_n++] = (struct kz_store_item){ data, len, qos0_done, mqtt_msg_ref(msg) };
+	}
 	return KZ_OK;
+}
+
+void mqtt_shard_wake_self(struct mqtt_shard *s)
+{
+	if (s->wake_posted)
+		return;
+	struct mqtt_env e = { .kind = MQTT_ENV_WAKE };
+	s->wake_posted = inbox_post(s->broker, s->idx, &e) == KZ_OK;
 }
 
 void mqtt_shard_flush(struct mqtt_shard *s)
 {
 	struct mqtt_broker *b = s->broker;
+	if (s->n_replays)
+		mqtt_shard_replays_run(s);
 	if (s->st_n && b->store) {
 		kz_store_submit(b->store, s->st_items, s->st_n);
 		s->st_n = 0;
@@ -250,6 +281,8 @@ static void deliver_sub(struct mqtt_sub *sub, struct mqtt_msg *msg)
 		return;
 	uint8_t qos = msg->qos < sub->qos ? msg->qos : sub->qos;
 	bool retain = sub->retain_as_published && msg->retain;
+	if (sub->replay)
+		return mqtt_replay_hold(sub, msg, qos, retain);
 	mqtt_session_deliver(ss, msg, qos, retain, sub->sub_id);
 }
 
@@ -428,6 +461,9 @@ void mqtt_shard_drain(struct mqtt_shard *s)
 			break;
 		case MQTT_ENV_STORED:
 			mqtt_client_stored(e->stored);
+			break;
+		case MQTT_ENV_WAKE: /* only here to run another iteration (replays) */
+			s->wake_posted = false;
 			break;
 		}
 		mqtt_msg_unref(e->msg);

@@ -73,6 +73,24 @@ struct mqtt_sub {
 	uint32_t sub_id;
 	uint8_t qos, retain_handling;
 	bool no_local, retain_as_published;
+	struct mqtt_replay *replay; /* owns; non-NULL while stored records are replayed */
+};
+
+/* A replay of stored records to one subscription (kz-replay-since, docs/MQTT.md):
+ *   REPLAYING: records [start, durable end) are read from the log in paced batches and
+ *              delivered; live messages for the subscription are held meanwhile.
+ *   SEAM:      the log is read up to scanned_end; once every held message knows its
+ *              record's seq, held messages whose seq is in [start, scanned_end] are
+ *              dropped (already replayed), the rest delivered in arrival order.
+ *   LIVE:      the replay is freed; deliveries go straight through again. */
+struct mqtt_replay {
+	uint64_t start, next, scanned_end;
+	struct kz_log_pos pos;      /* where the last frame read was: the next scan's hint */
+	struct mqtt_delivery *held; /* owns their references */
+	uint32_t n_held, cap_held;
+	uint64_t held_dropped;
+	bool caught_up;
+	uint32_t idx;               /* in the shard's replays[] */
 };
 
 /* A message on its way to one session. */
@@ -176,7 +194,8 @@ struct mqtt_stored {
 };
 void mqtt_client_stored(struct mqtt_stored *st);
 
-enum mqtt_env_kind { MQTT_ENV_PUBLISH = 1, MQTT_ENV_DIRECT, MQTT_ENV_FOREIGN, MQTT_ENV_STORED };
+enum mqtt_env_kind { MQTT_ENV_PUBLISH = 1, MQTT_ENV_DIRECT, MQTT_ENV_FOREIGN, MQTT_ENV_STORED,
+		     MQTT_ENV_WAKE };
 
 /* A unit of work crossing from one shard to another. */
 struct mqtt_env {
@@ -218,6 +237,9 @@ struct mqtt_shard {
 	struct mqtt_envq draining;
 	struct mqtt_stats stats;
 	uint64_t now_ms;                /* refreshed by the worker each iteration */
+	struct mqtt_sub **replays;      /* subscriptions replaying stored records */
+	uint32_t n_replays, cap_replays;
+	bool wake_posted;
 };
 
 struct mqtt_share_member {

@@ -8,6 +8,7 @@
 #include "base/kz_utf8.h"
 
 #include <stdio.h>
+#include <inttypes.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -606,7 +607,7 @@ static void publish_store(struct mqtt_client *c, const struct mqtt_packet *pkt, 
 	uint32_t len = (uint32_t)rec.len;
 	if (pkt->qos == 0) {
 		if (!kz_store_wants(c->broker->store, m->topic, m->topic_len, 0) ||
-		    mqtt_shard_store(c->shard, data, len, NULL))
+		    mqtt_shard_store(c->shard, data, len, NULL, m))
 			free(data);
 		uint8_t rc;
 		const char *why;
@@ -619,7 +620,7 @@ static void publish_store(struct mqtt_client *c, const struct mqtt_packet *pkt, 
 	if (!st || (q2 && rx_qos2_set(c->session, pkt->packet_id, true))) {
 		free(st);
 		st = NULL;
-	} else if ((q2 && q2_pending_add(c, pkt->packet_id)) || mqtt_shard_store(c->shard, data, len, st)) {
+	} else if ((q2 && q2_pending_add(c, pkt->packet_id)) || mqtt_shard_store(c->shard, data, len, st, m)) {
 		if (q2) {
 			q2_pending_del(c, pkt->packet_id);
 			(void)rx_qos2_set(c->session, pkt->packet_id, false);
@@ -777,6 +778,60 @@ static uint8_t subscribe_one(struct mqtt_client *c, const struct mqtt_sub_entry 
 	return e->qos;
 }
 
+/* The user property kz-replay-since on a SUBSCRIBE (docs/MQTT.md "Replay"): true when
+ * present; then *from is the first sequence number to replay, or why says what is wrong. */
+static bool replay_requested(struct mqtt_client *c, const struct mqtt_packet *pkt, uint64_t *from,
+			     char *why, size_t why_len)
+{
+	size_t off = 0;
+	struct mqtt_str k, v;
+	while (mqtt_user_next(&pkt->props, &off, &k, &v)) {
+		if (k.len != 15 || memcmp(k.p, "kz-replay-since", 15) != 0)
+			continue;
+		char spec[64];
+		if (!c->broker->store) {
+			snprintf(why, why_len, "kz-replay-since: this node stores no records");
+		} else if (v.len >= sizeof spec) {
+			snprintf(why, why_len, "kz-replay-since: not an RFC 3339 time or a record id");
+		} else {
+			memcpy(spec, v.p, v.len);
+			spec[v.len] = 0;
+			char w[200];
+			if (kz_store_replay_start(c->broker->store, spec, from, w, sizeof w))
+				snprintf(why, why_len, "kz-replay-since: %s", w);
+		}
+		if (why[0])
+			CLOG(KZ_LOG_INFO, c, "SUBSCRIBE refused: %s", why);
+		return true;
+	}
+	return false;
+}
+
+/* Starts the replay of a subscription just made (not for shared ones). */
+static void replay_begin(struct mqtt_client *c, const struct mqtt_sub_entry *e, uint64_t from,
+			 bool *send_retained, char *why, size_t why_len, uint8_t *rc)
+{
+	const uint8_t *g, *f;
+	size_t gl, fl;
+	const char *w;
+	if (mqtt_topic_share_split(e->filter.p, e->filter.len, &g, &gl, &f, &fl, &w) == 1) {
+		snprintf(why, why_len, "kz-replay-since: not on shared subscriptions");
+		return;
+	}
+	for (uint32_t i = 0; i < c->session->n_subs; i++) {
+		struct mqtt_sub *s = c->session->subs[i];
+		if (!s->group && s->filter_len == e->filter.len && memcmp(s->filter, e->filter.p, e->filter.len) == 0) {
+			if (mqtt_replay_begin(s, from)) {
+				*rc = MQTT_RC_UNSPECIFIED;
+				return;
+			}
+			/* the replay brings the history, the newest retained message included */
+			*send_retained = false;
+			CLOG(KZ_LOG_INFO, c, "replaying '%s' from seq %" PRIu64, s->filter, from);
+		}
+	}
+}
+
 static void handle_subscribe(struct mqtt_client *c, const struct mqtt_packet *pkt)
 {
 	uint8_t codes[256];
@@ -793,9 +848,19 @@ static void handle_subscribe(struct mqtt_client *c, const struct mqtt_packet *pk
 	struct mqtt_sub_entry e;
 	uint32_t i = 0;
 	bool fatal = false;
+	uint64_t replay_from = 0;
+	char replay_why[256] = "";
+	bool replay = c->version == MQTT_V5 && replay_requested(c, pkt, &replay_from, replay_why, sizeof replay_why);
 	while (!fatal && mqtt_sub_next(pkt, c->version, &off, &e)) {
 		bool send_ret = false;
-		uint8_t rc = subscribe_one(c, &e, sub_id, &send_ret, &ret[i], &fatal);
+		uint8_t rc;
+		if (replay && replay_why[0]) {
+			rc = MQTT_RC_IMPL_SPECIFIC; /* not subscribed: the replay cannot be done */
+		} else {
+			rc = subscribe_one(c, &e, sub_id, &send_ret, &ret[i], &fatal);
+			if (replay && rc < 0x80 && !fatal)
+				replay_begin(c, &e, replay_from, &send_ret, replay_why, sizeof replay_why, &rc);
+		}
 		if (c->version == MQTT_V311 && rc >= 0x80)
 			rc = 0x80; /* 3.1.1 §3.9.3: the only failure code */
 		if (!send_ret)
@@ -809,6 +874,7 @@ static void handle_subscribe(struct mqtt_client *c, const struct mqtt_packet *pk
 		struct mqtt_packet ack = { .type = MQTT_SUBACK, .packet_id = pkt->packet_id };
 		ack.payload.p = rcs;
 		ack.payload.len = i;
+		set_reason_string(c, &ack, replay_why[0] ? replay_why : NULL, false);
 		send_packet(c, &ack);
 		for (uint32_t k = 0; k < i; k++) /* after the SUBACK (§3.8.4) */
 			if (ret[k])

@@ -12,9 +12,12 @@ struct mqtt_sublist {
 
 int mqtt_share_add(struct mqtt_broker *b, const struct mqtt_sub *sub, unsigned shard);
 void mqtt_share_remove(struct mqtt_broker *b, const struct mqtt_sub *sub);
-/* Queues an encoded record (data: malloc'd, taken) for the store; st (NULL for QoS 0) gets
- * the answer through this shard's inbox. Handed over in mqtt_shard_flush. */
-int mqtt_shard_store(struct mqtt_shard *s, uint8_t *data, uint32_t len, struct mqtt_stored *st);
+/* Queues an encoded record (data: malloc'd, taken) for the store (handed over in
+ * mqtt_shard_flush). With st (QoS 1/2) the
+ * answer comes back through the shard's inbox; without, msg (QoS 0, a reference taken)
+ * only learns its sequence number. */
+int mqtt_shard_store(struct mqtt_shard *s, uint8_t *data, uint32_t len, struct mqtt_stored *st,
+		     struct mqtt_msg *msg);
 /* Marks the session's shared-subscription memberships online or offline. */
 void mqtt_share_set_online(struct mqtt_session *ss, bool online);
 /* Sends msg to a member of group gid other than exclude (NULL = any); dropped (and counted)
@@ -29,5 +32,15 @@ void mqtt_shard_session_remove(struct mqtt_shard *s, struct mqtt_session *ss);
 int mqtt_shard_session_insert(struct mqtt_shard *s, struct mqtt_session *ss);
 void mqtt_shard_client_unlink(struct mqtt_shard *s, struct mqtt_client *c);
 void mqtt_shard_client_link(struct mqtt_shard *s, struct mqtt_client *c);
+/* Asks the shard's worker for another loop iteration soon (posts an empty envelope). */
+void mqtt_shard_wake_self(struct mqtt_shard *s);
+
+/* Replays (kz-replay-since, mqtt_replay.c). */
+int mqtt_replay_begin(struct mqtt_sub *sub, uint64_t start_seq);
+void mqtt_replay_end(struct mqtt_sub *sub);
+/* A live message for a subscription that is still replaying: held until the seam. */
+void mqtt_replay_hold(struct mqtt_sub *sub, struct mqtt_msg *msg, uint8_t qos, bool retain);
+/* Advances every replay of the shard whose client can take more (each loop iteration). */
+void mqtt_shard_replays_run(struct mqtt_shard *s);
 
 #endif

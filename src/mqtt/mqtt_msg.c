@@ -12,6 +12,7 @@ struct mqtt_msg *mqtt_msg_new(const uint8_t *topic, uint32_t topic_len, const ui
 		return NULL;
 	memset(m, 0, sizeof *m);
 	atomic_init(&m->refs, 1);
+	atomic_init(&m->seq, MQTT_SEQ_NONE);
 	m->topic = m->data;
 	m->payload = m->data + topic_len;
 	m->props = m->payload + payload_len;

@@ -15,12 +15,16 @@ struct mqtt_msg {
 	uint32_t expiry_s;    /* Message Expiry Interval as received */
 	uint64_t created_ms;  /* monotonic ms at acceptance */
 	uint64_t origin;      /* session uid of the publisher, for No Local; 0 = none */
+	_Atomic uint64_t seq; /* its record's sequence number; MQTT_SEQ_* until known */
 	uint32_t topic_len, payload_len, props_len;
 	uint8_t *topic;       /* points into data[] */
 	uint8_t *payload;     /* points into data[] */
 	uint8_t *props;       /* encoded forwarded properties (MQTT 5.0 §3.3.2.3) */
 	uint8_t data[];
 };
+
+#define MQTT_SEQ_PENDING 0          /* on its way to the store */
+#define MQTT_SEQ_NONE UINT64_MAX     /* not stored (the default) */
 
 /* Copies topic, payload and props into one allocation with refs = 1. NULL on ENOMEM. */
 struct mqtt_msg *mqtt_msg_new(const uint8_t *topic, uint32_t topic_len, const uint8_t *payload,

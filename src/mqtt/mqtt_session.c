@@ -99,6 +99,8 @@ static void sub_free(struct mqtt_sub *sub)
 {
 	if (!sub)
 		return;
+	if (sub->replay)
+		mqtt_replay_end(sub);
 	free(sub->filter);
 	free(sub->group);
 	free(sub);

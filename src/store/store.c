@@ -23,6 +23,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <sys/file.h>
 #include <sys/stat.h>
@@ -50,6 +51,9 @@ struct kz_store {
 	bool no_qos0_rules;
 	struct kz_retention_rule *rules;
 	size_t n_rules;
+	char *log_dir;
+	uint32_t max_record_bytes;
+	_Atomic uint64_t durable_next;
 	/* store thread */
 	pthread_t thread;
 	pthread_mutex_t lock;
@@ -87,6 +91,8 @@ static void run_batch(struct kz_store *st)
 		kz_warn("store: writes succeed again");
 		st->failing = false;
 	}
+	if (!rc)
+		atomic_store_explicit(&st->durable_next, first + w->n, memory_order_release);
 	for (size_t i = 0; i < w->n; i++) {
 		if (w->v[i].done)
 			w->v[i].done(w->v[i].ctx, rc, rc ? 0 : first + i);
@@ -191,6 +197,7 @@ static void store_free(struct kz_store *st)
 	free(st->work.v);
 	free(st->bodies);
 	free(st->rules);
+	free(st->log_dir);
 	pthread_mutex_destroy(&st->lock);
 	pthread_cond_destroy(&st->cond);
 	pthread_mutex_destroy(&st->index_lock);
@@ -211,7 +218,11 @@ int kz_store_open(const struct kz_store_config *cfg, struct kz_store **out, stru
 	pthread_mutex_init(&st->index_lock, NULL);
 	pthread_mutex_init(&st->reader_lock, NULL);
 	pthread_cond_init(&st->index_cond, NULL);
-	int rc = kz_log_open(&cfg->log, &st->log, rec, why, why_len);
+	st->log_dir = strdup(cfg->log.dir);
+	st->max_record_bytes = cfg->log.max_record_bytes;
+	int rc = st->log_dir ? kz_log_open(&cfg->log, &st->log, rec, why, why_len) : KZ_ENOMEM;
+	if (!rc)
+		atomic_init(&st->durable_next, kz_log_next_seq(st->log));
 	if (!rc && cfg->n_rules) {
 		st->rules = malloc(cfg->n_rules * sizeof *st->rules);
 		if (!st->rules)
@@ -270,6 +281,68 @@ bool kz_store_wants(const struct kz_store *st, const uint8_t *topic, size_t topi
 		return true;
 	int r = kz_retention_match(st->rules, st->n_rules, topic, topic_len);
 	return r < 0 || !st->rules[r].no_qos0;
+}
+
+uint64_t kz_store_durable_next(const struct kz_store *st)
+{
+	return atomic_load_explicit(&st->durable_next, memory_order_acquire);
+}
+
+struct bounded_scan {
+	kz_log_scan_fn cb;
+	void *ctx;
+	uint64_t end;
+};
+
+static int bounded_cb(void *ctx, uint64_t seq, const uint8_t *body, size_t n, const struct kz_log_pos *pos)
+{
+	struct bounded_scan *b = ctx;
+	if (seq >= b->end)
+		return INT32_MIN; /* written, not yet durable: the end for readers */
+	return b->cb(b->ctx, seq, body, n, pos);
+}
+
+int kz_store_scan(struct kz_store *st, uint64_t from_seq, const struct kz_log_pos *hint, kz_log_scan_fn cb,
+		  void *ctx, uint64_t *end, char *why, size_t why_len)
+{
+	struct bounded_scan b = { cb, ctx, kz_store_durable_next(st) };
+	*end = b.end;
+	if (from_seq >= b.end)
+		return KZ_OK;
+	int rc = kz_log_scan(st->log_dir, from_seq, hint, st->max_record_bytes, bounded_cb, &b, why, why_len);
+	return rc == INT32_MIN ? KZ_OK : rc;
+}
+
+int kz_store_replay_start(struct kz_store *st, const char *spec, uint64_t *seq, char *why, size_t why_len)
+{
+	uint64_t t;
+	uint8_t id[16];
+	bool is_time = kz_time_parse(spec, &t) == 0;
+	if (!is_time && kz_uuid_parse(spec, id) != KZ_OK) {
+		snprintf(why, why_len, "not an RFC 3339 time or a record id");
+		return KZ_EINVAL;
+	}
+	if (!st->reader) {
+		snprintf(why, why_len, "no index");
+		return KZ_ENOTFOUND;
+	}
+	pthread_mutex_lock(&st->reader_lock);
+	int rc = KZ_OK;
+	if (is_time) {
+		*seq = kz_index_first_since(st->reader, t);
+		if (*seq == 0) /* nothing indexed since then: whatever the index has not seen yet */
+			*seq = kz_index_through(st->reader) + 1;
+	} else {
+		*seq = kz_index_find_id(st->reader, id);
+		if (*seq == 0) {
+			snprintf(why, why_len, "no record with id %s (never stored, or dropped by retention)", spec);
+			rc = KZ_ENOTFOUND;
+		} else {
+			(*seq)++;
+		}
+	}
+	pthread_mutex_unlock(&st->reader_lock);
+	return rc;
 }
 
 int kz_store_retained(struct kz_store *st, kz_index_row_fn cb, void *ctx, char *why, size_t why_len)

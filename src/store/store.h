@@ -250,6 +250,17 @@ int kz_store_open(const struct kz_store_config *cfg, struct kz_store **out, stru
 void kz_store_submit(struct kz_store *st, struct kz_store_item *items, size_t n);
 /* False for a QoS 0 message on a topic whose retention rule says not to store QoS 0. */
 bool kz_store_wants(const struct kz_store *st, const uint8_t *topic, size_t topic_len, uint8_t qos);
+/* One past the highest durable sequence number (any thread). */
+uint64_t kz_store_durable_next(const struct kz_store *st);
+/* kz_log_scan over this store's log, ending before the first record not yet durable (any
+ * thread). *end receives that bound: when cb never stopped the scan, every record below it
+ * was seen. */
+int kz_store_scan(struct kz_store *st, uint64_t from_seq, const struct kz_log_pos *hint,
+		  kz_log_scan_fn cb, void *ctx, uint64_t *end, char *why, size_t why_len);
+/* Where a replay starts (kz-replay-since, docs/STORE.md): spec is an RFC 3339 time (the
+ * first record accepted at or after it) or a record id (the record after it). *seq is the
+ * first sequence number to replay. KZ_ENOTFOUND for an unknown id, KZ_EINVAL for neither. */
+int kz_store_replay_start(struct kz_store *st, const char *spec, uint64_t *seq, char *why, size_t why_len);
 /* Each topic's retained message, from the index (any thread; serialised). */
 int kz_store_retained(struct kz_store *st, kz_index_row_fn cb, void *ctx, char *why, size_t why_len);
 /* Writes what was submitted, calls its callbacks, stops the threads, closes log and index. */

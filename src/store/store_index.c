@@ -278,7 +278,12 @@ int kz_index_catch_up(struct kz_index *ix, uint64_t max, uint64_t *added, char *
 	return KZ_OK;
 }
 
-uint64_t kz_index_through(struct kz_index *ix) { return ix->through; }
+uint64_t kz_index_through(struct kz_index *ix)
+{
+	if (ix->read_only) /* another connection writes: read what it committed last */
+		(void)meta_get_u64(ix, "through", &ix->through);
+	return ix->through;
+}
 
 /* Replaces the rows of segment base (seqs [base, next)) with what its file holds now. Inside
  * the caller's transaction. */

@@ -127,11 +127,11 @@ class Client:
         if v5:
             self.c.on_connect = lambda c, u, f, rc, p=None: self.connack.put((f, rc, p))
             self.c.on_disconnect = lambda c, u, rc, p=None: self.disc.put(rc)
-            self.c.on_subscribe = lambda c, u, mid, rcs, p=None: self.acks.put(("sub", mid, rcs))
+            self.c.on_subscribe = lambda c, u, mid, rcs, p=None: self.acks.put(("sub", mid, rcs, p))
         else:
             self.c.on_connect = lambda c, u, f, rc: self.connack.put((f, rc, None))
             self.c.on_disconnect = lambda c, u, rc: self.disc.put(rc)
-            self.c.on_subscribe = lambda c, u, mid, q: self.acks.put(("sub", mid, q))
+            self.c.on_subscribe = lambda c, u, mid, q: self.acks.put(("sub", mid, q, None))
         if will:
             self.c.will_set(*will[:4], properties=will[4] if len(will) > 4 else None)
         if v5:
@@ -150,7 +150,7 @@ class Client:
             self.c.subscribe(topic, options=opts, properties=kw.get("props"))
         else:
             self.c.subscribe(topic, qos)
-        kind, mid, rcs = self.acks.get(timeout=10)
+        kind, mid, rcs, self.suback_props = self.acks.get(timeout=10)
         return rcs
 
     def pub(self, topic, payload, qos=0, retain=False, props=None):

@@ -1,0 +1,141 @@
+#!/usr/bin/python3
+"""Replay (docs/MQTT.md "Replay"): a SUBSCRIBE with the user property kz-replay-since gets
+the stored records from that point, then live messages, with no gap and no duplicate at the
+seam — also while publishers keep publishing — paced to the subscriber's window."""
+import datetime, json, subprocess, threading, time
+from kzharness import *
+from paho.mqtt.properties import Properties
+from paho.mqtt.packettypes import PacketTypes
+
+node = Node("limits.max_queued_msgs = 100")
+
+
+def now_rfc3339():
+    return datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def replay_props(since):
+    p = Properties(PacketTypes.SUBSCRIBE)
+    p.UserProperty = ("kz-replay-since", since)
+    return p
+
+
+def collect(c, n, timeout=20):
+    out = []
+    deadline = time.time() + timeout
+    while len(out) < n and time.time() < deadline:
+        try:
+            out.append(c.get(timeout=max(0.1, deadline - time.time())).payload.decode())
+        except queue.Empty:
+            break
+    return out
+
+
+def test_history_then_live():
+    t0 = now_rfc3339()
+    p = node.client("rp-pub")
+    for i in range(300):
+        p.pub("r/a", "h-%d" % i, qos=1)
+    p.pub("other/x", "not-matching", qos=1)
+    s = node.client("rp-sub")
+    assert [r.value for r in s.sub("r/#", qos=1, props=replay_props(t0))] == [1]
+    got = collect(s, 300)
+    assert got == ["h-%d" % i for i in range(300)], "replay: %d records, first %r" % (len(got), got[:3])
+    for i in range(300, 350):
+        p.pub("r/a", "h-%d" % i, qos=1)
+    got = collect(s, 50)
+    assert got == ["h-%d" % i for i in range(300, 350)], got[:5]
+    s.none(0.3)
+    s.close()
+    p.close()
+
+
+def test_seam_under_load():
+    """A publisher runs before, during and after the SUBSCRIBE: the subscriber gets every
+    message exactly once, in order."""
+    t0 = now_rfc3339()
+    stop = threading.Event()
+    sent = []
+
+    def publish():
+        c = node.client("seam-pub")
+        i = 0
+        while not stop.is_set():
+            c.pub("seam/x", "%d" % i, qos=1)
+            sent.append(i)
+            i += 1
+        c.close()
+
+    th = threading.Thread(target=publish)
+    th.start()
+    time.sleep(0.5)
+    s = node.client("seam-sub")
+    s.sub("seam/#", qos=1, props=replay_props(t0))
+    time.sleep(0.7)
+    stop.set()
+    th.join()
+    got = collect(s, len(sent), timeout=30)
+    got = [int(x) for x in got]
+    dups = len(got) - len(set(got))
+    assert dups == 0, "%d duplicates" % dups
+    assert got == sorted(got), "out of order"
+    assert got == list(range(len(sent))), "gap: got %d of %d, missing e.g. %r" % (
+        len(got), len(sent), sorted(set(range(len(sent))) - set(got))[:5])
+    s.none(0.3)
+    s.close()
+    print("  seam: %d messages, every one exactly once" % len(sent))
+
+
+def test_paced_beyond_queue_cap():
+    """2,000 stored records to a subscriber whose session queue holds 100: the replay waits
+    for the subscriber instead of overflowing its queue."""
+    t0 = now_rfc3339()
+    p = node.client("pace-pub")
+    for i in range(2000):
+        p.c.publish("pace/a", "p-%d" % i, 1)
+    p.pub("pace/a", "p-2000", qos=1)
+    time.sleep(0.2)
+    s = node.client("pace-sub")
+    s.sub("pace/a", qos=1, props=replay_props(t0))
+    got = collect(s, 2001, timeout=30)
+    assert got == ["p-%d" % i for i in range(2001)], "got %d of 2001" % len(got)
+    s.close()
+    p.close()
+
+
+def test_since_record_id():
+    p = node.client("id-pub")
+    for i in range(20):
+        p.pub("byid/a", "i-%d" % i, qos=1)
+    time.sleep(0.3)  # the index follows the log
+    r = subprocess.run([KIZUNA, "query", "--data", node.data, "-t", "byid/a", "--format", "ndjson"],
+                       stdout=subprocess.PIPE, check=True)
+    recs = [json.loads(l) for l in r.stdout.decode().splitlines()]
+    assert [x["payload"] for x in recs] == ["i-%d" % i for i in range(20)]
+    s = node.client("id-sub")
+    s.sub("byid/a", qos=1, props=replay_props(recs[9]["id"]))
+    got = collect(s, 10)
+    assert got == ["i-%d" % i for i in range(10, 20)], got  # the records after that id
+    s.none(0.3)
+    s.close()
+    p.close()
+
+
+def test_bad_spec_refused():
+    s = node.client("bad-sub")
+    rcs = s.sub("r/#", qos=1, props=replay_props("yesterday"))
+    assert rcs[0].value == 0x83, rcs
+    assert "not an RFC 3339 time or a record id" in s.suback_props.ReasonString, s.suback_props
+    rcs = s.sub("r/#", qos=1, props=replay_props("01a20000-0000-7000-8000-000000000000"))
+    assert rcs[0].value == 0x83
+    assert "no record with id" in s.suback_props.ReasonString
+    # and no subscription was made
+    p = node.client("bad-pub")
+    p.pub("r/a", "after", qos=1)
+    s.none(0.5)
+    s.close()
+    p.close()
+
+
+run_tests([test_history_then_live, test_seam_under_load, test_paced_beyond_queue_cap, test_since_record_id,
+           test_bad_spec_refused])
