@@ -12,7 +12,7 @@ KZ=${KZ:-$ROOT/build/src/cli/kizuna}
 run() { # name port pid version extra-args...
 	local name=$1 p=$2 pid=$3 v=$4; shift 4
 	local out
-	out=$("$KZ" bench mqtt --data "$D/var" -h 127.0.0.1 -p "$p" -V "$v" --duration "$DUR" --broker-pid "$pid" "$@" 2>&1 | tail -1)
+	out=$("$KZ" bench mqtt --data "$D/var" -h 127.0.0.1 -p "$p" -V "$v" --duration "$DUR" --broker-pid "$pid" "$@" 2>&1 | grep -v "^pubs=" | tr "\n" " ")
 	echo "$name $* :: $out" >&2
 	echo "$out"
 }

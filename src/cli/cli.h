@@ -5,4 +5,5 @@ void cli_help(const char *command);
 int cli_pub_main(int argc, char **argv);
 int cli_sub_main(int argc, char **argv);
 int cli_bench_main(int argc, char **argv);
+int cli_bench_store_main(int argc, char **argv);
 #endif

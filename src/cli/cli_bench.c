@@ -26,11 +26,13 @@ struct bench_cfg {
 };
 
 struct bench_stats {
-	atomic_uint_fast64_t sent, delivered, subscribed, connected, failed;
+	atomic_uint_fast64_t sent, delivered, acked, subscribed, connected, failed;
 	atomic_bool measuring, stop;
 	pthread_mutex_t lock;
-	uint64_t *samples; /* latency ns */
+	uint64_t *samples; /* publish -> delivery latency, ns */
 	size_t n_samples;
+	uint64_t *ack_samples; /* publish -> PUBACK latency, ns */
+	size_t n_ack_samples;
 };
 
 struct bench_conn {
@@ -39,6 +41,7 @@ struct bench_conn {
 	bool is_pub;
 	int idx;
 	uint64_t inflight;
+	uint64_t *sent_at; /* QoS 1 publishers: send time by packet id */
 };
 
 struct bench_thread {
@@ -54,8 +57,8 @@ struct bench_thread {
 	double per_pub_rate; /* msgs/s per publisher, 0 = flat out */
 	uint64_t start_ns;
 	uint64_t *sent_by_pub;
-	uint64_t local_samples[4096];
-	size_t n_local;
+	uint64_t local_samples[4096], local_acks[4096];
+	size_t n_local, n_local_acks;
 	pthread_t tid;
 };
 
@@ -65,8 +68,10 @@ static void flush_samples(struct bench_thread *t)
 	pthread_mutex_lock(&st->lock);
 	for (size_t i = 0; i < t->n_local && st->n_samples < MAX_SAMPLES; i++)
 		st->samples[st->n_samples++] = t->local_samples[i];
+	for (size_t i = 0; i < t->n_local_acks && st->n_ack_samples < MAX_SAMPLES; i++)
+		st->ack_samples[st->n_ack_samples++] = t->local_acks[i];
 	pthread_mutex_unlock(&st->lock);
-	t->n_local = 0;
+	t->n_local = t->n_local_acks = 0;
 }
 
 static void on_packet(struct cli_mqtt *m, const struct mqtt_packet *pkt)
@@ -117,6 +122,13 @@ static void on_packet(struct cli_mqtt *m, const struct mqtt_packet *pkt)
 	case MQTT_PUBACK:
 		if (bc->inflight)
 			bc->inflight--;
+		if (bc->sent_at && pkt->reason < 0x80 &&
+		    atomic_load_explicit(&st->measuring, memory_order_relaxed) && bc->sent_at[pkt->packet_id]) {
+			atomic_fetch_add_explicit(&st->acked, 1, memory_order_relaxed);
+			t->local_acks[t->n_local_acks++] = kz_now_mono_ns() - bc->sent_at[pkt->packet_id];
+			if (t->n_local_acks == sizeof t->local_acks / sizeof t->local_acks[0])
+				flush_samples(t);
+		}
 		return;
 	default:
 		return;
@@ -155,6 +167,8 @@ static void publish_some(struct bench_thread *t, struct bench_conn *bc, uint64_t
 		if (p.qos) {
 			p.packet_id = cli_mqtt_pid(m);
 			bc->inflight++;
+			if (bc->sent_at)
+				bc->sent_at[p.packet_id] = ts;
 		}
 		cli_mqtt_send(m, &p);
 		t->sent_by_pub[bc->idx]++;
@@ -218,9 +232,24 @@ static int cmp_u64(const void *a, const void *b)
 	return x < y ? -1 : x > y;
 }
 
+/* Sorts v and returns its q-quantile in µs. */
+static double pct(uint64_t *v, size_t n, double q)
+{
+	if (!n)
+		return 0;
+	qsort(v, n, sizeof *v, cmp_u64);
+	size_t i = (size_t)((double)n * q);
+	return (double)v[i < n ? i : n - 1] / 1e3;
+}
+
 static void usage(void)
 {
-	printf("usage: kizuna bench mqtt [options]\n\n"
+	printf("usage: kizuna bench mqtt [options]\n"
+	       "       kizuna bench fill [--data DIR] [--records N] [--topics T]\n"
+	       "       kizuna bench query [--data DIR] [--queries Q] [--topics T] [--rows W]\n\n"
+	       "fill writes N synthetic records (topics sensors/<k>/temp, 100 µs apart) into DIR/log\n"
+	       "and builds the index; query times Q queries of one topic and a time window of about W\n"
+	       "records (default 200 and 1000). Options of bench mqtt:\n\n"
 	       "  --pubs N        publishers (default 4)\n"
 	       "  --subs M        subscribers on TOPIC/# (default 4)\n"
 	       "  --threads T     load-generator threads (default 2)\n"
@@ -232,11 +261,15 @@ static void usage(void)
 	       "  --duration S    measured seconds after a 1 s warm-up (default 10)\n"
 	       "  --topic T       topic prefix (default bench)\n"
 	       "  --broker-pid P  read the broker's CPU time from /proc/P/stat\n" CLI_COMMON_HELP
-	       "\nPrints: delivered msgs/s, broker CPU µs per delivered message, latency p50/p99/p99.9.\n");
+	       "\nPrints: delivered msgs/s, broker CPU µs per delivered message (per acknowledged one\n"
+	       "without subscribers), publish-to-delivery latency p50/p99/p99.9; with QoS 1 also\n"
+	       "acknowledged msgs/s and publish-to-PUBACK latency (ack_us_p50, ack_p99).\n");
 }
 
 int cli_bench_main(int argc, char **argv)
 {
+	if (argc >= 2 && (!strcmp(argv[1], "fill") || !strcmp(argv[1], "query")))
+		return cli_bench_store_main(argc - 1, argv + 1);
 	if (argc < 2 || strcmp(argv[1], "mqtt") != 0) {
 		usage();
 		return argc >= 2 && (!strcmp(argv[1], "--help") || !strcmp(argv[1], "-h")) ? 0 : 2;
@@ -299,8 +332,9 @@ int cli_bench_main(int argc, char **argv)
 	memset(&st, 0, sizeof st);
 	pthread_mutex_init(&st.lock, NULL);
 	st.samples = malloc(MAX_SAMPLES * sizeof *st.samples);
+	st.ack_samples = malloc(MAX_SAMPLES * sizeof *st.ack_samples);
 	struct bench_thread *th = calloc((size_t)cfg.threads, sizeof *th);
-	if (!st.samples || !th)
+	if (!st.samples || !st.ack_samples || !th)
 		return 1;
 	int total = cfg.pubs + cfg.subs;
 	for (int i = 0; i < cfg.threads; i++) {
@@ -327,6 +361,8 @@ int cli_bench_main(int argc, char **argv)
 		bc->idx = bc->is_pub ? k : k - cfg.pubs;
 		bc->m.on_packet = on_packet;
 		bc->m.user = bc;
+		if (bc->is_pub && cfg.qos && !(bc->sent_at = calloc(65536, sizeof *bc->sent_at)))
+			return 1;
 		if (cli_mqtt_connect(&bc->m, &t->nl, ctx, &cfg.o))
 			return 1;
 	}
@@ -358,27 +394,30 @@ int cli_bench_main(int argc, char **argv)
 		pthread_join(th[i].tid, NULL);
 	double secs = (double)(t1 - t0) / 1e9;
 	uint64_t delivered = atomic_load(&st.delivered);
-	qsort(st.samples, st.n_samples, sizeof *st.samples, cmp_u64);
-	double p50 = 0, p99 = 0, p999 = 0;
-	if (st.n_samples) {
-		p50 = (double)st.samples[st.n_samples / 2] / 1e3;
-		p99 = (double)st.samples[(size_t)((double)st.n_samples * 0.99)] / 1e3;
-		p999 = (double)st.samples[(size_t)((double)st.n_samples * 0.999)] / 1e3;
-	}
+	uint64_t acked = atomic_load(&st.acked);
+	double p50 = pct(st.samples, st.n_samples, 0.5), p99 = pct(st.samples, st.n_samples, 0.99),
+	       p999 = pct(st.samples, st.n_samples, 0.999);
+	double a50 = pct(st.ack_samples, st.n_ack_samples, 0.5), a99 = pct(st.ack_samples, st.n_ack_samples, 0.99);
 	double cpu_us = 0;
-	if (cfg.broker_pid && delivered)
-		cpu_us = (double)(cpu1 - cpu0) / (double)sysconf(_SC_CLK_TCK) * 1e6 / (double)delivered;
+	uint64_t per = delivered ? delivered : acked;
+	if (cfg.broker_pid && per)
+		cpu_us = (double)(cpu1 - cpu0) / (double)sysconf(_SC_CLK_TCK) * 1e6 / (double)per;
 	printf("pubs=%d subs=%d qos=%d size=%d rate=%ld duration=%.1fs\n", cfg.pubs, cfg.subs,
 	       cfg.qos, cfg.size, cfg.rate, secs);
 	printf("published_per_s=%.0f delivered_per_s=%.0f broker_cpu_us_per_msg=%.3f "
 	       "latency_us_p50=%.0f p99=%.0f p99.9=%.0f samples=%zu\n",
 	       (double)sent / secs, (double)delivered / secs, cpu_us, p50, p99, p999, st.n_samples);
+	if (cfg.qos)
+		printf("acked_per_s=%.0f ack_us_p50=%.0f ack_p99=%.0f\n", (double)acked / secs, a50, a99);
 	free(st.samples);
+	free(st.ack_samples);
 	for (int i = 0; i < cfg.threads; i++) {
+		for (int k = 0; k < th[i].n_conns; k++)
+			free(th[i].conns[k].sent_at);
 		free(th[i].conns);
 		free(th[i].sent_by_pub);
 	}
 	free(th);
 	SSL_CTX_free(ctx);
-	return delivered ? 0 : 1;
+	return delivered || acked ? 0 : 1;
 }

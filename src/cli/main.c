@@ -50,7 +50,9 @@ static const struct command commands[] = {
 	  "  -c                  keep the session (clean start off)\n"
 	  "  -x, --session-expiry S  session expiry interval in seconds (MQTT 5)\n" CLI_COMMON_HELP },
 	{ "bench", cli_bench_main, "MQTT load generator",
-	  "usage: kizuna bench mqtt [options]   (see `kizuna bench mqtt --help`)\n" },
+	  "usage: kizuna bench mqtt [options]   (see `kizuna bench mqtt --help`)\n"
+	  "       kizuna bench fill [--data DIR] [--records N] [--topics T]\n"
+	  "       kizuna bench query [--data DIR] [--queries Q] [--topics T] [--rows W]\n" },
 	{ "store", cli_store_main, "check, repair, dump or reindex the record log",
 	  "usage: kizuna store (verify | repair | dump | reindex) [--data DIR] [--from SEQ]\n\n"
 	  "Works on DIR/log (default ./var/log). verify and dump read, and work while the node\n"

@@ -633,6 +633,32 @@ void mqtt_share_remove(struct mqtt_broker *b, const struct mqtt_sub *sub)
 
 /* ---------- wills, clients, timers ---------- */
 
+/* A will is a message the node publishes for the client: it becomes a record like any
+ * other (routed at once, stored on the side, as QoS 0 is), so that a retained will survives
+ * a restart and replays include wills. */
+static void will_store(struct mqtt_shard *s, struct mqtt_session *ss, struct mqtt_msg *w)
+{
+	struct mqtt_broker *b = s->broker;
+	if (!b->store || !kz_store_wants(b->store, w->topic, w->topic_len, w->qos))
+		return;
+	struct kz_record r = { .qos = w->qos, .retain = w->retain, .precedence = KZ_PREC_ROUTINE };
+	r.time_ns = kz_now_wall_ns();
+	kz_uuidv7(r.id, r.time_ns / 1000000u);
+	if (w->has_expiry)
+		r.expiry_ns = r.time_ns + (uint64_t)w->expiry_s * 1000000000u;
+	r.topic = (struct kz_bytes){ w->topic, w->topic_len };
+	r.origin_node = (struct kz_bytes){ (const uint8_t *)b->node_id, (uint32_t)strlen(b->node_id) };
+	r.origin_id = (struct kz_bytes){ (const uint8_t *)ss->peer_id, ss->peer_id ? (uint32_t)strlen(ss->peer_id) : 0 };
+	r.mqtt_props = (struct kz_bytes){ w->props, w->props_len };
+	r.payload = (struct kz_bytes){ w->payload, w->payload_len };
+	struct kz_buf rec;
+	kz_buf_init(&rec, 0);
+	if (kz_record_encode(&r, &rec) || mqtt_shard_store(s, rec.data, (uint32_t)rec.len, NULL, w)) {
+		kz_warn("session '%s': will not stored: out of memory", ss->client_id);
+		kz_buf_cleanup(&rec);
+	}
+}
+
 void mqtt_shard_publish_will(struct mqtt_shard *s, struct mqtt_session *ss)
 {
 	struct mqtt_msg *w = ss->will;
@@ -641,6 +667,7 @@ void mqtt_shard_publish_will(struct mqtt_shard *s, struct mqtt_session *ss)
 		(const char *)w->topic);
 	if (w->retain)
 		(void)mqtt_retained_set(s->broker, w);
+	will_store(s, ss, w);
 	mqtt_shard_route(s, w);
 }
 
@@ -670,6 +697,16 @@ void mqtt_shard_client_unlink(struct mqtt_shard *s, struct mqtt_client *c)
 void mqtt_shard_tick(struct mqtt_shard *s)
 {
 	uint64_t now = s->now_ms;
+	/* Acknowledgement watermarks of persistent sessions, capped by the durable end of four
+	 * ticks ago: a record that old has reached every subscriber's shard. */
+	uint64_t cap = s->durable_seen[s->ticks % 4];
+	if (s->broker->store)
+		s->durable_seen[s->ticks++ % 4] = kz_store_durable_next(s->broker->store);
+	if (s->broker->state && cap) {
+		for (uint32_t i = 0; i < s->cap_sessions; i++)
+			if (s->sessions[i])
+				mqtt_session_persist_acked(s->sessions[i], cap - 1, false);
+	}
 	const struct mqtt_limits *lim = &s->broker->lim;
 	for (struct mqtt_client *c = s->clients, *n; c; c = n) {
 		n = c->next;

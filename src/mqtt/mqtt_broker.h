@@ -91,6 +91,7 @@ struct mqtt_replay {
 	uint64_t held_dropped;
 	bool caught_up;
 	uint32_t idx;               /* in the shard's replays[] */
+	uint8_t min_qos;            /* a restored session's backlog: QoS 1/2 records only */
 };
 
 /* A message on its way to one session. */
@@ -142,6 +143,10 @@ struct mqtt_session {
 	uint64_t will_at_ms;            /* pending delayed will, 0 = none */
 	uint64_t dropped;
 	bool is_overflowing;            /* log once per state change */
+	bool persisted;                 /* has a row in DIR/sessions.db (expiry > 0) */
+	char *peer_id;                  /* owns; identity it last connected with (will records) */
+	uint64_t acked_saved;           /* the acknowledgement watermark last written */
+	uint64_t acked_write_ms;
 };
 
 /* Connection state:
@@ -240,6 +245,8 @@ struct mqtt_shard {
 	struct mqtt_sub **replays;      /* subscriptions replaying stored records */
 	uint32_t n_replays, cap_replays;
 	bool wake_posted;
+	uint64_t durable_seen[4];       /* the store's durable end at the last 4 ticks */
+	uint32_t ticks;
 };
 
 struct mqtt_share_member {
@@ -280,6 +287,9 @@ struct mqtt_broker {
 	atomic_uint n_connections;
 	atomic_bool is_shutting_down;
 	struct kz_store *store;      /* NULL: nothing is stored (unit tests) */
+	struct kz_state *state;      /* NULL: sessions are not persisted */
+	atomic_bool state_failing;   /* log session-state write errors once */
+	uint64_t final_durable;      /* the store's durable end when it closed */
 	char node_id[64];            /* origin node of the records accepted here */
 	/* Wakes shard idx's worker after its inbox gained work (any thread). */
 	void (*wake)(void *ctx, unsigned idx);
@@ -310,6 +320,14 @@ int mqtt_retained_set(struct mqtt_broker *b, struct mqtt_msg *msg);
 /* Makes a stored record a topic's retained message again (start-up, from the index).
  * Records whose Message Expiry has passed at now_wall_ns are skipped. */
 int mqtt_retained_restore(struct mqtt_broker *b, const struct kz_record *r, uint64_t now_wall_ns);
+/* Re-creates a persistent session from DIR/sessions.db (start-up, before the workers run):
+ * offline, with its subscriptions, its will and expiry counted from when it went offline
+ * (or from now, if it was connected when the node stopped), and the QoS 1/2 records after
+ * its acknowledgement watermark waiting for it (a replay that runs when it reconnects). */
+int mqtt_broker_restore_session(struct mqtt_broker *b, const struct kz_state_session *p, uint64_t now_wall_ns);
+/* Writes every persistent session's acknowledgement watermark, after the workers ended and
+ * every stored record was routed; durable_end: the store's final durable end. */
+void mqtt_broker_save_sessions(struct mqtt_broker *b, uint64_t durable_end);
 
 /* Clients. mqtt_client_new takes ownership of peer_id. */
 struct mqtt_client *mqtt_client_new(struct mqtt_shard *s, const struct mqtt_transport_ops *ops,

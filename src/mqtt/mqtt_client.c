@@ -343,6 +343,9 @@ static void handle_connect(struct mqtt_client *c, const struct mqtt_packet *pkt)
 		ss->will_delay_s = k->will_props.will_delay;
 		ss->will_at_ms = 0;
 	}
+	free(ss->peer_id);
+	ss->peer_id = c->peer_id ? strdup(c->peer_id) : NULL;
+	mqtt_session_persist_connect(ss, !session_present);
 	c->keep_alive = k->keep_alive;
 	bool ka_changed = false;
 	if (c->version == MQTT_V5 && lim->max_keepalive &&
@@ -1103,8 +1106,10 @@ void mqtt_client_closed(struct mqtt_client *c)
 		}
 		if (ss->expiry_s == 0) {
 			mqtt_session_end(ss);
-		} else if (ss->expiry_s != UINT32_MAX) {
-			ss->expire_at_ms = s->now_ms + (uint64_t)ss->expiry_s * 1000u;
+		} else {
+			if (ss->expiry_s != UINT32_MAX)
+				ss->expire_at_ms = s->now_ms + (uint64_t)ss->expiry_s * 1000u;
+			mqtt_session_persist_offline(ss);
 		}
 	}
 	CLOG(KZ_LOG_DEBUG, c, "closed");

@@ -35,6 +35,12 @@ void mqtt_shard_client_link(struct mqtt_shard *s, struct mqtt_client *c);
 /* Asks the shard's worker for another loop iteration soon (posts an empty envelope). */
 void mqtt_shard_wake_self(struct mqtt_shard *s);
 
+/* Session persistence (mqtt_session.c): no-ops for sessions that are not persisted. */
+void mqtt_session_persist_connect(struct mqtt_session *ss, bool fresh);
+void mqtt_session_persist_offline(struct mqtt_session *ss);
+/* Writes the watermark when it moved and a second has passed (or force). */
+void mqtt_session_persist_acked(struct mqtt_session *ss, uint64_t cap, bool force);
+
 /* Replays (kz-replay-since, mqtt_replay.c). */
 int mqtt_replay_begin(struct mqtt_sub *sub, uint64_t start_seq);
 void mqtt_replay_end(struct mqtt_sub *sub);

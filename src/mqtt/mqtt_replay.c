@@ -69,6 +69,9 @@ void mqtt_replay_hold(struct mqtt_sub *sub, struct mqtt_msg *msg, uint8_t qos, b
 {
 	struct mqtt_replay *r = sub->replay;
 	const struct mqtt_limits *lim = &sub->session->shard->broker->lim;
+	const struct mqtt_client *c = sub->session->client;
+	if (qos < r->min_qos || (qos == 0 && !(c && c->state == MQTT_CLIENT_CONNECTED)))
+		return; /* as live: QoS 0 is not kept for a session that is away */
 	if (r->n_held == r->cap_held) {
 		uint32_t nc = r->cap_held ? r->cap_held * 2 : 64;
 		struct mqtt_delivery *nv = nc <= lim->max_queued_msgs ? realloc(r->held, nc * sizeof *nv) : NULL;
@@ -114,7 +117,7 @@ static int replay_cb(void *ctx, uint64_t seq, const uint8_t *body, size_t n, con
 	r->next = seq + 1;
 	r->pos = *pos;
 	st->examined++;
-	if (kz_record_decode(body, n, &rec, &why) == KZ_OK &&
+	if (kz_record_decode(body, n, &rec, &why) == KZ_OK && rec.qos >= r->min_qos &&
 	    kz_topic_match((const uint8_t *)sub->filter, sub->filter_len, rec.topic.p, rec.topic.len) &&
 	    !(rec.expiry_ns && rec.expiry_ns <= st->now_ns)) {
 		struct mqtt_msg *m = mqtt_msg_new(rec.topic.p, rec.topic.len, rec.payload.p, rec.payload.len,

@@ -4,6 +4,7 @@
 #include "base/kz_err.h"
 #include "base/kz_hash.h"
 #include "base/kz_log.h"
+#include "base/kz_time.h"
 
 #include <assert.h>
 #include <stdlib.h>
@@ -124,6 +125,171 @@ static bool same_sub(const struct mqtt_sub *sub, const uint8_t *g, size_t gl, co
 	return sub->group && strlen(sub->group) == gl && memcmp(sub->group, g, gl) == 0;
 }
 
+/* ---------- persistence (DIR/sessions.db through kz_state) ---------- */
+
+static void state_result(struct mqtt_broker *b, int rc)
+{
+	bool was = atomic_exchange(&b->state_failing, rc != 0);
+	if (rc && !was)
+		kz_error("sessions: writing session state fails; sessions may not survive a restart");
+	else if (!rc && was)
+		kz_warn("sessions: writing session state works again");
+}
+
+static void persist_sub(struct mqtt_session *ss, const struct mqtt_sub *sub)
+{
+	if (!ss->persisted)
+		return;
+	struct kz_state_sub s = { sub->filter, sub->group, sub->qos, sub->retain_handling, sub->no_local,
+				  sub->retain_as_published, sub->sub_id };
+	state_result(ss->shard->broker, kz_state_sub_put(ss->shard->broker->state, ss->client_id, &s));
+}
+
+void mqtt_session_persist_connect(struct mqtt_session *ss, bool fresh)
+{
+	struct mqtt_broker *b = ss->shard->broker;
+	if (!b->state)
+		return;
+	if (ss->expiry_s == 0) { /* not (or no longer) a persistent session */
+		if (ss->persisted)
+			state_result(b, kz_state_ended(b->state, ss->client_id));
+		ss->persisted = false;
+		return;
+	}
+	struct kz_state_will w, *wp = NULL;
+	if (ss->will) {
+		const struct mqtt_msg *m = ss->will;
+		w = (struct kz_state_will){ { m->topic, m->topic_len }, { m->payload, m->payload_len },
+					    { m->props, m->props_len }, m->qos, m->retain, ss->will_delay_s,
+					    m->expiry_s, m->has_expiry };
+		wp = &w;
+	}
+	if (fresh || !ss->persisted) /* from now on: older records are not this session's */
+		ss->acked_saved = b->store ? kz_store_durable_next(b->store) - 1 : 0;
+	bool was = ss->persisted;
+	state_result(b, kz_state_connected(b->state, ss->client_id, ss->peer_id, ss->expiry_s, wp, fresh || !was,
+					   ss->acked_saved));
+	ss->persisted = true;
+	if (!was && !fresh) /* a continuing session that becomes persistent: its subscriptions */
+		for (uint32_t i = 0; i < ss->n_subs; i++)
+			persist_sub(ss, ss->subs[i]);
+}
+
+void mqtt_session_persist_offline(struct mqtt_session *ss)
+{
+	if (ss->persisted)
+		state_result(ss->shard->broker,
+			     kz_state_offline(ss->shard->broker->state, ss->client_id, kz_now_wall_ns(), ss->expiry_s));
+}
+
+static void lower(uint64_t *lo, const struct mqtt_msg *m)
+{
+	uint64_t seq = atomic_load_explicit(&m->seq, memory_order_acquire);
+	if (seq != MQTT_SEQ_NONE && seq != MQTT_SEQ_PENDING && seq - 1 < *lo)
+		*lo = seq - 1;
+}
+
+void mqtt_session_persist_acked(struct mqtt_session *ss, uint64_t cap, bool force)
+{
+	if (!ss->persisted)
+		return;
+	/* Every QoS 1/2 record up to lo was delivered and acknowledged: nothing at or below it
+	 * is in flight, queued or still to replay, and cap (the durable end a while ago) keeps
+	 * out records that may still be on their way from another worker. */
+	uint64_t lo = cap;
+	for (uint32_t i = 0; i < ss->inflight_cap; i++)
+		if (ss->inflight[i].packet_id)
+			lower(&lo, ss->inflight[i].msg);
+	for (uint32_t i = 0; i < ss->q_len; i++)
+		lower(&lo, ss->queue[(ss->q_head + i) % ss->q_cap].msg);
+	for (uint32_t i = 0; i < ss->n_subs; i++) {
+		const struct mqtt_replay *r = ss->subs[i]->replay;
+		if (r && r->next - 1 < lo)
+			lo = r->next - 1;
+		for (uint32_t k = 0; r && k < r->n_held; k++)
+			lower(&lo, r->held[k].msg);
+	}
+	uint64_t now = ss->shard->now_ms;
+	if (lo == ss->acked_saved || (!force && now - ss->acked_write_ms < 1000))
+		return;
+	state_result(ss->shard->broker, kz_state_acked(ss->shard->broker->state, ss->client_id, lo));
+	ss->acked_saved = lo;
+	ss->acked_write_ms = now;
+}
+
+int mqtt_broker_restore_session(struct mqtt_broker *b, const struct kz_state_session *p, uint64_t now_ns)
+{
+	size_t idl = strlen(p->client_id);
+	struct mqtt_shard *s = &b->shards[mqtt_broker_home(b, (const uint8_t *)p->client_id, idl)];
+	struct mqtt_session *ss = mqtt_session_new(s, (const uint8_t *)p->client_id, idl);
+	if (!ss)
+		return KZ_ENOMEM;
+	uint64_t now_ms = kz_now_mono_ms();
+	/* Offline since then; one that was connected when the node stopped lost its connection now. */
+	uint64_t since = p->offline_since_ns && p->offline_since_ns <= now_ns ? p->offline_since_ns : now_ns;
+	uint64_t gone_ms = (now_ns - since) / 1000000u;
+	ss->expiry_s = p->expiry_s;
+	ss->persisted = true;
+	ss->peer_id = p->peer_id && p->peer_id[0] ? strdup(p->peer_id) : NULL;
+	ss->acked_saved = p->acked_through;
+	if (p->expiry_s != UINT32_MAX) {
+		uint64_t left = (uint64_t)p->expiry_s * 1000u > gone_ms ? (uint64_t)p->expiry_s * 1000u - gone_ms : 0;
+		ss->expire_at_ms = now_ms + left; /* past: it ends at the first tick */
+	}
+	if (p->will) {
+		const struct kz_state_will *w = p->will;
+		ss->will = mqtt_msg_new(w->topic.p, w->topic.len, w->payload.p, w->payload.len, w->props.p, w->props.len);
+		if (ss->will) {
+			ss->will->qos = w->qos;
+			ss->will->retain = w->retain;
+			ss->will->has_expiry = w->has_expiry;
+			ss->will->expiry_s = w->expiry_s;
+			ss->will->created_ms = now_ms;
+			ss->will_delay_s = w->delay_s;
+			uint64_t delay = (uint64_t)(w->delay_s < p->expiry_s ? w->delay_s : p->expiry_s) * 1000u;
+			ss->will_at_ms = now_ms + (delay > gone_ms ? delay - gone_ms : 0);
+			if (ss->will_at_ms == 0)
+				ss->will_at_ms = 1;
+		}
+	}
+	for (size_t i = 0; i < p->n_subs; i++) {
+		const struct kz_state_sub *st = &p->subs[i];
+		struct mqtt_sub_entry e = { .filter = mqtt_cstr(st->filter), .qos = st->qos,
+					    .retain_handling = st->retain_handling, .no_local = st->no_local,
+					    .retain_as_published = st->retain_as_published };
+		bool existed;
+		ss->persisted = false; /* already stored: do not write it back */
+		int rc = mqtt_session_subscribe(ss, &e, (const uint8_t *)st->group, st->group ? strlen(st->group) : 0,
+						(const uint8_t *)st->filter, strlen(st->filter), st->sub_id, &existed);
+		ss->persisted = true;
+		if (rc)
+			return rc;
+		struct mqtt_sub *sub = ss->subs[ss->n_subs - 1];
+		/* The QoS 1/2 records it had not acknowledged, and those that came while it was
+		 * away, wait for it in the log. Shared subscriptions: their messages went to the
+		 * group, so no backlog is rebuilt for them. */
+		if (!sub->group && sub->qos > 0 && b->store) {
+			if ((rc = mqtt_replay_begin(sub, p->acked_through + 1)) != KZ_OK)
+				return rc;
+			sub->replay->min_qos = 1;
+		}
+	}
+	return KZ_OK;
+}
+
+void mqtt_broker_save_sessions(struct mqtt_broker *b, uint64_t durable_end)
+{
+	if (!b->state || !durable_end)
+		return;
+	uint64_t cap = durable_end - 1;
+	for (unsigned i = 0; i < b->n_shards; i++) {
+		struct mqtt_shard *s = &b->shards[i];
+		for (uint32_t k = 0; k < s->cap_sessions; k++)
+			if (s->sessions[k])
+				mqtt_session_persist_acked(s->sessions[k], cap, true);
+	}
+}
+
 int mqtt_session_subscribe(struct mqtt_session *ss, const struct mqtt_sub_entry *e,
 			   const uint8_t *g, size_t gl, const uint8_t *f, size_t fl,
 			   uint32_t sub_id, bool *existed)
@@ -140,6 +306,7 @@ int mqtt_session_subscribe(struct mqtt_session *ss, const struct mqtt_sub_entry 
 		sub->retain_as_published = e->retain_as_published;
 		sub->retain_handling = e->retain_handling;
 		sub->sub_id = sub_id;
+		persist_sub(ss, sub);
 		if (sub->group) { /* registry holds a copy of qos/sub_id */
 			mqtt_share_remove(ss->shard->broker, sub);
 			return mqtt_share_add(ss->shard->broker, sub, ss->shard->idx);
@@ -176,6 +343,7 @@ int mqtt_session_subscribe(struct mqtt_session *ss, const struct mqtt_sub_entry 
 		return rc;
 	}
 	ss->subs[ss->n_subs++] = sub;
+	persist_sub(ss, sub);
 	return KZ_OK;
 }
 
@@ -193,6 +361,9 @@ int mqtt_session_unsubscribe(struct mqtt_session *ss, const uint8_t *f, size_t n
 		struct mqtt_sub *sub = ss->subs[i];
 		if (!same_sub(sub, g, gl, ff, fl))
 			continue;
+		if (ss->persisted)
+			state_result(ss->shard->broker, kz_state_sub_del(ss->shard->broker->state, ss->client_id,
+									 sub->group, sub->filter));
 		sub_detach(ss, sub);
 		sub_free(sub);
 		ss->subs[i] = ss->subs[--ss->n_subs];
@@ -441,6 +612,8 @@ void mqtt_session_fire_will(struct mqtt_session *ss)
 {
 	if (!ss->will)
 		return;
+	if (ss->persisted)
+		state_result(ss->shard->broker, kz_state_will_done(ss->shard->broker->state, ss->client_id));
 	mqtt_shard_publish_will(ss->shard, ss);
 	mqtt_msg_unref(ss->will);
 	ss->will = NULL;
@@ -469,6 +642,7 @@ void mqtt_session_free(struct mqtt_session *ss)
 	free(ss->rx_qos2);
 	mqtt_msg_unref(ss->will);
 	free(ss->client_id);
+	free(ss->peer_id);
 	free(ss);
 }
 
@@ -495,6 +669,9 @@ static void share_hand_over(struct mqtt_session *ss)
 void mqtt_session_end(struct mqtt_session *ss)
 {
 	mqtt_session_fire_will(ss);
+	if (ss->persisted)
+		state_result(ss->shard->broker, kz_state_ended(ss->shard->broker->state, ss->client_id));
+	ss->persisted = false;
 	mqtt_shard_session_remove(ss->shard, ss);
 	for (uint32_t i = 0; i < ss->n_subs; i++) {
 		sub_detach(ss, ss->subs[i]);

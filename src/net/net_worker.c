@@ -356,6 +356,10 @@ int net_server_start(struct net_server **out, const struct net_server_config *cf
 		}
 		uv_async_init(&w->loop, &w->wake, wake_cb);
 		w->wake.data = w;
+		/* Work may already wait in the shard's inbox (restored sessions' replays were
+		 * posted before there was a loop to wake): drain it in the first iteration, or
+		 * later posts, finding the inbox not empty, would never wake the loop. */
+		uv_async_send(&w->wake);
 		uv_async_init(&w->loop, &w->stop, stop_cb);
 		w->stop.data = w;
 		uv_timer_init(&w->loop, &w->tick);

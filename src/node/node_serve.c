@@ -29,7 +29,7 @@ static uint32_t node_max_record_bytes(const struct node_config *cfg)
 static void store_stop(void *arg)
 {
 	struct mqtt_broker *b = arg;
-	kz_store_close(b->store);
+	b->final_durable = kz_store_close(b->store);
 	b->store = NULL;
 }
 
@@ -43,6 +43,17 @@ static int restore_retained(void *ctx, uint64_t seq, const struct kz_record *r)
 	(void)seq;
 	struct restore_ctx *rc = ctx;
 	if (mqtt_retained_restore(rc->b, r, rc->now_ns) == KZ_OK)
+		rc->n++;
+	return 0;
+}
+
+static int restore_session(void *ctx, const struct kz_state_session *ss)
+{
+	struct restore_ctx *rc = ctx;
+	int r = mqtt_broker_restore_session(rc->b, ss, rc->now_ns);
+	if (r)
+		kz_error("session '%s' not restored: %s", ss->client_id, kz_strerror(r));
+	else
 		rc->n++;
 	return 0;
 }
@@ -168,7 +179,22 @@ int node_serve_main(int argc, char **argv)
 	kz_info("record log %s: %llu records in %u segments, fsync %s", logdir,
 		(unsigned long long)rec.records, rec.segments,
 		cfg.store.fsync == KZ_FSYNC_ALWAYS ? "always" : cfg.store.fsync == KZ_FSYNC_NEVER ? "never" : "interval");
+	char statedb[1100];
+	snprintf(statedb, sizeof statedb, "%s/sessions.db", cfg.data_dir);
+	if (kz_state_open(statedb, &broker.state, why, sizeof why)) {
+		kz_error("%s", why);
+		kz_store_close(broker.store);
+		broker.store = NULL;
+		mqtt_broker_cleanup(&broker);
+		SSL_CTX_free(ctx);
+		return 1;
+	}
 	struct restore_ctx rc = { &broker, kz_now_wall_ns(), 0 };
+	if (kz_state_load(broker.state, restore_session, &rc, why, sizeof why))
+		kz_error("sessions: %s", why);
+	else if (rc.n)
+		kz_info("%llu persistent sessions restored", (unsigned long long)rc.n);
+	rc.n = 0;
 	if (kz_store_retained(broker.store, restore_retained, &rc, why, sizeof why))
 		kz_error("retained messages: %s", why);
 	else if (rc.n)
@@ -207,6 +233,9 @@ int node_serve_main(int argc, char **argv)
 		break;
 	}
 	net_server_stop(srv, store_stop, &broker);
+	mqtt_broker_save_sessions(&broker, broker.final_durable);
+	kz_state_close(broker.state);
+	broker.state = NULL;
 	uint64_t st[6];
 	mqtt_broker_stats(&broker, st);
 	kz_info("stopped: %llu messages in, %llu out, %llu dropped", (unsigned long long)st[0],

@@ -384,10 +384,10 @@ void kz_store_submit(struct kz_store *st, struct kz_store_item *items, size_t n)
 	pthread_mutex_unlock(&st->lock);
 }
 
-void kz_store_close(struct kz_store *st)
+uint64_t kz_store_close(struct kz_store *st)
 {
 	if (!st)
-		return;
+		return 0;
 	pthread_mutex_lock(&st->lock);
 	st->stopping = true;
 	pthread_cond_signal(&st->cond);
@@ -409,7 +409,9 @@ void kz_store_close(struct kz_store *st)
 			}
 		} while (added == INDEX_BATCH);
 	}
+	uint64_t end = kz_store_durable_next(st);
 	store_free(st);
+	return end;
 }
 
 int kz_data_lock(const char *data_dir, char *why, size_t why_len)

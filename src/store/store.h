@@ -210,6 +210,56 @@ uint64_t kz_index_find_id(struct kz_index *ix, const uint8_t id[16]);
 /* The first sequence number accepted at or after time_ns, or 0 when none is indexed. */
 uint64_t kz_index_first_since(struct kz_index *ix, uint64_t time_ns);
 
+/* ---------- session state (DIR/sessions.db) ---------- */
+
+/* What a persistent MQTT session (Session Expiry Interval > 0) needs to survive a restart.
+ * Not derived from the log: this is the source of truth for sessions. Its messages are not
+ * copied here — they are the log's records after acked_through. */
+struct kz_state_sub {
+	const char *filter, *group; /* group NULL: not shared */
+	uint8_t qos, retain_handling;
+	bool no_local, retain_as_published;
+	uint32_t sub_id;
+};
+
+struct kz_state_will {
+	struct kz_bytes topic, payload, props;
+	uint8_t qos;
+	bool retain;
+	uint32_t delay_s;
+	uint32_t expiry_s; /* Message Expiry Interval, 0 = none */
+	bool has_expiry;
+};
+
+struct kz_state_session {
+	const char *client_id;
+	const char *peer_id;       /* the identity (SPIFFE ID) it last connected with */
+	uint32_t expiry_s;
+	uint64_t offline_since_ns; /* 0: it was connected when the node stopped */
+	uint64_t acked_through;    /* every QoS 1/2 record up to here was acknowledged */
+	const struct kz_state_will *will; /* NULL: none */
+	const struct kz_state_sub *subs;
+	size_t n_subs;
+};
+
+struct kz_state;
+
+/* Opens (creating) the database. Any thread may call the functions below (serialised). */
+int kz_state_open(const char *path, struct kz_state **out, char *why, size_t why_len);
+void kz_state_close(struct kz_state *st);
+/* A session connected: its row replaces the old one; fresh (not resumed) drops its subs. */
+int kz_state_connected(struct kz_state *st, const char *client_id, const char *peer_id, uint32_t expiry_s,
+		       const struct kz_state_will *will, bool fresh, uint64_t acked_through);
+int kz_state_offline(struct kz_state *st, const char *client_id, uint64_t since_ns, uint32_t expiry_s);
+int kz_state_will_done(struct kz_state *st, const char *client_id);
+int kz_state_acked(struct kz_state *st, const char *client_id, uint64_t acked_through);
+int kz_state_sub_put(struct kz_state *st, const char *client_id, const struct kz_state_sub *sub);
+int kz_state_sub_del(struct kz_state *st, const char *client_id, const char *group, const char *filter);
+int kz_state_ended(struct kz_state *st, const char *client_id);
+/* Calls cb for every stored session with its subscriptions and will. */
+int kz_state_load(struct kz_state *st, int (*cb)(void *ctx, const struct kz_state_session *ss), void *ctx,
+		  char *why, size_t why_len);
+
 /* ---------- the data directory lock ---------- */
 
 /* Takes DIR/lock (flock, exclusive, not waiting): one node, or one offline command that
@@ -263,7 +313,8 @@ int kz_store_scan(struct kz_store *st, uint64_t from_seq, const struct kz_log_po
 int kz_store_replay_start(struct kz_store *st, const char *spec, uint64_t *seq, char *why, size_t why_len);
 /* Each topic's retained message, from the index (any thread; serialised). */
 int kz_store_retained(struct kz_store *st, kz_index_row_fn cb, void *ctx, char *why, size_t why_len);
-/* Writes what was submitted, calls its callbacks, stops the threads, closes log and index. */
-void kz_store_close(struct kz_store *st);
+/* Writes what was submitted, calls its callbacks, stops the threads, closes log and index.
+ * Returns the final durable end (kz_store_durable_next), 0 for NULL. */
+uint64_t kz_store_close(struct kz_store *st);
 
 #endif

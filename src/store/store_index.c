@@ -376,7 +376,8 @@ int kz_index_open(const struct kz_index_config *cfg, struct kz_index **out, char
 	if (!cfg->read_only) {
 		/* The index is derived: NORMAL keeps it consistent through crashes (WAL); what a
 		 * power loss takes from its tail is indexed again from the log. */
-		rc = exec(ix, "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL; PRAGMA temp_store=MEMORY;",
+		rc = exec(ix, "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL; PRAGMA temp_store=MEMORY;"
+			  " PRAGMA cache_size=-16384;",
 			  why, why_len);
 		if (!rc)
 			rc = exec(ix, SCHEMA, why, why_len);

@@ -17,7 +17,10 @@ def free_port():
 
 
 class Node:
+    instances = []
+
     def __init__(self, config=""):
+        Node.instances.append(self)
         self.dir = tempfile.mkdtemp(prefix="kz-it-")
         self.port = free_port()
         self.cfg = os.path.join(self.dir, "kizuna.conf")
@@ -259,5 +262,7 @@ def run_tests(tests):
             import traceback
             traceback.print_exc()
             print("FAIL %s: %s" % (t.__name__, e))
+            for n in Node.instances:  # what the node said, for the diagnosis
+                print("--- node log (last 3000 bytes):\n" + n.logtext()[-3000:])
     print("%d passed, %d failed" % (len(tests) - failed, failed))
     sys.exit(1 if failed else 0)
