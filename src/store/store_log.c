@@ -301,6 +301,19 @@ int kz_log_open(const struct kz_log_config *cfg, struct kz_log **out, struct kz_
 		return rc;
 	}
 	uint64_t last_seq = 0;
+	if (sl.n) {
+		/* A roll writes and syncs a new segment's header before any frame: a last segment
+		 * shorter than a header was being created when the node stopped. It goes. */
+		char path[4200];
+		struct stat sb;
+		seg_path(path, sizeof path, cfg->dir, sl.base[sl.n - 1]);
+		if (stat(path, &sb) == 0 && sb.st_size < SEG_HDR) {
+			kz_warn("record log: removing %s: %lld bytes, shorter than a segment header (a "
+				"segment being created)", path, (long long)sb.st_size);
+			if (unlink(path) == 0)
+				sl.n--;
+		}
+	}
 	for (size_t i = 0; i < sl.n && !rc; i++) {
 		char path[4200];
 		bool last = i + 1 == sl.n;
@@ -308,12 +321,6 @@ int kz_log_open(const struct kz_log_config *cfg, struct kz_log **out, struct kz_
 		if ((rc = seg_map(cfg->dir, sl.base[i], &s, path, sizeof path, why, why_len)) != KZ_OK)
 			break;
 		if (!seg_header_ok(s.p, s.size, sl.base[i])) {
-			if (last && s.size < SEG_HDR) { /* created, header not yet written: start over */
-				seg_unmap(&s);
-				unlink(path);
-				sl.n--;
-				break;
-			}
 			snprintf(why, why_len, "%s: offset 0: bad segment header", path);
 			seg_unmap(&s);
 			rc = KZ_EIO;

@@ -268,6 +268,106 @@ static void test_log_corruption_stops_and_repair(void **st)
 	assert_int_equal(stat(q, &sb), 0);
 }
 
+static char *first_segment(void)
+{
+	static char path[512];
+	char cmd[400];
+	snprintf(cmd, sizeof cmd, "ls %s/*.seg | head -1", dir);
+	FILE *f = popen(cmd, "r");
+	assert_non_null(fgets(path, sizeof path, f));
+	pclose(f);
+	path[strcspn(path, "\n")] = 0;
+	return path;
+}
+
+static uint64_t count_records(void)
+{
+	struct collect col = { 0 };
+	char why[512];
+	assert_int_equal(kz_log_scan(dir, 1, NULL, 1 << 20, collect_cb, &col, why, sizeof why), KZ_OK);
+	return col.n;
+}
+
+/* The damage fixtures of issue 3: a truncated segment header, a zeroed tail, garbage
+ * appended — each where recovery may cut it (the end of the log) and where it must stop
+ * (a closed segment), and what repair makes of the latter. (A flipped bit is
+ * test_log_corruption_stops_and_repair.) */
+static void test_log_damage_fixtures(void **st)
+{
+	struct kz_log_config c = cfg(200); /* frames of 29 bytes: 5 or 6 per segment */
+	struct kz_log *log;
+	struct kz_log_recovery rec;
+	char why[512], out[4096];
+	assert_int_equal(kz_log_open(&c, &log, &rec, why, sizeof why), KZ_OK);
+	append_n(log, 1, 40);
+	kz_log_close(log);
+
+	/* zeroed tail: the last two frames of the last segment are zeros (a file extended
+	 * but never written, after a power loss): cut as a torn end */
+	int fd = open(last_segment(), O_RDWR);
+	off_t end = lseek(fd, 0, SEEK_END);
+	uint8_t zeros[58] = { 0 };
+	assert_int_equal(pwrite(fd, zeros, sizeof zeros, end - 58), 58);
+	close(fd);
+	assert_int_equal(kz_log_open(&c, &log, &rec, why, sizeof why), KZ_OK);
+	assert_int_equal(rec.torn_bytes, 58);
+	kz_log_close(log);
+	assert_int_equal(count_records(), 38);
+
+	/* garbage appended at the end of the log: cut too */
+	fd = open(last_segment(), O_WRONLY | O_APPEND);
+	uint8_t junk[100];
+	for (size_t i = 0; i < sizeof junk; i++)
+		junk[i] = (uint8_t)(i * 37 + 11);
+	assert_int_equal(write(fd, junk, sizeof junk), (ssize_t)sizeof junk);
+	close(fd);
+	assert_int_equal(kz_log_open(&c, &log, &rec, why, sizeof why), KZ_OK);
+	assert_int_equal(rec.torn_bytes, 100);
+	kz_log_close(log);
+	assert_int_equal(count_records(), 38);
+
+	/* garbage appended to a closed segment: damage before the end — the start stops */
+	char first[512];
+	snprintf(first, sizeof first, "%s", first_segment());
+	fd = open(first, O_WRONLY | O_APPEND);
+	assert_int_equal(write(fd, junk, 10), 10);
+	close(fd);
+	assert_int_equal(kz_log_open(&c, &log, &rec, why, sizeof why), KZ_EIO);
+	assert_non_null(strstr(why, first));
+	assert_non_null(strstr(why, "the log is damaged before its end"));
+	out[0] = 0;
+	assert_int_equal(kz_log_repair(dir, 1 << 20, report_cb, out, why, sizeof why), KZ_OK);
+	assert_non_null(strstr(out, "(10 bytes)"));
+	assert_int_equal(count_records(), 38); /* the garbage cost no record */
+
+	/* a closed segment's header cut short: the start stops; repair quarantines the
+	 * segment and names it */
+	assert_int_equal(truncate(first, 20), 0);
+	assert_int_equal(kz_log_open(&c, &log, &rec, why, sizeof why), KZ_EIO);
+	assert_non_null(strstr(why, "offset 0: bad segment header"));
+	out[0] = 0;
+	assert_int_equal(kz_log_repair(dir, 1 << 20, report_cb, out, why, sizeof why), KZ_OK);
+	assert_non_null(strstr(out, "bad header: whole segment (20 bytes) quarantined"));
+	assert_int_equal(kz_log_open(&c, &log, &rec, why, sizeof why), KZ_OK);
+	uint64_t left = rec.records;
+	assert_true(left > 30 && left < 38);
+	assert_int_equal(kz_log_next_seq(log), 39); /* numbering goes on; nothing reused */
+	kz_log_close(log);
+
+	/* a new last segment whose header was being written when the node stopped (a roll):
+	 * it goes, and appends continue in the segment before it */
+	char torn[512];
+	snprintf(torn, sizeof torn, "%s/%020d.seg", dir, 39);
+	fd = open(torn, O_WRONLY | O_CREAT, 0600);
+	assert_int_equal(write(fd, "KZLOGSEG\1\0", 10), 10);
+	close(fd);
+	assert_int_equal(kz_log_open(&c, &log, &rec, why, sizeof why), KZ_OK);
+	assert_int_equal(kz_log_next_seq(log), 39);
+	append_n(log, 39, 1);
+	kz_log_close(log);
+	assert_int_equal(count_records(), left + 1);
+}
+
 static atomic_int done_n;
 static atomic_uint_fast64_t done_seq_sum;
 
@@ -319,6 +419,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_log_torn_tail_is_cut, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_log_corruption_stops_and_repair, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_store_thread_group_commit, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_log_damage_fixtures, setup, teardown),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
