@@ -283,6 +283,11 @@ static void deliver_sub(struct mqtt_sub *sub, struct mqtt_msg *msg)
 	bool retain = sub->retain_as_published && msg->retain;
 	if (sub->replay)
 		return mqtt_replay_hold(sub, msg, qos, retain);
+	if (sub->seam_hi) {
+		uint64_t seq = atomic_load_explicit(&msg->seq, memory_order_acquire);
+		if (seq >= sub->seam_lo && seq <= sub->seam_hi)
+			return; /* replayed from the log already */
+	}
 	mqtt_session_deliver(ss, msg, qos, retain, sub->sub_id);
 }
 

@@ -74,6 +74,7 @@ struct mqtt_sub {
 	uint8_t qos, retain_handling;
 	bool no_local, retain_as_published;
 	struct mqtt_replay *replay; /* owns; non-NULL while stored records are replayed */
+	uint64_t seam_lo, seam_hi;  /* after a replay: the seqs it delivered from the log */
 };
 
 /* A replay of stored records to one subscription (kz-replay-since, docs/MQTT.md):
@@ -82,7 +83,9 @@ struct mqtt_sub {
  *   SEAM:      the log is read up to scanned_end; once every held message knows its
  *              record's seq, held messages whose seq is in [start, scanned_end] are
  *              dropped (already replayed), the rest delivered in arrival order.
- *   LIVE:      the replay is freed; deliveries go straight through again. */
+ *   LIVE:      the replay is freed; deliveries go straight through again, except a
+ *              message whose record is in [start, scanned_end] (seam_lo/seam_hi): it was
+ *              still on its way from another worker at the seam, and was replayed. */
 struct mqtt_replay {
 	uint64_t start, next, scanned_end;
 	struct kz_log_pos pos;      /* where the last frame read was: the next scan's hint */

@@ -44,6 +44,7 @@ int mqtt_replay_begin(struct mqtt_sub *sub, uint64_t start_seq)
 	if (!r)
 		return KZ_ENOMEM;
 	r->start = r->next = start_seq;
+	sub->seam_lo = sub->seam_hi = 0;
 	r->idx = s->n_replays;
 	s->replays[s->n_replays++] = sub;
 	sub->replay = r;
@@ -189,6 +190,8 @@ static void step(struct mqtt_shard *s, struct mqtt_sub *sub)
 	}
 	kz_debug("session '%s': replay of '%s' caught up at seq %" PRIu64 "; live from here",
 		 sub->session->client_id, sub->filter, r->scanned_end);
+	sub->seam_lo = r->start;
+	sub->seam_hi = r->scanned_end;
 	mqtt_replay_end(sub);
 }
 

@@ -91,13 +91,15 @@ static void run_batch(struct kz_store *st)
 		kz_warn("store: writes succeed again");
 		st->failing = false;
 	}
-	if (!rc)
-		atomic_store_explicit(&st->durable_next, first + w->n, memory_order_release);
 	for (size_t i = 0; i < w->n; i++) {
 		if (w->v[i].done)
 			w->v[i].done(w->v[i].ctx, rc, rc ? 0 : first + i);
 		free(w->v[i].data);
 	}
+	/* Readers (replays) see a record only after its callback ran: by then its message
+	 * knows its sequence number, which the replay seam relies on. */
+	if (!rc)
+		atomic_store_explicit(&st->durable_next, first + w->n, memory_order_release);
 	w->n = 0;
 	if (!rc && st->index_started) {
 		pthread_mutex_lock(&st->index_lock);
