@@ -19,6 +19,7 @@
 #include "store/store.h"
 #include "base/kz_err.h"
 #include "base/kz_log.h"
+#include "base/kz_hash.h"
 #include "base/kz_topic.h"
 
 #include <inttypes.h>
@@ -27,7 +28,16 @@
 #include <stdlib.h>
 #include <string.h>
 
-#define SCHEMA_VERSION "1"
+#define SCHEMA_VERSION 2
+#define INTERN_SLOTS 65536 /* cached ids per table; the cache starts over when half full */
+
+/* Topics, origins and content types repeat: rows refer to them by id (tables topic,
+ * origin, ctype), and the writer keeps the ids it used last in memory. */
+struct intern {
+	sqlite3_stmt *sel, *ins;
+	struct { uint64_t h; int64_t id; char *key; } *slot;
+	uint32_t n;
+};
 
 struct kz_index {
 	sqlite3 *db;
@@ -37,6 +47,7 @@ struct kz_index {
 	size_t n_rules;
 	bool read_only;
 	sqlite3_stmt *ins, *ret_set, *ret_del;
+	struct intern topics, origins, ctypes;
 	uint64_t through;       /* last seq indexed */
 	struct kz_log_pos pos;  /* its frame; off 0 = unknown */
 	struct kz_log_reader rd;
@@ -147,18 +158,103 @@ static void sql_rule(sqlite3_context *c, int argc, sqlite3_value **v)
 
 static const char SCHEMA[] =
 	"CREATE TABLE IF NOT EXISTS meta(k TEXT PRIMARY KEY, v) WITHOUT ROWID;"
+	"CREATE TABLE IF NOT EXISTS topic(id INTEGER PRIMARY KEY, name TEXT NOT NULL UNIQUE);"
+	"CREATE TABLE IF NOT EXISTS origin(id INTEGER PRIMARY KEY, node TEXT NOT NULL, ident TEXT NOT NULL,"
+	" UNIQUE(node, ident));"
+	"CREATE INDEX IF NOT EXISTS origin_ident ON origin(ident);"
+	"CREATE TABLE IF NOT EXISTS ctype(id INTEGER PRIMARY KEY, name TEXT NOT NULL UNIQUE);"
 	"CREATE TABLE IF NOT EXISTS rec("
 	" seq INTEGER PRIMARY KEY, seg INTEGER NOT NULL, off INTEGER NOT NULL,"
-	" bytes INTEGER NOT NULL, time_ns INTEGER NOT NULL, id BLOB NOT NULL, topic TEXT NOT NULL,"
-	" origin_node TEXT NOT NULL, origin_id TEXT NOT NULL, label BLOB, content_type TEXT,"
-	" rule INTEGER, retain INTEGER NOT NULL);"
+	" bytes INTEGER NOT NULL, time_ns INTEGER NOT NULL, id BLOB NOT NULL, topic INTEGER NOT NULL,"
+	" origin INTEGER NOT NULL, label BLOB, ctype INTEGER, rule INTEGER, retain INTEGER NOT NULL);"
 	"CREATE INDEX IF NOT EXISTS rec_topic ON rec(topic, time_ns);"
 	"CREATE INDEX IF NOT EXISTS rec_time ON rec(time_ns);"
-	"CREATE INDEX IF NOT EXISTS rec_origin ON rec(origin_id, time_ns);"
+	"CREATE INDEX IF NOT EXISTS rec_origin ON rec(origin, time_ns);"
 	"CREATE INDEX IF NOT EXISTS rec_label ON rec(label, time_ns) WHERE label IS NOT NULL;"
-	"CREATE INDEX IF NOT EXISTS rec_ctype ON rec(content_type, time_ns) WHERE content_type IS NOT NULL;"
+	"CREATE INDEX IF NOT EXISTS rec_ctype ON rec(ctype, time_ns) WHERE ctype IS NOT NULL;"
 	"CREATE INDEX IF NOT EXISTS rec_rule ON rec(rule, topic, seq) WHERE rule IS NOT NULL;"
-	"CREATE TABLE IF NOT EXISTS retained(topic TEXT PRIMARY KEY, seq INTEGER NOT NULL) WITHOUT ROWID;";
+	"CREATE TABLE IF NOT EXISTS retained(topic INTEGER PRIMARY KEY, seq INTEGER NOT NULL);";
+
+/* An index of another schema version is derived data: drop it and build it again. */
+static const char DROP_ALL[] =
+	"DROP TABLE IF EXISTS rec; DROP TABLE IF EXISTS retained; DROP TABLE IF EXISTS topic;"
+	"DROP TABLE IF EXISTS origin; DROP TABLE IF EXISTS ctype; DELETE FROM meta;";
+
+static void intern_reset(struct intern *t)
+{
+	if (t->slot)
+		for (uint32_t i = 0; i < INTERN_SLOTS; i++) {
+			free(t->slot[i].key);
+			t->slot[i].key = NULL;
+		}
+	t->n = 0;
+}
+
+static void intern_free(struct intern *t)
+{
+	intern_reset(t);
+	free(t->slot);
+	sqlite3_finalize(t->sel);
+	sqlite3_finalize(t->ins);
+}
+
+/* The id of (a, b) in t's table (b NULL for one-column tables), inserted when new; -1 on
+ * an error. Ids handed out in a transaction that rolls back are forgotten (intern_reset). */
+static int64_t intern(struct intern *t, const struct kz_bytes *a, const struct kz_bytes *b)
+{
+	size_t kl = a->len + (b ? b->len + 1 : 0);
+	char *key = malloc(kl + 1);
+	if (!key)
+		return -1;
+	memcpy(key, a->p, a->len);
+	if (b) {
+		key[a->len] = 0;
+		memcpy(key + a->len + 1, b->p, b->len);
+	}
+	key[kl] = (char)0xFF; /* UTF-8 never has 0xFF: keys compare exactly with their length */
+	uint64_t h = kz_hash(key, kl);
+	uint32_t i = (uint32_t)h & (INTERN_SLOTS - 1);
+	for (; t->slot && t->slot[i].key; i = (i + 1) & (INTERN_SLOTS - 1))
+		if (t->slot[i].h == h && memcmp(t->slot[i].key, key, kl + 1) == 0) {
+			free(key);
+			return t->slot[i].id;
+		}
+	int64_t id = -1;
+	for (int pass = 0; pass < 2 && id < 0; pass++) {
+		sqlite3_stmt *st = pass ? t->ins : t->sel;
+		sqlite3_reset(st);
+		sqlite3_bind_text(st, 1, (const char *)a->p, (int)a->len, SQLITE_STATIC);
+		if (b)
+			sqlite3_bind_text(st, 2, (const char *)b->p, (int)b->len, SQLITE_STATIC);
+		int rc = sqlite3_step(st);
+		if (!pass && rc == SQLITE_ROW)
+			id = sqlite3_column_int64(st, 0);
+		else if (pass && rc == SQLITE_DONE)
+			id = sqlite3_last_insert_rowid(sqlite3_db_handle(st));
+		else if (pass || rc != SQLITE_DONE)
+			break;
+	}
+	if (id < 0 || (!t->slot && !(t->slot = calloc(INTERN_SLOTS, sizeof *t->slot)))) {
+		free(key);
+		return id;
+	}
+	if (t->n >= INTERN_SLOTS / 2) { /* keep probes short: start over */
+		intern_reset(t);
+		i = (uint32_t)h & (INTERN_SLOTS - 1);
+	}
+	t->slot[i].h = h;
+	t->slot[i].id = id;
+	t->slot[i].key = key;
+	t->n++;
+	return id;
+}
+
+static void interns_reset(struct kz_index *ix)
+{
+	intern_reset(&ix->topics);
+	intern_reset(&ix->origins);
+	intern_reset(&ix->ctypes);
+}
 
 /* The rules' filters, one per line: when they change, every record's rule is re-derived. */
 static char *rules_fingerprint(const struct kz_index *ix)
@@ -199,6 +295,13 @@ static int index_cb(void *ctx, uint64_t seq, const uint8_t *body, size_t n, cons
 	} else {
 		sqlite3_stmt *st = ix->ins;
 		int ri = kz_retention_match(ix->rules, ix->n_rules, r.topic.p, r.topic.len);
+		int64_t topic = intern(&ix->topics, &r.topic, NULL);
+		int64_t origin = intern(&ix->origins, &r.origin_node, &r.origin_id);
+		int64_t ctype = r.content_type.len ? intern(&ix->ctypes, &r.content_type, NULL) : 0;
+		if (topic < 0 || origin < 0 || ctype < 0) {
+			c->err = KZ_EIO;
+			return 1;
+		}
 		sqlite3_reset(st);
 		sqlite3_bind_int64(st, 1, (sqlite3_int64)seq);
 		sqlite3_bind_int64(st, 2, (sqlite3_int64)pos->seg);
@@ -206,22 +309,21 @@ static int index_cb(void *ctx, uint64_t seq, const uint8_t *body, size_t n, cons
 		sqlite3_bind_int64(st, 4, (sqlite3_int64)(n + 16));
 		sqlite3_bind_int64(st, 5, (sqlite3_int64)r.time_ns);
 		sqlite3_bind_blob(st, 6, r.id, 16, SQLITE_STATIC);
-		sqlite3_bind_text(st, 7, (const char *)r.topic.p, (int)r.topic.len, SQLITE_STATIC);
-		sqlite3_bind_text(st, 8, (const char *)r.origin_node.p, (int)r.origin_node.len, SQLITE_STATIC);
-		sqlite3_bind_text(st, 9, (const char *)r.origin_id.p, (int)r.origin_id.len, SQLITE_STATIC);
+		sqlite3_bind_int64(st, 7, topic);
+		sqlite3_bind_int64(st, 8, origin);
 		if (r.label.len)
-			sqlite3_bind_blob(st, 10, r.label.p, (int)r.label.len, SQLITE_STATIC);
+			sqlite3_bind_blob(st, 9, r.label.p, (int)r.label.len, SQLITE_STATIC);
+		else
+			sqlite3_bind_null(st, 9);
+		if (ctype)
+			sqlite3_bind_int64(st, 10, ctype);
 		else
 			sqlite3_bind_null(st, 10);
-		if (r.content_type.len)
-			sqlite3_bind_text(st, 11, (const char *)r.content_type.p, (int)r.content_type.len, SQLITE_STATIC);
+		if (ri >= 0)
+			sqlite3_bind_int(st, 11, ri);
 		else
 			sqlite3_bind_null(st, 11);
-		if (ri >= 0)
-			sqlite3_bind_int(st, 12, ri);
-		else
-			sqlite3_bind_null(st, 12);
-		sqlite3_bind_int(st, 13, r.retain);
+		sqlite3_bind_int(st, 12, r.retain);
 		if (sqlite3_step(st) != SQLITE_DONE) {
 			c->err = KZ_EIO;
 			return 1;
@@ -231,7 +333,7 @@ static int index_cb(void *ctx, uint64_t seq, const uint8_t *body, size_t n, cons
 			 * topic's retained message. */
 			st = r.payload.len ? ix->ret_set : ix->ret_del;
 			sqlite3_reset(st);
-			sqlite3_bind_text(st, 1, (const char *)r.topic.p, (int)r.topic.len, SQLITE_STATIC);
+			sqlite3_bind_int64(st, 1, topic);
 			if (r.payload.len)
 				sqlite3_bind_int64(st, 2, (sqlite3_int64)seq);
 			if (sqlite3_step(st) != SQLITE_DONE) {
@@ -270,6 +372,7 @@ int kz_index_catch_up(struct kz_index *ix, uint64_t max, uint64_t *added, char *
 		rc = KZ_EIO;
 	if (rc) {
 		(void)sqlite3_exec(ix->db, "ROLLBACK", NULL, NULL, NULL);
+		interns_reset(ix);
 		ix->through = through0;
 		ix->pos = pos0;
 		return rc;
@@ -335,8 +438,10 @@ static int finish_rewrite(struct kz_index *ix, uint64_t base, char *why, size_t 
 		rc = sql_fail(ix, "meta", why, why_len);
 	if (!rc && exec(ix, "COMMIT", why, why_len))
 		rc = KZ_EIO;
-	if (rc)
+	if (rc) {
 		(void)sqlite3_exec(ix->db, "ROLLBACK", NULL, NULL, NULL);
+		interns_reset(ix);
+	}
 	return rc;
 }
 
@@ -379,20 +484,34 @@ int kz_index_open(const struct kz_index_config *cfg, struct kz_index **out, char
 		rc = exec(ix, "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL; PRAGMA temp_store=MEMORY;"
 			  " PRAGMA cache_size=-16384;",
 			  why, why_len);
+		uint64_t v = 0;
+		if (!rc)
+			rc = exec(ix, "CREATE TABLE IF NOT EXISTS meta(k TEXT PRIMARY KEY, v) WITHOUT ROWID;", why, why_len);
+		if (!rc && meta_get_u64(ix, "version", &v) == KZ_OK && v != SCHEMA_VERSION) {
+			kz_warn("index %s: schema version %llu, this node writes %d: rebuilding it from the log",
+				cfg->path, (unsigned long long)v, SCHEMA_VERSION);
+			rc = exec(ix, DROP_ALL, why, why_len);
+		}
 		if (!rc)
 			rc = exec(ix, SCHEMA, why, why_len);
-		uint64_t v;
-		if (!rc && meta_get_u64(ix, "version", &v) == KZ_ENOTFOUND &&
-		    meta_set(ix, "version", 0, SCHEMA_VERSION))
+		if (!rc && meta_set(ix, "version", SCHEMA_VERSION, NULL))
 			rc = sql_fail(ix, "meta", why, why_len);
 		if (!rc && (sqlite3_prepare_v2(ix->db,
-				"INSERT OR REPLACE INTO rec(seq, seg, off, bytes, time_ns, id, topic, origin_node,"
-				" origin_id, label, content_type, rule, retain) VALUES(?,?,?,?,?,?,?,?,?,?,?,?,?)",
+				"INSERT OR REPLACE INTO rec(seq, seg, off, bytes, time_ns, id, topic, origin,"
+				" label, ctype, rule, retain) VALUES(?,?,?,?,?,?,?,?,?,?,?,?)",
 				-1, &ix->ins, NULL) != SQLITE_OK ||
 			    sqlite3_prepare_v2(ix->db, "INSERT OR REPLACE INTO retained(topic, seq) VALUES(?, ?)",
 				-1, &ix->ret_set, NULL) != SQLITE_OK ||
 			    sqlite3_prepare_v2(ix->db, "DELETE FROM retained WHERE topic = ?", -1, &ix->ret_del,
-				NULL) != SQLITE_OK))
+				NULL) != SQLITE_OK ||
+			    sqlite3_prepare_v2(ix->db, "SELECT id FROM topic WHERE name = ?1", -1, &ix->topics.sel, NULL) ||
+			    sqlite3_prepare_v2(ix->db, "INSERT INTO topic(name) VALUES(?1)", -1, &ix->topics.ins, NULL) ||
+			    sqlite3_prepare_v2(ix->db, "SELECT id FROM origin WHERE node = ?1 AND ident = ?2", -1,
+					       &ix->origins.sel, NULL) ||
+			    sqlite3_prepare_v2(ix->db, "INSERT INTO origin(node, ident) VALUES(?1, ?2)", -1,
+					       &ix->origins.ins, NULL) ||
+			    sqlite3_prepare_v2(ix->db, "SELECT id FROM ctype WHERE name = ?1", -1, &ix->ctypes.sel, NULL) ||
+			    sqlite3_prepare_v2(ix->db, "INSERT INTO ctype(name) VALUES(?1)", -1, &ix->ctypes.ins, NULL)))
 			rc = sql_fail(ix, "prepare", why, why_len);
 	}
 	if (!rc) {
@@ -416,7 +535,8 @@ int kz_index_open(const struct kz_index_config *cfg, struct kz_index **out, char
 		sqlite3_finalize(st);
 		if (!fp)
 			rc = KZ_ENOMEM;
-		else if (!same && (exec(ix, "BEGIN; UPDATE rec SET rule = kz_rule(topic);", why, why_len) ||
+		else if (!same && (exec(ix, "BEGIN; UPDATE rec SET rule = (SELECT kz_rule(name) FROM topic "
+					    "WHERE topic.id = rec.topic);", why, why_len) ||
 				   meta_set(ix, "rules", 0, fp) || exec(ix, "COMMIT", why, why_len))) {
 			(void)sqlite3_exec(ix->db, "ROLLBACK", NULL, NULL, NULL);
 			rc = KZ_EIO;
@@ -438,6 +558,9 @@ void kz_index_close(struct kz_index *ix)
 	sqlite3_finalize(ix->ins);
 	sqlite3_finalize(ix->ret_set);
 	sqlite3_finalize(ix->ret_del);
+	intern_free(&ix->topics);
+	intern_free(&ix->origins);
+	intern_free(&ix->ctypes);
 	if (ix->db)
 		sqlite3_close(ix->db);
 	kz_log_reader_close(&ix->rd);
@@ -648,7 +771,7 @@ int kz_index_query(struct kz_index *ix, const struct kz_query *q, kz_index_row_f
 	size_t lit = strcspn(q->filter ? q->filter : "", "+#");
 	char lo[1024] = "", hi[1024] = "";
 	if (q->filter && lit == fl) {
-		strcat(sql, " AND topic = :f");
+		strcat(sql, " AND topic = (SELECT id FROM topic WHERE name = :f)");
 	} else if (q->filter) {
 		/* The literal part before the first wildcard bounds an index range: "a/b/#" covers
 		 * "a/b" (the parent level) and everything under it. */
@@ -659,22 +782,23 @@ int kz_index_query(struct kz_index *ix, const struct kz_query *q, kz_index_row_f
 		memcpy(lo, q->filter, lit);
 		lo[lit] = 0;
 		memcpy(hi, lo, lit + 1);
+		strcat(sql, " AND topic IN (SELECT id FROM topic WHERE");
 		if (lit) {
 			hi[lit - 1]++; /* the byte 0xFF never occurs in UTF-8 */
-			strcat(sql, " AND topic >= :lo AND topic < :hi");
+			strcat(sql, " name >= :lo AND name < :hi AND");
 		}
-		strcat(sql, " AND kz_match(:f, topic)");
+		strcat(sql, " kz_match(:f, name))");
 	}
 	if (q->since_ns)
 		strcat(sql, " AND time_ns >= :since");
 	if (q->until_ns)
 		strcat(sql, " AND time_ns <= :until");
 	if (q->origin)
-		strcat(sql, " AND origin_id = :origin");
+		strcat(sql, " AND origin IN (SELECT id FROM origin WHERE ident = :origin)");
 	if (q->origin_node)
-		strcat(sql, " AND origin_node = :node");
+		strcat(sql, " AND origin IN (SELECT id FROM origin WHERE node = :node)");
 	if (q->content_type)
-		strcat(sql, " AND content_type = :ctype");
+		strcat(sql, " AND ctype = (SELECT id FROM ctype WHERE name = :ctype)");
 	if (q->after_seq)
 		strcat(sql, " AND seq > :after");
 	strcat(sql, " ORDER BY time_ns, seq");

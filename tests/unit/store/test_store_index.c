@@ -338,6 +338,31 @@ static void test_interrupted_rewrite(void **st)
 	kz_log_close(log);
 }
 
+/* An index written by another schema version is dropped and built again from the log. */
+static void test_other_schema_version_rebuilt(void **st)
+{
+	struct kz_log *log = open_log(1 << 20);
+	for (int i = 0; i < 30; i++)
+		put(log, i % 2 ? "v/a" : "v/b", T0 + (uint64_t)i, i == 4, NULL, NULL, "text/plain");
+	struct kz_index *ix = open_index(NULL, 0, false);
+	catch_up(ix);
+	static struct text before, after;
+	query(ix, &(struct kz_query){ .limit = 0 }, &before);
+	kz_index_close(ix);
+	sqlite3 *db;
+	assert_int_equal(sqlite3_open(dbpath, &db), SQLITE_OK);
+	assert_int_equal(sqlite3_exec(db, "UPDATE meta SET v = 1 WHERE k = 'version'", NULL, NULL, NULL), SQLITE_OK);
+	sqlite3_close(db);
+	ix = open_index(NULL, 0, false);
+	assert_int_equal(kz_index_through(ix), 0);
+	assert_int_equal(catch_up(ix), 30);
+	query(ix, &(struct kz_query){ .limit = 0 }, &after);
+	assert_string_equal(before.s, after.s);
+	assert_int_equal(query(ix, &(struct kz_query){ .content_type = "text/plain" }, &after), 30);
+	kz_index_close(ix);
+	kz_log_close(log);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -346,6 +371,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_keep_last_and_max_bytes, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_reindex_is_equivalent, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_interrupted_rewrite, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_other_schema_version_rebuilt, setup, teardown),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
