@@ -53,7 +53,7 @@ void cli_opts_finish(struct cli_opts *o, const char *data_dir)
 
 SSL_CTX *cli_tls_ctx(const struct cli_opts *o)
 {
-	struct net_tls_config t = { o->ca, o->cert, o->key, NULL };
+	struct net_tls_config t = { o->ca, o->cert, o->key, NULL, NULL };
 	char why[512];
 	SSL_CTX *ctx = net_tls_client_ctx(&t, why, sizeof why);
 	if (!ctx)

@@ -16,6 +16,7 @@
 struct net_tls_config {
 	const char *ca_file, *cert_file, *key_file;
 	const char *groups; /* colon list; NULL = the default */
+	const char *trust_domain; /* server: client identities must be in it (must outlive the ctx) */
 };
 
 /* Server: TLS 1.3 only, client certificate required and verified against ca_file, no session
@@ -26,6 +27,14 @@ SSL_CTX *net_tls_client_ctx(const struct net_tls_config *cfg, char *why, size_t 
 /* The single spiffe:// URI SAN of the peer certificate as a new string; NULL with *why when
  * there is none or more than one URI SAN. */
 char *net_tls_peer_spiffe(SSL *ssl, const char **why);
+/* The checks every client certificate passes during the handshake (besides the chain and
+ * its validity window, which OpenSSL verifies): exactly one URI SAN, a SPIFFE ID
+ * spiffe://<trust_domain>/<org>/<kind>/<name> with kind user, sensor, service or node, not
+ * a CA, an extended key usage that includes clientAuth. NULL when it passes, else why not;
+ * *id (when not NULL) receives the malloc'd SPIFFE ID on success. */
+const char *net_tls_check_client_cert(X509 *cert, const char *trust_domain, char **id);
+/* Why the identity checks refused the client's certificate in this handshake, or NULL. */
+const char *net_tls_refusal(SSL *ssl);
 /* Human-readable OpenSSL error queue (drains it). */
 void net_tls_errors(char *buf, size_t len);
 

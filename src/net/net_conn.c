@@ -402,9 +402,10 @@ static void handshake_step(struct net_conn *c)
 	char err[256];
 	net_tls_errors(err, sizeof err);
 	long vr = SSL_get_verify_result(c->ssl);
+	const char *refused = net_tls_refusal(c->ssl);
 	kz_warn("%s: TLS handshake failed: %s%s%s", c->addr, err,
 		vr != X509_V_OK ? "; certificate: " : "",
-		vr != X509_V_OK ? X509_verify_cert_error_string(vr) : "");
+		refused ? refused : vr != X509_V_OK ? X509_verify_cert_error_string(vr) : "");
 	(void)send_wbio(c); /* the alert */
 	c->flags |= NET_CONN_CLOSING;
 	net_conn_want_flush(c);

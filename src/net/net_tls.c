@@ -65,12 +65,114 @@ fail:
 	return NULL;
 }
 
+/* spiffe://<td>/<org>/<kind>/<name>: SPIFFE ID path segments of letters, digits, '.', '-'
+ * and '_' (SPIFFE-ID spec §2.2), exactly three of them here, the second one a known kind. */
+static const char *check_spiffe(const char *id, size_t n, const char *td)
+{
+	size_t tl = td ? strlen(td) : 0;
+	if (n < 9 || memcmp(id, "spiffe://", 9) != 0)
+		return "certificate URI SAN is not a spiffe:// ID";
+	const char *p = id + 9, *end = id + n;
+	const char *slash = memchr(p, '/', (size_t)(end - p));
+	if (!slash || slash == p)
+		return "SPIFFE ID has no trust domain or no path";
+	if (tl && ((size_t)(slash - p) != tl || memcmp(p, td, tl) != 0))
+		return "SPIFFE ID is not in this node's trust domain";
+	const char *seg[3];
+	size_t len[3];
+	int k = 0;
+	for (p = slash + 1; p <= end && k < 4; k++) {
+		const char *q = p;
+		while (q < end && *q != '/')
+			q++;
+		if (q == p)
+			return "SPIFFE ID has an empty path segment";
+		for (const char *c = p; c < q; c++)
+			if (!((*c >= 'a' && *c <= 'z') || (*c >= 'A' && *c <= 'Z') || (*c >= '0' && *c <= '9') ||
+			      *c == '.' || *c == '-' || *c == '_'))
+				return "SPIFFE ID path has a character outside [A-Za-z0-9._-]";
+		if (k < 3) {
+			seg[k] = p;
+			len[k] = (size_t)(q - p);
+		}
+		p = q + 1;
+	}
+	if (k != 3)
+		return "SPIFFE ID path is not /<org>/<kind>/<name>";
+	static const char *const kinds[] = { "user", "sensor", "service", "node" };
+	for (size_t i = 0; i < 4; i++)
+		if (len[1] == strlen(kinds[i]) && memcmp(seg[1], kinds[i], len[1]) == 0)
+			return NULL;
+	return "SPIFFE ID kind is not user, sensor, service or node";
+}
+
+const char *net_tls_check_client_cert(X509 *cert, const char *td, char **id)
+{
+	if (id)
+		*id = NULL;
+	if (X509_get_extension_flags(cert) & EXFLAG_CA)
+		return "certificate is a CA certificate (basicConstraints cA=TRUE)";
+	uint32_t xku = X509_get_extended_key_usage(cert);
+	if (!(X509_get_extension_flags(cert) & EXFLAG_XKUSAGE) || !(xku & XKU_SSL_CLIENT))
+		return "certificate's extended key usage does not include clientAuth";
+	GENERAL_NAMES *sans = X509_get_ext_d2i(cert, NID_subject_alt_name, NULL, NULL);
+	const unsigned char *uri = NULL;
+	int uris = 0, ulen = 0;
+	for (int i = 0; sans && i < sk_GENERAL_NAME_num(sans); i++) {
+		GENERAL_NAME *gn = sk_GENERAL_NAME_value(sans, i);
+		if (gn->type != GEN_URI)
+			continue;
+		if (uris++ == 0) {
+			uri = ASN1_STRING_get0_data(gn->d.uniformResourceIdentifier);
+			ulen = ASN1_STRING_length(gn->d.uniformResourceIdentifier);
+		}
+	}
+	const char *why = NULL;
+	if (uris != 1)
+		why = uris == 0 ? "certificate has no URI SAN (SPIFFE ID)" : "certificate has more than one URI SAN";
+	else if (ulen <= 0 || ulen > 2048 || memchr(uri, 0, (size_t)ulen))
+		why = "certificate URI SAN is not a spiffe:// ID";
+	else
+		why = check_spiffe((const char *)uri, (size_t)ulen, td);
+	if (!why && id && !(*id = strndup((const char *)uri, (size_t)ulen)))
+		why = "out of memory";
+	GENERAL_NAMES_free(sans);
+	return why;
+}
+
+static int reason_idx = -1; /* SSL ex_data: why the leaf was refused, for the log line */
+
+/* Runs the identity checks on the client's certificate inside the handshake, so that a
+ * refused identity gets a TLS alert (bad certificate) and never an MQTT session. */
+static int verify_cb(int ok, X509_STORE_CTX *x)
+{
+	if (!ok || X509_STORE_CTX_get_error_depth(x) != 0)
+		return ok;
+	SSL *ssl = X509_STORE_CTX_get_ex_data(x, SSL_get_ex_data_X509_STORE_CTX_idx());
+	const char *td = ssl ? SSL_CTX_get_app_data(SSL_get_SSL_CTX(ssl)) : NULL;
+	const char *why = net_tls_check_client_cert(X509_STORE_CTX_get_current_cert(x), td, NULL);
+	if (!why)
+		return 1;
+	if (ssl && reason_idx >= 0)
+		SSL_set_ex_data(ssl, reason_idx, (void *)why);
+	X509_STORE_CTX_set_error(x, X509_V_ERR_APPLICATION_VERIFICATION);
+	return 0;
+}
+
+const char *net_tls_refusal(SSL *ssl)
+{
+	return reason_idx >= 0 ? SSL_get_ex_data(ssl, reason_idx) : NULL;
+}
+
 SSL_CTX *net_tls_server_ctx(const struct net_tls_config *cfg, char *why, size_t why_len)
 {
 	SSL_CTX *ctx = ctx_common(TLS_server_method(), cfg, why, why_len);
 	if (!ctx)
 		return NULL;
-	SSL_CTX_set_verify(ctx, SSL_VERIFY_PEER | SSL_VERIFY_FAIL_IF_NO_PEER_CERT, NULL);
+	if (reason_idx < 0)
+		reason_idx = SSL_get_ex_new_index(0, NULL, NULL, NULL, NULL);
+	SSL_CTX_set_app_data(ctx, (void *)cfg->trust_domain);
+	SSL_CTX_set_verify(ctx, SSL_VERIFY_PEER | SSL_VERIFY_FAIL_IF_NO_PEER_CERT, verify_cb);
 	/* No resumption: every connection presents and verifies its certificate. */
 	SSL_CTX_set_num_tickets(ctx, 0);
 	SSL_CTX_set_options(ctx, SSL_OP_NO_TICKET);
@@ -96,28 +198,7 @@ char *net_tls_peer_spiffe(SSL *ssl, const char **why)
 		*why = "no client certificate";
 		return NULL;
 	}
-	GENERAL_NAMES *sans = X509_get_ext_d2i(cert, NID_subject_alt_name, NULL, NULL);
 	char *id = NULL;
-	int uris = 0;
-	for (int i = 0; sans && i < sk_GENERAL_NAME_num(sans); i++) {
-		GENERAL_NAME *gn = sk_GENERAL_NAME_value(sans, i);
-		if (gn->type != GEN_URI)
-			continue;
-		uris++;
-		const unsigned char *p = ASN1_STRING_get0_data(gn->d.uniformResourceIdentifier);
-		int len = ASN1_STRING_length(gn->d.uniformResourceIdentifier);
-		if (uris == 1 && len > 9 && len < 2048 && memcmp(p, "spiffe://", 9) == 0 &&
-		    !memchr(p, 0, (size_t)len))
-			id = strndup((const char *)p, (size_t)len);
-	}
-	GENERAL_NAMES_free(sans);
-	if (uris != 1) {
-		free(id);
-		*why = uris == 0 ? "certificate has no URI SAN (SPIFFE ID)" :
-				   "certificate has more than one URI SAN";
-		return NULL;
-	}
-	if (!id)
-		*why = "certificate URI SAN is not a spiffe:// ID";
+	*why = net_tls_check_client_cert(cert, SSL_CTX_get_app_data(SSL_get_SSL_CTX(ssl)), &id);
 	return id;
 }

@@ -143,7 +143,7 @@ int node_serve_main(int argc, char **argv)
 		return 1;
 	}
 	struct net_tls_config tls = { cfg.tls_ca, cfg.tls_cert, cfg.tls_key,
-				      cfg.tls_groups[0] ? cfg.tls_groups : NULL };
+				      cfg.tls_groups[0] ? cfg.tls_groups : NULL, cfg.trust_domain };
 	SSL_CTX *ctx = net_tls_server_ctx(&tls, why, sizeof why);
 	if (!ctx) {
 		kz_error("%s", why);

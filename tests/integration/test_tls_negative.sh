@@ -51,7 +51,17 @@ openssl ca -batch -config "$D/ca.cnf" -cert "$P/ca.pem" -keyfile "$P/ca.key" -in
 	-out "$D/expired.pem" -startdate 20200101000000Z -enddate 20200102000000Z -extfile "$D/expired.ext" -notext 2>/dev/null
 mkcert nouri "$P/ca" 'basicConstraints=critical,CA:FALSE\nextendedKeyUsage=clientAuth\n' -days 1
 mkcert twouri "$P/ca" 'extendedKeyUsage=clientAuth\nsubjectAltName=URI:spiffe://kizuna.local/a/user/b,URI:spiffe://kizuna.local/a/user/c\n' -days 1
-for f in foreign expired nouri twouri; do
+# identity checks (docs/SECURITY.md): trust domain, path shape, kind, CA flag, EKU
+V='basicConstraints=critical,CA:FALSE\n'
+mkcert othertd "$P/ca" "${V}extendedKeyUsage=clientAuth\nsubjectAltName=URI:spiffe://evil.example/dev/user/x\n" -days 1
+mkcert badkind "$P/ca" "${V}extendedKeyUsage=clientAuth\nsubjectAltName=URI:spiffe://kizuna.local/dev/robot/x\n" -days 1
+mkcert shortpath "$P/ca" "${V}extendedKeyUsage=clientAuth\nsubjectAltName=URI:spiffe://kizuna.local/dev/user\n" -days 1
+mkcert badchar "$P/ca" "${V}extendedKeyUsage=clientAuth\nsubjectAltName=URI:spiffe://kizuna.local/dev/user/a%20b\n" -days 1
+mkcert isca "$P/ca" 'basicConstraints=critical,CA:TRUE\nextendedKeyUsage=clientAuth\nsubjectAltName=URI:spiffe://kizuna.local/dev/user/ca\n' -days 1
+mkcert noeku "$P/ca" "${V}subjectAltName=URI:spiffe://kizuna.local/dev/user/noeku\n" -days 1
+mkcert serveronly "$P/ca" "${V}extendedKeyUsage=serverAuth\nsubjectAltName=URI:spiffe://kizuna.local/dev/user/srv\n" -days 1
+mkcert sensor "$P/ca" "${V}extendedKeyUsage=clientAuth\nsubjectAltName=URI:spiffe://kizuna.local/meti/sensor/radar-1\n" -days 1
+for f in foreign expired nouri twouri othertd badkind shortpath badchar isca noeku serveronly sensor; do
 	[ -s "$D/$f.pem" ] || { echo "FAIL could not create the $f test certificate"; exit 1; }
 done
 check "admin certificate accepted" 0 "${PUB[@]}" --cert "$P/admin.pem" --key "$P/admin.key"
@@ -60,9 +70,23 @@ check "certificate from another CA refused" 1 "${PUB[@]}" --cert "$D/foreign.pem
 check "expired certificate refused" 1 "${PUB[@]}" --cert "$D/expired.pem" --key "$D/expired.key"
 check "certificate without URI SAN refused" 1 "${PUB[@]}" --cert "$D/nouri.pem" --key "$D/nouri.key"
 check "certificate with two URI SANs refused" 1 "${PUB[@]}" --cert "$D/twouri.pem" --key "$D/twouri.key"
+check "foreign trust domain refused" 1 "${PUB[@]}" --cert "$D/othertd.pem" --key "$D/othertd.key"
+check "unknown kind refused" 1 "${PUB[@]}" --cert "$D/badkind.pem" --key "$D/badkind.key"
+check "path without a name refused" 1 "${PUB[@]}" --cert "$D/shortpath.pem" --key "$D/shortpath.key"
+check "bad character in the path refused" 1 "${PUB[@]}" --cert "$D/badchar.pem" --key "$D/badchar.key"
+check "CA certificate as client refused" 1 "${PUB[@]}" --cert "$D/isca.pem" --key "$D/isca.key"
+check "no extended key usage refused" 1 "${PUB[@]}" --cert "$D/noeku.pem" --key "$D/noeku.key"
+check "serverAuth-only certificate refused" 1 "${PUB[@]}" --cert "$D/serveronly.pem" --key "$D/serveronly.key"
+check "a sensor of another organisation accepted" 0 "${PUB[@]}" --cert "$D/sensor.pem" --key "$D/sensor.key"
 check "TLS 1.2 client refused" 1 sh -c "openssl s_client -connect 127.0.0.1:$PORT -tls1_2 -CAfile $P/ca.pem -cert $P/admin.pem -key $P/admin.key </dev/null 2>&1 | grep -q 'New, TLSv1.2'"
 check "TLS 1.3 s_client handshakes" 0 sh -c "openssl s_client -connect 127.0.0.1:$PORT -tls1_3 -CAfile $P/ca.pem -cert $P/admin.pem -key $P/admin.key </dev/null 2>&1 | grep -q 'New, TLSv1.3'"
 grep -q "certificate has expired" "$D/serve.log" && { echo "PASS expiry logged"; pass=$((pass+1)); } || { echo "FAIL expiry not logged"; fail=$((fail+1)); }
 grep -q "no URI SAN" "$D/serve.log" && { echo "PASS missing SPIFFE ID logged"; pass=$((pass+1)); } || { echo "FAIL missing SPIFFE ID not logged"; fail=$((fail+1)); }
+for r in "is not in this node's trust domain" "kind is not user, sensor, service or node" \
+	"path is not /<org>/<kind>/<name>" "character outside" "is a CA certificate" \
+	"extended key usage does not include clientAuth"; do
+	grep -q "TLS handshake failed: .*$r" "$D/serve.log" && { echo "PASS logged: $r"; pass=$((pass+1)); } \
+		|| { echo "FAIL not logged: $r"; fail=$((fail+1)); }
+done
 echo "$pass passed, $fail failed"
 [ "$fail" = 0 ]
