@@ -1,6 +1,7 @@
 /* cli_store.c — `kizuna store verify | repair | dump`: offline work on DIR/log. */
 #include "cli/cli_store.h"
 #include "base/kz_err.h"
+#include "base/kz_base64.h"
 #include "base/kz_time.h"
 #include "base/kz_utf8.h"
 #include "store/store.h"
@@ -8,7 +9,6 @@
 #include <errno.h>
 #include <getopt.h>
 #include <limits.h>
-#include <openssl/evp.h>
 #include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -39,13 +39,12 @@ static void json_str(FILE *f, const uint8_t *p, size_t n)
 
 static void b64(FILE *f, const uint8_t *p, size_t n)
 {
-	unsigned char *out = malloc(4 * ((n + 2) / 3) + 1);
-	if (!out || n > INT_MAX) {
-		free(out);
+	char *out = malloc(4 * ((n + 2) / 3) + 1);
+	if (!out) {
 		fputs("null", f);
 		return;
 	}
-	EVP_EncodeBlock(out, p, (int)n);
+	kz_base64(p, n, out);
 	fprintf(f, "\"%s\"", out);
 	free(out);
 }

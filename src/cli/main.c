@@ -82,6 +82,17 @@ static const struct command commands[] = {
 	  "Each record: seq, id, time, topic, qos, retain, precedence, origin_node, origin_id,\n"
 	  "label_base64, content_type, expiry, and payload (UTF-8) or payload_base64.\n"
 	  "Exit 0 (also when nothing matches), 1 on an error, 2 on a usage error.\n" },
+	{ "audit", cli_audit_main, "verify or show the audit log",
+	  "usage: kizuna audit verify [--data DIR]\n"
+	  "       kizuna audit show [--data DIR] [--subject ID] [--action A] [--decision allow|deny]\n"
+	  "                         [--since TIME] [--until TIME]\n\n"
+	  "The node records its decisions (TLS handshakes, CONNECT, SUBSCRIBE, refused PUBLISH) in\n"
+	  "DIR/audit/audit.log: hash-chained JSON lines with Ed25519-signed checkpoints\n"
+	  "(docs/AUDIT.md).\n\n"
+	  "  verify   recompute the chain, check every checkpoint against DIR/audit/audit.pub and\n"
+	  "           the last one against DIR/audit/head; exit 0 when intact, 1 naming the first\n"
+	  "           modified, removed, reordered or inserted entry, or the cut-off end\n"
+	  "  show     print the entries that match the filters (JSON lines)\n" },
 	{ "help", help_main, "help on a command, or `help config`",
 	  "usage: kizuna help [COMMAND | config]\n" },
 	{ "version", version_main, "print the version", "usage: kizuna version\n" },

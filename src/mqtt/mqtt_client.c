@@ -6,6 +6,7 @@
 #include "base/kz_log.h"
 #include "base/kz_time.h"
 #include "base/kz_utf8.h"
+#include "trust/audit.h"
 
 #include <stdio.h>
 #include <inttypes.h>
@@ -109,6 +110,8 @@ void mqtt_client_disconnect(struct mqtt_client *c, uint8_t rc, const char *why)
 static void refuse(struct mqtt_client *c, uint8_t rc5, uint8_t rc311, const char *why)
 {
 	CLOG(KZ_LOG_WARN, c, "CONNECT refused: 0x%02X %s: %s", rc5, mqtt_rc_name(rc5), why);
+	kz_audit(&(struct kz_audit_entry){ .subject = c->peer_id, .action = "connect", .resource = c->addr,
+					  .allow = false, .reason = why });
 	struct mqtt_packet pkt = { .type = MQTT_CONNACK, .reason = c->version == MQTT_V5 ? rc5 : rc311 };
 	set_reason_string(c, &pkt, why, true);
 	if (c->version == MQTT_V5 || rc311 != 0xFF)
@@ -393,6 +396,8 @@ static void handle_connect(struct mqtt_client *c, const struct mqtt_packet *pkt)
 		}
 	}
 	send_packet(c, &ack);
+	kz_audit(&(struct kz_audit_entry){ .subject = c->peer_id, .action = "connect", .resource = ss->client_id,
+					  .allow = true, .reason = session_present ? "session resumed" : "new session" });
 	CLOG(KZ_LOG_INFO, c, "connected from %s, MQTT %s, keep alive %us, session %s, expiry %us",
 	     c->addr, c->version == MQTT_V5 ? "5.0" : "3.1.1", c->keep_alive,
 	     session_present ? "resumed" : "new", expiry);
@@ -434,6 +439,10 @@ static int rx_qos2_set(struct mqtt_session *ss, uint16_t pid, bool on)
 static void publish_refuse(struct mqtt_client *c, const struct mqtt_packet *pkt, uint8_t rc,
 			   const char *why)
 {
+	char topic[256];
+	snprintf(topic, sizeof topic, "%.*s", (int)pkt->topic.len, (const char *)pkt->topic.p);
+	kz_audit(&(struct kz_audit_entry){ .subject = c->peer_id, .action = "publish", .resource = topic,
+					  .allow = false, .reason = why });
 	/* §3.3.4: a QoS 1/2 refusal is an acknowledgement with a reason code (MQTT 5); QoS 0
 	 * and MQTT 3.1.1 have no such channel, so the connection is closed. */
 	if (c->version == MQTT_V5 && pkt->qos > 0) {
@@ -864,6 +873,10 @@ static void handle_subscribe(struct mqtt_client *c, const struct mqtt_packet *pk
 			if (replay && rc < 0x80 && !fatal)
 				replay_begin(c, &e, replay_from, &send_ret, replay_why, sizeof replay_why, &rc);
 		}
+		char filter[256];
+		snprintf(filter, sizeof filter, "%.*s", (int)e.filter.len, (const char *)e.filter.p);
+		kz_audit(&(struct kz_audit_entry){ .subject = c->peer_id, .action = "subscribe", .resource = filter,
+						  .allow = rc < 0x80, .reason = rc < 0x80 ? "granted" : mqtt_rc_name(rc) });
 		if (c->version == MQTT_V311 && rc >= 0x80)
 			rc = 0x80; /* 3.1.1 §3.9.3: the only failure code */
 		if (!send_ret)

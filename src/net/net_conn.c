@@ -25,6 +25,7 @@
 #include "net/net.h"
 #include "base/kz_err.h"
 #include "base/kz_log.h"
+#include "trust/audit.h"
 
 #include <openssl/err.h>
 #include <pthread.h>
@@ -403,9 +404,10 @@ static void handshake_step(struct net_conn *c)
 	net_tls_errors(err, sizeof err);
 	long vr = SSL_get_verify_result(c->ssl);
 	const char *refused = net_tls_refusal(c->ssl);
-	kz_warn("%s: TLS handshake failed: %s%s%s", c->addr, err,
-		vr != X509_V_OK ? "; certificate: " : "",
-		refused ? refused : vr != X509_V_OK ? X509_verify_cert_error_string(vr) : "");
+	const char *cause = refused ? refused : vr != X509_V_OK ? X509_verify_cert_error_string(vr) : "";
+	kz_warn("%s: TLS handshake failed: %s%s%s", c->addr, err, vr != X509_V_OK ? "; certificate: " : "", cause);
+	kz_audit(&(struct kz_audit_entry){ .action = "tls", .resource = c->addr, .allow = false,
+					  .reason = cause[0] ? cause : "TLS handshake failed" });
 	(void)send_wbio(c); /* the alert */
 	c->flags |= NET_CONN_CLOSING;
 	net_conn_want_flush(c);

@@ -6,6 +6,10 @@
 #include "base/kz_err.h"
 #include "base/kz_log.h"
 #include "mqtt/mqtt_broker.h"
+#include "trust/audit.h"
+
+#include <openssl/bn.h>
+#include <openssl/x509.h>
 
 #include <errno.h>
 #include <netinet/in.h>
@@ -66,6 +70,17 @@ static void on_open(struct net_conn *c)
 	struct net_worker *w = worker_of(c);
 	const char *why = NULL;
 	char *id = net_tls_peer_spiffe(c->ssl, &why);
+	char serial[80] = "";
+	X509 *cert = SSL_get0_peer_certificate(c->ssl);
+	BIGNUM *bn = cert ? ASN1_INTEGER_to_BN(X509_get0_serialNumber(cert), NULL) : NULL;
+	char *sh = bn ? BN_bn2hex(bn) : NULL;
+	if (sh)
+		snprintf(serial, sizeof serial, "%s", sh);
+	OPENSSL_free(sh);
+	BN_free(bn);
+	kz_audit(&(struct kz_audit_entry){ .subject = id, .serial = serial, .tls_group = net_conn_group(c),
+					  .action = "tls", .resource = c->addr, .allow = id != NULL,
+					  .reason = id ? "certificate and identity verified" : why });
 	if (!id) {
 		kz_warn("%s: refused: %s", c->addr, why);
 		net_conn_close(c);

@@ -22,6 +22,7 @@ struct node_config {
 	uint32_t tick_ms;
 	char node_id[64];         /* empty = the host name */
 	uint32_t read_budget, write_backlog; /* net flow control, bytes */
+	uint32_t audit_ck_entries, audit_ck_ms;
 	struct node_store {
 		enum kz_fsync_mode fsync;
 		uint32_t fsync_interval_ms;

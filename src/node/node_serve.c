@@ -6,6 +6,7 @@
 #include "base/kz_time.h"
 #include "mqtt/mqtt_broker.h"
 #include "net/net.h"
+#include "trust/audit.h"
 
 #include <errno.h>
 #include <getopt.h>
@@ -136,6 +137,12 @@ int node_serve_main(int argc, char **argv)
 		kz_error("%s", why);
 		return 1;
 	}
+	char auditdir[1100];
+	snprintf(auditdir, sizeof auditdir, "%s/audit", cfg.data_dir);
+	if (kz_audit_open(auditdir, cfg.audit_ck_entries, cfg.audit_ck_ms, &kz_audit_log, why, sizeof why)) {
+		kz_error("audit log: %s", why);
+		return 1;
+	}
 	struct net_pki_names names = { cfg.trust_domain, cfg.org };
 	int created = net_pki_ensure(cfg.data_dir, &names, why, sizeof why);
 	if (created < 0) {
@@ -242,5 +249,7 @@ int node_serve_main(int argc, char **argv)
 		(unsigned long long)st[1], (unsigned long long)st[4]);
 	mqtt_broker_cleanup(&broker);
 	SSL_CTX_free(ctx);
+	kz_audit_close(kz_audit_log);
+	kz_audit_log = NULL;
 	return 0;
 }

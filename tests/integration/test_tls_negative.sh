@@ -88,5 +88,19 @@ for r in "is not in this node's trust domain" "kind is not user, sensor, service
 	grep -q "TLS handshake failed: .*$r" "$D/serve.log" && { echo "PASS logged: $r"; pass=$((pass+1)); } \
 		|| { echo "FAIL not logged: $r"; fail=$((fail+1)); }
 done
+# the audit log has each decision, and verifies
+kill -TERM $PID; wait $PID
+"$KZ" audit verify --data "$D/var" > "$D/verify.out" 2>&1 && grep -q "intact" "$D/verify.out" \
+	&& { echo "PASS audit log verifies"; pass=$((pass+1)); } || { echo "FAIL audit verify: $(cat "$D/verify.out")"; fail=$((fail+1)); }
+n=$("$KZ" audit show --data "$D/var" --action tls --decision deny | wc -l)
+[ "$n" -ge 10 ] && { echo "PASS refused handshakes audited ($n)"; pass=$((pass+1)); } || { echo "FAIL refused handshakes audited: $n"; fail=$((fail+1)); }
+"$KZ" audit show --data "$D/var" --action tls --decision allow | grep -q '"subject":"spiffe://kizuna.local/meti/sensor/radar-1","serial":"[0-9A-F]*","group":"x25519"' \
+	&& { echo "PASS accepted identity audited with serial and group"; pass=$((pass+1)); } || { echo "FAIL accepted identity not audited"; fail=$((fail+1)); }
+"$KZ" audit show --data "$D/var" --decision deny | grep -q '"reason":"SPIFFE ID is not in this node' \
+	&& { echo "PASS the refusal reason is in the entry"; pass=$((pass+1)); } || { echo "FAIL refusal reason not audited"; fail=$((fail+1)); }
+sed -i '3s/"t":"2/"t":"1/' "$D/var/audit/audit.log"
+"$KZ" audit verify --data "$D/var" > "$D/verify.out" 2>&1; rc=$?
+[ "$rc" = 1 ] && grep -q "line 3 (entry 3): hash mismatch" "$D/verify.out" \
+	&& { echo "PASS an edited entry is found"; pass=$((pass+1)); } || { echo "FAIL tamper: rc=$rc $(cat "$D/verify.out")"; fail=$((fail+1)); }
 echo "$pass passed, $fail failed"
 [ "$fail" = 0 ]

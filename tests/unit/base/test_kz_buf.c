@@ -3,7 +3,9 @@
 #include <stdarg.h>
 #include <stddef.h>
 #include <cmocka.h>
+#include <string.h>
 
+#include "base/kz_base64.h"
 #include "base/kz_buf.h"
 #include "base/kz_err.h"
 #include "base/kz_utf8.h"
@@ -33,8 +35,24 @@ static void test_utf8(void **st)
 	assert_false(kz_utf8_valid((const uint8_t *)"\xe2\x82", 2, true));    /* truncated */
 }
 
+/* RFC 4648 §10 test vectors. */
+static void test_base64(void **st)
+{
+	static const char *const in[] = { "", "f", "fo", "foo", "foob", "fooba", "foobar" };
+	static const char *const want[] = { "", "Zg==", "Zm8=", "Zm9v", "Zm9vYg==", "Zm9vYmE=", "Zm9vYmFy" };
+	char out[16];
+	for (int i = 0; i < 7; i++) {
+		assert_int_equal(kz_base64((const uint8_t *)in[i], strlen(in[i]), out), strlen(want[i]));
+		assert_string_equal(out, want[i]);
+	}
+	const uint8_t bin[3] = { 0x00, 0xff, 0x01 };
+	kz_base64(bin, 3, out);
+	assert_string_equal(out, "AP8B");
+}
+
 int main(void)
 {
-	const struct CMUnitTest tests[] = { cmocka_unit_test(test_cap), cmocka_unit_test(test_utf8) };
+	const struct CMUnitTest tests[] = { cmocka_unit_test(test_cap), cmocka_unit_test(test_utf8),
+					    cmocka_unit_test(test_base64) };
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

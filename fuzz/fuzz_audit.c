@@ -1,0 +1,52 @@
+/* fuzz_audit.c — the audit log reader: arbitrary bytes as DIR/audit/audit.log (and, after
+ * a NUL, as DIR/audit/head) through verify and show. Must not crash, must not call a
+ * tampered log intact unless it really chains (it cannot: no input carries a valid
+ * signature, so any checkpoint line must fail). */
+#include "trust/audit.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+static char dir[64];
+
+static void quiet(void *ctx, const char *line) { (void)ctx, (void)line; }
+
+static void put(const char *name, const uint8_t *p, size_t n)
+{
+	char path[128];
+	snprintf(path, sizeof path, "%s/%s", dir, name);
+	FILE *f = fopen(path, "w");
+	if (f) {
+		fwrite(p, 1, n, f);
+		fclose(f);
+	}
+}
+
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
+{
+	if (!dir[0]) {
+		snprintf(dir, sizeof dir, "/tmp/kz-fuzz-audit-%d", (int)getpid());
+		mkdir(dir, 0700);
+		static const char pub[] = "c8f17f6439d48880d930a66a2ce7404281ddfc65cf4def14c62ee5701aaad2ad\n";
+		put("audit.pub", (const uint8_t *)pub, sizeof pub - 1);
+	}
+	const uint8_t *nul = memchr(data, 0, size);
+	size_t ln = nul ? (size_t)(nul - data) : size;
+	put("audit.log", data, ln);
+	char hp[128];
+	snprintf(hp, sizeof hp, "%s/head", dir);
+	if (nul)
+		put("head", nul + 1, size - ln - 1);
+	else
+		unlink(hp);
+	char why[256];
+	(void)kz_audit_verify(dir, quiet, NULL, why, sizeof why);
+	FILE *devnull = fopen("/dev/null", "w");
+	struct kz_audit_filter f = { .action = "tls", .decision = "deny", .since_ns = 1 };
+	(void)kz_audit_show(dir, &f, devnull, why, sizeof why);
+	fclose(devnull);
+	return 0;
+}

@@ -1,0 +1,577 @@
+/* audit.c — the hash-chained, checkpoint-signed audit log (format in docs/AUDIT.md).
+ *
+ * Writers serialise on one mutex; a line is built completely, then written with one
+ * write() at the end of the file, so a crash leaves at most one incomplete last line, which
+ * the next open cuts off. Checkpoints are fdatasync'd before DIR/audit/head names them. */
+#include "trust/audit.h"
+#include "base/kz_err.h"
+#include "base/kz_log.h"
+#include "base/kz_time.h"
+#include "crypto/kz_crypto.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <pthread.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+struct kz_audit *kz_audit_log;
+
+#define LINE_MAX_BYTES 16384
+#define HEX_ZERO "0000000000000000000000000000000000000000000000000000000000000000"
+
+struct kz_audit {
+	pthread_mutex_t lock;
+	int fd;
+	char dir[4096];
+	uint64_t n;          /* last entry number written */
+	char prev[65];       /* its hash, hex */
+	uint8_t priv[32];
+	char pub_hex[65];
+	uint32_t ck_entries, ck_ms;
+	uint32_t since_ck;
+	uint64_t last_ck_ms;
+	bool failing;
+	/* the denial being summarised */
+	struct kz_audit_entry rep;
+	char *rep_buf[5];
+	uint64_t rep_count, rep_start_ms;
+};
+
+static void hex(const uint8_t *p, size_t n, char *out)
+{
+	static const char d[] = "0123456789abcdef";
+	for (size_t i = 0; i < n; i++) {
+		out[2 * i] = d[p[i] >> 4];
+		out[2 * i + 1] = d[p[i] & 15];
+	}
+	out[2 * n] = 0;
+}
+
+static int unhex(const char *s, uint8_t *out, size_t n)
+{
+	for (size_t i = 0; i < 2 * n; i++) {
+		char c = s[i];
+		int v = c >= '0' && c <= '9' ? c - '0' : c >= 'a' && c <= 'f' ? c - 'a' + 10 : -1;
+		if (v < 0)
+			return -1;
+		if (i % 2 == 0)
+			out[i / 2] = (uint8_t)(v << 4);
+		else
+			out[i / 2] |= (uint8_t)v;
+	}
+	return 0;
+}
+
+/* Appends s as a JSON string (with quotes) to b at *len, within cap. */
+static void jstr(char *b, size_t *len, size_t cap, const char *s)
+{
+	size_t n = *len;
+	if (n + 2 >= cap)
+		return;
+	b[n++] = '"';
+	for (const unsigned char *p = (const unsigned char *)(s ? s : ""); *p && n + 8 < cap; p++) {
+		if (*p == '"' || *p == '\\') {
+			b[n++] = '\\';
+			b[n++] = (char)*p;
+		} else if (*p < 0x20) {
+			n += (size_t)snprintf(b + n, cap - n, "\\u%04x", *p);
+		} else {
+			b[n++] = (char)*p;
+		}
+	}
+	b[n++] = '"';
+	b[n] = 0;
+	*len = n;
+}
+
+static void put(char *b, size_t *len, size_t cap, const char *s)
+{
+	size_t l = strlen(s);
+	if (*len + l < cap) {
+		memcpy(b + *len, s, l + 1);
+		*len += l;
+	}
+}
+
+static int write_all(int fd, const char *p, size_t n)
+{
+	while (n) {
+		ssize_t w = write(fd, p, n);
+		if (w < 0 && errno == EINTR)
+			continue;
+		if (w <= 0)
+			return -1;
+		p += w;
+		n -= (size_t)w;
+	}
+	return 0;
+}
+
+/* Completes body (which ends with its "prev" field) with its hash and writes it. */
+static int emit(struct kz_audit *a, char *b, size_t len)
+{
+	uint8_t h[32];
+	kz_sha256(b, len, h);
+	char hx[65];
+	hex(h, 32, hx);
+	size_t n = len;
+	put(b, &n, LINE_MAX_BYTES, ",\"hash\":\"");
+	put(b, &n, LINE_MAX_BYTES, hx);
+	put(b, &n, LINE_MAX_BYTES, "\"}\n");
+	int rc = write_all(a->fd, b, n);
+	if (rc && !a->failing)
+		kz_error("audit: cannot write %s/audit.log: %s", a->dir, strerror(errno));
+	else if (!rc && a->failing)
+		kz_warn("audit: writing works again");
+	a->failing = rc != 0;
+	if (!rc) {
+		memcpy(a->prev, hx, 65);
+		a->since_ck++;
+	}
+	return rc;
+}
+
+static size_t begin(struct kz_audit *a, char *b)
+{
+	char t[32];
+	kz_time_format(kz_now_wall_ns(), t);
+	a->n++;
+	return (size_t)snprintf(b, LINE_MAX_BYTES, "{\"n\":%" PRIu64 ",\"t\":\"%s\"", a->n, t);
+}
+
+static void write_entry(struct kz_audit *a, const struct kz_audit_entry *e, uint64_t count)
+{
+	char b[LINE_MAX_BYTES];
+	size_t n = begin(a, b);
+	static const char *const keys[] = { ",\"subject\":", ",\"serial\":", ",\"group\":", ",\"action\":",
+					    ",\"resource\":", ",\"label\":" };
+	const char *vals[] = { e->subject, e->serial, e->tls_group, e->action, e->resource, e->label };
+	for (size_t i = 0; i < 6; i++) {
+		put(b, &n, sizeof b, keys[i]);
+		jstr(b, &n, sizeof b, vals[i]);
+	}
+	put(b, &n, sizeof b, e->allow ? ",\"decision\":\"allow\",\"reason\":" : ",\"decision\":\"deny\",\"reason\":");
+	jstr(b, &n, sizeof b, e->reason);
+	n += (size_t)snprintf(b + n, sizeof b - n, ",\"count\":%" PRIu64 ",\"policy\":\"none\",\"prev\":\"%s\"",
+			      count, a->prev);
+	if (emit(a, b, n))
+		a->n--;
+}
+
+static void checkpoint(struct kz_audit *a)
+{
+	char msg[160], b[LINE_MAX_BYTES];
+	uint64_t n0 = a->n;
+	size_t n = begin(a, b);
+	snprintf(msg, sizeof msg, "kizuna-audit-checkpoint n=%" PRIu64 " prev=%s", a->n, a->prev);
+	uint8_t sig[64];
+	char sx[129];
+	if (kz_ed25519_sign(a->priv, msg, strlen(msg), sig)) {
+		a->n = n0;
+		return;
+	}
+	hex(sig, 64, sx);
+	n += (size_t)snprintf(b + n, sizeof b - n, ",\"checkpoint\":{\"key\":\"%s\",\"sig\":\"%s\"},\"prev\":\"%s\"",
+			      a->pub_hex, sx, a->prev);
+	if (emit(a, b, n)) {
+		a->n = n0;
+		return;
+	}
+	a->since_ck = 0;
+	a->last_ck_ms = kz_now_mono_ms();
+	/* the head names this checkpoint: cutting the log before it is detected */
+	char head[400], path[4200], tmp[4300];
+	snprintf(msg, sizeof msg, "kizuna-audit-head n=%" PRIu64 " hash=%s", a->n, a->prev);
+	if (fdatasync(a->fd) || kz_ed25519_sign(a->priv, msg, strlen(msg), sig))
+		return;
+	hex(sig, 64, sx);
+	int hl = snprintf(head, sizeof head, "%" PRIu64 " %s %s\n", a->n, a->prev, sx);
+	snprintf(path, sizeof path, "%s/head", a->dir);
+	snprintf(tmp, sizeof tmp, "%s/head.tmp", a->dir);
+	int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+	if (fd < 0 || write_all(fd, head, (size_t)hl) || fdatasync(fd) || rename(tmp, path))
+		kz_error("audit: cannot write %s: %s", path, strerror(errno));
+	if (fd >= 0)
+		close(fd);
+}
+
+static void flush_repeats(struct kz_audit *a)
+{
+	if (a->rep_count > 1) {
+		char reason[600];
+		snprintf(reason, sizeof reason, "%s (%" PRIu64 " times within %" PRIu64 " ms; this entry counts them all)",
+			 a->rep.reason ? a->rep.reason : "", a->rep_count, kz_now_mono_ms() - a->rep_start_ms);
+		struct kz_audit_entry e = a->rep;
+		e.reason = reason;
+		write_entry(a, &e, a->rep_count - 1);
+	}
+	for (int i = 0; i < 5; i++) {
+		free(a->rep_buf[i]);
+		a->rep_buf[i] = NULL;
+	}
+	a->rep_count = 0;
+}
+
+static bool same(const char *x, const char *y) { return strcmp(x ? x : "", y ? y : "") == 0; }
+
+void kz_audit_record(struct kz_audit *a, const struct kz_audit_entry *e)
+{
+	pthread_mutex_lock(&a->lock);
+	uint64_t now = kz_now_mono_ms();
+	if (!e->allow && a->rep_count && now - a->rep_start_ms < 1000 && same(e->subject, a->rep.subject) &&
+	    same(e->action, a->rep.action) && same(e->resource, a->rep.resource) && same(e->reason, a->rep.reason)) {
+		a->rep_count++; /* the first one was written; the rest become one summary */
+		pthread_mutex_unlock(&a->lock);
+		return;
+	}
+	flush_repeats(a);
+	write_entry(a, e, 1);
+	if (!e->allow) {
+		const char *src[5] = { e->subject, e->action, e->resource, e->reason, e->serial };
+		for (int i = 0; i < 5; i++)
+			a->rep_buf[i] = src[i] ? strdup(src[i]) : NULL;
+		a->rep = (struct kz_audit_entry){ .subject = a->rep_buf[0], .action = a->rep_buf[1],
+						  .resource = a->rep_buf[2], .reason = a->rep_buf[3],
+						  .serial = a->rep_buf[4], .tls_group = NULL, .allow = false };
+		a->rep_count = 1;
+		a->rep_start_ms = now;
+	}
+	if (a->since_ck >= a->ck_entries || now - a->last_ck_ms >= a->ck_ms)
+		checkpoint(a);
+	pthread_mutex_unlock(&a->lock);
+}
+
+/* ---------- open ---------- */
+
+static int load_key(struct kz_audit *a, char *why, size_t why_len)
+{
+	char path[4200];
+	snprintf(path, sizeof path, "%s/audit.key", a->dir);
+	int fd = open(path, O_RDONLY | O_CLOEXEC);
+	uint8_t pub[32];
+	if (fd >= 0) {
+		ssize_t r = read(fd, a->priv, 32);
+		close(fd);
+		if (r != 32 || kz_ed25519_public(a->priv, pub)) {
+			snprintf(why, why_len, "%s: not a 32-byte Ed25519 private key", path);
+			return KZ_EIO;
+		}
+	} else {
+		char pp[4200];
+		snprintf(pp, sizeof pp, "%s/audit.pub", a->dir);
+		fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+		if (fd < 0 || kz_ed25519_keygen(a->priv, pub) || write_all(fd, (const char *)a->priv, 32) || fsync(fd)) {
+			snprintf(why, why_len, "cannot create %s: %s", path, strerror(errno));
+			if (fd >= 0)
+				close(fd);
+			return KZ_EIO;
+		}
+		close(fd);
+		kz_info("audit: created the checkpoint signing key %s (keep a copy of audit.pub elsewhere)", path);
+		(void)pp;
+	}
+	hex(pub, 32, a->pub_hex);
+	snprintf(path, sizeof path, "%s/audit.pub", a->dir);
+	FILE *f = fopen(path, "w");
+	if (f) {
+		fprintf(f, "%s\n", a->pub_hex);
+		fclose(f);
+	}
+	return KZ_OK;
+}
+
+/* Finds the last complete entry: its number and hash; cuts an incomplete last line. */
+static int load_tail(struct kz_audit *a, const char *path, char *why, size_t why_len)
+{
+	memcpy(a->prev, HEX_ZERO, 65);
+	a->n = 0;
+	struct stat st;
+	if (fstat(a->fd, &st))
+		return KZ_EIO;
+	off_t size = st.st_size, good = 0;
+	size_t win = size > 2 * LINE_MAX_BYTES ? 2 * LINE_MAX_BYTES : (size_t)size;
+	char *b = malloc(win + 1);
+	if (!b)
+		return KZ_ENOMEM;
+	if (win && pread(a->fd, b, win, size - (off_t)win) != (ssize_t)win) {
+		free(b);
+		snprintf(why, why_len, "cannot read %s", path);
+		return KZ_EIO;
+	}
+	b[win] = 0;
+	/* the last newline ends the last complete line */
+	size_t end = win;
+	while (end > 0 && b[end - 1] != '\n')
+		end--;
+	good = size - (off_t)(win - end);
+	if (end > 0) {
+		size_t start = end - 1;
+		while (start > 0 && b[start - 1] != '\n')
+			start--;
+		const char *line = b + start, *h = NULL;
+		for (const char *p = line; (p = strstr(p, ",\"hash\":\"")) != NULL && p < b + end; p++)
+			h = p;
+		if (!h || sscanf(line, "{\"n\":%" SCNu64, &a->n) != 1) {
+			free(b);
+			snprintf(why, why_len, "%s: the last entry is not an audit entry (run `kizuna audit verify`)", path);
+			return KZ_EIO;
+		}
+		memcpy(a->prev, h + 9, 64);
+		a->prev[64] = 0;
+	}
+	free(b);
+	if (good < size) {
+		kz_warn("audit: cut %lld bytes of an incomplete last entry from %s", (long long)(size - good), path);
+		if (ftruncate(a->fd, good))
+			return KZ_EIO;
+	}
+	return KZ_OK;
+}
+
+int kz_audit_open(const char *dir, uint32_t ck_entries, uint32_t ck_ms, struct kz_audit **out, char *why,
+		  size_t why_len)
+{
+	*out = NULL;
+	struct kz_audit *a = calloc(1, sizeof *a);
+	if (!a)
+		return KZ_ENOMEM;
+	snprintf(a->dir, sizeof a->dir, "%s", dir);
+	a->ck_entries = ck_entries ? ck_entries : 1000;
+	a->ck_ms = ck_ms ? ck_ms : 10000;
+	a->last_ck_ms = kz_now_mono_ms();
+	char path[4200];
+	snprintf(path, sizeof path, "%s/audit.log", dir);
+	if (mkdir(dir, 0700) && errno != EEXIST) {
+		snprintf(why, why_len, "cannot create %s: %s", dir, strerror(errno));
+		free(a);
+		return KZ_EIO;
+	}
+	int rc = load_key(a, why, why_len);
+	if (!rc) {
+		a->fd = open(path, O_RDWR | O_CREAT | O_APPEND | O_CLOEXEC, 0600);
+		if (a->fd < 0) {
+			snprintf(why, why_len, "cannot open %s: %s", path, strerror(errno));
+			rc = KZ_EIO;
+		}
+	}
+	if (!rc)
+		rc = load_tail(a, path, why, why_len);
+	if (rc) {
+		if (a->fd > 0)
+			close(a->fd);
+		free(a);
+		return rc;
+	}
+	pthread_mutex_init(&a->lock, NULL);
+	*out = a;
+	return KZ_OK;
+}
+
+void kz_audit_close(struct kz_audit *a)
+{
+	if (!a)
+		return;
+	pthread_mutex_lock(&a->lock);
+	flush_repeats(a);
+	if (a->since_ck)
+		checkpoint(a);
+	pthread_mutex_unlock(&a->lock);
+	close(a->fd);
+	pthread_mutex_destroy(&a->lock);
+	memset(a->priv, 0, sizeof a->priv);
+	free(a);
+}
+
+/* ---------- verify and show ---------- */
+
+static const char *field(const char *line, const char *name, size_t *len)
+{
+	char key[64];
+	snprintf(key, sizeof key, "\"%s\":\"", name);
+	const char *p = strstr(line, key);
+	if (!p)
+		return NULL;
+	p += strlen(key);
+	const char *q = p;
+	while (*q && *q != '"') {
+		if (*q == '\\' && q[1])
+			q++;
+		q++;
+	}
+	*len = (size_t)(q - p);
+	return p;
+}
+
+int kz_audit_verify(const char *dir, void (*report)(void *ctx, const char *line), void *ctx, char *why,
+		    size_t why_len)
+{
+	char path[4200], msg[256], out[4800];
+	uint8_t pub[32];
+	snprintf(path, sizeof path, "%s/audit.pub", dir);
+	FILE *f = fopen(path, "r");
+	char pubhex[80] = "";
+	if (!f || !fgets(pubhex, sizeof pubhex, f) || unhex(pubhex, pub, 32)) {
+		if (f)
+			fclose(f);
+		snprintf(why, why_len, "cannot read the public key %s", path);
+		return -1;
+	}
+	fclose(f);
+	pubhex[64] = 0;
+	snprintf(path, sizeof path, "%s/audit.log", dir);
+	if (!(f = fopen(path, "r"))) {
+		snprintf(why, why_len, "cannot open %s: %s", path, strerror(errno));
+		return -1;
+	}
+	char *line = NULL, prev[65] = HEX_ZERO;
+	size_t cap = 0;
+	ssize_t len;
+	uint64_t expect = 1, lineno = 0, checkpoints = 0, last_ck = 0;
+	int bad = 0;
+	/* the hash of every checkpoint entry, to check the head against */
+	uint64_t head_n = 0;
+	char head_hash[65] = "", head_seen[65] = "";
+	FILE *hf;
+	snprintf(msg, sizeof msg, "%s/head", dir);
+	if ((hf = fopen(msg, "r")) != NULL) {
+		char hs[200] = "";
+		uint8_t sig[64];
+		if (fscanf(hf, "%" SCNu64 " %64s %128s", &head_n, head_hash, hs) != 3 || unhex(hs, sig, 64) ||
+		    (snprintf(msg, sizeof msg, "kizuna-audit-head n=%" PRIu64 " hash=%s", head_n, head_hash),
+		     kz_ed25519_verify(pub, msg, strlen(msg), sig))) {
+			snprintf(out, sizeof out, "%s/head: its signature does not verify (forged or damaged)", dir);
+			report(ctx, out);
+			bad = 1;
+		}
+		fclose(hf);
+	}
+	while (!bad && (len = getline(&line, &cap, f)) > 0) {
+		lineno++;
+		if (line[len - 1] != '\n') {
+			snprintf(out, sizeof out, "line %" PRIu64 ": incomplete entry (cut off)", lineno);
+			report(ctx, out);
+			bad = 1;
+			break;
+		}
+		line[--len] = 0;
+		const char *h = NULL;
+		for (const char *p = line; (p = strstr(p, ",\"hash\":\"")) != NULL; p++)
+			h = p;
+		uint64_t n = 0;
+		if (!h || strlen(h) != 9 + 64 + 2 || sscanf(line, "{\"n\":%" SCNu64, &n) != 1) {
+			snprintf(out, sizeof out, "line %" PRIu64 ": not an audit entry", lineno);
+			report(ctx, out);
+			bad = 1;
+			break;
+		}
+		uint8_t digest[32];
+		char dx[65];
+		kz_sha256(line, (size_t)(h - line), digest);
+		hex(digest, 32, dx);
+		if (memcmp(dx, h + 9, 64) != 0) {
+			snprintf(out, sizeof out, "line %" PRIu64 " (entry %" PRIu64 "): hash mismatch: the entry was modified",
+				 lineno, n);
+			report(ctx, out);
+			bad = 1;
+			break;
+		}
+		size_t pl;
+		const char *pv = NULL;
+		for (const char *p = line; (p = strstr(p, ",\"prev\":\"")) != NULL && p < h; p++)
+			pv = p;
+		pl = pv ? 64 : 0;
+		if (n != expect || !pv || memcmp(pv + 9, prev, pl) != 0) {
+			snprintf(out, sizeof out, "line %" PRIu64 " (entry %" PRIu64 "): %s", lineno, n,
+				 n != expect ? "out of sequence: an entry before it was removed, or entries were "
+					       "inserted or reordered" :
+					       "does not chain to the entry before it: entries were removed, inserted or "
+					       "reordered");
+			report(ctx, out);
+			bad = 1;
+			break;
+		}
+		size_t kl, sl;
+		const char *ck = strstr(line, ",\"checkpoint\":{");
+		if (ck) {
+			const char *key = field(ck, "key", &kl), *sg = field(ck, "sig", &sl);
+			uint8_t sig[64];
+			snprintf(msg, sizeof msg, "kizuna-audit-checkpoint n=%" PRIu64 " prev=%s", n, prev);
+			if (!key || kl != 64 || memcmp(key, pubhex, 64) != 0 || !sg || sl != 128 || unhex(sg, sig, 64) ||
+			    kz_ed25519_verify(pub, msg, strlen(msg), sig)) {
+				snprintf(out, sizeof out, "line %" PRIu64 " (entry %" PRIu64 "): checkpoint signature does "
+					 "not verify with %s/audit.pub", lineno, n, dir);
+				report(ctx, out);
+				bad = 1;
+				break;
+			}
+			checkpoints++;
+			last_ck = n;
+		}
+		memcpy(prev, h + 9, 64);
+		if (n == head_n)
+			memcpy(head_seen, prev, 65);
+		expect++;
+	}
+	free(line);
+	fclose(f);
+	if (!bad && head_n && (expect - 1 < head_n || strcmp(head_seen, head_hash) != 0)) {
+		snprintf(out, sizeof out, "the log ends at entry %" PRIu64 " but its last checkpoint was entry %" PRIu64
+			 "%s: entries were cut off or the log was rewritten", expect - 1, head_n,
+			 expect - 1 < head_n ? "" : " with another hash");
+		report(ctx, out);
+		bad = 1;
+	}
+	if (!bad) {
+		snprintf(out, sizeof out, "%s: intact: %" PRIu64 " entries, %" PRIu64 " signed checkpoints, the last at "
+			 "entry %" PRIu64 "; %" PRIu64 " entries after it (signed at the next checkpoint); key %s",
+			 path, expect - 1, checkpoints, last_ck, expect - 1 - last_ck, pubhex);
+		report(ctx, out);
+	}
+	return bad;
+}
+
+static bool match(const char *line, const char *name, const char *want)
+{
+	if (!want)
+		return true;
+	size_t l;
+	const char *v = field(line, name, &l);
+	return v && l == strlen(want) && memcmp(v, want, l) == 0;
+}
+
+int kz_audit_show(const char *dir, const struct kz_audit_filter *flt, FILE *out, char *why, size_t why_len)
+{
+	char path[4200];
+	snprintf(path, sizeof path, "%s/audit.log", dir);
+	FILE *f = fopen(path, "r");
+	if (!f) {
+		snprintf(why, why_len, "cannot open %s: %s", path, strerror(errno));
+		return -1;
+	}
+	char *line = NULL;
+	size_t cap = 0;
+	while (getline(&line, &cap, f) > 0) {
+		if (!match(line, "subject", flt->subject) || !match(line, "action", flt->action) ||
+		    !match(line, "decision", flt->decision))
+			continue;
+		size_t tl;
+		const char *t = field(line, "t", &tl);
+		char ts[40];
+		uint64_t ns = 0;
+		if (t && tl < sizeof ts) {
+			memcpy(ts, t, tl);
+			ts[tl] = 0;
+			(void)kz_time_parse(ts, &ns);
+		}
+		if ((flt->since_ns && ns < flt->since_ns) || (flt->until_ns && ns > flt->until_ns))
+			continue;
+		fputs(line, out);
+	}
+	free(line);
+	fclose(f);
+	return 0;
+}

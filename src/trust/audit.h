@@ -1,0 +1,59 @@
+/* audit.h — the tamper-evident audit log (docs/AUDIT.md).
+ *
+ * DIR/audit/audit.log: one JSON object per line, numbered from 1, each carrying the SHA-256
+ * of the line before it ("prev") and its own ("hash", over the line up to its "prev"
+ * field). Every checkpoint_entries entries, or at the first entry after checkpoint_ms, and
+ * at close, a checkpoint entry signs (Ed25519, DIR/audit/audit.key) its own number and the
+ * hash before it; DIR/audit/head keeps the last checkpoint, so that cutting entries off
+ * the end is detected too. */
+#ifndef KZ_AUDIT_H
+#define KZ_AUDIT_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+
+struct kz_audit_entry {
+	const char *subject;   /* SPIFFE ID; NULL or "" when unknown */
+	const char *serial;    /* certificate serial, hex; NULL when not known here */
+	const char *tls_group; /* key exchange group; NULL when not known here */
+	const char *action;    /* tls, connect, subscribe, publish, ... */
+	const char *resource;  /* address, client id, topic, filter, record id */
+	const char *label;     /* NULL until labels exist */
+	bool allow;
+	const char *reason;
+};
+
+struct kz_audit;
+
+int kz_audit_open(const char *dir, uint32_t checkpoint_entries, uint32_t checkpoint_ms, struct kz_audit **out,
+		  char *why, size_t why_len);
+/* Appends a decision (any thread). A denial repeating the previous one (same subject,
+ * action, resource and reason) within a second is counted, not written: one summary entry
+ * with "count" follows when another decision or a checkpoint comes. Nothing is dropped. */
+void kz_audit_record(struct kz_audit *a, const struct kz_audit_entry *e);
+/* Writes a final checkpoint and closes. */
+void kz_audit_close(struct kz_audit *a);
+
+/* The process's audit log, for the layers that record decisions (NULL: none). */
+extern struct kz_audit *kz_audit_log;
+static inline void kz_audit(const struct kz_audit_entry *e)
+{
+	if (kz_audit_log)
+		kz_audit_record(kz_audit_log, e);
+}
+
+/* Checks DIR/audit: returns 0 when intact (report gets a summary line), 1 with the first
+ * bad entry reported when not, -1 when it cannot be read (why). */
+int kz_audit_verify(const char *dir, void (*report)(void *ctx, const char *line), void *ctx, char *why,
+		    size_t why_len);
+
+struct kz_audit_filter {
+	const char *subject, *action, *decision; /* exact; NULL = any */
+	uint64_t since_ns, until_ns;             /* 0 = open */
+};
+/* Prints the entries that match, as they are in the log. -1 when unreadable. */
+int kz_audit_show(const char *dir, const struct kz_audit_filter *f, FILE *out, char *why, size_t why_len);
+
+#endif

@@ -1,0 +1,259 @@
+/* test_audit.c — the audit log: chain and checkpoints verify; every kind of tampering
+ * (an edited byte, a deleted entry, two swapped, a cut-off end, a rewritten chain, a forged
+ * head) is found and named; floods of identical denials are summarised, not dropped. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <cmocka.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "crypto/kz_crypto.h"
+#include "trust/audit.h"
+
+static char dir[256], logp[300];
+static char out[8192];
+
+static int setup(void **st)
+{
+	snprintf(dir, sizeof dir, "/tmp/kz-audit-test-XXXXXX");
+	assert_non_null(mkdtemp(dir));
+	snprintf(logp, sizeof logp, "%s/audit.log", dir);
+	return 0;
+}
+
+static int teardown(void **st)
+{
+	char cmd[300];
+	snprintf(cmd, sizeof cmd, "rm -rf %s", dir);
+	assert_int_equal(system(cmd), 0);
+	return 0;
+}
+
+static void report(void *ctx, const char *line)
+{
+	strncat(out, line, sizeof out - strlen(out) - 2);
+	strcat(out, "\n");
+}
+
+static int verify(void)
+{
+	char why[512];
+	out[0] = 0;
+	return kz_audit_verify(dir, report, NULL, why, sizeof why);
+}
+
+/* 12 decisions, a checkpoint every 4 entries, and one at close. */
+static void write_log(void)
+{
+	struct kz_audit *a;
+	char why[512];
+	assert_int_equal(kz_audit_open(dir, 4, 3600000, &a, why, sizeof why), 0);
+	for (int i = 0; i < 12; i++) {
+		char res[32];
+		snprintf(res, sizeof res, "topic/%d", i);
+		kz_audit_record(a, &(struct kz_audit_entry){ .subject = "spiffe://kizuna.local/dev/user/a", .action = "subscribe",
+							      .resource = res, .allow = i % 3 != 0, .reason = "r\"q" });
+	}
+	kz_audit_close(a);
+}
+
+static char **read_lines(size_t *n)
+{
+	FILE *f = fopen(logp, "r");
+	char **v = NULL, *line = NULL;
+	size_t cap = 0;
+	*n = 0;
+	while (getline(&line, &cap, f) > 0) {
+		v = realloc(v, (*n + 1) * sizeof *v);
+		v[(*n)++] = strdup(line);
+	}
+	free(line);
+	fclose(f);
+	return v;
+}
+
+static void write_lines(char **v, size_t n)
+{
+	FILE *f = fopen(logp, "w");
+	for (size_t i = 0; i < n; i++)
+		if (v[i])
+			fputs(v[i], f);
+	fclose(f);
+}
+
+static void free_lines(char **v, size_t n)
+{
+	for (size_t i = 0; i < n; i++)
+		free(v[i]);
+	free(v);
+}
+
+static void test_intact_and_reopened(void **st)
+{
+	write_log();
+	assert_int_equal(verify(), 0);
+	assert_non_null(strstr(out, "intact"));
+	/* a reopened log continues the chain */
+	write_log();
+	assert_int_equal(verify(), 0);
+	size_t n;
+	char **v = read_lines(&n);
+	assert_true(n >= 30);
+	assert_non_null(strstr(v[0], "\"n\":1,"));
+	assert_non_null(strstr(v[0], "\"reason\":\"r\\\"q\""));
+	free_lines(v, n);
+}
+
+static void test_edited_byte(void **st)
+{
+	write_log();
+	size_t n;
+	char **v = read_lines(&n);
+	char *p = strstr(v[6], "topic/");
+	p[6] = p[6] == '9' ? '8' : '9';
+	write_lines(v, n);
+	free_lines(v, n);
+	assert_int_equal(verify(), 1);
+	assert_non_null(strstr(out, "line 7 (entry 7): hash mismatch: the entry was modified"));
+}
+
+static void test_deleted_entry(void **st)
+{
+	write_log();
+	size_t n;
+	char **v = read_lines(&n);
+	free(v[3]);
+	v[3] = NULL;
+	write_lines(v, n);
+	free_lines(v, n);
+	assert_int_equal(verify(), 1);
+	assert_non_null(strstr(out, "line 4 (entry 5): out of sequence"));
+}
+
+static void test_swapped_entries(void **st)
+{
+	write_log();
+	size_t n;
+	char **v = read_lines(&n);
+	char *t = v[1];
+	v[1] = v[2];
+	v[2] = t;
+	write_lines(v, n);
+	free_lines(v, n);
+	assert_int_equal(verify(), 1);
+	assert_non_null(strstr(out, "line 2 (entry 3): out of sequence"));
+}
+
+static void test_cut_off_end(void **st)
+{
+	write_log();
+	size_t n;
+	char **v = read_lines(&n);
+	for (size_t i = n - 3; i < n; i++) { /* the last checkpoint and two entries before it */
+		free(v[i]);
+		v[i] = NULL;
+	}
+	write_lines(v, n);
+	free_lines(v, n);
+	assert_int_equal(verify(), 1);
+	assert_non_null(strstr(out, "entries were cut off or the log was rewritten"));
+	/* half a line at the end */
+	write_log();
+	FILE *f = fopen(logp, "a");
+	fputs("{\"n\":99,\"t\"", f);
+	fclose(f);
+	assert_int_equal(verify(), 1);
+	assert_non_null(strstr(out, "incomplete entry"));
+}
+
+/* Hex of SHA-256 of s. */
+static void sha_hex(const char *s, size_t n, char out_hex[65])
+{
+	uint8_t h[32];
+	kz_sha256(s, n, h);
+	for (int i = 0; i < 32; i++)
+		sprintf(out_hex + 2 * i, "%02x", h[i]);
+}
+
+/* Someone without the key edits an entry and recomputes every hash after it: the chain is
+ * consistent again, but the next checkpoint's signature is not. */
+static void test_rewritten_chain(void **st)
+{
+	write_log();
+	size_t n;
+	char **v = read_lines(&n);
+	char prev[65] = "";
+	for (size_t i = 0; i < n; i++) {
+		char *line = v[i];
+		if (i == 1) {
+			char *p = strstr(line, "\"allow\"");
+			if (p)
+				memcpy(p, "\"ALLOW\"", 7);
+			else
+				memcpy(strstr(line, "\"deny\""), "\"DENY\"", 6);
+		}
+		if (i >= 1) { /* fix prev, then the hash */
+			char *pv = strstr(line, ",\"prev\":\"") + 9;
+			memcpy(pv, prev, 64);
+		}
+		char *h = strstr(line, ",\"hash\":\"");
+		char hx[65];
+		sha_hex(line, (size_t)(h - line), hx);
+		memcpy(h + 9, hx, 64);
+		memcpy(prev, hx, 65);
+	}
+	write_lines(v, n);
+	free_lines(v, n);
+	assert_int_equal(verify(), 1);
+	assert_non_null(strstr(out, "(entry 5): checkpoint signature does not verify"));
+}
+
+static void test_forged_head(void **st)
+{
+	write_log();
+	char hp[300];
+	snprintf(hp, sizeof hp, "%s/head", dir);
+	FILE *f = fopen(hp, "r+");
+	fputs("3", f); /* claims another entry */
+	fclose(f);
+	assert_int_equal(verify(), 1);
+	assert_non_null(strstr(out, "head: its signature does not verify"));
+}
+
+static void test_denial_flood_summarised(void **st)
+{
+	struct kz_audit *a;
+	char why[512];
+	assert_int_equal(kz_audit_open(dir, 100000, 3600000, &a, why, sizeof why), 0);
+	struct kz_audit_entry e = { .subject = "spiffe://kizuna.local/dev/user/x", .action = "publish",
+				    .resource = "$SYS/x", .allow = false, .reason = "$SYS topics are the server's" };
+	for (int i = 0; i < 1000; i++)
+		kz_audit_record(a, &e);
+	kz_audit_record(a, &(struct kz_audit_entry){ .action = "connect", .allow = true, .reason = "ok" });
+	kz_audit_close(a);
+	assert_int_equal(verify(), 0);
+	size_t n;
+	char **v = read_lines(&n);
+	assert_int_equal(n, 4); /* the first denial, the summary, the allow, the checkpoint */
+	assert_non_null(strstr(v[1], "\"count\":999"));
+	assert_non_null(strstr(v[1], "1000 times within"));
+	free_lines(v, n);
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test_setup_teardown(test_intact_and_reopened, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_edited_byte, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_deleted_entry, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_swapped_entries, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_cut_off_end, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_rewritten_chain, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_forged_head, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_denial_flood_summarised, setup, teardown),
+	};
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}
