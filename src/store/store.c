@@ -26,6 +26,8 @@
 #include <stdatomic.h>
 #include <stdio.h>
 #include <sys/file.h>
+#include <sys/resource.h>
+#include <sys/syscall.h>
 #include <sys/stat.h>
 #include <unistd.h>
 #include <stdlib.h>
@@ -38,6 +40,7 @@ struct itemvec {
 };
 
 #define INDEX_BATCH 20000
+#define INDEX_NICE 10
 
 struct kz_store {
 	struct kz_log *log;
@@ -123,6 +126,10 @@ static void *index_main(void *arg)
 	struct kz_store *st = arg;
 	uint64_t next_retention = kz_now_mono_ms() + st->retention_ms;
 	char why[512];
+	/* Background work: on a busy machine delivery gets the CPU first; the index falls
+	 * behind and catches up when there is time (Linux: nice applies per thread). */
+	if (setpriority(PRIO_PROCESS, (id_t)syscall(SYS_gettid), INDEX_NICE))
+		kz_debug("index: cannot lower the index thread's priority: %s", strerror(errno));
 	pthread_mutex_lock(&st->index_lock);
 	while (!st->index_stopping) {
 		st->index_kick = false;
