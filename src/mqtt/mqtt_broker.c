@@ -41,6 +41,9 @@ int mqtt_broker_init(struct mqtt_broker *b, const struct mqtt_limits *lim, unsig
 		return KZ_ENOMEM;
 	pthread_mutex_init(&b->retained_lock, NULL);
 	pthread_rwlock_init(&b->share_lock, NULL);
+	b->store_out = calloc(n_shards, sizeof *b->store_out);
+	if (!b->store_out)
+		return KZ_ENOMEM;
 	for (unsigned i = 0; i < n_shards; i++) {
 		struct mqtt_shard *s = &b->shards[i];
 		s->broker = b;
@@ -111,6 +114,9 @@ void mqtt_broker_cleanup(struct mqtt_broker *b)
 		pthread_mutex_destroy(&s->inbox_lock);
 	}
 	free(b->shards);
+	for (unsigned i = 0; b->store_out && i < b->n_shards; i++)
+		envq_release(&b->store_out[i]);
+	free(b->store_out);
 	if (b->retained.root)
 		mqtt_trie_walk(b->retained.root, retained_free_visit, NULL);
 	mqtt_trie_cleanup(&b->retained);
@@ -212,8 +218,21 @@ static void stored_done(void *ctx, int status, uint64_t seq)
 	st->status = status;
 	atomic_store_explicit(&st->msg->seq, status ? MQTT_SEQ_NONE : seq, memory_order_release);
 	struct mqtt_env e = { .kind = MQTT_ENV_STORED, .stored = st };
-	/* On ENOMEM the shard never learns: that client gets no acknowledgement. */
-	(void)inbox_post(st->shard->broker, st->shard->idx, &e);
+	struct mqtt_broker *b = st->shard->broker;
+	/* On the store thread, answers gather per shard until the batch ends (one lock per
+	 * shard and batch, not per record). On ENOMEM the shard never learns: that client
+	 * gets no acknowledgement. */
+	if (kz_store_on_store_thread() && b->store_out && envq_push(&b->store_out[st->shard->idx], &e) == KZ_OK)
+		return;
+	(void)inbox_post(b, st->shard->idx, &e);
+}
+
+void mqtt_broker_store_batch_end(void *arg)
+{
+	struct mqtt_broker *b = arg;
+	for (unsigned i = 0; b->store_out && i < b->n_shards; i++)
+		if (b->store_out[i].n)
+			inbox_append(b, i, &b->store_out[i]);
 }
 
 /* A QoS 0 record's answer: its message (routed already) learns its sequence number, which

@@ -293,6 +293,7 @@ struct mqtt_broker {
 	struct kz_state *state;      /* NULL: sessions are not persisted */
 	atomic_bool state_failing;   /* log session-state write errors once */
 	uint64_t final_durable;      /* the store's durable end when it closed */
+	struct mqtt_envq *store_out; /* [n_shards], store thread only: answers of one batch */
 	char node_id[64];            /* origin node of the records accepted here */
 	/* Wakes shard idx's worker after its inbox gained work (any thread). */
 	void (*wake)(void *ctx, unsigned idx);
@@ -328,6 +329,8 @@ int mqtt_retained_restore(struct mqtt_broker *b, const struct kz_record *r, uint
  * (or from now, if it was connected when the node stopped), and the QoS 1/2 records after
  * its acknowledgement watermark waiting for it (a replay that runs when it reconnects). */
 int mqtt_broker_restore_session(struct mqtt_broker *b, const struct kz_state_session *p, uint64_t now_wall_ns);
+/* The store's batch_end: hands each shard the answers of the batch in one step. */
+void mqtt_broker_store_batch_end(void *broker);
 /* Writes every persistent session's acknowledgement watermark, after the workers ended and
  * every stored record was routed; durable_end: the store's final durable end. */
 void mqtt_broker_save_sessions(struct mqtt_broker *b, uint64_t durable_end);

@@ -172,6 +172,7 @@ int node_serve_main(int argc, char **argv)
 			 .fsync_interval_ms = cfg.store.fsync_interval_ms },
 		.index_path = indexdb, .rules = cfg.store.rules, .n_rules = cfg.store.n_rules,
 		.retention_interval_ms = cfg.store.retention_interval_ms,
+		.batch_end = mqtt_broker_store_batch_end, .batch_arg = &broker,
 	};
 	struct kz_log_recovery rec;
 	if (kz_store_open(&stcfg, &broker.store, &rec, why, sizeof why)) {

@@ -57,6 +57,8 @@ struct kz_store {
 	char *log_dir;
 	uint32_t max_record_bytes;
 	_Atomic uint64_t durable_next;
+	void (*batch_end)(void *arg);
+	void *batch_arg;
 	/* store thread */
 	pthread_t thread;
 	pthread_mutex_t lock;
@@ -99,6 +101,8 @@ static void run_batch(struct kz_store *st)
 			w->v[i].done(w->v[i].ctx, rc, rc ? 0 : first + i);
 		free(w->v[i].data);
 	}
+	if (st->batch_end)
+		st->batch_end(st->batch_arg);
 	/* Readers (replays) see a record only after its callback ran: by then its message
 	 * knows its sequence number, which the replay seam relies on. */
 	if (!rc)
@@ -162,9 +166,14 @@ static void *index_main(void *arg)
 	return NULL;
 }
 
+static _Thread_local bool on_store_thread;
+
+bool kz_store_on_store_thread(void) { return on_store_thread; }
+
 static void *store_main(void *arg)
 {
 	struct kz_store *st = arg;
+	on_store_thread = true;
 	pthread_mutex_lock(&st->lock);
 	for (;;) {
 		while (st->pending.n == 0 && !st->stopping) {
@@ -243,6 +252,8 @@ int kz_store_open(const struct kz_store_config *cfg, struct kz_store **out, stru
 			st->no_qos0_rules |= cfg->rules[i].no_qos0;
 	}
 	st->retention_ms = cfg->retention_interval_ms ? cfg->retention_interval_ms : 60000;
+	st->batch_end = cfg->batch_end;
+	st->batch_arg = cfg->batch_arg;
 	if (!rc && cfg->index_path) {
 		struct kz_index_config icfg = { cfg->index_path, cfg->log.dir, cfg->log.max_record_bytes,
 						cfg->rules, cfg->n_rules, false };

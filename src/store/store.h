@@ -289,7 +289,14 @@ struct kz_store_config {
 	const struct kz_retention_rule *rules;
 	size_t n_rules;
 	uint32_t retention_interval_ms; /* between retention passes */
+	/* Called on the store thread after the done callbacks of each batch (NULL: none), so
+	 * that callers can hand over what the callbacks gathered in one step. */
+	void (*batch_end)(void *arg);
+	void *batch_arg;
 };
+
+/* True on the store thread (inside done and batch_end callbacks). */
+bool kz_store_on_store_thread(void);
 
 /* Opens the log (recovering it), brings the index up to date with it (synchronously: the
  * retained messages it lists must be current), and starts the store thread and the index
