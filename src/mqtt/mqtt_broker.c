@@ -24,6 +24,7 @@ void mqtt_limits_default(struct mqtt_limits *lim)
 	lim->max_session_expiry = 7 * 24 * 3600;
 	lim->topic_alias_max = 16;
 	lim->max_out_buffer = 4u << 20;
+	lim->max_store_backlog = 64u << 20;
 	lim->max_retained = 100000;
 	lim->max_client_id_len = 256;
 }
@@ -272,11 +273,28 @@ void mqtt_shard_wake_self(struct mqtt_shard *s)
 	s->wake_posted = inbox_post(s->broker, s->idx, &e) == KZ_OK;
 }
 
+/* Reads again from the clients held for the store's backlog once it is under half its cap
+ * (each iteration and each tick, so also when every client of the shard is held). */
+static void store_release(struct mqtt_shard *s)
+{
+	struct mqtt_broker *b = s->broker;
+	if (!s->n_store_held || !b->store || kz_store_pending_bytes(b->store) > b->lim.max_store_backlog / 2)
+		return;
+	for (struct mqtt_client *c = s->clients; c && s->n_store_held; c = c->next)
+		if (c->store_held) {
+			c->store_held = false;
+			s->n_store_held--;
+			if (c->ops->hold_reading && c->store_pending < b->lim.max_inflight)
+				c->ops->hold_reading(c->transport, false);
+		}
+}
+
 void mqtt_shard_flush(struct mqtt_shard *s)
 {
 	struct mqtt_broker *b = s->broker;
 	if (s->n_replays)
 		mqtt_shard_replays_run(s);
+	store_release(s);
 	if (s->st_n && b->store) {
 		kz_store_submit(b->store, s->st_items, s->st_n);
 		s->st_n = 0;
@@ -721,6 +739,7 @@ void mqtt_shard_client_unlink(struct mqtt_shard *s, struct mqtt_client *c)
 void mqtt_shard_tick(struct mqtt_shard *s)
 {
 	uint64_t now = s->now_ms;
+	store_release(s);
 	/* Acknowledgement watermarks of persistent sessions, capped by the durable end of four
 	 * ticks ago: a record that old has reached every subscriber's shard. */
 	uint64_t cap = s->durable_seen[s->ticks % 4];

@@ -42,6 +42,7 @@ struct mqtt_limits {
 	uint32_t max_session_expiry;  /* s */
 	uint16_t topic_alias_max;     /* inbound aliases accepted per connection */
 	uint32_t max_out_buffer;      /* pending output bytes per connection */
+	uint64_t max_store_backlog;   /* bytes waiting for the store above which publishers are not read */
 	uint32_t max_retained;        /* retained messages per node */
 	uint32_t max_client_id_len;
 };
@@ -185,6 +186,7 @@ struct mqtt_client {
 	uint32_t rate_count;
 	uint32_t store_pending;       /* QoS 1/2 PUBLISHes waiting for the store */
 	bool zombie;                  /* closed, freed when store_pending reaches 0 */
+	bool store_held;              /* not read while the store's backlog is over its cap */
 	uint16_t *q2_pending;         /* owns; QoS 2 packet ids waiting for the store */
 	uint32_t n_q2_pending, cap_q2_pending;
 	struct mqtt_client *prev, *next; /* shard's client list */
@@ -249,6 +251,7 @@ struct mqtt_shard {
 	uint32_t n_replays, cap_replays;
 	bool wake_posted;
 	uint64_t durable_seen[4];       /* the store's durable end at the last 4 ticks */
+	uint32_t n_store_held;          /* clients held for the store's backlog */
 	uint32_t ticks;
 };
 

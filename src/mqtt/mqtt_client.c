@@ -604,6 +604,23 @@ static int q2_pending_add(struct mqtt_client *c, uint16_t pid)
 	return KZ_OK;
 }
 
+/* Input flow control for the disk: while more than limits.max_store_backlog bytes wait for
+ * the store thread (a flood faster than the disk), publishers are not read — of any QoS, so
+ * that QoS 0 floods cannot grow memory without bound either. Reading resumes under half. */
+static void store_backpressure(struct mqtt_client *c)
+{
+	struct mqtt_shard *s = c->shard;
+	const struct mqtt_limits *lim = &c->broker->lim;
+	if (c->store_held || !c->ops->hold_reading || kz_store_pending_bytes(c->broker->store) <= lim->max_store_backlog)
+		return;
+	if (s->n_store_held == 0)
+		kz_debug("store backlog over %llu bytes: pausing publishers on worker %u",
+			 (unsigned long long)lim->max_store_backlog, s->idx);
+	c->store_held = true;
+	s->n_store_held++;
+	c->ops->hold_reading(c->transport, true);
+}
+
 /* The store path: QoS 0 is stored and routed at once; QoS 1/2 wait for the record to be
  * durable, then are routed and acknowledged (mqtt_client_stored). */
 static void publish_store(struct mqtt_client *c, const struct mqtt_packet *pkt, struct mqtt_msg *m)
@@ -625,7 +642,7 @@ static void publish_store(struct mqtt_client *c, const struct mqtt_packet *pkt, 
 		const char *why;
 		publish_route(c->shard, m, &rc, &why);
 		mqtt_msg_unref(m);
-		return;
+		return store_backpressure(c);
 	}
 	struct mqtt_stored *st = calloc(1, sizeof *st);
 	bool q2 = pkt->qos == 2;
@@ -651,6 +668,7 @@ static void publish_store(struct mqtt_client *c, const struct mqtt_packet *pkt, 
 	 * max_inflight records waiting for the disk; reading resumes as they become durable. */
 	if (++c->store_pending == c->broker->lim.max_inflight && c->ops->hold_reading)
 		c->ops->hold_reading(c->transport, true);
+	store_backpressure(c);
 }
 
 static void client_free(struct mqtt_client *c);
@@ -658,7 +676,8 @@ static void client_free(struct mqtt_client *c);
 void mqtt_client_stored(struct mqtt_stored *st)
 {
 	struct mqtt_client *c = st->client;
-	if (c->store_pending-- == c->broker->lim.max_inflight && !c->zombie && c->ops->hold_reading)
+	if (c->store_pending-- == c->broker->lim.max_inflight && !c->zombie && !c->store_held &&
+	    c->ops->hold_reading)
 		c->ops->hold_reading(c->transport, false);
 	uint8_t rc = MQTT_RC_SUCCESS;
 	const char *why = NULL;
@@ -1076,6 +1095,12 @@ void mqtt_client_input(struct mqtt_client *c, const uint8_t *p, size_t n)
 
 void mqtt_client_detach(struct mqtt_client *c)
 {
+	if (c->store_held) { /* the new worker decides afresh */
+		c->store_held = false;
+		c->shard->n_store_held--;
+		if (c->ops->hold_reading)
+			c->ops->hold_reading(c->transport, false);
+	}
 	mqtt_shard_client_unlink(c->shard, c);
 	c->shard = NULL;
 }
@@ -1126,6 +1151,10 @@ void mqtt_client_closed(struct mqtt_client *c)
 		}
 	}
 	CLOG(KZ_LOG_DEBUG, c, "closed");
+	if (s && c->store_held) {
+		c->store_held = false;
+		s->n_store_held--;
+	}
 	if (s)
 		mqtt_shard_client_unlink(s, c);
 	atomic_fetch_sub(&c->broker->n_connections, 1);

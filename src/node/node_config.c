@@ -75,6 +75,8 @@ static const struct directive directives[] = {
 	  "Bytes read from one connection per event-loop iteration before the others get their turn (a flooding client cannot starve its worker)." },
 	{ "limits.max_write_backlog", T_U32, C(write_backlog), 0, 16384, 1u << 30, "1048576",
 	  "Bytes of output to one client waiting for the kernel above which the node stops reading from it, until half of it has drained (a client that does not read cannot make the node queue answers without bound)." },
+	{ "limits.max_store_backlog", T_U64, L(max_store_backlog), 0, 4096, UINT64_MAX, "67108864",
+	  "Bytes of accepted records waiting for the store thread above which the node stops reading from publishers (any QoS), until half of it is written: a flood faster than the disk slows the publishers instead of growing memory." },
 	{ "limits.max_queued_bytes", T_U64, L(max_queued_bytes), 0, 1024, UINT64_MAX, "67108864",
 	  "Bytes queued per session; same overflow behaviour as max_queued_msgs." },
 	{ "limits.max_connections", T_U32, L(max_connections), 0, 1, 10000000, "100000",

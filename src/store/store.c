@@ -57,6 +57,7 @@ struct kz_store {
 	char *log_dir;
 	uint32_t max_record_bytes;
 	_Atomic uint64_t durable_next;
+	_Atomic uint64_t pending_bytes;
 	void (*batch_end)(void *arg);
 	void *batch_arg;
 	/* store thread */
@@ -96,11 +97,14 @@ static void run_batch(struct kz_store *st)
 		kz_warn("store: writes succeed again");
 		st->failing = false;
 	}
+	uint64_t bytes = 0;
 	for (size_t i = 0; i < w->n; i++) {
 		if (w->v[i].done)
 			w->v[i].done(w->v[i].ctx, rc, rc ? 0 : first + i);
+		bytes += w->v[i].len;
 		free(w->v[i].data);
 	}
+	atomic_fetch_sub_explicit(&st->pending_bytes, bytes, memory_order_relaxed);
 	if (st->batch_end)
 		st->batch_end(st->batch_arg);
 	/* Readers (replays) see a record only after its callback ran: by then its message
@@ -303,6 +307,11 @@ bool kz_store_wants(const struct kz_store *st, const uint8_t *topic, size_t topi
 	return r < 0 || !st->rules[r].no_qos0;
 }
 
+uint64_t kz_store_pending_bytes(const struct kz_store *st)
+{
+	return atomic_load_explicit(&st->pending_bytes, memory_order_relaxed);
+}
+
 uint64_t kz_store_durable_next(const struct kz_store *st)
 {
 	return atomic_load_explicit(&st->durable_next, memory_order_acquire);
@@ -400,6 +409,10 @@ void kz_store_submit(struct kz_store *st, struct kz_store_item *items, size_t n)
 	}
 	memcpy(p->v + p->n, items, n * sizeof *items);
 	p->n += n;
+	uint64_t bytes = 0;
+	for (size_t i = 0; i < n; i++)
+		bytes += items[i].len;
+	atomic_fetch_add_explicit(&st->pending_bytes, bytes, memory_order_relaxed);
 	pthread_cond_signal(&st->cond);
 	pthread_mutex_unlock(&st->lock);
 }

@@ -307,6 +307,8 @@ int kz_store_open(const struct kz_store_config *cfg, struct kz_store **out, stru
 void kz_store_submit(struct kz_store *st, struct kz_store_item *items, size_t n);
 /* False for a QoS 0 message on a topic whose retention rule says not to store QoS 0. */
 bool kz_store_wants(const struct kz_store *st, const uint8_t *topic, size_t topic_len, uint8_t qos);
+/* Bytes submitted and not yet written (any thread): publishers are held above a cap. */
+uint64_t kz_store_pending_bytes(const struct kz_store *st);
 /* One past the highest durable sequence number (any thread). */
 uint64_t kz_store_durable_next(const struct kz_store *st);
 /* kz_log_scan over this store's log, ending before the first record not yet durable (any

@@ -2,7 +2,7 @@
 """Input backpressure against a real node: a client that floods QoS 1 publishes and never
 reads its PUBACKs must be stopped (the node stops reading it once its answers back up),
 while the node stays small and keeps serving everyone else."""
-import os, socket, ssl, struct, time
+import os, socket, ssl, struct, subprocess, time
 from kzharness import *
 
 # Under AddressSanitizer freed memory sits in a quarantine (256 MiB by default) and would
@@ -52,4 +52,33 @@ def test_flooder_is_paused_and_others_served():
     print("paused after %.1f MiB sent; RSS grew %d kB" % (sent / 1048576, grown))
 
 
-run_tests([test_flooder_is_paused_and_others_served])
+def test_qos0_flood_waits_for_the_store():
+    """QoS 0 has no acknowledgement to hold back on: with the store's backlog over
+    limits.max_store_backlog the node stops reading the publisher until the store catches
+    up. Every message still ends up in the log, and everyone else is still served."""
+    n2 = Node("limits.max_store_backlog = 4096\nlog_level = debug")
+    r = n2.raw()
+    assert r.connect(b"flood0", v5=False)[0] == 2
+    payload = b"x" * 100
+    pkt = bytes([0x30, 2 + 2 + len(payload)]) + s16(b"f0") + payload
+    total = 50000
+    r.s.settimeout(30)
+    for i in range(0, total, 1000):
+        r.s.sendall(pkt * 1000)
+    r.send(bytes([0xE0, 0]))  # DISCONNECT
+    a, b = n2.client("q0-sub"), n2.client("q0-pub")
+    a.sub("q0/t", 1)
+    b.pub("q0/t", b"served", 1)
+    assert a.get().payload == b"served"
+    a.close(), b.close()
+    deadline = time.time() + 20
+    while time.time() < deadline:
+        out = subprocess.run([KIZUNA, "store", "verify", "--data", n2.data], stdout=subprocess.PIPE).stdout.decode()
+        if (": %d records" % (total + 1)) in out:
+            break
+        time.sleep(0.2)
+    assert (": %d records" % (total + 1)) in out, out
+    assert "pausing publishers" in n2.logtext(), "the backlog cap never engaged"
+
+
+run_tests([test_flooder_is_paused_and_others_served, test_qos0_flood_waits_for_the_store])
