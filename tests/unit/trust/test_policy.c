@@ -427,6 +427,8 @@ static void label_text(const struct rlabel *l, const struct rsubj *subs, char *o
 	}
 	for (int i = nf - 1; i > 0; i--) {
 		int j = (int)rnd((uint32_t)i + 1);
+		if (j == i)
+			continue;
 		char t[400];
 		strcpy(t, f[i]);
 		strcpy(f[i], f[j]);
