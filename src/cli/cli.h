@@ -7,4 +7,5 @@ int cli_sub_main(int argc, char **argv);
 int cli_bench_main(int argc, char **argv);
 int cli_bench_store_main(int argc, char **argv);
 int cli_audit_main(int argc, char **argv);
+int cli_policy_main(int argc, char **argv);
 #endif

@@ -1,7 +1,10 @@
 /* cli_query.c — `kizuna query`: records from the index, as JSON or NDJSON. */
 #include "cli/cli_store.h"
 #include "base/kz_err.h"
+#include "base/kz_hash.h"
 #include "base/kz_time.h"
+#include "node/node_config.h"
+#include "trust/policy.h"
 
 #include <getopt.h>
 #include <inttypes.h>
@@ -16,17 +19,38 @@ static void usage(FILE *f)
 {
 	fprintf(f, "usage: kizuna query [--data DIR] [--topic FILTER] [--since TIME] [--until TIME]\n"
 		   "                    [--origin ID] [--node NODE] [--content-type TYPE] [--limit N]\n"
-		   "                    [--format json|ndjson]\n");
+		   "                    [--format json|ndjson]\n"
+		   "                    [--as SPIFFE-ID (--config FILE | --policy FILE --registry FILE)]\n");
 }
 
 struct out {
 	bool ndjson;
-	uint64_t n;
+	uint64_t n, limit, withheld;
+	const struct kz_policy *pol; /* with --as: every result passes the decision point */
+	const struct kz_subject *as;
 };
 
 static int row(void *ctx, uint64_t seq, const struct kz_record *r)
 {
 	struct out *o = ctx;
+	if (o->pol) {
+		struct kz_label l;
+		char canon[KZ_LABEL_MAX_LEN + 1], why[160];
+		size_t cn;
+		const char *w;
+		const struct kz_label *lp = &o->pol->default_label; /* unlabelled: the default */
+		if (r->label.len) {
+			lp = kz_label_parse(o->pol, (const char *)r->label.p, r->label.len, &l, canon, &cn, why, sizeof why)
+				     ? NULL
+				     : &l;
+		}
+		if (!lp || !kz_dominates(o->pol, o->as, lp, &w)) {
+			o->withheld++;
+			return 0;
+		}
+	}
+	if (o->limit && o->n == o->limit)
+		return 1;
 	if (!o->ndjson)
 		fputs(o->n ? ",\n" : "[\n", stdout);
 	cli_record_json(stdout, seq, r);
@@ -61,9 +85,11 @@ int cli_query_main(int argc, char **argv)
 		{ "origin", required_argument, NULL, 'o' },	  { "node", required_argument, NULL, 'N' },
 		{ "content-type", required_argument, NULL, 'T' }, { "limit", required_argument, NULL, 'l' },
 		{ "format", required_argument, NULL, 'f' },	  { "help", no_argument, NULL, 'h' },
+		{ "as", required_argument, NULL, 'A' },		  { "config", required_argument, NULL, 'c' },
+		{ "policy", required_argument, NULL, 'P' },	  { "registry", required_argument, NULL, 'R' },
 		{ NULL, 0, NULL, 0 },
 	};
-	const char *data = "./var";
+	const char *data = "./var", *as = NULL, *config = NULL, *pol = NULL, *reg = NULL;
 	struct kz_query q = { .limit = 1000 };
 	struct out o = { 0 };
 	int c;
@@ -92,6 +118,10 @@ int cli_query_main(int argc, char **argv)
 			}
 			o.ndjson = !strcmp(optarg, "ndjson");
 			break;
+		case 'A': as = optarg; break;
+		case 'c': config = optarg; break;
+		case 'P': pol = optarg; break;
+		case 'R': reg = optarg; break;
 		case 'h': usage(stdout); return 0;
 		default: usage(stderr); return 2;
 		}
@@ -113,6 +143,33 @@ int cli_query_main(int argc, char **argv)
 			path);
 		return 1;
 	}
+	struct kz_policy *policy = NULL;
+	struct kz_subject subject;
+	if (as || config || pol || reg) {
+		struct node_config cfg;
+		node_config_default(&cfg);
+		if (config && node_config_load(&cfg, config, stderr) > 0)
+			return 1;
+		if (pol)
+			snprintf(cfg.policy_file, sizeof cfg.policy_file, "%s", pol);
+		if (reg)
+			snprintf(cfg.policy_registry, sizeof cfg.policy_registry, "%s", reg);
+		if (!as || !cfg.policy_file[0] || !cfg.policy_registry[0]) {
+			fprintf(stderr, "kizuna query: --as SPIFFE-ID goes with a policy: --config FILE (policy.file, "
+					"policy.registry) or --policy FILE --registry FILE\n");
+			return 2;
+		}
+		kz_hash_seed();
+		if (kz_policy_load(cfg.policy_file, cfg.policy_registry, 1, &policy, stderr))
+			return 1;
+		kz_subject_init(policy, as, &subject);
+		o.pol = policy;
+		o.as = &subject;
+	}
+	if (policy) {
+		o.limit = q.limit;
+		q.limit = 0; /* the limit counts what the subject may see */
+	}
 	/* Read only: the node keeps the index current; a stopped node's index may lack the
 	 * records written after its last commit, which we count and report. */
 	struct kz_index_config icfg = { path, logdir, MAX_RECORD, NULL, 0, true };
@@ -128,6 +185,12 @@ int cli_query_main(int argc, char **argv)
 			       sizeof why) == KZ_OK && behind)
 		fprintf(stderr, "kizuna query: %" PRIu64 " newer records in the log are not indexed yet\n", behind);
 	kz_index_close(ix);
+	if (policy && o.withheld)
+		fprintf(stderr, "kizuna query: %" PRIu64 " matching records withheld: %s does not dominate their labels\n",
+			o.withheld, as);
+	kz_policy_free(policy);
+	if (rc == 1)
+		rc = 0; /* the limit was reached */
 	if (rc) {
 		fprintf(stderr, "kizuna query: %s\n", why);
 		return 1;

@@ -67,9 +67,9 @@ void cli_record_json(FILE *f, uint64_t seq, const struct kz_record *r)
 		kz_time_format(r->source_time_ns, t);
 		fprintf(f, ",\"source_time\":\"%s\"", t);
 	}
-	if (r->label.len) {
-		fprintf(f, ",\"label_base64\":");
-		b64(f, r->label.p, r->label.len);
+	if (r->label.len) { /* canonical label text (docs/POLICY.md) */
+		fprintf(f, ",\"label\":");
+		json_str(f, r->label.p, r->label.len);
 	}
 	if (r->content_type.len) {
 		fprintf(f, ",\"content_type\":");

@@ -80,7 +80,7 @@ static const struct command commands[] = {
 	  "  -l, --limit N        at most N records (default 1000; 0 = all)\n"
 	  "  -f, --format F       json (one array, default) or ndjson (one object per line)\n\n"
 	  "Each record: seq, id, time, topic, qos, retain, precedence, origin_node, origin_id,\n"
-	  "label_base64, content_type, expiry, and payload (UTF-8) or payload_base64.\n"
+	  "label, content_type, expiry, and payload (UTF-8) or payload_base64.\n"
 	  "Exit 0 (also when nothing matches), 1 on an error, 2 on a usage error.\n" },
 	{ "audit", cli_audit_main, "verify or show the audit log",
 	  "usage: kizuna audit verify [--data DIR]\n"
@@ -93,6 +93,23 @@ static const struct command commands[] = {
 	  "           the last one against DIR/audit/head; exit 0 when intact, 1 naming the first\n"
 	  "           modified, removed, reordered or inserted entry, or the cut-off end\n"
 	  "  show     print the entries that match the filters (JSON lines)\n" },
+	{ "policy", cli_policy_main, "check, reload or try out the policy",
+	  "usage: kizuna policy check  [--config FILE | --policy FILE --registry FILE]\n"
+	  "       kizuna policy reload [--config FILE] [--data DIR]\n"
+	  "       kizuna policy label  [--config FILE | --policy FILE --registry FILE] LABEL\n"
+	  "       kizuna policy decide [--config FILE | --policy FILE --registry FILE] --as SPIFFE-ID\n"
+	  "                            [--label LABEL] [--publish TOPIC] [--subscribe FILTER]\n\n"
+	  "The policy file and the identity registry are described in docs/POLICY.md; --config takes\n"
+	  "their paths from policy.file and policy.registry.\n\n"
+	  "  check    parse both files; every error is printed as file:line: message; exit 0 when\n"
+	  "           valid (with the policy id, version and counts), 1 when not\n"
+	  "  reload   check the files, then make the node on DIR (default ./var) load them (SIGHUP)\n"
+	  "           and report its answer: exit 0 when in force, 1 when refused (the node keeps\n"
+	  "           the policy it had)\n"
+	  "  label    print the canonical form of LABEL, or why it is not valid (exit 1)\n"
+	  "  decide   what the decision point says for the subject: connect, and --publish,\n"
+	  "           --subscribe, reading a record labelled --label; exit 0 when all allow, 1 when\n"
+	  "           any denies\n" },
 	{ "help", help_main, "help on a command, or `help config`",
 	  "usage: kizuna help [COMMAND | config]\n" },
 	{ "version", version_main, "print the version", "usage: kizuna version\n" },

@@ -548,8 +548,8 @@ int mqtt_retained_restore(struct mqtt_broker *b, const struct kz_record *r, uint
 {
 	if (r->payload.len == 0 || (r->expiry_ns && r->expiry_ns <= now_wall_ns))
 		return KZ_OK;
-	struct mqtt_msg *m = mqtt_msg_new(r->topic.p, r->topic.len, r->payload.p, r->payload.len,
-					  r->mqtt_props.p, r->mqtt_props.len);
+	struct mqtt_msg *m = mqtt_msg_new_labelled(r->topic.p, r->topic.len, r->payload.p, r->payload.len,
+						   r->mqtt_props.p, r->mqtt_props.len, r->label.p, r->label.len, NULL);
 	if (!m)
 		return KZ_ENOMEM;
 	m->qos = r->qos;
@@ -693,6 +693,7 @@ static void will_store(struct mqtt_shard *s, struct mqtt_session *ss, struct mqt
 	r.origin_id = (struct kz_bytes){ (const uint8_t *)ss->peer_id, ss->peer_id ? (uint32_t)strlen(ss->peer_id) : 0 };
 	r.mqtt_props = (struct kz_bytes){ w->props, w->props_len };
 	r.payload = (struct kz_bytes){ w->payload, w->payload_len };
+	r.label = (struct kz_bytes){ w->label, w->label_len };
 	struct kz_buf rec;
 	kz_buf_init(&rec, 0);
 	if (kz_record_encode(&r, &rec) || mqtt_shard_store(s, rec.data, (uint32_t)rec.len, NULL, w)) {
@@ -740,6 +741,7 @@ void mqtt_shard_tick(struct mqtt_shard *s)
 {
 	uint64_t now = s->now_ms;
 	store_release(s);
+	mqtt_policy_tick(s);
 	/* Acknowledgement watermarks of persistent sessions, capped by the durable end of four
 	 * ticks ago: a record that old has reached every subscriber's shard. */
 	uint64_t cap = s->durable_seen[s->ticks % 4];

@@ -151,6 +151,13 @@ struct mqtt_session {
 	char *peer_id;                  /* owns; identity it last connected with (will records) */
 	uint64_t acked_saved;           /* the acknowledgement watermark last written */
 	uint64_t acked_write_ms;
+	/* The decision point (mqtt_policy.c, docs/POLICY.md). */
+	struct kz_subject *subj;        /* owns; compiled for policy generation subj->gen */
+	uint64_t dc_key[8];             /* decision cache: label hash -> dc_val (1 deny, 2 allow) */
+	uint8_t dc_val[8];
+	uint32_t dc_gen;                /* policy generation the cache is for */
+	uint64_t aud_delivered, aud_published, aud_withheld; /* since aud_since_ms, for summaries */
+	uint64_t aud_since_ms;
 };
 
 /* Connection state:
@@ -253,6 +260,7 @@ struct mqtt_shard {
 	uint64_t durable_seen[4];       /* the store's durable end at the last 4 ticks */
 	uint32_t n_store_held;          /* clients held for the store's backlog */
 	uint32_t ticks;
+	uint32_t policy_gen_seen;       /* sessions re-evaluated for this policy generation */
 };
 
 struct mqtt_share_member {
@@ -298,6 +306,11 @@ struct mqtt_broker {
 	uint64_t final_durable;      /* the store's durable end when it closed */
 	struct mqtt_envq *store_out; /* [n_shards], store thread only: answers of one batch */
 	char node_id[64];            /* origin node of the records accepted here */
+	/* The policy in force (docs/POLICY.md); NULL: none (every authenticated identity may
+	 * do everything, records are not labelled). Swapped whole on reload; a snapshot stays
+	 * allocated until the broker is freed (the node keeps them), so readers need no lock. */
+	_Atomic(struct kz_policy *) policy;
+	uint32_t audit_summary_ms;   /* allowed deliveries and publishes: one audit entry per session per interval */
 	/* Wakes shard idx's worker after its inbox gained work (any thread). */
 	void (*wake)(void *ctx, unsigned idx);
 	void (*on_foreign)(void *ctx, unsigned idx, void *foreign);

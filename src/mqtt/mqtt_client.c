@@ -110,8 +110,9 @@ void mqtt_client_disconnect(struct mqtt_client *c, uint8_t rc, const char *why)
 static void refuse(struct mqtt_client *c, uint8_t rc5, uint8_t rc311, const char *why)
 {
 	CLOG(KZ_LOG_WARN, c, "CONNECT refused: 0x%02X %s: %s", rc5, mqtt_rc_name(rc5), why);
+	const struct kz_policy *pol = mqtt_policy(c->shard->broker);
 	kz_audit(&(struct kz_audit_entry){ .subject = c->peer_id, .action = "connect", .resource = c->addr,
-					  .allow = false, .reason = why });
+					  .allow = false, .reason = why, .policy = pol ? pol->version : NULL });
 	struct mqtt_packet pkt = { .type = MQTT_CONNACK, .reason = c->version == MQTT_V5 ? rc5 : rc311 };
 	set_reason_string(c, &pkt, why, true);
 	if (c->version == MQTT_V5 || rc311 != 0xFF)
@@ -205,25 +206,46 @@ static char *assign_client_id(struct mqtt_client *c, size_t *len)
 	return id;
 }
 
-static struct mqtt_msg *will_new(struct mqtt_client *c, const struct mqtt_connect *k)
+/* The properties a message forwards (§3.3.2.3): everything but Topic Alias, Message Expiry
+ * (re-encoded per delivery) and Subscription Identifier; user properties keep their order
+ * (§3.3.2.3.7). Under a policy, kz-label properties are replaced by the canonical label. */
+static void forward_props(const struct mqtt_props *pp, struct kz_buf *fw, const char *canon, size_t canon_len)
 {
+	if (pp->has & MQTT_HAS(MQTT_PROP_PAYLOAD_FORMAT))
+		(void)mqtt_prop_append_byte(fw, MQTT_PROP_PAYLOAD_FORMAT, pp->payload_format);
+	if (pp->has & MQTT_HAS(MQTT_PROP_CONTENT_TYPE))
+		(void)mqtt_prop_append_str(fw, MQTT_PROP_CONTENT_TYPE, pp->content_type.p, pp->content_type.len);
+	if (pp->has & MQTT_HAS(MQTT_PROP_RESPONSE_TOPIC))
+		(void)mqtt_prop_append_str(fw, MQTT_PROP_RESPONSE_TOPIC, pp->response_topic.p, pp->response_topic.len);
+	if (pp->has & MQTT_HAS(MQTT_PROP_CORRELATION_DATA))
+		(void)mqtt_prop_append_str(fw, MQTT_PROP_CORRELATION_DATA, pp->correlation_data.p, pp->correlation_data.len);
+	size_t off = 0;
+	struct mqtt_str uk, uv;
+	while (mqtt_user_next(pp, &off, &uk, &uv))
+		if (!canon || uk.len != 8 || memcmp(uk.p, "kz-label", 8))
+			(void)mqtt_prop_append_pair(fw, uk, uv);
+	if (canon)
+		(void)mqtt_prop_append_pair(fw, (struct mqtt_str){ (const uint8_t *)"kz-label", 8 },
+					    (struct mqtt_str){ (const uint8_t *)canon, (uint32_t)canon_len });
+}
+
+/* A label decided by the policy for a message being created: NULL canon = none. */
+struct msg_label {
+	const char *canon;
+	size_t len;
+	const struct kz_label *lab;
+};
+
+static struct mqtt_msg *will_new(struct mqtt_client *c, const struct mqtt_connect *k, const struct msg_label *ml)
+{
+	(void)c;
 	struct kz_buf fw;
 	kz_buf_init(&fw, 0);
 	const struct mqtt_props *wp = &k->will_props;
-	if (wp->has & MQTT_HAS(MQTT_PROP_PAYLOAD_FORMAT))
-		(void)mqtt_prop_append_byte(&fw, MQTT_PROP_PAYLOAD_FORMAT, wp->payload_format);
-	if (wp->has & MQTT_HAS(MQTT_PROP_CONTENT_TYPE))
-		(void)mqtt_prop_append_str(&fw, MQTT_PROP_CONTENT_TYPE, wp->content_type.p, wp->content_type.len);
-	if (wp->has & MQTT_HAS(MQTT_PROP_RESPONSE_TOPIC))
-		(void)mqtt_prop_append_str(&fw, MQTT_PROP_RESPONSE_TOPIC, wp->response_topic.p, wp->response_topic.len);
-	if (wp->has & MQTT_HAS(MQTT_PROP_CORRELATION_DATA))
-		(void)mqtt_prop_append_str(&fw, MQTT_PROP_CORRELATION_DATA, wp->correlation_data.p, wp->correlation_data.len);
-	size_t off = 0;
-	struct mqtt_str uk, uv;
-	while (mqtt_user_next(wp, &off, &uk, &uv))
-		(void)mqtt_prop_append_pair(&fw, uk, uv);
-	struct mqtt_msg *m = mqtt_msg_new(k->will_topic.p, k->will_topic.len, k->will_payload.p,
-					  k->will_payload.len, kz_buf_head(&fw), (uint32_t)fw.len);
+	forward_props(wp, &fw, ml->canon, ml->len);
+	struct mqtt_msg *m = mqtt_msg_new_labelled(k->will_topic.p, k->will_topic.len, k->will_payload.p,
+						   k->will_payload.len, kz_buf_head(&fw), (uint32_t)fw.len,
+						   (const uint8_t *)ml->canon, (uint32_t)ml->len, ml->lab);
 	kz_buf_cleanup(&fw);
 	if (!m)
 		return NULL;
@@ -295,6 +317,33 @@ static void handle_connect(struct mqtt_client *c, const struct mqtt_packet *pkt)
 			return;
 		}
 	}
+	const struct kz_policy *pol = mqtt_policy(b);
+	struct kz_subject *subj = NULL;
+	struct msg_label wl = { 0 };
+	struct kz_label wlab;
+	char wcanon[KZ_LABEL_MAX_LEN + 1];
+	if (pol) { /* the decision point: may it connect, may its will be published */
+		const char *why;
+		if (!(subj = malloc(sizeof *subj)))
+			return refuse(c, MQTT_RC_SERVER_UNAVAILABLE, MQTT311_UNAVAILABLE, "out of memory");
+		kz_subject_init(pol, c->peer_id, subj);
+		if (!kz_policy_connect(pol, subj, &why)) {
+			free(subj);
+			return refuse(c, MQTT_RC_NOT_AUTHORIZED, MQTT311_NOT_AUTHORIZED, why);
+		}
+		if (k->has_will) {
+			char wwhy[KZ_LABEL_MAX_LEN + 200], full[KZ_LABEL_MAX_LEN + 220];
+			uint8_t wrc;
+			if (!mqtt_policy_publish(pol, subj, &k->will_props, k->will_topic.p, k->will_topic.len, &wlab,
+						 wcanon, &wl.len, &wrc, wwhy, sizeof wwhy)) {
+				free(subj);
+				snprintf(full, sizeof full, "will: %s", wwhy);
+				return refuse(c, wrc, MQTT311_NOT_AUTHORIZED, full);
+			}
+			wl.canon = wcanon;
+			wl.lab = &wlab;
+		}
+	}
 	/* Accepted: from here on the CONNECT takes effect. */
 	char *assigned = NULL;
 	size_t id_len = k->client_id.len;
@@ -334,6 +383,7 @@ static void handle_connect(struct mqtt_client *c, const struct mqtt_packet *pkt)
 		ss = mqtt_session_new(c->shard, id, id_len);
 	if (!ss) {
 		free(assigned);
+		free(subj);
 		return refuse(c, MQTT_RC_SERVER_UNAVAILABLE, MQTT311_UNAVAILABLE, "out of memory");
 	}
 	ss->client = c;
@@ -342,12 +392,14 @@ static void handle_connect(struct mqtt_client *c, const struct mqtt_packet *pkt)
 	ss->expiry_s = expiry;
 	ss->expire_at_ms = 0;
 	if (k->has_will) {
-		ss->will = will_new(c, k);
+		ss->will = will_new(c, k, &wl);
 		ss->will_delay_s = k->will_props.will_delay;
 		ss->will_at_ms = 0;
 	}
 	free(ss->peer_id);
 	ss->peer_id = c->peer_id ? strdup(c->peer_id) : NULL;
+	free(ss->subj);
+	ss->subj = subj; /* NULL without a policy, or recompiled on first use */
 	mqtt_session_persist_connect(ss, !session_present);
 	c->keep_alive = k->keep_alive;
 	bool ka_changed = false;
@@ -397,7 +449,8 @@ static void handle_connect(struct mqtt_client *c, const struct mqtt_packet *pkt)
 	}
 	send_packet(c, &ack);
 	kz_audit(&(struct kz_audit_entry){ .subject = c->peer_id, .action = "connect", .resource = ss->client_id,
-					  .allow = true, .reason = session_present ? "session resumed" : "new session" });
+					  .allow = true, .reason = session_present ? "session resumed" : "new session",
+					  .policy = pol ? pol->version : NULL });
 	CLOG(KZ_LOG_INFO, c, "connected from %s, MQTT %s, keep alive %us, session %s, expiry %us",
 	     c->addr, c->version == MQTT_V5 ? "5.0" : "3.1.1", c->keep_alive,
 	     session_present ? "resumed" : "new", expiry);
@@ -441,8 +494,9 @@ static void publish_refuse(struct mqtt_client *c, const struct mqtt_packet *pkt,
 {
 	char topic[256];
 	snprintf(topic, sizeof topic, "%.*s", (int)pkt->topic.len, (const char *)pkt->topic.p);
+	const struct kz_policy *pol = mqtt_policy(c->shard->broker);
 	kz_audit(&(struct kz_audit_entry){ .subject = c->peer_id, .action = "publish", .resource = topic,
-					  .allow = false, .reason = why });
+					  .allow = false, .reason = why, .policy = pol ? pol->version : NULL });
 	/* §3.3.4: a QoS 1/2 refusal is an acknowledgement with a reason code (MQTT 5); QoS 0
 	 * and MQTT 3.1.1 have no such channel, so the connection is closed. */
 	if (c->version == MQTT_V5 && pkt->qos > 0) {
@@ -484,35 +538,16 @@ static int resolve_alias(struct mqtt_client *c, const struct mqtt_packet *pkt, s
 }
 
 static struct mqtt_msg *msg_from_publish(struct mqtt_client *c, const struct mqtt_packet *pkt,
-					 struct mqtt_str topic)
+					 struct mqtt_str topic, const struct msg_label *ml)
 {
 	const struct mqtt_props *pp = &pkt->props;
-	uint8_t fwbuf[512];
 	struct kz_buf fw;
 	kz_buf_init(&fw, 0);
-	const uint8_t *props = NULL;
-	uint32_t props_len = 0;
-	if (c->version == MQTT_V5 && pp->raw.len) {
-		/* Forward everything but Topic Alias, Message Expiry (re-encoded per delivery)
-		 * and Subscription Identifier; user properties keep their order (§3.3.2.3.7). */
-		if (pp->has & MQTT_HAS(MQTT_PROP_PAYLOAD_FORMAT))
-			(void)mqtt_prop_append_byte(&fw, MQTT_PROP_PAYLOAD_FORMAT, pp->payload_format);
-		if (pp->has & MQTT_HAS(MQTT_PROP_CONTENT_TYPE))
-			(void)mqtt_prop_append_str(&fw, MQTT_PROP_CONTENT_TYPE, pp->content_type.p, pp->content_type.len);
-		if (pp->has & MQTT_HAS(MQTT_PROP_RESPONSE_TOPIC))
-			(void)mqtt_prop_append_str(&fw, MQTT_PROP_RESPONSE_TOPIC, pp->response_topic.p, pp->response_topic.len);
-		if (pp->has & MQTT_HAS(MQTT_PROP_CORRELATION_DATA))
-			(void)mqtt_prop_append_str(&fw, MQTT_PROP_CORRELATION_DATA, pp->correlation_data.p, pp->correlation_data.len);
-		size_t off = 0;
-		struct mqtt_str uk, uv;
-		while (mqtt_user_next(pp, &off, &uk, &uv))
-			(void)mqtt_prop_append_pair(&fw, uk, uv);
-		props = kz_buf_head(&fw);
-		props_len = (uint32_t)fw.len;
-	}
-	(void)fwbuf;
-	struct mqtt_msg *m = mqtt_msg_new(topic.p, topic.len, pkt->payload.p, pkt->payload.len,
-					  props, props_len);
+	if ((c->version == MQTT_V5 && pp->raw.len) || ml->canon)
+		forward_props(pp, &fw, ml->canon, ml->len);
+	struct mqtt_msg *m = mqtt_msg_new_labelled(topic.p, topic.len, pkt->payload.p, pkt->payload.len,
+						   fw.len ? kz_buf_head(&fw) : NULL, (uint32_t)fw.len,
+						   (const uint8_t *)ml->canon, (uint32_t)ml->len, ml->lab);
 	kz_buf_cleanup(&fw);
 	if (!m)
 		return NULL;
@@ -572,6 +607,7 @@ static int record_encode(struct mqtt_client *c, const struct mqtt_packet *pkt, c
 		r.content_type = (struct kz_bytes){ pkt->props.content_type.p, pkt->props.content_type.len };
 	r.mqtt_props = (struct kz_bytes){ m->props, m->props_len };
 	r.payload = (struct kz_bytes){ m->payload, m->payload_len };
+	r.label = (struct kz_bytes){ m->label, m->label_len };
 	return kz_record_encode(&r, out);
 }
 
@@ -739,7 +775,21 @@ static void handle_publish(struct mqtt_client *c, const struct mqtt_packet *pkt)
 				      "payload is not UTF-8 as its format indicator says");
 	if (topic.len >= 4 && memcmp(topic.p, "$SYS", 4) == 0)
 		return publish_refuse(c, pkt, MQTT_RC_NOT_AUTHORIZED, "$SYS topics are the server's");
-	struct mqtt_msg *m = msg_from_publish(c, pkt, topic);
+	struct msg_label ml = { 0 };
+	struct kz_label lab;
+	char canon[KZ_LABEL_MAX_LEN + 1];
+	const struct kz_policy *pol = mqtt_policy(b);
+	if (pol) { /* the decision point: may it publish here, and with which label */
+		char pwhy[KZ_LABEL_MAX_LEN + 200];
+		uint8_t prc;
+		if (!mqtt_policy_publish(pol, mqtt_session_subject(ss, pol), &pkt->props, topic.p, topic.len, &lab,
+					 canon, &ml.len, &prc, pwhy, sizeof pwhy))
+			return publish_refuse(c, pkt, prc, pwhy);
+		ss->aud_published++;
+		ml.canon = canon;
+		ml.lab = &lab;
+	}
+	struct mqtt_msg *m = msg_from_publish(c, pkt, topic, &ml);
 	if (!m)
 		return publish_refuse(c, pkt, MQTT_RC_UNSPECIFIED, "out of memory");
 	if (b->store)
@@ -761,7 +811,7 @@ static void handle_publish(struct mqtt_client *c, const struct mqtt_packet *pkt)
 
 static uint8_t subscribe_one(struct mqtt_client *c, const struct mqtt_sub_entry *e,
 			     uint32_t sub_id, bool *send_retained, struct mqtt_sub **out_sub,
-			     bool *fatal)
+			     bool *fatal, const char **deny_why)
 {
 	struct mqtt_broker *b = c->shard->broker;
 	const uint8_t *g = NULL, *f = e->filter.p;
@@ -787,6 +837,16 @@ static uint8_t subscribe_one(struct mqtt_client *c, const struct mqtt_sub_entry 
 	if (mqtt_topic_filter_check(f, fl, &b->topic_lim, &why)) {
 		CLOG(KZ_LOG_INFO, c, "SUBSCRIBE '%.*s' refused: %s", (int)e->filter.len, e->filter.p, why);
 		return MQTT_RC_FILTER_INVALID;
+	}
+	const struct kz_policy *pol = mqtt_policy(b);
+	if (pol) { /* the decision point: the filter (without $share/GROUP/) must be covered */
+		const struct kz_subject *subj = mqtt_session_subject(c->session, pol);
+		why = "out of memory";
+		if (!subj || !kz_policy_subscribe(pol, subj, (const char *)f, fl, &why)) {
+			CLOG(KZ_LOG_INFO, c, "SUBSCRIBE '%.*s' refused: %s", (int)e->filter.len, e->filter.p, why);
+			*deny_why = why;
+			return MQTT_RC_NOT_AUTHORIZED;
+		}
 	}
 	bool existed;
 	int rc = mqtt_session_subscribe(c->session, e, g, gl, f, fl, sub_id, &existed);
@@ -881,21 +941,28 @@ static void handle_subscribe(struct mqtt_client *c, const struct mqtt_packet *pk
 	bool fatal = false;
 	uint64_t replay_from = 0;
 	char replay_why[256] = "";
+	const char *policy_why = NULL;
 	bool replay = c->version == MQTT_V5 && replay_requested(c, pkt, &replay_from, replay_why, sizeof replay_why);
 	while (!fatal && mqtt_sub_next(pkt, c->version, &off, &e)) {
 		bool send_ret = false;
 		uint8_t rc;
+		const char *deny_why = NULL;
 		if (replay && replay_why[0]) {
 			rc = MQTT_RC_IMPL_SPECIFIC; /* not subscribed: the replay cannot be done */
 		} else {
-			rc = subscribe_one(c, &e, sub_id, &send_ret, &ret[i], &fatal);
+			rc = subscribe_one(c, &e, sub_id, &send_ret, &ret[i], &fatal, &deny_why);
 			if (replay && rc < 0x80 && !fatal)
 				replay_begin(c, &e, replay_from, &send_ret, replay_why, sizeof replay_why, &rc);
 		}
 		char filter[256];
 		snprintf(filter, sizeof filter, "%.*s", (int)e.filter.len, (const char *)e.filter.p);
+		const struct kz_policy *pol = mqtt_policy(c->shard->broker);
 		kz_audit(&(struct kz_audit_entry){ .subject = c->peer_id, .action = "subscribe", .resource = filter,
-						  .allow = rc < 0x80, .reason = rc < 0x80 ? "granted" : mqtt_rc_name(rc) });
+						  .allow = rc < 0x80,
+						  .reason = rc < 0x80 ? "granted" : deny_why ? deny_why : mqtt_rc_name(rc),
+						  .policy = pol ? pol->version : NULL });
+		if (deny_why && !policy_why)
+			policy_why = deny_why;
 		if (c->version == MQTT_V311 && rc >= 0x80)
 			rc = 0x80; /* 3.1.1 §3.9.3: the only failure code */
 		if (!send_ret)
@@ -909,7 +976,7 @@ static void handle_subscribe(struct mqtt_client *c, const struct mqtt_packet *pk
 		struct mqtt_packet ack = { .type = MQTT_SUBACK, .packet_id = pkt->packet_id };
 		ack.payload.p = rcs;
 		ack.payload.len = i;
-		set_reason_string(c, &ack, replay_why[0] ? replay_why : NULL, false);
+		set_reason_string(c, &ack, replay_why[0] ? replay_why : policy_why, false);
 		send_packet(c, &ack);
 		for (uint32_t k = 0; k < i; k++) /* after the SUBACK (§3.8.4) */
 			if (ret[k])

@@ -49,4 +49,30 @@ void mqtt_replay_hold(struct mqtt_sub *sub, struct mqtt_msg *msg, uint8_t qos, b
 /* Advances every replay of the shard whose client can take more (each loop iteration). */
 void mqtt_shard_replays_run(struct mqtt_shard *s);
 
+/* The decision point (mqtt_policy.c). */
+static inline const struct kz_policy *mqtt_policy(struct mqtt_broker *b)
+{
+	return atomic_load_explicit(&b->policy, memory_order_acquire);
+}
+/* The session's subject under p, recompiled when the policy or the identity changed;
+ * NULL on out of memory. */
+const struct kz_subject *mqtt_session_subject(struct mqtt_session *ss, const struct kz_policy *p);
+/* May msg be delivered to the session? True without a policy. Denials are audited. */
+bool mqtt_policy_check_delivery(struct mqtt_session *ss, const struct mqtt_msg *msg, bool count);
+static inline bool mqtt_policy_may_deliver(struct mqtt_session *ss, const struct mqtt_msg *msg)
+{
+	return !atomic_load_explicit(&ss->shard->broker->policy, memory_order_relaxed) ||
+	       mqtt_policy_check_delivery(ss, msg, true);
+}
+/* PUBLISH (and will) decision: the label comes from the user property kz-label (MQTT 5) or
+ * the policy's default for the topic. On allow, lab/canon/canon_len hold it; on deny *rc
+ * and why (why_len bytes) say why. */
+bool mqtt_policy_publish(const struct kz_policy *p, const struct kz_subject *s, const struct mqtt_props *pp,
+			 const uint8_t *topic, uint32_t topic_len, struct kz_label *lab, char *canon,
+			 size_t *canon_len, uint8_t *rc, char *why, size_t why_len);
+/* Per tick: re-evaluates the shard's sessions after a reload, writes audit summaries. */
+void mqtt_policy_tick(struct mqtt_shard *s);
+/* Writes the session's pending summaries and frees its subject (session free). */
+void mqtt_policy_session_end(struct mqtt_session *ss);
+
 #endif

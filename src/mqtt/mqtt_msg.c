@@ -1,20 +1,34 @@
 /* mqtt_msg.c — reference-counted application messages. */
 #include "mqtt/mqtt_msg.h"
 
+#include "base/kz_hash.h"
+
 #include <stdlib.h>
 #include <string.h>
 
 struct mqtt_msg *mqtt_msg_new(const uint8_t *topic, uint32_t topic_len, const uint8_t *payload,
 			      uint32_t payload_len, const uint8_t *props, uint32_t props_len)
 {
-	struct mqtt_msg *m = malloc(sizeof *m + (size_t)topic_len + payload_len + props_len);
+	return mqtt_msg_new_labelled(topic, topic_len, payload, payload_len, props, props_len, NULL, 0, NULL);
+}
+
+struct mqtt_msg *mqtt_msg_new_labelled(const uint8_t *topic, uint32_t topic_len, const uint8_t *payload,
+				       uint32_t payload_len, const uint8_t *props, uint32_t props_len,
+				       const uint8_t *label, uint32_t label_len, const struct kz_label *lab)
+{
+	size_t lab_size = lab ? sizeof *lab : 0;
+	struct mqtt_msg *m = malloc(sizeof *m + lab_size + (size_t)topic_len + payload_len + props_len + label_len);
 	if (!m)
 		return NULL;
 	memset(m, 0, sizeof *m);
 	atomic_init(&m->refs, 1);
 	atomic_init(&m->seq, MQTT_SEQ_NONE);
-	m->topic = m->data;
-	m->payload = m->data + topic_len;
+	if (lab) { /* first, so that it is aligned */
+		memcpy(m->data, lab, sizeof *lab);
+		m->lab = (const struct kz_label *)(void *)m->data;
+	}
+	m->topic = m->data + lab_size;
+	m->payload = m->topic + topic_len;
 	m->props = m->payload + payload_len;
 	m->topic_len = topic_len;
 	m->payload_len = payload_len;
@@ -24,6 +38,12 @@ struct mqtt_msg *mqtt_msg_new(const uint8_t *topic, uint32_t topic_len, const ui
 		memcpy(m->payload, payload, payload_len);
 	if (props_len)
 		memcpy(m->props, props, props_len);
+	if (label_len) {
+		m->label = m->props + props_len;
+		m->label_len = label_len;
+		memcpy(m->label, label, label_len);
+		m->label_hash = lab ? lab->hash : kz_hash(label, label_len);
+	}
 	return m;
 }
 

@@ -3,6 +3,8 @@
 #ifndef MQTT_MSG_H
 #define MQTT_MSG_H
 
+#include "trust/policy.h"
+
 #include <stdatomic.h>
 #include <stdbool.h>
 #include <stdint.h>
@@ -20,7 +22,11 @@ struct mqtt_msg {
 	uint8_t *topic;       /* points into data[] */
 	uint8_t *payload;     /* points into data[] */
 	uint8_t *props;       /* encoded forwarded properties (MQTT 5.0 §3.3.2.3) */
-	uint8_t data[];
+	uint8_t *label;       /* canonical label text (docs/POLICY.md); NULL when unlabelled */
+	uint32_t label_len;
+	uint64_t label_hash;  /* kz_hash of the text: the key of the decision caches */
+	const struct kz_label *lab; /* compiled at acceptance (points into data[]); NULL when not */
+	_Alignas(8) uint8_t data[];
 };
 
 #define MQTT_SEQ_PENDING 0          /* on its way to the store */
@@ -34,6 +40,10 @@ static inline struct mqtt_msg *mqtt_msg_ref(struct mqtt_msg *m)
 	atomic_fetch_add_explicit(&m->refs, 1, memory_order_relaxed);
 	return m;
 }
+/* The same with a label: its canonical text and, when known, its compiled form (copied). */
+struct mqtt_msg *mqtt_msg_new_labelled(const uint8_t *topic, uint32_t topic_len, const uint8_t *payload,
+				       uint32_t payload_len, const uint8_t *props, uint32_t props_len,
+				       const uint8_t *label, uint32_t label_len, const struct kz_label *lab);
 void mqtt_msg_unref(struct mqtt_msg *m);
 /* True when the message's expiry interval has passed at now_ms. *remaining_s gets what is
  * left (to forward in the Message Expiry Interval property). */
@@ -41,7 +51,8 @@ bool mqtt_msg_expired(const struct mqtt_msg *m, uint64_t now_ms, uint32_t *remai
 /* Heap bytes the message accounts for (for queue byte caps). */
 static inline uint64_t mqtt_msg_size(const struct mqtt_msg *m)
 {
-	return sizeof *m + m->topic_len + m->payload_len + m->props_len;
+	return sizeof *m + m->topic_len + m->payload_len + m->props_len + m->label_len +
+	       (m->lab ? sizeof *m->lab : 0);
 }
 
 #endif

@@ -238,7 +238,14 @@ int mqtt_broker_restore_session(struct mqtt_broker *b, const struct kz_state_ses
 	}
 	if (p->will) {
 		const struct kz_state_will *w = p->will;
-		ss->will = mqtt_msg_new(w->topic.p, w->topic.len, w->payload.p, w->payload.len, w->props.p, w->props.len);
+		/* Its label travels in its forwarded properties (the canonical kz-label). */
+		struct mqtt_props fp = { .raw = { w->props.p, w->props.len } };
+		struct mqtt_str k, v = { NULL, 0 };
+		size_t off = 0;
+		while (mqtt_user_next(&fp, &off, &k, &v) && (k.len != 8 || memcmp(k.p, "kz-label", 8)))
+			v = (struct mqtt_str){ NULL, 0 };
+		ss->will = mqtt_msg_new_labelled(w->topic.p, w->topic.len, w->payload.p, w->payload.len, w->props.p,
+						 w->props.len, v.p, v.len, NULL);
 		if (ss->will) {
 			ss->will->qos = w->qos;
 			ss->will->retain = w->retain;
@@ -495,6 +502,8 @@ static void deliver(struct mqtt_session *ss, struct mqtt_msg *msg, uint8_t qos, 
 	uint32_t remaining;
 	if (mqtt_msg_expired(msg, ss->shard->now_ms, &remaining))
 		return;
+	if (!mqtt_policy_may_deliver(ss, msg)) /* the one decision point, every delivery */
+		return;
 	struct mqtt_delivery d = { .msg = msg, .sub_id = sub_id, .share_gid = share_gid,
 				   .qos = qos, .retain = retain };
 	struct mqtt_client *c = ss->client;
@@ -537,7 +546,9 @@ void mqtt_session_pump(struct mqtt_session *ss)
 		struct mqtt_delivery d;
 		queue_pop(ss, &d);
 		uint32_t remaining;
-		if (mqtt_msg_expired(d.msg, ss->shard->now_ms, &remaining)) {
+		if (mqtt_msg_expired(d.msg, ss->shard->now_ms, &remaining) ||
+		    (mqtt_policy(ss->shard->broker) && !mqtt_policy_check_delivery(ss, d.msg, false))) {
+			/* checked again on the way out: the policy may have changed while it waited */
 			mqtt_msg_unref(d.msg);
 			continue;
 		}
@@ -624,6 +635,7 @@ void mqtt_session_free(struct mqtt_session *ss)
 {
 	if (!ss)
 		return;
+	mqtt_policy_session_end(ss);
 	for (uint32_t i = 0; i < ss->n_subs; i++) {
 		sub_detach(ss, ss->subs[i]);
 		sub_free(ss->subs[i]);

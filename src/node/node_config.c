@@ -57,6 +57,12 @@ static const struct directive directives[] = {
 	  "Entries of the audit log (DIR/audit/audit.log) between two signed checkpoints." },
 	{ "audit.checkpoint_ms", T_U32, C(audit_ck_ms), 0, 100, 86400000, "10000",
 	  "Longest time between signed checkpoints of the audit log: the first entry after it is followed by one (and the node writes one when it stops)." },
+	{ "policy.file", T_STR, C(policy_file), S(policy_file), 0, 0, "none",
+	  "The policy file (docs/POLICY.md): who may connect, publish and subscribe where, the label model and default labels. Without it every authenticated identity may do everything and records carry no label. Reloaded on SIGHUP or `kizuna policy reload`; a file that does not parse is refused and the running policy kept." },
+	{ "policy.registry", T_STR, C(policy_registry), S(policy_registry), 0, 0, "none",
+	  "The identity registry (docs/POLICY.md): one line per SPIFFE ID with its organisation, nation, clearance, caveats and roles. Required with policy.file; reloaded with it." },
+	{ "policy.audit_summary_ms", T_U32, C(policy_summary_ms), 0, 100, 86400000, "10000",
+	  "Allowed deliveries and allowed publishes are written to the audit log as one summary entry per session per interval, with their count (denials are written one by one, repeats counted)." },
 	{ "tick_ms", T_U32, C(tick_ms), 0, 10, 10000, "250",
 	  "Timer granularity for keep alive, will delay and session expiry checks." },
 	{ "limits.max_packet_size", T_U32, L(max_packet_size), 0, 64, MQTT_MAX_PACKET_WIRE, "1048576",
@@ -191,7 +197,8 @@ void node_config_default(struct node_config *cfg)
 	const char *why;
 	for (size_t i = 0; i < KZ_ARRAY_LEN(directives); i++) {
 		const struct directive *d = &directives[i];
-		if (strncmp(d->def, "DIR/", 4) == 0 || strncmp(d->def, "the ", 4) == 0 || d->type == T_RULE)
+		if (strncmp(d->def, "DIR/", 4) == 0 || strncmp(d->def, "the ", 4) == 0 || d->type == T_RULE ||
+		    strcmp(d->def, "none") == 0)
 			continue; /* derived in node_config_finish */
 		(void)set_value(cfg, d, d->def, &why);
 	}

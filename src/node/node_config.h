@@ -23,6 +23,8 @@ struct node_config {
 	char node_id[64];         /* empty = the host name */
 	uint32_t read_budget, write_backlog; /* net flow control, bytes */
 	uint32_t audit_ck_entries, audit_ck_ms;
+	char policy_file[1024], policy_registry[1024]; /* empty: no policy */
+	uint32_t policy_summary_ms;
 	struct node_store {
 		enum kz_fsync_mode fsync;
 		uint32_t fsync_interval_ms;

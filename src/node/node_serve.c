@@ -7,6 +7,7 @@
 #include "mqtt/mqtt_broker.h"
 #include "net/net.h"
 #include "trust/audit.h"
+#include "trust/policy.h"
 
 #include <errno.h>
 #include <getopt.h>
@@ -57,6 +58,73 @@ static int restore_session(void *ctx, const struct kz_state_session *ss)
 	else
 		rc->n++;
 	return 0;
+}
+
+/* Every policy snapshot the node loaded: workers may still read an old one, so they are
+ * freed only at exit (a reload costs the size of one policy). */
+struct policies {
+	struct kz_policy **v;
+	size_t n;
+};
+
+static void policy_hold(struct policies *h, struct kz_policy *p)
+{
+	struct kz_policy **nv = realloc(h->v, (h->n + 1) * sizeof *nv);
+	if (!nv)
+		abort(); /* cannot keep it safely */
+	h->v = nv;
+	h->v[h->n++] = p;
+}
+
+/* DIR/policy.status: what `kizuna policy reload` reads back: "ok GEN VERSION" or
+ * "error GEN" followed by the errors. */
+static void policy_status(const char *dir, const struct kz_policy *p, const char *errors)
+{
+	char path[1100], tmp[1110];
+	snprintf(path, sizeof path, "%s/policy.status", dir);
+	snprintf(tmp, sizeof tmp, "%s.tmp", path);
+	FILE *f = fopen(tmp, "w");
+	if (!f)
+		return;
+	if (errors)
+		fprintf(f, "error %u\n%s", p ? p->gen + 1 : 0, errors);
+	else
+		fprintf(f, "ok %u %s\n", p->gen, p->version);
+	if (fclose(f) == 0)
+		(void)rename(tmp, path);
+}
+
+static void policy_reload(const struct node_config *cfg, struct mqtt_broker *b, struct policies *held)
+{
+	struct kz_policy *cur = atomic_load(&b->policy);
+	if (!cur) {
+		kz_warn("SIGHUP: no policy.file configured; nothing to reload");
+		return;
+	}
+	char *errs = NULL;
+	size_t errs_len = 0;
+	FILE *ef = open_memstream(&errs, &errs_len);
+	struct kz_policy *np = NULL;
+	int n = kz_policy_load(cfg->policy_file, cfg->policy_registry, cur->gen + 1, &np, ef);
+	if (ef)
+		fclose(ef);
+	if (n) {
+		kz_error("SIGHUP: policy not reloaded, %d errors; version %s stays in force:\n%s", n, cur->version,
+			 errs ? errs : "");
+		kz_audit(&(struct kz_audit_entry){ .action = "policy", .resource = cfg->policy_file, .allow = false,
+						  .reason = "reload refused: the files do not parse", .policy = cur->version });
+		policy_status(cfg->data_dir, cur, errs ? errs : "");
+		free(errs);
+		return;
+	}
+	free(errs);
+	policy_hold(held, np);
+	atomic_store_explicit(&b->policy, np, memory_order_release);
+	kz_info("SIGHUP: policy %s version %s in force (was %s): %u rules, %u identities", np->id, np->version,
+		cur->version, np->n_rules, np->n_ids);
+	kz_audit(&(struct kz_audit_entry){ .action = "policy", .resource = cfg->policy_file, .allow = true,
+					  .reason = "reloaded", .policy = np->version });
+	policy_status(cfg->data_dir, np, NULL);
 }
 
 static void usage(FILE *f)
@@ -115,8 +183,21 @@ int node_serve_main(int argc, char **argv)
 	if (data)
 		snprintf(cfg.data_dir, sizeof cfg.data_dir, "%s", data);
 	node_config_finish(&cfg);
+	struct kz_policy *policy = NULL;
+	if (cfg.policy_file[0] || cfg.policy_registry[0]) {
+		if (!cfg.policy_file[0] || !cfg.policy_registry[0]) {
+			fprintf(stderr, "%s: policy.file and policy.registry go together\n", config ? config : "kizuna serve");
+			return 1;
+		}
+		if (kz_policy_load(cfg.policy_file, cfg.policy_registry, 1, &policy, stderr))
+			return 1;
+	}
 	if (check) {
 		printf("%s: configuration is valid\n", config ? config : "(defaults)");
+		if (policy)
+			printf("%s: policy %s version %s: %u rules, %u identities\n", cfg.policy_file, policy->id,
+			       policy->version, policy->n_rules, policy->n_ids);
+		kz_policy_free(policy);
 		return 0;
 	}
 	kz_log_set_level(cfg.log_level);
@@ -163,6 +244,17 @@ int node_serve_main(int argc, char **argv)
 		return 1;
 	}
 	snprintf(broker.node_id, sizeof broker.node_id, "%s", cfg.node_id);
+	struct policies held = { 0 };
+	if (policy) {
+		policy_hold(&held, policy);
+		atomic_store(&broker.policy, policy);
+		broker.audit_summary_ms = cfg.policy_summary_ms;
+		kz_info("policy %s version %s from %s: %u rules, %u identities", policy->id, policy->version,
+			cfg.policy_file, policy->n_rules, policy->n_ids);
+		policy_status(cfg.data_dir, policy, NULL);
+	} else {
+		kz_warn("no policy (policy.file): every authenticated identity may connect, publish and subscribe; records are not labelled");
+	}
 	char logdir[1100], indexdb[1100];
 	snprintf(logdir, sizeof logdir, "%s/log", cfg.data_dir);
 	snprintf(indexdb, sizeof indexdb, "%s/index.db", cfg.data_dir);
@@ -233,7 +325,7 @@ int node_serve_main(int argc, char **argv)
 		if (sigwait(&set, &sig))
 			continue;
 		if (sig == SIGHUP) {
-			kz_info("SIGHUP: nothing to reload yet");
+			policy_reload(&cfg, &broker, &held);
 			continue;
 		}
 		kz_info("%s: stopping: no new connections, disconnecting clients",
@@ -249,6 +341,9 @@ int node_serve_main(int argc, char **argv)
 	kz_info("stopped: %llu messages in, %llu out, %llu dropped", (unsigned long long)st[0],
 		(unsigned long long)st[1], (unsigned long long)st[4]);
 	mqtt_broker_cleanup(&broker);
+	for (size_t i = 0; i < held.n; i++)
+		kz_policy_free(held.v[i]);
+	free(held.v);
 	SSL_CTX_free(ctx);
 	kz_audit_close(kz_audit_log);
 	kz_audit_log = NULL;

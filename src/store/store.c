@@ -463,5 +463,10 @@ int kz_data_lock(const char *data_dir, char *why, size_t why_len)
 		snprintf(why, why_len, "%s is in use by another kizuna process (%s is locked)", data_dir, path);
 		return e == EWOULDBLOCK ? KZ_EDENIED : KZ_EIO;
 	}
+	/* The holder's pid, for `kizuna policy reload`. */
+	char pid[32];
+	int pn = snprintf(pid, sizeof pid, "%ld\n", (long)getpid());
+	if (ftruncate(fd, 0) || pwrite(fd, pid, (size_t)pn, 0) != pn)
+		kz_warn("cannot write the pid into %s: %s", path, strerror(errno));
 	return fd;
 }

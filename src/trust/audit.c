@@ -37,7 +37,7 @@ struct kz_audit {
 	bool failing;
 	/* the denial being summarised */
 	struct kz_audit_entry rep;
-	char *rep_buf[5];
+	char *rep_buf[7];
 	uint64_t rep_count, rep_start_ms;
 };
 
@@ -156,8 +156,9 @@ static void write_entry(struct kz_audit *a, const struct kz_audit_entry *e, uint
 	}
 	put(b, &n, sizeof b, e->allow ? ",\"decision\":\"allow\",\"reason\":" : ",\"decision\":\"deny\",\"reason\":");
 	jstr(b, &n, sizeof b, e->reason);
-	n += (size_t)snprintf(b + n, sizeof b - n, ",\"count\":%" PRIu64 ",\"policy\":\"none\",\"prev\":\"%s\"",
-			      count, a->prev);
+	n += (size_t)snprintf(b + n, sizeof b - n, ",\"count\":%" PRIu64 ",\"policy\":", e->count > 1 ? e->count : count);
+	jstr(b, &n, sizeof b, e->policy ? e->policy : "none");
+	n += (size_t)snprintf(b + n, sizeof b - n, ",\"prev\":\"%s\"", a->prev);
 	if (emit(a, b, n))
 		a->n--;
 }
@@ -209,7 +210,7 @@ static void flush_repeats(struct kz_audit *a)
 		e.reason = reason;
 		write_entry(a, &e, a->rep_count - 1);
 	}
-	for (int i = 0; i < 5; i++) {
+	for (int i = 0; i < 7; i++) {
 		free(a->rep_buf[i]);
 		a->rep_buf[i] = NULL;
 	}
@@ -223,7 +224,8 @@ void kz_audit_record(struct kz_audit *a, const struct kz_audit_entry *e)
 	pthread_mutex_lock(&a->lock);
 	uint64_t now = kz_now_mono_ms();
 	if (!e->allow && a->rep_count && now - a->rep_start_ms < 1000 && same(e->subject, a->rep.subject) &&
-	    same(e->action, a->rep.action) && same(e->resource, a->rep.resource) && same(e->reason, a->rep.reason)) {
+	    same(e->action, a->rep.action) && same(e->resource, a->rep.resource) && same(e->reason, a->rep.reason) &&
+	    same(e->label, a->rep.label) && same(e->policy, a->rep.policy)) {
 		a->rep_count++; /* the first one was written; the rest become one summary */
 		pthread_mutex_unlock(&a->lock);
 		return;
@@ -231,12 +233,13 @@ void kz_audit_record(struct kz_audit *a, const struct kz_audit_entry *e)
 	flush_repeats(a);
 	write_entry(a, e, 1);
 	if (!e->allow) {
-		const char *src[5] = { e->subject, e->action, e->resource, e->reason, e->serial };
-		for (int i = 0; i < 5; i++)
+		const char *src[7] = { e->subject, e->action, e->resource, e->reason, e->serial, e->label, e->policy };
+		for (int i = 0; i < 7; i++)
 			a->rep_buf[i] = src[i] ? strdup(src[i]) : NULL;
 		a->rep = (struct kz_audit_entry){ .subject = a->rep_buf[0], .action = a->rep_buf[1],
 						  .resource = a->rep_buf[2], .reason = a->rep_buf[3],
-						  .serial = a->rep_buf[4], .tls_group = NULL, .allow = false };
+						  .serial = a->rep_buf[4], .label = a->rep_buf[5], .policy = a->rep_buf[6],
+						  .tls_group = NULL, .allow = false };
 		a->rep_count = 1;
 		a->rep_start_ms = now;
 	}

@@ -20,9 +20,11 @@ struct kz_audit_entry {
 	const char *tls_group; /* key exchange group; NULL when not known here */
 	const char *action;    /* tls, connect, subscribe, publish, ... */
 	const char *resource;  /* address, client id, topic, filter, record id */
-	const char *label;     /* NULL until labels exist */
+	const char *label;     /* canonical label text; NULL when none */
 	bool allow;
 	const char *reason;
+	const char *policy;    /* version of the policy that decided; NULL = no policy ("none") */
+	uint64_t count;        /* decisions this entry stands for (a summary); 0 means 1 */
 };
 
 struct kz_audit;

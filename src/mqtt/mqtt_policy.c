@@ -1,0 +1,223 @@
+/* mqtt_policy.c — the broker's side of the one decision point (docs/POLICY.md): subjects
+ * of sessions, the per-delivery label check with its per-session decision cache, the
+ * PUBLISH label, re-evaluation after a reload, and audit summaries of allowed decisions.
+ *
+ * Every delivery — live, retained, from a session queue, replayed, a restored backlog —
+ * reaches a session through mqtt_session_deliver*() and leaves its queue through
+ * mqtt_session_pump(); both ask mqtt_policy_may_deliver(). The cache maps a label's hash
+ * to the decision for this session's subject and is cleared when the policy generation
+ * changes, so a reload takes effect on the next message. */
+#include "mqtt/mqtt_internal.h"
+
+#include "base/kz_err.h"
+#include "base/kz_log.h"
+#include "trust/audit.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+const struct kz_subject *mqtt_session_subject(struct mqtt_session *ss, const struct kz_policy *p)
+{
+	if (ss->subj && ss->subj->gen == p->gen)
+		return ss->subj;
+	if (!ss->subj && !(ss->subj = malloc(sizeof *ss->subj)))
+		return NULL;
+	kz_subject_init(p, ss->peer_id, ss->subj);
+	return ss->subj;
+}
+
+static void audit_delivery_denied(struct mqtt_session *ss, const struct kz_policy *p, const struct mqtt_msg *m,
+				  const char *why)
+{
+	char topic[256], label[KZ_LABEL_MAX_LEN + 1];
+	snprintf(topic, sizeof topic, "%.*s", (int)m->topic_len, (const char *)m->topic);
+	snprintf(label, sizeof label, "%.*s", (int)m->label_len, m->label ? (const char *)m->label : "");
+	kz_audit(&(struct kz_audit_entry){ .subject = ss->peer_id, .action = "deliver", .resource = topic,
+					  .label = m->label ? label : p->default_text, .allow = false, .reason = why,
+					  .policy = p->version });
+}
+
+bool mqtt_policy_check_delivery(struct mqtt_session *ss, const struct mqtt_msg *m, bool count)
+{
+	const struct kz_policy *p = mqtt_policy(ss->shard->broker);
+	if (!p)
+		return true;
+	if (ss->dc_gen != p->gen) {
+		memset(ss->dc_val, 0, sizeof ss->dc_val);
+		ss->dc_gen = p->gen;
+	}
+	uint64_t h = m->label ? m->label_hash : p->default_label.hash;
+	unsigned slot = (unsigned)(h ^ (h >> 29)) & 7u;
+	if (ss->dc_val[slot] && ss->dc_key[slot] == h) {
+		if (ss->dc_val[slot] == 2) {
+			ss->aud_delivered += count;
+			return true;
+		}
+		ss->aud_withheld++;
+		audit_delivery_denied(ss, p, m, "label not dominated by the subject (cached decision)");
+		return false;
+	}
+	/* Miss: compile the label for this generation when the message's is from another. */
+	const struct kz_subject *s = mqtt_session_subject(ss, p);
+	const struct kz_label *l = &p->default_label;
+	struct kz_label tmp;
+	const char *why = "out of memory";
+	bool allow = false;
+	if (s && m->label) {
+		if (m->lab && m->lab->gen == p->gen) {
+			l = m->lab;
+		} else {
+			char canon[KZ_LABEL_MAX_LEN + 1], w[160];
+			size_t cn;
+			if (kz_label_parse(p, (const char *)m->label, m->label_len, &tmp, canon, &cn, w, sizeof w)) {
+				l = NULL;
+				why = "label not valid under the policy in force";
+			} else {
+				l = &tmp;
+			}
+		}
+	}
+	if (s && l)
+		allow = kz_dominates(p, s, l, &why);
+	ss->dc_key[slot] = h;
+	ss->dc_val[slot] = allow ? 2 : 1;
+	if (allow) {
+		ss->aud_delivered += count;
+	} else {
+		ss->aud_withheld++;
+		audit_delivery_denied(ss, p, m, why);
+	}
+	return allow;
+}
+
+bool mqtt_policy_publish(const struct kz_policy *p, const struct kz_subject *s, const struct mqtt_props *pp,
+			 const uint8_t *topic, uint32_t topic_len, struct kz_label *lab, char *canon,
+			 size_t *canon_len, uint8_t *rc, char *why, size_t why_len)
+{
+	const char *w = "out of memory";
+	const struct kz_label *dl;
+	const char *dt;
+	*rc = MQTT_RC_NOT_AUTHORIZED;
+	if (!s || !kz_policy_publish(p, s, (const char *)topic, topic_len, &dl, &dt, &w)) {
+		snprintf(why, why_len, "%s", w);
+		return false;
+	}
+	size_t off = 0;
+	struct mqtt_str k, v;
+	bool given = false;
+	while (pp && mqtt_user_next(pp, &off, &k, &v)) {
+		if (k.len != 8 || memcmp(k.p, "kz-label", 8))
+			continue;
+		if (given) {
+			*rc = MQTT_RC_IMPL_SPECIFIC;
+			snprintf(why, why_len, "kz-label: given twice");
+			return false;
+		}
+		given = true;
+		char w2[160];
+		if (kz_label_parse(p, (const char *)v.p, v.len, lab, canon, canon_len, w2, sizeof w2)) {
+			*rc = MQTT_RC_IMPL_SPECIFIC;
+			snprintf(why, why_len, "kz-label: %s", w2);
+			return false;
+		}
+		if (!kz_policy_may_label(p, s, lab, &w)) {
+			snprintf(why, why_len, "kz-label: %s", w);
+			return false;
+		}
+	}
+	if (!given) {
+		*lab = *dl;
+		*canon_len = strlen(dt);
+		memcpy(canon, dt, *canon_len + 1);
+	}
+	return true;
+}
+
+/* Re-evaluates a session under a new policy: its connection, its subscriptions. */
+static void reevaluate(struct mqtt_session *ss, const struct kz_policy *p)
+{
+	const struct kz_subject *s = mqtt_session_subject(ss, p);
+	if (!s)
+		return;
+	const char *why;
+	if (ss->client && ss->client->state == MQTT_CLIENT_CONNECTED && !kz_policy_connect(p, s, &why)) {
+		kz_info("session '%s' (%s): %s under policy %s; disconnecting", ss->client_id, ss->peer_id, why, p->version);
+		kz_audit(&(struct kz_audit_entry){ .subject = ss->peer_id, .action = "connect", .resource = ss->client_id,
+						  .allow = false, .reason = "no longer allowed after a policy reload",
+						  .policy = p->version });
+		mqtt_client_disconnect(ss->client, MQTT_RC_NOT_AUTHORIZED, "no longer allowed by the policy");
+	}
+	for (uint32_t i = 0; i < ss->n_subs;) {
+		struct mqtt_sub *sub = ss->subs[i];
+		if (kz_policy_subscribe(p, s, sub->filter, sub->filter_len, &why)) {
+			i++;
+			continue;
+		}
+		char full[1024];
+		int n = sub->group ? snprintf(full, sizeof full, "$share/%s/%s", sub->group, sub->filter)
+				   : snprintf(full, sizeof full, "%s", sub->filter);
+		kz_info("session '%s' (%s): subscription '%s' removed: %s under policy %s", ss->client_id, ss->peer_id,
+			full, why, p->version);
+		kz_audit(&(struct kz_audit_entry){ .subject = ss->peer_id, .action = "subscribe", .resource = full,
+						  .allow = false, .reason = "removed by a policy reload: not allowed any more",
+						  .policy = p->version });
+		if (n < 0 || (size_t)n >= sizeof full ||
+		    mqtt_session_unsubscribe(ss, (const uint8_t *)full, (size_t)n) != KZ_OK)
+			i++; /* cannot name it: deliveries are still checked one by one */
+	}
+}
+
+static void summarise(struct mqtt_session *ss, const struct kz_policy *p, uint64_t now)
+{
+	char why[160];
+	uint64_t span = now - ss->aud_since_ms;
+	if (ss->aud_delivered) {
+		snprintf(why, sizeof why, "%llu deliveries allowed in %llu ms (summary)",
+			 (unsigned long long)ss->aud_delivered, (unsigned long long)span);
+		kz_audit(&(struct kz_audit_entry){ .subject = ss->peer_id, .action = "deliver", .resource = ss->client_id,
+						  .allow = true, .reason = why, .policy = p->version,
+						  .count = ss->aud_delivered });
+	}
+	if (ss->aud_published) {
+		snprintf(why, sizeof why, "%llu publishes allowed in %llu ms (summary)",
+			 (unsigned long long)ss->aud_published, (unsigned long long)span);
+		kz_audit(&(struct kz_audit_entry){ .subject = ss->peer_id, .action = "publish", .resource = ss->client_id,
+						  .allow = true, .reason = why, .policy = p->version,
+						  .count = ss->aud_published });
+	}
+	ss->aud_delivered = ss->aud_published = ss->aud_withheld = 0;
+	ss->aud_since_ms = now;
+}
+
+void mqtt_policy_tick(struct mqtt_shard *s)
+{
+	const struct kz_policy *p = mqtt_policy(s->broker);
+	if (!p)
+		return;
+	bool reload = s->policy_gen_seen != p->gen;
+	s->policy_gen_seen = p->gen;
+	uint64_t now = s->now_ms;
+	uint32_t every = s->broker->audit_summary_ms ? s->broker->audit_summary_ms : 10000;
+	for (uint32_t i = 0; i < s->cap_sessions; i++) {
+		struct mqtt_session *ss = s->sessions[i];
+		if (!ss)
+			continue;
+		if (reload)
+			reevaluate(ss, p);
+		if (!ss->aud_since_ms)
+			ss->aud_since_ms = now;
+		else if (now - ss->aud_since_ms >= every)
+			summarise(ss, p, now);
+	}
+}
+
+/* A session ends: its counts are written now rather than lost. */
+void mqtt_policy_session_end(struct mqtt_session *ss)
+{
+	const struct kz_policy *p = mqtt_policy(ss->shard->broker);
+	if (p && (ss->aud_delivered || ss->aud_published))
+		summarise(ss, p, ss->shard->now_ms);
+	free(ss->subj);
+	ss->subj = NULL;
+}
