@@ -8,4 +8,5 @@ int cli_bench_main(int argc, char **argv);
 int cli_bench_store_main(int argc, char **argv);
 int cli_audit_main(int argc, char **argv);
 int cli_policy_main(int argc, char **argv);
+int cli_bench_policy_main(int argc, char **argv);
 #endif
