@@ -17,6 +17,7 @@ const char *kz_strerror(int err)
 	case KZ_ECONFIG: return "configuration error";
 	case KZ_EDENIED: return "denied";
 	case KZ_ECLOSED: return "closed";
+	case KZ_EEXIST: return "already exists";
 	}
 	return "unknown error";
 }

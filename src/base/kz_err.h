@@ -16,6 +16,7 @@ enum kz_err {
 	KZ_ECONFIG = -10,
 	KZ_EDENIED = -11,
 	KZ_ECLOSED = -12,
+	KZ_EEXIST = -13,    /* already there (e.g. revoked twice) */
 };
 
 /* Borrows nothing; returns a static string. */

@@ -111,6 +111,41 @@ static const struct command commands[] = {
 	  "  decide   what the decision point says for the subject: connect, and --publish,\n"
 	  "           --subscribe, reading a record labelled --label; exit 0 when all allow, 1 when\n"
 	  "           any denies\n" },
+	{ "ca", cli_ca_main, "the certificate authority: issue, renew, revoke, tokens",
+	  "usage: kizuna ca init   [--config FILE] [--data DIR] [--trust-domain TD] [--org ORG]\n"
+	  "       kizuna ca issue  [--config FILE] [--data DIR] --id SPIFFE-ID [--lifetime DUR]\n"
+	  "                        (--out DIR | --cert FILE --key FILE)\n"
+	  "       kizuna ca renew  [--config FILE] [--data DIR] --cert FILE [--lifetime DUR] [--out FILE]\n"
+	  "       kizuna ca revoke [--config FILE] [--data DIR] (SERIAL | --cert FILE) [--reason REASON]\n"
+	  "       kizuna ca list   [--config FILE] [--data DIR] [--id SPIFFE-ID]\n"
+	  "       kizuna ca crl    [--config FILE] [--data DIR]\n"
+	  "       kizuna ca token  [--config FILE] [--data DIR] --id SPIFFE-ID [--ttl DUR] [--lifetime DUR]\n\n"
+	  "Works on the CA in ca.dir (default DIR/pki, DIR from --data or data_dir, default ./var);\n"
+	  "files and formats in docs/CA.md. DUR: a number with s, m, h or d (e.g. 90s, 24h, 7d).\n\n"
+	  "  init     create a CA (ECDSA P-256), the node's server certificate and an admin identity\n"
+	  "           spiffe://TD/ORG/user/admin (trust_domain, org); refuses when a CA exists\n"
+	  "  issue    a client certificate for SPIFFE-ID with a new key, valid --lifetime (default\n"
+	  "           ca.cert_lifetime, 24h; at most ca.max_cert_lifetime, 30d); --out DIR writes\n"
+	  "           DIR/cert.pem and DIR/key.pem\n"
+	  "  renew    a new certificate (new serial, same identity and key) for --cert, written over\n"
+	  "           it or to --out; a revoked certificate cannot be renewed\n"
+	  "  revoke   mark a certificate revoked (reason: keyCompromise, affiliationChanged,\n"
+	  "           superseded, cessationOfOperation, privilegeWithdrawn, unspecified) and rewrite\n"
+	  "           crl.pem; the node re-reads it and closes the identity's open connections within\n"
+	  "           tls.cert_check_ms (10 s), and refuses its handshakes\n"
+	  "  list     every certificate issued: serial, valid|expired|revoked, validity, identity\n"
+	  "  crl      rewrite crl.pem (valid 7 days) and print it\n"
+	  "  token    print a single-use enrolment token for SPIFFE-ID, usable --ttl (default\n"
+	  "           ca.token_ttl, 1h); the certificate it yields is valid --lifetime\n"
+	  "Exit 0 on success, 1 on failure, 2 on a usage error.\n" },
+	{ "enroll", cli_enroll_main, "get a certificate from a node with an enrolment token",
+	  "usage: kizuna enroll --token TOKEN --cafile FILE --out DIR [--host HOST] [--port PORT]\n\n"
+	  "Generates an ECDSA P-256 key here, connects to the node's MQTT TLS listener (default\n"
+	  "localhost:8883, verified against --cafile, ALPN kizuna-enroll/1, no client certificate),\n"
+	  "sends the token and a certificate request, and writes DIR/key.pem (0600), DIR/cert.pem\n"
+	  "and DIR/ca.pem. The private key never leaves this machine; the identity and lifetime\n"
+	  "are the token's. A token works once, until it expires.\n"
+	  "Exit 0 when enrolled, 1 when refused (the node's reason is printed), 2 on a usage error.\n" },
 	{ "help", help_main, "help on a command, or `help config`",
 	  "usage: kizuna help [COMMAND | config]\n" },
 	{ "version", version_main, "print the version", "usage: kizuna version\n" },

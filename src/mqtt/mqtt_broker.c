@@ -4,6 +4,8 @@
 #include "base/kz_hash.h"
 #include "base/kz_log.h"
 #include "base/kz_time.h"
+#include "trust/audit.h"
+#include "trust/ca.h"
 
 #include <stdlib.h>
 #include <string.h>
@@ -737,11 +739,49 @@ void mqtt_shard_client_unlink(struct mqtt_shard *s, struct mqtt_client *c)
 	s->n_clients--;
 }
 
+/* Closes the connections whose certificate was revoked or has expired (issue 4: within
+ * cert_check_ms; at once after a new revocation set). MQTT 5 clients get DISCONNECT 0x87
+ * Not authorized with the reason; every closure is audited. */
+static void cert_sweep(struct mqtt_shard *s)
+{
+	const struct kz_revoked *r = atomic_load(&s->broker->revoked);
+	uint64_t gen = r ? r->gen : 0;
+	uint32_t every = s->broker->cert_check_ms ? s->broker->cert_check_ms : 10000;
+	if (gen == s->revoked_gen_seen && s->now_ms - s->cert_checked_ms < every)
+		return;
+	s->revoked_gen_seen = gen;
+	s->cert_checked_ms = s->now_ms;
+	int64_t now = (int64_t)(kz_now_wall_ns() / 1000000000u);
+	for (struct mqtt_client *c = s->clients, *n; c; c = n) {
+		n = c->next;
+		if (c->state == MQTT_CLIENT_CLOSING || !c->cert_serial[0])
+			continue;
+		const char *why = NULL;
+		if (c->cert_not_after && now >= c->cert_not_after)
+			why = "certificate expired";
+		else if (kz_revoked_has(r, c->cert_serial))
+			why = "certificate revoked";
+		if (!why)
+			continue;
+		kz_info("conn %llu %s (serial %s): %s; closing", (unsigned long long)c->conn_id, c->peer_id,
+			c->cert_serial, why);
+		kz_audit(&(struct kz_audit_entry){ .subject = c->peer_id, .serial = c->cert_serial, .action = "connection",
+						  .resource = c->addr, .allow = false, .reason = why });
+		if (c->state == MQTT_CLIENT_CONNECTED) {
+			mqtt_client_disconnect(c, MQTT_RC_NOT_AUTHORIZED, why);
+		} else {
+			c->state = MQTT_CLIENT_CLOSING;
+			c->ops->close(c->transport);
+		}
+	}
+}
+
 void mqtt_shard_tick(struct mqtt_shard *s)
 {
 	uint64_t now = s->now_ms;
 	store_release(s);
 	mqtt_policy_tick(s);
+	cert_sweep(s);
 	/* Acknowledgement watermarks of persistent sessions, capped by the durable end of four
 	 * ticks ago: a record that old has reached every subscriber's shard. */
 	uint64_t cap = s->durable_seen[s->ticks % 4];

@@ -174,6 +174,8 @@ struct mqtt_client {
 	struct kz_buf in;      /* owns; an incomplete packet */
 	uint64_t conn_id;
 	char *peer_id;         /* owns; SPIFFE ID from the certificate */
+	char cert_serial[41];  /* the certificate's serial (upper-case hex), "" when unknown */
+	int64_t cert_not_after; /* Unix seconds; 0 when unknown */
 	char addr[64];
 	enum mqtt_client_state state;
 	uint8_t version;
@@ -261,6 +263,8 @@ struct mqtt_shard {
 	uint32_t n_store_held;          /* clients held for the store's backlog */
 	uint32_t ticks;
 	uint32_t policy_gen_seen;       /* sessions re-evaluated for this policy generation */
+	uint64_t revoked_gen_seen;      /* connections checked against this revocation set */
+	uint64_t cert_checked_ms;       /* last sweep for revoked and expired certificates */
 };
 
 struct mqtt_share_member {
@@ -311,6 +315,11 @@ struct mqtt_broker {
 	 * allocated until the broker is freed (the node keeps them), so readers need no lock. */
 	_Atomic(struct kz_policy *) policy;
 	uint32_t audit_summary_ms;   /* allowed deliveries and publishes: one audit entry per session per interval */
+	/* Serials revoked by the CA (trust/ca.h), swapped whole on reload and kept until the
+	 * broker is freed, like the policy; NULL: none. Each shard closes the connections of
+	 * revoked or expired certificates at once after a swap and every cert_check_ms. */
+	_Atomic(const struct kz_revoked *) revoked;
+	uint32_t cert_check_ms;
 	/* Wakes shard idx's worker after its inbox gained work (any thread). */
 	void (*wake)(void *ctx, unsigned idx);
 	void (*on_foreign)(void *ctx, unsigned idx, void *foreign);

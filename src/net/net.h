@@ -7,16 +7,27 @@
 #include "base/kz_buf.h"
 
 #include <openssl/ssl.h>
+#include <stdatomic.h>
 #include <stdbool.h>
 #include <stdint.h>
 #include <uv.h>
 
 /* ---------- TLS contexts ---------- */
 
+struct kz_revoked;
+struct kz_ca;
+
+/* What the server checks beyond the chain; owned by the caller, outlives the SSL_CTX. */
+struct net_tls_trust {
+	const char *trust_domain;          /* client identities must be in it */
+	_Atomic(const struct kz_revoked *) revoked; /* refused serials; swapped on reload, may be NULL */
+	bool enroll;                       /* offer ALPN "kizuna-enroll/1" (no client certificate) */
+};
+
 struct net_tls_config {
 	const char *ca_file, *cert_file, *key_file;
 	const char *groups; /* colon list; NULL = the default */
-	const char *trust_domain; /* server: client identities must be in it (must outlive the ctx) */
+	struct net_tls_trust *trust; /* server only */
 };
 
 /* Server: TLS 1.3 only, client certificate required and verified against ca_file, no session
@@ -33,23 +44,12 @@ char *net_tls_peer_spiffe(SSL *ssl, const char **why);
  * a CA, an extended key usage that includes clientAuth. NULL when it passes, else why not;
  * *id (when not NULL) receives the malloc'd SPIFFE ID on success. */
 const char *net_tls_check_client_cert(X509 *cert, const char *trust_domain, char **id);
+/* True when the client negotiated the enrolment protocol (ALPN kizuna-enroll/1). */
+bool net_tls_is_enroll(SSL *ssl);
 /* Why the identity checks refused the client's certificate in this handshake, or NULL. */
 const char *net_tls_refusal(SSL *ssl);
 /* Human-readable OpenSSL error queue (drains it). */
 void net_tls_errors(char *buf, size_t len);
-
-/* ---------- development PKI ---------- */
-
-struct net_pki_names {
-	const char *trust_domain; /* e.g. kizuna.local */
-	const char *org;          /* e.g. dev */
-};
-/* Creates DIR/pki/{ca,server,admin}.{pem,key} when DIR/pki/ca.pem does not exist. Returns 1
- * when it created them, 0 when they existed, negative on error with *why. */
-int net_pki_ensure(const char *dir, const struct net_pki_names *names, char *why, size_t why_len);
-/* Issues a client certificate with one URI SAN, signed by DIR/pki/ca. */
-int net_pki_issue_client(const char *pki_dir, const char *spiffe_id, const char *out_cert,
-			 const char *out_key, int days, char *why, size_t why_len);
 
 /* ---------- one event loop's connection machinery ---------- */
 
@@ -142,6 +142,10 @@ struct net_server_config {
 	SSL_CTX *ctx;
 	uint32_t tick_ms;
 	uint32_t read_budget, write_backlog; /* see struct net_loop; 0 = the default */
+	struct kz_ca *ca;                  /* enrolment (ALPN kizuna-enroll/1); NULL: refused */
+	uint32_t enroll_max_bytes;         /* cap on one enrolment request */
+	uint32_t enroll_timeout_ms;        /* the request must arrive within this */
+	uint32_t max_cert_lifetime_s;      /* cap on an enrolled certificate's lifetime */
 };
 
 struct net_server;

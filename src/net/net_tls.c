@@ -1,6 +1,7 @@
 /* net_tls.c — OpenSSL contexts for mutual TLS 1.3 and SPIFFE identity extraction. */
 #include "net/net.h"
 #include "base/kz_err.h"
+#include "trust/ca.h"
 
 #include <openssl/err.h>
 #include <openssl/x509v3.h>
@@ -65,47 +66,6 @@ fail:
 	return NULL;
 }
 
-/* spiffe://<td>/<org>/<kind>/<name>: SPIFFE ID path segments of letters, digits, '.', '-'
- * and '_' (SPIFFE-ID spec §2.2), exactly three of them here, the second one a known kind. */
-static const char *check_spiffe(const char *id, size_t n, const char *td)
-{
-	size_t tl = td ? strlen(td) : 0;
-	if (n < 9 || memcmp(id, "spiffe://", 9) != 0)
-		return "certificate URI SAN is not a spiffe:// ID";
-	const char *p = id + 9, *end = id + n;
-	const char *slash = memchr(p, '/', (size_t)(end - p));
-	if (!slash || slash == p)
-		return "SPIFFE ID has no trust domain or no path";
-	if (tl && ((size_t)(slash - p) != tl || memcmp(p, td, tl) != 0))
-		return "SPIFFE ID is not in this node's trust domain";
-	const char *seg[3];
-	size_t len[3];
-	int k = 0;
-	for (p = slash + 1; p <= end && k < 4; k++) {
-		const char *q = p;
-		while (q < end && *q != '/')
-			q++;
-		if (q == p)
-			return "SPIFFE ID has an empty path segment";
-		for (const char *c = p; c < q; c++)
-			if (!((*c >= 'a' && *c <= 'z') || (*c >= 'A' && *c <= 'Z') || (*c >= '0' && *c <= '9') ||
-			      *c == '.' || *c == '-' || *c == '_'))
-				return "SPIFFE ID path has a character outside [A-Za-z0-9._-]";
-		if (k < 3) {
-			seg[k] = p;
-			len[k] = (size_t)(q - p);
-		}
-		p = q + 1;
-	}
-	if (k != 3)
-		return "SPIFFE ID path is not /<org>/<kind>/<name>";
-	static const char *const kinds[] = { "user", "sensor", "service", "node" };
-	for (size_t i = 0; i < 4; i++)
-		if (len[1] == strlen(kinds[i]) && memcmp(seg[1], kinds[i], len[1]) == 0)
-			return NULL;
-	return "SPIFFE ID kind is not user, sensor, service or node";
-}
-
 const char *net_tls_check_client_cert(X509 *cert, const char *td, char **id)
 {
 	if (id)
@@ -133,7 +93,7 @@ const char *net_tls_check_client_cert(X509 *cert, const char *td, char **id)
 	else if (ulen <= 0 || ulen > 2048 || memchr(uri, 0, (size_t)ulen))
 		why = "certificate URI SAN is not a spiffe:// ID";
 	else
-		why = check_spiffe((const char *)uri, (size_t)ulen, td);
+		why = kz_spiffe_check((const char *)uri, (size_t)ulen, td);
 	if (!why && id && !(*id = strndup((const char *)uri, (size_t)ulen)))
 		why = "out of memory";
 	GENERAL_NAMES_free(sans);
@@ -142,21 +102,98 @@ const char *net_tls_check_client_cert(X509 *cert, const char *td, char **id)
 
 static int reason_idx = -1; /* SSL ex_data: why the leaf was refused, for the log line */
 
-/* Runs the identity checks on the client's certificate inside the handshake, so that a
- * refused identity gets a TLS alert (bad certificate) and never an MQTT session. */
+static const struct net_tls_trust *trust_of(SSL *ssl)
+{
+	return ssl ? SSL_CTX_get_app_data(SSL_get_SSL_CTX(ssl)) : NULL;
+}
+
+/* Runs the identity and revocation checks on the client's certificate inside the
+ * handshake, so that a refused identity gets a TLS alert and never an MQTT session. The
+ * chain and the validity window are OpenSSL's (ok == 0 with the error set). */
 static int verify_cb(int ok, X509_STORE_CTX *x)
 {
 	if (!ok || X509_STORE_CTX_get_error_depth(x) != 0)
 		return ok;
 	SSL *ssl = X509_STORE_CTX_get_ex_data(x, SSL_get_ex_data_X509_STORE_CTX_idx());
-	const char *td = ssl ? SSL_CTX_get_app_data(SSL_get_SSL_CTX(ssl)) : NULL;
-	const char *why = net_tls_check_client_cert(X509_STORE_CTX_get_current_cert(x), td, NULL);
+	const struct net_tls_trust *t = trust_of(ssl);
+	X509 *cert = X509_STORE_CTX_get_current_cert(x);
+	const char *why = net_tls_check_client_cert(cert, t ? t->trust_domain : NULL, NULL);
+	int err = X509_V_ERR_APPLICATION_VERIFICATION;
+	const struct kz_revoked *rv = t ? atomic_load(&((struct net_tls_trust *)t)->revoked) : NULL;
+	char serial[KZ_SERIAL_HEX];
+	if (!why && rv && rv->n && kz_x509_serial_hex(cert, serial) == 0 && kz_revoked_has(rv, serial)) {
+		why = "certificate is revoked";
+		err = X509_V_ERR_CERT_REVOKED;
+	}
 	if (!why)
 		return 1;
 	if (ssl && reason_idx >= 0)
 		SSL_set_ex_data(ssl, reason_idx, (void *)why);
-	X509_STORE_CTX_set_error(x, X509_V_ERR_APPLICATION_VERIFICATION);
+	X509_STORE_CTX_set_error(x, err);
 	return 0;
+}
+
+/* Whether an ALPN protocol list (RFC 7301 §3.1 wire form) names proto. */
+static bool alpn_has(const unsigned char *in, size_t n, const char *proto)
+{
+	size_t pl = strlen(proto);
+	for (size_t i = 0; i < n;) {
+		size_t l = in[i++];
+		if (l > n - i)
+			return false;
+		if (l == pl && memcmp(in + i, proto, pl) == 0)
+			return true;
+		i += l;
+	}
+	return false;
+}
+
+/* Before the server's first flight: a client asking for the enrolment protocol may come
+ * without a certificate; every other one must present one (TLS 1.3 sends CertificateRequest
+ * in that flight, so the choice is made here). */
+static int client_hello_cb(SSL *ssl, int *alert, void *arg)
+{
+	(void)alert;
+	const struct net_tls_trust *t = arg;
+	const unsigned char *ext;
+	size_t len;
+	if (t && t->enroll &&
+	    SSL_client_hello_get0_ext(ssl, TLSEXT_TYPE_application_layer_protocol_negotiation, &ext, &len) &&
+	    len >= 2 && (size_t)((ext[0] << 8) | ext[1]) == len - 2 && alpn_has(ext + 2, len - 2, KZ_ENROLL_ALPN))
+		SSL_set_verify(ssl, SSL_VERIFY_PEER, verify_cb);
+	return SSL_CLIENT_HELLO_SUCCESS;
+}
+
+static int alpn_cb(SSL *ssl, const unsigned char **out, unsigned char *outlen, const unsigned char *in,
+		   unsigned inlen, void *arg)
+{
+	(void)ssl;
+	const struct net_tls_trust *t = arg;
+	static const char *const protos[] = { KZ_ENROLL_ALPN, "mqtt" };
+	for (size_t i = t && t->enroll ? 0 : 1; i < 2; i++) {
+		if (alpn_has(in, inlen, protos[i])) {
+			/* point into the client's list, which outlives the callback's use */
+			size_t pl = strlen(protos[i]);
+			for (unsigned j = 0; j < inlen;) {
+				unsigned l = in[j++];
+				if (l == pl && memcmp(in + j, protos[i], pl) == 0) {
+					*out = in + j;
+					*outlen = (unsigned char)l;
+					return SSL_TLSEXT_ERR_OK;
+				}
+				j += l;
+			}
+		}
+	}
+	return SSL_TLSEXT_ERR_NOACK;
+}
+
+bool net_tls_is_enroll(SSL *ssl)
+{
+	const unsigned char *p;
+	unsigned n;
+	SSL_get0_alpn_selected(ssl, &p, &n);
+	return n == strlen(KZ_ENROLL_ALPN) && memcmp(p, KZ_ENROLL_ALPN, n) == 0;
 }
 
 const char *net_tls_refusal(SSL *ssl)
@@ -171,8 +208,10 @@ SSL_CTX *net_tls_server_ctx(const struct net_tls_config *cfg, char *why, size_t 
 		return NULL;
 	if (reason_idx < 0)
 		reason_idx = SSL_get_ex_new_index(0, NULL, NULL, NULL, NULL);
-	SSL_CTX_set_app_data(ctx, (void *)cfg->trust_domain);
+	SSL_CTX_set_app_data(ctx, cfg->trust);
 	SSL_CTX_set_verify(ctx, SSL_VERIFY_PEER | SSL_VERIFY_FAIL_IF_NO_PEER_CERT, verify_cb);
+	SSL_CTX_set_client_hello_cb(ctx, client_hello_cb, cfg->trust);
+	SSL_CTX_set_alpn_select_cb(ctx, alpn_cb, cfg->trust);
 	/* No resumption: every connection presents and verifies its certificate. */
 	SSL_CTX_set_num_tickets(ctx, 0);
 	SSL_CTX_set_options(ctx, SSL_OP_NO_TICKET);
@@ -199,6 +238,7 @@ char *net_tls_peer_spiffe(SSL *ssl, const char **why)
 		return NULL;
 	}
 	char *id = NULL;
-	*why = net_tls_check_client_cert(cert, SSL_CTX_get_app_data(SSL_get_SSL_CTX(ssl)), &id);
+	const struct net_tls_trust *t = trust_of(ssl);
+	*why = net_tls_check_client_cert(cert, t ? t->trust_domain : NULL, &id);
 	return id;
 }

@@ -7,8 +7,8 @@
 #include "base/kz_log.h"
 #include "mqtt/mqtt_broker.h"
 #include "trust/audit.h"
+#include "trust/ca.h"
 
-#include <openssl/bn.h>
 #include <openssl/x509.h>
 
 #include <errno.h>
@@ -17,6 +17,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <time.h>
 #include <unistd.h>
 
 struct net_worker {
@@ -65,19 +66,135 @@ static const struct net_conn_cbs server_cbs = { on_open, on_data, on_writable, o
 
 static struct net_worker *worker_of(struct net_conn *c) { return c->nl->user; }
 
+/* ---------- enrolment connections (ALPN kizuna-enroll/1) ---------- */
+
+/* One request, one answer, close: READING --complete--> answer, CLOSING;
+ * READING --timeout | over the cap | malformed--> ERROR answer, CLOSING. */
+struct enroll_conn {
+	struct net_conn *c;
+	struct kz_buf in;
+	uv_timer_t timer;
+	bool done;
+};
+
+static void enroll_on_data(struct net_conn *c, const uint8_t *p, size_t n);
+static void enroll_on_close(struct net_conn *c);
+static const struct net_conn_cbs enroll_cbs = { NULL, enroll_on_data, NULL, enroll_on_close };
+
+static void enroll_answer(struct enroll_conn *e, const char *text)
+{
+	e->done = true;
+	uv_timer_stop(&e->timer);
+	if (text)
+		kz_buf_append(&e->c->out, text, strlen(text));
+	net_conn_close(e->c);
+}
+
+static void enroll_refuse(struct enroll_conn *e, const char *code, const char *why)
+{
+	char msg[300];
+	snprintf(msg, sizeof msg, "ERROR %s %s\n", code, why);
+	kz_warn("%s: enrolment refused: %s", e->c->addr, why);
+	kz_audit(&(struct kz_audit_entry){ .action = "enroll", .resource = e->c->addr, .allow = false,
+					  .reason = why, .tls_group = net_conn_group(e->c) });
+	enroll_answer(e, msg);
+}
+
+static void enroll_timeout(uv_timer_t *t)
+{
+	struct enroll_conn *e = t->data;
+	if (!e->done)
+		enroll_refuse(e, "timeout", "no complete enrolment request in time");
+}
+
+static void enroll_on_data(struct net_conn *c, const uint8_t *p, size_t n)
+{
+	struct enroll_conn *e = c->user;
+	struct net_worker *w = worker_of(c);
+	if (!e || e->done)
+		return;
+	if (e->in.len + n > w->srv->cfg.enroll_max_bytes) {
+		enroll_refuse(e, "too-big", "enrolment request is over the node's limit (enroll.max_request_bytes)");
+		return;
+	}
+	kz_buf_append(&e->in, p, n);
+	const char *tok, *csr, *why;
+	size_t tl, cl;
+	int r = kz_enroll_parse((const char *)kz_buf_head(&e->in), e->in.len, &tok, &tl, &csr, &cl, &why);
+	if (r > 0)
+		return;
+	if (r < 0) {
+		enroll_refuse(e, "bad-request", why);
+		return;
+	}
+	bool allowed;
+	char id[2100], reason[512];
+	/* Runs on this worker's loop: a signature and a few small fsync'd file writes, at the
+	 * rate machines enrol. */
+	char *answer = kz_enroll_serve(w->srv->cfg.ca, tok, tl, csr, cl, w->srv->cfg.max_cert_lifetime_s, &allowed,
+				       id, reason, sizeof reason);
+	kz_audit(&(struct kz_audit_entry){ .subject = id[0] ? id : NULL, .action = "enroll", .resource = c->addr,
+					  .allow = allowed, .reason = reason, .tls_group = net_conn_group(c) });
+	if (allowed)
+		kz_info("%s: enrolled %s: %s", c->addr, id, reason);
+	else
+		kz_warn("%s: enrolment refused%s%s: %s", c->addr, id[0] ? " for " : "", id, reason);
+	enroll_answer(e, answer ? answer : "ERROR internal out of memory\n");
+	free(answer);
+}
+
+static void enroll_free(uv_handle_t *h)
+{
+	struct enroll_conn *e = h->data;
+	kz_buf_cleanup(&e->in);
+	free(e);
+}
+
+static void enroll_on_close(struct net_conn *c)
+{
+	struct enroll_conn *e = c->user;
+	c->user = NULL;
+	if (e)
+		uv_close((uv_handle_t *)&e->timer, enroll_free);
+}
+
+static void enroll_start(struct net_conn *c)
+{
+	struct net_worker *w = worker_of(c);
+	struct enroll_conn *e = calloc(1, sizeof *e);
+	if (!e) {
+		net_conn_close(c);
+		return;
+	}
+	e->c = c;
+	kz_buf_init(&e->in, 0);
+	uv_timer_init(&w->loop, &e->timer);
+	e->timer.data = e;
+	c->user = e;
+	c->cbs = &enroll_cbs;
+	if (!w->srv->cfg.ca) {
+		enroll_refuse(e, "unavailable", "this node does not enrol (no CA key, or enroll.enabled = 0)");
+		return;
+	}
+	uv_timer_start(&e->timer, enroll_timeout, w->srv->cfg.enroll_timeout_ms ? w->srv->cfg.enroll_timeout_ms : 10000, 0);
+}
+
+/* ---------- MQTT connections ---------- */
+
 static void on_open(struct net_conn *c)
 {
 	struct net_worker *w = worker_of(c);
+	if (net_tls_is_enroll(c->ssl)) {
+		kz_info("%s: TLS 1.3 established, group %s, enrolment", c->addr, net_conn_group(c));
+		enroll_start(c);
+		return;
+	}
 	const char *why = NULL;
 	char *id = net_tls_peer_spiffe(c->ssl, &why);
-	char serial[80] = "";
+	char serial[KZ_SERIAL_HEX] = "";
 	X509 *cert = SSL_get0_peer_certificate(c->ssl);
-	BIGNUM *bn = cert ? ASN1_INTEGER_to_BN(X509_get0_serialNumber(cert), NULL) : NULL;
-	char *sh = bn ? BN_bn2hex(bn) : NULL;
-	if (sh)
-		snprintf(serial, sizeof serial, "%s", sh);
-	OPENSSL_free(sh);
-	BN_free(bn);
+	if (cert)
+		kz_x509_serial_hex(cert, serial);
 	kz_audit(&(struct kz_audit_entry){ .subject = id, .serial = serial, .tls_group = net_conn_group(c),
 					  .action = "tls", .resource = c->addr, .allow = id != NULL,
 					  .reason = id ? "certificate and identity verified" : why });
@@ -93,6 +210,10 @@ static void on_open(struct net_conn *c)
 		net_conn_close(c);
 		return;
 	}
+	snprintf(mc->cert_serial, sizeof mc->cert_serial, "%s", serial);
+	struct tm tm;
+	if (ASN1_TIME_to_tm(X509_get0_notAfter(cert), &tm) == 1)
+		mc->cert_not_after = (int64_t)timegm(&tm);
 	c->user = mc;
 }
 

@@ -40,8 +40,26 @@ static const struct directive directives[] = {
 	{ "tls.key", T_STR, C(tls_key), S(tls_key), 0, 0, "DIR/pki/server.key", "Server private key." },
 	{ "tls.groups", T_STR, C(tls_groups), S(tls_groups), 0, 0, "X25519:P-256",
 	  "TLS 1.3 key-exchange groups in preference order." },
+	{ "tls.crl", T_STR, C(tls_crl), S(tls_crl), 0, 0, "DIR/pki/crl.pem",
+	  "Certificate revocation list (PEM, signed by tls.ca) written by `kizuna ca revoke`. Handshakes with a revoked certificate are refused; it is re-read when it changes (checked every tls.cert_check_ms, and on SIGHUP). A missing file means nothing is revoked; a file that does not verify is refused (at start: the node does not start; later: the previous list stays in force)." },
+	{ "tls.cert_check_ms", T_U32, C(cert_check_ms), 0, 100, 3600000, "10000",
+	  "Open connections whose certificate was revoked or has expired are closed within this interval (MQTT 5: DISCONNECT 0x87 with the reason)." },
+	{ "ca.dir", T_STR, C(ca_dir), S(ca_dir), 0, 0, "DIR/pki",
+	  "The certificate authority's directory (ca.pem, ca.key, issued, tokens, crl.pem; docs/CA.md) used by `kizuna ca` and for enrolment." },
+	{ "ca.cert_lifetime", T_U32, C(ca_lifetime_s), 0, 60, UINT32_MAX, "86400",
+	  "Default lifetime of a certificate issued by `kizuna ca issue`, `ca renew` and `ca token`, in seconds (24 h)." },
+	{ "ca.max_cert_lifetime", T_U32, C(ca_max_lifetime_s), 0, 60, UINT32_MAX, "2592000",
+	  "Longest lifetime the CA grants a client certificate, in seconds (30 days); longer requests are refused by the CLI and cut to this at enrolment." },
+	{ "ca.token_ttl", T_U32, C(token_ttl_s), 0, 1, 31536000, "3600",
+	  "Default time an enrolment token (`kizuna ca token`) stays usable, in seconds." },
+	{ "enroll.enabled", T_U32, C(enroll_enabled), 0, 0, 1, "1",
+	  "1: clients may enrol with a token over the MQTT TLS listener (ALPN kizuna-enroll/1, no client certificate; `kizuna enroll`). Needs ca.dir/ca.key. 0: refused." },
+	{ "enroll.max_request_bytes", T_U32, C(enroll_max_bytes), 0, 1024, 1048576, "16384",
+	  "Largest enrolment request (token line and PEM certificate request)." },
+	{ "enroll.timeout_ms", T_U32, C(enroll_timeout_ms), 0, 100, 600000, "10000",
+	  "An enrolment connection must deliver its whole request within this." },
 	{ "trust_domain", T_STR, C(trust_domain), S(trust_domain), 0, 0, "kizuna.local",
-	  "SPIFFE trust domain used for the development PKI." },
+	  "The node's SPIFFE trust domain: client identities must be spiffe://<trust_domain>/...; the CA created on first start issues in it." },
 	{ "org", T_STR, C(org), S(org), 0, 0, "dev", "Organisation used in the development admin identity." },
 	{ "node_id", T_STR, C(node_id), S(node_id), 0, 0, "the host name",
 	  "This node's name: the origin node of every record it accepts." },
@@ -280,6 +298,10 @@ void node_config_finish(struct node_config *cfg)
 		snprintf(cfg->tls_cert, sizeof cfg->tls_cert, "%s/pki/server.pem", cfg->data_dir);
 	if (!cfg->tls_key[0])
 		snprintf(cfg->tls_key, sizeof cfg->tls_key, "%s/pki/server.key", cfg->data_dir);
+	if (!cfg->tls_crl[0])
+		snprintf(cfg->tls_crl, sizeof cfg->tls_crl, "%s/pki/crl.pem", cfg->data_dir);
+	if (!cfg->ca_dir[0])
+		snprintf(cfg->ca_dir, sizeof cfg->ca_dir, "%s/pki", cfg->data_dir);
 	if (cfg->threads == 0) {
 		long n = sysconf(_SC_NPROCESSORS_ONLN);
 		cfg->threads = n > 0 ? (unsigned)n : 1;

@@ -25,6 +25,11 @@ struct node_config {
 	uint32_t audit_ck_entries, audit_ck_ms;
 	char policy_file[1024], policy_registry[1024]; /* empty: no policy */
 	uint32_t policy_summary_ms;
+	char tls_crl[1100];       /* empty = DIR/pki/crl.pem */
+	uint32_t cert_check_ms;   /* revoked/expired certificates' connections closed within this */
+	char ca_dir[1100];        /* empty = DIR/pki */
+	uint32_t ca_lifetime_s, ca_max_lifetime_s, token_ttl_s;
+	uint32_t enroll_enabled, enroll_max_bytes, enroll_timeout_ms;
 	struct node_store {
 		enum kz_fsync_mode fsync;
 		uint32_t fsync_interval_ms;

@@ -7,6 +7,7 @@
 #include "mqtt/mqtt_broker.h"
 #include "net/net.h"
 #include "trust/audit.h"
+#include "trust/ca.h"
 #include "trust/policy.h"
 
 #include <errno.h>
@@ -18,6 +19,8 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/resource.h>
+#include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 /* The largest record a PUBLISH can make: the packet plus the envelope's own fields. */
@@ -127,6 +130,48 @@ static void policy_reload(const struct node_config *cfg, struct mqtt_broker *b, 
 	policy_status(cfg->data_dir, np, NULL);
 }
 
+/* The revocation sets the node has had in force: freed at exit, like the policies. */
+struct revsets {
+	struct kz_revoked **v;
+	size_t n;
+	struct stat st; /* of the CRL file when last read; st_ino 0 = missing */
+};
+
+/* Re-reads the CRL when the file changed (or force). Returns 0, or -1 when it does not
+ * verify (the set in force stays). */
+static int crl_refresh(const struct node_config *cfg, struct mqtt_broker *b, struct net_tls_trust *trust,
+		       struct revsets *h, bool force)
+{
+	struct stat st;
+	if (stat(cfg->tls_crl, &st))
+		memset(&st, 0, sizeof st);
+	if (!force && h->n && st.st_ino == h->st.st_ino && st.st_size == h->st.st_size &&
+	    st.st_mtim.tv_sec == h->st.st_mtim.tv_sec && st.st_mtim.tv_nsec == h->st.st_mtim.tv_nsec)
+		return 0;
+	char why[600];
+	struct kz_revoked *r = kz_revoked_load(cfg->tls_crl, cfg->tls_ca, why, sizeof why);
+	h->st = st; /* a bad file is reported once, not at every check */
+	if (!r) {
+		kz_error("revocation list: %s; the previous list stays in force", why);
+		return -1;
+	}
+	struct kz_revoked **nv = realloc(h->v, (h->n + 1) * sizeof *nv);
+	if (!nv) {
+		kz_revoked_free(r);
+		return -1;
+	}
+	h->v = nv;
+	h->v[h->n++] = r;
+	atomic_store(&trust->revoked, r);
+	atomic_store(&b->revoked, r);
+	if (st.st_ino)
+		kz_info("revocation list %s: %zu revoked certificates", cfg->tls_crl, r->n);
+	if (r->next_update && r->next_update < (int64_t)time(NULL))
+		kz_warn("revocation list %s is past its nextUpdate; still enforced (kizuna ca crl refreshes it)",
+			cfg->tls_crl);
+	return 0;
+}
+
 static void usage(FILE *f)
 {
 	fprintf(f, "usage: kizuna serve [--config FILE] [--data DIR] [--check]\n");
@@ -224,26 +269,48 @@ int node_serve_main(int argc, char **argv)
 		kz_error("audit log: %s", why);
 		return 1;
 	}
-	struct net_pki_names names = { cfg.trust_domain, cfg.org };
-	int created = net_pki_ensure(cfg.data_dir, &names, why, sizeof why);
+	if (mkdir(cfg.data_dir, 0755) && errno != EEXIST) {
+		kz_error("cannot create %s: %s", cfg.data_dir, strerror(errno));
+		return 1;
+	}
+	int created = kz_ca_create(cfg.ca_dir, cfg.trust_domain, cfg.org, why, sizeof why);
 	if (created < 0) {
 		kz_error("%s", why);
 		return 1;
 	}
+	static struct net_tls_trust trust;
+	trust.trust_domain = cfg.trust_domain;
+	struct kz_ca *ca = NULL;
+	char cakey[1200];
+	snprintf(cakey, sizeof cakey, "%s/ca.key", cfg.ca_dir);
+	if (cfg.enroll_enabled && access(cakey, R_OK) == 0) {
+		if (kz_ca_open(cfg.ca_dir, cfg.trust_domain, &ca, why, sizeof why))
+			kz_warn("enrolment off: %s", why);
+	} else if (cfg.enroll_enabled) {
+		kz_info("enrolment off: no CA key %s", cakey);
+	}
+	trust.enroll = ca != NULL;
+	struct revsets revs = { 0 };
+	struct mqtt_broker broker;
+	if (crl_refresh(&cfg, &broker, &trust, &revs, true)) {
+		kz_ca_close(ca);
+		return 1;
+	}
 	struct net_tls_config tls = { cfg.tls_ca, cfg.tls_cert, cfg.tls_key,
-				      cfg.tls_groups[0] ? cfg.tls_groups : NULL, cfg.trust_domain };
+				      cfg.tls_groups[0] ? cfg.tls_groups : NULL, &trust };
 	SSL_CTX *ctx = net_tls_server_ctx(&tls, why, sizeof why);
 	if (!ctx) {
 		kz_error("%s", why);
 		return 1;
 	}
-	struct mqtt_broker broker;
 	if (mqtt_broker_init(&broker, &cfg.limits, cfg.threads)) {
 		kz_error("out of memory");
 		SSL_CTX_free(ctx);
 		return 1;
 	}
 	snprintf(broker.node_id, sizeof broker.node_id, "%s", cfg.node_id);
+	atomic_store(&broker.revoked, atomic_load(&trust.revoked));
+	broker.cert_check_ms = cfg.cert_check_ms;
 	struct policies held = { 0 };
 	if (policy) {
 		policy_hold(&held, policy);
@@ -307,7 +374,8 @@ int node_serve_main(int argc, char **argv)
 	sigaddset(&set, SIGHUP);
 	pthread_sigmask(SIG_BLOCK, &set, NULL);
 	struct net_server_config scfg = { host, port, cfg.threads, ctx, cfg.tick_ms, cfg.read_budget,
-					  cfg.write_backlog };
+					  cfg.write_backlog, ca, cfg.enroll_max_bytes, cfg.enroll_timeout_ms,
+					  cfg.ca_max_lifetime_s };
 	struct net_server *srv = NULL;
 	if (net_server_start(&srv, &scfg, &broker, why, sizeof why)) {
 		kz_error("%s", why);
@@ -320,11 +388,19 @@ int node_serve_main(int argc, char **argv)
 	kz_info("kizuna %s serving MQTT on %s:%d with %u worker threads, data in %s", KZ_VERSION,
 		host, net_server_port(srv), cfg.threads, cfg.data_dir);
 	print_tour(&cfg, host, net_server_port(srv), created == 1);
+	/* The CRL is polled at half the check interval, so that a revocation reaches open
+	 * connections within tls.cert_check_ms. */
+	uint32_t poll_ms = cfg.cert_check_ms / 2 ? cfg.cert_check_ms / 2 : 1;
+	struct timespec poll = { poll_ms / 1000, (long)(poll_ms % 1000) * 1000000L };
 	for (;;) {
-		int sig = 0;
-		if (sigwait(&set, &sig))
+		int sig = sigtimedwait(&set, NULL, &poll);
+		if (sig < 0) {
+			if (errno == EAGAIN)
+				crl_refresh(&cfg, &broker, &trust, &revs, false);
 			continue;
+		}
 		if (sig == SIGHUP) {
+			crl_refresh(&cfg, &broker, &trust, &revs, false);
 			policy_reload(&cfg, &broker, &held);
 			continue;
 		}
@@ -345,6 +421,10 @@ int node_serve_main(int argc, char **argv)
 		kz_policy_free(held.v[i]);
 	free(held.v);
 	SSL_CTX_free(ctx);
+	for (size_t i = 0; i < revs.n; i++)
+		kz_revoked_free(revs.v[i]);
+	free(revs.v);
+	kz_ca_close(ca);
 	kz_audit_close(kz_audit_log);
 	kz_audit_log = NULL;
 	return 0;
