@@ -160,9 +160,10 @@ int cli_ca_main(int argc, char **argv)
 		return 1;
 	}
 	int rc = 0;
-	if (lifetime == 0)
-		lifetime = cfg.ca_lifetime_s;
-	if (lifetime > cfg.ca_max_lifetime_s && strcmp(verb, "list") != 0) {
+	bool issues = strcmp(verb, "issue") == 0 || strcmp(verb, "renew") == 0 || strcmp(verb, "token") == 0;
+	if (lifetime == 0) /* the default, within the maximum */
+		lifetime = cfg.ca_lifetime_s < cfg.ca_max_lifetime_s ? cfg.ca_lifetime_s : cfg.ca_max_lifetime_s;
+	if (issues && lifetime > cfg.ca_max_lifetime_s) {
 		fprintf(stderr, "kizuna ca %s: lifetime %u s is over ca.max_cert_lifetime (%u s)\n", verb, lifetime,
 			cfg.ca_max_lifetime_s);
 		kz_ca_close(ca);

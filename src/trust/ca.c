@@ -1202,20 +1202,25 @@ int kz_enroll_parse(const char *buf, size_t n, const char **token, size_t *token
 		*why = "expected a PEM certificate request after the token line";
 		return -1;
 	}
-	for (size_t i = 0; i < rest; i++)
+	/* the request ends with the first END line; only bytes up to it are the request's */
+	size_t tn = sizeof tail - 1, end = rest;
+	bool found = false;
+	for (size_t i = bn; i + tn <= rest && !found; i++) {
+		if (memcmp(p + i, tail, tn) == 0) {
+			end = i + tn;
+			found = true;
+		}
+	}
+	for (size_t i = 0; i < end; i++)
 		if ((unsigned char)p[i] >= 0x7f || (p[i] < 0x20 && p[i] != '\n' && p[i] != '\r')) {
 			*why = "certificate request is not PEM text";
 			return -1;
 		}
-	size_t tn = sizeof tail - 1;
-	for (size_t i = bn; i + tn <= rest; i++) {
-		if (memcmp(p + i, tail, tn) == 0) {
-			*csr = p;
-			*csr_len = i + tn;
-			return 0;
-		}
-	}
-	return 1;
+	if (!found)
+		return 1;
+	*csr = p;
+	*csr_len = end;
+	return 0;
 }
 
 char *kz_enroll_serve(struct kz_ca *ca, const char *tok, size_t tok_len, const char *csr_pem, size_t csr_len,
