@@ -176,6 +176,7 @@ struct mqtt_client {
 	char *peer_id;         /* owns; SPIFFE ID from the certificate */
 	char cert_serial[41];  /* the certificate's serial (upper-case hex), "" when unknown */
 	int64_t cert_not_after; /* Unix seconds; 0 when unknown */
+	const char *tls_group;  /* negotiated key exchange (static string), NULL when unknown */
 	char addr[64];
 	enum mqtt_client_state state;
 	uint8_t version;

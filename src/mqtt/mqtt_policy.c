@@ -17,6 +17,10 @@
 #include <stdlib.h>
 #include <string.h>
 
+/* The certificate and TLS group of the session's connection, when it has one. */
+#define SS_SERIAL(ss) ((ss)->client ? (ss)->client->cert_serial : NULL)
+#define SS_GROUP(ss) ((ss)->client ? (ss)->client->tls_group : NULL)
+
 const struct kz_subject *mqtt_session_subject(struct mqtt_session *ss, const struct kz_policy *p)
 {
 	if (ss->subj && ss->subj->gen == p->gen)
@@ -33,7 +37,8 @@ static void audit_delivery_denied(struct mqtt_session *ss, const struct kz_polic
 	char topic[256], label[KZ_LABEL_MAX_LEN + 1];
 	snprintf(topic, sizeof topic, "%.*s", (int)m->topic_len, (const char *)m->topic);
 	snprintf(label, sizeof label, "%.*s", (int)m->label_len, m->label ? (const char *)m->label : "");
-	kz_audit(&(struct kz_audit_entry){ .subject = ss->peer_id, .action = "deliver", .resource = topic,
+	kz_audit(&(struct kz_audit_entry){ .subject = ss->peer_id,
+					  .serial = SS_SERIAL(ss), .tls_group = SS_GROUP(ss), .action = "deliver", .resource = topic,
 					  .label = m->label ? label : p->default_text, .allow = false, .reason = why,
 					  .policy = p->version });
 }
@@ -143,7 +148,8 @@ static void reevaluate(struct mqtt_session *ss, const struct kz_policy *p)
 	const char *why;
 	if (ss->client && ss->client->state == MQTT_CLIENT_CONNECTED && !kz_policy_connect(p, s, &why)) {
 		kz_info("session '%s' (%s): %s under policy %s; disconnecting", ss->client_id, ss->peer_id, why, p->version);
-		kz_audit(&(struct kz_audit_entry){ .subject = ss->peer_id, .action = "connect", .resource = ss->client_id,
+		kz_audit(&(struct kz_audit_entry){ .subject = ss->peer_id,
+					  .serial = SS_SERIAL(ss), .tls_group = SS_GROUP(ss), .action = "connect", .resource = ss->client_id,
 						  .allow = false, .reason = "no longer allowed after a policy reload",
 						  .policy = p->version });
 		mqtt_client_disconnect(ss->client, MQTT_RC_NOT_AUTHORIZED, "no longer allowed by the policy");
@@ -159,7 +165,8 @@ static void reevaluate(struct mqtt_session *ss, const struct kz_policy *p)
 				   : snprintf(full, sizeof full, "%s", sub->filter);
 		kz_info("session '%s' (%s): subscription '%s' removed: %s under policy %s", ss->client_id, ss->peer_id,
 			full, why, p->version);
-		kz_audit(&(struct kz_audit_entry){ .subject = ss->peer_id, .action = "subscribe", .resource = full,
+		kz_audit(&(struct kz_audit_entry){ .subject = ss->peer_id,
+					  .serial = SS_SERIAL(ss), .tls_group = SS_GROUP(ss), .action = "subscribe", .resource = full,
 						  .allow = false, .reason = "removed by a policy reload: not allowed any more",
 						  .policy = p->version });
 		if (n < 0 || (size_t)n >= sizeof full ||
@@ -175,14 +182,16 @@ static void summarise(struct mqtt_session *ss, const struct kz_policy *p, uint64
 	if (ss->aud_delivered) {
 		snprintf(why, sizeof why, "%llu deliveries allowed in %llu ms (summary)",
 			 (unsigned long long)ss->aud_delivered, (unsigned long long)span);
-		kz_audit(&(struct kz_audit_entry){ .subject = ss->peer_id, .action = "deliver", .resource = ss->client_id,
+		kz_audit(&(struct kz_audit_entry){ .subject = ss->peer_id,
+					  .serial = SS_SERIAL(ss), .tls_group = SS_GROUP(ss), .action = "deliver", .resource = ss->client_id,
 						  .allow = true, .reason = why, .policy = p->version,
 						  .count = ss->aud_delivered });
 	}
 	if (ss->aud_published) {
 		snprintf(why, sizeof why, "%llu publishes allowed in %llu ms (summary)",
 			 (unsigned long long)ss->aud_published, (unsigned long long)span);
-		kz_audit(&(struct kz_audit_entry){ .subject = ss->peer_id, .action = "publish", .resource = ss->client_id,
+		kz_audit(&(struct kz_audit_entry){ .subject = ss->peer_id,
+					  .serial = SS_SERIAL(ss), .tls_group = SS_GROUP(ss), .action = "publish", .resource = ss->client_id,
 						  .allow = true, .reason = why, .policy = p->version,
 						  .count = ss->aud_published });
 	}

@@ -211,6 +211,7 @@ static void on_open(struct net_conn *c)
 		return;
 	}
 	snprintf(mc->cert_serial, sizeof mc->cert_serial, "%s", serial);
+	mc->tls_group = net_conn_group(c);
 	struct tm tm;
 	if (ASN1_TIME_to_tm(X509_get0_notAfter(cert), &tm) == 1)
 		mc->cert_not_after = (int64_t)timegm(&tm);

@@ -116,6 +116,10 @@ def test_enroll_and_use():
     assert "valid" in ca("list", "--id", "spiffe://kizuna.local/meti/sensor/s1").stdout
     wait_audit(lambda e: e.get("action") == "enroll" and e.get("decision") == "allow"
                and e.get("subject") == "spiffe://kizuna.local/meti/sensor/s1")
+    # every decision names the certificate and the TLS group of the connection
+    serial = serial_of(os.path.join(out, "cert.pem"))
+    sub = wait_audit(lambda e: e.get("action") == "subscribe" and e.get("subject") == "spiffe://kizuna.local/meti/sensor/s1")
+    assert sub[0].get("serial") == serial and sub[0].get("group") in ("x25519", "X25519"), sub[0]
 
 
 def test_token_single_use_and_expiry():
