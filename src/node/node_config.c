@@ -28,7 +28,7 @@ struct directive {
 
 static const struct directive directives[] = {
 	{ "data_dir", T_STR, C(data_dir), S(data_dir), 0, 0, "./var",
-	  "Directory for the node's data; the development PKI is created in DIR/pki on first start." },
+	  "Directory for the node's data; on first start a certificate authority with server and admin certificates is created in DIR/pki (docs/CA.md)." },
 	{ "mqtt.listen", T_ADDR, C(mqtt_listen), S(mqtt_listen), 0, 0, "127.0.0.1:8883",
 	  "MQTT over TLS 1.3 listener, host:port. Use 0.0.0.0:8883 or [::]:8883 to serve other hosts. There is no plaintext listener." },
 	{ "threads", T_UINT, C(threads), 0, 0, 256, "0",
