@@ -145,6 +145,7 @@ struct net_server_config {
 	struct kz_ca *ca;                  /* enrolment (ALPN kizuna-enroll/1); NULL: refused */
 	uint32_t enroll_max_bytes;         /* cap on one enrolment request */
 	uint32_t enroll_timeout_ms;        /* the request must arrive within this */
+	uint32_t enroll_max_connections;   /* enrolment connections open at once (all workers) */
 	uint32_t max_cert_lifetime_s;      /* cap on an enrolled certificate's lifetime */
 };
 

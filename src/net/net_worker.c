@@ -40,6 +40,7 @@ struct net_server {
 	struct net_worker *w;
 	unsigned n;
 	int port;
+	atomic_uint n_enroll;     /* enrolment connections open */
 };
 
 /* A connection in transit between workers. */
@@ -146,6 +147,7 @@ static void enroll_on_data(struct net_conn *c, const uint8_t *p, size_t n)
 static void enroll_free(uv_handle_t *h)
 {
 	struct enroll_conn *e = h->data;
+	atomic_fetch_sub(&worker_of(e->c)->srv->n_enroll, 1);
 	kz_buf_cleanup(&e->in);
 	free(e);
 }
@@ -172,6 +174,11 @@ static void enroll_start(struct net_conn *c)
 	e->timer.data = e;
 	c->user = e;
 	c->cbs = &enroll_cbs;
+	unsigned open = atomic_fetch_add(&w->srv->n_enroll, 1) + 1;
+	if (open > w->srv->cfg.enroll_max_connections) {
+		enroll_refuse(e, "busy", "too many enrolment connections open (enroll.max_connections); try again later");
+		return;
+	}
 	if (!w->srv->cfg.ca) {
 		enroll_refuse(e, "unavailable", "this node does not enrol (no CA key, or enroll.enabled = 0)");
 		return;

@@ -56,6 +56,8 @@ static const struct directive directives[] = {
 	  "1: clients may enrol with a token over the MQTT TLS listener (ALPN kizuna-enroll/1, no client certificate; `kizuna enroll`). Needs ca.dir/ca.key. 0: refused." },
 	{ "enroll.max_request_bytes", T_U32, C(enroll_max_bytes), 0, 1024, 1048576, "16384",
 	  "Largest enrolment request (token line and PEM certificate request)." },
+	{ "enroll.max_connections", T_U32, C(enroll_max_conns), 0, 1, 100000, "64",
+	  "Enrolment connections open at once, over all workers; more are answered ERROR busy and closed." },
 	{ "enroll.timeout_ms", T_U32, C(enroll_timeout_ms), 0, 100, 600000, "10000",
 	  "An enrolment connection must deliver its whole request within this." },
 	{ "trust_domain", T_STR, C(trust_domain), S(trust_domain), 0, 0, "kizuna.local",

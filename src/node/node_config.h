@@ -29,7 +29,7 @@ struct node_config {
 	uint32_t cert_check_ms;   /* revoked/expired certificates' connections closed within this */
 	char ca_dir[1100];        /* empty = DIR/pki */
 	uint32_t ca_lifetime_s, ca_max_lifetime_s, token_ttl_s;
-	uint32_t enroll_enabled, enroll_max_bytes, enroll_timeout_ms;
+	uint32_t enroll_enabled, enroll_max_bytes, enroll_timeout_ms, enroll_max_conns;
 	struct node_store {
 		enum kz_fsync_mode fsync;
 		uint32_t fsync_interval_ms;

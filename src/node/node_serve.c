@@ -292,21 +292,19 @@ int node_serve_main(int argc, char **argv)
 	trust.enroll = ca != NULL;
 	struct revsets revs = { 0 };
 	struct mqtt_broker broker;
-	if (crl_refresh(&cfg, &broker, &trust, &revs, true)) {
-		kz_ca_close(ca);
-		return 1;
-	}
+	if (crl_refresh(&cfg, &broker, &trust, &revs, true))
+		goto fail;
 	struct net_tls_config tls = { cfg.tls_ca, cfg.tls_cert, cfg.tls_key,
 				      cfg.tls_groups[0] ? cfg.tls_groups : NULL, &trust };
 	SSL_CTX *ctx = net_tls_server_ctx(&tls, why, sizeof why);
 	if (!ctx) {
 		kz_error("%s", why);
-		return 1;
+		goto fail;
 	}
 	if (mqtt_broker_init(&broker, &cfg.limits, cfg.threads)) {
 		kz_error("out of memory");
 		SSL_CTX_free(ctx);
-		return 1;
+		goto fail;
 	}
 	snprintf(broker.node_id, sizeof broker.node_id, "%s", cfg.node_id);
 	atomic_store(&broker.revoked, atomic_load(&trust.revoked));
@@ -338,7 +336,7 @@ int node_serve_main(int argc, char **argv)
 		kz_error("record log: %s", why);
 		mqtt_broker_cleanup(&broker);
 		SSL_CTX_free(ctx);
-		return 1;
+		goto fail;
 	}
 	if (rec.torn_bytes)
 		kz_warn("record log: cut %llu bytes of a torn final write (never acknowledged)",
@@ -354,7 +352,7 @@ int node_serve_main(int argc, char **argv)
 		broker.store = NULL;
 		mqtt_broker_cleanup(&broker);
 		SSL_CTX_free(ctx);
-		return 1;
+		goto fail;
 	}
 	struct restore_ctx rc = { &broker, kz_now_wall_ns(), 0 };
 	if (kz_state_load(broker.state, restore_session, &rc, why, sizeof why))
@@ -375,7 +373,7 @@ int node_serve_main(int argc, char **argv)
 	pthread_sigmask(SIG_BLOCK, &set, NULL);
 	struct net_server_config scfg = { host, port, cfg.threads, ctx, cfg.tick_ms, cfg.read_budget,
 					  cfg.write_backlog, ca, cfg.enroll_max_bytes, cfg.enroll_timeout_ms,
-					  cfg.ca_max_lifetime_s };
+					  cfg.enroll_max_conns, cfg.ca_max_lifetime_s };
 	struct net_server *srv = NULL;
 	if (net_server_start(&srv, &scfg, &broker, why, sizeof why)) {
 		kz_error("%s", why);
@@ -383,7 +381,7 @@ int node_serve_main(int argc, char **argv)
 		broker.store = NULL;
 		mqtt_broker_cleanup(&broker);
 		SSL_CTX_free(ctx);
-		return 1;
+		goto fail;
 	}
 	kz_info("kizuna %s serving MQTT on %s:%d with %u worker threads, data in %s", KZ_VERSION,
 		host, net_server_port(srv), cfg.threads, cfg.data_dir);
@@ -428,4 +426,10 @@ int node_serve_main(int argc, char **argv)
 	kz_audit_close(kz_audit_log);
 	kz_audit_log = NULL;
 	return 0;
+fail:
+	for (size_t i = 0; i < revs.n; i++)
+		kz_revoked_free(revs.v[i]);
+	free(revs.v);
+	kz_ca_close(ca);
+	return 1;
 }

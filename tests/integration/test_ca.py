@@ -14,7 +14,7 @@ node = None
 def setup():
     global node
     node = Node("tls.cert_check_ms = %d\nenroll.timeout_ms = 1000\nenroll.max_request_bytes = 4096\n"
-                "ca.max_cert_lifetime = 7200\naudit.checkpoint_ms = 200\n" % CHECK_MS)
+                "ca.max_cert_lifetime = 7200\naudit.checkpoint_ms = 200\nenroll.max_connections = 2\n" % CHECK_MS)
 
 
 def cli(*args, ok=True):
@@ -159,6 +159,16 @@ def test_enrolment_protocol_refusals():
     t0 = time.time()
     assert enroll_raw(b"ENROLL kzt1_x\n").startswith("ERROR timeout")
     print("  a silent enrolment connection was answered after %.2f s (enroll.timeout_ms = 1000)" % (time.time() - t0))
+    # enroll.max_connections = 2: a third open enrolment connection is turned away
+    held = []
+    for _ in range(2):
+        h = tls_ctx(alpn=["kizuna-enroll/1"]).wrap_socket(socket.create_connection(("127.0.0.1", node.port)),
+                                                          server_hostname="localhost")
+        held.append(h)
+    assert enroll_raw(b"").startswith("ERROR busy")
+    for h in held:
+        h.close()
+    time.sleep(1.5)  # their timeouts free the slots
     # a well-formed request with a CSR that does not parse: refused, token not spent
     tok = token("spiffe://kizuna.local/meti/sensor/s6")
     ans = enroll_raw(("ENROLL %s\n-----BEGIN CERTIFICATE REQUEST-----\nAAAA\n-----END CERTIFICATE REQUEST-----\n"
