@@ -72,7 +72,8 @@ static struct net_worker *worker_of(struct net_conn *c) { return c->nl->user; }
 /* One request, one answer, close: READING --complete--> answer, CLOSING;
  * READING --timeout | over the cap | malformed--> ERROR answer, CLOSING. */
 struct enroll_conn {
-	struct net_conn *c;
+	struct net_conn *c;        /* NULL once the connection is gone (the timer closes later) */
+	struct net_server *srv;
 	struct kz_buf in;
 	uv_timer_t timer;
 	bool done;
@@ -147,7 +148,7 @@ static void enroll_on_data(struct net_conn *c, const uint8_t *p, size_t n)
 static void enroll_free(uv_handle_t *h)
 {
 	struct enroll_conn *e = h->data;
-	atomic_fetch_sub(&worker_of(e->c)->srv->n_enroll, 1);
+	atomic_fetch_sub(&e->srv->n_enroll, 1);
 	kz_buf_cleanup(&e->in);
 	free(e);
 }
@@ -156,8 +157,10 @@ static void enroll_on_close(struct net_conn *c)
 {
 	struct enroll_conn *e = c->user;
 	c->user = NULL;
-	if (e)
+	if (e) {
+		e->c = NULL;
 		uv_close((uv_handle_t *)&e->timer, enroll_free);
+	}
 }
 
 static void enroll_start(struct net_conn *c)
@@ -169,6 +172,7 @@ static void enroll_start(struct net_conn *c)
 		return;
 	}
 	e->c = c;
+	e->srv = w->srv;
 	kz_buf_init(&e->in, 0);
 	uv_timer_init(&w->loop, &e->timer);
 	e->timer.data = e;
