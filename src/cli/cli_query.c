@@ -4,6 +4,7 @@
 #include "base/kz_hash.h"
 #include "base/kz_time.h"
 #include "node/node_config.h"
+#include "trust/audit.h"
 #include "trust/policy.h"
 
 #include <getopt.h>
@@ -14,6 +15,7 @@
 #include <unistd.h>
 
 #define MAX_RECORD (256u << 20)
+#define AUDIT_DENIALS_ONE_BY_ONE 100 /* then one summary entry with the count */
 
 static void usage(FILE *f)
 {
@@ -28,6 +30,8 @@ struct out {
 	uint64_t n, limit, withheld;
 	const struct kz_policy *pol; /* with --as: every result passes the decision point */
 	const struct kz_subject *as;
+	const char *as_id;
+	char reason_tail[64];        /* " (kizuna query, operator uid N)" */
 };
 
 static int row(void *ctx, uint64_t seq, const struct kz_record *r)
@@ -39,12 +43,23 @@ static int row(void *ctx, uint64_t seq, const struct kz_record *r)
 		size_t cn;
 		const char *w;
 		const struct kz_label *lp = &o->pol->default_label; /* unlabelled: the default */
+		snprintf(canon, sizeof canon, "(unlabelled: the policy's default label)");
 		if (r->label.len) {
 			lp = kz_label_parse(o->pol, (const char *)r->label.p, r->label.len, &l, canon, &cn, why, sizeof why)
 				     ? NULL
 				     : &l;
 		}
 		if (!lp || !kz_dominates(o->pol, o->as, lp, &w)) {
+			/* the decision is audited: the first ones one by one, the rest counted */
+			if (o->withheld < AUDIT_DENIALS_ONE_BY_ONE) {
+				char id[37], reason[300];
+				kz_uuid_format(r->id, id);
+				snprintf(reason, sizeof reason, "withheld: %s%s", lp ? w : "the record's label does not parse",
+					 o->reason_tail);
+				kz_audit(&(struct kz_audit_entry){ .subject = o->as_id, .action = "query", .resource = id,
+								  .label = lp ? canon : NULL, .allow = false, .reason = reason,
+								  .policy = o->pol->version });
+			}
 			o->withheld++;
 			return 0;
 		}
@@ -165,6 +180,17 @@ int cli_query_main(int argc, char **argv)
 		kz_subject_init(policy, as, &subject);
 		o.pol = policy;
 		o.as = &subject;
+		o.as_id = as;
+		snprintf(o.reason_tail, sizeof o.reason_tail, " (kizuna query, operator uid %u)", (unsigned)getuid());
+		/* Queries on behalf of a subject are decisions: into the node's audit log (shared
+		 * with a running node, docs/AUDIT.md). */
+		char auditdir[4200];
+		snprintf(auditdir, sizeof auditdir, "%s/audit", data);
+		if (kz_audit_open(auditdir, cfg.audit_ck_entries, cfg.audit_ck_ms, &kz_audit_log, why, sizeof why)) {
+			fprintf(stderr, "kizuna query: audit log: %s\n", why);
+			kz_policy_free(policy);
+			return 1;
+		}
 	}
 	if (policy) {
 		o.limit = q.limit;
@@ -188,6 +214,23 @@ int cli_query_main(int argc, char **argv)
 	if (policy && o.withheld)
 		fprintf(stderr, "kizuna query: %" PRIu64 " matching records withheld: %s does not dominate their labels\n",
 			o.withheld, as);
+	if (policy) {
+		char res[600], reason[300];
+		snprintf(res, sizeof res, "topic=%s since=%" PRIu64 " until=%" PRIu64 " origin=%s limit=%" PRIu64,
+			 q.filter ? q.filter : "#", q.since_ns, q.until_ns, q.origin ? q.origin : "*", o.limit);
+		if (o.withheld > AUDIT_DENIALS_ONE_BY_ONE) {
+			snprintf(reason, sizeof reason, "%" PRIu64 " more records withheld (summary)%s",
+				 o.withheld - AUDIT_DENIALS_ONE_BY_ONE, o.reason_tail);
+			kz_audit(&(struct kz_audit_entry){ .subject = as, .action = "query", .resource = res, .allow = false,
+							  .reason = reason, .policy = policy->version,
+							  .count = o.withheld - AUDIT_DENIALS_ONE_BY_ONE });
+		}
+		snprintf(reason, sizeof reason, "%" PRIu64 " records returned%s", o.n, o.reason_tail);
+		kz_audit(&(struct kz_audit_entry){ .subject = as, .action = "query", .resource = res, .allow = true,
+						  .reason = reason, .policy = policy->version, .count = o.n });
+		kz_audit_close(kz_audit_log);
+		kz_audit_log = NULL;
+	}
 	kz_policy_free(policy);
 	if (rc == 1)
 		rc = 0; /* the limit was reached */

@@ -70,7 +70,8 @@ static const struct command commands[] = {
 	{ "query", cli_query_main, "query the stored records",
 	  "usage: kizuna query [--data DIR] [--topic FILTER] [--since TIME] [--until TIME]\n"
 	  "                    [--origin ID] [--node NODE] [--content-type TYPE] [--limit N]\n"
-	  "                    [--format json|ndjson]\n\n"
+	  "                    [--format json|ndjson]\n"
+	  "                    [--as SPIFFE-ID (--config FILE | --policy FILE --registry FILE)]\n\n"
 	  "Selects records through the index (DIR/index.db) and prints them from the log, in\n"
 	  "accept-time order. Works while the node runs (read only).\n\n"
 	  "  -t, --topic F        MQTT topic filter (+ and # wildcards)\n"
@@ -80,7 +81,9 @@ static const struct command commands[] = {
 	  "      --node NODE      accepted by this node\n"
 	  "      --content-type T with this content type\n"
 	  "  -l, --limit N        at most N records (default 1000; 0 = all)\n"
-	  "  -f, --format F       json (one array, default) or ndjson (one object per line)\n\n"
+	  "  -f, --format F       json (one array, default) or ndjson (one object per line)\n"
+	  "      --as ID          only what subject ID may read under the policy (docs/POLICY.md);\n"
+	  "                       the limit counts those; every decision goes to DIR/audit\n\n"
 	  "Each record: seq, id, time, topic, qos, retain, precedence, origin_node, origin_id,\n"
 	  "label, content_type, expiry, and payload (UTF-8) or payload_base64.\n"
 	  "Exit 0 (also when nothing matches), 1 on an error, 2 on a usage error.\n" },

@@ -2,7 +2,10 @@
  *
  * Writers serialise on one mutex; a line is built completely, then written with one
  * write() at the end of the file, so a crash leaves at most one incomplete last line, which
- * the next open cuts off. Checkpoints are fdatasync'd before DIR/audit/head names them. */
+ * the next open cuts off. Checkpoints are fdatasync'd before DIR/audit/head names them.
+ * Several processes may write one log (the node, and `kizuna query --as` beside it): each
+ * write happens under flock(2) on the log, and a writer that finds the file longer than it
+ * left it first re-reads the last entry to continue the chain from there. */
 #include "trust/audit.h"
 #include "base/kz_err.h"
 #include "base/kz_log.h"
@@ -15,6 +18,7 @@
 #include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/file.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -28,6 +32,7 @@ struct kz_audit {
 	int fd;
 	char dir[4096];
 	uint64_t n;          /* last entry number written */
+	off_t end;           /* the file's size after our last write or read of its tail */
 	char prev[65];       /* its hash, hex */
 	uint8_t priv[32];
 	char pub_hex[65];
@@ -131,6 +136,7 @@ static int emit(struct kz_audit *a, char *b, size_t len)
 	if (!rc) {
 		memcpy(a->prev, hx, 65);
 		a->since_ck++;
+		a->end += (off_t)n;
 	}
 	return rc;
 }
@@ -217,6 +223,25 @@ static void flush_repeats(struct kz_audit *a)
 	a->rep_count = 0;
 }
 
+static int load_tail(struct kz_audit *a, const char *path, char *why, size_t why_len);
+
+/* Takes the log for writing across processes; continues the chain after entries another
+ * process appended since our last write. */
+static void xlock(struct kz_audit *a)
+{
+	while (flock(a->fd, LOCK_EX) && errno == EINTR)
+		;
+	struct stat st;
+	if (fstat(a->fd, &st) == 0 && st.st_size != a->end) {
+		char path[4200], why[300];
+		snprintf(path, sizeof path, "%s/audit.log", a->dir);
+		if (load_tail(a, path, why, sizeof why))
+			kz_error("audit: %s", why);
+	}
+}
+
+static void xunlock(struct kz_audit *a) { (void)flock(a->fd, LOCK_UN); }
+
 static bool same(const char *x, const char *y) { return strcmp(x ? x : "", y ? y : "") == 0; }
 
 void kz_audit_record(struct kz_audit *a, const struct kz_audit_entry *e)
@@ -230,6 +255,7 @@ void kz_audit_record(struct kz_audit *a, const struct kz_audit_entry *e)
 		pthread_mutex_unlock(&a->lock);
 		return;
 	}
+	xlock(a);
 	flush_repeats(a);
 	write_entry(a, e, 1);
 	if (!e->allow) {
@@ -245,6 +271,7 @@ void kz_audit_record(struct kz_audit *a, const struct kz_audit_entry *e)
 	}
 	if (a->since_ck >= a->ck_entries || now - a->last_ck_ms >= a->ck_ms)
 		checkpoint(a);
+	xunlock(a);
 	pthread_mutex_unlock(&a->lock);
 }
 
@@ -332,6 +359,7 @@ static int load_tail(struct kz_audit *a, const char *path, char *why, size_t why
 		if (ftruncate(a->fd, good))
 			return KZ_EIO;
 	}
+	a->end = good;
 	return KZ_OK;
 }
 
@@ -361,8 +389,13 @@ int kz_audit_open(const char *dir, uint32_t ck_entries, uint32_t ck_ms, struct k
 			rc = KZ_EIO;
 		}
 	}
-	if (!rc)
+	if (!rc) {
+		/* under the writers' lock: never cut another process's line while it is written */
+		while (flock(a->fd, LOCK_EX) && errno == EINTR)
+			;
 		rc = load_tail(a, path, why, why_len);
+		(void)flock(a->fd, LOCK_UN);
+	}
 	if (rc) {
 		if (a->fd > 0)
 			close(a->fd);
@@ -379,9 +412,11 @@ void kz_audit_close(struct kz_audit *a)
 	if (!a)
 		return;
 	pthread_mutex_lock(&a->lock);
+	xlock(a);
 	flush_repeats(a);
 	if (a->since_ck)
 		checkpoint(a);
+	xunlock(a);
 	pthread_mutex_unlock(&a->lock);
 	close(a->fd);
 	pthread_mutex_destroy(&a->lock);

@@ -4,7 +4,7 @@ a subject that does not dominate its label through live delivery, retained messa
 queues, replay or query; that publishers cannot label above their clearance or outside their
 releasability; that reloads re-evaluate subscriptions at once and a bad policy is refused;
 and that the decisions are in the audit log with labels and the policy version."""
-import os, shutil, subprocess, sys, time
+import json, os, shutil, subprocess, sys, time
 from kzharness import Node, run_tests, KIZUNA
 from paho.mqtt.properties import Properties
 from paho.mqtt.packettypes import PacketTypes
@@ -173,6 +173,18 @@ def test_retained_and_session_queue_and_replay_and_query():
     assert '"label":"policy=jp-mod;class=secret;caveat=cyber"' in q.stdout, q.stdout
     q = cli("query", "--data", node.data, "--as", TD + "mod/user/dave", ok=False)
     assert q.returncode == 2 and "policy" in q.stderr
+    # every query on behalf of a subject is in the node's audit log (written beside the
+    # running node, one chain): the withheld records one by one, the returned ones counted
+    a = [json.loads(l) for l in cli("audit", "show", "--data", node.data, "--action", "query").stdout.splitlines()]
+    dave = [e for e in a if e["subject"] == TD + "mod/user/dave"]
+    assert any(e["decision"] == "deny" and e["label"].startswith("policy=jp-mod;class=secret") for e in dave), dave
+    assert any(e["decision"] == "allow" and "records returned" in e["reason"] and e["resource"].startswith("topic=ops/#")
+               for e in dave), dave
+    assert not any(e["decision"] == "deny" for e in a if e["subject"] == TD + "nisc/user/carol")
+    alice = client("alice")  # the node writes after the queries: the chain goes on
+    alice.close()
+    time.sleep(0.5)
+    assert cli("audit", "verify", "--data", node.data).returncode == 0
 
 
 def test_unknown_identity_sees_nothing():

@@ -1,6 +1,7 @@
 /* test_audit.c — the audit log: chain and checkpoints verify; every kind of tampering
  * (an edited byte, a deleted entry, two swapped, a cut-off end, a rewritten chain, a forged
- * head) is found and named; floods of identical denials are summarised, not dropped. */
+ * head) is found and named; floods of identical denials are summarised, not dropped; two
+ * writers on one log keep one chain. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -104,6 +105,35 @@ static void test_intact_and_reopened(void **st)
 	assert_true(n >= 30);
 	assert_non_null(strstr(v[0], "\"n\":1,"));
 	assert_non_null(strstr(v[0], "\"reason\":\"r\\\"q\""));
+	free_lines(v, n);
+}
+
+/* Two writers on one log (the node and `kizuna query --as` are separate processes; two
+ * handles here have separate file descriptions, so flock(2) separates them the same way):
+ * interleaved entries form one chain with consecutive numbers. */
+static void test_two_writers_one_chain(void **st)
+{
+	(void)st;
+	struct kz_audit *a, *b;
+	char why[256];
+	assert_int_equal(kz_audit_open(dir, 5, 100000, &a, why, sizeof why), 0);
+	assert_int_equal(kz_audit_open(dir, 7, 100000, &b, why, sizeof why), 0);
+	for (int i = 0; i < 40; i++) {
+		char r[32];
+		snprintf(r, sizeof r, "w%d", i);
+		kz_audit_record(i % 3 ? a : b, &(struct kz_audit_entry){ .subject = "s", .action = "query",
+									 .resource = r, .allow = true, .reason = r });
+	}
+	kz_audit_close(a);
+	kz_audit_close(b);
+	assert_int_equal(verify(), 0);
+	size_t n;
+	char **v = read_lines(&n);
+	for (size_t i = 0; i < n; i++) {
+		char want[32];
+		snprintf(want, sizeof want, "{\"n\":%zu,", i + 1);
+		assert_non_null(strstr(v[i], want));
+	}
 	free_lines(v, n);
 }
 
@@ -247,6 +277,7 @@ int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test_setup_teardown(test_intact_and_reopened, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_two_writers_one_chain, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_edited_byte, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_deleted_entry, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_swapped_entries, setup, teardown),
