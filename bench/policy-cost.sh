@@ -8,7 +8,8 @@
 # Every delivery under the policy passes the label check; publishes get the rule's default
 # label (a record label, forwarded as the kz-label user property). Prints each run, the
 # medians, on/off.
-# Usage: bench/policy-cost.sh [duration-seconds] [rounds]   (env KZ=path/to/kizuna)
+# Usage: bench/policy-cost.sh [duration-seconds] [rounds]   (env KZ=path/to/kizuna,
+#        LOADS="--qos 0;--qos 1;--qos 0 --rate 50000", the loads separated by ";")
 set -u
 DUR=${1:-10}
 ROUNDS=${2:-3}
@@ -40,7 +41,8 @@ stop() { kill "$PID"; wait "$PID" 2>/dev/null; PID=; rm -rf "$D/var/log" "$D/var
 field() { echo "$1" | tr ' ' '\n' | grep "^$2=" | cut -d= -f2; }
 median() { printf '%s\n' "$@" | sort -g | awk '{a[NR]=$1} END {print (NR%2 ? a[(NR+1)/2] : (a[NR/2]+a[NR/2+1])/2)}'; }
 echo "# $DUR s per run, $ROUNDS rounds, 4 publishers, 4 subscribers on bench/#, 100-byte payloads, TLS 1.3, $(nproc) cores"
-for load in "--qos 0" "--qos 1" "--qos 0 --rate 50000"; do
+IFS=";" read -r -a LOADS_A <<< "${LOADS:---qos 0;--qos 1;--qos 0 --rate 50000}"
+for load in "${LOADS_A[@]}"; do
 	declare -A R=()
 	for r in $(seq "$ROUNDS"); do
 		for mode in off on; do

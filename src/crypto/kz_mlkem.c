@@ -11,6 +11,15 @@
 #include <openssl/rand.h>
 #include <string.h>
 
+/* Built with -DKZ_CTGRIND for tests/ct: what the standard makes public is declassified for
+ * valgrind, so that it reports only secret-dependent branches and addresses. */
+#ifdef KZ_CTGRIND
+#include <valgrind/memcheck.h>
+#define CT_PUBLIC(p, n) VALGRIND_MAKE_MEM_DEFINED((p), (n))
+#else
+#define CT_PUBLIC(p, n) ((void)(p), (void)(n))
+#endif
+
 #define Q 3329
 #define N 256
 #define K 3
@@ -50,24 +59,34 @@ static const uint16_t GAMMAS[128] = {
 uint32_t kz_mlkem_div_q(uint32_t n) { return (uint32_t)(((uint64_t)n * 2642262849u) >> 43); }
 
 static inline uint16_t modq(uint32_t x) { return (uint16_t)(x - kz_mlkem_div_q(x) * Q); }
-static inline uint16_t addq(uint16_t a, uint16_t b) { return modq((uint32_t)a + b); }
-static inline uint16_t subq(uint16_t a, uint16_t b) { return modq((uint32_t)a + Q - b); }
+/* x in [0, 2q) to [0, q): subtract q, add it back under the sign mask (no branch) */
+static inline uint16_t csubq(uint32_t x)
+{
+	uint32_t r = x - Q;
+	return (uint16_t)(r + (Q & (0u - (r >> 31))));
+}
+static inline uint16_t addq(uint16_t a, uint16_t b) { return csubq((uint32_t)a + b); }
+static inline uint16_t subq(uint16_t a, uint16_t b) { return csubq((uint32_t)a + Q - b); }
 static inline uint16_t mulq(uint16_t a, uint16_t b) { return modq((uint32_t)a * b); }
 
-/* Algorithm 9 */
+/* Algorithm 9, with lazy reduction: t = ζ·f[j+len] is reduced exactly, the sums are not, so
+ * after layer L every value is below (L + 1)·q (8q = 26632 after the 7 layers: fits 16 bits,
+ * and ζ·8q fits kz_mlkem_div_q's range); one reduction at the end. */
 static void ntt(poly *f)
 {
 	unsigned i = 1;
 	for (unsigned len = 128; len >= 2; len /= 2) {
 		for (unsigned start = 0; start < N; start += 2 * len) {
-			uint16_t z = ZETAS[i++];
+			uint32_t z = ZETAS[i++];
 			for (unsigned j = start; j < start + len; j++) {
-				uint16_t t = mulq(z, f->c[j + len]);
-				f->c[j + len] = subq(f->c[j], t);
-				f->c[j] = addq(f->c[j], t);
+				uint16_t t = modq(z * f->c[j + len]);
+				f->c[j + len] = (uint16_t)(f->c[j] + Q - t);
+				f->c[j] = (uint16_t)(f->c[j] + t);
 			}
 		}
 	}
+	for (unsigned j = 0; j < N; j++)
+		f->c[j] = modq(f->c[j]);
 }
 
 /* Algorithm 10 */
@@ -80,7 +99,7 @@ static void ntt_inv(poly *f)
 			for (unsigned j = start; j < start + len; j++) {
 				uint16_t t = f->c[j];
 				f->c[j] = addq(t, f->c[j + len]);
-				f->c[j + len] = mulq(z, subq(f->c[j + len], t));
+				f->c[j + len] = modq((uint32_t)z * (uint32_t)(f->c[j + len] + Q - t)); /* < 2q·q */
 			}
 		}
 	}
@@ -88,15 +107,19 @@ static void ntt_inv(poly *f)
 		f->c[j] = mulq(f->c[j], 3303); /* 128^-1 mod q */
 }
 
-/* Algorithms 11 and 12: h += f ∘ g in the NTT domain */
-static void mul_acc(poly *h, const poly *f, const poly *g)
+/* Algorithms 11 and 12: h = Σ_j f[j] ∘ g[j] in the NTT domain, over K pairs. The sums stay
+ * unreduced (each term < 2^24.4, K = 3 of them < 2^26) and are reduced once. */
+static void mul_sum(poly *h, const poly *f, const poly *g)
 {
 	for (unsigned i = 0; i < 128; i++) {
-		uint16_t a0 = f->c[2 * i], a1 = f->c[2 * i + 1], b0 = g->c[2 * i], b1 = g->c[2 * i + 1];
-		uint16_t c0 = addq(mulq(a0, b0), mulq(mulq(a1, b1), GAMMAS[i]));
-		uint16_t c1 = addq(mulq(a0, b1), mulq(a1, b0));
-		h->c[2 * i] = addq(h->c[2 * i], c0);
-		h->c[2 * i + 1] = addq(h->c[2 * i + 1], c1);
+		uint32_t c0 = 0, c1 = 0;
+		for (unsigned j = 0; j < K; j++) {
+			uint32_t a0 = f[j].c[2 * i], a1 = f[j].c[2 * i + 1], b0 = g[j].c[2 * i], b1 = g[j].c[2 * i + 1];
+			c0 += a0 * b0 + (uint32_t)mulq((uint16_t)a1, (uint16_t)b1) * GAMMAS[i];
+			c1 += a0 * b1 + a1 * b0;
+		}
+		h->c[2 * i] = modq(c0);
+		h->c[2 * i + 1] = modq(c1);
 	}
 }
 
@@ -211,6 +234,7 @@ static void pke_keygen(const uint8_t d[32], uint8_t ek[KZ_MLKEM768_EK_BYTES], ui
 	gin[32] = K; /* domain separation by k (FIPS 203 final) */
 	kz_sha3_512(gin, sizeof gin, g);
 	const uint8_t *rho = g, *sigma = g + 32;
+	CT_PUBLIC(rho, 32); /* ρ is published in ek */
 	poly a[K][K], s[K], e[K], t;
 	gen_matrix(a, rho, 0);
 	uint8_t nonce = 0;
@@ -223,9 +247,7 @@ static void pke_keygen(const uint8_t d[32], uint8_t ek[KZ_MLKEM768_EK_BYTES], ui
 		ntt(&e[i]);
 	}
 	for (unsigned i = 0; i < K; i++) {
-		memset(&t, 0, sizeof t);
-		for (unsigned j = 0; j < K; j++)
-			mul_acc(&t, &a[i][j], &s[j]);
+		mul_sum(&t, a[i], s);
 		poly_add(&t, &e[i]);
 		byte_encode(&t, 12, ek + i * POLY_BYTES);
 		byte_encode(&s[i], 12, dk_pke + i * POLY_BYTES);
@@ -251,18 +273,14 @@ static void pke_encrypt(const uint8_t ek[KZ_MLKEM768_EK_BYTES], const uint8_t m[
 	for (unsigned i = 0; i < K; i++)
 		ntt(&y[i]);
 	for (unsigned i = 0; i < K; i++) {
-		memset(&u, 0, sizeof u);
-		for (unsigned j = 0; j < K; j++)
-			mul_acc(&u, &at[i][j], &y[j]);
+		mul_sum(&u, at[i], y);
 		ntt_inv(&u);
 		sample_cbd2(&e, r, nonce++); /* e1[i] */
 		poly_add(&u, &e);
 		compress(&u, DU);
 		byte_encode(&u, DU, ct + i * 32 * DU);
 	}
-	memset(&v, 0, sizeof v);
-	for (unsigned j = 0; j < K; j++)
-		mul_acc(&v, &t[j], &y[j]);
+	mul_sum(&v, t, y);
 	ntt_inv(&v);
 	sample_cbd2(&e, r, nonce); /* e2 */
 	poly_add(&v, &e);
@@ -282,15 +300,14 @@ static void pke_encrypt(const uint8_t ek[KZ_MLKEM768_EK_BYTES], const uint8_t m[
 /* Algorithm 15, K-PKE.Decrypt(dk_PKE, c) */
 static void pke_decrypt(const uint8_t dk_pke[K * POLY_BYTES], const uint8_t ct[KZ_MLKEM768_CT_BYTES], uint8_t m[32])
 {
-	poly u, s, w, v;
-	memset(&w, 0, sizeof w);
+	poly u[K], s[K], w, v;
 	for (unsigned i = 0; i < K; i++) {
-		byte_decode(&u, DU, ct + i * 32 * DU);
-		decompress(&u, DU);
-		ntt(&u);
-		byte_decode(&s, 12, dk_pke + i * POLY_BYTES);
-		mul_acc(&w, &s, &u);
+		byte_decode(&u[i], DU, ct + i * 32 * DU);
+		decompress(&u[i], DU);
+		ntt(&u[i]);
+		byte_decode(&s[i], 12, dk_pke + i * POLY_BYTES);
 	}
+	mul_sum(&w, s, u);
 	ntt_inv(&w);
 	byte_decode(&v, DV, ct + K * 32 * DU);
 	decompress(&v, DV);
@@ -298,7 +315,7 @@ static void pke_decrypt(const uint8_t dk_pke[K * POLY_BYTES], const uint8_t ct[K
 		w.c[j] = subq(v.c[j], w.c[j]);
 	compress(&w, 1);
 	byte_encode(&w, 1, m);
-	OPENSSL_cleanse(&s, sizeof s);
+	OPENSSL_cleanse(s, sizeof s);
 	OPENSSL_cleanse(&w, sizeof w);
 }
 
