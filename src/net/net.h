@@ -22,6 +22,7 @@ struct net_tls_trust {
 	const char *trust_domain;          /* client identities must be in it */
 	_Atomic(const struct kz_revoked *) revoked; /* refused serials; swapped on reload, may be NULL */
 	bool enroll;                       /* offer ALPN "kizuna-enroll/1" (no client certificate) */
+	bool require_pq;                   /* only X25519MLKEM768 (tls.require_pq) */
 };
 
 struct net_tls_config {
@@ -44,6 +45,10 @@ char *net_tls_peer_spiffe(SSL *ssl, const char **why);
  * a CA, an extended key usage that includes clientAuth. NULL when it passes, else why not;
  * *id (when not NULL) receives the malloc'd SPIFFE ID on success. */
 const char *net_tls_check_client_cert(X509 *cert, const char *trust_domain, char **id);
+/* True when the server only accepts the hybrid post-quantum group (tls.require_pq). */
+bool net_tls_requires_pq(SSL *ssl);
+/* The default groups: the hybrid post-quantum group first (docs/PQC.md). */
+#define NET_TLS_DEFAULT_GROUPS "X25519MLKEM768:X25519"
 /* True when the client negotiated the enrolment protocol (ALPN kizuna-enroll/1). */
 bool net_tls_is_enroll(SSL *ssl);
 /* Why the identity checks refused the client's certificate in this handshake, or NULL. */

@@ -405,7 +405,12 @@ static void handshake_step(struct net_conn *c)
 	long vr = SSL_get_verify_result(c->ssl);
 	const char *refused = net_tls_refusal(c->ssl);
 	const char *cause = refused ? refused : vr != X509_V_OK ? X509_verify_cert_error_string(vr) : "";
-	kz_warn("%s: TLS handshake failed: %s%s%s", c->addr, err, vr != X509_V_OK ? "; certificate: " : "", cause);
+	if (!cause[0] && strstr(err, "no suitable key share") && net_tls_requires_pq(c->ssl))
+		cause = "the client offered no X25519MLKEM768 key share and tls.require_pq is on (classical key exchange refused)";
+	else if (!cause[0] && strstr(err, "no suitable key share"))
+		cause = "no key-exchange group in common (tls.groups)";
+	kz_warn("%s: TLS handshake failed: %s%s%s", c->addr, err, vr != X509_V_OK ? "; certificate: " : cause[0] ? "; " : "",
+		cause);
 	kz_audit(&(struct kz_audit_entry){ .action = "tls", .resource = c->addr, .allow = false,
 					  .reason = cause[0] ? cause : "TLS handshake failed" });
 	(void)send_wbio(c); /* the alert */

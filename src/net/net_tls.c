@@ -2,13 +2,13 @@
 #include "net/net.h"
 #include "base/kz_err.h"
 #include "trust/ca.h"
+#include "crypto/kz_provider.h"
 
 #include <openssl/err.h>
 #include <openssl/x509v3.h>
 #include <stdio.h>
 #include <string.h>
 
-#define DEFAULT_GROUPS "X25519:P-256"
 
 void net_tls_errors(char *buf, size_t len)
 {
@@ -28,14 +28,21 @@ void net_tls_errors(char *buf, size_t len)
 static SSL_CTX *ctx_common(const SSL_METHOD *m, const struct net_tls_config *cfg, char *why,
 			   size_t why_len)
 {
-	SSL_CTX *ctx = SSL_CTX_new(m);
 	char err[256];
+	/* the provider with X25519MLKEM768 must be in the library context before the SSL_CTX
+	 * (libssl discovers provider groups when the context is made) */
+	if (kz_provider_load()) {
+		net_tls_errors(err, sizeof err);
+		snprintf(why, why_len, "cannot load the kizuna OpenSSL provider: %s", err);
+		return NULL;
+	}
+	SSL_CTX *ctx = SSL_CTX_new(m);
 	if (!ctx)
 		goto fail;
 	SSL_CTX_set_min_proto_version(ctx, TLS1_3_VERSION);
 	SSL_CTX_set_max_proto_version(ctx, TLS1_3_VERSION);
 	SSL_CTX_set_mode(ctx, SSL_MODE_RELEASE_BUFFERS | SSL_MODE_ENABLE_PARTIAL_WRITE);
-	if (!SSL_CTX_set1_groups_list(ctx, cfg->groups ? cfg->groups : DEFAULT_GROUPS)) {
+	if (!SSL_CTX_set1_groups_list(ctx, cfg->groups ? cfg->groups : NET_TLS_DEFAULT_GROUPS)) {
 		snprintf(why, why_len, "unknown TLS group in '%s'", cfg->groups);
 		SSL_CTX_free(ctx);
 		return NULL;
@@ -186,6 +193,12 @@ static int alpn_cb(SSL *ssl, const unsigned char **out, unsigned char *outlen, c
 		}
 	}
 	return SSL_TLSEXT_ERR_NOACK;
+}
+
+bool net_tls_requires_pq(SSL *ssl)
+{
+	const struct net_tls_trust *t = trust_of(ssl);
+	return t && t->require_pq;
 }
 
 bool net_tls_is_enroll(SSL *ssl)

@@ -15,6 +15,7 @@ struct node_config {
 	char mqtt_listen[256];    /* host:port */
 	char tls_ca[1100], tls_cert[1100], tls_key[1100]; /* empty = DIR/pki/... */
 	char tls_groups[256];
+	uint32_t tls_require_pq;  /* 1: only X25519MLKEM768 */
 	char trust_domain[256];
 	char org[128];
 	unsigned threads;         /* 0 = one per core */

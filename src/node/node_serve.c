@@ -294,8 +294,9 @@ int node_serve_main(int argc, char **argv)
 	struct mqtt_broker broker;
 	if (crl_refresh(&cfg, &broker, &trust, &revs, true))
 		goto fail;
+	trust.require_pq = cfg.tls_require_pq != 0;
 	struct net_tls_config tls = { cfg.tls_ca, cfg.tls_cert, cfg.tls_key,
-				      cfg.tls_groups[0] ? cfg.tls_groups : NULL, &trust };
+				      cfg.tls_require_pq ? "X25519MLKEM768" : cfg.tls_groups[0] ? cfg.tls_groups : NULL, &trust };
 	SSL_CTX *ctx = net_tls_server_ctx(&tls, why, sizeof why);
 	if (!ctx) {
 		kz_error("%s", why);

@@ -4,6 +4,7 @@
 #include "base/kz_base64.h"
 #include "base/kz_err.h"
 #include "crypto/kz_crypto.h"
+#include "crypto/kz_provider.h"
 
 #include <ctype.h>
 #include <errno.h>
@@ -1295,6 +1296,7 @@ int kz_enroll_client(const char *host, int port, const char *ca_file, const char
 		     char *id_out, size_t id_len, char *why, size_t why_len)
 {
 	int rc = KZ_ETLS;
+	(void)kz_provider_load(); /* X25519MLKEM768 (docs/PQC.md); without it X25519 still works */
 	EVP_PKEY *k = EVP_EC_gen("P-256");
 	X509_REQ *req = X509_REQ_new();
 	SSL_CTX *ctx = SSL_CTX_new(TLS_client_method());
@@ -1308,6 +1310,7 @@ int kz_enroll_client(const char *host, int port, const char *ca_file, const char
 		goto out;
 	}
 	SSL_CTX_set_min_proto_version(ctx, TLS1_3_VERSION);
+	SSL_CTX_set1_groups_list(ctx, "X25519MLKEM768:X25519"); /* the provider was loaded first */
 	if (SSL_CTX_load_verify_locations(ctx, ca_file, NULL) != 1) {
 		snprintf(why, why_len, "cannot load the CA certificate %s", ca_file);
 		goto out;
