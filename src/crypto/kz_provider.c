@@ -367,13 +367,13 @@ int OSSL_provider_init(const OSSL_CORE_HANDLE *handle, const OSSL_DISPATCH *in, 
 
 int kz_provider_load(void)
 {
-	static int loaded;
-	if (loaded)
+	/* kept for the life of the process (OpenSSL's own cleanup at exit releases them) */
+	static OSSL_PROVIDER *ours, *dflt;
+	if (ours)
 		return 0;
 	/* Loading any provider explicitly ends the implicit "default" one: load it too. */
-	if (!OSSL_PROVIDER_add_builtin(NULL, "kizuna", kz_provider_init) || !OSSL_PROVIDER_load(NULL, "kizuna") ||
-	    !OSSL_PROVIDER_load(NULL, "default"))
+	if (!OSSL_PROVIDER_add_builtin(NULL, "kizuna", kz_provider_init) || !(dflt = OSSL_PROVIDER_load(NULL, "default")) ||
+	    !(ours = OSSL_PROVIDER_load(NULL, "kizuna")))
 		return -1;
-	loaded = 1;
 	return 0;
 }
