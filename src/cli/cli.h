@@ -11,5 +11,6 @@ int cli_policy_main(int argc, char **argv);
 int cli_bench_policy_main(int argc, char **argv);
 int cli_ca_main(int argc, char **argv);
 int cli_bench_pqc_main(int argc, char **argv);
+int cli_bench_handshake_main(int argc, char **argv);
 int cli_enroll_main(int argc, char **argv);
 #endif

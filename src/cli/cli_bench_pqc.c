@@ -3,12 +3,17 @@
 #include "cli/cli.h"
 #include "base/kz_time.h"
 #include "crypto/kz_mlkem.h"
+#include "cli/cli_client.h"
+#include "net/net.h"
+
+#include <pthread.h>
 
 #include <getopt.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 #if defined(__x86_64__)
 #include <x86intrin.h>
 static uint64_t cycles(void) { return __rdtsc(); }
@@ -78,4 +83,110 @@ int cli_bench_pqc_main(int argc, char **argv)
 		return 1;
 	}
 	return 0;
+}
+
+/* ---------- kizuna bench handshake ---------- */
+
+struct hs_thread {
+	SSL_CTX *ctx;
+	const char *host;
+	int port;
+	uint64_t ms, done, failed;
+	pthread_t t;
+};
+
+static void *hs_main(void *arg)
+{
+	struct hs_thread *h = arg;
+	net_tls_bench_handshakes(h->ctx, h->host, h->port, h->ms, &h->done, &h->failed);
+	return NULL;
+}
+
+static uint64_t cpu_ticks(int pid)
+{
+	char path[64], buf[2048];
+	snprintf(path, sizeof path, "/proc/%d/stat", pid);
+	FILE *f = fopen(path, "r");
+	if (!f)
+		return 0;
+	size_t n = fread(buf, 1, sizeof buf - 1, f);
+	fclose(f);
+	buf[n] = 0;
+	char *p = strrchr(buf, ')');
+	unsigned long ut = 0, st = 0;
+	if (p && sscanf(p + 2, "%*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %lu %lu", &ut, &st) == 2)
+		return ut + st;
+	return 0;
+}
+
+int cli_bench_handshake_main(int argc, char **argv)
+{
+	struct cli_opts o;
+	cli_opts_default(&o);
+	const char *groups = NET_TLS_DEFAULT_GROUPS, *data = NULL;
+	unsigned threads = 2, seconds = 10;
+	int pid = 0, c;
+	static const struct option opts[] = { CLI_COMMON_LONG,
+					      { "groups", required_argument, NULL, 3001 },
+					      { "threads", required_argument, NULL, 3002 },
+					      { "duration", required_argument, NULL, 3003 },
+					      { "broker-pid", required_argument, NULL, 3004 },
+					      { "help", no_argument, NULL, 3005 },
+					      { NULL, 0, NULL, 0 } };
+	optind = 1;
+	while ((c = getopt_long(argc, argv, CLI_COMMON_SHORT, opts, NULL)) != -1) {
+		switch (c) {
+		case 'd': data = optarg; break;
+		case 3001: groups = optarg; break;
+		case 3002: threads = (unsigned)atoi(optarg); break;
+		case 3003: seconds = (unsigned)atoi(optarg); break;
+		case 3004: pid = atoi(optarg); break;
+		case 3005:
+			printf("usage: kizuna bench handshake [--groups G] [--threads T] [--duration S] [--broker-pid P]\n"
+			       "                              [connection options of kizuna pub]\n"
+			       "Full mutual-TLS 1.3 handshakes (each with an MQTT CONNECT/CONNACK) in a loop from T\n"
+			       "threads for S seconds, offering only the groups G (default %s).\n",
+			       NET_TLS_DEFAULT_GROUPS);
+			return 0;
+		default:
+			if (cli_opts_parse(&o, c, optarg) != 1) {
+				fprintf(stderr, "kizuna bench handshake: bad option (see --help)\n");
+				return 2;
+			}
+		}
+	}
+	if (threads < 1 || threads > 64 || seconds < 1) {
+		fprintf(stderr, "kizuna bench handshake: --threads 1..64, --duration at least 1\n");
+		return 2;
+	}
+	cli_opts_finish(&o, data);
+	struct net_tls_config t = { o.ca, o.cert, o.key, groups, NULL };
+	char why[512];
+	SSL_CTX *ctx = net_tls_client_ctx(&t, why, sizeof why);
+	if (!ctx) {
+		fprintf(stderr, "kizuna bench handshake: %s\n", why);
+		return 1;
+	}
+	struct hs_thread *h = calloc(threads, sizeof *h);
+	uint64_t c0 = pid ? cpu_ticks(pid) : 0, t0 = kz_now_mono_ns();
+	for (unsigned i = 0; i < threads; i++) {
+		h[i] = (struct hs_thread){ ctx, o.host, o.port, (uint64_t)seconds * 1000, 0, 0, 0 };
+		pthread_create(&h[i].t, NULL, hs_main, &h[i]);
+	}
+	uint64_t done = 0, failed = 0;
+	for (unsigned i = 0; i < threads; i++) {
+		pthread_join(h[i].t, NULL);
+		done += h[i].done;
+		failed += h[i].failed;
+	}
+	double secs = (double)(kz_now_mono_ns() - t0) / 1e9;
+	uint64_t c1 = pid ? cpu_ticks(pid) : 0;
+	printf("groups=%s handshakes=%llu failed=%llu handshakes_per_s=%.0f", groups, (unsigned long long)done,
+	       (unsigned long long)failed, (double)done / secs);
+	if (pid && done)
+		printf(" server_cpu_us_per_handshake=%.1f", (double)(c1 - c0) * 1e6 / (double)sysconf(_SC_CLK_TCK) / (double)done);
+	printf("\n");
+	free(h);
+	SSL_CTX_free(ctx);
+	return failed && !done ? 1 : 0;
 }

@@ -55,7 +55,8 @@ static const struct command commands[] = {
 	  "       kizuna bench fill [--data DIR] [--records N] [--topics T]\n"
 	  "       kizuna bench query [--data DIR] [--queries Q] [--topics T] [--rows W]\n"
 	  "       kizuna bench policy --policy FILE --registry FILE [--checks N]\n"
-	  "       kizuna bench pqc [--iterations N]   (ML-KEM-768 operations)\n" },
+	  "       kizuna bench pqc [--iterations N]   (ML-KEM-768 operations)\n"
+	  "       kizuna bench handshake [--groups G] [--threads T] [--duration S] [--broker-pid P]\n" },
 	{ "store", cli_store_main, "check, repair, dump or reindex the record log",
 	  "usage: kizuna store (verify | repair | dump | reindex) [--data DIR] [--from SEQ]\n\n"
 	  "Works on DIR/log (default ./var/log). verify and dump read, and work while the node\n"

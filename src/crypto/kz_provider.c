@@ -9,8 +9,9 @@
  * libssl 3.0 drives it so (docs/PQC.md): the client generates a key (gen with "group") and
  * sends get_params("encoded-pub-key"); the server makes an empty key (parameter-only gen),
  * sets the client's share with set_params("encoded-pub-key") — where the FIPS 203 §7.2 check
- * runs, so that an invalid key aborts the handshake with illegal_parameter — and
- * encapsulates; the client decapsulates the server's share.
+ * runs and the X25519 half is computed, so that an invalid ML-KEM key or a low-order X25519
+ * point aborts the handshake with illegal_parameter — and encapsulates; the client
+ * decapsulates the server's share.
  *
  * Registered in-process with OSSL_PROVIDER_add_builtin (kz_provider_load), and built as a
  * loadable module (OSSL_provider_init, kizuna-pqc.so) for openssl s_client/s_server. */
@@ -39,6 +40,10 @@ struct hkey {
 	uint8_t ek[KZ_MLKEM768_EK_BYTES];
 	uint8_t dk[KZ_MLKEM768_DK_BYTES];
 	uint8_t x_pub[X_LEN], x_priv[X_LEN];
+	/* server side: the X25519 half done when the client's share is set (so that a low-order
+	 * point is refused there, as illegal_parameter), used once by the next encapsulation */
+	bool has_x_done;
+	uint8_t x_srv_pub[X_LEN], x_shared[X_LEN];
 };
 
 /* ---------- X25519 through libcrypto ---------- */
@@ -190,10 +195,18 @@ static int km_set_params(void *key, const OSSL_PARAM params[])
 	if (!OSSL_PARAM_get_octet_string_ptr(p, &data, &n) || n != CLIENT_SHARE ||
 	    kz_mlkem768_check_ek(data, KZ_MLKEM768_EK_BYTES) != 0)
 		return 0;
+	/* RFC 8446 §7.4.2: an all-zero X25519 result is refused (OpenSSL's derive does) */
+	uint8_t xpriv[X_LEN];
+	int bad = x25519_keygen(xpriv, k->x_srv_pub) ||
+		  x25519(xpriv, (const uint8_t *)data + KZ_MLKEM768_EK_BYTES, k->x_shared);
+	OPENSSL_cleanse(xpriv, sizeof xpriv);
+	if (bad)
+		return 0;
 	memcpy(k->ek, data, KZ_MLKEM768_EK_BYTES);
 	memcpy(k->x_pub, (const uint8_t *)data + KZ_MLKEM768_EK_BYTES, X_LEN);
 	k->has_pub = true;
 	k->has_priv = false;
+	k->has_x_done = true;
 	return 1;
 }
 
@@ -257,8 +270,17 @@ static int kem_encapsulate(void *ctx, unsigned char *out, size_t *outlen, unsign
 	if (!c->key || !c->key->has_pub || (outlen && *outlen < SERVER_SHARE) || (secretlen && *secretlen < SECRET_LEN))
 		return 0;
 	uint8_t m[32], xpriv[X_LEN];
-	int ok = RAND_priv_bytes(m, sizeof m) == 1 && x25519_keygen(xpriv, out + KZ_MLKEM768_CT_BYTES) == 0 &&
-		 x25519(xpriv, c->key->x_pub, secret + KZ_MLKEM_SS_BYTES) == 0;
+	struct hkey *k = c->key;
+	int ok = RAND_priv_bytes(m, sizeof m) == 1;
+	if (ok && k->has_x_done) { /* computed when the share was set; used once */
+		memcpy(out + KZ_MLKEM768_CT_BYTES, k->x_srv_pub, X_LEN);
+		memcpy(secret + KZ_MLKEM_SS_BYTES, k->x_shared, X_LEN);
+		OPENSSL_cleanse(k->x_shared, X_LEN);
+		k->has_x_done = false;
+	} else if (ok) {
+		ok = x25519_keygen(xpriv, out + KZ_MLKEM768_CT_BYTES) == 0 &&
+		     x25519(xpriv, k->x_pub, secret + KZ_MLKEM_SS_BYTES) == 0;
+	}
 	if (ok)
 		kz_mlkem768_encaps_m(c->key->ek, m, out, secret);
 	OPENSSL_cleanse(m, sizeof m);

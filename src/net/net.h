@@ -53,6 +53,11 @@ bool net_tls_requires_pq(SSL *ssl);
 bool net_tls_is_enroll(SSL *ssl);
 /* Why the identity checks refused the client's certificate in this handshake, or NULL. */
 const char *net_tls_refusal(SSL *ssl);
+/* Benchmark: full mutual-TLS handshakes to host:port in a loop for ms milliseconds, each
+ * followed by an MQTT 3.1.1 CONNECT/CONNACK so the server has finished its part; counts the
+ * completed and the failed ones. Blocking; one call per thread. */
+void net_tls_bench_handshakes(SSL_CTX *ctx, const char *host, int port, uint64_t ms, uint64_t *done,
+			      uint64_t *failed);
 /* Human-readable OpenSSL error queue (drains it). */
 void net_tls_errors(char *buf, size_t len);
 

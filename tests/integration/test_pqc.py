@@ -108,6 +108,9 @@ def test_invalid_mlkem_share_is_illegal_parameter():
         ek = next(t["ek"] for g in json.load(open(vec))["testGroups"] for t in g["tests"] if t["result"] == "valid")
         rec = first_record(bytes.fromhex(ek) + good_x)
         assert rec[:1] == b"\x16", "a ServerHello for a valid share, got %r" % rec[:8]
+        # the same valid ML-KEM key with a low-order X25519 point (zero): refused too
+        rec = first_record(bytes.fromhex(ek) + bytes(32))
+        assert rec[:1] == b"\x15" and rec[6:7] == b"\x2f", "illegal_parameter for X25519 zero, got %r" % rec[:8]
     else:
         print("  (no ../shared/data/pqc: the positive control is skipped)")
     # ML-KEM part: every 12-bit coefficient 0xFFF (> q): the §7.2 check fails
