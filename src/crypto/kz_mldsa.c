@@ -1,0 +1,238 @@
+/* kz_mldsa.c — ML-DSA-65, written from FIPS 204 (August 2024); algorithm numbers are the
+ * standard's. Arithmetic mod q = 8380417 in Montgomery form (R = 2^32) for products, with
+ * the reductions done by multiplications and masks, never by division or branches on
+ * secret values. This step: key generation. */
+#include "crypto/kz_mldsa.h"
+#include "crypto/kz_keccak.h"
+
+#include <openssl/crypto.h>
+#include <string.h>
+
+#define Q 8380417
+#define N 256
+#define K 6
+#define L 5
+#define ETA 4
+#define D 13
+#define QINV 58728449u  /* q^-1 mod 2^32 */
+#define R2 2365951      /* 2^64 mod q: mont(x · R2) = x · 2^32 mod q */
+#define F_MONT 16382    /* 256^-1 · 2^32 mod q, for the inverse NTT */
+
+typedef struct { int32_t c[N]; } poly; /* coefficients in [0, q) between operations */
+
+/* ζ^BitRev8(k) · 2^32 mod q, ζ = 1753 (§7.5, Montgomery form) */
+static const int32_t ZETAS[256] = {
+	4193792, 25847, 5771523, 7861508, 237124, 7602457, 7504169, 466468,
+	1826347, 2353451, 8021166, 6288512, 3119733, 5495562, 3111497, 2680103,
+	2725464, 1024112, 7300517, 3585928, 7830929, 7260833, 2619752, 6271868,
+	6262231, 4520680, 6980856, 5102745, 1757237, 8360995, 4010497, 280005,
+	2706023, 95776, 3077325, 3530437, 6718724, 4788269, 5842901, 3915439,
+	4519302, 5336701, 3574422, 5512770, 3539968, 8079950, 2348700, 7841118,
+	6681150, 6736599, 3505694, 4558682, 3507263, 6239768, 6779997, 3699596,
+	811944, 531354, 954230, 3881043, 3900724, 5823537, 2071892, 5582638,
+	4450022, 6851714, 4702672, 5339162, 6927966, 3475950, 2176455, 6795196,
+	7122806, 1939314, 4296819, 7380215, 5190273, 5223087, 4747489, 126922,
+	3412210, 7396998, 2147896, 2715295, 5412772, 4686924, 7969390, 5903370,
+	7709315, 7151892, 8357436, 7072248, 7998430, 1349076, 1852771, 6949987,
+	5037034, 264944, 508951, 3097992, 44288, 7280319, 904516, 3958618,
+	4656075, 8371839, 1653064, 5130689, 2389356, 8169440, 759969, 7063561,
+	189548, 4827145, 3159746, 6529015, 5971092, 8202977, 1315589, 1341330,
+	1285669, 6795489, 7567685, 6940675, 5361315, 4499357, 4751448, 3839961,
+	2091667, 3407706, 2316500, 3817976, 5037939, 2244091, 5933984, 4817955,
+	266997, 2434439, 7144689, 3513181, 4860065, 4621053, 7183191, 5187039,
+	900702, 1859098, 909542, 819034, 495491, 6767243, 8337157, 7857917,
+	7725090, 5257975, 2031748, 3207046, 4823422, 7855319, 7611795, 4784579,
+	342297, 286988, 5942594, 4108315, 3437287, 5038140, 1735879, 203044,
+	2842341, 2691481, 5790267, 1265009, 4055324, 1247620, 2486353, 1595974,
+	4613401, 1250494, 2635921, 4832145, 5386378, 1869119, 1903435, 7329447,
+	7047359, 1237275, 5062207, 6950192, 7929317, 1312455, 3306115, 6417775,
+	7100756, 1917081, 5834105, 7005614, 1500165, 777191, 2235880, 3406031,
+	7838005, 5548557, 6709241, 6533464, 5796124, 4656147, 594136, 4603424,
+	6366809, 2432395, 2454455, 8215696, 1957272, 3369112, 185531, 7173032,
+	5196991, 162844, 1616392, 3014001, 810149, 1652634, 4686184, 6581310,
+	5341501, 3523897, 3866901, 269760, 2213111, 7404533, 1717735, 472078,
+	7953734, 1723600, 6577327, 1910376, 6712985, 7276084, 8119771, 4546524,
+	5441381, 6144432, 7959518, 6094090, 183443, 7403526, 1612842, 4834730,
+	7826001, 3919660, 8332111, 7018208, 3937738, 1400424, 7534263, 1976782,
+};
+
+/* a · 2^-32 mod q, in (−q, q), for |a| < 2^31 · q */
+static inline int32_t mont(int64_t a)
+{
+	int32_t t = (int32_t)((uint32_t)a * QINV);
+	return (int32_t)((a - (int64_t)t * Q) >> 32);
+}
+
+/* (−q, 2q) → [0, q) with masks */
+static inline int32_t freeze(int32_t a)
+{
+	a += Q & (a >> 31);
+	a -= Q;
+	a += Q & (a >> 31);
+	return a;
+}
+
+/* Algorithm 41 */
+static void ntt(poly *w)
+{
+	unsigned m = 0;
+	for (unsigned len = 128; len >= 1; len /= 2) {
+		for (unsigned start = 0; start < N; start += 2 * len) {
+			int64_t z = ZETAS[++m];
+			for (unsigned j = start; j < start + len; j++) {
+				int32_t t = mont(z * w->c[j + len]);
+				w->c[j + len] = freeze(w->c[j] - t);
+				w->c[j] = freeze(w->c[j] + t);
+			}
+		}
+	}
+}
+
+/* Algorithm 42 */
+static void ntt_inv(poly *w)
+{
+	unsigned m = 256;
+	for (unsigned len = 1; len < N; len *= 2) {
+		for (unsigned start = 0; start < N; start += 2 * len) {
+			int64_t z = Q - ZETAS[--m]; /* −ζ */
+			for (unsigned j = start; j < start + len; j++) {
+				int32_t t = w->c[j];
+				w->c[j] = freeze(t + w->c[j + len] - Q);
+				w->c[j + len] = freeze(mont(z * freeze(t - w->c[j + len])));
+			}
+		}
+	}
+	for (unsigned j = 0; j < N; j++)
+		w->c[j] = freeze(mont((int64_t)F_MONT * w->c[j]));
+}
+
+/* Algorithm 30, RejNTTPoly(ρ ‖ s ‖ r): public data, rejection by branching is fine */
+static void rej_ntt_poly(poly *a, const uint8_t rho[32], uint8_t s, uint8_t r)
+{
+	struct kz_keccak x;
+	uint8_t seed[34], b[168];
+	memcpy(seed, rho, 32);
+	seed[32] = s;
+	seed[33] = r;
+	kz_shake128_init(&x);
+	kz_keccak_absorb(&x, seed, sizeof seed);
+	unsigned n = 0;
+	while (n < N) {
+		kz_keccak_squeeze(&x, b, sizeof b);
+		for (unsigned i = 0; i + 3 <= sizeof b && n < N; i += 3) {
+			int32_t z = b[i] | (b[i + 1] << 8) | ((b[i + 2] & 0x7F) << 16); /* Algorithm 14 */
+			if (z < Q)
+				a->c[n++] = z;
+		}
+	}
+}
+
+/* Algorithm 31, RejBoundedPoly for η = 4 on SHAKE256(ρ' ‖ r as 2 bytes). The rejection is on
+ * the SHAKE output: which half-bytes are skipped leaks nothing about the accepted values. */
+static void rej_bounded_poly(poly *a, const uint8_t rhop[64], uint16_t r)
+{
+	struct kz_keccak x;
+	uint8_t seed[66], b[136];
+	memcpy(seed, rhop, 64);
+	seed[64] = (uint8_t)r;
+	seed[65] = (uint8_t)(r >> 8);
+	kz_shake256_init(&x);
+	kz_keccak_absorb(&x, seed, sizeof seed);
+	unsigned n = 0;
+	while (n < N) {
+		kz_keccak_squeeze(&x, b, sizeof b);
+		for (unsigned i = 0; i < sizeof b && n < N; i++) {
+			int32_t z0 = b[i] & 0x0F, z1 = b[i] >> 4; /* Algorithm 15: b < 9 → η − b */
+			if (z0 < 9)
+				a->c[n++] = freeze(ETA - z0);
+			if (z1 < 9 && n < N)
+				a->c[n++] = freeze(ETA - z1);
+		}
+	}
+	OPENSSL_cleanse(b, sizeof b);
+}
+
+/* Algorithm 16, SimpleBitPack (bits LSB first) / Algorithm 17, BitPack(w, a, b): b − w */
+static void pack(const poly *p, unsigned bits, int32_t b, int bitpack, uint8_t *out)
+{
+	uint64_t acc = 0;
+	unsigned have = 0;
+	size_t o = 0;
+	for (unsigned j = 0; j < N; j++) {
+		uint32_t v = bitpack ? (uint32_t)freeze(b - p->c[j] + Q) : (uint32_t)p->c[j];
+		acc |= (uint64_t)v << have;
+		have += bits;
+		while (have >= 8) {
+			out[o++] = (uint8_t)acc;
+			acc >>= 8;
+			have -= 8;
+		}
+	}
+}
+
+void kz_mldsa65_keygen_seed(const uint8_t xi[32], uint8_t pk[KZ_MLDSA65_PK_BYTES], uint8_t sk[KZ_MLDSA65_SK_BYTES])
+{
+	/* (ρ, ρ', K) = H(ξ ‖ k ‖ l, 128) */
+	uint8_t in[34], seeds[128];
+	memcpy(in, xi, 32);
+	in[32] = K;
+	in[33] = L;
+	kz_shake256(in, sizeof in, seeds, sizeof seeds);
+	const uint8_t *rho = seeds, *rhop = seeds + 32, *key = seeds + 96;
+	poly s1[L], s2[K], s1h[L], t, a;
+	for (unsigned r = 0; r < L; r++)
+		rej_bounded_poly(&s1[r], rhop, (uint16_t)r);
+	for (unsigned r = 0; r < K; r++)
+		rej_bounded_poly(&s2[r], rhop, (uint16_t)(r + L));
+	for (unsigned r = 0; r < L; r++) {
+		s1h[r] = s1[r];
+		ntt(&s1h[r]);
+	}
+	memcpy(pk, rho, 32);
+	uint8_t *t0_out = sk + 128 + 32 * (K + L) * 4;
+	for (unsigned r = 0; r < K; r++) {
+		/* t = NTT^-1(Â ∘ NTT(s1)) + s2, row r */
+		int32_t acc[N] = { 0 };
+		for (unsigned s = 0; s < L; s++) {
+			rej_ntt_poly(&a, rho, (uint8_t)s, (uint8_t)r);
+			for (unsigned j = 0; j < N; j++) {
+				int32_t am = freeze(mont((int64_t)a.c[j] * R2)); /* Â into Montgomery form */
+				acc[j] += freeze(mont((int64_t)am * s1h[s].c[j]));
+			}
+		}
+		for (unsigned j = 0; j < N; j++) { /* [0, 5q) → [0, q) with four masked subtractions */
+			int32_t x = acc[j];
+			for (int i = 0; i < L - 1; i++) {
+				x -= Q;
+				x += Q & (x >> 31);
+			}
+			t.c[j] = x;
+		}
+		ntt_inv(&t);
+		for (unsigned j = 0; j < N; j++)
+			t.c[j] = freeze(t.c[j] + s2[r].c[j] - Q);
+		/* Algorithm 35, Power2Round: t1 = (t − t0) / 2^d, t0 = t mod± 2^d */
+		poly t1, t0;
+		for (unsigned j = 0; j < N; j++) {
+			int32_t v = t.c[j], lo = v & ((1 << D) - 1);
+			int32_t r0 = lo - ((((1 << (D - 1)) - lo) >> 31) & (1 << D)); /* in (−2^12, 2^12] */
+			t0.c[j] = freeze(r0 + Q);
+			t1.c[j] = (v - r0) >> D;
+		}
+		pack(&t1, 10, 0, 0, pk + 32 + r * 320);
+		pack(&t0, 13, 1 << (D - 1), 1, t0_out + r * 416);
+	}
+	/* sk = ρ ‖ K ‖ tr ‖ s1 ‖ s2 ‖ t0, tr = H(pk, 64) */
+	memcpy(sk, rho, 32);
+	memcpy(sk + 32, key, 32);
+	kz_shake256(pk, KZ_MLDSA65_PK_BYTES, sk + 64, 64);
+	for (unsigned r = 0; r < L; r++)
+		pack(&s1[r], 4, ETA, 1, sk + 128 + r * 128);
+	for (unsigned r = 0; r < K; r++)
+		pack(&s2[r], 4, ETA, 1, sk + 128 + (L + r) * 128);
+	OPENSSL_cleanse(seeds, sizeof seeds);
+	OPENSSL_cleanse(s1, sizeof s1);
+	OPENSSL_cleanse(s2, sizeof s2);
+	OPENSSL_cleanse(s1h, sizeof s1h);
+	OPENSSL_cleanse(&t, sizeof t);
+}
