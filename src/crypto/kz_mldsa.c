@@ -6,6 +6,7 @@
 #include "crypto/kz_keccak.h"
 
 #include <openssl/crypto.h>
+#include <stdlib.h>
 #include <string.h>
 
 #define Q 8380417
@@ -235,4 +236,176 @@ void kz_mldsa65_keygen_seed(const uint8_t xi[32], uint8_t pk[KZ_MLDSA65_PK_BYTES
 	OPENSSL_cleanse(s2, sizeof s2);
 	OPENSSL_cleanse(s1h, sizeof s1h);
 	OPENSSL_cleanse(&t, sizeof t);
+}
+
+/* ---------- verification (public data only) ---------- */
+
+#define TAU 49
+#define LAMBDA_BYTES 48           /* c̃: λ/4 */
+#define GAMMA1 (1 << 19)
+#define GAMMA2 ((Q - 1) / 32)
+#define BETA (TAU * ETA)
+#define OMEGA 55
+
+/* Algorithm 29, SampleInBall(c̃) */
+static void sample_in_ball(poly *c, const uint8_t ct[LAMBDA_BYTES])
+{
+	struct kz_keccak x;
+	uint8_t s[8], j;
+	kz_shake256_init(&x);
+	kz_keccak_absorb(&x, ct, LAMBDA_BYTES);
+	kz_keccak_squeeze(&x, s, 8);
+	uint64_t h = 0;
+	for (int i = 7; i >= 0; i--)
+		h = (h << 8) | s[i];
+	memset(c, 0, sizeof *c);
+	for (unsigned i = N - TAU; i < N; i++) {
+		do
+			kz_keccak_squeeze(&x, &j, 1);
+		while (j > i);
+		c->c[i] = c->c[j];
+		c->c[j] = (h >> (i + TAU - N)) & 1 ? Q - 1 : 1;
+	}
+}
+
+/* Algorithm 36, Decompose for γ2 = (q − 1)/32: r1 in [0, 16), r0 centred */
+static void decompose(int32_t r, int32_t *r1, int32_t *r0)
+{
+	int32_t lo = r % (2 * GAMMA2);
+	if (lo > GAMMA2)
+		lo -= 2 * GAMMA2;
+	if (r - lo == Q - 1) {
+		*r1 = 0;
+		*r0 = lo - 1;
+	} else {
+		*r1 = (r - lo) / (2 * GAMMA2);
+		*r0 = lo;
+	}
+}
+
+/* Algorithm 40, UseHint */
+static int32_t use_hint(int h, int32_t r)
+{
+	int32_t r1, r0;
+	decompose(r, &r1, &r0);
+	if (!h)
+		return r1;
+	return r0 > 0 ? (r1 + 1) % 16 : (r1 + 15) % 16;
+}
+
+/* Algorithm 21, HintBitUnpack: −1 when malformed (indices not increasing, too many) */
+static int hint_unpack(const uint8_t y[OMEGA + K], uint8_t h[K][N])
+{
+	memset(h, 0, (size_t)K * N);
+	unsigned index = 0;
+	for (unsigned i = 0; i < K; i++) {
+		if (y[OMEGA + i] < index || y[OMEGA + i] > OMEGA)
+			return -1;
+		unsigned first = index;
+		while (index < y[OMEGA + i]) {
+			if (index > first && y[index - 1] >= y[index])
+				return -1;
+			h[i][y[index]] = 1;
+			index++;
+		}
+	}
+	for (unsigned i = index; i < OMEGA; i++)
+		if (y[i] != 0)
+			return -1;
+	return 0;
+}
+
+/* little-endian bit reading, Algorithms 18/19 */
+static void unpack(poly *p, unsigned bits, const uint8_t *in)
+{
+	uint64_t acc = 0;
+	unsigned have = 0;
+	size_t i = 0;
+	for (unsigned j = 0; j < N; j++) {
+		while (have < bits) {
+			acc |= (uint64_t)in[i++] << have;
+			have += 8;
+		}
+		p->c[j] = (int32_t)(acc & ((1u << bits) - 1));
+		acc >>= bits;
+		have -= bits;
+	}
+}
+
+int kz_mldsa65_verify_internal(const uint8_t pk[KZ_MLDSA65_PK_BYTES], const uint8_t *msg, size_t msg_len,
+			       const uint8_t *sig, size_t sig_len)
+{
+	if (sig_len != KZ_MLDSA65_SIG_BYTES)
+		return -1;
+	/* sigDecode: c̃ ‖ z (l × 640) ‖ h (ω + k) */
+	static _Thread_local uint8_t h[K][N];
+	if (hint_unpack(sig + LAMBDA_BYTES + L * 640, h))
+		return -1;
+	poly z[L], c, t1, a, w;
+	for (unsigned s = 0; s < L; s++) {
+		unpack(&z[s], 20, sig + LAMBDA_BYTES + s * 640);
+		for (unsigned j = 0; j < N; j++) {
+			int32_t v = GAMMA1 - z[s].c[j]; /* BitUnpack(γ1 − 1, γ1) */
+			if (v >= GAMMA1 - BETA || v <= -(GAMMA1 - BETA))
+				return -1; /* ‖z‖∞ ≥ γ1 − β */
+			z[s].c[j] = v < 0 ? v + Q : v;
+		}
+		ntt(&z[s]);
+	}
+	/* μ = H(tr ‖ M', 64), tr = H(pk, 64) */
+	uint8_t tr[64], mu[64], w1enc[K * 128], ct2[LAMBDA_BYTES];
+	kz_shake256(pk, KZ_MLDSA65_PK_BYTES, tr, 64);
+	struct kz_keccak x;
+	kz_shake256_init(&x);
+	kz_keccak_absorb(&x, tr, 64);
+	kz_keccak_absorb(&x, msg, msg_len);
+	kz_keccak_squeeze(&x, mu, 64);
+	sample_in_ball(&c, sig);
+	ntt(&c);
+	for (unsigned r = 0; r < K; r++) {
+		unpack(&t1, 10, pk + 32 + r * 320);
+		for (unsigned j = 0; j < N; j++)
+			t1.c[j] <<= D;
+		ntt(&t1);
+		int64_t acc[N] = { 0 };
+		for (unsigned s = 0; s < L; s++) {
+			rej_ntt_poly(&a, pk, (uint8_t)s, (uint8_t)r);
+			for (unsigned j = 0; j < N; j++)
+				acc[j] += freeze(mont((int64_t)freeze(mont((int64_t)a.c[j] * R2)) * z[s].c[j]));
+		}
+		for (unsigned j = 0; j < N; j++) {
+			int64_t ct1 = freeze(mont((int64_t)freeze(mont((int64_t)c.c[j] * R2)) * t1.c[j]));
+			w.c[j] = (int32_t)(((acc[j] - ct1) % Q + Q) % Q);
+		}
+		ntt_inv(&w);
+		poly w1;
+		for (unsigned j = 0; j < N; j++)
+			w1.c[j] = use_hint(h[r][j], w.c[j]);
+		pack(&w1, 4, 0, 0, w1enc + r * 128); /* Algorithm 28, w1Encode */
+	}
+	kz_shake256_init(&x);
+	kz_keccak_absorb(&x, mu, 64);
+	kz_keccak_absorb(&x, w1enc, sizeof w1enc);
+	kz_keccak_squeeze(&x, ct2, LAMBDA_BYTES);
+	return memcmp(ct2, sig, LAMBDA_BYTES) == 0 ? 0 : -1;
+}
+
+int kz_mldsa65_verify(const uint8_t *pk, size_t pk_len, const uint8_t *msg, size_t msg_len, const uint8_t *ctx,
+		      size_t ctx_len, const uint8_t *sig, size_t sig_len)
+{
+	/* Algorithm 3: M' = 0 ‖ |ctx| ‖ ctx ‖ M (pure ML-DSA) */
+	if (pk_len != KZ_MLDSA65_PK_BYTES || ctx_len > 255)
+		return -1;
+	uint8_t *m = malloc(2 + ctx_len + msg_len + 1);
+	if (!m)
+		return -1;
+	m[0] = 0;
+	m[1] = (uint8_t)ctx_len;
+	if (ctx_len)
+		memcpy(m + 2, ctx, ctx_len);
+	if (msg_len)
+		memcpy(m + 2 + ctx_len, msg, msg_len);
+	int rc = kz_mldsa65_verify_internal(pk, m, 2 + ctx_len + msg_len, sig, sig_len);
+	free(m);
+	return rc;
 }

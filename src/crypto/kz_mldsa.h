@@ -1,8 +1,9 @@
-/* kz_mldsa.h — ML-DSA-65 (FIPS 204). This step: key generation (Algorithm 6,
- * ML-DSA.KeyGen_internal); signing and verification follow (docs/PQC.md). */
+/* kz_mldsa.h — ML-DSA-65 (FIPS 204): key generation (Algorithm 6) and verification
+ * (Algorithms 3 and 8); signing follows (docs/PQC.md). */
 #ifndef KZ_MLDSA_H
 #define KZ_MLDSA_H
 
+#include <stddef.h>
 #include <stdint.h>
 
 #define KZ_MLDSA65_PK_BYTES 1952
@@ -11,5 +12,12 @@
 
 /* KeyGen_internal(ξ): deterministic from the 32-byte seed ξ. */
 void kz_mldsa65_keygen_seed(const uint8_t xi[32], uint8_t pk[KZ_MLDSA65_PK_BYTES], uint8_t sk[KZ_MLDSA65_SK_BYTES]);
+
+/* ML-DSA.Verify_internal(pk, M', σ) (Algorithm 8): 0 when the signature is valid. */
+int kz_mldsa65_verify_internal(const uint8_t pk[KZ_MLDSA65_PK_BYTES], const uint8_t *msg, size_t msg_len,
+			       const uint8_t *sig, size_t sig_len);
+/* ML-DSA.Verify(pk, M, σ, ctx) (Algorithm 3, pure ML-DSA; ctx at most 255 bytes). */
+int kz_mldsa65_verify(const uint8_t *pk, size_t pk_len, const uint8_t *msg, size_t msg_len, const uint8_t *ctx,
+		      size_t ctx_len, const uint8_t *sig, size_t sig_len);
 
 #endif

@@ -61,6 +61,75 @@ static void test_acvp_keygen(void **st)
 	assert_int_equal(n, 25);
 }
 
+static json_t *load(const char *name)
+{
+	char path[1024];
+	snprintf(path, sizeof path, "%s/%s", PQC, name);
+	json_error_t e;
+	json_t *j = json_load_file(path, 0, &e);
+	assert_non_null(j);
+	return j;
+}
+
+static void test_acvp_sigver(void **st)
+{
+	(void)st;
+	json_t *j = load("acvp-ML-DSA-sigVer-FIPS204.internalProjection.json");
+	size_t gi, ti, good = 0, bad = 0;
+	json_t *g, *t;
+	json_array_foreach(json_object_get(j, "testGroups"), gi, g) {
+		if (strcmp(json_string_value(json_object_get(g, "parameterSet")), "ML-DSA-65") != 0)
+			continue;
+		size_t lp;
+		uint8_t *pk = hex(g, "pk", &lp);
+		assert_int_equal(lp, KZ_MLDSA65_PK_BYTES);
+		json_array_foreach(json_object_get(g, "tests"), ti, t) {
+			size_t lm, ls;
+			uint8_t *m = hex(t, "message", &lm), *sig = hex(t, "signature", &ls);
+			bool want = json_is_true(json_object_get(t, "testPassed"));
+			int rc = kz_mldsa65_verify_internal(pk, m, lm, sig, ls);
+			if ((rc == 0) != want)
+				fail_msg("tcId %lld (%s): verify %d, want %s", (long long)json_integer_value(json_object_get(t, "tcId")),
+					 json_string_value(json_object_get(t, "reason")), rc, want ? "valid" : "invalid");
+			want ? good++ : bad++;
+			free(m), free(sig);
+		}
+		free(pk);
+	}
+	json_decref(j);
+	print_message("ACVP sigVer ML-DSA-65: %zu valid, %zu invalid\n", good, bad);
+	assert_int_equal(good + bad, 15);
+}
+
+static void test_wycheproof_verify(void **st)
+{
+	(void)st;
+	json_t *j = load("mldsa_65_verify_test.json");
+	size_t gi, ti, good = 0, bad = 0;
+	json_t *g, *t;
+	json_array_foreach(json_object_get(j, "testGroups"), gi, g) {
+		size_t lp;
+		uint8_t *pk = hex(g, "publicKey", &lp);
+		json_array_foreach(json_object_get(g, "tests"), ti, t) {
+			size_t lm, ls, lc = 0;
+			uint8_t *m = hex(t, "msg", &lm), *sig = hex(t, "sig", &ls), *ctx = NULL;
+			if (json_object_get(t, "ctx"))
+				ctx = hex(t, "ctx", &lc);
+			bool want = strcmp(json_string_value(json_object_get(t, "result")), "valid") == 0;
+			int rc = kz_mldsa65_verify(pk, lp, m, lm, ctx, lc, sig, ls);
+			if ((rc == 0) != want)
+				fail_msg("tcId %lld (%s): verify %d, want %s", (long long)json_integer_value(json_object_get(t, "tcId")),
+					 json_string_value(json_object_get(t, "comment")), rc, want ? "valid" : "invalid");
+			want ? good++ : bad++;
+			free(m), free(sig), free(ctx);
+		}
+		free(pk);
+	}
+	json_decref(j);
+	print_message("Wycheproof verify ML-DSA-65: %zu valid, %zu invalid\n", good, bad);
+	assert_int_equal(good + bad, 210);
+}
+
 int main(void)
 {
 	char probe[1024];
@@ -71,6 +140,7 @@ int main(void)
 		return 77;
 	}
 	fclose(f);
-	const struct CMUnitTest tests[] = { cmocka_unit_test(test_acvp_keygen) };
+	const struct CMUnitTest tests[] = { cmocka_unit_test(test_acvp_keygen), cmocka_unit_test(test_acvp_sigver),
+					    cmocka_unit_test(test_wycheproof_verify) };
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
