@@ -409,3 +409,218 @@ int kz_mldsa65_verify(const uint8_t *pk, size_t pk_len, const uint8_t *msg, size
 	free(m);
 	return rc;
 }
+
+/* ---------- signing ---------- */
+
+#ifdef KZ_CTGRIND
+#include <valgrind/memcheck.h>
+#define CT_PUBLIC(p, n) VALGRIND_MAKE_MEM_DEFINED((p), (n))
+#else
+#define CT_PUBLIC(p, n) ((void)(p), (void)(n))
+#endif
+
+/* Decompose without division or branches: r1 = ⌊(r + γ2 − 1) / 2γ2⌋ with 2γ2 = 512 · 1023 and
+ * ⌊y / 1023⌋ = (y · 32801) >> 25 for y < 2^15 (exact there: tested); r1 = 16 becomes 0 with
+ * r0 − 1 (Algorithm 36's special case). r in [0, q). */
+static void decompose_ct(int32_t r, int32_t *r1, int32_t *r0)
+{
+	uint32_t y = (uint32_t)(r + GAMMA2 - 1) >> 9;
+	int32_t a1 = (int32_t)((y * 32801u) >> 25);
+	int32_t a0 = r - a1 * 2 * GAMMA2;
+	int32_t is16 = -(int32_t)(((uint32_t)(a1 ^ 16) - 1) >> 31); /* −1 when a1 == 16 */
+	*r1 = a1 & ~is16;
+	*r0 = a0 + is16; /* − 1 in that case */
+}
+
+uint32_t kz_mldsa_div_1023(uint32_t y) { return (y * 32801u) >> 25; }
+
+static inline int32_t centred(int32_t v) { return v - (Q & -(int32_t)((uint32_t)((Q - 1) / 2 - v) >> 31)); }
+static inline int32_t absval(int32_t v) { return v ^ ((v ^ -v) & (v >> 31)); }
+
+/* NTT-domain product ĉ ∘ ŝ (both in [0, q)), then back */
+static void mul_inv(poly *out, const poly *c_m, const poly *s)
+{
+	for (unsigned j = 0; j < N; j++)
+		out->c[j] = freeze(mont((int64_t)c_m->c[j] * s->c[j]));
+	ntt_inv(out);
+}
+
+int kz_mldsa65_sign_internal(const uint8_t sk[KZ_MLDSA65_SK_BYTES], const uint8_t *msg, size_t msg_len,
+			     const uint8_t rnd[32], uint8_t sig[KZ_MLDSA65_SIG_BYTES])
+{
+	const uint8_t *rho = sk, *key = sk + 32, *tr = sk + 64;
+	poly s1[L], s2[K], t0[K], y[L], w[K], c, cm, tmp;
+	for (unsigned r = 0; r < L; r++) {
+		unpack(&s1[r], 4, sk + 128 + r * 128);
+		for (unsigned j = 0; j < N; j++)
+			s1[r].c[j] = freeze(ETA - s1[r].c[j]);
+		ntt(&s1[r]);
+	}
+	for (unsigned r = 0; r < K; r++) {
+		unpack(&s2[r], 4, sk + 128 + (L + r) * 128);
+		unpack(&t0[r], 13, sk + 128 + 32 * (K + L) * 4 + r * 416);
+		for (unsigned j = 0; j < N; j++) {
+			s2[r].c[j] = freeze(ETA - s2[r].c[j]);
+			t0[r].c[j] = freeze((1 << (D - 1)) - t0[r].c[j]);
+		}
+		ntt(&s2[r]);
+		ntt(&t0[r]);
+	}
+	uint8_t mu[64], rhopp[64], w1enc[K * 128];
+	struct kz_keccak x;
+	kz_shake256_init(&x);
+	kz_keccak_absorb(&x, tr, 64);
+	kz_keccak_absorb(&x, msg, msg_len);
+	kz_keccak_squeeze(&x, mu, 64);
+	kz_shake256_init(&x);
+	kz_keccak_absorb(&x, key, 32);
+	kz_keccak_absorb(&x, rnd, 32);
+	kz_keccak_absorb(&x, mu, 64);
+	kz_keccak_squeeze(&x, rhopp, 64);
+	static _Thread_local poly a[K][L];
+	for (unsigned r = 0; r < K; r++)
+		for (unsigned s = 0; s < L; s++) {
+			rej_ntt_poly(&a[r][s], rho, (uint8_t)s, (uint8_t)r);
+			for (unsigned j = 0; j < N; j++)
+				a[r][s].c[j] = freeze(mont((int64_t)a[r][s].c[j] * R2)); /* Montgomery form */
+		}
+	int rc = -1;
+	for (uint32_t kappa = 0; kappa < 1000 * L; kappa += L) {
+		/* Algorithm 34, ExpandMask: y = γ1 − BitUnpack(H(ρ'' ‖ κ + r, 640)) */
+		for (unsigned r = 0; r < L; r++) {
+			uint8_t in[66], buf[640];
+			memcpy(in, rhopp, 64);
+			in[64] = (uint8_t)(kappa + r);
+			in[65] = (uint8_t)((kappa + r) >> 8);
+			kz_shake256(in, sizeof in, buf, sizeof buf);
+			unpack(&y[r], 20, buf);
+			for (unsigned j = 0; j < N; j++)
+				y[r].c[j] = freeze(GAMMA1 - y[r].c[j] + Q);
+		}
+		poly yh[L];
+		for (unsigned r = 0; r < L; r++) {
+			yh[r] = y[r];
+			ntt(&yh[r]);
+		}
+		for (unsigned r = 0; r < K; r++) {
+			int32_t acc[N] = { 0 };
+			for (unsigned s = 0; s < L; s++)
+				for (unsigned j = 0; j < N; j++)
+					acc[j] += freeze(mont((int64_t)a[r][s].c[j] * yh[s].c[j]));
+			for (unsigned j = 0; j < N; j++) {
+				int32_t v = acc[j];
+				for (int i = 0; i < L - 1; i++) {
+					v -= Q;
+					v += Q & (v >> 31);
+				}
+				w[r].c[j] = v;
+			}
+			ntt_inv(&w[r]);
+			poly w1;
+			for (unsigned j = 0; j < N; j++) {
+				int32_t r0;
+				decompose_ct(w[r].c[j], &w1.c[j], &r0);
+			}
+			pack(&w1, 4, 0, 0, w1enc + r * 128);
+		}
+		CT_PUBLIC(w1enc, sizeof w1enc); /* w1 is what the verifier recomputes: public */
+		kz_shake256_init(&x);
+		kz_keccak_absorb(&x, mu, 64);
+		kz_keccak_absorb(&x, w1enc, sizeof w1enc);
+		kz_keccak_squeeze(&x, sig, LAMBDA_BYTES);
+		sample_in_ball(&c, sig);
+		ntt(&c);
+		for (unsigned j = 0; j < N; j++)
+			cm.c[j] = freeze(mont((int64_t)c.c[j] * R2));
+		/* z = y + c·s1; reject when ‖z‖∞ ≥ γ1 − β */
+		int32_t bad = 0;
+		for (unsigned r = 0; r < L; r++) {
+			mul_inv(&tmp, &cm, &s1[r]);
+			for (unsigned j = 0; j < N; j++) {
+				int32_t z = centred(freeze(y[r].c[j] + tmp.c[j] - Q));
+				bad |= (GAMMA1 - BETA - 1 - absval(z)) >> 31;
+				y[r].c[j] = z; /* y now holds z, centred */
+			}
+		}
+		/* r0 = LowBits(w − c·s2); reject when ‖r0‖∞ ≥ γ2 − β; w − c·s2 kept in w */
+		for (unsigned r = 0; r < K; r++) {
+			mul_inv(&tmp, &cm, &s2[r]);
+			for (unsigned j = 0; j < N; j++) {
+				int32_t r1, r0;
+				w[r].c[j] = freeze(w[r].c[j] - tmp.c[j]);
+				decompose_ct(w[r].c[j], &r1, &r0);
+				bad |= (GAMMA2 - BETA - 1 - absval(r0)) >> 31;
+			}
+		}
+		CT_PUBLIC(&bad, sizeof bad); /* the rejection decision (FIPS 204 §3.6.3) */
+		if (bad)
+			continue;
+		/* hints: h = MakeHint(−c·t0, w − c·s2 + c·t0); reject when ‖c·t0‖∞ ≥ γ2 or > ω ones */
+		uint8_t *hp = sig + LAMBDA_BYTES + L * 640;
+		memset(hp, 0, OMEGA + K);
+		unsigned ones = 0;
+		int32_t bad2 = 0;
+		static _Thread_local uint8_t hbits[K][N];
+		for (unsigned r = 0; r < K; r++) {
+			mul_inv(&tmp, &cm, &t0[r]);
+			for (unsigned j = 0; j < N; j++) {
+				int32_t ct0 = centred(tmp.c[j]);
+				bad2 |= (GAMMA2 - 1 - absval(ct0)) >> 31;
+				int32_t r1a, r1b, r0;
+				int32_t rr = freeze(w[r].c[j] + tmp.c[j] - Q); /* w − c·s2 + c·t0 */
+				decompose_ct(rr, &r1a, &r0);
+				decompose_ct(w[r].c[j], &r1b, &r0); /* (w − c·s2 + c·t0) − c·t0 */
+				uint8_t hb = (uint8_t)(((uint32_t)(r1a ^ r1b) | (uint32_t)-(r1a ^ r1b)) >> 31);
+				hbits[r][j] = hb;
+				ones += hb;
+			}
+		}
+		CT_PUBLIC(&bad2, sizeof bad2);
+		CT_PUBLIC(&ones, sizeof ones);
+		if (bad2 || ones > OMEGA)
+			continue;
+		CT_PUBLIC(hbits, sizeof hbits); /* the hint is part of the signature */
+		/* Algorithm 20, HintBitPack */
+		unsigned index = 0;
+		for (unsigned r = 0; r < K; r++) {
+			for (unsigned j = 0; j < N; j++)
+				if (hbits[r][j])
+					hp[index++] = (uint8_t)j;
+			hp[OMEGA + r] = (uint8_t)index;
+		}
+		/* z: BitPack(z, γ1 − 1, γ1) = γ1 − z in 20 bits */
+		for (unsigned r = 0; r < L; r++) {
+			for (unsigned j = 0; j < N; j++)
+				y[r].c[j] = freeze(y[r].c[j] + Q);
+			pack(&y[r], 20, GAMMA1, 1, sig + LAMBDA_BYTES + r * 640);
+		}
+		rc = 0;
+		break;
+	}
+	OPENSSL_cleanse(s1, sizeof s1);
+	OPENSSL_cleanse(s2, sizeof s2);
+	OPENSSL_cleanse(t0, sizeof t0);
+	OPENSSL_cleanse(y, sizeof y);
+	OPENSSL_cleanse(w, sizeof w);
+	OPENSSL_cleanse(rhopp, sizeof rhopp);
+	return rc;
+}
+
+int kz_mldsa65_sign(const uint8_t sk[KZ_MLDSA65_SK_BYTES], const uint8_t *msg, size_t msg_len, const uint8_t *ctx,
+		    size_t ctx_len, const uint8_t rnd[32], uint8_t sig[KZ_MLDSA65_SIG_BYTES])
+{
+	if (ctx_len > 255)
+		return -1;
+	uint8_t *m = malloc(2 + ctx_len + msg_len + 1);
+	if (!m)
+		return -1;
+	m[0] = 0;
+	m[1] = (uint8_t)ctx_len;
+	if (ctx_len)
+		memcpy(m + 2, ctx, ctx_len);
+	if (msg_len)
+		memcpy(m + 2 + ctx_len, msg, msg_len);
+	int rc = kz_mldsa65_sign_internal(sk, m, 2 + ctx_len + msg_len, rnd, sig);
+	free(m);
+	return rc;
+}

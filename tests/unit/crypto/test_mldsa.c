@@ -1,5 +1,6 @@
 /* test_mldsa.c — ML-DSA-65 against the NIST ACVP keyGen vectors (internalProjection, FIPS 204
- * final) in ../shared/data/pqc. Signing and verification vectors follow with their code. */
+ * final: keyGen, sigGen deterministic and hedged, sigVer) and Wycheproof mldsa_65_verify in
+ * ../shared/data/pqc; sign/verify round trips with a context. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -130,6 +131,64 @@ static void test_wycheproof_verify(void **st)
 	assert_int_equal(good + bad, 210);
 }
 
+static void test_div_1023(void **st)
+{
+	(void)st;
+	for (uint32_t y = 0; y < (1u << 15); y++)
+		if (kz_mldsa_div_1023(y) != y / 1023)
+			fail_msg("div_1023(%u)", y);
+}
+
+static void test_acvp_siggen(void **st)
+{
+	(void)st;
+	json_t *j = load("acvp-ML-DSA-sigGen-FIPS204.internalProjection.json");
+	size_t gi, ti, n = 0;
+	json_t *g, *t;
+	json_array_foreach(json_object_get(j, "testGroups"), gi, g) {
+		if (strcmp(json_string_value(json_object_get(g, "parameterSet")), "ML-DSA-65") != 0)
+			continue;
+		bool det = json_is_true(json_object_get(g, "deterministic"));
+		json_array_foreach(json_object_get(g, "tests"), ti, t) {
+			size_t lk, lm, ls, lr;
+			uint8_t *sk = hex(t, "sk", &lk), *m = hex(t, "message", &lm), *sig = hex(t, "signature", &ls);
+			uint8_t rnd[32] = { 0 }, out[KZ_MLDSA65_SIG_BYTES];
+			if (!det) {
+				uint8_t *r = hex(t, "rnd", &lr);
+				memcpy(rnd, r, 32);
+				free(r);
+			}
+			assert_int_equal(kz_mldsa65_sign_internal(sk, m, lm, rnd, out), 0);
+			assert_int_equal(ls, sizeof out);
+			if (memcmp(out, sig, ls) != 0)
+				fail_msg("tcId %lld: signature differs", (long long)json_integer_value(json_object_get(t, "tcId")));
+			free(sk), free(m), free(sig);
+			n++;
+		}
+	}
+	json_decref(j);
+	print_message("ACVP sigGen ML-DSA-65: %zu vectors (deterministic and hedged)\n", n);
+	assert_int_equal(n, 20);
+}
+
+static void test_sign_verify_round_trip(void **st)
+{
+	(void)st;
+	static uint8_t pk[KZ_MLDSA65_PK_BYTES], sk[KZ_MLDSA65_SK_BYTES], sig[KZ_MLDSA65_SIG_BYTES];
+	uint8_t xi[32], rnd[32] = { 7 };
+	for (int i = 0; i < 20; i++) {
+		memset(xi, i, sizeof xi);
+		kz_mldsa65_keygen_seed(xi, pk, sk);
+		const uint8_t msg[] = "kizuna audit checkpoint";
+		assert_int_equal(kz_mldsa65_sign(sk, msg, sizeof msg, (const uint8_t *)"ctx", 3, rnd, sig), 0);
+		assert_int_equal(kz_mldsa65_verify(pk, sizeof pk, msg, sizeof msg, (const uint8_t *)"ctx", 3, sig, sizeof sig), 0);
+		assert_int_not_equal(kz_mldsa65_verify(pk, sizeof pk, msg, sizeof msg - 1, (const uint8_t *)"ctx", 3, sig, sizeof sig), 0);
+		assert_int_not_equal(kz_mldsa65_verify(pk, sizeof pk, msg, sizeof msg, (const uint8_t *)"ctX", 3, sig, sizeof sig), 0);
+		sig[100] ^= 4;
+		assert_int_not_equal(kz_mldsa65_verify(pk, sizeof pk, msg, sizeof msg, (const uint8_t *)"ctx", 3, sig, sizeof sig), 0);
+	}
+}
+
 int main(void)
 {
 	char probe[1024];
@@ -141,6 +200,7 @@ int main(void)
 	}
 	fclose(f);
 	const struct CMUnitTest tests[] = { cmocka_unit_test(test_acvp_keygen), cmocka_unit_test(test_acvp_sigver),
-					    cmocka_unit_test(test_wycheproof_verify) };
+					    cmocka_unit_test(test_wycheproof_verify), cmocka_unit_test(test_div_1023),
+					    cmocka_unit_test(test_acvp_siggen), cmocka_unit_test(test_sign_verify_round_trip) };
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
