@@ -11,6 +11,9 @@
 #include "base/kz_log.h"
 #include "base/kz_time.h"
 #include "crypto/kz_crypto.h"
+#include "crypto/kz_mldsa.h"
+
+#include <openssl/rand.h>
 
 #include <errno.h>
 #include <fcntl.h>
@@ -25,6 +28,7 @@
 struct kz_audit *kz_audit_log;
 
 #define LINE_MAX_BYTES 16384
+#define MLDSA_CTX "kizuna-audit" /* the ML-DSA context string of checkpoint and head signatures */
 #define HEX_ZERO "0000000000000000000000000000000000000000000000000000000000000000"
 
 struct kz_audit {
@@ -36,6 +40,7 @@ struct kz_audit {
 	char prev[65];       /* its hash, hex */
 	uint8_t priv[32];
 	char pub_hex[65];
+	uint8_t *mldsa_sk;   /* owns; ML-DSA-65 secret key from DIR/audit/audit.mldsa.key (ξ) */
 	uint32_t ck_entries, ck_ms;
 	uint32_t since_ck;
 	uint64_t last_ck_ms;
@@ -169,6 +174,20 @@ static void write_entry(struct kz_audit *a, const struct kz_audit_entry *e, uint
 		a->n--;
 }
 
+/* The ML-DSA-65 signature (hedged, context "kizuna-audit") of msg as hex; issue 5: beside
+ * Ed25519, so that the checkpoints stay unforgeable after quantum computers. */
+static int mldsa_sign(struct kz_audit *a, const char *msg, char out[2 * KZ_MLDSA65_SIG_BYTES + 1])
+{
+	static _Thread_local uint8_t sig[KZ_MLDSA65_SIG_BYTES];
+	uint8_t rnd[32];
+	if (!a->mldsa_sk || RAND_priv_bytes(rnd, sizeof rnd) != 1 ||
+	    kz_mldsa65_sign(a->mldsa_sk, (const uint8_t *)msg, strlen(msg), (const uint8_t *)MLDSA_CTX,
+			    strlen(MLDSA_CTX), rnd, sig))
+		return -1;
+	hex(sig, sizeof sig, out);
+	return 0;
+}
+
 static void checkpoint(struct kz_audit *a)
 {
 	char msg[160], b[LINE_MAX_BYTES];
@@ -182,8 +201,13 @@ static void checkpoint(struct kz_audit *a)
 		return;
 	}
 	hex(sig, 64, sx);
-	n += (size_t)snprintf(b + n, sizeof b - n, ",\"checkpoint\":{\"key\":\"%s\",\"sig\":\"%s\"},\"prev\":\"%s\"",
-			      a->pub_hex, sx, a->prev);
+	n += (size_t)snprintf(b + n, sizeof b - n, ",\"checkpoint\":{\"key\":\"%s\",\"sig\":\"%s\"", a->pub_hex, sx);
+	static _Thread_local char dx[2 * KZ_MLDSA65_SIG_BYTES + 1];
+	if (mldsa_sign(a, msg, dx)) {
+		a->n = n0;
+		return;
+	}
+	n += (size_t)snprintf(b + n, sizeof b - n, ",\"mldsa\":\"%s\"},\"prev\":\"%s\"", dx, a->prev);
 	if (emit(a, b, n)) {
 		a->n = n0;
 		return;
@@ -191,16 +215,19 @@ static void checkpoint(struct kz_audit *a)
 	a->since_ck = 0;
 	a->last_ck_ms = kz_now_mono_ms();
 	/* the head names this checkpoint: cutting the log before it is detected */
-	char head[400], path[4200], tmp[4300];
+	char path[4200], tmp[4300];
 	snprintf(msg, sizeof msg, "kizuna-audit-head n=%" PRIu64 " hash=%s", a->n, a->prev);
 	if (fdatasync(a->fd) || kz_ed25519_sign(a->priv, msg, strlen(msg), sig))
 		return;
 	hex(sig, 64, sx);
-	int hl = snprintf(head, sizeof head, "%" PRIu64 " %s %s\n", a->n, a->prev, sx);
+	if (mldsa_sign(a, msg, dx))
+		return;
+	static _Thread_local char head2[2 * KZ_MLDSA65_SIG_BYTES + 400];
+	int hl = snprintf(head2, sizeof head2, "%" PRIu64 " %s %s %s\n", a->n, a->prev, sx, dx);
 	snprintf(path, sizeof path, "%s/head", a->dir);
 	snprintf(tmp, sizeof tmp, "%s/head.tmp", a->dir);
 	int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
-	if (fd < 0 || write_all(fd, head, (size_t)hl) || fdatasync(fd) || rename(tmp, path))
+	if (fd < 0 || write_all(fd, head2, (size_t)hl) || fdatasync(fd) || rename(tmp, path))
 		kz_error("audit: cannot write %s: %s", path, strerror(errno));
 	if (fd >= 0)
 		close(fd);
@@ -311,6 +338,43 @@ static int load_key(struct kz_audit *a, char *why, size_t why_len)
 		fprintf(f, "%s\n", a->pub_hex);
 		fclose(f);
 	}
+	/* ML-DSA-65: the 32-byte seed ξ in audit.mldsa.key, the public key (hex) in audit.mldsa.pub;
+	 * a log from before has its key made now, and its checkpoints are signed from here on */
+	uint8_t xi[32];
+	static uint8_t dpk[KZ_MLDSA65_PK_BYTES];
+	snprintf(path, sizeof path, "%s/audit.mldsa.key", a->dir);
+	fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd >= 0) {
+		ssize_t r = read(fd, xi, 32);
+		close(fd);
+		if (r != 32) {
+			snprintf(why, why_len, "%s: not a 32-byte ML-DSA-65 seed", path);
+			return KZ_EIO;
+		}
+	} else {
+		fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+		if (fd < 0 || RAND_priv_bytes(xi, 32) != 1 || write_all(fd, (const char *)xi, 32) || fsync(fd)) {
+			snprintf(why, why_len, "cannot create %s: %s", path, strerror(errno));
+			if (fd >= 0)
+				close(fd);
+			return KZ_EIO;
+		}
+		close(fd);
+		kz_info("audit: created the ML-DSA-65 checkpoint key %s (keep a copy of audit.mldsa.pub elsewhere)", path);
+	}
+	a->mldsa_sk = malloc(KZ_MLDSA65_SK_BYTES);
+	if (!a->mldsa_sk)
+		return KZ_ENOMEM;
+	kz_mldsa65_keygen_seed(xi, dpk, a->mldsa_sk);
+	OPENSSL_cleanse(xi, sizeof xi);
+	snprintf(path, sizeof path, "%s/audit.mldsa.pub", a->dir);
+	f = fopen(path, "w");
+	if (f) {
+		for (size_t i = 0; i < sizeof dpk; i++)
+			fprintf(f, "%02x", dpk[i]);
+		fputc('\n', f);
+		fclose(f);
+	}
 	return KZ_OK;
 }
 
@@ -399,6 +463,7 @@ int kz_audit_open(const char *dir, uint32_t ck_entries, uint32_t ck_ms, struct k
 	if (rc) {
 		if (a->fd > 0)
 			close(a->fd);
+		free(a->mldsa_sk);
 		free(a);
 		return rc;
 	}
@@ -421,6 +486,9 @@ void kz_audit_close(struct kz_audit *a)
 	close(a->fd);
 	pthread_mutex_destroy(&a->lock);
 	memset(a->priv, 0, sizeof a->priv);
+	if (a->mldsa_sk)
+		OPENSSL_cleanse(a->mldsa_sk, KZ_MLDSA65_SK_BYTES);
+	free(a->mldsa_sk);
 	free(a);
 }
 
@@ -460,6 +528,22 @@ int kz_audit_verify(const char *dir, void (*report)(void *ctx, const char *line)
 	}
 	fclose(f);
 	pubhex[64] = 0;
+	/* the ML-DSA-65 public key, when the log has one (issue 5) */
+	static _Thread_local uint8_t dpk[KZ_MLDSA65_PK_BYTES];
+	static _Thread_local uint8_t dsig[KZ_MLDSA65_SIG_BYTES];
+	bool have_dpk = false;
+	snprintf(path, sizeof path, "%s/audit.mldsa.pub", dir);
+	if ((f = fopen(path, "r")) != NULL) {
+		static _Thread_local char dhex[2 * KZ_MLDSA65_PK_BYTES + 8];
+		have_dpk = fgets(dhex, sizeof dhex, f) && strlen(dhex) >= 2 * KZ_MLDSA65_PK_BYTES &&
+			   unhex(dhex, dpk, sizeof dpk) == 0;
+		fclose(f);
+		if (!have_dpk) {
+			snprintf(why, why_len, "cannot read the ML-DSA-65 public key %s", path);
+			return -1;
+		}
+	}
+	uint64_t mldsa_checkpoints = 0;
 	snprintf(path, sizeof path, "%s/audit.log", dir);
 	if (!(f = fopen(path, "r"))) {
 		snprintf(why, why_len, "cannot open %s: %s", path, strerror(errno));
@@ -477,11 +561,20 @@ int kz_audit_verify(const char *dir, void (*report)(void *ctx, const char *line)
 	snprintf(msg, sizeof msg, "%s/head", dir);
 	if ((hf = fopen(msg, "r")) != NULL) {
 		char hs[200] = "";
+		static _Thread_local char ds[2 * KZ_MLDSA65_SIG_BYTES + 8];
 		uint8_t sig[64];
-		if (fscanf(hf, "%" SCNu64 " %64s %128s", &head_n, head_hash, hs) != 3 || unhex(hs, sig, 64) ||
-		    (snprintf(msg, sizeof msg, "kizuna-audit-head n=%" PRIu64 " hash=%s", head_n, head_hash),
-		     kz_ed25519_verify(pub, msg, strlen(msg), sig))) {
+		ds[0] = 0;
+		int got = fscanf(hf, "%" SCNu64 " %64s %128s %6620s", &head_n, head_hash, hs, ds);
+		snprintf(msg, sizeof msg, "kizuna-audit-head n=%" PRIu64 " hash=%s", head_n, head_hash);
+		if (got < 3 || unhex(hs, sig, 64) || kz_ed25519_verify(pub, msg, strlen(msg), sig)) {
 			snprintf(out, sizeof out, "%s/head: its signature does not verify (forged or damaged)", dir);
+			report(ctx, out);
+			bad = 1;
+		} else if (have_dpk && (got != 4 || strlen(ds) != 2 * KZ_MLDSA65_SIG_BYTES ||
+					unhex(ds, dsig, sizeof dsig) ||
+					kz_mldsa65_verify(dpk, sizeof dpk, (const uint8_t *)msg, strlen(msg),
+							  (const uint8_t *)MLDSA_CTX, strlen(MLDSA_CTX), dsig, sizeof dsig))) {
+			snprintf(out, sizeof out, "%s/head: its ML-DSA-65 signature is missing or does not verify", dir);
 			report(ctx, out);
 			bad = 1;
 		}
@@ -546,6 +639,20 @@ int kz_audit_verify(const char *dir, void (*report)(void *ctx, const char *line)
 				bad = 1;
 				break;
 			}
+			size_t dl;
+			const char *dsg = field(ck, "mldsa", &dl);
+			if (dsg || mldsa_checkpoints) { /* once signed with ML-DSA-65, always */
+				if (!have_dpk || !dsg || dl != 2 * KZ_MLDSA65_SIG_BYTES || unhex(dsg, dsig, sizeof dsig) ||
+				    kz_mldsa65_verify(dpk, sizeof dpk, (const uint8_t *)msg, strlen(msg), (const uint8_t *)MLDSA_CTX,
+						      strlen(MLDSA_CTX), dsig, sizeof dsig)) {
+					snprintf(out, sizeof out, "line %" PRIu64 " (entry %" PRIu64 "): checkpoint ML-DSA-65 "
+						 "signature is missing or does not verify with %s/audit.mldsa.pub", lineno, n, dir);
+					report(ctx, out);
+					bad = 1;
+					break;
+				}
+				mldsa_checkpoints++;
+			}
 			checkpoints++;
 			last_ck = n;
 		}
@@ -564,9 +671,10 @@ int kz_audit_verify(const char *dir, void (*report)(void *ctx, const char *line)
 		bad = 1;
 	}
 	if (!bad) {
-		snprintf(out, sizeof out, "%s: intact: %" PRIu64 " entries, %" PRIu64 " signed checkpoints, the last at "
-			 "entry %" PRIu64 "; %" PRIu64 " entries after it (signed at the next checkpoint); key %s",
-			 path, expect - 1, checkpoints, last_ck, expect - 1 - last_ck, pubhex);
+		snprintf(out, sizeof out, "%s: intact: %" PRIu64 " entries, %" PRIu64 " signed checkpoints (%" PRIu64
+			 " also with ML-DSA-65), the last at entry %" PRIu64 "; %" PRIu64 " entries after it (signed at the "
+			 "next checkpoint); key %s",
+			 path, expect - 1, checkpoints, mldsa_checkpoints, last_ck, expect - 1 - last_ck, pubhex);
 		report(ctx, out);
 	}
 	return bad;

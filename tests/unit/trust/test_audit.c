@@ -6,6 +6,7 @@
 #include <stdarg.h>
 #include <stddef.h>
 #include <cmocka.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -241,6 +242,43 @@ static void test_rewritten_chain(void **st)
 	assert_non_null(strstr(out, "(entry 5): checkpoint signature does not verify"));
 }
 
+/* A quantum attacker could forge Ed25519 but not ML-DSA-65: a checkpoint whose ML-DSA-65
+ * signature was altered (with the chain rehashed and the Ed25519 signature intact) fails. */
+static void test_mldsa_checkpoint(void **st)
+{
+	(void)st;
+	write_log();
+	assert_int_equal(verify(), 0);
+	assert_non_null(strstr(out, "also with ML-DSA-65"));
+	assert_null(strstr(out, "(0 also with ML-DSA-65)"));
+	size_t n;
+	char **v = read_lines(&n);
+	char prev[65] = "";
+	bool done = false;
+	for (size_t i = 0; i < n; i++) {
+		char *line = v[i];
+		char *d = strstr(line, "\"mldsa\":\"");
+		if (d && !done) {
+			d[20] = d[20] == 'a' ? 'b' : 'a';
+			done = true;
+		}
+		if (i >= 1) {
+			char *pv = strstr(line, ",\"prev\":\"") + 9;
+			memcpy(pv, prev, 64);
+		}
+		char *h = strstr(line, ",\"hash\":\"");
+		char hx[65];
+		sha_hex(line, (size_t)(h - line), hx);
+		memcpy(h + 9, hx, 64);
+		memcpy(prev, hx, 65);
+	}
+	assert_true(done);
+	write_lines(v, n);
+	free_lines(v, n);
+	assert_int_equal(verify(), 1);
+	assert_non_null(strstr(out, "checkpoint ML-DSA-65 signature is missing or does not verify"));
+}
+
 static void test_forged_head(void **st)
 {
 	write_log();
@@ -284,6 +322,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_cut_off_end, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_rewritten_chain, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_forged_head, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_mldsa_checkpoint, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_denial_flood_summarised, setup, teardown),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
