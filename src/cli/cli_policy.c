@@ -3,6 +3,7 @@
 #include "cli/cli.h"
 #include "base/kz_hash.h"
 #include "node/node_config.h"
+#include "trust/sign.h"
 #include "trust/policy.h"
 
 #include <errno.h>
@@ -18,12 +19,14 @@ static void usage(FILE *f)
 {
 	fprintf(f, "usage: kizuna policy check  [--config FILE | --policy FILE --registry FILE]\n"
 		   "       kizuna policy reload [--config FILE] [--data DIR]\n"
+		   "       kizuna policy keygen --out DIR\n"
+		   "       kizuna policy sign   --key KEYFILE FILE...\n"
 		   "       kizuna policy label  [--config FILE | --policy FILE --registry FILE] LABEL\n"
 		   "       kizuna policy decide [--config FILE | --policy FILE --registry FILE] --as SPIFFE-ID\n"
 		   "                            [--label LABEL] [--publish TOPIC] [--subscribe FILTER]\n");
 }
 
-/* Reads "ok GEN VERSION" / "error GEN\n..." from DIR/policy.status. */
+/* Reads "ok N VERSION" / "error N\n..." from DIR/policy.status (N counts load attempts). */
 static int read_status(const char *data, unsigned *gen, char *text, size_t cap)
 {
 	char path[4200];
@@ -43,7 +46,7 @@ static int read_status(const char *data, unsigned *gen, char *text, size_t cap)
 static int reload(const char *data, const struct node_config *cfg)
 {
 	struct kz_policy *p;
-	if (kz_policy_load(cfg->policy_file, cfg->policy_registry, 0, &p, stderr)) {
+	if (node_policy_load(cfg, 0, &p, stderr)) {
 		fprintf(stderr, "kizuna policy reload: not sent; the node keeps its policy\n");
 		return 1;
 	}
@@ -88,12 +91,13 @@ int cli_policy_main(int argc, char **argv)
 		return argc < 2 ? 2 : 0;
 	}
 	const char *verb = argv[1], *config = NULL, *data = NULL, *pol = NULL, *reg = NULL;
-	const char *as = NULL, *label = NULL, *pub = NULL, *sub = NULL;
+	const char *as = NULL, *label = NULL, *pub = NULL, *sub = NULL, *key = NULL, *outdir = NULL;
 	static const struct option opts[] = {
 		{ "config", required_argument, NULL, 'c' },   { "data", required_argument, NULL, 'd' },
 		{ "policy", required_argument, NULL, 'p' },   { "registry", required_argument, NULL, 'r' },
 		{ "as", required_argument, NULL, 'a' },	      { "label", required_argument, NULL, 'l' },
 		{ "publish", required_argument, NULL, 'P' },  { "subscribe", required_argument, NULL, 'S' },
+		{ "key", required_argument, NULL, 'k' },      { "out", required_argument, NULL, 'o' },
 		{ NULL, 0, NULL, 0 } };
 	int c;
 	optind = 2;
@@ -107,8 +111,38 @@ int cli_policy_main(int argc, char **argv)
 		case 'l': label = optarg; break;
 		case 'P': pub = optarg; break;
 		case 'S': sub = optarg; break;
+		case 'k': key = optarg; break;
+		case 'o': outdir = optarg; break;
 		default: usage(stderr); return 2;
 		}
+	}
+	char swhy[1400];
+	if (!strcmp(verb, "keygen")) {
+		if (!outdir || optind < argc) {
+			fprintf(stderr, "kizuna policy keygen: give --out DIR\n");
+			return 2;
+		}
+		if (kz_sign_keygen(outdir, swhy, sizeof swhy)) {
+			fprintf(stderr, "kizuna policy keygen: %s\n", swhy);
+			return 1;
+		}
+		printf("ML-DSA-65 policy signing key: %s/policy-signing.key (keep it offline); public key %s\n"
+		       "(set policy.signing_key = %s on the nodes)\n", outdir, swhy, swhy);
+		return 0;
+	}
+	if (!strcmp(verb, "sign")) {
+		if (!key || optind >= argc) {
+			fprintf(stderr, "kizuna policy sign: give --key KEYFILE and the files to sign\n");
+			return 2;
+		}
+		for (int i = optind; i < argc; i++) {
+			if (kz_sign_file(key, argv[i], swhy, sizeof swhy)) {
+				fprintf(stderr, "kizuna policy sign: %s\n", swhy);
+				return 1;
+			}
+			printf("signed %s: %s\n", argv[i], swhy);
+		}
+		return 0;
 	}
 	struct node_config cfg;
 	node_config_default(&cfg);
@@ -129,7 +163,7 @@ int cli_policy_main(int argc, char **argv)
 	if (!strcmp(verb, "reload"))
 		return reload(cfg.data_dir, &cfg);
 	struct kz_policy *p;
-	int n = kz_policy_load(cfg.policy_file, cfg.policy_registry, 1, &p, stderr);
+	int n = node_policy_load(&cfg, 1, &p, stderr);
 	if (n) {
 		fprintf(stderr, "%d error%s\n", n, n == 1 ? "" : "s");
 		return 1;

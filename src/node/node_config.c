@@ -1,6 +1,8 @@
 /* node_config.c — `key = value` configuration with # comments, driven by one table. */
 #include "node/node_config.h"
 #include "base/kz_err.h"
+#include "trust/policy.h"
+#include "trust/sign.h"
 
 #include <ctype.h>
 #include <errno.h>
@@ -83,6 +85,8 @@ static const struct directive directives[] = {
 	  "The policy file (docs/POLICY.md): who may connect, publish and subscribe where, the label model and default labels. Without it every authenticated identity may do everything and records carry no label. Reloaded on SIGHUP or `kizuna policy reload`; a file that does not parse is refused and the running policy kept." },
 	{ "policy.registry", T_STR, C(policy_registry), S(policy_registry), 0, 0, "none",
 	  "The identity registry (docs/POLICY.md): one line per SPIFFE ID with its organisation, nation, clearance, caveats and roles. Required with policy.file; reloaded with it." },
+	{ "policy.signing_key", T_STR, C(policy_signing_key), S(policy_signing_key), 0, 0, "none",
+	  "The ML-DSA-65 public key (hex, from `kizuna policy keygen`) that must have signed policy.file and policy.registry (FILE.sig, `kizuna policy sign`). When set, a policy or registry without a valid signature is refused at start and on reload, and the running policy stays." },
 	{ "policy.audit_summary_ms", T_U32, C(policy_summary_ms), 0, 100, 86400000, "10000",
 	  "Allowed deliveries and allowed publishes are written to the audit log as one summary entry per session per interval, with their count (denials are written one by one, repeats counted)." },
 	{ "tick_ms", T_U32, C(tick_ms), 0, 10, 10000, "250",
@@ -447,4 +451,20 @@ void node_config_print_help(FILE *out, int as_man)
 		else
 			fprintf(out, "  %-28s default %s\n      %s\n", d->name, d->def, d->doc);
 	}
+}
+
+int node_policy_load(const struct node_config *cfg, unsigned gen, struct kz_policy **out, FILE *err)
+{
+	*out = NULL;
+	if (cfg->policy_signing_key[0]) {
+		const char *files[2] = { cfg->policy_file, cfg->policy_registry };
+		for (int i = 0; i < 2; i++) {
+			char why[1400];
+			if (kz_verify_file(cfg->policy_signing_key, files[i], why, sizeof why)) {
+				fprintf(err, "%s\n", why);
+				return 1;
+			}
+		}
+	}
+	return kz_policy_load(cfg->policy_file, cfg->policy_registry, gen, out, err);
 }

@@ -25,6 +25,7 @@ struct node_config {
 	uint32_t read_budget, write_backlog; /* net flow control, bytes */
 	uint32_t audit_ck_entries, audit_ck_ms;
 	char policy_file[1024], policy_registry[1024]; /* empty: no policy */
+	char policy_signing_key[1024]; /* ML-DSA-65 public key (hex); empty: signatures not required */
 	uint32_t policy_summary_ms;
 	char tls_crl[1100];       /* empty = DIR/pki/crl.pem */
 	uint32_t cert_check_ms;   /* revoked/expired certificates' connections closed within this */
@@ -53,6 +54,10 @@ void node_config_finish(struct node_config *cfg);
 int node_config_parse_rule(const char *text, struct kz_retention_rule *rule, const char **why);
 /* Splits host:port ("[::1]:8883" too). */
 int node_config_split_addr(const char *addr, char *host, size_t host_len, int *port);
+/* kz_policy_load, after checking the ML-DSA-65 signatures of both files when
+ * policy.signing_key is set (a missing or bad signature is one error, printed to err). */
+struct kz_policy;
+int node_policy_load(const struct node_config *cfg, unsigned gen, struct kz_policy **out, FILE *err);
 /* Prints every directive with its default and documentation. */
 void node_config_print_help(FILE *out, int as_man);
 

@@ -79,10 +79,14 @@ static void policy_hold(struct policies *h, struct kz_policy *p)
 	h->v[h->n++] = p;
 }
 
-/* DIR/policy.status: what `kizuna policy reload` reads back: "ok GEN VERSION" or
- * "error GEN" followed by the errors. */
+/* DIR/policy.status: what `kizuna policy reload` reads back: "ok N VERSION" or "error N"
+ * followed by the errors, N counting this node's load attempts (so that a success after a
+ * refusal is a new answer too). Main thread only. */
 static void policy_status(const char *dir, const struct kz_policy *p, const char *errors)
 {
+	static unsigned attempts;
+	attempts++;
+	(void)p;
 	char path[1100], tmp[1110];
 	snprintf(path, sizeof path, "%s/policy.status", dir);
 	snprintf(tmp, sizeof tmp, "%s.tmp", path);
@@ -90,9 +94,9 @@ static void policy_status(const char *dir, const struct kz_policy *p, const char
 	if (!f)
 		return;
 	if (errors)
-		fprintf(f, "error %u\n%s", p ? p->gen + 1 : 0, errors);
+		fprintf(f, "error %u\n%s", attempts, errors);
 	else
-		fprintf(f, "ok %u %s\n", p->gen, p->version);
+		fprintf(f, "ok %u %s\n", attempts, p->version);
 	if (fclose(f) == 0)
 		(void)rename(tmp, path);
 }
@@ -108,14 +112,15 @@ static void policy_reload(const struct node_config *cfg, struct mqtt_broker *b, 
 	size_t errs_len = 0;
 	FILE *ef = open_memstream(&errs, &errs_len);
 	struct kz_policy *np = NULL;
-	int n = kz_policy_load(cfg->policy_file, cfg->policy_registry, cur->gen + 1, &np, ef);
+	int n = node_policy_load(cfg, cur->gen + 1, &np, ef);
 	if (ef)
 		fclose(ef);
 	if (n) {
 		kz_error("SIGHUP: policy not reloaded, %d errors; version %s stays in force:\n%s", n, cur->version,
 			 errs ? errs : "");
 		kz_audit(&(struct kz_audit_entry){ .action = "policy", .resource = cfg->policy_file, .allow = false,
-						  .reason = "reload refused: the files do not parse", .policy = cur->version });
+						  .reason = "reload refused: the files do not parse or are not signed",
+						  .policy = cur->version });
 		policy_status(cfg->data_dir, cur, errs ? errs : "");
 		free(errs);
 		return;
@@ -234,7 +239,7 @@ int node_serve_main(int argc, char **argv)
 			fprintf(stderr, "%s: policy.file and policy.registry go together\n", config ? config : "kizuna serve");
 			return 1;
 		}
-		if (kz_policy_load(cfg.policy_file, cfg.policy_registry, 1, &policy, stderr))
+		if (node_policy_load(&cfg, 1, &policy, stderr))
 			return 1;
 	}
 	if (check) {

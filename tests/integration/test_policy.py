@@ -230,6 +230,38 @@ def test_reload():
         c.close()
 
 
+def test_signed_policy():
+    """policy.signing_key: the files must carry valid ML-DSA-65 signatures (kizuna policy sign)."""
+    d = __import__("tempfile").mkdtemp(prefix="kz-polsig-")
+    for f in ("kizuna.policy", "identities"):
+        shutil.copy(os.path.join(FIX, f), d)
+    cli("policy", "keygen", "--out", d)
+    pf, rf, pub, key = (os.path.join(d, x) for x in ("kizuna.policy", "identities", "policy-signing.pub",
+                                                      "policy-signing.key"))
+    extra = "policy.file = %s\npolicy.registry = %s\npolicy.signing_key = %s\n" % (pf, rf, pub)
+    conf = os.path.join(d, "k.conf")
+    open(conf, "w").write("mqtt.listen = 127.0.0.1:1\n" + extra)
+    # unsigned: refused by check (and a node would not start)
+    r = cli("policy", "check", "--config", conf, ok=False)
+    assert r.returncode == 1 and "no valid signature file" in r.stderr, r.stderr
+    r = subprocess.run([KIZUNA, "serve", "--config", conf, "--data", os.path.join(d, "var")],
+                       capture_output=True, text=True, timeout=20)
+    assert r.returncode != 0 and "kizuna.policy.sig" in r.stderr, r.stderr
+    cli("policy", "sign", "--key", key, pf, rf)
+    assert "policy jp-mod" in cli("policy", "check", "--config", conf).stdout
+    n2 = Node(extra)
+    # a change after signing is refused on reload; the signed version stays in force
+    open(pf, "a").write("# edited after signing\n")
+    r = cli("policy", "reload", "--config", n2.cfg, "--data", n2.data, ok=False)
+    assert r.returncode == 1 and "does not verify" in r.stderr, r.stderr
+    os.kill(n2.proc.pid, __import__("signal").SIGHUP)
+    time.sleep(0.5)
+    assert "does not verify" in n2.logtext()
+    cli("policy", "sign", "--key", key, pf)
+    cli("policy", "reload", "--config", n2.cfg, "--data", n2.data)
+    n2.stop()
+
+
 def test_audit():
     time.sleep(0.5)
     r = cli("audit", "show", "--data", node.data, "--action", "deliver", "--decision", "deny")
@@ -248,4 +280,5 @@ if __name__ == "__main__":
     setup()
     run_tests([test_subscribe_decisions, test_live_delivery_and_default_labels, test_publisher_cannot_overlabel,
                test_retained_and_session_queue_and_replay_and_query, test_unknown_identity_sees_nothing,
+               test_signed_policy,
                test_reload, test_audit])

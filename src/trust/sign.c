@@ -1,0 +1,157 @@
+/* sign.c — ML-DSA-65 signatures on files (see sign.h). */
+#include "trust/sign.h"
+#include "base/kz_err.h"
+#include "crypto/kz_mldsa.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <openssl/crypto.h>
+#include <openssl/rand.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#define CTX "kizuna-policy"
+#define MAX_FILE (64u << 20)
+
+static int read_all(const char *path, uint8_t **out, size_t *n)
+{
+	FILE *f = fopen(path, "re");
+	if (!f)
+		return KZ_EIO;
+	struct stat st;
+	if (fstat(fileno(f), &st) || st.st_size < 0 || (uint64_t)st.st_size > MAX_FILE) {
+		fclose(f);
+		return KZ_ETOOBIG;
+	}
+	*out = malloc((size_t)st.st_size + 1);
+	*n = *out ? fread(*out, 1, (size_t)st.st_size, f) : 0;
+	int bad = !*out || ferror(f) || *n != (size_t)st.st_size;
+	fclose(f);
+	if (bad) {
+		free(*out);
+		*out = NULL;
+		return KZ_EIO;
+	}
+	return KZ_OK;
+}
+
+static int unhex(const char *s, size_t slen, uint8_t *out, size_t n)
+{
+	if (slen < 2 * n)
+		return -1;
+	for (size_t i = 0; i < 2 * n; i++) {
+		char c = s[i];
+		int v = c >= '0' && c <= '9' ? c - '0' : c >= 'a' && c <= 'f' ? c - 'a' + 10 : -1;
+		if (v < 0)
+			return -1;
+		out[i / 2] = (uint8_t)(i % 2 ? out[i / 2] | v : v << 4);
+	}
+	return 0;
+}
+
+static int write_hex(const char *path, const uint8_t *p, size_t n, mode_t mode)
+{
+	int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, mode);
+	FILE *f = fd >= 0 ? fdopen(fd, "w") : NULL;
+	if (!f) {
+		if (fd >= 0)
+			close(fd);
+		return KZ_EIO;
+	}
+	for (size_t i = 0; i < n; i++)
+		fprintf(f, "%02x", p[i]);
+	fputc('\n', f);
+	return fclose(f) ? KZ_EIO : KZ_OK;
+}
+
+int kz_sign_keygen(const char *dir, char *why, size_t why_len)
+{
+	char kp[1100], pp[1100];
+	snprintf(kp, sizeof kp, "%s/policy-signing.key", dir);
+	snprintf(pp, sizeof pp, "%s/policy-signing.pub", dir);
+	uint8_t xi[32];
+	static uint8_t pk[KZ_MLDSA65_PK_BYTES], sk[KZ_MLDSA65_SK_BYTES];
+	int fd = open(kp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+	if (fd < 0) {
+		snprintf(why, why_len, "cannot create %s: %s", kp, strerror(errno));
+		return KZ_EIO;
+	}
+	int ok = RAND_priv_bytes(xi, sizeof xi) == 1 && write(fd, xi, sizeof xi) == (ssize_t)sizeof xi && fsync(fd) == 0;
+	close(fd);
+	if (!ok) {
+		unlink(kp);
+		snprintf(why, why_len, "cannot write %s", kp);
+		return KZ_EIO;
+	}
+	kz_mldsa65_keygen_seed(xi, pk, sk);
+	OPENSSL_cleanse(xi, sizeof xi);
+	OPENSSL_cleanse(sk, sizeof sk);
+	if (write_hex(pp, pk, sizeof pk, 0644)) {
+		snprintf(why, why_len, "cannot write %s", pp);
+		return KZ_EIO;
+	}
+	snprintf(why, why_len, "%s", pp);
+	return KZ_OK;
+}
+
+int kz_sign_file(const char *key_file, const char *file, char *why, size_t why_len)
+{
+	uint8_t *seed = NULL, *data = NULL;
+	size_t sn, dn;
+	if (read_all(key_file, &seed, &sn) || sn != 32) {
+		snprintf(why, why_len, "%s is not a policy signing key (32 bytes)", key_file);
+		free(seed);
+		return KZ_EINVAL;
+	}
+	if (read_all(file, &data, &dn)) {
+		snprintf(why, why_len, "cannot read %s", file);
+		OPENSSL_cleanse(seed, 32);
+		free(seed);
+		return KZ_EIO;
+	}
+	static uint8_t pk[KZ_MLDSA65_PK_BYTES], sk[KZ_MLDSA65_SK_BYTES], sig[KZ_MLDSA65_SIG_BYTES];
+	uint8_t rnd[32];
+	kz_mldsa65_keygen_seed(seed, pk, sk);
+	OPENSSL_cleanse(seed, 32);
+	free(seed);
+	int rc = RAND_priv_bytes(rnd, sizeof rnd) == 1 &&
+			 kz_mldsa65_sign(sk, data, dn, (const uint8_t *)CTX, strlen(CTX), rnd, sig) == 0
+		 ? KZ_OK
+		 : KZ_ETLS;
+	OPENSSL_cleanse(sk, sizeof sk);
+	free(data);
+	char sp[1100];
+	snprintf(sp, sizeof sp, "%s.sig", file);
+	if (!rc && write_hex(sp, sig, sizeof sig, 0644))
+		rc = KZ_EIO;
+	snprintf(why, why_len, rc ? "cannot sign %s" : "%s", rc ? file : sp);
+	return rc;
+}
+
+int kz_verify_file(const char *pub_file, const char *file, char *why, size_t why_len)
+{
+	uint8_t *ph = NULL, *sh = NULL, *data = NULL;
+	size_t pn, sn, dn;
+	static uint8_t pk[KZ_MLDSA65_PK_BYTES], sig[KZ_MLDSA65_SIG_BYTES];
+	char sp[1100];
+	snprintf(sp, sizeof sp, "%s.sig", file);
+	int rc = KZ_EDENIED;
+	if (read_all(pub_file, &ph, &pn) || unhex((const char *)ph, pn, pk, sizeof pk))
+		snprintf(why, why_len, "%s is not an ML-DSA-65 public key (hex)", pub_file);
+	else if (read_all(sp, &sh, &sn) || unhex((const char *)sh, sn, sig, sizeof sig))
+		snprintf(why, why_len, "%s: no valid signature file %s (kizuna policy sign)", file, sp);
+	else if (read_all(file, &data, &dn))
+		snprintf(why, why_len, "cannot read %s", file);
+	else if (kz_mldsa65_verify(pk, sizeof pk, data, dn, (const uint8_t *)CTX, strlen(CTX), sig, sizeof sig))
+		snprintf(why, why_len, "%s: the ML-DSA-65 signature in %s does not verify with %s (changed after signing?)",
+			 file, sp, pub_file);
+	else
+		rc = KZ_OK;
+	free(ph);
+	free(sh);
+	free(data);
+	return rc;
+}
