@@ -34,6 +34,9 @@ struct net_tls_config {
 /* Server: TLS 1.3 only, client certificate required and verified against ca_file, no session
  * tickets (every connection is fully authenticated). NULL with *why on failure. */
 SSL_CTX *net_tls_server_ctx(const struct net_tls_config *cfg, char *why, size_t why_len);
+/* HTTPS: as the server context, but the client certificate is optional (browsers), ALPN
+ * http/1.1, no enrolment. */
+SSL_CTX *net_tls_https_ctx(const struct net_tls_config *cfg, char *why, size_t why_len);
 /* Client: TLS 1.3 only, server verified against ca_file, our certificate presented. */
 SSL_CTX *net_tls_client_ctx(const struct net_tls_config *cfg, char *why, size_t why_len);
 /* The single spiffe:// URI SAN of the peer certificate as a new string; NULL with *why when
@@ -157,6 +160,9 @@ struct net_server_config {
 	uint32_t enroll_timeout_ms;        /* the request must arrive within this */
 	uint32_t enroll_max_connections;   /* enrolment connections open at once (all workers) */
 	uint32_t max_cert_lifetime_s;      /* cap on an enrolled certificate's lifetime */
+	const char *https_host;            /* the minimal HTTPS listener (/healthz) */
+	int https_port;                    /* 0: none */
+	SSL_CTX *https_ctx;                /* client certificate optional, ALPN http/1.1 */
 };
 
 struct net_server;
@@ -168,5 +174,6 @@ int net_server_start(struct net_server **out, const struct net_server_config *cf
  * loops close, so that threads still posting to the shards (the store) can be stopped. */
 void net_server_stop(struct net_server *srv, void (*after_join)(void *arg), void *arg);
 int net_server_port(const struct net_server *srv);
+int net_server_https_port(const struct net_server *srv);
 
 #endif

@@ -236,6 +236,37 @@ SSL_CTX *net_tls_server_ctx(const struct net_tls_config *cfg, char *why, size_t 
 	return ctx;
 }
 
+static int alpn_http_cb(SSL *ssl, const unsigned char **out, unsigned char *outlen, const unsigned char *in,
+			unsigned inlen, void *arg)
+{
+	(void)ssl;
+	(void)arg;
+	for (unsigned j = 0; j < inlen;) {
+		unsigned l = in[j++];
+		if (l == 8 && j + 8 <= inlen && memcmp(in + j, "http/1.1", 8) == 0) {
+			*out = in + j;
+			*outlen = 8;
+			return SSL_TLSEXT_ERR_OK;
+		}
+		j += l;
+	}
+	return SSL_TLSEXT_ERR_NOACK;
+}
+
+SSL_CTX *net_tls_https_ctx(const struct net_tls_config *cfg, char *why, size_t why_len)
+{
+	SSL_CTX *ctx = ctx_common(TLS_server_method(), cfg, why, why_len);
+	if (!ctx)
+		return NULL;
+	SSL_CTX_set_app_data(ctx, cfg->trust);
+	SSL_CTX_set_verify(ctx, SSL_VERIFY_PEER, verify_cb); /* optional; checked like MQTT's when given */
+	SSL_CTX_set_alpn_select_cb(ctx, alpn_http_cb, NULL);
+	SSL_CTX_set_num_tickets(ctx, 0);
+	SSL_CTX_set_options(ctx, SSL_OP_NO_TICKET);
+	SSL_CTX_set_session_cache_mode(ctx, SSL_SESS_CACHE_OFF);
+	return ctx;
+}
+
 SSL_CTX *net_tls_client_ctx(const struct net_tls_config *cfg, char *why, size_t why_len)
 {
 	SSL_CTX *ctx = ctx_common(TLS_client_method(), cfg, why, why_len);

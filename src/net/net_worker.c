@@ -27,6 +27,7 @@ struct net_worker {
 	uv_thread_t thread;
 	struct net_loop nl;
 	uv_tcp_t listener;
+	uv_tcp_t https_listener;  /* data = the worker; active when https_port > 0 */
 	uv_async_t wake, stop;
 	uv_timer_t tick;
 	struct mqtt_shard *shard;
@@ -39,7 +40,7 @@ struct net_server {
 	struct mqtt_broker *broker;
 	struct net_worker *w;
 	unsigned n;
-	int port;
+	int port, https_port;
 	atomic_uint n_enroll;     /* enrolment connections open */
 };
 
@@ -188,6 +189,102 @@ static void enroll_start(struct net_conn *c)
 		return;
 	}
 	uv_timer_start(&e->timer, enroll_timeout, w->srv->cfg.enroll_timeout_ms ? w->srv->cfg.enroll_timeout_ms : 10000, 0);
+}
+
+/* ---------- the minimal HTTPS listener (/healthz) ---------- */
+
+/* Until the HTTPS API (issue 6), port 8443 answers GET /healthz over TLS 1.3 with the
+ * node's status and the connection's key-exchange group: what a browser needs to prove the
+ * hybrid post-quantum handshake. One request per connection (Connection: close). */
+struct https_conn {
+	struct kz_buf in;
+	bool done;
+};
+
+static void https_on_data(struct net_conn *c, const uint8_t *p, size_t n);
+static void https_on_close(struct net_conn *c);
+static void https_on_open(struct net_conn *c);
+static const struct net_conn_cbs https_cbs = { https_on_open, https_on_data, NULL, https_on_close };
+
+static void https_reply(struct net_conn *c, int status, const char *reason, const char *json)
+{
+	struct https_conn *h = c->user;
+	char head[512];
+	int n = snprintf(head, sizeof head,
+			 "HTTP/1.1 %d %s\r\nContent-Type: application/json\r\nContent-Length: %zu\r\n"
+			 "Cache-Control: no-store\r\nConnection: close\r\n\r\n",
+			 status, reason, strlen(json));
+	kz_buf_append(&c->out, head, (size_t)n);
+	kz_buf_append(&c->out, json, strlen(json));
+	h->done = true;
+	net_conn_close(c);
+}
+
+static void https_on_open(struct net_conn *c)
+{
+	struct https_conn *h = calloc(1, sizeof *h);
+	if (!h) {
+		net_conn_close(c);
+		return;
+	}
+	kz_buf_init(&h->in, 0);
+	c->user = h;
+	const char *why = NULL;
+	char *id = SSL_get0_peer_certificate(c->ssl) ? net_tls_peer_spiffe(c->ssl, &why) : NULL;
+	kz_info("%s: TLS 1.3 established, group %s, identity %s (HTTPS)", c->addr, net_conn_group(c), id ? id : "none");
+	kz_audit(&(struct kz_audit_entry){ .subject = id, .tls_group = net_conn_group(c), .action = "tls",
+					  .resource = c->addr, .allow = true,
+					  .reason = id ? "HTTPS, certificate and identity verified" : "HTTPS, no client certificate" });
+	free(id);
+}
+
+static void https_on_data(struct net_conn *c, const uint8_t *p, size_t n)
+{
+	struct https_conn *h = c->user;
+	if (!h || h->done)
+		return;
+	if (h->in.len + n > 8192) {
+		https_reply(c, 431, "Request Header Fields Too Large", "{\"error\":\"request headers over 8 KiB\"}");
+		return;
+	}
+	kz_buf_append(&h->in, p, n);
+	const char *b = (const char *)kz_buf_head(&h->in);
+	size_t len = h->in.len;
+	if (!memmem(b, len, "\r\n\r\n", 4)) {
+		if (memchr(b, 0, len))
+			https_reply(c, 400, "Bad Request", "{\"error\":\"malformed request\"}");
+		return;
+	}
+	const char *sp1 = memchr(b, ' ', len);
+	const char *sp2 = sp1 ? memchr(sp1 + 1, ' ', len - (size_t)(sp1 + 1 - b)) : NULL;
+	if (!sp1 || !sp2 || sp2 - b > 2048 || strncmp(sp2 + 1, "HTTP/1.", 7) != 0) {
+		https_reply(c, 400, "Bad Request", "{\"error\":\"malformed request line\"}");
+		return;
+	}
+	size_t ml = (size_t)(sp1 - b), pl = (size_t)(sp2 - sp1 - 1);
+	bool is_health = (pl == 8 && memcmp(sp1 + 1, "/healthz", 8) == 0);
+	if (!is_health) {
+		https_reply(c, 404, "Not Found", "{\"error\":\"not found: this node serves /healthz only (the HTTPS API comes later)\"}");
+		return;
+	}
+	if (!(ml == 3 && memcmp(b, "GET", 3) == 0) && !(ml == 4 && memcmp(b, "HEAD", 4) == 0)) {
+		https_reply(c, 405, "Method Not Allowed", "{\"error\":\"use GET\"}");
+		return;
+	}
+	char json[256];
+	snprintf(json, sizeof json, "{\"status\":\"ok\",\"version\":\"%s\",\"tls_group\":\"%s\"}", KZ_VERSION,
+		 net_conn_group(c));
+	https_reply(c, 200, "OK", json);
+}
+
+static void https_on_close(struct net_conn *c)
+{
+	struct https_conn *h = c->user;
+	c->user = NULL;
+	if (h) {
+		kz_buf_cleanup(&h->in);
+		free(h);
+	}
 }
 
 /* ---------- MQTT connections ---------- */
@@ -365,7 +462,9 @@ static void on_connection(uv_stream_t *server, int status)
 		uv_close((uv_handle_t *)&c->tcp, (uv_close_cb)(void (*)(void))free);
 		return;
 	}
-	if (net_conn_accept(c, &w->nl, w->srv->cfg.ctx, &server_cbs, NULL)) {
+	bool https = server == (uv_stream_t *)&w->https_listener;
+	if (net_conn_accept(c, &w->nl, https ? w->srv->cfg.https_ctx : w->srv->cfg.ctx, https ? &https_cbs : &server_cbs,
+			    NULL)) {
 		net_conn_close(c);
 		return;
 	}
@@ -410,6 +509,8 @@ static void stop_cb(uv_async_t *h)
 	w->is_stopping = true;
 	w->stop_started_ms = uv_now(&w->loop);
 	uv_close((uv_handle_t *)&w->listener, NULL);
+	if (w->srv->cfg.https_port)
+		uv_close((uv_handle_t *)&w->https_listener, NULL);
 	w->shard->now_ms = uv_now(&w->loop);
 	mqtt_shard_shutdown(w->shard);
 	uv_timer_start(&w->tick, tick_cb, 20, 20);
@@ -478,7 +579,7 @@ int net_server_start(struct net_server **out, const struct net_server_config *cf
 	broker->wake = broker_wake;
 	broker->on_foreign = on_foreign;
 	broker->ctx = srv;
-	int port = cfg->port;
+	int port = cfg->port, https_port = cfg->https_port;
 	for (unsigned i = 0; i < srv->n; i++) {
 		struct net_worker *w = &srv->w[i];
 		w->srv = srv;
@@ -502,6 +603,21 @@ int net_server_start(struct net_server **out, const struct net_server_config *cf
 			snprintf(why, why_len, "cannot listen on %s:%d", cfg->host, port);
 			return KZ_EIO;
 		}
+		if (cfg->https_port) {
+			if (https_port < 0)
+				https_port = 0; /* the first worker takes any free port, the others the same */
+			int hfd = listen_socket(cfg->https_host, https_port, why, why_len, &https_port);
+			if (hfd < 0)
+				return KZ_EIO;
+			srv->https_port = https_port;
+			uv_tcp_init(&w->loop, &w->https_listener);
+			w->https_listener.data = w;
+			if (uv_tcp_open(&w->https_listener, hfd) ||
+			    uv_listen((uv_stream_t *)&w->https_listener, 1024, on_connection)) {
+				snprintf(why, why_len, "cannot listen on %s:%d", cfg->https_host, https_port);
+				return KZ_EIO;
+			}
+		}
 		uv_async_init(&w->loop, &w->wake, wake_cb);
 		w->wake.data = w;
 		/* Work may already wait in the shard's inbox (restored sessions' replays were
@@ -521,6 +637,7 @@ int net_server_start(struct net_server **out, const struct net_server_config *cf
 }
 
 int net_server_port(const struct net_server *srv) { return srv->port; }
+int net_server_https_port(const struct net_server *srv) { return srv->https_port; }
 
 void net_server_stop(struct net_server *srv, void (*after_join)(void *arg), void *arg)
 {

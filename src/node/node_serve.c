@@ -377,9 +377,23 @@ int node_serve_main(int argc, char **argv)
 	sigaddset(&set, SIGINT);
 	sigaddset(&set, SIGHUP);
 	pthread_sigmask(SIG_BLOCK, &set, NULL);
+	char hhost[256] = "";
+	int hport = 0;
+	SSL_CTX *hctx = NULL;
+	if (cfg.https_enabled) {
+		(void)node_config_split_addr(cfg.https_listen, hhost, sizeof hhost, &hport);
+		hctx = net_tls_https_ctx(&tls, why, sizeof why);
+		if (!hctx) {
+			kz_error("HTTPS: %s", why);
+			goto fail;
+		}
+	}
 	struct net_server_config scfg = { host, port, cfg.threads, ctx, cfg.tick_ms, cfg.read_budget,
 					  cfg.write_backlog, ca, cfg.enroll_max_bytes, cfg.enroll_timeout_ms,
-					  cfg.enroll_max_conns, cfg.ca_max_lifetime_s };
+					  cfg.enroll_max_conns, cfg.ca_max_lifetime_s, hhost, cfg.https_enabled ? hport : 0,
+					  hctx };
+	if (cfg.https_enabled && hport == 0)
+		scfg.https_port = -1; /* any free port */
 	struct net_server *srv = NULL;
 	if (net_server_start(&srv, &scfg, &broker, why, sizeof why)) {
 		kz_error("%s", why);
@@ -391,6 +405,8 @@ int node_serve_main(int argc, char **argv)
 	}
 	kz_info("kizuna %s serving MQTT on %s:%d with %u worker threads, data in %s", KZ_VERSION,
 		host, net_server_port(srv), cfg.threads, cfg.data_dir);
+	if (cfg.https_enabled)
+		kz_info("HTTPS on %s:%d (GET /healthz)", hhost, net_server_https_port(srv));
 	print_tour(&cfg, host, net_server_port(srv), created == 1);
 	/* The CRL is polled at half the check interval, so that a revocation reaches open
 	 * connections within tls.cert_check_ms. */
@@ -425,6 +441,7 @@ int node_serve_main(int argc, char **argv)
 		kz_policy_free(held.v[i]);
 	free(held.v);
 	SSL_CTX_free(ctx);
+	SSL_CTX_free(hctx);
 	for (size_t i = 0; i < revs.n; i++)
 		kz_revoked_free(revs.v[i]);
 	free(revs.v);

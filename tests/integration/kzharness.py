@@ -25,7 +25,7 @@ class Node:
         self.port = free_port()
         self.cfg = os.path.join(self.dir, "kizuna.conf")
         with open(self.cfg, "w") as f:
-            f.write("mqtt.listen = 127.0.0.1:%d\nthreads = 2\ntick_ms = 50\n%s\n" % (self.port, config))
+            f.write("mqtt.listen = 127.0.0.1:%d\nhttps.listen = 127.0.0.1:0\nthreads = 2\ntick_ms = 50\n%s\n" % (self.port, config))
         self.data = os.path.join(self.dir, "var")
         self.log = open(os.path.join(self.dir, "serve.log"), "w+")
         self.start()
