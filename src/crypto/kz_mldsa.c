@@ -448,6 +448,18 @@ static void mul_inv(poly *out, const poly *c_m, const poly *s)
 int kz_mldsa65_sign_internal(const uint8_t sk[KZ_MLDSA65_SK_BYTES], const uint8_t *msg, size_t msg_len,
 			     const uint8_t rnd[32], uint8_t sig[KZ_MLDSA65_SIG_BYTES])
 {
+	uint8_t mu[64];
+	struct kz_keccak x;
+	kz_shake256_init(&x);
+	kz_keccak_absorb(&x, sk + 64, 64); /* tr */
+	kz_keccak_absorb(&x, msg, msg_len);
+	kz_keccak_squeeze(&x, mu, 64);
+	return kz_mldsa65_sign_mu(sk, mu, rnd, sig);
+}
+
+int kz_mldsa65_sign_mu(const uint8_t sk[KZ_MLDSA65_SK_BYTES], const uint8_t mu_in[64], const uint8_t rnd[32],
+		       uint8_t sig[KZ_MLDSA65_SIG_BYTES])
+{
 	const uint8_t *rho = sk, *key = sk + 32, *tr = sk + 64;
 	poly s1[L], s2[K], t0[K], y[L], w[K], c, cm, tmp;
 	for (unsigned r = 0; r < L; r++) {
@@ -468,10 +480,8 @@ int kz_mldsa65_sign_internal(const uint8_t sk[KZ_MLDSA65_SK_BYTES], const uint8_
 	}
 	uint8_t mu[64], rhopp[64], w1enc[K * 128];
 	struct kz_keccak x;
-	kz_shake256_init(&x);
-	kz_keccak_absorb(&x, tr, 64);
-	kz_keccak_absorb(&x, msg, msg_len);
-	kz_keccak_squeeze(&x, mu, 64);
+	memcpy(mu, mu_in, 64);
+	(void)tr;
 	kz_shake256_init(&x);
 	kz_keccak_absorb(&x, key, 32);
 	kz_keccak_absorb(&x, rnd, 32);

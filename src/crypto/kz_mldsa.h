@@ -25,6 +25,10 @@ int kz_mldsa65_verify(const uint8_t *pk, size_t pk_len, const uint8_t *msg, size
  * 1000 rounds (probability negligible). */
 int kz_mldsa65_sign_internal(const uint8_t sk[KZ_MLDSA65_SK_BYTES], const uint8_t *msg, size_t msg_len,
 			     const uint8_t rnd[32], uint8_t sig[KZ_MLDSA65_SIG_BYTES]);
+/* Sign_internal from the message representative μ = H(tr ‖ M', 64) (the "external μ"
+ * interface). */
+int kz_mldsa65_sign_mu(const uint8_t sk[KZ_MLDSA65_SK_BYTES], const uint8_t mu[64], const uint8_t rnd[32],
+		       uint8_t sig[KZ_MLDSA65_SIG_BYTES]);
 /* ML-DSA.Sign(sk, M, ctx) (Algorithm 2, pure ML-DSA) with the given rnd. */
 int kz_mldsa65_sign(const uint8_t sk[KZ_MLDSA65_SK_BYTES], const uint8_t *msg, size_t msg_len, const uint8_t *ctx,
 		    size_t ctx_len, const uint8_t rnd[32], uint8_t sig[KZ_MLDSA65_SIG_BYTES]);

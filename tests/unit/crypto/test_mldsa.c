@@ -171,6 +171,65 @@ static void test_acvp_siggen(void **st)
 	assert_int_equal(n, 20);
 }
 
+static void test_wycheproof_sign(void **st)
+{
+	(void)st;
+	json_t *j = load("mldsa_65_sign_seed_test.json");
+	size_t gi, ti, good = 0, bad = 0;
+	json_t *g, *t;
+	json_array_foreach(json_object_get(j, "testGroups"), gi, g) {
+		size_t ls, lp;
+		ls = lp = 0;
+		uint8_t *seed = json_is_string(json_object_get(g, "privateSeed")) ? hex(g, "privateSeed", &ls) : NULL;
+		uint8_t *pub = json_is_string(json_object_get(g, "publicKey")) ? hex(g, "publicKey", &lp) : NULL;
+		static uint8_t pk[KZ_MLDSA65_PK_BYTES], sk[KZ_MLDSA65_SK_BYTES], sig[KZ_MLDSA65_SIG_BYTES];
+		bool key_ok = ls == 32;
+		if (key_ok) {
+			kz_mldsa65_keygen_seed(seed, pk, sk);
+			if (pub) {
+				assert_int_equal(lp, sizeof pk);
+				assert_memory_equal(pk, pub, lp);
+			}
+		}
+		json_array_foreach(json_object_get(g, "tests"), ti, t) {
+			bool want = strcmp(json_string_value(json_object_get(t, "result")), "valid") == 0;
+			size_t lm = 0, lc = 0, lr, lsig, lmu;
+			uint8_t rnd[32] = { 0 }, *exp = json_object_get(t, "sig") ? hex(t, "sig", &lsig) : NULL;
+			lsig = exp ? lsig : 0;
+			if (json_object_get(t, "rnd")) {
+				uint8_t *r = hex(t, "rnd", &lr);
+				memcpy(rnd, r, 32);
+				free(r);
+			}
+			int rc;
+			if (!key_ok) {
+				rc = -1; /* a private seed that is not 32 bytes is no key */
+			} else if (json_object_get(t, "msg")) {
+				uint8_t *m = hex(t, "msg", &lm), *ctx = json_object_get(t, "ctx") ? hex(t, "ctx", &lc) : NULL;
+				rc = kz_mldsa65_sign(sk, m, lm, ctx, lc, rnd, sig);
+				free(m), free(ctx);
+			} else {
+				uint8_t *mu = hex(t, "mu", &lmu);
+				assert_int_equal(lmu, 64);
+				rc = kz_mldsa65_sign_mu(sk, mu, rnd, sig);
+				free(mu);
+			}
+			if ((rc == 0) != want)
+				fail_msg("tcId %lld (%s): sign %d, want %s", (long long)json_integer_value(json_object_get(t, "tcId")),
+					 json_string_value(json_object_get(t, "comment")), rc, want ? "valid" : "invalid");
+			if (want && (!exp || lsig != sizeof sig || memcmp(sig, exp, lsig) != 0))
+				fail_msg("tcId %lld (%s): signature differs", (long long)json_integer_value(json_object_get(t, "tcId")),
+					 json_string_value(json_object_get(t, "comment")));
+			want ? good++ : bad++;
+			free(exp);
+		}
+		free(seed), free(pub);
+	}
+	json_decref(j);
+	print_message("Wycheproof sign_seed ML-DSA-65: %zu valid (byte-identical), %zu invalid\n", good, bad);
+	assert_int_equal(good + bad, 105);
+}
+
 static void test_sign_verify_round_trip(void **st)
 {
 	(void)st;
@@ -201,6 +260,7 @@ int main(void)
 	fclose(f);
 	const struct CMUnitTest tests[] = { cmocka_unit_test(test_acvp_keygen), cmocka_unit_test(test_acvp_sigver),
 					    cmocka_unit_test(test_wycheproof_verify), cmocka_unit_test(test_div_1023),
-					    cmocka_unit_test(test_acvp_siggen), cmocka_unit_test(test_sign_verify_round_trip) };
+					    cmocka_unit_test(test_acvp_siggen), cmocka_unit_test(test_wycheproof_sign),
+					    cmocka_unit_test(test_sign_verify_round_trip) };
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
