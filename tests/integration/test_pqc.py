@@ -164,9 +164,12 @@ def test_https_healthz_curl_and_chromium():
     assert r.stdout == "404"
     # Debian's Chromium, installed here when missing (the issue asks the test to do it)
     if not shutil_which("chromium"):
-        inst = subprocess.run(["apt-get", "install", "-y", "-qq", "--no-install-recommends", "chromium"],
-                              capture_output=True, text=True, timeout=900,
-                              env=dict(os.environ, DEBIAN_FRONTEND="noninteractive"))
+        env = dict(os.environ, DEBIAN_FRONTEND="noninteractive")
+        cmd = ["apt-get", "install", "-y", "-qq", "--no-install-recommends", "chromium"]
+        inst = subprocess.run(cmd, capture_output=True, text=True, timeout=900, env=env)
+        if inst.returncode:  # stale package lists on a fresh machine
+            subprocess.run(["apt-get", "update", "-qq"], capture_output=True, timeout=600, env=env)
+            inst = subprocess.run(cmd, capture_output=True, text=True, timeout=900, env=env)
         assert inst.returncode == 0, "cannot install chromium: " + inst.stderr[-500:]
     prof = os.path.join(node.dir, "chromium-profile")
     r = subprocess.run(["chromium", "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
