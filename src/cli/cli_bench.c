@@ -209,7 +209,7 @@ static void *thread_main(void *arg)
 	return NULL;
 }
 
-static uint64_t proc_cpu_ticks(int pid)
+uint64_t cli_proc_cpu_ticks(int pid)
 {
 	char path[64], buf[2048];
 	snprintf(path, sizeof path, "/proc/%d/stat", pid);
@@ -391,14 +391,14 @@ int cli_bench_main(int argc, char **argv)
 		return 1;
 	}
 	sleep(1);
-	uint64_t cpu0 = cfg.broker_pid ? proc_cpu_ticks(cfg.broker_pid) : 0;
+	uint64_t cpu0 = cfg.broker_pid ? cli_proc_cpu_ticks(cfg.broker_pid) : 0;
 	uint64_t t0 = kz_now_mono_ns();
 	uint64_t sent0 = atomic_load(&st.sent);
 	atomic_store(&st.measuring, true);
 	sleep((unsigned)cfg.duration_s);
 	atomic_store(&st.measuring, false);
 	uint64_t t1 = kz_now_mono_ns();
-	uint64_t cpu1 = cfg.broker_pid ? proc_cpu_ticks(cfg.broker_pid) : 0;
+	uint64_t cpu1 = cfg.broker_pid ? cli_proc_cpu_ticks(cfg.broker_pid) : 0;
 	uint64_t sent = atomic_load(&st.sent) - sent0;
 	atomic_store(&st.stop, true);
 	for (int i = 0; i < cfg.threads; i++)

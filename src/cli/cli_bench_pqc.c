@@ -130,22 +130,6 @@ static void *hs_main(void *arg)
 	return NULL;
 }
 
-static uint64_t cpu_ticks(int pid)
-{
-	char path[64], buf[2048];
-	snprintf(path, sizeof path, "/proc/%d/stat", pid);
-	FILE *f = fopen(path, "r");
-	if (!f)
-		return 0;
-	size_t n = fread(buf, 1, sizeof buf - 1, f);
-	fclose(f);
-	buf[n] = 0;
-	char *p = strrchr(buf, ')');
-	unsigned long ut = 0, st = 0;
-	if (p && sscanf(p + 2, "%*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %lu %lu", &ut, &st) == 2)
-		return ut + st;
-	return 0;
-}
 
 int cli_bench_handshake_main(int argc, char **argv)
 {
@@ -196,7 +180,7 @@ int cli_bench_handshake_main(int argc, char **argv)
 		return 1;
 	}
 	struct hs_thread *h = calloc(threads, sizeof *h);
-	uint64_t c0 = pid ? cpu_ticks(pid) : 0, t0 = kz_now_mono_ns();
+	uint64_t c0 = pid ? cli_proc_cpu_ticks(pid) : 0, t0 = kz_now_mono_ns();
 	for (unsigned i = 0; i < threads; i++) {
 		h[i] = (struct hs_thread){ ctx, o.host, o.port, (uint64_t)seconds * 1000, 0, 0, 0 };
 		pthread_create(&h[i].t, NULL, hs_main, &h[i]);
@@ -208,7 +192,7 @@ int cli_bench_handshake_main(int argc, char **argv)
 		failed += h[i].failed;
 	}
 	double secs = (double)(kz_now_mono_ns() - t0) / 1e9;
-	uint64_t c1 = pid ? cpu_ticks(pid) : 0;
+	uint64_t c1 = pid ? cli_proc_cpu_ticks(pid) : 0;
 	printf("groups=%s handshakes=%llu failed=%llu handshakes_per_s=%.0f", groups, (unsigned long long)done,
 	       (unsigned long long)failed, (double)done / secs);
 	if (pid && done)

@@ -124,11 +124,8 @@ int cli_ca_main(int argc, char **argv)
 	node_config_default(&cfg);
 	if (config && node_config_load(&cfg, config, stderr) > 0)
 		return 1;
-	if (data) {
+	if (data)
 		snprintf(cfg.data_dir, sizeof cfg.data_dir, "%s", data);
-		if (!config)
-			cfg.ca_dir[0] = 0;
-	}
 	if (td)
 		snprintf(cfg.trust_domain, sizeof cfg.trust_domain, "%s", td);
 	if (org)

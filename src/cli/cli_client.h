@@ -64,5 +64,7 @@ void cli_mqtt_send(struct cli_mqtt *m, const struct mqtt_packet *pkt);
 uint16_t cli_mqtt_pid(struct cli_mqtt *m);
 void cli_mqtt_disconnect(struct cli_mqtt *m);
 SSL_CTX *cli_tls_ctx(const struct cli_opts *o);
+/* User + system CPU time of process pid in clock ticks (/proc/PID/stat), 0 if unknown. */
+uint64_t cli_proc_cpu_ticks(int pid);
 
 #endif

@@ -238,6 +238,22 @@ void kz_mldsa65_keygen_seed(const uint8_t xi[32], uint8_t pk[KZ_MLDSA65_PK_BYTES
 	OPENSSL_cleanse(&t, sizeof t);
 }
 
+/* Algorithms 2 and 3: M' = 0 ‖ |ctx| ‖ ctx ‖ M (pure ML-DSA), malloc'd; NULL when the
+ * context is over 255 bytes or there is no memory. */
+static uint8_t *mprime(const uint8_t *msg, size_t msg_len, const uint8_t *ctx, size_t ctx_len)
+{
+	uint8_t *m = ctx_len <= 255 ? malloc(2 + ctx_len + msg_len + 1) : NULL;
+	if (!m)
+		return NULL;
+	m[0] = 0;
+	m[1] = (uint8_t)ctx_len;
+	if (ctx_len)
+		memcpy(m + 2, ctx, ctx_len);
+	if (msg_len)
+		memcpy(m + 2 + ctx_len, msg, msg_len);
+	return m;
+}
+
 /* ---------- verification (public data only) ---------- */
 
 #define TAU 49
@@ -393,18 +409,11 @@ int kz_mldsa65_verify_internal(const uint8_t pk[KZ_MLDSA65_PK_BYTES], const uint
 int kz_mldsa65_verify(const uint8_t *pk, size_t pk_len, const uint8_t *msg, size_t msg_len, const uint8_t *ctx,
 		      size_t ctx_len, const uint8_t *sig, size_t sig_len)
 {
-	/* Algorithm 3: M' = 0 ‖ |ctx| ‖ ctx ‖ M (pure ML-DSA) */
-	if (pk_len != KZ_MLDSA65_PK_BYTES || ctx_len > 255)
+	if (pk_len != KZ_MLDSA65_PK_BYTES)
 		return -1;
-	uint8_t *m = malloc(2 + ctx_len + msg_len + 1);
+	uint8_t *m = mprime(msg, msg_len, ctx, ctx_len);
 	if (!m)
 		return -1;
-	m[0] = 0;
-	m[1] = (uint8_t)ctx_len;
-	if (ctx_len)
-		memcpy(m + 2, ctx, ctx_len);
-	if (msg_len)
-		memcpy(m + 2 + ctx_len, msg, msg_len);
 	int rc = kz_mldsa65_verify_internal(pk, m, 2 + ctx_len + msg_len, sig, sig_len);
 	free(m);
 	return rc;
@@ -619,17 +628,9 @@ int kz_mldsa65_sign_mu(const uint8_t sk[KZ_MLDSA65_SK_BYTES], const uint8_t mu_i
 int kz_mldsa65_sign(const uint8_t sk[KZ_MLDSA65_SK_BYTES], const uint8_t *msg, size_t msg_len, const uint8_t *ctx,
 		    size_t ctx_len, const uint8_t rnd[32], uint8_t sig[KZ_MLDSA65_SIG_BYTES])
 {
-	if (ctx_len > 255)
-		return -1;
-	uint8_t *m = malloc(2 + ctx_len + msg_len + 1);
+	uint8_t *m = mprime(msg, msg_len, ctx, ctx_len);
 	if (!m)
 		return -1;
-	m[0] = 0;
-	m[1] = (uint8_t)ctx_len;
-	if (ctx_len)
-		memcpy(m + 2, ctx, ctx_len);
-	if (msg_len)
-		memcpy(m + 2 + ctx_len, msg, msg_len);
 	int rc = kz_mldsa65_sign_internal(sk, m, 2 + ctx_len + msg_len, rnd, sig);
 	free(m);
 	return rc;

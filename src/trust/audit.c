@@ -8,6 +8,7 @@
  * left it first re-reads the last entry to continue the chain from there. */
 #include "trust/audit.h"
 #include "base/kz_err.h"
+#include "base/kz_hex.h"
 #include "base/kz_log.h"
 #include "base/kz_time.h"
 #include "crypto/kz_crypto.h"
@@ -51,30 +52,6 @@ struct kz_audit {
 	uint64_t rep_count, rep_start_ms;
 };
 
-static void hex(const uint8_t *p, size_t n, char *out)
-{
-	static const char d[] = "0123456789abcdef";
-	for (size_t i = 0; i < n; i++) {
-		out[2 * i] = d[p[i] >> 4];
-		out[2 * i + 1] = d[p[i] & 15];
-	}
-	out[2 * n] = 0;
-}
-
-static int unhex(const char *s, uint8_t *out, size_t n)
-{
-	for (size_t i = 0; i < 2 * n; i++) {
-		char c = s[i];
-		int v = c >= '0' && c <= '9' ? c - '0' : c >= 'a' && c <= 'f' ? c - 'a' + 10 : -1;
-		if (v < 0)
-			return -1;
-		if (i % 2 == 0)
-			out[i / 2] = (uint8_t)(v << 4);
-		else
-			out[i / 2] |= (uint8_t)v;
-	}
-	return 0;
-}
 
 /* Appends s as a JSON string (with quotes) to b at *len, within cap. */
 static void jstr(char *b, size_t *len, size_t cap, const char *s)
@@ -127,7 +104,7 @@ static int emit(struct kz_audit *a, char *b, size_t len)
 	uint8_t h[32];
 	kz_sha256(b, len, h);
 	char hx[65];
-	hex(h, 32, hx);
+	kz_hex(h, 32, hx);
 	size_t n = len;
 	put(b, &n, LINE_MAX_BYTES, ",\"hash\":\"");
 	put(b, &n, LINE_MAX_BYTES, hx);
@@ -184,7 +161,7 @@ static int mldsa_sign(struct kz_audit *a, const char *msg, char out[2 * KZ_MLDSA
 	    kz_mldsa65_sign(a->mldsa_sk, (const uint8_t *)msg, strlen(msg), (const uint8_t *)MLDSA_CTX,
 			    strlen(MLDSA_CTX), rnd, sig))
 		return -1;
-	hex(sig, sizeof sig, out);
+	kz_hex(sig, sizeof sig, out);
 	return 0;
 }
 
@@ -200,7 +177,7 @@ static void checkpoint(struct kz_audit *a)
 		a->n = n0;
 		return;
 	}
-	hex(sig, 64, sx);
+	kz_hex(sig, 64, sx);
 	n += (size_t)snprintf(b + n, sizeof b - n, ",\"checkpoint\":{\"key\":\"%s\",\"sig\":\"%s\"", a->pub_hex, sx);
 	static _Thread_local char dx[2 * KZ_MLDSA65_SIG_BYTES + 1];
 	if (mldsa_sign(a, msg, dx)) {
@@ -219,7 +196,7 @@ static void checkpoint(struct kz_audit *a)
 	snprintf(msg, sizeof msg, "kizuna-audit-head n=%" PRIu64 " hash=%s", a->n, a->prev);
 	if (fdatasync(a->fd) || kz_ed25519_sign(a->priv, msg, strlen(msg), sig))
 		return;
-	hex(sig, 64, sx);
+	kz_hex(sig, 64, sx);
 	if (mldsa_sign(a, msg, dx))
 		return;
 	static _Thread_local char head2[2 * KZ_MLDSA65_SIG_BYTES + 400];
@@ -331,7 +308,7 @@ static int load_key(struct kz_audit *a, char *why, size_t why_len)
 		kz_info("audit: created the checkpoint signing key %s (keep a copy of audit.pub elsewhere)", path);
 		(void)pp;
 	}
-	hex(pub, 32, a->pub_hex);
+	kz_hex(pub, 32, a->pub_hex);
 	snprintf(path, sizeof path, "%s/audit.pub", a->dir);
 	FILE *f = fopen(path, "w");
 	if (f) {
@@ -520,7 +497,7 @@ int kz_audit_verify(const char *dir, void (*report)(void *ctx, const char *line)
 	snprintf(path, sizeof path, "%s/audit.pub", dir);
 	FILE *f = fopen(path, "r");
 	char pubhex[80] = "";
-	if (!f || !fgets(pubhex, sizeof pubhex, f) || unhex(pubhex, pub, 32)) {
+	if (!f || !fgets(pubhex, sizeof pubhex, f) || kz_unhex(pubhex, pub, 32)) {
 		if (f)
 			fclose(f);
 		snprintf(why, why_len, "cannot read the public key %s", path);
@@ -536,7 +513,7 @@ int kz_audit_verify(const char *dir, void (*report)(void *ctx, const char *line)
 	if ((f = fopen(path, "r")) != NULL) {
 		static _Thread_local char dhex[2 * KZ_MLDSA65_PK_BYTES + 8];
 		have_dpk = fgets(dhex, sizeof dhex, f) && strlen(dhex) >= 2 * KZ_MLDSA65_PK_BYTES &&
-			   unhex(dhex, dpk, sizeof dpk) == 0;
+			   kz_unhex(dhex, dpk, sizeof dpk) == 0;
 		fclose(f);
 		if (!have_dpk) {
 			snprintf(why, why_len, "cannot read the ML-DSA-65 public key %s", path);
@@ -566,12 +543,12 @@ int kz_audit_verify(const char *dir, void (*report)(void *ctx, const char *line)
 		ds[0] = 0;
 		int got = fscanf(hf, "%" SCNu64 " %64s %128s %6620s", &head_n, head_hash, hs, ds);
 		snprintf(msg, sizeof msg, "kizuna-audit-head n=%" PRIu64 " hash=%s", head_n, head_hash);
-		if (got < 3 || unhex(hs, sig, 64) || kz_ed25519_verify(pub, msg, strlen(msg), sig)) {
+		if (got < 3 || kz_unhex(hs, sig, 64) || kz_ed25519_verify(pub, msg, strlen(msg), sig)) {
 			snprintf(out, sizeof out, "%s/head: its signature does not verify (forged or damaged)", dir);
 			report(ctx, out);
 			bad = 1;
 		} else if (have_dpk && (got != 4 || strlen(ds) != 2 * KZ_MLDSA65_SIG_BYTES ||
-					unhex(ds, dsig, sizeof dsig) ||
+					kz_unhex(ds, dsig, sizeof dsig) ||
 					kz_mldsa65_verify(dpk, sizeof dpk, (const uint8_t *)msg, strlen(msg),
 							  (const uint8_t *)MLDSA_CTX, strlen(MLDSA_CTX), dsig, sizeof dsig))) {
 			snprintf(out, sizeof out, "%s/head: its ML-DSA-65 signature is missing or does not verify", dir);
@@ -602,7 +579,7 @@ int kz_audit_verify(const char *dir, void (*report)(void *ctx, const char *line)
 		uint8_t digest[32];
 		char dx[65];
 		kz_sha256(line, (size_t)(h - line), digest);
-		hex(digest, 32, dx);
+		kz_hex(digest, 32, dx);
 		if (memcmp(dx, h + 9, 64) != 0) {
 			snprintf(out, sizeof out, "line %" PRIu64 " (entry %" PRIu64 "): hash mismatch: the entry was modified",
 				 lineno, n);
@@ -631,7 +608,7 @@ int kz_audit_verify(const char *dir, void (*report)(void *ctx, const char *line)
 			const char *key = field(ck, "key", &kl), *sg = field(ck, "sig", &sl);
 			uint8_t sig[64];
 			snprintf(msg, sizeof msg, "kizuna-audit-checkpoint n=%" PRIu64 " prev=%s", n, prev);
-			if (!key || kl != 64 || memcmp(key, pubhex, 64) != 0 || !sg || sl != 128 || unhex(sg, sig, 64) ||
+			if (!key || kl != 64 || memcmp(key, pubhex, 64) != 0 || !sg || sl != 128 || kz_unhex(sg, sig, 64) ||
 			    kz_ed25519_verify(pub, msg, strlen(msg), sig)) {
 				snprintf(out, sizeof out, "line %" PRIu64 " (entry %" PRIu64 "): checkpoint signature does "
 					 "not verify with %s/audit.pub", lineno, n, dir);
@@ -642,7 +619,7 @@ int kz_audit_verify(const char *dir, void (*report)(void *ctx, const char *line)
 			size_t dl;
 			const char *dsg = field(ck, "mldsa", &dl);
 			if (dsg || mldsa_checkpoints) { /* once signed with ML-DSA-65, always */
-				if (!have_dpk || !dsg || dl != 2 * KZ_MLDSA65_SIG_BYTES || unhex(dsg, dsig, sizeof dsig) ||
+				if (!have_dpk || !dsg || dl != 2 * KZ_MLDSA65_SIG_BYTES || kz_unhex(dsg, dsig, sizeof dsig) ||
 				    kz_mldsa65_verify(dpk, sizeof dpk, (const uint8_t *)msg, strlen(msg), (const uint8_t *)MLDSA_CTX,
 						      strlen(MLDSA_CTX), dsig, sizeof dsig)) {
 					snprintf(out, sizeof out, "line %" PRIu64 " (entry %" PRIu64 "): checkpoint ML-DSA-65 "

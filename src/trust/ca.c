@@ -3,6 +3,7 @@
 #include "trust/ca.h"
 #include "base/kz_base64.h"
 #include "base/kz_err.h"
+#include "base/kz_hex.h"
 #include "crypto/kz_crypto.h"
 #include "crypto/kz_provider.h"
 
@@ -80,10 +81,11 @@ const char *kz_spiffe_check(const char *id, size_t n, const char *td)
 	return "SPIFFE ID kind is not user, sensor, service or node";
 }
 
-int kz_x509_serial_hex(const struct x509_st *cert, char out[KZ_SERIAL_HEX])
+/* An ASN.1 INTEGER serial as upper-case hex (BN_bn2hex's form); -1 when over 20 octets. */
+static int serial_hex(const ASN1_INTEGER *sn, char out[KZ_SERIAL_HEX])
 {
 	out[0] = 0;
-	BIGNUM *bn = ASN1_INTEGER_to_BN(X509_get0_serialNumber(cert), NULL);
+	BIGNUM *bn = ASN1_INTEGER_to_BN(sn, NULL);
 	char *h = bn ? BN_bn2hex(bn) : NULL;
 	int rc = KZ_EINVAL;
 	if (h && strlen(h) < KZ_SERIAL_HEX) {
@@ -93,6 +95,11 @@ int kz_x509_serial_hex(const struct x509_st *cert, char out[KZ_SERIAL_HEX])
 	OPENSSL_free(h);
 	BN_free(bn);
 	return rc;
+}
+
+int kz_x509_serial_hex(const struct x509_st *cert, char out[KZ_SERIAL_HEX])
+{
+	return serial_hex(X509_get0_serialNumber(cert), out);
 }
 
 int kz_cert_file_serial(const char *path, char out[KZ_SERIAL_HEX], char *why, size_t why_len)
@@ -249,21 +256,19 @@ static int file_read(const char *dir, const char *name, char **out, size_t *len)
 	return KZ_OK;
 }
 
-/* flock on DIR/ca.lock; returns the fd (close to unlock) or -1. */
-static int ca_lock(const struct kz_ca *ca)
+/* flock on DIR/ca.lock; returns the fd (close to unlock), or -1 with *why. */
+static int ca_lock(const struct kz_ca *ca, char *why, size_t why_len)
 {
 	char path[1200];
-	if (path_of(path, sizeof path, ca->dir, "ca.lock"))
-		return -1;
-	int fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
-	if (fd < 0)
-		return -1;
-	while (flock(fd, LOCK_EX)) {
+	int fd = path_of(path, sizeof path, ca->dir, "ca.lock") ? -1 : open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+	while (fd >= 0 && flock(fd, LOCK_EX)) {
 		if (errno != EINTR) {
 			close(fd);
-			return -1;
+			fd = -1;
 		}
 	}
+	if (fd < 0)
+		snprintf(why, why_len, "cannot lock %s/ca.lock: %s", ca->dir, strerror(errno));
 	return fd;
 }
 
@@ -582,12 +587,13 @@ static X509 *issue_for(struct kz_ca *ca, const char *id, EVP_PKEY *pub, uint32_t
 		snprintf(why, why_len, "cannot sign a certificate for %s", id);
 		return NULL;
 	}
-	int lk = ca_lock(ca);
+	int lk = ca_lock(ca, why, why_len);
 	int rc = lk < 0 ? KZ_EIO : issued_append(ca, c, id);
 	if (lk >= 0)
 		close(lk);
 	if (rc) {
-		snprintf(why, why_len, "cannot record the certificate in %s/issued: %s", ca->dir, strerror(errno));
+		if (lk >= 0) /* else why says the lock failed */
+			snprintf(why, why_len, "cannot record the certificate in %s/issued: %s", ca->dir, strerror(errno));
 		X509_free(c);
 		return NULL;
 	}
@@ -885,11 +891,9 @@ out:
 
 int kz_ca_write_crl(struct kz_ca *ca, char *why, size_t why_len)
 {
-	int lk = ca_lock(ca);
-	if (lk < 0) {
-		snprintf(why, why_len, "cannot lock %s/ca.lock: %s", ca->dir, strerror(errno));
+	int lk = ca_lock(ca, why, why_len);
+	if (lk < 0)
 		return KZ_EIO;
-	}
 	struct entries es;
 	int rc = issued_load(ca, &es, why, why_len);
 	if (!rc)
@@ -923,11 +927,9 @@ int kz_ca_revoke(struct kz_ca *ca, const char *serial, const char *reason, char 
 				       "cessationOfOperation, privilegeWithdrawn, unspecified, …)", reason);
 		return KZ_EINVAL;
 	}
-	int lk = ca_lock(ca);
-	if (lk < 0) {
-		snprintf(why, why_len, "cannot lock %s/ca.lock: %s", ca->dir, strerror(errno));
+	int lk = ca_lock(ca, why, why_len);
+	if (lk < 0)
 		return KZ_EIO;
-	}
 	struct entries es;
 	int rc = issued_load(ca, &es, why, why_len);
 	if (rc) {
@@ -1069,8 +1071,7 @@ static void token_hash(const char *tok, size_t n, char hex[65])
 {
 	uint8_t h[32];
 	kz_sha256(tok, n, h);
-	for (int i = 0; i < 32; i++)
-		sprintf(hex + 2 * i, "%02x", h[i]);
+	kz_hex(h, sizeof h, hex);
 }
 
 int kz_ca_token(struct kz_ca *ca, const char *id, uint32_t ttl_s, uint32_t lifetime_s, char token_out[KZ_TOKEN_LEN],
@@ -1101,11 +1102,9 @@ int kz_ca_token(struct kz_ca *ca, const char *id, uint32_t ttl_s, uint32_t lifet
 	struct token t = { .expires = (int64_t)time(NULL) + ttl_s, .lifetime = lifetime_s };
 	token_hash(token_out, 5 + k, t.hash);
 	snprintf(t.id, sizeof t.id, "%s", id);
-	int lk = ca_lock(ca);
-	if (lk < 0) {
-		snprintf(why, why_len, "cannot lock %s/ca.lock: %s", ca->dir, strerror(errno));
+	int lk = ca_lock(ca, why, why_len);
+	if (lk < 0)
 		return KZ_EIO;
-	}
 	struct token *v;
 	size_t n;
 	int rc = tokens_load(ca, &v, &n, why, why_len);
@@ -1128,10 +1127,9 @@ static int token_consume(struct kz_ca *ca, const char *tok, size_t n, struct tok
 {
 	char hex[65];
 	token_hash(tok, n, hex);
-	int lk = ca_lock(ca);
+	int lk = ca_lock(ca, why, why_len);
 	if (lk < 0) {
 		*code = "internal";
-		snprintf(why, why_len, "cannot lock the CA");
 		return KZ_EIO;
 	}
 	struct token *v;
@@ -1456,14 +1454,9 @@ struct kz_revoked *kz_revoked_load(const char *crl_file, const char *ca_file, ch
 	r->serial = calloc((size_t)n + 1, sizeof *r->serial);
 	if (!r->serial)
 		goto fail;
-	for (int i = 0; i < n; i++) {
-		BIGNUM *bn = ASN1_INTEGER_to_BN(X509_REVOKED_get0_serialNumber(sk_X509_REVOKED_value(rs, i)), NULL);
-		char *h = bn ? BN_bn2hex(bn) : NULL;
-		if (h && strlen(h) < KZ_SERIAL_HEX)
-			snprintf(r->serial[r->n++], KZ_SERIAL_HEX, "%s", h);
-		OPENSSL_free(h);
-		BN_free(bn);
-	}
+	for (int i = 0; i < n; i++)
+		if (serial_hex(X509_REVOKED_get0_serialNumber(sk_X509_REVOKED_value(rs, i)), r->serial[r->n]) == KZ_OK)
+			r->n++;
 	qsort(r->serial, r->n, sizeof *r->serial, serial_cmp);
 	r->this_update = asn1_time_unix(X509_CRL_get0_lastUpdate(crl));
 	r->next_update = asn1_time_unix(X509_CRL_get0_nextUpdate(crl));

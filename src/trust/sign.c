@@ -1,6 +1,7 @@
 /* sign.c — ML-DSA-65 signatures on files (see sign.h). */
 #include "trust/sign.h"
 #include "base/kz_err.h"
+#include "base/kz_hex.h"
 #include "crypto/kz_mldsa.h"
 
 #include <errno.h>
@@ -38,33 +39,25 @@ static int read_all(const char *path, uint8_t **out, size_t *n)
 	return KZ_OK;
 }
 
-static int unhex(const char *s, size_t slen, uint8_t *out, size_t n)
+/* s holds a file's text: at least 2n characters of hex (the rest, e.g. a newline, ignored) */
+static int unhex_text(const uint8_t *s, size_t slen, uint8_t *out, size_t n)
 {
-	if (slen < 2 * n)
-		return -1;
-	for (size_t i = 0; i < 2 * n; i++) {
-		char c = s[i];
-		int v = c >= '0' && c <= '9' ? c - '0' : c >= 'a' && c <= 'f' ? c - 'a' + 10 : -1;
-		if (v < 0)
-			return -1;
-		out[i / 2] = (uint8_t)(i % 2 ? out[i / 2] | v : v << 4);
-	}
-	return 0;
+	return slen < 2 * n ? -1 : kz_unhex((const char *)s, out, n);
 }
 
 static int write_hex(const char *path, const uint8_t *p, size_t n, mode_t mode)
 {
-	int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, mode);
-	FILE *f = fd >= 0 ? fdopen(fd, "w") : NULL;
-	if (!f) {
-		if (fd >= 0)
-			close(fd);
+	char *h = malloc(2 * n + 2);
+	int fd = h ? open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, mode) : -1;
+	if (fd < 0) {
+		free(h);
 		return KZ_EIO;
 	}
-	for (size_t i = 0; i < n; i++)
-		fprintf(f, "%02x", p[i]);
-	fputc('\n', f);
-	return fclose(f) ? KZ_EIO : KZ_OK;
+	kz_hex(p, n, h);
+	h[2 * n] = '\n';
+	int rc = write(fd, h, 2 * n + 1) == (ssize_t)(2 * n + 1) && close(fd) == 0 ? KZ_OK : KZ_EIO;
+	free(h);
+	return rc;
 }
 
 int kz_sign_keygen(const char *dir, char *why, size_t why_len)
@@ -139,9 +132,9 @@ int kz_verify_file(const char *pub_file, const char *file, char *why, size_t why
 	char sp[1100];
 	snprintf(sp, sizeof sp, "%s.sig", file);
 	int rc = KZ_EDENIED;
-	if (read_all(pub_file, &ph, &pn) || unhex((const char *)ph, pn, pk, sizeof pk))
+	if (read_all(pub_file, &ph, &pn) || unhex_text(ph, pn, pk, sizeof pk))
 		snprintf(why, why_len, "%s is not an ML-DSA-65 public key (hex)", pub_file);
-	else if (read_all(sp, &sh, &sn) || unhex((const char *)sh, sn, sig, sizeof sig))
+	else if (read_all(sp, &sh, &sn) || unhex_text(sh, sn, sig, sizeof sig))
 		snprintf(why, why_len, "%s: no valid signature file %s (kizuna policy sign)", file, sp);
 	else if (read_all(file, &data, &dn))
 		snprintf(why, why_len, "cannot read %s", file);

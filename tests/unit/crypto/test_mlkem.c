@@ -15,35 +15,7 @@
 #include "crypto/kz_keccak.h"
 #include "crypto/kz_mlkem.h"
 
-#define PQC KZ_PQC_DATA
-
-static json_t *load(const char *name)
-{
-	char path[1024];
-	snprintf(path, sizeof path, "%s/%s", PQC, name);
-	json_error_t e;
-	json_t *j = json_load_file(path, 0, &e);
-	if (!j)
-		fail_msg("%s:%d: %s", path, e.line, e.text);
-	return j;
-}
-
-/* Hex string of a JSON field into a new buffer; *n its length. */
-static uint8_t *hex(json_t *t, const char *key, size_t *n)
-{
-	const char *s = json_string_value(json_object_get(t, key));
-	assert_non_null(s);
-	size_t l = strlen(s);
-	assert_int_equal(l % 2, 0);
-	uint8_t *b = malloc(l / 2 + 1);
-	for (size_t i = 0; i < l / 2; i++) {
-		unsigned v;
-		assert_int_equal(sscanf(s + 2 * i, "%2x", &v), 1);
-		b[i] = (uint8_t)v;
-	}
-	*n = l / 2;
-	return b;
-}
+#include "kat.h"
 
 static void openssl_digest(const char *alg, const uint8_t *p, size_t n, uint8_t *out, size_t out_len)
 {
@@ -308,14 +280,8 @@ static void test_round_trip_and_rejection(void **st)
 
 int main(void)
 {
-	char probe[1024];
-	snprintf(probe, sizeof probe, "%s/mlkem_768_test.json", PQC);
-	FILE *f = fopen(probe, "r");
-	if (!f) {
-		fprintf(stderr, "SKIPPED: %s not found (the known-answer files live in ../shared/data/pqc)\n", probe);
+	if (kat_present("mlkem_768_test.json"))
 		return 77;
-	}
-	fclose(f);
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_keccak_against_openssl), cmocka_unit_test(test_div_q),
 		cmocka_unit_test(test_acvp_keygen),	       cmocka_unit_test(test_acvp_encap_decap),
