@@ -1,7 +1,8 @@
 /* fuzz_enroll.c — the parsers of the CA: the enrolment request that a client without a
  * certificate sends over the network (kz_enroll_parse, first byte 0..127), and a line of the
  * issued list (kz_ca_parse_entry, first byte 128..255). Fed in pieces, the request parser
- * must agree with itself: a complete prefix means the whole parses the same. */
+ * must agree with itself: a complete prefix means the whole parses the same. A first byte of
+ * 64..127 selects the tokens-file line parser (kz_ca_parse_token). */
 #include "trust/ca.h"
 
 #include <assert.h>
@@ -23,6 +24,14 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 			assert(kz_spiffe_check(e.id, strlen(e.id), NULL) == NULL);
 		} else {
 			assert(why && why[0]);
+		}
+		return 0;
+	}
+	if (data[0] >= 64) {
+		struct kz_ca_token t;
+		if (kz_ca_parse_token(p, n, &t) == 0) {
+			assert(strlen(t.hash) == 64 && t.lifetime > 0);
+			assert(kz_spiffe_check(t.id, strlen(t.id), NULL) == NULL);
 		}
 		return 0;
 	}

@@ -61,6 +61,15 @@ const char *net_tls_refusal(SSL *ssl);
  * completed and the failed ones. Blocking; one call per thread. */
 void net_tls_bench_handshakes(SSL_CTX *ctx, const char *host, int port, uint64_t ms, uint64_t *done,
 			      uint64_t *failed);
+/* The request head of the minimal HTTPS listener. 0 when complete (method and path point
+ * into b), 1 when more bytes are needed, -1 when refused (status 400 or 431, why). */
+struct net_http_req {
+	const char *method, *path;
+	size_t method_len, path_len;
+	int status;
+	const char *why;
+};
+int net_http_parse(const char *b, size_t n, size_t max, struct net_http_req *r);
 /* Human-readable OpenSSL error queue (drains it). */
 void net_tls_errors(char *buf, size_t len);
 
@@ -163,6 +172,7 @@ struct net_server_config {
 	const char *https_host;            /* the minimal HTTPS listener (/healthz) */
 	int https_port;                    /* 0: none */
 	SSL_CTX *https_ctx;                /* client certificate optional, ALPN http/1.1 */
+	uint32_t https_max_request;        /* cap on one request head, bytes */
 };
 
 struct net_server;

@@ -243,31 +243,25 @@ static void https_on_data(struct net_conn *c, const uint8_t *p, size_t n)
 	struct https_conn *h = c->user;
 	if (!h || h->done)
 		return;
-	if (h->in.len + n > 8192) {
-		https_reply(c, 431, "Request Header Fields Too Large", "{\"error\":\"request headers over 8 KiB\"}");
+	if (kz_buf_append(&h->in, p, n)) {
+		https_reply(c, 500, "Internal Server Error", "{\"error\":\"out of memory\"}");
 		return;
 	}
-	kz_buf_append(&h->in, p, n);
-	const char *b = (const char *)kz_buf_head(&h->in);
-	size_t len = h->in.len;
-	if (!memmem(b, len, "\r\n\r\n", 4)) {
-		if (memchr(b, 0, len))
-			https_reply(c, 400, "Bad Request", "{\"error\":\"malformed request\"}");
+	struct net_http_req r;
+	int rc = net_http_parse((const char *)kz_buf_head(&h->in), h->in.len, worker_of(c)->srv->cfg.https_max_request, &r);
+	if (rc > 0)
+		return;
+	if (rc < 0) {
+		char json[160];
+		snprintf(json, sizeof json, "{\"error\":\"%s\"}", r.why);
+		https_reply(c, r.status, r.status == 431 ? "Request Header Fields Too Large" : "Bad Request", json);
 		return;
 	}
-	const char *sp1 = memchr(b, ' ', len);
-	const char *sp2 = sp1 ? memchr(sp1 + 1, ' ', len - (size_t)(sp1 + 1 - b)) : NULL;
-	if (!sp1 || !sp2 || sp2 - b > 2048 || strncmp(sp2 + 1, "HTTP/1.", 7) != 0) {
-		https_reply(c, 400, "Bad Request", "{\"error\":\"malformed request line\"}");
-		return;
-	}
-	size_t ml = (size_t)(sp1 - b), pl = (size_t)(sp2 - sp1 - 1);
-	bool is_health = (pl == 8 && memcmp(sp1 + 1, "/healthz", 8) == 0);
-	if (!is_health) {
+	if (!(r.path_len == 8 && memcmp(r.path, "/healthz", 8) == 0)) {
 		https_reply(c, 404, "Not Found", "{\"error\":\"not found: this node serves /healthz only (the HTTPS API comes later)\"}");
 		return;
 	}
-	if (!(ml == 3 && memcmp(b, "GET", 3) == 0) && !(ml == 4 && memcmp(b, "HEAD", 4) == 0)) {
+	if (!(r.method_len == 3 && memcmp(r.method, "GET", 3) == 0) && !(r.method_len == 4 && memcmp(r.method, "HEAD", 4) == 0)) {
 		https_reply(c, 405, "Method Not Allowed", "{\"error\":\"use GET\"}");
 		return;
 	}

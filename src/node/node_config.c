@@ -36,6 +36,8 @@ static const struct directive directives[] = {
 	{ "https.listen", T_ADDR, C(https_listen), S(https_listen), 0, 0, "127.0.0.1:8443",
 	  "HTTPS listener (TLS 1.3, the same certificates and groups as MQTT; a client certificate is optional). Until the HTTPS API it answers GET /healthz with the node's status and the connection's key-exchange group. Port 0: any free port." },
 	{ "https.enabled", T_U32, C(https_enabled), 0, 0, 1, "1", "0: no HTTPS listener." },
+	{ "https.max_request_bytes", T_U32, C(https_max_request), 0, 256, 1048576, "8192",
+	  "Largest HTTPS request head; larger: 431 with a JSON error." },
 	{ "threads", T_UINT, C(threads), 0, 0, 256, "0",
 	  "Network worker threads, each with its own event loop and connections; 0 = one per core." },
 	{ "log_level", T_LOGLEVEL, C(log_level), 0, 0, 0, "info", "error, warn, info or debug." },

@@ -14,7 +14,7 @@ struct node_config {
 	char data_dir[1024];
 	char mqtt_listen[256];    /* host:port */
 	char https_listen[256];   /* host:port of the minimal HTTPS listener */
-	uint32_t https_enabled;
+	uint32_t https_enabled, https_max_request;
 	char tls_ca[1100], tls_cert[1100], tls_key[1100]; /* empty = DIR/pki/... */
 	char tls_groups[256];
 	uint32_t tls_require_pq;  /* 1: only X25519MLKEM768 */

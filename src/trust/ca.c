@@ -973,14 +973,7 @@ int kz_ca_revoke(struct kz_ca *ca, const char *serial, const char *reason, char 
 
 /* ---------- enrolment tokens ---------- */
 
-struct token {
-	char hash[65];
-	int64_t expires, used_at;
-	uint32_t lifetime;
-	char id[2100];
-};
-
-static int token_parse(const char *p, size_t n, struct token *t)
+int kz_ca_parse_token(const char *p, size_t n, struct kz_ca_token *t)
 {
 	const char *f[5];
 	size_t fl[5], k = 0, start = 0;
@@ -1010,7 +1003,7 @@ static int token_parse(const char *p, size_t n, struct token *t)
 }
 
 /* Loads the tokens, dropping those expired (they can never be used again). */
-static int tokens_load(const struct kz_ca *ca, struct token **out, size_t *n_out, char *why, size_t why_len)
+static int tokens_load(const struct kz_ca *ca, struct kz_ca_token **out, size_t *n_out, char *why, size_t why_len)
 {
 	char *b;
 	size_t len, n = 0, line = 0;
@@ -1024,7 +1017,7 @@ static int tokens_load(const struct kz_ca *ca, struct token **out, size_t *n_out
 	size_t lines = 0;
 	for (size_t i = 0; i < len; i++)
 		lines += b[i] == '\n';
-	struct token *v = calloc(lines + 1, sizeof *v);
+	struct kz_ca_token *v = calloc(lines + 1, sizeof *v);
 	if (!v) {
 		free(b);
 		return KZ_ENOMEM;
@@ -1033,7 +1026,7 @@ static int tokens_load(const struct kz_ca *ca, struct token **out, size_t *n_out
 	for (char *p = b; *p;) {
 		char *nl = strchr(p, '\n');
 		line++;
-		if (!nl || token_parse(p, (size_t)(nl - p), &v[n])) {
+		if (!nl || kz_ca_parse_token(p, (size_t)(nl - p), &v[n])) {
 			snprintf(why, why_len, "%s/tokens:%zu: malformed line", ca->dir, line);
 			free(v);
 			free(b);
@@ -1049,7 +1042,7 @@ static int tokens_load(const struct kz_ca *ca, struct token **out, size_t *n_out
 	return KZ_OK;
 }
 
-static int tokens_store(const struct kz_ca *ca, const struct token *v, size_t n)
+static int tokens_store(const struct kz_ca *ca, const struct kz_ca_token *v, size_t n)
 {
 	char *b = malloc(n * 2300 + 1);
 	size_t len = 0;
@@ -1099,13 +1092,13 @@ int kz_ca_token(struct kz_ca *ca, const char *id, uint32_t ttl_s, uint32_t lifet
 	for (size_t i = 0; b64[i] && b64[i] != '='; i++)
 		token_out[5 + k++] = b64[i] == '+' ? '-' : b64[i] == '/' ? '_' : b64[i];
 	token_out[5 + k] = 0;
-	struct token t = { .expires = (int64_t)time(NULL) + ttl_s, .lifetime = lifetime_s };
+	struct kz_ca_token t = { .expires = (int64_t)time(NULL) + ttl_s, .lifetime = lifetime_s };
 	token_hash(token_out, 5 + k, t.hash);
 	snprintf(t.id, sizeof t.id, "%s", id);
 	int lk = ca_lock(ca, why, why_len);
 	if (lk < 0)
 		return KZ_EIO;
-	struct token *v;
+	struct kz_ca_token *v;
 	size_t n;
 	int rc = tokens_load(ca, &v, &n, why, why_len);
 	if (!rc) {
@@ -1122,7 +1115,7 @@ int kz_ca_token(struct kz_ca *ca, const char *id, uint32_t ttl_s, uint32_t lifet
 
 /* Finds the token and marks it used (durably) before a certificate is issued for it: a crash
  * in between burns the token rather than letting it be used twice. */
-static int token_consume(struct kz_ca *ca, const char *tok, size_t n, struct token *got, const char **code,
+static int token_consume(struct kz_ca *ca, const char *tok, size_t n, struct kz_ca_token *got, const char **code,
 			 char *why, size_t why_len)
 {
 	char hex[65];
@@ -1132,7 +1125,7 @@ static int token_consume(struct kz_ca *ca, const char *tok, size_t n, struct tok
 		*code = "internal";
 		return KZ_EIO;
 	}
-	struct token *v;
+	struct kz_ca_token *v;
 	size_t nv;
 	int rc = tokens_load(ca, &v, &nv, why, why_len);
 	if (rc) {
@@ -1250,7 +1243,7 @@ char *kz_enroll_serve(struct kz_ca *ca, const char *tok, size_t tok_len, const c
 		snprintf(reason, reason_len, "certificate request signature does not verify (no proof of possession)");
 		goto refuse;
 	}
-	struct token t;
+	struct kz_ca_token t;
 	if (token_consume(ca, tok, tok_len, &t, &code, reason, reason_len))
 		goto refuse;
 	snprintf(id, 2100, "%s", t.id);

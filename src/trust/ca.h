@@ -81,6 +81,15 @@ int kz_ca_list(struct kz_ca *ca, void (*fn)(const struct kz_ca_entry *e, void *a
 /* One line of the issued file (without its newline) into e; 0, or -1 with *why. */
 int kz_ca_parse_entry(const char *line, size_t n, struct kz_ca_entry *e, const char **why);
 
+/* One line of the tokens file: SHA256-HEX EXPIRES LIFETIME USED_AT SPIFFE-ID. 0, or -1. */
+struct kz_ca_token {
+	char hash[65];
+	int64_t expires, used_at;
+	uint32_t lifetime;
+	char id[2100];
+};
+int kz_ca_parse_token(const char *line, size_t n, struct kz_ca_token *t);
+
 /* A single-use enrolment token for spiffe_id, usable for ttl_s seconds, whose certificate
  * will be valid lifetime_s. token_out receives "kzt1_" + 43 base64url characters. */
 #define KZ_TOKEN_LEN 49

@@ -162,6 +162,27 @@ def test_https_healthz_curl_and_chromium():
     r = subprocess.run(["curl", "-s", "-o", "/dev/null", "-w", "%{http_code}", "--cacert", os.path.join(node.pki, "ca.pem"),
                         url.replace("healthz", "nope")], capture_output=True, text=True, timeout=20)
     assert r.stdout == "404"
+    # bad input: each refusal with its status and a JSON reason
+    def raw(req):
+        ctx = ssl.create_default_context(cafile=os.path.join(node.pki, "ca.pem"))
+        s = ctx.wrap_socket(socket.create_connection(("127.0.0.1", port)), server_hostname="localhost")
+        s.settimeout(10)
+        s.sendall(req)
+        data = b""
+        while True:
+            b = s.recv(65536)
+            if not b:
+                break
+            data += b
+        s.close()
+        head, _, body = data.partition(b"\r\n\r\n")
+        return int(head.split()[1]), json.loads(body)
+    st, body = raw(b"POST /healthz HTTP/1.1\r\nContent-Length: 0\r\n\r\n")
+    assert st == 405 and body["error"] == "use GET", (st, body)
+    st, body = raw(b"GET /healthz HTTP/2.0\r\n\r\n")
+    assert st == 400 and body["error"] == "malformed request line", (st, body)
+    st, body = raw(b"GET /healthz HTTP/1.1\r\nX-Big: " + b"a" * 9000 + b"\r\n\r\n")
+    assert st == 431 and "https.max_request_bytes" in body["error"], (st, body)
     # Debian's Chromium, installed here when missing (the issue asks the test to do it)
     if not shutil_which("chromium"):
         env = dict(os.environ, DEBIAN_FRONTEND="noninteractive")
