@@ -121,11 +121,8 @@ int cli_ca_main(int argc, char **argv)
 		return 2;
 	}
 	struct node_config cfg;
-	node_config_default(&cfg);
-	if (config && node_config_load(&cfg, config, stderr) > 0)
+	if (node_config_for_command(&cfg, config, data, stderr))
 		return 1;
-	if (data)
-		snprintf(cfg.data_dir, sizeof cfg.data_dir, "%s", data);
 	if (td)
 		snprintf(cfg.trust_domain, sizeof cfg.trust_domain, "%s", td);
 	if (org)

@@ -145,11 +145,8 @@ int cli_policy_main(int argc, char **argv)
 		return 0;
 	}
 	struct node_config cfg;
-	node_config_default(&cfg);
-	if (config && node_config_load(&cfg, config, stderr) > 0)
+	if (node_config_for_command(&cfg, config, data, stderr))
 		return 1;
-	if (data)
-		snprintf(cfg.data_dir, sizeof cfg.data_dir, "%s", data);
 	if (pol)
 		snprintf(cfg.policy_file, sizeof cfg.policy_file, "%s", pol);
 	if (reg)

@@ -162,8 +162,7 @@ int cli_query_main(int argc, char **argv)
 	struct kz_subject subject;
 	if (as || config || pol || reg) {
 		struct node_config cfg;
-		node_config_default(&cfg);
-		if (config && node_config_load(&cfg, config, stderr) > 0)
+		if (node_config_for_command(&cfg, config, NULL, stderr))
 			return 1;
 		if (pol)
 			snprintf(cfg.policy_file, sizeof cfg.policy_file, "%s", pol);

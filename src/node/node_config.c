@@ -301,6 +301,16 @@ int node_config_load(struct node_config *cfg, const char *path, FILE *err)
 	return errors;
 }
 
+int node_config_for_command(struct node_config *cfg, const char *config, const char *data, FILE *err)
+{
+	node_config_default(cfg);
+	if (config && node_config_load(cfg, config, err) > 0)
+		return 1;
+	if (data)
+		snprintf(cfg->data_dir, sizeof cfg->data_dir, "%s", data);
+	return 0;
+}
+
 void node_config_finish(struct node_config *cfg)
 {
 	if (!cfg->node_id[0] && gethostname(cfg->node_id, sizeof cfg->node_id - 1) != 0)

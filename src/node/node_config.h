@@ -49,6 +49,10 @@ void node_config_default(struct node_config *cfg);
 /* Reads FILE into cfg. Every error is reported to err as "file:line: message"; returns the
  * number of errors (0 = valid). */
 int node_config_load(struct node_config *cfg, const char *path, FILE *err);
+/* The defaults, then FILE when config is not NULL (errors to err), then --data DIR when data
+ * is not NULL: what every command taking --config and --data does first. 0, or 1 when the
+ * file has errors. */
+int node_config_for_command(struct node_config *cfg, const char *config, const char *data, FILE *err);
 /* Fills the TLS paths that are empty from data_dir. */
 void node_config_finish(struct node_config *cfg);
 /* Parses a retention rule: FILTER [max_age=DUR] [max_bytes=SIZE] [keep_last=N] [qos0=store|skip].

@@ -168,7 +168,8 @@ static int crl_refresh(const struct node_config *cfg, struct mqtt_broker *b, str
 	h->v = nv;
 	h->v[h->n++] = r;
 	atomic_store(&trust->revoked, r);
-	atomic_store(&b->revoked, r);
+	if (b) /* NULL at start: the broker takes the set from trust once it exists */
+		atomic_store(&b->revoked, r);
 	if (st.st_ino)
 		kz_info("revocation list %s: %zu revoked certificates", cfg->tls_crl, r->n);
 	if (r->next_update && r->next_update < (int64_t)time(NULL))
@@ -227,11 +228,8 @@ int node_serve_main(int argc, char **argv)
 		return 2;
 	}
 	struct node_config cfg;
-	node_config_default(&cfg);
-	if (config && node_config_load(&cfg, config, stderr) > 0)
+	if (node_config_for_command(&cfg, config, data, stderr))
 		return 1;
-	if (data)
-		snprintf(cfg.data_dir, sizeof cfg.data_dir, "%s", data);
 	node_config_finish(&cfg);
 	struct kz_policy *policy = NULL;
 	if (cfg.policy_file[0] || cfg.policy_registry[0]) {
@@ -297,7 +295,7 @@ int node_serve_main(int argc, char **argv)
 	trust.enroll = ca != NULL;
 	struct revsets revs = { 0 };
 	struct mqtt_broker broker;
-	if (crl_refresh(&cfg, &broker, &trust, &revs, true))
+	if (crl_refresh(&cfg, NULL, &trust, &revs, true))
 		goto fail;
 	trust.require_pq = cfg.tls_require_pq != 0;
 	struct net_tls_config tls = { cfg.tls_ca, cfg.tls_cert, cfg.tls_key,
