@@ -61,15 +61,6 @@ const char *net_tls_refusal(SSL *ssl);
  * completed and the failed ones. Blocking; one call per thread. */
 void net_tls_bench_handshakes(SSL_CTX *ctx, const char *host, int port, uint64_t ms, uint64_t *done,
 			      uint64_t *failed);
-/* The request head of the minimal HTTPS listener. 0 when complete (method and path point
- * into b), 1 when more bytes are needed, -1 when refused (status 400 or 431, why). */
-struct net_http_req {
-	const char *method, *path;
-	size_t method_len, path_len;
-	int status;
-	const char *why;
-};
-int net_http_parse(const char *b, size_t n, size_t max, struct net_http_req *r);
 /* Human-readable OpenSSL error queue (drains it). */
 void net_tls_errors(char *buf, size_t len);
 
@@ -169,10 +160,14 @@ struct net_server_config {
 	uint32_t enroll_timeout_ms;        /* the request must arrive within this */
 	uint32_t enroll_max_connections;   /* enrolment connections open at once (all workers) */
 	uint32_t max_cert_lifetime_s;      /* cap on an enrolled certificate's lifetime */
-	const char *https_host;            /* the minimal HTTPS listener (/healthz) */
-	int https_port;                    /* 0: none */
-	SSL_CTX *https_ctx;                /* client certificate optional, ALPN http/1.1 */
-	uint32_t https_max_request;        /* cap on one request head, bytes */
+	const char *https_host;            /* the HTTPS listener (src/http) */
+	int https_port;                    /* 0: none, -1: any free port */
+	/* The HTTPS server's hooks, called on the worker's thread: its connections are the
+	 * HTTPS server's, on the worker's loop. */
+	void *https;
+	void (*https_worker_start)(void *https, unsigned idx, uv_loop_t *loop);
+	void (*https_accept)(void *https, unsigned idx, uv_stream_t *listener);
+	void (*https_worker_stop)(void *https, unsigned idx);
 };
 
 struct net_server;

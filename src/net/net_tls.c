@@ -236,19 +236,23 @@ SSL_CTX *net_tls_server_ctx(const struct net_tls_config *cfg, char *why, size_t 
 	return ctx;
 }
 
+/* The server's preference: h2, then http/1.1 (RFC 7301 §3.2: the server chooses). */
 static int alpn_http_cb(SSL *ssl, const unsigned char **out, unsigned char *outlen, const unsigned char *in,
 			unsigned inlen, void *arg)
 {
 	(void)ssl;
 	(void)arg;
-	for (unsigned j = 0; j < inlen;) {
-		unsigned l = in[j++];
-		if (l == 8 && j + 8 <= inlen && memcmp(in + j, "http/1.1", 8) == 0) {
-			*out = in + j;
-			*outlen = 8;
-			return SSL_TLSEXT_ERR_OK;
+	static const struct { const char *p; unsigned char n; } pref[] = { { "h2", 2 }, { "http/1.1", 8 } };
+	for (size_t k = 0; k < sizeof pref / sizeof pref[0]; k++) {
+		for (unsigned j = 0; j < inlen;) {
+			unsigned l = in[j++];
+			if (l == pref[k].n && j + l <= inlen && memcmp(in + j, pref[k].p, l) == 0) {
+				*out = in + j;
+				*outlen = (unsigned char)l;
+				return SSL_TLSEXT_ERR_OK;
+			}
+			j += l;
 		}
-		j += l;
 	}
 	return SSL_TLSEXT_ERR_NOACK;
 }

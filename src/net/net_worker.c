@@ -193,94 +193,6 @@ static void enroll_start(struct net_conn *c)
 
 /* ---------- the minimal HTTPS listener (/healthz) ---------- */
 
-/* Until the HTTPS API (issue 6), port 8443 answers GET /healthz over TLS 1.3 with the
- * node's status and the connection's key-exchange group: what a browser needs to prove the
- * hybrid post-quantum handshake. One request per connection (Connection: close). */
-struct https_conn {
-	struct kz_buf in;
-	bool done;
-};
-
-static void https_on_data(struct net_conn *c, const uint8_t *p, size_t n);
-static void https_on_close(struct net_conn *c);
-static void https_on_open(struct net_conn *c);
-static const struct net_conn_cbs https_cbs = { https_on_open, https_on_data, NULL, https_on_close };
-
-static void https_reply(struct net_conn *c, int status, const char *reason, const char *json)
-{
-	struct https_conn *h = c->user;
-	char head[512];
-	int n = snprintf(head, sizeof head,
-			 "HTTP/1.1 %d %s\r\nContent-Type: application/json\r\nContent-Length: %zu\r\n"
-			 "Cache-Control: no-store\r\nConnection: close\r\n\r\n",
-			 status, reason, strlen(json));
-	kz_buf_append(&c->out, head, (size_t)n);
-	kz_buf_append(&c->out, json, strlen(json));
-	h->done = true;
-	net_conn_close(c);
-}
-
-static void https_on_open(struct net_conn *c)
-{
-	struct https_conn *h = calloc(1, sizeof *h);
-	if (!h) {
-		net_conn_close(c);
-		return;
-	}
-	kz_buf_init(&h->in, 0);
-	c->user = h;
-	const char *why = NULL;
-	char *id = SSL_get0_peer_certificate(c->ssl) ? net_tls_peer_spiffe(c->ssl, &why) : NULL;
-	kz_info("%s: TLS 1.3 established, group %s, identity %s (HTTPS)", c->addr, net_conn_group(c), id ? id : "none");
-	kz_audit(&(struct kz_audit_entry){ .subject = id, .tls_group = net_conn_group(c), .action = "tls",
-					  .resource = c->addr, .allow = true,
-					  .reason = id ? "HTTPS, certificate and identity verified" : "HTTPS, no client certificate" });
-	free(id);
-}
-
-static void https_on_data(struct net_conn *c, const uint8_t *p, size_t n)
-{
-	struct https_conn *h = c->user;
-	if (!h || h->done)
-		return;
-	if (kz_buf_append(&h->in, p, n)) {
-		https_reply(c, 500, "Internal Server Error", "{\"error\":\"out of memory\"}");
-		return;
-	}
-	struct net_http_req r;
-	int rc = net_http_parse((const char *)kz_buf_head(&h->in), h->in.len, worker_of(c)->srv->cfg.https_max_request, &r);
-	if (rc > 0)
-		return;
-	if (rc < 0) {
-		char json[160];
-		snprintf(json, sizeof json, "{\"error\":\"%s\"}", r.why);
-		https_reply(c, r.status, r.status == 431 ? "Request Header Fields Too Large" : "Bad Request", json);
-		return;
-	}
-	if (!(r.path_len == 8 && memcmp(r.path, "/healthz", 8) == 0)) {
-		https_reply(c, 404, "Not Found", "{\"error\":\"not found: this node serves /healthz only (the HTTPS API comes later)\"}");
-		return;
-	}
-	if (!(r.method_len == 3 && memcmp(r.method, "GET", 3) == 0) && !(r.method_len == 4 && memcmp(r.method, "HEAD", 4) == 0)) {
-		https_reply(c, 405, "Method Not Allowed", "{\"error\":\"use GET\"}");
-		return;
-	}
-	char json[256];
-	snprintf(json, sizeof json, "{\"status\":\"ok\",\"version\":\"%s\",\"tls_group\":\"%s\"}", KZ_VERSION,
-		 net_conn_group(c));
-	https_reply(c, 200, "OK", json);
-}
-
-static void https_on_close(struct net_conn *c)
-{
-	struct https_conn *h = c->user;
-	c->user = NULL;
-	if (h) {
-		kz_buf_cleanup(&h->in);
-		free(h);
-	}
-}
-
 /* ---------- MQTT connections ---------- */
 
 static void on_open(struct net_conn *c)
@@ -431,6 +343,18 @@ fail:
 	free(m);
 }
 
+/* The HTTPS listener's connections belong to the HTTPS server (libh2o, src/http). */
+static void on_https_connection(uv_stream_t *server, int status)
+{
+	struct net_worker *w = server->data;
+	if (status < 0) {
+		kz_warn("accept (HTTPS): %s", uv_strerror(status));
+		return;
+	}
+	if (!w->is_stopping)
+		w->srv->cfg.https_accept(w->srv->cfg.https, w->idx, server);
+}
+
 static void on_connection(uv_stream_t *server, int status)
 {
 	struct net_worker *w = server->data;
@@ -456,9 +380,7 @@ static void on_connection(uv_stream_t *server, int status)
 		uv_close((uv_handle_t *)&c->tcp, (uv_close_cb)(void (*)(void))free);
 		return;
 	}
-	bool https = server == (uv_stream_t *)&w->https_listener;
-	if (net_conn_accept(c, &w->nl, https ? w->srv->cfg.https_ctx : w->srv->cfg.ctx, https ? &https_cbs : &server_cbs,
-			    NULL)) {
+	if (net_conn_accept(c, &w->nl, w->srv->cfg.ctx, &server_cbs, NULL)) {
 		net_conn_close(c);
 		return;
 	}
@@ -503,8 +425,10 @@ static void stop_cb(uv_async_t *h)
 	w->is_stopping = true;
 	w->stop_started_ms = uv_now(&w->loop);
 	uv_close((uv_handle_t *)&w->listener, NULL);
-	if (w->srv->cfg.https_port)
+	if (w->srv->cfg.https_port) {
 		uv_close((uv_handle_t *)&w->https_listener, NULL);
+		w->srv->cfg.https_worker_stop(w->srv->cfg.https, w->idx);
+	}
 	w->shard->now_ms = uv_now(&w->loop);
 	mqtt_shard_shutdown(w->shard);
 	uv_timer_start(&w->tick, tick_cb, 20, 20);
@@ -607,10 +531,11 @@ int net_server_start(struct net_server **out, const struct net_server_config *cf
 			uv_tcp_init(&w->loop, &w->https_listener);
 			w->https_listener.data = w;
 			if (uv_tcp_open(&w->https_listener, hfd) ||
-			    uv_listen((uv_stream_t *)&w->https_listener, 1024, on_connection)) {
+			    uv_listen((uv_stream_t *)&w->https_listener, 1024, on_https_connection)) {
 				snprintf(why, why_len, "cannot listen on %s:%d", cfg->https_host, https_port);
 				return KZ_EIO;
 			}
+			cfg->https_worker_start(cfg->https, i, &w->loop);
 		}
 		uv_async_init(&w->loop, &w->wake, wake_cb);
 		w->wake.data = w;

@@ -13,8 +13,8 @@
 struct node_config {
 	char data_dir[1024];
 	char mqtt_listen[256];    /* host:port */
-	char https_listen[256];   /* host:port of the minimal HTTPS listener */
-	uint32_t https_enabled, https_max_request;
+	char https_listen[256];   /* host:port of the HTTPS API */
+	uint32_t https_enabled, https_max_body, https_req_timeout_ms, https_idle_timeout_ms;
 	char tls_ca[1100], tls_cert[1100], tls_key[1100]; /* empty = DIR/pki/... */
 	char tls_groups[256];
 	uint32_t tls_require_pq;  /* 1: only X25519MLKEM768 */

@@ -5,7 +5,9 @@
 #include "base/kz_log.h"
 #include "base/kz_time.h"
 #include "mqtt/mqtt_broker.h"
+#include "http/http.h"
 #include "net/net.h"
+#include "node/node_http.h"
 #include "trust/audit.h"
 #include "trust/ca.h"
 #include "trust/policy.h"
@@ -378,18 +380,29 @@ int node_serve_main(int argc, char **argv)
 	char hhost[256] = "";
 	int hport = 0;
 	SSL_CTX *hctx = NULL;
+	struct kz_http *http = NULL;
+	struct node_http nh = { 0 };
 	if (cfg.https_enabled) {
 		(void)node_config_split_addr(cfg.https_listen, hhost, sizeof hhost, &hport);
 		hctx = net_tls_https_ctx(&tls, why, sizeof why);
-		if (!hctx) {
+		struct kz_http_config hc = { hctx, cfg.threads, cfg.https_max_body, cfg.https_req_timeout_ms,
+					     cfg.https_idle_timeout_ms };
+		if (!hctx || kz_http_create(&hc, &http, why, sizeof why)) {
 			kz_error("HTTPS: %s", why);
+			goto fail;
+		}
+		nh.http = http;
+		nh.broker = &broker;
+		snprintf(nh.log_dir, sizeof nh.log_dir, "%s", logdir);
+		if (node_http_routes(&nh)) {
+			kz_error("HTTPS: too many routes");
 			goto fail;
 		}
 	}
 	struct net_server_config scfg = { host, port, cfg.threads, ctx, cfg.tick_ms, cfg.read_budget,
 					  cfg.write_backlog, ca, cfg.enroll_max_bytes, cfg.enroll_timeout_ms,
 					  cfg.enroll_max_conns, cfg.ca_max_lifetime_s, hhost, cfg.https_enabled ? hport : 0,
-					  hctx, cfg.https_max_request };
+					  http, kz_http_worker_start, kz_http_accept, kz_http_worker_stop };
 	if (cfg.https_enabled && hport == 0)
 		scfg.https_port = -1; /* any free port */
 	struct net_server *srv = NULL;
@@ -404,7 +417,8 @@ int node_serve_main(int argc, char **argv)
 	kz_info("kizuna %s serving MQTT on %s:%d with %u worker threads, data in %s", KZ_VERSION,
 		host, net_server_port(srv), cfg.threads, cfg.data_dir);
 	if (cfg.https_enabled)
-		kz_info("HTTPS on %s:%d (GET /healthz)", hhost, net_server_https_port(srv));
+		kz_info("HTTPS on %s:%d (HTTP/1.1 and HTTP/2: /healthz, /metrics, TAXII 2.1 at /taxii2/)", hhost,
+			net_server_https_port(srv));
 	print_tour(&cfg, host, net_server_port(srv), created == 1);
 	/* The CRL is polled at half the check interval, so that a revocation reaches open
 	 * connections within tls.cert_check_ms. */
@@ -440,6 +454,7 @@ int node_serve_main(int argc, char **argv)
 	free(held.v);
 	SSL_CTX_free(ctx);
 	SSL_CTX_free(hctx);
+	kz_http_free(http);
 	for (size_t i = 0; i < revs.n; i++)
 		kz_revoked_free(revs.v[i]);
 	free(revs.v);

@@ -20,6 +20,7 @@
 #include <fcntl.h>
 #include <inttypes.h>
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/file.h>
@@ -248,8 +249,17 @@ static void xunlock(struct kz_audit *a) { (void)flock(a->fd, LOCK_UN); }
 
 static bool same(const char *x, const char *y) { return strcmp(x ? x : "", y ? y : "") == 0; }
 
+static atomic_uint_fast64_t n_allowed, n_denied;
+
+void kz_audit_decisions(uint64_t *allowed, uint64_t *denied)
+{
+	*allowed = atomic_load(&n_allowed);
+	*denied = atomic_load(&n_denied);
+}
+
 void kz_audit_record(struct kz_audit *a, const struct kz_audit_entry *e)
 {
+	atomic_fetch_add_explicit(e->allow ? &n_allowed : &n_denied, e->count ? e->count : 1, memory_order_relaxed);
 	pthread_mutex_lock(&a->lock);
 	uint64_t now = kz_now_mono_ms();
 	if (!e->allow && a->rep_count && now - a->rep_start_ms < 1000 && same(e->subject, a->rep.subject) &&

@@ -35,6 +35,8 @@ int kz_audit_open(const char *dir, uint32_t checkpoint_entries, uint32_t checkpo
  * action, resource and reason) within a second is counted, not written: one summary entry
  * with "count" follows when another decision or a checkpoint comes. Nothing is dropped. */
 void kz_audit_record(struct kz_audit *a, const struct kz_audit_entry *e);
+/* Decisions recorded by this process since it started (for /metrics). */
+void kz_audit_decisions(uint64_t *allowed, uint64_t *denied);
 /* Writes a final checkpoint and closes. */
 void kz_audit_close(struct kz_audit *a);
 

@@ -1,0 +1,101 @@
+/* http.h — the node's HTTPS API server: HTTP/1.1 and HTTP/2 on libh2o (the libuv build),
+ * running inside the node's network workers (one h2o context per worker loop), with the
+ * node's TLS context (TLS 1.3, the hybrid group, client certificates checked by the same
+ * code as MQTT's). docs/HTTP.md.
+ *
+ * Requests are routed by path prefix to handlers registered before the workers start. A
+ * handler runs on the worker thread; it answers at once (kz_http_send/kz_http_error) or
+ * later from the same worker (kz_http_defer + kz_http_resume: the work is finished on
+ * another thread, the answer is posted back to the worker's loop).
+ *
+ * Every request except /healthz needs a verified client certificate (401 otherwise); each
+ * request is audited (action "http", resource "METHOD path", allow = status < 400). */
+#ifndef KZ_HTTP_H
+#define KZ_HTTP_H
+
+#include <openssl/ssl.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <uv.h>
+
+struct kz_http;
+struct kz_policy;
+struct kz_subject;
+
+/* One request, valid until it is answered. */
+struct kz_http_req {
+	struct kz_http *srv;
+	void *h2o;             /* h2o_req_t */
+	unsigned worker;
+	const char *method;    /* NUL-terminated copies */
+	const char *path;      /* without the query */
+	const char *query;     /* after '?', "" when none */
+	const char *body;      /* the request entity (buffered up to https.max_body_bytes) */
+	size_t body_len;
+	const char *identity;  /* verified SPIFFE ID, NULL when no client certificate */
+	const char *serial;    /* certificate serial (hex), NULL when none */
+	const char *tls_group; /* key exchange group */
+	int http_version;      /* 0x100, 0x101, 0x200 */
+	uint64_t start_ns;
+	int status;            /* the status sent, for the audit entry */
+	const char *audit_reason; /* what the handler decided, NULL: the status line */
+	const char *audit_label;  /* label involved, NULL: none */
+};
+
+/* A handler: answers r (now or after kz_http_defer). */
+typedef void (*kz_http_handler_fn)(void *ctx, struct kz_http_req *r);
+
+struct kz_http_config {
+	SSL_CTX *ssl_ctx;         /* the node's HTTPS context (client certificate optional) */
+	unsigned workers;
+	uint64_t max_body_bytes;  /* 413 above */
+	uint32_t request_timeout_ms; /* the whole request must arrive within this (HTTP/1.1) */
+	uint32_t idle_timeout_ms;    /* an idle connection is closed after this */
+};
+
+int kz_http_create(const struct kz_http_config *cfg, struct kz_http **out, char *why, size_t why_len);
+/* Routes requests whose path is prefix or starts with prefix + '/' (the longest prefix
+ * wins). Before kz_http_worker_start only. auth_required false: served without a client
+ * certificate too (/healthz). */
+int kz_http_route(struct kz_http *h, const char *prefix, bool auth_required, kz_http_handler_fn fn, void *ctx);
+/* Worker hooks (net_server_config): called on the worker's thread. */
+void kz_http_worker_start(void *h, unsigned idx, uv_loop_t *loop);
+void kz_http_accept(void *h, unsigned idx, uv_stream_t *listener);
+void kz_http_worker_stop(void *h, unsigned idx);
+void kz_http_free(struct kz_http *h);
+
+/* ---------- answering ---------- */
+
+/* Adds a response header (copied). */
+void kz_http_header(struct kz_http_req *r, const char *name, const char *value);
+/* Sends status with body (copied) and Content-Type. */
+void kz_http_send(struct kz_http_req *r, int status, const char *content_type, const char *body, size_t len);
+/* A JSON error body in TAXII 2.1's error shape (§3.6.1): {"title", "description",
+ * "http_status"}; content type as given (NULL: application/json). */
+void kz_http_error(struct kz_http_req *r, int status, const char *content_type, const char *title,
+		   const char *fmt, ...) __attribute__((format(printf, 5, 6)));
+/* The value of a request header (first occurrence, NUL-terminated copy), NULL if absent. */
+const char *kz_http_req_header(struct kz_http_req *r, const char *name);
+
+/* Defers the answer: returns a token for kz_http_resume, which another thread calls once
+ * (with fn run on the worker with r still valid, or with r NULL when the client went
+ * away meanwhile; fn must then only free ctx). */
+struct kz_http_deferred;
+struct kz_http_deferred *kz_http_defer(struct kz_http_req *r);
+void kz_http_resume(struct kz_http_deferred *d, void (*fn)(void *ctx, struct kz_http_req *r), void *ctx);
+
+/* ---------- counters for /metrics ---------- */
+
+struct kz_http_stats {
+	uint64_t requests, errors_4xx, errors_5xx, bytes_in, bytes_out, connections;
+};
+void kz_http_stats(struct kz_http *h, struct kz_http_stats *out);
+
+/* Parses an application/x-www-form-urlencoded query: calls fn for each key=value pair,
+ * percent-decoded ('+' is a space), in order. Returns -1 (with *why) on a malformed
+ * escape or a pair over 4096 bytes, else the return of the first fn that is non-zero. */
+int kz_http_query_each(const char *q, size_t n, int (*fn)(void *ctx, const char *k, const char *v), void *ctx,
+		       const char **why);
+
+#endif

@@ -1,0 +1,557 @@
+/* http_server.c — the HTTPS API on libh2o 2.2 (libuv build) inside the node's workers.
+ *
+ * TLS is h2o's (it drives our SSL_CTX: TLS 1.3 only, the hybrid group, client certificates
+ * verified by net_tls's callback). What h2o does not expose is the SSL object of a
+ * connection, which we need for the client's identity: h2o 2.2's socket keeps it as the
+ * second member of its private struct st_h2o_socket_ssl_t ({SSL_CTX *, SSL *, ...}, the same
+ * in every 2.2 release). We read that prefix and check it (the SSL must belong to our
+ * SSL_CTX) before trusting it; a mismatch refuses every authenticated request with 500
+ * rather than guessing.
+ *
+ * The identity is worked out once per connection and kept in the SSL's ex_data; each request
+ * re-checks the revocation list (a long-lived HTTP/2 connection must not outlive `kizuna ca
+ * revoke`) and the certificate's expiry. */
+#include "http/http.h"
+#include "base/kz_log.h"
+#include "base/kz_time.h"
+#include "net/net.h"
+#include "trust/audit.h"
+#include "trust/ca.h"
+
+#include <h2o.h>
+#include <jansson.h>
+#include <h2o/socket/uv-binding.h>
+#include <openssl/x509.h>
+
+#include <stdarg.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define KZ_HTTP_MAX_ROUTES 32
+
+struct route {
+	char prefix[128];
+	size_t len;
+	bool auth;
+	kz_http_handler_fn fn;
+	void *ctx;
+};
+
+struct hworker {
+	struct kz_http *h;
+	unsigned idx;
+	bool started;
+	h2o_context_t ctx;
+	h2o_accept_ctx_t accept;
+	h2o_multithread_queue_t *queue;
+	h2o_multithread_receiver_t recv;
+};
+
+struct kz_http {
+	struct kz_http_config cfg;
+	h2o_globalconf_t global;
+	struct route routes[KZ_HTTP_MAX_ROUTES];
+	size_t n_routes;
+	struct hworker *w;
+	atomic_uint_fast64_t requests, e4, e5, bytes_in, bytes_out, connections;
+};
+
+struct kz_handler {
+	h2o_handler_t super;
+	struct kz_http *h;
+};
+
+/* The per-connection identity, kept in the SSL's ex_data. */
+struct peer {
+	char *id;            /* NULL: no certificate, or it did not pass */
+	char serial[KZ_SERIAL_HEX];
+	time_t not_after;
+};
+static int peer_idx = -1;
+static uv_once_t peer_once = UV_ONCE_INIT;
+
+static void peer_free(void *parent, void *ptr, CRYPTO_EX_DATA *ad, int idx, long argl, void *argp)
+{
+	struct peer *p = ptr;
+	if (p) {
+		free(p->id);
+		free(p);
+	}
+}
+static void peer_init(void) { peer_idx = SSL_get_ex_new_index(0, NULL, NULL, NULL, peer_free); }
+
+/* h2o 2.2's private socket TLS state starts with these two members (see the top). */
+struct h2o22_socket_ssl_prefix {
+	SSL_CTX *ssl_ctx;
+	SSL *ossl;
+};
+
+static SSL *ssl_of(h2o_req_t *req)
+{
+	h2o_socket_t *sock = req->conn->callbacks->get_socket ? req->conn->callbacks->get_socket(req->conn) : NULL;
+	if (!sock || !sock->ssl)
+		return NULL;
+	const struct h2o22_socket_ssl_prefix *p = (const void *)sock->ssl;
+	if (!p->ossl || !p->ssl_ctx || SSL_get_SSL_CTX(p->ossl) != p->ssl_ctx)
+		return NULL;
+	return p->ossl;
+}
+
+static struct peer *peer_of(SSL *ssl)
+{
+	struct peer *p = SSL_get_ex_data(ssl, peer_idx);
+	if (p)
+		return p;
+	p = calloc(1, sizeof *p);
+	if (!p)
+		return NULL;
+	X509 *cert = SSL_get0_peer_certificate(ssl);
+	if (cert && SSL_get_verify_result(ssl) == X509_V_OK) {
+		const char *why = NULL;
+		p->id = net_tls_peer_spiffe(ssl, &why);
+		kz_x509_serial_hex(cert, p->serial);
+		struct tm tm;
+		if (ASN1_TIME_to_tm(X509_get0_notAfter(cert), &tm) == 1)
+			p->not_after = timegm(&tm);
+	}
+	SSL_set_ex_data(ssl, peer_idx, p);
+	return p;
+}
+
+static const char *group_of(SSL *ssl)
+{
+	if (!ssl)
+		return "-";
+	const char *name = SSL_group_to_name(ssl, SSL_get_negotiated_group(ssl));
+	return name ? name : "?";
+}
+
+static char *pool_strndup(h2o_mem_pool_t *pool, const char *s, size_t n)
+{
+	char *d = h2o_mem_alloc_pool(pool, n + 1);
+	memcpy(d, s, n);
+	d[n] = 0;
+	return d;
+}
+
+static const char *reason_of(int status)
+{
+	switch (status) {
+	case 200: return "OK";
+	case 201: return "Created";
+	case 202: return "Accepted";
+	case 204: return "No Content";
+	case 400: return "Bad Request";
+	case 401: return "Unauthorized";
+	case 403: return "Forbidden";
+	case 404: return "Not Found";
+	case 405: return "Method Not Allowed";
+	case 406: return "Not Acceptable";
+	case 409: return "Conflict";
+	case 413: return "Payload Too Large";
+	case 415: return "Unsupported Media Type";
+	case 422: return "Unprocessable Entity";
+	case 429: return "Too Many Requests";
+	case 500: return "Internal Server Error";
+	case 503: return "Service Unavailable";
+	default: return status < 300 ? "OK" : status < 500 ? "Client Error" : "Server Error";
+	}
+}
+
+static void finish(struct kz_http_req *r)
+{
+	struct kz_http *h = r->srv;
+	atomic_fetch_add(&h->requests, 1);
+	if (r->status >= 500)
+		atomic_fetch_add(&h->e5, 1);
+	else if (r->status >= 400)
+		atomic_fetch_add(&h->e4, 1);
+	atomic_fetch_add(&h->bytes_in, r->body_len);
+	char res[600], reason[300];
+	snprintf(res, sizeof res, "%s %s", r->method, r->path);
+	snprintf(reason, sizeof reason, "%d %s%s%s", r->status, reason_of(r->status), r->audit_reason ? ": " : "",
+		 r->audit_reason ? r->audit_reason : "");
+	kz_audit(&(struct kz_audit_entry){ .subject = r->identity, .serial = r->serial, .tls_group = r->tls_group,
+					  .action = "http", .resource = res, .label = r->audit_label,
+					  .allow = r->status < 400, .reason = reason });
+	kz_debug("https: %s %s -> %d (%s)", r->method, r->path, r->status, r->identity ? r->identity : "anonymous");
+}
+
+void kz_http_header(struct kz_http_req *r, const char *name, const char *value)
+{
+	h2o_req_t *req = r->h2o;
+	size_t nl = strlen(name);
+	char *n = pool_strndup(&req->pool, name, nl);
+	for (char *c = n; *c; c++)
+		if (*c >= 'A' && *c <= 'Z')
+			*c = (char)(*c - 'A' + 'a'); /* HTTP/2 wants lower-case names (RFC 9113 §8.2.1) */
+	h2o_iovec_t v = h2o_strdup(&req->pool, value, strlen(value));
+	h2o_add_header_by_str(&req->pool, &req->res.headers, n, nl, 1, NULL, v.base, v.len);
+}
+
+void kz_http_send(struct kz_http_req *r, int status, const char *content_type, const char *body, size_t len)
+{
+	h2o_req_t *req = r->h2o;
+	r->status = status;
+	req->res.status = status;
+	req->res.reason = reason_of(status);
+	if (content_type)
+		h2o_add_header(&req->pool, &req->res.headers, H2O_TOKEN_CONTENT_TYPE, NULL, content_type, strlen(content_type));
+	h2o_add_header(&req->pool, &req->res.headers, H2O_TOKEN_CACHE_CONTROL, NULL, H2O_STRLIT("no-store"));
+	req->res.content_length = len;
+	atomic_fetch_add(&r->srv->bytes_out, len);
+	finish(r);
+	h2o_send_inline(req, body, len);
+}
+
+void kz_http_error(struct kz_http_req *r, int status, const char *content_type, const char *title, const char *fmt,
+		   ...)
+{
+	char desc[1024];
+	va_list ap;
+	va_start(ap, fmt);
+	vsnprintf(desc, sizeof desc, fmt, ap);
+	va_end(ap);
+	char st[8];
+	snprintf(st, sizeof st, "%d", status);
+	json_t *o = json_object();
+	json_object_set_new(o, "title", json_string(title));
+	json_object_set_new(o, "description", json_string(desc)); /* NULL (invalid UTF-8) is ignored */
+	json_object_set_new(o, "http_status", json_string(st));
+	char *s = json_dumps(o, JSON_COMPACT);
+	json_decref(o);
+	if (!r->audit_reason)
+		r->audit_reason = pool_strndup(&((h2o_req_t *)r->h2o)->pool, desc, strlen(desc));
+	kz_http_send(r, status, content_type ? content_type : "application/json", s ? s : "{}", s ? strlen(s) : 2);
+	free(s);
+}
+
+const char *kz_http_req_header(struct kz_http_req *r, const char *name)
+{
+	h2o_req_t *req = r->h2o;
+	ssize_t i = h2o_find_header_by_str(&req->headers, name, strlen(name), -1);
+	if (i < 0)
+		return NULL;
+	h2o_iovec_t v = req->headers.entries[i].value;
+	return pool_strndup(&req->pool, v.base, v.len);
+}
+
+/* ---------- deferred answers ---------- */
+
+struct kz_http_deferred {
+	h2o_multithread_message_t super; /* first: the receiver gets this */
+	struct hworker *w;
+	struct kz_http_req *r;           /* NULL once the request's pool is gone */
+	void (*fn)(void *ctx, struct kz_http_req *r);
+	void *ctx;
+	int refs;                        /* the guard in the pool + the pending resume */
+};
+
+static void guard_dispose(void *p)
+{
+	struct kz_http_deferred *d = *(struct kz_http_deferred **)p;
+	d->r = NULL;
+	if (--d->refs == 0)
+		free(d);
+}
+
+struct kz_http_deferred *kz_http_defer(struct kz_http_req *r)
+{
+	struct kz_http_deferred *d = calloc(1, sizeof *d);
+	if (!d)
+		return NULL;
+	h2o_req_t *req = r->h2o;
+	d->w = &r->srv->w[r->worker];
+	d->r = r;
+	d->refs = 2;
+	struct kz_http_deferred **g = h2o_mem_alloc_shared(&req->pool, sizeof *g, guard_dispose);
+	*g = d;
+	return d;
+}
+
+void kz_http_resume(struct kz_http_deferred *d, void (*fn)(void *ctx, struct kz_http_req *r), void *ctx)
+{
+	d->fn = fn;
+	d->ctx = ctx;
+	h2o_linklist_init_anchor(&d->super.link);
+	h2o_multithread_send_message(&d->w->recv, &d->super);
+}
+
+static void on_messages(h2o_multithread_receiver_t *recv, h2o_linklist_t *messages)
+{
+	while (!h2o_linklist_is_empty(messages)) {
+		h2o_multithread_message_t *m = H2O_STRUCT_FROM_MEMBER(h2o_multithread_message_t, link, messages->next);
+		h2o_linklist_unlink(&m->link);
+		struct kz_http_deferred *d = (struct kz_http_deferred *)m;
+		d->fn(d->ctx, d->r);
+		if (--d->refs == 0)
+			free(d);
+	}
+}
+
+/* ---------- requests ---------- */
+
+static const struct route *route_of(struct kz_http *h, const char *path)
+{
+	const struct route *best = NULL;
+	size_t pl = strlen(path);
+	for (size_t i = 0; i < h->n_routes; i++) {
+		const struct route *rt = &h->routes[i];
+		if (pl >= rt->len && memcmp(path, rt->prefix, rt->len) == 0 &&
+		    (pl == rt->len || path[rt->len] == '/' || (rt->len && rt->prefix[rt->len - 1] == '/')) &&
+		    (!best || rt->len > best->len))
+			best = rt;
+	}
+	return best;
+}
+
+static int on_req(h2o_handler_t *self, h2o_req_t *req)
+{
+	struct kz_http *h = ((struct kz_handler *)self)->h;
+	struct hworker *w = H2O_STRUCT_FROM_MEMBER(struct hworker, ctx, req->conn->ctx);
+	struct kz_http_req *r = h2o_mem_alloc_pool(&req->pool, sizeof *r);
+	memset(r, 0, sizeof *r);
+	r->srv = h;
+	r->h2o = req;
+	r->worker = w->idx;
+	r->start_ns = kz_now_mono_ns();
+	r->http_version = req->version;
+	r->method = pool_strndup(&req->pool, req->method.base, req->method.len);
+	size_t plen = req->query_at != SIZE_MAX ? req->query_at : req->path.len;
+	/* the path as sent (percent escapes kept: TAXII ids never need them, and a decoded '/'
+	 * must not change the route) */
+	r->path = pool_strndup(&req->pool, req->path.base, plen);
+	r->query = req->query_at != SIZE_MAX
+			   ? pool_strndup(&req->pool, req->path.base + req->query_at + 1, req->path.len - req->query_at - 1)
+			   : "";
+	r->body = req->entity.base ? req->entity.base : "";
+	r->body_len = req->entity.base ? req->entity.len : 0;
+	SSL *ssl = ssl_of(req);
+	r->tls_group = group_of(ssl);
+	const char *refusal = NULL;
+	if (ssl) {
+		struct peer *p = peer_of(ssl);
+		if (p && p->id) {
+			r->identity = p->id;
+			r->serial = p->serial;
+			const struct kz_revoked *rv = NULL;
+			const struct net_tls_trust *t = SSL_CTX_get_app_data(SSL_get_SSL_CTX(ssl));
+			if (t)
+				rv = atomic_load(&t->revoked);
+			if (rv && kz_revoked_has(rv, p->serial))
+				refusal = "the client certificate has been revoked";
+			else if (p->not_after && time(NULL) > p->not_after)
+				refusal = "the client certificate has expired";
+		}
+	} else if (req->conn->callbacks->get_socket && req->conn->callbacks->get_socket(req->conn) &&
+		   req->conn->callbacks->get_socket(req->conn)->ssl) {
+		refusal = "cannot read this connection's TLS state (libh2o layout)";
+	}
+	const struct route *rt = route_of(h, r->path);
+	if (!rt) {
+		kz_http_error(r, 404, NULL, "Not Found", "no resource at %s", r->path);
+		return 0;
+	}
+	if (rt->auth && (refusal || !r->identity)) {
+		if (refusal && strstr(refusal, "libh2o"))
+			kz_http_error(r, 500, NULL, "Internal Server Error", "%s", refusal);
+		else
+			kz_http_error(r, 401, NULL, "Unauthorized", "%s",
+				      refusal ? refusal : "a client certificate with a SPIFFE ID is required");
+		return 0;
+	}
+	rt->fn(rt->ctx, r);
+	return 0;
+}
+
+/* ---------- setup ---------- */
+
+int kz_http_create(const struct kz_http_config *cfg, struct kz_http **out, char *why, size_t why_len)
+{
+	uv_once(&peer_once, peer_init);
+	if (peer_idx < 0) {
+		snprintf(why, why_len, "cannot allocate SSL ex_data");
+		return -1;
+	}
+	struct kz_http *h = calloc(1, sizeof *h);
+	if (!h) {
+		snprintf(why, why_len, "out of memory");
+		return -1;
+	}
+	h->cfg = *cfg;
+	h->w = calloc(cfg->workers ? cfg->workers : 1, sizeof *h->w);
+	if (!h->w) {
+		free(h);
+		snprintf(why, why_len, "out of memory");
+		return -1;
+	}
+	h2o_config_init(&h->global);
+	h->global.server_name = h2o_iovec_init(H2O_STRLIT("kizuna"));
+	h->global.max_request_entity_size = cfg->max_body_bytes;
+	if (cfg->request_timeout_ms)
+		h->global.http1.req_timeout = cfg->request_timeout_ms;
+	if (cfg->idle_timeout_ms)
+		h->global.http2.idle_timeout = cfg->idle_timeout_ms;
+	h2o_hostconf_t *host = h2o_config_register_host(&h->global, h2o_iovec_init(H2O_STRLIT("default")), 65535);
+	h2o_pathconf_t *pc = h2o_config_register_path(host, "/", 0);
+	struct kz_handler *hd = (struct kz_handler *)h2o_create_handler(pc, sizeof *hd);
+	hd->h = h;
+	hd->super.on_req = on_req;
+	*out = h;
+	return 0;
+}
+
+int kz_http_route(struct kz_http *h, const char *prefix, bool auth_required, kz_http_handler_fn fn, void *ctx)
+{
+	if (h->n_routes == KZ_HTTP_MAX_ROUTES || strlen(prefix) >= sizeof h->routes[0].prefix)
+		return -1;
+	struct route *rt = &h->routes[h->n_routes++];
+	snprintf(rt->prefix, sizeof rt->prefix, "%s", prefix);
+	rt->len = strlen(prefix);
+	rt->auth = auth_required;
+	rt->fn = fn;
+	rt->ctx = ctx;
+	return 0;
+}
+
+void kz_http_worker_start(void *arg, unsigned idx, uv_loop_t *loop)
+{
+	struct kz_http *h = arg;
+	struct hworker *w = &h->w[idx];
+	w->h = h;
+	w->idx = idx;
+	h2o_context_init(&w->ctx, loop, &h->global);
+	w->accept.ctx = &w->ctx;
+	w->accept.hosts = h->global.hosts;
+	w->accept.ssl_ctx = h->cfg.ssl_ctx;
+	w->queue = h2o_multithread_create_queue(loop);
+	h2o_multithread_register_receiver(w->queue, &w->recv, on_messages);
+	w->started = true;
+}
+
+struct hconn {
+	uv_tcp_t tcp;
+	struct kz_http *h;
+};
+
+static void conn_closed(uv_handle_t *hd)
+{
+	struct hconn *c = (struct hconn *)hd;
+	atomic_fetch_sub(&c->h->connections, 1);
+	free(c);
+}
+
+void kz_http_accept(void *arg, unsigned idx, uv_stream_t *listener)
+{
+	struct kz_http *h = arg;
+	struct hworker *w = &h->w[idx];
+	struct hconn *c = calloc(1, sizeof *c);
+	if (!c)
+		return;
+	c->h = h;
+	uv_tcp_init(listener->loop, &c->tcp);
+	if (uv_accept(listener, (uv_stream_t *)&c->tcp) != 0 || !w->started) {
+		uv_close((uv_handle_t *)&c->tcp, (uv_close_cb)(void (*)(void))free);
+		return;
+	}
+	atomic_fetch_add(&h->connections, 1);
+	h2o_socket_t *sock = h2o_uv_socket_create((uv_stream_t *)&c->tcp, conn_closed);
+	h2o_accept(&w->accept, sock);
+}
+
+void kz_http_worker_stop(void *arg, unsigned idx)
+{
+	struct kz_http *h = arg;
+	struct hworker *w = &h->w[idx];
+	if (!w->started)
+		return;
+	w->started = false;
+	h2o_multithread_unregister_receiver(w->queue, &w->recv);
+	h2o_multithread_destroy_queue(w->queue);
+}
+
+void kz_http_free(struct kz_http *h)
+{
+	if (!h)
+		return;
+	/* h2o's per-loop contexts end with their loops; the global configuration is ours */
+	h2o_config_dispose(&h->global);
+	free(h->w);
+	free(h);
+}
+
+void kz_http_stats(struct kz_http *h, struct kz_http_stats *out)
+{
+	out->requests = atomic_load(&h->requests);
+	out->errors_4xx = atomic_load(&h->e4);
+	out->errors_5xx = atomic_load(&h->e5);
+	out->bytes_in = atomic_load(&h->bytes_in);
+	out->bytes_out = atomic_load(&h->bytes_out);
+	out->connections = atomic_load(&h->connections);
+}
+
+/* ---------- query strings ---------- */
+
+static int hexv(char c)
+{
+	if (c >= '0' && c <= '9')
+		return c - '0';
+	if (c >= 'a' && c <= 'f')
+		return c - 'a' + 10;
+	if (c >= 'A' && c <= 'F')
+		return c - 'A' + 10;
+	return -1;
+}
+
+/* Decodes [p, e) into out (cap bytes incl. NUL). -1: bad escape, -2: too long, NUL inside. */
+static int unescape(const char *p, const char *e, char *out, size_t cap)
+{
+	size_t n = 0;
+	while (p < e) {
+		int c = (unsigned char)*p++;
+		if (c == '+')
+			c = ' ';
+		else if (c == '%') {
+			if (e - p < 2 || hexv(p[0]) < 0 || hexv(p[1]) < 0)
+				return -1;
+			c = hexv(p[0]) * 16 + hexv(p[1]);
+			p += 2;
+			if (c == 0)
+				return -1;
+		}
+		if (n + 1 >= cap)
+			return -2;
+		out[n++] = (char)c;
+	}
+	out[n] = 0;
+	return 0;
+}
+
+int kz_http_query_each(const char *q, size_t n, int (*fn)(void *ctx, const char *k, const char *v), void *ctx,
+		       const char **why)
+{
+	char k[4096], v[4096];
+	const char *p = q, *end = q + n;
+	while (p < end) {
+		const char *amp = memchr(p, '&', (size_t)(end - p));
+		const char *pe = amp ? amp : end;
+		if (pe > p) {
+			const char *eq = memchr(p, '=', (size_t)(pe - p));
+			const char *ke = eq ? eq : pe;
+			int a = unescape(p, ke, k, sizeof k);
+			int b = a ? 0 : unescape(eq ? eq + 1 : pe, pe, v, sizeof v);
+			if (a || b) {
+				*why = (a == -2 || b == -2) ? "a query parameter is over 4096 bytes"
+							    : "malformed percent-escape in the query string";
+				return -1;
+			}
+			int rc = fn(ctx, k, v);
+			if (rc)
+				return rc;
+		}
+		p = pe + (amp ? 1 : 0);
+	}
+	return 0;
+}
