@@ -368,6 +368,20 @@ static int on_req(h2o_handler_t *self, h2o_req_t *req)
 
 /* ---------- setup ---------- */
 
+/* One log line and one audit entry per established HTTPS connection, as for MQTT's. */
+static void info_cb(const SSL *cssl, int where, int ret)
+{
+	if (!(where & SSL_CB_HANDSHAKE_DONE))
+		return;
+	SSL *ssl = (SSL *)cssl;
+	struct peer *p = peer_of(ssl);
+	const char *id = p && p->id ? p->id : NULL;
+	kz_info("https: TLS 1.3 established, group %s, identity %s (HTTPS)", group_of(ssl), id ? id : "none");
+	kz_audit(&(struct kz_audit_entry){ .subject = id, .serial = id ? p->serial : NULL, .tls_group = group_of(ssl),
+					  .action = "tls", .resource = "https", .allow = true,
+					  .reason = id ? "HTTPS, certificate and identity verified" : "HTTPS, no client certificate" });
+}
+
 int kz_http_create(const struct kz_http_config *cfg, struct kz_http **out, char *why, size_t why_len)
 {
 	uv_once(&peer_once, peer_init);
@@ -381,6 +395,7 @@ int kz_http_create(const struct kz_http_config *cfg, struct kz_http **out, char 
 		return -1;
 	}
 	h->cfg = *cfg;
+	SSL_CTX_set_info_callback(cfg->ssl_ctx, info_cb);
 	h->w = calloc(cfg->workers ? cfg->workers : 1, sizeof *h->w);
 	if (!h->w) {
 		free(h);
