@@ -259,10 +259,10 @@ int mqtt_shard_store(struct mqtt_shard *s, uint8_t *data, uint32_t len, struct m
 		s->st_cap = ncap;
 	}
 	if (st) {
-		s->st_items[s->st_n++] = (struct kz_store_item){ data, len, stored_done, st };
+		s->st_items[s->st_n++] = (struct kz_store_item){ data, len, stored_done, st, NULL };
 	} else {
 		atomic_store_explicit(&msg->seq, MQTT_SEQ_PENDING, memory_order_relaxed);
-		s->st_items[s->st_n++] = (struct kz_store_item){ data, len, qos0_done, mqtt_msg_ref(msg) };
+		s->st_items[s->st_n++] = (struct kz_store_item){ data, len, qos0_done, mqtt_msg_ref(msg), NULL };
 	}
 	return KZ_OK;
 }

@@ -66,6 +66,7 @@ struct kz_store {
 	pthread_cond_t cond;
 	struct itemvec pending, work;
 	struct kz_bytes *bodies;
+	struct kz_log_pos *pos; /* where each body of the batch went */
 	size_t bodies_cap;
 	bool stopping, failing;
 	uint32_t interval_ms;
@@ -76,8 +77,11 @@ static void run_batch(struct kz_store *st)
 	struct itemvec *w = &st->work;
 	if (w->n > st->bodies_cap) {
 		struct kz_bytes *nb = realloc(st->bodies, w->n * sizeof *nb);
-		if (nb) {
+		struct kz_log_pos *np = nb ? realloc(st->pos, w->n * sizeof *np) : NULL;
+		if (nb)
 			st->bodies = nb;
+		if (np) {
+			st->pos = np;
 			st->bodies_cap = w->n;
 		}
 	}
@@ -87,7 +91,7 @@ static void run_batch(struct kz_store *st)
 	if (st->bodies_cap >= w->n) {
 		for (size_t i = 0; i < w->n; i++)
 			st->bodies[i] = (struct kz_bytes){ w->v[i].data, w->v[i].len };
-		rc = kz_log_append(st->log, st->bodies, w->n, &first, why, sizeof why);
+		rc = kz_log_append_pos(st->log, st->bodies, w->n, &first, st->pos, why, sizeof why);
 	}
 	if (rc && !st->failing) {
 		kz_error("store: writes fail, publishes are refused until they succeed: %s",
@@ -99,6 +103,8 @@ static void run_batch(struct kz_store *st)
 	}
 	uint64_t bytes = 0;
 	for (size_t i = 0; i < w->n; i++) {
+		if (w->v[i].pos && !rc)
+			*w->v[i].pos = st->pos[i];
 		if (w->v[i].done)
 			w->v[i].done(w->v[i].ctx, rc, rc ? 0 : first + i);
 		bytes += w->v[i].len;
@@ -218,6 +224,7 @@ static void store_free(struct kz_store *st)
 	free(st->pending.v);
 	free(st->work.v);
 	free(st->bodies);
+	free(st->pos);
 	free(st->rules);
 	free(st->log_dir);
 	pthread_mutex_destroy(&st->lock);

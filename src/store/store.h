@@ -88,6 +88,10 @@ int kz_log_append(struct kz_log *log, const struct kz_bytes *bodies, size_t n, u
 		  char *why, size_t why_len);
 /* In interval mode: fdatasync when written data is older than the interval. */
 int kz_log_sync_due(struct kz_log *log, char *why, size_t why_len);
+/* The same, also giving where each frame went (pos[i], for kz_log_read). */
+struct kz_log_pos;
+int kz_log_append_pos(struct kz_log *log, const struct kz_bytes *bodies, size_t n, uint64_t *first_seq,
+		      struct kz_log_pos *pos, char *why, size_t why_len);
 uint64_t kz_log_next_seq(const struct kz_log *log);
 void kz_log_close(struct kz_log *log);
 
@@ -279,6 +283,7 @@ struct kz_store_item {
 	uint32_t len;
 	kz_store_done_fn done;
 	void *ctx;
+	struct kz_log_pos *pos; /* NULL, or filled with where the record went before done runs */
 };
 
 struct kz_store;

@@ -474,6 +474,12 @@ static int sync_now(struct kz_log *log, char *why, size_t why_len)
 int kz_log_append(struct kz_log *log, const struct kz_bytes *bodies, size_t n, uint64_t *first_seq,
 		  char *why, size_t why_len)
 {
+	return kz_log_append_pos(log, bodies, n, first_seq, NULL, why, why_len);
+}
+
+int kz_log_append_pos(struct kz_log *log, const struct kz_bytes *bodies, size_t n, uint64_t *first_seq,
+		      struct kz_log_pos *pos, char *why, size_t why_len)
+{
 	uint64_t seq = log->next_seq, size = log->seg_size, recs = log->seg_records;
 	*first_seq = seq;
 	for (size_t i = 0; i < n; i++) {
@@ -504,6 +510,8 @@ int kz_log_append(struct kz_log *log, const struct kz_bytes *bodies, size_t n, u
 			snprintf(why, why_len, "out of memory");
 			return rc;
 		}
+		if (pos)
+			pos[i] = (struct kz_log_pos){ log->seg_base, size };
 		uint8_t *h = kz_buf_tail(&log->wbuf);
 		put32(h, len);
 		put64(h + 8, seq);
