@@ -31,6 +31,7 @@ struct kz_http_req {
 	const char *method;    /* NUL-terminated copies */
 	const char *path;      /* without the query */
 	const char *query;     /* after '?', "" when none */
+	const char *authority; /* Host (HTTP/1.1) or :authority (HTTP/2) */
 	const char *body;      /* the request entity (buffered up to https.max_body_bytes) */
 	size_t body_len;
 	const char *identity;  /* verified SPIFFE ID, NULL when no client certificate */

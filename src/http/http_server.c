@@ -23,6 +23,7 @@
 #include <h2o/socket/uv-binding.h>
 #include <openssl/x509.h>
 
+#include <pthread.h>
 #include <stdarg.h>
 #include <stdatomic.h>
 #include <stdio.h>
@@ -47,6 +48,7 @@ struct hworker {
 	h2o_accept_ctx_t accept;
 	h2o_multithread_queue_t *queue;
 	h2o_multithread_receiver_t recv;
+	pthread_mutex_t qlock; /* resume (any thread) vs. stop (the worker) */
 };
 
 struct kz_http {
@@ -275,8 +277,16 @@ void kz_http_resume(struct kz_http_deferred *d, void (*fn)(void *ctx, struct kz_
 {
 	d->fn = fn;
 	d->ctx = ctx;
-	h2o_linklist_init_anchor(&d->super.link);
-	h2o_multithread_send_message(&d->w->recv, &d->super);
+	/* the message's link is zero (calloc): h2o asserts that it is not linked */
+	pthread_mutex_lock(&d->w->qlock);
+	bool up = d->w->started;
+	if (up)
+		h2o_multithread_send_message(&d->w->recv, &d->super);
+	pthread_mutex_unlock(&d->w->qlock);
+	if (!up) { /* the worker has stopped: its requests are gone */
+		fn(ctx, NULL);
+		free(d); /* the pool guard went with the connections */
+	}
 }
 
 static void on_messages(h2o_multithread_receiver_t *recv, h2o_linklist_t *messages)
@@ -326,6 +336,7 @@ static int on_req(h2o_handler_t *self, h2o_req_t *req)
 	r->query = req->query_at != SIZE_MAX
 			   ? pool_strndup(&req->pool, req->path.base + req->query_at + 1, req->path.len - req->query_at - 1)
 			   : "";
+	r->authority = pool_strndup(&req->pool, req->authority.base ? req->authority.base : "", req->authority.base ? req->authority.len : 0);
 	r->body = req->entity.base ? req->entity.base : "";
 	r->body_len = req->entity.base ? req->entity.len : 0;
 	SSL *ssl = ssl_of(req);
@@ -402,6 +413,8 @@ int kz_http_create(const struct kz_http_config *cfg, struct kz_http **out, char 
 		snprintf(why, why_len, "out of memory");
 		return -1;
 	}
+	for (unsigned i = 0; i < (cfg->workers ? cfg->workers : 1); i++)
+		pthread_mutex_init(&h->w[i].qlock, NULL);
 	h2o_config_init(&h->global);
 	h->global.server_name = h2o_iovec_init(H2O_STRLIT("kizuna"));
 	h->global.max_request_entity_size = cfg->max_body_bytes;
@@ -443,7 +456,9 @@ void kz_http_worker_start(void *arg, unsigned idx, uv_loop_t *loop)
 	w->accept.ssl_ctx = h->cfg.ssl_ctx;
 	w->queue = h2o_multithread_create_queue(loop);
 	h2o_multithread_register_receiver(w->queue, &w->recv, on_messages);
+	pthread_mutex_lock(&w->qlock);
 	w->started = true;
+	pthread_mutex_unlock(&w->qlock);
 }
 
 struct hconn {
@@ -480,9 +495,12 @@ void kz_http_worker_stop(void *arg, unsigned idx)
 {
 	struct kz_http *h = arg;
 	struct hworker *w = &h->w[idx];
-	if (!w->started)
-		return;
+	pthread_mutex_lock(&w->qlock);
+	bool was = w->started;
 	w->started = false;
+	pthread_mutex_unlock(&w->qlock);
+	if (!was)
+		return;
 	h2o_multithread_unregister_receiver(w->queue, &w->recv);
 	h2o_multithread_destroy_queue(w->queue);
 }

@@ -778,6 +778,9 @@ static void handle_publish(struct mqtt_client *c, const struct mqtt_packet *pkt)
 				      "payload is not UTF-8 as its format indicator says");
 	if (topic.len >= 4 && memcmp(topic.p, "$SYS", 4) == 0)
 		return publish_refuse(c, pkt, MQTT_RC_NOT_AUTHORIZED, "$SYS topics are the server's");
+	if (topic.len >= 6 && memcmp(topic.p, "$taxii", 6) == 0)
+		return publish_refuse(c, pkt, MQTT_RC_NOT_AUTHORIZED,
+				      "$taxii topics hold validated STIX objects: post them over TAXII 2.1");
 	struct msg_label ml = { 0 };
 	struct kz_label lab;
 	char canon[KZ_LABEL_MAX_LEN + 1];

@@ -42,6 +42,16 @@ static const struct directive directives[] = {
 	  "An HTTP/1.1 request (head and body) must arrive within this." },
 	{ "https.idle_timeout_ms", T_U32, C(https_idle_timeout_ms), 0, 100, 86400000, "60000",
 	  "An idle HTTP/2 connection is closed after this." },
+	{ "taxii.collections", T_STR, C(taxii_collections), S(taxii_collections), 0, 0, "DIR/taxii-collections.json",
+	  "The TAXII 2.1 collections, a JSON list of {id, title, description, allow_custom, readers, writers} (docs/TAXII.md); created with one collection on first start." },
+	{ "taxii.max_page", T_U32, C(taxii_max_page), 0, 1, 100000, "1000", "Largest page (limit) a TAXII request gets." },
+	{ "taxii.default_page", T_U32, C(taxii_default_page), 0, 1, 100000, "100", "Page size when a TAXII request gives no limit." },
+	{ "taxii.max_post_objects", T_U32, C(taxii_max_post), 0, 1, 1000000, "10000",
+	  "Objects in one TAXII POST envelope; more: 413." },
+	{ "taxii.max_scan", T_U32, C(taxii_max_scan), 0, 1000, 100000000, "200000",
+	  "Index entries one TAXII page may examine; a sparse filter gets a shorter page with more=true and a next cursor." },
+	{ "taxii.max_statuses", T_U32, C(taxii_max_statuses), 0, 16, 1000000, "10000",
+	  "TAXII status resources kept in memory (the oldest are dropped)." },
 	{ "threads", T_UINT, C(threads), 0, 0, 256, "0",
 	  "Network worker threads, each with its own event loop and connections; 0 = one per core." },
 	{ "log_level", T_LOGLEVEL, C(log_level), 0, 0, 0, "info", "error, warn, info or debug." },
@@ -329,6 +339,8 @@ void node_config_finish(struct node_config *cfg)
 		snprintf(cfg->tls_crl, sizeof cfg->tls_crl, "%s/pki/crl.pem", cfg->data_dir);
 	if (!cfg->ca_dir[0])
 		snprintf(cfg->ca_dir, sizeof cfg->ca_dir, "%s/pki", cfg->data_dir);
+	if (!cfg->taxii_collections[0])
+		snprintf(cfg->taxii_collections, sizeof cfg->taxii_collections, "%s/taxii-collections.json", cfg->data_dir);
 	if (cfg->threads == 0) {
 		long n = sysconf(_SC_NPROCESSORS_ONLN);
 		cfg->threads = n > 0 ? (unsigned)n : 1;

@@ -8,6 +8,7 @@
 #include "http/http.h"
 #include "net/net.h"
 #include "node/node_http.h"
+#include "services/taxii/taxii.h"
 #include "trust/audit.h"
 #include "trust/ca.h"
 #include "trust/policy.h"
@@ -381,6 +382,7 @@ int node_serve_main(int argc, char **argv)
 	int hport = 0;
 	SSL_CTX *hctx = NULL;
 	struct kz_http *http = NULL;
+	struct taxii *taxii = NULL;
 	struct node_http nh = { 0 };
 	if (cfg.https_enabled) {
 		(void)node_config_split_addr(cfg.https_listen, hhost, sizeof hhost, &hport);
@@ -394,7 +396,19 @@ int node_serve_main(int argc, char **argv)
 		nh.http = http;
 		nh.broker = &broker;
 		snprintf(nh.log_dir, sizeof nh.log_dir, "%s", logdir);
-		if (node_http_routes(&nh)) {
+		struct taxii_config tc = { cfg.taxii_collections, broker.store, logdir, node_max_record_bytes(&cfg),
+					   &broker.policy, cfg.node_id, cfg.threads, cfg.taxii_max_page,
+					   cfg.taxii_default_page, cfg.taxii_max_post, cfg.taxii_max_scan,
+					   cfg.taxii_max_statuses, cfg.https_max_body };
+		if (taxii_open(&tc, &taxii, why, sizeof why)) {
+			kz_error("TAXII: %s", why);
+			goto fail;
+		}
+		uint64_t ncoll, nent;
+		taxii_counts(taxii, &ncoll, &nent);
+		kz_info("TAXII: %llu collections, %llu object versions indexed from the log", (unsigned long long)ncoll,
+			(unsigned long long)nent);
+		if (node_http_routes(&nh) || taxii_routes(taxii, http)) {
 			kz_error("HTTPS: too many routes");
 			goto fail;
 		}
@@ -455,6 +469,7 @@ int node_serve_main(int argc, char **argv)
 	SSL_CTX_free(ctx);
 	SSL_CTX_free(hctx);
 	kz_http_free(http);
+	taxii_close(taxii);
 	for (size_t i = 0; i < revs.n; i++)
 		kz_revoked_free(revs.v[i]);
 	free(revs.v);
