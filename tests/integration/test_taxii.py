@@ -1,0 +1,291 @@
+"""TAXII 2.1 against a live node with python3-requests and curl: every endpoint, the filters
+and error codes, the shared STIX data, pagination at depth under concurrent writes, and a
+TLP/audience matrix across organisations."""
+import json, os, subprocess, sys, threading, uuid
+sys.path.insert(0, os.path.dirname(__file__))
+from kzharness import Node, run_tests
+import requests
+
+# requests lets REQUESTS_CA_BUNDLE/CURL_CA_BUNDLE override a session's verify: the node's CA must win
+for _v in ("REQUESTS_CA_BUNDLE", "CURL_CA_BUNDLE"):
+    os.environ.pop(_v, None)
+
+SHARED = os.environ.get("KZ_SHARED_DIR", os.path.join(os.path.dirname(__file__), "..", "..", "..", "shared"))
+STIX = os.path.join(SHARED, "data", "stix")
+TAXII = "application/taxii+json;version=2.1"
+
+from kzharness import free_port
+HPORT = free_port()
+node = Node("https.listen = 127.0.0.1:%d\ntaxii.default_page = 50\ntaxii.max_post_objects = 5000\nhttps.max_body_bytes = 8388608\n" % HPORT)
+log = node.logtext()
+port = int([l for l in log.splitlines() if "HTTPS on " in l][0].split("HTTPS on ")[1].split()[0].rsplit(":", 1)[1])
+BASE = "https://localhost:%d/taxii2/" % port
+CA = os.path.join(node.pki, "ca.pem")
+ADMIN = (os.path.join(node.pki, "admin.pem"), os.path.join(node.pki, "admin.key"))
+COLL = json.load(open(os.path.join(node.data, "taxii-collections.json")))[0]["id"]
+OBJS = BASE + "api/collections/%s/objects/" % COLL
+# identities in three organisations (the org is the SPIFFE ID's first path segment)
+ALICE = node.issue("alice", "spiffe://kizuna.local/mod/user/alice")
+ANNA = node.issue("anna", "spiffe://kizuna.local/mod/user/anna")
+BOB = node.issue("bob", "spiffe://kizuna.local/meti/user/bob")
+ERIN = node.issue("erin", "spiffe://kizuna.local/acme/user/erin")
+
+
+def s(cert=ADMIN):
+    x = requests.Session()
+    x.verify = CA
+    x.cert = cert
+    x.headers["Accept"] = TAXII
+    return x
+
+
+def post(objs, cert=ADMIN, headers=None, url=OBJS):
+    h = {"Content-Type": TAXII}
+    h.update(headers or {})
+    r = s(cert).post(url, data=json.dumps({"objects": objs}), headers=h)
+    assert r.status_code == 202, (r.status_code, r.text)
+    st = r.json()
+    assert st["status"] == "complete" and st["pending_count"] == 0, st
+    return st
+
+
+def bundle(name):
+    return json.load(open(os.path.join(STIX, name)))["objects"]
+
+
+def ident():
+    return str(uuid.uuid4())
+
+
+def indicator(tlp_ref=None, pattern="[ipv4-addr:value = '198.51.100.7']", modified="2024-01-01T00:00:00.000Z", oid=None):
+    o = {"type": "indicator", "spec_version": "2.1", "id": oid or "indicator--" + ident(),
+         "created": "2024-01-01T00:00:00.000Z", "modified": modified, "name": "t", "pattern": pattern,
+         "pattern_type": "stix", "valid_from": "2024-01-01T00:00:00Z"}
+    if tlp_ref:
+        o["object_marking_refs"] = [tlp_ref]
+    return o
+
+
+def test_discovery_api_root_collections():
+    r = s().get(BASE)
+    assert r.status_code == 200 and r.headers["Content-Type"] == TAXII, r.text
+    assert r.json()["api_roots"] == ["https://localhost:%d/taxii2/api/" % port]
+    r = s().get(BASE + "api/")
+    assert r.json()["versions"] == [TAXII] and r.json()["max_content_length"] == 8388608
+    cs = s().get(BASE + "api/collections/").json()["collections"]
+    assert cs[0]["id"] == COLL and cs[0]["can_read"] and cs[0]["can_write"]
+    assert s().get(BASE + "api/collections/%s/" % COLL).json()["media_types"] == ["application/stix+json;version=2.1"]
+    assert s().get(BASE + "api/collections/%s/" % ident()).status_code == 404
+
+
+def test_errors():
+    # no client certificate: 401 with a TAXII error body
+    r = requests.get(BASE, verify=CA, headers={"Accept": TAXII})
+    assert r.status_code == 401 and r.json()["http_status"] == "401", r.text
+    r = s().get(BASE, headers={"Accept": "application/json"})
+    assert r.status_code == 406 and r.json()["title"] == "Not Acceptable"
+    r = s().get(BASE, headers={"Accept": "application/taxii+json;version=2.0"})
+    assert r.status_code == 406
+    r = s().post(OBJS, data="{}", headers={"Content-Type": "application/json"})
+    assert r.status_code == 415, r.text
+    r = s().post(OBJS, data="{nope", headers={"Content-Type": TAXII})
+    assert r.status_code == 400 and "not JSON" in r.json()["description"]
+    r = s().post(OBJS, data='{"objects": 3}', headers={"Content-Type": TAXII})
+    assert r.status_code == 422
+    r = s().post(OBJS, data=json.dumps({"objects": [{}] * 5001}), headers={"Content-Type": TAXII})
+    assert r.status_code == 413 and "limit 5000" in r.json()["description"], r.text
+    big = os.path.join(node.dir, "big.json")
+    with open(big, "w") as f:
+        f.write("x" * (8388608 + 10))
+    # HTTP/1.1: 413 with its JSON body (libh2o 2.2 resets an HTTP/2 stream instead: docs/HTTP.md)
+    r = subprocess.run(["curl", "-s", "--http1.1", "-o", "/dev/null", "-w", "%{http_code}", "--cacert", CA, "--cert", ADMIN[0],
+                        "--key", ADMIN[1], "-H", "Content-Type: " + TAXII, "-H", "Accept: " + TAXII,
+                        "--data-binary", "@" + big, OBJS], capture_output=True, text=True, timeout=30)
+    assert r.stdout == "413", r.stdout
+    for q in ("limit=0", "limit=x", "added_after=yesterday", "next=zz", "match[version]=newest",
+              "match[id]=nope", "match[foo]=1", "limit=1&limit=2"):
+        r = s().get(OBJS + "?" + q)
+        assert r.status_code == 400 and r.json()["description"], (q, r.status_code, r.text)
+    # requests re-escapes a bad percent-escape; curl sends it as it is
+    r = subprocess.run(["curl", "-s", "-g", "--cacert", CA, "--cert", ADMIN[0], "--key", ADMIN[1], "-H", "Accept: " + TAXII,
+                        OBJS + "?a=%zz"], capture_output=True, text=True, timeout=20)
+    assert "malformed percent-escape" in json.loads(r.stdout)["description"], r.stdout
+    assert s().put(OBJS, data="{}").status_code == 405
+    assert s().get(BASE + "api/status/%s/" % ident()).status_code == 404
+    assert s().get(BASE + "api/nope/").status_code == 404
+
+
+def test_shared_data_imports_and_malformed_rejected():
+    total = 0
+    for name in ("examples/apt1.json", "examples/poisonivy.json", "ics-attack.json", "mobile-attack-17.1.json"):
+        objs = bundle(name)
+        st = post(objs)
+        assert st["success_count"] == len(objs) and st["failure_count"] == 0, (name, st.get("failures", [])[:3])
+        total += len(objs)
+    # the status resource is there for its poster only
+    sid = st["id"]
+    assert s().get(BASE + "api/status/%s/" % sid).json()["success_count"] == len(objs)
+    assert s(BOB).get(BASE + "api/status/%s/" % sid).status_code == 404
+    # posting the same versions again stores nothing new
+    st = post(bundle("examples/apt1.json"))
+    assert all(x.get("message") == "this version is already in the collection" for x in st["successes"])
+    # malformed objects: each refused with its own precise message, the good one kept
+    good = indicator()
+    bad = [dict(indicator(), id="indicator--1234"),
+           dict(indicator(), created="2024-01-01T00:00:00Z"),
+           dict(indicator(), modified="2023-01-01T00:00:00.000Z"),
+           dict(indicator(), pattern="[ipv4-addr:value = '1.2.3.4'"),
+           dict(indicator(), spec_version="2.0"),
+           dict(indicator(), object_marking_refs=["marking-definition--" + ident()]),
+           dict(indicator(), created_by_ref="malware--" + ident())]
+    st = post([good] + bad)
+    assert st["success_count"] == 1 and st["failure_count"] == len(bad), st
+    msgs = [f["message"] for f in st["failures"]]
+    for want in ("id: must be an identifier", "created: must be precise to the millisecond",
+                 "modified: must not be earlier than created", "pattern: at offset",
+                 "STIX 2.0 objects are not accepted", "does not resolve", "created_by_ref: must reference a identity"):
+        assert any(want in m for m in msgs), (want, msgs)
+
+
+def test_filters_versions_manifest_delete():
+    oid = "indicator--" + ident()
+    v = ["2024-01-0%dT00:00:00.000Z" % d for d in (1, 2, 3)]
+    for m in v:
+        post([indicator(oid=oid, modified=m)])
+    one = s().get(OBJS + oid + "/").json()["objects"]
+    assert [o["modified"] for o in one] == [v[2]]  # default: last
+    assert [o["modified"] for o in s().get(OBJS + oid + "/?match[version]=first").json()["objects"]] == [v[0]]
+    assert len(s().get(OBJS + oid + "/?match[version]=all").json()["objects"]) == 3
+    assert len(s().get(OBJS + oid + "/?match[version]=first,last").json()["objects"]) == 2
+    assert [o["modified"] for o in s().get(OBJS + oid + "/?match[version]=" + v[1]).json()["objects"]] == [v[1]]
+    vs = s().get(OBJS + oid + "/versions/").json()
+    assert vs["more"] is False and len(vs["versions"]) == 3
+    r = s().get(OBJS + "?match[id]=%s&match[version]=all" % oid)
+    assert len(r.json()["objects"]) == 3 and r.headers["X-TAXII-Date-Added-First"] < r.headers["X-TAXII-Date-Added-Last"]
+    man = s().get(BASE + "api/collections/%s/manifest/?match[id]=%s" % (COLL, oid)).json()["objects"]
+    assert len(man) == 1 and man[0]["version"].startswith("2024-01-03T00:00:00.000") and man[0]["media_type"]
+    types = {o["type"] for o in s().get(OBJS + "?match[type]=malware,tool&limit=1000").json()["objects"]}
+    assert types == {"malware", "tool"}, types
+    assert s().get(OBJS + "?match[spec_version]=2.0").json() == {"more": False}
+    assert s().get(OBJS + "?match[type]=no-such-type").json() == {"more": False}
+    # added_after: only what came later
+    last = r.headers["X-TAXII-Date-Added-Last"]
+    newer = indicator()
+    post([newer])
+    got = s().get(OBJS + "?added_after=" + last).json()["objects"]
+    assert [o["id"] for o in got] == [newer["id"]], got
+    # DELETE one version, then all
+    assert s().delete(OBJS + oid + "/?match[version]=" + v[2]).status_code == 200
+    assert [o["modified"] for o in s().get(OBJS + oid + "/").json()["objects"]] == [v[1]]
+    assert s().delete(OBJS + oid + "/").status_code == 200
+    assert s().get(OBJS + oid + "/").status_code == 404
+    assert s().delete(OBJS + oid + "/").status_code == 404
+
+
+def test_pagination_at_depth_under_concurrent_writes():
+    url = BASE + "api/collections/%s/manifest/" % COLL
+    before = set()
+    nxt = None
+    while True:
+        r = s().get(url + "?limit=37" + ("&next=" + nxt if nxt else ""))
+        j = r.json()
+        before |= {(o["id"], o["version"]) for o in j.get("objects", [])}
+        if not j["more"]:
+            break
+        nxt = j["next"]
+    # now page again while writers add objects: no skip, no duplicate, and everything that
+    # was there before is seen exactly once
+    stop = threading.Event()
+    added = []
+
+    def writer():
+        while not stop.is_set():
+            batch = [indicator() for _ in range(20)]
+            post(batch)
+            added.extend(o["id"] for o in batch)
+    th = threading.Thread(target=writer)
+    th.start()
+    seen, nxt, pages = [], None, 0
+    try:
+        while True:
+            j = s().get(url + "?limit=37" + ("&next=" + nxt if nxt else "")).json()
+            seen += [(o["id"], o["version"]) for o in j.get("objects", [])]
+            pages += 1
+            if not j["more"] or pages > 2000:
+                break
+            nxt = j["next"]
+    finally:
+        stop.set()
+        th.join()
+    assert len(seen) == len(set(seen)), "a duplicate across pages"
+    assert before <= set(seen), "an object present before paging was skipped"
+    assert len(added) > 0 and pages > 10, (len(added), pages)
+
+
+def test_tlp_audience_matrix():
+    red = indicator("marking-definition--5e57c739-391a-4eb3-b6be-7d15ca92d5ed")            # TLP 1.0 RED
+    red_named = indicator("marking-definition--e828b379-4e03-4974-9ac4-e53a884c97c1")      # TLP 2.0 RED
+    amber = indicator("marking-definition--55d920b0-5e8b-4f79-9ee9-91f868d9b421")
+    amber_meti = indicator("marking-definition--f88d31f6-486f-44da-b317-01333bde0b82")    # TLP 1.0 AMBER
+    strict = indicator("marking-definition--826578e1-40ad-459f-bc73-ede076f81f37")        # OpenCTI AMBER+STRICT
+    green = indicator("marking-definition--bab4a63c-aed9-4cf5-a766-dfca5abac2bb")
+    post([red, amber, strict, green], cert=ALICE)
+    post([red_named], cert=ALICE, headers={"Kizuna-Audience": "id:spiffe://kizuna.local/meti/user/bob"})
+    post([amber_meti], cert=ALICE, headers={"Kizuna-Audience": "org:meti"})
+    r = s(ALICE).post(OBJS, data=json.dumps({"objects": [indicator("marking-definition--939a9414-2ddd-4d32-a0cd-375ea402b003")]}),
+                      headers={"Content-Type": TAXII, "Kizuna-Audience": "org:meti,org:acme"})
+    assert r.json()["failures"][0]["message"].startswith("TLP:AMBER+STRICT stays within one organisation")
+    want = {  # who sees what: poster alice (mod), anna (mod), bob (meti), erin (acme)
+        "red": {"alice"}, "red_named": {"alice", "bob"}, "amber": {"alice", "anna"},
+        "amber_meti": {"alice", "anna", "bob"}, "strict": {"alice", "anna"},
+        "green": {"alice", "anna", "bob", "erin"}}
+    objs = {"red": red, "red_named": red_named, "amber": amber, "amber_meti": amber_meti, "strict": strict, "green": green}
+    who = {"alice": ALICE, "anna": ANNA, "bob": BOB, "erin": ERIN}
+    for name, cert in who.items():
+        mine = ",".join(o["id"] for o in objs.values())
+        listing = s(cert).get(OBJS + "?match[id]=" + mine).json().get("objects", [])
+        ids = {o["id"] for o in listing}
+        man = {o["id"] for o in s(cert).get(BASE + "api/collections/%s/manifest/?match[id]=%s" % (COLL, mine)).json().get("objects", [])}
+        assert len(s(cert).get(OBJS + "?match[type]=indicator&limit=1000").json().get("objects", [])) > 0
+        for k, o in objs.items():
+            vis = name in want[k]
+            assert (o["id"] in ids) == vis, (name, k, "objects")
+            assert (o["id"] in man) == vis, (name, k, "manifest")
+            r = s(cert).get(OBJS + o["id"] + "/")
+            assert r.status_code == (200 if vis else 404), (name, k, r.status_code)
+            assert (s(cert).get(OBJS + o["id"] + "/versions/").status_code == 200) == vis
+            h = s(cert).get(OBJS + "?match[id]=" + o["id"]).headers
+            assert ("X-TAXII-Date-Added-First" in h) == vis, (name, k, "headers")
+    # TLP 1.0 and OpenCTI ids are emitted as TLP 2.0
+    got = s(ALICE).get(OBJS + red["id"] + "/").json()["objects"][0]
+    assert got["object_marking_refs"] == ["marking-definition--e828b379-4e03-4974-9ac4-e53a884c97c1"]
+    got = s(ALICE).get(OBJS + strict["id"] + "/").json()["objects"][0]
+    assert got["object_marking_refs"] == ["marking-definition--939a9414-2ddd-4d32-a0cd-375ea402b003"]
+
+
+def test_curl_http2_and_audit():
+    r = subprocess.run(["curl", "-s", "--http2", "-o", "/dev/null", "-w", "%{http_version} %{http_code}",
+                        "--cacert", CA, "--cert", ADMIN[0], "--key", ADMIN[1], "-H", "Accept: " + TAXII, BASE],
+                       capture_output=True, text=True, timeout=20)
+    assert r.stdout == "2 200", r.stdout
+    r = subprocess.run(["curl", "-s", "--http1.1", "--cacert", CA, "--cert", ADMIN[0], "--key", ADMIN[1],
+                        "https://localhost:%d/metrics" % port], capture_output=True, text=True, timeout=20)
+    assert "kizuna_http_requests_total" in r.stdout and "kizuna_decisions_denied_total" in r.stdout, r.stdout[:300]
+    node.proc.terminate()
+    assert node.proc.wait(20) == 0
+    node.start()
+    # the index is rebuilt from the log: objects, deletions and audiences survive a restart
+    r = s(BOB).get(OBJS + "?match[type]=indicator&limit=1000")
+    assert r.status_code == 200
+    out = subprocess.run([sys.argv[1], "audit", "show", "--data", node.data, "--action", "http"],
+                         capture_output=True, text=True, timeout=30)
+    assert "GET /taxii2/" in out.stdout and "401 Unauthorized" in out.stdout, out.stdout[-500:] + out.stderr
+
+
+if __name__ == "__main__":
+    if not os.path.isdir(STIX):
+        print("SKIP: %s not found" % STIX)
+        sys.exit(77)
+    run_tests([test_discovery_api_root_collections, test_errors, test_shared_data_imports_and_malformed_rejected,
+               test_filters_versions_manifest_delete, test_pagination_at_depth_under_concurrent_writes,
+               test_tlp_audience_matrix, test_curl_http2_and_audit])
