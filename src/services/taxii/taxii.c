@@ -1271,7 +1271,10 @@ static int label_for(struct kz_http_req *r, const struct tx_subject *sub, int tl
 		     const char **why)
 {
 	if (tlp <= 2) {
-		snprintf(out, n, tlp ? "tlp=%s" : "", tlp_word(tlp));
+		if (tlp)
+			snprintf(out, n, "tlp=%s", tlp_word(tlp));
+		else
+			out[0] = 0;
 		return 0;
 	}
 	const char *aud = kz_http_req_header(r, "kizuna-audience");
