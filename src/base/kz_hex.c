@@ -26,3 +26,14 @@ int kz_unhex(const char *s, void *out, size_t n)
 	}
 	return 0;
 }
+
+int kz_hexval(char c)
+{
+	if (c >= '0' && c <= '9')
+		return c - '0';
+	if (c >= 'a' && c <= 'f')
+		return c - 'a' + 10;
+	if (c >= 'A' && c <= 'F')
+		return c - 'A' + 10;
+	return -1;
+}

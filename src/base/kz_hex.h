@@ -8,4 +8,6 @@ void kz_hex(const void *p, size_t n, char *out);
 /* Reads exactly n bytes from the first 2n characters of s (lower-case digits only; s must
  * hold at least 2n characters). 0, or -1 on any other character. */
 int kz_unhex(const char *s, void *out, size_t n);
+/* The value of one hex digit (either case), -1 for anything else. */
+int kz_hexval(char c);
 #endif

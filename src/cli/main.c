@@ -153,6 +153,38 @@ static const struct command commands[] = {
 	  "  token    print a single-use enrolment token for SPIFFE-ID, usable --ttl (default\n"
 	  "           ca.token_ttl, 1h); the certificate it yields is valid --lifetime\n"
 	  "Exit 0 on success, 1 on failure, 2 on a usage error.\n" },
+	{ "stix", cli_stix_main, "import, export or sight STIX 2.1 objects through a node's TAXII API",
+	  "usage: kizuna stix import FILE|- [--collection ID] [--audience A] [--batch N] [options]\n"
+	  "       kizuna stix export [--collection ID] [--type T,...] [--added-after TIME]\n"
+	  "                          [--all-versions] [-o FILE] [options]\n"
+	  "       kizuna stix sight INDICATOR-ID [--count N] [--where-sighted IDENTITY-ID]\n"
+	  "                          [--first-seen TIME] [--last-seen TIME] [--created-by ID] [options]\n\n"
+	  "Talks TAXII 2.1 to a running node (docs/TAXII.md) with the identity of --data DIR/pki\n"
+	  "(admin.pem, admin.key) or --cert/--key. The collection defaults to the first one this\n"
+	  "identity may write (import, sight) or read (export).\n\n"
+	  "  import   reads bundles, envelopes, lists or a stream of objects (JSON lines) and posts\n"
+	  "           them in envelopes of --batch objects (default 500); a progress line on a\n"
+	  "           terminal, each refused object with the node's reason (the first 20 unless\n"
+	  "           --verbose), and a summary. --audience sets Kizuna-Audience (org:NAME,id:ID)\n"
+	  "           for AMBER/AMBER+STRICT/RED objects.\n"
+	  "  export   writes the collection as one STIX bundle (latest versions, or --all-versions)\n"
+	  "  sight    creates a sighting of INDICATOR-ID (checked here, then posted) and prints its id\n\n"
+	  "      --url URL        the node's HTTPS address (default https://localhost:8443)\n"
+	  "  -d, --data DIR       TLS files from DIR/pki (default ./var)\n"
+	  "      --cafile F, --cert F, --key F   explicit TLS files\n"
+	  "Exit 0 on success, 3 when the node refused some objects, 1 on an error, 2 on a usage error.\n" },
+	{ "taxii", cli_taxii_main, "copy objects between another TAXII 2.1 server and the node",
+	  "usage: kizuna taxii pull API-ROOT-URL --collection REMOTE-ID [--into LOCAL-ID] [options]\n"
+	  "       kizuna taxii push API-ROOT-URL --collection REMOTE-ID [--from LOCAL-ID] [options]\n\n"
+	  "pull: pages through the remote collection's objects (following next) and posts them\n"
+	  "into the local node's collection; push: the other way. --added-after TIME starts there;\n"
+	  "--state FILE keeps the last page's X-TAXII-Date-Added-Last after each page and starts\n"
+	  "from it next time (resumable).\n\n"
+	  "      --remote-cafile F, --remote-cert F, --remote-key F   TLS files for the remote\n"
+	  "                       (default: the local ones)\n"
+	  "      --user NAME:PASSWORD   HTTP Basic authentication for the remote\n"
+	  "      --type T,...  --all-versions  --url URL  -d DIR  --cafile/--cert/--key  as for stix\n"
+	  "Exit 0 on success, 3 when the receiving side refused some objects, 1 on an error.\n" },
 	{ "enroll", cli_enroll_main, "get a certificate from a node with an enrolment token",
 	  "usage: kizuna enroll --token TOKEN --cafile FILE --out DIR [--host HOST] [--port PORT]\n\n"
 	  "Generates an ECDSA P-256 key here, connects to the node's MQTT TLS listener (default\n"

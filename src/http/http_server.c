@@ -13,6 +13,7 @@
  * revoke`) and the certificate's expiry. */
 #include "http/http.h"
 #include "base/kz_log.h"
+#include "base/kz_hex.h"
 #include "base/kz_time.h"
 #include "net/net.h"
 #include "trust/audit.h"
@@ -527,16 +528,6 @@ void kz_http_stats(struct kz_http *h, struct kz_http_stats *out)
 
 /* ---------- query strings ---------- */
 
-static int hexv(char c)
-{
-	if (c >= '0' && c <= '9')
-		return c - '0';
-	if (c >= 'a' && c <= 'f')
-		return c - 'a' + 10;
-	if (c >= 'A' && c <= 'F')
-		return c - 'A' + 10;
-	return -1;
-}
 
 /* Decodes [p, e) into out (cap bytes incl. NUL). -1: bad escape, -2: too long, NUL inside. */
 static int unescape(const char *p, const char *e, char *out, size_t cap)
@@ -547,9 +538,9 @@ static int unescape(const char *p, const char *e, char *out, size_t cap)
 		if (c == '+')
 			c = ' ';
 		else if (c == '%') {
-			if (e - p < 2 || hexv(p[0]) < 0 || hexv(p[1]) < 0)
+			if (e - p < 2 || kz_hexval(p[0]) < 0 || kz_hexval(p[1]) < 0)
 				return -1;
-			c = hexv(p[0]) * 16 + hexv(p[1]);
+			c = kz_hexval(p[0]) * 16 + kz_hexval(p[1]);
 			p += 2;
 			if (c == 0)
 				return -1;

@@ -1,5 +1,6 @@
 /* stix_validate.c — STIX 2.1 validation on write (see stix.h for the rules and sections). */
 #include "services/stix/stix.h"
+#include "base/kz_hex.h"
 
 #include <stdarg.h>
 #include <stdio.h>
@@ -59,16 +60,6 @@ static bool type_ok(const char *t, size_t n)
 	return true;
 }
 
-static int hexv(char c)
-{
-	if (c >= '0' && c <= '9')
-		return c - '0';
-	if (c >= 'a' && c <= 'f')
-		return c - 'a' + 10;
-	if (c >= 'A' && c <= 'F')
-		return c - 'A' + 10;
-	return -1;
-}
 
 /* An RFC 4122 UUID (8-4-4-4-12 hex, version 1–5, variant 10xx) into 16 bytes. */
 static bool uuid_ok(const char *u, uint8_t out[16])
@@ -79,7 +70,7 @@ static bool uuid_ok(const char *u, uint8_t out[16])
 	for (int i = 0; i < 36; i++) {
 		if (i == 8 || i == 13 || i == 18 || i == 23)
 			continue;
-		int a = hexv(u[i]), b = hexv(u[i + 1]);
+		int a = kz_hexval(u[i]), b = kz_hexval(u[i + 1]);
 		if (a < 0 || b < 0)
 			return false;
 		out[k++] = (uint8_t)(a * 16 + b);

@@ -1340,6 +1340,40 @@ static void status_keep(struct taxii *t, struct tx_status *s)
 	pthread_mutex_unlock(&t->st_lock);
 }
 
+/* The store item of object version e (or its tombstone) for post p's item i: the record's
+ * topic names the collection, type, id and version, so the index is rebuilt without
+ * parsing objects. A record that cannot be encoded goes as an empty one, which the log
+ * refuses: its batch then fails as a whole and the client is told. */
+static struct kz_store_item record_item(struct taxii *t, struct tx_post *p, size_t i, const struct tx_ent *e,
+					const char *identity, const uint8_t *payload, uint32_t plen,
+					struct kz_log_pos *pos, struct kz_buf *rec)
+{
+	char topic[400], idtxt[37];
+	kz_uuid_format(e->uuid, idtxt);
+	snprintf(topic, sizeof topic, "%s/%s/%s/%s/%lld", p->del ? "$taxii-del" : "$taxii", p->c->id, t->types[e->type_i],
+		 idtxt, (long long)e->version_us);
+	const char *label = p->del ? "" : t->acc[e->acc_i]->label;
+	struct kz_record kr = { .time_ns = p->del ? kz_now_wall_ns() : (uint64_t)e->added_us * 1000, .qos = 1 };
+	kz_uuidv7(kr.id, kr.time_ns / 1000000);
+	kr.topic = (struct kz_bytes){ (const uint8_t *)topic, (uint32_t)strlen(topic) };
+	kr.origin_node = (struct kz_bytes){ (const uint8_t *)t->cfg.node_id, (uint32_t)strlen(t->cfg.node_id) };
+	kr.origin_id = (struct kz_bytes){ (const uint8_t *)identity, (uint32_t)strlen(identity) };
+	kr.label = (struct kz_bytes){ (const uint8_t *)label, (uint32_t)strlen(label) };
+	if (!p->del)
+		kr.content_type = (struct kz_bytes){ (const uint8_t *)STIX_MT, (uint32_t)strlen(STIX_MT) };
+	kr.payload = (struct kz_bytes){ payload, plen };
+	kz_buf_reset(rec);
+	struct done_ctx *dc = malloc(sizeof *dc);
+	if (!dc)
+		abort(); /* 16 bytes: the process is out of memory */
+	dc->p = p;
+	dc->i = i;
+	uint8_t *data = NULL;
+	if (!kz_record_encode(&kr, rec) && (data = malloc(rec->len)))
+		memcpy(data, kz_buf_head(rec), rec->len);
+	return (struct kz_store_item){ data, data ? (uint32_t)rec->len : 0, post_item_done, dc, pos };
+}
+
 static void post_objects(struct taxii *t, struct kz_http_req *r, struct tx_coll *c, struct tx_subject *sub)
 {
 	const char *ct = accepted(r, false);
@@ -1473,32 +1507,9 @@ static void post_objects(struct taxii *t, struct kz_http_req *r, struct tx_coll 
 		it->e.added_us = added + (int64_t)i;
 		if (it->e.version_us == INT64_MIN)
 			it->e.version_us = it->e.added_us;
-		char topic[400], idtxt[37];
-		kz_uuid_format(it->e.uuid, idtxt);
-		snprintf(topic, sizeof topic, "$taxii/%s/%s/%s/%lld", c->id, t->types[it->e.type_i], idtxt,
-			 (long long)it->e.version_us);
-		const char *label = t->acc[it->e.acc_i]->label;
-		struct kz_record kr = { .time_ns = (uint64_t)it->e.added_us * 1000, .qos = 1 };
-		kz_uuidv7(kr.id, (uint64_t)it->e.added_us / 1000);
-		kr.topic = (struct kz_bytes){ (const uint8_t *)topic, (uint32_t)strlen(topic) };
-		kr.origin_node = (struct kz_bytes){ (const uint8_t *)t->cfg.node_id, (uint32_t)strlen(t->cfg.node_id) };
-		kr.origin_id = (struct kz_bytes){ (const uint8_t *)r->identity, (uint32_t)strlen(r->identity) };
-		kr.label = (struct kz_bytes){ (const uint8_t *)label, (uint32_t)strlen(label) };
-		kr.content_type = (struct kz_bytes){ (const uint8_t *)STIX_MT, (uint32_t)strlen(STIX_MT) };
-		kr.payload = (struct kz_bytes){ si[i].data, si[i].len };
-		kz_buf_reset(&rec);
-		struct done_ctx *dc = malloc(sizeof *dc);
-		if (!dc)
-			abort(); /* 16 bytes: the process is out of memory */
-		/* a record that cannot be encoded goes as an empty one, which the log refuses:
-		 * the batch then fails as a whole and the client is told */
-		uint8_t *data = NULL;
-		if (!kz_record_encode(&kr, &rec) && (data = malloc(rec.len)))
-			memcpy(data, kz_buf_head(&rec), rec.len);
-		free(si[i].data);
-		dc->p = p;
-		dc->i = i;
-		si[i] = (struct kz_store_item){ data, (uint32_t)rec.len, post_item_done, dc, &it->pos };
+		uint8_t *js = si[i].data;
+		si[i] = record_item(t, p, i, &it->e, r->identity, js, si[i].len, &it->pos, &rec);
+		free(js);
 		json_array_append_new(st->pendings, json_pack("{s:s, s:s}", "id", it->id, "version", it->version));
 		st->pending++;
 	}
@@ -1558,28 +1569,7 @@ static void delete_object(struct taxii *t, struct kz_http_req *r, struct tx_coll
 	kz_buf_init(&rec, 0);
 	for (size_t i = 0; i < pg.n; i++) {
 		items[i].e = pg.e[i];
-		char topic[400], idtxt[37];
-		kz_uuid_format(pg.e[i].uuid, idtxt);
-		snprintf(topic, sizeof topic, "$taxii-del/%s/%s/%s/%lld", c->id, t->types[pg.e[i].type_i], idtxt,
-			 (long long)pg.e[i].version_us);
-		struct kz_record kr = { .time_ns = kz_now_wall_ns(), .qos = 1 };
-		kz_uuidv7(kr.id, kr.time_ns / 1000000);
-		kr.topic = (struct kz_bytes){ (const uint8_t *)topic, (uint32_t)strlen(topic) };
-		kr.origin_node = (struct kz_bytes){ (const uint8_t *)t->cfg.node_id, (uint32_t)strlen(t->cfg.node_id) };
-		kr.origin_id = (struct kz_bytes){ (const uint8_t *)r->identity, (uint32_t)strlen(r->identity) };
-		kr.payload = (struct kz_bytes){ (const uint8_t *)"{}", 2 };
-		kz_buf_reset(&rec);
-		struct done_ctx *dc = malloc(sizeof *dc);
-		if (!dc)
-			abort(); /* 16 bytes: the process is out of memory */
-		/* a record that cannot be encoded goes as an empty one, which the log refuses:
-		 * the batch then fails as a whole and the client is told */
-		uint8_t *data = NULL;
-		if (!kz_record_encode(&kr, &rec) && (data = malloc(rec.len)))
-			memcpy(data, kz_buf_head(&rec), rec.len);
-		dc->p = p;
-		dc->i = i;
-		si[i] = (struct kz_store_item){ data, (uint32_t)rec.len, post_item_done, dc, NULL };
+		si[i] = record_item(t, p, i, &pg.e[i], r->identity, (const uint8_t *)"{}", 2, NULL, &rec);
 	}
 	kz_store_submit(t->cfg.store, si, pg.n);
 	free(si);

@@ -397,6 +397,7 @@ static void test_store_thread_group_commit(void **st)
 			items[i].len = (uint32_t)n;
 			items[i].done = done_cb;
 			items[i].ctx = (void *)(uintptr_t)seq; /* submission order = sequence order */
+			items[i].pos = NULL;
 		}
 		kz_store_submit(s, items, 20);
 	}

@@ -1,0 +1,619 @@
+/* cli_stix.c — `kizuna stix import|export|sight` and `kizuna taxii pull|push`: TAXII 2.1
+ * clients of a running node (the node owns its data directory) and of other TAXII servers. */
+#include "cli/cli.h"
+#include "cli/cli_client.h"
+#include "cli/cli_https.h"
+#include "services/stix/stix.h"
+
+#include <errno.h>
+#include <getopt.h>
+#include <jansson.h>
+#include <openssl/evp.h>
+#include <openssl/rand.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#define TAXII_MT "application/taxii+json;version=2.1"
+
+struct sx {
+	struct cli_opts o;       /* local TLS files */
+	const char *data;
+	const char *url;         /* the local node's HTTPS base */
+	const char *collection;  /* local collection id */
+	const char *audience;
+	unsigned batch;
+	bool verbose, quiet;
+	struct cli_https local;
+	/* counts */
+	uint64_t sent, accepted, rejected;
+};
+
+static void uuid4(char out[37])
+{
+	uint8_t u[16];
+	RAND_bytes(u, sizeof u);
+	u[6] = (uint8_t)((u[6] & 0x0f) | 0x40);
+	u[8] = (uint8_t)((u[8] & 0x3f) | 0x80);
+	snprintf(out, 37, "%02x%02x%02x%02x-%02x%02x-%02x%02x-%02x%02x-%02x%02x%02x%02x%02x%02x", u[0], u[1], u[2], u[3],
+		 u[4], u[5], u[6], u[7], u[8], u[9], u[10], u[11], u[12], u[13], u[14], u[15]);
+}
+
+static void now_ts(char out[64])
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_REALTIME, &ts);
+	struct tm tm;
+	gmtime_r(&ts.tv_sec, &tm);
+	snprintf(out, 64, "%04d-%02d-%02dT%02d:%02d:%02d.%03ldZ", tm.tm_year + 1900, tm.tm_mon + 1, tm.tm_mday,
+		 tm.tm_hour, tm.tm_min, tm.tm_sec % 60, ts.tv_nsec / 1000000);
+}
+
+static int request(struct cli_https *c, const char *method, const char *url, const char *extra, const char *body,
+		   size_t n, struct cli_resp *resp)
+{
+	struct cli_url u;
+	char why[512];
+	if (cli_url_parse(url, &u)) {
+		fprintf(stderr, "kizuna: %s: not an https:// URL\n", url);
+		return -1;
+	}
+	if (cli_https_request(c, method, &u, extra, body, n, resp, why, sizeof why)) {
+		fprintf(stderr, "kizuna: %s %s: %s\n", method, url, why);
+		return -1;
+	}
+	return 0;
+}
+
+/* The answer's TAXII error, for messages. */
+static void print_error(const char *what, struct cli_resp *r)
+{
+	json_t *e = json_loadb((const char *)kz_buf_head(&r->body), r->body.len, 0, NULL);
+	const char *d = e ? json_string_value(json_object_get(e, "description")) : NULL;
+	fprintf(stderr, "kizuna: %s: HTTP %d%s%s\n", what, r->status, d ? ": " : "", d ? d : "");
+	json_decref(e);
+}
+
+/* The first collection of the node this identity can (write ? write : read). */
+static int pick_collection(struct sx *x, bool write, char *out, size_t n)
+{
+	if (x->collection) {
+		snprintf(out, n, "%s", x->collection);
+		return 0;
+	}
+	char url[2300];
+	snprintf(url, sizeof url, "%s/taxii2/api/collections/", x->url);
+	struct cli_resp r;
+	if (request(&x->local, "GET", url, "Accept: " TAXII_MT "\r\n", NULL, 0, &r))
+		return -1;
+	json_t *j = r.status == 200 ? json_loadb((const char *)kz_buf_head(&r.body), r.body.len, 0, NULL) : NULL;
+	if (r.status != 200)
+		print_error("listing collections", &r);
+	kz_buf_cleanup(&r.body);
+	size_t i;
+	json_t *c;
+	int rc = -1;
+	json_array_foreach(json_object_get(j, "collections"), i, c)
+	{
+		if (json_is_true(json_object_get(c, write ? "can_write" : "can_read"))) {
+			snprintf(out, n, "%s", json_string_value(json_object_get(c, "id")));
+			rc = 0;
+			break;
+		}
+	}
+	json_decref(j);
+	if (rc)
+		fprintf(stderr, "kizuna: this identity can %s no collection on %s (give --collection)\n",
+			write ? "write" : "read", x->url);
+	return rc;
+}
+
+/* POSTs objs (a JSON array) as one envelope to url; counts and reports the status. */
+static int post_envelope(struct sx *x, struct cli_https *c, const char *url, json_t *objs)
+{
+	json_t *env = json_pack("{s:O}", "objects", objs);
+	char *body = json_dumps(env, JSON_COMPACT);
+	json_decref(env);
+	char hdr[1200];
+	snprintf(hdr, sizeof hdr, "Accept: " TAXII_MT "\r\nContent-Type: " TAXII_MT "\r\n%s%s%s",
+		 x->audience ? "Kizuna-Audience: " : "", x->audience ? x->audience : "", x->audience ? "\r\n" : "");
+	struct cli_resp r;
+	int rc = body ? request(c, "POST", url, hdr, body, strlen(body), &r) : -1;
+	free(body);
+	if (rc)
+		return -1;
+	x->sent += json_array_size(objs);
+	if (r.status != 202 && r.status != 200) {
+		print_error("POST objects", &r);
+		kz_buf_cleanup(&r.body);
+		return -1;
+	}
+	json_t *st = json_loadb((const char *)kz_buf_head(&r.body), r.body.len, 0, NULL);
+	kz_buf_cleanup(&r.body);
+	x->accepted += (uint64_t)json_integer_value(json_object_get(st, "success_count"));
+	size_t fails = (size_t)json_integer_value(json_object_get(st, "failure_count"));
+	x->rejected += fails;
+	size_t i;
+	json_t *f;
+	json_array_foreach(json_object_get(st, "failures"), i, f)
+	{
+		if (!x->verbose && x->rejected - fails + i >= 20) {
+			if (x->rejected - fails + i == 20)
+				fprintf(stderr, "kizuna: more refusals not shown (--verbose shows all)\n");
+			break;
+		}
+		fprintf(stderr, "kizuna: refused %s: %s\n", json_string_value(json_object_get(f, "id")),
+			json_string_value(json_object_get(f, "message")));
+	}
+	json_decref(st);
+	return 0;
+}
+
+static void progress(struct sx *x, bool final)
+{
+	if (x->quiet || (!final && !isatty(2)))
+		return;
+	fprintf(stderr, "%s%llu objects: %llu accepted, %llu refused%s", isatty(2) ? "\r" : "kizuna: ",
+		(unsigned long long)x->sent, (unsigned long long)x->accepted, (unsigned long long)x->rejected,
+		final ? "\n" : "");
+}
+
+enum { O_URL = 2001, O_COLL, O_AUD, O_BATCH, O_TYPE, O_AFTER, O_OUT, O_COUNT, O_WHERE, O_FIRST, O_LAST, O_STATE,
+       O_INTO, O_FROM, O_USER, O_RCA, O_RCERT, O_RKEY, O_VERSION, O_VERBOSE, O_QUIET, O_CREATED_BY };
+
+static const struct option long_opts[] = {
+	{ "data", required_argument, NULL, 'd' }, { "cafile", required_argument, NULL, 1001 },
+	{ "cert", required_argument, NULL, 1002 }, { "key", required_argument, NULL, 1003 },
+	{ "url", required_argument, NULL, O_URL }, { "collection", required_argument, NULL, O_COLL },
+	{ "audience", required_argument, NULL, O_AUD }, { "batch", required_argument, NULL, O_BATCH },
+	{ "type", required_argument, NULL, O_TYPE }, { "added-after", required_argument, NULL, O_AFTER },
+	{ "output", required_argument, NULL, O_OUT }, { "count", required_argument, NULL, O_COUNT },
+	{ "where-sighted", required_argument, NULL, O_WHERE }, { "first-seen", required_argument, NULL, O_FIRST },
+	{ "last-seen", required_argument, NULL, O_LAST }, { "state", required_argument, NULL, O_STATE },
+	{ "into", required_argument, NULL, O_INTO }, { "from", required_argument, NULL, O_FROM },
+	{ "user", required_argument, NULL, O_USER }, { "remote-cafile", required_argument, NULL, O_RCA },
+	{ "remote-cert", required_argument, NULL, O_RCERT }, { "remote-key", required_argument, NULL, O_RKEY },
+	{ "all-versions", no_argument, NULL, O_VERSION }, { "verbose", no_argument, NULL, O_VERBOSE },
+	{ "quiet", no_argument, NULL, O_QUIET }, { "created-by", required_argument, NULL, O_CREATED_BY },
+	{ NULL, 0, NULL, 0 }
+};
+
+struct args {
+	const char *type, *after, *out, *where, *first, *last, *state, *into, *from, *user, *rca, *rcert, *rkey,
+		*created_by;
+	long count;
+	bool all_versions;
+};
+
+static int parse(int argc, char **argv, struct sx *x, struct args *a)
+{
+	memset(x, 0, sizeof *x);
+	memset(a, 0, sizeof *a);
+	cli_opts_default(&x->o);
+	x->url = "https://localhost:8443";
+	x->batch = 500;
+	x->local.fd = -1;
+	a->count = -1;
+	int c;
+	optind = 2;
+	while ((c = getopt_long(argc, argv, "d:o:v", long_opts, NULL)) != -1) {
+		switch (c) {
+		case 'd': x->data = optarg; break;
+		case 1001: snprintf(x->o.ca, sizeof x->o.ca, "%s", optarg); break;
+		case 1002: snprintf(x->o.cert, sizeof x->o.cert, "%s", optarg); break;
+		case 1003: snprintf(x->o.key, sizeof x->o.key, "%s", optarg); break;
+		case O_URL: x->url = optarg; break;
+		case O_COLL: x->collection = optarg; break;
+		case O_AUD: x->audience = optarg; break;
+		case O_BATCH: x->batch = (unsigned)atoi(optarg); break;
+		case O_TYPE: a->type = optarg; break;
+		case O_AFTER: a->after = optarg; break;
+		case 'o':
+		case O_OUT: a->out = optarg; break;
+		case O_COUNT: a->count = atol(optarg); break;
+		case O_WHERE: a->where = optarg; break;
+		case O_FIRST: a->first = optarg; break;
+		case O_LAST: a->last = optarg; break;
+		case O_STATE: a->state = optarg; break;
+		case O_INTO: a->into = optarg; break;
+		case O_FROM: a->from = optarg; break;
+		case O_USER: a->user = optarg; break;
+		case O_RCA: a->rca = optarg; break;
+		case O_RCERT: a->rcert = optarg; break;
+		case O_RKEY: a->rkey = optarg; break;
+		case O_VERSION: a->all_versions = true; break;
+		case 'v':
+		case O_VERBOSE: x->verbose = true; break;
+		case O_QUIET: x->quiet = true; break;
+		case O_CREATED_BY: a->created_by = optarg; break;
+		default: return -1;
+		}
+	}
+	if (x->batch < 1 || x->batch > 100000) {
+		fprintf(stderr, "kizuna: --batch must be 1 to 100000\n");
+		return -1;
+	}
+	if (a->after) {
+		int64_t us;
+		if (stix_timestamp(a->after, &us, NULL)) {
+			fprintf(stderr, "kizuna: --added-after: not an RFC 3339 UTC timestamp\n");
+			return -1;
+		}
+	}
+	size_t ul = strlen(x->url);
+	while (ul > 8 && x->url[ul - 1] == '/')
+		ul--;
+	static char urlbuf[2048];
+	snprintf(urlbuf, sizeof urlbuf, "%.*s", (int)ul, x->url);
+	x->url = urlbuf;
+	cli_opts_finish(&x->o, x->data);
+	x->local.ctx = cli_tls_ctx(&x->o);
+	x->local.max_body = 1u << 30;
+	return x->local.ctx ? 0 : -2;
+}
+
+/* Queues each object of one JSON value (a bundle or envelope, a list, or one object). */
+static int take_value(struct sx *x, json_t *v, json_t *pending, const char *url)
+{
+	json_t *objs = json_is_object(v) ? json_object_get(v, "objects") : json_is_array(v) ? v : NULL;
+	if (json_is_object(v) && !objs)
+		return json_array_append(pending, v);
+	/* marking definitions first: objects in later envelopes refer to them, and the node
+	 * resolves a marking in the same request or the collection */
+	for (int pass = 0; pass < 2; pass++) {
+		size_t i;
+		json_t *o;
+		json_array_foreach(objs, i, o)
+		{
+			const char *t = json_string_value(json_object_get(o, "type"));
+			if ((pass == 0) != (t && strcmp(t, "marking-definition") == 0))
+				continue;
+			json_array_append(pending, o);
+			if (json_array_size(pending) >= x->batch) {
+				if (post_envelope(x, &x->local, url, pending))
+					return -1;
+				json_array_clear(pending);
+				progress(x, false);
+			}
+		}
+	}
+	return 0;
+}
+
+static int stix_import(int argc, char **argv)
+{
+	struct sx x;
+	struct args a;
+	if (parse(argc, argv, &x, &a))
+		return 2;
+	if (optind != argc - 1) {
+		cli_help("stix");
+		return 2;
+	}
+	const char *file = argv[optind];
+	FILE *f = strcmp(file, "-") == 0 ? stdin : fopen(file, "r");
+	if (!f) {
+		fprintf(stderr, "kizuna: %s: %s\n", file, strerror(errno));
+		return 1;
+	}
+	char coll[64], url[2300];
+	if (pick_collection(&x, true, coll, sizeof coll)) {
+		if (f != stdin)
+			fclose(f);
+		return 1;
+	}
+	snprintf(url, sizeof url, "%s/taxii2/api/collections/%s/objects/", x.url, coll);
+	json_t *pending = json_array();
+	int rc = 0;
+	/* a stream of JSON values: bundles, envelopes, lists or single objects (JSON lines) */
+	for (;;) {
+		json_error_t je;
+		json_t *v = json_loadf(f, JSON_DISABLE_EOF_CHECK | JSON_DECODE_ANY, &je);
+		if (!v) {
+			int ch;
+			while ((ch = fgetc(f)) != EOF && (ch == ' ' || ch == '\n' || ch == '\r' || ch == '\t'))
+				;
+			if (ch == EOF)
+				break;
+			fprintf(stderr, "kizuna: %s:%d:%d: %s\n", file, je.line, je.column, je.text);
+			rc = 1;
+			break;
+		}
+		int t = take_value(&x, v, pending, url);
+		json_decref(v);
+		if (t) {
+			rc = 1;
+			break;
+		}
+	}
+	if (!rc && json_array_size(pending) && post_envelope(&x, &x.local, url, pending))
+		rc = 1;
+	json_decref(pending);
+	if (f != stdin)
+		fclose(f);
+	progress(&x, true);
+	cli_https_close(&x.local);
+	SSL_CTX_free(x.local.ctx);
+	return rc ? rc : x.rejected ? 3 : 0;
+}
+
+/* Pages through url (objects), calling fn with each page's objects; *last receives the
+ * last page's X-TAXII-Date-Added-Last. */
+static int each_page(struct sx *x, struct cli_https *c, const char *base, const struct args *a, const char *after,
+		     int (*fn)(void *ctx, json_t *objs, const char *added_last), void *ctx)
+{
+	char next[128] = "";
+	for (;;) {
+		char url[4096];
+		int n = snprintf(url, sizeof url, "%s?limit=1000", base);
+		if (after)
+			n += snprintf(url + n, sizeof url - (size_t)n, "&added_after=%s", after);
+		if (a->type)
+			n += snprintf(url + n, sizeof url - (size_t)n, "&match%%5Btype%%5D=%s", a->type);
+		if (a->all_versions)
+			n += snprintf(url + n, sizeof url - (size_t)n, "&match%%5Bversion%%5D=all");
+		if (next[0])
+			snprintf(url + n, sizeof url - (size_t)n, "&next=%s", next);
+		struct cli_resp r;
+		if (request(c, "GET", url, "Accept: " TAXII_MT "\r\n", NULL, 0, &r))
+			return -1;
+		if (r.status != 200) {
+			print_error("GET objects", &r);
+			kz_buf_cleanup(&r.body);
+			return -1;
+		}
+		json_error_t je;
+		json_t *env = json_loadb((const char *)kz_buf_head(&r.body), r.body.len, 0, &je);
+		kz_buf_cleanup(&r.body);
+		if (!env) {
+			fprintf(stderr, "kizuna: %s: the answer is not JSON: %s\n", url, je.text);
+			return -1;
+		}
+		json_t *objs = json_object_get(env, "objects");
+		int frc = objs && json_array_size(objs) ? fn(ctx, objs, r.date_added_last) : 0;
+		bool more = json_is_true(json_object_get(env, "more"));
+		const char *nx = json_string_value(json_object_get(env, "next"));
+		snprintf(next, sizeof next, "%s", nx ? nx : "");
+		json_decref(env);
+		if (frc)
+			return -1;
+		if (!more)
+			return 0;
+		if (!next[0]) { /* more without next (TAXII 2.1 allows it): continue after the last */
+			if (!r.date_added_last[0])
+				return 0;
+			static char keep[64];
+			snprintf(keep, sizeof keep, "%s", r.date_added_last);
+			after = keep;
+		}
+	}
+}
+
+struct export_ctx {
+	FILE *out;
+	uint64_t n;
+};
+
+static int export_page(void *ctx, json_t *objs, const char *added_last)
+{
+	struct export_ctx *e = ctx;
+	size_t i;
+	json_t *o;
+	json_array_foreach(objs, i, o)
+	{
+		fputs(e->n++ ? ",\n" : "\n", e->out);
+		json_dumpf(o, e->out, JSON_COMPACT);
+	}
+	return ferror(e->out) ? -1 : 0;
+}
+
+static int stix_export(int argc, char **argv)
+{
+	struct sx x;
+	struct args a;
+	if (parse(argc, argv, &x, &a))
+		return 2;
+	char coll[64], url[2300], bid[37];
+	if (pick_collection(&x, false, coll, sizeof coll))
+		return 1;
+	snprintf(url, sizeof url, "%s/taxii2/api/collections/%s/objects/", x.url, coll);
+	struct export_ctx e = { a.out ? fopen(a.out, "w") : stdout, 0 };
+	if (!e.out) {
+		fprintf(stderr, "kizuna: %s: %s\n", a.out, strerror(errno));
+		return 1;
+	}
+	uuid4(bid);
+	fprintf(e.out, "{\"type\":\"bundle\",\"id\":\"bundle--%s\",\"objects\":[", bid);
+	int rc = each_page(&x, &x.local, url, &a, a.after, export_page, &e);
+	fputs("\n]}\n", e.out);
+	if (e.out != stdout && fclose(e.out))
+		rc = -1;
+	if (!x.quiet)
+		fprintf(stderr, "kizuna: exported %llu objects\n", (unsigned long long)e.n);
+	cli_https_close(&x.local);
+	SSL_CTX_free(x.local.ctx);
+	return rc ? 1 : 0;
+}
+
+static int stix_sight(int argc, char **argv)
+{
+	struct sx x;
+	struct args a;
+	if (parse(argc, argv, &x, &a))
+		return 2;
+	if (optind != argc - 1) {
+		cli_help("stix");
+		return 2;
+	}
+	char id[37], now[64], coll[64], url[2300];
+	uuid4(id);
+	now_ts(now);
+	json_t *s = json_pack("{s:s, s:s, s:s, s:s, s:s, s:s}", "type", "sighting", "spec_version", "2.1", "id", "", "created",
+			      now, "modified", now, "sighting_of_ref", argv[optind]);
+	char full[64];
+	snprintf(full, sizeof full, "sighting--%s", id);
+	json_object_set_new(s, "id", json_string(full));
+	if (a.count >= 0)
+		json_object_set_new(s, "count", json_integer(a.count));
+	if (a.first)
+		json_object_set_new(s, "first_seen", json_string(a.first));
+	if (a.last)
+		json_object_set_new(s, "last_seen", json_string(a.last));
+	if (a.where)
+		json_object_set_new(s, "where_sighted_refs", json_pack("[s]", a.where));
+	if (a.created_by)
+		json_object_set_new(s, "created_by_ref", json_string(a.created_by));
+	/* check it here first: a typo is better caught before the network */
+	struct stix_opts so = { .now_us = (int64_t)time(NULL) * 1000000 };
+	struct stix_info info;
+	char err[300];
+	if (stix_validate(s, &so, &info, err, sizeof err)) {
+		fprintf(stderr, "kizuna: the sighting would be refused: %s\n", err);
+		json_decref(s);
+		return 2;
+	}
+	if (pick_collection(&x, true, coll, sizeof coll)) {
+		json_decref(s);
+		return 1;
+	}
+	snprintf(url, sizeof url, "%s/taxii2/api/collections/%s/objects/", x.url, coll);
+	json_t *objs = json_pack("[o]", s);
+	x.quiet = true;
+	int rc = post_envelope(&x, &x.local, url, objs);
+	json_decref(objs);
+	cli_https_close(&x.local);
+	SSL_CTX_free(x.local.ctx);
+	if (rc || x.rejected)
+		return 1;
+	printf("%s\n", full);
+	return 0;
+}
+
+/* ---------- taxii pull / push ---------- */
+
+struct sync_ctx {
+	struct sx *x;
+	struct cli_https *to;
+	const char *to_url;
+	const char *state;
+};
+
+static int sync_page(void *ctx, json_t *objs, const char *added_last)
+{
+	struct sync_ctx *s = ctx;
+	if (post_envelope(s->x, s->to, s->to_url, objs))
+		return -1;
+	progress(s->x, false);
+	if (s->state && added_last[0]) { /* resumable: where the next run starts */
+		char tmp[1100];
+		snprintf(tmp, sizeof tmp, "%s.tmp", s->state);
+		FILE *f = fopen(tmp, "w");
+		if (!f || fprintf(f, "%s\n", added_last) < 0 || fclose(f) || rename(tmp, s->state)) {
+			fprintf(stderr, "kizuna: cannot write the state file %s\n", s->state);
+			return -1;
+		}
+	}
+	return 0;
+}
+
+static int taxii_sync(int argc, char **argv, bool pull)
+{
+	struct sx x;
+	struct args a;
+	if (parse(argc, argv, &x, &a))
+		return 2;
+	if (optind != argc - 1 || !x.collection) {
+		fprintf(stderr, "kizuna: taxii %s needs the remote API root URL and --collection\n", pull ? "pull" : "push");
+		return 2;
+	}
+	char root[2100];
+	snprintf(root, sizeof root, "%s%s", argv[optind], argv[optind][strlen(argv[optind]) - 1] == '/' ? "" : "/");
+	struct cli_url ru;
+	if (cli_url_parse(root, &ru)) {
+		fprintf(stderr, "kizuna: %s: not an https:// URL\n", root);
+		return 2;
+	}
+	struct cli_opts ro = x.o;
+	if (a.rca)
+		snprintf(ro.ca, sizeof ro.ca, "%s", a.rca);
+	if (a.rcert)
+		snprintf(ro.cert, sizeof ro.cert, "%s", a.rcert);
+	if (a.rkey)
+		snprintf(ro.key, sizeof ro.key, "%s", a.rkey);
+	struct cli_https remote = { .ctx = cli_tls_ctx(&ro), .fd = -1, .max_body = 1u << 30 };
+	if (!remote.ctx)
+		return 1;
+	char authbuf[1100];
+	if (a.user) {
+		if (strlen(a.user) > 500) {
+			fprintf(stderr, "kizuna: --user is too long\n");
+			return 2;
+		}
+		unsigned char enc[800];
+		EVP_EncodeBlock(enc, (const unsigned char *)a.user, (int)strlen(a.user));
+		snprintf(authbuf, sizeof authbuf, "Basic %s", enc);
+		remote.auth = authbuf;
+	}
+	const char *local_coll = pull ? a.into : a.from;
+	char lc[64], local_url[2300], remote_url[4300];
+	if (local_coll)
+		snprintf(lc, sizeof lc, "%s", local_coll);
+	else {
+		const char *keep = x.collection;
+		x.collection = NULL;
+		int prc = pick_collection(&x, pull, lc, sizeof lc);
+		x.collection = keep;
+		if (prc)
+			return 1;
+	}
+	snprintf(local_url, sizeof local_url, "%s/taxii2/api/collections/%s/objects/", x.url, lc);
+	snprintf(remote_url, sizeof remote_url, "%scollections/%s/objects/", root, x.collection);
+	char after[64] = "";
+	if (a.after)
+		snprintf(after, sizeof after, "%s", a.after);
+	if (a.state) {
+		FILE *f = fopen(a.state, "r");
+		if (f) {
+			if (fgets(after, sizeof after, f))
+				after[strcspn(after, "\r\n")] = 0;
+			fclose(f);
+		}
+	}
+	struct sync_ctx sc = { &x, pull ? &x.local : &remote, pull ? local_url : remote_url, a.state };
+	int rc = each_page(&x, pull ? &remote : &x.local, pull ? remote_url : local_url, &a, after[0] ? after : NULL,
+			   sync_page, &sc);
+	progress(&x, true);
+	cli_https_close(&remote);
+	cli_https_close(&x.local);
+	SSL_CTX_free(remote.ctx);
+	SSL_CTX_free(x.local.ctx);
+	return rc ? 1 : x.rejected ? 3 : 0;
+}
+
+int cli_stix_main(int argc, char **argv)
+{
+	if (argc < 2) {
+		cli_help("stix");
+		return 2;
+	}
+	if (strcmp(argv[1], "import") == 0)
+		return stix_import(argc, argv);
+	if (strcmp(argv[1], "export") == 0)
+		return stix_export(argc, argv);
+	if (strcmp(argv[1], "sight") == 0)
+		return stix_sight(argc, argv);
+	cli_help("stix");
+	return 2;
+}
+
+int cli_taxii_main(int argc, char **argv)
+{
+	if (argc >= 2 && strcmp(argv[1], "pull") == 0)
+		return taxii_sync(argc, argv, true);
+	if (argc >= 2 && strcmp(argv[1], "push") == 0)
+		return taxii_sync(argc, argv, false);
+	cli_help("taxii");
+	return 2;
+}
