@@ -581,6 +581,19 @@ static int taxii_sync(int argc, char **argv, bool pull)
 			fclose(f);
 		}
 	}
+	/* marking definitions first (all of them: few, and a re-sent one is a duplicate the
+	 * receiver skips), so that objects in any page resolve theirs on the receiving side */
+	struct sync_ctx mc = { &x, pull ? &x.local : &remote, pull ? local_url : remote_url, NULL };
+	struct args ma = a;
+	ma.type = "marking-definition";
+	ma.all_versions = true;
+	uint64_t before = x.sent;
+	if (each_page(&x, pull ? &remote : &x.local, pull ? remote_url : local_url, &ma, NULL, sync_page, &mc)) {
+		progress(&x, true);
+		return 1;
+	}
+	x.sent = before; /* the summary counts the objects asked for */
+	x.accepted = x.rejected = 0;
 	struct sync_ctx sc = { &x, pull ? &x.local : &remote, pull ? local_url : remote_url, a.state };
 	int rc = each_page(&x, pull ? &remote : &x.local, pull ? remote_url : local_url, &a, after[0] ? after : NULL,
 			   sync_page, &sc);

@@ -263,6 +263,89 @@ def test_tlp_audience_matrix():
     assert got["object_marking_refs"] == ["marking-definition--939a9414-2ddd-4d32-a0cd-375ea402b003"]
 
 
+def kz(*args, ok=True):
+    r = subprocess.run([sys.argv[1]] + list(args), capture_output=True, text=True, timeout=120)
+    assert (r.returncode == 0) == ok, (args, r.returncode, r.stdout[-800:], r.stderr[-2000:])
+    return r
+
+
+LOCAL = ["--data", node.data, "--url", "https://localhost:%d" % HPORT]
+
+
+def test_cli_import_export_sight():
+    # a stream of objects (JSON lines) with a malformed one: exit 3, the refusal named
+    lines = os.path.join(node.dir, "stream.jsonl")
+    good = [indicator() for _ in range(3)]
+    with open(lines, "w") as f:
+        for o in good + [dict(indicator(), id="indicator--bad")]:
+            f.write(json.dumps(o) + "\n")
+    r = kz("stix", "import", *LOCAL, "--batch", "2", lines, ok=False)
+    assert r.returncode == 3 and "4 objects: 3 accepted, 1 refused" in r.stderr, r.stderr
+    assert "refused indicator--bad: id: must be an identifier" in r.stderr, r.stderr
+    # a bundle from standard input, with an audience for its RED object
+    red = indicator("marking-definition--e828b379-4e03-4974-9ac4-e53a884c97c1")
+    p = subprocess.run([sys.argv[1], "stix", "import", *LOCAL, "--audience", "id:spiffe://kizuna.local/meti/user/bob", "-"],
+                       input=json.dumps({"type": "bundle", "id": "bundle--" + ident(), "objects": [red]}),
+                       capture_output=True, text=True, timeout=60)
+    assert p.returncode == 0, p.stderr
+    assert s(BOB).get(OBJS + red["id"] + "/").status_code == 200
+    assert s(ERIN).get(OBJS + red["id"] + "/").status_code == 404
+    # export: one bundle with the latest versions; the objects above are in it
+    out = os.path.join(node.dir, "export.json")
+    kz("stix", "export", *LOCAL, "--type", "indicator", "-o", out)
+    b = json.load(open(out))
+    ids = {o["id"] for o in b["objects"]}
+    assert b["type"] == "bundle" and {o["id"] for o in good} <= ids and all(o["type"] == "indicator" for o in b["objects"])
+    # sight: checked, posted, linked to its indicator
+    r = kz("stix", "sight", *LOCAL, good[0]["id"], "--count", "4", "--first-seen", "2024-05-01T00:00:00Z")
+    sid = r.stdout.strip()
+    got = s().get(OBJS + sid + "/").json()["objects"][0]
+    assert got["sighting_of_ref"] == good[0]["id"] and got["count"] == 4
+    r = kz("stix", "sight", *LOCAL, "not-an-id", ok=False)
+    assert r.returncode == 2 and "sighting_of_ref: must be an identifier" in r.stderr, r.stderr
+
+
+def test_cli_taxii_pull_push_between_nodes():
+    oport = free_port()
+    other = Node("https.listen = 127.0.0.1:%d\n" % oport)
+    ocoll = json.load(open(os.path.join(other.data, "taxii-collections.json")))[0]["id"]
+    remote = ["https://localhost:%d/taxii2/api/" % oport, "--collection", ocoll,
+              "--remote-cafile", os.path.join(other.pki, "ca.pem"), "--remote-cert", os.path.join(other.pki, "admin.pem"),
+              "--remote-key", os.path.join(other.pki, "admin.key")]
+    state = os.path.join(node.dir, "push.state")
+    r = kz("taxii", "push", *remote, *LOCAL, "--state", state)
+    n = int(r.stderr.strip().splitlines()[-1].split()[1])
+    assert n > 1000, r.stderr
+    assert open(state).read().strip() != ""
+    r = kz("taxii", "push", *remote, *LOCAL, "--state", state)  # resumes: nothing new
+    assert "0 objects" in r.stderr, r.stderr
+    # the other node has them: manifest count equals what was pushed (less duplicates)
+    osess = requests.Session()
+    osess.verify = os.path.join(other.pki, "ca.pem")
+    osess.cert = (os.path.join(other.pki, "admin.pem"), os.path.join(other.pki, "admin.key"))
+    osess.headers["Accept"] = TAXII
+    seen, nxt = 0, None
+    while True:
+        j = osess.get("https://localhost:%d/taxii2/api/collections/%s/manifest/?limit=1000%s" % (oport, ocoll, "&next=" + nxt if nxt else "")).json()
+        seen += len(j.get("objects", []))
+        if not j["more"]:
+            break
+        nxt = j["next"]
+    assert seen > 1000, seen
+    # a new object there comes back with pull (from the state's point on)
+    fresh = indicator()
+    r = osess.post("https://localhost:%d/taxii2/api/collections/%s/objects/" % (oport, ocoll),
+                   data=json.dumps({"objects": [fresh]}), headers={"Content-Type": TAXII})
+    assert r.status_code == 202
+    pstate = os.path.join(node.dir, "pull.state")
+    with open(pstate, "w") as f:
+        f.write(r.json()["request_timestamp"] + "\n")
+    r = kz("taxii", "pull", *remote, *LOCAL, "--state", pstate)
+    assert "1 objects: 1 accepted" in r.stderr, r.stderr
+    assert s().get(OBJS + fresh["id"] + "/").status_code == 200
+    other.shutdown()
+
+
 def test_curl_http2_and_audit():
     r = subprocess.run(["curl", "-s", "--http2", "-o", "/dev/null", "-w", "%{http_version} %{http_code}",
                         "--cacert", CA, "--cert", ADMIN[0], "--key", ADMIN[1], "-H", "Accept: " + TAXII, BASE],
@@ -288,4 +371,5 @@ if __name__ == "__main__":
         sys.exit(77)
     run_tests([test_discovery_api_root_collections, test_errors, test_shared_data_imports_and_malformed_rejected,
                test_filters_versions_manifest_delete, test_pagination_at_depth_under_concurrent_writes,
-               test_tlp_audience_matrix, test_curl_http2_and_audit])
+               test_tlp_audience_matrix, test_cli_import_export_sight, test_cli_taxii_pull_push_between_nodes,
+               test_curl_http2_and_audit])
