@@ -14,5 +14,6 @@ int cli_bench_pqc_main(int argc, char **argv);
 int cli_bench_handshake_main(int argc, char **argv);
 int cli_enroll_main(int argc, char **argv);
 int cli_stix_main(int argc, char **argv);
+int cli_bench_taxii_main(int argc, char **argv);
 int cli_taxii_main(int argc, char **argv);
 #endif

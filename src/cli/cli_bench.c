@@ -249,7 +249,8 @@ static void usage(void)
 	       "       kizuna bench query [--data DIR] [--queries Q] [--topics T] [--rows W]\n"
 	       "       kizuna bench policy --policy FILE --registry FILE [--checks N]\n"
 	       "       kizuna bench pqc [--iterations N]\n"
-	       "       kizuna bench handshake [--groups G] [--threads T] [--duration S] [--broker-pid P]\n\n"
+	       "       kizuna bench handshake [--groups G] [--threads T] [--duration S] [--broker-pid P]\n"
+	       "       kizuna bench taxii --collection ID --bundle FILE... [options] (bench/taxii.sh)\n\n"
 	       "policy times the decision point: the bitset check, the per-delivery check with its\n"
 	       "cache, a cache miss and label parsing, in ns per operation.\n"
 	       "fill writes N synthetic records (topics sensors/<k>/temp, 100 µs apart) into DIR/log\n"
@@ -281,6 +282,8 @@ int cli_bench_main(int argc, char **argv)
 		return cli_bench_pqc_main(argc - 1, argv + 1);
 	if (argc >= 2 && !strcmp(argv[1], "handshake"))
 		return cli_bench_handshake_main(argc - 1, argv + 1);
+	if (argc >= 2 && !strcmp(argv[1], "taxii"))
+		return cli_bench_taxii_main(argc - 1, argv + 1);
 	if (argc < 2 || strcmp(argv[1], "mqtt") != 0) {
 		usage();
 		return argc >= 2 && (!strcmp(argv[1], "--help") || !strcmp(argv[1], "-h")) ? 0 : 2;

@@ -5,6 +5,8 @@
 #include <openssl/err.h>
 #include <stdbool.h>
 #include <netdb.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -82,6 +84,8 @@ static int connect_to(struct cli_https *c, const struct cli_url *u, char *why, s
 		snprintf(why, why_len, "cannot connect to %s:%d: %s", u->host, u->port, strerror(errno));
 		return -1;
 	}
+	int one = 1;
+	setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
 	SSL *ssl = SSL_new(c->ctx);
 	SSL_set_fd(ssl, fd);
 	SSL_set_tlsext_host_name(ssl, u->host);

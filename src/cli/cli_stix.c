@@ -187,9 +187,30 @@ struct args {
 	bool all_versions;
 };
 
+/* What a command holds, released when it returns (every path: cli_stix_main/cli_taxii_main). */
+static struct sx *g_cur;
+static struct cli_https *g_remote;
+
+static void cleanup(void)
+{
+	if (g_cur) {
+		cli_https_close(&g_cur->local);
+		SSL_CTX_free(g_cur->local.ctx);
+		g_cur->local.ctx = NULL;
+		g_cur = NULL;
+	}
+	if (g_remote) {
+		cli_https_close(g_remote);
+		SSL_CTX_free(g_remote->ctx);
+		g_remote->ctx = NULL;
+		g_remote = NULL;
+	}
+}
+
 static int parse(int argc, char **argv, struct sx *x, struct args *a)
 {
 	memset(x, 0, sizeof *x);
+	g_cur = x;
 	memset(a, 0, sizeof *a);
 	cli_opts_default(&x->o);
 	x->url = "https://localhost:8443";
@@ -284,7 +305,7 @@ static int take_value(struct sx *x, json_t *v, json_t *pending, const char *url)
 
 static int stix_import(int argc, char **argv)
 {
-	struct sx x;
+	static struct sx x;
 	struct args a;
 	if (parse(argc, argv, &x, &a))
 		return 2;
@@ -334,8 +355,6 @@ static int stix_import(int argc, char **argv)
 	if (f != stdin)
 		fclose(f);
 	progress(&x, true);
-	cli_https_close(&x.local);
-	SSL_CTX_free(x.local.ctx);
 	return rc ? rc : x.rejected ? 3 : 0;
 }
 
@@ -411,7 +430,7 @@ static int export_page(void *ctx, json_t *objs, const char *added_last)
 
 static int stix_export(int argc, char **argv)
 {
-	struct sx x;
+	static struct sx x;
 	struct args a;
 	if (parse(argc, argv, &x, &a))
 		return 2;
@@ -432,14 +451,12 @@ static int stix_export(int argc, char **argv)
 		rc = -1;
 	if (!x.quiet)
 		fprintf(stderr, "kizuna: exported %llu objects\n", (unsigned long long)e.n);
-	cli_https_close(&x.local);
-	SSL_CTX_free(x.local.ctx);
 	return rc ? 1 : 0;
 }
 
 static int stix_sight(int argc, char **argv)
 {
-	struct sx x;
+	static struct sx x;
 	struct args a;
 	if (parse(argc, argv, &x, &a))
 		return 2;
@@ -483,8 +500,6 @@ static int stix_sight(int argc, char **argv)
 	x.quiet = true;
 	int rc = post_envelope(&x, &x.local, url, objs);
 	json_decref(objs);
-	cli_https_close(&x.local);
-	SSL_CTX_free(x.local.ctx);
 	if (rc || x.rejected)
 		return 1;
 	printf("%s\n", full);
@@ -520,7 +535,7 @@ static int sync_page(void *ctx, json_t *objs, const char *added_last)
 
 static int taxii_sync(int argc, char **argv, bool pull)
 {
-	struct sx x;
+	static struct sx x;
 	struct args a;
 	if (parse(argc, argv, &x, &a))
 		return 2;
@@ -542,9 +557,11 @@ static int taxii_sync(int argc, char **argv, bool pull)
 		snprintf(ro.cert, sizeof ro.cert, "%s", a.rcert);
 	if (a.rkey)
 		snprintf(ro.key, sizeof ro.key, "%s", a.rkey);
-	struct cli_https remote = { .ctx = cli_tls_ctx(&ro), .fd = -1, .max_body = 1u << 30 };
+	static struct cli_https remote;
+	remote = (struct cli_https){ .ctx = cli_tls_ctx(&ro), .fd = -1, .max_body = 1u << 30 };
 	if (!remote.ctx)
 		return 1;
+	g_remote = &remote;
 	char authbuf[1100];
 	if (a.user) {
 		if (strlen(a.user) > 500) {
@@ -598,10 +615,6 @@ static int taxii_sync(int argc, char **argv, bool pull)
 	int rc = each_page(&x, pull ? &remote : &x.local, pull ? remote_url : local_url, &a, after[0] ? after : NULL,
 			   sync_page, &sc);
 	progress(&x, true);
-	cli_https_close(&remote);
-	cli_https_close(&x.local);
-	SSL_CTX_free(remote.ctx);
-	SSL_CTX_free(x.local.ctx);
 	return rc ? 1 : x.rejected ? 3 : 0;
 }
 
@@ -611,22 +624,28 @@ int cli_stix_main(int argc, char **argv)
 		cli_help("stix");
 		return 2;
 	}
+	int rc = 2;
 	if (strcmp(argv[1], "import") == 0)
-		return stix_import(argc, argv);
-	if (strcmp(argv[1], "export") == 0)
-		return stix_export(argc, argv);
-	if (strcmp(argv[1], "sight") == 0)
-		return stix_sight(argc, argv);
-	cli_help("stix");
-	return 2;
+		rc = stix_import(argc, argv);
+	else if (strcmp(argv[1], "export") == 0)
+		rc = stix_export(argc, argv);
+	else if (strcmp(argv[1], "sight") == 0)
+		rc = stix_sight(argc, argv);
+	else
+		cli_help("stix");
+	cleanup();
+	return rc;
 }
 
 int cli_taxii_main(int argc, char **argv)
 {
+	int rc = 2;
 	if (argc >= 2 && strcmp(argv[1], "pull") == 0)
-		return taxii_sync(argc, argv, true);
-	if (argc >= 2 && strcmp(argv[1], "push") == 0)
-		return taxii_sync(argc, argv, false);
-	cli_help("taxii");
-	return 2;
+		rc = taxii_sync(argc, argv, true);
+	else if (argc >= 2 && strcmp(argv[1], "push") == 0)
+		rc = taxii_sync(argc, argv, false);
+	else
+		cli_help("taxii");
+	cleanup();
+	return rc;
 }

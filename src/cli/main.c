@@ -58,7 +58,10 @@ static const struct command commands[] = {
 	  "       kizuna bench query [--data DIR] [--queries Q] [--topics T] [--rows W]\n"
 	  "       kizuna bench policy --policy FILE --registry FILE [--checks N]\n"
 	  "       kizuna bench pqc [--iterations N]   (ML-KEM-768 operations)\n"
-	  "       kizuna bench handshake [--groups G] [--threads T] [--duration S] [--broker-pid P]\n" },
+	  "       kizuna bench handshake [--groups G] [--threads T] [--duration S] [--broker-pid P]\n"
+	  "       kizuna bench taxii --collection ID --bundle FILE... [--url URL] [--objects N]\n"
+	  "                    [--batch B] [--connections C] [--readers R] [--pages P] [--skip-import]\n"
+	  "                    (TAXII import rate and page latency: bench/taxii.sh)\n" },
 	{ "store", cli_store_main, "check, repair, dump or reindex the record log",
 	  "usage: kizuna store (verify | repair | dump | reindex) [--data DIR] [--from SEQ]\n\n"
 	  "Works on DIR/log (default ./var/log). verify and dump read, and work while the node\n"

@@ -63,7 +63,9 @@ int kz_http_route(struct kz_http *h, const char *prefix, bool auth_required, kz_
 /* Worker hooks (net_server_config): called on the worker's thread. */
 void kz_http_worker_start(void *h, unsigned idx, uv_loop_t *loop);
 void kz_http_accept(void *h, unsigned idx, uv_stream_t *listener);
-void kz_http_worker_stop(void *h, unsigned idx);
+void kz_http_worker_stop(void *h, unsigned idx);   /* closes the connections */
+bool kz_http_worker_idle(void *h, unsigned idx);   /* none left */
+void kz_http_worker_end(void *h, unsigned idx);    /* after the loop: dispose */
 void kz_http_free(struct kz_http *h);
 
 /* ---------- answering ---------- */

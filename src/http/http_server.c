@@ -26,6 +26,7 @@
 
 #include <pthread.h>
 #include <stdarg.h>
+#include <sys/socket.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -50,6 +51,8 @@ struct hworker {
 	h2o_multithread_queue_t *queue;
 	h2o_multithread_receiver_t recv;
 	pthread_mutex_t qlock; /* resume (any thread) vs. stop (the worker) */
+	struct hconn *conns;   /* open connections (the worker's thread only) */
+	size_t nconns;
 };
 
 struct kz_http {
@@ -463,14 +466,23 @@ void kz_http_worker_start(void *arg, unsigned idx, uv_loop_t *loop)
 }
 
 struct hconn {
-	uv_tcp_t tcp;
+	uv_tcp_t tcp; /* first: h2o's close callback gets this handle */
 	struct kz_http *h;
+	struct hworker *w;
+	struct hconn *prev, *next;
 };
 
 static void conn_closed(uv_handle_t *hd)
 {
 	struct hconn *c = (struct hconn *)hd;
 	atomic_fetch_sub(&c->h->connections, 1);
+	if (c->prev)
+		c->prev->next = c->next;
+	else
+		c->w->conns = c->next;
+	if (c->next)
+		c->next->prev = c->prev;
+	c->w->nconns--;
 	free(c);
 }
 
@@ -488,11 +500,39 @@ void kz_http_accept(void *arg, unsigned idx, uv_stream_t *listener)
 		return;
 	}
 	atomic_fetch_add(&h->connections, 1);
+	c->w = w;
+	c->next = w->conns;
+	if (c->next)
+		c->next->prev = c;
+	w->conns = c;
+	w->nconns++;
+	uv_tcp_nodelay(&c->tcp, 1); /* answers leave at once, not after a delayed ACK */
 	h2o_socket_t *sock = h2o_uv_socket_create((uv_stream_t *)&c->tcp, conn_closed);
 	h2o_accept(&w->accept, sock);
 }
 
+/* Stop: every open connection is shut down at the socket, so that h2o reads EOF and closes
+ * it the normal way (its memory freed); kz_http_worker_idle tells when they are gone. */
 void kz_http_worker_stop(void *arg, unsigned idx)
+{
+	struct kz_http *h = arg;
+	struct hworker *w = &h->w[idx];
+	for (struct hconn *c = w->conns; c; c = c->next) {
+		uv_os_fd_t fd;
+		if (uv_fileno((uv_handle_t *)&c->tcp, &fd) == 0)
+			shutdown(fd, SHUT_RDWR);
+	}
+}
+
+bool kz_http_worker_idle(void *arg, unsigned idx)
+{
+	struct kz_http *h = arg;
+	return h->w[idx].nconns == 0;
+}
+
+/* After the worker's loop has ended, before its handles are closed: answers still to come
+ * are dropped (kz_http_resume sees the worker gone) and h2o's context is disposed. */
+void kz_http_worker_end(void *arg, unsigned idx)
 {
 	struct kz_http *h = arg;
 	struct hworker *w = &h->w[idx];
@@ -504,6 +544,7 @@ void kz_http_worker_stop(void *arg, unsigned idx)
 		return;
 	h2o_multithread_unregister_receiver(w->queue, &w->recv);
 	h2o_multithread_destroy_queue(w->queue);
+	h2o_context_dispose(&w->ctx);
 }
 
 void kz_http_free(struct kz_http *h)

@@ -167,7 +167,9 @@ struct net_server_config {
 	void *https;
 	void (*https_worker_start)(void *https, unsigned idx, uv_loop_t *loop);
 	void (*https_accept)(void *https, unsigned idx, uv_stream_t *listener);
-	void (*https_worker_stop)(void *https, unsigned idx);
+	void (*https_worker_stop)(void *https, unsigned idx);  /* stop: close connections */
+	bool (*https_worker_idle)(void *https, unsigned idx);  /* no connection left */
+	void (*https_worker_end)(void *https, unsigned idx);   /* the loop has ended */
 };
 
 struct net_server;

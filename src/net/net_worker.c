@@ -410,7 +410,9 @@ static void tick_cb(uv_timer_t *t)
 	struct net_worker *w = t->data;
 	w->shard->now_ms = uv_now(&w->loop);
 	mqtt_shard_tick(w->shard);
-	if (w->is_stopping && (w->shard->n_clients == 0 || w->shard->now_ms - w->stop_started_ms > 3000)) {
+	bool https_idle = !w->srv->cfg.https_port || w->srv->cfg.https_worker_idle(w->srv->cfg.https, w->idx);
+	if (w->is_stopping &&
+	    ((w->shard->n_clients == 0 && https_idle) || w->shard->now_ms - w->stop_started_ms > 3000)) {
 		/* every client closed (or the grace period passed): end the loop */
 		mqtt_shard_flush(w->shard);
 		uv_stop(&w->loop);
@@ -438,6 +440,8 @@ static void worker_main(void *arg)
 {
 	struct net_worker *w = arg;
 	uv_run(&w->loop, UV_RUN_DEFAULT);
+	if (w->srv->cfg.https_port)
+		w->srv->cfg.https_worker_end(w->srv->cfg.https, w->idx);
 	/* close what is left: connections not finished in the grace period, handles */
 	uv_walk(&w->loop, walk_close, NULL);
 	uv_run(&w->loop, UV_RUN_DEFAULT);

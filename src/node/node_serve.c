@@ -416,7 +416,8 @@ int node_serve_main(int argc, char **argv)
 	struct net_server_config scfg = { host, port, cfg.threads, ctx, cfg.tick_ms, cfg.read_budget,
 					  cfg.write_backlog, ca, cfg.enroll_max_bytes, cfg.enroll_timeout_ms,
 					  cfg.enroll_max_conns, cfg.ca_max_lifetime_s, hhost, cfg.https_enabled ? hport : 0,
-					  http, kz_http_worker_start, kz_http_accept, kz_http_worker_stop };
+					  http, kz_http_worker_start, kz_http_accept, kz_http_worker_stop,
+					  kz_http_worker_idle, kz_http_worker_end };
 	if (cfg.https_enabled && hport == 0)
 		scfg.https_port = -1; /* any free port */
 	struct net_server *srv = NULL;

@@ -1241,27 +1241,28 @@ static void post_item_done(void *ctx, int status, uint64_t seq)
 		kz_http_resume(p->d, post_answer, p);
 }
 
+/* What a POST's markings resolve against: the marking definitions in the request (their
+ * ids, gathered once) and the collection. */
+struct mk_ctx {
+	json_t *ids; /* object: id -> true */
+	struct tx_coll *c;
+	struct taxii *t;
+};
+
 static bool marking_known(void *ctx, const char *id)
 {
-	void **a = ctx;
-	json_t *objs = a[0];
-	struct tx_coll *c = a[1];
-	struct taxii *t = a[2];
-	size_t i;
-	json_t *o;
-	json_array_foreach(objs, i, o)
-		if (json_is_object(o) && json_equal(json_object_get(o, "id"), json_string(id)) &&
-		    json_is_string(json_object_get(o, "type")) && strcmp(json_string_value(json_object_get(o, "type")), "marking-definition") == 0)
-			return true;
+	struct mk_ctx *m = ctx;
+	if (json_object_get(m->ids, id))
+		return true;
 	uint8_t u[16];
-	if (kz_uuid_parse(id + 20, u))
+	if (strlen(id) < 20 || kz_uuid_parse(id + 20, u))
 		return false;
-	uint32_t ti = type_index(t, "marking-definition", false);
+	uint32_t ti = type_index(m->t, "marking-definition", false);
 	if (ti == TX_NONE)
 		return false;
-	pthread_rwlock_rdlock(&c->lock);
-	bool found = slot_of(c, ti, u, false) != NULL;
-	pthread_rwlock_unlock(&c->lock);
+	pthread_rwlock_rdlock(&m->c->lock);
+	bool found = slot_of(m->c, ti, u, false) != NULL;
+	pthread_rwlock_unlock(&m->c->lock);
 	return found;
 }
 
@@ -1374,6 +1375,105 @@ static struct kz_store_item record_item(struct taxii *t, struct tx_post *p, size
 	return (struct kz_store_item){ data, data ? (uint32_t)rec->len : 0, post_item_done, dc, pos };
 }
 
+/* ---------- raw object slices of an envelope ---------- */
+
+/* The end of the JSON value that starts at or after p[i] (white space skipped), or 0. The
+ * text was already parsed by jansson: this only finds boundaries. */
+static size_t skip_ws(const char *p, size_t n, size_t i)
+{
+	while (i < n && (p[i] == ' ' || p[i] == '\t' || p[i] == '\n' || p[i] == '\r'))
+		i++;
+	return i;
+}
+
+static size_t value_end(const char *p, size_t n, size_t i)
+{
+	int depth = 0;
+	bool in_str = false;
+	for (; i < n; i++) {
+		char ch = p[i];
+		if (in_str) {
+			if (ch == '\\')
+				i++;
+			else if (ch == '"') {
+				in_str = false;
+				if (depth == 0)
+					return i + 1;
+			}
+		} else if (ch == '"')
+			in_str = true;
+		else if (ch == '{' || ch == '[')
+			depth++;
+		else if (ch == '}' || ch == ']') {
+			if (--depth == 0)
+				return i + 1;
+			if (depth < 0)
+				return i; /* a scalar ended by its container */
+		} else if (depth == 0 && (ch == ',' || ch == ' ' || ch == '\t' || ch == '\n' || ch == '\r'))
+			return i;
+	}
+	return depth == 0 ? n : 0;
+}
+
+/* The byte ranges of the elements of the top-level "objects" array; 0 when found (and
+ * *n == the number of elements), -1 otherwise (the caller re-encodes instead). */
+static int object_slices(const char *p, size_t n, size_t (**rng)[2], size_t *count)
+{
+	*rng = NULL;
+	*count = 0;
+	size_t i = skip_ws(p, n, 0);
+	if (i >= n || p[i] != '{')
+		return -1;
+	i++;
+	for (;;) {
+		i = skip_ws(p, n, i);
+		if (i >= n || p[i] != '"')
+			return -1;
+		size_t ks = i, ke = value_end(p, n, i);
+		if (!ke)
+			return -1;
+		i = skip_ws(p, n, ke);
+		if (i >= n || p[i] != ':')
+			return -1;
+		i = skip_ws(p, n, i + 1);
+		if (ke - ks == 9 && memcmp(p + ks, "\"objects\"", 9) == 0 && i < n && p[i] == '[') {
+			size_t cap = 0;
+			i = skip_ws(p, n, i + 1);
+			while (i < n && p[i] != ']') {
+				size_t e = value_end(p, n, i);
+				if (!e)
+					break;
+				if (*count == cap) {
+					cap = cap ? cap * 2 : 256;
+					size_t(*nr)[2] = realloc(*rng, cap * sizeof **rng);
+					if (!nr)
+						break;
+					*rng = nr;
+				}
+				(*rng)[*count][0] = i;
+				(*rng)[(*count)++][1] = e;
+				i = skip_ws(p, n, e);
+				if (i < n && p[i] == ',')
+					i = skip_ws(p, n, i + 1);
+			}
+			if (i < n && p[i] == ']')
+				return 0;
+			free(*rng);
+			*rng = NULL;
+			*count = 0;
+			return -1;
+		}
+		size_t e = value_end(p, n, i);
+		if (!e)
+			return -1;
+		i = skip_ws(p, n, e);
+		if (i < n && p[i] == ',')
+			i++;
+		else
+			return -1;
+	}
+}
+
 static void post_objects(struct taxii *t, struct kz_http_req *r, struct tx_coll *c, struct tx_subject *sub)
 {
 	const char *ct = accepted(r, false);
@@ -1413,9 +1513,24 @@ static void post_objects(struct taxii *t, struct kz_http_req *r, struct tx_coll 
 	p->st = st;
 	p->items = items;
 	p->ct = ct;
-	void *mk[3] = { objs, c, t };
-	struct stix_opts opts = { .allow_custom = c->allow_custom, .marking_known = marking_known, .ctx = mk,
+	struct mk_ctx mk = { json_object(), c, t };
+	size_t mi;
+	json_t *mo;
+	json_array_foreach(objs, mi, mo)
+	{
+		const char *mt = json_string_value(json_object_get(mo, "type"));
+		const char *mid = json_string_value(json_object_get(mo, "id"));
+		if (mt && mid && strcmp(mt, "marking-definition") == 0)
+			json_object_set_new(mk.ids, mid, json_true());
+	}
+	struct stix_opts opts = { .allow_custom = c->allow_custom, .marking_known = marking_known, .ctx = &mk,
 				  .now_us = (int64_t)(kz_now_wall_ns() / 1000) };
+	/* objects that validation leaves unchanged are stored as they came (no re-encoding) */
+	size_t(*rng)[2] = NULL, nrng = 0;
+	if (object_slices(r->body, r->body_len, &rng, &nrng) || nrng != n) {
+		free(rng);
+		rng = NULL;
+	}
 	size_t ns = 0;
 	struct kz_buf rec;
 	kz_buf_init(&rec, 0);
@@ -1440,7 +1555,15 @@ static void post_objects(struct taxii *t, struct kz_http_req *r, struct tx_coll 
 			snprintf(e, sizeof e, "too many distinct types or audiences in this collection");
 			vrc = -1;
 		}
-		char *js = vrc ? NULL : json_dumps(o, JSON_COMPACT);
+		char *js = NULL;
+		if (!vrc && rng && !info.tlp_rewritten) {
+			size_t l = rng[i][1] - rng[i][0];
+			if ((js = malloc(l + 1))) {
+				memcpy(js, r->body + rng[i][0], l);
+				js[l] = 0;
+			}
+		} else if (!vrc)
+			js = json_dumps(o, JSON_COMPACT);
 		if (!vrc && !js) {
 			snprintf(e, sizeof e, "cannot encode the object");
 			vrc = -1;
@@ -1482,6 +1605,8 @@ static void post_objects(struct taxii *t, struct kz_http_req *r, struct tx_coll 
 		ns++;
 	}
 	json_decref(env);
+	json_decref(mk.ids);
+	free(rng);
 	if (ns == 0) {
 		status_keep(t, st);
 		pthread_mutex_lock(&t->st_lock);
