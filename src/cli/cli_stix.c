@@ -275,6 +275,18 @@ static int parse(int argc, char **argv, struct sx *x, struct args *a)
 	return x->local.ctx ? 0 : -2;
 }
 
+/* parse, and exactly one argument after the options (the file or the indicator). */
+static int parse_one(int argc, char **argv, struct sx *x, struct args *a)
+{
+	if (parse(argc, argv, x, a))
+		return -1;
+	if (optind != argc - 1) {
+		cli_help("stix");
+		return -1;
+	}
+	return 0;
+}
+
 /* Queues each object of one JSON value (a bundle or envelope, a list, or one object). */
 static int take_value(struct sx *x, json_t *v, json_t *pending, const char *url)
 {
@@ -307,12 +319,8 @@ static int stix_import(int argc, char **argv)
 {
 	static struct sx x;
 	struct args a;
-	if (parse(argc, argv, &x, &a))
+	if (parse_one(argc, argv, &x, &a))
 		return 2;
-	if (optind != argc - 1) {
-		cli_help("stix");
-		return 2;
-	}
 	const char *file = argv[optind];
 	FILE *f = strcmp(file, "-") == 0 ? stdin : fopen(file, "r");
 	if (!f) {
@@ -458,12 +466,8 @@ static int stix_sight(int argc, char **argv)
 {
 	static struct sx x;
 	struct args a;
-	if (parse(argc, argv, &x, &a))
+	if (parse_one(argc, argv, &x, &a))
 		return 2;
-	if (optind != argc - 1) {
-		cli_help("stix");
-		return 2;
-	}
 	char id[37], now[64], coll[64], url[2300];
 	uuid4(id);
 	now_ts(now);

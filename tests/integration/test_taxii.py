@@ -17,8 +17,7 @@ TAXII = "application/taxii+json;version=2.1"
 from kzharness import free_port
 HPORT = free_port()
 node = Node("https.listen = 127.0.0.1:%d\ntaxii.default_page = 50\ntaxii.max_post_objects = 5000\nhttps.max_body_bytes = 8388608\n" % HPORT)
-log = node.logtext()
-port = int([l for l in log.splitlines() if "HTTPS on " in l][0].split("HTTPS on ")[1].split()[0].rsplit(":", 1)[1])
+port = HPORT  # fixed, so that it is known before the node has logged it
 BASE = "https://localhost:%d/taxii2/" % port
 CA = os.path.join(node.pki, "ca.pem")
 ADMIN = (os.path.join(node.pki, "admin.pem"), os.path.join(node.pki, "admin.key"))
