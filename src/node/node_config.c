@@ -52,6 +52,8 @@ static const struct directive directives[] = {
 	  "Index entries one TAXII page may examine; a sparse filter gets a shorter page with more=true and a next cursor." },
 	{ "taxii.max_statuses", T_U32, C(taxii_max_statuses), 0, 16, 1000000, "10000",
 	  "TAXII status resources kept in memory (the oldest are dropped)." },
+	{ "taxii.max_status_bytes", T_U32, C(taxii_max_status_bytes), 0, 65536, 4294967295u, "67108864",
+	  "Memory the kept TAXII statuses may use (about 90 bytes per object posted); the oldest are dropped beyond it." },
 	{ "threads", T_UINT, C(threads), 0, 0, 256, "0",
 	  "Network worker threads, each with its own event loop and connections; 0 = one per core." },
 	{ "log_level", T_LOGLEVEL, C(log_level), 0, 0, 0, "info", "error, warn, info or debug." },

@@ -399,7 +399,7 @@ int node_serve_main(int argc, char **argv)
 		struct taxii_config tc = { cfg.taxii_collections, broker.store, logdir, node_max_record_bytes(&cfg),
 					   &broker.policy, cfg.node_id, cfg.threads, cfg.taxii_max_page,
 					   cfg.taxii_default_page, cfg.taxii_max_post, cfg.taxii_max_scan,
-					   cfg.taxii_max_statuses, cfg.https_max_body };
+					   cfg.taxii_max_statuses, cfg.taxii_max_status_bytes, cfg.https_max_body };
 		if (taxii_open(&tc, &taxii, why, sizeof why)) {
 			kz_error("TAXII: %s", why);
 			goto fail;

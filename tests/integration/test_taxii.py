@@ -16,7 +16,7 @@ TAXII = "application/taxii+json;version=2.1"
 
 from kzharness import free_port
 HPORT = free_port()
-node = Node("https.listen = 127.0.0.1:%d\ntaxii.default_page = 50\ntaxii.max_post_objects = 5000\nhttps.max_body_bytes = 8388608\n" % HPORT)
+node = Node("https.listen = 127.0.0.1:%d\ntaxii.max_status_bytes = 65536\ntaxii.default_page = 50\ntaxii.max_post_objects = 5000\nhttps.max_body_bytes = 8388608\n" % HPORT)
 port = HPORT  # fixed, so that it is known before the node has logged it
 BASE = "https://localhost:%d/taxii2/" % port
 CA = os.path.join(node.pki, "ca.pem")
@@ -116,15 +116,19 @@ def test_errors():
 
 def test_shared_data_imports_and_malformed_rejected():
     total = 0
+    first = None
     for name in ("examples/apt1.json", "examples/poisonivy.json", "ics-attack.json", "mobile-attack-17.1.json"):
         objs = bundle(name)
         st = post(objs)
+        first = first or st["id"]
         assert st["success_count"] == len(objs) and st["failure_count"] == 0, (name, st.get("failures", [])[:3])
         total += len(objs)
     # the status resource is there for its poster only
     sid = st["id"]
     assert s().get(BASE + "api/status/%s/" % sid).json()["success_count"] == len(objs)
     assert s(BOB).get(BASE + "api/status/%s/" % sid).status_code == 404
+    # statuses are kept within taxii.max_status_bytes (64 KiB here): the first one is gone
+    assert s().get(BASE + "api/status/%s/" % first).status_code == 404
     # posting the same versions again stores nothing new
     st = post(bundle("examples/apt1.json"))
     assert all(x.get("message") == "this version is already in the collection" for x in st["successes"])

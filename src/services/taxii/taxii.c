@@ -68,7 +68,10 @@ struct tx_status {
 	char *owner;
 	int64_t req_us;
 	uint32_t total, ok, fail, pending;
-	json_t *successes, *failures, *pendings;
+	json_t *successes, *failures, *pendings; /* while pending; NULL once sealed */
+	char *text;                              /* the complete status as JSON, once sealed */
+	size_t bytes;
+	bool dropped; /* out of the ring while still pending: its POST frees it when done */
 };
 
 struct taxii {
@@ -83,6 +86,7 @@ struct taxii {
 	pthread_mutex_t st_lock;
 	struct tx_status **st;
 	size_t st_next;
+	uint64_t st_bytes; /* of sealed statuses, held under taxii.max_status_bytes */
 	struct kz_log_reader *rd; /* one per worker */
 };
 
@@ -569,6 +573,7 @@ static void status_free(struct tx_status *s)
 	json_decref(s->successes);
 	json_decref(s->failures);
 	json_decref(s->pendings);
+	free(s->text);
 	free(s);
 }
 
@@ -1134,23 +1139,62 @@ static json_t *status_json(const struct tx_status *s)
 	return o;
 }
 
+/* A complete status becomes its JSON text (about 90 bytes per object instead of the
+ * jansson tree's 400); the oldest statuses go when they hold more than
+ * taxii.max_status_bytes. Caller holds st_lock. */
+static void status_seal(struct taxii *t, struct tx_status *s)
+{
+	if (s->pending || s->text)
+		return;
+	json_t *o = status_json(s);
+	s->text = json_dumps(o, JSON_COMPACT);
+	json_decref(o);
+	if (!s->text)
+		return;
+	json_decref(s->successes);
+	json_decref(s->failures);
+	json_decref(s->pendings);
+	s->successes = s->failures = s->pendings = NULL;
+	if (s->dropped)
+		return;
+	s->bytes = strlen(s->text);
+	t->st_bytes += s->bytes;
+	for (size_t k = 0, i = t->st_next; k < t->cfg.max_statuses && t->st_bytes > t->cfg.max_status_bytes; k++) {
+		struct tx_status *old = t->st[i];
+		if (old && old != s && !old->pending) {
+			t->st_bytes -= old->bytes;
+			status_free(old);
+			t->st[i] = NULL;
+		}
+		i = (i + 1) % t->cfg.max_statuses;
+	}
+}
+
 static void status_get(struct taxii *t, struct kz_http_req *r, const char *sid, size_t n)
 {
 	const char *ct = accepted(r, false);
 	if (!ct)
 		return err(r, 406, "Not Acceptable", "this resource is " TAXII_MT);
-	json_t *o = NULL;
+	char *text = NULL;
 	pthread_mutex_lock(&t->st_lock);
-	for (size_t i = 0; i < t->cfg.max_statuses && !o; i++) {
+	for (size_t i = 0; i < t->cfg.max_statuses && !text; i++) {
 		struct tx_status *s = t->st[i];
 		/* a status names objects: only the one who posted them reads it */
-		if (s && strlen(s->id) == n && memcmp(s->id, sid, n) == 0 && strcmp(s->owner, r->identity) == 0)
-			o = status_json(s);
+		if (s && strlen(s->id) == n && memcmp(s->id, sid, n) == 0 && strcmp(s->owner, r->identity) == 0) {
+			if (s->text)
+				text = strdup(s->text);
+			else {
+				json_t *o = status_json(s);
+				text = json_dumps(o, JSON_COMPACT);
+				json_decref(o);
+			}
+		}
 	}
 	pthread_mutex_unlock(&t->st_lock);
-	if (!o)
+	if (!text)
 		return err(r, 404, "Not Found", "no such status (statuses are kept for the most recent requests)");
-	send_json(r, 200, ct, o);
+	kz_http_send(r, 200, ct, text, strlen(text));
+	free(text);
 }
 
 /* ---------- POST objects (§5.5) and DELETE object (§5.7) ---------- */
@@ -1173,6 +1217,7 @@ struct tx_post {
 	_Atomic size_t remaining;
 	bool del;
 	const char *ct;
+	char *answer; /* the status text, copied when the last record is done */
 };
 
 static void post_answer(void *ctx, struct kz_http_req *r)
@@ -1187,13 +1232,12 @@ static void post_answer(void *ctx, struct kz_http_req *r)
 				err(r, 500, "Internal Server Error", "the record log refused the deletion");
 			else
 				kz_http_send(r, 200, p->ct, "{}", 2);
-		} else {
-			pthread_mutex_lock(&p->t->st_lock);
-			json_t *o = status_json(p->st);
-			pthread_mutex_unlock(&p->t->st_lock);
-			send_json(r, 202, p->ct, o);
-		}
+		} else if (p->answer)
+			kz_http_send(r, 202, p->ct, p->answer, strlen(p->answer));
+		else
+			err(r, 500, "Internal Server Error", "cannot encode the status");
 	}
+	free(p->answer);
 	free(p->items);
 	free(p);
 }
@@ -1243,6 +1287,13 @@ static void post_item_done(void *ctx, int status, uint64_t seq)
 				json_array_remove(p->st->pendings, k);
 				break;
 			}
+		if (p->st->pending == 0) { /* the last one: the status is complete */
+			status_seal(p->t, p->st);
+			p->answer = p->st->text ? strdup(p->st->text) : NULL;
+			if (p->st->dropped)
+				status_free(p->st);
+			/* p->st may leave the ring from now on: only the copy is used */
+		}
 		pthread_mutex_unlock(&p->t->st_lock);
 	}
 	free(dc);
@@ -1344,7 +1395,13 @@ static struct tx_status *status_new(struct taxii *t, const char *owner, size_t t
 static void status_keep(struct taxii *t, struct tx_status *s)
 {
 	pthread_mutex_lock(&t->st_lock);
-	status_free(t->st[t->st_next]);
+	struct tx_status *old = t->st[t->st_next];
+	if (old && old->pending)
+		old->dropped = true; /* its POST still writes to it */
+	else if (old) {
+		t->st_bytes -= old->bytes;
+		status_free(old);
+	}
 	t->st[t->st_next] = s;
 	t->st_next = (t->st_next + 1) % t->cfg.max_statuses;
 	pthread_mutex_unlock(&t->st_lock);
@@ -1681,6 +1738,7 @@ static void post_objects(struct taxii *t, struct kz_http_req *r, struct tx_coll 
 		status_keep(t, st);
 		pthread_mutex_lock(&t->st_lock);
 		json_t *o = status_json(st);
+		status_seal(t, st);
 		pthread_mutex_unlock(&t->st_lock);
 		free(items);
 		free(si);

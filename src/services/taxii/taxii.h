@@ -39,6 +39,7 @@ struct taxii_config {
 	uint32_t max_post_objects;  /* objects in one POST envelope */
 	uint32_t max_scan;          /* index entries examined for one page */
 	uint32_t max_statuses;      /* status resources kept (oldest dropped) */
+	uint64_t max_status_bytes;  /* ... and at most this much of them */
 	uint64_t max_content_length; /* advertised: the HTTPS body cap */
 };
 
