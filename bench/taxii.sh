@@ -11,7 +11,7 @@
 # Usage: bench/taxii.sh [objects] [connections]   (env KZ=path/to/kizuna, SHARED=../shared)
 set -u
 N=${1:-1000000}
-CONNS=${2:-2}
+CONNS=${2:-4}
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 KZ=${KZ:-$ROOT/build/src/cli/kizuna}
 SHARED=${SHARED:-$ROOT/../shared}

@@ -1201,6 +1201,9 @@ static void status_get(struct taxii *t, struct kz_http_req *r, const char *sid, 
 
 struct tx_item {
 	struct tx_ent e;
+	char *owned;         /* a re-encoded object, until its record is made */
+	const char *payload; /* the object's JSON: owned or a slice of the request body */
+	uint32_t plen;
 	struct kz_log_pos pos;
 	char id[STIX_ID_MAX];
 	char version[64];
@@ -1682,16 +1685,18 @@ static void post_objects(struct taxii *t, struct kz_http_req *r, struct tx_coll 
 			snprintf(e, sizeof e, "too many distinct types or audiences in this collection");
 			vrc = -1;
 		}
+		/* the object as sent (a slice of the body, no copy) unless validation changed it */
 		char *js = NULL;
+		const char *pl = NULL;
+		size_t pll = 0;
 		if (!vrc && rng && !info.tlp_rewritten) {
-			size_t l = rng[i][1] - rng[i][0];
-			if ((js = malloc(l + 1))) {
-				memcpy(js, r->body + rng[i][0], l);
-				js[l] = 0;
-			}
-		} else if (!vrc)
-			js = json_dumps(o, JSON_COMPACT);
-		if (!vrc && !js) {
+			pl = r->body + rng[i][0];
+			pll = rng[i][1] - rng[i][0];
+		} else if (!vrc && (js = json_dumps(o, JSON_COMPACT))) {
+			pl = js;
+			pll = strlen(js);
+		}
+		if (!vrc && !pl) {
 			snprintf(e, sizeof e, "cannot encode the object");
 			vrc = -1;
 		}
@@ -1726,9 +1731,9 @@ static void post_objects(struct taxii *t, struct kz_http_req *r, struct tx_coll 
 		it->e.tlp = info.tlp;
 		it->e.version_us = info.modified_us; /* SCOs: set to date_added below */
 		snprintf(it->version, sizeof it->version, "%s", ver);
-		/* keep the encoded object in the item until submission */
-		si[ns].data = (uint8_t *)js;
-		si[ns].len = (uint32_t)strlen(js);
+		it->owned = js;
+		it->payload = pl;
+		it->plen = (uint32_t)pll;
 		ns++;
 	}
 	json_decref(env);
@@ -1760,9 +1765,9 @@ static void post_objects(struct taxii *t, struct kz_http_req *r, struct tx_coll 
 		it->e.added_us = added + (int64_t)i;
 		if (it->e.version_us == INT64_MIN)
 			it->e.version_us = it->e.added_us;
-		uint8_t *js = si[i].data;
-		si[i] = record_item(t, p, i, &it->e, r->identity, js, si[i].len, &it->pos, &rec);
-		free(js);
+		si[i] = record_item(t, p, i, &it->e, r->identity, (const uint8_t *)it->payload, it->plen, &it->pos, &rec);
+		free(it->owned);
+		it->owned = NULL;
 		json_array_append_new(st->pendings, json_pack("{s:s, s:s}", "id", it->id, "version", it->version));
 		st->pending++;
 	}
