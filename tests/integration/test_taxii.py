@@ -349,6 +349,51 @@ def test_cli_taxii_pull_push_between_nodes():
     other.shutdown()
 
 
+def test_collection_access_under_the_policy():
+    """With a policy, reading a collection is `subscribe $taxii/<id>/#` and writing is
+    `publish $taxii/<id>/objects`, decided from the registry's attributes."""
+    d = os.path.join(node.dir, "pol")
+    os.makedirs(d, exist_ok=True)
+    cid = str(uuid.uuid4())
+    with open(os.path.join(d, "collections.json"), "w") as f:
+        json.dump([{"id": cid, "title": "policy-governed", "allow_custom": True}], f)
+    with open(os.path.join(d, "kizuna.policy"), "w") as f:
+        f.write("policy test\nversion 1\nlevels unclassified secret\ndefault-label class=unclassified\n"
+                "allow connect where kind=user\n"
+                "allow subscribe $taxii/%s/# where org=mod,meti\n"
+                "allow publish $taxii/%s/objects where org=mod\n" % (cid, cid))
+    with open(os.path.join(d, "identities"), "w") as f:
+        f.write("spiffe://kizuna.local/mod/user/alice org=mod nation=jpn clearance=secret\n"
+                "spiffe://kizuna.local/meti/user/bob org=meti nation=jpn clearance=secret\n"
+                "spiffe://kizuna.local/acme/user/erin org=acme nation=usa clearance=secret\n")
+    hp = free_port()
+    pn = Node("https.listen = 127.0.0.1:%d\ntaxii.collections = %s\npolicy.file = %s\npolicy.registry = %s\n"
+              % (hp, os.path.join(d, "collections.json"), os.path.join(d, "kizuna.policy"), os.path.join(d, "identities")))
+    who = {n: pn.issue(n, "spiffe://kizuna.local/%s/user/%s" % (o, n)) for n, o in (("alice", "mod"), ("bob", "meti"), ("erin", "acme"))}
+
+    def sess(cert):
+        x = requests.Session()
+        x.verify = os.path.join(pn.pki, "ca.pem")
+        x.cert = cert
+        x.headers["Accept"] = TAXII
+        return x
+    base = "https://localhost:%d/taxii2/api/collections/" % hp
+    objs = base + cid + "/objects/"
+    ind = indicator()
+    r = sess(who["alice"]).post(objs, data=json.dumps({"objects": [ind]}), headers={"Content-Type": TAXII})
+    assert r.status_code == 202 and r.json()["success_count"] == 1, r.text
+    c = sess(who["bob"]).get(base + cid + "/").json()
+    assert c["can_read"] is True and c["can_write"] is False, c
+    r = sess(who["bob"]).post(objs, data=json.dumps({"objects": [indicator()]}), headers={"Content-Type": TAXII})
+    assert r.status_code == 403, r.status_code
+    assert sess(who["bob"]).get(objs + ind["id"] + "/").status_code == 200
+    assert sess(who["erin"]).get(base).json() == {}
+    assert sess(who["erin"]).get(objs).status_code == 404
+    admin = (os.path.join(pn.pki, "admin.pem"), os.path.join(pn.pki, "admin.key"))
+    assert sess(admin).get(base).json() == {}  # not in the registry: no attributes, no access
+    pn.shutdown()
+
+
 def test_curl_http2_and_audit():
     r = subprocess.run(["curl", "-s", "--http2", "-o", "/dev/null", "-w", "%{http_version} %{http_code}",
                         "--cacert", CA, "--cert", ADMIN[0], "--key", ADMIN[1], "-H", "Accept: " + TAXII, BASE],
@@ -375,4 +420,4 @@ if __name__ == "__main__":
     run_tests([test_discovery_api_root_collections, test_errors, test_shared_data_imports_and_malformed_rejected,
                test_filters_versions_manifest_delete, test_pagination_at_depth_under_concurrent_writes,
                test_tlp_audience_matrix, test_cli_import_export_sight, test_cli_taxii_pull_push_between_nodes,
-               test_curl_http2_and_audit])
+               test_collection_access_under_the_policy, test_curl_http2_and_audit])
