@@ -26,8 +26,9 @@ static const struct command commands[] = {
 	{ "serve", node_serve_main, "run a node",
 	  "usage: kizuna serve [--config FILE] [--data DIR] [--check]\n\n"
 	  "Runs a node: MQTT 3.1.1/5.0 over TLS 1.3 with client certificates (default port 8883),\n"
-	  "key exchange X25519MLKEM768 first, X25519 second (docs/PQC.md), and an HTTPS listener\n"
-	  "(default 127.0.0.1:8443) that answers GET /healthz.\n"
+	  "key exchange X25519MLKEM768 first, X25519 second (docs/PQC.md), and the HTTPS API\n"
+	  "(default 127.0.0.1:8443, HTTP/1.1 and HTTP/2): /healthz, /metrics and TAXII 2.1 at\n"
+	  "/taxii2/ (docs/HTTP.md, docs/TAXII.md).\n"
 	  "On first start with an empty data directory it creates a development PKI in DIR/pki\n"
 	  "(a CA with server and admin certificates, ECDSA P-256; docs/CA.md) and prints\n"
 	  "ready-to-paste client lines.\n\n"
