@@ -249,6 +249,38 @@ def test_revocation_closes_open_connection():
     assert r.returncode == 1 and "revoked" in r.stderr
 
 
+def test_https_keepalive_refused_after_revocation():
+    """A kept-alive HTTPS connection does not outlive `kizuna ca revoke`: each request re-checks
+    the revocation list (401), and a new handshake is refused."""
+    import http.client
+    hport = int([l for l in node.logtext().splitlines() if "HTTPS on " in l][0].split("HTTPS on ")[1].split()[0].rsplit(":", 1)[1])
+    cert = issue("grace")
+    ctx = tls_ctx(cert)
+    conn = http.client.HTTPSConnection("localhost", hport, context=ctx, timeout=10)
+    conn.request("GET", "/metrics")
+    r = conn.getresponse()
+    assert r.status == 200, r.status
+    r.read()
+    ca("revoke", serial_of(cert[0]))
+    deadline = time.time() + 10
+    while True:  # the node re-reads the CRL within tls.cert_check_ms
+        conn.request("GET", "/metrics")
+        r = conn.getresponse()
+        body = r.read()
+        if r.status == 401 or time.time() > deadline:
+            break
+        time.sleep(0.1)
+    assert r.status == 401 and b"revoked" in body, (r.status, body)
+    conn.close()
+    conn = http.client.HTTPSConnection("localhost", hport, context=ctx, timeout=10)
+    try:
+        conn.request("GET", "/metrics")
+        st = conn.getresponse().status
+    except (ssl.SSLError, OSError):
+        st = None
+    assert st is None, "a revoked certificate completed a new HTTPS handshake (status %r)" % st
+
+
 def test_expiry_closes_open_connection():
     cert = issue("grace", lifetime="3s")
     c = node.client("grace", cert=cert)
@@ -336,6 +368,7 @@ def test_audit_chain_intact():
 if __name__ == "__main__":
     setup()
     run_tests([test_enroll_and_use, test_token_single_use_and_expiry, test_enrolment_protocol_refusals,
-               test_revocation_closes_open_connection, test_expiry_closes_open_connection,
+               test_revocation_closes_open_connection, test_https_keepalive_refused_after_revocation,
+               test_expiry_closes_open_connection,
                test_renew_keeps_key_and_works, test_resumption_cannot_bypass, test_bad_crl_keeps_previous,
                test_audit_chain_intact])
