@@ -3,6 +3,7 @@
 #include "cli/cli.h"
 #include "cli/cli_client.h"
 #include "cli/cli_https.h"
+#include "base/kz_jscan.h"
 #include "services/stix/stix.h"
 
 #include <errno.h>
@@ -291,8 +292,15 @@ static int parse_one(int argc, char **argv, struct sx *x, struct args *a)
 static int take_value(struct sx *x, json_t *v, json_t *pending, const char *url)
 {
 	json_t *objs = json_is_object(v) ? json_object_get(v, "objects") : json_is_array(v) ? v : NULL;
-	if (json_is_object(v) && !objs)
-		return json_array_append(pending, v);
+	if (json_is_object(v) && !objs) { /* one object (JSON lines, or a streamed bundle's) */
+		json_array_append(pending, v);
+		if (json_array_size(pending) < x->batch)
+			return 0;
+		int rc = post_envelope(x, &x->local, url, pending);
+		json_array_clear(pending);
+		progress(x, false);
+		return rc;
+	}
 	/* marking definitions first: objects in later envelopes refer to them, and the node
 	 * resolves a marking in the same request or the collection */
 	for (int pass = 0; pass < 2; pass++) {
@@ -311,6 +319,237 @@ static int take_value(struct sx *x, json_t *v, json_t *pending, const char *url)
 				progress(x, false);
 			}
 		}
+	}
+	return 0;
+}
+
+/* ---------- reading a stream of JSON values ---------- */
+
+#define RD_WHOLE (16u << 20) /* values up to this are parsed whole */
+
+struct rd {
+	FILE *f;
+	const char *name;
+	char *b;
+	size_t len, cap, off; /* unread bytes are b[off..len) */
+	bool eof;
+};
+
+/* Reads more input, keeping b[off..len) (moved to the front). 0, or -1 at the end. */
+static int rd_more(struct rd *r)
+{
+	if (r->eof)
+		return -1;
+	if (r->off) {
+		memmove(r->b, r->b + r->off, r->len - r->off);
+		r->len -= r->off;
+		r->off = 0;
+	}
+	if (r->cap - r->len < (1u << 20)) {
+		size_t nc = r->cap ? r->cap * 2 : 4u << 20;
+		char *nb = realloc(r->b, nc);
+		if (!nb)
+			return -1;
+		r->b = nb;
+		r->cap = nc;
+	}
+	size_t n = fread(r->b + r->len, 1, r->cap - r->len, r->f);
+	if (n == 0) {
+		r->eof = true;
+		return -1;
+	}
+	r->len += n;
+	return 0;
+}
+
+/* The end of the value at b[off] (relative to b), reading more as needed; 0 at a malformed
+ * or cut value. Values larger than limit are not completed (returns 0, *big set). */
+static size_t rd_value(struct rd *r, size_t limit, bool *big)
+{
+	*big = false;
+	for (;;) {
+		size_t e = kz_json_value_end(r->b, r->len, r->off);
+		if (e)
+			return e;
+		if (r->len - r->off > limit) {
+			*big = true;
+			return 0;
+		}
+		if (rd_more(r)) { /* the end: only a scalar may end with the input */
+			char c0 = r->len > r->off ? r->b[r->off] : '{';
+			return c0 != '{' && c0 != '[' && c0 != '"' ? r->len : 0;
+		}
+	}
+}
+
+static int rd_skip_ws(struct rd *r)
+{
+	for (;;) {
+		r->off = kz_json_skip_ws(r->b, r->len, r->off);
+		if (r->off < r->len)
+			return 0;
+		if (rd_more(r))
+			return -1;
+	}
+}
+
+static int rd_fail(struct rd *r, const char *what)
+{
+	fprintf(stderr, "kizuna: %s: %s\n", r->name, what);
+	return 1;
+}
+
+/* One element (an object) of a streamed bundle: queued unless this pass skips its kind. */
+static int take_element(struct sx *x, struct rd *r, size_t end, json_t *pending, const char *url, int pass)
+{
+	const char *p = r->b + r->off;
+	size_t n = end - r->off;
+	if (pass >= 0) { /* pass 0: marking definitions only; pass 1: everything else */
+		bool md = memmem(p, n < 4096 ? n : 4096, "\"marking-definition\"", 20) != NULL;
+		if (md != (pass == 0))
+			return 0;
+	}
+	json_error_t je;
+	json_t *o = json_loadb(p, n, JSON_REJECT_DUPLICATES, &je);
+	if (!o) {
+		fprintf(stderr, "kizuna: %s: an object is not JSON: %s\n", r->name, je.text);
+		return -1;
+	}
+	if (pass == 0) { /* the text test can be fooled by a description: check the type */
+		const char *t = json_string_value(json_object_get(o, "type"));
+		if (!t || strcmp(t, "marking-definition") != 0) {
+			json_decref(o);
+			return 0;
+		}
+	} else if (pass == 1) {
+		const char *t = json_string_value(json_object_get(o, "type"));
+		if (t && strcmp(t, "marking-definition") == 0 && memmem(p, n < 4096 ? n : 4096, "\"marking-definition\"", 20)) {
+			json_decref(o);
+			return 0; /* sent in pass 0 */
+		}
+	}
+	int rc = take_value(x, o, pending, url);
+	json_decref(o);
+	return rc;
+}
+
+/* Streams the large value at b[off] ('{' with an "objects" list, or a '[' list). */
+static int stream_big(struct sx *x, struct rd *r, json_t *pending, const char *url, int pass)
+{
+	bool big;
+	if (r->b[r->off] == '{') {
+		r->off++;
+		for (;;) {
+			if (rd_skip_ws(r))
+				return rd_fail(r, "the input ends inside an object");
+			if (r->b[r->off] == '}') {
+				r->off++;
+				return 0;
+			}
+			if (r->b[r->off] == ',') {
+				r->off++;
+				continue;
+			}
+			size_t ke = rd_value(r, RD_WHOLE, &big);
+			if (!ke || r->b[r->off] != '"')
+				return rd_fail(r, "expected a property name");
+			bool objects = ke - r->off == 9 && memcmp(r->b + r->off, "\"objects\"", 9) == 0;
+			r->off = ke;
+			if (rd_skip_ws(r) || r->b[r->off] != ':')
+				return rd_fail(r, "expected ':'");
+			r->off++;
+			if (rd_skip_ws(r))
+				return rd_fail(r, "the input ends inside an object");
+			if (objects && r->b[r->off] == '[')
+				break;
+			size_t ve = rd_value(r, RD_WHOLE, &big);
+			if (!ve)
+				return rd_fail(r, "a property value is malformed or over 16 MiB");
+			r->off = ve;
+		}
+	}
+	if (r->b[r->off] != '[')
+		return rd_fail(r, "expected a list of objects");
+	r->off++;
+	for (;;) {
+		if (rd_skip_ws(r))
+			return rd_fail(r, "the input ends inside the list of objects");
+		char ch = r->b[r->off];
+		if (ch == ']') {
+			r->off++;
+			break;
+		}
+		if (ch == ',') {
+			r->off++;
+			continue;
+		}
+		size_t e = rd_value(r, RD_WHOLE, &big);
+		if (!e)
+			return rd_fail(r, big ? "an object is over 16 MiB" : "an object is malformed or cut off");
+		if (take_element(x, r, e, pending, url, pass))
+			return 1;
+		r->off = e;
+	}
+	/* the rest of the enclosing object (properties after "objects") */
+	for (;;) {
+		if (rd_skip_ws(r))
+			return 0;
+		char ch = r->b[r->off];
+		if (ch == '}') {
+			r->off++;
+			return 0;
+		}
+		if (ch == ',' || ch == ':') {
+			r->off++;
+			continue;
+		}
+		size_t e = rd_value(r, RD_WHOLE, &big);
+		if (!e)
+			return rd_fail(r, "malformed after the list of objects");
+		r->off = e;
+	}
+}
+
+/* Every value of the input: whole when small, streamed when large. */
+static int stream_values(struct sx *x, struct rd *r, json_t *pending, const char *url, bool seekable)
+{
+	for (int pass = seekable ? 0 : -1; pass <= 1; pass++) {
+		if (pass == 1 && seekable) {
+			if (fseek(r->f, 0, SEEK_SET))
+				return rd_fail(r, "cannot read the input a second time");
+			r->len = r->off = 0;
+			r->eof = false;
+		}
+		for (;;) {
+			if (rd_skip_ws(r))
+				break;
+			bool big;
+			size_t e = rd_value(r, RD_WHOLE, &big);
+			if (big) {
+				if (stream_big(x, r, pending, url, pass))
+					return 1;
+				continue;
+			}
+			if (!e)
+				return rd_fail(r, "not JSON (or cut off)");
+			if (pass == 0) { /* small values are handled whole in the last pass */
+				r->off = e;
+				continue;
+			}
+			json_error_t je;
+			json_t *v = json_loadb(r->b + r->off, e - r->off, JSON_REJECT_DUPLICATES | JSON_DECODE_ANY, &je);
+			if (!v) {
+				fprintf(stderr, "kizuna: %s: line %d: %s\n", r->name, je.line, je.text);
+				return 1;
+			}
+			int t = take_value(x, v, pending, url);
+			json_decref(v);
+			if (t)
+				return 1;
+			r->off = e;
+		}
+		if (pass == -1)
+			break;
 	}
 	return 0;
 }
@@ -336,27 +575,13 @@ static int stix_import(int argc, char **argv)
 	snprintf(url, sizeof url, "%s/taxii2/api/collections/%s/objects/", x.url, coll);
 	json_t *pending = json_array();
 	int rc = 0;
-	/* a stream of JSON values: bundles, envelopes, lists or single objects (JSON lines) */
-	for (;;) {
-		json_error_t je;
-		json_t *v = json_loadf(f, JSON_DISABLE_EOF_CHECK | JSON_DECODE_ANY, &je);
-		if (!v) {
-			int ch;
-			while ((ch = fgetc(f)) != EOF && (ch == ' ' || ch == '\n' || ch == '\r' || ch == '\t'))
-				;
-			if (ch == EOF)
-				break;
-			fprintf(stderr, "kizuna: %s:%d:%d: %s\n", file, je.line, je.column, je.text);
-			rc = 1;
-			break;
-		}
-		int t = take_value(&x, v, pending, url);
-		json_decref(v);
-		if (t) {
-			rc = 1;
-			break;
-		}
-	}
+	/* Values up to 16 MiB are parsed whole (markings first within each); a larger bundle,
+	 * envelope or list is streamed element by element, with a first pass for its marking
+	 * definitions when the input can be read twice. */
+	struct rd rdr = { .f = f, .name = file };
+	bool seekable = f != stdin && fseek(f, 0, SEEK_SET) == 0;
+	rc = stream_values(&x, &rdr, pending, url, seekable);
+	free(rdr.b);
 	if (!rc && json_array_size(pending) && post_envelope(&x, &x.local, url, pending))
 		rc = 1;
 	json_decref(pending);

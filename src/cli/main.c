@@ -5,6 +5,7 @@
 #include "node/node_serve.h"
 #include "cli/cli_store.h"
 
+#include <signal.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -247,6 +248,7 @@ static int help_main(int argc, char **argv)
 
 int main(int argc, char **argv)
 {
+	signal(SIGPIPE, SIG_IGN); /* a peer that closes is an error to report, not a reason to die */
 	if (argc < 2) {
 		overview(stderr);
 		return 2;

@@ -308,6 +308,26 @@ def test_cli_import_export_sight():
     assert r.returncode == 2 and "sighting_of_ref: must be an identifier" in r.stderr, r.stderr
 
 
+def test_cli_streams_a_large_bundle():
+    """A bundle over 16 MiB is streamed object by object; its marking definitions, at the end
+    of the file, go first (a second pass), so every object resolves its marking."""
+    objs = bundle("ics-attack.json") + bundle("mobile-attack-17.1.json")
+    marks = [o for o in objs if o["type"] == "marking-definition"]
+    fresh_mark = dict(marks[0], id="marking-definition--" + ident())  # not yet in the collection
+    big = []
+    for _ in range(5):
+        for o in objs:
+            if o["type"] != "marking-definition":
+                o = dict(o, id=o["type"] + "--" + ident(), object_marking_refs=[fresh_mark["id"]])
+                big.append(o)
+    path = os.path.join(node.dir, "big.json")
+    with open(path, "w") as f:
+        json.dump({"type": "bundle", "id": "bundle--" + ident(), "objects": big + [fresh_mark]}, f, indent=1)
+    assert os.path.getsize(path) > 16 << 20
+    r = kz("stix", "import", *LOCAL, "--batch", "1000", path)
+    assert "%d objects: %d accepted, 0 refused" % (len(big) + 1, len(big) + 1) in r.stderr, r.stderr[-500:]
+
+
 def test_cli_taxii_pull_push_between_nodes():
     oport = free_port()
     other = Node("https.listen = 127.0.0.1:%d\n" % oport)
@@ -419,5 +439,6 @@ if __name__ == "__main__":
         sys.exit(77)
     run_tests([test_discovery_api_root_collections, test_errors, test_shared_data_imports_and_malformed_rejected,
                test_filters_versions_manifest_delete, test_pagination_at_depth_under_concurrent_writes,
-               test_tlp_audience_matrix, test_cli_import_export_sight, test_cli_taxii_pull_push_between_nodes,
+               test_tlp_audience_matrix, test_cli_import_export_sight, test_cli_streams_a_large_bundle,
+               test_cli_taxii_pull_push_between_nodes,
                test_collection_access_under_the_policy, test_curl_http2_and_audit])

@@ -1,6 +1,7 @@
 /* taxii.c — the TAXII 2.1 server (see taxii.h). Sections cited are TAXII 2.1's. */
 #include "services/taxii/taxii.h"
 #include "base/kz_buf.h"
+#include "base/kz_jscan.h"
 #include "base/kz_log.h"
 #include "base/kz_time.h"
 #include "http/http.h"
@@ -1446,70 +1447,32 @@ static struct kz_store_item record_item(struct taxii *t, struct tx_post *p, size
 
 /* ---------- raw object slices of an envelope ---------- */
 
-/* The end of the JSON value that starts at or after p[i] (white space skipped), or 0. The
- * text was already parsed by jansson: this only finds boundaries. */
-static size_t skip_ws(const char *p, size_t n, size_t i)
-{
-	while (i < n && (p[i] == ' ' || p[i] == '\t' || p[i] == '\n' || p[i] == '\r'))
-		i++;
-	return i;
-}
-
-static size_t value_end(const char *p, size_t n, size_t i)
-{
-	int depth = 0;
-	bool in_str = false;
-	for (; i < n; i++) {
-		char ch = p[i];
-		if (in_str) {
-			if (ch == '\\')
-				i++;
-			else if (ch == '"') {
-				in_str = false;
-				if (depth == 0)
-					return i + 1;
-			}
-		} else if (ch == '"')
-			in_str = true;
-		else if (ch == '{' || ch == '[')
-			depth++;
-		else if (ch == '}' || ch == ']') {
-			if (--depth == 0)
-				return i + 1;
-			if (depth < 0)
-				return i; /* a scalar ended by its container */
-		} else if (depth == 0 && (ch == ',' || ch == ' ' || ch == '\t' || ch == '\n' || ch == '\r'))
-			return i;
-	}
-	return depth == 0 ? n : 0;
-}
-
 /* The byte ranges of the elements of the top-level "objects" array; 0 when found (and
  * *n == the number of elements), -1 otherwise (the caller re-encodes instead). */
 static int object_slices(const char *p, size_t n, size_t (**rng)[2], size_t *count)
 {
 	*rng = NULL;
 	*count = 0;
-	size_t i = skip_ws(p, n, 0);
+	size_t i = kz_json_skip_ws(p, n, 0);
 	if (i >= n || p[i] != '{')
 		return -1;
 	i++;
 	for (;;) {
-		i = skip_ws(p, n, i);
+		i = kz_json_skip_ws(p, n, i);
 		if (i >= n || p[i] != '"')
 			return -1;
-		size_t ks = i, ke = value_end(p, n, i);
+		size_t ks = i, ke = kz_json_value_end(p, n, i);
 		if (!ke)
 			return -1;
-		i = skip_ws(p, n, ke);
+		i = kz_json_skip_ws(p, n, ke);
 		if (i >= n || p[i] != ':')
 			return -1;
-		i = skip_ws(p, n, i + 1);
+		i = kz_json_skip_ws(p, n, i + 1);
 		if (ke - ks == 9 && memcmp(p + ks, "\"objects\"", 9) == 0 && i < n && p[i] == '[') {
 			size_t cap = 0;
-			i = skip_ws(p, n, i + 1);
+			i = kz_json_skip_ws(p, n, i + 1);
 			while (i < n && p[i] != ']') {
-				size_t e = value_end(p, n, i);
+				size_t e = kz_json_value_end(p, n, i);
 				if (!e)
 					break;
 				if (*count == cap) {
@@ -1521,9 +1484,9 @@ static int object_slices(const char *p, size_t n, size_t (**rng)[2], size_t *cou
 				}
 				(*rng)[*count][0] = i;
 				(*rng)[(*count)++][1] = e;
-				i = skip_ws(p, n, e);
+				i = kz_json_skip_ws(p, n, e);
 				if (i < n && p[i] == ',')
-					i = skip_ws(p, n, i + 1);
+					i = kz_json_skip_ws(p, n, i + 1);
 			}
 			if (i < n && p[i] == ']')
 				return 0;
@@ -1532,10 +1495,10 @@ static int object_slices(const char *p, size_t n, size_t (**rng)[2], size_t *cou
 			*count = 0;
 			return -1;
 		}
-		size_t e = value_end(p, n, i);
+		size_t e = kz_json_value_end(p, n, i);
 		if (!e)
 			return -1;
-		i = skip_ws(p, n, e);
+		i = kz_json_skip_ws(p, n, e);
 		if (i < n && p[i] == ',')
 			i++;
 		else
