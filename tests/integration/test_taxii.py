@@ -378,18 +378,22 @@ def test_collection_access_under_the_policy():
     with open(os.path.join(d, "collections.json"), "w") as f:
         json.dump([{"id": cid, "title": "policy-governed", "allow_custom": True}], f)
     with open(os.path.join(d, "kizuna.policy"), "w") as f:
-        f.write("policy test\nversion 1\nlevels unclassified secret\ndefault-label class=unclassified\n"
+        f.write("policy test\nversion 1\nlevels unclassified confidential secret\n"
+                "category rel permissive attr=nation jpn usa\n"
+                "default-label class=unclassified\n"
                 "allow connect where kind=user\n"
                 "allow subscribe $taxii/%s/# where org=mod,meti\n"
-                "allow publish $taxii/%s/objects where org=mod\n" % (cid, cid))
+                "allow publish $taxii/%s/objects where org=mod label class=secret;rel=jpn\n" % (cid, cid))
     with open(os.path.join(d, "identities"), "w") as f:
         f.write("spiffe://kizuna.local/mod/user/alice org=mod nation=jpn clearance=secret\n"
-                "spiffe://kizuna.local/meti/user/bob org=meti nation=jpn clearance=secret\n"
+                "spiffe://kizuna.local/meti/user/bob org=meti nation=jpn clearance=confidential\n"
+                "spiffe://kizuna.local/meti/user/carol org=meti nation=jpn clearance=secret\n"
                 "spiffe://kizuna.local/acme/user/erin org=acme nation=usa clearance=secret\n")
     hp = free_port()
     pn = Node("https.listen = 127.0.0.1:%d\ntaxii.collections = %s\npolicy.file = %s\npolicy.registry = %s\n"
               % (hp, os.path.join(d, "collections.json"), os.path.join(d, "kizuna.policy"), os.path.join(d, "identities")))
-    who = {n: pn.issue(n, "spiffe://kizuna.local/%s/user/%s" % (o, n)) for n, o in (("alice", "mod"), ("bob", "meti"), ("erin", "acme"))}
+    who = {n: pn.issue(n, "spiffe://kizuna.local/%s/user/%s" % (o, n))
+           for n, o in (("alice", "mod"), ("bob", "meti"), ("carol", "meti"), ("erin", "acme"))}
 
     def sess(cert):
         x = requests.Session()
@@ -406,7 +410,11 @@ def test_collection_access_under_the_policy():
     assert c["can_read"] is True and c["can_write"] is False, c
     r = sess(who["bob"]).post(objs, data=json.dumps({"objects": [indicator()]}), headers={"Content-Type": TAXII})
     assert r.status_code == 403, r.status_code
-    assert sess(who["bob"]).get(objs + ind["id"] + "/").status_code == 200
+    # the collection's label (class=secret;rel=jpn from the publish rule) is every object's:
+    # carol (secret) sees the indicator, bob (confidential) may read the collection but not it
+    assert sess(who["carol"]).get(objs + ind["id"] + "/").status_code == 200
+    assert sess(who["bob"]).get(objs + ind["id"] + "/").status_code == 404
+    assert sess(who["bob"]).get(objs).json() == {"more": False}
     assert sess(who["erin"]).get(base).json() == {}
     assert sess(who["erin"]).get(objs).status_code == 404
     admin = (os.path.join(pn.pki, "admin.pem"), os.path.join(pn.pki, "admin.key"))

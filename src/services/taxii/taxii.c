@@ -48,6 +48,7 @@ struct tx_access {
 	char *orgs[TX_MAX_AUD], *ids[TX_MAX_AUD];
 	char *key; /* author|label */
 	char *label;
+	char *base; /* the label without tlp and aud: the policy's part ("" when none) */
 };
 
 struct tx_coll {
@@ -229,24 +230,28 @@ static uint32_t access_index(struct taxii *t, const char *author, const char *la
 			a->org = strdup(org);
 			a->key = strdup(key);
 			a->label = strdup(label);
-			const char *tl = strstr(label, "tlp=");
-			for (int k = 1; tl && k <= 5; k++) {
-				size_t wl = strlen(tlp_word(k));
-				if (strncmp(tl + 4, tlp_word(k), wl) == 0 && (tl[4 + wl] == ';' || tl[4 + wl] == 0))
-					a->tlp = (uint8_t)k;
+			/* key=value parts: tlp and aud are ours, the rest is the policy's label */
+			char buf[2048], base[2048] = "";
+			snprintf(buf, sizeof buf, "%s", label);
+			size_t bl = 0;
+			char *sv = NULL;
+			for (char *part = strtok_r(buf, ";", &sv); part; part = strtok_r(NULL, ";", &sv)) {
+				if (strncmp(part, "tlp=", 4) == 0) {
+					for (int k = 1; k <= 5; k++)
+						if (strcmp(part + 4, tlp_word(k)) == 0)
+							a->tlp = (uint8_t)k;
+				} else if (strncmp(part, "aud=", 4) == 0) {
+					char *sv2 = NULL;
+					for (char *tok = strtok_r(part + 4, ",", &sv2); tok; tok = strtok_r(NULL, ",", &sv2)) {
+						if (strncmp(tok, "org:", 4) == 0 && a->n_orgs < TX_MAX_AUD)
+							a->orgs[a->n_orgs++] = strdup(tok + 4);
+						else if (strncmp(tok, "id:", 3) == 0 && a->n_ids < TX_MAX_AUD)
+							a->ids[a->n_ids++] = strdup(tok + 3);
+					}
+				} else if (bl < sizeof base)
+					bl += (size_t)snprintf(base + bl, sizeof base - bl, "%s%s", bl ? ";" : "", part);
 			}
-			const char *au = strstr(label, "aud=");
-			if (au) {
-				char buf[1024];
-				snprintf(buf, sizeof buf, "%s", au + 4);
-				char *sv = NULL;
-				for (char *tok = strtok_r(buf, ",;", &sv); tok; tok = strtok_r(NULL, ",;", &sv)) {
-					if (strncmp(tok, "org:", 4) == 0 && a->n_orgs < TX_MAX_AUD)
-						a->orgs[a->n_orgs++] = strdup(tok + 4);
-					else if (strncmp(tok, "id:", 3) == 0 && a->n_ids < TX_MAX_AUD)
-						a->ids[a->n_ids++] = strdup(tok + 3);
-				}
-			}
+			a->base = strdup(base);
 			t->acc[n] = a;
 			r = n;
 			atomic_store(&t->nacc, n + 1);
@@ -257,18 +262,47 @@ static uint32_t access_index(struct taxii *t, const char *author, const char *la
 }
 
 /* The reader of a request. */
+/* Per request: the policy's verdict on each access entry's label, worked out once. */
+struct lab_cache {
+	uint32_t n;
+	uint8_t *state; /* 0 not yet, 1 dominates, 2 does not */
+};
+
 struct tx_subject {
 	const char *id;
 	char org[128];
 	struct kz_policy *pol;
 	struct kz_subject s;
+	struct lab_cache *lc;
 };
+
+/* With a policy, the reader must dominate the object's label (classification and
+ * categories; docs/POLICY.md): a label the policy cannot parse (any more) hides the object. */
+static bool label_ok(const struct tx_subject *sub, const struct tx_access *a, uint32_t acc_i)
+{
+	if (!sub->pol || !a->base[0])
+		return true;
+	struct lab_cache *lc = sub->lc;
+	if (lc && acc_i < lc->n && lc->state[acc_i])
+		return lc->state[acc_i] == 1;
+	struct kz_label lab;
+	char canon[KZ_LABEL_MAX_LEN + 1], why[160];
+	size_t cl;
+	const char *w;
+	bool ok = kz_label_parse(sub->pol, a->base, strlen(a->base), &lab, canon, &cl, why, sizeof why) == 0 &&
+		  kz_dominates(sub->pol, &sub->s, &lab, &w);
+	if (lc && acc_i < lc->n)
+		lc->state[acc_i] = ok ? 1 : 2;
+	return ok;
+}
 
 static bool visible(struct taxii *t, const struct tx_subject *sub, const struct tx_ent *e)
 {
+	const struct tx_access *a = t->acc[e->acc_i];
+	if (!label_ok(sub, a, e->acc_i))
+		return false;
 	if (e->tlp <= 2)
 		return true;
-	const struct tx_access *a = t->acc[e->acc_i];
 	if (strcmp(a->author, sub->id) == 0)
 		return true;
 	if (e->tlp == 4) /* AMBER+STRICT: one organisation */
@@ -411,6 +445,7 @@ static bool can_write(struct tx_coll *c, struct tx_subject *sub)
 	snprintf(f, sizeof f, "$taxii/%s/objects", c->id);
 	return kz_policy_publish(sub->pol, &sub->s, f, strlen(f), &dl, &dt, &why);
 }
+
 
 static void subject_init(struct taxii *t, struct kz_http_req *r, struct tx_subject *sub)
 {
@@ -602,6 +637,7 @@ void taxii_close(struct taxii *t)
 		free(a->org);
 		free(a->key);
 		free(a->label);
+		free(a->base);
 		for (uint32_t k = 0; k < a->n_orgs; k++)
 			free(a->orgs[k]);
 		for (uint32_t k = 0; k < a->n_ids; k++)
@@ -1332,12 +1368,19 @@ static bool marking_known(void *ctx, const char *id)
 
 /* The label of what this request posts: TLP from the object, audience from the request
  * (Kizuna-Audience: org:NAME, id:SPIFFE-ID, ...) or the poster's organisation / identity. */
-static int label_for(struct kz_http_req *r, const struct tx_subject *sub, int tlp, char *out, size_t n,
-		     const char **why)
+static int label_for(struct kz_http_req *r, const struct tx_subject *sub, const char *base, int tlp, char *out,
+		     size_t n, const char **why)
 {
+	/* the policy's part first (canonical order: policy, class, categories, tlp, aud) */
+	size_t bl = (size_t)snprintf(out, n, "%s", base);
+	if (bl >= n)
+		bl = n - 1;
+	out += bl;
+	n -= bl;
+	const char *sep = bl ? ";" : "";
 	if (tlp <= 2) {
 		if (tlp)
-			snprintf(out, n, "tlp=%s", tlp_word(tlp));
+			snprintf(out, n, "%stlp=%s", sep, tlp_word(tlp));
 		else
 			out[0] = 0;
 		return 0;
@@ -1375,7 +1418,7 @@ static int label_for(struct kz_http_req *r, const struct tx_subject *sub, int tl
 		else
 			snprintf(a, sizeof a, "org:%s", sub->org);
 	}
-	snprintf(out, n, "tlp=%s;aud=%s", tlp_word(tlp), a);
+	snprintf(out, n, "%stlp=%s;aud=%s", sep, tlp_word(tlp), a);
 	return 0;
 }
 
@@ -1624,13 +1667,31 @@ static void post_objects(struct taxii *t, struct kz_http_req *r, struct tx_coll 
 		free(rng);
 		rng = NULL;
 	}
+	/* with a policy, the collection's label (the publish rule's, else the default) is the
+	 * base of every object's; its tlp and aud come from the object and the request */
+	char base[KZ_LABEL_MAX_LEN + 1] = "";
+	if (sub->pol) {
+		char topic[80];
+		const char *dt = NULL, *w;
+		const struct kz_label *dl;
+		snprintf(topic, sizeof topic, "$taxii/%s/objects", c->id);
+		if (kz_policy_publish(sub->pol, &sub->s, topic, strlen(topic), &dl, &dt, &w) && dt) {
+			char buf[KZ_LABEL_MAX_LEN + 1];
+			snprintf(buf, sizeof buf, "%s", dt);
+			size_t bl = 0;
+			char *sv = NULL;
+			for (char *part = strtok_r(buf, ";", &sv); part; part = strtok_r(NULL, ";", &sv))
+				if (strncmp(part, "tlp=", 4) != 0 && strncmp(part, "aud=", 4) != 0 && bl < sizeof base)
+					bl += (size_t)snprintf(base + bl, sizeof base - bl, "%s%s", bl ? ";" : "", part);
+		}
+	}
 	size_t ns = 0;
 	struct kz_buf rec;
 	kz_buf_init(&rec, 0);
 	for (size_t i = 0; i < n; i++) {
 		json_t *o = json_array_get(objs, i);
 		struct stix_info info;
-		char e[300], ver[64] = "", label[1100];
+		char e[300], ver[64] = "", label[2200];
 		const char *why = NULL;
 		const char *oid = json_string_value(json_object_get(o, "id"));
 		const char *mv = json_string_value(json_object_get(o, "modified"));
@@ -1638,7 +1699,7 @@ static void post_objects(struct taxii *t, struct kz_http_req *r, struct tx_coll 
 			mv = json_string_value(json_object_get(o, "created"));
 		snprintf(ver, sizeof ver, "%s", mv ? mv : "");
 		int vrc = stix_validate(o, &opts, &info, e, sizeof e);
-		if (!vrc && label_for(r, sub, info.tlp, label, sizeof label, &why)) {
+		if (!vrc && label_for(r, sub, base, info.tlp, label, sizeof label, &why)) {
 			snprintf(e, sizeof e, "%s", why);
 			vrc = -1;
 		}
@@ -1818,6 +1879,46 @@ static int segments(const char *p, char seg[6][256])
 	return n;
 }
 
+/* The resources under one collection (§5). */
+static void in_collection(struct taxii *t, struct kz_http_req *r, struct tx_coll *c, struct tx_subject *sub,
+			  char seg[6][256], int n, bool get, bool post, bool del)
+{
+	bool rd = c && can_read(c, sub), wr = c && can_write(c, sub);
+	if (!rd && !wr)
+		return err(r, 404, "Not Found", "no such collection");
+	if (strcmp(seg[3], "objects") == 0 && n == 4) {
+		if (post)
+			return wr ? post_objects(t, r, c, sub)
+				  : err(r, 403, "Forbidden", "this identity may not write to the collection");
+		if (!get)
+			return err(r, 405, "Method Not Allowed", "use GET or POST");
+		return rd ? list(t, r, c, sub, L_OBJECTS, NULL)
+			  : err(r, 403, "Forbidden", "this identity may not read the collection");
+	}
+	if (strcmp(seg[3], "manifest") == 0 && n == 4) {
+		if (!get)
+			return err(r, 405, "Method Not Allowed", "use GET");
+		return rd ? list(t, r, c, sub, L_MANIFEST, NULL)
+			  : err(r, 403, "Forbidden", "this identity may not read the collection");
+	}
+	if (strcmp(seg[3], "objects") == 0 && n == 5) {
+		if (del)
+			return rd && wr ? delete_object(t, r, c, sub, seg[4])
+					: err(r, 403, "Forbidden", "deleting needs read and write access to the collection");
+		if (!get)
+			return err(r, 405, "Method Not Allowed", "use GET or DELETE");
+		return rd ? list(t, r, c, sub, L_OBJECTS, seg[4])
+			  : err(r, 403, "Forbidden", "this identity may not read the collection");
+	}
+	if (strcmp(seg[3], "objects") == 0 && n == 6 && strcmp(seg[5], "versions") == 0) {
+		if (!get)
+			return err(r, 405, "Method Not Allowed", "use GET");
+		return rd ? list(t, r, c, sub, L_VERSIONS, seg[4])
+			  : err(r, 403, "Forbidden", "this identity may not read the collection");
+	}
+	err(r, 404, "Not Found", "no such TAXII resource");
+}
+
 static void handle(void *ctx, struct kz_http_req *r)
 {
 	struct taxii *t = ctx;
@@ -1849,40 +1950,14 @@ static void handle(void *ctx, struct kz_http_req *r)
 	struct tx_coll *c = coll_of(t, seg[2], strlen(seg[2]));
 	struct tx_subject sub;
 	subject_init(t, r, &sub);
-	bool rd = c && can_read(c, &sub), wr = c && can_write(c, &sub);
-	if (!rd && !wr)
-		return err(r, 404, "Not Found", "no such collection");
-	if (strcmp(seg[3], "objects") == 0 && n == 4) {
-		if (post)
-			return wr ? post_objects(t, r, c, &sub)
-				  : err(r, 403, "Forbidden", "this identity may not write to the collection");
-		if (!get)
-			return err(r, 405, "Method Not Allowed", "use GET or POST");
-		return rd ? list(t, r, c, &sub, L_OBJECTS, NULL)
-			  : err(r, 403, "Forbidden", "this identity may not read the collection");
-	}
-	if (strcmp(seg[3], "manifest") == 0 && n == 4) {
-		if (!get)
-			return err(r, 405, "Method Not Allowed", "use GET");
-		return rd ? list(t, r, c, &sub, L_MANIFEST, NULL)
-			  : err(r, 403, "Forbidden", "this identity may not read the collection");
-	}
-	if (strcmp(seg[3], "objects") == 0 && n == 5) {
-		if (del)
-			return rd && wr ? delete_object(t, r, c, &sub, seg[4])
-					: err(r, 403, "Forbidden", "deleting needs read and write access to the collection");
-		if (!get)
-			return err(r, 405, "Method Not Allowed", "use GET or DELETE");
-		return rd ? list(t, r, c, &sub, L_OBJECTS, seg[4])
-			  : err(r, 403, "Forbidden", "this identity may not read the collection");
-	}
-	if (strcmp(seg[3], "objects") == 0 && n == 6 && strcmp(seg[5], "versions") == 0) {
-		if (!get)
-			return err(r, 405, "Method Not Allowed", "use GET");
-		return rd ? list(t, r, c, &sub, L_VERSIONS, seg[4])
-			  : err(r, 403, "Forbidden", "this identity may not read the collection");
-	}
-	err(r, 404, "Not Found", "no such TAXII resource");
+	/* the policy's verdicts on labels, once per access entry for this request */
+	struct lab_cache lc = { atomic_load(&t->nacc), NULL };
+	lc.state = calloc(lc.n ? lc.n : 1, 1);
+	if (!lc.state)
+		lc.n = 0;
+	sub.lc = &lc;
+	in_collection(t, r, c, &sub, seg, n, get, post, del);
+	free(lc.state);
 }
 
 int taxii_routes(struct taxii *t, struct kz_http *h) { return kz_http_route(h, "/taxii2", true, handle, t); }
