@@ -64,6 +64,28 @@ void net_tls_bench_handshakes(SSL_CTX *ctx, const char *host, int port, uint64_t
 /* Human-readable OpenSSL error queue (drains it). */
 void net_tls_errors(char *buf, size_t len);
 
+/* ---------- the TLS 1.3 record layer after the handshake (net_rl.c) ---------- */
+
+/* A server connection's application traffic keys, once OpenSSL's handshake is done: the SSL
+ * object can then be freed (docs/MQTT.md "Memory"). */
+struct net_rl;
+/* The traffic secrets of an established server SSL (captured during its handshake), wiped
+ * from the SSL as they are taken; 0 when there are both. */
+int net_tls_take_secrets(SSL *ssl, uint8_t client[48], uint8_t server[48], size_t *len);
+struct net_rl *net_rl_new(SSL *ssl, const uint8_t *client_secret, const uint8_t *server_secret, size_t len);
+void net_rl_free(struct net_rl *rl);               /* and its BIO */
+void net_rl_set_bio(struct net_rl *rl, BIO *bio); /* takes a reference */
+BIO *net_rl_bio(const struct net_rl *rl);
+const char *net_rl_group(const struct net_rl *rl);
+/* One record of type (application_data 23, alert 21, handshake 22) with n <= 16384 bytes of
+ * content into out (n + 22 bytes); its length, 0 on failure. */
+size_t net_rl_seal(struct net_rl *rl, uint8_t type, const uint8_t *p, size_t n, uint8_t *out);
+/* Decrypts one whole record (header included) into out (>= reclen); 0 with the inner type
+ * and content length, -1 when it does not authenticate or is malformed. */
+int net_rl_open(struct net_rl *rl, const uint8_t *rec, size_t reclen, uint8_t *out, size_t *outlen, uint8_t *type);
+/* The next read or write traffic secret (KeyUpdate, RFC 8446 §7.2). */
+int net_rl_key_update(struct net_rl *rl, bool write);
+
 /* ---------- one event loop's connection machinery ---------- */
 
 struct net_conn;
@@ -102,7 +124,8 @@ struct net_conn {
 	struct net_loop *nl;
 	const struct net_conn_cbs *cbs;
 	void *user;
-	SSL *ssl;                 /* owns */
+	SSL *ssl;                 /* owns; NULL once rl has taken over */
+	struct net_rl *rl;        /* owns; the record layer after the handshake (server side) */
 	struct kz_buf out;        /* plaintext waiting to be encrypted */
 	uint32_t flags;
 	size_t write_pending;     /* encrypted bytes handed to uv_write, not yet done */
@@ -135,9 +158,10 @@ void net_conn_resume_reading(struct net_conn *c);
 void net_conn_hold_reading(struct net_conn *c, bool hold);
 /* Ciphertext not yet written to the socket, in bytes. */
 size_t net_conn_output_pending(const struct net_conn *c);
-/* Takes the SSL object (with any unread ciphertext) away from c, for another worker to adopt
- * with a new net_conn; NULL when the unread bytes cannot be kept. */
-SSL *net_conn_detach_ssl(struct net_conn *c);
+/* Takes the TLS state (the SSL object or the record layer, with any unread ciphertext) away
+ * from c, for another worker to adopt with a new net_conn; -1 when the unread bytes cannot be
+ * kept. */
+int net_conn_detach_tls(struct net_conn *c, SSL **ssl, struct net_rl **rl);
 /* Negotiated group name after the handshake. */
 const char *net_conn_group(struct net_conn *c);
 

@@ -158,7 +158,7 @@ static void nbio_method_init(void)
 
 static struct net_bio *nbio_of(const struct net_conn *c)
 {
-	return BIO_get_data(SSL_get_rbio(c->ssl));
+	return BIO_get_data(c->ssl ? SSL_get_rbio(c->ssl) : net_rl_bio(c->rl));
 }
 
 size_t net_conn_output_pending(const struct net_conn *c)
@@ -169,6 +169,8 @@ size_t net_conn_output_pending(const struct net_conn *c)
 
 static void check_cb(uv_check_t *h);
 static void read_ciphertext(struct net_conn *c);
+static void rl_alert(struct net_conn *c, uint8_t desc);
+static void take_over(struct net_conn *c);
 
 int net_loop_init(struct net_loop *nl, uv_loop_t *loop)
 {
@@ -263,6 +265,7 @@ static void close_cb(uv_handle_t *h)
 	if (c->cbs && c->cbs->on_close)
 		c->cbs->on_close(c);
 	SSL_free(c->ssl);
+	net_rl_free(c->rl);
 	kz_buf_cleanup(&c->out);
 	free(c);
 }
@@ -334,6 +337,17 @@ void net_conn_flush(struct net_conn *c)
 		}
 		while (c->out.len > 0) {
 			size_t n = c->out.len < TLS_CHUNK ? c->out.len : TLS_CHUNK;
+			if (c->rl) { /* our record layer: straight into the write block */
+				struct wreq *w = nbio_of(c)->wq;
+				size_t k = net_rl_seal(c->rl, 23, kz_buf_head(&c->out), n, (uint8_t *)w->data + w->len);
+				if (!k) {
+					hard_close(c);
+					return;
+				}
+				w->len += k;
+				kz_buf_consume(&c->out, n);
+				continue;
+			}
 			int w = SSL_write(c->ssl, kz_buf_head(&c->out), (int)n);
 			if (w <= 0) {
 				ERR_clear_error();
@@ -345,7 +359,9 @@ void net_conn_flush(struct net_conn *c)
 		kz_buf_shrink(&c->out, 0); /* idle connections hold no output buffer */
 	}
 	if (c->flags & NET_CONN_CLOSING) {
-		if (c->flags & NET_CONN_HANDSHAKEN)
+		if (c->rl)
+			rl_alert(c, 0); /* close_notify */
+		else if (c->flags & NET_CONN_HANDSHAKEN)
 			(void)SSL_shutdown(c->ssl); /* close_notify into wbio */
 		ERR_clear_error();
 		(void)send_wbio(c);
@@ -373,6 +389,8 @@ const char *net_conn_group(struct net_conn *c)
 {
 	if (!(c->flags & NET_CONN_HANDSHAKEN))
 		return "-";
+	if (c->rl)
+		return net_rl_group(c->rl);
 	int g = SSL_get_negotiated_group(c->ssl);
 	const char *name = SSL_group_to_name(c->ssl, g);
 	return name ? name : "?";
@@ -393,6 +411,7 @@ static void handshake_step(struct net_conn *c)
 		(void)send_wbio(c);
 		if (c->cbs->on_open)
 			c->cbs->on_open(c);
+		take_over(c);
 		return;
 	}
 	int e = SSL_get_error(c->ssl, r);
@@ -419,8 +438,137 @@ static void handshake_step(struct net_conn *c)
 	c->flags |= NET_CONN_CLOSING;
 }
 
+/* ---------- after the handshake: our record layer (net_rl.c) ----------
+ *
+ * A server connection's SSL object is freed once the handshake is done and the protocol
+ * layer has read the peer's identity (on_open): what remains is two AEAD contexts. Not for
+ * clients, enrolment connections, or when OpenSSL holds anything unread. */
+static void take_over(struct net_conn *c)
+{
+	if ((c->flags & (NET_CONN_IS_CLIENT | NET_CONN_CLOSING | NET_CONN_CLOSED)) || !c->ssl ||
+	    net_tls_is_enroll(c->ssl) || SSL_has_pending(c->ssl) || nbio_of(c)->wq)
+		return;
+	uint8_t cs[48], ss[48];
+	size_t len;
+	if (net_tls_take_secrets(c->ssl, cs, ss, &len))
+		return;
+	struct net_rl *rl = net_rl_new(c->ssl, cs, ss, len);
+	OPENSSL_cleanse(cs, sizeof cs);
+	OPENSSL_cleanse(ss, sizeof ss);
+	if (!rl)
+		return;
+	BIO *bio = SSL_get_rbio(c->ssl);
+	BIO_up_ref(bio);
+	net_rl_set_bio(rl, bio);
+	SSL_free(c->ssl);
+	c->ssl = NULL;
+	c->rl = rl;
+}
+
+/* An alert record (level fatal unless close_notify) into the write block. */
+static void rl_alert(struct net_conn *c, uint8_t desc)
+{
+	uint8_t a[2] = { desc == 0 ? 1 : 2, desc };
+	struct net_bio *nb = nbio_of(c);
+	if (wq_reserve(nb, 2 + 22))
+		return;
+	nb->wq->len += net_rl_seal(c->rl, 21, a, 2, (uint8_t *)nb->wq->data + nb->wq->len);
+}
+
+/* A post-handshake message (RFC 8446 §4.6): only KeyUpdate is legal from a client here. */
+static int rl_handshake_msg(struct net_conn *c, const uint8_t *p, size_t n)
+{
+	if (n != 5 || p[0] != 24 || p[1] != 0 || p[2] != 0 || p[3] != 1 || p[4] > 1)
+		return -1;
+	if (net_rl_key_update(c->rl, false))
+		return -1;
+	if (p[4] == 1) { /* update_requested: answer with ours (not requested), then switch */
+		static const uint8_t ku[5] = { 24, 0, 0, 1, 0 };
+		struct net_bio *nb = nbio_of(c);
+		if (wq_reserve(nb, sizeof ku + 22))
+			return -1;
+		nb->wq->len += net_rl_seal(c->rl, 22, ku, sizeof ku, (uint8_t *)nb->wq->data + nb->wq->len);
+		if (net_rl_key_update(c->rl, true))
+			return -1;
+	}
+	return 0;
+}
+
+/* Whole records from the read view (or the spill, when older bytes wait there); a partial
+ * record stays for the next read. */
+static void rl_read(struct net_conn *c)
+{
+	struct net_bio *nb = nbio_of(c);
+	for (;;) {
+		if (c->flags & (NET_CONN_CLOSING | NET_CONN_MIGRATING))
+			return;
+		bool spill = nb->spill.len > 0;
+		const uint8_t *p = spill ? kz_buf_head(&nb->spill) : nb->view;
+		size_t n = spill ? nb->spill.len : nb->view_len;
+		if (n < 5)
+			return;
+		size_t rlen = ((size_t)p[3] << 8) | p[4];
+		if (p[0] != 0x17 || p[1] != 0x03 || p[2] != 0x03 || rlen > TLS_CHUNK + 256 || rlen < 17) {
+			kz_info("%s: TLS read error: malformed record (type %u, length %zu)", c->addr, p[0], rlen);
+			rl_alert(c, p[0] != 0x17 ? 10 : 22); /* unexpected_message / record_overflow */
+			(void)send_wbio(c);
+			hard_close(c);
+			return;
+		}
+		if (n < 5 + rlen)
+			return;
+		size_t len;
+		uint8_t type;
+		if (net_rl_open(c->rl, p, 5 + rlen, c->nl->pbuf, &len, &type)) {
+			kz_info("%s: TLS read error: a record does not authenticate (bad_record_mac)", c->addr);
+			rl_alert(c, 20);
+			(void)send_wbio(c);
+			hard_close(c);
+			return;
+		}
+		if (spill)
+			kz_buf_consume(&nb->spill, 5 + rlen);
+		else {
+			nb->view += 5 + rlen;
+			nb->view_len -= 5 + rlen;
+		}
+		if (spill && nb->spill.len == 0)
+			kz_buf_shrink(&nb->spill, 0);
+		if (type == 23) {
+			if (len)
+				c->cbs->on_data(c, c->nl->pbuf, len);
+		} else if (type == 21) { /* alert: close_notify closes cleanly, anything else at once */
+			if (len == 2 && c->nl->pbuf[1] == 0)
+				net_conn_close(c);
+			else {
+				kz_info("%s: TLS alert %u from the client", c->addr, len == 2 ? c->nl->pbuf[1] : 0);
+				hard_close(c);
+			}
+			return;
+		} else if (type == 22) {
+			if (rl_handshake_msg(c, c->nl->pbuf, len)) {
+				kz_info("%s: TLS read error: unexpected post-handshake message", c->addr);
+				rl_alert(c, 10);
+				(void)send_wbio(c);
+				hard_close(c);
+				return;
+			}
+		} else {
+			kz_info("%s: TLS read error: record of inner type %u", c->addr, type);
+			rl_alert(c, 10);
+			(void)send_wbio(c);
+			hard_close(c);
+			return;
+		}
+	}
+}
+
 static void read_plain(struct net_conn *c)
 {
+	if (c->rl) {
+		rl_read(c);
+		return;
+	}
 	for (;;) {
 		if (c->flags & (NET_CONN_CLOSING | NET_CONN_MIGRATING))
 			return;
@@ -466,7 +614,7 @@ static void read_cb(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
 		nb->view_len = (size_t)nread;
 	}
 	read_ciphertext(c);
-	if (!c->ssl)
+	if (!c->ssl && !c->rl)
 		return; /* detached for migration: nb now belongs to another worker */
 	/* What the SSL object did not take (closing) must not point into the loop buffer. */
 	if (nb->view_len && !(c->flags & NET_CONN_CLOSED) &&
@@ -492,16 +640,18 @@ static void read_cb(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
 	}
 }
 
-SSL *net_conn_detach_ssl(struct net_conn *c)
+int net_conn_detach_tls(struct net_conn *c, SSL **ssl, struct net_rl **rl)
 {
 	struct net_bio *nb = nbio_of(c);
 	if (nb->view_len && kz_buf_append(&nb->spill, nb->view, nb->view_len))
-		return NULL;
+		return -1;
 	nb->view = NULL;
 	nb->view_len = 0;
-	SSL *ssl = c->ssl;
+	*ssl = c->ssl;
+	*rl = c->rl;
 	c->ssl = NULL;
-	return ssl;
+	c->rl = NULL;
+	return 0;
 }
 
 static void read_ciphertext(struct net_conn *c)

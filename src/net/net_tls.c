@@ -1,5 +1,6 @@
 /* net_tls.c — OpenSSL contexts for mutual TLS 1.3 and SPIFFE identity extraction. */
 #include "net/net.h"
+#include "base/kz_hex.h"
 #include "base/kz_err.h"
 #include "trust/ca.h"
 #include "crypto/kz_provider.h"
@@ -215,6 +216,75 @@ const char *net_tls_refusal(SSL *ssl)
 	return reason_idx >= 0 ? SSL_get_ex_data(ssl, reason_idx) : NULL;
 }
 
+/* The application traffic secrets of a server handshake, from OpenSSL's key-log callback
+ * (the only way OpenSSL 3.0 gives them out), held until the record layer takes them. */
+struct secrets {
+	uint8_t c[48], s[48];
+	size_t len;
+	bool have_c, have_s;
+};
+static int secrets_idx = -1;
+
+static void secrets_free(void *parent, void *ptr, CRYPTO_EX_DATA *ad, int idx, long argl, void *argp)
+{
+	if (ptr) {
+		OPENSSL_cleanse(ptr, sizeof(struct secrets));
+		free(ptr);
+	}
+}
+
+static int unhex_secret(const char *h, uint8_t *out, size_t *len)
+{
+	size_t n = strlen(h);
+	if (n % 2 || n / 2 > 48)
+		return -1;
+	for (size_t i = 0; i < n / 2; i++) {
+		int a = kz_hexval(h[2 * i]), b = kz_hexval(h[2 * i + 1]);
+		if (a < 0 || b < 0)
+			return -1;
+		out[i] = (uint8_t)(a * 16 + b);
+	}
+	*len = n / 2;
+	return 0;
+}
+
+static void keylog_cb(const SSL *cssl, const char *line)
+{
+	SSL *ssl = (SSL *)cssl;
+	bool cl = strncmp(line, "CLIENT_TRAFFIC_SECRET_0 ", 24) == 0, sv = strncmp(line, "SERVER_TRAFFIC_SECRET_0 ", 24) == 0;
+	if (!cl && !sv)
+		return;
+	const char *hex = strchr(line + 24, ' ');
+	if (!hex)
+		return;
+	struct secrets *s = SSL_get_ex_data(ssl, secrets_idx);
+	if (!s) {
+		if (!(s = calloc(1, sizeof *s)))
+			return;
+		SSL_set_ex_data(ssl, secrets_idx, s);
+	}
+	size_t len = 0;
+	if (unhex_secret(hex + 1, cl ? s->c : s->s, &len) == 0) {
+		s->len = len;
+		if (cl)
+			s->have_c = true;
+		else
+			s->have_s = true;
+	}
+}
+
+int net_tls_take_secrets(SSL *ssl, uint8_t client[48], uint8_t server[48], size_t *len)
+{
+	struct secrets *s = secrets_idx >= 0 ? SSL_get_ex_data(ssl, secrets_idx) : NULL;
+	if (!s || !s->have_c || !s->have_s)
+		return -1;
+	memcpy(client, s->c, sizeof s->c);
+	memcpy(server, s->s, sizeof s->s);
+	*len = s->len;
+	OPENSSL_cleanse(s, sizeof *s);
+	return 0;
+}
+
 SSL_CTX *net_tls_server_ctx(const struct net_tls_config *cfg, char *why, size_t why_len)
 {
 	SSL_CTX *ctx = ctx_common(TLS_server_method(), cfg, why, why_len);
@@ -222,6 +292,10 @@ SSL_CTX *net_tls_server_ctx(const struct net_tls_config *cfg, char *why, size_t 
 		return NULL;
 	if (reason_idx < 0)
 		reason_idx = SSL_get_ex_new_index(0, NULL, NULL, NULL, NULL);
+	if (secrets_idx < 0)
+		secrets_idx = SSL_get_ex_new_index(0, NULL, NULL, NULL, secrets_free);
+	/* the record layer takes over after the handshake (net_rl.c): it needs the secrets */
+	SSL_CTX_set_keylog_callback(ctx, keylog_cb);
 	SSL_CTX_set_app_data(ctx, cfg->trust);
 	SSL_CTX_set_verify(ctx, SSL_VERIFY_PEER | SSL_VERIFY_FAIL_IF_NO_PEER_CERT, verify_cb);
 	SSL_CTX_set_client_hello_cb(ctx, client_hello_cb, cfg->trust);

@@ -47,7 +47,8 @@ struct net_server {
 /* A connection in transit between workers. */
 struct migration {
 	int fd;
-	SSL *ssl;
+	SSL *ssl;            /* or, after the handshake, */
+	struct net_rl *rl;   /* the record layer */
 	struct mqtt_client *client;
 	char addr[64];
 };
@@ -250,6 +251,7 @@ static void on_close(struct net_conn *c)
 {
 	if (c->flags & NET_CONN_MIGRATING) {
 		c->ssl = NULL; /* moved with the migration */
+		c->rl = NULL;
 		return;
 	}
 	if (c->user)
@@ -269,8 +271,7 @@ static void migrate_now(struct net_conn *c, unsigned idx)
 		return;
 	}
 	m->fd = dup(fd);
-	m->ssl = m->fd < 0 ? NULL : net_conn_detach_ssl(c);
-	if (!m->ssl) {
+	if (m->fd < 0 || net_conn_detach_tls(c, &m->ssl, &m->rl) || (!m->ssl && !m->rl)) {
 		if (m->fd >= 0)
 			close(m->fd);
 		free(m);
@@ -290,6 +291,7 @@ static void migrate_now(struct net_conn *c, unsigned idx)
 	if (mqtt_broker_post_foreign(w->srv->broker, idx, m)) {
 		close(m->fd);
 		SSL_free(m->ssl);
+		net_rl_free(m->rl);
 		mqtt_client_closed(m->client);
 		free(m);
 	}
@@ -326,6 +328,7 @@ static void on_foreign(void *ctx, unsigned idx, void *foreign)
 	c->nl = &w->nl;
 	c->cbs = &server_cbs;
 	c->ssl = m->ssl;
+	c->rl = m->rl;
 	c->flags = NET_CONN_HANDSHAKEN;
 	c->user = m->client;
 	snprintf(c->addr, sizeof c->addr, "%s", m->addr);
@@ -339,6 +342,7 @@ static void on_foreign(void *ctx, unsigned idx, void *foreign)
 fail:
 	close(m->fd);
 	SSL_free(m->ssl);
+	net_rl_free(m->rl);
 	mqtt_client_closed(m->client);
 	free(m);
 }
