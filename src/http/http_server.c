@@ -53,10 +53,14 @@ struct hworker {
 	pthread_mutex_t qlock; /* resume (any thread) vs. stop (the worker) */
 	struct hconn *conns;   /* open connections (the worker's thread only) */
 	size_t nconns;
+	uv_loop_t *loop;
+	bool stopping;
 };
 
 struct kz_http {
 	struct kz_http_config cfg;
+	pthread_mutex_t init_lock;
+	bool inited;           /* global: made on the first HTTPS connection */
 	h2o_globalconf_t global;
 	struct route routes[KZ_HTTP_MAX_ROUTES];
 	size_t n_routes;
@@ -419,20 +423,47 @@ int kz_http_create(const struct kz_http_config *cfg, struct kz_http **out, char 
 	}
 	for (unsigned i = 0; i < (cfg->workers ? cfg->workers : 1); i++)
 		pthread_mutex_init(&h->w[i].qlock, NULL);
-	h2o_config_init(&h->global);
-	h->global.server_name = h2o_iovec_init(H2O_STRLIT("kizuna"));
-	h->global.max_request_entity_size = cfg->max_body_bytes;
-	if (cfg->request_timeout_ms)
-		h->global.http1.req_timeout = cfg->request_timeout_ms;
-	if (cfg->idle_timeout_ms)
-		h->global.http2.idle_timeout = cfg->idle_timeout_ms;
-	h2o_hostconf_t *host = h2o_config_register_host(&h->global, h2o_iovec_init(H2O_STRLIT("default")), 65535);
-	h2o_pathconf_t *pc = h2o_config_register_path(host, "/", 0);
-	struct kz_handler *hd = (struct kz_handler *)h2o_create_handler(pc, sizeof *hd);
-	hd->h = h;
-	hd->super.on_req = on_req;
+	pthread_mutex_init(&h->init_lock, NULL);
 	*out = h;
 	return 0;
+}
+
+/* h2o's configuration and a worker's context are made on the worker's first HTTPS
+ * connection: a node nobody asks over HTTPS keeps none of it (about 0.4 MB). */
+static void ensure_global(struct kz_http *h)
+{
+	pthread_mutex_lock(&h->init_lock);
+	if (!h->inited) {
+		h2o_config_init(&h->global);
+		h->global.server_name = h2o_iovec_init(H2O_STRLIT("kizuna"));
+		h->global.max_request_entity_size = h->cfg.max_body_bytes;
+		if (h->cfg.request_timeout_ms)
+			h->global.http1.req_timeout = h->cfg.request_timeout_ms;
+		if (h->cfg.idle_timeout_ms)
+			h->global.http2.idle_timeout = h->cfg.idle_timeout_ms;
+		h2o_hostconf_t *host = h2o_config_register_host(&h->global, h2o_iovec_init(H2O_STRLIT("default")), 65535);
+		h2o_pathconf_t *pc = h2o_config_register_path(host, "/", 0);
+		struct kz_handler *hd = (struct kz_handler *)h2o_create_handler(pc, sizeof *hd);
+		hd->h = h;
+		hd->super.on_req = on_req;
+		h->inited = true;
+	}
+	pthread_mutex_unlock(&h->init_lock);
+}
+
+static void worker_context(struct hworker *w)
+{
+	struct kz_http *h = w->h;
+	ensure_global(h);
+	h2o_context_init(&w->ctx, w->loop, &h->global);
+	w->accept.ctx = &w->ctx;
+	w->accept.hosts = h->global.hosts;
+	w->accept.ssl_ctx = h->cfg.ssl_ctx;
+	w->queue = h2o_multithread_create_queue(w->loop);
+	h2o_multithread_register_receiver(w->queue, &w->recv, on_messages);
+	pthread_mutex_lock(&w->qlock);
+	w->started = true;
+	pthread_mutex_unlock(&w->qlock);
 }
 
 int kz_http_route(struct kz_http *h, const char *prefix, bool auth_required, kz_http_handler_fn fn, void *ctx)
@@ -454,15 +485,7 @@ void kz_http_worker_start(void *arg, unsigned idx, uv_loop_t *loop)
 	struct hworker *w = &h->w[idx];
 	w->h = h;
 	w->idx = idx;
-	h2o_context_init(&w->ctx, loop, &h->global);
-	w->accept.ctx = &w->ctx;
-	w->accept.hosts = h->global.hosts;
-	w->accept.ssl_ctx = h->cfg.ssl_ctx;
-	w->queue = h2o_multithread_create_queue(loop);
-	h2o_multithread_register_receiver(w->queue, &w->recv, on_messages);
-	pthread_mutex_lock(&w->qlock);
-	w->started = true;
-	pthread_mutex_unlock(&w->qlock);
+	w->loop = loop; /* the h2o context follows with the first connection */
 }
 
 struct hconn {
@@ -495,7 +518,13 @@ void kz_http_accept(void *arg, unsigned idx, uv_stream_t *listener)
 		return;
 	c->h = h;
 	uv_tcp_init(listener->loop, &c->tcp);
-	if (uv_accept(listener, (uv_stream_t *)&c->tcp) != 0 || !w->started) {
+	if (uv_accept(listener, (uv_stream_t *)&c->tcp) != 0 || w->stopping) {
+		uv_close((uv_handle_t *)&c->tcp, (uv_close_cb)(void (*)(void))free);
+		return;
+	}
+	if (!w->started)
+		worker_context(w);
+	if (!w->started) {
 		uv_close((uv_handle_t *)&c->tcp, (uv_close_cb)(void (*)(void))free);
 		return;
 	}
@@ -517,6 +546,7 @@ void kz_http_worker_stop(void *arg, unsigned idx)
 {
 	struct kz_http *h = arg;
 	struct hworker *w = &h->w[idx];
+	w->stopping = true;
 	for (struct hconn *c = w->conns; c; c = c->next) {
 		uv_os_fd_t fd;
 		if (uv_fileno((uv_handle_t *)&c->tcp, &fd) == 0)
@@ -552,7 +582,8 @@ void kz_http_free(struct kz_http *h)
 	if (!h)
 		return;
 	/* h2o's per-loop contexts end with their loops; the global configuration is ours */
-	h2o_config_dispose(&h->global);
+	if (h->inited)
+		h2o_config_dispose(&h->global);
 	free(h->w);
 	free(h);
 }
