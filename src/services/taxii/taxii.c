@@ -567,12 +567,11 @@ int taxii_open(const struct taxii_config *cfg, struct taxii **out, char *why, si
 	json_set_alloc_funcs(arena_malloc, arena_free);
 	pthread_mutex_init(&t->intern, NULL);
 	pthread_mutex_init(&t->st_lock, NULL);
-	t->st = calloc(cfg->max_statuses, sizeof *t->st);
 	t->rd = calloc(cfg->workers, sizeof *t->rd);
 	for (unsigned i = 0; i < cfg->workers; i++)
 		kz_log_reader_init(&t->rd[i], cfg->log_dir, cfg->max_record_bytes);
-	if (!t->st || !t->rd || load_collections(t, why, why_len)) {
-		if (!t->st || !t->rd)
+	if (!t->rd || load_collections(t, why, why_len)) {
+		if (!t->rd)
 			snprintf(why, why_len, "out of memory");
 		taxii_close(t);
 		return -1;
@@ -1196,7 +1195,7 @@ static void status_seal(struct taxii *t, struct tx_status *s)
 		return;
 	s->bytes = strlen(s->text);
 	t->st_bytes += s->bytes;
-	for (size_t k = 0, i = t->st_next; k < t->cfg.max_statuses && t->st_bytes > t->cfg.max_status_bytes; k++) {
+	for (size_t k = 0, i = t->st_next; t->st && k < t->cfg.max_statuses && t->st_bytes > t->cfg.max_status_bytes; k++) {
 		struct tx_status *old = t->st[i];
 		if (old && old != s && !old->pending) {
 			t->st_bytes -= old->bytes;
@@ -1214,7 +1213,7 @@ static void status_get(struct taxii *t, struct kz_http_req *r, const char *sid, 
 		return err(r, 406, "Not Acceptable", "this resource is " TAXII_MT);
 	char *text = NULL;
 	pthread_mutex_lock(&t->st_lock);
-	for (size_t i = 0; i < t->cfg.max_statuses && !text; i++) {
+	for (size_t i = 0; t->st && i < t->cfg.max_statuses && !text; i++) {
 		struct tx_status *s = t->st[i];
 		/* a status names objects: only the one who posted them reads it */
 		if (s && strlen(s->id) == n && memcmp(s->id, sid, n) == 0 && strcmp(s->owner, r->identity) == 0) {
@@ -1439,9 +1438,16 @@ static struct tx_status *status_new(struct taxii *t, const char *owner, size_t t
 	return s;
 }
 
+/* Puts s in the ring (made on the first status: an idle node holds none). When it cannot,
+ * s is marked dropped: its POST frees it. */
 static void status_keep(struct taxii *t, struct tx_status *s)
 {
 	pthread_mutex_lock(&t->st_lock);
+	if (!t->st && !(t->st = calloc(t->cfg.max_statuses, sizeof *t->st))) {
+		s->dropped = true;
+		pthread_mutex_unlock(&t->st_lock);
+		return;
+	}
 	struct tx_status *old = t->st[t->st_next];
 	if (old && old->pending)
 		old->dropped = true; /* its POST still writes to it */
@@ -1768,7 +1774,10 @@ static void post_objects(struct taxii *t, struct kz_http_req *r, struct tx_coll 
 		pthread_mutex_lock(&t->st_lock);
 		json_t *o = status_json(st);
 		status_seal(t, st);
+		bool dropped = st->dropped; /* not in the ring: ours to free */
 		pthread_mutex_unlock(&t->st_lock);
+		if (dropped)
+			status_free(st);
 		free(items);
 		free(si);
 		free(p);
