@@ -162,7 +162,7 @@ static void progress(struct sx *x, bool final)
 }
 
 enum { O_URL = 2001, O_COLL, O_AUD, O_BATCH, O_TYPE, O_AFTER, O_OUT, O_COUNT, O_WHERE, O_FIRST, O_LAST, O_STATE,
-       O_INTO, O_FROM, O_USER, O_RCA, O_RCERT, O_RKEY, O_VERSION, O_VERBOSE, O_QUIET, O_CREATED_BY };
+       O_INTO, O_FROM, O_USER, O_RCA, O_RCERT, O_RKEY, O_VERSION, O_VERBOSE, O_QUIET, O_CREATED_BY, O_MARKING };
 
 static const struct option long_opts[] = {
 	{ "data", required_argument, NULL, 'd' }, { "cafile", required_argument, NULL, 1001 },
@@ -178,14 +178,15 @@ static const struct option long_opts[] = {
 	{ "remote-cert", required_argument, NULL, O_RCERT }, { "remote-key", required_argument, NULL, O_RKEY },
 	{ "all-versions", no_argument, NULL, O_VERSION }, { "verbose", no_argument, NULL, O_VERBOSE },
 	{ "quiet", no_argument, NULL, O_QUIET }, { "created-by", required_argument, NULL, O_CREATED_BY },
-	{ NULL, 0, NULL, 0 }
+	{ "marking", required_argument, NULL, O_MARKING }, { NULL, 0, NULL, 0 }
 };
 
 struct args {
 	const char *type, *after, *out, *where, *first, *last, *state, *into, *from, *user, *rca, *rcert, *rkey,
-		*created_by;
+		*created_by, *marking;
 	long count;
 	bool all_versions;
+	bool filter_refs; /* --created-by filters (export, pull) rather than authors (sight) */
 };
 
 /* What a command holds, released when it returns (every path: cli_stix_main/cli_taxii_main). */
@@ -250,6 +251,7 @@ static int parse(int argc, char **argv, struct sx *x, struct args *a)
 		case O_VERBOSE: x->verbose = true; break;
 		case O_QUIET: x->quiet = true; break;
 		case O_CREATED_BY: a->created_by = optarg; break;
+		case O_MARKING: a->marking = optarg; break;
 		default: return -1;
 		}
 	}
@@ -606,6 +608,10 @@ static int each_page(struct sx *x, struct cli_https *c, const char *base, const 
 			n += snprintf(url + n, sizeof url - (size_t)n, "&match%%5Btype%%5D=%s", a->type);
 		if (a->all_versions)
 			n += snprintf(url + n, sizeof url - (size_t)n, "&match%%5Bversion%%5D=all");
+		if (a->created_by && a->filter_refs)
+			n += snprintf(url + n, sizeof url - (size_t)n, "&match%%5Bcreated_by_ref%%5D=%s", a->created_by);
+		if (a->marking)
+			n += snprintf(url + n, sizeof url - (size_t)n, "&match%%5Bobject_marking_refs%%5D=%s", a->marking);
 		if (next[0])
 			snprintf(url + n, sizeof url - (size_t)n, "&next=%s", next);
 		struct cli_resp r;
@@ -667,6 +673,7 @@ static int stix_export(int argc, char **argv)
 	struct args a;
 	if (parse(argc, argv, &x, &a))
 		return 2;
+	a.filter_refs = true;
 	char coll[64], url[2300], bid[37];
 	if (pick_collection(&x, false, coll, sizeof coll))
 		return 1;
@@ -768,6 +775,7 @@ static int taxii_sync(int argc, char **argv, bool pull)
 	struct args a;
 	if (parse(argc, argv, &x, &a))
 		return 2;
+	a.filter_refs = true;
 	if (optind != argc - 1 || !x.collection) {
 		fprintf(stderr, "kizuna: taxii %s needs the remote API root URL and --collection\n", pull ? "pull" : "push");
 		return 2;
@@ -833,6 +841,7 @@ static int taxii_sync(int argc, char **argv, bool pull)
 	struct args ma = a;
 	ma.type = "marking-definition";
 	ma.all_versions = true;
+	ma.created_by = ma.marking = NULL;
 	uint64_t before = x.sent;
 	if (each_page(&x, pull ? &remote : &x.local, pull ? remote_url : local_url, &ma, NULL, sync_page, &mc)) {
 		progress(&x, true);

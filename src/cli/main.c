@@ -161,7 +161,8 @@ static const struct command commands[] = {
 	{ "stix", cli_stix_main, "import, export or sight STIX 2.1 objects through a node's TAXII API",
 	  "usage: kizuna stix import FILE|- [--collection ID] [--audience A] [--batch N] [options]\n"
 	  "       kizuna stix export [--collection ID] [--type T,...] [--added-after TIME]\n"
-	  "                          [--all-versions] [-o FILE] [options]\n"
+	  "                          [--created-by ID,...] [--marking ID,...] [--all-versions]\n"
+	  "                          [-o FILE] [options]\n"
 	  "       kizuna stix sight INDICATOR-ID [--count N] [--where-sighted IDENTITY-ID]\n"
 	  "                          [--first-seen TIME] [--last-seen TIME] [--created-by ID] [options]\n\n"
 	  "Talks TAXII 2.1 to a running node (docs/TAXII.md) with the identity of --data DIR/pki\n"
@@ -172,7 +173,9 @@ static const struct command commands[] = {
 	  "           terminal, each refused object with the node's reason (the first 20 unless\n"
 	  "           --verbose), and a summary. --audience sets Kizuna-Audience (org:NAME,id:ID)\n"
 	  "           for AMBER/AMBER+STRICT/RED objects.\n"
-	  "  export   writes the collection as one STIX bundle (latest versions, or --all-versions)\n"
+	  "  export   writes the collection as one STIX bundle (latest versions, or --all-versions);\n"
+	  "           --created-by and --marking keep the objects created by / marked with one of\n"
+	  "           the identifiers (the node's match[created_by_ref], match[object_marking_refs])\n"
 	  "  sight    creates a sighting of INDICATOR-ID (checked here, then posted) and prints its id\n\n"
 	  "      --url URL        the node's HTTPS address (default https://localhost:8443)\n"
 	  "  -d, --data DIR       TLS files from DIR/pki (default ./var)\n"
@@ -188,7 +191,8 @@ static const struct command commands[] = {
 	  "      --remote-cafile F, --remote-cert F, --remote-key F   TLS files for the remote\n"
 	  "                       (default: the local ones)\n"
 	  "      --user NAME:PASSWORD   HTTP Basic authentication for the remote\n"
-	  "      --type T,...  --all-versions  --url URL  -d DIR  --cafile/--cert/--key  as for stix\n"
+	  "      --type T,...  --created-by ID,...  --marking ID,...  --all-versions  --url URL\n"
+	  "      -d DIR  --cafile/--cert/--key  as for stix export\n"
 	  "Exit 0 on success, 3 when the receiving side refused some objects, 1 on an error.\n" },
 	{ "enroll", cli_enroll_main, "get a certificate from a node with an enrolment token",
 	  "usage: kizuna enroll --token TOKEN --cafile FILE --out DIR [--host HOST] [--port PORT]\n\n"

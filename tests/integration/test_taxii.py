@@ -422,6 +422,64 @@ def test_collection_access_under_the_policy():
     pn.shutdown()
 
 
+AUTHOR1 = "identity--" + ident()
+AUTHOR2 = "identity--" + ident()
+STATEMENT = "marking-definition--" + ident()
+GREEN = "marking-definition--bab4a63c-aed9-4cf5-a766-dfca5abac2bb"
+BY1 = set()
+
+
+def test_created_by_and_marking_filters():
+    # kizuna's own filters, answered from the created_by_ref and marking indexes
+    post([{"type": "identity", "spec_version": "2.1", "id": AUTHOR1, "created": "2024-01-01T00:00:00.000Z",
+           "modified": "2024-01-01T00:00:00.000Z", "name": "author one", "identity_class": "organization"},
+          {"type": "marking-definition", "spec_version": "2.1", "id": STATEMENT, "created": "2024-01-01T00:00:00.000Z",
+           "definition_type": "statement", "definition": {"statement": "kizuna test statement"}}])
+    objs = []
+    for i in range(9):
+        o = indicator()
+        o["created_by_ref"] = AUTHOR1 if i < 5 else AUTHOR2
+        o["object_marking_refs"] = [STATEMENT] + ([GREEN] if i % 2 else [])
+        objs.append(o)
+    plain = indicator()
+    plain["created_by_ref"] = AUTHOR2
+    objs.append(plain)
+    post(objs)
+    BY1.update(o["id"] for o in objs[:5])
+    # RED, by AUTHOR1, for bob only: invisible to erin in every filtered listing
+    red = indicator("marking-definition--e828b379-4e03-4974-9ac4-e53a884c97c1")
+    red["created_by_ref"] = AUTHOR1
+    red["object_marking_refs"].append(STATEMENT)
+    post([red], headers={"Kizuna-Audience": "id:spiffe://kizuna.local/meti/user/bob"})
+
+    def ids(q, cert=ADMIN, what="objects"):
+        got, nxt = [], None
+        while True:  # limit=2: the cursor runs over the posting lists
+            j = s(cert).get(BASE + "api/collections/%s/%s/?limit=2&%s%s" % (COLL, what, q, "&next=" + nxt if nxt else "")).json()
+            got += [o["id"] for o in j.get("objects", [])]
+            if not j["more"]:
+                return got
+            nxt = j["next"]
+
+    by1 = ids("match[created_by_ref]=" + AUTHOR1)
+    assert sorted(by1) == sorted(BY1 | {red["id"]}) and len(by1) == len(set(by1)), by1
+    assert sorted(ids("match[created_by_ref]=" + AUTHOR1, cert=ERIN)) == sorted(BY1)
+    assert sorted(ids("match[created_by_ref]=" + AUTHOR1, cert=BOB)) == sorted(BY1 | {red["id"]})
+    assert len(ids("match[created_by_ref]=%s,%s" % (AUTHOR1, AUTHOR2))) == 11
+    assert sorted(ids("match[object_marking_refs]=" + STATEMENT, cert=ERIN)) == sorted(o["id"] for o in objs[:9])
+    both = ids("match[created_by_ref]=%s&match[object_marking_refs]=%s" % (AUTHOR2, GREEN))
+    assert sorted(both) == sorted(o["id"] for o in objs[5:9] if GREEN in o["object_marking_refs"]), both
+    assert sorted(ids("match[created_by_ref]=" + AUTHOR1, what="manifest")) == sorted(by1)
+    assert ids("match[type]=malware&match[created_by_ref]=" + AUTHOR1) == []
+    assert ids("match[created_by_ref]=identity--" + ident()) == []
+    r = s().get(OBJS + "?match[created_by_ref]=not-an-id")
+    assert r.status_code == 400 and "match[created_by_ref]" in r.json()["description"], r.text
+    # the CLI asks for the same
+    out = os.path.join(node.dir, "by1.json")
+    kz("stix", "export", *LOCAL, "--created-by", AUTHOR1, "--marking", STATEMENT, "-o", out)
+    assert sorted(o["id"] for o in json.load(open(out))["objects"]) == sorted(by1)
+
+
 def test_curl_http2_and_audit():
     r = subprocess.run(["curl", "-s", "--http2", "-o", "/dev/null", "-w", "%{http_version} %{http_code}",
                         "--cacert", CA, "--cert", ADMIN[0], "--key", ADMIN[1], "-H", "Accept: " + TAXII, BASE],
@@ -436,6 +494,8 @@ def test_curl_http2_and_audit():
     # the index is rebuilt from the log: objects, deletions and audiences survive a restart
     r = s(BOB).get(OBJS + "?match[type]=indicator&limit=1000")
     assert r.status_code == 200
+    got = [o["id"] for o in s(ERIN).get(OBJS + "?match[created_by_ref]=%s&limit=100" % AUTHOR1).json()["objects"]]
+    assert sorted(got) == sorted(BY1), got  # the created_by_ref index, rebuilt from the records
     out = subprocess.run([sys.argv[1], "audit", "show", "--data", node.data, "--action", "http"],
                          capture_output=True, text=True, timeout=30)
     assert "GET /taxii2/" in out.stdout and "401 Unauthorized" in out.stdout, out.stdout[-500:] + out.stderr
@@ -449,4 +509,5 @@ if __name__ == "__main__":
                test_filters_versions_manifest_delete, test_pagination_at_depth_under_concurrent_writes,
                test_tlp_audience_matrix, test_cli_import_export_sight, test_cli_streams_a_large_bundle,
                test_cli_taxii_pull_push_between_nodes,
-               test_collection_access_under_the_policy, test_curl_http2_and_audit])
+               test_collection_access_under_the_policy, test_created_by_and_marking_filters,
+               test_curl_http2_and_audit])

@@ -30,6 +30,8 @@ struct tx_ent {
 	int64_t added_us, version_us;
 	uint8_t uuid[16];
 	uint32_t type_i, acc_i;
+	uint32_t by_i; /* created_by_ref (taxii->refs), TX_NONE: none */
+	uint32_t mk_i; /* object_marking_refs (taxii->msets), TX_NONE: none */
 	uint32_t next_ver; /* the next entry of the same object, TX_NONE: none */
 	uint8_t tlp;
 	uint8_t deleted;
@@ -38,6 +40,30 @@ struct tx_ent {
 struct tx_slot {
 	uint64_t h;      /* 0: empty */
 	uint32_t first, last;
+};
+
+/* The entries (ascending) that name one interned value: one list per created_by_ref and
+ * one per marking definition, so that a filter on them costs the same at any depth. */
+struct tx_plist {
+	uint32_t *v;
+	uint32_t n, cap;
+};
+
+/* Interned byte strings: STIX identifiers (created_by_ref, marking refs) and marking sets
+ * (sorted arrays of identifier indexes). Values live in fixed chunks, so a reader needs no
+ * lock to read an index it got from an entry; interning takes the mutex. */
+#define TX_INTERN_CHUNK 4096u
+#define TX_INTERN_CHUNKS 256u /* 1,048,576 distinct values */
+struct tx_istr {
+	char *p;
+	uint32_t len;
+};
+struct tx_intern {
+	pthread_mutex_t lock;
+	struct tx_istr *chunk[TX_INTERN_CHUNKS];
+	_Atomic uint32_t n;
+	uint32_t *ht; /* index + 1, 0: empty */
+	size_t nht;
 };
 
 /* Who may see an object besides the readers of a CLEAR/GREEN one. */
@@ -63,6 +89,8 @@ struct tx_coll {
 	struct tx_slot *slots;
 	size_t nslots, used;
 	int64_t last_added;
+	struct tx_plist *by_post, *mk_post; /* indexed by taxii->refs index */
+	uint32_t nby, nmk;
 };
 
 struct tx_status {
@@ -85,6 +113,7 @@ struct taxii {
 	_Atomic uint32_t ntypes;
 	struct tx_access *acc[TX_MAX_ACCESS];
 	_Atomic uint32_t nacc;
+	struct tx_intern refs, msets;
 	pthread_mutex_t st_lock;
 	struct tx_status **st;
 	size_t st_next;
@@ -139,8 +168,229 @@ static struct tx_slot *slot_of(struct tx_coll *c, uint32_t type_i, const uint8_t
 	}
 }
 
+static uint64_t bytes_hash(const void *p, size_t n)
+{
+	uint64_t h = 1469598103934665603ULL;
+	for (size_t i = 0; i < n; i++)
+		h = (h ^ ((const uint8_t *)p)[i]) * 1099511628211ULL;
+	return h;
+}
+
+static const struct tx_istr *istr(struct tx_intern *in, uint32_t i)
+{
+	return &in->chunk[i / TX_INTERN_CHUNK][i % TX_INTERN_CHUNK];
+}
+
+/* The index of p[0..n) in in; with add, interned when new. TX_NONE when absent (or full). */
+static uint32_t intern(struct tx_intern *in, const void *p, size_t n, bool add)
+{
+	if (n > UINT32_MAX)
+		return TX_NONE;
+	uint64_t h = bytes_hash(p, n);
+	uint32_t r = TX_NONE;
+	pthread_mutex_lock(&in->lock);
+	size_t j = in->nht ? h & (in->nht - 1) : 0;
+	for (; in->nht && in->ht[j]; j = (j + 1) & (in->nht - 1)) {
+		const struct tx_istr *x = istr(in, in->ht[j] - 1);
+		if (x->len == n && memcmp(x->p, p, n) == 0) {
+			r = in->ht[j] - 1;
+			break;
+		}
+	}
+	uint32_t cnt = atomic_load(&in->n);
+	if (r != TX_NONE || !add || cnt == TX_INTERN_CHUNK * TX_INTERN_CHUNKS)
+		goto out;
+	if ((cnt + 1) * 2 > in->nht) { /* grow the table: rehash */
+		size_t nn = in->nht ? in->nht * 2 : 1024;
+		uint32_t *nt = calloc(nn, sizeof *nt);
+		if (!nt)
+			goto out;
+		for (uint32_t k = 0; k < cnt; k++) {
+			const struct tx_istr *x = istr(in, k);
+			size_t q = bytes_hash(x->p, x->len) & (nn - 1);
+			while (nt[q])
+				q = (q + 1) & (nn - 1);
+			nt[q] = k + 1;
+		}
+		free(in->ht);
+		in->ht = nt;
+		in->nht = nn;
+		for (j = h & (nn - 1); nt[j]; j = (j + 1) & (nn - 1))
+			;
+	}
+	struct tx_istr **ch = &in->chunk[cnt / TX_INTERN_CHUNK];
+	if (!*ch && !(*ch = calloc(TX_INTERN_CHUNK, sizeof **ch)))
+		goto out;
+	char *copy = malloc(n ? n : 1);
+	if (!copy)
+		goto out;
+	memcpy(copy, p, n);
+	(*ch)[cnt % TX_INTERN_CHUNK] = (struct tx_istr){ copy, (uint32_t)n };
+	in->ht[j] = cnt + 1;
+	r = cnt;
+	atomic_store(&in->n, cnt + 1);
+out:
+	pthread_mutex_unlock(&in->lock);
+	return r;
+}
+
+static void intern_free(struct tx_intern *in)
+{
+	uint32_t n = atomic_load(&in->n);
+	for (uint32_t i = 0; i < n; i++)
+		free(in->chunk[i / TX_INTERN_CHUNK][i % TX_INTERN_CHUNK].p);
+	for (unsigned k = 0; k < TX_INTERN_CHUNKS; k++)
+		free(in->chunk[k]);
+	free(in->ht);
+	pthread_mutex_destroy(&in->lock);
+}
+
+/* The marking set of entry e: its identifier indexes (count in *n). */
+static const uint32_t *mset_of(struct taxii *t, const struct tx_ent *e, uint32_t *n)
+{
+	if (e->mk_i == TX_NONE) {
+		*n = 0;
+		return NULL;
+	}
+	const struct tx_istr *x = istr(&t->msets, e->mk_i);
+	*n = x->len / (uint32_t)sizeof(uint32_t);
+	return (const uint32_t *)(const void *)x->p;
+}
+
+/* Room for one more entry in list k of *lists (grown to k + 1 lists). */
+static int plist_reserve(struct tx_plist **lists, uint32_t *nlists, uint32_t k)
+{
+	if (k >= *nlists) {
+		uint32_t nn = *nlists ? *nlists : 16;
+		while (nn <= k)
+			nn *= 2;
+		struct tx_plist *nl = realloc(*lists, nn * sizeof *nl);
+		if (!nl)
+			return -1;
+		memset(nl + *nlists, 0, (nn - *nlists) * sizeof *nl);
+		*lists = nl;
+		*nlists = nn;
+	}
+	struct tx_plist *l = &(*lists)[k];
+	if (l->n == l->cap) {
+		uint32_t nc = l->cap ? l->cap * 2 : 8;
+		uint32_t *nv = realloc(l->v, nc * sizeof *nv);
+		if (!nv)
+			return -1;
+		l->v = nv;
+		l->cap = nc;
+	}
+	return 0;
+}
+
+static void plists_free(struct tx_plist *l, uint32_t n)
+{
+	for (uint32_t i = 0; i < n; i++)
+		free(l[i].v);
+	free(l);
+}
+
+#define TX_MAX_MARKS 256 /* object_marking_refs indexed per object */
+
+static int cmp_u32(const void *a, const void *b)
+{
+	uint32_t x = *(const uint32_t *)a, y = *(const uint32_t *)b;
+	return x < y ? -1 : x > y;
+}
+
+/* Interns a marking set (identifier indexes; sorted and deduplicated here). */
+static uint32_t mset_intern(struct taxii *t, uint32_t *ix, size_t k)
+{
+	if (!k)
+		return TX_NONE;
+	qsort(ix, k, sizeof *ix, cmp_u32);
+	size_t u = 0;
+	for (size_t i = 0; i < k; i++)
+		if (!u || ix[u - 1] != ix[i])
+			ix[u++] = ix[i];
+	return intern(&t->msets, ix, u * sizeof *ix, true);
+}
+
+/* Interns an object's created_by_ref (NULL or "": none) and markings (at most
+ * TX_MAX_MARKS). -1 when an intern table is full. */
+static int refs_intern(struct taxii *t, const char *by, const char *const *marks, size_t nm, uint32_t *by_i,
+		       uint32_t *mk_i)
+{
+	*by_i = *mk_i = TX_NONE;
+	if (by && by[0] && (*by_i = intern(&t->refs, by, strlen(by), true)) == TX_NONE)
+		return -1;
+	uint32_t ix[TX_MAX_MARKS];
+	size_t k = 0;
+	for (size_t i = 0; i < nm && k < TX_MAX_MARKS; i++)
+		if ((ix[k++] = intern(&t->refs, marks[i], strlen(marks[i]), true)) == TX_NONE)
+			return -1;
+	return k && (*mk_i = mset_intern(t, ix, k)) == TX_NONE ? -1 : 0;
+}
+
+/* The record of an object version carries its created_by_ref and markings as MQTT user
+ * properties (stix-created-by-ref, stix-marking-ref), so the index is rebuilt from the
+ * record's envelope without parsing the object. */
+#define PROP_BY "stix-created-by-ref"
+#define PROP_MK "stix-marking-ref"
+
+static void prop_pair(struct kz_buf *b, const char *k, const char *v, size_t vl)
+{
+	size_t kl = strlen(k);
+	uint8_t h[3] = { 0x26, (uint8_t)(kl >> 8), (uint8_t)kl }, l2[2] = { (uint8_t)(vl >> 8), (uint8_t)vl };
+	kz_buf_append(b, h, 3);
+	kz_buf_append(b, k, kl);
+	kz_buf_append(b, l2, 2);
+	kz_buf_append(b, v, vl);
+}
+
+static void refs_props(struct taxii *t, const struct tx_ent *e, struct kz_buf *b)
+{
+	if (e->by_i != TX_NONE) {
+		const struct tx_istr *x = istr(&t->refs, e->by_i);
+		prop_pair(b, PROP_BY, x->p, x->len);
+	}
+	uint32_t nm;
+	const uint32_t *ms = mset_of(t, e, &nm);
+	for (uint32_t i = 0; i < nm; i++) {
+		const struct tx_istr *x = istr(&t->refs, ms[i]);
+		prop_pair(b, PROP_MK, x->p, x->len);
+	}
+}
+
+/* The reverse of refs_props on a record's property block (other properties are skipped
+ * only when they are user properties: the block is ours). */
+static int refs_from_props(struct taxii *t, const uint8_t *p, size_t n, uint32_t *by_i, uint32_t *mk_i)
+{
+	uint32_t ix[TX_MAX_MARKS];
+	size_t k = 0;
+	*by_i = *mk_i = TX_NONE;
+	for (size_t i = 0; i < n;) {
+		if (p[i] != 0x26 || i + 3 > n)
+			return -1;
+		size_t kl = (size_t)p[i + 1] << 8 | p[i + 2];
+		if (i + 3 + kl + 2 > n)
+			return -1;
+		const uint8_t *key = p + i + 3;
+		size_t vl = (size_t)p[i + 3 + kl] << 8 | p[i + 4 + kl];
+		const uint8_t *v = p + i + 5 + kl;
+		if (i + 5 + kl + vl > n)
+			return -1;
+		i += 5 + kl + vl;
+		bool is_by = kl == strlen(PROP_BY) && memcmp(key, PROP_BY, kl) == 0;
+		bool is_mk = kl == strlen(PROP_MK) && memcmp(key, PROP_MK, kl) == 0;
+		uint32_t x = is_by || (is_mk && k < TX_MAX_MARKS) ? intern(&t->refs, v, vl, true) : TX_NONE;
+		if ((is_by || (is_mk && k < TX_MAX_MARKS)) && x == TX_NONE)
+			return -1;
+		if (is_by)
+			*by_i = x;
+		else if (is_mk && k < TX_MAX_MARKS)
+			ix[k++] = x;
+	}
+	return k && (*mk_i = mset_intern(t, ix, k)) == TX_NONE ? -1 : 0;
+}
+
 /* Appends an entry (caller holds the write lock). */
-static int ent_add(struct tx_coll *c, const struct tx_ent *e)
+static int ent_add(struct taxii *t, struct tx_coll *c, const struct tx_ent *e)
 {
 	if (c->n == c->cap) {
 		size_t nc = c->cap ? c->cap * 2 : 4096;
@@ -150,10 +400,25 @@ static int ent_add(struct tx_coll *c, const struct tx_ent *e)
 		c->e = ne;
 		c->cap = nc;
 	}
+	uint32_t nm;
+	const uint32_t *ms = mset_of(t, e, &nm);
+	if (e->by_i != TX_NONE && plist_reserve(&c->by_post, &c->nby, e->by_i))
+		return -1;
+	for (uint32_t k = 0; k < nm; k++)
+		if (plist_reserve(&c->mk_post, &c->nmk, ms[k]))
+			return -1;
 	struct tx_slot *s = slot_of(c, e->type_i, e->uuid, true);
 	if (!s)
 		return -1;
 	uint32_t idx = (uint32_t)c->n;
+	if (e->by_i != TX_NONE) {
+		struct tx_plist *l = &c->by_post[e->by_i];
+		l->v[l->n++] = idx;
+	}
+	for (uint32_t k = 0; k < nm; k++) {
+		struct tx_plist *l = &c->mk_post[ms[k]];
+		l->v[l->n++] = idx;
+	}
 	c->e[c->n++] = *e;
 	c->e[idx].next_ver = TX_NONE;
 	if (s->first == TX_NONE)
@@ -539,8 +804,12 @@ static int rebuild_cb(void *ctx, uint64_t seq, const uint8_t *body, size_t n, co
 	}
 	struct tx_ent e = { .seq = seq, .pos = *pos, .added_us = (int64_t)(r.time_ns / 1000), .version_us = ver,
 			    .type_i = ti, .acc_i = ai, .tlp = rb->t->acc[ai]->tlp };
+	if (refs_from_props(rb->t, r.mqtt_props.p, r.mqtt_props.len, &e.by_i, &e.mk_i)) {
+		rb->skipped++;
+		return 0;
+	}
 	memcpy(e.uuid, uuid, 16);
-	if (ent_add(c, &e))
+	if (ent_add(rb->t, c, &e))
 		return -1;
 	rb->n++;
 	return 0;
@@ -567,6 +836,8 @@ int taxii_open(const struct taxii_config *cfg, struct taxii **out, char *why, si
 	json_set_alloc_funcs(arena_malloc, arena_free);
 	pthread_mutex_init(&t->intern, NULL);
 	pthread_mutex_init(&t->st_lock, NULL);
+	pthread_mutex_init(&t->refs.lock, NULL);
+	pthread_mutex_init(&t->msets.lock, NULL);
 	t->rd = calloc(cfg->workers, sizeof *t->rd);
 	for (unsigned i = 0; i < cfg->workers; i++)
 		kz_log_reader_init(&t->rd[i], cfg->log_dir, cfg->max_record_bytes);
@@ -624,6 +895,8 @@ void taxii_close(struct taxii *t)
 		json_decref(c->writers);
 		free(c->e);
 		free(c->slots);
+		plists_free(c->by_post, c->nby);
+		plists_free(c->mk_post, c->nmk);
 		pthread_rwlock_destroy(&c->lock);
 		pthread_mutex_destroy(&c->wlock);
 	}
@@ -653,6 +926,8 @@ void taxii_close(struct taxii *t)
 	free(t->rd);
 	pthread_mutex_destroy(&t->intern);
 	pthread_mutex_destroy(&t->st_lock);
+	intern_free(&t->refs);
+	intern_free(&t->msets);
 	free(t);
 }
 
@@ -737,10 +1012,12 @@ struct tx_query {
 	size_t n_vts;
 	int64_t vts[64];
 	bool spec_given, spec21;
+	size_t n_by, n_mk; /* match[created_by_ref], match[object_marking_refs] (refs indexes) */
+	uint32_t by[64], mk[64];
 	const char *bad; /* why the query is refused */
 	char bad_buf[200];
 	struct taxii *t;
-	int seen_limit, seen_next, seen_added, seen_id, seen_type, seen_ver, seen_spec;
+	int seen_limit, seen_next, seen_added, seen_id, seen_type, seen_ver, seen_spec, seen_by, seen_mk;
 };
 
 static int q_bad(struct tx_query *q, const char *fmt, const char *a)
@@ -828,6 +1105,28 @@ static int q_param(void *ctx, const char *k, const char *v)
 		for (char *s = strtok_r(buf, ",", &sv); s; s = strtok_r(NULL, ",", &sv))
 			if (strcmp(s, "2.1") == 0)
 				q->spec21 = true;
+	} else if (strcmp(k, "match[created_by_ref]") == 0 || strcmp(k, "match[object_marking_refs]") == 0) {
+		/* kizuna's own filters (docs/TAXII.md), answered from the indexes */
+		bool by = k[6] == 'c';
+		if (by ? q->seen_by++ : q->seen_mk++)
+			return q_bad(q, "%s given twice (use a comma list)", k);
+		size_t *cnt = by ? &q->n_by : &q->n_mk;
+		uint32_t *dst = by ? q->by : q->mk;
+		snprintf(buf, sizeof buf, "%s", v);
+		for (char *x = strtok_r(buf, ",", &sv); x; x = strtok_r(NULL, ",", &sv)) {
+			const char *dd = strstr(x, "--");
+			uint8_t u[16];
+			if (!dd || kz_uuid_parse(dd + 2, u) || strlen(dd + 2) != 36) {
+				snprintf(q->bad_buf, sizeof q->bad_buf, "%s: \"%.80s\" is not an identifier", k, x);
+				q->bad = q->bad_buf;
+				return 1;
+			}
+			if (*cnt == 64)
+				return q_bad(q, "%s: more than 64 identifiers", k);
+			dst[(*cnt)++] = intern(&q->t->refs, x, strlen(x), false);
+		}
+		if (!*cnt)
+			return q_bad(q, "%s: empty", k);
 	} else if (strncmp(k, "match[", 6) == 0) {
 		return q_bad(q, "%s: this server does not filter on that field", k);
 	}
@@ -859,6 +1158,33 @@ static int parse_query(struct taxii *t, struct kz_http_req *r, struct tx_query *
 	return 0;
 }
 
+static struct taxii check_t; /* empty: every type and identifier is unknown */
+static pthread_once_t check_once = PTHREAD_ONCE_INIT;
+static void check_init(void)
+{
+	check_t.cfg.max_page = 1000;
+	check_t.cfg.default_page = 100;
+	pthread_mutex_init(&check_t.intern, NULL);
+	pthread_mutex_init(&check_t.refs.lock, NULL);
+	pthread_mutex_init(&check_t.msets.lock, NULL);
+}
+
+int taxii_query_check(const char *qs, size_t n, char *why, size_t why_len)
+{
+	pthread_once(&check_once, check_init);
+	struct taxii *t = &check_t;
+	struct tx_query q;
+	memset(&q, 0, sizeof q);
+	q.t = t;
+	const char *w = NULL;
+	int rc = kz_http_query_each(qs, n, q_param, &q, &w);
+	if (rc < 0 || q.bad) {
+		snprintf(why, why_len, "%s", rc < 0 ? w : q.bad);
+		return -1;
+	}
+	return 0;
+}
+
 /* Does entry i pass the filters (caller holds the read lock)? */
 static bool passes(struct taxii *t, struct tx_coll *c, const struct tx_subject *sub, const struct tx_query *q, uint32_t i)
 {
@@ -879,6 +1205,23 @@ static bool passes(struct taxii *t, struct tx_coll *c, const struct tx_subject *
 		while (k < q->n_ids && !(q->ids[k].type_i == e->type_i && memcmp(q->ids[k].uuid, e->uuid, 16) == 0))
 			k++;
 		if (k == q->n_ids)
+			return false;
+	}
+	if (q->n_by) {
+		size_t k = 0;
+		while (k < q->n_by && q->by[k] != e->by_i)
+			k++;
+		if (k == q->n_by || e->by_i == TX_NONE)
+			return false;
+	}
+	if (q->n_mk) {
+		uint32_t nm;
+		const uint32_t *ms = mset_of(t, e, &nm);
+		bool any = false;
+		for (size_t k = 0; k < q->n_mk && !any; k++)
+			for (uint32_t j = 0; j < nm && !any; j++)
+				any = ms[j] == q->mk[k];
+		if (!any)
 			return false;
 	}
 	if (q->v_all)
@@ -905,12 +1248,6 @@ static bool passes(struct taxii *t, struct tx_coll *c, const struct tx_subject *
 	return false;
 }
 
-static int cmp_u32(const void *a, const void *b)
-{
-	uint32_t x = *(const uint32_t *)a, y = *(const uint32_t *)b;
-	return x < y ? -1 : x > y;
-}
-
 /* One page: copies of the matching entries (at most limit), whether there are more and the
  * cursor to them. Holds the read lock while it runs. */
 struct page {
@@ -919,6 +1256,110 @@ struct page {
 	bool more;
 	uint64_t next;
 };
+
+/* Where a page's candidates come from: every entry from the start, the named objects'
+ * versions (match[id]), or the posting lists of created_by_ref / marking filters merged
+ * in index order. Each yields ascending entry indexes. */
+struct cands {
+	enum { C_ALL, C_ARR, C_LISTS } kind;
+	uint64_t i, end;        /* C_ALL */
+	uint32_t *arr;          /* C_ARR: sorted */
+	size_t n, ai;
+	const struct tx_plist *l[64]; /* C_LISTS */
+	uint32_t pos[64];
+	size_t nl;
+};
+
+/* The next candidate (not consumed); false at the end. */
+static bool cand_peek(const struct cands *cs, uint64_t *i)
+{
+	switch (cs->kind) {
+	case C_ALL:
+		*i = cs->i;
+		return cs->i < cs->end;
+	case C_ARR:
+		if (cs->ai >= cs->n)
+			return false;
+		*i = cs->arr[cs->ai];
+		return true;
+	default: {
+		uint64_t m = UINT64_MAX;
+		for (size_t k = 0; k < cs->nl; k++)
+			if (cs->pos[k] < cs->l[k]->n && cs->l[k]->v[cs->pos[k]] < m)
+				m = cs->l[k]->v[cs->pos[k]];
+		*i = m;
+		return m != UINT64_MAX;
+	}
+	}
+}
+
+static void cand_skip(struct cands *cs, uint64_t i)
+{
+	switch (cs->kind) {
+	case C_ALL:
+		cs->i = i + 1;
+		break;
+	case C_ARR:
+		cs->ai++;
+		break;
+	default:
+		for (size_t k = 0; k < cs->nl; k++)
+			if (cs->pos[k] < cs->l[k]->n && cs->l[k]->v[cs->pos[k]] == i)
+				cs->pos[k]++;
+	}
+}
+
+/* The first position in l at or after entry start. */
+static uint32_t plist_lower(const struct tx_plist *l, uint64_t start)
+{
+	uint32_t lo = 0, hi = l->n;
+	while (lo < hi) {
+		uint32_t mid = lo + (hi - lo) / 2;
+		if (l->v[mid] < start)
+			lo = mid + 1;
+		else
+			hi = mid;
+	}
+	return lo;
+}
+
+static int cands_init(struct tx_coll *c, const struct tx_query *q, uint64_t start, struct cands *cs)
+{
+	memset(cs, 0, sizeof *cs);
+	if (q->n_ids) { /* only the named objects' versions */
+		cs->kind = C_ARR;
+		for (size_t k = 0; k < q->n_ids; k++) {
+			struct tx_slot *s = q->ids[k].type_i == TX_NONE ? NULL : slot_of(c, q->ids[k].type_i, q->ids[k].uuid, false);
+			for (uint32_t j = s ? s->first : TX_NONE; j != TX_NONE; j = c->e[j].next_ver) {
+				if (j < start)
+					continue;
+				uint32_t *na = realloc(cs->arr, (cs->n + 1) * sizeof *na);
+				if (!na)
+					return -1;
+				cs->arr = na;
+				cs->arr[cs->n++] = j;
+			}
+		}
+		qsort(cs->arr, cs->n, sizeof *cs->arr, cmp_u32);
+	} else if (q->n_by || q->n_mk) { /* the smaller side's lists; passes() checks the rest */
+		cs->kind = C_LISTS;
+		const uint32_t *v = q->n_by ? q->by : q->mk;
+		size_t nv = q->n_by ? q->n_by : q->n_mk;
+		const struct tx_plist *lists = q->n_by ? c->by_post : c->mk_post;
+		uint32_t nlists = q->n_by ? c->nby : c->nmk;
+		for (size_t k = 0; k < nv; k++)
+			if (v[k] != TX_NONE && v[k] < nlists && lists[v[k]].n) {
+				cs->l[cs->nl] = &lists[v[k]];
+				cs->pos[cs->nl] = plist_lower(&lists[v[k]], start);
+				cs->nl++;
+			}
+	} else {
+		cs->kind = C_ALL;
+		cs->i = start;
+		cs->end = c->n;
+	}
+	return 0;
+}
 
 static void select_page(struct taxii *t, struct tx_coll *c, const struct tx_subject *sub, const struct tx_query *q,
 			struct page *pg)
@@ -940,38 +1381,20 @@ static void select_page(struct taxii *t, struct tx_coll *c, const struct tx_subj
 		}
 		start = lo;
 	}
-	uint32_t *cand = NULL;
-	size_t ncand = 0;
-	if (q->n_ids) { /* only the named objects' versions */
-		for (size_t k = 0; k < q->n_ids; k++) {
-			struct tx_slot *s = q->ids[k].type_i == TX_NONE ? NULL : slot_of(c, q->ids[k].type_i, q->ids[k].uuid, false);
-			for (uint32_t j = s ? s->first : TX_NONE; j != TX_NONE; j = c->e[j].next_ver) {
-				uint32_t *nc = realloc(cand, (ncand + 1) * sizeof *nc);
-				if (!nc)
-					break;
-				cand = nc;
-				cand[ncand++] = j;
-			}
-		}
-		qsort(cand, ncand, sizeof *cand, cmp_u32);
+	struct cands cs;
+	if (cands_init(c, q, start, &cs)) {
+		pthread_rwlock_unlock(&c->lock);
+		free(cs.arr);
+		free(pg->e);
+		pg->e = NULL;
+		return;
 	}
 	uint32_t scanned = 0;
-	size_t ci = 0;
-	if (cand)
-		while (ci < ncand && cand[ci] < start)
-			ci++;
-	for (uint64_t i = start;;) {
-		if (cand) {
-			if (ci >= ncand)
-				break;
-			i = cand[ci++];
-		} else if (i >= c->n)
+	uint64_t i;
+	while (cand_peek(&cs, &i)) {
+		if (i >= c->n)
 			break;
-		if (q->has_added_after && c->e[i].added_us <= q->added_after) {
-			i++;
-			continue;
-		}
-		if (passes(t, c, sub, q, (uint32_t)i)) {
+		if (!(q->has_added_after && c->e[i].added_us <= q->added_after) && passes(t, c, sub, q, (uint32_t)i)) {
 			if (pg->n == q->limit) {
 				pg->more = true;
 				pg->next = i;
@@ -979,18 +1402,18 @@ static void select_page(struct taxii *t, struct tx_coll *c, const struct tx_subj
 			}
 			pg->e[pg->n++] = c->e[i];
 		}
-		i++;
+		cand_skip(&cs, i);
 		if (++scanned >= t->cfg.max_scan && pg->n < q->limit) {
 			/* a sparse filter: hand back what there is and where to go on */
-			if ((cand && ci < ncand) || (!cand && i < c->n)) {
+			if (cand_peek(&cs, &i) && i < c->n) {
 				pg->more = true;
-				pg->next = cand ? cand[ci] : i;
+				pg->next = i;
 			}
 			break;
 		}
 	}
 	pthread_rwlock_unlock(&c->lock);
-	free(cand);
+	free(cs.arr);
 }
 
 static void page_headers(struct kz_http_req *r, const struct page *pg)
@@ -1300,7 +1723,7 @@ static void post_item_done(void *ctx, int status, uint64_t seq)
 			mark_deleted(c, it->e.type_i, it->e.uuid, it->e.version_us);
 		} else {
 			it->e.pos = it->pos;
-			if (ent_add(c, &it->e))
+			if (ent_add(p->t, c, &it->e))
 				status = -1;
 		}
 		pthread_rwlock_unlock(&c->lock);
@@ -1479,8 +1902,13 @@ static struct kz_store_item record_item(struct taxii *t, struct tx_post *p, size
 	kr.origin_node = (struct kz_bytes){ (const uint8_t *)t->cfg.node_id, (uint32_t)strlen(t->cfg.node_id) };
 	kr.origin_id = (struct kz_bytes){ (const uint8_t *)identity, (uint32_t)strlen(identity) };
 	kr.label = (struct kz_bytes){ (const uint8_t *)label, (uint32_t)strlen(label) };
-	if (!p->del)
+	struct kz_buf props;
+	kz_buf_init(&props, 0);
+	if (!p->del) {
 		kr.content_type = (struct kz_bytes){ (const uint8_t *)STIX_MT, (uint32_t)strlen(STIX_MT) };
+		refs_props(t, e, &props);
+		kr.mqtt_props = (struct kz_bytes){ kz_buf_head(&props), (uint32_t)props.len };
+	}
 	kr.payload = (struct kz_bytes){ payload, plen };
 	kz_buf_reset(rec);
 	struct done_ctx *dc = malloc(sizeof *dc);
@@ -1491,6 +1919,7 @@ static struct kz_store_item record_item(struct taxii *t, struct tx_post *p, size
 	uint8_t *data = NULL;
 	if (!kz_record_encode(&kr, rec) && (data = malloc(rec->len)))
 		memcpy(data, kz_buf_head(rec), rec->len);
+	kz_buf_cleanup(&props);
 	return (struct kz_store_item){ data, data ? (uint32_t)rec->len : 0, post_item_done, dc, pos };
 }
 
@@ -1715,6 +2144,22 @@ static void post_objects(struct taxii *t, struct kz_http_req *r, struct tx_coll 
 			snprintf(e, sizeof e, "too many distinct types or audiences in this collection");
 			vrc = -1;
 		}
+		uint32_t by_i = TX_NONE, mk_i = TX_NONE;
+		if (!vrc) {
+			json_t *om = json_object_get(o, "object_marking_refs"), *me;
+			const char *marks[TX_MAX_MARKS];
+			size_t nm = 0, mi2;
+			json_array_foreach(om, mi2, me)
+				if (nm < TX_MAX_MARKS && json_is_string(me))
+					marks[nm++] = json_string_value(me);
+			if (json_array_size(om) > TX_MAX_MARKS) {
+				snprintf(e, sizeof e, "object_marking_refs: more than %u markings", TX_MAX_MARKS);
+				vrc = -1;
+			} else if (refs_intern(t, info.created_by_ref, marks, nm, &by_i, &mk_i)) {
+				snprintf(e, sizeof e, "too many distinct created_by_ref and marking identifiers on this node");
+				vrc = -1;
+			}
+		}
 		/* the object as sent (a slice of the body, no copy) unless validation changed it */
 		char *js = NULL;
 		const char *pl = NULL;
@@ -1758,6 +2203,8 @@ static void post_objects(struct taxii *t, struct kz_http_req *r, struct tx_coll 
 		memcpy(it->e.uuid, info.uuid, 16);
 		it->e.type_i = ti;
 		it->e.acc_i = ai;
+		it->e.by_i = by_i;
+		it->e.mk_i = mk_i;
 		it->e.tlp = info.tlp;
 		it->e.version_us = info.modified_us; /* SCOs: set to date_added below */
 		snprintf(it->version, sizeof it->version, "%s", ver);

@@ -49,6 +49,11 @@ int taxii_open(const struct taxii_config *cfg, struct taxii **out, char *why, si
 int taxii_routes(struct taxii *t, struct kz_http *h);
 void taxii_close(struct taxii *t);
 
+/* Parses a TAXII query string (§3.5 filters plus kizuna's match[created_by_ref] and
+ * match[object_marking_refs]) against an empty server, as a GET would: 0 when accepted, -1
+ * with why otherwise. For the fuzzer (fuzz_taxii_query). */
+int taxii_query_check(const char *qs, size_t n, char *why, size_t why_len);
+
 /* Objects and versions in the index (for the start-up log line). */
 void taxii_counts(struct taxii *t, uint64_t *collections, uint64_t *entries);
 
