@@ -24,8 +24,10 @@
 #include <h2o/socket/uv-binding.h>
 #include <openssl/x509.h>
 
+#include <fcntl.h>
 #include <pthread.h>
 #include <stdarg.h>
+#include <unistd.h>
 #include <sys/socket.h>
 #include <stdatomic.h>
 #include <stdio.h>
@@ -55,6 +57,13 @@ struct hworker {
 	size_t nconns;
 	uv_loop_t *loop;
 	bool stopping;
+	/* connections accepted by another worker and handed to this one (balance) */
+	uv_async_t handoff;
+	pthread_mutex_t hlock;
+	int *hfd;
+	size_t nhfd, caphfd;
+	atomic_uint load; /* connections open here or on their way here */
+	bool ended;       /* under hlock: the loop is gone, hand nothing over */
 };
 
 struct kz_http {
@@ -479,6 +488,8 @@ int kz_http_route(struct kz_http *h, const char *prefix, bool auth_required, kz_
 	return 0;
 }
 
+static void on_handoff(uv_async_t *a);
+
 void kz_http_worker_start(void *arg, unsigned idx, uv_loop_t *loop)
 {
 	struct kz_http *h = arg;
@@ -486,6 +497,9 @@ void kz_http_worker_start(void *arg, unsigned idx, uv_loop_t *loop)
 	w->h = h;
 	w->idx = idx;
 	w->loop = loop; /* the h2o context follows with the first connection */
+	pthread_mutex_init(&w->hlock, NULL);
+	uv_async_init(loop, &w->handoff, on_handoff);
+	w->handoff.data = w;
 }
 
 struct hconn {
@@ -506,29 +520,32 @@ static void conn_closed(uv_handle_t *hd)
 	if (c->next)
 		c->next->prev = c->prev;
 	c->w->nconns--;
+	atomic_fetch_sub(&c->w->load, 1);
 	free(c);
 }
 
-void kz_http_accept(void *arg, unsigned idx, uv_stream_t *listener)
+static int *realloc_fds(int *v, size_t *cap)
 {
-	struct kz_http *h = arg;
-	struct hworker *w = &h->w[idx];
-	struct hconn *c = calloc(1, sizeof *c);
-	if (!c)
-		return;
-	c->h = h;
-	uv_tcp_init(listener->loop, &c->tcp);
-	if (uv_accept(listener, (uv_stream_t *)&c->tcp) != 0 || w->stopping) {
-		uv_close((uv_handle_t *)&c->tcp, (uv_close_cb)(void (*)(void))free);
-		return;
-	}
-	if (!w->started)
+	size_t nc = *cap ? *cap * 2 : 16;
+	int *nv = realloc(v, nc * sizeof *nv);
+	if (nv)
+		*cap = nc;
+	return nv;
+}
+
+/* A connection this worker serves: into h2o. */
+static void serve_conn(struct hworker *w, struct hconn *c)
+{
+	struct kz_http *h = w->h;
+	if (!w->started && !w->stopping)
 		worker_context(w);
-	if (!w->started) {
+	if (!w->started || w->stopping) {
+		atomic_fetch_sub(&w->load, 1);
 		uv_close((uv_handle_t *)&c->tcp, (uv_close_cb)(void (*)(void))free);
 		return;
 	}
 	atomic_fetch_add(&h->connections, 1);
+	c->h = h;
 	c->w = w;
 	c->next = w->conns;
 	if (c->next)
@@ -538,6 +555,86 @@ void kz_http_accept(void *arg, unsigned idx, uv_stream_t *listener)
 	uv_tcp_nodelay(&c->tcp, 1); /* answers leave at once, not after a delayed ACK */
 	h2o_socket_t *sock = h2o_uv_socket_create((uv_stream_t *)&c->tcp, conn_closed);
 	h2o_accept(&w->accept, sock);
+}
+
+/* Connections handed over by other workers. */
+static void on_handoff(uv_async_t *a)
+{
+	struct hworker *w = a->data;
+	for (;;) {
+		pthread_mutex_lock(&w->hlock);
+		int fd = w->nhfd ? w->hfd[--w->nhfd] : -1;
+		pthread_mutex_unlock(&w->hlock);
+		if (fd < 0)
+			return;
+		struct hconn *c = calloc(1, sizeof *c);
+		if (!c) {
+			close(fd);
+			atomic_fetch_sub(&w->load, 1);
+			continue;
+		}
+		uv_tcp_init(w->loop, &c->tcp);
+		if (uv_tcp_open(&c->tcp, fd)) {
+			close(fd);
+			atomic_fetch_sub(&w->load, 1);
+			uv_close((uv_handle_t *)&c->tcp, (uv_close_cb)(void (*)(void))free);
+			continue;
+		}
+		serve_conn(w, c);
+	}
+}
+
+/* The kernel spreads connections over the workers' SO_REUSEPORT listeners by a hash of
+ * their addresses: a few busy clients (a bulk import over four connections) can land on
+ * one worker while the other idles. A worker that accepts a connection while another one
+ * holds fewer hands it over (one dup and an async wake-up per connection). */
+void kz_http_accept(void *arg, unsigned idx, uv_stream_t *listener)
+{
+	struct kz_http *h = arg;
+	struct hworker *w = &h->w[idx];
+	struct hconn *c = calloc(1, sizeof *c);
+	if (!c)
+		return;
+	uv_tcp_init(listener->loop, &c->tcp);
+	if (uv_accept(listener, (uv_stream_t *)&c->tcp) != 0 || w->stopping) {
+		uv_close((uv_handle_t *)&c->tcp, (uv_close_cb)(void (*)(void))free);
+		return;
+	}
+	unsigned n = h->cfg.workers ? h->cfg.workers : 1, best = idx;
+	unsigned least = atomic_load(&w->load);
+	for (unsigned i = 0; i < n; i++) {
+		unsigned l = atomic_load(&h->w[i].load);
+		if (l < least && h->w[i].loop) {
+			least = l;
+			best = i;
+		}
+	}
+	struct hworker *to = &h->w[best];
+	atomic_fetch_add(&to->load, 1);
+	if (best != idx) {
+		uv_os_fd_t fd;
+		int nfd = uv_fileno((uv_handle_t *)&c->tcp, &fd) == 0 ? fcntl(fd, F_DUPFD_CLOEXEC, 0) : -1;
+		bool queued = false;
+		if (nfd >= 0) {
+			pthread_mutex_lock(&to->hlock);
+			int *nv = to->nhfd < to->caphfd || to->ended ? to->hfd : realloc_fds(to->hfd, &to->caphfd);
+			if (nv && !to->ended) {
+				to->hfd = nv;
+				to->hfd[to->nhfd++] = nfd;
+				queued = true;
+				uv_async_send(&to->handoff);
+			}
+			pthread_mutex_unlock(&to->hlock);
+		}
+		uv_close((uv_handle_t *)&c->tcp, (uv_close_cb)(void (*)(void))free);
+		if (!queued) {
+			if (nfd >= 0)
+				close(nfd);
+			atomic_fetch_sub(&to->load, 1);
+		}
+		return;
+	}
+	serve_conn(w, c);
 }
 
 /* Stop: every open connection is shut down at the socket, so that h2o reads EOF and closes
@@ -566,6 +663,13 @@ void kz_http_worker_end(void *arg, unsigned idx)
 {
 	struct kz_http *h = arg;
 	struct hworker *w = &h->w[idx];
+	pthread_mutex_lock(&w->hlock);
+	w->ended = true;
+	while (w->nhfd)
+		close(w->hfd[--w->nhfd]);
+	free(w->hfd);
+	w->hfd = NULL;
+	pthread_mutex_unlock(&w->hlock);
 	pthread_mutex_lock(&w->qlock);
 	bool was = w->started;
 	w->started = false;

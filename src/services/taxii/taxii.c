@@ -93,12 +93,26 @@ struct tx_coll {
 	uint32_t nby, nmk;
 };
 
+struct tx_item {
+	struct tx_ent e;
+	char *owned;         /* a re-encoded object, until its record is made */
+	const char *payload; /* the object's JSON: owned or a slice of the request body */
+	uint32_t plen;
+	struct kz_log_pos pos;
+	char id[STIX_ID_MAX];
+	char version[64];
+	int status;
+	bool done; /* under taxii.st_lock */
+};
+
 struct tx_status {
 	char id[37];
 	char *owner;
 	int64_t req_us;
 	uint32_t total, ok, fail, pending;
-	json_t *successes, *failures, *pendings; /* while pending; NULL once sealed */
+	json_t *successes, *failures; /* while pending; NULL once sealed */
+	struct tx_item *items;        /* while pending: the POST's records, those not done pending */
+	size_t n_items;
 	char *text;                              /* the complete status as JSON, once sealed */
 	size_t bytes;
 	bool dropped; /* out of the ring while still pending: its POST frees it when done */
@@ -878,7 +892,6 @@ static void status_free(struct tx_status *s)
 	free(s->owner);
 	json_decref(s->successes);
 	json_decref(s->failures);
-	json_decref(s->pendings);
 	free(s->text);
 	free(s);
 }
@@ -1593,8 +1606,13 @@ static json_t *status_json(const struct tx_status *s)
 		json_object_set(o, "successes", s->successes);
 	if (json_array_size(s->failures))
 		json_object_set(o, "failures", s->failures);
-	if (json_array_size(s->pendings))
-		json_object_set(o, "pendings", s->pendings);
+	json_t *pend = json_array();
+	for (size_t i = 0; s->items && i < s->n_items; i++)
+		if (!s->items[i].done)
+			json_array_append_new(pend, json_pack("{s:s, s:s}", "id", s->items[i].id, "version", s->items[i].version));
+	if (json_array_size(pend))
+		json_object_set(o, "pendings", pend);
+	json_decref(pend);
 	return o;
 }
 
@@ -1612,8 +1630,8 @@ static void status_seal(struct taxii *t, struct tx_status *s)
 		return;
 	json_decref(s->successes);
 	json_decref(s->failures);
-	json_decref(s->pendings);
-	s->successes = s->failures = s->pendings = NULL;
+	s->successes = s->failures = NULL;
+	s->items = NULL;
 	if (s->dropped)
 		return;
 	s->bytes = strlen(s->text);
@@ -1658,16 +1676,6 @@ static void status_get(struct taxii *t, struct kz_http_req *r, const char *sid, 
 
 /* ---------- POST objects (§5.5) and DELETE object (§5.7) ---------- */
 
-struct tx_item {
-	struct tx_ent e;
-	char *owned;         /* a re-encoded object, until its record is made */
-	const char *payload; /* the object's JSON: owned or a slice of the request body */
-	uint32_t plen;
-	struct kz_log_pos pos;
-	char id[STIX_ID_MAX];
-	char version[64];
-	int status;
-};
 
 struct tx_post {
 	struct taxii *t;
@@ -1740,15 +1748,7 @@ static void post_item_done(void *ctx, int status, uint64_t seq)
 			json_array_append_new(p->st->successes, ent);
 			p->st->ok++;
 		}
-		/* drop it from pendings */
-		size_t k;
-		json_t *x;
-		json_array_foreach(p->st->pendings, k, x)
-			if (strcmp(json_string_value(json_object_get(x, "id")), it->id) == 0 &&
-			    strcmp(json_string_value(json_object_get(x, "version")), it->version) == 0) {
-				json_array_remove(p->st->pendings, k);
-				break;
-			}
+		it->done = true; /* no longer among the pendings */
 		if (p->st->pending == 0) { /* the last one: the status is complete */
 			status_seal(p->t, p->st);
 			p->answer = p->st->text ? strdup(p->st->text) : NULL;
@@ -1857,7 +1857,6 @@ static struct tx_status *status_new(struct taxii *t, const char *owner, size_t t
 	s->total = (uint32_t)total;
 	s->successes = json_array();
 	s->failures = json_array();
-	s->pendings = json_array();
 	return s;
 }
 
@@ -1891,10 +1890,33 @@ static struct kz_store_item record_item(struct taxii *t, struct tx_post *p, size
 					const char *identity, const uint8_t *payload, uint32_t plen,
 					struct kz_log_pos *pos, struct kz_buf *rec)
 {
-	char topic[400], idtxt[37];
-	kz_uuid_format(e->uuid, idtxt);
-	snprintf(topic, sizeof topic, "%s/%s/%s/%s/%lld", p->del ? "$taxii-del" : "$taxii", p->c->id, t->types[e->type_i],
-		 idtxt, (long long)e->version_us);
+	/* $taxii[-del]/<collection>/<type>/<uuid>/<version µs>, built by hand: snprintf was a
+	 * few per cent of an import */
+	char topic[400], *q = topic;
+	const char *pre = p->del ? "$taxii-del/" : "$taxii/", *ty = t->types[e->type_i];
+	size_t tl = strlen(ty);
+	memcpy(q, pre, strlen(pre));
+	q += strlen(pre);
+	memcpy(q, p->c->id, 36);
+	q += 36;
+	*q++ = '/';
+	memcpy(q, ty, tl); /* at most STIX_TYPE_MAX */
+	q += tl;
+	*q++ = '/';
+	kz_uuid_format(e->uuid, q);
+	q += 36;
+	*q++ = '/';
+	char dg[24];
+	int nd = 0;
+	uint64_t v = e->version_us < 0 ? (uint64_t)0 - (uint64_t)e->version_us : (uint64_t)e->version_us;
+	do
+		dg[nd++] = (char)('0' + v % 10);
+	while ((v /= 10));
+	if (e->version_us < 0)
+		*q++ = '-';
+	while (nd)
+		*q++ = dg[--nd];
+	*q = 0;
 	const char *label = p->del ? "" : t->acc[e->acc_i]->label;
 	struct kz_record kr = { .time_ns = p->del ? kz_now_wall_ns() : (uint64_t)e->added_us * 1000, .qos = 1 };
 	kz_uuidv7(kr.id, kr.time_ns / 1000000);
@@ -2123,6 +2145,8 @@ static void post_objects(struct taxii *t, struct kz_http_req *r, struct tx_coll 
 	size_t ns = 0;
 	struct kz_buf rec;
 	kz_buf_init(&rec, 0);
+	uint32_t last_ai = TX_NONE;
+	char last_label[2200] = "";
 	for (size_t i = 0; i < n; i++) {
 		json_t *o = json_array_get(objs, i);
 		struct stix_info info;
@@ -2139,7 +2163,13 @@ static void post_objects(struct taxii *t, struct kz_http_req *r, struct tx_coll 
 			vrc = -1;
 		}
 		uint32_t ti = vrc ? TX_NONE : type_index(t, info.type, true);
-		uint32_t ai = vrc ? TX_NONE : access_index(t, r->identity, label);
+		uint32_t ai = TX_NONE;
+		if (!vrc && last_ai != TX_NONE && strcmp(label, last_label) == 0)
+			ai = last_ai; /* a batch's objects mostly share one label */
+		else if (!vrc && (ai = access_index(t, r->identity, label)) != TX_NONE) {
+			last_ai = ai;
+			snprintf(last_label, sizeof last_label, "%s", label);
+		}
 		if (!vrc && (ti == TX_NONE || ai == TX_NONE)) {
 			snprintf(e, sizeof e, "too many distinct types or audiences in this collection");
 			vrc = -1;
@@ -2248,9 +2278,10 @@ static void post_objects(struct taxii *t, struct kz_http_req *r, struct tx_coll 
 		si[i] = record_item(t, p, i, &it->e, r->identity, (const uint8_t *)it->payload, it->plen, &it->pos, &rec);
 		free(it->owned);
 		it->owned = NULL;
-		json_array_append_new(st->pendings, json_pack("{s:s, s:s}", "id", it->id, "version", it->version));
 		st->pending++;
 	}
+	st->items = items;
+	st->n_items = ns;
 	c->last_added = added + (int64_t)ns - 1;
 	status_keep(t, st);
 	kz_store_submit(t->cfg.store, si, ns);
