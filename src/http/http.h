@@ -94,6 +94,9 @@ struct kz_http_stats {
 	uint64_t requests, errors_4xx, errors_5xx, bytes_in, bytes_out, connections;
 };
 void kz_http_stats(struct kz_http *h, struct kz_http_stats *out);
+/* Workers, and the connections one holds (open or being handed to it). */
+unsigned kz_http_workers(const struct kz_http *h);
+unsigned kz_http_worker_load(struct kz_http *h, unsigned idx);
 
 /* Parses an application/x-www-form-urlencoded query: calls fn for each key=value pair,
  * percent-decoded ('+' is a space), in order. Returns -1 (with *why) on a malformed

@@ -755,3 +755,7 @@ int kz_http_query_each(const char *q, size_t n, int (*fn)(void *ctx, const char 
 	}
 	return 0;
 }
+
+unsigned kz_http_workers(const struct kz_http *h) { return h->cfg.workers ? h->cfg.workers : 1; }
+
+unsigned kz_http_worker_load(struct kz_http *h, unsigned idx) { return atomic_load(&h->w[idx].load); }

@@ -73,6 +73,15 @@ static void metrics(void *arg, struct kz_http_req *r)
 	metric(&b, "kizuna_mqtt_bytes_out_total", "counter", "MQTT bytes sent.", st[3]);
 	metric(&b, "kizuna_mqtt_messages_dropped_total", "counter", "Messages dropped (queue caps, expiry).", st[4]);
 	metric(&b, "kizuna_http_connections", "gauge", "Open HTTPS connections.", hs.connections);
+	static const char wh[] = "# HELP kizuna_http_worker_connections HTTPS connections per worker (balanced at accept).\n"
+				 "# TYPE kizuna_http_worker_connections gauge\n";
+	kz_buf_append(&b, wh, sizeof wh - 1);
+	for (unsigned i = 0; i < kz_http_workers(nh->http); i++) {
+		char line[96];
+		int n = snprintf(line, sizeof line, "kizuna_http_worker_connections{worker=\"%u\"} %u\n", i,
+				 kz_http_worker_load(nh->http, i));
+		kz_buf_append(&b, line, (size_t)n);
+	}
 	metric(&b, "kizuna_http_requests_total", "counter", "HTTPS requests answered.", hs.requests);
 	metric(&b, "kizuna_http_client_errors_total", "counter", "HTTPS answers with a 4xx status.", hs.errors_4xx);
 	metric(&b, "kizuna_http_server_errors_total", "counter", "HTTPS answers with a 5xx status.", hs.errors_5xx);

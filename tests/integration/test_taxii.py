@@ -480,6 +480,30 @@ def test_created_by_and_marking_filters():
     assert sorted(o["id"] for o in json.load(open(out))["objects"]) == sorted(by1)
 
 
+def test_connections_balanced_over_workers():
+    # 48 kept-alive connections: each worker (the node has 2) holds 24 of them plus or minus
+    # one, whatever the kernel's SO_REUSEPORT hash would have done (within one by chance: 1 in 4)
+    import gc, time
+    gc.collect()  # earlier tests' sessions: closed
+    ms = s()
+
+    def per_worker():
+        m = ms.get("https://localhost:%d/metrics" % port).text
+        return [int(l.split()[-1]) for l in m.splitlines() if l.startswith("kizuna_http_worker_connections{")]
+    deadline = time.time() + 10
+    while sum(per_worker()) != 1 and time.time() < deadline:  # only ms left open
+        time.sleep(0.1)
+    held = []
+    for _ in range(48):
+        x = s()
+        assert x.get(BASE).status_code == 200
+        held.append(x)
+    per = per_worker()
+    assert len(per) == 2 and sum(per) == 49 and max(per) - min(per) <= 1, per
+    for x in held:
+        x.close()
+
+
 def test_curl_http2_and_audit():
     r = subprocess.run(["curl", "-s", "--http2", "-o", "/dev/null", "-w", "%{http_version} %{http_code}",
                         "--cacert", CA, "--cert", ADMIN[0], "--key", ADMIN[1], "-H", "Accept: " + TAXII, BASE],
@@ -510,4 +534,4 @@ if __name__ == "__main__":
                test_tlp_audience_matrix, test_cli_import_export_sight, test_cli_streams_a_large_bundle,
                test_cli_taxii_pull_push_between_nodes,
                test_collection_access_under_the_policy, test_created_by_and_marking_filters,
-               test_curl_http2_and_audit])
+               test_connections_balanced_over_workers, test_curl_http2_and_audit])
