@@ -354,7 +354,7 @@ int kz_mldsa65_verify_internal(const uint8_t pk[KZ_MLDSA65_PK_BYTES], const uint
 	if (sig_len != KZ_MLDSA65_SIG_BYTES)
 		return -1;
 	/* sigDecode: c̃ ‖ z (l × 640) ‖ h (ω + k) */
-	static _Thread_local uint8_t h[K][N];
+	uint8_t h[K][N];
 	if (hint_unpack(sig + LAMBDA_BYTES + L * 640, h))
 		return -1;
 	poly z[L], c, t1, a, w;
@@ -496,7 +496,7 @@ int kz_mldsa65_sign_mu(const uint8_t sk[KZ_MLDSA65_SK_BYTES], const uint8_t mu_i
 	kz_keccak_absorb(&x, rnd, 32);
 	kz_keccak_absorb(&x, mu, 64);
 	kz_keccak_squeeze(&x, rhopp, 64);
-	static _Thread_local poly a[K][L];
+	poly a[K][L];
 	for (unsigned r = 0; r < K; r++)
 		for (unsigned s = 0; s < L; s++) {
 			rej_ntt_poly(&a[r][s], rho, (uint8_t)s, (uint8_t)r);
@@ -579,7 +579,7 @@ int kz_mldsa65_sign_mu(const uint8_t sk[KZ_MLDSA65_SK_BYTES], const uint8_t mu_i
 		memset(hp, 0, OMEGA + K);
 		unsigned ones = 0;
 		int32_t bad2 = 0;
-		static _Thread_local uint8_t hbits[K][N];
+		uint8_t hbits[K][N];
 		for (unsigned r = 0; r < K; r++) {
 			mul_inv(&tmp, &cm, &t0[r]);
 			for (unsigned j = 0; j < N; j++) {

@@ -14,6 +14,7 @@
 #include "trust/policy.h"
 
 #include <errno.h>
+#include <malloc.h>
 #include <getopt.h>
 #include <limits.h>
 #include <pthread.h>
@@ -435,6 +436,9 @@ int node_serve_main(int argc, char **argv)
 		kz_info("HTTPS on %s:%d (HTTP/1.1 and HTTP/2: /healthz, /metrics, TAXII 2.1 at /taxii2/)", hhost,
 			net_server_https_port(srv));
 	print_tour(&cfg, host, net_server_port(srv), created == 1);
+	/* Start-up's transient memory (the index rebuilds' scan buffers, the PKI made on a first
+	 * start, configuration and policy parsing) is free but still in the heap: give it back. */
+	malloc_trim(0);
 	/* The CRL is polled at half the check interval, so that a revocation reaches open
 	 * connections within tls.cert_check_ms. */
 	uint32_t poll_ms = cfg.cert_check_ms / 2 ? cfg.cert_check_ms / 2 : 1;

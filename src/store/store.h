@@ -175,6 +175,10 @@ struct kz_index_config {
 /* Opens (creating) the index. A writer also finishes a rewrite that a crash interrupted and
  * re-derives the rule of every record when the rules changed since the last run. */
 int kz_index_open(const struct kz_index_config *cfg, struct kz_index **out, char *why, size_t why_len);
+/* SQLite's process-wide settings, once, before the first database is opened (both openers
+ * call it): no bulk page-cache allocation per connection (pages are allocated as they are
+ * read; an idle node's databases touch a handful). */
+void kz_sqlite_setup(void);
 void kz_index_close(struct kz_index *ix);
 /* Indexes up to max records appended to the log since the last call (max 0 = all).
  * *added receives how many; KZ_OK with *added < max means it has caught up. */

@@ -23,6 +23,7 @@
 #include "base/kz_topic.h"
 
 #include <inttypes.h>
+#include <pthread.h>
 #include <sqlite3.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -450,6 +451,19 @@ static int finish_rewrite(struct kz_index *ix, uint64_t base, char *why, size_t 
 
 /* ---------- open and close ---------- */
 
+static void sqlite_setup_once(void)
+{
+	/* SQLITE_CONFIG_PAGECACHE with no buffer and N = 0: no initial bulk allocation of page
+	 * cache lines per connection (about 85 kB each, written through at once) */
+	sqlite3_config(SQLITE_CONFIG_PAGECACHE, NULL, 0, 0);
+}
+
+void kz_sqlite_setup(void)
+{
+	static pthread_once_t once = PTHREAD_ONCE_INIT;
+	pthread_once(&once, sqlite_setup_once);
+}
+
 int kz_index_open(const struct kz_index_config *cfg, struct kz_index **out, char *why, size_t why_len)
 {
 	*out = NULL;
@@ -472,6 +486,7 @@ int kz_index_open(const struct kz_index_config *cfg, struct kz_index **out, char
 		kz_index_close(ix);
 		return KZ_ENOMEM;
 	}
+	kz_sqlite_setup();
 	if (sqlite3_open_v2(cfg->path, &ix->db, flags | SQLITE_OPEN_NOMUTEX, NULL) != SQLITE_OK) {
 		snprintf(why, why_len, "index %s: %s", cfg->path, ix->db ? sqlite3_errmsg(ix->db) : "cannot open");
 		kz_index_close(ix);

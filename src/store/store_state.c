@@ -41,6 +41,7 @@ int kz_state_open(const char *path, struct kz_state **out, char *why, size_t why
 	if (!st)
 		return KZ_ENOMEM;
 	char *err = NULL;
+	kz_sqlite_setup();
 	if (sqlite3_open_v2(path, &st->db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX,
 			    NULL) != SQLITE_OK ||
 	    sqlite3_exec(st->db, SCHEMA, NULL, NULL, &err) != SQLITE_OK) {

@@ -156,7 +156,7 @@ static void write_entry(struct kz_audit *a, const struct kz_audit_entry *e, uint
  * Ed25519, so that the checkpoints stay unforgeable after quantum computers. */
 static int mldsa_sign(struct kz_audit *a, const char *msg, char out[2 * KZ_MLDSA65_SIG_BYTES + 1])
 {
-	static _Thread_local uint8_t sig[KZ_MLDSA65_SIG_BYTES];
+	uint8_t sig[KZ_MLDSA65_SIG_BYTES];
 	uint8_t rnd[32];
 	if (!a->mldsa_sk || RAND_priv_bytes(rnd, sizeof rnd) != 1 ||
 	    kz_mldsa65_sign(a->mldsa_sk, (const uint8_t *)msg, strlen(msg), (const uint8_t *)MLDSA_CTX,
@@ -180,7 +180,7 @@ static void checkpoint(struct kz_audit *a)
 	}
 	kz_hex(sig, 64, sx);
 	n += (size_t)snprintf(b + n, sizeof b - n, ",\"checkpoint\":{\"key\":\"%s\",\"sig\":\"%s\"", a->pub_hex, sx);
-	static _Thread_local char dx[2 * KZ_MLDSA65_SIG_BYTES + 1];
+	char dx[2 * KZ_MLDSA65_SIG_BYTES + 1];
 	if (mldsa_sign(a, msg, dx)) {
 		a->n = n0;
 		return;
@@ -200,7 +200,7 @@ static void checkpoint(struct kz_audit *a)
 	kz_hex(sig, 64, sx);
 	if (mldsa_sign(a, msg, dx))
 		return;
-	static _Thread_local char head2[2 * KZ_MLDSA65_SIG_BYTES + 400];
+	char head2[2 * KZ_MLDSA65_SIG_BYTES + 400];
 	int hl = snprintf(head2, sizeof head2, "%" PRIu64 " %s %s %s\n", a->n, a->prev, sx, dx);
 	snprintf(path, sizeof path, "%s/head", a->dir);
 	snprintf(tmp, sizeof tmp, "%s/head.tmp", a->dir);
@@ -516,12 +516,12 @@ int kz_audit_verify(const char *dir, void (*report)(void *ctx, const char *line)
 	fclose(f);
 	pubhex[64] = 0;
 	/* the ML-DSA-65 public key, when the log has one (issue 5) */
-	static _Thread_local uint8_t dpk[KZ_MLDSA65_PK_BYTES];
-	static _Thread_local uint8_t dsig[KZ_MLDSA65_SIG_BYTES];
+	uint8_t dpk[KZ_MLDSA65_PK_BYTES];
+	uint8_t dsig[KZ_MLDSA65_SIG_BYTES];
 	bool have_dpk = false;
 	snprintf(path, sizeof path, "%s/audit.mldsa.pub", dir);
 	if ((f = fopen(path, "r")) != NULL) {
-		static _Thread_local char dhex[2 * KZ_MLDSA65_PK_BYTES + 8];
+		char dhex[2 * KZ_MLDSA65_PK_BYTES + 8];
 		have_dpk = fgets(dhex, sizeof dhex, f) && strlen(dhex) >= 2 * KZ_MLDSA65_PK_BYTES &&
 			   kz_unhex(dhex, dpk, sizeof dpk) == 0;
 		fclose(f);
@@ -548,7 +548,7 @@ int kz_audit_verify(const char *dir, void (*report)(void *ctx, const char *line)
 	snprintf(msg, sizeof msg, "%s/head", dir);
 	if ((hf = fopen(msg, "r")) != NULL) {
 		char hs[200] = "";
-		static _Thread_local char ds[2 * KZ_MLDSA65_SIG_BYTES + 8];
+		char ds[2 * KZ_MLDSA65_SIG_BYTES + 8];
 		uint8_t sig[64];
 		ds[0] = 0;
 		int got = fscanf(hf, "%" SCNu64 " %64s %128s %6620s", &head_n, head_hash, hs, ds);
