@@ -722,7 +722,14 @@ static int stix_sight(int argc, char **argv)
 	struct stix_opts so = { .now_us = (int64_t)time(NULL) * 1000000 };
 	struct stix_info info;
 	char err[300];
-	if (stix_validate(s, &so, &info, err, sizeof err)) {
+	char *text = json_dumps(s, JSON_COMPACT);
+	struct kz_json_doc d = { 0 };
+	int vrc = !text || kz_json_parse(&d, text, strlen(text)) ? -1 : stix_validate(kz_json_root(&d), &so, &info, err, sizeof err);
+	if (vrc && (!text || !d.n))
+		snprintf(err, sizeof err, "out of memory");
+	kz_json_free(&d);
+	free(text);
+	if (vrc) {
 		fprintf(stderr, "kizuna: the sighting would be refused: %s\n", err);
 		json_decref(s);
 		return 2;

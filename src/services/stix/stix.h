@@ -9,13 +9,14 @@
 #ifndef KZ_STIX_H
 #define KZ_STIX_H
 
-#include <jansson.h>
+#include "base/kz_json.h"
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
 #define STIX_TYPE_MAX 250
 #define STIX_ID_MAX (STIX_TYPE_MAX + 2 + 36 + 1)
+#define STIX_MAX_MARKINGS 256 /* object_marking_refs of one object */
 
 enum stix_kind { STIX_SDO = 1, STIX_SRO, STIX_SCO, STIX_META, STIX_CUSTOM_OBJECT };
 
@@ -30,7 +31,8 @@ struct stix_info {
 	uint8_t tlp;              /* enum kz_tlp of its object_marking_refs, 0 when none */
 	char created_by_ref[STIX_ID_MAX];
 	bool custom;              /* a custom object type or x_ / custom properties */
-	bool tlp_rewritten;       /* TLP 1.0 / OpenCTI refs were replaced by TLP 2.0 ids */
+	bool tlp_rewritten;       /* object_marking_refs are stored otherwise: TLP 1.0 / OpenCTI ids
+				   * become TLP 2.0 ids, repeats go (stix_rewrite) */
 };
 
 struct stix_opts {
@@ -42,10 +44,17 @@ struct stix_opts {
 	int64_t now_us;           /* timestamps after this + a day are refused (clock errors) */
 };
 
-/* Validates o (a JSON object) as a STIX 2.1 object. 0 and *info on success; -1 with err
- * ("property: what is wrong") otherwise. object_marking_refs naming TLP 1.0 or OpenCTI's
- * AMBER+STRICT are rewritten in o to the TLP 2.0 ids (kizuna emits TLP 2.0). */
-int stix_validate(json_t *o, const struct stix_opts *opts, struct stix_info *info, char *err, size_t err_len);
+/* Validates o (a JSON object parsed by kz_json) as a STIX 2.1 object. 0 and *info on
+ * success; -1 with err ("property: what is wrong") otherwise. o is not changed: when
+ * info->tlp_rewritten, store stix_rewrite's text instead of the object's own. */
+int stix_validate(const struct kz_json *o, const struct stix_opts *opts, struct stix_info *info, char *err, size_t err_len);
+/* The object's object_marking_refs as kizuna keeps them (kizuna emits TLP 2.0): TLP 1.0
+ * and OpenCTI AMBER+STRICT ids as the TLP 2.0 ones, each id once, in their order. The
+ * count; the strings live as long as o's document. */
+size_t stix_markings(const struct kz_json *o, const char *out[STIX_MAX_MARKINGS]);
+/* The text of object o (parsed from text) with its object_marking_refs as stix_markings
+ * gives them; the rest byte for byte. malloc'd, *len its length; NULL when out of memory. */
+char *stix_rewrite(const char *text, const struct kz_json *o, size_t *len);
 
 /* An RFC 3339 STIX timestamp (YYYY-MM-DDTHH:MM:SS[.fraction]Z) to microseconds since the
  * epoch; *frac receives the number of fraction digits. -1 when malformed. */

@@ -2,8 +2,14 @@
 #include "services/stix/stix.h"
 #include "base/kz_hex.h"
 
+#define KZ_IS_STR(x) kz_json_is(x, KZ_JSON_STRING)
+#define KZ_IS_OBJ(x) kz_json_is(x, KZ_JSON_OBJECT)
+#define KZ_IS_ARR(x) kz_json_is(x, KZ_JSON_ARRAY)
+#define KZ_LEN(x) ((x) ? (size_t)(x)->len : 0)
+
 #include <stdarg.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 struct vx {
@@ -94,43 +100,43 @@ static bool ident_ok(const char *s, size_t *tl, uint8_t uuid[16])
 
 /* ---------- property checks ---------- */
 
-static const char *str_of(json_t *o, const char *k) { return json_string_value(json_object_get(o, k)); }
+static const char *str_of(const struct kz_json *o, const char *k) { return kz_json_str(kz_json_get(o, k)); }
 
-static int need_str(struct vx *v, json_t *o, const char *k)
+static int need_str(struct vx *v, const struct kz_json *o, const char *k)
 {
-	json_t *x = json_object_get(o, k);
+	const struct kz_json *x = kz_json_get(o, k);
 	if (!x)
 		return bad(v, "%s: required property is missing", k);
-	if (!json_is_string(x) || json_string_length(x) == 0)
+	if (!KZ_IS_STR(x) || x->len == 0)
 		return bad(v, "%s: must be a non-empty string", k);
 	return 0;
 }
 
-static int check_ts(struct vx *v, json_t *o, const char *k, bool required, bool millis, int64_t *us)
+static int check_ts(struct vx *v, const struct kz_json *o, const char *k, bool required, bool millis, int64_t *us)
 {
-	json_t *x = json_object_get(o, k);
+	const struct kz_json *x = kz_json_get(o, k);
 	if (!x)
 		return required ? bad(v, "%s: required property is missing", k) : 0;
 	int frac;
 	int64_t t;
-	if (!json_is_string(x) || stix_timestamp(json_string_value(x), &t, &frac))
+	if (!KZ_IS_STR(x) || stix_timestamp(kz_json_str(x), &t, &frac))
 		return bad(v, "%s: not an RFC 3339 UTC timestamp (YYYY-MM-DDTHH:MM:SS[.sss]Z)", k);
 	if (millis && frac < 3)
-		return bad(v, "%s: must be precise to the millisecond (STIX 2.1 §3.2), got \"%s\"", k, json_string_value(x));
+		return bad(v, "%s: must be precise to the millisecond (STIX 2.1 §3.2), got \"%s\"", k, kz_json_str(x));
 	if (v->opts->now_us && t > v->opts->now_us + 86400LL * 1000000)
-		return bad(v, "%s: \"%s\" is more than a day in the future", k, json_string_value(x));
+		return bad(v, "%s: \"%s\" is more than a day in the future", k, kz_json_str(x));
 	if (us)
 		*us = t;
 	return 0;
 }
 
-static int check_ref(struct vx *v, const char *k, json_t *x, const char *want_type)
+static int check_ref(struct vx *v, const char *k, const struct kz_json *x, const char *want_type)
 {
 	size_t tl;
-	if (!json_is_string(x) || !ident_ok(json_string_value(x), &tl, NULL))
+	if (!KZ_IS_STR(x) || !ident_ok(kz_json_str(x), &tl, NULL))
 		return bad(v, "%s: must be an identifier (type--UUID)", k);
-	if (want_type && (strlen(want_type) != tl || memcmp(json_string_value(x), want_type, tl) != 0))
-		return bad(v, "%s: must reference a %s, not \"%s\"", k, want_type, json_string_value(x));
+	if (want_type && (strlen(want_type) != tl || memcmp(kz_json_str(x), want_type, tl) != 0))
+		return bad(v, "%s: must reference a %s, not \"%s\"", k, want_type, kz_json_str(x));
 	return 0;
 }
 
@@ -141,122 +147,116 @@ static bool ends_with(const char *s, const char *suf)
 }
 
 /* Every *_ref and *_refs property, at any depth (§2.10), holds identifiers. */
-static int walk_refs(struct vx *v, json_t *o, int depth)
+static int walk_refs(struct vx *v, const struct kz_json *o, int depth)
 {
 	if (depth > 32)
 		return bad(v, "object nested more than 32 deep");
-	const char *k;
-	json_t *x;
-	if (json_is_array(o)) {
-		size_t i;
-		json_array_foreach(o, i, x)
+	if (KZ_IS_ARR(o)) {
+		KZ_JSON_FOR(x, o) {
 			if (walk_refs(v, x, depth + 1))
 				return -1;
+		}
 		return 0;
 	}
-	if (!json_is_object(o))
+	if (!KZ_IS_OBJ(o))
 		return 0;
-	json_object_foreach(o, k, x)
-	{
+	KZ_JSON_FOR(x, o) {
+		const char *k = x->key;
 		if (strncmp(k, "x_", 2) == 0)
 			continue; /* custom properties: §2.10 binds the spec's own *_ref properties */
 		if (ends_with(k, "_ref")) {
 			if (check_ref(v, k, x, NULL))
 				return -1;
 		} else if (ends_with(k, "_refs")) {
-			size_t i;
-			json_t *e;
-			if (!json_is_array(x))
+			if (!KZ_IS_ARR(x))
 				return bad(v, "%s: must be a list of identifiers", k);
-			json_array_foreach(x, i, e)
+			KZ_JSON_FOR(e, x) {
 				if (check_ref(v, k, e, NULL))
 					return -1;
+			}
 		} else if (walk_refs(v, x, depth + 1))
 			return -1;
 	}
 	return 0;
 }
 
-static int nonempty_list(struct vx *v, json_t *o, const char *k, bool required)
+static int nonempty_list(struct vx *v, const struct kz_json *o, const char *k, bool required)
 {
-	json_t *x = json_object_get(o, k);
+	const struct kz_json *x = kz_json_get(o, k);
 	if (!x)
 		return required ? bad(v, "%s: required property is missing", k) : 0;
-	if (!json_is_array(x) || json_array_size(x) == 0)
+	if (!KZ_IS_ARR(x) || KZ_LEN(x) == 0)
 		return bad(v, "%s: must be a non-empty list", k);
 	return 0;
 }
 
-static int string_list(struct vx *v, json_t *o, const char *k)
+static int string_list(struct vx *v, const struct kz_json *o, const char *k)
 {
-	json_t *x = json_object_get(o, k), *e;
-	size_t i;
+	const struct kz_json *x = kz_json_get(o, k);
 	if (!x)
 		return 0;
-	if (!json_is_array(x))
+	if (!KZ_IS_ARR(x))
 		return bad(v, "%s: must be a list of strings", k);
-	json_array_foreach(x, i, e)
-		if (!json_is_string(e))
+	KZ_JSON_FOR(e, x) {
+		if (!KZ_IS_STR(e))
 			return bad(v, "%s: must be a list of strings", k);
+	}
 	return 0;
 }
 
-static int int_range(struct vx *v, json_t *o, const char *k, json_int_t lo, json_int_t hi, bool required)
+static int int_range(struct vx *v, const struct kz_json *o, const char *k, long long lo, long long hi, bool required)
 {
-	json_t *x = json_object_get(o, k);
+	const struct kz_json *x = kz_json_get(o, k);
 	if (!x)
 		return required ? bad(v, "%s: required property is missing", k) : 0;
-	if (!json_is_integer(x) || json_integer_value(x) < lo || json_integer_value(x) > hi)
+	long long n;
+	if (!kz_json_int(x, &n) || n < lo || n > hi)
 		return bad(v, "%s: must be an integer from %lld to %lld", k, (long long)lo, (long long)hi);
 	return 0;
 }
 
 /* The common properties of §3.2 that any object may carry. */
-static int common(struct vx *v, json_t *o)
+static int common(struct vx *v, const struct kz_json *o)
 {
-	json_t *x;
-	if ((x = json_object_get(o, "revoked")) && !json_is_boolean(x))
+	const struct kz_json *x;
+	if ((x = kz_json_get(o, "revoked")) && !kz_json_is_bool(x))
 		return bad(v, "revoked: must be true or false");
 	if (string_list(v, o, "labels") || int_range(v, o, "confidence", 0, 100, false))
 		return -1;
-	if ((x = json_object_get(o, "lang")) && !json_is_string(x))
+	if ((x = kz_json_get(o, "lang")) && !KZ_IS_STR(x))
 		return bad(v, "lang: must be a string (RFC 5646 language code)");
-	if ((x = json_object_get(o, "external_references"))) {
-		size_t i;
-		json_t *e;
-		if (!json_is_array(x))
+	if ((x = kz_json_get(o, "external_references"))) {
+		size_t i = 0;
+		if (!KZ_IS_ARR(x))
 			return bad(v, "external_references: must be a list");
-		json_array_foreach(x, i, e)
-		{
-			if (!json_is_object(e) || !json_is_string(json_object_get(e, "source_name")))
+		KZ_JSON_FOR(e, x) {
+			if (!KZ_IS_OBJ(e) || !KZ_IS_STR(kz_json_get(e, "source_name")))
 				return bad(v, "external_references[%zu]: needs a source_name string", i);
+			i++;
 		}
 	}
-	if ((x = json_object_get(o, "granular_markings"))) {
-		size_t i;
-		json_t *e;
-		if (!json_is_array(x))
+	if ((x = kz_json_get(o, "granular_markings"))) {
+		size_t i = 0;
+		if (!KZ_IS_ARR(x))
 			return bad(v, "granular_markings: must be a list");
-		json_array_foreach(x, i, e)
-		{
-			json_t *sel = json_is_object(e) ? json_object_get(e, "selectors") : NULL;
-			if (!sel || !json_is_array(sel) || json_array_size(sel) == 0)
+		KZ_JSON_FOR(e, x) {
+			const struct kz_json *sel = KZ_IS_OBJ(e) ? kz_json_get(e, "selectors") : NULL;
+			if (!sel || !KZ_IS_ARR(sel) || KZ_LEN(sel) == 0)
 				return bad(v, "granular_markings[%zu]: needs a non-empty selectors list", i);
-			json_t *mr = json_object_get(e, "marking_ref");
-			if (!mr && !json_object_get(e, "lang"))
+			const struct kz_json *mr = kz_json_get(e, "marking_ref");
+			if (!mr && !kz_json_get(e, "lang"))
 				return bad(v, "granular_markings[%zu]: needs marking_ref or lang", i);
 			if (mr && check_ref(v, "granular_markings.marking_ref", mr, "marking-definition"))
 				return -1;
+			i++;
 		}
 	}
-	if ((x = json_object_get(o, "extensions"))) {
-		const char *k;
-		json_t *e;
-		if (!json_is_object(x))
+	if ((x = kz_json_get(o, "extensions"))) {
+		if (!KZ_IS_OBJ(x))
 			return bad(v, "extensions: must be a dictionary");
-		json_object_foreach(x, k, e)
-		{
-			if (!json_is_object(e))
+		KZ_JSON_FOR(e, x) {
+			const char *k = e->key;
+			if (!KZ_IS_OBJ(e))
 				return bad(v, "extensions.%s: must be an object", k);
 			if (strncmp(k, "extension-definition--", 22) == 0) {
 				if (!ident_ok(k, NULL, NULL))
@@ -273,54 +273,89 @@ static int common(struct vx *v, json_t *o)
 
 /* object_marking_refs: identifiers of resolvable marking definitions; TLP levels noted and
  * TLP 1.0 / OpenCTI ids rewritten to TLP 2.0. */
-static int markings(struct vx *v, json_t *o)
+static int markings(struct vx *v, const struct kz_json *o)
 {
-	json_t *x = json_object_get(o, "object_marking_refs"), *e;
-	size_t i;
+	const struct kz_json *x = kz_json_get(o, "object_marking_refs");
 	if (!x)
 		return 0;
-	if (!json_is_array(x))
+	if (!KZ_IS_ARR(x))
 		return bad(v, "object_marking_refs: must be a list of marking-definition identifiers");
+	if (x->len > STIX_MAX_MARKINGS)
+		return bad(v, "object_marking_refs: more than %d markings", STIX_MAX_MARKINGS);
 	int tlp = 0;
-	json_array_foreach(x, i, e)
-	{
+	KZ_JSON_FOR(e, x) {
 		if (check_ref(v, "object_marking_refs", e, "marking-definition"))
 			return -1;
-		const char *id = json_string_value(e);
+		const char *id = kz_json_str(e);
 		int t = stix_tlp_of(id);
 		if (t) {
 			if (tlp && tlp != t)
 				return bad(v, "object_marking_refs: two different TLP levels");
 			tlp = t;
-			if (strcmp(id, stix_tlp2_id(t)) != 0) {
-				json_array_set_new(x, i, json_string(stix_tlp2_id(t)));
+			if (strcmp(id, stix_tlp2_id(t)) != 0)
 				v->info->tlp_rewritten = true;
-			}
 		} else if (!v->opts->marking_known || !v->opts->marking_known(v->opts->ctx, id))
 			return bad(v, "object_marking_refs: %s does not resolve (not a TLP marking, not in this request "
 				      "or the collection)", id);
 	}
-	/* the same TLP level named twice (1.0 and 2.0 ids) collapses to one ref */
-	for (size_t a = 0; a < json_array_size(x); a++)
-		for (size_t b = a + 1; b < json_array_size(x);) {
-			if (json_equal(json_array_get(x, a), json_array_get(x, b)))
-				json_array_remove(x, b);
-			else
-				b++;
-		}
+	/* the same marking named twice (a TLP level by its 1.0 and 2.0 ids, say) is kept once */
+	const char *l[STIX_MAX_MARKINGS];
+	if (stix_markings(o, l) != x->len)
+		v->info->tlp_rewritten = true;
 	v->info->tlp = (uint8_t)tlp;
 	return 0;
 }
 
+size_t stix_markings(const struct kz_json *o, const char *out[STIX_MAX_MARKINGS])
+{
+	size_t k = 0;
+	KZ_JSON_FOR(e, kz_json_get(o, "object_marking_refs")) {
+		const char *id = kz_json_str(e);
+		int t = id ? stix_tlp_of(id) : 0;
+		if (t)
+			id = stix_tlp2_id(t);
+		bool dup = !id;
+		for (size_t j = 0; j < k && !dup; j++)
+			dup = strcmp(out[j], id) == 0;
+		if (!dup && k < STIX_MAX_MARKINGS)
+			out[k++] = id;
+	}
+	return k;
+}
+
+char *stix_rewrite(const char *text, const struct kz_json *o, size_t *len)
+{
+	const struct kz_json *x = kz_json_get(o, "object_marking_refs");
+	const char *l[STIX_MAX_MARKINGS];
+	size_t k = stix_markings(o, l);
+	size_t head = x ? x->off - o->off : o->end - o->off, tail = x ? o->end - x->end : 0, n = head + 2 + tail;
+	for (size_t i = 0; i < k; i++)
+		n += strlen(l[i]) + 3;
+	char *s = malloc(n + 1), *w = s;
+	if (!s)
+		return NULL;
+	memcpy(w, text + o->off, head);
+	w += head;
+	if (x) { /* identifiers (checked by validation) need no escaping */
+		*w++ = '[';
+		for (size_t i = 0; i < k; i++)
+			w += sprintf(w, "%s\"%s\"", i ? "," : "", l[i]);
+		*w++ = ']';
+		memcpy(w, text + x->end, tail);
+		w += tail;
+	}
+	*w = 0;
+	*len = (size_t)(w - s);
+	return s;
+}
+
 /* Property names (§3.1): ASCII letters, digits and '_', at most 250; x_ and names the spec
  * does not define are custom (allowed only when the collection allows them). */
-static int prop_names(struct vx *v, json_t *o)
+static int prop_names(struct vx *v, const struct kz_json *o)
 {
-	const char *k;
-	json_t *x;
-	json_object_foreach(o, k, x)
-	{
-		size_t n = strlen(k);
+	KZ_JSON_FOR(x, o) {
+		const char *k = x->key;
+		size_t n = x->klen;
 		if (n == 0 || n > 250)
 			return bad(v, "property name \"%.40s\" must be 1 to 250 characters", k);
 		for (size_t i = 0; i < n; i++) {
@@ -341,9 +376,9 @@ static int prop_names(struct vx *v, json_t *o)
 
 /* ---------- per type ---------- */
 
-static int sdo_specific(struct vx *v, json_t *o, const char *t)
+static int sdo_specific(struct vx *v, const struct kz_json *o, const char *t)
 {
-	json_t *x;
+	const struct kz_json *x;
 	int64_t a, b;
 	static const char *const named[] = { "attack-pattern", "campaign", "course-of-action", "identity", "incident",
 					     "infrastructure", "intrusion-set", "threat-actor", "tool",
@@ -354,7 +389,7 @@ static int sdo_specific(struct vx *v, json_t *o, const char *t)
 		if (need_str(v, o, "pattern") || need_str(v, o, "pattern_type") ||
 		    check_ts(v, o, "valid_from", true, false, &a) || check_ts(v, o, "valid_until", false, false, &b))
 			return -1;
-		if (json_object_get(o, "valid_until") && b <= a)
+		if (kz_json_get(o, "valid_until") && b <= a)
 			return bad(v, "valid_until: must be later than valid_from");
 		if (strcmp(str_of(o, "pattern_type"), "stix") == 0) {
 			const char *p = str_of(o, "pattern");
@@ -364,9 +399,9 @@ static int sdo_specific(struct vx *v, json_t *o, const char *t)
 		return 0;
 	}
 	if (strcmp(t, "malware") == 0) {
-		if (!(x = json_object_get(o, "is_family")) || !json_is_boolean(x))
+		if (!(x = kz_json_get(o, "is_family")) || !kz_json_is_bool(x))
 			return bad(v, "is_family: required, true or false");
-		if (json_is_true(x))
+		if (x->type == KZ_JSON_TRUE)
 			return need_str(v, o, "name");
 		return 0;
 	}
@@ -390,38 +425,39 @@ static int sdo_specific(struct vx *v, json_t *o, const char *t)
 			return -1;
 		if (b < a)
 			return bad(v, "last_observed: must not be earlier than first_observed");
-		if (!json_object_get(o, "object_refs") && !json_object_get(o, "objects"))
+		if (!kz_json_get(o, "object_refs") && !kz_json_get(o, "objects"))
 			return bad(v, "object_refs: required property is missing");
 		return nonempty_list(v, o, "object_refs", false);
 	}
 	if (strcmp(t, "location") == 0) {
-		json_t *la = json_object_get(o, "latitude"), *lo = json_object_get(o, "longitude");
-		if (!json_object_get(o, "region") && !json_object_get(o, "country") && !(la && lo))
+		const struct kz_json *la = kz_json_get(o, "latitude"), *lo = kz_json_get(o, "longitude");
+		if (!kz_json_get(o, "region") && !kz_json_get(o, "country") && !(la && lo))
 			return bad(v, "location: needs region, country, or latitude and longitude");
 		if ((la && !lo) || (lo && !la))
 			return bad(v, "latitude/longitude: both or neither");
-		if (la && (!json_is_number(la) || json_number_value(la) < -90 || json_number_value(la) > 90))
+		double d;
+		if (la && (!kz_json_num(la, &d) || !(d >= -90 && d <= 90)))
 			return bad(v, "latitude: must be a number from -90 to 90");
-		if (lo && (!json_is_number(lo) || json_number_value(lo) < -180 || json_number_value(lo) > 180))
+		if (lo && (!kz_json_num(lo, &d) || !(d >= -180 && d <= 180)))
 			return bad(v, "longitude: must be a number from -180 to 180");
 		return 0;
 	}
 	if (strcmp(t, "malware-analysis") == 0) {
 		if (need_str(v, o, "product"))
 			return -1;
-		if (!json_object_get(o, "result") && !json_object_get(o, "analysis_sco_refs"))
+		if (!kz_json_get(o, "result") && !kz_json_get(o, "analysis_sco_refs"))
 			return bad(v, "malware-analysis: needs result or analysis_sco_refs");
 		return 0;
 	}
 	return 0;
 }
 
-static int sro_specific(struct vx *v, json_t *o, const char *t)
+static int sro_specific(struct vx *v, const struct kz_json *o, const char *t)
 {
 	if (strcmp(t, "relationship") == 0) {
 		if (need_str(v, o, "relationship_type"))
 			return -1;
-		json_t *s = json_object_get(o, "source_ref"), *d = json_object_get(o, "target_ref");
+		const struct kz_json *s = kz_json_get(o, "source_ref"), *d = kz_json_get(o, "target_ref");
 		if (!s)
 			return bad(v, "source_ref: required property is missing");
 		if (!d)
@@ -430,19 +466,17 @@ static int sro_specific(struct vx *v, json_t *o, const char *t)
 	}
 	/* sighting (§5.2) */
 	int64_t a, b;
-	if (!json_object_get(o, "sighting_of_ref"))
+	if (!kz_json_get(o, "sighting_of_ref"))
 		return bad(v, "sighting_of_ref: required property is missing");
 	if (int_range(v, o, "count", 0, 999999999, false) || check_ts(v, o, "first_seen", false, false, &a) ||
 	    check_ts(v, o, "last_seen", false, false, &b))
 		return -1;
-	if (json_object_get(o, "first_seen") && json_object_get(o, "last_seen") && b < a)
+	if (kz_json_get(o, "first_seen") && kz_json_get(o, "last_seen") && b < a)
 		return bad(v, "last_seen: must not be earlier than first_seen");
-	if (json_object_get(o, "where_sighted_refs")) {
-		json_t *x = json_object_get(o, "where_sighted_refs"), *e;
-		size_t i;
-		json_array_foreach(x, i, e)
-		{
-			const char *s = json_string_value(e);
+	if (kz_json_get(o, "where_sighted_refs")) {
+		const struct kz_json *x = kz_json_get(o, "where_sighted_refs");
+		KZ_JSON_FOR(e, x) {
+			const char *s = kz_json_str(e);
 			if (s && strncmp(s, "identity--", 10) != 0 && strncmp(s, "location--", 10) != 0)
 				return bad(v, "where_sighted_refs: must reference identity or location objects");
 		}
@@ -450,7 +484,7 @@ static int sro_specific(struct vx *v, json_t *o, const char *t)
 	return 0;
 }
 
-static int sco_specific(struct vx *v, json_t *o, const char *t)
+static int sco_specific(struct vx *v, const struct kz_json *o, const char *t)
 {
 	static const char *const valued[] = { "domain-name", "email-addr", "ipv4-addr", "ipv6-addr", "mac-addr", "url", NULL };
 	if (in_list(valued, t))
@@ -461,33 +495,33 @@ static int sco_specific(struct vx *v, json_t *o, const char *t)
 		return need_str(v, o, "path");
 	if (strcmp(t, "mutex") == 0 || strcmp(t, "software") == 0)
 		return need_str(v, o, "name");
-	if (strcmp(t, "file") == 0 && !json_object_get(o, "hashes") && !json_object_get(o, "name"))
+	if (strcmp(t, "file") == 0 && !kz_json_get(o, "hashes") && !kz_json_get(o, "name"))
 		return bad(v, "file: needs hashes or name");
-	if (strcmp(t, "email-message") == 0 && !json_is_boolean(json_object_get(o, "is_multipart")))
+	if (strcmp(t, "email-message") == 0 && !kz_json_is_bool(kz_json_get(o, "is_multipart")))
 		return bad(v, "is_multipart: required, true or false");
 	if (strcmp(t, "network-traffic") == 0)
 		return nonempty_list(v, o, "protocols", true);
 	return 0;
 }
 
-static int meta_specific(struct vx *v, json_t *o, const char *t)
+static int meta_specific(struct vx *v, const struct kz_json *o, const char *t)
 {
 	if (strcmp(t, "marking-definition") == 0) {
-		if (json_object_get(o, "modified"))
+		if (kz_json_get(o, "modified"))
 			return bad(v, "modified: marking definitions cannot be versioned (STIX 2.1 §7.2.1)");
-		json_t *dt = json_object_get(o, "definition_type"), *d = json_object_get(o, "definition");
-		if (!json_object_get(o, "extensions") && !(dt && d))
+		const struct kz_json *dt = kz_json_get(o, "definition_type"), *d = kz_json_get(o, "definition");
+		if (!kz_json_get(o, "extensions") && !(dt && d))
 			return bad(v, "marking-definition: needs definition_type and definition, or extensions");
-		if ((dt && !json_is_string(dt)) || (d && !json_is_object(d)))
+		if ((dt && !KZ_IS_STR(dt)) || (d && !KZ_IS_OBJ(d)))
 			return bad(v, "definition: definition_type must be a string and definition an object");
 		return 0;
 	}
 	if (strcmp(t, "language-content") == 0) {
-		if (!json_object_get(o, "object_ref"))
+		if (!kz_json_get(o, "object_ref"))
 			return bad(v, "object_ref: required property is missing");
 		if (check_ts(v, o, "object_modified", false, true, NULL))
 			return -1;
-		if (!json_is_object(json_object_get(o, "contents")))
+		if (!KZ_IS_OBJ(kz_json_get(o, "contents")))
 			return bad(v, "contents: required, a dictionary");
 		return 0;
 	}
@@ -497,17 +531,17 @@ static int meta_specific(struct vx *v, json_t *o, const char *t)
 	return nonempty_list(v, o, "extension_types", true);
 }
 
-int stix_validate(json_t *o, const struct stix_opts *opts, struct stix_info *info, char *err, size_t err_len)
+int stix_validate(const struct kz_json *o, const struct stix_opts *opts, struct stix_info *info, char *err, size_t err_len)
 {
 	struct vx v = { err, err_len, opts, info };
 	memset(info, 0, sizeof *info);
 	info->created_us = INT64_MIN;
-	if (!json_is_object(o))
+	if (!KZ_IS_OBJ(o))
 		return bad(&v, "not a JSON object");
-	json_t *tj = json_object_get(o, "type");
+	const struct kz_json *tj = kz_json_get(o, "type");
 	if (!tj)
 		return bad(&v, "type: required property is missing");
-	const char *t = json_string_value(tj);
+	const char *t = kz_json_str(tj);
 	if (!t || !type_ok(t, strlen(t)))
 		return bad(&v, "type: must be 3 to 250 characters of a-z, 0-9 and '-' (STIX 2.1 §3.1)");
 	if (strcmp(t, "bundle") == 0)
@@ -524,10 +558,10 @@ int stix_validate(json_t *o, const struct stix_opts *opts, struct stix_info *inf
 				       "objects", t);
 		info->custom = true;
 	}
-	json_t *idj = json_object_get(o, "id");
+	const struct kz_json *idj = kz_json_get(o, "id");
 	if (!idj)
 		return bad(&v, "id: required property is missing");
-	const char *id = json_string_value(idj);
+	const char *id = kz_json_str(idj);
 	size_t tl;
 	if (!id || !ident_ok(id, &tl, info->uuid))
 		return bad(&v, "id: must be an identifier type--UUID (RFC 4122), got %.80s%s", id ? "\"" : "",
@@ -535,9 +569,9 @@ int stix_validate(json_t *o, const struct stix_opts *opts, struct stix_info *inf
 	if (tl != strlen(t) || memcmp(id, t, tl) != 0)
 		return bad(&v, "id: \"%.80s\" does not start with the object's type \"%s--\"", id, t);
 	snprintf(info->id, sizeof info->id, "%s", id);
-	json_t *sv = json_object_get(o, "spec_version");
-	if (sv && (!json_is_string(sv) || strcmp(json_string_value(sv), "2.1") != 0))
-		return bad(&v, "spec_version: must be \"2.1\"%s", json_is_string(sv) && strcmp(json_string_value(sv), "2.0") == 0
+	const struct kz_json *sv = kz_json_get(o, "spec_version");
+	if (sv && (!KZ_IS_STR(sv) || strcmp(kz_json_str(sv), "2.1") != 0))
+		return bad(&v, "spec_version: must be \"2.1\"%s", KZ_IS_STR(sv) && strcmp(kz_json_str(sv), "2.0") == 0
 									 ? " (STIX 2.0 objects are not accepted)"
 									 : "");
 	if (!sv && info->kind != STIX_SCO)
@@ -555,11 +589,11 @@ int stix_validate(json_t *o, const struct stix_opts *opts, struct stix_info *inf
 				return bad(&v, "modified: must not be earlier than created");
 		} else
 			info->modified_us = info->created_us;
-		json_t *cb = json_object_get(o, "created_by_ref");
+		const struct kz_json *cb = kz_json_get(o, "created_by_ref");
 		if (cb) {
 			if (check_ref(&v, "created_by_ref", cb, "identity"))
 				return -1;
-			snprintf(info->created_by_ref, sizeof info->created_by_ref, "%s", json_string_value(cb));
+			snprintf(info->created_by_ref, sizeof info->created_by_ref, "%s", kz_json_str(cb));
 		}
 	} else
 		info->modified_us = INT64_MIN;

@@ -304,7 +304,6 @@ static void plists_free(struct tx_plist *l, uint32_t n)
 	free(l);
 }
 
-#define TX_MAX_MARKS 256 /* object_marking_refs indexed per object */
 
 static int cmp_u32(const void *a, const void *b)
 {
@@ -326,16 +325,16 @@ static uint32_t mset_intern(struct taxii *t, uint32_t *ix, size_t k)
 }
 
 /* Interns an object's created_by_ref (NULL or "": none) and markings (at most
- * TX_MAX_MARKS). -1 when an intern table is full. */
+ * STIX_MAX_MARKINGS). -1 when an intern table is full. */
 static int refs_intern(struct taxii *t, const char *by, const char *const *marks, size_t nm, uint32_t *by_i,
 		       uint32_t *mk_i)
 {
 	*by_i = *mk_i = TX_NONE;
 	if (by && by[0] && (*by_i = intern(&t->refs, by, strlen(by), true)) == TX_NONE)
 		return -1;
-	uint32_t ix[TX_MAX_MARKS];
+	uint32_t ix[STIX_MAX_MARKINGS];
 	size_t k = 0;
-	for (size_t i = 0; i < nm && k < TX_MAX_MARKS; i++)
+	for (size_t i = 0; i < nm && k < STIX_MAX_MARKINGS; i++)
 		if ((ix[k++] = intern(&t->refs, marks[i], strlen(marks[i]), true)) == TX_NONE)
 			return -1;
 	return k && (*mk_i = mset_intern(t, ix, k)) == TX_NONE ? -1 : 0;
@@ -375,7 +374,7 @@ static void refs_props(struct taxii *t, const struct tx_ent *e, struct kz_buf *b
  * only when they are user properties: the block is ours). */
 static int refs_from_props(struct taxii *t, const uint8_t *p, size_t n, uint32_t *by_i, uint32_t *mk_i)
 {
-	uint32_t ix[TX_MAX_MARKS];
+	uint32_t ix[STIX_MAX_MARKINGS];
 	size_t k = 0;
 	*by_i = *mk_i = TX_NONE;
 	for (size_t i = 0; i < n;) {
@@ -392,12 +391,12 @@ static int refs_from_props(struct taxii *t, const uint8_t *p, size_t n, uint32_t
 		i += 5 + kl + vl;
 		bool is_by = kl == strlen(PROP_BY) && memcmp(key, PROP_BY, kl) == 0;
 		bool is_mk = kl == strlen(PROP_MK) && memcmp(key, PROP_MK, kl) == 0;
-		uint32_t x = is_by || (is_mk && k < TX_MAX_MARKS) ? intern(&t->refs, v, vl, true) : TX_NONE;
-		if ((is_by || (is_mk && k < TX_MAX_MARKS)) && x == TX_NONE)
+		uint32_t x = is_by || (is_mk && k < STIX_MAX_MARKINGS) ? intern(&t->refs, v, vl, true) : TX_NONE;
+		if ((is_by || (is_mk && k < STIX_MAX_MARKINGS)) && x == TX_NONE)
 			return -1;
 		if (is_by)
 			*by_i = x;
-		else if (is_mk && k < TX_MAX_MARKS)
+		else if (is_mk && k < STIX_MAX_MARKINGS)
 			ix[k++] = x;
 	}
 	return k && (*mk_i = mset_intern(t, ix, k)) == TX_NONE ? -1 : 0;
@@ -831,13 +830,6 @@ static int rebuild_cb(void *ctx, uint64_t seq, const uint8_t *body, size_t n, co
 
 /* ---------- open / close ---------- */
 
-static void *arena_malloc(size_t n);
-static void arena_free(void *p);
-static pthread_key_t arena_key;
-static pthread_once_t arena_once = PTHREAD_ONCE_INIT;
-static void arena_release(void *base) { free(base); } /* at the worker thread's end */
-static void arena_key_init(void) { pthread_key_create(&arena_key, arena_release); }
-
 int taxii_open(const struct taxii_config *cfg, struct taxii **out, char *why, size_t why_len)
 {
 	struct taxii *t = calloc(1, sizeof *t);
@@ -846,8 +838,6 @@ int taxii_open(const struct taxii_config *cfg, struct taxii **out, char *why, si
 		return -1;
 	}
 	t->cfg = *cfg;
-	pthread_once(&arena_once, arena_key_init);
-	json_set_alloc_funcs(arena_malloc, arena_free);
 	pthread_mutex_init(&t->intern, NULL);
 	pthread_mutex_init(&t->st_lock, NULL);
 	pthread_mutex_init(&t->refs.lock, NULL);
@@ -1765,29 +1755,6 @@ static void post_item_done(void *ctx, int status, uint64_t seq)
 
 /* What a POST's markings resolve against: the marking definitions in the request (their
  * ids, gathered once) and the collection. */
-struct mk_ctx {
-	json_t *ids; /* object: id -> true */
-	struct tx_coll *c;
-	struct taxii *t;
-};
-
-static bool marking_known(void *ctx, const char *id)
-{
-	struct mk_ctx *m = ctx;
-	if (json_object_get(m->ids, id))
-		return true;
-	uint8_t u[16];
-	if (strlen(id) < 20 || kz_uuid_parse(id + 20, u))
-		return false;
-	uint32_t ti = type_index(m->t, "marking-definition", false);
-	if (ti == TX_NONE)
-		return false;
-	pthread_rwlock_rdlock(&m->c->lock);
-	bool found = slot_of(m->c, ti, u, false) != NULL;
-	pthread_rwlock_unlock(&m->c->lock);
-	return found;
-}
-
 /* The label of what this request posts: TLP from the object, audience from the request
  * (Kizuna-Audience: org:NAME, id:SPIFFE-ID, ...) or the poster's organisation / identity. */
 static int label_for(struct kz_http_req *r, const struct tx_subject *sub, const char *base, int tlp, char *out,
@@ -1945,126 +1912,58 @@ static struct kz_store_item record_item(struct taxii *t, struct tx_post *p, size
 	return (struct kz_store_item){ data, data ? (uint32_t)rec->len : 0, post_item_done, dc, pos };
 }
 
-/* ---------- raw object slices of an envelope ---------- */
-
-/* The byte ranges of the elements of the top-level "objects" array; 0 when found (and
- * *n == the number of elements), -1 otherwise (the caller re-encodes instead). */
-static int object_slices(const char *p, size_t n, size_t (**rng)[2], size_t *count)
-{
-	*rng = NULL;
-	*count = 0;
-	size_t i = kz_json_skip_ws(p, n, 0);
-	if (i >= n || p[i] != '{')
-		return -1;
-	i++;
-	for (;;) {
-		i = kz_json_skip_ws(p, n, i);
-		if (i >= n || p[i] != '"')
-			return -1;
-		size_t ks = i, ke = kz_json_value_end(p, n, i);
-		if (!ke)
-			return -1;
-		i = kz_json_skip_ws(p, n, ke);
-		if (i >= n || p[i] != ':')
-			return -1;
-		i = kz_json_skip_ws(p, n, i + 1);
-		if (ke - ks == 9 && memcmp(p + ks, "\"objects\"", 9) == 0 && i < n && p[i] == '[') {
-			size_t cap = 0;
-			i = kz_json_skip_ws(p, n, i + 1);
-			while (i < n && p[i] != ']') {
-				size_t e = kz_json_value_end(p, n, i);
-				if (!e)
-					break;
-				if (*count == cap) {
-					cap = cap ? cap * 2 : 256;
-					size_t(*nr)[2] = realloc(*rng, cap * sizeof **rng);
-					if (!nr)
-						break;
-					*rng = nr;
-				}
-				(*rng)[*count][0] = i;
-				(*rng)[(*count)++][1] = e;
-				i = kz_json_skip_ws(p, n, e);
-				if (i < n && p[i] == ',')
-					i = kz_json_skip_ws(p, n, i + 1);
-			}
-			if (i < n && p[i] == ']')
-				return 0;
-			free(*rng);
-			*rng = NULL;
-			*count = 0;
-			return -1;
-		}
-		size_t e = kz_json_value_end(p, n, i);
-		if (!e)
-			return -1;
-		i = kz_json_skip_ws(p, n, e);
-		if (i < n && p[i] == ',')
-			i++;
-		else
-			return -1;
-	}
-}
-
-/* ---------- an arena for the trees of POSTed envelopes ----------
+/* ---------- the tree of a POSTed envelope ----------
  *
- * jansson allocates every value and key separately; for a 1,000-object envelope that is
- * hundreds of thousands of malloc/free pairs, a fifth of the import's CPU. While a worker
- * parses an envelope, jansson's allocator hands out memory from the worker's arena instead;
- * freeing arena memory is a no-op and the arena is reused from the start by the next parse
- * (the previous tree is gone by then: post_objects releases it before it returns). Memory
- * from anywhere else goes to malloc/free as before, so the hooks are safe process-wide. */
-struct tx_arena {
-	char *base;
-	size_t cap, used;
+ * Each worker parses envelopes with its own kz_json document (flat, read-only, with every
+ * object's span in the body: objects that validation leaves as they are get stored as
+ * those bytes). Its buffers are kept for the next envelope up to TX_DOC_KEEP bytes each. */
+#define TX_DOC_KEEP (8u << 20)
+static pthread_key_t doc_key;
+static pthread_once_t doc_once = PTHREAD_ONCE_INIT;
+static void doc_release(void *d)
+{
+	kz_json_free(d);
+	free(d);
+}
+static void doc_key_init(void) { pthread_key_create(&doc_key, doc_release); }
+
+static struct kz_json_doc *worker_doc(void)
+{
+	pthread_once(&doc_once, doc_key_init);
+	struct kz_json_doc *d = pthread_getspecific(doc_key);
+	if (!d && (d = calloc(1, sizeof *d)) && pthread_setspecific(doc_key, d)) {
+		free(d);
+		d = NULL;
+	}
+	return d;
+}
+
+/* A sorted list of the marking-definition ids an envelope brings (objects may refer to
+ * them before they are stored). */
+struct mk_ctx {
+	const char **ids;
+	size_t n;
+	struct tx_coll *c;
+	struct taxii *t;
 };
-static __thread struct tx_arena worker_arena;
-static __thread bool arena_on;
-#define TX_ARENA_MAX (64u << 20)
 
-static void *arena_malloc(size_t n)
-{
-	struct tx_arena *a = &worker_arena;
-	if (arena_on) {
-		size_t k = (n + 15) & ~(size_t)15;
-		if (k <= a->cap - a->used) {
-			void *p = a->base + a->used;
-			a->used += k;
-			return p;
-		}
-	}
-	return malloc(n);
-}
+static int cmp_str(const void *a, const void *b) { return strcmp(*(const char *const *)a, *(const char *const *)b); }
 
-static void arena_free(void *p)
+static bool marking_known(void *ctx, const char *id)
 {
-	struct tx_arena *a = &worker_arena;
-	if (a->base && (char *)p >= a->base && (char *)p < a->base + a->cap)
-		return;
-	free(p);
-}
-
-/* Parses body with the arena (sized for it, up to TX_ARENA_MAX; beyond, malloc). */
-static json_t *parse_envelope(const char *body, size_t n, json_error_t *je)
-{
-	struct tx_arena *a = &worker_arena;
-	size_t want = n * 8 + (1u << 20);
-	if (want > TX_ARENA_MAX)
-		want = TX_ARENA_MAX;
-	if (a->cap < want) {
-		char *nb = malloc(want);
-		if (nb) {
-			free(a->base);
-			a->base = nb;
-			a->cap = want;
-			pthread_setspecific(arena_key, nb);
-		}
-	}
-	a->used = 0;
-	arena_on = a->base != NULL;
-	json_t *j = json_loadb(body, n, JSON_REJECT_DUPLICATES, je);
-	arena_on = false;
-	return j;
+	struct mk_ctx *m = ctx;
+	if (m->n && bsearch(&id, m->ids, m->n, sizeof *m->ids, cmp_str))
+		return true;
+	uint8_t u[16];
+	if (strlen(id) < 20 || kz_uuid_parse(id + 20, u))
+		return false;
+	uint32_t ti = type_index(m->t, "marking-definition", false);
+	if (ti == TX_NONE)
+		return false;
+	pthread_rwlock_rdlock(&m->c->lock);
+	bool found = slot_of(m->c, ti, u, false) != NULL;
+	pthread_rwlock_unlock(&m->c->lock);
+	return found;
 }
 
 static void post_objects(struct taxii *t, struct kz_http_req *r, struct tx_coll *c, struct tx_subject *sub)
@@ -2074,27 +1973,47 @@ static void post_objects(struct taxii *t, struct kz_http_req *r, struct tx_coll 
 		return err(r, 406, "Not Acceptable", "this resource answers " TAXII_MT);
 	if (!content_type_ok(r))
 		return err(r, 415, "Unsupported Media Type", "post an envelope as " TAXII_MT);
-	json_error_t je;
-	json_t *env = parse_envelope(r->body, r->body_len, &je);
-	if (!env)
-		return kz_http_error(r, 400, TAXII_MT, "Bad Request", "the body is not JSON: line %d: %s", je.line, je.text);
-	json_t *objs = json_object_get(env, "objects");
-	if (!json_is_object(env) || !json_is_array(objs)) {
-		json_decref(env);
-		return err(r, 422, "Unprocessable Entity", "expected an envelope (or bundle) with an \"objects\" list");
+	struct kz_json_doc *doc = worker_doc();
+	if (!doc)
+		return err(r, 500, "Internal Server Error", "out of memory");
+	if (kz_json_parse(doc, r->body, r->body_len)) {
+		kz_http_error(r, 400, TAXII_MT, "Bad Request", "the body is not JSON: line %u column %u: %s", doc->err_line,
+			      doc->err_col, doc->err);
+		return kz_json_trim(doc, TX_DOC_KEEP);
 	}
-	size_t n = json_array_size(objs);
+	const struct kz_json *env = kz_json_root(doc), *objs = kz_json_get(env, "objects");
+	if (!kz_json_is(objs, KZ_JSON_ARRAY)) {
+		err(r, 422, "Unprocessable Entity", "expected an envelope (or bundle) with an \"objects\" list");
+		return kz_json_trim(doc, TX_DOC_KEEP);
+	}
+	size_t n = objs->len;
 	if (n > t->cfg.max_post_objects) {
-		json_decref(env);
-		return kz_http_error(r, 413, TAXII_MT, "Payload Too Large", "%zu objects in one envelope (limit %u)", n,
-				     t->cfg.max_post_objects);
+		kz_http_error(r, 413, TAXII_MT, "Payload Too Large", "%zu objects in one envelope (limit %u)", n,
+			      t->cfg.max_post_objects);
+		return kz_json_trim(doc, TX_DOC_KEEP);
 	}
 	struct tx_status *st = status_new(t, r->identity, n);
 	struct tx_post *p = calloc(1, sizeof *p);
 	struct tx_item *items = calloc(n ? n : 1, sizeof *items);
 	struct kz_store_item *si = calloc(n ? n : 1, sizeof *si);
-	if (!st || !p || !items || !si) {
-		json_decref(env);
+	struct mk_ctx mk = { NULL, 0, c, t };
+	KZ_JSON_FOR(mo, objs) {
+		const char *mt = kz_json_get_str(mo, "type"), *mid = kz_json_get_str(mo, "id");
+		if (mt && mid && strcmp(mt, "marking-definition") == 0)
+			mk.n++;
+	}
+	if (mk.n && (mk.ids = malloc(mk.n * sizeof *mk.ids))) {
+		mk.n = 0;
+		KZ_JSON_FOR(mo, objs) {
+			const char *mt = kz_json_get_str(mo, "type"), *mid = kz_json_get_str(mo, "id");
+			if (mt && mid && strcmp(mt, "marking-definition") == 0)
+				mk.ids[mk.n++] = mid;
+		}
+		qsort(mk.ids, mk.n, sizeof *mk.ids, cmp_str);
+	}
+	if (!st || !p || !items || !si || (mk.n && !mk.ids)) {
+		free(mk.ids);
+		kz_json_trim(doc, TX_DOC_KEEP);
 		status_free(st);
 		free(p);
 		free(items);
@@ -2106,24 +2025,8 @@ static void post_objects(struct taxii *t, struct kz_http_req *r, struct tx_coll 
 	p->st = st;
 	p->items = items;
 	p->ct = ct;
-	struct mk_ctx mk = { json_object(), c, t };
-	size_t mi;
-	json_t *mo;
-	json_array_foreach(objs, mi, mo)
-	{
-		const char *mt = json_string_value(json_object_get(mo, "type"));
-		const char *mid = json_string_value(json_object_get(mo, "id"));
-		if (mt && mid && strcmp(mt, "marking-definition") == 0)
-			json_object_set_new(mk.ids, mid, json_true());
-	}
 	struct stix_opts opts = { .allow_custom = c->allow_custom, .marking_known = marking_known, .ctx = &mk,
 				  .now_us = (int64_t)(kz_now_wall_ns() / 1000) };
-	/* objects that validation leaves unchanged are stored as they came (no re-encoding) */
-	size_t(*rng)[2] = NULL, nrng = 0;
-	if (object_slices(r->body, r->body_len, &rng, &nrng) || nrng != n) {
-		free(rng);
-		rng = NULL;
-	}
 	/* with a policy, the collection's label (the publish rule's, else the default) is the
 	 * base of every object's; its tlp and aud come from the object and the request */
 	char base[KZ_LABEL_MAX_LEN + 1] = "";
@@ -2147,15 +2050,14 @@ static void post_objects(struct taxii *t, struct kz_http_req *r, struct tx_coll 
 	kz_buf_init(&rec, 0);
 	uint32_t last_ai = TX_NONE;
 	char last_label[2200] = "";
-	for (size_t i = 0; i < n; i++) {
-		json_t *o = json_array_get(objs, i);
+	KZ_JSON_FOR(o, objs) {
 		struct stix_info info;
 		char e[300], ver[64] = "", label[2200];
 		const char *why = NULL;
-		const char *oid = json_string_value(json_object_get(o, "id"));
-		const char *mv = json_string_value(json_object_get(o, "modified"));
+		const char *oid = kz_json_get_str(o, "id");
+		const char *mv = kz_json_get_str(o, "modified");
 		if (!mv)
-			mv = json_string_value(json_object_get(o, "created"));
+			mv = kz_json_get_str(o, "created");
 		snprintf(ver, sizeof ver, "%s", mv ? mv : "");
 		int vrc = stix_validate(o, &opts, &info, e, sizeof e);
 		if (!vrc && label_for(r, sub, base, info.tlp, label, sizeof label, &why)) {
@@ -2176,31 +2078,22 @@ static void post_objects(struct taxii *t, struct kz_http_req *r, struct tx_coll 
 		}
 		uint32_t by_i = TX_NONE, mk_i = TX_NONE;
 		if (!vrc) {
-			json_t *om = json_object_get(o, "object_marking_refs"), *me;
-			const char *marks[TX_MAX_MARKS];
-			size_t nm = 0, mi2;
-			json_array_foreach(om, mi2, me)
-				if (nm < TX_MAX_MARKS && json_is_string(me))
-					marks[nm++] = json_string_value(me);
-			if (json_array_size(om) > TX_MAX_MARKS) {
-				snprintf(e, sizeof e, "object_marking_refs: more than %u markings", TX_MAX_MARKS);
-				vrc = -1;
-			} else if (refs_intern(t, info.created_by_ref, marks, nm, &by_i, &mk_i)) {
+			const char *marks[STIX_MAX_MARKINGS];
+			size_t nm = stix_markings(o, marks);
+			if (refs_intern(t, info.created_by_ref, marks, nm, &by_i, &mk_i)) {
 				snprintf(e, sizeof e, "too many distinct created_by_ref and marking identifiers on this node");
 				vrc = -1;
 			}
 		}
-		/* the object as sent (a slice of the body, no copy) unless validation changed it */
+		/* the object as sent (a slice of the body, no copy) unless its markings change */
 		char *js = NULL;
 		const char *pl = NULL;
 		size_t pll = 0;
-		if (!vrc && rng && !info.tlp_rewritten) {
-			pl = r->body + rng[i][0];
-			pll = rng[i][1] - rng[i][0];
-		} else if (!vrc && (js = json_dumps(o, JSON_COMPACT))) {
+		if (!vrc && !info.tlp_rewritten) {
+			pl = r->body + o->off;
+			pll = o->end - o->off;
+		} else if (!vrc && (js = stix_rewrite(r->body, o, &pll)))
 			pl = js;
-			pll = strlen(js);
-		}
 		if (!vrc && !pl) {
 			snprintf(e, sizeof e, "cannot encode the object");
 			vrc = -1;
@@ -2243,9 +2136,8 @@ static void post_objects(struct taxii *t, struct kz_http_req *r, struct tx_coll 
 		it->plen = (uint32_t)pll;
 		ns++;
 	}
-	json_decref(env);
-	json_decref(mk.ids);
-	free(rng);
+	free(mk.ids);
+	kz_json_trim(doc, TX_DOC_KEEP);
 	if (ns == 0) {
 		status_keep(t, st);
 		pthread_mutex_lock(&t->st_lock);

@@ -11,6 +11,26 @@
 #include <string.h>
 
 #include <cmocka.h>
+#include <jansson.h>
+
+static struct kz_json_doc doc;
+
+/* Validates text as kizuna does (parsed by kz_json). */
+static int validate_text(const char *text, const struct stix_opts *opts, struct stix_info *info, char *err, size_t n)
+{
+	assert_int_equal(kz_json_parse(&doc, text, strlen(text)), 0);
+	return stix_validate(kz_json_root(&doc), opts, info, err, n);
+}
+
+/* Validates a jansson tree (built or edited by a test) through its compact text. */
+static int validate(json_t *o, const struct stix_opts *opts, struct stix_info *info, char *err, size_t n)
+{
+	char *text = json_dumps(o, JSON_COMPACT | JSON_ENCODE_ANY);
+	assert_non_null(text);
+	int rc = validate_text(text, opts, info, err, n);
+	free(text);
+	return rc;
+}
 
 static const char *const shared_bundles[] = { "examples/apt1.json", "examples/poisonivy.json", "ics-attack.json",
 					      "mobile-attack-17.1.json", "tlp2/tlp-amber.json",
@@ -23,28 +43,31 @@ static void test_shared_bundles_validate(void **state)
 	for (size_t b = 0; b < sizeof shared_bundles / sizeof shared_bundles[0]; b++) {
 		char path[1024];
 		snprintf(path, sizeof path, "%s/%s", KZ_STIX_DATA, shared_bundles[b]);
-		json_error_t je;
-		json_t *bundle = json_load_file(path, 0, &je);
-		if (!bundle) {
-			print_message("%s: %s (skipping the shared data)\n", path, je.text);
+		FILE *f = fopen(path, "rb");
+		if (!f) {
+			print_message("%s: cannot open (skipping the shared data)\n", path);
 			skip();
 		}
-		json_t *objs = json_object_get(bundle, "objects"), *o;
-		size_t i, ok = 0;
+		static char buf[64 << 20];
+		size_t len = fread(buf, 1, sizeof buf, f);
+		fclose(f);
+		assert_true(len < sizeof buf);
+		if (kz_json_parse(&doc, buf, len)) {
+			print_message("%s: line %u: %s\n", path, doc.err_line, doc.err);
+			fail();
+		}
+		size_t i = 0;
 		struct stix_opts opts = { .allow_custom = true, .marking_known = known_all };
-		json_array_foreach(objs, i, o)
-		{
+		KZ_JSON_FOR(o, kz_json_get(kz_json_root(&doc), "objects")) {
 			struct stix_info info;
 			char err[256];
 			if (stix_validate(o, &opts, &info, err, sizeof err)) {
-				print_message("%s object %zu (%s): %s\n", shared_bundles[b], i,
-					      json_string_value(json_object_get(o, "id")), err);
+				print_message("%s object %zu (%s): %s\n", shared_bundles[b], i, kz_json_get_str(o, "id"), err);
 				fail();
 			}
-			ok++;
+			i++;
 		}
-		assert_true(ok > 0);
-		json_decref(bundle);
+		assert_true(i > 0);
 	}
 }
 
@@ -67,7 +90,7 @@ static void expect_refused(const char *key, const char *value, const char *want,
 	struct stix_opts opts = { .allow_custom = allow_custom, .now_us = 1795000000000000LL /* 2026-11 */ };
 	struct stix_info info;
 	char err[256] = "";
-	int rc = stix_validate(o, &opts, &info, err, sizeof err);
+	int rc = validate(o, &opts, &info, err, sizeof err);
 	if (rc == 0 || !strstr(err, want)) {
 		print_message("%s=%s: rc %d, err \"%s\", wanted \"%s\"\n", key, value ? value : "(deleted)", rc, err, want);
 		fail();
@@ -77,19 +100,72 @@ static void expect_refused(const char *key, const char *value, const char *want,
 
 static void test_good_indicator_and_tlp_rewrite(void **state)
 {
-	json_t *o = json_loads(good_indicator, 0, NULL);
 	struct stix_opts opts = { 0 };
 	struct stix_info info;
 	char err[256] = "";
-	assert_int_equal(stix_validate(o, &opts, &info, err, sizeof err), 0);
+	assert_int_equal(validate_text(good_indicator, &opts, &info, err, sizeof err), 0);
 	assert_string_equal(info.type, "indicator");
 	assert_int_equal(info.kind, STIX_SDO);
 	assert_int_equal(info.tlp, 2);
 	assert_true(info.tlp_rewritten);
-	/* TLP 1.0 GREEN became TLP 2.0 GREEN */
-	assert_string_equal(json_string_value(json_array_get(json_object_get(o, "object_marking_refs"), 0)),
-			    "marking-definition--bab4a63c-aed9-4cf5-a766-dfca5abac2bb");
 	assert_true(info.modified_us == info.created_us);
+	/* TLP 1.0 GREEN becomes TLP 2.0 GREEN; the rest of the text stays byte for byte */
+	size_t len;
+	char *re = stix_rewrite(good_indicator, kz_json_root(&doc), &len);
+	const char *green2 = "marking-definition--bab4a63c-aed9-4cf5-a766-dfca5abac2bb";
+	char want[2048];
+	snprintf(want, sizeof want, "%.*s[\"%s\"]}", (int)(strstr(good_indicator, "[\"marking") - good_indicator),
+		 good_indicator, green2);
+	assert_string_equal(re, want);
+	assert_int_equal(len, strlen(want));
+	/* and the rewritten object is stored as it is */
+	struct stix_info again;
+	assert_int_equal(validate_text(re, &opts, &again, err, sizeof err), 0);
+	assert_false(again.tlp_rewritten);
+	assert_int_equal(again.tlp, 2);
+	free(re);
+}
+
+static bool known_all_but_x(void *ctx, const char *id) { return !strstr(id, "--11111111-"); }
+
+static void test_markings_normalised(void **state)
+{
+	/* a level by its 1.0 and 2.0 ids, a repeated custom marking: each kept once, in order */
+	const char *green1 = "marking-definition--34098fce-860f-48ae-8e50-ebd3cc5e41da";
+	const char *green2 = "marking-definition--bab4a63c-aed9-4cf5-a766-dfca5abac2bb";
+	const char *mine = "marking-definition--22222222-2222-4222-8222-222222222222";
+	json_t *o = json_loads(good_indicator, 0, NULL);
+	json_object_set_new(o, "object_marking_refs", json_pack("[s,s,s,s]", mine, green1, green2, mine));
+	char *text = json_dumps(o, JSON_COMPACT);
+	struct stix_opts opts = { .marking_known = known_all_but_x };
+	struct stix_info info;
+	char err[256] = "";
+	assert_int_equal(validate_text(text, &opts, &info, err, sizeof err), 0);
+	assert_true(info.tlp_rewritten);
+	const char *l[STIX_MAX_MARKINGS];
+	assert_int_equal(stix_markings(kz_json_root(&doc), l), 2);
+	assert_string_equal(l[0], mine);
+	assert_string_equal(l[1], green2);
+	size_t len;
+	char *re = stix_rewrite(text, kz_json_root(&doc), &len);
+	json_t *back = json_loads(re, 0, NULL);
+	json_object_set_new(o, "object_marking_refs", json_pack("[s,s]", mine, green2));
+	assert_true(json_equal(back, o));
+	free(re);
+	free(text);
+	json_decref(back);
+	/* already TLP 2.0 and without repeats: nothing to rewrite */
+	text = json_dumps(o, JSON_COMPACT);
+	assert_int_equal(validate_text(text, &opts, &info, err, sizeof err), 0);
+	assert_false(info.tlp_rewritten);
+	free(text);
+	/* at most STIX_MAX_MARKINGS */
+	json_t *many = json_array();
+	for (int i = 0; i <= STIX_MAX_MARKINGS; i++)
+		json_array_append_new(many, json_string(mine));
+	json_object_set_new(o, "object_marking_refs", many);
+	assert_int_equal(validate(o, &opts, &info, err, sizeof err), -1);
+	assert_non_null(strstr(err, "object_marking_refs: more than 256 markings"));
 	json_decref(o);
 }
 
@@ -196,14 +272,11 @@ static void test_timestamps_and_tlp(void **state)
 	assert_int_equal(stix_tlp_of("marking-definition--e828b379-4e03-4974-9ac4-e53a884c97c1"), 5);
 	assert_int_equal(stix_tlp_of("identity--e828b379-4e03-4974-9ac4-e53a884c97c1"), 0);
 	for (int t = 1; t <= 5; t++) {
-		json_t *o = json_loads(stix_tlp2_object(t), 0, NULL);
 		struct stix_opts opts = { 0 };
 		struct stix_info info;
 		char err[256];
-		assert_non_null(o);
-		assert_int_equal(stix_validate(o, &opts, &info, err, sizeof err), 0);
+		assert_int_equal(validate_text(stix_tlp2_object(t), &opts, &info, err, sizeof err), 0);
 		assert_string_equal(info.id, stix_tlp2_id(t));
-		json_decref(o);
 	}
 }
 
@@ -211,10 +284,13 @@ int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_good_indicator_and_tlp_rewrite),
+		cmocka_unit_test(test_markings_normalised),
 		cmocka_unit_test(test_refusals),
 		cmocka_unit_test(test_patterns),
 		cmocka_unit_test(test_timestamps_and_tlp),
 		cmocka_unit_test(test_shared_bundles_validate),
 	};
-	return cmocka_run_group_tests(tests, NULL, NULL);
+	int rc = cmocka_run_group_tests(tests, NULL, NULL);
+	kz_json_free(&doc);
+	return rc;
 }
