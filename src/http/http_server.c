@@ -437,6 +437,68 @@ int kz_http_create(const struct kz_http_config *cfg, struct kz_http **out, char 
 	return 0;
 }
 
+/* ---------- h2o's own error answers, as JSON ----------
+ *
+ * Some requests are answered by h2o before any handler runs: a body over
+ * https.max_body_bytes (HTTP/1.1: 413), a request head h2o cannot parse. h2o makes those
+ * answers on the host's fallback path with a text/plain body; this filter on that path
+ * gives them the node's JSON error body ({"title", "description", "http_status"}) instead.
+ * (HTTP/2 bodies over the limit never get that far: libh2o 2.2 resets the stream.) */
+struct err_filter {
+	h2o_filter_t super;
+	struct kz_http *h;
+};
+struct err_ostream {
+	h2o_ostream_t super;
+	h2o_iovec_t body;
+};
+
+static void err_send(h2o_ostream_t *self, h2o_req_t *req, h2o_iovec_t *bufs, size_t n, h2o_send_state_t state)
+{
+	struct err_ostream *os = (struct err_ostream *)self;
+	h2o_iovec_t b = os->body;
+	os->body = h2o_iovec_init(NULL, 0); /* h2o's own text is dropped; ours goes out once */
+	h2o_ostream_send_next(self, req, b.base ? &b : NULL, b.base ? 1 : 0, state);
+}
+
+static void err_setup(h2o_filter_t *self, h2o_req_t *req, h2o_ostream_t **slot)
+{
+	struct kz_http *h = ((struct err_filter *)self)->h;
+	if (req->res.status >= 400) {
+		char desc[160], *body = h2o_mem_alloc_pool(&req->pool, 400);
+		if (req->res.status == 413)
+			snprintf(desc, sizeof desc, "the request body is larger than the node accepts (https.max_body_bytes = %llu)",
+				 (unsigned long long)h->cfg.max_body_bytes);
+		else
+			snprintf(desc, sizeof desc, "%s", req->res.reason ? req->res.reason : "the request cannot be handled");
+		for (char *c = desc; *c; c++) /* h2o's reasons are plain ASCII; keep the JSON well-formed regardless */
+			if (*c == '"' || *c == '\\' || (unsigned char)*c < 0x20 || (unsigned char)*c >= 0x7f)
+				*c = ' ';
+		int len = snprintf(body, 400, "{\"title\":\"%s\",\"description\":\"%s\",\"http_status\":\"%d\"}",
+				   reason_of(req->res.status), desc, req->res.status);
+		req->res.content_length = (size_t)len;
+		h2o_set_header(&req->pool, &req->res.headers, H2O_TOKEN_CONTENT_TYPE, H2O_STRLIT("application/json"), 1);
+		struct err_ostream *os = (struct err_ostream *)h2o_add_ostream(req, sizeof *os, slot);
+		os->super.do_send = err_send;
+		os->body = h2o_iovec_init(body, (size_t)len);
+		slot = &os->super.next;
+		/* audited like any other answer (the handler that would have done it never runs) */
+		SSL *ssl = ssl_of(req);
+		struct peer *p = ssl ? peer_of(ssl) : NULL;
+		char res[300], why[300];
+		snprintf(res, sizeof res, "%.*s %.*s", (int)(req->method.len < 16 ? req->method.len : 16), req->method.base,
+			 (int)(req->path.len < 256 ? req->path.len : 256), req->path.base);
+		snprintf(why, sizeof why, "%d %s: %s", req->res.status, reason_of(req->res.status), desc);
+		kz_audit(&(struct kz_audit_entry){ .subject = p ? p->id : NULL, .serial = p ? p->serial : NULL,
+						  .tls_group = group_of(ssl), .action = "http", .resource = res, .allow = false,
+						  .reason = why });
+		atomic_fetch_add(&h->requests, 1);
+		atomic_fetch_add(req->res.status >= 500 ? &h->e5 : &h->e4, 1);
+		kz_info("https: %s -> %s (answered by libh2o before any handler)", res, why);
+	}
+	h2o_setup_next_ostream(req, slot);
+}
+
 /* h2o's configuration and a worker's context are made on the worker's first HTTPS
  * connection: a node nobody asks over HTTPS keeps none of it (about 0.4 MB). */
 static void ensure_global(struct kz_http *h)
@@ -455,6 +517,9 @@ static void ensure_global(struct kz_http *h)
 		struct kz_handler *hd = (struct kz_handler *)h2o_create_handler(pc, sizeof *hd);
 		hd->h = h;
 		hd->super.on_req = on_req;
+		struct err_filter *ef = (struct err_filter *)h2o_create_filter(&host->fallback_path, sizeof *ef);
+		ef->h = h;
+		ef->super.on_setup_ostream = err_setup;
 		h->inited = true;
 	}
 	pthread_mutex_unlock(&h->init_lock);
