@@ -707,6 +707,8 @@ static void will_store(struct mqtt_shard *s, struct mqtt_session *ss, struct mqt
 void mqtt_shard_publish_will(struct mqtt_shard *s, struct mqtt_session *ss)
 {
 	struct mqtt_msg *w = ss->will;
+	if (!mqtt_policy_will_allowed(ss, w))
+		return;
 	w->created_ms = s->now_ms;
 	kz_info("session '%s': publishing will on '%.*s'", ss->client_id, (int)w->topic_len,
 		(const char *)w->topic);

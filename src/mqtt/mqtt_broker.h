@@ -156,6 +156,7 @@ struct mqtt_session {
 	uint64_t dc_key[8];             /* decision cache: label hash -> dc_val (1 deny, 2 allow) */
 	uint8_t dc_val[8];
 	uint32_t dc_gen;                /* policy generation the cache is for */
+	uint32_t subs_gen;              /* policy generation its subscriptions were re-evaluated for */
 	uint64_t aud_delivered, aud_published, aud_withheld; /* since aud_since_ms, for summaries */
 	uint64_t aud_since_ms;
 };

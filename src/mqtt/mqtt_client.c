@@ -258,6 +258,28 @@ static struct mqtt_msg *will_new(struct mqtt_client *c, const struct mqtt_connec
 	return m;
 }
 
+/* Why a client may not create a record on topic (every path: PUBLISH, retained, will,
+ * topic alias), or NULL when it may. Topics starting with '$' are the server's (MQTT 5.0
+ * §4.7.2); kz_record_encode refuses them too, so this only gives the reason. */
+static const char *reserved_why(const uint8_t *topic, size_t n)
+{
+	if (!kz_topic_reserved(topic, n))
+		return NULL;
+	if (n >= 6 && memcmp(topic, "$taxii", 6) == 0)
+		return "$taxii topics hold validated STIX objects: post them over TAXII 2.1";
+	if (n >= 4 && memcmp(topic, "$SYS", 4) == 0)
+		return "$SYS topics are the server's";
+	return "topics starting with '$' are reserved for the server (MQTT 5.0 4.7.2)";
+}
+
+/* Identities are equal, or both absent (connections without a certificate: unit tests). */
+static bool same_owner(const char *owner, const char *peer)
+{
+	if (!owner || !peer)
+		return owner == peer;
+	return strcmp(owner, peer) == 0;
+}
+
 static void takeover(struct mqtt_client *c, struct mqtt_session *ss, bool clean_start)
 {
 	struct mqtt_client *old = ss->client;
@@ -306,6 +328,11 @@ static void handle_connect(struct mqtt_client *c, const struct mqtt_packet *pkt)
 		const char *why = NULL;
 		if (mqtt_topic_name_check(k->will_topic.p, k->will_topic.len, &b->topic_lim, &why))
 			return refuse(c, MQTT_RC_TOPIC_INVALID, MQTT311_NOT_AUTHORIZED, why);
+		if ((why = reserved_why(k->will_topic.p, k->will_topic.len)) != NULL) {
+			char full[160];
+			snprintf(full, sizeof full, "will: %s", why);
+			return refuse(c, MQTT_RC_NOT_AUTHORIZED, MQTT311_NOT_AUTHORIZED, full);
+		}
 		if (k->will_props.payload_format == 1 &&
 		    !kz_utf8_valid(k->will_payload.p, k->will_payload.len, false))
 			return refuse(c, MQTT_RC_PAYLOAD_FORMAT_INVALID, 0xFF,
@@ -371,6 +398,14 @@ static void handle_connect(struct mqtt_client *c, const struct mqtt_packet *pkt)
 	c->connect_expiry_zero = expiry == 0;
 	struct mqtt_session *ss = mqtt_session_find(c->shard, id, id_len);
 	bool session_present = false;
+	if (ss && !same_owner(ss->peer_id, c->peer_id)) {
+		/* A session belongs to the identity that created it (docs/SECURITY.md): another
+		 * identity may neither take it over nor end it with clean start. */
+		free(assigned);
+		free(subj);
+		return refuse(c, MQTT_RC_CLIENT_ID_INVALID, MQTT311_ID_REJECTED,
+			      "client identifier belongs to a session of another identity");
+	}
 	if (ss) {
 		takeover(c, ss, k->clean_start);
 		if (k->clean_start) {
@@ -401,6 +436,8 @@ static void handle_connect(struct mqtt_client *c, const struct mqtt_packet *pkt)
 	ss->peer_id = c->peer_id ? strdup(c->peer_id) : NULL;
 	free(ss->subj);
 	ss->subj = subj; /* NULL without a policy, or recompiled on first use */
+	if (!session_present) /* its subscriptions will be decided under this policy */
+		ss->subs_gen = pol ? pol->gen : 0;
 	mqtt_session_persist_connect(ss, !session_present);
 	c->keep_alive = k->keep_alive;
 	bool ka_changed = false;
@@ -776,11 +813,8 @@ static void handle_publish(struct mqtt_client *c, const struct mqtt_packet *pkt)
 	if (pkt->props.payload_format == 1 && !kz_utf8_valid(pkt->payload.p, pkt->payload.len, false))
 		return publish_refuse(c, pkt, MQTT_RC_PAYLOAD_FORMAT_INVALID,
 				      "payload is not UTF-8 as its format indicator says");
-	if (topic.len >= 4 && memcmp(topic.p, "$SYS", 4) == 0)
-		return publish_refuse(c, pkt, MQTT_RC_NOT_AUTHORIZED, "$SYS topics are the server's");
-	if (topic.len >= 6 && memcmp(topic.p, "$taxii", 6) == 0)
-		return publish_refuse(c, pkt, MQTT_RC_NOT_AUTHORIZED,
-				      "$taxii topics hold validated STIX objects: post them over TAXII 2.1");
+	if ((why = reserved_why(topic.p, topic.len)) != NULL)
+		return publish_refuse(c, pkt, MQTT_RC_NOT_AUTHORIZED, why);
 	struct msg_label ml = { 0 };
 	struct kz_label lab;
 	char canon[KZ_LABEL_MAX_LEN + 1];

@@ -59,11 +59,21 @@ static inline const struct kz_policy *mqtt_policy(struct mqtt_broker *b)
 const struct kz_subject *mqtt_session_subject(struct mqtt_session *ss, const struct kz_policy *p);
 /* May msg be delivered to the session? True without a policy. Denials are audited. */
 bool mqtt_policy_check_delivery(struct mqtt_session *ss, const struct mqtt_msg *msg, bool count);
+/* May msg be sent to the session now (every send: first, queued, resent)? The label, and,
+ * while the session's subscriptions have not been re-evaluated under the policy in force,
+ * a subscription that the policy still allows must match. True without a policy. */
+bool mqtt_policy_may_send(struct mqtt_session *ss, const struct mqtt_msg *msg, bool count);
 static inline bool mqtt_policy_may_deliver(struct mqtt_session *ss, const struct mqtt_msg *msg)
 {
 	return !atomic_load_explicit(&ss->shard->broker->policy, memory_order_relaxed) ||
-	       mqtt_policy_check_delivery(ss, msg, true);
+	       mqtt_policy_may_send(ss, msg, true);
 }
+/* May the session's will be published now that it fires (the publisher may have lost the
+ * right to its topic or label since CONNECT)? Denials are audited. */
+bool mqtt_policy_will_allowed(struct mqtt_session *ss, const struct mqtt_msg *will);
+/* Drops the queued and in-flight (not yet released) messages for which keep() is false. */
+void mqtt_session_purge(struct mqtt_session *ss, bool (*keep)(struct mqtt_session *ss, const struct mqtt_msg *m, void *ctx),
+			void *ctx);
 /* PUBLISH (and will) decision: the label comes from the user property kz-label (MQTT 5) or
  * the policy's default for the topic. On allow, lab/canon/canon_len hold it; on deny *rc
  * and why (why_len bytes) say why. */

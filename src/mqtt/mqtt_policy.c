@@ -2,15 +2,21 @@
  * of sessions, the per-delivery label check with its per-session decision cache, the
  * PUBLISH label, re-evaluation after a reload, and audit summaries of allowed decisions.
  *
- * Every delivery — live, retained, from a session queue, replayed, a restored backlog —
- * reaches a session through mqtt_session_deliver*() and leaves its queue through
- * mqtt_session_pump(); both ask mqtt_policy_may_deliver(). The cache maps a label's hash
- * to the decision for this session's subject and is cleared when the policy generation
- * changes, so a reload takes effect on the next message. */
+ * Every send — live, retained, from a session queue, replayed, a restored backlog, a resend
+ * with DUP after a reconnect — goes through mqtt_policy_may_send(): the label against the
+ * session's subject, and, until the shard's tick has re-evaluated the session's
+ * subscriptions under a new policy, whether a subscription that the policy still allows
+ * matches the message. The re-evaluation removes the subscriptions that are no longer
+ * allowed together with the queued and in-flight messages that only they matched. The
+ * cache maps a label's hash to the decision for this session's subject and is cleared when
+ * the policy generation changes (a reload of the policy or the registry, the only ways the
+ * subject's attributes change: a session's identity is fixed), so a reload takes effect on
+ * the next message. A will is decided again when it fires. */
 #include "mqtt/mqtt_internal.h"
 
 #include "base/kz_err.h"
 #include "base/kz_log.h"
+#include "base/kz_topic.h"
 #include "trust/audit.h"
 
 #include <stdio.h>
@@ -96,6 +102,68 @@ bool mqtt_policy_check_delivery(struct mqtt_session *ss, const struct mqtt_msg *
 	return allow;
 }
 
+/* Does a subscription of the session that p still allows match m's topic? */
+static bool still_subscribed(struct mqtt_session *ss, const struct kz_policy *p, const struct mqtt_msg *m)
+{
+	const struct kz_subject *s = mqtt_session_subject(ss, p);
+	if (!s)
+		return false;
+	for (uint32_t i = 0; i < ss->n_subs; i++) {
+		const struct mqtt_sub *sub = ss->subs[i];
+		const char *why;
+		if (kz_topic_match((const uint8_t *)sub->filter, sub->filter_len, m->topic, m->topic_len) &&
+		    kz_policy_subscribe(p, s, sub->filter, sub->filter_len, &why))
+			return true;
+	}
+	return false;
+}
+
+bool mqtt_policy_may_send(struct mqtt_session *ss, const struct mqtt_msg *m, bool count)
+{
+	const struct kz_policy *p = mqtt_policy(ss->shard->broker);
+	if (!p)
+		return true;
+	if (ss->subs_gen != p->gen && !still_subscribed(ss, p, m)) {
+		audit_delivery_denied(ss, p, m, "no subscription allowed by the policy in force matches");
+		return false;
+	}
+	return mqtt_policy_check_delivery(ss, m, count);
+}
+
+bool mqtt_policy_will_allowed(struct mqtt_session *ss, const struct mqtt_msg *w)
+{
+	const struct kz_policy *p = mqtt_policy(ss->shard->broker);
+	if (!p)
+		return true;
+	const struct kz_subject *s = mqtt_session_subject(ss, p);
+	const struct kz_label *dl;
+	const char *dt, *why = "out of memory";
+	char w2[160] = "", canon[KZ_LABEL_MAX_LEN + 1];
+	size_t cn;
+	struct kz_label lab;
+	bool ok = s && kz_policy_connect(p, s, &why) &&
+		  kz_policy_publish(p, s, (const char *)w->topic, w->topic_len, &dl, &dt, &why);
+	if (ok && w->label) {
+		if (kz_label_parse(p, (const char *)w->label, w->label_len, &lab, canon, &cn, w2, sizeof w2)) {
+			ok = false;
+			why = "its label is not valid under the policy in force";
+		} else {
+			ok = kz_policy_may_label(p, s, &lab, &why);
+		}
+	}
+	if (ok)
+		return true;
+	char topic[256], reason[256];
+	snprintf(topic, sizeof topic, "%.*s", (int)w->topic_len, (const char *)w->topic);
+	snprintf(reason, sizeof reason, "will withheld when it fired: %s", why);
+	kz_info("session '%s' (%s): will on '%s' withheld: %s under policy %s", ss->client_id, ss->peer_id, topic,
+		why, p->version);
+	kz_audit(&(struct kz_audit_entry){ .subject = ss->peer_id, .serial = SS_SERIAL(ss), .tls_group = SS_GROUP(ss),
+					  .action = "publish", .resource = topic, .allow = false, .reason = reason,
+					  .policy = p->version });
+	return false;
+}
+
 bool mqtt_policy_publish(const struct kz_policy *p, const struct kz_subject *s, const struct mqtt_props *pp,
 			 const uint8_t *topic, uint32_t topic_len, struct kz_label *lab, char *canon,
 			 size_t *canon_len, uint8_t *rc, char *why, size_t why_len)
@@ -139,6 +207,11 @@ bool mqtt_policy_publish(const struct kz_policy *p, const struct kz_subject *s, 
 	return true;
 }
 
+static bool still_subscribed_cb(struct mqtt_session *ss, const struct mqtt_msg *m, void *p)
+{
+	return still_subscribed(ss, p, m);
+}
+
 /* Re-evaluates a session under a new policy: its connection, its subscriptions. */
 static void reevaluate(struct mqtt_session *ss, const struct kz_policy *p)
 {
@@ -146,6 +219,8 @@ static void reevaluate(struct mqtt_session *ss, const struct kz_policy *p)
 	if (!s)
 		return;
 	const char *why;
+	bool removed = false;
+	ss->subs_gen = p->gen;
 	if (ss->client && ss->client->state == MQTT_CLIENT_CONNECTED && !kz_policy_connect(p, s, &why)) {
 		kz_info("session '%s' (%s): %s under policy %s; disconnecting", ss->client_id, ss->peer_id, why, p->version);
 		kz_audit(&(struct kz_audit_entry){ .subject = ss->peer_id,
@@ -170,9 +245,15 @@ static void reevaluate(struct mqtt_session *ss, const struct kz_policy *p)
 						  .allow = false, .reason = "removed by a policy reload: not allowed any more",
 						  .policy = p->version });
 		if (n < 0 || (size_t)n >= sizeof full ||
-		    mqtt_session_unsubscribe(ss, (const uint8_t *)full, (size_t)n) != KZ_OK)
+		    mqtt_session_unsubscribe(ss, (const uint8_t *)full, (size_t)n) != KZ_OK) {
 			i++; /* cannot name it: deliveries are still checked one by one */
+			ss->subs_gen = 0;
+		} else {
+			removed = true;
+		}
 	}
+	if (removed) /* what only the removed subscriptions matched is not sent */
+		mqtt_session_purge(ss, still_subscribed_cb, (void *)p);
 }
 
 static void summarise(struct mqtt_session *ss, const struct kz_policy *p, uint64_t now)

@@ -547,7 +547,7 @@ void mqtt_session_pump(struct mqtt_session *ss)
 		queue_pop(ss, &d);
 		uint32_t remaining;
 		if (mqtt_msg_expired(d.msg, ss->shard->now_ms, &remaining) ||
-		    (mqtt_policy(ss->shard->broker) && !mqtt_policy_check_delivery(ss, d.msg, false))) {
+		    (mqtt_policy(ss->shard->broker) && !mqtt_policy_may_send(ss, d.msg, false))) {
 			/* checked again on the way out: the policy may have changed while it waited */
 			mqtt_msg_unref(d.msg);
 			continue;
@@ -556,16 +556,43 @@ void mqtt_session_pump(struct mqtt_session *ss)
 	}
 }
 
+static void inflight_done(struct mqtt_session *ss, struct mqtt_delivery *d);
+
+/* A resend is a send: decided again under the policy in force (the connection may be a
+ * new one of the same identity, the policy may have changed while the session was
+ * offline). A refused message leaves the window; a PUBACK for it is then ignored. PUBREL
+ * carries no message and completes a flow the client already holds. */
 void mqtt_session_resend(struct mqtt_session *ss)
 {
+	bool pol = mqtt_policy(ss->shard->broker) != NULL;
 	for (uint32_t i = 0; i < ss->inflight_cap; i++) {
 		struct mqtt_delivery *d = &ss->inflight[i];
 		if (d->packet_id == 0)
 			continue;
 		if (d->state == MQTT_OUT_RELEASED)
 			mqtt_client_send_ack(ss->client, MQTT_PUBREL, d->packet_id, 0, NULL);
+		else if (pol && !mqtt_policy_may_send(ss, d->msg, false))
+			inflight_done(ss, d);
 		else
 			(void)mqtt_client_send_publish(ss->client, d, true);
+	}
+}
+
+void mqtt_session_purge(struct mqtt_session *ss, bool (*keep)(struct mqtt_session *ss, const struct mqtt_msg *m, void *ctx),
+			void *ctx)
+{
+	for (uint32_t i = 0; i < ss->inflight_cap; i++) {
+		struct mqtt_delivery *d = &ss->inflight[i];
+		if (d->packet_id && d->state == MQTT_OUT_SENT && !keep(ss, d->msg, ctx))
+			inflight_done(ss, d);
+	}
+	uint32_t n = ss->q_len;
+	for (uint32_t i = 0; i < n; i++) { /* rotate the ring once, keeping what passes */
+		struct mqtt_delivery d;
+		queue_pop(ss, &d);
+		if (keep(ss, d.msg, ctx))
+			(void)queue_push(ss, &d); /* room: one was just taken out */
+		mqtt_msg_unref(d.msg);        /* the popped reference */
 	}
 }
 

@@ -37,6 +37,8 @@ struct kz_record {
 	uint8_t precedence;      /* enum kz_precedence */
 	uint8_t qos;             /* MQTT QoS it was published with */
 	bool retain;             /* MQTT retain flag */
+	bool service;            /* written by a node service (TAXII), not by a client protocol:
+				  * only such records may be on reserved topics ('$...') */
 	struct kz_bytes topic, origin_node, origin_id, label, content_type;
 	struct kz_bytes mqtt_props; /* MQTT 5 properties to forward (encoded property block) */
 	struct kz_bytes payload;
@@ -44,8 +46,15 @@ struct kz_record {
 
 #define KZ_RECORD_VERSION 1
 
-/* Appends the encoded record to out. */
+/* Appends the encoded record to out. KZ_EDENIED (nothing appended) for a record on a
+ * reserved topic (first character '$', MQTT 5.0 §4.7.2) that is not a service's: the one
+ * place where every write path meets, so that no client protocol can forge one. */
 int kz_record_encode(const struct kz_record *r, struct kz_buf *out);
+/* True for a topic that only the node's services may write ('$' first). */
+static inline bool kz_topic_reserved(const uint8_t *topic, size_t n)
+{
+	return n > 0 && topic[0] == '$';
+}
 /* Decodes exactly n bytes; KZ_EMALFORMED with *why on any inconsistency. */
 int kz_record_decode(const uint8_t *p, size_t n, struct kz_record *r, const char **why);
 /* A UUIDv7 (RFC 9562 §5.7) for the given Unix time in ms: 48-bit time, version, 74 random

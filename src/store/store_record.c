@@ -170,7 +170,8 @@ int kz_uuid_parse(const char *s, uint8_t id[16])
 
 #define REC_FIXED 44
 #define REC_FLAG_RETAIN 0x01
-#define REC_FLAGS_KNOWN REC_FLAG_RETAIN
+#define REC_FLAG_SERVICE 0x02
+#define REC_FLAGS_KNOWN (REC_FLAG_RETAIN | REC_FLAG_SERVICE)
 
 static void put64(uint8_t *p, uint64_t v)
 {
@@ -195,6 +196,8 @@ int kz_record_encode(const struct kz_record *r, struct kz_buf *out)
 {
 	const struct kz_bytes *f[] = { &r->topic, &r->origin_node, &r->origin_id, &r->label,
 				       &r->content_type, &r->mqtt_props, &r->payload };
+	if (!r->service && kz_topic_reserved(r->topic.p, r->topic.len))
+		return KZ_EDENIED;
 	size_t total = REC_FIXED;
 	for (size_t i = 0; i < KZ_ARRAY_LEN(f); i++)
 		total += 4 + (size_t)f[i]->len;
@@ -203,7 +206,7 @@ int kz_record_encode(const struct kz_record *r, struct kz_buf *out)
 		return rc;
 	uint8_t *p = kz_buf_tail(out);
 	p[0] = KZ_RECORD_VERSION;
-	p[1] = r->retain ? REC_FLAG_RETAIN : 0;
+	p[1] = (uint8_t)((r->retain ? REC_FLAG_RETAIN : 0) | (r->service ? REC_FLAG_SERVICE : 0));
 	p[2] = r->precedence;
 	p[3] = r->qos;
 	memcpy(p + 4, r->id, 16);
@@ -237,6 +240,7 @@ int kz_record_decode(const uint8_t *p, size_t n, struct kz_record *r, const char
 		return *why = "QoS out of range", KZ_EMALFORMED;
 	memset(r, 0, sizeof *r);
 	r->retain = p[1] & REC_FLAG_RETAIN;
+	r->service = p[1] & REC_FLAG_SERVICE;
 	r->precedence = p[2];
 	r->qos = p[3];
 	memcpy(r->id, p + 4, 16);

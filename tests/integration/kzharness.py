@@ -212,11 +212,17 @@ class Raw:
     def send(self, b):
         self.s.sendall(b)
 
-    def connect(self, cid=b"raw", v5=True, keepalive=60, props=b""):
-        body = s16(b"MQTT") + bytes([5 if v5 else 4, 2]) + struct.pack("!H", keepalive)
+    def connect(self, cid=b"raw", v5=True, keepalive=60, props=b"", clean=True, will=None):
+        """will: (topic, payload, will properties) sent at QoS 0."""
+        flags = (2 if clean else 0) | (4 if will else 0)
+        body = s16(b"MQTT") + bytes([5 if v5 else 4, flags]) + struct.pack("!H", keepalive)
         if v5:
             body += varint(len(props)) + props
         body += s16(cid)
+        if will:
+            if v5:
+                body += varint(len(will[2])) + will[2]
+            body += s16(will[0]) + s16(will[1])
         self.send(bytes([0x10]) + varint(len(body)) + body)
         return self.packet()
 

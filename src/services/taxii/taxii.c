@@ -780,7 +780,7 @@ static void mark_deleted(struct tx_coll *c, uint32_t type_i, const uint8_t uuid[
 
 struct rebuild {
 	struct taxii *t;
-	uint64_t n, skipped;
+	uint64_t n, skipped, foreign;
 };
 
 static int rebuild_cb(void *ctx, uint64_t seq, const uint8_t *body, size_t n, const struct kz_log_pos *pos)
@@ -790,6 +790,10 @@ static int rebuild_cb(void *ctx, uint64_t seq, const uint8_t *body, size_t n, co
 	const char *why;
 	if (n < 8 || kz_record_decode(body, n, &r, &why) || r.topic.len < 7 || memcmp(r.topic.p, "$taxii", 6) != 0)
 		return 0;
+	if (!r.service) { /* not written by the TAXII write path: never part of a collection */
+		rb->foreign++;
+		return 0;
+	}
 	bool del;
 	char coll[37], type[STIX_TYPE_MAX + 1], label[1100] = "", author[600] = "";
 	uint8_t uuid[16];
@@ -851,7 +855,7 @@ int taxii_open(const struct taxii_config *cfg, struct taxii **out, char *why, si
 		taxii_close(t);
 		return -1;
 	}
-	struct rebuild rb = { t, 0, 0 };
+	struct rebuild rb = { t, 0, 0, 0 };
 	uint64_t end;
 	if (kz_store_scan(cfg->store, 1, NULL, rebuild_cb, &rb, &end, why, why_len)) {
 		taxii_close(t);
@@ -860,6 +864,9 @@ int taxii_open(const struct taxii_config *cfg, struct taxii **out, char *why, si
 	if (rb.skipped)
 		kz_warn("TAXII: %llu records for unknown collections or malformed were skipped",
 			(unsigned long long)rb.skipped);
+	if (rb.foreign)
+		kz_warn("TAXII: %llu records on $taxii topics that did not come through the TAXII write path "
+			"were ignored", (unsigned long long)rb.foreign);
 	*out = t;
 	return 0;
 }
@@ -1885,7 +1892,8 @@ static struct kz_store_item record_item(struct taxii *t, struct tx_post *p, size
 		*q++ = dg[--nd];
 	*q = 0;
 	const char *label = p->del ? "" : t->acc[e->acc_i]->label;
-	struct kz_record kr = { .time_ns = p->del ? kz_now_wall_ns() : (uint64_t)e->added_us * 1000, .qos = 1 };
+	struct kz_record kr = { .time_ns = p->del ? kz_now_wall_ns() : (uint64_t)e->added_us * 1000, .qos = 1,
+				.service = true };
 	kz_uuidv7(kr.id, kr.time_ns / 1000000);
 	kr.topic = (struct kz_bytes){ (const uint8_t *)topic, (uint32_t)strlen(topic) };
 	kr.origin_node = (struct kz_bytes){ (const uint8_t *)t->cfg.node_id, (uint32_t)strlen(t->cfg.node_id) };

@@ -92,6 +92,20 @@ static void test_record_roundtrip_and_malformed(void **st)
 	assert_memory_equal(d.topic.p, "tracks/air/1", 12);
 	assert_memory_equal(d.payload.p, "{\"x\":1}", 7);
 	assert_int_equal(d.mqtt_props.len, 0);
+	assert_false(d.service);
+	/* reserved topics: only a service's record may be there (issue 16) */
+	struct kz_buf rb;
+	kz_buf_init(&rb, 0);
+	struct kz_record rr = r;
+	rr.topic = B("$taxii/c/indicator/x/1");
+	assert_int_equal(kz_record_encode(&rr, &rb), KZ_EDENIED);
+	assert_int_equal(rb.len, 0);
+	rr.service = true;
+	assert_int_equal(kz_record_encode(&rr, &rb), KZ_OK);
+	assert_int_equal(kz_record_decode(kz_buf_head(&rb), rb.len, &d, &why), KZ_OK);
+	assert_true(d.service);
+	kz_buf_cleanup(&rb);
+	assert_int_equal(kz_record_decode(kz_buf_head(&b), b.len, &d, &why), KZ_OK);
 	/* every truncation is rejected, as are trailing bytes and bad fixed fields */
 	for (size_t n = 0; n < b.len; n++)
 		assert_int_equal(kz_record_decode(kz_buf_head(&b), n, &d, &why), KZ_EMALFORMED);

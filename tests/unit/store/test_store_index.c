@@ -57,7 +57,7 @@ static uint64_t put(struct kz_log *log, const char *topic, uint64_t time_ns, boo
 {
 	char pl[128];
 	snprintf(pl, sizeof pl, "%s#%d", topic, put_n++);
-	struct kz_record r = { .time_ns = time_ns, .qos = 1, .retain = retain };
+	struct kz_record r = { .time_ns = time_ns, .qos = 1, .retain = retain, .service = topic[0] == '$' };
 	kz_uuidv7(r.id, time_ns / 1000000u);
 	r.topic = B(topic);
 	r.origin_node = B("node-a");
