@@ -3,6 +3,7 @@
 #include "base/kz_err.h"
 #include "base/kz_hash.h"
 #include "base/kz_time.h"
+#include "mqtt/mqtt_topic.h"
 #include "node/node_config.h"
 #include "trust/audit.h"
 #include "trust/policy.h"
@@ -49,13 +50,12 @@ static int row(void *ctx, uint64_t seq, const struct kz_record *r)
 				     ? NULL
 				     : &l;
 		}
-		if (!lp || !kz_dominates(o->pol, o->as, lp, &w)) {
+		if (!kz_policy_may_read(o->pol, o->as, r->topic.p, r->topic.len, lp, &w)) {
 			/* the decision is audited: the first ones one by one, the rest counted */
 			if (o->withheld < AUDIT_DENIALS_ONE_BY_ONE) {
 				char id[37], reason[300];
 				kz_uuid_format(r->id, id);
-				snprintf(reason, sizeof reason, "withheld: %s%s", lp ? w : "the record's label does not parse",
-					 o->reason_tail);
+				snprintf(reason, sizeof reason, "withheld: %s%s", w, o->reason_tail);
 				kz_audit(&(struct kz_audit_entry){ .subject = o->as_id, .action = "query", .resource = id,
 								  .label = lp ? canon : NULL, .allow = false, .reason = reason,
 								  .policy = o->pol->version });
@@ -146,6 +146,14 @@ int cli_query_main(int argc, char **argv)
 		usage(stderr);
 		return 2;
 	}
+	if (q.filter) { /* the rules of a SUBSCRIBE's filter (MQTT 5.0 4.7.1) */
+		const struct mqtt_topic_limits lim = { 65535, 1024 };
+		const char *fw;
+		if (mqtt_topic_filter_check((const uint8_t *)q.filter, strlen(q.filter), &lim, &fw)) {
+			fprintf(stderr, "kizuna query: --topic '%s': %s\n", q.filter, fw);
+			return 2;
+		}
+	}
 	if (q.since_ns && q.until_ns && q.since_ns > q.until_ns) {
 		fprintf(stderr, "kizuna query: --since is after --until\n");
 		return 2;
@@ -211,7 +219,8 @@ int cli_query_main(int argc, char **argv)
 		fprintf(stderr, "kizuna query: %" PRIu64 " newer records in the log are not indexed yet\n", behind);
 	kz_index_close(ix);
 	if (policy && o.withheld)
-		fprintf(stderr, "kizuna query: %" PRIu64 " matching records withheld: %s does not dominate their labels\n",
+		fprintf(stderr, "kizuna query: %" PRIu64 " matching records withheld: %s may not read them "
+				"(their topic or their label)\n",
 			o.withheld, as);
 	if (policy) {
 		char res[600], reason[300];

@@ -223,7 +223,7 @@ static void forward_props(const struct mqtt_props *pp, struct kz_buf *fw, const 
 	size_t off = 0;
 	struct mqtt_str uk, uv;
 	while (mqtt_user_next(pp, &off, &uk, &uv))
-		if (!canon || uk.len != 8 || memcmp(uk.p, "kz-label", 8))
+		if ((!canon || uk.len != 8 || memcmp(uk.p, "kz-label", 8)) && !mqtt_user_key_lookalike(uk.p, uk.len))
 			(void)mqtt_prop_append_pair(fw, uk, uv);
 	if (canon)
 		(void)mqtt_prop_append_pair(fw, (struct mqtt_str){ (const uint8_t *)"kz-label", 8 },

@@ -49,6 +49,26 @@ void mqtt_replay_hold(struct mqtt_sub *sub, struct mqtt_msg *msg, uint8_t qos, b
 /* Advances every replay of the shard whose client can take more (each loop iteration). */
 void mqtt_shard_replays_run(struct mqtt_shard *s);
 
+/* A user property name that reads as one of the node's own (kz-label, kz-replay-since, ...)
+ * without being spelled as one: different case or surrounding white space ("KZ-LABEL",
+ * "kz-label "). Such names are refused under a policy and never forwarded. */
+static inline bool mqtt_user_key_lookalike(const uint8_t *k, size_t n)
+{
+	size_t a = 0, b = n;
+	while (a < b && (k[a] == ' ' || k[a] == '\t' || k[a] == '\r' || k[a] == '\n'))
+		a++;
+	while (b > a && (k[b - 1] == ' ' || k[b - 1] == '\t' || k[b - 1] == '\r' || k[b - 1] == '\n'))
+		b--;
+	if (b - a < 3 || (k[a] | 0x20) != 'k' || (k[a + 1] | 0x20) != 'z' || k[a + 2] != '-')
+		return false;
+	if (a != 0 || b != n)
+		return true;
+	for (size_t i = 0; i < n; i++)
+		if (k[i] >= 'A' && k[i] <= 'Z')
+			return true;
+	return false;
+}
+
 /* The decision point (mqtt_policy.c). */
 static inline const struct kz_policy *mqtt_policy(struct mqtt_broker *b)
 {

@@ -180,6 +180,12 @@ bool mqtt_policy_publish(const struct kz_policy *p, const struct kz_subject *s, 
 	struct mqtt_str k, v;
 	bool given = false;
 	while (pp && mqtt_user_next(pp, &off, &k, &v)) {
+		if (mqtt_user_key_lookalike(k.p, k.len)) {
+			*rc = MQTT_RC_IMPL_SPECIFIC;
+			snprintf(why, why_len, "user property '%.*s' looks like one of the node's (kz-...): names are "
+				 "lower case without spaces", (int)(k.len < 64 ? k.len : 64), (const char *)k.p);
+			return false;
+		}
 		if (k.len != 8 || memcmp(k.p, "kz-label", 8))
 			continue;
 		if (given) {

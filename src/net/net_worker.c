@@ -12,6 +12,7 @@
 #include <openssl/x509.h>
 
 #include <errno.h>
+#include <fcntl.h>
 #include <netinet/in.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -465,11 +466,16 @@ static int listen_socket(const char *host, int port, char *why, size_t why_len, 
 	}
 	int fd = socket(family, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
 	int one = 1;
+	/* No SO_REUSEPORT: it would let a second process of the same user bind the port and take
+	 * part of the connections. The workers share this one socket (net_server_start). */
 	if (fd < 0 || setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one) ||
-	    setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof one) ||
 	    bind(fd, (struct sockaddr *)&sa, family == AF_INET ? sizeof(struct sockaddr_in) : sizeof(struct sockaddr_in6)) ||
 	    listen(fd, 1024)) {
-		snprintf(why, why_len, "cannot listen on %s:%d: %s", host, port, strerror(errno));
+		if (errno == EADDRINUSE)
+			snprintf(why, why_len, "cannot listen on %s:%d: address in use (another node or program "
+				 "listens there)", host, port);
+		else
+			snprintf(why, why_len, "cannot listen on %s:%d: %s", host, port, strerror(errno));
 		if (fd >= 0)
 			close(fd);
 		return -1;
@@ -505,7 +511,17 @@ int net_server_start(struct net_server **out, const struct net_server_config *cf
 	broker->wake = broker_wake;
 	broker->on_foreign = on_foreign;
 	broker->ctx = srv;
-	int port = cfg->port, https_port = cfg->https_port;
+	int port = cfg->port, https_port = cfg->https_port < 0 ? 0 : cfg->https_port;
+	/* One listening socket per address, shared by every worker (each accepts from it on
+	 * its own loop): only this process can listen there. */
+	int lfd = listen_socket(cfg->host, port, why, why_len, &port), hlfd = -1;
+	if (lfd < 0)
+		return KZ_EIO; /* the process exits on this error */
+	if (cfg->https_port && (hlfd = listen_socket(cfg->https_host, https_port, why, why_len, &https_port)) < 0) {
+		close(lfd);
+		return KZ_EIO;
+	}
+	srv->port = port;
 	for (unsigned i = 0; i < srv->n; i++) {
 		struct net_worker *w = &srv->w[i];
 		w->srv = srv;
@@ -519,10 +535,11 @@ int net_server_start(struct net_server **out, const struct net_server_config *cf
 			w->nl.read_budget = cfg->read_budget;
 		if (cfg->write_backlog)
 			w->nl.write_high = cfg->write_backlog;
-		int fd = listen_socket(cfg->host, port, why, why_len, &port);
-		if (fd < 0)
-			return KZ_EIO; /* the process exits on this error */
-		srv->port = port;
+		int fd = i + 1 == srv->n ? lfd : fcntl(lfd, F_DUPFD_CLOEXEC, 0);
+		if (fd < 0) {
+			snprintf(why, why_len, "cannot share the listening socket: %s", strerror(errno));
+			return KZ_EIO;
+		}
 		uv_tcp_init(&w->loop, &w->listener);
 		w->listener.data = w;
 		if (uv_tcp_open(&w->listener, fd) || uv_listen((uv_stream_t *)&w->listener, 1024, on_connection)) {
@@ -530,11 +547,11 @@ int net_server_start(struct net_server **out, const struct net_server_config *cf
 			return KZ_EIO;
 		}
 		if (cfg->https_port) {
-			if (https_port < 0)
-				https_port = 0; /* the first worker takes any free port, the others the same */
-			int hfd = listen_socket(cfg->https_host, https_port, why, why_len, &https_port);
-			if (hfd < 0)
+			int hfd = i + 1 == srv->n ? hlfd : fcntl(hlfd, F_DUPFD_CLOEXEC, 0);
+			if (hfd < 0) {
+				snprintf(why, why_len, "cannot share the listening socket: %s", strerror(errno));
 				return KZ_EIO;
+			}
 			srv->https_port = https_port;
 			uv_tcp_init(&w->loop, &w->https_listener);
 			w->https_listener.data = w;

@@ -908,6 +908,20 @@ bool kz_policy_subscribe(const struct kz_policy *p, const struct kz_subject *s, 
 	return false;
 }
 
+bool kz_policy_may_read(const struct kz_policy *p, const struct kz_subject *s, const uint8_t *topic, size_t n,
+			const struct kz_label *l, const char **why)
+{
+	if (!kz_policy_subscribe(p, s, (const char *)topic, n, why)) {
+		*why = "no rule allows this subject to subscribe to the record's topic";
+		return false;
+	}
+	if (!l) {
+		*why = "the record's label is not valid under the policy in force";
+		return false;
+	}
+	return kz_dominates(p, s, l, why);
+}
+
 bool kz_policy_publish(const struct kz_policy *p, const struct kz_subject *s, const char *topic, size_t n,
 		       const struct kz_label **dflt, const char **dflt_text, const char **why)
 {

@@ -156,6 +156,12 @@ bool kz_policy_subscribe(const struct kz_policy *p, const struct kz_subject *s, 
  * canonical text). */
 bool kz_policy_publish(const struct kz_policy *p, const struct kz_subject *s, const char *topic, size_t n,
 		       const struct kz_label **dflt, const char **dflt_text, const char **why);
+/* May s read a record on topic with label l (NULL: a label that does not parse) through a
+ * path that has no subscription of its own (a query, an export)? The same rules as a
+ * SUBSCRIBE to the record's topic, and s must dominate l. Paths with a subscription (MQTT
+ * deliveries) decide the filter at SUBSCRIBE and the label per message. */
+bool kz_policy_may_read(const struct kz_policy *p, const struct kz_subject *s, const uint8_t *topic, size_t n,
+			const struct kz_label *l, const char **why);
 /* May s label a record with l? The subject must dominate the label, audience aside (a
  * publisher may address TLP RED to others). */
 bool kz_policy_may_label(const struct kz_policy *p, const struct kz_subject *s, const struct kz_label *l,

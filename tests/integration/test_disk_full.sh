@@ -17,7 +17,7 @@ D=$(mktemp -d /tmp/kz-it-XXXXXX)
 mkdir -p "$D/var"
 mount -t tmpfs -o size=3m tmpfs "$D/var" || { echo "SKIP: cannot mount tmpfs"; exit 77; }
 PORT=$(/usr/bin/python3 -c 'import socket;s=socket.socket();s.bind(("127.0.0.1",0));print(s.getsockname()[1])')
-printf 'mqtt.listen = 127.0.0.1:%s\nstore.segment_bytes = 262144\n' "$PORT" > "$D/k.conf"
+printf 'mqtt.listen = 127.0.0.1:%s\nhttps.listen = 127.0.0.1:0\nstore.segment_bytes = 262144\n' "$PORT" > "$D/k.conf"
 "$KZ" serve --config "$D/k.conf" --data "$D/var" > "$D/serve.log" 2>&1 &
 PID=$!
 trap 'kill $PID 2>/dev/null; wait $PID 2>/dev/null; umount "$D/var"; rm -rf "$D"' EXIT

@@ -21,5 +21,10 @@ grep -q "0x90" "$D/err" && ok "reason code shown" || ko "reason code shown: $(ca
 "$KZ" nosuch > /dev/null 2>&1; expect_eq "unknown command exit 2" "$?" "2"
 "$KZ" help serve | grep -q "usage: kizuna serve" && ok "help serve" || ko "help serve"
 "$KZ" help config | grep -q "limits.max_packet_size" && ok "help config" || ko "help config"
+# one node per port: a second node on another data directory may not share the listener
+timeout 20 "$KZ" serve --config "$D/k.conf" --data "$D/var2" > "$D/serve2.log" 2>&1; rc=$?
+expect_eq "second node on the same port exits 1" "$rc" "1"
+grep -q "address in use" "$D/serve2.log" && ok "second node says address in use" || ko "second node: $(tail -3 "$D/serve2.log")"
+"$KZ" pub --data "$D/var" -p "$PORT" -t cli/c -m still -q 1; expect_eq "first node still serves" "$?" "0"
 kill -INT $PID; wait $PID; expect_eq "SIGINT exits 0" "$?" "0"
 kz_finish

@@ -243,7 +243,147 @@ def test_will_is_decided_when_it_fires():
     registry()
 
 
+def test_query_as_applies_subscribe_rules():
+    registry()
+    alice = client("alice")
+    alice.pub("ops/q/read", b"ops record", 1, props=labelled("class=restricted"))
+    alice.close()
+    pol = ["--policy", node.poldir + "/kizuna.policy", "--registry", node.poldir + "/identities"]
+
+    def q(who):
+        for _ in range(50):  # the node indexes in the background
+            r = cli("query", "--data", node.data, "-t", "ops/q/#", "--format", "ndjson", "--as", TD + who, *pol)
+            if "not indexed yet" not in r.stderr:
+                return r
+            time.sleep(0.1)
+        return r
+    r = q("mod/user/dave")  # control: an operator of mod reads it
+    assert "ops record" in r.stdout, (r.stdout, r.stderr)
+    # bob (meti, confidential) dominates the label but may not subscribe to ops/#
+    r = q("meti/user/bob")
+    assert r.stdout.strip() == "" and "withheld" in r.stderr, (r.stdout, r.stderr)
+    assert "subscribe to the record's topic" in audit("query")
+    r = cli("query", "--data", node.data, "-t", "demo/#/x", ok=False)
+    assert r.returncode == 2 and "'#' must be the last level" in r.stderr, r.stderr
+
+
+def test_lookalike_user_properties():
+    registry()
+    carol = client("carol")
+    assert carol.sub("cti/#", 1)[0].value == 1
+    alice = client("alice")
+    for key in ("KZ-LABEL", "kz-label ", " Kz-Label", "KZ-replay-since"):
+        p = labelled("class=unclassified;tlp=green")
+        p.UserProperty = [(key, "class=unclassified")]
+        info = alice.c.publish("cti/look", b"x", 1, properties=p)
+        info.wait_for_publish(5)
+    carol.none(0.8)  # every one of them was refused (PUBACK 0x83 with the reason)
+    assert "looks like one of the node's" in audit("publish")
+    # control: an ordinary property travels, beside the node's canonical kz-label
+    p = labelled("class=unclassified;tlp=green")  # paho appends to UserProperty
+    p.UserProperty = [("note", "x")]
+    alice.pub("cti/look", b"ok", 1, props=p)
+    m = carol.get()
+    props = m.properties.UserProperty
+    assert ("note", "x") in props and [k for k, v in props if k.lower().strip() == "kz-label"] == ["kz-label"], props
+    alice.close(); carol.close()
+
+
+def taxii_session(n, cert):
+    import requests
+    for v in ("REQUESTS_CA_BUNDLE", "CURL_CA_BUNDLE"):
+        os.environ.pop(v, None)
+    x = requests.Session()
+    x.verify = os.path.join(n.pki, "ca.pem")
+    x.cert = cert
+    x.headers["Accept"] = TAXII
+    return x
+
+
+TAXII = "application/taxii+json;version=2.1"
+
+
+def indicator(marking=None):
+    import uuid
+    o = {"type": "indicator", "spec_version": "2.1", "id": "indicator--%s" % uuid.uuid4(),
+         "created": "2024-01-01T00:00:00.000Z", "modified": "2024-01-01T00:00:00.000Z", "name": "t",
+         "pattern": "[ipv4-addr:value = '198.51.100.7']", "pattern_type": "stix", "valid_from": "2024-01-01T00:00:00Z"}
+    if marking:
+        o["object_marking_refs"] = [marking]
+    return o
+
+
+def taxii_node(extra=""):
+    import json, uuid
+    from kzharness import free_port
+    d = tempfile.mkdtemp(prefix="kz-trust-taxii-")
+    cid = str(uuid.uuid4())
+    with open(os.path.join(d, "collections.json"), "w") as f:
+        json.dump([{"id": cid, "title": "t", "allow_custom": True}], f)
+    hp = free_port()
+    n = Node("https.listen = 127.0.0.1:%d\ntaxii.collections = %s\n%s" % (hp, os.path.join(d, "collections.json"), extra))
+    n.hport, n.cid, n.tdir = hp, cid, d
+    n.objs = "https://localhost:%d/taxii2/api/collections/%s/objects/" % (hp, cid)
+    return n
+
+
+def test_pre_policy_taxii_objects_carry_the_default_label():
+    n = taxii_node()
+    admin = (os.path.join(n.pki, "admin.pem"), os.path.join(n.pki, "admin.key"))
+    ind = indicator()
+    import json
+    r = taxii_session(n, admin).post(n.objs, data=json.dumps({"objects": [ind]}), headers={"Content-Type": TAXII})
+    assert r.status_code == 202 and r.json()["success_count"] == 1, r.text
+    assert n.stop() == 0
+    d = n.tdir
+    with open(os.path.join(d, "kizuna.policy"), "w") as f:
+        f.write("policy test\nversion 1\nlevels unclassified confidential secret\n"
+                "category rel permissive attr=nation jpn usa\n"
+                "default-label class=confidential;rel=jpn\n"
+                "allow connect where kind=user\n"
+                "allow subscribe $taxii/%s/# where org=mod,acme\n" % n.cid)
+    with open(os.path.join(d, "identities"), "w") as f:
+        f.write("spiffe://kizuna.local/mod/user/alice org=mod nation=jpn clearance=secret\n"
+                "spiffe://kizuna.local/acme/user/erin org=acme nation=usa clearance=secret\n")
+    with open(n.cfg, "a") as f:
+        f.write("policy.file = %s/kizuna.policy\npolicy.registry = %s/identities\n" % (d, d))
+    n.log = open(n.log.name, "a")
+    n.start()
+    alice = n.issue("alice", "spiffe://kizuna.local/mod/user/alice")
+    erin = n.issue("erin", "spiffe://kizuna.local/acme/user/erin")
+    for _ in range(50):  # HTTPS opens after the TAXII index is rebuilt
+        try:
+            r = taxii_session(n, alice).get(n.objs + ind["id"] + "/")
+            break
+        except Exception:
+            time.sleep(0.1)
+    assert r.status_code == 200, (r.status_code, r.text)  # control: the default label is alice's to read
+    assert taxii_session(n, erin).get(n.objs + ind["id"] + "/").status_code == 404  # rel=jpn: not erin's
+    assert taxii_session(n, erin).get(n.objs).json() == {"more": False}
+    n.shutdown()
+
+
+def test_taxii_audiences_are_canonical():
+    import json
+    n = taxii_node()
+    amber = "marking-definition--55d920b0-5e8b-4f79-9ee9-91f868d9b421"
+    who = {k: n.issue(k, "spiffe://kizuna.local/%s/user/%s" % (o, k)) for k, o in
+           (("alice", "mod"), ("bob", "meti"), ("erin", "acme"))}
+    ind = indicator(amber)
+    r = taxii_session(n, who["alice"]).post(n.objs, data=json.dumps({"objects": [ind]}),
+                                            headers={"Content-Type": TAXII, "Kizuna-Audience": "ORG:METI, org:meti,org:Meti"})
+    assert r.status_code == 202 and r.json()["success_count"] == 1, r.text
+    assert taxii_session(n, who["bob"]).get(n.objs + ind["id"] + "/").status_code == 200
+    assert taxii_session(n, who["erin"]).get(n.objs + ind["id"] + "/").status_code == 404
+    r = taxii_session(n, who["alice"]).post(n.objs, data=json.dumps({"objects": [indicator(amber)]}),
+                                            headers={"Content-Type": TAXII, "Kizuna-Audience": "team:x"})
+    assert r.json()["failure_count"] == 1 and "Kizuna-Audience" in r.json()["failures"][0]["message"], r.text
+    n.shutdown()
+
+
 if __name__ == "__main__":
     setup()
     run_tests([test_session_bound_to_identity, test_will_on_reserved_topics, test_resend_is_decided_again,
-               test_removed_subscription_backlog, test_will_is_decided_when_it_fires])
+               test_removed_subscription_backlog, test_will_is_decided_when_it_fires,
+               test_query_as_applies_subscribe_rules, test_lookalike_user_properties,
+               test_pre_policy_taxii_objects_carry_the_default_label, test_taxii_audiences_are_canonical])

@@ -472,6 +472,77 @@ static const char *tlp_word(int tlp)
 	return tlp >= 0 && tlp <= 5 ? w[tlp] : "";
 }
 
+/* Organisation names compare without case (org:MOD is org:mod). */
+static char *lower(char *s)
+{
+	for (char *q = s; q && *q; q++)
+		if (*q >= 'A' && *q <= 'Z')
+			*q = (char)(*q - 'A' + 'a');
+	return s;
+}
+
+static int cmp_str(const void *a, const void *b) { return strcmp(*(const char *const *)a, *(const char *const *)b); }
+
+/* Kizuna-Audience in canonical form into a (cap n): entries org:NAME (name lower case) and
+ * id:SPIFFE-ID (as given: SPIFFE paths are case-sensitive; the scheme and trust domain lower
+ * case), sorted, repeats removed, joined by ','. *cnt receives the number of entries. */
+static int audience_canon(const char *text, char *a, size_t n, size_t *cnt, const char **why)
+{
+	char buf[900], *ent[TX_MAX_AUD];
+	size_t k = 0;
+	if (strlen(text) >= sizeof buf) {
+		*why = "Kizuna-Audience: too long";
+		return -1;
+	}
+	snprintf(buf, sizeof buf, "%s", text);
+	char *sv = NULL;
+	for (char *tok = strtok_r(buf, ", \t", &sv); tok; tok = strtok_r(NULL, ", \t", &sv)) {
+		char *colon = strchr(tok, ':');
+		if (!colon || colon[1] == 0) {
+			*why = "Kizuna-Audience: entries are org:NAME or id:SPIFFE-ID";
+			return -1;
+		}
+		*colon = 0;
+		lower(tok);
+		*colon = ':';
+		if (strncmp(tok, "org:", 4) == 0) {
+			lower(tok + 4);
+		} else if (strncmp(tok, "id:", 3) == 0 && strncasecmp(tok + 3, "spiffe://", 9) == 0) {
+			char *path = strchr(tok + 12, '/');
+			if (path)
+				*path = 0;
+			lower(tok + 3);
+			if (path)
+				*path = '/';
+		} else {
+			*why = "Kizuna-Audience: entries are org:NAME or id:SPIFFE-ID";
+			return -1;
+		}
+		bool dup = false;
+		for (size_t i = 0; i < k; i++)
+			dup = dup || strcmp(ent[i], tok) == 0;
+		if (dup)
+			continue;
+		if (k == TX_MAX_AUD) {
+			*why = "Kizuna-Audience: at most 8 entries";
+			return -1;
+		}
+		ent[k++] = tok;
+	}
+	qsort(ent, k, sizeof *ent, cmp_str);
+	size_t len = 0;
+	a[0] = 0;
+	for (size_t i = 0; i < k; i++) {
+		len += (size_t)snprintf(a + len, len < n ? n - len : 0, "%s%s", i ? "," : "", ent[i]);
+		if (len >= n) {
+			*why = "Kizuna-Audience: too long";
+			return -1;
+		}
+	}
+	*cnt = k;
+	return 0;
+}
+
 /* The organisation of a SPIFFE ID spiffe://<domain>/<org>/<kind>/<name>. */
 static void org_of_id(const char *id, char *org, size_t n)
 {
@@ -482,6 +553,7 @@ static void org_of_id(const char *id, char *org, size_t n)
 	const char *b = a ? strchr(a + 1, '/') : NULL;
 	if (a && b && (size_t)(b - a - 1) < n)
 		snprintf(org, n, "%.*s", (int)(b - a - 1), a + 1);
+	lower(org);
 }
 
 /* Interns the access of (author, label). The label is "tlp=X;aud=org:a,id:b" or "". */
@@ -522,7 +594,7 @@ static uint32_t access_index(struct taxii *t, const char *author, const char *la
 					char *sv2 = NULL;
 					for (char *tok = strtok_r(part + 4, ",", &sv2); tok; tok = strtok_r(NULL, ",", &sv2)) {
 						if (strncmp(tok, "org:", 4) == 0 && a->n_orgs < TX_MAX_AUD)
-							a->orgs[a->n_orgs++] = strdup(tok + 4);
+							a->orgs[a->n_orgs++] = lower(strdup(tok + 4));
 						else if (strncmp(tok, "id:", 3) == 0 && a->n_ids < TX_MAX_AUD)
 							a->ids[a->n_ids++] = strdup(tok + 3);
 					}
@@ -558,7 +630,7 @@ struct tx_subject {
  * categories; docs/POLICY.md): a label the policy cannot parse (any more) hides the object. */
 static bool label_ok(const struct tx_subject *sub, const struct tx_access *a, uint32_t acc_i)
 {
-	if (!sub->pol || !a->base[0])
+	if (!sub->pol)
 		return true;
 	struct lab_cache *lc = sub->lc;
 	if (lc && acc_i < lc->n && lc->state[acc_i])
@@ -567,8 +639,12 @@ static bool label_ok(const struct tx_subject *sub, const struct tx_access *a, ui
 	char canon[KZ_LABEL_MAX_LEN + 1], why[160];
 	size_t cl;
 	const char *w;
-	bool ok = kz_label_parse(sub->pol, a->base, strlen(a->base), &lab, canon, &cl, why, sizeof why) == 0 &&
-		  kz_dominates(sub->pol, &sub->s, &lab, &w);
+	bool ok;
+	if (!a->base[0]) /* stored before a policy existed: the policy's default label (docs/POLICY.md) */
+		ok = kz_dominates(sub->pol, &sub->s, &sub->pol->default_label, &w);
+	else
+		ok = kz_label_parse(sub->pol, a->base, strlen(a->base), &lab, canon, &cl, why, sizeof why) == 0 &&
+		     kz_dominates(sub->pol, &sub->s, &lab, &w);
 	if (lc && acc_i < lc->n)
 		lc->state[acc_i] = ok ? 1 : 2;
 	return ok;
@@ -1784,25 +1860,9 @@ static int label_for(struct kz_http_req *r, const struct tx_subject *sub, const 
 	const char *aud = kz_http_req_header(r, "kizuna-audience");
 	char a[900] = "";
 	if (aud) {
-		char buf[900];
-		snprintf(buf, sizeof buf, "%s", aud);
-		char *sv = NULL;
-		size_t k = 0, cnt = 0;
-		for (char *tok = strtok_r(buf, ", ", &sv); tok; tok = strtok_r(NULL, ", ", &sv)) {
-			if (strncmp(tok, "org:", 4) != 0 && strncmp(tok, "id:", 3) != 0) {
-				*why = "Kizuna-Audience: entries are org:NAME or id:SPIFFE-ID";
-				return -1;
-			}
-			if (++cnt > TX_MAX_AUD) {
-				*why = "Kizuna-Audience: at most 8 entries";
-				return -1;
-			}
-			k += (size_t)snprintf(a + k, sizeof a - k, "%s%s", k ? "," : "", tok);
-			if (k >= sizeof a) {
-				*why = "Kizuna-Audience: too long";
-				return -1;
-			}
-		}
+		size_t cnt = 0;
+		if (audience_canon(aud, a, sizeof a, &cnt, why))
+			return -1;
 		if (tlp == 4 && (cnt != 1 || strncmp(a, "org:", 4) != 0)) {
 			*why = "TLP:AMBER+STRICT stays within one organisation: Kizuna-Audience must name exactly one org:NAME";
 			return -1;
@@ -1955,7 +2015,6 @@ struct mk_ctx {
 	struct taxii *t;
 };
 
-static int cmp_str(const void *a, const void *b) { return strcmp(*(const char *const *)a, *(const char *const *)b); }
 
 static bool marking_known(void *ctx, const char *id)
 {
