@@ -390,6 +390,12 @@ static int on_req(h2o_handler_t *self, h2o_req_t *req)
 				      refusal ? refusal : "a client certificate with a SPIFFE ID is required");
 		return 0;
 	}
+	if (rt->auth && !kz_audit_writable()) {
+		kz_http_header(r, "Retry-After", "10");
+		kz_http_error(r, 503, NULL, "Service Unavailable",
+			      "the audit log cannot be written: requests are refused until it can (docs/AUDIT.md)");
+		return 0;
+	}
 	rt->fn(rt->ctx, r);
 	return 0;
 }

@@ -319,6 +319,9 @@ static void handle_connect(struct mqtt_client *c, const struct mqtt_packet *pkt)
 			      "enhanced authentication is not supported; identity is the client certificate");
 	if (atomic_load(&b->is_shutting_down))
 		return refuse(c, MQTT_RC_SERVER_UNAVAILABLE, MQTT311_UNAVAILABLE, "server shutting down");
+	if (!kz_audit_writable()) /* fail closed: no decision that cannot be recorded */
+		return refuse(c, MQTT_RC_SERVER_UNAVAILABLE, MQTT311_UNAVAILABLE,
+			      "the audit log cannot be written: new connections are refused until it can");
 	if (atomic_load(&b->n_connections) > lim->max_connections)
 		return refuse(c, MQTT_RC_SERVER_BUSY, MQTT311_UNAVAILABLE, "connection limit reached");
 	if (k->client_id.len > lim->max_client_id_len)
@@ -815,6 +818,9 @@ static void handle_publish(struct mqtt_client *c, const struct mqtt_packet *pkt)
 				      "payload is not UTF-8 as its format indicator says");
 	if ((why = reserved_why(topic.p, topic.len)) != NULL)
 		return publish_refuse(c, pkt, MQTT_RC_NOT_AUTHORIZED, why);
+	if (!kz_audit_writable())
+		return publish_refuse(c, pkt, MQTT_RC_IMPL_SPECIFIC,
+				      "the audit log cannot be written: publishes are refused until it can");
 	struct msg_label ml = { 0 };
 	struct kz_label lab;
 	char canon[KZ_LABEL_MAX_LEN + 1];
@@ -877,6 +883,10 @@ static uint8_t subscribe_one(struct mqtt_client *c, const struct mqtt_sub_entry 
 	if (mqtt_topic_filter_check(f, fl, &b->topic_lim, &why)) {
 		CLOG(KZ_LOG_INFO, c, "SUBSCRIBE '%.*s' refused: %s", (int)e->filter.len, e->filter.p, why);
 		return MQTT_RC_FILTER_INVALID;
+	}
+	if (!kz_audit_writable()) {
+		*deny_why = "the audit log cannot be written: subscriptions are refused until it can";
+		return MQTT_RC_IMPL_SPECIFIC;
 	}
 	const struct kz_policy *pol = mqtt_policy(b);
 	if (pol) { /* the decision point: the filter (without $share/GROUP/) must be covered */

@@ -54,6 +54,8 @@ static const struct directive directives[] = {
 	  "TAXII status resources kept in memory (the oldest are dropped)." },
 	{ "taxii.max_status_bytes", T_U32, C(taxii_max_status_bytes), 0, 65536, 4294967295u, "67108864",
 	  "Memory the kept TAXII statuses may use (about 90 bytes per object posted); the oldest are dropped beyond it." },
+	{ "health.index_lag_max", T_U64, C(health_index_lag), 0, 1, UINT64_MAX, "100000",
+	  "GET /healthz reports the index degraded when it is more than this many records behind the log." },
 	{ "threads", T_UINT, C(threads), 0, 0, 256, "0",
 	  "Network worker threads, each with its own event loop and connections; 0 = one per core." },
 	{ "log_level", T_LOGLEVEL, C(log_level), 0, 0, 0, "info", "error, warn, info or debug." },

@@ -34,6 +34,7 @@ struct node_config {
 	uint32_t policy_summary_ms;
 	char tls_crl[1100];       /* empty = DIR/pki/crl.pem */
 	uint32_t cert_check_ms;   /* revoked/expired certificates' connections closed within this */
+	uint64_t health_index_lag; /* /healthz: index degraded beyond this many records behind */
 	char ca_dir[1100];        /* empty = DIR/pki */
 	uint32_t ca_lifetime_s, ca_max_lifetime_s, token_ttl_s;
 	uint32_t enroll_enabled, enroll_max_bytes, enroll_timeout_ms, enroll_max_conns;

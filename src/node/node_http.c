@@ -7,22 +7,103 @@
 #include "store/store.h"
 #include "trust/audit.h"
 
+#include "trust/ca.h"
+#include "trust/policy.h"
+
 #include <dirent.h>
+#include <stdarg.h>
+#include <stdatomic.h>
 #include <stdio.h>
+#include <time.h>
 #include <string.h>
 #include <sys/stat.h>
 
+/* Component states, worst last: the node's status is the worst of its components'. */
+enum health { H_OK, H_DEGRADED, H_FAILING };
+static const char *const health_word[] = { "ok", "degraded", "failing" };
+
+static void component(struct kz_buf *b, enum health *worst, const char *name, enum health h, const char *fmt, ...)
+	__attribute__((format(printf, 5, 6)));
+static void component(struct kz_buf *b, enum health *worst, const char *name, enum health h, const char *fmt, ...)
+{
+	char detail[400], line[600];
+	va_list ap;
+	va_start(ap, fmt);
+	vsnprintf(detail, sizeof detail, fmt, ap);
+	va_end(ap);
+	int n = snprintf(line, sizeof line, "%s\"%s\":{\"status\":\"%s\",\"detail\":\"%s\"}", b->len ? "," : "", name,
+			 health_word[h], detail);
+	kz_buf_append(b, line, (size_t)n);
+	if (h > *worst)
+		*worst = h;
+}
+
+/* /healthz (docs/HTTP.md): ok, degraded or failing with a reason per component; 503 when the
+ * node cannot accept durable writes (the store or the audit log cannot be written). */
 static void healthz(void *ctx, struct kz_http_req *r)
 {
+	struct node_http *nh = ctx;
 	if (strcmp(r->method, "GET") != 0 && strcmp(r->method, "HEAD") != 0) {
 		kz_http_header(r, "Allow", "GET, HEAD");
 		kz_http_error(r, 405, NULL, "Method Not Allowed", "%s is not allowed on /healthz: use GET", r->method);
 		return;
 	}
-	char json[256];
-	int n = snprintf(json, sizeof json, "{\"status\":\"ok\",\"version\":\"%s\",\"tls_group\":\"%s\"}", KZ_VERSION,
-			 r->tls_group);
-	kz_http_send(r, 200, "application/json", json, (size_t)n);
+	struct kz_buf c;
+	kz_buf_init(&c, 0);
+	enum health worst = H_OK;
+	time_t now = time(NULL);
+	struct kz_store *st = nh->broker->store;
+	if (st) {
+		struct kz_store_health sh;
+		kz_store_health(st, &sh);
+		uint64_t lag = sh.durable_next - 1 > sh.indexed_through ? sh.durable_next - 1 - sh.indexed_through : 0;
+		if (sh.write_failing)
+			component(&c, &worst, "store", H_FAILING, "writes fail: durable writes are refused (%llu bytes free)",
+				  (unsigned long long)sh.free_bytes);
+		else if (sh.free_bytes < nh->segment_bytes)
+			component(&c, &worst, "store", H_DEGRADED, "%llu bytes free, less than one segment (%llu)",
+				  (unsigned long long)sh.free_bytes, (unsigned long long)nh->segment_bytes);
+		else
+			component(&c, &worst, "store", H_OK, "writable, %llu bytes free", (unsigned long long)sh.free_bytes);
+		if (sh.index_failing)
+			component(&c, &worst, "index", H_DEGRADED, "index writes fail: queries may miss recent records (%llu behind)",
+				  (unsigned long long)lag);
+		else
+			component(&c, &worst, "index", lag > nh->index_lag_max ? H_DEGRADED : H_OK, "%llu records behind the log",
+				  (unsigned long long)lag);
+	}
+	if (kz_audit_writable())
+		component(&c, &worst, "audit", H_OK, "writable");
+	else
+		component(&c, &worst, "audit", H_FAILING, "cannot be written: new connections and decisions are refused");
+	if (!nh->cert_not_after)
+		component(&c, &worst, "certificate", H_DEGRADED, "the node's certificate could not be read");
+	else if (nh->cert_not_after < now)
+		component(&c, &worst, "certificate", H_FAILING, "the node's certificate has expired");
+	else
+		component(&c, &worst, "certificate", nh->cert_not_after - now < 86400 ? H_DEGRADED : H_OK,
+			  "valid for %lld more seconds", (long long)(nh->cert_not_after - now));
+	const struct kz_revoked *rv = atomic_load(&nh->broker->revoked);
+	if (rv && rv->next_update && rv->next_update < now)
+		component(&c, &worst, "crl", H_FAILING, "the revocation list is past its nextUpdate");
+	else
+		component(&c, &worst, "crl", H_OK, "%zu revoked certificates", rv ? rv->n : (size_t)0);
+	const struct kz_policy *pol = atomic_load(&nh->broker->policy);
+	if (pol)
+		component(&c, &worst, "policy", H_OK, "%s version %s", pol->id, pol->version);
+	else
+		component(&c, &worst, "policy", H_DEGRADED, "no policy loaded");
+	struct kz_buf b;
+	kz_buf_init(&b, 0);
+	char head[300];
+	int n = snprintf(head, sizeof head, "{\"status\":\"%s\",\"version\":\"%s\",\"tls_group\":\"%s\",\"components\":{",
+			 health_word[worst], KZ_VERSION, r->tls_group);
+	kz_buf_append(&b, head, (size_t)n);
+	kz_buf_append(&b, kz_buf_head(&c), c.len);
+	kz_buf_append(&b, "}}", 2);
+	kz_http_send(r, worst != H_FAILING ? 200 : 503, "application/json", (const char *)kz_buf_head(&b), b.len);
+	kz_buf_cleanup(&b);
+	kz_buf_cleanup(&c);
 }
 
 static uint64_t dir_bytes(const char *dir)
@@ -92,6 +173,15 @@ static void metrics(void *arg, struct kz_http_req *r)
 	metric(&b, "kizuna_store_bytes", "gauge", "Bytes of the record log's segment files.", dir_bytes(nh->log_dir));
 	metric(&b, "kizuna_decisions_allowed_total", "counter", "Policy decisions that allowed (audited).", allowed);
 	metric(&b, "kizuna_decisions_denied_total", "counter", "Policy decisions that denied (audited).", denied);
+	metric(&b, "kizuna_audit_write_errors_total", "counter", "Audit log writes that failed.", kz_audit_write_errors());
+	if (nh->broker->store) {
+		struct kz_store_health sh;
+		kz_store_health(nh->broker->store, &sh);
+		metric(&b, "kizuna_store_write_errors_total", "counter", "Record log batches that could not be written.",
+		       sh.write_errors);
+		metric(&b, "kizuna_store_index_lag_records", "gauge", "Durable records not yet in the index.",
+		       sh.durable_next - 1 > sh.indexed_through ? sh.durable_next - 1 - sh.indexed_through : 0);
+	}
 	kz_http_send(r, 200, "text/plain; version=0.0.4; charset=utf-8", (const char *)kz_buf_head(&b), b.len);
 	kz_buf_cleanup(&b);
 }

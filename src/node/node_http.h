@@ -5,10 +5,16 @@
 struct kz_http;
 struct mqtt_broker;
 
+#include <stdint.h>
+
 struct node_http {
 	struct kz_http *http;
 	struct mqtt_broker *broker;
 	char log_dir[1100];
+	int64_t cert_not_after;    /* the node's TLS certificate, Unix s (0: unknown) */
+	uint64_t segment_bytes;    /* free space below this: the store cannot roll a segment */
+	uint64_t index_lag_max;    /* records behind the log above which the index is degraded */
+	const char *policy_file;   /* "" when the node runs without a policy */
 };
 
 int node_http_routes(struct node_http *nh);

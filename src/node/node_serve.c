@@ -346,6 +346,16 @@ int node_serve_main(int argc, char **argv)
 		SSL_CTX_free(ctx);
 		goto fail;
 	}
+	if (rec.records && kz_audit_is_new(kz_audit_log)) {
+		kz_error("audit log: %s/audit has no log or keys but the record log holds %llu records: the audit "
+			 "directory was deleted. Restore it, or start over with a new data directory", cfg.data_dir,
+			 (unsigned long long)rec.records);
+		kz_store_close(broker.store);
+		broker.store = NULL;
+		mqtt_broker_cleanup(&broker);
+		SSL_CTX_free(ctx);
+		goto fail;
+	}
 	if (rec.torn_bytes)
 		kz_warn("record log: cut %llu bytes of a torn final write (never acknowledged)",
 			(unsigned long long)rec.torn_bytes);
@@ -397,6 +407,10 @@ int node_serve_main(int argc, char **argv)
 		nh.http = http;
 		nh.broker = &broker;
 		snprintf(nh.log_dir, sizeof nh.log_dir, "%s", logdir);
+		nh.cert_not_after = kz_cert_file_not_after(cfg.tls_cert);
+		nh.segment_bytes = cfg.store.segment_bytes;
+		nh.index_lag_max = cfg.health_index_lag;
+		nh.policy_file = cfg.policy_file;
 		struct taxii_config tc = { cfg.taxii_collections, broker.store, logdir, node_max_record_bytes(&cfg),
 					   &broker.policy, cfg.node_id, cfg.threads, cfg.taxii_max_page,
 					   cfg.taxii_default_page, cfg.taxii_max_post, cfg.taxii_max_scan,
@@ -446,8 +460,10 @@ int node_serve_main(int argc, char **argv)
 	for (;;) {
 		int sig = sigtimedwait(&set, NULL, &poll);
 		if (sig < 0) {
-			if (errno == EAGAIN)
+			if (errno == EAGAIN) {
 				crl_refresh(&cfg, &broker, &trust, &revs, false);
+				kz_audit_tick(kz_audit_log); /* after write errors: the gap entry, when it can */
+			}
 			continue;
 		}
 		if (sig == SIGHUP) {

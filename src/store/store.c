@@ -27,6 +27,7 @@
 #include <stdio.h>
 #include <sys/file.h>
 #include <sys/resource.h>
+#include <sys/statvfs.h>
 #include <sys/syscall.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -47,7 +48,9 @@ struct kz_store {
 	/* index thread */
 	struct kz_index *index, *reader;
 	pthread_t index_thread;
-	bool index_started, index_kick, index_stopping, index_failing;
+	bool index_started, index_kick, index_stopping;
+	atomic_bool index_failing;            /* read by /healthz */
+	_Atomic uint64_t indexed_through;     /* the index's high-water mark, for /healthz */
 	pthread_mutex_t index_lock, reader_lock;
 	pthread_cond_t index_cond;
 	uint32_t retention_ms;
@@ -68,7 +71,9 @@ struct kz_store {
 	struct kz_bytes *bodies;
 	struct kz_log_pos *pos; /* where each body of the batch went */
 	size_t bodies_cap;
-	bool stopping, failing;
+	bool stopping;
+	atomic_bool failing;                  /* read by /healthz */
+	_Atomic uint64_t write_errors;        /* batches that could not be written */
 	uint32_t interval_ms;
 };
 
@@ -93,6 +98,8 @@ static void run_batch(struct kz_store *st)
 			st->bodies[i] = (struct kz_bytes){ w->v[i].data, w->v[i].len };
 		rc = kz_log_append_pos(st->log, st->bodies, w->n, &first, st->pos, why, sizeof why);
 	}
+	if (rc)
+		atomic_fetch_add(&st->write_errors, 1);
 	if (rc && !st->failing) {
 		kz_error("store: writes fail, publishes are refused until they succeed: %s",
 			 why[0] ? why : kz_strerror(rc));
@@ -152,6 +159,7 @@ static void *index_main(void *arg)
 		why[0] = 0;
 		int rc = kz_index_catch_up(st->index, INDEX_BATCH, &added, why, sizeof why);
 		index_error(st, rc, why);
+		atomic_store(&st->indexed_through, kz_index_through(st->index));
 		if (st->n_rules && kz_now_mono_ms() >= next_retention) {
 			struct kz_retention_report rep;
 			rc = kz_index_retention(st->index, kz_now_wall_ns(), &rep, why, sizeof why);
@@ -268,15 +276,28 @@ int kz_store_open(const struct kz_store_config *cfg, struct kz_store **out, stru
 	if (!rc && cfg->index_path) {
 		struct kz_index_config icfg = { cfg->index_path, cfg->log.dir, cfg->log.max_record_bytes,
 						cfg->rules, cfg->n_rules, false };
-		uint64_t t0 = kz_now_mono_ms(), total = 0, added;
+		uint64_t t0 = kz_now_mono_ms(), total = 0, added, said = t0;
+		uint64_t end = st->log ? kz_log_next_seq(st->log) - 1 : 0;
 		rc = kz_index_open(&icfg, &st->index, why, why_len);
+		if (!rc && kz_index_through(st->index) < end)
+			kz_info("index: bringing it up to date with the log (records %" PRIu64 " to %" PRIu64
+				"); the listeners open when it is done", kz_index_through(st->index) + 1, end);
 		do {
 			if (!rc)
 				rc = kz_index_catch_up(st->index, INDEX_BATCH, &added, why, why_len);
 			total += rc ? 0 : added;
+			uint64_t now = kz_now_mono_ms();
+			if (!rc && added == INDEX_BATCH && now - said >= 2000) { /* progress on long rebuilds */
+				said = now;
+				uint64_t at = kz_index_through(st->index);
+				kz_info("index: %" PRIu64 " records indexed (%" PRIu64 "/s), %" PRIu64 " to go", total,
+					total * 1000 / (now - t0 ? now - t0 : 1), end > at ? end - at : 0);
+			}
 		} while (!rc && added == INDEX_BATCH);
 		if (!rc && total)
 			kz_info("index: %" PRIu64 " records indexed in %" PRIu64 " ms", total, kz_now_mono_ms() - t0);
+		if (st->index)
+			atomic_store(&st->indexed_through, kz_index_through(st->index));
 		icfg.read_only = true;
 		if (!rc)
 			rc = kz_index_open(&icfg, &st->reader, why, why_len);
@@ -389,6 +410,17 @@ int kz_store_retained(struct kz_store *st, kz_index_row_fn cb, void *ctx, char *
 	int rc = kz_index_retained(st->reader, cb, ctx, why, why_len);
 	pthread_mutex_unlock(&st->reader_lock);
 	return rc;
+}
+
+void kz_store_health(struct kz_store *st, struct kz_store_health *h)
+{
+	h->write_failing = atomic_load(&st->failing);
+	h->index_failing = atomic_load(&st->index_failing);
+	h->write_errors = atomic_load(&st->write_errors);
+	h->durable_next = kz_store_durable_next(st);
+	h->indexed_through = atomic_load(&st->indexed_through);
+	struct statvfs vs;
+	h->free_bytes = statvfs(st->log_dir, &vs) == 0 ? (uint64_t)vs.f_bavail * vs.f_frsize : 0;
 }
 
 void kz_store_submit(struct kz_store *st, struct kz_store_item *items, size_t n)

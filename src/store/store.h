@@ -321,6 +321,15 @@ bool kz_store_on_store_thread(void);
  * thread (indexing as records are written, retention every interval). */
 int kz_store_open(const struct kz_store_config *cfg, struct kz_store **out, struct kz_log_recovery *rec,
 		  char *why, size_t why_len);
+/* What /healthz and /metrics report about the store (any thread). */
+struct kz_store_health {
+	bool write_failing;      /* the last batch could not be written: durable writes fail */
+	bool index_failing;
+	uint64_t write_errors;   /* batches that could not be written since start */
+	uint64_t durable_next, indexed_through; /* lag = durable_next - 1 - indexed_through */
+	uint64_t free_bytes;     /* available to the node on the log's file system */
+};
+void kz_store_health(struct kz_store *st, struct kz_store_health *h);
 /* Takes n items (their data) in one step; their done callbacks follow on the store thread. */
 void kz_store_submit(struct kz_store *st, struct kz_store_item *items, size_t n);
 /* False for a QoS 0 message on a topic whose retention rule says not to store QoS 0. */

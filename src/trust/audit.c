@@ -28,6 +28,18 @@
 #include <unistd.h>
 
 struct kz_audit *kz_audit_log;
+static atomic_bool audit_failing;
+static atomic_uint_fast64_t write_errors;
+
+bool kz_audit_writable(void)
+{
+	return !atomic_load_explicit(&audit_failing, memory_order_relaxed);
+}
+
+uint64_t kz_audit_write_errors(void)
+{
+	return atomic_load(&write_errors);
+}
 
 #define LINE_MAX_BYTES 16384
 #define MLDSA_CTX "kizuna-audit" /* the ML-DSA context string of checkpoint and head signatures */
@@ -47,6 +59,12 @@ struct kz_audit {
 	uint32_t since_ck;
 	uint64_t last_ck_ms;
 	bool failing;
+	bool new_keys;       /* load_key made the signing keys now (a new log) */
+	/* decisions that could not be written (docs/AUDIT.md "When the log cannot be
+	 * written"): a signed gap entry says so once writing works again */
+	uint64_t lost;
+	char lost_from[32], lost_to[32];
+	char lost_error[96];
 	/* the denial being summarised */
 	struct kz_audit_entry rep;
 	char *rep_buf[7];
@@ -111,11 +129,21 @@ static int emit(struct kz_audit *a, char *b, size_t len)
 	put(b, &n, LINE_MAX_BYTES, hx);
 	put(b, &n, LINE_MAX_BYTES, "\"}\n");
 	int rc = write_all(a->fd, b, n);
-	if (rc && !a->failing)
-		kz_error("audit: cannot write %s/audit.log: %s", a->dir, strerror(errno));
-	else if (!rc && a->failing)
-		kz_warn("audit: writing works again");
+	if (rc) {
+		int err = errno ? errno : EIO;
+		/* a partly written line would break the chain for good: cut it off again */
+		if (ftruncate(a->fd, a->end))
+			kz_error("audit: cannot cut a partial entry off %s/audit.log: %s", a->dir, strerror(errno));
+		if (!a->failing)
+			kz_error("audit: cannot write %s/audit.log: %s; new connections and decisions are refused "
+				 "until it can (fail closed)", a->dir, strerror(err));
+		snprintf(a->lost_error, sizeof a->lost_error, "%s", strerror(err));
+		atomic_fetch_add(&write_errors, 1);
+	} else if (a->failing) {
+		kz_warn("audit: writing %s/audit.log works again", a->dir);
+	}
 	a->failing = rc != 0;
+	atomic_store(&audit_failing, a->failing);
 	if (!rc) {
 		memcpy(a->prev, hx, 65);
 		a->since_ck++;
@@ -148,8 +176,38 @@ static void write_entry(struct kz_audit *a, const struct kz_audit_entry *e, uint
 	n += (size_t)snprintf(b + n, sizeof b - n, ",\"count\":%" PRIu64 ",\"policy\":", e->count > 1 ? e->count : count);
 	jstr(b, &n, sizeof b, e->policy ? e->policy : "none");
 	n += (size_t)snprintf(b + n, sizeof b - n, ",\"prev\":\"%s\"", a->prev);
-	if (emit(a, b, n))
+	if (emit(a, b, n)) {
 		a->n--;
+		char t[32];
+		kz_time_format(kz_now_wall_ns(), t);
+		if (!a->lost)
+			memcpy(a->lost_from, t, sizeof t);
+		memcpy(a->lost_to, t, sizeof t);
+		a->lost += e->count > 1 ? e->count : count;
+	}
+}
+
+/* After a time when entries could not be written: one entry that says how many decisions
+ * are missing and when, signed by the checkpoint that follows it at once. verify reports
+ * it (exit 3: the chain is intact but the record is not complete). */
+static void write_gap(struct kz_audit *a)
+{
+	if (!a->lost)
+		return;
+	char b[LINE_MAX_BYTES];
+	size_t n = begin(a, b);
+	n += (size_t)snprintf(b + n, sizeof b - n, ",\"gap\":{\"lost\":%" PRIu64 ",\"from\":\"%s\",\"to\":\"%s\",\"error\":",
+			      a->lost, a->lost_from, a->lost_to);
+	jstr(b, &n, sizeof b, a->lost_error);
+	n += (size_t)snprintf(b + n, sizeof b - n, "},\"prev\":\"%s\"", a->prev);
+	if (emit(a, b, n)) {
+		a->n--;
+		return;
+	}
+	kz_warn("audit: %" PRIu64 " decisions between %s and %s could not be written (%s); a signed gap entry says so",
+		a->lost, a->lost_from, a->lost_to, a->lost_error);
+	a->lost = 0;
+	a->since_ck = a->ck_entries; /* sign it now */
 }
 
 /* The ML-DSA-65 signature (hedged, context "kizuna-audit") of msg as hex; issue 5: beside
@@ -165,6 +223,8 @@ static int mldsa_sign(struct kz_audit *a, const char *msg, char out[2 * KZ_MLDSA
 	kz_hex(sig, sizeof sig, out);
 	return 0;
 }
+
+static void write_head(struct kz_audit *a);
 
 static void checkpoint(struct kz_audit *a)
 {
@@ -193,9 +253,18 @@ static void checkpoint(struct kz_audit *a)
 	a->since_ck = 0;
 	a->last_ck_ms = kz_now_mono_ms();
 	/* the head names this checkpoint: cutting the log before it is detected */
-	char path[4200], tmp[4300];
+	if (fdatasync(a->fd))
+		return;
+	write_head(a);
+}
+
+/* DIR/head names entry a->n (hash a->prev), signed with both keys; replaced atomically. */
+static void write_head(struct kz_audit *a)
+{
+	char msg[160], path[4200], tmp[4300], sx[129], dx[2 * KZ_MLDSA65_SIG_BYTES + 1];
+	uint8_t sig[64];
 	snprintf(msg, sizeof msg, "kizuna-audit-head n=%" PRIu64 " hash=%s", a->n, a->prev);
-	if (fdatasync(a->fd) || kz_ed25519_sign(a->priv, msg, strlen(msg), sig))
+	if (kz_ed25519_sign(a->priv, msg, strlen(msg), sig))
 		return;
 	kz_hex(sig, 64, sx);
 	if (mldsa_sign(a, msg, dx))
@@ -270,6 +339,7 @@ void kz_audit_record(struct kz_audit *a, const struct kz_audit_entry *e)
 		return;
 	}
 	xlock(a);
+	write_gap(a);
 	flush_repeats(a);
 	write_entry(a, e, 1);
 	if (!e->allow) {
@@ -317,6 +387,7 @@ static int load_key(struct kz_audit *a, char *why, size_t why_len)
 		close(fd);
 		kz_info("audit: created the checkpoint signing key %s (keep a copy of audit.pub elsewhere)", path);
 		(void)pp;
+		a->new_keys = true;
 	}
 	kz_hex(pub, 32, a->pub_hex);
 	snprintf(path, sizeof path, "%s/audit.pub", a->dir);
@@ -414,8 +485,56 @@ static int load_tail(struct kz_audit *a, const char *path, char *why, size_t why
 	return KZ_OK;
 }
 
+#define NO_HEAD (UINT64_MAX - 1)
+/* The entry number DIR/audit/head names, NO_HEAD when there is none, UINT64_MAX when it is
+ * unreadable. */
+static uint64_t head_number(const char *dir)
+{
+	char path[4200];
+	snprintf(path, sizeof path, "%s/head", dir);
+	FILE *f = fopen(path, "r");
+	uint64_t n = NO_HEAD;
+	if (f) {
+		if (fscanf(f, "%" SCNu64, &n) != 1)
+			n = UINT64_MAX; /* unreadable: as if ahead of any log */
+		fclose(f);
+	}
+	return n;
+}
+
+/* A log shorter than its last signed head was cut, emptied or replaced: a start must not
+ * sign it afresh (that would launder the loss). */
+static int check_length(struct kz_audit *a, char *why, size_t why_len)
+{
+	uint64_t head = head_number(a->dir);
+	if (head == NO_HEAD && !a->new_keys && a->n == 0) {
+		snprintf(why, why_len, "%s/audit.log is missing or empty but its signing key exists: the log was deleted "
+			 "or emptied. `kizuna audit reset --data DIR --reason TEXT` starts a new chain that says so", a->dir);
+		return KZ_EIO;
+	}
+	if (head == NO_HEAD && a->new_keys)
+		write_head(a); /* a new log: its (empty) head exists from the start */
+	if (head != NO_HEAD && head > a->n) {
+		snprintf(why, why_len, "%s/audit.log ends at entry %" PRIu64 " but its last signed head (%s/head) is entry "
+			 "%" PRIu64 ": the log was cut, emptied or replaced. Keep it for investigation; `kizuna audit reset "
+			 "--data DIR --reason TEXT` moves it aside and starts a new chain that names it",
+			 a->dir, a->n, a->dir, head == UINT64_MAX ? 0 : head);
+		return KZ_EIO;
+	}
+	return KZ_OK;
+}
+
+static int audit_open(const char *dir, uint32_t ck_entries, uint32_t ck_ms, bool new_chain, struct kz_audit **out,
+		      char *why, size_t why_len);
+
 int kz_audit_open(const char *dir, uint32_t ck_entries, uint32_t ck_ms, struct kz_audit **out, char *why,
 		  size_t why_len)
+{
+	return audit_open(dir, ck_entries, ck_ms, false, out, why, why_len);
+}
+
+static int audit_open(const char *dir, uint32_t ck_entries, uint32_t ck_ms, bool new_chain, struct kz_audit **out,
+		      char *why, size_t why_len)
 {
 	*out = NULL;
 	struct kz_audit *a = calloc(1, sizeof *a);
@@ -445,6 +564,8 @@ int kz_audit_open(const char *dir, uint32_t ck_entries, uint32_t ck_ms, struct k
 		while (flock(a->fd, LOCK_EX) && errno == EINTR)
 			;
 		rc = load_tail(a, path, why, why_len);
+		if (!rc && !new_chain)
+			rc = check_length(a, why, why_len);
 		(void)flock(a->fd, LOCK_UN);
 	}
 	if (rc) {
@@ -459,14 +580,91 @@ int kz_audit_open(const char *dir, uint32_t ck_entries, uint32_t ck_ms, struct k
 	return KZ_OK;
 }
 
+bool kz_audit_is_new(const struct kz_audit *a)
+{
+	return a && a->new_keys;
+}
+
+void kz_audit_tick(struct kz_audit *a)
+{
+	if (!a)
+		return;
+	pthread_mutex_lock(&a->lock);
+	if (a->failing || a->lost) {
+		xlock(a);
+		write_gap(a);
+		if (!a->lost && a->since_ck)
+			checkpoint(a);
+		xunlock(a);
+	}
+	pthread_mutex_unlock(&a->lock);
+}
+
+int kz_audit_new_chain(const char *dir, const char *reason, char *qdir_out, size_t qdir_len, char *why, size_t why_len)
+{
+	char head[4200], logp[4200], qdir[4200], to[4400], hash[65] = "";
+	uint64_t head_n = 0;
+	snprintf(head, sizeof head, "%s/head", dir);
+	snprintf(logp, sizeof logp, "%s/audit.log", dir);
+	FILE *f = fopen(head, "r");
+	if (f) {
+		if (fscanf(f, "%" SCNu64 " %64s", &head_n, hash) != 2)
+			head_n = 0, hash[0] = 0;
+		fclose(f);
+	}
+	char t[32];
+	kz_time_format(kz_now_wall_ns(), t);
+	snprintf(qdir, sizeof qdir, "%s/quarantine-%s", dir, t);
+	if (mkdir(qdir, 0700)) {
+		snprintf(why, why_len, "cannot create %s: %s", qdir, strerror(errno));
+		return KZ_EIO;
+	}
+	snprintf(to, sizeof to, "%s/audit.log", qdir);
+	if (rename(logp, to) && errno != ENOENT) {
+		snprintf(why, why_len, "cannot move %s to %s: %s", logp, to, strerror(errno));
+		return KZ_EIO;
+	}
+	snprintf(to, sizeof to, "%s/head", qdir);
+	if (rename(head, to) && errno != ENOENT) {
+		snprintf(why, why_len, "cannot move %s to %s: %s", head, to, strerror(errno));
+		return KZ_EIO;
+	}
+	struct kz_audit *a;
+	int rc = audit_open(dir, 0, 0, true, &a, why, why_len);
+	if (rc)
+		return rc;
+	/* entry 1 names what it follows: verify reports the chain as a continuation */
+	char b[LINE_MAX_BYTES];
+	pthread_mutex_lock(&a->lock);
+	xlock(a);
+	size_t n = begin(a, b);
+	n += (size_t)snprintf(b + n, sizeof b - n, ",\"chain\":{\"after_n\":%" PRIu64 ",\"after_hash\":\"%s\",\"quarantine\":",
+			      head_n, hash);
+	jstr(b, &n, sizeof b, strrchr(qdir, '/') + 1);
+	put(b, &n, sizeof b, ",\"reason\":");
+	jstr(b, &n, sizeof b, reason);
+	n += (size_t)snprintf(b + n, sizeof b - n, "},\"prev\":\"%s\"", a->prev);
+	rc = emit(a, b, n) ? KZ_EIO : KZ_OK;
+	if (rc)
+		snprintf(why, why_len, "cannot write %s: %s", logp, a->lost_error);
+	else
+		checkpoint(a);
+	xunlock(a);
+	pthread_mutex_unlock(&a->lock);
+	kz_audit_close(a);
+	snprintf(qdir_out, qdir_len, "%s", qdir);
+	return rc;
+}
+
 void kz_audit_close(struct kz_audit *a)
 {
 	if (!a)
 		return;
 	pthread_mutex_lock(&a->lock);
 	xlock(a);
+	write_gap(a);
 	flush_repeats(a);
-	if (a->since_ck)
+	if (a->since_ck || a->n == 0) /* an empty log gets a signed head too */
 		checkpoint(a);
 	xunlock(a);
 	pthread_mutex_unlock(&a->lock);
@@ -539,8 +737,9 @@ int kz_audit_verify(const char *dir, void (*report)(void *ctx, const char *line)
 	char *line = NULL, prev[65] = HEX_ZERO;
 	size_t cap = 0;
 	ssize_t len;
-	uint64_t expect = 1, lineno = 0, checkpoints = 0, last_ck = 0;
+	uint64_t expect = 1, lineno = 0, checkpoints = 0, last_ck = 0, gaps = 0, lost = 0;
 	int bad = 0;
+	char gapinfo[600] = "", chaininfo[600] = "";
 	/* the hash of every checkpoint entry, to check the head against */
 	uint64_t head_n = 0;
 	char head_hash[65] = "", head_seen[65] = "";
@@ -643,6 +842,32 @@ int kz_audit_verify(const char *dir, void (*report)(void *ctx, const char *line)
 			checkpoints++;
 			last_ck = n;
 		}
+		const char *gp = strstr(line, ",\"gap\":{\"lost\":");
+		if (gp) { /* decisions the node could not write: intact, but not complete */
+			uint64_t l = strtoull(gp + strlen(",\"gap\":{\"lost\":"), NULL, 10);
+			size_t fl, tl;
+			const char *fr = field(gp, "from", &fl), *to = field(gp, "to", &tl);
+			if (!gaps)
+				snprintf(gapinfo, sizeof gapinfo, "; the first at entry %" PRIu64 ": %" PRIu64 " decisions from %.*s "
+					 "to %.*s", n, l, fr ? (int)fl : 0, fr ? fr : "", to ? (int)tl : 0, to ? to : "");
+			gaps++;
+			lost += l;
+		}
+		const char *cp = strstr(line, ",\"chain\":{\"after_n\":");
+		if (cp) {
+			if (n != 1) {
+				snprintf(out, sizeof out, "line %" PRIu64 " (entry %" PRIu64 "): a chain start in the middle of "
+					 "the log", lineno, n);
+				report(ctx, out);
+				bad = 1;
+				break;
+			}
+			size_t ql, hl;
+			const char *q = field(cp, "quarantine", &ql), *ah = field(cp, "after_hash", &hl);
+			snprintf(chaininfo, sizeof chaininfo, "; it starts a new chain after a log that was moved aside (%.*s, "
+				 "its head: entry %" PRIu64 ", hash %.*s)", q ? (int)ql : 0, q ? q : "",
+				 (uint64_t)strtoull(cp + strlen(",\"chain\":{\"after_n\":"), NULL, 10), ah ? (int)hl : 0, ah ? ah : "");
+		}
 		memcpy(prev, h + 9, 64);
 		if (n == head_n)
 			memcpy(head_seen, prev, 65);
@@ -657,7 +882,13 @@ int kz_audit_verify(const char *dir, void (*report)(void *ctx, const char *line)
 		report(ctx, out);
 		bad = 1;
 	}
-	if (!bad) {
+	if (!bad && (gaps || chaininfo[0])) {
+		snprintf(out, sizeof out, "%s: INCOMPLETE: the chain verifies, but %" PRIu64 " recorded gaps say %" PRIu64
+			 " decisions could not be written%s%s", path, gaps, lost, gapinfo, chaininfo);
+		report(ctx, out);
+		bad = 3;
+	}
+	if (bad != 1) {
 		snprintf(out, sizeof out, "%s: intact: %" PRIu64 " entries, %" PRIu64 " signed checkpoints (%" PRIu64
 			 " also with ML-DSA-65), the last at entry %" PRIu64 "; %" PRIu64 " entries after it (signed at the "
 			 "next checkpoint); key %s",

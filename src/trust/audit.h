@@ -37,6 +37,21 @@ int kz_audit_open(const char *dir, uint32_t checkpoint_entries, uint32_t checkpo
 void kz_audit_record(struct kz_audit *a, const struct kz_audit_entry *e);
 /* Decisions recorded by this process since it started (for /metrics). */
 void kz_audit_decisions(uint64_t *allowed, uint64_t *denied);
+/* False while the log cannot be written (disk full, I/O error): the node refuses new
+ * connections and decisions until it can (fail closed, docs/AUDIT.md). */
+bool kz_audit_writable(void);
+/* Writes that failed since the process started (for /metrics). */
+uint64_t kz_audit_write_errors(void);
+/* Periodically (any thread): while writes fail, tries again to write the gap entry that
+ * says how many decisions are missing, and signs it. */
+void kz_audit_tick(struct kz_audit *a);
+/* `kizuna audit reset`: moves DIR/audit.log and DIR/head into DIR/quarantine-<time>/ and
+ * starts a new log whose first entry names the old head and the reason (verify reports the
+ * new chain as a continuation, exit 3). qdir_out receives the quarantine directory. */
+int kz_audit_new_chain(const char *dir, const char *reason, char *qdir_out, size_t qdir_len, char *why,
+		       size_t why_len);
+/* True when this open made the signing keys (a new audit directory). */
+bool kz_audit_is_new(const struct kz_audit *a);
 /* Writes a final checkpoint and closes. */
 void kz_audit_close(struct kz_audit *a);
 
@@ -49,7 +64,9 @@ static inline void kz_audit(const struct kz_audit_entry *e)
 }
 
 /* Checks DIR/audit: returns 0 when intact (report gets a summary line), 1 with the first
- * bad entry reported when not, -1 when it cannot be read (why). */
+ * bad entry reported when not, 3 when the chain is intact but says itself that it is not
+ * the whole record (gap entries, or a new chain after a log moved aside), -1 when it
+ * cannot be read (why). */
 int kz_audit_verify(const char *dir, void (*report)(void *ctx, const char *line), void *ctx, char *why,
 		    size_t why_len);
 

@@ -373,6 +373,18 @@ static int64_t asn1_time_unix(const ASN1_TIME *t)
 	return (int64_t)timegm(&tm);
 }
 
+int64_t kz_cert_file_not_after(const char *path)
+{
+	FILE *f = fopen(path, "r");
+	if (!f)
+		return 0;
+	X509 *c = PEM_read_X509(f, NULL, NULL, NULL);
+	fclose(f);
+	int64_t t = c ? asn1_time_unix(X509_get0_notAfter(c)) : 0;
+	X509_free(c);
+	return t;
+}
+
 /* ---------- the issued list ---------- */
 
 static const char *const crl_reasons[] = { "unspecified", "keyCompromise", "cACompromise",

@@ -116,6 +116,9 @@ char *kz_enroll_serve(struct kz_ca *ca, const char *token, size_t token_len, con
 int kz_enroll_client(const char *host, int port, const char *ca_file, const char *token, const char *out_dir,
 		     char *id_out, size_t id_len, char *why, size_t why_len);
 
+/* The notAfter (Unix s) of the first certificate in a PEM file; 0 when unreadable. */
+int64_t kz_cert_file_not_after(const char *path);
+
 /* ---------- the revocation set the node checks ---------- */
 
 struct kz_revoked {

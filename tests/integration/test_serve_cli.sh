@@ -27,4 +27,20 @@ expect_eq "second node on the same port exits 1" "$rc" "1"
 grep -q "address in use" "$D/serve2.log" && ok "second node says address in use" || ko "second node: $(tail -3 "$D/serve2.log")"
 "$KZ" pub --data "$D/var" -p "$PORT" -t cli/c -m still -q 1; expect_eq "first node still serves" "$?" "0"
 kill -INT $PID; wait $PID; expect_eq "SIGINT exits 0" "$?" "0"
+# an emptied audit log is not re-signed at the next start (issue 16)
+"$KZ" audit verify --data "$D/var" > /dev/null; expect_eq "audit intact after a clean stop" "$?" "0"
+: > "$D/var/audit/audit.log"
+timeout 20 "$KZ" serve --config "$D/k.conf" --data "$D/var" > "$D/serve3.log" 2>&1; rc=$?
+expect_eq "start on an emptied audit log exits 1" "$rc" "1"
+grep -q "but its last signed head" "$D/serve3.log" && ok "the refusal says the log is shorter than its head" \
+	|| ko "start said: $(tail -2 "$D/serve3.log")"
+"$KZ" audit reset --data "$D/var" > "$D/reset.out" 2>&1; expect_eq "audit reset without --reason is a usage error" "$?" "2"
+"$KZ" audit reset --data "$D/var" --reason "test: emptied log" > "$D/reset.out" 2>&1; expect_eq "audit reset" "$?" "0"
+"$KZ" serve --config "$D/k.conf" --data "$D/var" > "$D/serve4.log" 2>&1 &
+PID=$!
+for _ in $(seq 100); do (exec 3<>/dev/tcp/127.0.0.1/$PORT) 2>/dev/null && break; sleep 0.1; done
+kill -INT $PID; wait $PID; expect_eq "starts after the reset" "$?" "0"
+"$KZ" audit verify --data "$D/var" > "$D/verify.out"; expect_eq "verify after a reset exits 3" "$?" "3"
+grep -q "starts a new chain after a log that was moved aside" "$D/verify.out" && ok "verify names the quarantined log" \
+	|| ko "verify said: $(cat "$D/verify.out")"
 kz_finish

@@ -10,6 +10,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <signal.h>
+#include <sys/resource.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "crypto/kz_crypto.h"
@@ -191,13 +194,85 @@ static void test_cut_off_end(void **st)
 	free_lines(v, n);
 	assert_int_equal(verify(), 1);
 	assert_non_null(strstr(out, "entries were cut off or the log was rewritten"));
-	/* half a line at the end */
+	/* half a line at the end (a new log: the cut one is refused, test_shorter_than_head) */
+	char cmd[300];
+	snprintf(cmd, sizeof cmd, "rm -f %s/*", dir);
+	assert_int_equal(system(cmd), 0);
 	write_log();
 	FILE *f = fopen(logp, "a");
 	fputs("{\"n\":99,\"t\"", f);
 	fclose(f);
 	assert_int_equal(verify(), 1);
 	assert_non_null(strstr(out, "incomplete entry"));
+}
+
+/* A log shorter than its signed head (emptied, deleted) is refused at open, not re-signed;
+ * `audit reset` moves it aside and starts a chain that verify reports (issue 16). */
+static void test_shorter_than_head(void **st)
+{
+	write_log();
+	struct kz_audit *a;
+	char why[1024];
+	assert_int_equal(truncate(logp, 0), 0); /* emptied */
+	assert_int_not_equal(kz_audit_open(dir, 4, 3600000, &a, why, sizeof why), 0);
+	assert_non_null(strstr(why, "audit.log ends at entry 0 but its last signed head"));
+	assert_non_null(strstr(why, "is entry 15")); /* 12 decisions, checkpoints at 5, 10, 15 */
+	assert_int_equal(unlink(logp), 0); /* deleted */
+	assert_int_not_equal(kz_audit_open(dir, 4, 3600000, &a, why, sizeof why), 0);
+	assert_non_null(strstr(why, "the log was cut, emptied or replaced"));
+	char head[300];
+	snprintf(head, sizeof head, "%s/head", dir);
+	assert_int_equal(unlink(head), 0); /* and its head: the key still says a log existed */
+	assert_int_not_equal(kz_audit_open(dir, 4, 3600000, &a, why, sizeof why), 0);
+	assert_non_null(strstr(why, "is missing or empty but its signing key exists"));
+	char q[4400];
+	assert_int_equal(kz_audit_new_chain(dir, "disk replaced", q, sizeof q, why, sizeof why), 0);
+	assert_int_equal(kz_audit_open(dir, 4, 3600000, &a, why, sizeof why), 0);
+	kz_audit_record(a, &(struct kz_audit_entry){ .action = "connect", .resource = "x", .allow = true, .reason = "r" });
+	kz_audit_close(a);
+	assert_int_equal(verify(), 3);
+	assert_non_null(strstr(out, "INCOMPLETE"));
+	assert_non_null(strstr(out, "starts a new chain after a log that was moved aside (quarantine-"));
+}
+
+/* Writes that fail (here: the file size limit, as a full disk would) leave no partial line;
+ * the node is told (fail closed); the first write that works again is preceded by a signed
+ * gap entry, which verify reports (exit 3). */
+static void test_write_failure_gap(void **st)
+{
+	struct kz_audit *a;
+	char why[512];
+	assert_int_equal(kz_audit_open(dir, 1000, 3600000, &a, why, sizeof why), 0);
+	for (int i = 0; i < 3; i++)
+		kz_audit_record(a, &(struct kz_audit_entry){ .action = "connect", .resource = "before", .allow = true,
+							      .reason = "r" });
+	struct stat sb;
+	assert_int_equal(stat(logp, &sb), 0);
+	struct rlimit old, lim;
+	assert_int_equal(getrlimit(RLIMIT_FSIZE, &old), 0);
+	lim = old;
+	lim.rlim_cur = (rlim_t)sb.st_size + 10; /* the next line is written in part, then fails */
+	signal(SIGXFSZ, SIG_IGN);
+	assert_int_equal(setrlimit(RLIMIT_FSIZE, &lim), 0);
+	assert_true(kz_audit_writable());
+	for (int i = 0; i < 5; i++) {
+		char res[16];
+		snprintf(res, sizeof res, "lost/%d", i);
+		kz_audit_record(a, &(struct kz_audit_entry){ .action = "connect", .resource = res, .allow = true,
+							      .reason = "r" });
+	}
+	assert_false(kz_audit_writable());
+	assert_int_equal(stat(logp, &sb), 0);
+	assert_int_equal(setrlimit(RLIMIT_FSIZE, &old), 0);
+	kz_audit_tick(a); /* writing works again: the gap entry, signed */
+	assert_true(kz_audit_writable());
+	kz_audit_record(a, &(struct kz_audit_entry){ .action = "connect", .resource = "after", .allow = true,
+						      .reason = "r" });
+	kz_audit_close(a);
+	assert_int_equal(verify(), 3);
+	assert_non_null(strstr(out, "INCOMPLETE: the chain verifies, but 1 recorded gaps say 5 decisions could not be written"));
+	assert_non_null(strstr(out, "the first at entry 4"));
+	assert_null(strstr(out, "not an audit entry"));
 }
 
 /* Hex of SHA-256 of s. */
@@ -324,6 +399,8 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_forged_head, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_mldsa_checkpoint, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_denial_flood_summarised, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_shorter_than_head, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_write_failure_gap, setup, teardown),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
