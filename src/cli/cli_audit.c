@@ -66,6 +66,10 @@ int cli_audit_main(int argc, char **argv)
 		}
 	}
 	char dir[4200], why[1024] = "";
+	if (kz_data_dir_check(data, why, sizeof why)) {
+		fprintf(stderr, "kizuna audit %s: %s\n", verb, why);
+		return 1;
+	}
 	snprintf(dir, sizeof dir, "%s/audit", data);
 	if (!strcmp(verb, "verify")) {
 		int rc = kz_audit_verify(dir, report, stdout, why, sizeof why);

@@ -338,7 +338,9 @@ int cli_bench_main(int argc, char **argv)
 		fprintf(stderr, "kizuna bench: need pubs >= 1, threads >= 1, 8 <= size <= 65536, qos 0 or 1\n");
 		return 2;
 	}
-	cli_opts_finish(&cfg.o, data);
+	int orc = cli_opts_finish(&cfg.o, data, "bench");
+	if (orc)
+		return orc;
 	SSL_CTX *ctx = cli_tls_ctx(&cfg.o);
 	if (!ctx)
 		return 1;

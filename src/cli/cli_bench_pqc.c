@@ -171,7 +171,9 @@ int cli_bench_handshake_main(int argc, char **argv)
 		fprintf(stderr, "kizuna bench handshake: --threads 1..64, --duration at least 1\n");
 		return 2;
 	}
-	cli_opts_finish(&o, data);
+	int orc = cli_opts_finish(&o, data, "bench handshake");
+	if (orc)
+		return orc;
 	struct net_tls_config t = { o.ca, o.cert, o.key, groups, NULL };
 	char why[512];
 	SSL_CTX *ctx = net_tls_client_ctx(&t, why, sizeof why);

@@ -189,7 +189,9 @@ int cli_bench_taxii_main(int argc, char **argv)
 		return 2;
 	}
 	cli_opts_default(&b->o);
-	cli_opts_finish(&b->o, data);
+	int orc = cli_opts_finish(&b->o, data, "bench taxii");
+	if (orc)
+		return orc;
 	b->ctx = cli_tls_ctx(&b->o);
 	if (!b->ctx)
 		return 1;

@@ -3,6 +3,7 @@
 #include "base/kz_err.h"
 #include "base/kz_time.h"
 #include "node/node_config.h"
+#include "store/store.h"
 #include "trust/ca.h"
 
 #include <getopt.h>
@@ -129,6 +130,10 @@ int cli_ca_main(int argc, char **argv)
 		snprintf(cfg.org, sizeof cfg.org, "%s", org);
 	node_config_finish(&cfg);
 	char why[1024] = "";
+	if (strcmp(verb, "init") != 0 && kz_data_dir_check(cfg.data_dir, why, sizeof why)) {
+		fprintf(stderr, "kizuna ca %s: %s\n", verb, why);
+		return 1;
+	}
 	if (strcmp(verb, "init") == 0) {
 		mkdir(cfg.data_dir, 0755);
 		int rc = kz_ca_create(cfg.ca_dir, cfg.trust_domain, cfg.org, why, sizeof why);

@@ -2,6 +2,7 @@
 #include "cli/cli_client.h"
 #include "base/kz_err.h"
 #include "base/kz_log.h"
+#include "store/store.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -40,15 +41,29 @@ int cli_opts_parse(struct cli_opts *o, int opt, const char *arg)
 	return 0;
 }
 
-void cli_opts_finish(struct cli_opts *o, const char *data_dir)
+int cli_opts_finish(struct cli_opts *o, const char *data_dir, const char *cmd)
 {
 	const char *d = data_dir ? data_dir : "./var";
+	if (!o->cert[0] != !o->key[0]) {
+		fprintf(stderr, "kizuna %s: --cert and --key go together (a certificate without its key, or a key "
+				"without its certificate, is no identity)\n", cmd);
+		return 2;
+	}
+	if (!o->ca[0] || !o->cert[0]) {
+		char why[4400];
+		if (kz_data_dir_check(d, why, sizeof why)) {
+			fprintf(stderr, "kizuna %s: %s; give --data DIR of a node, or --cafile, --cert and --key\n", cmd, why);
+			return 1;
+		}
+	}
 	if (!o->ca[0])
 		snprintf(o->ca, sizeof o->ca, "%s/pki/ca.pem", d);
-	if (!o->cert[0])
+	if (!o->cert[0]) { /* never silently: say whose identity this is */
 		snprintf(o->cert, sizeof o->cert, "%s/pki/admin.pem", d);
-	if (!o->key[0])
 		snprintf(o->key, sizeof o->key, "%s/pki/admin.key", d);
+		fprintf(stderr, "kizuna %s: as the node's admin identity (%s); --cert and --key for another\n", cmd, o->cert);
+	}
+	return 0;
 }
 
 SSL_CTX *cli_tls_ctx(const struct cli_opts *o)
@@ -123,6 +138,7 @@ static void c_close(struct net_conn *c)
 {
 	struct cli_mqtt *m = c->user;
 	m->is_closed = true;
+	snprintf(m->close_why, sizeof m->close_why, "%s", c->why);
 	m->conn = NULL;
 	kz_buf_cleanup(&m->in);
 	if (m->on_closed)
@@ -154,5 +170,6 @@ void cli_mqtt_disconnect(struct cli_mqtt *m)
 		return;
 	struct mqtt_packet p = { .type = MQTT_DISCONNECT };
 	cli_mqtt_send(m, &p);
+	m->said_bye = true;
 	net_conn_close(m->conn);
 }

@@ -22,7 +22,10 @@ struct cli_opts {
 /* Parses a shared option (returns 1 when consumed, 0 when not ours, -1 on bad value). */
 int cli_opts_parse(struct cli_opts *o, int opt, const char *arg);
 void cli_opts_default(struct cli_opts *o);
-void cli_opts_finish(struct cli_opts *o, const char *data_dir);
+/* Fills the TLS files not given from DATA/pki (the admin identity, said on stderr). 0, 2 for
+ * --cert without --key (or the reverse), 1 when DATA is not a node's data directory; the
+ * message is printed, prefixed "kizuna CMD: ". */
+int cli_opts_finish(struct cli_opts *o, const char *data_dir, const char *cmd);
 #define CLI_COMMON_HELP                                                                     \
 	"  -h, --host HOST     node address (default localhost)\n"                          \
 	"  -p, --port PORT     MQTT TLS port (default 8883)\n"                              \
@@ -54,6 +57,8 @@ struct cli_mqtt {
 	void (*on_closed)(struct cli_mqtt *m);
 	void *user;
 	bool is_connected, is_closed;
+	bool said_bye;           /* we sent DISCONNECT */
+	char close_why[240];     /* why the connection ended, from the net layer ("" if not known) */
 	uint16_t next_pid;
 	uint16_t server_receive_max;
 };

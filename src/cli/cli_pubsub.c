@@ -16,11 +16,12 @@ struct pubsub {
 	uv_loop_t loop;
 	struct net_loop nl;
 	uv_signal_t sigint;
+	uv_timer_t ping;      /* keep alive (MQTT 5.0 3.1.2.10): a PINGREQ at half the interval */
 	const char **topics;
 	int n_topics;
 	const uint8_t *payload;
 	size_t payload_len;
-	bool retain, verbose, is_sub;
+	bool retain, verbose, is_sub, pinged;
 	long count, received, repeat, sent, acked;
 	int exit_code;
 };
@@ -30,6 +31,15 @@ static void on_sigint(uv_signal_t *h, int sig)
 	struct pubsub *ps = h->data;
 	uv_signal_stop(h);
 	cli_mqtt_disconnect(&ps->m);
+}
+
+static void on_ping(uv_timer_t *t)
+{
+	struct pubsub *ps = t->data;
+	if (ps->m.is_connected && !ps->m.is_closed) {
+		struct mqtt_packet ping = { .type = MQTT_PINGREQ };
+		cli_mqtt_send(&ps->m, &ping);
+	}
 }
 
 static void pub_next(struct pubsub *ps)
@@ -46,7 +56,16 @@ static void pub_next(struct pubsub *ps)
 		if (p.qos && ps->sent - ps->acked >= ps->m.server_receive_max)
 			return; /* respect the node's Receive Maximum */
 	}
-	if (ps->m.o->qos == 0 || ps->acked == ps->repeat)
+	if (ps->m.o->qos == 0 && !ps->pinged) {
+		/* QoS 0 has no acknowledgement: a PINGREQ after the publishes is answered only
+		 * after the node has handled them (packets are processed in order), so a refusal
+		 * (MQTT 5: DISCONNECT with a reason) arrives first and is reported */
+		struct mqtt_packet ping = { .type = MQTT_PINGREQ };
+		cli_mqtt_send(&ps->m, &ping);
+		ps->pinged = true;
+		return;
+	}
+	if (ps->m.o->qos > 0 && ps->acked == ps->repeat)
 		cli_mqtt_disconnect(&ps->m);
 }
 
@@ -90,15 +109,27 @@ static void on_packet(struct cli_mqtt *m, const struct mqtt_packet *pkt)
 			pub_next(ps);
 		}
 		return;
-	case MQTT_SUBACK:
+	case MQTT_SUBACK: {
+		uint32_t refused = 0;
 		for (uint32_t i = 0; i < pkt->payload.len; i++) {
 			if (pkt->payload.p[i] >= 0x80) {
-				fprintf(stderr, "kizuna: subscription to '%s' refused: 0x%02X %s\n",
+				fprintf(stderr, "kizuna: subscription to '%s' refused: 0x%02X %s%s%.*s\n",
 					ps->topics[i < (uint32_t)ps->n_topics ? i : 0], pkt->payload.p[i],
-					mqtt_rc_name(pkt->payload.p[i]));
-				ps->exit_code = 1;
+					mqtt_rc_name(pkt->payload.p[i]), pkt->props.reason_string.len ? ": " : "",
+					(int)pkt->props.reason_string.len, (const char *)pkt->props.reason_string.p);
+				refused++;
 			}
 		}
+		if (refused && refused == pkt->payload.len) { /* nothing to wait for */
+			fprintf(stderr, "kizuna: every subscription was refused\n");
+			ps->exit_code = 1;
+			cli_mqtt_disconnect(m);
+		}
+		return;
+	}
+	case MQTT_PINGRESP:
+		if (!ps->is_sub && ps->pinged)
+			cli_mqtt_disconnect(m);
 		return;
 	case MQTT_PUBLISH:
 		print_msg(ps, pkt);
@@ -150,12 +181,23 @@ static void on_closed(struct cli_mqtt *m)
 {
 	struct pubsub *ps = m->user;
 	if (!m->is_connected && !ps->exit_code) {
-		fprintf(stderr, "kizuna: connection to %s:%d closed before CONNACK (TLS refused?)\n",
-			m->o->host, m->o->port);
+		fprintf(stderr, "kizuna: connection to %s:%d closed before CONNACK: %s\n", m->o->host, m->o->port,
+			m->close_why[0] ? m->close_why : "the node closed it (see its log)");
+		ps->exit_code = 1;
+	} else if (!ps->is_sub && !ps->exit_code &&
+		   (ps->m.o->qos ? ps->acked < ps->repeat : !ps->m.said_bye)) {
+		if (ps->m.o->qos)
+			fprintf(stderr, "kizuna: the connection closed with %ld of %ld messages not acknowledged\n",
+				ps->repeat - ps->acked, ps->repeat);
+		else
+			fprintf(stderr, "kizuna: the connection closed before the node confirmed it had handled the "
+					"messages\n");
 		ps->exit_code = 1;
 	}
 	uv_signal_stop(&ps->sigint);
 	uv_close((uv_handle_t *)&ps->sigint, NULL);
+	uv_timer_stop(&ps->ping);
+	uv_close((uv_handle_t *)&ps->ping, NULL);
 	net_loop_close(&ps->nl);
 }
 
@@ -169,6 +211,12 @@ static int run(struct pubsub *ps, struct cli_opts *o)
 	uv_signal_init(&ps->loop, &ps->sigint);
 	ps->sigint.data = ps;
 	uv_signal_start(&ps->sigint, on_sigint, SIGINT);
+	uv_timer_init(&ps->loop, &ps->ping);
+	ps->ping.data = ps;
+	if (o->keep_alive) {
+		uint64_t every = (uint64_t)o->keep_alive * 500;
+		uv_timer_start(&ps->ping, on_ping, every, every);
+	}
 	ps->m.on_packet = on_packet;
 	ps->m.on_closed = on_closed;
 	ps->m.user = ps;
@@ -227,7 +275,9 @@ int cli_sub_main(int argc, char **argv)
 		fprintf(stderr, "kizuna sub: give at least one -t TOPIC-FILTER\n");
 		return 2;
 	}
-	cli_opts_finish(&o, data);
+	int orc = cli_opts_finish(&o, data, "sub");
+	if (orc)
+		return orc;
 	return run(&ps, &o);
 }
 
@@ -303,8 +353,9 @@ int cli_pub_main(int argc, char **argv)
 	const char *topics[1] = { topic };
 	ps.topics = topics;
 	ps.n_topics = 1;
-	cli_opts_finish(&o, data);
-	int rc = run(&ps, &o);
+	int rc = cli_opts_finish(&o, data, "pub");
+	if (!rc)
+		rc = run(&ps, &o);
 	free(buf);
 	return rc;
 }

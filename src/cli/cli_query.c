@@ -5,6 +5,7 @@
 #include "base/kz_time.h"
 #include "mqtt/mqtt_topic.h"
 #include "node/node_config.h"
+#include "store/store.h"
 #include "trust/audit.h"
 #include "trust/policy.h"
 
@@ -159,6 +160,10 @@ int cli_query_main(int argc, char **argv)
 		return 2;
 	}
 	char logdir[4200], path[4200], why[1024] = "";
+	if (kz_data_dir_check(data, why, sizeof why)) {
+		fprintf(stderr, "kizuna query: %s\n", why);
+		return 1;
+	}
 	snprintf(logdir, sizeof logdir, "%s/log", data);
 	snprintf(path, sizeof path, "%s/index.db", data);
 	if (access(path, F_OK) != 0) {

@@ -272,7 +272,9 @@ static int parse(int argc, char **argv, struct sx *x, struct args *a)
 	static char urlbuf[2048];
 	snprintf(urlbuf, sizeof urlbuf, "%.*s", (int)ul, x->url);
 	x->url = urlbuf;
-	cli_opts_finish(&x->o, x->data);
+	int orc = cli_opts_finish(&x->o, x->data, "stix");
+	if (orc)
+		return orc == 2 ? -1 : -2;
 	x->local.ctx = cli_tls_ctx(&x->o);
 	x->local.max_body = 1u << 30;
 	return x->local.ctx ? 0 : -2;
@@ -290,10 +292,31 @@ static int parse_one(int argc, char **argv, struct sx *x, struct args *a)
 	return 0;
 }
 
+/* A STIX object at least names its type and id; anything else is not STIX at all. */
+static bool looks_stix(json_t *o)
+{
+	return json_is_object(o) && json_is_string(json_object_get(o, "type")) &&
+	       json_is_string(json_object_get(o, "id"));
+}
+
 /* Queues each object of one JSON value (a bundle or envelope, a list, or one object). */
 static int take_value(struct sx *x, json_t *v, json_t *pending, const char *url)
 {
 	json_t *objs = json_is_object(v) ? json_object_get(v, "objects") : json_is_array(v) ? v : NULL;
+	if ((json_is_object(v) && !objs && !looks_stix(v)) || (objs && !json_is_array(objs))) {
+		fprintf(stderr, "kizuna: not STIX: a JSON value that is neither a bundle or envelope with \"objects\" "
+				"nor an object with \"type\" and \"id\"\n");
+		return -1;
+	}
+	size_t k;
+	json_t *el;
+	json_array_foreach(objs, k, el)
+	{
+		if (!looks_stix(el)) {
+			fprintf(stderr, "kizuna: not STIX: element %zu of the list of objects has no \"type\" and \"id\"\n", k);
+			return -1;
+		}
+	}
 	if (json_is_object(v) && !objs) { /* one object (JSON lines, or a streamed bundle's) */
 		json_array_append(pending, v);
 		if (json_array_size(pending) < x->batch)
@@ -532,7 +555,10 @@ static int stream_values(struct sx *x, struct rd *r, json_t *pending, const char
 					return 1;
 				continue;
 			}
-			if (!e)
+			if (r->b[r->off] != '{' && r->b[r->off] != '[')
+				return rd_fail(r, "not STIX: expected JSON (a STIX 2.1 bundle, a TAXII envelope, a list of "
+						  "objects, or one object per line)");
+			if (!e || e <= r->off)
 				return rd_fail(r, "not JSON (or cut off)");
 			if (pass == 0) { /* small values are handled whole in the last pass */
 				r->off = e;
@@ -739,6 +765,22 @@ static int stix_sight(int argc, char **argv)
 		return 1;
 	}
 	snprintf(url, sizeof url, "%s/taxii2/api/collections/%s/objects/", x.url, coll);
+	/* a sighting of something the collection does not hold (or the caller may not see) is
+	 * a mistake to report, not to store */
+	char get[2600];
+	snprintf(get, sizeof get, "%s%s/", url, argv[optind]);
+	struct cli_resp gr;
+	if (request(&x.local, "GET", get, "Accept: " TAXII_MT "\r\n", NULL, 0, &gr)) {
+		json_decref(s);
+		return 1;
+	}
+	kz_buf_cleanup(&gr.body);
+	if (gr.status != 200) {
+		fprintf(stderr, "kizuna: %s: collection %s holds no such object that this identity may read (HTTP %d); "
+				"a sighting must refer to one\n", argv[optind], coll, gr.status);
+		json_decref(s);
+		return 1;
+	}
 	json_t *objs = json_pack("[o]", s);
 	x.quiet = true;
 	int rc = post_envelope(&x, &x.local, url, objs);

@@ -13,6 +13,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #define MAX_RECORD (256u << 20) /* generous: only sanity for offline scans */
@@ -179,6 +180,15 @@ int cli_store_main(int argc, char **argv)
 	}
 	char dir[4200], why[8192] = "";
 	snprintf(dir, sizeof dir, "%s/log", data);
+	struct stat lst;
+	if (kz_data_dir_check(data, why, sizeof why) || stat(dir, &lst) || !S_ISDIR(lst.st_mode)) {
+		if (!why[0])
+			snprintf(why, sizeof why, "%s: no record log here (a node has not run on %s)", dir, data);
+		fprintf(stderr, "kizuna store %s: %s\n", verb, why);
+		return 1;
+	}
+	if (!strcmp(verb, "check")) /* the name some expect; verify is the documented one */
+		verb = "verify";
 	if (!strcmp(verb, "repair") || !strcmp(verb, "reindex")) {
 		/* writers: only with the node stopped */
 		int lock = kz_data_lock(data, why, sizeof why);

@@ -134,6 +134,7 @@ struct net_conn {
 	uint64_t read_iteration;  /* nl->iteration of read_bytes */
 	size_t read_bytes;
 	char addr[64];
+	char why[240];            /* client side: why the connection failed or ended, "" if not known */
 	uv_connect_t connect_req;
 	uv_shutdown_t shutdown_req;
 };
@@ -194,10 +195,18 @@ struct net_server_config {
 	void (*https_worker_stop)(void *https, unsigned idx);  /* stop: close connections */
 	bool (*https_worker_idle)(void *https, unsigned idx);  /* no connection left */
 	void (*https_worker_end)(void *https, unsigned idx);   /* the loop has ended */
+	/* Sockets bound by net_bind() at start-up (the port is taken before the node spends
+	 * time on its indexes); -1: bind here. Taken by net_server_start, even on failure. */
+	int fd, https_fd;
 };
 
+/* Binds (without listening: connections are refused until the workers run) host:port, no
+ * SO_REUSEPORT: only this process can listen there. Port 0: any free port (*out_port says
+ * which). The socket, or -1 with *why ("address in use (another node ...)"). */
+int net_bind(const char *host, int port, int *out_port, char *why, size_t why_len);
+
 struct net_server;
-/* Binds listeners (one SO_REUSEPORT socket per worker) and starts the workers. */
+/* Listens on the bound sockets (one socket shared by the workers) and starts the workers. */
 int net_server_start(struct net_server **out, const struct net_server_config *cfg,
 		     struct mqtt_broker *broker, char *why, size_t why_len);
 /* Graceful stop: no new connections, DISCONNECT 0x8B to MQTT 5 clients, close, join. */

@@ -403,6 +403,33 @@ static void alloc_cb(uv_handle_t *h, size_t suggested, uv_buf_t *buf)
 	buf->len = sizeof c->nl->rbuf;
 }
 
+/* A client's TLS failure in words an operator can act on (the node's log has its side). */
+static void client_why(struct net_conn *c, const char *err, long vr)
+{
+	const char *w = err;
+	if (vr != X509_V_OK)
+		snprintf(c->why, sizeof c->why, "the node's certificate does not verify against our CA file: %s",
+			 X509_verify_cert_error_string(vr));
+	else if (strstr(err, "wrong version number") || strstr(err, "packet length too long") ||
+		 strstr(err, "record layer failure") || strstr(err, "http request"))
+		snprintf(c->why, sizeof c->why, "%s does not speak TLS (an HTTP or plaintext port?)", c->addr);
+	else if (strstr(err, "unsupported certificate"))
+		snprintf(c->why, sizeof c->why, "the node refused our certificate: its purpose (extended key usage) "
+			 "does not allow TLS client authentication");
+	else if (strstr(err, "certificate revoked"))
+		snprintf(c->why, sizeof c->why, "the node refused our certificate: it is revoked");
+	else if (strstr(err, "certificate expired"))
+		snprintf(c->why, sizeof c->why, "the node refused our certificate: it has expired");
+	else if (strstr(err, "certificate required"))
+		snprintf(c->why, sizeof c->why, "the node requires a client certificate");
+	else if (strstr(err, "bad certificate") || strstr(err, "unknown ca") || strstr(err, "access denied"))
+		snprintf(c->why, sizeof c->why, "the node refused our certificate (%s; the node's log says why)", err);
+	else if (strstr(err, "protocol version"))
+		snprintf(c->why, sizeof c->why, "no TLS version in common (kizuna speaks TLS 1.3 only)");
+	else
+		snprintf(c->why, sizeof c->why, "TLS failed: %s", w[0] ? w : "the connection was closed");
+}
+
 static void handshake_step(struct net_conn *c)
 {
 	int r = SSL_do_handshake(c->ssl);
@@ -422,6 +449,14 @@ static void handshake_step(struct net_conn *c)
 	char err[256];
 	net_tls_errors(err, sizeof err);
 	long vr = SSL_get_verify_result(c->ssl);
+	if (c->flags & NET_CONN_IS_CLIENT) {
+		client_why(c, err, vr);
+		kz_debug("%s: TLS handshake failed: %s", c->addr, err);
+		(void)send_wbio(c);
+		c->flags |= NET_CONN_CLOSING;
+		net_conn_want_flush(c);
+		return;
+	}
 	const char *refused = net_tls_refusal(c->ssl);
 	const char *cause = refused ? refused : vr != X509_V_OK ? X509_verify_cert_error_string(vr) : "";
 	if (!cause[0] && strstr(err, "no suitable key share") && net_tls_requires_pq(c->ssl))
@@ -586,6 +621,8 @@ static void read_plain(struct net_conn *c)
 		}
 		char err[256];
 		net_tls_errors(err, sizeof err);
+		if (c->flags & NET_CONN_IS_CLIENT) /* TLS 1.3: the node refuses our certificate after our Finished */
+			client_why(c, err, X509_V_OK);
 		kz_info("%s: TLS read error: %s", c->addr, err);
 		hard_close(c);
 		return;
@@ -716,7 +753,11 @@ static void connect_cb(uv_connect_t *req, int status)
 {
 	struct net_conn *c = req->data;
 	if (status < 0) {
-		kz_error("connect to %s failed: %s", c->addr, uv_strerror(status));
+		if (status == UV_ECONNREFUSED)
+			snprintf(c->why, sizeof c->why, "connection refused: nothing listens on %s", c->addr);
+		else
+			snprintf(c->why, sizeof c->why, "cannot connect to %s: %s", c->addr, uv_strerror(status));
+		kz_debug("connect to %s failed: %s", c->addr, uv_strerror(status));
 		hard_close(c);
 		return;
 	}

@@ -348,8 +348,17 @@ SSL_CTX *net_tls_https_ctx(const struct net_tls_config *cfg, char *why, size_t w
 SSL_CTX *net_tls_client_ctx(const struct net_tls_config *cfg, char *why, size_t why_len)
 {
 	SSL_CTX *ctx = ctx_common(TLS_client_method(), cfg, why, why_len);
-	if (ctx)
-		SSL_CTX_set_verify(ctx, SSL_VERIFY_PEER, NULL);
+	if (!ctx)
+		return NULL;
+	SSL_CTX_set_verify(ctx, SSL_VERIFY_PEER, NULL);
+	/* our own certificate must be one a server accepts from a client: say so before trying */
+	X509 *own = SSL_CTX_get0_certificate(ctx);
+	if (own && X509_check_purpose(own, X509_PURPOSE_SSL_CLIENT, 0) != 1) {
+		snprintf(why, why_len, "%s is not a TLS client certificate (its key usage or extended key usage "
+			 "does not allow clientAuth)", cfg->cert_file);
+		SSL_CTX_free(ctx);
+		return NULL;
+	}
 	return ctx;
 }
 

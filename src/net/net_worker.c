@@ -452,7 +452,17 @@ static void worker_main(void *arg)
 	uv_run(&w->loop, UV_RUN_DEFAULT);
 }
 
-static int listen_socket(const char *host, int port, char *why, size_t why_len, int *out_port)
+static int sock_port(int fd)
+{
+	struct sockaddr_storage got;
+	socklen_t gl = sizeof got;
+	if (getsockname(fd, (struct sockaddr *)&got, &gl))
+		return 0;
+	return ntohs(got.ss_family == AF_INET ? ((struct sockaddr_in *)&got)->sin_port
+					       : ((struct sockaddr_in6 *)&got)->sin6_port);
+}
+
+int net_bind(const char *host, int port, int *out_port, char *why, size_t why_len)
 {
 	struct sockaddr_storage sa;
 	memset(&sa, 0, sizeof sa);
@@ -469,8 +479,7 @@ static int listen_socket(const char *host, int port, char *why, size_t why_len, 
 	/* No SO_REUSEPORT: it would let a second process of the same user bind the port and take
 	 * part of the connections. The workers share this one socket (net_server_start). */
 	if (fd < 0 || setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one) ||
-	    bind(fd, (struct sockaddr *)&sa, family == AF_INET ? sizeof(struct sockaddr_in) : sizeof(struct sockaddr_in6)) ||
-	    listen(fd, 1024)) {
+	    bind(fd, (struct sockaddr *)&sa, family == AF_INET ? sizeof(struct sockaddr_in) : sizeof(struct sockaddr_in6))) {
 		if (errno == EADDRINUSE)
 			snprintf(why, why_len, "cannot listen on %s:%d: address in use (another node or program "
 				 "listens there)", host, port);
@@ -514,11 +523,23 @@ int net_server_start(struct net_server **out, const struct net_server_config *cf
 	int port = cfg->port, https_port = cfg->https_port < 0 ? 0 : cfg->https_port;
 	/* One listening socket per address, shared by every worker (each accepts from it on
 	 * its own loop): only this process can listen there. */
-	int lfd = listen_socket(cfg->host, port, why, why_len, &port), hlfd = -1;
+	int lfd = cfg->fd >= 0 ? cfg->fd : net_bind(cfg->host, port, &port, why, why_len), hlfd = -1;
 	if (lfd < 0)
 		return KZ_EIO; /* the process exits on this error */
-	if (cfg->https_port && (hlfd = listen_socket(cfg->https_host, https_port, why, why_len, &https_port)) < 0) {
+	if (cfg->https_port)
+		hlfd = cfg->https_fd >= 0 ? cfg->https_fd : net_bind(cfg->https_host, https_port, &https_port, why, why_len);
+	if (lfd >= 0 && cfg->fd >= 0)
+		port = sock_port(lfd);
+	if (hlfd >= 0 && cfg->https_fd >= 0)
+		https_port = sock_port(hlfd);
+	if ((cfg->https_port && hlfd < 0) || listen(lfd, 1024) || (hlfd >= 0 && listen(hlfd, 1024))) {
+		if (!(cfg->https_port && hlfd < 0))
+			snprintf(why, why_len, "cannot listen: %s", strerror(errno));
 		close(lfd);
+		if (hlfd >= 0)
+			close(hlfd);
+		free(srv->w);
+		free(srv);
 		return KZ_EIO;
 	}
 	srv->port = port;

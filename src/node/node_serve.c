@@ -270,6 +270,25 @@ int node_serve_main(int argc, char **argv)
 		kz_error("%s", why);
 		return 1;
 	}
+	/* The ports are taken first: a second node fails here, before any work. Connections are
+	 * refused until the store, its index and the sessions are ready (then they listen). */
+	char hhost[256] = "";
+	int hport = 0, bound_port = 0, bound_hport = 0;
+	if (cfg.https_enabled)
+		(void)node_config_split_addr(cfg.https_listen, hhost, sizeof hhost, &hport);
+	int mqtt_fd = net_bind(host, port, &bound_port, why, sizeof why), https_fd = -1;
+	if (mqtt_fd >= 0 && cfg.https_enabled && (https_fd = net_bind(hhost, hport, &bound_hport, why, sizeof why)) < 0) {
+		close(mqtt_fd);
+		mqtt_fd = -1;
+	}
+	if (mqtt_fd < 0) {
+		kz_error("%s", why);
+		close(lockfd);
+		return 1;
+	}
+	kz_info("MQTT port %d%s%.0d taken; connections are refused until the record log, its index and the "
+		"sessions are loaded", bound_port, cfg.https_enabled ? " and HTTPS port " : "",
+		cfg.https_enabled ? bound_hport : 0);
 	char auditdir[1100];
 	snprintf(auditdir, sizeof auditdir, "%s/audit", cfg.data_dir);
 	if (kz_audit_open(auditdir, cfg.audit_ck_entries, cfg.audit_ck_ms, &kz_audit_log, why, sizeof why)) {
@@ -389,14 +408,11 @@ int node_serve_main(int argc, char **argv)
 	sigaddset(&set, SIGINT);
 	sigaddset(&set, SIGHUP);
 	pthread_sigmask(SIG_BLOCK, &set, NULL);
-	char hhost[256] = "";
-	int hport = 0;
 	SSL_CTX *hctx = NULL;
 	struct kz_http *http = NULL;
 	struct taxii *taxii = NULL;
 	struct node_http nh = { 0 };
 	if (cfg.https_enabled) {
-		(void)node_config_split_addr(cfg.https_listen, hhost, sizeof hhost, &hport);
 		hctx = net_tls_https_ctx(&tls, why, sizeof why);
 		struct kz_http_config hc = { hctx, cfg.threads, cfg.https_max_body, cfg.https_req_timeout_ms,
 					     cfg.https_idle_timeout_ms };
@@ -432,7 +448,7 @@ int node_serve_main(int argc, char **argv)
 					  cfg.write_backlog, ca, cfg.enroll_max_bytes, cfg.enroll_timeout_ms,
 					  cfg.enroll_max_conns, cfg.ca_max_lifetime_s, hhost, cfg.https_enabled ? hport : 0,
 					  http, kz_http_worker_start, kz_http_accept, kz_http_worker_stop,
-					  kz_http_worker_idle, kz_http_worker_end };
+					  kz_http_worker_idle, kz_http_worker_end, mqtt_fd, https_fd };
 	if (cfg.https_enabled && hport == 0)
 		scfg.https_port = -1; /* any free port */
 	struct net_server *srv = NULL;

@@ -486,6 +486,25 @@ uint64_t kz_store_close(struct kz_store *st)
 	return end;
 }
 
+int kz_data_dir_check(const char *dir, char *why, size_t why_len)
+{
+	struct stat st;
+	if (stat(dir, &st) || !S_ISDIR(st.st_mode)) {
+		snprintf(why, why_len, "%s: no such directory (a node's data directory is made by `kizuna serve "
+			 "--data DIR` or `kizuna ca init --data DIR`)", dir);
+		return KZ_ENOTFOUND;
+	}
+	static const char *const sub[] = { "pki", "log", "audit" };
+	for (size_t i = 0; i < 3; i++) {
+		char p[4200];
+		snprintf(p, sizeof p, "%s/%s", dir, sub[i]);
+		if (stat(p, &st) == 0 && S_ISDIR(st.st_mode))
+			return KZ_OK;
+	}
+	snprintf(why, why_len, "%s is not a kizuna data directory (it has no pki/, log/ or audit/)", dir);
+	return KZ_ENOTFOUND;
+}
+
 int kz_data_lock(const char *data_dir, char *why, size_t why_len)
 {
 	char path[4200];

@@ -285,6 +285,10 @@ int kz_state_load(struct kz_state *st, int (*cb)(void *ctx, const struct kz_stat
  * KZ_EIO. */
 int kz_data_lock(const char *data_dir, char *why, size_t why_len);
 
+/* Is dir a node's data directory (it exists and has pki/, log/ or audit/)? 0, or KZ_ENOTFOUND
+ * with *why for commands to print: no command creates or reads a directory by mistake. */
+int kz_data_dir_check(const char *dir, char *why, size_t why_len);
+
 /* ---------- the store thread ---------- */
 
 /* status: KZ_OK when the record is durable per the fsync mode, else an error (nothing was
