@@ -64,7 +64,7 @@ static const struct command commands[] = {
 	  "       kizuna bench taxii --collection ID --bundle FILE... [--url URL] [--objects N]\n"
 	  "                    [--batch B] [--connections C] [--readers R] [--pages P] [--skip-import]\n"
 	  "                    (TAXII import rate and page latency: bench/taxii.sh)\n" },
-	{ "store", cli_store_main, "check, repair, dump or reindex the record log",
+	{ "store", cli_store_main, "verify, repair, dump or reindex the record log",
 	  "usage: kizuna store (verify | repair | dump | reindex) [--data DIR] [--from SEQ]\n\n"
 	  "Works on DIR/log (default ./var/log). verify and dump read, and work while the node\n"
 	  "runs; repair and reindex write, and refuse while a node holds DIR/lock.\n\n"
@@ -96,17 +96,23 @@ static const struct command commands[] = {
 	  "Each record: seq, id, time, topic, qos, retain, precedence, origin_node, origin_id,\n"
 	  "label, content_type, expiry, and payload (UTF-8) or payload_base64.\n"
 	  "Exit 0 (also when nothing matches), 1 on an error, 2 on a usage error.\n" },
-	{ "audit", cli_audit_main, "verify or show the audit log",
+	{ "audit", cli_audit_main, "verify, show or reset the audit log",
 	  "usage: kizuna audit verify [--data DIR]\n"
 	  "       kizuna audit show [--data DIR] [--subject ID] [--action A] [--decision allow|deny]\n"
-	  "                         [--since TIME] [--until TIME]\n\n"
-	  "The node records its decisions (TLS handshakes, CONNECT, SUBSCRIBE, refused PUBLISH) in\n"
-	  "DIR/audit/audit.log: hash-chained JSON lines with Ed25519-signed checkpoints\n"
-	  "(docs/AUDIT.md).\n\n"
+	  "                         [--since TIME] [--until TIME]\n"
+	  "       kizuna audit reset [--data DIR] --reason TEXT\n\n"
+	  "The node records its decisions (TLS handshakes, CONNECT, SUBSCRIBE, refused PUBLISH,\n"
+	  "denied deliveries, summaries of allowed ones) in DIR/audit/audit.log: hash-chained JSON\n"
+	  "lines with Ed25519 and ML-DSA-65 signed checkpoints (docs/AUDIT.md).\n\n"
 	  "  verify   recompute the chain, check every checkpoint against DIR/audit/audit.pub and\n"
 	  "           the last one against DIR/audit/head; exit 0 when intact, 1 naming the first\n"
-	  "           modified, removed, reordered or inserted entry, or the cut-off end\n"
-	  "  show     print the entries that match the filters (JSON lines)\n" },
+	  "           modified, removed, reordered or inserted entry, or the cut-off end, 3 when\n"
+	  "           intact but incomplete (a gap entry: decisions the node could not write while\n"
+	  "           the log could not be written; or a new chain after a reset)\n"
+	  "  show     print the entries that match the filters (JSON lines)\n"
+	  "  reset    (node stopped) move a log the node refuses to start on -- shorter than its\n"
+	  "           signed head: emptied, cut, deleted -- to DIR/audit/quarantine-TIME/ and begin a\n"
+	  "           new chain whose first entry names it and the reason\n" },
 	{ "policy", cli_policy_main, "check, reload or try out the policy",
 	  "usage: kizuna policy check  [--config FILE | --policy FILE --registry FILE]\n"
 	  "       kizuna policy reload [--config FILE] [--data DIR]\n"

@@ -51,7 +51,7 @@ const char *net_tls_check_client_cert(X509 *cert, const char *trust_domain, char
 /* True when the server only accepts the hybrid post-quantum group (tls.require_pq). */
 bool net_tls_requires_pq(SSL *ssl);
 /* The default groups: the hybrid post-quantum group first (docs/PQC.md). */
-#define NET_TLS_DEFAULT_GROUPS "X25519MLKEM768:X25519"
+#define NET_TLS_DEFAULT_GROUPS "X25519MLKEM768:X25519:P-256"
 /* True when the client negotiated the enrolment protocol (ALPN kizuna-enroll/1). */
 bool net_tls_is_enroll(SSL *ssl);
 /* Why the identity checks refused the client's certificate in this handshake, or NULL. */

@@ -1313,7 +1313,7 @@ int kz_enroll_client(const char *host, int port, const char *ca_file, const char
 		goto out;
 	}
 	SSL_CTX_set_min_proto_version(ctx, TLS1_3_VERSION);
-	SSL_CTX_set1_groups_list(ctx, "X25519MLKEM768:X25519"); /* the provider was loaded first */
+	SSL_CTX_set1_groups_list(ctx, "X25519MLKEM768:X25519:P-256"); /* the provider was loaded first */
 	if (SSL_CTX_load_verify_locations(ctx, ca_file, NULL) != 1) {
 		snprintf(why, why_len, "cannot load the CA certificate %s", ca_file);
 		goto out;
