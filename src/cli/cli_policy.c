@@ -151,6 +151,7 @@ int cli_policy_main(int argc, char **argv)
 		snprintf(cfg.policy_file, sizeof cfg.policy_file, "%s", pol);
 	if (reg)
 		snprintf(cfg.policy_registry, sizeof cfg.policy_registry, "%s", reg);
+	node_config_finish(&cfg); /* the development policy of DIR/pki, when that is the node's */
 	if (!cfg.policy_file[0] || !cfg.policy_registry[0]) {
 		fprintf(stderr, "kizuna policy %s: no policy: give --config FILE (policy.file, policy.registry) or "
 				"--policy FILE --registry FILE\n", verb);

@@ -175,12 +175,13 @@ int cli_query_main(int argc, char **argv)
 	struct kz_subject subject;
 	if (as || config || pol || reg) {
 		struct node_config cfg;
-		if (node_config_for_command(&cfg, config, NULL, stderr))
+		if (node_config_for_command(&cfg, config, data, stderr))
 			return 1;
 		if (pol)
 			snprintf(cfg.policy_file, sizeof cfg.policy_file, "%s", pol);
 		if (reg)
 			snprintf(cfg.policy_registry, sizeof cfg.policy_registry, "%s", reg);
+		node_config_finish(&cfg); /* the development policy of DIR/pki, when that is the node's */
 		if (!as || !cfg.policy_file[0] || !cfg.policy_registry[0]) {
 			fprintf(stderr, "kizuna query: --as SPIFFE-ID goes with a policy: --config FILE (policy.file, "
 					"policy.registry) or --policy FILE --registry FILE\n");

@@ -53,6 +53,10 @@ struct kz_http_config {
 	uint64_t max_body_bytes;  /* 413 above */
 	uint32_t request_timeout_ms; /* the whole request must arrive within this (HTTP/1.1) */
 	uint32_t idle_timeout_ms;    /* an idle connection is closed after this */
+	/* The decision point for every request that needs a client certificate, before its
+	 * handler: 0 to go on, else the HTTP status to refuse with (why says why). NULL: none. */
+	int (*gate)(void *ctx, const struct kz_http_req *r, char *why, size_t why_len);
+	void *gate_ctx;
 };
 
 int kz_http_create(const struct kz_http_config *cfg, struct kz_http **out, char *why, size_t why_len);

@@ -390,6 +390,13 @@ static int on_req(h2o_handler_t *self, h2o_req_t *req)
 				      refusal ? refusal : "a client certificate with a SPIFFE ID is required");
 		return 0;
 	}
+	char gwhy[300];
+	int gst = rt->auth && h->cfg.gate ? h->cfg.gate(h->cfg.gate_ctx, r, gwhy, sizeof gwhy) : 0;
+	if (gst) {
+		r->audit_reason = NULL;
+		kz_http_error(r, gst, NULL, gst == 403 ? "Forbidden" : "Refused", "%s", gwhy);
+		return 0;
+	}
 	if (rt->auth && !kz_audit_writable()) {
 		kz_http_header(r, "Retry-After", "10");
 		kz_http_error(r, 503, NULL, "Service Unavailable",

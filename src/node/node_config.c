@@ -105,7 +105,9 @@ static const struct directive directives[] = {
 	{ "audit.checkpoint_ms", T_U32, C(audit_ck_ms), 0, 100, 86400000, "10000",
 	  "Longest time between signed checkpoints of the audit log: the first entry after it is followed by one (and the node writes one when it stops)." },
 	{ "policy.file", T_STR, C(policy_file), S(policy_file), 0, 0, "none",
-	  "The policy file (docs/POLICY.md): who may connect, publish and subscribe where, the label model and default labels. Without it every authenticated identity may do everything and records carry no label. Reloaded on SIGHUP or `kizuna policy reload`; a file that does not parse is refused and the running policy kept." },
+	  "The policy file (docs/POLICY.md): who may connect, publish and subscribe where, the label model and default labels. Without it the node denies everything (deny by default), except that a node which made its development PKI on first start uses the development policy made with it (DIR/pki/dev.policy and DIR/pki/dev.identities, allowing the admin). Reloaded on SIGHUP or `kizuna policy reload`; a file that does not parse is refused and the running policy kept." },
+	{ "policy.open", T_U32, C(policy_open), 0, 0, 1, "0",
+	  "1: without policy.file every authenticated identity may connect, publish and subscribe and records carry no label (for tests and benchmarks; logged as a warning, /healthz says degraded). 0: deny by default." },
 	{ "policy.registry", T_STR, C(policy_registry), S(policy_registry), 0, 0, "none",
 	  "The identity registry (docs/POLICY.md): one line per SPIFFE ID with its organisation, nation, clearance, caveats and roles. Required with policy.file; reloaded with it." },
 	{ "policy.signing_key", T_STR, C(policy_signing_key), S(policy_signing_key), 0, 0, "none",
@@ -343,6 +345,14 @@ void node_config_finish(struct node_config *cfg)
 		snprintf(cfg->tls_crl, sizeof cfg->tls_crl, "%s/pki/crl.pem", cfg->data_dir);
 	if (!cfg->ca_dir[0])
 		snprintf(cfg->ca_dir, sizeof cfg->ca_dir, "%s/pki", cfg->data_dir);
+	char dp[1200], di[1200];
+	snprintf(dp, sizeof dp, "%s/dev.policy", cfg->ca_dir);
+	snprintf(di, sizeof di, "%s/dev.identities", cfg->ca_dir);
+	if (!cfg->policy_file[0] && !cfg->policy_registry[0] && !cfg->policy_open && access(dp, R_OK) == 0 &&
+	    access(di, R_OK) == 0) {
+		snprintf(cfg->policy_file, sizeof cfg->policy_file, "%.1000s", dp);
+		snprintf(cfg->policy_registry, sizeof cfg->policy_registry, "%.1000s", di);
+	}
 	if (!cfg->taxii_collections[0])
 		snprintf(cfg->taxii_collections, sizeof cfg->taxii_collections, "%s/taxii-collections.json", cfg->data_dir);
 	if (cfg->threads == 0) {
@@ -486,6 +496,46 @@ void node_config_print_help(FILE *out, int as_man)
 		else
 			fprintf(out, "  %-28s default %s\n      %s\n", d->name, d->def, d->doc);
 	}
+}
+
+const char node_deny_all_policy[] =
+	"policy deny-by-default\nversion none\nlevels unclassified\ndefault-label class=unclassified\n";
+
+static int write_new(const char *path, const char *text, char *why, size_t why_len)
+{
+	FILE *f = fopen(path, "wx");
+	if (!f || fputs(text, f) < 0 || fclose(f)) {
+		snprintf(why, why_len, "cannot write %s: %s", path, strerror(errno));
+		return -1;
+	}
+	return 0;
+}
+
+int node_dev_policy_create(const struct node_config *cfg, char *why, size_t why_len)
+{
+	char p[1200], r[1200], text[4096];
+	snprintf(p, sizeof p, "%s/dev.policy", cfg->ca_dir);
+	snprintf(r, sizeof r, "%s/dev.identities", cfg->ca_dir);
+	const char *o = cfg->org;
+	snprintf(text, sizeof text,
+		 "# The development policy, made with the development PKI by `kizuna serve` (docs/POLICY.md).\n"
+		 "# Deny by default: only identities of organisation %s listed in dev.identities (beside\n"
+		 "# this file) may connect, publish and subscribe anywhere and use TAXII; /metrics and\n"
+		 "# $SYS need the role monitor.\n"
+		 "# Add an identity to dev.identities, then `kizuna policy reload --data DIR`.\n"
+		 "policy dev\nversion dev-1\nlevels unclassified restricted confidential secret top-secret\n"
+		 "default-label class=unclassified\n"
+		 "allow connect where org=%s\n"
+		 "allow publish,subscribe # where org=%s\n"
+		 "allow publish,subscribe $taxii/# where org=%s\n"
+		 "allow subscribe $SYS/# where org=%s role=monitor\n", o, o, o, o, o);
+	if (write_new(p, text, why, why_len))
+		return -1;
+	snprintf(text, sizeof text,
+		 "# The development registry: identities and their attributes (docs/POLICY.md).\n"
+		 "spiffe://%s/%s/user/admin org=%s clearance=top-secret roles=admin,monitor\n",
+		 cfg->trust_domain, o, o);
+	return write_new(r, text, why, why_len);
 }
 
 int node_policy_load(const struct node_config *cfg, unsigned gen, struct kz_policy **out, FILE *err)

@@ -32,6 +32,7 @@ struct node_config {
 	char policy_file[1024], policy_registry[1024]; /* empty: no policy */
 	char policy_signing_key[1024]; /* ML-DSA-65 public key (hex); empty: signatures not required */
 	uint32_t policy_summary_ms;
+	uint32_t policy_open;     /* 1: without policy.file every authenticated identity may do everything (tests) */
 	char tls_crl[1100];       /* empty = DIR/pki/crl.pem */
 	uint32_t cert_check_ms;   /* revoked/expired certificates' connections closed within this */
 	uint64_t health_index_lag; /* /healthz: index degraded beyond this many records behind */
@@ -57,8 +58,16 @@ int node_config_load(struct node_config *cfg, const char *path, FILE *err);
  * is not NULL: what every command taking --config and --data does first. 0, or 1 when the
  * file has errors. */
 int node_config_for_command(struct node_config *cfg, const char *config, const char *data, FILE *err);
-/* Fills the TLS paths that are empty from data_dir. */
+/* Fills the TLS paths that are empty from data_dir, and the policy from the development
+ * policy DIR/pki/dev.policy + dev.identities when neither policy.file nor policy.open is set
+ * and those files exist. */
 void node_config_finish(struct node_config *cfg);
+/* Writes the development policy and registry beside the development PKI (DIR/pki), allowing
+ * the organisation's identities listed in the registry (the admin): made with the PKI on a
+ * node's first start (docs/POLICY.md "Deny by default"). 0, or -1 with *why. */
+int node_dev_policy_create(const struct node_config *cfg, char *why, size_t why_len);
+/* The policy in force when none is configured and policy.open is 0: it allows nothing. */
+extern const char node_deny_all_policy[];
 /* Parses a retention rule: FILTER [max_age=DUR] [max_bytes=SIZE] [keep_last=N] [qos0=store|skip].
  * DUR: a number with s, m, h or d; SIZE: a number with K, M, G or T (powers of 1024). */
 int node_config_parse_rule(const char *text, struct kz_retention_rule *rule, const char **why);

@@ -186,6 +186,33 @@ static void metrics(void *arg, struct kz_http_req *r)
 	kz_buf_cleanup(&b);
 }
 
+int node_http_gate(void *ctx, const struct kz_http_req *r, char *why, size_t why_len)
+{
+	struct node_http *nh = ctx;
+	const struct kz_policy *p = atomic_load(&nh->broker->policy);
+	if (!p) /* policy.open */
+		return 0;
+	struct kz_subject s;
+	const char *w;
+	kz_subject_init(p, r->identity, &s);
+	if (!s.ident) {
+		snprintf(why, why_len, "%s is not in the identity registry (%s): no attributes, no access", r->identity,
+			 p->registry_path[0] ? p->registry_path : "none: deny by default");
+		return 403;
+	}
+	if (!kz_policy_connect(p, &s, &w)) {
+		snprintf(why, why_len, "%s", w);
+		return 403;
+	}
+	if ((strcmp(r->path, "/metrics") == 0 || strncmp(r->path, "/metrics/", 9) == 0) &&
+	    !kz_policy_subscribe(p, &s, "$SYS/metrics", 12, &w)) {
+		snprintf(why, why_len, "/metrics: no rule allows this identity to subscribe to $SYS/metrics (for example "
+			 "`allow subscribe $SYS/metrics where role=monitor`)");
+		return 403;
+	}
+	return 0;
+}
+
 int node_http_routes(struct node_http *nh)
 {
 	if (kz_http_route(nh->http, "/healthz", false, healthz, nh) || kz_http_route(nh->http, "/metrics", true, metrics, nh))

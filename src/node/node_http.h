@@ -5,6 +5,7 @@
 struct kz_http;
 struct mqtt_broker;
 
+#include <stddef.h>
 #include <stdint.h>
 
 struct node_http {
@@ -18,5 +19,9 @@ struct node_http {
 };
 
 int node_http_routes(struct node_http *nh);
+/* The HTTPS decision point (kz_http_config.gate): under a policy the identity must be in the
+ * registry and allowed to connect; /metrics needs subscribe $SYS/metrics (a monitor role). */
+struct kz_http_req;
+int node_http_gate(void *ctx, const struct kz_http_req *r, char *why, size_t why_len);
 
 #endif

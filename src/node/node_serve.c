@@ -108,8 +108,9 @@ static void policy_status(const char *dir, const struct kz_policy *p, const char
 static void policy_reload(const struct node_config *cfg, struct mqtt_broker *b, struct policies *held)
 {
 	struct kz_policy *cur = atomic_load(&b->policy);
-	if (!cur) {
-		kz_warn("SIGHUP: no policy.file configured; nothing to reload");
+	if (!cur || !cfg->policy_file[0]) {
+		kz_warn("SIGHUP: no policy.file configured; nothing to reload (%s stays)",
+			cur ? "deny by default" : "policy.open");
 		return;
 	}
 	char *errs = NULL;
@@ -304,6 +305,29 @@ int node_serve_main(int argc, char **argv)
 		kz_error("%s", why);
 		return 1;
 	}
+	/* Deny by default (docs/POLICY.md): the development PKI comes with a development policy
+	 * that lets its admin in; without either, nothing is allowed unless policy.open says so. */
+	if (!policy && !cfg.policy_open) {
+		if (created == 1 && !cfg.policy_file[0]) {
+			if (node_dev_policy_create(&cfg, why, sizeof why)) {
+				kz_error("%s", why);
+				return 1;
+			}
+			node_config_finish(&cfg);
+		}
+		if (cfg.policy_file[0]) {
+			if (node_policy_load(&cfg, 1, &policy, stderr))
+				return 1;
+			kz_info("development policy %s with %s: only the identities listed there may do anything",
+				cfg.policy_file, cfg.policy_registry);
+		} else {
+			if (kz_policy_parse(node_deny_all_policy, strlen(node_deny_all_policy), "(deny by default)", "", 0,
+					    "(no registry)", 1, &policy, stderr))
+				return 1;
+			kz_warn("no policy.file: every connection and request is refused (deny by default). Set "
+				"policy.file and policy.registry (docs/POLICY.md), or policy.open = 1 for tests");
+		}
+	}
 	static struct net_tls_trust trust;
 	trust.trust_domain = cfg.trust_domain;
 	struct kz_ca *ca = NULL;
@@ -345,7 +369,8 @@ int node_serve_main(int argc, char **argv)
 			cfg.policy_file, policy->n_rules, policy->n_ids);
 		policy_status(cfg.data_dir, policy, NULL);
 	} else {
-		kz_warn("no policy (policy.file): every authenticated identity may connect, publish and subscribe; records are not labelled");
+		kz_warn("policy.open = 1 and no policy.file: every authenticated identity may connect, publish and "
+			"subscribe; records are not labelled (tests and benchmarks only)");
 	}
 	char logdir[1100], indexdb[1100];
 	snprintf(logdir, sizeof logdir, "%s/log", cfg.data_dir);
@@ -415,7 +440,7 @@ int node_serve_main(int argc, char **argv)
 	if (cfg.https_enabled) {
 		hctx = net_tls_https_ctx(&tls, why, sizeof why);
 		struct kz_http_config hc = { hctx, cfg.threads, cfg.https_max_body, cfg.https_req_timeout_ms,
-					     cfg.https_idle_timeout_ms };
+					     cfg.https_idle_timeout_ms, node_http_gate, &nh };
 		if (!hctx || kz_http_create(&hc, &http, why, sizeof why)) {
 			kz_error("HTTPS: %s", why);
 			goto fail;

@@ -25,7 +25,10 @@ class Node:
         self.port = free_port()
         self.cfg = os.path.join(self.dir, "kizuna.conf")
         with open(self.cfg, "w") as f:
-            f.write("mqtt.listen = 127.0.0.1:%d\nhttps.listen = 127.0.0.1:0\nthreads = 2\ntick_ms = 50\n%s\n" % (self.port, config))
+            # tests without a policy of their own run the node open (policy.open: every
+            # authenticated identity may do everything); the default is deny (test_zero_trust)
+            opened = "" if "policy.file" in config or "policy.open" in config else "policy.open = 1\n"
+            f.write("mqtt.listen = 127.0.0.1:%d\nhttps.listen = 127.0.0.1:0\nthreads = 2\ntick_ms = 50\n%s%s\n" % (self.port, opened, config))
         self.data = os.path.join(self.dir, "var")
         self.log = open(os.path.join(self.dir, "serve.log"), "w+")
         self.start()

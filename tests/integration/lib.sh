@@ -5,7 +5,7 @@ kz_start() {
 	D=$(mktemp -d /tmp/kz-it-XXXXXX)
 	trap 'kill $PID 2>/dev/null; wait $PID 2>/dev/null; rm -rf "$D"' EXIT
 	PORT=$(/usr/bin/python3 -c 'import socket;s=socket.socket();s.bind(("127.0.0.1",0));print(s.getsockname()[1])')
-	printf 'mqtt.listen = 127.0.0.1:%s\nhttps.listen = 127.0.0.1:0\n%s\n' "$PORT" "${1:-}" > "$D/k.conf"
+	printf 'mqtt.listen = 127.0.0.1:%s\nhttps.listen = 127.0.0.1:0\npolicy.open = 1\n%s\n' "$PORT" "${1:-}" > "$D/k.conf"
 	"$KZ" serve --config "$D/k.conf" --data "$D/var" > "$D/serve.log" 2>&1 &
 	PID=$!
 	for _ in $(seq 100); do (exec 3<>/dev/tcp/127.0.0.1/$PORT) 2>/dev/null && break; sleep 0.1; done

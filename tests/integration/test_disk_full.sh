@@ -24,7 +24,7 @@ mount -t tmpfs -o size=1m tmpfs "$D/aud" || { echo "SKIP: cannot mount tmpfs"; e
 mkdir "$D/aud/audit" && ln -s "$D/aud/audit" "$D/var/audit"
 PORT=$(/usr/bin/python3 -c 'import socket;s=socket.socket();s.bind(("127.0.0.1",0));print(s.getsockname()[1])')
 HPORT=$(/usr/bin/python3 -c 'import socket;s=socket.socket();s.bind(("127.0.0.1",0));print(s.getsockname()[1])')
-printf 'mqtt.listen = 127.0.0.1:%s\nhttps.listen = 127.0.0.1:%s\nstore.segment_bytes = 262144\n' "$PORT" "$HPORT" > "$D/k.conf"
+printf 'mqtt.listen = 127.0.0.1:%s\nhttps.listen = 127.0.0.1:%s\npolicy.open = 1\nstore.segment_bytes = 262144\n' "$PORT" "$HPORT" > "$D/k.conf"
 "$KZ" serve --config "$D/k.conf" --data "$D/var" > "$D/serve.log" 2>&1 &
 PID=$!
 trap 'kill $PID 2>/dev/null; wait $PID 2>/dev/null; umount "$D/var"; umount "$D/aud"; rm -rf "$D"' EXIT

@@ -431,7 +431,8 @@ def test_collection_access_under_the_policy():
     assert sess(who["erin"]).get(base).json() == {}
     assert sess(who["erin"]).get(objs).status_code == 404
     admin = (os.path.join(pn.pki, "admin.pem"), os.path.join(pn.pki, "admin.key"))
-    assert sess(admin).get(base).json() == {}  # not in the registry: no attributes, no access
+    r = sess(admin).get(base)  # not in the registry: no attributes, no access (403 at the gate)
+    assert r.status_code == 403 and "not in the identity registry" in r.json()["description"], r.text
     pn.shutdown()
 
 

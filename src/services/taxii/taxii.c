@@ -1426,7 +1426,8 @@ static int cands_init(struct tx_coll *c, const struct tx_query *q, uint64_t star
 				cs->arr[cs->n++] = j;
 			}
 		}
-		qsort(cs->arr, cs->n, sizeof *cs->arr, cmp_u32);
+		if (cs->n) /* qsort(NULL, 0) is undefined */
+			qsort(cs->arr, cs->n, sizeof *cs->arr, cmp_u32);
 	} else if (q->n_by || q->n_mk) { /* the smaller side's lists; passes() checks the rest */
 		cs->kind = C_LISTS;
 		const uint32_t *v = q->n_by ? q->by : q->mk;
