@@ -136,7 +136,7 @@ int cli_ca_main(int argc, char **argv)
 	}
 	if (strcmp(verb, "init") == 0) {
 		mkdir(cfg.data_dir, 0755);
-		int rc = kz_ca_create(cfg.ca_dir, cfg.trust_domain, cfg.org, why, sizeof why);
+		int rc = kz_ca_create(cfg.ca_dir, cfg.trust_domain, cfg.org, cfg.ca_max_lifetime_s, why, sizeof why);
 		if (rc < 0) {
 			fprintf(stderr, "kizuna ca init: %s\n", why);
 			return 1;

@@ -23,6 +23,7 @@ struct net_tls_trust {
 	_Atomic(const struct kz_revoked *) revoked; /* refused serials; swapped on reload, may be NULL */
 	bool enroll;                       /* offer ALPN "kizuna-enroll/1" (no client certificate) */
 	bool require_pq;                   /* only X25519MLKEM768 (tls.require_pq) */
+	uint32_t max_cert_lifetime_s;      /* client certificates valid longer are refused; 0: no cap */
 };
 
 struct net_tls_config {

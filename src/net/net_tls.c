@@ -84,6 +84,15 @@ const char *net_tls_check_client_cert(X509 *cert, const char *td, char **id)
 	uint32_t xku = X509_get_extended_key_usage(cert);
 	if (!(X509_get_extension_flags(cert) & EXFLAG_XKUSAGE) || !(xku & XKU_SSL_CLIENT))
 		return "certificate's extended key usage does not include clientAuth";
+	/* RFC 5280 4.2.1.3: a leaf that signs in TLS needs digitalSignature; keyCertSign and
+	 * cRLSign are a CA's */
+	uint32_t ku = X509_get_key_usage(cert);
+	if (!(X509_get_extension_flags(cert) & EXFLAG_KUSAGE))
+		return "certificate has no key usage extension (digitalSignature is required)";
+	if (!(ku & KU_DIGITAL_SIGNATURE))
+		return "certificate's key usage lacks digitalSignature";
+	if (ku & (KU_KEY_CERT_SIGN | KU_CRL_SIGN))
+		return "certificate's key usage includes keyCertSign or cRLSign (a CA's, not a client's)";
 	GENERAL_NAMES *sans = X509_get_ext_d2i(cert, NID_subject_alt_name, NULL, NULL);
 	const unsigned char *uri = NULL;
 	int uris = 0, ulen = 0;
@@ -127,7 +136,14 @@ static int verify_cb(int ok, X509_STORE_CTX *x)
 	const struct net_tls_trust *t = trust_of(ssl);
 	X509 *cert = X509_STORE_CTX_get_current_cert(x);
 	const char *why = net_tls_check_client_cert(cert, t ? t->trust_domain : NULL, NULL);
-	int err = X509_V_ERR_APPLICATION_VERIFICATION;
+	/* bad_certificate (42) for every identity refusal: X509_V_ERR_CERT_REJECTED maps to it */
+	int err = X509_V_ERR_CERT_REJECTED;
+	if (!why && t && t->max_cert_lifetime_s) {
+		int days = 0, secs = 0;
+		if (!ASN1_TIME_diff(&days, &secs, X509_get0_notBefore(cert), X509_get0_notAfter(cert)) ||
+		    (int64_t)days * 86400 + secs > (int64_t)t->max_cert_lifetime_s + 3600) /* an hour: backdating */
+			why = "certificate is valid longer than ca.max_cert_lifetime allows (short-lived credentials)";
+	}
 	const struct kz_revoked *rv = t ? atomic_load(&((struct net_tls_trust *)t)->revoked) : NULL;
 	char serial[KZ_SERIAL_HEX];
 	if (!why && rv && rv->n && kz_x509_serial_hex(cert, serial) == 0 && kz_revoked_has(rv, serial)) {

@@ -183,6 +183,27 @@ static int crl_refresh(const struct node_config *cfg, struct mqtt_broker *b, str
 	return 0;
 }
 
+/* The development admin certificate stays within ca.max_cert_lifetime (longer ones are
+ * refused at the handshake) and is renewed at start when a third of its life is left. */
+static void admin_renew(const struct node_config *cfg)
+{
+	char cert[1200], cakey[1200], why[512];
+	snprintf(cert, sizeof cert, "%s/admin.pem", cfg->ca_dir);
+	snprintf(cakey, sizeof cakey, "%s/ca.key", cfg->ca_dir);
+	int64_t nb, na, now = (int64_t)time(NULL), max = cfg->ca_max_lifetime_s;
+	if (access(cakey, R_OK) || kz_cert_file_validity(cert, &nb, &na))
+		return;
+	if (na - nb <= max + 3600 && na - now > max / 3)
+		return;
+	struct kz_ca *ca = NULL;
+	if (kz_ca_open(cfg->ca_dir, cfg->trust_domain, &ca, why, sizeof why) ||
+	    kz_ca_renew(ca, cert, (uint32_t)max, cert, NULL, why, sizeof why))
+		kz_warn("cannot renew the admin certificate %s: %s", cert, why);
+	else
+		kz_info("renewed the admin certificate %s for %lld s (ca.max_cert_lifetime)", cert, (long long)max);
+	kz_ca_close(ca);
+}
+
 static void usage(FILE *f)
 {
 	fprintf(f, "usage: kizuna serve [--config FILE] [--data DIR] [--check]\n");
@@ -300,11 +321,12 @@ int node_serve_main(int argc, char **argv)
 		kz_error("cannot create %s: %s", cfg.data_dir, strerror(errno));
 		return 1;
 	}
-	int created = kz_ca_create(cfg.ca_dir, cfg.trust_domain, cfg.org, why, sizeof why);
+	int created = kz_ca_create(cfg.ca_dir, cfg.trust_domain, cfg.org, cfg.ca_max_lifetime_s, why, sizeof why);
 	if (created < 0) {
 		kz_error("%s", why);
 		return 1;
 	}
+	admin_renew(&cfg);
 	/* Deny by default (docs/POLICY.md): the development PKI comes with a development policy
 	 * that lets its admin in; without either, nothing is allowed unless policy.open says so. */
 	if (!policy && !cfg.policy_open) {
@@ -345,6 +367,7 @@ int node_serve_main(int argc, char **argv)
 	if (crl_refresh(&cfg, NULL, &trust, &revs, true))
 		goto fail;
 	trust.require_pq = cfg.tls_require_pq != 0;
+	trust.max_cert_lifetime_s = cfg.ca_max_lifetime_s;
 	struct net_tls_config tls = { cfg.tls_ca, cfg.tls_cert, cfg.tls_key,
 				      cfg.tls_require_pq ? "X25519MLKEM768" : cfg.tls_groups[0] ? cfg.tls_groups : NULL, &trust };
 	SSL_CTX *ctx = net_tls_server_ctx(&tls, why, sizeof why);

@@ -62,6 +62,8 @@ const char *kz_spiffe_check(const char *id, size_t n, const char *td)
 			q++;
 		if (q == p)
 			return "SPIFFE ID has an empty path segment";
+		if ((q - p == 1 && p[0] == '.') || (q - p == 2 && p[0] == '.' && p[1] == '.'))
+			return "SPIFFE ID has a '.' or '..' path segment (SPIFFE ID spec 2.2)";
 		for (const char *c = p; c < q; c++)
 			if (!((*c >= 'a' && *c <= 'z') || (*c >= 'A' && *c <= 'Z') || (*c >= '0' && *c <= '9') ||
 			      *c == '.' || *c == '-' || *c == '_'))
@@ -375,14 +377,23 @@ static int64_t asn1_time_unix(const ASN1_TIME *t)
 
 int64_t kz_cert_file_not_after(const char *path)
 {
+	int64_t nb, na;
+	return kz_cert_file_validity(path, &nb, &na) ? 0 : na;
+}
+
+int kz_cert_file_validity(const char *path, int64_t *not_before, int64_t *not_after)
+{
 	FILE *f = fopen(path, "r");
 	if (!f)
-		return 0;
+		return KZ_ENOTFOUND;
 	X509 *c = PEM_read_X509(f, NULL, NULL, NULL);
 	fclose(f);
-	int64_t t = c ? asn1_time_unix(X509_get0_notAfter(c)) : 0;
+	if (!c)
+		return KZ_EMALFORMED;
+	*not_before = asn1_time_unix(X509_get0_notBefore(c));
+	*not_after = asn1_time_unix(X509_get0_notAfter(c));
 	X509_free(c);
-	return t;
+	return KZ_OK;
 }
 
 /* ---------- the issued list ---------- */
@@ -687,7 +698,7 @@ void kz_ca_close(struct kz_ca *ca)
 
 const char *kz_ca_dir(const struct kz_ca *ca) { return ca->dir; }
 
-int kz_ca_create(const char *dir, const char *td, const char *org, char *why, size_t why_len)
+int kz_ca_create(const char *dir, const char *td, const char *org, uint32_t admin_lifetime_s, char *why, size_t why_len)
 {
 	char path[1200];
 	if (path_of(path, sizeof path, dir, "ca.pem")) {
@@ -739,7 +750,7 @@ int kz_ca_create(const char *dir, const char *td, const char *org, char *why, si
 	char cert[1200], key[1200];
 	path_of(cert, sizeof cert, dir, "admin.pem");
 	path_of(key, sizeof key, dir, "admin.key");
-	rc = kz_ca_issue(ca, admin, 365u * 86400, cert, key, NULL, why, why_len);
+	rc = kz_ca_issue(ca, admin, admin_lifetime_s ? admin_lifetime_s : 30u * 86400, cert, key, NULL, why, why_len);
 	rc = rc ? rc : kz_ca_write_crl(ca, why, why_len);
 	kz_ca_close(ca);
 	if (rc == KZ_OK)

@@ -45,7 +45,8 @@ int kz_cert_file_serial(const char *path, char out[KZ_SERIAL_HEX], char *why, si
 /* Creates DIR (mode 0700) with a new CA, a server certificate (SAN localhost, 127.0.0.1,
  * ::1) and an admin client certificate spiffe://<td>/<org>/user/admin. Returns 1 when it
  * created them, 0 when DIR/ca.pem already existed (nothing touched), negative with *why. */
-int kz_ca_create(const char *dir, const char *trust_domain, const char *org, char *why, size_t why_len);
+int kz_ca_create(const char *dir, const char *trust_domain, const char *org, uint32_t admin_lifetime_s, char *why,
+		 size_t why_len);
 /* Loads DIR/ca.pem and DIR/ca.key. The trust domain is the one of DIR/admin.pem, or of the
  * first issued identity; NULL = any. */
 int kz_ca_open(const char *dir, const char *trust_domain, struct kz_ca **out, char *why, size_t why_len);
@@ -118,6 +119,8 @@ int kz_enroll_client(const char *host, int port, const char *ca_file, const char
 
 /* The notAfter (Unix s) of the first certificate in a PEM file; 0 when unreadable. */
 int64_t kz_cert_file_not_after(const char *path);
+/* Both ends of the validity of the first certificate in a PEM file (Unix s). 0, or an error. */
+int kz_cert_file_validity(const char *path, int64_t *not_before, int64_t *not_after);
 
 /* ---------- the revocation set the node checks ---------- */
 

@@ -85,7 +85,7 @@ class Node:
         crt = os.path.join(self.dir, name + ".pem")
         ext = os.path.join(self.dir, name + ".ext")
         with open(ext, "w") as f:
-            f.write("basicConstraints=critical,CA:FALSE\nextendedKeyUsage=clientAuth\n")
+            f.write("basicConstraints=critical,CA:FALSE\nkeyUsage=critical,digitalSignature\nextendedKeyUsage=clientAuth\n")
             if spiffe:
                 f.write("subjectAltName=URI:%s\n" % spiffe)
             f.write(extra)

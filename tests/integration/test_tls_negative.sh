@@ -28,7 +28,7 @@ mkcert() { # name ca-prefix extfile-lines validity-args
 	printf "%b" "$ext" > "$D/$n.ext"
 	openssl x509 -req -in "$D/$n.csr" -CA "$ca.pem" -CAkey "$ca.key" -CAcreateserial -out "$D/$n.pem" -extfile "$D/$n.ext" "$@" 2>/dev/null
 }
-EXT='basicConstraints=critical,CA:FALSE\nextendedKeyUsage=clientAuth\nsubjectAltName=URI:spiffe://kizuna.local/dev/user/x\n'
+EXT='basicConstraints=critical,CA:FALSE\nkeyUsage=critical,digitalSignature\nextendedKeyUsage=clientAuth\nsubjectAltName=URI:spiffe://kizuna.local/dev/user/x\n'
 mkcert foreign "$D/oca" "$EXT" -days 1
 # expired: `openssl ca` is the 3.0 tool that takes explicit validity dates
 mkdir -p "$D/ca"; : > "$D/ca/index.txt"; echo 01 > "$D/ca/serial"
@@ -49,10 +49,10 @@ openssl req -new -key "$D/expired.key" -subj /CN=expired -out "$D/expired.csr"
 printf "%b" "$EXT" > "$D/expired.ext"
 openssl ca -batch -config "$D/ca.cnf" -cert "$P/ca.pem" -keyfile "$P/ca.key" -in "$D/expired.csr" \
 	-out "$D/expired.pem" -startdate 20200101000000Z -enddate 20200102000000Z -extfile "$D/expired.ext" -notext 2>/dev/null
-mkcert nouri "$P/ca" 'basicConstraints=critical,CA:FALSE\nextendedKeyUsage=clientAuth\n' -days 1
+mkcert nouri "$P/ca" 'basicConstraints=critical,CA:FALSE\nkeyUsage=critical,digitalSignature\nextendedKeyUsage=clientAuth\n' -days 1
 mkcert twouri "$P/ca" 'extendedKeyUsage=clientAuth\nsubjectAltName=URI:spiffe://kizuna.local/a/user/b,URI:spiffe://kizuna.local/a/user/c\n' -days 1
 # identity checks (docs/SECURITY.md): trust domain, path shape, kind, CA flag, EKU
-V='basicConstraints=critical,CA:FALSE\n'
+V='basicConstraints=critical,CA:FALSE\nkeyUsage=critical,digitalSignature\n'
 mkcert othertd "$P/ca" "${V}extendedKeyUsage=clientAuth\nsubjectAltName=URI:spiffe://evil.example/dev/user/x\n" -days 1
 mkcert badkind "$P/ca" "${V}extendedKeyUsage=clientAuth\nsubjectAltName=URI:spiffe://kizuna.local/dev/robot/x\n" -days 1
 mkcert shortpath "$P/ca" "${V}extendedKeyUsage=clientAuth\nsubjectAltName=URI:spiffe://kizuna.local/dev/user\n" -days 1
@@ -61,7 +61,13 @@ mkcert isca "$P/ca" 'basicConstraints=critical,CA:TRUE\nextendedKeyUsage=clientA
 mkcert noeku "$P/ca" "${V}subjectAltName=URI:spiffe://kizuna.local/dev/user/noeku\n" -days 1
 mkcert serveronly "$P/ca" "${V}extendedKeyUsage=serverAuth\nsubjectAltName=URI:spiffe://kizuna.local/dev/user/srv\n" -days 1
 mkcert sensor "$P/ca" "${V}extendedKeyUsage=clientAuth\nsubjectAltName=URI:spiffe://kizuna.local/meti/sensor/radar-1\n" -days 1
-for f in foreign expired nouri twouri othertd badkind shortpath badchar isca noeku serveronly sensor; do
+# strict credentials (issue 25): key usage, lifetime, dot segments
+mkcert noku "$P/ca" "basicConstraints=critical,CA:FALSE\nextendedKeyUsage=clientAuth\nsubjectAltName=URI:spiffe://kizuna.local/dev/user/noku\n" -days 1
+mkcert kcs "$P/ca" "basicConstraints=critical,CA:FALSE\nkeyUsage=critical,digitalSignature,keyCertSign\nextendedKeyUsage=clientAuth\nsubjectAltName=URI:spiffe://kizuna.local/dev/user/kcs\n" -days 1
+mkcert tenyears "$P/ca" "${V}extendedKeyUsage=clientAuth\nsubjectAltName=URI:spiffe://kizuna.local/dev/user/old\n" -days 3650
+mkcert dotdot "$P/ca" "${V}extendedKeyUsage=clientAuth\nsubjectAltName=URI:spiffe://kizuna.local/dev/user/..\n" -days 1
+mkcert dot "$P/ca" "${V}extendedKeyUsage=clientAuth\nsubjectAltName=URI:spiffe://kizuna.local/dev/./x\n" -days 1
+for f in foreign expired nouri twouri othertd badkind shortpath badchar isca noeku serveronly sensor noku kcs tenyears dotdot dot; do
 	[ -s "$D/$f.pem" ] || { echo "FAIL could not create the $f test certificate"; exit 1; }
 done
 check "admin certificate accepted" 0 "${PUB[@]}" --cert "$P/admin.pem" --key "$P/admin.key"
@@ -78,13 +84,33 @@ check "CA certificate as client refused" 1 "${PUB[@]}" --cert "$D/isca.pem" --ke
 check "no extended key usage refused" 1 "${PUB[@]}" --cert "$D/noeku.pem" --key "$D/noeku.key"
 check "serverAuth-only certificate refused" 1 "${PUB[@]}" --cert "$D/serveronly.pem" --key "$D/serveronly.key"
 check "a sensor of another organisation accepted" 0 "${PUB[@]}" --cert "$D/sensor.pem" --key "$D/sensor.key"
+check "certificate without key usage refused" 1 "${PUB[@]}" --cert "$D/noku.pem" --key "$D/noku.key"
+check "leaf with keyCertSign refused" 1 "${PUB[@]}" --cert "$D/kcs.pem" --key "$D/kcs.key"
+check "ten-year certificate refused (ca.max_cert_lifetime)" 1 "${PUB[@]}" --cert "$D/tenyears.pem" --key "$D/tenyears.key"
+check "'..' path segment refused" 1 "${PUB[@]}" --cert "$D/dotdot.pem" --key "$D/dotdot.key"
+check "'.' path segment refused" 1 "${PUB[@]}" --cert "$D/dot.pem" --key "$D/dot.key"
+# the exact TLS alert of each refusal (RFC 8446 6.2), as openssl s_client reports it
+alert() { # name want s_client-args...
+	local name=$1 want=$2; shift 2
+	local got
+	got=$( (sleep 1) | timeout 10 openssl s_client -connect 127.0.0.1:$PORT -CAfile $P/ca.pem "$@" 2>&1 | grep -o "alert number [0-9]*" | head -1 | awk '{print $3}')
+	if [ "$got" = "$want" ]; then echo "PASS $name: alert $want"; pass=$((pass+1)); else echo "FAIL $name: alert '$got', want $want"; fail=$((fail+1)); fi
+}
+alert "no client certificate" 116
+alert "another CA" 48 -cert "$D/foreign.pem" -key "$D/foreign.key"
+alert "TLS 1.2" 70 -tls1_2 -cert "$P/admin.pem" -key "$P/admin.key"
+alert "expired" 45 -cert "$D/expired.pem" -key "$D/expired.key"
+for c in nouri othertd badkind isca noeku noku kcs tenyears dotdot; do
+	alert "$c" 42 -cert "$D/$c.pem" -key "$D/$c.key"
+done
 check "TLS 1.2 client refused" 1 sh -c "openssl s_client -connect 127.0.0.1:$PORT -tls1_2 -CAfile $P/ca.pem -cert $P/admin.pem -key $P/admin.key </dev/null 2>&1 | grep -q 'New, TLSv1.2'"
 check "TLS 1.3 s_client handshakes" 0 sh -c "openssl s_client -connect 127.0.0.1:$PORT -tls1_3 -CAfile $P/ca.pem -cert $P/admin.pem -key $P/admin.key </dev/null 2>&1 | grep -q 'New, TLSv1.3'"
 grep -q "certificate has expired" "$D/serve.log" && { echo "PASS expiry logged"; pass=$((pass+1)); } || { echo "FAIL expiry not logged"; fail=$((fail+1)); }
 grep -q "no URI SAN" "$D/serve.log" && { echo "PASS missing SPIFFE ID logged"; pass=$((pass+1)); } || { echo "FAIL missing SPIFFE ID not logged"; fail=$((fail+1)); }
 for r in "is not in this node's trust domain" "kind is not user, sensor, service or node" \
 	"path is not /<org>/<kind>/<name>" "character outside" "is a CA certificate" \
-	"extended key usage does not include clientAuth"; do
+	"extended key usage does not include clientAuth" "no key usage extension" "keyCertSign or cRLSign" \
+	"valid longer than ca.max_cert_lifetime" "'.' or '..' path segment"; do
 	grep -q "TLS handshake failed: .*$r" "$D/serve.log" && { echo "PASS logged: $r"; pass=$((pass+1)); } \
 		|| { echo "FAIL not logged: $r"; fail=$((fail+1)); }
 done

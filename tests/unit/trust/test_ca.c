@@ -26,7 +26,7 @@ static int setup(void **st)
 	snprintf(dir, sizeof dir, "/tmp/kz-ca-test-XXXXXX");
 	assert_non_null(mkdtemp(dir));
 	snprintf(pki, sizeof pki, "%s/pki", dir);
-	assert_int_equal(kz_ca_create(pki, "kizuna.test", "mod", why, sizeof why), 1);
+	assert_int_equal(kz_ca_create(pki, "kizuna.test", "mod", 0, why, sizeof why), 1);
 	return 0;
 }
 
@@ -75,7 +75,7 @@ static void test_create_layout(void **st)
 	assert_int_equal(stat(p, &sb), 0);
 	assert_int_equal(sb.st_mode & 0777, 0600);
 	/* a second create touches nothing */
-	assert_int_equal(kz_ca_create(pki, "kizuna.test", "mod", why, sizeof why), 0);
+	assert_int_equal(kz_ca_create(pki, "kizuna.test", "mod", 0, why, sizeof why), 0);
 	/* the admin certificate passes the node's identity rules */
 	snprintf(p, sizeof p, "%s/admin.pem", pki);
 	X509 *a = read_cert(p);
@@ -85,7 +85,7 @@ static void test_create_layout(void **st)
 	X509_free(a);
 	/* a bad trust domain is refused before anything is written */
 	snprintf(p, sizeof p, "%s/other", dir);
-	assert_true(kz_ca_create(p, "Bad Domain", "mod", why, sizeof why) < 0);
+	assert_true(kz_ca_create(p, "Bad Domain", "mod", 0, why, sizeof why) < 0);
 	assert_int_not_equal(access(p, F_OK), 0);
 }
 
@@ -175,7 +175,7 @@ static void test_crl_from_another_ca(void **st)
 	(void)st;
 	char other[400], crl[500], cafile[400];
 	snprintf(other, sizeof other, "%s/other", dir);
-	assert_int_equal(kz_ca_create(other, "kizuna.test", "mod", why, sizeof why), 1);
+	assert_int_equal(kz_ca_create(other, "kizuna.test", "mod", 0, why, sizeof why), 1);
 	snprintf(crl, sizeof crl, "%s/crl.pem", other);
 	snprintf(cafile, sizeof cafile, "%s/ca.pem", pki);
 	assert_null(kz_revoked_load(crl, cafile, why, sizeof why));
