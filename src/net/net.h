@@ -24,6 +24,9 @@ struct net_tls_trust {
 	bool enroll;                       /* offer ALPN "kizuna-enroll/1" (no client certificate) */
 	bool require_pq;                   /* only X25519MLKEM768 (tls.require_pq) */
 	uint32_t max_cert_lifetime_s;      /* client certificates valid longer are refused; 0: no cap */
+	/* Why revocation status is unknown (the CRL went missing, was rolled back at start, or is
+	 * past its nextUpdate): new handshakes are refused while set; NULL: the CRL is good. */
+	_Atomic(const char *) crl_failing;
 };
 
 struct net_tls_config {

@@ -138,6 +138,11 @@ static int verify_cb(int ok, X509_STORE_CTX *x)
 	const char *why = net_tls_check_client_cert(cert, t ? t->trust_domain : NULL, NULL);
 	/* bad_certificate (42) for every identity refusal: X509_V_ERR_CERT_REJECTED maps to it */
 	int err = X509_V_ERR_CERT_REJECTED;
+	const char *crl_bad = t ? atomic_load(&((struct net_tls_trust *)t)->crl_failing) : NULL;
+	if (!why && crl_bad) { /* fail closed: a certificate cannot be checked against no list */
+		why = crl_bad;
+		err = X509_V_ERR_UNABLE_TO_GET_CRL;
+	}
 	if (!why && t && t->max_cert_lifetime_s) {
 		int days = 0, secs = 0;
 		if (!ASN1_TIME_diff(&days, &secs, X509_get0_notBefore(cert), X509_get0_notAfter(cert)) ||

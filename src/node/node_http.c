@@ -4,6 +4,7 @@
 #include "base/kz_buf.h"
 #include "http/http.h"
 #include "mqtt/mqtt_broker.h"
+#include "net/net.h"
 #include "store/store.h"
 #include "trust/audit.h"
 
@@ -26,11 +27,19 @@ static void component(struct kz_buf *b, enum health *worst, const char *name, en
 	__attribute__((format(printf, 5, 6)));
 static void component(struct kz_buf *b, enum health *worst, const char *name, enum health h, const char *fmt, ...)
 {
-	char detail[400], line[600];
+	char raw[400], detail[800], line[1000];
 	va_list ap;
 	va_start(ap, fmt);
-	vsnprintf(detail, sizeof detail, fmt, ap);
+	vsnprintf(raw, sizeof raw, fmt, ap);
 	va_end(ap);
+	size_t k = 0; /* a JSON string: quotes and backslashes escaped, control characters dropped */
+	for (const char *p = raw; *p && k + 2 < sizeof detail; p++) {
+		if (*p == '"' || *p == '\\')
+			detail[k++] = '\\';
+		if ((unsigned char)*p >= 0x20)
+			detail[k++] = *p;
+	}
+	detail[k] = 0;
 	int n = snprintf(line, sizeof line, "%s\"%s\":{\"status\":\"%s\",\"detail\":\"%s\"}", b->len ? "," : "", name,
 			 health_word[h], detail);
 	kz_buf_append(b, line, (size_t)n);
@@ -84,7 +93,10 @@ static void healthz(void *ctx, struct kz_http_req *r)
 		component(&c, &worst, "certificate", nh->cert_not_after - now < 86400 ? H_DEGRADED : H_OK,
 			  "valid for %lld more seconds", (long long)(nh->cert_not_after - now));
 	const struct kz_revoked *rv = atomic_load(&nh->broker->revoked);
-	if (rv && rv->next_update && rv->next_update < now)
+	const char *crl_bad = nh->trust ? atomic_load(&nh->trust->crl_failing) : NULL;
+	if (crl_bad)
+		component(&c, &worst, "crl", H_FAILING, "%s: new handshakes are refused", crl_bad);
+	else if (rv && rv->next_update && rv->next_update < now)
 		component(&c, &worst, "crl", H_FAILING, "the revocation list is past its nextUpdate");
 	else
 		component(&c, &worst, "crl", H_OK, "%zu revoked certificates", rv ? rv->n : (size_t)0);

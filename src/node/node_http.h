@@ -3,6 +3,7 @@
 #define NODE_HTTP_H
 
 struct kz_http;
+struct net_tls_trust;
 struct mqtt_broker;
 
 #include <stddef.h>
@@ -16,6 +17,7 @@ struct node_http {
 	uint64_t segment_bytes;    /* free space below this: the store cannot roll a segment */
 	uint64_t index_lag_max;    /* records behind the log above which the index is degraded */
 	const char *policy_file;   /* "" when the node runs without a policy */
+	struct net_tls_trust *trust; /* the CRL's fail-closed state */
 };
 
 int node_http_routes(struct node_http *nh);

@@ -145,10 +145,111 @@ struct revsets {
 	struct kz_revoked **v;
 	size_t n;
 	struct stat st; /* of the CRL file when last read; st_ino 0 = missing */
+	/* The highest CRL seen, kept in DIR/crl.seen across restarts: an older list (or none)
+	 * is never taken for the newest (issue 25: revocation cannot be undone). */
+	uint64_t seen_number;
+	int64_t seen_this_update;
+	char failing[1600];  /* the reason in force in trust->crl_failing, "" when none */
+	char **reasons;      /* owns: every reason published (readers on other threads may hold one) */
+	size_t n_reasons;
+	bool loaded_seen;
 };
+
+static void crl_seen_path(const struct node_config *cfg, char *p, size_t n)
+{
+	snprintf(p, n, "%s/crl.seen", cfg->data_dir);
+}
+
+static void crl_seen_load(const struct node_config *cfg, struct revsets *h)
+{
+	char p[1200];
+	crl_seen_path(cfg, p, sizeof p);
+	FILE *f = fopen(p, "r");
+	if (f) {
+		unsigned long long num = 0;
+		long long tu = 0;
+		if (fscanf(f, "%llu %lld", &num, &tu) == 2) {
+			h->seen_number = num;
+			h->seen_this_update = tu;
+		}
+		fclose(f);
+	}
+	h->loaded_seen = true;
+}
+
+static void crl_seen_store(const struct node_config *cfg, struct revsets *h)
+{
+	char p[1200], tmp[1300], line[64];
+	crl_seen_path(cfg, p, sizeof p);
+	snprintf(tmp, sizeof tmp, "%s.tmp", p);
+	int n = snprintf(line, sizeof line, "%llu %lld\n", (unsigned long long)h->seen_number, (long long)h->seen_this_update);
+	int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+	if (fd < 0 || write(fd, line, (size_t)n) != n || fsync(fd) || rename(tmp, p))
+		kz_error("cannot write %s: %s", p, strerror(errno));
+	if (fd >= 0)
+		close(fd);
+}
+
+/* Sets or clears the fail-closed state: logged and audited once per change. */
+static void crl_fail(struct net_tls_trust *trust, struct revsets *h, const char *why)
+{
+	if (why && strcmp(h->failing, why) == 0)
+		return;
+	if (!why && !h->failing[0])
+		return;
+	if (why) {
+		snprintf(h->failing, sizeof h->failing, "%s", why);
+		kz_error("revocation: %s; new handshakes are refused until a current list is in place (fail closed)", why);
+		char **nv = realloc(h->reasons, (h->n_reasons + 1) * sizeof *nv);
+		char *copy = nv ? strdup(why) : NULL;
+		if (nv)
+			h->reasons = nv;
+		if (copy)
+			h->reasons[h->n_reasons++] = copy;
+		atomic_store(&trust->crl_failing, copy ? (const char *)copy : "revocation status unknown");
+	} else {
+		atomic_store(&trust->crl_failing, (const char *)NULL);
+		kz_warn("revocation: a current list is in force again; handshakes are accepted");
+		h->failing[0] = 0;
+	}
+	kz_audit(&(struct kz_audit_entry){ .action = "crl", .resource = "tls.crl", .allow = why == NULL,
+					  .reason = why ? why : "a current revocation list is in force again" });
+}
 
 /* Re-reads the CRL when the file changed (or force). Returns 0, or -1 when it does not
  * verify (the set in force stays). */
+/* A list past its nextUpdate says nothing about certificates revoked since: fail closed. */
+static void crl_check_time(const struct node_config *cfg, struct net_tls_trust *trust, struct revsets *h)
+{
+	const struct kz_revoked *r = atomic_load(&trust->revoked);
+	if (r && r->next_update && r->next_update < (int64_t)time(NULL)) {
+		char why[1400];
+		snprintf(why, sizeof why, "the revocation list %s is past its nextUpdate (kizuna ca crl issues a new one)",
+			 cfg->tls_crl);
+		crl_fail(trust, h, why);
+	}
+}
+
+/* A node that holds its CA's key re-issues the CRL when half of its validity is gone, so
+ * that the list never goes past nextUpdate while the node runs. */
+static void crl_reissue(const struct node_config *cfg, struct net_tls_trust *trust)
+{
+	const struct kz_revoked *r = atomic_load(&trust->revoked);
+	char cakey[1200], why[512];
+	snprintf(cakey, sizeof cakey, "%s/ca.key", cfg->ca_dir);
+	if (!r || !r->next_update || access(cakey, R_OK))
+		return;
+	int64_t now = (int64_t)time(NULL);
+	if (r->next_update - now > (r->next_update - r->this_update) / 2)
+		return;
+	struct kz_ca *ca = NULL;
+	if (kz_ca_open(cfg->ca_dir, cfg->trust_domain, &ca, why, sizeof why) || kz_ca_write_crl(ca, why, sizeof why))
+		kz_error("cannot re-issue the revocation list: %s", why);
+	else
+		kz_info("re-issued the revocation list %s before its nextUpdate", cfg->tls_crl);
+	kz_ca_close(ca);
+}
+
 static int crl_refresh(const struct node_config *cfg, struct mqtt_broker *b, struct net_tls_trust *trust,
 		       struct revsets *h, bool force)
 {
@@ -158,12 +259,39 @@ static int crl_refresh(const struct node_config *cfg, struct mqtt_broker *b, str
 	if (!force && h->n && st.st_ino == h->st.st_ino && st.st_size == h->st.st_size &&
 	    st.st_mtim.tv_sec == h->st.st_mtim.tv_sec && st.st_mtim.tv_nsec == h->st.st_mtim.tv_nsec)
 		return 0;
-	char why[600];
+	char why[1600];
+	if (!h->loaded_seen)
+		crl_seen_load(cfg, h);
 	struct kz_revoked *r = kz_revoked_load(cfg->tls_crl, cfg->tls_ca, why, sizeof why);
 	h->st = st; /* a bad file is reported once, not at every check */
 	if (!r) {
 		kz_error("revocation list: %s; the previous list stays in force", why);
 		return -1;
+	}
+	if (r->missing && h->seen_number) {
+		snprintf(why, sizeof why, "the revocation list %s is missing, after list number %llu was in force",
+			 cfg->tls_crl, (unsigned long long)h->seen_number);
+		kz_revoked_free(r);
+		crl_fail(trust, h, why);
+		return force ? 0 : -1; /* the set in force (if any) stays for open connections */
+	}
+	if (!r->missing && (r->number < h->seen_number ||
+			    (r->number == h->seen_number && r->this_update < h->seen_this_update))) {
+		snprintf(why, sizeof why, "the revocation list %s (number %llu) is older than number %llu already in "
+			 "force: refused (a rollback would bring revoked certificates back)", cfg->tls_crl,
+			 (unsigned long long)r->number, (unsigned long long)h->seen_number);
+		kz_revoked_free(r);
+		if (!h->n) /* at start there is no newer list in memory: nothing can be checked */
+			crl_fail(trust, h, why);
+		else
+			kz_error("revocation: %s; the newer list stays in force", why);
+		kz_audit(&(struct kz_audit_entry){ .action = "crl", .resource = cfg->tls_crl, .allow = false, .reason = why });
+		return 0;
+	}
+	if (!r->missing && (r->number > h->seen_number || r->this_update > h->seen_this_update)) {
+		h->seen_number = r->number;
+		h->seen_this_update = r->this_update;
+		crl_seen_store(cfg, h);
 	}
 	struct kz_revoked **nv = realloc(h->v, (h->n + 1) * sizeof *nv);
 	if (!nv) {
@@ -177,9 +305,8 @@ static int crl_refresh(const struct node_config *cfg, struct mqtt_broker *b, str
 		atomic_store(&b->revoked, r);
 	if (st.st_ino)
 		kz_info("revocation list %s: %zu revoked certificates", cfg->tls_crl, r->n);
-	if (r->next_update && r->next_update < (int64_t)time(NULL))
-		kz_warn("revocation list %s is past its nextUpdate; still enforced (kizuna ca crl refreshes it)",
-			cfg->tls_crl);
+	crl_fail(trust, h, NULL);
+	crl_check_time(cfg, trust, h);
 	return 0;
 }
 
@@ -475,6 +602,7 @@ int node_serve_main(int argc, char **argv)
 		nh.segment_bytes = cfg.store.segment_bytes;
 		nh.index_lag_max = cfg.health_index_lag;
 		nh.policy_file = cfg.policy_file;
+		nh.trust = &trust;
 		struct taxii_config tc = { cfg.taxii_collections, broker.store, logdir, node_max_record_bytes(&cfg),
 					   &broker.policy, cfg.node_id, cfg.threads, cfg.taxii_max_page,
 					   cfg.taxii_default_page, cfg.taxii_max_post, cfg.taxii_max_scan,
@@ -525,7 +653,9 @@ int node_serve_main(int argc, char **argv)
 		int sig = sigtimedwait(&set, NULL, &poll);
 		if (sig < 0) {
 			if (errno == EAGAIN) {
+				crl_reissue(&cfg, &trust);
 				crl_refresh(&cfg, &broker, &trust, &revs, false);
+				crl_check_time(&cfg, &trust, &revs);
 				kz_audit_tick(kz_audit_log); /* after write errors: the gap entry, when it can */
 			}
 			continue;
@@ -558,6 +688,9 @@ int node_serve_main(int argc, char **argv)
 	for (size_t i = 0; i < revs.n; i++)
 		kz_revoked_free(revs.v[i]);
 	free(revs.v);
+	for (size_t i = 0; i < revs.n_reasons; i++)
+		free(revs.reasons[i]);
+	free(revs.reasons);
 	kz_ca_close(ca);
 	kz_audit_close(kz_audit_log);
 	kz_audit_log = NULL;
@@ -566,6 +699,9 @@ fail:
 	for (size_t i = 0; i < revs.n; i++)
 		kz_revoked_free(revs.v[i]);
 	free(revs.v);
+	for (size_t i = 0; i < revs.n_reasons; i++)
+		free(revs.reasons[i]);
+	free(revs.reasons);
 	kz_ca_close(ca);
 	return 1;
 }

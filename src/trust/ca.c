@@ -895,7 +895,12 @@ static int crl_write(struct kz_ca *ca, const struct entries *es, char *why, size
 		}
 	}
 	ASN1_INTEGER *num = ASN1_INTEGER_new();
-	bool ok = num && ASN1_INTEGER_set_int64(num, (int64_t)now) && X509_CRL_add1_ext_i2d(crl, NID_crl_number, num, 0, 0);
+	/* the CRL number only grows (RFC 5280 5.2.3): milliseconds since 1970, so that a node can
+	 * refuse an older list put back in place of a newer one */
+	struct timespec ts;
+	clock_gettime(CLOCK_REALTIME, &ts);
+	int64_t number = (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+	bool ok = num && ASN1_INTEGER_set_int64(num, number) && X509_CRL_add1_ext_i2d(crl, NID_crl_number, num, 0, 0);
 	ASN1_INTEGER_free(num);
 	if (!ok || !X509_CRL_sort(crl) || !X509_CRL_sign(crl, ca->key, EVP_sha256()) ||
 	    !PEM_write_bio_X509_CRL(mem, crl))
@@ -1442,8 +1447,10 @@ struct kz_revoked *kz_revoked_load(const char *crl_file, const char *ca_file, ch
 	r->gen = ++gens;
 	FILE *f = fopen(crl_file, "re");
 	if (!f) {
-		if (errno == ENOENT)
+		if (errno == ENOENT) {
+			r->missing = true;
 			return r;
+		}
 		snprintf(why, why_len, "cannot open %s: %s", crl_file, strerror(errno));
 		free(r);
 		return NULL;
@@ -1476,6 +1483,11 @@ struct kz_revoked *kz_revoked_load(const char *crl_file, const char *ca_file, ch
 	qsort(r->serial, r->n, sizeof *r->serial, serial_cmp);
 	r->this_update = asn1_time_unix(X509_CRL_get0_lastUpdate(crl));
 	r->next_update = asn1_time_unix(X509_CRL_get0_nextUpdate(crl));
+	ASN1_INTEGER *num = X509_CRL_get_ext_d2i(crl, NID_crl_number, NULL, NULL);
+	int64_t nv = 0;
+	if (num && ASN1_INTEGER_get_int64(&nv, num) == 1 && nv > 0)
+		r->number = (uint64_t)nv;
+	ASN1_INTEGER_free(num);
 	X509_CRL_free(crl);
 	X509_free(ca);
 	return r;

@@ -129,6 +129,8 @@ struct kz_revoked {
 	size_t n;
 	char (*serial)[KZ_SERIAL_HEX]; /* sorted */
 	int64_t this_update, next_update;
+	uint64_t number;   /* the CRL number extension (0: none) */
+	bool missing;      /* there was no CRL file: the set is empty */
 };
 /* Loads a CRL and checks its signature against ca_file. A missing CRL file gives an empty
  * set. NULL with *why when the CRL is unreadable, not signed by the CA, or malformed. */

@@ -81,5 +81,83 @@ def test_no_policy_denies_everything():
     n.shutdown()
 
 
+def tls_ok(node, cert):
+    """True when a mutual-TLS handshake with cert and an MQTT CONNECT/CONNACK succeed (TLS 1.3:
+    a refused client certificate shows as an alert on the first read)."""
+    try:
+        r = node.raw(cert=cert)
+        r.s.settimeout(3)
+        ack = r.connect(b"")
+        r.s.close()
+        return bool(ack) and ack[0] == 2 and ack[2][1] == 0
+    except (OSError, ssl.SSLError):
+        return False
+
+
+def wait_for(pred, secs=5):
+    end = time.time() + secs
+    while time.time() < end:
+        if pred():
+            return True
+        time.sleep(0.1)
+    return pred()
+
+
+def test_revocation_cannot_be_undone():
+    n = make_node("tls.cert_check_ms = 400\n")
+    crl = os.path.join(n.pki, "crl.pem")
+    vdir = os.path.join(n.dir, "victim")
+    cli("ca", "issue", "--data", n.data, "--id", "spiffe://kizuna.local/dev/user/victim", "--out", vdir)
+    victim = (os.path.join(vdir, "cert.pem"), os.path.join(vdir, "key.pem"))
+    assert tls_ok(n, victim)
+    old = open(crl).read()
+    time.sleep(0.01)
+    cli("ca", "revoke", "--data", n.data, "--cert", victim[0], "--reason", "keyCompromise")
+    assert wait_for(lambda: not tls_ok(n, victim)), "the revoked certificate is refused"
+    newest = open(crl).read()
+    # an older, validly signed list put back: refused, the revocation stays
+    open(crl, "w").write(old)
+    assert wait_for(lambda: "is older than number" in n.logtext())
+    assert not tls_ok(n, victim) and tls_ok(n, n.admin)
+    # no list at all after one was seen: fail closed for new handshakes, /healthz says so
+    os.unlink(crl)
+    assert wait_for(lambda: not tls_ok(n, n.admin)), "a missing CRL fails closed"
+    h = https(n, None, "/healthz")
+    assert h.status_code == 503 and h.json()["components"]["crl"]["status"] == "failing", h.text
+    assert "revocation" in cli("audit", "show", "--data", n.data, "--action", "crl").stdout
+    open(crl, "w").write(newest)
+    assert wait_for(lambda: tls_ok(n, n.admin)), "the newest list back: handshakes again"
+    assert not tls_ok(n, victim)
+    # a restart with the older list in place starts fail-closed (no newer list in memory)
+    assert n.stop() == 0
+    open(crl, "w").write(old)
+    n.log = open(n.log.name, "a")
+    n.start()
+    assert not tls_ok(n, n.admin) and not tls_ok(n, victim)
+    n.shutdown()
+
+
+def test_crl_past_next_update_fails_closed():
+    n = make_node("tls.cert_check_ms = 400\n")
+    pki = n.pki
+    # a list from the same CA with a higher number and a nextUpdate one second away, made
+    # with `openssl ca`; the CA key is then taken away so that the node cannot re-issue
+    cfg = os.path.join(n.dir, "ca.cnf")
+    open(os.path.join(n.dir, "index.txt"), "w").close()
+    open(os.path.join(n.dir, "crlnumber"), "w").write("7FFFFFFFFFFFFFF0\n")
+    open(cfg, "w").write("[ca]\ndefault_ca = x\n[x]\ndatabase = %s/index.txt\ncrlnumber = %s/crlnumber\n"
+                         "default_md = sha256\n" % (n.dir, n.dir))
+    subprocess.run(["openssl", "ca", "-gencrl", "-config", cfg, "-cert", os.path.join(pki, "ca.pem"),
+                    "-keyfile", os.path.join(pki, "ca.key"), "-crlsec", "2", "-out", os.path.join(n.dir, "short.pem")],
+                   check=True, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    shutil.move(os.path.join(pki, "ca.key"), os.path.join(n.dir, "ca.key"))
+    shutil.copy(os.path.join(n.dir, "short.pem"), os.path.join(pki, "crl.pem"))
+    assert wait_for(lambda: "past its nextUpdate" in n.logtext(), 8)
+    assert not tls_ok(n, n.admin)
+    assert https(n, None, "/healthz").status_code == 503
+    n.shutdown()
+
+
 if __name__ == "__main__":
-    run_tests([test_deny_by_default_with_a_development_policy, test_no_policy_denies_everything])
+    run_tests([test_deny_by_default_with_a_development_policy, test_no_policy_denies_everything,
+               test_revocation_cannot_be_undone, test_crl_past_next_update_fails_closed])
