@@ -20,7 +20,7 @@ static void usage(FILE *f)
 	fprintf(f, "usage: kizuna policy check  [--config FILE | --policy FILE --registry FILE]\n"
 		   "       kizuna policy reload [--config FILE] [--data DIR]\n"
 		   "       kizuna policy keygen --out DIR\n"
-		   "       kizuna policy sign   --key KEYFILE FILE...\n"
+		   "       kizuna policy sign   --key KEYFILE [--seq N] POLICY REGISTRY\n"
 		   "       kizuna policy label  [--config FILE | --policy FILE --registry FILE] LABEL\n"
 		   "       kizuna policy decide [--config FILE | --policy FILE --registry FILE] --as SPIFFE-ID\n"
 		   "                            [--label LABEL] [--publish TOPIC] [--subscribe FILTER]\n");
@@ -46,7 +46,7 @@ static int read_status(const char *data, unsigned *gen, char *text, size_t cap)
 static int reload(const char *data, const struct node_config *cfg)
 {
 	struct kz_policy *p;
-	if (node_policy_load(cfg, 0, &p, stderr)) {
+	if (node_policy_load(cfg, 0, &p, stderr, NULL)) {
 		fprintf(stderr, "kizuna policy reload: not sent; the node keeps its policy\n");
 		return 1;
 	}
@@ -92,12 +92,14 @@ int cli_policy_main(int argc, char **argv)
 	}
 	const char *verb = argv[1], *config = NULL, *data = NULL, *pol = NULL, *reg = NULL;
 	const char *as = NULL, *label = NULL, *pub = NULL, *sub = NULL, *key = NULL, *outdir = NULL;
+	unsigned long long seqarg = 0;
 	static const struct option opts[] = {
 		{ "config", required_argument, NULL, 'c' },   { "data", required_argument, NULL, 'd' },
 		{ "policy", required_argument, NULL, 'p' },   { "registry", required_argument, NULL, 'r' },
 		{ "as", required_argument, NULL, 'a' },	      { "label", required_argument, NULL, 'l' },
 		{ "publish", required_argument, NULL, 'P' },  { "subscribe", required_argument, NULL, 'S' },
 		{ "key", required_argument, NULL, 'k' },      { "out", required_argument, NULL, 'o' },
+		{ "seq", required_argument, NULL, 'q' },
 		{ NULL, 0, NULL, 0 } };
 	int c;
 	optind = 2;
@@ -113,6 +115,7 @@ int cli_policy_main(int argc, char **argv)
 		case 'S': sub = optarg; break;
 		case 'k': key = optarg; break;
 		case 'o': outdir = optarg; break;
+		case 'q': seqarg = strtoull(optarg, NULL, 10); break;
 		default: usage(stderr); return 2;
 		}
 	}
@@ -131,17 +134,16 @@ int cli_policy_main(int argc, char **argv)
 		return 0;
 	}
 	if (!strcmp(verb, "sign")) {
-		if (!key || optind >= argc) {
-			fprintf(stderr, "kizuna policy sign: give --key KEYFILE and the files to sign\n");
+		if (!key || optind + 2 != argc) {
+			fprintf(stderr, "kizuna policy sign: give --key KEYFILE, the policy and its registry\n");
 			return 2;
 		}
-		for (int i = optind; i < argc; i++) {
-			if (kz_sign_file(key, argv[i], swhy, sizeof swhy)) {
-				fprintf(stderr, "kizuna policy sign: %s\n", swhy);
-				return 1;
-			}
-			printf("signed %s: %s\n", argv[i], swhy);
+		unsigned long long got;
+		if (kz_manifest_sign(key, argv[optind], argv[optind + 1], seqarg, &got, swhy, sizeof swhy)) {
+			fprintf(stderr, "kizuna policy sign: %s\n", swhy);
+			return 1;
 		}
+		printf("signed %s.manifest (sequence %llu) naming %s and %s\n", argv[optind], got, argv[optind], argv[optind + 1]);
 		return 0;
 	}
 	struct node_config cfg;
@@ -161,7 +163,7 @@ int cli_policy_main(int argc, char **argv)
 	if (!strcmp(verb, "reload"))
 		return reload(cfg.data_dir, &cfg);
 	struct kz_policy *p;
-	int n = node_policy_load(&cfg, 1, &p, stderr);
+	int n = node_policy_load(&cfg, 1, &p, stderr, NULL);
 	if (n) {
 		fprintf(stderr, "%d error%s\n", n, n == 1 ? "" : "s");
 		return 1;

@@ -538,18 +538,65 @@ int node_dev_policy_create(const struct node_config *cfg, char *why, size_t why_
 	return write_new(r, text, why, why_len);
 }
 
-int node_policy_load(const struct node_config *cfg, unsigned gen, struct kz_policy **out, FILE *err)
+bool node_dev_mode(const struct node_config *cfg)
+{
+	char ca[1200], key[1200];
+	snprintf(ca, sizeof ca, "%s/pki/ca.pem", cfg->data_dir);
+	snprintf(key, sizeof key, "%s/pki/ca.key", cfg->data_dir);
+	/* the default CA with its key beside it, or none yet (the node makes it at start) */
+	return strcmp(cfg->tls_ca, ca) == 0 && (access(key, R_OK) == 0 || access(ca, F_OK) != 0);
+}
+
+unsigned long long node_policy_seq(const struct node_config *cfg)
+{
+	char p[1200];
+	snprintf(p, sizeof p, "%s/policy.seq", cfg->data_dir);
+	unsigned long long v = 0;
+	FILE *f = fopen(p, "r");
+	if (f) {
+		if (fscanf(f, "%llu", &v) != 1)
+			v = ULLONG_MAX; /* unreadable: nothing signed passes until an operator looks */
+		fclose(f);
+	}
+	return v;
+}
+
+int node_policy_seq_store(const struct node_config *cfg, unsigned long long seq)
+{
+	char p[1200], tmp[1300];
+	snprintf(p, sizeof p, "%s/policy.seq", cfg->data_dir);
+	snprintf(tmp, sizeof tmp, "%s.tmp", p);
+	FILE *f = fopen(tmp, "w");
+	if (!f || fprintf(f, "%llu\n", seq) < 0 || fflush(f) || fsync(fileno(f)) || fclose(f) || rename(tmp, p))
+		return -1;
+	return 0;
+}
+
+int node_policy_load(const struct node_config *cfg, unsigned gen, struct kz_policy **out, FILE *err,
+		     unsigned long long *seq_out)
 {
 	*out = NULL;
 	if (cfg->policy_signing_key[0]) {
-		const char *files[2] = { cfg->policy_file, cfg->policy_registry };
-		for (int i = 0; i < 2; i++) {
-			char why[1400];
-			if (kz_verify_file(cfg->policy_signing_key, files[i], why, sizeof why)) {
-				fprintf(err, "%s\n", why);
-				return 1;
-			}
+		/* one signed manifest names both files (no mixing) and a sequence number that may
+		 * never go back (no rollback): docs/POLICY.md "Signed policies" */
+		char why[4600];
+		unsigned long long seq = 0, hwm = node_policy_seq(cfg);
+		if (kz_manifest_verify(cfg->policy_signing_key, cfg->policy_file, cfg->policy_registry, &seq, why,
+				       sizeof why)) {
+			fprintf(err, "%s\n", why);
+			return 1;
 		}
+		if (seq < hwm) {
+			fprintf(err, "%s.manifest: sequence %llu is older than %llu already in force on this node: refused "
+				"(a rollback to an older policy or registry)\n", cfg->policy_file, seq, hwm);
+			return 1;
+		}
+		if (seq_out)
+			*seq_out = seq;
+	} else if (!node_dev_mode(cfg)) {
+		fprintf(err, "%s: policy.signing_key is required outside development mode (a node on its own development "
+			"PKI): sign the policy and registry with `kizuna policy sign` (docs/POLICY.md)\n", cfg->policy_file);
+		return 1;
 	}
 	return kz_policy_load(cfg->policy_file, cfg->policy_registry, gen, out, err);
 }

@@ -76,7 +76,14 @@ int node_config_split_addr(const char *addr, char *host, size_t host_len, int *p
 /* kz_policy_load, after checking the ML-DSA-65 signatures of both files when
  * policy.signing_key is set (a missing or bad signature is one error, printed to err). */
 struct kz_policy;
-int node_policy_load(const struct node_config *cfg, unsigned gen, struct kz_policy **out, FILE *err);
+int node_policy_load(const struct node_config *cfg, unsigned gen, struct kz_policy **out, FILE *err,
+		     unsigned long long *seq_out);
+/* Development mode: the node runs on the development PKI it made itself (the default tls.ca
+ * with the CA key beside it). Outside it, a policy.file must be signed. */
+bool node_dev_mode(const struct node_config *cfg);
+/* The signed policy's sequence high-water mark in DIR/policy.seq (0: none yet). */
+unsigned long long node_policy_seq(const struct node_config *cfg);
+int node_policy_seq_store(const struct node_config *cfg, unsigned long long seq);
 /* Prints every directive with its default and documentation. */
 void node_config_print_help(FILE *out, int as_man);
 

@@ -117,20 +117,25 @@ static void policy_reload(const struct node_config *cfg, struct mqtt_broker *b, 
 	size_t errs_len = 0;
 	FILE *ef = open_memstream(&errs, &errs_len);
 	struct kz_policy *np = NULL;
-	int n = node_policy_load(cfg, cur->gen + 1, &np, ef);
+	unsigned long long seq = 0;
+	int n = node_policy_load(cfg, cur->gen + 1, &np, ef, &seq);
 	if (ef)
 		fclose(ef);
 	if (n) {
 		kz_error("SIGHUP: policy not reloaded, %d errors; version %s stays in force:\n%s", n, cur->version,
 			 errs ? errs : "");
+		char reason[600];
+		snprintf(reason, sizeof reason, "reload refused: %.*s", errs ? (int)strcspn(errs, "\n") : 0,
+			 errs ? errs : "");
 		kz_audit(&(struct kz_audit_entry){ .action = "policy", .resource = cfg->policy_file, .allow = false,
-						  .reason = "reload refused: the files do not parse or are not signed",
-						  .policy = cur->version });
+						  .reason = reason, .policy = cur->version });
 		policy_status(cfg->data_dir, cur, errs ? errs : "");
 		free(errs);
 		return;
 	}
 	free(errs);
+	if (seq > node_policy_seq(cfg) && node_policy_seq_store(cfg, seq))
+		kz_warn("cannot write %s/policy.seq: %s", cfg->data_dir, strerror(errno));
 	policy_hold(held, np);
 	atomic_store_explicit(&b->policy, np, memory_order_release);
 	kz_info("SIGHUP: policy %s version %s in force (was %s): %u rules, %u identities", np->id, np->version,
@@ -385,12 +390,13 @@ int node_serve_main(int argc, char **argv)
 		return 1;
 	node_config_finish(&cfg);
 	struct kz_policy *policy = NULL;
+	unsigned long long policy_seq = 0; /* the signed manifest's sequence (0: unsigned) */
 	if (cfg.policy_file[0] || cfg.policy_registry[0]) {
 		if (!cfg.policy_file[0] || !cfg.policy_registry[0]) {
 			fprintf(stderr, "%s: policy.file and policy.registry go together\n", config ? config : "kizuna serve");
 			return 1;
 		}
-		if (node_policy_load(&cfg, 1, &policy, stderr))
+		if (node_policy_load(&cfg, 1, &policy, stderr, &policy_seq))
 			return 1;
 	}
 	if (check) {
@@ -454,6 +460,8 @@ int node_serve_main(int argc, char **argv)
 		return 1;
 	}
 	admin_renew(&cfg);
+	if (policy_seq > node_policy_seq(&cfg) && node_policy_seq_store(&cfg, policy_seq))
+		kz_warn("cannot write %s/policy.seq: %s", cfg.data_dir, strerror(errno));
 	/* Deny by default (docs/POLICY.md): the development PKI comes with a development policy
 	 * that lets its admin in; without either, nothing is allowed unless policy.open says so. */
 	if (!policy && !cfg.policy_open) {
@@ -465,7 +473,7 @@ int node_serve_main(int argc, char **argv)
 			node_config_finish(&cfg);
 		}
 		if (cfg.policy_file[0]) {
-			if (node_policy_load(&cfg, 1, &policy, stderr))
+			if (node_policy_load(&cfg, 1, &policy, stderr, &policy_seq))
 				return 1;
 			kz_info("development policy %s with %s: only the identities listed there may do anything",
 				cfg.policy_file, cfg.policy_registry);

@@ -2,6 +2,7 @@
 #include "trust/sign.h"
 #include "base/kz_err.h"
 #include "base/kz_hex.h"
+#include "crypto/kz_crypto.h"
 #include "crypto/kz_mldsa.h"
 
 #include <errno.h>
@@ -147,4 +148,81 @@ int kz_verify_file(const char *pub_file, const char *file, char *why, size_t why
 	free(sh);
 	free(data);
 	return rc;
+}
+
+/* ---------- the manifest ---------- */
+
+static int file_sha256_hex(const char *path, char hex[65])
+{
+	uint8_t *b = NULL, h[32];
+	size_t n = 0;
+	if (read_all(path, &b, &n))
+		return -1;
+	kz_sha256(b, n, h);
+	free(b);
+	for (int i = 0; i < 32; i++)
+		snprintf(hex + 2 * i, 3, "%02x", h[i]);
+	return 0;
+}
+
+static int manifest_read(const char *path, unsigned long long *seq, char ph[65], char rh[65])
+{
+	FILE *f = fopen(path, "r");
+	if (!f)
+		return -1;
+	int v = 0;
+	int got = fscanf(f, "kizuna-policy-manifest %d seq %llu policy %64s registry %64s", &v, seq, ph, rh);
+	fclose(f);
+	return got == 4 && v == 1 && strlen(ph) == 64 && strlen(rh) == 64 ? 0 : -1;
+}
+
+int kz_manifest_sign(const char *key_file, const char *policy_file, const char *registry_file, unsigned long long seq,
+		     unsigned long long *seq_out, char *why, size_t why_len)
+{
+	char man[4200], ph[65], rh[65], oph[65], orh[65];
+	snprintf(man, sizeof man, "%s.manifest", policy_file);
+	unsigned long long old = 0;
+	if (!seq)
+		seq = manifest_read(man, &old, oph, orh) == 0 ? old + 1 : 1;
+	if (file_sha256_hex(policy_file, ph) || file_sha256_hex(registry_file, rh)) {
+		snprintf(why, why_len, "cannot read %s or %s", policy_file, registry_file);
+		return -1;
+	}
+	FILE *f = fopen(man, "w");
+	if (!f || fprintf(f, "kizuna-policy-manifest 1\nseq %llu\npolicy %s\nregistry %s\n", seq, ph, rh) < 0 ||
+	    fclose(f)) {
+		snprintf(why, why_len, "cannot write %s: %s", man, strerror(errno));
+		return -1;
+	}
+	*seq_out = seq;
+	return kz_sign_file(key_file, man, why, why_len);
+}
+
+int kz_manifest_verify(const char *pub_file, const char *policy_file, const char *registry_file,
+		       unsigned long long *seq, char *why, size_t why_len)
+{
+	char man[4200], ph[65], rh[65], fh[65];
+	snprintf(man, sizeof man, "%s.manifest", policy_file);
+	if (access(man, R_OK)) {
+		snprintf(why, why_len, "%s: no signed manifest (kizuna policy sign --key KEY %s %s)", man, policy_file,
+			 registry_file);
+		return -1;
+	}
+	if (kz_verify_file(pub_file, man, why, why_len))
+		return -1;
+	if (manifest_read(man, seq, ph, rh)) {
+		snprintf(why, why_len, "%s: not a policy manifest", man);
+		return -1;
+	}
+	if (file_sha256_hex(policy_file, fh) || strcmp(fh, ph)) {
+		snprintf(why, why_len, "%s is not the policy its signed manifest %s names (changed after signing, or "
+			 "from another version)", policy_file, man);
+		return -1;
+	}
+	if (file_sha256_hex(registry_file, fh) || strcmp(fh, rh)) {
+		snprintf(why, why_len, "%s is not the registry the signed manifest %s names (changed after signing, or "
+			 "a policy and a registry from different versions)", registry_file, man);
+		return -1;
+	}
+	return 0;
 }

@@ -243,23 +243,46 @@ def test_signed_policy():
     open(conf, "w").write("mqtt.listen = 127.0.0.1:1\n" + extra)
     # unsigned: refused by check (and a node would not start)
     r = cli("policy", "check", "--config", conf, ok=False)
-    assert r.returncode == 1 and "no valid signature file" in r.stderr, r.stderr
+    assert r.returncode == 1 and "no signed manifest" in r.stderr, r.stderr
     r = subprocess.run([KIZUNA, "serve", "--config", conf, "--data", os.path.join(d, "var")],
                        capture_output=True, text=True, timeout=20)
-    assert r.returncode != 0 and "kizuna.policy.sig" in r.stderr, r.stderr
+    assert r.returncode != 0 and "kizuna.policy.manifest" in r.stderr, r.stderr
     cli("policy", "sign", "--key", key, pf, rf)
     assert "policy jp-mod" in cli("policy", "check", "--config", conf).stdout
+    good = (open(pf).read(), open(rf).read(), open(pf + ".manifest").read(), open(pf + ".manifest.sig").read())
     n2 = Node(extra)
     # a change after signing is refused on reload; the signed version stays in force
     open(pf, "a").write("# edited after signing\n")
     r = cli("policy", "reload", "--config", n2.cfg, "--data", n2.data, ok=False)
-    assert r.returncode == 1 and "does not verify" in r.stderr, r.stderr
+    assert r.returncode == 1 and "is not the policy its signed manifest" in r.stderr, r.stderr
     os.kill(n2.proc.pid, __import__("signal").SIGHUP)
     time.sleep(0.5)
-    assert "does not verify" in n2.logtext()
-    cli("policy", "sign", "--key", key, pf)
+    assert "is not the policy its signed manifest" in n2.logtext()
+    cli("policy", "sign", "--key", key, pf, rf)  # sequence 2
     cli("policy", "reload", "--config", n2.cfg, "--data", n2.data)
+    # a mixed pair: this registry with the manifest of another version
+    open(rf, "a").write("# another version\n")
+    r = cli("policy", "reload", "--config", n2.cfg, "--data", n2.data, ok=False)
+    assert r.returncode == 1 and "a policy and a registry from different versions" in r.stderr, r.stderr
+    # a rollback: the older, validly signed pair (sequence 1) put back
+    for path, text in zip((pf, rf, pf + ".manifest", pf + ".manifest.sig"), good):
+        open(path, "w").write(text)
+    r = cli("policy", "reload", "--config", n2.cfg, "--data", n2.data, ok=False)
+    assert r.returncode == 1 and "sequence 1 is older than 2" in r.stderr, r.stderr
+    os.kill(n2.proc.pid, __import__("signal").SIGHUP)
+    time.sleep(0.5)
+    assert "rollback" in cli("audit", "show", "--data", n2.data, "--action", "policy").stdout
     n2.stop()
+    # an explicit policy without a signing key, on a node that is not on its own development PKI
+    d3 = __import__("tempfile").mkdtemp(prefix="kz-polsig3-")
+    cli("ca", "init", "--data", os.path.join(d3, "var"))
+    os.unlink(os.path.join(d3, "var", "pki", "ca.key"))  # the CA key kept elsewhere: not development
+    conf3 = os.path.join(d3, "k.conf")
+    open(conf3, "w").write("mqtt.listen = 127.0.0.1:1\npolicy.file = %s\npolicy.registry = %s\n" % (
+        os.path.join(FIX, "kizuna.policy"), os.path.join(FIX, "identities")))
+    r = subprocess.run([KIZUNA, "serve", "--config", conf3, "--data", os.path.join(d3, "var")],
+                       capture_output=True, text=True, timeout=20)
+    assert r.returncode != 0 and "policy.signing_key is required outside development mode" in r.stderr, r.stderr
 
 
 def test_audit():
