@@ -37,6 +37,10 @@ struct kz_http_req {
 	const char *identity;  /* verified SPIFFE ID, NULL when no client certificate */
 	const char *serial;    /* certificate serial (hex), NULL when none */
 	const char *tls_group; /* key exchange group */
+	const char *tls_suite; /* "TLSv1.3 <cipher suite>", NULL when unknown */
+	const char *issuer;    /* the client certificate's issuer DN, NULL when none */
+	const char *peer_addr; /* the client's address and port, "" when unknown */
+	const char *policy_version; /* the policy that decided (set by the gate), NULL: none */
 	int http_version;      /* 0x100, 0x101, 0x200 */
 	uint64_t start_ns;
 	int status;            /* the status sent, for the audit entry */
@@ -55,7 +59,7 @@ struct kz_http_config {
 	uint32_t idle_timeout_ms;    /* an idle connection is closed after this */
 	/* The decision point for every request that needs a client certificate, before its
 	 * handler: 0 to go on, else the HTTP status to refuse with (why says why). NULL: none. */
-	int (*gate)(void *ctx, const struct kz_http_req *r, char *why, size_t why_len);
+	int (*gate)(void *ctx, struct kz_http_req *r, char *why, size_t why_len);
 	void *gate_ctx;
 };
 

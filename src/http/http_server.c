@@ -86,6 +86,7 @@ struct kz_handler {
 struct peer {
 	char *id;            /* NULL: no certificate, or it did not pass */
 	char serial[KZ_SERIAL_HEX];
+	char issuer[160];    /* the certificate's issuer DN, "" when none */
 	time_t not_after;
 };
 static int peer_idx = -1;
@@ -131,6 +132,7 @@ static struct peer *peer_of(SSL *ssl)
 		const char *why = NULL;
 		p->id = net_tls_peer_spiffe(ssl, &why);
 		kz_x509_serial_hex(cert, p->serial);
+		X509_NAME_oneline(X509_get_issuer_name(cert), p->issuer, sizeof p->issuer);
 		struct tm tm;
 		if (ASN1_TIME_to_tm(X509_get0_notAfter(cert), &tm) == 1)
 			p->not_after = timegm(&tm);
@@ -193,6 +195,7 @@ static void finish(struct kz_http_req *r)
 	snprintf(reason, sizeof reason, "%d %s%s%s", r->status, reason_of(r->status), r->audit_reason ? ": " : "",
 		 r->audit_reason ? r->audit_reason : "");
 	kz_audit(&(struct kz_audit_entry){ .subject = r->identity, .serial = r->serial, .tls_group = r->tls_group,
+					  .issuer = r->issuer, .tls = r->tls_suite, .addr = r->peer_addr, .policy = r->policy_version,
 					  .action = "http", .resource = res, .label = r->audit_label,
 					  .allow = r->status < 400, .reason = reason });
 	kz_debug("https: %s %s -> %d (%s)", r->method, r->path, r->status, r->identity ? r->identity : "anonymous");
@@ -358,12 +361,28 @@ static int on_req(h2o_handler_t *self, h2o_req_t *req)
 	r->body_len = req->entity.base ? req->entity.len : 0;
 	SSL *ssl = ssl_of(req);
 	r->tls_group = group_of(ssl);
+	r->tls_suite = ssl ? net_tls_suite(ssl) : NULL;
+	struct sockaddr_storage sa;
+	socklen_t sl = req->conn->callbacks->get_peername ? req->conn->callbacks->get_peername(req->conn, (struct sockaddr *)&sa) : 0;
+	char *pa = h2o_mem_alloc_pool(&req->pool, 64);
+	pa[0] = 0;
+	if (sl && sa.ss_family == AF_INET) {
+		char ip[INET_ADDRSTRLEN];
+		inet_ntop(AF_INET, &((struct sockaddr_in *)&sa)->sin_addr, ip, sizeof ip);
+		snprintf(pa, 64, "%s:%u", ip, ntohs(((struct sockaddr_in *)&sa)->sin_port));
+	} else if (sl && sa.ss_family == AF_INET6) {
+		char ip[INET6_ADDRSTRLEN];
+		inet_ntop(AF_INET6, &((struct sockaddr_in6 *)&sa)->sin6_addr, ip, sizeof ip);
+		snprintf(pa, 64, "[%s]:%u", ip, ntohs(((struct sockaddr_in6 *)&sa)->sin6_port));
+	}
+	r->peer_addr = pa;
 	const char *refusal = NULL;
 	if (ssl) {
 		struct peer *p = peer_of(ssl);
 		if (p && p->id) {
 			r->identity = p->id;
 			r->serial = p->serial;
+			r->issuer = p->issuer;
 			const struct kz_revoked *rv = NULL;
 			const struct net_tls_trust *t = SSL_CTX_get_app_data(SSL_get_SSL_CTX(ssl));
 			if (t)

@@ -767,7 +767,7 @@ static void cert_sweep(struct mqtt_shard *s)
 			continue;
 		kz_info("conn %llu %s (serial %s): %s; closing", (unsigned long long)c->conn_id, c->peer_id,
 			c->cert_serial, why);
-		kz_audit(&(struct kz_audit_entry){ .subject = c->peer_id, .serial = c->cert_serial, .tls_group = c->tls_group, .action = "connection",
+		kz_audit(&(struct kz_audit_entry){ .subject = c->peer_id, .serial = c->cert_serial, .tls_group = c->tls_group, .issuer = c->cert_issuer, .tls = c->tls_suite, .addr = c->addr, .action = "connection",
 						  .resource = c->addr, .allow = false, .reason = why });
 		if (c->state == MQTT_CLIENT_CONNECTED) {
 			mqtt_client_disconnect(c, MQTT_RC_NOT_AUTHORIZED, why);

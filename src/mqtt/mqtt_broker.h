@@ -178,6 +178,8 @@ struct mqtt_client {
 	char cert_serial[41];  /* the certificate's serial (upper-case hex), "" when unknown */
 	int64_t cert_not_after; /* Unix seconds; 0 when unknown */
 	const char *tls_group;  /* negotiated key exchange (static string), NULL when unknown */
+	const char *tls_suite;  /* "TLSv1.3 <cipher suite>" (static string), NULL when unknown */
+	char cert_issuer[160];  /* the certificate's issuer DN (one line), "" when unknown */
 	char addr[64];
 	enum mqtt_client_state state;
 	uint8_t version;

@@ -112,7 +112,7 @@ static void refuse(struct mqtt_client *c, uint8_t rc5, uint8_t rc311, const char
 	CLOG(KZ_LOG_WARN, c, "CONNECT refused: 0x%02X %s: %s", rc5, mqtt_rc_name(rc5), why);
 	const struct kz_policy *pol = mqtt_policy(c->shard->broker);
 	kz_audit(&(struct kz_audit_entry){ .subject = c->peer_id,
-					  .serial = c->cert_serial, .tls_group = c->tls_group, .action = "connect", .resource = c->addr,
+					  .serial = c->cert_serial, .tls_group = c->tls_group, .issuer = c->cert_issuer, .tls = c->tls_suite, .addr = c->addr, .action = "connect", .resource = c->addr,
 					  .allow = false, .reason = why, .policy = pol ? pol->version : NULL });
 	struct mqtt_packet pkt = { .type = MQTT_CONNACK, .reason = c->version == MQTT_V5 ? rc5 : rc311 };
 	set_reason_string(c, &pkt, why, true);
@@ -490,7 +490,7 @@ static void handle_connect(struct mqtt_client *c, const struct mqtt_packet *pkt)
 	}
 	send_packet(c, &ack);
 	kz_audit(&(struct kz_audit_entry){ .subject = c->peer_id,
-					  .serial = c->cert_serial, .tls_group = c->tls_group, .action = "connect", .resource = ss->client_id,
+					  .serial = c->cert_serial, .tls_group = c->tls_group, .issuer = c->cert_issuer, .tls = c->tls_suite, .addr = c->addr, .action = "connect", .resource = ss->client_id,
 					  .allow = true, .reason = session_present ? "session resumed" : "new session",
 					  .policy = pol ? pol->version : NULL });
 	CLOG(KZ_LOG_INFO, c, "connected from %s, MQTT %s, keep alive %us, session %s, expiry %us",
@@ -538,7 +538,7 @@ static void publish_refuse(struct mqtt_client *c, const struct mqtt_packet *pkt,
 	snprintf(topic, sizeof topic, "%.*s", (int)pkt->topic.len, (const char *)pkt->topic.p);
 	const struct kz_policy *pol = mqtt_policy(c->shard->broker);
 	kz_audit(&(struct kz_audit_entry){ .subject = c->peer_id,
-					  .serial = c->cert_serial, .tls_group = c->tls_group, .action = "publish", .resource = topic,
+					  .serial = c->cert_serial, .tls_group = c->tls_group, .issuer = c->cert_issuer, .tls = c->tls_suite, .addr = c->addr, .action = "publish", .resource = topic,
 					  .allow = false, .reason = why, .policy = pol ? pol->version : NULL });
 	/* §3.3.4: a QoS 1/2 refusal is an acknowledgement with a reason code (MQTT 5); QoS 0
 	 * and MQTT 3.1.1 have no such channel, so the connection is closed. */
@@ -1008,7 +1008,7 @@ static void handle_subscribe(struct mqtt_client *c, const struct mqtt_packet *pk
 		snprintf(filter, sizeof filter, "%.*s", (int)e.filter.len, (const char *)e.filter.p);
 		const struct kz_policy *pol = mqtt_policy(c->shard->broker);
 		kz_audit(&(struct kz_audit_entry){ .subject = c->peer_id,
-					  .serial = c->cert_serial, .tls_group = c->tls_group, .action = "subscribe", .resource = filter,
+					  .serial = c->cert_serial, .tls_group = c->tls_group, .issuer = c->cert_issuer, .tls = c->tls_suite, .addr = c->addr, .action = "subscribe", .resource = filter,
 						  .allow = rc < 0x80,
 						  .reason = rc < 0x80 ? "granted" : deny_why ? deny_why : mqtt_rc_name(rc),
 						  .policy = pol ? pol->version : NULL });

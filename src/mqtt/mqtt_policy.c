@@ -26,6 +26,9 @@
 /* The certificate and TLS group of the session's connection, when it has one. */
 #define SS_SERIAL(ss) ((ss)->client ? (ss)->client->cert_serial : NULL)
 #define SS_GROUP(ss) ((ss)->client ? (ss)->client->tls_group : NULL)
+#define SS_ISSUER(ss) ((ss)->client ? (ss)->client->cert_issuer : NULL)
+#define SS_TLS(ss) ((ss)->client ? (ss)->client->tls_suite : NULL)
+#define SS_ADDR(ss) ((ss)->client ? (ss)->client->addr : NULL)
 
 const struct kz_subject *mqtt_session_subject(struct mqtt_session *ss, const struct kz_policy *p)
 {
@@ -44,7 +47,7 @@ static void audit_delivery_denied(struct mqtt_session *ss, const struct kz_polic
 	snprintf(topic, sizeof topic, "%.*s", (int)m->topic_len, (const char *)m->topic);
 	snprintf(label, sizeof label, "%.*s", (int)m->label_len, m->label ? (const char *)m->label : "");
 	kz_audit(&(struct kz_audit_entry){ .subject = ss->peer_id,
-					  .serial = SS_SERIAL(ss), .tls_group = SS_GROUP(ss), .action = "deliver", .resource = topic,
+					  .serial = SS_SERIAL(ss), .tls_group = SS_GROUP(ss), .issuer = SS_ISSUER(ss), .tls = SS_TLS(ss), .addr = SS_ADDR(ss), .action = "deliver", .resource = topic,
 					  .label = m->label ? label : p->default_text, .allow = false, .reason = why,
 					  .policy = p->version });
 }
@@ -158,7 +161,7 @@ bool mqtt_policy_will_allowed(struct mqtt_session *ss, const struct mqtt_msg *w)
 	snprintf(reason, sizeof reason, "will withheld when it fired: %s", why);
 	kz_info("session '%s' (%s): will on '%s' withheld: %s under policy %s", ss->client_id, ss->peer_id, topic,
 		why, p->version);
-	kz_audit(&(struct kz_audit_entry){ .subject = ss->peer_id, .serial = SS_SERIAL(ss), .tls_group = SS_GROUP(ss),
+	kz_audit(&(struct kz_audit_entry){ .subject = ss->peer_id, .serial = SS_SERIAL(ss), .tls_group = SS_GROUP(ss), .issuer = SS_ISSUER(ss), .tls = SS_TLS(ss), .addr = SS_ADDR(ss),
 					  .action = "publish", .resource = topic, .allow = false, .reason = reason,
 					  .policy = p->version });
 	return false;
@@ -230,7 +233,7 @@ static void reevaluate(struct mqtt_session *ss, const struct kz_policy *p)
 	if (ss->client && ss->client->state == MQTT_CLIENT_CONNECTED && !kz_policy_connect(p, s, &why)) {
 		kz_info("session '%s' (%s): %s under policy %s; disconnecting", ss->client_id, ss->peer_id, why, p->version);
 		kz_audit(&(struct kz_audit_entry){ .subject = ss->peer_id,
-					  .serial = SS_SERIAL(ss), .tls_group = SS_GROUP(ss), .action = "connect", .resource = ss->client_id,
+					  .serial = SS_SERIAL(ss), .tls_group = SS_GROUP(ss), .issuer = SS_ISSUER(ss), .tls = SS_TLS(ss), .addr = SS_ADDR(ss), .action = "connect", .resource = ss->client_id,
 						  .allow = false, .reason = "no longer allowed after a policy reload",
 						  .policy = p->version });
 		mqtt_client_disconnect(ss->client, MQTT_RC_NOT_AUTHORIZED, "no longer allowed by the policy");
@@ -247,7 +250,7 @@ static void reevaluate(struct mqtt_session *ss, const struct kz_policy *p)
 		kz_info("session '%s' (%s): subscription '%s' removed: %s under policy %s", ss->client_id, ss->peer_id,
 			full, why, p->version);
 		kz_audit(&(struct kz_audit_entry){ .subject = ss->peer_id,
-					  .serial = SS_SERIAL(ss), .tls_group = SS_GROUP(ss), .action = "subscribe", .resource = full,
+					  .serial = SS_SERIAL(ss), .tls_group = SS_GROUP(ss), .issuer = SS_ISSUER(ss), .tls = SS_TLS(ss), .addr = SS_ADDR(ss), .action = "subscribe", .resource = full,
 						  .allow = false, .reason = "removed by a policy reload: not allowed any more",
 						  .policy = p->version });
 		if (n < 0 || (size_t)n >= sizeof full ||
@@ -270,7 +273,7 @@ static void summarise(struct mqtt_session *ss, const struct kz_policy *p, uint64
 		snprintf(why, sizeof why, "%llu deliveries allowed in %llu ms (summary)",
 			 (unsigned long long)ss->aud_delivered, (unsigned long long)span);
 		kz_audit(&(struct kz_audit_entry){ .subject = ss->peer_id,
-					  .serial = SS_SERIAL(ss), .tls_group = SS_GROUP(ss), .action = "deliver", .resource = ss->client_id,
+					  .serial = SS_SERIAL(ss), .tls_group = SS_GROUP(ss), .issuer = SS_ISSUER(ss), .tls = SS_TLS(ss), .addr = SS_ADDR(ss), .action = "deliver", .resource = ss->client_id,
 						  .allow = true, .reason = why, .policy = p->version,
 						  .count = ss->aud_delivered });
 	}
@@ -278,7 +281,7 @@ static void summarise(struct mqtt_session *ss, const struct kz_policy *p, uint64
 		snprintf(why, sizeof why, "%llu publishes allowed in %llu ms (summary)",
 			 (unsigned long long)ss->aud_published, (unsigned long long)span);
 		kz_audit(&(struct kz_audit_entry){ .subject = ss->peer_id,
-					  .serial = SS_SERIAL(ss), .tls_group = SS_GROUP(ss), .action = "publish", .resource = ss->client_id,
+					  .serial = SS_SERIAL(ss), .tls_group = SS_GROUP(ss), .issuer = SS_ISSUER(ss), .tls = SS_TLS(ss), .addr = SS_ADDR(ss), .action = "publish", .resource = ss->client_id,
 						  .allow = true, .reason = why, .policy = p->version,
 						  .count = ss->aud_published });
 	}

@@ -52,6 +52,8 @@ char *net_tls_peer_spiffe(SSL *ssl, const char **why);
  * a CA, an extended key usage that includes clientAuth. NULL when it passes, else why not;
  * *id (when not NULL) receives the malloc'd SPIFFE ID on success. */
 const char *net_tls_check_client_cert(X509 *cert, const char *trust_domain, char **id);
+/* "TLSv1.3 <cipher suite>" of an established connection, as a static string. */
+const char *net_tls_suite(SSL *ssl);
 /* True when the server only accepts the hybrid post-quantum group (tls.require_pq). */
 bool net_tls_requires_pq(SSL *ssl);
 /* The default groups: the hybrid post-quantum group first (docs/PQC.md). */

@@ -383,6 +383,22 @@ SSL_CTX *net_tls_client_ctx(const struct net_tls_config *cfg, char *why, size_t 
 	return ctx;
 }
 
+const char *net_tls_suite(SSL *ssl)
+{
+	const SSL_CIPHER *c = ssl ? SSL_get_current_cipher(ssl) : NULL;
+	const char *n = c ? SSL_CIPHER_standard_name(c) : NULL;
+	if (!n)
+		return NULL;
+	/* TLS 1.3 only: the suites are few and fixed, so a static string per suite */
+	if (strcmp(n, "TLS_AES_128_GCM_SHA256") == 0)
+		return "TLSv1.3 TLS_AES_128_GCM_SHA256";
+	if (strcmp(n, "TLS_AES_256_GCM_SHA384") == 0)
+		return "TLSv1.3 TLS_AES_256_GCM_SHA384";
+	if (strcmp(n, "TLS_CHACHA20_POLY1305_SHA256") == 0)
+		return "TLSv1.3 TLS_CHACHA20_POLY1305_SHA256";
+	return "TLSv1.3";
+}
+
 char *net_tls_peer_spiffe(SSL *ssl, const char **why)
 {
 	X509 *cert = SSL_get0_peer_certificate(ssl);

@@ -211,7 +211,11 @@ static void on_open(struct net_conn *c)
 	X509 *cert = SSL_get0_peer_certificate(c->ssl);
 	if (cert)
 		kz_x509_serial_hex(cert, serial);
+	char issuer[160] = "";
+	if (cert)
+		X509_NAME_oneline(X509_get_issuer_name(cert), issuer, sizeof issuer);
 	kz_audit(&(struct kz_audit_entry){ .subject = id, .serial = serial, .tls_group = net_conn_group(c),
+					  .issuer = issuer, .tls = net_tls_suite(c->ssl), .addr = c->addr,
 					  .action = "tls", .resource = c->addr, .allow = id != NULL,
 					  .reason = id ? "certificate and identity verified" : why });
 	if (!id) {
@@ -228,6 +232,8 @@ static void on_open(struct net_conn *c)
 	}
 	snprintf(mc->cert_serial, sizeof mc->cert_serial, "%s", serial);
 	mc->tls_group = net_conn_group(c);
+	mc->tls_suite = net_tls_suite(c->ssl);
+	X509_NAME_oneline(X509_get_issuer_name(cert), mc->cert_issuer, sizeof mc->cert_issuer);
 	struct tm tm;
 	if (ASN1_TIME_to_tm(X509_get0_notAfter(cert), &tm) == 1)
 		mc->cert_not_after = (int64_t)timegm(&tm);

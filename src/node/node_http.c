@@ -198,12 +198,13 @@ static void metrics(void *arg, struct kz_http_req *r)
 	kz_buf_cleanup(&b);
 }
 
-int node_http_gate(void *ctx, const struct kz_http_req *r, char *why, size_t why_len)
+int node_http_gate(void *ctx, struct kz_http_req *r, char *why, size_t why_len)
 {
 	struct node_http *nh = ctx;
 	const struct kz_policy *p = atomic_load(&nh->broker->policy);
 	if (!p) /* policy.open */
 		return 0;
+	r->policy_version = p->version; /* snapshots live until the node stops */
 	struct kz_subject s;
 	const char *w;
 	kz_subject_init(p, r->identity, &s);

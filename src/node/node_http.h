@@ -24,6 +24,6 @@ int node_http_routes(struct node_http *nh);
 /* The HTTPS decision point (kz_http_config.gate): under a policy the identity must be in the
  * registry and allowed to connect; /metrics needs subscribe $SYS/metrics (a monitor role). */
 struct kz_http_req;
-int node_http_gate(void *ctx, const struct kz_http_req *r, char *why, size_t why_len);
+int node_http_gate(void *ctx, struct kz_http_req *r, char *why, size_t why_len);
 
 #endif

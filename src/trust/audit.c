@@ -67,7 +67,7 @@ struct kz_audit {
 	char lost_error[96];
 	/* the denial being summarised */
 	struct kz_audit_entry rep;
-	char *rep_buf[7];
+	char *rep_buf[11];
 	uint64_t rep_count, rep_start_ms;
 };
 
@@ -164,10 +164,11 @@ static void write_entry(struct kz_audit *a, const struct kz_audit_entry *e, uint
 {
 	char b[LINE_MAX_BYTES];
 	size_t n = begin(a, b);
-	static const char *const keys[] = { ",\"subject\":", ",\"serial\":", ",\"group\":", ",\"action\":",
-					    ",\"resource\":", ",\"label\":" };
-	const char *vals[] = { e->subject, e->serial, e->tls_group, e->action, e->resource, e->label };
-	for (size_t i = 0; i < 6; i++) {
+	static const char *const keys[] = { ",\"subject\":", ",\"serial\":", ",\"issuer\":", ",\"group\":",
+					    ",\"tls\":", ",\"addr\":", ",\"action\":", ",\"resource\":", ",\"label\":" };
+	const char *vals[] = { e->subject, e->serial, e->issuer, e->tls_group, e->tls, e->addr, e->action, e->resource,
+			       e->label };
+	for (size_t i = 0; i < 9; i++) {
 		put(b, &n, sizeof b, keys[i]);
 		jstr(b, &n, sizeof b, vals[i]);
 	}
@@ -290,7 +291,7 @@ static void flush_repeats(struct kz_audit *a)
 		e.reason = reason;
 		write_entry(a, &e, a->rep_count - 1);
 	}
-	for (int i = 0; i < 7; i++) {
+	for (int i = 0; i < 11; i++) {
 		free(a->rep_buf[i]);
 		a->rep_buf[i] = NULL;
 	}
@@ -343,13 +344,15 @@ void kz_audit_record(struct kz_audit *a, const struct kz_audit_entry *e)
 	flush_repeats(a);
 	write_entry(a, e, 1);
 	if (!e->allow) {
-		const char *src[7] = { e->subject, e->action, e->resource, e->reason, e->serial, e->label, e->policy };
-		for (int i = 0; i < 7; i++)
+		const char *src[11] = { e->subject, e->action, e->resource, e->reason, e->serial, e->label, e->policy,
+					e->issuer, e->tls, e->addr, e->tls_group };
+		for (int i = 0; i < 11; i++)
 			a->rep_buf[i] = src[i] ? strdup(src[i]) : NULL;
 		a->rep = (struct kz_audit_entry){ .subject = a->rep_buf[0], .action = a->rep_buf[1],
 						  .resource = a->rep_buf[2], .reason = a->rep_buf[3],
 						  .serial = a->rep_buf[4], .label = a->rep_buf[5], .policy = a->rep_buf[6],
-						  .tls_group = NULL, .allow = false };
+						  .issuer = a->rep_buf[7], .tls = a->rep_buf[8], .addr = a->rep_buf[9],
+						  .tls_group = a->rep_buf[10], .allow = false };
 		a->rep_count = 1;
 		a->rep_start_ms = now;
 	}

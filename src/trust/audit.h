@@ -18,6 +18,9 @@ struct kz_audit_entry {
 	const char *subject;   /* SPIFFE ID; NULL or "" when unknown */
 	const char *serial;    /* certificate serial, hex; NULL when not known here */
 	const char *tls_group; /* key exchange group; NULL when not known here */
+	const char *issuer;    /* the certificate's issuer DN; NULL when not known here */
+	const char *tls;       /* TLS version and cipher suite ("TLSv1.3 TLS_AES_128_GCM_SHA256"); NULL: unknown */
+	const char *addr;      /* the client's address and port; NULL when not known here */
 	const char *action;    /* tls, connect, subscribe, publish, ... */
 	const char *resource;  /* address, client id, topic, filter, record id */
 	const char *label;     /* canonical label text; NULL when none */

@@ -64,6 +64,27 @@ def test_deny_by_default_with_a_development_policy():
     n.shutdown()
 
 
+def test_audit_entries_carry_what_an_investigator_needs():
+    n = make_node("policy.open = 0\n")
+    assert connack(n, n.admin) == 0
+    assert https(n, n.admin, "/taxii2/").status_code == 200
+    stranger = n.issue("stranger2", "spiffe://kizuna.local/dev/user/stranger2")
+    assert connack(n, stranger) == 0x87
+    lines = [json.loads(l) for l in cli("audit", "show", "--data", n.data).stdout.splitlines()]
+    def find(action, allow, subject):
+        for e in lines:
+            if e.get("action") == action and e.get("decision") == ("allow" if allow else "deny") and \
+                    e.get("subject", "").endswith(subject):
+                return e
+        raise AssertionError("no %s %s entry for %s in %s" % (action, allow, subject, lines[-5:]))
+    for e in (find("connect", True, "/admin"), find("connect", False, "/stranger2"), find("http", True, "/admin")):
+        assert e["serial"] and "CN=kizuna CA" in e["issuer"], e
+        assert e["tls"].startswith("TLSv1.3 TLS_"), e
+        assert e["group"] and e["addr"].startswith("127.0.0.1:"), e
+        assert e["policy"].startswith("dev-1/"), e
+    n.shutdown()
+
+
 def test_no_policy_denies_everything():
     n = make_node("policy.open = 0\n")
     assert n.stop() == 0
@@ -160,4 +181,5 @@ def test_crl_past_next_update_fails_closed():
 
 if __name__ == "__main__":
     run_tests([test_deny_by_default_with_a_development_policy, test_no_policy_denies_everything,
+               test_audit_entries_carry_what_an_investigator_needs,
                test_revocation_cannot_be_undone, test_crl_past_next_update_fails_closed])
