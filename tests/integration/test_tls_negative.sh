@@ -120,7 +120,7 @@ kill -TERM $PID; wait $PID
 	&& { echo "PASS audit log verifies"; pass=$((pass+1)); } || { echo "FAIL audit verify: $(cat "$D/verify.out")"; fail=$((fail+1)); }
 n=$("$KZ" audit show --data "$D/var" --action tls --decision deny | wc -l)
 [ "$n" -ge 10 ] && { echo "PASS refused handshakes audited ($n)"; pass=$((pass+1)); } || { echo "FAIL refused handshakes audited: $n"; fail=$((fail+1)); }
-"$KZ" audit show --data "$D/var" --action tls --decision allow | grep -q '"subject":"spiffe://kizuna.local/meti/sensor/radar-1","serial":"[0-9A-F]*","group":"x25519"' \
+"$KZ" audit show --data "$D/var" --action tls --decision allow | grep -q '"subject":"spiffe://kizuna.local/meti/sensor/radar-1","serial":"[0-9A-F]*","issuer":"[^"]*","group":"x25519","tls":"TLSv1.3 TLS_[A-Z0-9_]*","addr":"127.0.0.1:[0-9]*"' \
 	&& { echo "PASS accepted identity audited with serial and group"; pass=$((pass+1)); } || { echo "FAIL accepted identity not audited"; fail=$((fail+1)); }
 "$KZ" audit show --data "$D/var" --decision deny | grep -q '"reason":"SPIFFE ID is not in this node' \
 	&& { echo "PASS the refusal reason is in the entry"; pass=$((pass+1)); } || { echo "FAIL refusal reason not audited"; fail=$((fail+1)); }
