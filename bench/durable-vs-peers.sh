@@ -20,7 +20,7 @@ MOSQ_PERSIST=1 KZ_CONF="store.fsync = always"
 # a second kizuna with interval sync, sharing the first one's PKI
 KP2=$(port)
 mkdir -p "$D/var2"; cp -r "$D/var/pki" "$D/var2/"
-printf 'mqtt.listen = 127.0.0.1:%s\nhttps.listen = 127.0.0.1:0\npolicy.open = 1\nlog_level = warn\nstore.fsync = interval:10\n' "$KP2" > "$D/kizuna2.conf"
+printf 'mqtt.listen = 127.0.0.1:%s\nhttps.listen = 127.0.0.1:0\npolicy.open = 1\nlimits.identity = default connections=0 publish_rate=0 publish_bytes=0 https_rate=0\nlog_level = warn\nstore.fsync = interval:10\n' "$KP2" > "$D/kizuna2.conf"
 "$KZ" serve --config "$D/kizuna2.conf" --data "$D/var2" > "$D/kizuna2.log" 2>&1 & KPID2=$!; PIDS+=($KPID2)
 wait_port "$KP2" || { echo "kizuna (interval) did not start"; exit 1; }
 

@@ -12,7 +12,7 @@ port() { /usr/bin/python3 -c 'import socket;s=socket.socket();s.bind(("127.0.0.1
 wait_port() { for _ in $(seq 100); do (exec 3<>/dev/tcp/127.0.0.1/$1) 2>/dev/null && return 0; sleep 0.1; done; return 1; }
 
 KP=$(port); MP=$(port); NP=$(port)
-printf 'mqtt.listen = 127.0.0.1:%s\nhttps.listen = 127.0.0.1:0\npolicy.open = 1\nlog_level = warn\n%s\n' "$KP" "${KZ_CONF:-}" > "$D/kizuna.conf"
+printf 'mqtt.listen = 127.0.0.1:%s\nhttps.listen = 127.0.0.1:0\npolicy.open = 1\nlimits.identity = default connections=0 publish_rate=0 publish_bytes=0 https_rate=0\nlog_level = warn\n%s\n' "$KP" "${KZ_CONF:-}" > "$D/kizuna.conf"
 "$KZ" serve --config "$D/kizuna.conf" --data "$D/var" > "$D/kizuna.log" 2>&1 & KPID=$!; PIDS+=($KPID)
 wait_port "$KP" || { echo "kizuna did not start"; exit 1; }
 PKI=$D/var/pki

@@ -33,7 +33,7 @@ allow connect where kind=user
 allow publish,subscribe bench/# where org=dev clearance>=restricted label class=restricted;rel=jpn;relorg=dev
 POL
 echo "spiffe://kizuna.local/dev/user/admin org=dev nation=jpn clearance=secret caveats=cyber" > "$D/identities"
-printf 'mqtt.listen = 127.0.0.1:%s\nhttps.listen = 127.0.0.1:0\npolicy.open = 1\nlog_level = warn\n' "$P" > "$D/off.conf"
+printf 'mqtt.listen = 127.0.0.1:%s\nhttps.listen = 127.0.0.1:0\npolicy.open = 1\nlimits.identity = default connections=0 publish_rate=0 publish_bytes=0 https_rate=0\nlog_level = warn\n' "$P" > "$D/off.conf"
 cp "$D/off.conf" "$D/on.conf"
 printf 'policy.file = %s/bench.policy\npolicy.registry = %s/identities\n' "$D" "$D" >> "$D/on.conf"
 start() { "$KZ" serve --config "$D/$1.conf" --data "$D/var" > "$D/$1.log" 2>&1 & PID=$!; wait_port "$P" || { echo "kizuna did not start"; cat "$D/$1.log"; exit 1; }; }

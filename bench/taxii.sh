@@ -22,7 +22,7 @@ trap 'kill $PID 2>/dev/null; wait 2>/dev/null; rm -rf "$D"' EXIT
 port() { /usr/bin/python3 -c 'import socket;s=socket.socket();s.bind(("127.0.0.1",0));print(s.getsockname()[1])'; }
 HP=$(port)
 MP=$(port)
-printf 'mqtt.listen = 127.0.0.1:%s\nhttps.listen = 127.0.0.1:%s\npolicy.open = 1\nlog_level = warn\nstore.fsync = always\n' "$MP" "$HP" > "$D/k.conf"
+printf 'mqtt.listen = 127.0.0.1:%s\nhttps.listen = 127.0.0.1:%s\npolicy.open = 1\nlimits.identity = default connections=0 publish_rate=0 publish_bytes=0 https_rate=0\nlog_level = warn\nstore.fsync = always\n' "$MP" "$HP" > "$D/k.conf"
 start() {
 	"$KZ" serve --config "$D/k.conf" --data "$D/var" >> "$D/serve.log" 2>&1 & PID=$!
 	for _ in $(seq 1 600); do

@@ -21,6 +21,7 @@
 #include "mqtt/mqtt_msg.h"
 #include "mqtt/mqtt_topic.h"
 #include "mqtt/mqtt_trie.h"
+#include "trust/idlimit.h"
 
 #include <pthread.h>
 #include <stdatomic.h>
@@ -180,6 +181,8 @@ struct mqtt_client {
 	const char *tls_group;  /* negotiated key exchange (static string), NULL when unknown */
 	const char *tls_suite;  /* "TLSv1.3 <cipher suite>" (static string), NULL when unknown */
 	char cert_issuer[160];  /* the certificate's issuer DN (one line), "" when unknown */
+	struct kz_idlimit_entry *idl; /* borrowed: its identity's limits; NULL before CONNECT or without limits */
+	bool idl_counted;       /* counted among the identity's connections */
 	char addr[64];
 	enum mqtt_client_state state;
 	uint8_t version;
@@ -324,6 +327,7 @@ struct mqtt_broker {
 	 * revoked or expired certificates at once after a swap and every cert_check_ms. */
 	_Atomic(const struct kz_revoked *) revoked;
 	uint32_t cert_check_ms;
+	struct kz_idlimits *idlimits; /* per-identity limits (trust/idlimit.h); NULL: none */
 	/* Wakes shard idx's worker after its inbox gained work (any thread). */
 	void (*wake)(void *ctx, unsigned idx);
 	void (*on_foreign)(void *ctx, unsigned idx, void *foreign);

@@ -272,6 +272,22 @@ static const char *reserved_why(const uint8_t *topic, size_t n)
 	return "topics starting with '$' are reserved for the server (MQTT 5.0 4.7.2)";
 }
 
+/* One audit entry per identity and interval for its refusals by the per-identity limits
+ * (aggregated, not per event). */
+static void idl_audit(struct mqtt_client *c, const char *what)
+{
+	uint64_t n = kz_idlimit_report(c->idl, c->shard->now_ms * 1000000ull, 10000000000ull);
+	if (!n)
+		return;
+	char why[200];
+	snprintf(why, sizeof why, "%llu refusals by the per-identity limits (%s; summary)", (unsigned long long)n, what);
+	const struct kz_policy *pol = mqtt_policy(c->shard->broker);
+	kz_audit(&(struct kz_audit_entry){ .subject = c->peer_id, .serial = c->cert_serial, .tls_group = c->tls_group,
+					  .issuer = c->cert_issuer, .tls = c->tls_suite, .addr = c->addr,
+					  .action = "limit", .resource = c->peer_id, .allow = false, .reason = why,
+					  .count = n, .policy = pol ? pol->version : NULL });
+}
+
 /* Identities are equal, or both absent (connections without a certificate: unit tests). */
 static bool same_owner(const char *owner, const char *peer)
 {
@@ -374,6 +390,35 @@ static void handle_connect(struct mqtt_client *c, const struct mqtt_packet *pkt)
 			wl.canon = wcanon;
 			wl.lab = &wlab;
 		}
+	}
+	/* Per-identity limits (docs/SECURITY.md): connections of one identity across the node. */
+	if (b->idlimits) {
+		const char *roles[17] = { NULL };
+		const char *kind = NULL;
+		char kbuf[16] = "";
+		if (subj) {
+			kind = subj->kind;
+			for (uint32_t i = 0; subj->ident && i < subj->ident->n_roles && i < 16; i++)
+				roles[i] = subj->ident->roles[i];
+		} else if (c->peer_id) { /* spiffe://TD/ORG/KIND/NAME */
+			const char *p = strchr(c->peer_id + (strncmp(c->peer_id, "spiffe://", 9) ? 0 : 9), '/');
+			p = p ? strchr(p + 1, '/') : NULL;
+			if (p) {
+				size_t kl = strcspn(p + 1, "/");
+				snprintf(kbuf, sizeof kbuf, "%.*s", (int)(kl < 15 ? kl : 15), p + 1);
+				kind = kbuf;
+			}
+		}
+		c->idl = kz_idlimits_get(b->idlimits, c->peer_id, kind, roles);
+		if (!kz_idlimit_connect(c->idl)) {
+			char why[160];
+			snprintf(why, sizeof why, "this identity has %u connections open, its limit (limits.identity)",
+				 c->idl->lim.connections);
+			free(subj);
+			idl_audit(c, "connections");
+			return refuse(c, MQTT_RC_CONNECTION_RATE_EXCEEDED, MQTT311_UNAVAILABLE, why);
+		}
+		c->idl_counted = true;
 	}
 	/* Accepted: from here on the CONNECT takes effect. */
 	char *assigned = NULL;
@@ -793,6 +838,15 @@ static void handle_publish(struct mqtt_client *c, const struct mqtt_packet *pkt)
 	if (!rate_ok(c))
 		return mqtt_client_disconnect(c, MQTT_RC_RATE_TOO_HIGH,
 					      "publish rate above the configured maximum");
+	if (c->idl) {
+		uint64_t now_ns = c->shard->now_ms * 1000000ull;
+		if (!kz_idlimit_take(c->idl, KZ_IDL_PUBLISH, 1, now_ns) ||
+		    !kz_idlimit_take(c->idl, KZ_IDL_BYTES, pkt->payload.len, now_ns)) {
+			idl_audit(c, "publish rate or bytes");
+			return mqtt_client_disconnect(c, MQTT_RC_RATE_TOO_HIGH,
+						      "this identity publishes above its limit (limits.identity)");
+		}
+	}
 	if (pkt->props.n_sub_ids) /* §3.3.4-6 */
 		return mqtt_client_disconnect(c, MQTT_RC_PROTOCOL_ERROR,
 					      "PUBLISH from a client must not carry a subscription identifier");
@@ -1284,6 +1338,8 @@ void mqtt_client_closed(struct mqtt_client *c)
 
 static void client_free(struct mqtt_client *c)
 {
+	if (c->idl_counted)
+		kz_idlimit_disconnected(c->idl);
 	free(c->q2_pending);
 	kz_buf_cleanup(&c->in);
 	aliases_free(c->in_alias, c->broker->lim.topic_alias_max);

@@ -12,7 +12,7 @@
 #include <string.h>
 #include <unistd.h>
 
-enum dir_type { T_STR, T_U16, T_U32, T_U64, T_UINT, T_LOGLEVEL, T_ADDR, T_FSYNC, T_RULE };
+enum dir_type { T_STR, T_U16, T_U32, T_U64, T_UINT, T_LOGLEVEL, T_ADDR, T_FSYNC, T_RULE, T_IDLIMIT };
 
 struct directive {
 	const char *name;
@@ -54,6 +54,10 @@ static const struct directive directives[] = {
 	  "TAXII status resources kept in memory (the oldest are dropped)." },
 	{ "taxii.max_status_bytes", T_U32, C(taxii_max_status_bytes), 0, 65536, 4294967295u, "67108864",
 	  "Memory the kept TAXII statuses may use (about 90 bytes per object posted); the oldest are dropped beyond it." },
+	{ "limits.identity", T_IDLIMIT, 0, 0, 0, 0, "default connections=256 publish_rate=100000 publish_bytes=256M https_rate=2000",
+	  "Per-identity limits, repeatable: WHO [connections=N] [publish_rate=N] [publish_bytes=SIZE] [https_rate=N]. WHO is default, an identity kind (user, sensor, service, node) or role=NAME (a registry role); an identity gets the first role line it has a role for, else its kind's, else the default; unnamed limits keep the built-in default; 0 = no limit. Over connections: CONNACK 0x9F (3.1.1: 3); over publish_rate or publish_bytes (per second, token buckets holding one second's worth): DISCONNECT 0x96; over https_rate: HTTP 429 with Retry-After. Refusals are counted per identity in /metrics and audited as one summary per identity and 10 s." },
+	{ "limits.identity_max", T_U32, C(id_limits_max), 0, 16, 16777216, "65536",
+	  "Identities whose limits are tracked; beyond it the rest share one entry (and its limits)." },
 	{ "health.index_lag_max", T_U64, C(health_index_lag), 0, 1, UINT64_MAX, "100000",
 	  "GET /healthz reports the index degraded when it is more than this many records behind the log." },
 	{ "threads", T_UINT, C(threads), 0, 0, 256, "0",
@@ -209,6 +213,16 @@ static int set_value(struct node_config *cfg, const struct directive *d, const c
 		st->n_rules++;
 		return 0;
 	}
+	if (d->type == T_IDLIMIT) {
+		if (cfg->n_id_limits == NODE_MAX_RULES) {
+			*why = "too many limits.identity lines (at most 64)";
+			return -1;
+		}
+		if (kz_idlimit_rule_parse(v, &cfg->id_limits[cfg->n_id_limits], why))
+			return -1;
+		cfg->n_id_limits++;
+		return 0;
+	}
 	if (d->type == T_LOGLEVEL) {
 		if (kz_log_level_parse(v, (enum kz_log_level *)(void *)base)) {
 			*why = "expected error, warn, info or debug";
@@ -249,6 +263,7 @@ void node_config_default(struct node_config *cfg)
 	for (size_t i = 0; i < KZ_ARRAY_LEN(directives); i++) {
 		const struct directive *d = &directives[i];
 		if (strncmp(d->def, "DIR/", 4) == 0 || strncmp(d->def, "the ", 4) == 0 || d->type == T_RULE ||
+		    d->type == T_IDLIMIT ||
 		    strcmp(d->def, "none") == 0)
 			continue; /* derived in node_config_finish */
 		(void)set_value(cfg, d, d->def, &why);

@@ -36,6 +36,9 @@ struct node_config {
 	char tls_crl[1100];       /* empty = DIR/pki/crl.pem */
 	uint32_t cert_check_ms;   /* revoked/expired certificates' connections closed within this */
 	uint64_t health_index_lag; /* /healthz: index degraded beyond this many records behind */
+	struct kz_idlimit_rule id_limits[NODE_MAX_RULES]; /* limits.identity lines */
+	size_t n_id_limits;
+	uint32_t id_limits_max;   /* identities tracked */
 	char ca_dir[1100];        /* empty = DIR/pki */
 	uint32_t ca_lifetime_s, ca_max_lifetime_s, token_ttl_s;
 	uint32_t enroll_enabled, enroll_max_bytes, enroll_timeout_ms, enroll_max_conns;

@@ -8,7 +8,9 @@
 #include "store/store.h"
 #include "trust/audit.h"
 
+#include "base/kz_time.h"
 #include "trust/ca.h"
+#include "trust/idlimit.h"
 #include "trust/policy.h"
 
 #include <dirent.h>
@@ -144,6 +146,20 @@ static void metric(struct kz_buf *b, const char *name, const char *type, const c
 	kz_buf_append(b, line, (size_t)n);
 }
 
+static void throttled_metric(void *ctx, const struct kz_idlimit_entry *e)
+{
+	static const char *const what[KZ_IDL_N] = { "publish_rate", "publish_bytes", "https_rate", "connections" };
+	for (int k = 0; k < KZ_IDL_N; k++) {
+		uint64_t v = atomic_load(&e->throttled[k]);
+		if (!v)
+			continue;
+		char line[700];
+		int n = snprintf(line, sizeof line, "kizuna_identity_throttled_total{identity=\"%.500s\",limit=\"%s\"} %llu\n",
+				 e->id, what[k], (unsigned long long)v);
+		kz_buf_append(ctx, line, (size_t)n);
+	}
+}
+
 static void metrics(void *arg, struct kz_http_req *r)
 {
 	struct node_http *nh = arg;
@@ -186,6 +202,11 @@ static void metrics(void *arg, struct kz_http_req *r)
 	metric(&b, "kizuna_decisions_allowed_total", "counter", "Policy decisions that allowed (audited).", allowed);
 	metric(&b, "kizuna_decisions_denied_total", "counter", "Policy decisions that denied (audited).", denied);
 	metric(&b, "kizuna_audit_write_errors_total", "counter", "Audit log writes that failed.", kz_audit_write_errors());
+	static const char th[] = "# HELP kizuna_identity_throttled_total Refusals by the per-identity limits.\n"
+				 "# TYPE kizuna_identity_throttled_total counter\n";
+	kz_buf_append(&b, th, sizeof th - 1);
+	if (nh->idl)
+		kz_idlimits_each(nh->idl, throttled_metric, &b);
 	if (nh->broker->store) {
 		struct kz_store_health sh;
 		kz_store_health(nh->broker->store, &sh);
@@ -198,6 +219,35 @@ static void metrics(void *arg, struct kz_http_req *r)
 	kz_buf_cleanup(&b);
 }
 
+/* The identity's https_rate (limits.identity): false with Retry-After set when over. */
+static bool https_rate_ok(struct node_http *nh, struct kz_http_req *r, const struct kz_policy *p, char *why,
+			  size_t why_len)
+{
+	struct kz_subject s;
+	kz_subject_init(p, r->identity, &s);
+	const char *roles[17] = { NULL };
+	for (uint32_t i = 0; s.ident && i < s.ident->n_roles && i < 16; i++)
+		roles[i] = s.ident->roles[i];
+	struct kz_idlimit_entry *e = kz_idlimits_get(nh->idl, r->identity, s.kind, roles);
+	uint64_t now = kz_now_mono_ns();
+	if (kz_idlimit_take(e, KZ_IDL_HTTPS, 1, now))
+		return true;
+	uint64_t n = kz_idlimit_report(e, now, 10000000000ull);
+	if (n) {
+		char reason[160];
+		snprintf(reason, sizeof reason, "%llu refusals by the per-identity limits (https_rate; summary)",
+			 (unsigned long long)n);
+		kz_audit(&(struct kz_audit_entry){ .subject = r->identity, .serial = r->serial, .tls_group = r->tls_group,
+						  .issuer = r->issuer, .tls = r->tls_suite, .addr = r->peer_addr,
+						  .action = "limit", .resource = r->identity, .allow = false, .reason = reason,
+						  .count = n, .policy = p->version });
+	}
+	kz_http_header(r, "Retry-After", "1");
+	snprintf(why, why_len, "this identity makes more than %u HTTPS requests per second, its limit (limits.identity)",
+		 e ? e->lim.https_rate : 0);
+	return false;
+}
+
 int node_http_gate(void *ctx, struct kz_http_req *r, char *why, size_t why_len)
 {
 	struct node_http *nh = ctx;
@@ -205,6 +255,8 @@ int node_http_gate(void *ctx, struct kz_http_req *r, char *why, size_t why_len)
 	if (!p) /* policy.open */
 		return 0;
 	r->policy_version = p->version; /* snapshots live until the node stops */
+	if (nh->idl && !https_rate_ok(nh, r, p, why, why_len))
+		return 429;
 	struct kz_subject s;
 	const char *w;
 	kz_subject_init(p, r->identity, &s);

@@ -4,6 +4,7 @@
 
 struct kz_http;
 struct net_tls_trust;
+struct kz_idlimits;
 struct mqtt_broker;
 
 #include <stddef.h>
@@ -18,6 +19,7 @@ struct node_http {
 	uint64_t index_lag_max;    /* records behind the log above which the index is degraded */
 	const char *policy_file;   /* "" when the node runs without a policy */
 	struct net_tls_trust *trust; /* the CRL's fail-closed state */
+	struct kz_idlimits *idl;     /* per-identity limits (https_rate) */
 };
 
 int node_http_routes(struct node_http *nh);

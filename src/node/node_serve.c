@@ -518,6 +518,12 @@ int node_serve_main(int argc, char **argv)
 	snprintf(broker.node_id, sizeof broker.node_id, "%s", cfg.node_id);
 	atomic_store(&broker.revoked, atomic_load(&trust.revoked));
 	broker.cert_check_ms = cfg.cert_check_ms;
+	static struct kz_idlimits idl;
+	if (kz_idlimits_init(&idl, cfg.id_limits, cfg.n_id_limits, cfg.id_limits_max)) {
+		kz_error("out of memory");
+		goto fail;
+	}
+	broker.idlimits = &idl;
 	struct policies held = { 0 };
 	if (policy) {
 		policy_hold(&held, policy);
@@ -611,6 +617,7 @@ int node_serve_main(int argc, char **argv)
 		nh.index_lag_max = cfg.health_index_lag;
 		nh.policy_file = cfg.policy_file;
 		nh.trust = &trust;
+		nh.idl = &idl;
 		struct taxii_config tc = { cfg.taxii_collections, broker.store, logdir, node_max_record_bytes(&cfg),
 					   &broker.policy, cfg.node_id, cfg.threads, cfg.taxii_max_page,
 					   cfg.taxii_default_page, cfg.taxii_max_post, cfg.taxii_max_scan,
@@ -700,6 +707,7 @@ int node_serve_main(int argc, char **argv)
 		free(revs.reasons[i]);
 	free(revs.reasons);
 	kz_ca_close(ca);
+	kz_idlimits_cleanup(&idl);
 	kz_audit_close(kz_audit_log);
 	kz_audit_log = NULL;
 	return 0;

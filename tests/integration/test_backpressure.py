@@ -8,7 +8,9 @@ from kzharness import *
 # Under AddressSanitizer freed memory sits in a quarantine (256 MiB by default) and would
 # count as growth; keep it small so that RSS still means what the node holds.
 os.environ["ASAN_OPTIONS"] = (os.environ.get("ASAN_OPTIONS", "") + ":quarantine_size_mb=4").lstrip(":")
-node = Node("limits.max_write_backlog = 262144\nlimits.read_budget = 32768")
+# backpressure on its own: the per-identity publish limits (test_zero_trust) are off here
+NOLIMIT = "limits.identity = default publish_rate=0 publish_bytes=0\n"
+node = Node(NOLIMIT + "limits.max_write_backlog = 262144\nlimits.read_budget = 32768")
 LIMIT = 150 << 20  # bytes: far more than the node's 256 KiB output cap plus socket buffers
 
 
@@ -56,7 +58,7 @@ def test_qos0_flood_waits_for_the_store():
     """QoS 0 has no acknowledgement to hold back on: with the store's backlog over
     limits.max_store_backlog the node stops reading the publisher until the store catches
     up. Every message still ends up in the log, and everyone else is still served."""
-    n2 = Node("limits.max_store_backlog = 4096\nlog_level = debug")
+    n2 = Node(NOLIMIT + "limits.max_store_backlog = 4096\nlog_level = debug")
     r = n2.raw()
     assert r.connect(b"flood0", v5=False)[0] == 2
     payload = b"x" * 100

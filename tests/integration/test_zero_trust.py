@@ -85,6 +85,52 @@ def test_audit_entries_carry_what_an_investigator_needs():
     n.shutdown()
 
 
+def test_per_identity_limits():
+    n = make_node("policy.open = 0\nlimits.identity = default connections=2 publish_rate=50 https_rate=5\n"
+                  "limits.identity = role=monitor connections=2 publish_rate=50 https_rate=0\n")
+    with open(os.path.join(n.pki, "dev.identities"), "a") as f:
+        f.write("spiffe://kizuna.local/dev/user/busy org=dev clearance=restricted\n")
+    cli("policy", "reload", "--data", n.data)
+    busy = n.issue("busy", "spiffe://kizuna.local/dev/user/busy")
+    # connections: two at once, the third refused with 0x9F
+    a, b = n.raw(cert=busy), n.raw(cert=busy)
+    assert a.connect(b"busy-a")[2][1] == 0 and b.connect(b"busy-b")[2][1] == 0
+    c = n.raw(cert=busy)
+    ack = c.connect(b"busy-c")
+    assert ack[2][1] == 0x9F and b"limit" in ack[2], ack
+    b.s.close()
+    time.sleep(0.3)
+    d = n.raw(cert=busy)
+    assert d.connect(b"busy-d")[2][1] == 0, "a closed connection frees its place"
+    # publishes: a QoS 0 flood beyond 50/s ends with DISCONNECT 0x96
+    body = lambda i: b"\x00\x06busy/x\x00" + b"m%d" % i
+    for i in range(300):
+        pkt = body(i)
+        try:
+            a.send(bytes([0x30, len(pkt)]) + pkt)
+        except OSError:
+            break
+    got = None
+    while True:
+        p = a.packet()
+        if p is None:
+            break
+        if p[0] == 14:
+            got = p
+    assert got and got[2][0] == 0x96, got
+    # HTTPS: beyond 5 requests/s, 429 with Retry-After; the monitor role has no https limit
+    codes = [https(n, busy, "/taxii2/") for _ in range(20)]
+    limited = [r for r in codes if r.status_code == 429]
+    assert limited and limited[0].headers.get("Retry-After") == "1", [r.status_code for r in codes]
+    assert all(https(n, n.admin, "/taxii2/").status_code == 200 for _ in range(20))
+    m = https(n, n.admin, "/metrics").text
+    assert 'kizuna_identity_throttled_total{identity="spiffe://kizuna.local/dev/user/busy",limit="https_rate"}' in m, m[-800:]
+    assert 'limit="connections"' in m and 'limit="publish_rate"' in m
+    aud = cli("audit", "show", "--data", n.data, "--action", "limit").stdout
+    assert "refusals by the per-identity limits" in aud and '"count":' in aud, aud
+    n.shutdown()
+
+
 def test_no_policy_denies_everything():
     n = make_node("policy.open = 0\n")
     assert n.stop() == 0
@@ -181,5 +227,5 @@ def test_crl_past_next_update_fails_closed():
 
 if __name__ == "__main__":
     run_tests([test_deny_by_default_with_a_development_policy, test_no_policy_denies_everything,
-               test_audit_entries_carry_what_an_investigator_needs,
+               test_audit_entries_carry_what_an_investigator_needs, test_per_identity_limits,
                test_revocation_cannot_be_undone, test_crl_past_next_update_fails_closed])
