@@ -2,6 +2,7 @@
  * clients of a running node (the node owns its data directory) and of other TAXII servers. */
 #include "cli/cli.h"
 #include "cli/cli_client.h"
+#include "base/kz_time.h"
 #include "cli/cli_https.h"
 #include "base/kz_jscan.h"
 #include "services/stix/stix.h"
@@ -30,6 +31,7 @@ struct sx {
 	struct cli_https local;
 	/* counts */
 	uint64_t sent, accepted, rejected;
+	uint64_t start_ns;       /* of the transfer, for the rate */
 };
 
 static void uuid4(char out[37])
@@ -156,9 +158,13 @@ static void progress(struct sx *x, bool final)
 {
 	if (x->quiet || (!final && !isatty(2)))
 		return;
-	fprintf(stderr, "%s%llu objects: %llu accepted, %llu refused%s", isatty(2) ? "\r" : "kizuna: ",
-		(unsigned long long)x->sent, (unsigned long long)x->accepted, (unsigned long long)x->rejected,
-		final ? "\n" : "");
+	uint64_t now = kz_now_mono_ns();
+	if (!x->start_ns)
+		x->start_ns = now;
+	double secs = (double)(now - x->start_ns) / 1e9;
+	fprintf(stderr, "%s%llu objects: %llu accepted, %llu refused; %.1f s, %.0f objects/s%s", isatty(2) ? "\r" : "kizuna: ",
+		(unsigned long long)x->sent, (unsigned long long)x->accepted, (unsigned long long)x->rejected, secs,
+		secs > 0 ? (double)x->sent / secs : 0.0, final ? "\n" : "");
 }
 
 enum { O_URL = 2001, O_COLL, O_AUD, O_BATCH, O_TYPE, O_AFTER, O_OUT, O_COUNT, O_WHERE, O_FIRST, O_LAST, O_STATE,
@@ -608,6 +614,7 @@ static int stix_import(int argc, char **argv)
 	 * definitions when the input can be read twice. */
 	struct rd rdr = { .f = f, .name = file };
 	bool seekable = f != stdin && fseek(f, 0, SEEK_SET) == 0;
+	x.start_ns = kz_now_mono_ns();
 	rc = stream_values(&x, &rdr, pending, url, seekable);
 	free(rdr.b);
 	if (!rc && json_array_size(pending) && post_envelope(&x, &x.local, url, pending))

@@ -133,7 +133,22 @@ static int reindex(const char *data, const char *logdir, char *why, size_t why_l
 	int rc = kz_index_open(&icfg, &ix, why, why_len);
 	if (rc)
 		return rc;
-	rc = kz_index_catch_up(ix, 0, &added, why, why_len);
+	/* in batches, with a progress line on a terminal (every 2 s in a log otherwise) */
+	uint64_t total = 0, said = t0, batch;
+	bool tty = isatty(2);
+	do {
+		rc = kz_index_catch_up(ix, 50000, &batch, why, why_len);
+		total += rc ? 0 : batch;
+		uint64_t now = kz_now_mono_ms();
+		if (!rc && batch == 50000 && (tty || now - said >= 2000)) {
+			said = now;
+			fprintf(stderr, "%s%" PRIu64 " records indexed, %" PRIu64 " records/s%s", tty ? "\r" : "kizuna store reindex: ",
+				total, total * 1000 / (now - t0 ? now - t0 : 1), tty ? "" : "\n");
+		}
+	} while (!rc && batch == 50000);
+	if (tty && total >= 50000)
+		fputc('\n', stderr);
+	added = total;
 	kz_index_close(ix);
 	if (rc)
 		return rc;
