@@ -310,6 +310,7 @@ struct mqtt_broker {
 	atomic_uint n_share_members;
 	atomic_uint_fast64_t next_uid, next_conn_id;
 	atomic_uint n_connections;
+	atomic_uint_fast64_t publish_refused[256]; /* refused PUBLISHes by reason code, for /metrics */
 	atomic_bool is_shutting_down;
 	struct kz_store *store;      /* NULL: nothing is stored (unit tests) */
 	struct kz_state *state;      /* NULL: sessions are not persisted */

@@ -581,6 +581,7 @@ static void publish_refuse(struct mqtt_client *c, const struct mqtt_packet *pkt,
 {
 	char topic[256];
 	snprintf(topic, sizeof topic, "%.*s", (int)pkt->topic.len, (const char *)pkt->topic.p);
+	atomic_fetch_add_explicit(&c->shard->broker->publish_refused[rc], 1, memory_order_relaxed);
 	const struct kz_policy *pol = mqtt_policy(c->shard->broker);
 	kz_audit(&(struct kz_audit_entry){ .subject = c->peer_id,
 					  .serial = c->cert_serial, .tls_group = c->tls_group, .issuer = c->cert_issuer, .tls = c->tls_suite, .addr = c->addr, .action = "publish", .resource = topic,
@@ -843,6 +844,7 @@ static void handle_publish(struct mqtt_client *c, const struct mqtt_packet *pkt)
 		if (!kz_idlimit_take(c->idl, KZ_IDL_PUBLISH, 1, now_ns) ||
 		    !kz_idlimit_take(c->idl, KZ_IDL_BYTES, pkt->payload.len, now_ns)) {
 			idl_audit(c, "publish rate or bytes");
+			atomic_fetch_add_explicit(&b->publish_refused[MQTT_RC_RATE_TOO_HIGH], 1, memory_order_relaxed);
 			return mqtt_client_disconnect(c, MQTT_RC_RATE_TOO_HIGH,
 						      "this identity publishes above its limit (limits.identity)");
 		}

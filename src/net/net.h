@@ -52,6 +52,12 @@ char *net_tls_peer_spiffe(SSL *ssl, const char **why);
  * a CA, an extended key usage that includes clientAuth. NULL when it passes, else why not;
  * *id (when not NULL) receives the malloc'd SPIFFE ID on success. */
 const char *net_tls_check_client_cert(X509 *cert, const char *trust_domain, char **id);
+/* TLS handshakes the server refused, by reason (for /metrics). */
+enum net_tls_fail { NET_TLS_FAIL_IDENTITY, NET_TLS_FAIL_NO_CERT, NET_TLS_FAIL_UNKNOWN_CA, NET_TLS_FAIL_EXPIRED,
+		    NET_TLS_FAIL_REVOKED, NET_TLS_FAIL_CRL, NET_TLS_FAIL_VERSION, NET_TLS_FAIL_GROUP, NET_TLS_FAIL_OTHER,
+		    NET_TLS_FAIL_N };
+extern const char *const net_tls_fail_names[NET_TLS_FAIL_N];
+uint64_t net_tls_failures(enum net_tls_fail reason);
 /* "TLSv1.3 <cipher suite>" of an established connection, as a static string. */
 const char *net_tls_suite(SSL *ssl);
 /* True when the server only accepts the hybrid post-quantum group (tls.require_pq). */

@@ -430,6 +430,38 @@ static void client_why(struct net_conn *c, const char *err, long vr)
 		snprintf(c->why, sizeof c->why, "TLS failed: %s", w[0] ? w : "the connection was closed");
 }
 
+const char *const net_tls_fail_names[NET_TLS_FAIL_N] = { "identity", "no_certificate", "unknown_ca", "expired",
+							  "revoked", "crl", "protocol_version", "no_shared_group",
+							  "other" };
+static atomic_uint_fast64_t tls_failures[NET_TLS_FAIL_N];
+
+uint64_t net_tls_failures(enum net_tls_fail reason)
+{
+	return reason < NET_TLS_FAIL_N ? atomic_load(&tls_failures[reason]) : 0;
+}
+
+static enum net_tls_fail fail_reason(const char *err, long vr, const char *refused)
+{
+	if (vr == X509_V_ERR_CERT_REVOKED)
+		return NET_TLS_FAIL_REVOKED;
+	if (vr == X509_V_ERR_UNABLE_TO_GET_CRL)
+		return NET_TLS_FAIL_CRL;
+	if (refused)
+		return NET_TLS_FAIL_IDENTITY;
+	if (vr == X509_V_ERR_CERT_HAS_EXPIRED || vr == X509_V_ERR_CERT_NOT_YET_VALID)
+		return NET_TLS_FAIL_EXPIRED;
+	if (vr == X509_V_ERR_UNABLE_TO_GET_ISSUER_CERT_LOCALLY || vr == X509_V_ERR_UNABLE_TO_VERIFY_LEAF_SIGNATURE ||
+	    vr == X509_V_ERR_DEPTH_ZERO_SELF_SIGNED_CERT || vr == X509_V_ERR_SELF_SIGNED_CERT_IN_CHAIN)
+		return NET_TLS_FAIL_UNKNOWN_CA;
+	if (strstr(err, "peer did not return a certificate") || strstr(err, "certificate required"))
+		return NET_TLS_FAIL_NO_CERT;
+	if (strstr(err, "unsupported protocol") || strstr(err, "version"))
+		return NET_TLS_FAIL_VERSION;
+	if (strstr(err, "key share") || strstr(err, "shared group"))
+		return NET_TLS_FAIL_GROUP;
+	return NET_TLS_FAIL_OTHER;
+}
+
 static void handshake_step(struct net_conn *c)
 {
 	int r = SSL_do_handshake(c->ssl);
@@ -458,6 +490,7 @@ static void handshake_step(struct net_conn *c)
 		return;
 	}
 	const char *refused = net_tls_refusal(c->ssl);
+	atomic_fetch_add_explicit(&tls_failures[fail_reason(err, vr, refused)], 1, memory_order_relaxed);
 	const char *cause = refused ? refused : vr != X509_V_OK ? X509_verify_cert_error_string(vr) : "";
 	if (!cause[0] && strstr(err, "no suitable key share") && net_tls_requires_pq(c->ssl))
 		cause = "the client offered no X25519MLKEM768 key share and tls.require_pq is on (classical key exchange refused)";

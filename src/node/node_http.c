@@ -202,6 +202,27 @@ static void metrics(void *arg, struct kz_http_req *r)
 	metric(&b, "kizuna_decisions_allowed_total", "counter", "Policy decisions that allowed (audited).", allowed);
 	metric(&b, "kizuna_decisions_denied_total", "counter", "Policy decisions that denied (audited).", denied);
 	metric(&b, "kizuna_audit_write_errors_total", "counter", "Audit log writes that failed.", kz_audit_write_errors());
+	static const char pr[] = "# HELP kizuna_mqtt_publish_refused_total PUBLISH packets refused, by MQTT reason code.\n"
+				 "# TYPE kizuna_mqtt_publish_refused_total counter\n";
+	kz_buf_append(&b, pr, sizeof pr - 1);
+	for (unsigned rc = 0; rc < 256; rc++) {
+		uint64_t v = atomic_load(&nh->broker->publish_refused[rc]);
+		if (!v)
+			continue;
+		char line[160];
+		int n = snprintf(line, sizeof line, "kizuna_mqtt_publish_refused_total{reason=\"0x%02X\"} %llu\n", rc,
+				 (unsigned long long)v);
+		kz_buf_append(&b, line, (size_t)n);
+	}
+	static const char tf[] = "# HELP kizuna_tls_handshake_failures_total TLS handshakes refused, by reason.\n"
+				 "# TYPE kizuna_tls_handshake_failures_total counter\n";
+	kz_buf_append(&b, tf, sizeof tf - 1);
+	for (int k = 0; k < NET_TLS_FAIL_N; k++) {
+		char line[160];
+		int n = snprintf(line, sizeof line, "kizuna_tls_handshake_failures_total{reason=\"%s\"} %llu\n",
+				 net_tls_fail_names[k], (unsigned long long)net_tls_failures((enum net_tls_fail)k));
+		kz_buf_append(&b, line, (size_t)n);
+	}
 	static const char th[] = "# HELP kizuna_identity_throttled_total Refusals by the per-identity limits.\n"
 				 "# TYPE kizuna_identity_throttled_total counter\n";
 	kz_buf_append(&b, th, sizeof th - 1);

@@ -123,7 +123,18 @@ def test_per_identity_limits():
     limited = [r for r in codes if r.status_code == 429]
     assert limited and limited[0].headers.get("Retry-After") == "1", [r.status_code for r in codes]
     assert all(https(n, n.admin, "/taxii2/").status_code == 200 for _ in range(20))
+    # a refused handshake and a refused PUBLISH are counted by reason too
+    robot = n.issue("robot", "spiffe://kizuna.local/dev/robot/r1")
+    assert not tls_ok(n, robot)
+    e = n.raw(cert=busy)
+    assert e.connect(b"busy-e")[2][1] == 0
+    pkt = b"\x00\x06$SYS/x\x00\x07\x00" + b"x"
+    e.send(bytes([0x32, len(pkt)]) + pkt)
+    ack = e.packet()
+    assert ack[0] == 4 and ack[2][2] == 0x87, ack
     m = https(n, n.admin, "/metrics").text
+    assert 'kizuna_mqtt_publish_refused_total{reason="0x87"} 1' in m and 'kizuna_mqtt_publish_refused_total{reason="0x96"}' in m, m
+    assert 'kizuna_tls_handshake_failures_total{reason="identity"} 1' in m, m
     assert 'kizuna_identity_throttled_total{identity="spiffe://kizuna.local/dev/user/busy",limit="https_rate"}' in m, m[-800:]
     assert 'limit="connections"' in m and 'limit="publish_rate"' in m
     aud = cli("audit", "show", "--data", n.data, "--action", "limit").stdout
