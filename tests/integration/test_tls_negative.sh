@@ -104,6 +104,7 @@ for c in nouri othertd badkind isca noeku noku kcs tenyears dotdot; do
 	alert "$c" 42 -cert "$D/$c.pem" -key "$D/$c.key"
 done
 check "TLS 1.2 client refused" 1 sh -c "openssl s_client -connect 127.0.0.1:$PORT -tls1_2 -CAfile $P/ca.pem -cert $P/admin.pem -key $P/admin.key </dev/null 2>&1 | grep -q 'New, TLSv1.2'"
+check "a P-256-only client (no X25519: FIPS-mode and embedded stacks) handshakes" 0 sh -c "openssl s_client -connect 127.0.0.1:$PORT -tls1_3 -groups P-256 -CAfile $P/ca.pem -cert $P/admin.pem -key $P/admin.key </dev/null 2>&1 | grep -q 'Negotiated TLS1.3 group: prime256v1\\|Server Temp Key: ECDH, prime256v1'"
 check "TLS 1.3 s_client handshakes" 0 sh -c "openssl s_client -connect 127.0.0.1:$PORT -tls1_3 -CAfile $P/ca.pem -cert $P/admin.pem -key $P/admin.key </dev/null 2>&1 | grep -q 'New, TLSv1.3'"
 grep -q "certificate has expired" "$D/serve.log" && { echo "PASS expiry logged"; pass=$((pass+1)); } || { echo "FAIL expiry not logged"; fail=$((fail+1)); }
 grep -q "no URI SAN" "$D/serve.log" && { echo "PASS missing SPIFFE ID logged"; pass=$((pass+1)); } || { echo "FAIL missing SPIFFE ID not logged"; fail=$((fail+1)); }
