@@ -31,6 +31,10 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	for (int i = 0; i < 64; i++)
 		ok += kz_idlimit_take(e, KZ_IDL_PUBLISH, 1, 1000000000ull + (uint64_t)i);
 	assert(!e->lim.publish_rate || ok <= (uint64_t)e->lim.publish_rate + 1);
+	uint64_t okp = 0;
+	for (int i = 0; i < 64; i++)
+		okp += kz_idlimit_take_publish(e, 1000, 3000000000ull + (uint64_t)i);
+	assert(!e->lim.publish_rate || okp <= (uint64_t)e->lim.publish_rate + 1);
 	assert(kz_idlimit_connect(e) || e->lim.connections == 0 || e->conns >= e->lim.connections);
 	kz_idlimits_cleanup(&l);
 	return 0;

@@ -841,8 +841,7 @@ static void handle_publish(struct mqtt_client *c, const struct mqtt_packet *pkt)
 					      "publish rate above the configured maximum");
 	if (c->idl) {
 		uint64_t now_ns = c->shard->now_ms * 1000000ull;
-		if (!kz_idlimit_take(c->idl, KZ_IDL_PUBLISH, 1, now_ns) ||
-		    !kz_idlimit_take(c->idl, KZ_IDL_BYTES, pkt->payload.len, now_ns)) {
+		if (!kz_idlimit_take_publish(c->idl, pkt->payload.len, now_ns)) {
 			idl_audit(c, "publish rate or bytes");
 			atomic_fetch_add_explicit(&b->publish_refused[MQTT_RC_RATE_TOO_HIGH], 1, memory_order_relaxed);
 			return mqtt_client_disconnect(c, MQTT_RC_RATE_TOO_HIGH,

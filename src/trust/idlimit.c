@@ -218,15 +218,19 @@ void kz_idlimit_disconnected(struct kz_idlimit_entry *e)
 	pthread_mutex_unlock(&e->lock);
 }
 
-bool kz_idlimit_take(struct kz_idlimit_entry *e, enum kz_idlimit_kind kind, uint64_t n, uint64_t now_ns)
+static double rate_of(const struct kz_idlimit_entry *e, enum kz_idlimit_kind kind)
 {
-	if (!e || kind >= KZ_IDL_CONN)
-		return true;
-	double rate = kind == KZ_IDL_PUBLISH ? e->lim.publish_rate : kind == KZ_IDL_BYTES ? (double)e->lim.publish_bytes
-											   : e->lim.https_rate;
+	return kind == KZ_IDL_PUBLISH ? e->lim.publish_rate
+	       : kind == KZ_IDL_BYTES ? (double)e->lim.publish_bytes
+				      : e->lim.https_rate;
+}
+
+/* Refills bucket kind to now_ns (under e->lock); true when n tokens are there. */
+static bool bucket_has(struct kz_idlimit_entry *e, enum kz_idlimit_kind kind, uint64_t n, uint64_t now_ns)
+{
+	double rate = rate_of(e, kind);
 	if (rate <= 0)
 		return true;
-	pthread_mutex_lock(&e->lock);
 	struct kz_idlimit_bucket *b = &e->b[kind];
 	if (!b->last_ns) {
 		b->tokens = rate; /* a full bucket: one second's worth */
@@ -238,15 +242,50 @@ bool kz_idlimit_take(struct kz_idlimit_entry *e, enum kz_idlimit_kind kind, uint
 			b->tokens = rate;
 		b->last_ns = now_ns;
 	}
-	bool ok = b->tokens >= (double)n || (n > rate && b->tokens >= rate); /* one item above the rate: a full bucket */
+	return b->tokens >= (double)n || (n > rate && b->tokens >= rate); /* one item above the rate: a full bucket */
+}
+
+static void bucket_take(struct kz_idlimit_entry *e, enum kz_idlimit_kind kind, uint64_t n)
+{
+	if (rate_of(e, kind) > 0)
+		e->b[kind].tokens -= (double)n;
+}
+
+bool kz_idlimit_take(struct kz_idlimit_entry *e, enum kz_idlimit_kind kind, uint64_t n, uint64_t now_ns)
+{
+	if (!e || kind >= KZ_IDL_CONN || rate_of(e, kind) <= 0)
+		return true;
+	pthread_mutex_lock(&e->lock);
+	bool ok = bucket_has(e, kind, n, now_ns);
 	if (ok)
-		b->tokens -= (double)n;
+		bucket_take(e, kind, n);
 	else
 		e->unreported++;
 	pthread_mutex_unlock(&e->lock);
 	if (!ok)
 		atomic_fetch_add(&e->throttled[kind], 1);
 	return ok;
+}
+
+bool kz_idlimit_take_publish(struct kz_idlimit_entry *e, uint64_t bytes, uint64_t now_ns)
+{
+	if (!e || (e->lim.publish_rate == 0 && e->lim.publish_bytes == 0))
+		return true;
+	pthread_mutex_lock(&e->lock); /* one lock for both buckets: the per-PUBLISH cost */
+	bool pk = bucket_has(e, KZ_IDL_PUBLISH, 1, now_ns);
+	bool by = bucket_has(e, KZ_IDL_BYTES, bytes, now_ns);
+	if (pk && by) {
+		bucket_take(e, KZ_IDL_PUBLISH, 1);
+		bucket_take(e, KZ_IDL_BYTES, bytes);
+	} else {
+		e->unreported++;
+	}
+	pthread_mutex_unlock(&e->lock);
+	if (!pk)
+		atomic_fetch_add(&e->throttled[KZ_IDL_PUBLISH], 1);
+	else if (!by)
+		atomic_fetch_add(&e->throttled[KZ_IDL_BYTES], 1);
+	return pk && by;
 }
 
 uint64_t kz_idlimit_report(struct kz_idlimit_entry *e, uint64_t now_ns, uint64_t interval_ns)

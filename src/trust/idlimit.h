@@ -74,6 +74,8 @@ bool kz_idlimit_connect(struct kz_idlimit_entry *e);
 void kz_idlimit_disconnected(struct kz_idlimit_entry *e);
 /* Takes n tokens from bucket kind at now_ns: false (and counted) when there are not enough. */
 bool kz_idlimit_take(struct kz_idlimit_entry *e, enum kz_idlimit_kind kind, uint64_t n, uint64_t now_ns);
+/* Both publish buckets at once (one PUBLISH of bytes payload bytes): the hot path. */
+bool kz_idlimit_take_publish(struct kz_idlimit_entry *e, uint64_t bytes, uint64_t now_ns);
 /* Refusals since the last call, at most once per interval_ns: the count to audit as one
  * summary (0: nothing to say yet). */
 uint64_t kz_idlimit_report(struct kz_idlimit_entry *e, uint64_t now_ns, uint64_t interval_ns);
