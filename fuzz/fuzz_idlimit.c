@@ -24,8 +24,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	struct kz_idlimits l;
 	if (kz_idlimits_init(&l, &r, 1, 16))
 		abort();
-	static const char *const roles[] = { "monitor", NULL };
-	struct kz_idlimit_entry *e = kz_idlimits_get(&l, "spiffe://kizuna.local/dev/user/f", "user", roles);
+	struct kz_idlimit_entry *e = kz_idlimits_get(&l, "spiffe://kizuna.local/dev/user/f", NULL);
 	assert(e);
 	uint64_t ok = 0;
 	for (int i = 0; i < 64; i++)

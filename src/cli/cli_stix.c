@@ -159,8 +159,6 @@ static void progress(struct sx *x, bool final)
 	if (x->quiet || (!final && !isatty(2)))
 		return;
 	uint64_t now = kz_now_mono_ns();
-	if (!x->start_ns)
-		x->start_ns = now;
 	double secs = (double)(now - x->start_ns) / 1e9;
 	fprintf(stderr, "%s%llu objects: %llu accepted, %llu refused; %.1f s, %.0f objects/s%s", isatty(2) ? "\r" : "kizuna: ",
 		(unsigned long long)x->sent, (unsigned long long)x->accepted, (unsigned long long)x->rejected, secs,
@@ -218,6 +216,7 @@ static void cleanup(void)
 static int parse(int argc, char **argv, struct sx *x, struct args *a)
 {
 	memset(x, 0, sizeof *x);
+	x->start_ns = kz_now_mono_ns(); /* every command's transfer starts here: progress rates */
 	g_cur = x;
 	memset(a, 0, sizeof *a);
 	cli_opts_default(&x->o);
@@ -614,7 +613,6 @@ static int stix_import(int argc, char **argv)
 	 * definitions when the input can be read twice. */
 	struct rd rdr = { .f = f, .name = file };
 	bool seekable = f != stdin && fseek(f, 0, SEEK_SET) == 0;
-	x.start_ns = kz_now_mono_ns();
 	rc = stream_values(&x, &rdr, pending, url, seekable);
 	free(rdr.b);
 	if (!rc && json_array_size(pending) && post_envelope(&x, &x.local, url, pending))

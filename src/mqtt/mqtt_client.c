@@ -393,23 +393,7 @@ static void handle_connect(struct mqtt_client *c, const struct mqtt_packet *pkt)
 	}
 	/* Per-identity limits (docs/SECURITY.md): connections of one identity across the node. */
 	if (b->idlimits) {
-		const char *roles[17] = { NULL };
-		const char *kind = NULL;
-		char kbuf[16] = "";
-		if (subj) {
-			kind = subj->kind;
-			for (uint32_t i = 0; subj->ident && i < subj->ident->n_roles && i < 16; i++)
-				roles[i] = subj->ident->roles[i];
-		} else if (c->peer_id) { /* spiffe://TD/ORG/KIND/NAME */
-			const char *p = strchr(c->peer_id + (strncmp(c->peer_id, "spiffe://", 9) ? 0 : 9), '/');
-			p = p ? strchr(p + 1, '/') : NULL;
-			if (p) {
-				size_t kl = strcspn(p + 1, "/");
-				snprintf(kbuf, sizeof kbuf, "%.*s", (int)(kl < 15 ? kl : 15), p + 1);
-				kind = kbuf;
-			}
-		}
-		c->idl = kz_idlimits_get(b->idlimits, c->peer_id, kind, roles);
+		c->idl = kz_idlimits_get(b->idlimits, c->peer_id, subj);
 		if (!kz_idlimit_connect(c->idl)) {
 			char why[160];
 			snprintf(why, sizeof why, "this identity has %u connections open, its limit (limits.identity)",

@@ -495,11 +495,7 @@ int net_bind(const char *host, int port, int *out_port, char *why, size_t why_le
 			close(fd);
 		return -1;
 	}
-	struct sockaddr_storage got;
-	socklen_t gl = sizeof got;
-	getsockname(fd, (struct sockaddr *)&got, &gl);
-	*out_port = ntohs(family == AF_INET ? ((struct sockaddr_in *)&got)->sin_port
-					    : ((struct sockaddr_in6 *)&got)->sin6_port);
+	*out_port = sock_port(fd);
 	return fd;
 }
 

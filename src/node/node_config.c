@@ -1,6 +1,7 @@
 /* node_config.c — `key = value` configuration with # comments, driven by one table. */
 #include "node/node_config.h"
 #include "base/kz_err.h"
+#include "base/kz_file.h"
 #include "trust/policy.h"
 #include "trust/sign.h"
 
@@ -578,13 +579,9 @@ unsigned long long node_policy_seq(const struct node_config *cfg)
 
 int node_policy_seq_store(const struct node_config *cfg, unsigned long long seq)
 {
-	char p[1200], tmp[1300];
-	snprintf(p, sizeof p, "%s/policy.seq", cfg->data_dir);
-	snprintf(tmp, sizeof tmp, "%s.tmp", p);
-	FILE *f = fopen(tmp, "w");
-	if (!f || fprintf(f, "%llu\n", seq) < 0 || fflush(f) || fsync(fileno(f)) || fclose(f) || rename(tmp, p))
-		return -1;
-	return 0;
+	char line[32];
+	int n = snprintf(line, sizeof line, "%llu\n", seq);
+	return kz_file_replace(cfg->data_dir, "policy.seq", line, (size_t)n, 0644);
 }
 
 int node_policy_load(const struct node_config *cfg, unsigned gen, struct kz_policy **out, FILE *err,

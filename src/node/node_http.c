@@ -241,15 +241,10 @@ static void metrics(void *arg, struct kz_http_req *r)
 }
 
 /* The identity's https_rate (limits.identity): false with Retry-After set when over. */
-static bool https_rate_ok(struct node_http *nh, struct kz_http_req *r, const struct kz_policy *p, char *why,
-			  size_t why_len)
+static bool https_rate_ok(struct node_http *nh, struct kz_http_req *r, const struct kz_policy *p,
+			  const struct kz_subject *s, char *why, size_t why_len)
 {
-	struct kz_subject s;
-	kz_subject_init(p, r->identity, &s);
-	const char *roles[17] = { NULL };
-	for (uint32_t i = 0; s.ident && i < s.ident->n_roles && i < 16; i++)
-		roles[i] = s.ident->roles[i];
-	struct kz_idlimit_entry *e = kz_idlimits_get(nh->idl, r->identity, s.kind, roles);
+	struct kz_idlimit_entry *e = kz_idlimits_get(nh->idl, r->identity, s);
 	uint64_t now = kz_now_mono_ns();
 	if (kz_idlimit_take(e, KZ_IDL_HTTPS, 1, now))
 		return true;
@@ -276,11 +271,11 @@ int node_http_gate(void *ctx, struct kz_http_req *r, char *why, size_t why_len)
 	if (!p) /* policy.open */
 		return 0;
 	r->policy_version = p->version; /* snapshots live until the node stops */
-	if (nh->idl && !https_rate_ok(nh, r, p, why, why_len))
-		return 429;
 	struct kz_subject s;
 	const char *w;
 	kz_subject_init(p, r->identity, &s);
+	if (nh->idl && !https_rate_ok(nh, r, p, &s, why, why_len))
+		return 429;
 	if (!s.ident) {
 		snprintf(why, why_len, "%s is not in the identity registry (%s): no attributes, no access", r->identity,
 			 p->registry_path[0] ? p->registry_path : "none: deny by default");

@@ -9,6 +9,7 @@
 #include "net/net.h"
 #include "node/node_http.h"
 #include "services/taxii/taxii.h"
+#include "base/kz_file.h"
 #include "trust/audit.h"
 #include "trust/ca.h"
 #include "trust/policy.h"
@@ -160,15 +161,10 @@ struct revsets {
 	bool loaded_seen;
 };
 
-static void crl_seen_path(const struct node_config *cfg, char *p, size_t n)
-{
-	snprintf(p, n, "%s/crl.seen", cfg->data_dir);
-}
-
 static void crl_seen_load(const struct node_config *cfg, struct revsets *h)
 {
 	char p[1200];
-	crl_seen_path(cfg, p, sizeof p);
+	snprintf(p, sizeof p, "%s/crl.seen", cfg->data_dir);
 	FILE *f = fopen(p, "r");
 	if (f) {
 		unsigned long long num = 0;
@@ -184,15 +180,10 @@ static void crl_seen_load(const struct node_config *cfg, struct revsets *h)
 
 static void crl_seen_store(const struct node_config *cfg, struct revsets *h)
 {
-	char p[1200], tmp[1300], line[64];
-	crl_seen_path(cfg, p, sizeof p);
-	snprintf(tmp, sizeof tmp, "%s.tmp", p);
+	char line[64];
 	int n = snprintf(line, sizeof line, "%llu %lld\n", (unsigned long long)h->seen_number, (long long)h->seen_this_update);
-	int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
-	if (fd < 0 || write(fd, line, (size_t)n) != n || fsync(fd) || rename(tmp, p))
-		kz_error("cannot write %s: %s", p, strerror(errno));
-	if (fd >= 0)
-		close(fd);
+	if (kz_file_replace(cfg->data_dir, "crl.seen", line, (size_t)n, 0644))
+		kz_error("cannot write %s/crl.seen: %s", cfg->data_dir, strerror(errno));
 }
 
 /* Sets or clears the fail-closed state: logged and audited once per change. */

@@ -3,6 +3,7 @@
 #include "trust/ca.h"
 #include "base/kz_base64.h"
 #include "base/kz_err.h"
+#include "base/kz_file.h"
 #include "base/kz_hex.h"
 #include "crypto/kz_crypto.h"
 #include "crypto/kz_provider.h"
@@ -173,42 +174,6 @@ static int path_of(char *out, size_t n, const char *dir, const char *name)
 {
 	int k = snprintf(out, n, "%s/%s", dir, name);
 	return k < 0 || (size_t)k >= n ? KZ_EINVAL : KZ_OK;
-}
-
-/* Replaces dir/name with data atomically and durably. */
-static int file_replace(const char *dir, const char *name, const void *data, size_t len, mode_t mode)
-{
-	char path[1200], tmp[1220];
-	if (path_of(path, sizeof path, dir, name))
-		return KZ_EINVAL;
-	snprintf(tmp, sizeof tmp, "%s.tmp", path);
-	int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, mode);
-	if (fd < 0)
-		return KZ_EIO;
-	const char *p = data;
-	size_t left = len;
-	while (left) {
-		ssize_t w = write(fd, p, left);
-		if (w < 0 && errno == EINTR)
-			continue;
-		if (w <= 0) {
-			close(fd);
-			unlink(tmp);
-			return KZ_EIO;
-		}
-		p += w;
-		left -= (size_t)w;
-	}
-	if (fsync(fd) || close(fd) || rename(tmp, path)) {
-		unlink(tmp);
-		return KZ_EIO;
-	}
-	int dfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-	if (dfd >= 0) {
-		(void)fsync(dfd);
-		close(dfd);
-	}
-	return KZ_OK;
 }
 
 /* Reads dir/name whole (NUL-terminated); a missing file reads as empty. */
@@ -563,7 +528,7 @@ static int issued_store(const struct kz_ca *ca, const struct entries *es)
 		entry_format(&es->v[i], b + n, cap - n);
 		n += strlen(b + n);
 	}
-	int rc = file_replace(ca->dir, "issued", b, n, 0600);
+	int rc = kz_file_replace(ca->dir, "issued", b, n, 0600);
 	free(b);
 	return rc;
 }
@@ -907,7 +872,7 @@ static int crl_write(struct kz_ca *ca, const struct entries *es, char *why, size
 		goto out;
 	char *data;
 	long len = BIO_get_mem_data(mem, &data);
-	rc = file_replace(ca->dir, "crl.pem", data, (size_t)len, 0644);
+	rc = kz_file_replace(ca->dir, "crl.pem", data, (size_t)len, 0644);
 out:
 	if (rc)
 		snprintf(why, why_len, "cannot write %s/crl.pem", ca->dir);
@@ -1083,7 +1048,7 @@ static int tokens_store(const struct kz_ca *ca, const struct kz_ca_token *v, siz
 		len += (size_t)sprintf(b + len, "%s\t%lld\t%u\t%s\t%s\n", v[i].hash, (long long)v[i].expires,
 				       v[i].lifetime, used, v[i].id);
 	}
-	int rc = file_replace(ca->dir, "tokens", b, len, 0600);
+	int rc = kz_file_replace(ca->dir, "tokens", b, len, 0600);
 	free(b);
 	return rc;
 }

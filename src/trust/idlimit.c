@@ -1,7 +1,7 @@
 /* idlimit.c — per-identity connection caps and token buckets (idlimit.h). */
 #include "trust/idlimit.h"
 #include "base/kz_err.h"
-#include "base/kz_hash.h"
+#include "trust/policy.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -112,16 +112,19 @@ void kz_idlimits_cleanup(struct kz_idlimits *l)
 
 /* The rule for an identity: the first role rule it has a role for, else its kind's, else
  * the default. */
-static struct kz_idlimit_rule resolve(const struct kz_idlimits *l, const char *kind, const char *const *roles)
+static struct kz_idlimit_rule resolve(const struct kz_idlimits *l, const char *id, const struct kz_subject *s)
 {
-	for (size_t i = 1; roles && i < l->n_rules; i++)
+	const struct kz_identity *ident = s ? s->ident : NULL;
+	for (size_t i = 1; ident && i < l->n_rules; i++)
 		if (strncmp(l->rules[i].who, "role=", 5) == 0)
-			for (size_t k = 0; roles[k]; k++)
-				if (strcmp(l->rules[i].who + 5, roles[k]) == 0)
+			for (uint32_t k = 0; k < ident->n_roles; k++)
+				if (strcmp(l->rules[i].who + 5, ident->roles[k]) == 0)
 					return l->rules[i];
-	for (size_t i = 1; kind && i < l->n_rules; i++)
-		if (strcmp(l->rules[i].who, kind) == 0)
-			return l->rules[i];
+	char kind[16];
+	if (kz_spiffe_kind(id, kind, sizeof kind))
+		for (size_t i = 1; i < l->n_rules; i++)
+			if (strcmp(l->rules[i].who, kind) == 0)
+				return l->rules[i];
 	return l->rules[0];
 }
 
@@ -156,8 +159,7 @@ static int grow(struct kz_idlimits *l)
 	return KZ_OK;
 }
 
-struct kz_idlimit_entry *kz_idlimits_get(struct kz_idlimits *l, const char *id, const char *kind,
-					 const char *const *roles)
+struct kz_idlimit_entry *kz_idlimits_get(struct kz_idlimits *l, const char *id, const struct kz_subject *s)
 {
 	if (!id)
 		id = "";
@@ -175,9 +177,7 @@ struct kz_idlimit_entry *kz_idlimits_get(struct kz_idlimits *l, const char *id, 
 	if (!e && (e = calloc(1, sizeof *e)) != NULL) {
 		e->id = strdup(id);
 		pthread_mutex_init(&e->lock, NULL);
-		e->lim = resolve(l, kind, roles);
-		for (int k = 0; k < 3; k++)
-			e->b[k].last_ns = 0;
+		e->lim = resolve(l, id, s);
 		if (!e->id) {
 			free(e);
 			e = NULL;

@@ -63,10 +63,10 @@ struct kz_idlimits {
 int kz_idlimits_init(struct kz_idlimits *l, const struct kz_idlimit_rule *rules, size_t n, uint32_t max_ids);
 void kz_idlimits_cleanup(struct kz_idlimits *l);
 
-/* The entry of id (made on first use); kind ("user", ...) and roles (NULL-terminated, may be
- * NULL) pick the rule. Never NULL after a successful init. */
-struct kz_idlimit_entry *kz_idlimits_get(struct kz_idlimits *l, const char *id, const char *kind,
-					 const char *const *roles);
+/* The entry of id (made on first use); its kind and, when s (its subject under the policy) is
+ * given, its registry roles pick the rule. NULL only when out of memory (no limits then). */
+struct kz_subject;
+struct kz_idlimit_entry *kz_idlimits_get(struct kz_idlimits *l, const char *id, const struct kz_subject *s);
 
 /* A new connection of the identity: false (and counted) when it already has as many as its
  * limit allows. kz_idlimit_disconnected undoes a connection that was allowed. */

@@ -842,6 +842,11 @@ static bool cond_holds(const struct kz_cond *c, const struct kz_subject *s)
 	return false;
 }
 
+bool kz_spiffe_kind(const char *id, char *kind, size_t kind_cap)
+{
+	return id && spiffe_ok(id, kind, kind_cap);
+}
+
 void kz_subject_init(const struct kz_policy *p, const char *spiffe_id, struct kz_subject *s)
 {
 	memset(s, 0, sizeof *s);

@@ -143,6 +143,10 @@ int kz_label_parse(const struct kz_policy *p, const char *s, size_t n, struct kz
 /* The index of a SPIFFE ID in p->ids, KZ_IDX_NOBODY when the registry does not have it. */
 uint32_t kz_policy_id_index(const struct kz_policy *p, const char *id);
 
+/* The kind (user, sensor, ...) of spiffe://TD/ORG/KIND/NAME into kind; false when id is not
+ * of that shape. */
+bool kz_spiffe_kind(const char *id, char *kind, size_t kind_cap);
+
 /* Resolves a SPIFFE ID against the registry (unknown IDs get no attributes). */
 void kz_subject_init(const struct kz_policy *p, const char *spiffe_id, struct kz_subject *s);
 
