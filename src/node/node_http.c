@@ -62,26 +62,36 @@ static void healthz(void *ctx, struct kz_http_req *r)
 	struct kz_buf c;
 	kz_buf_init(&c, 0);
 	enum health worst = H_OK;
+	/* counts of records, bytes and revoked certificates only for an identity the HTTPS decision
+	 * point admits; anyone else (no certificate, not in the registry) gets states and reasons */
+	char gwhy[300];
+	bool counts = r->identity && node_http_gate(nh, r, gwhy, sizeof gwhy) == 0;
 	time_t now = time(NULL);
 	struct kz_store *st = nh->broker->store;
 	if (st) {
 		struct kz_store_health sh;
 		kz_store_health(st, &sh);
 		uint64_t lag = sh.durable_next - 1 > sh.indexed_through ? sh.durable_next - 1 - sh.indexed_through : 0;
+		char free_text[64] = "";
+		if (counts)
+			snprintf(free_text, sizeof free_text, " (%llu bytes free)", (unsigned long long)sh.free_bytes);
 		if (sh.write_failing)
-			component(&c, &worst, "store", H_FAILING, "writes fail: durable writes are refused (%llu bytes free)",
-				  (unsigned long long)sh.free_bytes);
+			component(&c, &worst, "store", H_FAILING, "writes fail: durable writes are refused%s", free_text);
 		else if (sh.free_bytes < nh->segment_bytes)
-			component(&c, &worst, "store", H_DEGRADED, "%llu bytes free, less than one segment (%llu)",
-				  (unsigned long long)sh.free_bytes, (unsigned long long)nh->segment_bytes);
-		else
+			component(&c, &worst, "store", H_DEGRADED, "less free space than one segment%s", free_text);
+		else if (counts)
 			component(&c, &worst, "store", H_OK, "writable, %llu bytes free", (unsigned long long)sh.free_bytes);
+		else
+			component(&c, &worst, "store", H_OK, "writable");
 		if (sh.index_failing)
 			component(&c, &worst, "index", H_DEGRADED, "index writes fail: queries may miss recent records (%llu behind)",
 				  (unsigned long long)lag);
-		else
+		else if (counts)
 			component(&c, &worst, "index", lag > nh->index_lag_max ? H_DEGRADED : H_OK, "%llu records behind the log",
 				  (unsigned long long)lag);
+		else
+			component(&c, &worst, "index", lag > nh->index_lag_max ? H_DEGRADED : H_OK,
+				  lag > nh->index_lag_max ? "behind the log" : "up to date");
 	}
 	if (kz_audit_writable())
 		component(&c, &worst, "audit", H_OK, "writable");
@@ -100,8 +110,10 @@ static void healthz(void *ctx, struct kz_http_req *r)
 		component(&c, &worst, "crl", H_FAILING, "%s: new handshakes are refused", crl_bad);
 	else if (rv && rv->next_update && rv->next_update < now)
 		component(&c, &worst, "crl", H_FAILING, "the revocation list is past its nextUpdate");
-	else
+	else if (counts)
 		component(&c, &worst, "crl", H_OK, "%zu revoked certificates", rv ? rv->n : (size_t)0);
+	else
+		component(&c, &worst, "crl", H_OK, "current");
 	const struct kz_policy *pol = atomic_load(&nh->broker->policy);
 	if (pol)
 		component(&c, &worst, "policy", H_OK, "%s version %s", pol->id, pol->version);

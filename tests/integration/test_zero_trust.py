@@ -49,6 +49,8 @@ def test_deny_by_default_with_a_development_policy():
     assert connack(n, n.admin) == 0, "the development admin is let in"
     assert https(n, n.admin, "/metrics").status_code == 200
     assert https(n, n.admin, "/taxii2/").status_code == 200
+    h = https(n, n.admin, "/healthz").json()  # an admitted identity gets the counts
+    assert "records behind the log" in h["components"]["index"]["detail"], h
     # an identity the CA issued but the registry does not list: nothing
     stranger = n.issue("stranger", "spiffe://kizuna.local/dev/user/stranger")
     assert connack(n, stranger) == 0x87
@@ -155,6 +157,11 @@ def test_no_policy_denies_everything():
     assert https(n, n.admin, "/metrics").status_code == 403
     h = https(n, None, "/healthz").json()
     assert h["components"]["policy"]["detail"].startswith("deny-by-default"), h
+    # a caller the decision point does not admit learns states, not counts of records, bytes or
+    # revocations: anonymous, or a certificate the deny-by-default policy refuses
+    for who in (None, n.admin):
+        text = json.dumps(https(n, who, "/healthz").json())
+        assert "records behind" not in text and "bytes free" not in text and "revoked certificates" not in text, text
     assert "deny by default" in n.logtext()
     n.shutdown()
 
