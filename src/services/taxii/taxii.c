@@ -483,10 +483,10 @@ static char *lower(char *s)
 
 static int cmp_str(const void *a, const void *b) { return strcmp(*(const char *const *)a, *(const char *const *)b); }
 
-/* Kizuna-Audience in canonical form into a (cap n): entries org:NAME (name lower case) and
+/* Kizuna-Audience in canonical form into a (cap n) (taxii.h): entries org:NAME (name lower case) and
  * id:SPIFFE-ID (as given: SPIFFE paths are case-sensitive; the scheme and trust domain lower
  * case), sorted, repeats removed, joined by ','. *cnt receives the number of entries. */
-static int audience_canon(const char *text, char *a, size_t n, size_t *cnt, const char **why)
+int taxii_audience_canon(const char *text, char *a, size_t n, size_t *cnt, const char **why)
 {
 	char buf[900], *ent[TX_MAX_AUD];
 	size_t k = 0;
@@ -1862,7 +1862,7 @@ static int label_for(struct kz_http_req *r, const struct tx_subject *sub, const 
 	char a[900] = "";
 	if (aud) {
 		size_t cnt = 0;
-		if (audience_canon(aud, a, sizeof a, &cnt, why))
+		if (taxii_audience_canon(aud, a, sizeof a, &cnt, why))
 			return -1;
 		if (tlp == 4 && (cnt != 1 || strncmp(a, "org:", 4) != 0)) {
 			*why = "TLP:AMBER+STRICT stays within one organisation: Kizuna-Audience must name exactly one org:NAME";
