@@ -13,7 +13,7 @@ static int closed;
 static void f_flush(void *t) { (void)t; }
 static void f_close(void *t) { closed = 1; }
 static void f_migrate(void *t, unsigned idx) { closed = 1; }
-static const struct mqtt_transport_ops ops = { f_flush, f_close, f_migrate, NULL };
+static const struct mqtt_transport_ops ops = { f_flush, f_close, f_migrate, NULL, NULL };
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {

@@ -61,6 +61,7 @@ struct kz_http_config {
 	 * handler: 0 to go on, else the HTTP status to refuse with (why says why). NULL: none. */
 	int (*gate)(void *ctx, struct kz_http_req *r, char *why, size_t why_len);
 	void *gate_ctx;
+	uint32_t handshake_timeout_ms; /* the TLS handshake must finish this long after accept; 0: h2o's 10 s */
 };
 
 int kz_http_create(const struct kz_http_config *cfg, struct kz_http **out, char *why, size_t why_len);
@@ -70,7 +71,7 @@ int kz_http_create(const struct kz_http_config *cfg, struct kz_http **out, char 
 int kz_http_route(struct kz_http *h, const char *prefix, bool auth_required, kz_http_handler_fn fn, void *ctx);
 /* Worker hooks (net_server_config): called on the worker's thread. */
 void kz_http_worker_start(void *h, unsigned idx, uv_loop_t *loop);
-void kz_http_accept(void *h, unsigned idx, uv_stream_t *listener);
+void kz_http_accept(void *h, unsigned idx, uv_loop_t *loop, int fd); /* takes fd */
 void kz_http_worker_stop(void *h, unsigned idx);   /* closes the connections */
 bool kz_http_worker_idle(void *h, unsigned idx);   /* none left */
 void kz_http_worker_end(void *h, unsigned idx);    /* after the loop: dispose */

@@ -542,6 +542,8 @@ static void ensure_global(struct kz_http *h)
 		h->global.max_request_entity_size = h->cfg.max_body_bytes;
 		if (h->cfg.request_timeout_ms)
 			h->global.http1.req_timeout = h->cfg.request_timeout_ms;
+		if (h->cfg.handshake_timeout_ms) /* a TLS handshake must finish this long after accept */
+			h->global.handshake_timeout = h->cfg.handshake_timeout_ms;
 		if (h->cfg.idle_timeout_ms)
 			h->global.http2.idle_timeout = h->cfg.idle_timeout_ms;
 		h2o_hostconf_t *host = h2o_config_register_host(&h->global, h2o_iovec_init(H2O_STRLIT("default")), 65535);
@@ -685,16 +687,12 @@ static void on_handoff(uv_async_t *a)
  * their addresses: a few busy clients (a bulk import over four connections) can land on
  * one worker while the other idles. A worker that accepts a connection while another one
  * holds fewer hands it over (one dup and an async wake-up per connection). */
-void kz_http_accept(void *arg, unsigned idx, uv_stream_t *listener)
+void kz_http_accept(void *arg, unsigned idx, uv_loop_t *loop, int fd)
 {
 	struct kz_http *h = arg;
 	struct hworker *w = &h->w[idx];
-	struct hconn *c = calloc(1, sizeof *c);
-	if (!c)
-		return;
-	uv_tcp_init(listener->loop, &c->tcp);
-	if (uv_accept(listener, (uv_stream_t *)&c->tcp) != 0 || w->stopping) {
-		uv_close((uv_handle_t *)&c->tcp, (uv_close_cb)(void (*)(void))free);
+	if (w->stopping) {
+		close(fd);
 		return;
 	}
 	unsigned n = h->cfg.workers ? h->cfg.workers : 1, best = idx;
@@ -708,27 +706,34 @@ void kz_http_accept(void *arg, unsigned idx, uv_stream_t *listener)
 	}
 	struct hworker *to = &h->w[best];
 	atomic_fetch_add(&to->load, 1);
-	if (best != idx) {
-		uv_os_fd_t fd;
-		int nfd = uv_fileno((uv_handle_t *)&c->tcp, &fd) == 0 ? fcntl(fd, F_DUPFD_CLOEXEC, 0) : -1;
+	if (best != idx) { /* the descriptor itself goes over */
 		bool queued = false;
-		if (nfd >= 0) {
-			pthread_mutex_lock(&to->hlock);
-			int *nv = to->nhfd < to->caphfd || to->ended ? to->hfd : realloc_fds(to->hfd, &to->caphfd);
-			if (nv && !to->ended) {
-				to->hfd = nv;
-				to->hfd[to->nhfd++] = nfd;
-				queued = true;
-				uv_async_send(&to->handoff);
-			}
-			pthread_mutex_unlock(&to->hlock);
+		pthread_mutex_lock(&to->hlock);
+		int *nv = to->nhfd < to->caphfd || to->ended ? to->hfd : realloc_fds(to->hfd, &to->caphfd);
+		if (nv && !to->ended) {
+			to->hfd = nv;
+			to->hfd[to->nhfd++] = fd;
+			queued = true;
+			uv_async_send(&to->handoff);
 		}
-		uv_close((uv_handle_t *)&c->tcp, (uv_close_cb)(void (*)(void))free);
+		pthread_mutex_unlock(&to->hlock);
 		if (!queued) {
-			if (nfd >= 0)
-				close(nfd);
+			close(fd);
 			atomic_fetch_sub(&to->load, 1);
 		}
+		return;
+	}
+	struct hconn *c = calloc(1, sizeof *c);
+	if (!c) {
+		close(fd);
+		atomic_fetch_sub(&w->load, 1);
+		return;
+	}
+	uv_tcp_init(loop, &c->tcp);
+	if (uv_tcp_open(&c->tcp, fd) != 0) {
+		close(fd); /* not the handle's */
+		atomic_fetch_sub(&w->load, 1);
+		uv_close((uv_handle_t *)&c->tcp, (uv_close_cb)(void (*)(void))free);
 		return;
 	}
 	serve_conn(w, c);

@@ -26,9 +26,16 @@ void mqtt_limits_default(struct mqtt_limits *lim)
 	lim->max_session_expiry = 7 * 24 * 3600;
 	lim->topic_alias_max = 16;
 	lim->max_out_buffer = 4u << 20;
+	lim->slow_client_ms = 30000;
 	lim->max_store_backlog = 64u << 20;
+	lim->max_route_backlog = 16u << 20;
 	lim->max_retained = 100000;
 	lim->max_client_id_len = 256;
+	lim->handshake_timeout_ms = 10000;
+	lim->max_handshakes = 4096;
+	lim->max_handshakes_per_address = 256;
+	lim->close_linger_ms = 5000;
+	lim->fd_reserve = 64;
 }
 
 int mqtt_broker_init(struct mqtt_broker *b, const struct mqtt_limits *lim, unsigned n_shards)
@@ -45,8 +52,10 @@ int mqtt_broker_init(struct mqtt_broker *b, const struct mqtt_limits *lim, unsig
 	pthread_mutex_init(&b->retained_lock, NULL);
 	pthread_rwlock_init(&b->share_lock, NULL);
 	b->store_out = calloc(n_shards, sizeof *b->store_out);
-	if (!b->store_out)
+	b->slow = calloc(MQTT_SLOW_MAX, sizeof *b->slow);
+	if (!b->store_out || !b->slow)
 		return KZ_ENOMEM;
+	pthread_mutex_init(&b->slow_lock, NULL);
 	for (unsigned i = 0; i < n_shards; i++) {
 		struct mqtt_shard *s = &b->shards[i];
 		s->broker = b;
@@ -134,6 +143,55 @@ void mqtt_broker_cleanup(struct mqtt_broker *b)
 	}
 	pthread_mutex_destroy(&b->retained_lock);
 	pthread_rwlock_destroy(&b->share_lock);
+	if (b->slow)
+		pthread_mutex_destroy(&b->slow_lock);
+	free(b->slow);
+	b->slow = NULL;
+}
+
+/* Adds a client's new QoS 0 drops (and a slow-client disconnect) to the broker's table. */
+void mqtt_broker_slow_report(struct mqtt_client *c, bool disconnected)
+{
+	struct mqtt_broker *b = c->broker;
+	uint64_t d = c->dropped - c->dropped_reported;
+	if ((!d && !disconnected) || !b->slow)
+		return;
+	c->dropped_reported = c->dropped;
+	const char *cid = c->session ? c->session->client_id : "";
+	uint64_t now = kz_now_mono_ms();
+	pthread_mutex_lock(&b->slow_lock);
+	struct mqtt_slow_entry *e = NULL;
+	for (uint32_t i = 0; i < b->n_slow && !e; i++)
+		if (strcmp(b->slow[i].client_id, cid) == 0 && strcmp(b->slow[i].identity, c->peer_id) == 0)
+			e = &b->slow[i];
+	if (!e && b->n_slow < MQTT_SLOW_MAX)
+		e = &b->slow[b->n_slow++];
+	else if (!e) { /* full: the least recently updated entry makes room */
+		e = &b->slow[0];
+		for (uint32_t i = 1; i < b->n_slow; i++)
+			if (b->slow[i].updated_ms < e->updated_ms)
+				e = &b->slow[i];
+		memset(e, 0, sizeof *e);
+	}
+	if (!e->client_id[0] && !e->identity[0]) {
+		snprintf(e->client_id, sizeof e->client_id, "%s", cid);
+		snprintf(e->identity, sizeof e->identity, "%s", c->peer_id);
+	}
+	e->dropped += d;
+	e->disconnects += disconnected;
+	e->updated_ms = now;
+	pthread_mutex_unlock(&b->slow_lock);
+}
+
+void mqtt_broker_slow_clients(struct mqtt_broker *b, void (*fn)(void *ctx, const struct mqtt_slow_entry *e),
+			      void *ctx)
+{
+	if (!b->slow)
+		return;
+	pthread_mutex_lock(&b->slow_lock);
+	for (uint32_t i = 0; i < b->n_slow; i++)
+		fn(ctx, &b->slow[i]);
+	pthread_mutex_unlock(&b->slow_lock);
 }
 
 unsigned mqtt_broker_home(const struct mqtt_broker *b, const uint8_t *id, size_t n)
@@ -168,6 +226,8 @@ static int envq_push(struct mqtt_envq *q, const struct mqtt_env *e)
 		q->cap = ncap;
 	}
 	q->v[q->n++] = *e;
+	if (e->msg)
+		q->bytes += mqtt_msg_size(e->msg);
 	return KZ_OK;
 }
 
@@ -175,6 +235,7 @@ static void inbox_append(struct mqtt_broker *b, unsigned idx, struct mqtt_envq *
 {
 	struct mqtt_shard *d = &b->shards[idx];
 	bool was_empty;
+	uint64_t moved = src->bytes;
 	pthread_mutex_lock(&d->inbox_lock);
 	was_empty = d->inbox.n == 0;
 	if (d->inbox.n == 0 && d->inbox.cap < src->cap) {
@@ -189,8 +250,10 @@ static void inbox_append(struct mqtt_broker *b, unsigned idx, struct mqtt_envq *
 			}
 		}
 		src->n = 0;
+		src->bytes = 0;
 	}
 	pthread_mutex_unlock(&d->inbox_lock);
+	atomic_fetch_add_explicit(&d->inbox_bytes, moved, memory_order_relaxed);
 	if (was_empty && b->wake)
 		b->wake(b->ctx, idx);
 }
@@ -203,6 +266,8 @@ static int inbox_post(struct mqtt_broker *b, unsigned idx, const struct mqtt_env
 	bool was_empty = d->inbox.n == 0;
 	int rc = envq_push(&d->inbox, e);
 	pthread_mutex_unlock(&d->inbox_lock);
+	if (!rc && e->msg)
+		atomic_fetch_add_explicit(&d->inbox_bytes, mqtt_msg_size(e->msg), memory_order_relaxed);
 	if (!rc && was_empty && b->wake)
 		b->wake(b->ctx, idx);
 	return rc;
@@ -280,7 +345,8 @@ void mqtt_shard_wake_self(struct mqtt_shard *s)
 static void store_release(struct mqtt_shard *s)
 {
 	struct mqtt_broker *b = s->broker;
-	if (!s->n_store_held || !b->store || kz_store_pending_bytes(b->store) > b->lim.max_store_backlog / 2)
+	if (!s->n_store_held || (b->store && kz_store_pending_bytes(b->store) > b->lim.max_store_backlog / 2) ||
+	    (b->lim.max_route_backlog && mqtt_broker_route_backlog(b) > b->lim.max_route_backlog / 2))
 		return;
 	for (struct mqtt_client *c = s->clients; c && s->n_store_held; c = c->next)
 		if (c->store_held) {
@@ -480,6 +546,7 @@ void mqtt_shard_drain(struct mqtt_shard *s)
 	s->inbox = tmp;
 	pthread_mutex_unlock(&s->inbox_lock);
 	struct mqtt_envq *q = &s->draining;
+	uint64_t drained = q->bytes;
 	for (uint32_t i = 0; i < q->n; i++) {
 		struct mqtt_env *e = &q->v[i];
 		switch (e->kind) {
@@ -513,6 +580,16 @@ void mqtt_shard_drain(struct mqtt_shard *s)
 		mqtt_msg_unref(e->msg);
 	}
 	q->n = 0;
+	q->bytes = 0;
+	atomic_fetch_sub_explicit(&s->inbox_bytes, drained, memory_order_relaxed);
+}
+
+uint64_t mqtt_broker_route_backlog(struct mqtt_broker *b)
+{
+	uint64_t sum = 0;
+	for (unsigned i = 0; i < b->n_shards; i++)
+		sum += atomic_load_explicit(&b->shards[i].inbox_bytes, memory_order_relaxed);
+	return sum;
 }
 
 /* ---------- retained store ---------- */
@@ -778,6 +855,28 @@ static void cert_sweep(struct mqtt_shard *s)
 	}
 }
 
+/* A client whose output stays over limits.max_out_buffer (it does not read what it
+ * subscribed to) for limits.slow_client_ms is disconnected with 0x97 Quota exceeded; until
+ * then its QoS 0 messages are dropped and QoS 1/2 wait in its session's bounded queue. */
+static void slow_check(struct mqtt_client *c, uint64_t now)
+{
+	const struct mqtt_limits *lim = &c->broker->lim;
+	if (mqtt_client_can_send(c))
+		c->over_since_ms = 0;
+	else if (!c->over_since_ms)
+		c->over_since_ms = now ? now : 1;
+	mqtt_broker_slow_report(c, false);
+	if (!c->over_since_ms || !lim->slow_client_ms || now - c->over_since_ms < lim->slow_client_ms)
+		return;
+	char why[200];
+	snprintf(why, sizeof why, "slow client: %zu bytes of output waited over limits.max_out_buffer (%u) "
+		 "for %u ms; %llu QoS 0 messages dropped", mqtt_client_output(c), lim->max_out_buffer,
+		 lim->slow_client_ms, (unsigned long long)c->dropped);
+	atomic_fetch_add_explicit(&c->broker->slow_disconnects, 1, memory_order_relaxed);
+	mqtt_broker_slow_report(c, true);
+	mqtt_client_disconnect(c, MQTT_RC_QUOTA_EXCEEDED, why);
+}
+
 void mqtt_shard_tick(struct mqtt_shard *s)
 {
 	uint64_t now = s->now_ms;
@@ -806,6 +905,8 @@ void mqtt_shard_tick(struct mqtt_shard *s)
 			   now - c->last_rx_ms > (uint64_t)c->keep_alive * 1500u) {
 			/* §3.1.2.10: 1.5 times the Keep Alive without a packet */
 			mqtt_client_disconnect(c, MQTT_RC_KEEPALIVE_TIMEOUT, "keep alive timeout");
+		} else if (c->state == MQTT_CLIENT_CONNECTED) {
+			slow_check(c, now);
 		}
 	}
 	for (uint32_t i = 0; i < s->cap_sessions; i++) {

@@ -42,10 +42,19 @@ struct mqtt_limits {
 	uint16_t max_keepalive;       /* s; 0 = client's choice */
 	uint32_t max_session_expiry;  /* s */
 	uint16_t topic_alias_max;     /* inbound aliases accepted per connection */
-	uint32_t max_out_buffer;      /* pending output bytes per connection */
+	uint32_t max_out_buffer;      /* output bytes per connection: MQTT, TLS and the socket's queue */
+	uint32_t slow_client_ms;      /* over max_out_buffer this long: DISCONNECT 0x97; 0 = never */
 	uint64_t max_store_backlog;   /* bytes waiting for the store above which publishers are not read */
+	uint64_t max_route_backlog;   /* bytes routed to other workers, not yet delivered, above which
+				       * publishers are not read */
 	uint32_t max_retained;        /* retained messages per node */
 	uint32_t max_client_id_len;
+	/* The network layer's (src/net), here with the other limits: */
+	uint32_t handshake_timeout_ms;       /* a TLS handshake must finish this long after accept */
+	uint32_t max_handshakes;             /* connections in their handshake, node-wide; 0 = no cap */
+	uint32_t max_handshakes_per_address; /* of which from one source address; 0 = no cap */
+	uint32_t close_linger_ms;            /* a closing connection's last bytes: then closed hard */
+	uint32_t fd_reserve;                 /* descriptors kept free of connections */
 };
 
 void mqtt_limits_default(struct mqtt_limits *lim);
@@ -64,6 +73,9 @@ struct mqtt_transport_ops {
 	void (*migrate)(void *transport, unsigned idx);
 	/* Stop (hold = true) or resume reading from the client; NULL = not supported. */
 	void (*hold_reading)(void *transport, bool hold);
+	/* Bytes the transport holds below `out` (TLS records, writes the kernel has not taken);
+	 * NULL = none. Counted with out->len against limits.max_out_buffer. */
+	size_t (*pending)(void *transport);
 };
 
 /* One subscription of a session (MQTT 5.0 §3.8.3.1 options). */
@@ -205,6 +217,9 @@ struct mqtt_client {
 	bool store_held;              /* not read while the store's backlog is over its cap */
 	uint16_t *q2_pending;         /* owns; QoS 2 packet ids waiting for the store */
 	uint32_t n_q2_pending, cap_q2_pending;
+	uint64_t over_since_ms;       /* output over limits.max_out_buffer since then; 0 = under it */
+	uint64_t dropped;             /* QoS 0 messages dropped for this connection's output cap */
+	uint64_t dropped_reported;    /* of which counted in the broker's slow-client table */
 	struct mqtt_client *prev, *next; /* shard's client list */
 };
 
@@ -240,6 +255,7 @@ struct mqtt_env {
 struct mqtt_envq {
 	struct mqtt_env *v;
 	uint32_t n, cap;
+	uint64_t bytes; /* of the messages the envelopes hold */
 };
 
 struct mqtt_stats {
@@ -261,6 +277,7 @@ struct mqtt_shard {
 	pthread_mutex_t inbox_lock;
 	struct mqtt_envq inbox;
 	struct mqtt_envq draining;
+	atomic_uint_fast64_t inbox_bytes; /* messages posted to this shard, not yet drained */
 	struct mqtt_stats stats;
 	uint64_t now_ms;                /* refreshed by the worker each iteration */
 	struct mqtt_sub **replays;      /* subscriptions replaying stored records */
@@ -296,6 +313,12 @@ struct mqtt_share_group {
 	struct mqtt_share_group *next;
 };
 
+#define MQTT_SLOW_MAX 256
+struct mqtt_slow_entry {
+	char client_id[128], identity[256];
+	uint64_t dropped, disconnects, updated_ms;
+};
+
 struct mqtt_broker {
 	struct mqtt_limits lim;
 	struct mqtt_topic_limits topic_lim;
@@ -329,6 +352,13 @@ struct mqtt_broker {
 	_Atomic(const struct kz_revoked *) revoked;
 	uint32_t cert_check_ms;
 	struct kz_idlimits *idlimits; /* per-identity limits (trust/idlimit.h); NULL: none */
+	/* Clients whose output went over limits.max_out_buffer: QoS 0 drops and slow-client
+	 * disconnects per client id, for /metrics. Bounded: the least recently updated entry
+	 * makes room. Written by the shards at their tick, read by /metrics. */
+	pthread_mutex_t slow_lock;
+	struct mqtt_slow_entry *slow;  /* owns [MQTT_SLOW_MAX] */
+	uint32_t n_slow;
+	atomic_uint_fast64_t slow_disconnects;
 	/* Wakes shard idx's worker after its inbox gained work (any thread). */
 	void (*wake)(void *ctx, unsigned idx);
 	void (*on_foreign)(void *ctx, unsigned idx, void *foreign);
@@ -341,6 +371,9 @@ void mqtt_broker_cleanup(struct mqtt_broker *b);
 unsigned mqtt_broker_home(const struct mqtt_broker *b, const uint8_t *client_id, size_t n);
 /* Sums the shards' counters. */
 void mqtt_broker_stats(struct mqtt_broker *b, uint64_t out[6]);
+/* Calls fn for each entry of the slow-client table (under its lock; fn must not block). */
+void mqtt_broker_slow_clients(struct mqtt_broker *b, void (*fn)(void *ctx, const struct mqtt_slow_entry *e),
+			      void *ctx);
 /* Posts a FOREIGN envelope (net-layer work, e.g. a migrating connection) to shard idx from
  * any thread; takes foreign. */
 int mqtt_broker_post_foreign(struct mqtt_broker *b, unsigned idx, void *foreign);
@@ -418,7 +451,9 @@ bool mqtt_session_invariants_ok(const struct mqtt_session *ss);
 bool mqtt_client_send_publish(struct mqtt_client *c, const struct mqtt_delivery *d, bool dup);
 void mqtt_client_send_ack(struct mqtt_client *c, enum mqtt_type type, uint16_t pid,
 			  uint8_t reason, const char *why);
-/* Room in the output buffer for more QoS > 0 sends. */
+/* Room under limits.max_out_buffer for more sends (QoS 0 is dropped, QoS 1/2 wait). */
 bool mqtt_client_can_send(const struct mqtt_client *c);
+/* Bytes queued for the connection: MQTT packets, TLS records, unsent writes. */
+size_t mqtt_client_output(const struct mqtt_client *c);
 
 #endif

@@ -52,9 +52,17 @@ static void aliases_free(char **a, unsigned n)
 	free(a);
 }
 
+/* Every byte queued for the connection counts: the MQTT packets not yet encrypted, and below
+ * them the TLS records and the writes the kernel has not taken (a peer that does not read
+ * leaves them there). */
+size_t mqtt_client_output(const struct mqtt_client *c)
+{
+	return c->out->len + (c->ops->pending ? c->ops->pending(c->transport) : 0);
+}
+
 bool mqtt_client_can_send(const struct mqtt_client *c)
 {
-	return c->out->len < c->shard->broker->lim.max_out_buffer;
+	return mqtt_client_output(c) < c->shard->broker->lim.max_out_buffer;
 }
 
 static void send_packet(struct mqtt_client *c, const struct mqtt_packet *pkt)
@@ -713,18 +721,22 @@ static int q2_pending_add(struct mqtt_client *c, uint16_t pid)
 	return KZ_OK;
 }
 
-/* Input flow control for the disk: while more than limits.max_store_backlog bytes wait for
- * the store thread (a flood faster than the disk), publishers are not read — of any QoS, so
- * that QoS 0 floods cannot grow memory without bound either. Reading resumes under half. */
+/* Input flow control for the disk and the other workers: while more than
+ * limits.max_store_backlog bytes wait for the store thread (a flood faster than the disk),
+ * or more than limits.max_route_backlog bytes wait in the workers' inboxes (a flood faster
+ * than the subscribers' workers deliver), publishers are not read — of any QoS, so that QoS 0
+ * floods cannot grow memory without bound either. Reading resumes under half of both. */
 static void store_backpressure(struct mqtt_client *c)
 {
 	struct mqtt_shard *s = c->shard;
 	const struct mqtt_limits *lim = &c->broker->lim;
-	if (c->store_held || !c->ops->hold_reading || kz_store_pending_bytes(c->broker->store) <= lim->max_store_backlog)
+	if (c->store_held || !c->ops->hold_reading)
+		return;
+	bool store_over = c->broker->store && kz_store_pending_bytes(c->broker->store) > lim->max_store_backlog;
+	if (!store_over && !(lim->max_route_backlog && mqtt_broker_route_backlog(c->broker) > lim->max_route_backlog))
 		return;
 	if (s->n_store_held == 0)
-		kz_debug("store backlog over %llu bytes: pausing publishers on worker %u",
-			 (unsigned long long)lim->max_store_backlog, s->idx);
+		kz_debug("%s backlog over its cap: pausing publishers on worker %u", store_over ? "store" : "routing", s->idx);
 	c->store_held = true;
 	s->n_store_held++;
 	c->ops->hold_reading(c->transport, true);
@@ -1285,6 +1297,7 @@ void mqtt_client_closed(struct mqtt_client *c)
 {
 	struct mqtt_session *ss = c->session;
 	struct mqtt_shard *s = c->shard;
+	mqtt_broker_slow_report(c, false); /* while the client id is known */
 	if (ss && s) {
 		ss->client = NULL;
 		c->session = NULL;

@@ -34,6 +34,10 @@ void mqtt_shard_client_unlink(struct mqtt_shard *s, struct mqtt_client *c);
 void mqtt_shard_client_link(struct mqtt_shard *s, struct mqtt_client *c);
 /* Asks the shard's worker for another loop iteration soon (posts an empty envelope). */
 void mqtt_shard_wake_self(struct mqtt_shard *s);
+/* Bytes of messages posted to the shards' inboxes and not yet drained (all shards). */
+uint64_t mqtt_broker_route_backlog(struct mqtt_broker *b);
+/* Counts a client's new QoS 0 drops (and a slow-client disconnect) in the broker's table. */
+void mqtt_broker_slow_report(struct mqtt_client *c, bool disconnected);
 
 /* Session persistence (mqtt_session.c): no-ops for sessions that are not persisted. */
 void mqtt_session_persist_connect(struct mqtt_session *ss, bool fresh);

@@ -510,8 +510,11 @@ static void deliver(struct mqtt_session *ss, struct mqtt_msg *msg, uint8_t qos, 
 	if (qos == 0) {
 		if (!c || c->state != MQTT_CLIENT_CONNECTED)
 			return; /* QoS 0 is not queued for offline sessions */
-		if (!mqtt_client_can_send(c)) {
+		if (!mqtt_client_can_send(c)) { /* a slow reader: QoS 0 is dropped, counted per client */
 			atomic_fetch_add_explicit(&ss->shard->stats.dropped, 1, memory_order_relaxed);
+			c->dropped++;
+			if (!c->over_since_ms)
+				c->over_since_ms = ss->shard->now_ms ? ss->shard->now_ms : 1;
 			return;
 		}
 		(void)mqtt_client_send_publish(c, &d, false);

@@ -119,6 +119,14 @@ struct net_loop {
 	uint32_t write_high;      /* output backlog (bytes) above which a connection is not read */
 	void (*before_flush)(struct net_loop *nl);
 	void *user;
+	/* Deadlines (net_loop_sweep): server connections still in their TLS handshake, oldest
+	 * first, closed handshake_ms after accept; closing connections, oldest first, closed
+	 * hard linger_ms after the close began (a peer that reads nothing never lets the
+	 * close_notify and FIN out). */
+	struct net_conn *hs_head, *hs_tail, *lg_head, *lg_tail;
+	uint32_t n_hs, handshake_ms, linger_ms;
+	atomic_uint *hs_total;    /* handshaking connections of every loop; may be NULL */
+	uint64_t hs_timeouts, hs_evicted, lingered; /* counters (this loop's thread) */
 	uint8_t rbuf[65536];      /* socket reads */
 	uint8_t pbuf[65536];      /* decrypted bytes */
 };
@@ -130,6 +138,8 @@ enum net_conn_flags {
 	NET_CONN_READ_BLOCKED = 1u << 7, /* our output to it is backed up; resumed as it drains */
 	NET_CONN_READ_HELD = 1u << 8,    /* the protocol layer asked: net_conn_hold_reading() */
 };
+
+enum net_conn_list { NET_LIST_NONE, NET_LIST_HANDSHAKE, NET_LIST_LINGER };
 
 struct net_conn {
 	uv_tcp_t tcp;             /* first: handle->data is the conn */
@@ -145,6 +155,10 @@ struct net_conn {
 	struct net_conn *dirty_next, *paused_next;
 	uint64_t read_iteration;  /* nl->iteration of read_bytes */
 	size_t read_bytes;
+	struct net_conn *t_prev, *t_next; /* in nl's handshake or linger list (t_list) */
+	uint8_t t_list;
+	uint64_t deadline_ms;
+	uint8_t src[16];          /* the peer's address (IPv4 as ::ffff:a.b.c.d) */
 	char addr[64];
 	char why[240];            /* client side: why the connection failed or ended, "" if not known */
 	uv_connect_t connect_req;
@@ -177,6 +191,16 @@ size_t net_conn_output_pending(const struct net_conn *c);
 int net_conn_detach_tls(struct net_conn *c, SSL **ssl, struct net_rl **rl);
 /* Negotiated group name after the handshake. */
 const char *net_conn_group(struct net_conn *c);
+/* The address part of a socket address as 16 bytes (IPv4 as ::ffff:a.b.c.d). */
+void net_addr_key(const struct sockaddr *sa, uint8_t key[16]);
+/* Closes the connections whose handshake or close deadline has passed. */
+void net_loop_sweep(struct net_loop *nl);
+/* The oldest connection of this loop still in its handshake (from src when not NULL), and
+ * how many there are from src. */
+struct net_conn *net_loop_oldest_handshake(struct net_loop *nl, const uint8_t src[16]);
+uint32_t net_loop_handshakes_from(const struct net_loop *nl, const uint8_t src[16]);
+/* Closes at once, without close_notify (a connection that has not finished its handshake). */
+void net_conn_abort(struct net_conn *c);
 
 /* ---------- the node's server: worker threads running the MQTT broker ---------- */
 
@@ -203,7 +227,7 @@ struct net_server_config {
 	 * HTTPS server's, on the worker's loop. */
 	void *https;
 	void (*https_worker_start)(void *https, unsigned idx, uv_loop_t *loop);
-	void (*https_accept)(void *https, unsigned idx, uv_stream_t *listener);
+	void (*https_accept)(void *https, unsigned idx, uv_loop_t *loop, int fd); /* takes fd */
 	void (*https_worker_stop)(void *https, unsigned idx);  /* stop: close connections */
 	bool (*https_worker_idle)(void *https, unsigned idx);  /* no connection left */
 	void (*https_worker_end)(void *https, unsigned idx);   /* the loop has ended */
@@ -226,6 +250,19 @@ int net_server_start(struct net_server **out, const struct net_server_config *cf
  * loops close, so that threads still posting to the shards (the store) can be stopped. */
 void net_server_stop(struct net_server *srv, void (*after_join)(void *arg), void *arg);
 int net_server_port(const struct net_server *srv);
+/* Raises the soft RLIMIT_NOFILE to the hard limit (once, at start); the limit now in force,
+ * with a sentence saying what it is in msg. */
+unsigned net_raise_fd_limit(char *msg, size_t len);
+/* The network layer's counters, for /metrics. */
+struct net_counters {
+	uint64_t accept_paused;      /* accepting paused: descriptors exhausted or within the reserve */
+	uint64_t accept_refused;     /* connections closed at accept: within limits.fd_reserve */
+	uint64_t handshake_timeouts; /* closed: no TLS handshake within limits.handshake_timeout_ms */
+	uint64_t handshake_evicted;  /* closed: the oldest handshake, over limits.max_handshakes(_per_address) */
+	uint64_t close_lingered;     /* closed hard: the peer did not take our last bytes in limits.close_linger_ms */
+	unsigned fd_limit;
+};
+void net_counters(struct net_counters *out);
 int net_server_https_port(const struct net_server *srv);
 
 #endif

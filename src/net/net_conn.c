@@ -21,7 +21,10 @@
  *    for the kernel (the peer does not read), its input is not read either, until the
  *    backlog falls under half of that. A client cannot make us queue answers without bound.
  *
- * States: HANDSHAKING -> OPEN (HANDSHAKEN) -> CLOSING -> CLOSED (on_close, free). */
+ * States and deadlines (net_loop_sweep enforces them, oldest first):
+ *   HANDSHAKING --handshake done--> OPEN (HANDSHAKEN) --close--> CLOSING --> CLOSED (on_close, free)
+ *   HANDSHAKING --nl->handshake_ms after accept, or evicted by the caps--> CLOSED at once
+ *   CLOSING     --nl->linger_ms and the peer has not taken our last bytes--> CLOSED at once */
 #include "net/net.h"
 #include "base/kz_err.h"
 #include "base/kz_log.h"
@@ -163,6 +166,8 @@ static struct net_bio *nbio_of(const struct net_conn *c)
 
 size_t net_conn_output_pending(const struct net_conn *c)
 {
+	if (!c->ssl && !c->rl) /* its TLS state is migrating */
+		return c->write_pending;
 	const struct net_bio *nb = nbio_of(c);
 	return c->write_pending + (nb->wq ? nb->wq->len : 0);
 }
@@ -180,6 +185,12 @@ int net_loop_init(struct net_loop *nl, uv_loop_t *loop)
 	nl->iteration = 0;
 	nl->read_budget = NET_READ_BUDGET_DEFAULT;
 	nl->write_high = NET_WRITE_BACKLOG_DEFAULT;
+	nl->hs_head = nl->hs_tail = nl->lg_head = nl->lg_tail = NULL;
+	nl->n_hs = 0;
+	nl->handshake_ms = 10000;
+	nl->linger_ms = 5000;
+	nl->hs_total = NULL;
+	nl->hs_timeouts = nl->hs_evicted = nl->lingered = 0;
 	int rc = uv_check_init(loop, &nl->check);
 	if (rc)
 		return KZ_EIO;
@@ -198,6 +209,107 @@ static void read_cb(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf);
 
 #define READ_STOPPED (NET_CONN_READ_PAUSED | NET_CONN_READ_BLOCKED | NET_CONN_READ_HELD)
 #define READ_DEAD (NET_CONN_CLOSING | NET_CONN_CLOSED | NET_CONN_MIGRATING)
+
+/* ---------- deadlines: the handshake and linger lists ---------- */
+
+static void tl_remove(struct net_conn *c)
+{
+	struct net_loop *nl = c->nl;
+	if (c->t_list == NET_LIST_NONE || !nl)
+		return;
+	struct net_conn **head = c->t_list == NET_LIST_HANDSHAKE ? &nl->hs_head : &nl->lg_head;
+	struct net_conn **tail = c->t_list == NET_LIST_HANDSHAKE ? &nl->hs_tail : &nl->lg_tail;
+	if (c->t_prev)
+		c->t_prev->t_next = c->t_next;
+	else
+		*head = c->t_next;
+	if (c->t_next)
+		c->t_next->t_prev = c->t_prev;
+	else
+		*tail = c->t_prev;
+	if (c->t_list == NET_LIST_HANDSHAKE) {
+		nl->n_hs--;
+		if (nl->hs_total)
+			atomic_fetch_sub(nl->hs_total, 1);
+	}
+	c->t_prev = c->t_next = NULL;
+	c->t_list = NET_LIST_NONE;
+}
+
+/* Appends c with its deadline after ms; the lists stay ordered because every entry of one
+ * list has the same timeout. */
+static void tl_append(struct net_conn *c, uint8_t list, uint32_t ms)
+{
+	struct net_loop *nl = c->nl;
+	tl_remove(c);
+	if (!ms)
+		return;
+	struct net_conn **head = list == NET_LIST_HANDSHAKE ? &nl->hs_head : &nl->lg_head;
+	struct net_conn **tail = list == NET_LIST_HANDSHAKE ? &nl->hs_tail : &nl->lg_tail;
+	c->deadline_ms = uv_now(nl->loop) + ms;
+	c->t_list = list;
+	c->t_prev = *tail;
+	c->t_next = NULL;
+	if (*tail)
+		(*tail)->t_next = c;
+	else
+		*head = c;
+	*tail = c;
+	if (list == NET_LIST_HANDSHAKE) {
+		nl->n_hs++;
+		if (nl->hs_total)
+			atomic_fetch_add(nl->hs_total, 1);
+	}
+}
+
+static void hard_close(struct net_conn *c);
+
+void net_loop_sweep(struct net_loop *nl)
+{
+	uint64_t now = uv_now(nl->loop);
+	while (nl->hs_head && nl->hs_head->deadline_ms <= now) {
+		struct net_conn *c = nl->hs_head;
+		kz_debug("%s: no TLS handshake within %u ms; closing", c->addr, nl->handshake_ms);
+		nl->hs_timeouts++;
+		hard_close(c);
+	}
+	while (nl->lg_head && nl->lg_head->deadline_ms <= now) {
+		struct net_conn *c = nl->lg_head;
+		kz_debug("%s: the peer did not take our last %zu bytes within %u ms; closing", c->addr,
+			 net_conn_output_pending(c), nl->linger_ms);
+		nl->lingered++;
+		uv_os_fd_t fd; /* a reset, not an orphaned socket still holding our unread bytes */
+		if (uv_fileno((uv_handle_t *)&c->tcp, &fd) == 0)
+			(void)setsockopt(fd, SOL_SOCKET, SO_LINGER, &(struct linger){ 1, 0 }, sizeof(struct linger));
+		hard_close(c);
+	}
+}
+
+static bool same_src(const struct net_conn *c, const uint8_t src[16])
+{
+	return memcmp(c->src, src, 16) == 0;
+}
+
+struct net_conn *net_loop_oldest_handshake(struct net_loop *nl, const uint8_t src[16])
+{
+	for (struct net_conn *c = nl->hs_head; c; c = c->t_next)
+		if (!src || same_src(c, src))
+			return c;
+	return NULL;
+}
+
+uint32_t net_loop_handshakes_from(const struct net_loop *nl, const uint8_t src[16])
+{
+	uint32_t n = 0;
+	for (const struct net_conn *c = nl->hs_head; c; c = c->t_next)
+		n += same_src(c, src);
+	return n;
+}
+
+void net_conn_abort(struct net_conn *c)
+{
+	hard_close(c);
+}
 
 static void read_hold(struct net_conn *c, uint32_t why)
 {
@@ -262,6 +374,7 @@ void net_conn_want_flush(struct net_conn *c)
 static void close_cb(uv_handle_t *h)
 {
 	struct net_conn *c = h->data;
+	tl_remove(c);
 	if (c->cbs && c->cbs->on_close)
 		c->cbs->on_close(c);
 	SSL_free(c->ssl);
@@ -272,6 +385,7 @@ static void close_cb(uv_handle_t *h)
 
 static void hard_close(struct net_conn *c)
 {
+	tl_remove(c);
 	c->flags |= NET_CONN_CLOSED | NET_CONN_CLOSING;
 	if (uv_is_closing((uv_handle_t *)&c->tcp))
 		return;
@@ -376,13 +490,21 @@ void net_conn_flush(struct net_conn *c)
 		hard_close(c);
 }
 
+/* CLOSING: the last output, close_notify and FIN go out at the next flush; a peer that
+ * does not read them has linger_ms before the socket is closed anyway. */
+static void begin_close(struct net_conn *c)
+{
+	c->flags |= NET_CONN_CLOSING;
+	tl_append(c, NET_LIST_LINGER, c->nl->linger_ms);
+	net_conn_want_flush(c);
+}
+
 void net_conn_close(struct net_conn *c)
 {
 	if (c->flags & (NET_CONN_CLOSING | NET_CONN_CLOSED))
 		return;
-	c->flags |= NET_CONN_CLOSING;
 	uv_read_stop((uv_stream_t *)&c->tcp);
-	net_conn_want_flush(c);
+	begin_close(c);
 }
 
 const char *net_conn_group(struct net_conn *c)
@@ -467,6 +589,7 @@ static void handshake_step(struct net_conn *c)
 	int r = SSL_do_handshake(c->ssl);
 	if (r == 1) {
 		c->flags |= NET_CONN_HANDSHAKEN;
+		tl_remove(c); /* authenticated: the protocol layer's deadlines take over */
 		(void)send_wbio(c);
 		if (c->cbs->on_open)
 			c->cbs->on_open(c);
@@ -485,8 +608,7 @@ static void handshake_step(struct net_conn *c)
 		client_why(c, err, vr);
 		kz_debug("%s: TLS handshake failed: %s", c->addr, err);
 		(void)send_wbio(c);
-		c->flags |= NET_CONN_CLOSING;
-		net_conn_want_flush(c);
+		begin_close(c);
 		return;
 	}
 	const char *refused = net_tls_refusal(c->ssl);
@@ -501,9 +623,7 @@ static void handshake_step(struct net_conn *c)
 	kz_audit(&(struct kz_audit_entry){ .action = "tls", .resource = c->addr, .allow = false,
 					  .reason = cause[0] ? cause : "TLS handshake failed" });
 	(void)send_wbio(c); /* the alert */
-	c->flags |= NET_CONN_CLOSING;
-	net_conn_want_flush(c);
-	c->flags |= NET_CONN_CLOSING;
+	begin_close(c);
 }
 
 /* ---------- after the handshake: our record layer (net_rl.c) ----------
@@ -712,6 +832,7 @@ static void read_cb(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
 
 int net_conn_detach_tls(struct net_conn *c, SSL **ssl, struct net_rl **rl)
 {
+	tl_remove(c);
 	struct net_bio *nb = nbio_of(c);
 	if (nb->view_len && kz_buf_append(&nb->spill, nb->view, nb->view_len))
 		return -1;
@@ -757,6 +878,17 @@ static int conn_setup(struct net_conn *c, struct net_loop *nl, SSL_CTX *ctx,
 	return KZ_OK;
 }
 
+void net_addr_key(const struct sockaddr *sa, uint8_t key[16])
+{
+	memset(key, 0, 16);
+	if (sa->sa_family == AF_INET6) {
+		memcpy(key, &((const struct sockaddr_in6 *)sa)->sin6_addr, 16);
+	} else if (sa->sa_family == AF_INET) {
+		key[10] = key[11] = 0xff;
+		memcpy(key + 12, &((const struct sockaddr_in *)sa)->sin_addr, 4);
+	}
+}
+
 int net_conn_accept(struct net_conn *c, struct net_loop *nl, SSL_CTX *ctx,
 		    const struct net_conn_cbs *cbs, void *user)
 {
@@ -765,6 +897,7 @@ int net_conn_accept(struct net_conn *c, struct net_loop *nl, SSL_CTX *ctx,
 	c->addr[0] = 0;
 	if (uv_tcp_getpeername(&c->tcp, (struct sockaddr *)&ss, &len) == 0) {
 		char ip[48];
+		net_addr_key((struct sockaddr *)&ss, c->src);
 		if (ss.ss_family == AF_INET6) {
 			uv_ip6_name((struct sockaddr_in6 *)&ss, ip, sizeof ip);
 			snprintf(c->addr, sizeof c->addr, "[%s]:%d", ip,
@@ -778,6 +911,7 @@ int net_conn_accept(struct net_conn *c, struct net_loop *nl, SSL_CTX *ctx,
 	int rc = conn_setup(c, nl, ctx, cbs, user);
 	if (rc)
 		return rc;
+	tl_append(c, NET_LIST_HANDSHAKE, nl->handshake_ms);
 	SSL_set_accept_state(c->ssl);
 	return uv_read_start((uv_stream_t *)&c->tcp, alloc_cb, read_cb) ? KZ_EIO : KZ_OK;
 }

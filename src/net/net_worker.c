@@ -17,9 +17,27 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <time.h>
 #include <unistd.h>
+
+/* One worker's side of a listening socket (shared by the workers, each with its own
+ * descriptor). Accepting is ours, not libuv's, so that it can stop:
+ *   ACCEPTING --accept fails with EMFILE/ENFILE/ENOBUFS/ENOMEM, or the new descriptor is
+ *               within limits.fd_reserve of the process's limit--> PAUSED (the poll is
+ *               stopped; what was accepted is closed at once)
+ *   PAUSED    --back-off timer--> ACCEPTING (one attempt; the back-off doubles to 2 s while it
+ *               fails, and resets once accepting works)
+ * The change of state is logged once for the whole node (net_server.fd_exhausted). */
+struct acceptor {
+	uv_poll_t poll;
+	uv_timer_t backoff;
+	struct net_worker *w;
+	int fd;
+	bool https, paused, open;
+	uint32_t backoff_ms;
+};
 
 struct net_worker {
 	struct net_server *srv;
@@ -27,8 +45,7 @@ struct net_worker {
 	uv_loop_t loop;
 	uv_thread_t thread;
 	struct net_loop nl;
-	uv_tcp_t listener;
-	uv_tcp_t https_listener;  /* data = the worker; active when https_port > 0 */
+	struct acceptor mqtt_acc, https_acc;
 	uv_async_t wake, stop;
 	uv_timer_t tick;
 	struct mqtt_shard *shard;
@@ -43,7 +60,46 @@ struct net_server {
 	unsigned n;
 	int port, https_port;
 	atomic_uint n_enroll;     /* enrolment connections open */
+	atomic_uint n_handshakes; /* MQTT-port connections in their TLS handshake (all workers) */
+	atomic_bool fd_exhausted; /* some worker's accepting is paused for descriptors */
 };
+
+/* Counters for /metrics (all servers of the process). */
+static atomic_uint_fast64_t st_accept_paused, st_accept_refused, st_hs_timeouts, st_hs_evicted, st_lingered;
+static atomic_uint fd_limit; /* RLIMIT_NOFILE (soft) once raised by net_raise_fd_limit; 0: unknown */
+
+void net_counters(struct net_counters *out)
+{
+	out->accept_paused = atomic_load(&st_accept_paused);
+	out->accept_refused = atomic_load(&st_accept_refused);
+	out->handshake_timeouts = atomic_load(&st_hs_timeouts);
+	out->handshake_evicted = atomic_load(&st_hs_evicted);
+	out->close_lingered = atomic_load(&st_lingered);
+	out->fd_limit = atomic_load(&fd_limit);
+}
+
+unsigned net_raise_fd_limit(char *msg, size_t len)
+{
+	struct rlimit rl;
+	if (getrlimit(RLIMIT_NOFILE, &rl)) {
+		snprintf(msg, len, "file descriptors: cannot read the limit: %s", strerror(errno));
+		return 0;
+	}
+	rlim_t was = rl.rlim_cur;
+	if (rl.rlim_cur < rl.rlim_max) {
+		rl.rlim_cur = rl.rlim_max;
+		if (setrlimit(RLIMIT_NOFILE, &rl))
+			rl.rlim_cur = was;
+	}
+	unsigned lim = rl.rlim_cur > (rlim_t)UINT32_MAX / 2 ? UINT32_MAX / 2 : (unsigned)rl.rlim_cur;
+	atomic_store(&fd_limit, lim);
+	if (was != rl.rlim_cur)
+		snprintf(msg, len, "file descriptors: %u (soft limit raised from %llu to the hard limit)", lim,
+			 (unsigned long long)was);
+	else
+		snprintf(msg, len, "file descriptors: %u (the hard limit)", lim);
+	return lim;
+}
 
 /* A connection in transit between workers. */
 struct migration {
@@ -59,8 +115,9 @@ static void mqtt_close(void *t) { net_conn_close(t); }
 static void mqtt_migrate(void *t, unsigned idx);
 
 static void mqtt_hold_reading(void *t, bool hold) { net_conn_hold_reading(t, hold); }
+static size_t mqtt_pending(void *t) { return net_conn_output_pending(t); }
 static const struct mqtt_transport_ops mqtt_ops = { mqtt_want_flush, mqtt_close, mqtt_migrate,
-						    mqtt_hold_reading };
+						    mqtt_hold_reading, mqtt_pending };
 
 static void on_open(struct net_conn *c);
 static void on_data(struct net_conn *c, const uint8_t *p, size_t n);
@@ -354,38 +411,31 @@ fail:
 	free(m);
 }
 
-/* The HTTPS listener's connections belong to the HTTPS server (libh2o, src/http). */
-static void on_https_connection(uv_stream_t *server, int status)
+/* A new MQTT-port connection (enrolment included) into its TLS handshake. Connections
+ * that have not finished it are capped overall (limits.max_handshakes, all workers) and per
+ * source address (limits.max_handshakes_per_address, per worker: each holds its share):
+ * beyond a cap the oldest such connection is closed, so that a flood of half-open
+ * connections cannot keep a real client out. */
+static void mqtt_accepted(struct net_worker *w, int fd)
 {
-	struct net_worker *w = server->data;
-	if (status < 0) {
-		kz_warn("accept (HTTPS): %s", uv_strerror(status));
-		return;
-	}
-	if (!w->is_stopping)
-		w->srv->cfg.https_accept(w->srv->cfg.https, w->idx, server);
-}
-
-static void on_connection(uv_stream_t *server, int status)
-{
-	struct net_worker *w = server->data;
-	if (status < 0) {
-		kz_warn("accept: %s", uv_strerror(status));
-		return;
-	}
+	const struct mqtt_limits *lim = &w->srv->broker->lim;
 	struct net_conn *c = calloc(1, sizeof *c);
-	if (!c)
+	if (!c) {
+		close(fd);
 		return;
+	}
 	if (uv_tcp_init(&w->loop, &c->tcp)) {
 		free(c);
+		close(fd);
 		return;
 	}
 	c->tcp.data = c;
-	if (uv_accept(server, (uv_stream_t *)&c->tcp)) {
+	if (uv_tcp_open(&c->tcp, fd)) {
+		close(fd);
 		uv_close((uv_handle_t *)&c->tcp, (uv_close_cb)(void (*)(void))free);
 		return;
 	}
-	uint32_t hard_cap = w->srv->broker->lim.max_connections + w->srv->broker->lim.max_connections / 10 + 16;
+	uint32_t hard_cap = lim->max_connections + lim->max_connections / 10 + 16;
 	if (atomic_load(&w->srv->broker->n_connections) >= hard_cap || w->is_stopping) {
 		kz_warn("refusing a connection: %u connections open", atomic_load(&w->srv->broker->n_connections));
 		uv_close((uv_handle_t *)&c->tcp, (uv_close_cb)(void (*)(void))free);
@@ -395,6 +445,121 @@ static void on_connection(uv_stream_t *server, int status)
 		net_conn_close(c);
 		return;
 	}
+	uint32_t per_addr = lim->max_handshakes_per_address / w->srv->n;
+	if (lim->max_handshakes_per_address && per_addr == 0)
+		per_addr = 1;
+	if (per_addr && net_loop_handshakes_from(&w->nl, c->src) > per_addr) {
+		struct net_conn *old = net_loop_oldest_handshake(&w->nl, c->src);
+		kz_debug("%s: over limits.max_handshakes_per_address; closing the oldest handshake from it", old->addr);
+		atomic_fetch_add_explicit(&st_hs_evicted, 1, memory_order_relaxed);
+		net_conn_abort(old);
+	}
+	while (lim->max_handshakes && atomic_load(&w->srv->n_handshakes) > lim->max_handshakes) {
+		struct net_conn *old = net_loop_oldest_handshake(&w->nl, NULL);
+		if (!old || old == c)
+			break; /* the older ones are another worker's: it evicts at its next accept */
+		kz_debug("%s: over limits.max_handshakes; closing the oldest handshake", old->addr);
+		atomic_fetch_add_explicit(&st_hs_evicted, 1, memory_order_relaxed);
+		net_conn_abort(old);
+	}
+}
+
+static void acceptor_poll_cb(uv_poll_t *p, int status, int events);
+
+static void acceptor_resume(uv_timer_t *t)
+{
+	struct acceptor *a = t->data;
+	if (a->w->is_stopping || !a->open)
+		return;
+	a->paused = false;
+	uv_poll_start(&a->poll, UV_READABLE, acceptor_poll_cb);
+}
+
+static void acceptor_pause(struct acceptor *a, const char *why)
+{
+	atomic_fetch_add_explicit(&st_accept_paused, 1, memory_order_relaxed);
+	if (!atomic_exchange(&a->w->srv->fd_exhausted, true))
+		kz_error("not accepting connections for now: %s (existing connections are served; "
+			 "limits.fd_reserve descriptors are kept for the node's own files)", why);
+	a->paused = true;
+	a->backoff_ms = a->backoff_ms ? (a->backoff_ms * 2 > 2000 ? 2000 : a->backoff_ms * 2) : 100;
+	uv_poll_stop(&a->poll);
+	uv_timer_start(&a->backoff, acceptor_resume, a->backoff_ms, 0);
+}
+
+static void acceptor_poll_cb(uv_poll_t *p, int status, int events)
+{
+	struct acceptor *a = p->data;
+	struct net_worker *w = a->w;
+	(void)events;
+	if (status < 0 || w->is_stopping)
+		return;
+	unsigned limit = atomic_load(&fd_limit);
+	uint32_t reserve = w->srv->broker->lim.fd_reserve;
+	for (int i = 0; i < 64; i++) { /* a share of the iteration for each listener */
+		int fd = accept4(a->fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
+		if (fd < 0) {
+			if (errno == EAGAIN || errno == EWOULDBLOCK)
+				return;
+			if (errno == EMFILE || errno == ENFILE || errno == ENOBUFS || errno == ENOMEM) {
+				char why[160];
+				snprintf(why, sizeof why, "accept: %s", strerror(errno));
+				acceptor_pause(a, why);
+				return;
+			}
+			continue; /* ECONNABORTED, EINTR, EPROTO...: that connection only */
+		}
+		/* accept returns the lowest free descriptor: when even that is within the reserve,
+		 * every one below it is taken */
+		if (limit && reserve && (unsigned)fd + reserve >= limit) {
+			close(fd);
+			atomic_fetch_add_explicit(&st_accept_refused, 1, memory_order_relaxed);
+			char why[200];
+			snprintf(why, sizeof why, "%u of %u file descriptors in use (limits.fd_reserve = %u)", (unsigned)fd + 1,
+				 limit, reserve);
+			acceptor_pause(a, why);
+			return;
+		}
+		if (a->backoff_ms) {
+			a->backoff_ms = 0;
+			if (atomic_exchange(&w->srv->fd_exhausted, false))
+				kz_info("accepting connections again (file descriptors available)");
+		}
+		if (a->https)
+			w->srv->cfg.https_accept(w->srv->cfg.https, w->idx, &w->loop, fd);
+		else
+			mqtt_accepted(w, fd);
+	}
+}
+
+static int acceptor_open(struct acceptor *a, struct net_worker *w, int fd, bool https)
+{
+	a->w = w;
+	a->fd = fd;
+	a->https = https;
+	if (uv_poll_init(&w->loop, &a->poll, fd))
+		return -1;
+	a->poll.data = a;
+	uv_timer_init(&w->loop, &a->backoff);
+	a->backoff.data = a;
+	a->open = true;
+	return uv_poll_start(&a->poll, UV_READABLE, acceptor_poll_cb) ? -1 : 0;
+}
+
+static void acceptor_closed(uv_handle_t *h)
+{
+	struct acceptor *a = h->data;
+	close(a->fd);
+}
+
+static void acceptor_close(struct acceptor *a)
+{
+	if (!a->open)
+		return;
+	a->open = false;
+	uv_timer_stop(&a->backoff);
+	uv_close((uv_handle_t *)&a->backoff, NULL);
+	uv_close((uv_handle_t *)&a->poll, acceptor_closed);
 }
 
 static void wake_cb(uv_async_t *h)
@@ -421,6 +586,10 @@ static void tick_cb(uv_timer_t *t)
 	struct net_worker *w = t->data;
 	w->shard->now_ms = uv_now(&w->loop);
 	mqtt_shard_tick(w->shard);
+	net_loop_sweep(&w->nl);
+	atomic_fetch_add_explicit(&st_hs_timeouts, w->nl.hs_timeouts, memory_order_relaxed);
+	atomic_fetch_add_explicit(&st_lingered, w->nl.lingered, memory_order_relaxed);
+	w->nl.hs_timeouts = w->nl.lingered = 0;
 	bool https_idle = !w->srv->cfg.https_port || w->srv->cfg.https_worker_idle(w->srv->cfg.https, w->idx);
 	if (w->is_stopping &&
 	    ((w->shard->n_clients == 0 && https_idle) || w->shard->now_ms - w->stop_started_ms > 3000)) {
@@ -437,9 +606,9 @@ static void stop_cb(uv_async_t *h)
 		return;
 	w->is_stopping = true;
 	w->stop_started_ms = uv_now(&w->loop);
-	uv_close((uv_handle_t *)&w->listener, NULL);
+	acceptor_close(&w->mqtt_acc);
 	if (w->srv->cfg.https_port) {
-		uv_close((uv_handle_t *)&w->https_listener, NULL);
+		acceptor_close(&w->https_acc);
 		w->srv->cfg.https_worker_stop(w->srv->cfg.https, w->idx);
 	}
 	w->shard->now_ms = uv_now(&w->loop);
@@ -558,14 +727,15 @@ int net_server_start(struct net_server **out, const struct net_server_config *cf
 			w->nl.read_budget = cfg->read_budget;
 		if (cfg->write_backlog)
 			w->nl.write_high = cfg->write_backlog;
+		w->nl.handshake_ms = broker->lim.handshake_timeout_ms;
+		w->nl.linger_ms = broker->lim.close_linger_ms;
+		w->nl.hs_total = &srv->n_handshakes;
 		int fd = i + 1 == srv->n ? lfd : fcntl(lfd, F_DUPFD_CLOEXEC, 0);
 		if (fd < 0) {
 			snprintf(why, why_len, "cannot share the listening socket: %s", strerror(errno));
 			return KZ_EIO;
 		}
-		uv_tcp_init(&w->loop, &w->listener);
-		w->listener.data = w;
-		if (uv_tcp_open(&w->listener, fd) || uv_listen((uv_stream_t *)&w->listener, 1024, on_connection)) {
+		if (acceptor_open(&w->mqtt_acc, w, fd, false)) {
 			snprintf(why, why_len, "cannot listen on %s:%d", cfg->host, port);
 			return KZ_EIO;
 		}
@@ -576,10 +746,7 @@ int net_server_start(struct net_server **out, const struct net_server_config *cf
 				return KZ_EIO;
 			}
 			srv->https_port = https_port;
-			uv_tcp_init(&w->loop, &w->https_listener);
-			w->https_listener.data = w;
-			if (uv_tcp_open(&w->https_listener, hfd) ||
-			    uv_listen((uv_stream_t *)&w->https_listener, 1024, on_https_connection)) {
+			if (acceptor_open(&w->https_acc, w, hfd, true)) {
 				snprintf(why, why_len, "cannot listen on %s:%d", cfg->https_host, https_port);
 				return KZ_EIO;
 			}

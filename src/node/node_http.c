@@ -172,6 +172,41 @@ static void throttled_metric(void *ctx, const struct kz_idlimit_entry *e)
 	}
 }
 
+/* A Prometheus label value: backslash, double quote and newline escaped (text format 0.0.4). */
+static void label_value(char *out, size_t cap, const char *v)
+{
+	size_t o = 0;
+	for (; *v && o + 3 < cap; v++) {
+		if (*v == '\\' || *v == '"' || *v == '\n') {
+			out[o++] = '\\';
+			out[o++] = *v == '\n' ? 'n' : *v;
+		} else {
+			out[o++] = *v;
+		}
+	}
+	out[o] = 0;
+}
+
+/* Two passes (a metric family's samples must be together): drops, then disconnects. */
+struct slow_pass {
+	struct kz_buf *b;
+	bool disconnects;
+};
+
+static void slow_metric(void *ctx, const struct mqtt_slow_entry *e)
+{
+	struct slow_pass *sp = ctx;
+	uint64_t v = sp->disconnects ? e->disconnects : e->dropped;
+	if (sp->disconnects && !v)
+		return;
+	char cid[300], id[560], line[1000];
+	label_value(cid, sizeof cid, e->client_id);
+	label_value(id, sizeof id, e->identity);
+	int n = snprintf(line, sizeof line, "kizuna_mqtt_client_%s_total{client_id=\"%s\",identity=\"%s\"} %llu\n",
+			 sp->disconnects ? "slow_disconnects" : "dropped", cid, id, (unsigned long long)v);
+	kz_buf_append(sp->b, line, (size_t)n);
+}
+
 static void metrics(void *arg, struct kz_http_req *r)
 {
 	struct node_http *nh = arg;
@@ -240,6 +275,32 @@ static void metrics(void *arg, struct kz_http_req *r)
 	kz_buf_append(&b, th, sizeof th - 1);
 	if (nh->idl)
 		kz_idlimits_each(nh->idl, throttled_metric, &b);
+	struct net_counters nc;
+	net_counters(&nc);
+	metric(&b, "kizuna_net_accept_paused_total", "counter",
+	       "Times accepting paused: file descriptors exhausted or within limits.fd_reserve.", nc.accept_paused);
+	metric(&b, "kizuna_net_accept_refused_total", "counter",
+	       "Connections closed at accept because they would use the reserved descriptors.", nc.accept_refused);
+	metric(&b, "kizuna_net_fd_limit", "gauge", "The process's file descriptor limit (RLIMIT_NOFILE).", nc.fd_limit);
+	metric(&b, "kizuna_net_handshake_timeouts_total", "counter",
+	       "Connections closed: no TLS handshake within limits.handshake_timeout_ms.", nc.handshake_timeouts);
+	metric(&b, "kizuna_net_handshake_evicted_total", "counter",
+	       "Handshaking connections closed as the oldest over limits.max_handshakes(_per_address).", nc.handshake_evicted);
+	metric(&b, "kizuna_net_close_lingered_total", "counter",
+	       "Closing connections closed hard: the peer did not take the last bytes in limits.close_linger_ms.",
+	       nc.close_lingered);
+	metric(&b, "kizuna_mqtt_slow_disconnects_total", "counter",
+	       "Clients disconnected (0x97) for output over limits.max_out_buffer longer than limits.slow_client_ms.",
+	       atomic_load(&nh->broker->slow_disconnects));
+	static const char sc[] = "# HELP kizuna_mqtt_client_dropped_total QoS 0 messages dropped because the client's output "
+				 "was over limits.max_out_buffer, per client (the 256 most recently updated).\n"
+				 "# TYPE kizuna_mqtt_client_dropped_total counter\n";
+	kz_buf_append(&b, sc, sizeof sc - 1);
+	mqtt_broker_slow_clients(nh->broker, slow_metric, &(struct slow_pass){ &b, false });
+	static const char sd[] = "# HELP kizuna_mqtt_client_slow_disconnects_total Slow-client disconnects (0x97), per client.\n"
+				 "# TYPE kizuna_mqtt_client_slow_disconnects_total counter\n";
+	kz_buf_append(&b, sd, sizeof sd - 1);
+	mqtt_broker_slow_clients(nh->broker, slow_metric, &(struct slow_pass){ &b, true });
 	if (nh->broker->store) {
 		struct kz_store_health sh;
 		kz_store_health(nh->broker->store, &sh);

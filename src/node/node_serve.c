@@ -400,12 +400,14 @@ int node_serve_main(int argc, char **argv)
 	}
 	kz_log_set_level(cfg.log_level);
 	signal(SIGPIPE, SIG_IGN);
-	/* Each connection is a descriptor: take the hard limit, as servers commonly do. */
-	struct rlimit rl;
-	if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < rl.rlim_max) {
-		rl.rlim_cur = rl.rlim_max;
-		(void)setrlimit(RLIMIT_NOFILE, &rl);
-	}
+	/* Each connection is a descriptor: take the hard limit, as servers commonly do, and say
+	 * what it is (limits.fd_reserve of them stay free of connections). */
+	char fdmsg[200];
+	unsigned fds = net_raise_fd_limit(fdmsg, sizeof fdmsg);
+	if (fds && fds <= cfg.limits.fd_reserve + 16)
+		kz_warn("%s: limits.fd_reserve (%u) leaves almost none for connections", fdmsg, cfg.limits.fd_reserve);
+	else
+		kz_info("%s; %u kept free of connections (limits.fd_reserve)", fdmsg, cfg.limits.fd_reserve);
 
 	char why[512] = "";
 	char host[256];
@@ -595,7 +597,7 @@ int node_serve_main(int argc, char **argv)
 	if (cfg.https_enabled) {
 		hctx = net_tls_https_ctx(&tls, why, sizeof why);
 		struct kz_http_config hc = { hctx, cfg.threads, cfg.https_max_body, cfg.https_req_timeout_ms,
-					     cfg.https_idle_timeout_ms, node_http_gate, &nh };
+					     cfg.https_idle_timeout_ms, node_http_gate, &nh, cfg.limits.handshake_timeout_ms };
 		if (!hctx || kz_http_create(&hc, &http, why, sizeof why)) {
 			kz_error("HTTPS: %s", why);
 			goto fail;

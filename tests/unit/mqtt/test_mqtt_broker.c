@@ -21,7 +21,7 @@ struct fake {
 static void f_flush(void *t) { (void)t; }
 static void f_close(void *t) { ((struct fake *)t)->closed = true; }
 static void f_migrate(void *t, unsigned idx) { fail_msg("unexpected migration"); }
-static const struct mqtt_transport_ops ops = { f_flush, f_close, f_migrate, NULL };
+static const struct mqtt_transport_ops ops = { f_flush, f_close, f_migrate, NULL, NULL };
 
 static struct mqtt_broker broker;
 static struct mqtt_shard *shard;
