@@ -18,6 +18,7 @@ const char *kz_strerror(int err)
 	case KZ_EDENIED: return "denied";
 	case KZ_ECLOSED: return "closed";
 	case KZ_EEXIST: return "already exists";
+	case KZ_ENOSPC: return "no space left on the device";
 	}
 	return "unknown error";
 }

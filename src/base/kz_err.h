@@ -17,6 +17,7 @@ enum kz_err {
 	KZ_EDENIED = -11,
 	KZ_ECLOSED = -12,
 	KZ_EEXIST = -13,    /* already there (e.g. revoked twice) */
+	KZ_ENOSPC = -14,    /* the disk (or the quota) is full */
 };
 
 /* Borrows nothing; returns a static string. */

@@ -338,6 +338,9 @@ static void handle_connect(struct mqtt_client *c, const struct mqtt_packet *pkt)
 	const struct mqtt_limits *lim = &b->lim;
 	const struct mqtt_props *pp = &pkt->props;
 	c->version = k->protocol_level;
+	/* §3.1.2.11.10: Authentication Data without an Authentication Method is a Protocol Error */
+	if ((pp->has & MQTT_HAS(MQTT_PROP_AUTH_DATA)) && !(pp->has & MQTT_HAS(MQTT_PROP_AUTH_METHOD)))
+		return refuse(c, MQTT_RC_PROTOCOL_ERROR, 0xFF, "Authentication Data without an Authentication Method");
 	if (pp->has & MQTT_HAS(MQTT_PROP_AUTH_METHOD))
 		return refuse(c, MQTT_RC_BAD_AUTH_METHOD, 0xFF,
 			      "enhanced authentication is not supported; identity is the client certificate");

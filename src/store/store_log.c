@@ -253,6 +253,14 @@ static int mkdir_p(const char *dir)
 	return mkdir(tmp, 0700) && errno != EEXIST ? KZ_EIO : KZ_OK;
 }
 
+#define WBUF_KEEP (1u << 20)
+
+/* A full disk (or quota) is its own error: the client is told "no space left", not "I/O". */
+static int io_err(int e)
+{
+	return e == ENOSPC || e == EDQUOT ? KZ_ENOSPC : KZ_EIO;
+}
+
 static int seg_create(struct kz_log *log, uint64_t base, char *why, size_t why_len)
 {
 	char path[4200];
@@ -260,11 +268,13 @@ static int seg_create(struct kz_log *log, uint64_t base, char *why, size_t why_l
 	int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
 	uint8_t h[SEG_HDR];
 	seg_header(h, base);
+	errno = 0;
 	if (fd < 0 || write(fd, h, SEG_HDR) != SEG_HDR || fdatasync(fd) || fsync(log->dirfd)) {
-		snprintf(why, why_len, "cannot create segment %s: %s", path, strerror(errno));
+		int e = errno ? errno : ENOSPC; /* a short write: the disk filled */
+		snprintf(why, why_len, "cannot create segment %s: %s", path, strerror(e));
 		if (fd >= 0)
 			close(fd);
-		return KZ_EIO;
+		return io_err(e);
 	}
 	if (log->fd >= 0)
 		close(log->fd);
@@ -451,20 +461,23 @@ static int flush_wbuf(struct kz_log *log, char *why, size_t why_len)
 				 log->seg_base, strerror(errno));
 		kz_buf_reset(&log->wbuf);
 		errno = e;
-		return KZ_EIO;
+		return io_err(e);
 	}
 	log->seg_size += log->wbuf.len;
 	log->dirty = true;
 	kz_buf_reset(&log->wbuf);
+	if (log->wbuf.cap > WBUF_KEEP) /* a flood's batch: do not keep its high-water allocation */
+		kz_buf_shrink(&log->wbuf, 0);
 	return KZ_OK;
 }
 
 static int sync_now(struct kz_log *log, char *why, size_t why_len)
 {
 	if (fdatasync(log->fd)) {
+		int e = errno;
 		snprintf(why, why_len, "fdatasync of segment %020" PRIu64 ".seg failed: %s",
-			 log->seg_base, strerror(errno));
-		return KZ_EIO;
+			 log->seg_base, strerror(e));
+		return io_err(e);
 	}
 	log->dirty = false;
 	log->last_sync_ms = kz_now_mono_ms();

@@ -46,7 +46,7 @@ grep -h -i "quota exceeded\|0x97\|151" "$D"/pub*.out | head -1 | grep -q . && ok
 	|| ko "refusal: $(cat "$D"/pub*.out | head -5)"
 "$KZ" pub --data "$D/var" -p "$PORT" -t full/during -f "$D/big" -q 1 > "$D/kzpub.out" 2>&1
 expect_eq "kizuna pub exits 1 when refused" "$?" "1"
-grep -q "not stored" "$D/kzpub.out" && ok "the reason string says why" || ko "kizuna pub said: $(cat "$D/kzpub.out")"
+grep -q "not stored: no space left" "$D/kzpub.out" && ok "the reason string says why (no space left)" || ko "kizuna pub said: $(cat "$D/kzpub.out")"
 expect_eq "fail state logged once" "$(grep -c 'store: writes fail' "$D/serve.log")" "1"
 expect_eq "/healthz answers 503 while the store cannot be written" "$(health)" "503"
 grep -q '"status":"failing"' "$D/health.json" && grep -q '"store":{"status":"failing"' "$D/health.json" \

@@ -245,6 +245,10 @@ def test_auth_unsupported():
     props = bytes([0x15]) + s16(b"SCRAM-SHA-1")
     t, f, body = r.connect(b"auth", props=props)
     assert t == 2 and body[1] == 0x8C, body
+    # §3.1.2.11.10: Authentication Data without an Authentication Method is a Protocol Error
+    r = node.raw()
+    t, f, body = r.connect(b"authdata", props=bytes([0x16]) + s16(b"secret"))
+    assert t == 2 and body[1] == 0x82, body
     r = node.raw()
     r.connect(b"auth2")
     r.send(bytes([0xF0, 0]))

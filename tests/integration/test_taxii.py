@@ -114,7 +114,8 @@ def test_errors():
             break
         time.sleep(0.2)
     assert '"reason":"413 Payload Too Large' in a and '"decision":"deny"' in a
-    for q in ("limit=0", "limit=x", "added_after=yesterday", "next=zz", "match[version]=newest",
+    for q in ("limit=0", "limit=x", "added_after=yesterday", "next=zz", "next=p-1", "next=p" + "f" * 40, "next=p0a", "next=p", "next=pAB",
+              "added_after=2016-04-06T20:03:48." + "1" * 1000 + "Z", "match[version]=newest",
               "match[id]=nope", "match[foo]=1", "limit=1&limit=2"):
         r = s().get(OBJS + "?" + q)
         assert r.status_code == 400 and r.json()["description"], (q, r.status_code, r.text)

@@ -17,6 +17,8 @@
 #include "services/stix/stix.h"
 
 #include <stdarg.h>
+#include <stdint.h>
+#include <stdlib.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -399,6 +401,15 @@ static int obs_expr(struct px *x)
 			next(x);
 			if ((x->t != T_INT && x->t != T_FLOAT) || x->negative)
 				return fail(x, "expected a positive number of seconds after WITHIN");
+			char num[32];
+			double v = 0;
+			if (x->tlen < sizeof num) {
+				memcpy(num, x->s + x->tstart, x->tlen);
+				num[x->tlen] = 0;
+				v = strtod(num, NULL);
+			}
+			if (x->tlen >= sizeof num || !(v > 0) || v > 4294967295.0)
+				return fail(x, "WITHIN takes a number of seconds greater than 0 and at most 4294967295");
 			next(x);
 			if (expect(x, T_SECONDS, "SECONDS"))
 				return -1;
@@ -406,6 +417,11 @@ static int obs_expr(struct px *x)
 			next(x);
 			if (x->t != T_INT || x->negative)
 				return fail(x, "expected a positive integer after REPEATS");
+			uint64_t v = 0;
+			for (size_t i = 0; i < x->tlen && v <= INT32_MAX; i++)
+				v = v * 10 + (uint64_t)(x->s[x->tstart + i] - '0');
+			if (v == 0 || v > INT32_MAX)
+				return fail(x, "REPEATS takes an integer from 1 to 2147483647");
 			next(x);
 			if (expect(x, T_TIMES, "TIMES"))
 				return -1;

@@ -53,7 +53,7 @@ int stix_timestamp(const char *s, int64_t *us, int *frac)
 			nf++;
 			p++;
 		}
-		if (nf == 0)
+		if (nf == 0 || nf > 9) /* at most nanoseconds: no timestamp carries more */
 			return -1;
 	}
 	if (p[0] != 'Z' || p[1] != 0)

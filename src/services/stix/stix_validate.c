@@ -120,7 +120,7 @@ static int check_ts(struct vx *v, const struct kz_json *o, const char *k, bool r
 	int frac;
 	int64_t t;
 	if (!KZ_IS_STR(x) || stix_timestamp(kz_json_str(x), &t, &frac))
-		return bad(v, "%s: not an RFC 3339 UTC timestamp (YYYY-MM-DDTHH:MM:SS[.sss]Z)", k);
+		return bad(v, "%s: not an RFC 3339 UTC timestamp (YYYY-MM-DDTHH:MM:SS[.fraction of 1 to 9 digits]Z)", k);
 	if (millis && frac < 3)
 		return bad(v, "%s: must be precise to the millisecond (STIX 2.1 §3.2), got \"%s\"", k, kz_json_str(x));
 	if (v->opts->now_us && t > v->opts->now_us + 86400LL * 1000000)

@@ -1135,12 +1135,12 @@ static int q_param(void *ctx, const char *k, const char *v)
 	} else if (strcmp(k, "next") == 0) {
 		if (q->seen_next++)
 			return q_bad(q, "%s given twice", k);
-		char *e;
-		if (v[0] != 'p' || !v[1])
+		/* exactly what this server issues: "p" and 1 to 16 lower-case hex digits, no leading
+		 * zero (strtoull alone would take "-1" and saturate 40 digits) */
+		size_t hl = strspn(v + 1, "0123456789abcdef");
+		if (v[0] != 'p' || hl == 0 || hl > 16 || v[1 + hl] || (hl > 1 && v[1] == '0'))
 			return q_bad(q, "next: \"%.60s\" is not a cursor this server issued", v);
-		q->next = strtoull(v + 1, &e, 16);
-		if (*e)
-			return q_bad(q, "next: \"%.60s\" is not a cursor this server issued", v);
+		q->next = strtoull(v + 1, NULL, 16);
 		q->has_next = true;
 	} else if (strcmp(k, "match[id]") == 0) {
 		if (q->seen_id++)

@@ -240,6 +240,12 @@ static void test_patterns(void **state)
 	check_pattern("[x:y = b'abc']", false);
 	check_pattern("[x:y = h'abc']", false);
 	check_pattern("[x:y = 1] WITHIN -5 SECONDS", false);
+	check_pattern("[x:y = 1] WITHIN 0 SECONDS", false);
+	check_pattern("[x:y = 1] WITHIN 99999999999999999999 SECONDS", false);
+	check_pattern("[x:y = 1] REPEATS 99999999999999999999 TIMES", false);
+	check_pattern("[x:y = 1] REPEATS 0 TIMES", false);
+	check_pattern("[x:y = 1] REPEATS 2147483647 TIMES", true);
+	check_pattern("[x:y = 1] REPEATS 2147483648 TIMES", false);
 	check_pattern("[x:y = 1] START t'2016-07-01T00:00:00Z' STOP t'2016-06-01T00:00:00Z'", false);
 	check_pattern("[x:y-z = 1]", false);
 	check_pattern("[x:y = 1] /* unterminated", false);
@@ -264,6 +270,11 @@ static void test_timestamps_and_tlp(void **state)
 	assert_int_equal(stix_timestamp("1900-02-29T00:00:00.000Z", &us, NULL), -1);
 	assert_int_equal(stix_timestamp("2016-04-06T24:00:00Z", &us, NULL), -1);
 	assert_int_equal(stix_timestamp("2016-04-06T20:03:48.Z", &us, NULL), -1);
+	assert_int_equal(stix_timestamp("2016-04-06T20:03:48.1234567890Z", &us, NULL), -1);
+	char longfrac[1100] = "2016-04-06T20:03:48.";
+	memset(longfrac + 20, '1', 1000);
+	strcpy(longfrac + 1020, "Z");
+	assert_int_equal(stix_timestamp(longfrac, &us, NULL), -1);
 	char out[64];
 	stix_format_us(1459973028123456LL, out);
 	assert_string_equal(out, "2016-04-06T20:03:48.123456Z");
