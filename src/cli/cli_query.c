@@ -214,6 +214,22 @@ int cli_query_main(int argc, char **argv)
 	struct kz_index_config icfg = { path, logdir, MAX_RECORD, NULL, 0, true };
 	struct kz_index *ix;
 	int rc = kz_index_open(&icfg, &ix, why, sizeof why);
+	if (rc == KZ_EMALFORMED) {
+		fprintf(stderr, "kizuna query: %s: the index is damaged; run `kizuna store reindex` (or start the node, "
+				"which rebuilds it)\n", why);
+		kz_policy_free(policy);
+		return 1;
+	}
+	uint64_t hw;
+	char mismatch[400];
+	if (!rc && kz_index_check(ix, kz_log_next_in(logdir, MAX_RECORD), &hw, mismatch, sizeof mismatch)) {
+		/* answering from it would give wrong records, or miss acknowledged ones */
+		fprintf(stderr, "kizuna query: the index %s does not match the record log: %s; run `kizuna store reindex` "
+				"(or start the node, which rebuilds it)\n", path, mismatch);
+		kz_index_close(ix);
+		kz_policy_free(policy);
+		return 1;
+	}
 	if (!rc) {
 		rc = kz_index_query(ix, &q, row, &o, why, sizeof why);
 		if (!o.ndjson)

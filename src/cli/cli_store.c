@@ -116,6 +116,24 @@ static int scan_cb(void *ctx, uint64_t seq, const uint8_t *body, size_t n,
 	return 0;
 }
 
+/* The highest sequence number DIR/index.db knows (0: none, or no index). */
+static uint64_t index_high_water(const char *data, const char *logdir)
+{
+	char path[4200], why[512];
+	snprintf(path, sizeof path, "%s/index.db", data);
+	struct stat st;
+	if (stat(path, &st))
+		return 0;
+	struct kz_index_config icfg = { path, logdir, MAX_RECORD, NULL, 0, true };
+	struct kz_index *ix;
+	if (kz_index_open(&icfg, &ix, why, sizeof why))
+		return 0;
+	uint64_t hw = 0;
+	(void)kz_index_check(ix, UINT64_MAX, &hw, why, sizeof why);
+	kz_index_close(ix);
+	return hw;
+}
+
 /* Builds a new index beside the old one from the log alone, then puts it in its place. */
 static int reindex(const char *data, const char *logdir, char *why, size_t why_len)
 {
@@ -126,6 +144,12 @@ static int reindex(const char *data, const char *logdir, char *why, size_t why_l
 	for (size_t i = 0; i < 3; i++) { /* left by an interrupted reindex */
 		snprintf(side, sizeof side, "%s%s", tmp, sfx[i]);
 		(void)unlink(side);
+	}
+	/* the numbers the old index saw stay used, even when the log no longer holds them */
+	uint64_t hw = index_high_water(data, logdir);
+	if (hw && kz_log_raise_floor(logdir, hw + 1)) {
+		snprintf(why, why_len, "cannot write %s/seq.floor: %s", logdir, strerror(errno));
+		return KZ_EIO;
 	}
 	struct kz_index_config icfg = { tmp, logdir, MAX_RECORD, NULL, 0, false };
 	struct kz_index *ix;
@@ -168,8 +192,26 @@ static int reindex(const char *data, const char *logdir, char *why, size_t why_l
 
 static void report(void *ctx, const char *line)
 {
-	(void)ctx;
+	(*(unsigned *)ctx)++;
 	printf("%s\n", line);
+}
+
+/* After a repair cut records out of the log: the index names records that are gone, so it
+ * goes (the node rebuilds it at start), and the numbers it saw stay used. */
+static void repair_invalidate(const char *data, const char *logdir)
+{
+	uint64_t hw = index_high_water(data, logdir);
+	if (hw && kz_log_raise_floor(logdir, hw + 1))
+		fprintf(stderr, "kizuna store repair: cannot record that numbers up to %" PRIu64 " were used: %s\n", hw,
+			strerror(errno));
+	static const char *const sfx[] = { "", "-wal", "-shm" };
+	char p[4300];
+	for (size_t i = 0; i < 3; i++) {
+		snprintf(p, sizeof p, "%s/index.db%s", data, sfx[i]);
+		(void)unlink(p);
+	}
+	printf("the index (%s/index.db) was removed: the node rebuilds it from the repaired log at start "
+	       "(or run `kizuna store reindex`)%s\n", data, hw ? "; new records will not reuse the numbers it knew" : "");
 }
 
 int cli_store_main(int argc, char **argv)
@@ -211,8 +253,11 @@ int cli_store_main(int argc, char **argv)
 			fprintf(stderr, "kizuna store %s: %s; stop the node first\n", verb, why);
 			return 1;
 		}
-		int rc = !strcmp(verb, "repair") ? kz_log_repair(dir, MAX_RECORD, report, NULL, why, sizeof why)
+		unsigned cut = 0;
+		int rc = !strcmp(verb, "repair") ? kz_log_repair(dir, MAX_RECORD, report, &cut, why, sizeof why)
 						 : reindex(data, dir, why, sizeof why);
+		if (!rc && cut)
+			repair_invalidate(data, dir);
 		close(lock);
 		if (rc) {
 			fprintf(stderr, "kizuna store %s: %s\n", verb, why);

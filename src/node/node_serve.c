@@ -46,6 +46,7 @@ static void store_stop(void *arg)
 struct restore_ctx {
 	struct mqtt_broker *b;
 	uint64_t now_ns, n;
+	uint64_t max_acked; /* the highest sequence number a session acknowledged */
 };
 
 static int restore_retained(void *ctx, uint64_t seq, const struct kz_record *r)
@@ -60,6 +61,8 @@ static int restore_retained(void *ctx, uint64_t seq, const struct kz_record *r)
 static int restore_session(void *ctx, const struct kz_state_session *ss)
 {
 	struct restore_ctx *rc = ctx;
+	if (ss->acked_through > rc->max_acked)
+		rc->max_acked = ss->acked_through;
 	int r = mqtt_broker_restore_session(rc->b, ss, rc->now_ns);
 	if (r)
 		kz_error("session '%s' not restored: %s", ss->client_id, kz_strerror(r));
@@ -573,11 +576,18 @@ int node_serve_main(int argc, char **argv)
 		SSL_CTX_free(ctx);
 		goto fail;
 	}
-	struct restore_ctx rc = { &broker, kz_now_wall_ns(), 0 };
+	struct restore_ctx rc = { &broker, kz_now_wall_ns(), 0, 0 };
 	if (kz_state_load(broker.state, restore_session, &rc, why, sizeof why))
 		kz_error("sessions: %s", why);
 	else if (rc.n)
 		kz_info("%llu persistent sessions restored", (unsigned long long)rc.n);
+	if (rc.max_acked && rc.max_acked >= kz_store_durable_next(broker.store)) {
+		/* a session acknowledged records the log no longer holds (its tail was cut): new
+		 * records must not take those numbers, or the session would skip them */
+		kz_warn("sessions acknowledged records up to %llu, past the log's end: new records start after it",
+			(unsigned long long)rc.max_acked);
+		kz_store_advance(broker.store, rc.max_acked + 1);
+	}
 	rc.n = 0;
 	if (kz_store_retained(broker.store, restore_retained, &rc, why, sizeof why))
 		kz_error("retained messages: %s", why);

@@ -72,6 +72,7 @@ struct kz_store {
 	struct kz_log_pos *pos; /* where each body of the batch went */
 	size_t bodies_cap;
 	bool stopping;
+	uint64_t advance_to;                  /* kz_store_advance: start the log there (under lock) */
 	atomic_bool failing;                  /* read by /healthz */
 	_Atomic uint64_t write_errors;        /* batches that could not be written */
 	uint32_t interval_ms;
@@ -194,7 +195,19 @@ static void *store_main(void *arg)
 	on_store_thread = true;
 	pthread_mutex_lock(&st->lock);
 	for (;;) {
-		while (st->pending.n == 0 && !st->stopping) {
+		if (st->advance_to) { /* before any later batch: numbers below it were used */
+			uint64_t to = st->advance_to;
+			st->advance_to = 0;
+			pthread_mutex_unlock(&st->lock);
+			char why[512];
+			if (kz_log_advance(st->log, to, why, sizeof why))
+				kz_error("store: cannot move the log past used sequence numbers: %s", why);
+			else
+				atomic_store_explicit(&st->durable_next, kz_log_next_seq(st->log), memory_order_release);
+			pthread_mutex_lock(&st->lock);
+			continue;
+		}
+		while (st->pending.n == 0 && !st->stopping && !st->advance_to) {
 			if (st->interval_ms) { /* interval mode: wake up to sync what is due */
 				struct timespec ts;
 				clock_gettime(CLOCK_REALTIME, &ts);
@@ -211,6 +224,8 @@ static void *store_main(void *arg)
 				pthread_cond_wait(&st->cond, &st->lock);
 			}
 		}
+		if (st->advance_to)
+			continue; /* first, at the top */
 		if (st->pending.n == 0 && st->stopping)
 			break;
 		struct itemvec t = st->work;
@@ -243,6 +258,48 @@ static void store_free(struct kz_store *st)
 	free(st);
 }
 
+/* The index file and its WAL companions: derived data, removed to be rebuilt. */
+static void index_remove(const char *path)
+{
+	char p[4200];
+	(void)unlink(path);
+	snprintf(p, sizeof p, "%s-wal", path);
+	(void)unlink(p);
+	snprintf(p, sizeof p, "%s-shm", path);
+	(void)unlink(p);
+}
+
+/* Opens the index and checks it against the log before anything trusts it: a damaged file,
+ * or rows for records the log does not hold (its tail was cut: a torn write with fsync
+ * interval or never, a disk fault, `store repair`), and it is rebuilt from the log; the log
+ * first moves past every sequence number the index saw, so that none is used twice. */
+static int index_open_checked(struct kz_store *st, const struct kz_index_config *icfg, char *why, size_t why_len)
+{
+	int rc = kz_index_open(icfg, &st->index, why, why_len);
+	if (rc == KZ_EMALFORMED) {
+		kz_warn("%s; the index is damaged: rebuilding it from the log", why);
+		index_remove(icfg->path);
+		return kz_index_open(icfg, &st->index, why, why_len);
+	}
+	if (rc)
+		return rc;
+	uint64_t hw, next = kz_log_next_seq(st->log);
+	char r[400];
+	if (!kz_index_check(st->index, next, &hw, r, sizeof r))
+		return KZ_OK;
+	kz_warn("index %s does not match the record log: %s; rebuilding it from the log", icfg->path, r);
+	if (hw >= next) {
+		kz_warn("record log: numbers up to %" PRIu64 " were used before; new records start at %" PRIu64
+			" so that none is reused", hw, hw + 1);
+		if ((rc = kz_log_advance(st->log, hw + 1, why, why_len)))
+			return rc;
+	}
+	kz_index_close(st->index);
+	st->index = NULL;
+	index_remove(icfg->path);
+	return kz_index_open(icfg, &st->index, why, why_len);
+}
+
 int kz_store_open(const struct kz_store_config *cfg, struct kz_store **out, struct kz_log_recovery *rec,
 		  char *why, size_t why_len)
 {
@@ -258,8 +315,6 @@ int kz_store_open(const struct kz_store_config *cfg, struct kz_store **out, stru
 	st->log_dir = strdup(cfg->log.dir);
 	st->max_record_bytes = cfg->log.max_record_bytes;
 	int rc = st->log_dir ? kz_log_open(&cfg->log, &st->log, rec, why, why_len) : KZ_ENOMEM;
-	if (!rc)
-		atomic_init(&st->durable_next, kz_log_next_seq(st->log));
 	if (!rc && cfg->n_rules) {
 		st->rules = malloc(cfg->n_rules * sizeof *st->rules);
 		if (!st->rules)
@@ -277,8 +332,9 @@ int kz_store_open(const struct kz_store_config *cfg, struct kz_store **out, stru
 		struct kz_index_config icfg = { cfg->index_path, cfg->log.dir, cfg->log.max_record_bytes,
 						cfg->rules, cfg->n_rules, false };
 		uint64_t t0 = kz_now_mono_ms(), total = 0, added, said = t0;
+		if (!rc)
+			rc = index_open_checked(st, &icfg, why, why_len);
 		uint64_t end = st->log ? kz_log_next_seq(st->log) - 1 : 0;
-		rc = kz_index_open(&icfg, &st->index, why, why_len);
 		if (!rc && kz_index_through(st->index) < end)
 			kz_info("index: bringing it up to date with the log (records %" PRIu64 " to %" PRIu64
 				"); the listeners open when it is done", kz_index_through(st->index) + 1, end);
@@ -302,6 +358,8 @@ int kz_store_open(const struct kz_store_config *cfg, struct kz_store **out, stru
 		if (!rc)
 			rc = kz_index_open(&icfg, &st->reader, why, why_len);
 	}
+	if (!rc)
+		atomic_init(&st->durable_next, kz_log_next_seq(st->log));
 	st->interval_ms = cfg->log.fsync == KZ_FSYNC_INTERVAL ?
 			  (cfg->log.fsync_interval_ms ? cfg->log.fsync_interval_ms : 1) : 0;
 	if (!rc && st->index) {
@@ -333,6 +391,16 @@ bool kz_store_wants(const struct kz_store *st, const uint8_t *topic, size_t topi
 		return true;
 	int r = kz_retention_match(st->rules, st->n_rules, topic, topic_len);
 	return r < 0 || !st->rules[r].no_qos0;
+}
+
+void kz_store_advance(struct kz_store *st, uint64_t next)
+{
+	pthread_mutex_lock(&st->lock);
+	if (next > st->advance_to && next > atomic_load(&st->durable_next)) {
+		st->advance_to = next;
+		pthread_cond_signal(&st->cond);
+	}
+	pthread_mutex_unlock(&st->lock);
 }
 
 uint64_t kz_store_pending_bytes(const struct kz_store *st)

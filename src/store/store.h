@@ -91,6 +91,17 @@ struct kz_log_recovery {
  * byte offset (run `kizuna store repair`). */
 int kz_log_open(const struct kz_log_config *cfg, struct kz_log **out, struct kz_log_recovery *rec,
 		char *why, size_t why_len);
+/* The lowest sequence number the log may still hand out (DIR/seq.floor), 0 when none is
+ * recorded; raising it records that numbers below were used (kz_log_open then never
+ * reuses them). */
+uint64_t kz_log_floor(const char *dir);
+int kz_log_raise_floor(const char *dir, uint64_t next);
+/* The sequence number the log in dir would give its next record (read only: for commands
+ * that do not open the log for writing). */
+uint64_t kz_log_next_in(const char *dir, uint32_t max_record_bytes);
+/* Starts a new segment at seq next when the log is below it (numbers in between were used
+ * by records that are gone), and raises the floor. */
+int kz_log_advance(struct kz_log *log, uint64_t next, char *why, size_t why_len);
 /* Appends frames for n bodies in one write (rolling segments as needed), then syncs per the
  * fsync mode. first_seq receives the sequence number of the first. */
 int kz_log_append(struct kz_log *log, const struct kz_bytes *bodies, size_t n, uint64_t *first_seq,
@@ -194,6 +205,11 @@ void kz_index_close(struct kz_index *ix);
 int kz_index_catch_up(struct kz_index *ix, uint64_t max, uint64_t *added, char *why, size_t why_len);
 /* The highest sequence number indexed. */
 uint64_t kz_index_through(struct kz_index *ix);
+/* Checks the index against the log (high-water mark below log_next; its last rows and its
+ * resume position name the records really there). 0: they agree; 1 with *why and *hw, the
+ * highest sequence number the index knows. kz_index_open returns KZ_EMALFORMED for a
+ * database file SQLite finds damaged. */
+int kz_index_check(struct kz_index *ix, uint64_t log_next, uint64_t *hw, char *why, size_t why_len);
 
 struct kz_retention_report {
 	uint64_t records_dropped, bytes_dropped;
@@ -316,6 +332,10 @@ struct kz_store_config {
 	void (*batch_end)(void *arg);
 	void *batch_arg;
 };
+
+/* Sequence numbers below next were used (a persistent session acknowledged up to there):
+ * the log starts its next record at next at the latest, before any later batch. */
+void kz_store_advance(struct kz_store *st, uint64_t next);
 
 /* True on the store thread (inside done and batch_end callbacks). */
 bool kz_store_on_store_thread(void);

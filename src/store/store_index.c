@@ -385,6 +385,61 @@ int kz_index_catch_up(struct kz_index *ix, uint64_t max, uint64_t *added, char *
 	return KZ_OK;
 }
 
+/* Does the index describe this log? Its high-water mark must be below the log's end, and
+ * its last rows (and the position it resumes from) must name the record that is really
+ * there: same sequence number at that place, same record id. 0 when they agree; 1 with
+ * *why when not, and *hw the highest sequence number the index knows. */
+int kz_index_check(struct kz_index *ix, uint64_t log_next, uint64_t *hw, char *why, size_t why_len)
+{
+	uint64_t through = kz_index_through(ix);
+	*hw = through;
+	sqlite3_stmt *st;
+	if (sqlite3_prepare_v2(ix->db, "SELECT max(seq) FROM rec", -1, &st, NULL) == SQLITE_OK &&
+	    sqlite3_step(st) == SQLITE_ROW && sqlite3_column_type(st, 0) != SQLITE_NULL &&
+	    (uint64_t)sqlite3_column_int64(st, 0) > *hw)
+		*hw = (uint64_t)sqlite3_column_int64(st, 0);
+	sqlite3_finalize(st);
+	if (*hw >= log_next) {
+		snprintf(why, why_len, "it has records up to %" PRIu64 " but the log ends at %" PRIu64
+			 " (the log's tail was cut or the log was replaced)", *hw, log_next - 1);
+		return 1;
+	}
+	struct kz_buf b;
+	kz_buf_init(&b, 0);
+	int bad = 0;
+	if (ix->pos.off && through) {
+		int rc = kz_log_read(&ix->rd, &ix->pos, through, &b);
+		if (rc == KZ_ENOTFOUND || rc == KZ_EIO) {
+			snprintf(why, why_len, "record %" PRIu64 " is not where it says (segment %" PRIu64 ", offset %" PRIu64 ")",
+				 through, ix->pos.seg, ix->pos.off);
+			bad = 1;
+		}
+	}
+	if (!bad && sqlite3_prepare_v2(ix->db, "SELECT seq, seg, off, id FROM rec ORDER BY seq DESC LIMIT 16", -1, &st,
+				       NULL) == SQLITE_OK) {
+		while (!bad && sqlite3_step(st) == SQLITE_ROW) {
+			uint64_t seq = (uint64_t)sqlite3_column_int64(st, 0);
+			struct kz_log_pos p = { (uint64_t)sqlite3_column_int64(st, 1), (uint64_t)sqlite3_column_int64(st, 2) };
+			const void *id = sqlite3_column_blob(st, 3);
+			int rc = kz_log_read(&ix->rd, &p, seq, &b);
+			if (rc == KZ_ENOMEM)
+				break;
+			struct kz_record r;
+			const char *what;
+			if (rc || kz_record_decode(kz_buf_head(&b), b.len, &r, &what) || !id ||
+			    sqlite3_column_bytes(st, 3) != 16 || memcmp(r.id, id, 16) != 0) {
+				snprintf(why, why_len, "its row for record %" PRIu64 " does not match the log (segment %" PRIu64
+					 ", offset %" PRIu64 ")", seq, p.seg, p.off);
+				bad = 1;
+			}
+		}
+		sqlite3_finalize(st);
+	}
+	kz_log_reader_close(&ix->rd);
+	kz_buf_cleanup(&b);
+	return bad;
+}
+
 uint64_t kz_index_through(struct kz_index *ix)
 {
 	if (ix->read_only) /* another connection writes: read what it committed last */
@@ -495,8 +550,11 @@ int kz_index_open(const struct kz_index_config *cfg, struct kz_index **out, char
 	sqlite3_busy_timeout(ix->db, 5000);
 	sqlite3_create_function(ix->db, "kz_match", 2, SQLITE_UTF8 | SQLITE_DETERMINISTIC, NULL, sql_match, NULL, NULL);
 	sqlite3_create_function(ix->db, "kz_rule", 1, SQLITE_UTF8 | SQLITE_DETERMINISTIC, ix, sql_rule, NULL, NULL);
-	int rc = KZ_OK;
-	if (!cfg->read_only) {
+	/* A file that is not a database (or whose header is damaged) says so at the first read. */
+	int rc = sqlite3_exec(ix->db, "SELECT count(*) FROM sqlite_master", NULL, NULL, NULL) == SQLITE_OK ? KZ_OK : KZ_EIO;
+	if (rc)
+		snprintf(why, why_len, "index %s: %s", cfg->path, sqlite3_errmsg(ix->db));
+	if (!rc && !cfg->read_only) {
 		/* The index is derived: NORMAL keeps it consistent through crashes (WAL); what a
 		 * power loss takes from its tail is indexed again from the log. */
 		rc = exec(ix, "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL; PRAGMA temp_store=MEMORY;"
@@ -562,6 +620,9 @@ int kz_index_open(const struct kz_index_config *cfg, struct kz_index **out, char
 		free(fp);
 	}
 	if (rc) {
+		int ec = ix->db ? sqlite3_errcode(ix->db) : SQLITE_OK;
+		if (ec == SQLITE_CORRUPT || ec == SQLITE_NOTADB) /* derived data: the caller rebuilds it */
+			rc = KZ_EMALFORMED;
 		kz_index_close(ix);
 		return rc;
 	}

@@ -10,6 +10,7 @@
  * corruption, reported with file and offset, and the node does not start until repaired. */
 #include "store/store.h"
 #include "base/kz_err.h"
+#include "base/kz_file.h"
 #include "base/kz_log.h"
 #include "base/kz_time.h"
 
@@ -385,6 +386,16 @@ int kz_log_open(const struct kz_log_config *cfg, struct kz_log **out, struct kz_
 		log->next_seq = log->seg_base;
 	if (!rc && !rec->segments)
 		rc = seg_create(log, log->next_seq, why, why_len);
+	/* Sequence numbers are never used twice: when the log's tail was cut (a torn write
+	 * with fsync interval or never, a disk fault, `store repair`) below what was handed out
+	 * before, the next record starts a segment at the recorded floor. */
+	uint64_t floor = kz_log_floor(cfg->dir);
+	if (!rc && floor > log->next_seq) {
+		kz_warn("record log: it ends at record %" PRIu64 " but numbers up to %" PRIu64 " were used before "
+			"(its tail was cut); new records start at %" PRIu64 " so that none is reused",
+			log->next_seq - 1, floor - 1, floor);
+		rc = kz_log_advance(log, floor, why, why_len);
+	}
 	free(sl.base);
 	if (rc) {
 		kz_log_close(log);
@@ -396,6 +407,53 @@ int kz_log_open(const struct kz_log_config *cfg, struct kz_log **out, struct kz_
 }
 
 uint64_t kz_log_next_seq(const struct kz_log *log) { return log->next_seq; }
+
+#define FLOOR_FILE "seq.floor"
+
+static int flush_wbuf(struct kz_log *log, char *why, size_t why_len);
+static int sync_now(struct kz_log *log, char *why, size_t why_len);
+
+uint64_t kz_log_floor(const char *dir)
+{
+	char path[4200], buf[32] = "";
+	snprintf(path, sizeof path, "%s/" FLOOR_FILE, dir);
+	FILE *f = fopen(path, "re");
+	if (!f)
+		return 0;
+	size_t n = fread(buf, 1, sizeof buf - 1, f);
+	fclose(f);
+	buf[n] = 0;
+	char *e;
+	unsigned long long v = strtoull(buf, &e, 10);
+	return e != buf && (*e == '\n' || !*e) ? (uint64_t)v : 0;
+}
+
+int kz_log_raise_floor(const char *dir, uint64_t next)
+{
+	if (kz_log_floor(dir) >= next)
+		return KZ_OK;
+	char buf[32];
+	int n = snprintf(buf, sizeof buf, "%" PRIu64 "\n", next);
+	return kz_file_replace(dir, FLOOR_FILE, buf, (size_t)n, 0600) ? KZ_EIO : KZ_OK;
+}
+
+int kz_log_advance(struct kz_log *log, uint64_t next, char *why, size_t why_len)
+{
+	if (next <= log->next_seq)
+		return KZ_OK;
+	int rc = flush_wbuf(log, why, why_len);
+	if (!rc && log->dirty)
+		rc = sync_now(log, why, why_len);
+	if (!rc)
+		rc = seg_create(log, next, why, why_len);
+	if (!rc)
+		log->next_seq = next;
+	if (!rc && kz_log_raise_floor(log->dir, next)) {
+		snprintf(why, why_len, "cannot write %s/" FLOOR_FILE ": %s", log->dir, strerror(errno));
+		rc = KZ_EIO;
+	}
+	return rc;
+}
 
 void kz_log_close(struct kz_log *log)
 {
@@ -619,6 +677,31 @@ int kz_log_scan(const char *dir, uint64_t from_seq, const struct kz_log_pos *hin
 	}
 	free(sl.base);
 	return rc ? rc : cbrc;
+}
+
+static int end_cb(void *ctx, uint64_t seq, const uint8_t *body, size_t n, const struct kz_log_pos *pos)
+{
+	(void)body, (void)n, (void)pos;
+	*(uint64_t *)ctx = seq;
+	return 0;
+}
+
+uint64_t kz_log_next_in(const char *dir, uint32_t max_record_bytes)
+{
+	uint64_t *bases = NULL, last = 0;
+	size_t n = 0;
+	if (kz_log_segments(dir, &bases, &n) || n == 0) {
+		free(bases);
+		uint64_t floor = kz_log_floor(dir);
+		return floor > 1 ? floor : 1;
+	}
+	uint64_t base = bases[n - 1];
+	free(bases);
+	char why[256];
+	(void)kz_log_scan(dir, base, NULL, max_record_bytes, end_cb, &last, why, sizeof why);
+	uint64_t next = last ? last + 1 : base;
+	uint64_t floor = kz_log_floor(dir);
+	return floor > next ? floor : next;
 }
 
 /* ---------- rewrite (retention) ---------- */
