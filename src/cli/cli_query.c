@@ -204,6 +204,7 @@ int cli_query_main(int argc, char **argv)
 			kz_policy_free(policy);
 			return 1;
 		}
+		kz_audit_set_limits(kz_audit_log, cfg.audit_window_ms, cfg.audit_max_file_bytes, cfg.audit_max_files);
 	}
 	if (policy) {
 		o.limit = q.limit;

@@ -29,6 +29,8 @@ struct node_config {
 	char node_id[64];         /* empty = the host name */
 	uint32_t read_budget, write_backlog; /* net flow control, bytes */
 	uint32_t audit_ck_entries, audit_ck_ms;
+	uint32_t audit_window_ms, audit_max_files;
+	uint64_t audit_max_file_bytes;
 	char policy_file[1024], policy_registry[1024]; /* empty: no policy */
 	char policy_signing_key[1024]; /* ML-DSA-65 public key (hex); empty: signatures not required */
 	uint32_t policy_summary_ms;

@@ -446,6 +446,7 @@ int node_serve_main(int argc, char **argv)
 		kz_error("audit log: %s", why);
 		return 1;
 	}
+	kz_audit_set_limits(kz_audit_log, cfg.audit_window_ms, cfg.audit_max_file_bytes, cfg.audit_max_files);
 	if (mkdir(cfg.data_dir, 0755) && errno != EEXIST) {
 		kz_error("cannot create %s: %s", cfg.data_dir, strerror(errno));
 		return 1;
@@ -666,15 +667,22 @@ int node_serve_main(int argc, char **argv)
 	/* The CRL is polled at half the check interval, so that a revocation reaches open
 	 * connections within tls.cert_check_ms. */
 	uint32_t poll_ms = cfg.cert_check_ms / 2 ? cfg.cert_check_ms / 2 : 1;
-	struct timespec poll = { poll_ms / 1000, (long)(poll_ms % 1000) * 1000000L };
+	/* the audit's summaries and gap entries are written within a second of being due */
+	uint32_t wake_ms = poll_ms < 1000 ? poll_ms : 1000;
+	struct timespec wake = { wake_ms / 1000, (long)(wake_ms % 1000) * 1000000L };
+	uint64_t crl_polled = kz_now_mono_ms();
 	for (;;) {
-		int sig = sigtimedwait(&set, NULL, &poll);
+		int sig = sigtimedwait(&set, NULL, &wake);
 		if (sig < 0) {
 			if (errno == EAGAIN) {
-				crl_reissue(&cfg, &trust);
-				crl_refresh(&cfg, &broker, &trust, &revs, false);
-				crl_check_time(&cfg, &trust, &revs);
-				kz_audit_tick(kz_audit_log); /* after write errors: the gap entry, when it can */
+				uint64_t now = kz_now_mono_ms();
+				if (now - crl_polled >= poll_ms) {
+					crl_polled = now;
+					crl_reissue(&cfg, &trust);
+					crl_refresh(&cfg, &broker, &trust, &revs, false);
+					crl_check_time(&cfg, &trust, &revs);
+				}
+				kz_audit_tick(kz_audit_log); /* summaries; after write errors, the gap entry */
 			}
 			continue;
 		}

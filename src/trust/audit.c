@@ -23,6 +23,7 @@
 #include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
+#include <dirent.h>
 #include <sys/file.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -65,10 +66,31 @@ struct kz_audit {
 	uint64_t lost;
 	char lost_from[32], lost_to[32];
 	char lost_error[96];
-	/* the denial being summarised */
-	struct kz_audit_entry rep;
-	char *rep_buf[11];
-	uint64_t rep_count, rep_start_ms;
+	/* denials being summarised (see kz_audit_record) */
+	struct agg *agg;     /* owns [AGG_MAX] */
+	uint32_t n_agg;
+	uint32_t window_ms;
+	/* rotation (docs/AUDIT.md "Rotation") */
+	uint64_t max_file_bytes;
+	uint32_t max_files;
+	uint64_t first_n;    /* the first entry number audit.log holds (a->n + 1 when it is empty) */
+};
+
+/* Denials of one kind from one source within one window: the first is written in full, the
+ * rest are counted (with a few samples of what they asked for) and written as one summary
+ * entry when the window ends. Kind = (source, action, reason); source = the subject, or the
+ * client address without its port when there is no subject (refused handshakes). */
+#define AGG_MAX 256
+#define AGG_SAMPLES 3
+#define AGG_SAMPLE_BYTES 120
+struct agg {
+	char src[300];
+	struct kz_audit_entry e; /* the first denial's fields; strings in buf */
+	char *buf[11];
+	char samples[AGG_SAMPLES][AGG_SAMPLE_BYTES];
+	uint32_t n_samples;
+	uint64_t count;          /* denials after the first, not written yet */
+	uint64_t start_ms;
 };
 
 
@@ -281,43 +303,160 @@ static void write_head(struct kz_audit *a)
 		close(fd);
 }
 
-static void flush_repeats(struct kz_audit *a)
+/* The source a denial is summarised under: its subject, else the client's address without
+ * the port (a refused handshake names only its address, in addr or resource). */
+static void agg_source(const struct kz_audit_entry *e, char *out, size_t cap)
 {
-	if (a->rep_count > 1) {
-		char reason[600];
-		snprintf(reason, sizeof reason, "%s (%" PRIu64 " times within %" PRIu64 " ms; this entry counts them all)",
-			 a->rep.reason ? a->rep.reason : "", a->rep_count, kz_now_mono_ms() - a->rep_start_ms);
-		struct kz_audit_entry e = a->rep;
+	if (e->subject && e->subject[0]) {
+		snprintf(out, cap, "%s", e->subject);
+		return;
+	}
+	const char *ad = e->addr && e->addr[0] ? e->addr : e->resource ? e->resource : "";
+	snprintf(out, cap, "%s", ad);
+	char *colon = strrchr(out, ':');
+	if (colon && (out[0] != '[' || (colon > out && colon[-1] == ']')))
+		*colon = 0; /* "1.2.3.4:5678", "[::1]:5678" */
+}
+
+static void agg_free(struct agg *g)
+{
+	for (int i = 0; i < 11; i++)
+		free(g->buf[i]);
+	memset(g, 0, sizeof *g);
+}
+
+/* Writes g's summary (when it counted anything) and removes it. */
+static void write_entry(struct kz_audit *a, const struct kz_audit_entry *e, uint64_t count);
+static void agg_flush(struct kz_audit *a, uint32_t i, uint64_t now)
+{
+	struct agg *g = &a->agg[i];
+	if (g->count) {
+		char reason[1000], res[AGG_SAMPLES * (AGG_SAMPLE_BYTES + 3) + 40];
+		size_t rl = 0;
+		res[0] = 0;
+		for (uint32_t k = 0; k < g->n_samples; k++)
+			rl += (size_t)snprintf(res + rl, sizeof res - rl, "%s%s", k ? " | " : "", g->samples[k]);
+		snprintf(reason, sizeof reason, "%s (%" PRIu64 " more denials like this from %s within %" PRIu64
+			 " ms after the entry that named the first; summarised: samples of what they asked for in resource)",
+			 g->e.reason ? g->e.reason : "", g->count, g->src, now - g->start_ms);
+		struct kz_audit_entry e = g->e;
 		e.reason = reason;
-		write_entry(a, &e, a->rep_count - 1);
+		e.resource = res;
+		e.count = 0;
+		write_entry(a, &e, g->count);
 	}
-	for (int i = 0; i < 11; i++) {
-		free(a->rep_buf[i]);
-		a->rep_buf[i] = NULL;
+	agg_free(g);
+	if (i + 1 < a->n_agg)
+		memcpy(g, &a->agg[a->n_agg - 1], sizeof *g), memset(&a->agg[a->n_agg - 1], 0, sizeof *g);
+	a->n_agg--;
+}
+
+/* Summaries whose window has ended (all of them with all = true). */
+static void agg_sweep(struct kz_audit *a, uint64_t now, bool all)
+{
+	for (uint32_t i = 0; i < a->n_agg;) {
+		if (all || now - a->agg[i].start_ms >= a->window_ms)
+			agg_flush(a, i, now); /* the last entry moved into slot i */
+		else
+			i++;
 	}
-	a->rep_count = 0;
+}
+
+static bool agg_due(const struct kz_audit *a, uint64_t now)
+{
+	for (uint32_t i = 0; i < a->n_agg; i++)
+		if (now - a->agg[i].start_ms >= a->window_ms)
+			return true;
+	return false;
+}
+
+static bool same(const char *x, const char *y) { return strcmp(x ? x : "", y ? y : "") == 0; }
+
+static struct agg *agg_find(struct kz_audit *a, const char *src, const struct kz_audit_entry *e)
+{
+	for (uint32_t i = 0; i < a->n_agg; i++) {
+		struct agg *g = &a->agg[i];
+		if (strcmp(g->src, src) == 0 && same(g->e.action, e->action) && same(g->e.reason, e->reason))
+			return g;
+	}
+	return NULL;
+}
+
+/* A new window for e's kind (after its entry was written in full). */
+static void agg_start(struct kz_audit *a, const char *src, const struct kz_audit_entry *e, uint64_t now)
+{
+	if (!a->agg)
+		return;
+	if (a->n_agg == AGG_MAX) { /* full: the oldest window ends early */
+		uint32_t old = 0;
+		for (uint32_t i = 1; i < a->n_agg; i++)
+			if (a->agg[i].start_ms < a->agg[old].start_ms)
+				old = i;
+		agg_flush(a, old, now);
+	}
+	struct agg *g = &a->agg[a->n_agg++];
+	memset(g, 0, sizeof *g);
+	snprintf(g->src, sizeof g->src, "%s", src);
+	const char *v[11] = { e->subject, e->action, e->resource, e->reason, e->serial, e->label, e->policy,
+			      e->issuer, e->tls, e->addr, e->tls_group };
+	for (int i = 0; i < 11; i++)
+		g->buf[i] = v[i] ? strdup(v[i]) : NULL;
+	g->e = (struct kz_audit_entry){ .subject = g->buf[0], .action = g->buf[1], .resource = g->buf[2],
+					.reason = g->buf[3], .serial = g->buf[4], .label = g->buf[5], .policy = g->buf[6],
+					.issuer = g->buf[7], .tls = g->buf[8], .addr = g->buf[9], .tls_group = g->buf[10],
+					.allow = false };
+	g->start_ms = now;
+}
+
+static void agg_count(struct agg *g, const struct kz_audit_entry *e)
+{
+	g->count += e->count > 1 ? e->count : 1;
+	const char *r = e->resource ? e->resource : "";
+	if (g->n_samples == AGG_SAMPLES || same(r, g->e.resource))
+		return;
+	for (uint32_t k = 0; k < g->n_samples; k++)
+		if (strncmp(g->samples[k], r, AGG_SAMPLE_BYTES - 1) == 0)
+			return;
+	snprintf(g->samples[g->n_samples++], AGG_SAMPLE_BYTES, "%s", r);
 }
 
 static int load_tail(struct kz_audit *a, const char *path, char *why, size_t why_len);
 
 /* Takes the log for writing across processes; continues the chain after entries another
  * process appended since our last write. */
+static int tail_of_rotated(struct kz_audit *a);
+static void find_first(struct kz_audit *a);
+
 static void xlock(struct kz_audit *a)
 {
 	while (flock(a->fd, LOCK_EX) && errno == EINTR)
 		;
-	struct stat st;
-	if (fstat(a->fd, &st) == 0 && st.st_size != a->end) {
-		char path[4200], why[300];
-		snprintf(path, sizeof path, "%s/audit.log", a->dir);
+	char path[4200], why[300];
+	snprintf(path, sizeof path, "%s/audit.log", a->dir);
+	struct stat st, ps;
+	/* another process rotated the log: our descriptor is the renamed file; follow it */
+	if (fstat(a->fd, &st) == 0 && stat(path, &ps) == 0 && st.st_ino != ps.st_ino) {
+		int fd = open(path, O_RDWR | O_CREAT | O_APPEND | O_CLOEXEC, 0600);
+		if (fd >= 0) {
+			while (flock(fd, LOCK_EX) && errno == EINTR)
+				;
+			close(a->fd); /* and its lock */
+			a->fd = fd;
+			a->end = -1; /* read its tail below */
+			if (fstat(a->fd, &st))
+				return;
+		}
+	}
+	if (st.st_size != a->end) {
 		if (load_tail(a, path, why, sizeof why))
 			kz_error("audit: %s", why);
+		else if (a->n == 0)
+			(void)tail_of_rotated(a);
+		find_first(a);
 	}
 }
 
 static void xunlock(struct kz_audit *a) { (void)flock(a->fd, LOCK_UN); }
-
-static bool same(const char *x, const char *y) { return strcmp(x ? x : "", y ? y : "") == 0; }
 
 static atomic_uint_fast64_t n_allowed, n_denied;
 
@@ -327,37 +466,33 @@ void kz_audit_decisions(uint64_t *allowed, uint64_t *denied)
 	*denied = atomic_load(&n_denied);
 }
 
+static void maybe_rotate(struct kz_audit *a);
+
 void kz_audit_record(struct kz_audit *a, const struct kz_audit_entry *e)
 {
 	atomic_fetch_add_explicit(e->allow ? &n_allowed : &n_denied, e->count ? e->count : 1, memory_order_relaxed);
 	pthread_mutex_lock(&a->lock);
 	uint64_t now = kz_now_mono_ms();
-	if (!e->allow && a->rep_count && now - a->rep_start_ms < 1000 && same(e->subject, a->rep.subject) &&
-	    same(e->action, a->rep.action) && same(e->resource, a->rep.resource) && same(e->reason, a->rep.reason) &&
-	    same(e->label, a->rep.label) && same(e->policy, a->rep.policy)) {
-		a->rep_count++; /* the first one was written; the rest become one summary */
-		pthread_mutex_unlock(&a->lock);
-		return;
+	char src[300] = "";
+	struct agg *g = NULL;
+	if (!e->allow) {
+		agg_source(e, src, sizeof src);
+		g = agg_find(a, src, e);
+		if (g && now - g->start_ms < a->window_ms && !a->lost) {
+			agg_count(g, e); /* counted: its kind's summary entry says it */
+			pthread_mutex_unlock(&a->lock);
+			return;
+		}
 	}
 	xlock(a);
 	write_gap(a);
-	flush_repeats(a);
+	agg_sweep(a, now, false); /* g's window (if any) ended: its summary goes first */
 	write_entry(a, e, 1);
-	if (!e->allow) {
-		const char *src[11] = { e->subject, e->action, e->resource, e->reason, e->serial, e->label, e->policy,
-					e->issuer, e->tls, e->addr, e->tls_group };
-		for (int i = 0; i < 11; i++)
-			a->rep_buf[i] = src[i] ? strdup(src[i]) : NULL;
-		a->rep = (struct kz_audit_entry){ .subject = a->rep_buf[0], .action = a->rep_buf[1],
-						  .resource = a->rep_buf[2], .reason = a->rep_buf[3],
-						  .serial = a->rep_buf[4], .label = a->rep_buf[5], .policy = a->rep_buf[6],
-						  .issuer = a->rep_buf[7], .tls = a->rep_buf[8], .addr = a->rep_buf[9],
-						  .tls_group = a->rep_buf[10], .allow = false };
-		a->rep_count = 1;
-		a->rep_start_ms = now;
-	}
+	if (!e->allow)
+		agg_start(a, src, e, now);
 	if (a->since_ck >= a->ck_entries || now - a->last_ck_ms >= a->ck_ms)
 		checkpoint(a);
+	maybe_rotate(a);
 	xunlock(a);
 	pthread_mutex_unlock(&a->lock);
 }
@@ -567,6 +702,10 @@ static int audit_open(const char *dir, uint32_t ck_entries, uint32_t ck_ms, bool
 		while (flock(a->fd, LOCK_EX) && errno == EINTR)
 			;
 		rc = load_tail(a, path, why, why_len);
+		if (!rc && a->n == 0)
+			(void)tail_of_rotated(a); /* the chain continues from the rotated files */
+		if (!rc)
+			find_first(a);
 		if (!rc && !new_chain)
 			rc = check_length(a, why, why_len);
 		(void)flock(a->fd, LOCK_UN);
@@ -579,8 +718,198 @@ static int audit_open(const char *dir, uint32_t ck_entries, uint32_t ck_ms, bool
 		return rc;
 	}
 	pthread_mutex_init(&a->lock, NULL);
+	a->agg = calloc(AGG_MAX, sizeof *a->agg);
+	a->window_ms = 10000;
 	*out = a;
 	return KZ_OK;
+}
+
+void kz_audit_set_limits(struct kz_audit *a, uint32_t window_ms, uint64_t max_file_bytes, uint32_t max_files)
+{
+	pthread_mutex_lock(&a->lock);
+	a->window_ms = window_ms ? window_ms : 1;
+	a->max_file_bytes = max_file_bytes;
+	a->max_files = max_files;
+	pthread_mutex_unlock(&a->lock);
+}
+
+/* ---------- rotation ----------
+ *
+ * When audit.log reaches audit.max_file_bytes it ends with a checkpoint and is renamed
+ * audit-<its first entry number, 20 digits>.log; the new audit.log continues the chain (its
+ * first entry's prev is the last hash of the old file). Beyond audit.max_files rotated
+ * files the oldest is deleted, after a "pruned" entry in the chain names it, its last entry
+ * and that entry's hash: verify accepts a log that starts after entry 1 only with that
+ * signed record of why. */
+
+#define ROT_PREFIX "audit-"
+#define ROT_SUFFIX ".log"
+
+static int cmp_u64(const void *x, const void *y)
+{
+	uint64_t p = *(const uint64_t *)x, q = *(const uint64_t *)y;
+	return p < q ? -1 : p > q;
+}
+
+/* The first entry numbers of the rotated files, ascending (malloc'd; *n of them). */
+static uint64_t *rotated_files(const char *dir, size_t *n)
+{
+	*n = 0;
+	DIR *d = opendir(dir);
+	if (!d)
+		return NULL;
+	uint64_t *v = NULL;
+	size_t cap = 0;
+	struct dirent *de;
+	while ((de = readdir(d))) {
+		size_t l = strlen(de->d_name);
+		if (l != strlen(ROT_PREFIX) + 20 + strlen(ROT_SUFFIX) || strncmp(de->d_name, ROT_PREFIX, strlen(ROT_PREFIX)) ||
+		    strcmp(de->d_name + l - strlen(ROT_SUFFIX), ROT_SUFFIX))
+			continue;
+		char *e;
+		uint64_t first = strtoull(de->d_name + strlen(ROT_PREFIX), &e, 10);
+		if (e != de->d_name + strlen(ROT_PREFIX) + 20)
+			continue;
+		if (*n == cap) {
+			cap = cap ? cap * 2 : 16;
+			uint64_t *nv = realloc(v, cap * sizeof *nv);
+			if (!nv)
+				break;
+			v = nv;
+		}
+		v[(*n)++] = first;
+	}
+	closedir(d);
+	if (*n)
+		qsort(v, *n, sizeof *v, cmp_u64);
+	return v;
+}
+
+static void rotated_path(char *out, size_t cap, const char *dir, uint64_t first)
+{
+	snprintf(out, cap, "%s/" ROT_PREFIX "%020" PRIu64 ROT_SUFFIX, dir, first);
+}
+
+/* The number and hash of the last entry of a file; 0 when none. */
+static int file_tail(const char *path, uint64_t *n, char hash[65])
+{
+	int fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		return -1;
+	struct stat st;
+	int rc = fstat(fd, &st) ? -1 : 0;
+	if (!rc) { /* read only: load_tail would cut; read the last complete line here */
+		size_t win = st.st_size > 2 * LINE_MAX_BYTES ? 2 * LINE_MAX_BYTES : (size_t)st.st_size;
+		char *b = malloc(win + 1);
+		rc = -1;
+		if (b && pread(fd, b, win, st.st_size - (off_t)win) == (ssize_t)win) {
+			b[win] = 0;
+			size_t end = win;
+			while (end > 0 && b[end - 1] != '\n')
+				end--;
+			if (end > 0) {
+				size_t start = end - 1;
+				while (start > 0 && b[start - 1] != '\n')
+					start--;
+				b[end - 1] = 0;
+				const char *h = NULL;
+				for (const char *q = b + start; (q = strstr(q, ",\"hash\":\"")) != NULL; q++)
+					h = q;
+				if (h && strlen(h) >= 9 + 64 && sscanf(b + start, "{\"n\":%" SCNu64, n) == 1) {
+					memcpy(hash, h + 9, 64);
+					hash[64] = 0;
+					rc = 0;
+				}
+			}
+		}
+		free(b);
+	}
+	close(fd);
+	return rc;
+}
+
+/* audit.log is empty (a rotation just happened): the chain continues from the newest rotated file. */
+static int tail_of_rotated(struct kz_audit *a)
+{
+	size_t nr;
+	uint64_t *r = rotated_files(a->dir, &nr);
+	int rc = -1;
+	if (nr) {
+		char path[4300];
+		rotated_path(path, sizeof path, a->dir, r[nr - 1]);
+		rc = file_tail(path, &a->n, a->prev);
+	}
+	free(r);
+	a->first_n = a->n + 1;
+	return rc;
+}
+
+/* The first entry number of audit.log (a->n + 1 when empty). */
+static void find_first(struct kz_audit *a)
+{
+	char b[64] = "";
+	ssize_t r = pread(a->fd, b, sizeof b - 1, 0);
+	uint64_t n;
+	a->first_n = r > 0 && sscanf(b, "{\"n\":%" SCNu64, &n) == 1 ? n : a->n + 1;
+}
+
+/* Deletes the oldest rotated files beyond audit.max_files, each after a signed record of it. */
+static void prune(struct kz_audit *a)
+{
+	size_t nr;
+	uint64_t *r = rotated_files(a->dir, &nr);
+	for (size_t i = 0; a->max_files && i + a->max_files < nr; i++) {
+		char path[4300], hash[65], b[LINE_MAX_BYTES];
+		uint64_t last;
+		rotated_path(path, sizeof path, a->dir, r[i]);
+		if (file_tail(path, &last, hash))
+			break;
+		size_t n = begin(a, b);
+		n += (size_t)snprintf(b + n, sizeof b - n, ",\"pruned\":{\"file\":\"" ROT_PREFIX "%020" PRIu64 ROT_SUFFIX
+				      "\",\"first\":%" PRIu64 ",\"through\":%" PRIu64 ",\"hash\":\"%s\",\"reason\":\"audit.max_files = %u\"}"
+				      ",\"prev\":\"%s\"", r[i], r[i], last, hash, a->max_files, a->prev);
+		if (emit(a, b, n)) {
+			a->n--;
+			break;
+		}
+		checkpoint(a); /* signed before the file goes */
+		if (unlink(path))
+			kz_error("audit: cannot delete %s: %s", path, strerror(errno));
+		else
+			kz_info("audit: deleted %s (entries %" PRIu64 " to %" PRIu64 "; audit.max_files = %u)", path, r[i], last,
+				a->max_files);
+	}
+	free(r);
+}
+
+static void maybe_rotate(struct kz_audit *a)
+{
+	if (!a->max_file_bytes || a->end < (off_t)a->max_file_bytes || a->failing)
+		return;
+	if (a->since_ck)
+		checkpoint(a); /* the file ends signed */
+	char path[4200], to[4300];
+	snprintf(path, sizeof path, "%s/audit.log", a->dir);
+	rotated_path(to, sizeof to, a->dir, a->first_n);
+	int fd = -1;
+	if (access(to, F_OK) == 0 || rename(path, to) ||
+	    (fd = open(path, O_RDWR | O_CREAT | O_APPEND | O_CLOEXEC, 0600)) < 0) {
+		kz_error("audit: cannot rotate %s to %s: %s", path, to, strerror(errno));
+		return;
+	}
+	while (flock(fd, LOCK_EX) && errno == EINTR)
+		;
+	close(a->fd); /* the old file's lock goes with it; the new one is held */
+	a->fd = fd;
+	a->end = 0;
+	a->first_n = a->n + 1;
+	int dfd = open(a->dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	if (dfd >= 0) {
+		(void)fsync(dfd);
+		close(dfd);
+	}
+	kz_info("audit: rotated %s to %s (audit.max_file_bytes = %llu)", path, to, (unsigned long long)a->max_file_bytes);
+	prune(a);
 }
 
 bool kz_audit_is_new(const struct kz_audit *a)
@@ -593,11 +922,14 @@ void kz_audit_tick(struct kz_audit *a)
 	if (!a)
 		return;
 	pthread_mutex_lock(&a->lock);
-	if (a->failing || a->lost) {
+	uint64_t now = kz_now_mono_ms();
+	if (a->failing || a->lost || agg_due(a, now)) {
 		xlock(a);
 		write_gap(a);
-		if (!a->lost && a->since_ck)
+		agg_sweep(a, now, false);
+		if (!a->lost && a->since_ck && (a->failing || now - a->last_ck_ms >= a->ck_ms))
 			checkpoint(a);
+		maybe_rotate(a);
 		xunlock(a);
 	}
 	pthread_mutex_unlock(&a->lock);
@@ -627,6 +959,19 @@ int kz_audit_new_chain(const char *dir, const char *reason, char *qdir_out, size
 		snprintf(why, why_len, "cannot move %s to %s: %s", logp, to, strerror(errno));
 		return KZ_EIO;
 	}
+	size_t nrot;
+	uint64_t *rot = rotated_files(dir, &nrot);
+	for (size_t i = 0; i < nrot; i++) {
+		char from[4300];
+		rotated_path(from, sizeof from, dir, rot[i]);
+		rotated_path(to, sizeof to, qdir, rot[i]);
+		if (rename(from, to)) {
+			snprintf(why, why_len, "cannot move %s to %s: %s", from, to, strerror(errno));
+			free(rot);
+			return KZ_EIO;
+		}
+	}
+	free(rot);
 	snprintf(to, sizeof to, "%s/head", qdir);
 	if (rename(head, to) && errno != ENOENT) {
 		snprintf(why, why_len, "cannot move %s to %s: %s", head, to, strerror(errno));
@@ -666,12 +1011,13 @@ void kz_audit_close(struct kz_audit *a)
 	pthread_mutex_lock(&a->lock);
 	xlock(a);
 	write_gap(a);
-	flush_repeats(a);
+	agg_sweep(a, kz_now_mono_ms(), true);
 	if (a->since_ck || a->n == 0) /* an empty log gets a signed head too */
 		checkpoint(a);
 	xunlock(a);
 	pthread_mutex_unlock(&a->lock);
 	close(a->fd);
+	free(a->agg);
 	pthread_mutex_destroy(&a->lock);
 	memset(a->priv, 0, sizeof a->priv);
 	if (a->mldsa_sk)
@@ -732,11 +1078,23 @@ int kz_audit_verify(const char *dir, void (*report)(void *ctx, const char *line)
 		}
 	}
 	uint64_t mldsa_checkpoints = 0;
+	/* the rotated files, oldest first, then audit.log: one chain */
+	size_t nrot;
+	uint64_t *rot = rotated_files(dir, &nrot);
+	size_t file_i = 0;
+	char fname[4300];
 	snprintf(path, sizeof path, "%s/audit.log", dir);
-	if (!(f = fopen(path, "r"))) {
-		snprintf(why, why_len, "cannot open %s: %s", path, strerror(errno));
+	if (nrot)
+		rotated_path(fname, sizeof fname, dir, rot[0]);
+	else
+		snprintf(fname, sizeof fname, "%s", path);
+	if (!(f = fopen(fname, "r"))) {
+		snprintf(why, why_len, "cannot open %s: %s", fname, strerror(errno));
+		free(rot);
 		return -1;
 	}
+	uint64_t start_n = 1, pruned_at = 0;
+	char start_prev[65] = "";
 	char *line = NULL, prev[65] = HEX_ZERO;
 	size_t cap = 0;
 	ssize_t len;
@@ -769,7 +1127,30 @@ int kz_audit_verify(const char *dir, void (*report)(void *ctx, const char *line)
 		}
 		fclose(hf);
 	}
-	while (!bad && (len = getline(&line, &cap, f)) > 0) {
+	for (;;) {
+		if (bad)
+			break;
+		if ((len = getline(&line, &cap, f)) <= 0) {
+			if (file_i >= nrot) /* audit.log was the last */
+				break;
+			fclose(f);
+			file_i++;
+			if (file_i < nrot)
+				rotated_path(fname, sizeof fname, dir, rot[file_i]);
+			else
+				snprintf(fname, sizeof fname, "%s", path);
+			if (!(f = fopen(fname, "r"))) {
+				if (file_i == nrot && errno == ENOENT && (f = fopen("/dev/null", "r")))
+					continue; /* a rotation's moment: audit.log not made yet */
+				snprintf(out, sizeof out, "%s: cannot open: %s", fname, strerror(errno));
+				report(ctx, out);
+				bad = 1;
+				f = fopen("/dev/null", "r");
+				break;
+			}
+			lineno = 0;
+			continue;
+		}
 		lineno++;
 		if (line[len - 1] != '\n') {
 			snprintf(out, sizeof out, "line %" PRIu64 ": incomplete entry (cut off)", lineno);
@@ -793,8 +1174,8 @@ int kz_audit_verify(const char *dir, void (*report)(void *ctx, const char *line)
 		kz_sha256(line, (size_t)(h - line), digest);
 		kz_hex(digest, 32, dx);
 		if (memcmp(dx, h + 9, 64) != 0) {
-			snprintf(out, sizeof out, "line %" PRIu64 " (entry %" PRIu64 "): hash mismatch: the entry was modified",
-				 lineno, n);
+			snprintf(out, sizeof out, "%s line %" PRIu64 " (entry %" PRIu64 "): hash mismatch: the entry was modified",
+				 fname, lineno, n);
 			report(ctx, out);
 			bad = 1;
 			break;
@@ -804,6 +1185,14 @@ int kz_audit_verify(const char *dir, void (*report)(void *ctx, const char *line)
 		for (const char *p = line; (p = strstr(p, ",\"prev\":\"")) != NULL && p < h; p++)
 			pv = p;
 		pl = pv ? 64 : 0;
+		if (expect == 1 && n > 1 && pv && file_i == 0 && lineno == 1) {
+			/* the oldest file starts later: what came before was pruned (audit.max_files), which
+			 * a signed "pruned" entry further on must say; checked at the end */
+			expect = start_n = n;
+			memcpy(prev, pv + 9, 64);
+			memcpy(start_prev, pv + 9, 64);
+			start_prev[64] = 0;
+		}
 		if (n != expect || !pv || memcmp(pv + 9, prev, pl) != 0) {
 			snprintf(out, sizeof out, "line %" PRIu64 " (entry %" PRIu64 "): %s", lineno, n,
 				 n != expect ? "out of sequence: an entry before it was removed, or entries were "
@@ -845,6 +1234,15 @@ int kz_audit_verify(const char *dir, void (*report)(void *ctx, const char *line)
 			checkpoints++;
 			last_ck = n;
 		}
+		const char *pr = strstr(line, ",\"pruned\":{");
+		if (pr) {
+			const char *th = strstr(pr, "\"through\":");
+			size_t hl2;
+			const char *ph = field(pr, "hash", &hl2);
+			uint64_t through = th ? strtoull(th + 10, NULL, 10) : 0;
+			if (start_n > 1 && through + 1 == start_n && ph && hl2 == 64 && memcmp(ph, start_prev, 64) == 0)
+				pruned_at = n;
+		}
 		const char *gp = strstr(line, ",\"gap\":{\"lost\":");
 		if (gp) { /* decisions the node could not write: intact, but not complete */
 			uint64_t l = strtoull(gp + strlen(",\"gap\":{\"lost\":"), NULL, 10);
@@ -877,7 +1275,15 @@ int kz_audit_verify(const char *dir, void (*report)(void *ctx, const char *line)
 		expect++;
 	}
 	free(line);
-	fclose(f);
+	if (f)
+		fclose(f);
+	free(rot);
+	if (!bad && start_n > 1 && !pruned_at) {
+		snprintf(out, sizeof out, "the log starts at entry %" PRIu64 ": entries 1 to %" PRIu64 " are missing and no "
+			 "signed entry records that they were pruned (audit.max_files)", start_n, start_n - 1);
+		report(ctx, out);
+		bad = 1;
+	}
 	if (!bad && head_n && (expect - 1 < head_n || strcmp(head_seen, head_hash) != 0)) {
 		snprintf(out, sizeof out, "the log ends at entry %" PRIu64 " but its last checkpoint was entry %" PRIu64
 			 "%s: entries were cut off or the log was rewritten", expect - 1, head_n,
@@ -892,10 +1298,16 @@ int kz_audit_verify(const char *dir, void (*report)(void *ctx, const char *line)
 		bad = 3;
 	}
 	if (bad != 1) {
-		snprintf(out, sizeof out, "%s: intact: %" PRIu64 " entries, %" PRIu64 " signed checkpoints (%" PRIu64
+		char rotinfo[300] = "";
+		if (nrot || start_n > 1)
+			snprintf(rotinfo, sizeof rotinfo, " in %zu files (rotated files first)%s", nrot + 1, "");
+		if (start_n > 1)
+			snprintf(rotinfo + strlen(rotinfo), sizeof rotinfo - strlen(rotinfo), "; entries before %" PRIu64
+				 " were pruned under audit.max_files, as signed entry %" PRIu64 " records", start_n, pruned_at);
+		snprintf(out, sizeof out, "%s: intact: %" PRIu64 " entries%s, %" PRIu64 " signed checkpoints (%" PRIu64
 			 " also with ML-DSA-65), the last at entry %" PRIu64 "; %" PRIu64 " entries after it (signed at the "
 			 "next checkpoint); key %s",
-			 path, expect - 1, checkpoints, mldsa_checkpoints, last_ck, expect - 1 - last_ck, pubhex);
+			 path, expect - start_n, rotinfo, checkpoints, mldsa_checkpoints, last_ck, expect - 1 - last_ck, pubhex);
 		report(ctx, out);
 	}
 	return bad;
@@ -912,33 +1324,44 @@ static bool match(const char *line, const char *name, const char *want)
 
 int kz_audit_show(const char *dir, const struct kz_audit_filter *flt, FILE *out, char *why, size_t why_len)
 {
-	char path[4200];
-	snprintf(path, sizeof path, "%s/audit.log", dir);
-	FILE *f = fopen(path, "r");
-	if (!f) {
-		snprintf(why, why_len, "cannot open %s: %s", path, strerror(errno));
-		return -1;
-	}
+	char path[4300];
+	size_t nrot;
+	uint64_t *rot = rotated_files(dir, &nrot); /* oldest first, then audit.log */
 	char *line = NULL;
 	size_t cap = 0;
-	while (getline(&line, &cap, f) > 0) {
-		if (!match(line, "subject", flt->subject) || !match(line, "action", flt->action) ||
-		    !match(line, "decision", flt->decision))
-			continue;
-		size_t tl;
-		const char *t = field(line, "t", &tl);
-		char ts[40];
-		uint64_t ns = 0;
-		if (t && tl < sizeof ts) {
-			memcpy(ts, t, tl);
-			ts[tl] = 0;
-			(void)kz_time_parse(ts, &ns);
+	for (size_t i = 0; i <= nrot; i++) {
+		if (i < nrot)
+			rotated_path(path, sizeof path, dir, rot[i]);
+		else
+			snprintf(path, sizeof path, "%s/audit.log", dir);
+		FILE *f = fopen(path, "r");
+		if (!f) {
+			if (i < nrot || nrot)
+				continue; /* pruned or rotated meanwhile */
+			snprintf(why, why_len, "cannot open %s: %s", path, strerror(errno));
+			free(rot);
+			return -1;
 		}
-		if ((flt->since_ns && ns < flt->since_ns) || (flt->until_ns && ns > flt->until_ns))
-			continue;
-		fputs(line, out);
+		while (getline(&line, &cap, f) > 0) {
+			if (!match(line, "subject", flt->subject) || !match(line, "action", flt->action) ||
+			    !match(line, "decision", flt->decision))
+				continue;
+			size_t tl;
+			const char *t = field(line, "t", &tl);
+			char ts[40];
+			uint64_t ns = 0;
+			if (t && tl < sizeof ts) {
+				memcpy(ts, t, tl);
+				ts[tl] = 0;
+				(void)kz_time_parse(ts, &ns);
+			}
+			if ((flt->since_ns && ns < flt->since_ns) || (flt->until_ns && ns > flt->until_ns))
+				continue;
+			fputs(line, out);
+		}
+		fclose(f);
 	}
 	free(line);
-	fclose(f);
+	free(rot);
 	return 0;
 }

@@ -34,9 +34,14 @@ struct kz_audit;
 
 int kz_audit_open(const char *dir, uint32_t checkpoint_entries, uint32_t checkpoint_ms, struct kz_audit **out,
 		  char *why, size_t why_len);
-/* Appends a decision (any thread). A denial repeating the previous one (same subject,
- * action, resource and reason) within a second is counted, not written: one summary entry
- * with "count" follows when another decision or a checkpoint comes. Nothing is dropped. */
+/* Denial summaries and rotation (audit.summary_window_ms, audit.max_file_bytes,
+ * audit.max_files; 0 bytes: never rotate, 0 files: keep every rotated file). */
+void kz_audit_set_limits(struct kz_audit *a, uint32_t window_ms, uint64_t max_file_bytes, uint32_t max_files);
+/* Appends a decision (any thread). Denials are summarised by kind — (subject, or the client
+ * address without its port when there is none; action; reason): the first of a kind in a
+ * window of audit.summary_window_ms is written in full, the others are counted, and one
+ * summary entry with "count" and samples of their resources follows when the window ends.
+ * Nothing is dropped. */
 void kz_audit_record(struct kz_audit *a, const struct kz_audit_entry *e);
 /* Decisions recorded by this process since it started (for /metrics). */
 void kz_audit_decisions(uint64_t *allowed, uint64_t *denied);

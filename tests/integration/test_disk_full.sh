@@ -85,6 +85,6 @@ expect_eq "/healthz answers 200 after the audit recovered" "$(health)" "200"
 kill -TERM $PID; wait $PID; expect_eq "node stops cleanly" "$?" "0"
 "$KZ" audit verify --data "$D/var" > "$D/averify.out" 2>&1; rc=$?
 expect_eq "audit verify exits 3: intact but incomplete" "$rc" "3"
-grep -q "INCOMPLETE: the chain verifies, but 1 recorded gaps say" "$D/averify.out" && ok "verify reports the gap" \
+grep -q "INCOMPLETE: the chain verifies, but [0-9]* recorded gaps say" "$D/averify.out" && ok "verify reports the gap" \
 	|| ko "verify said: $(cat "$D/averify.out")"
 kz_finish

@@ -217,6 +217,56 @@ def test_half_open_handshakes_closed_while_a_client_connects():
     n.stop()
 
 
+def audit_bytes(n):
+    d = os.path.join(n.data, "audit")
+    return sum(os.path.getsize(os.path.join(d, f)) for f in os.listdir(d) if f.endswith(".log"))
+
+
+def test_audit_flood_is_summarised():
+    """One client far past its subscription quota, and refused handshakes from one address
+    on many ports: the audit grows by a few summary entries, not one entry per refusal."""
+    n = make_node("limits.max_subs_per_client = 5\naudit.summary_window_ms = 1000\n")
+    r = raw_on(tls_socket(n))
+    assert r.connect(b"greedy")[0] == 2
+    before = audit_bytes(n)
+    pid = 1
+    for k in range(400):  # 400 SUBSCRIBEs of 10 filters each: 3,995 refusals
+        body = struct.pack("!H", pid) + varint(0)
+        for j in range(10):
+            body += s16(b"quota/%d/%d" % (k, j)) + b"\x00"
+        r.send(bytes([0x82]) + varint(len(body)) + body)
+        p = r.packet()
+        assert p and p[0] == 9, p
+        pid = pid % 65535 + 1
+    # handshakes with a certificate of a CA the node does not know, each from its own port
+    stranger = os.path.join(n.dir, "stranger")
+    os.makedirs(stranger)
+    run(["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes", "-days", "1",
+         "-subj", "/CN=evil", "-keyout", os.path.join(stranger, "ca.key"), "-out", os.path.join(stranger, "ca.pem")])
+    crt, key = n.issue("evil", ca=stranger)
+    for i in range(200):
+        ctx = ssl.create_default_context(cafile=os.path.join(n.pki, "ca.pem"))
+        ctx.load_cert_chain(crt, key)
+        try:
+            s = ctx.wrap_socket(socket.create_connection(("127.0.0.1", n.port), 5), server_hostname="localhost")
+            s.recv(10)
+            s.close()
+        except (ssl.SSLError, OSError):
+            pass
+    time.sleep(2.5)  # the windows end, the summaries are written
+    grown = audit_bytes(n) - before
+    text = "".join(open(os.path.join(n.data, "audit", f)).read() for f in sorted(os.listdir(os.path.join(n.data, "audit")))
+                   if f.endswith(".log"))
+    counted = sum(int(m) for m in re.findall(r'"decision":"deny","reason":"Quota exceeded[^"]*","count":(\d+)', text))
+    print("3,995 quota refusals and 200 refused handshakes: audit grew %d bytes; quota denials counted %d" % (grown, counted))
+    assert counted >= 3995, counted
+    assert grown < 64 << 10, "the audit grew %d bytes" % grown
+    r.s.close()
+    assert n.stop() == 0
+    v = subprocess.run([KIZUNA, "audit", "verify", "--data", n.data], capture_output=True, text=True)
+    assert v.returncode == 0, v.stdout + v.stderr
+
+
 class LimitedNode(Node):
     """A node started with a low file descriptor limit (soft = hard)."""
     NOFILE = 256
@@ -286,6 +336,6 @@ def test_fd_exhaustion_keeps_serving_and_stops_on_sigterm():
         s.close()
 
 
-run_tests([test_stuck_qos0_subscriber_is_bounded, test_slow_client_disconnected_with_0x97,
+run_tests([test_audit_flood_is_summarised, test_stuck_qos0_subscriber_is_bounded, test_slow_client_disconnected_with_0x97,
            test_half_open_handshakes_closed_while_a_client_connects,
            test_fd_exhaustion_keeps_serving_and_stops_on_sigterm])

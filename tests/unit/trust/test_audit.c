@@ -50,17 +50,19 @@ static int verify(void)
 	return kz_audit_verify(dir, report, NULL, why, sizeof why);
 }
 
-/* 12 decisions, a checkpoint every 4 entries, and one at close. */
+/* 12 decisions, a checkpoint every 4 entries, and one at close. Each denial has its own
+ * reason, so that none is summarised with another. */
 static void write_log(void)
 {
 	struct kz_audit *a;
 	char why[512];
 	assert_int_equal(kz_audit_open(dir, 4, 3600000, &a, why, sizeof why), 0);
 	for (int i = 0; i < 12; i++) {
-		char res[32];
+		char res[32], reason[32];
 		snprintf(res, sizeof res, "topic/%d", i);
+		snprintf(reason, sizeof reason, i % 3 ? "r\"q" : "r\"q %d", i);
 		kz_audit_record(a, &(struct kz_audit_entry){ .subject = "spiffe://kizuna.local/dev/user/a", .action = "subscribe",
-							      .resource = res, .allow = i % 3 != 0, .reason = "r\"q" });
+							      .resource = res, .allow = i % 3 != 0, .reason = reason });
 	}
 	kz_audit_close(a);
 }
@@ -108,7 +110,7 @@ static void test_intact_and_reopened(void **st)
 	char **v = read_lines(&n);
 	assert_true(n >= 30);
 	assert_non_null(strstr(v[0], "\"n\":1,"));
-	assert_non_null(strstr(v[0], "\"reason\":\"r\\\"q\""));
+	assert_non_null(strstr(v[0], "\"reason\":\"r\\\"q 0\""));
 	free_lines(v, n);
 }
 
@@ -380,16 +382,90 @@ static void test_denial_flood_summarised(void **st)
 	assert_int_equal(verify(), 0);
 	size_t n;
 	char **v = read_lines(&n);
-	assert_int_equal(n, 4); /* the first denial, the summary, the allow, the checkpoint */
-	assert_non_null(strstr(v[1], "\"count\":999"));
-	assert_non_null(strstr(v[1], "1000 times within"));
+	assert_int_equal(n, 4); /* the first denial, the allow, the summary (at close), the checkpoint */
+	assert_non_null(strstr(v[2], "\"count\":999"));
+	assert_non_null(strstr(v[2], "999 more denials like this from spiffe://kizuna.local/dev/user/x"));
 	free_lines(v, n);
+}
+
+/* One client refused 5,000 times over many resources (a subscription quota): one entry in
+ * full, then one summary per window with samples; handshake refusals from one address but
+ * many ports are one kind too (issue 17). */
+static void test_denials_by_kind(void **st)
+{
+	struct kz_audit *a;
+	char why[512];
+	assert_int_equal(kz_audit_open(dir, 100000, 3600000, &a, why, sizeof why), 0);
+	kz_audit_set_limits(a, 200, 0, 0);
+	for (int i = 0; i < 5000; i++) {
+		char res[32], addr[32];
+		snprintf(res, sizeof res, "filter/%d", i);
+		kz_audit_record(a, &(struct kz_audit_entry){ .subject = "spiffe://kizuna.local/dev/user/q", .action = "subscribe",
+							      .resource = res, .allow = false, .reason = "Quota exceeded" });
+		snprintf(addr, sizeof addr, "10.1.2.3:%d", 1024 + i);
+		kz_audit_record(a, &(struct kz_audit_entry){ .action = "tls", .resource = addr, .allow = false,
+							      .reason = "unable to get local issuer certificate" });
+	}
+	usleep(250000);
+	kz_audit_tick(a); /* the window ended: the summaries are written */
+	struct stat sb;
+	assert_int_equal(stat(logp, &sb), 0);
+	kz_audit_close(a);
+	assert_int_equal(verify(), 0);
+	size_t n;
+	char **v = read_lines(&n);
+	assert_true(n <= 6); /* two in full, two summaries, at most two checkpoints */
+	int summaries = 0;
+	for (size_t i = 0; i < n; i++)
+		if (strstr(v[i], "\"count\":4999")) {
+			summaries++;
+			assert_non_null(strstr(v[i], "samples of what they asked for"));
+		}
+	assert_int_equal(summaries, 2);
+	assert_true(sb.st_size < 16384); /* 10,000 denials */
+	free_lines(v, n);
+}
+
+/* Rotation: the chain continues across files, verify follows it; beyond max_files the oldest
+ * file goes after a signed record of it, and verify accepts the later start only because of
+ * that record. */
+static void test_rotation(void **st)
+{
+	struct kz_audit *a;
+	char why[512];
+	assert_int_equal(kz_audit_open(dir, 50, 3600000, &a, why, sizeof why), 0);
+	kz_audit_set_limits(a, 10000, 8192, 3);
+	for (int i = 0; i < 400; i++) {
+		char res[32];
+		snprintf(res, sizeof res, "topic/%d", i);
+		kz_audit_record(a, &(struct kz_audit_entry){ .subject = "spiffe://kizuna.local/dev/user/r", .action = "publish",
+							      .resource = res, .allow = true, .reason = "allowed" });
+	}
+	kz_audit_close(a);
+	assert_int_equal(verify(), 0);
+	assert_non_null(strstr(out, "were pruned under audit.max_files"));
+	char cmd[600];
+	snprintf(cmd, sizeof cmd, "test $(ls %s/audit-*.log | wc -l) -eq 3", dir);
+	assert_int_equal(system(cmd), 0);
+	/* reopened, it continues the chain from the files as they are */
+	assert_int_equal(kz_audit_open(dir, 50, 3600000, &a, why, sizeof why), 0);
+	kz_audit_set_limits(a, 10000, 8192, 3);
+	kz_audit_record(a, &(struct kz_audit_entry){ .action = "connect", .allow = true, .reason = "ok" });
+	kz_audit_close(a);
+	assert_int_equal(verify(), 0);
+	/* deleting the oldest file without a record of it is detected */
+	snprintf(cmd, sizeof cmd, "rm $(ls %s/audit-*.log | head -1)", dir);
+	assert_int_equal(system(cmd), 0);
+	assert_int_equal(verify(), 1);
+	assert_non_null(strstr(out, "no signed entry records that they were pruned"));
 }
 
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test_setup_teardown(test_intact_and_reopened, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_denials_by_kind, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_rotation, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_two_writers_one_chain, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_edited_byte, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_deleted_entry, setup, teardown),
