@@ -1,5 +1,6 @@
-/* fuzz_audit.c — the audit log reader: arbitrary bytes as DIR/audit/audit.log (and, after
- * a NUL, as DIR/audit/head) through verify and show. Must not crash, must not call a
+/* fuzz_audit.c — the audit log reader: arbitrary bytes as DIR/audit/audit.log (after a
+ * NUL, as DIR/audit/head; after a second NUL, as the rotated file audit-<20 digits>.log that
+ * comes before audit.log) through verify and show. Must not crash, must not call a
  * tampered log intact unless it really chains (it cannot: no input carries a valid
  * signature, so any checkpoint line must fail). */
 #include "trust/audit.h"
@@ -36,12 +37,18 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	const uint8_t *nul = memchr(data, 0, size);
 	size_t ln = nul ? (size_t)(nul - data) : size;
 	put("audit.log", data, ln);
-	char hp[128];
+	char hp[128], rp[128];
 	snprintf(hp, sizeof hp, "%s/head", dir);
+	snprintf(rp, sizeof rp, "%s/audit-00000000000000000001.log", dir);
+	const uint8_t *nul2 = nul ? memchr(nul + 1, 0, size - ln - 1) : NULL;
 	if (nul)
-		put("head", nul + 1, size - ln - 1);
+		put("head", nul + 1, nul2 ? (size_t)(nul2 - nul - 1) : size - ln - 1);
 	else
 		unlink(hp);
+	if (nul2)
+		put("audit-00000000000000000001.log", nul2 + 1, size - (size_t)(nul2 + 1 - data));
+	else
+		unlink(rp);
 	char why[256];
 	(void)kz_audit_verify(dir, quiet, NULL, why, sizeof why);
 	FILE *devnull = fopen("/dev/null", "w");

@@ -351,6 +351,11 @@ int node_config_load(struct node_config *cfg, const char *path, FILE *err)
 		if (set_value(cfg, d, val, &why)) {
 			fprintf(err, "%s:%d: %s: %s ('%s')\n", path, lineno, key, why, val);
 			errors++;
+		} else if (strcmp(key, "audit.max_file_bytes") == 0 && cfg->audit_max_file_bytes &&
+			   cfg->audit_max_file_bytes < 65536) {
+			/* every rotation writes a signed checkpoint of about 7 kB (ML-DSA-65) */
+			fprintf(err, "%s:%d: %s: 0 (never rotate) or at least 65536 ('%s')\n", path, lineno, key, val);
+			errors++;
 		}
 	}
 	fclose(f);
