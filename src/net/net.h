@@ -195,6 +195,9 @@ const char *net_conn_group(struct net_conn *c);
 void net_addr_key(const struct sockaddr *sa, uint8_t key[16]);
 /* Closes the connections whose handshake or close deadline has passed. */
 void net_loop_sweep(struct net_loop *nl);
+/* Closes at once every connection still in its handshake (and the lingering ones): the
+ * loop is stopping. */
+void net_loop_close_pending(struct net_loop *nl, bool lingering);
 /* The oldest connection of this loop still in its handshake (from src when not NULL), and
  * how many there are from src. */
 struct net_conn *net_loop_oldest_handshake(struct net_loop *nl, const uint8_t src[16]);

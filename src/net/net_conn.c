@@ -285,6 +285,14 @@ void net_loop_sweep(struct net_loop *nl)
 	}
 }
 
+void net_loop_close_pending(struct net_loop *nl, bool lingering)
+{
+	while (nl->hs_head)
+		hard_close(nl->hs_head);
+	while (lingering && nl->lg_head)
+		hard_close(nl->lg_head);
+}
+
 static bool same_src(const struct net_conn *c, const uint8_t src[16])
 {
 	return memcmp(c->src, src, 16) == 0;

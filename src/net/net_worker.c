@@ -595,6 +595,7 @@ static void tick_cb(uv_timer_t *t)
 	    ((w->shard->n_clients == 0 && https_idle) || w->shard->now_ms - w->stop_started_ms > 3000)) {
 		/* every client closed (or the grace period passed): end the loop */
 		mqtt_shard_flush(w->shard);
+		net_loop_close_pending(&w->nl, true); /* their close callbacks run as the loop winds down */
 		uv_stop(&w->loop);
 	}
 }
@@ -607,6 +608,7 @@ static void stop_cb(uv_async_t *h)
 	w->is_stopping = true;
 	w->stop_started_ms = uv_now(&w->loop);
 	acceptor_close(&w->mqtt_acc);
+	net_loop_close_pending(&w->nl, false); /* nothing to say to a connection not yet authenticated */
 	if (w->srv->cfg.https_port) {
 		acceptor_close(&w->https_acc);
 		w->srv->cfg.https_worker_stop(w->srv->cfg.https, w->idx);

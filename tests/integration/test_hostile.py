@@ -15,6 +15,8 @@ os.environ["ASAN_OPTIONS"] = (os.environ.get("ASAN_OPTIONS", "") + ":quarantine_
 soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
 resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
 NOLIMIT = "limits.identity = default publish_rate=0 publish_bytes=0\n"
+# AddressSanitizer's shadow memory and allocator metadata count as anonymous memory too
+SLACK = 1.5 if b"AddressSanitizer" in open(KIZUNA, "rb").read() else 1.0
 
 
 def make_node(extra=""):
@@ -135,7 +137,7 @@ def test_stuck_qos0_subscriber_is_bounded():
     grown = sampler.peak - base
     print("anonymous RSS %d kB before, peak %d kB (+%d kB) over a 200 MiB QoS 0 flood; VmRSS now %d kB" % (
         base, sampler.peak, grown, rss_kb(n, "VmRSS")))
-    assert grown < (12 + 50) << 10, "RSS grew by %d kB for one stuck subscriber (caps 12.25 MiB)" % grown
+    assert grown < ((12 + 50) << 10) * SLACK, "RSS grew by %d kB for one stuck subscriber (caps 12.25 MiB)" % grown
     got = 0
     while ok.msgs.qsize():
         ok.msgs.get()
@@ -212,7 +214,7 @@ def test_half_open_handshakes_closed_while_a_client_connects():
     print("2000 half-open: RSS +%d kB; %d timed out, %d evicted" % (
         peak - base, metric(m, "kizuna_net_handshake_timeouts_total"), metric(m, "kizuna_net_handshake_evicted_total")))
     assert closed >= 2000, m
-    assert peak - base < 20 << 10, "2000 half-open connections cost %d kB" % (peak - base)
+    assert peak - base < (20 << 10) * SLACK, "2000 half-open connections cost %d kB" % (peak - base)
     c.s.close()
     n.stop()
 
