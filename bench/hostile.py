@@ -34,6 +34,7 @@ def tls(rcvbuf=None, src=None):
         s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, rcvbuf)
     if src:
         s.bind((src, 0))
+    s.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)  # no Nagle wait for the broker's delayed ACK
     s.settimeout(20)
     s.connect(("127.0.0.1", port))
     return ctx.wrap_socket(s, server_hostname="localhost")

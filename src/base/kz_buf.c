@@ -19,6 +19,20 @@ void kz_buf_cleanup(struct kz_buf *b)
 	b->len = b->off = b->cap = 0;
 }
 
+int kz_buf_reserve_exact(struct kz_buf *b, size_t n)
+{
+	if (b->cap || b->len)
+		return kz_buf_reserve(b, n);
+	if (n > b->max)
+		return KZ_ETOOBIG;
+	b->data = malloc(n ? n : 1);
+	if (!b->data)
+		return KZ_ENOMEM;
+	b->off = 0;
+	b->cap = n ? n : 1;
+	return KZ_OK;
+}
+
 int kz_buf_reserve(struct kz_buf *b, size_t n)
 {
 	if (n > b->max - b->len)

@@ -17,6 +17,9 @@ void kz_buf_init(struct kz_buf *b, size_t max);
 void kz_buf_cleanup(struct kz_buf *b);
 /* Makes room for n more bytes; KZ_ETOOBIG over the cap, KZ_ENOMEM. On error nothing changes. */
 int kz_buf_reserve(struct kz_buf *b, size_t n);
+/* As kz_buf_reserve, but an empty buffer gets exactly n bytes (a buffer that is handed over
+ * whole and held for a while: a record on its way to the disk). */
+int kz_buf_reserve_exact(struct kz_buf *b, size_t n);
 int kz_buf_append(struct kz_buf *b, const void *p, size_t n);
 /* Pointer to the first unconsumed byte; never NULL, even before the first allocation. */
 static inline uint8_t *kz_buf_head(const struct kz_buf *b)

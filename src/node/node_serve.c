@@ -683,6 +683,15 @@ int node_serve_main(int argc, char **argv)
 					crl_check_time(&cfg, &trust, &revs);
 				}
 				kz_audit_tick(kz_audit_log); /* summaries; after write errors, the gap entry */
+				/* What a flood allocated and freed (records on their way to the disk, messages
+				 * between workers) stays in glibc's per-thread arenas unless given back: the
+				 * node's memory would stay at its high-water mark (measured: 134 MB held for 94 kB
+				 * in use after a QoS 0 flood). */
+				uint64_t t0 = kz_now_mono_ns();
+				malloc_trim(0);
+				uint64_t dt = kz_now_mono_ns() - t0;
+				if (dt > 20000000)
+					kz_debug("malloc_trim took %llu ms", (unsigned long long)(dt / 1000000));
 			}
 			continue;
 		}

@@ -20,6 +20,7 @@
 #include "base/kz_time.h"
 
 #include <inttypes.h>
+#include <malloc.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <pthread.h>
@@ -41,6 +42,7 @@ struct itemvec {
 };
 
 #define INDEX_BATCH 20000
+#define TRIM_AFTER_BYTES (4u << 20)
 #define INDEX_NICE 10
 
 struct kz_store {
@@ -119,6 +121,11 @@ static void run_batch(struct kz_store *st)
 		free(w->v[i].data);
 	}
 	atomic_fetch_sub_explicit(&st->pending_bytes, bytes, memory_order_relaxed);
+	/* A large batch was allocated by the workers record by record and is freed here in
+	 * order: the pages stay with their arenas (resident) unless handed back now, and a
+	 * flood would hold its high-water mark (limits.max_store_backlog) several times over. */
+	if (bytes >= TRIM_AFTER_BYTES)
+		malloc_trim(0);
 	if (st->batch_end)
 		st->batch_end(st->batch_arg);
 	/* Readers (replays) see a record only after its callback ran: by then its message

@@ -23,6 +23,7 @@
 #include <string.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
+#include <sys/uio.h>
 #include <unistd.h>
 
 #define SEG_HDR 32
@@ -37,7 +38,9 @@ struct kz_log {
 	uint64_t next_seq;
 	uint64_t last_sync_ms;
 	bool dirty; /* written since the last fdatasync */
-	struct kz_buf wbuf;
+	struct kz_buf wbuf;       /* frame headers of the write being built, FRAME_HDR each */
+	struct kz_bytes *wbody;   /* and their bodies (the caller's, not copied) */
+	size_t n_wbody, cap_wbody;
 };
 
 static void put32(uint8_t *p, uint32_t v)
@@ -467,6 +470,7 @@ void kz_log_close(struct kz_log *log)
 	if (log->dirfd >= 0)
 		close(log->dirfd);
 	kz_buf_cleanup(&log->wbuf);
+	free(log->wbody);
 	free(log->dir);
 	free(log);
 }
@@ -487,45 +491,73 @@ static int write_all(int fd, const uint8_t *p, size_t n)
 	return 0;
 }
 
-static int pwrite_all(int fd, const uint8_t *p, size_t n, uint64_t off)
+
+/* pwritev until everything is written (short writes continue where they stopped). */
+static int pwritev_all(int fd, struct iovec *iov, int cnt, uint64_t off)
 {
-	while (n) {
-		ssize_t w = pwrite(fd, p, n, (off_t)off);
+	int k = 0;
+	while (k < cnt) {
+		ssize_t w = pwritev(fd, iov + k, cnt - k, (off_t)off);
 		if (w < 0 && errno == EINTR)
 			continue;
-		if (w <= 0)
+		if (w <= 0) {
+			if (w == 0)
+				errno = ENOSPC;
 			return -1;
-		p += w;
-		n -= (size_t)w;
+		}
 		off += (uint64_t)w;
+		while (k < cnt && (size_t)w >= iov[k].iov_len)
+			w -= (ssize_t)iov[k++].iov_len;
+		if (k < cnt && w) {
+			iov[k].iov_base = (uint8_t *)iov[k].iov_base + w;
+			iov[k].iov_len -= (size_t)w;
+		}
 	}
 	return 0;
 }
 
-/* Writes wbuf at the end of the current segment; on failure (a disk that filled up part
+#define IOV_FRAMES 512 /* frames per pwritev: two iovecs each, within IOV_MAX (1024) */
+
+/* Writes the pending frames (headers from wbuf, bodies where the caller has them: no copy
+ * of the batch) at the end of the current segment; on failure (a disk that filled up part
  * way) cuts the segment back to its old size, so that no partial frame stays behind and
  * the next write lands where this one should have (positional writes: no file offset to
  * get out of step with the truncation). */
 static int flush_wbuf(struct kz_log *log, char *why, size_t why_len)
 {
-	if (log->wbuf.len == 0)
+	if (log->n_wbody == 0)
 		return KZ_OK;
-	if (pwrite_all(log->fd, kz_buf_head(&log->wbuf), log->wbuf.len, log->seg_size)) {
+	uint64_t off = log->seg_size;
+	struct iovec iov[2 * IOV_FRAMES];
+	int rc = 0;
+	for (size_t i = 0; i < log->n_wbody && !rc;) {
+		int cnt = 0;
+		uint64_t bytes = 0;
+		for (; i < log->n_wbody && cnt < 2 * IOV_FRAMES; i++) {
+			iov[cnt++] = (struct iovec){ log->wbuf.data + log->wbuf.off + i * FRAME_HDR, FRAME_HDR };
+			iov[cnt++] = (struct iovec){ (void *)log->wbody[i].p, log->wbody[i].len };
+			bytes += FRAME_HDR + log->wbody[i].len;
+		}
+		rc = pwritev_all(log->fd, iov, cnt, off);
+		if (!rc)
+			off += bytes;
+	}
+	log->n_wbody = 0;
+	kz_buf_reset(&log->wbuf);
+	if (log->wbuf.cap > WBUF_KEEP) /* a flood's batch: do not keep its high-water allocation */
+		kz_buf_shrink(&log->wbuf, 0);
+	if (rc) {
 		int e = errno;
 		snprintf(why, why_len, "write to segment %020" PRIu64 ".seg failed: %s", log->seg_base,
 			 strerror(e));
 		if (ftruncate(log->fd, (off_t)log->seg_size) != 0)
 			kz_error("cannot cut a failed write off segment %020" PRIu64 ".seg: %s",
 				 log->seg_base, strerror(errno));
-		kz_buf_reset(&log->wbuf);
 		errno = e;
 		return io_err(e);
 	}
-	log->seg_size += log->wbuf.len;
+	log->seg_size = off;
 	log->dirty = true;
-	kz_buf_reset(&log->wbuf);
-	if (log->wbuf.cap > WBUF_KEEP) /* a flood's batch: do not keep its high-water allocation */
-		kz_buf_shrink(&log->wbuf, 0);
 	return KZ_OK;
 }
 
@@ -557,6 +589,7 @@ int kz_log_append_pos(struct kz_log *log, const struct kz_bytes *bodies, size_t 
 		uint32_t len = bodies[i].len;
 		if (len == 0 || len > log->cfg.max_record_bytes) {
 			kz_buf_reset(&log->wbuf);
+			log->n_wbody = 0;
 			snprintf(why, why_len, "record of %u bytes (limit %u)", len, log->cfg.max_record_bytes);
 			return KZ_ETOOBIG;
 		}
@@ -575,9 +608,20 @@ int kz_log_append_pos(struct kz_log *log, const struct kz_bytes *bodies, size_t 
 			size = SEG_HDR;
 			recs = 0;
 		}
-		int rc = kz_buf_reserve(&log->wbuf, FRAME_HDR + (size_t)len);
+		int rc = kz_buf_reserve(&log->wbuf, FRAME_HDR);
+		if (!rc && log->n_wbody == log->cap_wbody) {
+			size_t nc = log->cap_wbody ? log->cap_wbody * 2 : 1024;
+			struct kz_bytes *nb = realloc(log->wbody, nc * sizeof *nb);
+			if (nb) {
+				log->wbody = nb;
+				log->cap_wbody = nc;
+			} else {
+				rc = KZ_ENOMEM;
+			}
+		}
 		if (rc) {
 			kz_buf_reset(&log->wbuf);
+			log->n_wbody = 0;
 			snprintf(why, why_len, "out of memory");
 			return rc;
 		}
@@ -586,9 +630,9 @@ int kz_log_append_pos(struct kz_log *log, const struct kz_bytes *bodies, size_t 
 		uint8_t *h = kz_buf_tail(&log->wbuf);
 		put32(h, len);
 		put64(h + 8, seq);
-		memcpy(h + FRAME_HDR, bodies[i].p, len);
-		put32(h + 4, frame_crc(h, h + FRAME_HDR, len));
-		log->wbuf.len += FRAME_HDR + (size_t)len;
+		put32(h + 4, frame_crc(h, bodies[i].p, len));
+		log->wbuf.len += FRAME_HDR;
+		log->wbody[log->n_wbody++] = bodies[i];
 		size += FRAME_HDR + len;
 		recs++;
 		seq++;

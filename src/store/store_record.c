@@ -201,7 +201,7 @@ int kz_record_encode(const struct kz_record *r, struct kz_buf *out)
 	size_t total = REC_FIXED;
 	for (size_t i = 0; i < KZ_ARRAY_LEN(f); i++)
 		total += 4 + (size_t)f[i]->len;
-	int rc = kz_buf_reserve(out, total);
+	int rc = kz_buf_reserve_exact(out, total); /* held until the disk has it: no slack */
 	if (rc)
 		return rc;
 	uint8_t *p = kz_buf_tail(out);
