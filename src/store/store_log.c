@@ -418,17 +418,18 @@ static int sync_now(struct kz_log *log, char *why, size_t why_len);
 
 uint64_t kz_log_floor(const char *dir)
 {
-	char path[4200], buf[32] = "";
+	char path[4200];
 	snprintf(path, sizeof path, "%s/" FLOOR_FILE, dir);
 	FILE *f = fopen(path, "re");
-	if (!f)
-		return 0;
-	size_t n = fread(buf, 1, sizeof buf - 1, f);
-	fclose(f);
-	buf[n] = 0;
-	char *e;
-	unsigned long long v = strtoull(buf, &e, 10);
-	return e != buf && (*e == '\n' || !*e) ? (uint64_t)v : 0;
+	unsigned long long v = 0;
+	if (f) {
+		if (fscanf(f, "%llu", &v) != 1) {
+			kz_warn("%s: not a sequence number; ignored", path);
+			v = 0;
+		}
+		fclose(f);
+	}
+	return v;
 }
 
 int kz_log_raise_floor(const char *dir, uint64_t next)

@@ -67,6 +67,26 @@ def max_seq(n):
     return max(s for s, _ in log_records(n))
 
 
+def stopped_node(config, count, tag):
+    """A node that stored count records (and retained versions), indexed them and stopped;
+    with the highest sequence number it handed out."""
+    n = Node(config)
+    fill(n, count, tag)
+    time.sleep(1)  # the index catches up with everything
+    old_hw = max_seq(n)
+    assert n.stop() == 0
+    return n, old_hw
+
+
+def cut_tail(n, frames_lost):
+    """The last frames of the log never reached the disk; their sequence numbers."""
+    seg = segments(n)[-1]
+    fr = frames(seg)
+    with open(seg, "r+b") as f:
+        f.truncate(fr[-frames_lost][0])
+    return {seq for _, seq, _ in fr[-frames_lost:]}
+
+
 def restart_and_check(n, old_hw, expect_log):
     n.log = open(n.log.name, "a")
     n.start()
@@ -93,17 +113,8 @@ def retained_now(n):
 
 
 def test_cut_tail_with_fsync_never():
-    n = Node("store.fsync = never\n")
-    fill(n, 60, "a")
-    time.sleep(1)  # the index catches up with everything
-    old_hw = max_seq(n)
-    assert n.stop() == 0
-    # the last 8 frames (the two newer retained versions among them) never reached the disk
-    seg = segments(n)[-1]
-    fr = frames(seg)
-    with open(seg, "r+b") as f:
-        f.truncate(fr[-8][0])
-    lost = {seq for _, seq, _ in fr[-8:]}
+    n, old_hw = stopped_node("store.fsync = never\n", 60, "a")
+    lost = cut_tail(n, 8)  # the two newer retained versions among them
     restart_and_check(n, old_hw, "does not match the record log")
     assert not lost & {s for s, _ in log_records(n)}
     # the retained message is the newest one the log still holds, not a cut one
@@ -115,15 +126,8 @@ def test_cut_tail_with_fsync_never():
 
 
 def test_offline_query_refuses_then_reindex():
-    n = Node("store.fsync = never\n")
-    fill(n, 40, "b")
-    time.sleep(1)
-    old_hw = max_seq(n)
-    assert n.stop() == 0
-    seg = segments(n)[-1]
-    fr = frames(seg)
-    with open(seg, "r+b") as f:
-        f.truncate(fr[-5][0])
+    n, old_hw = stopped_node("store.fsync = never\n", 40, "b")
+    cut_tail(n, 5)
     r = query(n)
     assert r.returncode == 1 and "does not match the record log" in r.stderr and "store reindex" in r.stderr, (
         r.returncode, r.stderr)
@@ -135,11 +139,7 @@ def test_offline_query_refuses_then_reindex():
 
 
 def test_store_repair_invalidates_the_index():
-    n = Node()
-    fill(n, 60, "c")
-    time.sleep(1)
-    old_hw = max_seq(n)
-    assert n.stop() == 0
+    n, old_hw = stopped_node("", 60, "c")
     seg = segments(n)[-1]
     fr = frames(seg)
     off = fr[len(fr) // 2][0] + FRAME_HDR + 3  # a byte inside a record in the middle
@@ -160,11 +160,7 @@ def test_store_repair_invalidates_the_index():
 
 
 def test_damaged_index_file():
-    n = Node()
-    fill(n, 20, "d")
-    time.sleep(1)
-    old_hw = max_seq(n)
-    assert n.stop() == 0
+    n, old_hw = stopped_node("", 20, "d")
     ix = os.path.join(n.data, "index.db")
     for sfx in ("-wal", "-shm"):
         if os.path.exists(ix + sfx):
@@ -195,10 +191,7 @@ def test_session_watermark_past_a_cut_tail():
     sub.close()
     time.sleep(0.5)
     assert n.stop() == 0
-    seg = segments(n)[-1]
-    fr = frames(seg)
-    with open(seg, "r+b") as f:
-        f.truncate(fr[-5][0])
+    cut_tail(n, 5)
     for sfx in ("", "-wal", "-shm"):  # and the index is lost too: only the session knows
         if os.path.exists(os.path.join(n.data, "index.db" + sfx)):
             os.unlink(os.path.join(n.data, "index.db" + sfx))
