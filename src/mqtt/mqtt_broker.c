@@ -386,8 +386,10 @@ static void deliver_sub(struct mqtt_sub *sub, struct mqtt_msg *msg)
 		return;
 	uint8_t qos = msg->qos < sub->qos ? msg->qos : sub->qos;
 	bool retain = sub->retain_as_published && msg->retain;
-	if (sub->replay)
-		return mqtt_replay_hold(sub, msg, qos, retain);
+	if (sub->replay) {
+		mqtt_replay_hold(sub, msg, qos, retain);
+		return;
+	}
 	if (sub->seam_hi) {
 		uint64_t seq = atomic_load_explicit(&msg->seq, memory_order_acquire);
 		if (seq >= sub->seam_lo && seq <= sub->seam_hi)
@@ -423,8 +425,10 @@ static void share_dropped(struct mqtt_shard *s)
 static void share_send(struct mqtt_shard *s, struct mqtt_share_group *g, struct mqtt_msg *msg,
 		       const char *exclude, uint8_t hops)
 {
-	if (hops > SHARE_MAX_HOPS || g->n == 0)
-		return share_dropped(s);
+	if (hops > SHARE_MAX_HOPS || g->n == 0) {
+		share_dropped(s);
+		return;
+	}
 	uint32_t start = atomic_fetch_add_explicit(&g->rr, 1, memory_order_relaxed);
 	struct mqtt_share_member *m = NULL;
 	for (uint32_t i = 0; i < g->n; i++) {
@@ -438,8 +442,10 @@ static void share_send(struct mqtt_shard *s, struct mqtt_share_group *g, struct 
 		if (!m)
 			m = c;
 	}
-	if (!m)
-		return share_dropped(s);
+	if (!m) {
+		share_dropped(s);
+		return;
+	}
 	uint8_t qos = msg->qos < m->qos ? msg->qos : m->qos;
 	if (m->shard == s->idx) {
 		struct mqtt_session *ss = mqtt_session_find(s, (uint8_t *)m->client_id,

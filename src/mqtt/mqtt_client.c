@@ -8,14 +8,28 @@
 #include "base/kz_utf8.h"
 #include "trust/audit.h"
 
+#include <stdarg.h>
 #include <stdio.h>
 #include <inttypes.h>
 #include <stdlib.h>
 #include <string.h>
 
-#define CLOG(lvl, c, fmt, ...)                                                              \
-	kz_log(lvl, "conn %llu %s client '%s': " fmt, (unsigned long long)(c)->conn_id,     \
-	       (c)->peer_id, (c)->session ? (c)->session->client_id : "-", ##__VA_ARGS__)
+/* A log line about one connection, prefixed with its number, identity and client id. */
+static void clog_(enum kz_log_level lvl, const struct mqtt_client *c, const char *fmt, ...)
+	__attribute__((format(printf, 3, 4)));
+static void clog_(enum kz_log_level lvl, const struct mqtt_client *c, const char *fmt, ...)
+{
+	if (!KZ_LOG_ENABLED(lvl))
+		return;
+	char msg[1024];
+	va_list ap;
+	va_start(ap, fmt);
+	vsnprintf(msg, sizeof msg, fmt, ap);
+	va_end(ap);
+	kz_log(lvl, "conn %llu %s client '%s': %s", (unsigned long long)c->conn_id, c->peer_id,
+	       c->session ? c->session->client_id : "-", msg);
+}
+#define CLOG(lvl, c, ...) clog_(lvl, c, __VA_ARGS__)
 
 struct mqtt_client *mqtt_client_new(struct mqtt_shard *s, const struct mqtt_transport_ops *ops,
 				    void *transport, struct kz_buf *out, char *peer_id,
@@ -339,34 +353,50 @@ static void handle_connect(struct mqtt_client *c, const struct mqtt_packet *pkt)
 	const struct mqtt_props *pp = &pkt->props;
 	c->version = k->protocol_level;
 	/* §3.1.2.11.10: Authentication Data without an Authentication Method is a Protocol Error */
-	if ((pp->has & MQTT_HAS(MQTT_PROP_AUTH_DATA)) && !(pp->has & MQTT_HAS(MQTT_PROP_AUTH_METHOD)))
-		return refuse(c, MQTT_RC_PROTOCOL_ERROR, 0xFF, "Authentication Data without an Authentication Method");
-	if (pp->has & MQTT_HAS(MQTT_PROP_AUTH_METHOD))
-		return refuse(c, MQTT_RC_BAD_AUTH_METHOD, 0xFF,
-			      "enhanced authentication is not supported; identity is the client certificate");
-	if (atomic_load(&b->is_shutting_down))
-		return refuse(c, MQTT_RC_SERVER_UNAVAILABLE, MQTT311_UNAVAILABLE, "server shutting down");
-	if (!kz_audit_writable()) /* fail closed: no decision that cannot be recorded */
-		return refuse(c, MQTT_RC_SERVER_UNAVAILABLE, MQTT311_UNAVAILABLE,
-			      "the audit log cannot be written: new connections are refused until it can");
-	if (atomic_load(&b->n_connections) > lim->max_connections)
-		return refuse(c, MQTT_RC_SERVER_BUSY, MQTT311_UNAVAILABLE, "connection limit reached");
-	if (k->client_id.len > lim->max_client_id_len)
-		return refuse(c, MQTT_RC_CLIENT_ID_INVALID, MQTT311_ID_REJECTED,
-			      "client identifier longer than the configured maximum");
+	if ((pp->has & MQTT_HAS(MQTT_PROP_AUTH_DATA)) && !(pp->has & MQTT_HAS(MQTT_PROP_AUTH_METHOD))) {
+		refuse(c, MQTT_RC_PROTOCOL_ERROR, 0xFF, "Authentication Data without an Authentication Method");
+		return;
+	}
+	if (pp->has & MQTT_HAS(MQTT_PROP_AUTH_METHOD)) {
+		refuse(c, MQTT_RC_BAD_AUTH_METHOD, 0xFF,
+		       "enhanced authentication is not supported; identity is the client certificate");
+		return;
+	}
+	if (atomic_load(&b->is_shutting_down)) {
+		refuse(c, MQTT_RC_SERVER_UNAVAILABLE, MQTT311_UNAVAILABLE, "server shutting down");
+		return;
+	}
+	if (!kz_audit_writable()) { /* fail closed: no decision that cannot be recorded */
+		refuse(c, MQTT_RC_SERVER_UNAVAILABLE, MQTT311_UNAVAILABLE,
+		       "the audit log cannot be written: new connections are refused until it can");
+		return;
+	}
+	if (atomic_load(&b->n_connections) > lim->max_connections) {
+		refuse(c, MQTT_RC_SERVER_BUSY, MQTT311_UNAVAILABLE, "connection limit reached");
+		return;
+	}
+	if (k->client_id.len > lim->max_client_id_len) {
+		refuse(c, MQTT_RC_CLIENT_ID_INVALID, MQTT311_ID_REJECTED,
+		       "client identifier longer than the configured maximum");
+		return;
+	}
 	if (k->has_will) {
 		const char *why = NULL;
-		if (mqtt_topic_name_check(k->will_topic.p, k->will_topic.len, &b->topic_lim, &why))
-			return refuse(c, MQTT_RC_TOPIC_INVALID, MQTT311_NOT_AUTHORIZED, why);
+		if (mqtt_topic_name_check(k->will_topic.p, k->will_topic.len, &b->topic_lim, &why)) {
+			refuse(c, MQTT_RC_TOPIC_INVALID, MQTT311_NOT_AUTHORIZED, why);
+			return;
+		}
 		if ((why = reserved_why(k->will_topic.p, k->will_topic.len)) != NULL) {
 			char full[160];
 			snprintf(full, sizeof full, "will: %s", why);
-			return refuse(c, MQTT_RC_NOT_AUTHORIZED, MQTT311_NOT_AUTHORIZED, full);
+			refuse(c, MQTT_RC_NOT_AUTHORIZED, MQTT311_NOT_AUTHORIZED, full);
+			return;
 		}
 		if (k->will_props.payload_format == 1 &&
-		    !kz_utf8_valid(k->will_payload.p, k->will_payload.len, false))
-			return refuse(c, MQTT_RC_PAYLOAD_FORMAT_INVALID, 0xFF,
-				      "will payload is not UTF-8 as its format indicator says");
+		    !kz_utf8_valid(k->will_payload.p, k->will_payload.len, false)) {
+			refuse(c, MQTT_RC_PAYLOAD_FORMAT_INVALID, 0xFF, "will payload is not UTF-8 as its format indicator says");
+			return;
+		}
 	}
 	if (k->client_id.len > 0) {
 		unsigned home = mqtt_broker_home(b, k->client_id.p, k->client_id.len);
@@ -382,12 +412,15 @@ static void handle_connect(struct mqtt_client *c, const struct mqtt_packet *pkt)
 	char wcanon[KZ_LABEL_MAX_LEN + 1];
 	if (pol) { /* the decision point: may it connect, may its will be published */
 		const char *why;
-		if (!(subj = malloc(sizeof *subj)))
-			return refuse(c, MQTT_RC_SERVER_UNAVAILABLE, MQTT311_UNAVAILABLE, "out of memory");
+		if (!(subj = malloc(sizeof *subj))) {
+			refuse(c, MQTT_RC_SERVER_UNAVAILABLE, MQTT311_UNAVAILABLE, "out of memory");
+			return;
+		}
 		kz_subject_init(pol, c->peer_id, subj);
 		if (!kz_policy_connect(pol, subj, &why)) {
 			free(subj);
-			return refuse(c, MQTT_RC_NOT_AUTHORIZED, MQTT311_NOT_AUTHORIZED, why);
+			refuse(c, MQTT_RC_NOT_AUTHORIZED, MQTT311_NOT_AUTHORIZED, why);
+			return;
 		}
 		if (k->has_will) {
 			char wwhy[KZ_LABEL_MAX_LEN + 200], full[KZ_LABEL_MAX_LEN + 220];
@@ -396,7 +429,8 @@ static void handle_connect(struct mqtt_client *c, const struct mqtt_packet *pkt)
 						 wcanon, &wl.len, &wrc, wwhy, sizeof wwhy)) {
 				free(subj);
 				snprintf(full, sizeof full, "will: %s", wwhy);
-				return refuse(c, wrc, MQTT311_NOT_AUTHORIZED, full);
+				refuse(c, wrc, MQTT311_NOT_AUTHORIZED, full);
+				return;
 			}
 			wl.canon = wcanon;
 			wl.lab = &wlab;
@@ -411,7 +445,8 @@ static void handle_connect(struct mqtt_client *c, const struct mqtt_packet *pkt)
 				 c->idl->lim.connections);
 			free(subj);
 			idl_audit(c, "connections");
-			return refuse(c, MQTT_RC_CONNECTION_RATE_EXCEEDED, MQTT311_UNAVAILABLE, why);
+			refuse(c, MQTT_RC_CONNECTION_RATE_EXCEEDED, MQTT311_UNAVAILABLE, why);
+			return;
 		}
 		c->idl_counted = true;
 	}
@@ -420,12 +455,16 @@ static void handle_connect(struct mqtt_client *c, const struct mqtt_packet *pkt)
 	size_t id_len = k->client_id.len;
 	const uint8_t *id = k->client_id.p;
 	if (id_len == 0) {
-		if (c->version == MQTT_V311 && !k->clean_start) /* 3.1.1 §3.1.3.1 */
-			return refuse(c, MQTT_RC_CLIENT_ID_INVALID, MQTT311_ID_REJECTED,
-				      "empty client identifier requires clean session");
+		if (c->version == MQTT_V311 && !k->clean_start) { /* 3.1.1 §3.1.3.1 */
+			refuse(c, MQTT_RC_CLIENT_ID_INVALID, MQTT311_ID_REJECTED,
+			       "empty client identifier requires clean session");
+			return;
+		}
 		assigned = assign_client_id(c, &id_len);
-		if (!assigned)
-			return refuse(c, MQTT_RC_SERVER_UNAVAILABLE, MQTT311_UNAVAILABLE, "out of memory");
+		if (!assigned) {
+			refuse(c, MQTT_RC_SERVER_UNAVAILABLE, MQTT311_UNAVAILABLE, "out of memory");
+			return;
+		}
 		id = (const uint8_t *)assigned;
 	}
 	uint32_t expiry;
@@ -446,8 +485,9 @@ static void handle_connect(struct mqtt_client *c, const struct mqtt_packet *pkt)
 		 * identity may neither take it over nor end it with clean start. */
 		free(assigned);
 		free(subj);
-		return refuse(c, MQTT_RC_CLIENT_ID_INVALID, MQTT311_ID_REJECTED,
-			      "client identifier belongs to a session of another identity");
+		refuse(c, MQTT_RC_CLIENT_ID_INVALID, MQTT311_ID_REJECTED,
+		       "client identifier belongs to a session of another identity");
+		return;
 	}
 	if (ss) {
 		takeover(c, ss, k->clean_start);
@@ -463,7 +503,8 @@ static void handle_connect(struct mqtt_client *c, const struct mqtt_packet *pkt)
 	if (!ss) {
 		free(assigned);
 		free(subj);
-		return refuse(c, MQTT_RC_SERVER_UNAVAILABLE, MQTT311_UNAVAILABLE, "out of memory");
+		refuse(c, MQTT_RC_SERVER_UNAVAILABLE, MQTT311_UNAVAILABLE, "out of memory");
+		return;
 	}
 	ss->client = c;
 	c->session = ss;
@@ -754,7 +795,8 @@ static void publish_store(struct mqtt_client *c, const struct mqtt_packet *pkt, 
 	if (record_encode(c, pkt, m, &rec)) {
 		kz_buf_cleanup(&rec);
 		mqtt_msg_unref(m);
-		return publish_refuse(c, pkt, MQTT_RC_UNSPECIFIED, "out of memory");
+		publish_refuse(c, pkt, MQTT_RC_UNSPECIFIED, "out of memory");
+		return;
 	}
 	uint8_t *data = rec.data; /* fresh buffer: off is 0, ownership moves to the store */
 	uint32_t len = (uint32_t)rec.len;
@@ -766,7 +808,8 @@ static void publish_store(struct mqtt_client *c, const struct mqtt_packet *pkt, 
 		const char *why;
 		publish_route(c->shard, m, &rc, &why);
 		mqtt_msg_unref(m);
-		return store_backpressure(c);
+		store_backpressure(c);
+		return;
 	}
 	struct mqtt_stored *st = calloc(1, sizeof *st);
 	bool q2 = pkt->qos == 2;
@@ -784,7 +827,8 @@ static void publish_store(struct mqtt_client *c, const struct mqtt_packet *pkt, 
 	if (!st) {
 		free(data);
 		mqtt_msg_unref(m);
-		return publish_refuse(c, pkt, MQTT_RC_UNSPECIFIED, "out of memory");
+		publish_refuse(c, pkt, MQTT_RC_UNSPECIFIED, "out of memory");
+		return;
 	}
 	*st = (struct mqtt_stored){ .client = c, .msg = m, .shard = c->shard,
 				    .packet_id = pkt->packet_id, .qos = pkt->qos };
@@ -835,28 +879,35 @@ static void handle_publish(struct mqtt_client *c, const struct mqtt_packet *pkt)
 	struct mqtt_session *ss = c->session;
 	struct mqtt_broker *b = c->shard->broker;
 	atomic_fetch_add_explicit(&c->shard->stats.msgs_in, 1, memory_order_relaxed);
-	if (!rate_ok(c))
-		return mqtt_client_disconnect(c, MQTT_RC_RATE_TOO_HIGH,
-					      "publish rate above the configured maximum");
+	if (!rate_ok(c)) {
+		mqtt_client_disconnect(c, MQTT_RC_RATE_TOO_HIGH,
+				       "publish rate above the configured maximum");
+		return;
+	}
 	if (c->idl) {
 		uint64_t now_ns = c->shard->now_ms * 1000000ull;
 		if (!kz_idlimit_take_publish(c->idl, pkt->payload.len, now_ns)) {
 			idl_audit(c, "publish rate or bytes");
 			atomic_fetch_add_explicit(&b->publish_refused[MQTT_RC_RATE_TOO_HIGH], 1, memory_order_relaxed);
-			return mqtt_client_disconnect(c, MQTT_RC_RATE_TOO_HIGH,
-						      "this identity publishes above its limit (limits.identity)");
+			mqtt_client_disconnect(c, MQTT_RC_RATE_TOO_HIGH,
+					       "this identity publishes above its limit (limits.identity)");
+			return;
 		}
 	}
-	if (pkt->props.n_sub_ids) /* §3.3.4-6 */
-		return mqtt_client_disconnect(c, MQTT_RC_PROTOCOL_ERROR,
-					      "PUBLISH from a client must not carry a subscription identifier");
+	if (pkt->props.n_sub_ids) { /* §3.3.4-6 */
+		mqtt_client_disconnect(c, MQTT_RC_PROTOCOL_ERROR,
+				       "PUBLISH from a client must not carry a subscription identifier");
+		return;
+	}
 	struct mqtt_str topic;
 	if (resolve_alias(c, pkt, &topic))
 		return;
 	const char *why = NULL;
 	int rc = mqtt_topic_name_check(topic.p, topic.len, &b->topic_lim, &why);
-	if (rc)
-		return mqtt_client_disconnect(c, (uint8_t)rc, why);
+	if (rc) {
+		mqtt_client_disconnect(c, (uint8_t)rc, why);
+		return;
+	}
 	if (pkt->qos == 2 && rx_qos2_has(ss, pkt->packet_id)) {
 		/* §4.3.3: a resent QoS 2 PUBLISH is acknowledged, not delivered again; while
 		 * its record is still on the way to disk, the PUBREC follows from there. */
@@ -864,17 +915,25 @@ static void handle_publish(struct mqtt_client *c, const struct mqtt_packet *pkt)
 			mqtt_client_send_ack(c, MQTT_PUBREC, pkt->packet_id, 0, NULL);
 		return;
 	}
-	if (pkt->qos == 2 && ss->n_rx_qos2 >= b->lim.max_inflight)
-		return mqtt_client_disconnect(c, MQTT_RC_RECEIVE_MAX_EXCEEDED,
-					      "more unacknowledged QoS 2 messages than Receive Maximum");
-	if (pkt->props.payload_format == 1 && !kz_utf8_valid(pkt->payload.p, pkt->payload.len, false))
-		return publish_refuse(c, pkt, MQTT_RC_PAYLOAD_FORMAT_INVALID,
-				      "payload is not UTF-8 as its format indicator says");
-	if ((why = reserved_why(topic.p, topic.len)) != NULL)
-		return publish_refuse(c, pkt, MQTT_RC_NOT_AUTHORIZED, why);
-	if (!kz_audit_writable())
-		return publish_refuse(c, pkt, MQTT_RC_IMPL_SPECIFIC,
-				      "the audit log cannot be written: publishes are refused until it can");
+	if (pkt->qos == 2 && ss->n_rx_qos2 >= b->lim.max_inflight) {
+		mqtt_client_disconnect(c, MQTT_RC_RECEIVE_MAX_EXCEEDED,
+				       "more unacknowledged QoS 2 messages than Receive Maximum");
+		return;
+	}
+	if (pkt->props.payload_format == 1 && !kz_utf8_valid(pkt->payload.p, pkt->payload.len, false)) {
+		publish_refuse(c, pkt, MQTT_RC_PAYLOAD_FORMAT_INVALID,
+			       "payload is not UTF-8 as its format indicator says");
+		return;
+	}
+	if ((why = reserved_why(topic.p, topic.len)) != NULL) {
+		publish_refuse(c, pkt, MQTT_RC_NOT_AUTHORIZED, why);
+		return;
+	}
+	if (!kz_audit_writable()) {
+		publish_refuse(c, pkt, MQTT_RC_IMPL_SPECIFIC,
+			       "the audit log cannot be written: publishes are refused until it can");
+		return;
+	}
 	struct msg_label ml = { 0 };
 	struct kz_label lab;
 	char canon[KZ_LABEL_MAX_LEN + 1];
@@ -883,17 +942,23 @@ static void handle_publish(struct mqtt_client *c, const struct mqtt_packet *pkt)
 		char pwhy[KZ_LABEL_MAX_LEN + 200];
 		uint8_t prc;
 		if (!mqtt_policy_publish(pol, mqtt_session_subject(ss, pol), &pkt->props, topic.p, topic.len, &lab,
-					 canon, &ml.len, &prc, pwhy, sizeof pwhy))
-			return publish_refuse(c, pkt, prc, pwhy);
+					 canon, &ml.len, &prc, pwhy, sizeof pwhy)) {
+			publish_refuse(c, pkt, prc, pwhy);
+			return;
+		}
 		ss->aud_published++;
 		ml.canon = canon;
 		ml.lab = &lab;
 	}
 	struct mqtt_msg *m = msg_from_publish(c, pkt, topic, &ml);
-	if (!m)
-		return publish_refuse(c, pkt, MQTT_RC_UNSPECIFIED, "out of memory");
-	if (b->store)
-		return publish_store(c, pkt, m);
+	if (!m) {
+		publish_refuse(c, pkt, MQTT_RC_UNSPECIFIED, "out of memory");
+		return;
+	}
+	if (b->store) {
+		publish_store(c, pkt, m);
+		return;
+	}
 	uint8_t ack_rc;
 	const char *ack_why;
 	publish_route(c->shard, m, &ack_rc, &ack_why);
@@ -901,8 +966,10 @@ static void handle_publish(struct mqtt_client *c, const struct mqtt_packet *pkt)
 	if (pkt->qos == 1) {
 		mqtt_client_send_ack(c, MQTT_PUBACK, pkt->packet_id, ack_rc, ack_why);
 	} else if (pkt->qos == 2) {
-		if (rx_qos2_set(ss, pkt->packet_id, true))
-			return mqtt_client_disconnect(c, MQTT_RC_UNSPECIFIED, "out of memory");
+		if (rx_qos2_set(ss, pkt->packet_id, true)) {
+			mqtt_client_disconnect(c, MQTT_RC_UNSPECIFIED, "out of memory");
+			return;
+		}
 		mqtt_client_send_ack(c, MQTT_PUBREC, pkt->packet_id, ack_rc, ack_why);
 	}
 }
@@ -1036,7 +1103,8 @@ static void handle_subscribe(struct mqtt_client *c, const struct mqtt_packet *pk
 		if (rcs != codes)
 			free(rcs);
 		free(ret);
-		return mqtt_client_disconnect(c, MQTT_RC_UNSPECIFIED, "out of memory");
+		mqtt_client_disconnect(c, MQTT_RC_UNSPECIFIED, "out of memory");
+		return;
 	}
 	uint32_t sub_id = pkt->props.n_sub_ids ? pkt->props.sub_ids[0] : 0;
 	size_t off = 0;
@@ -1096,8 +1164,10 @@ static void handle_unsubscribe(struct mqtt_client *c, const struct mqtt_packet *
 {
 	uint8_t codes[256];
 	uint8_t *rcs = pkt->n_entries <= sizeof codes ? codes : malloc(pkt->n_entries);
-	if (!rcs)
-		return mqtt_client_disconnect(c, MQTT_RC_UNSPECIFIED, "out of memory");
+	if (!rcs) {
+		mqtt_client_disconnect(c, MQTT_RC_UNSPECIFIED, "out of memory");
+		return;
+	}
 	size_t off = 0;
 	struct mqtt_str f;
 	uint32_t i = 0;
@@ -1117,9 +1187,11 @@ static void handle_disconnect(struct mqtt_client *c, const struct mqtt_packet *p
 {
 	struct mqtt_session *ss = c->session;
 	if (pkt->props.has & MQTT_HAS(MQTT_PROP_SESSION_EXPIRY)) {
-		if (c->connect_expiry_zero && pkt->props.session_expiry != 0) /* §3.14.2.2.2 */
-			return mqtt_client_disconnect(c, MQTT_RC_PROTOCOL_ERROR,
-						      "session expiry set on DISCONNECT after 0 on CONNECT");
+		if (c->connect_expiry_zero && pkt->props.session_expiry != 0) { /* §3.14.2.2.2 */
+			mqtt_client_disconnect(c, MQTT_RC_PROTOCOL_ERROR,
+					       "session expiry set on DISCONNECT after 0 on CONNECT");
+			return;
+		}
 		uint32_t e = pkt->props.session_expiry;
 		ss->expiry_s = e > c->shard->broker->lim.max_session_expiry ?
 			c->shard->broker->lim.max_session_expiry : e;
@@ -1136,9 +1208,11 @@ static void handle_packet(struct mqtt_client *c, const struct mqtt_packet *pkt)
 	struct mqtt_session *ss = c->session;
 	switch (pkt->type) {
 	case MQTT_CONNECT:
-		return mqtt_client_disconnect(c, MQTT_RC_PROTOCOL_ERROR, "second CONNECT");
+		mqtt_client_disconnect(c, MQTT_RC_PROTOCOL_ERROR, "second CONNECT");
+		return;
 	case MQTT_PUBLISH:
-		return handle_publish(c, pkt);
+		handle_publish(c, pkt);
+		return;
 	case MQTT_PUBACK:
 	case MQTT_PUBREC:
 	case MQTT_PUBCOMP:
@@ -1152,22 +1226,27 @@ static void handle_packet(struct mqtt_client *c, const struct mqtt_packet *pkt)
 		return;
 	}
 	case MQTT_SUBSCRIBE:
-		return handle_subscribe(c, pkt);
+		handle_subscribe(c, pkt);
+		return;
 	case MQTT_UNSUBSCRIBE:
-		return handle_unsubscribe(c, pkt);
+		handle_unsubscribe(c, pkt);
+		return;
 	case MQTT_PINGREQ: {
 		struct mqtt_packet r = { .type = MQTT_PINGRESP };
 		send_packet(c, &r);
 		return;
 	}
 	case MQTT_DISCONNECT:
-		return handle_disconnect(c, pkt);
+		handle_disconnect(c, pkt);
+		return;
 	case MQTT_AUTH: /* §4.12: AUTH without an Authentication Method in CONNECT */
-		return mqtt_client_disconnect(c, MQTT_RC_PROTOCOL_ERROR,
-					      "AUTH received but no authentication method was agreed");
+		mqtt_client_disconnect(c, MQTT_RC_PROTOCOL_ERROR,
+				       "AUTH received but no authentication method was agreed");
+		return;
 	default:
-		return mqtt_client_disconnect(c, MQTT_RC_PROTOCOL_ERROR,
-					      "packet type a client must not send");
+		mqtt_client_disconnect(c, MQTT_RC_PROTOCOL_ERROR,
+				       "packet type a client must not send");
+		return;
 	}
 }
 
@@ -1257,8 +1336,10 @@ void mqtt_client_input(struct mqtt_client *c, const uint8_t *p, size_t n)
 			mqtt_client_disconnect(c, MQTT_RC_PACKET_TOO_LARGE, "input buffer cap reached");
 		return;
 	}
-	if (kz_buf_append(&c->in, p, n))
-		return mqtt_client_disconnect(c, MQTT_RC_PACKET_TOO_LARGE, "input buffer cap reached");
+	if (kz_buf_append(&c->in, p, n)) {
+		mqtt_client_disconnect(c, MQTT_RC_PACKET_TOO_LARGE, "input buffer cap reached");
+		return;
+	}
 	process(c, kz_buf_head(&c->in), c->in.len, &used);
 	kz_buf_consume(&c->in, used);
 	if (c->in.len == 0)

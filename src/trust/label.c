@@ -60,9 +60,9 @@ static bool fold_name(const char *p, size_t n, char *out)
 
 static int find_name(const void *names_, uint32_t n, const char *s)
 {
-	const char(*names)[KZ_POL_NAME_MAX] = names_;
+	const char *names = names_; /* n rows of KZ_POL_NAME_MAX */
 	for (uint32_t i = 0; i < n; i++)
-		if (!strcmp(names[i], s))
+		if (!strcmp(names + (size_t)i * KZ_POL_NAME_MAX, s))
 			return (int)i;
 	return -1;
 }

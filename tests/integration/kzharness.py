@@ -61,8 +61,11 @@ class Node:
     def logtext(self):
         if not self.log.closed:
             self.log.flush()
-        with open(self.log.name) as f:
-            return f.read()
+        try:
+            with open(self.log.name) as f:
+                return f.read()
+        except FileNotFoundError:  # cleaned up: what it said before
+            return getattr(self, "saved_log", "")
 
     def stop(self):
         if self.proc.poll() is None:
@@ -74,6 +77,10 @@ class Node:
         return rc
 
     def cleanup(self):
+        try:
+            self.saved_log = self.logtext()
+        except OSError:
+            pass
         shutil.rmtree(self.dir, ignore_errors=True)
 
     def issue(self, name, spiffe=None, days=1, ca=None, extra=""):

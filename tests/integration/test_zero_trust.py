@@ -146,7 +146,8 @@ def test_per_identity_limits():
 
 def test_no_policy_denies_everything():
     n = make_node("policy.open = 0\n")
-    assert n.stop() == 0
+    rc = n.stop()
+    assert rc == 0, "the node exited with %s: %s" % (rc, n.logtext()[-3000:])
     for f in ("dev.policy", "dev.identities"):  # a PKI the node did not make itself: no development policy
         os.unlink(os.path.join(n.pki, f))
     n.log = open(n.log.name, "a")

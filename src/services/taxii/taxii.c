@@ -1545,8 +1545,10 @@ static int append_object(struct taxii *t, struct kz_http_req *r, const struct tx
 static void discovery(struct taxii *t, struct kz_http_req *r)
 {
 	const char *ct = accepted(r, false);
-	if (!ct)
-		return err(r, 406, "Not Acceptable", "this resource is " TAXII_MT);
+	if (!ct) {
+		err(r, 406, "Not Acceptable", "this resource is " TAXII_MT);
+		return;
+	}
 	char url[600];
 	snprintf(url, sizeof url, "https://%s/taxii2/api/", r->authority[0] ? r->authority : "localhost");
 	json_t *o = json_pack("{s:s, s:s, s:s, s:[s]}", "title", "kizuna TAXII 2.1", "description",
@@ -1558,8 +1560,10 @@ static void discovery(struct taxii *t, struct kz_http_req *r)
 static void api_root(struct taxii *t, struct kz_http_req *r)
 {
 	const char *ct = accepted(r, false);
-	if (!ct)
-		return err(r, 406, "Not Acceptable", "this resource is " TAXII_MT);
+	if (!ct) {
+		err(r, 406, "Not Acceptable", "this resource is " TAXII_MT);
+		return;
+	}
 	json_t *o = json_pack("{s:s, s:s, s:[s], s:I}", "title", "kizuna", "description", "The node's API root",
 			      "versions", TAXII_MT, "max_content_length", (json_int_t)t->cfg.max_content_length);
 	send_json(r, 200, ct, o);
@@ -1577,16 +1581,21 @@ static json_t *coll_json(struct tx_coll *c, bool rd, bool wr)
 static void collections(struct taxii *t, struct kz_http_req *r, const char *cid, size_t cidn)
 {
 	const char *ct = accepted(r, false);
-	if (!ct)
-		return err(r, 406, "Not Acceptable", "this resource is " TAXII_MT);
+	if (!ct) {
+		err(r, 406, "Not Acceptable", "this resource is " TAXII_MT);
+		return;
+	}
 	struct tx_subject sub;
 	subject_init(t, r, &sub);
 	if (cid) {
 		struct tx_coll *c = coll_of(t, cid, cidn);
 		bool rd = c && can_read(c, &sub), wr = c && can_write(c, &sub);
-		if (!rd && !wr)
-			return err(r, 404, "Not Found", "no such collection");
-		return send_json(r, 200, ct, coll_json(c, rd, wr));
+		if (!rd && !wr) {
+			err(r, 404, "Not Found", "no such collection");
+			return;
+		}
+		send_json(r, 200, ct, coll_json(c, rd, wr));
+		return;
 	}
 	json_t *l = json_array();
 	for (size_t i = 0; i < t->nc; i++) {
@@ -1608,29 +1617,38 @@ static void list(struct taxii *t, struct kz_http_req *r, struct tx_coll *c, stru
 		 const char *obj_id)
 {
 	const char *ct = accepted(r, what == L_OBJECTS);
-	if (!ct)
-		return err(r, 406, "Not Acceptable", "this resource is " TAXII_MT);
+	if (!ct) {
+		err(r, 406, "Not Acceptable", "this resource is " TAXII_MT);
+		return;
+	}
 	struct tx_query q;
 	if (parse_query(t, r, &q, what == L_VERSIONS))
 		return;
 	if (obj_id) { /* /objects/{id}/ and /versions/: the path names the object */
-		if (q.n_ids)
-			return err(r, 400, "Bad Request", "match[id] is not allowed on a single object's resource");
+		if (q.n_ids) {
+			err(r, 400, "Bad Request", "match[id] is not allowed on a single object's resource");
+			return;
+		}
 		char type[STIX_TYPE_MAX + 1];
 		const char *dd = strstr(obj_id, "--");
-		if (!dd || (size_t)(dd - obj_id) > STIX_TYPE_MAX || kz_uuid_parse(dd + 2, q.ids[0].uuid))
-			return err(r, 404, "Not Found", "not an object identifier");
+		if (!dd || (size_t)(dd - obj_id) > STIX_TYPE_MAX || kz_uuid_parse(dd + 2, q.ids[0].uuid)) {
+			err(r, 404, "Not Found", "not an object identifier");
+			return;
+		}
 		snprintf(type, sizeof type, "%.*s", (int)(dd - obj_id), obj_id);
 		q.ids[0].type_i = type_index(t, type, false);
 		q.n_ids = 1;
 	}
 	struct page pg;
 	select_page(t, c, sub, &q, &pg);
-	if (!pg.e)
-		return err(r, 500, "Internal Server Error", "out of memory");
+	if (!pg.e) {
+		err(r, 500, "Internal Server Error", "out of memory");
+		return;
+	}
 	if (obj_id && pg.n == 0 && !q.has_next && !q.has_added_after && !q.n_types && !q.spec_given) {
 		free(pg.e);
-		return err(r, 404, "Not Found", "no such object in this collection");
+		err(r, 404, "Not Found", "no such object in this collection");
+		return;
 	}
 	struct kz_buf b, tmp;
 	kz_buf_init(&b, 0);
@@ -1656,7 +1674,8 @@ static void list(struct taxii *t, struct kz_http_req *r, struct tx_coll *c, stru
 			kz_buf_cleanup(&b);
 			kz_buf_cleanup(&tmp);
 			free(pg.e);
-			return err(r, 500, "Internal Server Error", "cannot read an object from the record log");
+			err(r, 500, "Internal Server Error", "cannot read an object from the record log");
+			return;
 		}
 	}
 	kz_buf_append(&b, pg.n ? "]}" : "}", pg.n ? 2 : 1);
@@ -1724,8 +1743,10 @@ static void status_seal(struct taxii *t, struct tx_status *s)
 static void status_get(struct taxii *t, struct kz_http_req *r, const char *sid, size_t n)
 {
 	const char *ct = accepted(r, false);
-	if (!ct)
-		return err(r, 406, "Not Acceptable", "this resource is " TAXII_MT);
+	if (!ct) {
+		err(r, 406, "Not Acceptable", "this resource is " TAXII_MT);
+		return;
+	}
 	char *text = NULL;
 	pthread_mutex_lock(&t->st_lock);
 	for (size_t i = 0; t->st && i < t->cfg.max_statuses && !text; i++) {
@@ -1742,8 +1763,10 @@ static void status_get(struct taxii *t, struct kz_http_req *r, const char *sid, 
 		}
 	}
 	pthread_mutex_unlock(&t->st_lock);
-	if (!text)
-		return err(r, 404, "Not Found", "no such status (statuses are kept for the most recent requests)");
+	if (!text) {
+		err(r, 404, "Not Found", "no such status (statuses are kept for the most recent requests)");
+		return;
+	}
 	kz_http_send(r, 200, ct, text, strlen(text));
 	free(text);
 }
@@ -2037,28 +2060,37 @@ static bool marking_known(void *ctx, const char *id)
 static void post_objects(struct taxii *t, struct kz_http_req *r, struct tx_coll *c, struct tx_subject *sub)
 {
 	const char *ct = accepted(r, false);
-	if (!ct)
-		return err(r, 406, "Not Acceptable", "this resource answers " TAXII_MT);
-	if (!content_type_ok(r))
-		return err(r, 415, "Unsupported Media Type", "post an envelope as " TAXII_MT);
+	if (!ct) {
+		err(r, 406, "Not Acceptable", "this resource answers " TAXII_MT);
+		return;
+	}
+	if (!content_type_ok(r)) {
+		err(r, 415, "Unsupported Media Type", "post an envelope as " TAXII_MT);
+		return;
+	}
 	struct kz_json_doc *doc = worker_doc();
-	if (!doc)
-		return err(r, 500, "Internal Server Error", "out of memory");
+	if (!doc) {
+		err(r, 500, "Internal Server Error", "out of memory");
+		return;
+	}
 	if (kz_json_parse(doc, r->body, r->body_len)) {
 		kz_http_error(r, 400, TAXII_MT, "Bad Request", "the body is not JSON: line %u column %u: %s", doc->err_line,
 			      doc->err_col, doc->err);
-		return kz_json_trim(doc, TX_DOC_KEEP);
+		kz_json_trim(doc, TX_DOC_KEEP);
+		return;
 	}
 	const struct kz_json *env = kz_json_root(doc), *objs = kz_json_get(env, "objects");
 	if (!kz_json_is(objs, KZ_JSON_ARRAY)) {
 		err(r, 422, "Unprocessable Entity", "expected an envelope (or bundle) with an \"objects\" list");
-		return kz_json_trim(doc, TX_DOC_KEEP);
+		kz_json_trim(doc, TX_DOC_KEEP);
+		return;
 	}
 	size_t n = objs->len;
 	if (n > t->cfg.max_post_objects) {
 		kz_http_error(r, 413, TAXII_MT, "Payload Too Large", "%zu objects in one envelope (limit %u)", n,
 			      t->cfg.max_post_objects);
-		return kz_json_trim(doc, TX_DOC_KEEP);
+		kz_json_trim(doc, TX_DOC_KEEP);
+		return;
 	}
 	struct tx_status *st = status_new(t, r->identity, n);
 	struct tx_post *p = calloc(1, sizeof *p);
@@ -2086,7 +2118,8 @@ static void post_objects(struct taxii *t, struct kz_http_req *r, struct tx_coll 
 		free(p);
 		free(items);
 		free(si);
-		return err(r, 500, "Internal Server Error", "out of memory");
+		err(r, 500, "Internal Server Error", "out of memory");
+		return;
 	}
 	p->t = t;
 	p->c = c;
@@ -2220,7 +2253,8 @@ static void post_objects(struct taxii *t, struct kz_http_req *r, struct tx_coll 
 		free(p);
 		kz_buf_cleanup(&rec);
 		r->audit_reason = "every object was refused";
-		return send_json(r, 202, ct, o);
+		send_json(r, 202, ct, o);
+		return;
 	}
 	/* records: date_added assigned and submitted under the collection's write lock, so that
 	 * the log's order is the collection's date_added order */
@@ -2254,15 +2288,19 @@ static void delete_object(struct taxii *t, struct kz_http_req *r, struct tx_coll
 			  const char *obj_id)
 {
 	const char *ct = accepted(r, false);
-	if (!ct)
-		return err(r, 406, "Not Acceptable", "this resource answers " TAXII_MT);
+	if (!ct) {
+		err(r, 406, "Not Acceptable", "this resource answers " TAXII_MT);
+		return;
+	}
 	struct tx_query q;
 	if (parse_query(t, r, &q, true))
 		return;
 	const char *dd = strstr(obj_id, "--");
 	char type[STIX_TYPE_MAX + 1];
-	if (!dd || (size_t)(dd - obj_id) > STIX_TYPE_MAX || kz_uuid_parse(dd + 2, q.ids[0].uuid))
-		return err(r, 404, "Not Found", "not an object identifier");
+	if (!dd || (size_t)(dd - obj_id) > STIX_TYPE_MAX || kz_uuid_parse(dd + 2, q.ids[0].uuid)) {
+		err(r, 404, "Not Found", "not an object identifier");
+		return;
+	}
 	snprintf(type, sizeof type, "%.*s", (int)(dd - obj_id), obj_id);
 	q.ids[0].type_i = type_index(t, type, false);
 	q.n_ids = 1;
@@ -2270,11 +2308,14 @@ static void delete_object(struct taxii *t, struct kz_http_req *r, struct tx_coll
 	q.has_next = false;
 	struct page pg;
 	select_page(t, c, sub, &q, &pg);
-	if (!pg.e)
-		return err(r, 500, "Internal Server Error", "out of memory");
+	if (!pg.e) {
+		err(r, 500, "Internal Server Error", "out of memory");
+		return;
+	}
 	if (!pg.n) {
 		free(pg.e);
-		return err(r, 404, "Not Found", "no such object in this collection");
+		err(r, 404, "Not Found", "no such object in this collection");
+		return;
 	}
 	struct tx_post *p = calloc(1, sizeof *p);
 	struct tx_item *items = calloc(pg.n, sizeof *items);
@@ -2284,7 +2325,8 @@ static void delete_object(struct taxii *t, struct kz_http_req *r, struct tx_coll
 		free(items);
 		free(si);
 		free(pg.e);
-		return err(r, 500, "Internal Server Error", "out of memory");
+		err(r, 500, "Internal Server Error", "out of memory");
+		return;
 	}
 	p->t = t;
 	p->c = c;
@@ -2331,37 +2373,55 @@ static void in_collection(struct taxii *t, struct kz_http_req *r, struct tx_coll
 			  char seg[6][256], int n, bool get, bool post, bool del)
 {
 	bool rd = c && can_read(c, sub), wr = c && can_write(c, sub);
-	if (!rd && !wr)
-		return err(r, 404, "Not Found", "no such collection");
+	if (!rd && !wr) {
+		err(r, 404, "Not Found", "no such collection");
+		return;
+	}
 	if (strcmp(seg[3], "objects") == 0 && n == 4) {
-		if (post)
-			return wr ? post_objects(t, r, c, sub)
+		if (post) {
+			wr ? post_objects(t, r, c, sub)
 				  : err(r, 403, "Forbidden", "this identity may not write to the collection");
-		if (!get)
-			return err(r, 405, "Method Not Allowed", "use GET or POST");
-		return rd ? list(t, r, c, sub, L_OBJECTS, NULL)
+			return;
+		}
+		if (!get) {
+			err(r, 405, "Method Not Allowed", "use GET or POST");
+			return;
+		}
+		rd ? list(t, r, c, sub, L_OBJECTS, NULL)
 			  : err(r, 403, "Forbidden", "this identity may not read the collection");
+		return;
 	}
 	if (strcmp(seg[3], "manifest") == 0 && n == 4) {
-		if (!get)
-			return err(r, 405, "Method Not Allowed", "use GET");
-		return rd ? list(t, r, c, sub, L_MANIFEST, NULL)
+		if (!get) {
+			err(r, 405, "Method Not Allowed", "use GET");
+			return;
+		}
+		rd ? list(t, r, c, sub, L_MANIFEST, NULL)
 			  : err(r, 403, "Forbidden", "this identity may not read the collection");
+		return;
 	}
 	if (strcmp(seg[3], "objects") == 0 && n == 5) {
-		if (del)
-			return rd && wr ? delete_object(t, r, c, sub, seg[4])
+		if (del) {
+			rd && wr ? delete_object(t, r, c, sub, seg[4])
 					: err(r, 403, "Forbidden", "deleting needs read and write access to the collection");
-		if (!get)
-			return err(r, 405, "Method Not Allowed", "use GET or DELETE");
-		return rd ? list(t, r, c, sub, L_OBJECTS, seg[4])
+			return;
+		}
+		if (!get) {
+			err(r, 405, "Method Not Allowed", "use GET or DELETE");
+			return;
+		}
+		rd ? list(t, r, c, sub, L_OBJECTS, seg[4])
 			  : err(r, 403, "Forbidden", "this identity may not read the collection");
+		return;
 	}
 	if (strcmp(seg[3], "objects") == 0 && n == 6 && strcmp(seg[5], "versions") == 0) {
-		if (!get)
-			return err(r, 405, "Method Not Allowed", "use GET");
-		return rd ? list(t, r, c, sub, L_VERSIONS, seg[4])
+		if (!get) {
+			err(r, 405, "Method Not Allowed", "use GET");
+			return;
+		}
+		rd ? list(t, r, c, sub, L_VERSIONS, seg[4])
 			  : err(r, 403, "Forbidden", "this identity may not read the collection");
+		return;
 	}
 	err(r, 404, "Not Found", "no such TAXII resource");
 }
@@ -2374,26 +2434,43 @@ static void handle(void *ctx, struct kz_http_req *r)
 	int n = segments(path, seg);
 	bool get = strcmp(r->method, "GET") == 0 || strcmp(r->method, "HEAD") == 0;
 	bool post = strcmp(r->method, "POST") == 0, del = strcmp(r->method, "DELETE") == 0;
-	if (n < 0)
-		return err(r, 404, "Not Found", "no such TAXII resource");
+	if (n < 0) {
+		err(r, 404, "Not Found", "no such TAXII resource");
+		return;
+	}
 	/* TAXII URLs end in '/'; a missing one is forgiven */
 	if (n == 0) {
-		if (!get)
-			return err(r, 405, "Method Not Allowed", "use GET");
-		return discovery(t, r);
+		if (!get) {
+			err(r, 405, "Method Not Allowed", "use GET");
+			return;
+		}
+		discovery(t, r);
+		return;
 	}
-	if (strcmp(seg[0], "api") != 0)
-		return err(r, 404, "Not Found", "no such API root: this server's is /taxii2/api/");
-	if (n == 1)
-		return get ? api_root(t, r) : err(r, 405, "Method Not Allowed", "use GET");
-	if (strcmp(seg[1], "status") == 0 && n == 3)
-		return get ? status_get(t, r, seg[2], strlen(seg[2])) : err(r, 405, "Method Not Allowed", "use GET");
-	if (strcmp(seg[1], "collections") != 0)
-		return err(r, 404, "Not Found", "no such TAXII resource");
-	if (n == 2)
-		return get ? collections(t, r, NULL, 0) : err(r, 405, "Method Not Allowed", "use GET");
-	if (n == 3)
-		return get ? collections(t, r, seg[2], strlen(seg[2])) : err(r, 405, "Method Not Allowed", "use GET");
+	if (strcmp(seg[0], "api") != 0) {
+		err(r, 404, "Not Found", "no such API root: this server's is /taxii2/api/");
+		return;
+	}
+	if (n == 1) {
+		get ? api_root(t, r) : err(r, 405, "Method Not Allowed", "use GET");
+		return;
+	}
+	if (strcmp(seg[1], "status") == 0 && n == 3) {
+		get ? status_get(t, r, seg[2], strlen(seg[2])) : err(r, 405, "Method Not Allowed", "use GET");
+		return;
+	}
+	if (strcmp(seg[1], "collections") != 0) {
+		err(r, 404, "Not Found", "no such TAXII resource");
+		return;
+	}
+	if (n == 2) {
+		get ? collections(t, r, NULL, 0) : err(r, 405, "Method Not Allowed", "use GET");
+		return;
+	}
+	if (n == 3) {
+		get ? collections(t, r, seg[2], strlen(seg[2])) : err(r, 405, "Method Not Allowed", "use GET");
+		return;
+	}
 	struct tx_coll *c = coll_of(t, seg[2], strlen(seg[2]));
 	struct tx_subject sub;
 	subject_init(t, r, &sub);
