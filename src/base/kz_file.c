@@ -7,6 +7,40 @@
 #include <stdio.h>
 #include <unistd.h>
 
+int kz_write_all(int fd, const void *data, size_t n)
+{
+	const char *p = data;
+	while (n) {
+		ssize_t w = write(fd, p, n);
+		if (w < 0 && errno == EINTR)
+			continue;
+		if (w <= 0) {
+			if (w == 0)
+				errno = ENOSPC;
+			return -1;
+		}
+		p += w;
+		n -= (size_t)w;
+	}
+	return 0;
+}
+
+int kz_pread_all(int fd, void *data, size_t n, uint64_t off)
+{
+	char *p = data;
+	while (n) {
+		ssize_t got = pread(fd, p, n, (off_t)off);
+		if (got < 0 && errno == EINTR)
+			continue;
+		if (got <= 0)
+			return -1;
+		p += got;
+		n -= (size_t)got;
+		off += (uint64_t)got;
+	}
+	return 0;
+}
+
 int kz_file_replace(const char *dir, const char *name, const void *data, size_t len, mode_t mode)
 {
 	char path[1200], tmp[1220];
@@ -17,19 +51,10 @@ int kz_file_replace(const char *dir, const char *name, const void *data, size_t 
 	int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, mode);
 	if (fd < 0)
 		return KZ_EIO;
-	const char *p = data;
-	size_t left = len;
-	while (left) {
-		ssize_t w = write(fd, p, left);
-		if (w < 0 && errno == EINTR)
-			continue;
-		if (w <= 0) {
-			close(fd);
-			unlink(tmp);
-			return KZ_EIO;
-		}
-		p += w;
-		left -= (size_t)w;
+	if (kz_write_all(fd, data, len)) {
+		close(fd);
+		unlink(tmp);
+		return KZ_EIO;
 	}
 	if (fsync(fd) || close(fd) || rename(tmp, path)) {
 		unlink(tmp);

@@ -1,10 +1,17 @@
-/* kz_file.h — small files replaced atomically and durably (state the node keeps: the CA's
- * lists, the highest CRL and policy sequence seen). */
+/* kz_file.h — whole reads and writes, and small files replaced atomically and durably (state
+ * the node keeps: the CA's lists, the highest CRL and policy sequence seen). */
 #ifndef KZ_FILE_H
 #define KZ_FILE_H
 
 #include <stddef.h>
+#include <stdint.h>
 #include <sys/types.h>
+
+/* write(2) until all n bytes are written (EINTR and short writes continue); 0, or -1 with
+ * errno (ENOSPC for a write that took nothing). */
+int kz_write_all(int fd, const void *data, size_t n);
+/* pread(2) of exactly n bytes at off; 0, or -1 (errno, or the file ends first). */
+int kz_pread_all(int fd, void *data, size_t n, uint64_t off);
 
 /* Writes data to dir/name.tmp, fsyncs it, renames it over dir/name and fsyncs dir: after a
  * crash the file is the old or the new one, never a mix. 0, or KZ_EINVAL (path too long) /

@@ -273,8 +273,8 @@ static int seg_create(struct kz_log *log, uint64_t base, char *why, size_t why_l
 	uint8_t h[SEG_HDR];
 	seg_header(h, base);
 	errno = 0;
-	if (fd < 0 || write(fd, h, SEG_HDR) != SEG_HDR || fdatasync(fd) || fsync(log->dirfd)) {
-		int e = errno ? errno : ENOSPC; /* a short write: the disk filled */
+	if (fd < 0 || kz_write_all(fd, h, SEG_HDR) || fdatasync(fd) || fsync(log->dirfd)) {
+		int e = errno ? errno : EIO;
 		snprintf(why, why_len, "cannot create segment %s: %s", path, strerror(e));
 		if (fd >= 0)
 			close(fd);
@@ -477,20 +477,6 @@ void kz_log_close(struct kz_log *log)
 }
 
 /* ---------- append ---------- */
-
-static int write_all(int fd, const uint8_t *p, size_t n)
-{
-	while (n) {
-		ssize_t w = write(fd, p, n);
-		if (w < 0 && errno == EINTR)
-			continue;
-		if (w <= 0)
-			return -1;
-		p += w;
-		n -= (size_t)w;
-	}
-	return 0;
-}
 
 
 /* pwritev until everything is written (short writes continue where they stopped). */
@@ -799,7 +785,7 @@ int kz_log_rewrite(const char *dir, uint64_t base, uint32_t max, kz_log_keep_fn 
 	} else if (!rc) {
 		snprintf(tmp, sizeof tmp, "%s.rewrite", path);
 		int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
-		if (fd < 0 || write_all(fd, kz_buf_head(&out), out.len) || fdatasync(fd) ||
+		if (fd < 0 || kz_write_all(fd, kz_buf_head(&out), out.len) || fdatasync(fd) ||
 		    rename(tmp, path) || fsync(dfd)) {
 			snprintf(why, why_len, "cannot rewrite %s: %s", path, strerror(errno));
 			unlink(tmp);
@@ -831,21 +817,6 @@ void kz_log_reader_close(struct kz_log_reader *r)
 	r->fd = -1;
 }
 
-static int pread_all(int fd, uint8_t *p, size_t n, uint64_t off)
-{
-	while (n) {
-		ssize_t got = pread(fd, p, n, (off_t)off);
-		if (got < 0 && errno == EINTR)
-			continue;
-		if (got <= 0)
-			return -1;
-		p += got;
-		n -= (size_t)got;
-		off += (uint64_t)got;
-	}
-	return 0;
-}
-
 int kz_log_read(struct kz_log_reader *r, const struct kz_log_pos *pos, uint64_t seq, struct kz_buf *out)
 {
 	if (r->fd < 0 || r->seg != pos->seg) {
@@ -858,7 +829,7 @@ int kz_log_read(struct kz_log_reader *r, const struct kz_log_pos *pos, uint64_t 
 		r->seg = pos->seg;
 	}
 	uint8_t h[FRAME_HDR];
-	if (pread_all(r->fd, h, FRAME_HDR, pos->off))
+	if (kz_pread_all(r->fd, h, FRAME_HDR, pos->off))
 		return KZ_ENOTFOUND; /* the segment was rewritten shorter */
 	uint32_t len = get32(h);
 	if (get64(h + 8) != seq || len == 0 || len > r->max_record_bytes)
@@ -867,7 +838,7 @@ int kz_log_read(struct kz_log_reader *r, const struct kz_log_pos *pos, uint64_t 
 	int rc = kz_buf_reserve(out, len);
 	if (rc)
 		return rc;
-	if (pread_all(r->fd, kz_buf_tail(out), len, pos->off + FRAME_HDR) ||
+	if (kz_pread_all(r->fd, kz_buf_tail(out), len, pos->off + FRAME_HDR) ||
 	    get32(h + 4) != frame_crc(h, kz_buf_tail(out), len))
 		return KZ_EIO;
 	out->len = len;
@@ -960,8 +931,8 @@ int kz_log_repair(const char *dir, uint32_t max, void (*report)(void *ctx, const
 			snprintf(q, sizeof q, "%s/%020" PRIu64 ".seg.%u.bad", qdir, sl.base[i], ranges);
 			int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
 			int qfd = mkdir_p(qdir) ? -1 : open(q, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
-			if (fd < 0 || qfd < 0 || write_all(qfd, kz_buf_head(&lost), lost.len) || fsync(qfd) ||
-			    write_all(fd, kz_buf_head(&keep), keep.len) || fsync(fd) || rename(tmp, path)) {
+			if (fd < 0 || qfd < 0 || kz_write_all(qfd, kz_buf_head(&lost), lost.len) || fsync(qfd) ||
+			    kz_write_all(fd, kz_buf_head(&keep), keep.len) || fsync(fd) || rename(tmp, path)) {
 				snprintf(why, why_len, "cannot rewrite %s: %s", path, strerror(errno));
 				rc = KZ_EIO;
 			}

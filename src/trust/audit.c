@@ -8,6 +8,7 @@
  * left it first re-reads the last entry to continue the chain from there. */
 #include "trust/audit.h"
 #include "base/kz_err.h"
+#include "base/kz_file.h"
 #include "base/kz_hex.h"
 #include "base/kz_log.h"
 #include "base/kz_time.h"
@@ -125,20 +126,6 @@ static void put(char *b, size_t *len, size_t cap, const char *s)
 	}
 }
 
-static int write_all(int fd, const char *p, size_t n)
-{
-	while (n) {
-		ssize_t w = write(fd, p, n);
-		if (w < 0 && errno == EINTR)
-			continue;
-		if (w <= 0)
-			return -1;
-		p += w;
-		n -= (size_t)w;
-	}
-	return 0;
-}
-
 /* Completes body (which ends with its "prev" field) with its hash and writes it. */
 static int emit(struct kz_audit *a, char *b, size_t len)
 {
@@ -150,7 +137,7 @@ static int emit(struct kz_audit *a, char *b, size_t len)
 	put(b, &n, LINE_MAX_BYTES, ",\"hash\":\"");
 	put(b, &n, LINE_MAX_BYTES, hx);
 	put(b, &n, LINE_MAX_BYTES, "\"}\n");
-	int rc = write_all(a->fd, b, n);
+	int rc = kz_write_all(a->fd, b, n);
 	if (rc) {
 		int err = errno ? errno : EIO;
 		/* a partly written line would break the chain for good: cut it off again */
@@ -297,7 +284,7 @@ static void write_head(struct kz_audit *a)
 	snprintf(path, sizeof path, "%s/head", a->dir);
 	snprintf(tmp, sizeof tmp, "%s/head.tmp", a->dir);
 	int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
-	if (fd < 0 || write_all(fd, head2, (size_t)hl) || fdatasync(fd) || rename(tmp, path))
+	if (fd < 0 || kz_write_all(fd, head2, (size_t)hl) || fdatasync(fd) || rename(tmp, path))
 		kz_error("audit: cannot write %s: %s", path, strerror(errno));
 	if (fd >= 0)
 		close(fd);
@@ -516,7 +503,7 @@ static int load_key(struct kz_audit *a, char *why, size_t why_len)
 		char pp[4200];
 		snprintf(pp, sizeof pp, "%s/audit.pub", a->dir);
 		fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
-		if (fd < 0 || kz_ed25519_keygen(a->priv, pub) || write_all(fd, (const char *)a->priv, 32) || fsync(fd)) {
+		if (fd < 0 || kz_ed25519_keygen(a->priv, pub) || kz_write_all(fd, (const char *)a->priv, 32) || fsync(fd)) {
 			snprintf(why, why_len, "cannot create %s: %s", path, strerror(errno));
 			if (fd >= 0)
 				close(fd);
@@ -549,7 +536,7 @@ static int load_key(struct kz_audit *a, char *why, size_t why_len)
 		}
 	} else {
 		fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
-		if (fd < 0 || RAND_priv_bytes(xi, 32) != 1 || write_all(fd, (const char *)xi, 32) || fsync(fd)) {
+		if (fd < 0 || RAND_priv_bytes(xi, 32) != 1 || kz_write_all(fd, (const char *)xi, 32) || fsync(fd)) {
 			snprintf(why, why_len, "cannot create %s: %s", path, strerror(errno));
 			if (fd >= 0)
 				close(fd);

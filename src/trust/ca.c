@@ -548,7 +548,7 @@ static int issued_append(const struct kz_ca *ca, X509 *c, const char *id)
 	if (fd < 0)
 		return KZ_EIO;
 	size_t n = strlen(line);
-	int rc = write(fd, line, n) == (ssize_t)n && fsync(fd) == 0 ? KZ_OK : KZ_EIO;
+	int rc = kz_write_all(fd, line, n) == 0 && fsync(fd) == 0 ? KZ_OK : KZ_EIO;
 	close(fd);
 	return rc;
 }

@@ -1,6 +1,7 @@
 /* sign.c — ML-DSA-65 signatures on files (see sign.h). */
 #include "trust/sign.h"
 #include "base/kz_err.h"
+#include "base/kz_file.h"
 #include "base/kz_hex.h"
 #include "crypto/kz_crypto.h"
 #include "crypto/kz_mldsa.h"
@@ -56,7 +57,7 @@ static int write_hex(const char *path, const uint8_t *p, size_t n, mode_t mode)
 	}
 	kz_hex(p, n, h);
 	h[2 * n] = '\n';
-	int rc = write(fd, h, 2 * n + 1) == (ssize_t)(2 * n + 1) && close(fd) == 0 ? KZ_OK : KZ_EIO;
+	int rc = kz_write_all(fd, h, 2 * n + 1) == 0 && close(fd) == 0 ? KZ_OK : KZ_EIO;
 	free(h);
 	return rc;
 }
@@ -73,7 +74,7 @@ int kz_sign_keygen(const char *dir, char *why, size_t why_len)
 		snprintf(why, why_len, "cannot create %s: %s", kp, strerror(errno));
 		return KZ_EIO;
 	}
-	int ok = RAND_priv_bytes(xi, sizeof xi) == 1 && write(fd, xi, sizeof xi) == (ssize_t)sizeof xi && fsync(fd) == 0;
+	int ok = RAND_priv_bytes(xi, sizeof xi) == 1 && kz_write_all(fd, xi, sizeof xi) == 0 && fsync(fd) == 0;
 	close(fd);
 	if (!ok) {
 		unlink(kp);
