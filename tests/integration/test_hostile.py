@@ -293,7 +293,9 @@ class LimitedNode(Node):
 
 def test_fd_exhaustion_keeps_serving_and_stops_on_sigterm():
     hp = free_port()
+    # no per-address handshake cap here: the descriptor limit is what these connections meet
     n = LimitedNode("https.listen = 127.0.0.1:%d\n%slimits.fd_reserve = 32\nlimits.handshake_timeout_ms = 60000\n"
+                    "limits.max_handshakes_per_address = 0\n"
                     % (hp, NOLIMIT))
     n.hport = hp
     n.admin = (os.path.join(n.pki, "admin.pem"), os.path.join(n.pki, "admin.key"))
