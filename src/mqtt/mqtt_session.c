@@ -529,16 +529,22 @@ static void deliver(struct mqtt_session *ss, struct mqtt_msg *msg, uint8_t qos, 
 	(void)queue_push(ss, &d);
 }
 
+/* The session's invariants (mqtt_broker.h) after each change from outside; debug builds
+ * only (the check walks the window). */
+#define SESSION_CHECKED(ss) assert(mqtt_session_invariants_ok(ss))
+
 void mqtt_session_deliver(struct mqtt_session *ss, struct mqtt_msg *msg, uint8_t qos,
 			  bool retain, uint32_t sub_id)
 {
 	deliver(ss, msg, qos, retain, sub_id, 0);
+	SESSION_CHECKED(ss);
 }
 
 void mqtt_session_deliver_shared(struct mqtt_session *ss, struct mqtt_msg *msg, uint8_t qos,
 				 uint32_t sub_id, uint32_t share_gid)
 {
 	deliver(ss, msg, qos, false, sub_id, share_gid);
+	SESSION_CHECKED(ss);
 }
 
 void mqtt_session_pump(struct mqtt_session *ss)
@@ -557,6 +563,7 @@ void mqtt_session_pump(struct mqtt_session *ss)
 		}
 		send_inflight(ss, &d);
 	}
+	SESSION_CHECKED(ss);
 }
 
 static void inflight_done(struct mqtt_session *ss, struct mqtt_delivery *d);
@@ -579,6 +586,7 @@ void mqtt_session_resend(struct mqtt_session *ss)
 		else
 			(void)mqtt_client_send_publish(ss->client, d, true);
 	}
+	SESSION_CHECKED(ss);
 }
 
 void mqtt_session_purge(struct mqtt_session *ss, bool (*keep)(struct mqtt_session *ss, const struct mqtt_msg *m, void *ctx),
@@ -597,6 +605,7 @@ void mqtt_session_purge(struct mqtt_session *ss, bool (*keep)(struct mqtt_sessio
 			(void)queue_push(ss, &d); /* room: one was just taken out */
 		mqtt_msg_unref(d.msg);        /* the popped reference */
 	}
+	SESSION_CHECKED(ss);
 }
 
 static struct mqtt_delivery *inflight_find(struct mqtt_session *ss, uint16_t pid)
