@@ -12,7 +12,7 @@
 static char dir[64], seg[128];
 
 static int scan_cb(void *ctx, uint64_t seq, const uint8_t *body, size_t n,
-		   const struct kz_log_pos *pos)
+		   const struct kz_reclog_pos *pos)
 {
 	(void)pos;
 	struct kz_record r;
@@ -45,18 +45,18 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	assert(f && fwrite(h, 1, 32, f) == 32 && fwrite(data, 1, size, f) == size && fclose(f) == 0);
 	char why[8192];
 	uint64_t n = 0;
-	(void)kz_log_scan(dir, 1, NULL, 4096, scan_cb, &n, why, sizeof why);
-	struct kz_log_config cfg = { .dir = dir, .segment_bytes = 1 << 20, .max_record_bytes = 4096,
+	(void)kz_reclog_scan(dir, 1, NULL, 4096, scan_cb, &n, why, sizeof why);
+	struct kz_reclog_config cfg = { .dir = dir, .segment_bytes = 1 << 20, .max_record_bytes = 4096,
 				     .fsync = KZ_FSYNC_NEVER };
-	struct kz_log *log;
-	struct kz_log_recovery rec;
-	if (kz_log_open(&cfg, &log, &rec, why, sizeof why) == 0) {
-		kz_log_close(log);
-		assert(kz_log_scan(dir, 1, NULL, 4096, scan_cb, &n, why, sizeof why) == 0);
+	struct kz_reclog *log;
+	struct kz_reclog_recovery rec;
+	if (kz_reclog_open(&cfg, &log, &rec, why, sizeof why) == 0) {
+		kz_reclog_close(log);
+		assert(kz_reclog_scan(dir, 1, NULL, 4096, scan_cb, &n, why, sizeof why) == 0);
 	} else {
-		assert(kz_log_repair(dir, 4096, report, NULL, why, sizeof why) == 0);
-		assert(kz_log_open(&cfg, &log, &rec, why, sizeof why) == 0);
-		kz_log_close(log);
+		assert(kz_reclog_repair(dir, 4096, report, NULL, why, sizeof why) == 0);
+		assert(kz_reclog_open(&cfg, &log, &rec, why, sizeof why) == 0);
+		kz_reclog_close(log);
 	}
 	char cmd[200];
 	snprintf(cmd, sizeof cmd, "rm -rf %s/*", dir);

@@ -37,11 +37,11 @@ static int fill(const char *data, uint64_t n, unsigned topics)
 	}
 	snprintf(logdir, sizeof logdir, "%s/log", data);
 	snprintf(db, sizeof db, "%s/index.db", data);
-	struct kz_log_config lc = { .dir = logdir, .segment_bytes = 64u << 20, .max_record_bytes = 1 << 20,
+	struct kz_reclog_config lc = { .dir = logdir, .segment_bytes = 64u << 20, .max_record_bytes = 1 << 20,
 				    .fsync = KZ_FSYNC_NEVER };
-	struct kz_log *log;
-	struct kz_log_recovery rec;
-	if (kz_log_open(&lc, &log, &rec, why, sizeof why)) {
+	struct kz_reclog *log;
+	struct kz_reclog_recovery rec;
+	if (kz_reclog_open(&lc, &log, &rec, why, sizeof why)) {
 		fprintf(stderr, "kizuna bench fill: %s\n", why);
 		return 1;
 	}
@@ -52,7 +52,7 @@ static int fill(const char *data, uint64_t n, unsigned topics)
 		kz_buf_init(&bufs[i], 0);
 	uint8_t payload[100];
 	memset(payload, 'x', sizeof payload);
-	uint64_t t0 = kz_now_mono_ns(), base = kz_log_next_seq(log);
+	uint64_t t0 = kz_now_mono_ns(), base = kz_reclog_next_seq(log);
 	int rc = 0;
 	for (uint64_t i = 0; i < n && !rc; i += BATCH) {
 		size_t k = 0;
@@ -73,9 +73,9 @@ static int fill(const char *data, uint64_t n, unsigned topics)
 		}
 		uint64_t first;
 		if (!rc)
-			rc = kz_log_append(log, bodies, k, &first, why, sizeof why);
+			rc = kz_reclog_append(log, bodies, k, &first, why, sizeof why);
 	}
-	kz_log_close(log);
+	kz_reclog_close(log);
 	for (int i = 0; i < BATCH; i++)
 		kz_buf_cleanup(&bufs[i]);
 	if (rc) {

@@ -76,7 +76,7 @@ static int row(void *ctx, uint64_t seq, const struct kz_record *r)
 	return 0;
 }
 
-static int count_cb(void *ctx, uint64_t seq, const uint8_t *body, size_t n, const struct kz_log_pos *pos)
+static int count_cb(void *ctx, uint64_t seq, const uint8_t *body, size_t n, const struct kz_reclog_pos *pos)
 {
 	(void)seq, (void)body, (void)n, (void)pos;
 	(*(uint64_t *)ctx)++;
@@ -223,7 +223,7 @@ int cli_query_main(int argc, char **argv)
 	}
 	uint64_t hw;
 	char mismatch[400];
-	if (!rc && kz_index_check(ix, kz_log_next_in(logdir, MAX_RECORD), &hw, mismatch, sizeof mismatch)) {
+	if (!rc && kz_index_check(ix, kz_reclog_next_in(logdir, MAX_RECORD), &hw, mismatch, sizeof mismatch)) {
 		/* answering from it would give wrong records, or miss acknowledged ones */
 		fprintf(stderr, "kizuna query: the index %s does not match the record log: %s; run `kizuna store reindex` "
 				"(or start the node, which rebuilds it)\n", path, mismatch);
@@ -237,7 +237,7 @@ int cli_query_main(int argc, char **argv)
 			fputs(o.n ? "\n]\n" : "[]\n", stdout);
 	}
 	uint64_t behind = 0;
-	if (!rc && kz_log_scan(logdir, kz_index_through(ix) + 1, NULL, MAX_RECORD, count_cb, &behind, why,
+	if (!rc && kz_reclog_scan(logdir, kz_index_through(ix) + 1, NULL, MAX_RECORD, count_cb, &behind, why,
 			       sizeof why) == KZ_OK && behind)
 		fprintf(stderr, "kizuna query: %" PRIu64 " newer records in the log are not indexed yet\n", behind);
 	kz_index_close(ix);

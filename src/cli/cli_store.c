@@ -97,7 +97,7 @@ struct scan_ctx {
 };
 
 static int scan_cb(void *ctx, uint64_t seq, const uint8_t *body, size_t n,
-		   const struct kz_log_pos *pos)
+		   const struct kz_reclog_pos *pos)
 {
 	(void)pos;
 	struct scan_ctx *sc = ctx;
@@ -147,7 +147,7 @@ static int reindex(const char *data, const char *logdir, char *why, size_t why_l
 	}
 	/* the numbers the old index saw stay used, even when the log no longer holds them */
 	uint64_t hw = index_high_water(data, logdir);
-	if (hw && kz_log_raise_floor(logdir, hw + 1)) {
+	if (hw && kz_reclog_raise_floor(logdir, hw + 1)) {
 		snprintf(why, why_len, "cannot write %s/seq.floor: %s", logdir, strerror(errno));
 		return KZ_EIO;
 	}
@@ -201,7 +201,7 @@ static void report(void *ctx, const char *line)
 static void repair_invalidate(const char *data, const char *logdir)
 {
 	uint64_t hw = index_high_water(data, logdir);
-	if (hw && kz_log_raise_floor(logdir, hw + 1))
+	if (hw && kz_reclog_raise_floor(logdir, hw + 1))
 		fprintf(stderr, "kizuna store repair: cannot record that numbers up to %" PRIu64 " were used: %s\n", hw,
 			strerror(errno));
 	static const char *const sfx[] = { "", "-wal", "-shm" };
@@ -254,7 +254,7 @@ int cli_store_main(int argc, char **argv)
 			return 1;
 		}
 		unsigned cut = 0;
-		int rc = !strcmp(verb, "repair") ? kz_log_repair(dir, MAX_RECORD, report, &cut, why, sizeof why)
+		int rc = !strcmp(verb, "repair") ? kz_reclog_repair(dir, MAX_RECORD, report, &cut, why, sizeof why)
 						 : reindex(data, dir, why, sizeof why);
 		if (!rc && cut)
 			repair_invalidate(data, dir);
@@ -271,7 +271,7 @@ int cli_store_main(int argc, char **argv)
 		return 2;
 	}
 	struct scan_ctx sc = { .dump = !strcmp(verb, "dump") };
-	int rc = kz_log_scan(dir, from, NULL, MAX_RECORD, scan_cb, &sc, why, sizeof why);
+	int rc = kz_reclog_scan(dir, from, NULL, MAX_RECORD, scan_cb, &sc, why, sizeof why);
 	if (rc) {
 		fprintf(stderr, "kizuna store %s: %s (run `kizuna store repair`)\n", verb, why);
 		return 1;

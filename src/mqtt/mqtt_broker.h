@@ -102,7 +102,7 @@ struct mqtt_sub {
  *              still on its way from another worker at the seam, and was replayed. */
 struct mqtt_replay {
 	uint64_t start, next, scanned_end;
-	struct kz_log_pos pos;      /* where the last frame read was: the next scan's hint */
+	struct kz_reclog_pos pos;      /* where the last frame read was: the next scan's hint */
 	struct mqtt_delivery *held; /* owns their references */
 	uint32_t n_held, cap_held;
 	uint64_t held_dropped;

@@ -107,7 +107,7 @@ struct step {
 	uint64_t now_ns;
 };
 
-static int replay_cb(void *ctx, uint64_t seq, const uint8_t *body, size_t n, const struct kz_log_pos *pos)
+static int replay_cb(void *ctx, uint64_t seq, const uint8_t *body, size_t n, const struct kz_reclog_pos *pos)
 {
 	struct step *st = ctx;
 	struct mqtt_sub *sub = st->sub;

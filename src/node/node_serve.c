@@ -544,7 +544,7 @@ int node_serve_main(int argc, char **argv)
 		.retention_interval_ms = cfg.store.retention_interval_ms,
 		.batch_end = mqtt_broker_store_batch_end, .batch_arg = &broker,
 	};
-	struct kz_log_recovery rec;
+	struct kz_reclog_recovery rec;
 	if (kz_store_open(&stcfg, &broker.store, &rec, why, sizeof why)) {
 		kz_error("record log: %s", why);
 		mqtt_broker_cleanup(&broker);

@@ -2,7 +2,7 @@
  *
  * Producers append items to `pending` under the lock (one lock per batch of theirs) and
  * signal. The thread swaps `pending` for its empty `work` vector, writes all of it with one
- * kz_log_append (one write, one fdatasync in mode always), then calls every item's done
+ * kz_reclog_append (one write, one fdatasync in mode always), then calls every item's done
  * callback with the outcome. While it writes, new items gather for the next group; the
  * busier the node, the bigger the groups and the cheaper each record.
  *
@@ -46,7 +46,7 @@ struct itemvec {
 #define INDEX_NICE 10
 
 struct kz_store {
-	struct kz_log *log;
+	struct kz_reclog *log;
 	/* index thread */
 	struct kz_index *index, *reader;
 	pthread_t index_thread;
@@ -71,7 +71,7 @@ struct kz_store {
 	pthread_cond_t cond;
 	struct itemvec pending, work;
 	struct kz_bytes *bodies;
-	struct kz_log_pos *pos; /* where each body of the batch went */
+	struct kz_reclog_pos *pos; /* where each body of the batch went */
 	size_t bodies_cap;
 	bool stopping;
 	uint64_t advance_to;                  /* kz_store_advance: start the log there (under lock) */
@@ -85,7 +85,7 @@ static void run_batch(struct kz_store *st)
 	struct itemvec *w = &st->work;
 	if (w->n > st->bodies_cap) {
 		struct kz_bytes *nb = realloc(st->bodies, w->n * sizeof *nb);
-		struct kz_log_pos *np = nb ? realloc(st->pos, w->n * sizeof *np) : NULL;
+		struct kz_reclog_pos *np = nb ? realloc(st->pos, w->n * sizeof *np) : NULL;
 		if (nb)
 			st->bodies = nb;
 		if (np) {
@@ -99,7 +99,7 @@ static void run_batch(struct kz_store *st)
 	if (st->bodies_cap >= w->n) {
 		for (size_t i = 0; i < w->n; i++)
 			st->bodies[i] = (struct kz_bytes){ w->v[i].data, w->v[i].len };
-		rc = kz_log_append_pos(st->log, st->bodies, w->n, &first, st->pos, why, sizeof why);
+		rc = kz_reclog_append_pos(st->log, st->bodies, w->n, &first, st->pos, why, sizeof why);
 	}
 	if (rc)
 		atomic_fetch_add(&st->write_errors, 1);
@@ -207,10 +207,10 @@ static void *store_main(void *arg)
 			st->advance_to = 0;
 			pthread_mutex_unlock(&st->lock);
 			char why[512];
-			if (kz_log_advance(st->log, to, why, sizeof why))
+			if (kz_reclog_advance(st->log, to, why, sizeof why))
 				kz_error("store: cannot move the log past used sequence numbers: %s", why);
 			else
-				atomic_store_explicit(&st->durable_next, kz_log_next_seq(st->log), memory_order_release);
+				atomic_store_explicit(&st->durable_next, kz_reclog_next_seq(st->log), memory_order_release);
 			pthread_mutex_lock(&st->lock);
 			continue;
 		}
@@ -224,7 +224,7 @@ static void *store_main(void *arg)
 				pthread_cond_timedwait(&st->cond, &st->lock, &ts);
 				pthread_mutex_unlock(&st->lock);
 				char why[256];
-				if (kz_log_sync_due(st->log, why, sizeof why))
+				if (kz_reclog_sync_due(st->log, why, sizeof why))
 					kz_error("store: %s", why);
 				pthread_mutex_lock(&st->lock);
 			} else {
@@ -250,7 +250,7 @@ static void store_free(struct kz_store *st)
 {
 	kz_index_close(st->index);
 	kz_index_close(st->reader);
-	kz_log_close(st->log);
+	kz_reclog_close(st->log);
 	free(st->pending.v);
 	free(st->work.v);
 	free(st->bodies);
@@ -290,7 +290,7 @@ static int index_open_checked(struct kz_store *st, const struct kz_index_config 
 	}
 	if (rc)
 		return rc;
-	uint64_t hw, next = kz_log_next_seq(st->log);
+	uint64_t hw, next = kz_reclog_next_seq(st->log);
 	char r[400];
 	if (!kz_index_check(st->index, next, &hw, r, sizeof r))
 		return KZ_OK;
@@ -298,7 +298,7 @@ static int index_open_checked(struct kz_store *st, const struct kz_index_config 
 	if (hw >= next) {
 		kz_warn("record log: numbers up to %" PRIu64 " were used before; new records start at %" PRIu64
 			" so that none is reused", hw, hw + 1);
-		if ((rc = kz_log_advance(st->log, hw + 1, why, why_len)))
+		if ((rc = kz_reclog_advance(st->log, hw + 1, why, why_len)))
 			return rc;
 	}
 	kz_index_close(st->index);
@@ -307,7 +307,7 @@ static int index_open_checked(struct kz_store *st, const struct kz_index_config 
 	return kz_index_open(icfg, &st->index, why, why_len);
 }
 
-int kz_store_open(const struct kz_store_config *cfg, struct kz_store **out, struct kz_log_recovery *rec,
+int kz_store_open(const struct kz_store_config *cfg, struct kz_store **out, struct kz_reclog_recovery *rec,
 		  char *why, size_t why_len)
 {
 	*out = NULL;
@@ -321,7 +321,7 @@ int kz_store_open(const struct kz_store_config *cfg, struct kz_store **out, stru
 	pthread_cond_init(&st->index_cond, NULL);
 	st->log_dir = strdup(cfg->log.dir);
 	st->max_record_bytes = cfg->log.max_record_bytes;
-	int rc = st->log_dir ? kz_log_open(&cfg->log, &st->log, rec, why, why_len) : KZ_ENOMEM;
+	int rc = st->log_dir ? kz_reclog_open(&cfg->log, &st->log, rec, why, why_len) : KZ_ENOMEM;
 	if (!rc && cfg->n_rules) {
 		st->rules = malloc(cfg->n_rules * sizeof *st->rules);
 		if (!st->rules)
@@ -341,7 +341,7 @@ int kz_store_open(const struct kz_store_config *cfg, struct kz_store **out, stru
 		uint64_t t0 = kz_now_mono_ms(), total = 0, added, said = t0;
 		if (!rc)
 			rc = index_open_checked(st, &icfg, why, why_len);
-		uint64_t end = st->log ? kz_log_next_seq(st->log) - 1 : 0;
+		uint64_t end = st->log ? kz_reclog_next_seq(st->log) - 1 : 0;
 		if (!rc && kz_index_through(st->index) < end)
 			kz_info("index: bringing it up to date with the log (records %" PRIu64 " to %" PRIu64
 				"); the listeners open when it is done", kz_index_through(st->index) + 1, end);
@@ -366,7 +366,7 @@ int kz_store_open(const struct kz_store_config *cfg, struct kz_store **out, stru
 			rc = kz_index_open(&icfg, &st->reader, why, why_len);
 	}
 	if (!rc)
-		atomic_init(&st->durable_next, kz_log_next_seq(st->log));
+		atomic_init(&st->durable_next, kz_reclog_next_seq(st->log));
 	st->interval_ms = cfg->log.fsync == KZ_FSYNC_INTERVAL ?
 			  (cfg->log.fsync_interval_ms ? cfg->log.fsync_interval_ms : 1) : 0;
 	if (!rc && st->index) {
@@ -421,12 +421,12 @@ uint64_t kz_store_durable_next(const struct kz_store *st)
 }
 
 struct bounded_scan {
-	kz_log_scan_fn cb;
+	kz_reclog_scan_fn cb;
 	void *ctx;
 	uint64_t end;
 };
 
-static int bounded_cb(void *ctx, uint64_t seq, const uint8_t *body, size_t n, const struct kz_log_pos *pos)
+static int bounded_cb(void *ctx, uint64_t seq, const uint8_t *body, size_t n, const struct kz_reclog_pos *pos)
 {
 	struct bounded_scan *b = ctx;
 	if (seq >= b->end)
@@ -434,14 +434,14 @@ static int bounded_cb(void *ctx, uint64_t seq, const uint8_t *body, size_t n, co
 	return b->cb(b->ctx, seq, body, n, pos);
 }
 
-int kz_store_scan(struct kz_store *st, uint64_t from_seq, const struct kz_log_pos *hint, kz_log_scan_fn cb,
+int kz_store_scan(struct kz_store *st, uint64_t from_seq, const struct kz_reclog_pos *hint, kz_reclog_scan_fn cb,
 		  void *ctx, uint64_t *end, char *why, size_t why_len)
 {
 	struct bounded_scan b = { cb, ctx, kz_store_durable_next(st) };
 	*end = b.end;
 	if (from_seq >= b.end)
 		return KZ_OK;
-	int rc = kz_log_scan(st->log_dir, from_seq, hint, st->max_record_bytes, bounded_cb, &b, why, why_len);
+	int rc = kz_reclog_scan(st->log_dir, from_seq, hint, st->max_record_bytes, bounded_cb, &b, why, why_len);
 	return rc == INT32_MIN ? KZ_OK : rc;
 }
 

@@ -4,7 +4,7 @@
  *
  * Threads: any number of producers hand batches to kz_store_submit() (one lock per batch);
  * one store thread writes, syncs and calls each item's done callback (on the store thread),
- * in submission order. Readers scan closed and open segments with kz_log_scan() at any time:
+ * in submission order. Readers scan closed and open segments with kz_reclog_scan() at any time:
  * they see every record that was written (synced or not) before they reached it. */
 #ifndef STORE_H
 #define STORE_H
@@ -69,7 +69,7 @@ int kz_uuid_parse(const char *s, uint8_t id[16]);
 
 enum kz_fsync_mode { KZ_FSYNC_ALWAYS, KZ_FSYNC_INTERVAL, KZ_FSYNC_NEVER };
 
-struct kz_log_config {
+struct kz_reclog_config {
 	const char *dir;           /* the log directory (created when missing) */
 	uint64_t segment_bytes;    /* roll to a new segment beyond this */
 	uint32_t max_record_bytes; /* larger frames are corruption */
@@ -77,10 +77,10 @@ struct kz_log_config {
 	uint32_t fsync_interval_ms;
 };
 
-struct kz_log;
+struct kz_reclog;
 
 /* What recovery found, for the start-up log line. */
-struct kz_log_recovery {
+struct kz_reclog_recovery {
 	uint32_t segments;
 	uint64_t records;
 	uint64_t torn_bytes; /* cut from the end of the last segment (a torn final write) */
@@ -89,34 +89,34 @@ struct kz_log_recovery {
 /* Opens (creating) the log and recovers it: every segment is checked frame by frame; a torn
  * final write is truncated; any other damage fails with *why naming the segment file and
  * byte offset (run `kizuna store repair`). */
-int kz_log_open(const struct kz_log_config *cfg, struct kz_log **out, struct kz_log_recovery *rec,
+int kz_reclog_open(const struct kz_reclog_config *cfg, struct kz_reclog **out, struct kz_reclog_recovery *rec,
 		char *why, size_t why_len);
 /* The lowest sequence number the log may still hand out (DIR/seq.floor), 0 when none is
- * recorded; raising it records that numbers below were used (kz_log_open then never
+ * recorded; raising it records that numbers below were used (kz_reclog_open then never
  * reuses them). */
-uint64_t kz_log_floor(const char *dir);
-int kz_log_raise_floor(const char *dir, uint64_t next);
+uint64_t kz_reclog_floor(const char *dir);
+int kz_reclog_raise_floor(const char *dir, uint64_t next);
 /* The sequence number the log in dir would give its next record (read only: for commands
  * that do not open the log for writing). */
-uint64_t kz_log_next_in(const char *dir, uint32_t max_record_bytes);
+uint64_t kz_reclog_next_in(const char *dir, uint32_t max_record_bytes);
 /* Starts a new segment at seq next when the log is below it (numbers in between were used
  * by records that are gone), and raises the floor. */
-int kz_log_advance(struct kz_log *log, uint64_t next, char *why, size_t why_len);
+int kz_reclog_advance(struct kz_reclog *log, uint64_t next, char *why, size_t why_len);
 /* Appends frames for n bodies in one write (rolling segments as needed), then syncs per the
  * fsync mode. first_seq receives the sequence number of the first. */
-int kz_log_append(struct kz_log *log, const struct kz_bytes *bodies, size_t n, uint64_t *first_seq,
+int kz_reclog_append(struct kz_reclog *log, const struct kz_bytes *bodies, size_t n, uint64_t *first_seq,
 		  char *why, size_t why_len);
 /* In interval mode: fdatasync when written data is older than the interval. */
-int kz_log_sync_due(struct kz_log *log, char *why, size_t why_len);
-/* The same, also giving where each frame went (pos[i], for kz_log_read). */
-struct kz_log_pos;
-int kz_log_append_pos(struct kz_log *log, const struct kz_bytes *bodies, size_t n, uint64_t *first_seq,
-		      struct kz_log_pos *pos, char *why, size_t why_len);
-uint64_t kz_log_next_seq(const struct kz_log *log);
-void kz_log_close(struct kz_log *log);
+int kz_reclog_sync_due(struct kz_reclog *log, char *why, size_t why_len);
+/* The same, also giving where each frame went (pos[i], for kz_reclog_read). */
+struct kz_reclog_pos;
+int kz_reclog_append_pos(struct kz_reclog *log, const struct kz_bytes *bodies, size_t n, uint64_t *first_seq,
+		      struct kz_reclog_pos *pos, char *why, size_t why_len);
+uint64_t kz_reclog_next_seq(const struct kz_reclog *log);
+void kz_reclog_close(struct kz_reclog *log);
 
 /* Where a frame is: its segment (the segment's base seq) and byte offset in that file. */
-struct kz_log_pos {
+struct kz_reclog_pos {
 	uint64_t seg, off;
 };
 
@@ -126,40 +126,40 @@ struct kz_log_pos {
  * place, else at the start of that segment. Segments removed by retention while the scan
  * runs are skipped. Damage stops the scan with KZ_EIO and *why (file and offset); a partial
  * frame at the very end (being written) ends the scan quietly. */
-typedef int (*kz_log_scan_fn)(void *ctx, uint64_t seq, const uint8_t *body, size_t n,
-			      const struct kz_log_pos *pos);
-int kz_log_scan(const char *dir, uint64_t from_seq, const struct kz_log_pos *hint,
-		uint32_t max_record_bytes, kz_log_scan_fn cb, void *ctx, char *why, size_t why_len);
+typedef int (*kz_reclog_scan_fn)(void *ctx, uint64_t seq, const uint8_t *body, size_t n,
+			      const struct kz_reclog_pos *pos);
+int kz_reclog_scan(const char *dir, uint64_t from_seq, const struct kz_reclog_pos *hint,
+		uint32_t max_record_bytes, kz_reclog_scan_fn cb, void *ctx, char *why, size_t why_len);
 
 /* The segments of dir, oldest first (*bases malloc'd; the last one is the one being
  * written when a node runs). */
-int kz_log_segments(const char *dir, uint64_t **bases, size_t *n);
+int kz_reclog_segments(const char *dir, uint64_t **bases, size_t *n);
 
 /* Rewrites the closed segment `base` keeping the frames for which keep() returns true, byte
  * for byte and with their sequence numbers: the new file is written and synced beside the
  * old one, then renamed over it; when nothing is kept the segment is deleted. *kept receives
  * the number of frames kept. Never call it on the segment being written. */
-typedef bool (*kz_log_keep_fn)(void *ctx, uint64_t seq, const uint8_t *body, size_t n);
-int kz_log_rewrite(const char *dir, uint64_t base, uint32_t max_record_bytes, kz_log_keep_fn keep,
+typedef bool (*kz_reclog_keep_fn)(void *ctx, uint64_t seq, const uint8_t *body, size_t n);
+int kz_reclog_rewrite(const char *dir, uint64_t base, uint32_t max_record_bytes, kz_reclog_keep_fn keep,
 		   void *ctx, uint64_t *kept, char *why, size_t why_len);
 
 /* Random access by position (query results): keeps the last segment file open. */
-struct kz_log_reader {
+struct kz_reclog_reader {
 	const char *dir;
 	uint32_t max_record_bytes;
 	int fd;
 	uint64_t seg;
 };
-void kz_log_reader_init(struct kz_log_reader *r, const char *dir, uint32_t max_record_bytes);
+void kz_reclog_reader_init(struct kz_reclog_reader *r, const char *dir, uint32_t max_record_bytes);
 /* Reads the body of the frame at pos into out (replacing its content) after checking its
  * CRC and that it is record seq. KZ_ENOTFOUND when the record is no longer there (removed by
  * retention), KZ_EIO on damage. */
-int kz_log_read(struct kz_log_reader *r, const struct kz_log_pos *pos, uint64_t seq, struct kz_buf *out);
-void kz_log_reader_close(struct kz_log_reader *r);
+int kz_reclog_read(struct kz_reclog_reader *r, const struct kz_reclog_pos *pos, uint64_t seq, struct kz_buf *out);
+void kz_reclog_reader_close(struct kz_reclog_reader *r);
 
 /* Repairs the log in place: each damaged range is moved to DIR/quarantine/ and reported on
  * report (one line per range: segment, offsets, bytes, and the records lost if countable). */
-int kz_log_repair(const char *dir, uint32_t max_record_bytes, void (*report)(void *ctx, const char *line),
+int kz_reclog_repair(const char *dir, uint32_t max_record_bytes, void (*report)(void *ctx, const char *line),
 		  void *ctx, char *why, size_t why_len);
 
 /* ---------- retention rules ---------- */
@@ -316,13 +316,13 @@ struct kz_store_item {
 	uint32_t len;
 	kz_store_done_fn done;
 	void *ctx;
-	struct kz_log_pos *pos; /* NULL, or filled with where the record went before done runs */
+	struct kz_reclog_pos *pos; /* NULL, or filled with where the record went before done runs */
 };
 
 struct kz_store;
 
 struct kz_store_config {
-	struct kz_log_config log;
+	struct kz_reclog_config log;
 	const char *index_path;  /* NULL: no index, no retention */
 	const struct kz_retention_rule *rules;
 	size_t n_rules;
@@ -343,7 +343,7 @@ bool kz_store_on_store_thread(void);
 /* Opens the log (recovering it), brings the index up to date with it (synchronously: the
  * retained messages it lists must be current), and starts the store thread and the index
  * thread (indexing as records are written, retention every interval). */
-int kz_store_open(const struct kz_store_config *cfg, struct kz_store **out, struct kz_log_recovery *rec,
+int kz_store_open(const struct kz_store_config *cfg, struct kz_store **out, struct kz_reclog_recovery *rec,
 		  char *why, size_t why_len);
 /* What /healthz and /metrics report about the store (any thread). */
 struct kz_store_health {
@@ -362,11 +362,11 @@ bool kz_store_wants(const struct kz_store *st, const uint8_t *topic, size_t topi
 uint64_t kz_store_pending_bytes(const struct kz_store *st);
 /* One past the highest durable sequence number (any thread). */
 uint64_t kz_store_durable_next(const struct kz_store *st);
-/* kz_log_scan over this store's log, ending before the first record not yet durable (any
+/* kz_reclog_scan over this store's log, ending before the first record not yet durable (any
  * thread). *end receives that bound: when cb never stopped the scan, every record below it
  * was seen. */
-int kz_store_scan(struct kz_store *st, uint64_t from_seq, const struct kz_log_pos *hint,
-		  kz_log_scan_fn cb, void *ctx, uint64_t *end, char *why, size_t why_len);
+int kz_store_scan(struct kz_store *st, uint64_t from_seq, const struct kz_reclog_pos *hint,
+		  kz_reclog_scan_fn cb, void *ctx, uint64_t *end, char *why, size_t why_len);
 /* Where a replay starts (kz-replay-since, docs/STORE.md): spec is an RFC 3339 time (the
  * first record accepted at or after it) or a record id (the record after it). *seq is the
  * first sequence number to replay. KZ_ENOTFOUND for an unknown id, KZ_EINVAL for neither. */

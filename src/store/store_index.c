@@ -50,8 +50,8 @@ struct kz_index {
 	sqlite3_stmt *ins, *ret_set, *ret_del;
 	struct intern topics, origins, ctypes;
 	uint64_t through;       /* last seq indexed */
-	struct kz_log_pos pos;  /* its frame; off 0 = unknown */
-	struct kz_log_reader rd;
+	struct kz_reclog_pos pos;  /* its frame; off 0 = unknown */
+	struct kz_reclog_reader rd;
 	struct kz_buf buf;
 };
 
@@ -282,7 +282,7 @@ struct idx_ctx {
 	int err;
 };
 
-static int index_cb(void *ctx, uint64_t seq, const uint8_t *body, size_t n, const struct kz_log_pos *pos)
+static int index_cb(void *ctx, uint64_t seq, const uint8_t *body, size_t n, const struct kz_reclog_pos *pos)
 {
 	struct idx_ctx *c = ctx;
 	struct kz_index *ix = c->ix;
@@ -363,8 +363,8 @@ int kz_index_catch_up(struct kz_index *ix, uint64_t max, uint64_t *added, char *
 		return KZ_EIO;
 	struct idx_ctx c = { .ix = ix, .max = max, .stop_before = UINT64_MAX };
 	uint64_t through0 = ix->through;
-	struct kz_log_pos pos0 = ix->pos;
-	int rc = kz_log_scan(ix->log_dir, ix->through + 1, ix->pos.off ? &ix->pos : NULL,
+	struct kz_reclog_pos pos0 = ix->pos;
+	int rc = kz_reclog_scan(ix->log_dir, ix->through + 1, ix->pos.off ? &ix->pos : NULL,
 			     ix->max_record_bytes, index_cb, &c, why, why_len);
 	if (rc == 1)
 		rc = KZ_OK;
@@ -408,7 +408,7 @@ int kz_index_check(struct kz_index *ix, uint64_t log_next, uint64_t *hw, char *w
 	kz_buf_init(&b, 0);
 	int bad = 0;
 	if (ix->pos.off && through) {
-		int rc = kz_log_read(&ix->rd, &ix->pos, through, &b);
+		int rc = kz_reclog_read(&ix->rd, &ix->pos, through, &b);
 		if (rc == KZ_ENOTFOUND || rc == KZ_EIO) {
 			snprintf(why, why_len, "record %" PRIu64 " is not where it says (segment %" PRIu64 ", offset %" PRIu64 ")",
 				 through, ix->pos.seg, ix->pos.off);
@@ -419,9 +419,9 @@ int kz_index_check(struct kz_index *ix, uint64_t log_next, uint64_t *hw, char *w
 				       NULL) == SQLITE_OK) {
 		while (!bad && sqlite3_step(st) == SQLITE_ROW) {
 			uint64_t seq = (uint64_t)sqlite3_column_int64(st, 0);
-			struct kz_log_pos p = { (uint64_t)sqlite3_column_int64(st, 1), (uint64_t)sqlite3_column_int64(st, 2) };
+			struct kz_reclog_pos p = { (uint64_t)sqlite3_column_int64(st, 1), (uint64_t)sqlite3_column_int64(st, 2) };
 			const void *id = sqlite3_column_blob(st, 3);
-			int rc = kz_log_read(&ix->rd, &p, seq, &b);
+			int rc = kz_reclog_read(&ix->rd, &p, seq, &b);
 			if (rc == KZ_ENOMEM)
 				break;
 			struct kz_record r;
@@ -435,7 +435,7 @@ int kz_index_check(struct kz_index *ix, uint64_t log_next, uint64_t *hw, char *w
 		}
 		sqlite3_finalize(st);
 	}
-	kz_log_reader_close(&ix->rd);
+	kz_reclog_reader_close(&ix->rd);
 	kz_buf_cleanup(&b);
 	return bad;
 }
@@ -463,7 +463,7 @@ static int reindex_segment(struct kz_index *ix, uint64_t base, uint64_t next, ch
 	/* Only what was indexed before: newer records come with the next catch-up. */
 	uint64_t stop = next < ix->through + 1 ? next : ix->through + 1;
 	struct idx_ctx c = { .ix = ix, .stop_before = stop, .rows_only = true };
-	rc = kz_log_scan(ix->log_dir, base, NULL, ix->max_record_bytes, index_cb, &c, why, why_len);
+	rc = kz_reclog_scan(ix->log_dir, base, NULL, ix->max_record_bytes, index_cb, &c, why, why_len);
 	if (rc == 1)
 		rc = KZ_OK;
 	if (!rc && c.err)
@@ -478,7 +478,7 @@ static uint64_t next_segment(struct kz_index *ix, uint64_t base)
 {
 	uint64_t *bases, next = UINT64_MAX;
 	size_t n;
-	if (kz_log_segments(ix->log_dir, &bases, &n) == KZ_OK)
+	if (kz_reclog_segments(ix->log_dir, &bases, &n) == KZ_OK)
 		for (size_t i = 0; i < n; i++)
 			if (bases[i] > base) {
 				next = bases[i];
@@ -535,7 +535,7 @@ int kz_index_open(const struct kz_index_config *cfg, struct kz_index **out, char
 			memcpy(ix->rules, cfg->rules, cfg->n_rules * sizeof *ix->rules);
 	}
 	ix->n_rules = ix->rules ? cfg->n_rules : 0;
-	kz_log_reader_init(&ix->rd, ix->log_dir, cfg->max_record_bytes);
+	kz_reclog_reader_init(&ix->rd, ix->log_dir, cfg->max_record_bytes);
 	int flags = cfg->read_only ? SQLITE_OPEN_READONLY : SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE;
 	if (!ix->log_dir || (cfg->n_rules && !ix->rules)) {
 		kz_index_close(ix);
@@ -642,7 +642,7 @@ void kz_index_close(struct kz_index *ix)
 	intern_free(&ix->ctypes);
 	if (ix->db)
 		sqlite3_close(ix->db);
-	kz_log_reader_close(&ix->rd);
+	kz_reclog_reader_close(&ix->rd);
 	kz_buf_cleanup(&ix->buf);
 	free(ix->rules);
 	free(ix->log_dir);
@@ -736,7 +736,7 @@ int kz_index_retention(struct kz_index *ix, uint64_t now_ns, struct kz_retention
 		return KZ_OK;
 	uint64_t *bases;
 	size_t nseg;
-	if (kz_log_segments(ix->log_dir, &bases, &nseg)) {
+	if (kz_reclog_segments(ix->log_dir, &bases, &nseg)) {
 		snprintf(why, why_len, "cannot list %s", ix->log_dir);
 		return KZ_EIO;
 	}
@@ -791,7 +791,7 @@ int kz_index_retention(struct kz_index *ix, uint64_t now_ns, struct kz_retention
 			break;
 		}
 		uint64_t kept;
-		if ((rc = kz_log_rewrite(ix->log_dir, a, ix->max_record_bytes, keep_alive, &d, &kept, why,
+		if ((rc = kz_reclog_rewrite(ix->log_dir, a, ix->max_record_bytes, keep_alive, &d, &kept, why,
 					 why_len)) != KZ_OK) {
 			(void)meta_del(ix, "rewriting"); /* nothing changed on disk */
 			break;
@@ -818,9 +818,9 @@ static int emit_rows(struct kz_index *ix, sqlite3_stmt *st, kz_index_row_fn cb, 
 	int rc = KZ_OK, s;
 	while ((s = sqlite3_step(st)) == SQLITE_ROW) {
 		uint64_t seq = (uint64_t)sqlite3_column_int64(st, 0);
-		struct kz_log_pos pos = { (uint64_t)sqlite3_column_int64(st, 1),
+		struct kz_reclog_pos pos = { (uint64_t)sqlite3_column_int64(st, 1),
 					  (uint64_t)sqlite3_column_int64(st, 2) };
-		rc = kz_log_read(&ix->rd, &pos, seq, &ix->buf);
+		rc = kz_reclog_read(&ix->rd, &pos, seq, &ix->buf);
 		if (rc == KZ_ENOTFOUND) { /* dropped by retention after the query began */
 			rc = KZ_OK;
 			continue;

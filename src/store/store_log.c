@@ -30,8 +30,8 @@
 #define FRAME_HDR 16
 static const char SEG_MAGIC[8] = { 'K', 'Z', 'L', 'O', 'G', 'S', 'E', 'G' };
 
-struct kz_log {
-	struct kz_log_config cfg;
+struct kz_reclog {
+	struct kz_reclog_config cfg;
 	char *dir;
 	int fd, dirfd;
 	uint64_t seg_base, seg_size, seg_records;
@@ -211,7 +211,7 @@ static size_t resync(const struct seg *s, size_t off, uint32_t max, uint64_t *se
 
 /* Walks one segment. Returns KZ_OK at its end, or KZ_EIO with *bad_off and *why at damage. */
 static int seg_walk(const struct seg *s, size_t off, uint32_t max, uint64_t *last_seq,
-		    uint64_t *records, size_t *bad_off, const char **why, kz_log_scan_fn cb, void *ctx,
+		    uint64_t *records, size_t *bad_off, const char **why, kz_reclog_scan_fn cb, void *ctx,
 		    uint64_t from, int *cb_rc)
 {
 	while (off < s->size) {
@@ -229,7 +229,7 @@ static int seg_walk(const struct seg *s, size_t off, uint32_t max, uint64_t *las
 		*last_seq = seq;
 		(*records)++;
 		if (cb && seq >= from) {
-			struct kz_log_pos pos = { s->base, off };
+			struct kz_reclog_pos pos = { s->base, off };
 			*cb_rc = cb(ctx, seq, s->p + off + FRAME_HDR, nx - off - FRAME_HDR, &pos);
 			if (*cb_rc)
 				return KZ_OK;
@@ -265,7 +265,7 @@ static int io_err(int e)
 	return e == ENOSPC || e == EDQUOT ? KZ_ENOSPC : KZ_EIO;
 }
 
-static int seg_create(struct kz_log *log, uint64_t base, char *why, size_t why_len)
+static int seg_create(struct kz_reclog *log, uint64_t base, char *why, size_t why_len)
 {
 	char path[4200];
 	seg_path(path, sizeof path, log->dir, base);
@@ -289,7 +289,7 @@ static int seg_create(struct kz_log *log, uint64_t base, char *why, size_t why_l
 	return KZ_OK;
 }
 
-int kz_log_open(const struct kz_log_config *cfg, struct kz_log **out, struct kz_log_recovery *rec,
+int kz_reclog_open(const struct kz_reclog_config *cfg, struct kz_reclog **out, struct kz_reclog_recovery *rec,
 		char *why, size_t why_len)
 {
 	*out = NULL;
@@ -298,7 +298,7 @@ int kz_log_open(const struct kz_log_config *cfg, struct kz_log **out, struct kz_
 		snprintf(why, why_len, "cannot create %s: %s", cfg->dir, strerror(errno));
 		return KZ_EIO;
 	}
-	struct kz_log *log = calloc(1, sizeof *log);
+	struct kz_reclog *log = calloc(1, sizeof *log);
 	if (!log)
 		return KZ_ENOMEM;
 	log->cfg = *cfg;
@@ -311,7 +311,7 @@ int kz_log_open(const struct kz_log_config *cfg, struct kz_log **out, struct kz_
 	int rc = !log->dir || log->dirfd < 0 ? KZ_EIO : list_segments(cfg->dir, &sl);
 	if (rc) {
 		snprintf(why, why_len, "cannot read %s: %s", cfg->dir, strerror(errno));
-		kz_log_close(log);
+		kz_reclog_close(log);
 		return rc;
 	}
 	uint64_t last_seq = 0;
@@ -392,16 +392,16 @@ int kz_log_open(const struct kz_log_config *cfg, struct kz_log **out, struct kz_
 	/* Sequence numbers are never used twice: when the log's tail was cut (a torn write
 	 * with fsync interval or never, a disk fault, `store repair`) below what was handed out
 	 * before, the next record starts a segment at the recorded floor. */
-	uint64_t floor = kz_log_floor(cfg->dir);
+	uint64_t floor = kz_reclog_floor(cfg->dir);
 	if (!rc && floor > log->next_seq) {
 		kz_warn("record log: it ends at record %" PRIu64 " but numbers up to %" PRIu64 " were used before "
 			"(its tail was cut); new records start at %" PRIu64 " so that none is reused",
 			log->next_seq - 1, floor - 1, floor);
-		rc = kz_log_advance(log, floor, why, why_len);
+		rc = kz_reclog_advance(log, floor, why, why_len);
 	}
 	free(sl.base);
 	if (rc) {
-		kz_log_close(log);
+		kz_reclog_close(log);
 		return rc;
 	}
 	log->last_sync_ms = kz_now_mono_ms();
@@ -409,14 +409,14 @@ int kz_log_open(const struct kz_log_config *cfg, struct kz_log **out, struct kz_
 	return KZ_OK;
 }
 
-uint64_t kz_log_next_seq(const struct kz_log *log) { return log->next_seq; }
+uint64_t kz_reclog_next_seq(const struct kz_reclog *log) { return log->next_seq; }
 
 #define FLOOR_FILE "seq.floor"
 
-static int flush_wbuf(struct kz_log *log, char *why, size_t why_len);
-static int sync_now(struct kz_log *log, char *why, size_t why_len);
+static int flush_wbuf(struct kz_reclog *log, char *why, size_t why_len);
+static int sync_now(struct kz_reclog *log, char *why, size_t why_len);
 
-uint64_t kz_log_floor(const char *dir)
+uint64_t kz_reclog_floor(const char *dir)
 {
 	char path[4200];
 	snprintf(path, sizeof path, "%s/" FLOOR_FILE, dir);
@@ -432,16 +432,16 @@ uint64_t kz_log_floor(const char *dir)
 	return v;
 }
 
-int kz_log_raise_floor(const char *dir, uint64_t next)
+int kz_reclog_raise_floor(const char *dir, uint64_t next)
 {
-	if (kz_log_floor(dir) >= next)
+	if (kz_reclog_floor(dir) >= next)
 		return KZ_OK;
 	char buf[32];
 	int n = snprintf(buf, sizeof buf, "%" PRIu64 "\n", next);
 	return kz_file_replace(dir, FLOOR_FILE, buf, (size_t)n, 0600) ? KZ_EIO : KZ_OK;
 }
 
-int kz_log_advance(struct kz_log *log, uint64_t next, char *why, size_t why_len)
+int kz_reclog_advance(struct kz_reclog *log, uint64_t next, char *why, size_t why_len)
 {
 	if (next <= log->next_seq)
 		return KZ_OK;
@@ -452,14 +452,14 @@ int kz_log_advance(struct kz_log *log, uint64_t next, char *why, size_t why_len)
 		rc = seg_create(log, next, why, why_len);
 	if (!rc)
 		log->next_seq = next;
-	if (!rc && kz_log_raise_floor(log->dir, next)) {
+	if (!rc && kz_reclog_raise_floor(log->dir, next)) {
 		snprintf(why, why_len, "cannot write %s/" FLOOR_FILE ": %s", log->dir, strerror(errno));
 		rc = KZ_EIO;
 	}
 	return rc;
 }
 
-void kz_log_close(struct kz_log *log)
+void kz_reclog_close(struct kz_reclog *log)
 {
 	if (!log)
 		return;
@@ -510,7 +510,7 @@ static int pwritev_all(int fd, struct iovec *iov, int cnt, uint64_t off)
  * way) cuts the segment back to its old size, so that no partial frame stays behind and
  * the next write lands where this one should have (positional writes: no file offset to
  * get out of step with the truncation). */
-static int flush_wbuf(struct kz_log *log, char *why, size_t why_len)
+static int flush_wbuf(struct kz_reclog *log, char *why, size_t why_len)
 {
 	if (log->n_wbody == 0)
 		return KZ_OK;
@@ -548,7 +548,7 @@ static int flush_wbuf(struct kz_log *log, char *why, size_t why_len)
 	return KZ_OK;
 }
 
-static int sync_now(struct kz_log *log, char *why, size_t why_len)
+static int sync_now(struct kz_reclog *log, char *why, size_t why_len)
 {
 	if (fdatasync(log->fd)) {
 		int e = errno;
@@ -561,14 +561,14 @@ static int sync_now(struct kz_log *log, char *why, size_t why_len)
 	return KZ_OK;
 }
 
-int kz_log_append(struct kz_log *log, const struct kz_bytes *bodies, size_t n, uint64_t *first_seq,
+int kz_reclog_append(struct kz_reclog *log, const struct kz_bytes *bodies, size_t n, uint64_t *first_seq,
 		  char *why, size_t why_len)
 {
-	return kz_log_append_pos(log, bodies, n, first_seq, NULL, why, why_len);
+	return kz_reclog_append_pos(log, bodies, n, first_seq, NULL, why, why_len);
 }
 
-int kz_log_append_pos(struct kz_log *log, const struct kz_bytes *bodies, size_t n, uint64_t *first_seq,
-		      struct kz_log_pos *pos, char *why, size_t why_len)
+int kz_reclog_append_pos(struct kz_reclog *log, const struct kz_bytes *bodies, size_t n, uint64_t *first_seq,
+		      struct kz_reclog_pos *pos, char *why, size_t why_len)
 {
 	uint64_t seq = log->next_seq, size = log->seg_size, recs = log->seg_records;
 	*first_seq = seq;
@@ -613,7 +613,7 @@ int kz_log_append_pos(struct kz_log *log, const struct kz_bytes *bodies, size_t 
 			return rc;
 		}
 		if (pos)
-			pos[i] = (struct kz_log_pos){ log->seg_base, size };
+			pos[i] = (struct kz_reclog_pos){ log->seg_base, size };
 		uint8_t *h = kz_buf_tail(&log->wbuf);
 		put32(h, len);
 		put64(h + 8, seq);
@@ -636,7 +636,7 @@ int kz_log_append_pos(struct kz_log *log, const struct kz_bytes *bodies, size_t 
 	return KZ_OK;
 }
 
-int kz_log_sync_due(struct kz_log *log, char *why, size_t why_len)
+int kz_reclog_sync_due(struct kz_reclog *log, char *why, size_t why_len)
 {
 	if (!log->dirty || log->cfg.fsync != KZ_FSYNC_INTERVAL ||
 	    kz_now_mono_ms() - log->last_sync_ms < log->cfg.fsync_interval_ms)
@@ -646,7 +646,7 @@ int kz_log_sync_due(struct kz_log *log, char *why, size_t why_len)
 
 /* ---------- scan ---------- */
 
-int kz_log_segments(const char *dir, uint64_t **bases, size_t *n)
+int kz_reclog_segments(const char *dir, uint64_t **bases, size_t *n)
 {
 	struct seglist sl;
 	int rc = list_segments(dir, &sl);
@@ -655,8 +655,8 @@ int kz_log_segments(const char *dir, uint64_t **bases, size_t *n)
 	return rc;
 }
 
-int kz_log_scan(const char *dir, uint64_t from_seq, const struct kz_log_pos *hint,
-		uint32_t max_record_bytes, kz_log_scan_fn cb, void *ctx, char *why, size_t why_len)
+int kz_reclog_scan(const char *dir, uint64_t from_seq, const struct kz_reclog_pos *hint,
+		uint32_t max_record_bytes, kz_reclog_scan_fn cb, void *ctx, char *why, size_t why_len)
 {
 	struct seglist sl;
 	int rc = list_segments(dir, &sl);
@@ -710,34 +710,34 @@ int kz_log_scan(const char *dir, uint64_t from_seq, const struct kz_log_pos *hin
 	return rc ? rc : cbrc;
 }
 
-static int end_cb(void *ctx, uint64_t seq, const uint8_t *body, size_t n, const struct kz_log_pos *pos)
+static int end_cb(void *ctx, uint64_t seq, const uint8_t *body, size_t n, const struct kz_reclog_pos *pos)
 {
 	(void)body, (void)n, (void)pos;
 	*(uint64_t *)ctx = seq;
 	return 0;
 }
 
-uint64_t kz_log_next_in(const char *dir, uint32_t max_record_bytes)
+uint64_t kz_reclog_next_in(const char *dir, uint32_t max_record_bytes)
 {
 	uint64_t *bases = NULL, last = 0;
 	size_t n = 0;
-	if (kz_log_segments(dir, &bases, &n) || n == 0) {
+	if (kz_reclog_segments(dir, &bases, &n) || n == 0) {
 		free(bases);
-		uint64_t floor = kz_log_floor(dir);
+		uint64_t floor = kz_reclog_floor(dir);
 		return floor > 1 ? floor : 1;
 	}
 	uint64_t base = bases[n - 1];
 	free(bases);
 	char why[256];
-	(void)kz_log_scan(dir, base, NULL, max_record_bytes, end_cb, &last, why, sizeof why);
+	(void)kz_reclog_scan(dir, base, NULL, max_record_bytes, end_cb, &last, why, sizeof why);
 	uint64_t next = last ? last + 1 : base;
-	uint64_t floor = kz_log_floor(dir);
+	uint64_t floor = kz_reclog_floor(dir);
 	return floor > next ? floor : next;
 }
 
 /* ---------- rewrite (retention) ---------- */
 
-int kz_log_rewrite(const char *dir, uint64_t base, uint32_t max, kz_log_keep_fn keep, void *ctx,
+int kz_reclog_rewrite(const char *dir, uint64_t base, uint32_t max, kz_reclog_keep_fn keep, void *ctx,
 		   uint64_t *kept, char *why, size_t why_len)
 {
 	*kept = 0;
@@ -802,7 +802,7 @@ int kz_log_rewrite(const char *dir, uint64_t base, uint32_t max, kz_log_keep_fn 
 
 /* ---------- random access ---------- */
 
-void kz_log_reader_init(struct kz_log_reader *r, const char *dir, uint32_t max_record_bytes)
+void kz_reclog_reader_init(struct kz_reclog_reader *r, const char *dir, uint32_t max_record_bytes)
 {
 	r->dir = dir;
 	r->max_record_bytes = max_record_bytes;
@@ -810,17 +810,17 @@ void kz_log_reader_init(struct kz_log_reader *r, const char *dir, uint32_t max_r
 	r->seg = 0;
 }
 
-void kz_log_reader_close(struct kz_log_reader *r)
+void kz_reclog_reader_close(struct kz_reclog_reader *r)
 {
 	if (r->fd >= 0)
 		close(r->fd);
 	r->fd = -1;
 }
 
-int kz_log_read(struct kz_log_reader *r, const struct kz_log_pos *pos, uint64_t seq, struct kz_buf *out)
+int kz_reclog_read(struct kz_reclog_reader *r, const struct kz_reclog_pos *pos, uint64_t seq, struct kz_buf *out)
 {
 	if (r->fd < 0 || r->seg != pos->seg) {
-		kz_log_reader_close(r);
+		kz_reclog_reader_close(r);
 		char path[4200];
 		seg_path(path, sizeof path, r->dir, pos->seg);
 		r->fd = open(path, O_RDONLY | O_CLOEXEC);
@@ -847,7 +847,7 @@ int kz_log_read(struct kz_log_reader *r, const struct kz_log_pos *pos, uint64_t 
 
 /* ---------- repair ---------- */
 
-int kz_log_repair(const char *dir, uint32_t max, void (*report)(void *ctx, const char *line),
+int kz_reclog_repair(const char *dir, uint32_t max, void (*report)(void *ctx, const char *line),
 		  void *ctx, char *why, size_t why_len)
 {
 	struct seglist sl;

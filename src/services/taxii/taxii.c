@@ -26,7 +26,7 @@
 
 struct tx_ent {
 	uint64_t seq;
-	struct kz_log_pos pos;
+	struct kz_reclog_pos pos;
 	int64_t added_us, version_us;
 	uint8_t uuid[16];
 	uint32_t type_i, acc_i;
@@ -98,7 +98,7 @@ struct tx_item {
 	char *owned;         /* a re-encoded object, until its record is made */
 	const char *payload; /* the object's JSON: owned or a slice of the request body */
 	uint32_t plen;
-	struct kz_log_pos pos;
+	struct kz_reclog_pos pos;
 	char id[STIX_ID_MAX];
 	char version[64];
 	int status;
@@ -132,7 +132,7 @@ struct taxii {
 	struct tx_status **st;
 	size_t st_next;
 	uint64_t st_bytes; /* of sealed statuses, held under taxii.max_status_bytes */
-	struct kz_log_reader *rd; /* one per worker */
+	struct kz_reclog_reader *rd; /* one per worker */
 };
 
 static uint64_t obj_hash(uint32_t type_i, const uint8_t uuid[16])
@@ -859,7 +859,7 @@ struct rebuild {
 	uint64_t n, skipped, foreign;
 };
 
-static int rebuild_cb(void *ctx, uint64_t seq, const uint8_t *body, size_t n, const struct kz_log_pos *pos)
+static int rebuild_cb(void *ctx, uint64_t seq, const uint8_t *body, size_t n, const struct kz_reclog_pos *pos)
 {
 	struct rebuild *rb = ctx;
 	struct kz_record r;
@@ -924,7 +924,7 @@ int taxii_open(const struct taxii_config *cfg, struct taxii **out, char *why, si
 	pthread_mutex_init(&t->msets.lock, NULL);
 	t->rd = calloc(cfg->workers, sizeof *t->rd);
 	for (unsigned i = 0; i < cfg->workers; i++)
-		kz_log_reader_init(&t->rd[i], cfg->log_dir, cfg->max_record_bytes);
+		kz_reclog_reader_init(&t->rd[i], cfg->log_dir, cfg->max_record_bytes);
 	if (!t->rd || load_collections(t, why, why_len)) {
 		if (!t->rd)
 			snprintf(why, why_len, "out of memory");
@@ -1008,7 +1008,7 @@ void taxii_close(struct taxii *t)
 	free(t->st);
 	if (t->rd)
 		for (unsigned i = 0; i < t->cfg.workers; i++)
-			kz_log_reader_close(&t->rd[i]);
+			kz_reclog_reader_close(&t->rd[i]);
 	free(t->rd);
 	pthread_mutex_destroy(&t->intern);
 	pthread_mutex_destroy(&t->st_lock);
@@ -1531,7 +1531,7 @@ static void envelope_head(struct kz_buf *b, const struct page *pg, const char *k
 static int append_object(struct taxii *t, struct kz_http_req *r, const struct tx_ent *e, struct kz_buf *b,
 			 struct kz_buf *tmp)
 {
-	if (kz_log_read(&t->rd[r->worker], &e->pos, e->seq, tmp))
+	if (kz_reclog_read(&t->rd[r->worker], &e->pos, e->seq, tmp))
 		return -1;
 	struct kz_record rec;
 	const char *why;
@@ -1946,7 +1946,7 @@ static void status_keep(struct taxii *t, struct tx_status *s)
  * refuses: its batch then fails as a whole and the client is told. */
 static struct kz_store_item record_item(struct taxii *t, struct tx_post *p, size_t i, const struct tx_ent *e,
 					const char *identity, const uint8_t *payload, uint32_t plen,
-					struct kz_log_pos *pos, struct kz_buf *rec)
+					struct kz_reclog_pos *pos, struct kz_buf *rec)
 {
 	/* $taxii[-del]/<collection>/<type>/<uuid>/<version µs>, built by hand: snprintf was a
 	 * few per cent of an import */

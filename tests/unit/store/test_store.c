@@ -120,13 +120,13 @@ static void test_record_roundtrip_and_malformed(void **st)
 	kz_buf_cleanup(&b);
 }
 
-static struct kz_log_config cfg(uint64_t seg)
+static struct kz_reclog_config cfg(uint64_t seg)
 {
-	return (struct kz_log_config){ .dir = dir, .segment_bytes = seg, .max_record_bytes = 1 << 20,
+	return (struct kz_reclog_config){ .dir = dir, .segment_bytes = seg, .max_record_bytes = 1 << 20,
 				       .fsync = KZ_FSYNC_ALWAYS };
 }
 
-static void append_n(struct kz_log *log, int from, int n)
+static void append_n(struct kz_reclog *log, int from, int n)
 {
 	char why[256];
 	for (int i = from; i < from + n; i++) {
@@ -134,7 +134,7 @@ static void append_n(struct kz_log *log, int from, int n)
 		snprintf(body, sizeof body, "record-%06d", i);
 		struct kz_bytes b = B(body);
 		uint64_t seq;
-		assert_int_equal(kz_log_append(log, &b, 1, &seq, why, sizeof why), KZ_OK);
+		assert_int_equal(kz_reclog_append(log, &b, 1, &seq, why, sizeof why), KZ_OK);
 		assert_int_equal(seq, (uint64_t)i);
 	}
 }
@@ -145,7 +145,7 @@ struct collect {
 };
 
 static int collect_cb(void *ctx, uint64_t seq, const uint8_t *body, size_t n,
-		      const struct kz_log_pos *pos)
+		      const struct kz_reclog_pos *pos)
 {
 	struct collect *c = ctx;
 	(void)pos;
@@ -161,46 +161,46 @@ static int collect_cb(void *ctx, uint64_t seq, const uint8_t *body, size_t n,
 
 static void test_log_reopen_and_scan(void **st)
 {
-	struct kz_log_config c = cfg(1 << 20);
-	struct kz_log *log;
-	struct kz_log_recovery rec;
+	struct kz_reclog_config c = cfg(1 << 20);
+	struct kz_reclog *log;
+	struct kz_reclog_recovery rec;
 	char why[512];
-	assert_int_equal(kz_log_open(&c, &log, &rec, why, sizeof why), KZ_OK);
-	assert_int_equal(kz_log_next_seq(log), 1);
+	assert_int_equal(kz_reclog_open(&c, &log, &rec, why, sizeof why), KZ_OK);
+	assert_int_equal(kz_reclog_next_seq(log), 1);
 	append_n(log, 1, 100);
-	kz_log_close(log);
-	assert_int_equal(kz_log_open(&c, &log, &rec, why, sizeof why), KZ_OK);
+	kz_reclog_close(log);
+	assert_int_equal(kz_reclog_open(&c, &log, &rec, why, sizeof why), KZ_OK);
 	assert_int_equal(rec.records, 100);
 	assert_int_equal(rec.torn_bytes, 0);
-	assert_int_equal(kz_log_next_seq(log), 101);
+	assert_int_equal(kz_reclog_next_seq(log), 101);
 	append_n(log, 101, 5);
 	struct collect col = { 0 };
-	assert_int_equal(kz_log_scan(dir, 50, NULL, 1 << 20, collect_cb, &col, why, sizeof why), KZ_OK);
+	assert_int_equal(kz_reclog_scan(dir, 50, NULL, 1 << 20, collect_cb, &col, why, sizeof why), KZ_OK);
 	assert_int_equal(col.n, 56);
 	assert_int_equal(col.first, 50);
 	assert_int_equal(col.last, 105);
 	struct collect stop = { .stop_at = 3 };
-	assert_int_equal(kz_log_scan(dir, 1, NULL, 1 << 20, collect_cb, &stop, why, sizeof why), 7);
-	kz_log_close(log);
+	assert_int_equal(kz_reclog_scan(dir, 1, NULL, 1 << 20, collect_cb, &stop, why, sizeof why), 7);
+	kz_reclog_close(log);
 }
 
 static void test_log_rolls_segments(void **st)
 {
-	struct kz_log_config c = cfg(1024); /* ~36 records per segment */
-	struct kz_log *log;
-	struct kz_log_recovery rec;
+	struct kz_reclog_config c = cfg(1024); /* ~36 records per segment */
+	struct kz_reclog *log;
+	struct kz_reclog_recovery rec;
 	char why[512];
-	assert_int_equal(kz_log_open(&c, &log, &rec, why, sizeof why), KZ_OK);
+	assert_int_equal(kz_reclog_open(&c, &log, &rec, why, sizeof why), KZ_OK);
 	append_n(log, 1, 500);
-	kz_log_close(log);
-	assert_int_equal(kz_log_open(&c, &log, &rec, why, sizeof why), KZ_OK);
+	kz_reclog_close(log);
+	assert_int_equal(kz_reclog_open(&c, &log, &rec, why, sizeof why), KZ_OK);
 	assert_true(rec.segments > 10);
 	assert_int_equal(rec.records, 500);
 	struct collect col = { 0 };
-	assert_int_equal(kz_log_scan(dir, 333, NULL, 1 << 20, collect_cb, &col, why, sizeof why), KZ_OK);
+	assert_int_equal(kz_reclog_scan(dir, 333, NULL, 1 << 20, collect_cb, &col, why, sizeof why), KZ_OK);
 	assert_int_equal(col.first, 333);
 	assert_int_equal(col.n, 168);
-	kz_log_close(log);
+	kz_reclog_close(log);
 }
 
 static char *last_segment(void)
@@ -217,25 +217,25 @@ static char *last_segment(void)
 
 static void test_log_torn_tail_is_cut(void **st)
 {
-	struct kz_log_config c = cfg(1 << 20);
-	struct kz_log *log;
-	struct kz_log_recovery rec;
+	struct kz_reclog_config c = cfg(1 << 20);
+	struct kz_reclog *log;
+	struct kz_reclog_recovery rec;
 	char why[512];
-	assert_int_equal(kz_log_open(&c, &log, &rec, why, sizeof why), KZ_OK);
+	assert_int_equal(kz_reclog_open(&c, &log, &rec, why, sizeof why), KZ_OK);
 	append_n(log, 1, 10);
-	kz_log_close(log);
+	kz_reclog_close(log);
 	/* half a frame at the end, as an interrupted write leaves it */
 	int fd = open(last_segment(), O_WRONLY | O_APPEND);
 	uint8_t part[20] = { 40, 0, 0, 0, 1, 2, 3, 4, 11 };
 	assert_int_equal(write(fd, part, sizeof part), (ssize_t)sizeof part);
 	close(fd);
-	assert_int_equal(kz_log_open(&c, &log, &rec, why, sizeof why), KZ_OK);
+	assert_int_equal(kz_reclog_open(&c, &log, &rec, why, sizeof why), KZ_OK);
 	assert_int_equal(rec.torn_bytes, 20);
 	assert_int_equal(rec.records, 10);
 	append_n(log, 11, 1); /* appends continue where the valid log ended */
-	kz_log_close(log);
+	kz_reclog_close(log);
 	struct collect col = { 0 };
-	assert_int_equal(kz_log_scan(dir, 1, NULL, 1 << 20, collect_cb, &col, why, sizeof why), KZ_OK);
+	assert_int_equal(kz_reclog_scan(dir, 1, NULL, 1 << 20, collect_cb, &col, why, sizeof why), KZ_OK);
 	assert_int_equal(col.n, 11);
 }
 
@@ -247,13 +247,13 @@ static void report_cb(void *ctx, const char *line)
 
 static void test_log_corruption_stops_and_repair(void **st)
 {
-	struct kz_log_config c = cfg(1 << 20);
-	struct kz_log *log;
-	struct kz_log_recovery rec;
+	struct kz_reclog_config c = cfg(1 << 20);
+	struct kz_reclog *log;
+	struct kz_reclog_recovery rec;
 	char why[512];
-	assert_int_equal(kz_log_open(&c, &log, &rec, why, sizeof why), KZ_OK);
+	assert_int_equal(kz_reclog_open(&c, &log, &rec, why, sizeof why), KZ_OK);
 	append_n(log, 1, 20);
-	kz_log_close(log);
+	kz_reclog_close(log);
 	/* flip one payload byte of record 5: frames are 16 + 13 bytes after a 32-byte header */
 	const char *seg = last_segment();
 	int fd = open(seg, O_RDWR);
@@ -263,19 +263,19 @@ static void test_log_corruption_stops_and_repair(void **st)
 	x ^= 0x40;
 	assert_int_equal(pwrite(fd, &x, 1, off), 1);
 	close(fd);
-	assert_int_equal(kz_log_open(&c, &log, &rec, why, sizeof why), KZ_EIO);
+	assert_int_equal(kz_reclog_open(&c, &log, &rec, why, sizeof why), KZ_EIO);
 	assert_non_null(strstr(why, "offset 148: CRC32C mismatch"));
 	assert_non_null(strstr(why, "kizuna store repair"));
 	struct collect col = { 0 };
-	assert_int_equal(kz_log_scan(dir, 1, NULL, 1 << 20, collect_cb, &col, why, sizeof why), KZ_EIO);
+	assert_int_equal(kz_reclog_scan(dir, 1, NULL, 1 << 20, collect_cb, &col, why, sizeof why), KZ_EIO);
 	char out[4096] = "";
-	assert_int_equal(kz_log_repair(dir, 1 << 20, report_cb, out, why, sizeof why), KZ_OK);
+	assert_int_equal(kz_reclog_repair(dir, 1 << 20, report_cb, out, why, sizeof why), KZ_OK);
 	assert_non_null(strstr(out, "1 records lost (seq 5-5)"));
 	assert_non_null(strstr(out, "1 damaged range(s) quarantined"));
-	assert_int_equal(kz_log_open(&c, &log, &rec, why, sizeof why), KZ_OK);
+	assert_int_equal(kz_reclog_open(&c, &log, &rec, why, sizeof why), KZ_OK);
 	assert_int_equal(rec.records, 19);
-	assert_int_equal(kz_log_next_seq(log), 21);
-	kz_log_close(log);
+	assert_int_equal(kz_reclog_next_seq(log), 21);
+	kz_reclog_close(log);
 	char q[300];
 	snprintf(q, sizeof q, "%s/quarantine", dir);
 	struct stat sb;
@@ -298,7 +298,7 @@ static uint64_t count_records(void)
 {
 	struct collect col = { 0 };
 	char why[512];
-	assert_int_equal(kz_log_scan(dir, 1, NULL, 1 << 20, collect_cb, &col, why, sizeof why), KZ_OK);
+	assert_int_equal(kz_reclog_scan(dir, 1, NULL, 1 << 20, collect_cb, &col, why, sizeof why), KZ_OK);
 	return col.n;
 }
 
@@ -308,13 +308,13 @@ static uint64_t count_records(void)
  * test_log_corruption_stops_and_repair.) */
 static void test_log_damage_fixtures(void **st)
 {
-	struct kz_log_config c = cfg(200); /* frames of 29 bytes: 5 or 6 per segment */
-	struct kz_log *log;
-	struct kz_log_recovery rec;
+	struct kz_reclog_config c = cfg(200); /* frames of 29 bytes: 5 or 6 per segment */
+	struct kz_reclog *log;
+	struct kz_reclog_recovery rec;
 	char why[512], out[4096];
-	assert_int_equal(kz_log_open(&c, &log, &rec, why, sizeof why), KZ_OK);
+	assert_int_equal(kz_reclog_open(&c, &log, &rec, why, sizeof why), KZ_OK);
 	append_n(log, 1, 40);
-	kz_log_close(log);
+	kz_reclog_close(log);
 
 	/* zeroed tail: the last two frames of the last segment are zeros (a file extended
 	 * but never written, after a power loss): cut as a torn end */
@@ -323,9 +323,9 @@ static void test_log_damage_fixtures(void **st)
 	uint8_t zeros[58] = { 0 };
 	assert_int_equal(pwrite(fd, zeros, sizeof zeros, end - 58), 58);
 	close(fd);
-	assert_int_equal(kz_log_open(&c, &log, &rec, why, sizeof why), KZ_OK);
+	assert_int_equal(kz_reclog_open(&c, &log, &rec, why, sizeof why), KZ_OK);
 	assert_int_equal(rec.torn_bytes, 58);
-	kz_log_close(log);
+	kz_reclog_close(log);
 	assert_int_equal(count_records(), 38);
 
 	/* garbage appended at the end of the log: cut too */
@@ -335,9 +335,9 @@ static void test_log_damage_fixtures(void **st)
 		junk[i] = (uint8_t)(i * 37 + 11);
 	assert_int_equal(write(fd, junk, sizeof junk), (ssize_t)sizeof junk);
 	close(fd);
-	assert_int_equal(kz_log_open(&c, &log, &rec, why, sizeof why), KZ_OK);
+	assert_int_equal(kz_reclog_open(&c, &log, &rec, why, sizeof why), KZ_OK);
 	assert_int_equal(rec.torn_bytes, 100);
-	kz_log_close(log);
+	kz_reclog_close(log);
 	assert_int_equal(count_records(), 38);
 
 	/* garbage appended to a closed segment: damage before the end — the start stops */
@@ -346,27 +346,27 @@ static void test_log_damage_fixtures(void **st)
 	fd = open(first, O_WRONLY | O_APPEND);
 	assert_int_equal(write(fd, junk, 10), 10);
 	close(fd);
-	assert_int_equal(kz_log_open(&c, &log, &rec, why, sizeof why), KZ_EIO);
+	assert_int_equal(kz_reclog_open(&c, &log, &rec, why, sizeof why), KZ_EIO);
 	assert_non_null(strstr(why, first));
 	assert_non_null(strstr(why, "the log is damaged before its end"));
 	out[0] = 0;
-	assert_int_equal(kz_log_repair(dir, 1 << 20, report_cb, out, why, sizeof why), KZ_OK);
+	assert_int_equal(kz_reclog_repair(dir, 1 << 20, report_cb, out, why, sizeof why), KZ_OK);
 	assert_non_null(strstr(out, "(10 bytes)"));
 	assert_int_equal(count_records(), 38); /* the garbage cost no record */
 
 	/* a closed segment's header cut short: the start stops; repair quarantines the
 	 * segment and names it */
 	assert_int_equal(truncate(first, 20), 0);
-	assert_int_equal(kz_log_open(&c, &log, &rec, why, sizeof why), KZ_EIO);
+	assert_int_equal(kz_reclog_open(&c, &log, &rec, why, sizeof why), KZ_EIO);
 	assert_non_null(strstr(why, "offset 0: bad segment header"));
 	out[0] = 0;
-	assert_int_equal(kz_log_repair(dir, 1 << 20, report_cb, out, why, sizeof why), KZ_OK);
+	assert_int_equal(kz_reclog_repair(dir, 1 << 20, report_cb, out, why, sizeof why), KZ_OK);
 	assert_non_null(strstr(out, "bad header: whole segment (20 bytes) quarantined"));
-	assert_int_equal(kz_log_open(&c, &log, &rec, why, sizeof why), KZ_OK);
+	assert_int_equal(kz_reclog_open(&c, &log, &rec, why, sizeof why), KZ_OK);
 	uint64_t left = rec.records;
 	assert_true(left > 30 && left < 38);
-	assert_int_equal(kz_log_next_seq(log), 39); /* numbering goes on; nothing reused */
-	kz_log_close(log);
+	assert_int_equal(kz_reclog_next_seq(log), 39); /* numbering goes on; nothing reused */
+	kz_reclog_close(log);
 
 	/* a new last segment whose header was being written when the node stopped (a roll):
 	 * it goes, and appends continue in the segment before it */
@@ -375,10 +375,10 @@ static void test_log_damage_fixtures(void **st)
 	fd = open(torn, O_WRONLY | O_CREAT, 0600);
 	assert_int_equal(write(fd, "KZLOGSEG\1\0", 10), 10);
 	close(fd);
-	assert_int_equal(kz_log_open(&c, &log, &rec, why, sizeof why), KZ_OK);
-	assert_int_equal(kz_log_next_seq(log), 39);
+	assert_int_equal(kz_reclog_open(&c, &log, &rec, why, sizeof why), KZ_OK);
+	assert_int_equal(kz_reclog_next_seq(log), 39);
 	append_n(log, 39, 1);
-	kz_log_close(log);
+	kz_reclog_close(log);
 	assert_int_equal(count_records(), left + 1);
 }
 
@@ -397,7 +397,7 @@ static void test_store_thread_group_commit(void **st)
 {
 	struct kz_store_config c = { .log = cfg(1 << 20) };
 	struct kz_store *s;
-	struct kz_log_recovery rec;
+	struct kz_reclog_recovery rec;
 	char why[512];
 	assert_int_equal(kz_store_open(&c, &s, &rec, why, sizeof why), KZ_OK);
 	atomic_store(&done_n, 0);
@@ -419,7 +419,7 @@ static void test_store_thread_group_commit(void **st)
 	assert_int_equal(atomic_load(&done_n), 1000);
 	assert_int_equal(atomic_load(&done_seq_sum), 1000 * 1001 / 2);
 	struct collect col = { 0 };
-	assert_int_equal(kz_log_scan(dir, 1, NULL, 1 << 20, collect_cb, &col, why, sizeof why), KZ_OK);
+	assert_int_equal(kz_reclog_scan(dir, 1, NULL, 1 << 20, collect_cb, &col, why, sizeof why), KZ_OK);
 	assert_int_equal(col.n, 1000);
 }
 

@@ -40,19 +40,19 @@ static int teardown(void **st)
 
 static struct kz_bytes B(const char *s) { return (struct kz_bytes){ (const uint8_t *)s, (uint32_t)strlen(s) }; }
 
-static struct kz_log *open_log(uint64_t seg_bytes)
+static struct kz_reclog *open_log(uint64_t seg_bytes)
 {
-	struct kz_log_config c = { .dir = logdir, .segment_bytes = seg_bytes, .max_record_bytes = 1 << 20,
+	struct kz_reclog_config c = { .dir = logdir, .segment_bytes = seg_bytes, .max_record_bytes = 1 << 20,
 				   .fsync = KZ_FSYNC_NEVER };
-	struct kz_log *log;
-	struct kz_log_recovery rec;
+	struct kz_reclog *log;
+	struct kz_reclog_recovery rec;
 	char why[512];
-	assert_int_equal(kz_log_open(&c, &log, &rec, why, sizeof why), KZ_OK);
+	assert_int_equal(kz_reclog_open(&c, &log, &rec, why, sizeof why), KZ_OK);
 	return log;
 }
 
 /* Appends one record; payload "<topic>#<n>" unless given. */
-static uint64_t put(struct kz_log *log, const char *topic, uint64_t time_ns, bool retain, const char *payload,
+static uint64_t put(struct kz_reclog *log, const char *topic, uint64_t time_ns, bool retain, const char *payload,
 		    const char *origin, const char *ctype)
 {
 	char pl[128];
@@ -70,7 +70,7 @@ static uint64_t put(struct kz_log *log, const char *topic, uint64_t time_ns, boo
 	struct kz_bytes body = { kz_buf_head(&b), (uint32_t)b.len };
 	uint64_t seq;
 	char why[256];
-	assert_int_equal(kz_log_append(log, &body, 1, &seq, why, sizeof why), KZ_OK);
+	assert_int_equal(kz_reclog_append(log, &body, 1, &seq, why, sizeof why), KZ_OK);
 	kz_buf_cleanup(&b);
 	return seq;
 }
@@ -121,7 +121,7 @@ static uint64_t query(struct kz_index *ix, const struct kz_query *q, struct text
 	return t->rows;
 }
 
-static int count_cb(void *ctx, uint64_t seq, const uint8_t *body, size_t n, const struct kz_log_pos *pos)
+static int count_cb(void *ctx, uint64_t seq, const uint8_t *body, size_t n, const struct kz_reclog_pos *pos)
 {
 	(*(uint64_t *)ctx)++;
 	return 0;
@@ -131,13 +131,13 @@ static uint64_t log_records(void)
 {
 	uint64_t n = 0;
 	char why[512];
-	assert_int_equal(kz_log_scan(logdir, 1, NULL, 1 << 20, count_cb, &n, why, sizeof why), KZ_OK);
+	assert_int_equal(kz_reclog_scan(logdir, 1, NULL, 1 << 20, count_cb, &n, why, sizeof why), KZ_OK);
 	return n;
 }
 
 static void test_index_query(void **st)
 {
-	struct kz_log *log = open_log(1 << 20);
+	struct kz_reclog *log = open_log(1 << 20);
 	for (int i = 0; i < 100; i++) {
 		put(log, "a", T0 + (uint64_t)i * SEC, false, NULL, NULL, NULL);
 		put(log, "a/b", T0 + (uint64_t)i * SEC, false, NULL, "spiffe://t/o/sensor/2", "application/json");
@@ -170,12 +170,12 @@ static void test_index_query(void **st)
 	struct kz_record r0;
 	(void)r0;
 	kz_index_close(ix);
-	kz_log_close(log);
+	kz_reclog_close(log);
 }
 
 static void test_retention_age_keeps_retained(void **st)
 {
-	struct kz_log *log = open_log(2048); /* many small segments */
+	struct kz_reclog *log = open_log(2048); /* many small segments */
 	uint64_t kept_ret = put(log, "old/r", T0, true, "retained-state", NULL, NULL);
 	for (int i = 0; i < 200; i++)
 		put(log, i % 2 ? "old/x" : "keep/y", T0 + (uint64_t)i * SEC, false, NULL, NULL, NULL);
@@ -206,16 +206,16 @@ static void test_retention_age_keeps_retained(void **st)
 	assert_int_equal(rep.segments_rewritten + rep.segments_deleted, 0);
 	kz_index_close(ix);
 	/* the log reopens cleanly after rewrites, and appends continue with new seqs */
-	uint64_t next = kz_log_next_seq(log);
-	kz_log_close(log);
+	uint64_t next = kz_reclog_next_seq(log);
+	kz_reclog_close(log);
 	log = open_log(2048);
-	assert_int_equal(kz_log_next_seq(log), next);
-	kz_log_close(log);
+	assert_int_equal(kz_reclog_next_seq(log), next);
+	kz_reclog_close(log);
 }
 
 static void test_keep_last_and_max_bytes(void **st)
 {
-	struct kz_log *log = open_log(4096);
+	struct kz_reclog *log = open_log(4096);
 	for (int i = 0; i < 300; i++) {
 		char topic[32];
 		snprintf(topic, sizeof topic, "last/%d", i % 3);
@@ -243,12 +243,12 @@ static void test_keep_last_and_max_bytes(void **st)
 	assert_int_equal(query(ix, &(struct kz_query){ .filter = "other" }, &t), 40);
 	assert_int_equal(query(ix, &(struct kz_query){ .limit = 0 }, &t), log_records());
 	kz_index_close(ix);
-	kz_log_close(log);
+	kz_reclog_close(log);
 }
 
 static void test_reindex_is_equivalent(void **st)
 {
-	struct kz_log *log = open_log(2048);
+	struct kz_reclog *log = open_log(2048);
 	for (int i = 0; i < 300; i++)
 		put(log, i % 3 ? "s/a" : "s/b", T0 + (uint64_t)i * SEC, i % 50 == 0, NULL, NULL, NULL);
 	put(log, "s/b", T0 + 400 * SEC, true, "", NULL, NULL); /* deletes s/b's retained message */
@@ -279,7 +279,7 @@ static void test_reindex_is_equivalent(void **st)
 	assert_string_equal(r1.s, r2.s);
 	assert_null(strstr(r1.s, "s/b")); /* the empty retained message removed it */
 	kz_index_close(ix);
-	kz_log_close(log);
+	kz_reclog_close(log);
 }
 
 static bool drop_odd(void *ctx, uint64_t seq, const uint8_t *body, size_t n) { return seq % 2 == 0; }
@@ -298,16 +298,16 @@ static void set_marker(uint64_t base)
  * re-index that segment, whichever file is there. */
 static void test_interrupted_rewrite(void **st)
 {
-	struct kz_log *log = open_log(2048);
+	struct kz_reclog *log = open_log(2048);
 	for (int i = 0; i < 100; i++)
 		put(log, "t", T0 + (uint64_t)i, false, NULL, NULL, NULL);
-	kz_log_close(log);
+	kz_reclog_close(log);
 	struct kz_index *ix = open_index(NULL, 0, false);
 	catch_up(ix);
 	kz_index_close(ix);
 	uint64_t *bases;
 	size_t n;
-	assert_int_equal(kz_log_segments(logdir, &bases, &n), KZ_OK);
+	assert_int_equal(kz_reclog_segments(logdir, &bases, &n), KZ_OK);
 	assert_true(n >= 3);
 	uint64_t base = bases[0];
 	free(bases);
@@ -321,7 +321,7 @@ static void test_interrupted_rewrite(void **st)
 	uint64_t kept;
 	char why[512];
 	set_marker(base);
-	assert_int_equal(kz_log_rewrite(logdir, base, 1 << 20, drop_odd, NULL, &kept, why, sizeof why), KZ_OK);
+	assert_int_equal(kz_reclog_rewrite(logdir, base, 1 << 20, drop_odd, NULL, &kept, why, sizeof why), KZ_OK);
 	assert_true(kept > 0);
 	ix = open_index(NULL, 0, false);
 	uint64_t rows = query(ix, &(struct kz_query){ .limit = 0 }, &t);
@@ -335,13 +335,13 @@ static void test_interrupted_rewrite(void **st)
 	assert_int_equal(catch_up(ix), 1);
 	assert_int_equal(query(ix, &(struct kz_query){ .since_ns = T0 + 1000 }, &t), 1);
 	kz_index_close(ix);
-	kz_log_close(log);
+	kz_reclog_close(log);
 }
 
 /* An index written by another schema version is dropped and built again from the log. */
 static void test_other_schema_version_rebuilt(void **st)
 {
-	struct kz_log *log = open_log(1 << 20);
+	struct kz_reclog *log = open_log(1 << 20);
 	for (int i = 0; i < 30; i++)
 		put(log, i % 2 ? "v/a" : "v/b", T0 + (uint64_t)i, i == 4, NULL, NULL, "text/plain");
 	struct kz_index *ix = open_index(NULL, 0, false);
@@ -360,7 +360,7 @@ static void test_other_schema_version_rebuilt(void **st)
 	assert_string_equal(before.s, after.s);
 	assert_int_equal(query(ix, &(struct kz_query){ .content_type = "text/plain" }, &after), 30);
 	kz_index_close(ix);
-	kz_log_close(log);
+	kz_reclog_close(log);
 }
 
 int main(void)
