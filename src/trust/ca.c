@@ -1,6 +1,7 @@
-/* ca.c — the certificate authority: create, issue, renew, revoke, list, CRL, enrolment
- * tokens, and the revocation set the node loads (see ca.h for the files). */
-#include "trust/ca.h"
+/* ca.c — the certificate authority: identities, its files, certificates, the issued list,
+ * create, issue, renew and list (see ca.h for the files). Revocation and the CRL are in
+ * ca_revoke.c, enrolment in ca_enroll.c. */
+#include "trust/ca_internal.h"
 #include "base/kz_base64.h"
 #include "base/kz_err.h"
 #include "base/kz_file.h"
@@ -28,15 +29,6 @@
 #include <time.h>
 #include <unistd.h>
 
-#define CRL_DAYS 7
-#define ISSUED_MAX (64u << 20) /* the issued and tokens files are read whole: a sanity cap */
-
-struct kz_ca {
-	char dir[1024];
-	char td[256];
-	X509 *cert;
-	EVP_PKEY *key;
-};
 
 /* ---------- identities ---------- */
 
@@ -85,7 +77,7 @@ const char *kz_spiffe_check(const char *id, size_t n, const char *td)
 }
 
 /* An ASN.1 INTEGER serial as upper-case hex (BN_bn2hex's form); -1 when over 20 octets. */
-static int serial_hex(const ASN1_INTEGER *sn, char out[KZ_SERIAL_HEX])
+int ca_serial_hex(const ASN1_INTEGER *sn, char out[KZ_SERIAL_HEX])
 {
 	out[0] = 0;
 	BIGNUM *bn = ASN1_INTEGER_to_BN(sn, NULL);
@@ -102,7 +94,7 @@ static int serial_hex(const ASN1_INTEGER *sn, char out[KZ_SERIAL_HEX])
 
 int kz_x509_serial_hex(const struct x509_st *cert, char out[KZ_SERIAL_HEX])
 {
-	return serial_hex(X509_get0_serialNumber(cert), out);
+	return ca_serial_hex(X509_get0_serialNumber(cert), out);
 }
 
 int kz_cert_file_serial(const char *path, char out[KZ_SERIAL_HEX], char *why, size_t why_len)
@@ -119,7 +111,7 @@ int kz_cert_file_serial(const char *path, char out[KZ_SERIAL_HEX], char *why, si
 }
 
 /* The single URI SAN of a certificate (malloc'd) or NULL. */
-static char *cert_uri(X509 *c)
+char *ca_cert_uri(X509 *c)
 {
 	GENERAL_NAMES *sans = X509_get_ext_d2i(c, NID_subject_alt_name, NULL, NULL);
 	char *id = NULL;
@@ -170,19 +162,19 @@ int kz_parse_duration(const char *s, uint64_t *out)
 
 /* ---------- files ---------- */
 
-static int path_of(char *out, size_t n, const char *dir, const char *name)
+int ca_path_of(char *out, size_t n, const char *dir, const char *name)
 {
 	int k = snprintf(out, n, "%s/%s", dir, name);
 	return k < 0 || (size_t)k >= n ? KZ_EINVAL : KZ_OK;
 }
 
 /* Reads dir/name whole (NUL-terminated); a missing file reads as empty. */
-static int file_read(const char *dir, const char *name, char **out, size_t *len)
+int ca_file_read(const char *dir, const char *name, char **out, size_t *len)
 {
 	char path[1200];
 	*out = NULL;
 	*len = 0;
-	if (path_of(path, sizeof path, dir, name))
+	if (ca_path_of(path, sizeof path, dir, name))
 		return KZ_EINVAL;
 	FILE *f = fopen(path, "re");
 	if (!f) {
@@ -224,10 +216,10 @@ static int file_read(const char *dir, const char *name, char **out, size_t *len)
 }
 
 /* flock on DIR/ca.lock; returns the fd (close to unlock), or -1 with *why. */
-static int ca_lock(const struct kz_ca *ca, char *why, size_t why_len)
+int ca_lock(const struct kz_ca *ca, char *why, size_t why_len)
 {
 	char path[1200];
-	int fd = path_of(path, sizeof path, ca->dir, "ca.lock") ? -1 : open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+	int fd = ca_path_of(path, sizeof path, ca->dir, "ca.lock") ? -1 : open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
 	while (fd >= 0 && flock(fd, LOCK_EX)) {
 		if (errno != EINTR) {
 			close(fd);
@@ -239,7 +231,7 @@ static int ca_lock(const struct kz_ca *ca, char *why, size_t why_len)
 	return fd;
 }
 
-static int write_pem_file(const char *path, X509 *cert, EVP_PKEY *key)
+int ca_write_pem_file(const char *path, X509 *cert, EVP_PKEY *key)
 {
 	int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, key ? 0600 : 0644);
 	if (fd < 0)
@@ -332,7 +324,7 @@ fail:
 	return NULL;
 }
 
-static int64_t asn1_time_unix(const ASN1_TIME *t)
+int64_t ca_asn1_time_unix(const ASN1_TIME *t)
 {
 	struct tm tm;
 	if (!t || ASN1_TIME_to_tm(t, &tm) != 1)
@@ -355,8 +347,8 @@ int kz_cert_file_validity(const char *path, int64_t *not_before, int64_t *not_af
 	fclose(f);
 	if (!c)
 		return KZ_EMALFORMED;
-	*not_before = asn1_time_unix(X509_get0_notBefore(c));
-	*not_after = asn1_time_unix(X509_get0_notAfter(c));
+	*not_before = ca_asn1_time_unix(X509_get0_notBefore(c));
+	*not_after = ca_asn1_time_unix(X509_get0_notAfter(c));
 	X509_free(c);
 	return KZ_OK;
 }
@@ -368,7 +360,7 @@ static const char *const crl_reasons[] = { "unspecified", "keyCompromise", "cACo
 					   "certificateHold", NULL, "removeFromCRL", "privilegeWithdrawn",
 					   "aACompromise" };
 
-static int reason_code(const char *r)
+int ca_reason_code(const char *r)
 {
 	for (int i = 0; i < (int)KZ_ARRAY_LEN(crl_reasons); i++)
 		if (crl_reasons[i] && strcmp(crl_reasons[i], r) == 0)
@@ -376,7 +368,7 @@ static int reason_code(const char *r)
 	return -1;
 }
 
-static int parse_i64(const char *p, size_t n, int64_t *out)
+int ca_parse_i64(const char *p, size_t n, int64_t *out)
 {
 	if (n == 1 && p[0] == '-') {
 		*out = 0;
@@ -430,8 +422,8 @@ int kz_ca_parse_entry(const char *line, size_t n, struct kz_ca_entry *e, const c
 			return -1;
 		}
 	memcpy(e->serial, f[1], fl[1]);
-	if (parse_i64(f[2], fl[2], &e->not_before) || parse_i64(f[3], fl[3], &e->not_after) ||
-	    parse_i64(f[4], fl[4], &e->revoked_at)) {
+	if (ca_parse_i64(f[2], fl[2], &e->not_before) || ca_parse_i64(f[3], fl[3], &e->not_after) ||
+	    ca_parse_i64(f[4], fl[4], &e->revoked_at)) {
 		*why = "bad time";
 		return -1;
 	}
@@ -445,7 +437,7 @@ int kz_ca_parse_entry(const char *line, size_t n, struct kz_ca_entry *e, const c
 	}
 	if (!(fl[5] == 1 && f[5][0] == '-')) {
 		memcpy(e->reason, f[5], fl[5]);
-		if (reason_code(e->reason) < 0) {
+		if (ca_reason_code(e->reason) < 0) {
 			*why = "unknown revocation reason";
 			return -1;
 		}
@@ -467,17 +459,13 @@ static void entry_format(const struct kz_ca_entry *e, char *out, size_t n)
 		 (long long)e->not_after, ra, e->reason[0] ? e->reason : "-", e->id);
 }
 
-struct entries {
-	struct kz_ca_entry *v;
-	size_t n, cap;
-};
 
-static int issued_load(const struct kz_ca *ca, struct entries *es, char *why, size_t why_len)
+int ca_issued_load(const struct kz_ca *ca, struct entries *es, char *why, size_t why_len)
 {
 	char *b;
 	size_t len;
 	memset(es, 0, sizeof *es);
-	int rc = file_read(ca->dir, "issued", &b, &len);
+	int rc = ca_file_read(ca->dir, "issued", &b, &len);
 	if (rc) {
 		snprintf(why, why_len, "%s/issued: %s", ca->dir, kz_strerror(rc));
 		return rc;
@@ -518,7 +506,7 @@ static int issued_load(const struct kz_ca *ca, struct entries *es, char *why, si
 	return rc;
 }
 
-static int issued_store(const struct kz_ca *ca, const struct entries *es)
+int ca_issued_store(const struct kz_ca *ca, const struct entries *es)
 {
 	size_t cap = es->n * 2300 + 1, n = 0;
 	char *b = malloc(cap);
@@ -537,12 +525,12 @@ static int issued_append(const struct kz_ca *ca, X509 *c, const char *id)
 {
 	struct kz_ca_entry e = { .status = 'V' };
 	kz_x509_serial_hex(c, e.serial);
-	e.not_before = asn1_time_unix(X509_get0_notBefore(c));
-	e.not_after = asn1_time_unix(X509_get0_notAfter(c));
+	e.not_before = ca_asn1_time_unix(X509_get0_notBefore(c));
+	e.not_after = ca_asn1_time_unix(X509_get0_notAfter(c));
 	snprintf(e.id, sizeof e.id, "%s", id);
 	char line[2300], path[1200];
 	entry_format(&e, line, sizeof line);
-	if (path_of(path, sizeof path, ca->dir, "issued"))
+	if (ca_path_of(path, sizeof path, ca->dir, "issued"))
 		return KZ_EINVAL;
 	int fd = open(path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0600);
 	if (fd < 0)
@@ -554,7 +542,7 @@ static int issued_append(const struct kz_ca *ca, X509 *c, const char *id)
 }
 
 /* Issues and records a client certificate for pub. */
-static X509 *issue_for(struct kz_ca *ca, const char *id, EVP_PKEY *pub, uint32_t lifetime_s, char *why,
+X509 *ca_issue_for(struct kz_ca *ca, const char *id, EVP_PKEY *pub, uint32_t lifetime_s, char *why,
 		       size_t why_len)
 {
 	const char *bad = kz_spiffe_check(id, strlen(id), ca->td[0] ? ca->td : NULL);
@@ -593,7 +581,7 @@ static X509 *issue_for(struct kz_ca *ca, const char *id, EVP_PKEY *pub, uint32_t
 static int load_pair(const char *dir, X509 **cert, EVP_PKEY **key)
 {
 	char path[1200];
-	if (path_of(path, sizeof path, dir, "ca.pem"))
+	if (ca_path_of(path, sizeof path, dir, "ca.pem"))
 		return KZ_EINVAL;
 	FILE *f = fopen(path, "re");
 	if (!f)
@@ -602,7 +590,7 @@ static int load_pair(const char *dir, X509 **cert, EVP_PKEY **key)
 	fclose(f);
 	if (!key)
 		return *cert ? KZ_OK : KZ_ETLS;
-	path_of(path, sizeof path, dir, "ca.key");
+	ca_path_of(path, sizeof path, dir, "ca.key");
 	f = fopen(path, "re");
 	if (!f)
 		return KZ_ENOTFOUND;
@@ -634,12 +622,12 @@ int kz_ca_open(const char *dir, const char *td, struct kz_ca **out, char *why, s
 	} else {
 		/* the trust domain of the CA's first identity, the admin */
 		char path[1200];
-		path_of(path, sizeof path, dir, "admin.pem");
+		ca_path_of(path, sizeof path, dir, "admin.pem");
 		FILE *f = fopen(path, "re");
 		X509 *a = f ? PEM_read_X509(f, NULL, NULL, NULL) : NULL;
 		if (f)
 			fclose(f);
-		char *id = a ? cert_uri(a) : NULL;
+		char *id = a ? ca_cert_uri(a) : NULL;
 		if (id && strncmp(id, "spiffe://", 9) == 0) {
 			const char *s = strchr(id + 9, '/');
 			if (s && (size_t)(s - id - 9) < sizeof ca->td)
@@ -666,7 +654,7 @@ const char *kz_ca_dir(const struct kz_ca *ca) { return ca->dir; }
 int kz_ca_create(const char *dir, const char *td, const char *org, uint32_t admin_lifetime_s, char *why, size_t why_len)
 {
 	char path[1200];
-	if (path_of(path, sizeof path, dir, "ca.pem")) {
+	if (ca_path_of(path, sizeof path, dir, "ca.pem")) {
 		snprintf(why, why_len, "path too long: %s", dir);
 		return KZ_EINVAL;
 	}
@@ -697,13 +685,13 @@ int kz_ca_create(const char *dir, const char *td, const char *org, uint32_t admi
 		goto out;
 	/* the key first: ca.pem is what marks the CA as present */
 	char p2[1200];
-	path_of(p2, sizeof p2, dir, "ca.key");
-	rc = write_pem_file(p2, NULL, ca_key);
-	path_of(p2, sizeof p2, dir, "server.pem");
-	rc = rc ? rc : write_pem_file(p2, srv, NULL);
-	path_of(p2, sizeof p2, dir, "server.key");
-	rc = rc ? rc : write_pem_file(p2, NULL, srv_key);
-	rc = rc ? rc : write_pem_file(path, cac, NULL);
+	ca_path_of(p2, sizeof p2, dir, "ca.key");
+	rc = ca_write_pem_file(p2, NULL, ca_key);
+	ca_path_of(p2, sizeof p2, dir, "server.pem");
+	rc = rc ? rc : ca_write_pem_file(p2, srv, NULL);
+	ca_path_of(p2, sizeof p2, dir, "server.key");
+	rc = rc ? rc : ca_write_pem_file(p2, NULL, srv_key);
+	rc = rc ? rc : ca_write_pem_file(path, cac, NULL);
 	if (rc) {
 		snprintf(why, why_len, "cannot write the CA into %s: %s", dir, strerror(errno));
 		goto out;
@@ -713,8 +701,8 @@ int kz_ca_create(const char *dir, const char *td, const char *org, uint32_t admi
 	if (rc)
 		goto out;
 	char cert[1200], key[1200];
-	path_of(cert, sizeof cert, dir, "admin.pem");
-	path_of(key, sizeof key, dir, "admin.key");
+	ca_path_of(cert, sizeof cert, dir, "admin.pem");
+	ca_path_of(key, sizeof key, dir, "admin.key");
 	rc = kz_ca_issue(ca, admin, admin_lifetime_s ? admin_lifetime_s : 30u * 86400, cert, key, NULL, why, why_len);
 	rc = rc ? rc : kz_ca_write_crl(ca, why, why_len);
 	kz_ca_close(ca);
@@ -738,12 +726,12 @@ int kz_ca_issue(struct kz_ca *ca, const char *id, uint32_t lifetime_s, const cha
 		snprintf(why, why_len, "cannot generate a P-256 key");
 		return KZ_ETLS;
 	}
-	X509 *c = issue_for(ca, id, k, lifetime_s, why, why_len);
+	X509 *c = ca_issue_for(ca, id, k, lifetime_s, why, why_len);
 	int rc = KZ_ETLS;
 	if (c) {
 		/* the key first, so that a certificate on disk always has its key */
-		rc = write_pem_file(key_out, NULL, k);
-		rc = rc ? rc : write_pem_file(cert_out, c, NULL);
+		rc = ca_write_pem_file(key_out, NULL, k);
+		rc = rc ? rc : ca_write_pem_file(cert_out, c, NULL);
 		if (rc)
 			snprintf(why, why_len, "cannot write %s or %s: %s", key_out, cert_out, strerror(errno));
 		if (serial_out)
@@ -776,7 +764,7 @@ int kz_ca_renew(struct kz_ca *ca, const char *cert_in, uint32_t lifetime_s, cons
 	char serial[KZ_SERIAL_HEX];
 	kz_x509_serial_hex(old, serial);
 	struct entries es;
-	rc = issued_load(ca, &es, why, why_len);
+	rc = ca_issued_load(ca, &es, why, why_len);
 	if (rc)
 		goto out;
 	bool revoked = false;
@@ -789,14 +777,14 @@ int kz_ca_renew(struct kz_ca *ca, const char *cert_in, uint32_t lifetime_s, cons
 		rc = KZ_EDENIED;
 		goto out;
 	}
-	id = cert_uri(old);
+	id = ca_cert_uri(old);
 	if (!id) {
 		snprintf(why, why_len, "%s has no single URI SAN", cert_in);
 		rc = KZ_EINVAL;
 		goto out;
 	}
-	c = issue_for(ca, id, X509_get0_pubkey(old), lifetime_s, why, why_len);
-	rc = !c ? KZ_ETLS : write_pem_file(cert_out, c, NULL);
+	c = ca_issue_for(ca, id, X509_get0_pubkey(old), lifetime_s, why, why_len);
+	rc = !c ? KZ_ETLS : ca_write_pem_file(cert_out, c, NULL);
 	if (c && rc)
 		snprintf(why, why_len, "cannot write %s: %s", cert_out, strerror(errno));
 	if (c && serial_out)
@@ -812,666 +800,11 @@ int kz_ca_list(struct kz_ca *ca, void (*fn)(const struct kz_ca_entry *e, void *a
 	       size_t why_len)
 {
 	struct entries es;
-	int rc = issued_load(ca, &es, why, why_len);
+	int rc = ca_issued_load(ca, &es, why, why_len);
 	if (rc)
 		return rc;
 	for (size_t i = 0; i < es.n; i++)
 		fn(&es.v[i], arg);
 	free(es.v);
 	return KZ_OK;
-}
-
-/* Writes crl.pem from es; the caller holds the lock. */
-static int crl_write(struct kz_ca *ca, const struct entries *es, char *why, size_t why_len)
-{
-	X509_CRL *crl = X509_CRL_new();
-	ASN1_TIME *t = ASN1_TIME_new();
-	BIO *mem = BIO_new(BIO_s_mem());
-	int rc = KZ_ETLS;
-	time_t now = time(NULL);
-	if (!crl || !t || !mem || !X509_CRL_set_version(crl, 1) ||
-	    !X509_CRL_set_issuer_name(crl, X509_get_subject_name(ca->cert)))
-		goto out;
-	if (!X509_time_adj_ex(t, 0, 0, &now) || !X509_CRL_set1_lastUpdate(crl, t) ||
-	    !X509_time_adj_ex(t, CRL_DAYS, 0, &now) || !X509_CRL_set1_nextUpdate(crl, t))
-		goto out;
-	for (size_t i = 0; i < es->n; i++) {
-		const struct kz_ca_entry *e = &es->v[i];
-		if (e->status != 'R')
-			continue;
-		X509_REVOKED *r = X509_REVOKED_new();
-		BIGNUM *bn = NULL;
-		ASN1_INTEGER *sn = NULL;
-		ASN1_TIME *rt = ASN1_TIME_new();
-		ASN1_ENUMERATED *code = ASN1_ENUMERATED_new();
-		time_t ra = (time_t)e->revoked_at;
-		int code_v = reason_code(e->reason[0] ? e->reason : "unspecified");
-		bool ok = r && rt && code && BN_hex2bn(&bn, e->serial) && (sn = BN_to_ASN1_INTEGER(bn, NULL)) &&
-			  X509_REVOKED_set_serialNumber(r, sn) && X509_time_adj_ex(rt, 0, 0, &ra) &&
-			  X509_REVOKED_set_revocationDate(r, rt) && ASN1_ENUMERATED_set(code, code_v) &&
-			  X509_REVOKED_add1_ext_i2d(r, NID_crl_reason, code, 0, 0) && X509_CRL_add0_revoked(crl, r);
-		ASN1_ENUMERATED_free(code);
-		ASN1_TIME_free(rt);
-		ASN1_INTEGER_free(sn);
-		BN_free(bn);
-		if (!ok) {
-			X509_REVOKED_free(r);
-			goto out;
-		}
-	}
-	ASN1_INTEGER *num = ASN1_INTEGER_new();
-	/* the CRL number only grows (RFC 5280 5.2.3): milliseconds since 1970, so that a node can
-	 * refuse an older list put back in place of a newer one */
-	struct timespec ts;
-	clock_gettime(CLOCK_REALTIME, &ts);
-	int64_t number = (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-	bool ok = num && ASN1_INTEGER_set_int64(num, number) && X509_CRL_add1_ext_i2d(crl, NID_crl_number, num, 0, 0);
-	ASN1_INTEGER_free(num);
-	if (!ok || !X509_CRL_sort(crl) || !X509_CRL_sign(crl, ca->key, EVP_sha256()) ||
-	    !PEM_write_bio_X509_CRL(mem, crl))
-		goto out;
-	char *data;
-	long len = BIO_get_mem_data(mem, &data);
-	rc = kz_file_replace(ca->dir, "crl.pem", data, (size_t)len, 0644);
-out:
-	if (rc)
-		snprintf(why, why_len, "cannot write %s/crl.pem", ca->dir);
-	BIO_free(mem);
-	ASN1_TIME_free(t);
-	X509_CRL_free(crl);
-	return rc;
-}
-
-int kz_ca_write_crl(struct kz_ca *ca, char *why, size_t why_len)
-{
-	int lk = ca_lock(ca, why, why_len);
-	if (lk < 0)
-		return KZ_EIO;
-	struct entries es;
-	int rc = issued_load(ca, &es, why, why_len);
-	if (!rc)
-		rc = crl_write(ca, &es, why, why_len);
-	free(es.v);
-	close(lk);
-	return rc;
-}
-
-int kz_ca_revoke(struct kz_ca *ca, const char *serial, const char *reason, char *why, size_t why_len)
-{
-	char want[KZ_SERIAL_HEX];
-	size_t n = strlen(serial);
-	if (n == 0 || n >= sizeof want) {
-		snprintf(why, why_len, "'%s' is not a serial number", serial);
-		return KZ_EINVAL;
-	}
-	for (size_t i = 0; i < n; i++) {
-		if (!isxdigit((unsigned char)serial[i]) && serial[i] != ':') {
-			snprintf(why, why_len, "'%s' is not a hexadecimal serial number", serial);
-			return KZ_EINVAL;
-		}
-	}
-	size_t k = 0;
-	for (size_t i = 0; i < n; i++)
-		if (serial[i] != ':')
-			want[k++] = (char)toupper((unsigned char)serial[i]);
-	want[k] = 0;
-	if (reason && reason_code(reason) < 0) {
-		snprintf(why, why_len, "unknown reason '%s' (keyCompromise, affiliationChanged, superseded, "
-				       "cessationOfOperation, privilegeWithdrawn, unspecified, …)", reason);
-		return KZ_EINVAL;
-	}
-	int lk = ca_lock(ca, why, why_len);
-	if (lk < 0)
-		return KZ_EIO;
-	struct entries es;
-	int rc = issued_load(ca, &es, why, why_len);
-	if (rc) {
-		close(lk);
-		return rc;
-	}
-	rc = KZ_ENOTFOUND;
-	for (size_t i = 0; i < es.n; i++) {
-		struct kz_ca_entry *e = &es.v[i];
-		/* compare without leading zeros: "0A1B" and "A1B" are the same number */
-		const char *a = e->serial, *b = want;
-		while (*a == '0' && a[1])
-			a++;
-		while (*b == '0' && b[1])
-			b++;
-		if (strcmp(a, b) != 0)
-			continue;
-		if (e->status == 'R') {
-			snprintf(why, why_len, "serial %s (%s) was already revoked", e->serial, e->id);
-			rc = KZ_EEXIST;
-			break;
-		}
-		e->status = 'R';
-		e->revoked_at = (int64_t)time(NULL);
-		snprintf(e->reason, sizeof e->reason, "%s", reason ? reason : "unspecified");
-		rc = issued_store(ca, &es);
-		if (rc)
-			snprintf(why, why_len, "cannot rewrite %s/issued: %s", ca->dir, strerror(errno));
-		else
-			rc = crl_write(ca, &es, why, why_len);
-		if (!rc)
-			snprintf(why, why_len, "%s", e->id);
-		break;
-	}
-	if (rc == KZ_ENOTFOUND)
-		snprintf(why, why_len, "this CA has not issued serial %s", want);
-	free(es.v);
-	close(lk);
-	return rc;
-}
-
-/* ---------- enrolment tokens ---------- */
-
-int kz_ca_parse_token(const char *p, size_t n, struct kz_ca_token *t)
-{
-	const char *f[5];
-	size_t fl[5], k = 0, start = 0;
-	for (size_t i = 0; i <= n; i++) {
-		if (i == n || p[i] == '\t') {
-			if (k == 5)
-				return -1;
-			f[k] = p + start;
-			fl[k++] = i - start;
-			start = i + 1;
-		}
-	}
-	int64_t life;
-	if (k != 5 || fl[0] != 64 || parse_i64(f[1], fl[1], &t->expires) || parse_i64(f[2], fl[2], &life) ||
-	    life <= 0 || life > UINT32_MAX || parse_i64(f[3], fl[3], &t->used_at) || fl[4] >= sizeof t->id ||
-	    kz_spiffe_check(f[4], fl[4], NULL))
-		return -1;
-	for (size_t i = 0; i < 64; i++)
-		if (!isxdigit((unsigned char)f[0][i]) || isupper((unsigned char)f[0][i]))
-			return -1;
-	memcpy(t->hash, f[0], 64);
-	t->hash[64] = 0;
-	t->lifetime = (uint32_t)life;
-	memcpy(t->id, f[4], fl[4]);
-	t->id[fl[4]] = 0;
-	return 0;
-}
-
-/* Loads the tokens, dropping those expired (they can never be used again). */
-static int tokens_load(const struct kz_ca *ca, struct kz_ca_token **out, size_t *n_out, char *why, size_t why_len)
-{
-	char *b;
-	size_t len, n = 0, line = 0;
-	*out = NULL;
-	*n_out = 0;
-	int rc = file_read(ca->dir, "tokens", &b, &len);
-	if (rc) {
-		snprintf(why, why_len, "%s/tokens: %s", ca->dir, kz_strerror(rc));
-		return rc;
-	}
-	size_t lines = 0;
-	for (size_t i = 0; i < len; i++)
-		lines += b[i] == '\n';
-	struct kz_ca_token *v = calloc(lines + 1, sizeof *v);
-	if (!v) {
-		free(b);
-		return KZ_ENOMEM;
-	}
-	int64_t now = (int64_t)time(NULL);
-	for (char *p = b; *p;) {
-		char *nl = strchr(p, '\n');
-		line++;
-		if (!nl || kz_ca_parse_token(p, (size_t)(nl - p), &v[n])) {
-			snprintf(why, why_len, "%s/tokens:%zu: malformed line", ca->dir, line);
-			free(v);
-			free(b);
-			return KZ_EMALFORMED;
-		}
-		if (v[n].expires > now)
-			n++;
-		p = nl + 1;
-	}
-	free(b);
-	*out = v;
-	*n_out = n;
-	return KZ_OK;
-}
-
-static int tokens_store(const struct kz_ca *ca, const struct kz_ca_token *v, size_t n)
-{
-	char *b = malloc(n * 2300 + 1);
-	size_t len = 0;
-	if (!b)
-		return KZ_ENOMEM;
-	for (size_t i = 0; i < n; i++) {
-		char used[24] = "-";
-		if (v[i].used_at)
-			snprintf(used, sizeof used, "%lld", (long long)v[i].used_at);
-		len += (size_t)sprintf(b + len, "%s\t%lld\t%u\t%s\t%s\n", v[i].hash, (long long)v[i].expires,
-				       v[i].lifetime, used, v[i].id);
-	}
-	int rc = kz_file_replace(ca->dir, "tokens", b, len, 0600);
-	free(b);
-	return rc;
-}
-
-static void token_hash(const char *tok, size_t n, char hex[65])
-{
-	uint8_t h[32];
-	kz_sha256(tok, n, h);
-	kz_hex(h, sizeof h, hex);
-}
-
-int kz_ca_token(struct kz_ca *ca, const char *id, uint32_t ttl_s, uint32_t lifetime_s, char token_out[KZ_TOKEN_LEN],
-		char *why, size_t why_len)
-{
-	const char *bad = kz_spiffe_check(id, strlen(id), ca->td[0] ? ca->td : NULL);
-	if (bad) {
-		snprintf(why, why_len, "%s: %s", id, bad);
-		return KZ_EINVAL;
-	}
-	if (!ttl_s || !lifetime_s) {
-		snprintf(why, why_len, "the token's time to live and the certificate's lifetime must be positive");
-		return KZ_EINVAL;
-	}
-	uint8_t raw[32];
-	char b64[48];
-	if (RAND_bytes(raw, sizeof raw) != 1) {
-		snprintf(why, why_len, "no randomness");
-		return KZ_ETLS;
-	}
-	kz_base64(raw, sizeof raw, b64);
-	/* base64url without padding (RFC 4648 §5): safe on a command line and in a URL */
-	size_t k = 0;
-	memcpy(token_out, "kzt1_", 5);
-	for (size_t i = 0; b64[i] && b64[i] != '='; i++)
-		token_out[5 + k++] = b64[i] == '+' ? '-' : b64[i] == '/' ? '_' : b64[i];
-	token_out[5 + k] = 0;
-	struct kz_ca_token t = { .expires = (int64_t)time(NULL) + ttl_s, .lifetime = lifetime_s };
-	token_hash(token_out, 5 + k, t.hash);
-	snprintf(t.id, sizeof t.id, "%s", id);
-	int lk = ca_lock(ca, why, why_len);
-	if (lk < 0)
-		return KZ_EIO;
-	struct kz_ca_token *v;
-	size_t n;
-	int rc = tokens_load(ca, &v, &n, why, why_len);
-	if (!rc) {
-		v[n++] = t; /* tokens_load left a spare slot */
-		rc = tokens_store(ca, v, n);
-		if (rc)
-			snprintf(why, why_len, "cannot write %s/tokens: %s", ca->dir, strerror(errno));
-		free(v);
-	}
-	close(lk);
-	OPENSSL_cleanse(raw, sizeof raw);
-	return rc;
-}
-
-/* Finds the token and marks it used (durably) before a certificate is issued for it: a crash
- * in between burns the token rather than letting it be used twice. */
-static int token_consume(struct kz_ca *ca, const char *tok, size_t n, struct kz_ca_token *got, const char **code,
-			 char *why, size_t why_len)
-{
-	char hex[65];
-	token_hash(tok, n, hex);
-	int lk = ca_lock(ca, why, why_len);
-	if (lk < 0) {
-		*code = "internal";
-		return KZ_EIO;
-	}
-	struct kz_ca_token *v;
-	size_t nv;
-	int rc = tokens_load(ca, &v, &nv, why, why_len);
-	if (rc) {
-		*code = "internal";
-		close(lk);
-		return rc;
-	}
-	rc = KZ_ENOTFOUND;
-	*code = "token-unknown";
-	snprintf(why, why_len, "unknown or expired enrolment token");
-	for (size_t i = 0; i < nv; i++) {
-		if (CRYPTO_memcmp(v[i].hash, hex, 64) != 0)
-			continue;
-		*got = v[i];
-		if (v[i].used_at) {
-			*code = "token-used";
-			snprintf(why, why_len, "enrolment token was already used");
-			rc = KZ_EDENIED;
-			break;
-		}
-		v[i].used_at = (int64_t)time(NULL);
-		rc = tokens_store(ca, v, nv);
-		if (rc) {
-			*code = "internal";
-			snprintf(why, why_len, "cannot record the token's use");
-		}
-		break;
-	}
-	free(v);
-	close(lk);
-	return rc;
-}
-
-/* ---------- enrolment ---------- */
-
-int kz_enroll_parse(const char *buf, size_t n, const char **token, size_t *token_len, const char **csr,
-		    size_t *csr_len, const char **why)
-{
-	static const char head[] = "ENROLL ", tail[] = "-----END CERTIFICATE REQUEST-----";
-	size_t hn = sizeof head - 1;
-	if (memcmp(buf, head, n < hn ? n : hn) != 0) {
-		*why = "request does not start with ENROLL";
-		return -1;
-	}
-	const char *nl = memchr(buf, '\n', n);
-	if (!nl)
-		return n > hn + 128 ? (*why = "token line too long", -1) : 1;
-	*token = buf + hn;
-	*token_len = (size_t)(nl - buf) - hn;
-	if (*token_len && (*token)[*token_len - 1] == '\r')
-		(*token_len)--;
-	if (*token_len == 0 || *token_len > 128) {
-		*why = "bad token length";
-		return -1;
-	}
-	for (size_t i = 0; i < *token_len; i++)
-		if (!isalnum((unsigned char)(*token)[i]) && (*token)[i] != '-' && (*token)[i] != '_') {
-			*why = "token has a character outside [A-Za-z0-9_-]";
-			return -1;
-		}
-	const char *p = nl + 1;
-	size_t rest = n - (size_t)(p - buf);
-	static const char begin[] = "-----BEGIN CERTIFICATE REQUEST-----";
-	size_t bn = sizeof begin - 1;
-	if (memcmp(p, begin, rest < bn ? rest : bn) != 0) {
-		*why = "expected a PEM certificate request after the token line";
-		return -1;
-	}
-	/* the request ends with the first END line; only bytes up to it are the request's */
-	size_t tn = sizeof tail - 1, end = rest;
-	bool found = false;
-	for (size_t i = bn; i + tn <= rest && !found; i++) {
-		if (memcmp(p + i, tail, tn) == 0) {
-			end = i + tn;
-			found = true;
-		}
-	}
-	for (size_t i = 0; i < end; i++)
-		if ((unsigned char)p[i] >= 0x7f || (p[i] < 0x20 && p[i] != '\n' && p[i] != '\r')) {
-			*why = "certificate request is not PEM text";
-			return -1;
-		}
-	if (!found)
-		return 1;
-	*csr = p;
-	*csr_len = end;
-	return 0;
-}
-
-char *kz_enroll_serve(struct kz_ca *ca, const char *tok, size_t tok_len, const char *csr_pem, size_t csr_len,
-		      uint32_t max_lifetime_s, bool *allowed, char id[2100], char *reason, size_t reason_len)
-{
-	*allowed = false;
-	id[0] = 0;
-	const char *code = "csr-invalid";
-	char *answer = NULL;
-	X509_REQ *req = NULL;
-	X509 *c = NULL;
-	BIO *in = BIO_new_mem_buf(csr_pem, (int)csr_len);
-	req = in ? PEM_read_bio_X509_REQ(in, NULL, NULL, NULL) : NULL;
-	BIO_free(in);
-	EVP_PKEY *pub = req ? X509_REQ_get0_pubkey(req) : NULL;
-	if (!req || !pub) {
-		snprintf(reason, reason_len, "certificate request does not parse");
-		goto refuse;
-	}
-	char group[32] = "";
-	size_t gl = 0;
-	if (!EVP_PKEY_is_a(pub, "EC") || !EVP_PKEY_get_group_name(pub, group, sizeof group, &gl) ||
-	    strcmp(group, "prime256v1") != 0) {
-		snprintf(reason, reason_len, "certificate request key is not ECDSA P-256");
-		goto refuse;
-	}
-	if (X509_REQ_verify(req, pub) != 1) {
-		snprintf(reason, reason_len, "certificate request signature does not verify (no proof of possession)");
-		goto refuse;
-	}
-	struct kz_ca_token t;
-	if (token_consume(ca, tok, tok_len, &t, &code, reason, reason_len))
-		goto refuse;
-	snprintf(id, 2100, "%s", t.id);
-	uint32_t life = t.lifetime;
-	if (max_lifetime_s && life > max_lifetime_s)
-		life = max_lifetime_s;
-	code = "internal";
-	c = issue_for(ca, t.id, pub, life, reason, reason_len);
-	if (!c)
-		goto refuse;
-	BIO *out = BIO_new(BIO_s_mem());
-	char *data;
-	long len;
-	if (!out || BIO_puts(out, "OK\n") != 3 || !PEM_write_bio_X509(out, c) || !PEM_write_bio_X509(out, ca->cert) ||
-	    (len = BIO_get_mem_data(out, &data)) <= 0 || !(answer = malloc((size_t)len + 1))) {
-		BIO_free(out);
-		snprintf(reason, reason_len, "cannot encode the certificate");
-		goto refuse;
-	}
-	memcpy(answer, data, (size_t)len);
-	answer[len] = 0;
-	BIO_free(out);
-	char serial[KZ_SERIAL_HEX];
-	kz_x509_serial_hex(c, serial);
-	snprintf(reason, reason_len, "enrolled: certificate %s valid %u s", serial, life);
-	*allowed = true;
-	X509_free(c);
-	X509_REQ_free(req);
-	return answer;
-refuse:
-	X509_free(c);
-	X509_REQ_free(req);
-	size_t n = strlen(code) + strlen(reason) + 16;
-	answer = malloc(n);
-	if (answer)
-		snprintf(answer, n, "ERROR %s %s\n", code, reason);
-	return answer;
-}
-
-int kz_enroll_client(const char *host, int port, const char *ca_file, const char *token, const char *out_dir,
-		     char *id_out, size_t id_len, char *why, size_t why_len)
-{
-	int rc = KZ_ETLS;
-	(void)kz_provider_load(); /* X25519MLKEM768 (docs/PQC.md); without it X25519 still works */
-	EVP_PKEY *k = EVP_EC_gen("P-256");
-	X509_REQ *req = X509_REQ_new();
-	SSL_CTX *ctx = SSL_CTX_new(TLS_client_method());
-	BIO *bio = NULL, *mem = BIO_new(BIO_s_mem());
-	X509 *leaf = NULL, *cac = NULL;
-	char *resp = NULL;
-	id_out[0] = 0;
-	if (!k || !req || !ctx || !mem || !X509_REQ_set_version(req, 0) || !X509_REQ_set_pubkey(req, k) ||
-	    !X509_REQ_sign(req, k, EVP_sha256())) {
-		snprintf(why, why_len, "cannot make a key and a certificate request");
-		goto out;
-	}
-	SSL_CTX_set_min_proto_version(ctx, TLS1_3_VERSION);
-	SSL_CTX_set1_groups_list(ctx, "X25519MLKEM768:X25519:P-256"); /* the provider was loaded first */
-	if (SSL_CTX_load_verify_locations(ctx, ca_file, NULL) != 1) {
-		snprintf(why, why_len, "cannot load the CA certificate %s", ca_file);
-		goto out;
-	}
-	SSL_CTX_set_verify(ctx, SSL_VERIFY_PEER, NULL);
-	static const unsigned char alpn[] = "\x0f" KZ_ENROLL_ALPN;
-	SSL_CTX_set_alpn_protos(ctx, alpn, sizeof alpn - 1);
-	bio = BIO_new_ssl_connect(ctx);
-	SSL *ssl = NULL;
-	char addr[600];
-	snprintf(addr, sizeof addr, strchr(host, ':') ? "[%s]:%d" : "%s:%d", host, port);
-	if (!bio || BIO_get_ssl(bio, &ssl) != 1 || !ssl) {
-		snprintf(why, why_len, "cannot set up TLS");
-		goto out;
-	}
-	BIO_set_conn_hostname(bio, addr);
-	SSL_set_tlsext_host_name(ssl, host);
-	SSL_set1_host(ssl, host);
-	if (BIO_do_connect(bio) <= 0 || BIO_do_handshake(bio) <= 0) {
-		char e[256];
-		ERR_error_string_n(ERR_get_error(), e, sizeof e);
-		snprintf(why, why_len, "cannot connect to %s with TLS: %s", addr, e);
-		goto out;
-	}
-	const unsigned char *sel;
-	unsigned sel_len;
-	SSL_get0_alpn_selected(ssl, &sel, &sel_len);
-	if (sel_len != strlen(KZ_ENROLL_ALPN) || memcmp(sel, KZ_ENROLL_ALPN, sel_len) != 0) {
-		snprintf(why, why_len, "%s does not offer enrolment (ALPN %s)", addr, KZ_ENROLL_ALPN);
-		goto out;
-	}
-	BIO_printf(mem, "ENROLL %s\n", token);
-	PEM_write_bio_X509_REQ(mem, req);
-	char *data;
-	long len = BIO_get_mem_data(mem, &data);
-	if (BIO_write(bio, data, (int)len) != len || BIO_flush(bio) != 1) {
-		snprintf(why, why_len, "cannot send the request to %s", addr);
-		goto out;
-	}
-	size_t cap = 65536, n = 0;
-	resp = malloc(cap);
-	if (!resp)
-		goto out;
-	for (;;) {
-		int r = BIO_read(bio, resp + n, (int)(cap - n - 1));
-		if (r <= 0)
-			break;
-		n += (size_t)r;
-		if (n + 1 >= cap)
-			break;
-	}
-	resp[n] = 0;
-	if (strncmp(resp, "ERROR ", 6) == 0) {
-		char *e = strchr(resp, '\n');
-		if (e)
-			*e = 0;
-		snprintf(why, why_len, "the node refused: %s", resp + 6);
-		rc = KZ_EDENIED;
-		goto out;
-	}
-	if (strncmp(resp, "OK\n", 3) != 0) {
-		snprintf(why, why_len, "unexpected answer from %s", addr);
-		goto out;
-	}
-	BIO *rb = BIO_new_mem_buf(resp + 3, (int)(n - 3));
-	leaf = rb ? PEM_read_bio_X509(rb, NULL, NULL, NULL) : NULL;
-	cac = leaf ? PEM_read_bio_X509(rb, NULL, NULL, NULL) : NULL;
-	BIO_free(rb);
-	char *id = leaf ? cert_uri(leaf) : NULL;
-	if (!cac || !id || X509_check_private_key(leaf, k) != 1 || X509_verify(leaf, X509_get0_pubkey(cac)) != 1) {
-		free(id);
-		snprintf(why, why_len, "the node's answer does not hold a certificate for our key signed by its CA");
-		goto out;
-	}
-	snprintf(id_out, id_len, "%s", id);
-	free(id);
-	if (mkdir(out_dir, 0700) && errno != EEXIST) {
-		snprintf(why, why_len, "cannot create %s: %s", out_dir, strerror(errno));
-		rc = KZ_EIO;
-		goto out;
-	}
-	char p1[1200], p2[1200], p3[1200];
-	path_of(p1, sizeof p1, out_dir, "key.pem");
-	path_of(p2, sizeof p2, out_dir, "cert.pem");
-	path_of(p3, sizeof p3, out_dir, "ca.pem");
-	rc = write_pem_file(p1, NULL, k);
-	rc = rc ? rc : write_pem_file(p2, leaf, NULL);
-	rc = rc ? rc : write_pem_file(p3, cac, NULL);
-	if (rc)
-		snprintf(why, why_len, "cannot write into %s: %s", out_dir, strerror(errno));
-out:
-	free(resp);
-	X509_free(leaf);
-	X509_free(cac);
-	BIO_free_all(bio);
-	BIO_free(mem);
-	SSL_CTX_free(ctx);
-	X509_REQ_free(req);
-	EVP_PKEY_free(k);
-	return rc;
-}
-
-/* ---------- revocation set ---------- */
-
-static int serial_cmp(const void *a, const void *b) { return strcmp(a, b); }
-
-struct kz_revoked *kz_revoked_load(const char *crl_file, const char *ca_file, char *why, size_t why_len)
-{
-	static _Atomic uint64_t gens;
-	struct kz_revoked *r = calloc(1, sizeof *r);
-	if (!r) {
-		snprintf(why, why_len, "out of memory");
-		return NULL;
-	}
-	r->gen = ++gens;
-	FILE *f = fopen(crl_file, "re");
-	if (!f) {
-		if (errno == ENOENT) {
-			r->missing = true;
-			return r;
-		}
-		snprintf(why, why_len, "cannot open %s: %s", crl_file, strerror(errno));
-		free(r);
-		return NULL;
-	}
-	X509_CRL *crl = PEM_read_X509_CRL(f, NULL, NULL, NULL);
-	fclose(f);
-	X509 *ca = NULL;
-	f = fopen(ca_file, "re");
-	if (f) {
-		ca = PEM_read_X509(f, NULL, NULL, NULL);
-		fclose(f);
-	}
-	if (!crl || !ca) {
-		snprintf(why, why_len, !crl ? "%s is not a PEM CRL" : "cannot read the CA %s", !crl ? crl_file : ca_file);
-		goto fail;
-	}
-	if (X509_NAME_cmp(X509_CRL_get_issuer(crl), X509_get_subject_name(ca)) != 0 ||
-	    X509_CRL_verify(crl, X509_get0_pubkey(ca)) != 1) {
-		snprintf(why, why_len, "%s is not signed by the CA in %s", crl_file, ca_file);
-		goto fail;
-	}
-	STACK_OF(X509_REVOKED) *rs = X509_CRL_get_REVOKED(crl);
-	int n = rs ? sk_X509_REVOKED_num(rs) : 0;
-	r->serial = calloc((size_t)n + 1, sizeof *r->serial);
-	if (!r->serial)
-		goto fail;
-	for (int i = 0; i < n; i++)
-		if (serial_hex(X509_REVOKED_get0_serialNumber(sk_X509_REVOKED_value(rs, i)), r->serial[r->n]) == KZ_OK)
-			r->n++;
-	qsort(r->serial, r->n, sizeof *r->serial, serial_cmp);
-	r->this_update = asn1_time_unix(X509_CRL_get0_lastUpdate(crl));
-	r->next_update = asn1_time_unix(X509_CRL_get0_nextUpdate(crl));
-	ASN1_INTEGER *num = X509_CRL_get_ext_d2i(crl, NID_crl_number, NULL, NULL);
-	int64_t nv = 0;
-	if (num && ASN1_INTEGER_get_int64(&nv, num) == 1 && nv > 0)
-		r->number = (uint64_t)nv;
-	ASN1_INTEGER_free(num);
-	X509_CRL_free(crl);
-	X509_free(ca);
-	return r;
-fail:
-	X509_CRL_free(crl);
-	X509_free(ca);
-	kz_revoked_free(r);
-	return NULL;
-}
-
-bool kz_revoked_has(const struct kz_revoked *r, const char *serial)
-{
-	return r && r->n && serial && bsearch(serial, r->serial, r->n, sizeof *r->serial, serial_cmp);
-}
-
-void kz_revoked_free(struct kz_revoked *r)
-{
-	if (!r)
-		return;
-	free(r->serial);
-	free(r);
 }
