@@ -6,7 +6,7 @@
  * Several processes may write one log (the node, and `kizuna query --as` beside it): each
  * write happens under flock(2) on the log, and a writer that finds the file longer than it
  * left it first re-reads the last entry to continue the chain from there. */
-#include "trust/audit.h"
+#include "trust/audit_internal.h"
 #include "base/kz_err.h"
 #include "base/kz_file.h"
 #include "base/kz_hex.h"
@@ -43,56 +43,8 @@ uint64_t kz_audit_write_errors(void)
 	return atomic_load(&write_errors);
 }
 
-#define LINE_MAX_BYTES 16384
-#define MLDSA_CTX "kizuna-audit" /* the ML-DSA context string of checkpoint and head signatures */
-#define HEX_ZERO "0000000000000000000000000000000000000000000000000000000000000000"
 
-struct kz_audit {
-	pthread_mutex_t lock;
-	int fd;
-	char dir[4096];
-	uint64_t n;          /* last entry number written */
-	off_t end;           /* the file's size after our last write or read of its tail */
-	char prev[65];       /* its hash, hex */
-	uint8_t priv[32];
-	char pub_hex[65];
-	uint8_t *mldsa_sk;   /* owns; ML-DSA-65 secret key from DIR/audit/audit.mldsa.key (ξ) */
-	uint32_t ck_entries, ck_ms;
-	uint32_t since_ck;
-	uint64_t last_ck_ms;
-	bool failing;
-	bool new_keys;       /* load_key made the signing keys now (a new log) */
-	/* decisions that could not be written (docs/AUDIT.md "When the log cannot be
-	 * written"): a signed gap entry says so once writing works again */
-	uint64_t lost;
-	char lost_from[32], lost_to[32];
-	char lost_error[96];
-	/* denials being summarised (see kz_audit_record) */
-	struct agg *agg;     /* owns [AGG_MAX] */
-	uint32_t n_agg;
-	uint32_t window_ms;
-	/* rotation (docs/AUDIT.md "Rotation") */
-	uint64_t max_file_bytes;
-	uint32_t max_files;
-	uint64_t first_n;    /* the first entry number audit.log holds (a->n + 1 when it is empty) */
-};
 
-/* Denials of one kind from one source within one window: the first is written in full, the
- * rest are counted (with a few samples of what they asked for) and written as one summary
- * entry when the window ends. Kind = (source, action, reason); source = the subject, or the
- * client address without its port when there is no subject (refused handshakes). */
-#define AGG_MAX 256
-#define AGG_SAMPLES 3
-#define AGG_SAMPLE_BYTES 120
-struct agg {
-	char src[300];
-	struct kz_audit_entry e; /* the first denial's fields; strings in buf */
-	char *buf[11];
-	char samples[AGG_SAMPLES][AGG_SAMPLE_BYTES];
-	uint32_t n_samples;
-	uint64_t count;          /* denials after the first, not written yet */
-	uint64_t start_ms;
-};
 
 
 /* Appends s as a JSON string (with quotes) to b at *len, within cap. */
@@ -486,80 +438,6 @@ void kz_audit_record(struct kz_audit *a, const struct kz_audit_entry *e)
 
 /* ---------- open ---------- */
 
-static int load_key(struct kz_audit *a, char *why, size_t why_len)
-{
-	char path[4200];
-	snprintf(path, sizeof path, "%s/audit.key", a->dir);
-	int fd = open(path, O_RDONLY | O_CLOEXEC);
-	uint8_t pub[32];
-	if (fd >= 0) {
-		ssize_t r = read(fd, a->priv, 32);
-		close(fd);
-		if (r != 32 || kz_ed25519_public(a->priv, pub)) {
-			snprintf(why, why_len, "%s: not a 32-byte Ed25519 private key", path);
-			return KZ_EIO;
-		}
-	} else {
-		char pp[4200];
-		snprintf(pp, sizeof pp, "%s/audit.pub", a->dir);
-		fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
-		if (fd < 0 || kz_ed25519_keygen(a->priv, pub) || kz_write_all(fd, (const char *)a->priv, 32) || fsync(fd)) {
-			snprintf(why, why_len, "cannot create %s: %s", path, strerror(errno));
-			if (fd >= 0)
-				close(fd);
-			return KZ_EIO;
-		}
-		close(fd);
-		kz_info("audit: created the checkpoint signing key %s (keep a copy of audit.pub elsewhere)", path);
-		(void)pp;
-		a->new_keys = true;
-	}
-	kz_hex(pub, 32, a->pub_hex);
-	snprintf(path, sizeof path, "%s/audit.pub", a->dir);
-	FILE *f = fopen(path, "w");
-	if (f) {
-		fprintf(f, "%s\n", a->pub_hex);
-		fclose(f);
-	}
-	/* ML-DSA-65: the 32-byte seed ξ in audit.mldsa.key, the public key (hex) in audit.mldsa.pub;
-	 * a log from before has its key made now, and its checkpoints are signed from here on */
-	uint8_t xi[32];
-	static uint8_t dpk[KZ_MLDSA65_PK_BYTES];
-	snprintf(path, sizeof path, "%s/audit.mldsa.key", a->dir);
-	fd = open(path, O_RDONLY | O_CLOEXEC);
-	if (fd >= 0) {
-		ssize_t r = read(fd, xi, 32);
-		close(fd);
-		if (r != 32) {
-			snprintf(why, why_len, "%s: not a 32-byte ML-DSA-65 seed", path);
-			return KZ_EIO;
-		}
-	} else {
-		fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
-		if (fd < 0 || RAND_priv_bytes(xi, 32) != 1 || kz_write_all(fd, (const char *)xi, 32) || fsync(fd)) {
-			snprintf(why, why_len, "cannot create %s: %s", path, strerror(errno));
-			if (fd >= 0)
-				close(fd);
-			return KZ_EIO;
-		}
-		close(fd);
-		kz_info("audit: created the ML-DSA-65 checkpoint key %s (keep a copy of audit.mldsa.pub elsewhere)", path);
-	}
-	a->mldsa_sk = malloc(KZ_MLDSA65_SK_BYTES);
-	if (!a->mldsa_sk)
-		return KZ_ENOMEM;
-	kz_mldsa65_keygen_seed(xi, dpk, a->mldsa_sk);
-	OPENSSL_cleanse(xi, sizeof xi);
-	snprintf(path, sizeof path, "%s/audit.mldsa.pub", a->dir);
-	f = fopen(path, "w");
-	if (f) {
-		for (size_t i = 0; i < sizeof dpk; i++)
-			fprintf(f, "%02x", dpk[i]);
-		fputc('\n', f);
-		fclose(f);
-	}
-	return KZ_OK;
-}
 
 /* Finds the last complete entry: its number and hash; cuts an incomplete last line. */
 static int load_tail(struct kz_audit *a, const char *path, char *why, size_t why_len)
@@ -676,7 +554,7 @@ static int audit_open(const char *dir, uint32_t ck_entries, uint32_t ck_ms, bool
 		free(a);
 		return KZ_EIO;
 	}
-	int rc = load_key(a, why, why_len);
+	int rc = audit_load_key(a, why, why_len);
 	if (!rc) {
 		a->fd = open(path, O_RDWR | O_CREAT | O_APPEND | O_CLOEXEC, 0600);
 		if (a->fd < 0) {
@@ -739,7 +617,7 @@ static int cmp_u64(const void *x, const void *y)
 }
 
 /* The first entry numbers of the rotated files, ascending (malloc'd; *n of them). */
-static uint64_t *rotated_files(const char *dir, size_t *n)
+uint64_t *audit_rotated_files(const char *dir, size_t *n)
 {
 	*n = 0;
 	DIR *d = opendir(dir);
@@ -772,7 +650,7 @@ static uint64_t *rotated_files(const char *dir, size_t *n)
 	return v;
 }
 
-static void rotated_path(char *out, size_t cap, const char *dir, uint64_t first)
+void audit_rotated_path(char *out, size_t cap, const char *dir, uint64_t first)
 {
 	snprintf(out, cap, "%s/" ROT_PREFIX "%020" PRIu64 ROT_SUFFIX, dir, first);
 }
@@ -819,11 +697,11 @@ static int file_tail(const char *path, uint64_t *n, char hash[65])
 static int tail_of_rotated(struct kz_audit *a)
 {
 	size_t nr;
-	uint64_t *r = rotated_files(a->dir, &nr);
+	uint64_t *r = audit_rotated_files(a->dir, &nr);
 	int rc = -1;
 	if (nr) {
 		char path[4300];
-		rotated_path(path, sizeof path, a->dir, r[nr - 1]);
+		audit_rotated_path(path, sizeof path, a->dir, r[nr - 1]);
 		rc = file_tail(path, &a->n, a->prev);
 	}
 	free(r);
@@ -844,11 +722,11 @@ static void find_first(struct kz_audit *a)
 static void prune(struct kz_audit *a)
 {
 	size_t nr;
-	uint64_t *r = rotated_files(a->dir, &nr);
+	uint64_t *r = audit_rotated_files(a->dir, &nr);
 	for (size_t i = 0; a->max_files && i + a->max_files < nr; i++) {
 		char path[4300], hash[65], b[LINE_MAX_BYTES];
 		uint64_t last;
-		rotated_path(path, sizeof path, a->dir, r[i]);
+		audit_rotated_path(path, sizeof path, a->dir, r[i]);
 		if (file_tail(path, &last, hash))
 			break;
 		size_t n = begin(a, b);
@@ -877,7 +755,7 @@ static void maybe_rotate(struct kz_audit *a)
 		checkpoint(a); /* the file ends signed */
 	char path[4200], to[4300];
 	snprintf(path, sizeof path, "%s/audit.log", a->dir);
-	rotated_path(to, sizeof to, a->dir, a->first_n);
+	audit_rotated_path(to, sizeof to, a->dir, a->first_n);
 	int fd = -1;
 	if (access(to, F_OK) == 0 || rename(path, to) ||
 	    (fd = open(path, O_RDWR | O_CREAT | O_APPEND | O_CLOEXEC, 0600)) < 0) {
@@ -947,11 +825,11 @@ int kz_audit_new_chain(const char *dir, const char *reason, char *qdir_out, size
 		return KZ_EIO;
 	}
 	size_t nrot;
-	uint64_t *rot = rotated_files(dir, &nrot);
+	uint64_t *rot = audit_rotated_files(dir, &nrot);
 	for (size_t i = 0; i < nrot; i++) {
 		char from[4300];
-		rotated_path(from, sizeof from, dir, rot[i]);
-		rotated_path(to, sizeof to, qdir, rot[i]);
+		audit_rotated_path(from, sizeof from, dir, rot[i]);
+		audit_rotated_path(to, sizeof to, qdir, rot[i]);
 		if (rename(from, to)) {
 			snprintf(why, why_len, "cannot move %s to %s: %s", from, to, strerror(errno));
 			free(rot);
@@ -1011,344 +889,4 @@ void kz_audit_close(struct kz_audit *a)
 		OPENSSL_cleanse(a->mldsa_sk, KZ_MLDSA65_SK_BYTES);
 	free(a->mldsa_sk);
 	free(a);
-}
-
-/* ---------- verify and show ---------- */
-
-static const char *field(const char *line, const char *name, size_t *len)
-{
-	char key[64];
-	snprintf(key, sizeof key, "\"%s\":\"", name);
-	const char *p = strstr(line, key);
-	if (!p)
-		return NULL;
-	p += strlen(key);
-	const char *q = p;
-	while (*q && *q != '"') {
-		if (*q == '\\' && q[1])
-			q++;
-		q++;
-	}
-	*len = (size_t)(q - p);
-	return p;
-}
-
-int kz_audit_verify(const char *dir, void (*report)(void *ctx, const char *line), void *ctx, char *why,
-		    size_t why_len)
-{
-	char path[4200], msg[256], out[4800];
-	uint8_t pub[32];
-	snprintf(path, sizeof path, "%s/audit.pub", dir);
-	FILE *f = fopen(path, "r");
-	char pubhex[80] = "";
-	if (!f || !fgets(pubhex, sizeof pubhex, f) || kz_unhex(pubhex, pub, 32)) {
-		if (f)
-			fclose(f);
-		snprintf(why, why_len, "cannot read the public key %s", path);
-		return -1;
-	}
-	fclose(f);
-	pubhex[64] = 0;
-	/* the ML-DSA-65 public key, when the log has one (issue 5) */
-	uint8_t dpk[KZ_MLDSA65_PK_BYTES];
-	uint8_t dsig[KZ_MLDSA65_SIG_BYTES];
-	bool have_dpk = false;
-	snprintf(path, sizeof path, "%s/audit.mldsa.pub", dir);
-	if ((f = fopen(path, "r")) != NULL) {
-		char dhex[2 * KZ_MLDSA65_PK_BYTES + 8];
-		have_dpk = fgets(dhex, sizeof dhex, f) && strlen(dhex) >= 2 * KZ_MLDSA65_PK_BYTES &&
-			   kz_unhex(dhex, dpk, sizeof dpk) == 0;
-		fclose(f);
-		if (!have_dpk) {
-			snprintf(why, why_len, "cannot read the ML-DSA-65 public key %s", path);
-			return -1;
-		}
-	}
-	uint64_t mldsa_checkpoints = 0;
-	/* the rotated files, oldest first, then audit.log: one chain */
-	size_t nrot;
-	uint64_t *rot = rotated_files(dir, &nrot);
-	size_t file_i = 0;
-	char fname[4300];
-	snprintf(path, sizeof path, "%s/audit.log", dir);
-	if (nrot)
-		rotated_path(fname, sizeof fname, dir, rot[0]);
-	else
-		snprintf(fname, sizeof fname, "%s", path);
-	if (!(f = fopen(fname, "r"))) {
-		snprintf(why, why_len, "cannot open %s: %s", fname, strerror(errno));
-		free(rot);
-		return -1;
-	}
-	uint64_t start_n = 1, pruned_at = 0;
-	char start_prev[65] = "";
-	char *line = NULL, prev[65] = HEX_ZERO;
-	size_t cap = 0;
-	ssize_t len;
-	uint64_t expect = 1, lineno = 0, checkpoints = 0, last_ck = 0, gaps = 0, lost = 0;
-	int bad = 0;
-	char gapinfo[600] = "", chaininfo[600] = "";
-	/* the hash of every checkpoint entry, to check the head against */
-	uint64_t head_n = 0;
-	char head_hash[65] = "", head_seen[65] = "";
-	FILE *hf;
-	snprintf(msg, sizeof msg, "%s/head", dir);
-	if ((hf = fopen(msg, "r")) != NULL) {
-		char hs[200] = "";
-		char ds[2 * KZ_MLDSA65_SIG_BYTES + 8];
-		uint8_t sig[64];
-		ds[0] = 0;
-		int got = fscanf(hf, "%" SCNu64 " %64s %128s %6620s", &head_n, head_hash, hs, ds);
-		snprintf(msg, sizeof msg, "kizuna-audit-head n=%" PRIu64 " hash=%s", head_n, head_hash);
-		if (got < 3 || kz_unhex(hs, sig, 64) || kz_ed25519_verify(pub, msg, strlen(msg), sig)) {
-			snprintf(out, sizeof out, "%s/head: its signature does not verify (forged or damaged)", dir);
-			report(ctx, out);
-			bad = 1;
-		} else if (have_dpk && (got != 4 || strlen(ds) != 2 * KZ_MLDSA65_SIG_BYTES ||
-					kz_unhex(ds, dsig, sizeof dsig) ||
-					kz_mldsa65_verify(dpk, sizeof dpk, (const uint8_t *)msg, strlen(msg),
-							  (const uint8_t *)MLDSA_CTX, strlen(MLDSA_CTX), dsig, sizeof dsig))) {
-			snprintf(out, sizeof out, "%s/head: its ML-DSA-65 signature is missing or does not verify", dir);
-			report(ctx, out);
-			bad = 1;
-		}
-		fclose(hf);
-	}
-	for (;;) {
-		if (bad)
-			break;
-		if ((len = getline(&line, &cap, f)) <= 0) {
-			if (file_i >= nrot) /* audit.log was the last */
-				break;
-			fclose(f);
-			file_i++;
-			if (file_i < nrot)
-				rotated_path(fname, sizeof fname, dir, rot[file_i]);
-			else
-				snprintf(fname, sizeof fname, "%s", path);
-			if (!(f = fopen(fname, "r"))) {
-				if (file_i == nrot && errno == ENOENT && (f = fopen("/dev/null", "r")))
-					continue; /* a rotation's moment: audit.log not made yet */
-				snprintf(out, sizeof out, "%s: cannot open: %s", fname, strerror(errno));
-				report(ctx, out);
-				bad = 1;
-				f = fopen("/dev/null", "r");
-				break;
-			}
-			lineno = 0;
-			continue;
-		}
-		lineno++;
-		if (line[len - 1] != '\n') {
-			snprintf(out, sizeof out, "line %" PRIu64 ": incomplete entry (cut off)", lineno);
-			report(ctx, out);
-			bad = 1;
-			break;
-		}
-		line[--len] = 0;
-		const char *h = NULL;
-		for (const char *p = line; (p = strstr(p, ",\"hash\":\"")) != NULL; p++)
-			h = p;
-		uint64_t n = 0;
-		if (!h || strlen(h) != 9 + 64 + 2 || sscanf(line, "{\"n\":%" SCNu64, &n) != 1) {
-			snprintf(out, sizeof out, "line %" PRIu64 ": not an audit entry", lineno);
-			report(ctx, out);
-			bad = 1;
-			break;
-		}
-		uint8_t digest[32];
-		char dx[65];
-		kz_sha256(line, (size_t)(h - line), digest);
-		kz_hex(digest, 32, dx);
-		if (memcmp(dx, h + 9, 64) != 0) {
-			snprintf(out, sizeof out, "%s line %" PRIu64 " (entry %" PRIu64 "): hash mismatch: the entry was modified",
-				 fname, lineno, n);
-			report(ctx, out);
-			bad = 1;
-			break;
-		}
-		size_t pl;
-		const char *pv = NULL;
-		for (const char *p = line; (p = strstr(p, ",\"prev\":\"")) != NULL && p < h; p++)
-			pv = p;
-		pl = pv ? 64 : 0;
-		if (expect == 1 && n > 1 && pv && file_i == 0 && lineno == 1) {
-			/* the oldest file starts later: what came before was pruned (audit.max_files), which
-			 * a signed "pruned" entry further on must say; checked at the end */
-			expect = start_n = n;
-			memcpy(prev, pv + 9, 64);
-			memcpy(start_prev, pv + 9, 64);
-			start_prev[64] = 0;
-		}
-		if (n != expect || !pv || memcmp(pv + 9, prev, pl) != 0) {
-			snprintf(out, sizeof out, "line %" PRIu64 " (entry %" PRIu64 "): %s", lineno, n,
-				 n != expect ? "out of sequence: an entry before it was removed, or entries were "
-					       "inserted or reordered" :
-					       "does not chain to the entry before it: entries were removed, inserted or "
-					       "reordered");
-			report(ctx, out);
-			bad = 1;
-			break;
-		}
-		size_t kl, sl;
-		const char *ck = strstr(line, ",\"checkpoint\":{");
-		if (ck) {
-			const char *key = field(ck, "key", &kl), *sg = field(ck, "sig", &sl);
-			uint8_t sig[64];
-			snprintf(msg, sizeof msg, "kizuna-audit-checkpoint n=%" PRIu64 " prev=%s", n, prev);
-			if (!key || kl != 64 || memcmp(key, pubhex, 64) != 0 || !sg || sl != 128 || kz_unhex(sg, sig, 64) ||
-			    kz_ed25519_verify(pub, msg, strlen(msg), sig)) {
-				snprintf(out, sizeof out, "line %" PRIu64 " (entry %" PRIu64 "): checkpoint signature does "
-					 "not verify with %s/audit.pub", lineno, n, dir);
-				report(ctx, out);
-				bad = 1;
-				break;
-			}
-			size_t dl;
-			const char *dsg = field(ck, "mldsa", &dl);
-			if (dsg || mldsa_checkpoints) { /* once signed with ML-DSA-65, always */
-				if (!have_dpk || !dsg || dl != 2 * KZ_MLDSA65_SIG_BYTES || kz_unhex(dsg, dsig, sizeof dsig) ||
-				    kz_mldsa65_verify(dpk, sizeof dpk, (const uint8_t *)msg, strlen(msg), (const uint8_t *)MLDSA_CTX,
-						      strlen(MLDSA_CTX), dsig, sizeof dsig)) {
-					snprintf(out, sizeof out, "line %" PRIu64 " (entry %" PRIu64 "): checkpoint ML-DSA-65 "
-						 "signature is missing or does not verify with %s/audit.mldsa.pub", lineno, n, dir);
-					report(ctx, out);
-					bad = 1;
-					break;
-				}
-				mldsa_checkpoints++;
-			}
-			checkpoints++;
-			last_ck = n;
-		}
-		const char *pr = strstr(line, ",\"pruned\":{");
-		if (pr) {
-			const char *th = strstr(pr, "\"through\":");
-			size_t hl2;
-			const char *ph = field(pr, "hash", &hl2);
-			uint64_t through = th ? strtoull(th + 10, NULL, 10) : 0;
-			if (start_n > 1 && through + 1 == start_n && ph && hl2 == 64 && memcmp(ph, start_prev, 64) == 0)
-				pruned_at = n;
-		}
-		const char *gp = strstr(line, ",\"gap\":{\"lost\":");
-		if (gp) { /* decisions the node could not write: intact, but not complete */
-			uint64_t l = strtoull(gp + strlen(",\"gap\":{\"lost\":"), NULL, 10);
-			size_t fl, tl;
-			const char *fr = field(gp, "from", &fl), *to = field(gp, "to", &tl);
-			if (!gaps)
-				snprintf(gapinfo, sizeof gapinfo, "; the first at entry %" PRIu64 ": %" PRIu64 " decisions from %.*s "
-					 "to %.*s", n, l, fr ? (int)fl : 0, fr ? fr : "", to ? (int)tl : 0, to ? to : "");
-			gaps++;
-			lost += l;
-		}
-		const char *cp = strstr(line, ",\"chain\":{\"after_n\":");
-		if (cp) {
-			if (n != 1) {
-				snprintf(out, sizeof out, "line %" PRIu64 " (entry %" PRIu64 "): a chain start in the middle of "
-					 "the log", lineno, n);
-				report(ctx, out);
-				bad = 1;
-				break;
-			}
-			size_t ql, hl;
-			const char *q = field(cp, "quarantine", &ql), *ah = field(cp, "after_hash", &hl);
-			snprintf(chaininfo, sizeof chaininfo, "; it starts a new chain after a log that was moved aside (%.*s, "
-				 "its head: entry %" PRIu64 ", hash %.*s)", q ? (int)ql : 0, q ? q : "",
-				 (uint64_t)strtoull(cp + strlen(",\"chain\":{\"after_n\":"), NULL, 10), ah ? (int)hl : 0, ah ? ah : "");
-		}
-		memcpy(prev, h + 9, 64);
-		if (n == head_n)
-			memcpy(head_seen, prev, 65);
-		expect++;
-	}
-	free(line);
-	if (f)
-		fclose(f);
-	free(rot);
-	if (!bad && start_n > 1 && !pruned_at) {
-		snprintf(out, sizeof out, "the log starts at entry %" PRIu64 ": entries 1 to %" PRIu64 " are missing and no "
-			 "signed entry records that they were pruned (audit.max_files)", start_n, start_n - 1);
-		report(ctx, out);
-		bad = 1;
-	}
-	if (!bad && head_n && (expect - 1 < head_n || strcmp(head_seen, head_hash) != 0)) {
-		snprintf(out, sizeof out, "the log ends at entry %" PRIu64 " but its last checkpoint was entry %" PRIu64
-			 "%s: entries were cut off or the log was rewritten", expect - 1, head_n,
-			 expect - 1 < head_n ? "" : " with another hash");
-		report(ctx, out);
-		bad = 1;
-	}
-	if (!bad && (gaps || chaininfo[0])) {
-		snprintf(out, sizeof out, "%s: INCOMPLETE: the chain verifies, but %" PRIu64 " recorded gaps say %" PRIu64
-			 " decisions could not be written%s%s", path, gaps, lost, gapinfo, chaininfo);
-		report(ctx, out);
-		bad = 3;
-	}
-	if (bad != 1) {
-		char rotinfo[300] = "";
-		if (nrot || start_n > 1)
-			snprintf(rotinfo, sizeof rotinfo, " in %zu files (rotated files first)%s", nrot + 1, "");
-		if (start_n > 1)
-			snprintf(rotinfo + strlen(rotinfo), sizeof rotinfo - strlen(rotinfo), "; entries before %" PRIu64
-				 " were pruned under audit.max_files, as signed entry %" PRIu64 " records", start_n, pruned_at);
-		snprintf(out, sizeof out, "%s: intact: %" PRIu64 " entries%s, %" PRIu64 " signed checkpoints (%" PRIu64
-			 " also with ML-DSA-65), the last at entry %" PRIu64 "; %" PRIu64 " entries after it (signed at the "
-			 "next checkpoint); key %s",
-			 path, expect - start_n, rotinfo, checkpoints, mldsa_checkpoints, last_ck, expect - 1 - last_ck, pubhex);
-		report(ctx, out);
-	}
-	return bad;
-}
-
-static bool match(const char *line, const char *name, const char *want)
-{
-	if (!want)
-		return true;
-	size_t l;
-	const char *v = field(line, name, &l);
-	return v && l == strlen(want) && memcmp(v, want, l) == 0;
-}
-
-int kz_audit_show(const char *dir, const struct kz_audit_filter *flt, FILE *out, char *why, size_t why_len)
-{
-	char path[4300];
-	size_t nrot;
-	uint64_t *rot = rotated_files(dir, &nrot); /* oldest first, then audit.log */
-	char *line = NULL;
-	size_t cap = 0;
-	for (size_t i = 0; i <= nrot; i++) {
-		if (i < nrot)
-			rotated_path(path, sizeof path, dir, rot[i]);
-		else
-			snprintf(path, sizeof path, "%s/audit.log", dir);
-		FILE *f = fopen(path, "r");
-		if (!f) {
-			if (i < nrot || nrot)
-				continue; /* pruned or rotated meanwhile */
-			snprintf(why, why_len, "cannot open %s: %s", path, strerror(errno));
-			free(rot);
-			return -1;
-		}
-		while (getline(&line, &cap, f) > 0) {
-			if (!match(line, "subject", flt->subject) || !match(line, "action", flt->action) ||
-			    !match(line, "decision", flt->decision))
-				continue;
-			size_t tl;
-			const char *t = field(line, "t", &tl);
-			char ts[40];
-			uint64_t ns = 0;
-			if (t && tl < sizeof ts) {
-				memcpy(ts, t, tl);
-				ts[tl] = 0;
-				(void)kz_time_parse(ts, &ns);
-			}
-			if ((flt->since_ns && ns < flt->since_ns) || (flt->until_ns && ns > flt->until_ns))
-				continue;
-			fputs(line, out);
-		}
-		fclose(f);
-	}
-	free(line);
-	free(rot);
-	return 0;
 }
