@@ -1,0 +1,554 @@
+/* taxii_post.c — POST objects (§5.5) and DELETE object (§5.7), with the tree of a POSTed envelope. */
+#include "services/taxii/taxii_internal.h"
+
+/* ---------- POST objects (§5.5) and DELETE object (§5.7) ---------- */
+
+
+
+static void post_answer(void *ctx, struct kz_http_req *r)
+{
+	struct tx_post *p = ctx;
+	if (r) {
+		if (p->del) {
+			size_t bad = 0;
+			for (size_t i = 0; i < p->n; i++)
+				bad += p->items[i].status != 0;
+			if (bad)
+				tx_err(r, 500, "Internal Server Error", "the record log refused the deletion");
+			else
+				kz_http_send(r, 200, p->ct, "{}", 2);
+		} else if (p->answer)
+			kz_http_send(r, 202, p->ct, p->answer, strlen(p->answer));
+		else
+			tx_err(r, 500, "Internal Server Error", "cannot encode the status");
+	}
+	free(p->answer);
+	free(p->items);
+	free(p);
+}
+
+
+static void post_item_done(void *ctx, int status, uint64_t seq)
+{
+	struct done_ctx *dc = ctx;
+	struct tx_post *p = dc->p;
+	struct tx_item *it = &p->items[dc->i];
+	it->status = status;
+	it->e.seq = seq;
+	struct tx_coll *c = p->c;
+	if (!status) {
+		pthread_rwlock_wrlock(&c->lock);
+		if (p->del) {
+			tx_mark_deleted(c, it->e.type_i, it->e.uuid, it->e.version_us);
+		} else {
+			it->e.pos = it->pos;
+			if (tx_ent_add(p->t, c, &it->e))
+				status = -1;
+		}
+		pthread_rwlock_unlock(&c->lock);
+	}
+	if (p->st) {
+		pthread_mutex_lock(&p->t->st_lock);
+		p->st->pending--;
+		json_t *ent = json_pack("{s:s, s:s}", "id", it->id, "version", it->version);
+		if (status) {
+			json_object_set_new(ent, "message", json_string("the record log refused the write"));
+			json_array_append_new(p->st->failures, ent);
+			p->st->fail++;
+		} else {
+			json_array_append_new(p->st->successes, ent);
+			p->st->ok++;
+		}
+		it->done = true; /* no longer among the pendings */
+		if (p->st->pending == 0) { /* the last one: the status is complete */
+			tx_status_seal(p->t, p->st);
+			p->answer = p->st->text ? strdup(p->st->text) : NULL;
+			if (p->st->dropped)
+				tx_status_free(p->st);
+			/* p->st may leave the ring from now on: only the copy is used */
+		}
+		pthread_mutex_unlock(&p->t->st_lock);
+	}
+	free(dc);
+	if (atomic_fetch_sub(&p->remaining, 1) == 1)
+		kz_http_resume(p->d, post_answer, p);
+}
+
+/* What a POST's markings resolve against: the marking definitions in the request (their
+ * ids, gathered once) and the collection. */
+/* The label of what this request posts: TLP from the object, audience from the request
+ * (Kizuna-Audience: org:NAME, id:SPIFFE-ID, ...) or the poster's organisation / identity. */
+static int label_for(struct kz_http_req *r, const struct tx_subject *sub, const char *base, int tlp, char *out,
+		     size_t n, const char **why)
+{
+	/* the policy's part first (canonical order: policy, class, categories, tlp, aud) */
+	size_t bl = (size_t)snprintf(out, n, "%s", base);
+	if (bl >= n)
+		bl = n - 1;
+	out += bl;
+	n -= bl;
+	const char *sep = bl ? ";" : "";
+	if (tlp <= 2) {
+		if (tlp)
+			snprintf(out, n, "%stlp=%s", sep, tx_tlp_word(tlp));
+		else
+			out[0] = 0;
+		return 0;
+	}
+	const char *aud = kz_http_req_header(r, "kizuna-audience");
+	char a[900] = "";
+	if (aud) {
+		size_t cnt = 0;
+		if (taxii_audience_canon(aud, a, sizeof a, &cnt, why))
+			return -1;
+		if (tlp == 4 && (cnt != 1 || strncmp(a, "org:", 4) != 0)) {
+			*why = "TLP:AMBER+STRICT stays within one organisation: Kizuna-Audience must name exactly one org:NAME";
+			return -1;
+		}
+	}
+	if (!a[0]) {
+		if (tlp == 5)
+			snprintf(a, sizeof a, "id:%s", sub->id);
+		else
+			snprintf(a, sizeof a, "org:%s", sub->org);
+	}
+	snprintf(out, n, "%stlp=%s;aud=%s", sep, tx_tlp_word(tlp), a);
+	return 0;
+}
+
+static struct tx_status *status_new(struct taxii *t, const char *owner, size_t total)
+{
+	struct tx_status *s = calloc(1, sizeof *s);
+	if (!s)
+		return NULL;
+	uint8_t u[16];
+	kz_uuidv7(u, kz_now_wall_ns() / 1000000);
+	kz_uuid_format(u, s->id);
+	s->owner = strdup(owner);
+	s->req_us = (int64_t)(kz_now_wall_ns() / 1000);
+	s->total = (uint32_t)total;
+	s->successes = json_array();
+	s->failures = json_array();
+	return s;
+}
+
+/* Puts s in the ring (made on the first status: an idle node holds none). When it cannot,
+ * s is marked dropped: its POST frees it. */
+static void status_keep(struct taxii *t, struct tx_status *s)
+{
+	pthread_mutex_lock(&t->st_lock);
+	if (!t->st && !(t->st = calloc(t->cfg.max_statuses, sizeof *t->st))) {
+		s->dropped = true;
+		pthread_mutex_unlock(&t->st_lock);
+		return;
+	}
+	struct tx_status *old = t->st[t->st_next];
+	if (old && old->pending)
+		old->dropped = true; /* its POST still writes to it */
+	else if (old) {
+		t->st_bytes -= old->bytes;
+		tx_status_free(old);
+	}
+	t->st[t->st_next] = s;
+	t->st_next = (t->st_next + 1) % t->cfg.max_statuses;
+	pthread_mutex_unlock(&t->st_lock);
+}
+
+/* The store item of object version e (or its tombstone) for post p's item i: the record's
+ * topic names the collection, type, id and version, so the index is rebuilt without
+ * parsing objects. A record that cannot be encoded goes as an empty one, which the log
+ * refuses: its batch then fails as a whole and the client is told. */
+static struct kz_store_item record_item(struct taxii *t, struct tx_post *p, size_t i, const struct tx_ent *e,
+					const char *identity, const uint8_t *payload, uint32_t plen,
+					struct kz_reclog_pos *pos, struct kz_buf *rec)
+{
+	/* $taxii[-del]/<collection>/<type>/<uuid>/<version µs>, built by hand: snprintf was a
+	 * few per cent of an import */
+	char topic[400], *q = topic;
+	const char *pre = p->del ? "$taxii-del/" : "$taxii/", *ty = t->types[e->type_i];
+	size_t tl = strlen(ty);
+	memcpy(q, pre, strlen(pre));
+	q += strlen(pre);
+	memcpy(q, p->c->id, 36);
+	q += 36;
+	*q++ = '/';
+	memcpy(q, ty, tl); /* at most STIX_TYPE_MAX */
+	q += tl;
+	*q++ = '/';
+	kz_uuid_format(e->uuid, q);
+	q += 36;
+	*q++ = '/';
+	char dg[24];
+	int nd = 0;
+	uint64_t v = e->version_us < 0 ? (uint64_t)0 - (uint64_t)e->version_us : (uint64_t)e->version_us;
+	do
+		dg[nd++] = (char)('0' + v % 10);
+	while ((v /= 10));
+	if (e->version_us < 0)
+		*q++ = '-';
+	while (nd)
+		*q++ = dg[--nd];
+	*q = 0;
+	const char *label = p->del ? "" : t->acc[e->acc_i]->label;
+	struct kz_record kr = { .time_ns = p->del ? kz_now_wall_ns() : (uint64_t)e->added_us * 1000, .qos = 1,
+				.service = true };
+	kz_uuidv7(kr.id, kr.time_ns / 1000000);
+	kr.topic = (struct kz_bytes){ (const uint8_t *)topic, (uint32_t)strlen(topic) };
+	kr.origin_node = (struct kz_bytes){ (const uint8_t *)t->cfg.node_id, (uint32_t)strlen(t->cfg.node_id) };
+	kr.origin_id = (struct kz_bytes){ (const uint8_t *)identity, (uint32_t)strlen(identity) };
+	kr.label = (struct kz_bytes){ (const uint8_t *)label, (uint32_t)strlen(label) };
+	struct kz_buf props;
+	kz_buf_init(&props, 0);
+	if (!p->del) {
+		kr.content_type = (struct kz_bytes){ (const uint8_t *)STIX_MT, (uint32_t)strlen(STIX_MT) };
+		tx_refs_props(t, e, &props);
+		kr.mqtt_props = (struct kz_bytes){ kz_buf_head(&props), (uint32_t)props.len };
+	}
+	kr.payload = (struct kz_bytes){ payload, plen };
+	kz_buf_reset(rec);
+	struct done_ctx *dc = malloc(sizeof *dc);
+	if (!dc)
+		abort(); /* 16 bytes: the process is out of memory */
+	dc->p = p;
+	dc->i = i;
+	uint8_t *data = NULL;
+	if (!kz_record_encode(&kr, rec) && (data = malloc(rec->len)))
+		memcpy(data, kz_buf_head(rec), rec->len);
+	kz_buf_cleanup(&props);
+	return (struct kz_store_item){ data, data ? (uint32_t)rec->len : 0, post_item_done, dc, pos };
+}
+
+/* ---------- the tree of a POSTed envelope ----------
+ *
+ * Each worker parses envelopes with its own kz_json document (flat, read-only, with every
+ * object's span in the body: objects that validation leaves as they are get stored as
+ * those bytes). Its buffers are kept for the next envelope up to TX_DOC_KEEP bytes each. */
+static pthread_key_t doc_key;
+static pthread_once_t doc_once = PTHREAD_ONCE_INIT;
+static void doc_release(void *d)
+{
+	kz_json_free(d);
+	free(d);
+}
+static void doc_key_init(void) { pthread_key_create(&doc_key, doc_release); }
+
+static struct kz_json_doc *worker_doc(void)
+{
+	pthread_once(&doc_once, doc_key_init);
+	struct kz_json_doc *d = pthread_getspecific(doc_key);
+	if (!d && (d = calloc(1, sizeof *d)) && pthread_setspecific(doc_key, d)) {
+		free(d);
+		d = NULL;
+	}
+	return d;
+}
+
+
+
+static bool marking_known(void *ctx, const char *id)
+{
+	struct mk_ctx *m = ctx;
+	if (m->n && bsearch(&id, m->ids, m->n, sizeof *m->ids, tx_cmp_str))
+		return true;
+	uint8_t u[16];
+	if (strlen(id) < 20 || kz_uuid_parse(id + 20, u))
+		return false;
+	uint32_t ti = tx_type_index(m->t, "marking-definition", false);
+	if (ti == TX_NONE)
+		return false;
+	pthread_rwlock_rdlock(&m->c->lock);
+	bool found = tx_slot_of(m->c, ti, u, false) != NULL;
+	pthread_rwlock_unlock(&m->c->lock);
+	return found;
+}
+
+void tx_post_objects(struct taxii *t, struct kz_http_req *r, struct tx_coll *c, struct tx_subject *sub)
+{
+	const char *ct = tx_accepted(r, false);
+	if (!ct) {
+		tx_err(r, 406, "Not Acceptable", "this resource answers " TAXII_MT);
+		return;
+	}
+	if (!tx_content_type_ok(r)) {
+		tx_err(r, 415, "Unsupported Media Type", "post an envelope as " TAXII_MT);
+		return;
+	}
+	struct kz_json_doc *doc = worker_doc();
+	if (!doc) {
+		tx_err(r, 500, "Internal Server Error", "out of memory");
+		return;
+	}
+	if (kz_json_parse(doc, r->body, r->body_len)) {
+		kz_http_error(r, 400, TAXII_MT, "Bad Request", "the body is not JSON: line %u column %u: %s", doc->err_line,
+			      doc->err_col, doc->err);
+		kz_json_trim(doc, TX_DOC_KEEP);
+		return;
+	}
+	const struct kz_json *env = kz_json_root(doc), *objs = kz_json_get(env, "objects");
+	if (!kz_json_is(objs, KZ_JSON_ARRAY)) {
+		tx_err(r, 422, "Unprocessable Entity", "expected an envelope (or bundle) with an \"objects\" list");
+		kz_json_trim(doc, TX_DOC_KEEP);
+		return;
+	}
+	size_t n = objs->len;
+	if (n > t->cfg.max_post_objects) {
+		kz_http_error(r, 413, TAXII_MT, "Payload Too Large", "%zu objects in one envelope (limit %u)", n,
+			      t->cfg.max_post_objects);
+		kz_json_trim(doc, TX_DOC_KEEP);
+		return;
+	}
+	struct tx_status *st = status_new(t, r->identity, n);
+	struct tx_post *p = calloc(1, sizeof *p);
+	struct tx_item *items = calloc(n ? n : 1, sizeof *items);
+	struct kz_store_item *si = calloc(n ? n : 1, sizeof *si);
+	struct mk_ctx mk = { NULL, 0, c, t };
+	KZ_JSON_FOR(mo, objs) {
+		const char *mt = kz_json_get_str(mo, "type"), *mid = kz_json_get_str(mo, "id");
+		if (mt && mid && strcmp(mt, "marking-definition") == 0)
+			mk.n++;
+	}
+	if (mk.n && (mk.ids = malloc(mk.n * sizeof *mk.ids))) {
+		mk.n = 0;
+		KZ_JSON_FOR(mo, objs) {
+			const char *mt = kz_json_get_str(mo, "type"), *mid = kz_json_get_str(mo, "id");
+			if (mt && mid && strcmp(mt, "marking-definition") == 0)
+				mk.ids[mk.n++] = mid;
+		}
+		qsort(mk.ids, mk.n, sizeof *mk.ids, tx_cmp_str);
+	}
+	if (!st || !p || !items || !si || (mk.n && !mk.ids)) {
+		free(mk.ids);
+		kz_json_trim(doc, TX_DOC_KEEP);
+		tx_status_free(st);
+		free(p);
+		free(items);
+		free(si);
+		tx_err(r, 500, "Internal Server Error", "out of memory");
+		return;
+	}
+	p->t = t;
+	p->c = c;
+	p->st = st;
+	p->items = items;
+	p->ct = ct;
+	struct stix_opts opts = { .allow_custom = c->allow_custom, .marking_known = marking_known, .ctx = &mk,
+				  .now_us = (int64_t)(kz_now_wall_ns() / 1000) };
+	/* with a policy, the collection's label (the publish rule's, else the default) is the
+	 * base of every object's; its tlp and aud come from the object and the request */
+	char base[KZ_LABEL_MAX_LEN + 1] = "";
+	if (sub->pol) {
+		char topic[80];
+		const char *dt = NULL, *w;
+		const struct kz_label *dl;
+		snprintf(topic, sizeof topic, "$taxii/%s/objects", c->id);
+		if (kz_policy_publish(sub->pol, &sub->s, topic, strlen(topic), &dl, &dt, &w) && dt) {
+			char buf[KZ_LABEL_MAX_LEN + 1];
+			snprintf(buf, sizeof buf, "%s", dt);
+			size_t bl = 0;
+			char *sv = NULL;
+			for (char *part = strtok_r(buf, ";", &sv); part; part = strtok_r(NULL, ";", &sv))
+				if (strncmp(part, "tlp=", 4) != 0 && strncmp(part, "aud=", 4) != 0 && bl < sizeof base)
+					bl += (size_t)snprintf(base + bl, sizeof base - bl, "%s%s", bl ? ";" : "", part);
+		}
+	}
+	size_t ns = 0;
+	struct kz_buf rec;
+	kz_buf_init(&rec, 0);
+	uint32_t last_ai = TX_NONE;
+	char last_label[2200] = "";
+	KZ_JSON_FOR(o, objs) {
+		struct stix_info info;
+		char e[300], ver[64] = "", label[2200];
+		const char *why = NULL;
+		const char *oid = kz_json_get_str(o, "id");
+		const char *mv = kz_json_get_str(o, "modified");
+		if (!mv)
+			mv = kz_json_get_str(o, "created");
+		snprintf(ver, sizeof ver, "%s", mv ? mv : "");
+		int vrc = stix_validate(o, &opts, &info, e, sizeof e);
+		if (!vrc && label_for(r, sub, base, info.tlp, label, sizeof label, &why)) {
+			snprintf(e, sizeof e, "%s", why);
+			vrc = -1;
+		}
+		uint32_t ti = vrc ? TX_NONE : tx_type_index(t, info.type, true);
+		uint32_t ai = TX_NONE;
+		if (!vrc && last_ai != TX_NONE && strcmp(label, last_label) == 0)
+			ai = last_ai; /* a batch's objects mostly share one label */
+		else if (!vrc && (ai = tx_access_index(t, r->identity, label)) != TX_NONE) {
+			last_ai = ai;
+			snprintf(last_label, sizeof last_label, "%s", label);
+		}
+		if (!vrc && (ti == TX_NONE || ai == TX_NONE)) {
+			snprintf(e, sizeof e, "too many distinct types or audiences in this collection");
+			vrc = -1;
+		}
+		uint32_t by_i = TX_NONE, mk_i = TX_NONE;
+		if (!vrc) {
+			const char *marks[STIX_MAX_MARKINGS];
+			size_t nm = stix_markings(o, marks);
+			if (tx_refs_intern(t, info.created_by_ref, marks, nm, &by_i, &mk_i)) {
+				snprintf(e, sizeof e, "too many distinct created_by_ref and marking identifiers on this node");
+				vrc = -1;
+			}
+		}
+		/* the object as sent (a slice of the body, no copy) unless its markings change */
+		char *js = NULL;
+		const char *pl = NULL;
+		size_t pll = 0;
+		if (!vrc && !info.tlp_rewritten) {
+			pl = r->body + o->off;
+			pll = o->end - o->off;
+		} else if (!vrc && (js = stix_rewrite(r->body, o, &pll)))
+			pl = js;
+		if (!vrc && !pl) {
+			snprintf(e, sizeof e, "cannot encode the object");
+			vrc = -1;
+		}
+		if (vrc) {
+			json_t *f = json_pack("{s:s, s:s}", "id", oid ? oid : "", "message", e);
+			if (ver[0])
+				json_object_set_new(f, "version", json_string(ver));
+			json_array_append_new(st->failures, f);
+			st->fail++;
+			continue;
+		}
+		if (info.modified_us != INT64_MIN) { /* the same version again: already stored */
+			bool dup = false;
+			pthread_rwlock_rdlock(&c->lock);
+			struct tx_slot *sl = tx_slot_of(c, ti, info.uuid, false);
+			for (uint32_t j = sl ? sl->first : TX_NONE; j != TX_NONE && !dup; j = c->e[j].next_ver)
+				dup = !c->e[j].deleted && c->e[j].version_us == info.modified_us;
+			pthread_rwlock_unlock(&c->lock);
+			if (dup) {
+				free(js);
+				json_array_append_new(st->successes, json_pack("{s:s, s:s, s:s}", "id", info.id, "version", ver,
+									       "message", "this version is already in the collection"));
+				st->ok++;
+				continue;
+			}
+		}
+		struct tx_item *it = &items[ns];
+		snprintf(it->id, sizeof it->id, "%s", info.id);
+		memcpy(it->e.uuid, info.uuid, 16);
+		it->e.type_i = ti;
+		it->e.acc_i = ai;
+		it->e.by_i = by_i;
+		it->e.mk_i = mk_i;
+		it->e.tlp = info.tlp;
+		it->e.version_us = info.modified_us; /* SCOs: set to date_added below */
+		snprintf(it->version, sizeof it->version, "%s", ver);
+		it->owned = js;
+		it->payload = pl;
+		it->plen = (uint32_t)pll;
+		ns++;
+	}
+	free(mk.ids);
+	kz_json_trim(doc, TX_DOC_KEEP);
+	if (ns == 0) {
+		status_keep(t, st);
+		pthread_mutex_lock(&t->st_lock);
+		json_t *o = tx_status_json(st);
+		tx_status_seal(t, st);
+		bool dropped = st->dropped; /* not in the ring: ours to free */
+		pthread_mutex_unlock(&t->st_lock);
+		if (dropped)
+			tx_status_free(st);
+		free(items);
+		free(si);
+		free(p);
+		kz_buf_cleanup(&rec);
+		r->audit_reason = "every object was refused";
+		tx_send_json(r, 202, ct, o);
+		return;
+	}
+	/* records: date_added assigned and submitted under the collection's write lock, so that
+	 * the log's order is the collection's date_added order */
+	p->n = ns;
+	atomic_store(&p->remaining, ns);
+	p->d = kz_http_defer(r);
+	pthread_mutex_lock(&c->wlock);
+	int64_t now = (int64_t)(kz_now_wall_ns() / 1000);
+	int64_t added = now > c->last_added ? now : c->last_added + 1;
+	for (size_t i = 0; i < ns; i++) {
+		struct tx_item *it = &items[i];
+		it->e.added_us = added + (int64_t)i;
+		if (it->e.version_us == INT64_MIN)
+			it->e.version_us = it->e.added_us;
+		si[i] = record_item(t, p, i, &it->e, r->identity, (const uint8_t *)it->payload, it->plen, &it->pos, &rec);
+		free(it->owned);
+		it->owned = NULL;
+		st->pending++;
+	}
+	st->items = items;
+	st->n_items = ns;
+	c->last_added = added + (int64_t)ns - 1;
+	status_keep(t, st);
+	kz_store_submit(t->cfg.store, si, ns);
+	pthread_mutex_unlock(&c->wlock);
+	free(si);
+	kz_buf_cleanup(&rec);
+}
+
+void tx_delete_object(struct taxii *t, struct kz_http_req *r, struct tx_coll *c, struct tx_subject *sub,
+			  const char *obj_id)
+{
+	const char *ct = tx_accepted(r, false);
+	if (!ct) {
+		tx_err(r, 406, "Not Acceptable", "this resource answers " TAXII_MT);
+		return;
+	}
+	struct tx_query q;
+	if (tx_parse_query(t, r, &q, true))
+		return;
+	const char *dd = strstr(obj_id, "--");
+	char type[STIX_TYPE_MAX + 1];
+	if (!dd || (size_t)(dd - obj_id) > STIX_TYPE_MAX || kz_uuid_parse(dd + 2, q.ids[0].uuid)) {
+		tx_err(r, 404, "Not Found", "not an object identifier");
+		return;
+	}
+	snprintf(type, sizeof type, "%.*s", (int)(dd - obj_id), obj_id);
+	q.ids[0].type_i = tx_type_index(t, type, false);
+	q.n_ids = 1;
+	q.limit = 100000;
+	q.has_next = false;
+	struct page pg;
+	tx_select_page(t, c, sub, &q, &pg);
+	if (!pg.e) {
+		tx_err(r, 500, "Internal Server Error", "out of memory");
+		return;
+	}
+	if (!pg.n) {
+		free(pg.e);
+		tx_err(r, 404, "Not Found", "no such object in this collection");
+		return;
+	}
+	struct tx_post *p = calloc(1, sizeof *p);
+	struct tx_item *items = calloc(pg.n, sizeof *items);
+	struct kz_store_item *si = calloc(pg.n, sizeof *si);
+	if (!p || !items || !si) {
+		free(p);
+		free(items);
+		free(si);
+		free(pg.e);
+		tx_err(r, 500, "Internal Server Error", "out of memory");
+		return;
+	}
+	p->t = t;
+	p->c = c;
+	p->items = items;
+	p->n = pg.n;
+	p->del = true;
+	p->ct = ct;
+	atomic_store(&p->remaining, pg.n);
+	p->d = kz_http_defer(r);
+	struct kz_buf rec;
+	kz_buf_init(&rec, 0);
+	for (size_t i = 0; i < pg.n; i++) {
+		items[i].e = pg.e[i];
+		si[i] = record_item(t, p, i, &pg.e[i], r->identity, (const uint8_t *)"{}", 2, NULL, &rec);
+	}
+	kz_store_submit(t->cfg.store, si, pg.n);
+	free(si);
+	free(pg.e);
+	kz_buf_cleanup(&rec);
+}
