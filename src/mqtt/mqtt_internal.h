@@ -3,6 +3,7 @@
 #define MQTT_INTERNAL_H
 
 #include "mqtt/mqtt_broker.h"
+#include "base/kz_log.h"
 
 /* Subscriber list stored as a subscription-trie node's value. */
 struct mqtt_sublist {
@@ -108,5 +109,32 @@ bool mqtt_policy_publish(const struct kz_policy *p, const struct kz_subject *s, 
 void mqtt_policy_tick(struct mqtt_shard *s);
 /* Writes the session's pending summaries and frees its subject (session free). */
 void mqtt_policy_session_end(struct mqtt_session *ss);
+
+
+/* mqtt_client.c, mqtt_publish.c and mqtt_subscribe.c: one connection's packets. */
+/* A label decided by the policy for a message being created: NULL canon = none. */
+struct kz_label;
+struct msg_label {
+	const char *canon;
+	size_t len;
+	const struct kz_label *lab;
+};
+
+void mqtt_client_client_free(struct mqtt_client *c);
+void mqtt_client_forward_props(const struct mqtt_props *pp, struct kz_buf *fw, const char *canon, size_t canon_len);
+void mqtt_handle_publish(struct mqtt_client *c, const struct mqtt_packet *pkt);
+void mqtt_handle_subscribe(struct mqtt_client *c, const struct mqtt_packet *pkt);
+void mqtt_handle_unsubscribe(struct mqtt_client *c, const struct mqtt_packet *pkt);
+void mqtt_client_idl_audit(struct mqtt_client *c, const char *what);
+const char *mqtt_client_reserved_why(const uint8_t *topic, size_t n);
+bool mqtt_client_rx_qos2_has(struct mqtt_session *ss, uint16_t pid);
+int mqtt_client_rx_qos2_set(struct mqtt_session *ss, uint16_t pid, bool on);
+void mqtt_client_send_packet(struct mqtt_client *c, const struct mqtt_packet *pkt);
+void mqtt_client_set_reason_string(struct mqtt_client *c, struct mqtt_packet *pkt, const char *why,
+				   bool always);
+/* A log line about one connection, prefixed with its number, identity and client id. */
+void mqtt_clog(enum kz_log_level lvl, const struct mqtt_client *c, const char *fmt, ...)
+	__attribute__((format(printf, 3, 4)));
+#define CLOG(lvl, c, ...) mqtt_clog(lvl, c, __VA_ARGS__)
 
 #endif
