@@ -11,4 +11,7 @@
  * does not match a topic starting with '$' (§4.7.2). */
 bool kz_topic_match(const uint8_t *filter, size_t flen, const uint8_t *topic, size_t tlen);
 
+/* Does every topic that filter f matches also match filter r (MQTT 5.0 §4.7)? */
+bool kz_filter_covers(const char *r, size_t rn, const char *f, size_t fn);
+
 #endif

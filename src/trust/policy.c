@@ -964,38 +964,3 @@ bool kz_policy_may_label(const struct kz_policy *p, const struct kz_subject *s, 
 	}
 	return true;
 }
-
-/* ---------- filter coverage ---------- */
-
-bool kz_filter_covers(const char *r, size_t rn, const char *f, size_t fn)
-{
-	/* §4.7.2: a filter starting with a wildcard does not match topics starting with '$'. */
-	if (fn && f[0] == '$' && rn && (r[0] == '+' || r[0] == '#'))
-		return false;
-	size_t i = 0, j = 0;
-	for (;;) {
-		size_t re = i, fe = j;
-		while (re < rn && r[re] != '/')
-			re++;
-		while (fe < fn && f[fe] != '/')
-			fe++;
-		bool r_hash = re - i == 1 && r[i] == '#';
-		if (r_hash)
-			return true;
-		bool f_hash = fe - j == 1 && f[j] == '#';
-		if (f_hash)
-			return false;
-		bool r_plus = re - i == 1 && r[i] == '+';
-		if (!r_plus && (re - i != fe - j || memcmp(r + i, f + j, re - i)))
-			return false;
-		bool r_end = re >= rn, f_end = fe >= fn;
-		if (r_end && f_end)
-			return true;
-		if (f_end) /* "a/#" covers "a" */
-			return rn - re == 2 && r[re + 1] == '#';
-		if (r_end)
-			return false;
-		i = re + 1;
-		j = fe + 1;
-	}
-}

@@ -15,6 +15,8 @@
 #ifndef KZ_POLICY_H
 #define KZ_POLICY_H
 
+#include "base/kz_topic.h" /* kz_filter_covers */
+
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -209,8 +211,6 @@ static inline bool kz_dominates(const struct kz_policy *p, const struct kz_subje
 	return true;
 }
 
-/* Does every topic that filter f matches also match filter r (MQTT 5.0 §4.7)? */
-bool kz_filter_covers(const char *r, size_t rn, const char *f, size_t fn);
 
 const char *kz_tlp_name(enum kz_tlp t);
 
