@@ -5,6 +5,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <stdio.h>
+#include <sys/uio.h>
 #include <unistd.h>
 
 int kz_write_all(int fd, const void *data, size_t n)
@@ -21,6 +22,29 @@ int kz_write_all(int fd, const void *data, size_t n)
 		}
 		p += w;
 		n -= (size_t)w;
+	}
+	return 0;
+}
+
+int kz_pwritev_all(int fd, struct iovec *iov, int cnt, uint64_t off)
+{
+	int k = 0;
+	while (k < cnt) {
+		ssize_t w = pwritev(fd, iov + k, cnt - k, (off_t)off);
+		if (w < 0 && errno == EINTR)
+			continue;
+		if (w <= 0) {
+			if (w == 0)
+				errno = ENOSPC;
+			return -1;
+		}
+		off += (uint64_t)w;
+		while (k < cnt && (size_t)w >= iov[k].iov_len)
+			w -= (ssize_t)iov[k++].iov_len;
+		if (k < cnt && w) {
+			iov[k].iov_base = (char *)iov[k].iov_base + w;
+			iov[k].iov_len -= (size_t)w;
+		}
 	}
 	return 0;
 }

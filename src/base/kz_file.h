@@ -10,6 +10,10 @@
 /* write(2) until all n bytes are written (EINTR and short writes continue); 0, or -1 with
  * errno (ENOSPC for a write that took nothing). */
 int kz_write_all(int fd, const void *data, size_t n);
+struct iovec;
+/* pwritev(2) of all cnt buffers at off (short writes continue where they stopped; iov is
+ * advanced in place); 0, or -1 with errno. */
+int kz_pwritev_all(int fd, struct iovec *iov, int cnt, uint64_t off);
 /* pread(2) of exactly n bytes at off; 0, or -1 (errno, or the file ends first). */
 int kz_pread_all(int fd, void *data, size_t n, uint64_t off);
 

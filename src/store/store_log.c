@@ -479,30 +479,6 @@ void kz_reclog_close(struct kz_reclog *log)
 /* ---------- append ---------- */
 
 
-/* pwritev until everything is written (short writes continue where they stopped). */
-static int pwritev_all(int fd, struct iovec *iov, int cnt, uint64_t off)
-{
-	int k = 0;
-	while (k < cnt) {
-		ssize_t w = pwritev(fd, iov + k, cnt - k, (off_t)off);
-		if (w < 0 && errno == EINTR)
-			continue;
-		if (w <= 0) {
-			if (w == 0)
-				errno = ENOSPC;
-			return -1;
-		}
-		off += (uint64_t)w;
-		while (k < cnt && (size_t)w >= iov[k].iov_len)
-			w -= (ssize_t)iov[k++].iov_len;
-		if (k < cnt && w) {
-			iov[k].iov_base = (uint8_t *)iov[k].iov_base + w;
-			iov[k].iov_len -= (size_t)w;
-		}
-	}
-	return 0;
-}
-
 #define IOV_FRAMES 512 /* frames per pwritev: two iovecs each, within IOV_MAX (1024) */
 
 /* Writes the pending frames (headers from wbuf, bodies where the caller has them: no copy
@@ -525,7 +501,7 @@ static int flush_wbuf(struct kz_reclog *log, char *why, size_t why_len)
 			iov[cnt++] = (struct iovec){ (void *)log->wbody[i].p, log->wbody[i].len };
 			bytes += FRAME_HDR + log->wbody[i].len;
 		}
-		rc = pwritev_all(log->fd, iov, cnt, off);
+		rc = kz_pwritev_all(log->fd, iov, cnt, off);
 		if (!rc)
 			off += bytes;
 	}

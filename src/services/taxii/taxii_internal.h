@@ -285,6 +285,7 @@ void tx_status_get(struct taxii *t, struct kz_http_req *r, const char *sid, size
 void tx_post_objects(struct taxii *t, struct kz_http_req *r, struct tx_coll *c, struct tx_subject *sub);
 void tx_delete_object(struct taxii *t, struct kz_http_req *r, struct tx_coll *c, struct tx_subject *sub,
 			  const char *obj_id);
+bool tx_query_object(struct taxii *t, struct kz_http_req *r, struct tx_query *q, const char *obj_id);
 int tx_cmp_u32(const void *a, const void *b);
 int tx_cmp_str(const void *a, const void *b);
 

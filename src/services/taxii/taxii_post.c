@@ -500,15 +500,8 @@ void tx_delete_object(struct taxii *t, struct kz_http_req *r, struct tx_coll *c,
 	struct tx_query q;
 	if (tx_parse_query(t, r, &q, true))
 		return;
-	const char *dd = strstr(obj_id, "--");
-	char type[STIX_TYPE_MAX + 1];
-	if (!dd || (size_t)(dd - obj_id) > STIX_TYPE_MAX || kz_uuid_parse(dd + 2, q.ids[0].uuid)) {
-		tx_err(r, 404, "Not Found", "not an object identifier");
+	if (!tx_query_object(t, r, &q, obj_id))
 		return;
-	}
-	snprintf(type, sizeof type, "%.*s", (int)(dd - obj_id), obj_id);
-	q.ids[0].type_i = tx_type_index(t, type, false);
-	q.n_ids = 1;
 	q.limit = 100000;
 	q.has_next = false;
 	struct page pg;

@@ -482,3 +482,19 @@ int tx_append_object(struct taxii *t, struct kz_http_req *r, const struct tx_ent
 		return -1;
 	return kz_buf_append(b, rec.payload.p, rec.payload.len);
 }
+
+/* Narrows q to one object, by its identifier from the path; false (404 sent) when it is
+ * not one. */
+bool tx_query_object(struct taxii *t, struct kz_http_req *r, struct tx_query *q, const char *obj_id)
+{
+	const char *dd = strstr(obj_id, "--");
+	if (!dd || (size_t)(dd - obj_id) > STIX_TYPE_MAX || kz_uuid_parse(dd + 2, q->ids[0].uuid)) {
+		tx_err(r, 404, "Not Found", "not an object identifier");
+		return false;
+	}
+	char type[STIX_TYPE_MAX + 1];
+	snprintf(type, sizeof type, "%.*s", (int)(dd - obj_id), obj_id);
+	q->ids[0].type_i = tx_type_index(t, type, false);
+	q->n_ids = 1;
+	return true;
+}

@@ -89,15 +89,8 @@ void tx_list(struct taxii *t, struct kz_http_req *r, struct tx_coll *c, struct t
 			tx_err(r, 400, "Bad Request", "match[id] is not allowed on a single object's resource");
 			return;
 		}
-		char type[STIX_TYPE_MAX + 1];
-		const char *dd = strstr(obj_id, "--");
-		if (!dd || (size_t)(dd - obj_id) > STIX_TYPE_MAX || kz_uuid_parse(dd + 2, q.ids[0].uuid)) {
-			tx_err(r, 404, "Not Found", "not an object identifier");
+		if (!tx_query_object(t, r, &q, obj_id))
 			return;
-		}
-		snprintf(type, sizeof type, "%.*s", (int)(dd - obj_id), obj_id);
-		q.ids[0].type_i = tx_type_index(t, type, false);
-		q.n_ids = 1;
 	}
 	struct page pg;
 	tx_select_page(t, c, sub, &q, &pg);
