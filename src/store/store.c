@@ -24,6 +24,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <pthread.h>
+#include <signal.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <sys/file.h>
@@ -369,6 +370,11 @@ int kz_store_open(const struct kz_store_config *cfg, struct kz_store **out, stru
 		atomic_init(&st->durable_next, kz_reclog_next_seq(st->log));
 	st->interval_ms = cfg->log.fsync == KZ_FSYNC_INTERVAL ?
 			  (cfg->log.fsync_interval_ms ? cfg->log.fsync_interval_ms : 1) : 0;
+	/* The store's threads take no process signals (SIGTERM is the node's main loop's, which
+	 * blocks it only when it gets there): they start with every signal blocked. */
+	sigset_t all, old;
+	sigfillset(&all);
+	pthread_sigmask(SIG_SETMASK, &all, &old);
 	if (!rc && st->index) {
 		if (pthread_create(&st->index_thread, NULL, index_main, st))
 			rc = KZ_ENOMEM;
@@ -377,6 +383,7 @@ int kz_store_open(const struct kz_store_config *cfg, struct kz_store **out, stru
 	}
 	if (!rc && pthread_create(&st->thread, NULL, store_main, st))
 		rc = KZ_ENOMEM;
+	pthread_sigmask(SIG_SETMASK, &old, NULL);
 	if (rc) {
 		if (st->index_started) {
 			pthread_mutex_lock(&st->index_lock);
