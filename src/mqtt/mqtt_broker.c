@@ -758,7 +758,25 @@ void mqtt_share_remove(struct mqtt_broker *b, const struct mqtt_sub *sub)
 	pthread_rwlock_unlock(&b->share_lock);
 }
 
-/* ---------- wills, clients, timers ---------- */
+/* ---------- records, wills, clients, timers ---------- */
+
+int mqtt_record_encode(const struct mqtt_broker *b, const struct mqtt_msg *m, const char *origin_id,
+		       struct kz_bytes content_type, struct kz_buf *out)
+{
+	struct kz_record r = { .qos = m->qos, .retain = m->retain, .precedence = KZ_PREC_ROUTINE };
+	r.time_ns = kz_now_wall_ns();
+	kz_uuidv7(r.id, r.time_ns / 1000000u);
+	if (m->has_expiry)
+		r.expiry_ns = r.time_ns + (uint64_t)m->expiry_s * 1000000000u;
+	r.topic = (struct kz_bytes){ m->topic, m->topic_len };
+	r.origin_node = (struct kz_bytes){ (const uint8_t *)b->node_id, (uint32_t)strlen(b->node_id) };
+	r.origin_id = (struct kz_bytes){ (const uint8_t *)origin_id, origin_id ? (uint32_t)strlen(origin_id) : 0 };
+	r.content_type = content_type;
+	r.mqtt_props = (struct kz_bytes){ m->props, m->props_len };
+	r.payload = (struct kz_bytes){ m->payload, m->payload_len };
+	r.label = (struct kz_bytes){ m->label, m->label_len };
+	return kz_record_encode(&r, out);
+}
 
 /* A will is a message the node publishes for the client: it becomes a record like any
  * other (routed at once, stored on the side, as QoS 0 is), so that a retained will survives
@@ -768,20 +786,10 @@ static void will_store(struct mqtt_shard *s, struct mqtt_session *ss, struct mqt
 	struct mqtt_broker *b = s->broker;
 	if (!b->store || !kz_store_wants(b->store, w->topic, w->topic_len, w->qos))
 		return;
-	struct kz_record r = { .qos = w->qos, .retain = w->retain, .precedence = KZ_PREC_ROUTINE };
-	r.time_ns = kz_now_wall_ns();
-	kz_uuidv7(r.id, r.time_ns / 1000000u);
-	if (w->has_expiry)
-		r.expiry_ns = r.time_ns + (uint64_t)w->expiry_s * 1000000000u;
-	r.topic = (struct kz_bytes){ w->topic, w->topic_len };
-	r.origin_node = (struct kz_bytes){ (const uint8_t *)b->node_id, (uint32_t)strlen(b->node_id) };
-	r.origin_id = (struct kz_bytes){ (const uint8_t *)ss->peer_id, ss->peer_id ? (uint32_t)strlen(ss->peer_id) : 0 };
-	r.mqtt_props = (struct kz_bytes){ w->props, w->props_len };
-	r.payload = (struct kz_bytes){ w->payload, w->payload_len };
-	r.label = (struct kz_bytes){ w->label, w->label_len };
 	struct kz_buf rec;
 	kz_buf_init(&rec, 0);
-	if (kz_record_encode(&r, &rec) || mqtt_shard_store(s, rec.data, (uint32_t)rec.len, NULL, w)) {
+	if (mqtt_record_encode(b, w, ss->peer_id, (struct kz_bytes){ 0 }, &rec) ||
+	    mqtt_shard_store(s, rec.data, (uint32_t)rec.len, NULL, w)) {
 		kz_warn("session '%s': will not stored: out of memory", ss->client_id);
 		kz_buf_cleanup(&rec);
 	}

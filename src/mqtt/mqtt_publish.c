@@ -145,21 +145,10 @@ static void q2_pending_del(struct mqtt_client *c, uint16_t pid)
 static int record_encode(struct mqtt_client *c, const struct mqtt_packet *pkt, const struct mqtt_msg *m,
 			 struct kz_buf *out)
 {
-	struct kz_record r = { .qos = m->qos, .retain = m->retain, .precedence = KZ_PREC_ROUTINE };
-	r.time_ns = kz_now_wall_ns();
-	kz_uuidv7(r.id, r.time_ns / 1000000u);
-	if (m->has_expiry)
-		r.expiry_ns = r.time_ns + (uint64_t)m->expiry_s * 1000000000u;
-	r.topic = (struct kz_bytes){ m->topic, m->topic_len };
-	r.origin_node = (struct kz_bytes){ (const uint8_t *)c->broker->node_id,
-					   (uint32_t)strlen(c->broker->node_id) };
-	r.origin_id = (struct kz_bytes){ (const uint8_t *)c->peer_id, c->peer_id ? (uint32_t)strlen(c->peer_id) : 0 };
+	struct kz_bytes ctype = { 0 };
 	if (pkt->props.has & MQTT_HAS(MQTT_PROP_CONTENT_TYPE))
-		r.content_type = (struct kz_bytes){ pkt->props.content_type.p, pkt->props.content_type.len };
-	r.mqtt_props = (struct kz_bytes){ m->props, m->props_len };
-	r.payload = (struct kz_bytes){ m->payload, m->payload_len };
-	r.label = (struct kz_bytes){ m->label, m->label_len };
-	return kz_record_encode(&r, out);
+		ctype = (struct kz_bytes){ pkt->props.content_type.p, pkt->props.content_type.len };
+	return mqtt_record_encode(c->broker, m, c->peer_id, ctype, out);
 }
 
 /* Retains (when asked) and routes an accepted message; ack_rc and ack_why say what its
