@@ -683,10 +683,10 @@ static void on_handoff(uv_async_t *a)
 	}
 }
 
-/* The kernel spreads connections over the workers' SO_REUSEPORT listeners by a hash of
- * their addresses: a few busy clients (a bulk import over four connections) can land on
- * one worker while the other idles. A worker that accepts a connection while another one
- * holds fewer hands it over (one dup and an async wake-up per connection). */
+/* Whichever worker wakes first accepts from the shared listening socket: a few busy
+ * clients (a bulk import over four connections) can land on one worker while the other
+ * idles. A worker that accepts a connection while another one holds fewer hands the
+ * descriptor over (an async wake-up per connection). */
 void kz_http_accept(void *arg, unsigned idx, uv_loop_t *loop, int fd)
 {
 	struct kz_http *h = arg;

@@ -1,5 +1,6 @@
 /* net_worker.c — the node's network workers. Each worker thread runs one libuv loop with
- * its own SO_REUSEPORT listener, its own connections and its own broker shard. A connection
+ * its own descriptor of the shared listening sockets (accepting is its own, so that it can
+ * pause), its own connections and its own broker shard. A connection
  * whose CONNECT names a client id homed on another shard is moved there (socket, TLS state
  * and unparsed bytes) before the CONNECT is processed. */
 #include "net/net.h"

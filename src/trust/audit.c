@@ -439,22 +439,19 @@ void kz_audit_record(struct kz_audit *a, const struct kz_audit_entry *e)
 /* ---------- open ---------- */
 
 
-/* Finds the last complete entry: its number and hash; cuts an incomplete last line. */
-static int load_tail(struct kz_audit *a, const char *path, char *why, size_t why_len)
+/* The last complete entry of the file fd (size bytes): its number and hash (*n 0, hash all
+ * zeros when there is none) and the offset where complete lines end (*good). 0, KZ_EIO when
+ * it cannot be read, KZ_EMALFORMED when the last line is not an audit entry. */
+static int last_entry(int fd, off_t size, uint64_t *n, char hash[65], off_t *good)
 {
-	memcpy(a->prev, HEX_ZERO, 65);
-	a->n = 0;
-	struct stat st;
-	if (fstat(a->fd, &st))
-		return KZ_EIO;
-	off_t size = st.st_size, good = 0;
+	memcpy(hash, HEX_ZERO, 65);
+	*n = 0;
 	size_t win = size > 2 * LINE_MAX_BYTES ? 2 * LINE_MAX_BYTES : (size_t)size;
 	char *b = malloc(win + 1);
 	if (!b)
 		return KZ_ENOMEM;
-	if (win && pread(a->fd, b, win, size - (off_t)win) != (ssize_t)win) {
+	if (win && kz_pread_all(fd, b, win, (uint64_t)(size - (off_t)win))) {
 		free(b);
-		snprintf(why, why_len, "cannot read %s", path);
 		return KZ_EIO;
 	}
 	b[win] = 0;
@@ -462,7 +459,8 @@ static int load_tail(struct kz_audit *a, const char *path, char *why, size_t why
 	size_t end = win;
 	while (end > 0 && b[end - 1] != '\n')
 		end--;
-	good = size - (off_t)(win - end);
+	*good = size - (off_t)(win - end);
+	int rc = KZ_OK;
 	if (end > 0) {
 		size_t start = end - 1;
 		while (start > 0 && b[start - 1] != '\n')
@@ -470,17 +468,34 @@ static int load_tail(struct kz_audit *a, const char *path, char *why, size_t why
 		const char *line = b + start, *h = NULL;
 		for (const char *p = line; (p = strstr(p, ",\"hash\":\"")) != NULL && p < b + end; p++)
 			h = p;
-		if (!h || sscanf(line, "{\"n\":%" SCNu64, &a->n) != 1) {
-			free(b);
-			snprintf(why, why_len, "%s: the last entry is not an audit entry (run `kizuna audit verify`)", path);
-			return KZ_EIO;
+		if (!h || (size_t)(b + end - h) < 9 + 64 || sscanf(line, "{\"n\":%" SCNu64, n) != 1) {
+			*n = 0;
+			rc = KZ_EMALFORMED;
+		} else {
+			memcpy(hash, h + 9, 64);
+			hash[64] = 0;
 		}
-		memcpy(a->prev, h + 9, 64);
-		a->prev[64] = 0;
 	}
 	free(b);
-	if (good < size) {
-		kz_warn("audit: cut %lld bytes of an incomplete last entry from %s", (long long)(size - good), path);
+	return rc;
+}
+
+/* Finds the last complete entry: its number and hash; cuts an incomplete last line. */
+static int load_tail(struct kz_audit *a, const char *path, char *why, size_t why_len)
+{
+	struct stat st;
+	off_t good;
+	if (fstat(a->fd, &st))
+		return KZ_EIO;
+	int rc = last_entry(a->fd, st.st_size, &a->n, a->prev, &good);
+	if (rc == KZ_EIO)
+		snprintf(why, why_len, "cannot read %s", path);
+	else if (rc == KZ_EMALFORMED)
+		snprintf(why, why_len, "%s: the last entry is not an audit entry (run `kizuna audit verify`)", path);
+	if (rc)
+		return rc == KZ_ENOMEM ? rc : KZ_EIO;
+	if (good < st.st_size) {
+		kz_warn("audit: cut %lld bytes of an incomplete last entry from %s", (long long)(st.st_size - good), path);
 		if (ftruncate(a->fd, good))
 			return KZ_EIO;
 	}
@@ -662,33 +677,8 @@ static int file_tail(const char *path, uint64_t *n, char hash[65])
 	if (fd < 0)
 		return -1;
 	struct stat st;
-	int rc = fstat(fd, &st) ? -1 : 0;
-	if (!rc) { /* read only: load_tail would cut; read the last complete line here */
-		size_t win = st.st_size > 2 * LINE_MAX_BYTES ? 2 * LINE_MAX_BYTES : (size_t)st.st_size;
-		char *b = malloc(win + 1);
-		rc = -1;
-		if (b && pread(fd, b, win, st.st_size - (off_t)win) == (ssize_t)win) {
-			b[win] = 0;
-			size_t end = win;
-			while (end > 0 && b[end - 1] != '\n')
-				end--;
-			if (end > 0) {
-				size_t start = end - 1;
-				while (start > 0 && b[start - 1] != '\n')
-					start--;
-				b[end - 1] = 0;
-				const char *h = NULL;
-				for (const char *q = b + start; (q = strstr(q, ",\"hash\":\"")) != NULL; q++)
-					h = q;
-				if (h && strlen(h) >= 9 + 64 && sscanf(b + start, "{\"n\":%" SCNu64, n) == 1) {
-					memcpy(hash, h + 9, 64);
-					hash[64] = 0;
-					rc = 0;
-				}
-			}
-		}
-		free(b);
-	}
+	off_t good;
+	int rc = fstat(fd, &st) || last_entry(fd, st.st_size, n, hash, &good) || *n == 0 ? -1 : 0;
 	close(fd);
 	return rc;
 }
