@@ -8,6 +8,7 @@
 #include "cli/cli_client.h"
 #include "net/net.h"
 
+#include <openssl/err.h>
 #include <pthread.h>
 
 #include <getopt.h>
@@ -123,10 +124,43 @@ struct hs_thread {
 	pthread_t t;
 };
 
+/* Full mutual-TLS handshakes to host:port in a loop for ms milliseconds, each followed by an
+ * MQTT 3.1.1 CONNECT/CONNACK so the server has finished its part; counts the completed and
+ * the failed ones. Blocking; one call per thread. */
+static void bench_handshakes(SSL_CTX *ctx, const char *host, int port, uint64_t ms, uint64_t *done,
+			     uint64_t *failed)
+{
+	static const unsigned char connect_pkt[] = { 0x10, 12, 0, 4, 'M', 'Q', 'T', 'T', 4, 2, 0, 60, 0, 0 };
+	char addr[300];
+	snprintf(addr, sizeof addr, strchr(host, ':') ? "[%s]:%d" : "%s:%d", host, port);
+	uint64_t end = kz_now_mono_ms() + ms;
+	*done = *failed = 0;
+	while (kz_now_mono_ms() < end) {
+		BIO *b = BIO_new_ssl_connect(ctx);
+		SSL *ssl = NULL;
+		unsigned char ack[4];
+		int fd = -1;
+		/* TCP_NODELAY: otherwise the client's last flight waits for a delayed ACK (~40 ms) */
+		bool ok = b && BIO_get_ssl(b, &ssl) == 1 && BIO_set_conn_hostname(b, addr) == 1 &&
+			  SSL_set_tlsext_host_name(ssl, host) == 1 && BIO_do_connect(b) > 0 &&
+			  BIO_get_fd(b, &fd) >= 0 && BIO_set_tcp_ndelay(fd, 1) == 1 && BIO_do_handshake(b) > 0 &&
+			  BIO_write(b, connect_pkt, sizeof connect_pkt) == (int)sizeof connect_pkt && BIO_flush(b) == 1 &&
+			  BIO_read(b, ack, 4) == 4 && ack[0] == 0x20 && ack[3] == 0;
+		if (ok) {
+			(*done)++;
+			SSL_shutdown(ssl);
+		} else {
+			(*failed)++;
+			ERR_clear_error();
+		}
+		BIO_free_all(b);
+	}
+}
+
 static void *hs_main(void *arg)
 {
 	struct hs_thread *h = arg;
-	net_tls_bench_handshakes(h->ctx, h->host, h->port, h->ms, &h->done, &h->failed);
+	bench_handshakes(h->ctx, h->host, h->port, h->ms, &h->done, &h->failed);
 	return NULL;
 }
 

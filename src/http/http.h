@@ -66,15 +66,14 @@ struct kz_http_config {
 
 int kz_http_create(const struct kz_http_config *cfg, struct kz_http **out, char *why, size_t why_len);
 /* Routes requests whose path is prefix or starts with prefix + '/' (the longest prefix
- * wins). Before kz_http_worker_start only. auth_required false: served without a client
+ * wins). Before the workers start only. auth_required false: served without a client
  * certificate too (/healthz). */
 int kz_http_route(struct kz_http *h, const char *prefix, bool auth_required, kz_http_handler_fn fn, void *ctx);
-/* Worker hooks (net_server_config): called on the worker's thread. */
-void kz_http_worker_start(void *h, unsigned idx, uv_loop_t *loop);
-void kz_http_accept(void *h, unsigned idx, uv_loop_t *loop, int fd); /* takes fd */
-void kz_http_worker_stop(void *h, unsigned idx);   /* closes the connections */
-bool kz_http_worker_idle(void *h, unsigned idx);   /* none left */
-void kz_http_worker_end(void *h, unsigned idx);    /* after the loop: dispose */
+/* HTTPS as a protocol of the server's workers, listening on fd (net_bind): every worker
+ * accepts and serves connections on its own loop; stop closes them, idle is true once none is
+ * left, end disposes of the worker's h2o context. */
+struct net_proto;
+void kz_http_proto(struct kz_http *h, int fd, const char *host, struct net_proto *out);
 void kz_http_free(struct kz_http *h);
 
 /* ---------- answering ---------- */

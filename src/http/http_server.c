@@ -589,8 +589,9 @@ int kz_http_route(struct kz_http *h, const char *prefix, bool auth_required, kz_
 
 static void on_handoff(uv_async_t *a);
 
-void kz_http_worker_start(void *arg, unsigned idx, uv_loop_t *loop)
+static void worker_start(void *arg, unsigned idx, struct net_loop *nl)
 {
+	uv_loop_t *loop = nl->loop;
 	struct kz_http *h = arg;
 	struct hworker *w = &h->w[idx];
 	w->h = h;
@@ -687,8 +688,9 @@ static void on_handoff(uv_async_t *a)
  * clients (a bulk import over four connections) can land on one worker while the other
  * idles. A worker that accepts a connection while another one holds fewer hands the
  * descriptor over (an async wake-up per connection). */
-void kz_http_accept(void *arg, unsigned idx, uv_loop_t *loop, int fd)
+static void accept_fd(void *arg, unsigned idx, struct net_loop *nl, int fd)
 {
+	uv_loop_t *loop = nl->loop;
 	struct kz_http *h = arg;
 	struct hworker *w = &h->w[idx];
 	if (w->stopping) {
@@ -740,8 +742,8 @@ void kz_http_accept(void *arg, unsigned idx, uv_loop_t *loop, int fd)
 }
 
 /* Stop: every open connection is shut down at the socket, so that h2o reads EOF and closes
- * it the normal way (its memory freed); kz_http_worker_idle tells when they are gone. */
-void kz_http_worker_stop(void *arg, unsigned idx)
+ * it the normal way (its memory freed); the idle hook tells when they are gone. */
+static void worker_stop(void *arg, unsigned idx)
 {
 	struct kz_http *h = arg;
 	struct hworker *w = &h->w[idx];
@@ -753,7 +755,7 @@ void kz_http_worker_stop(void *arg, unsigned idx)
 	}
 }
 
-bool kz_http_worker_idle(void *arg, unsigned idx)
+static bool worker_idle(void *arg, unsigned idx)
 {
 	struct kz_http *h = arg;
 	return h->w[idx].nconns == 0;
@@ -761,7 +763,7 @@ bool kz_http_worker_idle(void *arg, unsigned idx)
 
 /* After the worker's loop has ended, before its handles are closed: answers still to come
  * are dropped (kz_http_resume sees the worker gone) and h2o's context is disposed. */
-void kz_http_worker_end(void *arg, unsigned idx)
+static void worker_end(void *arg, unsigned idx)
 {
 	struct kz_http *h = arg;
 	struct hworker *w = &h->w[idx];
@@ -861,3 +863,9 @@ int kz_http_query_each(const char *q, size_t n, int (*fn)(void *ctx, const char 
 unsigned kz_http_workers(const struct kz_http *h) { return h->cfg.workers ? h->cfg.workers : 1; }
 
 unsigned kz_http_worker_load(struct kz_http *h, unsigned idx) { return atomic_load(&h->w[idx].load); }
+
+void kz_http_proto(struct kz_http *h, int fd, const char *host, struct net_proto *out)
+{
+	*out = (struct net_proto){ .name = "HTTPS", .ctx = h, .fd = fd, .host = host, .worker_start = worker_start,
+				   .accept = accept_fd, .stop = worker_stop, .idle = worker_idle, .end = worker_end };
+}

@@ -1,6 +1,6 @@
-/* net.h — the network layer: TLS 1.3 connections over libuv, worker threads, listeners,
- * and the development PKI. The only code in kizuna that calls libuv and OpenSSL (with
- * crypto/ later). */
+/* net.h — the transport: TLS 1.3 connections over libuv, the record layer, worker threads
+ * with one loop each, and listeners. It knows no protocol: MQTT, HTTPS and enrolment plug
+ * in through struct net_proto (wired in src/node). */
 #ifndef NET_H
 #define NET_H
 
@@ -68,11 +68,6 @@ bool net_tls_requires_pq(SSL *ssl);
 bool net_tls_is_enroll(SSL *ssl);
 /* Why the identity checks refused the client's certificate in this handshake, or NULL. */
 const char *net_tls_refusal(SSL *ssl);
-/* Benchmark: full mutual-TLS handshakes to host:port in a loop for ms milliseconds, each
- * followed by an MQTT 3.1.1 CONNECT/CONNACK so the server has finished its part; counts the
- * completed and the failed ones. Blocking; one call per thread. */
-void net_tls_bench_handshakes(SSL_CTX *ctx, const char *host, int port, uint64_t ms, uint64_t *done,
-			      uint64_t *failed);
 /* Human-readable OpenSSL error queue (drains it). */
 void net_tls_errors(char *buf, size_t len);
 
@@ -126,6 +121,8 @@ struct net_loop {
 	struct net_conn *hs_head, *hs_tail, *lg_head, *lg_tail;
 	uint32_t n_hs, handshake_ms, linger_ms;
 	atomic_uint *hs_total;    /* handshaking connections of every loop; may be NULL */
+	uint32_t max_hs, max_hs_per_addr; /* caps of net_conn_accept_fd; 0: none */
+	unsigned idx;             /* the server's worker running this loop */
 	uint64_t hs_timeouts, hs_evicted, lingered; /* counters (this loop's thread) */
 	uint8_t rbuf[65536];      /* socket reads */
 	uint8_t pbuf[65536];      /* decrypted bytes */
@@ -145,7 +142,8 @@ struct net_conn {
 	uv_tcp_t tcp;             /* first: handle->data is the conn */
 	struct net_loop *nl;
 	const struct net_conn_cbs *cbs;
-	void *user;
+	void *user;               /* the protocol's state of this connection */
+	void *proto;              /* the protocol's shared state (set by whoever accepted or adopted c) */
 	SSL *ssl;                 /* owns; NULL once rl has taken over */
 	struct net_rl *rl;        /* owns; the record layer after the handshake (server side) */
 	struct kz_buf out;        /* plaintext waiting to be encrypted */
@@ -167,9 +165,6 @@ struct net_conn {
 
 int net_loop_init(struct net_loop *nl, uv_loop_t *loop);
 void net_loop_close(struct net_loop *nl);
-/* Server side: wraps an accepted socket (already uv_accept'ed into c->tcp). */
-int net_conn_accept(struct net_conn *c, struct net_loop *nl, SSL_CTX *ctx,
-		    const struct net_conn_cbs *cbs, void *user);
 /* Client side: connects to host:port and handshakes; on_open when ready. */
 int net_conn_connect(struct net_conn *c, struct net_loop *nl, SSL_CTX *ctx, const char *host,
 		     int port, const struct net_conn_cbs *cbs, void *user);
@@ -179,16 +174,12 @@ void net_conn_want_flush(struct net_conn *c);
 void net_conn_close(struct net_conn *c);
 /* Flushes one connection now (used by the loop's check handler). */
 void net_conn_flush(struct net_conn *c);
-/* Starts reading on a connection adopted from another worker. */
+/* Starts reading on a connection adopted from another worker (net_conn_adopt). */
 void net_conn_resume_reading(struct net_conn *c);
 /* Stops or resumes reading for the layer above (e.g. while its records wait for the store). */
 void net_conn_hold_reading(struct net_conn *c, bool hold);
 /* Ciphertext not yet written to the socket, in bytes. */
 size_t net_conn_output_pending(const struct net_conn *c);
-/* Takes the TLS state (the SSL object or the record layer, with any unread ciphertext) away
- * from c, for another worker to adopt with a new net_conn; -1 when the unread bytes cannot be
- * kept. */
-int net_conn_detach_tls(struct net_conn *c, SSL **ssl, struct net_rl **rl);
 /* Negotiated group name after the handshake. */
 const char *net_conn_group(struct net_conn *c);
 /* The address part of a socket address as 16 bytes (IPv4 as ::ffff:a.b.c.d). */
@@ -198,61 +189,92 @@ void net_loop_sweep(struct net_loop *nl);
 /* Closes at once every connection still in its handshake (and the lingering ones): the
  * loop is stopping. */
 void net_loop_close_pending(struct net_loop *nl, bool lingering);
-/* The oldest connection of this loop still in its handshake (from src when not NULL), and
- * how many there are from src. */
-struct net_conn *net_loop_oldest_handshake(struct net_loop *nl, const uint8_t src[16]);
-uint32_t net_loop_handshakes_from(const struct net_loop *nl, const uint8_t src[16]);
 /* Closes at once, without close_notify (a connection that has not finished its handshake). */
 void net_conn_abort(struct net_conn *c);
 
-/* ---------- the node's server: worker threads running the MQTT broker ---------- */
+/* ---------- handing a connection to another loop ---------- */
 
-struct mqtt_broker;
+/* A server connection between loops: its socket, its TLS state (the SSL object, or the
+ * record layer with any ciphertext read but not yet decrypted) and its address. */
+struct net_handoff;
+/* Takes c's socket and TLS state out of its loop. c itself is released without on_close
+ * (c->user is the caller's to carry over). NULL when that cannot be done: c is then closed the
+ * ordinary way (on_close follows). Only with no output pending (net_conn_output_pending). */
+struct net_handoff *net_conn_handoff(struct net_conn *c);
+/* A new connection on nl from h (freed here, also on failure), not yet reading: attach the
+ * protocol's state, then net_conn_resume_reading(). NULL on failure (socket closed). */
+struct net_conn *net_conn_adopt(struct net_loop *nl, struct net_handoff *h, const struct net_conn_cbs *cbs,
+				void *user);
+/* Closes the socket and frees the TLS state of a handoff nobody adopted. */
+void net_handoff_free(struct net_handoff *h);
 
+/* Server side: a new TLS connection on nl for an accepted socket fd (taken, also on failure),
+ * in its handshake; on_open follows when it is done. Connections still in their handshake
+ * are capped per loop (nl->max_hs_per_addr from one source address) and over every loop
+ * (nl->max_hs, counted in nl->hs_total): beyond a cap the oldest such connection is closed,
+ * so that a flood of half-open connections cannot keep a real client out. NULL on failure. */
+struct net_conn *net_conn_accept_fd(struct net_loop *nl, int fd, SSL_CTX *ctx, const struct net_conn_cbs *cbs,
+				    void *user);
+
+/* ---------- the server: worker threads, each running one loop for every protocol ---------- */
+
+/* A protocol served by the workers (MQTT, HTTPS, enrolment, ...): the transport knows it only
+ * by these hooks, each called on a worker's thread with that worker's index and loop. Every
+ * hook but accept may be NULL. */
+struct net_proto {
+	const char *name;   /* for messages: "MQTT", "HTTPS" */
+	void *ctx;
+	int fd;             /* its bound socket (net_bind), taken by the server; -1: no listener */
+	const char *host;   /* where fd is bound, for messages */
+	void (*worker_start)(void *ctx, unsigned idx, struct net_loop *nl); /* before the thread runs */
+	void (*accept)(void *ctx, unsigned idx, struct net_loop *nl, int fd); /* takes fd */
+	void (*wake)(void *ctx, unsigned idx);          /* net_server_wake() named this worker */
+	void (*before_flush)(void *ctx, unsigned idx);  /* each loop iteration, before output is flushed */
+	void (*tick)(void *ctx, unsigned idx, uint64_t now_ms); /* every tick_ms */
+	void (*stop)(void *ctx, unsigned idx);          /* stopping: say goodbye and close */
+	bool (*idle)(void *ctx, unsigned idx);          /* stopping: nothing of it is left open */
+	void (*end)(void *ctx, unsigned idx);           /* the loop has ended */
+};
+
+#define NET_MAX_PROTOS 4
 #define NET_READ_BUDGET_DEFAULT (64u * 1024)
 #define NET_WRITE_BACKLOG_DEFAULT (1u << 20)
 
 struct net_server_config {
-	const char *host;
-	int port;
 	unsigned threads;
-	SSL_CTX *ctx;
 	uint32_t tick_ms;
 	uint32_t read_budget, write_backlog; /* see struct net_loop; 0 = the default */
-	struct kz_ca *ca;                  /* enrolment (ALPN kizuna-enroll/1); NULL: refused */
-	uint32_t enroll_max_bytes;         /* cap on one enrolment request */
-	uint32_t enroll_timeout_ms;        /* the request must arrive within this */
-	uint32_t enroll_max_connections;   /* enrolment connections open at once (all workers) */
-	uint32_t max_cert_lifetime_s;      /* cap on an enrolled certificate's lifetime */
-	const char *https_host;            /* the HTTPS listener (src/http) */
-	int https_port;                    /* 0: none, -1: any free port */
-	/* The HTTPS server's hooks, called on the worker's thread: its connections are the
-	 * HTTPS server's, on the worker's loop. */
-	void *https;
-	void (*https_worker_start)(void *https, unsigned idx, uv_loop_t *loop);
-	void (*https_accept)(void *https, unsigned idx, uv_loop_t *loop, int fd); /* takes fd */
-	void (*https_worker_stop)(void *https, unsigned idx);  /* stop: close connections */
-	bool (*https_worker_idle)(void *https, unsigned idx);  /* no connection left */
-	void (*https_worker_end)(void *https, unsigned idx);   /* the loop has ended */
-	/* Sockets bound by net_bind() at start-up (the port is taken before the node spends
-	 * time on its indexes); -1: bind here. Taken by net_server_start, even on failure. */
-	int fd, https_fd;
+	uint32_t handshake_timeout_ms;       /* limits.handshake_timeout_ms */
+	uint32_t max_handshakes;             /* limits.max_handshakes (all workers); 0: no cap */
+	uint32_t max_handshakes_per_address; /* limits.max_handshakes_per_address (split between workers) */
+	uint32_t close_linger_ms;            /* limits.close_linger_ms */
+	uint32_t fd_reserve;                 /* limits.fd_reserve */
+	uint32_t stop_grace_ms;              /* stopping: the loops end this long after stop at most; 0: 3000 */
+	struct net_proto protos[NET_MAX_PROTOS];
+	unsigned n_protos;
 };
 
 /* Binds (without listening: connections are refused until the workers run) host:port, no
  * SO_REUSEPORT: only this process can listen there. Port 0: any free port (*out_port says
  * which). The socket, or -1 with *why ("address in use (another node ...)"). */
 int net_bind(const char *host, int port, int *out_port, char *why, size_t why_len);
+/* The port a bound socket has. */
+int net_bound_port(int fd);
 
 struct net_server;
-/* Listens on the bound sockets (one socket shared by the workers) and starts the workers. */
-int net_server_start(struct net_server **out, const struct net_server_config *cfg,
-		     struct mqtt_broker *broker, char *why, size_t why_len);
-/* Graceful stop: no new connections, DISCONNECT 0x8B to MQTT 5 clients, close, join. */
-/* Stops the workers; after_join (may be NULL) runs once they have ended but before their
- * loops close, so that threads still posting to the shards (the store) can be stopped. */
+/* Listens on the protocols' sockets (each shared by the workers, every worker accepting on
+ * its own) and prepares the workers' loops; the fds are taken, also on failure. The threads
+ * start with net_server_run. */
+int net_server_create(struct net_server **out, const struct net_server_config *cfg, char *why, size_t why_len);
+void net_server_run(struct net_server *srv);
+/* Wakes worker idx (any thread): its protocols' wake hooks run on its loop. */
+void net_server_wake(struct net_server *srv, unsigned idx);
+/* Worker idx's loop (to adopt a connection handed over to it, on its thread). */
+struct net_loop *net_server_loop(struct net_server *srv, unsigned idx);
+/* Graceful stop: no new connections, the protocols' stop hooks, then the loops end once every
+ * protocol is idle (or after stop_grace_ms). after_join (may be NULL) runs once the threads
+ * have ended but before their loops close; then everything is freed. */
 void net_server_stop(struct net_server *srv, void (*after_join)(void *arg), void *arg);
-int net_server_port(const struct net_server *srv);
 /* Raises the soft RLIMIT_NOFILE to the hard limit (once, at start); the limit now in force,
  * with a sentence saying what it is in msg. */
 unsigned net_raise_fd_limit(char *msg, size_t len);
@@ -266,6 +288,5 @@ struct net_counters {
 	unsigned fd_limit;
 };
 void net_counters(struct net_counters *out);
-int net_server_https_port(const struct net_server *srv);
 
 #endif

@@ -33,7 +33,9 @@
 #include <openssl/err.h>
 #include <pthread.h>
 #include <stdlib.h>
+#include <stdio.h>
 #include <string.h>
+#include <unistd.h>
 
 #define TLS_CHUNK 16384
 
@@ -298,7 +300,7 @@ static bool same_src(const struct net_conn *c, const uint8_t src[16])
 	return memcmp(c->src, src, 16) == 0;
 }
 
-struct net_conn *net_loop_oldest_handshake(struct net_loop *nl, const uint8_t src[16])
+static struct net_conn *oldest_handshake(struct net_loop *nl, const uint8_t src[16])
 {
 	for (struct net_conn *c = nl->hs_head; c; c = c->t_next)
 		if (!src || same_src(c, src))
@@ -306,7 +308,7 @@ struct net_conn *net_loop_oldest_handshake(struct net_loop *nl, const uint8_t sr
 	return NULL;
 }
 
-uint32_t net_loop_handshakes_from(const struct net_loop *nl, const uint8_t src[16])
+static uint32_t handshakes_from(const struct net_loop *nl, const uint8_t src[16])
 {
 	uint32_t n = 0;
 	for (const struct net_conn *c = nl->hs_head; c; c = c->t_next)
@@ -838,19 +840,89 @@ static void read_cb(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
 	}
 }
 
-int net_conn_detach_tls(struct net_conn *c, SSL **ssl, struct net_rl **rl)
+struct net_handoff {
+	int fd;
+	SSL *ssl;            /* or, after the handshake, */
+	struct net_rl *rl;   /* the record layer */
+	uint8_t src[16];
+	char addr[64];
+};
+
+void net_handoff_free(struct net_handoff *h)
 {
-	tl_remove(c);
+	if (!h)
+		return;
+	close(h->fd);
+	SSL_free(h->ssl);
+	net_rl_free(h->rl);
+	free(h);
+}
+
+/* The TLS state leaves c with any ciphertext read but not yet decrypted (kept in the spill
+ * buffer that travels with the SSL object); the socket leaves as a duplicate descriptor, and
+ * closing the original takes it out of this loop's epoll set. */
+struct net_handoff *net_conn_handoff(struct net_conn *c)
+{
+	struct net_handoff *h = calloc(1, sizeof *h);
+	uv_os_fd_t fd;
+	if (h)
+		h->fd = -1;
+	if (!h || (!c->ssl && !c->rl) || uv_fileno((uv_handle_t *)&c->tcp, &fd) || (h->fd = dup(fd)) < 0)
+		goto fail;
 	struct net_bio *nb = nbio_of(c);
 	if (nb->view_len && kz_buf_append(&nb->spill, nb->view, nb->view_len))
-		return -1;
+		goto fail;
 	nb->view = NULL;
 	nb->view_len = 0;
-	*ssl = c->ssl;
-	*rl = c->rl;
+	tl_remove(c);
+	h->ssl = c->ssl;
+	h->rl = c->rl;
 	c->ssl = NULL;
 	c->rl = NULL;
-	return 0;
+	memcpy(h->src, c->src, sizeof h->src);
+	snprintf(h->addr, sizeof h->addr, "%s", c->addr);
+	kz_buf_cleanup(&c->out);
+	uv_read_stop((uv_stream_t *)&c->tcp);
+	c->flags |= NET_CONN_CLOSED | NET_CONN_CLOSING;
+	c->cbs = NULL; /* released without on_close: its user state moves with the caller */
+	uv_close((uv_handle_t *)&c->tcp, close_cb);
+	return h;
+fail:
+	if (h && h->fd >= 0)
+		close(h->fd);
+	free(h);
+	c->flags &= ~NET_CONN_MIGRATING;
+	net_conn_close(c);
+	return NULL;
+}
+
+struct net_conn *net_conn_adopt(struct net_loop *nl, struct net_handoff *h, const struct net_conn_cbs *cbs,
+				void *user)
+{
+	struct net_conn *c = calloc(1, sizeof *c);
+	if (!c || uv_tcp_init(nl->loop, &c->tcp)) {
+		free(c);
+		net_handoff_free(h);
+		return NULL;
+	}
+	if (uv_tcp_open(&c->tcp, h->fd)) {
+		c->tcp.data = NULL;
+		uv_close((uv_handle_t *)&c->tcp, (uv_close_cb)(void (*)(void))free);
+		net_handoff_free(h);
+		return NULL;
+	}
+	c->tcp.data = c;
+	c->nl = nl;
+	c->cbs = cbs;
+	c->user = user;
+	c->ssl = h->ssl;
+	c->rl = h->rl;
+	c->flags = NET_CONN_HANDSHAKEN;
+	memcpy(c->src, h->src, sizeof c->src);
+	snprintf(c->addr, sizeof c->addr, "%s", h->addr);
+	kz_buf_init(&c->out, 0);
+	free(h);
+	return c;
 }
 
 static void read_ciphertext(struct net_conn *c)
@@ -897,8 +969,8 @@ void net_addr_key(const struct sockaddr *sa, uint8_t key[16])
 	}
 }
 
-int net_conn_accept(struct net_conn *c, struct net_loop *nl, SSL_CTX *ctx,
-		    const struct net_conn_cbs *cbs, void *user)
+static int conn_accept(struct net_conn *c, struct net_loop *nl, SSL_CTX *ctx,
+		       const struct net_conn_cbs *cbs, void *user)
 {
 	struct sockaddr_storage ss;
 	int len = sizeof ss;
@@ -922,6 +994,46 @@ int net_conn_accept(struct net_conn *c, struct net_loop *nl, SSL_CTX *ctx,
 	tl_append(c, NET_LIST_HANDSHAKE, nl->handshake_ms);
 	SSL_set_accept_state(c->ssl);
 	return uv_read_start((uv_stream_t *)&c->tcp, alloc_cb, read_cb) ? KZ_EIO : KZ_OK;
+}
+
+struct net_conn *net_conn_accept_fd(struct net_loop *nl, int fd, SSL_CTX *ctx, const struct net_conn_cbs *cbs,
+				    void *user)
+{
+	struct net_conn *c = calloc(1, sizeof *c);
+	if (!c) {
+		close(fd);
+		return NULL;
+	}
+	if (uv_tcp_init(nl->loop, &c->tcp)) {
+		free(c);
+		close(fd);
+		return NULL;
+	}
+	c->tcp.data = c;
+	if (uv_tcp_open(&c->tcp, fd)) {
+		close(fd);
+		uv_close((uv_handle_t *)&c->tcp, (uv_close_cb)(void (*)(void))free);
+		return NULL;
+	}
+	if (conn_accept(c, nl, ctx, cbs, user)) {
+		net_conn_close(c);
+		return NULL;
+	}
+	if (nl->max_hs_per_addr && handshakes_from(nl, c->src) > nl->max_hs_per_addr) {
+		struct net_conn *old = oldest_handshake(nl, c->src);
+		kz_debug("%s: over limits.max_handshakes_per_address; closing the oldest handshake from it", old->addr);
+		nl->hs_evicted++;
+		hard_close(old);
+	}
+	while (nl->max_hs && nl->hs_total && atomic_load(nl->hs_total) > nl->max_hs) {
+		struct net_conn *old = oldest_handshake(nl, NULL);
+		if (!old || old == c)
+			break; /* the older ones are another loop's: it evicts at its next accept */
+		kz_debug("%s: over limits.max_handshakes; closing the oldest handshake", old->addr);
+		nl->hs_evicted++;
+		hard_close(old);
+	}
+	return c->flags & NET_CONN_CLOSED ? NULL : c;
 }
 
 static void connect_cb(uv_connect_t *req, int status)

@@ -412,32 +412,3 @@ char *net_tls_peer_spiffe(SSL *ssl, const char **why)
 	return id;
 }
 
-void net_tls_bench_handshakes(SSL_CTX *ctx, const char *host, int port, uint64_t ms, uint64_t *done,
-			      uint64_t *failed)
-{
-	static const unsigned char connect_pkt[] = { 0x10, 12, 0, 4, 'M', 'Q', 'T', 'T', 4, 2, 0, 60, 0, 0 };
-	char addr[300];
-	snprintf(addr, sizeof addr, strchr(host, ':') ? "[%s]:%d" : "%s:%d", host, port);
-	uint64_t end = kz_now_mono_ms() + ms;
-	*done = *failed = 0;
-	while (kz_now_mono_ms() < end) {
-		BIO *b = BIO_new_ssl_connect(ctx);
-		SSL *ssl = NULL;
-		unsigned char ack[4];
-		int fd = -1;
-		/* TCP_NODELAY: otherwise the client's last flight waits for a delayed ACK (~40 ms) */
-		bool ok = b && BIO_get_ssl(b, &ssl) == 1 && BIO_set_conn_hostname(b, addr) == 1 &&
-			  SSL_set_tlsext_host_name(ssl, host) == 1 && BIO_do_connect(b) > 0 &&
-			  BIO_get_fd(b, &fd) >= 0 && BIO_set_tcp_ndelay(fd, 1) == 1 && BIO_do_handshake(b) > 0 &&
-			  BIO_write(b, connect_pkt, sizeof connect_pkt) == (int)sizeof connect_pkt && BIO_flush(b) == 1 &&
-			  BIO_read(b, ack, 4) == 4 && ack[0] == 0x20 && ack[3] == 0;
-		if (ok) {
-			(*done)++;
-			SSL_shutdown(ssl);
-		} else {
-			(*failed)++;
-			ERR_clear_error();
-		}
-		BIO_free_all(b);
-	}
-}

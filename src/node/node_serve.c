@@ -8,6 +8,7 @@
 #include "http/http.h"
 #include "net/net.h"
 #include "node/node_http.h"
+#include "node/node_listen.h"
 #include "services/taxii/taxii.h"
 #include "base/kz_file.h"
 #include "trust/audit.h"
@@ -34,13 +35,15 @@ static uint32_t node_max_record_bytes(const struct node_config *cfg)
 	return cfg->limits.max_packet_size + 4096 + (uint32_t)sizeof cfg->node_id;
 }
 
-/* Runs after the workers ended: writes what they submitted; the answers wait in the shards'
- * inboxes, which net_server_stop drains next. */
+/* Runs after the workers ended: writes what they submitted, then routes the answers that
+ * wait in the shards' inboxes. */
 static void store_stop(void *arg)
 {
-	struct mqtt_broker *b = arg;
+	struct node_mqtt *nm = arg;
+	struct mqtt_broker *b = nm->broker;
 	b->final_durable = kz_store_close(b->store);
 	b->store = NULL;
+	node_mqtt_drain(nm);
 }
 
 struct restore_ctx {
@@ -639,15 +642,24 @@ int node_serve_main(int argc, char **argv)
 			goto fail;
 		}
 	}
-	struct net_server_config scfg = { host, port, cfg.threads, ctx, cfg.tick_ms, cfg.read_budget,
-					  cfg.write_backlog, ca, cfg.enroll_max_bytes, cfg.enroll_timeout_ms,
-					  cfg.enroll_max_conns, cfg.ca_max_lifetime_s, hhost, cfg.https_enabled ? hport : 0,
-					  http, kz_http_worker_start, kz_http_accept, kz_http_worker_stop,
-					  kz_http_worker_idle, kz_http_worker_end, mqtt_fd, https_fd };
-	if (cfg.https_enabled && hport == 0)
-		scfg.https_port = -1; /* any free port */
+	struct node_enroll enroll = { .ca = ca, .max_bytes = cfg.enroll_max_bytes, .timeout_ms = cfg.enroll_timeout_ms,
+				      .max_connections = cfg.enroll_max_conns, .max_lifetime_s = cfg.ca_max_lifetime_s };
+	struct node_mqtt nm = { .broker = &broker, .ctx = ctx, .enroll = &enroll };
+	struct net_server_config scfg = {
+		.threads = cfg.threads, .tick_ms = cfg.tick_ms, .read_budget = cfg.read_budget,
+		.write_backlog = cfg.write_backlog, .handshake_timeout_ms = cfg.limits.handshake_timeout_ms,
+		.max_handshakes = cfg.limits.max_handshakes,
+		.max_handshakes_per_address = cfg.limits.max_handshakes_per_address,
+		.close_linger_ms = cfg.limits.close_linger_ms, .fd_reserve = cfg.limits.fd_reserve,
+	};
+	node_mqtt_proto(&nm, mqtt_fd, host, &scfg.protos[scfg.n_protos++]);
+	mqtt_fd = -1; /* the server's now */
+	if (http) {
+		kz_http_proto(http, https_fd, hhost, &scfg.protos[scfg.n_protos++]);
+		https_fd = -1;
+	}
 	struct net_server *srv = NULL;
-	if (net_server_start(&srv, &scfg, &broker, why, sizeof why)) {
+	if (net_server_create(&srv, &scfg, why, sizeof why)) {
 		kz_error("%s", why);
 		kz_store_close(broker.store);
 		broker.store = NULL;
@@ -655,12 +667,14 @@ int node_serve_main(int argc, char **argv)
 		SSL_CTX_free(ctx);
 		goto fail;
 	}
+	node_mqtt_attach(&nm, srv);
+	net_server_run(srv);
 	kz_info("kizuna %s serving MQTT on %s:%d with %u worker threads, data in %s", KZ_VERSION,
-		host, net_server_port(srv), cfg.threads, cfg.data_dir);
+		host, bound_port, cfg.threads, cfg.data_dir);
 	if (cfg.https_enabled)
 		kz_info("HTTPS on %s:%d (HTTP/1.1 and HTTP/2: /healthz, /metrics, TAXII 2.1 at /taxii2/)", hhost,
-			net_server_https_port(srv));
-	print_tour(&cfg, host, net_server_port(srv), created == 1);
+			bound_hport);
+	print_tour(&cfg, host, bound_port, created == 1);
 	/* Start-up's transient memory (the index rebuilds' scan buffers, the PKI made on a first
 	 * start, configuration and policy parsing) is free but still in the heap: give it back. */
 	malloc_trim(0);
@@ -704,7 +718,7 @@ int node_serve_main(int argc, char **argv)
 			sig == SIGTERM ? "SIGTERM" : "SIGINT");
 		break;
 	}
-	net_server_stop(srv, store_stop, &broker);
+	net_server_stop(srv, store_stop, &nm);
 	mqtt_broker_save_sessions(&broker, broker.final_durable);
 	kz_state_close(broker.state);
 	broker.state = NULL;
