@@ -43,9 +43,20 @@ SSL_CTX *net_tls_server_ctx(const struct net_tls_config *cfg, char *why, size_t 
 SSL_CTX *net_tls_https_ctx(const struct net_tls_config *cfg, char *why, size_t why_len);
 /* Client: TLS 1.3 only, server verified against ca_file, our certificate presented. */
 SSL_CTX *net_tls_client_ctx(const struct net_tls_config *cfg, char *why, size_t why_len);
+/* Frees a context of the above (NULL: nothing). */
+void net_tls_ctx_free(SSL_CTX *ctx);
 /* The single spiffe:// URI SAN of the peer certificate as a new string; NULL with *why when
  * there is none or more than one URI SAN. */
 char *net_tls_peer_spiffe(SSL *ssl, const char **why);
+/* What a server connection's client certificate says, after the handshake. */
+struct net_peer {
+	char *id;            /* the SPIFFE ID (malloc'd), or NULL: refused (net_tls_peer's answer says why) */
+	char serial[41];     /* upper-case hex (KZ_SERIAL_HEX), "" when there is no certificate */
+	char issuer[160];    /* one-line issuer name */
+	int64_t not_after;   /* Unix seconds; 0: unknown */
+};
+/* Fills p from ssl's peer certificate; NULL when the identity is accepted, else why not. */
+const char *net_tls_peer(SSL *ssl, struct net_peer *p);
 /* The checks every client certificate passes during the handshake (besides the chain and
  * its validity window, which OpenSSL verifies): exactly one URI SAN, a SPIFFE ID
  * spiffe://<trust_domain>/<org>/<kind>/<name> with kind user, sensor, service or node, not

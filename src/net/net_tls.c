@@ -10,7 +10,25 @@
 #include <openssl/x509v3.h>
 #include <stdio.h>
 #include <string.h>
+#include <time.h>
 
+
+const char *net_tls_peer(SSL *ssl, struct net_peer *p)
+{
+	memset(p, 0, sizeof *p);
+	const char *why = NULL;
+	p->id = net_tls_peer_spiffe(ssl, &why);
+	X509 *cert = SSL_get0_peer_certificate(ssl);
+	if (cert) {
+		_Static_assert(sizeof p->serial >= KZ_SERIAL_HEX, "room for the serial");
+		kz_x509_serial_hex(cert, p->serial);
+		X509_NAME_oneline(X509_get_issuer_name(cert), p->issuer, sizeof p->issuer);
+		struct tm tm;
+		if (ASN1_TIME_to_tm(X509_get0_notAfter(cert), &tm) == 1)
+			p->not_after = (int64_t)timegm(&tm);
+	}
+	return p->id ? NULL : why;
+}
 
 void net_tls_errors(char *buf, size_t len)
 {
@@ -382,6 +400,8 @@ SSL_CTX *net_tls_client_ctx(const struct net_tls_config *cfg, char *why, size_t 
 	}
 	return ctx;
 }
+
+void net_tls_ctx_free(SSL_CTX *ctx) { SSL_CTX_free(ctx); }
 
 const char *net_tls_suite(SSL *ssl)
 {

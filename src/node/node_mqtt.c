@@ -9,13 +9,9 @@
 #include "base/kz_log.h"
 #include "mqtt/mqtt_broker.h"
 #include "trust/audit.h"
-#include "trust/ca.h"
-
-#include <openssl/x509.h>
 
 #include <stdio.h>
 #include <stdlib.h>
-#include <time.h>
 #include <unistd.h>
 
 /* A connection in transit between workers. */
@@ -56,37 +52,28 @@ static void on_open(struct net_conn *c)
 		node_enroll_start(m->enroll, c);
 		return;
 	}
-	const char *why = NULL;
-	char *id = net_tls_peer_spiffe(c->ssl, &why);
-	char serial[KZ_SERIAL_HEX] = "";
-	X509 *cert = SSL_get0_peer_certificate(c->ssl);
-	if (cert)
-		kz_x509_serial_hex(cert, serial);
-	char issuer[160] = "";
-	if (cert)
-		X509_NAME_oneline(X509_get_issuer_name(cert), issuer, sizeof issuer);
-	kz_audit(&(struct kz_audit_entry){ .subject = id, .serial = serial, .tls_group = net_conn_group(c),
-					  .issuer = issuer, .tls = net_tls_suite(c->ssl), .addr = c->addr,
-					  .action = "tls", .resource = c->addr, .allow = id != NULL,
-					  .reason = id ? "certificate and identity verified" : why });
-	if (!id) {
+	struct net_peer peer;
+	const char *why = net_tls_peer(c->ssl, &peer);
+	kz_audit(&(struct kz_audit_entry){ .subject = peer.id, .serial = peer.serial, .tls_group = net_conn_group(c),
+					  .issuer = peer.issuer, .tls = net_tls_suite(c->ssl), .addr = c->addr,
+					  .action = "tls", .resource = c->addr, .allow = peer.id != NULL,
+					  .reason = peer.id ? "certificate and identity verified" : why });
+	if (!peer.id) {
 		kz_warn("%s: refused: %s", c->addr, why);
 		net_conn_close(c);
 		return;
 	}
-	kz_info("%s: TLS 1.3 established, group %s, identity %s", c->addr, net_conn_group(c), id);
-	struct mqtt_client *mc = mqtt_client_new(shard_of(m, c), &mqtt_ops, c, &c->out, id, c->addr);
+	kz_info("%s: TLS 1.3 established, group %s, identity %s", c->addr, net_conn_group(c), peer.id);
+	struct mqtt_client *mc = mqtt_client_new(shard_of(m, c), &mqtt_ops, c, &c->out, peer.id, c->addr);
 	if (!mc) {
 		net_conn_close(c);
 		return;
 	}
-	snprintf(mc->cert_serial, sizeof mc->cert_serial, "%s", serial);
+	snprintf(mc->cert_serial, sizeof mc->cert_serial, "%s", peer.serial);
 	mc->tls_group = net_conn_group(c);
 	mc->tls_suite = net_tls_suite(c->ssl);
-	snprintf(mc->cert_issuer, sizeof mc->cert_issuer, "%s", issuer);
-	struct tm tm;
-	if (ASN1_TIME_to_tm(X509_get0_notAfter(cert), &tm) == 1)
-		mc->cert_not_after = (int64_t)timegm(&tm);
+	snprintf(mc->cert_issuer, sizeof mc->cert_issuer, "%s", peer.issuer);
+	mc->cert_not_after = peer.not_after;
 	c->user = mc;
 }
 

@@ -512,7 +512,7 @@ int node_serve_main(int argc, char **argv)
 	}
 	if (mqtt_broker_init(&broker, &cfg.limits, cfg.threads)) {
 		kz_error("out of memory");
-		SSL_CTX_free(ctx);
+		net_tls_ctx_free(ctx);
 		goto fail;
 	}
 	snprintf(broker.node_id, sizeof broker.node_id, "%s", cfg.node_id);
@@ -551,7 +551,7 @@ int node_serve_main(int argc, char **argv)
 	if (kz_store_open(&stcfg, &broker.store, &rec, why, sizeof why)) {
 		kz_error("record log: %s", why);
 		mqtt_broker_cleanup(&broker);
-		SSL_CTX_free(ctx);
+		net_tls_ctx_free(ctx);
 		goto fail;
 	}
 	if (rec.records && kz_audit_is_new(kz_audit_log)) {
@@ -561,7 +561,7 @@ int node_serve_main(int argc, char **argv)
 		kz_store_close(broker.store);
 		broker.store = NULL;
 		mqtt_broker_cleanup(&broker);
-		SSL_CTX_free(ctx);
+		net_tls_ctx_free(ctx);
 		goto fail;
 	}
 	if (rec.torn_bytes)
@@ -577,7 +577,7 @@ int node_serve_main(int argc, char **argv)
 		kz_store_close(broker.store);
 		broker.store = NULL;
 		mqtt_broker_cleanup(&broker);
-		SSL_CTX_free(ctx);
+		net_tls_ctx_free(ctx);
 		goto fail;
 	}
 	struct restore_ctx rc = { &broker, kz_now_wall_ns(), 0, 0 };
@@ -664,7 +664,7 @@ int node_serve_main(int argc, char **argv)
 		kz_store_close(broker.store);
 		broker.store = NULL;
 		mqtt_broker_cleanup(&broker);
-		SSL_CTX_free(ctx);
+		net_tls_ctx_free(ctx);
 		goto fail;
 	}
 	node_mqtt_attach(&nm, srv);
@@ -730,8 +730,8 @@ int node_serve_main(int argc, char **argv)
 	for (size_t i = 0; i < held.n; i++)
 		kz_policy_free(held.v[i]);
 	free(held.v);
-	SSL_CTX_free(ctx);
-	SSL_CTX_free(hctx);
+	net_tls_ctx_free(ctx);
+	net_tls_ctx_free(hctx);
 	kz_http_free(http);
 	taxii_close(taxii);
 	for (size_t i = 0; i < revs.n; i++)
