@@ -7,6 +7,12 @@
 #include <stddef.h>
 #include <stdint.h>
 
+/* Reserved topics of the node's services ('$' first: clients cannot write them, and
+ * wildcards at the start do not match them). TAXII: one record per STIX object version on
+ * $taxii/<collection>/<type>/<uuid>/<version µs>, a deletion on $taxii-del/... */
+#define KZ_TOPIC_TAXII "$taxii"
+#define KZ_TOPIC_TAXII_DEL "$taxii-del"
+
 /* True when filter matches topic, including the rule that a filter starting with a wildcard
  * does not match a topic starting with '$' (§4.7.2). */
 bool kz_topic_match(const uint8_t *filter, size_t flen, const uint8_t *topic, size_t tlen);

@@ -633,11 +633,9 @@ int mqtt_retained_restore(struct mqtt_broker *b, const struct kz_record *r, uint
 {
 	if (r->payload.len == 0 || (r->expiry_ns && r->expiry_ns <= now_wall_ns))
 		return KZ_OK;
-	struct mqtt_msg *m = mqtt_msg_new_labelled(r->topic.p, r->topic.len, r->payload.p, r->payload.len,
-						   r->mqtt_props.p, r->mqtt_props.len, r->label.p, r->label.len, NULL);
+	struct mqtt_msg *m = mqtt_msg_from_record(r);
 	if (!m)
 		return KZ_ENOMEM;
-	m->qos = r->qos;
 	m->retain = true;
 	m->created_ms = kz_now_mono_ms();
 	if (r->expiry_ns) { /* what is left of the interval, rounded up */
@@ -760,23 +758,6 @@ void mqtt_share_remove(struct mqtt_broker *b, const struct mqtt_sub *sub)
 
 /* ---------- records, wills, clients, timers ---------- */
 
-int mqtt_record_encode(const struct mqtt_broker *b, const struct mqtt_msg *m, const char *origin_id,
-		       struct kz_bytes content_type, struct kz_buf *out)
-{
-	struct kz_record r = { .qos = m->qos, .retain = m->retain, .precedence = KZ_PREC_ROUTINE };
-	r.time_ns = kz_now_wall_ns();
-	kz_uuidv7(r.id, r.time_ns / 1000000u);
-	if (m->has_expiry)
-		r.expiry_ns = r.time_ns + (uint64_t)m->expiry_s * 1000000000u;
-	r.topic = (struct kz_bytes){ m->topic, m->topic_len };
-	r.origin_node = (struct kz_bytes){ (const uint8_t *)b->node_id, (uint32_t)strlen(b->node_id) };
-	r.origin_id = (struct kz_bytes){ (const uint8_t *)origin_id, origin_id ? (uint32_t)strlen(origin_id) : 0 };
-	r.content_type = content_type;
-	r.mqtt_props = (struct kz_bytes){ m->props, m->props_len };
-	r.payload = (struct kz_bytes){ m->payload, m->payload_len };
-	r.label = (struct kz_bytes){ m->label, m->label_len };
-	return kz_record_encode(&r, out);
-}
 
 /* A will is a message the node publishes for the client: it becomes a record like any
  * other (routed at once, stored on the side, as QoS 0 is), so that a retained will survives
@@ -788,7 +769,7 @@ static void will_store(struct mqtt_shard *s, struct mqtt_session *ss, struct mqt
 		return;
 	struct kz_buf rec;
 	kz_buf_init(&rec, 0);
-	if (mqtt_record_encode(b, w, ss->peer_id, (struct kz_bytes){ 0 }, &rec) ||
+	if (mqtt_record_encode(b, w, ss->peer_id, &rec) ||
 	    mqtt_shard_store(s, rec.data, (uint32_t)rec.len, NULL, w)) {
 		kz_warn("session '%s': will not stored: out of memory", ss->client_id);
 		kz_buf_cleanup(&rec);

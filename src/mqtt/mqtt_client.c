@@ -1,6 +1,7 @@
 /* mqtt_client.c — one MQTT connection: framing, the per-packet handlers and the outbound
  * encoders. Handlers follow MQTT 5.0 (OASIS Standard, 2019) and 3.1.1 (2014); section
  * numbers in comments refer to 5.0 unless marked. */
+#include "base/kz_topic.h"
 #include "mqtt/mqtt_internal.h"
 #include "base/kz_err.h"
 #include "base/kz_log.h"
@@ -277,8 +278,8 @@ const char *mqtt_client_reserved_why(const uint8_t *topic, size_t n)
 {
 	if (!kz_topic_reserved(topic, n))
 		return NULL;
-	if (n >= 6 && memcmp(topic, "$taxii", 6) == 0)
-		return "$taxii topics hold validated STIX objects: post them over TAXII 2.1";
+	if (n >= strlen(KZ_TOPIC_TAXII) && memcmp(topic, KZ_TOPIC_TAXII, strlen(KZ_TOPIC_TAXII)) == 0)
+		return KZ_TOPIC_TAXII " topics hold validated STIX objects: post them over TAXII 2.1";
 	if (n >= 4 && memcmp(topic, "$SYS", 4) == 0)
 		return "$SYS topics are the server's";
 	return "topics starting with '$' are reserved for the server (MQTT 5.0 4.7.2)";

@@ -303,6 +303,38 @@ bool mqtt_user_next(const struct mqtt_props *pr, size_t *off, struct mqtt_str *k
 	return false;
 }
 
+bool mqtt_prop_next(const uint8_t *p, size_t n, size_t *off, uint8_t *id, uint32_t *num, struct mqtt_str *a,
+		    struct mqtt_str *b)
+{
+	struct rd r = { p, n, *off };
+	uint32_t pid;
+	if (r.i >= r.n || rd_varint(&r, &pid) || pid >= 64)
+		return false;
+	const struct prop_def *d = prop_find((uint8_t)pid);
+	if (!d)
+		return false;
+	*num = 0;
+	*a = *b = (struct mqtt_str){ 0 };
+	uint16_t v16 = 0;
+	uint8_t v8 = 0;
+	int rc;
+	switch (d->type) {
+	case P_BYTE: rc = rd_u8(&r, &v8), *num = v8; break;
+	case P_U16: rc = rd_u16(&r, &v16), *num = v16; break;
+	case P_U32: rc = rd_u32(&r, num); break;
+	case P_VARINT: rc = rd_varint(&r, num); break;
+	case P_STR:
+	case P_BIN: rc = rd_bin(&r, a); break;
+	case P_PAIR: rc = rd_bin(&r, a) || rd_bin(&r, b); break;
+	default: rc = -1;
+	}
+	if (rc)
+		return false;
+	*id = (uint8_t)pid;
+	*off = r.i;
+	return true;
+}
+
 static int decode_connect(struct rd *r, struct mqtt_packet *pkt, struct mqtt_err *err)
 {
 	struct mqtt_connect *c = &pkt->connect;

@@ -154,6 +154,12 @@ bool mqtt_unsub_next(const struct mqtt_packet *pkt, size_t *off, struct mqtt_str
 bool mqtt_user_next(const struct mqtt_props *props, size_t *off, struct mqtt_str *key,
 		    struct mqtt_str *val);
 
+/* Iterates an encoded property block p[0..n) (no length prefix): *off starts at 0; true
+ * with the property's id and its value (num for integers; a, and b for a User Property's
+ * value, for strings and binary data); false at the end or where the block is malformed. */
+bool mqtt_prop_next(const uint8_t *p, size_t n, size_t *off, uint8_t *id, uint32_t *num, struct mqtt_str *a,
+		    struct mqtt_str *b);
+
 /* Encodes pkt for version into out (appended). KZ_ETOOBIG if over out's cap. */
 int mqtt_encode(const struct mqtt_packet *pkt, uint8_t version, struct kz_buf *out);
 /* Size mqtt_encode would produce. */

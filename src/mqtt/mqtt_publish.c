@@ -141,16 +141,6 @@ static void q2_pending_del(struct mqtt_client *c, uint16_t pid)
 		}
 }
 
-/* Encodes the record of an accepted PUBLISH (docs/STORE.md). */
-static int record_encode(struct mqtt_client *c, const struct mqtt_packet *pkt, const struct mqtt_msg *m,
-			 struct kz_buf *out)
-{
-	struct kz_bytes ctype = { 0 };
-	if (pkt->props.has & MQTT_HAS(MQTT_PROP_CONTENT_TYPE))
-		ctype = (struct kz_bytes){ pkt->props.content_type.p, pkt->props.content_type.len };
-	return mqtt_record_encode(c->broker, m, c->peer_id, ctype, out);
-}
-
 /* Retains (when asked) and routes an accepted message; ack_rc and ack_why say what its
  * acknowledgement says. */
 static void publish_route(struct mqtt_shard *s, struct mqtt_msg *m, uint8_t *ack_rc,
@@ -207,7 +197,7 @@ static void publish_store(struct mqtt_client *c, const struct mqtt_packet *pkt, 
 {
 	struct kz_buf rec;
 	kz_buf_init(&rec, 0);
-	if (record_encode(c, pkt, m, &rec)) {
+	if (mqtt_record_encode(c->broker, m, c->peer_id, &rec)) {
 		kz_buf_cleanup(&rec);
 		mqtt_msg_unref(m);
 		publish_refuse(c, pkt, MQTT_RC_UNSPECIFIED, "out of memory");

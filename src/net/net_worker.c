@@ -298,7 +298,7 @@ int net_bind(const char *host, int port, int *out_port, char *why, size_t why_le
 	int fd = socket(family, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
 	int one = 1;
 	/* No SO_REUSEPORT: it would let a second process of the same user bind the port and take
-	 * part of the connections. The workers share this one socket (net_server_start). */
+	 * part of the connections. The workers share this one socket (net_server_create). */
 	if (fd < 0 || setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one) ||
 	    bind(fd, (struct sockaddr *)&sa, family == AF_INET ? sizeof(struct sockaddr_in) : sizeof(struct sockaddr_in6))) {
 		if (errno == EADDRINUSE)

@@ -1,4 +1,5 @@
 /* node_config.c — `key = value` configuration with # comments, driven by one table. */
+#include "base/kz_topic.h"
 #include "node/node_config.h"
 #include "base/kz_err.h"
 #include "base/kz_file.h"
@@ -568,7 +569,7 @@ int node_dev_policy_create(const struct node_config *cfg, char *why, size_t why_
 		 "default-label class=unclassified\n"
 		 "allow connect where org=%s\n"
 		 "allow publish,subscribe # where org=%s\n"
-		 "allow publish,subscribe $taxii/# where org=%s\n"
+		 "allow publish,subscribe " KZ_TOPIC_TAXII "/# where org=%s\n"
 		 "allow subscribe $SYS/# where org=%s role=monitor\n", o, o, o, o, o);
 	if (write_new(p, text, why, why_len))
 		return -1;

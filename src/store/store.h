@@ -40,13 +40,39 @@ struct kz_record {
 	bool service;            /* written by a node service (TAXII), not by a client protocol:
 				  * only such records may be on reserved topics ('$...') */
 	struct kz_bytes topic, origin_node, origin_id, label, content_type;
-	struct kz_bytes mqtt_props; /* MQTT 5 properties to forward (encoded property block) */
+	struct kz_bytes attrs;   /* the attribute list, encoded (kz_rec_attr_append, kz_rec_attr_next) */
 	struct kz_bytes payload;
+	uint8_t version;         /* of the envelope; 0 when encoding: KZ_RECORD_VERSION */
 };
 
-#define KZ_RECORD_VERSION 1
+/* Version 2: attrs is a protocol-neutral attribute list. Version 1 (logs written before
+ * 2026-12-04) held MQTT 5 properties there; such records are still read (kz_rec_attr_next maps
+ * them) and never written by the node. */
+#define KZ_RECORD_VERSION 2
 
-/* Appends the encoded record to out. KZ_EDENIED (nothing appended) for a record on a
+/* ---------- record attributes (docs/STORE.md "Attributes") ----------
+ * An ordered list; each protocol maps its own metadata to and from it (MQTT: user
+ * properties and the forwarded PUBLISH properties; TAXII: an object's references).
+ * Readers skip kinds they do not know. */
+enum kz_rec_attr_kind {
+	KZ_RATTR_USER = 1,           /* an application's name/value pair; names may repeat, order kept */
+	KZ_RATTR_RESPONSE_TOPIC = 2, /* value: the topic a reply should go to */
+	KZ_RATTR_CORRELATION = 3,    /* value: opaque bytes tying a reply to its request */
+	KZ_RATTR_UTF8_PAYLOAD = 4,   /* the payload is UTF-8 text (no name, no value) */
+};
+struct kz_rec_attr {
+	uint8_t kind;
+	struct kz_bytes name, value; /* point into the record */
+};
+/* Appends one attribute (u8 kind, varint name length, name, varint value length, value). */
+int kz_rec_attr_append(struct kz_buf *out, uint8_t kind, const void *name, size_t name_len, const void *value,
+		   size_t value_len);
+/* The attribute at *off (start at 0) of a decoded record, of either version; false at the end. */
+bool kz_rec_attr_next(const struct kz_record *r, size_t *off, struct kz_rec_attr *a);
+/* The record's content type (a version 1 will's record kept it only among its properties). */
+struct kz_bytes kz_record_content_type(const struct kz_record *r);
+
+/* Appends the encoded record to out (version r->version, 0: the current one). KZ_EDENIED (nothing appended) for a record on a
  * reserved topic (first character '$', MQTT 5.0 §4.7.2) that is not a service's: the one
  * place where every write path meets, so that no client protocol can forge one. */
 int kz_record_encode(const struct kz_record *r, struct kz_buf *out);

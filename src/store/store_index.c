@@ -293,7 +293,7 @@ static int index_cb(void *ctx, uint64_t seq, const uint8_t *body, size_t n, cons
 	if (kz_record_decode(body, n, &r, &what)) {
 		/* CRC-valid but not a record this version understands: leave it out of the index. */
 		kz_warn("index: record %" PRIu64 " not indexed: %s", seq, what);
-	} else if (r.topic.len >= 6 && memcmp(r.topic.p, "$taxii", 6) == 0) {
+	} else if (r.topic.len >= strlen(KZ_TOPIC_TAXII) && memcmp(r.topic.p, KZ_TOPIC_TAXII, strlen(KZ_TOPIC_TAXII)) == 0) {
 		/* STIX objects: the TAXII service derives its own index from the log (one topic per
 		 * object version would swamp the topic table), and retention never drops them */
 	} else {

@@ -166,7 +166,8 @@ int kz_uuid_parse(const char *s, uint8_t id[16])
 /* ---------- envelope ----------
  * u8 version | u8 flags | u8 precedence | u8 qos | id[16] | u64 time_ns | u64 source_time_ns
  * | u64 expiry_ns | then seven length-prefixed fields (u32 length, bytes): topic, origin_node,
- * origin_id, label, content_type, mqtt_props, payload. Integers little-endian. */
+ * origin_id, label, content_type, attrs, payload. Integers little-endian. attrs: version 2,
+ * the attribute list; version 1, an MQTT 5 property block (read only). */
 
 #define REC_FIXED 44
 #define REC_FLAG_RETAIN 0x01
@@ -195,9 +196,11 @@ static uint32_t get32(const uint8_t *p)
 int kz_record_encode(const struct kz_record *r, struct kz_buf *out)
 {
 	const struct kz_bytes *f[] = { &r->topic, &r->origin_node, &r->origin_id, &r->label,
-				       &r->content_type, &r->mqtt_props, &r->payload };
+				       &r->content_type, &r->attrs, &r->payload };
 	if (!r->service && kz_topic_reserved(r->topic.p, r->topic.len))
 		return KZ_EDENIED;
+	if (r->version > KZ_RECORD_VERSION)
+		return KZ_EINVAL;
 	size_t total = REC_FIXED;
 	for (size_t i = 0; i < KZ_ARRAY_LEN(f); i++)
 		total += 4 + (size_t)f[i]->len;
@@ -205,7 +208,7 @@ int kz_record_encode(const struct kz_record *r, struct kz_buf *out)
 	if (rc)
 		return rc;
 	uint8_t *p = kz_buf_tail(out);
-	p[0] = KZ_RECORD_VERSION;
+	p[0] = r->version ? r->version : KZ_RECORD_VERSION;
 	p[1] = (uint8_t)((r->retain ? REC_FLAG_RETAIN : 0) | (r->service ? REC_FLAG_SERVICE : 0));
 	p[2] = r->precedence;
 	p[3] = r->qos;
@@ -225,12 +228,14 @@ int kz_record_encode(const struct kz_record *r, struct kz_buf *out)
 	return KZ_OK;
 }
 
+static bool attrs_valid(const struct kz_record *r);
+
 int kz_record_decode(const uint8_t *p, size_t n, struct kz_record *r, const char **why)
 {
 	*why = NULL;
 	if (n < REC_FIXED)
 		return *why = "record shorter than its fixed header", KZ_EMALFORMED;
-	if (p[0] != KZ_RECORD_VERSION)
+	if (p[0] < 1 || p[0] > KZ_RECORD_VERSION)
 		return *why = "unknown record version", KZ_EMALFORMED;
 	if (p[1] & ~REC_FLAGS_KNOWN)
 		return *why = "unknown record flags", KZ_EMALFORMED;
@@ -239,6 +244,7 @@ int kz_record_decode(const uint8_t *p, size_t n, struct kz_record *r, const char
 	if (p[3] > 2)
 		return *why = "QoS out of range", KZ_EMALFORMED;
 	memset(r, 0, sizeof *r);
+	r->version = p[0];
 	r->retain = p[1] & REC_FLAG_RETAIN;
 	r->service = p[1] & REC_FLAG_SERVICE;
 	r->precedence = p[2];
@@ -248,7 +254,7 @@ int kz_record_decode(const uint8_t *p, size_t n, struct kz_record *r, const char
 	r->source_time_ns = get64(p + 28);
 	r->expiry_ns = get64(p + 36);
 	struct kz_bytes *f[] = { &r->topic, &r->origin_node, &r->origin_id, &r->label,
-				 &r->content_type, &r->mqtt_props, &r->payload };
+				 &r->content_type, &r->attrs, &r->payload };
 	size_t off = REC_FIXED;
 	for (size_t i = 0; i < KZ_ARRAY_LEN(f); i++) {
 		if (n - off < 4)
@@ -265,5 +271,164 @@ int kz_record_decode(const uint8_t *p, size_t n, struct kz_record *r, const char
 		return *why = "bytes after the last record field", KZ_EMALFORMED;
 	if (r->topic.len == 0)
 		return *why = "record without a topic", KZ_EMALFORMED;
+	if (!attrs_valid(r))
+		return *why = r->version == 1 ? "record properties malformed" : "record attributes malformed",
+		       KZ_EMALFORMED;
 	return KZ_OK;
+}
+
+/* ---------- attributes ---------- */
+
+static size_t varint_put(uint8_t *p, uint32_t v)
+{
+	size_t n = 0;
+	do {
+		p[n] = (uint8_t)(v & 0x7f);
+		v >>= 7;
+		if (v)
+			p[n] |= 0x80;
+		n++;
+	} while (v);
+	return n;
+}
+
+/* A LEB128 varint of at most 5 bytes (32 bits); false when cut off or too long. */
+static bool varint_get(const uint8_t *p, size_t n, size_t *off, uint32_t *v)
+{
+	uint64_t x = 0;
+	for (unsigned i = 0; i < 5; i++) {
+		if (*off >= n)
+			return false;
+		uint8_t b = p[(*off)++];
+		x |= (uint64_t)(b & 0x7f) << (7 * i);
+		if (!(b & 0x80))
+			return x <= UINT32_MAX && (*v = (uint32_t)x, true);
+	}
+	return false;
+}
+
+int kz_rec_attr_append(struct kz_buf *out, uint8_t kind, const void *name, size_t name_len, const void *value,
+		   size_t value_len)
+{
+	if (name_len > UINT32_MAX || value_len > UINT32_MAX || kind == 0)
+		return KZ_EINVAL;
+	uint8_t h[11];
+	size_t hn = 0;
+	h[hn++] = kind;
+	hn += varint_put(h + hn, (uint32_t)name_len);
+	int rc = kz_buf_append(out, h, hn);
+	if (!rc && name_len)
+		rc = kz_buf_append(out, name, name_len);
+	hn = varint_put(h, (uint32_t)value_len);
+	if (!rc)
+		rc = kz_buf_append(out, h, hn);
+	if (!rc && value_len)
+		rc = kz_buf_append(out, value, value_len);
+	return rc;
+}
+
+static bool next_v2(const uint8_t *p, size_t n, size_t *off, struct kz_rec_attr *a)
+{
+	size_t i = *off;
+	uint32_t nl, vl;
+	if (i >= n)
+		return false;
+	a->kind = p[i++];
+	if (a->kind == 0 || !varint_get(p, n, &i, &nl) || nl > n - i)
+		return false;
+	a->name = (struct kz_bytes){ p + i, nl };
+	i += nl;
+	if (!varint_get(p, n, &i, &vl) || vl > n - i)
+		return false;
+	a->value = (struct kz_bytes){ p + i, vl };
+	*off = i + vl;
+	return true;
+}
+
+/* Version 1 records hold the MQTT 5 properties the node forwarded (MQTT 5.0 §3.3.2.3):
+ * Payload Format Indicator (0x01, a byte), Content Type (0x03, a string, also in the
+ * envelope's field), Response Topic (0x08, a string), Correlation Data (0x09, binary) and
+ * User Property (0x26, a string pair); strings are u16-length prefixed, big-endian. Content
+ * Type is not an attribute (kz_record_content_type) and a Payload Format Indicator of 0
+ * says nothing: both are skipped. */
+static bool v1_str(const uint8_t *p, size_t n, size_t *i, struct kz_bytes *s)
+{
+	if (n - *i < 2)
+		return false;
+	uint32_t l = (uint32_t)p[*i] << 8 | p[*i + 1];
+	if (l > n - *i - 2)
+		return false;
+	*s = (struct kz_bytes){ p + *i + 2, l };
+	*i += 2 + l;
+	return true;
+}
+
+static int next_v1(const uint8_t *p, size_t n, size_t *off, struct kz_rec_attr *a, struct kz_bytes *ctype)
+{
+	while (*off < n) {
+		size_t i = *off;
+		uint8_t id = p[i++];
+		struct kz_bytes x = { 0 }, y = { 0 };
+		bool ok;
+		switch (id) {
+		case 0x01: ok = i < n && p[i] <= 1; if (ok) x.len = p[i++]; break;
+		case 0x03: case 0x08: case 0x09: ok = v1_str(p, n, &i, &x); break;
+		case 0x26: ok = v1_str(p, n, &i, &x) && v1_str(p, n, &i, &y); break;
+		default: ok = false;
+		}
+		if (!ok)
+			return -1;
+		*off = i;
+		*a = (struct kz_rec_attr){ 0 };
+		switch (id) {
+		case 0x01:
+			if (!x.len)
+				continue;
+			a->kind = KZ_RATTR_UTF8_PAYLOAD;
+			return 1;
+		case 0x03:
+			if (ctype)
+				*ctype = x;
+			continue;
+		case 0x08: a->kind = KZ_RATTR_RESPONSE_TOPIC, a->value = x; return 1;
+		case 0x09: a->kind = KZ_RATTR_CORRELATION, a->value = x; return 1;
+		default: a->kind = KZ_RATTR_USER, a->name = x, a->value = y; return 1;
+		}
+	}
+	return 0;
+}
+
+bool kz_rec_attr_next(const struct kz_record *r, size_t *off, struct kz_rec_attr *a)
+{
+	if (r->version == 1)
+		return next_v1(r->attrs.p, r->attrs.len, off, a, NULL) > 0;
+	return next_v2(r->attrs.p, r->attrs.len, off, a);
+}
+
+struct kz_bytes kz_record_content_type(const struct kz_record *r)
+{
+	struct kz_bytes ct = r->content_type;
+	if (!ct.len && r->version == 1) { /* a will's record kept it only among the properties */
+		size_t off = 0;
+		struct kz_rec_attr a;
+		while (next_v1(r->attrs.p, r->attrs.len, &off, &a, &ct) > 0)
+			;
+	}
+	return ct;
+}
+
+static bool attrs_valid(const struct kz_record *r)
+{
+	size_t off = 0;
+	struct kz_rec_attr a;
+	if (r->version == 1) {
+		int k;
+		while ((k = next_v1(r->attrs.p, r->attrs.len, &off, &a, NULL)) > 0)
+			;
+		return k == 0;
+	}
+	while (off < r->attrs.len)
+		if (!next_v2(r->attrs.p, r->attrs.len, &off, &a))
+			return false;
+	return true;
 }

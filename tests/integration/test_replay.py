@@ -137,5 +137,50 @@ def test_bad_spec_refused():
     p.close()
 
 
+def test_properties_survive_storage():
+    """The properties a message forwards (MQTT 5.0 §3.3.2.3) are kept in the record's
+    attributes (docs/STORE.md): a replay, and a retained message after a restart, carry the
+    same Payload Format, Content Type, Response Topic, Correlation Data and User Properties
+    (repeated names, in order) as the live delivery."""
+    t0 = now_rfc3339()
+    pr = Properties(PacketTypes.PUBLISH)
+    pr.PayloadFormatIndicator = 1
+    pr.ContentType = "text/plain"
+    pr.ResponseTopic = "reply/here"
+    pr.CorrelationData = b"\x00\x01corr"
+    pr.UserProperty = [("k", "1"), ("other", "x"), ("k", "2")]
+
+    def same(m):
+        q = m.properties
+        assert q.PayloadFormatIndicator == 1 and q.ContentType == "text/plain", q
+        assert q.ResponseTopic == "reply/here" and q.CorrelationData == b"\x00\x01corr", q
+        assert q.UserProperty == [("k", "1"), ("other", "x"), ("k", "2")], q.UserProperty
+
+    live = node.client("props-live")
+    live.sub("props/#", qos=1)
+    p = node.client("props-pub")
+    p.pub("props/a", "with-props", qos=1, props=pr)
+    p.pub("props/r", "retained", qos=1, retain=True, props=pr)
+    p.close()
+    for _ in range(2):
+        same(live.get())
+    live.close()
+    s = node.client("props-replay")
+    s.sub("props/a", qos=1, props=replay_props(t0))
+    m = s.get()
+    assert m.payload == b"with-props"
+    same(m)
+    s.close()
+    assert node.stop() == 0
+    node.log = open(node.log.name, "a")
+    node.start()
+    r = node.client("props-retained")
+    r.sub("props/r", qos=1)
+    m = r.get()
+    assert m.payload == b"retained" and m.retain
+    same(m)
+    r.close()
+
+
 run_tests([test_history_then_live, test_seam_under_load, test_paced_beyond_queue_cap, test_since_record_id,
-           test_bad_spec_refused])
+           test_bad_spec_refused, test_properties_survive_storage])

@@ -217,61 +217,44 @@ int tx_refs_intern(struct taxii *t, const char *by, const char *const *marks, si
 	return k && (*mk_i = mset_intern(t, ix, k)) == TX_NONE ? -1 : 0;
 }
 
-/* The record of an object version carries its created_by_ref and markings as MQTT user
- * properties (stix-created-by-ref, stix-marking-ref), so the index is rebuilt from the
+/* The record of an object version carries its created_by_ref and markings as user
+ * attributes (stix-created-by-ref, stix-marking-ref), so the index is rebuilt from the
  * record's envelope without parsing the object. */
 
-static void prop_pair(struct kz_buf *b, const char *k, const char *v, size_t vl)
-{
-	size_t kl = strlen(k);
-	uint8_t h[3] = { 0x26, (uint8_t)(kl >> 8), (uint8_t)kl }, l2[2] = { (uint8_t)(vl >> 8), (uint8_t)vl };
-	kz_buf_append(b, h, 3);
-	kz_buf_append(b, k, kl);
-	kz_buf_append(b, l2, 2);
-	kz_buf_append(b, v, vl);
-}
-
-void tx_refs_props(struct taxii *t, const struct tx_ent *e, struct kz_buf *b)
+void tx_refs_attrs(struct taxii *t, const struct tx_ent *e, struct kz_buf *b)
 {
 	if (e->by_i != TX_NONE) {
 		const struct tx_istr *x = istr(&t->refs, e->by_i);
-		prop_pair(b, PROP_BY, x->p, x->len);
+		kz_rec_attr_append(b, KZ_RATTR_USER, PROP_BY, strlen(PROP_BY), x->p, x->len);
 	}
 	uint32_t nm;
 	const uint32_t *ms = tx_mset_of(t, e, &nm);
 	for (uint32_t i = 0; i < nm; i++) {
 		const struct tx_istr *x = istr(&t->refs, ms[i]);
-		prop_pair(b, PROP_MK, x->p, x->len);
+		kz_rec_attr_append(b, KZ_RATTR_USER, PROP_MK, strlen(PROP_MK), x->p, x->len);
 	}
 }
 
-/* The reverse of refs_props on a record's property block (other properties are skipped
- * only when they are user properties: the block is ours). */
-int tx_refs_from_props(struct taxii *t, const uint8_t *p, size_t n, uint32_t *by_i, uint32_t *mk_i)
+/* The reverse of tx_refs_attrs on a record (other attributes are skipped). */
+int tx_refs_from_record(struct taxii *t, const struct kz_record *r, uint32_t *by_i, uint32_t *mk_i)
 {
 	uint32_t ix[STIX_MAX_MARKINGS];
-	size_t k = 0;
+	size_t k = 0, off = 0;
+	struct kz_rec_attr a;
 	*by_i = *mk_i = TX_NONE;
-	for (size_t i = 0; i < n;) {
-		if (p[i] != 0x26 || i + 3 > n)
-			return -1;
-		size_t kl = (size_t)p[i + 1] << 8 | p[i + 2];
-		if (i + 3 + kl + 2 > n)
-			return -1;
-		const uint8_t *key = p + i + 3;
-		size_t vl = (size_t)p[i + 3 + kl] << 8 | p[i + 4 + kl];
-		const uint8_t *v = p + i + 5 + kl;
-		if (i + 5 + kl + vl > n)
-			return -1;
-		i += 5 + kl + vl;
-		bool is_by = kl == strlen(PROP_BY) && memcmp(key, PROP_BY, kl) == 0;
-		bool is_mk = kl == strlen(PROP_MK) && memcmp(key, PROP_MK, kl) == 0;
-		uint32_t x = is_by || (is_mk && k < STIX_MAX_MARKINGS) ? tx_intern(&t->refs, v, vl, true) : TX_NONE;
-		if ((is_by || (is_mk && k < STIX_MAX_MARKINGS)) && x == TX_NONE)
+	while (kz_rec_attr_next(r, &off, &a)) {
+		if (a.kind != KZ_RATTR_USER)
+			continue;
+		bool is_by = a.name.len == strlen(PROP_BY) && memcmp(a.name.p, PROP_BY, a.name.len) == 0;
+		bool is_mk = a.name.len == strlen(PROP_MK) && memcmp(a.name.p, PROP_MK, a.name.len) == 0;
+		if (!is_by && !(is_mk && k < STIX_MAX_MARKINGS))
+			continue;
+		uint32_t x = tx_intern(&t->refs, a.value.p, a.value.len, true);
+		if (x == TX_NONE)
 			return -1;
 		if (is_by)
 			*by_i = x;
-		else if (is_mk && k < STIX_MAX_MARKINGS)
+		else
 			ix[k++] = x;
 	}
 	return k && (*mk_i = mset_intern(t, ix, k)) == TX_NONE ? -1 : 0;

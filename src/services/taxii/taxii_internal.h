@@ -249,8 +249,8 @@ const uint32_t *tx_mset_of(struct taxii *t, const struct tx_ent *e, uint32_t *n)
 void tx_plists_free(struct tx_plist *l, uint32_t n);
 int tx_refs_intern(struct taxii *t, const char *by, const char *const *marks, size_t nm, uint32_t *by_i,
 		       uint32_t *mk_i);
-void tx_refs_props(struct taxii *t, const struct tx_ent *e, struct kz_buf *b);
-int tx_refs_from_props(struct taxii *t, const uint8_t *p, size_t n, uint32_t *by_i, uint32_t *mk_i);
+void tx_refs_attrs(struct taxii *t, const struct tx_ent *e, struct kz_buf *b);
+int tx_refs_from_record(struct taxii *t, const struct kz_record *r, uint32_t *by_i, uint32_t *mk_i);
 int tx_ent_add(struct taxii *t, struct tx_coll *c, const struct tx_ent *e);
 uint32_t tx_type_index(struct taxii *t, const char *type, bool add);
 const char *tx_tlp_word(int tlp);

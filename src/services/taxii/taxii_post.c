@@ -1,4 +1,5 @@
 /* taxii_post.c — POST objects (§5.5) and DELETE object (§5.7), with the tree of a POSTed envelope. */
+#include "base/kz_topic.h"
 #include "services/taxii/taxii_internal.h"
 
 /* ---------- POST objects (§5.5) and DELETE object (§5.7) ---------- */
@@ -165,7 +166,7 @@ static struct kz_store_item record_item(struct taxii *t, struct tx_post *p, size
 	/* $taxii[-del]/<collection>/<type>/<uuid>/<version µs>, built by hand: snprintf was a
 	 * few per cent of an import */
 	char topic[400], *q = topic;
-	const char *pre = p->del ? "$taxii-del/" : "$taxii/", *ty = t->types[e->type_i];
+	const char *pre = p->del ? KZ_TOPIC_TAXII_DEL "/" : KZ_TOPIC_TAXII "/", *ty = t->types[e->type_i];
 	size_t tl = strlen(ty);
 	memcpy(q, pre, strlen(pre));
 	q += strlen(pre);
@@ -197,12 +198,12 @@ static struct kz_store_item record_item(struct taxii *t, struct tx_post *p, size
 	kr.origin_node = (struct kz_bytes){ (const uint8_t *)t->cfg.node_id, (uint32_t)strlen(t->cfg.node_id) };
 	kr.origin_id = (struct kz_bytes){ (const uint8_t *)identity, (uint32_t)strlen(identity) };
 	kr.label = (struct kz_bytes){ (const uint8_t *)label, (uint32_t)strlen(label) };
-	struct kz_buf props;
-	kz_buf_init(&props, 0);
+	struct kz_buf attrs;
+	kz_buf_init(&attrs, 0);
 	if (!p->del) {
 		kr.content_type = (struct kz_bytes){ (const uint8_t *)STIX_MT, (uint32_t)strlen(STIX_MT) };
-		tx_refs_props(t, e, &props);
-		kr.mqtt_props = (struct kz_bytes){ kz_buf_head(&props), (uint32_t)props.len };
+		tx_refs_attrs(t, e, &attrs);
+		kr.attrs = (struct kz_bytes){ kz_buf_head(&attrs), (uint32_t)attrs.len };
 	}
 	kr.payload = (struct kz_bytes){ payload, plen };
 	kz_buf_reset(rec);
@@ -214,7 +215,7 @@ static struct kz_store_item record_item(struct taxii *t, struct tx_post *p, size
 	uint8_t *data = NULL;
 	if (!kz_record_encode(&kr, rec) && (data = malloc(rec->len)))
 		memcpy(data, kz_buf_head(rec), rec->len);
-	kz_buf_cleanup(&props);
+	kz_buf_cleanup(&attrs);
 	return (struct kz_store_item){ data, data ? (uint32_t)rec->len : 0, post_item_done, dc, pos };
 }
 
@@ -340,7 +341,7 @@ void tx_post_objects(struct taxii *t, struct kz_http_req *r, struct tx_coll *c, 
 		char topic[80];
 		const char *dt = NULL, *w;
 		const struct kz_label *dl;
-		snprintf(topic, sizeof topic, "$taxii/%s/objects", c->id);
+		snprintf(topic, sizeof topic, KZ_TOPIC_TAXII "/%s/objects", c->id);
 		if (kz_policy_publish(sub->pol, &sub->s, topic, strlen(topic), &dl, &dt, &w) && dt) {
 			char buf[KZ_LABEL_MAX_LEN + 1];
 			snprintf(buf, sizeof buf, "%s", dt);

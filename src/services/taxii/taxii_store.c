@@ -1,4 +1,5 @@
 /* taxii_store.c — the collections file, the rebuild of the index from the log, open and close. */
+#include "base/kz_topic.h"
 #include "services/taxii/taxii_internal.h"
 
 /* ---------- collections file ---------- */
@@ -112,7 +113,7 @@ bool tx_can_read(struct tx_coll *c, struct tx_subject *sub)
 		return true;
 	char f[80];
 	const char *why;
-	snprintf(f, sizeof f, "$taxii/%s/#", c->id);
+	snprintf(f, sizeof f, KZ_TOPIC_TAXII "/%s/#", c->id);
 	return kz_policy_subscribe(sub->pol, &sub->s, f, strlen(f), &why);
 }
 
@@ -125,7 +126,7 @@ bool tx_can_write(struct tx_coll *c, struct tx_subject *sub)
 	char f[80];
 	const char *why, *dt;
 	const struct kz_label *dl;
-	snprintf(f, sizeof f, "$taxii/%s/objects", c->id);
+	snprintf(f, sizeof f, KZ_TOPIC_TAXII "/%s/objects", c->id);
 	return kz_policy_publish(sub->pol, &sub->s, f, strlen(f), &dl, &dt, &why);
 }
 
@@ -161,9 +162,9 @@ static int parse_topic(const uint8_t *p, size_t n, bool *del, char coll[37], cha
 		parts[k++] = tok;
 	if (k != 5)
 		return -1;
-	if (strcmp(parts[0], "$taxii") == 0)
+	if (strcmp(parts[0], KZ_TOPIC_TAXII) == 0)
 		*del = false;
-	else if (strcmp(parts[0], "$taxii-del") == 0)
+	else if (strcmp(parts[0], KZ_TOPIC_TAXII_DEL) == 0)
 		*del = true;
 	else
 		return -1;
@@ -189,7 +190,8 @@ static int rebuild_cb(void *ctx, uint64_t seq, const uint8_t *body, size_t n, co
 	struct rebuild *rb = ctx;
 	struct kz_record r;
 	const char *why;
-	if (n < 8 || kz_record_decode(body, n, &r, &why) || r.topic.len < 7 || memcmp(r.topic.p, "$taxii", 6) != 0)
+	if (n < 8 || kz_record_decode(body, n, &r, &why) || r.topic.len <= strlen(KZ_TOPIC_TAXII) ||
+	    memcmp(r.topic.p, KZ_TOPIC_TAXII, strlen(KZ_TOPIC_TAXII)) != 0)
 		return 0;
 	if (!r.service) { /* not written by the TAXII write path: never part of a collection */
 		rb->foreign++;
@@ -222,7 +224,7 @@ static int rebuild_cb(void *ctx, uint64_t seq, const uint8_t *body, size_t n, co
 	}
 	struct tx_ent e = { .seq = seq, .pos = *pos, .added_us = (int64_t)(r.time_ns / 1000), .version_us = ver,
 			    .type_i = ti, .acc_i = ai, .tlp = rb->t->acc[ai]->tlp };
-	if (tx_refs_from_props(rb->t, r.mqtt_props.p, r.mqtt_props.len, &e.by_i, &e.mk_i)) {
+	if (tx_refs_from_record(rb->t, &r, &e.by_i, &e.mk_i)) {
 		rb->skipped++;
 		return 0;
 	}

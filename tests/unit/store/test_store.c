@@ -64,6 +64,94 @@ static void test_uuidv7(void **st)
 	assert_int_equal(kz_uuid_parse("not-a-uuid", c), KZ_EINVAL);
 }
 
+/* Attributes: written as version 2, read back in order; a version 1 record (MQTT 5
+ * properties in the same field) reads as the same attributes; malformed lists are refused. */
+static void test_record_attributes(void **st)
+{
+	struct kz_buf attrs, b;
+	kz_buf_init(&attrs, 0);
+	kz_buf_init(&b, 0);
+	size_t ends[4];
+	assert_int_equal(kz_rec_attr_append(&attrs, KZ_RATTR_UTF8_PAYLOAD, NULL, 0, NULL, 0), KZ_OK);
+	ends[0] = attrs.len;
+	assert_int_equal(kz_rec_attr_append(&attrs, KZ_RATTR_RESPONSE_TOPIC, NULL, 0, "re/1", 4), KZ_OK);
+	ends[1] = attrs.len;
+	assert_int_equal(kz_rec_attr_append(&attrs, KZ_RATTR_USER, "k", 1, "v1", 2), KZ_OK);
+	ends[2] = attrs.len;
+	char big[300];
+	memset(big, 'x', sizeof big);
+	assert_int_equal(kz_rec_attr_append(&attrs, KZ_RATTR_USER, "k", 1, big, sizeof big), KZ_OK);
+	ends[3] = attrs.len;
+	struct kz_record r = { .qos = 1 };
+	r.topic = B("a/b");
+	r.attrs = (struct kz_bytes){ kz_buf_head(&attrs), (uint32_t)attrs.len };
+	assert_int_equal(kz_record_encode(&r, &b), KZ_OK);
+	struct kz_record d;
+	const char *why;
+	assert_int_equal(kz_record_decode(kz_buf_head(&b), b.len, &d, &why), KZ_OK);
+	assert_int_equal(d.version, 2);
+	struct kz_rec_attr a;
+	size_t off = 0;
+	assert_true(kz_rec_attr_next(&d, &off, &a));
+	assert_int_equal(a.kind, KZ_RATTR_UTF8_PAYLOAD);
+	assert_true(kz_rec_attr_next(&d, &off, &a));
+	assert_int_equal(a.kind, KZ_RATTR_RESPONSE_TOPIC);
+	assert_int_equal(a.value.len, 4);
+	assert_memory_equal(a.value.p, "re/1", 4);
+	assert_true(kz_rec_attr_next(&d, &off, &a));
+	assert_int_equal(a.kind, KZ_RATTR_USER);
+	assert_memory_equal(a.name.p, "k", 1);
+	assert_memory_equal(a.value.p, "v1", 2);
+	assert_true(kz_rec_attr_next(&d, &off, &a));
+	assert_int_equal(a.value.len, sizeof big);
+	assert_false(kz_rec_attr_next(&d, &off, &a));
+	/* a list cut anywhere but between attributes is malformed */
+	for (uint32_t cut = 1; cut < attrs.len; cut++) {
+		struct kz_buf c;
+		kz_buf_init(&c, 0);
+		r.attrs.len = cut;
+		bool boundary = cut == ends[0] || cut == ends[1] || cut == ends[2] || cut == ends[3];
+		assert_int_equal(kz_record_encode(&r, &c), KZ_OK);
+		assert_int_equal(kz_record_decode(kz_buf_head(&c), c.len, &d, &why), boundary ? KZ_OK : KZ_EMALFORMED);
+		kz_buf_cleanup(&c);
+	}
+	/* version 1: Payload Format 1, Content Type, Response Topic, Correlation Data, a User
+	 * Property, as the node wrote them before attributes (MQTT 5.0 §3.3.2.3) */
+	static const uint8_t v1props[] = { 0x01, 1, 0x03, 0, 4, 't', 'e', 'x', 't', 0x08, 0, 2, 'r', 't',
+					   0x09, 0, 1, 0xAA, 0x26, 0, 1, 'k', 0, 2, 'v', '1' };
+	struct kz_record o = { .qos = 1, .version = 1 };
+	o.topic = B("a/b");
+	o.attrs = (struct kz_bytes){ v1props, sizeof v1props };
+	kz_buf_reset(&b);
+	assert_int_equal(kz_record_encode(&o, &b), KZ_OK);
+	assert_int_equal(kz_record_decode(kz_buf_head(&b), b.len, &d, &why), KZ_OK);
+	assert_int_equal(d.version, 1);
+	struct kz_bytes ct = kz_record_content_type(&d); /* a will's record: only in the properties */
+	assert_int_equal(ct.len, 4);
+	assert_memory_equal(ct.p, "text", 4);
+	static const uint8_t kinds[] = { KZ_RATTR_UTF8_PAYLOAD, KZ_RATTR_RESPONSE_TOPIC, KZ_RATTR_CORRELATION,
+					 KZ_RATTR_USER };
+	off = 0;
+	for (size_t i = 0; i < sizeof kinds; i++) {
+		assert_true(kz_rec_attr_next(&d, &off, &a));
+		assert_int_equal(a.kind, kinds[i]);
+	}
+	assert_int_equal(a.name.len, 1);
+	assert_memory_equal(a.value.p, "v1", 2);
+	assert_false(kz_rec_attr_next(&d, &off, &a));
+	/* a version 1 record with a property the node never forwarded is malformed */
+	static const uint8_t v1bad[] = { 0x23, 0, 5 }; /* Topic Alias */
+	o.attrs = (struct kz_bytes){ v1bad, sizeof v1bad };
+	kz_buf_reset(&b);
+	assert_int_equal(kz_record_encode(&o, &b), KZ_OK);
+	assert_int_equal(kz_record_decode(kz_buf_head(&b), b.len, &d, &why), KZ_EMALFORMED);
+	/* versions the reader does not know */
+	kz_buf_head(&b)[0] = 3;
+	assert_int_equal(kz_record_decode(kz_buf_head(&b), b.len, &d, &why), KZ_EMALFORMED);
+	kz_buf_cleanup(&attrs);
+	kz_buf_cleanup(&b);
+}
+
 static void test_record_roundtrip_and_malformed(void **st)
 {
 	struct kz_record r = { .time_ns = 123, .source_time_ns = 45, .expiry_ns = 999,
@@ -91,7 +179,8 @@ static void test_record_roundtrip_and_malformed(void **st)
 	assert_int_equal(d.topic.len, 12);
 	assert_memory_equal(d.topic.p, "tracks/air/1", 12);
 	assert_memory_equal(d.payload.p, "{\"x\":1}", 7);
-	assert_int_equal(d.mqtt_props.len, 0);
+	assert_int_equal(d.attrs.len, 0);
+	assert_int_equal(d.version, KZ_RECORD_VERSION);
 	assert_false(d.service);
 	/* reserved topics: only a service's record may be there (issue 16) */
 	struct kz_buf rb;
@@ -429,6 +518,7 @@ int main(void)
 		cmocka_unit_test(test_crc32c),
 		cmocka_unit_test(test_uuidv7),
 		cmocka_unit_test(test_record_roundtrip_and_malformed),
+		cmocka_unit_test(test_record_attributes),
 		cmocka_unit_test_setup_teardown(test_log_reopen_and_scan, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_log_rolls_segments, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_log_torn_tail_is_cut, setup, teardown),
