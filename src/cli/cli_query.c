@@ -1,4 +1,5 @@
 /* cli_query.c — `kizuna query`: records from the index, as JSON or NDJSON. */
+#include "trust/access.h"
 #include "cli/cli_store.h"
 #include "base/kz_err.h"
 #include "base/kz_hash.h"
@@ -51,7 +52,8 @@ static int row(void *ctx, uint64_t seq, const struct kz_record *r)
 				     ? NULL
 				     : &l;
 		}
-		if (!kz_policy_may_read(o->pol, o->as, r->topic.p, r->topic.len, lp, &w)) {
+		struct kz_record_facts f = { .topic = r->topic.p, .topic_len = r->topic.len, .label = lp };
+		if (!kz_may_read(o->pol, o->as, KZ_PATH_QUERY, &f, &w)) {
 			/* the decision is audited: the first ones one by one, the rest counted */
 			if (o->withheld < AUDIT_DENIALS_ONE_BY_ONE) {
 				char id[37], reason[300];

@@ -12,6 +12,7 @@
  * the policy generation changes (a reload of the policy or the registry, the only ways the
  * subject's attributes change: a session's identity is fixed), so a reload takes effect on
  * the next message. A will is decided again when it fires. */
+#include "trust/access.h"
 #include "mqtt/mqtt_internal.h"
 
 #include "base/kz_err.h"
@@ -84,16 +85,12 @@ bool mqtt_policy_check_delivery(struct mqtt_session *ss, const struct mqtt_msg *
 		} else {
 			char canon[KZ_LABEL_MAX_LEN + 1], w[160];
 			size_t cn;
-			if (kz_label_parse(p, (const char *)m->label, m->label_len, &tmp, canon, &cn, w, sizeof w)) {
-				l = NULL;
-				why = "label not valid under the policy in force";
-			} else {
-				l = &tmp;
-			}
+			l = kz_label_parse(p, (const char *)m->label, m->label_len, &tmp, canon, &cn, w, sizeof w) ? NULL
+															       : &tmp;
 		}
 	}
-	if (s && l)
-		allow = kz_dominates(p, s, l, &why);
+	if (s) /* l NULL: the label does not parse under this policy (why says so) */
+		allow = kz_may_read(p, s, KZ_PATH_DELIVERY, &(struct kz_record_facts){ .label = l }, &why);
 	ss->dc_key[slot] = h;
 	ss->dc_val[slot] = allow ? 2 : 1;
 	if (allow) {
@@ -139,20 +136,17 @@ bool mqtt_policy_will_allowed(struct mqtt_session *ss, const struct mqtt_msg *w)
 	if (!p)
 		return true;
 	const struct kz_subject *s = mqtt_session_subject(ss, p);
-	const struct kz_label *dl;
-	const char *dt, *why = "out of memory";
-	char w2[160] = "", canon[KZ_LABEL_MAX_LEN + 1];
+	const char *why = "out of memory";
+	char wbuf[200], canon[KZ_LABEL_MAX_LEN + 1];
 	size_t cn;
 	struct kz_label lab;
-	bool ok = s && kz_policy_connect(p, s, &why) &&
-		  kz_policy_publish(p, s, (const char *)w->topic, w->topic_len, &dl, &dt, &why);
-	if (ok && w->label) {
-		if (kz_label_parse(p, (const char *)w->label, w->label_len, &lab, canon, &cn, w2, sizeof w2)) {
-			ok = false;
-			why = "its label is not valid under the policy in force";
-		} else {
-			ok = kz_policy_may_label(p, s, &lab, &why);
-		}
+	bool ok = s && kz_policy_connect(p, s, &why);
+	if (ok) {
+		enum kz_write wr = kz_may_write(p, s, (const char *)w->topic, w->topic_len, (const char *)w->label,
+						w->label_len, &lab, canon, &cn, wbuf, sizeof wbuf);
+		/* (the label a will was accepted with is canonical: it parses unless the policy changed) */
+		ok = wr == KZ_WRITE_OK;
+		why = wr == KZ_WRITE_BAD_LABEL ? "its label is not valid under the policy in force" : wbuf;
 	}
 	if (ok)
 		return true;
@@ -171,49 +165,38 @@ bool mqtt_policy_publish(const struct kz_policy *p, const struct kz_subject *s, 
 			 const uint8_t *topic, uint32_t topic_len, struct kz_label *lab, char *canon,
 			 size_t *canon_len, uint8_t *rc, char *why, size_t why_len)
 {
-	const char *w = "out of memory";
-	const struct kz_label *dl;
-	const char *dt;
 	*rc = MQTT_RC_NOT_AUTHORIZED;
-	if (!s || !kz_policy_publish(p, s, (const char *)topic, topic_len, &dl, &dt, &w)) {
-		snprintf(why, why_len, "%s", w);
+	if (!s) {
+		snprintf(why, why_len, "out of memory");
 		return false;
 	}
 	size_t off = 0;
-	struct mqtt_str k, v;
-	bool given = false;
-	while (pp && mqtt_user_next(pp, &off, &k, &v)) {
-		if (mqtt_user_key_lookalike(k.p, k.len)) {
-			*rc = MQTT_RC_IMPL_SPECIFIC;
-			snprintf(why, why_len, "user property '%.*s' looks like one of the node's (kz-...): names are "
+	struct mqtt_str k, v, given = { 0 };
+	char bad[200] = ""; /* the first property the node refuses, in order */
+	while (pp && !bad[0] && mqtt_user_next(pp, &off, &k, &v)) {
+		if (mqtt_user_key_lookalike(k.p, k.len))
+			snprintf(bad, sizeof bad, "user property '%.*s' looks like one of the node's (kz-...): names are "
 				 "lower case without spaces", (int)(k.len < 64 ? k.len : 64), (const char *)k.p);
-			return false;
-		}
-		if (k.len != 8 || memcmp(k.p, "kz-label", 8))
-			continue;
-		if (given) {
-			*rc = MQTT_RC_IMPL_SPECIFIC;
-			snprintf(why, why_len, "kz-label: given twice");
-			return false;
-		}
-		given = true;
-		char w2[160];
-		if (kz_label_parse(p, (const char *)v.p, v.len, lab, canon, canon_len, w2, sizeof w2)) {
-			*rc = MQTT_RC_IMPL_SPECIFIC;
-			snprintf(why, why_len, "kz-label: %s", w2);
-			return false;
-		}
-		if (!kz_policy_may_label(p, s, lab, &w)) {
-			snprintf(why, why_len, "kz-label: %s", w);
-			return false;
-		}
+		else if (k.len == 8 && memcmp(k.p, "kz-label", 8) == 0 && given.p)
+			snprintf(bad, sizeof bad, "kz-label: given twice");
+		else if (k.len == 8 && memcmp(k.p, "kz-label", 8) == 0)
+			given = v.p ? v : (struct mqtt_str){ (const uint8_t *)"", 0 };
 	}
-	if (!given) {
-		*lab = *dl;
-		*canon_len = strlen(dt);
-		memcpy(canon, dt, *canon_len + 1);
+	/* trust decides: the topic's publish rules, then the label asked for (or the default) */
+	char w[200];
+	enum kz_write wr = kz_may_write(p, s, (const char *)topic, topic_len, (const char *)given.p, given.len, lab,
+					canon, canon_len, w, sizeof w);
+	if (wr == KZ_WRITE_DENIED) {
+		snprintf(why, why_len, "%s", w);
+		return false;
 	}
-	return true;
+	if (bad[0] || wr == KZ_WRITE_BAD_LABEL)
+		*rc = MQTT_RC_IMPL_SPECIFIC;
+	if (bad[0])
+		snprintf(why, why_len, "%s", bad);
+	else if (wr != KZ_WRITE_OK)
+		snprintf(why, why_len, "kz-label: %s", w);
+	return !bad[0] && wr == KZ_WRITE_OK;
 }
 
 static bool still_subscribed_cb(struct mqtt_session *ss, const struct mqtt_msg *m, void *p)

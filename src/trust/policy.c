@@ -1,6 +1,7 @@
 /* policy.c — the policy file, the identity registry, subjects and the decision point
  * (policy.h; the grammar is in docs/POLICY.md). */
 #include "trust/policy.h"
+#include "trust/access.h"
 
 #include "base/kz_err.h"
 #include "base/kz_topic.h"
@@ -851,11 +852,14 @@ void kz_subject_init(const struct kz_policy *p, const char *spiffe_id, struct kz
 {
 	memset(s, 0, sizeof *s);
 	snprintf(s->id, sizeof s->id, "%s", spiffe_id ? spiffe_id : "");
-	s->gen = p->gen;
 	s->level = -1;
 	s->org_idx = s->nation_idx = s->id_idx = KZ_IDX_NONE;
 	if (!spiffe_ok(s->id, s->kind, sizeof s->kind))
 		s->kind[0] = 0;
+	kz_spiffe_org(s->id, s->org, sizeof s->org);
+	if (!p)
+		return; /* no policy: the identity only (kz_may_read's sharing rules) */
+	s->gen = p->gen;
 	uint32_t idx = s->id[0] ? kz_policy_id_index(p, s->id) : KZ_IDX_NOBODY;
 	if (idx != KZ_IDX_NOBODY) {
 		const struct kz_identity *id = &p->ids[idx];
@@ -913,19 +917,6 @@ bool kz_policy_subscribe(const struct kz_policy *p, const struct kz_subject *s, 
 	return false;
 }
 
-bool kz_policy_may_read(const struct kz_policy *p, const struct kz_subject *s, const uint8_t *topic, size_t n,
-			const struct kz_label *l, const char **why)
-{
-	if (!kz_policy_subscribe(p, s, (const char *)topic, n, why)) {
-		*why = "no rule allows this subject to subscribe to the record's topic";
-		return false;
-	}
-	if (!l) {
-		*why = "the record's label is not valid under the policy in force";
-		return false;
-	}
-	return kz_dominates(p, s, l, why);
-}
 
 bool kz_policy_publish(const struct kz_policy *p, const struct kz_subject *s, const char *topic, size_t n,
 		       const struct kz_label **dflt, const char **dflt_text, const char **why)

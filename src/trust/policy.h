@@ -122,6 +122,8 @@ struct kz_subject {
 	uint32_t org_idx, nation_idx, id_idx;
 	const struct kz_identity *ident; /* registry entry, NULL when unknown */
 	char kind[16];       /* from the SPIFFE ID: user, sensor, service, node */
+	char org[KZ_POL_NAME_MAX]; /* from the SPIFFE ID, lower case ("" when too long); the
+				    * registry's organisation is ident->org (kz_subject_org) */
 	uint64_t rules_mask[4]; /* bit r: rule r's conditions hold for this subject (first 256 rules) */
 };
 #define KZ_POL_MAX_RULES 256
@@ -149,7 +151,8 @@ uint32_t kz_policy_id_index(const struct kz_policy *p, const char *id);
  * of that shape. */
 bool kz_spiffe_kind(const char *id, char *kind, size_t kind_cap);
 
-/* Resolves a SPIFFE ID against the registry (unknown IDs get no attributes). */
+/* Resolves a SPIFFE ID against the registry (unknown IDs get no attributes); p NULL: no
+ * policy, the identity only. */
 void kz_subject_init(const struct kz_policy *p, const char *spiffe_id, struct kz_subject *s);
 
 /* The decision point. Each returns true to allow; on deny *why (static text) says which rule
@@ -162,12 +165,6 @@ bool kz_policy_subscribe(const struct kz_policy *p, const struct kz_subject *s, 
  * canonical text). */
 bool kz_policy_publish(const struct kz_policy *p, const struct kz_subject *s, const char *topic, size_t n,
 		       const struct kz_label **dflt, const char **dflt_text, const char **why);
-/* May s read a record on topic with label l (NULL: a label that does not parse) through a
- * path that has no subscription of its own (a query, an export)? The same rules as a
- * SUBSCRIBE to the record's topic, and s must dominate l. Paths with a subscription (MQTT
- * deliveries) decide the filter at SUBSCRIBE and the label per message. */
-bool kz_policy_may_read(const struct kz_policy *p, const struct kz_subject *s, const uint8_t *topic, size_t n,
-			const struct kz_label *l, const char **why);
 /* May s label a record with l? The subject must dominate the label, audience aside (a
  * publisher may address TLP RED to others). */
 bool kz_policy_may_label(const struct kz_policy *p, const struct kz_subject *s, const struct kz_label *l,

@@ -47,10 +47,6 @@ struct taxii;
 
 int taxii_open(const struct taxii_config *cfg, struct taxii **out, char *why, size_t why_len);
 int taxii_routes(struct taxii *t, struct kz_http *h);
-/* A Kizuna-Audience header in canonical form into a (cap n): org:NAME in lower case,
- * id:SPIFFE-ID with scheme and trust domain in lower case, sorted, repeats removed, at most
- * 8. *cnt entries; 0, or -1 with *why. */
-int taxii_audience_canon(const char *text, char *a, size_t n, size_t *cnt, const char **why);
 void taxii_close(struct taxii *t);
 
 /* Parses a TAXII query string (§3.5 filters plus kizuna's match[created_by_ref] and

@@ -324,95 +324,7 @@ uint32_t tx_type_index(struct taxii *t, const char *type, bool add)
 	return r;
 }
 
-const char *tx_tlp_word(int tlp)
-{
-	static const char *const w[] = { "", "clear", "green", "amber", "amber+strict", "red" };
-	return tlp >= 0 && tlp <= 5 ? w[tlp] : "";
-}
-
-/* Organisation names compare without case (org:MOD is org:mod). */
-static char *lower(char *s)
-{
-	for (char *q = s; q && *q; q++)
-		if (*q >= 'A' && *q <= 'Z')
-			*q = (char)(*q - 'A' + 'a');
-	return s;
-}
-
 int tx_cmp_str(const void *a, const void *b) { return strcmp(*(const char *const *)a, *(const char *const *)b); }
-
-/* Kizuna-Audience in canonical form into a (cap n) (taxii.h): entries org:NAME (name lower case) and
- * id:SPIFFE-ID (as given: SPIFFE paths are case-sensitive; the scheme and trust domain lower
- * case), sorted, repeats removed, joined by ','. *cnt receives the number of entries. */
-int taxii_audience_canon(const char *text, char *a, size_t n, size_t *cnt, const char **why)
-{
-	char buf[900], *ent[TX_MAX_AUD];
-	size_t k = 0;
-	if (strlen(text) >= sizeof buf) {
-		*why = "Kizuna-Audience: too long";
-		return -1;
-	}
-	snprintf(buf, sizeof buf, "%s", text);
-	char *sv = NULL;
-	for (char *tok = strtok_r(buf, ", \t", &sv); tok; tok = strtok_r(NULL, ", \t", &sv)) {
-		char *colon = strchr(tok, ':');
-		if (!colon || colon[1] == 0) {
-			*why = "Kizuna-Audience: entries are org:NAME or id:SPIFFE-ID";
-			return -1;
-		}
-		*colon = 0;
-		lower(tok);
-		*colon = ':';
-		if (strncmp(tok, "org:", 4) == 0) {
-			lower(tok + 4);
-		} else if (strncmp(tok, "id:", 3) == 0 && strncasecmp(tok + 3, "spiffe://", 9) == 0) {
-			char *path = strchr(tok + 12, '/');
-			if (path)
-				*path = 0;
-			lower(tok + 3);
-			if (path)
-				*path = '/';
-		} else {
-			*why = "Kizuna-Audience: entries are org:NAME or id:SPIFFE-ID";
-			return -1;
-		}
-		bool dup = false;
-		for (size_t i = 0; i < k; i++)
-			dup = dup || strcmp(ent[i], tok) == 0;
-		if (dup)
-			continue;
-		if (k == TX_MAX_AUD) {
-			*why = "Kizuna-Audience: at most 8 entries";
-			return -1;
-		}
-		ent[k++] = tok;
-	}
-	qsort(ent, k, sizeof *ent, tx_cmp_str);
-	size_t len = 0;
-	a[0] = 0;
-	for (size_t i = 0; i < k; i++) {
-		len += (size_t)snprintf(a + len, len < n ? n - len : 0, "%s%s", i ? "," : "", ent[i]);
-		if (len >= n) {
-			*why = "Kizuna-Audience: too long";
-			return -1;
-		}
-	}
-	*cnt = k;
-	return 0;
-}
-
-/* The organisation of a SPIFFE ID spiffe://<domain>/<org>/<kind>/<name>. */
-void tx_org_of_id(const char *id, char *org, size_t n)
-{
-	org[0] = 0;
-	if (!id || strncmp(id, "spiffe://", 9) != 0)
-		return;
-	const char *a = strchr(id + 9, '/');
-	const char *b = a ? strchr(a + 1, '/') : NULL;
-	if (a && b && (size_t)(b - a - 1) < n)
-		snprintf(org, n, "%.*s", (int)(b - a - 1), a + 1);
-	lower(org);
-}
 
 /* Interns the access of (author, label). The label is "tlp=X;aud=org:a,id:b" or "". */
 uint32_t tx_access_index(struct taxii *t, const char *author, const char *label)
@@ -431,34 +343,15 @@ uint32_t tx_access_index(struct taxii *t, const char *author, const char *label)
 			r = i;
 	if (r == TX_NONE && n < TX_MAX_ACCESS) {
 		struct tx_access *a = calloc(1, sizeof *a);
-		char org[128];
-		tx_org_of_id(author, org, sizeof org);
+		char base[2048];
+		if (a && kz_share_split(label, &a->share, base, sizeof base)) {
+			free(a);
+			a = NULL;
+		}
 		if (a) {
 			a->author = strdup(author ? author : "");
-			a->org = strdup(org);
 			a->key = strdup(key);
 			a->label = strdup(label);
-			/* key=value parts: tlp and aud are ours, the rest is the policy's label */
-			char buf[2048], base[2048] = "";
-			snprintf(buf, sizeof buf, "%s", label);
-			size_t bl = 0;
-			char *sv = NULL;
-			for (char *part = strtok_r(buf, ";", &sv); part; part = strtok_r(NULL, ";", &sv)) {
-				if (strncmp(part, "tlp=", 4) == 0) {
-					for (int k = 1; k <= 5; k++)
-						if (strcmp(part + 4, tx_tlp_word(k)) == 0)
-							a->tlp = (uint8_t)k;
-				} else if (strncmp(part, "aud=", 4) == 0) {
-					char *sv2 = NULL;
-					for (char *tok = strtok_r(part + 4, ",", &sv2); tok; tok = strtok_r(NULL, ",", &sv2)) {
-						if (strncmp(tok, "org:", 4) == 0 && a->n_orgs < TX_MAX_AUD)
-							a->orgs[a->n_orgs++] = lower(strdup(tok + 4));
-						else if (strncmp(tok, "id:", 3) == 0 && a->n_ids < TX_MAX_AUD)
-							a->ids[a->n_ids++] = strdup(tok + 3);
-					}
-				} else if (bl < sizeof base)
-					bl += (size_t)snprintf(base + bl, sizeof base - bl, "%s%s", bl ? ";" : "", part);
-			}
 			a->base = strdup(base);
 			t->acc[n] = a;
 			r = n;
@@ -471,48 +364,30 @@ uint32_t tx_access_index(struct taxii *t, const char *author, const char *label)
 
 
 
-/* With a policy, the reader must dominate the object's label (classification and
- * categories; docs/POLICY.md): a label the policy cannot parse (any more) hides the object. */
-static bool label_ok(const struct tx_subject *sub, const struct tx_access *a, uint32_t acc_i)
-{
-	if (!sub->pol)
-		return true;
-	struct lab_cache *lc = sub->lc;
-	if (lc && acc_i < lc->n && lc->state[acc_i])
-		return lc->state[acc_i] == 1;
-	struct kz_label lab;
-	char canon[KZ_LABEL_MAX_LEN + 1], why[160];
-	size_t cl;
-	const char *w;
-	bool ok;
-	if (!a->base[0]) /* stored before a policy existed: the policy's default label (docs/POLICY.md) */
-		ok = kz_dominates(sub->pol, &sub->s, &sub->pol->default_label, &w);
-	else
-		ok = kz_label_parse(sub->pol, a->base, strlen(a->base), &lab, canon, &cl, why, sizeof why) == 0 &&
-		     kz_dominates(sub->pol, &sub->s, &lab, &w);
-	if (lc && acc_i < lc->n)
-		lc->state[acc_i] = ok ? 1 : 2;
-	return ok;
-}
-
+/* The reader must dominate the policy's part of the object's label (a label the policy
+ * cannot parse any more hides the object; stored before a policy existed: the policy's
+ * default label, docs/POLICY.md) and be among those its TLP and audience share it with:
+ * trust decides (kz_may_read), once per request and access entry. */
 bool tx_visible(struct taxii *t, const struct tx_subject *sub, const struct tx_ent *e)
 {
 	const struct tx_access *a = t->acc[e->acc_i];
-	if (!label_ok(sub, a, e->acc_i))
-		return false;
-	if (e->tlp <= 2)
-		return true;
-	if (strcmp(a->author, sub->id) == 0)
-		return true;
-	if (e->tlp == 4) /* AMBER+STRICT: one organisation */
-		return strcmp(a->n_orgs ? a->orgs[0] : a->org, sub->org) == 0;
-	if (e->tlp == 3 && sub->org[0] && strcmp(a->org, sub->org) == 0)
-		return true;
-	for (uint32_t i = 0; i < a->n_orgs; i++)
-		if (sub->org[0] && strcmp(a->orgs[i], sub->org) == 0)
-			return true;
-	for (uint32_t i = 0; i < a->n_ids; i++)
-		if (strcmp(a->ids[i], sub->id) == 0)
-			return true;
-	return false;
+	struct lab_cache *lc = sub->lc;
+	uint32_t acc_i = e->acc_i;
+	if (lc && acc_i < lc->n && lc->state[acc_i])
+		return lc->state[acc_i] == 1;
+	struct kz_record_facts f = { .share = &a->share, .author = a->author };
+	struct kz_label lab;
+	if (sub->pol) {
+		char canon[KZ_LABEL_MAX_LEN + 1], why[160];
+		size_t cl;
+		if (!a->base[0])
+			f.label = &sub->pol->default_label;
+		else if (kz_label_parse(sub->pol, a->base, strlen(a->base), &lab, canon, &cl, why, sizeof why) == 0)
+			f.label = &lab;
+	}
+	const char *w;
+	bool ok = kz_may_read(sub->pol, &sub->s, KZ_PATH_SERVICE, &f, &w);
+	if (lc && acc_i < lc->n)
+		lc->state[acc_i] = ok ? 1 : 2;
+	return ok;
 }

@@ -6,6 +6,7 @@
 #ifndef KZ_TAXII_INTERNAL_H
 #define KZ_TAXII_INTERNAL_H
 
+#include "trust/access.h"
 #include "services/taxii/taxii.h"
 #include "base/kz_buf.h"
 #include "base/kz_jscan.h"
@@ -78,10 +79,8 @@ struct tx_intern {
 
 /* Who may see an object besides the readers of a CLEAR/GREEN one. */
 struct tx_access {
-	char *author, *org;
-	uint8_t tlp;
-	uint32_t n_orgs, n_ids;
-	char *orgs[TX_MAX_AUD], *ids[TX_MAX_AUD];
+	char *author;
+	struct kz_share share; /* the label's TLP and audience (trust/access.h) */
 	char *key; /* author|label */
 	char *label;
 	char *base; /* the label without tlp and aud: the policy's part ("" when none) */
@@ -150,7 +149,7 @@ struct taxii {
 #define PROP_MK "stix-marking-ref"
 
 /* The reader of a request. */
-/* Per request: the policy's verdict on each access entry's label, worked out once. */
+/* Per request: kz_may_read's verdict on each access entry (author and label), worked out once. */
 struct lab_cache {
 	uint32_t n;
 	uint8_t *state; /* 0 not yet, 1 dominates, 2 does not */
@@ -253,8 +252,6 @@ void tx_refs_attrs(struct taxii *t, const struct tx_ent *e, struct kz_buf *b);
 int tx_refs_from_record(struct taxii *t, const struct kz_record *r, uint32_t *by_i, uint32_t *mk_i);
 int tx_ent_add(struct taxii *t, struct tx_coll *c, const struct tx_ent *e);
 uint32_t tx_type_index(struct taxii *t, const char *type, bool add);
-const char *tx_tlp_word(int tlp);
-void tx_org_of_id(const char *id, char *org, size_t n);
 uint32_t tx_access_index(struct taxii *t, const char *author, const char *label);
 bool tx_visible(struct taxii *t, const struct tx_subject *sub, const struct tx_ent *e);
 struct tx_coll *tx_coll_of(struct taxii *t, const char *id, size_t n);

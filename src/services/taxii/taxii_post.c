@@ -75,48 +75,6 @@ static void post_item_done(void *ctx, int status, uint64_t seq)
 		kz_http_resume(p->d, post_answer, p);
 }
 
-/* What a POST's markings resolve against: the marking definitions in the request (their
- * ids, gathered once) and the collection. */
-/* The label of what this request posts: TLP from the object, audience from the request
- * (Kizuna-Audience: org:NAME, id:SPIFFE-ID, ...) or the poster's organisation / identity. */
-static int label_for(struct kz_http_req *r, const struct tx_subject *sub, const char *base, int tlp, char *out,
-		     size_t n, const char **why)
-{
-	/* the policy's part first (canonical order: policy, class, categories, tlp, aud) */
-	size_t bl = (size_t)snprintf(out, n, "%s", base);
-	if (bl >= n)
-		bl = n - 1;
-	out += bl;
-	n -= bl;
-	const char *sep = bl ? ";" : "";
-	if (tlp <= 2) {
-		if (tlp)
-			snprintf(out, n, "%stlp=%s", sep, tx_tlp_word(tlp));
-		else
-			out[0] = 0;
-		return 0;
-	}
-	const char *aud = kz_http_req_header(r, "kizuna-audience");
-	char a[900] = "";
-	if (aud) {
-		size_t cnt = 0;
-		if (taxii_audience_canon(aud, a, sizeof a, &cnt, why))
-			return -1;
-		if (tlp == 4 && (cnt != 1 || strncmp(a, "org:", 4) != 0)) {
-			*why = "TLP:AMBER+STRICT stays within one organisation: Kizuna-Audience must name exactly one org:NAME";
-			return -1;
-		}
-	}
-	if (!a[0]) {
-		if (tlp == 5)
-			snprintf(a, sizeof a, "id:%s", sub->id);
-		else
-			snprintf(a, sizeof a, "org:%s", sub->org);
-	}
-	snprintf(out, n, "%stlp=%s;aud=%s", sep, tx_tlp_word(tlp), a);
-	return 0;
-}
-
 static struct tx_status *status_new(struct taxii *t, const char *owner, size_t total)
 {
 	struct tx_status *s = calloc(1, sizeof *s);
@@ -342,15 +300,10 @@ void tx_post_objects(struct taxii *t, struct kz_http_req *r, struct tx_coll *c, 
 		const char *dt = NULL, *w;
 		const struct kz_label *dl;
 		snprintf(topic, sizeof topic, KZ_TOPIC_TAXII "/%s/objects", c->id);
-		if (kz_policy_publish(sub->pol, &sub->s, topic, strlen(topic), &dl, &dt, &w) && dt) {
-			char buf[KZ_LABEL_MAX_LEN + 1];
-			snprintf(buf, sizeof buf, "%s", dt);
-			size_t bl = 0;
-			char *sv = NULL;
-			for (char *part = strtok_r(buf, ";", &sv); part; part = strtok_r(NULL, ";", &sv))
-				if (strncmp(part, "tlp=", 4) != 0 && strncmp(part, "aud=", 4) != 0 && bl < sizeof base)
-					bl += (size_t)snprintf(base + bl, sizeof base - bl, "%s%s", bl ? ";" : "", part);
-		}
+		struct kz_share sh;
+		if (kz_policy_publish(sub->pol, &sub->s, topic, strlen(topic), &dl, &dt, &w) && dt &&
+		    kz_share_split(dt, &sh, base, sizeof base) == 0)
+			kz_share_free(&sh);
 	}
 	size_t ns = 0;
 	struct kz_buf rec;
@@ -367,7 +320,8 @@ void tx_post_objects(struct taxii *t, struct kz_http_req *r, struct tx_coll *c, 
 			mv = kz_json_get_str(o, "created");
 		snprintf(ver, sizeof ver, "%s", mv ? mv : "");
 		int vrc = stix_validate(o, &opts, &info, e, sizeof e);
-		if (!vrc && label_for(r, sub, base, info.tlp, label, sizeof label, &why)) {
+		if (!vrc && kz_share_label(base, info.tlp, kz_http_req_header(r, "kizuna-audience"), &sub->s, label,
+					   sizeof label, &why)) {
 			snprintf(e, sizeof e, "%s", why);
 			vrc = -1;
 		}

@@ -136,12 +136,8 @@ void tx_subject_init(struct taxii *t, struct kz_http_req *r, struct tx_subject *
 	memset(sub, 0, sizeof *sub);
 	sub->id = r->identity;
 	sub->pol = t->cfg.policy ? atomic_load(t->cfg.policy) : NULL;
-	tx_org_of_id(r->identity, sub->org, sizeof sub->org);
-	if (sub->pol) {
-		kz_subject_init(sub->pol, r->identity, &sub->s);
-		if (sub->s.ident && sub->s.ident->org) /* the registry's attributes win */
-			snprintf(sub->org, sizeof sub->org, "%s", sub->s.ident->org);
-	}
+	kz_subject_init(sub->pol, r->identity, &sub->s); /* no policy: the identity only */
+	snprintf(sub->org, sizeof sub->org, "%s", kz_subject_org(&sub->s));
 }
 
 /* ---------- rebuild from the log ---------- */
@@ -223,7 +219,7 @@ static int rebuild_cb(void *ctx, uint64_t seq, const uint8_t *body, size_t n, co
 		return 0;
 	}
 	struct tx_ent e = { .seq = seq, .pos = *pos, .added_us = (int64_t)(r.time_ns / 1000), .version_us = ver,
-			    .type_i = ti, .acc_i = ai, .tlp = rb->t->acc[ai]->tlp };
+			    .type_i = ti, .acc_i = ai, .tlp = rb->t->acc[ai]->share.tlp };
 	if (tx_refs_from_record(rb->t, &r, &e.by_i, &e.mk_i)) {
 		rb->skipped++;
 		return 0;
@@ -319,14 +315,10 @@ void taxii_close(struct taxii *t)
 	for (uint32_t i = 0; i < atomic_load(&t->nacc); i++) {
 		struct tx_access *a = t->acc[i];
 		free(a->author);
-		free(a->org);
 		free(a->key);
 		free(a->label);
 		free(a->base);
-		for (uint32_t k = 0; k < a->n_orgs; k++)
-			free(a->orgs[k]);
-		for (uint32_t k = 0; k < a->n_ids; k++)
-			free(a->ids[k]);
+		kz_share_free(&a->share);
 		free(a);
 	}
 	if (t->st)
