@@ -81,7 +81,7 @@ static void envq_release(struct mqtt_envq *q)
 	for (uint32_t i = 0; i < q->n; i++) {
 		if (q->v[i].stored) {
 			q->v[i].stored->status = KZ_ECLOSED;
-			mqtt_client_stored(q->v[i].stored);
+			q->v[i].stored->done(q->v[i].stored, MQTT_RC_SUCCESS, NULL);
 		}
 		mqtt_msg_unref(q->v[i].msg);
 		free(q->v[i].client_id);
@@ -113,7 +113,7 @@ void mqtt_broker_cleanup(struct mqtt_broker *b)
 			if (it->done == stored_done) {
 				struct mqtt_stored *st = it->ctx;
 				st->status = KZ_ECLOSED;
-				mqtt_client_stored(st);
+				st->done(st, MQTT_RC_SUCCESS, NULL);
 			} else if (it->done) {
 				it->done(it->ctx, KZ_ECLOSED, 0);
 			}
@@ -277,6 +277,28 @@ int mqtt_broker_post_foreign(struct mqtt_broker *b, unsigned idx, void *foreign)
 {
 	struct mqtt_env e = { .kind = MQTT_ENV_FOREIGN, .foreign = foreign };
 	return inbox_post(b, idx, &e);
+}
+
+void mqtt_broker_publish(struct mqtt_shard *s, struct mqtt_msg *m, uint8_t *rc, const char **why)
+{
+	*rc = MQTT_RC_SUCCESS;
+	*why = NULL;
+	if (m->retain && mqtt_retained_set(s->broker, m)) {
+		*rc = MQTT_RC_QUOTA_EXCEEDED;
+		*why = "retained message limit reached; delivered but not retained";
+	}
+	mqtt_shard_route(s, m);
+}
+
+/* A durable record's message is routed here, on the shard that accepted it; then its
+ * publisher answers (st->done). */
+static void stored_route(struct mqtt_stored *st)
+{
+	uint8_t rc = MQTT_RC_SUCCESS;
+	const char *why = NULL;
+	if (st->status == KZ_OK)
+		mqtt_broker_publish(st->shard, st->msg, &rc, &why);
+	st->done(st, rc, why);
 }
 
 /* The store thread's answer for one record: back to the shard that accepted it. */
@@ -577,7 +599,7 @@ void mqtt_shard_drain(struct mqtt_shard *s)
 				s->broker->on_foreign(s->broker->ctx, s->idx, e->foreign);
 			break;
 		case MQTT_ENV_STORED:
-			mqtt_client_stored(e->stored);
+			stored_route(e->stored);
 			break;
 		case MQTT_ENV_WAKE: /* only here to run another iteration (replays) */
 			s->wake_posted = false;

@@ -223,17 +223,20 @@ struct mqtt_client {
 	struct mqtt_client *prev, *next; /* shard's client list */
 };
 
-/* A QoS 1/2 PUBLISH on its way to the store. Acknowledged and routed only when the store
- * says the record is durable (ARCHITECTURE.md "Threads and flow"). */
+/* A QoS 1/2 PUBLISH on its way to the store. Routed and acknowledged only when the store
+ * says the record is durable (ARCHITECTURE.md "Threads and flow"): the shard that accepted it
+ * routes the message (mqtt_broker_publish), then calls done for the publisher's answer. */
 struct mqtt_stored {
-	struct mqtt_client *client; /* kept alive (zombie) until this returns */
+	/* On the shard's worker, after routing: rc/why are the routing's answer (retained
+	 * limits), status the store's. Owns st (and its msg reference) from then on. */
+	void (*done)(struct mqtt_stored *st, uint8_t rc, const char *why);
+	struct mqtt_client *client; /* kept alive (zombie) until done returns */
 	struct mqtt_msg *msg;       /* holds a reference */
 	struct mqtt_shard *shard;
 	int status;                 /* from the store */
 	uint16_t packet_id;
 	uint8_t qos;
 };
-void mqtt_client_stored(struct mqtt_stored *st);
 
 enum mqtt_env_kind { MQTT_ENV_PUBLISH = 1, MQTT_ENV_DIRECT, MQTT_ENV_FOREIGN, MQTT_ENV_STORED,
 		     MQTT_ENV_WAKE };
@@ -383,6 +386,10 @@ void mqtt_shard_drain(struct mqtt_shard *s);   /* process the inbox */
 void mqtt_shard_flush(struct mqtt_shard *s);   /* hand outboxes to other shards */
 void mqtt_shard_tick(struct mqtt_shard *s);    /* timers: keep alive, wills, expiry */
 void mqtt_shard_shutdown(struct mqtt_shard *s);/* DISCONNECT 0x8B to all, close */
+/* Publishes a message accepted on shard s: keeps it as its topic's retained message when
+ * asked, then routes it. rc and why: what the publisher's acknowledgement says (0x97 when the
+ * retained limit was reached: delivered, not retained). */
+void mqtt_broker_publish(struct mqtt_shard *s, struct mqtt_msg *m, uint8_t *rc, const char **why);
 /* Routes a message accepted on shard s to every matching subscriber (takes nothing). */
 void mqtt_shard_route(struct mqtt_shard *s, struct mqtt_msg *msg);
 

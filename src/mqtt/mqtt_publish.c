@@ -143,18 +143,6 @@ static void q2_pending_del(struct mqtt_client *c, uint16_t pid)
 
 /* Retains (when asked) and routes an accepted message; ack_rc and ack_why say what its
  * acknowledgement says. */
-static void publish_route(struct mqtt_shard *s, struct mqtt_msg *m, uint8_t *ack_rc,
-			  const char **ack_why)
-{
-	*ack_rc = MQTT_RC_SUCCESS;
-	*ack_why = NULL;
-	if (m->retain && mqtt_retained_set(s->broker, m)) {
-		*ack_rc = MQTT_RC_QUOTA_EXCEEDED;
-		*ack_why = "retained message limit reached; delivered but not retained";
-	}
-	mqtt_shard_route(s, m);
-}
-
 /* Remembers a QoS 2 packet id whose record is on its way to the store. */
 static int q2_pending_add(struct mqtt_client *c, uint16_t pid)
 {
@@ -192,7 +180,9 @@ static void store_backpressure(struct mqtt_client *c)
 }
 
 /* The store path: QoS 0 is stored and routed at once; QoS 1/2 wait for the record to be
- * durable, then are routed and acknowledged (mqtt_client_stored). */
+ * durable, then are routed (by the broker) and acknowledged (publish_stored). */
+static void publish_stored(struct mqtt_stored *st, uint8_t rc, const char *why);
+
 static void publish_store(struct mqtt_client *c, const struct mqtt_packet *pkt, struct mqtt_msg *m)
 {
 	struct kz_buf rec;
@@ -211,7 +201,7 @@ static void publish_store(struct mqtt_client *c, const struct mqtt_packet *pkt, 
 			free(data);
 		uint8_t rc;
 		const char *why;
-		publish_route(c->shard, m, &rc, &why);
+		mqtt_broker_publish(c->shard, m, &rc, &why);
 		mqtt_msg_unref(m);
 		store_backpressure(c);
 		return;
@@ -235,7 +225,7 @@ static void publish_store(struct mqtt_client *c, const struct mqtt_packet *pkt, 
 		publish_refuse(c, pkt, MQTT_RC_UNSPECIFIED, "out of memory");
 		return;
 	}
-	*st = (struct mqtt_stored){ .client = c, .msg = m, .shard = c->shard,
+	*st = (struct mqtt_stored){ .done = publish_stored, .client = c, .msg = m, .shard = c->shard,
 				    .packet_id = pkt->packet_id, .qos = pkt->qos };
 	/* Input flow control: a client (3.1.1 has no Receive Maximum) cannot have more than
 	 * max_inflight records waiting for the disk; reading resumes as they become durable. */
@@ -245,16 +235,14 @@ static void publish_store(struct mqtt_client *c, const struct mqtt_packet *pkt, 
 }
 
 
-void mqtt_client_stored(struct mqtt_stored *st)
+/* The record is durable (or could not be stored) and the broker has routed the message:
+ * the publisher's answer, and its reading may resume. */
+static void publish_stored(struct mqtt_stored *st, uint8_t rc, const char *why)
 {
 	struct mqtt_client *c = st->client;
 	if (c->store_pending-- == c->broker->lim.max_inflight && !c->zombie && !c->store_held &&
 	    c->ops->hold_reading)
 		c->ops->hold_reading(c->transport, false);
-	uint8_t rc = MQTT_RC_SUCCESS;
-	const char *why = NULL;
-	if (st->status == KZ_OK)
-		publish_route(st->shard, st->msg, &rc, &why);
 	if (!c->zombie) {
 		if (st->qos == 2)
 			q2_pending_del(c, st->packet_id);
@@ -365,7 +353,7 @@ void mqtt_handle_publish(struct mqtt_client *c, const struct mqtt_packet *pkt)
 	}
 	uint8_t ack_rc;
 	const char *ack_why;
-	publish_route(c->shard, m, &ack_rc, &ack_why);
+	mqtt_broker_publish(c->shard, m, &ack_rc, &ack_why);
 	mqtt_msg_unref(m);
 	if (pkt->qos == 1) {
 		mqtt_client_send_ack(c, MQTT_PUBACK, pkt->packet_id, ack_rc, ack_why);
