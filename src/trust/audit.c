@@ -569,7 +569,7 @@ static int audit_open(const char *dir, uint32_t ck_entries, uint32_t ck_ms, bool
 		free(a);
 		return KZ_EIO;
 	}
-	int rc = audit_load_key(a, why, why_len);
+	int rc = kz_audit_load_key(a, why, why_len);
 	if (!rc) {
 		a->fd = open(path, O_RDWR | O_CREAT | O_APPEND | O_CLOEXEC, 0600);
 		if (a->fd < 0) {
@@ -632,7 +632,7 @@ static int cmp_u64(const void *x, const void *y)
 }
 
 /* The first entry numbers of the rotated files, ascending (malloc'd; *n of them). */
-uint64_t *audit_rotated_files(const char *dir, size_t *n)
+uint64_t *kz_audit_rotated_files(const char *dir, size_t *n)
 {
 	*n = 0;
 	DIR *d = opendir(dir);
@@ -665,7 +665,7 @@ uint64_t *audit_rotated_files(const char *dir, size_t *n)
 	return v;
 }
 
-void audit_rotated_path(char *out, size_t cap, const char *dir, uint64_t first)
+void kz_audit_rotated_path(char *out, size_t cap, const char *dir, uint64_t first)
 {
 	snprintf(out, cap, "%s/" ROT_PREFIX "%020" PRIu64 ROT_SUFFIX, dir, first);
 }
@@ -687,11 +687,11 @@ static int file_tail(const char *path, uint64_t *n, char hash[65])
 static int tail_of_rotated(struct kz_audit *a)
 {
 	size_t nr;
-	uint64_t *r = audit_rotated_files(a->dir, &nr);
+	uint64_t *r = kz_audit_rotated_files(a->dir, &nr);
 	int rc = -1;
 	if (nr) {
 		char path[4300];
-		audit_rotated_path(path, sizeof path, a->dir, r[nr - 1]);
+		kz_audit_rotated_path(path, sizeof path, a->dir, r[nr - 1]);
 		rc = file_tail(path, &a->n, a->prev);
 	}
 	free(r);
@@ -712,11 +712,11 @@ static void find_first(struct kz_audit *a)
 static void prune(struct kz_audit *a)
 {
 	size_t nr;
-	uint64_t *r = audit_rotated_files(a->dir, &nr);
+	uint64_t *r = kz_audit_rotated_files(a->dir, &nr);
 	for (size_t i = 0; a->max_files && i + a->max_files < nr; i++) {
 		char path[4300], hash[65], b[LINE_MAX_BYTES];
 		uint64_t last;
-		audit_rotated_path(path, sizeof path, a->dir, r[i]);
+		kz_audit_rotated_path(path, sizeof path, a->dir, r[i]);
 		if (file_tail(path, &last, hash))
 			break;
 		size_t n = begin(a, b);
@@ -745,7 +745,7 @@ static void maybe_rotate(struct kz_audit *a)
 		checkpoint(a); /* the file ends signed */
 	char path[4200], to[4300];
 	snprintf(path, sizeof path, "%s/audit.log", a->dir);
-	audit_rotated_path(to, sizeof to, a->dir, a->first_n);
+	kz_audit_rotated_path(to, sizeof to, a->dir, a->first_n);
 	int fd = -1;
 	if (access(to, F_OK) == 0 || rename(path, to) ||
 	    (fd = open(path, O_RDWR | O_CREAT | O_APPEND | O_CLOEXEC, 0600)) < 0) {
@@ -815,11 +815,11 @@ int kz_audit_new_chain(const char *dir, const char *reason, char *qdir_out, size
 		return KZ_EIO;
 	}
 	size_t nrot;
-	uint64_t *rot = audit_rotated_files(dir, &nrot);
+	uint64_t *rot = kz_audit_rotated_files(dir, &nrot);
 	for (size_t i = 0; i < nrot; i++) {
 		char from[4300];
-		audit_rotated_path(from, sizeof from, dir, rot[i]);
-		audit_rotated_path(to, sizeof to, qdir, rot[i]);
+		kz_audit_rotated_path(from, sizeof from, dir, rot[i]);
+		kz_audit_rotated_path(to, sizeof to, qdir, rot[i]);
 		if (rename(from, to)) {
 			snprintf(why, why_len, "cannot move %s to %s: %s", from, to, strerror(errno));
 			free(rot);

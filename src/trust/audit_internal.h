@@ -48,7 +48,7 @@ struct kz_audit {
 	uint32_t since_ck;
 	uint64_t last_ck_ms;
 	bool failing;
-	bool new_keys;       /* audit_load_key made the signing keys now (a new log) */
+	bool new_keys;       /* kz_audit_load_key made the signing keys now (a new log) */
 	/* decisions that could not be written (docs/AUDIT.md "When the log cannot be
 	 * written"): a signed gap entry says so once writing works again */
 	uint64_t lost;
@@ -65,11 +65,11 @@ struct kz_audit {
 };
 
 /* Loads (or makes, for a new log) the checkpoint keys of a->dir: Ed25519 and ML-DSA-65. */
-int audit_load_key(struct kz_audit *a, char *why, size_t why_len);
+int kz_audit_load_key(struct kz_audit *a, char *why, size_t why_len);
 
 /* The first entry numbers of the rotated files audit-<n>.log in dir, ascending (malloc'd; *n
  * of them), and one's path. */
-uint64_t *audit_rotated_files(const char *dir, size_t *n);
-void audit_rotated_path(char *out, size_t cap, const char *dir, uint64_t first);
+uint64_t *kz_audit_rotated_files(const char *dir, size_t *n);
+void kz_audit_rotated_path(char *out, size_t cap, const char *dir, uint64_t first);
 
 #endif

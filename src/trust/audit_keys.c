@@ -24,7 +24,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-int audit_load_key(struct kz_audit *a, char *why, size_t why_len)
+int kz_audit_load_key(struct kz_audit *a, char *why, size_t why_len)
 {
 	char path[4200];
 	snprintf(path, sizeof path, "%s/audit.key", a->dir);

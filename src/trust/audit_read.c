@@ -77,12 +77,12 @@ int kz_audit_verify(const char *dir, void (*report)(void *ctx, const char *line)
 	uint64_t mldsa_checkpoints = 0;
 	/* the rotated files, oldest first, then audit.log: one chain */
 	size_t nrot;
-	uint64_t *rot = audit_rotated_files(dir, &nrot);
+	uint64_t *rot = kz_audit_rotated_files(dir, &nrot);
 	size_t file_i = 0;
 	char fname[4300];
 	snprintf(path, sizeof path, "%s/audit.log", dir);
 	if (nrot)
-		audit_rotated_path(fname, sizeof fname, dir, rot[0]);
+		kz_audit_rotated_path(fname, sizeof fname, dir, rot[0]);
 	else
 		snprintf(fname, sizeof fname, "%s", path);
 	if (!(f = fopen(fname, "r"))) {
@@ -133,7 +133,7 @@ int kz_audit_verify(const char *dir, void (*report)(void *ctx, const char *line)
 			fclose(f);
 			file_i++;
 			if (file_i < nrot)
-				audit_rotated_path(fname, sizeof fname, dir, rot[file_i]);
+				kz_audit_rotated_path(fname, sizeof fname, dir, rot[file_i]);
 			else
 				snprintf(fname, sizeof fname, "%s", path);
 			if (!(f = fopen(fname, "r"))) {
@@ -323,12 +323,12 @@ int kz_audit_show(const char *dir, const struct kz_audit_filter *flt, FILE *out,
 {
 	char path[4300];
 	size_t nrot;
-	uint64_t *rot = audit_rotated_files(dir, &nrot); /* oldest first, then audit.log */
+	uint64_t *rot = kz_audit_rotated_files(dir, &nrot); /* oldest first, then audit.log */
 	char *line = NULL;
 	size_t cap = 0;
 	for (size_t i = 0; i <= nrot; i++) {
 		if (i < nrot)
-			audit_rotated_path(path, sizeof path, dir, rot[i]);
+			kz_audit_rotated_path(path, sizeof path, dir, rot[i]);
 		else
 			snprintf(path, sizeof path, "%s/audit.log", dir);
 		FILE *f = fopen(path, "r");

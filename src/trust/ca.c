@@ -77,7 +77,7 @@ const char *kz_spiffe_check(const char *id, size_t n, const char *td)
 }
 
 /* An ASN.1 INTEGER serial as upper-case hex (BN_bn2hex's form); -1 when over 20 octets. */
-int ca_serial_hex(const ASN1_INTEGER *sn, char out[KZ_SERIAL_HEX])
+int kz_ca_serial_hex(const ASN1_INTEGER *sn, char out[KZ_SERIAL_HEX])
 {
 	out[0] = 0;
 	BIGNUM *bn = ASN1_INTEGER_to_BN(sn, NULL);
@@ -94,7 +94,7 @@ int ca_serial_hex(const ASN1_INTEGER *sn, char out[KZ_SERIAL_HEX])
 
 int kz_x509_serial_hex(const struct x509_st *cert, char out[KZ_SERIAL_HEX])
 {
-	return ca_serial_hex(X509_get0_serialNumber(cert), out);
+	return kz_ca_serial_hex(X509_get0_serialNumber(cert), out);
 }
 
 int kz_cert_file_serial(const char *path, char out[KZ_SERIAL_HEX], char *why, size_t why_len)
@@ -111,7 +111,7 @@ int kz_cert_file_serial(const char *path, char out[KZ_SERIAL_HEX], char *why, si
 }
 
 /* The single URI SAN of a certificate (malloc'd) or NULL. */
-char *ca_cert_uri(X509 *c)
+char *kz_ca_cert_uri(X509 *c)
 {
 	GENERAL_NAMES *sans = X509_get_ext_d2i(c, NID_subject_alt_name, NULL, NULL);
 	char *id = NULL;
@@ -162,19 +162,19 @@ int kz_parse_duration(const char *s, uint64_t *out)
 
 /* ---------- files ---------- */
 
-int ca_path_of(char *out, size_t n, const char *dir, const char *name)
+int kz_ca_path_of(char *out, size_t n, const char *dir, const char *name)
 {
 	int k = snprintf(out, n, "%s/%s", dir, name);
 	return k < 0 || (size_t)k >= n ? KZ_EINVAL : KZ_OK;
 }
 
 /* Reads dir/name whole (NUL-terminated); a missing file reads as empty. */
-int ca_file_read(const char *dir, const char *name, char **out, size_t *len)
+int kz_ca_file_read(const char *dir, const char *name, char **out, size_t *len)
 {
 	char path[1200];
 	*out = NULL;
 	*len = 0;
-	if (ca_path_of(path, sizeof path, dir, name))
+	if (kz_ca_path_of(path, sizeof path, dir, name))
 		return KZ_EINVAL;
 	FILE *f = fopen(path, "re");
 	if (!f) {
@@ -216,10 +216,10 @@ int ca_file_read(const char *dir, const char *name, char **out, size_t *len)
 }
 
 /* flock on DIR/ca.lock; returns the fd (close to unlock), or -1 with *why. */
-int ca_lock(const struct kz_ca *ca, char *why, size_t why_len)
+int kz_ca_lock(const struct kz_ca *ca, char *why, size_t why_len)
 {
 	char path[1200];
-	int fd = ca_path_of(path, sizeof path, ca->dir, "ca.lock") ? -1 : open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+	int fd = kz_ca_path_of(path, sizeof path, ca->dir, "ca.lock") ? -1 : open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
 	while (fd >= 0 && flock(fd, LOCK_EX)) {
 		if (errno != EINTR) {
 			close(fd);
@@ -231,7 +231,7 @@ int ca_lock(const struct kz_ca *ca, char *why, size_t why_len)
 	return fd;
 }
 
-int ca_write_pem_file(const char *path, X509 *cert, EVP_PKEY *key)
+int kz_ca_write_pem_file(const char *path, X509 *cert, EVP_PKEY *key)
 {
 	int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, key ? 0600 : 0644);
 	if (fd < 0)
@@ -324,7 +324,7 @@ fail:
 	return NULL;
 }
 
-int64_t ca_asn1_time_unix(const ASN1_TIME *t)
+int64_t kz_ca_asn1_time_unix(const ASN1_TIME *t)
 {
 	struct tm tm;
 	if (!t || ASN1_TIME_to_tm(t, &tm) != 1)
@@ -347,8 +347,8 @@ int kz_cert_file_validity(const char *path, int64_t *not_before, int64_t *not_af
 	fclose(f);
 	if (!c)
 		return KZ_EMALFORMED;
-	*not_before = ca_asn1_time_unix(X509_get0_notBefore(c));
-	*not_after = ca_asn1_time_unix(X509_get0_notAfter(c));
+	*not_before = kz_ca_asn1_time_unix(X509_get0_notBefore(c));
+	*not_after = kz_ca_asn1_time_unix(X509_get0_notAfter(c));
 	X509_free(c);
 	return KZ_OK;
 }
@@ -360,7 +360,7 @@ static const char *const crl_reasons[] = { "unspecified", "keyCompromise", "cACo
 					   "certificateHold", NULL, "removeFromCRL", "privilegeWithdrawn",
 					   "aACompromise" };
 
-int ca_reason_code(const char *r)
+int kz_ca_reason_code(const char *r)
 {
 	for (int i = 0; i < (int)KZ_ARRAY_LEN(crl_reasons); i++)
 		if (crl_reasons[i] && strcmp(crl_reasons[i], r) == 0)
@@ -368,7 +368,7 @@ int ca_reason_code(const char *r)
 	return -1;
 }
 
-int ca_parse_i64(const char *p, size_t n, int64_t *out)
+int kz_ca_parse_i64(const char *p, size_t n, int64_t *out)
 {
 	if (n == 1 && p[0] == '-') {
 		*out = 0;
@@ -422,8 +422,8 @@ int kz_ca_parse_entry(const char *line, size_t n, struct kz_ca_entry *e, const c
 			return -1;
 		}
 	memcpy(e->serial, f[1], fl[1]);
-	if (ca_parse_i64(f[2], fl[2], &e->not_before) || ca_parse_i64(f[3], fl[3], &e->not_after) ||
-	    ca_parse_i64(f[4], fl[4], &e->revoked_at)) {
+	if (kz_ca_parse_i64(f[2], fl[2], &e->not_before) || kz_ca_parse_i64(f[3], fl[3], &e->not_after) ||
+	    kz_ca_parse_i64(f[4], fl[4], &e->revoked_at)) {
 		*why = "bad time";
 		return -1;
 	}
@@ -437,7 +437,7 @@ int kz_ca_parse_entry(const char *line, size_t n, struct kz_ca_entry *e, const c
 	}
 	if (!(fl[5] == 1 && f[5][0] == '-')) {
 		memcpy(e->reason, f[5], fl[5]);
-		if (ca_reason_code(e->reason) < 0) {
+		if (kz_ca_reason_code(e->reason) < 0) {
 			*why = "unknown revocation reason";
 			return -1;
 		}
@@ -460,12 +460,12 @@ static void entry_format(const struct kz_ca_entry *e, char *out, size_t n)
 }
 
 
-int ca_issued_load(const struct kz_ca *ca, struct entries *es, char *why, size_t why_len)
+int kz_ca_issued_load(const struct kz_ca *ca, struct entries *es, char *why, size_t why_len)
 {
 	char *b;
 	size_t len;
 	memset(es, 0, sizeof *es);
-	int rc = ca_file_read(ca->dir, "issued", &b, &len);
+	int rc = kz_ca_file_read(ca->dir, "issued", &b, &len);
 	if (rc) {
 		snprintf(why, why_len, "%s/issued: %s", ca->dir, kz_strerror(rc));
 		return rc;
@@ -506,7 +506,7 @@ int ca_issued_load(const struct kz_ca *ca, struct entries *es, char *why, size_t
 	return rc;
 }
 
-int ca_issued_store(const struct kz_ca *ca, const struct entries *es)
+int kz_ca_issued_store(const struct kz_ca *ca, const struct entries *es)
 {
 	size_t cap = es->n * 2300 + 1, n = 0;
 	char *b = malloc(cap);
@@ -525,12 +525,12 @@ static int issued_append(const struct kz_ca *ca, X509 *c, const char *id)
 {
 	struct kz_ca_entry e = { .status = 'V' };
 	kz_x509_serial_hex(c, e.serial);
-	e.not_before = ca_asn1_time_unix(X509_get0_notBefore(c));
-	e.not_after = ca_asn1_time_unix(X509_get0_notAfter(c));
+	e.not_before = kz_ca_asn1_time_unix(X509_get0_notBefore(c));
+	e.not_after = kz_ca_asn1_time_unix(X509_get0_notAfter(c));
 	snprintf(e.id, sizeof e.id, "%s", id);
 	char line[2300], path[1200];
 	entry_format(&e, line, sizeof line);
-	if (ca_path_of(path, sizeof path, ca->dir, "issued"))
+	if (kz_ca_path_of(path, sizeof path, ca->dir, "issued"))
 		return KZ_EINVAL;
 	int fd = open(path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0600);
 	if (fd < 0)
@@ -542,7 +542,7 @@ static int issued_append(const struct kz_ca *ca, X509 *c, const char *id)
 }
 
 /* Issues and records a client certificate for pub. */
-X509 *ca_issue_for(struct kz_ca *ca, const char *id, EVP_PKEY *pub, uint32_t lifetime_s, char *why,
+X509 *kz_ca_issue_for(struct kz_ca *ca, const char *id, EVP_PKEY *pub, uint32_t lifetime_s, char *why,
 		       size_t why_len)
 {
 	const char *bad = kz_spiffe_check(id, strlen(id), ca->td[0] ? ca->td : NULL);
@@ -563,7 +563,7 @@ X509 *ca_issue_for(struct kz_ca *ca, const char *id, EVP_PKEY *pub, uint32_t lif
 		snprintf(why, why_len, "cannot sign a certificate for %s", id);
 		return NULL;
 	}
-	int lk = ca_lock(ca, why, why_len);
+	int lk = kz_ca_lock(ca, why, why_len);
 	int rc = lk < 0 ? KZ_EIO : issued_append(ca, c, id);
 	if (lk >= 0)
 		close(lk);
@@ -581,7 +581,7 @@ X509 *ca_issue_for(struct kz_ca *ca, const char *id, EVP_PKEY *pub, uint32_t lif
 static int load_pair(const char *dir, X509 **cert, EVP_PKEY **key)
 {
 	char path[1200];
-	if (ca_path_of(path, sizeof path, dir, "ca.pem"))
+	if (kz_ca_path_of(path, sizeof path, dir, "ca.pem"))
 		return KZ_EINVAL;
 	FILE *f = fopen(path, "re");
 	if (!f)
@@ -590,7 +590,7 @@ static int load_pair(const char *dir, X509 **cert, EVP_PKEY **key)
 	fclose(f);
 	if (!key)
 		return *cert ? KZ_OK : KZ_ETLS;
-	ca_path_of(path, sizeof path, dir, "ca.key");
+	kz_ca_path_of(path, sizeof path, dir, "ca.key");
 	f = fopen(path, "re");
 	if (!f)
 		return KZ_ENOTFOUND;
@@ -622,12 +622,12 @@ int kz_ca_open(const char *dir, const char *td, struct kz_ca **out, char *why, s
 	} else {
 		/* the trust domain of the CA's first identity, the admin */
 		char path[1200];
-		ca_path_of(path, sizeof path, dir, "admin.pem");
+		kz_ca_path_of(path, sizeof path, dir, "admin.pem");
 		FILE *f = fopen(path, "re");
 		X509 *a = f ? PEM_read_X509(f, NULL, NULL, NULL) : NULL;
 		if (f)
 			fclose(f);
-		char *id = a ? ca_cert_uri(a) : NULL;
+		char *id = a ? kz_ca_cert_uri(a) : NULL;
 		if (id && strncmp(id, "spiffe://", 9) == 0) {
 			const char *s = strchr(id + 9, '/');
 			if (s && (size_t)(s - id - 9) < sizeof ca->td)
@@ -654,7 +654,7 @@ const char *kz_ca_dir(const struct kz_ca *ca) { return ca->dir; }
 int kz_ca_create(const char *dir, const char *td, const char *org, uint32_t admin_lifetime_s, char *why, size_t why_len)
 {
 	char path[1200];
-	if (ca_path_of(path, sizeof path, dir, "ca.pem")) {
+	if (kz_ca_path_of(path, sizeof path, dir, "ca.pem")) {
 		snprintf(why, why_len, "path too long: %s", dir);
 		return KZ_EINVAL;
 	}
@@ -685,13 +685,13 @@ int kz_ca_create(const char *dir, const char *td, const char *org, uint32_t admi
 		goto out;
 	/* the key first: ca.pem is what marks the CA as present */
 	char p2[1200];
-	ca_path_of(p2, sizeof p2, dir, "ca.key");
-	rc = ca_write_pem_file(p2, NULL, ca_key);
-	ca_path_of(p2, sizeof p2, dir, "server.pem");
-	rc = rc ? rc : ca_write_pem_file(p2, srv, NULL);
-	ca_path_of(p2, sizeof p2, dir, "server.key");
-	rc = rc ? rc : ca_write_pem_file(p2, NULL, srv_key);
-	rc = rc ? rc : ca_write_pem_file(path, cac, NULL);
+	kz_ca_path_of(p2, sizeof p2, dir, "ca.key");
+	rc = kz_ca_write_pem_file(p2, NULL, ca_key);
+	kz_ca_path_of(p2, sizeof p2, dir, "server.pem");
+	rc = rc ? rc : kz_ca_write_pem_file(p2, srv, NULL);
+	kz_ca_path_of(p2, sizeof p2, dir, "server.key");
+	rc = rc ? rc : kz_ca_write_pem_file(p2, NULL, srv_key);
+	rc = rc ? rc : kz_ca_write_pem_file(path, cac, NULL);
 	if (rc) {
 		snprintf(why, why_len, "cannot write the CA into %s: %s", dir, strerror(errno));
 		goto out;
@@ -701,8 +701,8 @@ int kz_ca_create(const char *dir, const char *td, const char *org, uint32_t admi
 	if (rc)
 		goto out;
 	char cert[1200], key[1200];
-	ca_path_of(cert, sizeof cert, dir, "admin.pem");
-	ca_path_of(key, sizeof key, dir, "admin.key");
+	kz_ca_path_of(cert, sizeof cert, dir, "admin.pem");
+	kz_ca_path_of(key, sizeof key, dir, "admin.key");
 	rc = kz_ca_issue(ca, admin, admin_lifetime_s ? admin_lifetime_s : 30u * 86400, cert, key, NULL, why, why_len);
 	rc = rc ? rc : kz_ca_write_crl(ca, why, why_len);
 	kz_ca_close(ca);
@@ -726,12 +726,12 @@ int kz_ca_issue(struct kz_ca *ca, const char *id, uint32_t lifetime_s, const cha
 		snprintf(why, why_len, "cannot generate a P-256 key");
 		return KZ_ETLS;
 	}
-	X509 *c = ca_issue_for(ca, id, k, lifetime_s, why, why_len);
+	X509 *c = kz_ca_issue_for(ca, id, k, lifetime_s, why, why_len);
 	int rc = KZ_ETLS;
 	if (c) {
 		/* the key first, so that a certificate on disk always has its key */
-		rc = ca_write_pem_file(key_out, NULL, k);
-		rc = rc ? rc : ca_write_pem_file(cert_out, c, NULL);
+		rc = kz_ca_write_pem_file(key_out, NULL, k);
+		rc = rc ? rc : kz_ca_write_pem_file(cert_out, c, NULL);
 		if (rc)
 			snprintf(why, why_len, "cannot write %s or %s: %s", key_out, cert_out, strerror(errno));
 		if (serial_out)
@@ -764,7 +764,7 @@ int kz_ca_renew(struct kz_ca *ca, const char *cert_in, uint32_t lifetime_s, cons
 	char serial[KZ_SERIAL_HEX];
 	kz_x509_serial_hex(old, serial);
 	struct entries es;
-	rc = ca_issued_load(ca, &es, why, why_len);
+	rc = kz_ca_issued_load(ca, &es, why, why_len);
 	if (rc)
 		goto out;
 	bool revoked = false;
@@ -777,14 +777,14 @@ int kz_ca_renew(struct kz_ca *ca, const char *cert_in, uint32_t lifetime_s, cons
 		rc = KZ_EDENIED;
 		goto out;
 	}
-	id = ca_cert_uri(old);
+	id = kz_ca_cert_uri(old);
 	if (!id) {
 		snprintf(why, why_len, "%s has no single URI SAN", cert_in);
 		rc = KZ_EINVAL;
 		goto out;
 	}
-	c = ca_issue_for(ca, id, X509_get0_pubkey(old), lifetime_s, why, why_len);
-	rc = !c ? KZ_ETLS : ca_write_pem_file(cert_out, c, NULL);
+	c = kz_ca_issue_for(ca, id, X509_get0_pubkey(old), lifetime_s, why, why_len);
+	rc = !c ? KZ_ETLS : kz_ca_write_pem_file(cert_out, c, NULL);
 	if (c && rc)
 		snprintf(why, why_len, "cannot write %s: %s", cert_out, strerror(errno));
 	if (c && serial_out)
@@ -800,7 +800,7 @@ int kz_ca_list(struct kz_ca *ca, void (*fn)(const struct kz_ca_entry *e, void *a
 	       size_t why_len)
 {
 	struct entries es;
-	int rc = ca_issued_load(ca, &es, why, why_len);
+	int rc = kz_ca_issued_load(ca, &es, why, why_len);
 	if (rc)
 		return rc;
 	for (size_t i = 0; i < es.n; i++)

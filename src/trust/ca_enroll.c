@@ -44,8 +44,8 @@ int kz_ca_parse_token(const char *p, size_t n, struct kz_ca_token *t)
 		}
 	}
 	int64_t life;
-	if (k != 5 || fl[0] != 64 || ca_parse_i64(f[1], fl[1], &t->expires) || ca_parse_i64(f[2], fl[2], &life) ||
-	    life <= 0 || life > UINT32_MAX || ca_parse_i64(f[3], fl[3], &t->used_at) || fl[4] >= sizeof t->id ||
+	if (k != 5 || fl[0] != 64 || kz_ca_parse_i64(f[1], fl[1], &t->expires) || kz_ca_parse_i64(f[2], fl[2], &life) ||
+	    life <= 0 || life > UINT32_MAX || kz_ca_parse_i64(f[3], fl[3], &t->used_at) || fl[4] >= sizeof t->id ||
 	    kz_spiffe_check(f[4], fl[4], NULL))
 		return -1;
 	for (size_t i = 0; i < 64; i++)
@@ -66,7 +66,7 @@ static int tokens_load(const struct kz_ca *ca, struct kz_ca_token **out, size_t 
 	size_t len, n = 0, line = 0;
 	*out = NULL;
 	*n_out = 0;
-	int rc = ca_file_read(ca->dir, "tokens", &b, &len);
+	int rc = kz_ca_file_read(ca->dir, "tokens", &b, &len);
 	if (rc) {
 		snprintf(why, why_len, "%s/tokens: %s", ca->dir, kz_strerror(rc));
 		return rc;
@@ -152,7 +152,7 @@ int kz_ca_token(struct kz_ca *ca, const char *id, uint32_t ttl_s, uint32_t lifet
 	struct kz_ca_token t = { .expires = (int64_t)time(NULL) + ttl_s, .lifetime = lifetime_s };
 	token_hash(token_out, 5 + k, t.hash);
 	snprintf(t.id, sizeof t.id, "%s", id);
-	int lk = ca_lock(ca, why, why_len);
+	int lk = kz_ca_lock(ca, why, why_len);
 	if (lk < 0)
 		return KZ_EIO;
 	struct kz_ca_token *v;
@@ -177,7 +177,7 @@ static int token_consume(struct kz_ca *ca, const char *tok, size_t n, struct kz_
 {
 	char hex[65];
 	token_hash(tok, n, hex);
-	int lk = ca_lock(ca, why, why_len);
+	int lk = kz_ca_lock(ca, why, why_len);
 	if (lk < 0) {
 		*code = "internal";
 		return KZ_EIO;
@@ -308,7 +308,7 @@ char *kz_enroll_serve(struct kz_ca *ca, const char *tok, size_t tok_len, const c
 	if (max_lifetime_s && life > max_lifetime_s)
 		life = max_lifetime_s;
 	code = "internal";
-	c = ca_issue_for(ca, t.id, pub, life, reason, reason_len);
+	c = kz_ca_issue_for(ca, t.id, pub, life, reason, reason_len);
 	if (!c)
 		goto refuse;
 	BIO *out = BIO_new(BIO_s_mem());
@@ -427,7 +427,7 @@ int kz_enroll_client(const char *host, int port, const char *ca_file, const char
 	leaf = rb ? PEM_read_bio_X509(rb, NULL, NULL, NULL) : NULL;
 	cac = leaf ? PEM_read_bio_X509(rb, NULL, NULL, NULL) : NULL;
 	BIO_free(rb);
-	char *id = leaf ? ca_cert_uri(leaf) : NULL;
+	char *id = leaf ? kz_ca_cert_uri(leaf) : NULL;
 	if (!cac || !id || X509_check_private_key(leaf, k) != 1 || X509_verify(leaf, X509_get0_pubkey(cac)) != 1) {
 		free(id);
 		snprintf(why, why_len, "the node's answer does not hold a certificate for our key signed by its CA");
@@ -441,12 +441,12 @@ int kz_enroll_client(const char *host, int port, const char *ca_file, const char
 		goto out;
 	}
 	char p1[1200], p2[1200], p3[1200];
-	ca_path_of(p1, sizeof p1, out_dir, "key.pem");
-	ca_path_of(p2, sizeof p2, out_dir, "cert.pem");
-	ca_path_of(p3, sizeof p3, out_dir, "ca.pem");
-	rc = ca_write_pem_file(p1, NULL, k);
-	rc = rc ? rc : ca_write_pem_file(p2, leaf, NULL);
-	rc = rc ? rc : ca_write_pem_file(p3, cac, NULL);
+	kz_ca_path_of(p1, sizeof p1, out_dir, "key.pem");
+	kz_ca_path_of(p2, sizeof p2, out_dir, "cert.pem");
+	kz_ca_path_of(p3, sizeof p3, out_dir, "ca.pem");
+	rc = kz_ca_write_pem_file(p1, NULL, k);
+	rc = rc ? rc : kz_ca_write_pem_file(p2, leaf, NULL);
+	rc = rc ? rc : kz_ca_write_pem_file(p3, cac, NULL);
 	if (rc)
 		snprintf(why, why_len, "cannot write into %s: %s", out_dir, strerror(errno));
 out:

@@ -27,18 +27,18 @@ struct entries {
 	size_t n, cap;
 };
 
-int ca_serial_hex(const ASN1_INTEGER *sn, char out[KZ_SERIAL_HEX]);
-char *ca_cert_uri(X509 *c);
-int ca_path_of(char *out, size_t n, const char *dir, const char *name);
-int ca_file_read(const char *dir, const char *name, char **out, size_t *len);
-int ca_write_pem_file(const char *path, X509 *cert, EVP_PKEY *key);
-int64_t ca_asn1_time_unix(const ASN1_TIME *t);
-int ca_reason_code(const char *r);
-int ca_parse_i64(const char *p, size_t n, int64_t *out);
-int ca_issued_load(const struct kz_ca *ca, struct entries *es, char *why, size_t why_len);
-int ca_issued_store(const struct kz_ca *ca, const struct entries *es);
-X509 *ca_issue_for(struct kz_ca *ca, const char *id, EVP_PKEY *pub, uint32_t lifetime_s, char *why,
+int kz_ca_serial_hex(const ASN1_INTEGER *sn, char out[KZ_SERIAL_HEX]);
+char *kz_ca_cert_uri(X509 *c);
+int kz_ca_path_of(char *out, size_t n, const char *dir, const char *name);
+int kz_ca_file_read(const char *dir, const char *name, char **out, size_t *len);
+int kz_ca_write_pem_file(const char *path, X509 *cert, EVP_PKEY *key);
+int64_t kz_ca_asn1_time_unix(const ASN1_TIME *t);
+int kz_ca_reason_code(const char *r);
+int kz_ca_parse_i64(const char *p, size_t n, int64_t *out);
+int kz_ca_issued_load(const struct kz_ca *ca, struct entries *es, char *why, size_t why_len);
+int kz_ca_issued_store(const struct kz_ca *ca, const struct entries *es);
+X509 *kz_ca_issue_for(struct kz_ca *ca, const char *id, EVP_PKEY *pub, uint32_t lifetime_s, char *why,
 		       size_t why_len);
-int ca_lock(const struct kz_ca *ca, char *why, size_t why_len);
+int kz_ca_lock(const struct kz_ca *ca, char *why, size_t why_len);
 
 #endif

@@ -52,7 +52,7 @@ static int crl_write(struct kz_ca *ca, const struct entries *es, char *why, size
 		ASN1_TIME *rt = ASN1_TIME_new();
 		ASN1_ENUMERATED *code = ASN1_ENUMERATED_new();
 		time_t ra = (time_t)e->revoked_at;
-		int code_v = ca_reason_code(e->reason[0] ? e->reason : "unspecified");
+		int code_v = kz_ca_reason_code(e->reason[0] ? e->reason : "unspecified");
 		bool ok = r && rt && code && BN_hex2bn(&bn, e->serial) && (sn = BN_to_ASN1_INTEGER(bn, NULL)) &&
 			  X509_REVOKED_set_serialNumber(r, sn) && X509_time_adj_ex(rt, 0, 0, &ra) &&
 			  X509_REVOKED_set_revocationDate(r, rt) && ASN1_ENUMERATED_set(code, code_v) &&
@@ -91,11 +91,11 @@ out:
 
 int kz_ca_write_crl(struct kz_ca *ca, char *why, size_t why_len)
 {
-	int lk = ca_lock(ca, why, why_len);
+	int lk = kz_ca_lock(ca, why, why_len);
 	if (lk < 0)
 		return KZ_EIO;
 	struct entries es;
-	int rc = ca_issued_load(ca, &es, why, why_len);
+	int rc = kz_ca_issued_load(ca, &es, why, why_len);
 	if (!rc)
 		rc = crl_write(ca, &es, why, why_len);
 	free(es.v);
@@ -122,16 +122,16 @@ int kz_ca_revoke(struct kz_ca *ca, const char *serial, const char *reason, char 
 		if (serial[i] != ':')
 			want[k++] = (char)toupper((unsigned char)serial[i]);
 	want[k] = 0;
-	if (reason && ca_reason_code(reason) < 0) {
+	if (reason && kz_ca_reason_code(reason) < 0) {
 		snprintf(why, why_len, "unknown reason '%s' (keyCompromise, affiliationChanged, superseded, "
 				       "cessationOfOperation, privilegeWithdrawn, unspecified, …)", reason);
 		return KZ_EINVAL;
 	}
-	int lk = ca_lock(ca, why, why_len);
+	int lk = kz_ca_lock(ca, why, why_len);
 	if (lk < 0)
 		return KZ_EIO;
 	struct entries es;
-	int rc = ca_issued_load(ca, &es, why, why_len);
+	int rc = kz_ca_issued_load(ca, &es, why, why_len);
 	if (rc) {
 		close(lk);
 		return rc;
@@ -155,7 +155,7 @@ int kz_ca_revoke(struct kz_ca *ca, const char *serial, const char *reason, char 
 		e->status = 'R';
 		e->revoked_at = (int64_t)time(NULL);
 		snprintf(e->reason, sizeof e->reason, "%s", reason ? reason : "unspecified");
-		rc = ca_issued_store(ca, &es);
+		rc = kz_ca_issued_store(ca, &es);
 		if (rc)
 			snprintf(why, why_len, "cannot rewrite %s/issued: %s", ca->dir, strerror(errno));
 		else
@@ -217,11 +217,11 @@ struct kz_revoked *kz_revoked_load(const char *crl_file, const char *ca_file, ch
 	if (!r->serial)
 		goto fail;
 	for (int i = 0; i < n; i++)
-		if (ca_serial_hex(X509_REVOKED_get0_serialNumber(sk_X509_REVOKED_value(rs, i)), r->serial[r->n]) == KZ_OK)
+		if (kz_ca_serial_hex(X509_REVOKED_get0_serialNumber(sk_X509_REVOKED_value(rs, i)), r->serial[r->n]) == KZ_OK)
 			r->n++;
 	qsort(r->serial, r->n, sizeof *r->serial, serial_cmp);
-	r->this_update = ca_asn1_time_unix(X509_CRL_get0_lastUpdate(crl));
-	r->next_update = ca_asn1_time_unix(X509_CRL_get0_nextUpdate(crl));
+	r->this_update = kz_ca_asn1_time_unix(X509_CRL_get0_lastUpdate(crl));
+	r->next_update = kz_ca_asn1_time_unix(X509_CRL_get0_nextUpdate(crl));
 	ASN1_INTEGER *num = X509_CRL_get_ext_d2i(crl, NID_crl_number, NULL, NULL);
 	int64_t nv = 0;
 	if (num && ASN1_INTEGER_get_int64(&nv, num) == 1 && nv > 0)
