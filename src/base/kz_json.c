@@ -7,6 +7,7 @@
  * plus its NUL never exceed its text and the byte after it (or the one extra byte at the
  * end of the input), so n + 1 bytes always suffice. */
 #include "base/kz_json.h"
+#include "base/kz_array.h"
 
 #include <errno.h>
 #include <stdarg.h>
@@ -57,8 +58,8 @@ static struct kz_json *push(struct px *x)
 {
 	struct kz_json_doc *d = x->d;
 	if (d->n == d->cap) {
-		size_t nc = d->cap ? d->cap * 2 : 256;
-		struct kz_json *nv = realloc(d->v, nc * sizeof *nv);
+		size_t nc;
+		struct kz_json *nv = kz_array_grow(d->v, sizeof *nv, d->cap, (size_t)d->cap + 1, 256, SIZE_MAX, &nc);
 		if (!nv)
 			return NULL;
 		d->v = nv;

@@ -8,6 +8,7 @@
  * manifest reaches (limit=max), --pages times each; then --readers threads read pages at
  * cursors spread over the whole collection. Latencies are client-side wall times. */
 #include "cli/cli.h"
+#include "base/kz_array.h"
 #include "cli/cli_client.h"
 #include "cli/cli_https.h"
 
@@ -288,8 +289,12 @@ int cli_bench_taxii_main(int argc, char **argv)
 		if (more && nx) {
 			snprintf(next, sizeof next, "%s", nx);
 			if (b->ncursors == cap) {
-				cap = cap ? cap * 2 : 1024;
-				b->cursors = realloc(b->cursors, cap * sizeof *b->cursors);
+				char **nv = kz_array_grow(b->cursors, sizeof *nv, cap, (size_t)b->ncursors + 1, 1024, SIZE_MAX, &cap);
+				if (!nv) {
+					json_decref(j);
+					break;
+				}
+				b->cursors = nv;
 			}
 			b->cursors[b->ncursors++] = strdup(nx);
 		}

@@ -12,6 +12,7 @@
  * re-checks the revocation list (a long-lived HTTP/2 connection must not outlive `kizuna ca
  * revoke`) and the certificate's expiry. */
 #include "http/http.h"
+#include "base/kz_array.h"
 #include "base/kz_log.h"
 #include "base/kz_hex.h"
 #include "base/kz_time.h"
@@ -626,8 +627,8 @@ static void conn_closed(uv_handle_t *hd)
 
 static int *realloc_fds(int *v, size_t *cap)
 {
-	size_t nc = *cap ? *cap * 2 : 16;
-	int *nv = realloc(v, nc * sizeof *nv);
+	size_t nc;
+	int *nv = kz_array_grow(v, sizeof *nv, *cap, (size_t)*cap + 1, 16, SIZE_MAX, &nc);
 	if (nv)
 		*cap = nc;
 	return nv;

@@ -1,5 +1,6 @@
 /* mqtt_broker.c — shards, routing, the retained store and shared subscriptions. */
 #include "mqtt/mqtt_internal.h"
+#include "base/kz_array.h"
 #include "base/kz_err.h"
 #include "base/kz_hash.h"
 #include "base/kz_log.h"
@@ -218,12 +219,12 @@ void mqtt_broker_stats(struct mqtt_broker *b, uint64_t out[6])
 static int envq_push(struct mqtt_envq *q, const struct mqtt_env *e)
 {
 	if (q->n == q->cap) {
-		uint32_t ncap = q->cap ? q->cap * 2 : 64;
-		struct mqtt_env *nv = realloc(q->v, ncap * sizeof *nv);
+		size_t ncap;
+		struct mqtt_env *nv = kz_array_grow(q->v, sizeof *nv, q->cap, (size_t)q->cap + 1, 64, UINT32_MAX, &ncap);
 		if (!nv)
 			return KZ_ENOMEM;
 		q->v = nv;
-		q->cap = ncap;
+		q->cap = (uint32_t)ncap;
 	}
 	q->v[q->n++] = *e;
 	if (e->msg)
@@ -338,12 +339,12 @@ int mqtt_shard_store(struct mqtt_shard *s, uint8_t *data, uint32_t len, struct m
 		     struct mqtt_msg *msg)
 {
 	if (s->st_n == s->st_cap) {
-		uint32_t ncap = s->st_cap ? s->st_cap * 2 : 64;
-		struct kz_store_item *nv = realloc(s->st_items, ncap * sizeof *nv);
+		size_t ncap;
+		struct kz_store_item *nv = kz_array_grow(s->st_items, sizeof *nv, s->st_cap, (size_t)s->st_cap + 1, 64, UINT32_MAX, &ncap);
 		if (!nv)
 			return KZ_ENOMEM;
 		s->st_items = nv;
-		s->st_cap = ncap;
+		s->st_cap = (uint32_t)ncap;
 	}
 	if (st) {
 		s->st_items[s->st_n++] = (struct kz_store_item){ data, len, stored_done, st, NULL };
@@ -680,12 +681,12 @@ static void retained_visit(struct mqtt_trie_node *nd, void *ctx)
 {
 	struct retained_ctx *rc = ctx;
 	if (rc->n == rc->cap) {
-		uint32_t ncap = rc->cap ? rc->cap * 2 : 16;
-		struct mqtt_msg **nv = realloc(rc->found, ncap * sizeof *nv);
+		size_t ncap;
+		struct mqtt_msg **nv = kz_array_grow(rc->found, sizeof *nv, rc->cap, (size_t)rc->cap + 1, 16, UINT32_MAX, &ncap);
 		if (!nv)
 			return;
 		rc->found = nv;
-		rc->cap = ncap;
+		rc->cap = (uint32_t)ncap;
 	}
 	rc->found[rc->n++] = mqtt_msg_ref(nd->value);
 }
@@ -732,12 +733,12 @@ int mqtt_share_add(struct mqtt_broker *b, const struct mqtt_sub *sub, unsigned s
 		b->groups = g;
 	}
 	if (g->n == g->cap) {
-		uint32_t ncap = g->cap ? g->cap * 2 : 4;
-		struct mqtt_share_member *nm = realloc(g->m, ncap * sizeof *nm);
+		size_t ncap;
+		struct mqtt_share_member *nm = kz_array_grow(g->m, sizeof *nm, g->cap, (size_t)g->cap + 1, 4, UINT32_MAX, &ncap);
 		if (!nm)
 			goto out;
 		g->m = nm;
-		g->cap = ncap;
+		g->cap = (uint32_t)ncap;
 	}
 	struct mqtt_share_member *m = &g->m[g->n];
 	m->client_id = strdup(sub->session->client_id);

@@ -1,6 +1,7 @@
 /* mqtt_publish.c — PUBLISH from a client: aliases, the policy, the record, the store and
  * its completion, routing, acknowledgements (MQTT 5.0 §3.3, §4.3). */
 #include "mqtt/mqtt_internal.h"
+#include "base/kz_array.h"
 #include "base/kz_err.h"
 #include "base/kz_log.h"
 #include "base/kz_time.h"
@@ -147,12 +148,12 @@ static void q2_pending_del(struct mqtt_client *c, uint16_t pid)
 static int q2_pending_add(struct mqtt_client *c, uint16_t pid)
 {
 	if (c->n_q2_pending == c->cap_q2_pending) {
-		uint32_t ncap = c->cap_q2_pending ? c->cap_q2_pending * 2 : 8;
-		uint16_t *nv = realloc(c->q2_pending, ncap * sizeof *nv);
+		size_t ncap;
+		uint16_t *nv = kz_array_grow(c->q2_pending, sizeof *nv, c->cap_q2_pending, (size_t)c->cap_q2_pending + 1, 8, UINT32_MAX, &ncap);
 		if (!nv)
 			return KZ_ENOMEM;
 		c->q2_pending = nv;
-		c->cap_q2_pending = ncap;
+		c->cap_q2_pending = (uint32_t)ncap;
 	}
 	c->q2_pending[c->n_q2_pending++] = pid;
 	return KZ_OK;

@@ -14,6 +14,7 @@
  * 0 is routed before it is stored). QoS 1/2 messages are routed only once durable, so they
  * cannot fall in that gap. */
 #include "mqtt/mqtt_internal.h"
+#include "base/kz_array.h"
 #include "base/kz_err.h"
 #include "base/kz_log.h"
 #include "base/kz_time.h"
@@ -33,12 +34,12 @@ int mqtt_replay_begin(struct mqtt_sub *sub, uint64_t start_seq)
 	if (sub->replay)
 		mqtt_replay_end(sub);
 	if (s->n_replays == s->cap_replays) {
-		uint32_t nc = s->cap_replays ? s->cap_replays * 2 : 8;
-		struct mqtt_sub **nv = realloc(s->replays, nc * sizeof *nv);
+		size_t nc;
+		struct mqtt_sub **nv = kz_array_grow(s->replays, sizeof *nv, s->cap_replays, (size_t)s->cap_replays + 1, 8, UINT32_MAX, &nc);
 		if (!nv)
 			return KZ_ENOMEM;
 		s->replays = nv;
-		s->cap_replays = nc;
+		s->cap_replays = (uint32_t)nc;
 	}
 	struct mqtt_replay *r = calloc(1, sizeof *r);
 	if (!r)
@@ -74,8 +75,9 @@ void mqtt_replay_hold(struct mqtt_sub *sub, struct mqtt_msg *msg, uint8_t qos, b
 	if (qos < r->min_qos || (qos == 0 && !(c && c->state == MQTT_CLIENT_CONNECTED)))
 		return; /* as live: QoS 0 is not kept for a session that is away */
 	if (r->n_held == r->cap_held) {
-		uint32_t nc = r->cap_held ? r->cap_held * 2 : 64;
-		struct mqtt_delivery *nv = nc <= lim->max_queued_msgs ? realloc(r->held, nc * sizeof *nv) : NULL;
+		size_t nc; /* up to limits.max_queued_msgs held */
+		struct mqtt_delivery *nv = kz_array_grow(r->held, sizeof *nv, r->cap_held, (size_t)r->n_held + 1, 64,
+							 lim->max_queued_msgs, &nc);
 		if (!nv) {
 			if (r->held_dropped++ == 0)
 				kz_warn("session '%s': more than %u live messages arrived during a replay; "
@@ -84,7 +86,7 @@ void mqtt_replay_hold(struct mqtt_sub *sub, struct mqtt_msg *msg, uint8_t qos, b
 			return;
 		}
 		r->held = nv;
-		r->cap_held = nc;
+		r->cap_held = (uint32_t)nc;
 	}
 	r->held[r->n_held++] = (struct mqtt_delivery){ .msg = mqtt_msg_ref(msg), .qos = qos, .retain = retain,
 						      .sub_id = sub->sub_id };

@@ -1,6 +1,7 @@
 /* mqtt_session.c — MQTT sessions: subscriptions, the outbound QoS window, the offline queue
  * and inbound QoS 2 state (MQTT 5.0 §4.1, §4.3, §4.4). */
 #include "mqtt/mqtt_internal.h"
+#include "base/kz_array.h"
 #include "base/kz_err.h"
 #include "base/kz_hash.h"
 #include "base/kz_log.h"
@@ -323,12 +324,12 @@ int mqtt_session_subscribe(struct mqtt_session *ss, const struct mqtt_sub_entry 
 	if (ss->n_subs >= ss->shard->broker->lim.max_subs_per_client)
 		return KZ_ETOOBIG;
 	if (ss->n_subs == ss->cap_subs) {
-		uint32_t ncap = ss->cap_subs ? ss->cap_subs * 2 : 4;
-		struct mqtt_sub **nv = realloc(ss->subs, ncap * sizeof *nv);
+		size_t ncap;
+		struct mqtt_sub **nv = kz_array_grow(ss->subs, sizeof *nv, ss->cap_subs, (size_t)ss->cap_subs + 1, 4, UINT32_MAX, &ncap);
 		if (!nv)
 			return KZ_ENOMEM;
 		ss->subs = nv;
-		ss->cap_subs = ncap;
+		ss->cap_subs = (uint32_t)ncap;
 	}
 	struct mqtt_sub *sub = calloc(1, sizeof *sub);
 	if (!sub)

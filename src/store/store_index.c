@@ -17,6 +17,7 @@
  * marks the records the rules drop in a temporary table, then rewrites each closed segment
  * where enough of them are. */
 #include "store/store.h"
+#include "base/kz_array.h"
 #include "base/kz_err.h"
 #include "base/kz_log.h"
 #include "base/kz_hash.h"
@@ -713,8 +714,8 @@ static int load_dead(struct kz_index *ix, uint64_t a, uint64_t b, struct dead_se
 	int rc = KZ_OK;
 	while (!rc && sqlite3_step(st) == SQLITE_ROW) {
 		if (d->n == d->cap) {
-			size_t nc = d->cap ? d->cap * 2 : 1024;
-			uint64_t *nv = realloc(d->seq, nc * sizeof *nv);
+			size_t nc;
+			uint64_t *nv = kz_array_grow(d->seq, sizeof *nv, d->cap, (size_t)d->cap + 1, 1024, SIZE_MAX, &nc);
 			if (!nv) {
 				rc = KZ_ENOMEM;
 				break;

@@ -9,6 +9,7 @@
  * after it is the torn end of an interrupted write — recovery cuts it off; anything else is
  * corruption, reported with file and offset, and the node does not start until repaired. */
 #include "store/store.h"
+#include "base/kz_array.h"
 #include "base/kz_err.h"
 #include "base/kz_file.h"
 #include "base/kz_log.h"
@@ -97,8 +98,7 @@ static int list_segments(const char *dir, struct seglist *out)
 		    strspn(e->d_name, "0123456789") != 20)
 			continue;
 		if (out->n == cap) {
-			cap = cap ? cap * 2 : 16;
-			uint64_t *nb = realloc(out->base, cap * sizeof *nb);
+			uint64_t *nb = kz_array_grow(out->base, sizeof *nb, cap, (size_t)out->n + 1, 16, SIZE_MAX, &cap);
 			if (!nb) {
 				closedir(d);
 				free(out->base);
@@ -573,8 +573,8 @@ int kz_reclog_append_pos(struct kz_reclog *log, const struct kz_bytes *bodies, s
 		}
 		int rc = kz_buf_reserve(&log->wbuf, FRAME_HDR);
 		if (!rc && log->n_wbody == log->cap_wbody) {
-			size_t nc = log->cap_wbody ? log->cap_wbody * 2 : 1024;
-			struct kz_bytes *nb = realloc(log->wbody, nc * sizeof *nb);
+			size_t nc;
+			struct kz_bytes *nb = kz_array_grow(log->wbody, sizeof *nb, log->cap_wbody, (size_t)log->cap_wbody + 1, 1024, SIZE_MAX, &nc);
 			if (nb) {
 				log->wbody = nb;
 				log->cap_wbody = nc;

@@ -10,6 +10,7 @@
  * Schema: session(client_id PK, expiry_s, offline_since_ns, acked_through, will fields),
  * sub(client_id, grp, filter, options; PK client_id, grp, filter). */
 #include "store/store.h"
+#include "base/kz_array.h"
 #include "base/kz_err.h"
 
 #include <pthread.h>
@@ -207,8 +208,7 @@ int kz_state_load(struct kz_state *st, int (*cb)(void *ctx, const struct kz_stat
 		size_t n = 0;
 		while (sqlite3_step(qs) == SQLITE_ROW) {
 			if (n == cap) {
-				cap = cap ? cap * 2 : 16;
-				struct kz_state_sub *nv = realloc(subs, cap * sizeof *nv);
+				struct kz_state_sub *nv = kz_array_grow(subs, sizeof *nv, cap, n + 1, 16, SIZE_MAX, &cap);
 				if (!nv) {
 					rc = KZ_ENOMEM;
 					break;

@@ -7,6 +7,7 @@
  * write happens under flock(2) on the log, and a writer that finds the file longer than it
  * left it first re-reads the last entry to continue the chain from there. */
 #include "trust/audit_internal.h"
+#include "base/kz_array.h"
 #include "base/kz_err.h"
 #include "base/kz_file.h"
 #include "base/kz_hex.h"
@@ -651,8 +652,7 @@ uint64_t *kz_audit_rotated_files(const char *dir, size_t *n)
 		if (e != de->d_name + strlen(ROT_PREFIX) + 20)
 			continue;
 		if (*n == cap) {
-			cap = cap ? cap * 2 : 16;
-			uint64_t *nv = realloc(v, cap * sizeof *nv);
+			uint64_t *nv = kz_array_grow(v, sizeof *nv, cap, *n + 1, 16, SIZE_MAX, &cap);
 			if (!nv)
 				break;
 			v = nv;

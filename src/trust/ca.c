@@ -2,6 +2,7 @@
  * create, issue, renew and list (see ca.h for the files). Revocation and the CRL are in
  * ca_revoke.c, enrolment in ca_enroll.c. */
 #include "trust/ca_internal.h"
+#include "base/kz_array.h"
 #include "base/kz_base64.h"
 #include "base/kz_err.h"
 #include "base/kz_file.h"
@@ -480,8 +481,8 @@ int kz_ca_issued_load(const struct kz_ca *ca, struct entries *es, char *why, siz
 			break;
 		}
 		if (es->n == es->cap) {
-			size_t nc = es->cap ? es->cap * 2 : 64;
-			struct kz_ca_entry *nv = realloc(es->v, nc * sizeof *nv);
+			size_t nc;
+			struct kz_ca_entry *nv = kz_array_grow(es->v, sizeof *nv, es->cap, (size_t)es->cap + 1, 64, SIZE_MAX, &nc);
 			if (!nv) {
 				rc = KZ_ENOMEM;
 				break;

@@ -1,6 +1,7 @@
 /* policy.c — the policy file, the identity registry, subjects and the decision point
  * (policy.h; the grammar is in docs/POLICY.md). */
 #include "trust/policy.h"
+#include "base/kz_array.h"
 #include "trust/access.h"
 
 #include "base/kz_err.h"
@@ -369,8 +370,10 @@ static void reg_line(void *ctx, int line, char **t, int nt)
 		return;
 	}
 	if (p->n_ids == R->cap) {
-		R->cap = R->cap ? R->cap * 2 : 64;
-		struct kz_identity *nv = realloc(p->ids, R->cap * sizeof *nv);
+		size_t nc;
+		struct kz_identity *nv = kz_array_grow(p->ids, sizeof *nv, R->cap, (size_t)p->n_ids + 1, 64, UINT32_MAX, &nc);
+		if (nv)
+			R->cap = nc;
 		if (!nv) {
 			perr(e, line, "out of memory");
 			return;

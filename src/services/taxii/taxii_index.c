@@ -1,5 +1,6 @@
 /* taxii_index.c — the in-memory index of STIX object versions: interned strings, slots, property lists, access. */
 #include "services/taxii/taxii_internal.h"
+#include "base/kz_array.h"
 
 /* ---------- the index ---------- */
 
@@ -164,12 +165,12 @@ static int plist_reserve(struct tx_plist **lists, uint32_t *nlists, uint32_t k)
 	}
 	struct tx_plist *l = &(*lists)[k];
 	if (l->n == l->cap) {
-		uint32_t nc = l->cap ? l->cap * 2 : 8;
-		uint32_t *nv = realloc(l->v, nc * sizeof *nv);
+		size_t nc;
+		uint32_t *nv = kz_array_grow(l->v, sizeof *nv, l->cap, (size_t)l->cap + 1, 8, UINT32_MAX, &nc);
 		if (!nv)
 			return -1;
 		l->v = nv;
-		l->cap = nc;
+		l->cap = (uint32_t)nc;
 	}
 	return 0;
 }
@@ -264,8 +265,8 @@ int tx_refs_from_record(struct taxii *t, const struct kz_record *r, uint32_t *by
 int tx_ent_add(struct taxii *t, struct tx_coll *c, const struct tx_ent *e)
 {
 	if (c->n == c->cap) {
-		size_t nc = c->cap ? c->cap * 2 : 4096;
-		struct tx_ent *ne = realloc(c->e, nc * sizeof *ne);
+		size_t nc;
+		struct tx_ent *ne = kz_array_grow(c->e, sizeof *ne, c->cap, (size_t)c->cap + 1, 4096, SIZE_MAX, &nc);
 		if (!ne)
 			return -1;
 		c->e = ne;

@@ -3,8 +3,11 @@
 #include <stdarg.h>
 #include <stddef.h>
 #include <cmocka.h>
+#include <stdint.h>
+#include <stdlib.h>
 #include <string.h>
 
+#include "base/kz_array.h"
 #include "base/kz_base64.h"
 #include "base/kz_buf.h"
 #include "base/kz_err.h"
@@ -50,9 +53,44 @@ static void test_base64(void **st)
 	assert_string_equal(out, "AP8B");
 }
 
+/* kz_array_grow: doubling from the first capacity, never past max, the array kept on failure. */
+static void test_array(void **st)
+{
+	(void)st;
+	int *v = NULL;
+	size_t cap = 0, n = 0;
+	for (int i = 0; i < 1000; i++) {
+		if (n == cap) {
+			size_t was = cap;
+			int *nv = kz_array_grow(v, sizeof *v, cap, n + 1, 8, SIZE_MAX, &cap);
+			assert_non_null(nv);
+			assert_int_equal(cap, was ? was * 2 : 8);
+			v = nv;
+		}
+		v[n++] = i;
+	}
+	for (int i = 0; i < 1000; i++)
+		assert_int_equal(v[i], i);
+	/* the cap of the caller's type: capped at max, then refused with the array intact */
+	size_t c2 = 0;
+	int *w = kz_array_grow(NULL, sizeof *w, 0, 1, 64, 100, &c2);
+	assert_non_null(w);
+	assert_int_equal(c2, 64);
+	w = kz_array_grow(w, sizeof *w, c2, 65, 64, 100, &c2);
+	assert_non_null(w);
+	assert_int_equal(c2, 100);
+	size_t c3 = 7;
+	assert_null(kz_array_grow(w, sizeof *w, c2, 101, 64, 100, &c3));
+	assert_int_equal(c3, 7); /* untouched on failure */
+	/* element size times capacity past SIZE_MAX */
+	assert_null(kz_array_grow(NULL, SIZE_MAX / 2, 0, 3, 4, SIZE_MAX, &c3));
+	free(w);
+	free(v);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = { cmocka_unit_test(test_cap), cmocka_unit_test(test_utf8),
-					    cmocka_unit_test(test_base64) };
+					    cmocka_unit_test(test_base64), cmocka_unit_test(test_array) };
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
