@@ -356,6 +356,397 @@ static void print_tour(const struct node_config *cfg, const char *host, int port
 	fflush(stdout);
 }
 
+/* Everything `kizuna serve` holds while it runs, in the order node_open takes it; node_close
+ * gives back whatever was taken, in reverse, on every path.
+ *
+ *   node_open --ok--> node_run (signals: SIGHUP reloads, SIGTERM/SIGINT stop) --> node_close
+ *   node_open --fails at any step--> node_close (what was opened so far) */
+struct node {
+	struct node_config cfg;
+	struct kz_policy *policy;        /* until held (then in held) */
+	unsigned long long policy_seq;   /* the signed manifest's sequence (0: unsigned) */
+	int lockfd, mqtt_fd, https_fd;
+	char host[256], hhost[256];
+	int port, hport, bound_port, bound_hport;
+	int created;                     /* 1: the development PKI was made by this start */
+	bool audit_open;
+	struct net_tls_trust trust;      /* SSL_CTX app data: lives as long as the contexts */
+	struct kz_ca *ca;
+	struct revsets revs;
+	SSL_CTX *ctx, *hctx;
+	struct mqtt_broker broker;
+	bool broker_init, served;
+	struct kz_idlimits idl;
+	bool idl_init;
+	struct policies held;
+	struct kz_http *http;
+	struct taxii *taxii;
+	struct node_http nh;
+	struct node_enroll enroll;
+	struct node_mqtt nm;
+	struct net_server *srv;
+	sigset_t signals;
+	char logdir[1100];
+};
+
+/* Configuration, policy, data-directory lock, ports, audit log, PKI, TLS, broker, store,
+ * sessions, HTTPS and TAXII, workers. 0 when serving; else 1 (said why). */
+static int node_open(struct node *n)
+{
+	struct node_config *cfg = &n->cfg;
+	char why[512] = "";
+	kz_log_set_level(cfg->log_level);
+	signal(SIGPIPE, SIG_IGN);
+	/* Each connection is a descriptor: take the hard limit, as servers commonly do, and say
+	 * what it is (limits.fd_reserve of them stay free of connections). */
+	char fdmsg[200];
+	unsigned fds = net_raise_fd_limit(fdmsg, sizeof fdmsg);
+	if (fds && fds <= cfg->limits.fd_reserve + 16)
+		kz_warn("%s: limits.fd_reserve (%u) leaves almost none for connections", fdmsg, cfg->limits.fd_reserve);
+	else
+		kz_info("%s; %u kept free of connections (limits.fd_reserve)", fdmsg, cfg->limits.fd_reserve);
+
+	(void)node_config_split_addr(cfg->mqtt_listen, n->host, sizeof n->host, &n->port);
+	if ((n->lockfd = kz_data_lock(cfg->data_dir, why, sizeof why)) < 0) {
+		kz_error("%s", why);
+		return 1;
+	}
+	/* The ports are taken first: a second node fails here, before any work. Connections are
+	 * refused until the store, its index and the sessions are ready (then they listen). */
+	if (cfg->https_enabled)
+		(void)node_config_split_addr(cfg->https_listen, n->hhost, sizeof n->hhost, &n->hport);
+	n->mqtt_fd = net_bind(n->host, n->port, &n->bound_port, why, sizeof why);
+	if (n->mqtt_fd >= 0 && cfg->https_enabled &&
+	    (n->https_fd = net_bind(n->hhost, n->hport, &n->bound_hport, why, sizeof why)) < 0) {
+		close(n->mqtt_fd);
+		n->mqtt_fd = -1;
+	}
+	if (n->mqtt_fd < 0) {
+		kz_error("%s", why);
+		return 1;
+	}
+	kz_info("MQTT port %d%s%.0d taken; connections are refused until the record log, its index and the "
+		"sessions are loaded", n->bound_port, cfg->https_enabled ? " and HTTPS port " : "",
+		cfg->https_enabled ? n->bound_hport : 0);
+	char auditdir[1100];
+	snprintf(auditdir, sizeof auditdir, "%s/audit", cfg->data_dir);
+	if (kz_audit_open(auditdir, cfg->audit_ck_entries, cfg->audit_ck_ms, &kz_audit_log, why, sizeof why)) {
+		kz_error("audit log: %s", why);
+		return 1;
+	}
+	n->audit_open = true;
+	kz_audit_set_limits(kz_audit_log, cfg->audit_window_ms, cfg->audit_max_file_bytes, cfg->audit_max_files);
+	if (mkdir(cfg->data_dir, 0755) && errno != EEXIST) {
+		kz_error("cannot create %s: %s", cfg->data_dir, strerror(errno));
+		return 1;
+	}
+	n->created = kz_ca_create(cfg->ca_dir, cfg->trust_domain, cfg->org, cfg->ca_max_lifetime_s, why, sizeof why);
+	if (n->created < 0) {
+		kz_error("%s", why);
+		return 1;
+	}
+	admin_renew(cfg);
+	if (n->policy_seq > node_policy_seq(cfg) && node_policy_seq_store(cfg, n->policy_seq))
+		kz_warn("cannot write %s/policy.seq: %s", cfg->data_dir, strerror(errno));
+	/* Deny by default (docs/POLICY.md): the development PKI comes with a development policy
+	 * that lets its admin in; without either, nothing is allowed unless policy.open says so. */
+	if (!n->policy && !cfg->policy_open) {
+		if (n->created == 1 && !cfg->policy_file[0]) {
+			if (node_dev_policy_create(cfg, why, sizeof why)) {
+				kz_error("%s", why);
+				return 1;
+			}
+			node_config_finish(cfg);
+		}
+		if (cfg->policy_file[0]) {
+			if (node_policy_load(cfg, 1, &n->policy, stderr, &n->policy_seq))
+				return 1;
+			kz_info("development policy %s with %s: only the identities listed there may do anything",
+				cfg->policy_file, cfg->policy_registry);
+		} else {
+			if (kz_policy_parse(node_deny_all_policy, strlen(node_deny_all_policy), "(deny by default)", "", 0,
+					    "(no registry)", 1, &n->policy, stderr))
+				return 1;
+			kz_warn("no policy.file: every connection and request is refused (deny by default). Set "
+				"policy.file and policy.registry (docs/POLICY.md), or policy.open = 1 for tests");
+		}
+	}
+	n->trust.trust_domain = cfg->trust_domain;
+	char cakey[1200];
+	snprintf(cakey, sizeof cakey, "%s/ca.key", cfg->ca_dir);
+	if (cfg->enroll_enabled && access(cakey, R_OK) == 0) {
+		if (kz_ca_open(cfg->ca_dir, cfg->trust_domain, &n->ca, why, sizeof why))
+			kz_warn("enrolment off: %s", why);
+	} else if (cfg->enroll_enabled) {
+		kz_info("enrolment off: no CA key %s", cakey);
+	}
+	n->trust.enroll = n->ca != NULL;
+	if (crl_refresh(cfg, NULL, &n->trust, &n->revs, true))
+		return 1;
+	n->trust.require_pq = cfg->tls_require_pq != 0;
+	n->trust.max_cert_lifetime_s = cfg->ca_max_lifetime_s;
+	struct net_tls_config tls = { cfg->tls_ca, cfg->tls_cert, cfg->tls_key,
+				      cfg->tls_require_pq ? "X25519MLKEM768" : cfg->tls_groups[0] ? cfg->tls_groups : NULL,
+				      &n->trust };
+	if (!(n->ctx = net_tls_server_ctx(&tls, why, sizeof why))) {
+		kz_error("%s", why);
+		return 1;
+	}
+	struct mqtt_broker *b = &n->broker;
+	if (mqtt_broker_init(b, &cfg->limits, cfg->threads)) {
+		kz_error("out of memory");
+		return 1;
+	}
+	n->broker_init = true;
+	snprintf(b->node_id, sizeof b->node_id, "%s", cfg->node_id);
+	atomic_store(&b->revoked, atomic_load(&n->trust.revoked));
+	b->cert_check_ms = cfg->cert_check_ms;
+	if (kz_idlimits_init(&n->idl, cfg->id_limits, cfg->n_id_limits, cfg->id_limits_max)) {
+		kz_error("out of memory");
+		return 1;
+	}
+	n->idl_init = true;
+	b->idlimits = &n->idl;
+	if (n->policy) {
+		struct kz_policy *policy = n->policy;
+		policy_hold(&n->held, policy);
+		n->policy = NULL; /* held */
+		atomic_store(&b->policy, policy);
+		b->audit_summary_ms = cfg->policy_summary_ms;
+		kz_info("policy %s version %s from %s: %u rules, %u identities", policy->id, policy->version,
+			cfg->policy_file, policy->n_rules, policy->n_ids);
+		policy_status(cfg->data_dir, policy, NULL);
+	} else {
+		kz_warn("policy.open = 1 and no policy.file: every authenticated identity may connect, publish and "
+			"subscribe; records are not labelled (tests and benchmarks only)");
+	}
+	char indexdb[1100];
+	snprintf(n->logdir, sizeof n->logdir, "%s/log", cfg->data_dir);
+	snprintf(indexdb, sizeof indexdb, "%s/index.db", cfg->data_dir);
+	struct kz_store_config stcfg = {
+		.log = { .dir = n->logdir, .segment_bytes = cfg->store.segment_bytes,
+			 .max_record_bytes = node_max_record_bytes(cfg), .fsync = cfg->store.fsync,
+			 .fsync_interval_ms = cfg->store.fsync_interval_ms },
+		.index_path = indexdb, .rules = cfg->store.rules, .n_rules = cfg->store.n_rules,
+		.retention_interval_ms = cfg->store.retention_interval_ms,
+		.batch_end = mqtt_broker_store_batch_end, .batch_arg = b,
+	};
+	struct kz_reclog_recovery rec;
+	if (kz_store_open(&stcfg, &b->store, &rec, why, sizeof why)) {
+		kz_error("record log: %s", why);
+		return 1;
+	}
+	if (rec.records && kz_audit_is_new(kz_audit_log)) {
+		kz_error("audit log: %s/audit has no log or keys but the record log holds %llu records: the audit "
+			 "directory was deleted. Restore it, or start over with a new data directory", cfg->data_dir,
+			 (unsigned long long)rec.records);
+		return 1;
+	}
+	if (rec.torn_bytes)
+		kz_warn("record log: cut %llu bytes of a torn final write (never acknowledged)",
+			(unsigned long long)rec.torn_bytes);
+	kz_info("record log %s: %llu records in %u segments, fsync %s", n->logdir,
+		(unsigned long long)rec.records, rec.segments,
+		cfg->store.fsync == KZ_FSYNC_ALWAYS ? "always" : cfg->store.fsync == KZ_FSYNC_NEVER ? "never" : "interval");
+	char statedb[1100];
+	snprintf(statedb, sizeof statedb, "%s/sessions.db", cfg->data_dir);
+	if (kz_state_open(statedb, &b->state, why, sizeof why)) {
+		kz_error("%s", why);
+		return 1;
+	}
+	struct restore_ctx rc = { b, kz_now_wall_ns(), 0, 0 };
+	if (kz_state_load(b->state, restore_session, &rc, why, sizeof why))
+		kz_error("sessions: %s", why);
+	else if (rc.n)
+		kz_info("%llu persistent sessions restored", (unsigned long long)rc.n);
+	if (rc.max_acked && rc.max_acked >= kz_store_durable_next(b->store)) {
+		/* a session acknowledged records the log no longer holds (its tail was cut): new
+		 * records must not take those numbers, or the session would skip them */
+		kz_warn("sessions acknowledged records up to %llu, past the log's end: new records start after it",
+			(unsigned long long)rc.max_acked);
+		kz_store_advance(b->store, rc.max_acked + 1);
+	}
+	rc.n = 0;
+	if (kz_store_retained(b->store, restore_retained, &rc, why, sizeof why))
+		kz_error("retained messages: %s", why);
+	else if (rc.n)
+		kz_info("%llu retained messages restored", (unsigned long long)rc.n);
+	/* Workers inherit this mask: only the main thread takes SIGTERM/SIGINT/SIGHUP. */
+	sigemptyset(&n->signals);
+	sigaddset(&n->signals, SIGTERM);
+	sigaddset(&n->signals, SIGINT);
+	sigaddset(&n->signals, SIGHUP);
+	pthread_sigmask(SIG_BLOCK, &n->signals, NULL);
+	if (cfg->https_enabled) {
+		n->hctx = net_tls_https_ctx(&tls, why, sizeof why);
+		struct kz_http_config hc = { n->hctx, cfg->threads, cfg->https_max_body, cfg->https_req_timeout_ms,
+					     cfg->https_idle_timeout_ms, node_http_gate, &n->nh, cfg->limits.handshake_timeout_ms };
+		if (!n->hctx || kz_http_create(&hc, &n->http, why, sizeof why)) {
+			kz_error("HTTPS: %s", why);
+			return 1;
+		}
+		struct node_http *nh = &n->nh;
+		nh->http = n->http;
+		nh->broker = b;
+		snprintf(nh->log_dir, sizeof nh->log_dir, "%s", n->logdir);
+		nh->cert_not_after = kz_cert_file_not_after(cfg->tls_cert);
+		nh->segment_bytes = cfg->store.segment_bytes;
+		nh->index_lag_max = cfg->health_index_lag;
+		nh->policy_file = cfg->policy_file;
+		nh->trust = &n->trust;
+		nh->idl = &n->idl;
+		struct taxii_config tc = { cfg->taxii_collections, b->store, n->logdir, node_max_record_bytes(cfg),
+					   &b->policy, cfg->node_id, cfg->threads, cfg->taxii_max_page,
+					   cfg->taxii_default_page, cfg->taxii_max_post, cfg->taxii_max_scan,
+					   cfg->taxii_max_statuses, cfg->taxii_max_status_bytes, cfg->https_max_body };
+		if (taxii_open(&tc, &n->taxii, why, sizeof why)) {
+			kz_error("TAXII: %s", why);
+			return 1;
+		}
+		uint64_t ncoll, nent;
+		taxii_counts(n->taxii, &ncoll, &nent);
+		kz_info("TAXII: %llu collections, %llu object versions indexed from the log", (unsigned long long)ncoll,
+			(unsigned long long)nent);
+		if (node_http_routes(nh) || taxii_routes(n->taxii, n->http)) {
+			kz_error("HTTPS: too many routes");
+			return 1;
+		}
+	}
+	n->enroll = (struct node_enroll){ .ca = n->ca, .max_bytes = cfg->enroll_max_bytes,
+					  .timeout_ms = cfg->enroll_timeout_ms, .max_connections = cfg->enroll_max_conns,
+					  .max_lifetime_s = cfg->ca_max_lifetime_s };
+	n->nm = (struct node_mqtt){ .broker = b, .ctx = n->ctx, .enroll = &n->enroll };
+	struct net_server_config scfg = {
+		.threads = cfg->threads, .tick_ms = cfg->tick_ms, .read_budget = cfg->read_budget,
+		.write_backlog = cfg->write_backlog, .handshake_timeout_ms = cfg->limits.handshake_timeout_ms,
+		.max_handshakes = cfg->limits.max_handshakes,
+		.max_handshakes_per_address = cfg->limits.max_handshakes_per_address,
+		.close_linger_ms = cfg->limits.close_linger_ms, .fd_reserve = cfg->limits.fd_reserve,
+	};
+	node_mqtt_proto(&n->nm, n->mqtt_fd, n->host, &scfg.protos[scfg.n_protos++]);
+	if (n->http)
+		kz_http_proto(n->http, n->https_fd, n->hhost, &scfg.protos[scfg.n_protos++]);
+	n->mqtt_fd = n->https_fd = -1; /* the server's now, also if it fails */
+	if (net_server_create(&n->srv, &scfg, why, sizeof why)) {
+		kz_error("%s", why);
+		return 1;
+	}
+	node_mqtt_attach(&n->nm, n->srv);
+	net_server_run(n->srv);
+	n->served = true;
+	kz_info("kizuna %s serving MQTT on %s:%d with %u worker threads, data in %s", KZ_VERSION, n->host,
+		n->bound_port, cfg->threads, cfg->data_dir);
+	if (cfg->https_enabled)
+		kz_info("HTTPS on %s:%d (HTTP/1.1 and HTTP/2: /healthz, /metrics, TAXII 2.1 at /taxii2/)", n->hhost,
+			n->bound_hport);
+	print_tour(cfg, n->host, n->bound_port, n->created == 1);
+	return 0;
+}
+
+/* The main thread while the workers serve: signals, CRL polling, audit summaries, giving
+ * memory back. Returns when SIGTERM or SIGINT arrives. */
+static void node_run(struct node *n)
+{
+	const struct node_config *cfg = &n->cfg;
+	/* Start-up's transient memory (the index rebuilds' scan buffers, the PKI made on a first
+	 * start, configuration and policy parsing) is free but still in the heap: give it back. */
+	malloc_trim(0);
+	/* The CRL is polled at half the check interval, so that a revocation reaches open
+	 * connections within tls.cert_check_ms. */
+	uint32_t poll_ms = cfg->cert_check_ms / 2 ? cfg->cert_check_ms / 2 : 1;
+	/* the audit's summaries and gap entries are written within a second of being due */
+	uint32_t wake_ms = poll_ms < 1000 ? poll_ms : 1000;
+	struct timespec wake = { wake_ms / 1000, (long)(wake_ms % 1000) * 1000000L };
+	uint64_t crl_polled = kz_now_mono_ms();
+	for (;;) {
+		int sig = sigtimedwait(&n->signals, NULL, &wake);
+		if (sig < 0) {
+			if (errno == EAGAIN) {
+				uint64_t now = kz_now_mono_ms();
+				if (now - crl_polled >= poll_ms) {
+					crl_polled = now;
+					crl_reissue(cfg, &n->trust);
+					crl_refresh(cfg, &n->broker, &n->trust, &n->revs, false);
+					crl_check_time(cfg, &n->trust, &n->revs);
+				}
+				kz_audit_tick(kz_audit_log); /* summaries; after write errors, the gap entry */
+				/* What a flood allocated and freed (records on their way to the disk, messages
+				 * between workers) stays in glibc's per-thread arenas unless given back: the
+				 * node's memory would stay at its high-water mark (measured: 134 MB held for 94 kB
+				 * in use after a QoS 0 flood). */
+				uint64_t t0 = kz_now_mono_ns();
+				malloc_trim(0);
+				uint64_t dt = kz_now_mono_ns() - t0;
+				if (dt > 20000000)
+					kz_debug("malloc_trim took %llu ms", (unsigned long long)(dt / 1000000));
+			}
+			continue;
+		}
+		if (sig == SIGHUP) {
+			crl_refresh(cfg, &n->broker, &n->trust, &n->revs, false);
+			policy_reload(cfg, &n->broker, &n->held);
+			continue;
+		}
+		kz_info("%s: stopping: no new connections, disconnecting clients", sig == SIGTERM ? "SIGTERM" : "SIGINT");
+		return;
+	}
+}
+
+/* Gives back what node_open took, in reverse, however far it got. */
+static void node_close(struct node *n)
+{
+	struct mqtt_broker *b = &n->broker;
+	if (n->srv) {
+		net_server_stop(n->srv, store_stop, &n->nm); /* the store closes once the workers ended */
+		n->srv = NULL;
+	}
+	if (n->broker_init && b->store) { /* opened, never served */
+		kz_store_close(b->store);
+		b->store = NULL;
+	}
+	if (n->served)
+		mqtt_broker_save_sessions(b, b->final_durable);
+	if (n->broker_init && b->state) {
+		kz_state_close(b->state);
+		b->state = NULL;
+	}
+	if (n->served) {
+		uint64_t st[6];
+		mqtt_broker_stats(b, st);
+		kz_info("stopped: %llu messages in, %llu out, %llu dropped", (unsigned long long)st[0],
+			(unsigned long long)st[1], (unsigned long long)st[4]);
+	}
+	if (n->broker_init)
+		mqtt_broker_cleanup(b);
+	kz_http_free(n->http);
+	taxii_close(n->taxii);
+	net_tls_ctx_free(n->ctx);
+	net_tls_ctx_free(n->hctx);
+	for (size_t i = 0; i < n->held.n; i++)
+		kz_policy_free(n->held.v[i]);
+	free(n->held.v);
+	kz_policy_free(n->policy);
+	for (size_t i = 0; i < n->revs.n; i++)
+		kz_revoked_free(n->revs.v[i]);
+	free(n->revs.v);
+	for (size_t i = 0; i < n->revs.n_reasons; i++)
+		free(n->revs.reasons[i]);
+	free(n->revs.reasons);
+	kz_ca_close(n->ca);
+	if (n->idl_init)
+		kz_idlimits_cleanup(&n->idl);
+	if (n->mqtt_fd >= 0)
+		close(n->mqtt_fd);
+	if (n->https_fd >= 0)
+		close(n->https_fd);
+	if (n->audit_open) {
+		kz_audit_close(kz_audit_log);
+		kz_audit_log = NULL;
+	}
+	if (n->lockfd >= 0)
+		close(n->lockfd);
+}
+
 int node_serve_main(int argc, char **argv)
 {
 	static const struct option opts[] = {
@@ -382,376 +773,34 @@ int node_serve_main(int argc, char **argv)
 		usage(stderr);
 		return 2;
 	}
-	struct node_config cfg;
-	if (node_config_for_command(&cfg, config, data, stderr))
+	/* one node per process: static, so that its size stays off the stack */
+	static struct node node;
+	struct node *n = &node;
+	memset(n, 0, sizeof *n);
+	n->lockfd = n->mqtt_fd = n->https_fd = -1;
+	struct node_config *cfg = &n->cfg;
+	if (node_config_for_command(cfg, config, data, stderr))
 		return 1;
-	node_config_finish(&cfg);
-	struct kz_policy *policy = NULL;
-	unsigned long long policy_seq = 0; /* the signed manifest's sequence (0: unsigned) */
-	if (cfg.policy_file[0] || cfg.policy_registry[0]) {
-		if (!cfg.policy_file[0] || !cfg.policy_registry[0]) {
+	node_config_finish(cfg);
+	if (cfg->policy_file[0] || cfg->policy_registry[0]) {
+		if (!cfg->policy_file[0] || !cfg->policy_registry[0]) {
 			fprintf(stderr, "%s: policy.file and policy.registry go together\n", config ? config : "kizuna serve");
 			return 1;
 		}
-		if (node_policy_load(&cfg, 1, &policy, stderr, &policy_seq))
+		if (node_policy_load(cfg, 1, &n->policy, stderr, &n->policy_seq))
 			return 1;
 	}
 	if (check) {
 		printf("%s: configuration is valid\n", config ? config : "(defaults)");
-		if (policy)
-			printf("%s: policy %s version %s: %u rules, %u identities\n", cfg.policy_file, policy->id,
-			       policy->version, policy->n_rules, policy->n_ids);
-		kz_policy_free(policy);
+		if (n->policy)
+			printf("%s: policy %s version %s: %u rules, %u identities\n", cfg->policy_file, n->policy->id,
+			       n->policy->version, n->policy->n_rules, n->policy->n_ids);
+		kz_policy_free(n->policy);
 		return 0;
 	}
-	kz_log_set_level(cfg.log_level);
-	signal(SIGPIPE, SIG_IGN);
-	/* Each connection is a descriptor: take the hard limit, as servers commonly do, and say
-	 * what it is (limits.fd_reserve of them stay free of connections). */
-	char fdmsg[200];
-	unsigned fds = net_raise_fd_limit(fdmsg, sizeof fdmsg);
-	if (fds && fds <= cfg.limits.fd_reserve + 16)
-		kz_warn("%s: limits.fd_reserve (%u) leaves almost none for connections", fdmsg, cfg.limits.fd_reserve);
-	else
-		kz_info("%s; %u kept free of connections (limits.fd_reserve)", fdmsg, cfg.limits.fd_reserve);
-
-	char why[512] = "";
-	char host[256];
-	int port;
-	(void)node_config_split_addr(cfg.mqtt_listen, host, sizeof host, &port);
-	int lockfd = kz_data_lock(cfg.data_dir, why, sizeof why);
-	if (lockfd < 0) {
-		kz_error("%s", why);
-		return 1;
-	}
-	/* The ports are taken first: a second node fails here, before any work. Connections are
-	 * refused until the store, its index and the sessions are ready (then they listen). */
-	char hhost[256] = "";
-	int hport = 0, bound_port = 0, bound_hport = 0;
-	if (cfg.https_enabled)
-		(void)node_config_split_addr(cfg.https_listen, hhost, sizeof hhost, &hport);
-	int mqtt_fd = net_bind(host, port, &bound_port, why, sizeof why), https_fd = -1;
-	if (mqtt_fd >= 0 && cfg.https_enabled && (https_fd = net_bind(hhost, hport, &bound_hport, why, sizeof why)) < 0) {
-		close(mqtt_fd);
-		mqtt_fd = -1;
-	}
-	if (mqtt_fd < 0) {
-		kz_error("%s", why);
-		close(lockfd);
-		return 1;
-	}
-	kz_info("MQTT port %d%s%.0d taken; connections are refused until the record log, its index and the "
-		"sessions are loaded", bound_port, cfg.https_enabled ? " and HTTPS port " : "",
-		cfg.https_enabled ? bound_hport : 0);
-	char auditdir[1100];
-	snprintf(auditdir, sizeof auditdir, "%s/audit", cfg.data_dir);
-	if (kz_audit_open(auditdir, cfg.audit_ck_entries, cfg.audit_ck_ms, &kz_audit_log, why, sizeof why)) {
-		kz_error("audit log: %s", why);
-		return 1;
-	}
-	kz_audit_set_limits(kz_audit_log, cfg.audit_window_ms, cfg.audit_max_file_bytes, cfg.audit_max_files);
-	if (mkdir(cfg.data_dir, 0755) && errno != EEXIST) {
-		kz_error("cannot create %s: %s", cfg.data_dir, strerror(errno));
-		return 1;
-	}
-	int created = kz_ca_create(cfg.ca_dir, cfg.trust_domain, cfg.org, cfg.ca_max_lifetime_s, why, sizeof why);
-	if (created < 0) {
-		kz_error("%s", why);
-		return 1;
-	}
-	admin_renew(&cfg);
-	if (policy_seq > node_policy_seq(&cfg) && node_policy_seq_store(&cfg, policy_seq))
-		kz_warn("cannot write %s/policy.seq: %s", cfg.data_dir, strerror(errno));
-	/* Deny by default (docs/POLICY.md): the development PKI comes with a development policy
-	 * that lets its admin in; without either, nothing is allowed unless policy.open says so. */
-	if (!policy && !cfg.policy_open) {
-		if (created == 1 && !cfg.policy_file[0]) {
-			if (node_dev_policy_create(&cfg, why, sizeof why)) {
-				kz_error("%s", why);
-				return 1;
-			}
-			node_config_finish(&cfg);
-		}
-		if (cfg.policy_file[0]) {
-			if (node_policy_load(&cfg, 1, &policy, stderr, &policy_seq))
-				return 1;
-			kz_info("development policy %s with %s: only the identities listed there may do anything",
-				cfg.policy_file, cfg.policy_registry);
-		} else {
-			if (kz_policy_parse(node_deny_all_policy, strlen(node_deny_all_policy), "(deny by default)", "", 0,
-					    "(no registry)", 1, &policy, stderr))
-				return 1;
-			kz_warn("no policy.file: every connection and request is refused (deny by default). Set "
-				"policy.file and policy.registry (docs/POLICY.md), or policy.open = 1 for tests");
-		}
-	}
-	static struct net_tls_trust trust;
-	trust.trust_domain = cfg.trust_domain;
-	struct kz_ca *ca = NULL;
-	char cakey[1200];
-	snprintf(cakey, sizeof cakey, "%s/ca.key", cfg.ca_dir);
-	if (cfg.enroll_enabled && access(cakey, R_OK) == 0) {
-		if (kz_ca_open(cfg.ca_dir, cfg.trust_domain, &ca, why, sizeof why))
-			kz_warn("enrolment off: %s", why);
-	} else if (cfg.enroll_enabled) {
-		kz_info("enrolment off: no CA key %s", cakey);
-	}
-	trust.enroll = ca != NULL;
-	struct revsets revs = { 0 };
-	struct mqtt_broker broker;
-	if (crl_refresh(&cfg, NULL, &trust, &revs, true))
-		goto fail;
-	trust.require_pq = cfg.tls_require_pq != 0;
-	trust.max_cert_lifetime_s = cfg.ca_max_lifetime_s;
-	struct net_tls_config tls = { cfg.tls_ca, cfg.tls_cert, cfg.tls_key,
-				      cfg.tls_require_pq ? "X25519MLKEM768" : cfg.tls_groups[0] ? cfg.tls_groups : NULL, &trust };
-	SSL_CTX *ctx = net_tls_server_ctx(&tls, why, sizeof why);
-	if (!ctx) {
-		kz_error("%s", why);
-		goto fail;
-	}
-	if (mqtt_broker_init(&broker, &cfg.limits, cfg.threads)) {
-		kz_error("out of memory");
-		net_tls_ctx_free(ctx);
-		goto fail;
-	}
-	snprintf(broker.node_id, sizeof broker.node_id, "%s", cfg.node_id);
-	atomic_store(&broker.revoked, atomic_load(&trust.revoked));
-	broker.cert_check_ms = cfg.cert_check_ms;
-	static struct kz_idlimits idl;
-	if (kz_idlimits_init(&idl, cfg.id_limits, cfg.n_id_limits, cfg.id_limits_max)) {
-		kz_error("out of memory");
-		goto fail;
-	}
-	broker.idlimits = &idl;
-	struct policies held = { 0 };
-	if (policy) {
-		policy_hold(&held, policy);
-		atomic_store(&broker.policy, policy);
-		broker.audit_summary_ms = cfg.policy_summary_ms;
-		kz_info("policy %s version %s from %s: %u rules, %u identities", policy->id, policy->version,
-			cfg.policy_file, policy->n_rules, policy->n_ids);
-		policy_status(cfg.data_dir, policy, NULL);
-	} else {
-		kz_warn("policy.open = 1 and no policy.file: every authenticated identity may connect, publish and "
-			"subscribe; records are not labelled (tests and benchmarks only)");
-	}
-	char logdir[1100], indexdb[1100];
-	snprintf(logdir, sizeof logdir, "%s/log", cfg.data_dir);
-	snprintf(indexdb, sizeof indexdb, "%s/index.db", cfg.data_dir);
-	struct kz_store_config stcfg = {
-		.log = { .dir = logdir, .segment_bytes = cfg.store.segment_bytes,
-			 .max_record_bytes = node_max_record_bytes(&cfg), .fsync = cfg.store.fsync,
-			 .fsync_interval_ms = cfg.store.fsync_interval_ms },
-		.index_path = indexdb, .rules = cfg.store.rules, .n_rules = cfg.store.n_rules,
-		.retention_interval_ms = cfg.store.retention_interval_ms,
-		.batch_end = mqtt_broker_store_batch_end, .batch_arg = &broker,
-	};
-	struct kz_reclog_recovery rec;
-	if (kz_store_open(&stcfg, &broker.store, &rec, why, sizeof why)) {
-		kz_error("record log: %s", why);
-		mqtt_broker_cleanup(&broker);
-		net_tls_ctx_free(ctx);
-		goto fail;
-	}
-	if (rec.records && kz_audit_is_new(kz_audit_log)) {
-		kz_error("audit log: %s/audit has no log or keys but the record log holds %llu records: the audit "
-			 "directory was deleted. Restore it, or start over with a new data directory", cfg.data_dir,
-			 (unsigned long long)rec.records);
-		kz_store_close(broker.store);
-		broker.store = NULL;
-		mqtt_broker_cleanup(&broker);
-		net_tls_ctx_free(ctx);
-		goto fail;
-	}
-	if (rec.torn_bytes)
-		kz_warn("record log: cut %llu bytes of a torn final write (never acknowledged)",
-			(unsigned long long)rec.torn_bytes);
-	kz_info("record log %s: %llu records in %u segments, fsync %s", logdir,
-		(unsigned long long)rec.records, rec.segments,
-		cfg.store.fsync == KZ_FSYNC_ALWAYS ? "always" : cfg.store.fsync == KZ_FSYNC_NEVER ? "never" : "interval");
-	char statedb[1100];
-	snprintf(statedb, sizeof statedb, "%s/sessions.db", cfg.data_dir);
-	if (kz_state_open(statedb, &broker.state, why, sizeof why)) {
-		kz_error("%s", why);
-		kz_store_close(broker.store);
-		broker.store = NULL;
-		mqtt_broker_cleanup(&broker);
-		net_tls_ctx_free(ctx);
-		goto fail;
-	}
-	struct restore_ctx rc = { &broker, kz_now_wall_ns(), 0, 0 };
-	if (kz_state_load(broker.state, restore_session, &rc, why, sizeof why))
-		kz_error("sessions: %s", why);
-	else if (rc.n)
-		kz_info("%llu persistent sessions restored", (unsigned long long)rc.n);
-	if (rc.max_acked && rc.max_acked >= kz_store_durable_next(broker.store)) {
-		/* a session acknowledged records the log no longer holds (its tail was cut): new
-		 * records must not take those numbers, or the session would skip them */
-		kz_warn("sessions acknowledged records up to %llu, past the log's end: new records start after it",
-			(unsigned long long)rc.max_acked);
-		kz_store_advance(broker.store, rc.max_acked + 1);
-	}
-	rc.n = 0;
-	if (kz_store_retained(broker.store, restore_retained, &rc, why, sizeof why))
-		kz_error("retained messages: %s", why);
-	else if (rc.n)
-		kz_info("%llu retained messages restored", (unsigned long long)rc.n);
-	/* Workers inherit this mask: only the main thread takes SIGTERM/SIGINT/SIGHUP. */
-	sigset_t set;
-	sigemptyset(&set);
-	sigaddset(&set, SIGTERM);
-	sigaddset(&set, SIGINT);
-	sigaddset(&set, SIGHUP);
-	pthread_sigmask(SIG_BLOCK, &set, NULL);
-	SSL_CTX *hctx = NULL;
-	struct kz_http *http = NULL;
-	struct taxii *taxii = NULL;
-	struct node_http nh = { 0 };
-	if (cfg.https_enabled) {
-		hctx = net_tls_https_ctx(&tls, why, sizeof why);
-		struct kz_http_config hc = { hctx, cfg.threads, cfg.https_max_body, cfg.https_req_timeout_ms,
-					     cfg.https_idle_timeout_ms, node_http_gate, &nh, cfg.limits.handshake_timeout_ms };
-		if (!hctx || kz_http_create(&hc, &http, why, sizeof why)) {
-			kz_error("HTTPS: %s", why);
-			goto fail;
-		}
-		nh.http = http;
-		nh.broker = &broker;
-		snprintf(nh.log_dir, sizeof nh.log_dir, "%s", logdir);
-		nh.cert_not_after = kz_cert_file_not_after(cfg.tls_cert);
-		nh.segment_bytes = cfg.store.segment_bytes;
-		nh.index_lag_max = cfg.health_index_lag;
-		nh.policy_file = cfg.policy_file;
-		nh.trust = &trust;
-		nh.idl = &idl;
-		struct taxii_config tc = { cfg.taxii_collections, broker.store, logdir, node_max_record_bytes(&cfg),
-					   &broker.policy, cfg.node_id, cfg.threads, cfg.taxii_max_page,
-					   cfg.taxii_default_page, cfg.taxii_max_post, cfg.taxii_max_scan,
-					   cfg.taxii_max_statuses, cfg.taxii_max_status_bytes, cfg.https_max_body };
-		if (taxii_open(&tc, &taxii, why, sizeof why)) {
-			kz_error("TAXII: %s", why);
-			goto fail;
-		}
-		uint64_t ncoll, nent;
-		taxii_counts(taxii, &ncoll, &nent);
-		kz_info("TAXII: %llu collections, %llu object versions indexed from the log", (unsigned long long)ncoll,
-			(unsigned long long)nent);
-		if (node_http_routes(&nh) || taxii_routes(taxii, http)) {
-			kz_error("HTTPS: too many routes");
-			goto fail;
-		}
-	}
-	struct node_enroll enroll = { .ca = ca, .max_bytes = cfg.enroll_max_bytes, .timeout_ms = cfg.enroll_timeout_ms,
-				      .max_connections = cfg.enroll_max_conns, .max_lifetime_s = cfg.ca_max_lifetime_s };
-	struct node_mqtt nm = { .broker = &broker, .ctx = ctx, .enroll = &enroll };
-	struct net_server_config scfg = {
-		.threads = cfg.threads, .tick_ms = cfg.tick_ms, .read_budget = cfg.read_budget,
-		.write_backlog = cfg.write_backlog, .handshake_timeout_ms = cfg.limits.handshake_timeout_ms,
-		.max_handshakes = cfg.limits.max_handshakes,
-		.max_handshakes_per_address = cfg.limits.max_handshakes_per_address,
-		.close_linger_ms = cfg.limits.close_linger_ms, .fd_reserve = cfg.limits.fd_reserve,
-	};
-	node_mqtt_proto(&nm, mqtt_fd, host, &scfg.protos[scfg.n_protos++]);
-	mqtt_fd = -1; /* the server's now */
-	if (http) {
-		kz_http_proto(http, https_fd, hhost, &scfg.protos[scfg.n_protos++]);
-		https_fd = -1;
-	}
-	struct net_server *srv = NULL;
-	if (net_server_create(&srv, &scfg, why, sizeof why)) {
-		kz_error("%s", why);
-		kz_store_close(broker.store);
-		broker.store = NULL;
-		mqtt_broker_cleanup(&broker);
-		net_tls_ctx_free(ctx);
-		goto fail;
-	}
-	node_mqtt_attach(&nm, srv);
-	net_server_run(srv);
-	kz_info("kizuna %s serving MQTT on %s:%d with %u worker threads, data in %s", KZ_VERSION,
-		host, bound_port, cfg.threads, cfg.data_dir);
-	if (cfg.https_enabled)
-		kz_info("HTTPS on %s:%d (HTTP/1.1 and HTTP/2: /healthz, /metrics, TAXII 2.1 at /taxii2/)", hhost,
-			bound_hport);
-	print_tour(&cfg, host, bound_port, created == 1);
-	/* Start-up's transient memory (the index rebuilds' scan buffers, the PKI made on a first
-	 * start, configuration and policy parsing) is free but still in the heap: give it back. */
-	malloc_trim(0);
-	/* The CRL is polled at half the check interval, so that a revocation reaches open
-	 * connections within tls.cert_check_ms. */
-	uint32_t poll_ms = cfg.cert_check_ms / 2 ? cfg.cert_check_ms / 2 : 1;
-	/* the audit's summaries and gap entries are written within a second of being due */
-	uint32_t wake_ms = poll_ms < 1000 ? poll_ms : 1000;
-	struct timespec wake = { wake_ms / 1000, (long)(wake_ms % 1000) * 1000000L };
-	uint64_t crl_polled = kz_now_mono_ms();
-	for (;;) {
-		int sig = sigtimedwait(&set, NULL, &wake);
-		if (sig < 0) {
-			if (errno == EAGAIN) {
-				uint64_t now = kz_now_mono_ms();
-				if (now - crl_polled >= poll_ms) {
-					crl_polled = now;
-					crl_reissue(&cfg, &trust);
-					crl_refresh(&cfg, &broker, &trust, &revs, false);
-					crl_check_time(&cfg, &trust, &revs);
-				}
-				kz_audit_tick(kz_audit_log); /* summaries; after write errors, the gap entry */
-				/* What a flood allocated and freed (records on their way to the disk, messages
-				 * between workers) stays in glibc's per-thread arenas unless given back: the
-				 * node's memory would stay at its high-water mark (measured: 134 MB held for 94 kB
-				 * in use after a QoS 0 flood). */
-				uint64_t t0 = kz_now_mono_ns();
-				malloc_trim(0);
-				uint64_t dt = kz_now_mono_ns() - t0;
-				if (dt > 20000000)
-					kz_debug("malloc_trim took %llu ms", (unsigned long long)(dt / 1000000));
-			}
-			continue;
-		}
-		if (sig == SIGHUP) {
-			crl_refresh(&cfg, &broker, &trust, &revs, false);
-			policy_reload(&cfg, &broker, &held);
-			continue;
-		}
-		kz_info("%s: stopping: no new connections, disconnecting clients",
-			sig == SIGTERM ? "SIGTERM" : "SIGINT");
-		break;
-	}
-	net_server_stop(srv, store_stop, &nm);
-	mqtt_broker_save_sessions(&broker, broker.final_durable);
-	kz_state_close(broker.state);
-	broker.state = NULL;
-	uint64_t st[6];
-	mqtt_broker_stats(&broker, st);
-	kz_info("stopped: %llu messages in, %llu out, %llu dropped", (unsigned long long)st[0],
-		(unsigned long long)st[1], (unsigned long long)st[4]);
-	mqtt_broker_cleanup(&broker);
-	for (size_t i = 0; i < held.n; i++)
-		kz_policy_free(held.v[i]);
-	free(held.v);
-	net_tls_ctx_free(ctx);
-	net_tls_ctx_free(hctx);
-	kz_http_free(http);
-	taxii_close(taxii);
-	for (size_t i = 0; i < revs.n; i++)
-		kz_revoked_free(revs.v[i]);
-	free(revs.v);
-	for (size_t i = 0; i < revs.n_reasons; i++)
-		free(revs.reasons[i]);
-	free(revs.reasons);
-	kz_ca_close(ca);
-	kz_idlimits_cleanup(&idl);
-	kz_audit_close(kz_audit_log);
-	kz_audit_log = NULL;
-	return 0;
-fail:
-	for (size_t i = 0; i < revs.n; i++)
-		kz_revoked_free(revs.v[i]);
-	free(revs.v);
-	for (size_t i = 0; i < revs.n_reasons; i++)
-		free(revs.reasons[i]);
-	free(revs.reasons);
-	kz_ca_close(ca);
-	return 1;
+	int rc = node_open(n);
+	if (rc == 0)
+		node_run(n);
+	node_close(n);
+	return rc;
 }
