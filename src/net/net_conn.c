@@ -26,6 +26,7 @@
  *   HANDSHAKING --nl->handshake_ms after accept, or evicted by the caps--> CLOSED at once
  *   CLOSING     --nl->linger_ms and the peer has not taken our last bytes--> CLOSED at once */
 #include "net/net.h"
+#include "net/net_internal.h"
 #include "base/kz_err.h"
 #include "base/kz_log.h"
 #include "trust/audit.h"
@@ -37,140 +38,12 @@
 #include <string.h>
 #include <unistd.h>
 
-#define TLS_CHUNK 16384
-
-struct wreq {
-	uv_write_t req;
-	struct net_conn *c;
-	size_t len, cap;
-	char data[];
-};
-
-/* The BIO under every SSL object; see the file comment. */
-struct net_bio {
-	const uint8_t *view;  /* ciphertext from the current read callback, not owned */
-	size_t view_len;
-	struct kz_buf spill;  /* ciphertext kept across read callbacks */
-	struct wreq *wq;      /* ciphertext not yet handed to uv_write */
-};
-
-static int wq_reserve(struct net_bio *nb, size_t n)
-{
-	size_t len = nb->wq ? nb->wq->len : 0, cap = nb->wq ? nb->wq->cap : 0;
-	if (cap - len >= n)
-		return KZ_OK;
-	/* First allocation: what is asked for (the flush reserves the exact ciphertext size),
-	 * so that many small writes queued to a slow reader do not each hold a large block. */
-	size_t ncap = cap ? cap * 2 : (n + 63) & ~(size_t)63;
-	while (ncap - len < n)
-		ncap *= 2;
-	struct wreq *w = realloc(nb->wq, sizeof *w + ncap);
-	if (!w)
-		return KZ_ENOMEM;
-	if (!nb->wq)
-		w->len = 0;
-	w->cap = ncap;
-	nb->wq = w;
-	return KZ_OK;
-}
-
-static int nbio_write(BIO *b, const char *p, size_t n, size_t *written)
-{
-	struct net_bio *nb = BIO_get_data(b);
-	BIO_clear_retry_flags(b);
-	if (wq_reserve(nb, n))
-		return 0;
-	memcpy(nb->wq->data + nb->wq->len, p, n);
-	nb->wq->len += n;
-	*written = n;
-	return 1;
-}
-
-static int nbio_read(BIO *b, char *p, size_t n, size_t *got)
-{
-	struct net_bio *nb = BIO_get_data(b);
-	BIO_clear_retry_flags(b);
-	if (nb->spill.len) {
-		size_t k = n < nb->spill.len ? n : nb->spill.len;
-		memcpy(p, kz_buf_head(&nb->spill), k);
-		kz_buf_consume(&nb->spill, k);
-		if (nb->spill.len == 0)
-			kz_buf_shrink(&nb->spill, 0);
-		*got = k;
-		return 1;
-	}
-	if (nb->view_len) {
-		size_t k = n < nb->view_len ? n : nb->view_len;
-		memcpy(p, nb->view, k);
-		nb->view += k;
-		nb->view_len -= k;
-		*got = k;
-		return 1;
-	}
-	BIO_set_retry_read(b);
-	*got = 0;
-	return 0;
-}
-
-static long nbio_ctrl(BIO *b, int cmd, long num, void *ptr)
-{
-	struct net_bio *nb = BIO_get_data(b);
-	(void)num, (void)ptr;
-	switch (cmd) {
-	case BIO_CTRL_PENDING:
-		return (long)(nb->spill.len + nb->view_len);
-	case BIO_CTRL_WPENDING:
-		return nb->wq ? (long)nb->wq->len : 0;
-	case BIO_CTRL_FLUSH:
-		return 1;
-	default:
-		return 0;
-	}
-}
-
-static int nbio_create(BIO *b)
-{
-	struct net_bio *nb = calloc(1, sizeof *nb);
-	if (!nb)
-		return 0;
-	kz_buf_init(&nb->spill, 0);
-	BIO_set_data(b, nb);
-	BIO_set_init(b, 1);
-	return 1;
-}
-
-static int nbio_destroy(BIO *b)
-{
-	struct net_bio *nb = BIO_get_data(b);
-	if (nb) {
-		kz_buf_cleanup(&nb->spill);
-		free(nb->wq);
-		free(nb);
-	}
-	BIO_set_data(b, NULL);
-	return 1;
-}
-
-static BIO_METHOD *nbio_method;
-static void nbio_method_init(void)
-{
-	BIO_METHOD *m = BIO_meth_new(BIO_get_new_index() | BIO_TYPE_SOURCE_SINK, "kizuna-conn");
-	if (m && BIO_meth_set_write_ex(m, nbio_write) && BIO_meth_set_read_ex(m, nbio_read) &&
-	    BIO_meth_set_ctrl(m, nbio_ctrl) && BIO_meth_set_create(m, nbio_create) &&
-	    BIO_meth_set_destroy(m, nbio_destroy))
-		nbio_method = m;
-}
-
-static struct net_bio *nbio_of(const struct net_conn *c)
-{
-	return BIO_get_data(c->ssl ? SSL_get_rbio(c->ssl) : net_rl_bio(c->rl));
-}
 
 size_t net_conn_output_pending(const struct net_conn *c)
 {
 	if (!c->ssl && !c->rl) /* its TLS state is migrating */
 		return c->write_pending;
-	const struct net_bio *nb = nbio_of(c);
+	const struct net_bio *nb = net_bio_of(c);
 	return c->write_pending + (nb->wq ? nb->wq->len : 0);
 }
 
@@ -432,7 +305,7 @@ static void write_cb(uv_write_t *req, int status)
 /* Hands whatever ciphertext the SSL object produced to the kernel in one uv_write. */
 static int send_wbio(struct net_conn *c)
 {
-	struct net_bio *nb = nbio_of(c);
+	struct net_bio *nb = net_bio_of(c);
 	struct wreq *w = nb->wq;
 	if (!w || w->len == 0)
 		return KZ_OK;
@@ -455,14 +328,14 @@ void net_conn_flush(struct net_conn *c)
 		return;
 	if (c->flags & NET_CONN_HANDSHAKEN) {
 		/* Room for all records at once: 5-byte header, content type and 16-byte tag each. */
-		if (c->out.len && wq_reserve(nbio_of(c), c->out.len + 22 * (c->out.len / TLS_CHUNK + 1))) {
+		if (c->out.len && net_bio_reserve(net_bio_of(c), c->out.len + 22 * (c->out.len / TLS_CHUNK + 1))) {
 			hard_close(c);
 			return;
 		}
 		while (c->out.len > 0) {
 			size_t n = c->out.len < TLS_CHUNK ? c->out.len : TLS_CHUNK;
 			if (c->rl) { /* our record layer: straight into the write block */
-				struct wreq *w = nbio_of(c)->wq;
+				struct wreq *w = net_bio_of(c)->wq;
 				size_t k = net_rl_seal(c->rl, 23, kz_buf_head(&c->out), n, (uint8_t *)w->data + w->len);
 				if (!k) {
 					hard_close(c);
@@ -644,7 +517,7 @@ static void handshake_step(struct net_conn *c)
 static void take_over(struct net_conn *c)
 {
 	if ((c->flags & (NET_CONN_IS_CLIENT | NET_CONN_CLOSING | NET_CONN_CLOSED)) || !c->ssl ||
-	    net_tls_is_enroll(c->ssl) || SSL_has_pending(c->ssl) || nbio_of(c)->wq)
+	    net_tls_is_enroll(c->ssl) || SSL_has_pending(c->ssl) || net_bio_of(c)->wq)
 		return;
 	uint8_t cs[48], ss[48];
 	size_t len;
@@ -667,8 +540,8 @@ static void take_over(struct net_conn *c)
 static void rl_alert(struct net_conn *c, uint8_t desc)
 {
 	uint8_t a[2] = { desc == 0 ? 1 : 2, desc };
-	struct net_bio *nb = nbio_of(c);
-	if (wq_reserve(nb, 2 + 22))
+	struct net_bio *nb = net_bio_of(c);
+	if (net_bio_reserve(nb, 2 + 22))
 		return;
 	nb->wq->len += net_rl_seal(c->rl, 21, a, 2, (uint8_t *)nb->wq->data + nb->wq->len);
 }
@@ -682,8 +555,8 @@ static int rl_handshake_msg(struct net_conn *c, const uint8_t *p, size_t n)
 		return -1;
 	if (p[4] == 1) { /* update_requested: answer with ours (not requested), then switch */
 		static const uint8_t ku[5] = { 24, 0, 0, 1, 0 };
-		struct net_bio *nb = nbio_of(c);
-		if (wq_reserve(nb, sizeof ku + 22))
+		struct net_bio *nb = net_bio_of(c);
+		if (net_bio_reserve(nb, sizeof ku + 22))
 			return -1;
 		nb->wq->len += net_rl_seal(c->rl, 22, ku, sizeof ku, (uint8_t *)nb->wq->data + nb->wq->len);
 		if (net_rl_key_update(c->rl, true))
@@ -696,7 +569,7 @@ static int rl_handshake_msg(struct net_conn *c, const uint8_t *p, size_t n)
  * record stays for the next read. */
 static void rl_read(struct net_conn *c)
 {
-	struct net_bio *nb = nbio_of(c);
+	struct net_bio *nb = net_bio_of(c);
 	for (;;) {
 		if (c->flags & (NET_CONN_CLOSING | NET_CONN_MIGRATING))
 			return;
@@ -803,7 +676,7 @@ static void read_cb(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
 	}
 	if (nread == 0)
 		return;
-	struct net_bio *nb = nbio_of(c);
+	struct net_bio *nb = net_bio_of(c);
 	if (nb->spill.len) { /* older ciphertext first */
 		if (kz_buf_append(&nb->spill, buf->base, (size_t)nread)) {
 			hard_close(c);
@@ -869,7 +742,7 @@ struct net_handoff *net_conn_handoff(struct net_conn *c)
 		h->fd = -1;
 	if (!h || (!c->ssl && !c->rl) || uv_fileno((uv_handle_t *)&c->tcp, &fd) || (h->fd = dup(fd)) < 0)
 		goto fail;
-	struct net_bio *nb = nbio_of(c);
+	struct net_bio *nb = net_bio_of(c);
 	if (nb->view_len && kz_buf_append(&nb->spill, nb->view, nb->view_len))
 		goto fail;
 	nb->view = NULL;
@@ -933,7 +806,7 @@ static void read_ciphertext(struct net_conn *c)
 			return;
 	}
 	read_plain(c);
-	if (!(c->flags & NET_CONN_CLOSED) && nbio_of(c)->wq)
+	if (!(c->flags & NET_CONN_CLOSED) && net_bio_of(c)->wq)
 		net_conn_want_flush(c); /* e.g. key update responses */
 }
 
@@ -945,9 +818,7 @@ static int conn_setup(struct net_conn *c, struct net_loop *nl, SSL_CTX *ctx,
 	c->user = user;
 	c->tcp.data = c;
 	kz_buf_init(&c->out, 0);
-	static pthread_once_t once = PTHREAD_ONCE_INIT;
-	pthread_once(&once, nbio_method_init);
-	BIO *bio = nbio_method ? BIO_new(nbio_method) : NULL;
+	BIO *bio = net_bio_new();
 	c->ssl = bio ? SSL_new(ctx) : NULL;
 	if (!c->ssl) {
 		BIO_free(bio);
