@@ -91,7 +91,6 @@ static void envq_release(struct mqtt_envq *q)
 	memset(q, 0, sizeof *q);
 }
 
-static void stored_done(void *ctx, int status, uint64_t seq);
 
 void mqtt_broker_cleanup(struct mqtt_broker *b)
 {
@@ -111,7 +110,7 @@ void mqtt_broker_cleanup(struct mqtt_broker *b)
 		for (uint32_t k = 0; k < s->st_n; k++) { /* never submitted: the store was gone */
 			struct kz_store_item *it = &s->st_items[k];
 			free(it->data);
-			if (it->done == stored_done) {
+			if (it->done == mqtt_stored_done) {
 				struct mqtt_stored *st = it->ctx;
 				st->status = KZ_ECLOSED;
 				st->done(st, MQTT_RC_SUCCESS, NULL);
@@ -119,6 +118,11 @@ void mqtt_broker_cleanup(struct mqtt_broker *b)
 				it->done(it->ctx, KZ_ECLOSED, 0);
 			}
 		}
+		for (uint32_t k = 0; k < s->n_parked; k++) { /* never confirmed by the cluster */
+			s->parked[k]->status = KZ_ECLOSED;
+			s->parked[k]->done(s->parked[k], s->parked[k]->rc, s->parked[k]->why);
+		}
+		free(s->parked);
 		free(s->replays);
 		free(s->st_items);
 		envq_release(&s->inbox);
@@ -216,7 +220,7 @@ void mqtt_broker_stats(struct mqtt_broker *b, uint64_t out[6])
 
 /* ---------- envelopes between shards ---------- */
 
-static int envq_push(struct mqtt_envq *q, const struct mqtt_env *e)
+int mqtt_envq_push(struct mqtt_envq *q, const struct mqtt_env *e)
 {
 	if (q->n == q->cap) {
 		size_t ncap;
@@ -232,7 +236,7 @@ static int envq_push(struct mqtt_envq *q, const struct mqtt_env *e)
 	return KZ_OK;
 }
 
-static void inbox_append(struct mqtt_broker *b, unsigned idx, struct mqtt_envq *src)
+void mqtt_inbox_append(struct mqtt_broker *b, unsigned idx, struct mqtt_envq *src)
 {
 	struct mqtt_shard *d = &b->shards[idx];
 	bool was_empty;
@@ -245,7 +249,7 @@ static void inbox_append(struct mqtt_broker *b, unsigned idx, struct mqtt_envq *
 		*src = tmp;
 	} else {
 		for (uint32_t i = 0; i < src->n; i++) {
-			if (envq_push(&d->inbox, &src->v[i])) {
+			if (mqtt_envq_push(&d->inbox, &src->v[i])) {
 				mqtt_msg_unref(src->v[i].msg);
 				free(src->v[i].client_id);
 			}
@@ -260,12 +264,12 @@ static void inbox_append(struct mqtt_broker *b, unsigned idx, struct mqtt_envq *
 }
 
 /* One envelope into shard idx's inbox from any thread; wakes the shard when it was idle. */
-static int inbox_post(struct mqtt_broker *b, unsigned idx, const struct mqtt_env *e)
+int mqtt_inbox_post(struct mqtt_broker *b, unsigned idx, const struct mqtt_env *e)
 {
 	struct mqtt_shard *d = &b->shards[idx];
 	pthread_mutex_lock(&d->inbox_lock);
 	bool was_empty = d->inbox.n == 0;
-	int rc = envq_push(&d->inbox, e);
+	int rc = mqtt_envq_push(&d->inbox, e);
 	pthread_mutex_unlock(&d->inbox_lock);
 	if (!rc && e->msg)
 		atomic_fetch_add_explicit(&d->inbox_bytes, mqtt_msg_size(e->msg), memory_order_relaxed);
@@ -277,82 +281,7 @@ static int inbox_post(struct mqtt_broker *b, unsigned idx, const struct mqtt_env
 int mqtt_broker_post_foreign(struct mqtt_broker *b, unsigned idx, void *foreign)
 {
 	struct mqtt_env e = { .kind = MQTT_ENV_FOREIGN, .foreign = foreign };
-	return inbox_post(b, idx, &e);
-}
-
-void mqtt_broker_publish(struct mqtt_shard *s, struct mqtt_msg *m, uint8_t *rc, const char **why)
-{
-	*rc = MQTT_RC_SUCCESS;
-	*why = NULL;
-	if (m->retain && mqtt_retained_set(s->broker, m)) {
-		*rc = MQTT_RC_QUOTA_EXCEEDED;
-		*why = "retained message limit reached; delivered but not retained";
-	}
-	mqtt_shard_route(s, m);
-}
-
-/* A durable record's message is routed here, on the shard that accepted it; then its
- * publisher answers (st->done). */
-static void stored_route(struct mqtt_stored *st)
-{
-	uint8_t rc = MQTT_RC_SUCCESS;
-	const char *why = NULL;
-	if (st->status == KZ_OK)
-		mqtt_broker_publish(st->shard, st->msg, &rc, &why);
-	st->done(st, rc, why);
-}
-
-/* The store thread's answer for one record: back to the shard that accepted it. */
-static void stored_done(void *ctx, int status, uint64_t seq)
-{
-	struct mqtt_stored *st = ctx;
-	st->status = status;
-	atomic_store_explicit(&st->msg->seq, status ? MQTT_SEQ_NONE : seq, memory_order_release);
-	struct mqtt_env e = { .kind = MQTT_ENV_STORED, .stored = st };
-	struct mqtt_broker *b = st->shard->broker;
-	/* On the store thread, answers gather per shard until the batch ends (one lock per
-	 * shard and batch, not per record). On ENOMEM the shard never learns: that client
-	 * gets no acknowledgement. */
-	if (kz_store_on_store_thread() && b->store_out && envq_push(&b->store_out[st->shard->idx], &e) == KZ_OK)
-		return;
-	(void)inbox_post(b, st->shard->idx, &e);
-}
-
-void mqtt_broker_store_batch_end(void *arg)
-{
-	struct mqtt_broker *b = arg;
-	for (unsigned i = 0; b->store_out && i < b->n_shards; i++)
-		if (b->store_out[i].n)
-			inbox_append(b, i, &b->store_out[i]);
-}
-
-/* A QoS 0 record's answer: its message (routed already) learns its sequence number, which
- * replays use to find their seam. */
-static void qos0_done(void *ctx, int status, uint64_t seq)
-{
-	struct mqtt_msg *m = ctx;
-	atomic_store_explicit(&m->seq, status ? MQTT_SEQ_NONE : seq, memory_order_release);
-	mqtt_msg_unref(m);
-}
-
-int mqtt_shard_store(struct mqtt_shard *s, uint8_t *data, uint32_t len, struct mqtt_stored *st,
-		     struct mqtt_msg *msg)
-{
-	if (s->st_n == s->st_cap) {
-		size_t ncap;
-		struct kz_store_item *nv = kz_array_grow(s->st_items, sizeof *nv, s->st_cap, (size_t)s->st_cap + 1, 64, UINT32_MAX, &ncap);
-		if (!nv)
-			return KZ_ENOMEM;
-		s->st_items = nv;
-		s->st_cap = (uint32_t)ncap;
-	}
-	if (st) {
-		s->st_items[s->st_n++] = (struct kz_store_item){ data, len, stored_done, st, NULL };
-	} else {
-		atomic_store_explicit(&msg->seq, MQTT_SEQ_PENDING, memory_order_relaxed);
-		s->st_items[s->st_n++] = (struct kz_store_item){ data, len, qos0_done, mqtt_msg_ref(msg), NULL };
-	}
-	return KZ_OK;
+	return mqtt_inbox_post(b, idx, &e);
 }
 
 void mqtt_shard_wake_self(struct mqtt_shard *s)
@@ -360,7 +289,7 @@ void mqtt_shard_wake_self(struct mqtt_shard *s)
 	if (s->wake_posted)
 		return;
 	struct mqtt_env e = { .kind = MQTT_ENV_WAKE };
-	s->wake_posted = inbox_post(s->broker, s->idx, &e) == KZ_OK;
+	s->wake_posted = mqtt_inbox_post(s->broker, s->idx, &e) == KZ_OK;
 }
 
 /* Reads again from the clients held for the store's backlog once it is under half its cap
@@ -392,7 +321,7 @@ void mqtt_shard_flush(struct mqtt_shard *s)
 	}
 	for (unsigned i = 0; i < b->n_shards; i++)
 		if (s->outbox[i].n)
-			inbox_append(b, i, &s->outbox[i]);
+			mqtt_inbox_append(b, i, &s->outbox[i]);
 }
 
 /* ---------- routing ---------- */
@@ -482,7 +411,7 @@ static void share_send(struct mqtt_shard *s, struct mqtt_share_group *g, struct 
 	struct mqtt_env e = { .kind = MQTT_ENV_DIRECT, .qos = qos, .sub_id = m->sub_id,
 			      .share_gid = g->gid, .hops = hops, .msg = mqtt_msg_ref(msg),
 			      .client_id = strdup(m->client_id) };
-	if (!e.client_id || envq_push(&s->outbox[m->shard], &e)) {
+	if (!e.client_id || mqtt_envq_push(&s->outbox[m->shard], &e)) {
 		mqtt_msg_unref(msg);
 		free(e.client_id);
 		share_dropped(s);
@@ -560,7 +489,7 @@ void mqtt_shard_route(struct mqtt_shard *s, struct mqtt_msg *msg)
 		if (i == s->idx || atomic_load_explicit(&b->shards[i].n_subs, memory_order_relaxed) == 0)
 			continue;
 		struct mqtt_env e = { .kind = MQTT_ENV_PUBLISH, .msg = mqtt_msg_ref(msg) };
-		if (envq_push(&s->outbox[i], &e))
+		if (mqtt_envq_push(&s->outbox[i], &e))
 			mqtt_msg_unref(msg);
 	}
 	if (atomic_load_explicit(&b->n_share_members, memory_order_relaxed))
@@ -600,7 +529,7 @@ void mqtt_shard_drain(struct mqtt_shard *s)
 				s->broker->on_foreign(s->broker->ctx, s->idx, e->foreign);
 			break;
 		case MQTT_ENV_STORED:
-			stored_route(e->stored);
+			mqtt_stored_route(e->stored);
 			break;
 		case MQTT_ENV_WAKE: /* only here to run another iteration (replays) */
 			s->wake_posted = false;
@@ -611,6 +540,9 @@ void mqtt_shard_drain(struct mqtt_shard *s)
 	q->n = 0;
 	q->bytes = 0;
 	atomic_fetch_sub_explicit(&s->inbox_bytes, drained, memory_order_relaxed);
+	atomic_store(&s->repl_woken, false);
+	if (s->n_parked)
+		mqtt_parked_release(s);
 }
 
 uint64_t mqtt_broker_route_backlog(struct mqtt_broker *b)
@@ -899,6 +831,8 @@ void mqtt_shard_tick(struct mqtt_shard *s)
 {
 	uint64_t now = s->now_ms;
 	store_release(s);
+	if (s->n_parked)
+		mqtt_parked_release(s);
 	mqtt_policy_tick(s);
 	cert_sweep(s);
 	/* Acknowledgement watermarks of persistent sessions, capped by the durable end of four

@@ -234,6 +234,9 @@ struct mqtt_stored {
 	struct mqtt_msg *msg;       /* holds a reference */
 	struct mqtt_shard *shard;
 	int status;                 /* from the store */
+	uint64_t seq;               /* in the log, when stored */
+	const char *why;            /* the routing's answer, while parked for the cluster */
+	uint8_t rc;
 	uint16_t packet_id;
 	uint8_t qos;
 };
@@ -292,6 +295,12 @@ struct mqtt_shard {
 	uint32_t policy_gen_seen;       /* sessions re-evaluated for this policy generation */
 	uint64_t revoked_gen_seen;      /* connections checked against this revocation set */
 	uint64_t cert_checked_ms;       /* last sweep for revoked and expired certificates */
+	/* Acknowledgements waiting for the cluster (docs/CLUSTER.md): routed, durable here, not
+	 * yet confirmed by JetStream; in log order. */
+	struct mqtt_stored **parked;
+	uint32_t n_parked, cap_parked;
+	atomic_uint parked_hint;        /* n_parked, for the cluster's thread */
+	atomic_bool repl_woken;         /* a wake for the parked ones is on its way */
 };
 
 struct mqtt_share_member {
@@ -362,6 +371,14 @@ struct mqtt_broker {
 	struct mqtt_slow_entry *slow;  /* owns [MQTT_SLOW_MAX] */
 	uint32_t n_slow;
 	atomic_uint_fast64_t slow_disconnects;
+	/* The cluster (docs/CLUSTER.md): with repl_gate, a QoS 1/2 acknowledgement also waits
+	 * until every record of this node up to its own is in JetStream (repl_confirmed, set by
+	 * mqtt_broker_repl_confirmed); repl_ok (may be NULL) says whether JetStream answers in
+	 * time: when it does not, new QoS 1/2 publishes are refused (cluster.on_quorum_loss). */
+	bool repl_gate;
+	_Atomic uint64_t repl_confirmed;
+	bool (*repl_ok)(void *ctx);
+	void *repl_ctx;
 	/* Wakes shard idx's worker after its inbox gained work (any thread). */
 	void (*wake)(void *ctx, unsigned idx);
 	void (*on_foreign)(void *ctx, unsigned idx, void *foreign);
@@ -380,6 +397,10 @@ void mqtt_broker_slow_clients(struct mqtt_broker *b, void (*fn)(void *ctx, const
 /* Posts a FOREIGN envelope (net-layer work, e.g. a migrating connection) to shard idx from
  * any thread; takes foreign. */
 int mqtt_broker_post_foreign(struct mqtt_broker *b, unsigned idx, void *foreign);
+
+/* Every record of this node with a log sequence <= seq is in JetStream (any thread): the
+ * acknowledgements waiting for it go out. */
+void mqtt_broker_repl_confirmed(struct mqtt_broker *b, uint64_t seq);
 
 /* Shard work, on its worker thread. */
 void mqtt_shard_drain(struct mqtt_shard *s);   /* process the inbox */

@@ -33,6 +33,17 @@ void mqtt_shard_session_remove(struct mqtt_shard *s, struct mqtt_session *ss);
 int mqtt_shard_session_insert(struct mqtt_shard *s, struct mqtt_session *ss);
 void mqtt_shard_client_unlink(struct mqtt_shard *s, struct mqtt_client *c);
 void mqtt_shard_client_link(struct mqtt_shard *s, struct mqtt_client *c);
+/* The shards' inboxes (mqtt_broker.c): push onto a queue, append a queue to shard idx's
+ * inbox, post one envelope to it (any thread; wakes its worker). */
+int mqtt_envq_push(struct mqtt_envq *q, const struct mqtt_env *e);
+void mqtt_inbox_append(struct mqtt_broker *b, unsigned idx, struct mqtt_envq *src);
+int mqtt_inbox_post(struct mqtt_broker *b, unsigned idx, const struct mqtt_env *e);
+/* Records and the store (mqtt_stored.c): the store thread's answer for a QoS 1/2 record; its
+ * routing on the shard, then the publisher's answer (or parked for the cluster); the parked
+ * answers JetStream has confirmed by now. */
+void mqtt_stored_done(void *ctx, int status, uint64_t seq);
+void mqtt_stored_route(struct mqtt_stored *st);
+void mqtt_parked_release(struct mqtt_shard *s);
 /* Asks the shard's worker for another loop iteration soon (posts an empty envelope). */
 void mqtt_shard_wake_self(struct mqtt_shard *s);
 /* The record of a message accepted from origin_id (a PUBLISH, or a will the node publishes

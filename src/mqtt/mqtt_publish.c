@@ -186,6 +186,14 @@ static void publish_stored(struct mqtt_stored *st, uint8_t rc, const char *why);
 
 static void publish_store(struct mqtt_client *c, const struct mqtt_packet *pkt, struct mqtt_msg *m)
 {
+	struct mqtt_broker *b = c->broker;
+	if (pkt->qos && b->repl_gate && b->repl_ok && !b->repl_ok(b->repl_ctx)) {
+		/* cluster.on_quorum_loss = refuse (docs/CLUSTER.md): nothing acknowledged that JetStream
+		 * cannot hold too; QoS 0 and reading go on */
+		mqtt_msg_unref(m);
+		publish_refuse(c, pkt, MQTT_RC_QUOTA_EXCEEDED, "cluster has no JetStream quorum: not stored");
+		return;
+	}
 	struct kz_buf rec;
 	kz_buf_init(&rec, 0);
 	if (mqtt_record_encode(c->broker, m, c->peer_id, &rec)) {

@@ -9,6 +9,7 @@
 #include "net/net.h"
 #include "node/node_http.h"
 #include "node/node_listen.h"
+#include "cluster/cluster.h"
 #include "services/taxii/taxii.h"
 #include "base/kz_file.h"
 #include "trust/audit.h"
@@ -35,16 +36,20 @@ static uint32_t node_max_record_bytes(const struct node_config *cfg)
 	return cfg->limits.max_packet_size + 4096 + (uint32_t)sizeof cfg->node_id;
 }
 
-/* Runs after the workers ended: writes what they submitted, then routes the answers that
- * wait in the shards' inboxes. */
-static void store_stop(void *arg)
+/* The cluster's replicator (docs/CLUSTER.md): told when the store made records durable, and
+ * telling the broker what JetStream confirmed. */
+static _Atomic(struct kz_cluster *) node_cluster;
+
+static void node_batch_end(void *arg)
 {
-	struct node_mqtt *nm = arg;
-	struct mqtt_broker *b = nm->broker;
-	b->final_durable = kz_store_close(b->store);
-	b->store = NULL;
-	node_mqtt_drain(nm);
+	mqtt_broker_store_batch_end(arg);
+	struct kz_cluster *c = atomic_load(&node_cluster);
+	if (c)
+		kz_cluster_kick(c);
 }
+
+static void node_repl_confirmed(void *arg, uint64_t seq) { mqtt_broker_repl_confirmed(arg, seq); }
+static bool node_repl_ok(void *arg) { return kz_cluster_quorum(arg); }
 
 struct restore_ctx {
 	struct mqtt_broker *b;
@@ -385,6 +390,7 @@ struct node {
 	struct node_enroll enroll;
 	struct node_mqtt nm;
 	struct net_server *srv;
+	struct kz_cluster *cluster;
 	sigset_t signals;
 	char logdir[1100];
 };
@@ -529,7 +535,7 @@ static int node_open(struct node *n)
 			 .fsync_interval_ms = cfg->store.fsync_interval_ms },
 		.index_path = indexdb, .rules = cfg->store.rules, .n_rules = cfg->store.n_rules,
 		.retention_interval_ms = cfg->store.retention_interval_ms,
-		.batch_end = mqtt_broker_store_batch_end, .batch_arg = b,
+		.batch_end = node_batch_end, .batch_arg = b,
 	};
 	struct kz_reclog_recovery rec;
 	if (kz_store_open(&stcfg, &b->store, &rec, why, sizeof why)) {
@@ -571,6 +577,39 @@ static int node_open(struct node *n)
 		kz_error("retained messages: %s", why);
 	else if (rc.n)
 		kz_info("%llu retained messages restored", (unsigned long long)rc.n);
+	if (cfg->cluster_nats[0]) {
+		bool local = strcmp(cfg->cluster_on_quorum_loss, "local") == 0;
+		if (!local && strcmp(cfg->cluster_on_quorum_loss, "refuse") != 0) {
+			kz_error("cluster.on_quorum_loss: '%s' is neither refuse nor local", cfg->cluster_on_quorum_loss);
+			return 1;
+		}
+		if (!cfg->cluster_cert[0] || !cfg->cluster_key[0]) {
+			kz_error("cluster.nats needs cluster.cert and cluster.key: the node's certificate for NATS "
+				 "(kizuna ca issue --id spiffe://%s/%s/node/NAME)", cfg->trust_domain, cfg->org);
+			return 1;
+		}
+		char state[1100];
+		snprintf(state, sizeof state, "%s/cluster.state", cfg->data_dir);
+		struct kz_cluster_config cc = {
+			.servers = cfg->cluster_nats, .ca_file = cfg->tls_ca, .cert_file = cfg->cluster_cert,
+			.key_file = cfg->cluster_key, .node_id = cfg->node_id, .store = b->store, .log_dir = n->logdir,
+			.max_record_bytes = node_max_record_bytes(cfg), .state_path = state,
+			.replicas = cfg->cluster_replicas, .publish_timeout_ms = cfg->cluster_publish_timeout_ms,
+			.window = cfg->cluster_publish_window, .confirmed = node_repl_confirmed, .arg = b,
+		};
+		if (kz_cluster_start(&cc, &n->cluster, why, sizeof why)) {
+			kz_error("cluster: %s", why);
+			return 1;
+		}
+		atomic_store(&node_cluster, n->cluster);
+		/* refuse: an acknowledgement waits for JetStream too, and none is given without a
+		 * quorum; local: acknowledged on this disk, replicated as JetStream takes it */
+		b->repl_gate = !local;
+		b->repl_ok = local ? NULL : node_repl_ok;
+		b->repl_ctx = n->cluster;
+		kz_info("cluster: replicating this node's records to JetStream at %s (stream KZ_RECORDS, %u replicas, "
+			"on quorum loss: %s)", cfg->cluster_nats, cfg->cluster_replicas, local ? "local" : "refuse");
+	}
 	/* Workers inherit this mask: only the main thread takes SIGTERM/SIGINT/SIGHUP. */
 	sigemptyset(&n->signals);
 	sigaddset(&n->signals, SIGTERM);
@@ -692,13 +731,35 @@ static void node_run(struct node *n)
 	}
 }
 
+/* Runs after the workers ended: the replicator stops (what it did not publish is published
+ * at the next start), the store writes what the workers submitted, then the answers that
+ * wait in the shards' inboxes are routed. */
+static void node_after_join(void *arg)
+{
+	struct node *n = arg;
+	struct mqtt_broker *b = &n->broker;
+	if (n->cluster) {
+		atomic_store(&node_cluster, NULL);
+		kz_cluster_stop(n->cluster);
+		n->cluster = NULL;
+	}
+	b->final_durable = kz_store_close(b->store);
+	b->store = NULL;
+	node_mqtt_drain(&n->nm);
+}
+
 /* Gives back what node_open took, in reverse, however far it got. */
 static void node_close(struct node *n)
 {
 	struct mqtt_broker *b = &n->broker;
 	if (n->srv) {
-		net_server_stop(n->srv, store_stop, &n->nm); /* the store closes once the workers ended */
+		net_server_stop(n->srv, node_after_join, n); /* the store closes once the workers ended */
 		n->srv = NULL;
+	}
+	if (n->cluster) { /* opened, never served */
+		atomic_store(&node_cluster, NULL);
+		kz_cluster_stop(n->cluster);
+		n->cluster = NULL;
 	}
 	if (n->broker_init && b->store) { /* opened, never served */
 		kz_store_close(b->store);

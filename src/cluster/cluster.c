@@ -1,0 +1,545 @@
+/* cluster.c — the replicator (cluster.h, docs/CLUSTER.md "The path of a QoS 1 publish").
+ *
+ * One thread tails the node's log up to its durable end and publishes, in log order, the
+ * records whose origin is this node: subject kz.rec.<node>, Nats-Msg-Id = the record id,
+ * Kz-Origin-Seq = a dense count of this node's records (1, 2, ...), Kz-Local-Seq = the record's
+ * sequence in this node's log. Publishes are asynchronous, at most `window` in flight, in a
+ * ring indexed by origin sequence. PubAcks advance the confirmed watermark over the acked
+ * prefix; the node's acknowledgements wait for it.
+ *
+ *   RESUME (connect; find where the stream's copy of our records ends: the last message on
+ *           our subject, and our saved watermark; start after the lower of the two)
+ *     --> STREAMING (scan, publish, acks advance the watermark)
+ *     --a publish fails or times out, or the connection came back--> DRAIN (wait for what is
+ *           in flight) --> RESUME: what JetStream lost, or never stored, is published again,
+ *           in order; what it has is a duplicate it drops (Nats-Msg-Id) */
+#include "cluster/cluster.h"
+#include "base/kz_err.h"
+#include "base/kz_file.h"
+#include "base/kz_log.h"
+#include "base/kz_time.h"
+#include "store/store.h"
+
+#include <nats/nats.h>
+
+#include <errno.h>
+#include <inttypes.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define STREAM "KZ_RECORDS"
+
+struct slot {
+	uint64_t local_seq, sent_ms;
+	bool used, acked;
+};
+
+struct kz_cluster {
+	struct kz_cluster_config cfg;
+	char subject[96];
+	pthread_t thread;
+	pthread_mutex_t lock;
+	pthread_cond_t cond;
+	bool stop, kicked;
+	atomic_bool connected, reconnected, quorum;
+	natsConnection *nc;
+	jsCtx *js;
+	/* under lock */
+	struct slot *ring;          /* [window], by origin sequence */
+	uint64_t head_origin;       /* oldest origin sequence in flight (== next_origin: none) */
+	uint64_t next_origin, next_local; /* what the scan gives next */
+	uint64_t conf_origin, conf_local; /* the confirmed watermark */
+	bool resync;
+	uint64_t saved_local;       /* what cluster.state last said */
+	struct kz_cluster_stats st;
+};
+
+static bool valid_node_id(const char *s)
+{
+	if (!s || !*s || strlen(s) > 64)
+		return false;
+	for (; *s; s++)
+		if (!((*s >= 'a' && *s <= 'z') || (*s >= 'A' && *s <= 'Z') || (*s >= '0' && *s <= '9') || *s == '-' ||
+		      *s == '_'))
+			return false;
+	return true;
+}
+
+/* ---------- the watermark on disk (no fsync: an older one only makes us publish again) ---------- */
+
+static void state_load(struct kz_cluster *c)
+{
+	FILE *f = fopen(c->cfg.state_path, "r");
+	unsigned long long l = 0, o = 0;
+	if (f) {
+		if (fscanf(f, "confirmed %llu %llu", &l, &o) != 2)
+			l = o = 0;
+		fclose(f);
+	}
+	c->conf_local = l;
+	c->conf_origin = o;
+	c->saved_local = l;
+}
+
+static void state_save(struct kz_cluster *c, uint64_t local, uint64_t origin)
+{
+	char tmp[1100], text[96];
+	snprintf(tmp, sizeof tmp, "%s.tmp", c->cfg.state_path);
+	int n = snprintf(text, sizeof text, "confirmed %" PRIu64 " %" PRIu64 "\n", local, origin);
+	FILE *f = fopen(tmp, "w");
+	if (!f)
+		return;
+	bool ok = fwrite(text, 1, (size_t)n, f) == (size_t)n;
+	if (fclose(f) || !ok || rename(tmp, c->cfg.state_path))
+		kz_warn("cluster: cannot write %s: %s", c->cfg.state_path, strerror(errno));
+}
+
+/* ---------- acknowledgements (nats.c's thread) ---------- */
+
+static uint64_t header_u64(natsMsg *m, const char *key)
+{
+	const char *v = NULL;
+	if (natsMsgHeader_Get(m, key, &v) != NATS_OK || !v)
+		return 0;
+	return strtoull(v, NULL, 10);
+}
+
+/* Advances the confirmed watermark over the acked prefix (lock held). */
+static void advance(struct kz_cluster *c)
+{
+	uint32_t w = c->cfg.window;
+	bool moved = false;
+	while (c->head_origin < c->next_origin) {
+		struct slot *s = &c->ring[c->head_origin % w];
+		if (!s->used || !s->acked)
+			break;
+		c->conf_local = s->local_seq;
+		c->conf_origin = c->head_origin;
+		s->used = false;
+		c->head_origin++;
+		moved = true;
+	}
+	if (c->head_origin == c->next_origin && c->next_local > 0 && c->conf_local < c->next_local - 1 && !c->resync) {
+		/* nothing in flight: every record of ours below the scan is in JetStream */
+		c->conf_local = c->next_local - 1;
+		moved = true;
+	}
+	if (moved && c->cfg.confirmed)
+		c->cfg.confirmed(c->cfg.arg, c->conf_local);
+}
+
+static void ack_cb(jsCtx *js, natsMsg *msg, jsPubAck *pa, jsPubAckErr *pae, void *closure)
+{
+	(void)js;
+	struct kz_cluster *c = closure;
+	uint64_t origin = header_u64(msg, "Kz-Origin-Seq");
+	pthread_mutex_lock(&c->lock);
+	if (pae || !pa) {
+		c->st.errors++;
+		c->resync = true; /* published again in order from the watermark */
+		pthread_cond_signal(&c->cond);
+	} else if (origin >= c->head_origin && origin < c->next_origin && c->ring[origin % c->cfg.window].used) {
+		c->ring[origin % c->cfg.window].acked = true;
+		c->st.acked++;
+		advance(c);
+	}
+	pthread_mutex_unlock(&c->lock);
+	natsMsg_Destroy(msg);
+}
+
+static void disconnected_cb(natsConnection *nc, void *closure)
+{
+	(void)nc;
+	struct kz_cluster *c = closure;
+	atomic_store(&c->connected, false);
+}
+
+static void reconnected_cb(natsConnection *nc, void *closure)
+{
+	(void)nc;
+	struct kz_cluster *c = closure;
+	atomic_store(&c->connected, true);
+	atomic_store(&c->reconnected, true);
+	kz_cluster_kick(c);
+}
+
+/* ---------- connecting, the stream, where to resume ---------- */
+
+static int connect_nats(struct kz_cluster *c, char *why, size_t why_len)
+{
+	natsOptions *o = NULL;
+	char *list = strdup(c->cfg.servers);
+	const char *servers[16];
+	int n = 0;
+	char *sv = NULL;
+	for (char *tok = list ? strtok_r(list, ", ", &sv) : NULL; tok && n < 16; tok = strtok_r(NULL, ", ", &sv))
+		servers[n++] = tok;
+	natsStatus s = n ? natsOptions_Create(&o) : NATS_INVALID_ARG;
+	if (s == NATS_OK)
+		s = natsOptions_SetServers(o, servers, n);
+	if (s == NATS_OK)
+		s = natsOptions_SetSecure(o, true);
+	if (s == NATS_OK)
+		s = natsOptions_LoadCATrustedCertificates(o, c->cfg.ca_file);
+	if (s == NATS_OK)
+		s = natsOptions_LoadCertificatesChain(o, c->cfg.cert_file, c->cfg.key_file);
+	if (s == NATS_OK)
+		s = natsOptions_SetMaxReconnect(o, -1);
+	if (s == NATS_OK)
+		s = natsOptions_SetReconnectWait(o, 250);
+	if (s == NATS_OK)
+		s = natsOptions_SetTimeout(o, 2000);
+	if (s == NATS_OK)
+		s = natsOptions_SetDisconnectedCB(o, disconnected_cb, c);
+	if (s == NATS_OK)
+		s = natsOptions_SetReconnectedCB(o, reconnected_cb, c);
+	if (s == NATS_OK)
+		s = natsConnection_Connect(&c->nc, o);
+	if (s != NATS_OK)
+		snprintf(why, why_len, "cannot connect to %s: %s (%s)", c->cfg.servers, natsStatus_GetText(s),
+			 nats_GetLastError(NULL) ? nats_GetLastError(NULL) : "");
+	natsOptions_Destroy(o);
+	free(list);
+	if (s != NATS_OK)
+		return -1;
+	jsOptions jo;
+	jsOptions_Init(&jo);
+	jo.Wait = c->cfg.publish_timeout_ms;
+	jo.PublishAsync.MaxPending = c->cfg.window * 2;
+	jo.PublishAsync.AckHandler = ack_cb;
+	jo.PublishAsync.AckHandlerClosure = c;
+	if ((s = natsConnection_JetStream(&c->js, c->nc, &jo)) != NATS_OK) {
+		snprintf(why, why_len, "JetStream: %s", natsStatus_GetText(s));
+		return -1;
+	}
+	atomic_store(&c->connected, true);
+	return 0;
+}
+
+static int ensure_stream(struct kz_cluster *c, char *why, size_t why_len)
+{
+	jsStreamConfig sc;
+	jsStreamConfig_Init(&sc);
+	const char *subjects[] = { "kz.rec.>" };
+	sc.Name = STREAM;
+	sc.Subjects = subjects;
+	sc.SubjectsLen = 1;
+	sc.Storage = js_FileStorage;
+	sc.Replicas = c->cfg.replicas;
+	sc.Duplicates = (int64_t)10 * 60 * 1000000000; /* 10 min, ns */
+	jsErrCode jerr = 0;
+	jsStreamInfo *si = NULL;
+	natsStatus s = js_AddStream(&si, c->js, &sc, NULL, &jerr);
+	if (s != NATS_OK && jerr == JSStreamNameExistErr)
+		s = js_UpdateStream(&si, c->js, &sc, NULL, &jerr);
+	jsStreamInfo_Destroy(si);
+	if (s != NATS_OK) {
+		snprintf(why, why_len, "stream %s: %s (JetStream error %d) %s", STREAM, natsStatus_GetText(s), (int)jerr,
+			 nats_GetLastError(NULL) ? nats_GetLastError(NULL) : "");
+		return -1;
+	}
+	return 0;
+}
+
+/* Where to start publishing: after the saved watermark, or after the last of our records
+ * the stream holds when that is lower (JetStream lost its tail). Lock held by nobody. */
+static int resume_point(struct kz_cluster *c, uint64_t *local, uint64_t *origin)
+{
+	natsMsg *m = NULL;
+	jsErrCode jerr = 0;
+	natsStatus s = js_GetLastMsg(&m, c->js, STREAM, c->subject, NULL, &jerr);
+	uint64_t ll = 0, lo = 0;
+	if (s == NATS_OK) {
+		ll = header_u64(m, "Kz-Local-Seq");
+		lo = header_u64(m, "Kz-Origin-Seq");
+		natsMsg_Destroy(m);
+	} else if (s != NATS_NOT_FOUND && jerr != JSNoMessageFoundErr) {
+		return -1; /* cannot tell now: try again */
+	}
+	pthread_mutex_lock(&c->lock);
+	if (lo < c->conf_origin) {
+		kz_warn("cluster: JetStream has our records up to %" PRIu64 " of %" PRIu64 " confirmed: publishing "
+			"the rest again from the log", lo, c->conf_origin);
+		c->conf_origin = lo;
+		c->conf_local = ll;
+	}
+	*local = c->conf_local;
+	*origin = c->conf_origin;
+	pthread_mutex_unlock(&c->lock);
+	return 0;
+}
+
+/* ---------- the scan ---------- */
+
+struct scan {
+	struct kz_cluster *c;
+	uint64_t last; /* the last sequence looked at */
+	bool full;     /* stopped before the end: the window is full or publishing failed */
+};
+
+static int publish_one(struct kz_cluster *c, uint64_t seq, const uint8_t *body, size_t n, const struct kz_record *r,
+		       uint64_t origin)
+{
+	char id[37], lseq[24], oseq[24];
+	kz_uuid_format(r->id, id);
+	snprintf(lseq, sizeof lseq, "%" PRIu64, seq);
+	snprintf(oseq, sizeof oseq, "%" PRIu64, origin);
+	natsMsg *m = NULL;
+	natsStatus s = natsMsg_Create(&m, c->subject, NULL, (const char *)body, (int)n);
+	if (s == NATS_OK)
+		s = natsMsgHeader_Set(m, "Nats-Msg-Id", id);
+	if (s == NATS_OK)
+		s = natsMsgHeader_Set(m, "Kz-Origin-Seq", oseq);
+	if (s == NATS_OK)
+		s = natsMsgHeader_Set(m, "Kz-Local-Seq", lseq);
+	if (s == NATS_OK)
+		s = natsMsgHeader_Set(m, "Kz-Origin", c->cfg.node_id);
+	jsPubOptions po;
+	jsPubOptions_Init(&po);
+	po.MaxWait = c->cfg.publish_timeout_ms;
+	po.ExpectStream = STREAM;
+	if (s == NATS_OK)
+		s = js_PublishMsgAsync(c->js, &m, &po); /* takes m on success */
+	natsMsg_Destroy(m);
+	return s == NATS_OK ? 0 : -1;
+}
+
+static int scan_cb(void *ctx, uint64_t seq, const uint8_t *body, size_t n, const struct kz_reclog_pos *pos)
+{
+	(void)pos;
+	struct scan *sc = ctx;
+	struct kz_cluster *c = sc->c;
+	struct kz_record r;
+	const char *why;
+	if (kz_record_decode(body, n, &r, &why) || r.origin_node.len != strlen(c->cfg.node_id) ||
+	    memcmp(r.origin_node.p, c->cfg.node_id, r.origin_node.len) != 0) {
+		sc->last = seq; /* not ours (or not a record): nothing to publish */
+		return 0;
+	}
+	pthread_mutex_lock(&c->lock);
+	if (c->resync || c->next_origin - c->head_origin >= c->cfg.window) {
+		sc->full = true;
+		pthread_mutex_unlock(&c->lock);
+		return 1;
+	}
+	uint64_t origin = c->next_origin++;
+	struct slot *s = &c->ring[origin % c->cfg.window];
+	*s = (struct slot){ .local_seq = seq, .sent_ms = kz_now_mono_ms(), .used = true };
+	c->next_local = seq + 1;
+	c->st.published++;
+	pthread_mutex_unlock(&c->lock);
+	sc->last = seq;
+	if (publish_one(c, seq, body, n, &r, origin)) {
+		pthread_mutex_lock(&c->lock);
+		c->resync = true;
+		c->st.errors++;
+		pthread_mutex_unlock(&c->lock);
+		sc->full = true;
+		return 1;
+	}
+	return 0;
+}
+
+/* ---------- the thread ---------- */
+
+static void drain_and_reset(struct kz_cluster *c)
+{
+	jsPubOptions po;
+	jsPubOptions_Init(&po);
+	po.MaxWait = c->cfg.publish_timeout_ms;
+	(void)js_PublishAsyncComplete(c->js, &po);
+	natsMsgList pending = { 0 };
+	if (js_PublishAsyncGetPendingList(&pending, c->js) == NATS_OK)
+		natsMsgList_Destroy(&pending); /* what never got an answer is published again below */
+	pthread_mutex_lock(&c->lock);
+	for (uint32_t i = 0; i < c->cfg.window; i++)
+		c->ring[i].used = false;
+	c->resync = false;
+	pthread_mutex_unlock(&c->lock);
+}
+
+static void *replicator(void *arg)
+{
+	struct kz_cluster *c = arg;
+	char why[512];
+	bool ready = false, warned = false;
+	uint64_t last_save = 0;
+	for (;;) {
+		pthread_mutex_lock(&c->lock);
+		if (c->stop) {
+			pthread_mutex_unlock(&c->lock);
+			break;
+		}
+		pthread_mutex_unlock(&c->lock);
+		if (!c->nc && connect_nats(c, why, sizeof why)) {
+			if (!warned)
+				kz_warn("cluster: %s; retrying", why);
+			warned = true;
+			natsConnection_Destroy(c->nc);
+			c->nc = NULL;
+			jsCtx_Destroy(c->js);
+			c->js = NULL;
+			nats_Sleep(500);
+			continue;
+		}
+		bool resync;
+		pthread_mutex_lock(&c->lock);
+		resync = c->resync;
+		pthread_mutex_unlock(&c->lock);
+		if (atomic_exchange(&c->reconnected, false) || resync) {
+			drain_and_reset(c);
+			ready = false;
+		}
+		if (!ready) {
+			uint64_t local, origin;
+			if (ensure_stream(c, why, sizeof why) || resume_point(c, &local, &origin)) {
+				if (!warned)
+					kz_warn("cluster: %s; retrying", why[0] ? why : "cannot read the stream");
+				warned = true;
+				nats_Sleep(250);
+				continue;
+			}
+			pthread_mutex_lock(&c->lock);
+			c->next_local = local + 1;
+			c->next_origin = c->head_origin = origin + 1;
+			pthread_mutex_unlock(&c->lock);
+			if (warned)
+				kz_info("cluster: replicating to JetStream (%s), from our record %" PRIu64, c->cfg.servers,
+					origin + 1);
+			warned = false;
+			ready = true;
+		}
+		struct scan sc = { c, 0, false };
+		uint64_t from, end = 0;
+		pthread_mutex_lock(&c->lock);
+		from = c->next_local;
+		pthread_mutex_unlock(&c->lock);
+		if (from < kz_store_durable_next(c->cfg.store))
+			(void)kz_store_scan(c->cfg.store, from, NULL, scan_cb, &sc, &end, why, sizeof why);
+		pthread_mutex_lock(&c->lock);
+		if (!sc.full && sc.last >= c->next_local)
+			c->next_local = sc.last + 1; /* records that are not ours */
+		if (!sc.full && end > c->next_local)
+			c->next_local = end;
+		advance(c);
+		uint64_t conf = c->conf_local, conf_o = c->conf_origin;
+		bool save = conf != c->saved_local && kz_now_mono_ms() - last_save >= 200;
+		if (save)
+			c->saved_local = conf;
+		if (!c->stop && !c->resync && !sc.full && !c->kicked) {
+			struct timespec ts;
+			clock_gettime(CLOCK_REALTIME, &ts);
+			ts.tv_nsec += 20 * 1000000L;
+			if (ts.tv_nsec >= 1000000000L)
+				ts.tv_sec++, ts.tv_nsec -= 1000000000L;
+			pthread_cond_timedwait(&c->cond, &c->lock, &ts);
+		} else if (sc.full && !c->resync) {
+			struct timespec ts;
+			clock_gettime(CLOCK_REALTIME, &ts);
+			ts.tv_nsec += 1000000L;
+			if (ts.tv_nsec >= 1000000000L)
+				ts.tv_sec++, ts.tv_nsec -= 1000000000L;
+			pthread_cond_timedwait(&c->cond, &c->lock, &ts);
+		}
+		c->kicked = false;
+		pthread_mutex_unlock(&c->lock);
+		struct kz_cluster_stats st;
+		kz_cluster_stats(c, &st);
+		if (st.quorum != atomic_exchange(&c->quorum, st.quorum)) {
+			if (st.quorum)
+				kz_info("cluster: JetStream answers: replicating");
+			else
+				kz_warn("cluster: JetStream does not answer within %u ms: no quorum", c->cfg.publish_timeout_ms);
+		}
+		if (save) {
+			state_save(c, conf, conf_o);
+			last_save = kz_now_mono_ms();
+		}
+	}
+	pthread_mutex_lock(&c->lock);
+	uint64_t conf = c->conf_local, conf_o = c->conf_origin;
+	pthread_mutex_unlock(&c->lock);
+	if (c->js)
+		drain_and_reset(c);
+	state_save(c, conf, conf_o);
+	return NULL;
+}
+
+int kz_cluster_start(const struct kz_cluster_config *cfg, struct kz_cluster **out, char *why, size_t why_len)
+{
+	*out = NULL;
+	if (!valid_node_id(cfg->node_id)) {
+		snprintf(why, why_len, "node_id '%s' cannot name a NATS subject (letters, digits, '-' and '_', at most 64)",
+			 cfg->node_id ? cfg->node_id : "");
+		return KZ_EINVAL;
+	}
+	if (!cfg->servers || !*cfg->servers || !cfg->store || !cfg->state_path || cfg->window == 0) {
+		snprintf(why, why_len, "cluster: incomplete configuration");
+		return KZ_EINVAL;
+	}
+	struct kz_cluster *c = calloc(1, sizeof *c);
+	if (!c || !(c->ring = calloc(cfg->window, sizeof *c->ring))) {
+		free(c);
+		snprintf(why, why_len, "out of memory");
+		return KZ_ENOMEM;
+	}
+	c->cfg = *cfg;
+	snprintf(c->subject, sizeof c->subject, "kz.rec.%s", cfg->node_id);
+	pthread_mutex_init(&c->lock, NULL);
+	pthread_cond_init(&c->cond, NULL);
+	state_load(c);
+	if (pthread_create(&c->thread, NULL, replicator, c)) {
+		snprintf(why, why_len, "cannot start the cluster thread");
+		free(c->ring);
+		free(c);
+		return KZ_EIO;
+	}
+	*out = c;
+	return KZ_OK;
+}
+
+void kz_cluster_stop(struct kz_cluster *c)
+{
+	if (!c)
+		return;
+	pthread_mutex_lock(&c->lock);
+	c->stop = true;
+	pthread_cond_signal(&c->cond);
+	pthread_mutex_unlock(&c->lock);
+	pthread_join(c->thread, NULL);
+	jsCtx_Destroy(c->js);
+	natsConnection_Destroy(c->nc);
+	pthread_mutex_destroy(&c->lock);
+	pthread_cond_destroy(&c->cond);
+	free(c->ring);
+	free(c);
+}
+
+void kz_cluster_kick(struct kz_cluster *c)
+{
+	pthread_mutex_lock(&c->lock);
+	c->kicked = true;
+	pthread_cond_signal(&c->cond);
+	pthread_mutex_unlock(&c->lock);
+}
+
+void kz_cluster_stats(struct kz_cluster *c, struct kz_cluster_stats *out)
+{
+	pthread_mutex_lock(&c->lock);
+	*out = c->st;
+	out->confirmed_seq = c->conf_local;
+	out->pending = c->next_origin - c->head_origin;
+	out->connected = atomic_load(&c->connected);
+	uint64_t oldest = c->head_origin < c->next_origin ? c->ring[c->head_origin % c->cfg.window].sent_ms : 0;
+	out->quorum = out->connected && !c->resync &&
+		      (!oldest || kz_now_mono_ms() - oldest < c->cfg.publish_timeout_ms);
+	pthread_mutex_unlock(&c->lock);
+}
+
+bool kz_cluster_quorum(struct kz_cluster *c)
+{
+	return atomic_load_explicit(&c->quorum, memory_order_relaxed);
+}

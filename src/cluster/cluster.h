@@ -1,0 +1,53 @@
+/* cluster.h — kizuna nodes as a cluster on NATS JetStream (docs/CLUSTER.md). This first part
+ * is the replicator: it tails the node's own record log and publishes the records this node
+ * accepted to the stream KZ_RECORDS (subject kz.rec.<node id>, Nats-Msg-Id = the record id),
+ * so that an acknowledgement can wait until JetStream has the record too, and re-publishes
+ * from the log whatever JetStream does not have after a restart or a loss of its files.
+ *
+ * Threads: one replicator thread (and nats.c's own); the confirmed() callback runs on them. */
+#ifndef KZ_CLUSTER_H
+#define KZ_CLUSTER_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+struct kz_store;
+
+struct kz_cluster_config {
+	const char *servers;          /* cluster.nats: "tls://host:port,tls://host:port" */
+	const char *ca_file, *cert_file, *key_file; /* mutual TLS with the node's certificate */
+	const char *node_id;          /* the subject's last token: letters, digits, '-' and '_' */
+	struct kz_store *store;       /* the node's own log, tailed up to its durable end */
+	const char *log_dir;
+	uint32_t max_record_bytes;
+	const char *state_path;       /* DIR/cluster.state: the confirmed watermark */
+	uint32_t replicas;            /* of KZ_RECORDS (cluster.replicas, 3) */
+	uint32_t publish_timeout_ms;  /* no PubAck in this long: no quorum (cluster.publish_timeout_ms) */
+	uint32_t window;              /* asynchronous publishes in flight (cluster.publish_window) */
+	/* Every record this node accepted with a sequence number <= seq is in JetStream. Called
+	 * from the cluster's threads whenever that watermark advances. */
+	void (*confirmed)(void *arg, uint64_t seq);
+	void *arg;
+};
+
+struct kz_cluster;
+
+/* Starts the replicator (it connects, creates or updates the stream, and retries for as
+ * long as it runs). Fails only on a bad configuration (*why says what). */
+int kz_cluster_start(const struct kz_cluster_config *cfg, struct kz_cluster **out, char *why, size_t why_len);
+void kz_cluster_stop(struct kz_cluster *c);
+
+struct kz_cluster_stats {
+	uint64_t confirmed_seq;    /* local log sequence: every own record up to it is in JetStream */
+	uint64_t published, acked, republished, errors;
+	uint64_t pending;          /* published, not yet acknowledged */
+	bool connected, quorum;    /* quorum: no publish has waited longer than publish_timeout_ms */
+};
+void kz_cluster_stats(struct kz_cluster *c, struct kz_cluster_stats *out);
+/* False while JetStream does not acknowledge in time (or the connection is down). */
+bool kz_cluster_quorum(struct kz_cluster *c);
+/* Wakes the replicator: the store has made more records durable (any thread). */
+void kz_cluster_kick(struct kz_cluster *c);
+
+#endif
