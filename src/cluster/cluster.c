@@ -40,6 +40,7 @@ struct slot {
 struct kz_cluster {
 	struct kz_cluster_config cfg;
 	char subject[96];
+	char state_path[1100];      /* cfg.state_path points here */
 	pthread_t thread;
 	pthread_mutex_t lock;
 	pthread_cond_t cond;
@@ -487,6 +488,8 @@ int kz_cluster_start(const struct kz_cluster_config *cfg, struct kz_cluster **ou
 		return KZ_ENOMEM;
 	}
 	c->cfg = *cfg;
+	snprintf(c->state_path, sizeof c->state_path, "%s", cfg->state_path);
+	c->cfg.state_path = c->state_path;
 	snprintf(c->subject, sizeof c->subject, "kz.rec.%s", cfg->node_id);
 	pthread_mutex_init(&c->lock, NULL);
 	pthread_cond_init(&c->cond, NULL);

@@ -14,6 +14,7 @@
 
 struct kz_store;
 
+/* The strings must outlive the cluster, but for state_path (copied). */
 struct kz_cluster_config {
 	const char *servers;          /* cluster.nats: "tls://host:port,tls://host:port" */
 	const char *ca_file, *cert_file, *key_file; /* mutual TLS with the node's certificate */

@@ -147,6 +147,19 @@ def test_jetstream_files_lost_then_published_again():
     assert "publishing the rest again from the log" in n.logtext()
 
 
+def test_stops_cleanly():
+    """SIGTERM with the replicator connected: the node waits for what is in flight, saves its
+    watermark and exits 0 (under the sanitizers: with nothing leaked)."""
+    r = Raw(n)
+    assert r.connect(b"repl-last")[0] == 2
+    publish(r, b"sensors/a", b"last", 1)
+    assert puback(r)[1] == 0
+    assert n.stop() == 0, n.logtext()[-2000:]
+    with open(os.path.join(n.data, "cluster.state")) as f:
+        assert f.read().startswith("confirmed "), "no watermark saved"
+    assert "runtime error" not in n.logtext() and "AddressSanitizer" not in n.logtext()
+
+
 run_tests([test_acknowledged_only_once_in_jetstream, test_refused_without_quorum_then_acknowledged,
-           test_jetstream_files_lost_then_published_again])
+           test_jetstream_files_lost_then_published_again, test_stops_cleanly])
 nats.kill()
