@@ -37,6 +37,14 @@ struct slot {
 	bool used, acked;
 };
 
+#define MAX_ORIGINS 64
+
+/* The highest origin sequence of each other node written to this node's log. */
+struct origin {
+	char id[65];
+	uint64_t seq;
+};
+
 struct kz_cluster {
 	struct kz_cluster_config cfg;
 	char subject[96];
@@ -56,6 +64,14 @@ struct kz_cluster {
 	bool resync;
 	uint64_t saved_local;       /* what cluster.state last said */
 	struct kz_cluster_stats st;
+	/* the follower */
+	pthread_t fthread;
+	bool fstarted;
+	atomic_bool js_ready;
+	struct origin origins[MAX_ORIGINS]; /* under lock */
+	uint32_t n_origins;
+	uint64_t f_done, f_failed;  /* under lock: follow() answers */
+	pthread_cond_t fcond;
 };
 
 static bool valid_node_id(const char *s)
@@ -76,8 +92,14 @@ static void state_load(struct kz_cluster *c)
 	FILE *f = fopen(c->cfg.state_path, "r");
 	unsigned long long l = 0, o = 0;
 	if (f) {
-		if (fscanf(f, "confirmed %llu %llu", &l, &o) != 2)
+		if (fscanf(f, "confirmed %llu %llu\n", &l, &o) != 2)
 			l = o = 0;
+		char id[65];
+		unsigned long long s;
+		while (c->n_origins < MAX_ORIGINS && fscanf(f, "origin %64s %llu\n", id, &s) == 2) {
+			snprintf(c->origins[c->n_origins].id, sizeof c->origins[0].id, "%s", id);
+			c->origins[c->n_origins++].seq = s;
+		}
 		fclose(f);
 	}
 	c->conf_local = l;
@@ -87,9 +109,14 @@ static void state_load(struct kz_cluster *c)
 
 static void state_save(struct kz_cluster *c, uint64_t local, uint64_t origin)
 {
-	char tmp[1100], text[96];
+	char tmp[1100], text[96 + MAX_ORIGINS * 100];
 	snprintf(tmp, sizeof tmp, "%s.tmp", c->cfg.state_path);
 	int n = snprintf(text, sizeof text, "confirmed %" PRIu64 " %" PRIu64 "\n", local, origin);
+	pthread_mutex_lock(&c->lock);
+	for (uint32_t i = 0; i < c->n_origins; i++)
+		n += snprintf(text + n, sizeof text - (size_t)n, "origin %s %" PRIu64 "\n", c->origins[i].id,
+			      c->origins[i].seq);
+	pthread_mutex_unlock(&c->lock);
 	FILE *f = fopen(tmp, "w");
 	if (!f)
 		return;
@@ -348,13 +375,17 @@ static int scan_cb(void *ctx, uint64_t seq, const uint8_t *body, size_t n, const
 
 static void drain_and_reset(struct kz_cluster *c)
 {
-	jsPubOptions po;
-	jsPubOptions_Init(&po);
-	po.MaxWait = c->cfg.publish_timeout_ms;
-	(void)js_PublishAsyncComplete(c->js, &po);
-	natsMsgList pending = { 0 };
-	if (js_PublishAsyncGetPendingList(&pending, c->js) == NATS_OK)
-		natsMsgList_Destroy(&pending); /* what never got an answer is published again below */
+	pthread_mutex_lock(&c->lock);
+	bool published = c->st.published > 0;
+	pthread_mutex_unlock(&c->lock);
+	/* what never got an answer is published again from the watermark; nats.c 3.4.1 crashes
+	 * in its asynchronous-publish calls on a context that never published (a NULL list) */
+	if (published) {
+		jsPubOptions po;
+		jsPubOptions_Init(&po);
+		po.MaxWait = c->cfg.publish_timeout_ms;
+		(void)js_PublishAsyncComplete(c->js, &po);
+	}
 	pthread_mutex_lock(&c->lock);
 	for (uint32_t i = 0; i < c->cfg.window; i++)
 		c->ring[i].used = false;
@@ -412,6 +443,7 @@ static void *replicator(void *arg)
 					origin + 1);
 			warned = false;
 			ready = true;
+			atomic_store(&c->js_ready, true);
 		}
 		struct scan sc = { c, 0, false };
 		uint64_t from, end = 0;
@@ -469,6 +501,125 @@ static void *replicator(void *arg)
 	return NULL;
 }
 
+/* ---------- the follower (docs/CLUSTER.md "The path of a delivery on another node") ---------- */
+
+static struct origin *origin_of(struct kz_cluster *c, const char *id)
+{
+	for (uint32_t i = 0; i < c->n_origins; i++)
+		if (strcmp(c->origins[i].id, id) == 0)
+			return &c->origins[i];
+	if (c->n_origins == MAX_ORIGINS || strlen(id) >= sizeof c->origins[0].id)
+		return NULL;
+	struct origin *o = &c->origins[c->n_origins++];
+	snprintf(o->id, sizeof o->id, "%s", id);
+	o->seq = 0;
+	return o;
+}
+
+void kz_cluster_followed(struct kz_cluster *c, int status)
+{
+	pthread_mutex_lock(&c->lock);
+	if (status)
+		c->f_failed++;
+	c->f_done++;
+	pthread_cond_broadcast(&c->fcond);
+	pthread_mutex_unlock(&c->lock);
+}
+
+/* One fetched batch: the new records go to the node, and once every one of them is durable
+ * the batch is acknowledged (AckAll: the last message acks the ones before it). */
+static void follow_batch(struct kz_cluster *c, natsMsgList *list)
+{
+	uint64_t want, have;
+	uint64_t seqs[1024];
+	struct origin *os[1024];
+	int n = 0;
+	pthread_mutex_lock(&c->lock);
+	want = c->f_done;
+	pthread_mutex_unlock(&c->lock);
+	for (int i = 0; i < list->Count && i < 1024; i++) {
+		natsMsg *m = list->Msgs[i];
+		const char *origin = NULL;
+		uint64_t s = header_u64(m, "Kz-Origin-Seq");
+		if (natsMsgHeader_Get(m, "Kz-Origin", &origin) != NATS_OK || !origin || !s ||
+		    strcmp(origin, c->cfg.node_id) == 0)
+			continue; /* ours (already in our log), or not a kizuna record */
+		pthread_mutex_lock(&c->lock);
+		struct origin *o = origin_of(c, origin);
+		uint64_t last = o ? o->seq : 0;
+		for (int k = 0; k < n; k++) /* this batch's own, not yet committed */
+			if (os[k] == o && seqs[k] > last)
+				last = seqs[k];
+		if (o && s <= last)
+			c->st.duplicates++;
+		pthread_mutex_unlock(&c->lock);
+		if (!o || s <= last)
+			continue;
+		if (c->cfg.follow(c->cfg.arg, (const uint8_t *)natsMsg_GetData(m), (size_t)natsMsg_GetDataLength(m)))
+			return; /* not acked: JetStream delivers the batch again after its AckWait */
+		os[n] = o;
+		seqs[n++] = s;
+		want++;
+	}
+	pthread_mutex_lock(&c->lock);
+	uint64_t failed0 = c->f_failed;
+	while ((have = c->f_done) < want && !c->stop)
+		pthread_cond_wait(&c->fcond, &c->lock);
+	bool ok = c->f_done >= want && c->f_failed == failed0;
+	if (ok) {
+		for (int k = 0; k < n; k++)
+			if (seqs[k] > os[k]->seq)
+				os[k]->seq = seqs[k];
+		c->st.followed += (uint64_t)n;
+	}
+	pthread_mutex_unlock(&c->lock);
+	if (ok && list->Count)
+		natsMsg_Ack(list->Msgs[list->Count - 1], NULL);
+}
+
+static void *follower(void *arg)
+{
+	struct kz_cluster *c = arg;
+	natsSubscription *sub = NULL;
+	char durable[96];
+	snprintf(durable, sizeof durable, "kz-node-%s", c->cfg.node_id);
+	for (;;) {
+		pthread_mutex_lock(&c->lock);
+		bool stop = c->stop;
+		pthread_mutex_unlock(&c->lock);
+		if (stop)
+			break;
+		if (!atomic_load(&c->js_ready)) {
+			nats_Sleep(100);
+			continue;
+		}
+		if (!sub) {
+			jsSubOptions so;
+			jsSubOptions_Init(&so);
+			so.Stream = STREAM;
+			so.Config.AckPolicy = js_AckAll;
+			so.Config.DeliverPolicy = js_DeliverAll;
+			so.Config.AckWait = (int64_t)30 * 1000000000;
+			jsErrCode jerr = 0;
+			if (js_PullSubscribe(&sub, c->js, "kz.rec.>", durable, NULL, &so, &jerr) != NATS_OK) {
+				sub = NULL;
+				nats_Sleep(250);
+				continue;
+			}
+		}
+		natsMsgList list = { 0 };
+		jsErrCode jerr = 0;
+		natsStatus s = natsSubscription_Fetch(&list, sub, 256, 500, &jerr);
+		if (s == NATS_OK)
+			follow_batch(c, &list);
+		natsMsgList_Destroy(&list);
+		if (s != NATS_OK && s != NATS_TIMEOUT)
+			nats_Sleep(100);
+	}
+	natsSubscription_Destroy(sub);
+	return NULL;
+}
+
 int kz_cluster_start(const struct kz_cluster_config *cfg, struct kz_cluster **out, char *why, size_t why_len)
 {
 	*out = NULL;
@@ -493,6 +644,7 @@ int kz_cluster_start(const struct kz_cluster_config *cfg, struct kz_cluster **ou
 	snprintf(c->subject, sizeof c->subject, "kz.rec.%s", cfg->node_id);
 	pthread_mutex_init(&c->lock, NULL);
 	pthread_cond_init(&c->cond, NULL);
+	pthread_cond_init(&c->fcond, NULL);
 	state_load(c);
 	if (pthread_create(&c->thread, NULL, replicator, c)) {
 		snprintf(why, why_len, "cannot start the cluster thread");
@@ -500,23 +652,36 @@ int kz_cluster_start(const struct kz_cluster_config *cfg, struct kz_cluster **ou
 		free(c);
 		return KZ_EIO;
 	}
+	if (cfg->follow && pthread_create(&c->fthread, NULL, follower, c) == 0)
+		c->fstarted = true;
 	*out = c;
 	return KZ_OK;
 }
 
 void kz_cluster_stop(struct kz_cluster *c)
 {
-	if (!c)
+	if (!c || c->stop)
 		return;
 	pthread_mutex_lock(&c->lock);
 	c->stop = true;
 	pthread_cond_signal(&c->cond);
+	pthread_cond_broadcast(&c->fcond);
 	pthread_mutex_unlock(&c->lock);
+	if (c->fstarted)
+		pthread_join(c->fthread, NULL);
 	pthread_join(c->thread, NULL);
+	c->fstarted = false;
+}
+
+void kz_cluster_free(struct kz_cluster *c)
+{
+	if (!c)
+		return;
 	jsCtx_Destroy(c->js);
 	natsConnection_Destroy(c->nc);
 	pthread_mutex_destroy(&c->lock);
 	pthread_cond_destroy(&c->cond);
+	pthread_cond_destroy(&c->fcond);
 	free(c->ring);
 	free(c);
 }

@@ -29,6 +29,11 @@ struct kz_cluster_config {
 	/* Every record this node accepted with a sequence number <= seq is in JetStream. Called
 	 * from the cluster's threads whenever that watermark advances. */
 	void (*confirmed)(void *arg, uint64_t seq);
+	/* The follower: records of other nodes, in stream order, each once (a record whose
+	 * origin sequence this node already has is dropped). The node stores body (the envelope)
+	 * and calls kz_cluster_followed() when it is durable; 0, or -1 when it cannot take it
+	 * (it comes again). NULL: this node does not follow. */
+	int (*follow)(void *arg, const uint8_t *body, size_t n);
 	void *arg;
 };
 
@@ -37,17 +42,23 @@ struct kz_cluster;
 /* Starts the replicator (it connects, creates or updates the stream, and retries for as
  * long as it runs). Fails only on a bad configuration (*why says what). */
 int kz_cluster_start(const struct kz_cluster_config *cfg, struct kz_cluster **out, char *why, size_t why_len);
+/* Stops its threads (what is in flight is waited for up to publish_timeout_ms; the watermark
+ * is saved); kz_cluster_followed() may still be called until kz_cluster_free. */
 void kz_cluster_stop(struct kz_cluster *c);
+void kz_cluster_free(struct kz_cluster *c);
 
 struct kz_cluster_stats {
 	uint64_t confirmed_seq;    /* local log sequence: every own record up to it is in JetStream */
 	uint64_t published, acked, republished, errors;
 	uint64_t pending;          /* published, not yet acknowledged */
+	uint64_t followed, duplicates; /* records of other nodes taken; dropped as already here */
 	bool connected, quorum;    /* quorum: no publish has waited longer than publish_timeout_ms */
 };
 void kz_cluster_stats(struct kz_cluster *c, struct kz_cluster_stats *out);
 /* False while JetStream does not acknowledge in time (or the connection is down). */
 bool kz_cluster_quorum(struct kz_cluster *c);
+/* A record handed to follow() is durable (status 0) or failed (any thread). */
+void kz_cluster_followed(struct kz_cluster *c, int status);
 /* Wakes the replicator: the store has made more records durable (any thread). */
 void kz_cluster_kick(struct kz_cluster *c);
 

@@ -284,6 +284,15 @@ int mqtt_broker_post_foreign(struct mqtt_broker *b, unsigned idx, void *foreign)
 	return mqtt_inbox_post(b, idx, &e);
 }
 
+int mqtt_broker_inject(struct mqtt_broker *b, unsigned idx, struct mqtt_msg *m)
+{
+	struct mqtt_env e = { .kind = MQTT_ENV_INJECT, .msg = mqtt_msg_ref(m) };
+	int rc = mqtt_inbox_post(b, idx, &e);
+	if (rc)
+		mqtt_msg_unref(m);
+	return rc;
+}
+
 void mqtt_shard_wake_self(struct mqtt_shard *s)
 {
 	if (s->wake_posted)
@@ -531,6 +540,12 @@ void mqtt_shard_drain(struct mqtt_shard *s)
 		case MQTT_ENV_STORED:
 			mqtt_stored_route(e->stored);
 			break;
+		case MQTT_ENV_INJECT: {
+			uint8_t rc;
+			const char *why;
+			mqtt_broker_publish(s, e->msg, &rc, &why);
+			break;
+		}
 		case MQTT_ENV_WAKE: /* only here to run another iteration (replays) */
 			s->wake_posted = false;
 			break;

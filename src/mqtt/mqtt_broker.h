@@ -242,7 +242,7 @@ struct mqtt_stored {
 };
 
 enum mqtt_env_kind { MQTT_ENV_PUBLISH = 1, MQTT_ENV_DIRECT, MQTT_ENV_FOREIGN, MQTT_ENV_STORED,
-		     MQTT_ENV_WAKE };
+		     MQTT_ENV_WAKE, MQTT_ENV_INJECT };
 
 /* A unit of work crossing from one shard to another. */
 struct mqtt_env {
@@ -398,6 +398,15 @@ void mqtt_broker_slow_clients(struct mqtt_broker *b, void (*fn)(void *ctx, const
  * any thread; takes foreign. */
 int mqtt_broker_post_foreign(struct mqtt_broker *b, unsigned idx, void *foreign);
 
+/* A durable record that did not come from a client of this node (another node's, followed
+ * from the cluster's stream): shard idx keeps it as retained when it is, and routes it to
+ * every matching subscriber under the decision point, as for a local publish (any thread;
+ * takes a reference to m). */
+int mqtt_broker_inject(struct mqtt_broker *b, unsigned idx, struct mqtt_msg *m);
+/* A message from a stored record (replays, retained messages at start, records followed from
+ * the cluster): its topic, payload, label, QoS, retain flag and the properties it forwards,
+ * rebuilt from the attributes (mqtt_record.c). NULL when out of memory. */
+struct mqtt_msg *mqtt_msg_from_record(const struct kz_record *r);
 /* Every record of this node with a log sequence <= seq is in JetStream (any thread): the
  * acknowledgements waiting for it go out. */
 void mqtt_broker_repl_confirmed(struct mqtt_broker *b, uint64_t seq);

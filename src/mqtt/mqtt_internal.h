@@ -50,9 +50,7 @@ void mqtt_shard_wake_self(struct mqtt_shard *s);
  * for its client): one builder for both (mqtt_record.c, docs/STORE.md "Attributes"). */
 int mqtt_record_encode(const struct mqtt_broker *b, const struct mqtt_msg *m, const char *origin_id,
 		       struct kz_buf *out);
-/* A message from a stored record (replays, retained messages at start): its topic, payload,
- * label, QoS, retain flag and the properties it forwards, rebuilt from the attributes. */
-struct mqtt_msg *mqtt_msg_from_record(const struct kz_record *r);
+
 /* Bytes of messages posted to the shards' inboxes and not yet drained (all shards). */
 uint64_t mqtt_broker_route_backlog(struct mqtt_broker *b);
 /* Counts a client's new QoS 0 drops (and a slow-client disconnect) in the broker's table. */

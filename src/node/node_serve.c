@@ -49,6 +49,44 @@ static void node_batch_end(void *arg)
 }
 
 static void node_repl_confirmed(void *arg, uint64_t seq) { mqtt_broker_repl_confirmed(arg, seq); }
+
+/* A record of another node, followed from the stream, is durable here: it is routed to this
+ * node's subscribers (shard 0 fans it out; one shard keeps the stream's order). */
+static struct mqtt_broker *node_follow_broker;   /* set before the follower starts */
+static struct kz_cluster *node_follow_cluster;   /* valid until kz_cluster_free */
+
+static void node_followed_done(void *ctx, int status, uint64_t seq)
+{
+	struct mqtt_msg *m = ctx;
+	if (status == KZ_OK) {
+		atomic_store_explicit(&m->seq, seq, memory_order_release);
+		(void)mqtt_broker_inject(node_follow_broker, 0, m);
+	}
+	mqtt_msg_unref(m);
+	kz_cluster_followed(node_follow_cluster, status);
+}
+
+static int node_follow(void *arg, const uint8_t *body, size_t n)
+{
+	struct mqtt_broker *b = arg;
+	struct kz_record r;
+	const char *why;
+	if (kz_record_decode(body, n, &r, &why)) {
+		kz_warn("cluster: a record from the stream is not valid (%s): skipped", why);
+		return 0; /* nothing to store; acknowledged with its batch */
+	}
+	struct mqtt_msg *m = mqtt_msg_from_record(&r);
+	uint8_t *data = m ? malloc(n) : NULL;
+	if (!data) {
+		if (m)
+			mqtt_msg_unref(m);
+		return -1;
+	}
+	memcpy(data, body, n);
+	struct kz_store_item it = { data, (uint32_t)n, node_followed_done, m, NULL };
+	kz_store_submit(b->store, &it, 1);
+	return 0;
+}
 static bool node_repl_ok(void *arg) { return kz_cluster_quorum(arg); }
 
 struct restore_ctx {
@@ -595,13 +633,16 @@ static int node_open(struct node *n)
 			.key_file = cfg->cluster_key, .node_id = cfg->node_id, .store = b->store, .log_dir = n->logdir,
 			.max_record_bytes = node_max_record_bytes(cfg), .state_path = state,
 			.replicas = cfg->cluster_replicas, .publish_timeout_ms = cfg->cluster_publish_timeout_ms,
-			.window = cfg->cluster_publish_window, .confirmed = node_repl_confirmed, .arg = b,
+			.window = cfg->cluster_publish_window, .confirmed = node_repl_confirmed, .follow = node_follow,
+			.arg = b,
 		};
+		node_follow_broker = b;
 		if (kz_cluster_start(&cc, &n->cluster, why, sizeof why)) {
 			kz_error("cluster: %s", why);
 			return 1;
 		}
 		atomic_store(&node_cluster, n->cluster);
+		node_follow_cluster = n->cluster;
 		/* refuse: an acknowledgement waits for JetStream too, and none is given without a
 		 * quorum; local: acknowledged on this disk, replicated as JetStream takes it */
 		b->repl_gate = !local;
@@ -738,11 +779,8 @@ static void node_after_join(void *arg)
 {
 	struct node *n = arg;
 	struct mqtt_broker *b = &n->broker;
-	if (n->cluster) {
-		atomic_store(&node_cluster, NULL);
-		kz_cluster_stop(n->cluster);
-		n->cluster = NULL;
-	}
+	atomic_store(&node_cluster, NULL);
+	kz_cluster_stop(n->cluster); /* the threads; the records it handed to the store are written next */
 	b->final_durable = kz_store_close(b->store);
 	b->store = NULL;
 	node_mqtt_drain(&n->nm);
@@ -756,15 +794,15 @@ static void node_close(struct node *n)
 		net_server_stop(n->srv, node_after_join, n); /* the store closes once the workers ended */
 		n->srv = NULL;
 	}
-	if (n->cluster) { /* opened, never served */
-		atomic_store(&node_cluster, NULL);
-		kz_cluster_stop(n->cluster);
-		n->cluster = NULL;
-	}
+	atomic_store(&node_cluster, NULL);
+	kz_cluster_stop(n->cluster); /* opened, never served; no-op once stopped */
 	if (n->broker_init && b->store) { /* opened, never served */
 		kz_store_close(b->store);
 		b->store = NULL;
 	}
+	kz_cluster_free(n->cluster); /* after the store: its last answers reached the follower */
+	n->cluster = NULL;
+	node_follow_cluster = NULL;
 	if (n->served)
 		mqtt_broker_save_sessions(b, b->final_durable);
 	if (n->broker_init && b->state) {

@@ -1,0 +1,115 @@
+"""Helpers of the cluster tests (docs/CLUSTER.md): a real nats-server 2.9 with JetStream
+and mutual TLS, started on loopback ports with the nodes' PKI; kizuna nodes in a cluster with
+node certificates from one CA; hand-built MQTT PUBLISH/PUBACK to see reason codes."""
+import json, os, shutil, signal, struct, subprocess, sys, time, urllib.request
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "integration"))
+from kzharness import *
+
+NATS = shutil.which("nats-server")
+if not NATS:
+    print("SKIP: nats-server is not installed (scripts/deps installs it)")
+    sys.exit(77)
+
+nats_port, nats_mon = free_port(), free_port()
+
+
+def publish(raw, topic, payload, pid, qos=1):
+    body = s16(topic) + struct.pack("!H", pid) + varint(0) + payload
+    raw.send(bytes([0x30 | (qos << 1)]) + varint(len(body)) + body)
+
+
+def puback(raw):
+    """(packet id, reason code, reason string or "") of the next PUBACK."""
+    p = raw.packet()
+    assert p and p[0] == 4, "expected a PUBACK, got %r" % (p,)
+    pid = struct.unpack("!H", p[2][:2])[0]
+    rc = p[2][2] if len(p[2]) > 2 else 0
+    why = ""
+    if len(p[2]) > 4 and p[2][4] == 0x1F:
+        n = struct.unpack("!H", p[2][5:7])[0]
+        why = p[2][7:7 + n].decode()
+    return pid, rc, why
+
+
+def stream_messages():
+    try:
+        with urllib.request.urlopen("http://127.0.0.1:%d/jsz?streams=true" % nats_mon, timeout=2) as r:
+            j = json.load(r)
+    except OSError:
+        return None
+    for acc in j.get("account_details", []):
+        for st in acc.get("stream_detail", []):
+            if st["name"] == "KZ_RECORDS":
+                return st["state"]["messages"]
+    return 0
+
+
+def wait_stream(n, timeout=20):
+    deadline = time.time() + timeout
+    got = None
+    while time.time() < deadline:
+        got = stream_messages()
+        if got == n:
+            return got
+        time.sleep(0.2)
+    return got
+
+
+class Nats:
+    def __init__(self, pki, store):
+        self.conf = os.path.join(os.path.dirname(store), "nats.conf")
+        with open(self.conf, "w") as f:
+            f.write("""server_name: kztest
+listen: 127.0.0.1:%d
+http: 127.0.0.1:%d
+jetstream { store_dir: "%s" }
+tls { cert_file: "%s/server.pem", key_file: "%s/server.key", ca_file: "%s/ca.pem", verify: true, timeout: 5 }
+""" % (nats_port, nats_mon, store, pki, pki, pki))
+        self.store = store
+        self.start()
+
+    def start(self):
+        self.log = open(self.conf + ".log", "a")
+        self.p = subprocess.Popen([NATS, "-c", self.conf], stdout=self.log, stderr=subprocess.STDOUT)
+        deadline = time.time() + 10
+        while stream_messages() is None and time.time() < deadline:
+            time.sleep(0.1)
+
+    def kill(self):
+        self.p.kill()
+        self.p.wait()
+
+
+
+
+def cluster_node(name, pki_from=None, extra=""):
+    """A node in the cluster on nats_port, with its NATS certificate from pki_from's CA (its
+    own when None: the first node makes the PKI); waits until JetStream answers it."""
+    shared = ""
+    if pki_from:
+        p = pki_from.pki
+        shared = ("ca.dir = %s\ntls.ca = %s/ca.pem\ntls.cert = %s/server.pem\ntls.key = %s/server.key\n"
+                  % (p, p, p, p))
+    n = Node("node_id = %s\ncluster.nats = tls://127.0.0.1:%d\ncluster.replicas = 1\n"
+             "cluster.publish_timeout_ms = 1000\ncluster.cert = NODECERT/cert.pem\ncluster.key = NODECERT/key.pem\n%s%s"
+             % (name, nats_port, shared, extra))
+    if pki_from:
+        n.pki = pki_from.pki
+    cert = os.path.join(n.dir, "nodecert")
+    subprocess.run([KIZUNA, "ca", "issue", "--data", (pki_from or n).data, "--id",
+                    "spiffe://kizuna.local/dev/node/%s" % name, "--out", cert], check=True, capture_output=True)
+    with open(n.cfg) as f:
+        text = f.read().replace("NODECERT", cert)
+    with open(n.cfg, "w") as f:
+        f.write(text)
+    n.stop()
+    n.log = open(n.log.name, "a")
+    n.start()
+    return n
+
+
+def wait_log(n, text, timeout=30):
+    deadline = time.time() + timeout
+    while text not in n.logtext() and time.time() < deadline:
+        time.sleep(0.2)
+    assert text in n.logtext(), n.logtext()[-3000:]

@@ -1,0 +1,89 @@
+#!/usr/bin/python3
+"""Every node delivers everything (docs/CLUSTER.md "The path of a delivery on another node",
+issue 19 item 3): two nodes on one nats-server; what a publisher sends to node A reaches the
+subscribers of node B, in order and once, under B's decision point; A's own subscribers get it
+once (A does not follow its own records back); a retained message on A is B's retained message
+too; B, restarted, does not take the same records twice."""
+import os, sys
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from clusterlib import *
+
+a = cluster_node("n1")
+nats = Nats(a.pki, os.path.join(a.dir, "js"))
+b = cluster_node("n2", pki_from=a)
+wait_log(a, "JetStream answers")
+wait_log(b, "JetStream answers")
+
+
+def collect(c, n, timeout=20):
+    out = []
+    deadline = time.time() + timeout
+    while len(out) < n and time.time() < deadline:
+        try:
+            out.append(c.get(timeout=max(0.1, deadline - time.time())).payload.decode())
+        except queue.Empty:
+            break
+    return out
+
+
+def test_publish_on_a_reaches_subscribers_on_b():
+    sb = b.client("follow-sub-b")
+    sb.sub("sensors/#", qos=1)
+    sa = a.client("follow-sub-a")
+    sa.sub("sensors/#", qos=1)
+    r = Raw(a)
+    assert r.connect(b"follow-pub")[0] == 2
+    for i in range(1, 101):
+        publish(r, b"sensors/x", b"m-%d" % i, i)
+    assert all(puback(r)[1] == 0 for _ in range(100))
+    want = ["m-%d" % i for i in range(1, 101)]
+    got_b = collect(sb, 100)
+    assert got_b == want, "B got %d, first %r" % (len(got_b), got_b[:3])
+    got_a = collect(sa, 100)
+    assert got_a == want, "A got %d" % len(got_a)
+    sa.none(1.0)  # no second copy of A's own records
+    sb.none(0.5)
+    sa.close()
+    sb.close()
+
+
+def test_retained_on_a_is_retained_on_b():
+    r = Raw(a)
+    assert r.connect(b"follow-ret")[0] == 2
+    body = s16(b"state/door") + struct.pack("!H", 1) + varint(0) + b"open"
+    r.send(bytes([0x33]) + varint(len(body)) + body)  # QoS 1, retain
+    assert puback(r)[1] == 0
+    deadline = time.time() + 10
+    got = None
+    while time.time() < deadline and got is None:
+        c = b.client("follow-ret-b")
+        c.sub("state/#", qos=1)
+        try:
+            got = c.get(timeout=1)
+        except queue.Empty:
+            pass
+        c.close()
+    assert got is not None and got.payload == b"open" and got.retain, got
+
+
+def test_restarted_follower_takes_nothing_twice():
+    rc = b.stop()
+    assert rc == 0, "rc %s: %s" % (rc, b.logtext()[-1500:])
+    b.log = open(b.log.name, "a")
+    b.start()
+    wait_log(b, "JetStream answers")
+    time.sleep(1.5)
+    # B's log has A's 100 + 1 records once: a replay from the start shows each once
+    p = Properties(PacketTypes.SUBSCRIBE)
+    p.UserProperty = ("kz-replay-since", "1970-01-01T00:00:00Z")
+    c = b.client("follow-replay")
+    c.sub("sensors/#", qos=1, props=p)
+    got = collect(c, 100, timeout=10)
+    assert got == ["m-%d" % i for i in range(1, 101)], "replay on B: %d records" % len(got)
+    c.none(1.0)  # and no second copy after them
+    c.close()
+
+
+run_tests([test_publish_on_a_reaches_subscribers_on_b, test_retained_on_a_is_retained_on_b,
+           test_restarted_follower_takes_nothing_twice])
+nats.kill()
