@@ -1,6 +1,7 @@
 /* node_http.c — the node's own HTTPS resources: /healthz (no client certificate needed:
  * load balancers and browsers) and /metrics (Prometheus text exposition format 0.0.4). */
 #include "node/node_http.h"
+#include "cluster/cluster.h"
 #include "base/kz_buf.h"
 #include "http/http.h"
 #include "mqtt/mqtt_broker.h"
@@ -289,6 +290,27 @@ static void metrics(void *arg, struct kz_http_req *r)
 	metric(&b, "kizuna_net_close_lingered_total", "counter",
 	       "Closing connections closed hard: the peer did not take the last bytes in limits.close_linger_ms.",
 	       nc.close_lingered);
+	if (nh->cluster) {
+		struct kz_cluster_stats cs;
+		kz_cluster_stats(nh->cluster, &cs);
+		metric(&b, "kizuna_cluster_connected", "gauge", "1 while the node is connected to NATS.", cs.connected);
+		metric(&b, "kizuna_cluster_quorum", "gauge",
+		       "1 while JetStream acknowledges within cluster.publish_timeout_ms (0: QoS 1/2 refused or waiting).",
+		       cs.quorum);
+		metric(&b, "kizuna_cluster_confirmed_seq", "gauge",
+		       "Every record this node accepted up to this log sequence is in JetStream.", cs.confirmed_seq);
+		metric(&b, "kizuna_cluster_pending", "gauge", "Records published to JetStream, not yet acknowledged.",
+		       cs.pending);
+		metric(&b, "kizuna_cluster_published_total", "counter",
+		       "Records published to JetStream (again after a failure or a loss of JetStream's data too).",
+		       cs.published);
+		metric(&b, "kizuna_cluster_publish_errors_total", "counter",
+		       "Publishes to JetStream that failed or timed out (then published again from the watermark).", cs.errors);
+		metric(&b, "kizuna_cluster_followed_total", "counter",
+		       "Records of other nodes taken from the stream into this node's log.", cs.followed);
+		metric(&b, "kizuna_cluster_duplicates_total", "counter",
+		       "Records of other nodes dropped from the stream as already in this node's log.", cs.duplicates);
+	}
 	metric(&b, "kizuna_mqtt_slow_disconnects_total", "counter",
 	       "Clients disconnected (0x97) for output over limits.max_out_buffer longer than limits.slow_client_ms.",
 	       atomic_load(&nh->broker->slow_disconnects));

@@ -20,6 +20,7 @@ struct node_http {
 	const char *policy_file;   /* "" when the node runs without a policy */
 	struct net_tls_trust *trust; /* the CRL's fail-closed state */
 	struct kz_idlimits *idl;     /* per-identity limits (https_rate) */
+	struct kz_cluster *cluster;  /* NULL: a single node */
 };
 
 int node_http_routes(struct node_http *nh);

@@ -675,6 +675,7 @@ static int node_open(struct node *n)
 		nh->policy_file = cfg->policy_file;
 		nh->trust = &n->trust;
 		nh->idl = &n->idl;
+		nh->cluster = n->cluster;
 		struct taxii_config tc = { cfg->taxii_collections, b->store, n->logdir, node_max_record_bytes(cfg),
 					   &b->policy, cfg->node_id, cfg->threads, cfg->taxii_max_page,
 					   cfg->taxii_default_page, cfg->taxii_max_post, cfg->taxii_max_scan,

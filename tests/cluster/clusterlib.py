@@ -108,6 +108,21 @@ def cluster_node(name, pki_from=None, extra=""):
     return n
 
 
+def metrics(n):
+    """The node's /metrics (its HTTPS port from its log), as {name: value}."""
+    import re, requests
+    port = int(re.findall(r"HTTPS on 127\.0\.0\.1:(\d+)", n.logtext())[-1])
+    # verify= per request: a REQUESTS_CA_BUNDLE in the environment would win over the session's
+    text = requests.get("https://localhost:%d/metrics" % port, timeout=20, verify=os.path.join(n.pki, "ca.pem"),
+                        cert=(os.path.join(n.pki, "admin.pem"), os.path.join(n.pki, "admin.key"))).text
+    out = {}
+    for l in text.splitlines():
+        if l and not l.startswith("#") and " " in l:
+            k, v = l.rsplit(" ", 1)
+            out[k] = float(v)
+    return out
+
+
 def wait_log(n, text, timeout=30):
     deadline = time.time() + timeout
     while text not in n.logtext() and time.time() < deadline:

@@ -43,6 +43,7 @@ def test_publish_on_a_reaches_subscribers_on_b():
     assert got_a == want, "A got %d" % len(got_a)
     sa.none(1.0)  # no second copy of A's own records
     sb.none(0.5)
+    assert metrics(b)["kizuna_cluster_followed_total"] == 100, metrics(b)
     sa.close()
     sb.close()
 

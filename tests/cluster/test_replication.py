@@ -24,6 +24,9 @@ def test_acknowledged_only_once_in_jetstream():
     # every acknowledged record is in JetStream by the time its PUBACK came
     assert stream_messages() == 200, stream_messages()
     r.send(bytes([0xE0, 0]))
+    m = metrics(n)
+    assert m["kizuna_cluster_connected"] == 1 and m["kizuna_cluster_quorum"] == 1, m
+    assert m["kizuna_cluster_published_total"] >= 200 and m["kizuna_cluster_pending"] == 0, m
 
 
 def test_refused_without_quorum_then_acknowledged():
