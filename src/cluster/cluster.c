@@ -72,6 +72,7 @@ struct kz_cluster {
 	uint32_t n_origins;
 	uint64_t f_done, f_failed;  /* under lock: follow() answers */
 	pthread_cond_t fcond;
+	pthread_mutex_t save_lock;  /* the replicator and the follower both write cluster.state */
 };
 
 static bool valid_node_id(const char *s)
@@ -117,12 +118,14 @@ static void state_save(struct kz_cluster *c, uint64_t local, uint64_t origin)
 		n += snprintf(text + n, sizeof text - (size_t)n, "origin %s %" PRIu64 "\n", c->origins[i].id,
 			      c->origins[i].seq);
 	pthread_mutex_unlock(&c->lock);
+	pthread_mutex_lock(&c->save_lock);
 	FILE *f = fopen(tmp, "w");
-	if (!f)
-		return;
-	bool ok = fwrite(text, 1, (size_t)n, f) == (size_t)n;
-	if (fclose(f) || !ok || rename(tmp, c->cfg.state_path))
+	bool ok = f && fwrite(text, 1, (size_t)n, f) == (size_t)n;
+	if (f && fclose(f))
+		ok = false;
+	if (!ok || rename(tmp, c->cfg.state_path))
 		kz_warn("cluster: cannot write %s: %s", c->cfg.state_path, strerror(errno));
+	pthread_mutex_unlock(&c->save_lock);
 }
 
 /* ---------- acknowledgements (nats.c's thread) ---------- */
@@ -566,6 +569,7 @@ static void follow_batch(struct kz_cluster *c, natsMsgList *list)
 	while ((have = c->f_done) < want && !c->stop)
 		pthread_cond_wait(&c->fcond, &c->lock);
 	bool ok = c->f_done >= want && c->f_failed == failed0;
+	uint64_t conf = c->conf_local, conf_o = c->conf_origin;
 	if (ok) {
 		for (int k = 0; k < n; k++)
 			if (seqs[k] > os[k]->seq)
@@ -573,8 +577,13 @@ static void follow_batch(struct kz_cluster *c, natsMsgList *list)
 		c->st.followed += (uint64_t)n;
 	}
 	pthread_mutex_unlock(&c->lock);
-	if (ok && list->Count)
-		natsMsg_Ack(list->Msgs[list->Count - 1], NULL);
+	if (!ok || !list->Count)
+		return;
+	/* what this node now has, saved before the acknowledgement: a batch delivered again after
+	 * a crash between the two is recognised as already here, not appended twice */
+	if (n)
+		state_save(c, conf, conf_o);
+	natsMsg_Ack(list->Msgs[list->Count - 1], NULL);
 }
 
 static void *follower(void *arg)
@@ -645,6 +654,7 @@ int kz_cluster_start(const struct kz_cluster_config *cfg, struct kz_cluster **ou
 	pthread_mutex_init(&c->lock, NULL);
 	pthread_cond_init(&c->cond, NULL);
 	pthread_cond_init(&c->fcond, NULL);
+	pthread_mutex_init(&c->save_lock, NULL);
 	state_load(c);
 	if (pthread_create(&c->thread, NULL, replicator, c)) {
 		snprintf(why, why_len, "cannot start the cluster thread");
@@ -682,6 +692,7 @@ void kz_cluster_free(struct kz_cluster *c)
 	pthread_mutex_destroy(&c->lock);
 	pthread_cond_destroy(&c->cond);
 	pthread_cond_destroy(&c->fcond);
+	pthread_mutex_destroy(&c->save_lock);
 	free(c->ring);
 	free(c);
 }
