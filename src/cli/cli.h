@@ -7,6 +7,7 @@ int cli_sub_main(int argc, char **argv);
 int cli_bench_main(int argc, char **argv);
 int cli_bench_store_main(int argc, char **argv);
 int cli_audit_main(int argc, char **argv);
+int cli_cluster_main(int argc, char **argv);
 int cli_policy_main(int argc, char **argv);
 int cli_bench_policy_main(int argc, char **argv);
 int cli_ca_main(int argc, char **argv);

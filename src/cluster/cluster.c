@@ -722,3 +722,62 @@ bool kz_cluster_quorum(struct kz_cluster *c)
 {
 	return atomic_load_explicit(&c->quorum, memory_order_relaxed);
 }
+
+/* ---------- status ---------- */
+
+int kz_cluster_print_status(const struct kz_cluster_config *cfg, FILE *out, char *why, size_t why_len)
+{
+	struct kz_cluster c = { .cfg = *cfg };
+	snprintf(c.subject, sizeof c.subject, "kz.rec.%s", cfg->node_id);
+	pthread_mutex_init(&c.lock, NULL);
+	if (cfg->state_path)
+		state_load(&c);
+	int rc = connect_nats(&c, why, why_len);
+	jsStreamInfo *si = NULL;
+	jsErrCode jerr = 0;
+	if (!rc && js_GetStreamInfo(&si, c.js, STREAM, NULL, &jerr) != NATS_OK) {
+		snprintf(why, why_len, "stream %s: %s (JetStream error %d)", STREAM,
+			 nats_GetLastError(NULL) ? nats_GetLastError(NULL) : "not found", (int)jerr);
+		rc = -1;
+	}
+	if (!rc) {
+		fprintf(out, "node: %s\nnats: %s\n", cfg->node_id, cfg->servers);
+		fprintf(out, "stream: %s, %" PRIu64 " records, %" PRIu64 " bytes, sequences %" PRIu64 "..%" PRIu64 "\n", STREAM,
+			si->State.Msgs, si->State.Bytes, si->State.FirstSeq, si->State.LastSeq);
+		if (si->Cluster) {
+			fprintf(out, "leader: %s\n", si->Cluster->Leader ? si->Cluster->Leader : "(none: no quorum)");
+			for (int i = 0; i < si->Cluster->ReplicasLen; i++) {
+				jsPeerInfo *p = si->Cluster->Replicas[i];
+				fprintf(out, "replica: %s, %s, %" PRIu64 " behind\n", p->Name,
+					p->Offline ? "offline" : p->Current ? "current" : "catching up", p->Lag);
+			}
+		}
+		natsMsg *m = NULL;
+		uint64_t lo = 0;
+		if (js_GetLastMsg(&m, c.js, STREAM, c.subject, NULL, &jerr) == NATS_OK) {
+			lo = header_u64(m, "Kz-Origin-Seq");
+			natsMsg_Destroy(m);
+		}
+		fprintf(out, "this node's records in the stream: %" PRIu64 "\n", lo);
+		fprintf(out, "confirmed (saved): %" PRIu64 " of this node's records, up to log sequence %" PRIu64 "\n",
+			c.conf_origin, c.conf_local);
+		fprintf(out, "to publish again: %" PRIu64 "\n", c.conf_origin > lo ? c.conf_origin - lo : 0);
+		char durable[96];
+		snprintf(durable, sizeof durable, "kz-node-%s", cfg->node_id);
+		jsConsumerInfo *ci = NULL;
+		if (js_GetConsumerInfo(&ci, c.js, STREAM, durable, NULL, &jerr) == NATS_OK) {
+			fprintf(out, "follower: %s, %" PRIu64 " records behind, %" PRId64 " in flight\n", durable,
+				ci->NumPending, ci->NumAckPending);
+			jsConsumerInfo_Destroy(ci);
+		} else {
+			fprintf(out, "follower: %s, not created yet\n", durable);
+		}
+		for (uint32_t i = 0; i < c.n_origins; i++)
+			fprintf(out, "taken from %s: up to its record %" PRIu64 "\n", c.origins[i].id, c.origins[i].seq);
+	}
+	jsStreamInfo_Destroy(si);
+	jsCtx_Destroy(c.js);
+	natsConnection_Destroy(c.nc);
+	pthread_mutex_destroy(&c.lock);
+	return rc;
+}

@@ -11,6 +11,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <stdio.h>
 
 struct kz_store;
 
@@ -55,6 +56,11 @@ struct kz_cluster_stats {
 	bool connected, quorum;    /* quorum: no publish has waited longer than publish_timeout_ms */
 };
 void kz_cluster_stats(struct kz_cluster *c, struct kz_cluster_stats *out);
+/* `kizuna cluster status`: connects to NATS as cfg says (store, follow and confirmed are not
+ * used), prints the stream's state and replicas, this node's consumer lag, its saved watermark
+ * and how many of its records JetStream lacks, one "key: value" per line. -1 with *why when
+ * NATS cannot be reached. */
+int kz_cluster_print_status(const struct kz_cluster_config *cfg, FILE *out, char *why, size_t why_len);
 /* False while JetStream does not acknowledge in time (or the connection is down). */
 bool kz_cluster_quorum(struct kz_cluster *c);
 /* A record handed to follow() is durable (status 0) or failed (any thread). */

@@ -24,6 +24,12 @@ def test_acknowledged_only_once_in_jetstream():
     # every acknowledged record is in JetStream by the time its PUBACK came
     assert stream_messages() == 200, stream_messages()
     r.send(bytes([0xE0, 0]))
+    st = subprocess.run([KIZUNA, "cluster", "status", "--config", n.cfg, "--data", n.data], capture_output=True,
+                        text=True, timeout=30)
+    assert st.returncode == 0, st.stderr
+    assert "stream: KZ_RECORDS, 200 records" in st.stdout, st.stdout
+    assert "this node's records in the stream: 200" in st.stdout, st.stdout
+    assert "to publish again: 0" in st.stdout, st.stdout
     m = metrics(n)
     assert m["kizuna_cluster_connected"] == 1 and m["kizuna_cluster_quorum"] == 1, m
     assert m["kizuna_cluster_published_total"] >= 200 and m["kizuna_cluster_pending"] == 0, m

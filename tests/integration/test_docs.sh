@@ -11,7 +11,7 @@ diff <("$KZ" help config --man) <(sed -n '/^\.SH DIRECTIVES/,/^\.SH SEE ALSO/p' 
 	|| { echo "FAIL man/kizuna.conf.5 is stale: run scripts/gen-man-config"; fail=1; }
 "$KZ" serve --check --config "$ROOT/docs/kizuna.conf.example" >/dev/null \
 	&& echo "PASS docs/kizuna.conf.example is valid" || { echo "FAIL docs/kizuna.conf.example"; fail=1; }
-for c in serve pub sub bench store query audit policy ca enroll stix taxii help version; do
+for c in serve pub sub bench store query audit policy ca enroll stix taxii cluster help version; do
 	"$KZ" help $c >/dev/null || { echo "FAIL help $c"; fail=1; }
 done
 # README, docs/*.md and the man page name only commands, verbs and options the binary has;
