@@ -1,0 +1,69 @@
+#!/bin/bash
+# scripts/cluster-up and cluster-down as a user runs them (docs/CLUSTER.md): 3 nats-servers
+# (JetStream, R3) and 3 nodes on loopback. A QoS 1 publish on node 1 with mosquitto_pub
+# reaches mosquitto_sub on node 3; with one nats-server killed (-9) the other two keep a
+# quorum and QoS 1 publishes on node 2 still reach node 3; `kizuna cluster status` shows the
+# R3 stream. Usage: test_cluster_up.sh KIZUNA
+set -u
+KZ=$(cd "$(dirname "$1")" && pwd)/$(basename "$1")
+ROOT=$(cd "$(dirname "$0")/../.." && pwd)
+command -v nats-server > /dev/null || { echo "SKIP: no nats-server"; exit 77; }
+command -v mosquitto_pub > /dev/null || { echo "SKIP: no mosquitto clients"; exit 77; }
+D=$(mktemp -d /tmp/kz-cluster-up-XXXXXX)
+# a base with 43 free ports after it
+BASE=$(/usr/bin/python3 - <<'PY'
+import random, socket
+for _ in range(50):
+    b = random.randrange(20000, 60000, 50)
+    ok = True
+    for p in range(b, b + 43):
+        s = socket.socket()
+        try:
+            s.bind(("127.0.0.1", p))
+        except OSError:
+            ok = False
+        s.close()
+        if not ok:
+            break
+    if ok:
+        print(b)
+        break
+PY
+)
+trap '"$ROOT/scripts/cluster-down" "$D" > /dev/null 2>&1; rm -rf "$D"' EXIT
+fail=0
+KZ="$KZ" "$ROOT/scripts/cluster-up" "$D" "$BASE" > "$D/up.txt" || { echo "FAIL: cluster-up"; exit 1; }
+for i in 1 2 3; do
+	for _ in $(seq 300); do grep -q "JetStream answers" "$D/n$i/serve.log" && break; sleep 0.1; done
+	grep -q "JetStream answers" "$D/n$i/serve.log" || { echo "FAIL: node $i never reached JetStream"; tail -5 "$D/n$i/serve.log"; exit 1; }
+done
+P=$D/n1/pki
+TLS=(--cafile "$P/ca.pem" --cert "$P/admin.pem" --key "$P/admin.key")
+round() { # publish-port label count
+	timeout 30 mosquitto_sub -h localhost -p $((BASE + 32)) "${TLS[@]}" -q 1 -t "demo/$2" -C "$3" > "$D/got-$2" 2>&1 &
+	local sp=$!
+	sleep 1
+	for k in $(seq "$3"); do
+		mosquitto_pub -h localhost -p "$1" "${TLS[@]}" -q 1 -t "demo/$2" -m "$2-$k" || echo "publish $2-$k failed" >> "$D/got-$2"
+	done
+	wait $sp
+	local want
+	want=$(seq "$3" | sed "s/^/$2-/")
+	if [ "$(cat "$D/got-$2")" = "$want" ]; then
+		echo "PASS $2: $3 QoS 1 messages reached node 3 in order"
+	else
+		echo "FAIL $2: got $(head -c 300 "$D/got-$2")"; fail=1
+	fi
+}
+round $((BASE + 30)) healthy 20
+kill -9 "$(sed -n 3p "$D/pids")"   # the third nats-server
+sleep 1
+round $((BASE + 31)) one-nats-server-down 20
+st=$("$KZ" cluster status --config "$D/n2/kizuna.conf" 2>&1)
+if echo "$st" | grep -q "stream: KZ_RECORDS, 40 records" && echo "$st" | grep -q "replica: s3, offline\|replica: s3, catching up"; then
+	echo "PASS cluster status: 40 records, s3 not current"
+else
+	echo "FAIL cluster status: $st"; fail=1
+fi
+echo "$(( fail ? 0 : 1 )) passed, $fail failed"
+exit $fail
