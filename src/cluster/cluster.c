@@ -590,6 +590,7 @@ static void *follower(void *arg)
 {
 	struct kz_cluster *c = arg;
 	natsSubscription *sub = NULL;
+	unsigned idle = 0;
 	char durable[96];
 	snprintf(durable, sizeof durable, "kz-node-%s", c->cfg.node_id);
 	for (;;) {
@@ -622,8 +623,29 @@ static void *follower(void *arg)
 		if (s == NATS_OK)
 			follow_batch(c, &list);
 		natsMsgList_Destroy(&list);
-		if (s != NATS_OK && s != NATS_TIMEOUT)
-			nats_Sleep(100);
+		if (s == NATS_OK) {
+			idle = 0;
+			continue;
+		}
+		/* Every few seconds without records, or after an error: is our consumer still there?
+		 * JetStream that lost its metadata (a power loss, a server's files gone) forgets it,
+		 * and a fetch on it then only times out. Made again, it starts from the stream's
+		 * beginning; what this node already has is dropped by origin sequence. */
+		if (s != NATS_TIMEOUT || ++idle >= 10) {
+			idle = 0;
+			jsConsumerInfo *ci = NULL;
+			jsErrCode cerr = 0;
+			natsStatus cs = js_GetConsumerInfo(&ci, c->js, STREAM, durable, NULL, &cerr);
+			jsConsumerInfo_Destroy(ci);
+			if (cs == NATS_NOT_FOUND || cerr == JSConsumerNotFoundErr || cerr == JSStreamNotFoundErr) {
+				kz_warn("cluster: our consumer %s is gone from JetStream: following the stream again from "
+					"its start", durable);
+				natsSubscription_Destroy(sub);
+				sub = NULL;
+			}
+			if (s != NATS_TIMEOUT)
+				nats_Sleep(100);
+		}
 	}
 	natsSubscription_Destroy(sub);
 	return NULL;
