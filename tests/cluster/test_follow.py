@@ -15,17 +15,6 @@ wait_log(a, "JetStream answers")
 wait_log(b, "JetStream answers")
 
 
-def collect(c, n, timeout=20):
-    out = []
-    deadline = time.time() + timeout
-    while len(out) < n and time.time() < deadline:
-        try:
-            out.append(c.get(timeout=max(0.1, deadline - time.time())).payload.decode())
-        except queue.Empty:
-            break
-    return out
-
-
 def test_publish_on_a_reaches_subscribers_on_b():
     sb = b.client("follow-sub-b")
     sb.sub("sensors/#", qos=1)

@@ -266,6 +266,18 @@ class Raw:
                 return True
 
 
+def collect(c, n, timeout=20):
+    """The payloads (text) of up to n messages client c receives within timeout."""
+    out = []
+    deadline = time.time() + timeout
+    while len(out) < n and time.time() < deadline:
+        try:
+            out.append(c.get(timeout=max(0.1, deadline - time.time())).payload.decode())
+        except queue.Empty:
+            break
+    return out
+
+
 def run_tests(tests):
     failed = 0
     for t in tests:

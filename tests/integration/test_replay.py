@@ -20,17 +20,6 @@ def replay_props(since):
     return p
 
 
-def collect(c, n, timeout=20):
-    out = []
-    deadline = time.time() + timeout
-    while len(out) < n and time.time() < deadline:
-        try:
-            out.append(c.get(timeout=max(0.1, deadline - time.time())).payload.decode())
-        except queue.Empty:
-            break
-    return out
-
-
 def test_history_then_live():
     t0 = now_rfc3339()
     p = node.client("rp-pub")

@@ -23,14 +23,7 @@ def expiry(seconds):
 
 
 def payloads(c, n, timeout=10):
-    out = []
-    deadline = time.time() + timeout
-    while len(out) < n and time.time() < deadline:
-        try:
-            out.append(c.get(timeout=max(0.1, deadline - time.time())).payload.decode())
-        except queue.Empty:
-            break
-    return out
+    return collect(c, n, timeout)
 
 
 def test_offline_queue_survives_clean_restart():
