@@ -223,6 +223,12 @@ static int connect_nats(struct kz_cluster *c, char *why, size_t why_len)
 		s = natsOptions_SetReconnectWait(o, 250);
 	if (s == NATS_OK)
 		s = natsOptions_SetTimeout(o, 2000);
+	/* a server that stops answering (SIGSTOP, a frozen VM) keeps its TCP connection up: two
+	 * unanswered PINGs a second apart and the client moves to another server */
+	if (s == NATS_OK)
+		s = natsOptions_SetPingInterval(o, 1000);
+	if (s == NATS_OK)
+		s = natsOptions_SetMaxPingsOut(o, 2);
 	if (s == NATS_OK)
 		s = natsOptions_SetDisconnectedCB(o, disconnected_cb, c);
 	if (s == NATS_OK)

@@ -87,5 +87,10 @@ fi
 t0=$(date +%s.%N)
 round $((BASE + 30)) after-power-loss 10
 echo "  served again $(/usr/bin/python3 -c "print('%.1f' % ($(date +%s.%N) - $t0))") s after the restart check"
+# kill -9 node 1: what it acknowledged is in the stream and on the other nodes; its clients go
+# to node 2 and are served at once.
+round $((BASE + 30)) before-node-kill 10
+kill -9 "$(sed -n 4p "$D/pids")"
+round $((BASE + 31)) node-1-killed 10
 echo "$(( fail ? 0 : 1 )) passed, $fail failed"
 exit $fail
