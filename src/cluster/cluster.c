@@ -53,7 +53,7 @@ struct kz_cluster {
 	pthread_mutex_t lock;
 	pthread_cond_t cond;
 	bool stop, kicked;
-	atomic_bool connected, reconnected, quorum;
+	atomic_bool connected, reconnected, quorum, closed;
 	natsConnection *nc;
 	jsCtx *js;
 	/* under lock */
@@ -188,6 +188,29 @@ static void disconnected_cb(natsConnection *nc, void *closure)
 	atomic_store(&c->connected, false);
 }
 
+/* The last callback nats.c makes for a connection (on its own thread, after disconnected):
+ * only then may the struct the callbacks point to go. */
+static void closed_cb(natsConnection *nc, void *closure)
+{
+	(void)nc;
+	struct kz_cluster *c = closure;
+	atomic_store(&c->closed, true);
+}
+
+/* Closes c->nc and waits (up to 5 s) for its last callback. */
+static void close_nats(struct kz_cluster *c)
+{
+	if (!c->nc)
+		return;
+	natsConnection_Close(c->nc);
+	for (int i = 0; i < 500 && !atomic_load(&c->closed); i++)
+		nats_Sleep(10);
+	jsCtx_Destroy(c->js);
+	c->js = NULL;
+	natsConnection_Destroy(c->nc);
+	c->nc = NULL;
+}
+
 static void reconnected_cb(natsConnection *nc, void *closure)
 {
 	(void)nc;
@@ -233,6 +256,9 @@ static int connect_nats(struct kz_cluster *c, char *why, size_t why_len)
 		s = natsOptions_SetDisconnectedCB(o, disconnected_cb, c);
 	if (s == NATS_OK)
 		s = natsOptions_SetReconnectedCB(o, reconnected_cb, c);
+	if (s == NATS_OK)
+		s = natsOptions_SetClosedCB(o, closed_cb, c);
+	atomic_store(&c->closed, false);
 	if (s == NATS_OK)
 		s = natsConnection_Connect(&c->nc, o);
 	if (s != NATS_OK)
@@ -715,8 +741,7 @@ void kz_cluster_free(struct kz_cluster *c)
 {
 	if (!c)
 		return;
-	jsCtx_Destroy(c->js);
-	natsConnection_Destroy(c->nc);
+	close_nats(c);
 	pthread_mutex_destroy(&c->lock);
 	pthread_cond_destroy(&c->cond);
 	pthread_cond_destroy(&c->fcond);
@@ -804,8 +829,7 @@ int kz_cluster_print_status(const struct kz_cluster_config *cfg, FILE *out, char
 			fprintf(out, "taken from %s: up to its record %" PRIu64 "\n", c.origins[i].id, c.origins[i].seq);
 	}
 	jsStreamInfo_Destroy(si);
-	jsCtx_Destroy(c.js);
-	natsConnection_Destroy(c.nc);
+	close_nats(&c);
 	pthread_mutex_destroy(&c.lock);
 	return rc;
 }
