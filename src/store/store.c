@@ -45,6 +45,7 @@ struct itemvec {
 #define INDEX_BATCH 20000
 #define TRIM_AFTER_BYTES (4u << 20)
 #define INDEX_NICE 10
+#define FLOOR_RING 4096
 
 struct kz_store {
 	struct kz_reclog *log;
@@ -79,6 +80,11 @@ struct kz_store {
 	atomic_bool failing;                  /* read by /healthz */
 	_Atomic uint64_t write_errors;        /* batches that could not be written */
 	uint32_t interval_ms;
+	/* The oldest accept time in each recent batch (kz_store_time_floor), a ring under
+	 * floor_lock: written once per batch by the store thread. */
+	pthread_mutex_t floor_lock;
+	struct floor_entry { uint64_t first, end, min_time; } floors[FLOOR_RING];
+	uint64_t n_floors; /* batches recorded; the ring holds the last FLOOR_RING */
 };
 
 static void run_batch(struct kz_store *st)
@@ -112,7 +118,12 @@ static void run_batch(struct kz_store *st)
 		kz_warn("store: writes succeed again");
 		st->failing = false;
 	}
-	uint64_t bytes = 0;
+	uint64_t bytes = 0, lo = UINT64_MAX;
+	for (size_t i = 0; !rc && i < w->n; i++) {
+		uint64_t t = kz_record_time_of(w->v[i].data, w->v[i].len);
+		if (t && t < lo)
+			lo = t;
+	}
 	for (size_t i = 0; i < w->n; i++) {
 		if (w->v[i].pos && !rc)
 			*w->v[i].pos = st->pos[i];
@@ -122,6 +133,11 @@ static void run_batch(struct kz_store *st)
 		free(w->v[i].data);
 	}
 	atomic_fetch_sub_explicit(&st->pending_bytes, bytes, memory_order_relaxed);
+	if (!rc && w->n) {
+		pthread_mutex_lock(&st->floor_lock);
+		st->floors[st->n_floors++ % FLOOR_RING] = (struct floor_entry){ first, first + w->n, lo };
+		pthread_mutex_unlock(&st->floor_lock);
+	}
 	/* A large batch was allocated by the workers record by record and is freed here in
 	 * order: the pages stay with their arenas (resident) unless handed back now, and a
 	 * flood would hold its high-water mark (limits.max_store_backlog) several times over. */
@@ -259,6 +275,7 @@ static void store_free(struct kz_store *st)
 	free(st->rules);
 	free(st->log_dir);
 	pthread_mutex_destroy(&st->lock);
+	pthread_mutex_destroy(&st->floor_lock);
 	pthread_cond_destroy(&st->cond);
 	pthread_mutex_destroy(&st->index_lock);
 	pthread_mutex_destroy(&st->reader_lock);
@@ -316,6 +333,7 @@ int kz_store_open(const struct kz_store_config *cfg, struct kz_store **out, stru
 	if (!st)
 		return KZ_ENOMEM;
 	pthread_mutex_init(&st->lock, NULL);
+	pthread_mutex_init(&st->floor_lock, NULL);
 	pthread_cond_init(&st->cond, NULL);
 	pthread_mutex_init(&st->index_lock, NULL);
 	pthread_mutex_init(&st->reader_lock, NULL);
@@ -420,6 +438,41 @@ void kz_store_advance(struct kz_store *st, uint64_t next)
 uint64_t kz_store_pending_bytes(const struct kz_store *st)
 {
 	return atomic_load_explicit(&st->pending_bytes, memory_order_relaxed);
+}
+
+uint64_t kz_store_time_floor(struct kz_store *st, uint64_t after)
+{
+	uint64_t lo = UINT64_MAX;
+	bool covered = after + 1 >= atomic_load_explicit(&st->durable_next, memory_order_acquire);
+	pthread_mutex_lock(&st->floor_lock);
+	uint64_t n = st->n_floors < FLOOR_RING ? st->n_floors : FLOOR_RING;
+	for (uint64_t i = 0; i < n; i++) {
+		const struct floor_entry *e = &st->floors[(st->n_floors - 1 - i) % FLOOR_RING];
+		if (e->end <= after + 1) { /* this batch and the older ones end at or before after */
+			covered = true;
+			break;
+		}
+		if (e->min_time < lo)
+			lo = e->min_time;
+		if (e->first <= after + 1) { /* it holds after + 1: every later record is counted */
+			covered = true;
+			break;
+		}
+	}
+	pthread_mutex_unlock(&st->floor_lock);
+	return covered ? lo : 0;
+}
+
+uint64_t kz_store_seq_since(struct kz_store *st, uint64_t time_ns)
+{
+	if (!st->reader)
+		return 0;
+	pthread_mutex_lock(&st->reader_lock);
+	uint64_t seq = kz_index_first_at(st->reader, time_ns);
+	if (seq == 0)
+		seq = kz_index_through(st->reader) + 1;
+	pthread_mutex_unlock(&st->reader_lock);
+	return seq;
 }
 
 uint64_t kz_store_durable_next(const struct kz_store *st)

@@ -83,6 +83,8 @@ static inline bool kz_topic_reserved(const uint8_t *topic, size_t n)
 }
 /* Decodes exactly n bytes; KZ_EMALFORMED with *why on any inconsistency. */
 int kz_record_decode(const uint8_t *p, size_t n, struct kz_record *r, const char **why);
+/* The accept time (Unix ns) of an encoded record, without decoding it; 0 when not a record. */
+uint64_t kz_record_time_of(const uint8_t *p, size_t n);
 /* A UUIDv7 (RFC 9562 §5.7) for the given Unix time in ms: 48-bit time, version, 74 random
  * bits; ids made by one thread are strictly increasing (the random part counts up within a
  * millisecond). */
@@ -268,6 +270,9 @@ int kz_index_retained(struct kz_index *ix, kz_index_row_fn cb, void *ctx, char *
 uint64_t kz_index_find_id(struct kz_index *ix, const uint8_t id[16]);
 /* The first sequence number accepted at or after time_ns, or 0 when none is indexed. */
 uint64_t kz_index_first_since(struct kz_index *ix, uint64_t time_ns);
+/* The same, exact when the log is not in time order (a cluster's followed records): the
+ * lowest sequence number of any record accepted at or after time_ns. */
+uint64_t kz_index_first_at(struct kz_index *ix, uint64_t time_ns);
 
 /* ---------- session state (DIR/sessions.db) ---------- */
 
@@ -300,6 +305,20 @@ struct kz_state_session {
 	const struct kz_state_sub *subs;
 	size_t n_subs;
 };
+
+/* A persistent session as the nodes of a cluster share it (docs/CLUSTER.md "Sessions"): the
+ * value of its KZ_SESSIONS entry (store_session.c has the encoding). */
+struct kz_session_entry {
+	const char *owner;   /* the node id that serves it */
+	uint64_t epoch;      /* one more at each move to another node */
+	uint64_t cut_ns;     /* every QoS 1/2 record for it accepted before this time was acknowledged */
+	uint64_t updated_ns; /* when its owner wrote it */
+	bool ended;          /* the session ended (a tombstone) */
+	struct kz_state_session s; /* s.acked_through is not carried: cut_ns stands for it */
+};
+int kz_session_entry_encode(const struct kz_session_entry *e, struct kz_buf *out);
+/* Decodes exactly n bytes; the strings and arrays of *e live in *block (free it). */
+int kz_session_entry_decode(const uint8_t *p, size_t n, struct kz_session_entry *e, void **block, const char **why);
 
 struct kz_state;
 
@@ -388,6 +407,12 @@ bool kz_store_wants(const struct kz_store *st, const uint8_t *topic, size_t topi
 uint64_t kz_store_pending_bytes(const struct kz_store *st);
 /* One past the highest durable sequence number (any thread). */
 uint64_t kz_store_durable_next(const struct kz_store *st);
+/* The oldest accept time of any record written after sequence number after (UINT64_MAX when
+ * none is), from the last 4096 batches; 0 when they do not reach back to after. */
+uint64_t kz_store_time_floor(struct kz_store *st, uint64_t after);
+/* The lowest sequence number of a record accepted at or after time_ns (exact, from the index),
+ * or the first one the index has not seen yet. */
+uint64_t kz_store_seq_since(struct kz_store *st, uint64_t time_ns);
 /* kz_reclog_scan over this store's log, ending before the first record not yet durable (any
  * thread). *end receives that bound: when cb never stopped the scan, every record below it
  * was seen. */

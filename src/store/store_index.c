@@ -960,3 +960,12 @@ uint64_t kz_index_first_since(struct kz_index *ix, uint64_t time_ns)
 			      (int64_t)time_ns, 1, NULL);
 	return seq;
 }
+
+uint64_t kz_index_first_at(struct kz_index *ix, uint64_t time_ns)
+{
+	if (time_ns > INT64_MAX)
+		return 0;
+	/* exact, unlike kz_index_first_since: followed records (a cluster) can be far older
+	 * than their neighbours in the log */
+	return one_seq(ix, "SELECT min(seq) FROM rec WHERE time_ns >= ?1", (int64_t)time_ns, 0, NULL);
+}

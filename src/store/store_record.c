@@ -230,6 +230,11 @@ int kz_record_encode(const struct kz_record *r, struct kz_buf *out)
 
 static bool attrs_valid(const struct kz_record *r);
 
+uint64_t kz_record_time_of(const uint8_t *p, size_t n)
+{
+	return n >= REC_FIXED && p[0] >= 1 && p[0] <= KZ_RECORD_VERSION ? get64(p + 20) : 0;
+}
+
 int kz_record_decode(const uint8_t *p, size_t n, struct kz_record *r, const char **why)
 {
 	*why = NULL;

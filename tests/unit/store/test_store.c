@@ -512,6 +512,93 @@ static void test_store_thread_group_commit(void **st)
 	assert_int_equal(col.n, 1000);
 }
 
+static void test_session_entry_roundtrip(void **st)
+{
+	(void)st;
+	struct kz_state_sub subs[2] = { { "jobs/#", NULL, 1, 0, false, true, 7 }, { "s/+", "g1", 2, 2, true, false, 0 } };
+	struct kz_state_will w = { { (const uint8_t *)"will/t", 6 }, { (const uint8_t *)"bye", 3 }, { NULL, 0 }, 1, true, 5, 60, true };
+	struct kz_session_entry e = { .owner = "n1", .epoch = 3, .cut_ns = 123456789, .updated_ns = 42,
+				      .s = { .client_id = "c1", .peer_id = "spiffe://kizuna.local/dev/user/a", .expiry_s = 300,
+					     .offline_since_ns = 9, .will = &w, .subs = subs, .n_subs = 2 } };
+	struct kz_buf b;
+	kz_buf_init(&b, 0);
+	assert_int_equal(kz_session_entry_encode(&e, &b), KZ_OK);
+	struct kz_session_entry d;
+	void *blk;
+	const char *why = NULL;
+	assert_int_equal(kz_session_entry_decode(kz_buf_head(&b), b.len, &d, &blk, &why), KZ_OK);
+	assert_string_equal(d.owner, "n1");
+	assert_int_equal(d.epoch, 3);
+	assert_int_equal(d.cut_ns, 123456789);
+	assert_false(d.ended);
+	assert_string_equal(d.s.client_id, "c1");
+	assert_string_equal(d.s.peer_id, "spiffe://kizuna.local/dev/user/a");
+	assert_int_equal(d.s.expiry_s, 300);
+	assert_int_equal(d.s.n_subs, 2);
+	assert_string_equal(d.s.subs[0].filter, "jobs/#");
+	assert_null(d.s.subs[0].group);
+	assert_true(d.s.subs[0].retain_as_published);
+	assert_int_equal(d.s.subs[0].sub_id, 7);
+	assert_string_equal(d.s.subs[1].group, "g1");
+	assert_true(d.s.subs[1].no_local);
+	assert_int_equal(d.s.subs[1].qos, 2);
+	assert_non_null(d.s.will);
+	assert_int_equal(d.s.will->payload.len, 3);
+	assert_memory_equal(d.s.will->payload.p, "bye", 3);
+	assert_int_equal(d.s.will->delay_s, 5);
+	free(blk);
+	/* every cut is refused, never read past the end */
+	for (size_t n = 0; n < b.len; n++) {
+		assert_int_not_equal(kz_session_entry_decode(kz_buf_head(&b), n, &d, &blk, &why), KZ_OK);
+		assert_non_null(why);
+	}
+	/* a byte too many, an unknown flag */
+	assert_int_equal(kz_buf_append(&b, "x", 1), KZ_OK);
+	assert_int_equal(kz_session_entry_decode(kz_buf_head(&b), b.len, &d, &blk, &why), KZ_EMALFORMED);
+	kz_buf_head(&b)[4] |= 0x80;
+	assert_int_equal(kz_session_entry_decode(kz_buf_head(&b), b.len - 1, &d, &blk, &why), KZ_EMALFORMED);
+	assert_string_equal(why, "session entry flags unknown");
+	kz_buf_cleanup(&b);
+}
+
+static void floor_done(void *ctx, int status, uint64_t seq)
+{
+	(void)ctx;
+	(void)status;
+	(void)seq;
+}
+
+static void test_store_time_floor(void **st)
+{
+	(void)st;
+	struct kz_store_config c = { .log = cfg(1 << 20) };
+	struct kz_store *s;
+	struct kz_reclog_recovery rec;
+	char why[512];
+	assert_int_equal(kz_store_open(&c, &s, &rec, why, sizeof why), KZ_OK);
+	assert_int_equal(kz_store_time_floor(s, 0), UINT64_MAX); /* nothing after 0 */
+	/* three batches: times 500, 100 (a record followed late), 900 */
+	uint64_t times[3] = { 500, 100, 900 };
+	for (int i = 0; i < 3; i++) {
+		struct kz_record r = { .time_ns = times[i], .topic = { (const uint8_t *)"t", 1 } };
+		struct kz_buf b;
+		kz_buf_init(&b, 0);
+		assert_int_equal(kz_record_encode(&r, &b), KZ_OK);
+		uint8_t *d = malloc(b.len);
+		memcpy(d, kz_buf_head(&b), b.len);
+		struct kz_store_item it = { d, (uint32_t)b.len, floor_done, NULL, NULL };
+		kz_store_submit(s, &it, 1);
+		kz_buf_cleanup(&b);
+		while (kz_store_durable_next(s) < (uint64_t)i + 2)
+			usleep(1000);
+	}
+	assert_int_equal(kz_store_time_floor(s, 0), 100);
+	assert_int_equal(kz_store_time_floor(s, 1), 100);
+	assert_int_equal(kz_store_time_floor(s, 2), 900);
+	assert_int_equal(kz_store_time_floor(s, 3), UINT64_MAX);
+	kz_store_close(s);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -525,6 +612,8 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_log_corruption_stops_and_repair, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_store_thread_group_commit, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_log_damage_fixtures, setup, teardown),
+		cmocka_unit_test(test_session_entry_roundtrip),
+		cmocka_unit_test_setup_teardown(test_store_time_floor, setup, teardown),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
