@@ -13,7 +13,7 @@
  *     --a publish fails or times out, or the connection came back--> DRAIN (wait for what is
  *           in flight) --> RESUME: what JetStream lost, or never stored, is published again,
  *           in order; what it has is a duplicate it drops (Nats-Msg-Id) */
-#include "cluster/cluster.h"
+#include "cluster/cluster_internal.h"
 #include "base/kz_err.h"
 #include "base/kz_file.h"
 #include "base/kz_log.h"
@@ -29,51 +29,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-
-#define STREAM "KZ_RECORDS"
-
-struct slot {
-	uint64_t local_seq, sent_ms;
-	bool used, acked;
-};
-
-#define MAX_ORIGINS 64
-
-/* The highest origin sequence of each other node written to this node's log. */
-struct origin {
-	char id[65];
-	uint64_t seq;
-};
-
-struct kz_cluster {
-	struct kz_cluster_config cfg;
-	char subject[96];
-	char state_path[1100];      /* cfg.state_path points here */
-	pthread_t thread;
-	pthread_mutex_t lock;
-	pthread_cond_t cond;
-	bool stop, kicked;
-	atomic_bool connected, reconnected, quorum, closed;
-	natsConnection *nc;
-	jsCtx *js;
-	/* under lock */
-	struct slot *ring;          /* [window], by origin sequence */
-	uint64_t head_origin;       /* oldest origin sequence in flight (== next_origin: none) */
-	uint64_t next_origin, next_local; /* what the scan gives next */
-	uint64_t conf_origin, conf_local; /* the confirmed watermark */
-	bool resync;
-	uint64_t saved_local;       /* what cluster.state last said */
-	struct kz_cluster_stats st;
-	/* the follower */
-	pthread_t fthread;
-	bool fstarted;
-	atomic_bool js_ready;
-	struct origin origins[MAX_ORIGINS]; /* under lock */
-	uint32_t n_origins;
-	uint64_t f_done, f_failed;  /* under lock: follow() answers */
-	pthread_cond_t fcond;
-	pthread_mutex_t save_lock;  /* the replicator and the follower both write cluster.state */
-};
 
 static bool valid_node_id(const char *s)
 {
@@ -563,7 +518,7 @@ void kz_cluster_followed(struct kz_cluster *c, int status)
 
 /* One fetched batch: the new records go to the node, and once every one of them is durable
  * the batch is acknowledged (AckAll: the last message acks the ones before it). */
-static void follow_batch(struct kz_cluster *c, natsMsgList *list)
+static bool follow_batch(struct kz_cluster *c, natsMsgList *list)
 {
 	uint64_t want, have;
 	uint64_t seqs[1024];
@@ -591,7 +546,7 @@ static void follow_batch(struct kz_cluster *c, natsMsgList *list)
 		if (!o || s <= last)
 			continue;
 		if (c->cfg.follow(c->cfg.arg, (const uint8_t *)natsMsg_GetData(m), (size_t)natsMsg_GetDataLength(m)))
-			return; /* not acked: JetStream delivers the batch again after its AckWait */
+			return false; /* not acked: JetStream delivers the batch again after its AckWait */
 		os[n] = o;
 		seqs[n++] = s;
 		want++;
@@ -610,12 +565,23 @@ static void follow_batch(struct kz_cluster *c, natsMsgList *list)
 	}
 	pthread_mutex_unlock(&c->lock);
 	if (!ok || !list->Count)
-		return;
+		return ok;
 	/* what this node now has, saved before the acknowledgement: a batch delivered again after
 	 * a crash between the two is recognised as already here, not appended twice */
 	if (n)
 		state_save(c, conf, conf_o);
-	natsMsg_Ack(list->Msgs[list->Count - 1], NULL);
+	return natsMsg_Ack(list->Msgs[list->Count - 1], NULL) == NATS_OK;
+}
+
+/* Did the stream hold nothing more for us than this batch? */
+static bool batch_was_all(natsMsgList *list)
+{
+	jsMsgMetaData *md = NULL;
+	if (!list->Count || natsMsg_GetMetaData(&md, list->Msgs[list->Count - 1]) != NATS_OK)
+		return false;
+	bool all = md->NumPending == 0;
+	jsMsgMetaData_Destroy(md);
+	return all;
 }
 
 static void *follower(void *arg)
@@ -623,6 +589,7 @@ static void *follower(void *arg)
 	struct kz_cluster *c = arg;
 	natsSubscription *sub = NULL;
 	unsigned idle = 0;
+	bool last_ok = true;
 	char durable[96];
 	snprintf(durable, sizeof durable, "kz-node-%s", c->cfg.node_id);
 	for (;;) {
@@ -651,9 +618,16 @@ static void *follower(void *arg)
 		}
 		natsMsgList list = { 0 };
 		jsErrCode jerr = 0;
+		uint64_t t0 = kz_now_wall_ns();
 		natsStatus s = natsSubscription_Fetch(&list, sub, 256, 500, &jerr);
-		if (s == NATS_OK)
-			follow_batch(c, &list);
+		if (s == NATS_OK) {
+			bool ok = follow_batch(c, &list);
+			if (ok && last_ok && batch_was_all(&list))
+				atomic_store(&c->caught_up_ns, t0);
+			last_ok = ok;
+		} else if (s == NATS_TIMEOUT && last_ok) {
+			atomic_store(&c->caught_up_ns, t0); /* nothing was waiting for us at t0 */
+		}
 		natsMsgList_Destroy(&list);
 		if (s == NATS_OK) {
 			idle = 0;
@@ -718,6 +692,8 @@ int kz_cluster_start(const struct kz_cluster_config *cfg, struct kz_cluster **ou
 	}
 	if (cfg->follow && pthread_create(&c->fthread, NULL, follower, c) == 0)
 		c->fstarted = true;
+	if (cfg->session && pthread_create(&c->kthread, NULL, kz_cluster_sessions_thread, c) == 0)
+		c->kstarted = true;
 	*out = c;
 	return KZ_OK;
 }
@@ -733,8 +709,10 @@ void kz_cluster_stop(struct kz_cluster *c)
 	pthread_mutex_unlock(&c->lock);
 	if (c->fstarted)
 		pthread_join(c->fthread, NULL);
+	if (c->kstarted)
+		pthread_join(c->kthread, NULL);
 	pthread_join(c->thread, NULL);
-	c->fstarted = false;
+	c->fstarted = c->kstarted = false;
 }
 
 void kz_cluster_free(struct kz_cluster *c)
@@ -746,6 +724,7 @@ void kz_cluster_free(struct kz_cluster *c)
 	pthread_cond_destroy(&c->cond);
 	pthread_cond_destroy(&c->fcond);
 	pthread_mutex_destroy(&c->save_lock);
+	kz_cluster_puts_free(c);
 	free(c->ring);
 	free(c);
 }
@@ -765,10 +744,19 @@ void kz_cluster_stats(struct kz_cluster *c, struct kz_cluster_stats *out)
 	out->confirmed_seq = c->conf_local;
 	out->pending = c->next_origin - c->head_origin;
 	out->connected = atomic_load(&c->connected);
+	out->session_queue = c->n_puts;
+	out->session_puts = atomic_load(&c->kv_puts);
+	out->session_updates = atomic_load(&c->kv_updates);
+	out->session_errors = atomic_load(&c->kv_errors);
 	uint64_t oldest = c->head_origin < c->next_origin ? c->ring[c->head_origin % c->cfg.window].sent_ms : 0;
 	out->quorum = out->connected && !c->resync &&
 		      (!oldest || kz_now_mono_ms() - oldest < c->cfg.publish_timeout_ms);
 	pthread_mutex_unlock(&c->lock);
+}
+
+uint64_t kz_cluster_caught_up_ns(struct kz_cluster *c)
+{
+	return atomic_load(&c->caught_up_ns);
 }
 
 bool kz_cluster_quorum(struct kz_cluster *c)

@@ -35,7 +35,12 @@ struct kz_cluster_config {
 	 * and calls kz_cluster_followed() when it is durable; 0, or -1 when it cannot take it
 	 * (it comes again). NULL: this node does not follow. */
 	int (*follow)(void *arg, const uint8_t *body, size_t n);
-	void *arg;
+	/* Shared sessions (bucket KZ_SESSIONS, docs/CLUSTER.md "Sessions"): every value of the
+	 * bucket, the whole bucket first and then each change in order (this node's own writes
+	 * too), on the cluster's session thread. NULL: this node shares no sessions. */
+	void (*session)(void *arg, const uint8_t *value, size_t n);
+	void *session_arg;
+	void *arg;                    /* of confirmed and follow */
 };
 
 struct kz_cluster;
@@ -53,6 +58,8 @@ struct kz_cluster_stats {
 	uint64_t published, acked, republished, errors;
 	uint64_t pending;          /* published, not yet acknowledged */
 	uint64_t followed, duplicates; /* records of other nodes taken; dropped as already here */
+	uint64_t session_puts, session_updates, session_errors; /* KZ_SESSIONS writes, changes read, failures */
+	size_t session_queue;      /* session writes waiting for JetStream */
 	bool connected, quorum;    /* quorum: no publish has waited longer than publish_timeout_ms */
 };
 void kz_cluster_stats(struct kz_cluster *c, struct kz_cluster_stats *out);
@@ -65,6 +72,15 @@ int kz_cluster_print_status(const struct kz_cluster_config *cfg, FILE *out, char
 bool kz_cluster_quorum(struct kz_cluster *c);
 /* A record handed to follow() is durable (status 0) or failed (any thread). */
 void kz_cluster_followed(struct kz_cluster *c, int status);
+/* Writes value under key in KZ_SESSIONS, soon (any thread, never blocks: a queue of the
+ * newest value per key, written by the session thread; it is kept while JetStream is away). */
+void kz_cluster_session_put(struct kz_cluster *c, const char *key, const uint8_t *value, size_t n);
+/* The wall time (Unix ns) at which this node last had in its log every record the stream held
+ * (0: not yet since start). */
+uint64_t kz_cluster_caught_up_ns(struct kz_cluster *c);
+/* True once the session thread has read the whole KZ_SESSIONS bucket. */
+bool kz_cluster_sessions_synced(struct kz_cluster *c);
+
 /* Wakes the replicator: the store has made more records durable (any thread). */
 void kz_cluster_kick(struct kz_cluster *c);
 

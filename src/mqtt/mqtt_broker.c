@@ -293,6 +293,18 @@ int mqtt_broker_inject(struct mqtt_broker *b, unsigned idx, struct mqtt_msg *m)
 	return rc;
 }
 
+int mqtt_broker_session_moved(struct mqtt_broker *b, const char *client_id, uint64_t epoch, bool tie_wins)
+{
+	char *id = strdup(client_id);
+	if (!id)
+		return KZ_ENOMEM;
+	struct mqtt_env e = { .kind = MQTT_ENV_MOVED, .client_id = id, .epoch = epoch, .qos = tie_wins };
+	int rc = mqtt_inbox_post(b, mqtt_broker_home(b, (const uint8_t *)id, strlen(id)), &e);
+	if (rc)
+		free(id);
+	return rc;
+}
+
 void mqtt_shard_wake_self(struct mqtt_shard *s)
 {
 	if (s->wake_posted)
@@ -544,6 +556,13 @@ void mqtt_shard_drain(struct mqtt_shard *s)
 			uint8_t rc;
 			const char *why;
 			mqtt_broker_publish(s, e->msg, &rc, &why);
+			break;
+		}
+		case MQTT_ENV_MOVED: {
+			struct mqtt_session *ss = mqtt_session_find(s, (uint8_t *)e->client_id, strlen(e->client_id));
+			if (ss)
+				mqtt_session_moved(ss, e->epoch, e->qos);
+			free(e->client_id);
 			break;
 		}
 		case MQTT_ENV_WAKE: /* only here to run another iteration (replays) */
@@ -860,6 +879,10 @@ void mqtt_shard_tick(struct mqtt_shard *s)
 			if (s->sessions[i])
 				mqtt_session_persist_acked(s->sessions[i], cap - 1, false);
 	}
+	if (s->broker->share)
+		for (uint32_t i = 0; i < s->cap_sessions; i++)
+			if (s->sessions[i] && s->sessions[i]->share_dirty)
+				mqtt_session_share(s->sessions[i], false);
 	const struct mqtt_limits *lim = &s->broker->lim;
 	for (struct mqtt_client *c = s->clients, *n; c; c = n) {
 		n = c->next;

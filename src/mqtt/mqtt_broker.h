@@ -164,6 +164,12 @@ struct mqtt_session {
 	char *peer_id;                  /* owns; identity it last connected with (will records) */
 	uint64_t acked_saved;           /* the acknowledgement watermark last written */
 	uint64_t acked_write_ms;
+	/* Shared with the other nodes of a cluster (broker->share, docs/CLUSTER.md "Sessions"). */
+	uint64_t share_epoch;           /* one more at each move between nodes */
+	uint64_t offline_ns;            /* wall time its connection went, 0 while connected */
+	bool share_dirty;               /* changed since last shared: share at the next tick */
+	bool moved;                     /* another node serves it now: nothing more is shared */
+	bool imported;                  /* taken from another node, not yet written here */
 	/* The decision point (mqtt_policy.c, docs/POLICY.md). */
 	struct kz_subject *subj;        /* owns; compiled for policy generation subj->gen */
 	uint64_t dc_key[8];             /* decision cache: label hash -> dc_val (1 deny, 2 allow) */
@@ -242,7 +248,7 @@ struct mqtt_stored {
 };
 
 enum mqtt_env_kind { MQTT_ENV_PUBLISH = 1, MQTT_ENV_DIRECT, MQTT_ENV_FOREIGN, MQTT_ENV_STORED,
-		     MQTT_ENV_WAKE, MQTT_ENV_INJECT };
+		     MQTT_ENV_WAKE, MQTT_ENV_INJECT, MQTT_ENV_MOVED };
 
 /* A unit of work crossing from one shard to another. */
 struct mqtt_env {
@@ -253,7 +259,8 @@ struct mqtt_env {
 	uint32_t share_gid;   /* DIRECT via a shared subscription: its group, for re-routing */
 	uint8_t hops;         /* re-routes so far */
 	struct mqtt_msg *msg; /* holds a reference */
-	char *client_id;      /* owns; DIRECT */
+	char *client_id;      /* owns; DIRECT, MOVED */
+	uint64_t epoch;       /* MOVED: the epoch the other node took the session with */
 	void *foreign;        /* FOREIGN: handed to broker->on_foreign */
 	struct mqtt_stored *stored; /* STORED: the store's answer */
 };
@@ -331,6 +338,20 @@ struct mqtt_slow_entry {
 	uint64_t dropped, disconnects, updated_ms;
 };
 
+/* Persistent sessions shared with the other nodes of a cluster (docs/CLUSTER.md "Sessions");
+ * set by the node before the workers run, NULL when alone. */
+struct mqtt_share_ops {
+	/* On the session's home worker, at a CONNECT with clean start 0 for a client id this node
+	 * holds no session for: the session another node served (or ended: a tombstone), with
+	 * acked_through translated into this node's log, and its epoch; false when none. *hold is
+	 * given to release(). */
+	bool (*fetch)(void *ctx, const char *client_id, struct kz_state_session *out, uint64_t *epoch, bool *ended,
+		      void **hold);
+	void (*release)(void *ctx, void *hold);
+	/* The session as it is now (ended: it ended here); any worker, must not block. */
+	void (*put)(void *ctx, const struct kz_state_session *s, uint64_t epoch, bool ended);
+};
+
 struct mqtt_broker {
 	struct mqtt_limits lim;
 	struct mqtt_topic_limits topic_lim;
@@ -376,6 +397,8 @@ struct mqtt_broker {
 	 * mqtt_broker_repl_confirmed); repl_ok (may be NULL) says whether JetStream answers in
 	 * time: when it does not, new QoS 1/2 publishes are refused (cluster.on_quorum_loss). */
 	bool repl_gate;
+	const struct mqtt_share_ops *share; /* NULL: sessions are this node's alone */
+	void *share_ctx;
 	_Atomic uint64_t repl_confirmed;
 	bool (*repl_ok)(void *ctx);
 	void *repl_ctx;
@@ -407,6 +430,10 @@ int mqtt_broker_inject(struct mqtt_broker *b, unsigned idx, struct mqtt_msg *m);
  * the cluster): its topic, payload, label, QoS, retain flag and the properties it forwards,
  * rebuilt from the attributes (mqtt_record.c). NULL when out of memory. */
 struct mqtt_msg *mqtt_msg_from_record(const struct kz_record *r);
+/* Another node took client_id's session with epoch (any thread): shard-side, a session held
+ * here with a lower epoch (or the same, when tie_wins) ends without ending for the cluster,
+ * its connection gets DISCONNECT 0x8E; one with a higher epoch is shared again. */
+int mqtt_broker_session_moved(struct mqtt_broker *b, const char *client_id, uint64_t epoch, bool tie_wins);
 /* Every record of this node with a log sequence <= seq is in JetStream (any thread): the
  * acknowledgements waiting for it go out. */
 void mqtt_broker_repl_confirmed(struct mqtt_broker *b, uint64_t seq);

@@ -470,7 +470,25 @@ static void handle_connect(struct mqtt_client *c, const struct mqtt_packet *pkt)
 	}
 	c->connect_expiry_zero = expiry == 0;
 	struct mqtt_session *ss = mqtt_session_find(c->shard, id, id_len);
-	bool session_present = false;
+	bool session_present = false, taken = false;
+	uint64_t epoch = 0;
+	if (!ss && b->share && !assigned) { /* another node's session (docs/CLUSTER.md "Sessions") */
+		char *cid = malloc(id_len + 1);
+		bool other = !cid;
+		if (cid) {
+			memcpy(cid, id, id_len);
+			cid[id_len] = 0;
+			ss = mqtt_session_import(c->shard, cid, c->peer_id, k->clean_start, &epoch, &taken, &other);
+			free(cid);
+		}
+		if (other) {
+			free(assigned);
+			free(subj);
+			refuse(c, MQTT_RC_CLIENT_ID_INVALID, MQTT311_ID_REJECTED,
+			       "client identifier belongs to a session of another identity (on another node)");
+			return;
+		}
+	}
 	if (ss && !same_owner(ss->peer_id, c->peer_id)) {
 		/* A session belongs to the identity that created it (docs/SECURITY.md): another
 		 * identity may neither take it over nor end it with clean start. */
@@ -482,6 +500,8 @@ static void handle_connect(struct mqtt_client *c, const struct mqtt_packet *pkt)
 	}
 	if (ss) {
 		takeover(c, ss, k->clean_start);
+		if (!taken)
+			epoch = ss->share_epoch;
 		if (k->clean_start) {
 			mqtt_session_end(ss);
 			ss = NULL;
@@ -491,6 +511,8 @@ static void handle_connect(struct mqtt_client *c, const struct mqtt_packet *pkt)
 	}
 	if (!ss)
 		ss = mqtt_session_new(c->shard, id, id_len);
+	if (ss)
+		ss->share_epoch = epoch;
 	if (!ss) {
 		free(assigned);
 		free(subj);
@@ -514,6 +536,8 @@ static void handle_connect(struct mqtt_client *c, const struct mqtt_packet *pkt)
 	if (!session_present) /* its subscriptions will be decided under this policy */
 		ss->subs_gen = pol ? pol->gen : 0;
 	mqtt_session_persist_connect(ss, !session_present);
+	ss->offline_ns = 0;
+	mqtt_session_share(ss, false); /* the other nodes learn who serves it now */
 	c->keep_alive = k->keep_alive;
 	bool ka_changed = false;
 	if (c->version == MQTT_V5 && lim->max_keepalive &&

@@ -59,6 +59,17 @@ void mqtt_broker_slow_report(struct mqtt_client *c, bool disconnected);
 /* Session persistence (mqtt_session.c): no-ops for sessions that are not persisted. */
 void mqtt_session_persist_connect(struct mqtt_session *ss, bool fresh);
 void mqtt_session_persist_offline(struct mqtt_session *ss);
+/* Tells the cluster the session's state (broker->share; no-op alone, for sessions that are
+ * not persistent, and for one another node took). */
+void mqtt_session_share(struct mqtt_session *ss, bool ended);
+/* Another node took it (MQTT_ENV_MOVED). */
+void mqtt_session_moved(struct mqtt_session *ss, uint64_t epoch, bool tie_wins);
+/* At a CONNECT for a client id this node holds no session for: when another node had one,
+ * *taken with the *epoch the new session takes over with, and, for clean start 0, that
+ * session made here (its subscriptions, its backlog replayed from this node's log), else NULL.
+ * *refuse: it belongs to another identity. */
+struct mqtt_session *mqtt_session_import(struct mqtt_shard *s, const char *client_id, const char *peer_id,
+					 bool clean_start, uint64_t *epoch, bool *taken, bool *refuse);
 /* Writes the watermark when it moved and a second has passed (or force). */
 void mqtt_session_persist_acked(struct mqtt_session *ss, uint64_t cap, bool force);
 

@@ -139,6 +139,7 @@ static void state_result(struct mqtt_broker *b, int rc)
 
 static void persist_sub(struct mqtt_session *ss, const struct mqtt_sub *sub)
 {
+	ss->share_dirty = ss->shard->broker->share != NULL;
 	if (!ss->persisted)
 		return;
 	struct kz_state_sub s = { sub->filter, sub->group, sub->qos, sub->retain_handling, sub->no_local,
@@ -165,8 +166,11 @@ void mqtt_session_persist_connect(struct mqtt_session *ss, bool fresh)
 					    m->expiry_s, m->has_expiry };
 		wp = &w;
 	}
-	if (fresh || !ss->persisted) /* from now on: older records are not this session's */
+	/* from now on: older records are not this session's (one taken from another node keeps
+	 * the watermark it came with: its backlog is being replayed) */
+	if ((fresh || !ss->persisted) && !ss->imported)
 		ss->acked_saved = b->store ? kz_store_durable_next(b->store) - 1 : 0;
+	ss->imported = false;
 	bool was = ss->persisted;
 	state_result(b, kz_state_connected(b->state, ss->client_id, ss->peer_id, ss->expiry_s, wp, fresh || !was,
 					   ss->acked_saved));
@@ -178,6 +182,8 @@ void mqtt_session_persist_connect(struct mqtt_session *ss, bool fresh)
 
 void mqtt_session_persist_offline(struct mqtt_session *ss)
 {
+	ss->offline_ns = kz_now_wall_ns();
+	mqtt_session_share(ss, false);
 	if (ss->persisted)
 		state_result(ss->shard->broker,
 			     kz_state_offline(ss->shard->broker->state, ss->client_id, kz_now_wall_ns(), ss->expiry_s));
@@ -216,6 +222,7 @@ void mqtt_session_persist_acked(struct mqtt_session *ss, uint64_t cap, bool forc
 	state_result(ss->shard->broker, kz_state_acked(ss->shard->broker->state, ss->client_id, lo));
 	ss->acked_saved = lo;
 	ss->acked_write_ms = now;
+	ss->share_dirty = ss->shard->broker->share != NULL;
 }
 
 int mqtt_broker_restore_session(struct mqtt_broker *b, const struct kz_state_session *p, uint64_t now_ns)
@@ -372,6 +379,7 @@ int mqtt_session_unsubscribe(struct mqtt_session *ss, const uint8_t *f, size_t n
 		if (ss->persisted)
 			state_result(ss->shard->broker, kz_state_sub_del(ss->shard->broker->state, ss->client_id,
 									 sub->group, sub->filter));
+		ss->share_dirty = ss->shard->broker->share != NULL;
 		sub_detach(ss, sub);
 		sub_free(sub);
 		ss->subs[i] = ss->subs[--ss->n_subs];
@@ -721,6 +729,7 @@ static void share_hand_over(struct mqtt_session *ss)
 void mqtt_session_end(struct mqtt_session *ss)
 {
 	mqtt_session_fire_will(ss);
+	mqtt_session_share(ss, true);
 	if (ss->persisted)
 		state_result(ss->shard->broker, kz_state_ended(ss->shard->broker->state, ss->client_id));
 	ss->persisted = false;

@@ -1,5 +1,6 @@
 /* node_serve.c — `kizuna serve`: configuration, development PKI, broker, workers, signals. */
 #include "node/node_serve.h"
+#include "node/node_sessions.h"
 #include "node/node_config.h"
 #include "base/kz_err.h"
 #include "base/kz_log.h"
@@ -429,6 +430,7 @@ struct node {
 	struct node_mqtt nm;
 	struct net_server *srv;
 	struct kz_cluster *cluster;
+	struct node_sessions *sessions; /* shared through the cluster */
 	sigset_t signals;
 	char logdir[1100];
 };
@@ -637,10 +639,17 @@ static int node_open(struct node *n)
 			.arg = b,
 		};
 		node_follow_broker = b;
+		if (!(n->sessions = node_sessions_new(b, b->store, cfg->node_id, cfg->cluster_session_margin_ms))) {
+			kz_error("cluster: out of memory");
+			return 1;
+		}
+		cc.session = node_sessions_update_fn();
+		cc.session_arg = n->sessions;
 		if (kz_cluster_start(&cc, &n->cluster, why, sizeof why)) {
 			kz_error("cluster: %s", why);
 			return 1;
 		}
+		node_sessions_attach(n->sessions, n->cluster);
 		atomic_store(&node_cluster, n->cluster);
 		node_follow_cluster = n->cluster;
 		/* refuse: an acknowledgement waits for JetStream too, and none is given without a
@@ -803,6 +812,9 @@ static void node_close(struct node *n)
 	}
 	kz_cluster_free(n->cluster); /* after the store: its last answers reached the follower */
 	n->cluster = NULL;
+	b->share = NULL;
+	node_sessions_free(n->sessions);
+	n->sessions = NULL;
 	node_follow_cluster = NULL;
 	if (n->served)
 		mqtt_broker_save_sessions(b, b->final_durable);

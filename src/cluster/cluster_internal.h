@@ -1,0 +1,71 @@
+/* cluster_internal.h — what the cluster's files share (cluster.c: the replicator and the
+ * follower; cluster_kv.c: the shared sessions). */
+#ifndef KZ_CLUSTER_INTERNAL_H
+#define KZ_CLUSTER_INTERNAL_H
+
+#include "cluster/cluster.h"
+
+#include <nats/nats.h>
+
+#include <pthread.h>
+#include <stdatomic.h>
+
+#define STREAM "KZ_RECORDS"
+
+struct slot {
+	uint64_t local_seq, sent_ms;
+	bool used, acked;
+};
+
+#define MAX_ORIGINS 64
+
+/* The highest origin sequence of each other node written to this node's log. */
+struct origin {
+	char id[65];
+	uint64_t seq;
+};
+
+struct kz_cluster {
+	struct kz_cluster_config cfg;
+	char subject[96];
+	char state_path[1100];      /* cfg.state_path points here */
+	pthread_t thread;
+	pthread_mutex_t lock;
+	pthread_cond_t cond;
+	bool stop, kicked;
+	atomic_bool connected, reconnected, quorum, closed;
+	natsConnection *nc;
+	jsCtx *js;
+	/* under lock */
+	struct slot *ring;          /* [window], by origin sequence */
+	uint64_t head_origin;       /* oldest origin sequence in flight (== next_origin: none) */
+	uint64_t next_origin, next_local; /* what the scan gives next */
+	uint64_t conf_origin, conf_local; /* the confirmed watermark */
+	bool resync;
+	uint64_t saved_local;       /* what cluster.state last said */
+	struct kz_cluster_stats st;
+	/* the follower */
+	pthread_t fthread;
+	bool fstarted;
+	atomic_bool js_ready;
+	struct origin origins[MAX_ORIGINS]; /* under lock */
+	uint32_t n_origins;
+	uint64_t f_done, f_failed;  /* under lock: follow() answers */
+	pthread_cond_t fcond;
+	pthread_mutex_t save_lock;  /* the replicator and the follower both write cluster.state */
+	_Atomic uint64_t caught_up_ns; /* wall time at which this node had every record the stream held */
+	/* shared sessions (cluster_kv.c) */
+	pthread_t kthread;
+	bool kstarted;
+	struct kv_put *puts;        /* under lock: waiting to be written, one per key */
+	size_t n_puts, cap_puts;
+	atomic_bool sessions_synced; /* the whole bucket was read once */
+	_Atomic uint64_t kv_puts, kv_updates, kv_errors;
+};
+
+/* cluster_kv.c */
+void *kz_cluster_sessions_thread(void *arg);
+void kz_cluster_puts_free(struct kz_cluster *c);
+
+
+#endif
