@@ -815,6 +815,15 @@ int kz_cluster_print_status(const struct kz_cluster_config *cfg, FILE *out, char
 		}
 		for (uint32_t i = 0; i < c.n_origins; i++)
 			fprintf(out, "taken from %s: up to its record %" PRIu64 "\n", c.origins[i].id, c.origins[i].seq);
+		jsStreamInfo *ki = NULL; /* a KV bucket is the stream KV_<bucket> */
+		if (js_GetStreamInfo(&ki, c.js, "KV_KZ_SESSIONS", NULL, &jerr) == NATS_OK) {
+			fprintf(out, "sessions: bucket KZ_SESSIONS, %" PRIu64 " entries, %" PRId64 " replicas, leader %s\n",
+				ki->State.Msgs, ki->Config->Replicas,
+				ki->Cluster && ki->Cluster->Leader ? ki->Cluster->Leader : "(none)");
+			jsStreamInfo_Destroy(ki);
+		} else {
+			fprintf(out, "sessions: bucket KZ_SESSIONS not created yet\n");
+		}
 	}
 	jsStreamInfo_Destroy(si);
 	close_nats(&c);

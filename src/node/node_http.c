@@ -310,6 +310,14 @@ static void metrics(void *arg, struct kz_http_req *r)
 		       "Records of other nodes taken from the stream into this node's log.", cs.followed);
 		metric(&b, "kizuna_cluster_duplicates_total", "counter",
 		       "Records of other nodes dropped from the stream as already in this node's log.", cs.duplicates);
+		metric(&b, "kizuna_cluster_session_writes_total", "counter",
+		       "Session entries written to the KV bucket KZ_SESSIONS.", cs.session_puts);
+		metric(&b, "kizuna_cluster_session_updates_total", "counter",
+		       "Session entries read from KZ_SESSIONS as they changed (this node's own too).", cs.session_updates);
+		metric(&b, "kizuna_cluster_session_errors_total", "counter",
+		       "Session entry writes that failed (written again) or were dropped.", cs.session_errors);
+		metric(&b, "kizuna_cluster_session_queue", "gauge", "Session entries waiting to be written to KZ_SESSIONS.",
+		       cs.session_queue);
 	}
 	metric(&b, "kizuna_mqtt_slow_disconnects_total", "counter",
 	       "Clients disconnected (0x97) for output over limits.max_out_buffer longer than limits.slow_client_ms.",

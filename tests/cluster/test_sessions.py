@@ -62,6 +62,11 @@ def test_offline_session_moves_with_its_backlog():
     p.close()
     assert s.get(timeout=10).payload == b"live-1"
     s.close()
+    m = metrics(b)
+    assert m["kizuna_cluster_session_writes_total"] > 0 and m["kizuna_cluster_session_updates_total"] > 0, m
+    st = subprocess.run([KIZUNA, "cluster", "status", "--config", b.cfg, "--data", b.data], capture_output=True,
+                        text=True)
+    assert "sessions: bucket KZ_SESSIONS, " in st.stdout, st.stdout + st.stderr
 
 
 def test_second_connection_on_b_takes_over_with_0x8e():
