@@ -41,56 +41,110 @@ static bool valid_node_id(const char *s)
 	return true;
 }
 
-/* ---------- the watermark on disk (no fsync: an older one only makes us publish again) ---------- */
+/* ---------- cluster.state: the watermark and what was taken from each origin ----------
+ * Written synced (kz_file_replace): an older watermark would only make us publish again,
+ * but an older origin line would make the follower append records it has a second time. */
+
+int kz_cluster_state_parse(const char *text, size_t n, struct kz_cluster_state *st)
+{
+	memset(st, 0, sizeof *st);
+	size_t off = 0;
+	unsigned line = 0;
+	while (off < n) {
+		const char *nl = memchr(text + off, '\n', n - off);
+		size_t len = nl ? (size_t)(nl - (text + off)) : n - off;
+		char buf[160];
+		line++;
+		if (len >= sizeof buf)
+			return -(int)line;
+		memcpy(buf, text + off, len);
+		buf[len] = 0;
+		off += len + (nl ? 1 : 0);
+		unsigned long long a, b;
+		char id[65], end;
+		if (line == 1) {
+			if (sscanf(buf, "confirmed %llu %llu%c", &a, &b, &end) != 2)
+				return -1;
+			st->confirmed_local = a;
+			st->confirmed_origin = b;
+		} else if (sscanf(buf, "origin %64s %llu%c", id, &a, &end) == 2 && strlen(id) < sizeof st->origins[0].id &&
+			   st->n_origins < KZ_CLUSTER_MAX_ORIGINS) {
+			snprintf(st->origins[st->n_origins].id, sizeof st->origins[0].id, "%s", id);
+			st->origins[st->n_origins++].seq = a;
+		} else {
+			return -(int)line;
+		}
+	}
+	return line ? 0 : -1;
+}
 
 static void state_load(struct kz_cluster *c)
 {
+	char text[96 + MAX_ORIGINS * 100];
 	FILE *f = fopen(c->cfg.state_path, "r");
-	unsigned long long l = 0, o = 0;
-	if (f) {
-		if (fscanf(f, "confirmed %llu %llu\n", &l, &o) != 2)
-			l = o = 0;
-		char id[65];
-		unsigned long long s;
-		while (c->n_origins < MAX_ORIGINS && fscanf(f, "origin %64s %llu\n", id, &s) == 2) {
-			snprintf(c->origins[c->n_origins].id, sizeof c->origins[0].id, "%s", id);
-			c->origins[c->n_origins++].seq = s;
-		}
+	size_t n = f ? fread(text, 1, sizeof text, f) : 0;
+	if (f)
 		fclose(f);
+	struct kz_cluster_state st;
+	int rc = n ? kz_cluster_state_parse(text, n, &st) : 0;
+	if (rc) {
+		kz_warn("cluster: %s line %d is not valid: starting from nothing (records are published and taken "
+			"again; JetStream and the origin sequences drop the duplicates)", c->cfg.state_path, -rc);
+		memset(&st, 0, sizeof st);
+	} else if (!n) {
+		memset(&st, 0, sizeof st);
 	}
-	c->conf_local = l;
-	c->conf_origin = o;
-	c->saved_local = l;
+	for (uint32_t i = 0; i < st.n_origins; i++)
+		c->origins[c->n_origins++] = (struct origin){ .seq = st.origins[i].seq };
+	for (uint32_t i = 0; i < st.n_origins; i++)
+		snprintf(c->origins[i].id, sizeof c->origins[i].id, "%s", st.origins[i].id);
+	c->conf_local = st.confirmed_local;
+	c->conf_origin = st.confirmed_origin;
+	c->saved_local = st.confirmed_local;
 }
 
 static void state_save(struct kz_cluster *c, uint64_t local, uint64_t origin)
 {
-	char tmp[1100], text[96 + MAX_ORIGINS * 100];
-	snprintf(tmp, sizeof tmp, "%s.tmp", c->cfg.state_path);
+	char text[96 + MAX_ORIGINS * 100];
 	int n = snprintf(text, sizeof text, "confirmed %" PRIu64 " %" PRIu64 "\n", local, origin);
 	pthread_mutex_lock(&c->lock);
 	for (uint32_t i = 0; i < c->n_origins; i++)
 		n += snprintf(text + n, sizeof text - (size_t)n, "origin %s %" PRIu64 "\n", c->origins[i].id,
 			      c->origins[i].seq);
 	pthread_mutex_unlock(&c->lock);
+	char dir[1100];
+	snprintf(dir, sizeof dir, "%s", c->cfg.state_path);
+	char *slash = strrchr(dir, '/');
+	const char *name = slash ? slash + 1 : dir;
+	if (slash)
+		*slash = 0;
 	pthread_mutex_lock(&c->save_lock);
-	FILE *f = fopen(tmp, "w");
-	bool ok = f && fwrite(text, 1, (size_t)n, f) == (size_t)n;
-	if (f && fclose(f))
-		ok = false;
-	if (!ok || rename(tmp, c->cfg.state_path))
+	if (kz_file_replace(slash ? dir : ".", name, text, (size_t)n, 0600))
 		kz_warn("cluster: cannot write %s: %s", c->cfg.state_path, strerror(errno));
 	pthread_mutex_unlock(&c->save_lock);
 }
 
 /* ---------- acknowledgements (nats.c's thread) ---------- */
 
+uint64_t kz_cluster_parse_seq(const char *v)
+{
+	uint64_t x = 0;
+	if (!v || !*v || strlen(v) > 20)
+		return 0;
+	for (const char *p = v; *p; p++) {
+		if (*p < '0' || *p > '9' || x > (UINT64_MAX - (uint64_t)(*p - '0')) / 10)
+			return 0;
+		x = x * 10 + (uint64_t)(*p - '0');
+	}
+	return x;
+}
+
 static uint64_t header_u64(natsMsg *m, const char *key)
 {
 	const char *v = NULL;
-	if (natsMsgHeader_Get(m, key, &v) != NATS_OK || !v)
+	if (natsMsgHeader_Get(m, key, &v) != NATS_OK)
 		return 0;
-	return strtoull(v, NULL, 10);
+	return kz_cluster_parse_seq(v);
 }
 
 /* Advances the confirmed watermark over the acked prefix (lock held). */

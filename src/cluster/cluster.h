@@ -81,6 +81,21 @@ uint64_t kz_cluster_caught_up_ns(struct kz_cluster *c);
 /* True once the session thread has read the whole KZ_SESSIONS bucket. */
 bool kz_cluster_sessions_synced(struct kz_cluster *c);
 
+/* DIR/cluster.state (docs/CLUSTER.md "What each kizuna node keeps locally"): the line
+ * "confirmed LOCAL ORIGIN", then one "origin ID SEQ" per other node. */
+#define KZ_CLUSTER_MAX_ORIGINS 64
+struct kz_cluster_state {
+	uint64_t confirmed_local, confirmed_origin;
+	struct { char id[65]; uint64_t seq; } origins[KZ_CLUSTER_MAX_ORIGINS];
+	uint32_t n_origins;
+};
+/* 0, or minus the number of the first line that is not valid. */
+int kz_cluster_state_parse(const char *text, size_t n, struct kz_cluster_state *st);
+
+/* A sequence header's value (Kz-Origin-Seq, Kz-Local-Seq): plain decimal digits that fit in 64
+ * bits; 0 for anything else (the message is then not taken as a kizuna record). */
+uint64_t kz_cluster_parse_seq(const char *v);
+
 /* Wakes the replicator: the store has made more records durable (any thread). */
 void kz_cluster_kick(struct kz_cluster *c);
 

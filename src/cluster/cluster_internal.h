@@ -17,7 +17,7 @@ struct slot {
 	bool used, acked;
 };
 
-#define MAX_ORIGINS 64
+#define MAX_ORIGINS KZ_CLUSTER_MAX_ORIGINS
 
 /* The highest origin sequence of each other node written to this node's log. */
 struct origin {

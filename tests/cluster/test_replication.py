@@ -77,6 +77,30 @@ def test_stops_cleanly():
     assert "runtime error" not in n.logtext() and "AddressSanitizer" not in n.logtext()
 
 
-run_tests([test_acknowledged_only_once_in_jetstream, test_refused_without_quorum_then_acknowledged,
+def test_configuration_errors_stop_the_node():
+    """A cluster configuration the node cannot run is refused at start, with what to do."""
+    import tempfile
+    d = tempfile.mkdtemp(prefix="kz-clcfg-")
+    base = ("mqtt.listen = 127.0.0.1:%d\nhttps.listen = 127.0.0.1:0\npolicy.open = 1\nnode_id = bad\n"
+            "cluster.nats = tls://127.0.0.1:%d\n" % (free_port(), nats_port))
+    cases = [
+        ("cluster.cert = %s/pki/admin.pem\ncluster.key = %s/pki/admin.key\ncluster.on_quorum_loss = maybe\n"
+         % (n.data, n.data), "cluster.on_quorum_loss: 'maybe' is neither refuse nor local"),
+        ("", "cluster.nats needs cluster.cert and cluster.key"),
+        ("cluster.cert = %s/pki/admin.pem\ncluster.key = %s/pki/admin.key\ncluster.publish_window = 0\n"
+         % (n.data, n.data), "cluster.publish_window"),
+    ]
+    for extra, want in cases:
+        cfg = os.path.join(d, "kizuna.conf")
+        with open(cfg, "w") as f:
+            f.write(base + extra)
+        r = subprocess.run([KIZUNA, "serve", "--config", cfg, "--data", os.path.join(d, "var")],
+                           capture_output=True, text=True, timeout=30)
+        out = r.stdout + r.stderr
+        assert r.returncode != 0 and want in out, "rc %d for %r: %s" % (r.returncode, extra, out[-800:])
+    shutil.rmtree(d, ignore_errors=True)
+
+
+run_tests([test_configuration_errors_stop_the_node, test_acknowledged_only_once_in_jetstream, test_refused_without_quorum_then_acknowledged,
            test_jetstream_files_lost_then_published_again, test_stops_cleanly])
 nats.kill()
