@@ -16,7 +16,7 @@
 static void usage(FILE *f)
 {
 	fprintf(f, "usage: kizuna ca init   [--config FILE] [--data DIR] [--trust-domain TD] [--org ORG]\n"
-		   "       kizuna ca issue  [--config FILE] [--data DIR] --id SPIFFE-ID [--lifetime DUR]\n"
+		   "       kizuna ca issue  [--config FILE] [--data DIR] --id SPIFFE-ID [--lifetime DUR] [--server NAMES]\n"
 		   "                        (--out DIR | --cert FILE --key FILE)\n"
 		   "       kizuna ca renew  [--config FILE] [--data DIR] --cert FILE [--lifetime DUR] [--out FILE]\n"
 		   "       kizuna ca revoke [--config FILE] [--data DIR] (SERIAL | --cert FILE) [--reason REASON]\n"
@@ -86,10 +86,11 @@ int cli_ca_main(int argc, char **argv)
 		{ "key", required_argument, NULL, 'K' },    { "reason", required_argument, NULL, 'r' },
 		{ "ttl", required_argument, NULL, 't' },    { "trust-domain", required_argument, NULL, 'T' },
 		{ "org", required_argument, NULL, 'O' },    { "help", no_argument, NULL, 'h' },
+		{ "server", required_argument, NULL, 'S' },
 		{ NULL, 0, NULL, 0 },
 	};
 	const char *config = NULL, *data = NULL, *id = NULL, *out = NULL, *cert = NULL, *key = NULL, *reason = NULL;
-	const char *td = NULL, *org = NULL;
+	const char *td = NULL, *org = NULL, *server = NULL;
 	uint32_t lifetime = 0, ttl = 0;
 	int o;
 	optind = 2;
@@ -112,6 +113,7 @@ int cli_ca_main(int argc, char **argv)
 			break;
 		case 'T': td = optarg; break;
 		case 'O': org = optarg; break;
+		case 'S': server = optarg; break;
 		case 'h': usage(stdout); return 0;
 		default: usage(stderr); return 2;
 		}
@@ -187,7 +189,7 @@ int cli_ca_main(int argc, char **argv)
 			cert = cp;
 			key = kp;
 		}
-		if (kz_ca_issue(ca, id, lifetime, cert, key, serial, why, sizeof why)) {
+		if (kz_ca_issue(ca, id, lifetime, server, cert, key, serial, why, sizeof why)) {
 			fprintf(stderr, "kizuna ca issue: %s\n", why);
 			rc = 1;
 			goto done;

@@ -11,6 +11,7 @@
 #include "crypto/kz_provider.h"
 
 #include <ctype.h>
+#include <arpa/inet.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
@@ -543,8 +544,46 @@ static int issued_append(const struct kz_ca *ca, X509 *c, const char *id)
 }
 
 /* Issues and records a client certificate for pub. */
-X509 *kz_ca_issue_for(struct kz_ca *ca, const char *id, EVP_PKEY *pub, uint32_t lifetime_s, char *why,
-		       size_t why_len)
+/* names: "a.example,10.0.0.1,..." to the SAN value ",DNS:a.example,IP:10.0.0.1"; -1 with *why
+ * for a name that is neither a DNS name nor an IP address. */
+static int server_san(const char *names, char *out, size_t cap, char *why, size_t why_len)
+{
+	size_t n = 0;
+	out[0] = 0;
+	char *list = strdup(names), *sv = NULL;
+	int rc = list ? 0 : -1;
+	int count = 0;
+	for (char *t = list ? strtok_r(list, ",", &sv) : NULL; t && !rc; t = strtok_r(NULL, ",", &sv)) {
+		unsigned char a[16];
+		bool ip = inet_pton(AF_INET, t, a) == 1 || inet_pton(AF_INET6, t, a) == 1;
+		bool dns = *t && strlen(t) <= 253;
+		for (const char *p = t; dns && *p; p++)
+			dns = (*p >= 'a' && *p <= 'z') || (*p >= 'A' && *p <= 'Z') || (*p >= '0' && *p <= '9') || *p == '-' ||
+			      *p == '.' || (*p == '*' && p == t && p[1] == '.');
+		if (!ip && !dns) {
+			snprintf(why, why_len, "--server: '%s' is neither a DNS name nor an IP address", t);
+			rc = -1;
+			break;
+		}
+		int k = snprintf(out + n, cap - n, ",%s:%s", ip ? "IP" : "DNS", t);
+		if (k < 0 || (size_t)k >= cap - n) {
+			snprintf(why, why_len, "--server: too many names");
+			rc = -1;
+			break;
+		}
+		n += (size_t)k;
+		count++;
+	}
+	if (!rc && count == 0) {
+		snprintf(why, why_len, "--server: no name given");
+		rc = -1;
+	}
+	free(list);
+	return rc;
+}
+
+X509 *kz_ca_issue_for(struct kz_ca *ca, const char *id, EVP_PKEY *pub, uint32_t lifetime_s, const char *server,
+		       char *why, size_t why_len)
 {
 	const char *bad = kz_spiffe_check(id, strlen(id), ca->td[0] ? ca->td : NULL);
 	if (bad) {
@@ -555,10 +594,14 @@ X509 *kz_ca_issue_for(struct kz_ca *ca, const char *id, EVP_PKEY *pub, uint32_t 
 		snprintf(why, why_len, "the lifetime must be at least one second");
 		return NULL;
 	}
-	char san[2200];
-	snprintf(san, sizeof san, "URI:%s", id);
+	char san[4400], extra[2200] = "";
+	if (server && server_san(server, extra, sizeof extra, why, why_len))
+		return NULL;
+	snprintf(san, sizeof san, "URI:%s%s", id, extra);
 	const char *cn = strrchr(id, '/');
-	struct cert_spec sp = { cn ? cn + 1 : id, lifetime_s, false, san, "clientAuth" };
+	/* a server (a NATS server, another service with a listener) also connects as a client:
+	 * NATS routes are TLS connections between servers */
+	struct cert_spec sp = { cn ? cn + 1 : id, lifetime_s, false, san, server ? "serverAuth,clientAuth" : "clientAuth" };
 	X509 *c = cert_make(&sp, pub, ca->cert, ca->key);
 	if (!c) {
 		snprintf(why, why_len, "cannot sign a certificate for %s", id);
@@ -704,7 +747,8 @@ int kz_ca_create(const char *dir, const char *td, const char *org, uint32_t admi
 	char cert[1200], key[1200];
 	kz_ca_path_of(cert, sizeof cert, dir, "admin.pem");
 	kz_ca_path_of(key, sizeof key, dir, "admin.key");
-	rc = kz_ca_issue(ca, admin, admin_lifetime_s ? admin_lifetime_s : 30u * 86400, cert, key, NULL, why, why_len);
+	rc = kz_ca_issue(ca, admin, admin_lifetime_s ? admin_lifetime_s : 30u * 86400, NULL, cert, key, NULL, why,
+			 why_len);
 	rc = rc ? rc : kz_ca_write_crl(ca, why, why_len);
 	kz_ca_close(ca);
 	if (rc == KZ_OK)
@@ -719,15 +763,15 @@ out:
 	return rc;
 }
 
-int kz_ca_issue(struct kz_ca *ca, const char *id, uint32_t lifetime_s, const char *cert_out, const char *key_out,
-		char serial_out[KZ_SERIAL_HEX], char *why, size_t why_len)
+int kz_ca_issue(struct kz_ca *ca, const char *id, uint32_t lifetime_s, const char *server, const char *cert_out,
+		const char *key_out, char serial_out[KZ_SERIAL_HEX], char *why, size_t why_len)
 {
 	EVP_PKEY *k = EVP_EC_gen("P-256");
 	if (!k) {
 		snprintf(why, why_len, "cannot generate a P-256 key");
 		return KZ_ETLS;
 	}
-	X509 *c = kz_ca_issue_for(ca, id, k, lifetime_s, why, why_len);
+	X509 *c = kz_ca_issue_for(ca, id, k, lifetime_s, server, why, why_len);
 	int rc = KZ_ETLS;
 	if (c) {
 		/* the key first, so that a certificate on disk always has its key */
@@ -784,7 +828,23 @@ int kz_ca_renew(struct kz_ca *ca, const char *cert_in, uint32_t lifetime_s, cons
 		rc = KZ_EINVAL;
 		goto out;
 	}
-	c = kz_ca_issue_for(ca, id, X509_get0_pubkey(old), lifetime_s, why, why_len);
+	/* a server certificate keeps its DNS names and addresses */
+	char names[2200] = "";
+	size_t nn = 0;
+	GENERAL_NAMES *gens = X509_get_ext_d2i(old, NID_subject_alt_name, NULL, NULL);
+	for (int i = 0; gens && i < sk_GENERAL_NAME_num(gens); i++) {
+		const GENERAL_NAME *g = sk_GENERAL_NAME_value(gens, i);
+		char buf[256] = "";
+		if (g->type == GEN_DNS && g->d.dNSName->length < (int)sizeof buf) {
+			memcpy(buf, g->d.dNSName->data, (size_t)g->d.dNSName->length);
+		} else if (g->type == GEN_IPADD && (g->d.iPAddress->length == 4 || g->d.iPAddress->length == 16)) {
+			inet_ntop(g->d.iPAddress->length == 4 ? AF_INET : AF_INET6, g->d.iPAddress->data, buf, sizeof buf);
+		}
+		if (buf[0] && nn + strlen(buf) + 2 < sizeof names)
+			nn += (size_t)snprintf(names + nn, sizeof names - nn, "%s%s", nn ? "," : "", buf);
+	}
+	GENERAL_NAMES_free(gens);
+	c = kz_ca_issue_for(ca, id, X509_get0_pubkey(old), lifetime_s, nn ? names : NULL, why, why_len);
 	rc = !c ? KZ_ETLS : kz_ca_write_pem_file(cert_out, c, NULL);
 	if (c && rc)
 		snprintf(why, why_len, "cannot write %s: %s", cert_out, strerror(errno));

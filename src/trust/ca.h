@@ -55,9 +55,11 @@ const char *kz_ca_dir(const struct kz_ca *ca);
 
 /* Issues a client certificate for spiffe_id valid lifetime_s seconds from now (notBefore is
  * backdated 5 minutes for clock skew): a new P-256 key is generated here and both written
- * (key 0600). serial_out (may be NULL) receives the serial. */
-int kz_ca_issue(struct kz_ca *ca, const char *spiffe_id, uint32_t lifetime_s, const char *cert_out,
-		const char *key_out, char serial_out[KZ_SERIAL_HEX], char *why, size_t why_len);
+ * (key 0600). server (NULL: none): "name,address,...", DNS names and IP addresses that make it
+ * a server certificate too (a NATS server's: serverAuth and clientAuth). serial_out (may be
+ * NULL) receives the serial. */
+int kz_ca_issue(struct kz_ca *ca, const char *spiffe_id, uint32_t lifetime_s, const char *server,
+		const char *cert_out, const char *key_out, char serial_out[KZ_SERIAL_HEX], char *why, size_t why_len);
 /* A new certificate for the same identity and public key as cert_in, valid lifetime_s from
  * now, written to cert_out. The old one stays valid until it expires or is revoked. */
 int kz_ca_renew(struct kz_ca *ca, const char *cert_in, uint32_t lifetime_s, const char *cert_out,

@@ -308,7 +308,7 @@ char *kz_enroll_serve(struct kz_ca *ca, const char *tok, size_t tok_len, const c
 	if (max_lifetime_s && life > max_lifetime_s)
 		life = max_lifetime_s;
 	code = "internal";
-	c = kz_ca_issue_for(ca, t.id, pub, life, reason, reason_len);
+	c = kz_ca_issue_for(ca, t.id, pub, life, NULL, reason, reason_len);
 	if (!c)
 		goto refuse;
 	BIO *out = BIO_new(BIO_s_mem());

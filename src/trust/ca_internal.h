@@ -37,8 +37,8 @@ int kz_ca_reason_code(const char *r);
 int kz_ca_parse_i64(const char *p, size_t n, int64_t *out);
 int kz_ca_issued_load(const struct kz_ca *ca, struct entries *es, char *why, size_t why_len);
 int kz_ca_issued_store(const struct kz_ca *ca, const struct entries *es);
-X509 *kz_ca_issue_for(struct kz_ca *ca, const char *id, EVP_PKEY *pub, uint32_t lifetime_s, char *why,
-		       size_t why_len);
+X509 *kz_ca_issue_for(struct kz_ca *ca, const char *id, EVP_PKEY *pub, uint32_t lifetime_s, const char *server,
+		       char *why, size_t why_len);
 int kz_ca_lock(const struct kz_ca *ca, char *why, size_t why_len);
 
 #endif

@@ -3,7 +3,7 @@
 # (JetStream, R3) and 3 nodes on loopback. A QoS 1 publish on node 1 with mosquitto_pub
 # reaches mosquitto_sub on node 3; with one nats-server killed (-9) the other two keep a
 # quorum and QoS 1 publishes on node 2 still reach node 3; `kizuna cluster status` shows the
-# R3 stream. Usage: test_cluster_up.sh KIZUNA
+# R3 stream; nats-server lets in the nodes' certificates and no other. Usage: test_cluster_up.sh KIZUNA
 set -u
 KZ=$(cd "$(dirname "$1")" && pwd)/$(basename "$1")
 ROOT=$(cd "$(dirname "$0")/../.." && pwd)
@@ -56,6 +56,38 @@ round() { # publish-port label count
 	fi
 }
 round $((BASE + 30)) healthy 20
+# nats-server lets in the nodes' certificates only (verify_and_map on their SPIFFE IDs): the
+# admin's certificate, from the same CA, is refused, a node's is served
+nats_auth() { # cert key -> the server's answer to CONNECT + PING (NATS 2.9: INFO in clear, then TLS)
+	/usr/bin/python3 - "$BASE" "$P/ca.pem" "$1" "$2" <<'PY'
+import socket, ssl, sys
+port, ca, cert, key = int(sys.argv[1]), sys.argv[2], sys.argv[3], sys.argv[4]
+s = socket.create_connection(("127.0.0.1", port), 5)
+f = s.makefile("rb")
+f.readline()  # INFO {...}
+ctx = ssl.create_default_context(cafile=ca)
+ctx.load_cert_chain(cert, key)
+t = ctx.wrap_socket(s, server_hostname="localhost")
+t.sendall(b'CONNECT {"verbose":false,"pedantic":false,"tls_required":true}\r\nPING\r\n')
+buf = b""
+try:
+    while b"\r\n" not in buf:
+        d = t.recv(4096)
+        if not d:
+            break
+        buf += d
+except (OSError, ssl.SSLError):
+    pass
+print(buf.split(b"\r\n")[0].decode(errors="replace"))
+PY
+}
+a=$(nats_auth "$P/admin.pem" "$P/admin.key")
+n=$(nats_auth "$D/n2/nodecert/cert.pem" "$D/n2/nodecert/key.pem")
+if [ "$a" = "-ERR 'Authorization Violation'" ] && [ "$n" = "PONG" ]; then
+	echo "PASS nats-server refuses the admin's certificate ($a) and serves a node's ($n)"
+else
+	echo "FAIL nats-server authorization: admin '$a', node '$n'"; fail=1
+fi
 kill -9 "$(sed -n 3p "$D/pids")"   # the third nats-server
 sleep 1
 round $((BASE + 31)) one-nats-server-down 20

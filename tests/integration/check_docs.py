@@ -102,6 +102,14 @@ body = ex[2:2 + len(table)]
 if body != table:
     fails.append("docs/kizuna.conf.example is stale: run scripts/gen-config-example")
 
+# example node configurations (docs/cluster/) name only directives the node knows
+known = set(re.findall(r"^  (\S+)\s+default", helptext("config"), re.M))
+for conf in glob.glob(os.path.join(ROOT, "docs", "cluster", "kizuna*.conf")):
+    for i, l in enumerate(open(conf), 1):
+        l = l.split("#", 1)[0].strip()
+        if l and l.split("=", 1)[0].strip() not in known:
+            fails.append("%s:%d: unknown directive %s" % (os.path.relpath(conf, ROOT), i, l.split("=", 1)[0].strip()))
+
 for f in fails:
     print("FAIL " + f)
 print("%s checked %d command references in %d files" % ("PASS" if not fails else "FAIL", seen, len(sources)))

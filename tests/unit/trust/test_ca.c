@@ -98,11 +98,11 @@ static void test_issue_list_revoke(void **st)
 	snprintf(cert, sizeof cert, "%s/bob.pem", dir);
 	snprintf(key, sizeof key, "%s/bob.key", dir);
 	/* the trust domain comes from the admin certificate: a foreign one is refused */
-	assert_int_not_equal(kz_ca_issue(ca, "spiffe://elsewhere/mod/user/bob", 3600, cert, key, serial, why, sizeof why), 0);
+	assert_int_not_equal(kz_ca_issue(ca, "spiffe://elsewhere/mod/user/bob", 3600, NULL, cert, key, serial, why, sizeof why), 0);
 	assert_non_null(strstr(why, "trust domain"));
-	assert_int_not_equal(kz_ca_issue(ca, "spiffe://kizuna.test/mod/robot/bob", 3600, cert, key, serial, why, sizeof why), 0);
-	assert_int_not_equal(kz_ca_issue(ca, "spiffe://kizuna.test/mod/user/bob", 0, cert, key, serial, why, sizeof why), 0);
-	assert_int_equal(kz_ca_issue(ca, "spiffe://kizuna.test/mod/user/bob", 3600, cert, key, serial, why, sizeof why), 0);
+	assert_int_not_equal(kz_ca_issue(ca, "spiffe://kizuna.test/mod/robot/bob", 3600, NULL, cert, key, serial, why, sizeof why), 0);
+	assert_int_not_equal(kz_ca_issue(ca, "spiffe://kizuna.test/mod/user/bob", 0, NULL, cert, key, serial, why, sizeof why), 0);
+	assert_int_equal(kz_ca_issue(ca, "spiffe://kizuna.test/mod/user/bob", 3600, NULL, cert, key, serial, why, sizeof why), 0);
 	X509 *c = read_cert(cert);
 	char s2[KZ_SERIAL_HEX];
 	kz_x509_serial_hex(c, s2);
