@@ -304,6 +304,34 @@ def test_renew_keeps_key_and_works():
     c.close()
 
 
+def test_server_certificate_for_nats():
+    """`ca issue --server` (a NATS server's certificate, docs/CLUSTER.md): its names in the SAN,
+    serverAuth and clientAuth, checked by openssl; renew keeps the names; a bad name is refused."""
+    out = os.path.join(node.dir, "nats1")
+    ca("issue", "--id", "spiffe://kizuna.local/dev/service/nats-1", "--server", "nats1.example,127.0.0.1,::1",
+       "--lifetime", "1h", "--out", out)
+    def text():
+        return subprocess.run(["openssl", "x509", "-in", out + "/cert.pem", "-noout", "-ext",
+                               "subjectAltName,extendedKeyUsage"], capture_output=True, text=True).stdout
+    t = text()
+    for want in ("URI:spiffe://kizuna.local/dev/service/nats-1", "DNS:nats1.example", "IP Address:127.0.0.1",
+                 "IP Address:0:0:0:0:0:0:0:1", "TLS Web Server Authentication", "TLS Web Client Authentication"):
+        assert want in t, t
+    v = subprocess.run(["openssl", "verify", "-CAfile", os.path.join(node.pki, "ca.pem"), "-purpose", "sslserver",
+                        out + "/cert.pem"], capture_output=True, text=True)
+    assert v.returncode == 0, v.stdout + v.stderr
+    ca("renew", "--cert", out + "/cert.pem", "--lifetime", "1h")
+    assert "DNS:nats1.example" in text() and "IP Address:127.0.0.1" in text(), text()
+    r = ca("issue", "--id", "spiffe://kizuna.local/dev/service/nats-2", "--server", "bad name", "--out",
+           out + "x", ok=False)
+    assert r.returncode == 1 and "neither a DNS name nor an IP address" in r.stderr, r.stderr
+    # a client certificate stays one: no serverAuth
+    c = issue("ivan")
+    t = subprocess.run(["openssl", "x509", "-in", c[0], "-noout", "-ext", "extendedKeyUsage"], capture_output=True,
+                       text=True).stdout
+    assert "Server" not in t, t
+
+
 def test_resumption_cannot_bypass():
     cert = issue("ivan")
     ctx = tls_ctx(cert)
@@ -370,5 +398,5 @@ if __name__ == "__main__":
     run_tests([test_enroll_and_use, test_token_single_use_and_expiry, test_enrolment_protocol_refusals,
                test_revocation_closes_open_connection, test_https_keepalive_refused_after_revocation,
                test_expiry_closes_open_connection,
-               test_renew_keeps_key_and_works, test_resumption_cannot_bypass, test_bad_crl_keeps_previous,
+               test_renew_keeps_key_and_works, test_server_certificate_for_nats, test_resumption_cannot_bypass, test_bad_crl_keeps_previous,
                test_audit_chain_intact])
