@@ -27,7 +27,8 @@ void cli_opts_default(struct cli_opts *o);
  * message is printed, prefixed "kizuna CMD: ". */
 int cli_opts_finish(struct cli_opts *o, const char *data_dir, const char *cmd);
 #define CLI_COMMON_HELP                                                                     \
-	"  -h, --host HOST     node address (default localhost)\n"                          \
+	"  -h, --host HOST     node address (default localhost); pub, sub: HOST[:PORT],...\n" \
+	"                      several nodes of a cluster, tried in turn, to fail over\n"    \
 	"  -p, --port PORT     MQTT TLS port (default 8883)\n"                              \
 	"  -d, --data DIR      take ca.pem, admin.pem, admin.key from DIR/pki (default ./var)\n" \
 	"      --cafile F, --cert F, --key F   explicit TLS files\n"                       \

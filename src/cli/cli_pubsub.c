@@ -24,13 +24,103 @@ struct pubsub {
 	bool retain, verbose, is_sub, pinged;
 	long count, received, repeat, sent, acked;
 	int exit_code;
+	/* failover (-h A,B,C): the servers, the one in use, the retry timer */
+	char *server_list;          /* owns the strings below */
+	const char *hosts[16];
+	int ports[16];
+	int n_servers, cur;
+	unsigned failures;          /* connection attempts in a row that got nowhere */
+	uv_timer_t retry;
+	SSL_CTX *ctx;
+	bool stopping, finished;
 };
+
+#define MAX_FAILURES_PUB 3      /* rounds over the whole list before pub gives up */
+
+/* "host[:port],[v6]:port,..." (port default: the -p value). -1 on a bad entry. */
+static int parse_servers(struct pubsub *ps, const char *list, int default_port)
+{
+	ps->server_list = strdup(list);
+	if (!ps->server_list)
+		return -1;
+	char *sv = NULL;
+	for (char *t = strtok_r(ps->server_list, ",", &sv); t; t = strtok_r(NULL, ",", &sv)) {
+		if (ps->n_servers == 16)
+			return -1;
+		int port = default_port;
+		char *colon = NULL;
+		if (t[0] == '[') { /* [v6]:port */
+			char *end = strchr(t, ']');
+			if (!end)
+				return -1;
+			*end = 0;
+			colon = end[1] == ':' ? end + 1 : NULL;
+			if (end[1] && !colon)
+				return -1;
+			t++;
+		} else if (strchr(t, ':') == strrchr(t, ':')) { /* one colon: host:port; more: a bare v6 */
+			colon = strchr(t, ':');
+		}
+		if (colon) {
+			*colon = 0;
+			char *e;
+			long v = strtol(colon + 1, &e, 10);
+			if (*e || v <= 0 || v > 65535)
+				return -1;
+			port = (int)v;
+		}
+		if (!*t)
+			return -1;
+		ps->hosts[ps->n_servers] = t;
+		ps->ports[ps->n_servers++] = port;
+	}
+	return ps->n_servers ? 0 : -1;
+}
+
+static void finish(struct pubsub *ps)
+{
+	if (ps->finished)
+		return;
+	ps->finished = true;
+	uv_signal_stop(&ps->sigint);
+	uv_close((uv_handle_t *)&ps->sigint, NULL);
+	uv_timer_stop(&ps->ping);
+	uv_close((uv_handle_t *)&ps->ping, NULL);
+	uv_timer_stop(&ps->retry);
+	uv_close((uv_handle_t *)&ps->retry, NULL);
+	net_loop_close(&ps->nl);
+}
+
+static void connect_current(struct pubsub *ps)
+{
+	ps->m.o->host = ps->hosts[ps->cur];
+	ps->m.o->port = ps->ports[ps->cur];
+	ps->m.is_connected = ps->m.is_closed = ps->m.said_bye = false;
+	ps->m.close_why[0] = 0;
+	ps->pinged = false;
+	if (cli_mqtt_connect(&ps->m, &ps->nl, ps->ctx, ps->m.o)) {
+		ps->exit_code = 1;
+		finish(ps);
+	}
+}
+
+static void on_retry(uv_timer_t *t)
+{
+	struct pubsub *ps = t->data;
+	if (!ps->stopping)
+		connect_current(ps);
+}
 
 static void on_sigint(uv_signal_t *h, int sig)
 {
+	(void)sig;
 	struct pubsub *ps = h->data;
 	uv_signal_stop(h);
-	cli_mqtt_disconnect(&ps->m);
+	ps->stopping = true;
+	if (ps->m.conn && !ps->m.is_closed)
+		cli_mqtt_disconnect(&ps->m);
+	else /* between two attempts */
+		finish(ps);
 }
 
 static void on_ping(uv_timer_t *t)
@@ -84,12 +174,23 @@ static void on_packet(struct cli_mqtt *m, const struct mqtt_packet *pkt)
 	switch (pkt->type) {
 	case MQTT_CONNACK:
 		if (pkt->reason) {
-			fprintf(stderr, "kizuna: connection refused: 0x%02X %s%s%.*s\n", pkt->reason,
-				mqtt_rc_name(pkt->reason), pkt->props.reason_string.len ? ": " : "",
+			fprintf(stderr, "kizuna: connection refused by %s:%d: 0x%02X %s%s%.*s\n", m->o->host, m->o->port,
+				pkt->reason, mqtt_rc_name(pkt->reason), pkt->props.reason_string.len ? ": " : "",
 				(int)pkt->props.reason_string.len, (const char *)pkt->props.reason_string.p);
-			ps->exit_code = 1;
+			/* a node that is busy, going away or unavailable: another one may serve us */
+			bool elsewhere = pkt->reason == 0x88 || pkt->reason == 0x89 || pkt->reason == 0x9C ||
+					 pkt->reason == 0x9D;
+			if (!(elsewhere && ps->n_servers > 1))
+				ps->exit_code = 1;
 			return;
 		}
+		if (ps->n_servers > 1) {
+			fprintf(stderr, "kizuna: connected to %s:%d%s\n", m->o->host, m->o->port,
+				pkt->session_present ? " (session present)" : "");
+			if (!ps->is_sub)
+				ps->sent = ps->acked; /* what was not acknowledged goes again */
+		}
+		ps->failures = 0;
 		if (ps->is_sub) {
 			struct kz_buf list;
 			kz_buf_init(&list, 0);
@@ -180,7 +281,25 @@ static void on_packet(struct cli_mqtt *m, const struct mqtt_packet *pkt)
 static void on_closed(struct cli_mqtt *m)
 {
 	struct pubsub *ps = m->user;
-	if (!m->is_connected && !ps->exit_code) {
+	bool done = ps->stopping || ps->exit_code || m->said_bye ||
+		    (!ps->is_sub && (ps->m.o->qos ? ps->acked >= ps->repeat : ps->m.said_bye));
+	/* failover: another server of the list, in order, after a short wait (sub: for as long as
+	 * it runs; pub: MAX_FAILURES_PUB rounds over the list) */
+	if (!done && ps->n_servers > 1 &&
+	    (ps->is_sub || ps->failures < (unsigned)(MAX_FAILURES_PUB * ps->n_servers))) {
+		ps->failures++;
+		const char *h = ps->hosts[ps->cur];
+		int port = ps->ports[ps->cur];
+		ps->cur = (ps->cur + 1) % ps->n_servers;
+		unsigned round = ps->failures / (unsigned)ps->n_servers;
+		uint64_t wait = ps->failures % (unsigned)ps->n_servers ? 0 : (250u << (round < 3 ? round : 3));
+		fprintf(stderr, "kizuna: %s %s:%d (%s); trying %s:%d%s\n", m->is_connected ? "lost" : "could not reach", h,
+			port, m->close_why[0] ? m->close_why : "closed", ps->hosts[ps->cur], ps->ports[ps->cur],
+			wait ? " after a pause" : "");
+		uv_timer_start(&ps->retry, on_retry, wait, 0);
+		return;
+	}
+	if (!m->is_connected && !ps->exit_code && !ps->stopping) {
 		fprintf(stderr, "kizuna: connection to %s:%d closed before CONNACK: %s\n", m->o->host, m->o->port,
 			m->close_why[0] ? m->close_why : "the node closed it (see its log)");
 		ps->exit_code = 1;
@@ -194,11 +313,7 @@ static void on_closed(struct cli_mqtt *m)
 					"messages\n");
 		ps->exit_code = 1;
 	}
-	uv_signal_stop(&ps->sigint);
-	uv_close((uv_handle_t *)&ps->sigint, NULL);
-	uv_timer_stop(&ps->ping);
-	uv_close((uv_handle_t *)&ps->ping, NULL);
-	net_loop_close(&ps->nl);
+	finish(ps);
 }
 
 static int run(struct pubsub *ps, struct cli_opts *o)
@@ -213,6 +328,9 @@ static int run(struct pubsub *ps, struct cli_opts *o)
 	uv_signal_start(&ps->sigint, on_sigint, SIGINT);
 	uv_timer_init(&ps->loop, &ps->ping);
 	ps->ping.data = ps;
+	uv_timer_init(&ps->loop, &ps->retry);
+	ps->retry.data = ps;
+	ps->ctx = ctx;
 	if (o->keep_alive) {
 		uint64_t every = (uint64_t)o->keep_alive * 500;
 		uv_timer_start(&ps->ping, on_ping, every, every);
@@ -220,13 +338,12 @@ static int run(struct pubsub *ps, struct cli_opts *o)
 	ps->m.on_packet = on_packet;
 	ps->m.on_closed = on_closed;
 	ps->m.user = ps;
-	if (cli_mqtt_connect(&ps->m, &ps->nl, ctx, o)) {
-		SSL_CTX_free(ctx);
-		return 1;
-	}
+	ps->m.o = o;
+	connect_current(ps);
 	uv_run(&ps->loop, UV_RUN_DEFAULT);
 	uv_loop_close(&ps->loop);
 	SSL_CTX_free(ctx);
+	free(ps->server_list);
 	return ps->exit_code;
 }
 
@@ -278,6 +395,11 @@ int cli_sub_main(int argc, char **argv)
 	int orc = cli_opts_finish(&o, data, "sub");
 	if (orc)
 		return orc;
+	if (parse_servers(&ps, o.host, o.port)) {
+		fprintf(stderr, "kizuna sub: bad -h '%s': HOST[:PORT] separated by commas, at most 16\n", o.host);
+		free(ps.server_list);
+		return 2;
+	}
 	return run(&ps, &o);
 }
 
@@ -354,6 +476,12 @@ int cli_pub_main(int argc, char **argv)
 	ps.topics = topics;
 	ps.n_topics = 1;
 	int rc = cli_opts_finish(&o, data, "pub");
+	if (!rc && parse_servers(&ps, o.host, o.port)) {
+		fprintf(stderr, "kizuna pub: bad -h '%s': HOST[:PORT] separated by commas, at most 16\n", o.host);
+		free(ps.server_list);
+		ps.server_list = NULL;
+		rc = 2;
+	}
 	if (!rc)
 		rc = run(&ps, &o);
 	free(buf);
