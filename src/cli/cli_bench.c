@@ -17,6 +17,7 @@
 
 struct bench_cfg {
 	struct cli_opts o;
+	struct cli_opts so; /* the subscribers' (another node of a cluster with --sub-port) */
 	int pubs, subs, threads, size, duration_s, qos;
 	long rate; /* total msgs/s, 0 = flat out */
 	int broker_pid;
@@ -266,7 +267,8 @@ static void usage(void)
 	       "                  Maximum in MQTT 5, 64 in 3.1.1); 'none' floods without waiting\n"
 	       "  --duration S    measured seconds after a 1 s warm-up (default 10)\n"
 	       "  --topic T       topic prefix (default bench)\n"
-	       "  --broker-pid P  read the broker's CPU time from /proc/P/stat\n" CLI_COMMON_HELP
+	       "  --broker-pid P  read the broker's CPU time from /proc/P/stat\n"
+	       "  --sub-port P    subscribers connect to this port (another node of a cluster)\n" CLI_COMMON_HELP
 	       "\nPrints: delivered msgs/s, broker CPU µs per delivered message (per acknowledged one\n"
 	       "without subscribers), publish-to-delivery latency p50/p99/p99.9; with QoS 1 also\n"
 	       "acknowledged msgs/s and publish-to-PUBACK latency (ack_us_p50, ack_p99).\n");
@@ -294,13 +296,14 @@ int cli_bench_main(int argc, char **argv)
 		{ "size", required_argument, NULL, 2004 }, { "rate", required_argument, NULL, 2005 },
 		{ "duration", required_argument, NULL, 2006 }, { "topic", required_argument, NULL, 2007 },
 		{ "broker-pid", required_argument, NULL, 2008 }, { "window", required_argument, NULL, 2009 },
+		{ "sub-port", required_argument, NULL, 2010 },
 		{ "help", no_argument, NULL, 'H' }, { NULL, 0, NULL, 0 } };
 	struct bench_cfg cfg = { .pubs = 4, .subs = 4, .threads = 2, .size = 100, .duration_s = 10,
 				 .topic = "bench" };
 	cli_opts_default(&cfg.o);
 	cfg.o.keep_alive = 300;
 	const char *data = NULL;
-	int c;
+	int c, sub_port = 0;
 	optind = 2;
 	while ((c = getopt_long(argc, argv, CLI_COMMON_SHORT, opts, NULL)) != -1) {
 		int r = cli_opts_parse(&cfg.o, c, optarg);
@@ -320,6 +323,13 @@ int cli_bench_main(int argc, char **argv)
 		case 2006: cfg.duration_s = atoi(optarg); break;
 		case 2007: cfg.topic = optarg; break;
 		case 2008: cfg.broker_pid = atoi(optarg); break;
+		case 2010:
+			sub_port = atoi(optarg);
+			if (sub_port <= 0 || sub_port > 65535) {
+				fprintf(stderr, "kizuna bench: --sub-port wants a port\n");
+				return 2;
+			}
+			break;
 		case 2009:
 			cfg.no_window = strcmp(optarg, "none") == 0;
 			cfg.window = cfg.no_window ? 0 : atoi(optarg);
@@ -341,6 +351,9 @@ int cli_bench_main(int argc, char **argv)
 	int orc = cli_opts_finish(&cfg.o, data, "bench");
 	if (orc)
 		return orc;
+	cfg.so = cfg.o;
+	if (sub_port)
+		cfg.so.port = sub_port;
 	SSL_CTX *ctx = cli_tls_ctx(&cfg.o);
 	if (!ctx)
 		return 1;
@@ -379,7 +392,7 @@ int cli_bench_main(int argc, char **argv)
 		bc->m.user = bc;
 		if (bc->is_pub && cfg.qos && !(bc->sent_at = calloc(65536, sizeof *bc->sent_at)))
 			return 1;
-		if (cli_mqtt_connect(&bc->m, &t->nl, ctx, &cfg.o))
+		if (cli_mqtt_connect(&bc->m, &t->nl, ctx, bc->is_pub ? &cfg.o : &cfg.so))
 			return 1;
 	}
 	for (int i = 0; i < cfg.threads; i++)

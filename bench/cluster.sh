@@ -1,0 +1,128 @@
+#!/bin/bash
+# The cluster (docs/CLUSTER.md, issue 19 item 10): 3 nats-servers (JetStream, R3) and 3 kizuna
+# nodes on this machine (scripts/cluster-up), every nats-server also with its own MQTT listener
+# on the same JetStream cluster. In one run:
+#   1. QoS 1 acknowledged msgs/s and ack latency, publishers spread over the 3 nodes (one
+#      `kizuna bench mqtt` per node at once, MQTT 3.1.1 since nats-server's MQTT has no 5.0,
+#      TLS 1.3, client certificates), against nats-server's MQTT listeners the same way.
+#      kizuna acknowledges once its own log has synced AND JetStream (R3) has the record;
+#      nats-server once JetStream has it (not synced: JetStream 2.9 syncs every 2 minutes).
+#   2. cross-node delivery latency: publishers on node 1, subscribers on node 3, QoS 1 at
+#      500 msgs/s (kizuna; then nats-server's MQTT, s1 -> s3).
+#   3. clients served again after a node is killed: kill -9 node 1, then time `kizuna pub -h
+#      node1,node2,node3 -q 1` to its PUBACK (connection refused, the next node, TLS,
+#      CONNACK, PUBACK); node 1 restarted between rounds.
+# CPU: user+system time of all 6 processes over each run of 1.
+# Usage: bench/cluster.sh [duration-seconds] [kill-rounds]   (env KZ=path/to/kizuna)
+set -u
+DUR=${1:-10}
+ROUNDS=${2:-5}
+ROOT=$(cd "$(dirname "$0")/.." && pwd)
+KZ=${KZ:-$ROOT/build/src/cli/kizuna}
+D=$(mktemp -d /tmp/kz-bench-cluster-XXXXXX)
+BASE=$(/usr/bin/python3 - <<'PY'
+import random, socket
+for _ in range(50):
+    b = random.randrange(20000, 60000, 100)
+    ok = True
+    for p in range(b, b + 60):
+        s = socket.socket()
+        try:
+            s.bind(("127.0.0.1", p))
+        except OSError:
+            ok = False
+        s.close()
+        if not ok:
+            break
+    if ok:
+        print(b)
+        break
+PY
+)
+trap '"$ROOT/scripts/cluster-down" "$D" > /dev/null 2>&1; rm -rf "$D"' EXIT
+KZ_NATS_MQTT=1 KZ="$KZ" KZ_NODE_CONF="limits.identity = default connections=0 publish_rate=0 publish_bytes=0 https_rate=0
+log_level = warn" "$ROOT/scripts/cluster-up" "$D" "$BASE" > /dev/null || { echo "cluster-up failed"; exit 1; }
+for i in 1 2 3; do
+	for _ in $(seq 300); do grep -q "JetStream answers" "$D/n$i/serve.log" 2>/dev/null && break; sleep 0.1; done
+done
+sleep 2
+P=$D/n1/pki
+TLS=(--cafile "$P/ca.pem" --cert "$P/admin.pem" --key "$P/admin.key")
+pids_of() { # kizuna|nats -> the pids of the nodes or the servers
+	if [ "$1" = kizuna ]; then sed -n 4,6p "$D/pids"; else sed -n 1,3p "$D/pids"; fi
+}
+cpu_ticks() { # pid... -> the sum of utime + stime
+	local t=0 p
+	for p in "$@"; do t=$((t + $(awk '{print $14 + $15}' "/proc/$p/stat" 2>/dev/null || echo 0))); done
+	echo $t
+}
+field() { echo "$1" | tr ' ' '\n' | grep "^$2=" | cut -d= -f2; }
+ratio() { /usr/bin/python3 -c "a,b=float('$1' or 0),float('$2' or 0);print('%.2f'%(a/b) if b else 'n/a')"; }
+
+# 1. acknowledged QoS 1, 6 publishers on each of the 3 nodes (18), no subscribers
+spread() { # name port1 port2 port3 -> "acked/s p50 p99 cpu_us_per_msg"
+	local name=$1; shift
+	local pids c0 c1 k
+	pids="$(pids_of kizuna) $(pids_of nats)" # the whole cluster: kizuna's records go through JetStream too
+	c0=$(cpu_ticks $pids)
+	for k in 0 1 2; do
+		"$KZ" bench mqtt -h 127.0.0.1 -p "${@:$((k + 1)):1}" "${TLS[@]}" -V 311 --duration "$DUR" --pubs 6 --subs 0 \
+			--qos 1 --size 100 --threads 1 --topic "b$k" > "$D/$name-$k.out" 2>&1 &
+	done
+	wait
+	c1=$(cpu_ticks $pids)
+	/usr/bin/python3 - "$D" "$name" "$DUR" "$((c1 - c0))" "$(getconf CLK_TCK)" <<'PY'
+import sys, re
+d, name, dur, ticks, hz = sys.argv[1], sys.argv[2], float(sys.argv[3]), int(sys.argv[4]), int(sys.argv[5])
+acked, p50, p99 = 0.0, [], []
+for k in range(3):
+    t = open("%s/%s-%d.out" % (d, name, k)).read()
+    kv = dict(re.findall(r"(\w+)=([\d.]+)", t))
+    acked += float(kv.get("acked_per_s", 0))
+    p50.append(float(kv.get("ack_us_p50", 0)))
+    p99.append(float(kv.get("ack_p99", 0)))
+# the CPU over the whole run (1 s warm-up included) per message acknowledged in the measured part
+cpu = ticks / hz * 1e6 / (acked * dur) if acked else 0
+print("%.0f %.0f %.0f %.1f" % (acked, max(p50), max(p99), cpu))
+PY
+}
+K=$(spread kizuna $((BASE + 30)) $((BASE + 31)) $((BASE + 32)))
+N=$(spread nats $((BASE + 50)) $((BASE + 51)) $((BASE + 52)))
+echo "# cluster: 3 nats-servers 2.9 (JetStream R3) + 3 kizuna nodes, loopback, $(nproc) cores, $DUR s per run"
+echo "# 1. QoS 1, 18 publishers (6 per node), 100-byte payloads, window 64, MQTT 3.1.1 over TLS 1.3"
+printf '%-34s %10s %12s %12s %16s\n' "" acked/s ack_p50_us ack_p99_us cpu_us/msg
+printf '%-34s %10s %12s %12s %16s\n' "kizuna (own fsync + JetStream R3)" $K
+printf '%-34s %10s %12s %12s %16s\n' "nats-server MQTT (JetStream R3)" $N
+echo "kizuna/nats acked: $(ratio "$(echo $K | cut -d' ' -f1)" "$(echo $N | cut -d' ' -f1)")"
+echo "  (p50, p99: the highest of the three load generators'; cpu: all 6 processes, per acknowledged message)"
+
+# 2. cross-node delivery, 2000 msgs/s QoS 1, 4 publishers on node 1, 4 subscribers on node 3
+cross() { # label pub-port sub-port
+	"$KZ" bench mqtt -h 127.0.0.1 -p "$2" --sub-port "$3" "${TLS[@]}" -V 311 --duration "$DUR" --pubs 4 --subs 4 \
+		--qos 1 --rate 500 --size 100 --topic cross 2>&1 | tr '\n' ' '
+}
+kc=$(cross kizuna $((BASE + 30)) $((BASE + 32)))
+nc=$(cross nats $((BASE + 50)) $((BASE + 52)))
+echo "# 2. cross-node delivery: 4 publishers on node 1 / s1, 4 subscribers on node 3 / s3, QoS 1, 500 msgs/s"
+printf '%-34s %12s %12s %12s %12s\n' "" delivered/s p50_us p99_us p999_us
+printf '%-34s %12s %12s %12s %12s\n' "kizuna node 1 -> node 3" "$(field "$kc" delivered_per_s)" "$(field "$kc" latency_us_p50)" "$(field "$kc" p99)" "$(field "$kc" p99.9)"
+printf '%-34s %12s %12s %12s %12s\n' "nats-server MQTT s1 -> s3" "$(field "$nc" delivered_per_s)" "$(field "$nc" latency_us_p50)" "$(field "$nc" p99)" "$(field "$nc" p99.9)"
+
+# 3. served again after kill -9 of node 1
+echo "# 3. kill -9 node 1, then kizuna pub -h node1,node2,node3 -q 1 until its PUBACK ($ROUNDS rounds)"
+times=()
+for r in $(seq "$ROUNDS"); do
+	n1=$(sed -n 4p "$D/pids")
+	kill -9 "$n1"; wait "$n1" 2>/dev/null
+	t0=$(date +%s.%N)
+	"$KZ" pub -h "127.0.0.1:$((BASE + 30)),127.0.0.1:$((BASE + 31)),127.0.0.1:$((BASE + 32))" "${TLS[@]}" -q 1 \
+		-t failover/x -m "round $r" > /dev/null 2>&1 || echo "round $r: pub failed"
+	t1=$(date +%s.%N)
+	times+=("$(/usr/bin/python3 -c "print('%.3f' % ($t1 - $t0))")")
+	# node 1 again, for the next round
+	"$KZ" serve --config "$D/n1/kizuna.conf" >> "$D/n1/serve.log" 2>&1 &
+	sed -i "4s/.*/$!/" "$D/pids"
+	for _ in $(seq 300); do [ "$(grep -c "JetStream answers" "$D/n1/serve.log")" -gt "$r" ] && break; sleep 0.1; done
+	sleep 1
+done
+echo "served again after (s): ${times[*]}  (max $(printf '%s\n' "${times[@]}" | sort -n | tail -1))"
