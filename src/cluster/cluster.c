@@ -643,7 +643,7 @@ static void *follower(void *arg)
 	struct kz_cluster *c = arg;
 	natsSubscription *sub = NULL;
 	unsigned idle = 0;
-	bool last_ok = true;
+	bool last_ok = true, caught = false;
 	char durable[96];
 	snprintf(durable, sizeof durable, "kz-node-%s", c->cfg.node_id);
 	for (;;) {
@@ -673,7 +673,10 @@ static void *follower(void *arg)
 		natsMsgList list = { 0 };
 		jsErrCode jerr = 0;
 		uint64_t t0 = kz_now_wall_ns();
-		natsStatus s = natsSubscription_Fetch(&list, sub, 256, 500, &jerr);
+		/* caught up: ask for one, which returns as soon as a record arrives (a request for
+		 * 256 would wait for 256 or the timeout); behind: up to 256 of what is there */
+		natsStatus s = natsSubscription_Fetch(&list, sub, caught ? 1 : 256, 500, &jerr);
+		caught = s == NATS_TIMEOUT || (s == NATS_OK && list.Count < (caught ? 2 : 256) && batch_was_all(&list));
 		if (s == NATS_OK) {
 			bool ok = follow_batch(c, &list);
 			if (ok && last_ok && batch_was_all(&list))
@@ -746,7 +749,7 @@ int kz_cluster_start(const struct kz_cluster_config *cfg, struct kz_cluster **ou
 	}
 	if (cfg->follow && pthread_create(&c->fthread, NULL, follower, c) == 0)
 		c->fstarted = true;
-	if (cfg->session && pthread_create(&c->kthread, NULL, kz_cluster_sessions_thread, c) == 0)
+	if ((cfg->session || cfg->trust) && pthread_create(&c->kthread, NULL, kz_cluster_sessions_thread, c) == 0)
 		c->kstarted = true;
 	*out = c;
 	return KZ_OK;
@@ -798,7 +801,9 @@ void kz_cluster_stats(struct kz_cluster *c, struct kz_cluster_stats *out)
 	out->confirmed_seq = c->conf_local;
 	out->pending = c->next_origin - c->head_origin;
 	out->connected = atomic_load(&c->connected);
-	out->session_queue = c->n_puts;
+	out->session_queue = c->queues[KV_SESSIONS].n;
+	out->trust_puts = atomic_load(&c->trust_puts);
+	out->trust_updates = atomic_load(&c->trust_updates);
 	out->session_puts = atomic_load(&c->kv_puts);
 	out->session_updates = atomic_load(&c->kv_updates);
 	out->session_errors = atomic_load(&c->kv_errors);

@@ -39,7 +39,10 @@ struct kz_cluster_config {
 	 * bucket, the whole bucket first and then each change in order (this node's own writes
 	 * too), on the cluster's session thread. NULL: this node shares no sessions. */
 	void (*session)(void *arg, const uint8_t *value, size_t n);
-	void *session_arg;
+	/* Trust documents (bucket KZ_TRUST, docs/CLUSTER.md "Trust across the cluster"): every
+	 * value with its key, the same way. NULL: this node takes none. */
+	void (*trust)(void *arg, const char *key, const uint8_t *value, size_t n);
+	void *session_arg;            /* of session and trust */
 	void *arg;                    /* of confirmed and follow */
 };
 
@@ -60,6 +63,7 @@ struct kz_cluster_stats {
 	uint64_t followed, duplicates; /* records of other nodes taken; dropped as already here */
 	uint64_t session_puts, session_updates, session_errors; /* KZ_SESSIONS writes, changes read, failures */
 	size_t session_queue;      /* session writes waiting for JetStream */
+	uint64_t trust_puts, trust_updates; /* KZ_TRUST writes, changes read */
 	bool connected, quorum;    /* quorum: no publish has waited longer than publish_timeout_ms */
 };
 void kz_cluster_stats(struct kz_cluster *c, struct kz_cluster_stats *out);
@@ -75,6 +79,8 @@ void kz_cluster_followed(struct kz_cluster *c, int status);
 /* Writes value under key in KZ_SESSIONS, soon (any thread, never blocks: a queue of the
  * newest value per key, written by the session thread; it is kept while JetStream is away). */
 void kz_cluster_session_put(struct kz_cluster *c, const char *key, const uint8_t *value, size_t n);
+/* Writes value under key in KZ_TRUST, the same way. */
+void kz_cluster_trust_put(struct kz_cluster *c, const char *key, const uint8_t *value, size_t n);
 /* The wall time (Unix ns) at which this node last had in its log every record the stream held
  * (0: not yet since start). */
 uint64_t kz_cluster_caught_up_ns(struct kz_cluster *c);

@@ -54,14 +54,14 @@ struct kz_cluster {
 	pthread_cond_t fcond;
 	pthread_mutex_t save_lock;  /* the replicator and the follower both write cluster.state */
 	_Atomic uint64_t caught_up_ns; /* wall time at which this node had every record the stream held */
-	/* shared sessions (cluster_kv.c) */
+	/* KV buckets (cluster_kv.c): shared sessions, trust documents */
 	pthread_t kthread;
 	bool kstarted;
-	struct kv_put *puts;        /* under lock: waiting to be written, one per key */
-	size_t n_puts, cap_puts;
+	struct kv_queue { struct kv_put *v; size_t n, cap; } queues[2]; /* under lock: one per key */
 	atomic_bool sessions_synced; /* the whole bucket was read once */
-	_Atomic uint64_t kv_puts, kv_updates, kv_errors;
+	_Atomic uint64_t kv_puts, kv_updates, kv_errors, trust_puts, trust_updates;
 };
+enum { KV_SESSIONS, KV_TRUST };
 
 /* cluster_kv.c */
 void *kz_cluster_sessions_thread(void *arg);

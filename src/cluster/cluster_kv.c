@@ -1,7 +1,8 @@
-/* cluster_kv.c — shared sessions on the KV bucket KZ_SESSIONS (docs/CLUSTER.md "Sessions and
- * retained messages"). One thread per node: it writes the queued values (the newest per key)
- * and watches the bucket, handing every value to the node in revision order. What the values
- * mean (owners, epochs, takeovers) is the node's business; this file only moves bytes.
+/* cluster_kv.c — the KV buckets KZ_SESSIONS (shared sessions, docs/CLUSTER.md "Sessions and
+ * retained messages") and KZ_TRUST (the signed revocation list and policy, "Trust across the
+ * cluster"). One thread per node: it writes the queued values (the newest per key) and
+ * watches both buckets, handing every value to the node in revision order. What the values
+ * mean (owners, epochs, signatures) is the node's business; this file only moves bytes.
  *
  *   WAIT (JetStream not ready) --> OPEN (create or bind the bucket, start a watcher)
  *     --> RUN (write the queue; read the watcher 100 ms at a time)
@@ -13,8 +14,10 @@
 #include <stdlib.h>
 #include <string.h>
 
-#define BUCKET "KZ_SESSIONS"
 #define MAX_QUEUED 65536
+
+static const char *const BUCKETS[2] = { "KZ_SESSIONS", "KZ_TRUST" };
+static const int HISTORY[2] = { 1, 5 };
 
 struct kv_put {
 	char *key;
@@ -22,8 +25,9 @@ struct kv_put {
 	size_t n;
 };
 
-void kz_cluster_session_put(struct kz_cluster *c, const char *key, const uint8_t *value, size_t n)
+static void queue_put(struct kz_cluster *c, int b, const char *key, const uint8_t *value, size_t n)
 {
+	struct kv_queue *q = &c->queues[b];
 	uint8_t *v = malloc(n ? n : 1);
 	char *k = strdup(key);
 	if (!v || !k) {
@@ -34,45 +38,57 @@ void kz_cluster_session_put(struct kz_cluster *c, const char *key, const uint8_t
 	}
 	memcpy(v, value, n);
 	pthread_mutex_lock(&c->lock);
-	for (size_t i = 0; i < c->n_puts; i++) {
-		if (strcmp(c->puts[i].key, key) == 0) { /* only the newest value matters */
-			free(c->puts[i].value);
-			c->puts[i].value = v;
-			c->puts[i].n = n;
+	for (size_t i = 0; i < q->n; i++) {
+		if (strcmp(q->v[i].key, key) == 0) { /* only the newest value matters */
+			free(q->v[i].value);
+			q->v[i].value = v;
+			q->v[i].n = n;
 			pthread_mutex_unlock(&c->lock);
 			free(k);
 			return;
 		}
 	}
-	if (c->n_puts == c->cap_puts && c->cap_puts < MAX_QUEUED) {
-		size_t cap = c->cap_puts ? c->cap_puts * 2 : 64;
-		struct kv_put *np = realloc(c->puts, cap * sizeof *np);
+	if (q->n == q->cap && q->cap < MAX_QUEUED) {
+		size_t cap = q->cap ? q->cap * 2 : 64;
+		struct kv_put *np = realloc(q->v, cap * sizeof *np);
 		if (np) {
-			c->puts = np;
-			c->cap_puts = cap;
+			q->v = np;
+			q->cap = cap;
 		}
 	}
-	if (c->n_puts == c->cap_puts) {
+	if (q->n == q->cap) {
 		pthread_mutex_unlock(&c->lock);
 		free(v);
 		free(k);
 		atomic_fetch_add(&c->kv_errors, 1);
-		kz_warn("cluster: %d session writes wait for JetStream: dropped one", MAX_QUEUED);
+		kz_warn("cluster: %d writes to %s wait for JetStream: dropped one", MAX_QUEUED, BUCKETS[b]);
 		return;
 	}
-	c->puts[c->n_puts++] = (struct kv_put){ k, v, n };
+	q->v[q->n++] = (struct kv_put){ k, v, n };
 	pthread_mutex_unlock(&c->lock);
+}
+
+void kz_cluster_session_put(struct kz_cluster *c, const char *key, const uint8_t *value, size_t n)
+{
+	queue_put(c, KV_SESSIONS, key, value, n);
+}
+
+void kz_cluster_trust_put(struct kz_cluster *c, const char *key, const uint8_t *value, size_t n)
+{
+	queue_put(c, KV_TRUST, key, value, n);
 }
 
 void kz_cluster_puts_free(struct kz_cluster *c)
 {
-	for (size_t i = 0; i < c->n_puts; i++) {
-		free(c->puts[i].key);
-		free(c->puts[i].value);
+	for (int b = 0; b < 2; b++) {
+		struct kv_queue *q = &c->queues[b];
+		for (size_t i = 0; i < q->n; i++) {
+			free(q->v[i].key);
+			free(q->v[i].value);
+		}
+		free(q->v);
+		memset(q, 0, sizeof *q);
 	}
-	free(c->puts);
-	c->puts = NULL;
-	c->n_puts = c->cap_puts = 0;
 }
 
 bool kz_cluster_sessions_synced(struct kz_cluster *c)
@@ -80,56 +96,78 @@ bool kz_cluster_sessions_synced(struct kz_cluster *c)
 	return atomic_load(&c->sessions_synced);
 }
 
-static kvStore *open_bucket(struct kz_cluster *c)
+static kvStore *open_bucket(struct kz_cluster *c, int b)
 {
 	kvConfig kc;
 	kvConfig_Init(&kc);
-	kc.Bucket = BUCKET;
-	kc.Description = "kizuna persistent MQTT sessions (docs/CLUSTER.md)";
-	kc.History = 1;
+	kc.Bucket = BUCKETS[b];
+	kc.Description = b == KV_SESSIONS ? "kizuna MQTT sessions (docs/CLUSTER.md)" :
+					    "kizuna revocation list and signed policy (docs/CLUSTER.md)";
+	kc.History = (uint8_t)HISTORY[b];
 	kc.StorageType = js_FileStorage;
 	kc.Replicas = (int)c->cfg.replicas;
 	kvStore *kv = NULL;
 	if (js_CreateKeyValue(&kv, c->js, &kc) == NATS_OK)
 		return kv;
-	if (js_KeyValue(&kv, c->js, BUCKET) == NATS_OK) /* there, with another configuration */
+	if (js_KeyValue(&kv, c->js, BUCKETS[b]) == NATS_OK) /* there, with another configuration */
 		return kv;
 	return NULL;
 }
 
-/* Writes the queue; false when a write failed (what is left stays queued). */
-static bool write_queue(struct kz_cluster *c, kvStore *kv)
+/* Writes bucket b's queue; false when a write failed (what is left stays queued). */
+static bool write_queue(struct kz_cluster *c, int b, kvStore *kv)
 {
+	struct kv_queue *q = &c->queues[b];
 	for (;;) {
 		pthread_mutex_lock(&c->lock);
-		if (c->n_puts == 0) {
+		if (q->n == 0) {
 			pthread_mutex_unlock(&c->lock);
 			return true;
 		}
-		struct kv_put p = c->puts[0];
-		c->puts[0] = c->puts[--c->n_puts];
+		struct kv_put p = q->v[0];
+		q->v[0] = q->v[--q->n];
 		pthread_mutex_unlock(&c->lock);
 		natsStatus s = kvStore_Put(NULL, kv, p.key, p.value, (int)p.n);
 		if (s != NATS_OK) {
 			atomic_fetch_add(&c->kv_errors, 1);
 			/* back into the queue unless a newer value came meanwhile */
-			kz_cluster_session_put(c, p.key, p.value, p.n);
+			pthread_mutex_lock(&c->lock);
+			bool newer = false;
+			for (size_t i = 0; i < q->n && !newer; i++)
+				newer = strcmp(q->v[i].key, p.key) == 0;
+			pthread_mutex_unlock(&c->lock);
+			if (!newer)
+				queue_put(c, b, p.key, p.value, p.n);
 			free(p.key);
 			free(p.value);
 			return false;
 		}
-		atomic_fetch_add(&c->kv_puts, 1);
+		atomic_fetch_add(b == KV_SESSIONS ? &c->kv_puts : &c->trust_puts, 1);
 		free(p.key);
 		free(p.value);
+	}
+}
+
+static void deliver(struct kz_cluster *c, int b, kvEntry *e)
+{
+	if (kvEntry_Operation(e) != kvOp_Put)
+		return;
+	if (b == KV_SESSIONS && c->cfg.session) {
+		atomic_fetch_add(&c->kv_updates, 1);
+		c->cfg.session(c->cfg.session_arg, kvEntry_Value(e), (size_t)kvEntry_ValueLen(e));
+	} else if (b == KV_TRUST && c->cfg.trust) {
+		atomic_fetch_add(&c->trust_updates, 1);
+		c->cfg.trust(c->cfg.session_arg, kvEntry_Key(e), kvEntry_Value(e), (size_t)kvEntry_ValueLen(e));
 	}
 }
 
 void *kz_cluster_sessions_thread(void *arg)
 {
 	struct kz_cluster *c = arg;
-	kvStore *kv = NULL;
-	kvWatcher *w = NULL;
-	bool warned = false, announced = false;
+	kvStore *kv[2] = { NULL, NULL };
+	kvWatcher *w[2] = { NULL, NULL };
+	bool warned[2] = { false, false }, announced[2] = { false, false };
+	int want = c->cfg.trust ? 2 : 1;
 	for (;;) {
 		pthread_mutex_lock(&c->lock);
 		bool stop = c->stop;
@@ -140,45 +178,48 @@ void *kz_cluster_sessions_thread(void *arg)
 			nats_Sleep(100);
 			continue;
 		}
-		if (!kv && !(kv = open_bucket(c))) {
-			if (!warned)
-				kz_warn("cluster: cannot open the session bucket %s (%s); retrying", BUCKET,
-					nats_GetLastError(NULL) ? nats_GetLastError(NULL) : "no answer");
-			warned = true;
-			nats_Sleep(500);
-			continue;
-		}
-		if (!w && kvStore_WatchAll(&w, kv, NULL) != NATS_OK) {
-			w = NULL;
-			kvStore_Destroy(kv);
-			kv = NULL;
-			nats_Sleep(500);
-			continue;
-		}
-		if (warned || !announced)
-			kz_info("cluster: sharing sessions in %s", BUCKET);
-		warned = false;
-		announced = true;
-		bool ok = write_queue(c, kv);
-		kvEntry *e = NULL;
-		natsStatus s = ok ? kvWatcher_Next(&e, w, 100) : NATS_ERR;
-		if (s == NATS_OK && !e) {
-			atomic_store(&c->sessions_synced, true); /* the end of the bucket's current values */
-		} else if (s == NATS_OK) {
-			if (kvEntry_Operation(e) == kvOp_Put && c->cfg.session) {
-				atomic_fetch_add(&c->kv_updates, 1);
-				c->cfg.session(c->cfg.session_arg, kvEntry_Value(e), (size_t)kvEntry_ValueLen(e));
+		for (int b = 0; b < want; b++) {
+			if (!kv[b] && !(kv[b] = open_bucket(c, b))) {
+				if (!warned[b])
+					kz_warn("cluster: cannot open the bucket %s (%s); retrying", BUCKETS[b],
+						nats_GetLastError(NULL) ? nats_GetLastError(NULL) : "no answer");
+				warned[b] = true;
+				nats_Sleep(250);
+				continue;
 			}
-			kvEntry_Destroy(e);
-		} else if (s != NATS_TIMEOUT) {
-			kvWatcher_Destroy(w);
-			w = NULL;
-			kvStore_Destroy(kv);
-			kv = NULL;
-			nats_Sleep(250);
+			if (!w[b] && kvStore_WatchAll(&w[b], kv[b], NULL) != NATS_OK) {
+				w[b] = NULL;
+				kvStore_Destroy(kv[b]);
+				kv[b] = NULL;
+				nats_Sleep(250);
+				continue;
+			}
+			if (warned[b] || !announced[b])
+				kz_info("cluster: %s in %s", b == KV_SESSIONS ? "sharing sessions" : "sharing trust documents",
+					BUCKETS[b]);
+			warned[b] = false;
+			announced[b] = true;
+			bool ok = write_queue(c, b, kv[b]);
+			kvEntry *e = NULL;
+			natsStatus s = ok ? kvWatcher_Next(&e, w[b], want == 2 ? 50 : 100) : NATS_ERR;
+			if (s == NATS_OK && !e) {
+				if (b == KV_SESSIONS)
+					atomic_store(&c->sessions_synced, true); /* the end of the current values */
+			} else if (s == NATS_OK) {
+				deliver(c, b, e);
+				kvEntry_Destroy(e);
+			} else if (s != NATS_TIMEOUT) {
+				kvWatcher_Destroy(w[b]);
+				w[b] = NULL;
+				kvStore_Destroy(kv[b]);
+				kv[b] = NULL;
+				nats_Sleep(250);
+			}
 		}
 	}
-	kvWatcher_Destroy(w);
-	kvStore_Destroy(kv);
+	for (int b = 0; b < 2; b++) {
+		kvWatcher_Destroy(w[b]);
+		kvStore_Destroy(kv[b]);
+	}
 	return NULL;
 }

@@ -41,9 +41,12 @@ static uint32_t node_max_record_bytes(const struct node_config *cfg)
  * telling the broker what JetStream confirmed. */
 static _Atomic(struct kz_cluster *) node_cluster;
 
-static void node_batch_end(void *arg)
+static void node_batch_end(void *arg) { mqtt_broker_store_batch_end(arg); }
+
+/* After the batch is readable: the replicator reads it at once (not at its next poll). */
+static void node_durable(void *arg)
 {
-	mqtt_broker_store_batch_end(arg);
+	(void)arg;
 	struct kz_cluster *c = atomic_load(&node_cluster);
 	if (c)
 		kz_cluster_kick(c);
@@ -575,7 +578,7 @@ static int node_open(struct node *n)
 			 .fsync_interval_ms = cfg->store.fsync_interval_ms },
 		.index_path = indexdb, .rules = cfg->store.rules, .n_rules = cfg->store.n_rules,
 		.retention_interval_ms = cfg->store.retention_interval_ms,
-		.batch_end = node_batch_end, .batch_arg = b,
+		.batch_end = node_batch_end, .durable = node_durable, .batch_arg = b,
 	};
 	struct kz_reclog_recovery rec;
 	if (kz_store_open(&stcfg, &b->store, &rec, why, sizeof why)) {

@@ -66,6 +66,7 @@ struct kz_store {
 	_Atomic uint64_t durable_next;
 	_Atomic uint64_t pending_bytes;
 	void (*batch_end)(void *arg);
+	void (*durable)(void *arg);
 	void *batch_arg;
 	/* store thread */
 	pthread_t thread;
@@ -149,6 +150,8 @@ static void run_batch(struct kz_store *st)
 	 * knows its sequence number, which the replay seam relies on. */
 	if (!rc)
 		atomic_store_explicit(&st->durable_next, first + w->n, memory_order_release);
+	if (!rc && st->durable)
+		st->durable(st->batch_arg);
 	w->n = 0;
 	if (!rc && st->index_started) {
 		pthread_mutex_lock(&st->index_lock);
@@ -353,6 +356,7 @@ int kz_store_open(const struct kz_store_config *cfg, struct kz_store **out, stru
 	}
 	st->retention_ms = cfg->retention_interval_ms ? cfg->retention_interval_ms : 60000;
 	st->batch_end = cfg->batch_end;
+	st->durable = cfg->durable;
 	st->batch_arg = cfg->batch_arg;
 	if (!rc && cfg->index_path) {
 		struct kz_index_config icfg = { cfg->index_path, cfg->log.dir, cfg->log.max_record_bytes,

@@ -376,6 +376,9 @@ struct kz_store_config {
 	 * that callers can hand over what the callbacks gathered in one step. */
 	void (*batch_end)(void *arg);
 	void *batch_arg;
+	/* Called on the store thread once a batch is readable (durable_next advanced past it),
+	 * with batch_arg (NULL: none): for readers that tail the log (a cluster's replicator). */
+	void (*durable)(void *arg);
 };
 
 /* Sequence numbers below next were used (a persistent session acknowledged up to there):
