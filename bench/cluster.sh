@@ -13,10 +13,12 @@
 #      node1,node2,node3 -q 1` to its PUBACK (connection refused, the next node, TLS,
 #      CONNACK, PUBACK); node 1 restarted between rounds.
 # CPU: user+system time of all 6 processes over each run of 1.
-# Usage: bench/cluster.sh [duration-seconds] [kill-rounds]   (env KZ=path/to/kizuna)
+# Usage: bench/cluster.sh [duration-seconds] [kill-rounds]   (env KZ=path/to/kizuna;
+#   PARTS=123 runs all three parts, PARTS=2 the cross-node latency only, ...)
 set -u
 DUR=${1:-10}
 ROUNDS=${2:-5}
+PARTS=${PARTS:-123}
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 KZ=${KZ:-$ROOT/build/src/cli/kizuna}
 D=$(mktemp -d /tmp/kz-bench-cluster-XXXXXX)
@@ -40,8 +42,7 @@ for _ in range(50):
 PY
 )
 trap '"$ROOT/scripts/cluster-down" "$D" > /dev/null 2>&1; rm -rf "$D"' EXIT
-KZ_NATS_MQTT=1 KZ="$KZ" KZ_NODE_CONF="limits.identity = default connections=0 publish_rate=0 publish_bytes=0 https_rate=0
-log_level = warn" "$ROOT/scripts/cluster-up" "$D" "$BASE" > /dev/null || { echo "cluster-up failed"; exit 1; }
+KZ_NATS_MQTT=1 KZ="$KZ" KZ_NODE_CONF="limits.identity = default connections=0 publish_rate=0 publish_bytes=0 https_rate=0" "$ROOT/scripts/cluster-up" "$D" "$BASE" > /dev/null || { echo "cluster-up failed"; exit 1; }
 for i in 1 2 3; do
 	for _ in $(seq 300); do grep -q "JetStream answers" "$D/n$i/serve.log" 2>/dev/null && break; sleep 0.1; done
 done
@@ -86,27 +87,32 @@ cpu = ticks / hz * 1e6 / (acked * dur) if acked else 0
 print("%.0f %.0f %.0f %.1f" % (acked, max(p50), max(p99), cpu))
 PY
 }
+echo "# cluster: 3 nats-servers 2.9 (JetStream R3) + 3 kizuna nodes, loopback, $(nproc) cores, $DUR s per run"
+if [[ $PARTS == *1* ]]; then
 K=$(spread kizuna $((BASE + 30)) $((BASE + 31)) $((BASE + 32)))
 N=$(spread nats $((BASE + 50)) $((BASE + 51)) $((BASE + 52)))
-echo "# cluster: 3 nats-servers 2.9 (JetStream R3) + 3 kizuna nodes, loopback, $(nproc) cores, $DUR s per run"
 echo "# 1. QoS 1, 18 publishers (6 per node), 100-byte payloads, window 64, MQTT 3.1.1 over TLS 1.3"
 printf '%-34s %10s %12s %12s %16s\n' "" acked/s ack_p50_us ack_p99_us cpu_us/msg
 printf '%-34s %10s %12s %12s %16s\n' "kizuna (own fsync + JetStream R3)" $K
 printf '%-34s %10s %12s %12s %16s\n' "nats-server MQTT (JetStream R3)" $N
 echo "kizuna/nats acked: $(ratio "$(echo $K | cut -d' ' -f1)" "$(echo $N | cut -d' ' -f1)")"
 echo "  (p50, p99: the highest of the three load generators'; cpu: all 6 processes, per acknowledged message)"
+fi
 
 # 2. cross-node delivery, 2000 msgs/s QoS 1, 4 publishers on node 1, 4 subscribers on node 3
 cross() { # label pub-port sub-port
 	"$KZ" bench mqtt -h 127.0.0.1 -p "$2" --sub-port "$3" "${TLS[@]}" -V 311 --duration "$DUR" --pubs 4 --subs 4 \
 		--qos 1 --rate 500 --size 100 --topic cross 2>&1 | tr '\n' ' '
 }
+if [[ $PARTS == *2* ]]; then
 kc=$(cross kizuna $((BASE + 30)) $((BASE + 32)))
 nc=$(cross nats $((BASE + 50)) $((BASE + 52)))
 echo "# 2. cross-node delivery: 4 publishers on node 1 / s1, 4 subscribers on node 3 / s3, QoS 1, 500 msgs/s"
 printf '%-34s %12s %12s %12s %12s\n' "" delivered/s p50_us p99_us p999_us
 printf '%-34s %12s %12s %12s %12s\n' "kizuna node 1 -> node 3" "$(field "$kc" delivered_per_s)" "$(field "$kc" latency_us_p50)" "$(field "$kc" p99)" "$(field "$kc" p99.9)"
 printf '%-34s %12s %12s %12s %12s\n' "nats-server MQTT s1 -> s3" "$(field "$nc" delivered_per_s)" "$(field "$nc" latency_us_p50)" "$(field "$nc" p99)" "$(field "$nc" p99.9)"
+fi
+[[ $PARTS == *3* ]] || exit 0
 
 # 3. served again after kill -9 of node 1
 echo "# 3. kill -9 node 1, then kizuna pub -h node1,node2,node3 -q 1 until its PUBACK ($ROUNDS rounds)"

@@ -643,7 +643,7 @@ static void *follower(void *arg)
 	struct kz_cluster *c = arg;
 	natsSubscription *sub = NULL;
 	unsigned idle = 0;
-	bool last_ok = true, caught = false;
+	bool last_ok = true;
 	char durable[96];
 	snprintf(durable, sizeof durable, "kz-node-%s", c->cfg.node_id);
 	for (;;) {
@@ -673,10 +673,19 @@ static void *follower(void *arg)
 		natsMsgList list = { 0 };
 		jsErrCode jerr = 0;
 		uint64_t t0 = kz_now_wall_ns();
-		/* caught up: ask for one, which returns as soon as a record arrives (a request for
-		 * 256 would wait for 256 or the timeout); behind: up to 256 of what is there */
-		natsStatus s = natsSubscription_Fetch(&list, sub, caught ? 1 : 256, 500, &jerr);
-		caught = s == NATS_TIMEOUT || (s == NATS_OK && list.Count < (caught ? 2 : 256) && batch_was_all(&list));
+		/* up to 256 of what is there, without waiting; when nothing is, wait for one, which
+		 * returns as soon as a record arrives (a waiting request for 256 would wait for 256
+		 * or the timeout) */
+		jsFetchRequest fr;
+		jsFetchRequest_Init(&fr);
+		fr.Batch = 256;
+		fr.NoWait = true;
+		fr.Expires = (int64_t)500 * 1000000;
+		natsStatus s = natsSubscription_FetchRequest(&list, sub, &fr);
+		if (s != NATS_OK || list.Count == 0) {
+			natsMsgList_Destroy(&list);
+			s = natsSubscription_Fetch(&list, sub, 1, 500, &jerr);
+		}
 		if (s == NATS_OK) {
 			bool ok = follow_batch(c, &list);
 			if (ok && last_ok && batch_was_all(&list))

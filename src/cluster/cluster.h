@@ -42,7 +42,7 @@ struct kz_cluster_config {
 	/* Trust documents (bucket KZ_TRUST, docs/CLUSTER.md "Trust across the cluster"): every
 	 * value with its key, the same way. NULL: this node takes none. */
 	void (*trust)(void *arg, const char *key, const uint8_t *value, size_t n);
-	void *session_arg;            /* of session and trust */
+	void *session_arg, *trust_arg;
 	void *arg;                    /* of confirmed and follow */
 };
 

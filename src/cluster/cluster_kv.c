@@ -157,7 +157,7 @@ static void deliver(struct kz_cluster *c, int b, kvEntry *e)
 		c->cfg.session(c->cfg.session_arg, kvEntry_Value(e), (size_t)kvEntry_ValueLen(e));
 	} else if (b == KV_TRUST && c->cfg.trust) {
 		atomic_fetch_add(&c->trust_updates, 1);
-		c->cfg.trust(c->cfg.session_arg, kvEntry_Key(e), kvEntry_Value(e), (size_t)kvEntry_ValueLen(e));
+		c->cfg.trust(c->cfg.trust_arg, kvEntry_Key(e), kvEntry_Value(e), (size_t)kvEntry_ValueLen(e));
 	}
 }
 

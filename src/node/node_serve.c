@@ -1,6 +1,7 @@
 /* node_serve.c — `kizuna serve`: configuration, development PKI, broker, workers, signals. */
 #include "node/node_serve.h"
 #include "node/node_sessions.h"
+#include "node/node_trust.h"
 #include "node/node_config.h"
 #include "base/kz_err.h"
 #include "base/kz_log.h"
@@ -40,6 +41,8 @@ static uint32_t node_max_record_bytes(const struct node_config *cfg)
 /* The cluster's replicator (docs/CLUSTER.md): told when the store made records durable, and
  * telling the broker what JetStream confirmed. */
 static _Atomic(struct kz_cluster *) node_cluster;
+/* Trust shared through the cluster (node_trust.c): told of new lists and policies in force. */
+static _Atomic(struct node_trust *) node_trustshare;
 
 static void node_batch_end(void *arg) { mqtt_broker_store_batch_end(arg); }
 
@@ -190,6 +193,7 @@ static void policy_reload(const struct node_config *cfg, struct mqtt_broker *b, 
 	free(errs);
 	if (seq > node_policy_seq(cfg) && node_policy_seq_store(cfg, seq))
 		kz_warn("cannot write %s/policy.seq: %s", cfg->data_dir, strerror(errno));
+	node_trust_policy_in_force(atomic_load(&node_trustshare), seq);
 	policy_hold(held, np);
 	atomic_store_explicit(&b->policy, np, memory_order_release);
 	kz_info("SIGHUP: policy %s version %s in force (was %s): %u rules, %u identities", np->id, np->version,
@@ -352,6 +356,7 @@ static int crl_refresh(const struct node_config *cfg, struct mqtt_broker *b, str
 	atomic_store(&trust->revoked, r);
 	if (b) /* NULL at start: the broker takes the set from trust once it exists */
 		atomic_store(&b->revoked, r);
+	node_trust_crl_in_force(atomic_load(&node_trustshare), r);
 	if (st.st_ino)
 		kz_info("revocation list %s: %zu revoked certificates", cfg->tls_crl, r->n);
 	crl_fail(trust, h, NULL);
@@ -434,6 +439,7 @@ struct node {
 	struct net_server *srv;
 	struct kz_cluster *cluster;
 	struct node_sessions *sessions; /* shared through the cluster */
+	struct node_trust *trustshare;  /* the same */
 	sigset_t signals;
 	char logdir[1100];
 };
@@ -648,11 +654,22 @@ static int node_open(struct node *n)
 		}
 		cc.session = node_sessions_update_fn();
 		cc.session_arg = n->sessions;
+		if (!(n->trustshare = node_trust_new(cfg))) {
+			kz_error("cluster: out of memory");
+			return 1;
+		}
+		cc.trust = node_trust_update_fn();
+		cc.trust_arg = n->trustshare;
 		if (kz_cluster_start(&cc, &n->cluster, why, sizeof why)) {
 			kz_error("cluster: %s", why);
 			return 1;
 		}
 		node_sessions_attach(n->sessions, n->cluster);
+		node_trust_attach(n->trustshare, n->cluster);
+		atomic_store(&node_trustshare, n->trustshare);
+		/* what is in force here goes to the cluster when it is newer than what the cluster has */
+		node_trust_crl_in_force(n->trustshare, atomic_load(&n->trust.revoked));
+		node_trust_policy_in_force(n->trustshare, n->policy_seq);
 		atomic_store(&node_cluster, n->cluster);
 		node_follow_cluster = n->cluster;
 		/* refuse: an acknowledgement waits for JetStream too, and none is given without a
@@ -818,6 +835,9 @@ static void node_close(struct node *n)
 	b->share = NULL;
 	node_sessions_free(n->sessions);
 	n->sessions = NULL;
+	atomic_store(&node_trustshare, NULL);
+	node_trust_free(n->trustshare);
+	n->trustshare = NULL;
 	node_follow_cluster = NULL;
 	if (n->served)
 		mqtt_broker_save_sessions(b, b->final_durable);
