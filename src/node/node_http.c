@@ -318,6 +318,11 @@ static void metrics(void *arg, struct kz_http_req *r)
 		       "Session entry writes that failed (written again) or were dropped.", cs.session_errors);
 		metric(&b, "kizuna_cluster_session_queue", "gauge", "Session entries waiting to be written to KZ_SESSIONS.",
 		       cs.session_queue);
+		metric(&b, "kizuna_cluster_trust_writes_total", "counter",
+		       "Revocation lists and signed policies this node put into KZ_TRUST (newer than any it had).",
+		       cs.trust_puts);
+		metric(&b, "kizuna_cluster_trust_updates_total", "counter",
+		       "Values read from KZ_TRUST (each checked before it is taken).", cs.trust_updates);
 	}
 	metric(&b, "kizuna_mqtt_slow_disconnects_total", "counter",
 	       "Clients disconnected (0x97) for output over limits.max_out_buffer longer than limits.slow_client_ms.",
