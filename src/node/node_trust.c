@@ -148,6 +148,24 @@ void node_trust_policy_in_force(struct node_trust *t, unsigned long long seq)
 
 /* ---------- in (the cluster's KV thread) ---------- */
 
+const char *node_trust_bundle_parse(const uint8_t *v, size_t n, const uint8_t *part[4], size_t len[4])
+{
+	size_t off = 4;
+	if (n < 4 || memcmp(v, "KZP1", 4) != 0)
+		return "not a policy bundle";
+	for (int i = 0; i < 4; i++) {
+		if (n - off < 4)
+			return "policy bundle cut off";
+		len[i] = (size_t)v[off] | (size_t)v[off + 1] << 8 | (size_t)v[off + 2] << 16 | (size_t)v[off + 3] << 24;
+		off += 4;
+		if (len[i] > n - off)
+			return "policy bundle part runs past the end";
+		part[i] = v + off;
+		off += len[i];
+	}
+	return off == n ? NULL : "bytes after the policy bundle";
+}
+
 static void crl_in(struct node_trust *t, const uint8_t *v, size_t n)
 {
 	const struct node_config *cfg = t->cfg;
@@ -191,24 +209,11 @@ static void policy_in(struct node_trust *t, const uint8_t *v, size_t n)
 		return;
 	}
 	const uint8_t *part[4];
-	size_t len[4], off = 4;
-	if (n < 4 || memcmp(v, "KZP1", 4) != 0) {
-		kz_warn("cluster: the policy in KZ_TRUST is not a policy bundle: not taken");
+	size_t len[4];
+	const char *bad = node_trust_bundle_parse(v, n, part, len);
+	if (bad) {
+		kz_warn("cluster: the policy in KZ_TRUST: %s: not taken", bad);
 		return;
-	}
-	for (int i = 0; i < 4; i++) {
-		if (n - off < 4) {
-			kz_warn("cluster: the policy bundle in KZ_TRUST is cut off: not taken");
-			return;
-		}
-		len[i] = (size_t)v[off] | (size_t)v[off + 1] << 8 | (size_t)v[off + 2] << 16 | (size_t)v[off + 3] << 24;
-		off += 4;
-		if (len[i] > n - off) {
-			kz_warn("cluster: the policy bundle in KZ_TRUST is cut off: not taken");
-			return;
-		}
-		part[i] = v + off;
-		off += len[i];
 	}
 	/* checked where it cannot be mistaken for this node's files */
 	char dir[1200], paths[4][1400], pol[1400], reg[1400], why[4600];

@@ -19,4 +19,8 @@ void node_trust_crl_in_force(struct node_trust *t, const struct kz_revoked *r);
 /* Main thread: the signed policy with manifest sequence seq is in force here. */
 void node_trust_policy_in_force(struct node_trust *t, unsigned long long seq);
 
+/* A KZ_TRUST "policy" value: "KZP1", then policy, registry, manifest and signature, each with
+ * a 32-bit little-endian length. NULL, or why not. */
+const char *node_trust_bundle_parse(const uint8_t *v, size_t n, const uint8_t *part[4], size_t len[4]);
+
 #endif
