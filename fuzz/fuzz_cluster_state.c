@@ -14,17 +14,23 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
 	struct kz_cluster_state st, st2;
 	if (kz_cluster_state_parse((const char *)data, size, &st) == 0) {
-		static char text[96 + KZ_CLUSTER_MAX_ORIGINS * 100];
+		static char text[96 + KZ_CLUSTER_MAX_ORIGINS * (100 + KZ_CLUSTER_MAX_GAPS * 120)];
 		int n = snprintf(text, sizeof text, "confirmed %" PRIu64 " %" PRIu64 "\n", st.confirmed_local,
 				 st.confirmed_origin);
-		for (uint32_t i = 0; i < st.n_origins; i++)
+		for (uint32_t i = 0; i < st.n_origins; i++) {
 			n += snprintf(text + n, sizeof text - (size_t)n, "origin %s %" PRIu64 "\n", st.origins[i].id,
 				      st.origins[i].seq);
+			for (uint32_t g = 0; g < st.origins[i].n_gaps; g++)
+				n += snprintf(text + n, sizeof text - (size_t)n, "gap %s %" PRIu64 " %" PRIu64 "\n",
+					      st.origins[i].id, st.origins[i].gaps[g].lo, st.origins[i].gaps[g].hi);
+		}
 		assert(kz_cluster_state_parse(text, (size_t)n, &st2) == 0);
 		assert(st2.confirmed_local == st.confirmed_local && st2.confirmed_origin == st.confirmed_origin);
 		assert(st2.n_origins == st.n_origins);
 		for (uint32_t i = 0; i < st.n_origins; i++)
-			assert(st2.origins[i].seq == st.origins[i].seq && strcmp(st2.origins[i].id, st.origins[i].id) == 0);
+			assert(st2.origins[i].seq == st.origins[i].seq && strcmp(st2.origins[i].id, st.origins[i].id) == 0 &&
+			       st2.origins[i].n_gaps == st.origins[i].n_gaps &&
+			       memcmp(st2.origins[i].gaps, st.origins[i].gaps, st.origins[i].n_gaps * sizeof st.origins[i].gaps[0]) == 0);
 	}
 	char v[32];
 	size_t k = size < sizeof v - 1 ? size : sizeof v - 1;

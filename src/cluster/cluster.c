@@ -70,7 +70,15 @@ int kz_cluster_state_parse(const char *text, size_t n, struct kz_cluster_state *
 		} else if (sscanf(buf, "origin %64s %llu%c", id, &a, &end) == 2 && strlen(id) < sizeof st->origins[0].id &&
 			   st->n_origins < KZ_CLUSTER_MAX_ORIGINS) {
 			snprintf(st->origins[st->n_origins].id, sizeof st->origins[0].id, "%s", id);
+			st->origins[st->n_origins].n_gaps = 0;
 			st->origins[st->n_origins++].seq = a;
+		} else if (sscanf(buf, "gap %64s %llu %llu%c", id, &a, &b, &end) == 3 && st->n_origins &&
+			   strcmp(id, st->origins[st->n_origins - 1].id) == 0 && a <= b &&
+			   b < st->origins[st->n_origins - 1].seq &&
+			   st->origins[st->n_origins - 1].n_gaps < KZ_CLUSTER_MAX_GAPS) {
+			struct kz_cluster_origin *o = &st->origins[st->n_origins - 1];
+			o->gaps[o->n_gaps].lo = a;
+			o->gaps[o->n_gaps++].hi = b;
 		} else {
 			return -(int)line;
 		}
@@ -80,7 +88,7 @@ int kz_cluster_state_parse(const char *text, size_t n, struct kz_cluster_state *
 
 static void state_load(struct kz_cluster *c)
 {
-	char text[96 + MAX_ORIGINS * 100];
+	static char text[96 + MAX_ORIGINS * (100 + KZ_CLUSTER_MAX_GAPS * 120)]; /* start and status only */
 	FILE *f = fopen(c->cfg.state_path, "r");
 	size_t n = f ? fread(text, 1, sizeof text, f) : 0;
 	if (f)
@@ -95,22 +103,25 @@ static void state_load(struct kz_cluster *c)
 		memset(&st, 0, sizeof st);
 	}
 	for (uint32_t i = 0; i < st.n_origins; i++)
-		c->origins[c->n_origins++] = (struct origin){ .seq = st.origins[i].seq };
-	for (uint32_t i = 0; i < st.n_origins; i++)
-		snprintf(c->origins[i].id, sizeof c->origins[i].id, "%s", st.origins[i].id);
+		c->origins[c->n_origins++] = st.origins[i];
 	c->conf_local = st.confirmed_local;
 	c->conf_origin = st.confirmed_origin;
 	c->saved_local = st.confirmed_local;
 }
 
-static void state_save(struct kz_cluster *c, uint64_t local, uint64_t origin)
+void kz_cluster_state_save(struct kz_cluster *c, uint64_t local, uint64_t origin)
 {
-	char text[96 + MAX_ORIGINS * 100];
+	static char text[96 + MAX_ORIGINS * (100 + KZ_CLUSTER_MAX_GAPS * 120)]; /* under save_lock */
+	pthread_mutex_lock(&c->save_lock);
 	int n = snprintf(text, sizeof text, "confirmed %" PRIu64 " %" PRIu64 "\n", local, origin);
 	pthread_mutex_lock(&c->lock);
-	for (uint32_t i = 0; i < c->n_origins; i++)
-		n += snprintf(text + n, sizeof text - (size_t)n, "origin %s %" PRIu64 "\n", c->origins[i].id,
-			      c->origins[i].seq);
+	for (uint32_t i = 0; i < c->n_origins; i++) {
+		const struct origin *o = &c->origins[i];
+		n += snprintf(text + n, sizeof text - (size_t)n, "origin %s %" PRIu64 "\n", o->id, o->seq);
+		for (uint32_t g = 0; g < o->n_gaps; g++)
+			n += snprintf(text + n, sizeof text - (size_t)n, "gap %s %" PRIu64 " %" PRIu64 "\n", o->id,
+				      o->gaps[g].lo, o->gaps[g].hi);
+	}
 	pthread_mutex_unlock(&c->lock);
 	char dir[1100];
 	snprintf(dir, sizeof dir, "%s", c->cfg.state_path);
@@ -118,7 +129,6 @@ static void state_save(struct kz_cluster *c, uint64_t local, uint64_t origin)
 	const char *name = slash ? slash + 1 : dir;
 	if (slash)
 		*slash = 0;
-	pthread_mutex_lock(&c->save_lock);
 	if (kz_file_replace(slash ? dir : ".", name, text, (size_t)n, 0600))
 		kz_warn("cluster: cannot write %s: %s", c->cfg.state_path, strerror(errno));
 	pthread_mutex_unlock(&c->save_lock);
@@ -139,7 +149,7 @@ uint64_t kz_cluster_parse_seq(const char *v)
 	return x;
 }
 
-static uint64_t header_u64(natsMsg *m, const char *key)
+uint64_t kz_cluster_header_u64(natsMsg *m, const char *key)
 {
 	const char *v = NULL;
 	if (natsMsgHeader_Get(m, key, &v) != NATS_OK)
@@ -175,7 +185,7 @@ static void ack_cb(jsCtx *js, natsMsg *msg, jsPubAck *pa, jsPubAckErr *pae, void
 {
 	(void)js;
 	struct kz_cluster *c = closure;
-	uint64_t origin = header_u64(msg, "Kz-Origin-Seq");
+	uint64_t origin = kz_cluster_header_u64(msg, "Kz-Origin-Seq");
 	pthread_mutex_lock(&c->lock);
 	if (pae || !pa) {
 		c->st.errors++;
@@ -325,8 +335,8 @@ static int resume_point(struct kz_cluster *c, uint64_t *local, uint64_t *origin)
 	natsStatus s = js_GetLastMsg(&m, c->js, STREAM, c->subject, NULL, &jerr);
 	uint64_t ll = 0, lo = 0;
 	if (s == NATS_OK) {
-		ll = header_u64(m, "Kz-Local-Seq");
-		lo = header_u64(m, "Kz-Origin-Seq");
+		ll = kz_cluster_header_u64(m, "Kz-Local-Seq");
+		lo = kz_cluster_header_u64(m, "Kz-Origin-Seq");
 		natsMsg_Destroy(m);
 	} else if (s != NATS_NOT_FOUND && jerr != JSNoMessageFoundErr) {
 		return -1; /* cannot tell now: try again */
@@ -532,7 +542,7 @@ static void *replicator(void *arg)
 				kz_warn("cluster: JetStream does not answer within %u ms: no quorum", c->cfg.publish_timeout_ms);
 		}
 		if (save) {
-			state_save(c, conf, conf_o);
+			kz_cluster_state_save(c, conf, conf_o);
 			last_save = kz_now_mono_ms();
 		}
 	}
@@ -541,185 +551,7 @@ static void *replicator(void *arg)
 	pthread_mutex_unlock(&c->lock);
 	if (c->js)
 		drain_and_reset(c);
-	state_save(c, conf, conf_o);
-	return NULL;
-}
-
-/* ---------- the follower (docs/CLUSTER.md "The path of a delivery on another node") ---------- */
-
-static struct origin *origin_of(struct kz_cluster *c, const char *id)
-{
-	for (uint32_t i = 0; i < c->n_origins; i++)
-		if (strcmp(c->origins[i].id, id) == 0)
-			return &c->origins[i];
-	if (c->n_origins == MAX_ORIGINS || strlen(id) >= sizeof c->origins[0].id)
-		return NULL;
-	struct origin *o = &c->origins[c->n_origins++];
-	snprintf(o->id, sizeof o->id, "%s", id);
-	o->seq = 0;
-	return o;
-}
-
-void kz_cluster_followed(struct kz_cluster *c, int status)
-{
-	pthread_mutex_lock(&c->lock);
-	if (status)
-		c->f_failed++;
-	c->f_done++;
-	pthread_cond_broadcast(&c->fcond);
-	pthread_mutex_unlock(&c->lock);
-}
-
-/* One fetched batch: the new records go to the node, and once every one of them is durable
- * the batch is acknowledged (AckAll: the last message acks the ones before it). */
-static bool follow_batch(struct kz_cluster *c, natsMsgList *list)
-{
-	uint64_t want, have;
-	uint64_t seqs[1024];
-	struct origin *os[1024];
-	int n = 0;
-	pthread_mutex_lock(&c->lock);
-	want = c->f_done;
-	pthread_mutex_unlock(&c->lock);
-	for (int i = 0; i < list->Count && i < 1024; i++) {
-		natsMsg *m = list->Msgs[i];
-		const char *origin = NULL;
-		uint64_t s = header_u64(m, "Kz-Origin-Seq");
-		if (natsMsgHeader_Get(m, "Kz-Origin", &origin) != NATS_OK || !origin || !s ||
-		    strcmp(origin, c->cfg.node_id) == 0)
-			continue; /* ours (already in our log), or not a kizuna record */
-		pthread_mutex_lock(&c->lock);
-		struct origin *o = origin_of(c, origin);
-		uint64_t last = o ? o->seq : 0;
-		for (int k = 0; k < n; k++) /* this batch's own, not yet committed */
-			if (os[k] == o && seqs[k] > last)
-				last = seqs[k];
-		if (o && s <= last)
-			c->st.duplicates++;
-		pthread_mutex_unlock(&c->lock);
-		if (!o || s <= last)
-			continue;
-		if (c->cfg.follow(c->cfg.arg, (const uint8_t *)natsMsg_GetData(m), (size_t)natsMsg_GetDataLength(m)))
-			return false; /* not acked: JetStream delivers the batch again after its AckWait */
-		os[n] = o;
-		seqs[n++] = s;
-		want++;
-	}
-	pthread_mutex_lock(&c->lock);
-	uint64_t failed0 = c->f_failed;
-	while ((have = c->f_done) < want && !c->stop)
-		pthread_cond_wait(&c->fcond, &c->lock);
-	bool ok = c->f_done >= want && c->f_failed == failed0;
-	uint64_t conf = c->conf_local, conf_o = c->conf_origin;
-	if (ok) {
-		for (int k = 0; k < n; k++)
-			if (seqs[k] > os[k]->seq)
-				os[k]->seq = seqs[k];
-		c->st.followed += (uint64_t)n;
-	}
-	pthread_mutex_unlock(&c->lock);
-	if (!ok || !list->Count)
-		return ok;
-	/* what this node now has, saved before the acknowledgement: a batch delivered again after
-	 * a crash between the two is recognised as already here, not appended twice */
-	if (n)
-		state_save(c, conf, conf_o);
-	return natsMsg_Ack(list->Msgs[list->Count - 1], NULL) == NATS_OK;
-}
-
-/* Did the stream hold nothing more for us than this batch? */
-static bool batch_was_all(natsMsgList *list)
-{
-	jsMsgMetaData *md = NULL;
-	if (!list->Count || natsMsg_GetMetaData(&md, list->Msgs[list->Count - 1]) != NATS_OK)
-		return false;
-	bool all = md->NumPending == 0;
-	jsMsgMetaData_Destroy(md);
-	return all;
-}
-
-static void *follower(void *arg)
-{
-	struct kz_cluster *c = arg;
-	natsSubscription *sub = NULL;
-	unsigned idle = 0;
-	bool last_ok = true;
-	char durable[96];
-	snprintf(durable, sizeof durable, "kz-node-%s", c->cfg.node_id);
-	for (;;) {
-		pthread_mutex_lock(&c->lock);
-		bool stop = c->stop;
-		pthread_mutex_unlock(&c->lock);
-		if (stop)
-			break;
-		if (!atomic_load(&c->js_ready)) {
-			nats_Sleep(100);
-			continue;
-		}
-		if (!sub) {
-			jsSubOptions so;
-			jsSubOptions_Init(&so);
-			so.Stream = STREAM;
-			so.Config.AckPolicy = js_AckAll;
-			so.Config.DeliverPolicy = js_DeliverAll;
-			so.Config.AckWait = (int64_t)30 * 1000000000;
-			jsErrCode jerr = 0;
-			if (js_PullSubscribe(&sub, c->js, "kz.rec.>", durable, NULL, &so, &jerr) != NATS_OK) {
-				sub = NULL;
-				nats_Sleep(250);
-				continue;
-			}
-		}
-		natsMsgList list = { 0 };
-		jsErrCode jerr = 0;
-		uint64_t t0 = kz_now_wall_ns();
-		/* up to 256 of what is there, without waiting; when nothing is, wait for one, which
-		 * returns as soon as a record arrives (a waiting request for 256 would wait for 256
-		 * or the timeout) */
-		jsFetchRequest fr;
-		jsFetchRequest_Init(&fr);
-		fr.Batch = 256;
-		fr.NoWait = true;
-		fr.Expires = (int64_t)500 * 1000000;
-		natsStatus s = natsSubscription_FetchRequest(&list, sub, &fr);
-		if (s != NATS_OK || list.Count == 0) {
-			natsMsgList_Destroy(&list);
-			s = natsSubscription_Fetch(&list, sub, 1, 500, &jerr);
-		}
-		if (s == NATS_OK) {
-			bool ok = follow_batch(c, &list);
-			if (ok && last_ok && batch_was_all(&list))
-				atomic_store(&c->caught_up_ns, t0);
-			last_ok = ok;
-		} else if (s == NATS_TIMEOUT && last_ok) {
-			atomic_store(&c->caught_up_ns, t0); /* nothing was waiting for us at t0 */
-		}
-		natsMsgList_Destroy(&list);
-		if (s == NATS_OK) {
-			idle = 0;
-			continue;
-		}
-		/* Every few seconds without records, or after an error: is our consumer still there?
-		 * JetStream that lost its metadata (a power loss, a server's files gone) forgets it,
-		 * and a fetch on it then only times out. Made again, it starts from the stream's
-		 * beginning; what this node already has is dropped by origin sequence. */
-		if (s != NATS_TIMEOUT || ++idle >= 10) {
-			idle = 0;
-			jsConsumerInfo *ci = NULL;
-			jsErrCode cerr = 0;
-			natsStatus cs = js_GetConsumerInfo(&ci, c->js, STREAM, durable, NULL, &cerr);
-			jsConsumerInfo_Destroy(ci);
-			if (cs == NATS_NOT_FOUND || cerr == JSConsumerNotFoundErr || cerr == JSStreamNotFoundErr) {
-				kz_warn("cluster: our consumer %s is gone from JetStream: following the stream again from "
-					"its start", durable);
-				natsSubscription_Destroy(sub);
-				sub = NULL;
-			}
-			if (s != NATS_TIMEOUT)
-				nats_Sleep(100);
-		}
-	}
-	natsSubscription_Destroy(sub);
+	kz_cluster_state_save(c, conf, conf_o);
 	return NULL;
 }
 
@@ -756,7 +588,7 @@ int kz_cluster_start(const struct kz_cluster_config *cfg, struct kz_cluster **ou
 		free(c);
 		return KZ_EIO;
 	}
-	if (cfg->follow && pthread_create(&c->fthread, NULL, follower, c) == 0)
+	if (cfg->follow && pthread_create(&c->fthread, NULL, kz_cluster_follower, c) == 0)
 		c->fstarted = true;
 	if ((cfg->session || cfg->trust) && pthread_create(&c->kthread, NULL, kz_cluster_sessions_thread, c) == 0)
 		c->kstarted = true;
@@ -811,6 +643,12 @@ void kz_cluster_stats(struct kz_cluster *c, struct kz_cluster_stats *out)
 	out->pending = c->next_origin - c->head_origin;
 	out->connected = atomic_load(&c->connected);
 	out->session_queue = c->queues[KV_SESSIONS].n;
+	out->late = c->late_taken;
+	out->gaps_dropped = c->gaps_dropped;
+	out->gaps_open = 0;
+	for (uint32_t i = 0; i < c->n_origins; i++)
+		for (uint32_t g = 0; g < c->origins[i].n_gaps; g++)
+			out->gaps_open += c->origins[i].gaps[g].hi - c->origins[i].gaps[g].lo + 1;
 	out->trust_puts = atomic_load(&c->trust_puts);
 	out->trust_updates = atomic_load(&c->trust_updates);
 	out->session_puts = atomic_load(&c->kv_puts);
@@ -864,7 +702,7 @@ int kz_cluster_print_status(const struct kz_cluster_config *cfg, FILE *out, char
 		natsMsg *m = NULL;
 		uint64_t lo = 0;
 		if (js_GetLastMsg(&m, c.js, STREAM, c.subject, NULL, &jerr) == NATS_OK) {
-			lo = header_u64(m, "Kz-Origin-Seq");
+			lo = kz_cluster_header_u64(m, "Kz-Origin-Seq");
 			natsMsg_Destroy(m);
 		}
 		fprintf(out, "this node's records in the stream: %" PRIu64 "\n", lo);
@@ -881,8 +719,13 @@ int kz_cluster_print_status(const struct kz_cluster_config *cfg, FILE *out, char
 		} else {
 			fprintf(out, "follower: %s, not created yet\n", durable);
 		}
-		for (uint32_t i = 0; i < c.n_origins; i++)
-			fprintf(out, "taken from %s: up to its record %" PRIu64 "\n", c.origins[i].id, c.origins[i].seq);
+		for (uint32_t i = 0; i < c.n_origins; i++) {
+			uint64_t open = 0;
+			for (uint32_t g = 0; g < c.origins[i].n_gaps; g++)
+				open += c.origins[i].gaps[g].hi - c.origins[i].gaps[g].lo + 1;
+			fprintf(out, "taken from %s: up to its record %" PRIu64 ", %" PRIu64 " below that still awaited\n",
+				c.origins[i].id, c.origins[i].seq, open);
+		}
 		jsStreamInfo *ki = NULL; /* a KV bucket is the stream KV_<bucket> */
 		if (js_GetStreamInfo(&ki, c.js, "KV_KZ_SESSIONS", NULL, &jerr) == NATS_OK) {
 			fprintf(out, "sessions: bucket KZ_SESSIONS, %" PRIu64 " entries, %" PRId64 " replicas, leader %s\n",

@@ -1,10 +1,13 @@
-/* cluster.h — kizuna nodes as a cluster on NATS JetStream (docs/CLUSTER.md). This first part
- * is the replicator: it tails the node's own record log and publishes the records this node
- * accepted to the stream KZ_RECORDS (subject kz.rec.<node id>, Nats-Msg-Id = the record id),
- * so that an acknowledgement can wait until JetStream has the record too, and re-publishes
- * from the log whatever JetStream does not have after a restart or a loss of its files.
+/* cluster.h — kizuna nodes as a cluster on NATS JetStream (docs/CLUSTER.md).
+ *   the replicator (cluster.c): tails the node's own record log and publishes the records
+ *     this node accepted to the stream KZ_RECORDS (subject kz.rec.<node id>, Nats-Msg-Id = the
+ *     record id), so that an acknowledgement can wait until JetStream has the record too, and
+ *     re-publishes from the log whatever JetStream does not have after a restart or a loss;
+ *   the follower (cluster_follow.c): takes the other nodes' records into this node's log;
+ *   the KV buckets (cluster_kv.c): KZ_SESSIONS and KZ_TRUST, bytes in and out.
  *
- * Threads: one replicator thread (and nats.c's own); the confirmed() callback runs on them. */
+ * Threads: the replicator, the follower, the KV thread (and nats.c's own); the callbacks run
+ * on them. */
 #ifndef KZ_CLUSTER_H
 #define KZ_CLUSTER_H
 
@@ -61,6 +64,8 @@ struct kz_cluster_stats {
 	uint64_t published, acked, republished, errors;
 	uint64_t pending;          /* published, not yet acknowledged */
 	uint64_t followed, duplicates; /* records of other nodes taken; dropped as already here */
+	uint64_t late, gaps_open, gaps_dropped; /* taken after their successors; sequences still
+						     * awaited; gaps given up (more than 32 open) */
 	uint64_t session_puts, session_updates, session_errors; /* KZ_SESSIONS writes, changes read, failures */
 	size_t session_queue;      /* session writes waiting for JetStream */
 	uint64_t trust_puts, trust_updates; /* KZ_TRUST writes, changes read */
@@ -90,12 +95,27 @@ bool kz_cluster_sessions_synced(struct kz_cluster *c);
 /* DIR/cluster.state (docs/CLUSTER.md "What each kizuna node keeps locally"): the line
  * "confirmed LOCAL ORIGIN", then one "origin ID SEQ" per other node. */
 #define KZ_CLUSTER_MAX_ORIGINS 64
+#define KZ_CLUSTER_MAX_GAPS 32
+/* Per other node: the highest origin sequence taken, and the sequences below it not taken yet
+ * (records the stream had after their successors: a re-publish after a failed one). */
+struct kz_cluster_origin {
+	char id[65];
+	uint64_t seq;
+	uint32_t n_gaps;
+	struct { uint64_t lo, hi; } gaps[KZ_CLUSTER_MAX_GAPS];
+};
 struct kz_cluster_state {
 	uint64_t confirmed_local, confirmed_origin;
-	struct { char id[65]; uint64_t seq; } origins[KZ_CLUSTER_MAX_ORIGINS];
+	struct kz_cluster_origin origins[KZ_CLUSTER_MAX_ORIGINS];
 	uint32_t n_origins;
 };
-/* 0, or minus the number of the first line that is not valid. */
+/* The follower's decision on the record with origin sequence s of origin o: true to take it
+ * (the next one; one ahead, which opens a gap below it; one that fills a gap, counted in
+ * *late), false for a duplicate. More than KZ_CLUSTER_MAX_GAPS gaps: the oldest is given up
+ * (counted in *dropped). */
+bool kz_cluster_origin_take(struct kz_cluster_origin *o, uint64_t s, uint64_t *late, uint64_t *dropped);
+/* "gap ID LO HI" lines follow their origin's line (LO <= HI < its SEQ). 0, or minus the number
+ * of the first line that is not valid. */
 int kz_cluster_state_parse(const char *text, size_t n, struct kz_cluster_state *st);
 
 /* A sequence header's value (Kz-Origin-Seq, Kz-Local-Seq): plain decimal digits that fit in 64

@@ -19,11 +19,8 @@ struct slot {
 
 #define MAX_ORIGINS KZ_CLUSTER_MAX_ORIGINS
 
-/* The highest origin sequence of each other node written to this node's log. */
-struct origin {
-	char id[65];
-	uint64_t seq;
-};
+/* The highest origin sequence of each other node written to this node's log, and its gaps. */
+#define origin kz_cluster_origin
 
 struct kz_cluster {
 	struct kz_cluster_config cfg;
@@ -49,11 +46,13 @@ struct kz_cluster {
 	bool fstarted;
 	atomic_bool js_ready;
 	struct origin origins[MAX_ORIGINS]; /* under lock */
+	struct origin f_scratch[MAX_ORIGINS]; /* the follower's copy while it decides a batch */
 	uint32_t n_origins;
 	uint64_t f_done, f_failed;  /* under lock: follow() answers */
 	pthread_cond_t fcond;
 	pthread_mutex_t save_lock;  /* the replicator and the follower both write cluster.state */
-	_Atomic uint64_t caught_up_ns; /* wall time at which this node had every record the stream held */
+	_Atomic uint64_t caught_up_ns;
+	uint64_t late_taken, gaps_dropped; /* under lock: records taken into a gap; gaps given up */ /* wall time at which this node had every record the stream held */
 	/* KV buckets (cluster_kv.c): shared sessions, trust documents */
 	pthread_t kthread;
 	bool kstarted;
@@ -63,6 +62,11 @@ struct kz_cluster {
 };
 enum { KV_SESSIONS, KV_TRUST };
 
+/* cluster.c */
+uint64_t kz_cluster_header_u64(natsMsg *m, const char *key);
+void kz_cluster_state_save(struct kz_cluster *c, uint64_t local, uint64_t origin);
+/* cluster_follow.c */
+void *kz_cluster_follower(void *arg);
 /* cluster_kv.c */
 void *kz_cluster_sessions_thread(void *arg);
 void kz_cluster_puts_free(struct kz_cluster *c);

@@ -310,6 +310,12 @@ static void metrics(void *arg, struct kz_http_req *r)
 		       "Records of other nodes taken from the stream into this node's log.", cs.followed);
 		metric(&b, "kizuna_cluster_duplicates_total", "counter",
 		       "Records of other nodes dropped from the stream as already in this node's log.", cs.duplicates);
+		metric(&b, "kizuna_cluster_late_total", "counter",
+		       "Records of other nodes taken after their successors (published again after a failure).", cs.late);
+		metric(&b, "kizuna_cluster_gap_records", "gauge",
+		       "Records of other nodes below the newest taken, not taken yet (awaited).", cs.gaps_open);
+		metric(&b, "kizuna_cluster_gaps_dropped_total", "counter",
+		       "Gaps given up because more than 32 were open for one node.", cs.gaps_dropped);
 		metric(&b, "kizuna_cluster_session_writes_total", "counter",
 		       "Session entries written to the KV bucket KZ_SESSIONS.", cs.session_puts);
 		metric(&b, "kizuna_cluster_session_updates_total", "counter",

@@ -1,0 +1,242 @@
+/* cluster_follow.c — the follower (docs/CLUSTER.md "The path of a delivery on another node"):
+ * a durable pull consumer on KZ_RECORDS; other nodes' records go into this node's log once
+ * each, by origin sequence, with the gaps a re-publish leaves filled when their records come. */
+#include "cluster/cluster_internal.h"
+#include "base/kz_log.h"
+#include "base/kz_time.h"
+
+#include <inttypes.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* ---------- the follower (docs/CLUSTER.md "The path of a delivery on another node") ---------- */
+
+/* In the follower's scratch copy (f_scratch, n): the origin named id, added when new. */
+static struct origin *origin_of(struct origin *v, uint32_t *n, const char *id)
+{
+	for (uint32_t i = 0; i < *n; i++)
+		if (strcmp(v[i].id, id) == 0)
+			return &v[i];
+	if (*n == MAX_ORIGINS || strlen(id) >= sizeof v[0].id)
+		return NULL;
+	struct origin *o = &v[(*n)++];
+	memset(o, 0, sizeof *o);
+	snprintf(o->id, sizeof o->id, "%s", id);
+	return o;
+}
+
+/* Takes s out of o's gaps; false when it is in none (a duplicate). */
+static bool gap_take(struct origin *o, uint64_t s)
+{
+	for (uint32_t g = 0; g < o->n_gaps; g++) {
+		uint64_t lo = o->gaps[g].lo, hi = o->gaps[g].hi;
+		if (s < lo || s > hi)
+			continue;
+		if (lo == hi) {
+			o->gaps[g] = o->gaps[--o->n_gaps];
+		} else if (s == lo) {
+			o->gaps[g].lo++;
+		} else if (s == hi) {
+			o->gaps[g].hi--;
+		} else if (o->n_gaps < KZ_CLUSTER_MAX_GAPS) { /* split */
+			o->gaps[g].hi = s - 1;
+			o->gaps[o->n_gaps].lo = s + 1;
+			o->gaps[o->n_gaps++].hi = hi;
+		} else { /* no room to split: keep the lower part open, the upper part given up */
+			o->gaps[g].hi = s - 1;
+		}
+		return true;
+	}
+	return false;
+}
+
+bool kz_cluster_origin_take(struct kz_cluster_origin *o, uint64_t s, uint64_t *late, uint64_t *dropped)
+{
+	if (s == o->seq + 1) {
+		o->seq = s;
+		return true;
+	}
+	if (s > o->seq + 1) { /* its predecessors come later (a re-publish), or never */
+		if (o->n_gaps == KZ_CLUSTER_MAX_GAPS) {
+			kz_warn("cluster: %u gaps open for node %s: the oldest, %" PRIu64 "..%" PRIu64 ", is given up", o->n_gaps,
+				o->id, o->gaps[0].lo, o->gaps[0].hi);
+			memmove(&o->gaps[0], &o->gaps[1], (KZ_CLUSTER_MAX_GAPS - 1) * sizeof o->gaps[0]);
+			o->n_gaps--;
+			(*dropped)++;
+		}
+		o->gaps[o->n_gaps].lo = o->seq + 1;
+		o->gaps[o->n_gaps++].hi = s - 1;
+		o->seq = s;
+		return true;
+	}
+	if (gap_take(o, s)) {
+		(*late)++;
+		return true;
+	}
+	return false;
+}
+
+void kz_cluster_followed(struct kz_cluster *c, int status)
+{
+	pthread_mutex_lock(&c->lock);
+	if (status)
+		c->f_failed++;
+	c->f_done++;
+	pthread_cond_broadcast(&c->fcond);
+	pthread_mutex_unlock(&c->lock);
+}
+
+/* One fetched batch: the new records go to the node, and once every one of them is durable
+ * the batch is acknowledged (AckAll: the last message acks the ones before it). What was
+ * taken is decided on a copy of the origins, made the real one only when the whole batch is
+ * durable: a batch that fails comes again and is decided again the same way. */
+static bool follow_batch(struct kz_cluster *c, natsMsgList *list)
+{
+	struct origin *v = c->f_scratch;
+	uint32_t nv;
+	uint64_t want, failed0, late = 0, dropped = 0, dups = 0;
+	int n = 0;
+	pthread_mutex_lock(&c->lock);
+	want = c->f_done;
+	failed0 = c->f_failed;
+	nv = c->n_origins;
+	memcpy(v, c->origins, nv * sizeof *v);
+	pthread_mutex_unlock(&c->lock);
+	for (int i = 0; i < list->Count; i++) {
+		natsMsg *m = list->Msgs[i];
+		const char *origin = NULL;
+		uint64_t s = kz_cluster_header_u64(m, "Kz-Origin-Seq");
+		if (natsMsgHeader_Get(m, "Kz-Origin", &origin) != NATS_OK || !origin || !s ||
+		    strcmp(origin, c->cfg.node_id) == 0)
+			continue; /* ours (already in our log), or not a kizuna record */
+		struct origin *o = origin_of(v, &nv, origin);
+		if (!o)
+			continue;
+		if (!kz_cluster_origin_take(o, s, &late, &dropped)) {
+			dups++;
+			continue;
+		}
+		if (c->cfg.follow(c->cfg.arg, (const uint8_t *)natsMsg_GetData(m), (size_t)natsMsg_GetDataLength(m)))
+			return false; /* not acked: JetStream delivers the batch again after its AckWait */
+		n++;
+		want++;
+	}
+	pthread_mutex_lock(&c->lock);
+	while (c->f_done < want && !c->stop)
+		pthread_cond_wait(&c->fcond, &c->lock);
+	bool ok = c->f_done >= want && c->f_failed == failed0;
+	uint64_t conf = c->conf_local, conf_o = c->conf_origin;
+	c->st.duplicates += dups;
+	if (ok) {
+		memcpy(c->origins, v, nv * sizeof *v);
+		c->n_origins = nv;
+		c->st.followed += (uint64_t)n;
+		c->late_taken += late;
+		c->gaps_dropped += dropped;
+	}
+	pthread_mutex_unlock(&c->lock);
+	if (!ok || !list->Count)
+		return ok;
+	/* what this node now has, saved before the acknowledgement: a batch delivered again after
+	 * a crash between the two is recognised as already here, not appended twice */
+	if (n)
+		kz_cluster_state_save(c, conf, conf_o);
+	return natsMsg_Ack(list->Msgs[list->Count - 1], NULL) == NATS_OK;
+}
+
+/* Did the stream hold nothing more for us than this batch? */
+static bool batch_was_all(natsMsgList *list)
+{
+	jsMsgMetaData *md = NULL;
+	if (!list->Count || natsMsg_GetMetaData(&md, list->Msgs[list->Count - 1]) != NATS_OK)
+		return false;
+	bool all = md->NumPending == 0;
+	jsMsgMetaData_Destroy(md);
+	return all;
+}
+
+void *kz_cluster_follower(void *arg)
+{
+	struct kz_cluster *c = arg;
+	natsSubscription *sub = NULL;
+	unsigned idle = 0;
+	bool last_ok = true;
+	char durable[96];
+	snprintf(durable, sizeof durable, "kz-node-%s", c->cfg.node_id);
+	for (;;) {
+		pthread_mutex_lock(&c->lock);
+		bool stop = c->stop;
+		pthread_mutex_unlock(&c->lock);
+		if (stop)
+			break;
+		if (!atomic_load(&c->js_ready)) {
+			nats_Sleep(100);
+			continue;
+		}
+		if (!sub) {
+			jsSubOptions so;
+			jsSubOptions_Init(&so);
+			so.Stream = STREAM;
+			so.Config.AckPolicy = js_AckAll;
+			so.Config.DeliverPolicy = js_DeliverAll;
+			so.Config.AckWait = (int64_t)30 * 1000000000;
+			jsErrCode jerr = 0;
+			if (js_PullSubscribe(&sub, c->js, "kz.rec.>", durable, NULL, &so, &jerr) != NATS_OK) {
+				sub = NULL;
+				nats_Sleep(250);
+				continue;
+			}
+		}
+		natsMsgList list = { 0 };
+		jsErrCode jerr = 0;
+		uint64_t t0 = kz_now_wall_ns();
+		/* up to 256 of what is there, without waiting; when nothing is, wait for one, which
+		 * returns as soon as a record arrives (a waiting request for 256 would wait for 256
+		 * or the timeout) */
+		jsFetchRequest fr;
+		jsFetchRequest_Init(&fr);
+		fr.Batch = 256;
+		fr.NoWait = true;
+		fr.Expires = (int64_t)500 * 1000000;
+		natsStatus s = natsSubscription_FetchRequest(&list, sub, &fr);
+		if (s != NATS_OK || list.Count == 0) {
+			natsMsgList_Destroy(&list);
+			s = natsSubscription_Fetch(&list, sub, 1, 500, &jerr);
+		}
+		if (s == NATS_OK) {
+			bool ok = follow_batch(c, &list);
+			if (ok && last_ok && batch_was_all(&list))
+				atomic_store(&c->caught_up_ns, t0);
+			last_ok = ok;
+		} else if (s == NATS_TIMEOUT && last_ok) {
+			atomic_store(&c->caught_up_ns, t0); /* nothing was waiting for us at t0 */
+		}
+		natsMsgList_Destroy(&list);
+		if (s == NATS_OK) {
+			idle = 0;
+			continue;
+		}
+		/* Every few seconds without records, or after an error: is our consumer still there?
+		 * JetStream that lost its metadata (a power loss, a server's files gone) forgets it,
+		 * and a fetch on it then only times out. Made again, it starts from the stream's
+		 * beginning; what this node already has is dropped by origin sequence. */
+		if (s != NATS_TIMEOUT || ++idle >= 10) {
+			idle = 0;
+			jsConsumerInfo *ci = NULL;
+			jsErrCode cerr = 0;
+			natsStatus cs = js_GetConsumerInfo(&ci, c->js, STREAM, durable, NULL, &cerr);
+			jsConsumerInfo_Destroy(ci);
+			if (cs == NATS_NOT_FOUND || cerr == JSConsumerNotFoundErr || cerr == JSStreamNotFoundErr) {
+				kz_warn("cluster: our consumer %s is gone from JetStream: following the stream again from "
+					"its start", durable);
+				natsSubscription_Destroy(sub);
+				sub = NULL;
+			}
+			if (s != NATS_TIMEOUT)
+				nats_Sleep(100);
+		}
+	}
+	natsSubscription_Destroy(sub);
+	return NULL;
+}
+
