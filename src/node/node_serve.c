@@ -61,6 +61,7 @@ static void node_repl_confirmed(void *arg, uint64_t seq) { mqtt_broker_repl_conf
  * node's subscribers (shard 0 fans it out; one shard keeps the stream's order). */
 static struct mqtt_broker *node_follow_broker;   /* set before the follower starts */
 static struct kz_cluster *node_follow_cluster;   /* valid until kz_cluster_free */
+static struct taxii *node_follow_taxii;          /* NULL without HTTPS; indexes followed objects */
 
 static void node_followed_done(void *ctx, int status, uint64_t seq)
 {
@@ -91,7 +92,16 @@ static int node_follow(void *arg, const uint8_t *body, size_t n)
 	}
 	memcpy(data, body, n);
 	struct kz_store_item it = { data, (uint32_t)n, node_followed_done, m, NULL };
-	kz_store_submit(b->store, &it, 1);
+	/* a TAXII object: its collection dates, submits and indexes it (any node answers TAXII
+	 * with the same objects); anything else is submitted here */
+	int tx = node_follow_taxii ? taxii_follow(node_follow_taxii, &it) : 0;
+	if (tx < 0) {
+		free(data);
+		mqtt_msg_unref(m);
+		return -1;
+	}
+	if (tx == 0)
+		kz_store_submit(b->store, &it, 1);
 	return 0;
 }
 static bool node_repl_ok(void *arg) { return kz_cluster_quorum(arg); }
@@ -626,6 +636,22 @@ static int node_open(struct node *n)
 		kz_error("retained messages: %s", why);
 	else if (rc.n)
 		kz_info("%llu retained messages restored", (unsigned long long)rc.n);
+	/* TAXII before the cluster: objects followed from other nodes are indexed as they come */
+	if (cfg->https_enabled) {
+		struct taxii_config tc = { cfg->taxii_collections, b->store, n->logdir, node_max_record_bytes(cfg),
+					   &b->policy, cfg->node_id, cfg->threads, cfg->taxii_max_page,
+					   cfg->taxii_default_page, cfg->taxii_max_post, cfg->taxii_max_scan,
+					   cfg->taxii_max_statuses, cfg->taxii_max_status_bytes, cfg->https_max_body };
+		if (taxii_open(&tc, &n->taxii, why, sizeof why)) {
+			kz_error("TAXII: %s", why);
+			return 1;
+		}
+		uint64_t ncoll, nent;
+		taxii_counts(n->taxii, &ncoll, &nent);
+		kz_info("TAXII: %llu collections, %llu object versions indexed from the log", (unsigned long long)ncoll,
+			(unsigned long long)nent);
+	}
+	node_follow_taxii = n->taxii;
 	if (cfg->cluster_nats[0]) {
 		bool local = strcmp(cfg->cluster_on_quorum_loss, "local") == 0;
 		if (!local && strcmp(cfg->cluster_on_quorum_loss, "refuse") != 0) {
@@ -705,18 +731,6 @@ static int node_open(struct node *n)
 		nh->trust = &n->trust;
 		nh->idl = &n->idl;
 		nh->cluster = n->cluster;
-		struct taxii_config tc = { cfg->taxii_collections, b->store, n->logdir, node_max_record_bytes(cfg),
-					   &b->policy, cfg->node_id, cfg->threads, cfg->taxii_max_page,
-					   cfg->taxii_default_page, cfg->taxii_max_post, cfg->taxii_max_scan,
-					   cfg->taxii_max_statuses, cfg->taxii_max_status_bytes, cfg->https_max_body };
-		if (taxii_open(&tc, &n->taxii, why, sizeof why)) {
-			kz_error("TAXII: %s", why);
-			return 1;
-		}
-		uint64_t ncoll, nent;
-		taxii_counts(n->taxii, &ncoll, &nent);
-		kz_info("TAXII: %llu collections, %llu object versions indexed from the log", (unsigned long long)ncoll,
-			(unsigned long long)nent);
 		if (node_http_routes(nh) || taxii_routes(n->taxii, n->http)) {
 			kz_error("HTTPS: too many routes");
 			return 1;
@@ -854,6 +868,7 @@ static void node_close(struct node *n)
 	if (n->broker_init)
 		mqtt_broker_cleanup(b);
 	kz_http_free(n->http);
+	node_follow_taxii = NULL; /* the follower stopped with the cluster */
 	taxii_close(n->taxii);
 	net_tls_ctx_free(n->ctx);
 	net_tls_ctx_free(n->hctx);

@@ -44,6 +44,7 @@ struct taxii_config {
 };
 
 struct taxii;
+struct kz_store_item;
 
 int taxii_open(const struct taxii_config *cfg, struct taxii **out, char *why, size_t why_len);
 int taxii_routes(struct taxii *t, struct kz_http *h);
@@ -53,6 +54,12 @@ void taxii_close(struct taxii *t);
  * match[object_marking_refs]) against an empty server, as a GET would: 0 when accepted, -1
  * with why otherwise. For the fuzzer (fuzz_taxii_query). */
 int taxii_query_check(const char *qs, size_t n, char *why, size_t why_len);
+
+/* A record of another node (a cluster's follower, docs/CLUSTER.md): when it is a TAXII
+ * object's (or a deletion's), taxii_follow submits it to the store itself, dated in its
+ * collection's date_added order, indexes it once durable, then calls it->done; returns 1.
+ * 0: not a TAXII record, the caller submits it; -1: out of memory (nothing submitted). */
+int taxii_follow(struct taxii *t, struct kz_store_item *it);
 
 /* Objects and versions in the index (for the start-up log line). */
 void taxii_counts(struct taxii *t, uint64_t *collections, uint64_t *entries);

@@ -181,54 +181,149 @@ void tx_mark_deleted(struct tx_coll *c, uint32_t type_i, const uint8_t uuid[16],
 }
 
 
+/* What a $taxii or $taxii-del record means for the index: the collection, the entry (not yet
+ * dated) or the deletion. 0 when it is one, 1 when the record is not a TAXII object's (another
+ * topic, or not written through the TAXII write path: *foreign), -1 when it is malformed or
+ * for an unknown collection. */
+static int decode_entry(struct taxii *t, const struct kz_record *r, struct tx_coll **cp, struct tx_ent *e, bool *del,
+			bool *foreign)
+{
+	*foreign = false;
+	if (r->topic.len <= strlen(KZ_TOPIC_TAXII) || memcmp(r->topic.p, KZ_TOPIC_TAXII, strlen(KZ_TOPIC_TAXII)) != 0)
+		return 1;
+	if (!r->service) { /* not written by the TAXII write path: never part of a collection */
+		*foreign = true;
+		return 1;
+	}
+	char coll[37], type[STIX_TYPE_MAX + 1], label[1100] = "", author[600] = "";
+	uint8_t uuid[16];
+	int64_t ver;
+	if (parse_topic(r->topic.p, r->topic.len, del, coll, type, uuid, &ver))
+		return -1;
+	struct tx_coll *c = tx_coll_of(t, coll, 36);
+	uint32_t ti = tx_type_index(t, type, true);
+	if (!c || ti == TX_NONE)
+		return -1;
+	memset(e, 0, sizeof *e);
+	e->version_us = ver;
+	e->type_i = ti;
+	memcpy(e->uuid, uuid, 16);
+	*cp = c;
+	if (*del)
+		return 0;
+	snprintf(label, sizeof label, "%.*s", (int)r->label.len, (const char *)r->label.p);
+	snprintf(author, sizeof author, "%.*s", (int)r->origin_id.len, (const char *)r->origin_id.p);
+	uint32_t ai = tx_access_index(t, author, label);
+	if (ai == TX_NONE)
+		return -1;
+	e->acc_i = ai;
+	e->tlp = t->acc[ai]->share.tlp;
+	return tx_refs_from_record(t, r, &e->by_i, &e->mk_i) ? -1 : 0;
+}
+
+/* date_added: the record's accept time, but after every entry the collection has. A record
+ * of this node was dated so already (taxii_post.c); one followed from another node of a
+ * cluster can be older than entries here, and is dated after them, the same way at every
+ * start (the log's order is the order they were dated in). */
+static int64_t date_added(const struct tx_coll *c, const struct kz_record *r)
+{
+	int64_t at = (int64_t)(r->time_ns / 1000);
+	return at > c->last_added ? at : c->last_added + 1;
+}
+
 static int rebuild_cb(void *ctx, uint64_t seq, const uint8_t *body, size_t n, const struct kz_reclog_pos *pos)
 {
 	struct rebuild *rb = ctx;
 	struct kz_record r;
 	const char *why;
-	if (n < 8 || kz_record_decode(body, n, &r, &why) || r.topic.len <= strlen(KZ_TOPIC_TAXII) ||
-	    memcmp(r.topic.p, KZ_TOPIC_TAXII, strlen(KZ_TOPIC_TAXII)) != 0)
+	struct tx_coll *c = NULL;
+	struct tx_ent e;
+	bool del, foreign;
+	if (n < 8 || kz_record_decode(body, n, &r, &why))
 		return 0;
-	if (!r.service) { /* not written by the TAXII write path: never part of a collection */
-		rb->foreign++;
-		return 0;
-	}
-	bool del;
-	char coll[37], type[STIX_TYPE_MAX + 1], label[1100] = "", author[600] = "";
-	uint8_t uuid[16];
-	int64_t ver;
-	if (parse_topic(r.topic.p, r.topic.len, &del, coll, type, uuid, &ver)) {
-		rb->skipped++;
-		return 0;
-	}
-	struct tx_coll *c = tx_coll_of(rb->t, coll, 36);
-	uint32_t ti = tx_type_index(rb->t, type, true);
-	if (!c || ti == TX_NONE) {
-		rb->skipped++;
+	int k = decode_entry(rb->t, &r, &c, &e, &del, &foreign);
+	if (k) {
+		rb->skipped += k < 0;
+		rb->foreign += foreign;
 		return 0;
 	}
 	if (del) {
-		tx_mark_deleted(c, ti, uuid, ver);
+		tx_mark_deleted(c, e.type_i, e.uuid, e.version_us);
 		return 0;
 	}
-	snprintf(label, sizeof label, "%.*s", (int)r.label.len, (const char *)r.label.p);
-	snprintf(author, sizeof author, "%.*s", (int)r.origin_id.len, (const char *)r.origin_id.p);
-	uint32_t ai = tx_access_index(rb->t, author, label);
-	if (ai == TX_NONE) {
-		rb->skipped++;
-		return 0;
-	}
-	struct tx_ent e = { .seq = seq, .pos = *pos, .added_us = (int64_t)(r.time_ns / 1000), .version_us = ver,
-			    .type_i = ti, .acc_i = ai, .tlp = rb->t->acc[ai]->share.tlp };
-	if (tx_refs_from_record(rb->t, &r, &e.by_i, &e.mk_i)) {
-		rb->skipped++;
-		return 0;
-	}
-	memcpy(e.uuid, uuid, 16);
+	e.seq = seq;
+	e.pos = *pos;
+	e.added_us = date_added(c, &r);
 	if (tx_ent_add(rb->t, c, &e))
 		return -1;
 	rb->n++;
 	return 0;
+}
+
+/* ---------- records of other nodes (a cluster's follower) ---------- */
+
+struct follow_ctx {
+	struct taxii *t;
+	struct tx_coll *c;
+	struct tx_ent e;
+	bool del;
+	struct kz_reclog_pos pos;
+	kz_store_done_fn done; /* the caller's */
+	void *ctx;
+};
+
+static void follow_done(void *arg, int status, uint64_t seq)
+{
+	struct follow_ctx *f = arg;
+	if (status == 0) {
+		pthread_rwlock_wrlock(&f->c->lock);
+		if (f->del) {
+			tx_mark_deleted(f->c, f->e.type_i, f->e.uuid, f->e.version_us);
+		} else {
+			f->e.seq = seq;
+			f->e.pos = f->pos;
+			if (tx_ent_add(f->t, f->c, &f->e))
+				kz_error("TAXII: out of memory indexing a followed object: it is indexed at the next start");
+		}
+		pthread_rwlock_unlock(&f->c->lock);
+	}
+	if (f->done)
+		f->done(f->ctx, status, seq);
+	free(f);
+}
+
+int taxii_follow(struct taxii *t, struct kz_store_item *it)
+{
+	struct kz_record r;
+	const char *why;
+	struct tx_coll *c = NULL;
+	struct tx_ent e;
+	bool del, foreign;
+	if (!t || kz_record_decode(it->data, it->len, &r, &why))
+		return 0;
+	int k = decode_entry(t, &r, &c, &e, &del, &foreign);
+	if (k > 0)
+		return 0;
+	if (k < 0) {
+		kz_warn("TAXII: a followed record on %.*s is for an unknown collection or malformed: stored, not indexed",
+			(int)r.topic.len, (const char *)r.topic.p);
+		return 0;
+	}
+	struct follow_ctx *f = calloc(1, sizeof *f);
+	if (!f)
+		return -1;
+	*f = (struct follow_ctx){ t, c, e, del, { 0 }, it->done, it->ctx };
+	struct kz_store_item mine = { it->data, it->len, follow_done, f, &f->pos };
+	/* dated and submitted under the collection's write lock, as a POST is: the log's order is
+	 * the collection's date_added order */
+	pthread_mutex_lock(&c->wlock);
+	if (!del) {
+		f->e.added_us = date_added(c, &r);
+		c->last_added = f->e.added_us;
+	}
+	kz_store_submit(t->cfg.store, &mine, 1);
+	pthread_mutex_unlock(&c->wlock);
+	return 1;
 }
 
 /* ---------- open / close ---------- */
