@@ -191,6 +191,8 @@ void mqtt_session_persist_offline(struct mqtt_session *ss)
 
 static void lower(uint64_t *lo, const struct mqtt_msg *m)
 {
+	if (!m) /* QoS 2 after PUBREC: the client has it (only PUBREL/PUBCOMP remain) */
+		return;
 	uint64_t seq = atomic_load_explicit(&m->seq, memory_order_acquire);
 	if (seq != MQTT_SEQ_NONE && seq != MQTT_SEQ_PENDING && seq - 1 < *lo)
 		*lo = seq - 1;

@@ -134,6 +134,35 @@ def test_mqtt311_persistent_session():
     s.close()
 
 
+def test_qos2_awaiting_pubcomp_while_the_watermark_is_written():
+    """A persistent QoS 2 subscriber that answered PUBREC and holds back PUBCOMP: its
+    acknowledgement watermark is written (about once a second) while the delivery's message
+    is already released. The node crashed on this (found by tests/cluster/test_faults.py)."""
+    r = Raw(node)
+    assert r.connect(b"q2-hold", clean=False, props=b"\x11" + struct.pack("!I", 600))[0] == 2
+    body = struct.pack("!H", 1) + varint(0) + s16(b"q2h/#") + b"\x02"
+    r.send(b"\x82" + varint(len(body)) + body)
+    assert r.packet()[0] == 9
+    p = node.client("q2-pub")
+    for i in range(3):
+        p.pub("q2h/x", "m-%d" % i, qos=2)
+    pubs = rels = 0
+    while pubs < 3 or rels < 3:
+        pk = r.packet()
+        assert pk and pk[0] in (3, 6), pk
+        if pk[0] == 3:
+            pubs += 1
+            pid = pk[2][2 + struct.unpack("!H", pk[2][:2])[0]:][:2]
+            r.send(b"\x50\x02" + pid)  # PUBREC
+        else:
+            rels += 1  # PUBREL, left unanswered
+    time.sleep(2.5)  # several ticks write the watermark
+    c = node.client("q2-check")  # the node is alive
+    c.close()
+    p.close()
+    assert node.proc.poll() is None, "the node died: " + node.logtext()[-1500:]
+
+
 run_tests([test_offline_queue_survives_clean_restart, test_subscriptions_and_unacked_survive_kill9,
            test_expiry_counts_the_downtime, test_will_of_a_connection_lost_in_a_crash,
-           test_mqtt311_persistent_session])
+           test_mqtt311_persistent_session, test_qos2_awaiting_pubcomp_while_the_watermark_is_written])
