@@ -476,6 +476,7 @@ static void *replicator(void *arg)
 		resync = c->resync;
 		pthread_mutex_unlock(&c->lock);
 		if (atomic_exchange(&c->reconnected, false) || resync) {
+			atomic_store(&c->serving, false);
 			drain_and_reset(c);
 			ready = false;
 		}
@@ -497,6 +498,7 @@ static void *replicator(void *arg)
 					origin + 1);
 			warned = false;
 			ready = true;
+			atomic_store(&c->serving, true);
 			atomic_store(&c->js_ready, true);
 		}
 		struct scan sc = { c, 0, false };
@@ -623,6 +625,8 @@ void kz_cluster_free(struct kz_cluster *c)
 	pthread_cond_destroy(&c->fcond);
 	pthread_mutex_destroy(&c->save_lock);
 	kz_cluster_puts_free(c);
+	for (uint32_t i = 0; i < MAX_ORIGINS; i++)
+		free(c->held[i].v);
 	free(c->ring);
 	free(c);
 }
@@ -644,6 +648,8 @@ void kz_cluster_stats(struct kz_cluster *c, struct kz_cluster_stats *out)
 	out->connected = atomic_load(&c->connected);
 	out->session_queue = c->queues[KV_SESSIONS].n;
 	out->late = c->late_taken;
+	out->held = c->held_total;
+	out->released_late = c->released_late;
 	out->gaps_dropped = c->gaps_dropped;
 	out->gaps_open = 0;
 	for (uint32_t i = 0; i < c->n_origins; i++)
@@ -667,7 +673,15 @@ uint64_t kz_cluster_caught_up_ns(struct kz_cluster *c)
 
 bool kz_cluster_quorum(struct kz_cluster *c)
 {
-	return atomic_load_explicit(&c->quorum, memory_order_relaxed);
+	/* from the live state, not the flag the replicator's loop keeps for its log lines: that
+	 * loop can sit for seconds in a drain or a stream call while JetStream does not answer */
+	if (!atomic_load_explicit(&c->serving, memory_order_acquire) || !atomic_load(&c->connected))
+		return false;
+	pthread_mutex_lock(&c->lock);
+	uint64_t oldest = c->head_origin < c->next_origin ? c->ring[c->head_origin % c->cfg.window].sent_ms : 0;
+	bool ok = !c->resync && (!oldest || kz_now_mono_ms() - oldest < c->cfg.publish_timeout_ms);
+	pthread_mutex_unlock(&c->lock);
+	return ok;
 }
 
 /* ---------- status ---------- */

@@ -36,8 +36,14 @@ struct kz_cluster_config {
 	/* The follower: records of other nodes, in stream order, each once (a record whose
 	 * origin sequence this node already has is dropped). The node stores body (the envelope)
 	 * and calls kz_cluster_followed() when it is durable; 0, or -1 when it cannot take it
-	 * (it comes again). NULL: this node does not follow. */
-	int (*follow)(void *arg, const uint8_t *body, size_t n);
+	 * (it comes again). NULL: this node does not follow.
+	 * hold: NULL, deliver it once durable; else a record that came before records of its
+	 * origin that are still awaited (a gap): once durable, do not deliver it but put what
+	 * delivers it into *hold; release() delivers it later, in origin order, when the gap
+	 * fills (or cluster.gap_timeout_ms passes, or the node stops). */
+	int (*follow)(void *arg, const uint8_t *body, size_t n, void **hold);
+	void (*release)(void *arg, void *held);
+	uint32_t gap_timeout_ms;      /* cluster.gap_timeout_ms: held records wait at most this */
 	/* Shared sessions (bucket KZ_SESSIONS, docs/CLUSTER.md "Sessions"): every value of the
 	 * bucket, the whole bucket first and then each change in order (this node's own writes
 	 * too), on the cluster's session thread. NULL: this node shares no sessions. */
@@ -64,6 +70,8 @@ struct kz_cluster_stats {
 	uint64_t published, acked, republished, errors;
 	uint64_t pending;          /* published, not yet acknowledged */
 	uint64_t followed, duplicates; /* records of other nodes taken; dropped as already here */
+	uint64_t held, released_late; /* held back behind a gap now; delivered out of order after
+				       * cluster.gap_timeout_ms */
 	uint64_t late, gaps_open, gaps_dropped; /* taken after their successors; sequences still
 						     * awaited; gaps given up (more than 32 open) */
 	uint64_t session_puts, session_updates, session_errors; /* KZ_SESSIONS writes, changes read, failures */

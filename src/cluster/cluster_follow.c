@@ -86,16 +86,102 @@ void kz_cluster_followed(struct kz_cluster *c, int status)
 	pthread_mutex_unlock(&c->lock);
 }
 
+/* Is a gap of o open below s? (Then s is held back: it would overtake a record still awaited.) */
+static bool gap_below(const struct origin *o, uint64_t s)
+{
+	for (uint32_t g = 0; g < o->n_gaps; g++)
+		if (o->gaps[g].lo < s)
+			return true;
+	return false;
+}
+
+static uint64_t lowest_gap(const struct origin *o)
+{
+	uint64_t lo = UINT64_MAX;
+	for (uint32_t g = 0; g < o->n_gaps; g++)
+		if (o->gaps[g].lo < lo)
+			lo = o->gaps[g].lo;
+	return lo;
+}
+
+/* Lock held. Delivers origin i's held records below its lowest open gap (all of them when
+ * everything), in origin order. */
+static void release_held(struct kz_cluster *c, uint32_t i, bool everything)
+{
+	struct held_list *h = &c->held[i];
+	uint64_t lo = everything ? UINT64_MAX : lowest_gap(&c->origins[i]);
+	size_t k = 0;
+	while (k < h->n && h->v[k].seq < lo) {
+		if (h->v[k].obj && c->cfg.release)
+			c->cfg.release(c->cfg.arg, h->v[k].obj);
+		k++;
+	}
+	memmove(h->v, h->v + k, (h->n - k) * sizeof *h->v);
+	h->n -= k;
+	c->held_total -= k;
+	h->since_ms = h->n ? (h->since_ms ? h->since_ms : kz_now_mono_ms()) : 0;
+}
+
+/* Lock held. Keeps (seq, obj) in origin i's held records, in origin order. */
+static bool hold(struct kz_cluster *c, uint32_t i, uint64_t seq, void *obj)
+{
+	struct held_list *h = &c->held[i];
+	if (h->n == h->cap) {
+		size_t cap = h->cap ? h->cap * 2 : 256;
+		struct held *nv = realloc(h->v, cap * sizeof *nv);
+		if (!nv)
+			return false;
+		h->v = nv;
+		h->cap = cap;
+	}
+	size_t k = h->n;
+	while (k > 0 && h->v[k - 1].seq > seq)
+		k--;
+	memmove(h->v + k + 1, h->v + k, (h->n - k) * sizeof *h->v);
+	h->v[k] = (struct held){ seq, obj };
+	h->n++;
+	c->held_total++;
+	if (!h->since_ms)
+		h->since_ms = kz_now_mono_ms();
+	return true;
+}
+
+/* Gaps that waited longer than cluster.gap_timeout_ms: what they held back is delivered now,
+ * out of order (a late record that comes after is still taken and delivered). */
+void kz_cluster_held_expire(struct kz_cluster *c, bool everything)
+{
+	uint64_t now = kz_now_mono_ms();
+	pthread_mutex_lock(&c->lock);
+	for (uint32_t i = 0; i < c->n_origins; i++) {
+		struct held_list *h = &c->held[i];
+		if (!h->n || (!everything && now - h->since_ms < c->cfg.gap_timeout_ms))
+			continue;
+		if (!everything) {
+			kz_warn("cluster: records of node %s awaited for %u ms (cluster.gap_timeout_ms): the %zu after them are "
+				"delivered now, out of order", c->origins[i].id, c->cfg.gap_timeout_ms, h->n);
+			c->released_late += h->n;
+		}
+		release_held(c, i, true);
+	}
+	pthread_mutex_unlock(&c->lock);
+}
+
 /* One fetched batch: the new records go to the node, and once every one of them is durable
  * the batch is acknowledged (AckAll: the last message acks the ones before it). What was
  * taken is decided on a copy of the origins, made the real one only when the whole batch is
- * durable: a batch that fails comes again and is decided again the same way. */
+ * durable: a batch that fails comes again and is decided again the same way. A record behind
+ * a gap is stored and held back; the records a late one lets through are delivered after it. */
 static bool follow_batch(struct kz_cluster *c, natsMsgList *list)
 {
 	struct origin *v = c->f_scratch;
 	uint32_t nv;
 	uint64_t want, failed0, late = 0, dropped = 0, dups = 0;
 	int n = 0;
+	struct bh { uint32_t oi; uint64_t seq; void *obj; } *bh = list->Count ? calloc((size_t)list->Count, sizeof *bh) : NULL;
+	int nh = 0;
+	bool touched[MAX_ORIGINS] = { false };
+	if (list->Count && !bh)
+		return false;
 	pthread_mutex_lock(&c->lock);
 	want = c->f_done;
 	failed0 = c->f_failed;
@@ -116,8 +202,20 @@ static bool follow_batch(struct kz_cluster *c, natsMsgList *list)
 			dups++;
 			continue;
 		}
-		if (c->cfg.follow(c->cfg.arg, (const uint8_t *)natsMsg_GetData(m), (size_t)natsMsg_GetDataLength(m)))
+		uint32_t oi = (uint32_t)(o - v);
+		touched[oi] = true;
+		void **slot = NULL;
+		pthread_mutex_lock(&c->lock);
+		bool behind = gap_below(o, s) || (oi < c->n_origins && c->held[oi].n && c->held[oi].v[0].seq < s);
+		pthread_mutex_unlock(&c->lock);
+		if (behind) {
+			bh[nh] = (struct bh){ oi, s, NULL };
+			slot = &bh[nh++].obj;
+		}
+		if (c->cfg.follow(c->cfg.arg, (const uint8_t *)natsMsg_GetData(m), (size_t)natsMsg_GetDataLength(m), slot)) {
+			free(bh); /* nothing of it was delivered; the held ones (if durable) come again */
 			return false; /* not acked: JetStream delivers the batch again after its AckWait */
+		}
 		n++;
 		want++;
 	}
@@ -133,8 +231,19 @@ static bool follow_batch(struct kz_cluster *c, natsMsgList *list)
 		c->st.followed += (uint64_t)n;
 		c->late_taken += late;
 		c->gaps_dropped += dropped;
+		for (int k = 0; k < nh; k++)
+			if (!hold(c, bh[k].oi, bh[k].seq, bh[k].obj) && bh[k].obj && c->cfg.release)
+				c->cfg.release(c->cfg.arg, bh[k].obj); /* no memory to hold it: now */
+		for (uint32_t i = 0; i < nv; i++)
+			if (touched[i] && c->held[i].n)
+				release_held(c, i, false);
+	} else {
+		for (int k = 0; k < nh; k++) /* the batch comes again: these will be stored again */
+			if (bh[k].obj && c->cfg.release)
+				c->cfg.release(c->cfg.arg, bh[k].obj);
 	}
 	pthread_mutex_unlock(&c->lock);
+	free(bh);
 	if (!ok || !list->Count)
 		return ok;
 	/* what this node now has, saved before the acknowledgement: a batch delivered again after
@@ -212,6 +321,7 @@ void *kz_cluster_follower(void *arg)
 			atomic_store(&c->caught_up_ns, t0); /* nothing was waiting for us at t0 */
 		}
 		natsMsgList_Destroy(&list);
+		kz_cluster_held_expire(c, false);
 		if (s == NATS_OK) {
 			idle = 0;
 			continue;
@@ -237,6 +347,7 @@ void *kz_cluster_follower(void *arg)
 		}
 	}
 	natsSubscription_Destroy(sub);
+	kz_cluster_held_expire(c, true); /* stopping: what was held back is delivered */
 	return NULL;
 }
 

@@ -45,6 +45,7 @@ struct kz_cluster {
 	pthread_t fthread;
 	bool fstarted;
 	atomic_bool js_ready;
+	atomic_bool serving; /* the replicator is streaming (not resuming): kz_cluster_quorum */
 	struct origin origins[MAX_ORIGINS]; /* under lock */
 	struct origin f_scratch[MAX_ORIGINS]; /* the follower's copy while it decides a batch */
 	uint32_t n_origins;
@@ -52,7 +53,11 @@ struct kz_cluster {
 	pthread_cond_t fcond;
 	pthread_mutex_t save_lock;  /* the replicator and the follower both write cluster.state */
 	_Atomic uint64_t caught_up_ns;
-	uint64_t late_taken, gaps_dropped; /* under lock: records taken into a gap; gaps given up */ /* wall time at which this node had every record the stream held */
+	uint64_t late_taken, gaps_dropped; /* under lock: records taken into a gap; gaps given up */
+	/* the follower's own: per origin (same index as origins), records held back behind a gap,
+	 * in origin order, and since when its oldest open gap waits */
+	struct held_list { struct held { uint64_t seq; void *obj; } *v; size_t n, cap; uint64_t since_ms; } held[MAX_ORIGINS];
+	uint64_t held_total, released_late; /* held now; released by the gap timeout */ /* wall time at which this node had every record the stream held */
 	/* KV buckets (cluster_kv.c): shared sessions, trust documents */
 	pthread_t kthread;
 	bool kstarted;
@@ -67,6 +72,7 @@ uint64_t kz_cluster_header_u64(natsMsg *m, const char *key);
 void kz_cluster_state_save(struct kz_cluster *c, uint64_t local, uint64_t origin);
 /* cluster_follow.c */
 void *kz_cluster_follower(void *arg);
+void kz_cluster_held_expire(struct kz_cluster *c, bool everything);
 /* cluster_kv.c */
 void *kz_cluster_sessions_thread(void *arg);
 void kz_cluster_puts_free(struct kz_cluster *c);

@@ -129,6 +129,8 @@ static const struct directive directives[] = {
 	  "A publish to JetStream not acknowledged within this: JetStream has no quorum (cluster.on_quorum_loss)." },
 	{ "cluster.publish_window", T_U32, C(cluster_publish_window), 0, 1, 1000000, "4096",
 	  "Records published to JetStream and not yet acknowledged, at most." },
+	{ "cluster.gap_timeout_ms", T_U32, C(cluster_gap_timeout_ms), 0, 0, 3600000, "30000",
+	  "A record of another node that came before records of its origin still awaited (after a failed publish there, the stream has them in another order) is stored and held back, so that each origin's records are delivered in order; after this long without them, what was held back is delivered (docs/CLUSTER.md \"The path of a delivery on another node\")." },
 	{ "cluster.session_margin_ms", T_U32, C(cluster_session_margin_ms), 0, 0, 3600000, "5000",
 	  "A persistent session that moves to this node from another gets the records accepted since its last acknowledgement on the other node, less this margin: the longest a record may take from its acceptance to its origin's log and to JetStream. More margin, more messages delivered twice after a move; less, a record slower than that can be missed (docs/CLUSTER.md \"Sessions\")." },
 	{ "cluster.on_quorum_loss", T_STR, C(cluster_on_quorum_loss), S(cluster_on_quorum_loss), 0, 0, "refuse",

@@ -312,6 +312,11 @@ static void metrics(void *arg, struct kz_http_req *r)
 		       "Records of other nodes dropped from the stream as already in this node's log.", cs.duplicates);
 		metric(&b, "kizuna_cluster_late_total", "counter",
 		       "Records of other nodes taken after their successors (published again after a failure).", cs.late);
+		metric(&b, "kizuna_cluster_held", "gauge",
+		       "Records of other nodes stored and held back behind a gap, to be delivered in their origin's order.",
+		       cs.held);
+		metric(&b, "kizuna_cluster_released_out_of_order_total", "counter",
+		       "Held-back records delivered out of order after cluster.gap_timeout_ms.", cs.released_late);
 		metric(&b, "kizuna_cluster_gap_records", "gauge",
 		       "Records of other nodes below the newest taken, not taken yet (awaited).", cs.gaps_open);
 		metric(&b, "kizuna_cluster_gaps_dropped_total", "counter",

@@ -74,29 +74,65 @@ static void node_followed_done(void *ctx, int status, uint64_t seq)
 	kz_cluster_followed(node_follow_cluster, status);
 }
 
-static int node_follow(void *arg, const uint8_t *body, size_t n)
+/* A record held back behind a gap (cluster.h, follow): durable, not delivered yet. */
+struct node_held {
+	struct mqtt_msg *m;
+	void **slot;
+};
+
+static void node_followed_held(void *ctx, int status, uint64_t seq)
+{
+	struct node_held *h = ctx;
+	if (status == KZ_OK) {
+		atomic_store_explicit(&h->m->seq, seq, memory_order_release);
+		*h->slot = h->m; /* the cluster releases it in order */
+	} else {
+		mqtt_msg_unref(h->m);
+	}
+	free(h);
+	kz_cluster_followed(node_follow_cluster, status);
+}
+
+static void node_release(void *arg, void *held)
+{
+	(void)arg;
+	struct mqtt_msg *m = held;
+	(void)mqtt_broker_inject(node_follow_broker, 0, m);
+	mqtt_msg_unref(m);
+}
+
+static int node_follow(void *arg, const uint8_t *body, size_t n, void **slot)
 {
 	struct mqtt_broker *b = arg;
 	struct kz_record r;
 	const char *why;
 	if (kz_record_decode(body, n, &r, &why)) {
 		kz_warn("cluster: a record from the stream is not valid (%s): skipped", why);
-		return 0; /* nothing to store; acknowledged with its batch */
+		kz_cluster_followed(node_follow_cluster, 0); /* nothing to store; acknowledged with its batch */
+		return 0;
 	}
 	struct mqtt_msg *m = mqtt_msg_from_record(&r);
 	uint8_t *data = m ? malloc(n) : NULL;
-	if (!data) {
+	struct node_held *h = data && slot ? malloc(sizeof *h) : NULL;
+	if (!data || (slot && !h)) {
+		free(data);
 		if (m)
 			mqtt_msg_unref(m);
 		return -1;
 	}
 	memcpy(data, body, n);
 	struct kz_store_item it = { data, (uint32_t)n, node_followed_done, m, NULL };
+	if (h) {
+		*h = (struct node_held){ m, slot };
+		it.done = node_followed_held;
+		it.ctx = h;
+	}
 	/* a TAXII object: its collection dates, submits and indexes it (any node answers TAXII
 	 * with the same objects); anything else is submitted here */
 	int tx = node_follow_taxii ? taxii_follow(node_follow_taxii, &it) : 0;
 	if (tx < 0) {
 		free(data);
+		free(h);
 		mqtt_msg_unref(m);
 		return -1;
 	}
@@ -671,6 +707,7 @@ static int node_open(struct node *n)
 			.max_record_bytes = node_max_record_bytes(cfg), .state_path = state,
 			.replicas = cfg->cluster_replicas, .publish_timeout_ms = cfg->cluster_publish_timeout_ms,
 			.window = cfg->cluster_publish_window, .confirmed = node_repl_confirmed, .follow = node_follow,
+			.release = node_release, .gap_timeout_ms = cfg->cluster_gap_timeout_ms,
 			.arg = b,
 		};
 		node_follow_broker = b;

@@ -81,6 +81,7 @@ static int replace(const char *path, const void *data, size_t n)
 {
 	char dir[1200];
 	const char *base = split(path, dir, sizeof dir);
+	mkdir(dir, 0700); /* a node on another's PKI may have no directory for its list yet */
 	return kz_file_replace(dir, base, data, n, 0644);
 }
 

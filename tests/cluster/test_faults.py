@@ -1,0 +1,259 @@
+#!/usr/bin/python3
+"""Faults under load with a checker (issue 19 item 9, docs/CLUSTER.md "Faults and what each
+does"): 3 nats-servers (JetStream R3) and 3 nodes from scripts/cluster-up. Publishers on
+every node (QoS 1 on nodes 1 and 3, QoS 2 on node 2; raw MQTT 5, one message in flight, each
+acknowledgement's reason code read) and a subscriber on every node (paho, QoS 2, persistent
+session). While they run:
+  1. kill -9 of one nats-server, restarted 3 s later;
+  2. SIGSTOP of another nats-server for 10 s;
+  3. kill -9 of node 3: its publisher fails over to node 1 (its list: n3, n1, n2); its
+     subscriber is gone with it.
+The checker records every acknowledgement (PUBACK / PUBREC with a reason code below 0x80) and
+every delivery, and asserts after the load: every acknowledged message reached every live
+subscriber at least once (none lost), each publisher's acknowledged messages reached each
+subscriber in order (first deliveries increasing; a message whose acknowledgement the
+publisher gave up waiting for, after 5 s, may come at any time), duplicates counted and reported, and how long
+publishing was interrupted at most (reported, the target is 5 s)."""
+import os, signal, socket, ssl, struct, subprocess, sys, threading, time
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "integration"))
+from kzharness import KIZUNA, s16, varint, Node
+import paho.mqtt.client as mqtt
+from paho.mqtt.properties import Properties
+from paho.mqtt.packettypes import PacketTypes
+import shutil, tempfile, random
+
+if not shutil.which("nats-server"):
+    print("SKIP: nats-server is not installed (scripts/deps installs it)")
+    sys.exit(77)
+ROOT = os.path.abspath(os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", ".."))
+D = tempfile.mkdtemp(prefix="kz-faults-")
+
+
+def free_base():
+    for _ in range(50):
+        b = random.randrange(20000, 60000, 50)
+        ok = True
+        for p in range(b, b + 45):
+            s = socket.socket()
+            try:
+                s.bind(("127.0.0.1", p))
+            except OSError:
+                ok = False
+            s.close()
+            if not ok:
+                break
+        if ok:
+            return b
+    raise RuntimeError("no free ports")
+
+
+BASE = free_base()
+env = dict(os.environ, KZ=KIZUNA)
+subprocess.run([os.path.join(ROOT, "scripts", "cluster-up"), D, str(BASE)], env=env, check=True,
+               stdout=subprocess.DEVNULL)
+PKI = os.path.join(D, "n1", "pki")
+PORT = {i: BASE + 29 + i for i in (1, 2, 3)}
+
+
+def pids():
+    return [int(l) for l in open(os.path.join(D, "pids")).read().split()]
+
+
+def logtext(i):
+    return open(os.path.join(D, "n%d" % i, "serve.log")).read()
+
+
+deadline = time.time() + 60
+while time.time() < deadline and not all("JetStream answers" in logtext(i) for i in (1, 2, 3)):
+    time.sleep(0.2)
+assert all("JetStream answers" in logtext(i) for i in (1, 2, 3)), "nodes never reached JetStream"
+
+
+class Publisher(threading.Thread):
+    """Raw MQTT 5: one message in flight; a reason code >= 0x80 or a lost connection is not an
+    acknowledgement; after a lost connection it goes to the next node of its list."""
+
+    def __init__(self, name, nodes, qos):
+        super().__init__(daemon=True)
+        self.name, self.nodes, self.qos = name, nodes, qos
+        self.acked, self.refused, self.lost = [], 0, 0
+        self.stop = False
+        self.k = 0
+        self.gap = 0.0  # the longest time between two acknowledgements
+        self.cur = 0
+
+    def connect(self):
+        ctx = ssl.create_default_context(cafile=os.path.join(PKI, "ca.pem"))
+        ctx.load_cert_chain(os.path.join(PKI, "admin.pem"), os.path.join(PKI, "admin.key"))
+        while not self.stop:
+            port = PORT[self.nodes[self.cur % len(self.nodes)]]
+            try:
+                s = ctx.wrap_socket(socket.create_connection(("127.0.0.1", port), 2), server_hostname="localhost")
+                s.settimeout(5)
+                body = s16(b"MQTT") + bytes([5, 2]) + struct.pack("!H", 30) + varint(0) + s16(self.name.encode())
+                s.sendall(bytes([0x10]) + varint(len(body)) + body)
+                p = self.packet(s)
+                if p and p[0] == 2 and p[2][1] == 0:
+                    return s
+            except (OSError, ssl.SSLError):
+                pass
+            self.cur += 1
+            time.sleep(0.2)
+        return None
+
+    def packet(self, s):
+        buf = getattr(self, "buf", b"")
+        while True:
+            if len(buf) >= 2:
+                n, mult, i = 0, 1, 1
+                while i < len(buf) and i < 5:
+                    n += (buf[i] & 0x7F) * mult
+                    mult *= 128
+                    if not buf[i] & 0x80:
+                        break
+                    i += 1
+                if i < len(buf) and len(buf) >= i + 1 + n:
+                    p = buf[:i + 1 + n]
+                    self.buf = buf[i + 1 + n:]
+                    return (p[0] >> 4, p[0] & 15, p[i + 1:])
+            d = s.recv(65536)
+            if not d:
+                self.buf = b""
+                return None
+            buf += d
+
+    def run(self):
+        s = self.connect()
+        last = time.time()
+        pid = 0
+        while not self.stop and s:
+            self.k += 1
+            pid = pid % 65535 + 1
+            payload = ("%s-%d" % (self.name, self.k)).encode()
+            body = s16(("chk/" + self.name).encode()) + struct.pack("!H", pid) + varint(0) + payload
+            ok = False
+            try:
+                s.sendall(bytes([0x30 | (self.qos << 1)]) + varint(len(body)) + body)
+                p = self.packet(s)
+                if p and p[0] in (4, 5):
+                    rc = p[2][2] if len(p[2]) > 2 else 0
+                    if rc < 0x80:
+                        if p[0] == 5:  # QoS 2: the node has it; release it
+                            s.sendall(bytes([0x62, 2]) + struct.pack("!H", pid))
+                            q = self.packet(s)
+                            ok = q is not None and q[0] == 7
+                        else:
+                            ok = True
+                    else:
+                        self.refused += 1
+                elif p is None:
+                    raise OSError("closed")
+            except (OSError, ssl.SSLError):
+                self.lost += 1
+                self.cur += 1
+                self.buf = b""
+                s = self.connect()
+            if ok:
+                now = time.time()
+                self.gap = max(self.gap, now - last)
+                last = now
+                self.acked.append(self.k)
+            time.sleep(0.01)
+
+
+class Subscriber:
+    def __init__(self, node):
+        self.node, self.got = node, []
+        self.c = mqtt.Client(client_id="chk-sub-%d" % node, protocol=mqtt.MQTTv5)
+        self.c.tls_set(ca_certs=os.path.join(PKI, "ca.pem"), certfile=os.path.join(PKI, "admin.pem"),
+                       keyfile=os.path.join(PKI, "admin.key"))
+        self.c.on_message = lambda c, u, m: self.got.append(m.payload.decode())
+        p = Properties(PacketTypes.CONNECT)
+        p.SessionExpiryInterval = 600
+        self.c.connect("localhost", PORT[node], 30, clean_start=False, properties=p)
+        self.c.loop_start()
+        time.sleep(0.5)
+        self.c.subscribe("chk/#", qos=2)
+
+
+def nats_pid(i):
+    return pids()[i - 1]
+
+
+def test_no_acknowledged_message_lost_under_faults():
+    subs = {i: Subscriber(i) for i in (1, 2, 3)}
+    time.sleep(1.0)
+    pubs = [Publisher("p1", [1, 2, 3], 1), Publisher("p2", [2, 3, 1], 2), Publisher("p3", [3, 1, 2], 1)]
+    for p in pubs:
+        p.start()
+    time.sleep(3)
+    # 1. kill -9 one nats-server, restart it
+    os.kill(nats_pid(3), signal.SIGKILL)
+    time.sleep(3)
+    pr = subprocess.Popen(["nats-server", "-c", os.path.join(D, "s3", "nats.conf")],
+                          stdout=open(os.path.join(D, "s3", "nats.log"), "a"), stderr=subprocess.STDOUT)
+    lines = open(os.path.join(D, "pids")).read().split()
+    lines[2] = str(pr.pid)
+    open(os.path.join(D, "pids"), "w").write("\n".join(lines) + "\n")
+    time.sleep(5)
+    # 2. SIGSTOP another for 10 s
+    os.kill(nats_pid(2), signal.SIGSTOP)
+    time.sleep(10)
+    os.kill(nats_pid(2), signal.SIGCONT)
+    time.sleep(5)
+    # 3. kill -9 node 3
+    os.kill(pids()[5], signal.SIGKILL)
+    subs[3].c.loop_stop()
+    time.sleep(8)
+    for p in pubs:
+        p.stop = True
+    for p in pubs:
+        p.join(15)
+    time.sleep(8)  # what is acknowledged reaches every node
+    report = []
+    lost = {}
+    for i in (1, 2):
+        got = subs[i].got
+        dups = len(got) - len(set(got))
+        for p in pubs:
+            acked = set(p.acked)
+            mine = [int(x.split("-")[1]) for x in got if x.startswith(p.name + "-")]
+            firsts, seen = [], set()
+            for k in mine:
+                if k not in seen:
+                    seen.add(k)
+                    if k in acked:  # one it gave up on (no acknowledgement) has no place in its order
+                        firsts.append(k)
+            missing = [k for k in p.acked if k not in seen]
+            if missing:
+                lost["%s on node %d" % (p.name, i)] = missing[:10]
+            assert firsts == sorted(firsts), "%s's messages out of order on node %d: %r" % (
+                p.name, i, [(a, b) for a, b in zip(firsts, firsts[1:]) if b < a][:5])
+        report.append("node %d: %d deliveries, %d duplicates" % (i, len(got), dups))
+    for p in pubs:
+        report.append("%s (QoS %d): %d acknowledged, %d refused, %d connections lost, longest wait between two "
+                      "acknowledgements %.1f s" % (p.name, p.qos, len(p.acked), p.refused, p.lost, p.gap))
+    print("  " + "\n  ".join(report))
+    assert not lost, "acknowledged and not delivered: %r" % lost
+    assert all(len(p.acked) > 50 for p in pubs), [len(p.acked) for p in pubs]
+    for s in subs.values():
+        s.c.loop_stop()
+
+
+failed = 0
+try:
+    test_no_acknowledged_message_lost_under_faults()
+    print("PASS test_no_acknowledged_message_lost_under_faults")
+except Exception as e:
+    import traceback
+    traceback.print_exc()
+    print("FAIL test_no_acknowledged_message_lost_under_faults: %s" % e)
+    for i in (1, 2, 3):
+        print("--- node %d log (last 2000 bytes):\n%s" % (i, logtext(i)[-2000:]))
+    failed = 1
+finally:
+    subprocess.run([os.path.join(ROOT, "scripts", "cluster-down"), D], stdout=subprocess.DEVNULL)
+    if not os.environ.get("KEEP"):
+        shutil.rmtree(D, ignore_errors=True)
+print("%d passed, %d failed" % (1 - failed, failed))
+sys.exit(failed)
