@@ -22,25 +22,7 @@ PARTS=${PARTS:-123}
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 KZ=${KZ:-$ROOT/build/src/cli/kizuna}
 D=$(mktemp -d /tmp/kz-bench-cluster-XXXXXX)
-BASE=$(/usr/bin/python3 - <<'PY'
-import random, socket
-for _ in range(50):
-    b = random.randrange(20000, 60000, 100)
-    ok = True
-    for p in range(b, b + 60):
-        s = socket.socket()
-        try:
-            s.bind(("127.0.0.1", p))
-        except OSError:
-            ok = False
-        s.close()
-        if not ok:
-            break
-    if ok:
-        print(b)
-        break
-PY
-)
+BASE=$("$ROOT/scripts/free-port-base" 60)
 trap '"$ROOT/scripts/cluster-down" "$D" > /dev/null 2>&1; rm -rf "$D"' EXIT
 KZ_NATS_MQTT=1 KZ="$KZ" KZ_NODE_CONF="limits.identity = default connections=0 publish_rate=0 publish_bytes=0 https_rate=0" "$ROOT/scripts/cluster-up" "$D" "$BASE" > /dev/null || { echo "cluster-up failed"; exit 1; }
 for i in 1 2 3; do

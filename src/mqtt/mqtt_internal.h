@@ -59,6 +59,8 @@ void mqtt_broker_slow_report(struct mqtt_client *c, bool disconnected);
 /* Session persistence (mqtt_session.c): no-ops for sessions that are not persisted. */
 void mqtt_session_persist_connect(struct mqtt_session *ss, bool fresh);
 void mqtt_session_persist_offline(struct mqtt_session *ss);
+/* The session's will as session state stores it (pointing into the will), or NULL. */
+const struct kz_state_will *mqtt_session_will_state(const struct mqtt_session *ss, struct kz_state_will *w);
 /* Tells the cluster the session's state (broker->share; no-op alone, for sessions that are
  * not persistent, and for one another node took). */
 void mqtt_session_share(struct mqtt_session *ss, bool ended);

@@ -158,14 +158,8 @@ void mqtt_session_persist_connect(struct mqtt_session *ss, bool fresh)
 		ss->persisted = false;
 		return;
 	}
-	struct kz_state_will w, *wp = NULL;
-	if (ss->will) {
-		const struct mqtt_msg *m = ss->will;
-		w = (struct kz_state_will){ { m->topic, m->topic_len }, { m->payload, m->payload_len },
-					    { m->props, m->props_len }, m->qos, m->retain, ss->will_delay_s,
-					    m->expiry_s, m->has_expiry };
-		wp = &w;
-	}
+	struct kz_state_will w;
+	const struct kz_state_will *wp = mqtt_session_will_state(ss, &w);
 	/* from now on: older records are not this session's (one taken from another node keeps
 	 * the watermark it came with: its backlog is being replayed) */
 	if ((fresh || !ss->persisted) && !ss->imported)
@@ -178,6 +172,16 @@ void mqtt_session_persist_connect(struct mqtt_session *ss, bool fresh)
 	if (!was && !fresh) /* a continuing session that becomes persistent: its subscriptions */
 		for (uint32_t i = 0; i < ss->n_subs; i++)
 			persist_sub(ss, ss->subs[i]);
+}
+
+const struct kz_state_will *mqtt_session_will_state(const struct mqtt_session *ss, struct kz_state_will *w)
+{
+	const struct mqtt_msg *m = ss->will;
+	if (!m)
+		return NULL;
+	*w = (struct kz_state_will){ { m->topic, m->topic_len }, { m->payload, m->payload_len }, { m->props, m->props_len },
+				     m->qos, m->retain, ss->will_delay_s, m->expiry_s, m->has_expiry };
+	return w;
 }
 
 void mqtt_session_persist_offline(struct mqtt_session *ss)

@@ -32,14 +32,8 @@ void mqtt_session_share(struct mqtt_session *ss, bool ended)
 		subs[i] = (struct kz_state_sub){ sub->filter, sub->group, sub->qos, sub->retain_handling, sub->no_local,
 						 sub->retain_as_published, sub->sub_id };
 	}
-	struct kz_state_will w, *wp = NULL;
-	if (ss->will) {
-		const struct mqtt_msg *m = ss->will;
-		w = (struct kz_state_will){ { m->topic, m->topic_len }, { m->payload, m->payload_len },
-					    { m->props, m->props_len }, m->qos, m->retain, ss->will_delay_s,
-					    m->expiry_s, m->has_expiry };
-		wp = &w;
-	}
+	struct kz_state_will w;
+	const struct kz_state_will *wp = mqtt_session_will_state(ss, &w);
 	uint64_t off = ss->client ? 0 : (ss->offline_ns ? ss->offline_ns : kz_now_wall_ns());
 	struct kz_state_session st = { ss->client_id, ss->peer_id, ss->expiry_s, off, ss->acked_saved, wp, subs,
 				       ss->n_subs };

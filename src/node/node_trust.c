@@ -87,10 +87,10 @@ static int replace(const char *path, const void *data, size_t n)
 
 /* ---------- out ---------- */
 
-void node_trust_crl_in_force(struct node_trust *t, const struct kz_revoked *r)
+/* Is r newer than any list this node put or installed (by CRL number, then thisUpdate)? Then
+ * it is the newest from now on. */
+static bool crl_take(struct node_trust *t, const struct kz_revoked *r)
 {
-	if (!t || !t->cluster || !r || r->missing)
-		return;
 	pthread_mutex_lock(&t->lock);
 	bool newer = r->number > t->crl_number || (r->number == t->crl_number && r->this_update > t->crl_this_update);
 	if (newer) {
@@ -98,6 +98,14 @@ void node_trust_crl_in_force(struct node_trust *t, const struct kz_revoked *r)
 		t->crl_this_update = r->this_update;
 	}
 	pthread_mutex_unlock(&t->lock);
+	return newer;
+}
+
+void node_trust_crl_in_force(struct node_trust *t, const struct kz_revoked *r)
+{
+	if (!t || !t->cluster || !r || r->missing)
+		return;
+	bool newer = crl_take(t, r);
 	if (!newer)
 		return;
 	size_t n;
@@ -183,13 +191,7 @@ static void crl_in(struct node_trust *t, const uint8_t *v, size_t n)
 		kz_revoked_free(r);
 		return;
 	}
-	pthread_mutex_lock(&t->lock);
-	bool newer = r->number > t->crl_number || (r->number == t->crl_number && r->this_update > t->crl_this_update);
-	if (newer) {
-		t->crl_number = r->number;
-		t->crl_this_update = r->this_update;
-	}
-	pthread_mutex_unlock(&t->lock);
+	bool newer = crl_take(t, r);
 	/* this node's own file may be newer still: the node's poll refuses a rollback anyway */
 	if (newer && replace(cfg->tls_crl, v, n) == 0)
 		kz_info("cluster: revocation list number %llu (%zu revoked) from KZ_TRUST written to %s; in force at the "

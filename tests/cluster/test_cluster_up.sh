@@ -11,25 +11,7 @@ command -v nats-server > /dev/null || { echo "SKIP: no nats-server"; exit 77; }
 command -v mosquitto_pub > /dev/null || { echo "SKIP: no mosquitto clients"; exit 77; }
 D=$(mktemp -d /tmp/kz-cluster-up-XXXXXX)
 # a base with 43 free ports after it
-BASE=$(/usr/bin/python3 - <<'PY'
-import random, socket
-for _ in range(50):
-    b = random.randrange(20000, 60000, 50)
-    ok = True
-    for p in range(b, b + 43):
-        s = socket.socket()
-        try:
-            s.bind(("127.0.0.1", p))
-        except OSError:
-            ok = False
-        s.close()
-        if not ok:
-            break
-    if ok:
-        print(b)
-        break
-PY
-)
+BASE=$("$ROOT/scripts/free-port-base" 43)
 trap '"$ROOT/scripts/cluster-down" "$D" > /dev/null 2>&1; [ -n "${KEEP:-}" ] || rm -rf "$D"' EXIT
 fail=0
 KZ="$KZ" "$ROOT/scripts/cluster-up" "$D" "$BASE" > "$D/up.txt" || { echo "FAIL: cluster-up"; exit 1; }

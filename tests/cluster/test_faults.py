@@ -20,7 +20,7 @@ from kzharness import KIZUNA, s16, varint, Node
 import paho.mqtt.client as mqtt
 from paho.mqtt.properties import Properties
 from paho.mqtt.packettypes import PacketTypes
-import shutil, tempfile, random
+import shutil, tempfile
 
 if not shutil.which("nats-server"):
     print("SKIP: nats-server is not installed (scripts/deps installs it)")
@@ -29,25 +29,8 @@ ROOT = os.path.abspath(os.path.join(os.path.dirname(os.path.abspath(__file__)), 
 D = tempfile.mkdtemp(prefix="kz-faults-")
 
 
-def free_base():
-    for _ in range(50):
-        b = random.randrange(20000, 60000, 50)
-        ok = True
-        for p in range(b, b + 45):
-            s = socket.socket()
-            try:
-                s.bind(("127.0.0.1", p))
-            except OSError:
-                ok = False
-            s.close()
-            if not ok:
-                break
-        if ok:
-            return b
-    raise RuntimeError("no free ports")
-
-
-BASE = free_base()
+BASE = int(subprocess.run([os.path.join(ROOT, "scripts", "free-port-base"), "45"], capture_output=True,
+                          text=True, check=True).stdout)
 env = dict(os.environ, KZ=KIZUNA)
 subprocess.run([os.path.join(ROOT, "scripts", "cluster-up"), D, str(BASE)], env=env, check=True,
                stdout=subprocess.DEVNULL)
