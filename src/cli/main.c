@@ -107,6 +107,7 @@ static const struct command commands[] = {
 	  "Exit 0, 1 when the node is not in a cluster or NATS cannot be reached, 2 on a usage error.\n" },
 	{ "audit", cli_audit_main, "verify, show or reset the audit log",
 	  "usage: kizuna audit verify [--data DIR]\n"
+	  "       kizuna audit verify --cluster NODE [--config FILE] [--data DIR]\n"
 	  "       kizuna audit show [--data DIR] [--subject ID] [--action A] [--decision allow|deny]\n"
 	  "                         [--since TIME] [--until TIME]\n"
 	  "       kizuna audit reset [--data DIR] --reason TEXT\n\n"
@@ -117,7 +118,10 @@ static const struct command commands[] = {
 	  "           the last one against DIR/audit/head; exit 0 when intact, 1 naming the first\n"
 	  "           modified, removed, reordered or inserted entry, or the cut-off end, 3 when\n"
 	  "           intact but incomplete (a gap entry: decisions the node could not write while\n"
-	  "           the log could not be written; or a new chain after a reset)\n"
+	  "           the log could not be written; or a new chain after a reset). --cluster NODE:\n"
+	  "           NODE's chain as a cluster holds it (stream KZ_AUDIT; its keys and head in\n"
+	  "           KZ_TRUST), rebuilt in a temporary directory and checked the same way, NATS\n"
+	  "           reached as this node's configuration says (docs/CLUSTER.md)\n"
 	  "  show     print the entries that match the filters (JSON lines)\n"
 	  "  reset    (node stopped) move a log the node refuses to start on -- shorter than its\n"
 	  "           signed head: emptied, cut, deleted -- to DIR/audit/quarantine-TIME/ and begin a\n"

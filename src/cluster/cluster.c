@@ -241,6 +241,16 @@ static void reconnected_cb(natsConnection *nc, void *closure)
 
 /* ---------- connecting, the stream, where to resume ---------- */
 
+static int connect_nats(struct kz_cluster *c, char *why, size_t why_len);
+int kz_cluster_connect(struct kz_cluster *c, char *why, size_t why_len)
+{
+	return connect_nats(c, why, why_len);
+}
+void kz_cluster_close(struct kz_cluster *c)
+{
+	close_nats(c);
+}
+
 static int connect_nats(struct kz_cluster *c, char *why, size_t why_len)
 {
 	natsOptions *o = NULL;

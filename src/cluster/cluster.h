@@ -130,6 +130,19 @@ int kz_cluster_state_parse(const char *text, size_t n, struct kz_cluster_state *
  * bits; 0 for anything else (the message is then not taken as a kizuna record). */
 uint64_t kz_cluster_parse_seq(const char *v);
 
+/* Publishes audit entry n (one line of DIR/audit, without its newline) to KZ_AUDIT, subject
+ * kz.audit.<node id>, Nats-Msg-Id <node id>:<n>; synchronously, up to publish_timeout_ms.
+ * 0, or -1: not published (JetStream away), try again later. */
+int kz_cluster_audit_publish(struct kz_cluster *c, uint64_t n, const char *line, size_t len);
+/* `kizuna audit verify --cluster NODE`: connects as cfg says, hands every entry of NODE in
+ * KZ_AUDIT to entry() in stream order, then NODE's audit keys and head from KZ_TRUST to trust()
+ * (key "pub", "mldsa.pub", "head"). A callback's non-zero return stops it. -1 with *why when
+ * NATS or the stream cannot be read. */
+int kz_cluster_audit_fetch(const struct kz_cluster_config *cfg, const char *node,
+			   int (*entry)(void *ctx, const char *line, size_t len),
+			   int (*trust)(void *ctx, const char *key, const uint8_t *v, size_t n), void *ctx, char *why,
+			   size_t why_len);
+
 /* Wakes the replicator: the store has made more records durable (any thread). */
 void kz_cluster_kick(struct kz_cluster *c);
 

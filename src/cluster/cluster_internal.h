@@ -45,7 +45,8 @@ struct kz_cluster {
 	pthread_t fthread;
 	bool fstarted;
 	atomic_bool js_ready;
-	atomic_bool serving; /* the replicator is streaming (not resuming): kz_cluster_quorum */
+	atomic_bool serving;
+	atomic_bool audit_stream; /* KZ_AUDIT exists (made on the first audit publish) */ /* the replicator is streaming (not resuming): kz_cluster_quorum */
 	struct origin origins[MAX_ORIGINS]; /* under lock */
 	struct origin f_scratch[MAX_ORIGINS]; /* the follower's copy while it decides a batch */
 	uint32_t n_origins;
@@ -68,6 +69,8 @@ struct kz_cluster {
 enum { KV_SESSIONS, KV_TRUST };
 
 /* cluster.c */
+int kz_cluster_connect(struct kz_cluster *c, char *why, size_t why_len);
+void kz_cluster_close(struct kz_cluster *c);
 uint64_t kz_cluster_header_u64(natsMsg *m, const char *key);
 void kz_cluster_state_save(struct kz_cluster *c, uint64_t local, uint64_t origin);
 /* cluster_follow.c */

@@ -2,6 +2,7 @@
 #include "node/node_serve.h"
 #include "node/node_sessions.h"
 #include "node/node_trust.h"
+#include "node/node_audit_share.h"
 #include "node/node_config.h"
 #include "base/kz_err.h"
 #include "base/kz_log.h"
@@ -486,6 +487,7 @@ struct node {
 	struct kz_cluster *cluster;
 	struct node_sessions *sessions; /* shared through the cluster */
 	struct node_trust *trustshare;  /* the same */
+	struct node_audit_share *auditshare; /* this node's audit log, copied to KZ_AUDIT */
 	sigset_t signals;
 	char logdir[1100];
 };
@@ -733,6 +735,7 @@ static int node_open(struct node *n)
 		/* what is in force here goes to the cluster when it is newer than what the cluster has */
 		node_trust_crl_in_force(n->trustshare, atomic_load(&n->trust.revoked));
 		node_trust_policy_in_force(n->trustshare, n->policy_seq);
+		n->auditshare = node_audit_share_start(n->cluster, cfg->data_dir, cfg->node_id);
 		atomic_store(&node_cluster, n->cluster);
 		node_follow_cluster = n->cluster;
 		/* refuse: an acknowledgement waits for JetStream too, and none is given without a
@@ -861,6 +864,8 @@ static void node_after_join(void *arg)
 	struct node *n = arg;
 	struct mqtt_broker *b = &n->broker;
 	atomic_store(&node_cluster, NULL);
+	node_audit_share_stop(n->auditshare); /* its last pass needs the cluster */
+	n->auditshare = NULL;
 	kz_cluster_stop(n->cluster); /* the threads; the records it handed to the store are written next */
 	b->final_durable = kz_store_close(b->store);
 	b->store = NULL;
@@ -876,6 +881,8 @@ static void node_close(struct node *n)
 		n->srv = NULL;
 	}
 	atomic_store(&node_cluster, NULL);
+	node_audit_share_stop(n->auditshare);
+	n->auditshare = NULL;
 	kz_cluster_stop(n->cluster); /* opened, never served; no-op once stopped */
 	if (n->broker_init && b->store) { /* opened, never served */
 		kz_store_close(b->store);
