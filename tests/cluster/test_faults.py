@@ -192,7 +192,14 @@ def test_no_acknowledged_message_lost_under_faults():
         p.stop = True
     for p in pubs:
         p.join(15)
-    time.sleep(8)  # what is acknowledged reaches every node
+    # what is acknowledged reaches every node: wait until the deliveries stop growing for 3 s
+    # (followers that fell behind under the load catch up; at most 90 s)
+    still, last, deadline = 0, None, time.time() + 90
+    while time.time() < deadline and still < 3:
+        time.sleep(1)
+        now = (len(subs[1].got), len(subs[2].got))
+        still = still + 1 if now == last else 0
+        last = now
     report = []
     lost = {}
     for i in (1, 2):
@@ -217,6 +224,16 @@ def test_no_acknowledged_message_lost_under_faults():
         report.append("%s (QoS %d): %d acknowledged, %d refused, %d connections lost, longest wait between two "
                       "acknowledgements %.1f s" % (p.name, p.qos, len(p.acked), p.refused, p.lost, p.gap))
     print("  " + "\n  ".join(report))
+    if lost:  # what the surviving nodes say of their followers
+        import requests
+        for i in (1, 2):
+            try:
+                t = requests.get("https://localhost:%d/metrics" % (BASE + 39 + i), timeout=10,
+                                 verify=os.path.join(PKI, "ca.pem"),
+                                 cert=(os.path.join(PKI, "admin.pem"), os.path.join(PKI, "admin.key"))).text
+                print("  node %d: %s" % (i, " ".join(l for l in t.splitlines() if l.startswith("kizuna_cluster_"))))
+            except Exception as e:
+                print("  node %d metrics: %s" % (i, e))
     assert not lost, "acknowledged and not delivered: %r" % lost
     assert all(len(p.acked) > 50 for p in pubs), [len(p.acked) for p in pubs]
     for s in subs.values():
