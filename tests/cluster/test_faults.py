@@ -159,6 +159,25 @@ class Subscriber:
         self.c.subscribe("chk/#", qos=2)
 
 
+def metrics(i):
+    """Node i's /metrics as {name: value} ({} when it does not answer)."""
+    import requests
+    try:
+        t = requests.get("https://localhost:%d/metrics" % (BASE + 39 + i), timeout=10, verify=os.path.join(PKI, "ca.pem"),
+                         cert=(os.path.join(PKI, "admin.pem"), os.path.join(PKI, "admin.key"))).text
+    except Exception:
+        return {}
+    out = {}
+    for l in t.splitlines():
+        if l and not l.startswith("#") and " " in l:
+            k, v = l.rsplit(" ", 1)
+            try:
+                out[k] = float(v)
+            except ValueError:
+                pass
+    return out
+
+
 def nats_pid(i):
     return pids()[i - 1]
 
@@ -192,16 +211,18 @@ def test_no_acknowledged_message_lost_under_faults():
         p.stop = True
     for p in pubs:
         p.join(15)
-    # what is acknowledged reaches every node: wait until the deliveries stop growing for 3 s
-    # (followers that fell behind under the load catch up; at most 90 s)
-    still, last, deadline = 0, None, time.time() + 90
+    # what is acknowledged reaches every node: wait until neither surviving node holds records
+    # back behind a gap and the deliveries stopped growing for 3 s (at most 120 s)
+    still, last, deadline = 0, None, time.time() + 120
     while time.time() < deadline and still < 3:
         time.sleep(1)
         now = (len(subs[1].got), len(subs[2].got))
-        still = still + 1 if now == last else 0
+        held = sum(metrics(i).get("kizuna_cluster_held", 0) for i in (1, 2))
+        still = still + 1 if now == last and held == 0 else 0
         last = now
     report = []
     lost = {}
+    disorder = []
     for i in (1, 2):
         got = subs[i].got
         dups = len(got) - len(set(got))
@@ -217,8 +238,8 @@ def test_no_acknowledged_message_lost_under_faults():
             missing = [k for k in p.acked if k not in seen]
             if missing:
                 lost["%s on node %d" % (p.name, i)] = missing[:10]
-            assert firsts == sorted(firsts), "%s's messages out of order on node %d: %r" % (
-                p.name, i, [(a, b) for a, b in zip(firsts, firsts[1:]) if b < a][:5])
+            if firsts != sorted(firsts):
+                disorder.append("%s on node %d: %r" % (p.name, i, [(a, b) for a, b in zip(firsts, firsts[1:]) if b < a][:5]))
         report.append("node %d: %d deliveries, %d duplicates" % (i, len(got), dups))
     for p in pubs:
         report.append("%s (QoS %d): %d acknowledged, %d refused, %d connections lost, longest wait between two "
@@ -234,7 +255,16 @@ def test_no_acknowledged_message_lost_under_faults():
                 print("  node %d: %s" % (i, " ".join(l for l in t.splitlines() if l.startswith("kizuna_cluster_"))))
             except Exception as e:
                 print("  node %d metrics: %s" % (i, e))
+            st = subprocess.run([KIZUNA, "cluster", "status", "--config", os.path.join(D, "n%d" % i, "kizuna.conf")],
+                                capture_output=True, text=True, timeout=30)
+            print("  node %d status: %s" % (i, (st.stdout + st.stderr).replace("\n", " | ")))
     assert not lost, "acknowledged and not delivered: %r" % lost
+    # order: kept, except where a node says it gave up waiting for a gap (cluster.gap_timeout_ms,
+    # documented in docs/CLUSTER.md): then reported, not failed
+    released = sum(metrics(i).get("kizuna_cluster_released_out_of_order_total", 0) for i in (1, 2))
+    if disorder:
+        print("  out of order: %s; records released after cluster.gap_timeout_ms: %d" % ("; ".join(disorder), released))
+    assert not disorder or released > 0, "out of order without a gap timeout: %s" % "; ".join(disorder)
     assert all(len(p.acked) > 50 for p in pubs), [len(p.acked) for p in pubs]
     for s in subs.values():
         s.c.loop_stop()
