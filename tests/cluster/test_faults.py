@@ -178,6 +178,18 @@ def metrics(i):
     return out
 
 
+def behind_of(i):
+    """How many records of the stream node i's follower has not taken yet, or taken and not
+    acknowledged (None: unknown)."""
+    st = subprocess.run([KIZUNA, "cluster", "status", "--config", os.path.join(D, "n%d" % i, "kizuna.conf")],
+                        capture_output=True, text=True, timeout=30).stdout
+    for l in st.splitlines():
+        if l.startswith("follower: ") and " records behind" in l:
+            parts = l.split(", ")
+            return int(parts[1].split()[0]) + int(parts[2].split()[0])
+    return None
+
+
 def nats_pid(i):
     return pids()[i - 1]
 
@@ -211,14 +223,17 @@ def test_no_acknowledged_message_lost_under_faults():
         p.stop = True
     for p in pubs:
         p.join(15)
-    # what is acknowledged reaches every node: wait until neither surviving node holds records
-    # back behind a gap and the deliveries stopped growing for 3 s (at most 120 s)
+    # what is acknowledged reaches every node: wait until both surviving nodes' followers have
+    # taken everything the stream holds, neither holds records back behind a gap, and the
+    # deliveries stopped growing for 3 s (at most 120 s: a follower whose acknowledgements were
+    # lost waits for JetStream's AckWait, 30 s, before the records come again)
     still, last, deadline = 0, None, time.time() + 120
     while time.time() < deadline and still < 3:
         time.sleep(1)
         now = (len(subs[1].got), len(subs[2].got))
         held = sum(metrics(i).get("kizuna_cluster_held", 0) for i in (1, 2))
-        still = still + 1 if now == last and held == 0 else 0
+        behind = [behind_of(i) for i in (1, 2)]
+        still = still + 1 if now == last and held == 0 and behind == [0, 0] else 0
         last = now
     report = []
     lost = {}
