@@ -204,6 +204,8 @@ static void disconnected_cb(natsConnection *nc, void *closure)
 {
 	(void)nc;
 	struct kz_cluster *c = closure;
+	uint64_t zero = 0;
+	atomic_compare_exchange_strong(&c->down_since_ms, &zero, kz_now_mono_ms());
 	atomic_store(&c->connected, false);
 }
 
@@ -486,6 +488,8 @@ static void *replicator(void *arg)
 		resync = c->resync;
 		pthread_mutex_unlock(&c->lock);
 		if (atomic_exchange(&c->reconnected, false) || resync) {
+			uint64_t zero = 0;
+			atomic_compare_exchange_strong(&c->down_since_ms, &zero, kz_now_mono_ms());
 			atomic_store(&c->serving, false);
 			drain_and_reset(c);
 			ready = false;
@@ -509,6 +513,7 @@ static void *replicator(void *arg)
 			warned = false;
 			ready = true;
 			atomic_store(&c->serving, true);
+			atomic_store(&c->down_since_ms, 0);
 			atomic_store(&c->js_ready, true);
 		}
 		struct scan sc = { c, 0, false };
@@ -685,11 +690,16 @@ bool kz_cluster_quorum(struct kz_cluster *c)
 {
 	/* from the live state, not the flag the replicator's loop keeps for its log lines: that
 	 * loop can sit for seconds in a drain or a stream call while JetStream does not answer */
-	if (!atomic_load_explicit(&c->serving, memory_order_acquire) || !atomic_load(&c->connected))
-		return false;
+	uint64_t now = kz_now_mono_ms();
+	if (!atomic_load_explicit(&c->serving, memory_order_acquire) || !atomic_load(&c->connected)) {
+		/* reconnecting to another server, or resuming after one: give it publish_timeout_ms
+		 * (what is accepted meanwhile waits for JetStream, as every acknowledgement does) */
+		uint64_t since = atomic_load(&c->down_since_ms);
+		return since && now - since < c->cfg.publish_timeout_ms;
+	}
 	pthread_mutex_lock(&c->lock);
 	uint64_t oldest = c->head_origin < c->next_origin ? c->ring[c->head_origin % c->cfg.window].sent_ms : 0;
-	bool ok = !c->resync && (!oldest || kz_now_mono_ms() - oldest < c->cfg.publish_timeout_ms);
+	bool ok = !c->resync && (!oldest || now - oldest < c->cfg.publish_timeout_ms);
 	pthread_mutex_unlock(&c->lock);
 	return ok;
 }

@@ -45,8 +45,9 @@ struct kz_cluster {
 	pthread_t fthread;
 	bool fstarted;
 	atomic_bool js_ready;
-	atomic_bool serving;
-	atomic_bool audit_stream; /* KZ_AUDIT exists (made on the first audit publish) */ /* the replicator is streaming (not resuming): kz_cluster_quorum */
+	atomic_bool serving;      /* the replicator is streaming (not resuming): kz_cluster_quorum */
+	_Atomic uint64_t down_since_ms; /* not serving or not connected since (monotonic ms), 0: serving */
+	atomic_bool audit_stream; /* KZ_AUDIT exists (made on the first audit publish) */
 	struct origin origins[MAX_ORIGINS]; /* under lock */
 	struct origin f_scratch[MAX_ORIGINS]; /* the follower's copy while it decides a batch */
 	uint32_t n_origins;
