@@ -8,6 +8,10 @@ int cli_bench_main(int argc, char **argv);
 int cli_bench_store_main(int argc, char **argv);
 int cli_audit_main(int argc, char **argv);
 int cli_cluster_main(int argc, char **argv);
+struct node_config;
+struct kz_cluster_config;
+/* How a command reaches the cluster, from the node's configuration (cluster status, audit verify). */
+void cli_cluster_config(const struct node_config *cfg, const char *state_path, struct kz_cluster_config *cc);
 int cli_policy_main(int argc, char **argv);
 int cli_bench_policy_main(int argc, char **argv);
 int cli_ca_main(int argc, char **argv);

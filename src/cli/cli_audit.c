@@ -88,9 +88,8 @@ static int verify_cluster(const char *config, const char *data, const char *node
 	mkdir(r.dir, 0700);
 	snprintf(path, sizeof path, "%s/audit.log", r.dir);
 	r.log = fopen(path, "w");
-	struct kz_cluster_config cc = { .servers = cfg.cluster_nats, .ca_file = cfg.tls_ca, .cert_file = cfg.cluster_cert,
-					.key_file = cfg.cluster_key, .node_id = cfg.node_id,
-					.publish_timeout_ms = cfg.cluster_publish_timeout_ms, .window = 1 };
+	struct kz_cluster_config cc;
+	cli_cluster_config(&cfg, NULL, &cc);
 	int rc = r.log ? kz_cluster_audit_fetch(&cc, node, rebuild_entry, rebuild_key, &r, why, sizeof why) : -1;
 	if (r.log && fclose(r.log))
 		rc = -1;

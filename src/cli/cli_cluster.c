@@ -8,6 +8,14 @@
 #include <stdio.h>
 #include <string.h>
 
+void cli_cluster_config(const struct node_config *cfg, const char *state_path, struct kz_cluster_config *cc)
+{
+	*cc = (struct kz_cluster_config){ .servers = cfg->cluster_nats, .ca_file = cfg->tls_ca,
+					  .cert_file = cfg->cluster_cert, .key_file = cfg->cluster_key,
+					  .node_id = cfg->node_id, .state_path = state_path,
+					  .publish_timeout_ms = cfg->cluster_publish_timeout_ms, .window = 1 };
+}
+
 int cli_cluster_main(int argc, char **argv)
 {
 	static const struct option opts[] = { { "config", required_argument, NULL, 'c' },
@@ -40,9 +48,8 @@ int cli_cluster_main(int argc, char **argv)
 	}
 	char state[1100], why[512] = "";
 	snprintf(state, sizeof state, "%s/cluster.state", cfg.data_dir);
-	struct kz_cluster_config cc = { .servers = cfg.cluster_nats, .ca_file = cfg.tls_ca, .cert_file = cfg.cluster_cert,
-					.key_file = cfg.cluster_key, .node_id = cfg.node_id, .state_path = state,
-					.publish_timeout_ms = cfg.cluster_publish_timeout_ms, .window = 1 };
+	struct kz_cluster_config cc;
+	cli_cluster_config(&cfg, state, &cc);
 	if (kz_cluster_print_status(&cc, stdout, why, sizeof why)) {
 		fprintf(stderr, "kizuna cluster: %s\n", why);
 		return 1;

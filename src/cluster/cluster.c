@@ -313,23 +313,31 @@ static int connect_nats(struct kz_cluster *c, char *why, size_t why_len)
 	return 0;
 }
 
-static int ensure_stream(struct kz_cluster *c, char *why, size_t why_len)
+natsStatus kz_cluster_add_stream(jsCtx *js, const char *name, const char *subjects, uint32_t replicas, bool update,
+				 jsErrCode *jerr)
 {
 	jsStreamConfig sc;
 	jsStreamConfig_Init(&sc);
-	const char *subjects[] = { "kz.rec.>" };
-	sc.Name = STREAM;
-	sc.Subjects = subjects;
+	const char *subj[] = { subjects };
+	sc.Name = name;
+	sc.Subjects = subj;
 	sc.SubjectsLen = 1;
 	sc.Storage = js_FileStorage;
-	sc.Replicas = c->cfg.replicas;
+	sc.Replicas = replicas;
 	sc.Duplicates = (int64_t)10 * 60 * 1000000000; /* 10 min, ns */
-	jsErrCode jerr = 0;
 	jsStreamInfo *si = NULL;
-	natsStatus s = js_AddStream(&si, c->js, &sc, NULL, &jerr);
-	if (s != NATS_OK && jerr == JSStreamNameExistErr)
-		s = js_UpdateStream(&si, c->js, &sc, NULL, &jerr);
+	*jerr = 0;
+	natsStatus s = js_AddStream(&si, js, &sc, NULL, jerr);
+	if (s != NATS_OK && *jerr == JSStreamNameExistErr) /* there: as configured now, or as it is */
+		s = update ? js_UpdateStream(&si, js, &sc, NULL, jerr) : NATS_OK;
 	jsStreamInfo_Destroy(si);
+	return s;
+}
+
+static int ensure_stream(struct kz_cluster *c, char *why, size_t why_len)
+{
+	jsErrCode jerr = 0;
+	natsStatus s = kz_cluster_add_stream(c->js, STREAM, "kz.rec.>", c->cfg.replicas, true, &jerr);
 	if (s != NATS_OK) {
 		snprintf(why, why_len, "stream %s: %s (JetStream error %d) %s", STREAM, natsStatus_GetText(s), (int)jerr,
 			 nats_GetLastError(NULL) ? nats_GetLastError(NULL) : "");

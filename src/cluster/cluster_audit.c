@@ -14,22 +14,8 @@
 
 static int ensure_audit_stream(jsCtx *js, uint32_t replicas)
 {
-	jsStreamConfig sc;
-	jsStreamConfig_Init(&sc);
-	const char *subjects[] = { "kz.audit.>" };
-	sc.Name = AUDIT_STREAM;
-	sc.Subjects = subjects;
-	sc.SubjectsLen = 1;
-	sc.Storage = js_FileStorage;
-	sc.Replicas = (int64_t)replicas;
-	sc.Duplicates = (int64_t)10 * 60 * 1000000000;
-	jsErrCode jerr = 0;
-	jsStreamInfo *si = NULL;
-	natsStatus s = js_AddStream(&si, js, &sc, NULL, &jerr);
-	if (s != NATS_OK && jerr == JSStreamNameExistErr)
-		s = NATS_OK;
-	jsStreamInfo_Destroy(si);
-	return s == NATS_OK ? 0 : -1;
+	jsErrCode jerr;
+	return kz_cluster_add_stream(js, AUDIT_STREAM, "kz.audit.>", replicas, false, &jerr) == NATS_OK ? 0 : -1;
 }
 
 int kz_cluster_audit_publish(struct kz_cluster *c, uint64_t n, const char *line, size_t len)
