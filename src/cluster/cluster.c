@@ -177,6 +177,10 @@ static void advance(struct kz_cluster *c)
 		c->conf_local = c->next_local - 1;
 		moved = true;
 	}
+	if (moved) {
+		atomic_store_explicit(&c->conf_seen, c->conf_local, memory_order_release);
+		atomic_store_explicit(&c->progress_ms, kz_now_mono_ms(), memory_order_release);
+	}
 	if (moved && c->cfg.confirmed)
 		c->cfg.confirmed(c->cfg.arg, c->conf_local);
 }
@@ -204,8 +208,6 @@ static void disconnected_cb(natsConnection *nc, void *closure)
 {
 	(void)nc;
 	struct kz_cluster *c = closure;
-	uint64_t zero = 0;
-	atomic_compare_exchange_strong(&c->down_since_ms, &zero, kz_now_mono_ms());
 	atomic_store(&c->connected, false);
 }
 
@@ -496,9 +498,6 @@ static void *replicator(void *arg)
 		resync = c->resync;
 		pthread_mutex_unlock(&c->lock);
 		if (atomic_exchange(&c->reconnected, false) || resync) {
-			uint64_t zero = 0;
-			atomic_compare_exchange_strong(&c->down_since_ms, &zero, kz_now_mono_ms());
-			atomic_store(&c->serving, false);
 			drain_and_reset(c);
 			ready = false;
 		}
@@ -520,8 +519,6 @@ static void *replicator(void *arg)
 					origin + 1);
 			warned = false;
 			ready = true;
-			atomic_store(&c->serving, true);
-			atomic_store(&c->down_since_ms, 0);
 			atomic_store(&c->js_ready, true);
 		}
 		struct scan sc = { c, 0, false };
@@ -607,6 +604,8 @@ int kz_cluster_start(const struct kz_cluster_config *cfg, struct kz_cluster **ou
 	pthread_cond_init(&c->fcond, NULL);
 	pthread_mutex_init(&c->save_lock, NULL);
 	state_load(c);
+	atomic_store(&c->conf_seen, c->conf_local);
+	atomic_store(&c->progress_ms, kz_now_mono_ms());
 	if (pthread_create(&c->thread, NULL, replicator, c)) {
 		snprintf(why, why_len, "cannot start the cluster thread");
 		free(c->ring);
@@ -662,6 +661,8 @@ void kz_cluster_kick(struct kz_cluster *c)
 	pthread_mutex_unlock(&c->lock);
 }
 
+static bool quorum_now(struct kz_cluster *c, uint64_t now);
+
 void kz_cluster_stats(struct kz_cluster *c, struct kz_cluster_stats *out)
 {
 	pthread_mutex_lock(&c->lock);
@@ -683,10 +684,8 @@ void kz_cluster_stats(struct kz_cluster *c, struct kz_cluster_stats *out)
 	out->session_puts = atomic_load(&c->kv_puts);
 	out->session_updates = atomic_load(&c->kv_updates);
 	out->session_errors = atomic_load(&c->kv_errors);
-	uint64_t oldest = c->head_origin < c->next_origin ? c->ring[c->head_origin % c->cfg.window].sent_ms : 0;
-	out->quorum = out->connected && !c->resync &&
-		      (!oldest || kz_now_mono_ms() - oldest < c->cfg.publish_timeout_ms);
 	pthread_mutex_unlock(&c->lock);
+	out->quorum = quorum_now(c, kz_now_mono_ms());
 }
 
 uint64_t kz_cluster_caught_up_ns(struct kz_cluster *c)
@@ -694,22 +693,28 @@ uint64_t kz_cluster_caught_up_ns(struct kz_cluster *c)
 	return atomic_load(&c->caught_up_ns);
 }
 
+/* Quorum is progress: JetStream has confirmed a record of this node, or the node had none
+ * waiting for it, within publish_timeout_ms. A server that dies or stops with records in
+ * flight, or every server gone while a record waits, stops the clock; a reconnection to
+ * another server with nothing waiting does not (the record accepted meanwhile waits for
+ * JetStream, as every acknowledgement does, and starts the clock). Lock-free: on the QoS 1/2
+ * publish path. */
+static bool quorum_now(struct kz_cluster *c, uint64_t now)
+{
+	uint64_t durable = kz_store_durable_next(c->cfg.store);
+	uint64_t conf = atomic_load_explicit(&c->conf_seen, memory_order_acquire);
+	uint64_t progress = atomic_load_explicit(&c->progress_ms, memory_order_acquire);
+	if (durable <= conf + 1) { /* nothing of ours waits */
+		if (now - progress >= 10)
+			atomic_store_explicit(&c->progress_ms, now, memory_order_release);
+		return true;
+	}
+	return now < progress + c->cfg.publish_timeout_ms;
+}
+
 bool kz_cluster_quorum(struct kz_cluster *c)
 {
-	/* from the live state, not the flag the replicator's loop keeps for its log lines: that
-	 * loop can sit for seconds in a drain or a stream call while JetStream does not answer */
-	uint64_t now = kz_now_mono_ms();
-	if (!atomic_load_explicit(&c->serving, memory_order_acquire) || !atomic_load(&c->connected)) {
-		/* reconnecting to another server, or resuming after one: give it publish_timeout_ms
-		 * (what is accepted meanwhile waits for JetStream, as every acknowledgement does) */
-		uint64_t since = atomic_load(&c->down_since_ms);
-		return since && now - since < c->cfg.publish_timeout_ms;
-	}
-	pthread_mutex_lock(&c->lock);
-	uint64_t oldest = c->head_origin < c->next_origin ? c->ring[c->head_origin % c->cfg.window].sent_ms : 0;
-	bool ok = !c->resync && (!oldest || now - oldest < c->cfg.publish_timeout_ms);
-	pthread_mutex_unlock(&c->lock);
-	return ok;
+	return quorum_now(c, kz_now_mono_ms());
 }
 
 /* ---------- status ---------- */

@@ -45,8 +45,9 @@ struct kz_cluster {
 	pthread_t fthread;
 	bool fstarted;
 	atomic_bool js_ready;
-	atomic_bool serving;      /* the replicator is streaming (not resuming): kz_cluster_quorum */
-	_Atomic uint64_t down_since_ms; /* not serving or not connected since (monotonic ms), 0: serving */
+	/* kz_cluster_quorum, without the lock: conf_local's copy, and when JetStream last confirmed
+	 * a record or this node last had none waiting for it (monotonic ms) */
+	_Atomic uint64_t conf_seen, progress_ms;
 	atomic_bool audit_stream; /* KZ_AUDIT exists (made on the first audit publish) */
 	struct origin origins[MAX_ORIGINS]; /* under lock */
 	struct origin f_scratch[MAX_ORIGINS]; /* the follower's copy while it decides a batch */
