@@ -208,7 +208,8 @@ static void disconnected_cb(natsConnection *nc, void *closure)
 {
 	(void)nc;
 	struct kz_cluster *c = closure;
-	atomic_store(&c->connected, false);
+	if (atomic_exchange(&c->connected, false))
+		kz_warn("cluster: disconnected from NATS; reconnecting (nats.c tries each server of cluster.nats)");
 }
 
 /* The last callback nats.c makes for a connection (on its own thread, after disconnected):
@@ -684,6 +685,7 @@ void kz_cluster_stats(struct kz_cluster *c, struct kz_cluster_stats *out)
 	out->session_puts = atomic_load(&c->kv_puts);
 	out->session_updates = atomic_load(&c->kv_updates);
 	out->session_errors = atomic_load(&c->kv_errors);
+	out->order_expired = atomic_load(&c->order_expired);
 	pthread_mutex_unlock(&c->lock);
 	out->quorum = quorum_now(c, kz_now_mono_ms());
 }

@@ -43,6 +43,9 @@ struct kz_cluster_config {
 	 * fills (or cluster.gap_timeout_ms passes, or the node stops). */
 	int (*follow)(void *arg, const uint8_t *body, size_t n, void **hold);
 	void (*release)(void *arg, void *held);
+	/* The follower has every record the stream held at a newer time, while a CONNECT waits for
+	 * it (kz_cluster_settled said false since the last call); any thread, must not block. */
+	void (*caught_up)(void *arg);
 	uint32_t gap_timeout_ms;      /* cluster.gap_timeout_ms: held records wait at most this */
 	/* Shared sessions (bucket KZ_SESSIONS, docs/CLUSTER.md "Sessions"): every value of the
 	 * bucket, the whole bucket first and then each change in order (this node's own writes
@@ -76,6 +79,7 @@ struct kz_cluster_stats {
 						     * awaited; gaps given up (more than 32 open) */
 	uint64_t session_puts, session_updates, session_errors; /* KZ_SESSIONS writes, changes read, failures */
 	size_t session_queue;      /* session writes waiting for JetStream */
+	uint64_t order_expired;    /* CONNECTs answered at kz_cluster_settled's bound */
 	uint64_t trust_puts, trust_updates; /* KZ_TRUST writes, changes read */
 	bool connected, quorum;    /* quorum: no publish has waited longer than publish_timeout_ms */
 };
@@ -97,6 +101,11 @@ void kz_cluster_trust_put(struct kz_cluster *c, const char *key, const uint8_t *
 /* The wall time (Unix ns) at which this node last had in its log every record the stream held
  * (0: not yet since start). */
 uint64_t kz_cluster_caught_up_ns(struct kz_cluster *c);
+/* Has this node every record the stream held at since_ns (wall), and none held back behind a
+ * gap? Per-publisher order across a failover (docs/CLUSTER.md "Order"): a CONNECT waits for it.
+ * True at once while the follower is not connected to NATS (waiting would not help), and
+ * after max_wait_ms from since_ns (counted, logged). Never blocks. */
+bool kz_cluster_settled(struct kz_cluster *c, uint64_t since_ns, uint32_t max_wait_ms);
 /* True once the session thread has read the whole KZ_SESSIONS bucket. */
 bool kz_cluster_sessions_synced(struct kz_cluster *c);
 

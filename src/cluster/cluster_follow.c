@@ -146,6 +146,29 @@ static bool hold(struct kz_cluster *c, uint32_t i, uint64_t seq, void *obj)
 	return true;
 }
 
+bool kz_cluster_settled(struct kz_cluster *c, uint64_t since_ns, uint32_t max_wait_ms)
+{
+	if (!atomic_load(&c->connected) || !atomic_load(&c->js_ready))
+		return true;
+	bool ok = atomic_load(&c->caught_up_ns) >= since_ns;
+	if (ok) {
+		pthread_mutex_lock(&c->lock);
+		ok = c->held_total == 0;
+		pthread_mutex_unlock(&c->lock);
+	}
+	uint64_t now = kz_now_wall_ns();
+	if (ok || now < since_ns + (uint64_t)max_wait_ms * 1000000u) {
+		if (!ok)
+			atomic_store(&c->order_waiting, true);
+		return ok;
+	}
+	atomic_fetch_add(&c->order_expired, 1);
+	kz_warn("cluster: this node has not taken every record of the stream within %u ms (cluster.failover_order_ms): "
+		"a CONNECT is answered now; what its client published on another node may reach subscribers here after "
+		"what it publishes now", max_wait_ms);
+	return true;
+}
+
 /* Gaps that waited longer than cluster.gap_timeout_ms: what they held back is delivered now,
  * out of order (a late record that comes after is still taken and delivered). */
 void kz_cluster_held_expire(struct kz_cluster *c, bool everything)
@@ -264,6 +287,13 @@ static bool batch_was_all(natsMsgList *list)
 	return all;
 }
 
+static void caught_up(struct kz_cluster *c, uint64_t t0)
+{
+	atomic_store(&c->caught_up_ns, t0);
+	if (atomic_exchange(&c->order_waiting, false) && c->cfg.caught_up)
+		c->cfg.caught_up(c->cfg.arg);
+}
+
 void *kz_cluster_follower(void *arg)
 {
 	struct kz_cluster *c = arg;
@@ -297,28 +327,41 @@ void *kz_cluster_follower(void *arg)
 			}
 		}
 		natsMsgList list = { 0 };
-		jsErrCode jerr = 0;
 		uint64_t t0 = kz_now_wall_ns();
-		/* up to 256 of what is there, without waiting; when nothing is, wait for one, which
-		 * returns as soon as a record arrives (a waiting request for 256 would wait for 256
-		 * or the timeout) */
+		/* up to 256 records; with nats-server 2.9 a no-wait request with an expiry returns
+		 * as soon as records are there (what is there, up to the batch), and waits up to the
+		 * expiry when none is: then nothing was waiting for us at t0 (caught_up_ns, which a
+		 * CONNECT after a failover waits for: kz_cluster_settled). Without an expiry nats.c
+		 * would not wait for the answer at all. */
 		jsFetchRequest fr;
 		jsFetchRequest_Init(&fr);
 		fr.Batch = 256;
 		fr.NoWait = true;
-		fr.Expires = (int64_t)500 * 1000000;
+		fr.Expires = (int64_t)100 * 1000000;
 		natsStatus s = natsSubscription_FetchRequest(&list, sub, &fr);
-		if (s != NATS_OK || list.Count == 0) {
-			natsMsgList_Destroy(&list);
-			s = natsSubscription_Fetch(&list, sub, 1, 500, &jerr);
-		}
+		if (s == NATS_NOT_FOUND)
+			s = NATS_TIMEOUT; /* "no messages" */
 		if (s == NATS_OK) {
 			bool ok = follow_batch(c, &list);
-			if (ok && last_ok && batch_was_all(&list))
-				atomic_store(&c->caught_up_ns, t0);
+			if (ok && last_ok && batch_was_all(&list) && !atomic_load(&c->order_waiting))
+				caught_up(c, t0);
 			last_ok = ok;
-		} else if (s == NATS_TIMEOUT && last_ok) {
-			atomic_store(&c->caught_up_ns, t0); /* nothing was waiting for us at t0 */
+		} else if (s == NATS_TIMEOUT && last_ok && !atomic_load(&c->order_waiting)) {
+			caught_up(c, t0); /* nothing was waiting for us at t0 */
+		}
+		/* A CONNECT waits for an exact answer (kz_cluster_settled): records JetStream sent us
+		 * for an earlier request can still be on their way (after a pause of this process, a
+		 * whole batch), and a fetch that returns nothing does not see them. The consumer
+		 * itself knows: nothing left to deliver and nothing delivered unacknowledged. */
+		if ((s == NATS_OK || s == NATS_TIMEOUT) && last_ok && atomic_load(&c->order_waiting)) {
+			uint64_t t1 = kz_now_wall_ns();
+			jsConsumerInfo *ci = NULL;
+			jsErrCode cerr = 0;
+			if (js_GetConsumerInfo(&ci, c->js, STREAM, durable, NULL, &cerr) == NATS_OK) {
+				if (ci->NumPending == 0 && ci->NumAckPending == 0)
+					caught_up(c, t1);
+				jsConsumerInfo_Destroy(ci);
+			}
 		}
 		natsMsgList_Destroy(&list);
 		kz_cluster_held_expire(c, false);
@@ -330,7 +373,7 @@ void *kz_cluster_follower(void *arg)
 		 * JetStream that lost its metadata (a power loss, a server's files gone) forgets it,
 		 * and a fetch on it then only times out. Made again, it starts from the stream's
 		 * beginning; what this node already has is dropped by origin sequence. */
-		if (s != NATS_TIMEOUT || ++idle >= 10) {
+		if (s != NATS_TIMEOUT || ++idle >= 50) {
 			idle = 0;
 			jsConsumerInfo *ci = NULL;
 			jsErrCode cerr = 0;

@@ -67,6 +67,8 @@ struct kz_cluster {
 	struct kv_queue { struct kv_put *v; size_t n, cap; } queues[2]; /* under lock: one per key */
 	atomic_bool sessions_synced; /* the whole bucket was read once */
 	_Atomic uint64_t kv_puts, kv_updates, kv_errors, trust_puts, trust_updates;
+	_Atomic uint64_t order_expired; /* kz_cluster_settled */
+	atomic_bool order_waiting;  /* kz_cluster_settled said false: cfg.caught_up when caught up */
 };
 enum { KV_SESSIONS, KV_TRUST };
 

@@ -293,12 +293,14 @@ int mqtt_broker_inject(struct mqtt_broker *b, unsigned idx, struct mqtt_msg *m)
 	return rc;
 }
 
-int mqtt_broker_session_moved(struct mqtt_broker *b, const char *client_id, uint64_t epoch, bool tie_wins)
+int mqtt_broker_session_moved(struct mqtt_broker *b, const char *client_id, uint64_t epoch, bool tie_wins,
+			      bool ended)
 {
 	char *id = strdup(client_id);
 	if (!id)
 		return KZ_ENOMEM;
-	struct mqtt_env e = { .kind = MQTT_ENV_MOVED, .client_id = id, .epoch = epoch, .qos = tie_wins };
+	struct mqtt_env e = { .kind = MQTT_ENV_MOVED, .client_id = id, .epoch = epoch,
+			       .qos = (uint8_t)(tie_wins | ended << 1) };
 	int rc = mqtt_inbox_post(b, mqtt_broker_home(b, (const uint8_t *)id, strlen(id)), &e);
 	if (rc)
 		free(id);
@@ -517,8 +519,19 @@ void mqtt_shard_route(struct mqtt_shard *s, struct mqtt_msg *msg)
 		route_shared(s, msg);
 }
 
+void mqtt_broker_connects_kick(struct mqtt_broker *b)
+{
+	for (unsigned i = 0; i < b->n_shards; i++) {
+		atomic_store(&b->shards[i].order_kick, true);
+		if (b->wake)
+			b->wake(b->ctx, i);
+	}
+}
+
 void mqtt_shard_drain(struct mqtt_shard *s)
 {
+	if (atomic_exchange(&s->order_kick, false) && s->n_order_wait)
+		mqtt_shard_connects_retry(s);
 	pthread_mutex_lock(&s->inbox_lock);
 	struct mqtt_envq tmp = s->draining;
 	s->draining = s->inbox;
@@ -561,7 +574,7 @@ void mqtt_shard_drain(struct mqtt_shard *s)
 		case MQTT_ENV_MOVED: {
 			struct mqtt_session *ss = mqtt_session_find(s, (uint8_t *)e->client_id, strlen(e->client_id));
 			if (ss)
-				mqtt_session_moved(ss, e->epoch, e->qos);
+				mqtt_session_moved(ss, e->epoch, e->qos & 1, e->qos & 2);
 			free(e->client_id);
 			break;
 		}
@@ -867,6 +880,8 @@ void mqtt_shard_tick(struct mqtt_shard *s)
 	store_release(s);
 	if (s->n_parked)
 		mqtt_parked_release(s);
+	if (s->n_order_wait)
+		mqtt_shard_connects_retry(s);
 	mqtt_policy_tick(s);
 	cert_sweep(s);
 	/* Acknowledgement watermarks of persistent sessions, capped by the durable end of four

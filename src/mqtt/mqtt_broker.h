@@ -221,6 +221,10 @@ struct mqtt_client {
 	uint32_t store_pending;       /* QoS 1/2 PUBLISHes waiting for the store */
 	bool zombie;                  /* closed, freed when store_pending reaches 0 */
 	bool store_held;              /* not read while the store's backlog is over its cap */
+	/* CONNECT waiting, unconsumed, until this node has what the client published on the node
+	 * that served it before (share->settled); since: when it first came (wall ns) */
+	bool order_wait;
+	uint64_t order_since_ns;
 	uint16_t *q2_pending;         /* owns; QoS 2 packet ids waiting for the store */
 	uint32_t n_q2_pending, cap_q2_pending;
 	uint64_t over_since_ms;       /* output over limits.max_out_buffer since then; 0 = under it */
@@ -298,6 +302,8 @@ struct mqtt_shard {
 	bool wake_posted;
 	uint64_t durable_seen[4];       /* the store's durable end at the last 4 ticks */
 	uint32_t n_store_held;          /* clients held for the store's backlog */
+	uint32_t n_order_wait;          /* clients whose CONNECT waits (order_wait) */
+	atomic_bool order_kick;         /* mqtt_broker_connects_kick: ask them again */
 	uint32_t ticks;
 	uint32_t policy_gen_seen;       /* sessions re-evaluated for this policy generation */
 	uint64_t revoked_gen_seen;      /* connections checked against this revocation set */
@@ -350,6 +356,12 @@ struct mqtt_share_ops {
 	void (*release)(void *ctx, void *hold);
 	/* The session as it is now (ended: it ended here); any worker, must not block. */
 	void (*put)(void *ctx, const struct kz_state_session *s, uint64_t epoch, bool ended);
+	/* At a CONNECT for client_id, first seen at since_ns (wall): may it be answered now? false
+	 * while another node served the client id last and this node has not yet taken every
+	 * record that node had when the CONNECT came (what the client published there is
+	 * delivered here before what it publishes now: per-publisher order across a failover).
+	 * The node bounds the wait. Must not block. */
+	bool (*settled)(void *ctx, const char *client_id, uint64_t since_ns);
 };
 
 struct mqtt_broker {
@@ -433,7 +445,8 @@ struct mqtt_msg *mqtt_msg_from_record(const struct kz_record *r);
 /* Another node took client_id's session with epoch (any thread): shard-side, a session held
  * here with a lower epoch (or the same, when tie_wins) ends without ending for the cluster,
  * its connection gets DISCONNECT 0x8E; one with a higher epoch is shared again. */
-int mqtt_broker_session_moved(struct mqtt_broker *b, const char *client_id, uint64_t epoch, bool tie_wins);
+int mqtt_broker_session_moved(struct mqtt_broker *b, const char *client_id, uint64_t epoch, bool tie_wins,
+			      bool ended);
 /* Every record of this node with a log sequence <= seq is in JetStream (any thread): the
  * acknowledgements waiting for it go out. */
 void mqtt_broker_repl_confirmed(struct mqtt_broker *b, uint64_t seq);
@@ -477,6 +490,10 @@ void mqtt_client_resume(struct mqtt_client *c, struct mqtt_shard *s, void *trans
 			struct kz_buf *out);
 /* Detaches from a shard before migration (the transport will call resume on the target). */
 void mqtt_client_detach(struct mqtt_client *c);
+/* The shard's tick: the CONNECTs that wait for order (share->settled) are asked again. */
+void mqtt_shard_connects_retry(struct mqtt_shard *s);
+/* Any thread: every shard asks its waiting CONNECTs again now (the cluster caught up). */
+void mqtt_broker_connects_kick(struct mqtt_broker *b);
 /* The transport drained its output: resume queued deliveries. */
 void mqtt_client_writable(struct mqtt_client *c);
 /* The transport closed; frees c. */

@@ -336,6 +336,36 @@ static void takeover(struct mqtt_client *c, struct mqtt_session *ss, bool clean_
 	}
 }
 
+/* Per-publisher order across a failover (docs/CLUSTER.md "Order"): a CONNECT for a client
+ * id that another node served last waits, unconsumed and with reading held, until this node
+ * has taken what that node had (share->settled, which bounds the wait); the shard's tick asks
+ * again (mqtt_shard_connects_retry). */
+static bool connect_settled(struct mqtt_client *c, const struct mqtt_connect *k)
+{
+	const struct mqtt_share_ops *sh = c->shard->broker->share;
+	if (!sh || !sh->settled)
+		return true;
+	char *cid = malloc(k->client_id.len + 1);
+	if (!cid)
+		return true;
+	memcpy(cid, k->client_id.p, k->client_id.len);
+	cid[k->client_id.len] = 0;
+	if (!c->order_since_ns)
+		c->order_since_ns = kz_now_wall_ns();
+	bool ok = sh->settled(c->shard->broker->share_ctx, cid, c->order_since_ns);
+	free(cid);
+	if (ok == !c->order_wait)
+		return ok;
+	c->order_wait = !ok;
+	if (ok)
+		c->shard->n_order_wait--;
+	else
+		c->shard->n_order_wait++;
+	if (c->ops->hold_reading)
+		c->ops->hold_reading(c->transport, !ok);
+	return ok;
+}
+
 static void handle_connect(struct mqtt_client *c, const struct mqtt_packet *pkt)
 {
 	const struct mqtt_connect *k = &pkt->connect;
@@ -395,6 +425,8 @@ static void handle_connect(struct mqtt_client *c, const struct mqtt_packet *pkt)
 			c->ops->migrate(c->transport, home);
 			return;
 		}
+		if (!connect_settled(c, k))
+			return; /* left unconsumed: answered when this node has caught up */
 	}
 	const struct kz_policy *pol = mqtt_policy(b);
 	struct kz_subject *subj = NULL;
@@ -740,7 +772,7 @@ void mqtt_client_input(struct mqtt_client *c, const uint8_t *p, size_t n)
 {
 	if (c->state == MQTT_CLIENT_CLOSING)
 		return;
-	if (!c->shard) { /* migrating: keep the bytes for the target shard */
+	if (!c->shard || c->order_wait) { /* migrating, or the CONNECT waits: keep the bytes */
 		if (kz_buf_append(&c->in, p, n))
 			c->state = MQTT_CLIENT_CLOSING;
 		return;
@@ -789,6 +821,18 @@ void mqtt_client_resume(struct mqtt_client *c, struct mqtt_shard *s, void *trans
 	kz_buf_shrink(&c->in, 0);
 }
 
+void mqtt_shard_connects_retry(struct mqtt_shard *s)
+{
+	for (struct mqtt_client *c = s->clients, *n; c && s->n_order_wait; c = n) {
+		n = c->next;
+		if (!c->order_wait || c->state != MQTT_CLIENT_NEW)
+			continue;
+		size_t used;
+		process(c, kz_buf_head(&c->in), c->in.len, &used);
+		kz_buf_consume(&c->in, used);
+	}
+}
+
 void mqtt_client_writable(struct mqtt_client *c)
 {
 	if (c->session && c->state == MQTT_CLIENT_CONNECTED)
@@ -823,6 +867,10 @@ void mqtt_client_closed(struct mqtt_client *c)
 		}
 	}
 	CLOG(KZ_LOG_DEBUG, c, "closed");
+	if (s && c->order_wait) {
+		c->order_wait = false;
+		s->n_order_wait--;
+	}
 	if (s && c->store_held) {
 		c->store_held = false;
 		s->n_store_held--;

@@ -41,11 +41,14 @@ void mqtt_session_share(struct mqtt_session *ss, bool ended)
 	free(subs);
 }
 
-void mqtt_session_moved(struct mqtt_session *ss, uint64_t epoch, bool tie_wins)
+void mqtt_session_moved(struct mqtt_session *ss, uint64_t epoch, bool tie_wins, bool ended)
 {
 	if (ss->moved)
 		return;
-	if (epoch < ss->share_epoch || (epoch == ss->share_epoch && !tie_wins)) {
+	/* A session that ended on another node never takes over one with a connection here: a
+	 * node that read the bucket late can give the connection here the epoch that ended
+	 * there (the client left there, then came here). The bucket gets ours again. */
+	if (epoch < ss->share_epoch || (epoch == ss->share_epoch && !tie_wins) || (ended && ss->client)) {
 		ss->share_dirty = true; /* ours is newer: the bucket gets it again */
 		return;
 	}

@@ -958,7 +958,9 @@ int net_conn_connect(struct net_conn *c, struct net_loop *nl, SSL_CTX *ctx, cons
  * bytes still inside the TLS object. */
 void net_conn_resume_reading(struct net_conn *c)
 {
-	if (uv_read_start((uv_stream_t *)&c->tcp, alloc_cb, read_cb)) {
+	/* not when the protocol held reading while it took the connection over (a CONNECT that
+	 * waits): its release starts it, and a second uv_read_start fails (UV_EALREADY) */
+	if (!(c->flags & READ_STOPPED) && uv_read_start((uv_stream_t *)&c->tcp, alloc_cb, read_cb)) {
 		hard_close(c);
 		return;
 	}

@@ -321,6 +321,10 @@ static void metrics(void *arg, struct kz_http_req *r)
 		       "Records of other nodes below the newest taken, not taken yet (awaited).", cs.gaps_open);
 		metric(&b, "kizuna_cluster_gaps_dropped_total", "counter",
 		       "Gaps given up because more than 32 were open for one node.", cs.gaps_dropped);
+		metric(&b, "kizuna_cluster_failover_order_expired_total", "counter",
+		       "CONNECTs of clients that another node served last, answered after cluster.failover_order_ms "
+		       "before this node had taken every record of the stream (their order may not hold).",
+		       cs.order_expired);
 		metric(&b, "kizuna_cluster_session_writes_total", "counter",
 		       "Session entries written to the KV bucket KZ_SESSIONS.", cs.session_puts);
 		metric(&b, "kizuna_cluster_session_updates_total", "counter",

@@ -1,6 +1,7 @@
 /* node_serve.c — `kizuna serve`: configuration, development PKI, broker, workers, signals. */
 #include "node/node_serve.h"
 #include "node/node_sessions.h"
+#include "node/node_follow.h"
 #include "node/node_trust.h"
 #include "node/node_audit_share.h"
 #include "node/node_config.h"
@@ -58,90 +59,8 @@ static void node_durable(void *arg)
 
 static void node_repl_confirmed(void *arg, uint64_t seq) { mqtt_broker_repl_confirmed(arg, seq); }
 
-/* A record of another node, followed from the stream, is durable here: it is routed to this
- * node's subscribers (shard 0 fans it out; one shard keeps the stream's order). */
-static struct mqtt_broker *node_follow_broker;   /* set before the follower starts */
-static struct kz_cluster *node_follow_cluster;   /* valid until kz_cluster_free */
-static struct taxii *node_follow_taxii;          /* NULL without HTTPS; indexes followed objects */
-
-static void node_followed_done(void *ctx, int status, uint64_t seq)
-{
-	struct mqtt_msg *m = ctx;
-	if (status == KZ_OK) {
-		atomic_store_explicit(&m->seq, seq, memory_order_release);
-		(void)mqtt_broker_inject(node_follow_broker, 0, m);
-	}
-	mqtt_msg_unref(m);
-	kz_cluster_followed(node_follow_cluster, status);
-}
-
-/* A record held back behind a gap (cluster.h, follow): durable, not delivered yet. */
-struct node_held {
-	struct mqtt_msg *m;
-	void **slot;
-};
-
-static void node_followed_held(void *ctx, int status, uint64_t seq)
-{
-	struct node_held *h = ctx;
-	if (status == KZ_OK) {
-		atomic_store_explicit(&h->m->seq, seq, memory_order_release);
-		*h->slot = h->m; /* the cluster releases it in order */
-	} else {
-		mqtt_msg_unref(h->m);
-	}
-	free(h);
-	kz_cluster_followed(node_follow_cluster, status);
-}
-
-static void node_release(void *arg, void *held)
-{
-	(void)arg;
-	struct mqtt_msg *m = held;
-	(void)mqtt_broker_inject(node_follow_broker, 0, m);
-	mqtt_msg_unref(m);
-}
-
-static int node_follow(void *arg, const uint8_t *body, size_t n, void **slot)
-{
-	struct mqtt_broker *b = arg;
-	struct kz_record r;
-	const char *why;
-	if (kz_record_decode(body, n, &r, &why)) {
-		kz_warn("cluster: a record from the stream is not valid (%s): skipped", why);
-		kz_cluster_followed(node_follow_cluster, 0); /* nothing to store; acknowledged with its batch */
-		return 0;
-	}
-	struct mqtt_msg *m = mqtt_msg_from_record(&r);
-	uint8_t *data = m ? malloc(n) : NULL;
-	struct node_held *h = data && slot ? malloc(sizeof *h) : NULL;
-	if (!data || (slot && !h)) {
-		free(data);
-		if (m)
-			mqtt_msg_unref(m);
-		return -1;
-	}
-	memcpy(data, body, n);
-	struct kz_store_item it = { data, (uint32_t)n, node_followed_done, m, NULL };
-	if (h) {
-		*h = (struct node_held){ m, slot };
-		it.done = node_followed_held;
-		it.ctx = h;
-	}
-	/* a TAXII object: its collection dates, submits and indexes it (any node answers TAXII
-	 * with the same objects); anything else is submitted here */
-	int tx = node_follow_taxii ? taxii_follow(node_follow_taxii, &it) : 0;
-	if (tx < 0) {
-		free(data);
-		free(h);
-		mqtt_msg_unref(m);
-		return -1;
-	}
-	if (tx == 0)
-		kz_store_submit(b->store, &it, 1);
-	return 0;
-}
 static bool node_repl_ok(void *arg) { return kz_cluster_quorum(arg); }
+static void node_caught_up(void *arg) { mqtt_broker_connects_kick(arg); }
 
 struct restore_ctx {
 	struct mqtt_broker *b;
@@ -689,7 +608,7 @@ static int node_open(struct node *n)
 		kz_info("TAXII: %llu collections, %llu object versions indexed from the log", (unsigned long long)ncoll,
 			(unsigned long long)nent);
 	}
-	node_follow_taxii = n->taxii;
+	node_follow_set(b, n->taxii, NULL);
 	if (cfg->cluster_nats[0]) {
 		bool local = strcmp(cfg->cluster_on_quorum_loss, "local") == 0;
 		if (!local && strcmp(cfg->cluster_on_quorum_loss, "refuse") != 0) {
@@ -709,11 +628,11 @@ static int node_open(struct node *n)
 			.max_record_bytes = node_max_record_bytes(cfg), .state_path = state,
 			.replicas = cfg->cluster_replicas, .publish_timeout_ms = cfg->cluster_publish_timeout_ms,
 			.window = cfg->cluster_publish_window, .confirmed = node_repl_confirmed, .follow = node_follow,
-			.release = node_release, .gap_timeout_ms = cfg->cluster_gap_timeout_ms,
+			.release = node_release, .caught_up = node_caught_up, .gap_timeout_ms = cfg->cluster_gap_timeout_ms,
 			.arg = b,
 		};
-		node_follow_broker = b;
-		if (!(n->sessions = node_sessions_new(b, b->store, cfg->node_id, cfg->cluster_session_margin_ms))) {
+		if (!(n->sessions = node_sessions_new(b, b->store, cfg->node_id, cfg->cluster_session_margin_ms,
+							      cfg->cluster_failover_order_ms))) {
 			kz_error("cluster: out of memory");
 			return 1;
 		}
@@ -737,7 +656,7 @@ static int node_open(struct node *n)
 		node_trust_policy_in_force(n->trustshare, n->policy_seq);
 		n->auditshare = node_audit_share_start(n->cluster, cfg->data_dir, cfg->node_id);
 		atomic_store(&node_cluster, n->cluster);
-		node_follow_cluster = n->cluster;
+		node_follow_set(b, n->taxii, n->cluster);
 		/* refuse: an acknowledgement waits for JetStream too, and none is given without a
 		 * quorum; local: acknowledged on this disk, replicated as JetStream takes it */
 		b->repl_gate = !local;
@@ -896,7 +815,7 @@ static void node_close(struct node *n)
 	atomic_store(&node_trustshare, NULL);
 	node_trust_free(n->trustshare);
 	n->trustshare = NULL;
-	node_follow_cluster = NULL;
+	node_follow_set(b, n->taxii, NULL);
 	if (n->served)
 		mqtt_broker_save_sessions(b, b->final_durable);
 	if (n->broker_init && b->state) {
@@ -912,7 +831,7 @@ static void node_close(struct node *n)
 	if (n->broker_init)
 		mqtt_broker_cleanup(b);
 	kz_http_free(n->http);
-	node_follow_taxii = NULL; /* the follower stopped with the cluster */
+	node_follow_set(NULL, NULL, NULL); /* the follower stopped with the cluster */
 	taxii_close(n->taxii);
 	net_tls_ctx_free(n->ctx);
 	net_tls_ctx_free(n->hctx);

@@ -42,6 +42,7 @@ struct node_sessions {
 	struct mqtt_broker *b;
 	char node_id[65];
 	uint64_t margin_ns;
+	uint32_t order_ms;
 };
 
 static const struct mqtt_share_ops ops;
@@ -104,7 +105,7 @@ static void on_update(void *arg, const uint8_t *v, size_t n)
 	free(copy);
 	free(id);
 	if (strcmp(e.owner, ns->node_id) != 0) /* another node serves it now, or ended it */
-		(void)mqtt_broker_session_moved(ns->b, e.s.client_id, e.epoch, strcmp(e.owner, ns->node_id) > 0);
+		(void)mqtt_broker_session_moved(ns->b, e.s.client_id, e.epoch, strcmp(e.owner, ns->node_id) > 0, e.ended);
 	free(blk);
 }
 
@@ -178,10 +179,20 @@ static void put(void *ctx, const struct kz_state_session *s, uint64_t epoch, boo
 	kz_buf_cleanup(&b);
 }
 
-static const struct mqtt_share_ops ops = { fetch, release, put };
+/* Every CONNECT with a client id waits until this node has what the stream held when it came
+ * (kz_cluster_settled): the client may have published on another node a moment ago, and this
+ * node's copy of the session bucket can be as late as its follower, so it cannot tell. */
+static bool settled(void *ctx, const char *client_id, uint64_t since_ns)
+{
+	struct node_sessions *ns = ctx;
+	(void)client_id;
+	return !ns->order_ms || kz_cluster_settled(ns->cluster, since_ns, ns->order_ms);
+}
+
+static const struct mqtt_share_ops ops = { fetch, release, put, settled };
 
 struct node_sessions *node_sessions_new(struct mqtt_broker *b, struct kz_store *store, const char *node_id,
-					uint32_t margin_ms)
+					uint32_t margin_ms, uint32_t order_ms)
 {
 	struct node_sessions *ns = calloc(1, sizeof *ns);
 	if (!ns || !(ns->slots = calloc(1024, sizeof *ns->slots))) {
@@ -194,6 +205,7 @@ struct node_sessions *node_sessions_new(struct mqtt_broker *b, struct kz_store *
 	ns->store = store;
 	snprintf(ns->node_id, sizeof ns->node_id, "%s", node_id);
 	ns->margin_ns = (uint64_t)margin_ms * 1000000u;
+	ns->order_ms = order_ms;
 	return ns;
 }
 
