@@ -190,16 +190,19 @@ void kz_cluster_held_expire(struct kz_cluster *c, bool everything)
 }
 
 /* One fetched batch: the new records go to the node, and once every one of them is durable
- * the batch is acknowledged (AckAll: the last message acks the ones before it). What was
- * taken is decided on a copy of the origins, made the real one only when the whole batch is
- * durable: a batch that fails comes again and is decided again the same way. A record behind
- * a gap is stored and held back; the records a late one lets through are delivered after it. */
+ * each message is acknowledged (explicitly: with AckAll, acknowledging a later message would
+ * also acknowledge one that JetStream sent us and that never arrived, a connection lost with
+ * it in flight, and this node would never get it). What was taken is decided on a copy of the
+ * origins, made the real one only when what was submitted is durable; a record the node could
+ * not take (out of memory) ends the batch there: it and the rest are not acknowledged and come
+ * again after the AckWait. A record behind a gap is stored and held back; the records a late
+ * one lets through are delivered after it. */
 static bool follow_batch(struct kz_cluster *c, natsMsgList *list)
 {
 	struct origin *v = c->f_scratch;
 	uint32_t nv;
 	uint64_t want, failed0, late = 0, dropped = 0, dups = 0;
-	int n = 0;
+	int n = 0, done = 0; /* records submitted; messages decided (a prefix of the list) */
 	struct bh { uint32_t oi; uint64_t seq; void *obj; } *bh = list->Count ? calloc((size_t)list->Count, sizeof *bh) : NULL;
 	int nh = 0;
 	bool touched[MAX_ORIGINS] = { false };
@@ -211,37 +214,44 @@ static bool follow_batch(struct kz_cluster *c, natsMsgList *list)
 	nv = c->n_origins;
 	memcpy(v, c->origins, nv * sizeof *v);
 	pthread_mutex_unlock(&c->lock);
-	for (int i = 0; i < list->Count; i++) {
+	for (int i = 0; i < list->Count; i++, done = i) {
 		natsMsg *m = list->Msgs[i];
 		const char *origin = NULL;
 		uint64_t s = kz_cluster_header_u64(m, "Kz-Origin-Seq");
 		if (natsMsgHeader_Get(m, "Kz-Origin", &origin) != NATS_OK || !origin || !s ||
 		    strcmp(origin, c->cfg.node_id) == 0)
 			continue; /* ours (already in our log), or not a kizuna record */
+		uint32_t nv0 = nv;
 		struct origin *o = origin_of(v, &nv, origin);
 		if (!o)
 			continue;
+		struct origin before = *o;
 		if (!kz_cluster_origin_take(o, s, &late, &dropped)) {
 			dups++;
 			continue;
 		}
 		uint32_t oi = (uint32_t)(o - v);
-		touched[oi] = true;
 		void **slot = NULL;
 		pthread_mutex_lock(&c->lock);
 		bool behind = gap_below(o, s) || (oi < c->n_origins && c->held[oi].n && c->held[oi].v[0].seq < s);
 		pthread_mutex_unlock(&c->lock);
 		if (behind) {
 			bh[nh] = (struct bh){ oi, s, NULL };
-			slot = &bh[nh++].obj;
+			slot = &bh[nh].obj;
 		}
 		if (c->cfg.follow(c->cfg.arg, (const uint8_t *)natsMsg_GetData(m), (size_t)natsMsg_GetDataLength(m), slot)) {
-			free(bh); /* nothing of it was delivered; the held ones (if durable) come again */
-			return false; /* not acked: JetStream delivers the batch again after its AckWait */
+			*o = before; /* not taken: it comes again */
+			nv = nv0;
+			break;
 		}
+		if (behind)
+			nh++;
+		touched[oi] = true;
 		n++;
 		want++;
 	}
+	/* what was submitted is durable (or failed) before the decisions are kept, and before bh,
+	 * which the held records' slots point into, goes */
 	pthread_mutex_lock(&c->lock);
 	while (c->f_done < want && !c->stop)
 		pthread_cond_wait(&c->fcond, &c->lock);
@@ -267,13 +277,16 @@ static bool follow_batch(struct kz_cluster *c, natsMsgList *list)
 	}
 	pthread_mutex_unlock(&c->lock);
 	free(bh);
-	if (!ok || !list->Count)
-		return ok;
-	/* what this node now has, saved before the acknowledgement: a batch delivered again after
-	 * a crash between the two is recognised as already here, not appended twice */
+	if (!ok)
+		return false;
+	/* what this node now has, saved before the acknowledgements: a message delivered again
+	 * after a crash between the two is recognised as already here, not appended twice */
 	if (n)
 		kz_cluster_state_save(c, conf, conf_o);
-	return natsMsg_Ack(list->Msgs[list->Count - 1], NULL) == NATS_OK;
+	for (int i = 0; i < done; i++)
+		if (natsMsg_Ack(list->Msgs[i], NULL) != NATS_OK)
+			return false;
+	return done == list->Count;
 }
 
 /* Did the stream hold nothing more for us than this batch? */
@@ -316,12 +329,25 @@ void *kz_cluster_follower(void *arg)
 			jsSubOptions so;
 			jsSubOptions_Init(&so);
 			so.Stream = STREAM;
-			so.Config.AckPolicy = js_AckAll;
+			so.Config.AckPolicy = js_AckExplicit;
 			so.Config.DeliverPolicy = js_DeliverAll;
-			so.Config.AckWait = (int64_t)30 * 1000000000;
+			/* what was sent and not acknowledged (lost in flight) comes again after this;
+			 * less than cluster.gap_timeout_ms's default, so that it fills its gap in time */
+			so.Config.AckWait = (int64_t)10 * 1000000000;
 			jsErrCode jerr = 0;
 			if (js_PullSubscribe(&sub, c->js, "kz.rec.>", durable, NULL, &so, &jerr) != NATS_OK) {
 				sub = NULL;
+				/* a consumer of an older kizuna (AckAll) cannot be bound with explicit acks:
+				 * made again, it starts from the stream's beginning; what this node already
+				 * has is dropped by origin sequence */
+				jsConsumerInfo *ci = NULL;
+				if (js_GetConsumerInfo(&ci, c->js, STREAM, durable, NULL, NULL) == NATS_OK && ci->Config &&
+				    ci->Config->AckPolicy != js_AckExplicit) {
+					kz_warn("cluster: our consumer %s acknowledges all-up-to: made again with explicit "
+						"acknowledgements", durable);
+					(void)js_DeleteConsumer(c->js, STREAM, durable, NULL, NULL);
+				}
+				jsConsumerInfo_Destroy(ci);
 				nats_Sleep(250);
 				continue;
 			}

@@ -22,13 +22,6 @@ from paho.mqtt.properties import Properties
 from paho.mqtt.packettypes import PacketTypes
 import shutil, tempfile
 
-if not os.environ.get("KZ_CLUSTER_FAULTS"):
-    # flaky in CI (2 of 3 runs, under load and under the sanitizers): a node that stopped
-    # following part of the stream, and acknowledged records delivered out of order with no
-    # gap timeout; neither is understood yet (docs/CLUSTER.md, the issue note). Lone runs here
-    # passed 5 times. KZ_CLUSTER_FAULTS=1 runs it.
-    print("SKIP: the fault test runs only with KZ_CLUSTER_FAULTS=1 (flaky, see docs/CLUSTER.md)")
-    sys.exit(77)
 if not shutil.which("nats-server"):
     print("SKIP: nats-server is not installed (scripts/deps installs it)")
     sys.exit(77)
