@@ -265,9 +265,23 @@ static int connect_nats(struct kz_cluster *c, char *why, size_t why_len)
 	char *sv = NULL;
 	for (char *tok = list ? strtok_r(list, ", ", &sv) : NULL; tok && n < 16; tok = strtok_r(NULL, ", ", &sv))
 		servers[n++] = tok;
+	/* cluster.nats in its order (the first: this node's own server), except that a server
+	 * moved away from (swap_server) is tried last */
+	for (int i = 0, moved = 0; c->avoid[0] && i < n - moved; i++) {
+		const char *a = strstr(c->avoid, "://"), *t = strstr(servers[i], "://");
+		if (strcmp(a ? a : c->avoid, t ? t : servers[i]) == 0) {
+			const char *x = servers[i];
+			memmove(&servers[i], &servers[i + 1], (size_t)(n - i - 1) * sizeof servers[0]);
+			servers[n - 1] = x;
+			moved++;
+			i--;
+		}
+	}
 	natsStatus s = n ? natsOptions_Create(&o) : NATS_INVALID_ARG;
 	if (s == NATS_OK)
 		s = natsOptions_SetServers(o, servers, n);
+	if (s == NATS_OK)
+		s = natsOptions_SetNoRandomize(o, true);
 	if (s == NATS_OK)
 		s = natsOptions_SetSecure(o, true);
 	if (s == NATS_OK)
@@ -470,12 +484,59 @@ static void drain_and_reset(struct kz_cluster *c)
 	pthread_mutex_unlock(&c->lock);
 }
 
+/* The server this node is connected to answers (its TCP connection and pings are fine) but
+ * JetStream does not, through it: a server cut off from the others. nats.c would keep the
+ * connection for ever, so the follower and the session thread drop their NATS objects (they
+ * park while js_ready is false), what is in flight is given up (published again from the
+ * watermark), and the replicator connects again with that server tried last. False when the
+ * other threads did not park within 5 s (tried again later). */
+static bool swap_server(struct kz_cluster *c, uint64_t stuck_ms)
+{
+	char url[256] = "";
+	if (natsConnection_GetConnectedUrl(c->nc, url, sizeof url) != NATS_OK || !url[0])
+		return false;
+	atomic_store(&c->js_ready, false);
+	uint64_t deadline = kz_now_mono_ms() + 5000;
+	while ((c->fstarted && !atomic_load(&c->f_parked)) || (c->kstarted && !atomic_load(&c->k_parked))) {
+		if (kz_now_mono_ms() > deadline) {
+			atomic_store(&c->js_ready, true);
+			return false;
+		}
+		nats_Sleep(10);
+	}
+	kz_warn("cluster: JetStream has not answered through %s for %llu ms: connecting to another server", url,
+		(unsigned long long)stuck_ms);
+	pthread_rwlock_wrlock(&c->js_rw);
+	drain_and_reset(c);
+	close_nats(c);
+	snprintf(c->avoid, sizeof c->avoid, "%s", url);
+	pthread_rwlock_unlock(&c->js_rw);
+	atomic_fetch_add(&c->swaps, 1);
+	return true;
+}
+
+/* Does JetStream answer through our server? (A stream-info request, once a second; any
+ * answer, even an error, from JetStream counts.) */
+static bool js_answers(struct kz_cluster *c)
+{
+	jsOptions jo;
+	jsOptions_Init(&jo);
+	jo.Wait = c->cfg.publish_timeout_ms;
+	jsStreamInfo *si = NULL;
+	jsErrCode jerr = 0;
+	natsStatus s = js_GetStreamInfo(&si, c->js, STREAM, &jo, &jerr);
+	jsStreamInfo_Destroy(si);
+	return s == NATS_OK || jerr != 0;
+}
+
 static void *replicator(void *arg)
 {
 	struct kz_cluster *c = arg;
 	char why[512];
 	bool ready = false, warned = false;
-	uint64_t last_save = 0;
+	uint64_t last_save = 0, last_probe = 0, stuck_since = 0;
+	bool answers = true; /* the last probe's */
+	bool several = strchr(c->cfg.servers, ',') != NULL;
 	for (;;) {
 		pthread_mutex_lock(&c->lock);
 		if (c->stop) {
@@ -508,9 +569,15 @@ static void *replicator(void *arg)
 				if (!warned)
 					kz_warn("cluster: %s; retrying", why[0] ? why : "cannot read the stream");
 				warned = true;
+				uint64_t now = kz_now_mono_ms();
+				stuck_since = stuck_since ? stuck_since : now;
+				if (several && atomic_load(&c->connected) && now - stuck_since >= 3ull * c->cfg.publish_timeout_ms &&
+				    swap_server(c, now - stuck_since))
+					stuck_since = 0;
 				nats_Sleep(250);
 				continue;
 			}
+			stuck_since = 0;
 			pthread_mutex_lock(&c->lock);
 			c->next_local = local + 1;
 			c->next_origin = c->head_origin = origin + 1;
@@ -558,6 +625,21 @@ static void *replicator(void *arg)
 		pthread_mutex_unlock(&c->lock);
 		struct kz_cluster_stats st;
 		kz_cluster_stats(c, &st);
+		/* no progress with records waiting, or no answer to the probe: how long? */
+		uint64_t now = kz_now_mono_ms();
+		if (several && now - last_probe >= 1000) {
+			last_probe = now;
+			answers = js_answers(c);
+		}
+		if ((st.quorum && answers) || !atomic_load(&c->connected) || !several) {
+			stuck_since = 0;
+		} else if (!stuck_since) {
+			stuck_since = now;
+		} else if (now - stuck_since >= 3ull * c->cfg.publish_timeout_ms && swap_server(c, now - stuck_since)) {
+			stuck_since = 0;
+			ready = false;
+			continue;
+		}
 		if (st.quorum != atomic_exchange(&c->quorum, st.quorum)) {
 			if (st.quorum)
 				kz_info("cluster: JetStream answers: replicating");
@@ -604,6 +686,7 @@ int kz_cluster_start(const struct kz_cluster_config *cfg, struct kz_cluster **ou
 	pthread_cond_init(&c->cond, NULL);
 	pthread_cond_init(&c->fcond, NULL);
 	pthread_mutex_init(&c->save_lock, NULL);
+	pthread_rwlock_init(&c->js_rw, NULL);
 	state_load(c);
 	atomic_store(&c->conf_seen, c->conf_local);
 	atomic_store(&c->progress_ms, kz_now_mono_ms());
@@ -647,6 +730,7 @@ void kz_cluster_free(struct kz_cluster *c)
 	pthread_cond_destroy(&c->cond);
 	pthread_cond_destroy(&c->fcond);
 	pthread_mutex_destroy(&c->save_lock);
+	pthread_rwlock_destroy(&c->js_rw);
 	kz_cluster_puts_free(c);
 	for (uint32_t i = 0; i < MAX_ORIGINS; i++)
 		free(c->held[i].v);
@@ -686,6 +770,7 @@ void kz_cluster_stats(struct kz_cluster *c, struct kz_cluster_stats *out)
 	out->session_updates = atomic_load(&c->kv_updates);
 	out->session_errors = atomic_load(&c->kv_errors);
 	out->order_expired = atomic_load(&c->order_expired);
+	out->swaps = atomic_load(&c->swaps);
 	pthread_mutex_unlock(&c->lock);
 	out->quorum = quorum_now(c, kz_now_mono_ms());
 }

@@ -80,6 +80,7 @@ struct kz_cluster_stats {
 	uint64_t session_puts, session_updates, session_errors; /* KZ_SESSIONS writes, changes read, failures */
 	size_t session_queue;      /* session writes waiting for JetStream */
 	uint64_t order_expired;    /* CONNECTs answered at kz_cluster_settled's bound */
+	uint64_t swaps;            /* moves to another server: JetStream did not answer through ours */
 	uint64_t trust_puts, trust_updates; /* KZ_TRUST writes, changes read */
 	bool connected, quorum;    /* quorum: no publish has waited longer than publish_timeout_ms */
 };

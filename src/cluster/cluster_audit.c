@@ -18,7 +18,7 @@ static int ensure_audit_stream(jsCtx *js, uint32_t replicas)
 	return kz_cluster_add_stream(js, AUDIT_STREAM, "kz.audit.>", replicas, false, &jerr) == NATS_OK ? 0 : -1;
 }
 
-int kz_cluster_audit_publish(struct kz_cluster *c, uint64_t n, const char *line, size_t len)
+static int audit_publish(struct kz_cluster *c, uint64_t n, const char *line, size_t len)
 {
 	if (!atomic_load(&c->js_ready))
 		return -1;
@@ -48,6 +48,14 @@ int kz_cluster_audit_publish(struct kz_cluster *c, uint64_t n, const char *line,
 	if (s != NATS_OK && jerr == JSStreamNotFoundErr)
 		atomic_store(&c->audit_stream, false); /* JetStream forgot it: made again next time */
 	return s == NATS_OK ? 0 : -1;
+}
+
+int kz_cluster_audit_publish(struct kz_cluster *c, uint64_t n, const char *line, size_t len)
+{
+	pthread_rwlock_rdlock(&c->js_rw); /* not while the connection is replaced (swap_server) */
+	int rc = audit_publish(c, n, line, len);
+	pthread_rwlock_unlock(&c->js_rw);
+	return rc;
 }
 
 int kz_cluster_audit_fetch(const struct kz_cluster_config *cfg, const char *node,

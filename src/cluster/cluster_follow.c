@@ -321,8 +321,12 @@ void *kz_cluster_follower(void *arg)
 		pthread_mutex_unlock(&c->lock);
 		if (stop)
 			break;
+		atomic_store(&c->f_parked, false); /* before js_ready is read: swap_server */
 		if (!atomic_load(&c->js_ready)) {
-			nats_Sleep(100);
+			natsSubscription_Destroy(sub); /* of the connection being replaced */
+			sub = NULL;
+			atomic_store(&c->f_parked, true);
+			nats_Sleep(20);
 			continue;
 		}
 		if (!sub) {

@@ -45,6 +45,12 @@ struct kz_cluster {
 	pthread_t fthread;
 	bool fstarted;
 	atomic_bool js_ready;
+	/* Moving to another server (swap_server in cluster.c): js_ready goes false; the follower
+	 * and the session thread drop their NATS objects and say so; kz_cluster_audit_publish
+	 * holds js_rw (read) while it uses js. avoid: the server moved away from, tried last. */
+	atomic_bool f_parked, k_parked;
+	pthread_rwlock_t js_rw;
+	char avoid[256];
 	/* kz_cluster_quorum, without the lock: conf_local's copy, and when JetStream last confirmed
 	 * a record or this node last had none waiting for it (monotonic ms) */
 	_Atomic uint64_t conf_seen, progress_ms;
@@ -68,6 +74,7 @@ struct kz_cluster {
 	atomic_bool sessions_synced; /* the whole bucket was read once */
 	_Atomic uint64_t kv_puts, kv_updates, kv_errors, trust_puts, trust_updates;
 	_Atomic uint64_t order_expired; /* kz_cluster_settled */
+	_Atomic uint64_t swaps;        /* swap_server */
 	atomic_bool order_waiting;  /* kz_cluster_settled said false: cfg.caught_up when caught up */
 };
 enum { KV_SESSIONS, KV_TRUST };

@@ -174,8 +174,16 @@ void *kz_cluster_sessions_thread(void *arg)
 		pthread_mutex_unlock(&c->lock);
 		if (stop)
 			break;
+		atomic_store(&c->k_parked, false); /* before js_ready is read: swap_server */
 		if (!atomic_load(&c->js_ready)) {
-			nats_Sleep(100);
+			for (int b = 0; b < 2; b++) { /* of the connection being replaced */
+				kvWatcher_Destroy(w[b]);
+				w[b] = NULL;
+				kvStore_Destroy(kv[b]);
+				kv[b] = NULL;
+			}
+			atomic_store(&c->k_parked, true);
+			nats_Sleep(20);
 			continue;
 		}
 		for (int b = 0; b < want; b++) {

@@ -325,6 +325,9 @@ static void metrics(void *arg, struct kz_http_req *r)
 		       "CONNECTs of clients that another node served last, answered after cluster.failover_order_ms "
 		       "before this node had taken every record of the stream (their order may not hold).",
 		       cs.order_expired);
+		metric(&b, "kizuna_cluster_server_moves_total", "counter",
+		       "Moves to another NATS server because JetStream did not answer through the connected one "
+		       "(a server cut off from the others) for 3 x cluster.publish_timeout_ms.", cs.swaps);
 		metric(&b, "kizuna_cluster_session_writes_total", "counter",
 		       "Session entries written to the KV bucket KZ_SESSIONS.", cs.session_puts);
 		metric(&b, "kizuna_cluster_session_updates_total", "counter",

@@ -1,0 +1,263 @@
+#!/usr/bin/python3
+"""A nats-server cut off from the others (issue 19 item 9, docs/CLUSTER.md "Faults and what
+each does"): 3 nats-servers (JetStream R3) and 3 nodes from scripts/cluster-up, the servers'
+routes through TCP proxies this test runs (KZ_ROUTE_PROXY). Node 3 uses nats-server 3 (first
+in its cluster.nats). A QoS 1 publisher on node 3 and one on node 1, subscribers on nodes 1
+and 2. Then nats-server 3 is cut off from the others: every route connection to or from it is
+closed, and new ones are refused. nats-server 3 still answers node 3 (TCP and pings), but
+JetStream does not answer through it: node 3 must move to another server by itself and serve
+its publisher again. Asserted: every acknowledged message reaches both subscribers, each
+publisher's in order; node 3 moved (kizuna_cluster_server_moves_total); how long node 3's
+publisher waited is reported. The cut is healed at the end."""
+import os, socket, ssl, struct, subprocess, sys, threading, time, shutil, tempfile
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "integration"))
+from kzharness import KIZUNA, s16, varint
+import paho.mqtt.client as mqtt
+
+if not shutil.which("nats-server"):
+    print("SKIP: nats-server is not installed (scripts/deps installs it)")
+    sys.exit(77)
+ROOT = os.path.abspath(os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", ".."))
+D = tempfile.mkdtemp(prefix="kz-part-")
+BASE = int(subprocess.run([os.path.join(ROOT, "scripts", "free-port-base"), "70"], capture_output=True,
+                          text=True, check=True).stdout)
+PROXY = BASE + 60
+
+
+class Proxy:
+    """Forwards 127.0.0.1:PROXY+3i+j to server j's route port, for i != j; cut(k) closes every
+    connection to or from server k and refuses new ones until heal()."""
+
+    def __init__(self):
+        self.cut_off = None
+        self.conns = []  # (i, j, a, b)
+        self.lock = threading.Lock()
+        self.listeners = []
+        for i in range(3):
+            for j in range(3):
+                if i != j:
+                    ls = socket.socket()
+                    ls.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+                    ls.bind(("127.0.0.1", PROXY + 3 * i + j))
+                    ls.listen(16)
+                    self.listeners.append(ls)
+                    threading.Thread(target=self.accept, args=(ls, i, j), daemon=True).start()
+
+    def accept(self, ls, i, j):
+        while True:
+            try:
+                a, _ = ls.accept()
+            except OSError:
+                return
+            if self.cut_off in (i, j):
+                a.close()
+                continue
+            try:
+                b = socket.create_connection(("127.0.0.1", BASE + 10 + j), 2)
+            except OSError:
+                a.close()
+                continue
+            with self.lock:
+                self.conns.append((i, j, a, b))
+            for x, y in ((a, b), (b, a)):
+                threading.Thread(target=self.pump, args=(x, y), daemon=True).start()
+
+    @staticmethod
+    def pump(x, y):
+        try:
+            while True:
+                d = x.recv(65536)
+                if not d:
+                    break
+                y.sendall(d)
+        except OSError:
+            pass
+        for s in (x, y):
+            try:
+                s.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+
+    def cut(self, k):
+        self.cut_off = k
+        with self.lock:
+            for i, j, a, b in self.conns:
+                if k in (i, j):
+                    for s in (a, b):
+                        try:
+                            s.shutdown(socket.SHUT_RDWR)
+                        except OSError:
+                            pass
+
+    def heal(self):
+        self.cut_off = None
+
+
+proxy = Proxy()
+env = dict(os.environ, KZ=KIZUNA, KZ_ROUTE_PROXY=str(PROXY))
+subprocess.run([os.path.join(ROOT, "scripts", "cluster-up"), D, str(BASE)], env=env, check=True,
+               stdout=subprocess.DEVNULL)
+PKI = os.path.join(D, "n1", "pki")
+PORT = {i: BASE + 29 + i for i in (1, 2, 3)}
+
+
+def logtext(i):
+    return open(os.path.join(D, "n%d" % i, "serve.log")).read()
+
+
+deadline = time.time() + 60
+while time.time() < deadline and not all("JetStream answers" in logtext(i) for i in (1, 2, 3)):
+    time.sleep(0.2)
+assert all("JetStream answers" in logtext(i) for i in (1, 2, 3)), "nodes never reached JetStream"
+
+
+def tls():
+    ctx = ssl.create_default_context(cafile=os.path.join(PKI, "ca.pem"))
+    ctx.load_cert_chain(os.path.join(PKI, "admin.pem"), os.path.join(PKI, "admin.key"))
+    return ctx
+
+
+class Publisher(threading.Thread):
+    """Raw MQTT 5 QoS 1 on one node, one message in flight; a refusal (reason >= 0x80) or no
+    answer within 10 s is not an acknowledgement; a lost connection is made again."""
+
+    def __init__(self, name, node):
+        super().__init__(daemon=True)
+        self.name, self.node = name, node
+        self.acked, self.refused, self.k, self.stop, self.gap = [], 0, 0, False, 0.0
+
+    def connect(self):
+        while not self.stop:
+            try:
+                s = tls().wrap_socket(socket.create_connection(("127.0.0.1", PORT[self.node]), 2),
+                                      server_hostname="localhost")
+                s.settimeout(10)
+                body = s16(b"MQTT") + bytes([5, 2]) + struct.pack("!H", 30) + varint(0) + s16(self.name.encode())
+                s.sendall(bytes([0x10]) + varint(len(body)) + body)
+                if s.recv(4096)[:1] == b"\x20":
+                    return s
+            except (OSError, ssl.SSLError):
+                pass
+            time.sleep(0.2)
+
+    def run(self):
+        s, last = self.connect(), time.time()
+        while not self.stop:
+            self.k += 1
+            payload = ("%s-%d" % (self.name, self.k)).encode()
+            body = s16(("part/" + self.name).encode()) + struct.pack("!H", self.k % 65535 + 1) + varint(0) + payload
+            try:
+                s.sendall(bytes([0x32]) + varint(len(body)) + body)
+                p = s.recv(4096)
+                if not p:
+                    raise OSError("closed")
+                if p[0] == 0x40 and (len(p) < 5 or p[4] < 0x80):
+                    now = time.time()
+                    self.gap = max(self.gap, now - last)
+                    last = now
+                    self.acked.append(self.k)
+                else:
+                    self.refused += 1
+            except (OSError, ssl.SSLError):
+                s = self.connect()
+            time.sleep(0.02)
+
+
+def subscriber(node):
+    got = []
+    c = mqtt.Client(client_id="part-sub-%d" % node, protocol=mqtt.MQTTv5)
+    c.tls_set(ca_certs=os.path.join(PKI, "ca.pem"), certfile=os.path.join(PKI, "admin.pem"),
+              keyfile=os.path.join(PKI, "admin.key"))
+    c.on_message = lambda c_, u, m: got.append(m.payload.decode())
+    c.connect("localhost", PORT[node], 30)
+    c.loop_start()
+    time.sleep(0.5)
+    c.subscribe("part/#", qos=1)
+    return c, got
+
+
+def metric(i, name):
+    import requests
+    t = requests.get("https://localhost:%d/metrics" % (BASE + 39 + i), timeout=10, verify=os.path.join(PKI, "ca.pem"),
+                     cert=(os.path.join(PKI, "admin.pem"), os.path.join(PKI, "admin.key"))).text
+    for l in t.splitlines():
+        if l.startswith(name + " "):
+            return float(l.split()[1])
+    return None
+
+
+def test_node_on_a_cut_off_server_moves_and_nothing_is_lost():
+    subs = {i: subscriber(i) for i in (1, 2)}
+    time.sleep(1.0)
+    pubs = [Publisher("q3", 3), Publisher("q1", 1)]
+    for p in pubs:
+        p.start()
+    time.sleep(3)
+    before = len(pubs[0].acked)
+    proxy.cut(2)  # nats-server 3 (index 2)
+    t_cut = time.time()
+    # node 3's publisher is served again once node 3 moved to another server
+    while time.time() - t_cut < 60 and len(pubs[0].acked) < before + 20:
+        time.sleep(0.2)
+    served = time.time() - t_cut
+    time.sleep(3)
+    for p in pubs:
+        p.stop = True
+    for p in pubs:
+        p.join(15)
+    assert len(pubs[0].acked) >= before + 20, "node 3's publisher was not served again within 60 s of the cut " \
+        "(%d acknowledged before, %d after)" % (before, len(pubs[0].acked))
+    moves = metric(3, "kizuna_cluster_server_moves_total")
+    assert moves and moves >= 1, "node 3 did not move to another server (%r)" % moves
+    # every acknowledged message on both subscribers, in order
+    deadline = time.time() + 60
+    want = {p.name: set(p.acked) for p in pubs}
+    while time.time() < deadline:
+        if all(want[p.name] <= {int(x.split("-")[1]) for x in subs[i][1] if x.startswith(p.name + "-")}
+               for p in pubs for i in subs):
+            break
+        time.sleep(0.5)
+    lost, disorder = {}, []
+    for i, (c, got) in subs.items():
+        for p in pubs:
+            seen, firsts = set(), []
+            for x in got:
+                if x.startswith(p.name + "-"):
+                    k = int(x.split("-")[1])
+                    if k not in seen:
+                        seen.add(k)
+                        if k in want[p.name]:
+                            firsts.append(k)
+            missing = sorted(want[p.name] - seen)
+            if missing:
+                lost["%s on node %d" % (p.name, i)] = missing[:10]
+            if firsts != sorted(firsts):
+                disorder.append("%s on node %d" % (p.name, i))
+        c.loop_stop()
+    for p in pubs:
+        print("  %s: %d acknowledged, %d refused, longest wait between two acknowledgements %.1f s"
+              % (p.name, len(p.acked), p.refused, p.gap))
+    print("  node 3's publisher served again %.1f s after the cut; node 3 moved %d time(s)" % (served, moves))
+    assert not lost, "acknowledged and not delivered: %r" % lost
+    assert not disorder, "out of order: %r" % disorder
+
+
+failed = 0
+try:
+    test_no = test_node_on_a_cut_off_server_moves_and_nothing_is_lost
+    test_no()
+    print("PASS test_node_on_a_cut_off_server_moves_and_nothing_is_lost")
+except Exception as e:
+    import traceback
+    traceback.print_exc()
+    print("FAIL test_node_on_a_cut_off_server_moves_and_nothing_is_lost: %s" % e)
+    for i in (1, 2, 3):
+        print("--- node %d log (last 2500 bytes):\n%s" % (i, logtext(i)[-2500:]))
+    failed = 1
+finally:
+    proxy.heal()
+    subprocess.run([os.path.join(ROOT, "scripts", "cluster-down"), D], stdout=subprocess.DEVNULL)
+    if not os.environ.get("KEEP"):
+        shutil.rmtree(D, ignore_errors=True)
+print("%d passed, %d failed" % (1 - failed, failed))
+sys.exit(failed)
