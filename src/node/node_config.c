@@ -119,7 +119,7 @@ static const struct directive directives[] = {
 	{ "policy.file", T_STR, C(policy_file), S(policy_file), 0, 0, "none",
 	  "The policy file (docs/POLICY.md): who may connect, publish and subscribe where, the label model and default labels. Without it the node denies everything (deny by default), except that a node which made its development PKI on first start uses the development policy made with it (DIR/pki/dev.policy and DIR/pki/dev.identities, allowing the admin). Reloaded on SIGHUP or `kizuna policy reload`; a file that does not parse is refused and the running policy kept." },
 	{ "cluster.nats", T_STR, C(cluster_nats), S(cluster_nats), 0, 0, "none",
-	  "NATS servers of the cluster's JetStream, comma-separated tls://host:port (docs/CLUSTER.md). Empty: a single node on its own log. Set: every record this node accepts is also published to the stream KZ_RECORDS, and a QoS 1/2 acknowledgement waits until JetStream has it." },
+	  "NATS servers of the cluster's JetStream, comma-separated tls://host:port (docs/CLUSTER.md). Empty: a single node on its own log. Set: every record this node accepts is also published to the stream KZ_RECORDS, and a QoS 1/2 acknowledgement waits until JetStream has it. Tried in this order (list the node's own nats-server first); a server through which JetStream does not answer for 3 x cluster.publish_timeout_ms (cut off from the others) is left for the next." },
 	{ "cluster.cert", T_STR, C(cluster_cert), S(cluster_cert), 0, 0, "none",
 	  "The node's client certificate for NATS (spiffe://TD/ORG/node/NAME, from this CA: kizuna ca issue --id ...). Required with cluster.nats." },
 	{ "cluster.key", T_STR, C(cluster_key), S(cluster_key), 0, 0, "none", "Its private key." },
