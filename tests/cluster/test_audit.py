@@ -56,6 +56,11 @@ def test_unknown_node_is_an_error():
     assert r.returncode == 1 and "no audit entries of node nobody" in r.stderr, r.stdout + r.stderr
 
 
+def test_cluster_goes_with_verify_only():
+    r = subprocess.run([KIZUNA, "audit", "show", "--cluster", "n1", "--data", b.data], capture_output=True, text=True)
+    assert r.returncode == 2 and "--cluster and --config go with verify only" in r.stderr, r.stdout + r.stderr
+
+
 run_tests([test_a_chain_in_the_cluster_verifies, test_the_chain_survives_the_loss_of_its_disk,
-           test_unknown_node_is_an_error])
+           test_unknown_node_is_an_error, test_cluster_goes_with_verify_only])
 nats.kill()
