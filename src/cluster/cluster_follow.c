@@ -283,21 +283,131 @@ static bool follow_batch(struct kz_cluster *c, natsMsgList *list)
 	 * after a crash between the two is recognised as already here, not appended twice */
 	if (n)
 		kz_cluster_state_save(c, conf, conf_o);
-	for (int i = 0; i < done; i++)
-		if (natsMsg_Ack(list->Msgs[i], NULL) != NATS_OK)
+	for (int i = 0; i < done; i++) /* an empty message to its reply subject: +ACK */
+		if (natsConnection_Publish(c->nc, natsMsg_GetReply(list->Msgs[i]), NULL, 0) != NATS_OK)
 			return false;
 	return done == list->Count;
 }
 
-/* Did the stream hold nothing more for us than this batch? */
+/* Did the stream hold nothing more for us than this batch? The last message's acknowledgement
+ * subject says how many were left: $JS.ACK.<stream>.<consumer>.<delivered>.<stream seq>.
+ * <consumer seq>.<time>.<pending> (9 tokens; 12 or more in the newer form, pending 11th). */
 static bool batch_was_all(natsMsgList *list)
 {
-	jsMsgMetaData *md = NULL;
-	if (!list->Count || natsMsg_GetMetaData(&md, list->Msgs[list->Count - 1]) != NATS_OK)
+	const char *r = list->Count ? natsMsg_GetReply(list->Msgs[list->Count - 1]) : NULL;
+	if (!r || strncmp(r, "$JS.ACK.", 8) != 0)
 		return false;
-	bool all = md->NumPending == 0;
-	jsMsgMetaData_Destroy(md);
-	return all;
+	const char *tok[16];
+	int n = 0;
+	for (const char *q = r; q && n < 16; q = strchr(q, '.'), q = q ? q + 1 : NULL)
+		tok[n++] = q;
+	int k = n == 9 ? 8 : n >= 12 ? 10 : -1;
+	return k >= 0 && tok[k][0] == '0' && (tok[k][1] == '.' || tok[k][1] == 0);
+}
+
+/* The follower's pull. nats.c 3.4.1's fetch wrote past its message array under load (records
+ * of an earlier request still queued when the next began: heap corruption seen, ASan at the
+ * read), so the requests are made here: to $JS.API.CONSUMER.MSG.NEXT.<stream>.<consumer>,
+ * each with its own inbox under one subscription. Records come with their acknowledgement
+ * subject as reply; a status message (404 no messages, 408 expired, 409 ...) to the request's
+ * own inbox ends it. With no_wait and an expiry, nats-server 2.9 answers at once with what
+ * there is and otherwise waits up to the expiry for the first record. */
+struct puller {
+	natsSubscription *sub;
+	char prefix[128], next[192];
+	uint64_t n;
+};
+
+static int puller_open(struct kz_cluster *c, struct puller *p, const char *durable)
+{
+	natsInbox *ib = NULL;
+	if (natsInbox_Create(&ib) != NATS_OK)
+		return -1;
+	snprintf(p->prefix, sizeof p->prefix, "%s", (const char *)ib);
+	natsInbox_Destroy(ib);
+	char wild[140];
+	snprintf(wild, sizeof wild, "%s.*", p->prefix);
+	snprintf(p->next, sizeof p->next, "$JS.API.CONSUMER.MSG.NEXT.%s.%s", STREAM, durable);
+	if (natsConnection_SubscribeSync(&p->sub, c->nc, wild) != NATS_OK) {
+		p->sub = NULL;
+		return -1;
+	}
+	(void)natsSubscription_SetPendingLimits(p->sub, -1, -1); /* a batch is bounded by the request */
+	return 0;
+}
+
+static natsStatus pull(struct kz_cluster *c, struct puller *p, natsMsgList *list, int max, int64_t expires_ms)
+{
+	list->Count = 0;
+	if (!(list->Msgs = calloc((size_t)max, sizeof *list->Msgs)))
+		return NATS_NO_MEMORY;
+	natsMsg *m = NULL;
+	const char *st = NULL;
+	/* records that came for an earlier request (its answer was late) go first */
+	while (list->Count < max && natsSubscription_NextMsg(&m, p->sub, 0) == NATS_OK) {
+		if (natsMsgHeader_Get(m, "Status", &st) == NATS_OK)
+			natsMsg_Destroy(m);
+		else
+			list->Msgs[list->Count++] = m;
+	}
+	if (list->Count)
+		return NATS_OK;
+	char inbox[160], req[128];
+	snprintf(inbox, sizeof inbox, "%s.%" PRIu64, p->prefix, ++p->n);
+	snprintf(req, sizeof req, "{\"batch\":%d,\"expires\":%" PRId64 ",\"no_wait\":true}", max,
+		 (expires_ms - 10) * 1000000);
+	natsStatus s = natsConnection_PublishRequestString(c->nc, p->next, inbox, req);
+	int64_t deadline = nats_Now() + expires_ms;
+	while (s == NATS_OK && list->Count < max) {
+		int64_t left = deadline - nats_Now();
+		if (left <= 0)
+			break;
+		s = natsSubscription_NextMsg(&m, p->sub, left);
+		if (s != NATS_OK)
+			break;
+		if (natsMsgHeader_Get(m, "Status", &st) == NATS_OK) {
+			bool ours = strcmp(natsMsg_GetSubject(m), inbox) == 0;
+			natsMsg_Destroy(m);
+			if (ours)
+				break;
+			continue;
+		}
+		list->Msgs[list->Count++] = m;
+	}
+	if (list->Count)
+		return NATS_OK;
+	return s == NATS_OK || s == NATS_TIMEOUT ? NATS_TIMEOUT : s;
+}
+
+/* Our durable consumer: made (explicit acknowledgements; what was sent and not acknowledged,
+ * lost in flight, comes again after AckWait, which is less than cluster.gap_timeout_ms's
+ * default so that it fills its gap in time), or taken as it is. One of an older kizuna
+ * (all-up-to) is made again: from the stream's start, what this node has is dropped by origin
+ * sequence. */
+static int consumer_ensure(struct kz_cluster *c, const char *durable)
+{
+	jsConsumerConfig cc;
+	jsConsumerConfig_Init(&cc);
+	cc.Durable = durable;
+	cc.AckPolicy = js_AckExplicit;
+	cc.DeliverPolicy = js_DeliverAll;
+	cc.AckWait = (int64_t)10 * 1000000000;
+	cc.FilterSubject = "kz.rec.>";
+	jsConsumerInfo *ci = NULL;
+	jsErrCode jerr = 0;
+	if (js_GetConsumerInfo(&ci, c->js, STREAM, durable, NULL, &jerr) == NATS_OK) {
+		bool fit = ci->Config && ci->Config->AckPolicy == js_AckExplicit;
+		jsConsumerInfo_Destroy(ci);
+		if (fit)
+			return 0;
+		kz_warn("cluster: our consumer %s acknowledges all-up-to: made again with explicit acknowledgements",
+			durable);
+		(void)js_DeleteConsumer(c->js, STREAM, durable, NULL, NULL);
+	}
+	ci = NULL;
+	natsStatus s = js_AddConsumer(&ci, c->js, STREAM, &cc, NULL, &jerr);
+	jsConsumerInfo_Destroy(ci);
+	return s == NATS_OK ? 0 : -1;
 }
 
 static void caught_up(struct kz_cluster *c, uint64_t t0)
@@ -310,7 +420,7 @@ static void caught_up(struct kz_cluster *c, uint64_t t0)
 void *kz_cluster_follower(void *arg)
 {
 	struct kz_cluster *c = arg;
-	natsSubscription *sub = NULL;
+	struct puller pl = { 0 };
 	unsigned idle = 0;
 	bool last_ok = true;
 	char durable[96];
@@ -323,54 +433,22 @@ void *kz_cluster_follower(void *arg)
 			break;
 		atomic_store(&c->f_parked, false); /* before js_ready is read: swap_server */
 		if (!atomic_load(&c->js_ready)) {
-			natsSubscription_Destroy(sub); /* of the connection being replaced */
-			sub = NULL;
+			natsSubscription_Destroy(pl.sub); /* of the connection being replaced */
+			pl.sub = NULL;
 			atomic_store(&c->f_parked, true);
 			nats_Sleep(20);
 			continue;
 		}
-		if (!sub) {
-			jsSubOptions so;
-			jsSubOptions_Init(&so);
-			so.Stream = STREAM;
-			so.Config.AckPolicy = js_AckExplicit;
-			so.Config.DeliverPolicy = js_DeliverAll;
-			/* what was sent and not acknowledged (lost in flight) comes again after this;
-			 * less than cluster.gap_timeout_ms's default, so that it fills its gap in time */
-			so.Config.AckWait = (int64_t)10 * 1000000000;
-			jsErrCode jerr = 0;
-			if (js_PullSubscribe(&sub, c->js, "kz.rec.>", durable, NULL, &so, &jerr) != NATS_OK) {
-				sub = NULL;
-				/* a consumer of an older kizuna (AckAll) cannot be bound with explicit acks:
-				 * made again, it starts from the stream's beginning; what this node already
-				 * has is dropped by origin sequence */
-				jsConsumerInfo *ci = NULL;
-				if (js_GetConsumerInfo(&ci, c->js, STREAM, durable, NULL, NULL) == NATS_OK && ci->Config &&
-				    ci->Config->AckPolicy != js_AckExplicit) {
-					kz_warn("cluster: our consumer %s acknowledges all-up-to: made again with explicit "
-						"acknowledgements", durable);
-					(void)js_DeleteConsumer(c->js, STREAM, durable, NULL, NULL);
-				}
-				jsConsumerInfo_Destroy(ci);
-				nats_Sleep(250);
-				continue;
-			}
+		if (!pl.sub && (consumer_ensure(c, durable) || puller_open(c, &pl, durable))) {
+			nats_Sleep(250);
+			continue;
 		}
 		natsMsgList list = { 0 };
 		uint64_t t0 = kz_now_wall_ns();
-		/* up to 256 records; with nats-server 2.9 a no-wait request with an expiry returns
-		 * as soon as records are there (what is there, up to the batch), and waits up to the
-		 * expiry when none is: then nothing was waiting for us at t0 (caught_up_ns, which a
-		 * CONNECT after a failover waits for: kz_cluster_settled). Without an expiry nats.c
-		 * would not wait for the answer at all. */
-		jsFetchRequest fr;
-		jsFetchRequest_Init(&fr);
-		fr.Batch = 256;
-		fr.NoWait = true;
-		fr.Expires = (int64_t)100 * 1000000;
-		natsStatus s = natsSubscription_FetchRequest(&list, sub, &fr);
-		if (s == NATS_NOT_FOUND)
-			s = NATS_TIMEOUT; /* "no messages" */
+		/* up to 256 records, at once when there are any, or after up to 100 ms for the first:
+		 * when none came, nothing was waiting for us at t0 (caught_up_ns, approximate: a
+		 * CONNECT waiting for it asks the consumer below) */
+		natsStatus s = pull(c, &pl, &list, 256, 100);
 		if (s == NATS_OK) {
 			bool ok = follow_batch(c, &list);
 			if (ok && last_ok && batch_was_all(&list) && !atomic_load(&c->order_waiting))
@@ -412,14 +490,14 @@ void *kz_cluster_follower(void *arg)
 			if (cs == NATS_NOT_FOUND || cerr == JSConsumerNotFoundErr || cerr == JSStreamNotFoundErr) {
 				kz_warn("cluster: our consumer %s is gone from JetStream: following the stream again from "
 					"its start", durable);
-				natsSubscription_Destroy(sub);
-				sub = NULL;
+				natsSubscription_Destroy(pl.sub);
+				pl.sub = NULL;
 			}
 			if (s != NATS_TIMEOUT)
 				nats_Sleep(100);
 		}
 	}
-	natsSubscription_Destroy(sub);
+	natsSubscription_Destroy(pl.sub);
 	kz_cluster_held_expire(c, true); /* stopping: what was held back is delivered */
 	return NULL;
 }
