@@ -310,8 +310,9 @@ static bool batch_was_all(natsMsgList *list)
  * read), so the requests are made here: to $JS.API.CONSUMER.MSG.NEXT.<stream>.<consumer>,
  * each with its own inbox under one subscription. Records come with their acknowledgement
  * subject as reply; a status message (404 no messages, 408 expired, 409 ...) to the request's
- * own inbox ends it. With no_wait and an expiry, nats-server 2.9 answers at once with what
- * there is and otherwise waits up to the expiry for the first record. */
+ * own inbox ends it. With no_wait and an expiry, nats-server 2.9 keeps the request open until
+ * its batch is full or it expires, sending each record as it comes: a pull returns as soon as
+ * it has records. */
 struct puller {
 	natsSubscription *sub;
 	char prefix[128], next[192];
@@ -359,8 +360,11 @@ static natsStatus pull(struct kz_cluster *c, struct puller *p, natsMsgList *list
 	natsStatus s = natsConnection_PublishRequestString(c->nc, p->next, inbox, req);
 	int64_t deadline = nats_Now() + expires_ms;
 	while (s == NATS_OK && list->Count < max) {
-		int64_t left = deadline - nats_Now();
-		if (left <= 0)
+		/* after the first record, only what is already here: a waiting request stays open
+		 * until its batch is full or it expires, and its later records are taken first by
+		 * the next pull */
+		int64_t left = list->Count ? 0 : deadline - nats_Now();
+		if (left < 0 || (left == 0 && !list->Count))
 			break;
 		s = natsSubscription_NextMsg(&m, p->sub, left);
 		if (s != NATS_OK)
