@@ -15,41 +15,15 @@ subscriber in order (first deliveries increasing; a message whose acknowledgemen
 publisher gave up waiting for, after 5 s, may come at any time), duplicates counted and reported, and how long
 publishing was interrupted at most (reported, the target is 5 s)."""
 import os, signal, socket, ssl, struct, subprocess, sys, threading, time
-sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "integration"))
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from threeup import Cluster, free_base
 from kzharness import KIZUNA, s16, varint, Node
 import paho.mqtt.client as mqtt
 from paho.mqtt.properties import Properties
 from paho.mqtt.packettypes import PacketTypes
-import shutil, tempfile
 
-if not shutil.which("nats-server"):
-    print("SKIP: nats-server is not installed (scripts/deps installs it)")
-    sys.exit(77)
-ROOT = os.path.abspath(os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", ".."))
-D = tempfile.mkdtemp(prefix="kz-faults-")
-
-
-BASE = int(subprocess.run([os.path.join(ROOT, "scripts", "free-port-base"), "45"], capture_output=True,
-                          text=True, check=True).stdout)
-env = dict(os.environ, KZ=KIZUNA)
-subprocess.run([os.path.join(ROOT, "scripts", "cluster-up"), D, str(BASE)], env=env, check=True,
-               stdout=subprocess.DEVNULL)
-PKI = os.path.join(D, "n1", "pki")
-PORT = {i: BASE + 29 + i for i in (1, 2, 3)}
-
-
-def pids():
-    return [int(l) for l in open(os.path.join(D, "pids")).read().split()]
-
-
-def logtext(i):
-    return open(os.path.join(D, "n%d" % i, "serve.log")).read()
-
-
-deadline = time.time() + 60
-while time.time() < deadline and not all("JetStream answers" in logtext(i) for i in (1, 2, 3)):
-    time.sleep(0.2)
-assert all("JetStream answers" in logtext(i) for i in (1, 2, 3)), "nodes never reached JetStream"
+CL = Cluster("kz-faults-", free_base(45))
+D, BASE, PKI, PORT, logtext, pids = CL.dir, CL.base, CL.pki, CL.port, CL.logtext, CL.pids
 
 
 class Publisher(threading.Thread):
@@ -297,8 +271,6 @@ except Exception as e:
         print("--- node %d log (last 2000 bytes):\n%s" % (i, logtext(i)[-2000:]))
     failed = 1
 finally:
-    subprocess.run([os.path.join(ROOT, "scripts", "cluster-down"), D], stdout=subprocess.DEVNULL)
-    if not os.environ.get("KEEP"):
-        shutil.rmtree(D, ignore_errors=True)
+    CL.down()
 print("%d passed, %d failed" % (1 - failed, failed))
 sys.exit(failed)

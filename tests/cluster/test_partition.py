@@ -9,18 +9,13 @@ JetStream does not answer through it: node 3 must move to another server by itse
 its publisher again. Asserted: every acknowledged message reaches both subscribers, each
 publisher's in order; node 3 moved (kizuna_cluster_server_moves_total); how long node 3's
 publisher waited is reported. The cut is healed at the end."""
-import os, socket, ssl, struct, subprocess, sys, threading, time, shutil, tempfile
-sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "integration"))
+import os, socket, ssl, struct, subprocess, sys, threading, time
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from threeup import Cluster, free_base
 from kzharness import KIZUNA, s16, varint
 import paho.mqtt.client as mqtt
 
-if not shutil.which("nats-server"):
-    print("SKIP: nats-server is not installed (scripts/deps installs it)")
-    sys.exit(77)
-ROOT = os.path.abspath(os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", ".."))
-D = tempfile.mkdtemp(prefix="kz-part-")
-BASE = int(subprocess.run([os.path.join(ROOT, "scripts", "free-port-base"), "70"], capture_output=True,
-                          text=True, check=True).stdout)
+BASE = free_base(70)
 PROXY = BASE + 60
 
 
@@ -94,21 +89,8 @@ class Proxy:
 
 
 proxy = Proxy()
-env = dict(os.environ, KZ=KIZUNA, KZ_ROUTE_PROXY=str(PROXY))
-subprocess.run([os.path.join(ROOT, "scripts", "cluster-up"), D, str(BASE)], env=env, check=True,
-               stdout=subprocess.DEVNULL)
-PKI = os.path.join(D, "n1", "pki")
-PORT = {i: BASE + 29 + i for i in (1, 2, 3)}
-
-
-def logtext(i):
-    return open(os.path.join(D, "n%d" % i, "serve.log")).read()
-
-
-deadline = time.time() + 60
-while time.time() < deadline and not all("JetStream answers" in logtext(i) for i in (1, 2, 3)):
-    time.sleep(0.2)
-assert all("JetStream answers" in logtext(i) for i in (1, 2, 3)), "nodes never reached JetStream"
+CL = Cluster("kz-part-", BASE, {"KZ_ROUTE_PROXY": str(PROXY)})
+D, PKI, PORT, logtext = CL.dir, CL.pki, CL.port, CL.logtext
 
 
 def tls():
@@ -256,8 +238,6 @@ except Exception as e:
     failed = 1
 finally:
     proxy.heal()
-    subprocess.run([os.path.join(ROOT, "scripts", "cluster-down"), D], stdout=subprocess.DEVNULL)
-    if not os.environ.get("KEEP"):
-        shutil.rmtree(D, ignore_errors=True)
+    CL.down()
 print("%d passed, %d failed" % (1 - failed, failed))
 sys.exit(failed)
