@@ -104,8 +104,7 @@ void kz_cluster_trust_put(struct kz_cluster *c, const char *key, const uint8_t *
 uint64_t kz_cluster_caught_up_ns(struct kz_cluster *c);
 /* Has this node every record the stream held at since_ns (wall), and none held back behind a
  * gap? Per-publisher order across a failover (docs/CLUSTER.md "Order"): a CONNECT waits for it.
- * True at once while the follower is not connected to NATS (waiting would not help), and
- * after max_wait_ms from since_ns (counted, logged). Never blocks. */
+ * True after max_wait_ms from since_ns in any case (counted, logged). Never blocks. */
 bool kz_cluster_settled(struct kz_cluster *c, uint64_t since_ns, uint32_t max_wait_ms);
 /* True once the session thread has read the whole KZ_SESSIONS bucket. */
 bool kz_cluster_sessions_synced(struct kz_cluster *c);
