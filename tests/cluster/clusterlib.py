@@ -67,6 +67,9 @@ tls { cert_file: "%s/server.pem", key_file: "%s/server.key", ca_file: "%s/ca.pem
 """ % (nats_port, nats_mon, store, pki, pki, pki))
         self.store = store
         self.start()
+        # run_tests ends the process with sys.exit: the server must not outlive the test
+        import atexit
+        atexit.register(lambda: self.kill())
 
     def start(self):
         self.log = open(self.conf + ".log", "a")
