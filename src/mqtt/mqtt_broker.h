@@ -356,12 +356,12 @@ struct mqtt_share_ops {
 	void (*release)(void *ctx, void *hold);
 	/* The session as it is now (ended: it ended here); any worker, must not block. */
 	void (*put)(void *ctx, const struct kz_state_session *s, uint64_t epoch, bool ended);
-	/* At a CONNECT for client_id, first seen at since_ns (wall): may it be answered now? false
-	 * while another node served the client id last and this node has not yet taken every
-	 * record that node had when the CONNECT came (what the client published there is
-	 * delivered here before what it publishes now: per-publisher order across a failover).
-	 * The node bounds the wait. Must not block. */
-	bool (*settled)(void *ctx, const char *client_id, uint64_t since_ns);
+	/* At a CONNECT with a client id, first seen at since_ns (wall): may it be answered now?
+	 * false while this node has not yet taken every record the cluster held when the CONNECT
+	 * came (what the client may have published on another node is delivered here before what
+	 * it publishes now: per-publisher order across a failover). The node bounds the wait.
+	 * Must not block. */
+	bool (*settled)(void *ctx, uint64_t since_ns);
 };
 
 struct mqtt_broker {

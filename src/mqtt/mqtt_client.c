@@ -336,24 +336,18 @@ static void takeover(struct mqtt_client *c, struct mqtt_session *ss, bool clean_
 	}
 }
 
-/* Per-publisher order across a failover (docs/CLUSTER.md "Order"): a CONNECT for a client
- * id that another node served last waits, unconsumed and with reading held, until this node
- * has taken what that node had (share->settled, which bounds the wait); the shard's tick asks
- * again (mqtt_shard_connects_retry). */
-static bool connect_settled(struct mqtt_client *c, const struct mqtt_connect *k)
+/* Per-publisher order across a failover (docs/CLUSTER.md "Order across a failover"): a
+ * CONNECT with a client id waits, unconsumed and with reading held, until this node has what
+ * the stream held when it came (share->settled, which bounds the wait); the shard's tick, or
+ * the cluster's kick when it caught up, asks again (mqtt_shard_connects_retry). */
+static bool connect_settled(struct mqtt_client *c)
 {
 	const struct mqtt_share_ops *sh = c->shard->broker->share;
 	if (!sh || !sh->settled)
 		return true;
-	char *cid = malloc(k->client_id.len + 1);
-	if (!cid)
-		return true;
-	memcpy(cid, k->client_id.p, k->client_id.len);
-	cid[k->client_id.len] = 0;
 	if (!c->order_since_ns)
 		c->order_since_ns = kz_now_wall_ns();
-	bool ok = sh->settled(c->shard->broker->share_ctx, cid, c->order_since_ns);
-	free(cid);
+	bool ok = sh->settled(c->shard->broker->share_ctx, c->order_since_ns);
 	if (ok == !c->order_wait)
 		return ok;
 	c->order_wait = !ok;
@@ -425,7 +419,7 @@ static void handle_connect(struct mqtt_client *c, const struct mqtt_packet *pkt)
 			c->ops->migrate(c->transport, home);
 			return;
 		}
-		if (!connect_settled(c, k))
+		if (!connect_settled(c))
 			return; /* left unconsumed: answered when this node has caught up */
 	}
 	const struct kz_policy *pol = mqtt_policy(b);

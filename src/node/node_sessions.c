@@ -182,10 +182,9 @@ static void put(void *ctx, const struct kz_state_session *s, uint64_t epoch, boo
 /* Every CONNECT with a client id waits until this node has what the stream held when it came
  * (kz_cluster_settled): the client may have published on another node a moment ago, and this
  * node's copy of the session bucket can be as late as its follower, so it cannot tell. */
-static bool settled(void *ctx, const char *client_id, uint64_t since_ns)
+static bool settled(void *ctx, uint64_t since_ns)
 {
 	struct node_sessions *ns = ctx;
-	(void)client_id;
 	return !ns->order_ms || kz_cluster_settled(ns->cluster, since_ns, ns->order_ms);
 }
 

@@ -264,18 +264,4 @@ def test_no_acknowledged_message_lost_under_faults():
         s.c.loop_stop()
 
 
-failed = 0
-try:
-    test_no_acknowledged_message_lost_under_faults()
-    print("PASS test_no_acknowledged_message_lost_under_faults")
-except Exception as e:
-    import traceback
-    traceback.print_exc()
-    print("FAIL test_no_acknowledged_message_lost_under_faults: %s" % e)
-    for i in (1, 2, 3):
-        print("--- node %d log (last 2000 bytes):\n%s" % (i, logtext(i)[-2000:]))
-    failed = 1
-finally:
-    CL.down()
-print("%d passed, %d failed" % (1 - failed, failed))
-sys.exit(failed)
+CL.run(test_no_acknowledged_message_lost_under_faults)

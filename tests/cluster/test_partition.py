@@ -224,20 +224,4 @@ def test_node_on_a_cut_off_server_moves_and_nothing_is_lost():
     assert not disorder, "out of order: %r" % disorder
 
 
-failed = 0
-try:
-    test_no = test_node_on_a_cut_off_server_moves_and_nothing_is_lost
-    test_no()
-    print("PASS test_node_on_a_cut_off_server_moves_and_nothing_is_lost")
-except Exception as e:
-    import traceback
-    traceback.print_exc()
-    print("FAIL test_node_on_a_cut_off_server_moves_and_nothing_is_lost: %s" % e)
-    for i in (1, 2, 3):
-        print("--- node %d log (last 2500 bytes):\n%s" % (i, logtext(i)[-2500:]))
-    failed = 1
-finally:
-    proxy.heal()
-    CL.down()
-print("%d passed, %d failed" % (1 - failed, failed))
-sys.exit(failed)
+CL.run(test_node_on_a_cut_off_server_moves_and_nothing_is_lost, proxy.heal)

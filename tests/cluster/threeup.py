@@ -38,3 +38,24 @@ class Cluster:
         subprocess.run([os.path.join(ROOT, "scripts", "cluster-down"), self.dir], stdout=subprocess.DEVNULL)
         if not os.environ.get("KEEP"):
             shutil.rmtree(self.dir, ignore_errors=True)
+
+    def run(self, test, cleanup=None):
+        """Runs test, prints PASS or FAIL (with the nodes' log tails), stops the cluster and
+        exits with the result."""
+        failed = 0
+        try:
+            test()
+            print("PASS %s" % test.__name__)
+        except Exception as e:
+            import traceback
+            traceback.print_exc()
+            print("FAIL %s: %s" % (test.__name__, e))
+            for i in (1, 2, 3):
+                print("--- node %d log (last 2500 bytes):\n%s" % (i, self.logtext(i)[-2500:]))
+            failed = 1
+        finally:
+            if cleanup:
+                cleanup()
+            self.down()
+        print("%d passed, %d failed" % (1 - failed, failed))
+        sys.exit(failed)
