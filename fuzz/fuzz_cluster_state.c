@@ -32,6 +32,15 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 			       st2.origins[i].n_gaps == st.origins[i].n_gaps &&
 			       memcmp(st2.origins[i].gaps, st.origins[i].gaps, st.origins[i].n_gaps * sizeof st.origins[i].gaps[0]) == 0);
 	}
+	/* the pending count of an acknowledgement subject */
+	char *r = malloc(size + 1);
+	if (r) {
+		memcpy(r, data, size);
+		r[size] = 0;
+		int64_t pend = kz_cluster_ack_pending(r);
+		assert(pend >= -1);
+		free(r);
+	}
 	char v[32];
 	size_t k = size < sizeof v - 1 ? size : sizeof v - 1;
 	memcpy(v, data, k);

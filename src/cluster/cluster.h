@@ -138,6 +138,10 @@ int kz_cluster_state_parse(const char *text, size_t n, struct kz_cluster_state *
 /* A sequence header's value (Kz-Origin-Seq, Kz-Local-Seq): plain decimal digits that fit in 64
  * bits; 0 for anything else (the message is then not taken as a kizuna record). */
 uint64_t kz_cluster_parse_seq(const char *v);
+/* The pending count in a JetStream acknowledgement subject: $JS.ACK.<stream>.<consumer>.
+ * <delivered>.<stream seq>.<consumer seq>.<time>.<pending> (9 tokens), or the newer form of 12
+ * or more tokens (pending the 11th). -1 when reply is not such a subject. */
+int64_t kz_cluster_ack_pending(const char *reply);
 
 /* Publishes audit entry n (one line of DIR/audit, without its newline) to KZ_AUDIT, subject
  * kz.audit.<node id>, Nats-Msg-Id <node id>:<n>; synchronously, up to publish_timeout_ms.

@@ -290,20 +290,31 @@ static bool follow_batch(struct kz_cluster *c, natsMsgList *list)
 	return done == list->Count;
 }
 
-/* Did the stream hold nothing more for us than this batch? The last message's acknowledgement
- * subject says how many were left: $JS.ACK.<stream>.<consumer>.<delivered>.<stream seq>.
- * <consumer seq>.<time>.<pending> (9 tokens; 12 or more in the newer form, pending 11th). */
-static bool batch_was_all(natsMsgList *list)
+int64_t kz_cluster_ack_pending(const char *reply)
 {
-	const char *r = list->Count ? natsMsg_GetReply(list->Msgs[list->Count - 1]) : NULL;
-	if (!r || strncmp(r, "$JS.ACK.", 8) != 0)
-		return false;
+	if (!reply || strncmp(reply, "$JS.ACK.", 8) != 0)
+		return -1;
 	const char *tok[16];
 	int n = 0;
-	for (const char *q = r; q && n < 16; q = strchr(q, '.'), q = q ? q + 1 : NULL)
+	for (const char *q = reply; q && n < 16; q = strchr(q, '.'), q = q ? q + 1 : NULL)
 		tok[n++] = q;
 	int k = n == 9 ? 8 : n >= 12 ? 10 : -1;
-	return k >= 0 && tok[k][0] == '0' && (tok[k][1] == '.' || tok[k][1] == 0);
+	if (k < 0)
+		return -1;
+	char v[24];
+	size_t len = strcspn(tok[k], ".");
+	if (len == 0 || len >= sizeof v)
+		return -1;
+	memcpy(v, tok[k], len);
+	v[len] = 0;
+	uint64_t x = kz_cluster_parse_seq(v);
+	return x || strcmp(v, "0") == 0 ? (int64_t)(x & INT64_MAX) : -1;
+}
+
+/* Did the stream hold nothing more for us than this batch? (The last message's pending.) */
+static bool batch_was_all(natsMsgList *list)
+{
+	return list->Count && kz_cluster_ack_pending(natsMsg_GetReply(list->Msgs[list->Count - 1])) == 0;
 }
 
 /* The follower's pull. nats.c 3.4.1's fetch wrote past its message array under load (records

@@ -92,6 +92,19 @@ static void test_state_with_gaps(void **st)
 	assert_int_equal(kz_cluster_parse_seq("-1"), 0);
 }
 
+/* The pending count of a JetStream acknowledgement subject (the follower's "caught up"). */
+static void test_ack_pending(void **st)
+{
+	(void)st;
+	assert_int_equal(kz_cluster_ack_pending("$JS.ACK.KZ_RECORDS.kz-node-n2.1.42.17.1796377241712273100.0"), 0);
+	assert_int_equal(kz_cluster_ack_pending("$JS.ACK.KZ_RECORDS.kz-node-n2.1.42.17.1796377241712273100.123"), 123);
+	assert_int_equal(kz_cluster_ack_pending("$JS.ACK.dom.hash.KZ_RECORDS.kz-node-n2.1.42.17.179637.5.rnd"), 5);
+	assert_int_equal(kz_cluster_ack_pending("$JS.ACK.KZ_RECORDS.kz-node-n2.1.42.17.x"), -1);
+	assert_int_equal(kz_cluster_ack_pending("$JS.ACK.KZ_RECORDS.kz-node-n2.1.42.17.179.-1"), -1);
+	assert_int_equal(kz_cluster_ack_pending("kz.rec.n1"), -1);
+	assert_int_equal(kz_cluster_ack_pending(NULL), -1);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -99,6 +112,7 @@ int main(void)
 		cmocka_unit_test(test_late_record_fills_its_gap),
 		cmocka_unit_test(test_too_many_gaps_gives_up_the_oldest),
 		cmocka_unit_test(test_state_with_gaps),
+		cmocka_unit_test(test_ack_pending),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
