@@ -835,14 +835,20 @@ int kz_cluster_print_status(const struct kz_cluster_config *cfg, FILE *out, char
 		}
 		natsMsg *m = NULL;
 		uint64_t lo = 0;
-		if (js_GetLastMsg(&m, c.js, STREAM, c.subject, NULL, &jerr) == NATS_OK) {
+		natsStatus ls = js_GetLastMsg(&m, c.js, STREAM, c.subject, NULL, &jerr);
+		if (ls == NATS_OK) {
 			lo = kz_cluster_header_u64(m, "Kz-Origin-Seq");
 			natsMsg_Destroy(m);
+			fprintf(out, "this node's records in the stream: %" PRIu64 "\n", lo);
+		} else if (ls == NATS_NOT_FOUND || jerr == JSNoMessageFoundErr) {
+			fprintf(out, "this node's records in the stream: 0\n");
+		} else {
+			fprintf(out, "this node's records in the stream: unknown (%s)\n", natsStatus_GetText(ls));
 		}
-		fprintf(out, "this node's records in the stream: %" PRIu64 "\n", lo);
 		fprintf(out, "confirmed (saved): %" PRIu64 " of this node's records, up to log sequence %" PRIu64 "\n",
 			c.conf_origin, c.conf_local);
-		fprintf(out, "to publish again: %" PRIu64 "\n", c.conf_origin > lo ? c.conf_origin - lo : 0);
+		if (ls == NATS_OK || ls == NATS_NOT_FOUND || jerr == JSNoMessageFoundErr)
+			fprintf(out, "to publish again: %" PRIu64 "\n", c.conf_origin > lo ? c.conf_origin - lo : 0);
 		char durable[96];
 		snprintf(durable, sizeof durable, "kz-node-%s", cfg->node_id);
 		jsConsumerInfo *ci = NULL;

@@ -197,18 +197,25 @@ def test_no_acknowledged_message_lost_under_faults():
         p.stop = True
     for p in pubs:
         p.join(15)
-    # what is acknowledged reaches every node: wait until both surviving nodes' followers have
-    # taken everything the stream holds, neither holds records back behind a gap, and the
+    # what is acknowledged reaches every node: wait until both surviving nodes' records are
+    # confirmed by JetStream, their followers have taken everything the stream holds, neither
+    # holds records back behind a gap, and the
     # deliveries stopped growing for 3 s (at most 120 s: a follower whose acknowledgements were
     # lost waits for JetStream's AckWait, 30 s, before the records come again)
     still, last, deadline = 0, None, time.time() + 120
     while time.time() < deadline and still < 3:
         time.sleep(1)
         now = (len(subs[1].got), len(subs[2].got))
-        held = sum(metrics(i).get("kizuna_cluster_held", 0) for i in (1, 2))
+        m = [metrics(i) for i in (1, 2)]
+        held = sum(x.get("kizuna_cluster_held", 0) for x in m)
+        # a record a node acknowledged is on its disk; it reaches the others once JetStream
+        # confirms it: wait for every node's published records to be confirmed
+        unconfirmed = sum(x.get("kizuna_cluster_pending", 1) + 1 - x.get("kizuna_cluster_quorum", 0) for x in m)
         behind = [behind_of(i) for i in (1, 2)]
-        still = still + 1 if now == last and held == 0 and behind == [0, 0] else 0
+        still = still + 1 if now == last and held == 0 and unconfirmed == 0 and behind == [0, 0] else 0
         last = now
+    if still < 3:
+        print("  the cluster did not settle within 120 s")
     report = []
     lost = {}
     disorder = []
