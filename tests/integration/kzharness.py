@@ -122,6 +122,17 @@ def run(args):
     return r
 
 
+def stacks(node):
+    """A node that does not answer: its threads' stacks (with gdb, when installed) and its
+    log's tail, for the test's output."""
+    import shutil
+    print("--- no CONNACK within 10 s from the node on port %d; its log's tail:\n%s" % (node.port, node.logtext()[-3000:]))
+    if shutil.which("gdb") and node.proc.poll() is None:
+        r = subprocess.run(["gdb", "-batch", "-p", str(node.proc.pid), "-ex", "thread apply all bt"],
+                           capture_output=True, text=True, timeout=120)
+        print("--- its threads:\n" + r.stdout[-20000:])
+
+
 class Client:
     """A paho client with a message queue."""
 
@@ -157,17 +168,6 @@ class Client:
         except queue.Empty:
             stacks(node)
             raise
-
-
-def stacks(node):
-    """A node that does not answer: its threads' stacks (with gdb, when installed) and its
-    log's tail, for the test's output."""
-    import shutil
-    print("--- no CONNACK within 10 s from the node on port %d; its log's tail:\n%s" % (node.port, node.logtext()[-3000:]))
-    if shutil.which("gdb") and node.proc.poll() is None:
-        r = subprocess.run(["gdb", "-batch", "-p", str(node.proc.pid), "-ex", "thread apply all bt"],
-                           capture_output=True, text=True, timeout=120)
-        print("--- its threads:\n" + r.stdout[-20000:])
 
     def sub(self, topic, qos=0, **kw):
         if self.v5:
