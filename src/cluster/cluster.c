@@ -771,6 +771,7 @@ void kz_cluster_stats(struct kz_cluster *c, struct kz_cluster_stats *out)
 	out->session_errors = atomic_load(&c->kv_errors);
 	out->order_expired = atomic_load(&c->order_expired);
 	out->swaps = atomic_load(&c->swaps);
+	out->consumers_remade = atomic_load(&c->consumers_remade);
 	pthread_mutex_unlock(&c->lock);
 	out->quorum = quorum_now(c, kz_now_mono_ms());
 }

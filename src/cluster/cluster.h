@@ -47,6 +47,7 @@ struct kz_cluster_config {
 	 * it (kz_cluster_settled said false since the last call); any thread, must not block. */
 	void (*caught_up)(void *arg);
 	uint32_t gap_timeout_ms;      /* cluster.gap_timeout_ms: held records wait at most this */
+	uint32_t consumer_stall_ms;   /* cluster.consumer_stall_ms: a silent consumer is made again after this */
 	/* Shared sessions (bucket KZ_SESSIONS, docs/CLUSTER.md "Sessions"): every value of the
 	 * bucket, the whole bucket first and then each change in order (this node's own writes
 	 * too), on the cluster's session thread. NULL: this node shares no sessions. */
@@ -81,6 +82,7 @@ struct kz_cluster_stats {
 	size_t session_queue;      /* session writes waiting for JetStream */
 	uint64_t order_expired;    /* CONNECTs answered at kz_cluster_settled's bound */
 	uint64_t swaps;            /* moves to another server: JetStream did not answer through ours */
+	uint64_t consumers_remade; /* our consumer deleted and made again: silent for cluster.consumer_stall_ms */
 	uint64_t trust_puts, trust_updates; /* KZ_TRUST writes, changes read */
 	bool connected, quorum;    /* quorum: no publish has waited longer than publish_timeout_ms */
 };

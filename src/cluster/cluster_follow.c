@@ -400,7 +400,9 @@ static natsStatus pull(struct kz_cluster *c, struct puller *p, natsMsgList *list
  * default so that it fills its gap in time), or taken as it is. One of an older kizuna
  * (all-up-to) is made again: from the stream's start, what this node has is dropped by origin
  * sequence. */
-static int consumer_ensure(struct kz_cluster *c, const char *durable)
+static bool consumer_check(struct kz_cluster *c, const char *durable, const jsConsumerInfo *ci, uint64_t *bad_ms);
+
+static int consumer_ensure(struct kz_cluster *c, const char *durable, uint64_t *bad_ms)
 {
 	jsConsumerConfig cc;
 	jsConsumerConfig_Init(&cc);
@@ -411,7 +413,13 @@ static int consumer_ensure(struct kz_cluster *c, const char *durable)
 	cc.FilterSubject = "kz.rec.>";
 	jsConsumerInfo *ci = NULL;
 	jsErrCode jerr = 0;
-	if (js_GetConsumerInfo(&ci, c->js, STREAM, durable, NULL, &jerr) == NATS_OK) {
+	natsStatus is = js_GetConsumerInfo(&ci, c->js, STREAM, durable, NULL, &jerr);
+	if (is != NATS_OK && is != NATS_NOT_FOUND && jerr != JSConsumerNotFoundErr && jerr != JSStreamNotFoundErr) {
+		(void)consumer_check(c, durable, NULL, bad_ms); /* no answer: made below once deleted */
+		return -1;
+	}
+	*bad_ms = 0;
+	if (is == NATS_OK) {
 		bool fit = ci->Config && ci->Config->AckPolicy == js_AckExplicit;
 		jsConsumerInfo_Destroy(ci);
 		if (fit)
@@ -426,6 +434,82 @@ static int consumer_ensure(struct kz_cluster *c, const char *durable)
 	return s == NATS_OK ? 0 : -1;
 }
 
+/* Deletes our consumer, to be made again from the stream's start (the caller drops its
+ * subscription); what this node already has is dropped by origin sequence. */
+static bool consumer_remake(struct kz_cluster *c, const char *durable, const char *why)
+{
+	kz_warn("cluster: our consumer %s %s: deleting it and following the stream again from its start", durable, why);
+	jsErrCode jerr = 0;
+	natsStatus ds = js_DeleteConsumer(c->js, STREAM, durable, NULL, &jerr);
+	if (ds != NATS_OK && jerr != JSConsumerNotFoundErr)
+		kz_warn("cluster: deleting our consumer %s: %s (JetStream error %d); trying again later", durable,
+			natsStatus_GetText(ds), (int)jerr);
+	atomic_fetch_add(&c->consumers_remade, 1);
+	return ds == NATS_OK || jerr == JSConsumerNotFoundErr;
+}
+
+/* After a loss of servers' files (a power loss: nats-server 2.9 syncs every 2 minutes) our
+ * consumer can be left broken for good, and nothing in JetStream mends it (docs/CLUSTER.md
+ * "Faults and what each does"):
+ *  - no quorum: nats-server logs "has NO quorum, stalled"; every request on it times out;
+ *  - a replica that kept the old stream leads it: it says it delivered everything while the
+ *    stream, led by a server that lost it and took the records published again, goes on;
+ *  - it delivered beyond the stream's end: the stream lost its tail, and records published
+ *    again into those sequences would never reach us;
+ *  - records are held behind a gap (this node has later records of an origin and not the
+ *    earlier ones): published again where the consumer had already been.
+ * The first two are made again once they lasted cluster.consumer_stall_ms while the stream
+ * answers (*bad_ms: since when; 0 while it is fine), the third at once, the last when the
+ * gap is that old (before cluster.gap_timeout_ms gives up on it). ci: the
+ * consumer's info, NULL when it did not answer. True when the consumer was deleted. */
+static bool consumer_check(struct kz_cluster *c, const char *durable, const jsConsumerInfo *ci, uint64_t *bad_ms)
+{
+	uint64_t now = kz_now_mono_ms();
+	jsStreamInfo *si = NULL;
+	jsErrCode jerr = 0;
+	if (js_GetStreamInfo(&si, c->js, STREAM, NULL, &jerr) != NATS_OK)
+		return false; /* the stream is silent too: JetStream is down, not our consumer */
+	uint64_t last = si->State.LastSeq;
+	jsStreamInfo_Destroy(si);
+	char why[200];
+	if (ci && last < ci->Delivered.Stream) {
+		snprintf(why, sizeof why, "delivered up to stream sequence %llu, beyond the stream's end at %llu (the stream "
+			 "lost its tail)", (unsigned long long)ci->Delivered.Stream, (unsigned long long)last);
+		*bad_ms = 0;
+		return consumer_remake(c, durable, why);
+	}
+	uint64_t held_since = 0;
+	pthread_mutex_lock(&c->lock);
+	for (uint32_t i = 0; i < c->n_origins; i++)
+		if (c->held[i].n && (!held_since || c->held[i].since_ms < held_since))
+			held_since = c->held[i].since_ms;
+	pthread_mutex_unlock(&c->lock);
+	if (held_since && now - held_since >= c->cfg.consumer_stall_ms) {
+		snprintf(why, sizeof why, "has not brought the records awaited behind a gap for %llu ms (records published "
+			 "again after JetStream lost them, where it had already been?)", (unsigned long long)(now - held_since));
+		*bad_ms = 0;
+		return consumer_remake(c, durable, why);
+	}
+	bool bad = !ci || (!ci->NumPending && !ci->NumAckPending && last > ci->Delivered.Stream);
+	if (!bad) {
+		*bad_ms = 0;
+		return false;
+	}
+	if (!*bad_ms)
+		*bad_ms = now;
+	if (now - *bad_ms < c->cfg.consumer_stall_ms)
+		return false;
+	if (!ci)
+		snprintf(why, sizeof why, "has not answered for %llu ms while the stream does (cluster.consumer_stall_ms; "
+			 "its replicas lost their data?)", (unsigned long long)(now - *bad_ms));
+	else
+		snprintf(why, sizeof why, "has said for %llu ms that it delivered everything, up to stream sequence %llu, "
+			 "while the stream ends at %llu", (unsigned long long)(now - *bad_ms),
+			 (unsigned long long)ci->Delivered.Stream, (unsigned long long)last);
+	*bad_ms = 0;
+	return consumer_remake(c, durable, why);
+}
+
 static void caught_up(struct kz_cluster *c, uint64_t t0)
 {
 	atomic_store(&c->caught_up_ns, t0);
@@ -438,6 +522,7 @@ void *kz_cluster_follower(void *arg)
 	struct kz_cluster *c = arg;
 	struct puller pl = { 0 };
 	unsigned idle = 0;
+	uint64_t bad_ms = 0; /* since when our consumer has looked broken (0: it is fine) */
 	bool last_ok = true;
 	char durable[96];
 	snprintf(durable, sizeof durable, "kz-node-%s", c->cfg.node_id);
@@ -455,7 +540,7 @@ void *kz_cluster_follower(void *arg)
 			nats_Sleep(20);
 			continue;
 		}
-		if (!pl.sub && (consumer_ensure(c, durable) || puller_open(c, &pl, durable))) {
+		if (!pl.sub && (consumer_ensure(c, durable, &bad_ms) || puller_open(c, &pl, durable))) {
 			nats_Sleep(250);
 			continue;
 		}
@@ -491,6 +576,7 @@ void *kz_cluster_follower(void *arg)
 		kz_cluster_held_expire(c, false);
 		if (s == NATS_OK) {
 			idle = 0;
+			bad_ms = 0;
 			continue;
 		}
 		/* Every few seconds without records, or after an error: is our consumer still there?
@@ -502,13 +588,17 @@ void *kz_cluster_follower(void *arg)
 			jsConsumerInfo *ci = NULL;
 			jsErrCode cerr = 0;
 			natsStatus cs = js_GetConsumerInfo(&ci, c->js, STREAM, durable, NULL, &cerr);
-			jsConsumerInfo_Destroy(ci);
 			if (cs == NATS_NOT_FOUND || cerr == JSConsumerNotFoundErr || cerr == JSStreamNotFoundErr) {
 				kz_warn("cluster: our consumer %s is gone from JetStream: following the stream again from "
 					"its start", durable);
 				natsSubscription_Destroy(pl.sub);
 				pl.sub = NULL;
+				bad_ms = 0;
+			} else if (consumer_check(c, durable, cs == NATS_OK ? ci : NULL, &bad_ms)) {
+				natsSubscription_Destroy(pl.sub);
+				pl.sub = NULL;
 			}
+			jsConsumerInfo_Destroy(ci);
 			if (s != NATS_TIMEOUT)
 				nats_Sleep(100);
 		}

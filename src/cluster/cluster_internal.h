@@ -75,6 +75,7 @@ struct kz_cluster {
 	_Atomic uint64_t kv_puts, kv_updates, kv_errors, trust_puts, trust_updates;
 	_Atomic uint64_t order_expired; /* kz_cluster_settled */
 	_Atomic uint64_t swaps;        /* swap_server */
+	_Atomic uint64_t consumers_remade; /* consumer_stalled */
 	atomic_bool order_waiting;  /* kz_cluster_settled said false: cfg.caught_up when caught up */
 };
 enum { KV_SESSIONS, KV_TRUST };

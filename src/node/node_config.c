@@ -131,6 +131,8 @@ static const struct directive directives[] = {
 	  "Records published to JetStream and not yet acknowledged, at most." },
 	{ "cluster.gap_timeout_ms", T_U32, C(cluster_gap_timeout_ms), 0, 0, 3600000, "30000",
 	  "A record of another node that came before records of its origin still awaited (after a failed publish there, the stream has them in another order) is stored and held back, so that each origin's records are delivered in order; after this long without them, what was held back is delivered (docs/CLUSTER.md \"The path of a delivery on another node\")." },
+	{ "cluster.consumer_stall_ms", T_U32, C(cluster_consumer_stall_ms), 0, 1000, 3600000, "10000",
+	  "This node's consumer of the stream is deleted and made again (it then follows the stream from its start and drops what this node already has) when, for this long while the stream answers, it does not answer (no quorum after its replicas lost their files: nats-server logs \"has NO quorum, stalled\"), or says it delivered everything while the stream has more, or records wait behind a gap; at once when it delivered beyond the stream's end (docs/CLUSTER.md \"Faults and what each does\")." },
 	{ "cluster.session_margin_ms", T_U32, C(cluster_session_margin_ms), 0, 0, 3600000, "5000",
 	  "A persistent session that moves to this node from another gets the records accepted since its last acknowledgement on the other node, less this margin: the longest a record may take from its acceptance to its origin's log and to JetStream. More margin, more messages delivered twice after a move; less, a record slower than that can be missed (docs/CLUSTER.md \"Sessions\")." },
 	{ "cluster.failover_order_ms", T_U32, C(cluster_failover_order_ms), 0, 0, 60000, "3000",

@@ -328,6 +328,9 @@ static void metrics(void *arg, struct kz_http_req *r)
 		metric(&b, "kizuna_cluster_server_moves_total", "counter",
 		       "Moves to another NATS server because JetStream did not answer through the connected one "
 		       "(a server cut off from the others) for 3 x cluster.publish_timeout_ms.", cs.swaps);
+		metric(&b, "kizuna_cluster_consumers_remade_total", "counter",
+		       "This node's consumer of the stream deleted and made again after it did not answer for "
+		       "cluster.consumer_stall_ms while the stream did.", cs.consumers_remade);
 		metric(&b, "kizuna_cluster_session_writes_total", "counter",
 		       "Session entries written to the KV bucket KZ_SESSIONS.", cs.session_puts);
 		metric(&b, "kizuna_cluster_session_updates_total", "counter",

@@ -629,6 +629,7 @@ static int node_open(struct node *n)
 			.replicas = cfg->cluster_replicas, .publish_timeout_ms = cfg->cluster_publish_timeout_ms,
 			.window = cfg->cluster_publish_window, .confirmed = node_repl_confirmed, .follow = node_follow,
 			.release = node_release, .caught_up = node_caught_up, .gap_timeout_ms = cfg->cluster_gap_timeout_ms,
+			.consumer_stall_ms = cfg->cluster_consumer_stall_ms,
 			.arg = b,
 		};
 		if (!(n->sessions = node_sessions_new(b, b->store, cfg->node_id, cfg->cluster_session_margin_ms,
