@@ -100,10 +100,12 @@ else
 	echo "FAIL no stream leader"; fail=1
 fi
 # A power loss of every nats-server that took the data of two of them (kill -9 all, delete
-# their JetStream directories), then all three back. Only with KZ_CLUSTER_POWERLOSS=1: in 1 of
-# 4 runs the nodes were not served again within 30 s after it (JetStream forgot the stream;
-# not understood yet, docs/CLUSTER.md), and make test must not be flaky.
-if [ -n "${KZ_CLUSTER_POWERLOSS:-}" ]; then
+# their JetStream directories: nats-server 2.9 syncs every 2 minutes, so a power loss can take
+# everything written since), then all three back. Every acknowledged record comes back into the
+# stream (the nodes publish again what it lost) and the nodes serve again, also across nodes
+# (a follower whose consumer was left broken makes it again: cluster.consumer_stall_ms).
+# KZ_CLUSTER_POWERLOSS=0 leaves it out.
+if [ "${KZ_CLUSTER_POWERLOSS:-1}" != 0 ]; then
 	for k in 1 2; do kill -9 "$(sed -n ${k}p "$D/pids")" 2>/dev/null; done
 	kill -9 "$(tail -1 "$D/pids")" 2>/dev/null
 	sleep 0.5
@@ -124,7 +126,7 @@ if [ -n "${KZ_CLUSTER_POWERLOSS:-}" ]; then
 	round $((BASE + 30)) after-power-loss 10
 	echo "  served again $(/usr/bin/python3 -c "print('%.1f' % ($(date +%s.%N) - $t0))") s after the restart check"
 else
-	echo "SKIP power loss of 3 nats-servers (KZ_CLUSTER_POWERLOSS=1 runs it)"
+	echo "SKIP power loss of 3 nats-servers (KZ_CLUSTER_POWERLOSS=0)"
 fi
 # kill -9 node 1: what it acknowledged is in the stream and on the other nodes; its clients go
 # to node 2 and are served at once.
