@@ -17,6 +17,8 @@ struct node_config {
 	uint32_t https_enabled, https_max_body, https_req_timeout_ms, https_idle_timeout_ms;
 	char taxii_collections[1100]; /* empty = DIR/taxii-collections.json */
 	uint32_t taxii_max_page, taxii_default_page, taxii_max_post, taxii_max_scan, taxii_max_statuses;
+	uint32_t entity_max_entities, entity_default_stale_ms, entity_default_expiry_ms, entity_removed_keep_ms,
+		 entity_max_interned, entity_max_page, entity_default_page;
 	uint32_t taxii_max_status_bytes;
 	char tls_ca[1100], tls_cert[1100], tls_key[1100]; /* empty = DIR/pki/... */
 	char tls_groups[256];

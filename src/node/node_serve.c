@@ -14,6 +14,7 @@
 #include "node/node_http.h"
 #include "node/node_listen.h"
 #include "cluster/cluster.h"
+#include "services/entity/entity_service.h"
 #include "services/taxii/taxii.h"
 #include "base/kz_file.h"
 #include "trust/audit.h"
@@ -43,6 +44,8 @@ static uint32_t node_max_record_bytes(const struct node_config *cfg)
 /* The cluster's replicator (docs/CLUSTER.md): told when the store made records durable, and
  * telling the broker what JetStream confirmed. */
 static _Atomic(struct kz_cluster *) node_cluster;
+/* The entity picture (docs/ENTITIES.md): told when records are durable, like the replicator. */
+static _Atomic(struct entity_service *) node_entities;
 /* Trust shared through the cluster (node_trust.c): told of new lists and policies in force. */
 static _Atomic(struct node_trust *) node_trustshare;
 
@@ -55,6 +58,7 @@ static void node_durable(void *arg)
 	struct kz_cluster *c = atomic_load(&node_cluster);
 	if (c)
 		kz_cluster_kick(c);
+	entity_service_kick(atomic_load(&node_entities));
 }
 
 static void node_repl_confirmed(void *arg, uint64_t seq) { mqtt_broker_repl_confirmed(arg, seq); }
@@ -399,6 +403,7 @@ struct node {
 	struct policies held;
 	struct kz_http *http;
 	struct taxii *taxii;
+	struct entity_service *entities;
 	struct node_http nh;
 	struct node_enroll enroll;
 	struct node_mqtt nm;
@@ -608,6 +613,24 @@ static int node_open(struct node *n)
 		kz_info("TAXII: %llu collections, %llu object versions indexed from the log", (unsigned long long)ncoll,
 			(unsigned long long)nent);
 	}
+	if (cfg->https_enabled) {
+		struct entity_service_config ec = {
+			.store = b->store, .policy = &b->policy, .max_page = cfg->entity_max_page,
+			.default_page = cfg->entity_default_page,
+			.table = { .max_entities = cfg->entity_max_entities, .default_stale_ms = cfg->entity_default_stale_ms,
+				   .default_expiry_ms = cfg->entity_default_expiry_ms,
+				   .removed_keep_ms = cfg->entity_removed_keep_ms, .max_interned = cfg->entity_max_interned },
+		};
+		if (entity_service_open(&ec, &n->entities, why, sizeof why)) {
+			kz_error("entities: %s", why);
+			return 1;
+		}
+		struct entity_service_stats es;
+		entity_service_stats(n->entities, &es);
+		kz_info("entities: %llu live, %llu stale from the log", (unsigned long long)es.table.live,
+			(unsigned long long)es.table.stale);
+		atomic_store(&node_entities, n->entities);
+	}
 	node_follow_set(b, n->taxii, NULL);
 	if (cfg->cluster_nats[0]) {
 		bool local = strcmp(cfg->cluster_on_quorum_loss, "local") == 0;
@@ -691,7 +714,7 @@ static int node_open(struct node *n)
 		nh->trust = &n->trust;
 		nh->idl = &n->idl;
 		nh->cluster = n->cluster;
-		if (node_http_routes(nh) || taxii_routes(n->taxii, n->http)) {
+		if (node_http_routes(nh) || taxii_routes(n->taxii, n->http) || entity_service_routes(n->entities, n->http)) {
 			kz_error("HTTPS: too many routes");
 			return 1;
 		}
@@ -787,6 +810,9 @@ static void node_after_join(void *arg)
 	node_audit_share_stop(n->auditshare); /* its last pass needs the cluster */
 	n->auditshare = NULL;
 	kz_cluster_stop(n->cluster); /* the threads; the records it handed to the store are written next */
+	atomic_store(&node_entities, NULL);
+	entity_service_close(n->entities); /* it reads the store */
+	n->entities = NULL;
 	b->final_durable = kz_store_close(b->store);
 	b->store = NULL;
 	node_mqtt_drain(&n->nm);
@@ -804,6 +830,9 @@ static void node_close(struct node *n)
 	node_audit_share_stop(n->auditshare);
 	n->auditshare = NULL;
 	kz_cluster_stop(n->cluster); /* opened, never served; no-op once stopped */
+	atomic_store(&node_entities, NULL);
+	entity_service_close(n->entities); /* opened, never served (NULL once closed) */
+	n->entities = NULL;
 	if (n->broker_init && b->store) { /* opened, never served */
 		kz_store_close(b->store);
 		b->store = NULL;

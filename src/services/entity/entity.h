@@ -28,6 +28,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+struct kz_buf;
 struct kz_json_doc;
 
 #define ENTITY_ID_MAX 128         /* bytes of an id or an alias */
@@ -172,6 +173,10 @@ struct entity_table_stats {
 	uint64_t bytes;                      /* memory the table holds (approximate, counted) */
 };
 void entity_table_stats(const struct entity_table *t, struct entity_table_stats *out);
+
+/* Appends e as the API's JSON object (docs/ENTITIES.md "Reading the picture"). 0 or
+ * KZ_ENOMEM. */
+int entity_to_json(const struct entity *e, struct kz_buf *b);
 
 /* Checks the invariants above (tests, asserts). */
 bool entity_table_check(const struct entity_table *t);

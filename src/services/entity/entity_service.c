@@ -1,0 +1,179 @@
+/* entity_service.c — the entity picture of a node (docs/ENTITIES.md): a thread that tails
+ * the record log for records on kz/entity/<id> and applies them to the table (rebuilt from
+ * the whole log at start), ticks it for stale and expiry, and the HTTPS API that reads it,
+ * each entity passing the decision point (the reader may subscribe to its topic and
+ * dominates its label) before it is shown or counted. */
+#include "services/entity/entity_service.h"
+#include "services/entity/entity.h"
+#include "base/kz_buf.h"
+#include "base/kz_err.h"
+#include "base/kz_json.h"
+#include "base/kz_log.h"
+#include "base/kz_time.h"
+#include "http/http.h"
+#include "store/store.h"
+#include "trust/policy.h"
+
+#include <pthread.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define TOPIC_PREFIX "kz/entity/"
+#define TOPIC_PREFIX_LEN (sizeof TOPIC_PREFIX - 1)
+
+struct entity_service {
+	struct entity_service_config cfg;
+	struct entity_table *t;
+	pthread_mutex_t lock; /* the table, next_seq, counters */
+	pthread_cond_t cond;
+	pthread_t th;
+	bool started, stop, kicked;
+	uint64_t next_seq;       /* the first log sequence not looked at yet */
+	uint64_t invalid;        /* records on kz/entity/ that are not an update (counted, skipped) */
+	struct kz_json_doc doc;  /* the tail thread's (and the rebuild's) */
+};
+
+/* NUL-terminated copy of a record field. */
+static const char *field(const struct kz_bytes *b, char *buf, size_t cap)
+{
+	size_t n = b->len < cap - 1 ? b->len : cap - 1;
+	memcpy(buf, b->p, n);
+	buf[n] = 0;
+	return buf;
+}
+
+/* One record of the log (lock held). */
+static int take(void *ctx, uint64_t seq, const uint8_t *body, size_t n, const struct kz_reclog_pos *pos)
+{
+	(void)pos;
+	struct entity_service *s = ctx;
+	s->next_seq = seq + 1;
+	struct kz_record r;
+	const char *why = NULL;
+	if (kz_record_decode(body, n, &r, &why) || r.topic.len <= TOPIC_PREFIX_LEN ||
+	    memcmp(r.topic.p, TOPIC_PREFIX, TOPIC_PREFIX_LEN))
+		return 0;
+	struct entity_update u;
+	const char *tid = (const char *)r.topic.p + TOPIC_PREFIX_LEN;
+	size_t tlen = r.topic.len - TOPIC_PREFIX_LEN;
+	if (entity_decode(&s->doc, (const char *)r.payload.p, r.payload.len, &u, &why) || strlen(u.id) != tlen ||
+	    memcmp(u.id, tid, tlen)) {
+		s->invalid++;
+		kz_debug("entities: record %llu on %.*s is not an entity update: %s", (unsigned long long)seq,
+			 (int)r.topic.len, r.topic.p, why ? why : "its id is not the topic's");
+		return 0;
+	}
+	char origin[512], node[128], label[512];
+	struct entity_source src = { .seq = seq, .received_ns = r.time_ns, .origin = field(&r.origin_id, origin, sizeof origin),
+				     .node = field(&r.origin_node, node, sizeof node),
+				     .label = field(&r.label, label, sizeof label) };
+	enum entity_event ev;
+	if (entity_table_apply(s->t, &u, &src, &ev, NULL))
+		kz_debug("entities: record %llu not applied: a cap of the table (entity.max_entities)", (unsigned long long)seq);
+	return 0;
+}
+
+static int catch_up(struct entity_service *s, char *why, size_t why_len)
+{
+	uint64_t end;
+	return kz_store_scan(s->cfg.store, s->next_seq, NULL, take, s, &end, why, why_len);
+}
+
+static void *tail(void *arg)
+{
+	struct entity_service *s = arg;
+	pthread_mutex_lock(&s->lock);
+	while (!s->stop) {
+		struct timespec ts;
+		clock_gettime(CLOCK_REALTIME, &ts);
+		ts.tv_sec += 1;
+		while (!s->kicked && !s->stop && pthread_cond_timedwait(&s->cond, &s->lock, &ts) == 0)
+			;
+		s->kicked = false;
+		char why[256];
+		if (catch_up(s, why, sizeof why))
+			kz_warn("entities: reading the record log: %s", why);
+		entity_table_tick(s->t, kz_now_wall_ns(), NULL, NULL);
+		kz_json_trim(&s->doc, 1 << 16);
+	}
+	pthread_mutex_unlock(&s->lock);
+	return NULL;
+}
+
+int entity_service_open(const struct entity_service_config *cfg, struct entity_service **out, char *why,
+			size_t why_len)
+{
+	struct entity_service *s = calloc(1, sizeof *s);
+	if (!s || entity_table_new(&cfg->table, &s->t)) {
+		free(s);
+		snprintf(why, why_len, "out of memory");
+		return KZ_ENOMEM;
+	}
+	s->cfg = *cfg;
+	s->next_seq = 1;
+	pthread_mutex_init(&s->lock, NULL);
+	pthread_cond_init(&s->cond, NULL);
+	int rc = catch_up(s, why, why_len); /* the picture as the log has it, before serving */
+	if (!rc)
+		entity_table_tick(s->t, kz_now_wall_ns(), NULL, NULL);
+	if (!rc && pthread_create(&s->th, NULL, tail, s)) {
+		snprintf(why, why_len, "cannot start the entity thread");
+		rc = KZ_ENOMEM;
+	}
+	if (rc) {
+		entity_service_close(s);
+		return rc;
+	}
+	s->started = true;
+	*out = s;
+	return KZ_OK;
+}
+
+void entity_service_kick(struct entity_service *s)
+{
+	if (!s)
+		return;
+	pthread_mutex_lock(&s->lock);
+	s->kicked = true;
+	pthread_cond_signal(&s->cond);
+	pthread_mutex_unlock(&s->lock);
+}
+
+void entity_service_close(struct entity_service *s)
+{
+	if (!s)
+		return;
+	if (s->started) {
+		pthread_mutex_lock(&s->lock);
+		s->stop = true;
+		pthread_cond_signal(&s->cond);
+		pthread_mutex_unlock(&s->lock);
+		pthread_join(s->th, NULL);
+	}
+	entity_table_free(s->t);
+	kz_json_free(&s->doc);
+	pthread_cond_destroy(&s->cond);
+	pthread_mutex_destroy(&s->lock);
+	free(s);
+}
+
+void entity_service_stats(struct entity_service *s, struct entity_service_stats *out)
+{
+	pthread_mutex_lock(&s->lock);
+	entity_table_stats(s->t, &out->table);
+	out->invalid = s->invalid;
+	out->next_seq = s->next_seq;
+	pthread_mutex_unlock(&s->lock);
+}
+
+struct entity_table *entity_service_table(struct entity_service *s) { return s->t; }
+
+void entity_service_lock(struct entity_service *s, bool lock)
+{
+	if (lock)
+		pthread_mutex_lock(&s->lock);
+	else
+		pthread_mutex_unlock(&s->lock);
+}
+
+const struct entity_service_config *entity_service_config(const struct entity_service *s) { return &s->cfg; }

@@ -1,0 +1,53 @@
+/* entity_service.h — the node's entity picture (docs/ENTITIES.md): the table fed from the
+ * record log (records on kz/entity/<id>), rebuilt from the whole log at start, and its
+ * HTTPS API under /api/v1/entities. */
+#ifndef KZ_ENTITY_SERVICE_H
+#define KZ_ENTITY_SERVICE_H
+
+#include "services/entity/entity.h"
+
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+struct kz_http;
+struct kz_policy;
+struct kz_store;
+
+struct entity_service_config {
+	struct kz_store *store;             /* borrowed: outlives the service */
+	_Atomic(struct kz_policy *) *policy; /* the node's policy (NULL inside: policy.open) */
+	struct entity_table_config table;
+	uint32_t max_page;                  /* entities in one answer at most */
+	uint32_t default_page;              /* when the request gives no limit */
+};
+
+struct entity_service;
+
+/* Builds the picture from the log (every record so far) and starts the thread that follows
+ * it. 0, or an error with why. */
+int entity_service_open(const struct entity_service_config *cfg, struct entity_service **out, char *why,
+			size_t why_len);
+/* New records are durable (the store's durable callback): read them now, not at the next
+ * second. Any thread; NULL: nothing. */
+void entity_service_kick(struct entity_service *s);
+void entity_service_close(struct entity_service *s);
+
+/* GET /api/v1/entities (list, with filters) and /api/v1/entities/<id or alias>. */
+int entity_service_routes(struct entity_service *s, struct kz_http *h);
+
+struct entity_service_stats {
+	struct entity_table_stats table;
+	uint64_t invalid;  /* records on kz/entity/ that were not an update */
+	uint64_t next_seq; /* the first log sequence not read yet */
+};
+void entity_service_stats(struct entity_service *s, struct entity_service_stats *out);
+
+/* The table, for the API (entity_api.c): only between entity_service_lock(s, true) and
+ * entity_service_lock(s, false). */
+struct entity_table *entity_service_table(struct entity_service *s);
+void entity_service_lock(struct entity_service *s, bool lock);
+const struct entity_service_config *entity_service_config(const struct entity_service *s);
+
+#endif

@@ -1,0 +1,150 @@
+"""The entity picture (docs/ENTITIES.md) on a real node: entity updates published with paho
+(MQTT 5, labelled) on kz/entity/<id>, read back with requests over the HTTPS API. Proves the
+rules end to end (partial updates merge, an older update changes nothing, an alias finds its
+entity, stale after stale_time, removal), that a reader below an entity's label sees neither
+it nor its count, that a bad query gets a 400 with a JSON reason, and that the picture comes
+back from the log after a restart."""
+import datetime, os, shutil, tempfile, time
+import requests
+from kzharness import Node, run_tests, free_port
+from paho.mqtt.properties import Properties
+from paho.mqtt.packettypes import PacketTypes
+
+TD = "spiffe://kizuna.local/"
+POLICY = """policy jp-mod
+version entities-1
+levels unclassified restricted confidential secret
+category caveat restrictive attr=caveats cyber
+default-label class=restricted
+allow connect where kind=user,sensor
+allow publish kz/entity/# where kind=sensor
+allow subscribe kz/entity/# where org=mod
+"""
+IDENTITIES = """%smod/sensor/s1 org=mod nation=jpn clearance=secret
+%smod/user/high org=mod nation=jpn clearance=secret
+%smod/user/low org=mod nation=jpn clearance=restricted
+%smeti/user/other org=meti nation=jpn clearance=secret
+""" % (TD, TD, TD, TD)
+
+tmp = tempfile.mkdtemp(prefix="kz-ent-")
+open(os.path.join(tmp, "kizuna.policy"), "w").write(POLICY)
+open(os.path.join(tmp, "identities"), "w").write(IDENTITIES)
+HPORT = free_port()
+node = Node("https.listen = 127.0.0.1:%d\npolicy.file = %s/kizuna.policy\npolicy.registry = %s/identities\n"
+            % (HPORT, tmp, tmp))
+certs = {w.split("/")[-1]: node.issue(w.replace("/", "-"), spiffe=TD + w)
+         for w in ["mod/sensor/s1", "mod/user/high", "mod/user/low", "meti/user/other"]}
+sensor = node.client("s1", cert=certs["s1"])
+
+
+def iso(t):
+    return datetime.datetime.fromtimestamp(t, datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def publish(eid, body, label=None):
+    import json
+    p = Properties(PacketTypes.PUBLISH)
+    if label:
+        p.UserProperty = [("kz-label", label)]
+    sensor.pub("kz/entity/" + eid, json.dumps(body).encode(), 1, props=p)
+    sensor.acks.get(timeout=10)
+
+
+def get(who, path, **kw):
+    return requests.get("https://localhost:%d/api/v1/entities%s" % (HPORT, path), timeout=10,
+                        verify=os.path.join(node.pki, "ca.pem"), cert=certs[who], **kw)
+
+
+def until(fn, timeout=10):
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        v = fn()
+        if v:
+            return v
+        time.sleep(0.1)
+    raise AssertionError("not within %d s" % timeout)
+
+
+def test_publish_and_read():
+    now = time.time()
+    publish("trk-1", {"id": "trk-1", "aliases": ["mmsi:431000000"], "type": "a-f-S-X", "name": "Kizuna Maru",
+                      "position": {"lat": 35.6, "lon": 139.7, "ce": 25}, "source_time": iso(now),
+                      "provenance": {"adapter": "ais", "sensor": "rx-7"}})
+    e = until(lambda: get("high", "/trk-1").status_code == 200 and get("high", "/trk-1").json())
+    assert e["name"] == "Kizuna Maru" and e["position"]["lat"] == 35.6 and e["status"] == "live", e
+    assert e["provenance"]["origin"] == TD + "mod/sensor/s1" and e["provenance"]["adapter"] == "ais", e
+    assert e["label"].endswith("class=restricted"), e
+    # by alias
+    assert get("high", "/mmsi:431000000").json()["id"] == "trk-1"
+    # partial: only the position changes
+    publish("trk-1", {"id": "trk-1", "position": {"lat": 35.7, "lon": 139.8}, "source_time": iso(now + 1)})
+    until(lambda: get("high", "/trk-1").json()["position"]["lat"] == 35.7)
+    e = get("high", "/trk-1").json()
+    assert e["name"] == "Kizuna Maru" and e["type"] == "a-f-S-X", e
+    # older: nothing changes
+    publish("trk-1", {"id": "trk-1", "name": "old news", "source_time": iso(now - 60)})
+    publish("trk-1", {"id": "trk-1", "motion": {"speed": 4}, "source_time": iso(now + 2)})  # a marker after it
+    until(lambda: "motion" in get("high", "/trk-1").json())
+    assert get("high", "/trk-1").json()["name"] == "Kizuna Maru"
+
+
+def test_labels_hide_entities():
+    publish("trk-secret", {"id": "trk-secret", "name": "hidden", "position": {"lat": 1, "lon": 2}},
+            label="class=secret")
+    until(lambda: get("high", "/trk-secret").status_code == 200)
+    low = get("low", "")
+    assert low.status_code == 200
+    ids = [e["id"] for e in low.json()["entities"]]
+    assert "trk-1" in ids and "trk-secret" not in ids and "trk-secret" not in low.text, low.text
+    r = get("low", "/trk-secret")
+    assert r.status_code == 404 and r.json()["http_status"] in ("404", 404), r.text
+    assert get("high", "/trk-secret").json()["name"] == "hidden"
+    # no subscribe rule for meti on kz/entity/#: nothing at all
+    assert get("other", "").json()["entities"] == []
+    assert get("other", "/trk-1").status_code == 404
+
+
+def test_filters_and_errors():
+    publish("trk-far", {"id": "trk-far", "type": "a-h-A", "position": {"lat": -33.9, "lon": 151.2}})
+    until(lambda: get("high", "/trk-far").status_code == 200)
+    box = get("high", "?bbox=139,35,140,36").json()["entities"]
+    assert [e["id"] for e in box] == ["trk-1"], box
+    assert [e["id"] for e in get("high", "?type=a-h").json()["entities"]] == ["trk-far"]
+    page = get("high", "?limit=1").json()
+    assert len(page["entities"]) == 1 and page["more"] is True
+    rest = get("high", "?limit=1000&next=" + page["next"]).json()
+    assert page["entities"][0]["id"] not in [e["id"] for e in rest["entities"]] and len(rest["entities"]) >= 2
+    for q, why in [("?limit=abc", "limit"), ("?bbox=1,2,3", "bbox"), ("?colour=red", "unknown parameter"),
+                   ("?since=yesterday", "since"), ("?status=dead", "status")]:
+        r = get("high", q)
+        assert r.status_code == 400 and why in r.json()["description"], (q, r.text)
+    r = requests.post("https://localhost:%d/api/v1/entities" % HPORT, data=b"{}", timeout=10,
+                      verify=os.path.join(node.pki, "ca.pem"), cert=certs["high"])
+    assert r.status_code == 405 and "kz/entity/" in r.json()["description"], r.text
+
+
+def test_stale_and_removed():
+    now = time.time()
+    publish("trk-brief", {"id": "trk-brief", "source_time": iso(now), "stale_time": iso(now + 1)})
+    until(lambda: get("high", "/trk-brief").status_code == 200)
+    until(lambda: get("high", "/trk-brief").json()["status"] == "stale", 5)
+    publish("trk-brief", {"id": "trk-brief", "status": "removed", "source_time": iso(now + 2)})
+    until(lambda: get("high", "/trk-brief").json()["status"] == "removed")
+    assert "trk-brief" not in [e["id"] for e in get("high", "").json()["entities"]]
+    assert "trk-brief" in [e["id"] for e in get("high", "?status=removed").json()["entities"]]
+
+
+def test_restart_keeps_the_picture():
+    global sensor
+    sensor.close()
+    node.proc.terminate()  # SIGTERM: a clean stop
+    node.proc.wait(20)
+    node.start()
+    until(lambda: get("high", "/trk-1").status_code == 200)
+    e = get("high", "/trk-1").json()
+    assert e["position"]["lat"] == 35.7 and e["name"] == "Kizuna Maru", e
+    sensor = node.client("s1", cert=certs["s1"])
+
+
+run_tests([test_publish_and_read, test_labels_hide_entities, test_filters_and_errors, test_stale_and_removed,
+           test_restart_keeps_the_picture])
