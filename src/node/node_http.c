@@ -1,6 +1,7 @@
 /* node_http.c — the node's own HTTPS resources: /healthz (no client certificate needed:
  * load balancers and browsers) and /metrics (Prometheus text exposition format 0.0.4). */
 #include "node/node_http.h"
+#include "services/entity/entity_service.h"
 #include "cluster/cluster.h"
 #include "base/kz_buf.h"
 #include "http/http.h"
@@ -290,6 +291,22 @@ static void metrics(void *arg, struct kz_http_req *r)
 	metric(&b, "kizuna_net_close_lingered_total", "counter",
 	       "Closing connections closed hard: the peer did not take the last bytes in limits.close_linger_ms.",
 	       nc.close_lingered);
+	if (nh->entities) {
+		struct entity_service_stats es;
+		entity_service_stats(nh->entities, &es);
+		metric(&b, "kizuna_entities_live", "gauge", "Live entities in the picture (docs/ENTITIES.md).", es.table.live);
+		metric(&b, "kizuna_entities_stale", "gauge", "Stale entities (past stale_time).", es.table.stale);
+		metric(&b, "kizuna_entities_removed", "gauge", "Removed entities kept as tombstones (entity.removed_keep_ms).",
+		       es.table.removed);
+		metric(&b, "kizuna_entity_updates_applied_total", "counter", "Entity updates applied.", es.table.applied);
+		metric(&b, "kizuna_entity_updates_older_total", "counter",
+		       "Entity updates not applied: older (source_time) than the entity's state.", es.table.older);
+		metric(&b, "kizuna_entity_updates_refused_total", "counter",
+		       "Entity updates not applied: a cap (entity.max_entities, entity.max_interned).", es.table.refused);
+		metric(&b, "kizuna_entity_records_invalid_total", "counter",
+		       "Records on kz/entity/ that are not an entity update (skipped).", es.invalid);
+		metric(&b, "kizuna_entity_bytes", "gauge", "Memory the entity table holds (its own count).", es.table.bytes);
+	}
 	if (nh->cluster) {
 		struct kz_cluster_stats cs;
 		kz_cluster_stats(nh->cluster, &cs);

@@ -10,6 +10,8 @@ struct mqtt_broker;
 #include <stddef.h>
 #include <stdint.h>
 
+struct entity_service;
+
 struct node_http {
 	struct kz_http *http;
 	struct mqtt_broker *broker;
@@ -21,6 +23,7 @@ struct node_http {
 	struct net_tls_trust *trust; /* the CRL's fail-closed state */
 	struct kz_idlimits *idl;     /* per-identity limits (https_rate) */
 	struct kz_cluster *cluster;  /* NULL: a single node */
+	struct entity_service *entities; /* NULL: not running */
 };
 
 int node_http_routes(struct node_http *nh);

@@ -714,6 +714,7 @@ static int node_open(struct node *n)
 		nh->trust = &n->trust;
 		nh->idl = &n->idl;
 		nh->cluster = n->cluster;
+		nh->entities = n->entities;
 		if (node_http_routes(nh) || taxii_routes(n->taxii, n->http) || entity_service_routes(n->entities, n->http)) {
 			kz_error("HTTPS: too many routes");
 			return 1;

@@ -19,9 +19,10 @@ default-label class=restricted
 allow connect where kind=user,sensor
 allow publish kz/entity/# where kind=sensor
 allow subscribe kz/entity/# where org=mod
+allow subscribe $SYS/metrics where role=monitor
 """
 IDENTITIES = """%smod/sensor/s1 org=mod nation=jpn clearance=secret
-%smod/user/high org=mod nation=jpn clearance=secret
+%smod/user/high org=mod nation=jpn clearance=secret roles=monitor
 %smod/user/low org=mod nation=jpn clearance=restricted
 %smeti/user/other org=meti nation=jpn clearance=secret
 """ % (TD, TD, TD, TD)
@@ -86,6 +87,11 @@ def test_publish_and_read():
     publish("trk-1", {"id": "trk-1", "motion": {"speed": 4}, "source_time": iso(now + 2)})  # a marker after it
     until(lambda: "motion" in get("high", "/trk-1").json())
     assert get("high", "/trk-1").json()["name"] == "Kizuna Maru"
+    m = requests.get("https://localhost:%d/metrics" % HPORT, timeout=10, verify=os.path.join(node.pki, "ca.pem"),
+                     cert=certs["high"]).text
+    vals = dict(l.rsplit(" ", 1) for l in m.splitlines() if l.startswith("kizuna_entit"))
+    assert vals["kizuna_entities_live"] == "1" and vals["kizuna_entity_updates_older_total"] == "1", vals
+    assert int(vals["kizuna_entity_updates_applied_total"]) == 3, vals
 
 
 def test_labels_hide_entities():
