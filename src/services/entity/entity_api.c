@@ -235,7 +235,8 @@ static void list(struct entity_service *s, struct kz_http_req *r)
 	entity_service_lock(s, true);
 	entity_table_each(entity_service_table(s), collect_one, &c);
 	if (!c.oom) {
-		qsort(c.v, c.n, sizeof *c.v, by_seq);
+		if (c.n)
+			qsort(c.v, c.n, sizeof *c.v, by_seq);
 		size_t n = c.n < f.limit ? c.n : f.limit;
 		int rc = kz_buf_append(&b, "{\"entities\":[", 13);
 		for (size_t i = 0; !rc && i < n; i++)
