@@ -96,6 +96,7 @@ void mqtt_broker_cleanup(struct mqtt_broker *b)
 {
 	for (unsigned i = 0; b->shards && i < b->n_shards; i++) {
 		struct mqtt_shard *s = &b->shards[i];
+		kz_json_free(&s->json);
 		for (uint32_t k = 0; k < s->cap_sessions; k++) {
 			if (s->sessions[k]) {
 				struct mqtt_session *ss = s->sessions[k];

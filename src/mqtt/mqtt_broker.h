@@ -16,6 +16,7 @@
 #define MQTT_BROKER_H
 
 #include "base/kz_buf.h"
+#include "base/kz_json.h"
 #include "mqtt/mqtt_codec.h"
 #include "store/store.h"
 #include "mqtt/mqtt_msg.h"
@@ -282,6 +283,7 @@ struct mqtt_stats {
 struct mqtt_shard {
 	struct mqtt_broker *broker;
 	unsigned idx;
+	struct kz_json_doc json;        /* broker->payload_check's parses on this shard */
 	struct mqtt_trie subs;          /* this shard's non-shared subscriptions */
 	atomic_uint n_subs;             /* read by other shards to skip broadcasting */
 	struct mqtt_session **sessions; /* owns; open-addressed by client id */
@@ -418,6 +420,12 @@ struct mqtt_broker {
 	void (*wake)(void *ctx, unsigned idx);
 	void (*on_foreign)(void *ctx, unsigned idx, void *foreign);
 	void *ctx;
+	/* A service's check of what is published on its topics (the entity picture's updates on
+	 * kz/entity/<id>): NULL when the payload may be stored, else why not (the PUBLISH is
+	 * refused with 0x99 and that reason string). doc is the shard's, for a JSON parse.
+	 * NULL: no check. */
+	const char *(*payload_check)(struct kz_json_doc *doc, const uint8_t *topic, size_t topic_len, const uint8_t *p,
+				     size_t n);
 };
 
 /* Broker: created before the workers start, freed after they stop. */

@@ -330,6 +330,11 @@ void mqtt_handle_publish(struct mqtt_client *c, const struct mqtt_packet *pkt)
 		publish_refuse(c, pkt, MQTT_RC_NOT_AUTHORIZED, why);
 		return;
 	}
+	if (b->payload_check &&
+	    (why = b->payload_check(&c->shard->json, topic.p, topic.len, pkt->payload.p, pkt->payload.len)) != NULL) {
+		publish_refuse(c, pkt, MQTT_RC_PAYLOAD_FORMAT_INVALID, why);
+		return;
+	}
 	if (!kz_audit_writable()) {
 		publish_refuse(c, pkt, MQTT_RC_IMPL_SPECIFIC,
 			       "the audit log cannot be written: publishes are refused until it can");

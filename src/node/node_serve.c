@@ -525,6 +525,7 @@ static int node_open(struct node *n)
 		return 1;
 	}
 	n->broker_init = true;
+	b->payload_check = entity_payload_check; /* kz/entity/<id> carries entity updates (docs/ENTITIES.md) */
 	snprintf(b->node_id, sizeof b->node_id, "%s", cfg->node_id);
 	atomic_store(&b->revoked, atomic_load(&n->trust.revoked));
 	b->cert_check_ms = cfg->cert_check_ms;

@@ -6,7 +6,8 @@ it nor its count, that a bad query gets a 400 with a JSON reason, and that the p
 back from the log after a restart."""
 import datetime, os, shutil, tempfile, time
 import requests
-from kzharness import Node, run_tests, free_port
+import struct
+from kzharness import Node, run_tests, free_port, s16, varint
 from paho.mqtt.properties import Properties
 from paho.mqtt.packettypes import PacketTypes
 
@@ -129,6 +130,26 @@ def test_filters_and_errors():
     assert r.status_code == 405 and "kz/entity/" in r.json()["description"], r.text
 
 
+def test_bad_updates_refused_at_publish():
+    """A PUBLISH on kz/entity/<id> that is not a valid update is refused with 0x99 (Payload
+    format invalid) and the decoder's reason string, and never stored."""
+    raw = node.raw(cert=certs["s1"])
+    assert raw.connect(b"bad-s1")[0] == 2
+    cases = [("kz/entity/trk-x", b'{"id":"trk-x","position":{"lat":95,"lon":0}}', "lat in [-90, 90]"),
+             ("kz/entity/trk-x", b'{"id":"trk-y"}', "not the topic's last level"),
+             ("kz/entity/trk-x", b'not json', "not JSON"),
+             ("kz/entity/a/b", b'{"id":"a"}', "one topic level"),
+             ("kz/entity/trk-x", b'{"id":"trk-x","colour":"red"}', "unknown member")]
+    for pid, (topic, payload, why) in enumerate(cases, 1):
+        body = s16(topic.encode()) + struct.pack("!H", pid) + varint(0) + payload
+        raw.send(bytes([0x32]) + varint(len(body)) + body)
+        t, _f, b = raw.packet()
+        assert t == 4 and struct.unpack("!H", b[:2])[0] == pid and b[2] == 0x99, (topic, payload, b)
+        assert why.encode() in b, (why, b)
+    raw.send(b"\xe0\x00")
+    assert get("high", "/trk-x").status_code == 404 and get("high", "/trk-y").status_code == 404
+
+
 def test_stale_and_removed():
     now = time.time()
     publish("trk-brief", {"id": "trk-brief", "source_time": iso(now), "stale_time": iso(now + 1)})
@@ -152,5 +173,6 @@ def test_restart_keeps_the_picture():
     sensor = node.client("s1", cert=certs["s1"])
 
 
-run_tests([test_publish_and_read, test_labels_hide_entities, test_filters_and_errors, test_stale_and_removed,
+run_tests([test_publish_and_read, test_labels_hide_entities, test_filters_and_errors, test_bad_updates_refused_at_publish,
+           test_stale_and_removed,
            test_restart_keeps_the_picture])

@@ -92,6 +92,11 @@ struct entity_update {
  * (reused across calls). */
 int entity_decode(struct kz_json_doc *d, const char *p, size_t n, struct entity_update *u, const char **why);
 
+/* The check of a PUBLISH on kz/entity/<id> (mqtt_broker.payload_check): NULL for another
+ * topic or a valid update whose id is the topic's last level, else why not. */
+const char *entity_payload_check(struct kz_json_doc *d, const uint8_t *topic, size_t topic_len, const uint8_t *p,
+				 size_t n);
+
 /* True when s (len bytes) may be an entity id or alias: 1..ENTITY_ID_MAX bytes of
  * [A-Za-z0-9._:@~-] (it is also a topic level: no '/', '+', '#', '$' first). */
 bool entity_id_valid(const char *s, size_t len);

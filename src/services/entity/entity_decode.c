@@ -269,3 +269,24 @@ int entity_decode(struct kz_json_doc *d, const char *p, size_t n, struct entity_
 	}
 	return 0;
 }
+
+const char *entity_payload_check(struct kz_json_doc *d, const uint8_t *topic, size_t topic_len, const uint8_t *p,
+				 size_t n)
+{
+	static const char prefix[] = "kz/entity/";
+	size_t plen = sizeof prefix - 1;
+	if (topic_len < plen || memcmp(topic, prefix, plen))
+		return NULL;
+	const char *id = (const char *)topic + plen;
+	size_t id_len = topic_len - plen;
+	if (!entity_id_valid(id, id_len))
+		return "kz/entity/<id>: one topic level after kz/entity/, the entity's id (1 to 128 bytes of "
+		       "[A-Za-z0-9._:@~-])";
+	struct entity_update u;
+	const char *why = NULL;
+	if (entity_decode(d, (const char *)p, n, &u, &why))
+		return why;
+	if (strlen(u.id) != id_len || memcmp(u.id, id, id_len))
+		return "the update's id is not the topic's last level (kz/entity/<id>)";
+	return NULL;
+}

@@ -107,6 +107,22 @@ static void test_decode_refused(void **state)
 	assert_non_null(strstr(why, "4096 bytes"));
 }
 
+static const char *check(const char *topic, const char *payload)
+{
+	return entity_payload_check(&doc, (const uint8_t *)topic, strlen(topic), (const uint8_t *)payload, strlen(payload));
+}
+
+static void test_payload_check(void **state)
+{
+	(void)state;
+	assert_null(check("sensors/x", "not json at all")); /* not an entity topic */
+	assert_null(check("kz/entity/t1", "{\"id\":\"t1\"}"));
+	assert_non_null(strstr(check("kz/entity/t1", "{\"id\":\"t2\"}"), "not the topic's last level"));
+	assert_non_null(strstr(check("kz/entity/a/b", "{\"id\":\"a\"}"), "one topic level"));
+	assert_non_null(strstr(check("kz/entity/", "{\"id\":\"a\"}"), "one topic level"));
+	assert_non_null(strstr(check("kz/entity/t1", "[]"), "JSON object"));
+}
+
 /* ---------- the table ---------- */
 
 static struct entity_table *table(uint32_t max)
@@ -335,6 +351,7 @@ int main(void)
 	kz_hash_seed();
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_decode_full),     cmocka_unit_test(test_decode_refused),
+		cmocka_unit_test(test_payload_check),
 		cmocka_unit_test(test_order_and_partial), cmocka_unit_test(test_aliases),
 		cmocka_unit_test(test_stale_expiry_removal), cmocka_unit_test(test_caps),
 		cmocka_unit_test(test_churn),
