@@ -14,6 +14,7 @@ struct kz_cluster_config;
 void cli_cluster_config(const struct node_config *cfg, const char *state_path, struct kz_cluster_config *cc);
 int cli_policy_main(int argc, char **argv);
 int cli_bench_policy_main(int argc, char **argv);
+int cli_bench_entity_main(int argc, char **argv);
 int cli_ca_main(int argc, char **argv);
 int cli_bench_pqc_main(int argc, char **argv);
 int cli_bench_handshake_main(int argc, char **argv);
