@@ -83,11 +83,51 @@ int kz_time_parse(const char *s, uint64_t *ns)
 	return 0;
 }
 
+/* Writes v as n decimal digits (zero-padded) at p. */
+static void put_digits(char *p, uint32_t v, int n)
+{
+	for (int i = n - 1; i >= 0; i--) {
+		p[i] = (char)('0' + v % 10);
+		v /= 10;
+	}
+}
+
+/* Days since 1970-01-01 to a civil date (proleptic Gregorian; Howard Hinnant's
+ * civil_from_days): no gmtime_r, strftime or snprintf on a path that formats a time per
+ * entity of a snapshot. */
 void kz_time_format(uint64_t ns, char out[32])
 {
-	time_t t = (time_t)(ns / 1000000000u);
-	struct tm tm;
-	gmtime_r(&t, &tm);
-	size_t n = strftime(out, 32, "%Y-%m-%dT%H:%M:%S", &tm);
-	snprintf(out + n, 32 - n, ".%09uZ", (unsigned)(ns % 1000000000u));
+	uint64_t secs = ns / 1000000000u;
+	uint32_t frac = (uint32_t)(ns % 1000000000u), sod = (uint32_t)(secs % 86400u);
+	int64_t z = (int64_t)(secs / 86400u) + 719468;
+	int64_t era = z / 146097;
+	uint32_t doe = (uint32_t)(z - era * 146097);
+	uint32_t yoe = (doe - doe / 1460 + doe / 36524 - doe / 146096) / 365;
+	uint32_t doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+	uint32_t mp = (5 * doy + 2) / 153;
+	uint32_t d = doy - (153 * mp + 2) / 5 + 1, m = mp < 10 ? mp + 3 : mp - 9;
+	uint32_t y = (uint32_t)(yoe + era * 400) + (m <= 2);
+	if (y > 9999) { /* beyond what four digits say: as before, through the C library */
+		time_t t = (time_t)secs;
+		struct tm tm;
+		gmtime_r(&t, &tm);
+		size_t n = strftime(out, 32, "%Y-%m-%dT%H:%M:%S", &tm);
+		snprintf(out + n, 32 - n, ".%09uZ", (unsigned)frac);
+		return;
+	}
+	put_digits(out, y, 4);
+	out[4] = '-';
+	put_digits(out + 5, m, 2);
+	out[7] = '-';
+	put_digits(out + 8, d, 2);
+	out[10] = 'T';
+	put_digits(out + 11, sod / 3600, 2);
+	out[13] = ':';
+	put_digits(out + 14, sod / 60 % 60, 2);
+	out[16] = ':';
+	put_digits(out + 17, sod % 60, 2);
+	out[19] = '.';
+	put_digits(out + 20, frac, 9);
+	out[29] = 'Z';
+	out[30] = 0;
 }

@@ -14,16 +14,20 @@ static int str(struct kz_buf *b, const char *s)
 {
 	if (kz_buf_append(b, "\"", 1))
 		return KZ_ENOMEM;
-	for (const char *p = s; *p; p++) {
+	const char *run = s; /* bytes that need no escape, appended in one step */
+	for (const char *p = s;; p++) {
 		unsigned char ch = (unsigned char)*p;
-		char esc[8];
-		int n = 0;
-		if (ch == '"' || ch == '\\')
-			n = snprintf(esc, sizeof esc, "\\%c", ch);
-		else if (ch < 0x20 || ch == 0x7f)
-			n = snprintf(esc, sizeof esc, "\\u%04x", ch);
-		if (n ? kz_buf_append(b, esc, (size_t)n) : kz_buf_append(b, p, 1))
+		if (ch && ch != '"' && ch != '\\' && ch >= 0x20 && ch != 0x7f)
+			continue;
+		if (p > run && kz_buf_append(b, run, (size_t)(p - run)))
 			return KZ_ENOMEM;
+		if (!ch)
+			break;
+		char esc[8];
+		int n = ch == '"' || ch == '\\' ? snprintf(esc, sizeof esc, "\\%c", ch) : snprintf(esc, sizeof esc, "\\u%04x", ch);
+		if (kz_buf_append(b, esc, (size_t)n))
+			return KZ_ENOMEM;
+		run = p + 1;
 	}
 	return kz_buf_append(b, "\"", 1) ? KZ_ENOMEM : KZ_OK;
 }

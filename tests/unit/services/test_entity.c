@@ -3,6 +3,7 @@
  * updates, alias merge and conflicts, removal and tombstones, stale and expiry, caps, and
  * the invariants after every step. */
 #include "services/entity/entity.h"
+#include "base/kz_buf.h"
 #include "base/kz_err.h"
 #include "base/kz_hash.h"
 #include "base/kz_json.h"
@@ -312,6 +313,40 @@ static void test_caps(void **state)
 	entity_table_free(t);
 }
 
+/* The API's JSON: parses, and says what the entity holds (quotes and backslashes escaped). */
+static void test_to_json(void **state)
+{
+	(void)state;
+	struct entity_table *t = table(10);
+	apply(t, "{\"id\":\"j1\",\"aliases\":[\"x:1\"],\"name\":\"say \\\"hi\\\" \\\\ bye\",\"position\":{\"lat\":-33.5,"
+		 "\"lon\":151.25,\"hae\":12},\"motion\":{\"speed\":3},\"source_time\":\"2026-12-04T10:00:00.5Z\","
+		 "\"attributes\":{\"k\":[1,2]}}",
+	      1, "2026-12-04T10:00:01Z");
+	struct kz_buf b;
+	kz_buf_init(&b, 0);
+	assert_int_equal(entity_to_json(entity_table_find(t, "j1"), &b), 0);
+	struct kz_json_doc d = { 0 };
+	if (kz_json_parse(&d, (const char *)kz_buf_head(&b), b.len))
+		fail_msg("not JSON: %.*s", (int)b.len, (const char *)kz_buf_head(&b));
+	const struct kz_json *o = kz_json_root(&d);
+	assert_string_equal(kz_json_get_str(o, "name"), "say \"hi\" \\ bye");
+	assert_string_equal(kz_json_get_str(o, "source_time"), "2026-12-04T10:00:00.500000000Z");
+	assert_string_equal(kz_json_get_str(o, "received_time"), "2026-12-04T10:00:01.000000000Z");
+	assert_string_equal(kz_json_get_str(o, "status"), "live");
+	assert_string_equal(kz_json_get_str(o, "label"), "class=restricted");
+	assert_string_equal(kz_json_get_str(kz_json_get(o, "provenance"), "origin"), "spiffe://kizuna.local/mod/sensor/s1");
+	double v;
+	assert_true(kz_json_num(kz_json_get(kz_json_get(o, "position"), "lon"), &v) && v == 151.25);
+	assert_true(kz_json_num(kz_json_get(kz_json_get(o, "position"), "hae"), &v) && v == 12);
+	assert_null(kz_json_get(kz_json_get(o, "position"), "ce"));
+	assert_true(kz_json_num(kz_json_get(kz_json_get(o, "motion"), "speed"), &v) && v == 3);
+	assert_true(kz_json_is(kz_json_get(o, "attributes"), KZ_JSON_OBJECT));
+	assert_string_equal(kz_json_str(kz_json_at(kz_json_get(o, "aliases"), 0)), "x:1");
+	kz_json_free(&d);
+	kz_buf_cleanup(&b);
+	entity_table_free(t);
+}
+
 /* Many entities, removed and forgotten again: the invariants hold and the memory comes back. */
 static void test_churn(void **state)
 {
@@ -354,7 +389,7 @@ int main(void)
 		cmocka_unit_test(test_payload_check),
 		cmocka_unit_test(test_order_and_partial), cmocka_unit_test(test_aliases),
 		cmocka_unit_test(test_stale_expiry_removal), cmocka_unit_test(test_caps),
-		cmocka_unit_test(test_churn),
+		cmocka_unit_test(test_to_json),      cmocka_unit_test(test_churn),
 	};
 	int rc = cmocka_run_group_tests(tests, NULL, NULL);
 	kz_json_free(&doc);
