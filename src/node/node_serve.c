@@ -617,6 +617,7 @@ static int node_open(struct node *n)
 	if (cfg->https_enabled) {
 		struct entity_service_config ec = {
 			.store = b->store, .policy = &b->policy, .max_page = cfg->entity_max_page,
+			.index_path = indexdb, .log_dir = n->logdir, .max_record_bytes = node_max_record_bytes(cfg),
 			.default_page = cfg->entity_default_page,
 			.table = { .max_entities = cfg->entity_max_entities, .default_stale_ms = cfg->entity_default_stale_ms,
 				   .default_expiry_ms = cfg->entity_default_expiry_ms,

@@ -95,6 +95,26 @@ def test_publish_and_read():
     assert int(vals["kizuna_entity_updates_applied_total"]) == 3, vals
 
 
+def test_history():
+    """The updates as published, in log order, the older one included; by alias too; paged;
+    label-checked per record."""
+    h = until(lambda: len(get("high", "/trk-1/history").json().get("history", [])) >= 4 and get("high", "/trk-1/history"))
+    rows = h.json()["history"]
+    assert [r["seq"] for r in rows] == sorted(r["seq"] for r in rows)
+    names = [r["update"].get("name") for r in rows]
+    assert "old news" in names, rows  # not applied, still in the history
+    assert rows[0]["update"]["position"]["lat"] == 35.6 and rows[0]["origin"] == TD + "mod/sensor/s1", rows[0]
+    assert rows[0]["topic"] == "kz/entity/trk-1" and rows[0]["label"].endswith("class=restricted"), rows[0]
+    assert get("high", "/mmsi:431000000/history").json()["history"] == rows
+    two = get("high", "/trk-1/history?limit=2").json()
+    assert len(two["history"]) == 2 and two["more"] is True
+    later = get("high", "/trk-1/history?since=" + rows[2]["received_time"]).json()["history"]
+    assert [r["seq"] for r in later] == [r["seq"] for r in rows[2:]], later
+    assert get("high", "/trk-1/history?since=yesterday").status_code == 400
+    assert get("high", "/nobody/history").status_code == 404
+    assert get("high", "/trk-1/elsewhere").status_code == 404
+
+
 def test_labels_hide_entities():
     publish("trk-secret", {"id": "trk-secret", "name": "hidden", "position": {"lat": 1, "lon": 2}},
             label="class=secret")
@@ -109,6 +129,9 @@ def test_labels_hide_entities():
     # no subscribe rule for meti on kz/entity/#: nothing at all
     assert get("other", "").json()["entities"] == []
     assert get("other", "/trk-1").status_code == 404
+    # nor its history
+    assert get("low", "/trk-secret/history").status_code == 404
+    assert get("high", "/trk-secret/history").json()["history"][0]["update"]["name"] == "hidden"
 
 
 def test_filters_and_errors():
@@ -173,6 +196,6 @@ def test_restart_keeps_the_picture():
     sensor = node.client("s1", cert=certs["s1"])
 
 
-run_tests([test_publish_and_read, test_labels_hide_entities, test_filters_and_errors, test_bad_updates_refused_at_publish,
+run_tests([test_publish_and_read, test_history, test_labels_hide_entities, test_filters_and_errors, test_bad_updates_refused_at_publish,
            test_stale_and_removed,
            test_restart_keeps_the_picture])

@@ -291,11 +291,20 @@ static void handle(void *ctx, struct kz_http_req *r)
 		return;
 	}
 	rest++;
-	if (!entity_id_valid(rest, strlen(rest))) {
-		kz_http_error(r, 404, NULL, "Not found", "no entity %.128s", rest);
+	const char *slash = strchr(rest, '/');
+	size_t len = slash ? (size_t)(slash - rest) : strlen(rest);
+	if (!entity_id_valid(rest, len) || (slash && strcmp(slash, "/history"))) {
+		kz_http_error(r, 404, NULL, "Not found", "no entity %.128s (paths: /api/v1/entities, /api/v1/entities/<id>, "
+			      "/api/v1/entities/<id>/history)", rest);
 		return;
 	}
-	one(s, r, rest);
+	char name[ENTITY_ID_MAX + 1];
+	memcpy(name, rest, len);
+	name[len] = 0;
+	if (slash)
+		entity_history_get(s, r, name);
+	else
+		one(s, r, name);
 }
 
 int entity_service_routes(struct entity_service *s, struct kz_http *h)

@@ -31,6 +31,9 @@ struct entity_service {
 	uint64_t next_seq;       /* the first log sequence not looked at yet */
 	uint64_t invalid;        /* records on kz/entity/ that are not an update (counted, skipped) */
 	struct kz_json_doc doc;  /* the tail thread's (and the rebuild's) */
+	pthread_mutex_t ix_lock; /* the read-only index (history) */
+	struct kz_index *ix;
+	char index_path[1100], log_dir[1100];
 };
 
 /* NUL-terminated copy of a record field. */
@@ -110,7 +113,12 @@ int entity_service_open(const struct entity_service_config *cfg, struct entity_s
 		return KZ_ENOMEM;
 	}
 	s->cfg = *cfg;
+	snprintf(s->index_path, sizeof s->index_path, "%s", cfg->index_path ? cfg->index_path : "");
+	snprintf(s->log_dir, sizeof s->log_dir, "%s", cfg->log_dir ? cfg->log_dir : "");
+	s->cfg.index_path = s->index_path;
+	s->cfg.log_dir = s->log_dir;
 	s->next_seq = 1;
+	pthread_mutex_init(&s->ix_lock, NULL);
 	pthread_mutex_init(&s->lock, NULL);
 	pthread_cond_init(&s->cond, NULL);
 	int rc = catch_up(s, why, why_len); /* the picture as the log has it, before serving */
@@ -152,6 +160,8 @@ void entity_service_close(struct entity_service *s)
 	}
 	entity_table_free(s->t);
 	kz_json_free(&s->doc);
+	kz_index_close(s->ix);
+	pthread_mutex_destroy(&s->ix_lock);
 	pthread_cond_destroy(&s->cond);
 	pthread_mutex_destroy(&s->lock);
 	free(s);
@@ -177,3 +187,26 @@ void entity_service_lock(struct entity_service *s, bool lock)
 }
 
 const struct entity_service_config *entity_service_config(const struct entity_service *s) { return &s->cfg; }
+
+struct kz_index *entity_service_index(struct entity_service *s, char *why, size_t why_len)
+{
+	if (s->ix)
+		return s->ix;
+	if (!s->index_path[0]) {
+		snprintf(why, why_len, "the node keeps no record index");
+		return NULL;
+	}
+	struct kz_index_config ic = { .path = s->index_path, .log_dir = s->log_dir,
+				      .max_record_bytes = s->cfg.max_record_bytes, .read_only = true };
+	if (kz_index_open(&ic, &s->ix, why, why_len))
+		s->ix = NULL;
+	return s->ix;
+}
+
+void entity_service_index_lock(struct entity_service *s, bool lock)
+{
+	if (lock)
+		pthread_mutex_lock(&s->ix_lock);
+	else
+		pthread_mutex_unlock(&s->ix_lock);
+}

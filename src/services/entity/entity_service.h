@@ -19,6 +19,9 @@ struct entity_service_config {
 	struct kz_store *store;             /* borrowed: outlives the service */
 	_Atomic(struct kz_policy *) *policy; /* the node's policy (NULL inside: policy.open) */
 	struct entity_table_config table;
+	const char *index_path;             /* DIR/index.db, for history (read only; copied) */
+	const char *log_dir;                /* DIR/log (copied) */
+	uint32_t max_record_bytes;
 	uint32_t max_page;                  /* entities in one answer at most */
 	uint32_t default_page;              /* when the request gives no limit */
 };
@@ -49,5 +52,14 @@ void entity_service_stats(struct entity_service *s, struct entity_service_stats 
 struct entity_table *entity_service_table(struct entity_service *s);
 void entity_service_lock(struct entity_service *s, bool lock);
 const struct entity_service_config *entity_service_config(const struct entity_service *s);
+
+/* The node's record index, read only, opened at the first call; NULL with why when it cannot
+ * be. Only between entity_service_index_lock(s, true) and (s, false). */
+struct kz_index *entity_service_index(struct entity_service *s, char *why, size_t why_len);
+void entity_service_index_lock(struct entity_service *s, bool lock);
+
+/* GET /api/v1/entities/<id>/history (entity_history.c). */
+struct kz_http_req;
+void entity_history_get(struct entity_service *s, struct kz_http_req *r, const char *name);
 
 #endif
