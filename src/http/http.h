@@ -96,6 +96,35 @@ struct kz_http_deferred;
 struct kz_http_deferred *kz_http_defer(struct kz_http_req *r);
 void kz_http_resume(struct kz_http_deferred *d, void (*fn)(void *ctx, struct kz_http_req *r), void *ctx);
 
+/* ---------- streamed answers (Server-Sent Events) ----------
+ *
+ * A handler may answer with a stream instead: kz_http_stream_start sends the status and
+ * headers, then the owner writes chunks, one at a time, each when the previous one has gone
+ * (ops->writable). Another thread that has new data calls kz_http_stream_wake; writable
+ * follows on the worker. When the client goes away (or the node stops), ops->closed runs on
+ * the worker, once, and no callback follows. The handle stays valid for kz_http_stream_wake
+ * until its owner calls kz_http_stream_release (after which the owner must not use it).
+ *
+ *    start --> writable --write--> (sent) --> writable ... --end--> closed
+ *                 ^     \--(nothing to write)--> idle --wake--'
+ *    any state --client gone / node stops--> closed                                      */
+struct kz_http_stream;
+struct kz_http_stream_ops {
+	void (*writable)(void *ctx, struct kz_http_stream *s); /* on the worker */
+	void (*closed)(void *ctx);                            /* on the worker, once */
+};
+/* NULL when out of memory (an error answer is sent then). */
+struct kz_http_stream *kz_http_stream_start(struct kz_http_req *r, int status, const char *content_type,
+					    const struct kz_http_stream_ops *ops, void *ctx);
+/* Sends n bytes (copied); only inside ops->writable, at most once per call. final: the last
+ * chunk (closed follows once it has gone). 0, or -1 when the stream cannot take it. */
+int kz_http_stream_write(struct kz_http_stream *s, const void *p, size_t n, bool final);
+/* Any thread: ops->writable runs soon on the worker (once for any number of wakes), unless
+ * the stream is closed. */
+void kz_http_stream_wake(struct kz_http_stream *s);
+/* The owner lets go of the handle (any thread). */
+void kz_http_stream_release(struct kz_http_stream *s);
+
 /* ---------- counters for /metrics ---------- */
 
 struct kz_http_stats {

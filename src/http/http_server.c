@@ -35,48 +35,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#define KZ_HTTP_MAX_ROUTES 32
-
-struct route {
-	char prefix[128];
-	size_t len;
-	bool auth;
-	kz_http_handler_fn fn;
-	void *ctx;
-};
-
-struct hworker {
-	struct kz_http *h;
-	unsigned idx;
-	bool started;
-	h2o_context_t ctx;
-	h2o_accept_ctx_t accept;
-	h2o_multithread_queue_t *queue;
-	h2o_multithread_receiver_t recv;
-	pthread_mutex_t qlock; /* resume (any thread) vs. stop (the worker) */
-	struct hconn *conns;   /* open connections (the worker's thread only) */
-	size_t nconns;
-	uv_loop_t *loop;
-	bool stopping;
-	/* connections accepted by another worker and handed to this one (balance) */
-	uv_async_t handoff;
-	pthread_mutex_t hlock;
-	int *hfd;
-	size_t nhfd, caphfd;
-	atomic_uint load; /* connections open here or on their way here */
-	bool ended;       /* under hlock: the loop is gone, hand nothing over */
-};
-
-struct kz_http {
-	struct kz_http_config cfg;
-	pthread_mutex_t init_lock;
-	bool inited;           /* global: made on the first HTTPS connection */
-	h2o_globalconf_t global;
-	struct route routes[KZ_HTTP_MAX_ROUTES];
-	size_t n_routes;
-	struct hworker *w;
-	atomic_uint_fast64_t requests, e4, e5, bytes_in, bytes_out, connections;
-};
+#include "http/http_internal.h"
 
 struct kz_handler {
 	h2o_handler_t super;
@@ -182,7 +141,7 @@ static const char *reason_of(int status)
 	}
 }
 
-static void finish(struct kz_http_req *r)
+void kz_http_finish_req(struct kz_http_req *r)
 {
 	struct kz_http *h = r->srv;
 	atomic_fetch_add(&h->requests, 1);
@@ -225,7 +184,7 @@ void kz_http_send(struct kz_http_req *r, int status, const char *content_type, c
 	h2o_add_header(&req->pool, &req->res.headers, H2O_TOKEN_CACHE_CONTROL, NULL, H2O_STRLIT("no-store"));
 	req->res.content_length = len;
 	atomic_fetch_add(&r->srv->bytes_out, len);
-	finish(r);
+	kz_http_finish_req(r);
 	h2o_send_inline(req, body, len);
 }
 
@@ -265,6 +224,7 @@ const char *kz_http_req_header(struct kz_http_req *r, const char *name)
 
 struct kz_http_deferred {
 	h2o_multithread_message_t super; /* first: the receiver gets this */
+	int kind;                        /* KZ_HTTP_MSG_RESUME (a stream's wake: KZ_HTTP_MSG_WAKE) */
 	struct hworker *w;
 	struct kz_http_req *r;           /* NULL once the request's pool is gone */
 	void (*fn)(void *ctx, struct kz_http_req *r);
@@ -316,6 +276,10 @@ static void on_messages(h2o_multithread_receiver_t *recv, h2o_linklist_t *messag
 		h2o_multithread_message_t *m = H2O_STRUCT_FROM_MEMBER(h2o_multithread_message_t, link, messages->next);
 		h2o_linklist_unlink(&m->link);
 		struct kz_http_deferred *d = (struct kz_http_deferred *)m;
+		if (d->kind == KZ_HTTP_MSG_WAKE) {
+			kz_http_stream_message(m);
+			continue;
+		}
 		d->fn(d->ctx, d->r);
 		if (--d->refs == 0)
 			free(d);
