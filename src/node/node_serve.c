@@ -618,7 +618,9 @@ static int node_open(struct node *n)
 		struct entity_service_config ec = {
 			.store = b->store, .policy = &b->policy, .max_page = cfg->entity_max_page,
 			.index_path = indexdb, .log_dir = n->logdir, .max_record_bytes = node_max_record_bytes(cfg),
-			.default_page = cfg->entity_default_page,
+			.default_page = cfg->entity_default_page, .stream_ring = cfg->entity_stream_ring,
+			.max_streams = cfg->entity_max_streams, .stream_heartbeat_ms = cfg->entity_stream_heartbeat_ms,
+			.stream_interval_ms = cfg->entity_stream_interval_ms,
 			.table = { .max_entities = cfg->entity_max_entities, .default_stale_ms = cfg->entity_default_stale_ms,
 				   .default_expiry_ms = cfg->entity_default_expiry_ms,
 				   .removed_keep_ms = cfg->entity_removed_keep_ms, .max_interned = cfg->entity_max_interned },

@@ -117,6 +117,7 @@ struct entity {
 	uint64_t source_ns, received_ns, stale_ns, expiry_ns, removed_ns;
 	uint64_t seq;                           /* log sequence of the last record applied */
 	uint64_t version;                       /* changes applied (create = 1) */
+	uint64_t change;                        /* the service's event number of its last event */
 	uint32_t idx;                           /* its place in the table's array */
 };
 
@@ -163,6 +164,13 @@ int entity_table_apply(struct entity_table *t, const struct entity_update *u, co
  * cb is called for each STALE and REMOVE event (it must not change the table). */
 typedef void (*entity_event_fn)(void *ctx, enum entity_event ev, const struct entity *e);
 void entity_table_tick(struct entity_table *t, uint64_t now_ns, entity_event_fn cb, void *ctx);
+
+/* While held (a counter), tick forgets no tombstone, so that entities keep their places in
+ * the table's array: a stream's snapshot walks it by index across several writes. */
+void entity_table_hold_forget(struct entity_table *t, bool hold);
+/* The i-th entity of the table's array (NULL past the end), and how many there are. */
+struct entity *entity_table_at(struct entity_table *t, size_t i);
+size_t entity_table_count(const struct entity_table *t);
 
 /* The entity an id or alias names, or NULL. */
 struct entity *entity_table_find(struct entity_table *t, const char *id_or_alias);

@@ -2,7 +2,7 @@
  * "Reading the picture"). Every entity passes the decision point before it is shown or
  * counted: the reader may subscribe to its topic (kz/entity/<id>) and dominates its label.
  * One the reader may not see is absent: a 404 for it reads like one for an unknown id. */
-#include "services/entity/entity_service.h"
+#include "services/entity/entity_service_internal.h"
 #include "services/entity/entity_view.h"
 #include "base/kz_buf.h"
 #include "base/kz_err.h"
@@ -16,6 +16,7 @@
 #include <string.h>
 
 #define PREFIX "/api/v1/entities"
+#define STREAM_PATH "/api/v1/stream/entities"
 
 /* ---------- the handlers ---------- */
 
@@ -158,7 +159,21 @@ static void handle(void *ctx, struct kz_http_req *r)
 		one(s, r, name);
 }
 
+static void handle_stream(void *ctx, struct kz_http_req *r)
+{
+	if (strcmp(r->method, "GET")) {
+		kz_http_header(r, "Allow", "GET");
+		kz_http_error(r, 405, NULL, "Method not allowed", "the entity stream is read with GET");
+		return;
+	}
+	if (strcmp(r->path, STREAM_PATH)) {
+		kz_http_error(r, 404, NULL, "Not found", "no resource at %.200s", r->path);
+		return;
+	}
+	entity_stream_get(ctx, r);
+}
+
 int entity_service_routes(struct entity_service *s, struct kz_http *h)
 {
-	return kz_http_route(h, PREFIX, true, handle, s);
+	return kz_http_route(h, PREFIX, true, handle, s) || kz_http_route(h, STREAM_PATH, true, handle_stream, s);
 }

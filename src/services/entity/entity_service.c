@@ -3,7 +3,7 @@
  * the whole log at start), ticks it for stale and expiry, and the HTTPS API that reads it,
  * each entity passing the decision point (the reader may subscribe to its topic and
  * dominates its label) before it is shown or counted. */
-#include "services/entity/entity_service.h"
+#include "services/entity/entity_service_internal.h"
 #include "services/entity/entity.h"
 #include "base/kz_buf.h"
 #include "base/kz_err.h"
@@ -21,20 +21,6 @@
 #define TOPIC_PREFIX "kz/entity/"
 #define TOPIC_PREFIX_LEN (sizeof TOPIC_PREFIX - 1)
 
-struct entity_service {
-	struct entity_service_config cfg;
-	struct entity_table *t;
-	pthread_mutex_t lock; /* the table, next_seq, counters */
-	pthread_cond_t cond;
-	pthread_t th;
-	bool started, stop, kicked;
-	uint64_t next_seq;       /* the first log sequence not looked at yet */
-	uint64_t invalid;        /* records on kz/entity/ that are not an update (counted, skipped) */
-	struct kz_json_doc doc;  /* the tail thread's (and the rebuild's) */
-	pthread_mutex_t ix_lock; /* the read-only index (history) */
-	struct kz_index *ix;
-	char index_path[1100], log_dir[1100];
-};
 
 /* NUL-terminated copy of a record field. */
 static const char *field(const struct kz_bytes *b, char *buf, size_t cap)
@@ -48,9 +34,10 @@ static const char *field(const struct kz_bytes *b, char *buf, size_t cap)
 /* One record of the log (lock held). */
 static int take(void *ctx, uint64_t seq, const uint8_t *body, size_t n, const struct kz_reclog_pos *pos)
 {
-	(void)pos;
 	struct entity_service *s = ctx;
 	s->next_seq = seq + 1;
+	s->hint = *pos; /* the next scan starts at this frame, not at its segment's start */
+	s->has_hint = true;
 	struct kz_record r;
 	const char *why = NULL;
 	if (kz_record_decode(body, n, &r, &why) || r.topic.len <= TOPIC_PREFIX_LEN ||
@@ -71,15 +58,33 @@ static int take(void *ctx, uint64_t seq, const uint8_t *body, size_t n, const st
 				     .node = field(&r.origin_node, node, sizeof node),
 				     .label = field(&r.label, label, sizeof label) };
 	enum entity_event ev;
-	if (entity_table_apply(s->t, &u, &src, &ev, NULL))
+	struct entity *e = NULL;
+	if (entity_table_apply(s->t, &u, &src, &ev, &e))
 		kz_debug("entities: record %llu not applied: a cap of the table (entity.max_entities)", (unsigned long long)seq);
+	else if (ev != ENTITY_EV_NONE && e)
+		entity_service_push(s, ev, e);
 	return 0;
+}
+
+void entity_service_push(struct entity_service *s, enum entity_event ev, struct entity *e)
+{
+	uint64_t c = ++s->last_change;
+	e->change = c;
+	struct entity_change *slot = &s->ring[(c - 1) % s->ring_cap];
+	slot->change = c;
+	slot->ev = (uint8_t)ev;
+	snprintf(slot->id, sizeof slot->id, "%s", e->id);
+}
+
+static void on_tick_event(void *ctx, enum entity_event ev, const struct entity *e)
+{
+	entity_service_push(ctx, ev, (struct entity *)e); /* the table's own entity: ours to number */
 }
 
 static int catch_up(struct entity_service *s, char *why, size_t why_len)
 {
 	uint64_t end;
-	return kz_store_scan(s->cfg.store, s->next_seq, NULL, take, s, &end, why, why_len);
+	return kz_store_scan(s->cfg.store, s->next_seq, s->has_hint ? &s->hint : NULL, take, s, &end, why, why_len);
 }
 
 static void *tail(void *arg)
@@ -96,7 +101,8 @@ static void *tail(void *arg)
 		char why[256];
 		if (catch_up(s, why, sizeof why))
 			kz_warn("entities: reading the record log: %s", why);
-		entity_table_tick(s->t, kz_now_wall_ns(), NULL, NULL);
+		entity_table_tick(s->t, kz_now_wall_ns(), on_tick_event, s);
+		entity_service_wake_streams(s); /* new events, or a heartbeat due */
 		kz_json_trim(&s->doc, 1 << 16);
 	}
 	pthread_mutex_unlock(&s->lock);
@@ -118,12 +124,21 @@ int entity_service_open(const struct entity_service_config *cfg, struct entity_s
 	s->cfg.index_path = s->index_path;
 	s->cfg.log_dir = s->log_dir;
 	s->next_seq = 1;
+	s->ring_cap = cfg->stream_ring ? cfg->stream_ring : 16384;
+	s->ring = calloc(s->ring_cap, sizeof *s->ring);
+	s->epoch = kz_now_wall_ns() / 1000000u;
+	if (!s->ring) {
+		entity_table_free(s->t);
+		free(s);
+		snprintf(why, why_len, "out of memory (entity.stream_ring)");
+		return KZ_ENOMEM;
+	}
 	pthread_mutex_init(&s->ix_lock, NULL);
 	pthread_mutex_init(&s->lock, NULL);
 	pthread_cond_init(&s->cond, NULL);
 	int rc = catch_up(s, why, why_len); /* the picture as the log has it, before serving */
 	if (!rc)
-		entity_table_tick(s->t, kz_now_wall_ns(), NULL, NULL);
+		entity_table_tick(s->t, kz_now_wall_ns(), on_tick_event, s);
 	if (!rc && pthread_create(&s->th, NULL, tail, s)) {
 		snprintf(why, why_len, "cannot start the entity thread");
 		rc = KZ_ENOMEM;
@@ -158,9 +173,11 @@ void entity_service_close(struct entity_service *s)
 		pthread_mutex_unlock(&s->lock);
 		pthread_join(s->th, NULL);
 	}
+	entity_streams_drop(s); /* none after the workers ended; released if one is left */
 	entity_table_free(s->t);
 	kz_json_free(&s->doc);
 	kz_index_close(s->ix);
+	free(s->ring);
 	pthread_mutex_destroy(&s->ix_lock);
 	pthread_cond_destroy(&s->cond);
 	pthread_mutex_destroy(&s->lock);
@@ -172,6 +189,8 @@ void entity_service_stats(struct entity_service *s, struct entity_service_stats 
 	pthread_mutex_lock(&s->lock);
 	entity_table_stats(s->t, &out->table);
 	out->invalid = s->invalid;
+	out->streams = s->n_streams;
+	out->stream_resets = s->stream_resets;
 	out->next_seq = s->next_seq;
 	pthread_mutex_unlock(&s->lock);
 }

@@ -24,6 +24,10 @@ struct entity_service_config {
 	uint32_t max_record_bytes;
 	uint32_t max_page;                  /* entities in one answer at most */
 	uint32_t default_page;              /* when the request gives no limit */
+	uint32_t stream_ring;               /* events kept for streams (a slower one starts over) */
+	uint32_t max_streams;               /* open streams at most */
+	uint32_t stream_heartbeat_ms;       /* a comment line after this long without an event */
+	uint32_t stream_interval_ms;        /* a stream is written at most this often (0: as it reads) */
 };
 
 struct entity_service;
@@ -42,6 +46,8 @@ int entity_service_routes(struct entity_service *s, struct kz_http *h);
 
 struct entity_service_stats {
 	struct entity_table_stats table;
+	uint64_t streams;  /* open now */
+	uint64_t stream_resets; /* streams that fell behind the ring and started over */
 	uint64_t invalid;  /* records on kz/entity/ that were not an update */
 	uint64_t next_seq; /* the first log sequence not read yet */
 };

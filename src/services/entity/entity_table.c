@@ -104,6 +104,7 @@ struct entity_table {
 	uint64_t n_status[4];   /* by enum entity_status */
 	uint64_t applied, older, refused, alias_moves;
 	uint64_t bytes;         /* entities, their own strings, interned strings */
+	uint32_t forget_held;   /* entity_table_hold_forget */
 };
 
 int entity_table_new(const struct entity_table_config *cfg, struct entity_table **out)
@@ -379,7 +380,7 @@ void entity_table_tick(struct entity_table *t, uint64_t now_ns, entity_event_fn 
 	for (size_t i = 0; i < t->n_all;) {
 		struct entity *e = t->all[i];
 		if (e->status == ENTITY_REMOVED) {
-			if (now_ns >= e->removed_ns + t->cfg.removed_keep_ms * 1000000u) {
+			if (!t->forget_held && now_ns >= e->removed_ns + t->cfg.removed_keep_ms * 1000000u) {
 				forget(t, e); /* the last entity took place i */
 				continue;
 			}
@@ -396,6 +397,18 @@ void entity_table_tick(struct entity_table *t, uint64_t now_ns, entity_event_fn 
 		i++;
 	}
 }
+
+void entity_table_hold_forget(struct entity_table *t, bool hold)
+{
+	if (hold)
+		t->forget_held++;
+	else if (t->forget_held)
+		t->forget_held--;
+}
+
+struct entity *entity_table_at(struct entity_table *t, size_t i) { return i < t->n_all ? t->all[i] : NULL; }
+
+size_t entity_table_count(const struct entity_table *t) { return t->n_all; }
 
 struct entity *entity_table_find(struct entity_table *t, const char *id_or_alias)
 {
