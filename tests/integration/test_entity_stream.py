@@ -26,6 +26,8 @@ IDENTITIES = """%smod/sensor/s1 org=mod nation=jpn clearance=secret
 %smod/user/low org=mod nation=jpn clearance=restricted
 """ % (TD, TD, TD)
 
+if os.environ.get("ASAN_OPTIONS"):  # the sanitizer's quarantine keeps freed memory on purpose (256 MB):
+    os.environ["ASAN_OPTIONS"] += ":quarantine_size_mb=8"  # the memory bound below is about the node's own
 tmp = tempfile.mkdtemp(prefix="kz-stream-")
 open(os.path.join(tmp, "kizuna.policy"), "w").write(POLICY)
 open(os.path.join(tmp, "identities"), "w").write(IDENTITIES)
