@@ -426,6 +426,11 @@ struct mqtt_broker {
 	 * NULL: no check. */
 	const char *(*payload_check)(struct kz_json_doc *doc, const uint8_t *topic, size_t topic_len, const uint8_t *p,
 				     size_t n);
+	/* A subscription made with the user property kz-snapshot (docs/ENTITIES.md "Over
+	 * MQTT"): the service delivers its current picture to it, after the SUBACK, on the
+	 * shard's thread (through mqtt_session_deliver: the decision point applies). NULL: none. */
+	void (*sub_snapshot)(void *ctx, struct mqtt_sub *sub);
+	void *sub_snapshot_ctx;
 };
 
 /* Broker: created before the workers start, freed after they stop. */

@@ -66,7 +66,7 @@ static uint8_t subscribe_one(struct mqtt_client *c, const struct mqtt_sub_entry 
 		return MQTT_RC_UNSPECIFIED;
 	/* §3.3.1.3 Retain Handling; shared subscriptions get no retained messages (§4.8.2). */
 	*send_retained = !g && (e->retain_handling == 0 || (e->retain_handling == 1 && !existed));
-	if (*send_retained) {
+	if (!g) { /* the subscription, for its retained messages or a snapshot */
 		for (uint32_t i = 0; i < c->session->n_subs; i++) {
 			struct mqtt_sub *s = c->session->subs[i];
 			if (!s->group && s->filter_len == fl && memcmp(s->filter, f, fl) == 0)
@@ -102,6 +102,18 @@ static bool replay_requested(struct mqtt_client *c, const struct mqtt_packet *pk
 			CLOG(KZ_LOG_INFO, c, "SUBSCRIBE refused: %s", why);
 		return true;
 	}
+	return false;
+}
+
+/* The user property kz-snapshot on a SUBSCRIBE: the subscriptions it makes get the current
+ * entity picture first (docs/ENTITIES.md "Over MQTT"). */
+static bool snapshot_requested(const struct mqtt_packet *pkt)
+{
+	size_t off = 0;
+	struct mqtt_str k, v;
+	while (mqtt_user_next(&pkt->props, &off, &k, &v))
+		if (k.len == 11 && memcmp(k.p, "kz-snapshot", 11) == 0)
+			return true;
 	return false;
 }
 
@@ -151,6 +163,8 @@ void mqtt_handle_subscribe(struct mqtt_client *c, const struct mqtt_packet *pkt)
 	char replay_why[256] = "";
 	const char *policy_why = NULL;
 	bool replay = c->version == MQTT_V5 && replay_requested(c, pkt, &replay_from, replay_why, sizeof replay_why);
+	bool snapshot = c->version == MQTT_V5 && c->shard->broker->sub_snapshot && snapshot_requested(pkt);
+	struct mqtt_sub **snaps = snapshot ? calloc(pkt->n_entries, sizeof *snaps) : NULL;
 	while (!fatal && mqtt_sub_next(pkt, c->version, &off, &e)) {
 		bool send_ret = false;
 		uint8_t rc;
@@ -174,6 +188,8 @@ void mqtt_handle_subscribe(struct mqtt_client *c, const struct mqtt_packet *pkt)
 			policy_why = deny_why;
 		if (c->version == MQTT_V311 && rc >= 0x80)
 			rc = 0x80; /* 3.1.1 §3.9.3: the only failure code */
+		if (snaps && rc < 0x80 && ret[i] && !ret[i]->group)
+			snaps[i] = ret[i];
 		if (!send_ret)
 			ret[i] = NULL;
 		rcs[i++] = rc;
@@ -190,7 +206,11 @@ void mqtt_handle_subscribe(struct mqtt_client *c, const struct mqtt_packet *pkt)
 		for (uint32_t k = 0; k < i; k++) /* after the SUBACK (§3.8.4) */
 			if (ret[k])
 				mqtt_retained_deliver(c->shard->broker, ret[k]);
+		for (uint32_t k = 0; snaps && k < i; k++)
+			if (snaps[k])
+				c->shard->broker->sub_snapshot(c->shard->broker->sub_snapshot_ctx, snaps[k]);
 	}
+	free(snaps);
 	if (rcs != codes)
 		free(rcs);
 	free(ret);

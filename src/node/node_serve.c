@@ -14,6 +14,7 @@
 #include "node/node_http.h"
 #include "node/node_listen.h"
 #include "cluster/cluster.h"
+#include "node/node_entities.h"
 #include "services/entity/entity_service.h"
 #include "services/taxii/taxii.h"
 #include "base/kz_file.h"
@@ -634,6 +635,7 @@ static int node_open(struct node *n)
 		kz_info("entities: %llu live, %llu stale from the log", (unsigned long long)es.table.live,
 			(unsigned long long)es.table.stale);
 		atomic_store(&node_entities, n->entities);
+		node_entities_attach(b, n->entities); /* kz-snapshot subscriptions */
 	}
 	node_follow_set(b, n->taxii, NULL);
 	if (cfg->cluster_nats[0]) {
@@ -816,6 +818,7 @@ static void node_after_join(void *arg)
 	n->auditshare = NULL;
 	kz_cluster_stop(n->cluster); /* the threads; the records it handed to the store are written next */
 	atomic_store(&node_entities, NULL);
+	node_entities_attach(b, NULL);
 	entity_service_close(n->entities); /* it reads the store */
 	n->entities = NULL;
 	b->final_durable = kz_store_close(b->store);

@@ -134,6 +134,36 @@ def test_labels_hide_entities():
     assert get("high", "/trk-secret/history").json()["history"][0]["update"]["name"] == "hidden"
 
 
+def test_mqtt_snapshot():
+    """A subscription with the user property kz-snapshot gets the current picture first
+    (retained, kz-snapshot = 1, the entity's whole state), label-checked; then live records."""
+    import json as js
+    def snap(who):
+        c = node.client("snap-" + who, cert=certs[who])
+        p = Properties(PacketTypes.SUBSCRIBE)
+        p.UserProperty = [("kz-snapshot", "1")]
+        assert c.sub("kz/entity/#", 1, props=p)[0].value == 1
+        got = {}
+        while True:
+            try:
+                m = c.get(timeout=1.5)
+            except Exception:
+                return c, got
+            props = dict(getattr(m.properties, "UserProperty", []) or [])
+            assert m.retain and props.get("kz-snapshot") == "1", (m.topic, props)
+            got[m.topic] = js.loads(m.payload)
+    hc, high = snap("high")
+    assert high["kz/entity/trk-1"]["name"] == "Kizuna Maru" and high["kz/entity/trk-1"]["position"]["lat"] == 35.7, high
+    assert "kz/entity/trk-secret" in high
+    lc, low = snap("low")
+    assert "kz/entity/trk-1" in low and "kz/entity/trk-secret" not in low, sorted(low)
+    publish("trk-1", {"id": "trk-1", "name": "live again", "source_time": iso(time.time() + 5)})
+    m = lc.get(timeout=10)
+    assert m.topic == "kz/entity/trk-1" and not m.retain and js.loads(m.payload)["name"] == "live again"
+    hc.close()
+    lc.close()
+
+
 def test_filters_and_errors():
     publish("trk-far", {"id": "trk-far", "type": "a-h-A", "position": {"lat": -33.9, "lon": 151.2}})
     until(lambda: get("high", "/trk-far").status_code == 200)
@@ -192,10 +222,10 @@ def test_restart_keeps_the_picture():
     node.start()
     until(lambda: get("high", "/trk-1").status_code == 200)
     e = get("high", "/trk-1").json()
-    assert e["position"]["lat"] == 35.7 and e["name"] == "Kizuna Maru", e
+    assert e["position"]["lat"] == 35.7 and e["name"] == "live again", e
     sensor = node.client("s1", cert=certs["s1"])
 
 
-run_tests([test_publish_and_read, test_history, test_labels_hide_entities, test_filters_and_errors, test_bad_updates_refused_at_publish,
+run_tests([test_publish_and_read, test_history, test_labels_hide_entities, test_mqtt_snapshot, test_filters_and_errors, test_bad_updates_refused_at_publish,
            test_stale_and_removed,
            test_restart_keeps_the_picture])

@@ -10,11 +10,13 @@
 #include "base/kz_json.h"
 #include "base/kz_log.h"
 #include "base/kz_time.h"
+#include "base/kz_topic.h"
 #include "http/http.h"
 #include "store/store.h"
 #include "trust/policy.h"
 
 #include <pthread.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -228,4 +230,29 @@ void entity_service_index_lock(struct entity_service *s, bool lock)
 		pthread_mutex_lock(&s->ix_lock);
 	else
 		pthread_mutex_unlock(&s->ix_lock);
+}
+
+int entity_service_snapshot(struct entity_service *s, const char *filter, size_t filter_len, entity_snapshot_fn cb,
+			    void *ctx)
+{
+	struct kz_buf b;
+	kz_buf_init(&b, 0);
+	int rc = KZ_OK;
+	pthread_mutex_lock(&s->lock);
+	struct entity *e;
+	for (size_t i = 0; rc == KZ_OK && (e = entity_table_at(s->t, i)) != NULL; i++) {
+		if (e->status == ENTITY_REMOVED)
+			continue;
+		char topic[16 + ENTITY_ID_MAX + 1];
+		int tn = snprintf(topic, sizeof topic, "kz/entity/%.*s", ENTITY_ID_MAX, e->id);
+		if (!kz_topic_match((const uint8_t *)filter, filter_len, (const uint8_t *)topic, (size_t)tn))
+			continue;
+		kz_buf_reset(&b);
+		rc = entity_to_json(e, &b);
+		if (rc == KZ_OK)
+			cb(ctx, topic, kz_buf_head(&b), b.len, e->label ? e->label : "");
+	}
+	pthread_mutex_unlock(&s->lock);
+	kz_buf_cleanup(&b);
+	return rc;
 }

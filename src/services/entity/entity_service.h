@@ -41,6 +41,13 @@ int entity_service_open(const struct entity_service_config *cfg, struct entity_s
 void entity_service_kick(struct entity_service *s);
 void entity_service_close(struct entity_service *s);
 
+/* Every live or stale entity whose topic (kz/entity/<id>) matches the MQTT filter, as the
+ * API's JSON with its label (canonical text, "" when none), in the table's order: cb is
+ * called under the service's lock (it must not call back into the service). */
+typedef void (*entity_snapshot_fn)(void *ctx, const char *topic, const uint8_t *json, size_t n, const char *label);
+int entity_service_snapshot(struct entity_service *s, const char *filter, size_t filter_len, entity_snapshot_fn cb,
+			    void *ctx);
+
 /* GET /api/v1/entities (list, with filters) and /api/v1/entities/<id or alias>. */
 int entity_service_routes(struct entity_service *s, struct kz_http *h);
 
