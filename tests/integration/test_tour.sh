@@ -2,7 +2,8 @@
 # The README's five-minute tour, command by command as written there (default ports 8883 and
 # 8443, ./var under a scratch directory), so that the tour cannot drift from the code:
 # mosquitto clients and kizuna pub/sub as the development admin, store and query, an
-# enrolled sensor that needs a registry line, revocation, TAXII and stix import, /healthz,
+# enrolled sensor that needs a registry line, revocation, TAXII and stix import, the entity
+# picture (by alias, box, history, stream, MQTT snapshot), /healthz,
 # TLS 1.2 refused by openssl s_client, then the policy section with its kizuna.conf.
 set -u
 . "$(dirname "$0")/lib.sh"
@@ -60,6 +61,19 @@ if [ -f "$SHARED/data/stix/ics-attack.json" ]; then
 	$K stix import "$SHARED/data/stix/ics-attack.json" 2> imp.err; expect_eq "stix import" "$?" "0"
 	grep -q "1826 objects: 1826 accepted" imp.err && ok "stix import counts" || ko "stix import: $(tail -1 imp.err)"
 fi
+# the entity picture
+T="--cafile var/pki/ca.pem --cert var/pki/admin.pem --key var/pki/admin.key"
+E="curl -s --cacert var/pki/ca.pem --cert var/pki/admin.pem --key var/pki/admin.key"
+mosquitto_pub -h localhost -p 8883 $T -V mqttv5 -q 1 -t kz/entity/trk-1 \
+  -m '{"id":"trk-1","aliases":["mmsi:431000000"],"type":"a-f-S-X","position":{"lat":35.6,"lon":139.7}}' \
+	&& ok "entity update published" || ko "entity update"
+for _ in $(seq 50); do $E https://localhost:8443/api/v1/entities/mmsi:431000000 | grep -q '"id":"trk-1"' && break; sleep 0.1; done
+$E https://localhost:8443/api/v1/entities/mmsi:431000000 | grep -q '"id":"trk-1"' && ok "entity by alias" || ko "entity by alias"
+$E "https://localhost:8443/api/v1/entities?bbox=139,35,140,36" | grep -q '"trk-1"' && ok "entities in a box" || ko "entities bbox"
+$E https://localhost:8443/api/v1/entities/trk-1/history | grep -q '"history":\[{' && ok "entity history" || ko "entity history"
+timeout 2 $E -N https://localhost:8443/api/v1/stream/entities > sse.out; grep -q "event: synced" sse.out && ok "entity stream" || ko "entity stream"
+timeout 3 mosquitto_sub -h localhost -p 8883 $T -V mqttv5 -t 'kz/entity/#' -D subscribe user-property kz-snapshot 1 -v -C 1 | grep -q '"type":"a-f-S-X"' \
+	&& ok "entity snapshot over MQTT" || ko "entity snapshot over MQTT"
 # the policy section: a config file with a copy of the fixture that lists the admin
 kill -INT $PID; wait $PID
 F=tests/data/policy
