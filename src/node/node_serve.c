@@ -751,7 +751,7 @@ static int node_open(struct node *n)
 	kz_info("kizuna %s serving MQTT on %s:%d with %u worker threads, data in %s", KZ_VERSION, n->host,
 		n->bound_port, cfg->threads, cfg->data_dir);
 	if (cfg->https_enabled)
-		kz_info("HTTPS on %s:%d (HTTP/1.1 and HTTP/2: /healthz, /metrics, TAXII 2.1 at /taxii2/)", n->hhost,
+		kz_info("HTTPS on %s:%d (HTTP/1.1 and HTTP/2: /healthz, /metrics, TAXII 2.1 at /taxii2/, entities at /api/v1/entities)", n->hhost,
 			n->bound_hport);
 	print_tour(cfg, n->host, n->bound_port, n->created == 1);
 	return 0;
