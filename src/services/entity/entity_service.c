@@ -73,6 +73,9 @@ void entity_service_push(struct entity_service *s, enum entity_event ev, struct 
 	uint64_t c = ++s->last_change;
 	e->change = c;
 	struct entity_change *slot = &s->ring[(c - 1) % s->ring_cap];
+	free(slot->json); /* the event it held is gone from the ring */
+	slot->json = NULL;
+	slot->json_len = 0;
 	slot->change = c;
 	slot->ev = (uint8_t)ev;
 	snprintf(slot->id, sizeof slot->id, "%s", e->id);
@@ -179,6 +182,8 @@ void entity_service_close(struct entity_service *s)
 	entity_table_free(s->t);
 	kz_json_free(&s->doc);
 	kz_index_close(s->ix);
+	for (uint32_t i = 0; s->ring && i < s->ring_cap; i++)
+		free(s->ring[i].json);
 	free(s->ring);
 	pthread_mutex_destroy(&s->ix_lock);
 	pthread_cond_destroy(&s->cond);

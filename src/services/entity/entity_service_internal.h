@@ -16,6 +16,9 @@ struct entity_change {
 	uint64_t change;              /* its number */
 	uint8_t ev;                   /* enum entity_event */
 	char id[ENTITY_ID_MAX + 1];   /* the entity's id (it may be gone by the time a stream reads) */
+	char *json;                   /* owns: the entity as the API's JSON, made by the first stream
+				       * that writes this event and shared by the others; NULL: not yet */
+	uint32_t json_len;
 };
 
 struct entity_stream;

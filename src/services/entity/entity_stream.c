@@ -56,14 +56,36 @@ static const char *ev_name(uint8_t ev)
 	}
 }
 
-/* One event: "event: NAME\nid: ID\ndata: JSON\n\n" (no id for snapshot events). */
-static int event(struct entity_stream *st, const char *name, uint64_t change, const struct entity *e)
+/* One snapshot event: "event: snapshot\ndata: JSON\n\n" (no id: a client resumes from
+ * "synced" or a later event). */
+static int snapshot_event(struct entity_stream *st, const struct entity *e)
 {
+	static const char head[] = "event: snapshot\ndata: ";
+	return kz_buf_append(&st->buf, head, sizeof head - 1) || entity_to_json(e, &st->buf) ||
+			       kz_buf_append(&st->buf, "\n\n", 2)
+		       ? KZ_ENOMEM
+		       : KZ_OK;
+}
+
+/* A live event, its JSON rendered once per ring slot and shared by every stream that writes
+ * it (valid while the entity has not changed since: the caller checked e->change). */
+static int shared_event(struct entity_stream *st, struct entity_change *slot, const struct entity *e)
+{
+	if (!slot->json) {
+		struct kz_buf b;
+		kz_buf_init(&b, 0);
+		if (entity_to_json(e, &b) || !(slot->json = malloc(b.len ? b.len : 1))) {
+			kz_buf_cleanup(&b);
+			return KZ_ENOMEM;
+		}
+		memcpy(slot->json, kz_buf_head(&b), b.len);
+		slot->json_len = (uint32_t)b.len;
+		kz_buf_cleanup(&b);
+	}
 	char head[96];
-	int n = change ? snprintf(head, sizeof head, "event: %s\nid: %" PRIu64 "-%" PRIu64 "\ndata: ", name,
-				  st->svc->epoch, change)
-		       : snprintf(head, sizeof head, "event: %s\ndata: ", name);
-	return kz_buf_append(&st->buf, head, (size_t)n) || entity_to_json(e, &st->buf) ||
+	int n = snprintf(head, sizeof head, "event: %s\nid: %" PRIu64 "-%" PRIu64 "\ndata: ", ev_name(slot->ev),
+			 st->svc->epoch, slot->change);
+	return kz_buf_append(&st->buf, head, (size_t)n) || kz_buf_append(&st->buf, slot->json, slot->json_len) ||
 			       kz_buf_append(&st->buf, "\n\n", 2)
 		       ? KZ_ENOMEM
 		       : KZ_OK;
@@ -97,7 +119,7 @@ static int snapshot_part(struct entity_stream *st, struct entity_reader *rd)
 		st->snap_i++;
 		if (e->change > st->snap_change)
 			continue; /* changed since the snapshot began: its event follows "synced" (no duplicate at the seam) */
-		if (entity_filter_matches(&st->f, e) && entity_reader_sees(rd, e) && event(st, "snapshot", 0, e))
+		if (entity_filter_matches(&st->f, e) && entity_reader_sees(rd, e) && snapshot_event(st, e))
 			return KZ_ENOMEM;
 	}
 	if (e || st->snap_i < entity_table_count(st->svc->t))
@@ -127,12 +149,12 @@ static int live_part(struct entity_stream *st, struct entity_reader *rd)
 	any.status_mask = 1u << ENTITY_LIVE | 1u << ENTITY_STALE | 1u << ENTITY_REMOVED;
 	while (st->buf.len < CHUNK && st->cursor < s->last_change) {
 		uint64_t c = ++st->cursor;
-		const struct entity_change *slot = &s->ring[(c - 1) % s->ring_cap];
+		struct entity_change *slot = &s->ring[(c - 1) % s->ring_cap];
 		struct entity *e = entity_table_find(s->t, slot->id);
 		if (!e || e->change != c) /* gone, or changed again: a later event has it */
 			continue;
 		const struct entity_filter *f = slot->ev == ENTITY_EV_REMOVE ? &any : &st->f;
-		if (entity_filter_matches(f, e) && entity_reader_sees(rd, e) && event(st, ev_name(slot->ev), c, e))
+		if (entity_filter_matches(f, e) && entity_reader_sees(rd, e) && shared_event(st, slot, e))
 			return KZ_ENOMEM;
 	}
 	return KZ_OK;
