@@ -62,7 +62,7 @@ static const struct directive directives[] = {
 	{ "entity.default_page", T_U32, C(entity_default_page), 0, 1, 100000, "100",
 	  "Page size of GET /api/v1/entities when the request gives no limit." },
 	{ "entity.stream_ring", T_U32, C(entity_stream_ring), 0, 16, 16777216, "16384",
-	  "Events of the picture kept for its streams (about 150 bytes each): a stream further behind gets a reset and a new snapshot." },
+	  "Events of the picture kept for its streams (about 150 bytes each, and the entity's JSON once a stream has written it, some 500 more): a stream further behind gets a reset and a new snapshot." },
 	{ "entity.max_streams", T_U32, C(entity_max_streams), 0, 0, 1000000, "1000", "Open entity streams (GET /api/v1/stream/entities) at most; more: 503." },
 	{ "entity.stream_heartbeat_ms", T_U32, C(entity_stream_heartbeat_ms), 0, 1000, 3600000, "15000",
 	  "An entity stream with nothing to send gets a comment line after this long (keep it under proxies' idle timeouts)." },
