@@ -878,6 +878,15 @@ static void slow_check(struct mqtt_client *c, uint64_t now)
 void mqtt_shard_tick(struct mqtt_shard *s)
 {
 	uint64_t now = s->now_ms;
+	/* An inbox is woken only when it goes from empty to not empty (mqtt_inbox_post): an
+	 * envelope posted before the broker had its wake (sessions restored at start) left it
+	 * not empty and unwoken, and every later one, a migrating CONNECT included, waited for
+	 * ever. The tick drains what is there. */
+	pthread_mutex_lock(&s->inbox_lock);
+	bool pending = s->inbox.n > 0;
+	pthread_mutex_unlock(&s->inbox_lock);
+	if (pending)
+		mqtt_shard_drain(s);
 	store_release(s);
 	if (s->n_parked)
 		mqtt_parked_release(s);

@@ -228,8 +228,12 @@ void node_mqtt_attach(struct node_mqtt *m, struct net_server *srv)
 {
 	m->srv = srv;
 	m->broker->ctx = m;
-	m->broker->wake = broker_wake;
 	m->broker->on_foreign = on_foreign;
+	m->broker->wake = broker_wake;
+	/* what was posted before there was a wake (sessions restored at start) is drained at
+	 * each worker's first turn */
+	for (unsigned i = 0; i < m->broker->n_shards; i++)
+		net_server_wake(srv, i);
 }
 
 void node_mqtt_drain(struct node_mqtt *m)

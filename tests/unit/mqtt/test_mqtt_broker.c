@@ -148,6 +148,42 @@ static void ack(struct fake *f, enum mqtt_type t, uint16_t pid)
 	feed(f, &p);
 }
 
+/* An envelope posted before the broker had a wake (a node's start, restoring sessions)
+ * leaves the inbox not empty and unwoken; later posts do not wake it either (only the empty
+ * to not-empty step does). The shard's tick drains it: a migrating CONNECT (a FOREIGN
+ * envelope) is not left waiting for ever (the CONNECT hang of 2026-12-04). */
+static int foreign_seen;
+static void count_foreign(void *ctx, unsigned idx, void *foreign)
+{
+	(void)ctx;
+	(void)idx;
+	(void)foreign;
+	foreign_seen++;
+}
+static int wakes;
+static void count_wake(void *ctx, unsigned idx)
+{
+	(void)ctx;
+	(void)idx;
+	wakes++;
+}
+
+static void test_inbox_posted_before_wake_is_drained_by_tick(void **st)
+{
+	(void)st;
+	broker.on_foreign = count_foreign;
+	broker.wake = NULL; /* the node has not attached its workers yet */
+	assert_int_equal(mqtt_broker_post_foreign(&broker, 0, (void *)&broker), KZ_OK);
+	broker.wake = count_wake;
+	assert_int_equal(mqtt_broker_post_foreign(&broker, 0, (void *)&broker), KZ_OK);
+	assert_int_equal(wakes, 0); /* the inbox was not empty: no wake */
+	assert_int_equal(foreign_seen, 0);
+	mqtt_shard_tick(shard);
+	assert_int_equal(foreign_seen, 2);
+	broker.wake = NULL;
+	broker.on_foreign = NULL;
+}
+
 static void test_qos1_flow(void **st)
 {
 	struct fake *a = client("a", MQTT_V5, true, 0, NULL, NULL);
@@ -404,6 +440,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_no_local_and_sub_id, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_protocol_errors, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_shared_handover, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_inbox_posted_before_wake_is_drained_by_tick, setup, teardown),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
