@@ -245,5 +245,20 @@ def test_bad_requests():
     assert r.status_code == 405
 
 
-run_tests([test_snapshot_then_events, test_seam_no_gap_no_duplicate, test_labels_on_the_stream,
+def test_max_streams():
+    """entity.max_streams: one more stream than the cap gets a 503 naming the directive."""
+    hp = free_port()
+    small = Node("https.listen = 127.0.0.1:%d\nentity.max_streams = 1\n" % hp)
+    url = "https://localhost:%d/api/v1/stream/entities" % hp
+    tls = dict(verify=os.path.join(small.pki, "ca.pem"), cert=(os.path.join(small.pki, "admin.pem"),
+                                                               os.path.join(small.pki, "admin.key")))
+    first = requests.get(url, stream=True, timeout=10, **tls)
+    assert first.status_code == 200
+    second = requests.get(url, timeout=10, **tls)
+    assert second.status_code == 503 and "entity.max_streams" in second.json()["description"], second.text
+    first.close()
+    small.shutdown()
+
+
+run_tests([test_max_streams, test_snapshot_then_events, test_seam_no_gap_no_duplicate, test_labels_on_the_stream,
            test_resume_with_last_event_id, test_slow_client_memory_and_catch_up, test_bad_requests])
