@@ -3,6 +3,7 @@
 #include "trust/policy.h"
 #include "base/kz_array.h"
 #include "trust/access.h"
+#include "trust/policy_internal.h"
 
 #include "base/kz_err.h"
 #include "base/kz_topic.h"
@@ -295,7 +296,7 @@ static void pass1(void *ctx, int line, char **t, int nt)
 
 static const char *const kinds[] = { "user", "sensor", "service", "node" };
 
-static bool spiffe_ok(const char *id, char *kind, size_t kind_cap)
+bool kz_policy_spiffe_ok(const char *id, char *kind, size_t kind_cap)
 {
 	if (strncmp(id, "spiffe://", 9))
 		return false;
@@ -358,7 +359,7 @@ static void reg_line(void *ctx, int line, char **t, int nt)
 	struct kz_policy *p = R->L->p;
 	struct perr *e = &R->L->re;
 	char kind[16];
-	if (!spiffe_ok(t[0], kind, sizeof kind) || strlen(t[0]) >= sizeof ((struct kz_subject *)0)->id) {
+	if (!kz_policy_spiffe_ok(t[0], kind, sizeof kind) || strlen(t[0]) >= sizeof ((struct kz_subject *)0)->id) {
 		perr(e, line, "'%s' is not spiffe://TRUST-DOMAIN/ORG/KIND/NAME", t[0]);
 		return;
 	}
@@ -516,6 +517,104 @@ static bool compile_label(struct load *L, int line, const char *text, struct kz_
 
 static const char *const cond_names[] = { "", "id", "org", "nation", "kind", "role", "caveat" };
 
+/* Conditions from t[*i] up to the next "label" or "agent" word (or the end): true when all
+ * of them parse. */
+static bool parse_conds(struct load *L, int line, char **t, int nt, int *i, const char *word, struct kz_cond **out,
+			uint32_t *n_out)
+{
+	struct kz_policy *p = L->p;
+	struct perr *e = &L->pe;
+	bool bad = false;
+	if (*i >= nt || !strcmp(t[*i], "label") || !strcmp(t[*i], "agent")) {
+		perr(e, line, "%s needs at least one condition", word);
+		bad = true;
+	}
+	struct kz_cond *conds = calloc((size_t)nt, sizeof *conds);
+	uint32_t nc = 0;
+	for (; conds && *i < nt && strcmp(t[*i], "label") && strcmp(t[*i], "agent"); (*i)++) {
+		struct kz_cond *c = &conds[nc];
+		const char *w_ = t[*i];
+		if (!strncmp(w_, "clearance>=", 11)) {
+			c->what = KZ_COND_CLEARANCE;
+			c->level = level_of(p, w_ + 11);
+			if (c->level < 0) {
+				perr(e, line, "clearance>=%s: not a level of the policy", w_ + 11);
+				bad = true;
+			}
+			nc++;
+			continue;
+		}
+		const char *eq = strchr(w_, '=');
+		enum kz_cond_what w = 0;
+		if (eq)
+			for (int k = 1; k < (int)KZ_ARRAY_LEN(cond_names); k++)
+				if ((size_t)(eq - w_) == strlen(cond_names[k]) && !strncmp(w_, cond_names[k], (size_t)(eq - w_)))
+					w = (enum kz_cond_what)k;
+		if (!w || !eq[1]) {
+			perr(e, line, "condition '%s' is not id=, org=, nation=, kind=, role=, caveat= or clearance>=", w_);
+			bad = true;
+			continue;
+		}
+		c->what = w;
+		c->vals = split_list(eq + 1, &c->n);
+		nc++;
+		for (uint32_t k = 0; c->vals && k < c->n; k++) {
+			const char *v = c->vals[k];
+			bool ok;
+			if (w == KZ_COND_ID) {
+				char tmp[520];
+				snprintf(tmp, sizeof tmp, "%s", v);
+				size_t vl = strlen(tmp);
+				if (vl && tmp[vl - 1] == '*')
+					ok = !strncmp(tmp, "spiffe://", 9) && vl < 500;
+				else
+					ok = kz_policy_spiffe_ok(tmp, NULL, 0);
+			} else if (w == KZ_COND_KIND) {
+				ok = false;
+				for (size_t q = 0; q < KZ_ARRAY_LEN(kinds); q++)
+					ok |= !strcmp(v, kinds[q]);
+			} else {
+				ok = is_name(v);
+			}
+			if (!ok) {
+				perr(e, line, "%s: bad value '%s'", cond_names[w], v);
+				bad = true;
+			}
+		}
+	}
+	*out = conds;
+	*n_out = nc;
+	return !bad;
+}
+
+static void free_conds(struct kz_cond *c, uint32_t n)
+{
+	for (uint32_t k = 0; k < n; k++)
+		free_list(c[k].vals, c[k].n);
+	free(c);
+}
+
+/* A task rule's kinds: "*" or a comma list of task kinds ([A-Za-z0-9._:@~-], 1-64). */
+static bool kinds_ok(const char *s)
+{
+	if (!strcmp(s, "*"))
+		return true;
+	size_t run = 0;
+	for (const char *q = s;; q++) {
+		if (!*q || *q == ',') {
+			if (run == 0 || run > 64)
+				return false;
+			if (!*q)
+				return true;
+			run = 0;
+		} else if (isalnum((unsigned char)*q) || strchr("._:@~-", *q)) {
+			run++;
+		} else {
+			return false;
+		}
+	}
+}
+
 static void pass2(void *ctx, int line, char **t, int nt)
 {
 	struct load *L = ctx;
@@ -537,7 +636,7 @@ static void pass2(void *ctx, int line, char **t, int nt)
 	if (strcmp(t[0], "allow"))
 		return;
 	if (nt < 2) {
-		perr(e, line, "allow ACTIONS [FILTER] [where CONDITION ...] [label LABEL]");
+		perr(e, line, "allow ACTIONS [FILTER] [where CONDITION ...] [label LABEL], or allow task KINDS [where ...] [agent ...]");
 		return;
 	}
 	if (p->n_rules == KZ_POL_MAX_RULES) {
@@ -553,15 +652,29 @@ static void pass2(void *ctx, int line, char **t, int nt)
 		unsigned a = !strcmp(acts[i], "connect")     ? KZ_ACT_CONNECT
 			     : !strcmp(acts[i], "publish")   ? KZ_ACT_PUBLISH
 			     : !strcmp(acts[i], "subscribe") ? KZ_ACT_SUBSCRIBE
+			     : !strcmp(acts[i], "task")      ? KZ_ACT_TASK
 							     : 0;
 		if (!a) {
-			perr(e, line, "unknown action '%s' (connect, publish, subscribe)", acts[i]);
+			perr(e, line, "unknown action '%s' (connect, publish, subscribe, task)", acts[i]);
 			bad = true;
 		}
 		r.actions |= a;
 	}
 	free_list(acts, na);
 	int i = 2;
+	if ((r.actions & KZ_ACT_TASK) && r.actions != KZ_ACT_TASK) {
+		perr(e, line, "a task rule is a rule of its own: allow task KINDS [where ...] [agent ...]");
+		bad = true;
+	} else if (r.actions == KZ_ACT_TASK) {
+		if (i >= nt || !strcmp(t[i], "where") || !strcmp(t[i], "agent") || !kinds_ok(t[i])) {
+			perr(e, line, "task rules name the kinds they allow: * or KIND,KIND,... ([A-Za-z0-9._:@~-])");
+			bad = true;
+		} else {
+			r.filter = strdup(t[i]);
+			r.filter_len = (uint32_t)strlen(t[i]);
+		}
+		i++;
+	}
 	if (r.actions & (KZ_ACT_PUBLISH | KZ_ACT_SUBSCRIBE)) {
 		if (i >= nt || !strcmp(t[i], "where") || !strcmp(t[i], "label")) {
 			perr(e, line, "publish and subscribe rules need a topic filter");
@@ -578,63 +691,17 @@ static void pass2(void *ctx, int line, char **t, int nt)
 	}
 	if (i < nt && !strcmp(t[i], "where")) {
 		i++;
-		if (i >= nt || !strcmp(t[i], "label")) {
-			perr(e, line, "where needs at least one condition");
+		if (!parse_conds(L, line, t, nt, &i, "where", &r.conds, &r.n_conds))
+			bad = true;
+	}
+	if (i < nt && !strcmp(t[i], "agent")) {
+		i++;
+		if (!(r.actions & KZ_ACT_TASK)) {
+			perr(e, line, "agent conditions belong to task rules");
 			bad = true;
 		}
-		r.conds = calloc((size_t)nt, sizeof *r.conds);
-		for (; r.conds && i < nt && strcmp(t[i], "label"); i++) {
-			struct kz_cond *c = &r.conds[r.n_conds];
-			if (!strncmp(t[i], "clearance>=", 11)) {
-				c->what = KZ_COND_CLEARANCE;
-				c->level = level_of(p, t[i] + 11);
-				if (c->level < 0) {
-					perr(e, line, "clearance>=%s: not a level of the policy", t[i] + 11);
-					bad = true;
-				}
-				r.n_conds++;
-				continue;
-			}
-			char *eq = strchr(t[i], '=');
-			enum kz_cond_what w = 0;
-			if (eq)
-				for (int k = 1; k < (int)KZ_ARRAY_LEN(cond_names); k++)
-					if ((size_t)(eq - t[i]) == strlen(cond_names[k]) &&
-					    !strncmp(t[i], cond_names[k], (size_t)(eq - t[i])))
-						w = (enum kz_cond_what)k;
-			if (!w || !eq[1]) {
-				perr(e, line, "condition '%s' is not id=, org=, nation=, kind=, role=, caveat= or clearance>=",
-				     t[i]);
-				bad = true;
-				continue;
-			}
-			c->what = w;
-			c->vals = split_list(eq + 1, &c->n);
-			r.n_conds++;
-			for (uint32_t k = 0; c->vals && k < c->n; k++) {
-				const char *v = c->vals[k];
-				bool ok;
-				if (w == KZ_COND_ID) {
-					char tmp[520];
-					snprintf(tmp, sizeof tmp, "%s", v);
-					size_t vl = strlen(tmp);
-					if (vl && tmp[vl - 1] == '*')
-						ok = !strncmp(tmp, "spiffe://", 9) && vl < 500;
-					else
-						ok = spiffe_ok(tmp, NULL, 0);
-				} else if (w == KZ_COND_KIND) {
-					ok = false;
-					for (size_t q = 0; q < KZ_ARRAY_LEN(kinds); q++)
-						ok |= !strcmp(v, kinds[q]);
-				} else {
-					ok = is_name(v);
-				}
-				if (!ok) {
-					perr(e, line, "%s: bad value '%s'", cond_names[w], v);
-					bad = true;
-				}
-			}
-		}
+		if (!parse_conds(L, line, t, nt, &i, "agent", &r.agent_conds, &r.n_agent_conds))
+			bad = true;
 	}
 	if (i < nt && !strcmp(t[i], "label")) {
 		if (!(r.actions & KZ_ACT_PUBLISH)) {
@@ -651,7 +718,7 @@ static void pass2(void *ctx, int line, char **t, int nt)
 		i = nt;
 	}
 	if (i < nt) {
-		perr(e, line, "unexpected '%s' (expected where or label)", t[i]);
+		perr(e, line, "unexpected '%s' (expected where, agent or label)", t[i]);
 		bad = true;
 	}
 	if (!bad) {
@@ -665,9 +732,8 @@ static void pass2(void *ctx, int line, char **t, int nt)
 	}
 	free(r.filter);
 	free(r.label_text);
-	for (uint32_t k = 0; k < r.n_conds; k++)
-		free_list(r.conds[k].vals, r.conds[k].n);
-	free(r.conds);
+	free_conds(r.conds, r.n_conds);
+	free_conds(r.agent_conds, r.n_agent_conds);
 }
 
 void kz_policy_free(struct kz_policy *p)
@@ -680,9 +746,8 @@ void kz_policy_free(struct kz_policy *p)
 		struct kz_rule *r = &p->rules[i];
 		free(r->filter);
 		free(r->label_text);
-		for (uint32_t k = 0; k < r->n_conds; k++)
-			free_list(r->conds[k].vals, r->conds[k].n);
-		free(r->conds);
+		free_conds(r->conds, r->n_conds);
+		free_conds(r->agent_conds, r->n_agent_conds);
 	}
 	free(p->rules);
 	free(p->default_text);
@@ -799,162 +864,4 @@ int kz_policy_parse(const char *ptext, size_t pn, const char *policy_path, const
 	snprintf(p->version, sizeof p->version, "%s%s%s", L.version, L.version[0] ? "/" : "", hex);
 	*out = p;
 	return 0;
-}
-
-/* ---------- subjects and decisions ---------- */
-
-static bool in_list(char **v, uint32_t n, const char *s)
-{
-	if (!s)
-		return false;
-	for (uint32_t i = 0; i < n; i++)
-		if (!strcmp(v[i], s))
-			return true;
-	return false;
-}
-
-static bool cond_holds(const struct kz_cond *c, const struct kz_subject *s)
-{
-	const struct kz_identity *id = s->ident;
-	switch (c->what) {
-	case KZ_COND_ID:
-		for (uint32_t i = 0; i < c->n; i++) {
-			size_t n = strlen(c->vals[i]);
-			if (n && c->vals[i][n - 1] == '*' ? !strncmp(s->id, c->vals[i], n - 1) : !strcmp(s->id, c->vals[i]))
-				return true;
-		}
-		return false;
-	case KZ_COND_ORG:
-		return id && in_list(c->vals, c->n, id->org);
-	case KZ_COND_NATION:
-		return id && in_list(c->vals, c->n, id->nation);
-	case KZ_COND_KIND:
-		return in_list(c->vals, c->n, s->kind);
-	case KZ_COND_ROLE:
-		for (uint32_t i = 0; id && i < id->n_roles; i++)
-			if (in_list(c->vals, c->n, id->roles[i]))
-				return true;
-		return false;
-	case KZ_COND_CAVEAT:
-		for (uint32_t i = 0; id && i < id->n_caveats; i++)
-			if (in_list(c->vals, c->n, id->caveats[i]))
-				return true;
-		return false;
-	case KZ_COND_CLEARANCE:
-		return s->level >= c->level;
-	}
-	return false;
-}
-
-bool kz_spiffe_kind(const char *id, char *kind, size_t kind_cap)
-{
-	return id && spiffe_ok(id, kind, kind_cap);
-}
-
-void kz_subject_init(const struct kz_policy *p, const char *spiffe_id, struct kz_subject *s)
-{
-	memset(s, 0, sizeof *s);
-	snprintf(s->id, sizeof s->id, "%s", spiffe_id ? spiffe_id : "");
-	s->level = -1;
-	s->org_idx = s->nation_idx = s->id_idx = KZ_IDX_NONE;
-	if (!spiffe_ok(s->id, s->kind, sizeof s->kind))
-		s->kind[0] = 0;
-	kz_spiffe_org(s->id, s->org, sizeof s->org);
-	if (!p)
-		return; /* no policy: the identity only (kz_may_read's sharing rules) */
-	s->gen = p->gen;
-	uint32_t idx = s->id[0] ? kz_policy_id_index(p, s->id) : KZ_IDX_NOBODY;
-	if (idx != KZ_IDX_NOBODY) {
-		const struct kz_identity *id = &p->ids[idx];
-		s->ident = id;
-		s->id_idx = idx;
-		s->level = id->level;
-		s->org_idx = id->org_idx;
-		s->nation_idx = id->nation_idx;
-		for (uint32_t i = 0; i < p->n_cats; i++) {
-			const struct kz_category *c = &p->cats[i];
-			for (uint32_t v = 0; v < c->n_values; v++) {
-				bool has = c->attr == KZ_ATTR_ORG	  ? id->org && !strcmp(id->org, c->values[v])
-					   : c->attr == KZ_ATTR_NATION	  ? id->nation && !strcmp(id->nation, c->values[v])
-					   : c->attr == KZ_ATTR_CAVEATS ? in_list(id->caveats, id->n_caveats, c->values[v])
-					   : c->attr == KZ_ATTR_ROLES	  ? in_list(id->roles, id->n_roles, c->values[v])
-									  : false;
-				if (has)
-					s->cat[i] |= 1ull << v;
-			}
-		}
-	}
-	for (uint32_t r = 0; r < p->n_rules; r++) {
-		bool all = true;
-		for (uint32_t k = 0; all && k < p->rules[r].n_conds; k++)
-			all = cond_holds(&p->rules[r].conds[k], s);
-		if (all)
-			s->rules_mask[r / 64] |= 1ull << (r % 64);
-	}
-}
-
-static inline bool rule_for(const struct kz_subject *s, uint32_t r)
-{
-	return (s->rules_mask[r / 64] >> (r % 64)) & 1;
-}
-
-bool kz_policy_connect(const struct kz_policy *p, const struct kz_subject *s, const char **why)
-{
-	for (uint32_t r = 0; r < p->n_rules; r++)
-		if ((p->rules[r].actions & KZ_ACT_CONNECT) && rule_for(s, r))
-			return true;
-	*why = "no rule allows this subject to connect";
-	return false;
-}
-
-bool kz_policy_subscribe(const struct kz_policy *p, const struct kz_subject *s, const char *filter, size_t n,
-			 const char **why)
-{
-	for (uint32_t r = 0; r < p->n_rules; r++) {
-		const struct kz_rule *ru = &p->rules[r];
-		if ((ru->actions & KZ_ACT_SUBSCRIBE) && rule_for(s, r) &&
-		    kz_filter_covers(ru->filter, ru->filter_len, filter, n))
-			return true;
-	}
-	*why = "no rule allows this subject to subscribe to this filter";
-	return false;
-}
-
-
-bool kz_policy_publish(const struct kz_policy *p, const struct kz_subject *s, const char *topic, size_t n,
-		       const struct kz_label **dflt, const char **dflt_text, const char **why)
-{
-	bool allowed = false;
-	for (uint32_t r = 0; r < p->n_rules; r++) {
-		const struct kz_rule *ru = &p->rules[r];
-		if (!(ru->actions & KZ_ACT_PUBLISH) || !rule_for(s, r) ||
-		    !kz_topic_match((const uint8_t *)ru->filter, ru->filter_len, (const uint8_t *)topic, n))
-			continue;
-		if (ru->has_label) {
-			*dflt = &ru->label;
-			*dflt_text = ru->label_text;
-			return true;
-		}
-		allowed = true;
-	}
-	if (!allowed) {
-		*why = "no rule allows this subject to publish to this topic";
-		return false;
-	}
-	*dflt = &p->default_label;
-	*dflt_text = p->default_text;
-	return true;
-}
-
-bool kz_policy_may_label(const struct kz_policy *p, const struct kz_subject *s, const struct kz_label *l,
-			 const char **why)
-{
-	struct kz_label tmp = *l;
-	tmp.naud = 0;
-	if (!kz_dominates(p, s, &tmp, why)) {
-		*why = s->level < (int)l->level ? "label above the publisher's clearance"
-		       : "label outside the publisher's own categories or releasability";
-		return false;
-	}
-	return true;
 }

@@ -38,7 +38,7 @@ enum kz_aud_kind { KZ_AUD_ORG = 1, KZ_AUD_NATION, KZ_AUD_ID };
 #define KZ_IDX_NONE (UINT32_MAX - 1u)  /* a subject without this attribute */
 
 /* Actions of policy rules. */
-enum { KZ_ACT_CONNECT = 1, KZ_ACT_PUBLISH = 2, KZ_ACT_SUBSCRIBE = 4 };
+enum { KZ_ACT_CONNECT = 1, KZ_ACT_PUBLISH = 2, KZ_ACT_SUBSCRIBE = 4, KZ_ACT_TASK = 8 };
 
 struct kz_label {
 	uint64_t cat[KZ_POL_MAX_CATS]; /* bit v: the label carries value v of category i */
@@ -83,10 +83,12 @@ struct kz_cond {
 
 struct kz_rule {
 	unsigned actions;    /* KZ_ACT_* */
-	char *filter;        /* owns; NULL for connect-only rules */
+	char *filter;        /* owns; NULL for connect-only rules; a task rule's kinds ("*" or a list) */
 	uint32_t filter_len;
 	struct kz_cond *conds; /* owns */
 	uint32_t n_conds;
+	struct kz_cond *agent_conds; /* owns; a task rule's conditions on the agent tasked */
+	uint32_t n_agent_conds;
 	bool has_label;
 	struct kz_label label; /* default label of publishes it allows */
 	char *label_text;    /* owns; canonical */
@@ -169,6 +171,16 @@ bool kz_policy_publish(const struct kz_policy *p, const struct kz_subject *s, co
  * publisher may address TLP RED to others). */
 bool kz_policy_may_label(const struct kz_policy *p, const struct kz_subject *s, const struct kz_label *l,
 			 const char **why);
+
+/* May the tasker give agent a task of this kind (docs/TASKS.md "Policy")? A task rule whose
+ * kinds include kind, whose where-conditions hold for the tasker and whose agent-conditions
+ * hold for the agent. */
+bool kz_policy_task(const struct kz_policy *p, const struct kz_subject *tasker, const struct kz_subject *agent,
+		    const char *kind, const char **why);
+/* kz/agent/<SPIFFE ID without spiffe://>/... is that agent's own: a filter that names another
+ * identity's there (without a wildcard in the identity) is refused whatever the rules say.
+ * True when the filter is not such a filter. */
+bool kz_policy_inbox_ok(const struct kz_subject *s, const char *filter, size_t n, const char **why);
 
 /* Does the subject dominate the label (every delivery, every query result)? */
 static inline bool kz_dominates(const struct kz_policy *p, const struct kz_subject *s, const struct kz_label *l,

@@ -285,6 +285,62 @@ static void test_decisions(void **st)
 	kz_policy_free(p);
 }
 
+/* Task rules (docs/TASKS.md "Policy"): the kinds, the tasker's where-conditions and the
+ * agent's conditions must all hold; an agent's inbox is its own. */
+static void test_task_rules(void **st)
+{
+	(void)st;
+	const char *pol = "policy t\nlevels u s\ndefault-label class=u\n"
+			  "allow connect where kind=user,sensor\n"
+			  "allow task observe,goto where role=operator agent org=mod kind=sensor\n"
+			  "allow task * where id=spiffe://kizuna.local/mod/user/boss\n"
+			  "allow subscribe kz/agent/# where role=operator\n";
+	const char *reg = "spiffe://kizuna.local/mod/user/op org=mod clearance=s roles=operator\n"
+			  "spiffe://kizuna.local/meti/user/op2 org=meti clearance=s roles=operator\n"
+			  "spiffe://kizuna.local/mod/sensor/drone org=mod clearance=s\n"
+			  "spiffe://kizuna.local/meti/sensor/drone2 org=meti clearance=s\n";
+	struct kz_policy *p;
+	int ne = load_text(pol, reg, &p);
+	if (ne)
+		fprintf(stderr, "%s", errs);
+	assert_int_equal(ne, 0);
+	struct kz_subject op, op2, drone, drone2, boss;
+	const char *why;
+	kz_subject_init(p, "spiffe://kizuna.local/mod/user/op", &op);
+	kz_subject_init(p, "spiffe://kizuna.local/meti/user/op2", &op2);
+	kz_subject_init(p, "spiffe://kizuna.local/mod/sensor/drone", &drone);
+	kz_subject_init(p, "spiffe://kizuna.local/meti/sensor/drone2", &drone2);
+	kz_subject_init(p, "spiffe://kizuna.local/mod/user/boss", &boss);
+	assert_true(kz_policy_task(p, &op, &drone, "observe", &why));
+	assert_true(kz_policy_task(p, &op2, &drone, "goto", &why)); /* the tasker's org is not a condition */
+	assert_false(kz_policy_task(p, &op, &drone, "strike", &why));
+	assert_non_null(strstr(why, "kind"));
+	assert_false(kz_policy_task(p, &op, &drone2, "observe", &why)); /* agent not of org mod */
+	assert_non_null(strstr(why, "agent"));
+	assert_false(kz_policy_task(p, &drone, &drone, "observe", &why)); /* not an operator */
+	assert_true(kz_policy_task(p, &boss, &drone2, "strike", &why));
+	/* The inbox: one's own, or a watcher's wildcard filter (the rules decide). */
+	assert_true(kz_policy_subscribe(p, &op, "kz/agent/kizuna.local/mod/user/op/tasks", 39, &why));
+	assert_false(kz_policy_subscribe(p, &op, "kz/agent/kizuna.local/mod/sensor/drone/tasks", 44, &why));
+	assert_non_null(strstr(why, "inbox"));
+	assert_false(kz_policy_subscribe(p, &op, "kz/agent/kizuna.local/mod/sensor/drone/#", 40, &why));
+	assert_true(kz_policy_subscribe(p, &op, "kz/agent/#", 10, &why));
+	assert_true(kz_policy_subscribe(p, &op, "kz/agent/+/mod/+/+/tasks", 24, &why));
+	assert_true(kz_policy_inbox_ok(&drone, "kz/agent/kizuna.local/mod/sensor/drone/tasks", 44, &why));
+	assert_true(kz_policy_inbox_ok(&drone, "sensors/#", 9, &why));
+	kz_policy_free(p);
+	/* Grammar. */
+	assert_int_not_equal(load_text("policy t\nlevels u\ndefault-label class=u\nallow task where role=x\n", "", &p), 0);
+	assert_non_null(strstr(errs, "kinds"));
+	assert_int_not_equal(load_text("policy t\nlevels u\ndefault-label class=u\nallow task,publish x/# where role=x\n", "", &p), 0);
+	assert_non_null(strstr(errs, "rule of its own"));
+	assert_int_not_equal(load_text("policy t\nlevels u\ndefault-label class=u\nallow publish x/# agent org=x\n", "", &p), 0);
+	assert_non_null(strstr(errs, "task rules"));
+	assert_int_not_equal(load_text("policy t\nlevels u\ndefault-label class=u\nallow task goto agent\n", "", &p), 0);
+	assert_non_null(strstr(errs, "at least one condition"));
+	assert_int_not_equal(load_text("policy t\nlevels u\ndefault-label class=u\nallow task go/to\n", "", &p), 0);
+}
+
 static void test_filter_covers(void **st)
 {
 	(void)st;
@@ -545,7 +601,7 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_fixture_loads),	 cmocka_unit_test(test_label_canonical),
 		cmocka_unit_test(test_policy_errors),	 cmocka_unit_test(test_decisions),
-		cmocka_unit_test(test_filter_covers),	 cmocka_unit_test(test_property),
+		cmocka_unit_test(test_filter_covers), cmocka_unit_test(test_task_rules),	 cmocka_unit_test(test_property),
 	};
 	return cmocka_run_group_tests(tests, setup, teardown);
 }
