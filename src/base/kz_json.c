@@ -8,6 +8,8 @@
  * end of the input), so n + 1 bytes always suffice. */
 #include "base/kz_json.h"
 #include "base/kz_array.h"
+#include "base/kz_buf.h"
+#include "base/kz_err.h"
 
 #include <errno.h>
 #include <stdarg.h>
@@ -466,4 +468,26 @@ bool kz_json_num(const struct kz_json *v, double *out)
 		return false;
 	*out = strtod(v->s, NULL);
 	return true;
+}
+
+int kz_json_put_str(struct kz_buf *b, const char *s)
+{
+	if (kz_buf_append(b, "\"", 1))
+		return KZ_ENOMEM;
+	const char *run = s; /* bytes that need no escape, appended in one step */
+	for (const char *p = s;; p++) {
+		unsigned char ch = (unsigned char)*p;
+		if (ch && ch != '"' && ch != '\\' && ch >= 0x20 && ch != 0x7f)
+			continue;
+		if (p > run && kz_buf_append(b, run, (size_t)(p - run)))
+			return KZ_ENOMEM;
+		if (!ch)
+			break;
+		char esc[8];
+		int n = ch == '"' || ch == '\\' ? snprintf(esc, sizeof esc, "\\%c", ch) : snprintf(esc, sizeof esc, "\\u%04x", ch);
+		if (kz_buf_append(b, esc, (size_t)n))
+			return KZ_ENOMEM;
+		run = p + 1;
+	}
+	return kz_buf_append(b, "\"", 1) ? KZ_ENOMEM : KZ_OK;
 }

@@ -83,4 +83,10 @@ static inline const char *kz_json_get_str(const struct kz_json *o, const char *k
 bool kz_json_int(const struct kz_json *v, long long *out);
 /* Any number, as a double. */
 bool kz_json_num(const struct kz_json *v, double *out);
+/* ---------- writing ---------- */
+struct kz_buf;
+/* Appends s (UTF-8 already) as a JSON string: quotes, backslashes and control characters
+ * escaped. KZ_ENOMEM, or 0. */
+int kz_json_put_str(struct kz_buf *b, const char *s);
+
 #endif

@@ -22,4 +22,6 @@ int cli_enroll_main(int argc, char **argv);
 int cli_stix_main(int argc, char **argv);
 int cli_bench_taxii_main(int argc, char **argv);
 int cli_taxii_main(int argc, char **argv);
+int cli_task_main(int argc, char **argv);
+int cli_agent_main(int argc, char **argv);
 #endif

@@ -220,6 +220,42 @@ static const struct command commands[] = {
 	  "      --type T,...  --created-by ID,...  --marking ID,...  --all-versions  --url URL\n"
 	  "      -d DIR  --cafile/--cert/--key  as for stix export\n"
 	  "Exit 0 on success, 3 when the receiving side refused some objects, 1 on an error.\n" },
+	{ "task", cli_task_main, "create, list, show, cancel or watch tasks (docs/TASKS.md)",
+	  "usage: kizuna task create --assignee SPIFFE-ID --kind KIND [--params JSON] [--entity ID]...\n"
+	  "                          [--precedence FLASH|IMMEDIATE|PRIORITY|ROUTINE]\n"
+	  "                          [--deadline TIME|+SECONDS] [--id ID] [--label LABEL] [options]\n"
+	  "       kizuna task list [--state S,...] [--open] [--assignee SPIFFE-ID] [--json] [options]\n"
+	  "       kizuna task show ID [options]\n"
+	  "       kizuna task cancel ID [--reason TEXT] [options]\n"
+	  "       kizuna task watch ID [--interval-ms N] [--timeout S] [--json] [options]\n\n"
+	  "A tasker's side of tasks, over the node's HTTPS API (/api/v1/tasks) with the identity of\n"
+	  "--data DIR/pki (admin.pem, admin.key) or --cert/--key.\n"
+	  "  create   creates a task for an agent (which must have registered KIND) and prints it;\n"
+	  "           --label is its kz-label (default: the policy's)\n"
+	  "  list     the tasks this identity may see, oldest first, one line each (--json: as sent)\n"
+	  "  show     one task as JSON, with its history\n"
+	  "  cancel   CREATED or SENT: cancelled at once; later: CANCEL_REQUESTED, for the agent to\n"
+	  "           confirm\n"
+	  "  watch    prints each new state of the task until it ends\n\n"
+	  "      --url URL        the node's HTTPS address (default https://localhost:8443)\n"
+	  "  -d, --data DIR       TLS files from DIR/pki (default ./var)\n"
+	  "      --cafile F, --cert F, --key F   explicit TLS files\n"
+	  "Exit 0 on success (watch: the task ended DONE_OK), 3 when watch saw another end, 4 when\n"
+	  "watch's --timeout passed, 1 when the node refused (its reason is printed), 2 on a usage error.\n" },
+	{ "agent", cli_agent_main, "a demonstration agent that carries out tasks (docs/TASKS.md)",
+	  "usage: kizuna agent [--kinds KIND,...] [--entity ID] [--position LAT,LON] [--steps N]\n"
+	  "                    [--step-ms MS] [-h HOST] [-p PORT] [options]\n\n"
+	  "Connects over MQTT 5 with its certificate (its SPIFFE ID is the agent's identity),\n"
+	  "registers KINDS (default observe,goto) on kz/agent/<identity>/kinds, subscribes to its\n"
+	  "inbox kz/agent/<identity>/tasks with kz-snapshot, publishes its position as the entity ID\n"
+	  "(default: the identity's last path segment) and walks each task through RECEIVED,\n"
+	  "ACKNOWLEDGED, WILCO, EXECUTING and DONE_OK (a kind it does not do: REJECTED; a cancel\n"
+	  "request: CANCELLED). goto {\"lat\", \"lon\"} moves it there in --steps steps (default 4)\n"
+	  "of --step-ms (default 500), publishing each position; observe waits one step.\n"
+	  "Prints \"task ID: STATE\" for each move. Reconnects when the connection is lost; stops on\n"
+	  "SIGINT or SIGTERM.\n\n"
+	  CLI_COMMON_HELP
+	  "Exit 0 when stopped, 1 when refused (connection or inbox), 2 on a usage error.\n" },
 	{ "enroll", cli_enroll_main, "get a certificate from a node with an enrolment token",
 	  "usage: kizuna enroll --token TOKEN --cafile FILE --out DIR [--host HOST] [--port PORT]\n\n"
 	  "Generates an ECDSA P-256 key here, connects to the node's MQTT TLS listener (default\n"

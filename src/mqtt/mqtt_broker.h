@@ -431,6 +431,13 @@ struct mqtt_broker {
 	 * shard's thread (through mqtt_session_deliver: the decision point applies). NULL: none. */
 	void (*sub_snapshot)(void *ctx, struct mqtt_sub *sub);
 	void *sub_snapshot_ctx;
+	/* A service that acts on PUBLISHes to its topics (tasks, docs/TASKS.md "MQTT"), after the
+	 * decision point allowed them and before they are stored: NULL to go on, else why the
+	 * PUBLISH is refused, with *rc its reason code. identity: the publisher's; label: the
+	 * record's canonical label (NULL without policy). Any shard's thread. NULL: none. */
+	const char *(*service_publish)(void *ctx, const char *identity, const uint8_t *topic, size_t topic_len,
+				       const uint8_t *p, size_t n, const char *label, uint8_t *rc);
+	void *service_ctx;
 };
 
 /* Broker: created before the workers start, freed after they stop. */

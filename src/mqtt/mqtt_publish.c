@@ -356,6 +356,17 @@ void mqtt_handle_publish(struct mqtt_client *c, const struct mqtt_packet *pkt)
 		ml.canon = canon;
 		ml.lab = &lab;
 	}
+	if (b->service_publish) {
+		uint8_t src = MQTT_RC_IMPL_SPECIFIC;
+		if (pol && ml.len < sizeof canon)
+			canon[ml.len] = 0;
+		why = b->service_publish(b->service_ctx, c->peer_id, topic.p, topic.len, pkt->payload.p,
+					 pkt->payload.len, pol ? canon : NULL, &src);
+		if (why) {
+			publish_refuse(c, pkt, src, why);
+			return;
+		}
+	}
 	struct mqtt_msg *m = msg_from_publish(c, pkt, topic, &ml);
 	if (!m) {
 		publish_refuse(c, pkt, MQTT_RC_UNSPECIFIED, "out of memory");

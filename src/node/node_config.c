@@ -76,6 +76,13 @@ static const struct directive directives[] = {
 	  "TAXII status resources kept in memory (the oldest are dropped)." },
 	{ "taxii.max_status_bytes", T_U32, C(taxii_max_status_bytes), 0, 65536, 4294967295u, "67108864",
 	  "Memory the kept TAXII statuses may use (about 90 bytes per object posted); the oldest are dropped beyond it." },
+	{ "task.max_tasks", T_U32, C(task_max_tasks), 0, 1, 100000000, "100000",
+	  "Tasks the node holds in memory, open and recently ended (docs/TASKS.md); a creation beyond: 503 (MQTT 0x97)." },
+	{ "task.max_agents", T_U32, C(task_max_agents), 0, 1, 10000000, "10000", "Agents with registered task kinds at most." },
+	{ "task.max_kinds", T_U32, C(task_max_kinds), 0, 1, 1024, "64", "Task kinds one agent registers at most." },
+	{ "task.ended_keep_ms", T_U32, C(task_ended_keep_ms), 0, 0, 4000000000u, "86400000",
+	  "An ended task (DONE_*, REJECTED, CANCELLED, EXPIRED) is dropped from memory this long after its last move; its records stay in the log." },
+	{ "task.max_page", T_U32, C(task_max_page), 0, 1, 100000, "1000", "Tasks in one answer of GET /api/v1/tasks at most." },
 	{ "limits.identity", T_IDLIMIT, 0, 0, 0, 0, "default connections=256 publish_rate=100000 publish_bytes=256M https_rate=2000",
 	  "Per-identity limits, repeatable: WHO [connections=N] [publish_rate=N] [publish_bytes=SIZE] [https_rate=N]. WHO is default, an identity kind (user, sensor, service, node) or role=NAME (a registry role); an identity gets the first role line it has a role for, else its kind's, else the default; unnamed limits keep the built-in default; 0 = no limit. Over connections: CONNACK 0x9F (3.1.1: 3); over publish_rate or publish_bytes (per second, token buckets holding one second's worth): DISCONNECT 0x96; over https_rate: HTTP 429 with Retry-After. Refusals are counted per identity in /metrics and audited as one summary per identity and 10 s." },
 	{ "limits.identity_max", T_U32, C(id_limits_max), 0, 16, 16777216, "65536",
@@ -603,15 +610,16 @@ int node_dev_policy_create(const struct node_config *cfg, char *why, size_t why_
 	snprintf(text, sizeof text,
 		 "# The development policy, made with the development PKI by `kizuna serve` (docs/POLICY.md).\n"
 		 "# Deny by default: only identities of organisation %s listed in dev.identities (beside\n"
-		 "# this file) may connect, publish and subscribe anywhere and use TAXII; /metrics and\n"
-		 "# $SYS need the role monitor.\n"
+		 "# this file) may connect, publish and subscribe anywhere, use TAXII and task any agent\n"
+		 "# of the organisation; /metrics and $SYS need the role monitor.\n"
 		 "# Add an identity to dev.identities, then `kizuna policy reload --data DIR`.\n"
 		 "policy dev\nversion dev-1\nlevels unclassified restricted confidential secret top-secret\n"
 		 "default-label class=unclassified\n"
 		 "allow connect where org=%s\n"
 		 "allow publish,subscribe # where org=%s\n"
 		 "allow publish,subscribe " KZ_TOPIC_TAXII "/# where org=%s\n"
-		 "allow subscribe $SYS/# where org=%s role=monitor\n", o, o, o, o, o);
+		 "allow subscribe $SYS/# where org=%s role=monitor\n"
+		 "allow task * where org=%s agent org=%s\n", o, o, o, o, o, o, o);
 	if (write_new(p, text, why, why_len))
 		return -1;
 	snprintf(text, sizeof text,

@@ -20,6 +20,7 @@ struct node_config {
 	uint32_t entity_max_entities, entity_default_stale_ms, entity_default_expiry_ms, entity_removed_keep_ms,
 		 entity_max_interned, entity_max_page, entity_default_page, entity_stream_ring, entity_max_streams,
 		 entity_stream_heartbeat_ms, entity_stream_interval_ms;
+	uint32_t task_max_tasks, task_max_agents, task_max_kinds, task_ended_keep_ms, task_max_page;
 	uint32_t taxii_max_status_bytes;
 	char tls_ca[1100], tls_cert[1100], tls_key[1100]; /* empty = DIR/pki/... */
 	char tls_groups[256];

@@ -16,6 +16,7 @@
 #include "cluster/cluster.h"
 #include "node/node_entities.h"
 #include "services/entity/entity_service.h"
+#include "services/task/task_service.h"
 #include "services/taxii/taxii.h"
 #include "base/kz_file.h"
 #include "trust/audit.h"
@@ -405,6 +406,7 @@ struct node {
 	struct kz_http *http;
 	struct taxii *taxii;
 	struct entity_service *entities;
+	struct task_service *tasks;
 	struct node_http nh;
 	struct node_enroll enroll;
 	struct node_mqtt nm;
@@ -635,7 +637,11 @@ static int node_open(struct node *n)
 		kz_info("entities: %llu live, %llu stale from the log", (unsigned long long)es.table.live,
 			(unsigned long long)es.table.stale);
 		atomic_store(&node_entities, n->entities);
-		node_entities_attach(b, n->entities); /* kz-snapshot subscriptions */
+		if (node_tasks_open(b, cfg, &n->tasks, why, sizeof why)) {
+			kz_error("tasks: %s", why);
+			return 1;
+		}
+		node_entities_attach(b, n->entities, n->tasks); /* kz-snapshot subscriptions, task topics */
 	}
 	node_follow_set(b, n->taxii, NULL);
 	if (cfg->cluster_nats[0]) {
@@ -721,7 +727,8 @@ static int node_open(struct node *n)
 		nh->idl = &n->idl;
 		nh->cluster = n->cluster;
 		nh->entities = n->entities;
-		if (node_http_routes(nh) || taxii_routes(n->taxii, n->http) || entity_service_routes(n->entities, n->http)) {
+		if (node_http_routes(nh) || taxii_routes(n->taxii, n->http) || entity_service_routes(n->entities, n->http) ||
+		    task_service_routes(n->tasks, n->http)) {
 			kz_error("HTTPS: too many routes");
 			return 1;
 		}
@@ -818,9 +825,11 @@ static void node_after_join(void *arg)
 	n->auditshare = NULL;
 	kz_cluster_stop(n->cluster); /* the threads; the records it handed to the store are written next */
 	atomic_store(&node_entities, NULL);
-	node_entities_attach(b, NULL);
+	node_entities_attach(b, NULL, NULL);
 	entity_service_close(n->entities); /* it reads the store */
 	n->entities = NULL;
+	task_service_close(n->tasks); /* it writes to the store */
+	n->tasks = NULL;
 	b->final_durable = kz_store_close(b->store);
 	b->store = NULL;
 	node_mqtt_drain(&n->nm);
@@ -841,6 +850,8 @@ static void node_close(struct node *n)
 	atomic_store(&node_entities, NULL);
 	entity_service_close(n->entities); /* opened, never served (NULL once closed) */
 	n->entities = NULL;
+	task_service_close(n->tasks);
+	n->tasks = NULL;
 	if (n->broker_init && b->store) { /* opened, never served */
 		kz_store_close(b->store);
 		b->store = NULL;

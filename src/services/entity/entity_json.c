@@ -3,34 +3,13 @@
 #include "services/entity/entity.h"
 #include "base/kz_buf.h"
 #include "base/kz_err.h"
+#include "base/kz_json.h"
 #include "base/kz_time.h"
 
 #include <stdio.h>
 #include <string.h>
 
-/* s as a JSON string (its bytes are UTF-8 already: they came through kz_json or the
- * record's envelope; quotes, backslashes and control characters are escaped). */
-static int str(struct kz_buf *b, const char *s)
-{
-	if (kz_buf_append(b, "\"", 1))
-		return KZ_ENOMEM;
-	const char *run = s; /* bytes that need no escape, appended in one step */
-	for (const char *p = s;; p++) {
-		unsigned char ch = (unsigned char)*p;
-		if (ch && ch != '"' && ch != '\\' && ch >= 0x20 && ch != 0x7f)
-			continue;
-		if (p > run && kz_buf_append(b, run, (size_t)(p - run)))
-			return KZ_ENOMEM;
-		if (!ch)
-			break;
-		char esc[8];
-		int n = ch == '"' || ch == '\\' ? snprintf(esc, sizeof esc, "\\%c", ch) : snprintf(esc, sizeof esc, "\\u%04x", ch);
-		if (kz_buf_append(b, esc, (size_t)n))
-			return KZ_ENOMEM;
-		run = p + 1;
-	}
-	return kz_buf_append(b, "\"", 1) ? KZ_ENOMEM : KZ_OK;
-}
+static int str(struct kz_buf *b, const char *s) { return kz_json_put_str(b, s); }
 
 static int member(struct kz_buf *b, const char *key, const char *s)
 {
