@@ -1,7 +1,11 @@
-/* fuzz_task.c — the task decoders (task_request_decode, task_move_decode): a refusal says
- * why; what decodes holds its caps; a decoded move asks the transition table of every state
- * and party without harm, and a final state lets nothing out. */
+/* fuzz_task.c — the task decoders (task_request_decode, task_move_decode, and
+ * task_from_json, which reads task records back at start): a refusal says why; what decodes
+ * holds its caps; a task read from a record is written and read again to the same task; a
+ * decoded move asks the transition table of every state and party without harm, and a
+ * final state lets nothing out. */
 #include "services/task/task.h"
+#include "services/task/task_service_internal.h"
+#include "base/kz_buf.h"
 #include "base/kz_json.h"
 
 #include <assert.h>
@@ -17,6 +21,18 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	else
 		assert(t.assignee && t.kind && t.n_entities <= TASK_MAX_ENTITIES && t.params_len <= TASK_PARAMS_MAX &&
 		       t.precedence >= TASK_FLASH && t.precedence <= TASK_ROUTINE);
+	struct task rec, again;
+	if (!task_from_json(&doc, p, size, &rec)) {
+		struct kz_buf b;
+		kz_buf_init(&b, 0);
+		assert(task_to_json(&rec, &b) == 0);
+		assert(!task_from_json(&doc, (const char *)kz_buf_head(&b), b.len, &again));
+		assert(!strcmp(rec.id, again.id) && rec.version == again.version && rec.state == again.state &&
+		       !strcmp(rec.assignee, again.assignee) && rec.n_hist == again.n_hist);
+		task_free_fields(&again);
+		task_free_fields(&rec);
+		kz_buf_cleanup(&b);
+	}
 	struct task_move m;
 	why = NULL;
 	if (task_move_decode(&doc, p, size, &m, &why)) {

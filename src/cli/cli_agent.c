@@ -149,8 +149,10 @@ static void on_job_step(uv_timer_t *t)
 {
 	struct job *j = t->data;
 	struct agent *a = j->a;
-	if (!a->m.is_connected || a->m.is_closed)
-		return; /* after the reconnect the snapshot brings EXECUTING again */
+	if (!a->m.is_connected || a->m.is_closed) {
+		job_end(j); /* after the reconnect the snapshot brings EXECUTING again: it starts over */
+		return;
+	}
 	char extra[1400];
 	if (j->is_goto) {
 		j->step++;
@@ -160,6 +162,7 @@ static void on_job_step(uv_timer_t *t)
 		publish_position(a);
 		if (j->step < a->steps) {
 			uv_timer_start(&j->timer, on_job_step, a->step_ms, 0);
+			cli_mqtt_flush(&a->m);
 			return;
 		}
 		snprintf(extra, sizeof extra, "\"result\":{\"position\":{\"lat\":%.7f,\"lon\":%.7f}}", a->lat, a->lon);
@@ -169,6 +172,7 @@ static void on_job_step(uv_timer_t *t)
 	}
 	move(a, j->id, "DONE_OK", j->version, extra);
 	job_end(j);
+	cli_mqtt_flush(&a->m);
 }
 
 static bool kind_ok(const struct agent *a, const char *kind)
@@ -391,6 +395,7 @@ static void on_ping(uv_timer_t *t)
 	if (a->m.is_connected && !a->m.is_closed) {
 		struct mqtt_packet ping = { .type = MQTT_PINGREQ };
 		cli_mqtt_send(&a->m, &ping);
+		cli_mqtt_flush(&a->m);
 	}
 }
 

@@ -84,6 +84,12 @@ void cli_mqtt_send(struct cli_mqtt *m, const struct mqtt_packet *pkt)
 		net_conn_want_flush(m->conn);
 }
 
+void cli_mqtt_flush(struct cli_mqtt *m)
+{
+	if (m->conn && !m->is_closed)
+		net_conn_flush(m->conn);
+}
+
 uint16_t cli_mqtt_pid(struct cli_mqtt *m)
 {
 	if (++m->next_pid == 0)

@@ -67,6 +67,9 @@ struct cli_mqtt {
 /* Connects and sends CONNECT; on_packet gets the CONNACK. */
 int cli_mqtt_connect(struct cli_mqtt *m, struct net_loop *nl, SSL_CTX *ctx, struct cli_opts *o);
 void cli_mqtt_send(struct cli_mqtt *m, const struct mqtt_packet *pkt);
+/* Writes what cli_mqtt_send queued now. Sends from a timer callback need it: the loop's
+ * end-of-iteration flush runs only after its next poll, which waits for I/O. */
+void cli_mqtt_flush(struct cli_mqtt *m);
 uint16_t cli_mqtt_pid(struct cli_mqtt *m);
 void cli_mqtt_disconnect(struct cli_mqtt *m);
 SSL_CTX *cli_tls_ctx(const struct cli_opts *o);

@@ -129,6 +129,7 @@ static void on_ping(uv_timer_t *t)
 	if (ps->m.is_connected && !ps->m.is_closed) {
 		struct mqtt_packet ping = { .type = MQTT_PINGREQ };
 		cli_mqtt_send(&ps->m, &ping);
+		cli_mqtt_flush(&ps->m);
 	}
 }
 

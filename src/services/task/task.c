@@ -102,6 +102,8 @@ const char *task_transition_why(enum task_state from, enum task_state to, enum t
 			       ? (party == TASK_BY_AGENT ? "the tasker cancels a task; its agent confirms a requested cancel"
 							 : "a cancel the agent was asked for is the agent's to confirm")
 			       : "only the task's agent moves it through its work; the node sends it";
+	if (to == TASK_CANCELLED && party == TASK_BY_TASKER)
+		return "the agent has the task: ask it with CANCEL_REQUESTED, and it confirms";
 	return "not a transition of a task (docs/TASKS.md)";
 }
 
