@@ -2,6 +2,7 @@
  * load balancers and browsers) and /metrics (Prometheus text exposition format 0.0.4). */
 #include "node/node_http.h"
 #include "services/entity/entity_service.h"
+#include "services/task/task_service.h"
 #include "cluster/cluster.h"
 #include "base/kz_buf.h"
 #include "http/http.h"
@@ -306,6 +307,17 @@ static void metrics(void *arg, struct kz_http_req *r)
 		metric(&b, "kizuna_entity_records_invalid_total", "counter",
 		       "Records on kz/entity/ that are not an entity update (skipped).", es.invalid);
 		metric(&b, "kizuna_entity_bytes", "gauge", "Memory the entity table holds (its own count).", es.table.bytes);
+	}
+	if (nh->tasks) {
+		struct task_service_stats ts;
+		task_service_stats(nh->tasks, &ts);
+		metric(&b, "kizuna_tasks", "gauge", "Tasks held (open and recently ended, docs/TASKS.md).", ts.tasks);
+		metric(&b, "kizuna_tasks_open", "gauge", "Tasks not in a final state.", ts.open);
+		metric(&b, "kizuna_task_agents", "gauge", "Agents with registered kinds.", ts.agents);
+		metric(&b, "kizuna_tasks_created_total", "counter", "Tasks created.", ts.created);
+		metric(&b, "kizuna_task_moves_total", "counter", "Transitions made (by taskers, agents and the node).", ts.moved);
+		metric(&b, "kizuna_task_refused_total", "counter", "Creations and transitions refused.", ts.refused);
+		metric(&b, "kizuna_tasks_expired_total", "counter", "Tasks the node expired at their deadline.", ts.expired);
 	}
 	if (nh->cluster) {
 		struct kz_cluster_stats cs;

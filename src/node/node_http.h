@@ -11,6 +11,7 @@ struct mqtt_broker;
 #include <stdint.h>
 
 struct entity_service;
+struct task_service;
 
 struct node_http {
 	struct kz_http *http;
@@ -24,6 +25,7 @@ struct node_http {
 	struct kz_idlimits *idl;     /* per-identity limits (https_rate) */
 	struct kz_cluster *cluster;  /* NULL: a single node */
 	struct entity_service *entities; /* NULL: not running */
+	struct task_service *tasks;      /* NULL: not running */
 };
 
 int node_http_routes(struct node_http *nh);

@@ -727,6 +727,7 @@ static int node_open(struct node *n)
 		nh->idl = &n->idl;
 		nh->cluster = n->cluster;
 		nh->entities = n->entities;
+		nh->tasks = n->tasks;
 		if (node_http_routes(nh) || taxii_routes(n->taxii, n->http) || entity_service_routes(n->entities, n->http) ||
 		    task_service_routes(n->tasks, n->http)) {
 			kz_error("HTTPS: too many routes");

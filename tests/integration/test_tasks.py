@@ -25,6 +25,7 @@ allow subscribe kz/task/# where role=operator
 allow subscribe kz/agent/# where kind=sensor
 allow subscribe kz/entity/# where org=mod
 allow task observe,goto where role=operator agent org=mod kind=sensor
+allow subscribe $SYS/metrics where id=spiffe://kizuna.local/mod/user/op
 """
 IDS = ["mod/user/op", "mod/user/low", "meti/user/op2", "mod/sensor/drone", "mod/sensor/drone2", "meti/sensor/alien"]
 IDENTITIES = """%smod/user/op org=mod nation=jpn clearance=secret roles=operator
@@ -251,6 +252,11 @@ def test_audit_has_every_move():
     assert "t-1 CREATED v1" in res and "t-1 SENT v2" in res and "t-1 CANCELLED v8" in res, res
     denied = [m for m in moves if m["decision"] == "deny"]
     assert any("current version" in m["reason"] for m in denied), denied
+    # the metrics (counters since the restart): t-1, t-secret, t-exp, t-restart; t-secret open
+    m = requests.get("https://localhost:%d/metrics" % HPORT, timeout=10, verify=CA, cert=certs["op"]).text
+    vals = dict(l.rsplit(" ", 1) for l in m.splitlines() if l.startswith("kizuna_task"))
+    assert vals["kizuna_tasks"] == "4" and vals["kizuna_tasks_open"] == "1", vals
+    assert vals["kizuna_task_moves_total"] == "1" and vals["kizuna_task_agents"] == "3", vals
 
 
 def test_cli_and_agent_end_to_end():
