@@ -74,6 +74,16 @@ $E https://localhost:8443/api/v1/entities/trk-1/history | grep -q '"history":\[{
 timeout 2 $E -N https://localhost:8443/api/v1/stream/entities > sse.out; grep -q "event: synced" sse.out && ok "entity stream" || ko "entity stream"
 timeout 3 mosquitto_sub -h localhost -p 8883 $T -V mqttv5 -t 'kz/entity/#' -D subscribe user-property kz-snapshot 1 -v -C 1 | grep -q '"type":"a-f-S-X"' \
 	&& ok "entity snapshot over MQTT" || ko "entity snapshot over MQTT"
+# tasks
+$K agent --data var --step-ms 200 > agent.out 2>&1 & AG=$!
+for _ in $(seq 50); do $E https://localhost:8443/api/v1/agents | grep -q '"goto"' && break; sleep 0.1; done
+$K task create --data var --id demo-1 --kind goto \
+  --assignee spiffe://kizuna.local/dev/user/admin --params '{"lat":35.70,"lon":139.80}' > /dev/null 2>&1 \
+	&& ok "task create" || ko "task create"
+timeout 30 $K task watch --data var demo-1 2>/dev/null | grep -q DONE_OK && ok "task watched to DONE_OK" || ko "task watch"
+$E https://localhost:8443/api/v1/entities/admin | grep -q '"lat":35.7,' && ok "the agent at the goal" || ko "agent entity"
+$K task list --data var 2>/dev/null | grep -q "demo-1 .*DONE_OK" && ok "task list" || ko "task list"
+kill $AG; wait $AG
 # the policy section: a config file with a copy of the fixture that lists the admin
 kill -INT $PID; wait $PID
 F=tests/data/policy
