@@ -4,7 +4,7 @@ rules end to end (partial updates merge, an older update changes nothing, an ali
 entity, stale after stale_time, removal), that a reader below an entity's label sees neither
 it nor its count, that a bad query gets a 400 with a JSON reason, and that the picture comes
 back from the log after a restart."""
-import datetime, os, shutil, tempfile, time
+import datetime, json, os, shutil, tempfile, time
 import requests
 import struct
 from kzharness import Node, run_tests, free_port, s16, varint
@@ -134,6 +134,52 @@ def test_labels_hide_entities():
     assert get("high", "/trk-secret/history").json()["history"][0]["update"]["name"] == "hidden"
 
 
+def test_field_labels():
+    """A precise position published at secret on an entity created at restricted: the
+    restricted reader sees the entity without the position, the alias or the provenance of
+    that update (API, alias lookup, history, MQTT records); the secret reader sees all, with
+    field_labels saying which fields carry which label."""
+    now = time.time()
+    publish("trk-fl", {"id": "trk-fl", "name": "Patrol 7", "position": {"lat": 20.0, "lon": 120.0},
+                       "source_time": iso(now)})
+    until(lambda: get("low", "/trk-fl").status_code == 200)
+    publish("trk-fl", {"id": "trk-fl", "aliases": ["callsign:P7"], "position": {"lat": 20.123456, "lon": 120.654321,
+                                                                                  "ce": 2}, "source_time": iso(now + 1)},
+            label="class=secret")
+    high = until(lambda: "field_labels" in get("high", "/trk-fl").json() and get("high", "/trk-fl").json())
+    assert high["position"]["lat"] == 20.123456 and high["label"] == "policy=jp-mod;class=restricted", high
+    assert high["field_labels"]["position"] == "policy=jp-mod;class=secret", high
+    assert "callsign:P7" in high["aliases"], high
+    low = get("low", "/trk-fl")
+    assert low.status_code == 200 and low.json()["name"] == "Patrol 7", low.text
+    assert "position" not in low.json() and "20.12" not in low.text and "P7" not in low.text, low.text
+    assert "secret" not in low.text and "provenance" not in low.json(), low.text
+    assert "20.12" not in get("low", "?limit=1000").text
+    assert get("low", "/callsign:P7").status_code == 404
+    assert get("high", "/callsign:P7").json()["id"] == "trk-fl"
+    assert get("low", "/callsign:P7/history").status_code == 404
+    hist = get("low", "/trk-fl/history").json()["history"]
+    assert len(hist) == 1 and "20.12" not in json.dumps(hist), hist
+    # the stream's snapshot, rendered per reader
+    def snapshot(who):
+        r = requests.get("https://localhost:%d/api/v1/stream/entities" % HPORT, stream=True, timeout=10,
+                         verify=os.path.join(node.pki, "ca.pem"), cert=certs[who])
+        text = ""
+        for line in r.iter_lines(decode_unicode=True):
+            text += line + "\n"
+            if line.startswith("event: synced"):
+                break
+        r.close()
+        return text
+    low_s, high_s = snapshot("low"), snapshot("high")
+    assert "trk-fl" in low_s and "20.12" not in low_s and "P7" not in low_s, low_s
+    assert "20.123456" in high_s and "callsign:P7" in high_s, high_s
+    # the restricted position again: it has the entity's label again, so the low reader sees it
+    publish("trk-fl", {"id": "trk-fl", "position": {"lat": 20.2, "lon": 120.2}, "source_time": iso(now + 2)})
+    until(lambda: get("low", "/trk-fl").json().get("position", {}).get("lat") == 20.2)
+    assert "position" not in get("high", "/trk-fl").json().get("field_labels", {})
+
+
 def test_mqtt_snapshot():
     """A subscription with the user property kz-snapshot gets the current picture first
     (retained, kz-snapshot = 1, the entity's whole state), label-checked; then live records."""
@@ -226,6 +272,6 @@ def test_restart_keeps_the_picture():
     sensor = node.client("s1", cert=certs["s1"])
 
 
-run_tests([test_publish_and_read, test_history, test_labels_hide_entities, test_mqtt_snapshot, test_filters_and_errors, test_bad_updates_refused_at_publish,
+run_tests([test_publish_and_read, test_history, test_labels_hide_entities, test_field_labels, test_mqtt_snapshot, test_filters_and_errors, test_bad_updates_refused_at_publish,
            test_stale_and_removed,
            test_restart_keeps_the_picture])

@@ -103,6 +103,15 @@ bool entity_id_valid(const char *s, size_t len);
 
 /* ---------- the table ---------- */
 
+/* Field groups that carry their own label when an update at another label than the
+ * entity's set them (docs/ENTITIES.md "Field labels"). */
+enum entity_group { ENTITY_G_TYPE, ENTITY_G_NAME, ENTITY_G_POSITION, ENTITY_G_MOTION, ENTITY_G_ATTRIBUTES,
+		    ENTITY_G_PROVENANCE, ENTITY_G_N };
+struct entity_flabels {
+	const char *group[ENTITY_G_N];          /* interned label; NULL: the entity's */
+	const char *alias[ENTITY_MAX_ALIASES];  /* of e->aliases[i]; NULL: the entity's */
+};
+
 struct entity {
 	char *id;                               /* owns */
 	char *aliases[ENTITY_MAX_ALIASES];      /* owns */
@@ -110,7 +119,9 @@ struct entity {
 	uint8_t status;                         /* enum entity_status */
 	const char *type, *symbol, *name;       /* interned (the table owns them), NULL: unknown */
 	const char *origin, *node, *adapter, *sensor; /* provenance, interned */
-	const char *label;                      /* the record's label (canonical text), interned */
+	const char *label;                      /* the entity's label: its creating update's (canonical
+						 * text), interned */
+	struct entity_flabels *fl;              /* owns; NULL: every field has the entity's label */
 	char *attributes;                       /* owns: JSON object text, NUL terminated; NULL: none */
 	struct entity_position pos;             /* pos.has bit 7: a position is known */
 	struct entity_motion motion;            /* motion.has 0: none */
@@ -187,9 +198,12 @@ struct entity_table_stats {
 };
 void entity_table_stats(const struct entity_table *t, struct entity_table_stats *out);
 
-/* Appends e as the API's JSON object (docs/ENTITIES.md "Reading the picture"). 0 or
- * KZ_ENOMEM. */
+/* Appends e as the API's JSON object (docs/ENTITIES.md "Reading the picture"), without the
+ * groups whose bit (1 << enum entity_group) is in hide and the aliases whose bit (1 << (8 +
+ * i)) is; hide 0: everything. 0 or KZ_ENOMEM. */
 int entity_to_json(const struct entity *e, struct kz_buf *b);
+int entity_to_json_hiding(const struct entity *e, uint32_t hide, struct kz_buf *b);
+#define ENTITY_HIDE_ALIAS(i) (1u << (8 + (i)))
 
 /* Checks the invariants above (tests, asserts). */
 bool entity_table_check(const struct entity_table *t);

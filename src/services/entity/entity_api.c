@@ -92,7 +92,8 @@ static void list(struct entity_service *s, struct kz_http_req *r)
 		size_t n = c.n < f.limit ? c.n : f.limit;
 		int rc = kz_buf_append(&b, "{\"entities\":[", 13);
 		for (size_t i = 0; !rc && i < n; i++)
-			rc = (i && kz_buf_append(&b, ",", 1)) || entity_to_json(c.v[i], &b);
+			rc = (i && kz_buf_append(&b, ",", 1)) ||
+			     entity_to_json_hiding(c.v[i], entity_reader_hides(&rd, c.v[i]), &b);
 		char tail[96];
 		int tn = snprintf(tail, sizeof tail, "],\"more\":%s,\"next\":\"%llu\"}", c.n > n ? "true" : "false",
 				  (unsigned long long)(n ? c.v[n - 1]->seq : f.after_seq));
@@ -117,8 +118,8 @@ static void one(struct entity_service *s, struct kz_http_req *r, const char *nam
 	kz_buf_init(&b, 0);
 	entity_service_lock(s, true);
 	struct entity *e = entity_table_find(entity_service_table(s), name);
-	bool shown = e && entity_reader_sees(&rd, e);
-	if (shown && entity_to_json(e, &b))
+	bool shown = e && entity_reader_sees(&rd, e) && entity_reader_sees_name(&rd, e, name);
+	if (shown && entity_to_json_hiding(e, entity_reader_hides(&rd, e), &b))
 		kz_buf_reset(&b);
 	entity_service_lock(s, false);
 	if (!shown) /* unknown, or not for this reader: the same answer */

@@ -7,6 +7,7 @@
  * unknown entity. Older updates that did not change the state are there too: history is
  * what was said, not only what was applied. */
 #include "services/entity/entity_service.h"
+#include "services/entity/entity_view.h"
 #include "base/kz_buf.h"
 #include "base/kz_err.h"
 #include "base/kz_time.h"
@@ -143,13 +144,15 @@ static int by_seq(const void *a, const void *b)
 }
 
 /* The names whose topics hold this entity's updates: its id and aliases (copied under the
- * table's lock), or the name asked for when the table has no such entity any more. */
-static size_t names_of(struct entity_service *s, const char *name, char names[][ENTITY_ID_MAX + 1])
+ * table's lock), or the name asked for when the table has no such entity any more, or when
+ * the name is an alias the reader may not see (docs/ENTITIES.md "Field labels"). */
+static size_t names_of(struct entity_service *s, struct entity_reader *rd, const char *name,
+		       char names[][ENTITY_ID_MAX + 1])
 {
 	size_t n = 0;
 	entity_service_lock(s, true);
 	const struct entity *e = entity_table_find(entity_service_table(s), name);
-	if (e) {
+	if (e && entity_reader_sees_name(rd, e, name)) {
 		snprintf(names[n++], ENTITY_ID_MAX + 1, "%s", e->id);
 		for (unsigned i = 0; i < e->n_aliases; i++)
 			snprintf(names[n++], ENTITY_ID_MAX + 1, "%s", e->aliases[i]);
@@ -181,7 +184,9 @@ void entity_history_get(struct entity_service *s, struct kz_http_req *r, const c
 	if (h.pol)
 		kz_subject_init(h.pol, r->identity, &h.s);
 	char names[1 + ENTITY_MAX_ALIASES][ENTITY_ID_MAX + 1];
-	size_t nn = names_of(s, name, names);
+	struct entity_reader rd;
+	entity_reader_init(&rd, h.pol, r->identity);
+	size_t nn = names_of(s, &rd, name, names);
 	char why[300] = "";
 	int rc = 0;
 	entity_service_index_lock(s, true);

@@ -70,36 +70,58 @@ static const char *status_name(uint8_t s)
 	return s == ENTITY_LIVE ? "live" : s == ENTITY_STALE ? "stale" : "removed";
 }
 
-int entity_to_json(const struct entity *e, struct kz_buf *b)
+static const char *const GROUP_NAMES[ENTITY_G_N] = { "type", "name", "position", "motion", "attributes",
+						      "provenance" };
+
+int entity_to_json_hiding(const struct entity *e, uint32_t hide, struct kz_buf *b)
 {
+#define SHOWN(g) (!(hide & (1u << (g))))
 	int rc = kz_buf_append(b, "{\"id\":", 6) || str(b, e->id) ? KZ_ENOMEM : KZ_OK;
-	if (!rc && e->n_aliases) {
-		rc = kz_buf_append(b, ",\"aliases\":[", 12) ? KZ_ENOMEM : KZ_OK;
-		for (unsigned i = 0; !rc && i < e->n_aliases; i++)
-			rc = (i && kz_buf_append(b, ",", 1)) || str(b, e->aliases[i]) ? KZ_ENOMEM : KZ_OK;
-		rc = rc || kz_buf_append(b, "]", 1) ? KZ_ENOMEM : KZ_OK;
+	unsigned na = 0;
+	for (unsigned i = 0; !rc && i < e->n_aliases; i++) {
+		if (hide & ENTITY_HIDE_ALIAS(i))
+			continue;
+		const char *open = na++ ? "," : ",\"aliases\":[";
+		rc = kz_buf_append(b, open, strlen(open)) || str(b, e->aliases[i]) ? KZ_ENOMEM : KZ_OK;
 	}
-	rc = rc ? rc : member(b, "type", e->type);
-	rc = rc ? rc : member(b, "symbol", e->symbol);
-	rc = rc ? rc : member(b, "name", e->name);
-	if (!rc && (e->pos.has & ENTITY_POS_KNOWN))
+	rc = rc || (na && kz_buf_append(b, "]", 1)) ? KZ_ENOMEM : KZ_OK;
+	if (SHOWN(ENTITY_G_TYPE)) {
+		rc = rc ? rc : member(b, "type", e->type);
+		rc = rc ? rc : member(b, "symbol", e->symbol);
+	}
+	if (SHOWN(ENTITY_G_NAME))
+		rc = rc ? rc : member(b, "name", e->name);
+	if (!rc && (e->pos.has & ENTITY_POS_KNOWN) && SHOWN(ENTITY_G_POSITION))
 		rc = position(b, &e->pos);
-	if (!rc && e->motion.has)
+	if (!rc && e->motion.has && SHOWN(ENTITY_G_MOTION))
 		rc = motion(b, &e->motion);
 	rc = rc ? rc : time_member(b, "source_time", e->source_ns);
 	rc = rc ? rc : time_member(b, "received_time", e->received_ns);
 	rc = rc ? rc : time_member(b, "stale_time", e->stale_ns);
 	rc = rc ? rc : time_member(b, "expiry_time", e->expiry_ns);
 	rc = rc ? rc : member(b, "status", status_name(e->status));
-	if (!rc)
+	if (!rc && SHOWN(ENTITY_G_PROVENANCE)) {
 		rc = kz_buf_append(b, ",\"provenance\":{\"origin\":", 24) || str(b, e->origin ? e->origin : "") ? KZ_ENOMEM
-														 : KZ_OK;
-	rc = rc ? rc : member(b, "node", e->node);
-	rc = rc ? rc : member(b, "adapter", e->adapter);
-	rc = rc ? rc : member(b, "sensor", e->sensor);
-	rc = rc || kz_buf_append(b, "}", 1) ? KZ_ENOMEM : KZ_OK;
+														  : KZ_OK;
+		rc = rc ? rc : member(b, "node", e->node);
+		rc = rc ? rc : member(b, "adapter", e->adapter);
+		rc = rc ? rc : member(b, "sensor", e->sensor);
+		rc = rc || kz_buf_append(b, "}", 1) ? KZ_ENOMEM : KZ_OK;
+	}
 	rc = rc ? rc : member(b, "label", e->label ? e->label : "");
-	if (!rc && e->attributes)
+	if (!rc && e->fl) { /* the labels of the groups shown that have their own */
+		bool any = false;
+		for (int g = 0; !rc && g < ENTITY_G_N; g++) {
+			if (!e->fl->group[g] || !SHOWN(g))
+				continue;
+			char k[48];
+			int n = snprintf(k, sizeof k, "%s\"%s\":", any ? "," : ",\"field_labels\":{", GROUP_NAMES[g]);
+			rc = kz_buf_append(b, k, (size_t)n) || str(b, e->fl->group[g]) ? KZ_ENOMEM : KZ_OK;
+			any = true;
+		}
+		rc = rc || (any && kz_buf_append(b, "}", 1)) ? KZ_ENOMEM : KZ_OK;
+	}
+	if (!rc && e->attributes && SHOWN(ENTITY_G_ATTRIBUTES))
 		rc = kz_buf_append(b, ",\"attributes\":", 14) || kz_buf_append(b, e->attributes, strlen(e->attributes))
 			     ? KZ_ENOMEM
 			     : KZ_OK;
@@ -110,4 +132,10 @@ int entity_to_json(const struct entity *e, struct kz_buf *b)
 		rc = kz_buf_append(b, v, (size_t)n) ? KZ_ENOMEM : KZ_OK;
 	}
 	return rc;
+#undef SHOWN
+}
+
+int entity_to_json(const struct entity *e, struct kz_buf *b)
+{
+	return entity_to_json_hiding(e, 0, b);
 }

@@ -253,7 +253,14 @@ int entity_service_snapshot(struct entity_service *s, const char *filter, size_t
 		if (!kz_topic_match((const uint8_t *)filter, filter_len, (const uint8_t *)topic, (size_t)tn))
 			continue;
 		kz_buf_reset(&b);
-		rc = entity_to_json(e, &b);
+		/* one message, one label: fields with a label of their own are left out (they come
+		 * with the next update that sets them, docs/ENTITIES.md "Field labels") */
+		uint32_t hide = 0;
+		for (int g = 0; e->fl && g < ENTITY_G_N; g++)
+			hide |= e->fl->group[g] ? 1u << g : 0;
+		for (unsigned a = 0; e->fl && a < e->n_aliases; a++)
+			hide |= e->fl->alias[a] ? ENTITY_HIDE_ALIAS(a) : 0;
+		rc = entity_to_json_hiding(e, hide, &b);
 		if (rc == KZ_OK)
 			cb(ctx, topic, kz_buf_head(&b), b.len, e->label ? e->label : "");
 	}

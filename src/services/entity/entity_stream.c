@@ -58,19 +58,29 @@ static const char *ev_name(uint8_t ev)
 
 /* One snapshot event: "event: snapshot\ndata: JSON\n\n" (no id: a client resumes from
  * "synced" or a later event). */
-static int snapshot_event(struct entity_stream *st, const struct entity *e)
+static int snapshot_event(struct entity_stream *st, const struct entity *e, uint32_t hide)
 {
 	static const char head[] = "event: snapshot\ndata: ";
-	return kz_buf_append(&st->buf, head, sizeof head - 1) || entity_to_json(e, &st->buf) ||
+	return kz_buf_append(&st->buf, head, sizeof head - 1) || entity_to_json_hiding(e, hide, &st->buf) ||
 			       kz_buf_append(&st->buf, "\n\n", 2)
 		       ? KZ_ENOMEM
 		       : KZ_OK;
 }
 
 /* A live event, its JSON rendered once per ring slot and shared by every stream that writes
- * it (valid while the entity has not changed since: the caller checked e->change). */
-static int shared_event(struct entity_stream *st, struct entity_change *slot, const struct entity *e)
+ * it (valid while the entity has not changed since: the caller checked e->change); for a
+ * reader who may not see some of its fields (hide), rendered for this stream alone. */
+static int shared_event(struct entity_stream *st, struct entity_change *slot, const struct entity *e, uint32_t hide)
 {
+	if (hide) {
+		char head[96];
+		int n = snprintf(head, sizeof head, "event: %s\nid: %" PRIu64 "-%" PRIu64 "\ndata: ", ev_name(slot->ev),
+				 st->svc->epoch, slot->change);
+		return kz_buf_append(&st->buf, head, (size_t)n) || entity_to_json_hiding(e, hide, &st->buf) ||
+				       kz_buf_append(&st->buf, "\n\n", 2)
+			       ? KZ_ENOMEM
+			       : KZ_OK;
+	}
 	if (!slot->json) {
 		struct kz_buf b;
 		kz_buf_init(&b, 0);
@@ -119,7 +129,8 @@ static int snapshot_part(struct entity_stream *st, struct entity_reader *rd)
 		st->snap_i++;
 		if (e->change > st->snap_change)
 			continue; /* changed since the snapshot began: its event follows "synced" (no duplicate at the seam) */
-		if (entity_filter_matches(&st->f, e) && entity_reader_sees(rd, e) && snapshot_event(st, e))
+		if (entity_filter_matches(&st->f, e) && entity_reader_sees(rd, e) &&
+		    snapshot_event(st, e, entity_reader_hides(rd, e)))
 			return KZ_ENOMEM;
 	}
 	if (e || st->snap_i < entity_table_count(st->svc->t))
@@ -154,7 +165,8 @@ static int live_part(struct entity_stream *st, struct entity_reader *rd)
 		if (!e || e->change != c) /* gone, or changed again: a later event has it */
 			continue;
 		const struct entity_filter *f = slot->ev == ENTITY_EV_REMOVE ? &any : &st->f;
-		if (entity_filter_matches(f, e) && entity_reader_sees(rd, e) && shared_event(st, slot, e))
+		if (entity_filter_matches(f, e) && entity_reader_sees(rd, e) &&
+		    shared_event(st, slot, e, entity_reader_hides(rd, e)))
 			return KZ_ENOMEM;
 	}
 	return KZ_OK;

@@ -123,6 +123,7 @@ static void entity_free(struct entity *e)
 	for (unsigned i = 0; i < e->n_aliases; i++)
 		free(e->aliases[i]);
 	free(e->attributes);
+	free(e->fl);
 	free(e);
 }
 
@@ -161,7 +162,8 @@ static const char *intern(struct entity_table *t, const char *s, bool *failed)
 
 static uint64_t own_bytes(const struct entity *e)
 {
-	uint64_t b = sizeof *e + strlen(e->id) + 1 + (e->attributes ? strlen(e->attributes) + 1 : 0);
+	uint64_t b = sizeof *e + strlen(e->id) + 1 + (e->attributes ? strlen(e->attributes) + 1 : 0) +
+		     (e->fl ? sizeof *e->fl : 0);
 	for (unsigned i = 0; i < e->n_aliases; i++)
 		b += strlen(e->aliases[i]) + 1;
 	return b;
@@ -220,13 +222,24 @@ static void alias_drop(struct entity *e, const char *alias)
 		if (!strcmp(e->aliases[i], alias)) {
 			free(e->aliases[i]);
 			e->aliases[i] = e->aliases[--e->n_aliases];
+			if (e->fl)
+				e->fl->alias[i] = e->fl->alias[e->n_aliases];
 			return;
 		}
 }
 
+/* The field labels of e, made on first need (NULL: out of memory). */
+static struct entity_flabels *flabels(struct entity_table *t, struct entity *e)
+{
+	if (!e->fl && (e->fl = calloc(1, sizeof *e->fl)))
+		t->bytes += sizeof *e->fl;
+	return e->fl;
+}
+
 /* Gives alias to e (rule 2 of docs/ENTITIES.md: an alias names one entity; another entity's
  * alias moves to e only when e's update is at least as new as that entity's state). */
-static void alias_take(struct entity_table *t, struct entity *e, const char *alias, uint64_t source_ns)
+static void alias_take(struct entity_table *t, struct entity *e, const char *alias, uint64_t source_ns,
+		       const char *label)
 {
 	struct entity *owner = map_get(&t->names, alias);
 	if (owner == e || e->n_aliases >= ENTITY_MAX_ALIASES)
@@ -242,10 +255,12 @@ static void alias_take(struct entity_table *t, struct entity *e, const char *ali
 		alias_drop(owner, alias);
 		t->alias_moves++;
 	}
-	if (map_put(&t->names, copy, e)) {
+	if ((label && !flabels(t, e)) || map_put(&t->names, copy, e)) {
 		free(copy);
 		return;
 	}
+	if (e->fl)
+		e->fl->alias[e->n_aliases] = label;
 	e->aliases[e->n_aliases++] = copy;
 	t->bytes += strlen(copy) + 1;
 }
@@ -256,15 +271,27 @@ static void reset(struct entity_table *t, struct entity *e)
 	t->bytes -= own_bytes(e);
 	free(e->attributes);
 	uint64_t version = e->version;
-	struct entity keep = { .id = e->id, .n_aliases = e->n_aliases, .status = e->status, .idx = e->idx };
+	struct entity keep = { .id = e->id, .n_aliases = e->n_aliases, .status = e->status, .idx = e->idx,
+			       .fl = e->fl };
 	memcpy(keep.aliases, e->aliases, sizeof keep.aliases);
+	if (keep.fl) /* its aliases keep theirs: what they were learnt under does not change */
+		memset(keep.fl->group, 0, sizeof keep.fl->group);
 	*e = keep;
 	e->version = version;
 	t->bytes += own_bytes(e);
 }
 
+/* Rule 5 (docs/ENTITIES.md "Field labels"): an update at the entity's label clears the
+ * labels of the groups it sets; one at another label gives them its own. fresh: the update
+ * creates the entity (again), and its label becomes the entity's. */
+static const uint32_t GROUP_FIELDS[ENTITY_G_N] = {
+	[ENTITY_G_TYPE] = ENTITY_F_TYPE | ENTITY_F_SYMBOL, [ENTITY_G_NAME] = ENTITY_F_NAME,
+	[ENTITY_G_POSITION] = ENTITY_F_POSITION, [ENTITY_G_MOTION] = ENTITY_F_MOTION,
+	[ENTITY_G_ATTRIBUTES] = ENTITY_F_ATTRIBUTES, [ENTITY_G_PROVENANCE] = ~0u, /* every update */
+};
+
 static int set_fields(struct entity_table *t, struct entity *e, const struct entity_update *u,
-		      const struct entity_source *src)
+		      const struct entity_source *src, bool fresh)
 {
 	bool failed = false;
 	const char *type = u->has & ENTITY_F_TYPE ? intern(t, u->type, &failed) : e->type;
@@ -278,12 +305,19 @@ static int set_fields(struct entity_table *t, struct entity *e, const struct ent
 	char *attrs = NULL;
 	if ((u->has & ENTITY_F_ATTRIBUTES) && u->attributes_len > 2 && !(attrs = strndup(u->attributes, u->attributes_len)))
 		failed = true;
+	if (!failed && !fresh && label != e->label && !flabels(t, e))
+		return KZ_ENOMEM;
 	if (failed) {
 		free(attrs);
 		return KZ_ETOOBIG;
 	}
+	if (fresh)
+		e->label = label;
+	for (int g = 0; e->fl && g < ENTITY_G_N; g++)
+		if (u->has & GROUP_FIELDS[g] || g == ENTITY_G_PROVENANCE)
+			e->fl->group[g] = label == e->label ? NULL : label;
 	e->type = type, e->symbol = symbol, e->name = name, e->adapter = adapter, e->sensor = sensor;
-	e->origin = origin, e->node = node, e->label = label;
+	e->origin = origin, e->node = node;
 	if (u->has & ENTITY_F_ATTRIBUTES) {
 		t->bytes -= e->attributes ? strlen(e->attributes) + 1 : 0;
 		free(e->attributes);
@@ -340,9 +374,12 @@ int entity_table_apply(struct entity_table *t, const struct entity_update *u, co
 		t->refused++;
 		return t->n_all >= t->cfg.max_entities ? KZ_ETOOBIG : KZ_ENOMEM;
 	}
-	if (e->status == ENTITY_REMOVED && !(u->has & ENTITY_F_REMOVED))
+	bool relabel = e->version == 0;
+	if (e->status == ENTITY_REMOVED && !(u->has & ENTITY_F_REMOVED)) {
 		reset(t, e);
-	int rc = set_fields(t, e, u, src);
+		relabel = true;
+	}
+	int rc = set_fields(t, e, u, src, relabel);
 	if (rc) {
 		if (e->version == 0)
 			forget(t, e);
@@ -351,10 +388,11 @@ int entity_table_apply(struct entity_table *t, const struct entity_update *u, co
 			*out = NULL;
 		return rc;
 	}
+	const char *alabel = e->fl ? e->fl->group[ENTITY_G_PROVENANCE] : NULL; /* this update's, when not the entity's */
 	if (strcmp(e->id, u->id))
-		alias_take(t, e, u->id, source_ns);
+		alias_take(t, e, u->id, source_ns, alabel);
 	for (unsigned i = 0; i < u->n_aliases; i++)
-		alias_take(t, e, u->aliases[i], source_ns);
+		alias_take(t, e, u->aliases[i], source_ns, alabel);
 	set_times(t, e, u, source_ns, src->received_ns);
 	e->seq = src->seq;
 	e->version++;

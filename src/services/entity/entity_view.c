@@ -55,6 +55,30 @@ bool entity_reader_sees(struct entity_reader *rd, const struct entity *e)
 	return ok;
 }
 
+uint32_t entity_reader_hides(struct entity_reader *rd, const struct entity *e)
+{
+	if (!rd->pol || !e->fl)
+		return 0;
+	uint32_t hide = 0;
+	for (int g = 0; g < ENTITY_G_N; g++)
+		if (e->fl->group[g] && !label_ok(rd, e->fl->group[g]))
+			hide |= 1u << g;
+	for (unsigned i = 0; i < e->n_aliases; i++)
+		if (e->fl->alias[i] && !label_ok(rd, e->fl->alias[i]))
+			hide |= ENTITY_HIDE_ALIAS(i);
+	return hide;
+}
+
+bool entity_reader_sees_name(struct entity_reader *rd, const struct entity *e, const char *name)
+{
+	if (!rd->pol || !e->fl || !strcmp(name, e->id))
+		return true;
+	for (unsigned i = 0; i < e->n_aliases; i++)
+		if (!strcmp(e->aliases[i], name))
+			return !e->fl->alias[i] || label_ok(rd, e->fl->alias[i]);
+	return true;
+}
+
 /* ---------- filters ---------- */
 
 static int parse_u64(const char *v, uint64_t *out)

@@ -21,6 +21,11 @@ void entity_reader_init(struct entity_reader *rd, const struct kz_policy *pol, c
 /* The decision point for one entity: the reader may subscribe to kz/entity/<id> and
  * dominates the entity's label. Counts what it withholds. */
 bool entity_reader_sees(struct entity_reader *rd, const struct entity *e);
+/* What of a visible entity the reader may not see (docs/ENTITIES.md "Field labels"): the
+ * groups and aliases whose labels it does not dominate, as entity_to_json_hiding's mask. */
+uint32_t entity_reader_hides(struct entity_reader *rd, const struct entity *e);
+/* May the reader find e by name (its id, or an alias learnt under a label it dominates)? */
+bool entity_reader_sees_name(struct entity_reader *rd, const struct entity *e, const char *name);
 
 /* A request's filters (docs/ENTITIES.md "Reading the picture"). */
 struct entity_filter {

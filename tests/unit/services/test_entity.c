@@ -135,15 +135,23 @@ static struct entity_table *table(uint32_t max)
 	return t;
 }
 
+static enum entity_event apply_labelled(struct entity_table *t, const char *text, uint64_t seq, const char *received,
+				       const char *label);
 /* Decodes and applies text as record seq accepted at received (RFC 3339). */
 static enum entity_event apply(struct entity_table *t, const char *text, uint64_t seq, const char *received)
+{
+	return apply_labelled(t, text, seq, received, "class=restricted");
+}
+
+static enum entity_event apply_labelled(struct entity_table *t, const char *text, uint64_t seq, const char *received,
+				       const char *label)
 {
 	struct entity_update u;
 	const char *why = NULL;
 	if (decode(text, &u, &why))
 		fail_msg("%s: %s", text, why);
 	struct entity_source src = { .seq = seq, .received_ns = ts(received), .origin = "spiffe://kizuna.local/mod/sensor/s1",
-				     .node = "n1", .label = "class=restricted" };
+				     .node = "n1", .label = label };
 	enum entity_event ev;
 	assert_int_equal(entity_table_apply(t, &u, &src, &ev, NULL), 0);
 	assert_true(entity_table_check(t));
@@ -347,6 +355,65 @@ static void test_to_json(void **state)
 	entity_table_free(t);
 }
 
+/* Field labels (docs/ENTITIES.md "Field labels"): the creating update's label is the
+ * entity's; an update at another label gives the groups it sets (and the aliases it adds)
+ * that label; one at the entity's label takes it back; a removal and a new creation start
+ * afresh. */
+static void test_field_labels(void **state)
+{
+	(void)state;
+	struct entity_table *t = table(10);
+	apply_labelled(t, "{\"id\":\"f1\",\"name\":\"ship\",\"position\":{\"lat\":1,\"lon\":2}}", 1,
+		       "2026-12-04T10:00:01Z", "class=restricted");
+	struct entity *e = entity_table_find(t, "f1");
+	assert_string_equal(e->label, "class=restricted");
+	assert_null(e->fl);
+	apply_labelled(t, "{\"id\":\"f1\",\"aliases\":[\"mmsi:9\"],\"position\":{\"lat\":1.2345,\"lon\":2.3456,\"ce\":3}}",
+		       2, "2026-12-04T10:00:02Z", "class=secret");
+	assert_string_equal(e->label, "class=restricted"); /* the entity's label stays */
+	assert_non_null(e->fl);
+	assert_string_equal(e->fl->group[ENTITY_G_POSITION], "class=secret");
+	assert_string_equal(e->fl->group[ENTITY_G_PROVENANCE], "class=secret");
+	assert_null(e->fl->group[ENTITY_G_NAME]);
+	assert_int_equal(e->n_aliases, 1);
+	assert_string_equal(e->fl->alias[0], "class=secret");
+	/* what a reader who may not see it gets: no position, no alias, no provenance */
+	struct kz_buf b;
+	kz_buf_init(&b, 0);
+	uint32_t hide = 1u << ENTITY_G_POSITION | 1u << ENTITY_G_PROVENANCE | ENTITY_HIDE_ALIAS(0);
+	assert_int_equal(entity_to_json_hiding(e, hide, &b), 0);
+	char *j = strndup((const char *)kz_buf_head(&b), b.len);
+	assert_null(strstr(j, "position"));
+	assert_null(strstr(j, "mmsi"));
+	assert_null(strstr(j, "secret"));
+	assert_null(strstr(j, "provenance"));
+	assert_non_null(strstr(j, "\"name\":\"ship\""));
+	free(j);
+	kz_buf_reset(&b);
+	assert_int_equal(entity_to_json(e, &b), 0);
+	j = strndup((const char *)kz_buf_head(&b), b.len);
+	assert_non_null(strstr(j, "\"field_labels\":{\"position\":\"class=secret\",\"provenance\":\"class=secret\"}"));
+	assert_non_null(strstr(j, "1.2345"));
+	free(j);
+	/* the entity's label again on the position: its own label goes */
+	apply_labelled(t, "{\"id\":\"f1\",\"position\":{\"lat\":1,\"lon\":2}}", 3, "2026-12-04T10:00:03Z",
+		       "class=restricted");
+	assert_null(e->fl->group[ENTITY_G_POSITION]);
+	assert_null(e->fl->group[ENTITY_G_PROVENANCE]);
+	assert_string_equal(e->fl->alias[0], "class=secret"); /* an alias keeps what it was learnt under */
+	/* removed, then created again at another label: that label is the entity's */
+	apply_labelled(t, "{\"id\":\"f1\",\"status\":\"removed\"}", 4, "2026-12-04T10:00:04Z", "class=restricted");
+	apply_labelled(t, "{\"id\":\"f1\",\"name\":\"again\"}", 5, "2026-12-04T10:00:05Z", "class=secret");
+	assert_string_equal(e->label, "class=secret");
+	assert_null(e->fl->group[ENTITY_G_NAME]);
+	/* without labels (no policy) nothing of this is made */
+	apply_labelled(t, "{\"id\":\"f2\",\"name\":\"open\"}", 6, "2026-12-04T10:00:06Z", NULL);
+	apply_labelled(t, "{\"id\":\"f2\",\"name\":\"open2\"}", 7, "2026-12-04T10:00:07Z", "");
+	assert_null(entity_table_find(t, "f2")->fl);
+	kz_buf_cleanup(&b);
+	entity_table_free(t);
+}
+
 /* Many entities, removed and forgotten again: the invariants hold and the memory comes back. */
 static void test_churn(void **state)
 {
@@ -389,7 +456,7 @@ int main(void)
 		cmocka_unit_test(test_payload_check),
 		cmocka_unit_test(test_order_and_partial), cmocka_unit_test(test_aliases),
 		cmocka_unit_test(test_stale_expiry_removal), cmocka_unit_test(test_caps),
-		cmocka_unit_test(test_to_json),      cmocka_unit_test(test_churn),
+		cmocka_unit_test(test_to_json),      cmocka_unit_test(test_churn), cmocka_unit_test(test_field_labels),
 	};
 	int rc = cmocka_run_group_tests(tests, NULL, NULL);
 	kz_json_free(&doc);
