@@ -71,3 +71,16 @@ bool kz_filter_covers(const char *r, size_t rn, const char *f, size_t fn)
 		j = fe + 1;
 	}
 }
+
+bool kz_name_valid(const char *s, size_t n, size_t max)
+{
+	if (n == 0 || n > max)
+		return false;
+	for (size_t i = 0; i < n; i++) {
+		char ch = s[i];
+		if (!((ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') || (ch >= '0' && ch <= '9') || ch == '.' ||
+		      ch == '_' || ch == ':' || ch == '@' || ch == '~' || ch == '-'))
+			return false;
+	}
+	return true;
+}

@@ -20,4 +20,8 @@ bool kz_topic_match(const uint8_t *filter, size_t flen, const uint8_t *topic, si
 /* Does every topic that filter f matches also match filter r (MQTT 5.0 §4.7)? */
 bool kz_filter_covers(const char *r, size_t rn, const char *f, size_t fn);
 
+/* A name that is also safe as one topic level and in a URL path: 1..max bytes of
+ * [A-Za-z0-9._:@~-] (entity ids and aliases, task ids and kinds). */
+bool kz_name_valid(const char *s, size_t n, size_t max);
+
 #endif

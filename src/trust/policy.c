@@ -599,19 +599,14 @@ static bool kinds_ok(const char *s)
 {
 	if (!strcmp(s, "*"))
 		return true;
-	size_t run = 0;
-	for (const char *q = s;; q++) {
-		if (!*q || *q == ',') {
-			if (run == 0 || run > 64)
-				return false;
-			if (!*q)
-				return true;
-			run = 0;
-		} else if (isalnum((unsigned char)*q) || strchr("._:@~-", *q)) {
-			run++;
-		} else {
+	for (const char *q = s;;) {
+		const char *c = strchr(q, ',');
+		size_t n = c ? (size_t)(c - q) : strlen(q);
+		if (!kz_name_valid(q, n, 64))
 			return false;
-		}
+		if (!c)
+			return true;
+		q = c + 1;
 	}
 }
 

@@ -2,6 +2,7 @@
  * struct entity_update: strict types and ranges, every size capped, unknown members
  * refused (a typo must not pass as an update that changes nothing). */
 #include "services/entity/entity.h"
+#include "base/kz_topic.h"
 #include "base/kz_json.h"
 #include "base/kz_time.h"
 
@@ -11,16 +12,7 @@
 
 bool entity_id_valid(const char *s, size_t len)
 {
-	if (len == 0 || len > ENTITY_ID_MAX)
-		return false;
-	for (size_t i = 0; i < len; i++) {
-		char ch = s[i];
-		bool ok = (ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') || (ch >= '0' && ch <= '9') ||
-			  ch == '.' || ch == '_' || ch == ':' || ch == '@' || ch == '~' || ch == '-';
-		if (!ok)
-			return false;
-	}
-	return true;
+	return kz_name_valid(s, len, ENTITY_ID_MAX);
 }
 
 /* A string member of at most max bytes with no control characters. */

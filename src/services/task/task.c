@@ -3,6 +3,7 @@
 #include "services/task/task.h"
 #include "base/kz_json.h"
 #include "base/kz_time.h"
+#include "base/kz_topic.h"
 
 #include <stdio.h>
 #include <string.h>
@@ -121,14 +122,7 @@ static bool printable(const struct kz_json *v, size_t max)
 
 static bool id_like(const struct kz_json *v, size_t max)
 {
-	if (!kz_json_is(v, KZ_JSON_STRING) || v->len == 0 || v->len > max)
-		return false;
-	for (uint32_t i = 0; i < v->len; i++) {
-		char c = v->s[i];
-		if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || strchr("._:@~-", c)))
-			return false;
-	}
-	return true;
+	return kz_json_is(v, KZ_JSON_STRING) && kz_name_valid(v->s, v->len, max);
 }
 
 static int request_member(const struct kz_json *m, const char *p, struct task_request *t, const char **why)

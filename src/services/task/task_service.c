@@ -7,6 +7,7 @@
 #include "base/kz_hash.h"
 #include "base/kz_log.h"
 #include "base/kz_time.h"
+#include "base/kz_topic.h"
 #include "store/store.h"
 #include "trust/audit.h"
 
@@ -459,12 +460,7 @@ int task_kinds_set(struct task_service *s, const char *identity, const char *jso
 		return TS_BAD;
 	}
 	KZ_JSON_FOR(v, k) {
-		const char *ks = kz_json_str(v);
-		bool ok = ks && v->len > 0 && v->len <= TASK_KIND_MAX;
-		for (uint32_t i = 0; ok && i < v->len; i++)
-			ok = (ks[i] >= 'a' && ks[i] <= 'z') || (ks[i] >= 'A' && ks[i] <= 'Z') ||
-			     (ks[i] >= '0' && ks[i] <= '9') || strchr("._:@~-", ks[i]);
-		if (!ok) {
+		if (!kz_json_is(v, KZ_JSON_STRING) || !kz_name_valid(v->s, v->len, TASK_KIND_MAX)) {
 			*why = "kinds: each 1 to 64 bytes of [A-Za-z0-9._:@~-]";
 			return TS_BAD;
 		}
