@@ -690,8 +690,11 @@ static int take(void *ctx, uint64_t seq, const uint8_t *body, size_t n, const st
 	size_t tl = sizeof TOPIC_TASK - 1, al = sizeof TOPIC_AGENT - 1;
 	if (kz_record_decode(body, n, &r, &why))
 		return 0;
+	/* Only this node's task records: another node's (followed in a cluster) are that node's
+	 * to decide, send and expire. */
 	if (r.service && r.topic.len > tl && !memcmp(r.topic.p, TOPIC_TASK, tl) &&
-	    !memchr(r.topic.p + tl, '/', r.topic.len - tl)) {
+	    !memchr(r.topic.p + tl, '/', r.topic.len - tl) && r.origin_node.len == strlen(s->node_id) &&
+	    !memcmp(r.origin_node.p, s->node_id, r.origin_node.len)) {
 		struct task nt;
 		if (task_from_json(&s->doc, (const char *)r.payload.p, r.payload.len, &nt))
 			return 0;
