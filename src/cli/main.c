@@ -256,6 +256,13 @@ static const struct command commands[] = {
 	  "SIGINT or SIGTERM.\n\n"
 	  CLI_COMMON_HELP
 	  "Exit 0 when stopped, 1 when refused (connection or inbox), 2 on a usage error.\n" },
+	{ "adapter", cli_adapter_main, "decode recorded sensor feeds (AIS) as the adapters do",
+	  "usage: kizuna adapter decode ais FILE|-\n\n"
+	  "Reads NMEA 0183 !AIVDM/!AIVDO sentences (a tag block before them is allowed), checks\n"
+	  "their checksums, reassembles multi-sentence messages and decodes message types 1-5,\n"
+	  "18, 19, 21, 24 and 27 (docs/ADAPTERS.md). Prints one JSON object per message, with\n"
+	  "gpsd's member names and scaling; on stderr, a summary of what was refused and why.\n"
+	  "Exit 0, 1 when FILE cannot be read, 2 on a usage error.\n" },
 	{ "enroll", cli_enroll_main, "get a certificate from a node with an enrolment token",
 	  "usage: kizuna enroll --token TOKEN --cafile FILE --out DIR [--host HOST] [--port PORT]\n\n"
 	  "Generates an ECDSA P-256 key here, connects to the node's MQTT TLS listener (default\n"
