@@ -83,6 +83,22 @@ static const struct directive directives[] = {
 	{ "task.ended_keep_ms", T_U32, C(task_ended_keep_ms), 0, 0, 4000000000u, "86400000",
 	  "An ended task (DONE_*, REJECTED, CANCELLED, EXPIRED) is dropped from memory this long after its last move; its records stay in the log." },
 	{ "task.max_page", T_U32, C(task_max_page), 0, 1, 100000, "1000", "Tasks in one answer of GET /api/v1/tasks at most." },
+	{ "adapter.ais.udp", T_STR, C(adapter_ais_udp), S(adapter_ais_udp), 0, 0, "",
+	  "AIS: receive NMEA 0183 !AIVDM sentences as UDP datagrams on host:port (the usual port is 10110; docs/ADAPTERS.md). Empty: off." },
+	{ "adapter.ais.tcp", T_STR, C(adapter_ais_tcp), S(adapter_ais_tcp), 0, 0, "",
+	  "AIS: connect to a TCP feed of NMEA sentences at host:port (an AIS receiver or aggregator), again with backoff when it drops. Empty: off." },
+	{ "adapter.ais.identity", T_STR, C(adapter_ais_identity), S(adapter_ais_identity), 0, 0, "",
+	  "The identity the AIS adapter's records carry (empty: spiffe://<trust_domain>/<org>/service/ais-adapter); the policy must let it publish on kz/entity/#, as for any publisher." },
+	{ "adapter.ais.label", T_STR, C(adapter_ais_label), S(adapter_ais_label), 0, 0, "",
+	  "The label of the AIS adapter's records (text form, docs/POLICY.md). Empty: the policy's default for kz/entity/<id>." },
+	{ "adapter.ais.max_vessels", T_U32, C(adapter_ais_max_vessels), 0, 16, 100000000, "100000",
+	  "Vessels whose static data (name, call sign, dimensions, voyage) the AIS adapter keeps; when full it starts over." },
+	{ "adapter.ais.reassembly_ms", T_U32, C(adapter_ais_reassembly_ms), 0, 100, 600000, "5000",
+	  "The parts of a multi-sentence AIS message must all come within this; else they are dropped." },
+	{ "adapter.reconnect_max_ms", T_U32, C(adapter_reconnect_max_ms), 0, 1000, 3600000, "30000",
+	  "Longest wait before connecting again to a feed that dropped (the wait starts at 0.5 s and doubles)." },
+	{ "adapter.max_pending_bytes", T_U64, C(adapter_max_pending_bytes), 0, 1048576, 1099511627776ull, "67108864",
+	  "While more than this waits to be written to the log, adapters drop UDP datagrams (counted) and stop reading TCP feeds." },
 	{ "limits.identity", T_IDLIMIT, 0, 0, 0, 0, "default connections=256 publish_rate=100000 publish_bytes=256M https_rate=2000",
 	  "Per-identity limits, repeatable: WHO [connections=N] [publish_rate=N] [publish_bytes=SIZE] [https_rate=N]. WHO is default, an identity kind (user, sensor, service, node) or role=NAME (a registry role); an identity gets the first role line it has a role for, else its kind's, else the default; unnamed limits keep the built-in default; 0 = no limit. Over connections: CONNACK 0x9F (3.1.1: 3); over publish_rate or publish_bytes (per second, token buckets holding one second's worth): DISCONNECT 0x96; over https_rate: HTTP 429 with Retry-After. Refusals are counted per identity in /metrics and audited as one summary per identity and 10 s." },
 	{ "limits.identity_max", T_U32, C(id_limits_max), 0, 16, 16777216, "65536",
@@ -624,8 +640,10 @@ int node_dev_policy_create(const struct node_config *cfg, char *why, size_t why_
 		return -1;
 	snprintf(text, sizeof text,
 		 "# The development registry: identities and their attributes (docs/POLICY.md).\n"
-		 "spiffe://%s/%s/user/admin org=%s clearance=top-secret roles=admin,monitor\n",
-		 cfg->trust_domain, o, o);
+		 "spiffe://%s/%s/user/admin org=%s clearance=top-secret roles=admin,monitor\n"
+		 "# the AIS adapter's records (adapter.ais.*, docs/ADAPTERS.md)\n"
+		 "spiffe://%s/%s/service/ais-adapter org=%s clearance=unclassified\n",
+		 cfg->trust_domain, o, o, cfg->trust_domain, o, o);
 	return write_new(r, text, why, why_len);
 }
 

@@ -21,6 +21,9 @@ struct node_config {
 		 entity_max_interned, entity_max_page, entity_default_page, entity_stream_ring, entity_max_streams,
 		 entity_stream_heartbeat_ms, entity_stream_interval_ms;
 	uint32_t task_max_tasks, task_max_agents, task_max_kinds, task_ended_keep_ms, task_max_page;
+	char adapter_ais_udp[256], adapter_ais_tcp[256], adapter_ais_identity[512], adapter_ais_label[1025];
+	uint32_t adapter_ais_max_vessels, adapter_ais_reassembly_ms, adapter_reconnect_max_ms;
+	uint64_t adapter_max_pending_bytes;
 	uint32_t taxii_max_status_bytes;
 	char tls_ca[1100], tls_cert[1100], tls_key[1100]; /* empty = DIR/pki/... */
 	char tls_groups[256];

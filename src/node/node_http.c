@@ -3,6 +3,7 @@
 #include "node/node_http.h"
 #include "services/entity/entity_service.h"
 #include "services/task/task_service.h"
+#include "node/node_adapters.h"
 #include "cluster/cluster.h"
 #include "base/kz_buf.h"
 #include "http/http.h"
@@ -308,6 +309,7 @@ static void metrics(void *arg, struct kz_http_req *r)
 		       "Records on kz/entity/ that are not an entity update (skipped).", es.invalid);
 		metric(&b, "kizuna_entity_bytes", "gauge", "Memory the entity table holds (its own count).", es.table.bytes);
 	}
+	node_adapters_metrics(nh->adapters, &b);
 	if (nh->tasks) {
 		struct task_service_stats ts;
 		task_service_stats(nh->tasks, &ts);

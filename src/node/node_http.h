@@ -12,6 +12,7 @@ struct mqtt_broker;
 
 struct entity_service;
 struct task_service;
+struct node_adapters;
 
 struct node_http {
 	struct kz_http *http;
@@ -26,6 +27,7 @@ struct node_http {
 	struct kz_cluster *cluster;  /* NULL: a single node */
 	struct entity_service *entities; /* NULL: not running */
 	struct task_service *tasks;      /* NULL: not running */
+	struct node_adapters *adapters;  /* NULL: none configured */
 };
 
 int node_http_routes(struct node_http *nh);

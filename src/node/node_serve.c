@@ -17,6 +17,7 @@
 #include "node/node_entities.h"
 #include "services/entity/entity_service.h"
 #include "services/task/task_service.h"
+#include "node/node_adapters.h"
 #include "services/taxii/taxii.h"
 #include "base/kz_file.h"
 #include "trust/audit.h"
@@ -407,6 +408,7 @@ struct node {
 	struct taxii *taxii;
 	struct entity_service *entities;
 	struct task_service *tasks;
+	struct node_adapters *adapters;
 	struct node_http nh;
 	struct node_enroll enroll;
 	struct node_mqtt nm;
@@ -643,6 +645,10 @@ static int node_open(struct node *n)
 		}
 		node_entities_attach(b, n->entities, n->tasks); /* kz-snapshot subscriptions, task topics */
 	}
+	if (node_adapters_open(b, cfg, &n->adapters, why, sizeof why)) {
+		kz_error("adapters: %s", why);
+		return 1;
+	}
 	node_follow_set(b, n->taxii, NULL);
 	if (cfg->cluster_nats[0]) {
 		bool local = strcmp(cfg->cluster_on_quorum_loss, "local") == 0;
@@ -728,6 +734,7 @@ static int node_open(struct node *n)
 		nh->cluster = n->cluster;
 		nh->entities = n->entities;
 		nh->tasks = n->tasks;
+		nh->adapters = n->adapters;
 		if (node_http_routes(nh) || taxii_routes(n->taxii, n->http) || entity_service_routes(n->entities, n->http) ||
 		    task_service_routes(n->tasks, n->http)) {
 			kz_error("HTTPS: too many routes");
@@ -824,6 +831,8 @@ static void node_after_join(void *arg)
 	atomic_store(&node_cluster, NULL);
 	node_audit_share_stop(n->auditshare); /* its last pass needs the cluster */
 	n->auditshare = NULL;
+	node_adapters_close(n->adapters); /* they write records */
+	n->adapters = NULL;
 	kz_cluster_stop(n->cluster); /* the threads; the records it handed to the store are written next */
 	atomic_store(&node_entities, NULL);
 	node_entities_attach(b, NULL, NULL);
@@ -847,6 +856,8 @@ static void node_close(struct node *n)
 	atomic_store(&node_cluster, NULL);
 	node_audit_share_stop(n->auditshare);
 	n->auditshare = NULL;
+	node_adapters_close(n->adapters);
+	n->adapters = NULL;
 	kz_cluster_stop(n->cluster); /* opened, never served; no-op once stopped */
 	atomic_store(&node_entities, NULL);
 	entity_service_close(n->entities); /* opened, never served (NULL once closed) */

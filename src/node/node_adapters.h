@@ -1,0 +1,21 @@
+/* node_adapters.h — the node's sensor adapters (node_adapters.c, docs/ADAPTERS.md). */
+#ifndef KZ_NODE_ADAPTERS_H
+#define KZ_NODE_ADAPTERS_H
+
+#include <stddef.h>
+
+struct kz_buf;
+struct mqtt_broker;
+struct node_config;
+struct node_adapters;
+
+/* Starts the adapters cfg configures (*out NULL when none is). 0, or -1 with why (a listener
+ * that cannot be opened). */
+int node_adapters_open(struct mqtt_broker *b, const struct node_config *cfg, struct node_adapters **out, char *why,
+		       size_t why_len);
+/* Stops them (before the store closes); NULL: nothing. */
+void node_adapters_close(struct node_adapters *a);
+/* Their counters in Prometheus' text format; NULL: nothing. */
+void node_adapters_metrics(struct node_adapters *a, struct kz_buf *b);
+
+#endif
