@@ -122,6 +122,10 @@ void modes_state_free(struct modes_state *st);
 int modes_entity_update(struct modes_state *st, const struct modes_msg *m, uint64_t now_ms, const char *sensor,
 			struct kz_buf *b, char id[16]);
 
+/* The same for an SBS message, whose position (when has MODES_HAS_POS) the receiver resolved. */
+int modes_sbs_update(struct modes_state *st, const struct modes_msg *m, double lat, double lon, uint64_t now_ms,
+		     const char *sensor, struct kz_buf *b, char id[16]);
+
 /* The decoded fields as JSON (for `kizuna adapter decode`), with the resolved position when
  * there is one. */
 int modes_to_json(const struct modes_msg *m, const double *lat, const double *lon, struct kz_buf *b);

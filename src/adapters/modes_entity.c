@@ -114,22 +114,10 @@ static int put(struct kz_buf *b, const char *fmt, ...)
 	return n < 0 || (size_t)n >= sizeof tmp || kz_buf_append(b, tmp, (size_t)n) ? KZ_ENOMEM : KZ_OK;
 }
 
-int modes_entity_update(struct modes_state *st, const struct modes_msg *m, uint64_t now_ms, const char *sensor,
-			struct kz_buf *b, char id[16])
+/* The update of aircraft a after m; pos: a resolved position (lat, lon). */
+static int emit(struct modes_aircraft *a, const struct modes_msg *m, bool pos, double lat, double lon, uint64_t now_ms,
+		const char *sensor, struct kz_buf *b, char id[16])
 {
-	if (!m->icao)
-		return KZ_EINVAL;
-	struct modes_aircraft *a = aircraft(st, m->icao);
-	double lat = 0, lon = 0;
-	bool pos = false;
-	if ((m->has & MODES_HAS_POS) && m->df != 0) {
-		if (m->tc) { /* a CPR frame */
-			int r = resolve(st, a, m, now_ms, &lat, &lon);
-			if (r == KZ_EINVAL)
-				return KZ_EINVAL;
-			pos = r == 0;
-		}
-	}
 	if (m->has & MODES_HAS_CALLSIGN)
 		snprintf(a->callsign, sizeof a->callsign, "%s", m->callsign);
 	if (m->has & MODES_HAS_ALT)
@@ -175,4 +163,29 @@ int modes_entity_update(struct modes_state *st, const struct modes_msg *m, uint6
 		rc = rc || put(b, ",\"heading\":%.2f,\"airspeed_kt\":%.0f", m->heading_deg, m->airspeed_kt);
 	rc = rc || kz_buf_append(b, "}}", 2);
 	return rc ? KZ_ENOMEM : KZ_OK;
+}
+
+int modes_entity_update(struct modes_state *st, const struct modes_msg *m, uint64_t now_ms, const char *sensor,
+			struct kz_buf *b, char id[16])
+{
+	if (!m->icao)
+		return KZ_EINVAL;
+	struct modes_aircraft *a = aircraft(st, m->icao);
+	double lat = 0, lon = 0;
+	bool pos = false;
+	if ((m->has & MODES_HAS_POS) && m->tc) { /* a CPR frame */
+		int r = resolve(st, a, m, now_ms, &lat, &lon);
+		if (r == KZ_EINVAL)
+			return KZ_EINVAL;
+		pos = r == 0;
+	}
+	return emit(a, m, pos, lat, lon, now_ms, sensor, b, id);
+}
+
+int modes_sbs_update(struct modes_state *st, const struct modes_msg *m, double lat, double lon, uint64_t now_ms,
+		     const char *sensor, struct kz_buf *b, char id[16])
+{
+	if (!m->icao)
+		return KZ_EINVAL;
+	return emit(aircraft(st, m->icao), m, (m->has & MODES_HAS_POS) != 0, lat, lon, now_ms, sensor, b, id);
 }

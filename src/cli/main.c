@@ -256,12 +256,19 @@ static const struct command commands[] = {
 	  "SIGINT or SIGTERM.\n\n"
 	  CLI_COMMON_HELP
 	  "Exit 0 when stopped, 1 when refused (connection or inbox), 2 on a usage error.\n" },
-	{ "adapter", cli_adapter_main, "decode recorded sensor feeds (AIS) as the adapters do",
-	  "usage: kizuna adapter decode ais FILE|-\n\n"
-	  "Reads NMEA 0183 !AIVDM/!AIVDO sentences (a tag block before them is allowed), checks\n"
-	  "their checksums, reassembles multi-sentence messages and decodes message types 1-5,\n"
-	  "18, 19, 21, 24 and 27 (docs/ADAPTERS.md). Prints one JSON object per message, with\n"
-	  "gpsd's member names and scaling; on stderr, a summary of what was refused and why.\n"
+	{ "adapter", cli_adapter_main, "decode recorded sensor feeds (AIS, ADS-B) as the adapters do",
+	  "usage: kizuna adapter decode ais|avr|beast|sbs|iq FILE|-\n\n"
+	  "Decodes a recorded feed as the node's adapters do (docs/ADAPTERS.md) and prints one JSON\n"
+	  "object per message; on stderr, a summary of what was refused and why.\n"
+	  "  ais    NMEA 0183 !AIVDM/!AIVDO sentences (a tag block before them is allowed):\n"
+	  "         checksums, multi-sentence reassembly, message types 1-5, 18, 19, 21, 24, 27,\n"
+	  "         with gpsd's member names and scaling\n"
+	  "  avr    Mode S frames as AVR raw hex lines (*...; or @<timestamp>...;)\n"
+	  "  beast  Mode S frames in the Beast binary format\n"
+	  "  sbs    SBS-1 BaseStation text (MSG,...)\n"
+	  "  iq     raw 8-bit I/Q samples at 2 MHz (dump1090 --ifile), demodulated\n"
+	  "Mode S: DF17/18 extended squitters whose parity checks; positions are resolved as the\n"
+	  "adapter does (an even/odd pair, then locally).\n"
 	  "Exit 0, 1 when FILE cannot be read, 2 on a usage error.\n" },
 	{ "enroll", cli_enroll_main, "get a certificate from a node with an enrolment token",
 	  "usage: kizuna enroll --token TOKEN --cafile FILE --out DIR [--host HOST] [--port PORT]\n\n"

@@ -95,6 +95,20 @@ static const struct directive directives[] = {
 	  "Vessels whose static data (name, call sign, dimensions, voyage) the AIS adapter keeps; when full it starts over." },
 	{ "adapter.ais.reassembly_ms", T_U32, C(adapter_ais_reassembly_ms), 0, 100, 600000, "5000",
 	  "The parts of a multi-sentence AIS message must all come within this; else they are dropped." },
+	{ "adapter.adsb.avr", T_STR, C(adapter_adsb_avr), S(adapter_adsb_avr), 0, 0, "",
+	  "ADS-B: connect to a dump1090-style receiver's AVR raw output (host:port, usually port 30002; docs/ADAPTERS.md). Empty: off." },
+	{ "adapter.adsb.beast", T_STR, C(adapter_adsb_beast), S(adapter_adsb_beast), 0, 0, "",
+	  "ADS-B: connect to a receiver's Beast binary output (host:port, usually 30005). Empty: off." },
+	{ "adapter.adsb.sbs", T_STR, C(adapter_adsb_sbs), S(adapter_adsb_sbs), 0, 0, "",
+	  "ADS-B: connect to a receiver's SBS-1 BaseStation output (host:port, usually 30003). Empty: off." },
+	{ "adapter.adsb.identity", T_STR, C(adapter_adsb_identity), S(adapter_adsb_identity), 0, 0, "",
+	  "The identity the ADS-B adapter's records carry (empty: spiffe://<trust_domain>/<org>/service/adsb-adapter); the policy must let it publish on kz/entity/#." },
+	{ "adapter.adsb.label", T_STR, C(adapter_adsb_label), S(adapter_adsb_label), 0, 0, "",
+	  "The label of the ADS-B adapter's records. Empty: the policy's default for kz/entity/<id>." },
+	{ "adapter.adsb.reference", T_STR, C(adapter_adsb_reference), S(adapter_adsb_reference), 0, 0, "",
+	  "The receiver's position LAT,LON (degrees): a first position frame and surface positions are decoded against it. Empty: airborne positions wait for an even/odd pair, surface positions for an airborne one." },
+	{ "adapter.adsb.max_aircraft", T_U32, C(adapter_adsb_max_aircraft), 0, 16, 10000000, "10000",
+	  "Aircraft whose CPR frames and last position the ADS-B adapter keeps; when full it starts over." },
 	{ "adapter.reconnect_max_ms", T_U32, C(adapter_reconnect_max_ms), 0, 1000, 3600000, "30000",
 	  "Longest wait before connecting again to a feed that dropped (the wait starts at 0.5 s and doubles)." },
 	{ "adapter.max_pending_bytes", T_U64, C(adapter_max_pending_bytes), 0, 1048576, 1099511627776ull, "67108864",
@@ -641,9 +655,10 @@ int node_dev_policy_create(const struct node_config *cfg, char *why, size_t why_
 	snprintf(text, sizeof text,
 		 "# The development registry: identities and their attributes (docs/POLICY.md).\n"
 		 "spiffe://%s/%s/user/admin org=%s clearance=top-secret roles=admin,monitor\n"
-		 "# the AIS adapter's records (adapter.ais.*, docs/ADAPTERS.md)\n"
-		 "spiffe://%s/%s/service/ais-adapter org=%s clearance=unclassified\n",
-		 cfg->trust_domain, o, o, cfg->trust_domain, o, o);
+		 "# the adapters' records (adapter.ais.*, adapter.adsb.*, docs/ADAPTERS.md)\n"
+		 "spiffe://%s/%s/service/ais-adapter org=%s clearance=unclassified\n"
+		 "spiffe://%s/%s/service/adsb-adapter org=%s clearance=unclassified\n",
+		 cfg->trust_domain, o, o, cfg->trust_domain, o, o, cfg->trust_domain, o, o);
 	return write_new(r, text, why, why_len);
 }
 

@@ -24,6 +24,9 @@ struct node_config {
 	char adapter_ais_udp[256], adapter_ais_tcp[256], adapter_ais_identity[512], adapter_ais_label[1025];
 	uint32_t adapter_ais_max_vessels, adapter_ais_reassembly_ms, adapter_reconnect_max_ms;
 	uint64_t adapter_max_pending_bytes;
+	char adapter_adsb_avr[256], adapter_adsb_beast[256], adapter_adsb_sbs[256], adapter_adsb_identity[512],
+		adapter_adsb_label[1025], adapter_adsb_reference[64];
+	uint32_t adapter_adsb_max_aircraft;
 	uint32_t taxii_max_status_bytes;
 	char tls_ca[1100], tls_cert[1100], tls_key[1100]; /* empty = DIR/pki/... */
 	char tls_groups[256];
