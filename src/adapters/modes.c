@@ -416,21 +416,35 @@ int modes_sbs_line(const char *line, size_t n, struct modes_msg *m, double *lat,
 		if (k)
 			m->has |= MODES_HAS_CALLSIGN;
 	}
-	if (f[11][0])
-		m->altitude_ft = atoi(f[11]), m->has |= MODES_HAS_ALT;
-	if (f[12][0] && f[13][0])
-		m->speed_kt = strtod(f[12], NULL), m->track_deg = strtod(f[13], NULL), m->has |= MODES_HAS_VEL;
+	double v[6];
+	for (int i = 0; i < 6; i++) { /* altitude, speed, track, lat, lon, vertical rate: numbers or empty */
+		char *e;
+		v[i] = f[11 + i][0] ? strtod(f[11 + i], &e) : 0;
+		if (f[11 + i][0] && (*e || !isfinite(v[i]))) {
+			*why = "SBS: a field that should be a number is not";
+			return -1;
+		}
+	}
+	if (f[11][0] && fabs(v[0]) < 200000)
+		m->altitude_ft = (int)v[0], m->has |= MODES_HAS_ALT;
+	if (f[12][0] && f[13][0]) {
+		if (v[1] < 0 || v[1] > 5000 || v[2] < 0 || v[2] > 360) {
+			*why = "SBS: ground speed or track out of range";
+			return -1;
+		}
+		m->speed_kt = v[1], m->track_deg = v[2], m->has |= MODES_HAS_VEL;
+	}
 	if (f[14][0] && f[15][0]) {
-		*lat = strtod(f[14], NULL);
-		*lon = strtod(f[15], NULL);
+		*lat = v[3];
+		*lon = v[4];
 		if (*lat < -90 || *lat > 90 || *lon < -180 || *lon > 180) {
 			*why = "SBS: latitude or longitude out of range";
 			return -1;
 		}
 		m->has |= MODES_HAS_POS;
 	}
-	if (f[16][0])
-		m->vrate_fpm = atoi(f[16]), m->has |= MODES_HAS_VRATE;
+	if (f[16][0] && fabs(v[5]) < 100000)
+		m->vrate_fpm = (int)v[5], m->has |= MODES_HAS_VRATE;
 	if (nf >= 22 && (!strcmp(f[21], "-1") || !strcmp(f[21], "1")))
 		m->on_ground = true, m->has |= MODES_HAS_GROUND;
 	return m->has ? 1 : 0;
