@@ -65,7 +65,9 @@ static const struct command commands[] = {
 	  "                    [--batch B] [--connections C] [--readers R] [--pages P] [--skip-import]\n"
 	  "                    (TAXII import rate and page latency: bench/taxii.sh)\n"
 	  "       kizuna bench entities [--entities N] [--updates U]\n"
-	  "                    (entity picture: memory, updates/s, snapshot: bench/entities.sh)\n" },
+	  "                    (entity picture: memory, updates/s, snapshot: bench/entities.sh)\n"
+	  "       kizuna bench adapters [--shared DIR] [--messages N]\n"
+	  "                    (AIS and Mode S decode rates on one core: bench/adapters.sh)\n" },
 	{ "store", cli_store_main, "verify, repair, dump or reindex the record log",
 	  "usage: kizuna store (verify | repair | dump | reindex) [--data DIR] [--from SEQ]\n\n"
 	  "Works on DIR/log (default ./var/log). verify and dump read, and work while the node\n"
