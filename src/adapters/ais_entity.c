@@ -106,6 +106,17 @@ static int put(struct kz_buf *b, const char *fmt, ...)
 	return n < 0 || (size_t)n >= sizeof tmp || kz_buf_append(b, tmp, (size_t)n) ? KZ_ENOMEM : KZ_OK;
 }
 
+/* ,"key":v with decimals (fixed), without printf (the adapter's hot path). */
+static int num(struct kz_buf *b, const char *keysep, double v, unsigned decimals)
+{
+	return kz_buf_append(b, keysep, strlen(keysep)) || kz_buf_append_fixed(b, v, decimals);
+}
+
+static int unum(struct kz_buf *b, const char *keysep, uint64_t v)
+{
+	return kz_buf_append(b, keysep, strlen(keysep)) || kz_buf_append_u64(b, v);
+}
+
 static int put_str(struct kz_buf *b, const char *key, const char *s)
 {
 	return put(b, ",\"%s\":", key) || kz_json_put_str(b, s);
@@ -113,19 +124,20 @@ static int put_str(struct kz_buf *b, const char *key, const char *s)
 
 static int attributes(struct kz_buf *b, const struct ais_vessel *s)
 {
-	int rc = put(b, ",\"attributes\":{\"mmsi\":%u", s->mmsi);
+	int rc = unum(b, ",\"attributes\":{\"mmsi\":", s->mmsi);
 	if (s->callsign[0])
 		rc = rc || put_str(b, "callsign", s->callsign);
 	if (s->has & AIS_V_STATUS)
-		rc = rc || put(b, ",\"nav_status\":%u", s->status) || put_str(b, "nav_status_text", STATUS[s->status & 15]);
+		rc = rc || unum(b, ",\"nav_status\":", s->status) || put_str(b, "nav_status_text", STATUS[s->status & 15]);
 	if (s->has & AIS_V_HEADING)
-		rc = rc || put(b, ",\"heading\":%u", s->heading);
+		rc = rc || unum(b, ",\"heading\":", s->heading);
 	if (s->has & AIS_V_SHIPTYPE)
-		rc = rc || put(b, ",\"ship_type\":%u", s->shiptype);
+		rc = rc || unum(b, ",\"ship_type\":", s->shiptype);
 	if (s->has & AIS_V_DIMS)
-		rc = rc || put(b, ",\"length\":%u,\"beam\":%u,\"to_bow\":%u,\"to_stern\":%u,\"to_port\":%u,\"to_starboard\":%u",
-			       s->to_bow + s->to_stern, s->to_port + s->to_starboard, s->to_bow, s->to_stern, s->to_port,
-			       s->to_starboard);
+		rc = rc || unum(b, ",\"length\":", (unsigned)s->to_bow + s->to_stern) ||
+		     unum(b, ",\"beam\":", (unsigned)s->to_port + s->to_starboard) || unum(b, ",\"to_bow\":", s->to_bow) ||
+		     unum(b, ",\"to_stern\":", s->to_stern) || unum(b, ",\"to_port\":", s->to_port) ||
+		     unum(b, ",\"to_starboard\":", s->to_starboard);
 	if (s->has & AIS_V_VOYAGE) {
 		if (s->imo)
 			rc = rc || put(b, ",\"imo\":%u", s->imo);
@@ -144,22 +156,24 @@ int ais_entity_update(struct ais_vessels *v, const struct ais_msg *m, const char
 	learn(s, m);
 	snprintf(id, 32, "mmsi:%u", m->mmsi);
 	const char *type = (s->has & AIS_V_AID) ? "a-u-S-X" : (s->has & AIS_V_BASE) ? "a-u-G-I" : "a-u-S";
-	int rc = put(b, "{\"id\":\"%s\",\"type\":\"%s\"", id, type);
+	int rc = kz_buf_append(b, "{\"id\":\"", 7) || kz_buf_append(b, id, strlen(id)) ||
+		 kz_buf_append(b, "\",\"type\":\"", 10) || kz_buf_append(b, type, strlen(type)) || kz_buf_append(b, "\"", 1);
 	if (s->callsign[0] && kz_name_valid(s->callsign, strlen(s->callsign), 64))
 		rc = rc || put(b, ",\"aliases\":[\"callsign:%s\"]", s->callsign);
 	if (s->name[0])
 		rc = rc || put_str(b, "name", s->name);
 	if ((m->has & AIS_HAS_POS) && m->lat >= -90 && m->lat <= 90 && m->lon >= -180 && m->lon <= 180)
 		/* position accuracy flag: better than 10 m (DGNSS), else worse (M.1371 Table 50) */
-		rc = rc || put(b, ",\"position\":{\"lat\":%.7f,\"lon\":%.7f,\"ce\":%u}", m->lat, m->lon, m->accuracy ? 10 : 100);
+		rc = rc || num(b, ",\"position\":{\"lat\":", m->lat, 7) || num(b, ",\"lon\":", m->lon, 7) ||
+		     kz_buf_append(b, m->accuracy ? ",\"ce\":10}" : ",\"ce\":100}", m->accuracy ? 9 : 10);
 	bool course = (m->has & AIS_HAS_COURSE) && m->course < 360;
 	bool speed = (m->has & AIS_HAS_SPEED) && (m->type == 27 ? m->speed < 63 : m->speed < 102.3);
 	if (course || speed) {
 		rc = rc || kz_buf_append(b, ",\"motion\":{", 11);
 		if (course)
-			rc = rc || put(b, "\"course\":%.1f", m->course);
-		if (speed)
-			rc = rc || put(b, "%s\"speed\":%.3f", course ? "," : "", m->speed * 1852.0 / 3600.0); /* knots to m/s */
+			rc = rc || num(b, "\"course\":", m->course, 1);
+		if (speed) /* knots to m/s */
+			rc = rc || num(b, course ? ",\"speed\":" : "\"speed\":", m->speed * 1852.0 / 3600.0, 3);
 		rc = rc || kz_buf_append(b, "}", 1);
 	}
 	rc = rc || kz_buf_append(b, ",\"provenance\":{\"adapter\":\"ais\"", 30);

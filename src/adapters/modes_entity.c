@@ -103,6 +103,11 @@ static int resolve(struct modes_state *st, struct modes_aircraft *a, const struc
 	return km(*lat, *lon, rla, rlo) > 500 ? KZ_EINVAL : 0;
 }
 
+static int num(struct kz_buf *b, const char *keysep, double v, unsigned decimals)
+{
+	return kz_buf_append(b, keysep, strlen(keysep)) || kz_buf_append_fixed(b, v, decimals);
+}
+
 static int put(struct kz_buf *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 static int put(struct kz_buf *b, const char *fmt, ...)
 {
@@ -125,15 +130,20 @@ static int emit(struct modes_aircraft *a, const struct modes_msg *m, bool pos, d
 	bool vel = (m->has & MODES_HAS_VEL) != 0, vr = (m->has & MODES_HAS_VRATE) != 0;
 	if (!pos && !(m->has & (MODES_HAS_CALLSIGN | MODES_HAS_ALT)) && !vel && !vr)
 		return 1;
-	snprintf(id, 16, "icao:%06x", m->icao);
-	int rc = put(b, "{\"id\":\"%s\",\"type\":\"a-u-A\"", id);
+	static const char hx[] = "0123456789abcdef";
+	memcpy(id, "icao:", 5);
+	for (int i = 0; i < 6; i++)
+		id[5 + i] = hx[(m->icao >> (20 - 4 * i)) & 15];
+	id[11] = 0;
+	int rc = kz_buf_append(b, "{\"id\":\"", 7) || kz_buf_append(b, id, 11) ||
+		 kz_buf_append(b, "\",\"type\":\"a-u-A\"", 16);
 	if (a->callsign[0] && kz_name_valid(a->callsign, strlen(a->callsign), 64))
 		rc = rc || put(b, ",\"aliases\":[\"callsign:%s\"]", a->callsign);
 	if (a->callsign[0])
 		rc = rc || put(b, ",\"name\":\"%s\"", a->callsign);
 	if (pos) {
 		a->lat = lat, a->lon = lon, a->pos_ms = now_ms;
-		rc = rc || put(b, ",\"position\":{\"lat\":%.6f,\"lon\":%.6f", lat, lon);
+		rc = rc || num(b, ",\"position\":{\"lat\":", lat, 6) || num(b, ",\"lon\":", lon, 6);
 		if ((m->has & MODES_HAS_ALT) && m->tc >= 20) /* GNSS height: above the ellipsoid */
 			rc = rc || put(b, ",\"hae\":%.1f", m->altitude_ft / 3.28084);
 		rc = rc || kz_buf_append(b, "}", 1);
@@ -142,21 +152,25 @@ static int emit(struct modes_aircraft *a, const struct modes_msg *m, bool pos, d
 		const char *sep = "";
 		rc = rc || kz_buf_append(b, ",\"motion\":{", 11);
 		if (vel) {
-			rc = rc || put(b, "\"course\":%.2f,\"speed\":%.3f", fmod(m->track_deg, 360), m->speed_kt * 1852.0 / 3600);
+			rc = rc || num(b, "\"course\":", fmod(m->track_deg, 360), 2) ||
+			     num(b, ",\"speed\":", m->speed_kt * 1852.0 / 3600, 3);
 			sep = ",";
 		}
 		if (vr)
-			rc = rc || put(b, "%s\"climb\":%.3f", sep, m->vrate_fpm * 0.3048 / 60);
+			rc = rc || num(b, *sep ? ",\"climb\":" : "\"climb\":", m->vrate_fpm * 0.3048 / 60, 3);
 		rc = rc || kz_buf_append(b, "}", 1);
 	}
 	rc = rc || kz_buf_append(b, ",\"provenance\":{\"adapter\":\"adsb\"", 31);
 	if (sensor && *sensor)
 		rc = rc || put(b, ",\"sensor\":\"%.64s\"", sensor);
-	rc = rc || put(b, "},\"attributes\":{\"icao\":\"%06x\"", m->icao);
+	rc = rc || kz_buf_append(b, "},\"attributes\":{\"icao\":\"", strlen("},\"attributes\":{\"icao\":\"")) || kz_buf_append(b, id + 5, 6) ||
+	     kz_buf_append(b, "\"", 1);
 	if (a->callsign[0])
 		rc = rc || put(b, ",\"callsign\":\"%s\"", a->callsign);
 	if (a->has_alt)
-		rc = rc || put(b, ",\"altitude_ft\":%d", a->altitude_ft);
+		rc = rc || (a->altitude_ft < 0 ? put(b, ",\"altitude_ft\":%d", a->altitude_ft)
+					       : kz_buf_append(b, ",\"altitude_ft\":", strlen(",\"altitude_ft\":")) ||
+						 kz_buf_append_u64(b, (uint64_t)a->altitude_ft));
 	if (m->has & MODES_HAS_GROUND)
 		rc = rc || put(b, ",\"on_ground\":%s", m->on_ground ? "true" : "false");
 	if (m->tc == 19 && (m->has & MODES_HAS_HEADING))

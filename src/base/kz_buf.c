@@ -4,6 +4,7 @@
 
 #include <stdint.h>
 #include <stdlib.h>
+#include <stdbool.h>
 #include <string.h>
 
 void kz_buf_init(struct kz_buf *b, size_t max)
@@ -96,4 +97,53 @@ void kz_buf_shrink(struct kz_buf *b, size_t keep)
 		b->cap = 0;
 		b->off = 0;
 	}
+}
+
+int kz_buf_append_u64(struct kz_buf *b, uint64_t v)
+{
+	char d[20];
+	int n = 0;
+	do
+		d[n++] = (char)('0' + v % 10);
+	while ((v /= 10));
+	int rc = kz_buf_reserve(b, (size_t)n);
+	if (rc)
+		return rc;
+	uint8_t *p = kz_buf_tail(b);
+	for (int i = 0; i < n; i++)
+		p[i] = (uint8_t)d[n - 1 - i];
+	b->len += (size_t)n;
+	return KZ_OK;
+}
+
+int kz_buf_append_fixed(struct kz_buf *b, double v, unsigned decimals)
+{
+	static const double scale[] = { 1, 1e1, 1e2, 1e3, 1e4, 1e5, 1e6, 1e7, 1e8, 1e9 };
+	if (decimals > 9 || !(v > -1e9 && v < 1e9))
+		return KZ_EINVAL;
+	bool neg = v < 0;
+	double x = (neg ? -v : v) * scale[decimals] + 0.5;
+	if (x >= 9007199254740992.0) /* 2^53: the scaled value has no exact integer part any more */
+		return KZ_EINVAL;
+	uint64_t q = (uint64_t)x, ip = q / (uint64_t)scale[decimals], fp = q % (uint64_t)scale[decimals];
+	char t[48];
+	int n = 0;
+	if (neg && q)
+		t[n++] = '-';
+	char d[20];
+	int k = 0;
+	do
+		d[k++] = (char)('0' + ip % 10);
+	while ((ip /= 10));
+	while (k)
+		t[n++] = d[--k];
+	if (decimals) {
+		t[n++] = '.';
+		for (unsigned i = decimals; i-- > 0;) {
+			t[n + (int)i] = (char)('0' + fp % 10);
+			fp /= 10;
+		}
+		n += (int)decimals;
+	}
+	return kz_buf_append(b, t, (size_t)n);
 }

@@ -21,6 +21,14 @@ int kz_buf_reserve(struct kz_buf *b, size_t n);
  * whole and held for a while: a record on its way to the disk). */
 int kz_buf_reserve_exact(struct kz_buf *b, size_t n);
 int kz_buf_append(struct kz_buf *b, const void *p, size_t n);
+/* Appends v in decimal. */
+int kz_buf_append_u64(struct kz_buf *b, uint64_t v);
+/* Appends v with exactly `decimals` (0-9) digits after the point, rounded half away from
+ * zero, as printf's %.*f would write it but without its cost (no locale, no long division);
+ * KZ_EINVAL (nothing appended) unless v is finite, |v| < 1e9 and |v| * 10^decimals < 2^53.
+ * Digit for digit printf's while |v| * 10^decimals < 10^12 (tested); beyond, the last digit
+ * may differ by one (the scaling rounds). */
+int kz_buf_append_fixed(struct kz_buf *b, double v, unsigned decimals);
 /* Pointer to the first unconsumed byte; never NULL, even before the first allocation. */
 static inline uint8_t *kz_buf_head(const struct kz_buf *b)
 {

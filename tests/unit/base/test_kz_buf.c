@@ -3,6 +3,9 @@
 #include <stdarg.h>
 #include <stddef.h>
 #include <cmocka.h>
+#include <math.h>
+#include <stdbool.h>
+#include <stdio.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
@@ -88,9 +91,56 @@ static void test_array(void **st)
 	free(v);
 }
 
+/* kz_buf_append_fixed and _u64 write what printf's %.*f and %llu write (200,000 values, away
+ * from exact halves, where printf rounds the binary value and we round half away). */
+static void test_fixed(void **st)
+{
+	(void)st;
+	struct kz_buf b;
+	kz_buf_init(&b, 0);
+	uint64_t x = 88172645463325252ull;
+	for (int i = 0; i < 200000; i++) {
+		x ^= x << 13, x ^= x >> 7, x ^= x << 17;
+		unsigned d = (unsigned)(x % 10);
+		double v = ((double)(x >> 11) / (double)(1ull << 53) - 0.5) * (i % 3 ? 400 : 2e8);
+		double scaled = fabs(v) * pow(10, d);
+		if (fabs(scaled - floor(scaled) - 0.5) < 1e-3)
+			continue; /* a near-half: the two may round differently, both right */
+		if (scaled + 0.5 >= 9007199254740992.0) { /* beyond 2^53 scaled: refused */
+			assert_int_equal(kz_buf_append_fixed(&b, v, d), KZ_EINVAL);
+			continue;
+		}
+		if (scaled >= 1e12)
+			continue; /* the product's rounding may reach the last digit: checked up to 10^12 */
+		char want[64];
+		snprintf(want, sizeof want, "%.*f", (int)d, v);
+		if (!strcmp(want, "-0") || !strncmp(want, "-0.", 3)) { /* printf keeps the sign of a negative zero */
+			bool zero = true;
+			for (const char *q = want + 1; *q; q++)
+				zero &= *q == '0' || *q == '.';
+			if (zero)
+				memmove(want, want + 1, strlen(want));
+		}
+		kz_buf_reset(&b);
+		assert_int_equal(kz_buf_append_fixed(&b, v, d), 0);
+		if (b.len != strlen(want) || memcmp(kz_buf_head(&b), want, b.len))
+			fail_msg("%.17g with %u decimals: %.*s, printf %s", v, d, (int)b.len, (const char *)kz_buf_head(&b), want);
+		kz_buf_reset(&b);
+		assert_int_equal(kz_buf_append_u64(&b, x), 0);
+		snprintf(want, sizeof want, "%llu", (unsigned long long)x);
+		assert_int_equal(b.len, strlen(want));
+		assert_memory_equal(kz_buf_head(&b), want, b.len);
+	}
+	assert_int_equal(kz_buf_append_fixed(&b, NAN, 2), KZ_EINVAL);
+	assert_int_equal(kz_buf_append_fixed(&b, 1e10, 2), KZ_EINVAL);
+	assert_int_equal(kz_buf_append_fixed(&b, 1, 10), KZ_EINVAL);
+	kz_buf_cleanup(&b);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = { cmocka_unit_test(test_cap), cmocka_unit_test(test_utf8),
-					    cmocka_unit_test(test_base64), cmocka_unit_test(test_array) };
+					    cmocka_unit_test(test_base64), cmocka_unit_test(test_array),
+					    cmocka_unit_test(test_fixed) };
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
