@@ -86,7 +86,7 @@ struct node_adapters {
 	_Atomic bool stop;
 	struct ais_vessels vessels;
 	struct modes_state aircraft;
-	struct kz_buf json, rec;
+	struct kz_buf json;
 	struct counters c[A_N];
 	const char *reasons_seen[16]; /* a reason logged once: the decoders' reasons are static text */
 	unsigned n_reasons;
@@ -120,32 +120,30 @@ static void record_done(void *ctx, int status, uint64_t seq)
 	mqtt_msg_unref(m);
 }
 
-/* The update in a->json as a record on kz/entity/<id>, if the policy lets the adapter's
- * identity publish there. */
-static void write_update(struct node_adapters *a, int ad, const char *id)
+int node_entity_write(struct mqtt_broker *b, const char *node_id, const char *identity, const char *label_text,
+		      const char *id, const uint8_t *json, size_t n, const char **why)
 {
-	const struct identity *w = &a->who[ad];
-	char topic[64];
+	char topic[16 + 160];
 	snprintf(topic, sizeof topic, "kz/entity/%s", id);
-	const struct kz_policy *pol = atomic_load(&a->b->policy);
+	const struct kz_policy *pol = atomic_load(&b->policy);
 	char canon[KZ_LABEL_MAX_LEN + 1] = "";
 	if (pol) {
 		struct kz_subject s;
-		kz_subject_init(pol, w->id, &s);
+		kz_subject_init(pol, identity, &s);
 		const struct kz_label *dl;
-		const char *dt, *why;
-		if (!kz_policy_publish(pol, &s, topic, strlen(topic), &dl, &dt, &why)) {
-			reject(a, ad, R_POLICY, "the policy does not let the adapter's identity publish on kz/entity/");
-			return;
+		const char *dt, *pw;
+		if (!kz_policy_publish(pol, &s, topic, strlen(topic), &dl, &dt, &pw)) {
+			*why = "the policy does not let this identity publish on kz/entity/";
+			return -1;
 		}
-		if (w->label[0]) {
+		if (label_text && label_text[0]) {
 			struct kz_label l;
 			size_t cn;
 			char lw[160];
-			if (kz_label_parse(pol, w->label, strlen(w->label), &l, canon, &cn, lw, sizeof lw) ||
-			    !kz_policy_may_label(pol, &s, &l, &why)) {
-				reject(a, ad, R_POLICY, "the adapter's label does not parse, or is above its identity");
-				return;
+			if (kz_label_parse(pol, label_text, strlen(label_text), &l, canon, &cn, lw, sizeof lw) ||
+			    !kz_policy_may_label(pol, &s, &l, &pw)) {
+				*why = "the label does not parse, or is above the identity";
+				return -1;
 			}
 		} else {
 			snprintf(canon, sizeof canon, "%s", dt);
@@ -154,26 +152,43 @@ static void write_update(struct node_adapters *a, int ad, const char *id)
 	struct kz_record r = { .time_ns = kz_now_wall_ns(), .qos = 1 };
 	kz_uuidv7(r.id, r.time_ns / 1000000);
 	r.topic = (struct kz_bytes){ (const uint8_t *)topic, (uint32_t)strlen(topic) };
-	r.origin_node = (struct kz_bytes){ (const uint8_t *)a->node_id, (uint32_t)strlen(a->node_id) };
-	r.origin_id = (struct kz_bytes){ (const uint8_t *)w->id, (uint32_t)strlen(w->id) };
+	r.origin_node = (struct kz_bytes){ (const uint8_t *)node_id, (uint32_t)strlen(node_id) };
+	r.origin_id = (struct kz_bytes){ (const uint8_t *)identity, (uint32_t)strlen(identity) };
 	r.label = (struct kz_bytes){ (const uint8_t *)canon, (uint32_t)strlen(canon) };
 	r.content_type = (struct kz_bytes){ (const uint8_t *)"application/json", 16 };
-	r.payload = (struct kz_bytes){ kz_buf_head(&a->json), (uint32_t)a->json.len };
-	kz_buf_reset(&a->rec);
+	r.payload = (struct kz_bytes){ json, (uint32_t)n };
+	static _Thread_local struct kz_buf rec;
+	kz_buf_reset(&rec);
 	uint8_t *data;
 	struct mqtt_msg *m;
-	if (kz_record_encode(&r, &a->rec) || !(data = malloc(a->rec.len)))
-		return;
-	memcpy(data, kz_buf_head(&a->rec), a->rec.len);
-	struct kz_record dec;
-	const char *why;
-	if (kz_record_decode(data, a->rec.len, &dec, &why) || !(m = mqtt_msg_from_record(&dec))) {
-		free(data);
-		return;
+	if (kz_record_encode(&r, &rec) || !(data = malloc(rec.len))) {
+		*why = "out of memory";
+		return -1;
 	}
-	struct kz_store_item it = { data, (uint32_t)a->rec.len, record_done, m, NULL };
-	kz_store_submit(a->b->store, &it, 1);
-	atomic_fetch_add(&a->c[ad].updates, 1);
+	memcpy(data, kz_buf_head(&rec), rec.len);
+	kz_buf_shrink(&rec, 1 << 16);
+	struct kz_record dec;
+	if (kz_record_decode(data, (size_t)(uint32_t)rec.len, &dec, why) || !(m = mqtt_msg_from_record(&dec))) {
+		free(data);
+		*why = "out of memory";
+		return -1;
+	}
+	adapters_broker = b;
+	struct kz_store_item it = { data, (uint32_t)rec.len, record_done, m, NULL };
+	kz_store_submit(b->store, &it, 1);
+	return 0;
+}
+
+/* The update in a->json as a record on kz/entity/<id>, if the policy lets the adapter's
+ * identity publish there. */
+static void write_update(struct node_adapters *a, int ad, const char *id)
+{
+	const char *why;
+	if (node_entity_write(a->b, a->node_id, a->who[ad].id, a->who[ad].label, id, kz_buf_head(&a->json), a->json.len,
+			      &why))
+		reject(a, ad, R_POLICY, why);
+	else
+		atomic_fetch_add(&a->c[ad].updates, 1);
 }
 
 /* ---------- input ---------- */
@@ -512,7 +527,6 @@ int node_adapters_open(struct mqtt_broker *b, const struct node_config *cfg, str
 		return -1;
 	}
 	kz_buf_init(&a->json, 0);
-	kz_buf_init(&a->rec, 0);
 	if (ais_vessels_init(&a->vessels, cfg->adapter_ais_max_vessels) ||
 	    modes_state_init(&a->aircraft, cfg->adapter_adsb_max_aircraft, has_ref, rlat, rlon) ||
 	    pipe2(a->wake, O_CLOEXEC | O_NONBLOCK)) {
@@ -557,7 +571,6 @@ void node_adapters_close(struct node_adapters *a)
 	ais_vessels_free(&a->vessels);
 	modes_state_free(&a->aircraft);
 	kz_buf_cleanup(&a->json);
-	kz_buf_cleanup(&a->rec);
 	free(a);
 }
 

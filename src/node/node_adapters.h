@@ -3,6 +3,7 @@
 #define KZ_NODE_ADAPTERS_H
 
 #include <stddef.h>
+#include <stdint.h>
 
 struct kz_buf;
 struct mqtt_broker;
@@ -15,6 +16,12 @@ int node_adapters_open(struct mqtt_broker *b, const struct node_config *cfg, str
 		       size_t why_len);
 /* Stops them (before the store closes); NULL: nothing. */
 void node_adapters_close(struct node_adapters *a);
+/* An entity update (JSON) as a record on kz/entity/<id>, written by identity with label_text
+ * (empty: the policy's default for the topic), if the policy lets identity publish there and
+ * give that label; delivered to MQTT subscribers once durable (any thread). 0, or -1 with
+ * why. For the adapters and the TAK endpoint. */
+int node_entity_write(struct mqtt_broker *b, const char *node_id, const char *identity, const char *label_text,
+		      const char *id, const uint8_t *json, size_t n, const char **why);
 /* Their counters in Prometheus' text format; NULL: nothing. */
 void node_adapters_metrics(struct node_adapters *a, struct kz_buf *b);
 

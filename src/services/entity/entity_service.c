@@ -268,3 +268,31 @@ int entity_service_snapshot(struct entity_service *s, const char *filter, size_t
 	kz_buf_cleanup(&b);
 	return rc;
 }
+
+int entity_service_changes(struct entity_service *s, uint64_t *cursor, size_t max, entity_change_fn cb, void *ctx)
+{
+	int snapshot = 0;
+	size_t calls = 0;
+	pthread_mutex_lock(&s->lock);
+	if (*cursor == ENTITY_CURSOR_START || *cursor > s->last_change || s->last_change - *cursor > s->ring_cap) {
+		/* the whole picture, then the changes after it (a snapshot is not cut by max: the
+		 * reader's cursor must land on the ring) */
+		struct entity *e;
+		for (size_t i = 0; (e = entity_table_at(s->t, i)) != NULL; i++)
+			if (e->status != ENTITY_REMOVED)
+				cb(ctx, ENTITY_EV_NONE, e);
+		*cursor = s->last_change;
+		snapshot = 1;
+	}
+	while (*cursor < s->last_change && (!max || calls < max)) {
+		uint64_t c = ++*cursor;
+		struct entity_change *slot = &s->ring[(c - 1) % s->ring_cap];
+		struct entity *e = entity_table_find(s->t, slot->id);
+		if (!e || e->change != c) /* gone, or changed again: a later event has it */
+			continue;
+		cb(ctx, (enum entity_event)slot->ev, e);
+		calls++;
+	}
+	pthread_mutex_unlock(&s->lock);
+	return snapshot;
+}

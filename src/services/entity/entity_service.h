@@ -48,6 +48,17 @@ typedef void (*entity_snapshot_fn)(void *ctx, const char *topic, const uint8_t *
 int entity_service_snapshot(struct entity_service *s, const char *filter, size_t filter_len, entity_snapshot_fn cb,
 			    void *ctx);
 
+/* A reader outside HTTP (the TAK endpoint, docs/ADAPTERS.md "TAK"): calls cb, under the
+ * service's lock, for each entity changed after *cursor, once with its state now (changes
+ * coalesced) and the kind of its last event, then moves *cursor on. With *cursor
+ * ENTITY_CURSOR_START (a new reader), or when the reader fell behind the change ring, cb gets
+ * every live and stale entity first (ev ENTITY_EV_NONE: a snapshot) and the result is 1;
+ * else 0. cb must not call back into the
+ * service. max: at most this many calls (0: no cap); the rest come at the next call. */
+#define ENTITY_CURSOR_START UINT64_MAX
+typedef void (*entity_change_fn)(void *ctx, enum entity_event ev, const struct entity *e);
+int entity_service_changes(struct entity_service *s, uint64_t *cursor, size_t max, entity_change_fn cb, void *ctx);
+
 /* GET /api/v1/entities (list, with filters) and /api/v1/entities/<id or alias>. */
 int entity_service_routes(struct entity_service *s, struct kz_http *h);
 
