@@ -158,9 +158,11 @@ int node_entity_write(struct mqtt_broker *b, const char *node_id, const char *id
 	r.content_type = (struct kz_bytes){ (const uint8_t *)"application/json", 16 };
 	r.payload = (struct kz_bytes){ json, (uint32_t)n };
 	static _Thread_local struct kz_buf rec;
-	kz_buf_reset(&rec);
 	uint8_t *data;
 	struct mqtt_msg *m;
+	if (!rec.max)
+		kz_buf_init(&rec, 0); /* this thread's first record */
+	kz_buf_reset(&rec);
 	if (kz_record_encode(&r, &rec) || !(data = malloc(rec.len))) {
 		*why = "out of memory";
 		return -1;
