@@ -429,6 +429,14 @@ static int node_open(struct node *n)
 	char why[512] = "";
 	kz_log_set_level(cfg->log_level);
 	signal(SIGPIPE, SIG_IGN);
+	/* Before the ports are bound and any thread starts (every thread inherits this mask):
+	 * only the main thread takes SIGTERM/SIGINT/SIGHUP, and one that comes while the node is
+	 * still loading waits for node_run, which stops cleanly. */
+	sigemptyset(&n->signals);
+	sigaddset(&n->signals, SIGTERM);
+	sigaddset(&n->signals, SIGINT);
+	sigaddset(&n->signals, SIGHUP);
+	pthread_sigmask(SIG_BLOCK, &n->signals, NULL);
 	/* Each connection is a descriptor: take the hard limit, as servers commonly do, and say
 	 * what it is (limits.fd_reserve of them stay free of connections). */
 	char fdmsg[200];
@@ -707,12 +715,6 @@ static int node_open(struct node *n)
 		kz_info("cluster: replicating this node's records to JetStream at %s (stream KZ_RECORDS, %u replicas, "
 			"on quorum loss: %s)", cfg->cluster_nats, cfg->cluster_replicas, local ? "local" : "refuse");
 	}
-	/* Workers inherit this mask: only the main thread takes SIGTERM/SIGINT/SIGHUP. */
-	sigemptyset(&n->signals);
-	sigaddset(&n->signals, SIGTERM);
-	sigaddset(&n->signals, SIGINT);
-	sigaddset(&n->signals, SIGHUP);
-	pthread_sigmask(SIG_BLOCK, &n->signals, NULL);
 	if (cfg->https_enabled) {
 		n->hctx = net_tls_https_ctx(&tls, why, sizeof why);
 		struct kz_http_config hc = { n->hctx, cfg->threads, cfg->https_max_body, cfg->https_req_timeout_ms,
