@@ -4,6 +4,7 @@
 #include "services/entity/entity_service.h"
 #include "services/task/task_service.h"
 #include "node/node_adapters.h"
+#include "node/node_tak.h"
 #include "cluster/cluster.h"
 #include "base/kz_buf.h"
 #include "http/http.h"
@@ -310,6 +311,7 @@ static void metrics(void *arg, struct kz_http_req *r)
 		metric(&b, "kizuna_entity_bytes", "gauge", "Memory the entity table holds (its own count).", es.table.bytes);
 	}
 	node_adapters_metrics(nh->adapters, &b);
+	node_tak_metrics(nh->tak, &b);
 	if (nh->tasks) {
 		struct task_service_stats ts;
 		task_service_stats(nh->tasks, &ts);

@@ -13,6 +13,7 @@ struct mqtt_broker;
 struct entity_service;
 struct task_service;
 struct node_adapters;
+struct node_tak;
 
 struct node_http {
 	struct kz_http *http;
@@ -28,6 +29,7 @@ struct node_http {
 	struct entity_service *entities; /* NULL: not running */
 	struct task_service *tasks;      /* NULL: not running */
 	struct node_adapters *adapters;  /* NULL: none configured */
+	struct node_tak *tak;            /* NULL: no TAK endpoint */
 };
 
 int node_http_routes(struct node_http *nh);

@@ -18,6 +18,7 @@
 #include "services/entity/entity_service.h"
 #include "services/task/task_service.h"
 #include "node/node_adapters.h"
+#include "node/node_tak.h"
 #include "services/taxii/taxii.h"
 #include "base/kz_file.h"
 #include "trust/audit.h"
@@ -409,6 +410,7 @@ struct node {
 	struct entity_service *entities;
 	struct task_service *tasks;
 	struct node_adapters *adapters;
+	struct node_tak *tak;
 	struct node_http nh;
 	struct node_enroll enroll;
 	struct node_mqtt nm;
@@ -653,7 +655,8 @@ static int node_open(struct node *n)
 		}
 		node_entities_attach(b, n->entities, n->tasks); /* kz-snapshot subscriptions, task topics */
 	}
-	if (node_adapters_open(b, cfg, &n->adapters, why, sizeof why)) {
+	if (node_adapters_open(b, cfg, &n->adapters, why, sizeof why) ||
+	    node_tak_open(cfg, b, n->ctx, n->entities, &n->tak, why, sizeof why)) {
 		kz_error("adapters: %s", why);
 		return 1;
 	}
@@ -737,6 +740,7 @@ static int node_open(struct node *n)
 		nh->entities = n->entities;
 		nh->tasks = n->tasks;
 		nh->adapters = n->adapters;
+		nh->tak = n->tak;
 		if (node_http_routes(nh) || taxii_routes(n->taxii, n->http) || entity_service_routes(n->entities, n->http) ||
 		    task_service_routes(n->tasks, n->http)) {
 			kz_error("HTTPS: too many routes");
@@ -757,6 +761,8 @@ static int node_open(struct node *n)
 	node_mqtt_proto(&n->nm, n->mqtt_fd, n->host, &scfg.protos[scfg.n_protos++]);
 	if (n->http)
 		kz_http_proto(n->http, n->https_fd, n->hhost, &scfg.protos[scfg.n_protos++]);
+	if (n->tak)
+		node_tak_proto(n->tak, &scfg.protos[scfg.n_protos++]);
 	n->mqtt_fd = n->https_fd = -1; /* the server's now, also if it fails */
 	if (net_server_create(&n->srv, &scfg, why, sizeof why)) {
 		kz_error("%s", why);
@@ -894,6 +900,7 @@ static void node_close(struct node *n)
 	if (n->broker_init)
 		mqtt_broker_cleanup(b);
 	kz_http_free(n->http);
+	node_tak_close(n->tak); /* after the workers: they used it */
 	node_follow_set(NULL, NULL, NULL); /* the follower stopped with the cluster */
 	taxii_close(n->taxii);
 	net_tls_ctx_free(n->ctx);

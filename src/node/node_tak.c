@@ -1,0 +1,340 @@
+/* node_tak.c — the TAK server endpoint (docs/ADAPTERS.md "TAK"): TAK clients (ATAK, WinTAK,
+ * iTAK) connect over TLS with a certificate of the node's CA, as to a TAK server's streaming
+ * port (tak.listen, usually 8089), and speak Cursor-on-Target XML.
+ *
+ *   in:  each event, parsed (cot.c); a position report (type a-*) becomes an entity update
+ *        on kz/entity/cot:<uid>, written as the client's own identity under the policy (may
+ *        it publish there, with what label); other events are counted, not relayed (yet).
+ *   out: every entity the client may see (the decision point per entity and per field, as
+ *        for the API), as a CoT event: the whole picture when it connects, then each entity
+ *        that changed, at most once per tak.push_interval_ms (changes in between are
+ *        coalesced: the client gets the newest state). Its own report is not echoed.
+ *
+ * A connection's life:
+ *   handshake --no identity, or the policy refuses it--> closed
+ *   handshake --ok--> OPEN: reads events; every tick, when push_interval_ms has passed and
+ *                     its output is below tak.max_output_bytes, writes the changes
+ *   OPEN --client gone, node stopping--> closed */
+#include "node/node_tak.h"
+#include "adapters/cot.h"
+#include "base/kz_buf.h"
+#include "base/kz_log.h"
+#include "base/kz_time.h"
+#include "mqtt/mqtt_broker.h"
+#include "node/node_adapters.h"
+#include "node/node_config.h"
+#include "services/entity/entity_service.h"
+#include "services/entity/entity_view.h"
+#include "trust/audit.h"
+#include "trust/policy.h"
+
+#include <math.h>
+#include <unistd.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+struct tak_conn {
+	struct net_conn *c;
+	struct node_tak *t;
+	unsigned worker;
+	char identity[512];
+	struct cot_reader *rd;
+	uint64_t cursor, last_push_ms;
+	char own_id[160];          /* the entity of its own reports: not sent back to it */
+	struct kz_buf scratch;
+	bool listed;               /* open, in its worker's list */
+	struct tak_conn *prev, *next;
+};
+
+struct node_tak {
+	struct mqtt_broker *b;
+	SSL_CTX *ctx;
+	struct entity_service *es;
+	char node_id[64];
+	uint32_t max_conns, max_event_bytes, push_ms, max_out;
+	int fd;
+	char host[300];
+	struct tak_conn **heads;   /* per worker */
+	unsigned n_workers;
+	_Atomic unsigned n_open;
+	_Atomic uint64_t events_in, reports_in, refused, pushed, connections;
+};
+
+static const struct net_conn_cbs tak_cbs;
+
+/* ---------- in ---------- */
+
+static void on_error(void *ctx, const char *why)
+{
+	struct tak_conn *tc = ctx;
+	atomic_fetch_add(&tc->t->refused, 1);
+	kz_debug("%s: TAK: event refused: %s", tc->c ? tc->c->addr : "?", why);
+}
+
+static void on_event(void *ctx, const struct cot_event *e)
+{
+	struct tak_conn *tc = ctx;
+	struct node_tak *t = tc->t;
+	atomic_fetch_add(&t->events_in, 1);
+	char id[160];
+	kz_buf_reset(&tc->scratch);
+	if (cot_to_entity(e, &tc->scratch, id, sizeof id))
+		return; /* not a position report: counted among the events */
+	const char *why;
+	if (node_entity_write(t->b, t->node_id, tc->identity, "", id, kz_buf_head(&tc->scratch), tc->scratch.len,
+			      &why)) {
+		atomic_fetch_add(&t->refused, 1);
+		kz_debug("%s: TAK: report of %s refused: %s", tc->c->addr, id, why);
+		return;
+	}
+	atomic_fetch_add(&t->reports_in, 1);
+	snprintf(tc->own_id, sizeof tc->own_id, "%s", id);
+}
+
+/* ---------- out ---------- */
+
+struct push {
+	struct tak_conn *tc;
+	struct entity_reader rd;
+	uint64_t now;
+	unsigned n;
+};
+
+/* The CoT event of entity e for one reader (fields it may not see left out). */
+static void push_one(void *ctx, enum entity_event ev, const struct entity *e)
+{
+	struct push *p = ctx;
+	struct tak_conn *tc = p->tc;
+	if (!strcmp(e->id, tc->own_id) || !entity_reader_sees(&p->rd, e))
+		return;
+	uint32_t hide = entity_reader_hides(&p->rd, e);
+	bool pos = (e->pos.has & ENTITY_POS_KNOWN) && !(hide & (1u << ENTITY_G_POSITION));
+	if (!pos)
+		return; /* a TAK screen draws points: an entity without one (to this reader) is not sent */
+	bool track = e->motion.has && !(hide & (1u << ENTITY_G_MOTION)) && (e->motion.has & ENTITY_HAS_COURSE) &&
+		     (e->motion.has & ENTITY_HAS_SPEED);
+	const char *uid = !strncmp(e->id, "cot:", 4) ? e->id + 4 : e->id;
+	const char *type = e->type && !(hide & (1u << ENTITY_G_TYPE)) ? e->type : "a-u-G";
+	const char *name = e->name && !(hide & (1u << ENTITY_G_NAME)) ? e->name : e->id;
+	uint64_t stale = ev == ENTITY_EV_REMOVE || e->status == ENTITY_REMOVED ? p->now : e->stale_ns;
+	struct cot_out o = { .uid = uid, .type = type, .callsign = name, .time_ns = p->now,
+			     .stale_ns = stale > p->now ? stale : p->now, .has_point = true, .lat = e->pos.lat,
+			     .lon = e->pos.lon, .hae = (e->pos.has & ENTITY_HAS_HAE) ? e->pos.hae : NAN,
+			     .ce = (e->pos.has & ENTITY_HAS_CE) ? e->pos.ce : NAN,
+			     .le = (e->pos.has & ENTITY_HAS_LE) ? e->pos.le : NAN, .has_track = track,
+			     .speed = e->motion.speed, .course = e->motion.course };
+	if (cot_write(&o, &tc->c->out) == 0)
+		p->n++;
+}
+
+static void push(struct tak_conn *tc, uint64_t now_ms)
+{
+	struct node_tak *t = tc->t;
+	if (!t->es || net_conn_output_pending(tc->c) + tc->c->out.len > t->max_out)
+		return; /* a slow client: its cursor waits, the changes coalesce */
+	struct push p = { .tc = tc, .now = kz_now_wall_ns() };
+	entity_reader_init(&p.rd, atomic_load(&t->b->policy), tc->identity);
+	(void)entity_service_changes(t->es, &tc->cursor, 0, push_one, &p);
+	tc->last_push_ms = now_ms;
+	if (p.n) {
+		atomic_fetch_add(&t->pushed, p.n);
+		net_conn_want_flush(tc->c);
+	}
+}
+
+/* ---------- connections ---------- */
+
+static void on_open(struct net_conn *c)
+{
+	struct node_tak *t = c->proto;
+	struct tak_conn *tc = c->user; /* made at accept, with its worker */
+	struct net_peer peer;
+	const char *why = net_tls_peer(c->ssl, &peer);
+	const struct kz_policy *pol = atomic_load(&t->b->policy);
+	const char *pwhy = NULL;
+	bool ok = peer.id != NULL;
+	if (ok && pol) {
+		struct kz_subject s;
+		kz_subject_init(pol, peer.id, &s);
+		ok = kz_policy_connect(pol, &s, &pwhy);
+	}
+	kz_audit(&(struct kz_audit_entry){ .subject = peer.id, .serial = peer.serial, .tls_group = net_conn_group(c),
+					  .issuer = peer.issuer, .tls = net_tls_suite(c->ssl), .addr = c->addr,
+					  .action = "tak", .resource = c->addr, .allow = ok,
+					  .reason = ok ? "TAK client connected" : peer.id ? pwhy : why,
+					  .policy = pol ? pol->version : NULL });
+	unsigned open = atomic_fetch_add(&t->n_open, 1) + 1;
+	if (!ok || open > t->max_conns || !(tc->rd = cot_reader_new(t->max_event_bytes, on_event, on_error, tc))) {
+		kz_warn("%s: TAK: refused: %s", c->addr,
+			!ok ? (peer.id ? pwhy : why) : open > t->max_conns ? "tak.max_connections reached" : "out of memory");
+		free(peer.id);
+		atomic_fetch_sub(&t->n_open, 1);
+		net_conn_close(c);
+		return;
+	}
+	snprintf(tc->identity, sizeof tc->identity, "%s", peer.id);
+	free(peer.id);
+	tc->cursor = ENTITY_CURSOR_START;
+	tc->next = t->heads[tc->worker];
+	if (tc->next)
+		tc->next->prev = tc;
+	t->heads[tc->worker] = tc;
+	tc->listed = true;
+	atomic_fetch_add(&t->connections, 1);
+	kz_info("%s: TAK client %s connected (TLS 1.3, group %s)", c->addr, tc->identity, net_conn_group(c));
+	push(tc, uv_now(c->nl->loop)); /* the picture, at once */
+}
+
+static void on_data(struct net_conn *c, const uint8_t *p, size_t n)
+{
+	struct tak_conn *tc = c->user;
+	if (tc && tc->listed)
+		cot_reader_feed(tc->rd, (const char *)p, n);
+}
+
+static void on_close(struct net_conn *c)
+{
+	struct tak_conn *tc = c->user;
+	c->user = NULL;
+	if (!tc)
+		return;
+	struct node_tak *t = tc->t;
+	if (tc->listed) {
+		if (tc->prev)
+			tc->prev->next = tc->next;
+		else
+			t->heads[tc->worker] = tc->next;
+		if (tc->next)
+			tc->next->prev = tc->prev;
+		atomic_fetch_sub(&t->n_open, 1);
+	}
+	cot_reader_free(tc->rd);
+	kz_buf_cleanup(&tc->scratch);
+	free(tc);
+}
+
+static const struct net_conn_cbs tak_cbs = { on_open, on_data, NULL, on_close };
+
+/* ---------- the protocol on the workers ---------- */
+
+static void accept_cb(void *ctx, unsigned idx, struct net_loop *nl, int fd)
+{
+	struct node_tak *t = ctx;
+	struct tak_conn *tc = calloc(1, sizeof *tc);
+	if (!tc) {
+		close(fd);
+		return;
+	}
+	tc->t = t;
+	tc->worker = idx;
+	kz_buf_init(&tc->scratch, 0);
+	struct net_conn *c = net_conn_accept_fd(nl, fd, t->ctx, &tak_cbs, tc);
+	if (!c) {
+		kz_buf_cleanup(&tc->scratch);
+		free(tc);
+		return;
+	}
+	tc->c = c;
+	c->proto = t;
+}
+
+static void tick(void *ctx, unsigned idx, uint64_t now_ms)
+{
+	struct node_tak *t = ctx;
+	for (struct tak_conn *tc = t->heads[idx]; tc; tc = tc->next)
+		if (now_ms - tc->last_push_ms >= t->push_ms)
+			push(tc, now_ms);
+}
+
+static void stop(void *ctx, unsigned idx)
+{
+	struct node_tak *t = ctx;
+	for (struct tak_conn *tc = t->heads[idx], *nx; tc; tc = nx) {
+		nx = tc->next;
+		net_conn_close(tc->c);
+	}
+}
+
+static bool idle(void *ctx, unsigned idx)
+{
+	struct node_tak *t = ctx;
+	return t->heads[idx] == NULL;
+}
+
+int node_tak_open(const struct node_config *cfg, struct mqtt_broker *b, SSL_CTX *ctx, struct entity_service *es,
+		  struct node_tak **out, char *why, size_t why_len)
+{
+	*out = NULL;
+	if (!cfg->tak_listen[0])
+		return 0;
+	struct node_tak *t = calloc(1, sizeof *t);
+	if (!t || !(t->heads = calloc(cfg->threads ? cfg->threads : 1, sizeof *t->heads))) {
+		free(t);
+		snprintf(why, why_len, "out of memory");
+		return -1;
+	}
+	t->n_workers = cfg->threads ? cfg->threads : 1;
+	t->b = b;
+	t->ctx = ctx;
+	t->es = es;
+	snprintf(t->node_id, sizeof t->node_id, "%s", cfg->node_id);
+	t->max_conns = cfg->tak_max_connections;
+	t->max_event_bytes = cfg->tak_max_event_bytes;
+	t->push_ms = cfg->tak_push_interval_ms;
+	t->max_out = cfg->tak_max_output_bytes;
+	int port;
+	if (node_config_split_addr(cfg->tak_listen, t->host, sizeof t->host, &port)) {
+		snprintf(why, why_len, "tak.listen: expected host:port, not '%s'", cfg->tak_listen);
+		node_tak_close(t);
+		return -1;
+	}
+	int bound;
+	t->fd = net_bind(t->host, port, &bound, why, why_len);
+	if (t->fd < 0) {
+		node_tak_close(t);
+		return -1;
+	}
+	kz_info("TAK: Cursor-on-Target over TLS 1.3 (client certificate required) on %s:%d", t->host, bound);
+	*out = t;
+	return 0;
+}
+
+void node_tak_proto(struct node_tak *t, struct net_proto *out)
+{
+	*out = (struct net_proto){ .name = "TAK", .ctx = t, .fd = t->fd, .host = t->host, .accept = accept_cb, .tick = tick, .stop = stop, .idle = idle };
+	t->fd = -1; /* the server's now */
+}
+
+void node_tak_close(struct node_tak *t)
+{
+	if (!t)
+		return;
+	if (t->fd >= 0)
+		close(t->fd);
+	free(t->heads);
+	free(t);
+}
+
+void node_tak_metrics(struct node_tak *t, struct kz_buf *b)
+{
+	if (!t)
+		return;
+	char m[1400];
+	int n = snprintf(m, sizeof m,
+			 "# HELP kizuna_tak_connections Open TAK client connections (docs/ADAPTERS.md).\n"
+			 "# TYPE kizuna_tak_connections gauge\nkizuna_tak_connections %u\n"
+			 "# HELP kizuna_tak_events_total CoT events received, parsed.\n"
+			 "# TYPE kizuna_tak_events_total counter\nkizuna_tak_events_total %llu\n"
+			 "# HELP kizuna_tak_reports_total Position reports written as entity updates.\n"
+			 "# TYPE kizuna_tak_reports_total counter\nkizuna_tak_reports_total %llu\n"
+			 "# HELP kizuna_tak_refused_total Events refused (malformed, over a cap, or by the policy).\n"
+			 "# TYPE kizuna_tak_refused_total counter\nkizuna_tak_refused_total %llu\n"
+			 "# HELP kizuna_tak_pushed_total CoT events sent to TAK clients.\n"
+			 "# TYPE kizuna_tak_pushed_total counter\nkizuna_tak_pushed_total %llu\n",
+			 atomic_load(&t->n_open), (unsigned long long)atomic_load(&t->events_in),
+			 (unsigned long long)atomic_load(&t->reports_in), (unsigned long long)atomic_load(&t->refused),
+			 (unsigned long long)atomic_load(&t->pushed));
+	if (n > 0 && (size_t)n < sizeof m)
+		(void)kz_buf_append(b, m, (size_t)n);
+}

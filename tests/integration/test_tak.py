@@ -1,0 +1,171 @@
+"""The TAK endpoint (docs/ADAPTERS.md "TAK") on a real node with a policy. Two TAK clients,
+written here to speak as ATAK does on a TAK server's streaming port (TLS with a client
+certificate, Cursor-on-Target XML events back to back), report their positions: each sees
+the other and not itself; AIS ships sent to the node's UDP adapter appear on both screens;
+an entity labelled above one client's clearance reaches only the other; a malformed event
+and a DTD are refused and counted while the connection goes on; the reports are entities in
+the API with the client's identity as their origin."""
+import os, re, socket, ssl, tempfile, threading, time
+import requests
+from kzharness import Node, run_tests, free_port
+
+SHARED = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "..", "shared", "data", "tracks")
+TD = "spiffe://kizuna.local/"
+POLICY = """policy jp-mod
+version tak-1
+levels unclassified restricted confidential secret
+default-label class=restricted
+allow connect where kind=user,sensor,service
+allow publish kz/entity/# where org=mod
+allow subscribe kz/entity/# where org=mod
+allow subscribe $SYS/metrics where role=monitor
+"""
+IDENTITIES = """%smod/user/alice org=mod clearance=secret roles=monitor
+%smod/user/bob org=mod clearance=restricted
+%smod/sensor/radar org=mod clearance=secret
+%smod/service/ais-adapter org=mod clearance=restricted
+""" % (TD, TD, TD, TD)
+
+tmp = tempfile.mkdtemp(prefix="kz-tak-")
+open(os.path.join(tmp, "kizuna.policy"), "w").write(POLICY)
+open(os.path.join(tmp, "identities"), "w").write(IDENTITIES)
+HPORT, TPORT, UPORT = free_port(), free_port(), free_port()
+node = Node("https.listen = 127.0.0.1:%d\npolicy.file = %s/kizuna.policy\npolicy.registry = %s/identities\n"
+            "tak.listen = 127.0.0.1:%d\ntak.push_interval_ms = 200\nadapter.ais.udp = 127.0.0.1:%d\n"
+            "adapter.ais.identity = %smod/service/ais-adapter\n" % (HPORT, tmp, tmp, TPORT, UPORT, TD))
+certs = {w.split("/")[-1]: node.issue(w.replace("/", "-"), spiffe=TD + w)
+         for w in ["mod/user/alice", "mod/user/bob", "mod/sensor/radar"]}
+CA = os.path.join(node.pki, "ca.pem")
+
+
+class Tak:
+    """A TAK client: a TLS stream of CoT events, read into a dict uid -> last event."""
+
+    def __init__(self, who):
+        ctx = ssl.create_default_context(cafile=CA)
+        ctx.load_cert_chain(*certs[who])
+        self.s = ctx.wrap_socket(socket.create_connection(("127.0.0.1", TPORT), 5), server_hostname="localhost")
+        self.events, self.buf, self.lock = {}, "", threading.Lock()
+        threading.Thread(target=self.read, daemon=True).start()
+
+    def read(self):
+        while True:
+            try:
+                d = self.s.recv(65536)
+            except OSError:
+                return
+            if not d:
+                return
+            with self.lock:
+                self.buf += d.decode()
+                for m in re.finditer(r"<event .*?</event>", self.buf, re.S):
+                    uid = re.search(r'uid="([^"]*)"', m.group(0)).group(1)
+                    self.events[uid] = m.group(0)
+                self.buf = self.buf[self.buf.rfind("</event>") + 8:] if "</event>" in self.buf else self.buf
+
+    def send(self, text):
+        self.s.sendall(text.encode())
+
+    def sa(self, uid, callsign, lat, lon):
+        now = time.strftime("%Y-%m-%dT%H:%M:%S.000Z", time.gmtime())
+        stale = time.strftime("%Y-%m-%dT%H:%M:%S.000Z", time.gmtime(time.time() + 300))
+        self.send('<?xml version="1.0" encoding="UTF-8" standalone="yes"?>'
+                  '<event version="2.0" uid="%s" type="a-f-G-U-C" time="%s" start="%s" stale="%s" how="h-e">'
+                  '<point lat="%f" lon="%f" hae="10.0" ce="9.9" le="9999999.0"/><detail>'
+                  '<contact endpoint="*:-1:stcp" callsign="%s"/><__group name="Cyan" role="Team Member"/>'
+                  '<track course="90.0" speed="1.5"/></detail></event>' % (uid, now, now, stale, lat, lon, callsign))
+
+    def get(self, uid):
+        with self.lock:
+            return self.events.get(uid)
+
+
+def until(fn, timeout=15):
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        v = fn()
+        if v:
+            return v
+        time.sleep(0.05)
+    raise AssertionError("not within %d s" % timeout)
+
+
+def api(path, who="alice"):
+    return requests.get("https://localhost:%d%s" % (HPORT, path), timeout=10, verify=CA, cert=certs[who])
+
+
+alice, bob = None, None
+
+
+def test_two_clients_see_each_other():
+    global alice, bob
+    alice, bob = Tak("alice"), Tak("bob")
+    alice.sa("ANDROID-alice", "ALPHA", 35.68, 139.76)
+    bob.sa("ANDROID-bob", "BRAVO", 35.69, 139.77)
+    ev = until(lambda: alice.get("ANDROID-bob"))
+    assert 'callsign="BRAVO"' in ev and 'lat="35.6900000"' in ev and 'type="a-f-G-U-C"' in ev, ev
+    assert '<track course="90.00" speed="1.500"/>' in ev, ev
+    until(lambda: bob.get("ANDROID-alice"))
+    time.sleep(0.5)
+    assert alice.get("ANDROID-alice") is None and bob.get("ANDROID-bob") is None  # no echo
+    e = api("/api/v1/entities/cot:ANDROID-alice").json()
+    assert e["name"] == "ALPHA" and e["provenance"]["origin"] == TD + "mod/user/alice", e
+    assert e["provenance"]["adapter"] == "tak" and e["attributes"]["uid"] == "ANDROID-alice", e
+    # a move is pushed again
+    bob.sa("ANDROID-bob", "BRAVO", 35.70, 139.78)
+    until(lambda: 'lat="35.7000000"' in (alice.get("ANDROID-bob") or ""))
+
+
+def test_ais_ships_on_the_screens():
+    u = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    for l in open(os.path.join(SHARED, "gpsd", "sample.aivdm")):
+        if l.startswith("!"):
+            u.sendto(l.encode(), ("127.0.0.1", UPORT))
+            time.sleep(0.001)
+    for c in (alice, bob):
+        ev = until(lambda: c.get("mmsi:371798000"))
+        assert 'type="a-u-S"' in ev and 'lat="48.3816333"' in ev, ev
+
+
+def test_labels_decide_what_a_screen_shows():
+    """A radar's track labelled secret: alice (secret) gets it, bob (restricted) does not."""
+    from paho.mqtt.properties import Properties
+    from paho.mqtt.packettypes import PacketTypes
+    import json
+    radar = node.client("radar", cert=certs["radar"])
+    p = Properties(PacketTypes.PUBLISH)
+    p.UserProperty = [("kz-label", "class=secret")]
+    radar.pub("kz/entity/trk-secret", json.dumps({"id": "trk-secret", "type": "a-h-A", "name": "BANDIT",
+                                                  "position": {"lat": 36.0, "lon": 140.0}}).encode(), 1, props=p)
+    until(lambda: alice.get("trk-secret"))
+    time.sleep(1.0)  # several pushes
+    assert bob.get("trk-secret") is None
+    radar.close()
+
+
+def test_bad_events_refused_and_counted():
+    bob.send('<event uid="x" type="a-f-G"><point lat="999" lon="0"/></event>')
+    bob.send('<!DOCTYPE event [<!ENTITY a "aaaa">]><event uid="y" type="a-f-G">&a;</event>')
+    bob.send("random bytes that are not xml at all")
+    bob.sa("ANDROID-bob", "BRAVO", 35.71, 139.79)  # the stream goes on
+    until(lambda: 'lat="35.7100000"' in (alice.get("ANDROID-bob") or ""))
+    m = api("/metrics").text
+    vals = dict(l.rsplit(" ", 1) for l in m.splitlines() if l.startswith("kizuna_tak"))
+    assert int(vals["kizuna_tak_refused_total"]) >= 2, vals
+    assert vals["kizuna_tak_connections"] == "2" and int(vals["kizuna_tak_reports_total"]) >= 4, vals
+
+
+def test_unknown_identity_refused():
+    stranger = node.issue("stranger", spiffe=TD + "meti/node/stranger")  # no rule lets a node kind connect
+    ctx = ssl.create_default_context(cafile=CA)
+    ctx.load_cert_chain(*stranger)
+    s = ctx.wrap_socket(socket.create_connection(("127.0.0.1", TPORT), 5), server_hostname="localhost")
+    s.settimeout(5)
+    try:
+        assert s.recv(100) == b""  # closed after the handshake: the policy lets it not connect
+    except (ssl.SSLError, ConnectionError):
+        pass
+
+
+run_tests([test_two_clients_see_each_other, test_ais_ships_on_the_screens, test_labels_decide_what_a_screen_shows,
+           test_bad_events_refused_and_counted, test_unknown_identity_refused])
