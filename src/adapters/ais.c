@@ -212,6 +212,19 @@ static void dims(struct ais_msg *m, const struct ais_payload *p, size_t at)
 	m->has |= AIS_HAS_DIMS;
 }
 
+/* The position part types 18 and 19 share (class B). */
+static void class_b(struct ais_msg *m, const struct ais_payload *p)
+{
+	m->reserved = u(p, 38, 8);
+	m->speed = u(p, 46, 10) / 10.0;
+	m->accuracy = u(p, 56, 1);
+	pos(m, p, 57, 28, 85, 27, 600000.0);
+	m->course = u(p, 112, 12) / 10.0;
+	m->heading = u(p, 124, 9);
+	m->second = u(p, 133, 6);
+	m->has |= AIS_HAS_SPEED | AIS_HAS_COURSE | AIS_HAS_HEADING;
+}
+
 static int need(const struct ais_payload *p, size_t bits, const char **why)
 {
 	if (nbits(p) < bits) {
@@ -288,13 +301,7 @@ int ais_decode(const struct ais_payload *p, struct ais_msg *m, const char **why)
 	case 18:
 		if (need(p, 168, why))
 			return -1;
-		m->reserved = u(p, 38, 8);
-		m->speed = u(p, 46, 10) / 10.0;
-		m->accuracy = u(p, 56, 1);
-		pos(m, p, 57, 28, 85, 27, 600000.0);
-		m->course = u(p, 112, 12) / 10.0;
-		m->heading = u(p, 124, 9);
-		m->second = u(p, 133, 6);
+		class_b(m, p);
 		m->regional = u(p, 139, 2);
 		m->cs = u(p, 141, 1);
 		m->display = u(p, 142, 1);
@@ -304,18 +311,11 @@ int ais_decode(const struct ais_payload *p, struct ais_msg *m, const char **why)
 		m->assigned = u(p, 146, 1);
 		m->raim = u(p, 147, 1);
 		m->radio = u(p, 148, 20);
-		m->has |= AIS_HAS_SPEED | AIS_HAS_COURSE | AIS_HAS_HEADING;
 		return 0;
 	case 19:
 		if (need(p, 312, why))
 			return -1;
-		m->reserved = u(p, 38, 8);
-		m->speed = u(p, 46, 10) / 10.0;
-		m->accuracy = u(p, 56, 1);
-		pos(m, p, 57, 28, 85, 27, 600000.0);
-		m->course = u(p, 112, 12) / 10.0;
-		m->heading = u(p, 124, 9);
-		m->second = u(p, 133, 6);
+		class_b(m, p);
 		m->regional = u(p, 139, 4);
 		text(p, 143, 20, m->shipname, sizeof m->shipname);
 		m->shiptype = u(p, 263, 8);
@@ -324,7 +324,7 @@ int ais_decode(const struct ais_payload *p, struct ais_msg *m, const char **why)
 		m->raim = u(p, 305, 1);
 		m->dte = u(p, 306, 1);
 		m->assigned = u(p, 307, 1);
-		m->has |= AIS_HAS_SPEED | AIS_HAS_COURSE | AIS_HAS_HEADING | AIS_HAS_NAME | AIS_HAS_SHIPTYPE;
+		m->has |= AIS_HAS_NAME | AIS_HAS_SHIPTYPE;
 		return 0;
 	case 21: {
 		if (need(p, 272, why))

@@ -293,6 +293,17 @@ def collect(c, n, timeout=20):
     return out
 
 
+def until(fn, timeout=15, step=0.05):
+    """fn()'s first true value within timeout seconds (polled every step), else AssertionError."""
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        v = fn()
+        if v:
+            return v
+        time.sleep(step)
+    raise AssertionError("not within %d s" % timeout)
+
+
 def run_tests(tests):
     failed = 0
     for t in tests:

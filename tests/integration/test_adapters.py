@@ -7,7 +7,7 @@ Beast feed and an SBS feed served by test processes (the worked examples of The 
 Riddle: an identification, an even/odd position pair, a velocity)."""
 import json, os, socket, tempfile, threading, time
 import requests
-from kzharness import Node, run_tests, free_port
+from kzharness import Node, until, run_tests, free_port
 
 SHARED = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "..", "shared", "data", "tracks")
 TD = "spiffe://kizuna.local/"
@@ -90,15 +90,6 @@ def get(who, path):
 def metrics():
     return dict(l.rsplit(" ", 1) for l in get("high", "/metrics").text.splitlines() if l.startswith("kizuna_adapter"))
 
-
-def until(fn, timeout=15):
-    deadline = time.time() + timeout
-    while time.time() < deadline:
-        v = fn()
-        if v:
-            return v
-        time.sleep(0.1)
-    raise AssertionError("not within %d s" % timeout)
 
 
 def test_udp_sample_becomes_entities():

@@ -7,7 +7,7 @@ and a DTD are refused and counted while the connection goes on; the reports are 
 the API with the client's identity as their origin."""
 import os, re, socket, ssl, tempfile, threading, time
 import requests
-from kzharness import Node, run_tests, free_port
+from kzharness import Node, until, run_tests, free_port
 
 SHARED = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "..", "shared", "data", "tracks")
 TD = "spiffe://kizuna.local/"
@@ -79,15 +79,6 @@ class Tak:
         with self.lock:
             return self.events.get(uid)
 
-
-def until(fn, timeout=15):
-    deadline = time.time() + timeout
-    while time.time() < deadline:
-        v = fn()
-        if v:
-            return v
-        time.sleep(0.05)
-    raise AssertionError("not within %d s" % timeout)
 
 
 def api(path, who="alice"):

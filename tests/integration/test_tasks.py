@@ -9,7 +9,7 @@ survives a kill -9 of the node; and `kizuna agent` carries a task through to DON
 its position appears in the entity picture."""
 import json, os, queue, subprocess, sys, tempfile, time
 import requests
-from kzharness import Node, Raw, run_tests, free_port, s16, varint, KIZUNA
+from kzharness import Node, until, Raw, run_tests, free_port, s16, varint, KIZUNA
 from paho.mqtt.properties import Properties
 from paho.mqtt.packettypes import PacketTypes
 
@@ -53,15 +53,6 @@ def api(who, method, path, body=None, headers=None):
                             cert=certs[who], headers=headers,
                             data=body if body is None or isinstance(body, bytes) else json.dumps(body))
 
-
-def until(fn, timeout=10):
-    deadline = time.time() + timeout
-    while time.time() < deadline:
-        v = fn()
-        if v:
-            return v
-        time.sleep(0.05)
-    raise AssertionError("not within %d s" % timeout)
 
 
 def task(tid, who="op"):
