@@ -409,6 +409,21 @@ void cot_reader_feed(struct cot_reader *r, const char *p, size_t n)
 
 /* ---------- conversions ---------- */
 
+void cot_uid_name(const char *uid, char *out, size_t cap)
+{
+	size_t ul = strlen(uid);
+	if (kz_name_valid(uid, ul, 120)) {
+		snprintf(out, cap, "%s", uid);
+		return;
+	}
+	char clean[COT_UID_MAX + 1]; /* a uid a topic level cannot carry: readable part, and a hash */
+	size_t k = 0;
+	for (size_t i = 0; i < ul && k < 100; i++)
+		clean[k++] = kz_name_valid(uid + i, 1, 1) ? uid[i] : '_';
+	clean[k] = 0;
+	snprintf(out, cap, "%s-%08x", clean, (unsigned)(kz_hash(uid, ul) & 0xffffffffu));
+}
+
 static bool printable(const char *s)
 {
 	for (; *s; s++)
@@ -421,17 +436,9 @@ int cot_to_entity(const struct cot_event *e, struct kz_buf *b, char *id, size_t 
 {
 	if (strncmp(e->type, "a-", 2) || !e->has_point || !printable(e->type))
 		return KZ_EINVAL;
-	size_t ul = strlen(e->uid);
-	if (kz_name_valid(e->uid, ul, 120)) {
-		snprintf(id, id_cap, "cot:%s", e->uid);
-	} else { /* a uid a topic level cannot carry: readable part, and a hash to keep it apart */
-		char clean[COT_UID_MAX + 1];
-		size_t k = 0;
-		for (size_t i = 0; i < ul && k < 100; i++)
-			clean[k++] = kz_name_valid(e->uid + i, 1, 1) ? e->uid[i] : '_';
-		clean[k] = 0;
-		snprintf(id, id_cap, "cot:%s-%08x", clean, (unsigned)(kz_hash(e->uid, ul) & 0xffffffffu));
-	}
+	char name[COT_UID_MAX + 16];
+	cot_uid_name(e->uid, name, sizeof name);
+	snprintf(id, id_cap, "cot:%s", name);
 	int rc = LIT(b, "{\"id\":") || kz_json_put_str(b, id) || LIT(b, ",\"type\":") ||
 		 kz_json_put_str(b, e->type);
 	if (e->callsign[0] && printable(e->callsign)) /* an entity's name has no control characters */
@@ -508,6 +515,7 @@ int cot_write(const struct cot_out *o, struct kz_buf *b)
 	kz_time_format(o->stale_ns, s);
 	int rc = LIT(b, "<event version=\"2.0\"") || attr(b, "uid", o->uid) || attr(b, "type", o->type) ||
 		 attr(b, "how", "m-g") || attr(b, "time", t) || attr(b, "start", t) || attr(b, "stale", s) ||
+		 (o->access && attr(b, "access", o->access)) || (o->releasable && attr(b, "releaseableTo", o->releasable)) ||
 		 LIT(b, ">");
 	if (o->has_point) {
 		rc = rc || LIT(b, "<point") || attr_num(b, "lat", o->lat, 7) || attr_num(b, "lon", o->lon, 7);

@@ -59,9 +59,15 @@ int cot_parse(const char *xml, size_t n, struct cot_event *e, const char **why);
  * position report with a point. */
 int cot_to_entity(const struct cot_event *e, struct kz_buf *b, char *id, size_t id_cap);
 
+/* The uid as one topic level / entity id part: itself when it is made of
+ * [A-Za-z0-9._:@~-] (and at most 120 bytes), else its other characters as '_' and "-" plus
+ * 8 hex digits of its hash. */
+void cot_uid_name(const char *uid, char *out, size_t cap);
+
 /* An entity as a CoT event for TAK clients (the fields a picture needs). */
 struct cot_out {
 	const char *uid, *type, *callsign, *remarks;
+	const char *access, *releasable; /* event attributes, NULL: none */
 	uint64_t time_ns, stale_ns;
 	bool has_point;
 	double lat, lon, hae, ce, le;   /* NAN: unknown */

@@ -123,17 +123,24 @@ static void record_done(void *ctx, int status, uint64_t seq)
 int node_entity_write(struct mqtt_broker *b, const char *node_id, const char *identity, const char *label_text,
 		      const char *id, const uint8_t *json, size_t n, const char **why)
 {
-	char topic[16 + 160];
+	char topic[16 + 160], canon[KZ_LABEL_MAX_LEN + 1];
 	snprintf(topic, sizeof topic, "kz/entity/%s", id);
+	return node_record_write(b, node_id, identity, label_text, topic, "application/json", json, n, canon, why);
+}
+
+int node_record_write(struct mqtt_broker *b, const char *node_id, const char *identity, const char *label_text,
+		      const char *topic, const char *content_type, const uint8_t *payload, size_t n,
+		      char canon[KZ_LABEL_MAX_LEN + 1], const char **why)
+{
 	const struct kz_policy *pol = atomic_load(&b->policy);
-	char canon[KZ_LABEL_MAX_LEN + 1] = "";
+	canon[0] = 0;
 	if (pol) {
 		struct kz_subject s;
 		kz_subject_init(pol, identity, &s);
 		const struct kz_label *dl;
 		const char *dt, *pw;
 		if (!kz_policy_publish(pol, &s, topic, strlen(topic), &dl, &dt, &pw)) {
-			*why = "the policy does not let this identity publish on kz/entity/";
+			*why = "the policy does not let this identity publish on this topic";
 			return -1;
 		}
 		if (label_text && label_text[0]) {
@@ -146,7 +153,7 @@ int node_entity_write(struct mqtt_broker *b, const char *node_id, const char *id
 				return -1;
 			}
 		} else {
-			snprintf(canon, sizeof canon, "%s", dt);
+			snprintf(canon, KZ_LABEL_MAX_LEN + 1, "%s", dt);
 		}
 	}
 	struct kz_record r = { .time_ns = kz_now_wall_ns(), .qos = 1 };
@@ -155,8 +162,8 @@ int node_entity_write(struct mqtt_broker *b, const char *node_id, const char *id
 	r.origin_node = (struct kz_bytes){ (const uint8_t *)node_id, (uint32_t)strlen(node_id) };
 	r.origin_id = (struct kz_bytes){ (const uint8_t *)identity, (uint32_t)strlen(identity) };
 	r.label = (struct kz_bytes){ (const uint8_t *)canon, (uint32_t)strlen(canon) };
-	r.content_type = (struct kz_bytes){ (const uint8_t *)"application/json", 16 };
-	r.payload = (struct kz_bytes){ json, (uint32_t)n };
+	r.content_type = (struct kz_bytes){ (const uint8_t *)content_type, (uint32_t)strlen(content_type) };
+	r.payload = (struct kz_bytes){ payload, (uint32_t)n };
 	static _Thread_local struct kz_buf rec;
 	uint8_t *data;
 	struct mqtt_msg *m;

@@ -22,6 +22,11 @@ void node_adapters_close(struct node_adapters *a);
  * why. For the adapters and the TAK endpoint. */
 int node_entity_write(struct mqtt_broker *b, const char *node_id, const char *identity, const char *label_text,
 		      const char *id, const uint8_t *json, size_t n, const char **why);
+/* The same on any topic, with its content type; canon receives the record's label (canonical
+ * text, "" without policy). */
+int node_record_write(struct mqtt_broker *b, const char *node_id, const char *identity, const char *label_text,
+		      const char *topic, const char *content_type, const uint8_t *payload, size_t n,
+		      char canon[1025], const char **why);
 /* Their counters in Prometheus' text format; NULL: nothing. */
 void node_adapters_metrics(struct node_adapters *a, struct kz_buf *b);
 

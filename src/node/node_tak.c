@@ -28,7 +28,9 @@
 #include "trust/audit.h"
 #include "trust/policy.h"
 
+#include <ctype.h>
 #include <math.h>
+#include <pthread.h>
 #include <unistd.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -40,7 +42,7 @@ struct tak_conn {
 	unsigned worker;
 	char identity[512];
 	struct cot_reader *rd;
-	uint64_t cursor, last_push_ms;
+	uint64_t cursor, last_push_ms, relay_cursor;
 	char own_id[160];          /* the entity of its own reports: not sent back to it */
 	struct kz_buf scratch;
 	bool listed;               /* open, in its worker's list */
@@ -58,8 +60,19 @@ struct node_tak {
 	struct tak_conn **heads;   /* per worker */
 	unsigned n_workers;
 	_Atomic unsigned n_open;
-	_Atomic uint64_t events_in, reports_in, refused, pushed, connections;
+	_Atomic uint64_t events_in, reports_in, refused, pushed, connections, relayed, relay_missed;
+	/* other CoT (chat, markers, shapes) for the other clients: a ring of the last
+	 * RELAY_CAP, each with its topic, label and sender */
+	pthread_mutex_t relay_lock;
+	struct relay {
+		uint64_t seq;
+		char *xml;
+		size_t len;
+		char topic[160], label[KZ_LABEL_MAX_LEN + 1], origin[512];
+	} relay[256];
+	uint64_t relay_next; /* the number the next relayed event gets (from 1) */
 };
+#define RELAY_CAP 256
 
 static const struct net_conn_cbs tak_cbs;
 
@@ -72,24 +85,111 @@ static void on_error(void *ctx, const char *why)
 	kz_debug("%s: TAK: event refused: %s", tc->c ? tc->c->addr : "?", why);
 }
 
+/* CoT's own marking as a label (docs/ADAPTERS.md "Labels of CoT"): access is the
+ * classification (a level of the policy, case and spaces folded: "Secret" -> secret), caveat
+ * and releaseableTo go to the policy's categories named caveat and rel when it has them.
+ * 0 with out "" when the event has no access (the policy's default then); -1 with why. */
+static int cot_label(const struct kz_policy *pol, const struct cot_event *e, char *out, size_t cap, const char **why)
+{
+	out[0] = 0;
+	if (!pol || !e->access[0])
+		return 0;
+	size_t n = 0;
+	n += (size_t)snprintf(out + n, cap - n, "class=");
+	for (const char *q = e->access; *q && n + 2 < cap; q++)
+		out[n++] = *q == ' ' || *q == '_' ? '-' : (char)tolower((unsigned char)*q);
+	out[n] = 0;
+	bool has_caveat = false, has_rel = false;
+	for (uint32_t i = 0; i < pol->n_cats; i++) {
+		has_caveat |= !strcmp(pol->cats[i].name, "caveat");
+		has_rel |= !strcmp(pol->cats[i].name, "rel");
+	}
+	if (e->caveat[0] && has_caveat) {
+		n += (size_t)snprintf(out + n, cap - n, ";caveat=");
+		for (const char *q = e->caveat; *q && n + 2 < cap; q++)
+			out[n++] = *q == ' ' ? ',' : (char)tolower((unsigned char)*q);
+		out[n] = 0;
+	}
+	if (e->releasable[0] && has_rel) { /* "USA GBR" or "USA,GBR" */
+		n += (size_t)snprintf(out + n, cap - n, ";rel=");
+		bool sep = false;
+		for (const char *q = e->releasable; *q && n + 2 < cap; q++) {
+			if (*q == ' ' || *q == ',') {
+				sep = n > 0 && out[n - 1] != '=';
+				continue;
+			}
+			if (sep)
+				out[n++] = ',';
+			sep = false;
+			out[n++] = (char)tolower((unsigned char)*q);
+		}
+		out[n] = 0;
+	}
+	struct kz_label l;
+	char canon[KZ_LABEL_MAX_LEN + 1], lw[160];
+	size_t cn;
+	if (kz_label_parse(pol, out, strlen(out), &l, canon, &cn, lw, sizeof lw)) {
+		*why = "CoT access, caveat or releaseableTo is not a label of the policy";
+		return -1;
+	}
+	return 0;
+}
+
+static void relay_push(struct node_tak *t, const char *topic, const char *label, const char *origin, const char *xml,
+		       size_t len)
+{
+	char *copy = malloc(len);
+	if (!copy)
+		return;
+	memcpy(copy, xml, len);
+	pthread_mutex_lock(&t->relay_lock);
+	struct relay *r = &t->relay[t->relay_next % RELAY_CAP];
+	free(r->xml);
+	r->seq = t->relay_next++;
+	r->xml = copy;
+	r->len = len;
+	snprintf(r->topic, sizeof r->topic, "%s", topic);
+	snprintf(r->label, sizeof r->label, "%s", label);
+	snprintf(r->origin, sizeof r->origin, "%s", origin);
+	pthread_mutex_unlock(&t->relay_lock);
+}
+
 static void on_event(void *ctx, const struct cot_event *e)
 {
 	struct tak_conn *tc = ctx;
 	struct node_tak *t = tc->t;
 	atomic_fetch_add(&t->events_in, 1);
-	char id[160];
-	kz_buf_reset(&tc->scratch);
-	if (cot_to_entity(e, &tc->scratch, id, sizeof id))
-		return; /* not a position report: counted among the events */
+	const struct kz_policy *pol = atomic_load(&t->b->policy);
+	char label[KZ_LABEL_MAX_LEN + 1], id[160];
 	const char *why;
-	if (node_entity_write(t->b, t->node_id, tc->identity, "", id, kz_buf_head(&tc->scratch), tc->scratch.len,
-			      &why)) {
+	if (cot_label(pol, e, label, sizeof label, &why)) {
 		atomic_fetch_add(&t->refused, 1);
-		kz_debug("%s: TAK: report of %s refused: %s", tc->c->addr, id, why);
+		kz_debug("%s: TAK: event %s refused: %s", tc->c->addr, e->uid, why);
 		return;
 	}
-	atomic_fetch_add(&t->reports_in, 1);
-	snprintf(tc->own_id, sizeof tc->own_id, "%s", id);
+	kz_buf_reset(&tc->scratch);
+	if (cot_to_entity(e, &tc->scratch, id, sizeof id) == 0) { /* a position report */
+		if (node_entity_write(t->b, t->node_id, tc->identity, label, id, kz_buf_head(&tc->scratch),
+				      tc->scratch.len, &why)) {
+			atomic_fetch_add(&t->refused, 1);
+			kz_debug("%s: TAK: report of %s refused: %s", tc->c->addr, id, why);
+			return;
+		}
+		atomic_fetch_add(&t->reports_in, 1);
+		snprintf(tc->own_id, sizeof tc->own_id, "%s", id);
+		return;
+	}
+	/* other CoT: a record on kz/tak/cot/<uid>, and relayed to the clients that may see it */
+	char name[COT_UID_MAX + 16], topic[160], canon[KZ_LABEL_MAX_LEN + 1];
+	cot_uid_name(e->uid, name, sizeof name);
+	snprintf(topic, sizeof topic, "kz/tak/cot/%s", name);
+	if (node_record_write(t->b, t->node_id, tc->identity, label, topic, "application/xml", (const uint8_t *)e->xml,
+			      e->xml_len, canon, &why)) {
+		atomic_fetch_add(&t->refused, 1);
+		kz_debug("%s: TAK: event %s refused: %s", tc->c->addr, e->uid, why);
+		return;
+	}
+	relay_push(t, topic, canon, tc->identity, e->xml, e->xml_len);
 }
 
 /* ---------- out ---------- */
@@ -100,6 +200,25 @@ struct push {
 	uint64_t now;
 	unsigned n;
 };
+
+/* An entity's label as CoT's marking: class -> access (upper case), rel -> releaseableTo
+ * ("USA GBR"). */
+static void label_marking(const char *label, char *access, size_t acap, char *rel, size_t rcap)
+{
+	if (!label)
+		return;
+	for (const char *f = label; *f;) {
+		const char *end = strchr(f, ';');
+		size_t n = end ? (size_t)(end - f) : strlen(f);
+		char *out = !strncmp(f, "class=", 6) ? access : !strncmp(f, "rel=", 4) ? rel : NULL;
+		size_t cap = out == access ? acap : rcap, skip = out == access ? 6 : 4, k = 0;
+		for (size_t i = skip; out && i < n && k + 1 < cap; i++)
+			out[k++] = f[i] == ',' ? ' ' : (char)toupper((unsigned char)f[i]);
+		if (out)
+			out[k] = 0;
+		f += n + (end != NULL);
+	}
+}
 
 /* The CoT event of entity e for one reader (fields it may not see left out). */
 static void push_one(void *ctx, enum entity_event ev, const struct entity *e)
@@ -124,8 +243,45 @@ static void push_one(void *ctx, enum entity_event ev, const struct entity *e)
 			     .ce = (e->pos.has & ENTITY_HAS_CE) ? e->pos.ce : NAN,
 			     .le = (e->pos.has & ENTITY_HAS_LE) ? e->pos.le : NAN, .has_track = track,
 			     .speed = e->motion.speed, .course = e->motion.course };
+	char access[64] = "", rel[256] = "";
+	label_marking(e->label, access, sizeof access, rel, sizeof rel);
+	o.access = access[0] ? access : NULL;
+	o.releasable = rel[0] ? rel : NULL;
 	if (cot_write(&o, &tc->c->out) == 0)
 		p->n++;
+}
+
+/* The relayed events after the connection's cursor: each one the reader may see (may subscribe
+ * to its topic, dominates its label), but its own. */
+static void relay_drain(struct tak_conn *tc, struct push *p)
+{
+	struct node_tak *t = tc->t;
+	const struct kz_policy *pol = p->rd.pol;
+	pthread_mutex_lock(&t->relay_lock);
+	if (t->relay_next - tc->relay_cursor > RELAY_CAP) { /* fell behind the ring */
+		atomic_fetch_add(&t->relay_missed, t->relay_next - tc->relay_cursor - RELAY_CAP);
+		tc->relay_cursor = t->relay_next - RELAY_CAP;
+	}
+	for (; tc->relay_cursor < t->relay_next; tc->relay_cursor++) {
+		struct relay *r = &t->relay[tc->relay_cursor % RELAY_CAP];
+		if (!strcmp(r->origin, tc->identity))
+			continue;
+		if (pol) {
+			const char *w;
+			struct kz_label l;
+			char canon[KZ_LABEL_MAX_LEN + 1], lw[160];
+			size_t cn;
+			if (!kz_policy_subscribe(pol, &p->rd.s, r->topic, strlen(r->topic), &w) ||
+			    (r->label[0] && (kz_label_parse(pol, r->label, strlen(r->label), &l, canon, &cn, lw, sizeof lw) ||
+					     !kz_dominates(pol, &p->rd.s, &l, &w))))
+				continue;
+		}
+		if (kz_buf_append(&tc->c->out, r->xml, r->len) == 0) {
+			p->n++;
+			atomic_fetch_add(&t->relayed, 1);
+		}
+	}
+	pthread_mutex_unlock(&t->relay_lock);
 }
 
 static void push(struct tak_conn *tc, uint64_t now_ms)
@@ -136,6 +292,7 @@ static void push(struct tak_conn *tc, uint64_t now_ms)
 	struct push p = { .tc = tc, .now = kz_now_wall_ns() };
 	entity_reader_init(&p.rd, atomic_load(&t->b->policy), tc->identity);
 	(void)entity_service_changes(t->es, &tc->cursor, 0, push_one, &p);
+	relay_drain(tc, &p);
 	tc->last_push_ms = now_ms;
 	if (p.n) {
 		atomic_fetch_add(&t->pushed, p.n);
@@ -176,6 +333,9 @@ static void on_open(struct net_conn *c)
 	snprintf(tc->identity, sizeof tc->identity, "%s", peer.id);
 	free(peer.id);
 	tc->cursor = ENTITY_CURSOR_START;
+	pthread_mutex_lock(&t->relay_lock);
+	tc->relay_cursor = t->relay_next; /* relays from now on */
+	pthread_mutex_unlock(&t->relay_lock);
 	tc->next = t->heads[tc->worker];
 	if (tc->next)
 		tc->next->prev = tc;
@@ -275,6 +435,7 @@ int node_tak_open(const struct node_config *cfg, struct mqtt_broker *b, SSL_CTX 
 		return -1;
 	}
 	t->n_workers = cfg->threads ? cfg->threads : 1;
+	pthread_mutex_init(&t->relay_lock, NULL);
 	t->b = b;
 	t->ctx = ctx;
 	t->es = es;
@@ -312,6 +473,9 @@ void node_tak_close(struct node_tak *t)
 		return;
 	if (t->fd >= 0)
 		close(t->fd);
+	for (int i = 0; i < RELAY_CAP; i++)
+		free(t->relay[i].xml);
+	pthread_mutex_destroy(&t->relay_lock);
 	free(t->heads);
 	free(t);
 }
@@ -320,7 +484,7 @@ void node_tak_metrics(struct node_tak *t, struct kz_buf *b)
 {
 	if (!t)
 		return;
-	char m[1400];
+	char m[2000];
 	int n = snprintf(m, sizeof m,
 			 "# HELP kizuna_tak_connections Open TAK client connections (docs/ADAPTERS.md).\n"
 			 "# TYPE kizuna_tak_connections gauge\nkizuna_tak_connections %u\n"
@@ -331,10 +495,15 @@ void node_tak_metrics(struct node_tak *t, struct kz_buf *b)
 			 "# HELP kizuna_tak_refused_total Events refused (malformed, over a cap, or by the policy).\n"
 			 "# TYPE kizuna_tak_refused_total counter\nkizuna_tak_refused_total %llu\n"
 			 "# HELP kizuna_tak_pushed_total CoT events sent to TAK clients.\n"
-			 "# TYPE kizuna_tak_pushed_total counter\nkizuna_tak_pushed_total %llu\n",
+			 "# TYPE kizuna_tak_pushed_total counter\nkizuna_tak_pushed_total %llu\n"
+			 "# HELP kizuna_tak_relayed_total Other CoT (chat, markers, shapes) relayed to TAK clients.\n"
+			 "# TYPE kizuna_tak_relayed_total counter\nkizuna_tak_relayed_total %llu\n"
+			 "# HELP kizuna_tak_relay_missed_total Relayed events a slow client missed (the relay ring moved on).\n"
+			 "# TYPE kizuna_tak_relay_missed_total counter\nkizuna_tak_relay_missed_total %llu\n",
 			 atomic_load(&t->n_open), (unsigned long long)atomic_load(&t->events_in),
 			 (unsigned long long)atomic_load(&t->reports_in), (unsigned long long)atomic_load(&t->refused),
-			 (unsigned long long)atomic_load(&t->pushed));
+			 (unsigned long long)atomic_load(&t->pushed), (unsigned long long)atomic_load(&t->relayed),
+			 (unsigned long long)atomic_load(&t->relay_missed));
 	if (n > 0 && (size_t)n < sizeof m)
 		(void)kz_buf_append(b, m, (size_t)n);
 }

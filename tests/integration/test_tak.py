@@ -18,6 +18,7 @@ default-label class=restricted
 allow connect where kind=user,sensor,service
 allow publish kz/entity/# where org=mod
 allow subscribe kz/entity/# where org=mod
+allow publish,subscribe kz/tak/# where org=mod
 allow subscribe $SYS/metrics where role=monitor
 """
 IDENTITIES = """%smod/user/alice org=mod clearance=secret roles=monitor
@@ -146,6 +147,33 @@ def test_bad_events_refused_and_counted():
     assert vals["kizuna_tak_connections"] == "2" and int(vals["kizuna_tak_reports_total"]) >= 4, vals
 
 
+def chat(uid, text, access=None):
+    now = time.strftime("%Y-%m-%dT%H:%M:%S.000Z", time.gmtime())
+    return ('<event version="2.0" uid="%s" type="b-t-f" time="%s" start="%s" stale="%s" how="h-g-i-g-o"%s>'
+            '<point lat="0" lon="0" hae="9999999.0" ce="9999999.0" le="9999999.0"/><detail>'
+            '<__chat chatroom="All Chat Rooms" senderCallsign="ALPHA"/><remarks>%s</remarks></detail></event>'
+            % (uid, now, now, now, ' access="%s"' % access if access else "", text))
+
+
+def test_other_cot_relayed_under_labels():
+    """A chat from alice reaches bob; one marked access="Secret" does not (bob is restricted);
+    a marking the policy has no level for is refused; the entities bob gets carry their
+    label's class as access."""
+    alice.send(chat("GeoChat.alice.1", "hello bravo"))
+    ev = until(lambda: bob.get("GeoChat.alice.1"))
+    assert "hello bravo" in ev and 'type="b-t-f"' in ev, ev
+    alice.send(chat("GeoChat.alice.2", "for secret eyes", access="Secret"))
+    alice.send(chat("GeoChat.alice.3", "cosmic", access="Cosmic Top Secret"))
+    alice.send(chat("GeoChat.alice.4", "after"))
+    until(lambda: bob.get("GeoChat.alice.4"))
+    assert bob.get("GeoChat.alice.2") is None and bob.get("GeoChat.alice.3") is None
+    assert alice.get("GeoChat.alice.1") is None  # not back to its sender
+    assert 'access="RESTRICTED"' in bob.get("ANDROID-alice"), bob.get("ANDROID-alice")
+    m = api("/metrics").text
+    vals = dict(l.rsplit(" ", 1) for l in m.splitlines() if l.startswith("kizuna_tak"))
+    assert int(vals["kizuna_tak_relayed_total"]) >= 2, vals
+
+
 def test_unknown_identity_refused():
     stranger = node.issue("stranger", spiffe=TD + "meti/node/stranger")  # no rule lets a node kind connect
     ctx = ssl.create_default_context(cafile=CA)
@@ -159,4 +187,4 @@ def test_unknown_identity_refused():
 
 
 run_tests([test_two_clients_see_each_other, test_ais_ships_on_the_screens, test_labels_decide_what_a_screen_shows,
-           test_bad_events_refused_and_counted, test_unknown_identity_refused])
+           test_bad_events_refused_and_counted, test_other_cot_relayed_under_labels, test_unknown_identity_refused])
