@@ -91,7 +91,7 @@ static void mdec_msg(struct mdec *d, const struct modes_msg *m, const double *la
 		struct kz_buf tmp;
 		kz_buf_init(&tmp, 0);
 		char id[16];
-		if (modes_entity_update(&d->st, m, d->clock, NULL, &tmp, id) == KZ_OK && strstr((const char *)kz_buf_head(&tmp), "\"position\"")) {
+		if (modes_entity_update(&d->st, m, d->clock, NULL, &tmp, id) == KZ_OK && memmem(kz_buf_head(&tmp), tmp.len, "\"position\"", 10)) {
 			const struct modes_aircraft *a = NULL;
 			for (size_t i = 0; i < d->st.cap && !a; i++)
 				if (d->st.slot[i].icao == m->icao)

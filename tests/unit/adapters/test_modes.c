@@ -166,14 +166,14 @@ static void test_entities(void **st)
 	struct entity_update u;
 	decode("8D40621D58C386435CC412692AD6", &m); /* odd first: nothing to say yet but the altitude */
 	assert_int_equal(modes_entity_update(&s, &m, 1000, "rx", &b, id), 0);
-	assert_null(strstr((const char *)kz_buf_head(&b), "position"));
+	assert_null(memmem(kz_buf_head(&b), b.len, "position", 8));
 	kz_buf_reset(&b);
 	decode("8D40621D58C382D690C8AC2863A7", &m); /* even, 2 s later: a position */
 	assert_int_equal(modes_entity_update(&s, &m, 3000, "rx", &b, id), 0);
 	assert_string_equal(id, "icao:40621d");
 	assert_int_equal(entity_decode(&d, (const char *)kz_buf_head(&b), b.len, &u, &why), 0);
 	assert_true(fabs(u.pos.lat - 52.2572) < 1e-5 && fabs(u.pos.lon - 3.91937) < 1e-5);
-	assert_non_null(strstr((const char *)kz_buf_head(&b), "\"altitude_ft\":38000"));
+	assert_non_null(memmem(kz_buf_head(&b), b.len, "\"altitude_ft\":38000", 18));
 	kz_buf_reset(&b);
 	decode("8D4840D6202CC371C32CE0576098", &m);
 	assert_int_equal(modes_entity_update(&s, &m, 3000, NULL, &b, id), 0);
