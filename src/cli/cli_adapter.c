@@ -195,6 +195,8 @@ int cli_adapter_main(int argc, char **argv)
 		cli_help("adapter");
 		return 0;
 	}
+	if (argc >= 2 && !strcmp(argv[1], "replay"))
+		return argc >= 3 ? cli_adapter_replay(argc, argv) : 2;
 	static const char *const formats[] = { "ais", "avr", "beast", "sbs", "iq" };
 	bool known = false;
 	for (size_t i = 0; argc == 4 && i < sizeof formats / sizeof formats[0]; i++)

@@ -259,7 +259,9 @@ static const struct command commands[] = {
 	  CLI_COMMON_HELP
 	  "Exit 0 when stopped, 1 when refused (connection or inbox), 2 on a usage error.\n" },
 	{ "adapter", cli_adapter_main, "decode recorded sensor feeds (AIS, ADS-B) as the adapters do",
-	  "usage: kizuna adapter decode ais|avr|beast|sbs|iq FILE|-\n\n"
+	  "usage: kizuna adapter decode ais|avr|beast|sbs|iq FILE|-\n"
+	  "       kizuna adapter replay ais|avr|sbs|cot FILE|- [--speed max|recorded] [--label L]\n"
+	  "                             [-h HOST] [-p PORT] [--data DIR | --cafile F --cert F --key F]\n\n"
 	  "Decodes a recorded feed as the node's adapters do (docs/ADAPTERS.md) and prints one JSON\n"
 	  "object per message; on stderr, a summary of what was refused and why.\n"
 	  "  ais    NMEA 0183 !AIVDM/!AIVDO sentences (a tag block before them is allowed):\n"
@@ -270,8 +272,14 @@ static const struct command commands[] = {
 	  "  sbs    SBS-1 BaseStation text (MSG,...)\n"
 	  "  iq     raw 8-bit I/Q samples at 2 MHz (dump1090 --ifile), demodulated\n"
 	  "Mode S: DF17/18 extended squitters whose parity checks; positions are resolved as the\n"
-	  "adapter does (an even/odd pair, then locally).\n"
-	  "Exit 0, 1 when FILE cannot be read, 2 on a usage error.\n" },
+	  "adapter does (an even/odd pair, then locally).\n\n"
+	  "replay decodes FILE the same way (cot: Cursor-on-Target XML events; their position\n"
+	  "reports) and publishes each entity update to a node over MQTT 5, QoS 1, on\n"
+	  "kz/entity/<id>, with this identity and --label (kz-label), so the node's policy\n"
+	  "decides as for any publisher. --speed recorded keeps the gaps of AIS tag blocks' c:\n"
+	  "times; max (default) sends as fast as the node acknowledges.\n"
+	  "Exit 0, 1 when FILE cannot be read or the node cannot be reached, 3 when the node\n"
+	  "refused some updates (the first reasons are printed), 2 on a usage error.\n" },
 	{ "enroll", cli_enroll_main, "get a certificate from a node with an enrolment token",
 	  "usage: kizuna enroll --token TOKEN --cafile FILE --out DIR [--host HOST] [--port PORT]\n\n"
 	  "Generates an ECDSA P-256 key here, connects to the node's MQTT TLS listener (default\n"

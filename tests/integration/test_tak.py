@@ -174,6 +174,34 @@ def test_other_cot_relayed_under_labels():
     assert int(vals["kizuna_tak_relayed_total"]) >= 2, vals
 
 
+def test_replay_into_the_picture():
+    """kizuna adapter replay: a recorded CoT file with alice's identity at secret reaches
+    alice's screen only; a recorded AIS file (pyais's sample) fills both."""
+    import subprocess
+    from kzharness import KIZUNA
+    cot = os.path.join(tmp, "recorded.cot")
+    now = time.strftime("%Y-%m-%dT%H:%M:%S.000Z", time.gmtime())
+    stale = time.strftime("%Y-%m-%dT%H:%M:%S.000Z", time.gmtime(time.time() + 600))
+    with open(cot, "w") as f:
+        for i in range(3):
+            f.write('<event version="2.0" uid="REPLAY-%d" type="a-h-G" time="%s" start="%s" stale="%s" how="m-g">'
+                    '<point lat="%d.5" lon="139.5" hae="0" ce="50" le="9999999.0"/><detail>'
+                    '<contact callsign="R%d"/></detail></event>\n' % (i, now, now, stale, 30 + i, i))
+    tls = ["-p", str(node.port), "--cafile", CA, "--cert", certs["alice"][0], "--key", certs["alice"][1]]
+    out = subprocess.run([KIZUNA, "adapter", "replay", "cot", cot, "--label", "class=secret"] + tls,
+                         capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0 and "3 entity updates published, 3 acknowledged, 0 refused" in out.stderr, out.stderr
+    until(lambda: alice.get("REPLAY-2"))
+    assert api("/api/v1/entities/cot:REPLAY-1").json()["label"] == "policy=jp-mod;class=secret"
+    out = subprocess.run([KIZUNA, "adapter", "replay", "ais", os.path.join(SHARED, "pyais", "nmea_data_sample.txt")]
+                         + tls, capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0, out.stderr
+    until(lambda: len([u for u in bob.events if u.startswith("mmsi:")]) > 100)
+    assert bob.get("REPLAY-2") is None
+    out = subprocess.run([KIZUNA, "adapter", "replay", "ais", cot] + tls, capture_output=True, text=True, timeout=60)
+    assert out.returncode == 1 and "nothing" in out.stderr, out
+
+
 def test_unknown_identity_refused():
     stranger = node.issue("stranger", spiffe=TD + "meti/node/stranger")  # no rule lets a node kind connect
     ctx = ssl.create_default_context(cafile=CA)
@@ -187,4 +215,5 @@ def test_unknown_identity_refused():
 
 
 run_tests([test_two_clients_see_each_other, test_ais_ships_on_the_screens, test_labels_decide_what_a_screen_shows,
-           test_bad_events_refused_and_counted, test_other_cot_relayed_under_labels, test_unknown_identity_refused])
+           test_bad_events_refused_and_counted, test_other_cot_relayed_under_labels, test_replay_into_the_picture,
+           test_unknown_identity_refused])
