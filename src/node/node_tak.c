@@ -26,6 +26,7 @@
 #include "services/entity/entity_service.h"
 #include "services/entity/entity_view.h"
 #include "trust/audit.h"
+#include "trust/ca.h"
 #include "trust/policy.h"
 
 #include <ctype.h>
@@ -41,6 +42,8 @@ struct tak_conn {
 	struct node_tak *t;
 	unsigned worker;
 	char identity[512];
+	char serial[41];
+	int64_t not_after;         /* the certificate's, Unix seconds (0: unknown) */
 	struct cot_reader *rd;
 	uint64_t cursor, last_push_ms, relay_cursor;
 	char own_id[160];          /* the entity of its own reports: not sent back to it */
@@ -54,7 +57,8 @@ struct node_tak {
 	SSL_CTX *ctx;
 	struct entity_service *es;
 	char node_id[64];
-	uint32_t max_conns, max_event_bytes, push_ms, max_out;
+	uint32_t max_conns, max_event_bytes, push_ms, max_out, cert_check_ms;
+	uint64_t *cert_checked_ms;  /* per worker: the last sweep for revoked and expired certificates */
 	int fd;
 	char host[300];
 	struct tak_conn **heads;   /* per worker */
@@ -331,6 +335,8 @@ static void on_open(struct net_conn *c)
 		return;
 	}
 	snprintf(tc->identity, sizeof tc->identity, "%s", peer.id);
+	snprintf(tc->serial, sizeof tc->serial, "%s", peer.serial);
+	tc->not_after = peer.not_after;
 	free(peer.id);
 	tc->cursor = ENTITY_CURSOR_START;
 	pthread_mutex_lock(&t->relay_lock);
@@ -399,9 +405,34 @@ static void accept_cb(void *ctx, unsigned idx, struct net_loop *nl, int fd)
 	c->proto = t;
 }
 
+/* As for MQTT clients: a connection whose certificate expired or was revoked since its
+ * handshake is closed, checked every tls.cert_check_ms; each closure is audited. */
+static void cert_sweep(struct node_tak *t, unsigned idx, uint64_t now_ms)
+{
+	if (now_ms - t->cert_checked_ms[idx] < t->cert_check_ms)
+		return;
+	t->cert_checked_ms[idx] = now_ms;
+	const struct kz_revoked *r = atomic_load(&t->b->revoked);
+	int64_t now = (int64_t)(kz_now_wall_ns() / 1000000000u);
+	for (struct tak_conn *tc = t->heads[idx], *nx; tc; tc = nx) {
+		nx = tc->next;
+		const char *why = tc->not_after && now >= tc->not_after ? "certificate expired"
+				  : kz_revoked_has(r, tc->serial)		 ? "certificate revoked"
+										 : NULL;
+		if (!why)
+			continue;
+		kz_info("%s: TAK client %s (serial %s): %s; closing", tc->c->addr, tc->identity, tc->serial, why);
+		kz_audit(&(struct kz_audit_entry){ .subject = tc->identity, .serial = tc->serial, .addr = tc->c->addr,
+						  .action = "connection", .resource = tc->c->addr, .allow = false,
+						  .reason = why });
+		net_conn_close(tc->c);
+	}
+}
+
 static void tick(void *ctx, unsigned idx, uint64_t now_ms)
 {
 	struct node_tak *t = ctx;
+	cert_sweep(t, idx, now_ms);
 	for (struct tak_conn *tc = t->heads[idx]; tc; tc = tc->next)
 		if (now_ms - tc->last_push_ms >= t->push_ms)
 			push(tc, now_ms);
@@ -429,7 +460,10 @@ int node_tak_open(const struct node_config *cfg, struct mqtt_broker *b, SSL_CTX 
 	if (!cfg->tak_listen[0])
 		return 0;
 	struct node_tak *t = calloc(1, sizeof *t);
-	if (!t || !(t->heads = calloc(cfg->threads ? cfg->threads : 1, sizeof *t->heads))) {
+	if (!t || !(t->heads = calloc(cfg->threads ? cfg->threads : 1, sizeof *t->heads)) ||
+	    !(t->cert_checked_ms = calloc(cfg->threads ? cfg->threads : 1, sizeof *t->cert_checked_ms))) {
+		if (t)
+			free(t->heads);
 		free(t);
 		snprintf(why, why_len, "out of memory");
 		return -1;
@@ -444,6 +478,7 @@ int node_tak_open(const struct node_config *cfg, struct mqtt_broker *b, SSL_CTX 
 	t->max_event_bytes = cfg->tak_max_event_bytes;
 	t->push_ms = cfg->tak_push_interval_ms;
 	t->max_out = cfg->tak_max_output_bytes;
+	t->cert_check_ms = cfg->cert_check_ms ? cfg->cert_check_ms : 10000;
 	int port;
 	if (node_config_split_addr(cfg->tak_listen, t->host, sizeof t->host, &port)) {
 		snprintf(why, why_len, "tak.listen: expected host:port, not '%s'", cfg->tak_listen);
@@ -476,6 +511,7 @@ void node_tak_close(struct node_tak *t)
 	for (int i = 0; i < RELAY_CAP; i++)
 		free(t->relay[i].xml);
 	pthread_mutex_destroy(&t->relay_lock);
+	free(t->cert_checked_ms);
 	free(t->heads);
 	free(t);
 }

@@ -33,7 +33,8 @@ open(os.path.join(tmp, "identities"), "w").write(IDENTITIES)
 HPORT, TPORT, UPORT = free_port(), free_port(), free_port()
 node = Node("https.listen = 127.0.0.1:%d\npolicy.file = %s/kizuna.policy\npolicy.registry = %s/identities\n"
             "tak.listen = 127.0.0.1:%d\ntak.push_interval_ms = 200\nadapter.ais.udp = 127.0.0.1:%d\n"
-            "adapter.ais.identity = %smod/service/ais-adapter\n" % (HPORT, tmp, tmp, TPORT, UPORT, TD))
+            "adapter.ais.identity = %smod/service/ais-adapter\ntls.cert_check_ms = 500\n"
+            % (HPORT, tmp, tmp, TPORT, UPORT, TD))
 certs = {w.split("/")[-1]: node.issue(w.replace("/", "-"), spiffe=TD + w)
          for w in ["mod/user/alice", "mod/user/bob", "mod/sensor/radar"]}
 CA = os.path.join(node.pki, "ca.pem")
@@ -202,6 +203,33 @@ def test_replay_into_the_picture():
     assert out.returncode == 1 and "nothing" in out.stderr, out
 
 
+def test_revoked_certificate_closed():
+    """As for MQTT: a TAK connection whose certificate is revoked is closed within
+    tls.cert_check_ms, and audited."""
+    import subprocess
+    from kzharness import KIZUNA
+    d = os.path.join(node.dir, "radar-ca")  # issued by the node's CA, so that it can revoke it
+    out = subprocess.run([KIZUNA, "ca", "issue", "--id", TD + "mod/sensor/radar", "--lifetime", "1h", "--out", d,
+                          "--config", node.cfg, "--data", node.data], capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0, out.stderr
+    certs["radar"] = (os.path.join(d, "cert.pem"), os.path.join(d, "key.pem"))
+    radar = Tak("radar")
+    radar.sa("RADAR-1", "RADAR", 35.0, 139.0)
+    until(lambda: alice.get("RADAR-1"))
+    serial = subprocess.run(["openssl", "x509", "-in", certs["radar"][0], "-noout", "-serial"], capture_output=True,
+                            text=True).stdout.strip().split("=")[1]
+    out = subprocess.run([KIZUNA, "ca", "revoke", serial, "--config", node.cfg, "--data", node.data],
+                         capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0, out.stderr
+    until(lambda: "TAK client %smod/sensor/radar (serial %s): certificate revoked; closing" % (TD, serial.upper())
+          in node.logtext() or "certificate revoked; closing" in node.logtext())
+    radar.s.settimeout(5)
+    try:
+        assert radar.s.recv(100) == b""
+    except (ssl.SSLError, OSError):
+        pass
+
+
 def test_unknown_identity_refused():
     stranger = node.issue("stranger", spiffe=TD + "meti/node/stranger")  # no rule lets a node kind connect
     ctx = ssl.create_default_context(cafile=CA)
@@ -216,4 +244,4 @@ def test_unknown_identity_refused():
 
 run_tests([test_two_clients_see_each_other, test_ais_ships_on_the_screens, test_labels_decide_what_a_screen_shows,
            test_bad_events_refused_and_counted, test_other_cot_relayed_under_labels, test_replay_into_the_picture,
-           test_unknown_identity_refused])
+           test_revoked_certificate_closed, test_unknown_identity_refused])
