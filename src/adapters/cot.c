@@ -276,7 +276,9 @@ static void emit(struct cot_reader *r, size_t end)
 	struct cot_event e;
 	const char *why;
 	XML_ParserReset(r->xp, "UTF-8");
-	if (parse_with(r->xp, (const char *)kz_buf_head(&r->pending), end, &e, &why))
+	if (end > r->max)
+		r->on_error(r->ctx, "CoT: an event longer than the configured cap (tak.max_event_bytes)");
+	else if (parse_with(r->xp, (const char *)kz_buf_head(&r->pending), end, &e, &why))
 		r->on_error(r->ctx, why);
 	else
 		r->on_event(r->ctx, &e);
@@ -328,7 +330,7 @@ void cot_reader_feed(struct cot_reader *r, const char *p, size_t n)
 			r->quote = 0;
 			continue;
 		}
-		if (len > r->max) {
+		if (r->scan > r->max) { /* this event has not ended within the cap (later events may be here too) */
 			r->on_error(r->ctx, "CoT: an event longer than the configured cap (tak.max_event_bytes)");
 			kz_buf_consume(&r->pending, 1); /* and look for the next <event */
 			r->state = SEEK;

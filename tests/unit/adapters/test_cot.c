@@ -118,6 +118,17 @@ static void test_stream(void **st)
 		cot_reader_feed(r, stream + i, 1);
 	assert_int_equal(g.n, 4);
 	cot_reader_free(r);
+	/* many small events in one read far larger than the cap: the cap is per event */
+	memset(&g, 0, sizeof g);
+	r = cot_reader_new(512, on_event, on_error, &g);
+	char many[32768];
+	size_t ml = 0;
+	for (int i = 0; i < 200; i++)
+		ml += (size_t)snprintf(many + ml, sizeof many - ml, "<event uid='u%d' type='a-f-G'><point lat='1' lon='2'/></event>", i);
+	cot_reader_feed(r, many, ml);
+	assert_int_equal(g.errors, 0);
+	assert_int_equal(g.n, 200);
+	cot_reader_free(r);
 	/* an event over the cap is skipped with a reason; the next one is read */
 	memset(&g, 0, sizeof g);
 	r = cot_reader_new(512, on_event, on_error, &g);
