@@ -163,6 +163,17 @@ static void on_event(void *ctx, const struct cot_event *e)
 	struct tak_conn *tc = ctx;
 	struct node_tak *t = tc->t;
 	atomic_fetch_add(&t->events_in, 1);
+	if (!strncmp(e->type, "t-x-", 4)) { /* TAK control: a ping gets its pong; the rest (protocol
+					     * negotiation, t-x-takp-*) is not answered: the client stays on XML */
+		if (!strcmp(e->type, "t-x-c-t")) {
+			uint64_t now = kz_now_wall_ns();
+			struct cot_out o = { .uid = "takPong", .type = "t-x-c-t-r", .time_ns = now, .stale_ns = now + 20000000000ull,
+					     .has_point = true, .hae = NAN, .ce = NAN, .le = NAN };
+			if (cot_write(&o, &tc->c->out) == 0)
+				net_conn_want_flush(tc->c);
+		}
+		return;
+	}
 	const struct kz_policy *pol = atomic_load(&t->b->policy);
 	char label[KZ_LABEL_MAX_LEN + 1], id[160];
 	const char *why;

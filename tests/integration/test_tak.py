@@ -230,6 +230,22 @@ def test_revoked_certificate_closed():
         pass
 
 
+def test_ping_and_control():
+    """TAK's ping (t-x-c-t) gets its pong; a protocol negotiation request (t-x-takp-q) is
+    neither answered nor relayed: the client stays on XML."""
+    now = time.strftime("%Y-%m-%dT%H:%M:%S.000Z", time.gmtime())
+    bob.send('<event version="2.0" uid="ANDROID-bob-ping" type="t-x-c-t" time="%s" start="%s" stale="%s" how="m-g">'
+             '<point lat="0" lon="0" hae="0" ce="9999999" le="9999999"/><detail/></event>' % (now, now, now))
+    bob.send('<event version="2.0" uid="protouid" type="t-x-takp-q" time="%s" start="%s" stale="%s" how="m-g">'
+             '<point lat="0" lon="0" hae="0" ce="9999999" le="9999999"/><detail><TakControl>'
+             '<TakRequest version="1"/></TakControl></detail></event>' % (now, now, now))
+    ev = until(lambda: bob.get("takPong"))
+    assert 'type="t-x-c-t-r"' in ev, ev
+    bob.sa("ANDROID-bob", "BRAVO", 35.72, 139.8)
+    until(lambda: 'lat="35.7200000"' in (alice.get("ANDROID-bob") or ""))
+    assert alice.get("protouid") is None and alice.get("ANDROID-bob-ping") is None
+
+
 def test_unknown_identity_refused():
     stranger = node.issue("stranger", spiffe=TD + "meti/node/stranger")  # no rule lets a node kind connect
     ctx = ssl.create_default_context(cafile=CA)
@@ -244,4 +260,4 @@ def test_unknown_identity_refused():
 
 run_tests([test_two_clients_see_each_other, test_ais_ships_on_the_screens, test_labels_decide_what_a_screen_shows,
            test_bad_events_refused_and_counted, test_other_cot_relayed_under_labels, test_replay_into_the_picture,
-           test_revoked_certificate_closed, test_unknown_identity_refused])
+           test_revoked_certificate_closed, test_ping_and_control, test_unknown_identity_refused])
