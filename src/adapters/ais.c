@@ -396,16 +396,6 @@ int ais_decode(const struct ais_payload *p, struct ais_msg *m, const char **why)
 
 /* ---------- gpsd's JSON ---------- */
 
-static int put(struct kz_buf *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-static int put(struct kz_buf *b, const char *fmt, ...)
-{
-	char tmp[256];
-	va_list ap;
-	va_start(ap, fmt);
-	int n = vsnprintf(tmp, sizeof tmp, fmt, ap);
-	va_end(ap);
-	return n < 0 || (size_t)n >= sizeof tmp || kz_buf_append(b, tmp, (size_t)n) ? KZ_ENOMEM : KZ_OK;
-}
 
 static const char *tf(bool v) { return v ? "true" : "false"; }
 
@@ -420,57 +410,57 @@ static int put_text(struct kz_buf *b, const char *key, const char *t)
 		esc[n++] = *q;
 	}
 	esc[n] = 0;
-	return put(b, ",\"%s\":\"%s\"", key, esc);
+	return kz_buf_appendf(b, ",\"%s\":\"%s\"", key, esc);
 }
 
 int ais_to_json(const struct ais_msg *m, struct kz_buf *b)
 {
-	int rc = put(b, "{\"class\":\"AIS\",\"type\":%u,\"repeat\":%u,\"mmsi\":%u,\"scaled\":true", m->type, m->repeat,
+	int rc = kz_buf_appendf(b, "{\"class\":\"AIS\",\"type\":%u,\"repeat\":%u,\"mmsi\":%u,\"scaled\":true", m->type, m->repeat,
 		     m->mmsi);
 	switch (m->type) {
 	case 1:
 	case 2:
 	case 3:
-		rc = rc || put(b, ",\"status\":%u,\"speed\":%.1f,\"accuracy\":%s,\"lon\":%.7f,\"lat\":%.7f,\"course\":%.1f,"
+		rc = rc || kz_buf_appendf(b, ",\"status\":%u,\"speed\":%.1f,\"accuracy\":%s,\"lon\":%.7f,\"lat\":%.7f,\"course\":%.1f,"
 				  "\"heading\":%u,\"second\":%u,\"maneuver\":%u,\"raim\":%s,\"radio\":%u",
 			       m->status, m->speed, tf(m->accuracy), m->lon, m->lat, m->course, m->heading, m->second,
 			       m->maneuver, tf(m->raim), m->radio);
 		break;
 	case 4:
-		rc = rc || put(b, ",\"timestamp\":\"%04u-%02u-%02uT%02u:%02u:%02uZ\",\"accuracy\":%s,\"lon\":%.7f,"
+		rc = rc || kz_buf_appendf(b, ",\"timestamp\":\"%04u-%02u-%02uT%02u:%02u:%02uZ\",\"accuracy\":%s,\"lon\":%.7f,"
 				  "\"lat\":%.7f,\"epfd\":%u,\"raim\":%s,\"radio\":%u",
 			       m->year, m->month, m->day, m->hour, m->minute, m->tsecond, tf(m->accuracy), m->lon, m->lat,
 			       m->epfd, tf(m->raim), m->radio);
 		break;
 	case 5:
-		rc = rc || put(b, ",\"imo\":%u,\"ais_version\":%u", m->imo, m->ais_version) ||
+		rc = rc || kz_buf_appendf(b, ",\"imo\":%u,\"ais_version\":%u", m->imo, m->ais_version) ||
 		     put_text(b, "callsign", m->callsign) || put_text(b, "shipname", m->shipname) ||
-		     put(b, ",\"shiptype\":%u,\"to_bow\":%u,\"to_stern\":%u,\"to_port\":%u,\"to_starboard\":%u,\"epfd\":%u,"
+		     kz_buf_appendf(b, ",\"shiptype\":%u,\"to_bow\":%u,\"to_stern\":%u,\"to_port\":%u,\"to_starboard\":%u,\"epfd\":%u,"
 			    "\"eta\":\"%02u-%02uT%02u:%02uZ\",\"draught\":%.1f",
 			 m->shiptype, m->to_bow, m->to_stern, m->to_port, m->to_starboard, m->epfd, m->eta_month,
 			 m->eta_day, m->eta_hour, m->eta_minute, m->draught) ||
-		     put_text(b, "destination", m->destination) || put(b, ",\"dte\":%u", m->dte);
+		     put_text(b, "destination", m->destination) || kz_buf_appendf(b, ",\"dte\":%u", m->dte);
 		break;
 	case 18:
 	case 19:
-		rc = rc || put(b, ",\"reserved\":%u,\"speed\":%.1f,\"accuracy\":%s,\"lon\":%.7f,\"lat\":%.7f,\"course\":%.1f,"
+		rc = rc || kz_buf_appendf(b, ",\"reserved\":%u,\"speed\":%.1f,\"accuracy\":%s,\"lon\":%.7f,\"lat\":%.7f,\"course\":%.1f,"
 				  "\"heading\":%u,\"second\":%u,\"regional\":%u",
 			       m->reserved, m->speed, tf(m->accuracy), m->lon, m->lat, m->course, m->heading, m->second,
 			       m->regional);
 		if (m->type == 18)
-			rc = rc || put(b, ",\"cs\":%s,\"display\":%s,\"dsc\":%s,\"band\":%s,\"msg22\":%s,\"raim\":%s,"
+			rc = rc || kz_buf_appendf(b, ",\"cs\":%s,\"display\":%s,\"dsc\":%s,\"band\":%s,\"msg22\":%s,\"raim\":%s,"
 					  "\"radio\":%u",
 				       tf(m->cs), tf(m->display), tf(m->dsc), tf(m->band), tf(m->msg22), tf(m->raim), m->radio);
 		else
 			rc = rc || put_text(b, "shipname", m->shipname) ||
-			     put(b, ",\"shiptype\":%u,\"to_bow\":%u,\"to_stern\":%u,\"to_port\":%u,\"to_starboard\":%u,"
+			     kz_buf_appendf(b, ",\"shiptype\":%u,\"to_bow\":%u,\"to_stern\":%u,\"to_port\":%u,\"to_starboard\":%u,"
 				    "\"epfd\":%u,\"raim\":%s,\"dte\":%u,\"assigned\":%s",
 				 m->shiptype, m->to_bow, m->to_stern, m->to_port, m->to_starboard, m->epfd, tf(m->raim),
 				 m->dte, tf(m->assigned));
 		break;
 	case 21:
-		rc = rc || put(b, ",\"aid_type\":%u", m->aid_type) || put_text(b, "name", m->shipname) ||
-		     put(b, ",\"lon\":%.7f,\"lat\":%.7f,\"accuracy\":%s,\"to_bow\":%u,\"to_stern\":%u,\"to_port\":%u,"
+		rc = rc || kz_buf_appendf(b, ",\"aid_type\":%u", m->aid_type) || put_text(b, "name", m->shipname) ||
+		     kz_buf_appendf(b, ",\"lon\":%.7f,\"lat\":%.7f,\"accuracy\":%s,\"to_bow\":%u,\"to_stern\":%u,\"to_port\":%u,"
 			    "\"to_starboard\":%u,\"epfd\":%u,\"second\":%u,\"regional\":%u,\"off_position\":%s,\"raim\":%s,"
 			    "\"virtual_aid\":%s",
 			 m->lon, m->lat, tf(m->accuracy), m->to_bow, m->to_stern, m->to_port, m->to_starboard, m->epfd,
@@ -480,15 +470,15 @@ int ais_to_json(const struct ais_msg *m, struct kz_buf *b)
 		if (m->partno == 0)
 			rc = rc || put_text(b, "shipname", m->shipname);
 		else {
-			rc = rc || put(b, ",\"shiptype\":%u,\"model\":%u,\"serial\":%u", m->shiptype, m->model, m->serial) ||
+			rc = rc || kz_buf_appendf(b, ",\"shiptype\":%u,\"model\":%u,\"serial\":%u", m->shiptype, m->model, m->serial) ||
 			     put_text(b, "callsign", m->callsign);
 			if (m->has & AIS_HAS_DIMS)
-				rc = rc || put(b, ",\"to_bow\":%u,\"to_stern\":%u,\"to_port\":%u,\"to_starboard\":%u", m->to_bow,
+				rc = rc || kz_buf_appendf(b, ",\"to_bow\":%u,\"to_stern\":%u,\"to_port\":%u,\"to_starboard\":%u", m->to_bow,
 					       m->to_stern, m->to_port, m->to_starboard);
 		}
 		break;
 	case 27:
-		rc = rc || put(b, ",\"status\":%u,\"accuracy\":%s,\"lon\":%.4f,\"lat\":%.4f,\"speed\":%.0f,\"course\":%.0f,"
+		rc = rc || kz_buf_appendf(b, ",\"status\":%u,\"accuracy\":%s,\"lon\":%.4f,\"lat\":%.4f,\"speed\":%.0f,\"course\":%.0f,"
 				  "\"raim\":%s,\"gnss\":%s",
 			       m->status, tf(m->accuracy), m->lon, m->lat, m->speed, m->course, tf(m->raim), tf(m->gnss));
 		break;

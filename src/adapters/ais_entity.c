@@ -95,16 +95,6 @@ static void learn(struct ais_vessel *s, const struct ais_msg *m)
 		s->has |= AIS_V_BASE;
 }
 
-static int put(struct kz_buf *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-static int put(struct kz_buf *b, const char *fmt, ...)
-{
-	char tmp[512];
-	va_list ap;
-	va_start(ap, fmt);
-	int n = vsnprintf(tmp, sizeof tmp, fmt, ap);
-	va_end(ap);
-	return n < 0 || (size_t)n >= sizeof tmp || kz_buf_append(b, tmp, (size_t)n) ? KZ_ENOMEM : KZ_OK;
-}
 
 /* ,"key":v with decimals (fixed), without printf (the adapter's hot path). */
 static int num(struct kz_buf *b, const char *keysep, double v, unsigned decimals)
@@ -119,7 +109,7 @@ static int unum(struct kz_buf *b, const char *keysep, uint64_t v)
 
 static int put_str(struct kz_buf *b, const char *key, const char *s)
 {
-	return put(b, ",\"%s\":", key) || kz_json_put_str(b, s);
+	return kz_buf_appendf(b, ",\"%s\":", key) || kz_json_put_str(b, s);
 }
 
 static int attributes(struct kz_buf *b, const struct ais_vessel *s)
@@ -140,8 +130,8 @@ static int attributes(struct kz_buf *b, const struct ais_vessel *s)
 		     unum(b, ",\"to_starboard\":", s->to_starboard);
 	if (s->has & AIS_V_VOYAGE) {
 		if (s->imo)
-			rc = rc || put(b, ",\"imo\":%u", s->imo);
-		rc = rc || put(b, ",\"draught\":%.1f", s->draught10 / 10.0) || put_str(b, "destination", s->destination) ||
+			rc = rc || kz_buf_appendf(b, ",\"imo\":%u", s->imo);
+		rc = rc || kz_buf_appendf(b, ",\"draught\":%.1f", s->draught10 / 10.0) || put_str(b, "destination", s->destination) ||
 		     put_str(b, "eta", s->eta);
 	}
 	return rc || kz_buf_append(b, "}", 1) ? KZ_ENOMEM : KZ_OK;
@@ -159,7 +149,7 @@ int ais_entity_update(struct ais_vessels *v, const struct ais_msg *m, const char
 	int rc = kz_buf_append(b, "{\"id\":\"", 7) || kz_buf_append(b, id, strlen(id)) ||
 		 kz_buf_append(b, "\",\"type\":\"", 10) || kz_buf_append(b, type, strlen(type)) || kz_buf_append(b, "\"", 1);
 	if (s->callsign[0] && kz_name_valid(s->callsign, strlen(s->callsign), 64))
-		rc = rc || put(b, ",\"aliases\":[\"callsign:%s\"]", s->callsign);
+		rc = rc || kz_buf_appendf(b, ",\"aliases\":[\"callsign:%s\"]", s->callsign);
 	if (s->name[0])
 		rc = rc || put_str(b, "name", s->name);
 	if ((m->has & AIS_HAS_POS) && m->lat >= -90 && m->lat <= 90 && m->lon >= -180 && m->lon <= 180)

@@ -108,16 +108,6 @@ static int num(struct kz_buf *b, const char *keysep, double v, unsigned decimals
 	return kz_buf_append(b, keysep, strlen(keysep)) || kz_buf_append_fixed(b, v, decimals);
 }
 
-static int put(struct kz_buf *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-static int put(struct kz_buf *b, const char *fmt, ...)
-{
-	char tmp[256];
-	va_list ap;
-	va_start(ap, fmt);
-	int n = vsnprintf(tmp, sizeof tmp, fmt, ap);
-	va_end(ap);
-	return n < 0 || (size_t)n >= sizeof tmp || kz_buf_append(b, tmp, (size_t)n) ? KZ_ENOMEM : KZ_OK;
-}
 
 /* The update of aircraft a after m; pos: a resolved position (lat, lon). */
 static int emit(struct modes_aircraft *a, const struct modes_msg *m, bool pos, double lat, double lon, uint64_t now_ms,
@@ -138,14 +128,14 @@ static int emit(struct modes_aircraft *a, const struct modes_msg *m, bool pos, d
 	int rc = kz_buf_append(b, "{\"id\":\"", 7) || kz_buf_append(b, id, 11) ||
 		 kz_buf_append(b, "\",\"type\":\"a-u-A\"", 16);
 	if (a->callsign[0] && kz_name_valid(a->callsign, strlen(a->callsign), 64))
-		rc = rc || put(b, ",\"aliases\":[\"callsign:%s\"]", a->callsign);
+		rc = rc || kz_buf_appendf(b, ",\"aliases\":[\"callsign:%s\"]", a->callsign);
 	if (a->callsign[0])
-		rc = rc || put(b, ",\"name\":\"%s\"", a->callsign);
+		rc = rc || kz_buf_appendf(b, ",\"name\":\"%s\"", a->callsign);
 	if (pos) {
 		a->lat = lat, a->lon = lon, a->pos_ms = now_ms;
 		rc = rc || num(b, ",\"position\":{\"lat\":", lat, 6) || num(b, ",\"lon\":", lon, 6);
 		if ((m->has & MODES_HAS_ALT) && m->tc >= 20) /* GNSS height: above the ellipsoid */
-			rc = rc || put(b, ",\"hae\":%.1f", m->altitude_ft / 3.28084);
+			rc = rc || kz_buf_appendf(b, ",\"hae\":%.1f", m->altitude_ft / 3.28084);
 		rc = rc || kz_buf_append(b, "}", 1);
 	}
 	if (vel || vr) {
@@ -162,19 +152,19 @@ static int emit(struct modes_aircraft *a, const struct modes_msg *m, bool pos, d
 	}
 	rc = rc || kz_buf_append(b, ",\"provenance\":{\"adapter\":\"adsb\"", 31);
 	if (sensor && *sensor)
-		rc = rc || put(b, ",\"sensor\":\"%.64s\"", sensor);
+		rc = rc || kz_buf_appendf(b, ",\"sensor\":\"%.64s\"", sensor);
 	rc = rc || kz_buf_append(b, "},\"attributes\":{\"icao\":\"", strlen("},\"attributes\":{\"icao\":\"")) || kz_buf_append(b, id + 5, 6) ||
 	     kz_buf_append(b, "\"", 1);
 	if (a->callsign[0])
-		rc = rc || put(b, ",\"callsign\":\"%s\"", a->callsign);
+		rc = rc || kz_buf_appendf(b, ",\"callsign\":\"%s\"", a->callsign);
 	if (a->has_alt)
-		rc = rc || (a->altitude_ft < 0 ? put(b, ",\"altitude_ft\":%d", a->altitude_ft)
+		rc = rc || (a->altitude_ft < 0 ? kz_buf_appendf(b, ",\"altitude_ft\":%d", a->altitude_ft)
 					       : kz_buf_append(b, ",\"altitude_ft\":", strlen(",\"altitude_ft\":")) ||
 						 kz_buf_append_u64(b, (uint64_t)a->altitude_ft));
 	if (m->has & MODES_HAS_GROUND)
-		rc = rc || put(b, ",\"on_ground\":%s", m->on_ground ? "true" : "false");
+		rc = rc || kz_buf_appendf(b, ",\"on_ground\":%s", m->on_ground ? "true" : "false");
 	if (m->tc == 19 && (m->has & MODES_HAS_HEADING))
-		rc = rc || put(b, ",\"heading\":%.2f,\"airspeed_kt\":%.0f", m->heading_deg, m->airspeed_kt);
+		rc = rc || kz_buf_appendf(b, ",\"heading\":%.2f,\"airspeed_kt\":%.0f", m->heading_deg, m->airspeed_kt);
 	rc = rc || kz_buf_append(b, "}}", 2);
 	return rc ? KZ_ENOMEM : KZ_OK;
 }

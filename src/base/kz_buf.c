@@ -4,7 +4,9 @@
 
 #include <stdint.h>
 #include <stdlib.h>
+#include <stdarg.h>
 #include <stdbool.h>
+#include <stdio.h>
 #include <string.h>
 
 void kz_buf_init(struct kz_buf *b, size_t max)
@@ -97,6 +99,18 @@ void kz_buf_shrink(struct kz_buf *b, size_t keep)
 		b->cap = 0;
 		b->off = 0;
 	}
+}
+
+int kz_buf_appendf(struct kz_buf *b, const char *fmt, ...)
+{
+	char tmp[1025];
+	va_list ap;
+	va_start(ap, fmt);
+	int n = vsnprintf(tmp, sizeof tmp, fmt, ap);
+	va_end(ap);
+	if (n < 0 || (size_t)n >= sizeof tmp)
+		return KZ_ETOOBIG;
+	return kz_buf_append(b, tmp, (size_t)n);
 }
 
 int kz_buf_append_u64(struct kz_buf *b, uint64_t v)

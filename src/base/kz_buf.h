@@ -21,6 +21,8 @@ int kz_buf_reserve(struct kz_buf *b, size_t n);
  * whole and held for a while: a record on its way to the disk). */
 int kz_buf_reserve_exact(struct kz_buf *b, size_t n);
 int kz_buf_append(struct kz_buf *b, const void *p, size_t n);
+/* Appends printf's output (at most 1024 bytes: KZ_ETOOBIG beyond, nothing appended). */
+int kz_buf_appendf(struct kz_buf *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 /* Appends v in decimal. */
 int kz_buf_append_u64(struct kz_buf *b, uint64_t v);
 /* Appends v with exactly `decimals` (0-9) digits after the point, rounded half away from

@@ -84,6 +84,15 @@ timeout 30 $K task watch --data var demo-1 2>/dev/null | grep -q DONE_OK && ok "
 $E https://localhost:8443/api/v1/entities/admin | grep -q '"lat":35.7,' && ok "the agent at the goal" || ko "agent entity"
 $K task list --data var 2>/dev/null | grep -q "demo-1 .*DONE_OK" && ok "task list" || ko "task list"
 kill $AG; wait $AG
+# sensor adapters
+if [ -f "$SHARED/data/tracks/gpsd/sample.aivdm" ]; then
+	$K adapter decode ais "$SHARED/data/tracks/gpsd/sample.aivdm" 2>/dev/null | head -3 | grep -q '"mmsi":371798000' \
+		&& ok "adapter decode" || ko "adapter decode"
+	$K adapter replay ais "$SHARED/data/tracks/pyais/nmea_data_sample.txt" --data var 2> replay.err \
+		&& ok "adapter replay" || ko "adapter replay: $(tail -1 replay.err)"
+	for _ in $(seq 50); do $E "https://localhost:8443/api/v1/entities?type=a-u-S&limit=3" | grep -q '"mmsi:' && break; sleep 0.1; done
+	$E "https://localhost:8443/api/v1/entities?type=a-u-S&limit=3" | grep -q '"id":"mmsi:' && ok "ships in the picture" || ko "ships"
+fi
 # the policy section: a config file with a copy of the fixture that lists the admin
 kill -INT $PID; wait $PID
 F=tests/data/policy
