@@ -197,6 +197,22 @@ def test_illegal_moves_refused():
                     "CANCELLED"], hist
 
 
+def test_create_over_mqtt():
+    """A tasker creates a task by a PUBLISH on kz/task/<id>/create: the id is the topic's, the
+    label the PUBLISH's; refusals come back in the PUBACK."""
+    rc, why = raw_publish("op", "kz/task/t-mqtt/create", {"assignee": DRONE, "kind": "goto",
+                                                          "parameters": {"lat": 1, "lon": 2}})
+    assert rc == 0, (rc, why)
+    t = until(lambda: task("t-mqtt"))
+    assert t["tasker"] == TD + "mod/user/op" and t["label"] == "policy=jp-mod;class=restricted", t
+    rc, why = raw_publish("op", "kz/task/t-mqtt2/create", {"id": "other", "assignee": DRONE, "kind": "goto"})
+    assert rc == 0x99 and "topic" in why, (rc, why)
+    rc, why = raw_publish("op2", "kz/task/t-mqtt3/create", {"assignee": DRONE, "kind": "goto"})
+    assert rc == 0x87 and "task rule" in why, (rc, why)
+    rc, why = raw_publish("op", "kz/task/t-mqtt/create", {"assignee": DRONE, "kind": "goto"})
+    assert rc == 0x83 and "exists" in why, (rc, why)
+
+
 def test_labels_hide_tasks():
     r = api("op", "POST", "/tasks", {"id": "t-secret", "assignee": DRONE, "kind": "observe"},
             headers={"kz-label": "class=secret"})
@@ -246,10 +262,10 @@ def test_audit_has_every_move():
     assert "t-1 CREATED v1" in res and "t-1 SENT v2" in res and "t-1 CANCELLED v8" in res, res
     denied = [m for m in moves if m["decision"] == "deny"]
     assert any("current version" in m["reason"] for m in denied), denied
-    # the metrics (counters since the restart): t-1, t-secret, t-exp, t-restart; t-secret open
+    # the metrics (counters since the restart): t-1, t-secret, t-exp, t-restart, t-mqtt; t-secret and t-mqtt open
     m = requests.get("https://localhost:%d/metrics" % HPORT, timeout=10, verify=CA, cert=certs["op"]).text
     vals = dict(l.rsplit(" ", 1) for l in m.splitlines() if l.startswith("kizuna_task"))
-    assert vals["kizuna_tasks"] == "4" and vals["kizuna_tasks_open"] == "1", vals
+    assert vals["kizuna_tasks"] == "5" and vals["kizuna_tasks_open"] == "2", vals
     assert vals["kizuna_task_moves_total"] == "1" and vals["kizuna_task_agents"] == "3", vals
 
 
@@ -303,5 +319,5 @@ def test_cli_and_agent_end_to_end():
 
 if __name__ == "__main__":
     run_tests([test_register_and_create, test_policy_decides_who_tasks_whom, test_inbox_over_mqtt,
-               test_illegal_moves_refused, test_labels_hide_tasks, test_deadline_expires, test_restart_keeps_state,
+               test_illegal_moves_refused, test_create_over_mqtt, test_labels_hide_tasks, test_deadline_expires, test_restart_keeps_state,
                test_audit_has_every_move, test_cli_and_agent_end_to_end])
