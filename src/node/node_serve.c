@@ -846,11 +846,12 @@ static void node_after_join(void *arg)
 	node_entities_attach(b, NULL, NULL);
 	entity_service_close(n->entities); /* it reads the store */
 	n->entities = NULL;
-	task_service_close(n->tasks); /* it writes to the store */
-	n->tasks = NULL;
+	task_service_stop(n->tasks); /* no more records; those written call it back: closed below */
 	b->final_durable = kz_store_close(b->store);
 	b->store = NULL;
 	node_mqtt_drain(&n->nm);
+	task_service_close(n->tasks);
+	n->tasks = NULL;
 }
 
 /* Gives back what node_open took, in reverse, however far it got. */
@@ -870,12 +871,13 @@ static void node_close(struct node *n)
 	atomic_store(&node_entities, NULL);
 	entity_service_close(n->entities); /* opened, never served (NULL once closed) */
 	n->entities = NULL;
-	task_service_close(n->tasks);
-	n->tasks = NULL;
+	task_service_stop(n->tasks);
 	if (n->broker_init && b->store) { /* opened, never served */
 		kz_store_close(b->store);
 		b->store = NULL;
 	}
+	task_service_close(n->tasks); /* after the store: its records call it back */
+	n->tasks = NULL;
 	kz_cluster_free(n->cluster); /* after the store: its last answers reached the follower */
 	n->cluster = NULL;
 	b->share = NULL;

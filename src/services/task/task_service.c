@@ -777,17 +777,23 @@ int task_service_open(const struct task_service_config *cfg, struct task_service
 	return KZ_OK;
 }
 
+void task_service_stop(struct task_service *s)
+{
+	if (!s || !s->started)
+		return;
+	pthread_mutex_lock(&s->lock);
+	s->stop = true;
+	pthread_cond_signal(&s->cond);
+	pthread_mutex_unlock(&s->lock);
+	pthread_join(s->thread, NULL);
+	s->started = false;
+}
+
 void task_service_close(struct task_service *s)
 {
 	if (!s)
 		return;
-	if (s->started) {
-		pthread_mutex_lock(&s->lock);
-		s->stop = true;
-		pthread_cond_signal(&s->cond);
-		pthread_mutex_unlock(&s->lock);
-		pthread_join(s->thread, NULL);
-	}
+	task_service_stop(s);
 	for (size_t i = 0; s->bucket && i < s->n_bucket; i++)
 		while (s->bucket[i])
 			task_drop(s, s->bucket[i]);

@@ -45,6 +45,10 @@ struct task_service;
 
 /* Reads every task record of the log, then starts the thread of the node's moves. */
 int task_service_open(const struct task_service_config *cfg, struct task_service **out, char *why, size_t why_len);
+/* Stops the thread of the node's moves: nothing more is submitted to the store. The records
+ * already submitted still call back into the service when the store writes them, so close
+ * it only after the store has closed. */
+void task_service_stop(struct task_service *s);
 void task_service_close(struct task_service *s);
 int task_service_routes(struct task_service *s, struct kz_http *h);
 
