@@ -84,3 +84,16 @@ bool kz_name_valid(const char *s, size_t n, size_t max)
 	}
 	return true;
 }
+
+bool kz_list_has(const char *list, const char *name)
+{
+	size_t kn = strlen(name);
+	for (const char *q = list; *q;) {
+		const char *c = strchr(q, ',');
+		size_t n = c ? (size_t)(c - q) : strlen(q);
+		if (n == kn && !memcmp(q, name, n))
+			return true;
+		q += n + (c != NULL);
+	}
+	return false;
+}

@@ -24,4 +24,7 @@ bool kz_filter_covers(const char *r, size_t rn, const char *f, size_t fn);
  * [A-Za-z0-9._:@~-] (entity ids and aliases, task ids and kinds). */
 bool kz_name_valid(const char *s, size_t n, size_t max);
 
+/* Is name one of the comma-separated items of list ("observe,goto")? */
+bool kz_list_has(const char *list, const char *name);
+
 #endif

@@ -19,6 +19,7 @@
 #include "cli/cli.h"
 #include "base/kz_json.h"
 #include "base/kz_time.h"
+#include "base/kz_topic.h"
 
 #include <getopt.h>
 #include <openssl/pem.h>
@@ -175,18 +176,7 @@ static void on_job_step(uv_timer_t *t)
 	cli_mqtt_flush(&a->m);
 }
 
-static bool kind_ok(const struct agent *a, const char *kind)
-{
-	size_t kn = strlen(kind);
-	for (const char *q = a->kinds; *q;) {
-		const char *c = strchr(q, ',');
-		size_t n = c ? (size_t)(c - q) : strlen(q);
-		if (n == kn && !memcmp(q, kind, n))
-			return true;
-		q += n + (c != NULL);
-	}
-	return false;
-}
+static bool kind_ok(const struct agent *a, const char *kind) { return kz_list_has(a->kinds, kind); }
 
 static void start_job(struct agent *a, const char *id, uint64_t version, const char *kind, const struct kz_json *params,
 		      const struct kz_json *ents, const char *text)

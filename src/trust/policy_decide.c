@@ -170,17 +170,7 @@ bool kz_policy_may_label(const struct kz_policy *p, const struct kz_subject *s, 
 
 static bool kind_listed(const char *list, const char *kind)
 {
-	if (!strcmp(list, "*"))
-		return true;
-	size_t kn = strlen(kind);
-	for (const char *q = list; *q;) {
-		const char *c = strchr(q, ',');
-		size_t n = c ? (size_t)(c - q) : strlen(q);
-		if (n == kn && !memcmp(q, kind, n))
-			return true;
-		q += n + (c != NULL);
-	}
-	return false;
+	return !strcmp(list, "*") || kz_list_has(list, kind);
 }
 
 bool kz_policy_task(const struct kz_policy *p, const struct kz_subject *tasker, const struct kz_subject *agent,
