@@ -33,7 +33,7 @@ open(os.path.join(tmp, "identities"), "w").write(IDENTITIES)
 HPORT, TPORT, UPORT = free_port(), free_port(), free_port()
 node = Node("https.listen = 127.0.0.1:%d\npolicy.file = %s/kizuna.policy\npolicy.registry = %s/identities\n"
             "tak.listen = 127.0.0.1:%d\ntak.push_interval_ms = 200\nadapter.ais.udp = 127.0.0.1:%d\n"
-            "adapter.ais.identity = %smod/service/ais-adapter\ntls.cert_check_ms = 500\n"
+            "adapter.ais.identity = %smod/service/ais-adapter\ntls.cert_check_ms = 500\ntak.max_connections = 3\n"
             % (HPORT, tmp, tmp, TPORT, UPORT, TD))
 certs = {w.split("/")[-1]: node.issue(w.replace("/", "-"), spiffe=TD + w)
          for w in ["mod/user/alice", "mod/user/bob", "mod/sensor/radar"]}
@@ -246,6 +246,21 @@ def test_ping_and_control():
     assert alice.get("protouid") is None and alice.get("ANDROID-bob-ping") is None
 
 
+def test_connection_cap():
+    """tak.max_connections = 3: with alice and bob on, a third client is served, a fourth is
+    closed after the handshake, and the log says which directive."""
+    third = Tak("alice")
+    until(lambda: third.get("ANDROID-bob"))  # served: the picture came
+    fourth = Tak("alice")
+    fourth.s.settimeout(5)
+    try:
+        assert fourth.s.recv(100) == b""
+    except (ssl.SSLError, OSError):
+        pass
+    assert "tak.max_connections reached" in node.logtext()
+    third.s.close()
+
+
 def test_unknown_identity_refused():
     stranger = node.issue("stranger", spiffe=TD + "meti/node/stranger")  # no rule lets a node kind connect
     ctx = ssl.create_default_context(cafile=CA)
@@ -260,4 +275,5 @@ def test_unknown_identity_refused():
 
 run_tests([test_two_clients_see_each_other, test_ais_ships_on_the_screens, test_labels_decide_what_a_screen_shows,
            test_bad_events_refused_and_counted, test_other_cot_relayed_under_labels, test_replay_into_the_picture,
-           test_revoked_certificate_closed, test_ping_and_control, test_unknown_identity_refused])
+           test_revoked_certificate_closed, test_ping_and_control, test_connection_cap,
+           test_unknown_identity_refused])

@@ -41,7 +41,7 @@ open(os.path.join(tmp, "kizuna.policy"), "w").write(POLICY)
 open(os.path.join(tmp, "identities"), "w").write(IDENTITIES)
 HPORT = free_port()
 node = Node("https.listen = 127.0.0.1:%d\npolicy.file = %s/kizuna.policy\npolicy.registry = %s/identities\n"
-            % (HPORT, tmp, tmp))
+            "task.max_tasks = 12\ntask.max_kinds = 4\n" % (HPORT, tmp, tmp))
 certs = {w.split("/")[-1]: node.issue(w.replace("/", "-"), spiffe=TD + w) for w in IDS}
 DRONE = TD + "mod/sensor/drone"
 INBOX = "kz/agent/kizuna.local/mod/sensor/drone/tasks"
@@ -317,7 +317,23 @@ def test_cli_and_agent_end_to_end():
     assert "task %s: DONE_OK" % tid in agent.stdout.read()
 
 
+def test_caps():
+    """task.max_kinds and task.max_tasks: over them, a 400 and a 503 naming the directive
+    (MQTT: 0x97)."""
+    r = api("drone", "PUT", "/agents/me/kinds", {"kinds": ["a", "b", "c", "d", "e"]})
+    assert r.status_code == 400 and "task.max_kinds" in r.json()["description"], r.text
+    codes = []
+    for i in range(20):
+        r = api("op", "POST", "/tasks", {"id": "cap-%d" % i, "assignee": DRONE, "kind": "observe"})
+        codes.append(r.status_code)
+        if r.status_code != 201:
+            break
+    assert codes[-1] == 503 and "task.max_tasks" in r.json()["description"], (codes, r.text)
+    rc, why = raw_publish("op", "kz/task/cap-mqtt/create", {"assignee": DRONE, "kind": "observe"})
+    assert rc == 0x97 and "task.max_tasks" in why, (rc, why)
+
+
 if __name__ == "__main__":
     run_tests([test_register_and_create, test_policy_decides_who_tasks_whom, test_inbox_over_mqtt,
                test_illegal_moves_refused, test_create_over_mqtt, test_labels_hide_tasks, test_deadline_expires, test_restart_keeps_state,
-               test_audit_has_every_move, test_cli_and_agent_end_to_end])
+               test_audit_has_every_move, test_cli_and_agent_end_to_end, test_caps])
