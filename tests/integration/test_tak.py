@@ -5,7 +5,7 @@ the other and not itself; AIS ships sent to the node's UDP adapter appear on bot
 an entity labelled above one client's clearance reaches only the other; a malformed event
 and a DTD are refused and counted while the connection goes on; the reports are entities in
 the API with the client's identity as their origin."""
-import os, re, socket, ssl, tempfile, threading, time
+import os, re, select, socket, ssl, tempfile, threading, time
 import requests
 from kzharness import Node, until, run_tests, free_port
 
@@ -41,22 +41,39 @@ CA = os.path.join(node.pki, "ca.pem")
 
 
 class Tak:
-    """A TAK client: a TLS stream of CoT events, read into a dict uid -> last event."""
+    """A TAK client: a TLS stream of CoT events, read into a dict uid -> last event.
+
+    One SSL object must never be used by two threads at once (OpenSSL's rule; Python's ssl
+    module releases the GIL inside SSL_read and SSL_write, and a concurrent read and write
+    crashed this script in CI). So every call on the socket is made under self.io, and the
+    reader waits for data with select() outside the lock."""
 
     def __init__(self, who):
         ctx = ssl.create_default_context(cafile=CA)
         ctx.load_cert_chain(*certs[who])
         self.s = ctx.wrap_socket(socket.create_connection(("127.0.0.1", TPORT), 5), server_hostname="localhost")
-        self.events, self.buf, self.lock = {}, "", threading.Lock()
+        self.s.settimeout(0.2)
+        self.events, self.buf, self.lock, self.io, self.eof = {}, "", threading.Lock(), threading.Lock(), False
         threading.Thread(target=self.read, daemon=True).start()
 
     def read(self):
         while True:
             try:
-                d = self.s.recv(65536)
-            except OSError:
-                return
+                select.select([self.s], [], [], 0.2)
+            except (ValueError, OSError):  # closed by close(): the check below ends the loop
+                pass
+            with self.io:
+                if self.s.fileno() < 0:
+                    d = b""
+                else:
+                    try:
+                        d = self.s.recv(65536)
+                    except (socket.timeout, ssl.SSLWantReadError):
+                        continue
+                    except OSError:
+                        d = b""
             if not d:
+                self.eof = True
                 return
             with self.lock:
                 self.buf += d.decode()
@@ -65,8 +82,19 @@ class Tak:
                     self.events[uid] = m.group(0)
                 self.buf = self.buf[self.buf.rfind("</event>") + 8:] if "</event>" in self.buf else self.buf
 
+    def closed_by_node(self):
+        """True once the node has closed the stream (EOF or a TLS alert), within 5 s."""
+        return until(lambda: self.eof, timeout=5)
+
+    def close(self):
+        with self.io:
+            self.s.close()
+
     def send(self, text):
-        self.s.sendall(text.encode())
+        with self.io:
+            self.s.settimeout(10)
+            self.s.sendall(text.encode())
+            self.s.settimeout(0.2)
 
     def sa(self, uid, callsign, lat, lon):
         now = time.strftime("%Y-%m-%dT%H:%M:%S.000Z", time.gmtime())
@@ -223,11 +251,7 @@ def test_revoked_certificate_closed():
     assert out.returncode == 0, out.stderr
     until(lambda: "TAK client %smod/sensor/radar (serial %s): certificate revoked; closing" % (TD, serial.upper())
           in node.logtext() or "certificate revoked; closing" in node.logtext())
-    radar.s.settimeout(5)
-    try:
-        assert radar.s.recv(100) == b""
-    except (ssl.SSLError, OSError):
-        pass
+    assert radar.closed_by_node()
 
 
 def test_ping_and_control():
@@ -252,13 +276,9 @@ def test_connection_cap():
     third = Tak("alice")
     until(lambda: third.get("ANDROID-bob"))  # served: the picture came
     fourth = Tak("alice")
-    fourth.s.settimeout(5)
-    try:
-        assert fourth.s.recv(100) == b""
-    except (ssl.SSLError, OSError):
-        pass
+    assert fourth.closed_by_node()
     assert "tak.max_connections reached" in node.logtext()
-    third.s.close()
+    third.close()
 
 
 def test_unknown_identity_refused():
