@@ -132,6 +132,16 @@ static void XMLCALL on_start(void *ud, const XML_Char *name, const XML_Char **at
 	}
 	if (p->depth == 2 && !strcmp(name, "detail")) {
 		p->in_detail = true;
+		e->detail_off = (size_t)XML_GetCurrentByteIndex(p->xp) + (size_t)XML_GetCurrentByteCount(p->xp);
+		return;
+	}
+	if (p->depth == 4 && p->in_detail && !strcmp(name, "TakRequest")) { /* in TakControl: a protocol request */
+		e->tak_request = -1;
+		for (int i = 0; at[i]; i += 2) {
+			double v;
+			if (!strcmp(at[i], "version") && number(at[i + 1], 1, 1000, &v) && v == (int)v)
+				e->tak_request = (int)v;
+		}
 		return;
 	}
 	if (p->depth == 3 && p->in_detail) {
@@ -164,8 +174,13 @@ static void XMLCALL on_end(void *ud, const XML_Char *name)
 	struct parse *p = ud;
 	if (p->depth == 3 && !strcmp(name, "remarks"))
 		p->in_remarks = false;
-	if (p->depth == 2 && !strcmp(name, "detail"))
+	if (p->depth == 2 && !strcmp(name, "detail")) {
 		p->in_detail = false;
+		size_t end = (size_t)XML_GetCurrentByteIndex(p->xp); /* the end tag's start; of <detail/>, its own */
+		p->e->detail_len = end > p->e->detail_off ? end - p->e->detail_off : 0;
+		if (!p->e->detail_len)
+			p->e->detail_off = 0;
+	}
 	p->depth--;
 }
 
@@ -244,6 +259,7 @@ struct cot_reader {
 	struct kz_buf pending;   /* from the current event's "<event" on (or the unsearched tail) */
 	int state;
 	size_t scan;             /* where the search goes on in pending */
+	bool stopped;            /* cot_reader_stop(): no more events */
 	char quote;              /* IN_TAG: the open attribute quote, 0: none */
 };
 
@@ -287,6 +303,17 @@ static void emit(struct cot_reader *r, size_t end)
 	r->scan = 0;
 }
 
+void cot_reader_stop(struct cot_reader *r)
+{
+	r->stopped = true;
+}
+
+const char *cot_reader_rest(const struct cot_reader *r, size_t *n)
+{
+	*n = r->pending.len;
+	return (const char *)kz_buf_head(&r->pending);
+}
+
 static const char *find(const char *h, size_t hn, const char *needle)
 {
 	size_t nn = strlen(needle);
@@ -303,13 +330,15 @@ static const char *find(const char *h, size_t hn, const char *needle)
 
 void cot_reader_feed(struct cot_reader *r, const char *p, size_t n)
 {
+	if (r->stopped)
+		return;
 	if (kz_buf_append(&r->pending, p, n)) {
 		r->on_error(r->ctx, "out of memory");
 		kz_buf_reset(&r->pending);
 		r->state = SEEK;
 		return;
 	}
-	for (;;) {
+	while (!r->stopped) {
 		const char *b = (const char *)kz_buf_head(&r->pending);
 		size_t len = r->pending.len;
 		if (r->state == SEEK) {
@@ -478,9 +507,7 @@ int cot_to_entity(const struct cot_event *e, struct kz_buf *b, char *id, size_t 
 	return rc ? KZ_ENOMEM : KZ_OK;
 }
 
-/* s as an XML attribute value or text (quotes, ampersands, angle brackets, control characters
- * other than tab, CR, LF escaped). */
-static int xml_text(struct kz_buf *b, const char *s)
+int cot_xml_text(struct kz_buf *b, const char *s)
 {
 	for (const char *q = s; *q; q++) {
 		unsigned char c = (unsigned char)*q;
@@ -501,7 +528,7 @@ static int xml_text(struct kz_buf *b, const char *s)
 static int attr(struct kz_buf *b, const char *k, const char *v)
 {
 	return LIT(b, " ") || kz_buf_append(b, k, strlen(k)) || LIT(b, "=\"") ||
-	       xml_text(b, v) || LIT(b, "\"");
+	       cot_xml_text(b, v) || LIT(b, "\"");
 }
 
 static int attr_num(struct kz_buf *b, const char *k, double v, unsigned decimals)
@@ -533,7 +560,7 @@ int cot_write(const struct cot_out *o, struct kz_buf *b)
 		rc = rc || LIT(b, "<track") || attr_num(b, "course", o->course, 2) ||
 		     attr_num(b, "speed", o->speed, 3) || LIT(b, "/>");
 	if (o->remarks && *o->remarks)
-		rc = rc || LIT(b, "<remarks>") || xml_text(b, o->remarks) || LIT(b, "</remarks>");
+		rc = rc || LIT(b, "<remarks>") || cot_xml_text(b, o->remarks) || LIT(b, "</remarks>");
 	rc = rc || LIT(b, "</detail></event>");
 	return rc ? KZ_ENOMEM : KZ_OK;
 }

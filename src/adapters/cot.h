@@ -36,8 +36,10 @@ struct cot_event {
 	char remarks[512];
 	char access[64];                /* the event's access attribute (classification) */
 	char caveat[64], releasable[128]; /* caveat and releaseableTo attributes */
+	int tak_request;                /* detail/TakControl/TakRequest@version: 0 none, -1 not a number */
 	const char *xml;                /* the event's bytes as received (valid in the callback) */
 	size_t xml_len;
+	size_t detail_off, detail_len;  /* the children of <detail> within xml (0, 0: none) */
 };
 
 typedef void (*cot_event_fn)(void *ctx, const struct cot_event *e);
@@ -49,6 +51,11 @@ struct cot_reader *cot_reader_new(size_t max_event_bytes, cot_event_fn on_event,
 void cot_reader_free(struct cot_reader *r);
 /* Bytes as they come. Each complete event goes to on_event or on_error. */
 void cot_reader_feed(struct cot_reader *r, const char *p, size_t n);
+/* Called from on_event: the reader stops after this event (the connection changes protocol,
+ * docs/ADAPTERS.md "TAK Protocol version 1"); the bytes after it, not parsed, are then those
+ * cot_reader_rest() gives. */
+void cot_reader_stop(struct cot_reader *r);
+const char *cot_reader_rest(const struct cot_reader *r, size_t *n);
 /* Parses one complete event text (for tests and `kizuna adapter decode cot`): 0, or -1 with
  * *why. */
 int cot_parse(const char *xml, size_t n, struct cot_event *e, const char **why);
@@ -75,5 +82,8 @@ struct cot_out {
 	double speed, course;
 };
 int cot_write(const struct cot_out *o, struct kz_buf *b);
+/* s as XML attribute value or text: quotes, ampersands and angle brackets escaped, control
+ * characters XML 1.0 does not allow (all but tab, CR, LF) left out. */
+int cot_xml_text(struct kz_buf *b, const char *s);
 
 #endif

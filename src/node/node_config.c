@@ -115,6 +115,8 @@ static const struct directive directives[] = {
 	{ "tak.max_event_bytes", T_U32, C(tak_max_event_bytes), 0, 256, 16777216, "65536", "Longest CoT event a TAK client may send; a longer one is skipped and counted." },
 	{ "tak.push_interval_ms", T_U32, C(tak_push_interval_ms), 0, 50, 3600000, "1000",
 	  "A TAK client gets the entities that changed at most this often; changes in between are coalesced (it gets the newest state)." },
+	{ "tak.protocol", T_U32, C(tak_protocol), 0, 0, 1, "1",
+	  "The highest TAK Protocol version offered to TAK clients (docs/ADAPTERS.md \"TAK Protocol version 1\"): 1 offers version 1 (protobuf, 0xbf-framed) when a client connects, and a client that asks for it is switched; 0 offers nothing and every client stays on XML." },
 	{ "tak.max_output_bytes", T_U32, C(tak_max_output_bytes), 0, 65536, 1073741824, "4194304",
 	  "While more than this waits to be sent to a TAK client, it gets nothing new; its changes coalesce until it reads." },
 	{ "adapter.reconnect_max_ms", T_U32, C(adapter_reconnect_max_ms), 0, 1000, 3600000, "30000",

@@ -28,7 +28,7 @@ struct node_config {
 		adapter_adsb_label[1025], adapter_adsb_reference[64];
 	uint32_t adapter_adsb_max_aircraft;
 	char tak_listen[256];
-	uint32_t tak_max_connections, tak_max_event_bytes, tak_push_interval_ms, tak_max_output_bytes;
+	uint32_t tak_max_connections, tak_max_event_bytes, tak_push_interval_ms, tak_max_output_bytes, tak_protocol;
 	uint32_t taxii_max_status_bytes;
 	char tls_ca[1100], tls_cert[1100], tls_key[1100]; /* empty = DIR/pki/... */
 	char tls_groups[256];

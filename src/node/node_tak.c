@@ -1,10 +1,12 @@
 /* node_tak.c — the TAK server endpoint (docs/ADAPTERS.md "TAK"): TAK clients (ATAK, WinTAK,
  * iTAK) connect over TLS with a certificate of the node's CA, as to a TAK server's streaming
- * port (tak.listen, usually 8089), and speak Cursor-on-Target XML.
+ * port (tak.listen, usually 8089), and speak Cursor-on-Target: XML, or TAK Protocol version 1
+ * (protobuf, takp.c) once negotiated.
  *
  *   in:  each event, parsed (cot.c); a position report (type a-*) becomes an entity update
  *        on kz/entity/cot:<uid>, written as the client's own identity under the policy (may
- *        it publish there, with what label); other events are counted, not relayed (yet).
+ *        it publish there, with what label); other events (chat, markers, shapes) become
+ *        records on kz/tak/cot/<uid> and are relayed to the clients that may see them.
  *   out: every entity the client may see (the decision point per entity and per field, as
  *        for the API), as a CoT event: the whole picture when it connects, then each entity
  *        that changed, at most once per tak.push_interval_ms (changes in between are
@@ -12,11 +14,14 @@
  *
  * A connection's life:
  *   handshake --no identity, or the policy refuses it--> closed
- *   handshake --ok--> OPEN: reads events; every tick, when push_interval_ms has passed and
+ *   handshake --ok--> OPEN (XML; the offer t-x-takp-v sent when tak.protocol = 1)
+ *   OPEN --t-x-takp-q for version 1--> response true, OPEN in TAK Protocol version 1
+ *   OPEN: reads events; every tick, when push_interval_ms has passed and
  *                     its output is below tak.max_output_bytes, writes the changes
  *   OPEN --client gone, node stopping--> closed */
 #include "node/node_tak.h"
 #include "adapters/cot.h"
+#include "adapters/takp.h"
 #include "base/kz_buf.h"
 #include "base/kz_log.h"
 #include "base/kz_time.h"
@@ -45,6 +50,10 @@ struct tak_conn {
 	char serial[41];
 	int64_t not_after;         /* the certificate's, Unix seconds (0: unknown) */
 	struct cot_reader *rd;
+	struct takp_reader *pr;    /* once switched to TAK Protocol version 1 */
+	int proto;                 /* 0: XML; TAKP_VERSION once negotiated */
+	bool offered;              /* the offer (t-x-takp-v) went out */
+	char takp_uid[96];         /* the negotiation's uid */
 	uint64_t cursor, last_push_ms, relay_cursor;
 	char own_id[160];          /* the entity of its own reports: not sent back to it */
 	struct kz_buf scratch;
@@ -57,14 +66,14 @@ struct node_tak {
 	SSL_CTX *ctx;
 	struct entity_service *es;
 	char node_id[64];
-	uint32_t max_conns, max_event_bytes, push_ms, max_out, cert_check_ms;
+	uint32_t max_conns, max_event_bytes, push_ms, max_out, cert_check_ms, protocol;
 	uint64_t *cert_checked_ms;  /* per worker: the last sweep for revoked and expired certificates */
 	int fd;
 	char host[300];
 	struct tak_conn **heads;   /* per worker */
 	unsigned n_workers;
 	_Atomic unsigned n_open;
-	_Atomic uint64_t events_in, reports_in, refused, pushed, connections, relayed, relay_missed;
+	_Atomic uint64_t events_in, reports_in, refused, pushed, connections, relayed, relay_missed, switched;
 	/* other CoT (chat, markers, shapes) for the other clients: a ring of the last
 	 * RELAY_CAP, each with its topic, label and sender */
 	pthread_mutex_t relay_lock;
@@ -72,6 +81,7 @@ struct node_tak {
 		uint64_t seq;
 		char *xml;
 		size_t len;
+		struct kz_buf pb; /* the same event as a framed TakMessage */
 		char topic[160], label[KZ_LABEL_MAX_LEN + 1], origin[512];
 	} relay[256];
 	uint64_t relay_next; /* the number the next relayed event gets (from 1) */
@@ -79,6 +89,7 @@ struct node_tak {
 #define RELAY_CAP 256
 
 static const struct net_conn_cbs tak_cbs;
+static void on_event(void *ctx, const struct cot_event *e);
 
 /* ---------- in ---------- */
 
@@ -139,23 +150,71 @@ static int cot_label(const struct kz_policy *pol, const struct cot_event *e, cha
 	return 0;
 }
 
-static void relay_push(struct node_tak *t, const char *topic, const char *label, const char *origin, const char *xml,
-		       size_t len)
+static void relay_push(struct node_tak *t, const char *topic, const char *label, const char *origin,
+		       const struct cot_event *e)
 {
-	char *copy = malloc(len);
-	if (!copy)
+	char *copy = malloc(e->xml_len);
+	struct kz_buf pb;
+	kz_buf_init(&pb, 0);
+	if (!copy || takp_write_event(e, &pb)) {
+		free(copy);
+		kz_buf_cleanup(&pb);
 		return;
-	memcpy(copy, xml, len);
+	}
+	memcpy(copy, e->xml, e->xml_len);
 	pthread_mutex_lock(&t->relay_lock);
 	struct relay *r = &t->relay[t->relay_next % RELAY_CAP];
 	free(r->xml);
+	kz_buf_cleanup(&r->pb);
 	r->seq = t->relay_next++;
 	r->xml = copy;
-	r->len = len;
+	r->len = e->xml_len;
+	r->pb = pb;
 	snprintf(r->topic, sizeof r->topic, "%s", topic);
 	snprintf(r->label, sizeof r->label, "%s", label);
 	snprintf(r->origin, sizeof r->origin, "%s", origin);
 	pthread_mutex_unlock(&t->relay_lock);
+}
+
+/* An event to the client in its protocol: XML, or a framed TakMessage once switched. */
+static int write_out(struct tak_conn *tc, const struct cot_out *o)
+{
+	return tc->proto ? takp_write(o, &tc->c->out) : cot_write(o, &tc->c->out);
+}
+
+/* TAK control events (t-x-*): a ping gets its pong; a protocol request after the offer gets
+ * its response and, when it asked for version 1, switches the connection (TAK's "Streaming
+ * Connection Protocol Negotiation", steps 5-7): the response is the last XML the node sends,
+ * and what the client sends after it is read as TAK Protocol. A request without an offer, or
+ * on a connection already switched, is ignored (a client "SHALL NOT send" it). */
+static void control(struct tak_conn *tc, const struct cot_event *e)
+{
+	struct node_tak *t = tc->t;
+	uint64_t now = kz_now_wall_ns();
+	if (!strcmp(e->type, "t-x-c-t")) {
+		struct cot_out o = { .uid = "takPong", .type = "t-x-c-t-r", .time_ns = now, .stale_ns = now + 20000000000ull,
+				     .has_point = true, .hae = NAN, .ce = NAN, .le = NAN };
+		if (write_out(tc, &o) == 0)
+			net_conn_want_flush(tc->c);
+		return;
+	}
+	if (strcmp(e->type, "t-x-takp-q") || !tc->offered || tc->proto)
+		return;
+	bool ok = e->tak_request == TAKP_VERSION;
+	if (ok && !(tc->pr = takp_reader_new(t->max_event_bytes, on_event, on_error, tc)))
+		ok = false;
+	if (takp_response(&tc->c->out, tc->takp_uid, ok, now))
+		return;
+	net_conn_want_flush(tc->c);
+	if (!ok) {
+		kz_info("%s: TAK client %s asked for TAK Protocol version %d: refused (version 1 is offered); it stays on XML",
+			tc->c->addr, tc->identity, e->tak_request);
+		return;
+	}
+	tc->proto = TAKP_VERSION;
+	cot_reader_stop(tc->rd);
+	atomic_fetch_add(&t->switched, 1);
+	kz_info("%s: TAK client %s switched to TAK Protocol version 1", tc->c->addr, tc->identity);
 }
 
 static void on_event(void *ctx, const struct cot_event *e)
@@ -163,15 +222,8 @@ static void on_event(void *ctx, const struct cot_event *e)
 	struct tak_conn *tc = ctx;
 	struct node_tak *t = tc->t;
 	atomic_fetch_add(&t->events_in, 1);
-	if (!strncmp(e->type, "t-x-", 4)) { /* TAK control: a ping gets its pong; the rest (protocol
-					     * negotiation, t-x-takp-*) is not answered: the client stays on XML */
-		if (!strcmp(e->type, "t-x-c-t")) {
-			uint64_t now = kz_now_wall_ns();
-			struct cot_out o = { .uid = "takPong", .type = "t-x-c-t-r", .time_ns = now, .stale_ns = now + 20000000000ull,
-					     .has_point = true, .hae = NAN, .ce = NAN, .le = NAN };
-			if (cot_write(&o, &tc->c->out) == 0)
-				net_conn_want_flush(tc->c);
-		}
+	if (!strncmp(e->type, "t-x-", 4)) { /* TAK control: not an entity, not relayed */
+		control(tc, e);
 		return;
 	}
 	const struct kz_policy *pol = atomic_load(&t->b->policy);
@@ -204,7 +256,7 @@ static void on_event(void *ctx, const struct cot_event *e)
 		kz_debug("%s: TAK: event %s refused: %s", tc->c->addr, e->uid, why);
 		return;
 	}
-	relay_push(t, topic, canon, tc->identity, e->xml, e->xml_len);
+	relay_push(t, topic, canon, tc->identity, e);
 }
 
 /* ---------- out ---------- */
@@ -262,7 +314,7 @@ static void push_one(void *ctx, enum entity_event ev, const struct entity *e)
 	label_marking(e->label, access, sizeof access, rel, sizeof rel);
 	o.access = access[0] ? access : NULL;
 	o.releasable = rel[0] ? rel : NULL;
-	if (cot_write(&o, &tc->c->out) == 0)
+	if (write_out(tc, &o) == 0)
 		p->n++;
 }
 
@@ -291,7 +343,8 @@ static void relay_drain(struct tak_conn *tc, struct push *p)
 					     !kz_dominates(pol, &p->rd.s, &l, &w))))
 				continue;
 		}
-		if (kz_buf_append(&tc->c->out, r->xml, r->len) == 0) {
+		if ((tc->proto ? kz_buf_append(&tc->c->out, kz_buf_head(&r->pb), r->pb.len)
+			       : kz_buf_append(&tc->c->out, r->xml, r->len)) == 0) {
 			p->n++;
 			atomic_fetch_add(&t->relayed, 1);
 		}
@@ -360,14 +413,33 @@ static void on_open(struct net_conn *c)
 	tc->listed = true;
 	atomic_fetch_add(&t->connections, 1);
 	kz_info("%s: TAK client %s connected (TLS 1.3, group %s)", c->addr, tc->identity, net_conn_group(c));
+	if (t->protocol >= TAKP_VERSION) { /* the offer first (TAK's negotiation, step 3), then the picture */
+		snprintf(tc->takp_uid, sizeof tc->takp_uid, "kizuna-takp-%s-%llu", t->node_id,
+			 (unsigned long long)atomic_load(&t->connections));
+		tc->offered = takp_offer(&c->out, tc->takp_uid, kz_now_wall_ns()) == 0;
+	}
 	push(tc, uv_now(c->nl->loop)); /* the picture, at once */
 }
 
 static void on_data(struct net_conn *c, const uint8_t *p, size_t n)
 {
 	struct tak_conn *tc = c->user;
-	if (tc && tc->listed)
+	if (!tc || !tc->listed)
+		return;
+	if (!tc->proto) {
 		cot_reader_feed(tc->rd, (const char *)p, n);
+		if (!tc->proto)
+			return;
+		size_t rn; /* switched by an event of these bytes: the rest is TAK Protocol */
+		p = (const uint8_t *)cot_reader_rest(tc->rd, &rn);
+		n = rn;
+	}
+	const char *why;
+	if (n && takp_reader_feed(tc->pr, p, n, &why)) {
+		atomic_fetch_add(&tc->t->refused, 1);
+		kz_warn("%s: TAK client %s: %s; closing", c->addr, tc->identity, why);
+		net_conn_close(c);
+	}
 }
 
 static void on_close(struct net_conn *c)
@@ -387,6 +459,7 @@ static void on_close(struct net_conn *c)
 		atomic_fetch_sub(&t->n_open, 1);
 	}
 	cot_reader_free(tc->rd);
+	takp_reader_free(tc->pr);
 	kz_buf_cleanup(&tc->scratch);
 	free(tc);
 }
@@ -489,6 +562,7 @@ int node_tak_open(const struct node_config *cfg, struct mqtt_broker *b, SSL_CTX 
 	t->max_event_bytes = cfg->tak_max_event_bytes;
 	t->push_ms = cfg->tak_push_interval_ms;
 	t->max_out = cfg->tak_max_output_bytes;
+	t->protocol = cfg->tak_protocol;
 	t->cert_check_ms = cfg->cert_check_ms ? cfg->cert_check_ms : 10000;
 	int port;
 	if (node_config_split_addr(cfg->tak_listen, t->host, sizeof t->host, &port)) {
@@ -519,8 +593,10 @@ void node_tak_close(struct node_tak *t)
 		return;
 	if (t->fd >= 0)
 		close(t->fd);
-	for (int i = 0; i < RELAY_CAP; i++)
+	for (int i = 0; i < RELAY_CAP; i++) {
 		free(t->relay[i].xml);
+		kz_buf_cleanup(&t->relay[i].pb);
+	}
 	pthread_mutex_destroy(&t->relay_lock);
 	free(t->cert_checked_ms);
 	free(t->heads);
@@ -546,11 +622,13 @@ void node_tak_metrics(struct node_tak *t, struct kz_buf *b)
 			 "# HELP kizuna_tak_relayed_total Other CoT (chat, markers, shapes) relayed to TAK clients.\n"
 			 "# TYPE kizuna_tak_relayed_total counter\nkizuna_tak_relayed_total %llu\n"
 			 "# HELP kizuna_tak_relay_missed_total Relayed events a slow client missed (the relay ring moved on).\n"
-			 "# TYPE kizuna_tak_relay_missed_total counter\nkizuna_tak_relay_missed_total %llu\n",
+			 "# TYPE kizuna_tak_relay_missed_total counter\nkizuna_tak_relay_missed_total %llu\n"
+			 "# HELP kizuna_tak_protocol_switches_total Connections switched to TAK Protocol version 1.\n"
+			 "# TYPE kizuna_tak_protocol_switches_total counter\nkizuna_tak_protocol_switches_total %llu\n",
 			 atomic_load(&t->n_open), (unsigned long long)atomic_load(&t->events_in),
 			 (unsigned long long)atomic_load(&t->reports_in), (unsigned long long)atomic_load(&t->refused),
 			 (unsigned long long)atomic_load(&t->pushed), (unsigned long long)atomic_load(&t->relayed),
-			 (unsigned long long)atomic_load(&t->relay_missed));
+			 (unsigned long long)atomic_load(&t->relay_missed), (unsigned long long)atomic_load(&t->switched));
 	if (n > 0 && (size_t)n < sizeof m)
 		(void)kz_buf_append(b, m, (size_t)n);
 }

@@ -34,6 +34,7 @@ HPORT, TPORT, UPORT = free_port(), free_port(), free_port()
 node = Node("https.listen = 127.0.0.1:%d\npolicy.file = %s/kizuna.policy\npolicy.registry = %s/identities\n"
             "tak.listen = 127.0.0.1:%d\ntak.push_interval_ms = 200\nadapter.ais.udp = 127.0.0.1:%d\n"
             "adapter.ais.identity = %smod/service/ais-adapter\ntls.cert_check_ms = 500\ntak.max_connections = 3\n"
+            "tak.max_event_bytes = 4096\n"
             % (HPORT, tmp, tmp, TPORT, UPORT, TD))
 certs = {w.split("/")[-1]: node.issue(w.replace("/", "-"), spiffe=TD + w)
          for w in ["mod/user/alice", "mod/user/bob", "mod/sensor/radar"]}
@@ -255,19 +256,230 @@ def test_revoked_certificate_closed():
 
 
 def test_ping_and_control():
-    """TAK's ping (t-x-c-t) gets its pong; a protocol negotiation request (t-x-takp-q) is
-    neither answered nor relayed: the client stays on XML."""
+    """TAK's ping (t-x-c-t) gets its pong; the node offered TAK Protocol version 1 on connect
+    (t-x-takp-v); a request for a version it did not offer gets status false, and the client
+    stays on XML; control events are not relayed."""
+    offer = until(lambda: [v for v in bob.events.values() if 'type="t-x-takp-v"' in v])[0]
+    assert '<TakProtocolSupport version="1"/>' in offer, offer
+    protouid = re.search(r'uid="([^"]*)"', offer).group(1)
     now = time.strftime("%Y-%m-%dT%H:%M:%S.000Z", time.gmtime())
     bob.send('<event version="2.0" uid="ANDROID-bob-ping" type="t-x-c-t" time="%s" start="%s" stale="%s" how="m-g">'
              '<point lat="0" lon="0" hae="0" ce="9999999" le="9999999"/><detail/></event>' % (now, now, now))
-    bob.send('<event version="2.0" uid="protouid" type="t-x-takp-q" time="%s" start="%s" stale="%s" how="m-g">'
+    bob.send('<event version="2.0" uid="%s" type="t-x-takp-q" time="%s" start="%s" stale="%s" how="m-g">'
              '<point lat="0" lon="0" hae="0" ce="9999999" le="9999999"/><detail><TakControl>'
-             '<TakRequest version="1"/></TakControl></detail></event>' % (now, now, now))
+             '<TakRequest version="2"/></TakControl></detail></event>' % (protouid, now, now, now))
     ev = until(lambda: bob.get("takPong"))
     assert 'type="t-x-c-t-r"' in ev, ev
+    ev = until(lambda: 'type="t-x-takp-r"' in (bob.get(protouid) or "") and bob.get(protouid))
+    assert '<TakResponse status="false"/>' in ev, ev
     bob.sa("ANDROID-bob", "BRAVO", 35.72, 139.8)
     until(lambda: 'lat="35.7200000"' in (alice.get("ANDROID-bob") or ""))
-    assert alice.get("protouid") is None and alice.get("ANDROID-bob-ping") is None
+    assert not [v for v in alice.events.values() if "t-x-takp-q" in v] and alice.get("ANDROID-bob-ping") is None
+
+
+def takp_classes():
+    """TakMessage, built by Google's protobuf (python3-protobuf) from the descriptors of the
+    node's takp.proto (compiled here by protoc-c -o): the test's encoder and decoder are not
+    the node's."""
+    import subprocess
+    from google.protobuf import descriptor_pb2, descriptor_pool, message_factory
+    src = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "src", "adapters")
+    out = os.path.join(tmp, "takp.desc")
+    subprocess.run(["protoc-c", "-I", src, "-o", out, os.path.join(src, "takp.proto")], check=True)
+    pool = descriptor_pool.DescriptorPool()
+    for fd in descriptor_pb2.FileDescriptorSet.FromString(open(out, "rb").read()).file:
+        pool.Add(fd)
+    return message_factory.MessageFactory(pool).GetPrototype(pool.FindMessageTypeByName("takp.TakMessage"))
+
+
+class TakV1(Tak):
+    """A TAK client that negotiates TAK Protocol version 1 as ATAK does: it waits for the
+    server's offer (t-x-takp-v), requests version 1 under the offer's uid (t-x-takp-q), and
+    after the response (t-x-takp-r, status true) reads and writes 0xbf-framed TakMessages.
+    events: uid -> the XML text (before the switch) or the CotEvent (after it)."""
+    TakMessage = None
+
+    def __init__(self, who, negotiate=True):
+        if TakV1.TakMessage is None:
+            TakV1.TakMessage = takp_classes()
+        self.raw, self.mode = b"", "xml"
+        super().__init__(who)
+        if negotiate:
+            offer = until(lambda: [v for v in list(self.events.values()) if isinstance(v, str) and "t-x-takp-v" in v])[0]
+            self.protouid = re.search(r'uid="([^"]*)"', offer).group(1)
+            now = time.strftime("%Y-%m-%dT%H:%M:%S.000Z", time.gmtime())
+            Tak.send(self, '<?xml version="1.0" encoding="UTF-8"?>\n<event version="2.0" uid="%s" type="t-x-takp-q" '
+                     'time="%s" start="%s" stale="%s" how="m-g"><point lat="0.0" lon="0.0" hae="0.0" ce="999999" '
+                     'le="999999"/><detail><TakControl><TakRequest version="1"/></TakControl></detail></event>'
+                     % (self.protouid, now, now, now))
+            until(lambda: self.mode == "pb")
+
+    def read(self):
+        while True:
+            try:
+                select.select([self.s], [], [], 0.2)
+            except (ValueError, OSError):
+                pass
+            with self.io:
+                if self.s.fileno() < 0:
+                    d = b""
+                else:
+                    try:
+                        d = self.s.recv(65536)
+                    except (socket.timeout, ssl.SSLWantReadError):
+                        continue
+                    except OSError:
+                        d = b""
+            if not d:
+                self.eof = True
+                return
+            with self.lock:
+                self.raw += d
+                self.parse()
+
+    def parse(self):
+        while self.raw:
+            if self.mode == "xml":
+                i = self.raw.find(b"</event>")
+                if i < 0:
+                    return
+                ev, self.raw = self.raw[:i + 8].decode(), self.raw[i + 8:]
+                uid = re.search(r'<event [^>]*uid="([^"]*)"', ev).group(1)
+                self.events[uid] = ev
+                if 'type="t-x-takp-r"' in ev:
+                    assert '<TakResponse status="true"/>' in ev, ev
+                    self.mode = "pb"
+                continue
+            assert self.raw[0] == 0xbf, self.raw[:20]
+            n, shift, i = 0, 0, 1
+            while i < len(self.raw):
+                n |= (self.raw[i] & 0x7f) << shift
+                shift += 7
+                i += 1
+                if not self.raw[i - 1] & 0x80:
+                    break
+            else:
+                return
+            if len(self.raw) < i + n:
+                return
+            m = self.TakMessage.FromString(self.raw[i:i + n])
+            self.raw = self.raw[i + n:]
+            if m.HasField("cotEvent"):
+                self.events[m.cotEvent.uid] = m.cotEvent
+
+    def frame(self, payload):
+        n, v = b"", len(payload)
+        while True:
+            n += bytes([(v & 0x7f) | (0x80 if v >= 0x80 else 0)])
+            v >>= 7
+            if not v:
+                break
+        return b"\xbf" + n + payload
+
+    def send_raw(self, b):
+        with self.io:
+            self.s.settimeout(10)
+            self.s.sendall(b)
+            self.s.settimeout(0.2)
+
+    def send_event(self, **kw):
+        """kw: CotEvent fields; detail=dict of Detail fields (messages as dicts)."""
+        m = self.TakMessage()
+        detail = kw.pop("detail", None)
+        for k, v in kw.items():
+            setattr(m.cotEvent, k, v)
+        if detail is not None:
+            m.cotEvent.detail.SetInParent()
+            for k, v in detail.items():
+                if isinstance(v, dict):
+                    for k2, v2 in v.items():
+                        setattr(getattr(m.cotEvent.detail, k), k2, v2)
+                else:
+                    setattr(m.cotEvent.detail, k, v)
+        self.send_raw(self.frame(m.SerializeToString()))
+
+    def sa(self, uid, callsign, lat, lon):
+        now = int(time.time() * 1000)
+        self.send_event(uid=uid, type="a-f-G-U-C", how="m-g", sendTime=now, startTime=now, staleTime=now + 300000,
+                        lat=lat, lon=lon, hae=12.5, ce=5.0, le=9999999.0,
+                        detail={"contact": {"callsign": callsign, "endpoint": "*:-1:stcp"},
+                                "group": {"name": "Cyan", "role": "Team Member"},
+                                "takv": {"device": "TEST", "platform": "ATAK-CIV", "os": "34", "version": "5.1"},
+                                "track": {"speed": 2.5, "course": 180.0},
+                                "xmlDetail": "<uid Droid=\"%s\"/>" % callsign})
+
+
+def test_protocol_version_1():
+    """A client that negotiates TAK Protocol version 1 (protobuf): its position reports
+    (typed Contact, Group, Takv, Track and an xmlDetail) become the same entity as an XML
+    report; it gets the others' positions, AIS ships and relayed events as TakMessages; the
+    XML clients get its reports and its chat as XML; a TakMessage with only TakControl is
+    nothing."""
+    import json
+    charlie = TakV1("alice")
+    charlie.sa("ANDROID-charlie", "CHARLIE", 35.60, 139.60)
+    ev = until(lambda: bob.get("ANDROID-charlie"))
+    assert 'callsign="CHARLIE"' in ev and 'lat="35.6000000"' in ev and 'course="180.00" speed="2.500"' in ev, ev
+    e = api("/api/v1/entities/cot:ANDROID-charlie").json()
+    assert e["name"] == "CHARLIE" and e["provenance"]["origin"] == TD + "mod/user/alice", e
+    assert abs(e["position"]["lat"] - 35.6) < 1e-9 and e["motion"]["speed"] == 2.5, e
+    # the others, as protobuf
+    bob.sa("ANDROID-bob", "BRAVO", 35.73, 139.81)
+    pb = lambda uid: (lambda v: None if v is None or isinstance(v, str) else v)(charlie.get(uid))  # after the switch
+    ce = until(lambda: (lambda v: v if v is not None and abs(v.lat - 35.73) < 1e-6 else None)(pb("ANDROID-bob")))
+    assert ce.type == "a-f-G-U-C" and ce.detail.contact.callsign == "BRAVO" and ce.access == "RESTRICTED", ce
+    assert abs(ce.detail.track.speed - 1.5) < 1e-9 and abs(ce.lon - 139.81) < 1e-6 and ce.staleTime > ce.sendTime, ce
+    # an XML chat from bob, relayed as a TakMessage with the detail's children as xmlDetail
+    bob.send(chat("GeoChat.bob.v1", "to charlie"))
+    ce = until(lambda: pb("GeoChat.bob.v1"))
+    assert ce.type == "b-t-f" and "<remarks>to charlie</remarks>" in ce.detail.xmlDetail, ce
+    assert "__chat" in ce.detail.xmlDetail and not ce.detail.HasField("contact"), ce
+    # a chat from charlie in protobuf reaches bob as XML
+    now = int(time.time() * 1000)
+    charlie.send_event(uid="GeoChat.charlie.1", type="b-t-f", how="h-g-i-g-o", sendTime=now, startTime=now,
+                       staleTime=now + 60000, hae=9999999.0, ce=9999999.0, le=9999999.0,
+                       detail={"xmlDetail": '<__chat chatroom="All Chat Rooms" senderCallsign="CHARLIE"/>'
+                                            '<remarks>from protobuf</remarks>'})
+    ev = until(lambda: bob.get("GeoChat.charlie.1"))
+    assert "<remarks>from protobuf</remarks>" in ev and 'type="b-t-f"' in ev, ev
+    # TakControl alone: nothing, the stream goes on
+    m = TakV1.TakMessage()
+    m.takControl.minProtoVersion, m.takControl.maxProtoVersion = 1, 1
+    charlie.send_raw(charlie.frame(m.SerializeToString()))
+    charlie.sa("ANDROID-charlie", "CHARLIE", 35.61, 139.61)
+    until(lambda: 'lat="35.6100000"' in (bob.get("ANDROID-charlie") or ""))
+    # a ping in protobuf gets its pong in protobuf
+    charlie.send_event(uid="ANDROID-charlie-ping", type="t-x-c-t", how="m-g", sendTime=now, startTime=now, staleTime=now)
+    assert until(lambda: pb("takPong")).type == "t-x-c-t-r"
+    m = api("/metrics").text
+    vals = dict(l.rsplit(" ", 1) for l in m.splitlines() if l.startswith("kizuna_tak"))
+    assert int(vals["kizuna_tak_protocol_switches_total"]) >= 1, vals
+    charlie.close()
+    until(lambda: "kizuna_tak_connections 2\n" in api("/metrics").text)
+
+
+def test_protocol_version_1_bad_input():
+    """In TAK Protocol: a payload that is not a TakMessage, one longer than
+    tak.max_event_bytes (skipped by its length), and an xmlDetail with an entity reference
+    are refused and counted, and the stream goes on; bytes that are not framed (no 0xbf) end
+    the connection, and the log says why."""
+    dave = TakV1("alice")
+    before = int(dict(l.rsplit(" ", 1) for l in api("/metrics").text.splitlines()
+                      if l.startswith("kizuna_tak"))["kizuna_tak_refused_total"])
+    dave.send_raw(dave.frame(b"\x0a\xff\xff\xff"))  # field 1, length-delimited, a length past the end
+    dave.send_raw(dave.frame(b"\x12" * 5000))  # over tak.max_event_bytes = 4096: skipped by its length
+    now = int(time.time() * 1000)
+    dave.send_event(uid="ANDROID-dave", type="a-f-G-U-C", how="m-g", sendTime=now, startTime=now,
+                    staleTime=now + 60000, lat=1.0, lon=2.0, detail={"xmlDetail": "<remarks>&xxe;</remarks>"})
+    dave.sa("ANDROID-dave", "DAVE", 35.5, 139.5)
+    until(lambda: bob.get("ANDROID-dave"))
+    after = int(dict(l.rsplit(" ", 1) for l in api("/metrics").text.splitlines()
+                     if l.startswith("kizuna_tak"))["kizuna_tak_refused_total"])
+    assert after - before >= 3, (before, after)
+    dave.send_raw(b"<event>not framed</event>")
+    assert dave.closed_by_node()
+    until(lambda: "a message that does not start with 0xbf; closing" in node.logtext())
+    until(lambda: "kizuna_tak_connections 2\n" in api("/metrics").text)
 
 
 def test_connection_cap():
@@ -295,5 +507,6 @@ def test_unknown_identity_refused():
 
 run_tests([test_two_clients_see_each_other, test_ais_ships_on_the_screens, test_labels_decide_what_a_screen_shows,
            test_bad_events_refused_and_counted, test_other_cot_relayed_under_labels, test_replay_into_the_picture,
-           test_revoked_certificate_closed, test_ping_and_control, test_connection_cap,
+           test_revoked_certificate_closed, test_ping_and_control, test_protocol_version_1,
+           test_protocol_version_1_bad_input, test_connection_cap,
            test_unknown_identity_refused])
