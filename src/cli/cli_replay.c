@@ -1,10 +1,11 @@
-/* cli_replay.c — `kizuna adapter replay ais|avr|sbs|cot FILE`: a recorded feed into a node as
+/* cli_replay.c — `kizuna adapter replay ais|avr|beast|sbs|cot FILE`: a recorded feed into a node as
  * the adapters would write it (docs/ADAPTERS.md "Replay"). Each decodable message becomes an
  * entity update, published over MQTT 5 at QoS 1 on kz/entity/<id> with this command's
  * identity (--cert/--key, or the admin of --data) and --label, so that the node's policy
  * decides as for any publisher. --speed max sends as fast as the node acknowledges (within
- * its Receive Maximum); --speed recorded keeps the gaps between the messages' times (AIS tag
- * blocks' c: field, AVR/Beast timestamps are not used: AVR and SBS go at max). */
+ * its Receive Maximum); --speed recorded keeps the gaps between the messages' times: an AIS
+ * tag block's c: field, the receiver's 12 MHz timestamp of a Beast frame or of an AVR line
+ * with '@', an SBS line's generated date and time. Messages without a time go at once. */
 #include "cli/cli.h"
 #include "cli/cli_client.h"
 #include "adapters/ais.h"
@@ -77,6 +78,50 @@ static uint64_t tag_time_ms(const char *line)
 	return strtoull(c + 2, NULL, 10) * 1000;
 }
 
+/* An SBS line's generated date and time (fields 7 and 8: "2026/12/04","10:00:00.123"), Unix
+ * ms; 0 when absent. */
+static uint64_t sbs_time_ms(const char *line)
+{
+	const char *f = line;
+	for (int i = 0; i < 6 && f; i++)
+		f = strchr(f, ',') ? strchr(f, ',') + 1 : NULL;
+	int y, mo, d, h, mi;
+	double sec;
+	if (!f || sscanf(f, "%d/%d/%d,%d:%d:%lf", &y, &mo, &d, &h, &mi, &sec) != 6)
+		return 0;
+	char iso[40];
+	snprintf(iso, sizeof iso, "%04d-%02d-%02dT%02d:%02d:%02dZ", y, mo, d, h, mi, (int)sec);
+	uint64_t ns;
+	if (kz_time_parse(iso, &ns))
+		return 0;
+	return ns / 1000000u + (uint64_t)((sec - (int)sec) * 1000);
+}
+
+/* Mode S frames (AVR, Beast): decoded against the aircraft state, timed by the receiver's
+ * 12 MHz clock when the frame has it. */
+struct modes_load {
+	struct replay *r;
+	struct modes_state *ms;
+	struct kz_buf *b;
+	uint64_t n, first;
+};
+
+static void modes_frame(void *ctx, const struct modes_frame *f)
+{
+	struct modes_load *l = ctx;
+	struct modes_msg m;
+	const char *why;
+	char id[32];
+	l->n++;
+	uint64_t t = f->t12mhz / 12000u; /* ms on the receiver's clock */
+	if (f->t12mhz && !l->first)
+		l->first = t ? t : 1;
+	kz_buf_reset(l->b);
+	if (!modes_decode(f, &m, &why) &&
+	    !modes_entity_update(l->ms, &m, f->t12mhz ? t : l->n * 100, "replay", l->b, id))
+		(void)add(l->r, id, l->b, f->t12mhz && t >= l->first ? t - l->first : 0);
+}
+
 static void on_cot(void *ctx, const struct cot_event *e)
 {
 	struct replay *r = ctx;
@@ -115,7 +160,14 @@ static int load(struct replay *r, const char *format, FILE *in)
 	ais_nmea_init(&nm, 60000);
 	if (ais_vessels_init(&vs, 100000) || modes_state_init(&ms, 100000, false, 0, 0))
 		return -1;
-	while (fgets(line, sizeof line, in)) {
+	struct modes_load ml = { .r = r, .ms = &ms, .b = &b };
+	if (!strcmp(format, "beast")) {
+		struct modes_beast st = { 0 };
+		size_t got;
+		while ((got = fread(line, 1, sizeof line, in)) > 0)
+			modes_beast_feed(&st, (const uint8_t *)line, got, modes_frame, &ml);
+	}
+	while (strcmp(format, "beast") && fgets(line, sizeof line, in)) {
 		n++;
 		kz_buf_reset(&b);
 		if (!strcmp(format, "ais")) {
@@ -129,16 +181,17 @@ static int load(struct replay *r, const char *format, FILE *in)
 				(void)add(r, id, &b, t && first ? t - first : 0);
 		} else if (!strcmp(format, "avr")) {
 			struct modes_frame f;
-			struct modes_msg m;
-			if (modes_avr_line(line, strlen(line), &f, &why) == 1 && !modes_decode(&f, &m, &why) &&
-			    !modes_entity_update(&ms, &m, n * 100, "replay", &b, id))
-				(void)add(r, id, &b, 0);
+			if (modes_avr_line(line, strlen(line), &f, &why) == 1)
+				modes_frame(&ml, &f);
 		} else {
 			struct modes_msg m;
 			double lat, lon;
+			uint64_t t = sbs_time_ms(line);
+			if (t && !first)
+				first = t;
 			if (modes_sbs_line(line, strlen(line), &m, &lat, &lon, &why) == 1 &&
-			    !modes_sbs_update(&ms, &m, lat, lon, n * 100, "replay", &b, id))
-				(void)add(r, id, &b, 0);
+			    !modes_sbs_update(&ms, &m, lat, lon, t ? t : n * 100, "replay", &b, id))
+				(void)add(r, id, &b, t && t >= first ? t - first : 0);
 		}
 	}
 	ais_vessels_free(&vs);
@@ -245,10 +298,10 @@ int cli_adapter_replay(int argc, char **argv)
 		}
 	}
 	const char *format = argv[2];
-	if (optind != argc - 1 || (strcmp(format, "ais") && strcmp(format, "avr") && strcmp(format, "sbs") &&
-				   strcmp(format, "cot")) ||
+	if (optind != argc - 1 || (strcmp(format, "ais") && strcmp(format, "avr") && strcmp(format, "beast") &&
+				   strcmp(format, "sbs") && strcmp(format, "cot")) ||
 	    (strcmp(speed, "max") && strcmp(speed, "recorded"))) {
-		fprintf(stderr, "kizuna adapter replay: usage: kizuna adapter replay ais|avr|sbs|cot FILE [--speed max|recorded] "
+		fprintf(stderr, "kizuna adapter replay: usage: kizuna adapter replay ais|avr|beast|sbs|cot FILE [--speed max|recorded] "
 				"[--label L] [options]\n");
 		return 2;
 	}

@@ -260,7 +260,7 @@ static const struct command commands[] = {
 	  "Exit 0 when stopped, 1 when refused (connection or inbox), 2 on a usage error.\n" },
 	{ "adapter", cli_adapter_main, "decode recorded sensor feeds (AIS, ADS-B) as the adapters do",
 	  "usage: kizuna adapter decode ais|avr|beast|sbs|iq FILE|-\n"
-	  "       kizuna adapter replay ais|avr|sbs|cot FILE|- [--speed max|recorded] [--label L]\n"
+	  "       kizuna adapter replay ais|avr|beast|sbs|cot FILE|- [--speed max|recorded] [--label L]\n"
 	  "                             [-h HOST] [-p PORT] [--data DIR | --cafile F --cert F --key F]\n\n"
 	  "Decodes a recorded feed as the node's adapters do (docs/ADAPTERS.md) and prints one JSON\n"
 	  "object per message; on stderr, a summary of what was refused and why.\n"

@@ -170,5 +170,41 @@ def test_adsb_feeds():
     assert int(vals['kizuna_adapter_rejected_total{adapter="adsb",reason="malformed"}']) >= 2, vals
 
 
+def test_replay_beast_and_sbs_at_recorded_pace():
+    """kizuna adapter replay beast|sbs --speed recorded: a Beast file whose frames the
+    receiver stamped 1 s apart (its 12 MHz clock) and an SBS file with lines 1 s apart are
+    sent with those gaps; their aircraft appear. --speed max sends the same at once."""
+    import subprocess
+    from kzharness import KIZUNA
+    adsb = node.issue("replay-adsb", spiffe=TD + "mod/service/adsb")
+    tls = ["-p", str(node.port), "--cafile", CA, "--cert", adsb[0], "--key", adsb[1]]
+    t0 = 0x010000000000
+    f = os.path.join(tmp, "recorded.beast")
+    with open(f, "wb") as out:  # ODD (its altitude), EVEN 1 s later (the position), IDENT 2 s later
+        out.write(beast_frame(ODD, t0) + beast_frame(EVEN, t0 + 12000000) + beast_frame(IDENT, t0 + 24000000))
+    start = time.time()
+    r = subprocess.run([KIZUNA, "adapter", "replay", "beast", f, "--speed", "recorded"] + tls,
+                       capture_output=True, text=True, timeout=60)
+    took = time.time() - start
+    assert r.returncode == 0 and "3 entity updates published, 3 acknowledged, 0 refused" in r.stderr, r.stderr
+    assert took >= 1.5, took  # the last update waited for its recorded time, 2 s after the first frame
+    start = time.time()
+    r = subprocess.run([KIZUNA, "adapter", "replay", "beast", f] + tls, capture_output=True, text=True, timeout=60)
+    assert r.returncode == 0 and "3 entity updates published" in r.stderr, r.stderr
+    s = os.path.join(tmp, "recorded.sbs")
+    with open(s, "w") as out:
+        out.write("MSG,1,1,1,C0FFEE,1,2024/01/01,12:00:00.000,2024/01/01,12:00:00.000,ANA456  ,,,,,,,,,,,0\r\n"
+                  "MSG,3,1,1,C0FFEE,1,2024/01/01,12:00:01.500,2024/01/01,12:00:01.500,,12000,,,35.7,139.9,,,0,0,0,0\r\n")
+    start = time.time()
+    r = subprocess.run([KIZUNA, "adapter", "replay", "sbs", s, "--speed", "recorded"] + tls,
+                       capture_output=True, text=True, timeout=60)
+    took = time.time() - start
+    assert r.returncode == 0 and "2 entity updates published, 2 acknowledged" in r.stderr, r.stderr
+    assert took >= 1.2, took
+    a = until(lambda: get("high", "/api/v1/entities/icao:c0ffee").json().get("position") and
+              get("high", "/api/v1/entities/icao:c0ffee").json())
+    assert a["name"] == "ANA456" and abs(a["position"]["lat"] - 35.7) < 1e-6, a
+
+
 run_tests([test_udp_sample_becomes_entities, test_tcp_feed_and_reconnect, test_hostile_input_counted,
-           test_adsb_feeds])
+           test_adsb_feeds, test_replay_beast_and_sbs_at_recorded_pace])
