@@ -983,6 +983,9 @@ int node_serve_main(int argc, char **argv)
 		kz_policy_free(n->policy);
 		return 0;
 	}
+	/* fan-out buffers come and go with every push: keep freed memory rather than hand it back
+	 * and fault it in again (BENCHMARKS.md "TAK fan-out") */
+	mallopt(M_MMAP_THRESHOLD, 8 << 20), mallopt(M_TRIM_THRESHOLD, 64 << 20);
 	int rc = node_open(n);
 	if (rc == 0)
 		node_run(n);

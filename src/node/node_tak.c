@@ -55,10 +55,26 @@ struct tak_conn {
 	bool offered;              /* the offer (t-x-takp-v) went out */
 	char takp_uid[96];         /* the negotiation's uid */
 	uint64_t cursor, last_push_ms, relay_cursor;
+	size_t last_out;           /* bytes the last push wrote: reserved before the next */
 	char own_id[160];          /* the entity of its own reports: not sent back to it */
 	struct kz_buf scratch;
 	bool listed;               /* open, in its worker's list */
 	struct tak_conn *prev, *next;
+};
+
+#define RC_UNRENDERED UINT32_MAX
+#define RC_MAX_BYTES (16u << 20)
+
+struct rslot {
+	uint64_t change;   /* the entity service's event number; 0: empty */
+	uint32_t off[2], len[2]; /* per protocol (XML, TAK Protocol) in out[]; len RC_UNRENDERED: not yet */
+};
+
+struct rcache {
+	uint64_t round_ms, now_ns; /* the tick it is for; the events' time */
+	struct kz_buf out[2];
+	struct rslot *slots;       /* open addressing, cap a power of two */
+	uint32_t cap, n;
 };
 
 struct node_tak {
@@ -71,6 +87,7 @@ struct node_tak {
 	int fd;
 	char host[300];
 	struct tak_conn **heads;   /* per worker */
+	struct rcache *rc;         /* per worker */
 	unsigned n_workers;
 	_Atomic unsigned n_open;
 	_Atomic uint64_t events_in, reports_in, refused, pushed, connections, relayed, relay_missed, switched;
@@ -263,6 +280,7 @@ static void on_event(void *ctx, const struct cot_event *e)
 
 struct push {
 	struct tak_conn *tc;
+	struct rcache *rc;
 	struct entity_reader rd;
 	uint64_t now;
 	unsigned n;
@@ -287,25 +305,22 @@ static void label_marking(const char *label, char *access, size_t acap, char *re
 	}
 }
 
-/* The CoT event of entity e for one reader (fields it may not see left out). */
-static void push_one(void *ctx, enum entity_event ev, const struct entity *e)
+/* The CoT event of entity e, with the fields in hide left out, in protocol proto, appended
+ * to b: 0; 1 when there is nothing to send (no position this reader may see); <0 on error. */
+static int render(int proto, uint64_t now, enum entity_event ev, const struct entity *e, uint32_t hide,
+		  struct kz_buf *b)
 {
-	struct push *p = ctx;
-	struct tak_conn *tc = p->tc;
-	if (!strcmp(e->id, tc->own_id) || !entity_reader_sees(&p->rd, e))
-		return;
-	uint32_t hide = entity_reader_hides(&p->rd, e);
 	bool pos = (e->pos.has & ENTITY_POS_KNOWN) && !(hide & (1u << ENTITY_G_POSITION));
 	if (!pos)
-		return; /* a TAK screen draws points: an entity without one (to this reader) is not sent */
+		return 1; /* a TAK screen draws points: an entity without one (to this reader) is not sent */
 	bool track = e->motion.has && !(hide & (1u << ENTITY_G_MOTION)) && (e->motion.has & ENTITY_HAS_COURSE) &&
 		     (e->motion.has & ENTITY_HAS_SPEED);
 	const char *uid = !strncmp(e->id, "cot:", 4) ? e->id + 4 : e->id;
 	const char *type = e->type && !(hide & (1u << ENTITY_G_TYPE)) ? e->type : "a-u-G";
 	const char *name = e->name && !(hide & (1u << ENTITY_G_NAME)) ? e->name : e->id;
-	uint64_t stale = ev == ENTITY_EV_REMOVE || e->status == ENTITY_REMOVED ? p->now : e->stale_ns;
-	struct cot_out o = { .uid = uid, .type = type, .callsign = name, .time_ns = p->now,
-			     .stale_ns = stale > p->now ? stale : p->now, .has_point = true, .lat = e->pos.lat,
+	uint64_t stale = ev == ENTITY_EV_REMOVE || e->status == ENTITY_REMOVED ? now : e->stale_ns;
+	struct cot_out o = { .uid = uid, .type = type, .callsign = name, .time_ns = now,
+			     .stale_ns = stale > now ? stale : now, .has_point = true, .lat = e->pos.lat,
 			     .lon = e->pos.lon, .hae = (e->pos.has & ENTITY_HAS_HAE) ? e->pos.hae : NAN,
 			     .ce = (e->pos.has & ENTITY_HAS_CE) ? e->pos.ce : NAN,
 			     .le = (e->pos.has & ENTITY_HAS_LE) ? e->pos.le : NAN, .has_track = track,
@@ -314,7 +329,77 @@ static void push_one(void *ctx, enum entity_event ev, const struct entity *e)
 	label_marking(e->label, access, sizeof access, rel, sizeof rel);
 	o.access = access[0] ? access : NULL;
 	o.releasable = rel[0] ? rel : NULL;
-	if (write_out(tc, &o) == 0)
+	return proto ? takp_write(&o, b) : cot_write(&o, b);
+}
+
+/* The worker's round cache: within one round (one tick's time), each change is rendered
+ * once per protocol, in full, and every client that may see all of its fields gets a copy
+ * of those bytes. A client that may not see some field gets its own rendering. */
+static struct rslot *rc_slot(struct rcache *rc, uint64_t change)
+{
+	if ((rc->n + 1) * 2 > rc->cap) {
+		uint32_t ncap = rc->cap ? rc->cap * 2 : 1024;
+		struct rslot *ns = calloc(ncap, sizeof *ns);
+		if (!ns)
+			return NULL;
+		for (uint32_t i = 0; i < rc->cap; i++)
+			if (rc->slots[i].change) {
+				uint32_t k = (uint32_t)(rc->slots[i].change * 0x9E3779B97F4A7C15ull >> 32) & (ncap - 1);
+				while (ns[k].change)
+					k = (k + 1) & (ncap - 1);
+				ns[k] = rc->slots[i];
+			}
+		free(rc->slots);
+		rc->slots = ns;
+		rc->cap = ncap;
+	}
+	uint32_t k = (uint32_t)(change * 0x9E3779B97F4A7C15ull >> 32) & (rc->cap - 1);
+	while (rc->slots[k].change && rc->slots[k].change != change)
+		k = (k + 1) & (rc->cap - 1);
+	if (!rc->slots[k].change) {
+		if (rc->out[0].len + rc->out[1].len > RC_MAX_BYTES)
+			return NULL; /* a huge round (a snapshot of a big picture): the rest is rendered per client */
+		rc->slots[k] = (struct rslot){ .change = change, .len = { RC_UNRENDERED, RC_UNRENDERED } };
+		rc->n++;
+	}
+	return &rc->slots[k];
+}
+
+static void rc_round(struct rcache *rc, uint64_t now_ms)
+{
+	if (rc->round_ms == now_ms && rc->now_ns)
+		return;
+	rc->round_ms = now_ms;
+	rc->now_ns = kz_now_wall_ns();
+	if (rc->n)
+		memset(rc->slots, 0, rc->cap * sizeof *rc->slots);
+	rc->n = 0;
+	kz_buf_reset(&rc->out[0]);
+	kz_buf_reset(&rc->out[1]);
+}
+
+static void push_one(void *ctx, enum entity_event ev, const struct entity *e)
+{
+	struct push *p = ctx;
+	struct tak_conn *tc = p->tc;
+	if (!strcmp(e->id, tc->own_id) || !entity_reader_sees(&p->rd, e))
+		return;
+	uint32_t hide = entity_reader_hides(&p->rd, e);
+	int pr = tc->proto ? 1 : 0;
+	struct rslot *sl = hide ? NULL : rc_slot(p->rc, e->change);
+	if (!sl) {
+		if (render(tc->proto, p->now, ev, e, hide, &tc->c->out) == 0)
+			p->n++;
+		return;
+	}
+	struct kz_buf *cb = &p->rc->out[pr];
+	if (sl->len[pr] == RC_UNRENDERED) {
+		size_t at = cb->len;
+		sl->off[pr] = (uint32_t)at;
+		sl->len[pr] = render(tc->proto, p->now, ev, e, 0, cb) == 0 ? (uint32_t)(cb->len - at) : 0;
+		cb->len = at + sl->len[pr]; /* a failed rendering leaves nothing */
+	}
+	if (sl->len[pr] && kz_buf_append(&tc->c->out, kz_buf_head(cb) + sl->off[pr], sl->len[pr]) == 0)
 		p->n++;
 }
 
@@ -357,10 +442,16 @@ static void push(struct tak_conn *tc, uint64_t now_ms)
 	struct node_tak *t = tc->t;
 	if (!t->es || net_conn_output_pending(tc->c) + tc->c->out.len > t->max_out)
 		return; /* a slow client: its cursor waits, the changes coalesce */
-	struct push p = { .tc = tc, .now = kz_now_wall_ns() };
+	struct rcache *rc = &t->rc[tc->worker];
+	rc_round(rc, now_ms);
+	struct push p = { .tc = tc, .rc = rc, .now = rc->now_ns };
 	entity_reader_init(&p.rd, atomic_load(&t->b->policy), tc->identity);
+	/* as much as last time (up to 1 MiB, a snapshot's size is not kept): no growing copy by copy */
+	(void)kz_buf_reserve(&tc->c->out, tc->last_out < (1u << 20) ? tc->last_out : (1u << 20));
+	size_t before = tc->c->out.len;
 	(void)entity_service_changes(t->es, &tc->cursor, 0, push_one, &p);
 	relay_drain(tc, &p);
+	tc->last_out = tc->c->out.len - before;
 	tc->last_push_ms = now_ms;
 	if (p.n) {
 		atomic_fetch_add(&t->pushed, p.n);
@@ -545,14 +636,17 @@ int node_tak_open(const struct node_config *cfg, struct mqtt_broker *b, SSL_CTX 
 		return 0;
 	struct node_tak *t = calloc(1, sizeof *t);
 	if (!t || !(t->heads = calloc(cfg->threads ? cfg->threads : 1, sizeof *t->heads)) ||
+	    !(t->rc = calloc(cfg->threads ? cfg->threads : 1, sizeof *t->rc)) ||
 	    !(t->cert_checked_ms = calloc(cfg->threads ? cfg->threads : 1, sizeof *t->cert_checked_ms))) {
 		if (t)
-			free(t->heads);
+			free(t->heads), free(t->rc);
 		free(t);
 		snprintf(why, why_len, "out of memory");
 		return -1;
 	}
 	t->n_workers = cfg->threads ? cfg->threads : 1;
+	for (unsigned i = 0; i < t->n_workers; i++)
+		kz_buf_init(&t->rc[i].out[0], 0), kz_buf_init(&t->rc[i].out[1], 0);
 	pthread_mutex_init(&t->relay_lock, NULL);
 	t->b = b;
 	t->ctx = ctx;
@@ -598,6 +692,12 @@ void node_tak_close(struct node_tak *t)
 		kz_buf_cleanup(&t->relay[i].pb);
 	}
 	pthread_mutex_destroy(&t->relay_lock);
+	for (unsigned i = 0; t->rc && i < t->n_workers; i++) {
+		kz_buf_cleanup(&t->rc[i].out[0]);
+		kz_buf_cleanup(&t->rc[i].out[1]);
+		free(t->rc[i].slots);
+	}
+	free(t->rc);
 	free(t->cert_checked_ms);
 	free(t->heads);
 	free(t);
