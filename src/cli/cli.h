@@ -25,6 +25,7 @@ int cli_taxii_main(int argc, char **argv);
 int cli_task_main(int argc, char **argv);
 int cli_agent_main(int argc, char **argv);
 int cli_adapter_main(int argc, char **argv);
+int cli_detect_main(int argc, char **argv);
 int cli_adapter_replay(int argc, char **argv);
 int cli_bench_adapter_main(int argc, char **argv);
 #endif

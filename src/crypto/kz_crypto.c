@@ -10,6 +10,12 @@ void kz_sha256(const void *p, size_t n, uint8_t out[32])
 	EVP_Digest(p, n, out, &len, EVP_sha256(), NULL);
 }
 
+void kz_sha1(const void *p, size_t n, uint8_t out[20])
+{
+	unsigned int len = 20;
+	EVP_Digest(p, n, out, &len, EVP_sha1(), NULL);
+}
+
 int kz_ed25519_public(const uint8_t priv[32], uint8_t pub[32])
 {
 	EVP_PKEY *k = EVP_PKEY_new_raw_private_key(EVP_PKEY_ED25519, NULL, priv, 32);

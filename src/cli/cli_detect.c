@@ -1,0 +1,187 @@
+/* cli_detect.c — `kizuna detect scan FILE… --indicators SOURCE…`: the detection engine
+ * (src/services/detect/) over logs on disk, what an analyst does with a capture: indicators
+ * from STIX bundles, JSON lines or Zeek intel files (plain or gzip), optional MISP warning
+ * lists, then each log (plain or gzip; Zeek TSV or JSON, Suricata EVE, syslog) line by line;
+ * every sighting is printed as one line, a STIX 2.1 bundle (docs/DETECTION.md). */
+#include "cli/cli.h"
+#include "base/kz_hash.h"
+#include "services/detect/detect.h"
+
+#include <getopt.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <zlib.h>
+
+struct scan {
+	struct detect_index *x;
+	struct detect_sightings *s;
+	const char *label;
+	uint64_t matches;
+};
+
+static void on_match(void *ctx, const struct detect_match *m)
+{
+	struct scan *sc = ctx;
+	sc->matches++;
+	detect_sightings_add(sc->s, m, m->ind->label[0] ? m->ind->label : sc->label);
+}
+
+static void on_event(void *ctx, const struct detect_obs *obs, size_t n, int64_t ts_us, const char *line, size_t len)
+{
+	struct scan *sc = ctx;
+	(void)line, (void)len;
+	(void)detect_match_event(sc->x, obs, n, ts_us, on_match, sc);
+}
+
+static void print(void *ctx, const char *json, size_t len, const char *label)
+{
+	(void)ctx, (void)label;
+	fwrite(json, 1, len, stdout);
+	fputc('\n', stdout);
+}
+
+static void list(void *ctx, const char *id, const char *why)
+{
+	(void)ctx;
+	fprintf(stderr, "kizuna detect scan: not matched: %s: %s\n", id, why);
+}
+
+static int scan_file(struct scan *sc, const char *path, enum detect_format f, struct detect_reader_stats *total)
+{
+	gzFile in = strcmp(path, "-") ? gzopen(path, "rb") : gzdopen(0, "rb");
+	if (!in) {
+		fprintf(stderr, "kizuna detect scan: %s: cannot be read\n", path);
+		return -1;
+	}
+	struct detect_reader *r = detect_reader_new(f, on_event, sc);
+	if (!r) {
+		gzclose(in);
+		return -1;
+	}
+	size_t cap = 1 << 20;
+	char *line = malloc(cap);
+	while (line && gzgets(in, line, (int)cap)) {
+		size_t n = strlen(line);
+		if (n && line[n - 1] == '\n')
+			n--;
+		else if (n == cap - 1) { /* longer than 1 MiB: skip the rest of it */
+			int c;
+			while ((c = gzgetc(in)) >= 0 && c != '\n')
+				;
+		}
+		(void)detect_reader_line(r, line, n);
+	}
+	free(line);
+	struct detect_reader_stats st;
+	detect_reader_stats(r, &st);
+	if (st.errors)
+		fprintf(stderr, "kizuna detect scan: %s: %llu lines did not parse (first: %s)\n", path,
+			(unsigned long long)st.errors, st.last_error ? st.last_error : "?");
+	total->lines += st.lines, total->events += st.events, total->errors += st.errors;
+	detect_reader_free(r);
+	gzclose(in);
+	return 0;
+}
+
+int cli_detect_main(int argc, char **argv)
+{
+	if (argc < 2 || strcmp(argv[1], "scan")) {
+		fprintf(stderr, "kizuna detect: usage: kizuna detect scan FILE... --indicators SOURCE [options] "
+				"(kizuna help detect)\n");
+		return 2;
+	}
+	static const struct option longs[] = { { "indicators", required_argument, NULL, 'i' },
+					       { "warninglist", required_argument, NULL, 'w' },
+					       { "label", required_argument, NULL, 'l' },
+					       { "format", required_argument, NULL, 'f' },
+					       { "list-skipped", no_argument, NULL, 's' },
+					       { 0 } };
+	const char *ind[64], *warn[64], *label = "", *format = "auto";
+	size_t n_ind = 0, n_warn = 0;
+	bool list_skipped = false;
+	int c;
+	optind = 2;
+	while ((c = getopt_long(argc, argv, "i:w:l:f:s", longs, NULL)) != -1) {
+		if (c == 'i' && n_ind < 64)
+			ind[n_ind++] = optarg;
+		else if (c == 'w' && n_warn < 64)
+			warn[n_warn++] = optarg;
+		else if (c == 'l')
+			label = optarg;
+		else if (c == 'f')
+			format = optarg;
+		else if (c == 's')
+			list_skipped = true;
+		else {
+			fprintf(stderr, "kizuna detect scan: bad option (kizuna help detect)\n");
+			return 2;
+		}
+	}
+	enum detect_format f = !strcmp(format, "auto")	  ? DETECT_AUTO
+			       : !strcmp(format, "zeek")  ? DETECT_ZEEK_TSV
+			       : !strcmp(format, "json")  ? DETECT_ZEEK_JSON
+			       : !strcmp(format, "eve")	  ? DETECT_EVE
+			       : !strcmp(format, "syslog") ? DETECT_SYSLOG
+							   : (enum detect_format)-1;
+	if ((int)f < 0 || !n_ind || optind >= argc) {
+		fprintf(stderr, "kizuna detect scan: usage: kizuna detect scan FILE... --indicators SOURCE "
+				"[--indicators SOURCE...] [--warninglist LIST.json...] [--label L] "
+				"[--format auto|zeek|json|eve|syslog] [--list-skipped]\n");
+		return 2;
+	}
+	kz_hash_seed();
+	struct scan sc = { .x = detect_index_new(), .s = detect_sightings_new("kizuna detect scan"), .label = label };
+	if (!sc.x || !sc.s) {
+		fprintf(stderr, "kizuna detect scan: out of memory\n");
+		return 1;
+	}
+	int rc = 0;
+	char why[300];
+	struct timespec t0, t1, t2;
+	clock_gettime(CLOCK_MONOTONIC, &t0);
+	for (size_t i = 0; i < n_warn && !rc; i++)
+		if (detect_load_warninglist(sc.x, warn[i], why, sizeof why)) {
+			fprintf(stderr, "kizuna detect scan: %s\n", why);
+			rc = 1;
+		}
+	for (size_t i = 0; i < n_ind && !rc; i++)
+		if (detect_load_file(sc.x, ind[i], label, why, sizeof why)) {
+			fprintf(stderr, "kizuna detect scan: %s\n", why);
+			rc = 1;
+		}
+	struct detect_stats st;
+	detect_index_stats(sc.x, &st);
+	clock_gettime(CLOCK_MONOTONIC, &t1);
+	if (!rc && !st.indicators) {
+		fprintf(stderr, "kizuna detect scan: no indicator to match (%llu not supported, %llu on warning lists)\n",
+			(unsigned long long)st.unsupported, (unsigned long long)st.suppressed);
+		if (list_skipped)
+			detect_index_list_skipped(sc.x, list, NULL);
+		rc = 1;
+	}
+	struct detect_reader_stats total = { 0 };
+	for (int i = optind; i < argc && !rc; i++)
+		if (scan_file(&sc, argv[i], f, &total))
+			rc = 1;
+	size_t n = rc ? 0 : detect_sightings_flush(sc.s, print, NULL);
+	fflush(stdout);
+	clock_gettime(CLOCK_MONOTONIC, &t2);
+	if (!rc) {
+		if (list_skipped)
+			detect_index_list_skipped(sc.x, list, NULL);
+		double load = (double)(t1.tv_sec - t0.tv_sec) + (t1.tv_nsec - t0.tv_nsec) / 1e9;
+		double run = (double)(t2.tv_sec - t1.tv_sec) + (t2.tv_nsec - t1.tv_nsec) / 1e9;
+		fprintf(stderr,
+			"kizuna detect scan: %llu indicators (%llu not supported, %llu on warning lists, %.1f MB) loaded in "
+			"%.2f s; %llu events in %llu lines (%llu did not parse) in %.2f s; %llu matches, %zu sightings\n",
+			(unsigned long long)st.indicators, (unsigned long long)st.unsupported,
+			(unsigned long long)st.suppressed, st.bytes / 1e6, load, (unsigned long long)total.events,
+			(unsigned long long)total.lines, (unsigned long long)total.errors, run,
+			(unsigned long long)sc.matches, n);
+	}
+	detect_sightings_free(sc.s);
+	detect_index_free(sc.x);
+	return rc;
+}

@@ -1,0 +1,379 @@
+/* detect_events.c — sensor log lines into observables (docs/DETECTION.md "Events"):
+ *
+ *   Zeek TSV     fields by the #fields header, split on #separator, sets and vectors on
+ *                #set_separator; "-" (unset) and "(empty)" carry nothing;
+ *   Zeek JSON    one object per line, the same field names;
+ *   Suricata EVE one object per line with event_type: nested members named by their path
+ *                (dns.rrname, tls.sni, fileinfo.sha256, ...);
+ *   syslog       RFC 5424 or RFC 3164: the timestamp from the header, and every token of the
+ *                message that reads as an address, a URL, an e-mail address, a hash or a
+ *                domain name.
+ *
+ * Which field is which observable is one table (field_kind). http's host and uri (Zeek) or
+ * http.hostname and http.url (EVE) also make a URL. A line that does not parse is counted
+ * and skipped; nothing is fatal. */
+#include "services/detect/detect_internal.h"
+#include "base/kz_json.h"
+
+#include <ctype.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#define MAX_OBS 128
+#define MAX_FIELDS 128
+#define AUTO 100 /* an address when it parses as one, else a domain name */
+
+struct detect_reader {
+	enum detect_format fmt;
+	detect_event_fn fn;
+	void *ctx;
+	char sep, set_sep;
+	char *names[MAX_FIELDS];
+	size_t n_names;
+	struct kz_buf line, scratch;
+	struct kz_json_doc doc;
+	struct detect_obs obs[MAX_OBS];
+	size_t n_obs;
+	const char *host, *uri;
+	size_t host_len, uri_len;
+	int64_t ts;
+	struct detect_reader_stats st;
+};
+
+struct detect_reader *detect_reader_new(enum detect_format f, detect_event_fn fn, void *ctx)
+{
+	struct detect_reader *r = calloc(1, sizeof *r);
+	if (!r)
+		return NULL;
+	r->fmt = f;
+	r->fn = fn;
+	r->ctx = ctx;
+	r->sep = '\t';
+	r->set_sep = ',';
+	kz_buf_init(&r->line, 0);
+	kz_buf_init(&r->scratch, 0);
+	return r;
+}
+
+void detect_reader_free(struct detect_reader *r)
+{
+	if (!r)
+		return;
+	for (size_t i = 0; i < r->n_names; i++)
+		free(r->names[i]);
+	kz_buf_cleanup(&r->line);
+	kz_buf_cleanup(&r->scratch);
+	kz_json_free(&r->doc);
+	free(r);
+}
+
+void detect_reader_stats(const struct detect_reader *r, struct detect_reader_stats *st)
+{
+	*st = r->st;
+}
+
+/* The observable a field holds: its kind and role, and the field's name as a string that
+ * lives as long as the process (the table's). 0 when none. */
+static int field_kind(const char *name, int *role, const char **stable)
+{
+	static const struct {
+		const char *name;
+		int kind, role;
+	} map[] = {
+		{ "id.orig_h", DETECT_IP, DETECT_SRC },	     { "id.resp_h", DETECT_IP, DETECT_DST },
+		{ "src_ip", DETECT_IP, DETECT_SRC },	     { "dest_ip", DETECT_IP, DETECT_DST },
+		{ "src", DETECT_IP, DETECT_SRC },	     { "dst", DETECT_IP, DETECT_DST },
+		{ "tx_hosts", DETECT_IP, DETECT_ANY },	     { "rx_hosts", DETECT_IP, DETECT_ANY },
+		{ "san.ip", DETECT_IP, DETECT_ANY },	     { "assigned_addr", DETECT_IP, DETECT_ANY },
+		{ "query", DETECT_DOMAIN, DETECT_ANY },	     { "answers", AUTO, DETECT_ANY },
+		{ "host", AUTO, DETECT_DST },		     { "server_name", DETECT_DOMAIN, DETECT_ANY },
+		{ "san.dns", DETECT_DOMAIN, DETECT_ANY },    { "dns.rrname", DETECT_DOMAIN, DETECT_ANY },
+		{ "dns.queries.rrname", DETECT_DOMAIN, DETECT_ANY }, { "dns.rdata", AUTO, DETECT_ANY },
+		{ "dns.answers.rdata", AUTO, DETECT_ANY },   { "http.hostname", AUTO, DETECT_DST },
+		{ "tls.sni", DETECT_DOMAIN, DETECT_ANY },    { "md5", DETECT_MD5, DETECT_ANY },
+		{ "sha1", DETECT_SHA1, DETECT_ANY },	     { "sha256", DETECT_SHA256, DETECT_ANY },
+		{ "fileinfo.md5", DETECT_MD5, DETECT_ANY },  { "fileinfo.sha1", DETECT_SHA1, DETECT_ANY },
+		{ "fileinfo.sha256", DETECT_SHA256, DETECT_ANY }, { "fingerprint", DETECT_CERT_SHA256, DETECT_ANY },
+		{ "cert_chain_fps", DETECT_CERT_SHA256, DETECT_ANY }, { "tls.fingerprint", DETECT_CERT_SHA1, DETECT_ANY },
+		{ "mailfrom", DETECT_EMAIL, DETECT_ANY },    { "rcptto", DETECT_EMAIL, DETECT_ANY },
+		{ "smtp.mail_from", DETECT_EMAIL, DETECT_ANY }, { "smtp.rcpt_to", DETECT_EMAIL, DETECT_ANY },
+	};
+	for (size_t i = 0; i < sizeof map / sizeof *map; i++)
+		if (!strcmp(name, map[i].name)) {
+			*role = map[i].role;
+			*stable = map[i].name;
+			return map[i].kind;
+		}
+	return 0;
+}
+
+static void add_obs(struct detect_reader *r, int kind, int role, const char *v, size_t n, const char *field)
+{
+	while (n && (*v == '<' || *v == ' '))
+		v++, n--;
+	while (n && (v[n - 1] == '>' || v[n - 1] == ' '))
+		n--;
+	if (!n || r->n_obs >= MAX_OBS)
+		return;
+	if (kind == AUTO) {
+		uint8_t k[16];
+		unsigned pl;
+		kind = detect_ip_parse(v, n, k, &pl) == 0 ? DETECT_IP : DETECT_DOMAIN;
+	}
+	if (kind == DETECT_CERT_SHA256) { /* Zeek's fingerprint: SHA-256 now, SHA-1 in old versions */
+		size_t hex = 0;
+		for (size_t i = 0; i < n; i++)
+			hex += v[i] != ':';
+		kind = detect_hash_kind(hex, true);
+		if (!kind)
+			return;
+	}
+	r->obs[r->n_obs++] = (struct detect_obs){ .kind = (uint8_t)kind, .role = (uint8_t)role, .value = v, .len = n,
+						  .field = field };
+}
+
+/* A field's value: each element of a set or vector (split on sep), unless unset. */
+static void field(struct detect_reader *r, const char *name, const char *v, size_t n, char sep)
+{
+	if (!strcmp(name, "ts")) {
+		char buf[40];
+		if (n < sizeof buf) {
+			memcpy(buf, v, n), buf[n] = 0;
+			char *end;
+			double t = strtod(buf, &end);
+			if (end != buf && !*end)
+				r->ts = (int64_t)(t * 1e6);
+		}
+		return;
+	}
+	if (!strcmp(name, "host") || !strcmp(name, "http.hostname"))
+		r->host = v, r->host_len = n; /* pointers into the line or the JSON document */
+	else if (!strcmp(name, "uri") || !strcmp(name, "http.url"))
+		r->uri = v, r->uri_len = n;
+	const char *stable;
+	int role, kind = field_kind(name, &role, &stable);
+	if (!kind || (n == 1 && v[0] == '-') || (n == 7 && !memcmp(v, "(empty)", 7)))
+		return;
+	for (const char *p = v, *end = v + n; p < end;) {
+		const char *q = sep ? memchr(p, sep, (size_t)(end - p)) : NULL;
+		size_t k = q ? (size_t)(q - p) : (size_t)(end - p);
+		add_obs(r, kind, role, p, k, stable);
+		p += k + 1;
+	}
+}
+
+/* Zeek and EVE: host + uri as a URL (in scratch, stable until the next line). */
+static void http_url(struct detect_reader *r)
+{
+	if (!r->host || !r->uri || !r->uri_len || r->uri[0] != '/' || (r->host_len == 1 && r->host[0] == '-'))
+		return;
+	size_t at = r->scratch.len;
+	if (kz_buf_reserve(&r->scratch, 7 + r->host_len + r->uri_len))
+		return;
+	/* reserved: appends do not move earlier observables' bytes */
+	(void)kz_buf_append(&r->scratch, "http://", 7);
+	(void)kz_buf_append(&r->scratch, r->host, r->host_len);
+	(void)kz_buf_append(&r->scratch, r->uri, r->uri_len);
+	add_obs(r, DETECT_URL, DETECT_ANY, (const char *)kz_buf_head(&r->scratch) + at, 7 + r->host_len + r->uri_len,
+		"url");
+}
+
+static void header(struct detect_reader *r, char *p, size_t n)
+{
+	if (n > 11 && !strncmp(p, "#separator ", 11)) {
+		const char *s = p + 11;
+		r->sep = s[0] == '\\' && s[1] == 'x' ? (char)strtol(s + 2, NULL, 16) : s[0];
+	} else if (n > 15 && !strncmp(p, "#set_separator", 14)) {
+		r->set_sep = p[15];
+	} else if (n > 8 && !strncmp(p, "#fields", 7)) {
+		for (size_t i = 0; i < r->n_names; i++)
+			free(r->names[i]);
+		r->n_names = 0;
+		for (char *f = p + 8, *end = p + n; f < end && r->n_names < MAX_FIELDS;) {
+			char *t = memchr(f, r->sep, (size_t)(end - f));
+			size_t k = t ? (size_t)(t - f) : (size_t)(end - f);
+			r->names[r->n_names] = strndup(f, k);
+			if (!r->names[r->n_names])
+				break;
+			r->n_names++;
+			f += k + 1;
+		}
+	}
+}
+
+static int tsv(struct detect_reader *r, const char *p, size_t n)
+{
+	if (!r->n_names)
+		return -1;
+	size_t i = 0;
+	for (const char *f = p, *end = p + n; f <= end && i < r->n_names; i++) {
+		const char *t = memchr(f, r->sep, (size_t)(end - f));
+		size_t k = t ? (size_t)(t - f) : (size_t)(end - f);
+		field(r, r->names[i], f, k, r->set_sep);
+		f += k + 1;
+		if (!t)
+			break;
+	}
+	return 0;
+}
+
+/* An ISO 8601 / RFC 3339 time with Z or an offset (+0000, +00:00), to µs; 0 when not one. */
+static int64_t iso_us(const char *s)
+{
+	int y, mo, d, h, mi, sec, n = 0;
+	if (sscanf(s, "%4d-%2d-%2dT%2d:%2d:%2d%n", &y, &mo, &d, &h, &mi, &sec, &n) != 6)
+		return 0;
+	struct tm tm = { .tm_year = y - 1900, .tm_mon = mo - 1, .tm_mday = d, .tm_hour = h, .tm_min = mi, .tm_sec = sec };
+	int64_t us = (int64_t)timegm(&tm) * 1000000;
+	const char *q = s + n;
+	if (*q == '.') {
+		int64_t scale = 100000;
+		for (q++; isdigit((unsigned char)*q); q++, scale /= 10)
+			us += (*q - '0') * scale;
+	}
+	if (*q == '+' || *q == '-') {
+		int oh = 0, om = 0;
+		if (sscanf(q + 1, "%2d:%2d", &oh, &om) != 2 && sscanf(q + 1, "%2d%2d", &oh, &om) != 2)
+			return us;
+		int64_t off = ((int64_t)oh * 3600 + om * 60) * 1000000;
+		us += *q == '+' ? -off : off;
+	}
+	return us;
+}
+
+static void json_walk(struct detect_reader *r, const struct kz_json *v, char *path, size_t plen)
+{
+	if (v->type == KZ_JSON_OBJECT) {
+		KZ_JSON_FOR(m, v) {
+			size_t k = plen + (plen ? 1 : 0) + m->klen;
+			if (k >= 200)
+				continue;
+			if (plen)
+				path[plen] = '.';
+			memcpy(path + plen + (plen ? 1 : 0), m->key, m->klen);
+			path[k] = 0;
+			json_walk(r, m, path, k);
+			path[plen] = 0;
+		}
+	} else if (v->type == KZ_JSON_ARRAY) {
+		KZ_JSON_FOR(m, v)
+			json_walk(r, m, path, plen);
+	} else if (v->type == KZ_JSON_STRING) {
+		if (!strcmp(path, "ts") || !strcmp(path, "timestamp")) {
+			r->ts = iso_us(v->s);
+			return;
+		}
+		field(r, path, v->s, v->len, 0); /* keeps the table's name, not the path's buffer */
+	} else if (v->type == KZ_JSON_NUMBER && !strcmp(path, "ts")) {
+		r->ts = (int64_t)(strtod(v->s, NULL) * 1e6);
+	}
+}
+
+static int json(struct detect_reader *r, const char *p, size_t n)
+{
+	if (kz_json_parse(&r->doc, p, n) || kz_json_root(&r->doc)->type != KZ_JSON_OBJECT) {
+		r->st.last_error = "a JSON line that is not an object";
+		return -1;
+	}
+	char path[256] = "";
+	json_walk(r, kz_json_root(&r->doc), path, 0);
+	return 0;
+}
+
+static bool hexstr(const char *s, size_t n)
+{
+	for (size_t i = 0; i < n; i++)
+		if (!isxdigit((unsigned char)s[i]))
+			return false;
+	return true;
+}
+
+/* Syslog: the header's time, then each token of the rest. */
+static int syslog_line(struct detect_reader *r, const char *p, size_t n)
+{
+	const char *end = p + n, *q = p;
+	if (q < end && *q == '<') {
+		while (q < end && *q != '>')
+			q++;
+		if (q == end)
+			return -1;
+		q++;
+	}
+	if (q + 2 < end && q[0] == '1' && q[1] == ' ') { /* RFC 5424: version, time */
+		r->ts = iso_us(q + 2);
+		q += 2;
+	}
+	static const char delim[] = " \t,;()[]{}\"'<>=|";
+	while (q < end) {
+		while (q < end && strchr(delim, *q))
+			q++;
+		const char *s = q;
+		while (q < end && !strchr(delim, *q))
+			q++;
+		size_t k = (size_t)(q - s);
+		while (k && (s[k - 1] == '.' || s[k - 1] == ':'))
+			k--; /* the end of a sentence */
+		if (k < 4)
+			continue;
+		uint8_t a[16];
+		unsigned pl;
+		if (detect_ip_parse(s, k, a, &pl) == 0)
+			add_obs(r, DETECT_IP, DETECT_ANY, s, k, "message");
+		else if (k > 8 && memmem(s, k, "://", 3))
+			add_obs(r, DETECT_URL, DETECT_ANY, s, k, "message");
+		else if (memchr(s, '@', k))
+			add_obs(r, DETECT_EMAIL, DETECT_ANY, s, k, "message");
+		else if (hexstr(s, k) && detect_hash_kind(k, false))
+			add_obs(r, detect_hash_kind(k, false), DETECT_ANY, s, k, "message");
+		else if (memchr(s, '.', k) && isalpha((unsigned char)s[k - 1])) {
+			char d[256];
+			size_t dl;
+			if (detect_domain_norm(s, k, d, sizeof d, &dl) == 0)
+				add_obs(r, DETECT_DOMAIN, DETECT_ANY, s, k, "message");
+		}
+	}
+	return 0;
+}
+
+int detect_reader_line(struct detect_reader *r, const char *p, size_t n)
+{
+	if (n && p[n - 1] == '\r')
+		n--;
+	r->st.lines++;
+	if (!n)
+		return 0;
+	r->n_obs = 0;
+	r->host = r->uri = NULL;
+	r->ts = 0;
+	kz_buf_reset(&r->scratch);
+	int rc;
+	if (p[0] == '#' && r->fmt != DETECT_SYSLOG && r->fmt != DETECT_EVE) {
+		kz_buf_reset(&r->line);
+		if (kz_buf_append(&r->line, p, n))
+			return -1;
+		header(r, (char *)kz_buf_head(&r->line), n);
+		return 0;
+	}
+	enum detect_format f = r->fmt;
+	if (f == DETECT_AUTO)
+		f = p[0] == '{' ? DETECT_ZEEK_JSON : r->n_names ? DETECT_ZEEK_TSV : DETECT_SYSLOG;
+	if (f == DETECT_ZEEK_JSON || f == DETECT_EVE)
+		rc = json(r, p, n);
+	else if (f == DETECT_ZEEK_TSV)
+		rc = tsv(r, p, n);
+	else
+		rc = syslog_line(r, p, n);
+	if (rc) {
+		r->st.errors++;
+		if (!r->st.last_error)
+			r->st.last_error = f == DETECT_ZEEK_TSV ? "a Zeek TSV line before its #fields header"
+							       : "a line that does not parse";
+		return -1;
+	}
+	http_url(r);
+	r->st.events++;
+	r->fn(r->ctx, r->obs, r->n_obs, r->ts, p, n);
+	return 0;
+}

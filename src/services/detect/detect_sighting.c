@@ -1,0 +1,282 @@
+/* detect_sighting.c — matches into STIX 2.1 sightings (docs/DETECTION.md "Sightings"): the
+ * matches of one indicator on one observed value are one sighting, with count, first_seen and
+ * last_seen; flushed, each is a bundle of
+ *
+ *   sighting       sighting_of_ref the indicator, observed_data_refs [the observed-data],
+ *                  count, first_seen, last_seen, description (which field of which log);
+ *   observed-data  first_observed, last_observed, number_observed, object_refs [the SCO];
+ *   the SCO        ipv4-addr, ipv6-addr, domain-name, url, email-addr, file or
+ *                  x509-certificate, its id derived as STIX 2.1 §2.9 says (UUIDv5 of its
+ *                  contributing properties), so that another producer names it the same;
+ *   the indicator  only for a Zeek intel line (which has no STIX object of its own).
+ *
+ * Sighting and observed-data ids are UUIDv5s of the indicator and the SCO: the same sighting
+ * flushed again is a new version of the same objects (modified = last_seen). */
+#include "services/detect/detect.h"
+#include "base/kz_buf.h"
+#include "base/kz_hash.h"
+#include "base/kz_hex.h"
+#include "base/kz_json.h"
+#include "crypto/kz_crypto.h"
+#include "services/stix/stix.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+void detect_uuid5(const char *name, size_t n, const char *prefix, char *out)
+{
+	static const uint8_t ns[16] = { 0x00, 0xab, 0xed, 0xb4, 0xaa, 0x42, 0x55, 0xc7,
+					0x8c, 0x2b, 0x2b, 0x0e, 0x3f, 0x5e, 0x6a, 0x4c };
+	uint8_t buf[16 + 4096], h[20];
+	if (n > sizeof buf - 16)
+		n = sizeof buf - 16;
+	memcpy(buf, ns, 16);
+	memcpy(buf + 16, name, n);
+	kz_sha1(buf, 16 + n, h);
+	h[6] = (uint8_t)((h[6] & 0x0f) | 0x50);
+	h[8] = (uint8_t)((h[8] & 0x3f) | 0x80);
+	char x[33];
+	kz_hex(h, 16, x);
+	sprintf(out, "%s%.8s-%.4s-%.4s-%.4s-%.12s", prefix, x, x + 8, x + 12, x + 16, x + 20);
+}
+
+struct sg {
+	char *key;                  /* indicator id | SCO id */
+	char ind[64], sco[300], field[48], source[64];
+	char *sco_json, *label, *ind_pattern;
+	int64_t first, last;
+	uint64_t count;
+	bool dirty;
+};
+
+struct detect_sightings {
+	char sensor[256];
+	struct sg **v;
+	size_t n, cap;
+	uint32_t *slots; /* index + 1 */
+	size_t slots_cap;
+};
+
+struct detect_sightings *detect_sightings_new(const char *sensor_identity)
+{
+	struct detect_sightings *s = calloc(1, sizeof *s);
+	if (s)
+		snprintf(s->sensor, sizeof s->sensor, "%s", sensor_identity ? sensor_identity : "");
+	return s;
+}
+
+void detect_sightings_free(struct detect_sightings *s)
+{
+	if (!s)
+		return;
+	for (size_t i = 0; i < s->n; i++) {
+		free(s->v[i]->key), free(s->v[i]->sco_json), free(s->v[i]->label), free(s->v[i]->ind_pattern);
+		free(s->v[i]);
+	}
+	free(s->v), free(s->slots), free(s);
+}
+
+/* The observed value as its SCO: type, contributing properties (canonical JSON: keys in
+ * order, no white space) and the object's JSON. 0; -1 when it cannot be one. */
+static int sco_of(const struct detect_obs *o, char *id, size_t id_cap, char **json)
+{
+	struct kz_buf b, c;
+	kz_buf_init(&b, 0), kz_buf_init(&c, 0);
+	char v[2100];
+	if (o->len >= sizeof v)
+		return -1;
+	memcpy(v, o->value, o->len);
+	v[o->len] = 0;
+	const char *type, *algo = NULL;
+	switch (o->kind) {
+	case DETECT_IP:
+		type = strchr(v, ':') ? "ipv6-addr" : "ipv4-addr";
+		break;
+	case DETECT_DOMAIN: {
+		size_t l;
+		if (detect_domain_norm(o->value, o->len, v, sizeof v, &l))
+			return -1;
+		type = "domain-name";
+		break;
+	}
+	case DETECT_URL:
+		type = "url";
+		break;
+	case DETECT_EMAIL:
+		type = "email-addr";
+		break;
+	default:
+		type = o->kind == DETECT_CERT_SHA1 || o->kind == DETECT_CERT_SHA256 ? "x509-certificate" : "file";
+		algo = o->kind == DETECT_MD5 ? "MD5" : o->kind == DETECT_SHA1 || o->kind == DETECT_CERT_SHA1 ? "SHA-1" : "SHA-256";
+		size_t k = 0;
+		for (size_t i = 0; v[i]; i++)
+			if (v[i] != ':')
+				v[k++] = (char)(v[i] >= 'A' && v[i] <= 'F' ? v[i] + 32 : v[i]);
+		v[k] = 0;
+	}
+	int rc = 0;
+	if (algo)
+		rc = kz_buf_appendf(&c, "{\"hashes\":{\"%s\":", algo) || kz_json_put_str(&c, v) ||
+		     kz_buf_append(&c, "}}", 2);
+	else
+		rc = kz_buf_append(&c, "{\"value\":", 9) || kz_json_put_str(&c, v) || kz_buf_append(&c, "}", 1);
+	char prefix[40];
+	snprintf(prefix, sizeof prefix, "%s--", type);
+	if (rc || strlen(prefix) + 37 > id_cap) {
+		kz_buf_cleanup(&c);
+		return -1;
+	}
+	detect_uuid5((const char *)kz_buf_head(&c), c.len, prefix, id);
+	rc = kz_buf_appendf(&b, "{\"type\":\"%s\",\"spec_version\":\"2.1\",\"id\":\"%s\",", type, id);
+	if (algo)
+		rc = rc || kz_buf_appendf(&b, "\"hashes\":{\"%s\":", algo) || kz_json_put_str(&b, v) ||
+		     kz_buf_append(&b, "}}", 2);
+	else
+		rc = rc || kz_buf_append(&b, "\"value\":", 8) || kz_json_put_str(&b, v) || kz_buf_append(&b, "}", 1);
+	rc = rc || kz_buf_append(&b, "", 1);
+	kz_buf_cleanup(&c);
+	if (rc) {
+		kz_buf_cleanup(&b);
+		return -1;
+	}
+	*json = (char *)b.data; /* off is 0: nothing was consumed */
+	return 0;
+}
+
+static struct sg *find(struct detect_sightings *s, const char *key, bool insert)
+{
+	if (insert && (s->n + 1) * 2 > s->slots_cap) {
+		size_t nc = s->slots_cap ? s->slots_cap * 2 : 256;
+		uint32_t *ns = calloc(nc, sizeof *ns);
+		if (!ns)
+			return NULL;
+		for (size_t i = 0; i < s->n; i++) {
+			size_t k = kz_hash(s->v[i]->key, strlen(s->v[i]->key)) & (nc - 1);
+			while (ns[k])
+				k = (k + 1) & (nc - 1);
+			ns[k] = (uint32_t)i + 1;
+		}
+		free(s->slots);
+		s->slots = ns, s->slots_cap = nc;
+	}
+	if (!s->slots_cap)
+		return NULL;
+	size_t k = kz_hash(key, strlen(key)) & (s->slots_cap - 1);
+	while (s->slots[k]) {
+		if (!strcmp(s->v[s->slots[k] - 1]->key, key))
+			return s->v[s->slots[k] - 1];
+		k = (k + 1) & (s->slots_cap - 1);
+	}
+	if (!insert)
+		return NULL;
+	if (s->n == s->cap) {
+		size_t nc = s->cap ? s->cap * 2 : 64;
+		struct sg **nv = realloc(s->v, nc * sizeof *nv);
+		if (!nv)
+			return NULL;
+		s->v = nv, s->cap = nc;
+	}
+	struct sg *g = calloc(1, sizeof *g);
+	if (!g || !(g->key = strdup(key))) {
+		free(g);
+		return NULL;
+	}
+	s->v[s->n++] = g;
+	s->slots[k] = (uint32_t)s->n;
+	return g;
+}
+
+void detect_sightings_add(struct detect_sightings *s, const struct detect_match *m, const char *label)
+{
+	char sco[300], key[400];
+	char *json = NULL;
+	if (sco_of(m->obs, sco, sizeof sco, &json))
+		return;
+	snprintf(key, sizeof key, "%s|%s", m->ind->id, sco);
+	struct sg *g = find(s, key, true);
+	if (!g) {
+		free(json);
+		return;
+	}
+	if (!g->count) {
+		snprintf(g->ind, sizeof g->ind, "%s", m->ind->id);
+		snprintf(g->sco, sizeof g->sco, "%s", sco);
+		snprintf(g->field, sizeof g->field, "%s", m->obs->field ? m->obs->field : "");
+		snprintf(g->source, sizeof g->source, "%s", m->ind->source);
+		g->sco_json = json;
+		g->label = strdup(label ? label : "");
+		g->ind_pattern = m->ind->pattern[0] ? strdup(m->ind->pattern) : NULL;
+		g->first = g->last = m->ts_us;
+	} else {
+		free(json);
+	}
+	g->count++;
+	if (m->ts_us && (m->ts_us < g->first || !g->first))
+		g->first = m->ts_us;
+	if (m->ts_us > g->last)
+		g->last = m->ts_us;
+	g->dirty = true;
+}
+
+static int put(struct detect_sightings *s, const struct sg *g, struct kz_buf *b)
+{
+	char sid[80], oid[80], f[64], l[64], name[400];
+	snprintf(name, sizeof name, "kizuna-sighting|%s|%s", g->ind, g->sco);
+	detect_uuid5(name, strlen(name), "sighting--", sid);
+	snprintf(name, sizeof name, "kizuna-observed|%s|%s", g->ind, g->sco);
+	detect_uuid5(name, strlen(name), "observed-data--", oid);
+	stix_format_us(g->first, f);
+	stix_format_us(g->last > g->first ? g->last : g->first, l);
+	char bid[80];
+	snprintf(name, sizeof name, "kizuna-bundle|%s|%s|%lld", g->ind, g->sco, (long long)g->last);
+	detect_uuid5(name, strlen(name), "bundle--", bid);
+	int rc = kz_buf_appendf(b, "{\"type\":\"bundle\",\"id\":\"%s\",\"objects\":[", bid);
+	rc = rc || kz_buf_appendf(b, "{\"type\":\"sighting\",\"spec_version\":\"2.1\",\"id\":\"%s\",\"created\":\"%s\","
+				     "\"modified\":\"%s\",\"first_seen\":\"%s\",\"last_seen\":\"%s\",\"count\":%llu,",
+				  sid, f, l, f, l, (unsigned long long)(g->count > 999999999 ? 999999999 : g->count));
+	rc = rc || kz_buf_appendf(b, "\"sighting_of_ref\":\"%s\",\"observed_data_refs\":[\"%s\"],\"description\":", g->ind,
+				  oid);
+	char desc[1000];
+	snprintf(desc, sizeof desc, "%s matched in the field %s of a log seen by %s", g->sco, g->field,
+		 s->sensor[0] ? s->sensor : "kizuna");
+	rc = rc || kz_json_put_str(b, desc) || kz_buf_append(b, "},", 2);
+	rc = rc || kz_buf_appendf(b, "{\"type\":\"observed-data\",\"spec_version\":\"2.1\",\"id\":\"%s\",\"created\":\"%s\","
+				     "\"modified\":\"%s\",\"first_observed\":\"%s\",\"last_observed\":\"%s\","
+				     "\"number_observed\":%llu,\"object_refs\":[\"%s\"]},",
+				  oid, f, l, f, l, (unsigned long long)(g->count > 999999999 ? 999999999 : g->count), g->sco);
+	rc = rc || kz_buf_append(b, g->sco_json, strlen(g->sco_json));
+	if (g->ind_pattern) {
+		char from[64];
+		stix_format_us(0, from);
+		rc = rc || kz_buf_appendf(b, ",{\"type\":\"indicator\",\"spec_version\":\"2.1\",\"id\":\"%s\",\"created\":\"%s\","
+					     "\"modified\":\"%s\",\"name\":",
+					  g->ind, from, from);
+		snprintf(desc, sizeof desc, "Zeek intel: %s", g->source);
+		rc = rc || kz_json_put_str(b, desc) ||
+		     kz_buf_append(b, ",\"pattern_type\":\"stix\",\"pattern\":", 33) || kz_json_put_str(b, g->ind_pattern) ||
+		     kz_buf_appendf(b, ",\"valid_from\":\"%s\"}", from);
+	}
+	rc = rc || kz_buf_append(b, "]}", 2);
+	return rc;
+}
+
+size_t detect_sightings_flush(struct detect_sightings *s, detect_sighting_fn fn, void *ctx)
+{
+	size_t n = 0;
+	struct kz_buf b;
+	kz_buf_init(&b, 0);
+	for (size_t i = 0; i < s->n; i++) {
+		struct sg *g = s->v[i];
+		if (!g->dirty)
+			continue;
+		kz_buf_reset(&b);
+		if (put(s, g, &b))
+			continue;
+		fn(ctx, (const char *)kz_buf_head(&b), b.len, g->label);
+		g->dirty = false;
+		n++;
+	}
+	kz_buf_cleanup(&b);
+	return n;
+}
