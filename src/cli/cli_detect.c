@@ -77,7 +77,7 @@ static int scan_file(struct scan *sc, const char *path, enum detect_format f, st
 	struct detect_reader_stats st;
 	detect_reader_stats(r, &st);
 	if (st.errors)
-		fprintf(stderr, "kizuna detect scan: %s: %llu lines did not parse (first: %s)\n", path,
+		fprintf(stderr, "kizuna detect scan: %s: lines that did not parse: %llu (first: %s)\n", path,
 			(unsigned long long)st.errors, st.last_error ? st.last_error : "?");
 	total->lines += st.lines, total->events += st.events, total->errors += st.errors;
 	detect_reader_free(r);
