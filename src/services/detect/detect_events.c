@@ -134,6 +134,12 @@ static void add_obs(struct detect_reader *r, int kind, int role, const char *v, 
 						  .field = field };
 }
 
+/* Seconds since the epoch (Zeek's ts) as µs; 0 when not a time (out of range, NaN). */
+static int64_t secs_us(double t)
+{
+	return t > -9.2e12 && t < 9.2e12 ? (int64_t)(t * 1e6) : 0;
+}
+
 /* A field's value: each element of a set or vector (split on sep), unless unset. */
 static void field(struct detect_reader *r, const char *name, const char *v, size_t n, char sep)
 {
@@ -144,7 +150,7 @@ static void field(struct detect_reader *r, const char *name, const char *v, size
 			char *end;
 			double t = strtod(buf, &end);
 			if (end != buf && !*end)
-				r->ts = (int64_t)(t * 1e6);
+				r->ts = secs_us(t);
 		}
 		return;
 	}
@@ -267,7 +273,7 @@ static void json_walk(struct detect_reader *r, const struct kz_json *v, char *pa
 		}
 		field(r, path, v->s, v->len, 0); /* keeps the table's name, not the path's buffer */
 	} else if (v->type == KZ_JSON_NUMBER && !strcmp(path, "ts")) {
-		r->ts = (int64_t)(strtod(v->s, NULL) * 1e6);
+		r->ts = secs_us(strtod(v->s, NULL));
 	}
 }
 
@@ -302,7 +308,11 @@ static int syslog_line(struct detect_reader *r, const char *p, size_t n)
 		q++;
 	}
 	if (q + 2 < end && q[0] == '1' && q[1] == ' ') { /* RFC 5424: version, time */
-		r->ts = iso_us(q + 2);
+		char t[48]; /* the line is not NUL terminated: sscanf gets a copy */
+		size_t k = (size_t)(end - q - 2) < sizeof t - 1 ? (size_t)(end - q - 2) : sizeof t - 1;
+		memcpy(t, q + 2, k);
+		t[k] = 0;
+		r->ts = iso_us(t);
 		q += 2;
 	}
 	static const char delim[] = " \t,;()[]{}\"'<>=|";
