@@ -93,6 +93,12 @@ if [ -f "$SHARED/data/tracks/gpsd/sample.aivdm" ]; then
 	for _ in $(seq 50); do $E "https://localhost:8443/api/v1/entities?type=a-u-S&limit=3" | grep -q '"mmsi:' && break; sleep 0.1; done
 	$E "https://localhost:8443/api/v1/entities?type=a-u-S&limit=3" | grep -q '"id":"mmsi:' && ok "ships in the picture" || ko "ships"
 fi
+# detection, offline
+if [ -f "$SHARED/data/zeek/zed-sample-data/zeek-default/dns.log.gz" ]; then
+	printf '#fields\tindicator\tindicator_type\tmeta.source\n134.71.3.0/24\tIntel::SUBNET\ttour\n' > tour.intel
+	$K detect scan "$SHARED/data/zeek/zed-sample-data/zeek-default/dns.log.gz" --indicators tour.intel 2> detect.err \
+		| head -c 400 | grep -q '"type":"sighting"' && ok "detect scan" || ko "detect scan: $(tail -1 detect.err)"
+fi
 # the policy section: a config file with a copy of the fixture that lists the admin
 kill -INT $PID; wait $PID
 F=tests/data/policy
