@@ -16,6 +16,7 @@
 #include "services/stix/stix.h"
 
 #include <ctype.h>
+#include <hs/hs.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -139,6 +140,15 @@ struct ind {
 	uint8_t flags;
 };
 
+/* MATCHES expressions of one kind: the set of distinct expressions (each to its postings),
+ * compiled into one Hyperscan database when first needed after a change. */
+struct rxset {
+	struct stab set;
+	hs_database_t *db;
+	uint32_t *heads;    /* expression id -> head posting + 1 */
+	bool dirty;
+};
+
 struct skipped {
 	char *id, *why;
 };
@@ -170,6 +180,8 @@ struct detect_index {
 	struct detect_stats st;
 	struct detect_dnf *dnf;   /* scratch for compiling */
 	struct kz_buf zvals;      /* Zeek intel values, NUL terminated */
+	struct rxset rx[DETECT_KINDS];
+	hs_scratch_t *scratch;
 };
 
 #define SKIP_LIST_MAX 10000
@@ -192,6 +204,8 @@ struct detect_index *detect_index_new(void)
 		kz_buf_init(&x->str[i].arena, 0);
 	kz_buf_init(&x->warn.arena, 0);
 	kz_buf_init(&x->zvals, 0);
+	for (int i = 0; i < DETECT_KINDS; i++)
+		kz_buf_init(&x->rx[i].set.arena, 0);
 	return x;
 }
 
@@ -217,6 +231,12 @@ void detect_index_free(struct detect_index *x)
 	ftab_free(&x->ids);
 	stab_free(&x->warn);
 	kz_buf_cleanup(&x->zvals);
+	for (int i = 0; i < DETECT_KINDS; i++) {
+		stab_free(&x->rx[i].set);
+		hs_free_database(x->rx[i].db);
+		free(x->rx[i].heads);
+	}
+	hs_free_scratch(x->scratch);
 	for (size_t i = 0; i < x->n_strs; i++)
 		free(x->strs[i]);
 	for (size_t i = 0; i < x->n_skip; i++)
@@ -290,6 +310,7 @@ int detect_atom_set(struct detect_atom *a, int kind, int role, const char *v, si
 	a->kind = (uint8_t)kind;
 	a->role = (uint8_t)role;
 	a->exact = false;
+	a->regex = false;
 	a->prefix = 0;
 	switch (kind) {
 	case DETECT_IP:
@@ -352,10 +373,84 @@ static const char *warned(const struct detect_index *x, const struct detect_atom
 	return v && *v ? x->lists[*v - 1] : NULL;
 }
 
+int detect_atom_regex(struct detect_atom *a, int kind, int role, const char *v, size_t n, const char **why)
+{
+	static _Thread_local char msg[200];
+	a->kind = (uint8_t)kind;
+	a->role = (uint8_t)role;
+	a->exact = false;
+	a->regex = true;
+	a->prefix = 0;
+	if (n == 0 || n >= sizeof a->key || memchr(v, 0, n)) {
+		*why = "MATCHES: an empty expression, or one longer than 2047 bytes";
+		return -1;
+	}
+	memcpy(a->key, v, n);
+	a->key[n] = 0;
+	a->key_len = n;
+	hs_database_t *db = NULL;
+	hs_compile_error_t *err = NULL;
+	if (hs_compile((const char *)a->key, HS_FLAG_SINGLEMATCH, HS_MODE_BLOCK, NULL, &db, &err) != HS_SUCCESS) {
+		snprintf(msg, sizeof msg, "MATCHES: the expression is not one Hyperscan compiles (%s)",
+			 err && err->message ? err->message : "?");
+		hs_free_compile_error(err);
+		*why = msg;
+		return -1;
+	}
+	hs_free_database(db);
+	return 0;
+}
+
+/* Compiles the kind's expressions into one database (after a change). 0; -1 when they do
+ * not compile together (then none of them matches until the next change). */
+static int rx_prepare(struct detect_index *x, int kind)
+{
+	struct rxset *r = &x->rx[kind];
+	if (!r->dirty)
+		return r->db ? 0 : -1;
+	r->dirty = false;
+	hs_free_database(r->db);
+	r->db = NULL;
+	free(r->heads);
+	r->heads = NULL;
+	const char **ex = malloc(r->set.n * sizeof *ex);
+	unsigned *ids = malloc(r->set.n * sizeof *ids), *flags = malloc(r->set.n * sizeof *flags);
+	char *text = malloc(r->set.arena.len + r->set.n);
+	r->heads = malloc(r->set.n * sizeof *r->heads);
+	int rc = -1;
+	if (ex && ids && flags && text && r->heads) {
+		unsigned k = 0;
+		size_t at = 0;
+		for (uint32_t i = 0; i < r->set.cap; i++) {
+			const struct sent *e = &r->set.e[i];
+			if (!e->val)
+				continue;
+			memcpy(text + at, kz_buf_head(&r->set.arena) + e->off, e->len);
+			text[at + e->len] = 0;
+			ex[k] = text + at;
+			at += e->len + 1;
+			ids[k] = k;
+			flags[k] = HS_FLAG_SINGLEMATCH;
+			r->heads[k] = e->val;
+			k++;
+		}
+		hs_compile_error_t *err = NULL;
+		if (hs_compile_multi(ex, flags, ids, k, HS_MODE_BLOCK, NULL, &r->db, &err) == HS_SUCCESS &&
+		    hs_alloc_scratch(r->db, &x->scratch) == HS_SUCCESS)
+			rc = 0;
+		hs_free_compile_error(err);
+	}
+	free(ex), free(ids), free(flags), free(text);
+	return rc;
+}
+
 static int link_atom(struct detect_index *x, const struct detect_atom *a, uint32_t ref, uint16_t atom_no, bool single)
 {
 	uint32_t *head;
-	if (a->kind == DETECT_IP) {
+	if (a->regex) {
+		head = stab_slot(&x->rx[a->kind].set, (const char *)a->key, a->key_len, true);
+		x->rx[a->kind].dirty = true;
+	} else if (a->kind == DETECT_IP) {
 		head = ftab_slot(&x->ip[a->prefix], a->key, true);
 		if (head && x->ip[a->prefix].n == 1) { /* a new prefix length: keep the list longest first */
 			unsigned i = x->n_lens++;
@@ -764,6 +859,24 @@ static uint32_t lookup_s(const struct stab *t, const char *k, size_t n)
 	return v ? *v : 0;
 }
 
+static int on_rx(unsigned id, unsigned long long from, unsigned long long to, unsigned flags, void *ctx)
+{
+	(void)from, (void)to, (void)flags;
+	struct ev *e = ctx;
+	walk(e, e->x->rx[e->o->kind].heads[id], true);
+	return 0;
+}
+
+/* The kind's MATCHES expressions over the observed text as it is. */
+static void match_rx(struct ev *e)
+{
+	struct detect_index *x = (struct detect_index *)e->x; /* compiling is the index's own business */
+	const struct detect_obs *o = e->o;
+	if (o->kind >= DETECT_KINDS || !x->rx[o->kind].set.n || o->len > UINT32_MAX || rx_prepare(x, o->kind))
+		return;
+	(void)hs_scan(x->rx[o->kind].db, o->value, (unsigned)o->len, 0, x->scratch, on_rx, e);
+}
+
 size_t detect_match_event(const struct detect_index *x, const struct detect_obs *obs, size_t n, int64_t ts_us,
 			  detect_match_fn fn, void *ctx)
 {
@@ -772,6 +885,7 @@ size_t detect_match_event(const struct detect_index *x, const struct detect_obs 
 	for (size_t i = 0; i < n; i++) {
 		const struct detect_obs *o = &obs[i];
 		e.o = o;
+		match_rx(&e);
 		size_t len;
 		if (o->kind == DETECT_IP) {
 			uint8_t k[16], m[16];

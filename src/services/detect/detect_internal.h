@@ -14,6 +14,7 @@
 struct detect_atom {
 	uint8_t kind, role;
 	bool exact;             /* a domain that matches only itself (Zeek intel), not its subdomains */
+	bool regex;             /* MATCHES: key is the regular expression (PCRE syntax, Hyperscan) */
 	unsigned prefix;        /* DETECT_IP: on the 128-bit scale */
 	uint8_t key[DETECT_VALUE_MAX];
 	size_t key_len;
@@ -36,6 +37,8 @@ int detect_pattern_compile(const char *p, size_t n, struct detect_dnf *out, cons
 int detect_atom_set(struct detect_atom *a, int kind, int role, const char *v, size_t n);
 /* A value of a warning list (type string, hostname or cidr) under the list's name. */
 int detect_warn_add(struct detect_index *x, const char *list, const char *type, const char *v);
+/* A MATCHES comparison: the expression, checked by compiling it. 0; -1 with *why. */
+int detect_atom_regex(struct detect_atom *a, int kind, int role, const char *v, size_t n, const char **why);
 /* Hash kinds by their hex length. */
 int detect_hash_kind(size_t hexlen, bool cert);
 

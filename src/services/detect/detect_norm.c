@@ -6,6 +6,7 @@
 
 #include <arpa/inet.h>
 #include <ctype.h>
+#include <idn2.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -52,12 +53,9 @@ int detect_ip_parse(const char *s, size_t n, uint8_t out[16], unsigned *prefix)
 	return 0;
 }
 
-int detect_domain_norm(const char *s, size_t n, char *out, size_t cap, size_t *len)
+/* ASCII names: lower case, labels checked. */
+static int ascii_name(const char *s, size_t n, char *out, size_t cap, size_t *len)
 {
-	while (n && (*s == ' ' || *s == '\t'))
-		s++, n--;
-	while (n && (s[n - 1] == ' ' || s[n - 1] == '\t'))
-		n--;
 	if (n && s[n - 1] == '.')
 		n--;
 	if (n == 0 || n > 253 || n >= cap)
@@ -73,7 +71,7 @@ int detect_domain_norm(const char *s, size_t n, char *out, size_t cap, size_t *l
 			if (++label > 63)
 				return -1;
 		} else {
-			return -1; /* not ASCII (an IDN in Unicode), a space, a port... */
+			return -1; /* a space, a port, a slash... */
 		}
 		out[i] = (char)tolower(c);
 	}
@@ -82,6 +80,34 @@ int detect_domain_norm(const char *s, size_t n, char *out, size_t cap, size_t *l
 	out[n] = 0;
 	*len = n;
 	return 0;
+}
+
+int detect_domain_norm(const char *s, size_t n, char *out, size_t cap, size_t *len)
+{
+	while (n && (*s == ' ' || *s == '\t'))
+		s++, n--;
+	while (n && (s[n - 1] == ' ' || s[n - 1] == '\t'))
+		n--;
+	bool ascii = true;
+	for (size_t i = 0; i < n && ascii; i++)
+		ascii = (unsigned char)s[i] < 0x80;
+	if (ascii)
+		return ascii_name(s, n, out, cap, len);
+	/* an internationalised name: its A-label form (IDNA 2008, RFC 5891, with UTS #46's
+	 * mapping, as browsers and resolvers send it), so that "bücher.example" and
+	 * "xn--bcher-kva.example" are one name */
+	char in[256], *a = NULL;
+	if (n >= sizeof in)
+		return -1;
+	memcpy(in, s, n);
+	in[n] = 0;
+	if (idn2_to_ascii_8z(in, &a, IDN2_NFC_INPUT | IDN2_NONTRANSITIONAL) != IDN2_OK) {
+		idn2_free(a);
+		return -1;
+	}
+	int rc = ascii_name(a, strlen(a), out, cap, len);
+	idn2_free(a);
+	return rc;
 }
 
 static int hexval(char c)

@@ -6,9 +6,11 @@
  *   expr       := and (OR and)*
  *   and        := term (AND term)*
  *   term       := '(' expr ')' | path '=' string | path IN '(' string (',' string)* ')'
+ *               | path MATCHES string
  *
  * with the paths of detect_path(). Anything else — observations joined by AND or FOLLOWEDBY
- * (two events), qualifiers, NOT, other operators (MATCHES included, for now), other paths —
+ * (two events), qualifiers, NOT, other operators, other paths, a regular expression Hyperscan
+ * cannot compile (back-references, look-around) —
  * is "unsupported", with the reason, and the indicator is listed, not dropped silently.
  * `network-traffic:*_ref.type = '…'` (MISP's way of saying what the ref is) constrains
  * nothing an address does not say itself, and is read as true.
@@ -244,8 +246,24 @@ static int term(struct pc *c, struct terms *t)
 			return unsupported(c, "IN list not closed");
 		return 0;
 	}
-	if (lit(c, "MATCHES"))
-		return unsupported(c, "MATCHES (regular expressions are not matched yet)");
+	if (lit(c, "MATCHES")) {
+		if (string(c, v, sizeof v, &vl))
+			return -1;
+		if (kind != DETECT_DOMAIN && kind != DETECT_URL && kind != DETECT_EMAIL && kind != DETECT_IP)
+			return unsupported(c, "MATCHES on a hash or a type (only names, URLs, e-mail addresses, addresses)");
+		if (c->out->n_pool >= DETECT_MAX_POOL)
+			return unsupported(c, "more than 512 comparisons");
+		struct detect_atom *a = &c->out->pool[c->out->n_pool];
+		const char *w;
+		if (detect_atom_regex(a, kind, role, v, vl, &w))
+			return unsupported(c, w);
+		if (t->n >= DETECT_MAX_TERMS)
+			return unsupported(c, "more than 256 alternatives");
+		t->len[t->n] = 1;
+		t->at[t->n][0] = (uint16_t)c->out->n_pool++;
+		t->n++;
+		return 0;
+	}
 	return unsupported(c, "an operator other than = and IN");
 }
 

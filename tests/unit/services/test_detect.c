@@ -115,7 +115,9 @@ static void test_domains_urls_hashes(void **st)
 	assert_string_equal(out, "https://host.example/A%2Fx");
 	assert_int_equal(detect_url_norm("http://h.example:8080", 21, out, sizeof out, &n), 0);
 	assert_string_equal(out, "http://h.example:8080/");
-	assert_int_equal(detect_domain_norm("b\xc3\xbc\x63her.example", 15, out, sizeof out, &n), -1); /* IDN in Unicode */
+	assert_int_equal(detect_domain_norm("B\xc3\xbc\x63her.Example", 15, out, sizeof out, &n), 0); /* IDN: its A-label */
+	assert_string_equal(out, "xn--bcher-kva.example");
+	assert_int_equal(detect_domain_norm("a b.example", 11, out, sizeof out, &n), -1);
 	detect_index_free(x);
 }
 
@@ -153,7 +155,8 @@ static void test_pattern_subset(void **st)
 	static const char *const out[] = {
 		"[domain-name:value = 'a.example'] AND [domain-name:value = 'b.example']",
 		"[domain-name:value = 'a.example'] WITHIN 5 SECONDS",
-		"[url:value MATCHES '^http://x']",
+		"[url:value MATCHES '(a)\\\\1']",	   /* a back-reference: Hyperscan does not compile it */
+		"[file:hashes.MD5 MATCHES '^d41d']", /* MATCHES on a hash */
 		"[file:name = 'evil.exe']",
 		"[ipv4-addr:value != '192.0.2.1']",
 		"[ipv4-addr:value = 'not an address']",
@@ -163,7 +166,29 @@ static void test_pattern_subset(void **st)
 	struct detect_stats s;
 	detect_index_stats(x, &s);
 	assert_int_equal(s.indicators, 4);
-	assert_int_equal(s.unsupported, 6);
+	assert_int_equal(s.unsupported, 7);
+	detect_index_free(x);
+}
+
+static void test_matches_and_idna(void **st)
+{
+	(void)st;
+	struct detect_index *x = detect_index_new();
+	assert_int_equal(add(x, "000000000001", "[url:value MATCHES '^https?://[^/]+/wp-admin/.*\\\\\\\\.php$']", NULL), 0);
+	assert_int_equal(add(x, "000000000002", "[domain-name:value MATCHES '(?i)^[a-z0-9]{16}\\\\\\\\.onion$']", NULL), 0);
+	assert_int_equal(add(x, "000000000003", "[domain-name:value = 'b\xc3\xbc\x63her.example']", NULL), 0);
+	assert_int_equal(add(x, "000000000004", "[domain-name:value = 'xn--mnchen-3ya.example']", NULL), 0);
+	assert_int_equal(match1(x, DETECT_URL, 0, "http://victim.example/wp-admin/x/setup.php"), 1);
+	assert_int_equal(match1(x, DETECT_URL, 0, "http://victim.example/wp-admin/setup.phps"), 0);
+	assert_int_equal(match1(x, DETECT_DOMAIN, 0, "ABCDEFGHIJKLMNOP.onion"), 1);
+	assert_int_equal(match1(x, DETECT_DOMAIN, 0, "abc.onion"), 0);
+	/* an indicator in Unicode matches the A-label a resolver logs, and the other way */
+	assert_int_equal(match1(x, DETECT_DOMAIN, 0, "xn--bcher-kva.example"), 1);
+	assert_int_equal(match1(x, DETECT_DOMAIN, 0, "www.B\xc3\xbc\x63her.example"), 1);
+	assert_int_equal(match1(x, DETECT_DOMAIN, 0, "m\xc3\xbcnchen.example"), 1);
+	/* a new expression after matching began: compiled in at the next match */
+	assert_int_equal(add(x, "000000000005", "[email-addr:value MATCHES '@evil\\\\\\\\.example$']", NULL), 0);
+	assert_int_equal(match1(x, DETECT_EMAIL, 0, "ceo@evil.example"), 1);
 	detect_index_free(x);
 }
 
@@ -348,6 +373,7 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_addresses),	  cmocka_unit_test(test_domains_urls_hashes),
 		cmocka_unit_test(test_pattern_subset),	  cmocka_unit_test(test_versions_and_warninglists),
+		cmocka_unit_test(test_matches_and_idna),
 		cmocka_unit_test(test_zeek_intel),	  cmocka_unit_test(test_readers),
 		cmocka_unit_test(test_sightings),
 	};
