@@ -69,9 +69,8 @@ struct detect_index;
 
 struct detect_indicator_info {
 	char id[64];               /* indicator--<uuid> (of a Zeek intel line: a UUIDv5 of its file
-				    * and line number) */
+				    * name and its value) */
 	char pattern[600];         /* a Zeek intel line's indicator as a STIX pattern; "" for STIX */
-	unsigned line;             /* a Zeek intel line's number; 0 for STIX */
 	int64_t valid_from_us, valid_until_us; /* INT64_MIN / INT64_MAX when open */
 	char label[256];           /* the label its sightings carry at least ("" none) */
 	char source[64];           /* where it came from (a collection, a file) */
@@ -106,6 +105,8 @@ int detect_load_file(struct detect_index *x, const char *path, const char *label
 int detect_load_warninglist(struct detect_index *x, const char *path, char *why, size_t why_len);
 
 void detect_index_stats(const struct detect_index *x, struct detect_stats *st);
+/* Gives back the slack of the index's arrays (after a load; adding again grows them). */
+void detect_index_compact(struct detect_index *x);
 /* The unsupported and suppressed indicators: each with its reason. */
 typedef void (*detect_list_fn)(void *ctx, const char *id, const char *why);
 void detect_index_list_skipped(const struct detect_index *x, detect_list_fn fn, void *ctx);

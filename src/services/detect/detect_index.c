@@ -15,6 +15,7 @@
 #include "base/kz_json.h"
 #include "services/stix/stix.h"
 
+#include <arpa/inet.h>
 #include <ctype.h>
 #include <hs/hs.h>
 #include <stdio.h>
@@ -31,7 +32,7 @@ struct ftab {
 
 static uint32_t *ftab_slot(struct ftab *t, const uint8_t *key, bool insert)
 {
-	if (insert && (t->n + 1) * 10 > (uint64_t)t->cap * 7) {
+	if (insert && (t->n + 1) * 10 > (uint64_t)t->cap * 8) {
 		uint32_t ncap = t->cap ? t->cap * 2 : 64;
 		uint8_t *nk = malloc((size_t)ncap * t->width);
 		uint32_t *nv = calloc(ncap, sizeof *nv);
@@ -79,7 +80,7 @@ struct stab {
 
 static uint32_t *stab_slot(struct stab *t, const char *key, size_t len, bool insert)
 {
-	if (insert && (t->n + 1) * 10 > (uint64_t)t->cap * 7) {
+	if (insert && (t->n + 1) * 10 > (uint64_t)t->cap * 8) {
 		uint32_t ncap = t->cap ? t->cap * 2 : 64;
 		struct sent *ne = calloc(ncap, sizeof *ne);
 		if (!ne)
@@ -118,6 +119,15 @@ static uint32_t *stab_slot(struct stab *t, const char *key, size_t len, bool ins
 
 enum { P_SINGLE = 1, P_EXACT = 2 };
 
+static const uint8_t MAPPED[12] = { 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff }; /* ::ffff:0:0/96 */
+
+/* A table's value: 0 empty; with DIRECT, the one indicator of a key (the usual case: no
+ * posting), its role and exactness in the value's top bits; else a posting + 1. */
+#define DIRECT 0x80000000u
+#define D_EXACT 0x40000000u
+#define D_ROLE_SHIFT 28
+#define D_IND 0x0fffffffu
+
 struct posting {
 	uint32_t ref;   /* P_SINGLE: the indicator; else the conjunction */
 	uint32_t next;  /* the next posting of the same key + 1; 0: none */
@@ -132,12 +142,22 @@ struct term {
 
 enum { I_DEAD = 1, I_ZEEK = 2 };
 
+/* An indicator: 8 bytes, whatever it is (the memory target is per indicator). */
 struct ind {
-	uint8_t uuid[16];         /* STIX: the id's UUID; Zeek intel: line (4 bytes), the value's
-				   * offset in zvals (4), its kind (1) */
+	uint32_t meta;            /* STIX: its smeta; Zeek intel: its value's offset in zvals (a
+				   * network only: other values are the matched one), else NO_META */
+	uint16_t ls;              /* its (label, source) pair */
+	uint8_t flags, kind;      /* kind: a Zeek intel line's (for its pattern) */
+};
+#define NO_META UINT32_MAX
+
+struct smeta {                /* what only STIX indicators have */
+	uint8_t uuid[16];
 	int64_t from, until, modified;
-	uint32_t label, source;   /* interned */
-	uint8_t flags;
+};
+
+struct pair {
+	uint32_t label, source;   /* interned strings */
 };
 
 /* MATCHES expressions of one kind: the set of distinct expressions (each to its postings),
@@ -157,11 +177,18 @@ struct detect_index {
 	struct ftab ip[129];      /* by prefix length */
 	uint8_t lens[129];        /* the prefix lengths present, longest first */
 	unsigned n_lens;
+	struct ftab ip4[33];      /* IPv4 networks and addresses: 4-byte keys, by prefix length */
+	uint8_t lens4[33];
+	unsigned n_lens4;
 	struct ftab hash[DETECT_KINDS];
 	struct stab str[DETECT_KINDS]; /* DETECT_DOMAIN, DETECT_URL, DETECT_EMAIL */
 	struct ftab ids;          /* uuid -> indicator + 1 */
 	struct ind *inds;
 	size_t n_inds, cap_inds;
+	struct smeta *smeta;
+	size_t n_smeta, cap_smeta;
+	struct pair *pairs;
+	size_t n_pairs;
 	struct posting *posts;
 	size_t n_posts, cap_posts;
 	struct term *terms;
@@ -196,6 +223,8 @@ struct detect_index *detect_index_new(void)
 	kz_hash_seed();
 	for (int i = 0; i <= 128; i++)
 		x->ip[i].width = x->warn_ip[i].width = 16;
+	for (int i = 0; i <= 32; i++)
+		x->ip4[i].width = 4;
 	x->hash[DETECT_MD5].width = 16;
 	x->hash[DETECT_SHA1].width = x->hash[DETECT_CERT_SHA1].width = 20;
 	x->hash[DETECT_SHA256].width = x->hash[DETECT_CERT_SHA256].width = 32;
@@ -226,6 +255,8 @@ void detect_index_free(struct detect_index *x)
 		return;
 	for (int i = 0; i <= 128; i++)
 		ftab_free(&x->ip[i]), ftab_free(&x->warn_ip[i]);
+	for (int i = 0; i <= 32; i++)
+		ftab_free(&x->ip4[i]);
 	for (int i = 0; i < DETECT_KINDS; i++)
 		ftab_free(&x->hash[i]), stab_free(&x->str[i]);
 	ftab_free(&x->ids);
@@ -243,7 +274,7 @@ void detect_index_free(struct detect_index *x)
 		free(x->skip[i].id), free(x->skip[i].why);
 	for (size_t i = 0; i < x->n_lists; i++)
 		free(x->lists[i]);
-	free(x->strs), free(x->skip), free(x->lists), free(x->inds), free(x->posts), free(x->terms), free(x->dnf);
+	free(x->strs), free(x->skip), free(x->lists), free(x->inds), free(x->smeta), free(x->pairs), free(x->posts), free(x->terms), free(x->dnf);
 	free(x);
 }
 
@@ -451,26 +482,43 @@ static int link_atom(struct detect_index *x, const struct detect_atom *a, uint32
 		head = stab_slot(&x->rx[a->kind].set, (const char *)a->key, a->key_len, true);
 		x->rx[a->kind].dirty = true;
 	} else if (a->kind == DETECT_IP) {
-		head = ftab_slot(&x->ip[a->prefix], a->key, true);
-		if (head && x->ip[a->prefix].n == 1) { /* a new prefix length: keep the list longest first */
-			unsigned i = x->n_lens++;
-			while (i > 0 && x->lens[i - 1] < a->prefix) {
-				x->lens[i] = x->lens[i - 1];
+		bool v4 = a->prefix >= 96 && !memcmp(a->key, MAPPED, 12);
+		struct ftab *t = v4 ? &x->ip4[a->prefix - 96] : &x->ip[a->prefix];
+		uint8_t *lens = v4 ? x->lens4 : x->lens;
+		unsigned *n = v4 ? &x->n_lens4 : &x->n_lens, l = v4 ? a->prefix - 96 : a->prefix;
+		head = ftab_slot(t, v4 ? a->key + 12 : a->key, true);
+		if (head && t->n == 1 && !*head) { /* a new prefix length: keep the list longest first */
+			unsigned i = (*n)++;
+			while (i > 0 && lens[i - 1] < l) {
+				lens[i] = lens[i - 1];
 				i--;
 			}
-			x->lens[i] = (uint8_t)a->prefix;
+			lens[i] = (uint8_t)l;
 		}
 	} else if (a->kind >= DETECT_MD5) {
 		head = ftab_slot(&x->hash[a->kind], a->key, true);
 	} else {
 		head = stab_slot(&x->str[a->kind], (const char *)a->key, a->key_len, true);
 	}
-	if (!head || !grow((void **)&x->posts, &x->cap_posts, x->n_posts, sizeof *x->posts))
+	if (!head)
+		return -1;
+	x->st.atoms[a->kind]++;
+	if (single && !*head && ref <= D_IND) { /* the key's first indicator: in the table itself */
+		*head = DIRECT | (a->exact ? D_EXACT : 0) | ((uint32_t)a->role << D_ROLE_SHIFT) | ref;
+		return 0;
+	}
+	if (*head & DIRECT) { /* a second one: the first becomes a posting */
+		if (!grow((void **)&x->posts, &x->cap_posts, x->n_posts, sizeof *x->posts))
+			return -1;
+		x->posts[x->n_posts] = (struct posting){ .ref = *head & D_IND, .role = (uint8_t)((*head >> D_ROLE_SHIFT) & 3),
+							 .flags = (uint8_t)(P_SINGLE | (*head & D_EXACT ? P_EXACT : 0)) };
+		*head = (uint32_t)++x->n_posts;
+	}
+	if (!grow((void **)&x->posts, &x->cap_posts, x->n_posts, sizeof *x->posts))
 		return -1;
 	x->posts[x->n_posts] = (struct posting){ .ref = ref, .next = *head, .atom = atom_no, .role = a->role,
 						 .flags = (uint8_t)((single ? P_SINGLE : 0) | (a->exact ? P_EXACT : 0)) };
 	*head = (uint32_t)++x->n_posts;
-	x->st.atoms[a->kind]++;
 	return 0;
 }
 
@@ -503,17 +551,30 @@ static int link_dnf(struct detect_index *x, uint32_t i, const struct detect_dnf 
 	return linked ? 0 : 1;
 }
 
-static int new_ind(struct detect_index *x, const uint8_t uuid[16], int64_t from, int64_t until, int64_t modified,
-		   const char *label, const char *source, uint8_t flags, uint32_t *out)
+static uint16_t pair_of(struct detect_index *x, const char *label, const char *source)
+{
+	struct pair p = { intern(x, label ? label : ""), intern(x, source ? source : "") };
+	for (size_t i = 0; i < x->n_pairs; i++)
+		if (x->pairs[i].label == p.label && x->pairs[i].source == p.source)
+			return (uint16_t)i;
+	if (x->n_pairs >= UINT16_MAX)
+		return 0; /* 65,535 distinct label and source pairs: the first stands for the rest */
+	struct pair *np = realloc(x->pairs, (x->n_pairs + 1) * sizeof *np);
+	if (!np)
+		return 0;
+	x->pairs = np;
+	np[x->n_pairs] = p;
+	return (uint16_t)x->n_pairs++;
+}
+
+static int new_ind(struct detect_index *x, const char *label, const char *source, uint8_t flags, uint8_t kind,
+		   uint32_t meta, uint32_t *out)
 {
 	if (!grow((void **)&x->inds, &x->cap_inds, x->n_inds, sizeof *x->inds))
 		return -1;
-	struct ind *in = &x->inds[x->n_inds];
-	memcpy(in->uuid, uuid, 16);
-	in->from = from, in->until = until, in->modified = modified;
-	in->label = intern(x, label ? label : "");
-	in->source = intern(x, source ? source : "");
-	in->flags = flags;
+	if (!x->n_pairs)
+		(void)pair_of(x, "", "");
+	x->inds[x->n_inds] = (struct ind){ .meta = meta, .ls = pair_of(x, label, source), .flags = flags, .kind = kind };
 	*out = (uint32_t)x->n_inds++;
 	return 0;
 }
@@ -556,7 +617,7 @@ int detect_add_stix(struct detect_index *x, const struct kz_json *o, const char 
 	uint32_t *known = ftab_slot(&x->ids, uuid, false);
 	if (known && *known) {
 		struct ind *old = &x->inds[*known - 1];
-		if (old->modified >= modified)
+		if (x->smeta[old->meta].modified >= modified)
 			return 0; /* this version or an older one: nothing changes */
 		old->flags |= I_DEAD;
 		x->st.replaced++;
@@ -584,8 +645,14 @@ int detect_add_stix(struct detect_index *x, const struct kz_json *o, const char 
 		return 1;
 	}
 	uint32_t i;
-	if (new_ind(x, uuid, from, until, modified, label, source, 0, &i))
+	if (!grow((void **)&x->smeta, &x->cap_smeta, x->n_smeta, sizeof *x->smeta))
 		goto oom;
+	struct smeta *sm = &x->smeta[x->n_smeta];
+	memcpy(sm->uuid, uuid, 16);
+	sm->from = from, sm->until = until, sm->modified = modified;
+	if (new_ind(x, label, source, 0, 0, (uint32_t)x->n_smeta, &i))
+		goto oom;
+	x->n_smeta++;
 	uint32_t *slot = ftab_slot(&x->ids, uuid, true);
 	if (!slot)
 		goto oom;
@@ -652,17 +719,16 @@ int detect_add_zeek_intel(struct detect_index *x, const char *const *fields, con
 		return 1;
 	}
 	d->pool[0].exact = exact;
-	uint8_t uuid[16] = { 0 };
-	uint32_t off = (uint32_t)x->zvals.len;
-	if (x->zvals.len > UINT32_MAX - 4096 || kz_buf_append(&x->zvals, value, strlen(value) + 1)) {
-		*why = "out of memory";
-		return -1;
+	uint32_t off = NO_META;
+	if (kind == DETECT_IP && d->pool[0].prefix < 128) { /* a network: its text (a match is an address in it) */
+		off = (uint32_t)x->zvals.len;
+		if (x->zvals.len > UINT32_MAX - 4096 || kz_buf_append(&x->zvals, value, strlen(value) + 1)) {
+			*why = "out of memory";
+			return -1;
+		}
 	}
-	memcpy(uuid, &line, 4);
-	memcpy(uuid + 4, &off, 4);
-	uuid[8] = (uint8_t)kind;
 	uint32_t i;
-	if (new_ind(x, uuid, INT64_MIN, INT64_MAX, 0, label, source, I_ZEEK, &i)) {
+	if (new_ind(x, label, source, I_ZEEK, (uint8_t)kind, off, &i)) {
 		*why = "out of memory";
 		return -1;
 	}
@@ -732,13 +798,33 @@ int detect_warn_add(struct detect_index *x, const char *list, const char *type, 
 	return 0;
 }
 
+static void shrink(void **p, size_t *cap, size_t n, size_t size)
+{
+	if (n == *cap || !n)
+		return;
+	void *q = realloc(*p, n * size);
+	if (q)
+		*p = q, *cap = n;
+}
+
+void detect_index_compact(struct detect_index *x)
+{
+	shrink((void **)&x->inds, &x->cap_inds, x->n_inds, sizeof *x->inds);
+	shrink((void **)&x->smeta, &x->cap_smeta, x->n_smeta, sizeof *x->smeta);
+	shrink((void **)&x->posts, &x->cap_posts, x->n_posts, sizeof *x->posts);
+	shrink((void **)&x->terms, &x->cap_terms, x->n_terms, sizeof *x->terms);
+}
+
 void detect_index_stats(const struct detect_index *x, struct detect_stats *st)
 {
 	*st = x->st;
-	size_t b = sizeof *x + x->cap_inds * sizeof *x->inds + x->cap_posts * sizeof *x->posts +
+	size_t b = sizeof *x + x->cap_inds * sizeof *x->inds + x->cap_smeta * sizeof *x->smeta + x->zvals.cap +
+		   x->cap_posts * sizeof *x->posts +
 		   x->cap_terms * sizeof *x->terms + x->ids.cap * (16 + 4);
 	for (int i = 0; i <= 128; i++)
 		b += (size_t)x->ip[i].cap * (16 + 4);
+	for (int i = 0; i <= 32; i++)
+		b += (size_t)x->ip4[i].cap * (4 + 4);
 	for (int i = 0; i < DETECT_KINDS; i++)
 		b += (size_t)x->hash[i].cap * (x->hash[i].width + 4) + x->str[i].cap * sizeof(struct sent) +
 		     x->str[i].arena.cap;
@@ -770,11 +856,41 @@ struct ev {
 	unsigned n_done;
 };
 
-/* A Zeek intel line as a STIX indicator: its id (a UUIDv5 of file and line) and pattern. */
+/* The matched value as a Zeek intel line had it (normalised): the address, the name, the
+ * URL, the e-mail address, the hash in lower case. */
+static void canon(const struct detect_obs *o, char *out, size_t cap)
+{
+	size_t n;
+	out[0] = 0;
+	if (o->kind == DETECT_IP) {
+		uint8_t a[16];
+		unsigned pl;
+		if (detect_ip_parse(o->value, o->len, a, &pl) == 0) {
+			static const uint8_t mapped[12] = { 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff };
+			if (!memcmp(a, mapped, 12))
+				inet_ntop(AF_INET, a + 12, out, (socklen_t)cap);
+			else
+				inet_ntop(AF_INET6, a, out, (socklen_t)cap);
+		}
+	} else if (o->kind == DETECT_DOMAIN) {
+		(void)detect_domain_norm(o->value, o->len, out, cap, &n);
+	} else if (o->kind == DETECT_URL) {
+		(void)detect_url_norm(o->value, o->len, out, cap, &n);
+	} else {
+		size_t k = 0;
+		for (size_t i = 0; i < o->len && k + 1 < cap; i++)
+			if (o->value[i] != ':' || o->kind == DETECT_EMAIL)
+				out[k++] = (char)tolower((unsigned char)o->value[i]);
+		out[k] = 0;
+	}
+}
+
+/* A Zeek intel line as a STIX indicator: its id (a UUIDv5 of its file and value, so the same
+ * line gets the same id in every run) and its pattern. */
 static void zeek_indicator(struct detect_indicator_info *info, const char *source, const char *value, int kind)
 {
-	char name[300];
-	snprintf(name, sizeof name, "zeek-intel|%s|%u", source, info->line);
+	char name[2400];
+	snprintf(name, sizeof name, "zeek-intel|%s|%s", source, value);
 	detect_uuid5(name, strlen(name), "indicator--", info->id);
 	const char *path = kind == DETECT_IP ? (strchr(value, ':') ? "ipv6-addr:value" : "ipv4-addr:value")
 			   : kind == DETECT_DOMAIN     ? "domain-name:value"
@@ -797,7 +913,8 @@ static void zeek_indicator(struct detect_indicator_info *info, const char *sourc
 static void emit(struct ev *e, uint32_t i)
 {
 	const struct ind *in = &e->x->inds[i];
-	if ((in->flags & I_DEAD) || (e->ts && (e->ts < in->from || e->ts >= in->until)))
+	const struct smeta *sm = in->flags & I_ZEEK ? NULL : &e->x->smeta[in->meta];
+	if ((in->flags & I_DEAD) || (sm && e->ts && (e->ts < sm->from || e->ts >= sm->until)))
 		return;
 	for (unsigned k = 0; k < e->n_done; k++)
 		if (e->done[k] == i)
@@ -806,21 +923,23 @@ static void emit(struct ev *e, uint32_t i)
 		e->done[e->n_done++] = i;
 	struct detect_indicator_info info;
 	info.pattern[0] = 0;
-	info.line = 0;
+	const struct pair *pr = &e->x->pairs[in->ls];
 	if (in->flags & I_ZEEK) {
-		uint32_t off;
-		memcpy(&info.line, in->uuid, 4);
-		memcpy(&off, in->uuid + 4, 4);
-		zeek_indicator(&info, e->x->strs[in->source], (const char *)kz_buf_head(&e->x->zvals) + off, in->uuid[8]);
+		char v[DETECT_VALUE_MAX];
+		if (in->meta != NO_META)
+			snprintf(v, sizeof v, "%s", (const char *)kz_buf_head(&e->x->zvals) + in->meta);
+		else
+			canon(e->o, v, sizeof v);
+		zeek_indicator(&info, e->x->strs[pr->source], v, in->kind);
 	} else {
 		char h[33];
-		kz_hex(in->uuid, 16, h);
+		kz_hex(sm->uuid, 16, h);
 		snprintf(info.id, sizeof info.id, "indicator--%.8s-%.4s-%.4s-%.4s-%.12s", h, h + 8, h + 12, h + 16, h + 20);
 	}
-	info.valid_from_us = in->from;
-	info.valid_until_us = in->until;
-	snprintf(info.label, sizeof info.label, "%s", e->x->strs[in->label]);
-	snprintf(info.source, sizeof info.source, "%s", e->x->strs[in->source]);
+	info.valid_from_us = sm ? sm->from : INT64_MIN;
+	info.valid_until_us = sm ? sm->until : INT64_MAX;
+	snprintf(info.label, sizeof info.label, "%s", e->x->strs[pr->label]);
+	snprintf(info.source, sizeof info.source, "%s", e->x->strs[pr->source]);
 	struct detect_match m = { .ind = &info, .obs = e->o, .ts_us = e->ts };
 	e->fn(e->ctx, &m);
 	e->matches++;
@@ -829,6 +948,12 @@ static void emit(struct ev *e, uint32_t i)
 static void walk(struct ev *e, uint32_t head, bool full)
 {
 	const struct detect_index *x = e->x;
+	if (head & DIRECT) {
+		unsigned role = (head >> D_ROLE_SHIFT) & 3;
+		if ((!role || role == e->o->role) && (!(head & D_EXACT) || full))
+			emit(e, head & D_IND);
+		return;
+	}
 	for (uint32_t p = head; p; p = x->posts[p - 1].next) {
 		const struct posting *po = &x->posts[p - 1];
 		if ((po->role && po->role != e->o->role) || ((po->flags & P_EXACT) && !full))
@@ -890,9 +1015,20 @@ size_t detect_match_event(const struct detect_index *x, const struct detect_obs 
 		if (o->kind == DETECT_IP) {
 			uint8_t k[16], m[16];
 			unsigned pl;
-			if (!x->n_lens || detect_ip_parse(o->value, o->len, k, &pl))
+			if ((!x->n_lens && !x->n_lens4) || detect_ip_parse(o->value, o->len, k, &pl))
 				continue;
-			for (unsigned j = 0; j < x->n_lens; j++) {
+			if (!memcmp(k, MAPPED, 12)) {
+				uint32_t a4 = (uint32_t)k[12] << 24 | (uint32_t)k[13] << 16 | (uint32_t)k[14] << 8 | k[15];
+				for (unsigned j = 0; j < x->n_lens4; j++) {
+					unsigned l = x->lens4[j];
+					uint32_t mk = l ? a4 & ~(uint32_t)0 << (32 - l) : 0;
+					uint8_t b4[4] = { (uint8_t)(mk >> 24), (uint8_t)(mk >> 16), (uint8_t)(mk >> 8), (uint8_t)mk };
+					uint32_t *v = ftab_slot((struct ftab *)&x->ip4[l], b4, false);
+					if (v && *v)
+						walk(&e, *v, true);
+				}
+			}
+			for (unsigned j = 0; j < x->n_lens; j++) { /* IPv6 networks (::/0 holds IPv4 too) */
 				unsigned l = x->lens[j];
 				memcpy(m, k, 16);
 				for (unsigned b = l; b < 128; b++)

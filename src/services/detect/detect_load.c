@@ -158,6 +158,7 @@ int detect_load_file(struct detect_index *x, const char *path, const char *label
 	int rc = i < len && (text[i] == '{' || text[i] == '[') ? load_json(x, text, len, label, base, why, why_len)
 							       : load_zeek(x, text, label, base, why, why_len);
 	free(text);
+	detect_index_compact(x);
 	return rc;
 }
 

@@ -1,0 +1,90 @@
+#!/bin/bash
+# Detection's costs (issue 22, BENCHMARKS.md "Detection"): 10^6 indicators of mixed types
+# loaded, then Zeek dns events parsed and matched on one core, against a plain baseline in
+# the same run: `grep -F -f` of the same indicator values over the same log.
+#
+# Indicators: every line of the CriticalPathSecurity Zeek intel feeds and ipsum's addresses
+# (../shared/data/zeek), then, to reach the count, re-issued values of the same types
+# (addresses in other /8s, names under other parents, hashes: new random ones), and 20 names
+# taken from the log, so that there are matches. Events: the zed sample's dns.log, repeated
+# to about 10^6 lines, uncompressed (the gunzip is not what is measured).
+# Usage: bench/detect.sh [KIZUNA] [indicators] [log repeats] [shared dir]
+set -eu
+KZ=$(readlink -f "${1:-$(dirname "$0")/../build/src/cli/kizuna}")
+N=${2:-1000000} REP=${3:-20} SHARED=$(readlink -f "${4:-$(dirname "$0")/../../shared}")
+T=$(mktemp -d /tmp/kz-detect-bench-XXXXXX)
+trap 'rm -rf "$T"' EXIT
+echo "# bench/detect.sh: $N indicators, dns.log x $REP, $(nproc) cores, $(date -u +%FT%TZ)"
+/usr/bin/python3 - "$SHARED" "$N" "$T" "$REP" <<'EOF'
+import glob, gzip, os, random, sys
+shared, n, out = sys.argv[1], int(sys.argv[2]), sys.argv[3]
+random.seed(22)
+lines = []
+for f in sorted(glob.glob(os.path.join(shared, "data/zeek/Zeek-Intelligence-Feeds/*.intel"))):
+    for l in open(f, errors="replace"):
+        if l.startswith("#") or not l.strip():
+            continue
+        p = l.rstrip("\n").split("\t")
+        if len(p) >= 3 and p[1].startswith("Intel::"):
+            lines.append((p[0], p[1]))
+for l in open(os.path.join(shared, "data/zeek/ipsum/ipsum.txt")):
+    if l[0].isdigit():
+        lines.append((l.split()[0], "Intel::ADDR"))
+log = []
+with gzip.open(os.path.join(shared, "data/zeek/zed-sample-data/zeek-default/dns.log.gz"), "rt") as f:
+    log = f.read().splitlines(True)
+names = sorted({l.split("\t")[9] for l in log if not l.startswith("#")})
+lines += [(q, "Intel::DOMAIN") for q in random.sample(names, 20)]
+base = list(lines)
+i = 0
+while len(lines) < n:
+    v, t = base[i % len(base)]
+    k = len(lines)
+    if t == "Intel::ADDR" and v.count(".") == 3:
+        v = "%d.%d.%d.%d" % (k >> 24 & 255 or 1, k >> 16 & 255, k >> 8 & 255, k & 255)
+    elif t == "Intel::DOMAIN":
+        v = "r%d.%s" % (k, v)
+    elif t == "Intel::FILE_HASH":
+        v = "%064x" % random.getrandbits(256) if k % 2 else "%032x" % random.getrandbits(128)
+    elif t == "Intel::URL":
+        v = "%s/r%d" % (v, k)
+    else:
+        v = "r%d.%s" % (k, v)
+    lines.append((v, t))
+    i += 1
+lines = lines[:n]
+with open(os.path.join(out, "ind.intel"), "w") as f:
+    f.write("#fields\tindicator\tindicator_type\tmeta.source\n")
+    for v, t in lines:
+        f.write("%s\t%s\tbench\n" % (v, t))
+with open(os.path.join(out, "values.txt"), "w") as f:
+    for v, t in lines:
+        f.write(v + "\n")
+with open(os.path.join(out, "dns.log"), "w") as f:
+    head = [l for l in log if l.startswith("#")]
+    body = [l for l in log if not l.startswith("#")]
+    f.writelines(head)
+    for r in range(int(sys.argv[4]) if len(sys.argv) > 4 else 20):
+        f.writelines(body)
+EOF
+EV=$(grep -vc '^#' "$T/dns.log")
+echo "indicators: $(($(wc -l < "$T/ind.intel") - 1)) lines, $(du -m "$T/ind.intel" | cut -f1) MB; events: $EV"
+for r in 1 2 3; do
+	/usr/bin/time -f "rss %M KB" "$KZ" detect scan "$T/dns.log" --indicators "$T/ind.intel" > "$T/out.jsonl" 2> "$T/err"
+	S=$(grep 'kizuna detect scan: [0-9]* indicators' "$T/err")
+	RSS=$(grep '^rss' "$T/err" | cut -d' ' -f2)
+	/usr/bin/python3 - "$S" "$RSS" "$EV" <<'EOF'
+import re, sys
+s, rss, ev = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
+m = re.search(r"(\d+) indicators .* ([\d.]+) MB\) loaded in ([\d.]+) s; (\d+) events .* in ([\d.]+) s; (\d+) matches, (\d+) sightings", s)
+ind, mb, load, events, scan, matches, sg = int(m[1]), float(m[2]), float(m[3]), int(m[4]), float(m[5]), int(m[6]), int(m[7])
+print("kizuna: %d indicators in %.2f s (%.0f/s), index %.1f MB = %.0f bytes/indicator, process peak RSS %.0f MB; "
+      "%d events parsed and matched in %.2f s = %.0f events/s on one core; %d matches, %d sightings"
+      % (ind, load, ind / load, mb, mb * 1e6 / ind, rss / 1024, events, scan, events / scan, matches, sg))
+EOF
+done
+# the baseline: fixed strings, every value against every line (no parsing, no fields, no CIDRs)
+for r in 1 2; do
+	/usr/bin/time -f "%e s %M KB" grep -F -c -f "$T/values.txt" "$T/dns.log" > "$T/grep.out" 2> "$T/grep.err"
+	echo "grep -F -f: $(cat "$T/grep.out") matching lines in $(cut -d' ' -f1 "$T/grep.err") s ($(awk '{printf "%.0f", $3/1024}' "$T/grep.err") MB peak RSS) = $(awk -v e="$EV" '{printf "%.0f", e/$1}' "$T/grep.err") lines/s"
+done
