@@ -77,11 +77,14 @@ class Tak:
                 self.eof = True
                 return
             with self.lock:
-                self.buf += d.decode()
-                for m in re.finditer(r"<event .*?</event>", self.buf, re.S):
-                    uid = re.search(r'uid="([^"]*)"', m.group(0)).group(1)
-                    self.events[uid] = m.group(0)
-                self.buf = self.buf[self.buf.rfind("</event>") + 8:] if "</event>" in self.buf else self.buf
+                self.take(d)
+
+    def take(self, d):
+        self.buf += d.decode()
+        for m in re.finditer(r"<event .*?</event>", self.buf, re.S):
+            uid = re.search(r'uid="([^"]*)"', m.group(0)).group(1)
+            self.events[uid] = m.group(0)
+        self.buf = self.buf[self.buf.rfind("</event>") + 8:] if "</event>" in self.buf else self.buf
 
     def closed_by_node(self):
         """True once the node has closed the stream (EOF or a TLS alert), within 5 s."""
@@ -314,28 +317,9 @@ class TakV1(Tak):
                      % (self.protouid, now, now, now))
             until(lambda: self.mode == "pb")
 
-    def read(self):
-        while True:
-            try:
-                select.select([self.s], [], [], 0.2)
-            except (ValueError, OSError):
-                pass
-            with self.io:
-                if self.s.fileno() < 0:
-                    d = b""
-                else:
-                    try:
-                        d = self.s.recv(65536)
-                    except (socket.timeout, ssl.SSLWantReadError):
-                        continue
-                    except OSError:
-                        d = b""
-            if not d:
-                self.eof = True
-                return
-            with self.lock:
-                self.raw += d
-                self.parse()
+    def take(self, d):
+        self.raw += d
+        self.parse()
 
     def parse(self):
         while self.raw:

@@ -581,6 +581,26 @@ static int new_ind(struct detect_index *x, const char *label, const char *source
 
 /* ---------- adding ---------- */
 
+/* Indicator i (id) into the tables: 0 added; 1 when every value is on a warning list (then
+ * counted and listed as suppressed); -1 out of memory. */
+static int link(struct detect_index *x, uint32_t i, const struct detect_dnf *d, const char *id, const char **why)
+{
+	const char *list = NULL;
+	int rc = link_dnf(x, i, d, &list);
+	if (rc < 0)
+		return -1;
+	if (rc == 1) {
+		x->inds[i].flags |= I_DEAD;
+		char w[200];
+		snprintf(w, sizeof w, "on the warning list %s", list);
+		skipped(x, id, w, true);
+		*why = "its value is on a warning list";
+		return 1;
+	}
+	x->st.indicators++;
+	return 0;
+}
+
 static int uuid_of(const char *id, const char *prefix, uint8_t out[16])
 {
 	size_t pl = strlen(prefix);
@@ -657,20 +677,9 @@ int detect_add_stix(struct detect_index *x, const struct kz_json *o, const char 
 	if (!slot)
 		goto oom;
 	*slot = i + 1;
-	const char *list = NULL;
-	rc = link_dnf(x, i, x->dnf, &list);
-	if (rc < 0)
-		goto oom;
-	if (rc == 1) {
-		x->inds[i].flags |= I_DEAD;
-		char w[200];
-		snprintf(w, sizeof w, "on the warning list %s", list);
-		skipped(x, id, w, true);
-		*why = "its value is on a warning list";
-		return 1;
-	}
-	x->st.indicators++;
-	return 0;
+	rc = link(x, i, x->dnf, id, why);
+	if (rc >= 0)
+		return rc;
 oom:
 	*why = "out of memory";
 	return -1;
@@ -732,22 +741,10 @@ int detect_add_zeek_intel(struct detect_index *x, const char *const *fields, con
 		*why = "out of memory";
 		return -1;
 	}
-	const char *list = NULL;
-	int rc = link_dnf(x, i, d, &list);
-	if (rc < 0) {
+	int rc = link(x, i, d, id, why);
+	if (rc < 0)
 		*why = "out of memory";
-		return -1;
-	}
-	if (rc == 1) {
-		x->inds[i].flags |= I_DEAD;
-		char w[200];
-		snprintf(w, sizeof w, "on the warning list %s", list);
-		skipped(x, id, w, true);
-		*why = "its value is on a warning list";
-		return 1;
-	}
-	x->st.indicators++;
-	return 0;
+	return rc;
 }
 
 int detect_warn_add(struct detect_index *x, const char *list, const char *type, const char *v)

@@ -267,15 +267,17 @@ static int term(struct pc *c, struct terms *t)
 	return unsupported(c, "an operator other than = and IN");
 }
 
-static int conjunction(struct pc *c, struct terms *t)
+/* operand (op operand)*: each next operand combined into t with join. */
+static int chain(struct pc *c, struct terms *t, const char *op, int (*operand)(struct pc *, struct terms *),
+		 int (*join)(struct pc *, struct terms *, const struct terms *))
 {
-	if (term(c, t))
+	if (operand(c, t))
 		return -1;
-	while (lit(c, "AND")) {
+	while (lit(c, op)) {
 		struct terms *b = terms_new();
 		if (!b)
 			return unsupported(c, "out of memory");
-		int rc = term(c, b) || t_and(c, t, b);
+		int rc = operand(c, b) || join(c, t, b);
 		free(b);
 		if (rc)
 			return -1;
@@ -283,43 +285,25 @@ static int conjunction(struct pc *c, struct terms *t)
 	return 0;
 }
 
+static int conjunction(struct pc *c, struct terms *t)
+{
+	return chain(c, t, "AND", term, t_and);
+}
+
 static int expr(struct pc *c, struct terms *t)
 {
-	if (conjunction(c, t))
-		return -1;
-	while (lit(c, "OR")) {
-		struct terms *b = terms_new();
-		if (!b)
-			return unsupported(c, "out of memory");
-		int rc = conjunction(c, b) || t_or(c, t, b);
-		free(b);
-		if (rc)
-			return -1;
-	}
-	return 0;
+	return chain(c, t, "OR", conjunction, t_or);
 }
 
 static int observation(struct pc *c, struct terms *t);
 
 static int observations(struct pc *c, struct terms *t)
 {
-	if (observation(c, t))
+	if (chain(c, t, "OR", observation, t_or))
 		return -1;
-	for (;;) {
-		if (lit(c, "OR")) {
-			struct terms *b = terms_new();
-			if (!b)
-				return unsupported(c, "out of memory");
-			int rc = observation(c, b) || t_or(c, t, b);
-			free(b);
-			if (rc)
-				return -1;
-			continue;
-		}
-		if (lit(c, "AND") || lit(c, "FOLLOWEDBY"))
-			return unsupported(c, "observations joined by AND or FOLLOWEDBY (two events)");
-		return 0;
-	}
+	if (lit(c, "AND") || lit(c, "FOLLOWEDBY"))
+		return unsupported(c, "observations joined by AND or FOLLOWEDBY (two events)");
+	return 0;
 }
 
 static int observation(struct pc *c, struct terms *t)
