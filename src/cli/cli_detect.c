@@ -1,13 +1,16 @@
-/* cli_detect.c — `kizuna detect scan FILE… --indicators SOURCE…`: the detection engine
+/* cli_detect.c — `kizuna detect scan FILE… --indicators SOURCE… [--follow]`: the detection engine
  * (src/services/detect/) over logs on disk, what an analyst does with a capture: indicators
  * from STIX bundles, JSON lines or Zeek intel files (plain or gzip), optional MISP warning
  * lists, then each log (plain or gzip; Zeek TSV or JSON, Suricata EVE, syslog) line by line;
- * every sighting is printed as one line, a STIX 2.1 bundle (docs/DETECTION.md). */
+ * every sighting is printed as one line, a STIX 2.1 bundle (docs/DETECTION.md). With
+ * --follow, the files are followed as they grow and rotate (detect_tail.c), and sightings
+ * new or changed are printed every --flush-ms, until SIGINT or SIGTERM. */
 #include "cli/cli.h"
 #include "base/kz_hash.h"
 #include "services/detect/detect.h"
 
 #include <getopt.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -46,6 +49,64 @@ static void list(void *ctx, const char *id, const char *why)
 {
 	(void)ctx;
 	fprintf(stderr, "kizuna detect scan: not matched: %s: %s\n", id, why);
+}
+
+static volatile sig_atomic_t stop_follow;
+
+static void on_signal(int sig)
+{
+	(void)sig;
+	stop_follow = 1;
+}
+
+static void tail_line(void *ctx, const char *line, size_t n)
+{
+	(void)detect_reader_line(ctx, line, n);
+}
+
+/* --follow: each file read, then followed as it grows and rotates; sightings new or changed
+ * printed every flush_ms, until SIGINT or SIGTERM (then a last flush, exit 0). */
+static int follow(struct scan *sc, char **files, int n, enum detect_format f, unsigned flush_ms)
+{
+	struct detect_tail *t[64];
+	struct detect_reader *r[64];
+	if (n > 64) {
+		fprintf(stderr, "kizuna detect scan: --follow takes at most 64 files\n");
+		return 2;
+	}
+	for (int i = 0; i < n; i++) {
+		t[i] = detect_tail_open(files[i], true);
+		r[i] = detect_reader_new(f, on_event, sc);
+		if (!t[i] || !r[i]) {
+			fprintf(stderr, "kizuna detect scan: out of memory\n");
+			return 1;
+		}
+	}
+	signal(SIGINT, on_signal);
+	signal(SIGTERM, on_signal);
+	struct timespec last;
+	clock_gettime(CLOCK_MONOTONIC, &last);
+	while (!stop_follow) {
+		for (int i = 0; i < n; i++)
+			(void)detect_tail_poll(t[i], tail_line, r[i]);
+		struct timespec now;
+		clock_gettime(CLOCK_MONOTONIC, &now);
+		if ((now.tv_sec - last.tv_sec) * 1000 + (now.tv_nsec - last.tv_nsec) / 1000000 >= flush_ms) {
+			detect_sightings_flush(sc->s, print, NULL);
+			fflush(stdout);
+			last = now;
+		}
+		usleep(100000);
+	}
+	for (int i = 0; i < n; i++)
+		(void)detect_tail_poll(t[i], tail_line, r[i]);
+	detect_sightings_flush(sc->s, print, NULL);
+	fflush(stdout);
+	for (int i = 0; i < n; i++) {
+		detect_tail_close(t[i]);
+		detect_reader_free(r[i]);
+	}
+	return 0;
 }
 
 static int scan_file(struct scan *sc, const char *path, enum detect_format f, struct detect_reader_stats *total)
@@ -97,13 +158,16 @@ int cli_detect_main(int argc, char **argv)
 					       { "label", required_argument, NULL, 'l' },
 					       { "format", required_argument, NULL, 'f' },
 					       { "list-skipped", no_argument, NULL, 's' },
+					       { "follow", no_argument, NULL, 'F' },
+					       { "flush-ms", required_argument, NULL, 'm' },
 					       { 0 } };
 	const char *ind[64], *warn[64], *label = "", *format = "auto";
 	size_t n_ind = 0, n_warn = 0;
-	bool list_skipped = false;
+	bool list_skipped = false, follow_files = false;
+	unsigned flush_ms = 1000;
 	int c;
 	optind = 2;
-	while ((c = getopt_long(argc, argv, "i:w:l:f:s", longs, NULL)) != -1) {
+	while ((c = getopt_long(argc, argv, "i:w:l:f:sFm:", longs, NULL)) != -1) {
 		if (c == 'i' && n_ind < 64)
 			ind[n_ind++] = optarg;
 		else if (c == 'w' && n_warn < 64)
@@ -114,6 +178,10 @@ int cli_detect_main(int argc, char **argv)
 			format = optarg;
 		else if (c == 's')
 			list_skipped = true;
+		else if (c == 'F')
+			follow_files = true;
+		else if (c == 'm' && atoi(optarg) >= 10)
+			flush_ms = (unsigned)atoi(optarg);
 		else {
 			fprintf(stderr, "kizuna detect scan: bad option (kizuna help detect)\n");
 			return 2;
@@ -128,7 +196,7 @@ int cli_detect_main(int argc, char **argv)
 	if ((int)f < 0 || !n_ind || optind >= argc) {
 		fprintf(stderr, "kizuna detect scan: usage: kizuna detect scan FILE... --indicators SOURCE "
 				"[--indicators SOURCE...] [--warninglist LIST.json...] [--label L] "
-				"[--format auto|zeek|json|eve|syslog] [--list-skipped]\n");
+				"[--format auto|zeek|json|eve|syslog] [--list-skipped] [--follow [--flush-ms N]]\n");
 		return 2;
 	}
 	kz_hash_seed();
@@ -162,13 +230,15 @@ int cli_detect_main(int argc, char **argv)
 		rc = 1;
 	}
 	struct detect_reader_stats total = { 0 };
-	for (int i = optind; i < argc && !rc; i++)
+	if (!rc && follow_files)
+		rc = follow(&sc, argv + optind, argc - optind, f, flush_ms);
+	for (int i = optind; i < argc && !rc && !follow_files; i++)
 		if (scan_file(&sc, argv[i], f, &total))
 			rc = 1;
-	size_t n = rc ? 0 : detect_sightings_flush(sc.s, print, NULL);
+	size_t n = rc || follow_files ? 0 : detect_sightings_flush(sc.s, print, NULL);
 	fflush(stdout);
 	clock_gettime(CLOCK_MONOTONIC, &t2);
-	if (!rc) {
+	if (!rc && !follow_files) {
 		if (list_skipped)
 			detect_index_list_skipped(sc.x, list, NULL);
 		double load = (double)(t1.tv_sec - t0.tv_sec) + (t1.tv_nsec - t0.tv_nsec) / 1e9;

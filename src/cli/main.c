@@ -284,7 +284,7 @@ static const struct command commands[] = {
 	{ "detect", cli_detect_main, "match indicators in sensor logs (offline scan)",
 	  "usage: kizuna detect scan FILE|-... --indicators SOURCE [--indicators SOURCE...]\n"
 	  "                          [--warninglist LIST.json...] [--label L] [--list-skipped]\n"
-	  "                          [--format auto|zeek|json|eve|syslog]\n\n"
+	  "                          [--format auto|zeek|json|eve|syslog] [--follow [--flush-ms N]]\n\n"
 	  "Runs the node's detection engine (docs/DETECTION.md) over logs on disk and prints every\n"
 	  "sighting as one line: a STIX 2.1 bundle of the sighting, its observed-data and the\n"
 	  "observed object. Repeated matches of an indicator on one value are one sighting (count,\n"
@@ -300,7 +300,11 @@ static const struct command commands[] = {
 	  "  --format F           the logs' format; auto (default) reads Zeek TSV by its #fields\n"
 	  "                       header, JSON lines as Zeek JSON or Suricata EVE, and other lines\n"
 	  "                       as syslog\n"
-	  "Logs may be gzip. On stderr: a summary of indicators, events, matches and sightings.\n"
+	  "  --follow             read the files, then follow them as they grow and rotate (renamed\n"
+	  "                       or truncated), as tail -F does; sightings new or changed are\n"
+	  "                       printed every --flush-ms (default 1000) until SIGINT or SIGTERM\n"
+	  "Logs may be gzip (not with --follow). On stderr: a summary of indicators, events,\n"
+	  "matches and sightings.\n"
 	  "Exit 0; 1 when a file cannot be read or no indicator can be matched; 2 on a usage\n"
 	  "error.\n" },
 	{ "enroll", cli_enroll_main, "get a certificate from a node with an enrolment token",

@@ -174,6 +174,42 @@ def test_real_feeds_and_bad_lines():
     assert n > 100000, r.stderr[-500:]
 
 
+def test_follow_across_rotation():
+    """--follow, as tail -F: a line appended, the file renamed and a new one started (Zeek's
+    rotation), then the file truncated in place (copytruncate): each matching line counted
+    once, in new versions of the same sighting; SIGTERM ends it with exit 0."""
+    import signal, threading, time
+    from kzharness import until
+    log = os.path.join(tmp, "live.log")
+    head = "#separator \\x09\n#fields\tts\tquery\n"
+    line = lambda t: "%d.5\tsalt.wrccdc.org\n" % t
+    open(log, "w").write(head + line(1700000000))
+    p = subprocess.Popen([KIZUNA, "detect", "scan", "--follow", "--flush-ms", "200", log, "--indicators", INTEL],
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    out = []
+    threading.Thread(target=lambda: [out.append(json.loads(l)) for l in p.stdout], daemon=True).start()
+    counts = lambda: [b["objects"][0]["count"] for b in out]
+    try:
+        until(lambda: 1 in counts(), timeout=10)
+        with open(log, "a") as f:
+            f.write(line(1700000001))
+        until(lambda: 2 in counts(), timeout=10)
+        os.rename(log, log + ".1")
+        open(log, "w").write(head + line(1700000002))
+        until(lambda: 3 in counts(), timeout=10)
+        open(log, "w").write(head)  # truncated, then written again
+        time.sleep(0.5)
+        with open(log, "a") as f:
+            f.write(line(1700000003))
+        until(lambda: 4 in counts(), timeout=10)
+        assert len({b["objects"][0]["id"] for b in out}) == 1, out  # versions of one sighting
+        assert out[-1]["objects"][0]["last_seen"] == "2023-11-14T22:13:23.500000Z", out[-1]
+    finally:
+        p.send_signal(signal.SIGTERM)
+        rc = p.wait(10)
+    assert rc == 0, (rc, p.stderr.read())
+
+
 def test_exit_codes():
     r = scan(DNS, "--indicators", os.path.join(tmp, "missing.json"))
     assert r.returncode == 1 and "cannot be read" in r.stderr, r.stderr
@@ -187,5 +223,7 @@ def test_exit_codes():
     assert r.returncode == 2, r.stderr
 
 
-run_tests([test_scan_tsv_schemas_and_counts, test_counts_against_the_log, test_json_log_gives_the_same, test_real_feeds_and_bad_lines,
+run_tests([test_scan_tsv_schemas_and_counts, test_counts_against_the_log, test_json_log_gives_the_same,
+           test_real_feeds_and_bad_lines,
+           test_follow_across_rotation,
            test_exit_codes])

@@ -147,6 +147,20 @@ struct detect_reader_stats {
 };
 void detect_reader_stats(const struct detect_reader *r, struct detect_reader_stats *st);
 
+/* ---------- following a file ---------- */
+
+/* A log file followed as it grows, across rotation (renamed or truncated; detect_tail.c). */
+struct detect_tail;
+typedef void (*detect_line_fn)(void *ctx, const char *line, size_t n);
+/* from_start: read what the file holds already (else only what is appended). NULL when out
+ * of memory; a file that does not exist yet is waited for. */
+struct detect_tail *detect_tail_open(const char *path, bool from_start);
+void detect_tail_close(struct detect_tail *t);
+/* The complete lines appended since the last poll (a rotated file's rest first). The
+ * number of lines. */
+int detect_tail_poll(struct detect_tail *t, detect_line_fn fn, void *ctx);
+uint64_t detect_tail_rotations(const struct detect_tail *t);
+
 /* ---------- sightings ---------- */
 
 /* A name-based UUID (RFC 9562 version 5, SHA-1) in STIX's namespace for cyber-observables
