@@ -22,15 +22,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-/* ---------- tables ---------- */
-
-struct ftab {
-	uint32_t width, cap, n;
-	uint8_t *keys;
-	uint32_t *vals; /* head posting + 1; 0: empty */
-};
-
-static uint32_t *ftab_slot(struct ftab *t, const uint8_t *key, bool insert)
+uint32_t *detect_ftab_slot(struct ftab *t, const uint8_t *key, bool insert)
 {
 	if (insert && (t->n + 1) * 10 > (uint64_t)t->cap * 8) {
 		uint32_t ncap = t->cap ? t->cap * 2 : 64;
@@ -67,18 +59,7 @@ static uint32_t *ftab_slot(struct ftab *t, const uint8_t *key, bool insert)
 	return &t->vals[k]; /* 0: the caller fills it */
 }
 
-struct sent {
-	uint64_t h;
-	uint32_t off, len, val;
-};
-
-struct stab {
-	uint32_t cap, n;
-	struct sent *e;
-	struct kz_buf arena;
-};
-
-static uint32_t *stab_slot(struct stab *t, const char *key, size_t len, bool insert)
+uint32_t *detect_stab_slot(struct stab *t, const char *key, size_t len, bool insert)
 {
 	if (insert && (t->n + 1) * 10 > (uint64_t)t->cap * 8) {
 		uint32_t ncap = t->cap ? t->cap * 2 : 64;
@@ -114,102 +95,6 @@ static uint32_t *stab_slot(struct stab *t, const char *key, size_t len, bool ins
 	t->n++;
 	return &t->e[k].val;
 }
-
-/* ---------- the index ---------- */
-
-enum { P_SINGLE = 1, P_EXACT = 2 };
-
-static const uint8_t MAPPED[12] = { 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff }; /* ::ffff:0:0/96 */
-
-/* A table's value: 0 empty; with DIRECT, the one indicator of a key (the usual case: no
- * posting), its role and exactness in the value's top bits; else a posting + 1. */
-#define DIRECT 0x80000000u
-#define D_EXACT 0x40000000u
-#define D_ROLE_SHIFT 28
-#define D_IND 0x0fffffffu
-
-struct posting {
-	uint32_t ref;   /* P_SINGLE: the indicator; else the conjunction */
-	uint32_t next;  /* the next posting of the same key + 1; 0: none */
-	uint16_t atom;  /* its place in the conjunction */
-	uint8_t role, flags;
-};
-
-struct term {
-	uint32_t ind;
-	uint16_t n_atoms;
-};
-
-enum { I_DEAD = 1, I_ZEEK = 2 };
-
-/* An indicator: 8 bytes, whatever it is (the memory target is per indicator). */
-struct ind {
-	uint32_t meta;            /* STIX: its smeta; Zeek intel: its value's offset in zvals (a
-				   * network only: other values are the matched one), else NO_META */
-	uint16_t ls;              /* its (label, source) pair */
-	uint8_t flags, kind;      /* kind: a Zeek intel line's (for its pattern) */
-};
-#define NO_META UINT32_MAX
-
-struct smeta {                /* what only STIX indicators have */
-	uint8_t uuid[16];
-	int64_t from, until, modified;
-};
-
-struct pair {
-	uint32_t label, source;   /* interned strings */
-};
-
-/* MATCHES expressions of one kind: the set of distinct expressions (each to its postings),
- * compiled into one Hyperscan database when first needed after a change. */
-struct rxset {
-	struct stab set;
-	hs_database_t *db;
-	uint32_t *heads;    /* expression id -> head posting + 1 */
-	bool dirty;
-};
-
-struct skipped {
-	char *id, *why;
-};
-
-struct detect_index {
-	struct ftab ip[129];      /* by prefix length */
-	uint8_t lens[129];        /* the prefix lengths present, longest first */
-	unsigned n_lens;
-	struct ftab ip4[33];      /* IPv4 networks and addresses: 4-byte keys, by prefix length */
-	uint8_t lens4[33];
-	unsigned n_lens4;
-	struct ftab hash[DETECT_KINDS];
-	struct stab str[DETECT_KINDS]; /* DETECT_DOMAIN, DETECT_URL, DETECT_EMAIL */
-	struct ftab ids;          /* uuid -> indicator + 1 */
-	struct ind *inds;
-	size_t n_inds, cap_inds;
-	struct smeta *smeta;
-	size_t n_smeta, cap_smeta;
-	struct pair *pairs;
-	size_t n_pairs;
-	struct posting *posts;
-	size_t n_posts, cap_posts;
-	struct term *terms;
-	size_t n_terms, cap_terms;
-	char **strs;              /* interned labels and sources */
-	size_t n_strs;
-	struct skipped *skip;
-	size_t n_skip;
-	/* warning lists */
-	struct stab warn;         /* lower-case text (names, hashes, URLs) -> list + 1 */
-	struct ftab warn_ip[129];
-	uint8_t warn_lens[129];
-	unsigned n_warn_lens;
-	char **lists;
-	size_t n_lists;
-	struct detect_stats st;
-	struct detect_dnf *dnf;   /* scratch for compiling */
-	struct kz_buf zvals;      /* Zeek intel values, NUL terminated */
-	struct rxset rx[DETECT_KINDS];
-	hs_scratch_t *scratch;
-};
 
 #define SKIP_LIST_MAX 10000
 
@@ -386,7 +271,7 @@ static const char *warned(const struct detect_index *x, const struct detect_atom
 			memcpy(k, a->key, 16);
 			for (unsigned b = l; b < 128; b++)
 				k[b / 8] &= (uint8_t)~(0x80u >> (b % 8));
-			uint32_t *v = ftab_slot((struct ftab *)&x->warn_ip[l], k, false);
+			uint32_t *v = detect_ftab_slot((struct ftab *)&x->warn_ip[l], k, false);
 			if (v && *v)
 				return x->lists[*v - 1];
 		}
@@ -400,7 +285,7 @@ static const char *warned(const struct detect_index *x, const struct detect_atom
 		key = buf;
 		len = a->key_len * 2;
 	}
-	uint32_t *v = stab_slot((struct stab *)&x->warn, key, len, false);
+	uint32_t *v = detect_stab_slot((struct stab *)&x->warn, key, len, false);
 	return v && *v ? x->lists[*v - 1] : NULL;
 }
 
@@ -432,61 +317,18 @@ int detect_atom_regex(struct detect_atom *a, int kind, int role, const char *v, 
 	return 0;
 }
 
-/* Compiles the kind's expressions into one database (after a change). 0; -1 when they do
- * not compile together (then none of them matches until the next change). */
-static int rx_prepare(struct detect_index *x, int kind)
-{
-	struct rxset *r = &x->rx[kind];
-	if (!r->dirty)
-		return r->db ? 0 : -1;
-	r->dirty = false;
-	hs_free_database(r->db);
-	r->db = NULL;
-	free(r->heads);
-	r->heads = NULL;
-	const char **ex = malloc(r->set.n * sizeof *ex);
-	unsigned *ids = malloc(r->set.n * sizeof *ids), *flags = malloc(r->set.n * sizeof *flags);
-	char *text = malloc(r->set.arena.len + r->set.n);
-	r->heads = malloc(r->set.n * sizeof *r->heads);
-	int rc = -1;
-	if (ex && ids && flags && text && r->heads) {
-		unsigned k = 0;
-		size_t at = 0;
-		for (uint32_t i = 0; i < r->set.cap; i++) {
-			const struct sent *e = &r->set.e[i];
-			if (!e->val)
-				continue;
-			memcpy(text + at, kz_buf_head(&r->set.arena) + e->off, e->len);
-			text[at + e->len] = 0;
-			ex[k] = text + at;
-			at += e->len + 1;
-			ids[k] = k;
-			flags[k] = HS_FLAG_SINGLEMATCH;
-			r->heads[k] = e->val;
-			k++;
-		}
-		hs_compile_error_t *err = NULL;
-		if (hs_compile_multi(ex, flags, ids, k, HS_MODE_BLOCK, NULL, &r->db, &err) == HS_SUCCESS &&
-		    hs_alloc_scratch(r->db, &x->scratch) == HS_SUCCESS)
-			rc = 0;
-		hs_free_compile_error(err);
-	}
-	free(ex), free(ids), free(flags), free(text);
-	return rc;
-}
-
 static int link_atom(struct detect_index *x, const struct detect_atom *a, uint32_t ref, uint16_t atom_no, bool single)
 {
 	uint32_t *head;
 	if (a->regex) {
-		head = stab_slot(&x->rx[a->kind].set, (const char *)a->key, a->key_len, true);
+		head = detect_stab_slot(&x->rx[a->kind].set, (const char *)a->key, a->key_len, true);
 		x->rx[a->kind].dirty = true;
 	} else if (a->kind == DETECT_IP) {
-		bool v4 = a->prefix >= 96 && !memcmp(a->key, MAPPED, 12);
+		bool v4 = a->prefix >= 96 && !memcmp(a->key, detect_mapped, 12);
 		struct ftab *t = v4 ? &x->ip4[a->prefix - 96] : &x->ip[a->prefix];
 		uint8_t *lens = v4 ? x->lens4 : x->lens;
 		unsigned *n = v4 ? &x->n_lens4 : &x->n_lens, l = v4 ? a->prefix - 96 : a->prefix;
-		head = ftab_slot(t, v4 ? a->key + 12 : a->key, true);
+		head = detect_ftab_slot(t, v4 ? a->key + 12 : a->key, true);
 		if (head && t->n == 1 && !*head) { /* a new prefix length: keep the list longest first */
 			unsigned i = (*n)++;
 			while (i > 0 && lens[i - 1] < l) {
@@ -496,9 +338,9 @@ static int link_atom(struct detect_index *x, const struct detect_atom *a, uint32
 			lens[i] = (uint8_t)l;
 		}
 	} else if (a->kind >= DETECT_MD5) {
-		head = ftab_slot(&x->hash[a->kind], a->key, true);
+		head = detect_ftab_slot(&x->hash[a->kind], a->key, true);
 	} else {
-		head = stab_slot(&x->str[a->kind], (const char *)a->key, a->key_len, true);
+		head = detect_stab_slot(&x->str[a->kind], (const char *)a->key, a->key_len, true);
 	}
 	if (!head)
 		return -1;
@@ -634,7 +476,7 @@ int detect_add_stix(struct detect_index *x, const struct kz_json *o, const char 
 		*why = "modified is not a STIX timestamp";
 		return -1;
 	}
-	uint32_t *known = ftab_slot(&x->ids, uuid, false);
+	uint32_t *known = detect_ftab_slot(&x->ids, uuid, false);
 	if (known && *known) {
 		struct ind *old = &x->inds[*known - 1];
 		if (x->smeta[old->meta].modified >= modified)
@@ -673,7 +515,7 @@ int detect_add_stix(struct detect_index *x, const struct kz_json *o, const char 
 	if (new_ind(x, label, source, 0, 0, (uint32_t)x->n_smeta, &i))
 		goto oom;
 	x->n_smeta++;
-	uint32_t *slot = ftab_slot(&x->ids, uuid, true);
+	uint32_t *slot = detect_ftab_slot(&x->ids, uuid, true);
 	if (!slot)
 		goto oom;
 	*slot = i + 1;
@@ -764,7 +606,7 @@ int detect_warn_add(struct detect_index *x, const char *list, const char *type, 
 		unsigned pl;
 		if (detect_ip_parse(v, strlen(v), k, &pl))
 			return 0; /* not an address: nothing to suppress */
-		uint32_t *s = ftab_slot(&x->warn_ip[pl], k, true);
+		uint32_t *s = detect_ftab_slot(&x->warn_ip[pl], k, true);
 		if (!s)
 			return -1;
 		if (!*s && x->warn_ip[pl].n == 1) {
@@ -787,7 +629,7 @@ int detect_warn_add(struct detect_index *x, const char *list, const char *type, 
 		low[i] = (char)tolower((unsigned char)v[i]);
 	if (n && low[n - 1] == '.')
 		n--;
-	uint32_t *s = stab_slot(&x->warn, low, n, true);
+	uint32_t *s = detect_stab_slot(&x->warn, low, n, true);
 	if (!s)
 		return -1;
 	if (!*s)
@@ -834,244 +676,3 @@ void detect_index_list_skipped(const struct detect_index *x, detect_list_fn fn, 
 		fn(ctx, x->skip[i].id, x->skip[i].why);
 }
 
-/* ---------- matching ---------- */
-
-#define MAX_HITS 64
-
-struct ev {
-	const struct detect_index *x;
-	const struct detect_obs *o;
-	int64_t ts;
-	detect_match_fn fn;
-	void *ctx;
-	size_t matches;
-	struct {
-		uint32_t term, mask;
-	} hits[MAX_HITS];
-	unsigned n_hits;
-	uint32_t done[MAX_HITS]; /* indicators already reported for this event */
-	unsigned n_done;
-};
-
-/* The matched value as a Zeek intel line had it (normalised): the address, the name, the
- * URL, the e-mail address, the hash in lower case. */
-static void canon(const struct detect_obs *o, char *out, size_t cap)
-{
-	size_t n;
-	out[0] = 0;
-	if (o->kind == DETECT_IP) {
-		uint8_t a[16];
-		unsigned pl;
-		if (detect_ip_parse(o->value, o->len, a, &pl) == 0) {
-			static const uint8_t mapped[12] = { 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff };
-			if (!memcmp(a, mapped, 12))
-				inet_ntop(AF_INET, a + 12, out, (socklen_t)cap);
-			else
-				inet_ntop(AF_INET6, a, out, (socklen_t)cap);
-		}
-	} else if (o->kind == DETECT_DOMAIN) {
-		(void)detect_domain_norm(o->value, o->len, out, cap, &n);
-	} else if (o->kind == DETECT_URL) {
-		(void)detect_url_norm(o->value, o->len, out, cap, &n);
-	} else {
-		size_t k = 0;
-		for (size_t i = 0; i < o->len && k + 1 < cap; i++)
-			if (o->value[i] != ':' || o->kind == DETECT_EMAIL)
-				out[k++] = (char)tolower((unsigned char)o->value[i]);
-		out[k] = 0;
-	}
-}
-
-/* A Zeek intel line as a STIX indicator: its id (a UUIDv5 of its file and value, so the same
- * line gets the same id in every run) and its pattern. */
-static void zeek_indicator(struct detect_indicator_info *info, const char *source, const char *value, int kind)
-{
-	char name[2400];
-	snprintf(name, sizeof name, "zeek-intel|%s|%s", source, value);
-	detect_uuid5(name, strlen(name), "indicator--", info->id);
-	const char *path = kind == DETECT_IP ? (strchr(value, ':') ? "ipv6-addr:value" : "ipv4-addr:value")
-			   : kind == DETECT_DOMAIN     ? "domain-name:value"
-			   : kind == DETECT_URL	       ? "url:value"
-			   : kind == DETECT_EMAIL      ? "email-addr:value"
-			   : kind == DETECT_MD5	       ? "file:hashes.MD5"
-			   : kind == DETECT_SHA1       ? "file:hashes.'SHA-1'"
-			   : kind == DETECT_SHA256     ? "file:hashes.'SHA-256'"
-			   : kind == DETECT_CERT_SHA1  ? "x509-certificate:hashes.'SHA-1'"
-						       : "x509-certificate:hashes.'SHA-256'";
-	size_t k = (size_t)snprintf(info->pattern, sizeof info->pattern, "[%s = '", path);
-	for (const char *q = value; *q && k + 4 < sizeof info->pattern; q++) {
-		if (*q == '\\' || *q == '\'')
-			info->pattern[k++] = '\\';
-		info->pattern[k++] = *q;
-	}
-	snprintf(info->pattern + k, sizeof info->pattern - k, "']");
-}
-
-static void emit(struct ev *e, uint32_t i)
-{
-	const struct ind *in = &e->x->inds[i];
-	const struct smeta *sm = in->flags & I_ZEEK ? NULL : &e->x->smeta[in->meta];
-	if ((in->flags & I_DEAD) || (sm && e->ts && (e->ts < sm->from || e->ts >= sm->until)))
-		return;
-	for (unsigned k = 0; k < e->n_done; k++)
-		if (e->done[k] == i)
-			return;
-	if (e->n_done < MAX_HITS)
-		e->done[e->n_done++] = i;
-	struct detect_indicator_info info;
-	info.pattern[0] = 0;
-	const struct pair *pr = &e->x->pairs[in->ls];
-	if (in->flags & I_ZEEK) {
-		char v[DETECT_VALUE_MAX];
-		if (in->meta != NO_META)
-			snprintf(v, sizeof v, "%s", (const char *)kz_buf_head(&e->x->zvals) + in->meta);
-		else
-			canon(e->o, v, sizeof v);
-		zeek_indicator(&info, e->x->strs[pr->source], v, in->kind);
-	} else {
-		char h[33];
-		kz_hex(sm->uuid, 16, h);
-		snprintf(info.id, sizeof info.id, "indicator--%.8s-%.4s-%.4s-%.4s-%.12s", h, h + 8, h + 12, h + 16, h + 20);
-	}
-	info.valid_from_us = sm ? sm->from : INT64_MIN;
-	info.valid_until_us = sm ? sm->until : INT64_MAX;
-	snprintf(info.label, sizeof info.label, "%s", e->x->strs[pr->label]);
-	snprintf(info.source, sizeof info.source, "%s", e->x->strs[pr->source]);
-	struct detect_match m = { .ind = &info, .obs = e->o, .ts_us = e->ts };
-	e->fn(e->ctx, &m);
-	e->matches++;
-}
-
-static void walk(struct ev *e, uint32_t head, bool full)
-{
-	const struct detect_index *x = e->x;
-	if (head & DIRECT) {
-		unsigned role = (head >> D_ROLE_SHIFT) & 3;
-		if ((!role || role == e->o->role) && (!(head & D_EXACT) || full))
-			emit(e, head & D_IND);
-		return;
-	}
-	for (uint32_t p = head; p; p = x->posts[p - 1].next) {
-		const struct posting *po = &x->posts[p - 1];
-		if ((po->role && po->role != e->o->role) || ((po->flags & P_EXACT) && !full))
-			continue;
-		if (po->flags & P_SINGLE) {
-			emit(e, po->ref);
-			continue;
-		}
-		const struct term *t = &x->terms[po->ref];
-		unsigned k = 0;
-		while (k < e->n_hits && e->hits[k].term != po->ref)
-			k++;
-		if (k == e->n_hits) {
-			if (e->n_hits == MAX_HITS)
-				continue;
-			e->hits[e->n_hits].term = po->ref;
-			e->hits[e->n_hits++].mask = 0;
-		}
-		e->hits[k].mask |= 1u << po->atom;
-		if (e->hits[k].mask == (t->n_atoms >= 32 ? UINT32_MAX : (1u << t->n_atoms) - 1))
-			emit(e, t->ind);
-	}
-}
-
-static uint32_t lookup_s(const struct stab *t, const char *k, size_t n)
-{
-	uint32_t *v = t->n ? stab_slot((struct stab *)t, k, n, false) : NULL;
-	return v ? *v : 0;
-}
-
-static int on_rx(unsigned id, unsigned long long from, unsigned long long to, unsigned flags, void *ctx)
-{
-	(void)from, (void)to, (void)flags;
-	struct ev *e = ctx;
-	walk(e, e->x->rx[e->o->kind].heads[id], true);
-	return 0;
-}
-
-/* The kind's MATCHES expressions over the observed text as it is. */
-static void match_rx(struct ev *e)
-{
-	struct detect_index *x = (struct detect_index *)e->x; /* compiling is the index's own business */
-	const struct detect_obs *o = e->o;
-	if (o->kind >= DETECT_KINDS || !x->rx[o->kind].set.n || o->len > UINT32_MAX || rx_prepare(x, o->kind))
-		return;
-	(void)hs_scan(x->rx[o->kind].db, o->value, (unsigned)o->len, 0, x->scratch, on_rx, e);
-}
-
-size_t detect_match_event(const struct detect_index *x, const struct detect_obs *obs, size_t n, int64_t ts_us,
-			  detect_match_fn fn, void *ctx)
-{
-	struct ev e = { .x = x, .ts = ts_us, .fn = fn, .ctx = ctx };
-	char buf[DETECT_VALUE_MAX];
-	for (size_t i = 0; i < n; i++) {
-		const struct detect_obs *o = &obs[i];
-		e.o = o;
-		match_rx(&e);
-		size_t len;
-		if (o->kind == DETECT_IP) {
-			uint8_t k[16], m[16];
-			unsigned pl;
-			if ((!x->n_lens && !x->n_lens4) || detect_ip_parse(o->value, o->len, k, &pl))
-				continue;
-			if (!memcmp(k, MAPPED, 12)) {
-				uint32_t a4 = (uint32_t)k[12] << 24 | (uint32_t)k[13] << 16 | (uint32_t)k[14] << 8 | k[15];
-				for (unsigned j = 0; j < x->n_lens4; j++) {
-					unsigned l = x->lens4[j];
-					uint32_t mk = l ? a4 & ~(uint32_t)0 << (32 - l) : 0;
-					uint8_t b4[4] = { (uint8_t)(mk >> 24), (uint8_t)(mk >> 16), (uint8_t)(mk >> 8), (uint8_t)mk };
-					uint32_t *v = ftab_slot((struct ftab *)&x->ip4[l], b4, false);
-					if (v && *v)
-						walk(&e, *v, true);
-				}
-			}
-			for (unsigned j = 0; j < x->n_lens; j++) { /* IPv6 networks (::/0 holds IPv4 too) */
-				unsigned l = x->lens[j];
-				memcpy(m, k, 16);
-				for (unsigned b = l; b < 128; b++)
-					m[b / 8] &= (uint8_t)~(0x80u >> (b % 8));
-				uint32_t *v = ftab_slot((struct ftab *)&x->ip[l], m, false);
-				if (v && *v)
-					walk(&e, *v, true);
-			}
-		} else if (o->kind == DETECT_DOMAIN) {
-			const struct stab *t = &x->str[DETECT_DOMAIN];
-			if (!t->n || detect_domain_norm(o->value, o->len, buf, sizeof buf, &len))
-				continue;
-			const char *s = buf;
-			for (int depth = 0; depth < 16 && s; depth++) { /* the name, then each parent */
-				uint32_t h = lookup_s(t, s, len - (size_t)(s - buf));
-				if (h)
-					walk(&e, h, s == buf);
-				s = strchr(s, '.');
-				if (s)
-					s++;
-			}
-		} else if (o->kind == DETECT_URL || o->kind == DETECT_EMAIL) {
-			const struct stab *t = &x->str[o->kind];
-			if (!t->n)
-				continue;
-			if (o->kind == DETECT_URL) {
-				if (detect_url_norm(o->value, o->len, buf, sizeof buf, &len))
-					continue;
-			} else {
-				if (o->len >= sizeof buf)
-					continue;
-				for (size_t j = 0; j < o->len; j++)
-					buf[j] = (char)tolower((unsigned char)o->value[j]);
-				len = o->len;
-			}
-			uint32_t h = lookup_s(t, buf, len);
-			if (h)
-				walk(&e, h, true);
-		} else if (o->kind >= DETECT_MD5 && o->kind < DETECT_KINDS) {
-			struct detect_atom a;
-			if (!x->hash[o->kind].n || detect_atom_set(&a, o->kind, 0, o->value, o->len))
-				continue;
-			uint32_t *v = ftab_slot((struct ftab *)&x->hash[o->kind], a.key, false);
-			if (v && *v)
-				walk(&e, *v, true);
-		}
-	}
-	return e.matches;
-}
