@@ -25,12 +25,21 @@
 #define MAX_FIELDS 128
 #define AUTO 100 /* an address when it parses as one, else a domain name */
 
+/* What a field is, found once per column (Zeek TSV: at its #fields header) or per member
+ * (JSON): the observable it holds, and the fields read for the event itself. */
+enum { SP_NONE, SP_TS, SP_HOST, SP_URI };
+struct col {
+	uint8_t kind, role, special;
+	const char *stable; /* the field's name, living as long as the process (the table's) */
+};
+
 struct detect_reader {
 	enum detect_format fmt;
 	detect_event_fn fn;
 	void *ctx;
 	char sep, set_sep;
 	char *names[MAX_FIELDS];
+	struct col cols[MAX_FIELDS];
 	size_t n_names;
 	struct kz_buf line, scratch;
 	struct kz_json_doc doc;
@@ -74,39 +83,51 @@ void detect_reader_stats(const struct detect_reader *r, struct detect_reader_sta
 	*st = r->st;
 }
 
-/* The observable a field holds: its kind and role, and the field's name as a string that
- * lives as long as the process (the table's). 0 when none. */
-static int field_kind(const char *name, int *role, const char **stable)
+static const struct fmap {
+	const char *name;
+	int kind, role;
+} fmap[] = { /* sorted by name (strcmp): looked up by bisection */
+	{ "answers", AUTO, DETECT_ANY },	       { "assigned_addr", DETECT_IP, DETECT_ANY },
+	{ "cert_chain_fps", DETECT_CERT_SHA256, DETECT_ANY }, { "dest_ip", DETECT_IP, DETECT_DST },
+	{ "dns.answers.rdata", AUTO, DETECT_ANY },     { "dns.queries.rrname", DETECT_DOMAIN, DETECT_ANY },
+	{ "dns.rdata", AUTO, DETECT_ANY },	       { "dns.rrname", DETECT_DOMAIN, DETECT_ANY },
+	{ "dst", DETECT_IP, DETECT_DST },	       { "fileinfo.md5", DETECT_MD5, DETECT_ANY },
+	{ "fileinfo.sha1", DETECT_SHA1, DETECT_ANY },  { "fileinfo.sha256", DETECT_SHA256, DETECT_ANY },
+	{ "fingerprint", DETECT_CERT_SHA256, DETECT_ANY }, { "host", AUTO, DETECT_DST },
+	{ "http.hostname", AUTO, DETECT_DST },	       { "id.orig_h", DETECT_IP, DETECT_SRC },
+	{ "id.resp_h", DETECT_IP, DETECT_DST },	       { "mailfrom", DETECT_EMAIL, DETECT_ANY },
+	{ "md5", DETECT_MD5, DETECT_ANY },	       { "query", DETECT_DOMAIN, DETECT_ANY },
+	{ "rcptto", DETECT_EMAIL, DETECT_ANY },	       { "rx_hosts", DETECT_IP, DETECT_ANY },
+	{ "san.dns", DETECT_DOMAIN, DETECT_ANY },      { "san.ip", DETECT_IP, DETECT_ANY },
+	{ "server_name", DETECT_DOMAIN, DETECT_ANY },  { "sha1", DETECT_SHA1, DETECT_ANY },
+	{ "sha256", DETECT_SHA256, DETECT_ANY },       { "smtp.mail_from", DETECT_EMAIL, DETECT_ANY },
+	{ "smtp.rcpt_to", DETECT_EMAIL, DETECT_ANY },  { "src", DETECT_IP, DETECT_SRC },
+	{ "src_ip", DETECT_IP, DETECT_SRC },	       { "tls.fingerprint", DETECT_CERT_SHA1, DETECT_ANY },
+	{ "tls.sni", DETECT_DOMAIN, DETECT_ANY },      { "tx_hosts", DETECT_IP, DETECT_ANY },
+};
+
+static int fmap_cmp(const void *k, const void *e)
 {
-	static const struct {
-		const char *name;
-		int kind, role;
-	} map[] = {
-		{ "id.orig_h", DETECT_IP, DETECT_SRC },	     { "id.resp_h", DETECT_IP, DETECT_DST },
-		{ "src_ip", DETECT_IP, DETECT_SRC },	     { "dest_ip", DETECT_IP, DETECT_DST },
-		{ "src", DETECT_IP, DETECT_SRC },	     { "dst", DETECT_IP, DETECT_DST },
-		{ "tx_hosts", DETECT_IP, DETECT_ANY },	     { "rx_hosts", DETECT_IP, DETECT_ANY },
-		{ "san.ip", DETECT_IP, DETECT_ANY },	     { "assigned_addr", DETECT_IP, DETECT_ANY },
-		{ "query", DETECT_DOMAIN, DETECT_ANY },	     { "answers", AUTO, DETECT_ANY },
-		{ "host", AUTO, DETECT_DST },		     { "server_name", DETECT_DOMAIN, DETECT_ANY },
-		{ "san.dns", DETECT_DOMAIN, DETECT_ANY },    { "dns.rrname", DETECT_DOMAIN, DETECT_ANY },
-		{ "dns.queries.rrname", DETECT_DOMAIN, DETECT_ANY }, { "dns.rdata", AUTO, DETECT_ANY },
-		{ "dns.answers.rdata", AUTO, DETECT_ANY },   { "http.hostname", AUTO, DETECT_DST },
-		{ "tls.sni", DETECT_DOMAIN, DETECT_ANY },    { "md5", DETECT_MD5, DETECT_ANY },
-		{ "sha1", DETECT_SHA1, DETECT_ANY },	     { "sha256", DETECT_SHA256, DETECT_ANY },
-		{ "fileinfo.md5", DETECT_MD5, DETECT_ANY },  { "fileinfo.sha1", DETECT_SHA1, DETECT_ANY },
-		{ "fileinfo.sha256", DETECT_SHA256, DETECT_ANY }, { "fingerprint", DETECT_CERT_SHA256, DETECT_ANY },
-		{ "cert_chain_fps", DETECT_CERT_SHA256, DETECT_ANY }, { "tls.fingerprint", DETECT_CERT_SHA1, DETECT_ANY },
-		{ "mailfrom", DETECT_EMAIL, DETECT_ANY },    { "rcptto", DETECT_EMAIL, DETECT_ANY },
-		{ "smtp.mail_from", DETECT_EMAIL, DETECT_ANY }, { "smtp.rcpt_to", DETECT_EMAIL, DETECT_ANY },
-	};
-	for (size_t i = 0; i < sizeof map / sizeof *map; i++)
-		if (!strcmp(name, map[i].name)) {
-			*role = map[i].role;
-			*stable = map[i].name;
-			return map[i].kind;
-		}
-	return 0;
+	return strcmp(k, ((const struct fmap *)e)->name);
+}
+
+/* What the field of this name is. */
+static struct col classify(const char *name)
+{
+	struct col c = { 0 };
+	if (!strcmp(name, "ts") || !strcmp(name, "timestamp"))
+		c.special = SP_TS;
+	else if (!strcmp(name, "host") || !strcmp(name, "http.hostname"))
+		c.special = SP_HOST;
+	else if (!strcmp(name, "uri") || !strcmp(name, "http.url"))
+		c.special = SP_URI;
+	const struct fmap *m = bsearch(name, fmap, sizeof fmap / sizeof *fmap, sizeof *fmap, fmap_cmp);
+	if (m) {
+		c.kind = (uint8_t)m->kind;
+		c.role = (uint8_t)m->role;
+		c.stable = m->name;
+	}
+	return c;
 }
 
 static void add_obs(struct detect_reader *r, int kind, int role, const char *v, size_t n, const char *field)
@@ -134,6 +155,8 @@ static void add_obs(struct detect_reader *r, int kind, int role, const char *v, 
 						  .field = field };
 }
 
+static int64_t iso_us(const char *s);
+
 /* Seconds since the epoch (Zeek's ts) as µs; 0 when not a time (out of range, NaN). */
 static int64_t secs_us(double t)
 {
@@ -141,9 +164,21 @@ static int64_t secs_us(double t)
 }
 
 /* A field's value: each element of a set or vector (split on sep), unless unset. */
-static void field(struct detect_reader *r, const char *name, const char *v, size_t n, char sep)
+static void field(struct detect_reader *r, const struct col *c, const char *v, size_t n, char sep)
 {
-	if (!strcmp(name, "ts")) {
+	if (c->special == SP_TS) {
+		/* Zeek's seconds.micros, read by hand (strtod was a tenth of a dns line's cost) */
+		int64_t sec = 0, us = 0, scale = 100000;
+		size_t i = 0;
+		while (i < n && i < 12 && v[i] >= '0' && v[i] <= '9')
+			sec = sec * 10 + (v[i++] - '0');
+		if (i && i < n && v[i] == '.')
+			for (i++; i < n && v[i] >= '0' && v[i] <= '9'; i++, scale /= 10)
+				us += (v[i] - '0') * scale;
+		if (i && i == n) {
+			r->ts = sec * 1000000 + us;
+			return;
+		}
 		char buf[40];
 		if (n < sizeof buf) {
 			memcpy(buf, v, n), buf[n] = 0;
@@ -151,21 +186,21 @@ static void field(struct detect_reader *r, const char *name, const char *v, size
 			double t = strtod(buf, &end);
 			if (end != buf && !*end)
 				r->ts = secs_us(t);
+			else
+				r->ts = iso_us(buf); /* JSON: an ISO 8601 string */
 		}
 		return;
 	}
-	if (!strcmp(name, "host") || !strcmp(name, "http.hostname"))
+	if (c->special == SP_HOST)
 		r->host = v, r->host_len = n; /* pointers into the line or the JSON document */
-	else if (!strcmp(name, "uri") || !strcmp(name, "http.url"))
+	else if (c->special == SP_URI)
 		r->uri = v, r->uri_len = n;
-	const char *stable;
-	int role, kind = field_kind(name, &role, &stable);
-	if (!kind || (n == 1 && v[0] == '-') || (n == 7 && !memcmp(v, "(empty)", 7)))
+	if (!c->kind || (n == 1 && v[0] == '-') || (n == 7 && !memcmp(v, "(empty)", 7)))
 		return;
 	for (const char *p = v, *end = v + n; p < end;) {
 		const char *q = sep ? memchr(p, sep, (size_t)(end - p)) : NULL;
 		size_t k = q ? (size_t)(q - p) : (size_t)(end - p);
-		add_obs(r, kind, role, p, k, stable);
+		add_obs(r, c->kind, c->role, p, k, c->stable);
 		p += k + 1;
 	}
 }
@@ -203,6 +238,7 @@ static void header(struct detect_reader *r, char *p, size_t n)
 			r->names[r->n_names] = strndup(f, k);
 			if (!r->names[r->n_names])
 				break;
+			r->cols[r->n_names] = classify(r->names[r->n_names]);
 			r->n_names++;
 			f += k + 1;
 		}
@@ -217,7 +253,7 @@ static int tsv(struct detect_reader *r, const char *p, size_t n)
 	for (const char *f = p, *end = p + n; f <= end && i < r->n_names; i++) {
 		const char *t = memchr(f, r->sep, (size_t)(end - f));
 		size_t k = t ? (size_t)(t - f) : (size_t)(end - f);
-		field(r, r->names[i], f, k, r->set_sep);
+		field(r, &r->cols[i], f, k, r->set_sep);
 		f += k + 1;
 		if (!t)
 			break;
@@ -266,14 +302,9 @@ static void json_walk(struct detect_reader *r, const struct kz_json *v, char *pa
 	} else if (v->type == KZ_JSON_ARRAY) {
 		KZ_JSON_FOR(m, v)
 			json_walk(r, m, path, plen);
-	} else if (v->type == KZ_JSON_STRING) {
-		if (!strcmp(path, "ts") || !strcmp(path, "timestamp")) {
-			r->ts = iso_us(v->s);
-			return;
-		}
-		field(r, path, v->s, v->len, 0); /* keeps the table's name, not the path's buffer */
-	} else if (v->type == KZ_JSON_NUMBER && !strcmp(path, "ts")) {
-		r->ts = secs_us(strtod(v->s, NULL));
+	} else if (v->type == KZ_JSON_STRING || (v->type == KZ_JSON_NUMBER && !strcmp(path, "ts"))) {
+		struct col c = classify(path); /* keeps the table's name, not the path's buffer */
+		field(r, &c, v->s, v->type == KZ_JSON_STRING ? v->len : strlen(v->s), 0);
 	}
 }
 

@@ -151,15 +151,25 @@ static void emit(struct ev *e, uint32_t i)
 		else
 			canon(e->o, v, sizeof v);
 		zeek_indicator(&info, e->x->strs[pr->source], v, in->kind);
-	} else {
-		char h[33];
-		kz_hex(sm->uuid, 16, h);
-		snprintf(info.id, sizeof info.id, "indicator--%.8s-%.4s-%.4s-%.4s-%.12s", h, h + 8, h + 12, h + 16, h + 20);
+	} else { /* indicator--xxxxxxxx-xxxx-xxxx-xxxx-xxxxxxxxxxxx, by hand: snprintf was felt per match */
+		static const char hx[] = "0123456789abcdef";
+		memcpy(info.id, "indicator--", 11);
+		char *q = info.id + 11;
+		for (int b = 0; b < 16; b++) {
+			if (b == 4 || b == 6 || b == 8 || b == 10)
+				*q++ = '-';
+			*q++ = hx[sm->uuid[b] >> 4];
+			*q++ = hx[sm->uuid[b] & 15];
+		}
+		*q = 0;
 	}
 	info.valid_from_us = sm ? sm->from : INT64_MIN;
 	info.valid_until_us = sm ? sm->until : INT64_MAX;
-	snprintf(info.label, sizeof info.label, "%s", e->x->strs[pr->label]);
-	snprintf(info.source, sizeof info.source, "%s", e->x->strs[pr->source]);
+	const char *lb = e->x->strs[pr->label], *so = e->x->strs[pr->source];
+	size_t ll = strlen(lb) < sizeof info.label - 1 ? strlen(lb) : sizeof info.label - 1;
+	size_t sl = strlen(so) < sizeof info.source - 1 ? strlen(so) : sizeof info.source - 1;
+	memcpy(info.label, lb, ll), info.label[ll] = 0;
+	memcpy(info.source, so, sl), info.source[sl] = 0;
 	struct detect_match m = { .ind = &info, .obs = e->o, .ts_us = e->ts };
 	e->fn(e->ctx, &m);
 	e->matches++;
