@@ -90,7 +90,7 @@ struct node_tak {
 	struct rcache *rc;         /* per worker */
 	unsigned n_workers;
 	_Atomic unsigned n_open;
-	_Atomic uint64_t events_in, reports_in, refused, pushed, connections, relayed, relay_missed, switched;
+	_Atomic uint64_t events_in, reports_in, refused, pushed, connections, relayed, relay_missed, switched, deferred;
 	/* other CoT (chat, markers, shapes) for the other clients: a ring of the last
 	 * RELAY_CAP, each with its topic, label and sender */
 	pthread_mutex_t relay_lock;
@@ -440,8 +440,12 @@ static void relay_drain(struct tak_conn *tc, struct push *p)
 static void push(struct tak_conn *tc, uint64_t now_ms)
 {
 	struct node_tak *t = tc->t;
-	if (!t->es || net_conn_output_pending(tc->c) + tc->c->out.len > t->max_out)
+	if (!t->es)
+		return;
+	if (net_conn_output_pending(tc->c) + tc->c->out.len > t->max_out) {
+		atomic_fetch_add(&t->deferred, 1);
 		return; /* a slow client: its cursor waits, the changes coalesce */
+	}
 	struct rcache *rc = &t->rc[tc->worker];
 	rc_round(rc, now_ms);
 	struct push p = { .tc = tc, .rc = rc, .now = rc->now_ns };
@@ -707,7 +711,7 @@ void node_tak_metrics(struct node_tak *t, struct kz_buf *b)
 {
 	if (!t)
 		return;
-	char m[2000];
+	char m[4096];
 	int n = snprintf(m, sizeof m,
 			 "# HELP kizuna_tak_connections Open TAK client connections (docs/ADAPTERS.md).\n"
 			 "# TYPE kizuna_tak_connections gauge\nkizuna_tak_connections %u\n"
@@ -724,11 +728,14 @@ void node_tak_metrics(struct node_tak *t, struct kz_buf *b)
 			 "# HELP kizuna_tak_relay_missed_total Relayed events a slow client missed (the relay ring moved on).\n"
 			 "# TYPE kizuna_tak_relay_missed_total counter\nkizuna_tak_relay_missed_total %llu\n"
 			 "# HELP kizuna_tak_protocol_switches_total Connections switched to TAK Protocol version 1.\n"
-			 "# TYPE kizuna_tak_protocol_switches_total counter\nkizuna_tak_protocol_switches_total %llu\n",
+			 "# TYPE kizuna_tak_protocol_switches_total counter\nkizuna_tak_protocol_switches_total %llu\n"
+			 "# HELP kizuna_tak_push_deferred_total Push rounds a client missed because more than tak.max_output_bytes waited for it (its changes coalesce).\n"
+			 "# TYPE kizuna_tak_push_deferred_total counter\nkizuna_tak_push_deferred_total %llu\n",
 			 atomic_load(&t->n_open), (unsigned long long)atomic_load(&t->events_in),
 			 (unsigned long long)atomic_load(&t->reports_in), (unsigned long long)atomic_load(&t->refused),
 			 (unsigned long long)atomic_load(&t->pushed), (unsigned long long)atomic_load(&t->relayed),
-			 (unsigned long long)atomic_load(&t->relay_missed), (unsigned long long)atomic_load(&t->switched));
+			 (unsigned long long)atomic_load(&t->relay_missed), (unsigned long long)atomic_load(&t->switched),
+			 (unsigned long long)atomic_load(&t->deferred));
 	if (n > 0 && (size_t)n < sizeof m)
 		(void)kz_buf_append(b, m, (size_t)n);
 }

@@ -34,7 +34,7 @@ HPORT, TPORT, UPORT = free_port(), free_port(), free_port()
 node = Node("https.listen = 127.0.0.1:%d\npolicy.file = %s/kizuna.policy\npolicy.registry = %s/identities\n"
             "tak.listen = 127.0.0.1:%d\ntak.push_interval_ms = 200\nadapter.ais.udp = 127.0.0.1:%d\n"
             "adapter.ais.identity = %smod/service/ais-adapter\ntls.cert_check_ms = 500\ntak.max_connections = 3\n"
-            "tak.max_event_bytes = 4096\n"
+            "tak.max_event_bytes = 4096\ntak.max_output_bytes = 65536\n"
             % (HPORT, tmp, tmp, TPORT, UPORT, TD))
 certs = {w.split("/")[-1]: node.issue(w.replace("/", "-"), spiffe=TD + w)
          for w in ["mod/user/alice", "mod/user/bob", "mod/sensor/radar"]}
@@ -466,6 +466,61 @@ def test_protocol_version_1_bad_input():
     until(lambda: "kizuna_tak_connections 2\n" in api("/metrics").text)
 
 
+N_SLOW = 2000
+
+
+def test_slow_client_gets_the_newest_state():
+    """tak.max_output_bytes = 65536: a client that stops reading (a 4 KiB receive buffer)
+    while 2,000 entities move 10 times (about 11 MB of CoT, more than the kernel's socket
+    buffers hold) gets nothing new once its backlog passes the cap (its
+    changes coalesce); when it reads again, it gets every entity in its newest state, and
+    the other clients were served all along."""
+    import json
+    raw = socket.socket()
+    raw.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    raw.connect(("127.0.0.1", TPORT))
+    ctx = ssl.create_default_context(cafile=CA)
+    ctx.load_cert_chain(*certs["alice"])
+    slow = ctx.wrap_socket(raw, server_hostname="localhost")
+    radar = node.client("mover", cert=node.issue("radar-mover", spiffe=TD + "mod/sensor/radar"))  # (the other is revoked)
+    radar.c.max_inflight_messages_set(200)
+    pad = "x" * 200  # names at most 256 bytes; events of about 550 bytes outgrow the socket buffers
+    for r in range(10):
+        infos = [radar.c.publish("kz/entity/slow-%d" % i, json.dumps({"id": "slow-%d" % i, "type": "a-h-G",
+                                                                       "name": "S%d-%s" % (i, pad),
+                                                                       "position": {"lat": 10 + r, "lon": 20 + i * 0.01}}), 1)
+                 for i in range(N_SLOW)]
+        for inf in infos:
+            inf.wait_for_publish(30)
+    radar.close()
+    until(lambda: 'lat="19.0000000"' in (alice.get("slow-%d" % (N_SLOW - 1)) or ""), timeout=60)  # the others were served
+    deferred = lambda: int(dict(l.rsplit(" ", 1) for l in api("/metrics").text.splitlines()
+                                if l.startswith("kizuna_tak"))["kizuna_tak_push_deferred_total"])
+    until(lambda: deferred() >= 1)  # push rounds skipped while its backlog was over the cap
+    slow.settimeout(5)
+    got, buf, deadline = {}, b"", time.time() + 60
+    while time.time() < deadline and (len(got) < N_SLOW or any('lat="19.0000000"' not in v for v in got.values())):
+        try:
+            d = slow.recv(65536)
+        except socket.timeout:
+            continue
+        if not d:
+            break
+        buf += d
+        parts = buf.split(b"</event>")
+        buf = parts.pop()
+        for ev in parts:
+            ev = ev.decode(errors="replace")
+            m = re.search(r'<event [^>]*uid="(slow-\d+)"', ev)
+            if m:
+                got[m.group(1)] = ev
+    assert len(got) == N_SLOW, len(got)
+    stale = [u for u, v in got.items() if 'lat="19.0000000"' not in v]
+    assert not stale, stale[:5]
+    slow.close()
+    until(lambda: "kizuna_tak_connections 2\n" in api("/metrics").text)
+
+
 def test_connection_cap():
     """tak.max_connections = 3: with alice and bob on, a third client is served, a fourth is
     closed after the handshake, and the log says which directive."""
@@ -492,5 +547,5 @@ def test_unknown_identity_refused():
 run_tests([test_two_clients_see_each_other, test_ais_ships_on_the_screens, test_labels_decide_what_a_screen_shows,
            test_bad_events_refused_and_counted, test_other_cot_relayed_under_labels, test_replay_into_the_picture,
            test_revoked_certificate_closed, test_ping_and_control, test_protocol_version_1,
-           test_protocol_version_1_bad_input, test_connection_cap,
+           test_protocol_version_1_bad_input, test_slow_client_gets_the_newest_state, test_connection_cap,
            test_unknown_identity_refused])
