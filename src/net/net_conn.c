@@ -778,7 +778,9 @@ struct net_conn *net_conn_adopt(struct net_loop *nl, struct net_handoff *h, cons
 		net_handoff_free(h);
 		return NULL;
 	}
-	if (uv_tcp_open(&c->tcp, h->fd)) {
+	int e = uv_tcp_open(&c->tcp, h->fd);
+	if (e) {
+		kz_warn("%s: adopting a connection on another worker: %s", h->addr, uv_strerror(e));
 		c->tcp.data = NULL;
 		uv_close((uv_handle_t *)&c->tcp, (uv_close_cb)(void (*)(void))free);
 		net_handoff_free(h);

@@ -134,8 +134,10 @@ static void t_migrate(void *t, unsigned idx)
 	}
 	mg->client = client;
 	mg->m = m;
-	if (mqtt_broker_post_foreign(m->broker, idx, mg))
+	if (mqtt_broker_post_foreign(m->broker, idx, mg)) {
+		kz_warn("%s: the connection could not be handed to worker %u (its inbox is full); closing", c->addr, idx);
 		migration_fail(mg);
+	}
 }
 
 /* On the target shard's worker. */
@@ -146,7 +148,9 @@ static void on_foreign(void *ctx, unsigned idx, void *foreign)
 	struct net_loop *nl = net_server_loop(m->srv, idx);
 	struct net_conn *c = net_conn_adopt(nl, mg->h, &mqtt_cbs, mg->client);
 	mg->h = NULL;
-	if (!c) {
+	if (!c) { /* a CONNECT that moved to its home worker and could not be taken there: say so,
+		   * or the client only sees its connection end without a CONNACK */
+		kz_warn("a connection moving to worker %u (its client id's home) could not be adopted there; closing", idx);
 		migration_fail(mg);
 		return;
 	}
