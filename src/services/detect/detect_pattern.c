@@ -184,12 +184,16 @@ static int t_and(struct pc *c, struct terms *a, const struct terms *b)
 	return 0;
 }
 
-static int atom(struct pc *c, struct terms *t, int kind, int role, const char *v, size_t n)
+/* One comparison (= or an IN value; MATCHES when regex) as a term of its own. */
+static int atom(struct pc *c, struct terms *t, int kind, int role, const char *v, size_t n, bool regex)
 {
 	if (c->out->n_pool >= DETECT_MAX_POOL)
 		return unsupported(c, "more than 512 comparisons");
 	struct detect_atom *a = &c->out->pool[c->out->n_pool];
-	if (detect_atom_set(a, kind, role, v, n))
+	const char *w;
+	if (regex && detect_atom_regex(a, kind, role, v, n, &w))
+		return unsupported(c, w);
+	if (!regex && detect_atom_set(a, kind, role, v, n))
 		return unsupported(c, "a value that is not of its object's kind (an address, a name, a URL, a hash)");
 	if (t->n >= DETECT_MAX_TERMS)
 		return unsupported(c, "more than 256 alternatives");
@@ -226,7 +230,7 @@ static int term(struct pc *c, struct terms *t)
 			t->len[0] = 0;
 			return 0;
 		}
-		return atom(c, t, kind, role, v, vl);
+		return atom(c, t, kind, role, v, vl, false);
 	}
 	if (lit(c, "IN")) {
 		if (!lit(c, "("))
@@ -239,7 +243,7 @@ static int term(struct pc *c, struct terms *t)
 				t->len[0] = 0;
 				continue;
 			}
-			if (atom(c, t, kind, role, v, vl))
+			if (atom(c, t, kind, role, v, vl, false))
 				return -1;
 		} while (lit(c, ","));
 		if (!lit(c, ")"))
@@ -251,18 +255,7 @@ static int term(struct pc *c, struct terms *t)
 			return -1;
 		if (kind != DETECT_DOMAIN && kind != DETECT_URL && kind != DETECT_EMAIL && kind != DETECT_IP)
 			return unsupported(c, "MATCHES on a hash or a type (only names, URLs, e-mail addresses, addresses)");
-		if (c->out->n_pool >= DETECT_MAX_POOL)
-			return unsupported(c, "more than 512 comparisons");
-		struct detect_atom *a = &c->out->pool[c->out->n_pool];
-		const char *w;
-		if (detect_atom_regex(a, kind, role, v, vl, &w))
-			return unsupported(c, w);
-		if (t->n >= DETECT_MAX_TERMS)
-			return unsupported(c, "more than 256 alternatives");
-		t->len[t->n] = 1;
-		t->at[t->n][0] = (uint16_t)c->out->n_pool++;
-		t->n++;
-		return 0;
+		return atom(c, t, kind, role, v, vl, true);
 	}
 	return unsupported(c, "an operator other than = and IN");
 }
