@@ -212,17 +212,25 @@ static void dims(struct ais_msg *m, const struct ais_payload *p, size_t at)
 	m->has |= AIS_HAS_DIMS;
 }
 
+/* The motion block every position report has in the same layout, from bit at: speed,
+ * accuracy, position, course, heading, second (class A types 1-3 at 50, class B 18 and 19
+ * at 46). */
+static void motion(struct ais_msg *m, const struct ais_payload *p, unsigned at)
+{
+	m->speed = u(p, at, 10) / 10.0;
+	m->accuracy = u(p, at + 10, 1);
+	pos(m, p, at + 11, 28, at + 39, 27, 600000.0);
+	m->course = u(p, at + 66, 12) / 10.0;
+	m->heading = u(p, at + 78, 9);
+	m->second = u(p, at + 87, 6);
+	m->has |= AIS_HAS_SPEED | AIS_HAS_COURSE | AIS_HAS_HEADING;
+}
+
 /* The position part types 18 and 19 share (class B). */
 static void class_b(struct ais_msg *m, const struct ais_payload *p)
 {
 	m->reserved = u(p, 38, 8);
-	m->speed = u(p, 46, 10) / 10.0;
-	m->accuracy = u(p, 56, 1);
-	pos(m, p, 57, 28, 85, 27, 600000.0);
-	m->course = u(p, 112, 12) / 10.0;
-	m->heading = u(p, 124, 9);
-	m->second = u(p, 133, 6);
-	m->has |= AIS_HAS_SPEED | AIS_HAS_COURSE | AIS_HAS_HEADING;
+	motion(m, p, 46);
 }
 
 static int need(const struct ais_payload *p, size_t bits, const char **why)
@@ -252,16 +260,11 @@ int ais_decode(const struct ais_payload *p, struct ais_msg *m, const char **why)
 			return -1;
 		m->status = u(p, 38, 4);
 		m->turn = s(p, 42, 8);
-		m->speed = u(p, 50, 10) / 10.0;
-		m->accuracy = u(p, 60, 1);
-		pos(m, p, 61, 28, 89, 27, 600000.0);
-		m->course = u(p, 116, 12) / 10.0;
-		m->heading = u(p, 128, 9);
-		m->second = u(p, 137, 6);
+		motion(m, p, 50);
 		m->maneuver = u(p, 143, 2);
 		m->raim = u(p, 148, 1);
 		m->radio = u(p, 149, (unsigned)(nbits(p) >= 168 ? 19 : nbits(p) - 149));
-		m->has |= AIS_HAS_STATUS | AIS_HAS_TURN | AIS_HAS_SPEED | AIS_HAS_COURSE | AIS_HAS_HEADING;
+		m->has |= AIS_HAS_STATUS | AIS_HAS_TURN;
 		return 0;
 	case 4:
 		if (need(p, 168, why))

@@ -175,15 +175,6 @@ int takp_write(const struct cot_out *o, struct kz_buf *b)
 	return rc ? KZ_ENOMEM : KZ_OK;
 }
 
-/* A copy of s[0..n) with its NUL, in x (protobuf-c's strings end with one). */
-static char *cstr(struct kz_buf *x, const char *s, size_t n)
-{
-	size_t at = x->len;
-	if (kz_buf_append(x, s, n) || kz_buf_append(x, "", 1))
-		return NULL;
-	return (char *)kz_buf_head(x) + at;
-}
-
 int takp_write_event(const struct cot_event *e, struct kz_buf *b)
 {
 	Takp__TakMessage m = TAKP__TAK_MESSAGE__INIT;
@@ -199,20 +190,17 @@ int takp_write_event(const struct cot_event *e, struct kz_buf *b)
 	ev.hae = ev.ce = ev.le = UNKNOWN;
 	if (e->has_point)
 		ev.lat = e->lat, ev.lon = e->lon, ev.hae = e->hae, ev.ce = e->ce, ev.le = e->le;
-	struct kz_buf x;
-	kz_buf_init(&x, 0);
-	int rc = 0;
+	char *xd = NULL; /* protobuf-c's strings end with a NUL */
 	if (e->detail_len && e->detail_off + e->detail_len <= e->xml_len) {
-		/* reserved whole first: cstr's pointer stays valid */
-		rc = kz_buf_reserve(&x, e->detail_len + 1);
-		d.xmldetail = rc ? NULL : cstr(&x, e->xml + e->detail_off, e->detail_len);
-		rc = rc || !d.xmldetail;
+		if (!(xd = strndup(e->xml + e->detail_off, e->detail_len)))
+			return KZ_ENOMEM;
+		d.xmldetail = xd;
 		ev.detail = &d;
 	}
 	m.cotevent = &ev;
-	rc = rc || pack(&m, b);
-	kz_buf_cleanup(&x);
-	return rc ? KZ_ENOMEM : KZ_OK;
+	int rc = pack(&m, b);
+	free(xd);
+	return rc;
 }
 
 /* ---------- the negotiation ---------- */

@@ -14,12 +14,12 @@
  * and skipped; nothing is fatal. */
 #include "services/detect/detect_internal.h"
 #include "base/kz_json.h"
+#include "base/kz_time.h"
 
 #include <ctype.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
 #define MAX_OBS 128
 #define MAX_FIELDS 128
@@ -261,28 +261,22 @@ static int tsv(struct detect_reader *r, const char *p, size_t n)
 	return 0;
 }
 
-/* An ISO 8601 / RFC 3339 time with Z or an offset (+0000, +00:00), to µs; 0 when not one. */
+/* The RFC 3339 time at the start of s (to the first space), to µs; 0 when not one. Suricata
+ * writes its offset without a colon (+0000): that is put in before kz_time_parse reads it. */
 static int64_t iso_us(const char *s)
 {
-	int y, mo, d, h, mi, sec, n = 0;
-	if (sscanf(s, "%4d-%2d-%2dT%2d:%2d:%2d%n", &y, &mo, &d, &h, &mi, &sec, &n) != 6)
+	char t[48];
+	size_t n = strcspn(s, " \t");
+	if (n >= sizeof t - 1)
 		return 0;
-	struct tm tm = { .tm_year = y - 1900, .tm_mon = mo - 1, .tm_mday = d, .tm_hour = h, .tm_min = mi, .tm_sec = sec };
-	int64_t us = (int64_t)timegm(&tm) * 1000000;
-	const char *q = s + n;
-	if (*q == '.') {
-		int64_t scale = 100000;
-		for (q++; isdigit((unsigned char)*q); q++, scale /= 10)
-			us += (*q - '0') * scale;
+	memcpy(t, s, n);
+	t[n] = 0;
+	if (n > 5 && (t[n - 5] == '+' || t[n - 5] == '-') && strspn(t + n - 4, "0123456789") == 4) {
+		memmove(t + n - 1, t + n - 2, 3); /* +0100 -> +01:00 */
+		t[n - 2] = ':';
 	}
-	if (*q == '+' || *q == '-') {
-		int oh = 0, om = 0;
-		if (sscanf(q + 1, "%2d:%2d", &oh, &om) != 2 && sscanf(q + 1, "%2d%2d", &oh, &om) != 2)
-			return us;
-		int64_t off = ((int64_t)oh * 3600 + om * 60) * 1000000;
-		us += *q == '+' ? -off : off;
-	}
-	return us;
+	uint64_t ns;
+	return kz_time_parse(t, &ns) ? 0 : (int64_t)(ns / 1000);
 }
 
 static void json_walk(struct detect_reader *r, const struct kz_json *v, char *path, size_t plen)

@@ -14,6 +14,7 @@
 #include "base/kz_hex.h"
 #include "base/kz_json.h"
 #include "services/stix/stix.h"
+#include "store/store.h"
 
 #include <arpa/inet.h>
 #include <ctype.h>
@@ -443,29 +444,12 @@ static int link(struct detect_index *x, uint32_t i, const struct detect_dnf *d, 
 	return 0;
 }
 
-static int uuid_of(const char *id, const char *prefix, uint8_t out[16])
-{
-	size_t pl = strlen(prefix);
-	if (strncmp(id, prefix, pl) || strlen(id) != pl + 36)
-		return -1;
-	char hex[33];
-	size_t k = 0;
-	for (const char *q = id + pl; *q; q++) {
-		if (*q == '-')
-			continue;
-		if (k >= 32)
-			return -1;
-		hex[k++] = (char)tolower((unsigned char)*q);
-	}
-	return k == 32 ? kz_unhex(hex, out, 16) : -1;
-}
-
 int detect_add_stix(struct detect_index *x, const struct kz_json *o, const char *label, const char *source,
 		    const char **why)
 {
 	const char *type = kz_json_get_str(o, "type"), *id = kz_json_get_str(o, "id");
 	uint8_t uuid[16];
-	if (!type || strcmp(type, "indicator") || !id || uuid_of(id, "indicator--", uuid)) {
+	if (!type || strcmp(type, "indicator") || !id || strncmp(id, "indicator--", 11) || kz_uuid_parse(id + 11, uuid)) {
 		*why = "not a STIX indicator (type indicator, id indicator--<uuid>)";
 		return -1;
 	}

@@ -4,7 +4,7 @@
  * a conjunction matches when all its comparisons hold in the event; each indicator is
  * reported once per event, if valid at the event's time. */
 #include "services/detect/detect_internal.h"
-#include "base/kz_hex.h"
+#include "store/store.h"
 
 #include <arpa/inet.h>
 #include <ctype.h>
@@ -151,17 +151,9 @@ static void emit(struct ev *e, uint32_t i)
 		else
 			canon(e->o, v, sizeof v);
 		zeek_indicator(&info, e->x->strs[pr->source], v, in->kind);
-	} else { /* indicator--xxxxxxxx-xxxx-xxxx-xxxx-xxxxxxxxxxxx, by hand: snprintf was felt per match */
-		static const char hx[] = "0123456789abcdef";
+	} else { /* by hand, not snprintf: it was felt per match */
 		memcpy(info.id, "indicator--", 11);
-		char *q = info.id + 11;
-		for (int b = 0; b < 16; b++) {
-			if (b == 4 || b == 6 || b == 8 || b == 10)
-				*q++ = '-';
-			*q++ = hx[sm->uuid[b] >> 4];
-			*q++ = hx[sm->uuid[b] & 15];
-		}
-		*q = 0;
+		kz_uuid_format(sm->uuid, info.id + 11);
 	}
 	info.valid_from_us = sm ? sm->from : INT64_MIN;
 	info.valid_until_us = sm ? sm->until : INT64_MAX;

@@ -12,13 +12,12 @@
  *
  * Sighting and observed-data ids are UUIDv5s of the indicator and the SCO: the same sighting
  * flushed again is a new version of the same objects (modified = last_seen). */
-#include "services/detect/detect.h"
+#include "services/detect/detect_internal.h"
 #include "base/kz_buf.h"
-#include "base/kz_hash.h"
-#include "base/kz_hex.h"
 #include "base/kz_json.h"
 #include "crypto/kz_crypto.h"
 #include "services/stix/stix.h"
+#include "store/store.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -36,9 +35,9 @@ void detect_uuid5(const char *name, size_t n, const char *prefix, char *out)
 	kz_sha1(buf, 16 + n, h);
 	h[6] = (uint8_t)((h[6] & 0x0f) | 0x50);
 	h[8] = (uint8_t)((h[8] & 0x3f) | 0x80);
-	char x[33];
-	kz_hex(h, 16, x);
-	sprintf(out, "%s%.8s-%.4s-%.4s-%.4s-%.12s", prefix, x, x + 8, x + 12, x + 16, x + 20);
+	size_t pl = strlen(prefix);
+	memcpy(out, prefix, pl);
+	kz_uuid_format(h, out + pl);
 }
 
 struct sg {
@@ -54,15 +53,16 @@ struct detect_sightings {
 	char sensor[256];
 	struct sg **v;
 	size_t n, cap;
-	uint32_t *slots; /* index + 1 */
-	size_t slots_cap;
+	struct stab keys; /* key -> index in v + 1 */
 };
 
 struct detect_sightings *detect_sightings_new(const char *sensor_identity)
 {
 	struct detect_sightings *s = calloc(1, sizeof *s);
-	if (s)
-		snprintf(s->sensor, sizeof s->sensor, "%s", sensor_identity ? sensor_identity : "");
+	if (!s)
+		return NULL;
+	snprintf(s->sensor, sizeof s->sensor, "%s", sensor_identity ? sensor_identity : "");
+	kz_buf_init(&s->keys.arena, 0);
 	return s;
 }
 
@@ -74,7 +74,9 @@ void detect_sightings_free(struct detect_sightings *s)
 		free(s->v[i]->key), free(s->v[i]->sco_json), free(s->v[i]->label), free(s->v[i]->ind_pattern);
 		free(s->v[i]);
 	}
-	free(s->v), free(s->slots), free(s);
+	free(s->keys.e);
+	kz_buf_cleanup(&s->keys.arena);
+	free(s->v), free(s);
 }
 
 /* The observed value as its SCO: type, contributing properties (canonical JSON: keys in
@@ -144,37 +146,18 @@ static int sco_of(const struct detect_obs *o, char *id, size_t id_cap, char **js
 	return 0;
 }
 
-static struct sg *find(struct detect_sightings *s, const char *key, bool insert)
+static struct sg *find(struct detect_sightings *s, const char *key)
 {
-	if (insert && (s->n + 1) * 2 > s->slots_cap) {
-		size_t nc = s->slots_cap ? s->slots_cap * 2 : 256;
-		uint32_t *ns = calloc(nc, sizeof *ns);
-		if (!ns)
-			return NULL;
-		for (size_t i = 0; i < s->n; i++) {
-			size_t k = kz_hash(s->v[i]->key, strlen(s->v[i]->key)) & (nc - 1);
-			while (ns[k])
-				k = (k + 1) & (nc - 1);
-			ns[k] = (uint32_t)i + 1;
-		}
-		free(s->slots);
-		s->slots = ns, s->slots_cap = nc;
-	}
-	if (!s->slots_cap)
+	uint32_t *slot = detect_stab_slot(&s->keys, key, strlen(key), true);
+	if (!slot)
 		return NULL;
-	size_t k = kz_hash(key, strlen(key)) & (s->slots_cap - 1);
-	while (s->slots[k]) {
-		if (!strcmp(s->v[s->slots[k] - 1]->key, key))
-			return s->v[s->slots[k] - 1];
-		k = (k + 1) & (s->slots_cap - 1);
-	}
-	if (!insert)
-		return NULL;
+	if (*slot)
+		return s->v[*slot - 1];
 	if (s->n == s->cap) {
 		size_t nc = s->cap ? s->cap * 2 : 64;
 		struct sg **nv = realloc(s->v, nc * sizeof *nv);
 		if (!nv)
-			return NULL;
+			return NULL; /* the key stays with no value: found as new next time */
 		s->v = nv, s->cap = nc;
 	}
 	struct sg *g = calloc(1, sizeof *g);
@@ -183,7 +166,7 @@ static struct sg *find(struct detect_sightings *s, const char *key, bool insert)
 		return NULL;
 	}
 	s->v[s->n++] = g;
-	s->slots[k] = (uint32_t)s->n;
+	*slot = (uint32_t)s->n;
 	return g;
 }
 
@@ -194,7 +177,7 @@ void detect_sightings_add(struct detect_sightings *s, const struct detect_match 
 	if (sco_of(m->obs, sco, sizeof sco, &json))
 		return;
 	snprintf(key, sizeof key, "%s|%s", m->ind->id, sco);
-	struct sg *g = find(s, key, true);
+	struct sg *g = find(s, key);
 	if (!g) {
 		free(json);
 		return;
