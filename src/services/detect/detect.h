@@ -99,10 +99,16 @@ int detect_add_zeek_intel(struct detect_index *x, const char *const *fields, con
 /* Loads a file of indicators: a STIX bundle or a JSON array or one object per line
  * (indicators), or a Zeek intel file. 0 with counts in the stats; -1 with why. */
 int detect_load_file(struct detect_index *x, const char *path, const char *label, char *why, size_t why_len);
+/* The same from text in memory: text[len] must be a NUL and text writable (a Zeek intel
+ * file is split in place); source names it in ids and messages. */
+int detect_load_text(struct detect_index *x, char *text, size_t len, const char *label, const char *source,
+		     char *why, size_t why_len);
 /* A MISP warning list (list.json: type string, hostname or cidr): indicators whose value it
  * lists are not matched (counted as suppressed, each listed with the list's name). Load
  * before the indicators. */
 int detect_load_warninglist(struct detect_index *x, const char *path, char *why, size_t why_len);
+int detect_load_warninglist_text(struct detect_index *x, const char *text, size_t len, const char *path, char *why,
+				 size_t why_len);
 
 void detect_index_stats(const struct detect_index *x, struct detect_stats *st);
 /* Gives back the slack of the index's arrays (after a load; adding again grows them). */

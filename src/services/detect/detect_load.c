@@ -145,6 +145,18 @@ static int load_zeek(struct detect_index *x, char *text, const char *label, cons
 	return 0;
 }
 
+int detect_load_text(struct detect_index *x, char *text, size_t len, const char *label, const char *source,
+		     char *why, size_t why_len)
+{
+	size_t i = 0;
+	while (i < len && (text[i] == ' ' || text[i] == '\n' || text[i] == '\r' || text[i] == '\t'))
+		i++;
+	int rc = i < len && (text[i] == '{' || text[i] == '[') ? load_json(x, text, len, label, source, why, why_len)
+							       : load_zeek(x, text, label, source, why, why_len);
+	detect_index_compact(x);
+	return rc;
+}
+
 int detect_load_file(struct detect_index *x, const char *path, const char *label, char *why, size_t why_len)
 {
 	size_t len;
@@ -152,13 +164,8 @@ int detect_load_file(struct detect_index *x, const char *path, const char *label
 	if (!text)
 		return -1;
 	const char *base = strrchr(path, '/') ? strrchr(path, '/') + 1 : path;
-	size_t i = 0;
-	while (i < len && (text[i] == ' ' || text[i] == '\n' || text[i] == '\r' || text[i] == '\t'))
-		i++;
-	int rc = i < len && (text[i] == '{' || text[i] == '[') ? load_json(x, text, len, label, base, why, why_len)
-							       : load_zeek(x, text, label, base, why, why_len);
+	int rc = detect_load_text(x, text, len, label, base, why, why_len);
 	free(text);
-	detect_index_compact(x);
 	return rc;
 }
 
@@ -168,6 +175,14 @@ int detect_load_warninglist(struct detect_index *x, const char *path, char *why,
 	char *text = slurp(path, &len, (size_t)256 << 20, why, why_len);
 	if (!text)
 		return -1;
+	int rc = detect_load_warninglist_text(x, text, len, path, why, why_len);
+	free(text);
+	return rc;
+}
+
+int detect_load_warninglist_text(struct detect_index *x, const char *text, size_t len, const char *path, char *why,
+				 size_t why_len)
+{
 	struct kz_json_doc d = { 0 };
 	int rc = -1;
 	if (kz_json_parse(&d, text, len)) {
@@ -196,6 +211,5 @@ int detect_load_warninglist(struct detect_index *x, const char *path, char *why,
 	rc = 0;
 out:
 	kz_json_free(&d);
-	free(text);
 	return rc;
 }
