@@ -9,12 +9,14 @@
 #include "base/kz_hash.h"
 #include "services/detect/detect.h"
 
+#include <errno.h>
 #include <getopt.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 #include <zlib.h>
 
 struct scan {
@@ -75,6 +77,9 @@ static int follow(struct scan *sc, char **files, int n, enum detect_format f, un
 		return 2;
 	}
 	for (int i = 0; i < n; i++) {
+		if (access(files[i], R_OK))
+			fprintf(stderr, "kizuna detect scan: %s: %s; following it for when it appears\n", files[i],
+				strerror(errno));
 		t[i] = detect_tail_open(files[i], true);
 		r[i] = detect_reader_new(f, on_event, sc);
 		if (!t[i] || !r[i]) {

@@ -208,6 +208,21 @@ def test_follow_across_rotation():
         p.send_signal(signal.SIGTERM)
         rc = p.wait(10)
     assert rc == 0, (rc, p.stderr.read())
+    # a file that is not there yet: said, then followed when it appears
+    later = os.path.join(tmp, "later.log")
+    err = open(os.path.join(tmp, "later.err"), "w+")
+    p = subprocess.Popen([KIZUNA, "detect", "scan", "--follow", "--flush-ms", "200", later, "--indicators", INTEL],
+                         stdout=subprocess.PIPE, stderr=err, text=True)
+    out2 = []
+    threading.Thread(target=lambda: [out2.append(json.loads(l)) for l in p.stdout], daemon=True).start()
+    try:
+        until(lambda: "later.log: No such file or directory; following it for when it appears" in open(err.name).read(),
+              timeout=10)
+        open(later, "w").write(head + line(1700000009))
+        until(lambda: out2, timeout=10)
+    finally:
+        p.send_signal(signal.SIGTERM)
+        assert p.wait(10) == 0
 
 
 def test_exit_codes():

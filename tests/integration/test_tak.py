@@ -532,6 +532,36 @@ def test_connection_cap():
     third.close()
 
 
+def test_protocol_offer_off():
+    """tak.protocol = 0 (another node): no offer on connect, and a request for version 1 gets
+    no response: the client stays on XML (its ping is answered in XML)."""
+    port = free_port()
+    n2 = Node("tak.listen = 127.0.0.1:%d\ntak.protocol = 0\n" % port)
+    try:
+        ctx = ssl.create_default_context(cafile=os.path.join(n2.pki, "ca.pem"))
+        ctx.load_cert_chain(os.path.join(n2.pki, "admin.pem"), os.path.join(n2.pki, "admin.key"))
+        s = ctx.wrap_socket(socket.create_connection(("127.0.0.1", port), 5), server_hostname="localhost")
+        s.settimeout(5)
+        now = time.strftime("%Y-%m-%dT%H:%M:%S.000Z", time.gmtime())
+        s.sendall(('<event version="2.0" uid="protouid" type="t-x-takp-q" time="%s" start="%s" stale="%s" how="m-g">'
+                   '<point lat="0" lon="0" hae="0" ce="9999999" le="9999999"/><detail><TakControl>'
+                   '<TakRequest version="1"/></TakControl></detail></event>'
+                   '<event version="2.0" uid="ping-1" type="t-x-c-t" time="%s" start="%s" stale="%s" how="m-g">'
+                   '<point lat="0" lon="0" hae="0" ce="9999999" le="9999999"/><detail/></event>'
+                   % (now, now, now, now, now, now)).encode())
+        data = b""
+        while b"takPong" not in data:
+            d = s.recv(65536)
+            assert d, data
+            data += d
+        assert b"t-x-takp-v" not in data and b"t-x-takp-r" not in data, data
+        assert b'type="t-x-c-t-r"' in data, data
+        s.close()
+    finally:
+        n2.stop()
+        n2.cleanup()
+
+
 def test_unknown_identity_refused():
     stranger = node.issue("stranger", spiffe=TD + "meti/node/stranger")  # no rule lets a node kind connect
     ctx = ssl.create_default_context(cafile=CA)
@@ -548,4 +578,5 @@ run_tests([test_two_clients_see_each_other, test_ais_ships_on_the_screens, test_
            test_bad_events_refused_and_counted, test_other_cot_relayed_under_labels, test_replay_into_the_picture,
            test_revoked_certificate_closed, test_ping_and_control, test_protocol_version_1,
            test_protocol_version_1_bad_input, test_slow_client_gets_the_newest_state, test_connection_cap,
+           test_protocol_offer_off,
            test_unknown_identity_refused])
