@@ -33,6 +33,7 @@ for l in open(os.path.join(shared, "data/zeek/ipsum/ipsum.txt")):
 log = []
 with gzip.open(os.path.join(shared, "data/zeek/zed-sample-data/zeek-default/dns.log.gz"), "rt") as f:
     log = f.read().splitlines(True)
+real = len(lines)
 names = sorted({l.split("\t")[9] for l in log if not l.startswith("#")})
 lines += [(q, "Intel::DOMAIN") for q in random.sample(names, 20)]
 base = list(lines)
@@ -53,6 +54,10 @@ while len(lines) < n:
     lines.append((v, t))
     i += 1
 lines = lines[:n]
+from collections import Counter
+mix = Counter(t for v, t in lines)
+print("indicator mix: %d from the feeds and ipsum, the rest re-issued; %s" % (min(real, n), ", ".join(
+    "%s %.1f %%" % (t.split("::")[1], 100.0 * c / len(lines)) for t, c in mix.most_common())))
 with open(os.path.join(out, "ind.intel"), "w") as f:
     f.write("#fields\tindicator\tindicator_type\tmeta.source\n")
     for v, t in lines:
