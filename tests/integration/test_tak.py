@@ -466,6 +466,36 @@ def test_protocol_version_1_bad_input():
     until(lambda: "kizuna_tak_connections 2\n" in api("/metrics").text)
 
 
+def test_protocol_version_1_labels():
+    """The decision point holds on the protobuf path too: a restricted client switched to TAK
+    Protocol version 1 gets neither a secret track nor a secret chat, while the cleared XML
+    client gets both and the unmarked chat reaches both."""
+    from paho.mqtt.properties import Properties
+    from paho.mqtt.packettypes import PacketTypes
+    import json
+    low = TakV1("bob")
+    pb = lambda uid: (lambda v: None if v is None or isinstance(v, str) else v)(low.get(uid))
+    try:
+        radar = node.client("radar-v1", cert=node.issue("radar-v1", spiffe=TD + "mod/sensor/radar"))
+        p = Properties(PacketTypes.PUBLISH)
+        p.UserProperty = [("kz-label", "class=secret")]
+        radar.pub("kz/entity/trk-secret-v1", json.dumps({"id": "trk-secret-v1", "type": "a-h-A", "name": "BANDIT2",
+                                                         "position": {"lat": 36.5, "lon": 140.5}}).encode(), 1, props=p)
+        radar.pub("kz/entity/trk-open-v1", json.dumps({"id": "trk-open-v1", "type": "a-n-A", "name": "AIRLINER",
+                                                       "position": {"lat": 36.6, "lon": 140.6}}).encode(), 1)
+        radar.close()
+        alice.send(chat("GeoChat.alice.v1s", "secret words", access="Secret"))
+        alice.send(chat("GeoChat.alice.v1o", "open words"))
+        until(lambda: alice.get("trk-secret-v1"))
+        until(lambda: pb("trk-open-v1") and pb("GeoChat.alice.v1o"))  # served, in protobuf, after the others
+        time.sleep(1.0)  # several push rounds
+        assert low.get("trk-secret-v1") is None and low.get("GeoChat.alice.v1s") is None
+        assert bob.get("GeoChat.alice.v1o") and bob.get("GeoChat.alice.v1s") is None
+    finally:
+        low.close()
+        until(lambda: "kizuna_tak_connections 2\n" in api("/metrics").text)
+
+
 N_SLOW = 2000
 
 
@@ -577,6 +607,6 @@ def test_unknown_identity_refused():
 run_tests([test_two_clients_see_each_other, test_ais_ships_on_the_screens, test_labels_decide_what_a_screen_shows,
            test_bad_events_refused_and_counted, test_other_cot_relayed_under_labels, test_replay_into_the_picture,
            test_revoked_certificate_closed, test_ping_and_control, test_protocol_version_1,
-           test_protocol_version_1_bad_input, test_slow_client_gets_the_newest_state, test_connection_cap,
+           test_protocol_version_1_bad_input, test_protocol_version_1_labels, test_slow_client_gets_the_newest_state, test_connection_cap,
            test_protocol_offer_off,
            test_unknown_identity_refused])
