@@ -469,7 +469,8 @@ def test_protocol_version_1_bad_input():
 def test_protocol_version_1_labels():
     """The decision point holds on the protobuf path too: a restricted client switched to TAK
     Protocol version 1 gets neither a secret track nor a secret chat, while the cleared XML
-    client gets both and the unmarked chat reaches both."""
+    client gets both and the unmarked chat reaches both; a name labelled secret on an open
+    entity reaches only the cleared client, whatever the round cache holds."""
     from paho.mqtt.properties import Properties
     from paho.mqtt.packettypes import PacketTypes
     import json
@@ -490,6 +491,17 @@ def test_protocol_version_1_labels():
         until(lambda: pb("trk-open-v1") and pb("GeoChat.alice.v1o"))  # served, in protobuf, after the others
         time.sleep(1.0)  # several push rounds
         assert low.get("trk-secret-v1") is None and low.get("GeoChat.alice.v1s") is None
+        # a field label: the name given at secret; the cleared client (rendered first, cached
+        # for the round) gets it, the restricted one gets the entity with its id for a name
+        radar = node.client("radar-v1b", cert=node.issue("radar-v1b", spiffe=TD + "mod/sensor/radar"))
+        radar.pub("kz/entity/trk-open-v1", json.dumps({"id": "trk-open-v1", "name": "SPYPLANE"}).encode(), 1, props=p)
+        radar.pub("kz/entity/trk-open-v1", json.dumps({"id": "trk-open-v1", "position": {"lat": 36.7, "lon": 140.6}}).encode(), 1)
+        radar.close()
+        until(lambda: 'callsign="SPYPLANE"' in (alice.get("trk-open-v1") or ""))
+        ev = until(lambda: (lambda v: v if v is not None and abs(v.lat - 36.7) < 1e-6 else None)(pb("trk-open-v1")))
+        assert ev.detail.contact.callsign == "trk-open-v1", ev
+        until(lambda: 'lat="36.7000000"' in (bob.get("trk-open-v1") or ""))
+        assert "SPYPLANE" not in bob.get("trk-open-v1"), bob.get("trk-open-v1")
         assert bob.get("GeoChat.alice.v1o") and bob.get("GeoChat.alice.v1s") is None
     finally:
         low.close()
