@@ -40,10 +40,10 @@ static void on_event(void *ctx, const struct detect_obs *obs, size_t n, int64_t 
 	(void)detect_match_event(sc->x, obs, n, ts_us, on_match, sc);
 }
 
-static void print(void *ctx, const char *json, size_t len, const char *label)
+static void print(void *ctx, const struct detect_sighting_out *o)
 {
-	(void)ctx, (void)label;
-	fwrite(json, 1, len, stdout);
+	(void)ctx;
+	fwrite(o->json, 1, o->len, stdout);
 	fputc('\n', stdout);
 }
 

@@ -82,6 +82,14 @@ int kz_audience_canon(const char *text, char *a, size_t n, size_t *cnt, const ch
  * malformed or AMBER+STRICT does not name exactly one organisation. */
 int kz_share_label(const char *base, int tlp, const char *audience, const struct kz_subject *author, char *out,
 		   size_t n, const char **why);
+/* The least label at least as strict as both a and b (label texts; docs/POLICY.md "Joining
+ * labels"): the higher classification and TLP, restrictive and informative values of either,
+ * permissive values and audience entries of both. p NULL: no policy is in force (the policy
+ * parts must then be equal or one empty). out (cap >= KZ_LABEL_MAX_LEN + 1) receives it,
+ * canonical under p. -1 with *why when no label is that strict and still readable by
+ * someone (no releasability or audience in common) or a label does not parse. */
+int kz_label_join(const struct kz_policy *p, const char *a, const char *b, char *out, size_t cap, const char **why);
+
 /* The subject's organisation: the registry's, else its SPIFFE ID's (lower case). The
  * string lives in s or in the policy. */
 const char *kz_subject_org(const struct kz_subject *s);

@@ -72,12 +72,13 @@ struct detect_indicator_info {
 				    * name and its value) */
 	char pattern[600];         /* a Zeek intel line's indicator as a STIX pattern; "" for STIX */
 	int64_t valid_from_us, valid_until_us; /* INT64_MIN / INT64_MAX when open */
-	char label[256];           /* the label its sightings carry at least ("" none) */
-	char source[64];           /* where it came from (a collection, a file) */
-};
+	const char *label;         /* the label its sightings carry at least ("" none) */
+	const char *source;        /* where it came from (a collection, a file) */
+	const char *author;        /* who shared it (a SPIFFE ID; "" when not known) */
+};	/* the strings live in the index: valid during the match callback */
 
 struct detect_stats {
-	uint64_t indicators, atoms[DETECT_KINDS], unsupported, suppressed, replaced, revoked;
+	uint64_t indicators, atoms[DETECT_KINDS], unsupported, suppressed, replaced, revoked, removed;
 	uint64_t bytes;            /* memory the index holds */
 };
 
@@ -96,6 +97,13 @@ int detect_add_stix(struct detect_index *x, const struct kz_json *o, const char 
  * 1 unsupported type (listed); -1 malformed. */
 int detect_add_zeek_intel(struct detect_index *x, const char *const *fields, const char *const *names, size_t n,
 			  const char *label, const char *source, unsigned line, const char **why);
+/* The same, shared by author (a SPIFFE ID: the sightings' TAXII records are filed under it,
+ * docs/DETECTION.md "Labels"). */
+int detect_add_stix_by(struct detect_index *x, const struct kz_json *o, const char *label, const char *source,
+		       const char *author, const char **why);
+/* Removes the indicator (its UUID) if the index holds version modified_us of it (INT64_MIN:
+ * whatever version): 1 removed, 0 not held. A version added after it is taken again. */
+int detect_remove(struct detect_index *x, const uint8_t uuid[16], int64_t modified_us);
 /* Loads a file of indicators: a STIX bundle or a JSON array or one object per line
  * (indicators), or a Zeek intel file. 0 with counts in the stats; -1 with why. */
 int detect_load_file(struct detect_index *x, const char *path, const char *label, char *why, size_t why_len);
@@ -179,11 +187,25 @@ void detect_uuid5(const char *name, size_t n, const char *prefix, char *out);
  * seen. */
 struct detect_sightings;
 struct detect_sightings *detect_sightings_new(const char *sensor_identity);
+/* Sightings kept for aggregation beyond this are forgotten after a flush (0: no cap). */
+void detect_sightings_cap(struct detect_sightings *s, size_t max);
+/* versioned: created and modified are the times of the first and of this flush (each flush
+ * a strictly newer version), as a service that stores them wants; else first and last seen
+ * (deterministic output for detect scan). */
+void detect_sightings_versioned(struct detect_sightings *s, bool versioned);
 void detect_sightings_free(struct detect_sightings *s);
-void detect_sightings_add(struct detect_sightings *s, const struct detect_match *m, const char *event_label);
+/* label: the sighting's (different labels make different sightings). */
+void detect_sightings_add(struct detect_sightings *s, const struct detect_match *m, const char *label);
+size_t detect_sightings_count(const struct detect_sightings *s);
 /* Each sighting as one line: a STIX 2.1 bundle of the sighting, its observed-data and the
  * observed object (ids deterministic: the same sighting gets the same ids). The number. */
-typedef void (*detect_sighting_fn)(void *ctx, const char *json, size_t len, const char *label);
+struct detect_sighting_out {
+	const char *json;   /* the bundle */
+	size_t len;
+	const char *label, *author; /* its label; the indicator's author ("" unknown) */
+	bool first;         /* its first flush (later ones are new versions of the same objects) */
+};
+typedef void (*detect_sighting_fn)(void *ctx, const struct detect_sighting_out *o);
 size_t detect_sightings_flush(struct detect_sightings *s, detect_sighting_fn fn, void *ctx);
 
 #endif

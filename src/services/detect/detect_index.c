@@ -394,11 +394,11 @@ static int link_dnf(struct detect_index *x, uint32_t i, const struct detect_dnf 
 	return linked ? 0 : 1;
 }
 
-static uint16_t pair_of(struct detect_index *x, const char *label, const char *source)
+static uint16_t pair_of(struct detect_index *x, const char *label, const char *source, const char *author)
 {
-	struct pair p = { intern(x, label ? label : ""), intern(x, source ? source : "") };
+	struct pair p = { intern(x, label ? label : ""), intern(x, source ? source : ""), intern(x, author ? author : "") };
 	for (size_t i = 0; i < x->n_pairs; i++)
-		if (x->pairs[i].label == p.label && x->pairs[i].source == p.source)
+		if (x->pairs[i].label == p.label && x->pairs[i].source == p.source && x->pairs[i].author == p.author)
 			return (uint16_t)i;
 	if (x->n_pairs >= UINT16_MAX)
 		return 0; /* 65,535 distinct label and source pairs: the first stands for the rest */
@@ -410,14 +410,15 @@ static uint16_t pair_of(struct detect_index *x, const char *label, const char *s
 	return (uint16_t)x->n_pairs++;
 }
 
-static int new_ind(struct detect_index *x, const char *label, const char *source, uint8_t flags, uint8_t kind,
-		   uint32_t meta, uint32_t *out)
+static int new_ind(struct detect_index *x, const char *label, const char *source, const char *author, uint8_t flags,
+		   uint8_t kind, uint32_t meta, uint32_t *out)
 {
 	if (!grow((void **)&x->inds, &x->cap_inds, x->n_inds, sizeof *x->inds))
 		return -1;
 	if (!x->n_pairs)
-		(void)pair_of(x, "", "");
-	x->inds[x->n_inds] = (struct ind){ .meta = meta, .ls = pair_of(x, label, source), .flags = flags, .kind = kind };
+		(void)pair_of(x, "", "", "");
+	x->inds[x->n_inds] = (struct ind){ .meta = meta, .ls = pair_of(x, label, source, author), .flags = flags,
+					   .kind = kind };
 	*out = (uint32_t)x->n_inds++;
 	return 0;
 }
@@ -447,6 +448,28 @@ static int link(struct detect_index *x, uint32_t i, const struct detect_dnf *d, 
 int detect_add_stix(struct detect_index *x, const struct kz_json *o, const char *label, const char *source,
 		    const char **why)
 {
+	return detect_add_stix_by(x, o, label, source, "", why);
+}
+
+int detect_remove(struct detect_index *x, const uint8_t uuid[16], int64_t modified_us)
+{
+	uint32_t *known = detect_ftab_slot(&x->ids, uuid, false);
+	if (!known || !*known)
+		return 0;
+	struct ind *in = &x->inds[*known - 1];
+	if (modified_us != INT64_MIN && x->smeta[in->meta].modified != modified_us)
+		return 0;
+	if (!(in->flags & I_DEAD))
+		x->st.indicators--;
+	in->flags |= I_DEAD;
+	x->st.removed++;
+	*known = 0; /* absent: any version may come again */
+	return 1;
+}
+
+int detect_add_stix_by(struct detect_index *x, const struct kz_json *o, const char *label, const char *source,
+		       const char *author, const char **why)
+{
 	const char *type = kz_json_get_str(o, "type"), *id = kz_json_get_str(o, "id");
 	uint8_t uuid[16];
 	if (!type || strcmp(type, "indicator") || !id || strncmp(id, "indicator--", 11) || kz_uuid_parse(id + 11, uuid)) {
@@ -465,9 +488,10 @@ int detect_add_stix(struct detect_index *x, const struct kz_json *o, const char 
 		struct ind *old = &x->inds[*known - 1];
 		if (x->smeta[old->meta].modified >= modified)
 			return 0; /* this version or an older one: nothing changes */
+		if (!(old->flags & I_DEAD))
+			x->st.indicators--;
 		old->flags |= I_DEAD;
 		x->st.replaced++;
-		x->st.indicators--;
 	}
 	const struct kz_json *rv = kz_json_get(o, "revoked");
 	if (rv && rv->type == KZ_JSON_TRUE) {
@@ -496,7 +520,7 @@ int detect_add_stix(struct detect_index *x, const struct kz_json *o, const char 
 	struct smeta *sm = &x->smeta[x->n_smeta];
 	memcpy(sm->uuid, uuid, 16);
 	sm->from = from, sm->until = until, sm->modified = modified;
-	if (new_ind(x, label, source, 0, 0, (uint32_t)x->n_smeta, &i))
+	if (new_ind(x, label, source, author, 0, 0, (uint32_t)x->n_smeta, &i))
 		goto oom;
 	x->n_smeta++;
 	uint32_t *slot = detect_ftab_slot(&x->ids, uuid, true);
@@ -563,7 +587,7 @@ int detect_add_zeek_intel(struct detect_index *x, const char *const *fields, con
 		}
 	}
 	uint32_t i;
-	if (new_ind(x, label, source, I_ZEEK, (uint8_t)kind, off, &i)) {
+	if (new_ind(x, label, source, "", I_ZEEK, (uint8_t)kind, off, &i)) {
 		*why = "out of memory";
 		return -1;
 	}

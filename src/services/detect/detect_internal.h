@@ -110,7 +110,7 @@ struct smeta {                /* what only STIX indicators have */
 };
 
 struct pair {
-	uint32_t label, source;   /* interned strings */
+	uint32_t label, source, author; /* interned strings */
 };
 
 /* MATCHES expressions of one kind: the set of distinct expressions (each to its postings),

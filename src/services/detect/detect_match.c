@@ -157,11 +157,9 @@ static void emit(struct ev *e, uint32_t i)
 	}
 	info.valid_from_us = sm ? sm->from : INT64_MIN;
 	info.valid_until_us = sm ? sm->until : INT64_MAX;
-	const char *lb = e->x->strs[pr->label], *so = e->x->strs[pr->source];
-	size_t ll = strlen(lb) < sizeof info.label - 1 ? strlen(lb) : sizeof info.label - 1;
-	size_t sl = strlen(so) < sizeof info.source - 1 ? strlen(so) : sizeof info.source - 1;
-	memcpy(info.label, lb, ll), info.label[ll] = 0;
-	memcpy(info.source, so, sl), info.source[sl] = 0;
+	info.label = e->x->strs[pr->label];
+	info.source = e->x->strs[pr->source];
+	info.author = e->x->strs[pr->author];
 	struct detect_match m = { .ind = &info, .obs = e->o, .ts_us = e->ts };
 	e->fn(e->ctx, &m);
 	e->matches++;

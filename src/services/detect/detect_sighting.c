@@ -15,6 +15,7 @@
 #include "services/detect/detect_internal.h"
 #include "base/kz_buf.h"
 #include "base/kz_json.h"
+#include "base/kz_time.h"
 #include "crypto/kz_crypto.h"
 #include "services/stix/stix.h"
 #include "store/store.h"
@@ -43,14 +44,17 @@ void detect_uuid5(const char *name, size_t n, const char *prefix, char *out)
 struct sg {
 	char *key;                  /* indicator id | SCO id */
 	char ind[64], sco[300], field[48], source[64];
-	char *sco_json, *label, *ind_pattern;
+	char *sco_json, *label, *author, *ind_pattern;
 	int64_t first, last;
+	int64_t created, modified; /* versioned: the first and the last flush */
 	uint64_t count;
-	bool dirty;
+	bool dirty, flushed;
 };
 
 struct detect_sightings {
 	char sensor[256];
+	size_t max;
+	bool versioned;
 	struct sg **v;
 	size_t n, cap;
 	struct stab keys; /* key -> index in v + 1 */
@@ -66,17 +70,32 @@ struct detect_sightings *detect_sightings_new(const char *sensor_identity)
 	return s;
 }
 
+void detect_sightings_cap(struct detect_sightings *s, size_t max) { s->max = max; }
+void detect_sightings_versioned(struct detect_sightings *s, bool versioned) { s->versioned = versioned; }
+size_t detect_sightings_count(const struct detect_sightings *s) { return s->n; }
+
+static void forget(struct detect_sightings *s)
+{
+	for (size_t i = 0; i < s->n; i++) {
+		free(s->v[i]->key), free(s->v[i]->sco_json), free(s->v[i]->label), free(s->v[i]->ind_pattern);
+		free(s->v[i]->author), free(s->v[i]);
+	}
+	free(s->keys.e);
+	kz_buf_cleanup(&s->keys.arena);
+	free(s->v);
+	s->v = NULL;
+	s->n = s->cap = 0;
+	memset(&s->keys, 0, sizeof s->keys);
+	kz_buf_init(&s->keys.arena, 0);
+}
+
 void detect_sightings_free(struct detect_sightings *s)
 {
 	if (!s)
 		return;
-	for (size_t i = 0; i < s->n; i++) {
-		free(s->v[i]->key), free(s->v[i]->sco_json), free(s->v[i]->label), free(s->v[i]->ind_pattern);
-		free(s->v[i]);
-	}
-	free(s->keys.e);
+	forget(s);
 	kz_buf_cleanup(&s->keys.arena);
-	free(s->v), free(s);
+	free(s);
 }
 
 /* The observed value as its SCO: type, contributing properties (canonical JSON: keys in
@@ -172,11 +191,16 @@ static struct sg *find(struct detect_sightings *s, const char *key)
 
 void detect_sightings_add(struct detect_sightings *s, const struct detect_match *m, const char *label)
 {
-	char sco[300], key[400];
+	char sco[300], key[1500];
 	char *json = NULL;
 	if (sco_of(m->obs, sco, sizeof sco, &json))
 		return;
-	snprintf(key, sizeof key, "%s|%s", m->ind->id, sco);
+	if (!label)
+		label = "";
+	if ((size_t)snprintf(key, sizeof key, "%s|%s|%s", m->ind->id, sco, label) >= sizeof key) {
+		free(json);
+		return;
+	}
 	struct sg *g = find(s, key);
 	if (!g) {
 		free(json);
@@ -186,9 +210,10 @@ void detect_sightings_add(struct detect_sightings *s, const struct detect_match 
 		snprintf(g->ind, sizeof g->ind, "%s", m->ind->id);
 		snprintf(g->sco, sizeof g->sco, "%s", sco);
 		snprintf(g->field, sizeof g->field, "%s", m->obs->field ? m->obs->field : "");
-		snprintf(g->source, sizeof g->source, "%s", m->ind->source);
+		snprintf(g->source, sizeof g->source, "%s", m->ind->source ? m->ind->source : "");
 		g->sco_json = json;
-		g->label = strdup(label ? label : "");
+		g->label = strdup(label);
+		g->author = strdup(m->ind->author ? m->ind->author : "");
 		g->ind_pattern = m->ind->pattern[0] ? strdup(m->ind->pattern) : NULL;
 		g->first = g->last = m->ts_us;
 	} else {
@@ -204,20 +229,24 @@ void detect_sightings_add(struct detect_sightings *s, const struct detect_match 
 
 static int put(struct detect_sightings *s, const struct sg *g, struct kz_buf *b)
 {
-	char sid[80], oid[80], f[64], l[64], name[400];
-	snprintf(name, sizeof name, "kizuna-sighting|%s|%s", g->ind, g->sco);
+	char sid[80], oid[80], f[64], l[64], c[64], md[64], name[1500];
+	/* a labelled sighting is its own object: one id never carries two labels */
+	const char *lsep = g->label && g->label[0] ? "|" : "", *lab = g->label ? g->label : "";
+	snprintf(name, sizeof name, "kizuna-sighting|%s|%s%s%s", g->ind, g->sco, lsep, lab);
 	detect_uuid5(name, strlen(name), "sighting--", sid);
-	snprintf(name, sizeof name, "kizuna-observed|%s|%s", g->ind, g->sco);
+	snprintf(name, sizeof name, "kizuna-observed|%s|%s%s%s", g->ind, g->sco, lsep, lab);
 	detect_uuid5(name, strlen(name), "observed-data--", oid);
 	stix_format_us(g->first, f);
 	stix_format_us(g->last > g->first ? g->last : g->first, l);
+	stix_format_us(s->versioned ? g->created : g->first, c);
+	stix_format_us(s->versioned ? g->modified : (g->last > g->first ? g->last : g->first), md);
 	char bid[80];
 	snprintf(name, sizeof name, "kizuna-bundle|%s|%s|%lld", g->ind, g->sco, (long long)g->last);
 	detect_uuid5(name, strlen(name), "bundle--", bid);
 	int rc = kz_buf_appendf(b, "{\"type\":\"bundle\",\"id\":\"%s\",\"objects\":[", bid);
 	rc = rc || kz_buf_appendf(b, "{\"type\":\"sighting\",\"spec_version\":\"2.1\",\"id\":\"%s\",\"created\":\"%s\","
 				     "\"modified\":\"%s\",\"first_seen\":\"%s\",\"last_seen\":\"%s\",\"count\":%llu,",
-				  sid, f, l, f, l, (unsigned long long)(g->count > 999999999 ? 999999999 : g->count));
+				  sid, c, md, f, l, (unsigned long long)(g->count > 999999999 ? 999999999 : g->count));
 	rc = rc || kz_buf_appendf(b, "\"sighting_of_ref\":\"%s\",\"observed_data_refs\":[\"%s\"],\"description\":", g->ind,
 				  oid);
 	char desc[1000];
@@ -227,7 +256,7 @@ static int put(struct detect_sightings *s, const struct sg *g, struct kz_buf *b)
 	rc = rc || kz_buf_appendf(b, "{\"type\":\"observed-data\",\"spec_version\":\"2.1\",\"id\":\"%s\",\"created\":\"%s\","
 				     "\"modified\":\"%s\",\"first_observed\":\"%s\",\"last_observed\":\"%s\","
 				     "\"number_observed\":%llu,\"object_refs\":[\"%s\"]},",
-				  oid, f, l, f, l, (unsigned long long)(g->count > 999999999 ? 999999999 : g->count), g->sco);
+				  oid, c, md, f, l, (unsigned long long)(g->count > 999999999 ? 999999999 : g->count), g->sco);
 	rc = rc || kz_buf_append(b, g->sco_json, strlen(g->sco_json));
 	if (g->ind_pattern) {
 		char from[64];
@@ -249,17 +278,29 @@ size_t detect_sightings_flush(struct detect_sightings *s, detect_sighting_fn fn,
 	size_t n = 0;
 	struct kz_buf b;
 	kz_buf_init(&b, 0);
+	/* versioned: each flush a newer version than the last, by the wall clock (STIX
+	 * timestamps in microseconds, strictly increasing per object) */
+	int64_t now = s->versioned ? (int64_t)(kz_now_wall_ns() / 1000) : 0;
 	for (size_t i = 0; i < s->n; i++) {
 		struct sg *g = s->v[i];
 		if (!g->dirty)
 			continue;
+		if (s->versioned) {
+			g->modified = g->flushed && now <= g->modified ? g->modified + 1 : now;
+			if (!g->flushed)
+				g->created = g->modified;
+		}
 		kz_buf_reset(&b);
 		if (put(s, g, &b))
 			continue;
-		fn(ctx, (const char *)kz_buf_head(&b), b.len, g->label);
+		struct detect_sighting_out o = { (const char *)kz_buf_head(&b), b.len, g->label, g->author, !g->flushed };
+		fn(ctx, &o);
 		g->dirty = false;
+		g->flushed = true;
 		n++;
 	}
 	kz_buf_cleanup(&b);
+	if (s->max && s->n > s->max)
+		forget(s); /* the next hit of each starts a new count (a newer version of the same ids) */
 	return n;
 }

@@ -16,6 +16,7 @@
 #include "base/kz_hash.h"
 #include "base/kz_json.h"
 #include "services/detect/detect.h"
+#include "store/store.h"
 #include "services/detect/detect_internal.h"
 
 static struct kz_json_doc doc;
@@ -218,6 +219,17 @@ static void test_versions_and_warninglists(void **st)
 	assert_int_equal(kz_json_parse(&doc, buf, strlen(buf)), 0);
 	assert_int_equal(detect_add_stix(x, kz_json_root(&doc), "", "t", &why), 0);
 	assert_int_equal(match1(x, DETECT_DOMAIN, 0, "new.example"), 0);
+	/* removed (a TAXII deletion): only the version it holds; then any version comes again */
+	uint8_t u7[16];
+	assert_int_equal(add(x, "000000000007", "[domain-name:value = 'deleted.example']", NULL), 0);
+	assert_int_equal(kz_uuid_parse("00000000-0000-4000-8000-000000000007", u7), 0);
+	assert_int_equal(detect_remove(x, u7, 1), 0);
+	assert_int_equal(match1(x, DETECT_DOMAIN, 0, "deleted.example"), 1);
+	assert_int_equal(detect_remove(x, u7, INT64_MIN), 1);
+	assert_int_equal(match1(x, DETECT_DOMAIN, 0, "deleted.example"), 0);
+	assert_int_equal(detect_remove(x, u7, INT64_MIN), 0);
+	assert_int_equal(add(x, "000000000007", "[domain-name:value = 'deleted.example']", NULL), 0);
+	assert_int_equal(match1(x, DETECT_DOMAIN, 0, "deleted.example"), 1);
 	/* valid_until in the past: no match at the event's time */
 	assert_int_equal(add(x, "000000000002", "[domain-name:value = 'expired.example']",
 			     ",\"valid_until\":\"2024-06-01T00:00:00Z\""),
@@ -332,11 +344,10 @@ static void test_readers(void **st)
 	detect_reader_free(r);
 }
 
-static void on_sighting(void *ctx, const char *json, size_t len, const char *label)
+static void on_sighting(void *ctx, const struct detect_sighting_out *o)
 {
 	char *out = ctx;
-	(void)label;
-	snprintf(out, 4096, "%.*s", (int)len, json);
+	snprintf(out, 4096, "%.*s", (int)o->len, o->json);
 }
 
 static void test_sightings(void **st)
@@ -364,6 +375,33 @@ static void test_sightings(void **st)
 	assert_string_equal(kz_json_get_str(sg, "last_seen"), "2018-03-24T17:15:25.000000Z");
 	assert_string_equal(kz_json_get_str(kz_json_at(objs, 2), "id"), "ipv4-addr--80a313b6-d85a-5f92-87e2-08fa0b54926a");
 	assert_int_equal(detect_sightings_flush(s, on_sighting, out), 0); /* nothing new */
+	/* another label is another sighting, with its own ids */
+	char sid[80];
+	snprintf(sid, sizeof sid, "%s", kz_json_get_str(sg, "id"));
+	detect_sightings_add(s, &m, "class=unclassified");
+	assert_int_equal(detect_sightings_flush(s, on_sighting, out), 1);
+	kz_json_free(&doc);
+	assert_int_equal(kz_json_parse(&doc, out, strlen(out)), 0);
+	sg = kz_json_at(kz_json_get(kz_json_root(&doc), "objects"), 0);
+	assert_string_not_equal(kz_json_get_str(sg, "id"), sid);
+	/* versioned: created and modified from the clock, each flush strictly newer */
+	detect_sightings_versioned(s, true);
+	detect_sightings_add(s, &m, "class=unclassified");
+	assert_int_equal(detect_sightings_flush(s, on_sighting, out), 1);
+	kz_json_free(&doc);
+	assert_int_equal(kz_json_parse(&doc, out, strlen(out)), 0);
+	char mod1[64];
+	snprintf(mod1, sizeof mod1, "%s", kz_json_get_str(kz_json_at(kz_json_get(kz_json_root(&doc), "objects"), 0), "modified"));
+	detect_sightings_add(s, &m, "class=unclassified");
+	assert_int_equal(detect_sightings_flush(s, on_sighting, out), 1);
+	kz_json_free(&doc);
+	assert_int_equal(kz_json_parse(&doc, out, strlen(out)), 0);
+	assert_true(strcmp(kz_json_get_str(kz_json_at(kz_json_get(kz_json_root(&doc), "objects"), 0), "modified"), mod1) > 0);
+	assert_int_equal(detect_sightings_count(s), 2);
+	detect_sightings_cap(s, 1);
+	detect_sightings_add(s, &m, "class=unclassified");
+	assert_int_equal(detect_sightings_flush(s, on_sighting, out), 1);
+	assert_int_equal(detect_sightings_count(s), 0); /* over the cap: forgotten after the flush */
 	detect_sightings_free(s);
 }
 

@@ -180,6 +180,55 @@ static void test_share_label(void **st)
 	assert_int_equal(n1, 3);
 }
 
+static void join_is(const struct kz_policy *p, const char *a, const char *b, const char *want)
+{
+	char out[KZ_LABEL_MAX_LEN + 1];
+	const char *why = "";
+	int rc = kz_label_join(p, a, b, out, sizeof out, &why);
+	if (rc)
+		fail_msg("join of '%s' and '%s': %s", a, b, why);
+	assert_string_equal(out, want);
+	assert_int_equal(kz_label_join(p, b, a, out, sizeof out, &why), 0); /* either order */
+	assert_string_equal(out, want);
+}
+
+static void join_refused(const struct kz_policy *p, const char *a, const char *b, const char *because)
+{
+	char out[KZ_LABEL_MAX_LEN + 1];
+	const char *why = "";
+	assert_int_equal(kz_label_join(p, a, b, out, sizeof out, &why), -1);
+	assert_non_null(strstr(why, because));
+}
+
+/* The stricter of two labels (a sighting of an indicator in an event, docs/POLICY.md). */
+static void test_label_join(void **st)
+{
+	(void)st;
+	join_is(pol, "class=secret;rel=jpn", "class=restricted;rel=jpn", "policy=jp-mod;class=secret;rel=jpn");
+	/* restrictive: either's values; permissive: both's; informative: either's */
+	join_is(pol, "class=restricted;caveat=cyber;rel=jpn,usa;note=a", "class=confidential;caveat=crypto;rel=usa,gbr;note=b",
+		"policy=jp-mod;class=confidential;caveat=cyber,crypto;rel=usa;note=a,b");
+	join_refused(pol, "class=restricted;rel=jpn", "class=restricted;rel=usa", "permissive");
+	/* one side's permissive category only: its values */
+	join_is(pol, "class=restricted;relorg=mod", "class=secret", "policy=jp-mod;class=secret;relorg=mod");
+	/* an empty label is the policy's default */
+	join_is(pol, "", "class=secret;rel=jpn,usa", "policy=jp-mod;class=secret;rel=jpn");
+	/* TLP: the higher; audience: in both, or an id whose organisation the other names */
+	join_is(pol, "class=unclassified;tlp=green", "class=unclassified;tlp=amber;aud=org:meti",
+		"policy=jp-mod;class=unclassified;tlp=amber;aud=org:meti");
+	join_is(pol, "class=unclassified;tlp=amber;aud=org:meti,org:mod",
+		"class=unclassified;tlp=red;aud=id:" ID("meti", "user", "bob") ",org:nisc",
+		"policy=jp-mod;class=unclassified;tlp=red;aud=id:" ID("meti", "user", "bob"));
+	join_refused(pol, "class=unclassified;tlp=amber;aud=org:meti", "class=unclassified;tlp=amber;aud=org:mod",
+		     "audiences");
+	join_refused(pol, "class=cosmic", "class=secret", "does not parse");
+	/* without a policy: the sharing parts join, the rest must agree */
+	join_is(NULL, "tlp=amber;aud=org:a", "tlp=clear", "tlp=amber;aud=org:a");
+	join_is(NULL, "tlp=amber;aud=org:a,org:b", "tlp=red;aud=org:b", "tlp=red;aud=org:b");
+	join_is(NULL, "", "", "");
+	join_refused(NULL, "class=x", "class=y", "no policy");
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -187,6 +236,7 @@ int main(void)
 		cmocka_unit_test(test_service_sharing),
 		cmocka_unit_test(test_write),
 		cmocka_unit_test(test_share_label),
+		cmocka_unit_test(test_label_join),
 	};
 	return cmocka_run_group_tests(tests, setup, teardown);
 }
