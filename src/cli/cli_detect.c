@@ -6,7 +6,10 @@
  * --follow, the files are followed as they grow and rotate (detect_tail.c), and sightings
  * new or changed are printed every --flush-ms, until SIGINT or SIGTERM. */
 #include "cli/cli.h"
+#include "cli/cli_client.h"
+#include "cli/cli_https.h"
 #include "base/kz_hash.h"
+#include "base/kz_json.h"
 #include "services/detect/detect.h"
 
 #include <errno.h>
@@ -151,11 +154,120 @@ static int scan_file(struct scan *sc, const char *path, enum detect_format f, st
 	return 0;
 }
 
+/* `kizuna detect status`: the node's detection service (GET /api/v1/detect/status). */
+static int status_main(int argc, char **argv)
+{
+	static const struct option longs[] = { { "url", required_argument, NULL, 'u' }, { "data", required_argument, NULL, 'd' },
+					       { "cafile", required_argument, NULL, 1001 }, { "cert", required_argument, NULL, 1002 },
+					       { "key", required_argument, NULL, 1003 }, { "json", no_argument, NULL, 'j' },
+					       { 0 } };
+	struct cli_opts o;
+	cli_opts_default(&o);
+	const char *url = "https://localhost:8443", *data = NULL;
+	bool json = false;
+	int c;
+	optind = 2;
+	while ((c = getopt_long(argc, argv, "d:", longs, NULL)) != -1) {
+		if (cli_opts_parse(&o, c, optarg) == 1)
+			continue;
+		if (c == 'u')
+			url = optarg;
+		else if (c == 'd')
+			data = optarg;
+		else if (c == 'j')
+			json = true;
+		else {
+			fprintf(stderr, "kizuna detect status: bad option (kizuna help detect)\n");
+			return 2;
+		}
+	}
+	if (optind != argc) {
+		fprintf(stderr, "kizuna detect status: no arguments (kizuna help detect)\n");
+		return 2;
+	}
+	int fr = cli_opts_finish(&o, data, "detect");
+	if (fr)
+		return fr;
+	char full[2400], why[512];
+	snprintf(full, sizeof full, "%s/api/v1/detect/status", url);
+	struct cli_url u;
+	if (cli_url_parse(full, &u)) {
+		fprintf(stderr, "kizuna detect status: %s: not an https:// URL\n", url);
+		return 2;
+	}
+	struct cli_https h = { .ctx = cli_tls_ctx(&o), .fd = -1, .max_body = 16u << 20 };
+	struct cli_resp r = { 0 };
+	kz_buf_init(&r.body, 0);
+	int rc = 1;
+	if (!h.ctx)
+		return 1;
+	if (cli_https_request(&h, "GET", &u, NULL, NULL, 0, &r, why, sizeof why)) {
+		fprintf(stderr, "kizuna detect status: %s: %s\n", full, why);
+		goto out;
+	}
+	struct kz_json_doc d = { 0 };
+	const struct kz_json *root = NULL;
+	if (!kz_json_parse(&d, (const char *)kz_buf_head(&r.body), r.body.len))
+		root = kz_json_root(&d);
+	if (r.status != 200) {
+		const char *desc = kz_json_get_str(root, "description");
+		fprintf(stderr, "kizuna detect status: HTTP %d%s%s%s\n", r.status, desc ? ": " : "", desc ? desc : "",
+			r.status == 404 ? " (is detect.enabled = 1 in the node's configuration?)" : "");
+		rc = r.status == 403 ? 3 : 1;
+	} else if (json || !root) {
+		fwrite(kz_buf_head(&r.body), 1, r.body.len, stdout);
+		fputc('\n', stdout);
+		rc = 0;
+	} else {
+		long long v[12] = { 0 };
+		static const char *const keys[] = { "indicators", "unsupported", "suppressed", "removed", "lines",
+						    "events", "parse_errors", "matches", "index_bytes" };
+		for (size_t i = 0; i < sizeof keys / sizeof *keys; i++)
+			kz_json_int(kz_json_get(root, keys[i]), &v[i]);
+		double eps = 0;
+		kz_json_num(kz_json_get(root, "events_per_second"), &eps);
+		const struct kz_json *sg = kz_json_get(root, "sightings");
+		long long pub = 0, st = 0, refused[3] = { 0 };
+		kz_json_int(kz_json_get(sg, "published"), &pub);
+		kz_json_int(kz_json_get(sg, "stored"), &st);
+		kz_json_int(kz_json_get(sg, "no_label"), &refused[0]);
+		kz_json_int(kz_json_get(sg, "publish_refused"), &refused[1]);
+		kz_json_int(kz_json_get(sg, "store_refused"), &refused[2]);
+		printf("indicators  %lld matched (%lld not matchable, %lld suppressed, %lld removed), %.1f MiB\n", v[0], v[1],
+		       v[2], v[3], (double)v[8] / 1048576.0);
+		const struct kz_json *bt = kz_json_get(root, "indicators_by_type");
+		printf("  by type  ");
+		KZ_JSON_FOR(m, bt) {
+			long long n = 0;
+			if (kz_json_int(m, &n) && n)
+				printf(" %s %lld", m->key, n);
+		}
+		printf("\nevents      %lld from %lld lines (%lld did not parse), %.1f/s now\n", v[5], v[4], v[6], eps);
+		printf("matches     %lld\nsightings   %lld published, %lld stored in TAXII%s%s; refused: %lld no common "
+		       "label, %lld by the policy, %lld by TAXII\n",
+		       v[7], pub, st, kz_json_get_str(root, "collection") && kz_json_get_str(root, "collection")[0] ? " collection " : "",
+		       kz_json_get_str(root, "collection") ? kz_json_get_str(root, "collection") : "", refused[0], refused[1],
+		       refused[2]);
+		KZ_JSON_FOR(e, kz_json_get(root, "not_matched"))
+			printf("not matched %s: %s\n", kz_json_get_str(e, "id") ? kz_json_get_str(e, "id") : "?",
+			       kz_json_get_str(e, "why") ? kz_json_get_str(e, "why") : "?");
+		rc = 0;
+	}
+	kz_json_free(&d);
+out:
+	kz_buf_cleanup(&r.body);
+	cli_https_close(&h);
+	SSL_CTX_free(h.ctx);
+	return rc;
+}
+
 int cli_detect_main(int argc, char **argv)
 {
+	if (argc >= 2 && !strcmp(argv[1], "status"))
+		return status_main(argc, argv);
 	if (argc < 2 || strcmp(argv[1], "scan")) {
-		fprintf(stderr, "kizuna detect: usage: kizuna detect scan FILE... --indicators SOURCE [options] "
-				"(kizuna help detect)\n");
+		fprintf(stderr, "kizuna detect: usage: kizuna detect scan FILE... --indicators SOURCE [options], or "
+				"kizuna detect status (kizuna help detect)\n");
 		return 2;
 	}
 	static const struct option longs[] = { { "indicators", required_argument, NULL, 'i' },

@@ -281,10 +281,17 @@ static const struct command commands[] = {
 	  "max (default) sends as fast as the node acknowledges.\n"
 	  "Exit 0, 1 when FILE cannot be read or the node cannot be reached, 3 when the node\n"
 	  "refused some updates (the first reasons are printed), 2 on a usage error.\n" },
-	{ "detect", cli_detect_main, "match indicators in sensor logs (offline scan)",
+	{ "detect", cli_detect_main, "match indicators in sensor logs (offline scan; the node's service status)",
 	  "usage: kizuna detect scan FILE|-... --indicators SOURCE [--indicators SOURCE...]\n"
 	  "                          [--warninglist LIST.json...] [--label L] [--list-skipped]\n"
-	  "                          [--format auto|zeek|json|eve|syslog] [--follow [--flush-ms N]]\n\n"
+	  "                          [--format auto|zeek|json|eve|syslog] [--follow [--flush-ms N]]\n"
+	  "       kizuna detect status [--url https://HOST:PORT] [--data DIR | --cert F --key F --cafile F]\n"
+	  "                            [--json]\n\n"
+	  "status: the node's detection service (detect.enabled = 1; GET /api/v1/detect/status, which\n"
+	  "needs what /metrics needs under a policy): indicators by type, those not matched and why,\n"
+	  "events read, matches, sightings published and stored. --json prints the node's answer.\n"
+	  "Exit 0; 1 when the node cannot be reached or does not run detection; 3 when refused.\n\n"
+	  "scan:\n"
 	  "Runs the node's detection engine (docs/DETECTION.md) over logs on disk and prints every\n"
 	  "sighting as one line: a STIX 2.1 bundle of the sighting, its observed-data and the\n"
 	  "observed object. Repeated matches of an indicator on one value are one sighting (count,\n"

@@ -109,6 +109,32 @@ static const struct directive directives[] = {
 	  "The receiver's position LAT,LON (degrees): a first position frame and surface positions are decoded against it. Empty: airborne positions wait for an even/odd pair, surface positions for an airborne one." },
 	{ "adapter.adsb.max_aircraft", T_U32, C(adapter_adsb_max_aircraft), 0, 16, 10000000, "10000",
 	  "Aircraft whose CPR frames and last position the ADS-B adapter keeps; when full it starts over." },
+	{ "detect.enabled", T_U32, C(detect_enabled), 0, 0, 1, "0",
+	  "1: the detection service runs (docs/DETECTION.md): indicators from the TAXII collections matched in sensor logs taken from MQTT topics and followed files, sightings published and stored." },
+	{ "detect.indicators", T_STR, C(detect_indicators), S(detect_indicators), 0, 0, "*",
+	  "The TAXII collections (ids, comma-separated) whose indicator objects are matched; * every collection." },
+	{ "detect.collection", T_STR, C(detect_collection), S(detect_collection), 0, 0, "",
+	  "The TAXII collection (id) sightings are stored in, each as its sighting, observed-data and observed object; empty: not stored in TAXII." },
+	{ "detect.topics", T_STR, C(detect_topics), S(detect_topics), 0, 0, "kz/logs/#",
+	  "MQTT topic filters (comma-separated) whose records are sensor log lines (Zeek TSV or JSON, Suricata EVE, syslog; one or more lines a message; a Zeek TSV header is kept per topic); empty: none." },
+	{ "detect.files", T_STR, C(detect_files), S(detect_files), 0, 0, "",
+	  "Log files (comma-separated) the node follows as they grow and rotate, from their end; empty: none." },
+	{ "detect.file_label", T_STR, C(detect_file_label), S(detect_file_label), 0, 0, "",
+	  "The label of the events of detect.files (empty: the policy's default label)." },
+	{ "detect.warninglists", T_STR, C(detect_warninglists), S(detect_warninglists), 0, 0, "",
+	  "MISP warning lists (list.json files, or directories holding */list.json; comma-separated): indicators of known-benign values are not matched, and listed as suppressed." },
+	{ "detect.sighting_topic", T_STR, C(detect_sighting_topic), S(detect_sighting_topic), 0, 0, "kz/detect/sighting",
+	  "Sightings are published as records on TOPIC/<sighting id>, a STIX 2.1 bundle each, under the stricter of the indicator's and the event's labels." },
+	{ "detect.identity", T_STR, C(detect_identity), S(detect_identity), 0, 0, "",
+	  "The identity sightings are published as (the policy must let it publish on detect.sighting_topic with their labels); empty: the node's, spiffe://DOMAIN/ORG/node/NODE_ID." },
+	{ "detect.flush_ms", T_U32, C(detect_flush_ms), 0, 50, 3600000, "500",
+	  "Matches are aggregated this long: each sighting new or seen again in that time is written once (a new version, its count and last_seen updated)." },
+	{ "detect.max_indicators", T_U32, C(detect_max_indicators), 0, 1, 100000000, "10000000",
+	  "Indicators matched at most; more are counted as refused." },
+	{ "detect.max_sightings", T_U32, C(detect_max_sightings), 0, 16, 100000000, "100000",
+	  "Sightings kept for aggregation; beyond it they are forgotten after a flush (a repeated hit then starts a new count)." },
+	{ "detect.max_topics", T_U32, C(detect_max_topics), 0, 1, 1000000, "1024",
+	  "Log topics read at once (each keeps its reader and Zeek header); records of further topics are counted and skipped." },
 	{ "tak.listen", T_STR, C(tak_listen), S(tak_listen), 0, 0, "",
 	  "The TAK server endpoint (docs/ADAPTERS.md \"TAK\"): TAK clients connect here over TLS with a certificate of the node's CA and speak Cursor-on-Target, host:port (TAK's streaming port is 8089). Empty: off." },
 	{ "tak.max_connections", T_U32, C(tak_max_connections), 0, 1, 1000000, "1000", "TAK client connections at most; more are closed after the handshake." },
@@ -729,4 +755,23 @@ int node_policy_load(const struct node_config *cfg, unsigned gen, struct kz_poli
 		return 1;
 	}
 	return kz_policy_load(cfg->policy_file, cfg->policy_registry, gen, out, err);
+}
+
+/* What `kizuna serve` says once it serves: where, and how to try it. */
+void node_print_tour(const struct node_config *cfg, const char *host, int port, int created)
+{
+	char abs[PATH_MAX];
+	if (!realpath(cfg->data_dir, abs))
+		snprintf(abs, sizeof abs, "%s", cfg->data_dir);
+	const char *h = strcmp(host, "0.0.0.0") == 0 || strcmp(host, "::") == 0 ? "localhost" : host;
+	if (strcmp(h, "127.0.0.1") == 0)
+		h = "localhost";
+	if (created)
+		printf("kizuna: created a development PKI in %s/pki (CA, server and admin certificates)\n", abs);
+	printf("kizuna: MQTT over TLS 1.3 (client certificate required) on %s:%d\n"
+	       "  subscribe: mosquitto_sub -h %s -p %d --cafile %s/pki/ca.pem --cert %s/pki/admin.pem --key %s/pki/admin.key -V mqttv5 -t 'demo/#' -v\n"
+	       "  publish:   mosquitto_pub -h %s -p %d --cafile %s/pki/ca.pem --cert %s/pki/admin.pem --key %s/pki/admin.key -V mqttv5 -t demo/hello -m 'hello, kizuna'\n"
+	       "  or:        kizuna sub --data %s -t 'demo/#'   and   kizuna pub --data %s -t demo/hello -m hi\n",
+	       host, port, h, port, abs, abs, abs, h, port, abs, abs, abs, cfg->data_dir, cfg->data_dir);
+	fflush(stdout);
 }

@@ -30,6 +30,9 @@ struct node_config {
 	char tak_listen[256];
 	uint32_t tak_max_connections, tak_max_event_bytes, tak_push_interval_ms, tak_max_output_bytes, tak_protocol;
 	uint32_t taxii_max_status_bytes;
+	uint32_t detect_enabled, detect_flush_ms, detect_max_indicators, detect_max_sightings, detect_max_topics;
+	char detect_indicators[1100], detect_collection[64], detect_topics[1100], detect_files[4096],
+		detect_warninglists[4096], detect_sighting_topic[256], detect_identity[512], detect_file_label[1025];
 	char tls_ca[1100], tls_cert[1100], tls_key[1100]; /* empty = DIR/pki/... */
 	char tls_groups[256];
 	uint32_t tls_require_pq;  /* 1: only X25519MLKEM768 */
@@ -108,5 +111,8 @@ unsigned long long node_policy_seq(const struct node_config *cfg);
 int node_policy_seq_store(const struct node_config *cfg, unsigned long long seq);
 /* Prints every directive with its default and documentation. */
 void node_config_print_help(FILE *out, int as_man);
+
+/* The five-minute tour `kizuna serve` prints once it serves (created: it made the PKI). */
+void node_print_tour(const struct node_config *cfg, const char *host, int port, int created);
 
 #endif

@@ -4,6 +4,7 @@
 #include "services/entity/entity_service.h"
 #include "services/task/task_service.h"
 #include "node/node_adapters.h"
+#include "node/node_detect.h"
 #include "node/node_tak.h"
 #include "cluster/cluster.h"
 #include "base/kz_buf.h"
@@ -312,6 +313,7 @@ static void metrics(void *arg, struct kz_http_req *r)
 	}
 	node_adapters_metrics(nh->adapters, &b);
 	node_tak_metrics(nh->tak, &b);
+	node_detect_metrics(nh->detect, &b);
 	if (nh->tasks) {
 		struct task_service_stats ts;
 		task_service_stats(nh->tasks, &ts);
@@ -447,10 +449,11 @@ int node_http_gate(void *ctx, struct kz_http_req *r, char *why, size_t why_len)
 		snprintf(why, why_len, "%s", w);
 		return 403;
 	}
-	if ((strcmp(r->path, "/metrics") == 0 || strncmp(r->path, "/metrics/", 9) == 0) &&
-	    !kz_policy_subscribe(p, &s, "$SYS/metrics", 12, &w)) {
-		snprintf(why, why_len, "/metrics: no rule allows this identity to subscribe to $SYS/metrics (for example "
-			 "`allow subscribe $SYS/metrics where role=monitor`)");
+	bool monitor = !strcmp(r->path, "/metrics") || !strncmp(r->path, "/metrics/", 9) ||
+		       !strcmp(r->path, "/api/v1/detect") || !strncmp(r->path, "/api/v1/detect/", 15);
+	if (monitor && !kz_policy_subscribe(p, &s, "$SYS/metrics", 12, &w)) {
+		snprintf(why, why_len, "%s: no rule allows this identity to subscribe to $SYS/metrics (for example "
+			 "`allow subscribe $SYS/metrics where role=monitor`)", r->path);
 		return 403;
 	}
 	return 0;

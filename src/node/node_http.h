@@ -14,6 +14,7 @@ struct entity_service;
 struct task_service;
 struct node_adapters;
 struct node_tak;
+struct node_detect;
 
 struct node_http {
 	struct kz_http *http;
@@ -30,6 +31,7 @@ struct node_http {
 	struct task_service *tasks;      /* NULL: not running */
 	struct node_adapters *adapters;  /* NULL: none configured */
 	struct node_tak *tak;            /* NULL: no TAK endpoint */
+	struct node_detect *detect;      /* NULL: detection not running */
 };
 
 int node_http_routes(struct node_http *nh);

@@ -1,6 +1,7 @@
 /* node_serve.c — `kizuna serve`: configuration, development PKI, broker, workers, signals. */
 #include "node/node_serve.h"
 #include "node/node_sessions.h"
+#include "node/node_detect.h"
 #include "node/node_follow.h"
 #include "node/node_trust.h"
 #include "node/node_audit_share.h"
@@ -63,6 +64,7 @@ static void node_durable(void *arg)
 	if (c)
 		kz_cluster_kick(c);
 	entity_service_kick(atomic_load(&node_entities));
+	node_detect_kick();
 }
 
 static void node_repl_confirmed(void *arg, uint64_t seq) { mqtt_broker_repl_confirmed(arg, seq); }
@@ -364,24 +366,6 @@ static void usage(FILE *f)
 	fprintf(f, "usage: kizuna serve [--config FILE] [--data DIR] [--check]\n");
 }
 
-static void print_tour(const struct node_config *cfg, const char *host, int port, int created)
-{
-	char abs[PATH_MAX];
-	if (!realpath(cfg->data_dir, abs))
-		snprintf(abs, sizeof abs, "%s", cfg->data_dir);
-	const char *h = strcmp(host, "0.0.0.0") == 0 || strcmp(host, "::") == 0 ? "localhost" : host;
-	if (strcmp(h, "127.0.0.1") == 0)
-		h = "localhost";
-	if (created)
-		printf("kizuna: created a development PKI in %s/pki (CA, server and admin certificates)\n", abs);
-	printf("kizuna: MQTT over TLS 1.3 (client certificate required) on %s:%d\n"
-	       "  subscribe: mosquitto_sub -h %s -p %d --cafile %s/pki/ca.pem --cert %s/pki/admin.pem --key %s/pki/admin.key -V mqttv5 -t 'demo/#' -v\n"
-	       "  publish:   mosquitto_pub -h %s -p %d --cafile %s/pki/ca.pem --cert %s/pki/admin.pem --key %s/pki/admin.key -V mqttv5 -t demo/hello -m 'hello, kizuna'\n"
-	       "  or:        kizuna sub --data %s -t 'demo/#'   and   kizuna pub --data %s -t demo/hello -m hi\n",
-	       host, port, h, port, abs, abs, abs, h, port, abs, abs, abs, cfg->data_dir, cfg->data_dir);
-	fflush(stdout);
-}
-
 /* Everything `kizuna serve` holds while it runs, in the order node_open takes it; node_close
  * gives back whatever was taken, in reverse, on every path.
  *
@@ -411,6 +395,7 @@ struct node {
 	struct task_service *tasks;
 	struct node_adapters *adapters;
 	struct node_tak *tak;
+	struct node_detect *detect;
 	struct node_http nh;
 	struct node_enroll enroll;
 	struct node_mqtt nm;
@@ -660,6 +645,10 @@ static int node_open(struct node *n)
 		kz_error("adapters: %s", why);
 		return 1;
 	}
+	if (node_detect_open(b, n->taxii, cfg, &n->detect, why, sizeof why)) {
+		kz_error("detect: %s", why);
+		return 1;
+	}
 	node_follow_set(b, n->taxii, NULL);
 	if (cfg->cluster_nats[0]) {
 		bool local = strcmp(cfg->cluster_on_quorum_loss, "local") == 0;
@@ -741,8 +730,9 @@ static int node_open(struct node *n)
 		nh->tasks = n->tasks;
 		nh->adapters = n->adapters;
 		nh->tak = n->tak;
+		nh->detect = n->detect;
 		if (node_http_routes(nh) || taxii_routes(n->taxii, n->http) || entity_service_routes(n->entities, n->http) ||
-		    task_service_routes(n->tasks, n->http)) {
+		    task_service_routes(n->tasks, n->http) || node_detect_routes(n->detect, n->http)) {
 			kz_error("HTTPS: too many routes");
 			return 1;
 		}
@@ -776,7 +766,7 @@ static int node_open(struct node *n)
 	if (cfg->https_enabled)
 		kz_info("HTTPS on %s:%d (HTTP/1.1 and HTTP/2: /healthz, /metrics, TAXII 2.1 at /taxii2/, entities at /api/v1/entities)", n->hhost,
 			n->bound_hport);
-	print_tour(cfg, n->host, n->bound_port, n->created == 1);
+	node_print_tour(cfg, n->host, n->bound_port, n->created == 1);
 	return 0;
 }
 
@@ -841,6 +831,8 @@ static void node_after_join(void *arg)
 	n->auditshare = NULL;
 	node_adapters_close(n->adapters); /* they write records */
 	n->adapters = NULL;
+	node_detect_close(n->detect); /* it reads the store and writes records */
+	n->detect = NULL;
 	kz_cluster_stop(n->cluster); /* the threads; the records it handed to the store are written next */
 	atomic_store(&node_entities, NULL);
 	node_entities_attach(b, NULL, NULL);
@@ -867,6 +859,8 @@ static void node_close(struct node *n)
 	n->auditshare = NULL;
 	node_adapters_close(n->adapters);
 	n->adapters = NULL;
+	node_detect_close(n->detect);
+	n->detect = NULL;
 	kz_cluster_stop(n->cluster); /* opened, never served; no-op once stopped */
 	atomic_store(&node_entities, NULL);
 	entity_service_close(n->entities); /* opened, never served (NULL once closed) */

@@ -77,10 +77,14 @@ struct detect_indicator_info {
 	const char *author;        /* who shared it (a SPIFFE ID; "" when not known) */
 };	/* the strings live in the index: valid during the match callback */
 
+#define DETECT_TYPES 8
 struct detect_stats {
 	uint64_t indicators, atoms[DETECT_KINDS], unsupported, suppressed, replaced, revoked, removed;
 	uint64_t bytes;            /* memory the index holds */
+	uint64_t by_type[DETECT_TYPES]; /* live indicators with a comparison on that type */
 };
+/* The types of by_type: ip, domain, url, email, md5, sha1, sha256, x509. */
+extern const char *const detect_type_names[DETECT_TYPES];
 
 struct detect_index *detect_index_new(void);
 void detect_index_free(struct detect_index *x);

@@ -425,6 +425,36 @@ static int new_ind(struct detect_index *x, const char *label, const char *source
 
 /* ---------- adding ---------- */
 
+const char *const detect_type_names[DETECT_TYPES] = { "ip", "domain", "url", "email", "md5", "sha1", "sha256", "x509" };
+
+static unsigned type_bit(int kind)
+{
+	return kind >= DETECT_CERT_SHA1 ? 7u : (unsigned)(kind - 1);
+}
+
+/* The types an indicator compares (a bit each): a STIX one keeps them in its kind. */
+static unsigned types_of(const struct ind *in)
+{
+	return in->flags & I_ZEEK ? 1u << type_bit(in->kind) : in->kind;
+}
+
+static void count_types(struct detect_index *x, const struct ind *in, int by)
+{
+	for (unsigned b = 0; b < DETECT_TYPES; b++)
+		if (types_of(in) >> b & 1)
+			x->st.by_type[b] += (uint64_t)(int64_t)by;
+}
+
+/* A live indicator is dead from now on (replaced, revoked, removed). */
+static void kill_ind(struct detect_index *x, struct ind *in)
+{
+	if (in->flags & I_DEAD)
+		return;
+	in->flags |= I_DEAD;
+	x->st.indicators--;
+	count_types(x, in, -1);
+}
+
 /* Indicator i (id) into the tables: 0 added; 1 when every value is on a warning list (then
  * counted and listed as suppressed); -1 out of memory. */
 static int link(struct detect_index *x, uint32_t i, const struct detect_dnf *d, const char *id, const char **why)
@@ -441,7 +471,14 @@ static int link(struct detect_index *x, uint32_t i, const struct detect_dnf *d, 
 		*why = "its value is on a warning list";
 		return 1;
 	}
+	if (!(x->inds[i].flags & I_ZEEK)) {
+		unsigned m = 0;
+		for (unsigned k = 0; k < d->n_pool; k++)
+			m |= 1u << type_bit(d->pool[k].kind);
+		x->inds[i].kind = (uint8_t)m;
+	}
 	x->st.indicators++;
+	count_types(x, &x->inds[i], 1);
 	return 0;
 }
 
@@ -459,9 +496,7 @@ int detect_remove(struct detect_index *x, const uint8_t uuid[16], int64_t modifi
 	struct ind *in = &x->inds[*known - 1];
 	if (modified_us != INT64_MIN && x->smeta[in->meta].modified != modified_us)
 		return 0;
-	if (!(in->flags & I_DEAD))
-		x->st.indicators--;
-	in->flags |= I_DEAD;
+	kill_ind(x, in);
 	x->st.removed++;
 	*known = 0; /* absent: any version may come again */
 	return 1;
@@ -488,9 +523,7 @@ int detect_add_stix_by(struct detect_index *x, const struct kz_json *o, const ch
 		struct ind *old = &x->inds[*known - 1];
 		if (x->smeta[old->meta].modified >= modified)
 			return 0; /* this version or an older one: nothing changes */
-		if (!(old->flags & I_DEAD))
-			x->st.indicators--;
-		old->flags |= I_DEAD;
+		kill_ind(x, old);
 		x->st.replaced++;
 	}
 	const struct kz_json *rv = kz_json_get(o, "revoked");

@@ -61,6 +61,18 @@ int taxii_query_check(const char *qs, size_t n, char *why, size_t why_len);
  * 0: not a TAXII record, the caller submits it; -1: out of memory (nothing submitted). */
 int taxii_follow(struct taxii *t, struct kz_store_item *it);
 
+/* An object of one of the node's services (docs/TAXII.md "Objects from the node's
+ * services"), e.g. a sighting: validated as a POST's are, then recorded in collection coll
+ * (its id) as written by author with label (taxii.h's label text: the policy's part, tlp,
+ * aud), dated and indexed as a follower's record. 0 submitted; 1 already there (this
+ * version, or an SCO in any version); -1 with why. Any thread. */
+int taxii_put(struct taxii *t, const char *coll, const char *author, const char *label, const char *json, size_t n,
+	      char *why, size_t why_len);
+/* The newest version of object type/uuid in collection coll that is not deleted: its record
+ * read from the log into rec (kz_record_decode it). 1; 0 none; -1 the log could not be read. */
+struct kz_buf;
+int taxii_newest(struct taxii *t, const char *coll, const char *type, const uint8_t uuid[16], struct kz_buf *rec);
+
 /* Objects and versions in the index (for the start-up log line). */
 void taxii_counts(struct taxii *t, uint64_t *collections, uint64_t *entries);
 
