@@ -128,6 +128,15 @@ int node_entity_write(struct mqtt_broker *b, const char *node_id, const char *id
 	return node_record_write(b, node_id, identity, label_text, topic, "application/json", json, n, canon, why);
 }
 
+/* Each writing thread's encoding buffer, kept between records (node_record_write_end). */
+static _Thread_local struct kz_buf rec;
+
+void node_record_write_end(void)
+{
+	kz_buf_cleanup(&rec);
+	memset(&rec, 0, sizeof rec);
+}
+
 int node_record_write(struct mqtt_broker *b, const char *node_id, const char *identity, const char *label_text,
 		      const char *topic, const char *content_type, const uint8_t *payload, size_t n,
 		      char canon[KZ_LABEL_MAX_LEN + 1], const char **why)
@@ -164,7 +173,6 @@ int node_record_write(struct mqtt_broker *b, const char *node_id, const char *id
 	r.label = (struct kz_bytes){ (const uint8_t *)canon, (uint32_t)strlen(canon) };
 	r.content_type = (struct kz_bytes){ (const uint8_t *)content_type, (uint32_t)strlen(content_type) };
 	r.payload = (struct kz_bytes){ payload, (uint32_t)n };
-	static _Thread_local struct kz_buf rec;
 	uint8_t *data;
 	struct mqtt_msg *m;
 	if (!rec.max)
@@ -450,6 +458,7 @@ static void *run(void *arg)
 			}
 		}
 	}
+	node_record_write_end();
 	return NULL;
 }
 

@@ -27,6 +27,8 @@ int node_entity_write(struct mqtt_broker *b, const char *node_id, const char *id
 int node_record_write(struct mqtt_broker *b, const char *node_id, const char *identity, const char *label_text,
 		      const char *topic, const char *content_type, const uint8_t *payload, size_t n,
 		      char canon[1025], const char **why);
+/* Frees the calling thread's encoding buffer of node_record_write (before the thread ends). */
+void node_record_write_end(void);
 /* Their counters in Prometheus' text format; NULL: nothing. */
 void node_adapters_metrics(struct node_adapters *a, struct kz_buf *b);
 

@@ -442,6 +442,7 @@ static void *run(void *arg)
 	}
 	pthread_mutex_unlock(&d->lock);
 	detect_sightings_flush(d->s, on_sighting, d); /* what was matched is not lost at a stop */
+	node_record_write_end();
 	return NULL;
 }
 
