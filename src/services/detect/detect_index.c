@@ -23,10 +23,24 @@
 #include <stdlib.h>
 #include <string.h>
 
+/* IPv4 keys (4 bytes): multiply-shift universal hashing (Dietzfelbinger et al. 1997) with an
+ * odd multiplier drawn from the process's secret SipHash key, so the slots stay unknown to
+ * whoever chooses addresses; a SipHash of 4 bytes was a tenth of a dns event's cost. */
+static uint64_t ip4_mult;
+
+static inline uint64_t key_hash(const struct ftab *t, const uint8_t *key)
+{
+	if (t->width != 4)
+		return kz_hash(key, t->width);
+	uint32_t v;
+	memcpy(&v, key, 4);
+	return ((uint64_t)v * ip4_mult) >> 32;
+}
+
 uint32_t *detect_ftab_slot(struct ftab *t, const uint8_t *key, bool insert)
 {
 	if (insert && (t->n + 1) * 10 > (uint64_t)t->cap * 8) {
-		uint32_t ncap = t->cap ? t->cap * 2 : 64;
+		uint32_t ncap = t->cap ? t->cap + t->cap / 2 : 64; /* 1.5x: less slack than doubling */
 		uint8_t *nk = malloc((size_t)ncap * t->width);
 		uint32_t *nv = calloc(ncap, sizeof *nv);
 		if (!nk || !nv) {
@@ -36,9 +50,9 @@ uint32_t *detect_ftab_slot(struct ftab *t, const uint8_t *key, bool insert)
 		for (uint32_t i = 0; i < t->cap; i++) {
 			if (!t->vals[i])
 				continue;
-			uint32_t k = (uint32_t)kz_hash(t->keys + (size_t)i * t->width, t->width) & (ncap - 1);
+			uint32_t k = detect_slot_of(key_hash(t, t->keys + (size_t)i * t->width), ncap);
 			while (nv[k])
-				k = (k + 1) & (ncap - 1);
+				k = k + 1 == ncap ? 0 : k + 1;
 			memcpy(nk + (size_t)k * t->width, t->keys + (size_t)i * t->width, t->width);
 			nv[k] = t->vals[i];
 		}
@@ -47,11 +61,11 @@ uint32_t *detect_ftab_slot(struct ftab *t, const uint8_t *key, bool insert)
 	}
 	if (!t->cap)
 		return NULL;
-	uint32_t k = (uint32_t)kz_hash(key, t->width) & (t->cap - 1);
+	uint32_t k = detect_slot_of(key_hash(t, key), t->cap);
 	while (t->vals[k]) {
 		if (!memcmp(t->keys + (size_t)k * t->width, key, t->width))
 			return &t->vals[k];
-		k = (k + 1) & (t->cap - 1);
+		k = k + 1 == t->cap ? 0 : k + 1;
 	}
 	if (!insert)
 		return NULL;
@@ -101,6 +115,8 @@ uint32_t *detect_stab_slot(struct stab *t, const char *key, size_t len, bool ins
 
 struct detect_index *detect_index_new(void)
 {
+	if (!ip4_mult)
+		ip4_mult = kz_hash("kizuna detect ip4", 17) | 1;
 	struct detect_index *x = calloc(1, sizeof *x);
 	if (!x || !(x->dnf = malloc(sizeof *x->dnf))) {
 		free(x);
@@ -114,7 +130,6 @@ struct detect_index *detect_index_new(void)
 	x->hash[DETECT_MD5].width = 16;
 	x->hash[DETECT_SHA1].width = x->hash[DETECT_CERT_SHA1].width = 20;
 	x->hash[DETECT_SHA256].width = x->hash[DETECT_CERT_SHA256].width = 32;
-	x->ids.width = 16;
 	for (int i = 0; i < DETECT_KINDS; i++)
 		kz_buf_init(&x->str[i].arena, 0);
 	kz_buf_init(&x->warn.arena, 0);
@@ -145,7 +160,7 @@ void detect_index_free(struct detect_index *x)
 		ftab_free(&x->ip4[i]);
 	for (int i = 0; i < DETECT_KINDS; i++)
 		ftab_free(&x->hash[i]), stab_free(&x->str[i]);
-	ftab_free(&x->ids);
+	free(x->ids);
 	stab_free(&x->warn);
 	kz_buf_cleanup(&x->zvals);
 	for (int i = 0; i < DETECT_KINDS; i++) {
@@ -160,7 +175,7 @@ void detect_index_free(struct detect_index *x)
 		free(x->skip[i].id), free(x->skip[i].why);
 	for (size_t i = 0; i < x->n_lists; i++)
 		free(x->lists[i]);
-	free(x->strs), free(x->skip), free(x->lists), free(x->inds), free(x->smeta), free(x->pairs), free(x->posts), free(x->terms), free(x->dnf);
+	free(x->strs), free(x->skip), free(x->lists), free(x->inds), free(x->smeta), free(x->untils), free(x->pairs), free(x->posts), free(x->terms), free(x->dnf);
 	free(x);
 }
 
@@ -175,6 +190,21 @@ static bool grow(void **p, size_t *cap, size_t n, size_t size)
 	*p = q;
 	*cap = nc;
 	return true;
+}
+
+int64_t detect_until(const struct detect_index *x, uint32_t i)
+{
+	if (!(x->inds[i].flags & I_UNTIL))
+		return INT64_MAX;
+	size_t lo = 0, hi = x->n_untils;
+	while (lo < hi) {
+		size_t mid = lo + (hi - lo) / 2;
+		if (x->untils[mid].ind < i)
+			lo = mid + 1;
+		else
+			hi = mid;
+	}
+	return lo < x->n_untils && x->untils[lo].ind == i ? x->untils[lo].until : INT64_MAX;
 }
 
 static uint32_t intern(struct detect_index *x, const char *s)
@@ -488,17 +518,59 @@ int detect_add_stix(struct detect_index *x, const struct kz_json *o, const char 
 	return detect_add_stix_by(x, o, label, source, "", why);
 }
 
+static const uint8_t *uuid_of(const struct detect_index *x, uint32_t v)
+{
+	return x->smeta[x->inds[v - 1].meta].uuid;
+}
+
+/* The slot of the STIX indicator with this UUID (its value: the indicator + 1), NULL when
+ * absent; insert: made when absent (value 0, the caller fills it). Slots hold no key: the
+ * key is the indicator's UUID in its smeta, so a slot costs 4 bytes, not 20. A slot once
+ * filled stays (a removed indicator keeps it, dead): probing never breaks. */
+static uint32_t *id_slot(struct detect_index *x, const uint8_t uuid[16], bool insert)
+{
+	if (insert && (x->id_n + 1) * 10 > (uint64_t)x->id_cap * 8) {
+		uint32_t ncap = x->id_cap ? x->id_cap + x->id_cap / 2 : 64;
+		uint32_t *nv = calloc(ncap, sizeof *nv);
+		if (!nv)
+			return NULL;
+		for (uint32_t i = 0; i < x->id_cap; i++) {
+			if (!x->ids[i])
+				continue;
+			uint32_t k = detect_slot_of(kz_hash(uuid_of(x, x->ids[i]), 16), ncap);
+			while (nv[k])
+				k = k + 1 == ncap ? 0 : k + 1;
+			nv[k] = x->ids[i];
+		}
+		free(x->ids);
+		x->ids = nv, x->id_cap = ncap;
+	}
+	if (!x->id_cap)
+		return NULL;
+	uint32_t k = detect_slot_of(kz_hash(uuid, 16), x->id_cap);
+	while (x->ids[k]) {
+		if (!memcmp(uuid_of(x, x->ids[k]), uuid, 16))
+			return &x->ids[k];
+		k = k + 1 == x->id_cap ? 0 : k + 1;
+	}
+	if (!insert)
+		return NULL;
+	x->id_n++;
+	return &x->ids[k];
+}
+
 int detect_remove(struct detect_index *x, const uint8_t uuid[16], int64_t modified_us)
 {
-	uint32_t *known = detect_ftab_slot(&x->ids, uuid, false);
+	uint32_t *known = id_slot(x, uuid, false);
 	if (!known || !*known)
 		return 0;
 	struct ind *in = &x->inds[*known - 1];
-	if (modified_us != INT64_MIN && x->smeta[in->meta].modified != modified_us)
+	struct smeta *sm = &x->smeta[in->meta];
+	if ((in->flags & I_DEAD) || (modified_us != INT64_MIN && sm->modified != modified_us))
 		return 0;
 	kill_ind(x, in);
 	x->st.removed++;
-	*known = 0; /* absent: any version may come again */
+	sm->modified = INT64_MIN; /* any version may come again */
 	return 1;
 }
 
@@ -518,13 +590,14 @@ int detect_add_stix_by(struct detect_index *x, const struct kz_json *o, const ch
 		*why = "modified is not a STIX timestamp";
 		return -1;
 	}
-	uint32_t *known = detect_ftab_slot(&x->ids, uuid, false);
+	uint32_t *known = id_slot(x, uuid, false);
 	if (known && *known) {
 		struct ind *old = &x->inds[*known - 1];
 		if (x->smeta[old->meta].modified >= modified)
 			return 0; /* this version or an older one: nothing changes */
+		if (!(old->flags & I_DEAD))
+			x->st.replaced++;
 		kill_ind(x, old);
-		x->st.replaced++;
 	}
 	const struct kz_json *rv = kz_json_get(o, "revoked");
 	if (rv && rv->type == KZ_JSON_TRUE) {
@@ -552,11 +625,15 @@ int detect_add_stix_by(struct detect_index *x, const struct kz_json *o, const ch
 		goto oom;
 	struct smeta *sm = &x->smeta[x->n_smeta];
 	memcpy(sm->uuid, uuid, 16);
-	sm->from = from, sm->until = until, sm->modified = modified;
-	if (new_ind(x, label, source, author, 0, 0, (uint32_t)x->n_smeta, &i))
+	sm->from = from, sm->modified = modified;
+	if (until != INT64_MAX && !grow((void **)&x->untils, &x->cap_untils, x->n_untils, sizeof *x->untils))
+		goto oom;
+	if (new_ind(x, label, source, author, until != INT64_MAX ? I_UNTIL : 0, 0, (uint32_t)x->n_smeta, &i))
 		goto oom;
 	x->n_smeta++;
-	uint32_t *slot = detect_ftab_slot(&x->ids, uuid, true);
+	if (until != INT64_MAX)
+		x->untils[x->n_untils++] = (struct until){ i, until };
+	uint32_t *slot = id_slot(x, uuid, true);
 	if (!slot)
 		goto oom;
 	*slot = i + 1;
@@ -691,6 +768,7 @@ void detect_index_compact(struct detect_index *x)
 {
 	shrink((void **)&x->inds, &x->cap_inds, x->n_inds, sizeof *x->inds);
 	shrink((void **)&x->smeta, &x->cap_smeta, x->n_smeta, sizeof *x->smeta);
+	shrink((void **)&x->untils, &x->cap_untils, x->n_untils, sizeof *x->untils);
 	shrink((void **)&x->posts, &x->cap_posts, x->n_posts, sizeof *x->posts);
 	shrink((void **)&x->terms, &x->cap_terms, x->n_terms, sizeof *x->terms);
 }
@@ -698,9 +776,9 @@ void detect_index_compact(struct detect_index *x)
 void detect_index_stats(const struct detect_index *x, struct detect_stats *st)
 {
 	*st = x->st;
-	size_t b = sizeof *x + x->cap_inds * sizeof *x->inds + x->cap_smeta * sizeof *x->smeta + x->zvals.cap +
+	size_t b = sizeof *x + x->cap_inds * sizeof *x->inds + x->cap_smeta * sizeof *x->smeta + x->cap_untils * sizeof *x->untils + x->zvals.cap +
 		   x->cap_posts * sizeof *x->posts +
-		   x->cap_terms * sizeof *x->terms + x->ids.cap * (16 + 4);
+		   x->cap_terms * sizeof *x->terms + x->id_cap * sizeof *x->ids;
 	for (int i = 0; i <= 128; i++)
 		b += (size_t)x->ip[i].cap * (16 + 4);
 	for (int i = 0; i <= 32; i++)

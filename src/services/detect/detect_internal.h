@@ -64,6 +64,13 @@ struct stab {
 	struct kz_buf arena;
 };
 
+/* A hash's home slot in a table of cap slots (any cap, not only powers of two: tables grow
+ * by half, Lemire's multiply-shift instead of a mask). */
+static inline uint32_t detect_slot_of(uint64_t h, uint32_t cap)
+{
+	return (uint32_t)(((h & 0xffffffffu) * (uint64_t)cap) >> 32);
+}
+
 /* The key's value slot (insert: made when missing, then 0); NULL when absent or out of
  * memory. Open addressing, linear probing, SipHash with the process's key. */
 uint32_t *detect_ftab_slot(struct ftab *t, const uint8_t *key, bool insert);
@@ -93,7 +100,7 @@ struct term {
 	uint16_t n_atoms;
 };
 
-enum { I_DEAD = 1, I_ZEEK = 2 };
+enum { I_DEAD = 1, I_ZEEK = 2, I_UNTIL = 4 /* has a valid_until (untils) */ };
 
 /* An indicator: 8 bytes, whatever it is (the memory target is per indicator). */
 struct ind {
@@ -104,10 +111,18 @@ struct ind {
 };
 #define NO_META UINT32_MAX
 
-struct smeta {                /* what only STIX indicators have */
+struct smeta {                /* what only STIX indicators have: 32 bytes */
 	uint8_t uuid[16];
-	int64_t from, until, modified;
+	int64_t from, modified;
 };
+
+struct until {                /* a valid_until (few indicators have one), by indicator */
+	uint32_t ind;
+	int64_t until;
+};
+
+/* Indicator i's valid_until (I_UNTIL), INT64_MAX when open. */
+int64_t detect_until(const struct detect_index *x, uint32_t i);
 
 struct pair {
 	uint32_t label, source, author; /* interned strings */
@@ -135,7 +150,11 @@ struct detect_index {
 	unsigned n_lens4;
 	struct ftab hash[DETECT_KINDS];
 	struct stab str[DETECT_KINDS]; /* DETECT_DOMAIN, DETECT_URL, DETECT_EMAIL */
-	struct ftab ids;          /* uuid -> indicator + 1 */
+	struct until *untils;     /* ascending by indicator (they are added in that order) */
+	size_t n_untils, cap_untils;
+	uint32_t *ids;            /* indicator + 1 by its UUID (id_slot): 4 bytes a slot, the key
+				   * read from the indicator's smeta */
+	uint32_t id_cap, id_n;
 	struct ind *inds;
 	size_t n_inds, cap_inds;
 	struct smeta *smeta;

@@ -134,7 +134,7 @@ static void emit(struct ev *e, uint32_t i)
 {
 	const struct ind *in = &e->x->inds[i];
 	const struct smeta *sm = in->flags & I_ZEEK ? NULL : &e->x->smeta[in->meta];
-	if ((in->flags & I_DEAD) || (sm && e->ts && (e->ts < sm->from || e->ts >= sm->until)))
+	if ((in->flags & I_DEAD) || (sm && e->ts && (e->ts < sm->from || e->ts >= detect_until(e->x, i))))
 		return;
 	for (unsigned k = 0; k < e->n_done; k++)
 		if (e->done[k] == i)
@@ -156,7 +156,7 @@ static void emit(struct ev *e, uint32_t i)
 		kz_uuid_format(sm->uuid, info.id + 11);
 	}
 	info.valid_from_us = sm ? sm->from : INT64_MIN;
-	info.valid_until_us = sm ? sm->until : INT64_MAX;
+	info.valid_until_us = sm ? detect_until(e->x, i) : INT64_MAX;
 	info.label = e->x->strs[pr->label];
 	info.source = e->x->strs[pr->source];
 	info.author = e->x->strs[pr->author];
@@ -225,7 +225,8 @@ static void match_rx(struct ev *e)
 size_t detect_match_event(const struct detect_index *x, const struct detect_obs *obs, size_t n, int64_t ts_us,
 			  detect_match_fn fn, void *ctx)
 {
-	struct ev e = { .x = x, .ts = ts_us, .fn = fn, .ctx = ctx };
+	struct ev e; /* not zeroed whole: hits and done are read only below their counts */
+	e.x = x, e.o = NULL, e.ts = ts_us, e.fn = fn, e.ctx = ctx, e.matches = 0, e.n_hits = 0, e.n_done = 0;
 	char buf[DETECT_VALUE_MAX];
 	for (size_t i = 0; i < n; i++) {
 		const struct detect_obs *o = &obs[i];
@@ -250,9 +251,10 @@ size_t detect_match_event(const struct detect_index *x, const struct detect_obs 
 			}
 			for (unsigned j = 0; j < x->n_lens; j++) { /* IPv6 networks (::/0 holds IPv4 too) */
 				unsigned l = x->lens[j];
-				memcpy(m, k, 16);
-				for (unsigned b = l; b < 128; b++)
-					m[b / 8] &= (uint8_t)~(0x80u >> (b % 8));
+				memcpy(m, k, 16); /* the host bits cleared, a byte at a time */
+				if (l % 8)
+					m[l / 8] &= (uint8_t)(0xff00u >> (l % 8));
+				memset(m + (l + 7) / 8, 0, 16 - (l + 7) / 8);
 				uint32_t *v = detect_ftab_slot((struct ftab *)&x->ip[l], m, false);
 				if (v && *v)
 					walk(&e, *v, true);

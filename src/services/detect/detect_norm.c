@@ -11,8 +11,34 @@
 #include <stdlib.h>
 #include <string.h>
 
+/* A plain dotted quad (what logs mostly hold), as inet_pton takes it: four decimal octets of
+ * at most 255, no leading zero. 0; -1 when it is not one (the caller then tries the rest). */
+static int quad(const char *s, size_t n, uint8_t out[4])
+{
+	const char *e = s + n;
+	for (int i = 0; i < 4; i++) {
+		if (s == e || *s < '0' || *s > '9')
+			return -1;
+		unsigned v = 0, d = 0;
+		while (s < e && *s >= '0' && *s <= '9' && d < 4)
+			v = v * 10 + (unsigned)(*s++ - '0'), d++;
+		if (v > 255 || d > 3 || (d > 1 && s[-(int)d] == '0'))
+			return -1;
+		out[i] = (uint8_t)v;
+		if (i < 3 && (s == e || *s++ != '.'))
+			return -1;
+	}
+	return s == e ? 0 : -1;
+}
+
 int detect_ip_parse(const char *s, size_t n, uint8_t out[16], unsigned *prefix)
 {
+	if (n >= 7 && n <= 15 && !quad(s, n, out + 12)) {
+		memset(out, 0, 10);
+		out[10] = out[11] = 0xff;
+		*prefix = 128;
+		return 0;
+	}
 	char buf[64];
 	while (n && (*s == ' ' || *s == '\t'))
 		s++, n--;

@@ -67,6 +67,19 @@ static void test_addresses(void **st)
 	assert_int_equal(a[12], 10);
 	assert_int_equal(a[13], 0); /* host bits cleared */
 	assert_int_equal(detect_ip_parse("1.2.3", 5, a, &pl), -1);
+	/* the dotted-quad fast path takes what inet_pton takes, and nothing else */
+	static const char *const quads[] = { "0.0.0.0", "255.255.255.255", "10.0.0.1", " 1.2.3.4", "1.2.3.4 " };
+	for (size_t i = 0; i < sizeof quads / sizeof *quads; i++) {
+		assert_int_equal(detect_ip_parse(quads[i], strlen(quads[i]), a, &pl), 0);
+		assert_int_equal(pl, 128);
+		assert_int_equal(a[10], 0xff);
+	}
+	assert_int_equal(a[12], 1);
+	assert_int_equal(a[15], 4);
+	static const char *const bad[] = { "256.1.1.1", "01.2.3.4", "1.2.3.04", "1.2.3.4.5", "1..3.4", "1.2.3.", "1.2.3.4x",
+					   "1.2.3.1000", "-1.2.3.4" };
+	for (size_t i = 0; i < sizeof bad / sizeof *bad; i++)
+		assert_int_equal(detect_ip_parse(bad[i], strlen(bad[i]), a, &pl), -1);
 	assert_int_equal(detect_ip_parse("1.2.3.4/33", 10, a, &pl), -1);
 	assert_int_equal(detect_ip_parse("2001:db8::/129", 14, a, &pl), -1);
 	assert_int_equal(detect_ip_parse("::ffff:1.2.3.4", 14, a, &pl), 0);
