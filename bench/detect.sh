@@ -7,7 +7,8 @@
 # (../shared/data/zeek), then, to reach the count, re-issued values of the same types
 # (addresses in other /8s, names under other parents, hashes: new random ones), and 20 names
 # taken from the log, so that there are matches. Events: the zed sample's dns.log, repeated
-# to about 10^6 lines, uncompressed (the gunzip is not what is measured).
+# to about 10^6 lines, uncompressed (the gunzip is not what is measured), and a conn log of the
+# same traffic written from it (the sample has none; see below).
 # Usage: bench/detect.sh [KIZUNA] [indicators] [log repeats] [shared dir]
 set -eu
 KZ=$(readlink -f "${1:-$(dirname "$0")/../build/src/cli/kizuna}")
@@ -71,25 +72,50 @@ with open(os.path.join(out, "dns.log"), "w") as f:
     f.writelines(head)
     for r in range(int(sys.argv[4]) if len(sys.argv) > 4 else 20):
         f.writelines(body)
+# a conn log of the same traffic (the sample has none): per dns line, the connection its
+# answer led to (its first IPv4 answer, port 443/tcp), else the query itself (53/udp); Zeek's
+# conn.log fields and types, as Zeek 6 writes them
+with open(os.path.join(out, "conn.log"), "w") as f:
+    f.write("#separator \\x09\n#set_separator\t,\n#empty_field\t(empty)\n#unset_field\t-\n#path\tconn\n"
+            "#fields\tts\tuid\tid.orig_h\tid.orig_p\tid.resp_h\tid.resp_p\tproto\tservice\tduration\torig_bytes"
+            "\tresp_bytes\tconn_state\tlocal_orig\tlocal_resp\tmissed_bytes\thistory\torig_pkts\torig_ip_bytes"
+            "\tresp_pkts\tresp_ip_bytes\ttunnel_parents\n"
+            "#types\ttime\tstring\taddr\tport\taddr\tport\tenum\tstring\tinterval\tcount\tcount\tstring\tbool"
+            "\tbool\tcount\tstring\tcount\tcount\tcount\tcount\tset[string]\n")
+    rows = []
+    for l in body:
+        c = l.rstrip("\n").split("\t")
+        ans = [a for a in c[21].split(",") if a.count(".") == 3 and a.replace(".", "").isdigit()]
+        if ans:
+            rows.append("%s\t%s\t%s\t%s\t%s\t443\ttcp\tssl\t0.512000\t517\t4123\tSF\tT\tF\t0\tShADadFf\t9\t1001"
+                        "\t8\t4543\t-\n" % (c[0], c[1], c[2], c[3], ans[0]))
+        else:
+            rows.append("%s\t%s\t%s\t%s\t%s\t%s\tudp\tdns\t%s\t40\t120\tSF\tT\tT\t0\tDd\t1\t68\t1\t148\t-\n"
+                        % (c[0], c[1], c[2], c[3], c[4], c[5], c[8]))
+    for r in range(int(sys.argv[4]) if len(sys.argv) > 4 else 20):
+        f.writelines(rows)
 EOF
 EV=$(grep -vc '^#' "$T/dns.log")
-echo "indicators: $(($(wc -l < "$T/ind.intel") - 1)) lines, $(du -m "$T/ind.intel" | cut -f1) MB; events: $EV"
-for r in 1 2 3; do
-	/usr/bin/time -f "rss %M KB" "$KZ" detect scan "$T/dns.log" --indicators "$T/ind.intel" > "$T/out.jsonl" 2> "$T/err"
+CV=$(grep -vc '^#' "$T/conn.log")
+echo "indicators: $(($(wc -l < "$T/ind.intel") - 1)) lines, $(du -m "$T/ind.intel" | cut -f1) MB; events: dns $EV, conn $CV"
+for LOG in dns conn; do for r in 1 2 3; do
+	/usr/bin/time -f "rss %M KB" "$KZ" detect scan "$T/$LOG.log" --indicators "$T/ind.intel" > "$T/out.jsonl" 2> "$T/err"
 	S=$(grep 'kizuna detect scan: [0-9]* indicators' "$T/err")
 	RSS=$(grep '^rss' "$T/err" | cut -d' ' -f2)
-	/usr/bin/python3 - "$S" "$RSS" "$EV" <<'EOF'
+	/usr/bin/python3 - "$S" "$RSS" "$LOG" <<'EOF'
 import re, sys
-s, rss, ev = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
+s, rss, log = sys.argv[1], int(sys.argv[2]), sys.argv[3]
 m = re.search(r"(\d+) indicators .* ([\d.]+) MB\) loaded in ([\d.]+) s; (\d+) events .* in ([\d.]+) s; (\d+) matches, (\d+) sightings", s)
 ind, mb, load, events, scan, matches, sg = int(m[1]), float(m[2]), float(m[3]), int(m[4]), float(m[5]), int(m[6]), int(m[7])
 print("kizuna: %d indicators in %.2f s (%.0f/s), index %.1f MB = %.0f bytes/indicator, process peak RSS %.0f MB; "
-      "%d events parsed and matched in %.2f s = %.0f events/s on one core; %d matches, %d sightings"
-      % (ind, load, ind / load, mb, mb * 1e6 / ind, rss / 1024, events, scan, events / scan, matches, sg))
+      "%d %s events parsed and matched in %.2f s = %.0f events/s on one core; %d matches, %d sightings"
+      % (ind, load, ind / load, mb, mb * 1e6 / ind, rss / 1024, events, log, scan, events / scan, matches, sg))
 EOF
 done
-# the baseline: fixed strings, every value against every line (no parsing, no fields, no CIDRs)
-for r in 1 2; do
-	/usr/bin/time -f "%e s %M KB" grep -F -c -f "$T/values.txt" "$T/dns.log" > "$T/grep.out" 2> "$T/grep.err"
-	echo "grep -F -f: $(cat "$T/grep.out") matching lines in $(cut -d' ' -f1 "$T/grep.err") s ($(awk '{printf "%.0f", $3/1024}' "$T/grep.err") MB peak RSS) = $(awk -v e="$EV" '{printf "%.0f", e/$1}' "$T/grep.err") lines/s"
 done
+# the baseline: fixed strings, every value against every line (no parsing, no fields, no CIDRs)
+for LOG in dns conn; do for r in 1 2; do
+	N=$EV; [ "$LOG" = conn ] && N=$CV
+	/usr/bin/time -f "%e s %M KB" grep -F -c -f "$T/values.txt" "$T/$LOG.log" > "$T/grep.out" 2> "$T/grep.err"
+	echo "grep -F -f ($LOG): $(cat "$T/grep.out") matching lines in $(cut -d' ' -f1 "$T/grep.err") s ($(awk '{printf "%.0f", $3/1024}' "$T/grep.err") MB peak RSS) = $(awk -v e="$N" '{printf "%.0f", e/$1}' "$T/grep.err") lines/s"
+done; done

@@ -372,6 +372,12 @@ static int link_atom(struct detect_index *x, const struct detect_atom *a, uint32
 		head = detect_ftab_slot(&x->hash[a->kind], a->key, true);
 	} else {
 		head = detect_stab_slot(&x->str[a->kind], (const char *)a->key, a->key_len, true);
+		if (a->kind == DETECT_DOMAIN) {
+			unsigned labels = 1;
+			for (size_t i = 0; i < a->key_len; i++)
+				labels += a->key[i] == '.';
+			x->domain_labels |= 1u << (labels < 31 ? labels : 31);
+		}
 	}
 	if (!head)
 		return -1;

@@ -150,6 +150,8 @@ struct detect_index {
 	unsigned n_lens4;
 	struct ftab hash[DETECT_KINDS];
 	struct stab str[DETECT_KINDS]; /* DETECT_DOMAIN, DETECT_URL, DETECT_EMAIL */
+	uint32_t domain_labels;   /* bit k: a domain of k labels is indexed (bit 31: 31 or more); a
+				   * suffix of another length is not looked up */
 	struct until *untils;     /* ascending by indicator (they are added in that order) */
 	size_t n_untils, cap_untils;
 	uint32_t *ids;            /* indicator + 1 by its UUID (id_slot): 4 bytes a slot, the key

@@ -264,8 +264,13 @@ size_t detect_match_event(const struct detect_index *x, const struct detect_obs 
 			if (!t->n || detect_domain_norm(o->value, o->len, buf, sizeof buf, &len))
 				continue;
 			const char *s = buf;
-			for (int depth = 0; depth < 16 && s; depth++) { /* the name, then each parent */
-				uint32_t h = lookup_s(t, s, len - (size_t)(s - buf));
+			unsigned labels = 1;
+			for (size_t j = 0; j < len; j++)
+				labels += buf[j] == '.';
+			for (int depth = 0; depth < 16 && s; depth++, labels--) { /* the name, then each parent */
+				uint32_t h = x->domain_labels >> (labels < 31 ? labels : 31) & 1
+						     ? lookup_s(t, s, len - (size_t)(s - buf))
+						     : 0; /* no indicator has this many labels */
 				if (h)
 					walk(&e, h, s == buf);
 				s = strchr(s, '.');
