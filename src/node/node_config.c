@@ -693,8 +693,11 @@ int node_dev_policy_create(const struct node_config *cfg, char *why, size_t why_
 		 "spiffe://%s/%s/user/admin org=%s clearance=top-secret roles=admin,monitor\n"
 		 "# the adapters' records (adapter.ais.*, adapter.adsb.*, docs/ADAPTERS.md)\n"
 		 "spiffe://%s/%s/service/ais-adapter org=%s clearance=unclassified\n"
-		 "spiffe://%s/%s/service/adsb-adapter org=%s clearance=unclassified\n",
-		 cfg->trust_domain, o, o, cfg->trust_domain, o, o, cfg->trust_domain, o, o);
+		 "spiffe://%s/%s/service/adsb-adapter org=%s clearance=unclassified\n"
+		 "# the node itself: detection's sightings (detect.*, docs/DETECTION.md), whatever their label\n"
+		 "spiffe://%s/%s/node/%s org=%s clearance=top-secret\n",
+		 cfg->trust_domain, o, o, cfg->trust_domain, o, o, cfg->trust_domain, o, o, cfg->trust_domain, o,
+		 cfg->node_id, o);
 	return write_new(r, text, why, why_len);
 }
 
