@@ -32,7 +32,8 @@ struct node_config {
 	uint32_t taxii_max_status_bytes;
 	uint32_t detect_enabled, detect_flush_ms, detect_max_indicators, detect_max_sightings, detect_max_topics;
 	char detect_indicators[1100], detect_collection[64], detect_topics[1100], detect_files[4096],
-		detect_warninglists[4096], detect_sighting_topic[256], detect_identity[512], detect_file_label[1025];
+		detect_warninglists[4096], detect_sighting_topic[256], detect_identity[512], detect_file_label[1025],
+		detect_intel[4096], detect_intel_label[1025];
 	char tls_ca[1100], tls_cert[1100], tls_key[1100]; /* empty = DIR/pki/... */
 	char tls_groups[256];
 	uint32_t tls_require_pq;  /* 1: only X25519MLKEM768 */

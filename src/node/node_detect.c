@@ -7,6 +7,7 @@
  *     $taxii-del/<coll>/indicator/<uuid>/<ver> → detect_remove, then the newest version
  *                                              left in the collection (taxii_newest)
  *     a record on a detect.topics filter      → that topic's reader (after the start only)
+ *   detect.intel ──read at start and again when changed──→ detect_load_file (its old ones removed)
  *   detect.files ──detect_tail (rotation)──────→ the file's reader
  *   reader events → detect_match_event → sightings (label: kz_label_join of the
  *                                         indicator's and the event's) → every flush_ms:
@@ -49,6 +50,11 @@ struct topic_reader {
 	struct detect_reader *r;
 };
 
+struct intel {
+	char path[1024];
+	struct stat st; /* as last read (st_ino 0: not read) */
+};
+
 struct file_in {
 	char path[1024];
 	struct detect_tail *t;
@@ -80,6 +86,9 @@ struct node_detect {
 	size_t n_topics;
 	struct file_in files[MAX_FILES];
 	int n_files;
+	struct intel intel[MAX_FILES];
+	int n_intel;
+	uint64_t intel_ms;      /* when the intel files were last looked at */
 	uint64_t next_seq, start_seq;
 	struct kz_reclog_pos hint;
 	bool has_hint;
@@ -186,8 +195,10 @@ static struct detect_reader *topic_reader(struct node_detect *d, const uint8_t *
 
 static bool coll_wanted(const struct node_detect *d, const char *coll)
 {
+	/* "*" leaves out the sightings' own collection: the indicators written there for Zeek
+	 * intel lines would otherwise come back as indicators, and outlive their file */
 	if (d->all_colls)
-		return true;
+		return strcmp(coll, d->cfg->detect_collection) != 0;
 	for (int i = 0; i < d->n_colls; i++)
 		if (!strcmp(d->colls[i], coll))
 			return true;
@@ -282,6 +293,46 @@ static int catch_up(struct node_detect *d, char *why, size_t why_len)
 {
 	uint64_t end;
 	return kz_store_scan(d->b->store, d->next_seq, d->has_hint ? &d->hint : NULL, take, d, &end, why, why_len);
+}
+
+/* ---------- indicator files (detect.intel) ---------- */
+
+/* Reads an indicator file again when it changed (or appeared): its old indicators go first. */
+static void intel_check(struct node_detect *d, struct intel *in)
+{
+	struct stat st;
+	if (stat(in->path, &st)) {
+		if (in->st.st_ino)
+			kz_warn("detect: %s is gone: its indicators stay until it comes back", in->path);
+		in->st.st_ino = 0;
+		return;
+	}
+	if (st.st_ino == in->st.st_ino && st.st_dev == in->st.st_dev && st.st_size == in->st.st_size &&
+	    st.st_mtim.tv_sec == in->st.st_mtim.tv_sec && st.st_mtim.tv_nsec == in->st.st_mtim.tv_nsec)
+		return;
+	const char *base = strrchr(in->path, '/') ? strrchr(in->path, '/') + 1 : in->path;
+	struct detect_stats before, after;
+	size_t removed = detect_remove_source(d->x, base);
+	detect_index_stats(d->x, &before);
+	char why[300];
+	if (detect_load_file(d->x, in->path, d->cfg->detect_intel_label, why, sizeof why)) {
+		kz_warn("detect: %s: %s", in->path, why);
+		return; /* tried again when it changes */
+	}
+	in->st = st;
+	detect_index_stats(d->x, &after);
+	kz_info("detect: %s read: %llu indicators (%zu of its earlier ones removed)", in->path,
+		(unsigned long long)(after.indicators - before.indicators), removed);
+}
+
+static void intel_poll(struct node_detect *d, bool now)
+{
+	uint64_t ms = kz_now_mono_ms();
+	if (!now && ms - d->intel_ms < 1000)
+		return;
+	d->intel_ms = ms;
+	for (int i = 0; i < d->n_intel; i++)
+		intel_check(d, &d->intel[i]);
 }
 
 /* ---------- files ---------- */
@@ -417,7 +468,7 @@ static void *run(void *arg)
 	while (!d->stop) {
 		struct timespec ts;
 		clock_gettime(CLOCK_REALTIME, &ts);
-		uint64_t wait_ms = d->n_files ? 200 : d->cfg->detect_flush_ms;
+		uint64_t wait_ms = d->n_files || d->n_intel ? 200 : d->cfg->detect_flush_ms;
 		ts.tv_sec += (time_t)(wait_ms / 1000);
 		ts.tv_nsec += (long)(wait_ms % 1000) * 1000000;
 		if (ts.tv_nsec >= 1000000000) {
@@ -432,6 +483,7 @@ static void *run(void *arg)
 		if (catch_up(d, why, sizeof why))
 			kz_warn("detect: reading the record log: %s", why);
 		poll_files(d);
+		intel_poll(d, false);
 		uint64_t now = kz_now_mono_ms();
 		if (now >= next_flush) {
 			detect_sightings_flush(d->s, on_sighting, d);
@@ -512,6 +564,17 @@ static int add_file(void *ctx, const char *it, char *why, size_t why_len)
 	return 0;
 }
 
+static int add_intel(void *ctx, const char *it, char *why, size_t why_len)
+{
+	struct node_detect *d = ctx;
+	if (d->n_intel == MAX_FILES) {
+		snprintf(why, why_len, "detect.intel: at most %d files", MAX_FILES);
+		return -1;
+	}
+	snprintf(d->intel[d->n_intel++].path, sizeof d->intel[0].path, "%s", it);
+	return 0;
+}
+
 static int add_warninglist(void *ctx, const char *it, char *why, size_t why_len)
 {
 	struct node_detect *d = ctx;
@@ -569,13 +632,16 @@ int node_detect_open(struct mqtt_broker *b, struct taxii *t, const struct node_c
 		rc = each(cfg->detect_indicators, add_coll, d, why, why_len) ||
 		     each(cfg->detect_topics, add_filter, d, why, why_len) ||
 		     each(cfg->detect_files, add_file, d, why, why_len) ||
-		     each(cfg->detect_warninglists, add_warninglist, d, why, why_len);
+		     each(cfg->detect_warninglists, add_warninglist, d, why, why_len) ||
+		     each(cfg->detect_intel, add_intel, d, why, why_len);
 	}
 	if (!rc && cfg->detect_collection[0] && !t) {
 		snprintf(why, why_len, "detect.collection needs the TAXII server (https.enabled = 1)");
 		rc = -1;
 	}
 	uint64_t t0 = kz_now_mono_ms();
+	if (!rc)
+		intel_poll(d, true);
 	if (!rc && catch_up(d, why, why_len))
 		rc = -1;
 	if (!rc) {

@@ -45,15 +45,16 @@ with open(os.path.join(CONF, "identities"), "w") as f:
             + TD + "/mod/sensor/zeek org=mod nation=jpn clearance=secret\n"
             + TD + "/mod/service/detect org=mod nation=jpn clearance=secret\n")
 FOLLOWED = os.path.join(CONF, "dns.json")
+INTEL = os.path.join(CONF, "feed.intel")  # detect.intel: absent until test_intel_file
 open(FOLLOWED, "w").close()
 HP = free_port()
 node = Node("https.listen = 127.0.0.1:%d\ntaxii.collections = %s\npolicy.file = %s\npolicy.registry = %s\n"
             "detect.enabled = 1\ndetect.collection = %s\ndetect.identity = %s/mod/service/detect\n"
             "detect.flush_ms = 200\ndetect.files = %s\ndetect.file_label = class=confidential;rel=jpn\n"
-            "detect.warninglists = %s\n"
+            "detect.warninglists = %s\ndetect.intel = %s\ndetect.intel_label = class=confidential;rel=jpn\n"
             % (HP, os.path.join(CONF, "collections.json"), os.path.join(CONF, "kizuna.policy"),
                os.path.join(CONF, "identities"), SEEN, TD, FOLLOWED,
-               os.path.join(SHARED, "data", "zeek", "misp-warninglists", "public-dns-v4", "list.json")))
+               os.path.join(SHARED, "data", "zeek", "misp-warninglists", "public-dns-v4", "list.json"), INTEL))
 WHO = {n: node.issue(n, "%s/%s/%s/%s" % (TD, o, k, n)) for n, o, k in
        (("alice", "mod", "user"), ("bob", "meti", "user"), ("carol", "meti", "user"), ("mon", "mod", "user"),
         ("zeek", "mod", "sensor"))}
@@ -248,7 +249,42 @@ def test_status_cli_metrics_and_restart():
     z.close(), carol.close()
 
 
+def test_intel_file_read_and_read_again():
+    """detect.intel: a Zeek intel file that appears is read; rewritten, its old indicators go
+    and the new ones match."""
+    carol = node.client(cert=WHO["carol"])
+    carol.sub("kz/detect/#", 1)
+    z = sensor()
+
+    def patterns(timeout):
+        """The Zeek intel patterns of the sightings that arrive within timeout."""
+        out, end = set(), time.time() + timeout
+        while time.time() < end:
+            try:
+                objs = json.loads(carol.get(max(0.1, end - time.time())).payload)["objects"]
+            except Exception:
+                break
+            out |= {o["pattern"] for o in objs if o["type"] == "indicator"}
+        return out
+    removed = status()["removed"]
+    with open(INTEL + ".tmp", "w") as f:
+        f.write("#fields\tindicator\tindicator_type\tmeta.source\nise.wrccdc.cpp.edu\tIntel::DOMAIN\tfeed\n")
+    os.rename(INTEL + ".tmp", INTEL)
+    until(lambda: "intel" in node.logtext() and "feed.intel read: 1 indicators" in node.logtext(), 10)
+    z.pub("kz/logs/zeek/dns10", HEAD + LINES, 1)
+    assert patterns(2.0) == {"[domain-name:value = 'ise.wrccdc.cpp.edu']"}
+    with open(INTEL + ".tmp", "w") as f:
+        f.write("#fields\tindicator\tindicator_type\tmeta.source\n10.0.0.100\tIntel::ADDR\tfeed\n")
+    os.rename(INTEL + ".tmp", INTEL)
+    until(lambda: status()["removed"] == removed + 1, 10)
+    z.pub("kz/logs/zeek/dns10", LINES, 1)
+    got = patterns(2.0)
+    assert got == {"[ipv4-addr:value = '10.0.0.100']"}, (got, status())
+    z.close(), carol.close()
+
+
 if __name__ == "__main__":
     run_tests([test_posted_indicator_matches_published_log_and_the_label_decides, test_tlp_audience_narrows_the_sighting,
                test_unsupported_indicator_is_listed_and_warninglist_suppresses, test_deleted_indicator_stops_matching,
-               test_followed_file_and_parse_errors, test_status_cli_metrics_and_restart])
+               test_followed_file_and_parse_errors, test_status_cli_metrics_and_restart,
+               test_intel_file_read_and_read_again])

@@ -108,6 +108,9 @@ int detect_add_stix_by(struct detect_index *x, const struct kz_json *o, const ch
 /* Removes the indicator (its UUID) if the index holds version modified_us of it (INT64_MIN:
  * whatever version): 1 removed, 0 not held. A version added after it is taken again. */
 int detect_remove(struct detect_index *x, const uint8_t uuid[16], int64_t modified_us);
+/* Removes every live indicator from source (a file's base name: detect_load_file), before the
+ * file is loaded again. The number removed. */
+size_t detect_remove_source(struct detect_index *x, const char *source);
 /* Loads a file of indicators: a STIX bundle or a JSON array or one object per line
  * (indicators), or a Zeek intel file. 0 with counts in the stats; -1 with why. */
 int detect_load_file(struct detect_index *x, const char *path, const char *label, char *why, size_t why_len);

@@ -580,6 +580,26 @@ int detect_remove(struct detect_index *x, const uint8_t uuid[16], int64_t modifi
 	return 1;
 }
 
+size_t detect_remove_source(struct detect_index *x, const char *source)
+{
+	size_t si = 0, n = 0;
+	while (si < x->n_strs && strcmp(x->strs[si], source))
+		si++;
+	if (si == x->n_strs)
+		return 0;
+	for (size_t i = 0; i < x->n_inds; i++) {
+		struct ind *in = &x->inds[i];
+		if ((in->flags & I_DEAD) || x->pairs[in->ls].source != si)
+			continue;
+		kill_ind(x, in);
+		if (!(in->flags & I_ZEEK))
+			x->smeta[in->meta].modified = INT64_MIN; /* its id may come again, in any version */
+		x->st.removed++;
+		n++;
+	}
+	return n;
+}
+
 int detect_add_stix_by(struct detect_index *x, const struct kz_json *o, const char *label, const char *source,
 		       const char *author, const char **why)
 {

@@ -232,6 +232,20 @@ static void test_versions_and_warninglists(void **st)
 	assert_int_equal(kz_json_parse(&doc, buf, strlen(buf)), 0);
 	assert_int_equal(detect_add_stix(x, kz_json_root(&doc), "", "t", &why), 0);
 	assert_int_equal(match1(x, DETECT_DOMAIN, 0, "new.example"), 0);
+	/* a file's indicators removed by source, then loaded again (a file that changed) */
+	{
+		char intel[] = "#fields\tindicator\tindicator_type\tmeta.source\nfile.example\tIntel::DOMAIN\tt\n";
+		char again[sizeof intel];
+		memcpy(again, intel, sizeof intel);
+		char w[200];
+		assert_int_equal(detect_load_text(x, intel, strlen(intel), "", "a.intel", w, sizeof w), 0);
+		assert_int_equal(match1(x, DETECT_DOMAIN, 0, "file.example"), 1);
+		assert_int_equal(detect_remove_source(x, "a.intel"), 1);
+		assert_int_equal(match1(x, DETECT_DOMAIN, 0, "file.example"), 0);
+		assert_int_equal(detect_remove_source(x, "nothing.intel"), 0);
+		assert_int_equal(detect_load_text(x, again, strlen(again), "", "a.intel", w, sizeof w), 0);
+		assert_int_equal(match1(x, DETECT_DOMAIN, 0, "file.example"), 1);
+	}
 	/* removed (a TAXII deletion): only the version it holds; then any version comes again */
 	uint8_t u7[16];
 	assert_int_equal(add(x, "000000000007", "[domain-name:value = 'deleted.example']", NULL), 0);
