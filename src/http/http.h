@@ -42,7 +42,8 @@ struct kz_http_req {
 	const char *peer_addr; /* the client's address and port, "" when unknown */
 	const char *policy_version; /* the policy that decided (set by the gate), NULL: none */
 	int http_version;      /* 0x100, 0x101, 0x200 */
-	uint64_t start_ns;
+	uint64_t start_ns;     /* monotonic: the handler was called */
+	uint64_t received_ns;  /* how long from the request's first byte to the handler (its body read) */
 	int status;            /* the status sent, for the audit entry */
 	const char *audit_reason; /* what the handler decided, NULL: the status line */
 	const char *audit_label;  /* label involved, NULL: none */

@@ -312,6 +312,11 @@ static int on_req(h2o_handler_t *self, h2o_req_t *req)
 	r->h2o = req;
 	r->worker = w->idx;
 	r->start_ns = kz_now_mono_ns();
+	if (req->timestamps.request_begin_at.tv_sec) {
+		uint64_t wall = kz_now_wall_ns(), begun = (uint64_t)req->timestamps.request_begin_at.tv_sec * 1000000000u +
+						  (uint64_t)req->timestamps.request_begin_at.tv_usec * 1000u;
+		r->received_ns = wall > begun ? wall - begun : 0;
+	}
 	r->http_version = req->version;
 	r->method = pool_strndup(&req->pool, req->method.base, req->method.len);
 	size_t plen = req->query_at != SIZE_MAX ? req->query_at : req->path.len;

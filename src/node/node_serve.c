@@ -977,9 +977,11 @@ int node_serve_main(int argc, char **argv)
 		kz_policy_free(n->policy);
 		return 0;
 	}
-	/* fan-out buffers come and go with every push: keep freed memory rather than hand it back
-	 * and fault it in again (BENCHMARKS.md "TAK fan-out") */
-	mallopt(M_MMAP_THRESHOLD, 8 << 20), mallopt(M_TRIM_THRESHOLD, 64 << 20);
+	/* fan-out buffers and request bodies come and go: keep freed memory rather than hand it
+	 * back and fault it in again. 32 MiB is glibc's largest mmap threshold: a TAXII body of a
+	 * few MiB grows its buffer to 8 MiB, which was mmap'd afresh, page by page, every POST
+	 * (BENCHMARKS.md "TAK fan-out", "TAXII ingest") */
+	mallopt(M_MMAP_THRESHOLD, 32 << 20), mallopt(M_TRIM_THRESHOLD, 128 << 20);
 	int rc = node_open(n);
 	if (rc == 0)
 		node_run(n);

@@ -223,6 +223,8 @@ struct tx_post {
 	bool del;
 	const char *ct;
 	char *answer; /* the status text, copied when the last record is done */
+	uint64_t t_start, t_parsed, t_validated, t_submitted; /* monotonic ns: Server-Timing */
+	uint64_t t_received; /* ns from the request's first byte to the handler */
 };
 
 struct done_ctx {
@@ -230,7 +232,7 @@ struct done_ctx {
 	size_t i;
 };
 
-#define TX_DOC_KEEP (8u << 20)
+#define TX_DOC_KEEP (32u << 20)
 
 /* A sorted list of the marking-definition ids an envelope brings (objects may refer to
  * them before they are stored). */
@@ -276,7 +278,8 @@ void tx_api_root(struct taxii *t, struct kz_http_req *r);
 void tx_collections(struct taxii *t, struct kz_http_req *r, const char *cid, size_t cidn);
 void tx_list(struct taxii *t, struct kz_http_req *r, struct tx_coll *c, struct tx_subject *sub, enum listing what,
 		 const char *obj_id);
-json_t *tx_status_json(const struct tx_status *s);
+/* The status as JSON text (§4.3.1; malloc'd, NULL when out of memory). Caller holds st_lock. */
+char *tx_status_text(const struct tx_status *s);
 void tx_status_seal(struct taxii *t, struct tx_status *s);
 void tx_status_get(struct taxii *t, struct kz_http_req *r, const char *sid, size_t n);
 void tx_post_objects(struct taxii *t, struct kz_http_req *r, struct tx_coll *c, struct tx_subject *sub);

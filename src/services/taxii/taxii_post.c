@@ -6,9 +6,28 @@
 
 
 
+/* Where the POST's time went, as a W3C Server-Timing header (milliseconds): parsing the
+ * body, validating and labelling the objects, encoding and submitting their records, and
+ * from then until every record was durable and the status written (BENCHMARKS.md "TAXII
+ * ingest"), after the receiving of the request (its first byte to the handler: the body is
+ * whole before the handler runs). */
+static void server_timing(struct tx_post *p, struct kz_http_req *r)
+{
+	if (!p->t_start)
+		return;
+	uint64_t now = kz_now_mono_ns();
+	char v[200];
+	snprintf(v, sizeof v, "receive;dur=%.2f, parse;dur=%.2f, validate;dur=%.2f, encode;dur=%.2f, durable;dur=%.2f",
+		 (double)p->t_received / 1e6, (double)(p->t_parsed - p->t_start) / 1e6, (double)(p->t_validated - p->t_parsed) / 1e6,
+		 (double)(p->t_submitted - p->t_validated) / 1e6, (double)(now - p->t_submitted) / 1e6);
+	kz_http_header(r, "Server-Timing", v);
+}
+
 static void post_answer(void *ctx, struct kz_http_req *r)
 {
 	struct tx_post *p = ctx;
+	if (r)
+		server_timing(p, r);
 	if (r) {
 		if (p->del) {
 			size_t bad = 0;
@@ -34,7 +53,6 @@ static void post_item_done(void *ctx, int status, uint64_t seq)
 	struct done_ctx *dc = ctx;
 	struct tx_post *p = dc->p;
 	struct tx_item *it = &p->items[dc->i];
-	it->status = status;
 	it->e.seq = seq;
 	struct tx_coll *c = p->c;
 	if (!status) {
@@ -48,18 +66,16 @@ static void post_item_done(void *ctx, int status, uint64_t seq)
 		}
 		pthread_rwlock_unlock(&c->lock);
 	}
+	it->status = status;
 	if (p->st) {
 		pthread_mutex_lock(&p->t->st_lock);
 		p->st->pending--;
-		json_t *ent = json_pack("{s:s, s:s}", "id", it->id, "version", it->version);
-		if (status) {
-			json_object_set_new(ent, "message", json_string("the record log refused the write"));
-			json_array_append_new(p->st->failures, ent);
+		/* the item is its own entry of the status (tx_status_text): no JSON built here, per
+		 * object and under the lock */
+		if (status)
 			p->st->fail++;
-		} else {
-			json_array_append_new(p->st->successes, ent);
+		else
 			p->st->ok++;
-		}
 		it->done = true; /* no longer among the pendings */
 		if (p->st->pending == 0) { /* the last one: the status is complete */
 			tx_status_seal(p->t, p->st);
@@ -221,6 +237,85 @@ static bool marking_known(void *ctx, const char *id)
 	return found;
 }
 
+/* Each worker's buffer for an envelope's objects without white space, kept between POSTs up
+ * to TX_DOC_KEEP bytes (fresh memory costs a page fault a page: a third of a cold POST). */
+struct cbuf {
+	char *p;
+	size_t cap;
+};
+static pthread_key_t cb_key;
+static pthread_once_t cb_once = PTHREAD_ONCE_INIT;
+static void cb_release(void *v)
+{
+	struct cbuf *c = v;
+	free(c->p);
+	free(c);
+}
+static void cb_key_init(void) { pthread_key_create(&cb_key, cb_release); }
+
+static char *worker_cbuf(size_t n)
+{
+	pthread_once(&cb_once, cb_key_init);
+	struct cbuf *c = pthread_getspecific(cb_key);
+	if (!c && (!(c = calloc(1, sizeof *c)) || pthread_setspecific(cb_key, c))) {
+		free(c);
+		return NULL;
+	}
+	if (c->cap < n) {
+		free(c->p);
+		c->p = malloc(n);
+		c->cap = c->p ? n : 0;
+	}
+	return c->p;
+}
+
+static void worker_cbuf_done(void)
+{
+	struct cbuf *c = pthread_getspecific(cb_key);
+	if (c && c->cap > TX_DOC_KEEP) {
+		free(c->p);
+		c->p = NULL;
+		c->cap = 0;
+	}
+}
+
+/* JSON text (valid: the parser took it) without the white space between tokens, into out
+ * (n bytes at most). Its length. Published bundles are indented (ATT&CK's by a third of
+ * their bytes); what is stored, synced, checked and served is then that much smaller. */
+static size_t json_compact(const char *in, size_t n, char *out)
+{
+	size_t k = 0, i = 0;
+	while (i < n) {
+		char ch = in[i];
+		if (ch != '"') { /* between tokens: one byte at a time (punctuation, numbers, indentation) */
+			if (ch != ' ' && ch != '\n' && ch != '\t' && ch != '\r')
+				out[k++] = ch;
+			i++;
+			continue;
+		}
+		/* a string: copied in runs up to its closing quote, escapes taken whole */
+		size_t j = i + 1;
+		for (;;) {
+			const char *q = memchr(in + j, '"', n - j);
+			size_t end = q ? (size_t)(q - in) : n;
+			const char *bs = memchr(in + j, '\\', end - j);
+			if (!bs) {
+				j = end < n ? end + 1 : n;
+				break;
+			}
+			j = (size_t)(bs - in) + 2; /* the escape and what it escapes */
+			if (j >= n) {
+				j = n;
+				break;
+			}
+		}
+		memcpy(out + k, in + i, j - i);
+		k += j - i;
+		i = j;
+	}
+	return k;
+}
+
 void tx_post_objects(struct taxii *t, struct kz_http_req *r, struct tx_coll *c, struct tx_subject *sub)
 {
 	const char *ct = tx_accepted(r, false);
@@ -237,6 +332,7 @@ void tx_post_objects(struct taxii *t, struct kz_http_req *r, struct tx_coll *c, 
 		tx_err(r, 500, "Internal Server Error", "out of memory");
 		return;
 	}
+	uint64_t t_start = kz_now_mono_ns();
 	if (kz_json_parse(doc, r->body, r->body_len)) {
 		kz_http_error(r, 400, TAXII_MT, "Bad Request", "the body is not JSON: line %u column %u: %s", doc->err_line,
 			      doc->err_col, doc->err);
@@ -288,6 +384,9 @@ void tx_post_objects(struct taxii *t, struct kz_http_req *r, struct tx_coll *c, 
 	p->t = t;
 	p->c = c;
 	p->st = st;
+	p->t_start = t_start;
+	p->t_received = r->received_ns;
+	p->t_parsed = kz_now_mono_ns();
 	p->items = items;
 	p->ct = ct;
 	struct stix_opts opts = { .allow_custom = c->allow_custom, .marking_known = marking_known, .ctx = &mk,
@@ -310,6 +409,8 @@ void tx_post_objects(struct taxii *t, struct kz_http_req *r, struct tx_coll *c, 
 	kz_buf_init(&rec, 0);
 	uint32_t last_ai = TX_NONE;
 	char last_label[2200] = "";
+	char *cbuf = NULL; /* the objects without white space, one after the other */
+	size_t cused = 0;
 	KZ_JSON_FOR(o, objs) {
 		struct stix_info info;
 		char e[300], ver[64] = "", label[2200];
@@ -346,12 +447,16 @@ void tx_post_objects(struct taxii *t, struct kz_http_req *r, struct tx_coll *c, 
 				vrc = -1;
 			}
 		}
-		/* the object as sent (a slice of the body, no copy) unless its markings change */
+		/* the object as sent, without its indentation, unless its markings change */
 		char *js = NULL;
 		const char *pl = NULL;
 		size_t pll = 0;
-		if (!vrc && !info.tlp_rewritten) {
-			pl = r->body + o->off;
+		if (!vrc && !info.tlp_rewritten && (cbuf || (cbuf = worker_cbuf(r->body_len ? r->body_len : 1)))) {
+			pl = cbuf + cused;
+			pll = json_compact(r->body + o->off, o->end - o->off, cbuf + cused);
+			cused += pll;
+		} else if (!vrc && !info.tlp_rewritten) {
+			pl = r->body + o->off; /* out of memory for the compact copy: as sent */
 			pll = o->end - o->off;
 		} else if (!vrc && (js = stix_rewrite(r->body, o, &pll)))
 			pl = js;
@@ -398,11 +503,12 @@ void tx_post_objects(struct taxii *t, struct kz_http_req *r, struct tx_coll *c, 
 		ns++;
 	}
 	free(mk.ids);
+	p->t_validated = kz_now_mono_ns();
 	kz_json_trim(doc, TX_DOC_KEEP);
 	if (ns == 0) {
 		status_keep(t, st);
 		pthread_mutex_lock(&t->st_lock);
-		json_t *o = tx_status_json(st);
+		char *o = tx_status_text(st);
 		tx_status_seal(t, st);
 		bool dropped = st->dropped; /* not in the ring: ours to free */
 		pthread_mutex_unlock(&t->st_lock);
@@ -411,9 +517,14 @@ void tx_post_objects(struct taxii *t, struct kz_http_req *r, struct tx_coll *c, 
 		free(items);
 		free(si);
 		free(p);
+		worker_cbuf_done();
 		kz_buf_cleanup(&rec);
 		r->audit_reason = "every object was refused";
-		tx_send_json(r, 202, ct, o);
+		if (o)
+			kz_http_send(r, 202, ct, o, strlen(o));
+		else
+			tx_err(r, 500, "Internal Server Error", "cannot encode the status");
+		free(o);
 		return;
 	}
 	/* records: date_added assigned and submitted under the collection's write lock, so that
@@ -438,9 +549,11 @@ void tx_post_objects(struct taxii *t, struct kz_http_req *r, struct tx_coll *c, 
 	st->n_items = ns;
 	c->last_added = added + (int64_t)ns - 1;
 	status_keep(t, st);
+	p->t_submitted = kz_now_mono_ns(); /* before the submit: the records may be done at once */
 	kz_store_submit(t->cfg.store, si, ns);
 	pthread_mutex_unlock(&c->wlock);
 	free(si);
+	worker_cbuf_done(); /* the records hold their copies */
 	kz_buf_cleanup(&rec);
 }
 
