@@ -2,6 +2,8 @@
 #include "base/kz_topic.h"
 #include "services/taxii/taxii_internal.h"
 
+#include <unistd.h>
+
 /* ---------- POST objects (§5.5) and DELETE object (§5.7) ---------- */
 
 
@@ -316,6 +318,200 @@ static size_t json_compact(const char *in, size_t n, char *out)
 	return k;
 }
 
+/* ---------- validation of an envelope's objects, on every core ---------- */
+
+/* One object's verdict: its slot of items is filled in every case (id and version at least). */
+struct verdict {
+	int kind;  /* 0 accepted; -1 refused (why); 1 this version is already in the collection */
+	char *why; /* refused: malloc'd */
+};
+
+/* What the validation of an envelope's objects shares (read only, but for each object's own
+ * slots: items[k], v[k], and the compact copy at the object's own offset in cbuf). */
+struct vshare {
+	struct taxii *t;
+	struct kz_http_req *r;
+	struct tx_coll *c;
+	struct tx_subject *sub;
+	const struct stix_opts *opts;
+	const char *base, *audience;
+	const struct kz_json **ov; /* object k */
+	struct tx_item *items;
+	struct verdict *v;
+	char *cbuf;                /* NULL: objects stored as sent */
+};
+
+struct vrange {
+	struct vshare *s;
+	size_t from, to;
+};
+
+static void refuse(struct verdict *v, const char *why)
+{
+	v->kind = -1;
+	v->why = strdup(why);
+}
+
+/* What one validating thread remembers of the last object: a batch's objects mostly share
+ * one label, one author and one set of markings, and interning them takes a mutex that the
+ * threads would otherwise queue on. */
+struct vcache {
+	uint32_t ai, by_i, mk_i;
+	bool refs;
+	char label[2200];
+	char refs_key[1024]; /* created_by_ref, then each marking, '\n' after each */
+};
+
+static void validate_one(struct vshare *s, size_t k, struct vcache *vc)
+{
+	const struct kz_json *o = s->ov[k];
+	struct tx_item *it = &s->items[k];
+	struct verdict *v = &s->v[k];
+	struct taxii *t = s->t;
+	struct stix_info info;
+	char e[300], label[2200];
+	const char *why = NULL;
+	const char *oid = kz_json_get_str(o, "id");
+	const char *mv = kz_json_get_str(o, "modified");
+	if (!mv)
+		mv = kz_json_get_str(o, "created");
+	snprintf(it->id, sizeof it->id, "%s", oid ? oid : "");
+	snprintf(it->version, sizeof it->version, "%s", mv ? mv : "");
+	if (stix_validate(o, s->opts, &info, e, sizeof e)) {
+		refuse(v, e);
+		return;
+	}
+	if (kz_share_label(s->base, info.tlp, s->audience, &s->sub->s, label, sizeof label, &why)) {
+		refuse(v, why);
+		return;
+	}
+	uint32_t ti = tx_type_index(t, info.type, true), ai;
+	if (vc->ai != TX_NONE && strcmp(label, vc->label) == 0)
+		ai = vc->ai;
+	else if ((ai = tx_access_index(t, s->r->identity, label)) != TX_NONE) {
+		vc->ai = ai;
+		snprintf(vc->label, sizeof vc->label, "%s", label);
+	}
+	if (ti == TX_NONE || ai == TX_NONE) {
+		refuse(v, "too many distinct types or audiences in this collection");
+		return;
+	}
+	uint32_t by_i = TX_NONE, mk_i = TX_NONE;
+	const char *marks[STIX_MAX_MARKINGS];
+	size_t nm = stix_markings(o, marks);
+	char key[sizeof vc->refs_key];
+	size_t kl = (size_t)snprintf(key, sizeof key, "%s\n", info.created_by_ref);
+	for (size_t i = 0; i < nm && kl < sizeof key; i++)
+		kl += (size_t)snprintf(key + kl, sizeof key - kl, "%s\n", marks[i]);
+	if (kl < sizeof key && vc->refs && strcmp(key, vc->refs_key) == 0) {
+		by_i = vc->by_i, mk_i = vc->mk_i;
+	} else if (tx_refs_intern(t, info.created_by_ref, marks, nm, &by_i, &mk_i)) {
+		refuse(v, "too many distinct created_by_ref and marking identifiers on this node");
+		return;
+	} else if (kl < sizeof key) {
+		vc->refs = true, vc->by_i = by_i, vc->mk_i = mk_i;
+		memcpy(vc->refs_key, key, kl + 1);
+	}
+	/* the object as sent, without its indentation (at its own offset: shorter, so objects
+	 * compacted on other threads never overlap), unless its markings change */
+	const char *body = s->r->body;
+	char *js = NULL;
+	const char *pl = NULL;
+	size_t pll = 0;
+	if (!info.tlp_rewritten && s->cbuf) {
+		pl = s->cbuf + o->off;
+		pll = json_compact(body + o->off, o->end - o->off, s->cbuf + o->off);
+	} else if (!info.tlp_rewritten) {
+		pl = body + o->off; /* out of memory for the compact copy: as sent */
+		pll = o->end - o->off;
+	} else if ((js = stix_rewrite(body, o, &pll)))
+		pl = js;
+	if (!pl) {
+		refuse(v, "cannot encode the object");
+		return;
+	}
+	if (info.modified_us != INT64_MIN) { /* the same version again: already stored */
+		bool dup = false;
+		pthread_rwlock_rdlock(&s->c->lock);
+		struct tx_slot *sl = tx_slot_of(s->c, ti, info.uuid, false);
+		for (uint32_t j = sl ? sl->first : TX_NONE; j != TX_NONE && !dup; j = s->c->e[j].next_ver)
+			dup = !s->c->e[j].deleted && s->c->e[j].version_us == info.modified_us;
+		pthread_rwlock_unlock(&s->c->lock);
+		if (dup) {
+			snprintf(it->id, sizeof it->id, "%s", info.id);
+			it->owned = js;
+			v->kind = 1;
+			return;
+		}
+	}
+	snprintf(it->id, sizeof it->id, "%s", info.id);
+	memcpy(it->e.uuid, info.uuid, 16);
+	it->e.type_i = ti;
+	it->e.acc_i = ai;
+	it->e.by_i = by_i;
+	it->e.mk_i = mk_i;
+	it->e.tlp = info.tlp;
+	it->e.version_us = info.modified_us; /* SCOs: set to date_added later */
+	it->owned = js;
+	it->payload = pl;
+	it->plen = (uint32_t)pll;
+}
+
+static void *validate_range(void *arg)
+{
+	struct vrange *g = arg;
+	struct vcache *vc = malloc(sizeof *vc);
+	struct vcache none = { .ai = TX_NONE }; /* out of memory: no cache, just locks */
+	if (vc)
+		vc->ai = TX_NONE, vc->refs = false, vc->label[0] = 0;
+	for (size_t k = g->from; k < g->to; k++) {
+		if (!vc)
+			none = (struct vcache){ .ai = TX_NONE };
+		validate_one(g->s, k, vc ? vc : &none);
+	}
+	free(vc);
+	return NULL;
+}
+
+/* Below this many objects an envelope is validated on its worker alone (a thread costs more
+ * than it saves). */
+#define TX_PARALLEL_MIN 256
+#define TX_PARALLEL_MAX 8
+
+/* Objects [0, n) validated in ranges of about equal bytes: the last on this thread, the others on helper
+ * threads, one per further core (at most TX_PARALLEL_MAX in all). A helper that cannot be
+ * started leaves its range to this thread. */
+static void validate_all(struct vshare *s, size_t n)
+{
+	static long cores;
+	if (!cores)
+		cores = sysconf(_SC_NPROCESSORS_ONLN);
+	size_t parts = n < TX_PARALLEL_MIN || cores < 2 ? 1 : (size_t)(cores < TX_PARALLEL_MAX ? cores : TX_PARALLEL_MAX);
+	struct vrange g[TX_PARALLEL_MAX];
+	pthread_t th[TX_PARALLEL_MAX];
+	bool started[TX_PARALLEL_MAX] = { false };
+	/* ranges of about equal bytes (objects differ in size by 100x: an ATT&CK technique and a
+	 * relationship) */
+	uint64_t total = n ? s->ov[n - 1]->end - s->ov[0]->off : 0, acc = 0;
+	size_t k = 0;
+	for (size_t i = 0; i < parts; i++) {
+		size_t from = k;
+		uint64_t goal = total * (i + 1) / parts;
+		while (k < n && (i + 1 == parts || acc < goal))
+			acc += s->ov[k]->end - s->ov[k]->off, k++;
+		g[i] = (struct vrange){ s, from, k };
+	}
+	for (size_t i = 0; i + 1 < parts; i++)
+		started[i] = pthread_create(&th[i], NULL, validate_range, &g[i]) == 0;
+	validate_range(&g[parts - 1]);
+	for (size_t i = 0; i + 1 < parts; i++) {
+		if (started[i])
+			pthread_join(th[i], NULL);
+		else
+			validate_range(&g[i]);
+	}
+}
+
 void tx_post_objects(struct taxii *t, struct kz_http_req *r, struct tx_coll *c, struct tx_subject *sub)
 {
 	const char *ct = tx_accepted(r, false);
@@ -407,101 +603,47 @@ void tx_post_objects(struct taxii *t, struct kz_http_req *r, struct tx_coll *c, 
 	size_t ns = 0;
 	struct kz_buf rec;
 	kz_buf_init(&rec, 0);
-	uint32_t last_ai = TX_NONE;
-	char last_label[2200] = "";
-	char *cbuf = NULL; /* the objects without white space, one after the other */
-	size_t cused = 0;
-	KZ_JSON_FOR(o, objs) {
-		struct stix_info info;
-		char e[300], ver[64] = "", label[2200];
-		const char *why = NULL;
-		const char *oid = kz_json_get_str(o, "id");
-		const char *mv = kz_json_get_str(o, "modified");
-		if (!mv)
-			mv = kz_json_get_str(o, "created");
-		snprintf(ver, sizeof ver, "%s", mv ? mv : "");
-		int vrc = stix_validate(o, &opts, &info, e, sizeof e);
-		if (!vrc && kz_share_label(base, info.tlp, kz_http_req_header(r, "kizuna-audience"), &sub->s, label,
-					   sizeof label, &why)) {
-			snprintf(e, sizeof e, "%s", why);
-			vrc = -1;
-		}
-		uint32_t ti = vrc ? TX_NONE : tx_type_index(t, info.type, true);
-		uint32_t ai = TX_NONE;
-		if (!vrc && last_ai != TX_NONE && strcmp(label, last_label) == 0)
-			ai = last_ai; /* a batch's objects mostly share one label */
-		else if (!vrc && (ai = tx_access_index(t, r->identity, label)) != TX_NONE) {
-			last_ai = ai;
-			snprintf(last_label, sizeof last_label, "%s", label);
-		}
-		if (!vrc && (ti == TX_NONE || ai == TX_NONE)) {
-			snprintf(e, sizeof e, "too many distinct types or audiences in this collection");
-			vrc = -1;
-		}
-		uint32_t by_i = TX_NONE, mk_i = TX_NONE;
-		if (!vrc) {
-			const char *marks[STIX_MAX_MARKINGS];
-			size_t nm = stix_markings(o, marks);
-			if (tx_refs_intern(t, info.created_by_ref, marks, nm, &by_i, &mk_i)) {
-				snprintf(e, sizeof e, "too many distinct created_by_ref and marking identifiers on this node");
-				vrc = -1;
-			}
-		}
-		/* the object as sent, without its indentation, unless its markings change */
-		char *js = NULL;
-		const char *pl = NULL;
-		size_t pll = 0;
-		if (!vrc && !info.tlp_rewritten && (cbuf || (cbuf = worker_cbuf(r->body_len ? r->body_len : 1)))) {
-			pl = cbuf + cused;
-			pll = json_compact(r->body + o->off, o->end - o->off, cbuf + cused);
-			cused += pll;
-		} else if (!vrc && !info.tlp_rewritten) {
-			pl = r->body + o->off; /* out of memory for the compact copy: as sent */
-			pll = o->end - o->off;
-		} else if (!vrc && (js = stix_rewrite(r->body, o, &pll)))
-			pl = js;
-		if (!vrc && !pl) {
-			snprintf(e, sizeof e, "cannot encode the object");
-			vrc = -1;
-		}
-		if (vrc) {
-			json_t *f = json_pack("{s:s, s:s}", "id", oid ? oid : "", "message", e);
-			if (ver[0])
-				json_object_set_new(f, "version", json_string(ver));
+	/* every object validated (on this thread and, for a large envelope, helpers), each into
+	 * its own slot; then, in the envelope's order, the accepted ones become the items and
+	 * the rest the status's entries */
+	struct vshare vs = { t, r, c, sub, &opts, base, kz_http_req_header(r, "kizuna-audience"), NULL, items, NULL, NULL };
+	vs.ov = malloc(n * sizeof *vs.ov);
+	vs.v = calloc(n ? n : 1, sizeof *vs.v);
+	vs.cbuf = worker_cbuf(r->body_len ? r->body_len : 1);
+	if (!vs.ov || !vs.v) {
+		free(vs.ov), free(vs.v), free(mk.ids);
+		kz_json_trim(doc, TX_DOC_KEEP);
+		tx_status_free(st);
+		free(p), free(items), free(si);
+		kz_buf_cleanup(&rec);
+		tx_err(r, 500, "Internal Server Error", "out of memory");
+		return;
+	}
+	size_t k = 0;
+	KZ_JSON_FOR(o, objs)
+		vs.ov[k++] = o;
+	validate_all(&vs, n);
+	for (k = 0; k < n; k++) {
+		struct tx_item *it = &items[k];
+		if (vs.v[k].kind < 0) {
+			json_t *f = json_pack("{s:s, s:s}", "id", it->id, "message", vs.v[k].why ? vs.v[k].why : "out of memory");
+			if (it->version[0])
+				json_object_set_new(f, "version", json_string(it->version));
 			json_array_append_new(st->failures, f);
 			st->fail++;
-			continue;
+			free(vs.v[k].why);
+		} else if (vs.v[k].kind > 0) {
+			free(it->owned);
+			json_array_append_new(st->successes, json_pack("{s:s, s:s, s:s}", "id", it->id, "version", it->version,
+								       "message", "this version is already in the collection"));
+			st->ok++;
+		} else {
+			if (ns != k)
+				items[ns] = *it;
+			ns++;
 		}
-		if (info.modified_us != INT64_MIN) { /* the same version again: already stored */
-			bool dup = false;
-			pthread_rwlock_rdlock(&c->lock);
-			struct tx_slot *sl = tx_slot_of(c, ti, info.uuid, false);
-			for (uint32_t j = sl ? sl->first : TX_NONE; j != TX_NONE && !dup; j = c->e[j].next_ver)
-				dup = !c->e[j].deleted && c->e[j].version_us == info.modified_us;
-			pthread_rwlock_unlock(&c->lock);
-			if (dup) {
-				free(js);
-				json_array_append_new(st->successes, json_pack("{s:s, s:s, s:s}", "id", info.id, "version", ver,
-									       "message", "this version is already in the collection"));
-				st->ok++;
-				continue;
-			}
-		}
-		struct tx_item *it = &items[ns];
-		snprintf(it->id, sizeof it->id, "%s", info.id);
-		memcpy(it->e.uuid, info.uuid, 16);
-		it->e.type_i = ti;
-		it->e.acc_i = ai;
-		it->e.by_i = by_i;
-		it->e.mk_i = mk_i;
-		it->e.tlp = info.tlp;
-		it->e.version_us = info.modified_us; /* SCOs: set to date_added below */
-		snprintf(it->version, sizeof it->version, "%s", ver);
-		it->owned = js;
-		it->payload = pl;
-		it->plen = (uint32_t)pll;
-		ns++;
 	}
+	free(vs.ov), free(vs.v);
 	free(mk.ids);
 	p->t_validated = kz_now_mono_ns();
 	kz_json_trim(doc, TX_DOC_KEEP);
