@@ -151,6 +151,8 @@ static const struct directive directives[] = {
 	  "While more than this waits to be sent to a TAK client, it gets nothing new; its changes coalesce until it reads." },
 	{ "adapter.reconnect_max_ms", T_U32, C(adapter_reconnect_max_ms), 0, 1000, 3600000, "30000",
 	  "Longest wait before connecting again to a feed that dropped (the wait starts at 0.5 s and doubles)." },
+	{ "memory.keep_free_bytes", T_U64, C(mem_keep_free), 0, 0, 1099511627776ull, "67108864",
+	  "Freed memory the node keeps for reuse; beyond it, freed memory is given back to the system within a second (after a flood the process shrinks to its use plus this). 0: give everything back." },
 	{ "adapter.max_pending_bytes", T_U64, C(adapter_max_pending_bytes), 0, 1048576, 1099511627776ull, "67108864",
 	  "While more than this waits to be written to the log, adapters drop UDP datagrams (counted) and stop reading TCP feeds." },
 	{ "limits.identity", T_IDLIMIT, 0, 0, 0, 0, "default connections=256 publish_rate=100000 publish_bytes=256M https_rate=2000",

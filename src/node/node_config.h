@@ -24,6 +24,7 @@ struct node_config {
 	char adapter_ais_udp[256], adapter_ais_tcp[256], adapter_ais_identity[512], adapter_ais_label[1025];
 	uint32_t adapter_ais_max_vessels, adapter_ais_reassembly_ms, adapter_reconnect_max_ms;
 	uint64_t adapter_max_pending_bytes;
+	uint64_t mem_keep_free;
 	char adapter_adsb_avr[256], adapter_adsb_beast[256], adapter_adsb_sbs[256], adapter_adsb_identity[512],
 		adapter_adsb_label[1025], adapter_adsb_reference[64];
 	uint32_t adapter_adsb_max_aircraft;

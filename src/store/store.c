@@ -17,6 +17,7 @@
 #include "store/store.h"
 #include "base/kz_err.h"
 #include "base/kz_log.h"
+#include "base/kz_mem.h"
 #include "base/kz_time.h"
 
 #include <inttypes.h>
@@ -143,7 +144,7 @@ static void run_batch(struct kz_store *st)
 	 * order: the pages stay with their arenas (resident) unless handed back now, and a
 	 * flood would hold its high-water mark (limits.max_store_backlog) several times over. */
 	if (bytes >= TRIM_AFTER_BYTES)
-		malloc_trim(0);
+		kz_mem_trim(); /* beyond what the process keeps for reuse (kz_mem.h) */
 	if (st->batch_end)
 		st->batch_end(st->batch_arg);
 	/* Readers (replays) see a record only after its callback ran: by then its message

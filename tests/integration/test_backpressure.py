@@ -10,7 +10,8 @@ from kzharness import *
 os.environ["ASAN_OPTIONS"] = (os.environ.get("ASAN_OPTIONS", "") + ":quarantine_size_mb=4").lstrip(":")
 # backpressure on its own: the per-identity publish limits (test_zero_trust) are off here
 NOLIMIT = "limits.identity = default publish_rate=0 publish_bytes=0\n"
-node = Node(NOLIMIT + "limits.max_write_backlog = 262144\nlimits.read_budget = 32768")
+# freed memory given back within a second (memory.keep_free_bytes = 0): RSS is what the node holds
+node = Node(NOLIMIT + "limits.max_write_backlog = 262144\nlimits.read_budget = 32768\nmemory.keep_free_bytes = 0")
 LIMIT = 150 << 20  # bytes: far more than the node's 256 KiB output cap plus socket buffers
 
 

@@ -21,7 +21,7 @@ SLACK = 1.5 if b"AddressSanitizer" in open(KIZUNA, "rb").read() else 1.0
 
 def make_node(extra=""):
     hp = free_port()
-    n = Node("https.listen = 127.0.0.1:%d\n%s%s" % (hp, NOLIMIT, extra))
+    n = Node("https.listen = 127.0.0.1:%d\nmemory.keep_free_bytes = 0\n%s%s" % (hp, NOLIMIT, extra))
     n.hport = hp
     n.admin = (os.path.join(n.pki, "admin.pem"), os.path.join(n.pki, "admin.key"))
     return n

@@ -1,0 +1,14 @@
+/* kz_mem.h — giving freed memory back to the system, but not all of it (glibc). */
+#ifndef KZ_MEM_H
+#define KZ_MEM_H
+
+#include <stddef.h>
+
+/* How much freed memory the process keeps for reuse (set once at start; default 64 MiB). */
+void kz_mem_keep_set(size_t bytes);
+/* Gives freed memory back (malloc_trim) when the arenas hold more of it than the keep:
+ * after a flood the high-water mark goes back, while the memory a steady load frees and
+ * takes again stays mapped (each fresh page costs a fault). 1 when it trimmed. */
+int kz_mem_trim(void);
+
+#endif
