@@ -225,6 +225,7 @@ struct mqtt_client {
 	/* CONNECT waiting, unconsumed, until this node has what the client published on the node
 	 * that served it before (share->settled); since: when it first came (wall ns) */
 	bool order_wait;
+	unsigned migrate_to;       /* home shard + 1: the CONNECT moves there once its bytes are kept */
 	uint64_t order_since_ns;
 	uint16_t *q2_pending;         /* owns; QoS 2 packet ids waiting for the store */
 	uint32_t n_q2_pending, cap_q2_pending;

@@ -416,7 +416,9 @@ static void handle_connect(struct mqtt_client *c, const struct mqtt_packet *pkt)
 	if (k->client_id.len > 0) {
 		unsigned home = mqtt_broker_home(b, k->client_id.p, k->client_id.len);
 		if (home != c->shard->idx) {
-			c->ops->migrate(c->transport, home);
+			/* not yet: the CONNECT (unconsumed) must be in c->in before another worker
+			 * may take the client (migrate_now, when the input is handled) */
+			c->migrate_to = home + 1;
 			return;
 		}
 		if (!connect_settled(c))
@@ -762,6 +764,19 @@ static void process(struct mqtt_client *c, const uint8_t *p, size_t n, size_t *u
 	}
 }
 
+/* A CONNECT for another shard, once every byte read is kept in c->in: the other worker may
+ * run the client as soon as it is posted (a migration posted from inside process() raced
+ * with the append of the CONNECT itself, and the CONNECT was then never answered). */
+static void migrate_now(struct mqtt_client *c)
+{
+	if (!c->migrate_to)
+		return;
+	unsigned idx = c->migrate_to - 1;
+	c->migrate_to = 0;
+	if (c->state != MQTT_CLIENT_CLOSING)
+		c->ops->migrate(c->transport, idx);
+}
+
 void mqtt_client_input(struct mqtt_client *c, const uint8_t *p, size_t n)
 {
 	if (c->state == MQTT_CLIENT_CLOSING)
@@ -778,6 +793,7 @@ void mqtt_client_input(struct mqtt_client *c, const uint8_t *p, size_t n)
 		process(c, p, n, &used);
 		if (used < n && c->state != MQTT_CLIENT_CLOSING && kz_buf_append(&c->in, p + used, n - used))
 			mqtt_client_disconnect(c, MQTT_RC_PACKET_TOO_LARGE, "input buffer cap reached");
+		migrate_now(c);
 		return;
 	}
 	if (kz_buf_append(&c->in, p, n)) {
@@ -788,6 +804,7 @@ void mqtt_client_input(struct mqtt_client *c, const uint8_t *p, size_t n)
 	kz_buf_consume(&c->in, used);
 	if (c->in.len == 0)
 		kz_buf_shrink(&c->in, 0);
+	migrate_now(c);
 }
 
 void mqtt_client_detach(struct mqtt_client *c)
@@ -813,6 +830,7 @@ void mqtt_client_resume(struct mqtt_client *c, struct mqtt_shard *s, void *trans
 	process(c, kz_buf_head(&c->in), c->in.len, &used);
 	kz_buf_consume(&c->in, used);
 	kz_buf_shrink(&c->in, 0);
+	migrate_now(c); /* not expected: this is the client's home */
 }
 
 void mqtt_shard_connects_retry(struct mqtt_shard *s)
@@ -824,6 +842,7 @@ void mqtt_shard_connects_retry(struct mqtt_shard *s)
 		size_t used;
 		process(c, kz_buf_head(&c->in), c->in.len, &used);
 		kz_buf_consume(&c->in, used);
+		migrate_now(c);
 	}
 }
 

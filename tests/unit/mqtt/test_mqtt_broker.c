@@ -428,6 +428,70 @@ static void test_shared_handover(void **st)
 	drop(p);
 }
 
+/* A CONNECT whose client id is homed on another shard moves there with its bytes: when the
+ * move is posted, the CONNECT (and what came after it) is already kept in the client's
+ * input, so the worker that takes the client over can answer it. It was posted from inside
+ * the parse, before the CONNECT was kept: a race that, now and then, left a CONNECT
+ * unanswered until the CONNECT deadline (seen in CI under ASan). */
+static size_t migrated_with;
+static unsigned migrated_to;
+static int migrations;
+static void m_migrate(void *t, unsigned idx)
+{
+	struct fake *f = t;
+	migrated_with = f->c->in.len;
+	migrated_to = idx;
+	migrations++;
+	mqtt_client_detach(f->c);
+}
+static const struct mqtt_transport_ops mops = { f_flush, f_close, m_migrate, NULL, NULL };
+
+static void test_connect_moves_with_its_bytes(void **st)
+{
+	(void)st;
+	struct mqtt_limits lim;
+	mqtt_limits_default(&lim);
+	struct mqtt_broker b2;
+	assert_int_equal(mqtt_broker_init(&b2, &lim, 2), KZ_OK);
+	char id[32];
+	for (int i = 0;; i++) {
+		snprintf(id, sizeof id, "mv-%d", i);
+		if (mqtt_broker_home(&b2, (const uint8_t *)id, strlen(id)) == 1)
+			break;
+	}
+	struct fake *f = calloc(1, sizeof *f);
+	kz_buf_init(&f->out, 0);
+	f->version = MQTT_V5;
+	f->c = mqtt_client_new(&b2.shards[0], &mops, f, &f->out, strdup("spiffe://t/o/user/x"), "test");
+	struct mqtt_packet p = { .type = MQTT_CONNECT };
+	p.connect.protocol_level = MQTT_V5;
+	p.connect.clean_start = true;
+	p.connect.client_id = mqtt_cstr(id);
+	p.connect.keep_alive = 10;
+	struct mqtt_packet ping = { .type = MQTT_PINGREQ };
+	struct kz_buf b;
+	kz_buf_init(&b, 0);
+	assert_int_equal(mqtt_encode(&p, MQTT_V5, &b), KZ_OK);
+	assert_int_equal(mqtt_encode(&ping, MQTT_V5, &b), KZ_OK);
+	migrations = 0;
+	mqtt_client_input(f->c, kz_buf_head(&b), b.len); /* one read: the CONNECT and a PINGREQ */
+	assert_int_equal(migrations, 1);
+	assert_int_equal(migrated_to, 1);
+	assert_int_equal(migrated_with, b.len); /* kept before the move was posted */
+	assert_int_equal(f->out.len, 0);        /* nothing answered on the old shard */
+	mqtt_client_resume(f->c, &b2.shards[1], f, &f->out);
+	struct mqtt_packet ack;
+	expect(f, MQTT_CONNACK, &ack);
+	assert_int_equal(ack.reason, 0);
+	expect(f, MQTT_PINGRESP, NULL);
+	assert_int_equal(migrations, 1);
+	mqtt_client_closed(f->c);
+	kz_buf_cleanup(&f->out);
+	kz_buf_cleanup(&b);
+	free(f);
+	mqtt_broker_cleanup(&b2);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -441,6 +505,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_protocol_errors, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_shared_handover, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_inbox_posted_before_wake_is_drained_by_tick, setup, teardown),
+		cmocka_unit_test(test_connect_moves_with_its_bytes),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
