@@ -50,9 +50,10 @@ static void print(void *ctx, const struct detect_sighting_out *o)
 	fputc('\n', stdout);
 }
 
-static void list(void *ctx, const char *id, const char *why)
+static void list(void *ctx, const char *id, const char *why, const char *label, const char *source,
+		 const char *author)
 {
-	(void)ctx;
+	(void)ctx, (void)label, (void)source, (void)author;
 	fprintf(stderr, "kizuna detect scan: not matched: %s: %s\n", id, why);
 }
 

@@ -67,7 +67,9 @@ struct snap {
 	uint64_t lines, events, errors, matches, published, stored, refused_label, refused_publish, refused_store,
 		topics_skipped, indicators_refused, next_seq, pending, rotations;
 	double events_per_s;
-	char *skipped_json; /* owned: [{"id":..,"why":..},...] */
+	char *skipped;      /* owned: the indicators not matched, each as id, why, label, source
+			     * and author, NUL-terminated one after the other */
+	size_t skipped_len;
 };
 
 struct node_detect {
@@ -398,23 +400,45 @@ static void on_sighting(void *ctx, const struct detect_sighting_out *o)
 
 /* ---------- status ---------- */
 
-struct listing {
-	struct kz_buf b;
-	unsigned n;
-};
-
-static void list_one(void *ctx, const char *id, const char *why)
+static void list_one(void *ctx, const char *id, const char *why, const char *label, const char *source,
+		     const char *author)
 {
-	struct listing *l = ctx;
-	struct kz_buf *b = &l->b;
-	if (l->n++ >= SKIPPED_SHOWN)
-		return;
-	kz_buf_append(b, l->n > 1 ? "," : "", l->n > 1);
-	kz_buf_append(b, "{\"id\":", 6);
-	kz_json_put_str(b, id);
-	kz_buf_append(b, ",\"why\":", 7);
-	kz_json_put_str(b, why);
-	kz_buf_append(b, "}", 1);
+	struct kz_buf *b = ctx;
+	const char *f[5] = { id, why, label, source, author };
+	for (int i = 0; i < 5; i++)
+		kz_buf_append(b, f[i], strlen(f[i]) + 1);
+}
+
+/* May the reader learn that this indicator exists? As TAXII decides the object itself
+ * (trust's decision point on its label, TLP and audience, and for one from a collection the
+ * right to read that collection): a reader who may not see an indicator does not see its id
+ * among those not matched either. */
+static bool may_see(const struct kz_policy *pol, const struct kz_subject *s, const char *label, const char *source,
+		    const char *author)
+{
+	struct kz_share sh;
+	char base[KZ_LABEL_MAX_LEN + 1];
+	if (kz_share_split(label, &sh, base, sizeof base))
+		return false;
+	struct kz_record_facts f = { .share = &sh, .author = author[0] ? author : NULL };
+	struct kz_label lab;
+	const char *w;
+	bool ok = true;
+	if (pol) {
+		char canon[KZ_LABEL_MAX_LEN + 1], why[160], filter[80];
+		size_t cl;
+		if (!base[0])
+			f.label = &pol->default_label;
+		else if (kz_label_parse(pol, base, strlen(base), &lab, canon, &cl, why, sizeof why) == 0)
+			f.label = &lab; /* else none: denied */
+		if (strlen(source) == 36) { /* a TAXII collection's id */
+			snprintf(filter, sizeof filter, KZ_TOPIC_TAXII "/%s/#", source);
+			ok = kz_policy_subscribe(pol, s, filter, strlen(filter), &w);
+		}
+	}
+	ok = ok && kz_may_read(pol, s, KZ_PATH_SERVICE, &f, &w);
+	kz_share_free(&sh);
+	return ok;
 }
 
 static void publish(struct node_detect *d)
@@ -440,22 +464,22 @@ static void publish(struct node_detect *d)
 		d->rate_ms = ms;
 		d->rate_events = events;
 	}
-	char *skipped = NULL;
+	struct kz_buf l = { 0 };
+	bool relist = false;
 	uint64_t unlisted = d->now.st.unsupported + d->now.st.suppressed;
-	if (unlisted != d->last_unlisted || !d->pub.skipped_json) {
-		struct listing l = { .n = 0 };
-		kz_buf_init(&l.b, 0);
-		kz_buf_append(&l.b, "[", 1);
+	if (unlisted != d->last_unlisted) {
+		kz_buf_init(&l, 0);
 		detect_index_list_skipped(d->x, list_one, &l);
-		kz_buf_append(&l.b, "]", 2); /* with its NUL: a C string */
-		skipped = (char *)l.b.data;
 		d->last_unlisted = unlisted;
+		relist = true;
 	}
 	pthread_mutex_lock(&d->lock);
-	char *keep = d->pub.skipped_json;
+	char *keep = d->pub.skipped;
+	size_t keep_len = d->pub.skipped_len;
 	d->pub = d->now;
-	d->pub.skipped_json = skipped ? skipped : keep;
-	if (skipped)
+	d->pub.skipped = relist ? (char *)l.data : keep; /* off is 0: nothing was consumed */
+	d->pub.skipped_len = relist ? l.len : keep_len;
+	if (relist)
 		free(keep);
 	pthread_mutex_unlock(&d->lock);
 }
@@ -702,7 +726,7 @@ void node_detect_close(struct node_detect *d)
 	detect_index_free(d->x);
 	kz_json_free(&d->doc);
 	kz_buf_cleanup(&d->rec);
-	free(d->pub.skipped_json);
+	free(d->pub.skipped);
 	pthread_cond_destroy(&d->cond);
 	pthread_mutex_destroy(&d->lock);
 	free(d);
@@ -712,10 +736,35 @@ static void snapshot(struct node_detect *d, struct snap *s, struct kz_buf *skipp
 {
 	pthread_mutex_lock(&d->lock);
 	*s = d->pub;
-	if (skipped && d->pub.skipped_json)
-		kz_buf_append(skipped, d->pub.skipped_json, strlen(d->pub.skipped_json));
+	if (skipped && d->pub.skipped_len)
+		kz_buf_append(skipped, d->pub.skipped, d->pub.skipped_len);
 	pthread_mutex_unlock(&d->lock);
-	s->skipped_json = NULL;
+	s->skipped = NULL;
+}
+
+/* The indicators not matched that the reader may see (may_see), the first SKIPPED_SHOWN. */
+static void put_skipped(struct kz_buf *b, const struct kz_buf *sk, const char *identity, const struct kz_policy *pol)
+{
+	struct kz_subject s;
+	kz_subject_init(pol, identity ? identity : "", &s);
+	kz_buf_append(b, "[", 1);
+	unsigned shown = 0;
+	const char *p = (const char *)kz_buf_head(sk), *end = p + sk->len;
+	while (p < end && shown < SKIPPED_SHOWN) {
+		const char *f[5];
+		for (int i = 0; i < 5; i++, p += strlen(p) + 1)
+			f[i] = p;
+		if (!may_see(pol, &s, f[2], f[3], f[4]))
+			continue;
+		if (shown++)
+			kz_buf_append(b, ",", 1);
+		kz_buf_append(b, "{\"id\":", 6);
+		kz_json_put_str(b, f[0]);
+		kz_buf_append(b, ",\"why\":", 7);
+		kz_json_put_str(b, f[1]);
+		kz_buf_append(b, "}", 1);
+	}
+	kz_buf_append(b, "]", 1);
 }
 
 static void status(void *ctx, struct kz_http_req *r)
@@ -754,7 +803,7 @@ static void status(void *ctx, struct kz_http_req *r)
 		       (unsigned long long)s.refused_store, (unsigned long long)s.next_seq);
 	kz_json_put_str(&b, d->cfg->detect_collection);
 	kz_buf_append(&b, ",\"not_matched\":", 15);
-	kz_buf_append(&b, sk.len ? (const char *)kz_buf_head(&sk) : "[]", sk.len ? sk.len : 2);
+	put_skipped(&b, &sk, r->identity, atomic_load(&d->b->policy));
 	kz_buf_append(&b, "}", 1);
 	kz_http_send(r, 200, "application/json", (const char *)kz_buf_head(&b), b.len);
 	kz_buf_cleanup(&sk), kz_buf_cleanup(&b);

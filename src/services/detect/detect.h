@@ -128,8 +128,10 @@ int detect_load_warninglist_text(struct detect_index *x, const char *text, size_
 void detect_index_stats(const struct detect_index *x, struct detect_stats *st);
 /* Gives back the slack of the index's arrays (after a load; adding again grows them). */
 void detect_index_compact(struct detect_index *x);
-/* The unsupported and suppressed indicators: each with its reason. */
-typedef void (*detect_list_fn)(void *ctx, const char *id, const char *why);
+/* The unsupported and suppressed indicators: each with its reason, and the label, source
+ * and author it came with (a listing decides per reader who may see it). */
+typedef void (*detect_list_fn)(void *ctx, const char *id, const char *why, const char *label, const char *source,
+			       const char *author);
 void detect_index_list_skipped(const struct detect_index *x, detect_list_fn fn, void *ctx);
 
 /* ---------- matching ---------- */

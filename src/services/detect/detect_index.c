@@ -221,7 +221,7 @@ static uint32_t intern(struct detect_index *x, const char *s)
 	return (uint32_t)x->n_strs++;
 }
 
-static void skipped(struct detect_index *x, const char *id, const char *why, bool suppressed)
+static void skipped(struct detect_index *x, const char *id, const char *why, bool suppressed, uint16_t ls)
 {
 	if (suppressed)
 		x->st.suppressed++;
@@ -235,6 +235,7 @@ static void skipped(struct detect_index *x, const char *id, const char *why, boo
 	x->skip = ns;
 	ns[x->n_skip].id = strdup(id);
 	ns[x->n_skip].why = strdup(why);
+	ns[x->n_skip].ls = ls;
 	if (ns[x->n_skip].id && ns[x->n_skip].why)
 		x->n_skip++;
 	else
@@ -503,7 +504,7 @@ static int link(struct detect_index *x, uint32_t i, const struct detect_dnf *d, 
 		x->inds[i].flags |= I_DEAD;
 		char w[200];
 		snprintf(w, sizeof w, "on the warning list %s", list);
-		skipped(x, id, w, true);
+		skipped(x, id, w, true, x->inds[i].ls);
 		*why = "its value is on a warning list";
 		return 1;
 	}
@@ -638,12 +639,12 @@ int detect_add_stix_by(struct detect_index *x, const struct kz_json *o, const ch
 	}
 	if (!pattern || !pt || strcmp(pt, "stix")) {
 		*why = "pattern_type is not stix (Sigma, Snort, Suricata and YARA patterns are not matched here)";
-		skipped(x, id, *why, false);
+		skipped(x, id, *why, false, pair_of(x, label, source, author));
 		return 1;
 	}
 	int rc = detect_pattern_compile(pattern, strlen(pattern), x->dnf, why);
 	if (rc) {
-		skipped(x, id, *why, false);
+		skipped(x, id, *why, false, pair_of(x, label, source, author));
 		return 1;
 	}
 	uint32_t i;
@@ -703,14 +704,14 @@ int detect_add_zeek_intel(struct detect_index *x, const char *const *fields, con
 		kind = detect_hash_kind(strlen(value), true);
 	if (!kind) {
 		*why = "an indicator_type not matched here (SOFTWARE, USER_NAME, FILE_NAME, PUBKEY_HASH, JA3, ...)";
-		skipped(x, id, *why, false);
+		skipped(x, id, *why, false, pair_of(x, label, source, ""));
 		return 1;
 	}
 	struct detect_dnf *d = x->dnf;
 	d->n_terms = 1, d->n_pool = 1, d->n_atoms[0] = 1, d->atom[0][0] = 0;
 	if (detect_atom_set(&d->pool[0], kind, DETECT_ANY, value, strlen(value))) {
 		*why = "an indicator that is not of its type";
-		skipped(x, id, *why, false);
+		skipped(x, id, *why, false, pair_of(x, label, source, ""));
 		return 1;
 	}
 	d->pool[0].exact = exact;
@@ -818,6 +819,10 @@ void detect_index_stats(const struct detect_index *x, struct detect_stats *st)
 void detect_index_list_skipped(const struct detect_index *x, detect_list_fn fn, void *ctx)
 {
 	for (size_t i = 0; i < x->n_skip; i++)
-		fn(ctx, x->skip[i].id, x->skip[i].why);
+	{
+		const struct pair *pr = x->skip[i].ls < x->n_pairs ? &x->pairs[x->skip[i].ls] : NULL;
+		fn(ctx, x->skip[i].id, x->skip[i].why, pr ? x->strs[pr->label] : "", pr ? x->strs[pr->source] : "",
+		   pr ? x->strs[pr->author] : "");
+	}
 }
 

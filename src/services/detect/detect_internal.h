@@ -139,6 +139,7 @@ struct rxset {
 
 struct skipped {
 	char *id, *why;
+	uint16_t ls; /* its (label, source, author): who may see that it was skipped */
 };
 
 struct detect_index {
