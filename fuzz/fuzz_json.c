@@ -4,7 +4,7 @@
  * refuses while parsing and kz_json only when asked, and a NUL byte after the value, where
  * jansson stops reading and kz_json refuses), and what both accept is the same
  * tree: types, strings, member names and order, numbers, and spans that re-parse to the
- * same value. */
+ * same value; and its compact form (kz_json_compact) is the same value. */
 #include "base/kz_json.h"
 
 #include <assert.h>
@@ -76,8 +76,18 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 			assert(doc.err[0] && kz_json_root(&doc) == NULL);
 	} else {
 		assert(rc == 0 || memchr(data, 0, size));
-		if (rc == 0)
+		if (rc == 0) {
 			same(kz_json_root(&doc), j);
+			/* without its white space (kz_json_compact) it is the same value */
+			char *c = malloc(size ? size : 1);
+			assert(c);
+			size_t cn = kz_json_compact(text, size, c);
+			assert(cn <= size);
+			json_t *cj = json_loadb(c, cn, JSON_DECODE_ANY | JSON_REJECT_DUPLICATES, NULL);
+			assert(cj && json_equal(cj, j));
+			json_decref(cj);
+			free(c);
+		}
 		json_decref(j);
 	}
 	kz_json_trim(&doc, 1 << 20);

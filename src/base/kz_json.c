@@ -491,3 +491,37 @@ int kz_json_put_str(struct kz_buf *b, const char *s)
 	}
 	return kz_buf_append(b, "\"", 1) ? KZ_ENOMEM : KZ_OK;
 }
+
+size_t kz_json_compact(const char *in, size_t n, char *out)
+{
+	size_t k = 0, i = 0;
+	while (i < n) {
+		char ch = in[i];
+		if (ch != '"') { /* between tokens: one byte at a time (punctuation, numbers, indentation) */
+			if (ch != ' ' && ch != '\n' && ch != '\t' && ch != '\r')
+				out[k++] = ch;
+			i++;
+			continue;
+		}
+		/* a string: copied in runs up to its closing quote, escapes taken whole */
+		size_t j = i + 1;
+		for (;;) {
+			const char *q = memchr(in + j, '"', n - j);
+			size_t end = q ? (size_t)(q - in) : n;
+			const char *bs = memchr(in + j, '\\', end - j);
+			if (!bs) {
+				j = end < n ? end + 1 : n;
+				break;
+			}
+			j = (size_t)(bs - in) + 2; /* the escape and what it escapes */
+			if (j >= n) {
+				j = n;
+				break;
+			}
+		}
+		memcpy(out + k, in + i, j - i);
+		k += j - i;
+		i = j;
+	}
+	return k;
+}

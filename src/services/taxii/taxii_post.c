@@ -281,42 +281,6 @@ static void worker_cbuf_done(void)
 	}
 }
 
-/* JSON text (valid: the parser took it) without the white space between tokens, into out
- * (n bytes at most). Its length. Published bundles are indented (ATT&CK's by a third of
- * their bytes); what is stored, synced, checked and served is then that much smaller. */
-static size_t json_compact(const char *in, size_t n, char *out)
-{
-	size_t k = 0, i = 0;
-	while (i < n) {
-		char ch = in[i];
-		if (ch != '"') { /* between tokens: one byte at a time (punctuation, numbers, indentation) */
-			if (ch != ' ' && ch != '\n' && ch != '\t' && ch != '\r')
-				out[k++] = ch;
-			i++;
-			continue;
-		}
-		/* a string: copied in runs up to its closing quote, escapes taken whole */
-		size_t j = i + 1;
-		for (;;) {
-			const char *q = memchr(in + j, '"', n - j);
-			size_t end = q ? (size_t)(q - in) : n;
-			const char *bs = memchr(in + j, '\\', end - j);
-			if (!bs) {
-				j = end < n ? end + 1 : n;
-				break;
-			}
-			j = (size_t)(bs - in) + 2; /* the escape and what it escapes */
-			if (j >= n) {
-				j = n;
-				break;
-			}
-		}
-		memcpy(out + k, in + i, j - i);
-		k += j - i;
-		i = j;
-	}
-	return k;
-}
 
 /* ---------- validation of an envelope's objects, on every core ---------- */
 
@@ -420,7 +384,7 @@ static void validate_one(struct vshare *s, size_t k, struct vcache *vc)
 	size_t pll = 0;
 	if (!info.tlp_rewritten && s->cbuf) {
 		pl = s->cbuf + o->off;
-		pll = json_compact(body + o->off, o->end - o->off, s->cbuf + o->off);
+		pll = kz_json_compact(body + o->off, o->end - o->off, s->cbuf + o->off);
 	} else if (!info.tlp_rewritten) {
 		pl = body + o->off; /* out of memory for the compact copy: as sent */
 		pll = o->end - o->off;
