@@ -289,8 +289,33 @@ def test_intel_file_read_and_read_again():
     z.close(), carol.close()
 
 
+def test_caps_max_indicators_and_max_topics():
+    """detect.max_indicators and detect.max_topics at their limits, on a node of their own:
+    the indicator beyond the cap is counted as refused, the topic beyond it as skipped, and
+    the node goes on."""
+    hp = free_port()
+    n2 = Node("https.listen = 127.0.0.1:%d\ndetect.enabled = 1\ndetect.flush_ms = 100\n"
+              "detect.max_indicators = 1\ndetect.max_topics = 1\n" % hp)
+    admin = (os.path.join(n2.pki, "admin.pem"), os.path.join(n2.pki, "admin.key"))
+    x = requests.Session()
+    x.verify, x.cert = os.path.join(n2.pki, "ca.pem"), admin
+    coll = json.load(open(os.path.join(n2.data, "taxii-collections.json")))[0]["id"]
+    objs = [indicator("[domain-name:value = 'ise.wrccdc.org']"), indicator("[ipv4-addr:value = '10.0.0.100']")]
+    r = x.post("https://localhost:%d/taxii2/api/collections/%s/objects/" % (hp, coll), data=json.dumps({"objects": objs}),
+               headers={"Content-Type": TAXII, "Accept": TAXII})
+    assert r.status_code == 202 and r.json()["success_count"] == 2, r.text
+    st = lambda: x.get("https://localhost:%d/api/v1/detect/status" % hp).json()
+    assert until(lambda: st()["refused"] == 1 and st()["indicators"] == 1, 10)
+    z = n2.client(cert=admin)
+    z.pub("kz/logs/a", HEAD + LINES, 1)
+    z.pub("kz/logs/b", HEAD + LINES, 1)
+    assert until(lambda: st()["topics_skipped"] == 1 and st()["events"] == 3, 10)
+    z.close()
+    n2.shutdown()
+
+
 if __name__ == "__main__":
     run_tests([test_posted_indicator_matches_published_log_and_the_label_decides, test_tlp_audience_narrows_the_sighting,
                test_unsupported_indicator_is_listed_and_warninglist_suppresses, test_deleted_indicator_stops_matching,
                test_followed_file_and_parse_errors, test_status_cli_metrics_and_restart,
-               test_intel_file_read_and_read_again])
+               test_intel_file_read_and_read_again, test_caps_max_indicators_and_max_topics])
