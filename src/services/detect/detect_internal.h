@@ -107,7 +107,8 @@ struct ind {
 	uint32_t meta;            /* STIX: its smeta; Zeek intel: its value's offset in zvals (a
 				   * network only: other values are the matched one), else NO_META */
 	uint16_t ls;              /* its (label, source) pair */
-	uint8_t flags, kind;      /* kind: a Zeek intel line's (for its pattern) */
+	uint8_t flags, kind;      /* kind: a Zeek intel line's (for its pattern); a STIX indicator's
+				   * types, a bit each (detect_type_names), for the counts by type */
 };
 #define NO_META UINT32_MAX
 

@@ -394,6 +394,7 @@ static void validate_one(struct vshare *s, size_t k, struct vcache *vc)
 		refuse(v, "cannot encode the object");
 		return;
 	}
+	snprintf(it->id, sizeof it->id, "%s", info.id);
 	if (info.modified_us != INT64_MIN) { /* the same version again: already stored */
 		bool dup = false;
 		pthread_rwlock_rdlock(&s->c->lock);
@@ -402,13 +403,11 @@ static void validate_one(struct vshare *s, size_t k, struct vcache *vc)
 			dup = !s->c->e[j].deleted && s->c->e[j].version_us == info.modified_us;
 		pthread_rwlock_unlock(&s->c->lock);
 		if (dup) {
-			snprintf(it->id, sizeof it->id, "%s", info.id);
 			it->owned = js;
 			v->kind = 1;
 			return;
 		}
 	}
-	snprintf(it->id, sizeof it->id, "%s", info.id);
 	memcpy(it->e.uuid, info.uuid, 16);
 	it->e.type_i = ti;
 	it->e.acc_i = ai;
@@ -424,16 +423,9 @@ static void validate_one(struct vshare *s, size_t k, struct vcache *vc)
 static void *validate_range(void *arg)
 {
 	struct vrange *g = arg;
-	struct vcache *vc = malloc(sizeof *vc);
-	struct vcache none = { .ai = TX_NONE }; /* out of memory: no cache, just locks */
-	if (vc)
-		vc->ai = TX_NONE, vc->refs = false, vc->label[0] = 0;
-	for (size_t k = g->from; k < g->to; k++) {
-		if (!vc)
-			none = (struct vcache){ .ai = TX_NONE };
-		validate_one(g->s, k, vc ? vc : &none);
-	}
-	free(vc);
+	struct vcache vc = { .ai = TX_NONE }; /* 3 kB of this thread's stack */
+	for (size_t k = g->from; k < g->to; k++)
+		validate_one(g->s, k, &vc);
 	return NULL;
 }
 

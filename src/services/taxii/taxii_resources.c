@@ -153,8 +153,12 @@ static void status_list(struct kz_buf *b, const char *name, const json_t *made, 
 		char *t = json_dumps(v, JSON_COMPACT);
 		if (!t)
 			continue;
-		kz_buf_appendf(b, first ? ",\"%s\":[%s" : ",%s", first ? name : t, first ? t : "");
+		if (first)
+			kz_buf_appendf(b, ",\"%s\":[", name);
+		else
+			kz_buf_append(b, ",", 1);
 		first = false;
+		kz_buf_append(b, t, strlen(t));
 		free(t);
 	}
 	for (i = 0; s->items && i < s->n_items; i++) {
