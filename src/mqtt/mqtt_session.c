@@ -167,7 +167,7 @@ void mqtt_session_persist_connect(struct mqtt_session *ss, bool fresh)
 	ss->imported = false;
 	bool was = ss->persisted;
 	state_result(b, kz_state_connected(b->state, ss->client_id, ss->peer_id, ss->expiry_s, wp, fresh || !was,
-					   ss->acked_saved));
+					   ss->acked_saved, ss->share_epoch));
 	ss->persisted = true;
 	if (!was && !fresh) /* a continuing session that becomes persistent: its subscriptions */
 		for (uint32_t i = 0; i < ss->n_subs; i++)
@@ -246,6 +246,7 @@ int mqtt_broker_restore_session(struct mqtt_broker *b, const struct kz_state_ses
 	ss->persisted = true;
 	ss->peer_id = p->peer_id && p->peer_id[0] ? strdup(p->peer_id) : NULL;
 	ss->acked_saved = p->acked_through;
+	ss->share_epoch = p->epoch;
 	if (p->expiry_s != UINT32_MAX) {
 		uint64_t left = (uint64_t)p->expiry_s * 1000u > gone_ms ? (uint64_t)p->expiry_s * 1000u - gone_ms : 0;
 		ss->expire_at_ms = now_ms + left; /* past: it ends at the first tick */

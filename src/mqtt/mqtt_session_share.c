@@ -36,7 +36,7 @@ void mqtt_session_share(struct mqtt_session *ss, bool ended)
 	const struct kz_state_will *wp = mqtt_session_will_state(ss, &w);
 	uint64_t off = ss->client ? 0 : (ss->offline_ns ? ss->offline_ns : kz_now_wall_ns());
 	struct kz_state_session st = { ss->client_id, ss->peer_id, ss->expiry_s, off, ss->acked_saved, wp, subs,
-				       ss->n_subs };
+				       ss->n_subs, ss->share_epoch };
 	b->share->put(b->share_ctx, &st, ss->share_epoch, ended);
 	free(subs);
 }

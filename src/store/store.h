@@ -304,6 +304,7 @@ struct kz_state_session {
 	const struct kz_state_will *will; /* NULL: none */
 	const struct kz_state_sub *subs;
 	size_t n_subs;
+	uint64_t epoch; /* in a cluster: its moves between nodes (docs/CLUSTER.md "Sessions") */
 };
 
 /* A persistent session as the nodes of a cluster share it (docs/CLUSTER.md "Sessions"): the
@@ -327,7 +328,7 @@ int kz_state_open(const char *path, struct kz_state **out, char *why, size_t why
 void kz_state_close(struct kz_state *st);
 /* A session connected: its row replaces the old one; fresh (not resumed) drops its subs. */
 int kz_state_connected(struct kz_state *st, const char *client_id, const char *peer_id, uint32_t expiry_s,
-		       const struct kz_state_will *will, bool fresh, uint64_t acked_through);
+		       const struct kz_state_will *will, bool fresh, uint64_t acked_through, uint64_t epoch);
 int kz_state_offline(struct kz_state *st, const char *client_id, uint64_t since_ns, uint32_t expiry_s);
 int kz_state_will_done(struct kz_state *st, const char *client_id);
 int kz_state_acked(struct kz_state *st, const char *client_id, uint64_t acked_through);

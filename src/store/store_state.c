@@ -7,8 +7,10 @@
  * earlier: subscriptions made in that moment are gone, and messages after an older
  * watermark are delivered again).
  *
- * Schema: session(client_id PK, expiry_s, offline_since_ns, acked_through, will fields),
- * sub(client_id, grp, filter, options; PK client_id, grp, filter). */
+ * Schema: session(client_id PK, expiry_s, offline_since_ns, acked_through, will fields, epoch),
+ * sub(client_id, grp, filter, options; PK client_id, grp, filter). The epoch (a cluster's count
+ * of the session's moves between nodes, docs/CLUSTER.md "Sessions") was added later: a database
+ * without it gets the column at open. */
 #include "store/store.h"
 #include "base/kz_array.h"
 #include "base/kz_err.h"
@@ -30,7 +32,7 @@ static const char SCHEMA[] =
 	"CREATE TABLE IF NOT EXISTS session(client_id TEXT PRIMARY KEY, peer_id TEXT, expiry_s INTEGER NOT NULL,"
 	" offline_since_ns INTEGER NOT NULL DEFAULT 0, acked_through INTEGER NOT NULL DEFAULT 0,"
 	" will_topic BLOB, will_payload BLOB, will_props BLOB, will_qos INTEGER, will_retain INTEGER,"
-	" will_delay_s INTEGER, will_expiry_s INTEGER) WITHOUT ROWID;"
+	" will_delay_s INTEGER, will_expiry_s INTEGER, epoch INTEGER NOT NULL DEFAULT 0) WITHOUT ROWID;"
 	"CREATE TABLE IF NOT EXISTS sub(client_id TEXT NOT NULL, grp TEXT NOT NULL, filter TEXT NOT NULL,"
 	" qos INTEGER NOT NULL, rh INTEGER NOT NULL, nl INTEGER NOT NULL, rap INTEGER NOT NULL,"
 	" sub_id INTEGER NOT NULL, PRIMARY KEY(client_id, grp, filter)) WITHOUT ROWID;";
@@ -53,6 +55,18 @@ int kz_state_open(const char *path, struct kz_state **out, char *why, size_t why
 		return KZ_EIO;
 	}
 	sqlite3_busy_timeout(st->db, 5000);
+	sqlite3_stmt *probe = NULL;
+	if (sqlite3_prepare_v2(st->db, "SELECT epoch FROM session LIMIT 0", -1, &probe, NULL) != SQLITE_OK &&
+	    sqlite3_exec(st->db, "ALTER TABLE session ADD COLUMN epoch INTEGER NOT NULL DEFAULT 0", NULL, NULL, &err) !=
+		    SQLITE_OK) {
+		snprintf(why, why_len, "sessions %s: adding the epoch column: %s", path, err ? err : sqlite3_errmsg(st->db));
+		sqlite3_free(err);
+		sqlite3_finalize(probe);
+		sqlite3_close(st->db);
+		free(st);
+		return KZ_EIO;
+	}
+	sqlite3_finalize(probe);
 	pthread_mutex_init(&st->lock, NULL);
 	*out = st;
 	return KZ_OK;
@@ -99,19 +113,24 @@ static int run(struct kz_state *st, const char *sql, const char *types, ...)
 }
 
 int kz_state_connected(struct kz_state *st, const char *id, const char *peer_id, uint32_t expiry_s,
-		       const struct kz_state_will *w, bool fresh, uint64_t acked_through)
+		       const struct kz_state_will *w, bool fresh, uint64_t acked_through, uint64_t epoch)
 {
 	pthread_mutex_lock(&st->lock);
 	int rc = sqlite3_exec(st->db, "BEGIN", NULL, NULL, NULL) == SQLITE_OK ? KZ_OK : KZ_EIO;
 	if (!rc && fresh)
 		rc = run(st, "DELETE FROM sub WHERE client_id = ?", "t", id);
 	if (!rc && w)
-		rc = run(st, "INSERT OR REPLACE INTO session VALUES(?, ?, ?, 0, ?, ?, ?, ?, ?, ?, ?, ?)", "ttiibbbiiii", id,
-			 peer_id ? peer_id : "", (int64_t)expiry_s, (int64_t)acked_through, &w->topic, &w->payload, &w->props, (int64_t)w->qos,
-			 (int64_t)w->retain, (int64_t)w->delay_s, w->has_expiry ? (int64_t)w->expiry_s : (int64_t)-1);
+		rc = run(st,
+			 "INSERT OR REPLACE INTO session(client_id, peer_id, expiry_s, offline_since_ns, acked_through, "
+			 "will_topic, will_payload, will_props, will_qos, will_retain, will_delay_s, will_expiry_s, epoch) "
+			 "VALUES(?, ?, ?, 0, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+			 "ttiibbbiiiii", id, peer_id ? peer_id : "", (int64_t)expiry_s, (int64_t)acked_through, &w->topic,
+			 &w->payload, &w->props, (int64_t)w->qos, (int64_t)w->retain, (int64_t)w->delay_s,
+			 w->has_expiry ? (int64_t)w->expiry_s : (int64_t)-1, (int64_t)epoch);
 	else if (!rc)
-		rc = run(st, "INSERT OR REPLACE INTO session(client_id, peer_id, expiry_s, offline_since_ns, acked_through) "
-			     "VALUES(?, ?, ?, 0, ?)", "ttii", id, peer_id ? peer_id : "", (int64_t)expiry_s, (int64_t)acked_through);
+		rc = run(st, "INSERT OR REPLACE INTO session(client_id, peer_id, expiry_s, offline_since_ns, acked_through, epoch) "
+			     "VALUES(?, ?, ?, 0, ?, ?)", "ttiii", id, peer_id ? peer_id : "", (int64_t)expiry_s,
+			 (int64_t)acked_through, (int64_t)epoch);
 	rc = sqlite3_exec(st->db, rc ? "ROLLBACK" : "COMMIT", NULL, NULL, NULL) == SQLITE_OK ? rc : KZ_EIO;
 	pthread_mutex_unlock(&st->lock);
 	return rc;
@@ -175,8 +194,8 @@ int kz_state_load(struct kz_state *st, int (*cb)(void *ctx, const struct kz_stat
 	sqlite3_stmt *q = NULL, *qs = NULL;
 	int rc = KZ_OK;
 	if (sqlite3_prepare_v2(st->db, "SELECT client_id, expiry_s, offline_since_ns, acked_through, will_topic, "
-					"will_payload, will_props, will_qos, will_retain, will_delay_s, will_expiry_s, peer_id "
-					"FROM session", -1, &q, NULL) != SQLITE_OK ||
+					"will_payload, will_props, will_qos, will_retain, will_delay_s, will_expiry_s, peer_id, "
+					"epoch FROM session", -1, &q, NULL) != SQLITE_OK ||
 	    sqlite3_prepare_v2(st->db, "SELECT grp, filter, qos, rh, nl, rap, sub_id FROM sub WHERE client_id = ?",
 			       -1, &qs, NULL) != SQLITE_OK) {
 		snprintf(why, why_len, "sessions: %s", sqlite3_errmsg(st->db));
@@ -191,6 +210,7 @@ int kz_state_load(struct kz_state *st, int (*cb)(void *ctx, const struct kz_stat
 			.offline_since_ns = (uint64_t)sqlite3_column_int64(q, 2),
 			.acked_through = (uint64_t)sqlite3_column_int64(q, 3),
 			.peer_id = (const char *)sqlite3_column_text(q, 11),
+			.epoch = (uint64_t)sqlite3_column_int64(q, 12),
 		};
 		struct kz_state_will w;
 		if (sqlite3_column_type(q, 4) != SQLITE_NULL) {

@@ -15,6 +15,8 @@
 #include "base/kz_err.h"
 #include "store/store.h"
 
+#include <sqlite3.h>
+
 static char dir[256];
 
 static int setup(void **st)
@@ -599,6 +601,58 @@ static void test_store_time_floor(void **st)
 	kz_store_close(s);
 }
 
+static int load_one(void *ctx, const struct kz_state_session *ss)
+{
+	struct kz_state_session *out = ctx;
+	out->epoch = ss->epoch;
+	out->expiry_s = ss->expiry_s;
+	out->acked_through = ss->acked_through;
+	out->n_subs = ss->will != NULL; /* stands for "it has a will" */
+	return 0;
+}
+
+/* sessions.db keeps a session's cluster epoch; a database made before the column existed
+ * gets it at open, its sessions at epoch 0 */
+static void test_state_epoch_and_old_schema(void **st)
+{
+	char path[300], why[256];
+	snprintf(path, sizeof path, "%s/sessions.db", dir);
+	sqlite3 *db;
+	assert_int_equal(sqlite3_open(path, &db), SQLITE_OK);
+	assert_int_equal(sqlite3_exec(db,
+				      "CREATE TABLE session(client_id TEXT PRIMARY KEY, peer_id TEXT, expiry_s INTEGER NOT NULL,"
+				      " offline_since_ns INTEGER NOT NULL DEFAULT 0, acked_through INTEGER NOT NULL DEFAULT 0,"
+				      " will_topic BLOB, will_payload BLOB, will_props BLOB, will_qos INTEGER, will_retain INTEGER,"
+				      " will_delay_s INTEGER, will_expiry_s INTEGER) WITHOUT ROWID;"
+				      "INSERT INTO session(client_id, peer_id, expiry_s, acked_through) VALUES('old', '', 60, 9);",
+				      NULL, NULL, NULL),
+			 SQLITE_OK);
+	sqlite3_close(db);
+	struct kz_state *s;
+	assert_int_equal(kz_state_open(path, &s, why, sizeof why), KZ_OK);
+	struct kz_state_session got = { 0 };
+	assert_int_equal(kz_state_load(s, load_one, &got, why, sizeof why), KZ_OK);
+	assert_int_equal(got.epoch, 0);
+	assert_int_equal(got.expiry_s, 60);
+	assert_int_equal(got.acked_through, 9);
+	assert_int_equal(kz_state_ended(s, "old"), KZ_OK);
+	struct kz_state_will w = { .topic = B("gone/c1"), .payload = B("bye"), .qos = 1 };
+	assert_int_equal(kz_state_connected(s, "c1", "spiffe://t/o/svc/c1", 600, &w, true, 42, 7), KZ_OK);
+	kz_state_close(s);
+	assert_int_equal(kz_state_open(path, &s, why, sizeof why), KZ_OK); /* the column exists now */
+	memset(&got, 0, sizeof got);
+	assert_int_equal(kz_state_load(s, load_one, &got, why, sizeof why), KZ_OK);
+	assert_int_equal(got.epoch, 7);
+	assert_int_equal(got.acked_through, 42);
+	assert_int_equal(got.n_subs, 1);
+	assert_int_equal(kz_state_connected(s, "c1", "spiffe://t/o/svc/c1", 600, NULL, false, 43, 8), KZ_OK);
+	memset(&got, 0, sizeof got);
+	assert_int_equal(kz_state_load(s, load_one, &got, why, sizeof why), KZ_OK);
+	assert_int_equal(got.epoch, 8);
+	assert_int_equal(got.n_subs, 0);
+	kz_state_close(s);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -614,6 +668,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_log_damage_fixtures, setup, teardown),
 		cmocka_unit_test(test_session_entry_roundtrip),
 		cmocka_unit_test_setup_teardown(test_store_time_floor, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_state_epoch_and_old_schema, setup, teardown),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
