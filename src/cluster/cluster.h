@@ -49,9 +49,14 @@ struct kz_cluster_config {
 	uint32_t gap_timeout_ms;      /* cluster.gap_timeout_ms: held records wait at most this */
 	uint32_t consumer_stall_ms;   /* cluster.consumer_stall_ms: a silent consumer is made again after this */
 	/* Shared sessions (bucket KZ_SESSIONS, docs/CLUSTER.md "Sessions"): every value of the
-	 * bucket, the whole bucket first and then each change in order (this node's own writes
-	 * too), on the cluster's session thread. NULL: this node shares no sessions. */
-	void (*session)(void *arg, const uint8_t *value, size_t n);
+	 * bucket with its key and revision, the whole bucket first and then each change in order
+	 * (this node's own writes too), on the cluster's session thread; value NULL: the key was
+	 * deleted or purged. NULL: this node shares no sessions. */
+	void (*session)(void *arg, const char *key, uint64_t rev, const uint8_t *value, size_t n);
+	/* On the session thread, about every 100 ms while KZ_SESSIONS is open (heartbeats, dead
+	 * nodes' sessions, tombstones: node_sessions.c); kz_cluster_session_update and _purge may
+	 * be called from it and from session(). NULL: none. */
+	void (*session_tick)(void *arg);
 	/* Trust documents (bucket KZ_TRUST, docs/CLUSTER.md "Trust across the cluster"): every
 	 * value with its key, the same way. NULL: this node takes none. */
 	void (*trust)(void *arg, const char *key, const uint8_t *value, size_t n);
@@ -99,6 +104,16 @@ void kz_cluster_followed(struct kz_cluster *c, int status);
 /* Writes value under key in KZ_SESSIONS, soon (any thread, never blocks: a queue of the
  * newest value per key, written by the session thread; it is kept while JetStream is away). */
 void kz_cluster_session_put(struct kz_cluster *c, const char *key, const uint8_t *value, size_t n);
+/* Only on the session thread (from cfg.session or cfg.session_tick), synchronously: writes
+ * value under key if the key's revision is still rev (0: the key must not exist), or purges
+ * the key if it is still at rev. 0, or -1: not written (another value came first, or
+ * JetStream did not answer); *new_rev: the value's revision. */
+int kz_cluster_session_update(struct kz_cluster *c, const char *key, const uint8_t *value, size_t n, uint64_t rev,
+			      uint64_t *new_rev);
+int kz_cluster_session_purge(struct kz_cluster *c, const char *key, uint64_t rev);
+/* Only on the session thread: removes from KZ_SESSIONS the purge markers older than older_ms
+ * (a purge leaves one per key). */
+void kz_cluster_session_purge_markers(struct kz_cluster *c, uint32_t older_ms);
 /* Writes value under key in KZ_TRUST, the same way. */
 void kz_cluster_trust_put(struct kz_cluster *c, const char *key, const uint8_t *value, size_t n);
 /* The wall time (Unix ns) at which this node last had in its log every record the stream held

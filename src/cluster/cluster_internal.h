@@ -72,6 +72,7 @@ struct kz_cluster {
 	bool kstarted;
 	struct kv_queue { struct kv_put *v; size_t n, cap; } queues[2]; /* under lock: one per key */
 	atomic_bool sessions_synced; /* the whole bucket was read once */
+	kvStore *skv;               /* KZ_SESSIONS while open: the session thread's own */
 	_Atomic uint64_t kv_puts, kv_updates, kv_errors, trust_puts, trust_updates;
 	_Atomic uint64_t order_expired; /* kz_cluster_settled */
 	_Atomic uint64_t swaps;        /* swap_server */

@@ -148,14 +148,68 @@ static bool write_queue(struct kz_cluster *c, int b, kvStore *kv)
 	}
 }
 
+int kz_cluster_session_update(struct kz_cluster *c, const char *key, const uint8_t *value, size_t n, uint64_t rev,
+			      uint64_t *new_rev)
+{
+	if (!c->skv)
+		return -1;
+	natsStatus s = rev ? kvStore_Update(new_rev, c->skv, key, value, (int)n, rev) :
+			     kvStore_Create(new_rev, c->skv, key, value, (int)n);
+	if (s != NATS_OK)
+		return -1;
+	atomic_fetch_add(&c->kv_puts, 1);
+	return 0;
+}
+
+/* A purge marker as the KV protocol writes one (KV-Operation PURGE, a subject rollup), sent
+ * only if the key's last revision is still rev (Nats-Expected-Last-Subject-Sequence): a
+ * session written again meanwhile is not lost. nats.c 3.4's kvStore_Purge has no revision. */
+int kz_cluster_session_purge(struct kz_cluster *c, const char *key, uint64_t rev)
+{
+	if (!c->skv || !rev)
+		return -1;
+	char subj[300];
+	if ((size_t)snprintf(subj, sizeof subj, "$KV.KZ_SESSIONS.%s", key) >= sizeof subj)
+		return -1;
+	natsMsg *m = NULL;
+	jsPubOptions po;
+	jsPubOptions_Init(&po);
+	po.ExpectLastSubjectSeq = rev;
+	jsPubAck *pa = NULL;
+	natsStatus s = natsMsg_Create(&m, subj, NULL, NULL, 0);
+	if (s == NATS_OK)
+		s = natsMsgHeader_Set(m, "KV-Operation", "PURGE");
+	if (s == NATS_OK)
+		s = natsMsgHeader_Set(m, "Nats-Rollup", "sub");
+	if (s == NATS_OK)
+		s = js_PublishMsg(&pa, c->js, m, &po, NULL);
+	jsPubAck_Destroy(pa);
+	natsMsg_Destroy(m);
+	return s == NATS_OK ? 0 : -1;
+}
+
+void kz_cluster_session_purge_markers(struct kz_cluster *c, uint32_t older_ms)
+{
+	if (!c->skv)
+		return;
+	kvPurgeOptions o;
+	kvPurgeOptions_Init(&o);
+	o.DeleteMarkersOlderThan = older_ms ? (int64_t)older_ms * 1000000 : -1;
+	(void)kvStore_PurgeDeletes(c->skv, &o);
+}
+
 static void deliver(struct kz_cluster *c, int b, kvEntry *e)
 {
-	if (kvEntry_Operation(e) != kvOp_Put)
-		return;
 	if (b == KV_SESSIONS && c->cfg.session) {
 		atomic_fetch_add(&c->kv_updates, 1);
-		c->cfg.session(c->cfg.session_arg, kvEntry_Value(e), (size_t)kvEntry_ValueLen(e));
-	} else if (b == KV_TRUST && c->cfg.trust) {
+		bool put = kvEntry_Operation(e) == kvOp_Put;
+		c->cfg.session(c->cfg.session_arg, kvEntry_Key(e), kvEntry_Revision(e), put ? kvEntry_Value(e) : NULL,
+			       put ? (size_t)kvEntry_ValueLen(e) : 0);
+		return;
+	}
+	if (kvEntry_Operation(e) != kvOp_Put)
+		return;
+	if (b == KV_TRUST && c->cfg.trust) {
 		atomic_fetch_add(&c->trust_updates, 1);
 		c->cfg.trust(c->cfg.trust_arg, kvEntry_Key(e), kvEntry_Value(e), (size_t)kvEntry_ValueLen(e));
 	}
@@ -176,6 +230,7 @@ void *kz_cluster_sessions_thread(void *arg)
 			break;
 		atomic_store(&c->k_parked, false); /* before js_ready is read: swap_server */
 		if (!atomic_load(&c->js_ready)) {
+			c->skv = NULL;
 			for (int b = 0; b < 2; b++) { /* of the connection being replaced */
 				kvWatcher_Destroy(w[b]);
 				w[b] = NULL;
@@ -197,6 +252,8 @@ void *kz_cluster_sessions_thread(void *arg)
 			}
 			if (!w[b] && kvStore_WatchAll(&w[b], kv[b], NULL) != NATS_OK) {
 				w[b] = NULL;
+				if (b == KV_SESSIONS)
+					c->skv = NULL;
 				kvStore_Destroy(kv[b]);
 				kv[b] = NULL;
 				nats_Sleep(250);
@@ -207,6 +264,11 @@ void *kz_cluster_sessions_thread(void *arg)
 					BUCKETS[b]);
 			warned[b] = false;
 			announced[b] = true;
+			if (b == KV_SESSIONS) {
+				c->skv = kv[b];
+				if (c->cfg.session_tick && atomic_load(&c->sessions_synced))
+					c->cfg.session_tick(c->cfg.session_arg);
+			}
 			bool ok = write_queue(c, b, kv[b]);
 			kvEntry *e = NULL;
 			natsStatus s = ok ? kvWatcher_Next(&e, w[b], want == 2 ? 50 : 100) : NATS_ERR;
@@ -219,12 +281,21 @@ void *kz_cluster_sessions_thread(void *arg)
 			} else if (s != NATS_TIMEOUT) {
 				kvWatcher_Destroy(w[b]);
 				w[b] = NULL;
+				if (b == KV_SESSIONS)
+					c->skv = NULL;
 				kvStore_Destroy(kv[b]);
 				kv[b] = NULL;
 				nats_Sleep(250);
 			}
 		}
 	}
+	/* What the node wrote last (its sessions as its clients left at the stop, their wills
+	 * gone) goes out before the thread ends, so that another node does not take them as
+	 * they were before. */
+	for (int b = 0; b < 2; b++)
+		if (kv[b] && atomic_load(&c->js_ready))
+			(void)write_queue(c, b, kv[b]);
+	c->skv = NULL;
 	for (int b = 0; b < 2; b++) {
 		kvWatcher_Destroy(w[b]);
 		kvStore_Destroy(kv[b]);

@@ -308,6 +308,18 @@ int mqtt_broker_session_moved(struct mqtt_broker *b, const char *client_id, uint
 	return rc;
 }
 
+int mqtt_broker_session_adopt(struct mqtt_broker *b, const char *client_id)
+{
+	char *id = strdup(client_id);
+	if (!id)
+		return KZ_ENOMEM;
+	struct mqtt_env e = { .kind = MQTT_ENV_ADOPT, .client_id = id };
+	int rc = mqtt_inbox_post(b, mqtt_broker_home(b, (const uint8_t *)id, strlen(id)), &e);
+	if (rc)
+		free(id);
+	return rc;
+}
+
 void mqtt_shard_wake_self(struct mqtt_shard *s)
 {
 	if (s->wake_posted)
@@ -579,6 +591,10 @@ void mqtt_shard_drain(struct mqtt_shard *s)
 			free(e->client_id);
 			break;
 		}
+		case MQTT_ENV_ADOPT:
+			mqtt_session_adopt(s, e->client_id);
+			free(e->client_id);
+			break;
 		case MQTT_ENV_WAKE: /* only here to run another iteration (replays) */
 			s->wake_posted = false;
 			break;
@@ -924,11 +940,17 @@ void mqtt_shard_tick(struct mqtt_shard *s)
 			slow_check(c, now);
 		}
 	}
+	/* A cluster node holds the wills of its restored sessions until it has read the other
+	 * nodes' sessions, and a tick more for the moves that posted here (wills_ready). */
+	const struct mqtt_share_ops *sh = s->broker->share;
+	if (s->wills_ready_ticks < 2 && (!sh || !sh->wills_ready || sh->wills_ready(s->broker->share_ctx)))
+		s->wills_ready_ticks++;
+	bool wills = s->wills_ready_ticks >= 2;
 	for (uint32_t i = 0; i < s->cap_sessions; i++) {
 		struct mqtt_session *ss = s->sessions[i];
 		if (!ss || ss->client)
 			continue;
-		if (ss->will_at_ms && now >= ss->will_at_ms)
+		if (ss->will_at_ms && now >= ss->will_at_ms && wills)
 			mqtt_session_fire_will(ss);
 		if (ss->expire_at_ms && now >= ss->expire_at_ms) {
 			kz_info("session '%s' expired", ss->client_id);

@@ -254,7 +254,7 @@ struct mqtt_stored {
 };
 
 enum mqtt_env_kind { MQTT_ENV_PUBLISH = 1, MQTT_ENV_DIRECT, MQTT_ENV_FOREIGN, MQTT_ENV_STORED,
-		     MQTT_ENV_WAKE, MQTT_ENV_INJECT, MQTT_ENV_MOVED };
+		     MQTT_ENV_WAKE, MQTT_ENV_INJECT, MQTT_ENV_MOVED, MQTT_ENV_ADOPT };
 
 /* A unit of work crossing from one shard to another. */
 struct mqtt_env {
@@ -265,7 +265,7 @@ struct mqtt_env {
 	uint32_t share_gid;   /* DIRECT via a shared subscription: its group, for re-routing */
 	uint8_t hops;         /* re-routes so far */
 	struct mqtt_msg *msg; /* holds a reference */
-	char *client_id;      /* owns; DIRECT, MOVED */
+	char *client_id;      /* owns; DIRECT, MOVED, ADOPT */
 	uint64_t epoch;       /* MOVED: the epoch the other node took the session with */
 	void *foreign;        /* FOREIGN: handed to broker->on_foreign */
 	struct mqtt_stored *stored; /* STORED: the store's answer */
@@ -289,6 +289,7 @@ struct mqtt_shard {
 	atomic_uint n_subs;             /* read by other shards to skip broadcasting */
 	struct mqtt_session **sessions; /* owns; open-addressed by client id */
 	uint32_t n_sessions, cap_sessions;
+	uint8_t wills_ready_ticks;      /* ticks since broker->share said wills may go (2: they go) */
 	struct mqtt_client *clients;    /* list head */
 	uint32_t n_clients;
 	struct mqtt_envq *outbox;       /* [n_shards] */
@@ -365,6 +366,10 @@ struct mqtt_share_ops {
 	 * it publishes now: per-publisher order across a failover). The node bounds the wait.
 	 * Must not block. */
 	bool (*settled)(void *ctx, uint64_t since_ns);
+	/* May the will of a session without a connection be published now? false while another
+	 * node may have taken the session (and its will) during this node's absence: until the
+	 * node has read the other nodes' sessions after its start. Any worker, must not block. */
+	bool (*wills_ready)(void *ctx);
 };
 
 struct mqtt_broker {
@@ -494,6 +499,10 @@ int mqtt_retained_restore(struct mqtt_broker *b, const struct kz_record *r, uint
  * (or from now, if it was connected when the node stopped), and the QoS 1/2 records after
  * its acknowledgement watermark waiting for it (a replay that runs when it reconnects). */
 int mqtt_broker_restore_session(struct mqtt_broker *b, const struct kz_state_session *p, uint64_t now_wall_ns);
+/* Cluster: this node took client_id's session from a node that died (docs/CLUSTER.md "A node
+ * that died"): its home worker makes it from share->fetch, without a connection, as a restart
+ * makes a stored one (its will and expiry run here). Any thread. */
+int mqtt_broker_session_adopt(struct mqtt_broker *b, const char *client_id);
 /* The store's batch_end: hands each shard the answers of the batch in one step. */
 void mqtt_broker_store_batch_end(void *broker);
 /* Writes every persistent session's acknowledgement watermark, after the workers ended and

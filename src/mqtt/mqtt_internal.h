@@ -66,6 +66,9 @@ const struct kz_state_will *mqtt_session_will_state(const struct mqtt_session *s
 void mqtt_session_share(struct mqtt_session *ss, bool ended);
 /* Another node took it (MQTT_ENV_MOVED). */
 void mqtt_session_moved(struct mqtt_session *ss, uint64_t epoch, bool tie_wins, bool ended);
+/* This node took the session of a dead node (MQTT_ENV_ADOPT): made here from share->fetch
+ * without a connection, unless a session with that client id is here already. */
+void mqtt_session_adopt(struct mqtt_shard *s, const char *client_id);
 /* At a CONNECT for a client id this node holds no session for: when another node had one,
  * *taken with the *epoch the new session takes over with, and, for clean start 0, that
  * session made here (its subscriptions, its backlog replayed from this node's log), else NULL.

@@ -186,11 +186,12 @@ const struct kz_state_will *mqtt_session_will_state(const struct mqtt_session *s
 
 void mqtt_session_persist_offline(struct mqtt_session *ss)
 {
-	ss->offline_ns = kz_now_wall_ns();
+	if (!ss->offline_ns) /* a connection left now (an adopted session keeps its time) */
+		ss->offline_ns = kz_now_wall_ns();
 	mqtt_session_share(ss, false);
 	if (ss->persisted)
 		state_result(ss->shard->broker,
-			     kz_state_offline(ss->shard->broker->state, ss->client_id, kz_now_wall_ns(), ss->expiry_s));
+			     kz_state_offline(ss->shard->broker->state, ss->client_id, ss->offline_ns, ss->expiry_s));
 }
 
 static void lower(uint64_t *lo, const struct mqtt_msg *m)
@@ -242,6 +243,7 @@ int mqtt_broker_restore_session(struct mqtt_broker *b, const struct kz_state_ses
 	/* Offline since then; one that was connected when the node stopped lost its connection now. */
 	uint64_t since = p->offline_since_ns && p->offline_since_ns <= now_ns ? p->offline_since_ns : now_ns;
 	uint64_t gone_ms = (now_ns - since) / 1000000u;
+	ss->offline_ns = since;
 	ss->expiry_s = p->expiry_s;
 	ss->persisted = true;
 	ss->peer_id = p->peer_id && p->peer_id[0] ? strdup(p->peer_id) : NULL;
@@ -684,6 +686,8 @@ void mqtt_session_fire_will(struct mqtt_session *ss)
 	mqtt_msg_unref(ss->will);
 	ss->will = NULL;
 	ss->will_at_ms = 0;
+	/* the cluster's entry loses it too, so that no node publishes it again */
+	ss->share_dirty = ss->shard->broker->share != NULL;
 }
 
 void mqtt_session_free(struct mqtt_session *ss)

@@ -63,8 +63,10 @@ void mqtt_session_moved(struct mqtt_session *ss, uint64_t epoch, bool tie_wins, 
 		mqtt_share_set_online(ss, false);
 	}
 	/* §3.1.3.2.2 as for a takeover here: an immediate will goes now; a delayed one does not,
-	 * the session goes on on the other node */
-	if (ss->will && ss->will_delay_s) {
+	 * the session goes on on the other node. A will still waiting without a connection (a
+	 * delayed one, or one held at a restart) is the other node's now: it published it, or
+	 * the client came back there. */
+	if (ss->will && (ss->will_delay_s || !c)) {
 		mqtt_msg_unref(ss->will);
 		ss->will = NULL;
 		ss->will_at_ms = 0;
@@ -99,4 +101,28 @@ struct mqtt_session *mqtt_session_import(struct mqtt_shard *s, const char *clien
 	}
 	b->share->release(b->share_ctx, hold);
 	return ss;
+}
+
+void mqtt_session_adopt(struct mqtt_shard *s, const char *client_id)
+{
+	struct mqtt_broker *b = s->broker;
+	struct kz_state_session p;
+	uint64_t ep = 0;
+	bool ended = false;
+	void *hold = NULL;
+	if (!b->share || mqtt_session_find(s, (const uint8_t *)client_id, strlen(client_id)) ||
+	    !b->share->fetch(b->share_ctx, client_id, &p, &ep, &ended, &hold))
+		return;
+	struct mqtt_session *ss;
+	/* past its expiry with a will still owed: made all the same, the will goes at the next
+	 * tick and the session ends after it (the restart's rule) */
+	if ((!ended || p.will) && mqtt_broker_restore_session(b, &p, kz_now_wall_ns()) == KZ_OK &&
+	    (ss = mqtt_session_find(s, (const uint8_t *)client_id, strlen(client_id))) != NULL) {
+		ss->share_epoch = ep;
+		ss->imported = true; /* keeps the watermark it came with */
+		ss->persisted = false;
+		mqtt_session_persist_connect(ss, false);
+		mqtt_session_persist_offline(ss); /* its offline time, and the entry as this node has it */
+	}
+	b->share->release(b->share_ctx, hold);
 }

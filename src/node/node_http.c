@@ -1,6 +1,7 @@
 /* node_http.c — the node's own HTTPS resources: /healthz (no client certificate needed:
  * load balancers and browsers) and /metrics (Prometheus text exposition format 0.0.4). */
 #include "node/node_http.h"
+#include "node/node_sessions.h"
 #include "services/entity/entity_service.h"
 #include "services/task/task_service.h"
 #include "node/node_adapters.h"
@@ -374,6 +375,22 @@ static void metrics(void *arg, struct kz_http_req *r)
 		       "Session entry writes that failed (written again) or were dropped.", cs.session_errors);
 		metric(&b, "kizuna_cluster_session_queue", "gauge", "Session entries waiting to be written to KZ_SESSIONS.",
 		       cs.session_queue);
+		if (nh->sessions) {
+			struct node_sessions_stats ss;
+			node_sessions_stats(nh->sessions, &ss);
+			metric(&b, "kizuna_cluster_sessions_known", "gauge",
+			       "Entries of KZ_SESSIONS this node holds (every node's sessions, ended ones too).", ss.known);
+			metric(&b, "kizuna_cluster_session_tombstones", "gauge",
+			       "Of those, sessions that ended (purged after cluster.session_tombstone_ms).", ss.tombstones);
+			metric(&b, "kizuna_cluster_nodes_dead", "gauge",
+			       "Other nodes without a heartbeat for cluster.node_dead_ms.", ss.nodes_dead);
+			metric(&b, "kizuna_cluster_sessions_adopted_total", "counter",
+			       "Sessions of dead nodes taken over by this node (their wills published here).", ss.adopted);
+			metric(&b, "kizuna_cluster_sessions_ended_dead_total", "counter",
+			       "Sessions of dead nodes that had expired, ended by this node.", ss.ended_expired);
+			metric(&b, "kizuna_cluster_session_tombstones_purged_total", "counter",
+			       "Ended sessions purged from KZ_SESSIONS by this node.", ss.purged);
+		}
 		metric(&b, "kizuna_cluster_trust_writes_total", "counter",
 		       "Revocation lists and signed policies this node put into KZ_TRUST (newer than any it had).",
 		       cs.trust_puts);

@@ -15,6 +15,7 @@ struct task_service;
 struct node_adapters;
 struct node_tak;
 struct node_detect;
+struct node_sessions;
 
 struct node_http {
 	struct kz_http *http;
@@ -27,6 +28,7 @@ struct node_http {
 	struct net_tls_trust *trust; /* the CRL's fail-closed state */
 	struct kz_idlimits *idl;     /* per-identity limits (https_rate) */
 	struct kz_cluster *cluster;  /* NULL: a single node */
+	struct node_sessions *sessions; /* the cluster's shared sessions (with cluster) */
 	struct entity_service *entities; /* NULL: not running */
 	struct task_service *tasks;      /* NULL: not running */
 	struct node_adapters *adapters;  /* NULL: none configured */

@@ -674,13 +674,13 @@ static int node_open(struct node *n)
 			.consumer_stall_ms = cfg->cluster_consumer_stall_ms,
 			.arg = b,
 		};
-		if (!(n->sessions = node_sessions_new(b, b->store, cfg->node_id, cfg->cluster_session_margin_ms,
-							      cfg->cluster_failover_order_ms))) {
+		struct node_sessions_config sc = { cfg->node_id, cfg->cluster_session_margin_ms, cfg->cluster_failover_order_ms,
+						   cfg->cluster_node_dead_ms, cfg->cluster_session_tombstone_ms };
+		if (!(n->sessions = node_sessions_new(b, b->store, &sc))) {
 			kz_error("cluster: out of memory");
 			return 1;
 		}
-		cc.session = node_sessions_update_fn();
-		cc.session_arg = n->sessions;
+		node_sessions_hook(n->sessions, &cc);
 		if (!(n->trustshare = node_trust_new(cfg))) {
 			kz_error("cluster: out of memory");
 			return 1;
@@ -727,6 +727,7 @@ static int node_open(struct node *n)
 		nh->trust = &n->trust;
 		nh->idl = &n->idl;
 		nh->cluster = n->cluster;
+		nh->sessions = n->sessions;
 		nh->entities = n->entities;
 		nh->tasks = n->tasks;
 		nh->adapters = n->adapters;
