@@ -869,7 +869,7 @@ int kz_cluster_print_status(const struct kz_cluster_config *cfg, FILE *out, char
 		}
 		jsStreamInfo *ki = NULL; /* a KV bucket is the stream KV_<bucket> */
 		if (js_GetStreamInfo(&ki, c.js, "KV_KZ_SESSIONS", NULL, &jerr) == NATS_OK) {
-			fprintf(out, "sessions: bucket KZ_SESSIONS, %" PRIu64 " entries, %" PRId64 " replicas, leader %s\n",
+			fprintf(out, "sessions: bucket KZ_SESSIONS, %" PRIu64 " entries (sessions, tombstones, heartbeats), %" PRId64 " replicas, leader %s\n",
 				ki->State.Msgs, ki->Config->Replicas,
 				ki->Cluster && ki->Cluster->Leader ? ki->Cluster->Leader : "(none)");
 			jsStreamInfo_Destroy(ki);
