@@ -126,6 +126,23 @@ def metrics(n):
     return out
 
 
+def expiry(seconds):
+    """CONNECT properties with a Session Expiry Interval."""
+    p = Properties(PacketTypes.CONNECT)
+    p.SessionExpiryInterval = seconds
+    return p
+
+
+def drain(c, wait=1.5):
+    """The payloads a test client gets until it has had none for wait seconds."""
+    got = []
+    while True:
+        try:
+            got.append(c.get(timeout=wait).payload.decode())
+        except queue.Empty:
+            return got
+
+
 def wait_log(n, text, timeout=30):
     deadline = time.time() + timeout
     while text not in n.logtext() and time.time() < deadline:

@@ -70,14 +70,6 @@ def ghost(nc, body, oseq, msg_id=None):
                              ("Kz-Origin-Seq", str(oseq))], body)
 
 
-def drain(c, wait=1.0):
-    got = []
-    while True:
-        try:
-            got.append(c.get(timeout=wait).payload.decode())
-        except queue.Empty:
-            return got
-
 
 def test_gap_held_then_released_after_gap_timeout():
     sub = a.client("gap-sub")

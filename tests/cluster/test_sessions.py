@@ -29,19 +29,6 @@ wait_log(a, "sharing sessions")
 wait_log(b, "sharing sessions")
 
 
-def expiry(seconds):
-    p = Properties(PacketTypes.CONNECT)
-    p.SessionExpiryInterval = seconds
-    return p
-
-
-def drain(c, wait=1.5):
-    got = []
-    while True:
-        try:
-            got.append(c.get(timeout=wait).payload.decode())
-        except queue.Empty:
-            return got
 
 
 def test_offline_session_moves_with_its_backlog():

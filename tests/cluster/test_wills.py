@@ -23,19 +23,6 @@ for n in (a, b):
     wait_log(n, "sharing sessions")
 
 
-def expiry(seconds):
-    p = Properties(PacketTypes.CONNECT)
-    p.SessionExpiryInterval = seconds
-    return p
-
-
-def drain(c, wait=1.5):
-    got = []
-    while True:
-        try:
-            got.append(c.get(timeout=wait).payload.decode())
-        except queue.Empty:
-            return got
 
 
 def kill(n):
