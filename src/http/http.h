@@ -40,6 +40,7 @@ struct kz_http_req {
 	const char *tls_suite; /* "TLSv1.3 <cipher suite>", NULL when unknown */
 	const char *issuer;    /* the client certificate's issuer DN, NULL when none */
 	const char *peer_addr; /* the client's address and port, "" when unknown */
+	int64_t cert_not_after; /* the client certificate's notAfter (Unix s), 0 when none */
 	const char *policy_version; /* the policy that decided (set by the gate), NULL: none */
 	int http_version;      /* 0x100, 0x101, 0x200 */
 	uint64_t start_ns;     /* monotonic: the handler was called */
@@ -141,5 +142,45 @@ unsigned kz_http_worker_load(struct kz_http *h, unsigned idx);
  * escape or a pair over 4096 bytes, else the return of the first fn that is non-zero. */
 int kz_http_query_each(const char *q, size_t n, int (*fn)(void *ctx, const char *k, const char *v), void *ctx,
 		       const char **why);
+
+/* ---------- WebSocket (http_ws.c, RFC 6455) ---------- */
+
+struct kz_ws;
+/* Who is on a WebSocket connection: the request's identity, kept for the connection. */
+struct kz_ws_peer {
+	const char *identity; /* verified SPIFFE ID, NULL when none */
+	const char *serial, *issuer, *addr, *tls_group, *tls_suite;
+	int64_t cert_not_after;
+};
+/* On the connection's worker thread. */
+struct kz_ws_cbs {
+	/* The handshake is answered and the connection is ours: the user pointer for the other
+	 * callbacks (NULL: refuse it, it is closed). */
+	void *(*open)(void *ctx, struct kz_ws *ws, unsigned worker, const struct kz_ws_peer *peer);
+	/* Payload bytes of binary messages, as one stream. */
+	void (*data)(void *user, const uint8_t *p, size_t n);
+	/* Everything queued was written (NULL: not wanted). */
+	void (*writable)(void *user);
+	/* After kz_ws_move, on the new worker. */
+	void (*moved)(void *user, struct kz_ws *ws, unsigned worker);
+	/* The connection ended (once; nothing is called after it, ws is gone). */
+	void (*closed)(void *user);
+};
+/* From a route's handler: answers r 101 and takes the connection for subprotocol (which the
+ * client must offer), or answers r with the error (405, 426, 400) and returns -1. open()
+ * follows once the 101 is written. */
+int kz_http_ws_accept(struct kz_http_req *r, const char *subprotocol, const struct kz_ws_cbs *cbs, void *ctx);
+/* The buffer the user writes into; kz_ws_flush sends what it holds as one binary frame. */
+struct kz_buf *kz_ws_out(struct kz_ws *ws);
+void kz_ws_flush(struct kz_ws *ws);
+/* Flushes, sends a close frame (code, why), then closes; closed() follows. */
+void kz_ws_close(struct kz_ws *ws, uint16_t code, const char *why);
+void kz_ws_hold_reading(struct kz_ws *ws, bool hold);
+/* Bytes queued or being written. */
+size_t kz_ws_pending(const struct kz_ws *ws);
+/* Moves the connection to another worker's loop (after what it has queued is written);
+ * moved() follows there, or closed(). -1: it cannot. */
+int kz_ws_move(struct kz_ws *ws, unsigned worker);
+const struct kz_ws_peer *kz_ws_peer(const struct kz_ws *ws);
 
 #endif

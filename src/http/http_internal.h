@@ -37,6 +37,9 @@ struct hworker {
 	pthread_mutex_t hlock;
 	int *hfd;
 	size_t nhfd, caphfd;
+	struct kz_ws **hws;    /* WebSocket connections moving here (http_ws.c) */
+	size_t nhws, caphws;
+	atomic_uint nws;       /* WebSocket connections moved here and open (not in conns) */
 	atomic_uint load; /* connections open here or on their way here */
 	bool ended;       /* under hlock: the loop is gone, hand nothing over */
 };
@@ -58,6 +61,9 @@ enum { KZ_HTTP_MSG_RESUME = 0, KZ_HTTP_MSG_WAKE = 1 };
 
 /* The request's audit entry and counters (once, when its answer starts). */
 void kz_http_finish_req(struct kz_http_req *r);
+/* http_ws.c: a WebSocket connection moved to worker w (on its thread), or dropped at its end. */
+void kz_http_ws_adopt(struct hworker *w, struct kz_ws *ws);
+void kz_http_ws_drop(struct kz_ws *ws);
 /* A stream's wake came to its worker (http_stream.c). */
 void kz_http_stream_message(h2o_multithread_message_t *m);
 

@@ -353,6 +353,7 @@ static int on_req(h2o_handler_t *self, h2o_req_t *req)
 			r->identity = p->id;
 			r->serial = p->serial;
 			r->issuer = p->issuer;
+			r->cert_not_after = (int64_t)p->not_after;
 			const struct kz_revoked *rv = NULL;
 			const struct net_tls_trust *t = SSL_CTX_get_app_data(SSL_get_SSL_CTX(ssl));
 			if (t)
@@ -633,6 +634,14 @@ static void on_handoff(uv_async_t *a)
 	struct hworker *w = a->data;
 	for (;;) {
 		pthread_mutex_lock(&w->hlock);
+		struct kz_ws *ws = w->nhws ? w->hws[--w->nhws] : NULL;
+		pthread_mutex_unlock(&w->hlock);
+		if (!ws)
+			break;
+		kz_http_ws_adopt(w, ws);
+	}
+	for (;;) {
+		pthread_mutex_lock(&w->hlock);
 		int fd = w->nhfd ? w->hfd[--w->nhfd] : -1;
 		pthread_mutex_unlock(&w->hlock);
 		if (fd < 0)
@@ -728,7 +737,7 @@ static void worker_stop(void *arg, unsigned idx)
 static bool worker_idle(void *arg, unsigned idx)
 {
 	struct kz_http *h = arg;
-	return h->w[idx].nconns == 0;
+	return h->w[idx].nconns == 0 && atomic_load(&h->w[idx].nws) == 0;
 }
 
 /* After the worker's loop has ended, before its handles are closed: answers still to come
@@ -743,6 +752,10 @@ static void worker_end(void *arg, unsigned idx)
 		close(w->hfd[--w->nhfd]);
 	free(w->hfd);
 	w->hfd = NULL;
+	while (w->nhws)
+		kz_http_ws_drop(w->hws[--w->nhws]);
+	free(w->hws);
+	w->hws = NULL;
 	pthread_mutex_unlock(&w->hlock);
 	pthread_mutex_lock(&w->qlock);
 	bool was = w->started;

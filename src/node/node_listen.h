@@ -42,5 +42,8 @@ void node_mqtt_attach(struct node_mqtt *m, struct net_server *srv);
 /* After the workers ended (net_server_stop's after_join, once the store has written its
  * last batch): processes what was posted to the shards since, and detaches the broker. */
 void node_mqtt_drain(struct node_mqtt *m);
+/* MQTT over WebSocket: the route /mqtt on the HTTPS listener (node_mqtt_ws.c). */
+struct kz_http;
+int node_mqtt_ws_route(struct node_mqtt *m, struct kz_http *h);
 
 #endif

@@ -734,7 +734,8 @@ static int node_open(struct node *n)
 		nh->tak = n->tak;
 		nh->detect = n->detect;
 		if (node_http_routes(nh) || taxii_routes(n->taxii, n->http) || entity_service_routes(n->entities, n->http) ||
-		    task_service_routes(n->tasks, n->http) || node_detect_routes(n->detect, n->http)) {
+		    task_service_routes(n->tasks, n->http) || node_detect_routes(n->detect, n->http) ||
+		    (cfg->mqtt_websocket && node_mqtt_ws_route(&n->nm, n->http))) {
 			kz_error("HTTPS: too many routes");
 			return 1;
 		}

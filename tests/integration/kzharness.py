@@ -107,6 +107,11 @@ class Node:
         run(args)
         return crt, key
 
+    def https_port(self):
+        """The HTTPS listener's port, from the node's log."""
+        import re
+        return int(re.findall(r"HTTPS on 127\.0\.0\.1:(\d+)", self.logtext())[-1])
+
     def client(self, cid="", v5=True, cert=None, clean=True, **kw):
         c = Client(self, cid, v5, cert, clean, **kw)
         return c
@@ -136,10 +141,15 @@ def stacks(node):
 class Client:
     """A paho client with a message queue."""
 
-    def __init__(self, node, cid, v5, cert, clean, keepalive=60, props=None, will=None):
+    def __init__(self, node, cid, v5, cert, clean, keepalive=60, props=None, will=None, ws=False):
+        """ws: MQTT over WebSocket, to the HTTPS listener's /mqtt."""
         self.v5 = v5
         self.c = mqtt.Client(client_id=cid, protocol=mqtt.MQTTv5 if v5 else mqtt.MQTTv311,
-                             clean_session=None if v5 else clean)
+                             clean_session=None if v5 else clean, transport="websockets" if ws else "tcp")
+        port = node.port
+        if ws:
+            self.c.ws_set_options(path="/mqtt")
+            port = node.https_port()
         crt, key = cert or (os.path.join(node.pki, "admin.pem"), os.path.join(node.pki, "admin.key"))
         self.c.tls_set(ca_certs=os.path.join(node.pki, "ca.pem"), certfile=crt, keyfile=key)
         self.msgs = queue.Queue()
@@ -159,9 +169,9 @@ class Client:
         if will:
             self.c.will_set(*will[:4], properties=will[4] if len(will) > 4 else None)
         if v5:
-            self.c.connect("localhost", node.port, keepalive, clean_start=clean, properties=props)
+            self.c.connect("localhost", port, keepalive, clean_start=clean, properties=props)
         else:
-            self.c.connect("localhost", node.port, keepalive)
+            self.c.connect("localhost", port, keepalive)
         self.c.loop_start()
         try:
             self.flags, self.rc, self.props = self.connack.get(timeout=10)
