@@ -8,7 +8,10 @@ not send:
 - no client certificate: 401; a handshake without the subprotocol "mqtt": 400; no upgrade:
   426; each with a JSON body;
 - a text frame closes the connection with 1003, an unmasked frame with 1002 (RFC 6455);
-- with policy, an identity may not subscribe over WebSocket to what it may not read;
+- with policy (tests/data/policy), the decision point is the MQTT port's: a secret record
+  published over WebSocket reaches a cleared subscriber and not an uncleared one (both over
+  WebSocket); a subscription outside the identity's rights is refused (0x87) and its publish
+  reaches nobody;
 - mqtt.websocket = 0: /mqtt is not there (404)."""
 import base64, json, os, socket, ssl, struct, sys
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
@@ -167,6 +170,41 @@ def test_accept_key_and_frames():
     s.close()
 
 
+def test_policy_applies_over_websocket():
+    import shutil, tempfile
+    from paho.mqtt.properties import Properties
+    from paho.mqtt.packettypes import PacketTypes
+    fix = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "data", "policy")
+    tmp = tempfile.mkdtemp(prefix="kz-ws-pol-")
+    for f in ("kizuna.policy", "identities"):
+        shutil.copy(os.path.join(fix, f), tmp)
+    n = Node("policy.file = %s/kizuna.policy\npolicy.registry = %s/identities\n" % (tmp, tmp))
+    td = "spiffe://kizuna.local/"
+    alice = n.issue("alice", spiffe=td + "mod/user/alice")  # secret, cyber, operator
+    dave = n.issue("dave", spiffe=td + "mod/user/dave")     # confidential, operator
+    bob = n.issue("bob", spiffe=td + "meti/user/bob")       # not an operator
+    a = n.client("ws-alice", ws=True, cert=alice)
+    d = n.client("ws-dave", ws=True, cert=dave)
+    assert a.sub("ops/#", qos=1)[0].value == 1 and d.sub("ops/#", qos=1)[0].value == 1
+    p = Properties(PacketTypes.PUBLISH)
+    p.UserProperty = [("kz-label", "class=secret;caveat=cyber")]
+    a.pub("ops/brief", b"secret-brief", 1, props=p)
+    a.pub("ops/brief", b"open-brief", 1)
+    assert a.get().payload == b"secret-brief"
+    assert a.get().payload == b"open-brief"
+    m = d.get()
+    assert m.payload == b"open-brief", "the uncleared subscriber got %r" % m.payload
+    b = n.client("ws-bob", ws=True, cert=bob)
+    assert b.sub("ops/#", qos=1)[0].value == 0x87
+    info = b.c.publish("ops/x", b"x", 1)
+    info.wait_for_publish(5)
+    b.none(1.0)
+    d.none(1.0)  # a publish outside bob's rights reaches nobody
+    for c in (a, d, b):
+        c.close()
+    n.stop()
+
+
 def test_disabled():
     n = Node("mqtt.websocket = 0\n")
     s, st, head, body = ws_conn(n)
@@ -177,4 +215,4 @@ def test_disabled():
 
 run_tests([test_both_ways_with_paho_v5_and_v311, test_many_client_ids_move_to_their_home_worker,
            test_will_when_the_websocket_drops, test_handshake_refusals_are_clear, test_accept_key_and_frames,
-           test_disabled])
+           test_policy_applies_over_websocket, test_disabled])
