@@ -181,7 +181,8 @@ void kz_http_send(struct kz_http_req *r, int status, const char *content_type, c
 	req->res.reason = reason_of(status);
 	if (content_type)
 		h2o_add_header(&req->pool, &req->res.headers, H2O_TOKEN_CONTENT_TYPE, NULL, content_type, strlen(content_type));
-	h2o_add_header(&req->pool, &req->res.headers, H2O_TOKEN_CACHE_CONTROL, NULL, H2O_STRLIT("no-store"));
+	if (h2o_find_header(&req->res.headers, H2O_TOKEN_CACHE_CONTROL, -1) == -1) /* the handler's own, else none */
+		h2o_add_header(&req->pool, &req->res.headers, H2O_TOKEN_CACHE_CONTROL, NULL, H2O_STRLIT("no-store"));
 	req->res.content_length = len;
 	atomic_fetch_add(&r->srv->bytes_out, len);
 	kz_http_finish_req(r);

@@ -38,6 +38,8 @@ static const struct directive directives[] = {
 	{ "https.listen", T_ADDR, C(https_listen), S(https_listen), 0, 0, "127.0.0.1:8443",
 	  "HTTPS API listener: HTTP/1.1 and HTTP/2 over TLS 1.3 with the same certificates and groups as MQTT (docs/HTTP.md). A client certificate is required for everything but GET /healthz. Serves /healthz, /metrics and TAXII 2.1 at /taxii2/. Port 0: any free port." },
 	{ "https.enabled", T_U32, C(https_enabled), 0, 0, 1, "1", "0: no HTTPS listener." },
+	{ "https.console_dir", T_STR, C(https_console_dir), S(https_console_dir), 0, 0, "auto",
+	  "The web console's files, served at / to clients with a certificate (docs/CONSOLE.md). auto: share/kizuna/console next to an installed kizuna, else the build tree's console/. none: no console." },
 	{ "mqtt.websocket", T_U32, C(mqtt_websocket), 0, 0, 1, "1",
 	  "1: MQTT over WebSocket on the HTTPS listener at /mqtt (subprotocol \"mqtt\"; HTTP/1.1), with the client certificate, policy and limits of the MQTT port (docs/MQTT.md \"Over WebSocket\"). 0: no /mqtt." },
 	{ "https.max_body_bytes", T_U32, C(https_max_body), 0, 1024, 1073741824, "16777216",

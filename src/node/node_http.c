@@ -10,6 +10,8 @@
 #include "cluster/cluster.h"
 #include "base/kz_buf.h"
 #include "http/http.h"
+
+#include <jansson.h>
 #include "mqtt/mqtt_broker.h"
 #include "net/net.h"
 #include "store/store.h"
@@ -476,9 +478,32 @@ int node_http_gate(void *ctx, struct kz_http_req *r, char *why, size_t why_len)
 	return 0;
 }
 
+/* GET /api/v1/whoami: the caller as this node sees it (the console shows it). */
+static void whoami(void *arg, struct kz_http_req *r)
+{
+	(void)arg;
+	if (strcmp(r->method, "GET") != 0) {
+		kz_http_header(r, "Allow", "GET");
+		kz_http_error(r, 405, NULL, "Method Not Allowed", "use GET on %s", r->path);
+		return;
+	}
+	json_t *o = json_pack("{s:s?, s:s?, s:s?, s:s?, s:s?, s:s}", "identity", r->identity, "serial", r->serial,
+			      "issuer", r->issuer, "tls_group", r->tls_group, "tls_suite", r->tls_suite, "version",
+			      KZ_VERSION);
+	char *t = o ? json_dumps(o, JSON_COMPACT) : NULL;
+	json_decref(o);
+	if (!t) {
+		kz_http_error(r, 503, NULL, "Service Unavailable", "out of memory");
+		return;
+	}
+	kz_http_send(r, 200, "application/json", t, strlen(t));
+	free(t);
+}
+
 int node_http_routes(struct node_http *nh)
 {
-	if (kz_http_route(nh->http, "/healthz", false, healthz, nh) || kz_http_route(nh->http, "/metrics", true, metrics, nh))
+	if (kz_http_route(nh->http, "/healthz", false, healthz, nh) || kz_http_route(nh->http, "/metrics", true, metrics, nh) ||
+	    kz_http_route(nh->http, "/api/v1/whoami", true, whoami, nh))
 		return -1;
 	return 0;
 }

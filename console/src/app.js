@@ -1,0 +1,330 @@
+// app.js — kizuna's console (docs/CONSOLE.md): pages drawn from the node's own API, over the
+// browser's mutual TLS connection. What the node refuses this identity is not shown: the
+// console asks and draws the answers, it never widens them.
+import mqtt from "mqtt";
+import uPlot from "uplot";
+import L from "leaflet";
+import ms from "milsymbol";
+import { feature } from "topojson-client";
+import land from "world-atlas/land-110m.json";
+
+const $ = (sel, root = document) => root.querySelector(sel);
+const main = () => $("#main");
+
+function el(tag, attrs = {}, ...kids) {
+  const e = document.createElement(tag);
+  for (const [k, v] of Object.entries(attrs)) {
+    if (k.startsWith("on")) e.addEventListener(k.slice(2), v);
+    else if (v !== undefined && v !== null && v !== false) e.setAttribute(k, v === true ? "" : v);
+  }
+  for (const k of kids.flat()) if (k !== null && k !== undefined) e.append(k.nodeType ? k : String(k));
+  return e;
+}
+
+// Times in UTC with the browser's offset beside them (ops rooms work in UTC).
+const offset = (() => {
+  const m = -new Date().getTimezoneOffset();
+  const s = m >= 0 ? "+" : "-";
+  const a = Math.abs(m);
+  return `UTC${s}${String(Math.floor(a / 60)).padStart(2, "0")}:${String(a % 60).padStart(2, "0")}`;
+})();
+const utc = (t) => (t ? new Date(t).toISOString().replace("T", " ").replace(/\.\d+Z$/, "Z") : "-");
+
+async function api(path, accept = "application/json") {
+  const r = await fetch(path, { headers: { Accept: accept }, cache: "no-store" });
+  const text = await r.text();
+  let body = null;
+  try {
+    body = text ? JSON.parse(text) : null;
+  } catch {
+    body = text;
+  }
+  if (!r.ok) {
+    const why = body && body.description ? body.description : `${r.status} ${r.statusText}`;
+    throw new Error(why);
+  }
+  return body;
+}
+
+function failed(where, err) {
+  return el("p", { class: "error", role: "alert" }, `${where}: ${err.message}`);
+}
+
+function metricsOf(text) {
+  const m = {};
+  for (const line of text.split("\n")) {
+    if (!line || line[0] === "#") continue;
+    const i = line.lastIndexOf(" ");
+    m[line.slice(0, i)] = Number(line.slice(i + 1));
+  }
+  return m;
+}
+
+let stopPage = () => {};
+
+// ---------- Overview ----------
+async function overview(root) {
+  const card = (title, id) => el("section", { class: "card" }, el("h2", {}, title), el("div", { id }));
+  root.append(
+    el("h1", {}, "Overview"),
+    el("div", { class: "grid" }, card("Node", "ov-node"), card("Components", "ov-comp"), card("Now", "ov-now")),
+    el("section", { class: "card wide" }, el("h2", {}, "Messages per second"), el("div", { id: "ov-chart" })),
+  );
+  try {
+    const [h, me] = await Promise.all([api("/healthz"), api("/api/v1/whoami")]);
+    $("#ov-node").append(
+      el("dl", {}, el("dt", {}, "version"), el("dd", {}, h.version), el("dt", {}, "status"),
+        el("dd", { class: `st-${h.status}` }, h.status), el("dt", {}, "your identity"), el("dd", {}, me.identity),
+        el("dt", {}, "your TLS group"), el("dd", { id: "ov-group" }, me.tls_group),
+        el("dt", {}, "post-quantum"), el("dd", {}, /MLKEM/i.test(me.tls_group) ? "yes (hybrid ML-KEM)" : "no")),
+    );
+    const comp = el("dl");
+    for (const [k, v] of Object.entries(h.components || {}))
+      comp.append(el("dt", {}, k), el("dd", { class: `st-${v.status}` }, `${v.status}: ${v.detail || ""}`));
+    $("#ov-comp").append(comp);
+  } catch (e) {
+    root.append(failed("node", e));
+  }
+  const xs = [], ins = [], outs = [];
+  const plot = new uPlot(
+    { width: 760, height: 220, series: [{}, { label: "in", stroke: "#6cf" }, { label: "out", stroke: "#fc6" }],
+      axes: [{ stroke: "#aaa" }, { stroke: "#aaa" }] },
+    [xs, ins, outs], $("#ov-chart"));
+  let last = null;
+  const tick = async () => {
+    try {
+      const m = metricsOf(await api("/metrics", "text/plain"));
+      const now = Date.now() / 1000;
+      if (last) {
+        const dt = now - last.t;
+        xs.push(now);
+        ins.push((m.kizuna_mqtt_messages_in_total - last.in) / dt);
+        outs.push((m.kizuna_mqtt_messages_out_total - last.out) / dt);
+        if (xs.length > 150) [xs, ins, outs].forEach((a) => a.shift());
+        plot.setData([xs, ins, outs]);
+      }
+      last = { t: now, in: m.kizuna_mqtt_messages_in_total, out: m.kizuna_mqtt_messages_out_total };
+      const now_ = $("#ov-now");
+      if (now_)
+        now_.replaceChildren(el("dl", {},
+          el("dt", {}, "MQTT connections"), el("dd", { id: "ov-conns" }, m.kizuna_mqtt_connections),
+          el("dt", {}, "HTTPS connections"), el("dd", {}, m.kizuna_http_connections),
+          el("dt", {}, "records stored"), el("dd", { id: "ov-records" }, m.kizuna_store_records),
+          el("dt", {}, "store bytes"), el("dd", {}, m.kizuna_store_bytes),
+          el("dt", {}, "decisions allowed / denied"),
+          el("dd", {}, `${m.kizuna_decisions_allowed_total} / ${m.kizuna_decisions_denied_total}`)));
+    } catch (e) {
+      $("#ov-now")?.replaceChildren(failed("metrics", e));
+    }
+  };
+  await tick();
+  const timer = setInterval(tick, 2000);
+  return () => clearInterval(timer);
+}
+
+// ---------- Live traffic ----------
+const MAX_ROWS = 500, DRAW_PER_FRAME = 100;
+
+function live(root) {
+  const filter = el("input", { id: "lv-filter", value: "#", "aria-label": "Topic filter", size: 30 });
+  const status = el("span", { id: "lv-status", role: "status" }, "not subscribed");
+  const pause = el("button", { id: "lv-pause", type: "button" }, "Pause");
+  const rows = el("tbody", { id: "lv-rows" });
+  const detail = el("pre", { id: "lv-detail", class: "detail", "aria-live": "polite" });
+  root.append(
+    el("h1", {}, "Live traffic"),
+    el("form", { class: "bar", onsubmit: (ev) => { ev.preventDefault(); start(filter.value); } },
+      el("label", { for: "lv-filter" }, "Topic filter "), filter,
+      el("label", { for: "lv-since" }, " replay from (UTC) "),
+      el("input", { id: "lv-since", placeholder: "2026-01-01T00:00:00Z", size: 22 }),
+      el("button", { type: "submit" }, "Subscribe"), pause, status),
+    el("table", { class: "records" },
+      el("thead", {}, el("tr", {}, el("th", {}, "time (UTC)"), el("th", {}, "topic"), el("th", {}, "origin"),
+        el("th", {}, "label"), el("th", {}, "payload"))), rows),
+    detail);
+  let client = null, paused = false, pending = [], dropped = 0, raf = 0;
+  pause.addEventListener("click", () => {
+    paused = !paused;
+    pause.textContent = paused ? "Resume" : "Pause";
+  });
+  const draw = () => {
+    raf = 0;
+    const batch = pending.splice(0, DRAW_PER_FRAME);
+    if (pending.length > DRAW_PER_FRAME * 10) { // more than the page can draw: sample, and say so
+      dropped += pending.length;
+      pending = [];
+    }
+    for (const m of batch) rows.prepend(m);
+    while (rows.children.length > MAX_ROWS) rows.lastChild.remove();
+    if (dropped) status.textContent = `subscribed; ${dropped} records not drawn (too fast to show every one)`;
+    if (pending.length) raf = requestAnimationFrame(draw);
+  };
+  function start(topic) {
+    if (client) client.end(true);
+    dropped = 0;
+    const since = $("#lv-since").value.trim();
+    client = mqtt.connect(`wss://${location.host}/mqtt`, {
+      protocolVersion: 5, clean: true, reconnectPeriod: 0, clientId: `console-${Math.random().toString(16).slice(2, 10)}`,
+    });
+    client.on("connect", () => {
+      const opts = { qos: 0 };
+      if (since) opts.properties = { userProperties: { "kz-replay-since": since } };
+      client.subscribe(topic, opts, (err, granted) => {
+        const rc = granted && granted[0] ? granted[0].qos : 128;
+        status.textContent = err || rc >= 128 ? `refused (reason ${rc})` : `subscribed to ${topic}`;
+      });
+    });
+    client.on("error", (e) => { status.textContent = `error: ${e.message}`; });
+    client.on("message", (t, payload, packet) => {
+      if (paused) return;
+      const up = (packet.properties && packet.properties.userProperties) || {};
+      const text = new TextDecoder().decode(payload.subarray(0, 200));
+      const tr = el("tr", { tabindex: 0 },
+        el("td", {}, utc(Date.now())), el("td", {}, t), el("td", {}, up["kz-origin"] || "-"),
+        el("td", { class: "label" }, up["kz-label"] || "-"), el("td", { class: "payload" }, text));
+      const open = () => { detail.textContent = `${t}\n${JSON.stringify(up)}\n\n${new TextDecoder().decode(payload)}`; };
+      tr.addEventListener("click", open);
+      tr.addEventListener("keydown", (ev) => { if (ev.key === "Enter") open(); });
+      pending.push(tr);
+      if (!raf) raf = requestAnimationFrame(draw);
+    });
+  }
+  start(filter.value);
+  return () => { if (client) client.end(true); cancelAnimationFrame(raf); };
+}
+
+// ---------- Picture ----------
+async function picture(root) {
+  const list = el("tbody", { id: "pc-rows" });
+  const info = el("pre", { id: "pc-detail", class: "detail" });
+  root.append(el("h1", {}, "Picture"),
+    el("div", { class: "split" }, el("div", { id: "pc-map", class: "map", role: "img", "aria-label": "Map of entities" }),
+      el("div", {}, el("table", { class: "records" }, el("thead", {}, el("tr", {}, el("th", {}, "entity"),
+        el("th", {}, "type"), el("th", {}, "status"), el("th", {}, "label"), el("th", {}, "seen (UTC)"))), list), info)));
+  const map = L.map("pc-map", { worldCopyJump: true, attributionControl: false }).setView([35, 135], 3);
+  L.geoJSON(feature(land, land.objects.land), { style: { color: "#4a6", weight: 1, fillColor: "#1d2a22", fillOpacity: 1 } })
+    .addTo(map);
+  const layer = L.layerGroup().addTo(map);
+  const load = async () => {
+    try {
+      const r = await api("/api/v1/entities?limit=500&status=live,stale");
+      layer.clearLayers();
+      list.replaceChildren();
+      for (const e of r.entities) {
+        const stale = e.status === "stale";
+        const tr = el("tr", { tabindex: 0, class: stale ? "stale" : "" }, el("td", {}, e.name || e.id),
+          el("td", {}, e.type || "-"), el("td", {}, e.status), el("td", { class: "label" }, e.label || "-"),
+          el("td", {}, utc(e.received_time)));
+        const show = async () => {
+          try {
+            const h = await api(`/api/v1/entities/${encodeURIComponent(e.id)}/history?limit=20`);
+            info.textContent = JSON.stringify({ entity: e, history: h.history }, null, 1);
+          } catch (err) {
+            info.textContent = err.message;
+          }
+        };
+        tr.addEventListener("click", show);
+        tr.addEventListener("keydown", (ev) => { if (ev.key === "Enter") show(); });
+        list.append(tr);
+        if (e.position) {
+          const sidc = e.symbol || "SFGPU----------";
+          const sym = new ms.Symbol(sidc, { size: 22, uniqueDesignation: e.name || "" });
+          const icon = L.divIcon({ className: stale ? "sym stale" : "sym", html: sym.asSVG(),
+            iconAnchor: [sym.getAnchor().x, sym.getAnchor().y] });
+          L.marker([e.position.lat, e.position.lon], { icon, title: e.name || e.id, keyboard: true }).addTo(layer)
+            .on("click", show);
+        }
+      }
+      if (!r.entities.length) list.append(el("tr", {}, el("td", { colspan: 5 }, "no entities you may see")));
+    } catch (err) {
+      list.replaceChildren(el("tr", {}, el("td", { colspan: 5 }, failed("entities", err))));
+    }
+  };
+  await load();
+  const timer = setInterval(load, 5000);
+  return () => { clearInterval(timer); map.remove(); };
+}
+
+// ---------- Sharing ----------
+const TAXII = "application/taxii+json;version=2.1";
+
+async function sharing(root) {
+  const cols = el("ul", { id: "sh-cols", class: "cols" });
+  const objs = el("tbody", { id: "sh-rows" });
+  const type = el("input", { id: "sh-type", placeholder: "indicator", size: 16, "aria-label": "STIX type" });
+  const detail = el("pre", { id: "sh-detail", class: "detail" });
+  root.append(el("h1", {}, "Sharing"), el("div", { class: "split" },
+    el("div", {}, el("h2", {}, "Collections"), cols),
+    el("div", {}, el("div", { class: "bar" }, el("label", { for: "sh-type" }, "type "), type),
+      el("table", { class: "records" }, el("thead", {}, el("tr", {}, el("th", {}, "type"), el("th", {}, "name / id"),
+        el("th", {}, "modified (UTC)"))), objs), detail)));
+  let current = null;
+  const show = async (root_, c) => {
+    current = { root: root_, c };
+    objs.replaceChildren();
+    const q = new URLSearchParams({ limit: "100" });
+    if (type.value.trim()) q.set("match[type]", type.value.trim());
+    try {
+      const r = await api(`${root_}collections/${c.id}/objects/?${q}`, TAXII);
+      for (const o of r.objects || []) {
+        const tr = el("tr", { tabindex: 0 }, el("td", {}, o.type), el("td", {}, o.name || o.id), el("td", {}, utc(o.modified)));
+        const open = () => { detail.textContent = JSON.stringify(o, null, 1); };
+        tr.addEventListener("click", open);
+        tr.addEventListener("keydown", (ev) => { if (ev.key === "Enter") open(); });
+        objs.append(tr);
+      }
+      if (!(r.objects || []).length) objs.append(el("tr", {}, el("td", { colspan: 3 }, "no objects you may see")));
+    } catch (err) {
+      objs.append(el("tr", {}, el("td", { colspan: 3 }, failed(c.title, err))));
+    }
+  };
+  type.addEventListener("change", () => current && show(current.root, current.c));
+  try {
+    const d = await api("/taxii2/", TAXII);
+    for (const rootUrl of d.api_roots || []) {
+      const path = new URL(rootUrl, location.href).pathname;
+      const cs = await api(`${path}collections/`, TAXII);
+      for (const c of cs.collections || [])
+        cols.append(el("li", {}, el("button", { type: "button", onclick: () => show(path, c) }, c.title || c.id)));
+    }
+    if (!cols.children.length) cols.append(el("li", {}, "no collections"));
+  } catch (err) {
+    cols.append(el("li", {}, failed("TAXII", err)));
+  }
+  return () => {};
+}
+
+// ---------- the frame ----------
+const pages = { overview, live, picture, sharing };
+
+async function route() {
+  stopPage();
+  stopPage = () => {};
+  const name = (location.hash.replace(/^#\//, "") || "overview").split("/")[0];
+  const page = pages[name] ? name : "overview";
+  for (const a of document.querySelectorAll("nav a"))
+    a.toggleAttribute("aria-current", a.dataset.page === page) && a.setAttribute("aria-current", "page");
+  const root = main();
+  root.replaceChildren();
+  document.title = `kizuna — ${page}`;
+  const stop = await pages[page](root);
+  stopPage = typeof stop === "function" ? stop : () => {};
+  root.focus();
+}
+
+function clock() {
+  $("#clock").textContent = `${utc(Date.now())} (local ${offset})`;
+}
+
+window.addEventListener("hashchange", route);
+window.addEventListener("DOMContentLoaded", async () => {
+  clock();
+  setInterval(clock, 1000);
+  try {
+    const me = await api("/api/v1/whoami");
+    $("#who").textContent = me.identity;
+  } catch (e) {
+    $("#who").textContent = e.message;
+  }
+  route();
+});
