@@ -23,6 +23,7 @@ run: all
 test: test-release test-asan
 
 test-release: all
+	@scripts/deps --test
 	cd $(BUILD) && ctest --output-on-failure -j 2
 
 test-asan: deps

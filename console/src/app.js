@@ -164,7 +164,7 @@ function live(root) {
     dropped = 0;
     const since = $("#lv-since").value.trim();
     client = mqtt.connect(`wss://${location.host}/mqtt`, {
-      protocolVersion: 5, clean: true, reconnectPeriod: 0, clientId: `console-${Math.random().toString(16).slice(2, 10)}`,
+      protocolVersion: 5, clean: true, reconnectPeriod: 0, timerVariant: "native", clientId: `console-${Math.random().toString(16).slice(2, 10)}`,
     });
     client.on("connect", () => {
       const opts = { qos: 0 };
@@ -194,6 +194,16 @@ function live(root) {
 }
 
 // ---------- Picture ----------
+// A MIL-STD-2525C code from a Cursor-on-Target type when the entity has no symbol of its own:
+// a-<affiliation>-<dimension>[-<function>...] (f friend, h hostile, n neutral, u unknown; A air,
+// G ground, S sea surface, U subsurface, P space).
+function sidcOf(type) {
+  const t = (type || "").split("-");
+  const aff = { f: "F", h: "H", n: "N", u: "U", a: "A", s: "S", j: "J", k: "K", p: "P" }[t[1]] || "U";
+  const dim = { A: "A", G: "G", S: "S", U: "U", P: "P" }[t[2]] || "G";
+  return `S${aff}${dim}P-----------`;
+}
+
 async function picture(root) {
   const list = el("tbody", { id: "pc-rows" });
   const info = el("pre", { id: "pc-detail", class: "detail" });
@@ -227,7 +237,7 @@ async function picture(root) {
         tr.addEventListener("keydown", (ev) => { if (ev.key === "Enter") show(); });
         list.append(tr);
         if (e.position) {
-          const sidc = e.symbol || "SFGPU----------";
+          const sidc = e.symbol || sidcOf(e.type);
           const sym = new ms.Symbol(sidc, { size: 22, uniqueDesignation: e.name || "" });
           const icon = L.divIcon({ className: stale ? "sym stale" : "sym", html: sym.asSVG(),
             iconAnchor: [sym.getAnchor().x, sym.getAnchor().y] });

@@ -1,0 +1,67 @@
+// drive.mjs — the console in Debian's Chromium through Playwright, for
+// tests/integration/test_console.py. Argument: one JSON object
+//   {url, cert, key, shots, pages: [...], live: {filter, want, absent, timeout_ms},
+//    picture: {want, absent}, sharing: {want, absent}}
+// Prints one JSON line: per page the console errors seen and what was asked of it.
+import { chromium } from "playwright-core";
+
+const a = JSON.parse(process.argv[2]);
+const origin = new URL(a.url).origin;
+const browser = await chromium.launch({ executablePath: a.chromium || "/usr/bin/chromium", args: ["--no-sandbox"] });
+const ctx = await browser.newContext({
+  clientCertificates: [{ origin, certPath: a.cert, keyPath: a.key }],
+  ignoreHTTPSErrors: true, // the node's development CA is not the browser's
+  viewport: { width: 1280, height: 720 },
+});
+const out = { pages: {} };
+const page = await ctx.newPage();
+let errors = [];
+page.on("console", (m) => { if (m.type() === "error") errors.push(m.text()); });
+page.on("pageerror", (e) => errors.push(String(e)));
+
+// Polls in Node (page.waitForFunction evaluates a string, which the console's CSP forbids).
+async function until(fn, timeout) {
+  const end = Date.now() + timeout;
+  for (;;) {
+    if (await fn()) return true;
+    if (Date.now() > end) return false;
+    await page.waitForTimeout(100);
+  }
+}
+
+async function visit(name, ready) {
+  errors = [];
+  await page.goto(`${a.url}#/${name}`, { waitUntil: "load" });
+  await page.waitForSelector(ready, { timeout: 15000 });
+  await page.waitForTimeout(500);
+  const r = { errors, text: await page.locator("main").innerText() };
+  if (a.shots) await page.screenshot({ path: `${a.shots}/${name}.png` });
+  return r;
+}
+
+try {
+  for (const name of a.pages || []) {
+    const ready = { overview: "#ov-records", live: "#lv-status", picture: "#pc-rows tr", sharing: "#sh-cols li" }[name];
+    out.pages[name] = await visit(name, ready);
+  }
+  if (a.live) {
+    errors = [];
+    await page.goto(`${a.url}#/live`, { waitUntil: "load" });
+    await page.fill("#lv-filter", a.live.filter);
+    await page.click("form.bar button[type=submit]");
+    const status = page.locator("#lv-status");
+    if (!(await until(async () => (await status.innerText()).startsWith("subscribed to " + a.live.filter), 15000)))
+      throw new Error("the live view did not subscribe: " + (await status.innerText()));
+    console.error("LIVE-READY");
+    const rows = page.locator("#lv-rows");
+    const seen = await until(async () => (await rows.innerText()).includes(a.live.want), a.live.timeout_ms || 20000);
+    const text = await page.locator("#lv-rows").innerText();
+    out.live = { seen, absent_seen: (a.live.absent || []).filter((s) => text.includes(s)), errors,
+      status: await page.locator("#lv-status").innerText() };
+    if (a.shots) await page.screenshot({ path: `${a.shots}/live-records.png` });
+  }
+} catch (e) {
+  out.error = String(e);
+}
+console.log(JSON.stringify(out));
+await browser.close();

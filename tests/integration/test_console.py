@@ -1,0 +1,146 @@
+#!/usr/bin/python3
+"""The web console in a real browser (docs/CONSOLE.md): Debian's Chromium driven by Playwright
+(console/test/drive.mjs) with a client certificate, against a real node serving its build.
+- Every page loads without console errors (screenshots saved to KZ_CONSOLE_SHOTS when set).
+- A record published over MQTT appears in the live view (mqtt.js over /mqtt).
+- Under the policy of tests/data/policy, a person of lower clearance sees neither a secret
+  record in the live view nor a secret entity in the picture, while the cleared one sees both.
+- The node's answers at /: the strict Content-Security-Policy, gzip, caching, 401 without a
+  certificate."""
+import json, os, shutil, subprocess, sys, tempfile, threading, time, urllib.request
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from kzharness import *
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+CONSOLE = os.path.join(HERE, "..", "..", "console")
+CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
+if not os.path.exists(CHROMIUM) or not shutil.which("node") or not os.path.isdir(os.path.join(CONSOLE, "node_modules")):
+    print("SKIP: Chromium, node or the console's node_modules are missing (scripts/deps --test; cmake builds the console)")
+    sys.exit(77)
+
+node = Node()
+url = "https://localhost:%d/" % node.https_port()
+if "console: " not in node.logtext() or "no files in" in node.logtext():
+    print("SKIP: the console is not built next to this kizuna: " + node.logtext()[-500:])
+    sys.exit(77)
+
+
+def drive(n, cert, key, **ask):
+    """Runs the driver; with live, publish() is called once the live view is subscribed."""
+    publish = ask.pop("publish", None)
+    arg = dict(url="https://localhost:%d/" % n.https_port(), cert=cert, key=key, chromium=CHROMIUM, **ask)
+    p = subprocess.Popen(["node", os.path.join(CONSOLE, "test", "drive.mjs"), json.dumps(arg)],
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    err = []
+    if publish:
+        for line in p.stderr:
+            err.append(line)
+            if "LIVE-READY" in line:
+                break
+        threading.Thread(target=publish, daemon=True).start()
+    out, rest = p.communicate(timeout=120)
+    assert p.returncode == 0 and out.strip(), "driver failed: %s%s" % ("".join(err), rest)
+    r = json.loads(out.strip().splitlines()[-1])
+    assert "error" not in r, r["error"] + "".join(err) + rest
+    return r
+
+
+def admin():
+    return os.path.join(node.pki, "admin.pem"), os.path.join(node.pki, "admin.key")
+
+
+def test_answers_at_root():
+    import requests
+    s = requests.Session()
+    r = s.get(url, verify=os.path.join(node.pki, "ca.pem"), cert=admin())
+    assert r.status_code == 200 and "<title>kizuna console</title>" in r.text
+    csp = r.headers["Content-Security-Policy"]
+    assert "script-src 'self'" in csp and "unsafe-inline" not in csp and "default-src 'self'" in csp, csp
+    assert r.headers.get("Content-Encoding") == "gzip" and r.headers["Cache-Control"] == "no-cache"
+    js = [l for l in r.text.split('"') if l.startswith("/assets/app-") and l.endswith(".js")][0]
+    a = s.get(url.rstrip("/") + js, verify=os.path.join(node.pki, "ca.pem"), cert=admin())
+    assert a.status_code == 200 and "immutable" in a.headers["Cache-Control"], a.headers
+    again = s.get(url, verify=os.path.join(node.pki, "ca.pem"), cert=admin(), headers={"If-None-Match": r.headers["ETag"]})
+    assert again.status_code == 304
+    r = requests.get(url, verify=os.path.join(node.pki, "ca.pem"))
+    assert r.status_code == 401 and "certificate" in r.json()["description"]
+
+
+def test_every_page_loads_without_console_errors():
+    p = node.client("entity-pub")
+    p.pub("kz/entity/ship-1", json.dumps({"id": "ship-1", "name": "KIZUNA MARU", "type": "a-f-S",
+                                          "position": {"lat": 35.4, "lon": 139.7}}), qos=1)
+    p.close()
+    time.sleep(0.5)
+    shots = os.environ.get("KZ_CONSOLE_SHOTS")
+    if shots:
+        os.makedirs(shots, exist_ok=True)
+    cert, key = admin()
+    r = drive(node, cert, key, pages=["overview", "live", "picture", "sharing"], shots=shots)
+    for name, pg in r["pages"].items():
+        assert not pg["errors"], "%s: console errors %r" % (name, pg["errors"])
+    assert "spiffe://kizuna.local/dev/user/admin" in r["pages"]["overview"]["text"]
+    assert "KIZUNA MARU" in r["pages"]["picture"]["text"], r["pages"]["picture"]["text"][:500]
+
+
+def test_record_published_over_mqtt_appears_live():
+    token = "console-%d" % time.time_ns()
+
+    def publish():
+        c = node.client("live-pub")
+        for _ in range(40):
+            c.pub("demo/console", token, qos=1)
+            time.sleep(0.25)
+        c.close()
+
+    cert, key = admin()
+    r = drive(node, cert, key, live={"filter": "demo/#", "want": token}, publish=publish)
+    assert r["live"]["seen"], r["live"]
+    assert not r["live"]["errors"], r["live"]["errors"]
+
+
+def test_lower_clearance_sees_no_labelled_record_or_entity():
+    fix = os.path.join(HERE, "..", "data", "policy")
+    tmp = tempfile.mkdtemp(prefix="kz-con-pol-")
+    for f in ("kizuna.policy", "identities"):
+        shutil.copy(os.path.join(fix, f), tmp)
+    with open(os.path.join(tmp, "kizuna.policy"), "a") as f:  # the picture, for the organisation
+        f.write("allow publish,subscribe kz/entity/# where org=mod\n")
+    n = Node("policy.file = %s/kizuna.policy\npolicy.registry = %s/identities\n" % (tmp, tmp))
+    td = "spiffe://kizuna.local/"
+    alice = n.issue("alice", spiffe=td + "mod/user/alice")  # secret, cyber, operator
+    dave = n.issue("dave", spiffe=td + "mod/user/dave")     # confidential, operator
+    from paho.mqtt.properties import Properties
+    from paho.mqtt.packettypes import PacketTypes
+    secret = Properties(PacketTypes.PUBLISH)
+    secret.UserProperty = [("kz-label", "class=secret;caveat=cyber")]
+    a = n.client("alice-pub", cert=alice)
+    a.pub("kz/entity/sub-9", json.dumps({"id": "sub-9", "name": "SECRET SUB", "position": {"lat": 30, "lon": 140}}),
+          1, props=secret)
+    a.pub("kz/entity/buoy-1", json.dumps({"id": "buoy-1", "name": "OPEN BUOY", "position": {"lat": 31, "lon": 141}}), 1)
+    a.close()
+    time.sleep(0.5)
+    token = "%d" % time.time_ns()
+
+    def publish():
+        c = n.client("alice-live", cert=alice)
+        for _ in range(40):
+            c.pub("ops/brief", "secret-" + token, 1, props=secret)
+            c.pub("ops/brief", "open-" + token, 1)
+            time.sleep(0.25)
+        c.close()
+
+    r = drive(n, dave[0], dave[1], pages=["picture"], live={"filter": "ops/#", "want": "open-" + token,
+                                                             "absent": ["secret-" + token]}, publish=publish)
+    assert r["live"]["seen"], r["live"]
+    assert not r["live"]["absent_seen"], "the uncleared person saw %r" % r["live"]["absent_seen"]
+    pic = r["pages"]["picture"]["text"]
+    assert "OPEN BUOY" in pic and "SECRET SUB" not in pic, pic[:800]
+    # the cleared person sees the secret entity (so its absence above is the decision)
+    r = drive(n, alice[0], alice[1], pages=["picture"])
+    assert "SECRET SUB" in r["pages"]["picture"]["text"]
+    n.stop()
+
+
+run_tests([test_answers_at_root, test_every_page_loads_without_console_errors, test_record_published_over_mqtt_appears_live,
+           test_lower_clearance_sees_no_labelled_record_or_entity])
