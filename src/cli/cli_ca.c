@@ -1,4 +1,4 @@
-/* cli_ca.c — `kizuna ca init|issue|renew|revoke|list|crl|token` and `kizuna enroll`. */
+/* cli_ca.c — `kizuna ca init|issue|renew|revoke|list|crl|token|export-p12` and `kizuna enroll`. */
 #include "cli/cli.h"
 #include "base/kz_err.h"
 #include "base/kz_time.h"
@@ -23,6 +23,8 @@ static void usage(FILE *f)
 		   "       kizuna ca list   [--config FILE] [--data DIR] [--id SPIFFE-ID]\n"
 		   "       kizuna ca crl    [--config FILE] [--data DIR]\n"
 		   "       kizuna ca token  [--config FILE] [--data DIR] --id SPIFFE-ID [--ttl DUR] [--lifetime DUR]\n"
+		   "       kizuna ca export-p12 [--config FILE] [--data DIR] --cert FILE --key FILE --out FILE.p12\n"
+		   "                        (--password-file FILE | --password-env VAR)\n"
 		   "See `kizuna help ca`.\n");
 }
 
@@ -63,6 +65,55 @@ static void print_entry(const struct kz_ca_entry *e, void *arg)
 /* The serial of a certificate file, through the issued list (no OpenSSL here). */
 static int serial_of_file(const char *path, char out[KZ_SERIAL_HEX]);
 
+/* `kizuna ca export-p12`: the certificate, its key and the CA in a PKCS#12 file for a browser
+ * (docs/CONSOLE.md). The password comes from a file or the environment, never the command
+ * line (other users can read that). */
+static int export_p12(const struct node_config *cfg, const char *cert, const char *key, const char *out,
+		      const char *pw_file, const char *pw_env)
+{
+	if (!cert || !key || !out || (!pw_file == !pw_env)) {
+		fprintf(stderr, "kizuna ca export-p12: needs --cert, --key, --out and one of --password-file or "
+				"--password-env\n");
+		return 2;
+	}
+	char pw[1024] = "";
+	if (pw_file) {
+		FILE *f = fopen(pw_file, "r");
+		if (!f || !fgets(pw, sizeof pw, f)) {
+			fprintf(stderr, "kizuna ca export-p12: cannot read a password from %s\n", pw_file);
+			if (f)
+				fclose(f);
+			return 1;
+		}
+		fclose(f);
+		pw[strcspn(pw, "\r\n")] = 0;
+	} else {
+		const char *v = getenv(pw_env);
+		if (!v) {
+			fprintf(stderr, "kizuna ca export-p12: the environment variable %s is not set\n", pw_env);
+			return 1;
+		}
+		snprintf(pw, sizeof pw, "%s", v);
+	}
+	if (strlen(pw) < 8) {
+		fprintf(stderr, "kizuna ca export-p12: the password must have at least 8 characters (the file holds a "
+				"private key)\n");
+		return 1;
+	}
+	char ca[1200], why[1024];
+	snprintf(ca, sizeof ca, "%s/ca.pem", cfg->ca_dir);
+	struct stat st;
+	int rc = kz_ca_export_p12(cert, key, stat(ca, &st) == 0 ? ca : NULL, pw, out, why, sizeof why);
+	memset(pw, 0, sizeof pw);
+	if (rc) {
+		fprintf(stderr, "kizuna ca export-p12: %s\n", why);
+		return 1;
+	}
+	printf("%s: certificate, key%s, for a browser (docs/CONSOLE.md)\n", out,
+	       stat(ca, &st) == 0 ? " and the CA" : "");
+	return 0;
+}
+
 int cli_ca_main(int argc, char **argv)
 {
 	if (argc < 2 || strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0) {
@@ -70,7 +121,7 @@ int cli_ca_main(int argc, char **argv)
 		return argc < 2 ? 2 : 0;
 	}
 	const char *verb = argv[1];
-	static const char *const verbs[] = { "init", "issue", "renew", "revoke", "list", "crl", "token" };
+	static const char *const verbs[] = { "init", "issue", "renew", "revoke", "list", "crl", "token", "export-p12" };
 	bool known = false;
 	for (size_t i = 0; i < KZ_ARRAY_LEN(verbs); i++)
 		known |= strcmp(verb, verbs[i]) == 0;
@@ -86,11 +137,12 @@ int cli_ca_main(int argc, char **argv)
 		{ "key", required_argument, NULL, 'K' },    { "reason", required_argument, NULL, 'r' },
 		{ "ttl", required_argument, NULL, 't' },    { "trust-domain", required_argument, NULL, 'T' },
 		{ "org", required_argument, NULL, 'O' },    { "help", no_argument, NULL, 'h' },
-		{ "server", required_argument, NULL, 'S' },
+		{ "server", required_argument, NULL, 'S' }, { "password-file", required_argument, NULL, 'P' },
+		{ "password-env", required_argument, NULL, 'E' },
 		{ NULL, 0, NULL, 0 },
 	};
 	const char *config = NULL, *data = NULL, *id = NULL, *out = NULL, *cert = NULL, *key = NULL, *reason = NULL;
-	const char *td = NULL, *org = NULL, *server = NULL;
+	const char *td = NULL, *org = NULL, *server = NULL, *pw_file = NULL, *pw_env = NULL;
 	uint32_t lifetime = 0, ttl = 0;
 	int o;
 	optind = 2;
@@ -114,6 +166,8 @@ int cli_ca_main(int argc, char **argv)
 		case 'T': td = optarg; break;
 		case 'O': org = optarg; break;
 		case 'S': server = optarg; break;
+		case 'P': pw_file = optarg; break;
+		case 'E': pw_env = optarg; break;
 		case 'h': usage(stdout); return 0;
 		default: usage(stderr); return 2;
 		}
@@ -155,6 +209,8 @@ int cli_ca_main(int argc, char **argv)
 		       cfg.ca_dir, cfg.trust_domain, cfg.trust_domain, cfg.org);
 		return 0;
 	}
+	if (strcmp(verb, "export-p12") == 0)
+		return export_p12(&cfg, cert, key, out, pw_file, pw_env);
 	struct kz_ca *ca;
 	if (kz_ca_open(cfg.ca_dir, cfg.trust_domain, &ca, why, sizeof why)) {
 		fprintf(stderr, "kizuna ca %s: %s\n", verb, why);

@@ -156,7 +156,7 @@ static const struct command commands[] = {
 	  "  decide   what the decision point says for the subject: connect, and --publish,\n"
 	  "           --subscribe, reading a record labelled --label; exit 0 when all allow, 1 when\n"
 	  "           any denies\n" },
-	{ "ca", cli_ca_main, "the certificate authority: issue, renew, revoke, tokens",
+	{ "ca", cli_ca_main, "the certificate authority: issue, renew, revoke, tokens, PKCS#12",
 	  "usage: kizuna ca init   [--config FILE] [--data DIR] [--trust-domain TD] [--org ORG]\n"
 	  "       kizuna ca issue  [--config FILE] [--data DIR] --id SPIFFE-ID [--lifetime DUR] [--server NAMES]\n"
 	  "                        (--out DIR | --cert FILE --key FILE)\n"
@@ -164,7 +164,9 @@ static const struct command commands[] = {
 	  "       kizuna ca revoke [--config FILE] [--data DIR] (SERIAL | --cert FILE) [--reason REASON]\n"
 	  "       kizuna ca list   [--config FILE] [--data DIR] [--id SPIFFE-ID]\n"
 	  "       kizuna ca crl    [--config FILE] [--data DIR]\n"
-	  "       kizuna ca token  [--config FILE] [--data DIR] --id SPIFFE-ID [--ttl DUR] [--lifetime DUR]\n\n"
+	  "       kizuna ca token  [--config FILE] [--data DIR] --id SPIFFE-ID [--ttl DUR] [--lifetime DUR]\n"
+	  "       kizuna ca export-p12 [--config FILE] [--data DIR] --cert FILE --key FILE --out FILE.p12\n"
+	  "                        (--password-file FILE | --password-env VAR)\n\n"
 	  "Works on the CA in ca.dir (default DIR/pki, DIR from --data or data_dir, default ./var);\n"
 	  "files and formats in docs/CA.md. DUR: a number with s, m, h or d (e.g. 90s, 24h, 7d).\n\n"
 	  "  init     create a CA (ECDSA P-256), the node's server certificate and an admin identity\n"
@@ -185,6 +187,10 @@ static const struct command commands[] = {
 	  "  crl      rewrite crl.pem (valid 7 days) and print it\n"
 	  "  token    print a single-use enrolment token for SPIFFE-ID, usable --ttl (default\n"
 	  "           ca.token_ttl, 1h); the certificate it yields is valid --lifetime\n"
+	  "  export-p12  the certificate, its key and the CA in a PKCS#12 file (mode 0600, AES-256,\n"
+	  "           friendly name = the SPIFFE ID) for a person to import into a browser and use\n"
+	  "           the console (docs/CONSOLE.md); the password (8 characters or more) from the\n"
+	  "           first line of --password-file or from the variable --password-env\n"
 	  "Exit 0 on success, 1 on failure, 2 on a usage error.\n" },
 	{ "stix", cli_stix_main, "import, export or sight STIX 2.1 objects through a node's TAXII API",
 	  "usage: kizuna stix import FILE|- [--collection ID] [--audience A] [--batch N] [options]\n"

@@ -143,4 +143,9 @@ void kz_revoked_free(struct kz_revoked *r);
 /* A duration: a number with s, m, h or d (no unit: seconds). 0, or -1 when malformed. */
 int kz_parse_duration(const char *s, uint64_t *seconds);
 
+/* A PKCS#12 file at out_path (mode 0600) with the certificate, its key and (ca_path not NULL)
+ * the CA certificate, protected by password (ca_p12.c). 0, or -1 with *why. */
+int kz_ca_export_p12(const char *cert_path, const char *key_path, const char *ca_path, const char *password,
+		     const char *out_path, char *why, size_t why_len);
+
 #endif

@@ -25,7 +25,7 @@ def verbs_of(cmd):
     vs = set()
     for alt in re.findall(r"kizuna %s \(([^)]*)\)" % cmd, text):
         vs |= {v.strip() for v in alt.split("|")}
-    vs |= set(re.findall(r"^(?:usage:)?\s*kizuna %s ([a-z][a-z-]*)\b" % cmd, text, re.M))
+    vs |= set(re.findall(r"^(?:usage:)?\s*kizuna %s ([a-z][a-z0-9-]*)\b" % cmd, text, re.M))
     return vs
 
 
@@ -71,7 +71,7 @@ for path in sources:
                 continue
             seen += 1
             where = "%s:%d" % (os.path.relpath(path, ROOT), lineno)
-            if cmd in verbs and rest and re.fullmatch(r"[a-z][a-z-]*", rest[0]) and rest[0] not in verbs[cmd] \
+            if cmd in verbs and rest and re.fullmatch(r"[a-z][a-z0-9-]*", rest[0]) and rest[0] not in verbs[cmd] \
                     and not (cmd == "help"):
                 fails.append("%s: `kizuna %s %s`: no such verb (kizuna help %s has %s)" %
                              (where, cmd, rest[0], cmd, ", ".join(sorted(verbs[cmd]))))

@@ -392,6 +392,34 @@ def test_audit_chain_intact():
     time.sleep(0.5)
     cli("audit", "verify", "--data", node.data)
 
+def test_export_p12_for_a_browser():
+    """`kizuna ca export-p12`: certificate, key and CA in one PKCS#12 file, mode 0600, that
+    OpenSSL reads back with the password (and not without it); refusals are clear."""
+    cert = issue("ivan")
+    pw = os.path.join(node.dir, "p12pw")
+    with open(pw, "w") as f:
+        f.write("a long enough password\n")
+    out = os.path.join(node.dir, "ivan.p12")
+    r = ca("export-p12", "--cert", cert[0], "--key", cert[1], "--out", out, "--password-file", pw)
+    assert "certificate, key and the CA" in r.stdout, r.stdout
+    assert os.stat(out).st_mode & 0o777 == 0o600
+    info = subprocess.run(["openssl", "pkcs12", "-in", out, "-passin", "file:" + pw, "-nokeys", "-info"],
+                          capture_output=True, text=True)
+    assert info.returncode == 0, info.stderr
+    assert "friendlyName: spiffe://kizuna.local/nisc/user/ivan" in info.stdout + info.stderr
+    assert info.stdout.count("BEGIN CERTIFICATE") == 2 and "AES-256-CBC" in info.stderr, info.stderr
+    keyout = subprocess.run(["openssl", "pkcs12", "-in", out, "-passin", "file:" + pw, "-nocerts", "-nodes"],
+                            capture_output=True, text=True)
+    assert "PRIVATE KEY" in keyout.stdout
+    bad = subprocess.run(["openssl", "pkcs12", "-in", out, "-passin", "pass:wrong-password", "-nokeys"],
+                         capture_output=True, text=True)
+    assert bad.returncode != 0
+    r = ca("export-p12", "--cert", cert[0], "--key", os.path.join(node.pki, "admin.key"), "--out", out + "2",
+           "--password-file", pw, ok=False)
+    assert r.returncode == 1 and "does not belong" in r.stderr, r.stderr
+    r = ca("export-p12", "--cert", cert[0], "--key", cert[1], "--out", out + "3", ok=False)
+    assert r.returncode == 2 and "--password-file" in r.stderr
+
 
 if __name__ == "__main__":
     setup()
@@ -399,4 +427,4 @@ if __name__ == "__main__":
                test_revocation_closes_open_connection, test_https_keepalive_refused_after_revocation,
                test_expiry_closes_open_connection,
                test_renew_keeps_key_and_works, test_server_certificate_for_nats, test_resumption_cannot_bypass, test_bad_crl_keeps_previous,
-               test_audit_chain_intact])
+               test_audit_chain_intact, test_export_p12_for_a_browser])

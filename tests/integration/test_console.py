@@ -94,7 +94,8 @@ def test_record_published_over_mqtt_appears_live():
         c.close()
 
     cert, key = admin()
-    r = drive(node, cert, key, live={"filter": "demo/#", "want": token}, publish=publish)
+    r = drive(node, cert, key, live={"filter": "demo/#", "want": token}, publish=publish,
+              shots=os.environ.get("KZ_CONSOLE_SHOTS"))
     assert r["live"]["seen"], r["live"]
     assert not r["live"]["errors"], r["live"]["errors"]
 
