@@ -304,8 +304,73 @@ async function sharing(root) {
   return () => {};
 }
 
+// ---------- Connections and identities ----------
+async function connections(root) {
+  const conns = el("tbody", { id: "cn-rows" });
+  const certs = el("tbody", { id: "ce-rows" });
+  const note = el("p", { id: "cn-note", role: "status" });
+  root.append(el("h1", {}, "Connections and identities"), note,
+    el("h2", {}, "Connected clients"),
+    el("table", { class: "records" }, el("thead", {}, el("tr", {}, el("th", {}, "client id"), el("th", {}, "identity"),
+      el("th", {}, "address"), el("th", {}, "protocol"), el("th", {}, "TLS group"), el("th", {}, "since (UTC)"))), conns),
+    el("h2", {}, "Certificates issued by this node's CA"),
+    el("table", { class: "records" }, el("thead", {}, el("tr", {}, el("th", {}, "serial"), el("th", {}, "identity"),
+      el("th", {}, "status"), el("th", {}, "valid until (UTC)"), el("th", {}, ""))), certs));
+  // revoking asks first, in the page (keyboard reachable), then says what the node answered
+  const ask = (c, cell) => {
+    const yes = el("button", { type: "button", class: "danger", "data-confirm": c.serial }, "Revoke now");
+    const no = el("button", { type: "button" }, "Cancel");
+    cell.replaceChildren(`Revoke ${c.identity}? `, yes, " ", no);
+    no.addEventListener("click", () => loadCerts());
+    yes.addEventListener("click", async () => {
+      try {
+        const r = await fetch(`/api/v1/certificates/${encodeURIComponent(c.serial)}/revoke`, {
+          method: "POST", headers: { "Content-Type": "application/json" }, body: JSON.stringify({ reason: "privilegeWithdrawn" }),
+        });
+        const b = await r.json();
+        note.textContent = r.ok ? `revoked ${b.identity} (${b.serial}); its connections close within the node's check interval`
+          : `not revoked: ${b.description}`;
+      } catch (e) {
+        note.textContent = `not revoked: ${e.message}`;
+      }
+      loadCerts();
+    });
+    yes.focus();
+  };
+  const loadConns = async () => {
+    try {
+      const r = await api("/api/v1/connections");
+      conns.replaceChildren(...r.connections.map((c) => el("tr", {}, el("td", {}, c.client_id), el("td", {}, c.identity),
+        el("td", {}, c.address), el("td", {}, `${c.protocol} over ${c.transport}`), el("td", {}, c.tls_group),
+        el("td", {}, utc(c.since)))));
+      if (!r.connections.length) conns.append(el("tr", {}, el("td", { colspan: 6 }, "none")));
+    } catch (e) {
+      conns.replaceChildren(el("tr", {}, el("td", { colspan: 6 }, failed("connections", e))));
+    }
+  };
+  const loadCerts = async () => {
+    try {
+      const r = await api("/api/v1/certificates");
+      certs.replaceChildren(...r.certificates.reverse().map((c) => {
+        const cell = el("td");
+        if (c.status === "valid")
+          cell.append(el("button", { type: "button", "data-revoke": c.serial, "aria-label": `Revoke ${c.identity}` }, "Revoke"));
+        const tr = el("tr", {}, el("td", { class: "payload" }, c.serial), el("td", {}, c.identity),
+          el("td", { class: c.status === "valid" ? "st-ok" : "st-failing" }, c.status), el("td", {}, utc(c.not_after)), cell);
+        cell.querySelector("button")?.addEventListener("click", () => ask(c, cell));
+        return tr;
+      }));
+    } catch (e) {
+      certs.replaceChildren(el("tr", {}, el("td", { colspan: 5 }, failed("certificates", e))));
+    }
+  };
+  await Promise.all([loadConns(), loadCerts()]);
+  const timer = setInterval(loadConns, 2000);
+  return () => clearInterval(timer);
+}
+
 // ---------- the frame ----------
-const pages = { overview, live, picture, sharing };
+const pages = { overview, live, picture, sharing, connections };
 
 async function route() {
   stopPage();

@@ -41,7 +41,8 @@ async function visit(name, ready) {
 
 try {
   for (const name of a.pages || []) {
-    const ready = { overview: "#ov-records", live: "#lv-status", picture: "#pc-rows tr", sharing: "#sh-cols li" }[name];
+    const ready = { overview: "#ov-records", live: "#lv-status", picture: "#pc-rows tr", sharing: "#sh-cols li",
+      connections: "#ce-rows tr" }[name];
     out.pages[name] = await visit(name, ready);
   }
   if (a.live) {
@@ -59,6 +60,18 @@ try {
     out.live = { seen, absent_seen: (a.live.absent || []).filter((s) => text.includes(s)), errors,
       status: await page.locator("#lv-status").innerText() };
     if (a.shots) await page.screenshot({ path: `${a.shots}/live-records.png` });
+  }
+  if (a.revoke) { // the Connections page: Revoke, then the in-page confirmation
+    errors = [];
+    await page.goto(`${a.url}#/connections`, { waitUntil: "load" });
+    const rows = page.locator("#cn-rows");
+    out.listed = await until(async () => (await rows.innerText()).includes(a.revoke.client_id), 10000);
+    await page.click(`[data-revoke="${a.revoke.serial}"]`);
+    await page.click(`[data-confirm="${a.revoke.serial}"]`);
+    const note = page.locator("#cn-note");
+    await until(async () => (await note.innerText()).length > 0, 10000);
+    out.revoke = { note: await note.innerText(), errors };
+    if (a.shots) await page.screenshot({ path: `${a.shots}/connections.png` });
   }
 } catch (e) {
   out.error = String(e);

@@ -51,6 +51,7 @@ int mqtt_broker_init(struct mqtt_broker *b, const struct mqtt_limits *lim, unsig
 	if (!b->shards || mqtt_trie_init(&b->retained, 0))
 		return KZ_ENOMEM;
 	pthread_mutex_init(&b->retained_lock, NULL);
+	pthread_mutex_init(&b->conns_lock, NULL);
 	pthread_rwlock_init(&b->share_lock, NULL);
 	b->store_out = calloc(n_shards, sizeof *b->store_out);
 	b->slow = calloc(MQTT_SLOW_MAX, sizeof *b->slow);
@@ -148,6 +149,7 @@ void mqtt_broker_cleanup(struct mqtt_broker *b)
 		free(g);
 	}
 	pthread_mutex_destroy(&b->retained_lock);
+	pthread_mutex_destroy(&b->conns_lock);
 	pthread_rwlock_destroy(&b->share_lock);
 	if (b->slow)
 		pthread_mutex_destroy(&b->slow_lock);

@@ -186,6 +186,22 @@ struct mqtt_session {
  *   NEW --bad CONNECT / timeout--> CLOSING */
 enum mqtt_client_state { MQTT_CLIENT_NEW, MQTT_CLIENT_CONNECTED, MQTT_CLIENT_CLOSING };
 
+/* A connected client as listed for operators (mqtt_conns.c). */
+struct mqtt_conn_entry {
+	struct mqtt_conn_entry *prev, *next;
+	uint64_t conn_id, since_ns; /* since: its CONNACK (wall) */
+	char client_id[128];
+	char identity[256];
+	char serial[41];
+	char addr[64];
+	const char *tls_group;      /* static string, NULL when unknown */
+	uint8_t version;            /* 4: MQTT 3.1.1, 5 */
+	bool websocket;
+};
+struct mqtt_broker;
+/* Copies up to max entries into out; *total: how many there are. */
+size_t mqtt_broker_connections(struct mqtt_broker *b, struct mqtt_conn_entry *out, size_t max, size_t *total);
+
 struct mqtt_client {
 	struct mqtt_broker *broker;
 	struct mqtt_shard *shard;  /* NULL while migrating between shards */
@@ -205,6 +221,8 @@ struct mqtt_client {
 	char addr[64];
 	enum mqtt_client_state state;
 	uint8_t version;
+	bool websocket;               /* over WebSocket on the HTTPS listener (set by its transport) */
+	struct mqtt_conn_entry *listed; /* in the broker's list from CONNACK to close (mqtt_conns.c) */
 	struct mqtt_session *session; /* borrowed; the session owns itself */
 	uint16_t keep_alive;
 	uint64_t accepted_ms, last_rx_ms;
@@ -378,6 +396,8 @@ struct mqtt_broker {
 	unsigned n_shards;
 	struct mqtt_shard *shards;   /* owns [n_shards] */
 	pthread_mutex_t retained_lock;
+	pthread_mutex_t conns_lock;  /* conns: the connected clients (mqtt_conns.c) */
+	struct mqtt_conn_entry *conns;
 	struct mqtt_trie retained;   /* value = struct mqtt_msg* */
 	uint32_t n_retained;
 	pthread_rwlock_t share_lock;

@@ -589,6 +589,7 @@ static void handle_connect(struct mqtt_client *c, const struct mqtt_packet *pkt)
 	if (lim->topic_alias_max && c->version == MQTT_V5)
 		c->in_alias = calloc((size_t)lim->topic_alias_max + 1, sizeof(char *));
 	c->state = MQTT_CLIENT_CONNECTED;
+	mqtt_conns_add(c, ss->client_id);
 
 	struct mqtt_packet ack = { .type = MQTT_CONNACK, .session_present = session_present };
 	struct mqtt_props *ap = &ack.props;
@@ -856,6 +857,7 @@ void mqtt_client_closed(struct mqtt_client *c)
 {
 	struct mqtt_session *ss = c->session;
 	struct mqtt_shard *s = c->shard;
+	mqtt_conns_remove(c);
 	mqtt_broker_slow_report(c, false); /* while the client id is known */
 	if (ss && s) {
 		ss->client = NULL;

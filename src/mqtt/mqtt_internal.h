@@ -66,6 +66,9 @@ const struct kz_state_will *mqtt_session_will_state(const struct mqtt_session *s
 void mqtt_session_share(struct mqtt_session *ss, bool ended);
 /* Another node took it (MQTT_ENV_MOVED). */
 void mqtt_session_moved(struct mqtt_session *ss, uint64_t epoch, bool tie_wins, bool ended);
+/* The client's entry in the broker's list of connections (mqtt_conns.c). */
+void mqtt_conns_add(struct mqtt_client *c, const char *client_id);
+void mqtt_conns_remove(struct mqtt_client *c);
 /* This node took the session of a dead node (MQTT_ENV_ADOPT): made here from share->fetch
  * without a connection, unless a session with that client id is here already. */
 void mqtt_session_adopt(struct mqtt_shard *s, const char *client_id);

@@ -2,6 +2,7 @@
  * load balancers and browsers) and /metrics (Prometheus text exposition format 0.0.4). */
 #include "node/node_http.h"
 #include "node/node_sessions.h"
+#include "node/node_console.h"
 #include "services/entity/entity_service.h"
 #include "services/task/task_service.h"
 #include "node/node_adapters.h"
@@ -468,12 +469,27 @@ int node_http_gate(void *ctx, struct kz_http_req *r, char *why, size_t why_len)
 		snprintf(why, why_len, "%s", w);
 		return 403;
 	}
-	bool monitor = !strcmp(r->path, "/metrics") || !strncmp(r->path, "/metrics/", 9) ||
-		       !strcmp(r->path, "/api/v1/detect") || !strncmp(r->path, "/api/v1/detect/", 15);
-	if (monitor && !kz_policy_subscribe(p, &s, "$SYS/metrics", 12, &w)) {
-		snprintf(why, why_len, "%s: no rule allows this identity to subscribe to $SYS/metrics (for example "
-			 "`allow subscribe $SYS/metrics where role=monitor`)", r->path);
-		return 403;
+	/* the operator's paths, each decided as a $SYS topic: reading as a subscription, a change
+	 * (POST) as a publish (docs/HTTP.md "Operators") */
+	static const struct { const char *prefix, *topic, *example; } SYS[] = {
+		{ "/metrics", "$SYS/metrics", "allow subscribe $SYS/metrics where role=monitor" },
+		{ "/api/v1/detect", "$SYS/metrics", "allow subscribe $SYS/metrics where role=monitor" },
+		{ "/api/v1/connections", "$SYS/connections", "allow subscribe $SYS/connections where role=operator" },
+		{ "/api/v1/certificates", "$SYS/ca", "allow publish,subscribe $SYS/ca where role=admin" },
+	};
+	for (size_t i = 0; i < sizeof SYS / sizeof SYS[0]; i++) {
+		size_t n = strlen(SYS[i].prefix);
+		if (strncmp(r->path, SYS[i].prefix, n) != 0 || (r->path[n] && r->path[n] != '/'))
+			continue;
+		bool change = strcmp(r->method, "GET") != 0 && strcmp(r->method, "HEAD") != 0;
+		const char *t = SYS[i].topic;
+		const struct kz_label *dl;
+		const char *dt;
+		if (change ? !kz_policy_publish(p, &s, t, strlen(t), &dl, &dt, &w) : !kz_policy_subscribe(p, &s, t, strlen(t), &w)) {
+			snprintf(why, why_len, "%s: no rule allows this identity to %s %s (for example `%s`)", r->path,
+				 change ? "publish on" : "subscribe to", t, SYS[i].example);
+			return 403;
+		}
 	}
 	return 0;
 }
@@ -502,8 +518,16 @@ static void whoami(void *arg, struct kz_http_req *r)
 
 int node_http_routes(struct node_http *nh)
 {
+	nh->admin = (struct node_admin){ nh->broker, nh->ca };
 	if (kz_http_route(nh->http, "/healthz", false, healthz, nh) || kz_http_route(nh->http, "/metrics", true, metrics, nh) ||
-	    kz_http_route(nh->http, "/api/v1/whoami", true, whoami, nh))
+	    kz_http_route(nh->http, "/api/v1/whoami", true, whoami, nh) || node_admin_routes(&nh->admin, nh->http) ||
+	    node_console_start(nh->console_dir ? nh->console_dir : "auto", nh->http, &nh->console))
 		return -1;
 	return 0;
+}
+
+void node_http_close(struct node_http *nh)
+{
+	node_console_free(nh->console);
+	nh->console = NULL;
 }

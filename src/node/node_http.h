@@ -2,7 +2,11 @@
 #ifndef NODE_HTTP_H
 #define NODE_HTTP_H
 
+#include "node/node_admin.h"
+
 struct kz_http;
+struct node_console;
+struct kz_ca;
 struct net_tls_trust;
 struct kz_idlimits;
 struct mqtt_broker;
@@ -29,6 +33,10 @@ struct node_http {
 	struct kz_idlimits *idl;     /* per-identity limits (https_rate) */
 	struct kz_cluster *cluster;  /* NULL: a single node */
 	struct node_sessions *sessions; /* the cluster's shared sessions (with cluster) */
+	struct kz_ca *ca;            /* the CA, when this node holds its key: the operator's API */
+	const char *console_dir;     /* https.console_dir */
+	struct node_admin admin;     /* node_http_routes fills it */
+	struct node_console *console; /* the console's files (node_http_close frees them) */
 	struct entity_service *entities; /* NULL: not running */
 	struct task_service *tasks;      /* NULL: not running */
 	struct node_adapters *adapters;  /* NULL: none configured */
@@ -37,6 +45,8 @@ struct node_http {
 };
 
 int node_http_routes(struct node_http *nh);
+/* After the HTTPS server is freed: what the routes kept. */
+void node_http_close(struct node_http *nh);
 /* The HTTPS decision point (kz_http_config.gate): under a policy the identity must be in the
  * registry and allowed to connect; /metrics needs subscribe $SYS/metrics (a monitor role). */
 struct kz_http_req;

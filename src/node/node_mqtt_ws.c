@@ -68,6 +68,7 @@ static void *ws_open(void *ctx, struct kz_ws *ws, unsigned worker, const struct 
 	mc->tls_group = p->tls_group;
 	mc->tls_suite = p->tls_suite;
 	mc->cert_not_after = p->cert_not_after;
+	mc->websocket = true;
 	kz_info("%s: MQTT over WebSocket, TLS group %s, identity %s", p->addr, p->tls_group, p->identity);
 	return w;
 }

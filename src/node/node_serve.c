@@ -1,7 +1,6 @@
 /* node_serve.c — `kizuna serve`: configuration, development PKI, broker, workers, signals. */
 #include "node/node_serve.h"
 #include "node/node_sessions.h"
-#include "node/node_console.h"
 #include "node/node_detect.h"
 #include "node/node_follow.h"
 #include "node/node_trust.h"
@@ -398,7 +397,6 @@ struct node {
 	struct node_adapters *adapters;
 	struct node_tak *tak;
 	struct node_detect *detect;
-	struct node_console *console; /* the web console's files, NULL: none */
 	struct node_http nh;
 	struct node_enroll enroll;
 	struct node_mqtt nm;
@@ -735,10 +733,11 @@ static int node_open(struct node *n)
 		nh->adapters = n->adapters;
 		nh->tak = n->tak;
 		nh->detect = n->detect;
+		nh->ca = n->ca;
+		nh->console_dir = cfg->https_console_dir;
 		if (node_http_routes(nh) || taxii_routes(n->taxii, n->http) || entity_service_routes(n->entities, n->http) ||
 		    task_service_routes(n->tasks, n->http) || node_detect_routes(n->detect, n->http) ||
-		    (cfg->mqtt_websocket && node_mqtt_ws_route(&n->nm, n->http)) ||
-		    node_console_start(cfg->https_console_dir, n->http, &n->console)) {
+		    (cfg->mqtt_websocket && node_mqtt_ws_route(&n->nm, n->http))) {
 			kz_error("HTTPS: too many routes");
 			return 1;
 		}
@@ -905,7 +904,7 @@ static void node_close(struct node *n)
 	if (n->broker_init)
 		mqtt_broker_cleanup(b);
 	kz_http_free(n->http);
-	node_console_free(n->console); /* after HTTPS: its route read it */
+	node_http_close(&n->nh); /* after HTTPS: its routes read it */
 	node_tak_close(n->tak); /* after the workers: they used it */
 	node_follow_set(NULL, NULL, NULL); /* the follower stopped with the cluster */
 	taxii_close(n->taxii);

@@ -420,6 +420,36 @@ def test_export_p12_for_a_browser():
     r = ca("export-p12", "--cert", cert[0], "--key", cert[1], "--out", out + "3", ok=False)
     assert r.returncode == 2 and "--password-file" in r.stderr
 
+def test_operator_api():
+    """GET /api/v1/connections and /api/v1/certificates, POST .../revoke: the listing, the
+    revocation closing the connection (0x87), and each refusal with its status and JSON body."""
+    import requests
+    base = "https://localhost:%d" % node.https_port()
+    kw = dict(verify=os.path.join(node.pki, "ca.pem"), cert=(os.path.join(node.pki, "admin.pem"),
+                                                              os.path.join(node.pki, "admin.key")), timeout=10)
+    cert = issue("judy")
+    c = node.client("judy-client", cert=cert)
+    conns = requests.get(base + "/api/v1/connections", **kw).json()
+    mine = [x for x in conns["connections"] if x["client_id"] == "judy-client"]
+    assert mine and mine[0]["identity"].endswith("/user/judy") and mine[0]["transport"] == "tls" \
+        and mine[0]["protocol"] == "MQTT 5.0", conns
+    serial = serial_of(cert[0])
+    certs = requests.get(base + "/api/v1/certificates", **kw).json()["certificates"]
+    assert any(x["serial"] == serial and x["status"] == "valid" for x in certs)
+    r = requests.post(base + "/api/v1/certificates/%s/revoke" % serial, json={"reason": "nonsense"}, **kw)
+    assert r.status_code == 400 and "unknown reason" in r.json()["description"], r.text
+    r = requests.post(base + "/api/v1/certificates/ABCDEF0123/revoke", json={}, **kw)
+    assert r.status_code == 404, r.text
+    r = requests.get(base + "/api/v1/certificates/%s/revoke" % serial, **kw)
+    assert r.status_code == 405 and r.headers["Allow"] == "POST"
+    r = requests.post(base + "/api/v1/certificates/%s/revoke" % serial, json={"reason": "keyCompromise"}, **kw)
+    assert r.status_code == 200 and r.json()["status"] == "revoked" and r.json()["identity"].endswith("/user/judy")
+    assert wait_disconnect(c)[0] == 0x87
+    r = requests.post(base + "/api/v1/certificates/%s/revoke" % serial, json={}, **kw)
+    assert r.status_code == 409 and "already revoked" in r.json()["description"], r.text
+    conns = requests.get(base + "/api/v1/connections", **kw).json()
+    assert not [x for x in conns["connections"] if x["client_id"] == "judy-client"], conns
+
 
 if __name__ == "__main__":
     setup()
@@ -427,4 +457,4 @@ if __name__ == "__main__":
                test_revocation_closes_open_connection, test_https_keepalive_refused_after_revocation,
                test_expiry_closes_open_connection,
                test_renew_keeps_key_and_works, test_server_certificate_for_nats, test_resumption_cannot_bypass, test_bad_crl_keeps_previous,
-               test_audit_chain_intact, test_export_p12_for_a_browser])
+               test_audit_chain_intact, test_export_p12_for_a_browser, test_operator_api])

@@ -5,6 +5,8 @@
 - A record published over MQTT appears in the live view (mqtt.js over /mqtt).
 - Under the policy of tests/data/policy, a person of lower clearance sees neither a secret
   record in the live view nor a secret entity in the picture, while the cleared one sees both.
+- A revoke on the Connections page (with its in-page confirmation) closes that client's
+  connection (DISCONNECT 0x87), and the page listed the client first.
 - The node's answers at /: the strict Content-Security-Policy, gzip, caching, 401 without a
   certificate."""
 import json, os, shutil, subprocess, sys, tempfile, threading, time, urllib.request
@@ -18,7 +20,7 @@ if not os.path.exists(CHROMIUM) or not shutil.which("node") or not os.path.isdir
     print("SKIP: Chromium, node or the console's node_modules are missing (scripts/deps --test; cmake builds the console)")
     sys.exit(77)
 
-node = Node()
+node = Node("tls.cert_check_ms = 500\n")
 url = "https://localhost:%d/" % node.https_port()
 if "console: " not in node.logtext() or "no files in" in node.logtext():
     print("SKIP: the console is not built next to this kizuna: " + node.logtext()[-500:])
@@ -76,7 +78,7 @@ def test_every_page_loads_without_console_errors():
     if shots:
         os.makedirs(shots, exist_ok=True)
     cert, key = admin()
-    r = drive(node, cert, key, pages=["overview", "live", "picture", "sharing"], shots=shots)
+    r = drive(node, cert, key, pages=["overview", "live", "picture", "sharing", "connections"], shots=shots)
     for name, pg in r["pages"].items():
         assert not pg["errors"], "%s: console errors %r" % (name, pg["errors"])
     assert "spiffe://kizuna.local/dev/user/admin" in r["pages"]["overview"]["text"]
@@ -98,6 +100,25 @@ def test_record_published_over_mqtt_appears_live():
               shots=os.environ.get("KZ_CONSOLE_SHOTS"))
     assert r["live"]["seen"], r["live"]
     assert not r["live"]["errors"], r["live"]["errors"]
+
+
+def test_revoke_from_the_console_closes_the_connection():
+    d = os.path.join(node.dir, "victim")
+    subprocess.run([KIZUNA, "ca", "issue", "--data", node.data, "--id", "spiffe://kizuna.local/dev/user/victim",
+                    "--out", d], check=True, capture_output=True)
+    victim = (os.path.join(d, "cert.pem"), os.path.join(d, "key.pem"))
+    serial = subprocess.run(["openssl", "x509", "-in", victim[0], "-noout", "-serial"], capture_output=True,
+                            text=True).stdout.strip().split("=")[1]
+    c = node.client("victim-client", cert=victim)
+    cert, key = admin()
+    r = drive(node, cert, key, revoke={"serial": serial, "client_id": "victim-client"},
+              shots=os.environ.get("KZ_CONSOLE_SHOTS"))
+    assert r["listed"], "the Connections page did not list the client"
+    assert "revoked" in r["revoke"]["note"] and not r["revoke"]["errors"], r["revoke"]
+    rc = c.disc.get(timeout=15)
+    assert rc == 0x87, "the revoked client got %r" % rc
+    out = subprocess.run([KIZUNA, "ca", "list", "--data", node.data], capture_output=True, text=True).stdout
+    assert any(serial.lstrip("0") in l and "revoked" in l for l in out.splitlines()), out
 
 
 def test_lower_clearance_sees_no_labelled_record_or_entity():
@@ -144,4 +165,4 @@ def test_lower_clearance_sees_no_labelled_record_or_entity():
 
 
 run_tests([test_answers_at_root, test_every_page_loads_without_console_errors, test_record_published_over_mqtt_appears_live,
-           test_lower_clearance_sees_no_labelled_record_or_entity])
+           test_revoke_from_the_console_closes_the_connection, test_lower_clearance_sees_no_labelled_record_or_entity])

@@ -1,0 +1,15 @@
+/* node_admin.h — the operator's API: connections and certificates (node_admin.c). */
+#ifndef KZ_NODE_ADMIN_H
+#define KZ_NODE_ADMIN_H
+
+struct kz_http;
+struct kz_ca;
+struct mqtt_broker;
+
+struct node_admin {
+	struct mqtt_broker *b;
+	struct kz_ca *ca; /* NULL: this node holds no CA key */
+};
+int node_admin_routes(struct node_admin *a, struct kz_http *h);
+
+#endif
