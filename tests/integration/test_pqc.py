@@ -163,6 +163,10 @@ def test_https_healthz_curl_and_chromium():
     assert h["components"]["store"]["status"] == "ok" and h["components"]["audit"]["status"] == "ok", r.stdout
     r = subprocess.run(["curl", "-s", "-o", "/dev/null", "-w", "%{http_code}", "--cacert", os.path.join(node.pki, "ca.pem"),
                         url.replace("healthz", "nope")], capture_output=True, text=True, timeout=20)
+    assert r.stdout == "401"  # every path but /healthz needs a certificate, also one with nothing there
+    r = subprocess.run(["curl", "-s", "-o", "/dev/null", "-w", "%{http_code}", "--cacert", os.path.join(node.pki, "ca.pem"),
+                        "--cert", os.path.join(node.pki, "admin.pem"), "--key", os.path.join(node.pki, "admin.key"),
+                        url.replace("healthz", "nope")], capture_output=True, text=True, timeout=20)
     assert r.stdout == "404"
     # bad input: each refusal with its status and a JSON reason
     def raw(req):
