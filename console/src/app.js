@@ -369,8 +369,55 @@ async function connections(root) {
   return () => clearInterval(timer);
 }
 
+// ---------- Audit ----------
+async function audit(root) {
+  const f = (id, label, attrs = {}) => [el("label", { for: id }, label), el("input", { id, size: 18, ...attrs })];
+  const rows = el("tbody", { id: "au-rows" });
+  const verdict = el("p", { id: "au-verdict", role: "status" }, "chain not checked yet");
+  const decision = el("select", { id: "au-decision", "aria-label": "Decision" },
+    el("option", { value: "" }, "any"), el("option", { value: "allow" }, "allow"), el("option", { value: "deny" }, "deny"));
+  const form = el("form", { class: "bar", onsubmit: (ev) => { ev.preventDefault(); load(); } },
+    ...f("au-subject", "subject", { size: 30 }), ...f("au-action", "action", { placeholder: "connect, publish, http…" }),
+    el("label", { for: "au-decision" }, "decision"), decision,
+    ...f("au-since", "since (UTC)", { placeholder: "2026-01-01T00:00:00Z" }), el("button", { type: "submit" }, "Show"),
+    el("button", { type: "button", id: "au-verify", onclick: () => verify() }, "Verify the chain"));
+  root.append(el("h1", {}, "Audit"), form, verdict,
+    el("table", { class: "records" }, el("thead", {}, el("tr", {}, el("th", {}, "#"), el("th", {}, "time (UTC)"),
+      el("th", {}, "subject"), el("th", {}, "action"), el("th", {}, "resource"), el("th", {}, "decision"),
+      el("th", {}, "reason"))), rows));
+  async function load() {
+    const q = new URLSearchParams({ limit: "200" });
+    for (const [k, id] of [["subject", "au-subject"], ["action", "au-action"], ["decision", "au-decision"], ["since", "au-since"]]) {
+      const v = $(`#${id}`).value.trim();
+      if (v) q.set(k, v);
+    }
+    try {
+      const r = await api(`/api/v1/audit?${q}`);
+      rows.replaceChildren(...r.entries.filter((e) => e.action).map((e) => el("tr", { tabindex: 0 },
+        el("td", {}, e.n), el("td", {}, utc(e.t)), el("td", {}, e.subject || "-"), el("td", {}, e.action),
+        el("td", { class: "payload" }, e.resource || ""), el("td", { class: e.decision === "allow" ? "st-ok" : "st-failing" }, e.decision),
+        el("td", {}, e.reason || ""))));
+      if (!r.entries.length) rows.append(el("tr", {}, el("td", { colspan: 7 }, "no entries match")));
+    } catch (err) {
+      rows.replaceChildren(el("tr", {}, el("td", { colspan: 7 }, failed("audit", err))));
+    }
+  }
+  async function verify() {
+    verdict.textContent = "checking…";
+    try {
+      const r = await api("/api/v1/audit/verify");
+      verdict.textContent = `chain ${r.verdict}: ${r.report.join(" ")}`;
+      verdict.className = r.intact ? "st-ok" : "st-failing";
+    } catch (err) {
+      verdict.textContent = `not checked: ${err.message}`;
+    }
+  }
+  await load();
+  return () => {};
+}
+
 // ---------- the frame ----------
-const pages = { overview, live, picture, sharing, connections };
+const pages = { overview, live, picture, sharing, connections, audit };
 
 async function route() {
   stopPage();

@@ -42,7 +42,7 @@ async function visit(name, ready) {
 try {
   for (const name of a.pages || []) {
     const ready = { overview: "#ov-records", live: "#lv-status", picture: "#pc-rows tr", sharing: "#sh-cols li",
-      connections: "#ce-rows tr" }[name];
+      connections: "#ce-rows tr", audit: "#au-rows tr" }[name];
     out.pages[name] = await visit(name, ready);
   }
   if (a.live) {
@@ -60,6 +60,15 @@ try {
     out.live = { seen, absent_seen: (a.live.absent || []).filter((s) => text.includes(s)), errors,
       status: await page.locator("#lv-status").innerText() };
     if (a.shots) await page.screenshot({ path: `${a.shots}/live-records.png` });
+  }
+  if (a.verify) { // the Audit page's chain check
+    errors = [];
+    await page.goto(`${a.url}#/audit`, { waitUntil: "load" });
+    await page.waitForSelector("#au-rows tr", { timeout: 15000 });
+    await page.click("#au-verify");
+    const v = page.locator("#au-verdict");
+    await until(async () => (await v.innerText()).startsWith("chain "), 20000);
+    out.verify = { verdict: await v.innerText(), errors };
   }
   if (a.revoke) { // the Connections page: Revoke, then the in-page confirmation
     errors = [];

@@ -120,6 +120,7 @@ static char *pool_strndup(h2o_mem_pool_t *pool, const char *s, size_t n)
 static const char *reason_of(int status)
 {
 	switch (status) {
+	case 101: return "Switching Protocols";
 	case 200: return "OK";
 	case 201: return "Created";
 	case 202: return "Accepted";

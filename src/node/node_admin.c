@@ -2,8 +2,10 @@
  *   GET  /api/v1/connections                    the connected MQTT clients
  *   GET  /api/v1/certificates                   the certificates this node's CA issued
  *   POST /api/v1/certificates/<serial>/revoke   revoke one: {"reason": "keyCompromise", ...}
+ *   GET  /api/v1/audit[?subject&action&decision&since&until&limit]   audit entries, newest first
+ *   GET  /api/v1/audit/verify                   the chain's verification, as `kizuna audit verify`
  * Who may: node_http_gate decides, on the policy's rules for $SYS/connections (subscribe) and
- * $SYS/ca (subscribe to read, publish to revoke). A revocation writes the CA's list and CRL as
+ * $SYS/ca (subscribe to read, publish to revoke) and $SYS/audit. A revocation writes the CA's list and CRL as
  * `kizuna ca revoke` does; the node takes the new CRL at its next check and closes the
  * identity's connections (tls.cert_check_ms). Every revocation is audited. */
 #include "node/node_admin.h"
@@ -163,8 +165,120 @@ static void certificates(void *arg, struct kz_http_req *r)
 	revoke_one(a, r, serial);
 }
 
+/* ---------- the audit log ---------- */
+
+#define AUDIT_DEFAULT 200
+#define AUDIT_MAX 2000
+
+struct audit_q {
+	struct kz_audit_filter f;
+	char subject[512], action[64], decision[16];
+	unsigned limit;
+	const char *bad;
+};
+
+static int audit_param(void *ctx, const char *k, const char *v)
+{
+	struct audit_q *q = ctx;
+	if (!strcmp(k, "subject")) {
+		snprintf(q->subject, sizeof q->subject, "%s", v);
+		q->f.subject = q->subject;
+	} else if (!strcmp(k, "action")) {
+		snprintf(q->action, sizeof q->action, "%s", v);
+		q->f.action = q->action;
+	} else if (!strcmp(k, "decision")) {
+		if (strcmp(v, "allow") && strcmp(v, "deny"))
+			return q->bad = "decision must be allow or deny", 1;
+		snprintf(q->decision, sizeof q->decision, "%s", v);
+		q->f.decision = q->decision;
+	} else if (!strcmp(k, "since") || !strcmp(k, "until")) {
+		uint64_t ns;
+		if (kz_time_parse(v, &ns))
+			return q->bad = "since and until are RFC 3339 times", 1;
+		*(k[0] == 's' ? &q->f.since_ns : &q->f.until_ns) = ns;
+	} else if (!strcmp(k, "limit")) {
+		char *end;
+		unsigned long n = strtoul(v, &end, 10);
+		if (*end || n == 0 || n > AUDIT_MAX)
+			return q->bad = "limit must be 1 to 2000", 1;
+		q->limit = (unsigned)n;
+	} else {
+		return q->bad = "unknown parameter (subject, action, decision, since, until, limit)", 1;
+	}
+	return 0;
+}
+
+static void report_line(void *ctx, const char *line)
+{
+	json_array_append_new(ctx, json_string(line));
+}
+
+static void audit(void *arg, struct kz_http_req *r)
+{
+	struct node_admin *a = arg;
+	if (strcmp(r->method, "GET") != 0) {
+		kz_http_header(r, "Allow", "GET");
+		kz_http_error(r, 405, NULL, "Method Not Allowed", "use GET on %s", r->path);
+		return;
+	}
+	char why[512] = "";
+	if (!strcmp(r->path, "/api/v1/audit/verify")) {
+		json_t *lines = json_array();
+		int rc = kz_audit_verify(a->audit_dir, report_line, lines, why, sizeof why);
+		if (rc < 0) {
+			json_decref(lines);
+			kz_http_error(r, 500, NULL, "Internal Server Error", "%s", why);
+			return;
+		}
+		send_json(r, 200, json_pack("{s:b, s:s, s:o}", "intact", rc == 0 || rc == 3, "verdict",
+					    rc == 0 ? "intact" : rc == 3 ? "intact, not the whole record" : "broken", "report",
+					    lines));
+		return;
+	}
+	if (strcmp(r->path, "/api/v1/audit") && strcmp(r->path, "/api/v1/audit/")) {
+		kz_http_error(r, 404, NULL, "Not Found", "no resource at %s", r->path);
+		return;
+	}
+	struct audit_q q = { .limit = AUDIT_DEFAULT };
+	const char *qwhy = NULL;
+	if (kz_http_query_each(r->query, strlen(r->query), audit_param, &q, &qwhy)) {
+		kz_http_error(r, 400, NULL, "Bad Request", "%s", q.bad ? q.bad : qwhy);
+		return;
+	}
+	char *buf = NULL;
+	size_t len = 0;
+	FILE *m = open_memstream(&buf, &len);
+	int rc = m ? kz_audit_show(a->audit_dir, &q.f, m, why, sizeof why) : -1;
+	if (m)
+		fclose(m);
+	if (rc) {
+		free(buf);
+		kz_http_error(r, 500, NULL, "Internal Server Error", "%s", m ? why : "out of memory");
+		return;
+	}
+	/* the newest q.limit lines, newest first */
+	json_t *arr = json_array();
+	size_t total = 0;
+	for (size_t i = 0; i < len; i++)
+		total += buf[i] == '\n';
+	size_t end = len, taken = 0;
+	while (end > 0 && taken < q.limit) {
+		size_t start = end - 1;
+		while (start > 0 && buf[start - 1] != '\n')
+			start--;
+		json_t *e = json_loadb(buf + start, end - start, 0, NULL);
+		if (e)
+			json_array_append_new(arr, e);
+		taken++;
+		end = start;
+	}
+	free(buf);
+	send_json(r, 200, json_pack("{s:o, s:b}", "entries", arr, "more", total > taken));
+}
+
 int node_admin_routes(struct node_admin *a, struct kz_http *h)
 {
 	return kz_http_route(h, "/api/v1/connections", true, connections, a) ||
-	       kz_http_route(h, "/api/v1/certificates", true, certificates, a);
+	       kz_http_route(h, "/api/v1/certificates", true, certificates, a) ||
+	       kz_http_route(h, "/api/v1/audit", true, audit, a);
 }

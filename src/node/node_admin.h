@@ -9,6 +9,7 @@ struct mqtt_broker;
 struct node_admin {
 	struct mqtt_broker *b;
 	struct kz_ca *ca; /* NULL: this node holds no CA key */
+	char audit_dir[1100];
 };
 int node_admin_routes(struct node_admin *a, struct kz_http *h);
 

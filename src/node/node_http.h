@@ -35,6 +35,7 @@ struct node_http {
 	struct node_sessions *sessions; /* the cluster's shared sessions (with cluster) */
 	struct kz_ca *ca;            /* the CA, when this node holds its key: the operator's API */
 	const char *console_dir;     /* https.console_dir */
+	const char *data_dir;        /* DIR: its audit/ for the operator's API */
 	struct node_admin admin;     /* node_http_routes fills it */
 	struct node_console *console; /* the console's files (node_http_close frees them) */
 	struct entity_service *entities; /* NULL: not running */

@@ -449,6 +449,18 @@ def test_operator_api():
     assert r.status_code == 409 and "already revoked" in r.json()["description"], r.text
     conns = requests.get(base + "/api/v1/connections", **kw).json()
     assert not [x for x in conns["connections"] if x["client_id"] == "judy-client"], conns
+    # the audit log through the API: the revocation is there, newest first, and the chain holds
+    a = requests.get(base + "/api/v1/audit", params={"action": "revoke", "limit": 5}, **kw).json()
+    assert a["entries"] and a["entries"][0]["action"] == "revoke" and a["entries"][0]["decision"] == "deny", a
+    assert any(e["decision"] == "allow" and serial in e["resource"] for e in a["entries"]), a
+    ns = [e["n"] for e in a["entries"]]
+    assert ns == sorted(ns, reverse=True), ns
+    r = requests.get(base + "/api/v1/audit", params={"decision": "maybe"}, **kw)
+    assert r.status_code == 400 and "allow or deny" in r.json()["description"]
+    r = requests.get(base + "/api/v1/audit", params={"limit": "0"}, **kw)
+    assert r.status_code == 400
+    v = requests.get(base + "/api/v1/audit/verify", **kw).json()
+    assert v["intact"] and v["verdict"].startswith("intact"), v
 
 
 if __name__ == "__main__":

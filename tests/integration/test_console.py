@@ -78,11 +78,15 @@ def test_every_page_loads_without_console_errors():
     if shots:
         os.makedirs(shots, exist_ok=True)
     cert, key = admin()
-    r = drive(node, cert, key, pages=["overview", "live", "picture", "sharing", "connections"], shots=shots)
+    r = drive(node, cert, key, pages=["overview", "live", "picture", "sharing", "connections", "audit"],
+              shots=shots, verify=True)
     for name, pg in r["pages"].items():
         assert not pg["errors"], "%s: console errors %r" % (name, pg["errors"])
     assert "spiffe://kizuna.local/dev/user/admin" in r["pages"]["overview"]["text"]
     assert "KIZUNA MARU" in r["pages"]["picture"]["text"], r["pages"]["picture"]["text"][:500]
+    assert "connect" in r["pages"]["audit"]["text"] and "spiffe://kizuna.local/dev/user/admin" in r["pages"]["audit"]["text"]
+    assert r["verify"]["verdict"].startswith("chain intact"), r["verify"]
+    assert not r["verify"]["errors"], r["verify"]["errors"]
 
 
 def test_record_published_over_mqtt_appears_live():
