@@ -775,7 +775,7 @@ int node_policy_load(const struct node_config *cfg, unsigned gen, struct kz_poli
 }
 
 /* What `kizuna serve` says once it serves: where, and how to try it. */
-void node_print_tour(const struct node_config *cfg, const char *host, int port, int created)
+void node_print_tour(const struct node_config *cfg, const char *host, int port, int https_port, int created)
 {
 	char abs[PATH_MAX];
 	if (!realpath(cfg->data_dir, abs))
@@ -790,5 +790,10 @@ void node_print_tour(const struct node_config *cfg, const char *host, int port, 
 	       "  publish:   mosquitto_pub -h %s -p %d --cafile %s/pki/ca.pem --cert %s/pki/admin.pem --key %s/pki/admin.key -V mqttv5 -t demo/hello -m 'hello, kizuna'\n"
 	       "  or:        kizuna sub --data %s -t 'demo/#'   and   kizuna pub --data %s -t demo/hello -m hi\n",
 	       host, port, h, port, abs, abs, abs, h, port, abs, abs, abs, cfg->data_dir, cfg->data_dir);
+	if (https_port)
+		printf("  console:   https://localhost:%d/ in a browser that holds your certificate: PW=... kizuna ca export-p12 "
+		       "--data %s --cert %s/pki/admin.pem --key %s/pki/admin.key --out admin.p12 --password-env PW, then "
+		       "import admin.p12 and %s/pki/ca.pem (docs/CONSOLE.md)\n",
+		       https_port, cfg->data_dir, abs, abs, abs);
 	fflush(stdout);
 }

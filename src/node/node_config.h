@@ -116,6 +116,6 @@ int node_policy_seq_store(const struct node_config *cfg, unsigned long long seq)
 void node_config_print_help(FILE *out, int as_man);
 
 /* The five-minute tour `kizuna serve` prints once it serves (created: it made the PKI). */
-void node_print_tour(const struct node_config *cfg, const char *host, int port, int created);
+void node_print_tour(const struct node_config *cfg, const char *host, int port, int https_port, int created);
 
 #endif

@@ -772,7 +772,7 @@ static int node_open(struct node *n)
 	if (cfg->https_enabled)
 		kz_info("HTTPS on %s:%d (HTTP/1.1 and HTTP/2: /healthz, /metrics, TAXII 2.1 at /taxii2/, entities at /api/v1/entities)", n->hhost,
 			n->bound_hport);
-	node_print_tour(cfg, n->host, n->bound_port, n->created == 1);
+	node_print_tour(cfg, n->host, n->bound_port, n->http ? n->bound_hport : 0, n->created == 1);
 	return 0;
 }
 
