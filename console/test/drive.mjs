@@ -34,7 +34,7 @@ async function visit(name, ready) {
   await page.goto(`${a.url}#/${name}`, { waitUntil: "load" });
   await page.waitForSelector(ready, { timeout: 15000 });
   await page.waitForTimeout(500);
-  const r = { errors, text: await page.locator("main").innerText() };
+  const r = { errors, text: await page.locator("main").innerText(), symbols: await page.locator(".sym").count() };
   if (a.shots) await page.screenshot({ path: `${a.shots}/${name}.png` });
   return r;
 }

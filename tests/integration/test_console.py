@@ -3,6 +3,8 @@
 (console/test/drive.mjs) with a client certificate, against a real node serving its build.
 - Every page loads without console errors (screenshots saved to KZ_CONSOLE_SHOTS when set).
 - A record published over MQTT appears in the live view (mqtt.js over /mqtt).
+- A ship replayed from AIS (gpsd's sample, as UDP datagrams to the node's AIS adapter) appears
+  on the map with its symbol.
 - Under the policy of tests/data/policy, a person of lower clearance sees neither a secret
   record in the live view nor a secret entity in the picture, while the cleared one sees both.
 - A revoke on the Connections page (with its in-page confirmation) closes that client's
@@ -20,7 +22,10 @@ if not os.path.exists(CHROMIUM) or not shutil.which("node") or not os.path.isdir
     print("SKIP: Chromium, node or the console's node_modules are missing (scripts/deps --test; cmake builds the console)")
     sys.exit(77)
 
-node = Node("tls.cert_check_ms = 500\n")
+AIS = os.path.join(HERE, "..", "..", "..", "shared", "data", "tracks", "gpsd", "sample.aivdm")
+UPORT = free_port()
+node = Node("tls.cert_check_ms = 500\nadapter.ais.udp = 127.0.0.1:%d\n"
+            "adapter.ais.identity = spiffe://kizuna.local/dev/service/ais\n" % UPORT)
 url = "https://localhost:%d/" % node.https_port()
 if "console: " not in node.logtext() or "no files in" in node.logtext():
     print("SKIP: the console is not built next to this kizuna: " + node.logtext()[-500:])
@@ -106,6 +111,26 @@ def test_record_published_over_mqtt_appears_live():
     assert not r["live"]["errors"], r["live"]["errors"]
 
 
+def test_ship_replayed_from_ais_appears_on_the_map():
+    if not os.path.exists(AIS):
+        print("  (no %s: skipped)" % AIS)
+        return
+    import socket, requests
+    u = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    for l in open(AIS):
+        if l.startswith("!"):
+            u.sendto(l.encode(), ("127.0.0.1", UPORT))
+    kw = dict(verify=os.path.join(node.pki, "ca.pem"), cert=admin(), timeout=10)
+    ship = until(lambda: requests.get(url + "api/v1/entities/mmsi:351759000", **kw).status_code == 200)
+    assert ship, "the AIS adapter made no entity"
+    cert, key = admin()
+    r = drive(node, cert, key, pages=["picture"])
+    pic = r["pages"]["picture"]
+    assert "EVER DIADEM" in pic["text"], pic["text"][:800]
+    assert pic["symbols"] >= 2, pic  # drawn on the map, not only listed
+    assert not pic["errors"], pic["errors"]
+
+
 def test_revoke_from_the_console_closes_the_connection():
     d = os.path.join(node.dir, "victim")
     subprocess.run([KIZUNA, "ca", "issue", "--data", node.data, "--id", "spiffe://kizuna.local/dev/user/victim",
@@ -169,4 +194,5 @@ def test_lower_clearance_sees_no_labelled_record_or_entity():
 
 
 run_tests([test_answers_at_root, test_every_page_loads_without_console_errors, test_record_published_over_mqtt_appears_live,
-           test_revoke_from_the_console_closes_the_connection, test_lower_clearance_sees_no_labelled_record_or_entity])
+           test_ship_replayed_from_ais_appears_on_the_map, test_revoke_from_the_console_closes_the_connection,
+           test_lower_clearance_sees_no_labelled_record_or_entity])
