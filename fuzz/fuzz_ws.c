@@ -51,12 +51,12 @@ static int decode(const uint8_t *in, size_t size, size_t chunk, struct got *g)
 	uint8_t *buf = malloc(size ? size : 1);
 	memcpy(buf, in, size);
 	struct kz_ws_dec d;
-	kz_ws_dec_init(&d);
+	kz_http_ws_dec_init(&d);
 	int rc = 0;
 	size_t off = 0;
 	while (off < size && rc == 0) {
 		size_t n = size - off < chunk ? size - off : chunk, used = 0;
-		rc = kz_ws_decode(&d, buf + off, n, &used, &cbs, g);
+		rc = kz_http_ws_decode(&d, buf + off, n, &used, &cbs, g);
 		assert(used <= n);
 		assert(rc != 0 || used == n);
 		off += used;
@@ -85,15 +85,15 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	uint64_t len = 0;
 	for (size_t i = 0; i < size && i < 3; i++)
 		len = len << 8 | data[i];
-	size_t hl = kz_ws_header(hdr, KZ_WS_BINARY, len);
+	size_t hl = kz_http_ws_header(hdr, KZ_WS_BINARY, len);
 	assert(hl == (len < 126 ? 2u : len <= 0xFFFF ? 4u : 10u));
 	hdr[1] |= 0x80;
 	memset(hdr + hl, 0, 4);
 	struct kz_ws_dec d;
-	kz_ws_dec_init(&d);
+	kz_http_ws_dec_init(&d);
 	size_t used = 0;
 	struct got g = { 0 };
-	assert(kz_ws_decode(&d, hdr, hl + 4, &used, &cbs, &g) == 0 && used == hl + 4 && d.left == len);
+	assert(kz_http_ws_decode(&d, hdr, hl + 4, &used, &cbs, &g) == 0 && used == hl + 4 && d.left == len);
 	free(g.data);
 	return 0;
 }

@@ -161,7 +161,7 @@ struct kz_ws_cbs {
 	void (*data)(void *user, const uint8_t *p, size_t n);
 	/* Everything queued was written (NULL: not wanted). */
 	void (*writable)(void *user);
-	/* After kz_ws_move, on the new worker. */
+	/* After kz_http_ws_move, on the new worker. */
 	void (*moved)(void *user, struct kz_ws *ws, unsigned worker);
 	/* The connection ended (once; nothing is called after it, ws is gone). */
 	void (*closed)(void *user);
@@ -170,17 +170,17 @@ struct kz_ws_cbs {
  * client must offer), or answers r with the error (405, 426, 400) and returns -1. open()
  * follows once the 101 is written. */
 int kz_http_ws_accept(struct kz_http_req *r, const char *subprotocol, const struct kz_ws_cbs *cbs, void *ctx);
-/* The buffer the user writes into; kz_ws_flush sends what it holds as one binary frame. */
-struct kz_buf *kz_ws_out(struct kz_ws *ws);
-void kz_ws_flush(struct kz_ws *ws);
+/* The buffer the user writes into; kz_http_ws_flush sends what it holds as one binary frame. */
+struct kz_buf *kz_http_ws_out(struct kz_ws *ws);
+void kz_http_ws_flush(struct kz_ws *ws);
 /* Flushes, sends a close frame (code, why), then closes; closed() follows. */
-void kz_ws_close(struct kz_ws *ws, uint16_t code, const char *why);
-void kz_ws_hold_reading(struct kz_ws *ws, bool hold);
+void kz_http_ws_close(struct kz_ws *ws, uint16_t code, const char *why);
+void kz_http_ws_hold_reading(struct kz_ws *ws, bool hold);
 /* Bytes queued or being written. */
-size_t kz_ws_pending(const struct kz_ws *ws);
+size_t kz_http_ws_pending(const struct kz_ws *ws);
 /* Moves the connection to another worker's loop (after what it has queued is written);
  * moved() follows there, or closed(). -1: it cannot. */
-int kz_ws_move(struct kz_ws *ws, unsigned worker);
-const struct kz_ws_peer *kz_ws_peer(const struct kz_ws *ws);
+int kz_http_ws_move(struct kz_ws *ws, unsigned worker);
+const struct kz_ws_peer *kz_http_ws_peer(const struct kz_ws *ws);
 
 #endif

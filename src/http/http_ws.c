@@ -4,9 +4,9 @@
  * (h2o_http1_upgrade) and the bytes are ours: frames decoded by ws_frame.c, the binary
  * payloads handed to the user as a byte stream, the user's bytes sent as binary frames.
  *
- *   OPENING (101 being written) --socket handed over--> OPEN --kz_ws_move--> MOVING (socket
+ *   OPENING (101 being written) --socket handed over--> OPEN --kz_http_ws_move--> MOVING (socket
  *   exported, on its way to another worker's loop) --imported there--> OPEN
- *   OPEN --close frame, error, or kz_ws_close--> CLOSING (what is queued, then a close
+ *   OPEN --close frame, error, or kz_http_ws_close--> CLOSING (what is queued, then a close
  *   frame, is written) --> closed() told once, the socket closed, the connection freed.
  *
  * Everything runs on the worker whose loop holds the socket; a move is the only crossing
@@ -83,7 +83,7 @@ static void finish(struct kz_ws *ws)
 static void frame(struct kz_ws *ws, uint8_t op, const uint8_t *p, size_t n)
 {
 	uint8_t hdr[KZ_WS_MAX_HEADER];
-	size_t hl = kz_ws_header(hdr, op, n);
+	size_t hl = kz_http_ws_header(hdr, op, n);
 	if (kz_buf_append(&ws->wq, hdr, hl) || (n && kz_buf_append(&ws->wq, p, n)))
 		ws->closing = true; /* out of memory: what is written so far goes, then the end */
 }
@@ -143,11 +143,11 @@ static void kick(struct kz_ws *ws)
 	h2o_socket_write(ws->sock, &b, 1, on_written);
 }
 
-struct kz_buf *kz_ws_out(struct kz_ws *ws) { return &ws->out; }
+struct kz_buf *kz_http_ws_out(struct kz_ws *ws) { return &ws->out; }
 
-const struct kz_ws_peer *kz_ws_peer(const struct kz_ws *ws) { return &ws->peer; }
+const struct kz_ws_peer *kz_http_ws_peer(const struct kz_ws *ws) { return &ws->peer; }
 
-void kz_ws_flush(struct kz_ws *ws)
+void kz_http_ws_flush(struct kz_ws *ws)
 {
 	if (ws->out.len && !ws->closing) {
 		frame(ws, KZ_WS_BINARY, kz_buf_head(&ws->out), ws->out.len);
@@ -156,17 +156,17 @@ void kz_ws_flush(struct kz_ws *ws)
 	kick(ws);
 }
 
-void kz_ws_close(struct kz_ws *ws, uint16_t code, const char *why)
+void kz_http_ws_close(struct kz_ws *ws, uint16_t code, const char *why)
 {
 	if (ws->closing)
 		return;
-	kz_ws_flush(ws);
+	kz_http_ws_flush(ws);
 	close_frame(ws, code, why);
 	ws->move_to = -1;
 	kick(ws);
 }
 
-void kz_ws_hold_reading(struct kz_ws *ws, bool hold)
+void kz_http_ws_hold_reading(struct kz_ws *ws, bool hold)
 {
 	if (hold == ws->held || !ws->sock)
 		return;
@@ -180,7 +180,7 @@ void kz_ws_hold_reading(struct kz_ws *ws, bool hold)
 	}
 }
 
-size_t kz_ws_pending(const struct kz_ws *ws) { return ws->wq.len + ws->wbuf.len; }
+size_t kz_http_ws_pending(const struct kz_ws *ws) { return ws->wq.len + ws->wbuf.len; }
 
 /* ---------- reading ---------- */
 
@@ -223,11 +223,11 @@ static void on_read(h2o_socket_t *sock, const char *err)
 	int rc = 0;
 	while (sock->input->size && !ws->closing && ws->move_to < 0 && !ws->held) {
 		size_t used = 0;
-		rc = kz_ws_decode(&ws->dec, (uint8_t *)sock->input->bytes, sock->input->size, &used, &dec_cbs, ws);
+		rc = kz_http_ws_decode(&ws->dec, (uint8_t *)sock->input->bytes, sock->input->size, &used, &dec_cbs, ws);
 		h2o_buffer_consume(&sock->input, used);
 		if (rc >= 1000) {
 			kz_info("%s: WebSocket closed: %s", ws->addr, ws->dec.why);
-			kz_ws_flush(ws);
+			kz_http_ws_flush(ws);
 			tell_closed(ws);
 			close_frame(ws, (uint16_t)rc, ws->dec.why);
 		}
@@ -248,7 +248,7 @@ static void on_read(h2o_socket_t *sock, const char *err)
 
 /* ---------- moving to another worker ---------- */
 
-int kz_ws_move(struct kz_ws *ws, unsigned worker)
+int kz_http_ws_move(struct kz_ws *ws, unsigned worker)
 {
 	if (ws->closing || worker >= ws->h->cfg.workers)
 		return -1;
@@ -268,7 +268,7 @@ static void do_move(struct kz_ws *ws)
 		ws->sock->data = ws;
 		kz_warn("%s: a WebSocket connection could not be moved to worker %u; closing", ws->addr, w->idx);
 		ws->move_to = -1;
-		kz_ws_close(ws, KZ_WS_INTERNAL, "cannot move the connection");
+		kz_http_ws_close(ws, KZ_WS_INTERNAL, "cannot move the connection");
 		return;
 	}
 	ws->sock = NULL; /* exported: h2o closed our handle of it */
@@ -425,7 +425,7 @@ int kz_http_ws_accept(struct kz_http_req *r, const char *subprotocol, const stru
 	ws->cbs = cbs;
 	ws->ctx = ctx;
 	ws->move_to = -1;
-	kz_ws_dec_init(&ws->dec);
+	kz_http_ws_dec_init(&ws->dec);
 	kz_buf_init(&ws->out, 0);
 	kz_buf_init(&ws->wq, 0);
 	kz_buf_init(&ws->wbuf, 0);

@@ -10,7 +10,7 @@
 
 enum { S_HEAD, S_EXT, S_MASK, S_PAYLOAD, S_FAILED };
 
-void kz_ws_dec_init(struct kz_ws_dec *d)
+void kz_http_ws_dec_init(struct kz_ws_dec *d)
 {
 	memset(d, 0, sizeof *d);
 }
@@ -52,7 +52,7 @@ static int header_done(struct kz_ws_dec *d)
 	return 0;
 }
 
-int kz_ws_decode(struct kz_ws_dec *d, uint8_t *p, size_t n, size_t *used, const struct kz_ws_dec_cbs *cb,
+int kz_http_ws_decode(struct kz_ws_dec *d, uint8_t *p, size_t n, size_t *used, const struct kz_ws_dec_cbs *cb,
 		 void *arg)
 {
 	size_t i = 0;
@@ -134,7 +134,7 @@ int kz_ws_decode(struct kz_ws_dec *d, uint8_t *p, size_t n, size_t *used, const 
 	return 0;
 }
 
-size_t kz_ws_header(uint8_t out[KZ_WS_MAX_HEADER], uint8_t opcode, uint64_t len)
+size_t kz_http_ws_header(uint8_t out[KZ_WS_MAX_HEADER], uint8_t opcode, uint64_t len)
 {
 	out[0] = (uint8_t)(0x80 | (opcode & 0x0F));
 	if (len < 126) {

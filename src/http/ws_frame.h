@@ -11,7 +11,7 @@ enum { KZ_WS_CONT = 0x0, KZ_WS_TEXT = 0x1, KZ_WS_BINARY = 0x2, KZ_WS_CLOSE = 0x8
 enum { KZ_WS_NORMAL = 1000, KZ_WS_GOING_AWAY = 1001, KZ_WS_PROTOCOL_ERROR = 1002, KZ_WS_UNSUPPORTED = 1003,
        KZ_WS_TOO_BIG = 1009, KZ_WS_INTERNAL = 1011 };
 #define KZ_WS_MAX_HEADER 10
-/* kz_ws_decode's answer when a callback asked it to stop (not an error). */
+/* kz_http_ws_decode's answer when a callback asked it to stop (not an error). */
 #define KZ_WS_STOPPED 1
 
 struct kz_ws_dec {
@@ -27,19 +27,19 @@ struct kz_ws_dec {
 
 struct kz_ws_dec_cbs {
 	/* Payload bytes of a data message, unmasked, in order (a message may come in many
-	 * calls). 0 to go on, else kz_ws_decode stops after these bytes and returns it. */
+	 * calls). 0 to go on, else kz_http_ws_decode stops after these bytes and returns it. */
 	int (*data)(void *arg, const uint8_t *p, size_t n);
 	/* A whole control frame (close, ping, pong). The same return. */
 	int (*control)(void *arg, uint8_t opcode, const uint8_t *p, size_t n);
 };
 
-void kz_ws_dec_init(struct kz_ws_dec *d);
+void kz_http_ws_dec_init(struct kz_ws_dec *d);
 /* Decodes p[0..n) (unmasking it in place). *used: the bytes taken (all of them unless a
  * callback stopped it). 0; a callback's non-zero answer; or a close code (>= 1000) after a
  * frame a server must refuse (d->why says which), after which every call returns it. */
-int kz_ws_decode(struct kz_ws_dec *d, uint8_t *p, size_t n, size_t *used, const struct kz_ws_dec_cbs *cb,
+int kz_http_ws_decode(struct kz_ws_dec *d, uint8_t *p, size_t n, size_t *used, const struct kz_ws_dec_cbs *cb,
 		 void *arg);
 /* A server frame's header (FIN, not masked) for len payload bytes: its length. */
-size_t kz_ws_header(uint8_t out[KZ_WS_MAX_HEADER], uint8_t opcode, uint64_t len);
+size_t kz_http_ws_header(uint8_t out[KZ_WS_MAX_HEADER], uint8_t opcode, uint64_t len);
 
 #endif

@@ -9,6 +9,8 @@
  * `kizuna ca revoke` does; the node takes the new CRL at its next check and closes the
  * identity's connections (tls.cert_check_ms). Every revocation is audited. */
 #include "node/node_admin.h"
+#include "base/kz_buf.h"
+#include "base/kz_json.h"
 #include "base/kz_log.h"
 #include "base/kz_time.h"
 #include "http/http.h"
@@ -17,23 +19,27 @@
 #include "trust/ca.h"
 #include "base/kz_err.h"
 
-#include <jansson.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #define MAX_LISTED 10000
 
-static void send_json(struct kz_http_req *r, int status, json_t *o)
+/* A JSON answer built in b: sent, or 503 when building it ran out of memory. */
+static void send_buf(struct kz_http_req *r, int status, struct kz_buf *b, int rc)
 {
-	char *t = o ? json_dumps(o, JSON_COMPACT) : NULL;
-	json_decref(o);
-	if (!t) {
+	if (rc)
 		kz_http_error(r, 503, NULL, "Service Unavailable", "out of memory");
-		return;
-	}
-	kz_http_send(r, status, "application/json", t, strlen(t));
-	free(t);
+	else
+		kz_http_send(r, status, "application/json", (const char *)kz_buf_head(b), b->len);
+	kz_buf_cleanup(b);
+}
+
+/* "key":"value" (value NULL: null), with a comma before unless first. */
+static int member(struct kz_buf *b, bool first, const char *key, const char *value)
+{
+	int rc = kz_buf_appendf(b, "%s\"%s\":", first ? "" : ",", key);
+	return rc || (value ? kz_json_put_str(b, value) : kz_buf_append(b, "null", 4));
 }
 
 static void iso(uint64_t ns, char out[40])
@@ -55,23 +61,29 @@ static void connections(void *arg, struct kz_http_req *r)
 		return;
 	}
 	size_t total = 0, n = mqtt_broker_connections(a->b, v, MAX_LISTED, &total);
-	json_t *arr = json_array();
-	for (size_t i = 0; i < n; i++) {
+	struct kz_buf b;
+	kz_buf_init(&b, 0);
+	int rc = kz_buf_append(&b, "{\"connections\":[", 16);
+	for (size_t i = 0; i < n && !rc; i++) {
 		char since[40];
 		iso(v[i].since_ns, since);
-		json_array_append_new(arr, json_pack("{s:I, s:s, s:s, s:s, s:s, s:s, s:s, s:s, s:s}", "conn_id",
-						     (json_int_t)v[i].conn_id, "client_id", v[i].client_id, "identity",
-						     v[i].identity, "serial", v[i].serial, "address", v[i].addr,
-						     "protocol", v[i].version == 5 ? "MQTT 5.0" : "MQTT 3.1.1", "transport",
-						     v[i].websocket ? "websocket" : "tls", "tls_group",
-						     v[i].tls_group ? v[i].tls_group : "-", "since", since));
+		rc = kz_buf_appendf(&b, "%s{\"conn_id\":%llu", i ? "," : "", (unsigned long long)v[i].conn_id) ||
+		     member(&b, false, "client_id", v[i].client_id) || member(&b, false, "identity", v[i].identity) ||
+		     member(&b, false, "serial", v[i].serial) || member(&b, false, "address", v[i].addr) ||
+		     member(&b, false, "protocol", v[i].version == 5 ? "MQTT 5.0" : "MQTT 3.1.1") ||
+		     member(&b, false, "transport", v[i].websocket ? "websocket" : "tls") ||
+		     member(&b, false, "tls_group", v[i].tls_group ? v[i].tls_group : "-") ||
+		     member(&b, false, "since", since) || kz_buf_append(&b, "}", 1);
 	}
 	free(v);
-	send_json(r, 200, json_pack("{s:o, s:I}", "connections", arr, "total", (json_int_t)total));
+	rc = rc || kz_buf_appendf(&b, "],\"total\":%zu}", total);
+	send_buf(r, 200, &b, rc);
 }
 
 struct list_ctx {
-	json_t *arr;
+	struct kz_buf *b;
+	size_t n;
+	int rc;
 };
 
 static void add_cert(const struct kz_ca_entry *e, void *arg)
@@ -83,45 +95,51 @@ static void add_cert(const struct kz_ca_entry *e, void *arg)
 	if (e->revoked_at)
 		iso((uint64_t)e->revoked_at * 1000000000u, ra);
 	const char *st = e->status == 'R' ? "revoked" : e->not_after <= (int64_t)(kz_now_wall_ns() / 1000000000u) ? "expired" : "valid";
-	json_array_append_new(l->arr, json_pack("{s:s, s:s, s:s, s:s, s:s, s:s?, s:s?}", "serial", e->serial, "identity",
-						e->id, "status", st, "not_before", nb, "not_after", na, "revoked_at",
-						e->revoked_at ? ra : NULL, "reason", e->status == 'R' ? e->reason : NULL));
+	struct kz_buf *b = l->b;
+	bool first = l->n++ == 0;
+	l->rc = l->rc || kz_buf_append(b, first ? "{" : ",{", first ? 1 : 2) || member(b, true, "serial", e->serial) ||
+		member(b, false, "identity", e->id) || member(b, false, "status", st) || member(b, false, "not_before", nb) ||
+		member(b, false, "not_after", na) || member(b, false, "revoked_at", e->revoked_at ? ra : NULL) ||
+		member(b, false, "reason", e->status == 'R' ? e->reason : NULL) || kz_buf_append(b, "}", 1);
 }
 
 static void revoke_one(struct node_admin *a, struct kz_http_req *r, const char *serial)
 {
-	json_error_t je;
-	json_t *body = r->body_len ? json_loadb(r->body, r->body_len, 0, &je) : json_object();
-	if (!body || !json_is_object(body)) {
-		json_decref(body);
+	struct kz_json_doc d = { 0 };
+	const struct kz_json *o = NULL, *rs = NULL;
+	if (r->body_len && (kz_json_parse(&d, r->body, r->body_len) || !kz_json_is(o = kz_json_root(&d), KZ_JSON_OBJECT))) {
+		kz_json_free(&d);
 		kz_http_error(r, 400, NULL, "Bad Request", "the body must be a JSON object such as {\"reason\": \"keyCompromise\"}");
 		return;
 	}
-	const char *reason = json_string_value(json_object_get(body, "reason"));
-	if (json_object_get(body, "reason") && !reason) {
-		json_decref(body);
+	if (o && (rs = kz_json_get(o, "reason")) && !kz_json_str(rs)) {
+		kz_json_free(&d);
 		kz_http_error(r, 400, NULL, "Bad Request", "reason must be a string");
 		return;
 	}
+	char reason[64];
+	snprintf(reason, sizeof reason, "%s", rs ? kz_json_str(rs) : "unspecified");
+	kz_json_free(&d);
 	char why[512] = "";
-	int rc = kz_ca_revoke(a->ca, serial, reason ? reason : "unspecified", why, sizeof why); /* and the CRL */
+	int rc = kz_ca_revoke(a->ca, serial, reason, why, sizeof why); /* and the CRL */
 	char res[160];
 	snprintf(res, sizeof res, "certificate %s", serial);
 	kz_audit(&(struct kz_audit_entry){ .subject = r->identity, .serial = r->serial, .tls_group = r->tls_group,
 					  .issuer = r->issuer, .tls = r->tls_suite, .addr = r->peer_addr,
 					  .policy = r->policy_version, .action = "revoke", .resource = res, .allow = rc == 0,
-					  .reason = rc == 0 ? (reason ? reason : "unspecified") : why });
+					  .reason = rc == 0 ? reason : why });
 	if (rc) {
-		json_decref(body);
 		int st = rc == KZ_ENOTFOUND ? 404 : rc == KZ_EEXIST ? 409 : rc == KZ_EINVAL ? 400 : 500;
 		kz_http_error(r, st, NULL, st == 404 ? "Not Found" : st == 409 ? "Conflict" : st == 400 ? "Bad Request" :
 			      "Internal Server Error", "%s", why);
 		return;
 	}
-	kz_info("https: %s revoked certificate %s of %s (%s)", r->identity, serial, why, reason ? reason : "unspecified");
-	send_json(r, 200, json_pack("{s:s, s:s, s:s, s:s}", "serial", serial, "identity", why, "status", "revoked",
-				    "reason", reason ? reason : "unspecified"));
-	json_decref(body);
+	kz_info("https: %s revoked certificate %s of %s (%s)", r->identity, serial, why, reason);
+	struct kz_buf b;
+	kz_buf_init(&b, 0);
+	int bad = kz_buf_append(&b, "{", 1) || member(&b, true, "serial", serial) || member(&b, false, "identity", why) ||
+		  member(&b, false, "status", "revoked") || member(&b, false, "reason", reason) || kz_buf_append(&b, "}", 1);
+	send_buf(r, 200, &b, bad);
 }
 
 static void certificates(void *arg, struct kz_http_req *r)
@@ -139,14 +157,16 @@ static void certificates(void *arg, struct kz_http_req *r)
 			kz_http_error(r, 405, NULL, "Method Not Allowed", "use GET on %s", r->path);
 			return;
 		}
-		struct list_ctx l = { json_array() };
+		struct kz_buf b;
+		kz_buf_init(&b, 0);
+		struct list_ctx l = { &b, 0, kz_buf_append(&b, "{\"certificates\":[", 17) };
 		char why[512];
 		if (kz_ca_list(a->ca, add_cert, &l, why, sizeof why)) {
-			json_decref(l.arr);
+			kz_buf_cleanup(&b);
 			kz_http_error(r, 500, NULL, "Internal Server Error", "%s", why);
 			return;
 		}
-		send_json(r, 200, json_pack("{s:o}", "certificates", l.arr));
+		send_buf(r, 200, &b, l.rc || kz_buf_append(&b, "]}", 2));
 		return;
 	}
 	char serial[80];
@@ -208,9 +228,16 @@ static int audit_param(void *ctx, const char *k, const char *v)
 	return 0;
 }
 
+struct report {
+	struct kz_buf *b;
+	size_t n;
+	int rc;
+};
+
 static void report_line(void *ctx, const char *line)
 {
-	json_array_append_new(ctx, json_string(line));
+	struct report *rp = ctx;
+	rp->rc = rp->rc || (rp->n++ && kz_buf_append(rp->b, ",", 1)) || kz_json_put_str(rp->b, line);
 }
 
 static void audit(void *arg, struct kz_http_req *r)
@@ -223,16 +250,23 @@ static void audit(void *arg, struct kz_http_req *r)
 	}
 	char why[512] = "";
 	if (!strcmp(r->path, "/api/v1/audit/verify")) {
-		json_t *lines = json_array();
-		int rc = kz_audit_verify(a->audit_dir, report_line, lines, why, sizeof why);
+		struct kz_buf b;
+		kz_buf_init(&b, 0);
+		struct report rp = { &b, 0, 0 };
+		int rc = kz_audit_verify(a->audit_dir, report_line, &rp, why, sizeof why);
 		if (rc < 0) {
-			json_decref(lines);
+			kz_buf_cleanup(&b);
 			kz_http_error(r, 500, NULL, "Internal Server Error", "%s", why);
 			return;
 		}
-		send_json(r, 200, json_pack("{s:b, s:s, s:o}", "intact", rc == 0 || rc == 3, "verdict",
-					    rc == 0 ? "intact" : rc == 3 ? "intact, not the whole record" : "broken", "report",
-					    lines));
+		struct kz_buf o;
+		kz_buf_init(&o, 0);
+		int bad = rp.rc || kz_buf_appendf(&o, "{\"intact\":%s,", rc == 0 || rc == 3 ? "true" : "false") ||
+			  member(&o, true, "verdict", rc == 0 ? "intact" : rc == 3 ? "intact, not the whole record" : "broken") ||
+			  kz_buf_append(&o, ",\"report\":[", 11) || kz_buf_append(&o, kz_buf_head(&b), b.len) ||
+			  kz_buf_append(&o, "]}", 2);
+		kz_buf_cleanup(&b);
+		send_buf(r, 200, &o, bad);
 		return;
 	}
 	if (strcmp(r->path, "/api/v1/audit") && strcmp(r->path, "/api/v1/audit/")) {
@@ -256,24 +290,31 @@ static void audit(void *arg, struct kz_http_req *r)
 		kz_http_error(r, 500, NULL, "Internal Server Error", "%s", m ? why : "out of memory");
 		return;
 	}
-	/* the newest q.limit lines, newest first */
-	json_t *arr = json_array();
+	/* the newest q.limit lines, newest first; each checked to be JSON (a line being written) */
 	size_t total = 0;
 	for (size_t i = 0; i < len; i++)
 		total += buf[i] == '\n';
-	size_t end = len, taken = 0;
-	while (end > 0 && taken < q.limit) {
+	struct kz_buf b;
+	kz_buf_init(&b, 0);
+	struct kz_json_doc d = { 0 };
+	int bad = kz_buf_append(&b, "{\"entries\":[", 12);
+	size_t end = len, taken = 0, put = 0;
+	while (end > 0 && taken < q.limit && !bad) {
 		size_t start = end - 1;
 		while (start > 0 && buf[start - 1] != '\n')
 			start--;
-		json_t *e = json_loadb(buf + start, end - start, 0, NULL);
-		if (e)
-			json_array_append_new(arr, e);
+		size_t n = end - start;
+		while (n && (buf[start + n - 1] == '\n' || buf[start + n - 1] == '\r'))
+			n--;
+		if (n && kz_json_parse(&d, buf + start, n) == 0)
+			bad = (put++ && kz_buf_append(&b, ",", 1)) || kz_buf_append(&b, buf + start, n);
 		taken++;
 		end = start;
 	}
+	kz_json_free(&d);
 	free(buf);
-	send_json(r, 200, json_pack("{s:o, s:b}", "entries", arr, "more", total > taken));
+	bad = bad || kz_buf_appendf(&b, "],\"more\":%s}", total > taken ? "true" : "false");
+	send_buf(r, 200, &b, bad);
 }
 
 int node_admin_routes(struct node_admin *a, struct kz_http *h)

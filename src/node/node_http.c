@@ -10,9 +10,8 @@
 #include "node/node_tak.h"
 #include "cluster/cluster.h"
 #include "base/kz_buf.h"
+#include "base/kz_json.h"
 #include "http/http.h"
-
-#include <jansson.h>
 #include "mqtt/mqtt_broker.h"
 #include "net/net.h"
 #include "store/store.h"
@@ -504,17 +503,21 @@ static void whoami(void *arg, struct kz_http_req *r)
 		kz_http_error(r, 405, NULL, "Method Not Allowed", "use GET on %s", r->path);
 		return;
 	}
-	json_t *o = json_pack("{s:s?, s:s?, s:s?, s:s?, s:s?, s:s}", "identity", r->identity, "serial", r->serial,
-			      "issuer", r->issuer, "tls_group", r->tls_group, "tls_suite", r->tls_suite, "version",
-			      KZ_VERSION);
-	char *t = o ? json_dumps(o, JSON_COMPACT) : NULL;
-	json_decref(o);
-	if (!t) {
-		kz_http_error(r, 503, NULL, "Service Unavailable", "out of memory");
-		return;
+	const char *k[] = { "identity", "serial", "issuer", "tls_group", "tls_suite", "version" };
+	const char *v[] = { r->identity, r->serial, r->issuer, r->tls_group, r->tls_suite, KZ_VERSION };
+	struct kz_buf b;
+	kz_buf_init(&b, 0);
+	int rc = kz_buf_append(&b, "{", 1);
+	for (size_t i = 0; i < sizeof k / sizeof k[0]; i++) {
+		rc = rc || kz_buf_appendf(&b, "%s\"%s\":", i ? "," : "", k[i]);
+		rc = rc || (v[i] ? kz_json_put_str(&b, v[i]) : kz_buf_append(&b, "null", 4));
 	}
-	kz_http_send(r, 200, "application/json", t, strlen(t));
-	free(t);
+	rc = rc || kz_buf_append(&b, "}", 1);
+	if (rc)
+		kz_http_error(r, 503, NULL, "Service Unavailable", "out of memory");
+	else
+		kz_http_send(r, 200, "application/json", (const char *)kz_buf_head(&b), b.len);
+	kz_buf_cleanup(&b);
 }
 
 int node_http_routes(struct node_http *nh)

@@ -5,7 +5,7 @@
  * CONNECT homed on another shard moves the connection to that shard's worker first.
  *
  *   101 written --open: identity checked, caps--> MQTT client on the worker's shard
- *   CONNECT for another shard: client detached --kz_ws_move--> moved(): resumed there
+ *   CONNECT for another shard: client detached --kz_http_ws_move--> moved(): resumed there
  *   close frame / socket error --> closed(): the client is closed (its will, its session) */
 #include "node/node_listen.h"
 #include "base/kz_buf.h"
@@ -25,10 +25,10 @@ struct wsc {
 	struct kz_ws *ws;
 };
 
-static void t_want_flush(void *t) { kz_ws_flush(((struct wsc *)t)->ws); }
-static void t_close(void *t) { kz_ws_close(((struct wsc *)t)->ws, 1000, NULL); }
-static void t_hold_reading(void *t, bool hold) { kz_ws_hold_reading(((struct wsc *)t)->ws, hold); }
-static size_t t_pending(void *t) { return kz_ws_pending(((struct wsc *)t)->ws); }
+static void t_want_flush(void *t) { kz_http_ws_flush(((struct wsc *)t)->ws); }
+static void t_close(void *t) { kz_http_ws_close(((struct wsc *)t)->ws, 1000, NULL); }
+static void t_hold_reading(void *t, bool hold) { kz_http_ws_hold_reading(((struct wsc *)t)->ws, hold); }
+static size_t t_pending(void *t) { return kz_http_ws_pending(((struct wsc *)t)->ws); }
 static void t_migrate(void *t, unsigned idx);
 static const struct mqtt_transport_ops ws_ops = { t_want_flush, t_close, t_migrate, t_hold_reading, t_pending };
 
@@ -57,7 +57,7 @@ static void *ws_open(void *ctx, struct kz_ws *ws, unsigned worker, const struct 
 	w->m = m;
 	w->ws = ws;
 	char *id = strdup(p->identity); /* the client's own */
-	w->mc = id ? mqtt_client_new(shard_at(m, worker), &ws_ops, w, kz_ws_out(ws), id, p->addr) : NULL;
+	w->mc = id ? mqtt_client_new(shard_at(m, worker), &ws_ops, w, kz_http_ws_out(ws), id, p->addr) : NULL;
 	if (!w->mc) {
 		free(w);
 		return NULL;
@@ -90,7 +90,7 @@ static void ws_moved(void *user, struct kz_ws *ws, unsigned worker)
 {
 	struct wsc *w = user;
 	w->ws = ws;
-	mqtt_client_resume(w->mc, shard_at(w->m, worker), w, kz_ws_out(ws));
+	mqtt_client_resume(w->mc, shard_at(w->m, worker), w, kz_http_ws_out(ws));
 }
 
 static void ws_closed(void *user)
@@ -107,9 +107,9 @@ static void t_migrate(void *t, unsigned idx)
 {
 	struct wsc *w = t;
 	mqtt_client_detach(w->mc);
-	if (kz_ws_move(w->ws, idx)) {
+	if (kz_http_ws_move(w->ws, idx)) {
 		kz_warn("a WebSocket connection could not move to worker %u (its client id's home); closing", idx);
-		kz_ws_close(w->ws, 1011, "cannot move the connection");
+		kz_http_ws_close(w->ws, 1011, "cannot move the connection");
 	}
 }
 

@@ -108,9 +108,15 @@ class Node:
         return crt, key
 
     def https_port(self):
-        """The HTTPS listener's port, from the node's log."""
+        """The HTTPS listener's port, from the node's log (the line can follow the MQTT port's
+        opening by a moment)."""
         import re
-        return int(re.findall(r"HTTPS on 127\.0\.0\.1:(\d+)", self.logtext())[-1])
+        deadline = time.time() + 20
+        while True:
+            found = re.findall(r"HTTPS on 127\.0\.0\.1:(\d+)", self.logtext())
+            if found or time.time() > deadline:
+                return int(found[-1])
+            time.sleep(0.05)
 
     def client(self, cid="", v5=True, cert=None, clean=True, **kw):
         c = Client(self, cid, v5, cert, clean, **kw)
