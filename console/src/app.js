@@ -207,25 +207,45 @@ function sidcOf(type) {
 async function picture(root) {
   const list = el("tbody", { id: "pc-rows" });
   const info = el("pre", { id: "pc-detail", class: "detail" });
+  const fType = el("input", { id: "pc-type", size: 10, placeholder: "a-f", "aria-label": "Type prefix" });
+  const fOrigin = el("input", { id: "pc-origin", size: 26, placeholder: "spiffe://…", "aria-label": "Source identity" });
+  const fLabel = el("input", { id: "pc-label", size: 14, placeholder: "class=secret", "aria-label": "Label contains" });
+  const tasks = el("tbody", { id: "tk-rows" });
+  const tnote = el("p", { id: "tk-note", role: "status" });
   root.append(el("h1", {}, "Picture"),
+    el("form", { class: "bar", onsubmit: (ev) => { ev.preventDefault(); load(); } },
+      el("label", { for: "pc-type" }, "type"), fType, el("label", { for: "pc-origin" }, "source"), fOrigin,
+      el("label", { for: "pc-label" }, "label"), fLabel, el("button", { type: "submit" }, "Filter")),
     el("div", { class: "split" }, el("div", { id: "pc-map", class: "map", role: "img", "aria-label": "Map of entities" }),
       el("div", {}, el("table", { class: "records" }, el("thead", {}, el("tr", {}, el("th", {}, "entity"),
-        el("th", {}, "type"), el("th", {}, "status"), el("th", {}, "label"), el("th", {}, "seen (UTC)"))), list), info)));
+        el("th", {}, "type"), el("th", {}, "status"), el("th", {}, "label"), el("th", {}, "seen (UTC)"))), list), info)),
+    el("h2", {}, "Tasks"), tnote, taskForm(),
+    el("table", { class: "records" }, el("thead", {}, el("tr", {}, el("th", {}, "task"), el("th", {}, "kind"),
+      el("th", {}, "assignee"), el("th", {}, "precedence"), el("th", {}, "state"), el("th", {}, "updated (UTC)"),
+      el("th", {}, ""))), tasks));
   const map = L.map("pc-map", { worldCopyJump: true, attributionControl: false }).setView([35, 135], 3);
   L.geoJSON(feature(land, land.objects.land), { style: { color: "#4a6", weight: 1, fillColor: "#1d2a22", fillOpacity: 1 } })
     .addTo(map);
   const layer = L.layerGroup().addTo(map);
-  const load = async () => {
+  const trails = new Map(); // entity id -> its recent positions seen on this page (a track's trail)
+  async function load() {
+    const q = new URLSearchParams({ limit: "500", status: "live,stale" });
+    if (fType.value.trim()) q.set("type", fType.value.trim());
+    if (fOrigin.value.trim()) q.set("origin", fOrigin.value.trim());
     try {
-      const r = await api("/api/v1/entities?limit=500&status=live,stale");
+      const r = await api(`/api/v1/entities?${q}`);
+      const want = fLabel.value.trim();
+      const shown = r.entities.filter((e) => !want || (e.label || "").includes(want));
       layer.clearLayers();
       list.replaceChildren();
-      for (const e of r.entities) {
+      for (const e of shown) {
         const stale = e.status === "stale";
         const tr = el("tr", { tabindex: 0, class: stale ? "stale" : "" }, el("td", {}, e.name || e.id),
           el("td", {}, e.type || "-"), el("td", {}, e.status), el("td", { class: "label" }, e.label || "-"),
           el("td", {}, utc(e.received_time)));
         const show = async () => {
+          const te = $("#tk-entity");
+          if (te) te.value = e.id;
           try {
             const h = await api(`/api/v1/entities/${encodeURIComponent(e.id)}/history?limit=20`);
             info.textContent = JSON.stringify({ entity: e, history: h.history }, null, 1);
@@ -237,6 +257,12 @@ async function picture(root) {
         tr.addEventListener("keydown", (ev) => { if (ev.key === "Enter") show(); });
         list.append(tr);
         if (e.position) {
+          const t = trails.get(e.id) || [];
+          const last = t[t.length - 1];
+          if (!last || last[0] !== e.position.lat || last[1] !== e.position.lon) t.push([e.position.lat, e.position.lon]);
+          while (t.length > 20) t.shift();
+          trails.set(e.id, t);
+          if (t.length > 1) L.polyline(t, { color: stale ? "#777" : "#6cf", weight: 2, opacity: 0.7 }).addTo(layer);
           const sidc = e.symbol || sidcOf(e.type);
           const sym = new ms.Symbol(sidc, { size: 22, uniqueDesignation: e.name || "" });
           const icon = L.divIcon({ className: stale ? "sym stale" : "sym", html: sym.asSVG(),
@@ -245,13 +271,70 @@ async function picture(root) {
             .on("click", show);
         }
       }
-      if (!r.entities.length) list.append(el("tr", {}, el("td", { colspan: 5 }, "no entities you may see")));
+      if (!shown.length) list.append(el("tr", {}, el("td", { colspan: 5 }, "no entities you may see")));
     } catch (err) {
       list.replaceChildren(el("tr", {}, el("td", { colspan: 5 }, failed("entities", err))));
     }
-  };
-  await load();
-  const timer = setInterval(load, 5000);
+  }
+  function taskForm() {
+    const agent = el("select", { id: "tk-assignee", "aria-label": "Assignee" });
+    const kind = el("input", { id: "tk-kind", size: 10, placeholder: "observe", "aria-label": "Kind" });
+    const prec = el("select", { id: "tk-precedence", "aria-label": "Precedence" },
+      ...["ROUTINE", "PRIORITY", "IMMEDIATE", "FLASH"].map((p) => el("option", { value: p }, p)));
+    const params = el("input", { id: "tk-params", size: 24, value: "{}", "aria-label": "Parameters (JSON)" });
+    const ent = el("input", { id: "tk-entity", size: 16, placeholder: "select an entity", "aria-label": "Entity" });
+    api("/api/v1/agents").then((r) => {
+      for (const a of r.agents) agent.append(el("option", { value: a.id }, `${a.id} (${a.kinds.join(", ")})`));
+      if (r.agents.length && !kind.value) kind.value = r.agents[0].kinds[0] || "";
+    }).catch((e) => { tnote.textContent = `agents: ${e.message}`; });
+    return el("form", { class: "bar", id: "tk-form", onsubmit: async (ev) => {
+      ev.preventDefault();
+      let p;
+      try { p = JSON.parse(params.value || "{}"); } catch { tnote.textContent = "parameters must be a JSON object"; return; }
+      const body = { assignee: agent.value, kind: kind.value.trim(), precedence: prec.value, parameters: p };
+      if (ent.value.trim()) body.entities = [ent.value.trim()];
+      const r = await fetch("/api/v1/tasks", { method: "POST", headers: { "Content-Type": "application/json" },
+        body: JSON.stringify(body) });
+      const b = await r.json();
+      tnote.textContent = r.ok ? `task ${b.id} created (${b.state})` : `not created: ${b.description}`;
+      loadTasks();
+    } }, el("label", { for: "tk-assignee" }, "task"), agent, el("label", { for: "tk-kind" }, "kind"), kind,
+    el("label", { for: "tk-entity" }, "entity"), ent, el("label", { for: "tk-params" }, "parameters"), params,
+    prec, el("button", { type: "submit", id: "tk-create" }, "Create task"));
+  }
+  const FINAL = ["DONE_OK", "DONE_FAILED", "REJECTED", "CANCELLED", "EXPIRED"];
+  async function move(t, state) {
+    const r = await fetch(`/api/v1/tasks/${encodeURIComponent(t.id)}/state`, { method: "POST",
+      headers: { "Content-Type": "application/json" }, body: JSON.stringify({ state, version: t.version, reason: "from the console" }) });
+    const b = await r.json();
+    tnote.textContent = r.ok ? `task ${t.id}: ${b.state}` : `task ${t.id} not moved: ${b.description}`;
+    loadTasks();
+  }
+  async function loadTasks() {
+    try {
+      const r = await api("/api/v1/tasks?limit=100");
+      tasks.replaceChildren(...r.tasks.reverse().map((t) => {
+        const cell = el("td");
+        if (!FINAL.includes(t.state) && t.state !== "CANCEL_REQUESTED") {
+          const early = t.state === "CREATED" || t.state === "SENT";
+          cell.append(el("button", { type: "button", "data-cancel": t.id, onclick: () => move(t, early ? "CANCELLED" : "CANCEL_REQUESTED") },
+            early ? "Cancel" : "Ask to cancel"));
+        }
+        const tr = el("tr", { tabindex: 0 }, el("td", { class: "payload" }, t.id), el("td", {}, t.kind),
+          el("td", {}, t.assignee), el("td", {}, t.precedence), el("td", { "data-state": t.id }, t.state),
+          el("td", {}, utc(t.updated)), cell);
+        const open = () => { info.textContent = JSON.stringify(t, null, 1); };
+        tr.addEventListener("click", (ev) => { if (ev.target.tagName !== "BUTTON") open(); });
+        tr.addEventListener("keydown", (ev) => { if (ev.key === "Enter") open(); });
+        return tr;
+      }));
+      if (!r.tasks.length) tasks.append(el("tr", {}, el("td", { colspan: 7 }, "no tasks you may see")));
+    } catch (err) {
+      tasks.replaceChildren(el("tr", {}, el("td", { colspan: 7 }, failed("tasks", err))));
+    }
+  }
+  await Promise.all([load(), loadTasks()]);
+  const timer = setInterval(() => { load(); loadTasks(); }, 5000);
   return () => { clearInterval(timer); map.remove(); };
 }
 

@@ -61,6 +61,27 @@ try {
       status: await page.locator("#lv-status").innerText() };
     if (a.shots) await page.screenshot({ path: `${a.shots}/live-records.png` });
   }
+  if (a.task) { // the Picture page: create a task for an agent, then cancel it
+    errors = [];
+    await page.goto(`${a.url}#/picture`, { waitUntil: "load" });
+    await until(async () => (await page.locator("#tk-assignee option").count()) > 0, 15000);
+    await page.fill("#tk-kind", a.task.kind);
+    await page.click("#tk-create");
+    const note = page.locator("#tk-note");
+    await until(async () => /created|not created/.test(await note.innerText()), 10000);
+    const created = await note.innerText();
+    const id = (created.match(/task (\S+) created/) || [])[1];
+    let state = "";
+    if (id) {
+      await until(async () => (await page.locator(`[data-cancel="${id}"]`).count()) > 0, 10000);
+      await page.click(`[data-cancel="${id}"]`);
+      const cell = page.locator(`[data-state="${id}"]`);
+      await until(async () => (await cell.count()) > 0 && /CANCEL/.test(await cell.innerText()), 10000);
+      state = await cell.innerText();
+    }
+    out.task = { created, id, state, errors };
+    if (a.shots) await page.screenshot({ path: `${a.shots}/picture-tasks.png`, fullPage: true });
+  }
   if (a.verify) { // the Audit page's chain check
     errors = [];
     await page.goto(`${a.url}#/audit`, { waitUntil: "load" });

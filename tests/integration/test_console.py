@@ -7,6 +7,8 @@
   on the map with its symbol.
 - Under the policy of tests/data/policy, a person of lower clearance sees neither a secret
   record in the live view nor a secret entity in the picture, while the cleared one sees both.
+- On the Picture page, a task is created for an agent (that registered its kinds) and
+  cancelled; the node's API shows it CANCELLED.
 - A revoke on the Connections page (with its in-page confirmation) closes that client's
   connection (DISCONNECT 0x87), and the page listed the client first.
 - The node's answers at /: the strict Content-Security-Policy, gzip, caching, 401 without a
@@ -131,6 +133,20 @@ def test_ship_replayed_from_ais_appears_on_the_map():
     assert not pic["errors"], pic["errors"]
 
 
+def test_task_created_and_cancelled_on_the_picture_page():
+    import requests
+    kw = dict(verify=os.path.join(node.pki, "ca.pem"), cert=admin(), timeout=10)
+    r = requests.put(url + "api/v1/agents/me/kinds", json={"kinds": ["observe"]}, **kw)
+    assert r.status_code == 200, r.text
+    cert, key = admin()
+    r = drive(node, cert, key, task={"kind": "observe"}, shots=os.environ.get("KZ_CONSOLE_SHOTS"))
+    t = r["task"]
+    assert t["id"] and t["state"] == "CANCELLED", t
+    assert not t["errors"], t["errors"]
+    got = requests.get(url + "api/v1/tasks/" + t["id"], **kw).json()
+    assert got["state"] == "CANCELLED" and got["kind"] == "observe" and got["by"] == "tasker", got
+
+
 def test_revoke_from_the_console_closes_the_connection():
     d = os.path.join(node.dir, "victim")
     subprocess.run([KIZUNA, "ca", "issue", "--data", node.data, "--id", "spiffe://kizuna.local/dev/user/victim",
@@ -194,5 +210,6 @@ def test_lower_clearance_sees_no_labelled_record_or_entity():
 
 
 run_tests([test_answers_at_root, test_every_page_loads_without_console_errors, test_record_published_over_mqtt_appears_live,
-           test_ship_replayed_from_ais_appears_on_the_map, test_revoke_from_the_console_closes_the_connection,
+           test_ship_replayed_from_ais_appears_on_the_map, test_task_created_and_cancelled_on_the_picture_page,
+           test_revoke_from_the_console_closes_the_connection,
            test_lower_clearance_sees_no_labelled_record_or_entity])
