@@ -340,45 +340,118 @@ async function picture(root) {
 
 // ---------- Sharing ----------
 const TAXII = "application/taxii+json;version=2.1";
+// TLP 2.0 marking definitions (the node stores every TLP as these, docs/TAXII.md)
+const TLP = {
+  "marking-definition--94868c89-83c2-464b-929b-a1a8aa3c8487": "CLEAR",
+  "marking-definition--bab4a63c-aed9-4cf5-a766-dfca5abac2bb": "GREEN",
+  "marking-definition--55d920b0-5e8b-4f79-9ee9-91f868d9b421": "AMBER",
+  "marking-definition--939a9414-2ddd-4d32-a0cd-375ea402b003": "AMBER+STRICT",
+  "marking-definition--e828b379-4e03-4974-9ac4-e53a884c97c1": "RED",
+};
+const tlpOf = (o) => (o.object_marking_refs || []).map((m) => TLP[m]).find(Boolean) || "-";
 
 async function sharing(root) {
   const cols = el("ul", { id: "sh-cols", class: "cols" });
   const objs = el("tbody", { id: "sh-rows" });
-  const type = el("input", { id: "sh-type", placeholder: "indicator", size: 16, "aria-label": "STIX type" });
+  const type = el("input", { id: "sh-type", placeholder: "indicator", size: 14, "aria-label": "STIX type" });
+  const after = el("input", { id: "sh-after", placeholder: "2026-01-01T00:00:00Z", size: 20, "aria-label": "Added after" });
+  const tlp = el("select", { id: "sh-tlp", "aria-label": "TLP" }, el("option", { value: "" }, "any TLP"),
+    ...["CLEAR", "GREEN", "AMBER", "AMBER+STRICT", "RED"].map((t) => el("option", { value: t }, t)));
+  const text = el("input", { id: "sh-search", placeholder: "search", size: 16, "aria-label": "Search" });
+  const all = el("input", { id: "sh-versions", type: "checkbox" });
+  const file = el("input", { id: "sh-file", type: "file", accept: ".json,application/json" });
+  const audience = el("input", { id: "sh-audience", placeholder: "org:mod, id:spiffe://…", size: 22, "aria-label": "Audience" });
+  const note = el("p", { id: "sh-note", role: "status" });
   const detail = el("pre", { id: "sh-detail", class: "detail" });
-  root.append(el("h1", {}, "Sharing"), el("div", { class: "split" },
-    el("div", {}, el("h2", {}, "Collections"), cols),
-    el("div", {}, el("div", { class: "bar" }, el("label", { for: "sh-type" }, "type "), type),
+  const versions = el("ul", { id: "sh-vers", class: "cols" });
+  root.append(el("h1", {}, "Sharing"), note, el("div", { class: "split" },
+    el("div", {}, el("h2", {}, "Collections"), cols,
+      el("h2", {}, "Import a STIX bundle into the collection shown"),
+      el("div", { class: "bar" }, file, el("label", { for: "sh-audience" }, "audience"), audience,
+        el("button", { type: "button", id: "sh-import", onclick: () => importFile() }, "Import")),
+      el("h2", {}, "Object"), detail, el("h2", {}, "Versions and sightings"), versions),
+    el("div", {}, el("form", { class: "bar", onsubmit: (ev) => { ev.preventDefault(); if (current) show(current.root, current.c); } },
+      el("label", { for: "sh-type" }, "type"), type, el("label", { for: "sh-after" }, "added after"), after, tlp, text,
+      el("label", { for: "sh-versions" }, all, " all versions"), el("button", { type: "submit" }, "Show")),
       el("table", { class: "records" }, el("thead", {}, el("tr", {}, el("th", {}, "type"), el("th", {}, "name / id"),
-        el("th", {}, "modified (UTC)"))), objs), detail)));
+        el("th", {}, "TLP"), el("th", {}, "modified (UTC)"))), objs))));
   let current = null;
-  const show = async (root_, c) => {
+  const base = () => `${current.root}collections/${current.c.id}/`;
+  async function open(o) {
+    detail.textContent = JSON.stringify(o, null, 1);
+    versions.replaceChildren();
+    try {
+      const v = await api(`${base()}objects/${encodeURIComponent(o.id)}/versions/`, TAXII);
+      for (const t of v.versions || []) versions.append(el("li", {}, `version ${utc(t)}`));
+      if (o.type === "indicator") {
+        const s = await api(`${base()}objects/?match[type]=sighting&limit=1000`, TAXII);
+        const mine = (s.objects || []).filter((x) => x.sighting_of_ref === o.id);
+        versions.append(el("li", { id: "sh-sightings" }, `${mine.length} sighting(s) in this collection`));
+        for (const x of mine)
+          versions.append(el("li", {}, `seen ${x.count || 1}× ${utc(x.first_seen || x.created)}–${utc(x.last_seen || x.modified)}`));
+      }
+    } catch (err) {
+      versions.append(el("li", {}, failed("versions", err)));
+    }
+  }
+  async function show(root_, c) {
     current = { root: root_, c };
     objs.replaceChildren();
-    const q = new URLSearchParams({ limit: "100" });
+    const q = new URLSearchParams({ limit: "500" });
     if (type.value.trim()) q.set("match[type]", type.value.trim());
+    if (after.value.trim()) q.set("added_after", after.value.trim());
+    if (all.checked) q.set("match[version]", "all");
     try {
       const r = await api(`${root_}collections/${c.id}/objects/?${q}`, TAXII);
-      for (const o of r.objects || []) {
-        const tr = el("tr", { tabindex: 0 }, el("td", {}, o.type), el("td", {}, o.name || o.id), el("td", {}, utc(o.modified)));
-        const open = () => { detail.textContent = JSON.stringify(o, null, 1); };
-        tr.addEventListener("click", open);
-        tr.addEventListener("keydown", (ev) => { if (ev.key === "Enter") open(); });
+      const words = text.value.trim().toLowerCase();
+      const shown = (r.objects || []).filter((o) => (!tlp.value || tlpOf(o) === tlp.value) &&
+        (!words || JSON.stringify(o).toLowerCase().includes(words)));
+      for (const o of shown) {
+        const tr = el("tr", { tabindex: 0 }, el("td", {}, o.type), el("td", {}, o.name || o.id), el("td", {}, tlpOf(o)),
+          el("td", {}, utc(o.modified)));
+        tr.addEventListener("click", () => open(o));
+        tr.addEventListener("keydown", (ev) => { if (ev.key === "Enter") open(o); });
         objs.append(tr);
       }
-      if (!(r.objects || []).length) objs.append(el("tr", {}, el("td", { colspan: 3 }, "no objects you may see")));
+      note.textContent = `${c.title || c.id}: ${shown.length} shown${r.more ? " (more on the server: narrow the filters)" : ""}`;
+      if (!shown.length) objs.append(el("tr", {}, el("td", { colspan: 4 }, "no objects you may see")));
     } catch (err) {
-      objs.append(el("tr", {}, el("td", { colspan: 3 }, failed(c.title, err))));
+      objs.append(el("tr", {}, el("td", { colspan: 4 }, failed(c.title, err))));
     }
-  };
-  type.addEventListener("change", () => current && show(current.root, current.c));
+  }
+  async function importFile() {
+    if (!current) { note.textContent = "choose a collection first"; return; }
+    const f = file.files[0];
+    if (!f) { note.textContent = "choose a file"; return; }
+    let objects;
+    try {
+      const j = JSON.parse(await f.text());
+      objects = Array.isArray(j) ? j : j.objects;
+      if (!Array.isArray(objects)) throw new Error("not a bundle, an envelope or a list of objects");
+    } catch (err) {
+      note.textContent = `${f.name}: ${err.message}`;
+      return;
+    }
+    let ok = 0, bad = 0;
+    const headers = { "Content-Type": TAXII, Accept: TAXII };
+    if (audience.value.trim()) headers["Kizuna-Audience"] = audience.value.trim();
+    for (let i = 0; i < objects.length; i += 500) {
+      const r = await fetch(`${base()}objects/`, { method: "POST", headers, body: JSON.stringify({ objects: objects.slice(i, i + 500) }) });
+      const b = await r.json();
+      if (!r.ok) { note.textContent = `import refused: ${b.description}`; return; }
+      ok += b.success_count || 0;
+      bad += b.failure_count || 0;
+    }
+    await show(current.root, current.c);
+    note.textContent = `${f.name}: ${ok} accepted, ${bad} refused. ${note.textContent}`;
+  }
   try {
     const d = await api("/taxii2/", TAXII);
     for (const rootUrl of d.api_roots || []) {
       const path = new URL(rootUrl, location.href).pathname;
       const cs = await api(`${path}collections/`, TAXII);
       for (const c of cs.collections || [])
-        cols.append(el("li", {}, el("button", { type: "button", onclick: () => show(path, c) }, c.title || c.id)));
+        cols.append(el("li", {}, el("button", { type: "button", "data-collection": c.id, onclick: () => show(path, c) }, c.title || c.id)));
     }
     if (!cols.children.length) cols.append(el("li", {}, "no collections"));
   } catch (err) {

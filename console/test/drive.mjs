@@ -82,6 +82,29 @@ try {
     out.task = { created, id, state, errors };
     if (a.shots) await page.screenshot({ path: `${a.shots}/picture-tasks.png`, fullPage: true });
   }
+  if (a.import) { // the Sharing page: import a bundle file, filter, open an object
+    errors = [];
+    await page.goto(`${a.url}#/sharing`, { waitUntil: "load" });
+    await page.waitForSelector("[data-collection]", { timeout: 15000 });
+    await page.click("[data-collection]");
+    const note = page.locator("#sh-note");
+    await until(async () => / shown/.test(await note.innerText()), 10000);
+    await page.setInputFiles("#sh-file", a.import.file);
+    await page.click("#sh-import");
+    await until(async () => /accepted|refused/.test(await note.innerText()), 20000);
+    const imported = await note.innerText();
+    await page.fill("#sh-type", "indicator");
+    await page.selectOption("#sh-tlp", a.import.tlp);
+    await page.click("form.bar button[type=submit]");
+    await until(async () => / shown/.test(await note.innerText()) && !(await note.innerText()).includes("accepted"), 10000);
+    await until(async () => (await page.locator("#sh-rows tr").count()) > 0, 10000);
+    const rows = await page.locator("#sh-rows").innerText();
+    await page.click("#sh-rows tr");
+    await until(async () => (await page.locator("#sh-vers li").count()) > 0, 10000);
+    out.import = { imported, rows, detail: await page.locator("#sh-detail").innerText(),
+      versions: await page.locator("#sh-vers").innerText(), errors };
+    if (a.shots) await page.screenshot({ path: `${a.shots}/sharing-import.png` });
+  }
   if (a.verify) { // the Audit page's chain check
     errors = [];
     await page.goto(`${a.url}#/audit`, { waitUntil: "load" });

@@ -7,6 +7,8 @@
   on the map with its symbol.
 - Under the policy of tests/data/policy, a person of lower clearance sees neither a secret
   record in the live view nor a secret entity in the picture, while the cleared one sees both.
+- On the Sharing page a STIX bundle file is imported into a collection; filtered by type and
+  TLP, only the matching indicator is listed; opening it shows its version and sightings.
 - On the Picture page, a task is created for an agent (that registered its kinds) and
   cancelled; the node's API shows it CANCELLED.
 - A revoke on the Connections page (with its in-page confirmation) closes that client's
@@ -133,6 +135,31 @@ def test_ship_replayed_from_ais_appears_on_the_map():
     assert not pic["errors"], pic["errors"]
 
 
+def test_bundle_imported_and_filtered_on_the_sharing_page():
+    green, red = ("marking-definition--bab4a63c-aed9-4cf5-a766-dfca5abac2bb",
+                  "marking-definition--e828b379-4e03-4974-9ac4-e53a884c97c1")
+    t = "2026-11-01T00:00:00.000Z"
+    def ind(uid, name, mark):
+        return {"type": "indicator", "spec_version": "2.1", "id": "indicator--%s" % uid, "created": t, "modified": t,
+                "name": name, "pattern": "[ipv4-addr:value = '198.51.100.%d']" % len(name), "pattern_type": "stix",
+                "valid_from": t, "object_marking_refs": [mark]}
+    bundle = {"type": "bundle", "id": "bundle--6f1c2b53-8e0c-4a4c-9d6a-2f4a2a0c0c01", "objects": [
+        ind("11111111-2222-4333-8444-555555555501", "green-one", green),
+        ind("11111111-2222-4333-8444-555555555502", "red-one", red),
+        {"type": "malware", "spec_version": "2.1", "id": "malware--11111111-2222-4333-8444-555555555503",
+         "created": t, "modified": t, "name": "not-an-indicator", "is_family": False}]}
+    path = os.path.join(node.dir, "small-bundle.json")
+    with open(path, "w") as f:
+        json.dump(bundle, f)
+    cert, key = admin()
+    r = drive(node, cert, key, **{"import": {"file": path, "tlp": "GREEN"}}, shots=os.environ.get("KZ_CONSOLE_SHOTS"))
+    im = r["import"]
+    assert "3 accepted, 0 refused" in im["imported"], im
+    assert "green-one" in im["rows"] and "red-one" not in im["rows"] and "not-an-indicator" not in im["rows"], im
+    assert "indicator--11111111-2222-4333-8444-555555555501" in im["detail"] and "version" in im["versions"], im
+    assert not im["errors"], im["errors"]
+
+
 def test_task_created_and_cancelled_on_the_picture_page():
     import requests
     kw = dict(verify=os.path.join(node.pki, "ca.pem"), cert=admin(), timeout=10)
@@ -210,6 +237,7 @@ def test_lower_clearance_sees_no_labelled_record_or_entity():
 
 
 run_tests([test_answers_at_root, test_every_page_loads_without_console_errors, test_record_published_over_mqtt_appears_live,
-           test_ship_replayed_from_ais_appears_on_the_map, test_task_created_and_cancelled_on_the_picture_page,
+           test_ship_replayed_from_ais_appears_on_the_map, test_bundle_imported_and_filtered_on_the_sharing_page,
+           test_task_created_and_cancelled_on_the_picture_page,
            test_revoke_from_the_console_closes_the_connection,
            test_lower_clearance_sees_no_labelled_record_or_entity])
