@@ -103,11 +103,23 @@ async function overview(root) {
         if (xs.length > 150) [xs, ins, outs].forEach((a) => a.shift());
         plot.setData([xs, ins, outs]);
       }
-      last = { t: now, in: m.kizuna_mqtt_messages_in_total, out: m.kizuna_mqtt_messages_out_total };
+      const rate = (k) => (last ? ((m[k] - last[k]) / (now - last.t)).toFixed(0) : "-");
+      const groups = Object.entries(m).filter(([k]) => k.startsWith("kizuna_mqtt_connections_by_group{"));
+      const all = groups.reduce((a, [, v]) => a + v, 0);
+      const pq = groups.filter(([k]) => /MLKEM/i.test(k)).reduce((a, [, v]) => a + v, 0);
+      const listeners = Object.keys(m).filter((k) => k.startsWith("kizuna_listener{"))
+        .map((k) => k.replace(/^kizuna_listener\{protocol="([^"]*)",address="([^"]*)"\}$/, "$1 $2"))
+        .map((l) => (/^https .*:0$/.test(l) ? `https ${location.host}` : l)); // port 0: the one the browser reached
+      const bin = rate("kizuna_mqtt_bytes_in_total"), bout = rate("kizuna_mqtt_bytes_out_total");
+      last = { t: now, in: m.kizuna_mqtt_messages_in_total, out: m.kizuna_mqtt_messages_out_total,
+        kizuna_mqtt_bytes_in_total: m.kizuna_mqtt_bytes_in_total, kizuna_mqtt_bytes_out_total: m.kizuna_mqtt_bytes_out_total };
       const now_ = $("#ov-now");
       if (now_)
         now_.replaceChildren(el("dl", {},
+          el("dt", {}, "listeners"), el("dd", { id: "ov-listeners" }, listeners.join(", ") || "-"),
           el("dt", {}, "MQTT connections"), el("dd", { id: "ov-conns" }, m.kizuna_mqtt_connections),
+          el("dt", {}, "post-quantum share"), el("dd", { id: "ov-pq" }, all ? `${pq} of ${all} (${Math.round((100 * pq) / all)} %)` : "-"),
+          el("dt", {}, "bytes/s in / out"), el("dd", {}, `${bin} / ${bout}`),
           el("dt", {}, "HTTPS connections"), el("dd", {}, m.kizuna_http_connections),
           el("dt", {}, "records stored"), el("dd", { id: "ov-records" }, m.kizuna_store_records),
           el("dt", {}, "store bytes"), el("dd", {}, m.kizuna_store_bytes),

@@ -3,6 +3,7 @@
 #include "node/node_http.h"
 #include "node/node_sessions.h"
 #include "node/node_console.h"
+#include "node/node_config.h"
 #include "services/entity/entity_service.h"
 #include "services/task/task_service.h"
 #include "node/node_adapters.h"
@@ -216,6 +217,36 @@ static void slow_metric(void *ctx, const struct mqtt_slow_entry *e)
 	kz_buf_append(sp->b, line, (size_t)n);
 }
 
+/* Connected MQTT clients by key-exchange group: how many use the post-quantum hybrid. */
+static void tls_groups(struct kz_buf *b, struct node_http *nh)
+{
+	enum { MAXC = 4096, MAXG = 8 };
+	struct mqtt_conn_entry *v = calloc(MAXC, sizeof *v);
+	if (!v)
+		return;
+	size_t total, n = mqtt_broker_connections(nh->broker, v, MAXC, &total);
+	const char *g[MAXG];
+	uint64_t c[MAXG];
+	size_t ng = 0;
+	for (size_t i = 0; i < n; i++) {
+		const char *x = v[i].tls_group ? v[i].tls_group : "unknown";
+		size_t k = 0;
+		while (k < ng && strcmp(g[k], x))
+			k++;
+		if (k == ng && ng < MAXG) {
+			g[ng] = x;
+			c[ng++] = 0;
+		}
+		if (k < ng)
+			c[k]++;
+	}
+	kz_buf_appendf(b, "# HELP kizuna_mqtt_connections_by_group Connected MQTT clients by TLS key-exchange group "
+			  "(of the first %d listed).\n# TYPE kizuna_mqtt_connections_by_group gauge\n", MAXC);
+	for (size_t k = 0; k < ng; k++)
+		kz_buf_appendf(b, "kizuna_mqtt_connections_by_group{group=\"%s\"} %llu\n", g[k], (unsigned long long)c[k]);
+	free(v);
+}
+
 static void metrics(void *arg, struct kz_http_req *r)
 {
 	struct node_http *nh = arg;
@@ -238,6 +269,13 @@ static void metrics(void *arg, struct kz_http_req *r)
 	metric(&b, "kizuna_mqtt_bytes_out_total", "counter", "MQTT bytes sent.", st[3]);
 	metric(&b, "kizuna_mqtt_messages_dropped_total", "counter", "Messages dropped (queue caps, expiry).", st[4]);
 	metric(&b, "kizuna_http_connections", "gauge", "Open HTTPS connections.", hs.connections);
+	tls_groups(&b, nh);
+	if (nh->cfg) {
+		kz_buf_appendf(&b, "# HELP kizuna_listener The node's listeners (value 1), by protocol and configured address.\n"
+				   "# TYPE kizuna_listener gauge\n");
+		kz_buf_appendf(&b, "kizuna_listener{protocol=\"mqtt\",address=\"%s\"} 1\n", nh->cfg->mqtt_listen);
+		kz_buf_appendf(&b, "kizuna_listener{protocol=\"https\",address=\"%s\"} 1\n", nh->cfg->https_listen);
+	}
 	static const char wh[] = "# HELP kizuna_http_worker_connections HTTPS connections per worker (balanced at accept).\n"
 				 "# TYPE kizuna_http_worker_connections gauge\n";
 	kz_buf_append(&b, wh, sizeof wh - 1);
@@ -523,10 +561,10 @@ static void whoami(void *arg, struct kz_http_req *r)
 int node_http_routes(struct node_http *nh)
 {
 	nh->admin = (struct node_admin){ nh->broker, nh->ca, "" };
-	snprintf(nh->admin.audit_dir, sizeof nh->admin.audit_dir, "%s/audit", nh->data_dir ? nh->data_dir : ".");
+	snprintf(nh->admin.audit_dir, sizeof nh->admin.audit_dir, "%s/audit", nh->cfg ? nh->cfg->data_dir : ".");
 	if (kz_http_route(nh->http, "/healthz", false, healthz, nh) || kz_http_route(nh->http, "/metrics", true, metrics, nh) ||
 	    kz_http_route(nh->http, "/api/v1/whoami", true, whoami, nh) || node_admin_routes(&nh->admin, nh->http) ||
-	    node_console_start(nh->console_dir ? nh->console_dir : "auto", nh->http, &nh->console))
+	    node_console_start(nh->cfg ? nh->cfg->https_console_dir : "auto", nh->http, &nh->console))
 		return -1;
 	return 0;
 }

@@ -6,6 +6,7 @@
 
 struct kz_http;
 struct node_console;
+struct node_config;
 struct kz_ca;
 struct net_tls_trust;
 struct kz_idlimits;
@@ -34,8 +35,7 @@ struct node_http {
 	struct kz_cluster *cluster;  /* NULL: a single node */
 	struct node_sessions *sessions; /* the cluster's shared sessions (with cluster) */
 	struct kz_ca *ca;            /* the CA, when this node holds its key: the operator's API */
-	const char *console_dir;     /* https.console_dir */
-	const char *data_dir;        /* DIR: its audit/ for the operator's API */
+	const struct node_config *cfg; /* the console's directory, DIR/audit, the listeners */
 	struct node_admin admin;     /* node_http_routes fills it */
 	struct node_console *console; /* the console's files (node_http_close frees them) */
 	struct entity_service *entities; /* NULL: not running */
