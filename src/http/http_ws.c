@@ -313,10 +313,10 @@ void kz_http_ws_adopt(struct hworker *w, struct kz_ws *ws)
 	ws->move_to = -1;
 	ws->moved_in = w;
 	atomic_fetch_add(&w->nws, 1);
+	ws->in_read = true; /* what moved() does (a close) ends the connection after it, not inside */
 	if (ws->cbs->moved)
 		ws->cbs->moved(ws->user, ws, w->idx);
-	if (!ws->sock)
-		return;
+	ws->in_read = false;
 	if (ws->closing) {
 		kick(ws);
 		return;

@@ -201,6 +201,8 @@ struct mqtt_conn_entry {
 struct mqtt_broker;
 /* Copies up to max entries into out; *total: how many there are. */
 size_t mqtt_broker_connections(struct mqtt_broker *b, struct mqtt_conn_entry *out, size_t max, size_t *total);
+/* The connected clients counted by TLS group (static strings): up to max groups. */
+size_t mqtt_broker_connection_groups(struct mqtt_broker *b, const char **groups, uint64_t *counts, size_t max);
 
 struct mqtt_client {
 	struct mqtt_broker *broker;

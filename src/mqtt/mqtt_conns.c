@@ -65,3 +65,23 @@ size_t mqtt_broker_connections(struct mqtt_broker *b, struct mqtt_conn_entry *ou
 	*total = all;
 	return n;
 }
+
+size_t mqtt_broker_connection_groups(struct mqtt_broker *b, const char **groups, uint64_t *counts, size_t max)
+{
+	size_t n = 0;
+	pthread_mutex_lock(&b->conns_lock);
+	for (const struct mqtt_conn_entry *e = b->conns; e; e = e->next) {
+		const char *g = e->tls_group ? e->tls_group : "unknown";
+		size_t k = 0;
+		while (k < n && strcmp(groups[k], g) != 0)
+			k++;
+		if (k == n && n < max) {
+			groups[n] = g;
+			counts[n++] = 0;
+		}
+		if (k < n)
+			counts[k]++;
+	}
+	pthread_mutex_unlock(&b->conns_lock);
+	return n;
+}

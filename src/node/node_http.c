@@ -220,31 +220,13 @@ static void slow_metric(void *ctx, const struct mqtt_slow_entry *e)
 /* Connected MQTT clients by key-exchange group: how many use the post-quantum hybrid. */
 static void tls_groups(struct kz_buf *b, struct node_http *nh)
 {
-	enum { MAXC = 4096, MAXG = 8 };
-	struct mqtt_conn_entry *v = calloc(MAXC, sizeof *v);
-	if (!v)
-		return;
-	size_t total, n = mqtt_broker_connections(nh->broker, v, MAXC, &total);
-	const char *g[MAXG];
-	uint64_t c[MAXG];
-	size_t ng = 0;
-	for (size_t i = 0; i < n; i++) {
-		const char *x = v[i].tls_group ? v[i].tls_group : "unknown";
-		size_t k = 0;
-		while (k < ng && strcmp(g[k], x))
-			k++;
-		if (k == ng && ng < MAXG) {
-			g[ng] = x;
-			c[ng++] = 0;
-		}
-		if (k < ng)
-			c[k]++;
-	}
-	kz_buf_appendf(b, "# HELP kizuna_mqtt_connections_by_group Connected MQTT clients by TLS key-exchange group "
-			  "(of the first %d listed).\n# TYPE kizuna_mqtt_connections_by_group gauge\n", MAXC);
+	const char *g[8];
+	uint64_t c[8];
+	size_t ng = mqtt_broker_connection_groups(nh->broker, g, c, 8);
+	kz_buf_appendf(b, "# HELP kizuna_mqtt_connections_by_group Connected MQTT clients by TLS key-exchange group.\n"
+			  "# TYPE kizuna_mqtt_connections_by_group gauge\n");
 	for (size_t k = 0; k < ng; k++)
 		kz_buf_appendf(b, "kizuna_mqtt_connections_by_group{group=\"%s\"} %llu\n", g[k], (unsigned long long)c[k]);
-	free(v);
 }
 
 static void metrics(void *arg, struct kz_http_req *r)
