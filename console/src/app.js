@@ -481,6 +481,19 @@ async function connections(root) {
     el("h2", {}, "Connected clients"),
     el("table", { class: "records" }, el("thead", {}, el("tr", {}, el("th", {}, "client id"), el("th", {}, "identity"),
       el("th", {}, "address"), el("th", {}, "protocol"), el("th", {}, "TLS group"), el("th", {}, "since (UTC)"))), conns),
+    el("h2", {}, "Enrolment token"),
+    el("form", { class: "bar", id: "tok-form", onsubmit: async (ev) => {
+      ev.preventDefault();
+      const body = { id: $("#tok-id").value.trim(), ttl_s: Number($("#tok-ttl").value) * 60 };
+      const r = await fetch("/api/v1/tokens", { method: "POST", headers: { "Content-Type": "application/json" }, body: JSON.stringify(body) });
+      const b = await r.json();
+      $("#tok-out").textContent = r.ok
+        ? `kizuna enroll --token ${b.token} --cafile ca.pem --out DIR    (for ${b.id}; usable once, until ${utc(b.expires)}; shown only now)`
+        : `no token: ${b.description}`;
+    } }, el("label", { for: "tok-id" }, "identity"), el("input", { id: "tok-id", size: 40, placeholder: "spiffe://kizuna.local/org/sensor/name" }),
+    el("label", { for: "tok-ttl" }, "usable for (min)"), el("input", { id: "tok-ttl", size: 4, value: "60" }),
+    el("button", { type: "submit" }, "Make token")),
+    el("pre", { id: "tok-out", class: "detail", "aria-live": "polite" }),
     el("h2", {}, "Certificates issued by this node's CA"),
     el("table", { class: "records" }, el("thead", {}, el("tr", {}, el("th", {}, "serial"), el("th", {}, "identity"),
       el("th", {}, "status"), el("th", {}, "valid until (UTC)"), el("th", {}, ""))), certs));

@@ -124,6 +124,13 @@ try {
     const note = page.locator("#cn-note");
     await until(async () => (await note.innerText()).length > 0, 10000);
     out.revoke = { note: await note.innerText(), errors };
+    if (a.revoke.token_for) { // and an enrolment token from the same page
+      await page.fill("#tok-id", a.revoke.token_for);
+      await page.click("#tok-form button[type=submit]");
+      const t = page.locator("#tok-out");
+      await until(async () => /token|no token/.test(await t.innerText()), 10000);
+      out.token = await t.innerText();
+    }
     if (a.shots) await page.screenshot({ path: `${a.shots}/connections.png` });
   }
 } catch (e) {

@@ -2,6 +2,7 @@
  *   GET  /api/v1/connections                    the connected MQTT clients
  *   GET  /api/v1/certificates                   the certificates this node's CA issued
  *   POST /api/v1/certificates/<serial>/revoke   revoke one: {"reason": "keyCompromise", ...}
+ *   POST /api/v1/tokens                         an enrolment token: {"id": SPIFFE-ID, "ttl_s", "lifetime_s"}
  *   GET  /api/v1/audit[?subject&action&decision&since&until&limit]   audit entries, newest first
  *   GET  /api/v1/audit/verify                   the chain's verification, as `kizuna audit verify`
  * Who may: node_http_gate decides, on the policy's rules for $SYS/connections (subscribe) and
@@ -185,6 +186,59 @@ static void certificates(void *arg, struct kz_http_req *r)
 	revoke_one(a, r, serial);
 }
 
+/* ---------- enrolment tokens ---------- */
+
+/* POST /api/v1/tokens: a single-use enrolment token (docs/CA.md), shown once in the answer
+ * and never again (the CA keeps only its hash). */
+static void tokens(void *arg, struct kz_http_req *r)
+{
+	struct node_admin *a = arg;
+	if (strcmp(r->method, "POST") != 0 || (strcmp(r->path, "/api/v1/tokens") && strcmp(r->path, "/api/v1/tokens/"))) {
+		kz_http_header(r, "Allow", "POST");
+		kz_http_error(r, strcmp(r->method, "POST") ? 405 : 404, NULL, strcmp(r->method, "POST") ? "Method Not Allowed" :
+			      "Not Found", "POST a token request to /api/v1/tokens");
+		return;
+	}
+	if (!a->ca) {
+		kz_http_error(r, 404, NULL, "Not Found", "this node holds no CA key: tokens are made where the CA is");
+		return;
+	}
+	struct kz_json_doc d = { 0 };
+	const struct kz_json *o;
+	long long ttl = a->token_ttl_s, life = a->lifetime_s < a->max_lifetime_s ? a->lifetime_s : a->max_lifetime_s;
+	const char *id;
+	const struct kz_json *t, *l;
+	if (kz_json_parse(&d, r->body, r->body_len) || !kz_json_is(o = kz_json_root(&d), KZ_JSON_OBJECT) ||
+	    !(id = kz_json_get_str(o, "id")) || ((t = kz_json_get(o, "ttl_s")) && !kz_json_int(t, &ttl)) ||
+	    ((l = kz_json_get(o, "lifetime_s")) && !kz_json_int(l, &life)) || ttl <= 0 || ttl > 86400 * 30 || life <= 0 ||
+	    life > a->max_lifetime_s) {
+		kz_json_free(&d);
+		kz_http_error(r, 400, NULL, "Bad Request", "the body must be {\"id\": SPIFFE-ID, \"ttl_s\": 1..2592000, "
+			      "\"lifetime_s\": up to ca.max_cert_lifetime (%u)}", a->max_lifetime_s);
+		return;
+	}
+	char tok[KZ_TOKEN_LEN], why[512] = "", sid[2100];
+	snprintf(sid, sizeof sid, "%s", id);
+	kz_json_free(&d);
+	int rc = kz_ca_token(a->ca, sid, (uint32_t)ttl, (uint32_t)life, tok, why, sizeof why);
+	kz_audit(&(struct kz_audit_entry){ .subject = r->identity, .serial = r->serial, .tls_group = r->tls_group,
+					  .issuer = r->issuer, .tls = r->tls_suite, .addr = r->peer_addr,
+					  .policy = r->policy_version, .action = "token", .resource = sid, .allow = rc == 0,
+					  .reason = rc == 0 ? "enrolment token made" : why });
+	if (rc) {
+		kz_http_error(r, rc == KZ_EINVAL ? 400 : 500, NULL, rc == KZ_EINVAL ? "Bad Request" : "Internal Server Error",
+			      "%s", why);
+		return;
+	}
+	char exp[40];
+	iso(kz_now_wall_ns() + (uint64_t)ttl * 1000000000u, exp);
+	struct kz_buf b;
+	kz_buf_init(&b, 0);
+	int bad = kz_buf_append(&b, "{", 1) || member(&b, true, "token", tok) || member(&b, false, "id", sid) ||
+		  member(&b, false, "expires", exp) || kz_buf_appendf(&b, ",\"lifetime_s\":%lld}", life);
+	send_buf(r, 201, &b, bad);
+}
+
 /* ---------- the audit log ---------- */
 
 #define AUDIT_DEFAULT 200
@@ -321,5 +375,5 @@ int node_admin_routes(struct node_admin *a, struct kz_http *h)
 {
 	return kz_http_route(h, "/api/v1/connections", true, connections, a) ||
 	       kz_http_route(h, "/api/v1/certificates", true, certificates, a) ||
-	       kz_http_route(h, "/api/v1/audit", true, audit, a);
+	       kz_http_route(h, "/api/v1/audit", true, audit, a) || kz_http_route(h, "/api/v1/tokens", true, tokens, a);
 }

@@ -495,6 +495,7 @@ int node_http_gate(void *ctx, struct kz_http_req *r, char *why, size_t why_len)
 		{ "/api/v1/detect", "$SYS/metrics", "allow subscribe $SYS/metrics where role=monitor" },
 		{ "/api/v1/connections", "$SYS/connections", "allow subscribe $SYS/connections where role=operator" },
 		{ "/api/v1/certificates", "$SYS/ca", "allow publish,subscribe $SYS/ca where role=admin" },
+		{ "/api/v1/tokens", "$SYS/ca", "allow publish,subscribe $SYS/ca where role=admin" },
 		{ "/api/v1/audit", "$SYS/audit", "allow subscribe $SYS/audit where role=auditor" },
 	};
 	for (size_t i = 0; i < sizeof SYS / sizeof SYS[0]; i++) {
@@ -542,8 +543,13 @@ static void whoami(void *arg, struct kz_http_req *r)
 
 int node_http_routes(struct node_http *nh)
 {
-	nh->admin = (struct node_admin){ nh->broker, nh->ca, "" };
+	nh->admin = (struct node_admin){ .b = nh->broker, .ca = nh->ca };
 	snprintf(nh->admin.audit_dir, sizeof nh->admin.audit_dir, "%s/audit", nh->cfg ? nh->cfg->data_dir : ".");
+	if (nh->cfg) {
+		nh->admin.token_ttl_s = nh->cfg->token_ttl_s;
+		nh->admin.lifetime_s = nh->cfg->ca_lifetime_s;
+		nh->admin.max_lifetime_s = nh->cfg->ca_max_lifetime_s;
+	}
 	if (kz_http_route(nh->http, "/healthz", false, healthz, nh) || kz_http_route(nh->http, "/metrics", true, metrics, nh) ||
 	    kz_http_route(nh->http, "/api/v1/whoami", true, whoami, nh) || node_admin_routes(&nh->admin, nh->http) ||
 	    node_console_start(nh->cfg ? nh->cfg->https_console_dir : "auto", nh->http, &nh->console))

@@ -461,6 +461,19 @@ def test_operator_api():
     assert r.status_code == 400
     v = requests.get(base + "/api/v1/audit/verify", **kw).json()
     assert v["intact"] and v["verdict"].startswith("intact"), v
+    # an enrolment token through the API, redeemed by `kizuna enroll`; refusals
+    r = requests.post(base + "/api/v1/tokens", json={"id": "spiffe://kizuna.local/nisc/sensor/kim", "ttl_s": 600}, **kw)
+    assert r.status_code == 201 and r.json()["token"].startswith("kzt1_") and r.json()["id"].endswith("/kim"), r.text
+    out = os.path.join(node.dir, "kim")
+    e = enroll(r.json()["token"], out)
+    assert os.path.exists(os.path.join(out, "cert.pem")), e.stdout + e.stderr
+    assert enroll(r.json()["token"], out + "2", ok=False).returncode != 0  # single use
+    assert requests.post(base + "/api/v1/tokens", json={"ttl_s": 600}, **kw).status_code == 400
+    assert requests.post(base + "/api/v1/tokens", json={"id": "spiffe://kizuna.local/nisc/sensor/kim",
+                                                        "lifetime_s": 10 ** 9}, **kw).status_code == 400
+    r = requests.post(base + "/api/v1/tokens", json={"id": "not a spiffe id"}, **kw)
+    assert r.status_code == 400, r.text
+    assert requests.get(base + "/api/v1/tokens", **kw).status_code == 405
 
 
 if __name__ == "__main__":

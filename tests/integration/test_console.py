@@ -12,7 +12,8 @@
 - On the Picture page, a task is created for an agent (that registered its kinds) and
   cancelled; the node's API shows it CANCELLED.
 - A revoke on the Connections page (with its in-page confirmation) closes that client's
-  connection (DISCONNECT 0x87), and the page listed the client first.
+  connection (DISCONNECT 0x87), and the page listed the client first; an enrolment token made
+  on that page is redeemed by `kizuna enroll`.
 - The node's answers at /: the strict Content-Security-Policy, gzip, caching, 401 without a
   certificate."""
 import json, os, shutil, subprocess, sys, tempfile, threading, time, urllib.request
@@ -183,8 +184,14 @@ def test_revoke_from_the_console_closes_the_connection():
                             text=True).stdout.strip().split("=")[1]
     c = node.client("victim-client", cert=victim)
     cert, key = admin()
-    r = drive(node, cert, key, revoke={"serial": serial, "client_id": "victim-client"},
+    r = drive(node, cert, key, revoke={"serial": serial, "client_id": "victim-client",
+                                       "token_for": "spiffe://kizuna.local/dev/sensor/new1"},
               shots=os.environ.get("KZ_CONSOLE_SHOTS"))
+    tok = r["token"].split("--token ")[1].split()[0]
+    d2 = os.path.join(node.dir, "new1")
+    e = subprocess.run([KIZUNA, "enroll", "--port", str(node.port), "--cafile", os.path.join(node.pki, "ca.pem"),
+                        "--token", tok, "--out", d2], capture_output=True, text=True)
+    assert e.returncode == 0 and os.path.exists(os.path.join(d2, "cert.pem")), e.stderr
     assert r["listed"], "the Connections page did not list the client"
     assert "revoked" in r["revoke"]["note"] and not r["revoke"]["errors"], r["revoke"]
     rc = c.disc.get(timeout=15)
