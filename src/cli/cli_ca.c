@@ -56,7 +56,7 @@ static void print_entry(const struct kz_ca_entry *e, void *arg)
 	kz_time_format((uint64_t)e->not_after * 1000000000u, na);
 	nb[19] = na[19] = 'Z';
 	nb[20] = na[20] = 0;
-	const char *st = e->status == 'R' ? "revoked" : e->not_after <= l->now ? "expired" : "valid";
+	const char *st = kz_ca_entry_status(e, l->now);
 	printf("%-32s  %-7s  %s  %s  %s%s%s\n", e->serial, st, nb, na, e->id, e->status == 'R' ? "  " : "",
 	       e->status == 'R' ? e->reason : "");
 	l->n++;

@@ -95,7 +95,7 @@ static void add_cert(const struct kz_ca_entry *e, void *arg)
 	iso((uint64_t)e->not_after * 1000000000u, na);
 	if (e->revoked_at)
 		iso((uint64_t)e->revoked_at * 1000000000u, ra);
-	const char *st = e->status == 'R' ? "revoked" : e->not_after <= (int64_t)(kz_now_wall_ns() / 1000000000u) ? "expired" : "valid";
+	const char *st = kz_ca_entry_status(e, (int64_t)(kz_now_wall_ns() / 1000000000u));
 	struct kz_buf *b = l->b;
 	bool first = l->n++ == 0;
 	l->rc = l->rc || kz_buf_append(b, first ? "{" : ",{", first ? 1 : 2) || member(b, true, "serial", e->serial) ||

@@ -78,6 +78,8 @@ struct kz_ca_entry {
 	char reason[32];
 	char id[2100];
 };
+/* "valid", "expired" (not_after <= now, Unix s) or "revoked". */
+const char *kz_ca_entry_status(const struct kz_ca_entry *e, int64_t now);
 /* Calls fn for every issued certificate, oldest first. */
 int kz_ca_list(struct kz_ca *ca, void (*fn)(const struct kz_ca_entry *e, void *arg), void *arg,
 	       char *why, size_t why_len);

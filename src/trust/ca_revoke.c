@@ -250,3 +250,8 @@ void kz_revoked_free(struct kz_revoked *r)
 	free(r);
 }
 
+
+const char *kz_ca_entry_status(const struct kz_ca_entry *e, int64_t now)
+{
+	return e->status == 'R' ? "revoked" : e->not_after <= now ? "expired" : "valid";
+}
