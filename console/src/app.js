@@ -62,6 +62,12 @@ function metricsOf(text) {
 
 let stopPage = () => {};
 
+function duration(s) {
+  if (!(s >= 0)) return "-";
+  const d = Math.floor(s / 86400), h = Math.floor((s % 86400) / 3600), m = Math.floor((s % 3600) / 60);
+  return d ? `${d} d ${h} h` : h ? `${h} h ${m} min` : `${m} min ${Math.floor(s % 60)} s`;
+}
+
 // ---------- Overview ----------
 async function overview(root) {
   const card = (title, id) => el("section", { class: "card" }, el("h2", {}, title), el("div", { id }));
@@ -116,6 +122,7 @@ async function overview(root) {
       const now_ = $("#ov-now");
       if (now_)
         now_.replaceChildren(el("dl", {},
+          el("dt", {}, "uptime"), el("dd", { id: "ov-uptime" }, duration(m.kizuna_uptime_seconds)),
           el("dt", {}, "listeners"), el("dd", { id: "ov-listeners" }, listeners.join(", ") || "-"),
           el("dt", {}, "MQTT connections"), el("dd", { id: "ov-conns" }, m.kizuna_mqtt_connections),
           el("dt", {}, "post-quantum share"), el("dd", { id: "ov-pq" }, all ? `${pq} of ${all} (${Math.round((100 * pq) / all)} %)` : "-"),

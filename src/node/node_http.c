@@ -275,6 +275,8 @@ static void metrics(void *arg, struct kz_http_req *r)
 	metric(&b, "kizuna_store_records", "gauge", "Durable records in the log (next sequence number - 1).",
 	       nh->broker->store ? kz_store_durable_next(nh->broker->store) - 1 : 0);
 	metric(&b, "kizuna_store_bytes", "gauge", "Bytes of the record log's segment files.", dir_bytes(nh->log_dir));
+	metric(&b, "kizuna_uptime_seconds", "gauge", "Seconds since the node started serving.",
+	       (kz_now_mono_ns() - nh->started_ns) / 1000000000u);
 	metric(&b, "kizuna_decisions_allowed_total", "counter", "Policy decisions that allowed (audited).", allowed);
 	metric(&b, "kizuna_decisions_denied_total", "counter", "Policy decisions that denied (audited).", denied);
 	metric(&b, "kizuna_audit_write_errors_total", "counter", "Audit log writes that failed.", kz_audit_write_errors());
@@ -543,6 +545,7 @@ static void whoami(void *arg, struct kz_http_req *r)
 
 int node_http_routes(struct node_http *nh)
 {
+	nh->started_ns = kz_now_mono_ns();
 	nh->admin = (struct node_admin){ .b = nh->broker, .ca = nh->ca };
 	snprintf(nh->admin.audit_dir, sizeof nh->admin.audit_dir, "%s/audit", nh->cfg ? nh->cfg->data_dir : ".");
 	if (nh->cfg) {

@@ -38,6 +38,7 @@ struct node_http {
 	const struct node_config *cfg; /* the console's directory, DIR/audit, the listeners */
 	struct node_admin admin;     /* node_http_routes fills it */
 	struct node_console *console; /* the console's files (node_http_close frees them) */
+	uint64_t started_ns;         /* monotonic, when the routes were made: the uptime */
 	struct entity_service *entities; /* NULL: not running */
 	struct task_service *tasks;      /* NULL: not running */
 	struct node_adapters *adapters;  /* NULL: none configured */
