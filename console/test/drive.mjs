@@ -82,6 +82,14 @@ try {
     out.task = { created, id, state, errors };
     if (a.shots) await page.screenshot({ path: `${a.shots}/picture-tasks.png`, fullPage: true });
   }
+  if (a.objects) { // the Sharing page: what the first collection lists for this identity
+    await page.goto(`${a.url}#/sharing`, { waitUntil: "load" });
+    await page.waitForSelector("[data-collection]", { timeout: 15000 });
+    await page.click("[data-collection]");
+    const note = page.locator("#sh-note");
+    await until(async () => / shown/.test(await note.innerText()), 10000);
+    out.objects = await page.locator("#sh-rows").innerText();
+  }
   if (a.import) { // the Sharing page: import a bundle file, filter, open an object
     errors = [];
     await page.goto(`${a.url}#/sharing`, { waitUntil: "load" });

@@ -6,7 +6,8 @@
 - A ship replayed from AIS (gpsd's sample, as UDP datagrams to the node's AIS adapter) appears
   on the map with its symbol.
 - Under the policy of tests/data/policy, a person of lower clearance sees neither a secret
-  record in the live view nor a secret entity in the picture, while the cleared one sees both.
+  record in the live view, nor a secret entity in the picture, nor a TLP RED object meant for
+  another on the Sharing page, while the one it is meant for sees all three.
 - On the Sharing page a STIX bundle file is imported into a collection; filtered by type and
   TLP, only the matching indicator is listed; opening it shows its version and sightings.
 - On the Picture page, a task is created for an agent (that registered its kinds) and
@@ -195,6 +196,7 @@ def test_revoke_from_the_console_closes_the_connection():
     assert r["listed"], "the Connections page did not list the client"
     assert "revoked" in r["revoke"]["note"] and not r["revoke"]["errors"], r["revoke"]
     rc = c.disc.get(timeout=15)
+    c.c.loop_stop()  # paho would reconnect, and be refused at the handshake
     assert rc == 0x87, "the revoked client got %r" % rc
     out = subprocess.run([KIZUNA, "ca", "list", "--data", node.data], capture_output=True, text=True).stdout
     assert any(serial.lstrip("0") in l and "revoked" in l for l in out.splitlines()), out
@@ -205,8 +207,8 @@ def test_lower_clearance_sees_no_labelled_record_or_entity():
     tmp = tempfile.mkdtemp(prefix="kz-con-pol-")
     for f in ("kizuna.policy", "identities"):
         shutil.copy(os.path.join(fix, f), tmp)
-    with open(os.path.join(tmp, "kizuna.policy"), "a") as f:  # the picture, for the organisation
-        f.write("allow publish,subscribe kz/entity/# where org=mod\n")
+    with open(os.path.join(tmp, "kizuna.policy"), "a") as f:  # the picture and TAXII, for the organisation
+        f.write("allow publish,subscribe kz/entity/# where org=mod\nallow publish,subscribe $taxii/# where org=mod\n")
     n = Node("policy.file = %s/kizuna.policy\npolicy.registry = %s/identities\n" % (tmp, tmp))
     td = "spiffe://kizuna.local/"
     alice = n.issue("alice", spiffe=td + "mod/user/alice")  # secret, cyber, operator
@@ -231,15 +233,39 @@ def test_lower_clearance_sees_no_labelled_record_or_entity():
             time.sleep(0.25)
         c.close()
 
+    # two TAXII objects: one TLP GREEN, one TLP RED for alice's eyes only (audience)
+    import requests
+    base = "https://localhost:%d" % n.https_port()
+    kw = dict(verify=os.path.join(n.pki, "ca.pem"), cert=alice, timeout=10)
+    h = {"Accept": "application/taxii+json;version=2.1", "Content-Type": "application/taxii+json;version=2.1"}
+    roots = requests.get(base + "/taxii2/", headers=h, **kw).json()["api_roots"]
+    root = urllib.request.urlparse(roots[0]).path
+    coll = requests.get(base + root + "collections/", headers=h, **kw).json()["collections"][0]["id"]
+    t = "2026-11-02T00:00:00.000Z"
+    def report(uid, name, mark):
+        return {"type": "report", "spec_version": "2.1", "id": "report--%s" % uid, "created": t, "modified": t,
+                "name": name, "published": t, "object_refs": ["identity--11111111-2222-4333-8444-555555555599"],
+                "object_marking_refs": [mark]}
+    for obj, extra in ((report("11111111-2222-4333-8444-555555555511", "open-report",
+                               "marking-definition--bab4a63c-aed9-4cf5-a766-dfca5abac2bb"), {}),
+                       (report("11111111-2222-4333-8444-555555555512", "red-report",
+                               "marking-definition--e828b379-4e03-4974-9ac4-e53a884c97c1"),
+                        {"Kizuna-Audience": "id:" + td + "mod/user/alice"})):
+        r = requests.post(base + root + "collections/%s/objects/" % coll, headers=dict(h, **extra),
+                          data=json.dumps({"objects": [obj]}), **kw)
+        assert r.status_code == 202 and r.json()["success_count"] == 1, r.text
     r = drive(n, dave[0], dave[1], pages=["picture"], live={"filter": "ops/#", "want": "open-" + token,
-                                                             "absent": ["secret-" + token]}, publish=publish)
+                                                             "absent": ["secret-" + token]}, publish=publish,
+              objects=True)
+    assert "open-report" in r["objects"] and "red-report" not in r["objects"], r["objects"]
     assert r["live"]["seen"], r["live"]
     assert not r["live"]["absent_seen"], "the uncleared person saw %r" % r["live"]["absent_seen"]
     pic = r["pages"]["picture"]["text"]
     assert "OPEN BUOY" in pic and "SECRET SUB" not in pic, pic[:800]
     # the cleared person sees the secret entity (so its absence above is the decision)
-    r = drive(n, alice[0], alice[1], pages=["picture"])
+    r = drive(n, alice[0], alice[1], pages=["picture"], objects=True)
     assert "SECRET SUB" in r["pages"]["picture"]["text"]
+    assert "open-report" in r["objects"] and "red-report" in r["objects"], r["objects"]
     n.stop()
 
 
