@@ -57,7 +57,7 @@ try {
     const rows = page.locator("#lv-rows");
     const seen = await until(async () => (await rows.innerText()).includes(a.live.want), a.live.timeout_ms || 20000);
     const text = await page.locator("#lv-rows").innerText();
-    out.live = { seen, absent_seen: (a.live.absent || []).filter((s) => text.includes(s)), errors,
+    out.live = { seen, absent_seen: (a.live.absent || []).filter((s) => text.includes(s)), errors, rows: text,
       status: await page.locator("#lv-status").innerText() };
     if (a.shots) await page.screenshot({ path: `${a.shots}/live-records.png` });
   }

@@ -654,7 +654,7 @@ int mqtt_retained_restore(struct mqtt_broker *b, const struct kz_record *r, uint
 {
 	if (r->payload.len == 0 || (r->expiry_ns && r->expiry_ns <= now_wall_ns))
 		return KZ_OK;
-	struct mqtt_msg *m = mqtt_msg_from_record(r);
+	struct mqtt_msg *m = mqtt_msg_from_record(b, r);
 	if (!m)
 		return KZ_ENOMEM;
 	m->retain = true;

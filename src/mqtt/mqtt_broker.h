@@ -30,6 +30,7 @@
 #include <stdint.h>
 
 struct mqtt_limits {
+	uint32_t origin_property;     /* 1: deliveries carry the user property kz-origin (the publisher) */
 	uint32_t max_packet_size;     /* inbound bytes; advertised in CONNACK */
 	uint32_t max_topic_len;
 	uint32_t max_topic_levels;
@@ -489,7 +490,7 @@ int mqtt_broker_inject(struct mqtt_broker *b, unsigned idx, struct mqtt_msg *m);
 /* A message from a stored record (replays, retained messages at start, records followed from
  * the cluster): its topic, payload, label, QoS, retain flag and the properties it forwards,
  * rebuilt from the attributes (mqtt_record.c). NULL when out of memory. */
-struct mqtt_msg *mqtt_msg_from_record(const struct kz_record *r);
+struct mqtt_msg *mqtt_msg_from_record(const struct mqtt_broker *b, const struct kz_record *r);
 /* Another node took client_id's session with epoch (any thread): shard-side, a session held
  * here with a lower epoch (or the same, when tie_wins) ends without ending for the cluster,
  * its connection gets DISCONNECT 0x8E; one with a higher epoch is shared again. */

@@ -230,7 +230,8 @@ static char *assign_client_id(struct mqtt_client *c, size_t *len)
 /* The properties a message forwards (§3.3.2.3): everything but Topic Alias, Message Expiry
  * (re-encoded per delivery) and Subscription Identifier; user properties keep their order
  * (§3.3.2.3.7). Under a policy, kz-label properties are replaced by the canonical label. */
-void mqtt_client_forward_props(const struct mqtt_props *pp, struct kz_buf *fw, const char *canon, size_t canon_len)
+void mqtt_client_forward_props(const struct mqtt_props *pp, struct kz_buf *fw, const char *canon, size_t canon_len,
+			       const char *origin)
 {
 	if (pp->has & MQTT_HAS(MQTT_PROP_PAYLOAD_FORMAT))
 		(void)mqtt_prop_append_byte(fw, MQTT_PROP_PAYLOAD_FORMAT, pp->payload_format);
@@ -243,20 +244,23 @@ void mqtt_client_forward_props(const struct mqtt_props *pp, struct kz_buf *fw, c
 	size_t off = 0;
 	struct mqtt_str uk, uv;
 	while (mqtt_user_next(pp, &off, &uk, &uv))
-		if ((!canon || uk.len != 8 || memcmp(uk.p, "kz-label", 8)) && !mqtt_user_key_lookalike(uk.p, uk.len))
+		if ((!canon || uk.len != 8 || memcmp(uk.p, "kz-label", 8)) && !mqtt_user_key_lookalike(uk.p, uk.len) &&
+		    (uk.len != 9 || memcmp(uk.p, "kz-origin", 9) != 0)) /* only the node says who published */
 			(void)mqtt_prop_append_pair(fw, uk, uv);
 	if (canon)
 		(void)mqtt_prop_append_pair(fw, (struct mqtt_str){ (const uint8_t *)"kz-label", 8 },
 					    (struct mqtt_str){ (const uint8_t *)canon, (uint32_t)canon_len });
+	if (origin) /* mqtt.origin_property: who published it, as its certificate says */
+		(void)mqtt_prop_append_pair(fw, (struct mqtt_str){ (const uint8_t *)"kz-origin", 9 },
+					    (struct mqtt_str){ (const uint8_t *)origin, (uint32_t)strlen(origin) });
 }
 
 static struct mqtt_msg *will_new(struct mqtt_client *c, const struct mqtt_connect *k, const struct msg_label *ml)
 {
-	(void)c;
 	struct kz_buf fw;
 	kz_buf_init(&fw, 0);
 	const struct mqtt_props *wp = &k->will_props;
-	mqtt_client_forward_props(wp, &fw, ml->canon, ml->len);
+	mqtt_client_forward_props(wp, &fw, ml->canon, ml->len, c->broker->lim.origin_property ? c->peer_id : NULL);
 	struct mqtt_msg *m = mqtt_msg_new_labelled(k->will_topic.p, k->will_topic.len, k->will_payload.p,
 						   k->will_payload.len, kz_buf_head(&fw), (uint32_t)fw.len,
 						   (const uint8_t *)ml->canon, (uint32_t)ml->len, ml->lab);

@@ -156,7 +156,8 @@ struct msg_label {
 };
 
 void mqtt_client_client_free(struct mqtt_client *c);
-void mqtt_client_forward_props(const struct mqtt_props *pp, struct kz_buf *fw, const char *canon, size_t canon_len);
+void mqtt_client_forward_props(const struct mqtt_props *pp, struct kz_buf *fw, const char *canon, size_t canon_len,
+			       const char *origin);
 void mqtt_handle_publish(struct mqtt_client *c, const struct mqtt_packet *pkt);
 void mqtt_handle_subscribe(struct mqtt_client *c, const struct mqtt_packet *pkt);
 void mqtt_handle_unsubscribe(struct mqtt_client *c, const struct mqtt_packet *pkt);

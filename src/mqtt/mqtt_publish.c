@@ -95,8 +95,8 @@ static struct mqtt_msg *msg_from_publish(struct mqtt_client *c, const struct mqt
 	const struct mqtt_props *pp = &pkt->props;
 	struct kz_buf fw;
 	kz_buf_init(&fw, 0);
-	if ((c->version == MQTT_V5 && pp->raw.len) || ml->canon)
-		mqtt_client_forward_props(pp, &fw, ml->canon, ml->len);
+	if ((c->version == MQTT_V5 && pp->raw.len) || ml->canon || c->broker->lim.origin_property)
+		mqtt_client_forward_props(pp, &fw, ml->canon, ml->len, c->broker->lim.origin_property ? c->peer_id : NULL);
 	struct mqtt_msg *m = mqtt_msg_new_labelled(topic.p, topic.len, pkt->payload.p, pkt->payload.len,
 						   fw.len ? kz_buf_head(&fw) : NULL, (uint32_t)fw.len,
 						   (const uint8_t *)ml->canon, (uint32_t)ml->len, ml->lab);

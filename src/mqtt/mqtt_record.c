@@ -33,7 +33,11 @@ static int props_to_attrs(const uint8_t *p, size_t n, struct kz_buf *attrs, stru
 		case MQTT_PROP_CONTENT_TYPE: *ctype = (struct kz_bytes){ a.p, a.len }; break;
 		case MQTT_PROP_RESPONSE_TOPIC: rc = kz_rec_attr_append(attrs, KZ_RATTR_RESPONSE_TOPIC, NULL, 0, a.p, a.len); break;
 		case MQTT_PROP_CORRELATION_DATA: rc = kz_rec_attr_append(attrs, KZ_RATTR_CORRELATION, NULL, 0, a.p, a.len); break;
-		case MQTT_PROP_USER_PROPERTY: rc = kz_rec_attr_append(attrs, KZ_RATTR_USER, a.p, a.len, b.p, b.len); break;
+		case MQTT_PROP_USER_PROPERTY:
+			/* kz-origin is the record's own origin, added again when it is delivered */
+			if (a.len != 9 || memcmp(a.p, "kz-origin", 9) != 0)
+				rc = kz_rec_attr_append(attrs, KZ_RATTR_USER, a.p, a.len, b.p, b.len);
+			break;
 		default: break; /* not forwarded, so never in a message's block */
 		}
 	}
@@ -63,8 +67,9 @@ int mqtt_record_encode(const struct mqtt_broker *b, const struct mqtt_msg *m, co
 	return rc;
 }
 
-/* The forwarded property block of a record, in mqtt_client_forward_props's order. */
-static int attrs_to_props(const struct kz_record *r, struct kz_buf *props)
+/* The forwarded property block of a record, in mqtt_client_forward_props's order (kz-origin,
+ * when wanted, last). */
+static int attrs_to_props(const struct kz_record *r, struct kz_buf *props, bool origin)
 {
 	struct kz_rec_attr a;
 	size_t off = 0;
@@ -89,15 +94,18 @@ static int attrs_to_props(const struct kz_record *r, struct kz_buf *props)
 				    : mqtt_prop_append_pair(props, (struct mqtt_str){ a.name.p, a.name.len }, v);
 		}
 	}
+	if (!rc && origin && r->origin_id.len && r->origin_id.len <= 65535)
+		rc = mqtt_prop_append_pair(props, (struct mqtt_str){ (const uint8_t *)"kz-origin", 9 },
+					   (struct mqtt_str){ r->origin_id.p, r->origin_id.len });
 	return rc;
 }
 
-struct mqtt_msg *mqtt_msg_from_record(const struct kz_record *r)
+struct mqtt_msg *mqtt_msg_from_record(const struct mqtt_broker *b, const struct kz_record *r)
 {
 	struct kz_buf props;
 	kz_buf_init(&props, 0);
 	struct mqtt_msg *m = NULL;
-	if (attrs_to_props(r, &props) == KZ_OK)
+	if (attrs_to_props(r, &props, b && b->lim.origin_property) == KZ_OK)
 		m = mqtt_msg_new_labelled(r->topic.p, r->topic.len, r->payload.p, r->payload.len, kz_buf_head(&props),
 					  (uint32_t)props.len, r->label.p, r->label.len, NULL);
 	kz_buf_cleanup(&props);

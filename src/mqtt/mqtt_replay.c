@@ -123,7 +123,7 @@ static int replay_cb(void *ctx, uint64_t seq, const uint8_t *body, size_t n, con
 	if (kz_record_decode(body, n, &rec, &why) == KZ_OK && rec.qos >= r->min_qos &&
 	    kz_topic_match((const uint8_t *)sub->filter, sub->filter_len, rec.topic.p, rec.topic.len) &&
 	    !(rec.expiry_ns && rec.expiry_ns <= st->now_ns)) {
-		struct mqtt_msg *m = mqtt_msg_from_record(&rec);
+		struct mqtt_msg *m = mqtt_msg_from_record(ss->shard->broker, &rec);
 		if (m) {
 			m->created_ms = ss->shard->now_ms;
 			atomic_store_explicit(&m->seq, seq, memory_order_relaxed);

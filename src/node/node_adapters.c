@@ -185,7 +185,7 @@ int node_record_write(struct mqtt_broker *b, const char *node_id, const char *id
 	memcpy(data, kz_buf_head(&rec), rec.len);
 	kz_buf_shrink(&rec, 1 << 16);
 	struct kz_record dec;
-	if (kz_record_decode(data, (size_t)(uint32_t)rec.len, &dec, why) || !(m = mqtt_msg_from_record(&dec))) {
+	if (kz_record_decode(data, (size_t)(uint32_t)rec.len, &dec, why) || !(m = mqtt_msg_from_record(b, &dec))) {
 		free(data);
 		*why = "out of memory";
 		return -1;

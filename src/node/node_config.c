@@ -264,6 +264,8 @@ static const struct directive directives[] = {
 	  "Most '/'-separated levels in a topic or filter." },
 	{ "limits.max_subs_per_client", T_U32, L(max_subs_per_client), 0, 1, 1000000, "1000",
 	  "Subscriptions per session; more are refused with SUBACK 0x97 Quota exceeded." },
+	{ "mqtt.origin_property", T_U32, L(origin_property), 0, 0, 1, "0",
+	  "1: every MQTT 5 delivery carries the user property kz-origin, the publisher's SPIFFE ID as its certificate said (also for replayed and followed records; the console's Live traffic shows it). A kz-origin sent by a client is never forwarded. 0: none (subscribers see who published only through the record log)." },
 	{ "limits.max_inflight", T_U16, L(max_inflight), 0, 1, 65535, "64",
 	  "In-flight QoS 1/2 window each way: our Receive Maximum and the cap on unacknowledged messages we send." },
 	{ "limits.max_queued_msgs", T_U32, L(max_queued_msgs), 0, 1, 100000000, "10000",

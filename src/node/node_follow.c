@@ -64,7 +64,7 @@ int node_follow(void *arg, const uint8_t *body, size_t n, void **slot)
 		kz_cluster_followed(node_follow_cluster, 0); /* nothing to store; acknowledged with its batch */
 		return 0;
 	}
-	struct mqtt_msg *m = mqtt_msg_from_record(&r);
+	struct mqtt_msg *m = mqtt_msg_from_record(b, &r);
 	uint8_t *data = m ? malloc(n) : NULL;
 	struct node_held *h = data && slot ? malloc(sizeof *h) : NULL;
 	if (!data || (slot && !h)) {

@@ -30,7 +30,7 @@ if not os.path.exists(CHROMIUM) or not shutil.which("node") or not os.path.isdir
 
 AIS = os.path.join(HERE, "..", "..", "..", "shared", "data", "tracks", "gpsd", "sample.aivdm")
 UPORT = free_port()
-node = Node("tls.cert_check_ms = 500\nadapter.ais.udp = 127.0.0.1:%d\n"
+node = Node("tls.cert_check_ms = 500\nmqtt.origin_property = 1\nadapter.ais.udp = 127.0.0.1:%d\n"
             "adapter.ais.identity = spiffe://kizuna.local/dev/service/ais\n" % UPORT)
 url = "https://localhost:%d/" % node.https_port()
 if "console: " not in node.logtext() or "no files in" in node.logtext():
@@ -115,6 +115,7 @@ def test_record_published_over_mqtt_appears_live():
               shots=os.environ.get("KZ_CONSOLE_SHOTS"))
     assert r["live"]["seen"], r["live"]
     assert not r["live"]["errors"], r["live"]["errors"]
+    assert "spiffe://kizuna.local/dev/user/admin" in r["live"]["rows"], r["live"]  # its origin (mqtt.origin_property)
 
 
 def test_ship_replayed_from_ais_appears_on_the_map():

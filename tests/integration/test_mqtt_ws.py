@@ -205,6 +205,35 @@ def test_policy_applies_over_websocket():
     n.stop()
 
 
+def test_origin_property():
+    """mqtt.origin_property = 1: deliveries carry kz-origin, the publisher's identity, live and
+    replayed; one a client sends is dropped, not forwarded."""
+    from paho.mqtt.properties import Properties
+    from paho.mqtt.packettypes import PacketTypes
+    n = Node("mqtt.origin_property = 1\n")
+    bob = n.issue("bob")
+    sub = n.client("origin-sub", ws=True)
+    sub.sub("origin/#", qos=1)
+    p = Properties(PacketTypes.PUBLISH)
+    p.UserProperty = [("note", "kept"), ("kz-origin", "spiffe://forged/x/user/y")]
+    c = n.client("origin-pub", cert=bob)
+    c.pub("origin/a", "hello", qos=1, props=p)
+    m = sub.get()
+    up = getattr(m.properties, "UserProperty", [])
+    assert ("note", "kept") in up and up.count(("kz-origin", "spiffe://kizuna.local/dev/user/bob")) == 1, up
+    assert not [v for k, v in up if k == "kz-origin" and "forged" in v], up
+    # replayed from the log: the same, from the record's origin
+    rp = Properties(PacketTypes.SUBSCRIBE)
+    rp.UserProperty = [("kz-replay-since", "2000-01-01T00:00:00Z")]
+    r = n.client("origin-replay")
+    r.sub("origin/#", qos=1, props=rp)
+    up = getattr(r.get().properties, "UserProperty", [])
+    assert ("kz-origin", "spiffe://kizuna.local/dev/user/bob") in up, up
+    for x in (sub, c, r):
+        x.close()
+    n.stop()
+
+
 def test_disabled():
     n = Node("mqtt.websocket = 0\n")
     s, st, head, body = ws_conn(n)
@@ -215,4 +244,4 @@ def test_disabled():
 
 run_tests([test_both_ways_with_paho_v5_and_v311, test_many_client_ids_move_to_their_home_worker,
            test_will_when_the_websocket_drops, test_handshake_refusals_are_clear, test_accept_key_and_frames,
-           test_policy_applies_over_websocket, test_disabled])
+           test_policy_applies_over_websocket, test_origin_property, test_disabled])
