@@ -30,7 +30,7 @@ med = lambda v: sorted(v)[len(v) // 2]
 print("# console (bench/console.py %s %d %d), Chromium %s, %d cores" % (os.path.basename(KIZUNA), RATE, SECS,
       subprocess.run(["chromium", "--version"], capture_output=True, text=True).stdout.split()[1], os.cpu_count()))
 print("first page interactive, cold (fresh context): median %d ms, max %d ms  %s" % (med(r["cold_ms"]), max(r["cold_ms"]), r["cold_ms"]))
-print("first page interactive, cached (same context): median %d ms, max %d ms  %s" % (med(r["warm_ms"]), max(r["warm_ms"]), r["warm_ms"]))
+print("first page interactive, reload (bundles cached): median %d ms, max %d ms  %s" % (med(r["warm_ms"]), max(r["warm_ms"]), r["warm_ms"]))
 lv = r["live"]
 print("live view, %d records/s for %d s (kizuna bench mqtt: %s)" % (RATE, SECS, " ".join(load.stdout.split("\n")[-3:]).strip()[:200]))
 print("  frames %d, gap p50 %.1f ms, p99 %.1f ms, max %.1f ms; rows kept %d; status: %s" %

@@ -12,14 +12,16 @@ rmSync(out, { recursive: true, force: true });
 mkdirSync(join(out, "assets"), { recursive: true });
 
 const result = await esbuild.build({
-  entryPoints: [join(here, "src/app.js"), join(here, "src/app.css")],
+  entryPoints: [join(here, "src/app.js"), join(here, "src/app.css"), join(here, "src/live-worker.js")],
   bundle: true,
   minify: true,
   format: "esm",
   platform: "browser",
+  splitting: true, // the map and mqtt.js in chunks of their own, loaded by their pages
   target: ["chrome110", "firefox110"],
   outdir: join(out, "assets"),
   entryNames: "[name]-[hash]",
+  chunkNames: "chunk-[hash]",
   assetNames: "[name]-[hash]",
   loader: { ".png": "file", ".json": "json" },
   metafile: true,
@@ -30,9 +32,11 @@ const result = await esbuild.build({
 const outputs = Object.keys(result.metafile.outputs).map((p) => basename(p));
 const js = outputs.find((f) => /^app-.*\.js$/.test(f));
 const css = outputs.find((f) => /^app-.*\.css$/.test(f));
+const worker = outputs.find((f) => /^live-worker-.*\.js$/.test(f));
 const html = readFileSync(join(here, "src/index.html"), "utf8")
   .replace("%APP_JS%", "/assets/" + js)
-  .replace("%APP_CSS%", "/assets/" + css);
+  .replace("%APP_CSS%", "/assets/" + css)
+  .replace("%LIVE_WORKER%", "/assets/" + worker);
 writeFileSync(join(out, "index.html"), html);
 
 let total = 0;

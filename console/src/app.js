@@ -1,12 +1,9 @@
 // app.js — kizuna's console (docs/CONSOLE.md): pages drawn from the node's own API, over the
 // browser's mutual TLS connection. What the node refuses this identity is not shown: the
 // console asks and draws the answers, it never widens them.
-import mqtt from "mqtt";
 import uPlot from "uplot";
-import L from "leaflet";
-import ms from "milsymbol";
-import { feature } from "topojson-client";
-import land from "world-atlas/land-110m.json";
+// The map (Leaflet, milsymbol, the outlines) and mqtt.js are loaded when their page opens:
+// the first page needs neither, and they are most of the bytes (docs/CONSOLE.md "Measured").
 
 const $ = (sel, root = document) => root.querySelector(sel);
 const main = () => $("#main");
@@ -142,9 +139,9 @@ async function overview(root) {
 }
 
 // ---------- Live traffic ----------
-const MAX_ROWS = 500, DRAW_PER_FRAME = 100;
+const MAX_ROWS = 200;
 
-function live(root) {
+async function live(root) {
   const filter = el("input", { id: "lv-filter", value: "#", "aria-label": "Topic filter", size: 30 });
   const status = el("span", { id: "lv-status", role: "status" }, "not subscribed");
   const pause = el("button", { id: "lv-pause", type: "button" }, "Pause");
@@ -157,59 +154,48 @@ function live(root) {
       el("label", { for: "lv-since" }, " replay from (UTC) "),
       el("input", { id: "lv-since", placeholder: "2026-01-01T00:00:00Z", size: 22 }),
       el("button", { type: "submit" }, "Subscribe"), pause, status),
-    el("table", { class: "records" },
+    el("table", { class: "records live" },
       el("thead", {}, el("tr", {}, el("th", {}, "time (UTC)"), el("th", {}, "topic"), el("th", {}, "origin"),
         el("th", {}, "label"), el("th", {}, "payload"))), rows),
     detail);
-  let client = null, paused = false, pending = [], dropped = 0, raf = 0;
+  // The MQTT client runs in a worker (live-worker.js); it sends the newest records ten times a
+  // second and how many it did not send, and the page draws those.
+  const worker = new Worker(document.documentElement.dataset.liveWorker, { type: "module" });
+  let paused = false, topic = "", dropped = 0;
   pause.addEventListener("click", () => {
     paused = !paused;
     pause.textContent = paused ? "Resume" : "Pause";
+    worker.postMessage({ cmd: "pause", value: paused });
   });
-  const draw = () => {
-    raf = 0;
-    const batch = pending.splice(0, DRAW_PER_FRAME);
-    if (pending.length > DRAW_PER_FRAME * 10) { // more than the page can draw: sample, and say so
-      dropped += pending.length;
-      pending = [];
-    }
-    for (const m of batch) rows.prepend(m);
-    while (rows.children.length > MAX_ROWS) rows.lastChild.remove();
-    if (dropped) status.textContent = `subscribed; ${dropped} records not drawn (too fast to show every one)`;
-    if (pending.length) raf = requestAnimationFrame(draw);
+  const row = (m) => {
+    const tr = el("tr", { tabindex: 0 },
+      el("td", {}, utc(m.at)), el("td", {}, m.topic), el("td", {}, m.up["kz-origin"] || "-"),
+      el("td", { class: "label" }, m.up["kz-label"] || "-"), el("td", { class: "payload" }, m.preview));
+    const open = () => { detail.textContent = `${m.topic}\n${JSON.stringify(m.up)}\n\n${m.full}`; };
+    tr.addEventListener("click", open);
+    tr.addEventListener("keydown", (ev) => { if (ev.key === "Enter") open(); });
+    return tr;
   };
-  function start(topic) {
-    if (client) client.end(true);
-    dropped = 0;
-    const since = $("#lv-since").value.trim();
-    client = mqtt.connect(`wss://${location.host}/mqtt`, {
-      protocolVersion: 5, clean: true, reconnectPeriod: 0, timerVariant: "native", clientId: `console-${Math.random().toString(16).slice(2, 10)}`,
-    });
-    client.on("connect", () => {
-      const opts = { qos: 0 };
-      if (since) opts.properties = { userProperties: { "kz-replay-since": since } };
-      client.subscribe(topic, opts, (err, granted) => {
-        const rc = granted && granted[0] ? granted[0].qos : 128;
-        status.textContent = err || rc >= 128 ? `refused (reason ${rc})` : `subscribed to ${topic}`;
-      });
-    });
-    client.on("error", (e) => { status.textContent = `error: ${e.message}`; });
-    client.on("message", (t, payload, packet) => {
-      if (paused) return;
-      const up = (packet.properties && packet.properties.userProperties) || {};
-      const text = new TextDecoder().decode(payload.subarray(0, 200));
-      const tr = el("tr", { tabindex: 0 },
-        el("td", {}, utc(Date.now())), el("td", {}, t), el("td", {}, up["kz-origin"] || "-"),
-        el("td", { class: "label" }, up["kz-label"] || "-"), el("td", { class: "payload" }, text));
-      const open = () => { detail.textContent = `${t}\n${JSON.stringify(up)}\n\n${new TextDecoder().decode(payload)}`; };
-      tr.addEventListener("click", open);
-      tr.addEventListener("keydown", (ev) => { if (ev.key === "Enter") open(); });
-      pending.push(tr);
-      if (!raf) raf = requestAnimationFrame(draw);
-    });
+  worker.onmessage = (ev) => {
+    const m = ev.data;
+    if (m.status) {
+      topic = m.topic || topic;
+      status.textContent = m.status;
+      return;
+    }
+    const frag = document.createDocumentFragment();
+    for (let i = m.rows.length - 1; i >= 0; i--) frag.append(row(m.rows[i]));
+    rows.prepend(frag);
+    while (rows.children.length > MAX_ROWS) rows.lastChild.remove();
+    dropped = m.dropped;
+    status.textContent = dropped ? `subscribed to ${topic}; ${dropped} records not drawn (too fast to show every one)`
+      : `subscribed to ${topic}`;
+  };
+  function start(t) {
+    worker.postMessage({ cmd: "start", url: `wss://${location.host}/mqtt`, topic: t, since: $("#lv-since").value.trim() });
   }
   start(filter.value);
-  return () => { if (client) client.end(true); cancelAnimationFrame(raf); };
+  return () => { worker.postMessage({ cmd: "stop" }); worker.terminate(); };
 }
 
 // ---------- Picture ----------
@@ -224,6 +210,7 @@ function sidcOf(type) {
 }
 
 async function picture(root) {
+  const { L, ms, feature, land } = await import("./map.js");
   const list = el("tbody", { id: "pc-rows" });
   const info = el("pre", { id: "pc-detail", class: "detail" });
   const fType = el("input", { id: "pc-type", size: 10, placeholder: "a-f", "aria-label": "Type prefix" });
