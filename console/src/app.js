@@ -364,6 +364,7 @@ async function sharing(root) {
   const tlp = el("select", { id: "sh-tlp", "aria-label": "TLP" }, el("option", { value: "" }, "any TLP"),
     ...["CLEAR", "GREEN", "AMBER", "AMBER+STRICT", "RED"].map((t) => el("option", { value: t }, t)));
   const text = el("input", { id: "sh-search", placeholder: "search", size: 16, "aria-label": "Search" });
+  const aud = el("input", { id: "sh-aud", placeholder: "org:mod", size: 14, "aria-label": "Audience names" });
   const all = el("input", { id: "sh-versions", type: "checkbox" });
   const file = el("input", { id: "sh-file", type: "file", accept: ".json,application/json" });
   const audience = el("input", { id: "sh-audience", placeholder: "org:mod, id:spiffe://…", size: 22, "aria-label": "Audience" });
@@ -378,6 +379,7 @@ async function sharing(root) {
       el("h2", {}, "Object"), detail, el("h2", {}, "Versions and sightings"), versions),
     el("div", {}, el("form", { class: "bar", onsubmit: (ev) => { ev.preventDefault(); if (current) show(current.root, current.c); } },
       el("label", { for: "sh-type" }, "type"), type, el("label", { for: "sh-after" }, "added after"), after, tlp, text,
+      el("label", { for: "sh-aud" }, "audience"), aud,
       el("label", { for: "sh-versions" }, all, " all versions"), el("button", { type: "submit" }, "Show")),
       el("table", { class: "records" }, el("thead", {}, el("tr", {}, el("th", {}, "type"), el("th", {}, "name / id"),
         el("th", {}, "TLP"), el("th", {}, "modified (UTC)"))), objs))));
@@ -407,6 +409,7 @@ async function sharing(root) {
     if (type.value.trim()) q.set("match[type]", type.value.trim());
     if (after.value.trim()) q.set("added_after", after.value.trim());
     if (all.checked) q.set("match[version]", "all");
+    if (aud.value.trim()) q.set("match[audience]", aud.value.trim());
     try {
       const r = await api(`${root_}collections/${c.id}/objects/?${q}`, TAXII);
       const words = text.value.trim().toLowerCase();

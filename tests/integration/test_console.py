@@ -255,6 +255,12 @@ def test_lower_clearance_sees_no_labelled_record_or_entity():
         r = requests.post(base + root + "collections/%s/objects/" % coll, headers=dict(h, **extra),
                           data=json.dumps({"objects": [obj]}), **kw)
         assert r.status_code == 202 and r.json()["success_count"] == 1, r.text
+    # kizuna's match[audience]: the objects whose audience names alice
+    q = requests.get(base + root + "collections/%s/objects/" % coll, headers=h,
+                     params={"match[audience]": "id:" + td + "mod/user/alice"}, **kw).json()
+    assert [o["name"] for o in q.get("objects", [])] == ["red-report"], q
+    bad = requests.get(base + root + "collections/%s/objects/" % coll, headers=h, params={"match[audience]": "nobody"}, **kw)
+    assert bad.status_code == 400 and "match[audience]" in bad.json()["description"], bad.text
     r = drive(n, dave[0], dave[1], pages=["picture"], live={"filter": "ops/#", "want": "open-" + token,
                                                              "absent": ["secret-" + token]}, publish=publish,
               objects=True)

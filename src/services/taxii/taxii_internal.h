@@ -184,10 +184,11 @@ struct tx_query {
 	bool spec_given, spec21;
 	size_t n_by, n_mk; /* match[created_by_ref], match[object_marking_refs] (refs indexes) */
 	uint32_t by[64], mk[64];
+	char aud[600];     /* match[audience]: canonical entries, ',' between them ("" none) */
 	const char *bad; /* why the query is refused */
 	char bad_buf[200];
 	struct taxii *t;
-	int seen_limit, seen_next, seen_added, seen_id, seen_type, seen_ver, seen_spec, seen_by, seen_mk;
+	int seen_limit, seen_next, seen_added, seen_id, seen_type, seen_ver, seen_spec, seen_by, seen_mk, seen_aud;
 };
 
 /* One page: copies of the matching entries (at most limit), whether there are more and the

@@ -176,6 +176,18 @@ static int q_param(void *ctx, const char *k, const char *v)
 		}
 		if (!*cnt)
 			return q_bad(q, "%s: empty", k);
+	} else if (strcmp(k, "match[audience]") == 0) {
+		/* kizuna's own (docs/TAXII.md): objects whose audience names one of these entries */
+		if (q->seen_aud++)
+			return q_bad(q, "%s given twice (use a comma list)", k);
+		size_t cnt = 0;
+		const char *w = "empty";
+		int rc = kz_audience_canon(v, q->aud, sizeof q->aud, &cnt, &w);
+		if (rc || !cnt) {
+			snprintf(q->bad_buf, sizeof q->bad_buf, "%s: %s", k, rc ? w : "empty");
+			q->bad = q->bad_buf;
+			return 1;
+		}
 	} else if (strncmp(k, "match[", 6) == 0) {
 		return q_bad(q, "%s: this server does not filter on that field", k);
 	}
@@ -235,6 +247,25 @@ int taxii_query_check(const char *qs, size_t n, char *why, size_t why_len)
 }
 
 /* Does entry i pass the filters (caller holds the read lock)? */
+/* Does the audience sh name one of the canonical entries of list ("org:a,id:spiffe://...")? */
+static bool audience_names(const struct kz_share *sh, const char *list)
+{
+	for (const char *p = list; *p;) {
+		const char *end = strchr(p, ',');
+		size_t n = end ? (size_t)(end - p) : strlen(p);
+		bool org = n > 4 && memcmp(p, "org:", 4) == 0;
+		const char *v = p + (org ? 4 : 3);
+		size_t vn = n - (org ? 4 : 3);
+		for (uint8_t k = 0; k < (org ? sh->n_orgs : sh->n_ids); k++) {
+			const char *x = org ? sh->orgs[k] : sh->ids[k];
+			if (strlen(x) == vn && memcmp(x, v, vn) == 0)
+				return true;
+		}
+		p = end ? end + 1 : p + n;
+	}
+	return false;
+}
+
 static bool passes(struct taxii *t, struct tx_coll *c, const struct tx_subject *sub, const struct tx_query *q, uint32_t i)
 {
 	const struct tx_ent *e = &c->e[i];
@@ -273,6 +304,8 @@ static bool passes(struct taxii *t, struct tx_coll *c, const struct tx_subject *
 		if (!any)
 			return false;
 	}
+	if (q->aud[0] && !audience_names(&t->acc[e->acc_i]->share, q->aud))
+		return false;
 	if (q->v_all)
 		return true;
 	for (size_t k = 0; k < q->n_vts; k++)
