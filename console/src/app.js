@@ -371,6 +371,9 @@ async function sharing(root) {
   const note = el("p", { id: "sh-note", role: "status" });
   const detail = el("pre", { id: "sh-detail", class: "detail" });
   const versions = el("ul", { id: "sh-vers", class: "cols" });
+  let cursor = null, count = 0;
+  const more = el("button", { type: "button", id: "sh-more", disabled: true, onclick: () => current && show(current.root, current.c, cursor) },
+    "More");
   root.append(el("h1", {}, "Sharing"), note, el("div", { class: "split" },
     el("div", {}, el("h2", {}, "Collections"), cols,
       el("h2", {}, "Import a STIX bundle into the collection shown"),
@@ -382,7 +385,7 @@ async function sharing(root) {
       el("label", { for: "sh-aud" }, "audience"), aud,
       el("label", { for: "sh-versions" }, all, " all versions"), el("button", { type: "submit" }, "Show")),
       el("table", { class: "records" }, el("thead", {}, el("tr", {}, el("th", {}, "type"), el("th", {}, "name / id"),
-        el("th", {}, "TLP"), el("th", {}, "modified (UTC)"))), objs))));
+        el("th", {}, "TLP"), el("th", {}, "modified (UTC)"))), objs), more)));
   let current = null;
   const base = () => `${current.root}collections/${current.c.id}/`;
   async function open(o) {
@@ -402,14 +405,18 @@ async function sharing(root) {
       versions.append(el("li", {}, failed("versions", err)));
     }
   }
-  async function show(root_, c) {
+  async function show(root_, c, next) {
     current = { root: root_, c };
-    objs.replaceChildren();
+    if (!next) {
+      objs.replaceChildren();
+      count = 0;
+    }
     const q = new URLSearchParams({ limit: "500" });
     if (type.value.trim()) q.set("match[type]", type.value.trim());
     if (after.value.trim()) q.set("added_after", after.value.trim());
     if (all.checked) q.set("match[version]", "all");
     if (aud.value.trim()) q.set("match[audience]", aud.value.trim());
+    if (next) q.set("next", next);
     try {
       const r = await api(`${root_}collections/${c.id}/objects/?${q}`, TAXII);
       const words = text.value.trim().toLowerCase();
@@ -422,8 +429,11 @@ async function sharing(root) {
         tr.addEventListener("keydown", (ev) => { if (ev.key === "Enter") open(o); });
         objs.append(tr);
       }
-      note.textContent = `${c.title || c.id}: ${shown.length} shown${r.more ? " (more on the server: narrow the filters)" : ""}`;
-      if (!shown.length) objs.append(el("tr", {}, el("td", { colspan: 4 }, "no objects you may see")));
+      count += shown.length;
+      cursor = r.more ? r.next : null;
+      more.disabled = !cursor;
+      note.textContent = `${c.title || c.id}: ${count} shown${cursor ? " (more on the server: More)" : ""}`;
+      if (!count) objs.append(el("tr", {}, el("td", { colspan: 4 }, "no objects you may see")));
     } catch (err) {
       objs.append(el("tr", {}, el("td", { colspan: 4 }, failed(c.title, err))));
     }
@@ -558,13 +568,16 @@ async function audit(root) {
     ...f("au-subject", "subject", { size: 30 }), ...f("au-action", "action", { placeholder: "connect, publish, http…" }),
     el("label", { for: "au-decision" }, "decision"), decision,
     ...f("au-since", "since (UTC)", { placeholder: "2026-01-01T00:00:00Z" }), el("button", { type: "submit" }, "Show"),
-    el("button", { type: "button", id: "au-verify", onclick: () => verify() }, "Verify the chain"));
+    el("button", { type: "button", id: "au-verify", onclick: () => verify() }, "Verify the chain"),
+    el("button", { type: "button", id: "au-older", onclick: () => load(oldest) }, "Older"));
+  let oldest = 0;
   root.append(el("h1", {}, "Audit"), form, verdict,
     el("table", { class: "records" }, el("thead", {}, el("tr", {}, el("th", {}, "#"), el("th", {}, "time (UTC)"),
       el("th", {}, "subject"), el("th", {}, "action"), el("th", {}, "resource"), el("th", {}, "decision"),
       el("th", {}, "reason"))), rows));
-  async function load() {
+  async function load(before) {
     const q = new URLSearchParams({ limit: "200" });
+    if (before) q.set("before", String(before));
     for (const [k, id] of [["subject", "au-subject"], ["action", "au-action"], ["decision", "au-decision"], ["since", "au-since"]]) {
       const v = $(`#${id}`).value.trim();
       if (v) q.set(k, v);
@@ -576,6 +589,8 @@ async function audit(root) {
         el("td", { class: "payload" }, e.resource || ""), el("td", { class: e.decision === "allow" ? "st-ok" : "st-failing" }, e.decision),
         el("td", {}, e.reason || ""))));
       if (!r.entries.length) rows.append(el("tr", {}, el("td", { colspan: 7 }, "no entries match")));
+      oldest = r.entries.length ? r.entries[r.entries.length - 1].n : oldest;
+      $("#au-older").disabled = !r.more;
     } catch (err) {
       rows.replaceChildren(el("tr", {}, el("td", { colspan: 7 }, failed("audit", err))));
     }

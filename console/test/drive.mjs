@@ -101,6 +101,12 @@ try {
     await page.click("#sh-import");
     await until(async () => /accepted|refused/.test(await note.innerText()), 20000);
     const imported = await note.innerText();
+    let paged = "";
+    if (await page.locator("#sh-more").isEnabled()) { // a page smaller than the collection: More
+      await page.click("#sh-more");
+      await until(async () => !(await note.innerText()).includes("accepted"), 10000);
+      paged = await note.innerText();
+    }
     await page.fill("#sh-type", "indicator");
     await page.selectOption("#sh-tlp", a.import.tlp);
     await page.click("form.bar button[type=submit]");
@@ -109,7 +115,7 @@ try {
     const rows = await page.locator("#sh-rows").innerText();
     await page.click("#sh-rows tr");
     await until(async () => (await page.locator("#sh-vers li").count()) > 0, 10000);
-    out.import = { imported, rows, detail: await page.locator("#sh-detail").innerText(),
+    out.import = { imported, paged, rows, detail: await page.locator("#sh-detail").innerText(),
       versions: await page.locator("#sh-vers").innerText(), errors };
     if (a.shots) await page.screenshot({ path: `${a.shots}/sharing-import.png` });
   }

@@ -248,6 +248,7 @@ struct audit_q {
 	struct kz_audit_filter f;
 	char subject[512], action[64], decision[16];
 	unsigned limit;
+	long long before; /* 0: from the newest; else entries numbered below it (the next page) */
 	const char *bad;
 };
 
@@ -270,6 +271,12 @@ static int audit_param(void *ctx, const char *k, const char *v)
 		if (kz_time_parse(v, &ns))
 			return q->bad = "since and until are RFC 3339 times", 1;
 		*(k[0] == 's' ? &q->f.since_ns : &q->f.until_ns) = ns;
+	} else if (!strcmp(k, "before")) {
+		char *end;
+		long long n = strtoll(v, &end, 10);
+		if (*end || n <= 0)
+			return q->bad = "before must be an entry number (the n of the oldest entry shown)", 1;
+		q->before = n;
 	} else if (!strcmp(k, "limit")) {
 		char *end;
 		unsigned long n = strtoul(v, &end, 10);
@@ -277,7 +284,7 @@ static int audit_param(void *ctx, const char *k, const char *v)
 			return q->bad = "limit must be 1 to 2000", 1;
 		q->limit = (unsigned)n;
 	} else {
-		return q->bad = "unknown parameter (subject, action, decision, since, until, limit)", 1;
+		return q->bad = "unknown parameter (subject, action, decision, since, until, before, limit)", 1;
 	}
 	return 0;
 }
@@ -344,10 +351,8 @@ static void audit(void *arg, struct kz_http_req *r)
 		kz_http_error(r, 500, NULL, "Internal Server Error", "%s", m ? why : "out of memory");
 		return;
 	}
-	/* the newest q.limit lines, newest first; each checked to be JSON (a line being written) */
-	size_t total = 0;
-	for (size_t i = 0; i < len; i++)
-		total += buf[i] == '\n';
+	/* the newest q.limit lines (below q.before), newest first; each checked to be JSON (a line
+	 * being written is not) */
 	struct kz_buf b;
 	kz_buf_init(&b, 0);
 	struct kz_json_doc d = { 0 };
@@ -360,14 +365,18 @@ static void audit(void *arg, struct kz_http_req *r)
 		size_t n = end - start;
 		while (n && (buf[start + n - 1] == '\n' || buf[start + n - 1] == '\r'))
 			n--;
-		if (n && kz_json_parse(&d, buf + start, n) == 0)
-			bad = (put++ && kz_buf_append(&b, ",", 1)) || kz_buf_append(&b, buf + start, n);
-		taken++;
+		long long no = 0;
 		end = start;
+		if (!n || kz_json_parse(&d, buf + start, n) != 0)
+			continue;
+		if (q.before && (!kz_json_int(kz_json_get(kz_json_root(&d), "n"), &no) || no >= q.before))
+			continue;
+		bad = (put++ && kz_buf_append(&b, ",", 1)) || kz_buf_append(&b, buf + start, n);
+		taken++;
 	}
 	kz_json_free(&d);
 	free(buf);
-	bad = bad || kz_buf_appendf(&b, "],\"more\":%s}", total > taken ? "true" : "false");
+	bad = bad || kz_buf_appendf(&b, "],\"more\":%s}", end > 0 ? "true" : "false");
 	send_buf(r, 200, &b, bad);
 }
 

@@ -455,6 +455,9 @@ def test_operator_api():
     assert any(e["decision"] == "allow" and serial in e["resource"] for e in a["entries"]), a
     ns = [e["n"] for e in a["entries"]]
     assert ns == sorted(ns, reverse=True), ns
+    page1 = requests.get(base + "/api/v1/audit", params={"limit": 5}, **kw).json()
+    page2 = requests.get(base + "/api/v1/audit", params={"limit": 5, "before": page1["entries"][-1]["n"]}, **kw).json()
+    assert page1["more"] and page2["entries"] and page2["entries"][0]["n"] < page1["entries"][-1]["n"], (page1, page2)
     r = requests.get(base + "/api/v1/audit", params={"decision": "maybe"}, **kw)
     assert r.status_code == 400 and "allow or deny" in r.json()["description"]
     r = requests.get(base + "/api/v1/audit", params={"limit": "0"}, **kw)

@@ -8,8 +8,9 @@
 - Under the policy of tests/data/policy, a person of lower clearance sees neither a secret
   record in the live view, nor a secret entity in the picture, nor a TLP RED object meant for
   another on the Sharing page, while the one it is meant for sees all three.
-- On the Sharing page a STIX bundle file is imported into a collection; filtered by type and
-  TLP, only the matching indicator is listed; opening it shows its version and sightings.
+- On the Sharing page a STIX bundle file is imported into a collection (taxii.max_page = 2:
+  the third object comes with More); filtered by type and TLP, only the matching indicator is
+  listed; opening it shows its version and sightings.
 - On the Picture page, a task is created for an agent (that registered its kinds) and
   cancelled; the node's API shows it CANCELLED.
 - A revoke on the Connections page (with its in-page confirmation) closes that client's
@@ -30,7 +31,7 @@ if not os.path.exists(CHROMIUM) or not shutil.which("node") or not os.path.isdir
 
 AIS = os.path.join(HERE, "..", "..", "..", "shared", "data", "tracks", "gpsd", "sample.aivdm")
 UPORT = free_port()
-node = Node("tls.cert_check_ms = 500\nmqtt.origin_property = 1\nadapter.ais.udp = 127.0.0.1:%d\n"
+node = Node("tls.cert_check_ms = 500\nmqtt.origin_property = 1\ntaxii.max_page = 2\nadapter.ais.udp = 127.0.0.1:%d\n"
             "adapter.ais.identity = spiffe://kizuna.local/dev/service/ais\n" % UPORT)
 url = "https://localhost:%d/" % node.https_port()
 if "console: " not in node.logtext() or "no files in" in node.logtext():
@@ -157,7 +158,8 @@ def test_bundle_imported_and_filtered_on_the_sharing_page():
     cert, key = admin()
     r = drive(node, cert, key, **{"import": {"file": path, "tlp": "GREEN"}}, shots=os.environ.get("KZ_CONSOLE_SHOTS"))
     im = r["import"]
-    assert "3 accepted, 0 refused" in im["imported"], im
+    assert "3 accepted, 0 refused" in im["imported"] and "2 shown" in im["imported"], im
+    assert "3 shown" in im["paged"], im  # taxii.max_page = 2: the rest came with More
     assert "green-one" in im["rows"] and "red-one" not in im["rows"] and "not-an-indicator" not in im["rows"], im
     assert "indicator--11111111-2222-4333-8444-555555555501" in im["detail"] and "version" in im["versions"], im
     assert not im["errors"], im["errors"]
