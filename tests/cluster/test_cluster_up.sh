@@ -16,7 +16,7 @@ trap '"$ROOT/scripts/cluster-down" "$D" > /dev/null 2>&1; [ -n "${KEEP:-}" ] || 
 fail=0
 KZ="$KZ" "$ROOT/scripts/cluster-up" "$D" "$BASE" > "$D/up.txt" || { echo "FAIL: cluster-up"; exit 1; }
 for i in 1 2 3; do
-	for _ in $(seq 300); do grep -q "JetStream answers" "$D/n$i/serve.log" && break; sleep 0.1; done
+	for _ in $(seq 900); do grep -q "JetStream answers" "$D/n$i/serve.log" && break; sleep 0.1; done
 	grep -q "JetStream answers" "$D/n$i/serve.log" || { echo "FAIL: node $i never reached JetStream"; tail -5 "$D/n$i/serve.log"; exit 1; }
 done
 P=$D/n1/pki
