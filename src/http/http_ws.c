@@ -259,6 +259,13 @@ int kz_http_ws_move(struct kz_ws *ws, unsigned worker)
 	return 0;
 }
 
+void kz_http_ws_drop(struct kz_ws *ws)
+{
+	h2o_socket_dispose_export(&ws->exp);
+	tell_closed(ws);
+	ws_free(ws);
+}
+
 static void do_move(struct kz_ws *ws)
 {
 	struct hworker *w = &ws->h->w[ws->move_to];
@@ -291,9 +298,7 @@ static void do_move(struct kz_ws *ws)
 	pthread_mutex_unlock(&w->hlock);
 	if (!ok) {
 		kz_warn("%s: worker %u takes no connection now; closing a WebSocket connection", ws->addr, w->idx);
-		h2o_socket_dispose_export(&ws->exp);
-		tell_closed(ws);
-		ws_free(ws);
+		kz_http_ws_drop(ws);
 		return;
 	}
 	uv_async_send(&w->handoff);
@@ -303,9 +308,7 @@ void kz_http_ws_adopt(struct hworker *w, struct kz_ws *ws)
 {
 	ws->sock = h2o_socket_import(w->loop, &ws->exp);
 	if (!ws->sock) {
-		h2o_socket_dispose_export(&ws->exp);
-		tell_closed(ws);
-		ws_free(ws);
+		kz_http_ws_drop(ws);
 		return;
 	}
 	ws->sock->data = ws;
@@ -329,12 +332,6 @@ void kz_http_ws_adopt(struct hworker *w, struct kz_ws *ws)
 	kick(ws);
 }
 
-void kz_http_ws_drop(struct kz_ws *ws)
-{
-	h2o_socket_dispose_export(&ws->exp);
-	tell_closed(ws);
-	ws_free(ws);
-}
 
 /* ---------- the opening handshake ---------- */
 

@@ -43,11 +43,6 @@ static int member(struct kz_buf *b, bool first, const char *key, const char *val
 	return rc || (value ? kz_json_put_str(b, value) : kz_buf_append(b, "null", 4));
 }
 
-static void iso(uint64_t ns, char out[40])
-{
-	kz_time_format(ns, out);
-}
-
 static void connections(void *arg, struct kz_http_req *r)
 {
 	struct node_admin *a = arg;
@@ -67,7 +62,7 @@ static void connections(void *arg, struct kz_http_req *r)
 	int rc = kz_buf_append(&b, "{\"connections\":[", 16);
 	for (size_t i = 0; i < n && !rc; i++) {
 		char since[40];
-		iso(v[i].since_ns, since);
+		kz_time_format(v[i].since_ns, since);
 		rc = kz_buf_appendf(&b, "%s{\"conn_id\":%llu", i ? "," : "", (unsigned long long)v[i].conn_id) ||
 		     member(&b, false, "client_id", v[i].client_id) || member(&b, false, "identity", v[i].identity) ||
 		     member(&b, false, "serial", v[i].serial) || member(&b, false, "address", v[i].addr) ||
@@ -91,10 +86,10 @@ static void add_cert(const struct kz_ca_entry *e, void *arg)
 {
 	struct list_ctx *l = arg;
 	char nb[40], na[40], ra[40] = "";
-	iso((uint64_t)e->not_before * 1000000000u, nb);
-	iso((uint64_t)e->not_after * 1000000000u, na);
+	kz_time_format((uint64_t)e->not_before * 1000000000u, nb);
+	kz_time_format((uint64_t)e->not_after * 1000000000u, na);
 	if (e->revoked_at)
-		iso((uint64_t)e->revoked_at * 1000000000u, ra);
+		kz_time_format((uint64_t)e->revoked_at * 1000000000u, ra);
 	const char *st = kz_ca_entry_status(e, (int64_t)(kz_now_wall_ns() / 1000000000u));
 	struct kz_buf *b = l->b;
 	bool first = l->n++ == 0;
@@ -231,7 +226,7 @@ static void tokens(void *arg, struct kz_http_req *r)
 		return;
 	}
 	char exp[40];
-	iso(kz_now_wall_ns() + (uint64_t)ttl * 1000000000u, exp);
+	kz_time_format(kz_now_wall_ns() + (uint64_t)ttl * 1000000000u, exp);
 	struct kz_buf b;
 	kz_buf_init(&b, 0);
 	int bad = kz_buf_append(&b, "{", 1) || member(&b, true, "token", tok) || member(&b, false, "id", sid) ||
