@@ -78,6 +78,10 @@ def test_answers_at_root():
     assert again.status_code == 304
     r = requests.get(url, verify=os.path.join(node.pki, "ca.pem"))
     assert r.status_code == 401 and "certificate" in r.json()["description"]
+    r = s.post(url, verify=os.path.join(node.pki, "ca.pem"), cert=admin(), data="x")
+    assert r.status_code == 405 and r.headers["Allow"] == "GET, HEAD" and "console" in r.json()["description"]
+    r = s.get(url + "api/v1/nothing-here", verify=os.path.join(node.pki, "ca.pem"), cert=admin())
+    assert r.status_code == 404 and r.json()["http_status"] == "404"
 
 
 def test_every_page_loads_without_console_errors():
@@ -257,6 +261,16 @@ def test_lower_clearance_sees_no_labelled_record_or_entity():
         r = requests.post(base + root + "collections/%s/objects/" % coll, headers=dict(h, **extra),
                           data=json.dumps({"objects": [obj]}), **kw)
         assert r.status_code == 202 and r.json()["success_count"] == 1, r.text
+    # the operators' API under this policy: dave has no $SYS rule, so 403 with the rule to add,
+    # and not one connection, serial, audit entry or token in the answer
+    dkw = dict(verify=os.path.join(n.pki, "ca.pem"), cert=dave, timeout=10)
+    for method, path in (("GET", "/api/v1/connections"), ("GET", "/api/v1/certificates"), ("GET", "/api/v1/audit"),
+                         ("GET", "/api/v1/audit/verify"), ("POST", "/api/v1/tokens")):
+        rr = requests.request(method, base + path, json={"id": td + "mod/user/x"}, **dkw)
+        j = rr.json()
+        assert rr.status_code == 403 and "$SYS/" in j["description"], (path, rr.text)
+        assert set(j) == {"title", "description", "http_status"}, (path, j)
+        assert "spiffe://kizuna.local/mod/user/alice" not in rr.text and "kzt1_" not in rr.text, rr.text
     # kizuna's match[audience]: the objects whose audience names alice
     q = requests.get(base + root + "collections/%s/objects/" % coll, headers=h,
                      params={"match[audience]": "id:" + td + "mod/user/alice"}, **kw).json()
