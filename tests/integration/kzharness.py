@@ -8,12 +8,21 @@ from paho.mqtt.packettypes import PacketTypes
 KIZUNA = os.path.abspath(sys.argv[1]) if len(sys.argv) > 1 else "kizuna"
 
 
+_ports_given = set()
+
+
 def free_port():
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    p = s.getsockname()[1]
-    s.close()
-    return p
+    """A loopback port free now and not handed out before in this process: a port handed
+    out but not yet listened on (a nats-server started after the node that got its port)
+    is free to the kernel and was once given twice (a CI run of cluster_taxii_labels)."""
+    while True:
+        s = socket.socket()
+        s.bind(("127.0.0.1", 0))
+        p = s.getsockname()[1]
+        s.close()
+        if p not in _ports_given:
+            _ports_given.add(p)
+            return p
 
 
 class Node:
