@@ -4,11 +4,16 @@
 # and deep in the collection, and concurrent readers at random depths; the node's RSS, and
 # the time a restart takes to rebuild the collection index from the log.
 #
-# Peer: the OASIS reference server (medallion) is not packaged in Debian 12 and PyPI is not
-# reachable here, so this script measures kizuna alone; the issue's figure for medallion
-# (≈10,000 objects/s in memory, ≈485 ms per page with ~2,000 objects) is quoted, not re-run.
+# Peer: the OASIS reference server, medallion, in memory (its MemoryBackend, no disk), in the
+# same run on the same bodies when MEDALLION names a work tree of its v3.0.0 release. It is not
+# packaged in Debian 12 and PyPI is not reachable here; v3.0.0 runs on Debian's python3-flask,
+# python3-flask-httpauth, python3-tz and python3-six, which this script installs. To get it:
+#   git clone https://github.com/oasis-open/cti-taxii-server && git -C cti-taxii-server checkout v3.0.0
+# (nothing of it is kept in this repository). medallion serves plain HTTP with Basic auth on
+# Flask's own server; kizuna serves TLS 1.3 with client certificates and syncs every POST.
 #
-# Usage: bench/taxii.sh [objects] [connections]   (env KZ=path/to/kizuna, SHARED=../shared)
+# Usage: bench/taxii.sh [objects] [connections]   (env KZ=path/to/kizuna, SHARED=../shared,
+#        MEDALLION=path/to/medallion-v3.0.0, ROUNDS=6)
 set -u
 N=${1:-1000000}   # 0: only the one-bundle rounds
 CONNS=${2:-4}
@@ -33,6 +38,42 @@ start() {
 }
 rss() { awk '/VmRSS/ {printf "%.0f MiB", $2/1024}' /proc/$PID/status; }
 start
+# medallion, when asked for: a config with one API root and one writable collection, in memory
+MDP=
+if [ -n "${MEDALLION:-}" ]; then
+	[ -f "$MEDALLION/medallion/backends/memory_backend.py" ] || { echo "MEDALLION=$MEDALLION: no medallion there"; exit 1; }
+	/usr/bin/python3 -c 'import flask, flask_httpauth, pytz, six' 2>/dev/null ||
+		{ apt-get install -y -qq python3-flask python3-flask-httpauth python3-tz python3-six >/dev/null || exit 1; }
+	MDP=$(port)
+	/usr/bin/python3 - "$D" <<'EOF'
+import json, sys
+d = sys.argv[1]
+coll = {"id": "91a7b528-80eb-42ed-a74d-c6fbd5a26116", "title": "bench", "can_read": True, "can_write": True,
+        "media_types": ["application/stix+json;version=2.1"], "objects": [], "manifest": []}
+root = {"information": {"title": "bench", "versions": ["application/taxii+json;version=2.1"],
+                        "max_content_length": 1 << 30}, "status": [], "collections": [coll]}
+json.dump({"/discovery": {"title": "bench", "api_roots": ["http://127.0.0.1/bench/"]}, "bench": root},
+          open(d + "/md-data.json", "w"))
+json.dump({"backend": {"module": "medallion.backends.memory_backend", "module_class": "MemoryBackend",
+                       "filename": d + "/md-data.json"},
+           "users": {"admin": "Password0"}, "taxii": {"max_page_size": 100}}, open(d + "/md.json", "w"))
+EOF
+	MPID=
+	trap 'kill $PID $MPID 2>/dev/null; wait 2>/dev/null; rm -rf "$D"' EXIT
+fi
+# medallion afresh for each POST: its MemoryBackend compares each new object with every one it
+# holds (a POST into a store of 10,000 objects ran at a quarter of the rate into an empty one),
+# so each round measures it at its fastest, into an empty collection
+md_start() {
+	[ -z "$MPID" ] || { kill $MPID; wait $MPID 2>/dev/null; }
+	PYTHONPATH=$MEDALLION /usr/bin/python3 -m medallion.scripts.run --port "$MDP" --log-level ERROR "$D/md.json" > "$D/medallion.log" 2>&1 &
+	MPID=$!
+	for _ in $(seq 1 100); do
+		curl -s -o /dev/null -u admin:Password0 "http://127.0.0.1:$MDP/taxii2/" && return 0
+		sleep 0.1
+	done
+	echo "medallion did not start: $(tail -3 "$D/medallion.log")"; exit 1
+}
 COLL=$(/usr/bin/python3 -c "import json;print(json.load(open('$D/var/taxii-collections.json'))[0]['id'])")
 # One large real bundle in one POST (issue 24): ATT&CK ICS and Mobile as published (indented,
 # 3.5 and 4.0 MB), each sent as the body of one POST by curl on a new TLS connection: first
@@ -66,9 +107,43 @@ ok = st["success_count"]
 print("%s round %s%s: %d of %d objects accepted, %.1f MB, %.1f ms (TLS %.1f ms) = %.0f objects/s; node: %s"
       % (sys.argv[4], sys.argv[5], " (cold)" if sys.argv[5] == "1" else "", ok, st["total_count"], float(up) / 1e6,
          float(total) * 1e3, float(tls) * 1e3, ok / float(total), timing[0] if timing else "?"))
+open(sys.argv[1] + ".rate", "w").write("%f" % (ok / float(total)))
+EOF
+		[ -n "$MDP" ] || continue
+		# the same body into medallion, started afresh (in memory, an empty collection)
+		md_start
+		curl -s -u admin:Password0 -H 'Content-Type: application/taxii+json;version=2.1' \
+			-H 'Accept: application/taxii+json;version=2.1' --data-binary @"$D/body.json" -o "$D/md-status.json" \
+			-w '%{http_code} %{time_total}\n' \
+			"http://127.0.0.1:$MDP/bench/collections/91a7b528-80eb-42ed-a74d-c6fbd5a26116/objects/" > "$D/md-curl.txt"
+		/usr/bin/python3 - "$D/md-curl.txt" "$D/md-status.json" "$B" "$r" "$D/curl.txt.rate" "$D/rates.txt" <<'EOF'
+import json, sys
+code, total = open(sys.argv[1]).read().split()
+try:
+    ok = json.load(open(sys.argv[2])).get("success_count", 0)
+except ValueError:
+    ok = 0
+kz = float(open(sys.argv[5]).read())
+md = ok / float(total)
+print("%s round %s: medallion (memory, empty, plain HTTP): HTTP %s, %d objects accepted, %.1f ms = %.0f objects/s; kizuna/medallion %.2fx"
+      % (sys.argv[3], sys.argv[4], code, ok, float(total) * 1e3, md, kz / md if md else float("inf")))
+open(sys.argv[6], "a").write("%s %s %f %f\n" % (sys.argv[3], sys.argv[4], kz, md))
 EOF
 	done
 done
+if [ -n "$MDP" ]; then
+	/usr/bin/python3 - "$D/rates.txt" <<'EOF'
+import statistics, sys
+rows = [l.split() for l in open(sys.argv[1])]
+for b in dict.fromkeys(r[0] for r in rows):
+    kz = [float(r[2]) for r in rows if r[0] == b and r[1] != "1"]
+    md = [float(r[3]) for r in rows if r[0] == b and r[1] != "1"]
+    if kz and md:
+        print("%s, rounds 2-%d, median objects/s: kizuna %.0f, medallion %.0f, ratio %.2fx"
+              % (b, len(kz) + 1, statistics.median(kz), statistics.median(md), statistics.median(kz) / statistics.median(md)))
+EOF
+	kill $MPID 2>/dev/null
+fi
 [ "$N" -gt 0 ] || exit 0
 echo "# TAXII: $N objects (ATT&CK ICS + Mobile re-issued with fresh ids), batches of 1000, $CONNS connections,"
 echo "# TLS 1.3 + HTTP/1.1 on loopback, store.fsync = always, $(nproc) cores; client and node on the same machine"
