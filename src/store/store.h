@@ -171,14 +171,27 @@ typedef bool (*kz_reclog_keep_fn)(void *ctx, uint64_t seq, const uint8_t *body, 
 int kz_reclog_rewrite(const char *dir, uint64_t base, uint32_t max_record_bytes, kz_reclog_keep_fn keep,
 		   void *ctx, uint64_t *kept, char *why, size_t why_len);
 
-/* Random access by position (query results): keeps the last segment file open. */
+/* Random access by position (query results): keeps the last segment file open. With a
+ * read-ahead window (kz_reclog_reader_readahead), a read fetches up to that many bytes from
+ * the frame on, and the frames after it that lie inside are served from memory: a TAXII page
+ * of 100 objects written together is one or two preads instead of 200. The window is a
+ * snapshot: kz_reclog_reader_forget drops it (each request starts with that, so nothing read
+ * before a segment was rewritten is served after). */
 struct kz_reclog_reader {
 	const char *dir;
 	uint32_t max_record_bytes;
 	int fd;
 	uint64_t seg;
+	uint8_t *win;	 /* NULL: no read-ahead */
+	size_t win_cap;	 /* bytes asked for per read */
+	size_t win_size; /* allocated (a frame larger than win_cap grows it) */
+	size_t win_len;	 /* bytes held, from win_off of segment seg */
+	uint64_t win_off;
 };
 void kz_reclog_reader_init(struct kz_reclog_reader *r, const char *dir, uint32_t max_record_bytes);
+/* Turns the read-ahead window on (bytes > 0; allocated at the first read) or off (0). */
+void kz_reclog_reader_readahead(struct kz_reclog_reader *r, size_t bytes);
+void kz_reclog_reader_forget(struct kz_reclog_reader *r);
 /* Reads the body of the frame at pos into out (replacing its content) after checking its
  * CRC and that it is record seq. KZ_ENOTFOUND when the record is no longer there (removed by
  * retention), KZ_EIO on damage. */

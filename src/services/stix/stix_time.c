@@ -2,6 +2,8 @@
  * fraction) and the TLP marking definitions (NOTES.md). */
 #include "services/stix/stix.h"
 
+#include "base/kz_time.h"
+
 #include <stdio.h>
 #include <string.h>
 #include <time.h>
@@ -70,6 +72,12 @@ int stix_timestamp(const char *s, int64_t *us, int *frac)
 
 void stix_format_us(int64_t us, char out[64])
 {
+	if (us >= 0 && us <= INT64_MAX / 1000) { /* 1970 to 2262: by hand (kz_time_format), no lock in gmtime_r */
+		kz_time_format((uint64_t)us * 1000u, out);
+		out[26] = 'Z'; /* microseconds: the last three of its nine digits are zero */
+		out[27] = 0;
+		return;
+	}
 	time_t t = (time_t)(us >= 0 ? us / 1000000 : (us - 999999) / 1000000);
 	int64_t f = us - (int64_t)t * 1000000;
 	struct tm tm;

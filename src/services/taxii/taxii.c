@@ -87,6 +87,7 @@ static void handle(void *ctx, struct kz_http_req *r)
 	int n = segments(path, seg);
 	bool get = strcmp(r->method, "GET") == 0 || strcmp(r->method, "HEAD") == 0;
 	bool post = strcmp(r->method, "POST") == 0, del = strcmp(r->method, "DELETE") == 0;
+	kz_reclog_reader_forget(&t->rd[r->worker]); /* nothing read before this request is served */
 	if (n < 0) {
 		tx_err(r, 404, "Not Found", "no such TAXII resource");
 		return;

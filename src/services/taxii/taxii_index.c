@@ -293,10 +293,13 @@ int tx_ent_add(struct taxii *t, struct tx_coll *c, const struct tx_ent *e)
 	}
 	c->e[c->n++] = *e;
 	c->e[idx].next_ver = TX_NONE;
-	if (s->first == TX_NONE)
+	c->e[idx].multi = s->first != TX_NONE;
+	if (s->first == TX_NONE) {
 		s->first = idx;
-	else
+	} else {
 		c->e[s->last].next_ver = idx;
+		c->e[s->first].multi = 1;
+	}
 	s->last = idx;
 	if (e->added_us > c->last_added)
 		c->last_added = e->added_us;

@@ -28,6 +28,9 @@ enum listing { L_OBJECTS, L_MANIFEST, L_VERSIONS };
 #define TX_MAX_ACCESS 65536
 #define TX_MAX_AUD 8
 #define TX_NONE UINT32_MAX
+/* Bytes each worker reads from the record log at a time for pages (kz_reclog_reader_readahead):
+ * about a page of 100 typical ATT&CK objects (1.3 kB each) with their frames. */
+#define TX_READ_AHEAD (128u << 10)
 #define TAXII_MT "application/taxii+json;version=2.1"
 #define STIX_MT "application/stix+json;version=2.1"
 
@@ -43,6 +46,7 @@ struct tx_ent {
 	uint32_t next_ver; /* the next entry of the same object, TX_NONE: none */
 	uint8_t tlp;
 	uint8_t deleted;
+	uint8_t multi; /* the object has another version in this collection (set by tx_ent_add) */
 };
 
 struct tx_slot {

@@ -311,6 +311,8 @@ static bool passes(struct taxii *t, struct tx_coll *c, const struct tx_subject *
 	for (size_t k = 0; k < q->n_vts; k++)
 		if (q->vts[k] == e->version_us)
 			return true;
+	if ((q->v_first || q->v_last) && !e->multi)
+		return true; /* its only version (visible: checked above) is both */
 	if (q->v_first || q->v_last) {
 		/* first/last among the versions this reader can see */
 		struct tx_slot *s = tx_slot_of(c, e->type_i, e->uuid, false);

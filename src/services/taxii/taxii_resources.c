@@ -111,13 +111,14 @@ void tx_list(struct taxii *t, struct kz_http_req *r, struct tx_coll *c, struct t
 		if (i)
 			kz_buf_append(&b, ",", 1);
 		char ts[64], ts2[64], line[400];
-		stix_format_us(pg.e[i].version_us, ts);
 		if (what == L_VERSIONS) {
+			stix_format_us(pg.e[i].version_us, ts);
 			int n = snprintf(line, sizeof line, "\"%s\"", ts);
 			kz_buf_append(&b, line, (size_t)n);
 		} else if (what == L_MANIFEST) {
 			char id[37];
 			kz_uuid_format(pg.e[i].uuid, id);
+			stix_format_us(pg.e[i].version_us, ts);
 			stix_format_us(pg.e[i].added_us, ts2);
 			int n = snprintf(line, sizeof line,
 					 "{\"id\":\"%s--%s\",\"date_added\":\"%s\",\"version\":\"%s\",\"media_type\":\"" STIX_MT "\"}",

@@ -341,8 +341,11 @@ int taxii_open(const struct taxii_config *cfg, struct taxii **out, char *why, si
 	pthread_mutex_init(&t->refs.lock, NULL);
 	pthread_mutex_init(&t->msets.lock, NULL);
 	t->rd = calloc(cfg->workers, sizeof *t->rd);
-	for (unsigned i = 0; i < cfg->workers; i++)
+	for (unsigned i = 0; t->rd && i < cfg->workers; i++) {
 		kz_reclog_reader_init(&t->rd[i], cfg->log_dir, cfg->max_record_bytes);
+		/* a page's objects were mostly written together: read them a window at a time */
+		kz_reclog_reader_readahead(&t->rd[i], TX_READ_AHEAD);
+	}
 	if (!t->rd || load_collections(t, why, why_len)) {
 		if (!t->rd)
 			snprintf(why, why_len, "out of memory");

@@ -7,6 +7,7 @@
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdio.h>
+#include <time.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -278,6 +279,33 @@ static void test_timestamps_and_tlp(void **state)
 	char out[64];
 	stix_format_us(1459973028123456LL, out);
 	assert_string_equal(out, "2016-04-06T20:03:48.123456Z");
+	/* formatted by hand from 1970 to 2262, by gmtime_r outside: both agree with gmtime_r,
+	 * and what is formatted parses back to the same microsecond */
+	static const int64_t at[] = { 0, 1, 999999, 951782400000000LL /* 2000-02-29 */,
+				      4107542400000000LL /* 2100-03-01 */, 9223372036854775LL /* the last by hand */,
+				      9223372036854776LL, 253402300799999999LL /* 9999-12-31T23:59:59.999999 */,
+				      -1, -86400000000LL, -62135596800000000LL /* 0001-01-01 */ };
+	uint64_t x = 88172645463325252ull;
+	for (int i = 0; i < 100000 + (int)(sizeof at / sizeof at[0]); i++) {
+		int64_t u;
+		if (i < (int)(sizeof at / sizeof at[0])) {
+			u = at[i];
+		} else {
+			x ^= x << 13, x ^= x >> 7, x ^= x << 17; /* xorshift: 1900 to 2600 */
+			u = (int64_t)(x % 22090000000000000ull) - 2208988800000000LL;
+		}
+		time_t tt = (time_t)(u >= 0 ? u / 1000000 : (u - 999999) / 1000000);
+		struct tm tm;
+		gmtime_r(&tt, &tm);
+		char want[64];
+		snprintf(want, sizeof want, "%04d-%02d-%02dT%02d:%02d:%02d.%06dZ", tm.tm_year + 1900, tm.tm_mon + 1,
+			 tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec, (int)(u - (int64_t)tt * 1000000));
+		stix_format_us(u, out);
+		assert_string_equal(out, want);
+		int64_t back;
+		if (tm.tm_year + 1900 >= 1)
+			assert_int_equal(stix_timestamp(out, &back, NULL), 0), assert_true(back == u);
+	}
 	assert_int_equal(stix_tlp_of("marking-definition--613f2e26-407d-48c7-9eca-b8e91df99dc9"), 1);
 	assert_int_equal(stix_tlp_of("marking-definition--826578e1-40ad-459f-bc73-ede076f81f37"), 4);
 	assert_int_equal(stix_tlp_of("marking-definition--e828b379-4e03-4974-9ac4-e53a884c97c1"), 5);

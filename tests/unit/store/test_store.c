@@ -306,6 +306,75 @@ static char *last_segment(void)
 	return path;
 }
 
+/* Reads by position with and without a read-ahead window agree, frame by frame, in and
+ * across windows, over frames larger than the window, across segments; a frame not there
+ * (another sequence number, a segment cut shorter) is KZ_ENOTFOUND, a flipped byte KZ_EIO,
+ * and forget drops what the window held. */
+static void test_log_read_ahead(void **st)
+{
+	struct kz_reclog_config c = cfg(64 << 10);
+	struct kz_reclog *log;
+	struct kz_reclog_recovery rec;
+	char why[512];
+	assert_int_equal(kz_reclog_open(&c, &log, &rec, why, sizeof why), KZ_OK);
+	enum { N = 300 };
+	static char body[N][5000];
+	struct kz_bytes b[N];
+	struct kz_reclog_pos pos[N];
+	for (int i = 0; i < N; i++) {
+		size_t n = 20 + (size_t)(i * 7919 % 4900); /* 20 to 4919 bytes: many per window, and some larger */
+		if (i % 50 == 7)
+			n = 4999;
+		memset(body[i], 'a' + i % 26, n);
+		snprintf(body[i], 16, "%d:", i);
+		body[i][strlen(body[i])] = '-';
+		b[i] = (struct kz_bytes){ (const uint8_t *)body[i], (uint32_t)n };
+	}
+	uint64_t first;
+	for (int i = 0; i < N; i += 30)
+		assert_int_equal(kz_reclog_append_pos(log, b + i, 30, &first, pos + i, why, sizeof why), KZ_OK);
+	assert_int_equal(first, N - 30 + 1);
+	struct kz_reclog_reader plain, ahead;
+	kz_reclog_reader_init(&plain, dir, 1 << 20);
+	kz_reclog_reader_init(&ahead, dir, 1 << 20);
+	kz_reclog_reader_readahead(&ahead, 4096); /* smaller than some frames */
+	struct kz_buf x, y;
+	kz_buf_init(&x, 0);
+	kz_buf_init(&y, 0);
+	for (int pass = 0; pass < 3; pass++) {
+		for (int k = 0; k < N; k++) {
+			int i = pass == 0 ? k : pass == 1 ? N - 1 - k : (k * 37) % N; /* forward, backward, jumping */
+			assert_int_equal(kz_reclog_read(&plain, &pos[i], (uint64_t)i + 1, &x), KZ_OK);
+			assert_int_equal(kz_reclog_read(&ahead, &pos[i], (uint64_t)i + 1, &y), KZ_OK);
+			assert_int_equal(y.len, b[i].len);
+			assert_memory_equal(kz_buf_head(&y), body[i], b[i].len);
+			assert_memory_equal(kz_buf_head(&x), kz_buf_head(&y), x.len);
+		}
+	}
+	assert_true(pos[N - 1].seg != pos[0].seg); /* the frames went over several segments */
+	assert_int_equal(kz_reclog_read(&ahead, &pos[5], 7, &y), KZ_ENOTFOUND); /* not record 7 */
+	kz_reclog_close(log);
+	/* the last segment cut in the middle of its last frame: served from the window until
+	 * forget, then not found */
+	assert_int_equal(kz_reclog_read(&ahead, &pos[N - 1], N, &y), KZ_OK);
+	assert_int_equal(truncate(last_segment(), (off_t)pos[N - 1].off + 100), 0);
+	assert_int_equal(kz_reclog_read(&ahead, &pos[N - 1], N, &y), KZ_OK);
+	kz_reclog_reader_forget(&ahead);
+	assert_int_equal(kz_reclog_read(&ahead, &pos[N - 1], N, &y), KZ_ENOTFOUND);
+	assert_int_equal(kz_reclog_read(&plain, &pos[N - 1], N, &x), KZ_ENOTFOUND);
+	/* a flipped byte in a frame's body */
+	int fd = open(last_segment(), O_RDWR);
+	assert_true(fd >= 0);
+	assert_int_equal(pwrite(fd, "#", 1, (off_t)pos[N - 2].off + 40), 1);
+	close(fd);
+	kz_reclog_reader_forget(&ahead);
+	assert_int_equal(kz_reclog_read(&ahead, &pos[N - 2], N - 1, &y), KZ_EIO);
+	kz_reclog_reader_close(&plain);
+	kz_reclog_reader_close(&ahead);
+	kz_buf_cleanup(&x);
+	kz_buf_cleanup(&y);
+}
+
 static void test_log_torn_tail_is_cut(void **st)
 {
 	struct kz_reclog_config c = cfg(1 << 20);
@@ -662,6 +731,7 @@ int main(void)
 		cmocka_unit_test(test_record_attributes),
 		cmocka_unit_test_setup_teardown(test_log_reopen_and_scan, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_log_rolls_segments, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_log_read_ahead, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_log_torn_tail_is_cut, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_log_corruption_stops_and_repair, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_store_thread_group_commit, setup, teardown),
