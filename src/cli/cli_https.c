@@ -120,16 +120,17 @@ static int write_all(SSL *ssl, const char *p, size_t n)
 	return 1;
 }
 
-/* Reads until the buffer holds at least need bytes (or EOF). */
+/* Reads until the buffer holds at least need bytes (or EOF), straight into its free space. */
 static int fill(struct cli_https *c, struct kz_buf *in, size_t need)
 {
-	char b[65536];
 	while (in->len < need) {
-		int n = SSL_read(c->ssl, b, sizeof b);
+		size_t room = need - in->len > 16384 ? need - in->len : 16384;
+		if (kz_buf_reserve(in, room) && kz_buf_reserve(in, room = need - in->len)) /* near the cap: exactly */
+			return -1;
+		int n = SSL_read(c->ssl, kz_buf_tail(in), room > INT32_MAX ? INT32_MAX : (int)room);
 		if (n <= 0)
 			return -1;
-		if (kz_buf_append(in, b, (size_t)n))
-			return -1;
+		in->len += (size_t)n;
 	}
 	return 0;
 }
@@ -235,7 +236,10 @@ int cli_https_request(struct cli_https *c, const char *method, const struct cli_
 				kz_buf_consume(&in, sz + 2);
 			}
 		} else if (clen >= 0) {
-			if (fill(c, &in, (size_t)clen) || kz_buf_append(&resp->body, kz_buf_head(&in), (size_t)clen))
+			/* the body is read into its own buffer, sized once: no copy from in */
+			size_t have = in.len < (size_t)clen ? in.len : (size_t)clen;
+			if (kz_buf_reserve(&resp->body, (size_t)clen) || kz_buf_append(&resp->body, kz_buf_head(&in), have) ||
+			    fill(c, &resp->body, (size_t)clen))
 				rc = -1;
 		} else { /* until the server closes */
 			while (fill(c, &in, in.len + 1) == 0)
