@@ -9,6 +9,7 @@
  * after it is the torn end of an interrupted write — recovery cuts it off; anything else is
  * corruption, reported with file and offset, and the node does not start until repaired. */
 #include "store/store.h"
+#include "store/store_frame.h"
 #include "base/kz_array.h"
 #include "base/kz_err.h"
 #include "base/kz_file.h"
@@ -27,8 +28,6 @@
 #include <sys/uio.h>
 #include <unistd.h>
 
-#define SEG_HDR 32
-#define FRAME_HDR 16
 static const char SEG_MAGIC[8] = { 'K', 'Z', 'L', 'O', 'G', 'S', 'E', 'G' };
 
 struct kz_reclog {
@@ -43,32 +42,6 @@ struct kz_reclog {
 	struct kz_bytes *wbody;   /* and their bodies (the caller's, not copied) */
 	size_t n_wbody, cap_wbody;
 };
-
-static void put32(uint8_t *p, uint32_t v)
-{
-	for (int i = 0; i < 4; i++)
-		p[i] = (uint8_t)(v >> (8 * i));
-}
-static void put64(uint8_t *p, uint64_t v)
-{
-	for (int i = 0; i < 8; i++)
-		p[i] = (uint8_t)(v >> (8 * i));
-}
-static uint32_t get32(const uint8_t *p)
-{
-	return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24;
-}
-static uint64_t get64(const uint8_t *p)
-{
-	return (uint64_t)get32(p) | (uint64_t)get32(p + 4) << 32;
-}
-
-static uint32_t frame_crc(const uint8_t *hdr, const uint8_t *body, uint32_t len)
-{
-	uint32_t c = kz_crc32c(0, hdr, 4);        /* length */
-	c = kz_crc32c(c, hdr + 8, 8);             /* seq */
-	return kz_crc32c(c, body, len);
-}
 
 /* ---------- segment files ---------- */
 
@@ -114,10 +87,6 @@ static int list_segments(const char *dir, struct seglist *out)
 	return KZ_OK;
 }
 
-static void seg_path(char *buf, size_t len, const char *dir, uint64_t base)
-{
-	snprintf(buf, len, "%s/%020" PRIu64 ".seg", dir, base);
-}
 
 static void seg_header(uint8_t h[SEG_HDR], uint64_t base)
 {
@@ -777,134 +746,6 @@ int kz_reclog_rewrite(const char *dir, uint64_t base, uint32_t max, kz_reclog_ke
 }
 
 /* ---------- random access ---------- */
-
-void kz_reclog_reader_init(struct kz_reclog_reader *r, const char *dir, uint32_t max_record_bytes)
-{
-	memset(r, 0, sizeof *r);
-	r->dir = dir;
-	r->max_record_bytes = max_record_bytes;
-	r->fd = -1;
-}
-
-void kz_reclog_reader_readahead(struct kz_reclog_reader *r, size_t bytes)
-{
-	free(r->win);
-	r->win = NULL;
-	r->win_cap = bytes;
-	r->win_size = r->win_len = 0;
-}
-
-void kz_reclog_reader_forget(struct kz_reclog_reader *r) { r->win_len = 0; }
-
-static void reader_fd_close(struct kz_reclog_reader *r)
-{
-	if (r->fd >= 0)
-		close(r->fd);
-	r->fd = -1;
-	r->win_len = 0;
-}
-
-void kz_reclog_reader_close(struct kz_reclog_reader *r)
-{
-	reader_fd_close(r);
-	free(r->win); /* read-ahead stays on: the window is allocated again at the next read */
-	r->win = NULL;
-	r->win_size = 0;
-}
-
-/* Fills the window from off on with at least need bytes (fewer only at the end of the file):
- * KZ_ENOTFOUND when the file ends before need. */
-static int win_fill(struct kz_reclog_reader *r, uint64_t off, size_t need)
-{
-	size_t want = need > r->win_cap ? need : r->win_cap;
-	if (want > r->win_size) {
-		uint8_t *w = realloc(r->win, want);
-		if (!w)
-			return KZ_ENOMEM;
-		r->win = w;
-		r->win_size = want;
-	}
-	r->win_len = 0;
-	size_t got = 0;
-	while (got < want) {
-		ssize_t n = pread(r->fd, r->win + got, want - got, (off_t)(off + got));
-		if (n < 0 && errno == EINTR)
-			continue;
-		if (n < 0)
-			return KZ_EIO;
-		if (n == 0)
-			break;
-		got += (size_t)n;
-	}
-	if (got < need)
-		return KZ_ENOTFOUND; /* the segment was rewritten shorter */
-	r->win_off = off;
-	r->win_len = got;
-	return KZ_OK;
-}
-
-/* The frame at off from the window: its header and body in place. */
-static int win_frame(struct kz_reclog_reader *r, uint64_t off, const uint8_t **h)
-{
-	bool in = r->win_len && off >= r->win_off && off + FRAME_HDR <= r->win_off + r->win_len;
-	if (!in) {
-		int rc = win_fill(r, off, FRAME_HDR);
-		if (rc)
-			return rc;
-	}
-	uint32_t len = get32(r->win + (off - r->win_off));
-	if (len > r->max_record_bytes)
-		return KZ_ENOTFOUND;
-	if (off + FRAME_HDR + len > r->win_off + r->win_len) {
-		int rc = win_fill(r, off, FRAME_HDR + (size_t)len);
-		if (rc)
-			return rc;
-	}
-	*h = r->win + (off - r->win_off);
-	return KZ_OK;
-}
-
-int kz_reclog_read(struct kz_reclog_reader *r, const struct kz_reclog_pos *pos, uint64_t seq, struct kz_buf *out)
-{
-	if (r->fd < 0 || r->seg != pos->seg) {
-		reader_fd_close(r);
-		char path[4200];
-		seg_path(path, sizeof path, r->dir, pos->seg);
-		r->fd = open(path, O_RDONLY | O_CLOEXEC);
-		if (r->fd < 0)
-			return errno == ENOENT ? KZ_ENOTFOUND : KZ_EIO;
-		r->seg = pos->seg;
-	}
-	if (r->win_cap) {
-		const uint8_t *h;
-		int rc = win_frame(r, pos->off, &h);
-		if (rc)
-			return rc;
-		uint32_t len = get32(h);
-		if (get64(h + 8) != seq || len == 0)
-			return KZ_ENOTFOUND; /* another record there now: the segment was rewritten */
-		if (get32(h + 4) != frame_crc(h, h + FRAME_HDR, len))
-			return KZ_EIO;
-		kz_buf_reset(out);
-		return kz_buf_append(out, h + FRAME_HDR, len);
-	}
-	uint8_t h[FRAME_HDR];
-	if (kz_pread_all(r->fd, h, FRAME_HDR, pos->off))
-		return KZ_ENOTFOUND; /* the segment was rewritten shorter */
-	uint32_t len = get32(h);
-	if (get64(h + 8) != seq || len == 0 || len > r->max_record_bytes)
-		return KZ_ENOTFOUND; /* another record there now: the segment was rewritten */
-	kz_buf_reset(out);
-	int rc = kz_buf_reserve(out, len);
-	if (rc)
-		return rc;
-	if (kz_pread_all(r->fd, kz_buf_tail(out), len, pos->off + FRAME_HDR))
-		return KZ_ENOTFOUND; /* cut shorter, as with the header */
-	if (get32(h + 4) != frame_crc(h, kz_buf_tail(out), len))
-		return KZ_EIO;
-	out->len = len;
-	return KZ_OK;
-}
 
 /* ---------- repair ---------- */
 

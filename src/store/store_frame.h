@@ -1,0 +1,47 @@
+/* store_frame.h — the record log's on-disk frame (inside the store module only): a segment
+ * starts with a SEG_HDR-byte header; each frame is FRAME_HDR bytes (length, CRC32C of the
+ * length, sequence number and body, sequence number; little-endian) and then the body. */
+#ifndef KZ_STORE_FRAME_H
+#define KZ_STORE_FRAME_H
+
+#include "store/store.h" /* kz_crc32c */
+
+#include <inttypes.h>
+#include <stdint.h>
+#include <stdio.h>
+
+#define SEG_HDR 32
+#define FRAME_HDR 16
+
+static inline void put32(uint8_t *p, uint32_t v)
+{
+	for (int i = 0; i < 4; i++)
+		p[i] = (uint8_t)(v >> (8 * i));
+}
+static inline void put64(uint8_t *p, uint64_t v)
+{
+	for (int i = 0; i < 8; i++)
+		p[i] = (uint8_t)(v >> (8 * i));
+}
+static inline uint32_t get32(const uint8_t *p)
+{
+	return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24;
+}
+static inline uint64_t get64(const uint8_t *p)
+{
+	return (uint64_t)get32(p) | (uint64_t)get32(p + 4) << 32;
+}
+
+static inline uint32_t frame_crc(const uint8_t *hdr, const uint8_t *body, uint32_t len)
+{
+	uint32_t c = kz_crc32c(0, hdr, 4);        /* length */
+	c = kz_crc32c(c, hdr + 8, 8);             /* seq */
+	return kz_crc32c(c, body, len);
+}
+
+static inline void seg_path(char *buf, size_t len, const char *dir, uint64_t base)
+{
+	snprintf(buf, len, "%s/%020" PRIu64 ".seg", dir, base);
+}
+
+#endif
