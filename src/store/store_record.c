@@ -13,6 +13,28 @@ static uint32_t crc_table[8][256];
 static pthread_once_t crc_once = PTHREAD_ONCE_INIT;
 static bool crc_hw;
 
+/* The raw CRC register (no inversions) is linear: crc(x, A‖B) = zeros_|B|(crc(x, A)) ⊕
+ * crc(0, B), where zeros_n(x) is x run over n zero bytes, itself linear in x, so a table per
+ * byte of x applies it. That lets three independent streams of crc32 instructions run side
+ * by side (the instruction's latency is three cycles, its throughput one per cycle) and be
+ * joined after: about three times the single-stream rate on a long buffer. */
+#define CRC_SHIFTS 2
+static const size_t shift_len[CRC_SHIFTS] = { 1024, 128 };
+static uint32_t shift_tab[CRC_SHIFTS][4][256];
+
+static uint32_t zeros_soft(uint32_t c, size_t n)
+{
+	while (n--)
+		c = (c >> 8) ^ crc_table[0][c & 0xFF];
+	return c;
+}
+
+static inline uint32_t crc_shift(int s, uint32_t c)
+{
+	return shift_tab[s][0][c & 0xFF] ^ shift_tab[s][1][(c >> 8) & 0xFF] ^ shift_tab[s][2][(c >> 16) & 0xFF] ^
+	       shift_tab[s][3][c >> 24];
+}
+
 static void crc_init(void)
 {
 	for (uint32_t i = 0; i < 256; i++) {
@@ -24,6 +46,14 @@ static void crc_init(void)
 	for (uint32_t i = 0; i < 256; i++)
 		for (int t = 1; t < 8; t++)
 			crc_table[t][i] = (crc_table[t - 1][i] >> 8) ^ crc_table[0][crc_table[t - 1][i] & 0xFF];
+	for (int sh = 0; sh < CRC_SHIFTS; sh++) {
+		uint32_t basis[32]; /* zeros_n of each single bit; a byte's entry is the XOR of its bits' */
+		for (int b = 0; b < 32; b++)
+			basis[b] = zeros_soft(1u << b, shift_len[sh]);
+		for (int k = 0; k < 4; k++)
+			for (uint32_t v = 1; v < 256; v++)
+				shift_tab[sh][k][v] = shift_tab[sh][k][v & (v - 1)] ^ basis[8 * k + __builtin_ctz(v)];
+	}
 #if defined(__x86_64__)
 	__builtin_cpu_init();
 	crc_hw = __builtin_cpu_supports("sse4.2");
@@ -33,6 +63,24 @@ static void crc_init(void)
 #if defined(__x86_64__)
 __attribute__((target("sse4.2"))) static uint32_t crc_sse42(uint32_t c, const uint8_t *p, size_t n)
 {
+	for (int sh = 0; sh < CRC_SHIFTS; sh++) {
+		size_t b = shift_len[sh];
+		while (n >= 3 * b) {
+			uint64_t c0 = c, c1 = 0, c2 = 0;
+			for (size_t i = 0; i < b; i += 8) {
+				uint64_t v0, v1, v2;
+				memcpy(&v0, p + i, 8);
+				memcpy(&v1, p + b + i, 8);
+				memcpy(&v2, p + 2 * b + i, 8);
+				c0 = __builtin_ia32_crc32di(c0, v0);
+				c1 = __builtin_ia32_crc32di(c1, v1);
+				c2 = __builtin_ia32_crc32di(c2, v2);
+			}
+			c = crc_shift(sh, crc_shift(sh, (uint32_t)c0) ^ (uint32_t)c1) ^ (uint32_t)c2;
+			p += 3 * b;
+			n -= 3 * b;
+		}
+	}
 	uint64_t c64 = c;
 	while (n >= 8) {
 		uint64_t v;

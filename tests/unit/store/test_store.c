@@ -44,6 +44,28 @@ static void test_crc32c(void **st)
 	assert_int_equal(kz_crc32c(0, zeros, 32), 0x8A9136AAu);
 	/* incremental = one shot */
 	assert_int_equal(kz_crc32c(kz_crc32c(0, "1234", 4), "56789", 5), 0xE3069283u);
+	/* long buffers (three streams joined, both block sizes, and the tail) at every alignment
+	 * against a bit-at-a-time reference, whole and split at a random point */
+	static uint8_t buf[20008];
+	uint64_t x = 0x9E3779B97F4A7C15ull;
+	for (size_t i = 0; i < sizeof buf; i++) {
+		x ^= x << 13, x ^= x >> 7, x ^= x << 17;
+		buf[i] = (uint8_t)x;
+	}
+	for (int t = 0; t < 300; t++) {
+		x ^= x << 13, x ^= x >> 7, x ^= x << 17;
+		size_t off = x % 8, n = t < 40 ? (size_t)t * 97 : (size_t)(x >> 8) % 20000;
+		uint32_t want = 0xFFFFFFFFu;
+		for (size_t i = 0; i < n; i++) {
+			want ^= buf[off + i];
+			for (int k = 0; k < 8; k++)
+				want = want & 1 ? (want >> 1) ^ 0x82F63B78u : want >> 1;
+		}
+		want = ~want;
+		assert_int_equal(kz_crc32c(0, buf + off, n), want);
+		size_t cut = n ? (size_t)(x >> 20) % n : 0;
+		assert_int_equal(kz_crc32c(kz_crc32c(0, buf + off, cut), buf + off + cut, n - cut), want);
+	}
 }
 
 static void test_uuidv7(void **st)
