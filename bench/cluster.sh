@@ -12,18 +12,22 @@
 #   3. clients served again after a node is killed: kill -9 node 1, then time `kizuna pub -h
 #      node1,node2,node3 -q 1` to its PUBACK (connection refused, the next node, TLS,
 #      CONNACK, PUBACK); node 1 restarted between rounds.
+#   4. a whole machine killed: kill -9 the nats-server that leads the stream KZ_RECORDS and the
+#      kizuna node beside it, then time `kizuna pub -h <the other two nodes> -q 1` to its
+#      PUBACK; both restarted between rounds.
 # CPU: user+system time of all 6 processes over each run of 1.
 # Usage: bench/cluster.sh [duration-seconds] [kill-rounds]   (env KZ=path/to/kizuna;
-#   PARTS=123 runs all three parts, PARTS=2 the cross-node latency only, ...)
+#   PARTS=1234 runs all four parts, PARTS=2 the cross-node latency only, ...; KEEP=1 keeps
+#   the logs)
 set -u
 DUR=${1:-10}
 ROUNDS=${2:-5}
-PARTS=${PARTS:-123}
+PARTS=${PARTS:-1234}
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 KZ=${KZ:-$ROOT/build/src/cli/kizuna}
 D=$(mktemp -d /tmp/kz-bench-cluster-XXXXXX)
 BASE=$("$ROOT/scripts/free-port-base" 60)
-trap '"$ROOT/scripts/cluster-down" "$D" > /dev/null 2>&1; rm -rf "$D"' EXIT
+trap '"$ROOT/scripts/cluster-down" "$D" > /dev/null 2>&1; [ -n "${KEEP:-}" ] && echo "kept: $D" || rm -rf "$D"' EXIT
 KZ_NATS_MQTT=1 KZ="$KZ" KZ_NODE_CONF="limits.identity = default connections=0 publish_rate=0 publish_bytes=0 https_rate=0" "$ROOT/scripts/cluster-up" "$D" "$BASE" > /dev/null || { echo "cluster-up failed"; exit 1; }
 for i in 1 2 3; do
 	for _ in $(seq 300); do grep -q "JetStream answers" "$D/n$i/serve.log" 2>/dev/null && break; sleep 0.1; done
@@ -109,8 +113,7 @@ printf '%-34s %12s %12s %12s %12s\n' "" delivered/s p50_us p99_us p999_us
 printf '%-34s %12s %12s %12s %12s\n' "kizuna node 1 -> node 3" "$(field "$kc" delivered_per_s)" "$(field "$kc" latency_us_p50)" "$(field "$kc" p99)" "$(field "$kc" p99.9)"
 printf '%-34s %12s %12s %12s %12s\n' "nats-server MQTT s1 -> s3" "$(field "$nc" delivered_per_s)" "$(field "$nc" latency_us_p50)" "$(field "$nc" p99)" "$(field "$nc" p99.9)"
 fi
-[[ $PARTS == *3* ]] || exit 0
-
+if [[ $PARTS == *3* ]]; then
 # 3. served again after kill -9 of node 1
 echo "# 3. kill -9 node 1, then kizuna pub -h node1,node2,node3 -q 1 until its PUBACK ($ROUNDS rounds)"
 times=()
@@ -127,5 +130,50 @@ for r in $(seq "$ROUNDS"); do
 	sed -i "4s/.*/$!/" "$D/pids"
 	for _ in $(seq 300); do [ "$(grep -c "JetStream answers" "$D/n1/serve.log")" -gt "$r" ] && break; sleep 0.1; done
 	sleep 1
+done
+echo "served again after (s): ${times[*]}  (max $(printf '%s\n' "${times[@]}" | sort -n | tail -1))"
+fi
+[[ $PARTS == *4* ]] || exit 0
+
+# 4. a machine that leads the stream killed: its nats-server and its kizuna node
+leader() { # -> 1, 2 or 3: the server that leads KZ_RECORDS, from any live server's monitoring port
+	local i
+	for i in 1 2 3; do
+		curl -s -m 2 "http://127.0.0.1:$((BASE + 19 + i))/jsz?streams=true" 2>/dev/null | /usr/bin/python3 -c '
+import json, sys
+try:
+    j = json.load(sys.stdin)
+except ValueError:
+    sys.exit(1)
+for a in j.get("account_details", []):
+    for st in a.get("stream_detail", []):
+        if st["name"] == "KZ_RECORDS" and st.get("cluster", {}).get("leader", "").startswith("s"):
+            print(st["cluster"]["leader"][1:]); sys.exit(0)
+sys.exit(1)' && return 0
+	done
+	return 1
+}
+echo "# 4. kill -9 the nats-server leading the stream and the kizuna node beside it, then kizuna pub -h <the other two nodes> -q 1 until its PUBACK ($ROUNDS rounds)"
+times=()
+for r in $(seq "$ROUNDS"); do
+	L=$(leader) || { echo "round $r: no stream leader found"; continue; }
+	sp=$(sed -n "${L}p" "$D/pids") np=$(sed -n "$((L + 3))p" "$D/pids")
+	kill -9 "$sp" "$np"; wait "$sp" "$np" 2>/dev/null
+	t0=$(date +%s.%N)
+	hosts=""
+	for i in 1 2 3; do [ "$i" = "$L" ] || hosts+="${hosts:+,}127.0.0.1:$((BASE + 29 + i))"; done
+	"$KZ" pub -h "$hosts" "${TLS[@]}" -q 1 -t failover/y -m "round $r" > "$D/pub4.out" 2>&1 || echo "round $r: pub failed: $(tail -1 "$D/pub4.out")"
+	t1=$(date +%s.%N)
+	times+=("$(/usr/bin/python3 -c "print('%.3f' % ($t1 - $t0))")")
+	echo "round $r: s$L and n$L killed, a publish on the others acknowledged after ${times[-1]} s"
+	# the machine back, for the next round
+	nats-server -c "$D/s$L/nats.conf" >> "$D/s$L/nats.log" 2>&1 &
+	sed -i "${L}s/.*/$!/" "$D/pids"
+	before=$(grep -c "JetStream answers" "$D/n$L/serve.log")
+	"$KZ" serve --config "$D/n$L/kizuna.conf" >> "$D/n$L/serve.log" 2>&1 &
+	sed -i "$((L + 3))s/.*/$!/" "$D/pids"
+	for _ in $(seq 600); do [ "$(grep -c "JetStream answers" "$D/n$L/serve.log")" -gt "$before" ] && break; sleep 0.1; done
+	caught_up
+	sleep 2
 done
 echo "served again after (s): ${times[*]}  (max $(printf '%s\n' "${times[@]}" | sort -n | tail -1))"
