@@ -245,13 +245,13 @@ void mqtt_client_forward_props(const struct mqtt_props *pp, struct kz_buf *fw, c
 	struct mqtt_str uk, uv;
 	while (mqtt_user_next(pp, &off, &uk, &uv))
 		if ((!canon || uk.len != 8 || memcmp(uk.p, "kz-label", 8)) && !mqtt_user_key_lookalike(uk.p, uk.len) &&
-		    (uk.len != 9 || memcmp(uk.p, "kz-origin", 9) != 0)) /* only the node says who published */
+		    !mqtt_user_key_is_origin(uk.p, uk.len)) /* only the node says who published */
 			(void)mqtt_prop_append_pair(fw, uk, uv);
 	if (canon)
 		(void)mqtt_prop_append_pair(fw, (struct mqtt_str){ (const uint8_t *)"kz-label", 8 },
 					    (struct mqtt_str){ (const uint8_t *)canon, (uint32_t)canon_len });
 	if (origin) /* mqtt.origin_property: who published it, as its certificate says */
-		(void)mqtt_prop_append_pair(fw, (struct mqtt_str){ (const uint8_t *)"kz-origin", 9 },
+		(void)mqtt_prop_append_pair(fw, MQTT_ORIGIN_KEY,
 					    (struct mqtt_str){ (const uint8_t *)origin, (uint32_t)strlen(origin) });
 }
 

@@ -5,6 +5,8 @@
 #include "mqtt/mqtt_broker.h"
 #include "base/kz_log.h"
 
+#include <string.h>
+
 /* Subscriber list stored as a subscription-trie node's value. */
 struct mqtt_sublist {
 	uint32_t n, cap;
@@ -88,6 +90,14 @@ void mqtt_replay_end(struct mqtt_sub *sub);
 void mqtt_replay_hold(struct mqtt_sub *sub, struct mqtt_msg *msg, uint8_t qos, bool retain);
 /* Advances every replay of the shard whose client can take more (each loop iteration). */
 void mqtt_shard_replays_run(struct mqtt_shard *s);
+
+/* The user property that says who published a delivery (mqtt.origin_property): only the node
+ * writes it; a client's is never forwarded nor stored. */
+#define MQTT_ORIGIN_KEY ((struct mqtt_str){ (const uint8_t *)"kz-origin", 9 })
+static inline bool mqtt_user_key_is_origin(const uint8_t *k, size_t n)
+{
+	return n == 9 && memcmp(k, "kz-origin", 9) == 0;
+}
 
 /* A user property name that reads as one of the node's own (kz-label, kz-replay-since, ...)
  * without being spelled as one: different case or surrounding white space ("KZ-LABEL",

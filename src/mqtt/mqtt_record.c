@@ -35,7 +35,7 @@ static int props_to_attrs(const uint8_t *p, size_t n, struct kz_buf *attrs, stru
 		case MQTT_PROP_CORRELATION_DATA: rc = kz_rec_attr_append(attrs, KZ_RATTR_CORRELATION, NULL, 0, a.p, a.len); break;
 		case MQTT_PROP_USER_PROPERTY:
 			/* kz-origin is the record's own origin, added again when it is delivered */
-			if (a.len != 9 || memcmp(a.p, "kz-origin", 9) != 0)
+			if (!mqtt_user_key_is_origin(a.p, a.len))
 				rc = kz_rec_attr_append(attrs, KZ_RATTR_USER, a.p, a.len, b.p, b.len);
 			break;
 		default: break; /* not forwarded, so never in a message's block */
@@ -95,7 +95,7 @@ static int attrs_to_props(const struct kz_record *r, struct kz_buf *props, bool 
 		}
 	}
 	if (!rc && origin && r->origin_id.len && r->origin_id.len <= 65535)
-		rc = mqtt_prop_append_pair(props, (struct mqtt_str){ (const uint8_t *)"kz-origin", 9 },
+		rc = mqtt_prop_append_pair(props, MQTT_ORIGIN_KEY,
 					   (struct mqtt_str){ r->origin_id.p, r->origin_id.len });
 	return rc;
 }
