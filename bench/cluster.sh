@@ -17,8 +17,8 @@
 #      PUBACK; both restarted between rounds.
 # CPU: user+system time of all 6 processes over each run of 1.
 # Usage: bench/cluster.sh [duration-seconds] [kill-rounds]   (env KZ=path/to/kizuna;
-#   PARTS=1234 runs all four parts, PARTS=2 the cross-node latency only, ...; KEEP=1 keeps
-#   the logs)
+#   PARTS=1234 runs all four parts, PARTS=2 the cross-node latency only, ...; PAIRS=3 pairs of
+#   runs in part 1; KEEP=1 keeps the logs)
 set -u
 DUR=${1:-10}
 ROUNDS=${2:-5}
@@ -49,18 +49,21 @@ ratio() { /usr/bin/python3 -c "a,b=float('$1' or 0),float('$2' or 0);print('%.2f
 # 1. acknowledged QoS 1, 6 publishers on each of the 3 nodes (18), no subscribers
 spread() { # name port1 port2 port3 -> "acked/s p50 p99 cpu_us_per_msg"
 	local name=$1; shift
-	local pids c0 c1 k
+	local pids c0 c1 k0 k1 k
 	pids="$(pids_of kizuna) $(pids_of nats)" # the whole cluster: kizuna's records go through JetStream too
 	c0=$(cpu_ticks $pids)
+	k0=$(cpu_ticks $(pids_of kizuna))
 	for k in 0 1 2; do
 		"$KZ" bench mqtt -h 127.0.0.1 -p "${@:$((k + 1)):1}" "${TLS[@]}" -V 311 --duration "$DUR" --pubs 6 --subs 0 \
 			--qos 1 --size 100 --threads 1 --topic "b$k" > "$D/$name-$k.out" 2>&1 &
 	done
 	wait
 	c1=$(cpu_ticks $pids)
-	/usr/bin/python3 - "$D" "$name" "$DUR" "$((c1 - c0))" "$(getconf CLK_TCK)" <<'PY'
+	k1=$(cpu_ticks $(pids_of kizuna))
+	/usr/bin/python3 - "$D" "$name" "$DUR" "$((c1 - c0))" "$(getconf CLK_TCK)" "$((k1 - k0))" <<'PY'
 import sys, re
 d, name, dur, ticks, hz = sys.argv[1], sys.argv[2], float(sys.argv[3]), int(sys.argv[4]), int(sys.argv[5])
+kticks = int(sys.argv[6])
 acked, p50, p99 = 0.0, [], []
 for k in range(3):
     t = open("%s/%s-%d.out" % (d, name, k)).read()
@@ -70,23 +73,14 @@ for k in range(3):
     p99.append(float(kv.get("ack_p99", 0)))
 # the CPU over the whole run (1 s warm-up included) per message acknowledged in the measured part
 cpu = ticks / hz * 1e6 / (acked * dur) if acked else 0
-print("%.0f %.0f %.0f %.1f" % (acked, max(p50), max(p99), cpu))
+# the share of it in the 3 kizuna nodes (0 for nats-server's own MQTT, where they are idle)
+kcpu = kticks / hz * 1e6 / (acked * dur) if acked else 0
+print("%.0f %.0f %.0f %.1f %.1f" % (acked, max(p50), max(p99), cpu, kcpu if name == "kizuna" else cpu - kcpu))
 PY
 }
 echo "# cluster: 3 nats-servers 2.9 (JetStream R3) + 3 kizuna nodes, loopback, $(nproc) cores, $DUR s per run"
-if [[ $PARTS == *1* ]]; then
-K=$(spread kizuna $((BASE + 30)) $((BASE + 31)) $((BASE + 32)))
-N=$(spread nats $((BASE + 50)) $((BASE + 51)) $((BASE + 52)))
-echo "# 1. QoS 1, 18 publishers (6 per node), 100-byte payloads, window 64, MQTT 3.1.1 over TLS 1.3"
-printf '%-34s %10s %12s %12s %16s\n' "" acked/s ack_p50_us ack_p99_us cpu_us/msg
-printf '%-34s %10s %12s %12s %16s\n' "kizuna (own fsync + JetStream R3)" $K
-printf '%-34s %10s %12s %12s %16s\n' "nats-server MQTT (JetStream R3)" $N
-echo "kizuna/nats acked: $(ratio "$(echo $K | cut -d' ' -f1)" "$(echo $N | cut -d' ' -f1)")"
-echo "  (p50, p99: the highest of the three load generators'; cpu: all 6 processes, per acknowledged message)"
-fi
-
-# every node's follower caught up with the stream (after part 1's load), so that part 2
-# measures a path, not a backlog
+# every node's follower caught up with the stream, so that what comes next (nats-server's run of
+# part 1, part 2) measures a path, not kizuna's backlog, and has the machine to itself
 caught_up() {
 	local i st
 	for _ in $(seq 120); do
@@ -99,6 +93,28 @@ caught_up() {
 	done
 	echo "# (followers still behind after 120 s)"
 }
+if [[ $PARTS == *1* ]]; then
+# PAIRS alternated runs of each (default 3): this VM's speed drifts by tens of per cent between
+# minutes, so each kizuna run is paired with a nats-server run right after it, and the medians
+# are compared
+echo "# 1. QoS 1, 18 publishers (6 per node), 100-byte payloads, window 64, MQTT 3.1.1 over TLS 1.3"
+printf '%-34s %10s %12s %12s %16s %14s\n' "" acked/s ack_p50_us ack_p99_us cpu_us/msg of_it_in
+KS=() NS=()
+for _ in $(seq "${PAIRS:-3}"); do
+	K=$(spread kizuna $((BASE + 30)) $((BASE + 31)) $((BASE + 32)))
+	caught_up
+	N=$(spread nats $((BASE + 50)) $((BASE + 51)) $((BASE + 52)))
+	printf '%-34s %10s %12s %12s %16s %14s\n' "kizuna (own fsync + JetStream R3)" $K
+	printf '%-34s %10s %12s %12s %16s %14s\n' "nats-server MQTT (JetStream R3)" $N
+	echo "  this pair, kizuna/nats acked: $(ratio "$(echo $K | cut -d' ' -f1)" "$(echo $N | cut -d' ' -f1)")"
+	KS+=("$(echo $K | cut -d' ' -f1)") NS+=("$(echo $N | cut -d' ' -f1)")
+done
+med() { printf '%s\n' "$@" | sort -n | awk '{v[NR]=$1} END {print (NR % 2) ? v[(NR+1)/2] : (v[NR/2]+v[NR/2+1])/2}'; }
+echo "median acked/s: kizuna $(med "${KS[@]}"), nats-server $(med "${NS[@]}"); kizuna/nats: $(ratio "$(med "${KS[@]}")" "$(med "${NS[@]}")")"
+echo "  (p50, p99: the highest of the three load generators'; cpu: all 6 processes, per acknowledged message;"
+echo "   of_it_in: the part of it in the 3 kizuna nodes, resp. in the 3 nats-servers)"
+fi
+
 caught_up
 # 2. cross-node delivery, 500 msgs/s QoS 1, 4 publishers on node 1, 4 subscribers on node 3
 cross() { # label pub-port sub-port

@@ -47,7 +47,8 @@ struct kz_cluster_config {
 	 * it (kz_cluster_settled said false since the last call); any thread, must not block. */
 	void (*caught_up)(void *arg);
 	uint32_t gap_timeout_ms;      /* cluster.gap_timeout_ms: held records wait at most this */
-	uint32_t consumer_stall_ms;   /* cluster.consumer_stall_ms: a silent consumer is made again after this */
+	uint32_t consumer_stall_ms;   /* cluster.consumer_stall_ms: a consumer that delivers nothing more is made again */
+	uint32_t consumer_lost_ms;    /* cluster.consumer_lost_ms: one that does not answer, made again elsewhere */
 	/* Shared sessions (bucket KZ_SESSIONS, docs/CLUSTER.md "Sessions"): every value of the
 	 * bucket with its key and revision, the whole bucket first and then each change in order
 	 * (this node's own writes too), on the cluster's session thread; value NULL: the key was
@@ -87,7 +88,7 @@ struct kz_cluster_stats {
 	size_t session_queue;      /* session writes waiting for JetStream */
 	uint64_t order_expired;    /* CONNECTs answered at kz_cluster_settled's bound */
 	uint64_t swaps;            /* moves to another server: JetStream did not answer through ours */
-	uint64_t consumers_remade; /* our consumer deleted and made again: silent for cluster.consumer_stall_ms */
+	uint64_t consumers_remade; /* our consumer deleted and made again (cluster.consumer_stall_ms, _lost_ms) */
 	uint64_t trust_puts, trust_updates; /* KZ_TRUST writes, changes read */
 	bool connected, quorum;    /* quorum: no publish has waited longer than publish_timeout_ms */
 };
@@ -159,6 +160,36 @@ uint64_t kz_cluster_parse_seq(const char *v);
  * <delivered>.<stream seq>.<consumer seq>.<time>.<pending> (9 tokens), or the newer form of 12
  * or more tokens (pending the 11th). -1 when reply is not such a subject. */
 int64_t kz_cluster_ack_pending(const char *reply);
+/* The fields of such a subject: how often the message was delivered, its stream sequence, its
+ * consumer sequence (1: the first message this consumer ever delivered). False when reply is
+ * not such a subject. */
+struct kz_cluster_ack_info { uint64_t delivered, stream_seq, consumer_seq; };
+bool kz_cluster_ack_parse(const char *reply, struct kz_cluster_ack_info *out);
+
+/* The follower's floor (docs/CLUSTER.md "Our consumer"): every stream sequence <= floor was
+ * decided (taken, or dropped as ours or as a duplicate) and acknowledged, so a consumer made
+ * again starts at floor + 1 instead of the stream's start. Sequences above it decided out of
+ * order (one lost in flight comes again after AckWait) wait in above[] until those below come;
+ * with no room left the highest are forgotten (the floor stays lower: a consumer made again
+ * from it delivers more again, dropped by origin sequence). id: what the stream held at floor
+ * (known), compared with what it holds there before a consumer is made from it: a stream that
+ * lost its tail and took other records at those sequences is followed from its start. */
+#define KZ_CLUSTER_FLOOR_ABOVE 512
+struct kz_cluster_mark {
+	uint64_t sseq, oseq; /* stream sequence; Kz-Origin-Seq, of Kz-Origin node */
+	char node[65];
+};
+struct kz_cluster_floor {
+	uint64_t floor;
+	bool known;
+	struct kz_cluster_mark id;
+	struct kz_cluster_mark above[KZ_CLUSTER_FLOOR_ABOVE]; /* by stream sequence */
+	uint32_t n_above;
+};
+/* Starts over at floor (nothing known of what the stream holds there). */
+void kz_cluster_floor_reset(struct kz_cluster_floor *f, uint64_t floor);
+/* The message at stream sequence m->sseq is decided. */
+void kz_cluster_floor_take(struct kz_cluster_floor *f, const struct kz_cluster_mark *m);
 
 /* Publishes audit entry n (one line of DIR/audit, without its newline) to KZ_AUDIT, subject
  * kz.audit.<node id>, Nats-Msg-Id <node id>:<n>; synchronously, up to publish_timeout_ms.

@@ -190,6 +190,28 @@ void kz_cluster_held_expire(struct kz_cluster *c, bool everything)
 	pthread_mutex_unlock(&c->lock);
 }
 
+/* Message m (acknowledgement subject reply) is decided and acknowledged: the floor moves. A
+ * message delivered for the first time at or below the floor says that our consumer started
+ * over (its server restarted; it lives in memory): f_reset, made again from the floor. The
+ * first message a consumer delivers puts the floor below it (the sequences under it are gone
+ * from the stream, or under the floor it was made from). */
+static void floor_decided(struct kz_cluster *c, natsMsg *m, const char *reply)
+{
+	struct kz_cluster_ack_info ai;
+	struct kz_cluster_floor *f = &c->floor;
+	if (!kz_cluster_ack_parse(reply, &ai) || !ai.stream_seq)
+		return;
+	if (ai.delivered == 1 && f->floor && ai.stream_seq <= f->floor)
+		c->f_reset = true;
+	if (ai.consumer_seq == 1 && ai.stream_seq - 1 > f->floor)
+		kz_cluster_floor_reset(f, ai.stream_seq - 1);
+	struct kz_cluster_mark mk = { .sseq = ai.stream_seq, .oseq = kz_cluster_header_u64(m, "Kz-Origin-Seq") };
+	const char *o = NULL;
+	if (natsMsgHeader_Get(m, "Kz-Origin", &o) == NATS_OK && o)
+		snprintf(mk.node, sizeof mk.node, "%s", o);
+	kz_cluster_floor_take(f, &mk);
+}
+
 /* One fetched batch: the new records go to the node, and once every one of them is durable
  * each message is acknowledged (explicitly: with AckAll, acknowledging a later message would
  * also acknowledge one that JetStream sent us and that never arrived, a connection lost with
@@ -284,31 +306,100 @@ static bool follow_batch(struct kz_cluster *c, natsMsgList *list)
 	 * after a crash between the two is recognised as already here, not appended twice */
 	if (n)
 		kz_cluster_state_save(c, conf, conf_o);
-	for (int i = 0; i < done; i++) /* an empty message to its reply subject: +ACK */
-		if (natsConnection_Publish(c->nc, natsMsg_GetReply(list->Msgs[i]), NULL, 0) != NATS_OK)
+	for (int i = 0; i < done; i++) { /* an empty message to its reply subject: +ACK */
+		const char *reply = natsMsg_GetReply(list->Msgs[i]);
+		if (natsConnection_Publish(c->nc, reply, NULL, 0) != NATS_OK)
 			return false;
+		floor_decided(c, list->Msgs[i], reply);
+	}
 	return done == list->Count;
+}
+
+/* Token k of reply ("$JS.ACK...") as a number into *v; false when it is not one. */
+static bool ack_token(const char *const *tok, int k, uint64_t *v)
+{
+	char d[24];
+	size_t len = strcspn(tok[k], ".");
+	if (len == 0 || len >= sizeof d)
+		return false;
+	memcpy(d, tok[k], len);
+	d[len] = 0;
+	*v = kz_cluster_parse_seq(d);
+	return *v || strcmp(d, "0") == 0;
+}
+
+/* The acknowledgement subject's tokens: 9 ($JS.ACK.<stream>.<consumer>.<delivered>.<stream
+ * seq>.<consumer seq>.<time>.<pending>), or 12 or more (with <domain>.<account hash> after
+ * ACK, and a random token last). *first: the index of <delivered>; the number of tokens or -1. */
+static int ack_tokens(const char *reply, const char *tok[16], int *first)
+{
+	if (!reply || strncmp(reply, "$JS.ACK.", 8) != 0)
+		return -1;
+	int n = 0;
+	for (const char *q = reply; q && n < 16; q = strchr(q, '.'), q = q ? q + 1 : NULL)
+		tok[n++] = q;
+	*first = n == 9 ? 4 : n >= 12 ? 6 : -1;
+	return *first < 0 ? -1 : n;
 }
 
 int64_t kz_cluster_ack_pending(const char *reply)
 {
-	if (!reply || strncmp(reply, "$JS.ACK.", 8) != 0)
-		return -1;
 	const char *tok[16];
-	int n = 0;
-	for (const char *q = reply; q && n < 16; q = strchr(q, '.'), q = q ? q + 1 : NULL)
-		tok[n++] = q;
-	int k = n == 9 ? 8 : n >= 12 ? 10 : -1;
-	if (k < 0)
+	int first;
+	uint64_t x;
+	if (ack_tokens(reply, tok, &first) < 0 || !ack_token(tok, first + 4, &x))
 		return -1;
-	char v[24];
-	size_t len = strcspn(tok[k], ".");
-	if (len == 0 || len >= sizeof v)
-		return -1;
-	memcpy(v, tok[k], len);
-	v[len] = 0;
-	uint64_t x = kz_cluster_parse_seq(v);
-	return x || strcmp(v, "0") == 0 ? (int64_t)(x & INT64_MAX) : -1;
+	return (int64_t)(x & INT64_MAX);
+}
+
+bool kz_cluster_ack_parse(const char *reply, struct kz_cluster_ack_info *out)
+{
+	const char *tok[16];
+	int first;
+	return ack_tokens(reply, tok, &first) >= 0 && ack_token(tok, first, &out->delivered) &&
+	       ack_token(tok, first + 1, &out->stream_seq) && ack_token(tok, first + 2, &out->consumer_seq);
+}
+
+void kz_cluster_floor_reset(struct kz_cluster_floor *f, uint64_t floor)
+{
+	f->floor = floor;
+	f->known = false;
+	f->n_above = 0;
+}
+
+void kz_cluster_floor_take(struct kz_cluster_floor *f, const struct kz_cluster_mark *m)
+{
+	if (m->sseq <= f->floor)
+		return;
+	if (m->sseq == f->floor + 1) {
+		f->floor = m->sseq;
+		f->id = *m;
+		f->known = true;
+		uint32_t k = 0;
+		while (k < f->n_above && f->above[k].sseq <= f->floor + 1) {
+			if (f->above[k].sseq == f->floor + 1) {
+				f->floor++;
+				f->id = f->above[k];
+			}
+			k++;
+		}
+		memmove(f->above, f->above + k, (f->n_above - k) * sizeof *f->above);
+		f->n_above -= k;
+		return;
+	}
+	uint32_t k = f->n_above;
+	while (k > 0 && f->above[k - 1].sseq > m->sseq)
+		k--;
+	if (k > 0 && f->above[k - 1].sseq == m->sseq)
+		return; /* decided twice (delivered again) */
+	if (f->n_above == KZ_CLUSTER_FLOOR_ABOVE) { /* the highest is forgotten */
+		if (k == f->n_above)
+			return;
+		f->n_above--;
+	}
+	memmove(f->above + k + 1, f->above + k, (f->n_above - k) * sizeof *f->above);
+	f->above[k] = *m;
+	f->n_above++;
 }
 
 /* Did the stream hold nothing more for us than this batch? (The last message's pending.) */
@@ -329,6 +420,7 @@ struct puller {
 	natsSubscription *sub;
 	char prefix[128], next[192];
 	uint64_t n;
+	unsigned unanswered; /* requests in a row that got neither a record nor a status */
 };
 
 static int puller_open(struct kz_cluster *c, struct puller *p, const char *durable)
@@ -384,22 +476,68 @@ static natsStatus pull(struct kz_cluster *c, struct puller *p, natsMsgList *list
 		if (natsMsgHeader_Get(m, "Status", &st) == NATS_OK) {
 			bool ours = strcmp(natsMsg_GetSubject(m), inbox) == 0;
 			natsMsg_Destroy(m);
-			if (ours)
+			if (ours) {
+				p->unanswered = 0;
 				break;
+			}
 			continue;
 		}
 		list->Msgs[list->Count++] = m;
 	}
-	if (list->Count)
+	if (list->Count) {
+		p->unanswered = 0;
 		return NATS_OK;
+	}
+	if (s == NATS_TIMEOUT)
+		p->unanswered++;
 	return s == NATS_OK || s == NATS_TIMEOUT ? NATS_TIMEOUT : s;
 }
 
-/* Our durable consumer: made (explicit acknowledgements; what was sent and not acknowledged,
- * lost in flight, comes again after AckWait, which is less than cluster.gap_timeout_ms's
- * default so that it fills its gap in time), or taken as it is. One of an older kizuna
- * (all-up-to) is made again: from the stream's start, what this node has is dropped by origin
- * sequence. */
+/* Notes the server our consumer is on (ci: its info). */
+static void consumer_on(struct kz_cluster *c, const jsConsumerInfo *ci)
+{
+	if (ci && ci->Cluster && ci->Cluster->Leader)
+		snprintf(c->f_on, sizeof c->f_on, "%s", ci->Cluster->Leader);
+}
+
+/* Does the stream still hold at the floor what it held when we decided it? 1 yes, 0 no (or
+ * the floor's record is not known: then the consumer is made from the stream's start), -1 no
+ * answer. A stream that lost its tail (a power loss: nats-server 2.9 syncs every 2 minutes)
+ * and took records published again at those sequences fails it. */
+static int floor_holds(struct kz_cluster *c, bool learn)
+{
+	struct kz_cluster_floor *f = &c->floor;
+	if (!f->floor || (!f->known && !learn))
+		return 0;
+	natsMsg *m = NULL;
+	jsErrCode jerr = 0;
+	natsStatus s = js_GetMsg(&m, c->js, STREAM, f->floor, NULL, &jerr);
+	if (s != NATS_OK)
+		return s == NATS_NOT_FOUND || jerr == JSNoMessageFoundErr || jerr == JSStreamNotFoundErr ? 0 : -1;
+	const char *o = NULL;
+	if (natsMsgHeader_Get(m, "Kz-Origin", &o) != NATS_OK || !o)
+		o = "";
+	uint64_t oseq = kz_cluster_header_u64(m, "Kz-Origin-Seq");
+	bool same = strcmp(o, f->id.node) == 0 && oseq == f->id.oseq;
+	if (learn) { /* a floor JetStream gave (a consumer's ack floor): what is there now is what we took */
+		f->id.sseq = f->floor;
+		f->id.oseq = oseq;
+		snprintf(f->id.node, sizeof f->id.node, "%s", o);
+		f->known = same = true;
+	}
+	natsMsg_Destroy(m);
+	return same;
+}
+
+/* Our durable consumer (docs/CLUSTER.md "Our consumer"): on one server, in memory (the stream
+ * is replicated; a consumer replicated like it cost the nats-servers a Raft proposal for each
+ * delivery and each acknowledgement, on every node's consumer), explicit acknowledgements
+ * (what was sent and not acknowledged, lost in flight, comes again after AckWait, which is less
+ * than cluster.gap_timeout_ms's default so that it fills its gap in time). Made from the floor
+ * when the stream still holds there what it held, else from the stream's start (what this node
+ * already has is dropped by origin sequence); one that exists is taken as it is. One of an
+ * older kizuna (replicated, on disk) is made again from what it says we acknowledged; one that
+ * acknowledged all-up-to, from the stream's start. */
 static bool consumer_check(struct kz_cluster *c, const char *durable, const jsConsumerInfo *ci, uint64_t *bad_ms);
 
 static int consumer_ensure(struct kz_cluster *c, const char *durable, uint64_t *bad_ms)
@@ -411,6 +549,8 @@ static int consumer_ensure(struct kz_cluster *c, const char *durable, uint64_t *
 	cc.DeliverPolicy = js_DeliverAll;
 	cc.AckWait = (int64_t)10 * 1000000000;
 	cc.FilterSubject = "kz.rec.>";
+	cc.Replicas = 1;
+	cc.MemoryStorage = true;
 	jsConsumerInfo *ci = NULL;
 	jsErrCode jerr = 0;
 	natsStatus is = js_GetConsumerInfo(&ci, c->js, STREAM, durable, NULL, &jerr);
@@ -419,26 +559,82 @@ static int consumer_ensure(struct kz_cluster *c, const char *durable, uint64_t *
 		return -1;
 	}
 	*bad_ms = 0;
+	bool trusted = false;
 	if (is == NATS_OK) {
-		bool fit = ci->Config && ci->Config->AckPolicy == js_AckExplicit;
-		jsConsumerInfo_Destroy(ci);
-		if (fit)
+		bool explicit = ci->Config && ci->Config->AckPolicy == js_AckExplicit;
+		bool fit = explicit && ci->Config->Replicas == 1 && ci->Config->MemoryStorage;
+		uint64_t acked = ci->AckFloor.Stream;
+		if (fit) {
+			if (!c->floor.floor) { /* this node just started: the consumer's ack floor is ours */
+				kz_cluster_floor_reset(&c->floor, acked);
+				(void)floor_holds(c, true);
+			}
+			consumer_on(c, ci);
+			jsConsumerInfo_Destroy(ci);
 			return 0;
-		kz_warn("cluster: our consumer %s acknowledges all-up-to: made again with explicit acknowledgements",
-			durable);
-		(void)js_DeleteConsumer(c->js, STREAM, durable, NULL, NULL);
+		}
+		jsConsumerInfo_Destroy(ci);
+		if (explicit) {
+			kz_warn("cluster: our consumer %s is replicated and on disk (an older kizuna): made again on one "
+				"server, in memory, after stream sequence %" PRIu64 ", which it says we acknowledged", durable,
+				acked);
+			kz_cluster_floor_reset(&c->floor, acked);
+			trusted = true;
+		} else {
+			kz_warn("cluster: our consumer %s acknowledges all-up-to: made again with explicit acknowledgements",
+				durable);
+			kz_cluster_floor_reset(&c->floor, 0);
+		}
+		if (js_DeleteConsumer(c->js, STREAM, durable, NULL, NULL) != NATS_OK)
+			return -1;
 	}
+	if (c->floor.floor) {
+		int h = floor_holds(c, trusted);
+		if (h < 0)
+			return -1;
+		if (!h) {
+			kz_warn("cluster: the stream no longer holds at sequence %" PRIu64 " what this node took there (or "
+				"that is not known): our consumer %s is made from the stream's start", c->floor.floor, durable);
+			kz_cluster_floor_reset(&c->floor, 0);
+		}
+	}
+	if (c->floor.floor) {
+		cc.DeliverPolicy = js_DeliverByStartSequence;
+		cc.OptStartSeq = c->floor.floor + 1;
+	}
+	c->floor.n_above = 0; /* what a new consumer delivers starts at the floor */
 	ci = NULL;
 	natsStatus s = js_AddConsumer(&ci, c->js, STREAM, &cc, NULL, &jerr);
+	if (s == NATS_OK) {
+		c->f_on[0] = 0;
+		consumer_on(c, ci);
+	}
 	jsConsumerInfo_Destroy(ci);
-	return s == NATS_OK ? 0 : -1;
+	if (s != NATS_OK)
+		return -1;
+	/* JetStream puts it on one of the stream's servers at random (nats-server 2.9 takes no
+	 * placement for a consumer): on the one it did not answer on, it is deleted and made again,
+	 * a few times */
+	if (c->f_avoid[0] && strcmp(c->f_on, c->f_avoid) == 0 && c->f_placed < 5) {
+		c->f_placed++;
+		kz_info("cluster: our consumer %s was made on %s, where it did not answer: made again elsewhere", durable,
+			c->f_on);
+		(void)js_DeleteConsumer(c->js, STREAM, durable, NULL, NULL);
+		return -1;
+	}
+	c->f_avoid[0] = 0;
+	c->f_placed = 0;
+	return 0;
 }
 
 /* Deletes our consumer, to be made again from the stream's start (the caller drops its
  * subscription); what this node already has is dropped by origin sequence. */
-static bool consumer_remake(struct kz_cluster *c, const char *durable, const char *why)
+static bool consumer_remake(struct kz_cluster *c, const char *durable, const char *why, bool from_start)
 {
-	kz_warn("cluster: our consumer %s %s: deleting it and following the stream again from its start", durable, why);
+	kz_warn("cluster: our consumer %s %s: deleting it and making it again, from %s", durable, why,
+		from_start ? "the stream's start" : "what this node has acknowledged (if the stream still holds it)");
+	if (from_start)
+		kz_cluster_floor_reset(&c->floor, 0);
 	jsErrCode jerr = 0;
 	natsStatus ds = js_DeleteConsumer(c->js, STREAM, durable, NULL, &jerr);
 	if (ds != NATS_OK && jerr != JSConsumerNotFoundErr)
@@ -458,17 +654,22 @@ static bool consumer_remake(struct kz_cluster *c, const char *durable, const cha
  *    again into those sequences would never reach us;
  *  - records are held behind a gap (this node has later records of an origin and not the
  *    earlier ones): published again where the consumer had already been.
- * The first two are made again once they lasted cluster.consumer_stall_ms while the stream
- * answers (*bad_ms: since when; 0 while it is fine), the third at once, the last when the
- * gap is that old (before cluster.gap_timeout_ms gives up on it). ci: the
- * consumer's info, NULL when it did not answer. True when the consumer was deleted. */
+ * The second is made again from the stream's start once it lasted cluster.consumer_stall_ms
+ * while the stream answers (*bad_ms: since when; 0 while it is fine), the third at once, the
+ * last when the gap is that old (before cluster.gap_timeout_ms gives up on it). One that does
+ * not answer while the stream does (its server is down or cut off; nats-server 2.9's "NO
+ * quorum, stalled" was the first case with replicated consumers) is made again from the floor
+ * on another server once that lasted cluster.consumer_lost_ms (f_lost_since). ci: the
+ * consumer's info, NULL when it did not answer. True when the consumer is to be made again. */
 static bool consumer_check(struct kz_cluster *c, const char *durable, const jsConsumerInfo *ci, uint64_t *bad_ms)
 {
 	uint64_t now = kz_now_mono_ms();
 	jsStreamInfo *si = NULL;
 	jsErrCode jerr = 0;
-	if (js_GetStreamInfo(&si, c->js, STREAM, NULL, &jerr) != NATS_OK)
-		return false; /* the stream is silent too: JetStream is down, not our consumer */
+	if (js_GetStreamInfo(&si, c->js, STREAM, NULL, &jerr) != NATS_OK) {
+		c->f_lost_since = 0; /* the stream is silent too: JetStream is down, not our consumer */
+		return false;
+	}
 	uint64_t last = si->State.LastSeq;
 	jsStreamInfo_Destroy(si);
 	char why[200];
@@ -476,7 +677,7 @@ static bool consumer_check(struct kz_cluster *c, const char *durable, const jsCo
 		snprintf(why, sizeof why, "delivered up to stream sequence %llu, beyond the stream's end at %llu (the stream "
 			 "lost its tail)", (unsigned long long)ci->Delivered.Stream, (unsigned long long)last);
 		*bad_ms = 0;
-		return consumer_remake(c, durable, why);
+		return consumer_remake(c, durable, why, true);
 	}
 	uint64_t held_since = 0;
 	pthread_mutex_lock(&c->lock);
@@ -488,9 +689,26 @@ static bool consumer_check(struct kz_cluster *c, const char *durable, const jsCo
 		snprintf(why, sizeof why, "has not brought the records awaited behind a gap for %llu ms (records published "
 			 "again after JetStream lost them, where it had already been?)", (unsigned long long)(now - held_since));
 		*bad_ms = 0;
-		return consumer_remake(c, durable, why);
+		return consumer_remake(c, durable, why, true);
 	}
-	bool bad = !ci || (!ci->NumPending && !ci->NumAckPending && last > ci->Delivered.Stream);
+	if (!ci) {
+		if (!c->f_lost_since)
+			c->f_lost_since = now;
+		if (now - c->f_lost_since < c->cfg.consumer_lost_ms)
+			return false;
+		snprintf(why, sizeof why, "has not answered for %llu ms while the stream does (cluster.consumer_lost_ms; its "
+			 "server%s%s is down or cut off)", (unsigned long long)(now - c->f_lost_since), c->f_on[0] ? " " : "",
+			 c->f_on);
+		c->f_lost_since = 0;
+		*bad_ms = 0;
+		snprintf(c->f_avoid, sizeof c->f_avoid, "%s", c->f_on);
+		c->f_placed = 0;
+		/* its deletion goes through even when no answer comes (its server is down): the
+		 * next look at it finds it gone, or deletes it again */
+		(void)consumer_remake(c, durable, why, false);
+		return true;
+	}
+	bool bad = !ci->NumPending && !ci->NumAckPending && last > ci->Delivered.Stream;
 	if (!bad) {
 		*bad_ms = 0;
 		return false;
@@ -499,15 +717,11 @@ static bool consumer_check(struct kz_cluster *c, const char *durable, const jsCo
 		*bad_ms = now;
 	if (now - *bad_ms < c->cfg.consumer_stall_ms)
 		return false;
-	if (!ci)
-		snprintf(why, sizeof why, "has not answered for %llu ms while the stream does (cluster.consumer_stall_ms; "
-			 "its replicas lost their data?)", (unsigned long long)(now - *bad_ms));
-	else
-		snprintf(why, sizeof why, "has said for %llu ms that it delivered everything, up to stream sequence %llu, "
-			 "while the stream ends at %llu", (unsigned long long)(now - *bad_ms),
-			 (unsigned long long)ci->Delivered.Stream, (unsigned long long)last);
+	snprintf(why, sizeof why, "has said for %llu ms that it delivered everything, up to stream sequence %llu, "
+		 "while the stream ends at %llu", (unsigned long long)(now - *bad_ms),
+		 (unsigned long long)ci->Delivered.Stream, (unsigned long long)last);
 	*bad_ms = 0;
-	return consumer_remake(c, durable, why);
+	return consumer_remake(c, durable, why, true);
 }
 
 static void caught_up(struct kz_cluster *c, uint64_t t0)
@@ -574,29 +788,50 @@ void *kz_cluster_follower(void *arg)
 		}
 		natsMsgList_Destroy(&list);
 		kz_cluster_held_expire(c, false);
+		if (c->f_reset) { /* its server restarted (kept in memory): it started over */
+			c->f_reset = false;
+			if (consumer_remake(c, durable, "delivered again from its start what this node had acknowledged (its "
+					    "server restarted)", false)) {
+				natsSubscription_Destroy(pl.sub);
+				pl.sub = NULL;
+			}
+			continue;
+		}
 		if (s == NATS_OK) {
 			idle = 0;
 			bad_ms = 0;
 			continue;
 		}
-		/* Every few seconds without records, or after an error: is our consumer still there?
-		 * JetStream that lost its metadata (a power loss, a server's files gone) forgets it,
-		 * and a fetch on it then only times out. Made again, it starts from the stream's
-		 * beginning; what this node already has is dropped by origin sequence. */
-		if (s != NATS_TIMEOUT || ++idle >= 50) {
+		/* Every few seconds without records, after an error, or after a second of requests
+		 * nobody answered (its server is down): is our consumer still there? JetStream that
+		 * lost its metadata (a power loss, a server's files gone) forgets it, and a fetch on it
+		 * then only times out. Made again, it starts from the floor (if the stream still holds
+		 * there what it held) or from the stream's start; what this node already has is dropped
+		 * by origin sequence. */
+		if (pl.unanswered == 1 && !c->f_lost_since)
+			c->f_lost_since = kz_now_mono_ms();
+		else if (!pl.unanswered)
+			c->f_lost_since = 0;
+		if (s != NATS_TIMEOUT || ++idle >= 50 || pl.unanswered >= 10) {
+			pl.unanswered = 0;
 			idle = 0;
 			jsConsumerInfo *ci = NULL;
 			jsErrCode cerr = 0;
 			natsStatus cs = js_GetConsumerInfo(&ci, c->js, STREAM, durable, NULL, &cerr);
 			if (cs == NATS_NOT_FOUND || cerr == JSConsumerNotFoundErr || cerr == JSStreamNotFoundErr) {
-				kz_warn("cluster: our consumer %s is gone from JetStream: following the stream again from "
-					"its start", durable);
+				kz_warn("cluster: our consumer %s is gone from JetStream: made again", durable);
 				natsSubscription_Destroy(pl.sub);
 				pl.sub = NULL;
 				bad_ms = 0;
-			} else if (consumer_check(c, durable, cs == NATS_OK ? ci : NULL, &bad_ms)) {
-				natsSubscription_Destroy(pl.sub);
-				pl.sub = NULL;
+			} else {
+				if (cs == NATS_OK) { /* it answers */
+					c->f_lost_since = 0;
+					consumer_on(c, ci);
+				}
+				if (consumer_check(c, durable, cs == NATS_OK ? ci : NULL, &bad_ms)) {
+					natsSubscription_Destroy(pl.sub);
+					pl.sub = NULL;
+				}
 			}
 			jsConsumerInfo_Destroy(ci);
 			if (s != NATS_TIMEOUT)

@@ -66,6 +66,13 @@ struct kz_cluster {
 	/* the follower's own: per origin (same index as origins), records held back behind a gap,
 	 * in origin order, and since when its oldest open gap waits */
 	struct held_list { struct held { uint64_t seq; void *obj; } *v; size_t n, cap; uint64_t since_ms; } held[MAX_ORIGINS];
+	/* the follower's own: its floor (where a consumer made again starts), and whether our
+	 * consumer started over below it (its server restarted: it lives in memory) */
+	struct kz_cluster_floor floor;
+	bool f_reset;
+	char f_on[64], f_avoid[64]; /* the server our consumer was on; one it did not answer on */
+	unsigned f_placed;          /* consumers made on f_avoid and deleted again, in a row */
+	uint64_t f_lost_since;      /* since when (monotonic ms) our consumer has not answered; 0: it does */
 	uint64_t held_total, released_late; /* held now; released by the gap timeout */ /* wall time at which this node had every record the stream held */
 	/* KV buckets (cluster_kv.c): shared sessions, trust documents */
 	pthread_t kthread;

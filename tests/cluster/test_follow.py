@@ -74,6 +74,36 @@ def test_restarted_follower_takes_nothing_twice():
     c.close()
 
 
+def test_nats_restart_follows_from_the_floor():
+    """B's consumer lives in memory on the nats-server (docs/CLUSTER.md "Our consumer"): the
+    server restarted, it is gone, and B makes it again after what it had acknowledged, not from
+    the stream's start (which would bring A's 101 records again, dropped as duplicates)."""
+    sb = b.client("follow-floor-b")
+    sb.sub("floor/#", qos=1)
+    dup0 = metrics(b).get("kizuna_cluster_duplicates_total", 0)
+    nats.kill()
+    nats.start()
+    deadline = time.time() + 30
+    while time.time() < deadline:  # both back on JetStream
+        ma, mb = metrics(a), metrics(b)
+        if all(m.get("kizuna_cluster_connected") == 1 and m.get("kizuna_cluster_quorum") == 1 for m in (ma, mb)):
+            break
+        time.sleep(0.3)
+    r = Raw(a)
+    assert r.connect(b"follow-floor-pub")[0] == 2
+    for i in range(1, 21):
+        publish(r, b"floor/x", b"f-%d" % i, i)
+    codes = [puback(r)[1] for _ in range(20)]
+    assert codes == [0] * 20, codes
+    got = collect(sb, 20, timeout=40)
+    assert got == ["f-%d" % i for i in range(1, 21)], "B got %r" % got
+    sb.close()
+    wait_log(b, "made again", timeout=5)
+    assert "from the stream's start" not in b.logtext(), b.logtext()[-2000:]
+    dups = metrics(b).get("kizuna_cluster_duplicates_total", 0) - dup0
+    assert dups < 50, "B took %d duplicates: its consumer started over from the stream's start" % dups
+
+
 run_tests([test_publish_on_a_reaches_subscribers_on_b, test_retained_on_a_is_retained_on_b,
-           test_restarted_follower_takes_nothing_twice])
+           test_restarted_follower_takes_nothing_twice, test_nats_restart_follows_from_the_floor])
 nats.kill()

@@ -105,6 +105,76 @@ static void test_ack_pending(void **st)
 	assert_int_equal(kz_cluster_ack_pending(NULL), -1);
 }
 
+/* The other fields of the acknowledgement subject: delivered, stream and consumer sequence. */
+static void test_ack_parse(void **st)
+{
+	(void)st;
+	struct kz_cluster_ack_info ai;
+	assert_true(kz_cluster_ack_parse("$JS.ACK.KZ_RECORDS.kz-node-n2.2.42.17.1796377241712273100.0", &ai));
+	assert_int_equal(ai.delivered, 2);
+	assert_int_equal(ai.stream_seq, 42);
+	assert_int_equal(ai.consumer_seq, 17);
+	assert_true(kz_cluster_ack_parse("$JS.ACK.dom.hash.KZ_RECORDS.kz-node-n2.1.43.1.179637.5.rnd", &ai));
+	assert_int_equal(ai.delivered, 1);
+	assert_int_equal(ai.stream_seq, 43);
+	assert_int_equal(ai.consumer_seq, 1);
+	assert_false(kz_cluster_ack_parse("$JS.ACK.KZ_RECORDS.kz-node-n2.1.x.17.179.0", &ai));
+	assert_false(kz_cluster_ack_parse("$JS.ACK.KZ_RECORDS.kz-node-n2.1.42.17", &ai));
+	assert_false(kz_cluster_ack_parse("kz.rec.n1", &ai));
+	assert_false(kz_cluster_ack_parse(NULL, &ai));
+}
+
+static void take(struct kz_cluster_floor *f, uint64_t sseq)
+{
+	struct kz_cluster_mark m = { .sseq = sseq, .oseq = sseq * 10 };
+	snprintf(m.node, sizeof m.node, "n%llu", (unsigned long long)(sseq % 3));
+	kz_cluster_floor_take(f, &m);
+}
+
+/* The follower's floor: contiguous decisions move it, with what the stream held there; one
+ * decided ahead of a hole waits until the hole fills; one at or below it changes nothing. */
+static void test_floor(void **st)
+{
+	(void)st;
+	static struct kz_cluster_floor f;
+	kz_cluster_floor_reset(&f, 0);
+	assert_false(f.known);
+	take(&f, 1);
+	take(&f, 2);
+	assert_int_equal(f.floor, 2);
+	assert_true(f.known);
+	assert_int_equal(f.id.sseq, 2);
+	assert_int_equal(f.id.oseq, 20);
+	assert_string_equal(f.id.node, "n2");
+	take(&f, 5); /* 3 and 4 lost in flight: they come again later */
+	take(&f, 4);
+	take(&f, 5); /* delivered again */
+	assert_int_equal(f.floor, 2);
+	assert_int_equal(f.n_above, 2);
+	take(&f, 3);
+	assert_int_equal(f.floor, 5);
+	assert_int_equal(f.id.oseq, 50);
+	assert_int_equal(f.n_above, 0);
+	take(&f, 4); /* below: nothing */
+	assert_int_equal(f.floor, 5);
+	assert_int_equal(f.id.oseq, 50);
+	/* a hole that never fills: above[] fills, the highest are forgotten, the floor stays */
+	for (uint64_t s = 7; s < 7 + KZ_CLUSTER_FLOOR_ABOVE + 10; s++)
+		take(&f, s);
+	assert_int_equal(f.floor, 5);
+	assert_int_equal(f.n_above, KZ_CLUSTER_FLOOR_ABOVE);
+	assert_int_equal(f.above[KZ_CLUSTER_FLOOR_ABOVE - 1].sseq, 6 + KZ_CLUSTER_FLOOR_ABOVE);
+	take(&f, 6); /* it fills: the floor moves over every one kept */
+	assert_int_equal(f.floor, 6 + KZ_CLUSTER_FLOOR_ABOVE);
+	assert_int_equal(f.n_above, 0);
+	/* made again from elsewhere: nothing known until a decision */
+	kz_cluster_floor_reset(&f, 100);
+	assert_int_equal(f.floor, 100);
+	assert_false(f.known);
+	take(&f, 101);
+	assert_true(f.known);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -113,6 +183,8 @@ int main(void)
 		cmocka_unit_test(test_too_many_gaps_gives_up_the_oldest),
 		cmocka_unit_test(test_state_with_gaps),
 		cmocka_unit_test(test_ack_pending),
+		cmocka_unit_test(test_ack_parse),
+		cmocka_unit_test(test_floor),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
