@@ -20,6 +20,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -109,6 +110,7 @@ struct seg {
 	size_t size;
 	int fd;
 	uint64_t base;
+	bool cached; /* this thread's mapping (seg_map_cached): left mapped */
 };
 
 /* Maps segment `base` of dir; path receives its file name (for messages). */
@@ -119,6 +121,7 @@ static int seg_map(const char *dir, uint64_t base, struct seg *s, char *path, si
 	s->p = NULL;
 	s->size = 0;
 	s->base = base;
+	s->cached = false;
 	s->fd = open(path, O_RDONLY | O_CLOEXEC);
 	struct stat st;
 	void *m = NULL;
@@ -138,10 +141,109 @@ static int seg_map(const char *dir, uint64_t base, struct seg *s, char *path, si
 
 static void seg_unmap(struct seg *s)
 {
+	if (s->cached)
+		return;
 	if (s->p)
 		munmap((void *)s->p, s->size);
 	if (s->fd >= 0)
 		close(s->fd);
+}
+
+/* ---------- a reader thread's mapping, kept between scans ----------
+ * The followers of the log (index, entities, detection, the cluster's replicator) scan the
+ * open segment many times a second, a few new frames each time. Mapping and unmapping it for
+ * each scan cost a TLB shootdown on every core per munmap and a page fault per page touched
+ * again (perf, bench/cluster.sh: native_set_pmd, pvm_flush_tlb_multi and the faults under
+ * crc_sse42 in the followers' scans). Each thread keeps its last segment mapped, with room to
+ * grow: the file is read only up to its size at the scan (fstat), and a segment replaced
+ * under the same name (another inode) is mapped again. Unmapped at the thread's exit. */
+#define SEG_MAP_ROOM ((size_t)64 << 20)
+
+struct seg_cache {
+	char dir[4096];
+	uint64_t base;
+	dev_t dev;
+	ino_t ino;
+	int fd;
+	const uint8_t *p;
+	size_t len;
+};
+
+static pthread_key_t seg_cache_key;
+static pthread_once_t seg_cache_once = PTHREAD_ONCE_INIT;
+
+static void seg_cache_drop(struct seg_cache *c)
+{
+	if (c->p)
+		munmap((void *)c->p, c->len);
+	if (c->fd >= 0)
+		close(c->fd);
+	c->p = NULL;
+	c->fd = -1;
+	c->dir[0] = 0;
+}
+
+static void seg_cache_free(void *v)
+{
+	seg_cache_drop(v);
+	free(v);
+}
+
+static void seg_cache_init(void) { (void)pthread_key_create(&seg_cache_key, seg_cache_free); }
+
+/* As seg_map, through this thread's cached mapping (s->fd is -1: seg_unmap leaves it). */
+static int seg_map_cached(const char *dir, uint64_t base, struct seg *s, char *path, size_t path_len, char *why,
+			  size_t why_len)
+{
+	(void)pthread_once(&seg_cache_once, seg_cache_init);
+	struct seg_cache *c = pthread_getspecific(seg_cache_key);
+	if (!c && strlen(dir) < sizeof c->dir && (c = calloc(1, sizeof *c))) {
+		c->fd = -1;
+		if (pthread_setspecific(seg_cache_key, c)) {
+			free(c);
+			c = NULL;
+		}
+	}
+	if (!c)
+		return seg_map(dir, base, s, path, path_len, why, why_len);
+	seg_path(path, path_len, dir, base);
+	struct stat st;
+	if (stat(path, &st)) {
+		int e = errno;
+		snprintf(why, why_len, "%s: cannot read: %s", path, strerror(e));
+		return e == ENOENT ? KZ_ENOTFOUND : KZ_EIO;
+	}
+	size_t size = (size_t)st.st_size;
+	if (!c->p || c->base != base || c->ino != st.st_ino || c->dev != st.st_dev || strcmp(c->dir, dir) != 0 ||
+	    size > c->len) {
+		seg_cache_drop(c);
+		int fd = open(path, O_RDONLY | O_CLOEXEC);
+		struct stat fst;
+		size_t len = size + SEG_MAP_ROOM;
+		void *m = MAP_FAILED;
+		if (fd >= 0 && !fstat(fd, &fst) && (size = (size_t)fst.st_size, len = size + SEG_MAP_ROOM, true))
+			m = mmap(NULL, len, PROT_READ, MAP_SHARED, fd, 0);
+		if (m == MAP_FAILED) {
+			int e = errno;
+			if (fd >= 0)
+				close(fd);
+			snprintf(why, why_len, "%s: cannot read: %s", path, strerror(e));
+			return e == ENOENT ? KZ_ENOTFOUND : KZ_EIO;
+		}
+		snprintf(c->dir, sizeof c->dir, "%s", dir);
+		c->base = base;
+		c->dev = fst.st_dev;
+		c->ino = fst.st_ino;
+		c->fd = fd;
+		c->p = m;
+		c->len = len;
+	}
+	s->p = c->p;
+	s->size = size;
+	s->fd = -1;
+	s->base = base;
+	s->cached = true;
+	return KZ_OK;
 }
 
 /* Checks the frame at off; on success *next is the offset after it. */
@@ -619,7 +721,7 @@ int kz_reclog_scan(const char *dir, uint64_t from_seq, const struct kz_reclog_po
 		}
 		char path[4200];
 		struct seg s;
-		if ((rc = seg_map(dir, sl.base[i], &s, path, sizeof path, why, why_len)) != KZ_OK) {
+		if ((rc = seg_map_cached(dir, sl.base[i], &s, path, sizeof path, why, why_len)) != KZ_OK) {
 			if (rc == KZ_ENOTFOUND) /* removed by retention since we listed it */
 				rc = KZ_OK;
 			continue;
