@@ -297,6 +297,60 @@ static void test_log_reopen_and_scan(void **st)
 	kz_reclog_close(log);
 }
 
+static int count_others(void *ctx, uint64_t seq, const uint8_t *body, size_t n, const struct kz_reclog_pos *pos)
+{
+	(void)seq, (void)pos;
+	*(uint64_t *)ctx += n == 12 && memcmp(body, "other-", 6) == 0;
+	return 0;
+}
+
+/* A thread keeps its last segment mapped between scans (store_log.c "a reader thread's
+ * mapping"): what is appended after one scan is seen by the next, beyond the room first
+ * mapped too, and a segment file replaced under the same name is read afresh. */
+static void test_log_scan_mapping_kept(void **st)
+{
+	(void)st;
+	struct kz_reclog_config c = cfg(256u << 20);
+	struct kz_reclog *log;
+	struct kz_reclog_recovery rec;
+	char why[512];
+	assert_int_equal(kz_reclog_open(&c, &log, &rec, why, sizeof why), KZ_OK);
+	append_n(log, 1, 10);
+	struct collect col = { 0 };
+	assert_int_equal(kz_reclog_scan(dir, 1, NULL, 1 << 20, collect_cb, &col, why, sizeof why), KZ_OK);
+	assert_int_equal(col.last, 10);
+	append_n(log, 11, 20);
+	col = (struct collect){ 0 };
+	assert_int_equal(kz_reclog_scan(dir, 1, NULL, 1 << 20, collect_cb, &col, why, sizeof why), KZ_OK);
+	assert_int_equal(col.n, 30);
+	/* past the 64 MiB of room: 70 records of 1 MiB less a little */
+	static uint8_t big[(1 << 20) - 64];
+	for (int i = 0; i < 70; i++) {
+		struct kz_bytes b = { big, sizeof big };
+		uint64_t seq;
+		assert_int_equal(kz_reclog_append(log, &b, 1, &seq, why, sizeof why), KZ_OK);
+	}
+	col = (struct collect){ 0 };
+	assert_int_equal(kz_reclog_scan(dir, 1, NULL, 1 << 20, collect_cb, &col, why, sizeof why), KZ_OK);
+	assert_int_equal(col.n, 100);
+	assert_int_equal(col.last, 100);
+	kz_reclog_close(log);
+	/* the same segment name, another file: 3 records only */
+	char cmd[4200];
+	snprintf(cmd, sizeof cmd, "rm -rf %s/*", dir);
+	assert_int_equal(system(cmd), 0);
+	assert_int_equal(kz_reclog_open(&c, &log, &rec, why, sizeof why), KZ_OK);
+	for (int i = 0; i < 3; i++) {
+		struct kz_bytes b = B("other-000000");
+		uint64_t seq;
+		assert_int_equal(kz_reclog_append(log, &b, 1, &seq, why, sizeof why), KZ_OK);
+	}
+	uint64_t others = 0;
+	assert_int_equal(kz_reclog_scan(dir, 1, NULL, 1 << 20, count_others, &others, why, sizeof why), KZ_OK);
+	assert_int_equal(others, 3);
+	kz_reclog_close(log);
+}
+
 static void test_log_rolls_segments(void **st)
 {
 	struct kz_reclog_config c = cfg(1024); /* ~36 records per segment */
@@ -752,6 +806,7 @@ int main(void)
 		cmocka_unit_test(test_record_roundtrip_and_malformed),
 		cmocka_unit_test(test_record_attributes),
 		cmocka_unit_test_setup_teardown(test_log_reopen_and_scan, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_log_scan_mapping_kept, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_log_rolls_segments, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_log_read_ahead, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_log_torn_tail_is_cut, setup, teardown),
