@@ -20,6 +20,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
+#include <stdint.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -154,10 +155,13 @@ static void seg_unmap(struct seg *s)
  * open segment many times a second, a few new frames each time. Mapping and unmapping it for
  * each scan cost a TLB shootdown on every core per munmap and a page fault per page touched
  * again (perf, bench/cluster.sh: native_set_pmd, pvm_flush_tlb_multi and the faults under
- * crc_sse42 in the followers' scans). Each thread keeps its last segment mapped, with room to
- * grow: the file is read only up to its size at the scan (fstat), and a segment replaced
- * under the same name (another inode) is mapped again. Unmapped at the thread's exit. */
-#define SEG_MAP_ROOM ((size_t)64 << 20)
+ * crc_sse42 in the followers' scans). Each thread keeps its last segment mapped, with 1 MiB
+ * of room to grow (mapped again when the file outgrows it: a few times a second at most under
+ * load, against hundreds of scans; a larger room cost AddressSanitizer's shadow of it in RSS,
+ * test_backpressure.py): the file is read only up to its size at the scan (stat), and a
+ * segment replaced under the same name (another inode) is mapped again. Unmapped at the
+ * thread's exit. */
+#define SEG_MAP_ROOM ((size_t)1 << 20)
 
 struct seg_cache {
 	char dir[4096];
@@ -167,7 +171,14 @@ struct seg_cache {
 	int fd;
 	const uint8_t *p;
 	size_t len;
+	size_t lo, hi; /* the pages scans touched since they were last let go */
 };
+
+/* A mapping's pages that a scan touched count in the process's RSS as long as they stay
+ * mapped (each follower thread's once more): past this many, they are let go
+ * (MADV_DONTNEED: the page cache keeps them, the mapping drops them). A TLB shootdown per
+ * this many bytes read, not per scan. */
+#define SEG_KEEP_RESIDENT ((size_t)4 << 20)
 
 static pthread_key_t seg_cache_key;
 static pthread_once_t seg_cache_once = PTHREAD_ONCE_INIT;
@@ -237,6 +248,8 @@ static int seg_map_cached(const char *dir, uint64_t base, struct seg *s, char *p
 		c->fd = fd;
 		c->p = m;
 		c->len = len;
+		c->lo = SIZE_MAX;
+		c->hi = 0;
 	}
 	s->p = c->p;
 	s->size = size;
@@ -244,6 +257,28 @@ static int seg_map_cached(const char *dir, uint64_t base, struct seg *s, char *p
 	s->base = base;
 	s->cached = true;
 	return KZ_OK;
+}
+
+/* After a scan of s from off: what this thread's mapping holds resident beyond
+ * SEG_KEEP_RESIDENT is let go. */
+static void seg_scanned(const struct seg *s, size_t off)
+{
+	if (!s->cached)
+		return;
+	struct seg_cache *c = pthread_getspecific(seg_cache_key);
+	if (!c || c->p != s->p)
+		return;
+	if (off < c->lo)
+		c->lo = off;
+	if (s->size > c->hi)
+		c->hi = s->size;
+	if (c->hi <= c->lo || c->hi - c->lo < SEG_KEEP_RESIDENT)
+		return;
+	size_t page = (size_t)sysconf(_SC_PAGESIZE);
+	size_t lo = c->lo & ~(page - 1), hi = (c->hi + page - 1) & ~(page - 1);
+	(void)madvise((void *)(c->p + lo), hi - lo, MADV_DONTNEED);
+	c->lo = SIZE_MAX;
+	c->hi = 0;
 }
 
 /* Checks the frame at off; on success *next is the offset after it. */
@@ -751,6 +786,7 @@ int kz_reclog_scan(const char *dir, uint64_t from_seq, const struct kz_reclog_po
 			snprintf(why, why_len, "%s: offset %zu: %s", path, bad, what);
 			rc = KZ_EIO;
 		}
+		seg_scanned(&s, start);
 		seg_unmap(&s);
 	}
 	free(sl.base);
