@@ -195,6 +195,16 @@ void kz_cluster_held_expire(struct kz_cluster *c, bool everything)
  * over (its server restarted; it lives in memory): f_reset, made again from the floor. The
  * first message a consumer delivers puts the floor below it (the sequences under it are gone
  * from the stream, or under the floor it was made from). */
+/* What identifies message m, at stream sequence sseq, for the floor: its origin and origin
+ * sequence ("" and 0 when it has none). */
+static void mark_of(natsMsg *m, uint64_t sseq, struct kz_cluster_mark *mk)
+{
+	const char *o = NULL;
+	mk->sseq = sseq;
+	mk->oseq = kz_cluster_header_u64(m, "Kz-Origin-Seq");
+	snprintf(mk->node, sizeof mk->node, "%s", natsMsgHeader_Get(m, "Kz-Origin", &o) == NATS_OK && o ? o : "");
+}
+
 static void floor_decided(struct kz_cluster *c, natsMsg *m, const char *reply)
 {
 	struct kz_cluster_ack_info ai;
@@ -205,10 +215,8 @@ static void floor_decided(struct kz_cluster *c, natsMsg *m, const char *reply)
 		c->f_reset = true;
 	if (ai.consumer_seq == 1 && ai.stream_seq - 1 > f->floor)
 		kz_cluster_floor_reset(f, ai.stream_seq - 1);
-	struct kz_cluster_mark mk = { .sseq = ai.stream_seq, .oseq = kz_cluster_header_u64(m, "Kz-Origin-Seq") };
-	const char *o = NULL;
-	if (natsMsgHeader_Get(m, "Kz-Origin", &o) == NATS_OK && o)
-		snprintf(mk.node, sizeof mk.node, "%s", o);
+	struct kz_cluster_mark mk;
+	mark_of(m, ai.stream_seq, &mk);
 	kz_cluster_floor_take(f, &mk);
 }
 
@@ -514,15 +522,11 @@ static int floor_holds(struct kz_cluster *c, bool learn)
 	natsStatus s = js_GetMsg(&m, c->js, STREAM, f->floor, NULL, &jerr);
 	if (s != NATS_OK)
 		return s == NATS_NOT_FOUND || jerr == JSNoMessageFoundErr || jerr == JSStreamNotFoundErr ? 0 : -1;
-	const char *o = NULL;
-	if (natsMsgHeader_Get(m, "Kz-Origin", &o) != NATS_OK || !o)
-		o = "";
-	uint64_t oseq = kz_cluster_header_u64(m, "Kz-Origin-Seq");
-	bool same = strcmp(o, f->id.node) == 0 && oseq == f->id.oseq;
+	struct kz_cluster_mark now;
+	mark_of(m, f->floor, &now);
+	bool same = strcmp(now.node, f->id.node) == 0 && now.oseq == f->id.oseq;
 	if (learn) { /* a floor JetStream gave (a consumer's ack floor): what is there now is what we took */
-		f->id.sseq = f->floor;
-		f->id.oseq = oseq;
-		snprintf(f->id.node, sizeof f->id.node, "%s", o);
+		f->id = now;
 		f->known = same = true;
 	}
 	natsMsg_Destroy(m);

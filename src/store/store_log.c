@@ -111,7 +111,7 @@ struct seg {
 	size_t size;
 	int fd;
 	uint64_t base;
-	bool cached; /* this thread's mapping (seg_map_cached): left mapped */
+	struct seg_cache *cache; /* this thread's mapping (seg_map_cached): left mapped */
 };
 
 /* Maps segment `base` of dir; path receives its file name (for messages). */
@@ -122,7 +122,7 @@ static int seg_map(const char *dir, uint64_t base, struct seg *s, char *path, si
 	s->p = NULL;
 	s->size = 0;
 	s->base = base;
-	s->cached = false;
+	s->cache = NULL;
 	s->fd = open(path, O_RDONLY | O_CLOEXEC);
 	struct stat st;
 	void *m = NULL;
@@ -142,7 +142,7 @@ static int seg_map(const char *dir, uint64_t base, struct seg *s, char *path, si
 
 static void seg_unmap(struct seg *s)
 {
-	if (s->cached)
+	if (s->cache)
 		return;
 	if (s->p)
 		munmap((void *)s->p, s->size);
@@ -229,11 +229,12 @@ static int seg_map_cached(const char *dir, uint64_t base, struct seg *s, char *p
 	    size > c->len) {
 		seg_cache_drop(c);
 		int fd = open(path, O_RDONLY | O_CLOEXEC);
-		struct stat fst;
-		size_t len = size + SEG_MAP_ROOM;
+		struct stat fst; /* of what was opened: the file may have changed since the stat */
 		void *m = MAP_FAILED;
-		if (fd >= 0 && !fstat(fd, &fst) && (size = (size_t)fst.st_size, len = size + SEG_MAP_ROOM, true))
-			m = mmap(NULL, len, PROT_READ, MAP_SHARED, fd, 0);
+		if (fd >= 0 && !fstat(fd, &fst)) {
+			size = (size_t)fst.st_size;
+			m = mmap(NULL, size + SEG_MAP_ROOM, PROT_READ, MAP_SHARED, fd, 0);
+		}
 		if (m == MAP_FAILED) {
 			int e = errno;
 			if (fd >= 0)
@@ -247,7 +248,7 @@ static int seg_map_cached(const char *dir, uint64_t base, struct seg *s, char *p
 		c->ino = fst.st_ino;
 		c->fd = fd;
 		c->p = m;
-		c->len = len;
+		c->len = size + SEG_MAP_ROOM;
 		c->lo = SIZE_MAX;
 		c->hi = 0;
 	}
@@ -255,7 +256,7 @@ static int seg_map_cached(const char *dir, uint64_t base, struct seg *s, char *p
 	s->size = size;
 	s->fd = -1;
 	s->base = base;
-	s->cached = true;
+	s->cache = c;
 	return KZ_OK;
 }
 
@@ -263,10 +264,8 @@ static int seg_map_cached(const char *dir, uint64_t base, struct seg *s, char *p
  * SEG_KEEP_RESIDENT is let go. */
 static void seg_scanned(const struct seg *s, size_t off)
 {
-	if (!s->cached)
-		return;
-	struct seg_cache *c = pthread_getspecific(seg_cache_key);
-	if (!c || c->p != s->p)
+	struct seg_cache *c = s->cache;
+	if (!c)
 		return;
 	if (off < c->lo)
 		c->lo = off;
