@@ -1,5 +1,6 @@
 /* fuzz_cluster_state.c — DIR/cluster.state (kz_cluster_state_parse) and the cluster's sequence
- * headers (kz_cluster_parse_seq). A state that parses, written out again in the node's own
+ * headers (kz_cluster_parse_seq), the acknowledgement subject's fields (kz_cluster_ack_parse) and
+ * the follower's floor (kz_cluster_floor_take). A state that parses, written out again in the node's own
  * format, parses to the same values; a sequence that parses prints back to the same digits
  * (leading zeros aside). */
 #include "cluster/cluster.h"
@@ -39,7 +40,23 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		r[size] = 0;
 		int64_t pend = kz_cluster_ack_pending(r);
 		assert(pend >= -1);
+		/* its other fields: only an acknowledgement subject has them */
+		struct kz_cluster_ack_info ai;
+		if (kz_cluster_ack_parse(r, &ai))
+			assert(strncmp(r, "$JS.ACK.", 8) == 0);
 		free(r);
+	}
+	/* the follower's floor fed stream sequences from the input: it only rises, what waits
+	 * above it stays sorted, above it and within its room */
+	static struct kz_cluster_floor f;
+	kz_cluster_floor_reset(&f, 0);
+	for (size_t i = 0; i + 2 <= size; i += 2) {
+		uint64_t before = f.floor;
+		struct kz_cluster_mark m = { .sseq = (uint64_t)data[i] | (uint64_t)data[i + 1] << 8, .oseq = i };
+		kz_cluster_floor_take(&f, &m);
+		assert(f.floor >= before && f.n_above <= KZ_CLUSTER_FLOOR_ABOVE);
+		for (uint32_t k = 0; k < f.n_above; k++)
+			assert(f.above[k].sseq > f.floor + 1 && (k == 0 || f.above[k].sseq > f.above[k - 1].sseq));
 	}
 	char v[32];
 	size_t k = size < sizeof v - 1 ? size : sizeof v - 1;
