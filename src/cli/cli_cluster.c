@@ -5,6 +5,7 @@
 #include "node/node_config.h"
 
 #include <getopt.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -20,21 +21,24 @@ int cli_cluster_main(int argc, char **argv)
 {
 	static const struct option opts[] = { { "config", required_argument, NULL, 'c' },
 					      { "data", required_argument, NULL, 'd' },
+					      { "records", no_argument, NULL, 'r' },
 					      { "help", no_argument, NULL, 'h' },
 					      { NULL, 0, NULL, 0 } };
 	const char *config = NULL, *data = NULL;
+	bool records = false;
 	int o;
 	optind = 1;
 	if (argc < 2 || strcmp(argv[1], "status") != 0) {
-		fprintf(stderr, "usage: kizuna cluster status [--config FILE] [--data DIR]\n");
+		fprintf(stderr, "usage: kizuna cluster status [--config FILE] [--data DIR] [--records]\n");
 		return 2;
 	}
 	argc--, argv++;
-	while ((o = getopt_long(argc, argv, "c:d:h", opts, NULL)) != -1) {
+	while ((o = getopt_long(argc, argv, "c:d:rh", opts, NULL)) != -1) {
 		switch (o) {
+		case 'r': records = true; break;
 		case 'c': config = optarg; break;
 		case 'd': data = optarg; break;
-		case 'h': printf("usage: kizuna cluster status [--config FILE] [--data DIR]\n"); return 0;
+		case 'h': printf("usage: kizuna cluster status [--config FILE] [--data DIR] [--records]\n"); return 0;
 		default: return 2;
 		}
 	}
@@ -50,7 +54,7 @@ int cli_cluster_main(int argc, char **argv)
 	snprintf(state, sizeof state, "%s/cluster.state", cfg.data_dir);
 	struct kz_cluster_config cc;
 	cli_cluster_config(&cfg, state, &cc);
-	if (kz_cluster_print_status(&cc, stdout, why, sizeof why)) {
+	if (kz_cluster_print_status_ex(&cc, records, stdout, why, sizeof why)) {
 		fprintf(stderr, "kizuna cluster: %s\n", why);
 		return 1;
 	}

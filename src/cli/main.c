@@ -101,13 +101,15 @@ static const struct command commands[] = {
 	  "label, content_type, expiry, and payload (UTF-8) or payload_base64.\n"
 	  "Exit 0 (also when nothing matches), 1 on an error, 2 on a usage error.\n" },
 	{ "cluster", cli_cluster_main, "the cluster's state as this node sees it",
-	  "usage: kizuna cluster status [--config FILE] [--data DIR]\n\n"
+	  "usage: kizuna cluster status [--config FILE] [--data DIR] [--records]\n\n"
 	  "Connects to the NATS servers of cluster.nats with the node's certificate (cluster.cert,\n"
-	  "cluster.key) and prints, one \"key: value\" per line: the stream KZ_RECORDS (records,\n"
-	  "bytes, sequences), its leader and replicas (current, catching up or offline, and how far\n"
+	  "cluster.key) and prints, one \"key: value\" per line: the stream KZ_RECORDS (messages,\n"
+	  "each one record or a batch of several; bytes, sequences), its leader and replicas (current, catching up or offline, and how far\n"
 	  "behind), how many of this node's records the stream holds, the watermark the node saved\n"
 	  "(DIR/cluster.state) and how many records it will publish again, its follower's lag, and\n"
 	  "how far it has taken each other node's records (docs/CLUSTER.md).\n"
+	  "--records also reads every message of this node in the stream (headers only) and prints\n"
+	  "how many of its records are stored once, more than once, or missing below its last.\n"
 	  "Exit 0, 1 when the node is not in a cluster or NATS cannot be reached, 2 on a usage error.\n" },
 	{ "audit", cli_audit_main, "verify, show or reset the audit log",
 	  "usage: kizuna audit verify [--data DIR]\n"

@@ -3,7 +3,8 @@
  * One thread tails the node's log up to its durable end and publishes, in log order, the
  * records whose origin is this node: subject kz.rec.<node>, Nats-Msg-Id = the record id,
  * Kz-Origin-Seq = a dense count of this node's records (1, 2, ...), Kz-Local-Seq = the record's
- * sequence in this node's log. Publishes are asynchronous, at most `window` in flight, in a
+ * sequence in this node's log; what one scan finds goes out as batches of several records
+ * (cluster_batch.c). Publishes are asynchronous, at most `window` records in flight, in a
  * ring indexed by origin sequence. PubAcks advance the confirmed watermark over the acked
  * prefix; the node's acknowledgements wait for it.
  *
@@ -189,15 +190,18 @@ static void ack_cb(jsCtx *js, natsMsg *msg, jsPubAck *pa, jsPubAckErr *pae, void
 {
 	(void)js;
 	struct kz_cluster *c = closure;
-	uint64_t origin = kz_cluster_header_u64(msg, "Kz-Origin-Seq");
+	uint64_t first = kz_cluster_header_u64(msg, "Kz-Origin-Seq"), last = kz_cluster_last_origin(msg);
 	pthread_mutex_lock(&c->lock);
 	if (pae || !pa) {
 		c->st.errors++;
 		c->resync = true; /* published again in order from the watermark */
 		pthread_cond_signal(&c->cond);
-	} else if (origin >= c->head_origin && origin < c->next_origin && c->ring[origin % c->cfg.window].used) {
-		c->ring[origin % c->cfg.window].acked = true;
-		c->st.acked++;
+	} else {
+		for (uint64_t o = first; o && o <= last; o++) /* every record of a batch */
+			if (o >= c->head_origin && o < c->next_origin && c->ring[o % c->cfg.window].used) {
+				c->ring[o % c->cfg.window].acked = true;
+				c->st.acked++;
+			}
 		advance(c);
 	}
 	pthread_mutex_unlock(&c->lock);
@@ -373,7 +377,7 @@ static int resume_point(struct kz_cluster *c, uint64_t *local, uint64_t *origin)
 	uint64_t ll = 0, lo = 0;
 	if (s == NATS_OK) {
 		ll = kz_cluster_header_u64(m, "Kz-Local-Seq");
-		lo = kz_cluster_header_u64(m, "Kz-Origin-Seq");
+		lo = kz_cluster_last_origin(m);
 		natsMsg_Destroy(m);
 	} else if (s != NATS_NOT_FOUND && jerr != JSNoMessageFoundErr) {
 		return -1; /* cannot tell now: try again */
@@ -401,33 +405,6 @@ struct scan {
 	bool has_pos;             /* starts there instead of walking its segment from the start */
 };
 
-static int publish_one(struct kz_cluster *c, uint64_t seq, const uint8_t *body, size_t n, const struct kz_record *r,
-		       uint64_t origin)
-{
-	char id[37], lseq[24], oseq[24];
-	kz_uuid_format(r->id, id);
-	snprintf(lseq, sizeof lseq, "%" PRIu64, seq);
-	snprintf(oseq, sizeof oseq, "%" PRIu64, origin);
-	natsMsg *m = NULL;
-	natsStatus s = natsMsg_Create(&m, c->subject, NULL, (const char *)body, (int)n);
-	if (s == NATS_OK)
-		s = natsMsgHeader_Set(m, "Nats-Msg-Id", id);
-	if (s == NATS_OK)
-		s = natsMsgHeader_Set(m, "Kz-Origin-Seq", oseq);
-	if (s == NATS_OK)
-		s = natsMsgHeader_Set(m, "Kz-Local-Seq", lseq);
-	if (s == NATS_OK)
-		s = natsMsgHeader_Set(m, "Kz-Origin", c->cfg.node_id);
-	jsPubOptions po;
-	jsPubOptions_Init(&po);
-	po.MaxWait = c->cfg.publish_timeout_ms;
-	po.ExpectStream = STREAM;
-	if (s == NATS_OK)
-		s = js_PublishMsgAsync(c->js, &m, &po); /* takes m on success */
-	natsMsg_Destroy(m);
-	return s == NATS_OK ? 0 : -1;
-}
-
 static int scan_cb(void *ctx, uint64_t seq, const uint8_t *body, size_t n, const struct kz_reclog_pos *pos)
 {
 	struct scan *sc = ctx;
@@ -454,7 +431,7 @@ static int scan_cb(void *ctx, uint64_t seq, const uint8_t *body, size_t n, const
 	c->st.published++;
 	pthread_mutex_unlock(&c->lock);
 	sc->last = seq;
-	if (publish_one(c, seq, body, n, &r, origin)) {
+	if (kz_cluster_batch_add(c, seq, body, n, r.id, origin)) {
 		pthread_mutex_lock(&c->lock);
 		c->resync = true;
 		c->st.errors++;
@@ -480,6 +457,7 @@ static void drain_and_reset(struct kz_cluster *c)
 		po.MaxWait = c->cfg.publish_timeout_ms;
 		(void)js_PublishAsyncComplete(c->js, &po);
 	}
+	kz_cluster_batch_drop(c);
 	pthread_mutex_lock(&c->lock);
 	for (uint32_t i = 0; i < c->cfg.window; i++)
 		c->ring[i].used = false;
@@ -604,6 +582,13 @@ static void *replicator(void *arg)
 		 * 11 % of the cluster's CPU under bench/cluster.sh, more as the segment grew */
 		if (from < kz_store_durable_next(c->cfg.store))
 			(void)kz_store_scan(c->cfg.store, from, has_hint ? &hint : NULL, scan_cb, &sc, &end, why, sizeof why);
+		if (kz_cluster_batch_flush(c)) { /* what the scan found, one message (or a few) */
+			pthread_mutex_lock(&c->lock);
+			c->resync = true;
+			c->st.errors++;
+			pthread_mutex_unlock(&c->lock);
+			sc.full = true;
+		}
 		if (sc.has_pos) {
 			hint = sc.pos;
 			has_hint = true;
@@ -747,6 +732,7 @@ void kz_cluster_free(struct kz_cluster *c)
 	for (uint32_t i = 0; i < MAX_ORIGINS; i++)
 		free(c->held[i].v);
 	free(c->ring);
+	free(c->batch.buf);
 	free(c);
 }
 
@@ -821,6 +807,12 @@ bool kz_cluster_quorum(struct kz_cluster *c)
 
 int kz_cluster_print_status(const struct kz_cluster_config *cfg, FILE *out, char *why, size_t why_len)
 {
+	return kz_cluster_print_status_ex(cfg, false, out, why, why_len);
+}
+
+int kz_cluster_print_status_ex(const struct kz_cluster_config *cfg, bool records, FILE *out, char *why,
+			       size_t why_len)
+{
 	struct kz_cluster c = { .cfg = *cfg };
 	snprintf(c.subject, sizeof c.subject, "kz.rec.%s", cfg->node_id);
 	pthread_mutex_init(&c.lock, NULL);
@@ -836,7 +828,7 @@ int kz_cluster_print_status(const struct kz_cluster_config *cfg, FILE *out, char
 	}
 	if (!rc) {
 		fprintf(out, "node: %s\nnats: %s\n", cfg->node_id, cfg->servers);
-		fprintf(out, "stream: %s, %" PRIu64 " records, %" PRIu64 " bytes, sequences %" PRIu64 "..%" PRIu64 "\n", STREAM,
+		fprintf(out, "stream: %s, %" PRIu64 " messages, %" PRIu64 " bytes, sequences %" PRIu64 "..%" PRIu64 "\n", STREAM,
 			si->State.Msgs, si->State.Bytes, si->State.FirstSeq, si->State.LastSeq);
 		if (si->Cluster) {
 			fprintf(out, "leader: %s\n", si->Cluster->Leader ? si->Cluster->Leader : "(none: no quorum)");
@@ -850,7 +842,7 @@ int kz_cluster_print_status(const struct kz_cluster_config *cfg, FILE *out, char
 		uint64_t lo = 0;
 		natsStatus ls = js_GetLastMsg(&m, c.js, STREAM, c.subject, NULL, &jerr);
 		if (ls == NATS_OK) {
-			lo = kz_cluster_header_u64(m, "Kz-Origin-Seq");
+			lo = kz_cluster_last_origin(m);
 			natsMsg_Destroy(m);
 			fprintf(out, "this node's records in the stream: %" PRIu64 "\n", lo);
 		} else if (ls == NATS_NOT_FOUND || jerr == JSNoMessageFoundErr) {
@@ -862,6 +854,11 @@ int kz_cluster_print_status(const struct kz_cluster_config *cfg, FILE *out, char
 			c.conf_origin, c.conf_local);
 		if (ls == NATS_OK || ls == NATS_NOT_FOUND || jerr == JSNoMessageFoundErr)
 			fprintf(out, "to publish again: %" PRIu64 "\n", c.conf_origin > lo ? c.conf_origin - lo : 0);
+		if (records && ls == NATS_OK)
+			(void)kz_cluster_print_own_records(&c, out);
+		else if (records)
+			fprintf(out, "this node's records stored: 0 in 0 messages, 0 more than once, 0 missing, 0 messages "
+				"not read as records\n");
 		char durable[96];
 		snprintf(durable, sizeof durable, "kz-node-%s", cfg->node_id);
 		jsConsumerInfo *ci = NULL;

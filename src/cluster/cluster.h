@@ -29,7 +29,10 @@ struct kz_cluster_config {
 	const char *state_path;       /* DIR/cluster.state: the confirmed watermark */
 	uint32_t replicas;            /* of KZ_RECORDS (cluster.replicas, 3) */
 	uint32_t publish_timeout_ms;  /* no PubAck in this long: no quorum (cluster.publish_timeout_ms) */
-	uint32_t window;              /* asynchronous publishes in flight (cluster.publish_window) */
+	uint32_t window;              /* records published and not yet acknowledged (cluster.publish_window) */
+	/* Records of one scan go out together, up to these in one message (cluster.batch_records,
+	 * cluster.batch_bytes; a larger record goes alone): a batch, see kz_cluster_batch_next. */
+	uint32_t batch_records, batch_bytes;
 	/* Every record this node accepted with a sequence number <= seq is in JetStream. Called
 	 * from the cluster's threads whenever that watermark advances. */
 	void (*confirmed)(void *arg, uint64_t seq);
@@ -98,6 +101,10 @@ void kz_cluster_stats(struct kz_cluster *c, struct kz_cluster_stats *out);
  * and how many of its records JetStream lacks, one "key: value" per line. -1 with *why when
  * NATS cannot be reached. */
 int kz_cluster_print_status(const struct kz_cluster_config *cfg, FILE *out, char *why, size_t why_len);
+/* The same, then (records) every message of this node's subject read (headers only), for the
+ * line "this node's records stored: N in M messages, D more than once, G missing, ...". */
+int kz_cluster_print_status_ex(const struct kz_cluster_config *cfg, bool records, FILE *out, char *why,
+			       size_t why_len);
 /* False while JetStream does not acknowledge in time (or the connection is down). */
 bool kz_cluster_quorum(struct kz_cluster *c);
 /* A record handed to follow() is durable (status 0) or failed (any thread). */
@@ -156,6 +163,19 @@ int kz_cluster_state_parse(const char *text, size_t n, struct kz_cluster_state *
 /* A sequence header's value (Kz-Origin-Seq, Kz-Local-Seq): plain decimal digits that fit in 64
  * bits; 0 for anything else (the message is then not taken as a kizuna record). */
 uint64_t kz_cluster_parse_seq(const char *v);
+/* A batch (docs/CLUSTER.md "Batches"): a message with the header Kz-Count: n (2 or more) holds
+ * the records of origin sequences Kz-Origin-Seq .. Kz-Origin-Seq + n - 1, in order, each as
+ * a 4-byte big-endian length and that many bytes; its Kz-Local-Seq is its last record's. Without
+ * Kz-Count a message is one record, its body the record itself. */
+#define KZ_CLUSTER_BATCH_MAX 65536
+/* Kz-Count's value: 1 when it is absent; 0 when it is not a number from 1 to KZ_CLUSTER_BATCH_MAX. */
+uint64_t kz_cluster_batch_count(const char *v);
+/* The record of the batch body (n bytes) at *off, which moves past it: false at the end or
+ * when the frame there does not fit in the body or is empty. */
+bool kz_cluster_batch_next(const uint8_t *body, size_t n, size_t *off, const uint8_t **rec, size_t *len);
+/* Is body exactly count frames, none empty? */
+bool kz_cluster_batch_valid(const uint8_t *body, size_t n, uint64_t count);
+
 /* The pending count in a JetStream acknowledgement subject: $JS.ACK.<stream>.<consumer>.
  * <delivered>.<stream seq>.<consumer seq>.<time>.<pending> (9 tokens), or the newer form of 12
  * or more tokens (pending the 11th). -1 when reply is not such a subject. */

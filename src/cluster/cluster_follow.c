@@ -234,10 +234,16 @@ static bool follow_batch(struct kz_cluster *c, natsMsgList *list)
 	uint32_t nv;
 	uint64_t want, failed0, late = 0, dropped = 0, dups = 0;
 	int n = 0, done = 0; /* records submitted; messages decided (a prefix of the list) */
-	struct bh { uint32_t oi; uint64_t seq; void *obj; } *bh = list->Count ? calloc((size_t)list->Count, sizeof *bh) : NULL;
-	int nh = 0;
-	bool touched[MAX_ORIGINS] = { false };
-	if (list->Count && !bh)
+	/* the held records' slots: follow() fills them once durable, so bh is never moved */
+	struct bh { uint32_t oi; uint64_t seq; void *obj; } *bh = NULL;
+	size_t nh = 0, bh_cap = 0;
+	bool touched[MAX_ORIGINS] = { false }, failed = false;
+	for (int i = 0; i < list->Count; i++) {
+		const char *cv = NULL;
+		uint64_t cnt = kz_cluster_batch_count(natsMsgHeader_Get(list->Msgs[i], "Kz-Count", &cv) == NATS_OK ? cv : NULL);
+		bh_cap += cnt ? cnt : 1;
+	}
+	if (bh_cap && !(bh = calloc(bh_cap, sizeof *bh)))
 		return false;
 	pthread_mutex_lock(&c->lock);
 	want = c->f_done;
@@ -247,39 +253,63 @@ static bool follow_batch(struct kz_cluster *c, natsMsgList *list)
 	pthread_mutex_unlock(&c->lock);
 	for (int i = 0; i < list->Count; i++, done = i) {
 		natsMsg *m = list->Msgs[i];
-		const char *origin = NULL;
+		const char *origin = NULL, *cv = NULL;
 		uint64_t s = kz_cluster_header_u64(m, "Kz-Origin-Seq");
 		if (natsMsgHeader_Get(m, "Kz-Origin", &origin) != NATS_OK || !origin || !s ||
 		    strcmp(origin, c->cfg.node_id) == 0)
 			continue; /* ours (already in our log), or not a kizuna record */
+		uint64_t cnt = kz_cluster_batch_count(natsMsgHeader_Get(m, "Kz-Count", &cv) == NATS_OK ? cv : NULL);
+		const uint8_t *data = (const uint8_t *)natsMsg_GetData(m);
+		size_t dn = (size_t)natsMsg_GetDataLength(m), off = 0;
+		if (!cnt || s + cnt < s || (cnt > 1 && !kz_cluster_batch_valid(data, dn, cnt))) {
+			kz_warn("cluster: a message of node %s at its record %" PRIu64 " is not a valid batch (Kz-Count %s): "
+				"skipped", origin, s, cv ? cv : "absent");
+			continue;
+		}
 		uint32_t nv0 = nv;
 		struct origin *o = origin_of(v, &nv, origin);
 		if (!o)
 			continue;
-		struct origin before = *o;
-		if (!kz_cluster_origin_take(o, s, &late, &dropped)) {
-			dups++;
-			continue;
-		}
 		uint32_t oi = (uint32_t)(o - v);
-		void **slot = NULL;
-		pthread_mutex_lock(&c->lock);
-		bool behind = gap_below(o, s) || (oi < c->n_origins && c->held[oi].n && c->held[oi].v[0].seq < s);
-		pthread_mutex_unlock(&c->lock);
-		if (behind) {
-			bh[nh] = (struct bh){ oi, s, NULL };
-			slot = &bh[nh].obj;
+		for (uint64_t k = 0; k < cnt; k++) {
+			const uint8_t *rec = data;
+			size_t rn = dn;
+			uint64_t sk = s + k;
+			if (cnt > 1)
+				(void)kz_cluster_batch_next(data, dn, &off, &rec, &rn); /* valid: checked above */
+			struct origin before = *o;
+			if (!kz_cluster_origin_take(o, sk, &late, &dropped)) {
+				dups++;
+				continue;
+			}
+			if (nh == bh_cap) { /* more records than the messages said: not one more */
+				*o = before;
+				failed = true;
+				break;
+			}
+			void **slot = NULL;
+			pthread_mutex_lock(&c->lock);
+			bool behind = gap_below(o, sk) || (oi < c->n_origins && c->held[oi].n && c->held[oi].v[0].seq < sk);
+			pthread_mutex_unlock(&c->lock);
+			if (behind) {
+				bh[nh] = (struct bh){ oi, sk, NULL };
+				slot = &bh[nh].obj;
+			}
+			if (c->cfg.follow(c->cfg.arg, rec, rn, slot)) {
+				*o = before; /* not taken: it (and the rest of its message) comes again */
+				if (k == 0)
+					nv = nv0;
+				failed = true;
+				break;
+			}
+			if (behind)
+				nh++;
+			touched[oi] = true;
+			n++;
+			want++;
 		}
-		if (c->cfg.follow(c->cfg.arg, (const uint8_t *)natsMsg_GetData(m), (size_t)natsMsg_GetDataLength(m), slot)) {
-			*o = before; /* not taken: it comes again */
-			nv = nv0;
-			break;
-		}
-		if (behind)
-			nh++;
-		touched[oi] = true;
-		n++;
-		want++;
+		if (failed)
+			break; /* done stays i: this message is not acknowledged */
 	}
 	/* what was submitted is durable (or failed) before the decisions are kept, and before bh,
 	 * which the held records' slots point into, goes */
@@ -295,14 +325,14 @@ static bool follow_batch(struct kz_cluster *c, natsMsgList *list)
 		c->st.followed += (uint64_t)n;
 		c->late_taken += late;
 		c->gaps_dropped += dropped;
-		for (int k = 0; k < nh; k++)
+		for (size_t k = 0; k < nh; k++)
 			if (!hold(c, bh[k].oi, bh[k].seq, bh[k].obj) && bh[k].obj && c->cfg.release)
 				c->cfg.release(c->cfg.arg, bh[k].obj); /* no memory to hold it: now */
 		for (uint32_t i = 0; i < nv; i++)
 			if (touched[i] && c->held[i].n)
 				release_held(c, i, false);
 	} else {
-		for (int k = 0; k < nh; k++) /* the batch comes again: these will be stored again */
+		for (size_t k = 0; k < nh; k++) /* the batch comes again: these will be stored again */
 			if (bh[k].obj && c->cfg.release)
 				c->cfg.release(c->cfg.arg, bh[k].obj);
 	}

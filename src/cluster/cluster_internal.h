@@ -22,6 +22,15 @@ struct slot {
 /* The highest origin sequence of each other node written to this node's log, and its gaps. */
 #define origin kz_cluster_origin
 
+/* The replicator's batch being filled (cluster_batch.c): frames of records in buf. */
+struct kz_cluster_batch {
+	uint8_t *buf;
+	size_t len, cap;
+	uint32_t n;
+	uint64_t first_origin, last_local;
+	char first_id[37];
+};
+
 struct kz_cluster {
 	struct kz_cluster_config cfg;
 	char subject[96];
@@ -40,6 +49,7 @@ struct kz_cluster {
 	uint64_t conf_origin, conf_local; /* the confirmed watermark */
 	bool resync;
 	uint64_t saved_local;       /* what cluster.state last said */
+	struct kz_cluster_batch batch; /* the replicator's own */
 	struct kz_cluster_stats st;
 	/* the follower */
 	pthread_t fthread;
@@ -97,6 +107,18 @@ int kz_cluster_connect(struct kz_cluster *c, char *why, size_t why_len);
 void kz_cluster_close(struct kz_cluster *c);
 uint64_t kz_cluster_header_u64(natsMsg *m, const char *key);
 void kz_cluster_state_save(struct kz_cluster *c, uint64_t local, uint64_t origin);
+/* cluster_batch.c: the replicator adds record seq (origin sequence origin) to its batch,
+ * which goes out first when it is full; flush publishes it (asynchronously); drop forgets it
+ * (published again from the watermark). -1: publishing failed. */
+int kz_cluster_batch_add(struct kz_cluster *c, uint64_t seq, const uint8_t *body, size_t n, const uint8_t id[16],
+			 uint64_t origin);
+int kz_cluster_batch_flush(struct kz_cluster *c);
+void kz_cluster_batch_drop(struct kz_cluster *c);
+/* `kizuna cluster status --records`: reads every message on this node's subject (headers
+ * only) and prints how many records are stored once, more than once, or missing. */
+int kz_cluster_print_own_records(struct kz_cluster *c, FILE *out);
+/* The origin sequence of a message's last record (a batch's), 0 when it has none. */
+uint64_t kz_cluster_last_origin(natsMsg *m);
 /* cluster_follow.c */
 void *kz_cluster_follower(void *arg);
 void kz_cluster_held_expire(struct kz_cluster *c, bool everything);

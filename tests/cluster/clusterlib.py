@@ -1,7 +1,7 @@
 """Helpers of the cluster tests (docs/CLUSTER.md): a real nats-server 2.9 with JetStream
 and mutual TLS, started on loopback ports with the nodes' PKI; kizuna nodes in a cluster with
 node certificates from one CA; hand-built MQTT PUBLISH/PUBACK to see reason codes."""
-import json, os, shutil, signal, struct, subprocess, sys, time, urllib.request
+import json, os, re, shutil, signal, struct, subprocess, sys, time, urllib.request
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "integration"))
 from kzharness import *
 
@@ -42,6 +42,29 @@ def stream_messages():
             if st["name"] == "KZ_RECORDS":
                 return st["state"]["messages"]
     return 0
+
+
+def stream_records(node):
+    """(records stored, messages, records stored more than once, missing below the last) of
+    node's subject in KZ_RECORDS, from `kizuna cluster status --records`; None when it cannot
+    tell. A message holds one record or a batch of several (docs/CLUSTER.md "Batches")."""
+    r = subprocess.run([KIZUNA, "cluster", "status", "--records", "--config", node.cfg, "--data", node.data],
+                       capture_output=True, text=True, timeout=60)
+    m = re.search(r"this node's records stored: (\d+) in (\d+) messages, (\d+) more than once, (\d+) missing",
+                  r.stdout)
+    return tuple(int(x) for x in m.groups()) if m else None
+
+
+def wait_records(node, n, timeout=20):
+    """stream_records(node) once it says n records are stored (or at the timeout)."""
+    deadline = time.time() + timeout
+    got = None
+    while time.time() < deadline:
+        got = stream_records(node)
+        if got and got[0] == n:
+            return got
+        time.sleep(0.3)
+    return got
 
 
 def wait_stream(n, timeout=20):

@@ -16,7 +16,7 @@ def test_acknowledged_locally_then_replicated():
     assert r.connect(b"edge-pub")[0] == 2
     publish(r, b"sensors/e", b"before", 1)
     assert puback(r)[1] == 0
-    assert wait_stream(1) == 1
+    assert wait_records(n, 1)[0] == 1
     nats.p.send_signal(signal.SIGSTOP)
     try:
         t0 = time.time()
@@ -27,7 +27,8 @@ def test_acknowledged_locally_then_replicated():
         assert time.time() - t0 < 5, "acknowledged only after %.1f s" % (time.time() - t0)
     finally:
         nats.p.send_signal(signal.SIGCONT)
-    assert wait_stream(11, 30) == 11, stream_messages()
+    got = wait_records(n, 11, 30)
+    assert got and got[0] == 11 and got[2:] == (0, 0), got
     r.send(bytes([0xE0, 0]))
 
 

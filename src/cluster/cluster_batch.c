@@ -1,0 +1,229 @@
+/* cluster_batch.c — several records in one JetStream message (docs/CLUSTER.md "Batches").
+ *
+ * Why: every message on KZ_RECORDS costs each of the three nats-servers a Raft proposal, a
+ * write, a delivery to every node's consumer and its acknowledgement, whatever its size; under
+ * load that was most of the cluster's CPU (BENCHMARKS.md). The replicator sends what one scan
+ * of the log finds as one message, the follower takes it apart.
+ *
+ * Wire form: without the header Kz-Count, a message is one record (its body). With Kz-Count: n
+ * (2 <= n <= KZ_CLUSTER_BATCH_MAX), the body is n frames: a 4-byte big-endian length, then that
+ * many bytes of one record, origin sequences Kz-Origin-Seq .. +n-1 in order. Kz-Local-Seq is
+ * the last record's, so that resume_point reads where our records in the stream end from the
+ * last message alone. Nats-Msg-Id: the first record's id, and "+n" for a batch; a batch
+ * published again with other bounds is stored again and its records dropped as duplicates by
+ * their origin sequences on every follower. */
+#include "cluster/cluster_internal.h"
+#include "store/store.h"
+
+#include <inttypes.h>
+#include <stdlib.h>
+#include <string.h>
+
+uint64_t kz_cluster_batch_count(const char *v)
+{
+	if (!v)
+		return 1;
+	uint64_t n = kz_cluster_parse_seq(v);
+	return n <= KZ_CLUSTER_BATCH_MAX ? n : 0;
+}
+
+bool kz_cluster_batch_next(const uint8_t *body, size_t n, size_t *off, const uint8_t **rec, size_t *len)
+{
+	size_t o = *off;
+	if (o > n || n - o < 4)
+		return false;
+	size_t l = (size_t)body[o] << 24 | (size_t)body[o + 1] << 16 | (size_t)body[o + 2] << 8 | body[o + 3];
+	if (l == 0 || l > n - o - 4)
+		return false;
+	*rec = body + o + 4;
+	*len = l;
+	*off = o + 4 + l;
+	return true;
+}
+
+bool kz_cluster_batch_valid(const uint8_t *body, size_t n, uint64_t count)
+{
+	size_t off = 0, len;
+	const uint8_t *rec;
+	uint64_t k = 0;
+	while (k < count && kz_cluster_batch_next(body, n, &off, &rec, &len))
+		k++;
+	return k == count && off == n;
+}
+
+/* ---------- the replicator's side (its thread only) ---------- */
+
+int kz_cluster_batch_flush(struct kz_cluster *c)
+{
+	struct kz_cluster_batch *b = &c->batch;
+	if (!b->n)
+		return 0;
+	char id[48], lseq[24], oseq[24], cnt[12];
+	if (b->n == 1)
+		snprintf(id, sizeof id, "%s", b->first_id);
+	else
+		snprintf(id, sizeof id, "%s+%" PRIu32, b->first_id, b->n);
+	snprintf(lseq, sizeof lseq, "%" PRIu64, b->last_local);
+	snprintf(oseq, sizeof oseq, "%" PRIu64, b->first_origin);
+	snprintf(cnt, sizeof cnt, "%" PRIu32, b->n);
+	const uint8_t *body = b->n == 1 ? b->buf + 4 : b->buf;
+	size_t len = b->n == 1 ? b->len - 4 : b->len;
+	natsMsg *m = NULL;
+	natsStatus s = natsMsg_Create(&m, c->subject, NULL, (const char *)body, (int)len);
+	if (s == NATS_OK)
+		s = natsMsgHeader_Set(m, "Nats-Msg-Id", id);
+	if (s == NATS_OK)
+		s = natsMsgHeader_Set(m, "Kz-Origin-Seq", oseq);
+	if (s == NATS_OK)
+		s = natsMsgHeader_Set(m, "Kz-Local-Seq", lseq);
+	if (s == NATS_OK)
+		s = natsMsgHeader_Set(m, "Kz-Origin", c->cfg.node_id);
+	if (s == NATS_OK && b->n > 1)
+		s = natsMsgHeader_Set(m, "Kz-Count", cnt);
+	jsPubOptions po;
+	jsPubOptions_Init(&po);
+	po.MaxWait = c->cfg.publish_timeout_ms;
+	po.ExpectStream = STREAM;
+	if (s == NATS_OK)
+		s = js_PublishMsgAsync(c->js, &m, &po); /* takes m on success */
+	natsMsg_Destroy(m);
+	b->n = 0;
+	b->len = 0;
+	return s == NATS_OK ? 0 : -1;
+}
+
+int kz_cluster_batch_add(struct kz_cluster *c, uint64_t seq, const uint8_t *body, size_t n, const uint8_t id[16],
+			 uint64_t origin)
+{
+	struct kz_cluster_batch *b = &c->batch;
+	uint32_t max_n = c->cfg.batch_records ? c->cfg.batch_records : 1;
+	if (b->n && (b->n >= max_n || b->len + 4 + n > c->cfg.batch_bytes) && kz_cluster_batch_flush(c))
+		return -1;
+	if (b->len + 4 + n > b->cap) { /* grows to the largest batch once; kept */
+		size_t cap = b->cap ? b->cap : 4096;
+		while (cap < b->len + 4 + n)
+			cap *= 2;
+		uint8_t *nb = realloc(b->buf, cap);
+		if (!nb)
+			return -1;
+		b->buf = nb;
+		b->cap = cap;
+	}
+	if (!b->n) {
+		kz_uuid_format(id, b->first_id);
+		b->first_origin = origin;
+	}
+	uint8_t *p = b->buf + b->len;
+	p[0] = (uint8_t)(n >> 24);
+	p[1] = (uint8_t)(n >> 16);
+	p[2] = (uint8_t)(n >> 8);
+	p[3] = (uint8_t)n;
+	memcpy(p + 4, body, n);
+	b->len += 4 + n;
+	b->n++;
+	b->last_local = seq;
+	return 0;
+}
+
+void kz_cluster_batch_drop(struct kz_cluster *c)
+{
+	c->batch.n = 0;
+	c->batch.len = 0;
+}
+
+uint64_t kz_cluster_last_origin(natsMsg *m)
+{
+	const char *v = NULL;
+	uint64_t first = kz_cluster_header_u64(m, "Kz-Origin-Seq");
+	uint64_t n = kz_cluster_batch_count(natsMsgHeader_Get(m, "Kz-Count", &v) == NATS_OK ? v : NULL);
+	return first && n ? first + n - 1 : 0;
+}
+
+/* ---------- `kizuna cluster status --records` ---------- */
+
+/* Adds [lo, hi] to the sorted, disjoint intervals v (n of them): how many of its sequences
+ * were already there. -1: no memory. */
+struct span { uint64_t lo, hi; };
+static int64_t cover(struct span **v, size_t *n, size_t *cap, uint64_t lo, uint64_t hi)
+{
+	uint64_t seen = 0;
+	size_t k = 0;
+	while (k < *n && (*v)[k].hi + 1 < lo)
+		k++;
+	size_t j = k; /* [k, j): the intervals that touch or overlap [lo, hi], merged into one */
+	uint64_t mlo = lo, mhi = hi;
+	while (j < *n && (*v)[j].lo <= hi + 1) {
+		uint64_t a = (*v)[j].lo > lo ? (*v)[j].lo : lo, b = (*v)[j].hi < hi ? (*v)[j].hi : hi;
+		if (a <= b)
+			seen += b - a + 1;
+		mlo = (*v)[j].lo < mlo ? (*v)[j].lo : mlo;
+		mhi = (*v)[j].hi > mhi ? (*v)[j].hi : mhi;
+		j++;
+	}
+	if (j == k) { /* a new interval at k */
+		if (*n == *cap) {
+			size_t nc = *cap ? *cap * 2 : 16;
+			void *nv = realloc(*v, nc * sizeof **v);
+			if (!nv)
+				return -1;
+			*v = nv;
+			*cap = nc;
+		}
+		memmove(*v + k + 1, *v + k, (*n - k) * sizeof **v);
+		(*n)++;
+	} else {
+		memmove(*v + k + 1, *v + j, (*n - j) * sizeof **v);
+		*n -= j - k - 1;
+	}
+	(*v)[k].lo = mlo;
+	(*v)[k].hi = mhi;
+	return (int64_t)seen;
+}
+
+int kz_cluster_print_own_records(struct kz_cluster *c, FILE *out)
+{
+	jsSubOptions so;
+	jsSubOptions_Init(&so);
+	so.Stream = STREAM;
+	so.Ordered = true;
+	so.Config.HeadersOnly = true;
+	natsSubscription *sub = NULL;
+	jsErrCode jerr = 0;
+	natsStatus s = js_SubscribeSync(&sub, c->js, c->subject, NULL, &so, &jerr);
+	if (s != NATS_OK) {
+		fprintf(out, "this node's records stored: unknown (%s, JetStream error %d)\n", natsStatus_GetText(s), (int)jerr);
+		return -1;
+	}
+	struct span *v = NULL;
+	size_t nv = 0, cap = 0;
+	uint64_t msgs = 0, recs = 0, twice = 0, bad = 0, pending = 1;
+	while (pending) {
+		natsMsg *m = NULL;
+		if ((s = natsSubscription_NextMsg(&m, sub, c->cfg.publish_timeout_ms ? c->cfg.publish_timeout_ms : 2000)) != NATS_OK)
+			break; /* nothing more within the time: the end (or an empty subject) */
+		jsMsgMetaData *md = NULL;
+		if (natsMsg_GetMetaData(&md, m) == NATS_OK) {
+			pending = md->NumPending;
+			jsMsgMetaData_Destroy(md);
+		}
+		uint64_t first = kz_cluster_header_u64(m, "Kz-Origin-Seq"), last = kz_cluster_last_origin(m);
+		natsMsg_Destroy(m);
+		msgs++;
+		int64_t seen;
+		if (!first || !last || (seen = cover(&v, &nv, &cap, first, last)) < 0) {
+			bad++;
+			continue;
+		}
+		recs += last - first + 1;
+		twice += (uint64_t)seen;
+	}
+	uint64_t missing = 0;
+	for (size_t k = 0; k < nv; k++) /* below the highest, not stored: before the first interval and between */
+		missing += v[k].lo - (k ? v[k - 1].hi + 1 : 1);
+	fprintf(out, "this node's records stored: %" PRIu64 " in %" PRIu64 " messages, %" PRIu64
+		" more than once, %" PRIu64 " missing, %" PRIu64 " messages not read as records%s\n", recs - twice, msgs,
+		twice, missing, bad, s == NATS_OK || s == NATS_TIMEOUT ? "" : " (stopped early: NATS error)");
+	free(v);
+	natsSubscription_Destroy(sub);
+	return 0;
+}
