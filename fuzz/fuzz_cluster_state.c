@@ -1,6 +1,7 @@
 /* fuzz_cluster_state.c — DIR/cluster.state (kz_cluster_state_parse) and the cluster's sequence
  * headers (kz_cluster_parse_seq), the acknowledgement subject's fields (kz_cluster_ack_parse) and
- * the follower's floor (kz_cluster_floor_take). A state that parses, written out again in the node's own
+ * the follower's floor (kz_cluster_floor_take), and a batch's body and Kz-Count
+ * (kz_cluster_batch_next, _valid, _count). A state that parses, written out again in the node's own
  * format, parses to the same values; a sequence that parses prints back to the same digits
  * (leading zeros aside). */
 #include "cluster/cluster.h"
@@ -58,10 +59,23 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		for (uint32_t k = 0; k < f.n_above; k++)
 			assert(f.above[k].sseq > f.floor + 1 && (k == 0 || f.above[k].sseq > f.above[k - 1].sseq));
 	}
+	/* the input as a batch's body: the frames read are inside it, none empty, and it is valid
+	 * for exactly their number when they cover it */
+	size_t off = 0, len;
+	const uint8_t *rec;
+	uint64_t frames = 0;
+	while (kz_cluster_batch_next(data, size, &off, &rec, &len)) {
+		assert(len > 0 && rec >= data + 4 && rec + len <= data + size && off <= size);
+		frames++;
+	}
+	assert(kz_cluster_batch_valid(data, size, frames) == (off == size));
+	assert(!kz_cluster_batch_valid(data, size, frames + 1));
 	char v[32];
 	size_t k = size < sizeof v - 1 ? size : sizeof v - 1;
 	memcpy(v, data, k);
 	v[k] = 0;
+	uint64_t cnt = kz_cluster_batch_count(v);
+	assert(cnt <= KZ_CLUSTER_BATCH_MAX && kz_cluster_batch_count(NULL) == 1);
 	uint64_t x = kz_cluster_parse_seq(v);
 	if (x) {
 		char back[32];

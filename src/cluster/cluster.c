@@ -429,9 +429,10 @@ static int scan_cb(void *ctx, uint64_t seq, const uint8_t *body, size_t n, const
 	*s = (struct slot){ .local_seq = seq, .sent_ms = kz_now_mono_ms(), .used = true };
 	c->next_local = seq + 1;
 	c->st.published++;
+	uint64_t conf_o = c->conf_origin;
 	pthread_mutex_unlock(&c->lock);
 	sc->last = seq;
-	if (kz_cluster_batch_add(c, seq, body, n, r.id, origin)) {
+	if (kz_cluster_batch_add(c, seq, body, n, r.id, origin, conf_o)) {
 		pthread_mutex_lock(&c->lock);
 		c->resync = true;
 		c->st.errors++;
@@ -732,7 +733,7 @@ void kz_cluster_free(struct kz_cluster *c)
 	for (uint32_t i = 0; i < MAX_ORIGINS; i++)
 		free(c->held[i].v);
 	free(c->ring);
-	free(c->batch.buf);
+	kz_cluster_batch_free(c);
 	free(c);
 }
 

@@ -87,17 +87,52 @@ int kz_cluster_batch_flush(struct kz_cluster *c)
 	if (s == NATS_OK)
 		s = js_PublishMsgAsync(c->js, &m, &po); /* takes m on success */
 	natsMsg_Destroy(m);
+	/* a new batch is remembered (even when the publish failed: it may have gone), after the
+	 * last one only; a repeated one is passed by bound_at once the scan is beyond it */
+	struct kz_cluster_bound *t = b->count ? &b->bounds[(b->head + b->count - 1) % b->bcap] : NULL;
+	if (!b->replay && b->count < b->bcap && (!t || b->first_origin > t->first + t->n - 1)) {
+		b->bounds[(b->head + b->count) % b->bcap] = (struct kz_cluster_bound){ b->first_origin, b->n };
+		b->cursor = ++b->count;
+	}
 	b->n = 0;
 	b->len = 0;
+	b->replay = false;
 	return s == NATS_OK ? 0 : -1;
 }
 
+/* The remembered batch at the cursor, past the ones wholly confirmed (conf) or below origin;
+ * NULL: none. */
+static struct kz_cluster_bound *bound_at(struct kz_cluster_batch *b, uint64_t origin, uint64_t conf)
+{
+	while (b->count && b->bounds[b->head].first + b->bounds[b->head].n - 1 <= conf) {
+		b->head = (b->head + 1) % b->bcap;
+		b->count--;
+		if (b->cursor)
+			b->cursor--;
+	}
+	while (b->cursor < b->count) {
+		struct kz_cluster_bound *x = &b->bounds[(b->head + b->cursor) % b->bcap];
+		if (x->first + x->n - 1 >= origin)
+			return x;
+		b->cursor++; /* behind the scan: repeated already */
+	}
+	return NULL;
+}
+
 int kz_cluster_batch_add(struct kz_cluster *c, uint64_t seq, const uint8_t *body, size_t n, const uint8_t id[16],
-			 uint64_t origin)
+			 uint64_t origin, uint64_t conf_origin)
 {
 	struct kz_cluster_batch *b = &c->batch;
 	uint32_t max_n = c->cfg.batch_records ? c->cfg.batch_records : 1;
-	if (b->n && (b->n >= max_n || b->len + 4 + n > c->cfg.batch_bytes) && kz_cluster_batch_flush(c))
+	if (!b->bounds) { /* at most one batch per record in flight */
+		if (!(b->bounds = calloc(c->cfg.window, sizeof *b->bounds)))
+			return -1;
+		b->bcap = c->cfg.window;
+	}
+	struct kz_cluster_bound *x = bound_at(b, origin, conf_origin);
+	bool starts = x && origin == x->first; /* a remembered batch starts here */
+	if (b->n && (starts || (!b->replay && (b->n >= max_n || b->len + 4 + n > c->cfg.batch_bytes))) &&
+	    kz_cluster_batch_flush(c))
 		return -1;
 	if (b->len + 4 + n > b->cap) { /* grows to the largest batch once; kept */
 		size_t cap = b->cap ? b->cap : 4096;
@@ -122,6 +157,10 @@ int kz_cluster_batch_add(struct kz_cluster *c, uint64_t seq, const uint8_t *body
 	b->len += 4 + n;
 	b->n++;
 	b->last_local = seq;
+	if (b->n == 1)
+		b->replay = starts;
+	if (b->replay && origin == x->first + x->n - 1)
+		return kz_cluster_batch_flush(c); /* the remembered batch is whole again */
 	return 0;
 }
 
@@ -129,6 +168,14 @@ void kz_cluster_batch_drop(struct kz_cluster *c)
 {
 	c->batch.n = 0;
 	c->batch.len = 0;
+	c->batch.replay = false;
+	c->batch.cursor = 0; /* published again from the watermark: in the same batches */
+}
+
+void kz_cluster_batch_free(struct kz_cluster *c)
+{
+	free(c->batch.buf);
+	free(c->batch.bounds);
 }
 
 uint64_t kz_cluster_last_origin(natsMsg *m)

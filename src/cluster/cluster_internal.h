@@ -29,6 +29,14 @@ struct kz_cluster_batch {
 	uint32_t n;
 	uint64_t first_origin, last_local;
 	char first_id[37];
+	bool replay;        /* it repeats a remembered batch (bounds) */
+
+	/* The bounds of the batches published and not yet confirmed, oldest first (a ring of
+	 * bcap): after a failed publish what is published again from the watermark goes out in
+	 * the same batches, with the same Nats-Msg-Id, so that JetStream drops what it already
+	 * has. cursor: the next one to repeat (== count: none). */
+	struct kz_cluster_bound { uint64_t first; uint32_t n; } *bounds;
+	uint32_t bcap, head, count, cursor;
 };
 
 struct kz_cluster {
@@ -111,9 +119,10 @@ void kz_cluster_state_save(struct kz_cluster *c, uint64_t local, uint64_t origin
  * which goes out first when it is full; flush publishes it (asynchronously); drop forgets it
  * (published again from the watermark). -1: publishing failed. */
 int kz_cluster_batch_add(struct kz_cluster *c, uint64_t seq, const uint8_t *body, size_t n, const uint8_t id[16],
-			 uint64_t origin);
+			 uint64_t origin, uint64_t conf_origin);
 int kz_cluster_batch_flush(struct kz_cluster *c);
 void kz_cluster_batch_drop(struct kz_cluster *c);
+void kz_cluster_batch_free(struct kz_cluster *c);
 /* `kizuna cluster status --records`: reads every message on this node's subject (headers
  * only) and prints how many records are stored once, more than once, or missing. */
 int kz_cluster_print_own_records(struct kz_cluster *c, FILE *out);

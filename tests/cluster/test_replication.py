@@ -41,18 +41,21 @@ def test_refused_without_quorum_then_acknowledged():
     assert r.connect(b"repl-q")[0] == 2
     nats.p.send_signal(signal.SIGSTOP)
     try:
-        publish(r, b"sensors/a", b"waits", 1)  # stored here; its PUBACK waits for JetStream
+        for i in range(1, 31):  # stored here; their PUBACKs wait for JetStream
+            publish(r, b"sensors/a", b"waits-%d" % i, i)
         time.sleep(2.5)  # past cluster.publish_timeout_ms: no quorum
-        publish(r, b"sensors/a", b"refused", 2)
+        publish(r, b"sensors/a", b"refused", 31)
         pid, rc, why = puback(r)
-        assert (pid, rc) == (2, 0x97), (pid, rc, why)
+        assert (pid, rc) == (31, 0x97), (pid, rc, why)
         assert "no JetStream quorum" in why, why
     finally:
         nats.p.send_signal(signal.SIGCONT)
-    pid, rc, why = puback(r)
-    assert (pid, rc) == (1, 0), (pid, rc, why)
-    got = wait_records(n, 201)  # the refused one is nowhere; the one published again is there once
-    assert got and got[0] == 201 and got[2:] == (0, 0), got
+    acks = sorted(puback(r)[:2] for _ in range(30))
+    assert acks == [(i, 0) for i in range(1, 31)], acks
+    # the refused one is nowhere; the 30 published again (in the same batches, with the same
+    # Nats-Msg-Id, after the server stored the first ones) are there once
+    got = wait_records(n, 230)
+    assert got and got[0] == 230 and got[2:] == (0, 0), got
     r.send(bytes([0xE0, 0]))
 
 
@@ -62,8 +65,8 @@ def test_jetstream_files_lost_then_published_again():
     nats.kill()
     shutil.rmtree(nats.store)
     nats.start()
-    got = wait_records(n, 201, 30)
-    assert got and got[0] == 201 and got[2:] == (0, 0), got
+    got = wait_records(n, 230, 30)
+    assert got and got[0] == 230 and got[2:] == (0, 0), got
     assert "publishing the rest again from the log" in n.logtext()
 
 

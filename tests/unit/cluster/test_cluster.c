@@ -175,6 +175,43 @@ static void test_floor(void **st)
 	assert_true(f.known);
 }
 
+/* A batch's body (docs/CLUSTER.md "Batches"): length-prefixed frames, exactly Kz-Count of
+ * them, none empty, nothing after the last. */
+static void test_batch_frames(void **st)
+{
+	(void)st;
+	const uint8_t body[] = { 0, 0, 0, 3, 'a', 'b', 'c', 0, 0, 0, 1, 'z', 0, 0, 0, 2, 'x', 'y' };
+	size_t off = 0, len;
+	const uint8_t *rec;
+	assert_true(kz_cluster_batch_next(body, sizeof body, &off, &rec, &len));
+	assert_int_equal(len, 3);
+	assert_memory_equal(rec, "abc", 3);
+	assert_true(kz_cluster_batch_next(body, sizeof body, &off, &rec, &len));
+	assert_int_equal(len, 1);
+	assert_int_equal(rec[0], 'z');
+	assert_true(kz_cluster_batch_next(body, sizeof body, &off, &rec, &len));
+	assert_memory_equal(rec, "xy", 2);
+	assert_int_equal(off, sizeof body);
+	assert_false(kz_cluster_batch_next(body, sizeof body, &off, &rec, &len));
+	assert_true(kz_cluster_batch_valid(body, sizeof body, 3));
+	assert_false(kz_cluster_batch_valid(body, sizeof body, 2)); /* bytes left after two */
+	assert_false(kz_cluster_batch_valid(body, sizeof body, 4));
+	assert_false(kz_cluster_batch_valid(body, sizeof body - 1, 3)); /* the last frame cut short */
+	const uint8_t empty[] = { 0, 0, 0, 0, 0, 0, 0, 1, 'q' };
+	assert_false(kz_cluster_batch_valid(empty, sizeof empty, 2));
+	const uint8_t huge[] = { 0xff, 0xff, 0xff, 0xff, 'a' };
+	off = 0;
+	assert_false(kz_cluster_batch_next(huge, sizeof huge, &off, &rec, &len));
+	assert_int_equal(off, 0);
+	assert_int_equal(kz_cluster_batch_count(NULL), 1);
+	assert_int_equal(kz_cluster_batch_count("64"), 64);
+	assert_int_equal(kz_cluster_batch_count("65536"), 65536);
+	assert_int_equal(kz_cluster_batch_count("65537"), 0);
+	assert_int_equal(kz_cluster_batch_count("0"), 0);
+	assert_int_equal(kz_cluster_batch_count("-1"), 0);
+	assert_int_equal(kz_cluster_batch_count(""), 0);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -185,6 +222,7 @@ int main(void)
 		cmocka_unit_test(test_ack_pending),
 		cmocka_unit_test(test_ack_parse),
 		cmocka_unit_test(test_floor),
+		cmocka_unit_test(test_batch_frames),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
