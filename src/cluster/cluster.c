@@ -260,6 +260,68 @@ void kz_cluster_close(struct kz_cluster *c)
 	close_nats(c);
 }
 
+/* Options for servers (tried in this order) with the node's certificate. */
+static natsStatus nats_options(struct kz_cluster *c, const char **servers, int n, int64_t timeout_ms, natsOptions **out)
+{
+	natsOptions *o = NULL;
+	natsStatus s = n ? natsOptions_Create(&o) : NATS_INVALID_ARG;
+	if (s == NATS_OK)
+		s = natsOptions_SetServers(o, servers, n);
+	if (s == NATS_OK)
+		s = natsOptions_SetNoRandomize(o, true);
+	if (s == NATS_OK)
+		s = natsOptions_SetSecure(o, true);
+	if (s == NATS_OK)
+		s = natsOptions_LoadCATrustedCertificates(o, c->cfg.ca_file);
+	if (s == NATS_OK)
+		s = natsOptions_LoadCertificatesChain(o, c->cfg.cert_file, c->cfg.key_file);
+	if (s == NATS_OK)
+		s = natsOptions_SetTimeout(o, timeout_ms);
+	if (s != NATS_OK)
+		natsOptions_Destroy(o);
+	*out = s == NATS_OK ? o : NULL;
+	return s;
+}
+
+/* Does JetStream answer through another server of cluster.nats than url (a connection of its
+ * own, briefly)? Yes: ours is cut off from the others, moving helps. No: JetStream answers
+ * nowhere (the stream is electing a leader after its server died, or every server is gone),
+ * and moving would only cost the follower's and the session thread's NATS objects while the
+ * election ends (bench/cluster.sh part 4 saw 2.5 s added that way). */
+static bool elsewhere_answers(struct kz_cluster *c, const char *url)
+{
+	char *list = strdup(c->cfg.servers);
+	const char *servers[16];
+	int n = 0;
+	char *sv = NULL;
+	const char *u = strstr(url, "://");
+	for (char *tok = list ? strtok_r(list, ", ", &sv) : NULL; tok && n < 16; tok = strtok_r(NULL, ", ", &sv)) {
+		const char *t = strstr(tok, "://");
+		if (strcmp(t ? t : tok, u ? u : url) != 0)
+			servers[n++] = tok;
+	}
+	natsOptions *o = NULL;
+	natsConnection *nc = NULL;
+	jsCtx *js = NULL;
+	bool yes = false;
+	if (nats_options(c, servers, n, 500, &o) == NATS_OK && natsOptions_SetAllowReconnect(o, false) == NATS_OK &&
+	    natsConnection_Connect(&nc, o) == NATS_OK && natsConnection_JetStream(&js, nc, NULL) == NATS_OK) {
+		jsOptions jo;
+		jsOptions_Init(&jo);
+		jo.Wait = 300;
+		jsStreamInfo *si = NULL;
+		jsErrCode jerr = 0;
+		natsStatus s = js_GetStreamInfo(&si, js, STREAM, &jo, &jerr);
+		jsStreamInfo_Destroy(si);
+		yes = s == NATS_OK || jerr != 0;
+	}
+	jsCtx_Destroy(js);
+	natsConnection_Destroy(nc);
+	natsOptions_Destroy(o);
+	free(list);
+	return yes;
+}
+
 static int connect_nats(struct kz_cluster *c, char *why, size_t why_len)
 {
 	natsOptions *o = NULL;
@@ -281,23 +343,11 @@ static int connect_nats(struct kz_cluster *c, char *why, size_t why_len)
 			i--;
 		}
 	}
-	natsStatus s = n ? natsOptions_Create(&o) : NATS_INVALID_ARG;
-	if (s == NATS_OK)
-		s = natsOptions_SetServers(o, servers, n);
-	if (s == NATS_OK)
-		s = natsOptions_SetNoRandomize(o, true);
-	if (s == NATS_OK)
-		s = natsOptions_SetSecure(o, true);
-	if (s == NATS_OK)
-		s = natsOptions_LoadCATrustedCertificates(o, c->cfg.ca_file);
-	if (s == NATS_OK)
-		s = natsOptions_LoadCertificatesChain(o, c->cfg.cert_file, c->cfg.key_file);
+	natsStatus s = nats_options(c, servers, n, 2000, &o);
 	if (s == NATS_OK)
 		s = natsOptions_SetMaxReconnect(o, -1);
 	if (s == NATS_OK)
 		s = natsOptions_SetReconnectWait(o, 250);
-	if (s == NATS_OK)
-		s = natsOptions_SetTimeout(o, 2000);
 	/* a server that stops answering (SIGSTOP, a frozen VM) keeps its TCP connection up: two
 	 * unanswered PINGs a second apart and the client moves to another server */
 	if (s == NATS_OK)
@@ -368,17 +418,26 @@ static int ensure_stream(struct kz_cluster *c, char *why, size_t why_len)
 }
 
 /* Where to start publishing: after the saved watermark, or after the last of our records
- * the stream holds when that is lower (JetStream lost its tail). Lock held by nobody. */
+ * the stream holds when that is lower (JetStream lost its tail). Lock held by nobody. -1:
+ * no answer (try again), -2: the stream does not exist. */
 static int resume_point(struct kz_cluster *c, uint64_t *local, uint64_t *origin)
 {
 	natsMsg *m = NULL;
 	jsErrCode jerr = 0;
-	natsStatus s = js_GetLastMsg(&m, c->js, STREAM, c->subject, NULL, &jerr);
+	/* asked again and again while the stream has no leader (an election after its server
+	 * died): a short wait, so that the first answer after the election is not missed by up
+	 * to publish_timeout_ms (bench/cluster.sh part 4 saw 1.7 s added that way) */
+	jsOptions jo;
+	jsOptions_Init(&jo);
+	jo.Wait = c->cfg.publish_timeout_ms / 8 < 100 ? 100 : c->cfg.publish_timeout_ms / 8 > 250 ? 250 : c->cfg.publish_timeout_ms / 8;
+	natsStatus s = js_GetLastMsg(&m, c->js, STREAM, c->subject, &jo, &jerr);
 	uint64_t ll = 0, lo = 0;
 	if (s == NATS_OK) {
 		ll = kz_cluster_header_u64(m, "Kz-Local-Seq");
 		lo = kz_cluster_last_origin(m);
 		natsMsg_Destroy(m);
+	} else if (jerr == JSStreamNotFoundErr) {
+		return -2; /* gone (every server lost its files): made again first */
 	} else if (s != NATS_NOT_FOUND && jerr != JSNoMessageFoundErr) {
 		return -1; /* cannot tell now: try again */
 	}
@@ -470,13 +529,20 @@ static void drain_and_reset(struct kz_cluster *c)
  * JetStream does not, through it: a server cut off from the others. nats.c would keep the
  * connection for ever, so the follower and the session thread drop their NATS objects (they
  * park while js_ready is false), what is in flight is given up (published again from the
- * watermark), and the replicator connects again with that server tried last. False when the
+ * watermark), and the replicator connects again with that server tried last. False when
+ * JetStream answers through no other server either (asked at most once a second), or when the
  * other threads did not park within 5 s (tried again later). */
 static bool swap_server(struct kz_cluster *c, uint64_t stuck_ms)
 {
 	char url[256] = "";
 	if (natsConnection_GetConnectedUrl(c->nc, url, sizeof url) != NATS_OK || !url[0])
 		return false;
+	uint64_t now = kz_now_mono_ms();
+	if (now - c->elsewhere_ms < 1000)
+		return false;
+	c->elsewhere_ms = now;
+	if (!elsewhere_answers(c, url))
+		return false; /* nowhere: stay, and ask again in a second */
 	atomic_store(&c->js_ready, false);
 	uint64_t deadline = kz_now_mono_ms() + 5000;
 	while ((c->fstarted && !atomic_load(&c->f_parked)) || (c->kstarted && !atomic_load(&c->k_parked))) {
@@ -518,6 +584,7 @@ static void *replicator(void *arg)
 	bool ready = false, warned = false;
 	uint64_t last_save = 0, last_probe = 0, stuck_since = 0;
 	bool answers = true; /* the last probe's */
+	bool stream_known = false; /* ensure_stream succeeded (and resume_point did not find it gone) */
 	bool several = strchr(c->cfg.servers, ',') != NULL;
 	struct kz_reclog_pos hint = { 0, 0 };
 	bool has_hint = false;
@@ -549,7 +616,16 @@ static void *replicator(void *arg)
 		}
 		if (!ready) {
 			uint64_t local, origin;
-			if (ensure_stream(c, why, sizeof why) || resume_point(c, &local, &origin)) {
+			int rp = -1;
+			why[0] = 0;
+			/* the stream is made (or updated to this configuration) once, and again only when
+			 * it is gone: that request needs JetStream's metadata leader, which a dead server
+			 * may have been too, and a resync after a failed publish does not need it */
+			if (!stream_known && !ensure_stream(c, why, sizeof why))
+				stream_known = true;
+			if (stream_known && (rp = resume_point(c, &local, &origin)) == -2)
+				stream_known = false;
+			if (rp) {
 				if (!warned)
 					kz_warn("cluster: %s; retrying", why[0] ? why : "cannot read the stream");
 				warned = true;
@@ -558,7 +634,7 @@ static void *replicator(void *arg)
 				if (several && atomic_load(&c->connected) && now - stuck_since >= 3ull * c->cfg.publish_timeout_ms &&
 				    swap_server(c, now - stuck_since))
 					stuck_since = 0;
-				nats_Sleep(250);
+				nats_Sleep(100);
 				continue;
 			}
 			stuck_since = 0;

@@ -69,6 +69,7 @@ struct kz_cluster {
 	atomic_bool f_parked, k_parked;
 	pthread_rwlock_t js_rw;
 	char avoid[256];
+	uint64_t elsewhere_ms;      /* the replicator's: when swap_server last asked another server */
 	/* kz_cluster_quorum, without the lock: conf_local's copy, and when JetStream last confirmed
 	 * a record or this node last had none waiting for it (monotonic ms) */
 	_Atomic uint64_t conf_seen, progress_ms;
