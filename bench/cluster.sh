@@ -86,7 +86,7 @@ caught_up() {
 	for _ in $(seq 120); do
 		st=""
 		for i in 1 2 3; do
-			st+=$("$KZ" cluster status --config "$D/n$i/kizuna.conf" 2>/dev/null | grep -c " 0 records behind")
+			st+=$("$KZ" cluster status --config "$D/n$i/kizuna.conf" 2>/dev/null | grep -c " 0 messages behind")
 		done
 		[ "$st" = "111" ] && return 0
 		sleep 1

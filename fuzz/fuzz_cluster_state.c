@@ -17,8 +17,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	struct kz_cluster_state st, st2;
 	if (kz_cluster_state_parse((const char *)data, size, &st) == 0) {
 		static char text[96 + KZ_CLUSTER_MAX_ORIGINS * (100 + KZ_CLUSTER_MAX_GAPS * 120)];
-		int n = snprintf(text, sizeof text, "confirmed %" PRIu64 " %" PRIu64 "\n", st.confirmed_local,
-				 st.confirmed_origin);
+		int n = snprintf(text, sizeof text, "confirmed %" PRIu64 " %" PRIu64 " %" PRIu64 "\n", st.confirmed_local,
+				 st.confirmed_origin, st.confirmed_sseq);
 		for (uint32_t i = 0; i < st.n_origins; i++) {
 			n += snprintf(text + n, sizeof text - (size_t)n, "origin %s %" PRIu64 "\n", st.origins[i].id,
 				      st.origins[i].seq);
@@ -27,7 +27,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 					      st.origins[i].id, st.origins[i].gaps[g].lo, st.origins[i].gaps[g].hi);
 		}
 		assert(kz_cluster_state_parse(text, (size_t)n, &st2) == 0);
-		assert(st2.confirmed_local == st.confirmed_local && st2.confirmed_origin == st.confirmed_origin);
+		assert(st2.confirmed_local == st.confirmed_local && st2.confirmed_origin == st.confirmed_origin &&
+		       st2.confirmed_sseq == st.confirmed_sseq);
 		assert(st2.n_origins == st.n_origins);
 		for (uint32_t i = 0; i < st.n_origins; i++)
 			assert(st2.origins[i].seq == st.origins[i].seq && strcmp(st2.origins[i].id, st.origins[i].id) == 0 &&

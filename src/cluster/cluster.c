@@ -64,10 +64,13 @@ int kz_cluster_state_parse(const char *text, size_t n, struct kz_cluster_state *
 		unsigned long long a, b;
 		char id[65], end;
 		if (line == 1) {
-			if (sscanf(buf, "confirmed %llu %llu%c", &a, &b, &end) != 2)
+			unsigned long long x = 0;
+			if (sscanf(buf, "confirmed %llu %llu %llu%c", &a, &b, &x, &end) != 3 &&
+			    sscanf(buf, "confirmed %llu %llu%c", &a, &b, &end) != 2)
 				return -1;
 			st->confirmed_local = a;
 			st->confirmed_origin = b;
+			st->confirmed_sseq = x;
 		} else if (sscanf(buf, "origin %64s %llu%c", id, &a, &end) == 2 && strlen(id) < sizeof st->origins[0].id &&
 			   st->n_origins < KZ_CLUSTER_MAX_ORIGINS) {
 			snprintf(st->origins[st->n_origins].id, sizeof st->origins[0].id, "%s", id);
@@ -107,14 +110,15 @@ static void state_load(struct kz_cluster *c)
 		c->origins[c->n_origins++] = st.origins[i];
 	c->conf_local = st.confirmed_local;
 	c->conf_origin = st.confirmed_origin;
+	c->conf_sseq = st.confirmed_sseq;
 	c->saved_local = st.confirmed_local;
 }
 
-void kz_cluster_state_save(struct kz_cluster *c, uint64_t local, uint64_t origin)
+void kz_cluster_state_save(struct kz_cluster *c, uint64_t local, uint64_t origin, uint64_t sseq)
 {
 	static char text[96 + MAX_ORIGINS * (100 + KZ_CLUSTER_MAX_GAPS * 120)]; /* under save_lock */
 	pthread_mutex_lock(&c->save_lock);
-	int n = snprintf(text, sizeof text, "confirmed %" PRIu64 " %" PRIu64 "\n", local, origin);
+	int n = snprintf(text, sizeof text, "confirmed %" PRIu64 " %" PRIu64 " %" PRIu64 "\n", local, origin, sseq);
 	pthread_mutex_lock(&c->lock);
 	for (uint32_t i = 0; i < c->n_origins; i++) {
 		const struct origin *o = &c->origins[i];
@@ -169,6 +173,7 @@ static void advance(struct kz_cluster *c)
 			break;
 		c->conf_local = s->local_seq;
 		c->conf_origin = c->head_origin;
+		c->conf_sseq = s->sseq;
 		s->used = false;
 		c->head_origin++;
 		moved = true;
@@ -191,6 +196,7 @@ static void ack_cb(jsCtx *js, natsMsg *msg, jsPubAck *pa, jsPubAckErr *pae, void
 	(void)js;
 	struct kz_cluster *c = closure;
 	uint64_t first = kz_cluster_header_u64(msg, "Kz-Origin-Seq"), last = kz_cluster_last_origin(msg);
+	uint64_t sseq = pa ? pa->Sequence : 0; /* a duplicate's: where the first copy is */
 	pthread_mutex_lock(&c->lock);
 	if (pae || !pa) {
 		c->st.errors++;
@@ -200,6 +206,7 @@ static void ack_cb(jsCtx *js, natsMsg *msg, jsPubAck *pa, jsPubAckErr *pae, void
 		for (uint64_t o = first; o && o <= last; o++) /* every record of a batch */
 			if (o >= c->head_origin && o < c->next_origin && c->ring[o % c->cfg.window].used) {
 				c->ring[o % c->cfg.window].acked = true;
+				c->ring[o % c->cfg.window].sseq = sseq;
 				c->st.acked++;
 			}
 		advance(c);
@@ -431,10 +438,11 @@ static int resume_point(struct kz_cluster *c, uint64_t *local, uint64_t *origin)
 	jsOptions_Init(&jo);
 	jo.Wait = c->cfg.publish_timeout_ms / 8 < 100 ? 100 : c->cfg.publish_timeout_ms / 8 > 250 ? 250 : c->cfg.publish_timeout_ms / 8;
 	natsStatus s = js_GetLastMsg(&m, c->js, STREAM, c->subject, &jo, &jerr);
-	uint64_t ll = 0, lo = 0;
+	uint64_t ll = 0, lo = 0, ls = 0;
 	if (s == NATS_OK) {
 		ll = kz_cluster_header_u64(m, "Kz-Local-Seq");
 		lo = kz_cluster_last_origin(m);
+		ls = natsMsg_GetSequence(m);
 		natsMsg_Destroy(m);
 	} else if (jerr == JSStreamNotFoundErr) {
 		return -2; /* gone (every server lost its files): made again first */
@@ -447,10 +455,16 @@ static int resume_point(struct kz_cluster *c, uint64_t *local, uint64_t *origin)
 			"the rest again from the log", lo, c->conf_origin);
 		c->conf_origin = lo;
 		c->conf_local = ll;
+		c->conf_sseq = ls;
 	}
 	*local = c->conf_local;
 	*origin = c->conf_origin;
+	uint64_t from = c->conf_sseq;
 	pthread_mutex_unlock(&c->lock);
+	/* the stream has records of ours above the watermark, and nothing is remembered of how
+	 * they were batched (a start): read that back, so that they are not stored twice */
+	if (lo > *origin && !c->batch.count && (from || !*origin))
+		kz_cluster_batch_learn(c, from ? from + 1 : 0, *origin, lo);
 	return 0;
 }
 
@@ -676,7 +690,7 @@ static void *replicator(void *arg)
 		if (!sc.full && end > c->next_local)
 			c->next_local = end;
 		advance(c);
-		uint64_t conf = c->conf_local, conf_o = c->conf_origin;
+		uint64_t conf = c->conf_local, conf_o = c->conf_origin, conf_s = c->conf_sseq;
 		bool save = conf != c->saved_local && kz_now_mono_ms() - last_save >= 200;
 		if (save)
 			c->saved_local = conf;
@@ -721,16 +735,16 @@ static void *replicator(void *arg)
 				kz_warn("cluster: JetStream does not answer within %u ms: no quorum", c->cfg.publish_timeout_ms);
 		}
 		if (save) {
-			kz_cluster_state_save(c, conf, conf_o);
+			kz_cluster_state_save(c, conf, conf_o, conf_s);
 			last_save = kz_now_mono_ms();
 		}
 	}
 	pthread_mutex_lock(&c->lock);
-	uint64_t conf = c->conf_local, conf_o = c->conf_origin;
+	uint64_t conf = c->conf_local, conf_o = c->conf_origin, conf_s = c->conf_sseq;
 	pthread_mutex_unlock(&c->lock);
 	if (c->js)
 		drain_and_reset(c);
-	kz_cluster_state_save(c, conf, conf_o);
+	kz_cluster_state_save(c, conf, conf_o, conf_s);
 	return NULL;
 }
 
@@ -940,7 +954,7 @@ int kz_cluster_print_status_ex(const struct kz_cluster_config *cfg, bool records
 		snprintf(durable, sizeof durable, "kz-node-%s", cfg->node_id);
 		jsConsumerInfo *ci = NULL;
 		if (js_GetConsumerInfo(&ci, c.js, STREAM, durable, NULL, &jerr) == NATS_OK) {
-			fprintf(out, "follower: %s, %" PRIu64 " records behind, %" PRId64 " in flight\n", durable,
+			fprintf(out, "follower: %s, %" PRIu64 " messages behind, %" PRId64 " in flight\n", durable,
 				ci->NumPending, ci->NumAckPending);
 			jsConsumerInfo_Destroy(ci);
 		} else {

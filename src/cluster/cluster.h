@@ -135,7 +135,7 @@ bool kz_cluster_settled(struct kz_cluster *c, uint64_t since_ns, uint32_t max_wa
 bool kz_cluster_sessions_synced(struct kz_cluster *c);
 
 /* DIR/cluster.state (docs/CLUSTER.md "What each kizuna node keeps locally"): the line
- * "confirmed LOCAL ORIGIN", then one "origin ID SEQ" per other node. */
+ * "confirmed LOCAL ORIGIN [SSEQ]", then one "origin ID SEQ" per other node. */
 #define KZ_CLUSTER_MAX_ORIGINS 64
 #define KZ_CLUSTER_MAX_GAPS 32
 /* Per other node: the highest origin sequence taken, and the sequences below it not taken yet
@@ -148,6 +148,7 @@ struct kz_cluster_origin {
 };
 struct kz_cluster_state {
 	uint64_t confirmed_local, confirmed_origin;
+	uint64_t confirmed_sseq; /* the stream sequence of the message with confirmed_origin (0: not known) */
 	struct kz_cluster_origin origins[KZ_CLUSTER_MAX_ORIGINS];
 	uint32_t n_origins;
 };

@@ -13,6 +13,7 @@
  * published again with other bounds is stored again and its records dropped as duplicates by
  * their origin sequences on every follower. */
 #include "cluster/cluster_internal.h"
+#include "base/kz_log.h"
 #include "store/store.h"
 
 #include <inttypes.h>
@@ -119,16 +120,68 @@ static struct kz_cluster_bound *bound_at(struct kz_cluster_batch *b, uint64_t or
 	return NULL;
 }
 
-int kz_cluster_batch_add(struct kz_cluster *c, uint64_t seq, const uint8_t *body, size_t n, const uint8_t id[16],
-			 uint64_t origin, uint64_t conf_origin)
+static int bounds_alloc(struct kz_cluster *c)
 {
 	struct kz_cluster_batch *b = &c->batch;
-	uint32_t max_n = c->cfg.batch_records ? c->cfg.batch_records : 1;
 	if (!b->bounds) { /* at most one batch per record in flight */
 		if (!(b->bounds = calloc(c->cfg.window, sizeof *b->bounds)))
 			return -1;
 		b->bcap = c->cfg.window;
 	}
+	return 0;
+}
+
+void kz_cluster_batch_learn(struct kz_cluster *c, uint64_t from_sseq, uint64_t conf_origin, uint64_t last_origin)
+{
+	struct kz_cluster_batch *b = &c->batch;
+	if (bounds_alloc(c))
+		return;
+	jsSubOptions so;
+	jsSubOptions_Init(&so);
+	so.Stream = STREAM;
+	so.Ordered = true;
+	so.Config.HeadersOnly = true;
+	so.Config.DeliverPolicy = from_sseq ? js_DeliverByStartSequence : js_DeliverAll;
+	so.Config.OptStartSeq = from_sseq;
+	natsSubscription *sub = NULL;
+	jsErrCode jerr = 0;
+	natsStatus s = js_SubscribeSync(&sub, c->js, c->subject, NULL, &so, &jerr);
+	uint64_t pending = 1, read = 0, top = conf_origin;
+	while (s == NATS_OK && pending && top < last_origin && b->count < b->bcap) {
+		natsMsg *m = NULL;
+		if ((s = natsSubscription_NextMsg(&m, sub, c->cfg.publish_timeout_ms)) != NATS_OK)
+			break;
+		jsMsgMetaData *md = NULL;
+		if (natsMsg_GetMetaData(&md, m) == NATS_OK) {
+			pending = md->NumPending;
+			jsMsgMetaData_Destroy(md);
+		}
+		uint64_t first = kz_cluster_header_u64(m, "Kz-Origin-Seq"), last = kz_cluster_last_origin(m);
+		natsMsg_Destroy(m);
+		read++;
+		if (!first || first <= top) /* at or below the watermark, or stored twice already */
+			continue;
+		b->bounds[(b->head + b->count++) % b->bcap] = (struct kz_cluster_bound){ first, (uint32_t)(last - first + 1) };
+		top = last;
+	}
+	natsSubscription_Destroy(sub);
+	b->cursor = 0;
+	if (s != NATS_OK || top < last_origin)
+		kz_warn("cluster: read back %" PRIu64 " of our messages above record %" PRIu64 " (%s): what is not known of "
+			"how records %" PRIu64 "..%" PRIu64 " were batched may be stored twice (the followers drop it)", read,
+			conf_origin, s == NATS_OK ? "no room for more" : natsStatus_GetText(s), top + 1, last_origin);
+	else
+		kz_info("cluster: %" PRIu32 " batches of ours above record %" PRIu64 " read back: published again the same "
+			"way", b->count, conf_origin);
+}
+
+int kz_cluster_batch_add(struct kz_cluster *c, uint64_t seq, const uint8_t *body, size_t n, const uint8_t id[16],
+			 uint64_t origin, uint64_t conf_origin)
+{
+	struct kz_cluster_batch *b = &c->batch;
+	uint32_t max_n = c->cfg.batch_records ? c->cfg.batch_records : 1;
+	if (bounds_alloc(c))
+		return -1;
 	struct kz_cluster_bound *x = bound_at(b, origin, conf_origin);
 	bool starts = x && origin == x->first; /* a remembered batch starts here */
 	if (b->n && (starts || (!b->replay && (b->n >= max_n || b->len + 4 + n > c->cfg.batch_bytes))) &&

@@ -317,7 +317,7 @@ static bool follow_batch(struct kz_cluster *c, natsMsgList *list)
 	while (c->f_done < want && !c->stop)
 		pthread_cond_wait(&c->fcond, &c->lock);
 	bool ok = c->f_done >= want && c->f_failed == failed0;
-	uint64_t conf = c->conf_local, conf_o = c->conf_origin;
+	uint64_t conf = c->conf_local, conf_o = c->conf_origin, conf_s = c->conf_sseq;
 	c->st.duplicates += dups;
 	if (ok) {
 		memcpy(c->origins, v, nv * sizeof *v);
@@ -343,7 +343,7 @@ static bool follow_batch(struct kz_cluster *c, natsMsgList *list)
 	/* what this node now has, saved before the acknowledgements: a message delivered again
 	 * after a crash between the two is recognised as already here, not appended twice */
 	if (n)
-		kz_cluster_state_save(c, conf, conf_o);
+		kz_cluster_state_save(c, conf, conf_o, conf_s);
 	for (int i = 0; i < done; i++) { /* an empty message to its reply subject: +ACK */
 		const char *reply = natsMsg_GetReply(list->Msgs[i]);
 		if (natsConnection_Publish(c->nc, reply, NULL, 0) != NATS_OK)

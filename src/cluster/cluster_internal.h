@@ -13,7 +13,7 @@
 #define STREAM "KZ_RECORDS"
 
 struct slot {
-	uint64_t local_seq, sent_ms;
+	uint64_t local_seq, sent_ms, sseq; /* sseq: the stream sequence JetStream stored it at */
 	bool used, acked;
 };
 
@@ -55,6 +55,7 @@ struct kz_cluster {
 	uint64_t head_origin;       /* oldest origin sequence in flight (== next_origin: none) */
 	uint64_t next_origin, next_local; /* what the scan gives next */
 	uint64_t conf_origin, conf_local; /* the confirmed watermark */
+	uint64_t conf_sseq;         /* the stream sequence of the message with conf_origin (0: not known) */
 	bool resync;
 	uint64_t saved_local;       /* what cluster.state last said */
 	struct kz_cluster_batch batch; /* the replicator's own */
@@ -115,13 +116,17 @@ natsStatus kz_cluster_add_stream(jsCtx *js, const char *name, const char *subjec
 int kz_cluster_connect(struct kz_cluster *c, char *why, size_t why_len);
 void kz_cluster_close(struct kz_cluster *c);
 uint64_t kz_cluster_header_u64(natsMsg *m, const char *key);
-void kz_cluster_state_save(struct kz_cluster *c, uint64_t local, uint64_t origin);
+void kz_cluster_state_save(struct kz_cluster *c, uint64_t local, uint64_t origin, uint64_t sseq);
 /* cluster_batch.c: the replicator adds record seq (origin sequence origin) to its batch,
  * which goes out first when it is full; flush publishes it (asynchronously); drop forgets it
  * (published again from the watermark). -1: publishing failed. */
 int kz_cluster_batch_add(struct kz_cluster *c, uint64_t seq, const uint8_t *body, size_t n, const uint8_t id[16],
 			 uint64_t origin, uint64_t conf_origin);
 int kz_cluster_batch_flush(struct kz_cluster *c);
+/* After a start: the bounds of this node's messages in the stream above the watermark, read
+ * back (headers only) from stream sequence from_sseq (0: the start), so that what is published
+ * again goes out in the same batches with the same Nats-Msg-Id. */
+void kz_cluster_batch_learn(struct kz_cluster *c, uint64_t from_sseq, uint64_t conf_origin, uint64_t last_origin);
 void kz_cluster_batch_drop(struct kz_cluster *c);
 void kz_cluster_batch_free(struct kz_cluster *c);
 /* `kizuna cluster status --records`: reads every message on this node's subject (headers

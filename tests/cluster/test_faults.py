@@ -158,7 +158,7 @@ def behind_of(i):
     st = subprocess.run([KIZUNA, "cluster", "status", "--config", os.path.join(D, "n%d" % i, "kizuna.conf")],
                         capture_output=True, text=True, timeout=30).stdout
     for l in st.splitlines():
-        if l.startswith("follower: ") and " records behind" in l:
+        if l.startswith("follower: ") and " messages behind" in l:
             parts = l.split(", ")
             return int(parts[1].split()[0]) + int(parts[2].split()[0])
     return None

@@ -75,7 +75,14 @@ static void test_state_with_gaps(void **st)
 	assert_int_equal(s.n_origins, 2);
 	assert_int_equal(s.origins[0].n_gaps, 2);
 	assert_int_equal(s.origins[0].gaps[1].lo, 50);
+	assert_int_equal(s.confirmed_sseq, 0); /* written before the stream sequence was kept */
+	const char with_sseq[] = "confirmed 120 40 9001\n";
+	assert_int_equal(kz_cluster_state_parse(with_sseq, strlen(with_sseq), &s), 0);
+	assert_int_equal(s.confirmed_origin, 40);
+	assert_int_equal(s.confirmed_sseq, 9001);
 	const char *bad[] = {
+		"confirmed 1 1 1 1\n",                          /* one number too many */
+		"confirmed 1 1 x\n",
 		"confirmed 1 1\ngap n2 1 2\n",                 /* a gap before its origin */
 		"confirmed 1 1\norigin n2 10\ngap n2 5 10\n",   /* not below the origin's sequence */
 		"confirmed 1 1\norigin n2 10\ngap n2 6 5\n",    /* empty */
