@@ -81,8 +81,21 @@ PY
 echo "# cluster: 3 nats-servers 2.9 (JetStream R3) + 3 kizuna nodes, loopback, $(nproc) cores, $DUR s per run"
 # every node's follower caught up with the stream, so that what comes next (nats-server's run of
 # part 1, part 2) measures a path, not kizuna's backlog, and has the machine to itself
+alive() { # every process of the cluster still running? Says which one is not, and its log's end
+	local k p name
+	for k in 1 2 3 4 5 6; do
+		p=$(sed -n "${k}p" "$D/pids")
+		if ! kill -0 "$p" 2>/dev/null; then
+			if [ "$k" -le 3 ]; then name=s$k; else name=n$((k - 3)); fi
+			echo "# $name (pid $p) is not running; the end of its log:"
+			tail -15 "$D/$name/$( [ "$k" -le 3 ] && echo nats.log || echo serve.log)" | sed 's/^/#   /'
+			return 1
+		fi
+	done
+}
 caught_up() {
 	local i st
+	alive || return 1
 	for _ in $(seq 120); do
 		st=""
 		for i in 1 2 3; do

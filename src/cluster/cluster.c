@@ -427,7 +427,7 @@ static int ensure_stream(struct kz_cluster *c, char *why, size_t why_len)
 /* Where to start publishing: after the saved watermark, or after the last of our records
  * the stream holds when that is lower (JetStream lost its tail). Lock held by nobody. -1:
  * no answer (try again), -2: the stream does not exist. */
-static int resume_point(struct kz_cluster *c, uint64_t *local, uint64_t *origin)
+static int resume_point(struct kz_cluster *c, uint64_t *local, uint64_t *origin, char *why, size_t why_len)
 {
 	natsMsg *m = NULL;
 	jsErrCode jerr = 0;
@@ -445,8 +445,11 @@ static int resume_point(struct kz_cluster *c, uint64_t *local, uint64_t *origin)
 		ls = natsMsg_GetSequence(m);
 		natsMsg_Destroy(m);
 	} else if (jerr == JSStreamNotFoundErr) {
+		snprintf(why, why_len, "stream %s not found", STREAM);
 		return -2; /* gone (every server lost its files): made again first */
 	} else if (s != NATS_NOT_FOUND && jerr != JSNoMessageFoundErr) {
+		snprintf(why, why_len, "the stream's last message of ours: %s (JetStream error %d)", natsStatus_GetText(s),
+			 (int)jerr);
 		return -1; /* cannot tell now: try again */
 	}
 	pthread_mutex_lock(&c->lock);
@@ -598,6 +601,7 @@ static void *replicator(void *arg)
 	bool ready = false, warned = false;
 	uint64_t last_save = 0, last_probe = 0, stuck_since = 0;
 	bool answers = true; /* the last probe's */
+	char last_why[512] = "";
 	bool stream_known = false; /* ensure_stream succeeded (and resume_point did not find it gone) */
 	bool several = strchr(c->cfg.servers, ',') != NULL;
 	struct kz_reclog_pos hint = { 0, 0 };
@@ -637,11 +641,12 @@ static void *replicator(void *arg)
 			 * may have been too, and a resync after a failed publish does not need it */
 			if (!stream_known && !ensure_stream(c, why, sizeof why))
 				stream_known = true;
-			if (stream_known && (rp = resume_point(c, &local, &origin)) == -2)
+			if (stream_known && (rp = resume_point(c, &local, &origin, why, sizeof why)) == -2)
 				stream_known = false;
 			if (rp) {
-				if (!warned)
+				if (!warned || strcmp(why, last_why) != 0) /* once per reason */
 					kz_warn("cluster: %s; retrying", why[0] ? why : "cannot read the stream");
+				snprintf(last_why, sizeof last_why, "%s", why);
 				warned = true;
 				uint64_t now = kz_now_mono_ms();
 				stuck_since = stuck_since ? stuck_since : now;
