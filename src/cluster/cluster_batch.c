@@ -131,35 +131,54 @@ static int bounds_alloc(struct kz_cluster *c)
 	return 0;
 }
 
-void kz_cluster_batch_learn(struct kz_cluster *c, uint64_t from_sseq, uint64_t conf_origin, uint64_t last_origin)
+/* This node's messages in the stream from stream sequence from (0: the start), headers only
+ * (an ordered consumer). */
+static natsStatus own_open(struct kz_cluster *c, uint64_t from, natsSubscription **sub, jsErrCode *jerr)
 {
-	struct kz_cluster_batch *b = &c->batch;
-	if (bounds_alloc(c))
-		return;
 	jsSubOptions so;
 	jsSubOptions_Init(&so);
 	so.Stream = STREAM;
 	so.Ordered = true;
 	so.Config.HeadersOnly = true;
-	so.Config.DeliverPolicy = from_sseq ? js_DeliverByStartSequence : js_DeliverAll;
-	so.Config.OptStartSeq = from_sseq;
+	so.Config.DeliverPolicy = from ? js_DeliverByStartSequence : js_DeliverAll;
+	so.Config.OptStartSeq = from;
+	*jerr = 0;
+	return js_SubscribeSync(sub, c->js, c->subject, NULL, &so, jerr);
+}
+
+/* The next of them within wait_ms: its first and last origin sequences (0 when it has none)
+ * and how many follow it (*pending untouched when that is not known). */
+static natsStatus own_next(natsSubscription *sub, int64_t wait_ms, uint64_t *first, uint64_t *last, uint64_t *pending)
+{
+	natsMsg *m = NULL;
+	natsStatus s = natsSubscription_NextMsg(&m, sub, wait_ms);
+	if (s != NATS_OK)
+		return s;
+	jsMsgMetaData *md = NULL;
+	if (natsMsg_GetMetaData(&md, m) == NATS_OK) {
+		*pending = md->NumPending;
+		jsMsgMetaData_Destroy(md);
+	}
+	*first = kz_cluster_header_u64(m, "Kz-Origin-Seq");
+	*last = kz_cluster_last_origin(m);
+	natsMsg_Destroy(m);
+	return NATS_OK;
+}
+
+void kz_cluster_batch_learn(struct kz_cluster *c, uint64_t from_sseq, uint64_t conf_origin, uint64_t last_origin)
+{
+	struct kz_cluster_batch *b = &c->batch;
+	if (bounds_alloc(c))
+		return;
 	natsSubscription *sub = NULL;
-	jsErrCode jerr = 0;
-	natsStatus s = js_SubscribeSync(&sub, c->js, c->subject, NULL, &so, &jerr);
-	uint64_t pending = 1, read = 0, top = conf_origin;
+	jsErrCode jerr;
+	natsStatus s = own_open(c, from_sseq, &sub, &jerr);
+	uint64_t pending = 1, read = 0, top = conf_origin, first, last;
 	while (s == NATS_OK && pending && top < last_origin && b->count < b->bcap) {
-		natsMsg *m = NULL;
-		if ((s = natsSubscription_NextMsg(&m, sub, c->cfg.publish_timeout_ms)) != NATS_OK)
+		if ((s = own_next(sub, c->cfg.publish_timeout_ms, &first, &last, &pending)) != NATS_OK)
 			break;
-		jsMsgMetaData *md = NULL;
-		if (natsMsg_GetMetaData(&md, m) == NATS_OK) {
-			pending = md->NumPending;
-			jsMsgMetaData_Destroy(md);
-		}
-		uint64_t first = kz_cluster_header_u64(m, "Kz-Origin-Seq"), last = kz_cluster_last_origin(m);
-		natsMsg_Destroy(m);
 		read++;
-		if (!first || first <= top) /* at or below the watermark, or stored twice already */
+		if (!first || !last || first <= top) /* not ours; at or below the watermark; stored twice already */
 			continue;
 		b->bounds[(b->head + b->count++) % b->bcap] = (struct kz_cluster_bound){ first, (uint32_t)(last - first + 1) };
 		top = last;
@@ -282,32 +301,20 @@ static int64_t cover(struct span **v, size_t *n, size_t *cap, uint64_t lo, uint6
 
 int kz_cluster_print_own_records(struct kz_cluster *c, FILE *out)
 {
-	jsSubOptions so;
-	jsSubOptions_Init(&so);
-	so.Stream = STREAM;
-	so.Ordered = true;
-	so.Config.HeadersOnly = true;
 	natsSubscription *sub = NULL;
-	jsErrCode jerr = 0;
-	natsStatus s = js_SubscribeSync(&sub, c->js, c->subject, NULL, &so, &jerr);
+	jsErrCode jerr;
+	natsStatus s = own_open(c, 0, &sub, &jerr);
 	if (s != NATS_OK) {
 		fprintf(out, "this node's records stored: unknown (%s, JetStream error %d)\n", natsStatus_GetText(s), (int)jerr);
 		return -1;
 	}
 	struct span *v = NULL;
 	size_t nv = 0, cap = 0;
-	uint64_t msgs = 0, recs = 0, twice = 0, bad = 0, pending = 1;
+	uint64_t msgs = 0, recs = 0, twice = 0, bad = 0, pending = 1, first, last;
 	while (pending) {
-		natsMsg *m = NULL;
-		if ((s = natsSubscription_NextMsg(&m, sub, c->cfg.publish_timeout_ms ? c->cfg.publish_timeout_ms : 2000)) != NATS_OK)
+		s = own_next(sub, c->cfg.publish_timeout_ms ? c->cfg.publish_timeout_ms : 2000, &first, &last, &pending);
+		if (s != NATS_OK)
 			break; /* nothing more within the time: the end (or an empty subject) */
-		jsMsgMetaData *md = NULL;
-		if (natsMsg_GetMetaData(&md, m) == NATS_OK) {
-			pending = md->NumPending;
-			jsMsgMetaData_Destroy(md);
-		}
-		uint64_t first = kz_cluster_header_u64(m, "Kz-Origin-Seq"), last = kz_cluster_last_origin(m);
-		natsMsg_Destroy(m);
 		msgs++;
 		int64_t seen;
 		if (!first || !last || (seen = cover(&v, &nv, &cap, first, last)) < 0) {
@@ -321,8 +328,9 @@ int kz_cluster_print_own_records(struct kz_cluster *c, FILE *out)
 	for (size_t k = 0; k < nv; k++) /* below the highest, not stored: before the first interval and between */
 		missing += v[k].lo - (k ? v[k - 1].hi + 1 : 1);
 	fprintf(out, "this node's records stored: %" PRIu64 " in %" PRIu64 " messages, %" PRIu64
-		" more than once, %" PRIu64 " missing, %" PRIu64 " messages not read as records%s\n", recs - twice, msgs,
-		twice, missing, bad, s == NATS_OK || s == NATS_TIMEOUT ? "" : " (stopped early: NATS error)");
+		" more than once, %" PRIu64 " missing, %" PRIu64 " messages not read as records%s%s%s\n", recs - twice,
+		msgs, twice, missing, bad, s != NATS_OK && pending ? " (stopped early: " : "",
+		s != NATS_OK && pending ? natsStatus_GetText(s) : "", s != NATS_OK && pending ? ")" : "");
 	free(v);
 	natsSubscription_Destroy(sub);
 	return 0;
