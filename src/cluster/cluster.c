@@ -508,7 +508,15 @@ static int scan_cb(void *ctx, uint64_t seq, const uint8_t *body, size_t n, const
 	uint64_t conf_o = c->conf_origin;
 	pthread_mutex_unlock(&c->lock);
 	sc->last = seq;
-	if (kz_cluster_batch_add(c, seq, body, n, r.id, origin, conf_o)) {
+	uint64_t stored_sseq = 0;
+	int rc = kz_cluster_batch_add(c, seq, body, n, r.id, origin, conf_o, &stored_sseq);
+	if (rc == 1) { /* read back from the stream: confirmed as it is (advance() after the scan) */
+		pthread_mutex_lock(&c->lock);
+		s->acked = true;
+		s->sseq = stored_sseq;
+		c->st.acked++;
+		pthread_mutex_unlock(&c->lock);
+	} else if (rc) {
 		pthread_mutex_lock(&c->lock);
 		c->resync = true;
 		c->st.errors++;

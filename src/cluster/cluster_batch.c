@@ -92,7 +92,7 @@ int kz_cluster_batch_flush(struct kz_cluster *c)
 	 * last one only; a repeated one is passed by bound_at once the scan is beyond it */
 	struct kz_cluster_bound *t = b->count ? &b->bounds[(b->head + b->count - 1) % b->bcap] : NULL;
 	if (!b->replay && b->count < b->bcap && (!t || b->first_origin > t->first + t->n - 1)) {
-		b->bounds[(b->head + b->count) % b->bcap] = (struct kz_cluster_bound){ b->first_origin, b->n };
+		b->bounds[(b->head + b->count) % b->bcap] = (struct kz_cluster_bound){ b->first_origin, 0, b->n, false };
 		b->cursor = ++b->count;
 	}
 	b->n = 0;
@@ -148,7 +148,8 @@ static natsStatus own_open(struct kz_cluster *c, uint64_t from, natsSubscription
 
 /* The next of them within wait_ms: its first and last origin sequences (0 when it has none)
  * and how many follow it (*pending untouched when that is not known). */
-static natsStatus own_next(natsSubscription *sub, int64_t wait_ms, uint64_t *first, uint64_t *last, uint64_t *pending)
+static natsStatus own_next(natsSubscription *sub, int64_t wait_ms, uint64_t *first, uint64_t *last, uint64_t *pending,
+			   uint64_t *sseq)
 {
 	natsMsg *m = NULL;
 	natsStatus s = natsSubscription_NextMsg(&m, sub, wait_ms);
@@ -157,6 +158,7 @@ static natsStatus own_next(natsSubscription *sub, int64_t wait_ms, uint64_t *fir
 	jsMsgMetaData *md = NULL;
 	if (natsMsg_GetMetaData(&md, m) == NATS_OK) {
 		*pending = md->NumPending;
+		*sseq = md->Sequence.Stream;
 		jsMsgMetaData_Destroy(md);
 	}
 	*first = kz_cluster_header_u64(m, "Kz-Origin-Seq");
@@ -173,14 +175,15 @@ void kz_cluster_batch_learn(struct kz_cluster *c, uint64_t from_sseq, uint64_t c
 	natsSubscription *sub = NULL;
 	jsErrCode jerr;
 	natsStatus s = own_open(c, from_sseq, &sub, &jerr);
-	uint64_t pending = 1, read = 0, top = conf_origin, first, last;
+	uint64_t pending = 1, read = 0, top = conf_origin, first, last, sseq = 0;
 	while (s == NATS_OK && pending && top < last_origin && b->count < b->bcap) {
-		if ((s = own_next(sub, c->cfg.publish_timeout_ms, &first, &last, &pending)) != NATS_OK)
+		if ((s = own_next(sub, c->cfg.publish_timeout_ms, &first, &last, &pending, &sseq)) != NATS_OK)
 			break;
 		read++;
 		if (!first || !last || first <= top) /* not ours; at or below the watermark; stored twice already */
 			continue;
-		b->bounds[(b->head + b->count++) % b->bcap] = (struct kz_cluster_bound){ first, (uint32_t)(last - first + 1) };
+		b->bounds[(b->head + b->count++) % b->bcap] = (struct kz_cluster_bound){ first, sseq, (uint32_t)(last - first + 1),
+											  true };
 		top = last;
 	}
 	natsSubscription_Destroy(sub);
@@ -190,18 +193,24 @@ void kz_cluster_batch_learn(struct kz_cluster *c, uint64_t from_sseq, uint64_t c
 			"how records %" PRIu64 "..%" PRIu64 " were batched may be stored twice (the followers drop it)", read,
 			conf_origin, s == NATS_OK ? "no room for more" : natsStatus_GetText(s), top + 1, last_origin);
 	else
-		kz_info("cluster: %" PRIu32 " batches of ours above record %" PRIu64 " read back: published again the same "
-			"way", b->count, conf_origin);
+		kz_info("cluster: records %" PRIu64 "..%" PRIu64 " of ours are in the stream (%" PRIu32 " messages read back): "
+			"taken as confirmed, not published again", conf_origin + 1, last_origin, b->count);
 }
 
 int kz_cluster_batch_add(struct kz_cluster *c, uint64_t seq, const uint8_t *body, size_t n, const uint8_t id[16],
-			 uint64_t origin, uint64_t conf_origin)
+			 uint64_t origin, uint64_t conf_origin, uint64_t *stored_sseq)
 {
 	struct kz_cluster_batch *b = &c->batch;
 	uint32_t max_n = c->cfg.batch_records ? c->cfg.batch_records : 1;
 	if (bounds_alloc(c))
 		return -1;
 	struct kz_cluster_bound *x = bound_at(b, origin, conf_origin);
+	if (x && x->stored && origin >= x->first) { /* in the stream already: what is open goes first */
+		if (b->n && kz_cluster_batch_flush(c))
+			return -1;
+		*stored_sseq = x->sseq;
+		return 1;
+	}
 	bool starts = x && origin == x->first; /* a remembered batch starts here */
 	if (b->n && (starts || (!b->replay && (b->n >= max_n || b->len + 4 + n > c->cfg.batch_bytes))) &&
 	    kz_cluster_batch_flush(c))
@@ -310,9 +319,9 @@ int kz_cluster_print_own_records(struct kz_cluster *c, FILE *out)
 	}
 	struct span *v = NULL;
 	size_t nv = 0, cap = 0;
-	uint64_t msgs = 0, recs = 0, twice = 0, bad = 0, pending = 1, first, last;
+	uint64_t msgs = 0, recs = 0, twice = 0, bad = 0, pending = 1, first, last, sseq;
 	while (pending) {
-		s = own_next(sub, c->cfg.publish_timeout_ms ? c->cfg.publish_timeout_ms : 2000, &first, &last, &pending);
+		s = own_next(sub, c->cfg.publish_timeout_ms ? c->cfg.publish_timeout_ms : 2000, &first, &last, &pending, &sseq);
 		if (s != NATS_OK)
 			break; /* nothing more within the time: the end (or an empty subject) */
 		msgs++;

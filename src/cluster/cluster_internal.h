@@ -35,7 +35,9 @@ struct kz_cluster_batch {
 	 * bcap): after a failed publish what is published again from the watermark goes out in
 	 * the same batches, with the same Nats-Msg-Id, so that JetStream drops what it already
 	 * has. cursor: the next one to repeat (== count: none). */
-	struct kz_cluster_bound { uint64_t first; uint32_t n; } *bounds;
+	/* stored: read back from the stream after a start (at stream sequence sseq): not published
+	 * again, taken as confirmed */
+	struct kz_cluster_bound { uint64_t first, sseq; uint32_t n; bool stored; } *bounds;
 	uint32_t bcap, head, count, cursor;
 };
 
@@ -119,13 +121,14 @@ uint64_t kz_cluster_header_u64(natsMsg *m, const char *key);
 void kz_cluster_state_save(struct kz_cluster *c, uint64_t local, uint64_t origin, uint64_t sseq);
 /* cluster_batch.c: the replicator adds record seq (origin sequence origin) to its batch,
  * which goes out first when it is full; flush publishes it (asynchronously); drop forgets it
- * (published again from the watermark). -1: publishing failed. */
+ * (published again from the watermark). -1: publishing failed; 1: the stream has the record
+ * already (read back after a start), at stream sequence *stored_sseq: not added. */
 int kz_cluster_batch_add(struct kz_cluster *c, uint64_t seq, const uint8_t *body, size_t n, const uint8_t id[16],
-			 uint64_t origin, uint64_t conf_origin);
+			 uint64_t origin, uint64_t conf_origin, uint64_t *stored_sseq);
 int kz_cluster_batch_flush(struct kz_cluster *c);
-/* After a start: the bounds of this node's messages in the stream above the watermark, read
- * back (headers only) from stream sequence from_sseq (0: the start), so that what is published
- * again goes out in the same batches with the same Nats-Msg-Id. */
+/* After a start: this node's messages in the stream above the watermark, read back (headers
+ * only) from stream sequence from_sseq (0: the start): their records are taken as confirmed
+ * instead of being published again (kz_cluster_batch_add says 1). */
 void kz_cluster_batch_learn(struct kz_cluster *c, uint64_t from_sseq, uint64_t conf_origin, uint64_t last_origin);
 void kz_cluster_batch_drop(struct kz_cluster *c);
 void kz_cluster_batch_free(struct kz_cluster *c);
