@@ -46,50 +46,6 @@ static bool valid_node_id(const char *s)
  * Written synced (kz_file_replace): an older watermark would only make us publish again,
  * but an older origin line would make the follower append records it has a second time. */
 
-int kz_cluster_state_parse(const char *text, size_t n, struct kz_cluster_state *st)
-{
-	memset(st, 0, sizeof *st);
-	size_t off = 0;
-	unsigned line = 0;
-	while (off < n) {
-		const char *nl = memchr(text + off, '\n', n - off);
-		size_t len = nl ? (size_t)(nl - (text + off)) : n - off;
-		char buf[160];
-		line++;
-		if (len >= sizeof buf)
-			return -(int)line;
-		memcpy(buf, text + off, len);
-		buf[len] = 0;
-		off += len + (nl ? 1 : 0);
-		unsigned long long a, b;
-		char id[65], end;
-		if (line == 1) {
-			unsigned long long x = 0;
-			if (sscanf(buf, "confirmed %llu %llu %llu%c", &a, &b, &x, &end) != 3 &&
-			    sscanf(buf, "confirmed %llu %llu%c", &a, &b, &end) != 2)
-				return -1;
-			st->confirmed_local = a;
-			st->confirmed_origin = b;
-			st->confirmed_sseq = x;
-		} else if (sscanf(buf, "origin %64s %llu%c", id, &a, &end) == 2 && strlen(id) < sizeof st->origins[0].id &&
-			   st->n_origins < KZ_CLUSTER_MAX_ORIGINS) {
-			snprintf(st->origins[st->n_origins].id, sizeof st->origins[0].id, "%s", id);
-			st->origins[st->n_origins].n_gaps = 0;
-			st->origins[st->n_origins++].seq = a;
-		} else if (sscanf(buf, "gap %64s %llu %llu%c", id, &a, &b, &end) == 3 && st->n_origins &&
-			   strcmp(id, st->origins[st->n_origins - 1].id) == 0 && a <= b &&
-			   b < st->origins[st->n_origins - 1].seq &&
-			   st->origins[st->n_origins - 1].n_gaps < KZ_CLUSTER_MAX_GAPS) {
-			struct kz_cluster_origin *o = &st->origins[st->n_origins - 1];
-			o->gaps[o->n_gaps].lo = a;
-			o->gaps[o->n_gaps++].hi = b;
-		} else {
-			return -(int)line;
-		}
-	}
-	return line ? 0 : -1;
-}
-
 static void state_load(struct kz_cluster *c)
 {
 	static char text[96 + MAX_ORIGINS * (100 + KZ_CLUSTER_MAX_GAPS * 120)]; /* start and status only */
@@ -267,6 +223,24 @@ void kz_cluster_close(struct kz_cluster *c)
 	close_nats(c);
 }
 
+/* cluster.nats split into servers (at most 16), in a copy the caller frees; its count. */
+static int split_servers(const char *csv, char **copy, const char *servers[16])
+{
+	int n = 0;
+	char *sv = NULL;
+	*copy = strdup(csv);
+	for (char *tok = *copy ? strtok_r(*copy, ", ", &sv) : NULL; tok && n < 16; tok = strtok_r(NULL, ", ", &sv))
+		servers[n++] = tok;
+	return n;
+}
+
+/* Do two server URLs name the same server (whatever their scheme: nats.c reports tls:// as nats://)? */
+static bool same_server(const char *a, const char *b)
+{
+	const char *x = strstr(a, "://"), *y = strstr(b, "://");
+	return strcmp(x ? x : a, y ? y : b) == 0;
+}
+
 /* Options for servers (tried in this order) with the node's certificate. */
 static natsStatus nats_options(struct kz_cluster *c, const char **servers, int n, int64_t timeout_ms, natsOptions **out)
 {
@@ -297,16 +271,12 @@ static natsStatus nats_options(struct kz_cluster *c, const char **servers, int n
  * election ends (bench/cluster.sh part 4 saw 2.5 s added that way). */
 static bool elsewhere_answers(struct kz_cluster *c, const char *url)
 {
-	char *list = strdup(c->cfg.servers);
-	const char *servers[16];
-	int n = 0;
-	char *sv = NULL;
-	const char *u = strstr(url, "://");
-	for (char *tok = list ? strtok_r(list, ", ", &sv) : NULL; tok && n < 16; tok = strtok_r(NULL, ", ", &sv)) {
-		const char *t = strstr(tok, "://");
-		if (strcmp(t ? t : tok, u ? u : url) != 0)
-			servers[n++] = tok;
-	}
+	char *list;
+	const char *all[16], *servers[16];
+	int n = 0, na = split_servers(c->cfg.servers, &list, all);
+	for (int i = 0; i < na; i++)
+		if (!same_server(all[i], url))
+			servers[n++] = all[i];
 	natsOptions *o = NULL;
 	natsConnection *nc = NULL;
 	jsCtx *js = NULL;
@@ -332,17 +302,13 @@ static bool elsewhere_answers(struct kz_cluster *c, const char *url)
 static int connect_nats(struct kz_cluster *c, char *why, size_t why_len)
 {
 	natsOptions *o = NULL;
-	char *list = strdup(c->cfg.servers);
+	char *list;
 	const char *servers[16];
-	int n = 0;
-	char *sv = NULL;
-	for (char *tok = list ? strtok_r(list, ", ", &sv) : NULL; tok && n < 16; tok = strtok_r(NULL, ", ", &sv))
-		servers[n++] = tok;
+	int n = split_servers(c->cfg.servers, &list, servers);
 	/* cluster.nats in its order (the first: this node's own server), except that a server
 	 * moved away from (swap_server) is tried last */
 	for (int i = 0, moved = 0; c->avoid[0] && i < n - moved; i++) {
-		const char *a = strstr(c->avoid, "://"), *t = strstr(servers[i], "://");
-		if (strcmp(a ? a : c->avoid, t ? t : servers[i]) == 0) {
+		if (same_server(c->avoid, servers[i])) {
 			const char *x = servers[i];
 			memmove(&servers[i], &servers[i + 1], (size_t)(n - i - 1) * sizeof servers[0]);
 			servers[n - 1] = x;
@@ -481,6 +447,15 @@ struct scan {
 	bool has_pos;             /* starts there instead of walking its segment from the start */
 };
 
+/* A publish failed: what is in flight is given up and published again from the watermark. */
+static void publish_failed(struct kz_cluster *c)
+{
+	pthread_mutex_lock(&c->lock);
+	c->resync = true;
+	c->st.errors++;
+	pthread_mutex_unlock(&c->lock);
+}
+
 static int scan_cb(void *ctx, uint64_t seq, const uint8_t *body, size_t n, const struct kz_reclog_pos *pos)
 {
 	struct scan *sc = ctx;
@@ -517,10 +492,7 @@ static int scan_cb(void *ctx, uint64_t seq, const uint8_t *body, size_t n, const
 		c->st.acked++;
 		pthread_mutex_unlock(&c->lock);
 	} else if (rc) {
-		pthread_mutex_lock(&c->lock);
-		c->resync = true;
-		c->st.errors++;
-		pthread_mutex_unlock(&c->lock);
+		publish_failed(c);
 		sc->full = true;
 		return 1;
 	}
@@ -687,10 +659,7 @@ static void *replicator(void *arg)
 		if (from < kz_store_durable_next(c->cfg.store))
 			(void)kz_store_scan(c->cfg.store, from, has_hint ? &hint : NULL, scan_cb, &sc, &end, why, sizeof why);
 		if (kz_cluster_batch_flush(c)) { /* what the scan found, one message (or a few) */
-			pthread_mutex_lock(&c->lock);
-			c->resync = true;
-			c->st.errors++;
-			pthread_mutex_unlock(&c->lock);
+			publish_failed(c);
 			sc.full = true;
 		}
 		if (sc.has_pos) {

@@ -50,6 +50,51 @@ static bool gap_take(struct origin *o, uint64_t s)
 	return false;
 }
 
+/* DIR/cluster.state (cluster.h): the watermark, then what this node took of each origin. */
+int kz_cluster_state_parse(const char *text, size_t n, struct kz_cluster_state *st)
+{
+	memset(st, 0, sizeof *st);
+	size_t off = 0;
+	unsigned line = 0;
+	while (off < n) {
+		const char *nl = memchr(text + off, '\n', n - off);
+		size_t len = nl ? (size_t)(nl - (text + off)) : n - off;
+		char buf[160];
+		line++;
+		if (len >= sizeof buf)
+			return -(int)line;
+		memcpy(buf, text + off, len);
+		buf[len] = 0;
+		off += len + (nl ? 1 : 0);
+		unsigned long long a, b;
+		char id[65], end;
+		if (line == 1) {
+			unsigned long long x = 0;
+			if (sscanf(buf, "confirmed %llu %llu %llu%c", &a, &b, &x, &end) != 3 &&
+			    sscanf(buf, "confirmed %llu %llu%c", &a, &b, &end) != 2)
+				return -1;
+			st->confirmed_local = a;
+			st->confirmed_origin = b;
+			st->confirmed_sseq = x;
+		} else if (sscanf(buf, "origin %64s %llu%c", id, &a, &end) == 2 && strlen(id) < sizeof st->origins[0].id &&
+			   st->n_origins < KZ_CLUSTER_MAX_ORIGINS) {
+			snprintf(st->origins[st->n_origins].id, sizeof st->origins[0].id, "%s", id);
+			st->origins[st->n_origins].n_gaps = 0;
+			st->origins[st->n_origins++].seq = a;
+		} else if (sscanf(buf, "gap %64s %llu %llu%c", id, &a, &b, &end) == 3 && st->n_origins &&
+			   strcmp(id, st->origins[st->n_origins - 1].id) == 0 && a <= b &&
+			   b < st->origins[st->n_origins - 1].seq &&
+			   st->origins[st->n_origins - 1].n_gaps < KZ_CLUSTER_MAX_GAPS) {
+			struct kz_cluster_origin *o = &st->origins[st->n_origins - 1];
+			o->gaps[o->n_gaps].lo = a;
+			o->gaps[o->n_gaps++].hi = b;
+		} else {
+			return -(int)line;
+		}
+	}
+	return line ? 0 : -1;
+}
+
 bool kz_cluster_origin_take(struct kz_cluster_origin *o, uint64_t s, uint64_t *late, uint64_t *dropped)
 {
 	if (s == o->seq + 1) {
