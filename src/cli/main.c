@@ -109,7 +109,8 @@ static const struct command commands[] = {
 	  "(DIR/cluster.state) and how many records it will publish again, its follower's lag, and\n"
 	  "how far it has taken each other node's records (docs/CLUSTER.md).\n"
 	  "--records also reads every message of this node in the stream (headers only) and prints\n"
-	  "how many of its records are stored once, more than once, or missing below its last.\n"
+	  "how many of its records are stored once, more than once, or missing below its last, and\n"
+	  "the most records one message holds (cluster.batch_records).\n"
 	  "Exit 0, 1 when the node is not in a cluster or NATS cannot be reached, 2 on a usage error.\n" },
 	{ "audit", cli_audit_main, "verify, show or reset the audit log",
 	  "usage: kizuna audit verify [--data DIR]\n"

@@ -931,7 +931,7 @@ int kz_cluster_print_status_ex(const struct kz_cluster_config *cfg, bool records
 			(void)kz_cluster_print_own_records(&c, out);
 		else if (records)
 			fprintf(out, "this node's records stored: 0 in 0 messages, 0 more than once, 0 missing, 0 messages "
-				"not read as records\n");
+				"not read as records, at most 0 records in one message\n");
 		char durable[96];
 		snprintf(durable, sizeof durable, "kz-node-%s", cfg->node_id);
 		jsConsumerInfo *ci = NULL;

@@ -319,7 +319,7 @@ int kz_cluster_print_own_records(struct kz_cluster *c, FILE *out)
 	}
 	struct span *v = NULL;
 	size_t nv = 0, cap = 0;
-	uint64_t msgs = 0, recs = 0, twice = 0, bad = 0, pending = 1, first, last, sseq;
+	uint64_t msgs = 0, recs = 0, twice = 0, bad = 0, pending = 1, first, last, sseq, most = 0;
 	while (pending) {
 		s = own_next(sub, c->cfg.publish_timeout_ms ? c->cfg.publish_timeout_ms : 2000, &first, &last, &pending, &sseq);
 		if (s != NATS_OK)
@@ -331,15 +331,17 @@ int kz_cluster_print_own_records(struct kz_cluster *c, FILE *out)
 			continue;
 		}
 		recs += last - first + 1;
+		most = last - first + 1 > most ? last - first + 1 : most;
 		twice += (uint64_t)seen;
 	}
 	uint64_t missing = 0;
 	for (size_t k = 0; k < nv; k++) /* below the highest, not stored: before the first interval and between */
 		missing += v[k].lo - (k ? v[k - 1].hi + 1 : 1);
 	fprintf(out, "this node's records stored: %" PRIu64 " in %" PRIu64 " messages, %" PRIu64
-		" more than once, %" PRIu64 " missing, %" PRIu64 " messages not read as records%s%s%s\n", recs - twice,
-		msgs, twice, missing, bad, s != NATS_OK && pending ? " (stopped early: " : "",
-		s != NATS_OK && pending ? natsStatus_GetText(s) : "", s != NATS_OK && pending ? ")" : "");
+		" more than once, %" PRIu64 " missing, %" PRIu64 " messages not read as records, at most %" PRIu64
+		" records in one message%s%s%s\n", recs - twice, msgs, twice, missing, bad, most,
+		s != NATS_OK && pending ? " (stopped early: " : "", s != NATS_OK && pending ? natsStatus_GetText(s) : "",
+		s != NATS_OK && pending ? ")" : "");
 	free(v);
 	natsSubscription_Destroy(sub);
 	return 0;

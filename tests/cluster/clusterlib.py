@@ -45,13 +45,14 @@ def stream_messages():
 
 
 def stream_records(node):
-    """(records stored, messages, records stored more than once, missing below the last) of
+    """(records stored, messages, records stored more than once, missing below the last, the
+    most records in one message) of
     node's subject in KZ_RECORDS, from `kizuna cluster status --records`; None when it cannot
     tell. A message holds one record or a batch of several (docs/CLUSTER.md "Batches")."""
     r = subprocess.run([KIZUNA, "cluster", "status", "--records", "--config", node.cfg, "--data", node.data],
                        capture_output=True, text=True, timeout=60)
-    m = re.search(r"this node's records stored: (\d+) in (\d+) messages, (\d+) more than once, (\d+) missing",
-                  r.stdout)
+    m = re.search(r"this node's records stored: (\d+) in (\d+) messages, (\d+) more than once, (\d+) missing, "
+                  r"\d+ messages not read as records, at most (\d+) records in one message", r.stdout)
     return tuple(int(x) for x in m.groups()) if m else None
 
 

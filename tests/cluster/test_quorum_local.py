@@ -6,7 +6,7 @@ import os, sys
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from clusterlib import *
 
-n = cluster_node("edge1", extra="cluster.on_quorum_loss = local\n")
+n = cluster_node("edge1", extra="cluster.on_quorum_loss = local\ncluster.batch_records = 4\n")
 nats = Nats(n.pki, os.path.join(n.dir, "js"))
 wait_log(n, "JetStream answers")
 
@@ -28,9 +28,26 @@ def test_acknowledged_locally_then_replicated():
     finally:
         nats.p.send_signal(signal.SIGCONT)
     got = wait_records(n, 11, 30)
-    assert got and got[0] == 11 and got[2:] == (0, 0), got
+    assert got and got[0] == 11 and got[2:4] == (0, 0), got
     r.send(bytes([0xE0, 0]))
 
 
-run_tests([test_acknowledged_locally_then_replicated])
+def test_batches_hold_at_most_batch_records():
+    """cluster.batch_records caps a batch: 40 records accepted while JetStream is gone go out
+    in messages of at most 4 records (docs/CLUSTER.md "Batches")."""
+    nats.kill()
+    r = Raw(n)
+    assert r.connect(b"edge-batch")[0] == 2
+    for i in range(1, 41):
+        publish(r, b"sensors/e", b"batch-%d" % i, i)
+    acks = [puback(r) for _ in range(40)]
+    assert all(rc == 0 for _, rc, _ in acks), [a for a in acks if a[1]][:3]
+    nats.start()
+    got = wait_records(n, 51, 30)
+    assert got and got[0] == 51 and got[2:4] == (0, 0), got
+    assert got[4] <= 4 and got[1] >= 51 // 4, got
+    r.send(bytes([0xE0, 0]))
+
+
+run_tests([test_acknowledged_locally_then_replicated, test_batches_hold_at_most_batch_records])
 nats.kill()

@@ -23,7 +23,8 @@ def test_acknowledged_only_once_in_jetstream():
     assert all(rc == 0 for _, rc, _ in acks), acks[:3]
     # every acknowledged record is in JetStream by the time its PUBACK came, once
     got = stream_records(n)
-    assert got and got[0] == 200 and got[2:] == (0, 0), got
+    assert got and got[0] == 200 and got[2:4] == (0, 0), got
+    assert got[1] < got[0] and 2 <= got[4] <= 64, got  # batched, within cluster.batch_records (64)
     r.send(bytes([0xE0, 0]))
     st = subprocess.run([KIZUNA, "cluster", "status", "--config", n.cfg, "--data", n.data], capture_output=True,
                         text=True, timeout=30)
@@ -55,7 +56,7 @@ def test_refused_without_quorum_then_acknowledged():
     # the refused one is nowhere; the 30 published again (in the same batches, with the same
     # Nats-Msg-Id, after the server stored the first ones) are there once
     got = wait_records(n, 230)
-    assert got and got[0] == 230 and got[2:] == (0, 0), got
+    assert got and got[0] == 230 and got[2:4] == (0, 0), got
     r.send(bytes([0xE0, 0]))
 
 
@@ -66,7 +67,7 @@ def test_jetstream_files_lost_then_published_again():
     shutil.rmtree(nats.store)
     nats.start()
     got = wait_records(n, 230, 30)
-    assert got and got[0] == 230 and got[2:] == (0, 0), got
+    assert got and got[0] == 230 and got[2:4] == (0, 0), got
     assert "publishing the rest again from the log" in n.logtext()
 
 
@@ -89,7 +90,7 @@ def test_killed_node_publishes_again_once():
     while n.logtext().count("JetStream answers") == before and time.time() < deadline:
         time.sleep(0.2)
     got = wait_records(n, 630)
-    assert got and got[0] == 630 and got[2:] == (0, 0), (got, n.logtext()[-2000:])
+    assert got and got[0] == 630 and got[2:4] == (0, 0), (got, n.logtext()[-2000:])
     m = metrics(n)
     assert m["kizuna_cluster_pending"] == 0, m
     # how often this exercised the read-back (a save that happened to come after the last
