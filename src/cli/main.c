@@ -111,7 +111,8 @@ static const struct command commands[] = {
 	  "--records also reads every message of this node in the stream (headers only) and prints\n"
 	  "how many of its records are stored once, more than once, or missing below its last, and\n"
 	  "the most records one message holds (cluster.batch_records).\n"
-	  "Exit 0, 1 when the node is not in a cluster or NATS cannot be reached, 2 on a usage error.\n" },
+	  "Exit 0, 1 when the node is not in a cluster, NATS cannot be reached or --records could not\n"
+	  "read all of this node's messages, 2 on a usage error.\n" },
 	{ "audit", cli_audit_main, "verify, show or reset the audit log",
 	  "usage: kizuna audit verify [--data DIR]\n"
 	  "       kizuna audit verify --cluster NODE [--config FILE] [--data DIR]\n"

@@ -927,8 +927,10 @@ int kz_cluster_print_status_ex(const struct kz_cluster_config *cfg, bool records
 			c.conf_origin, c.conf_local);
 		if (ls == NATS_OK || ls == NATS_NOT_FOUND || jerr == JSNoMessageFoundErr)
 			fprintf(out, "to publish again: %" PRIu64 "\n", c.conf_origin > lo ? c.conf_origin - lo : 0);
-		if (records && ls == NATS_OK)
-			(void)kz_cluster_print_own_records(&c, out);
+		if (records && ls == NATS_OK && kz_cluster_print_own_records(&c, out)) {
+			snprintf(why, why_len, "cannot read all of this node's messages in stream %s", STREAM);
+			rc = -1; /* --records asked for a count it did not get */
+		}
 		else if (records)
 			fprintf(out, "this node's records stored: 0 in 0 messages, 0 more than once, 0 missing, 0 messages "
 				"not read as records, at most 0 records in one message\n");

@@ -344,5 +344,5 @@ int kz_cluster_print_own_records(struct kz_cluster *c, FILE *out)
 		s != NATS_OK && pending ? ")" : "");
 	free(v);
 	natsSubscription_Destroy(sub);
-	return 0;
+	return s != NATS_OK && pending ? -1 : 0;
 }

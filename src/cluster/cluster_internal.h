@@ -133,7 +133,8 @@ void kz_cluster_batch_learn(struct kz_cluster *c, uint64_t from_sseq, uint64_t c
 void kz_cluster_batch_drop(struct kz_cluster *c);
 void kz_cluster_batch_free(struct kz_cluster *c);
 /* `kizuna cluster status --records`: reads every message on this node's subject (headers
- * only) and prints how many records are stored once, more than once, or missing. */
+ * only) and prints how many records are stored once, more than once, or missing. -1 when it
+ * could not read them all (what it read is printed, marked). */
 int kz_cluster_print_own_records(struct kz_cluster *c, FILE *out);
 /* The origin sequence of a message's last record (a batch's), 0 when it has none. */
 uint64_t kz_cluster_last_origin(natsMsg *m);
