@@ -130,10 +130,10 @@ int mqtt_shard_store(struct mqtt_shard *s, uint8_t *data, uint32_t len, struct m
 		s->st_cap = (uint32_t)ncap;
 	}
 	if (st) {
-		s->st_items[s->st_n++] = (struct kz_store_item){ data, len, mqtt_stored_done, st, NULL };
+		s->st_items[s->st_n++] = (struct kz_store_item){ data, len, mqtt_stored_done, st, NULL, false };
 	} else {
 		atomic_store_explicit(&msg->seq, MQTT_SEQ_PENDING, memory_order_relaxed);
-		s->st_items[s->st_n++] = (struct kz_store_item){ data, len, qos0_done, mqtt_msg_ref(msg), NULL };
+		s->st_items[s->st_n++] = (struct kz_store_item){ data, len, qos0_done, mqtt_msg_ref(msg), NULL, false };
 	}
 	return KZ_OK;
 }

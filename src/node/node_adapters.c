@@ -191,7 +191,7 @@ int node_record_write(struct mqtt_broker *b, const char *node_id, const char *id
 		return -1;
 	}
 	adapters_broker = b;
-	struct kz_store_item it = { data, (uint32_t)rec.len, record_done, m, NULL };
+	struct kz_store_item it = { data, (uint32_t)rec.len, record_done, m, NULL, false };
 	kz_store_submit(b->store, &it, 1);
 	return 0;
 }

@@ -74,7 +74,7 @@ int node_follow(void *arg, const uint8_t *body, size_t n, void **slot)
 		return -1;
 	}
 	memcpy(data, body, n);
-	struct kz_store_item it = { data, (uint32_t)n, node_followed_done, m, NULL };
+	struct kz_store_item it = { data, (uint32_t)n, node_followed_done, m, NULL, false };
 	if (h) {
 		*h = (struct node_held){ m, slot };
 		it.done = node_followed_held;

@@ -132,7 +132,8 @@ static void run_batch(struct kz_store *st)
 		if (w->v[i].done)
 			w->v[i].done(w->v[i].ctx, rc, rc ? 0 : first + i);
 		bytes += w->v[i].len;
-		free(w->v[i].data);
+		if (!w->v[i].borrowed)
+			free(w->v[i].data);
 	}
 	atomic_fetch_sub_explicit(&st->pending_bytes, bytes, memory_order_relaxed);
 	if (!rc && w->n) {
@@ -577,9 +578,11 @@ void kz_store_submit(struct kz_store *st, struct kz_store_item *items, size_t n)
 		if (!nv) {
 			pthread_mutex_unlock(&st->lock);
 			for (size_t i = 0; i < n; i++) {
+				bool borrowed = items[i].borrowed; /* done may free the block */
 				if (items[i].done)
 					items[i].done(items[i].ctx, KZ_ENOMEM, 0);
-				free(items[i].data);
+				if (!borrowed)
+					free(items[i].data);
 			}
 			return;
 		}

@@ -371,11 +371,15 @@ int kz_data_dir_check(const char *dir, char *why, size_t why_len);
 typedef void (*kz_store_done_fn)(void *ctx, int status, uint64_t seq);
 
 struct kz_store_item {
-	uint8_t *data; /* malloc'd encoded record; the store frees it */
+	uint8_t *data; /* malloc'd encoded record; the store frees it (unless borrowed) */
 	uint32_t len;
 	kz_store_done_fn done;
 	void *ctx;
 	struct kz_reclog_pos *pos; /* NULL, or filled with where the record went before done runs */
+	/* data is the caller's, valid until this item's done has run, and the store never frees
+	 * it: many records in one block, freed once by the last item's done (a TAXII POST of
+	 * thousands of objects: no malloc, copy and free per record) */
+	bool borrowed;
 };
 
 struct kz_store;

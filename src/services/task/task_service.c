@@ -201,7 +201,7 @@ void task_submit(struct task_service *s, struct task_done *d)
 		return;
 	}
 	memcpy(data, d->rec, d->rec_len);
-	struct kz_store_item it = { data, (uint32_t)d->rec_len, record_done, d, NULL };
+	struct kz_store_item it = { data, (uint32_t)d->rec_len, record_done, d, NULL, false };
 	kz_store_submit(s->cfg.store, &it, 1);
 }
 
@@ -505,7 +505,7 @@ int task_kinds_set(struct task_service *s, const char *identity, const char *jso
 		uint8_t *data;
 		if (kz_record_encode(&r, &rec) == KZ_OK && (data = malloc(rec.len))) {
 			memcpy(data, kz_buf_head(&rec), rec.len);
-			struct kz_store_item it = { data, (uint32_t)rec.len, NULL, NULL, NULL };
+			struct kz_store_item it = { data, (uint32_t)rec.len, NULL, NULL, NULL, false };
 			kz_store_submit(s->cfg.store, &it, 1);
 		}
 		kz_buf_cleanup(&rec);

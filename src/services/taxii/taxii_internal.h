@@ -142,6 +142,10 @@ struct taxii {
 	_Atomic uint32_t nacc;
 	struct tx_intern refs, msets;
 	pthread_mutex_t st_lock;
+	/* the records block of the last POST, kept for the next (tx_post.recs): freed, a block
+	 * of megabytes went back to the kernel with its arena's top and was faulted in afresh,
+	 * 9 ms of a POST of ATT&CK ICS */
+	_Atomic(struct kz_buf *) spare_recs;
 	struct tx_status **st;
 	size_t st_next;
 	uint64_t st_bytes; /* of sealed statuses, held under taxii.max_status_bytes */
@@ -228,6 +232,8 @@ struct tx_post {
 	bool del;
 	const char *ct;
 	char *answer; /* the status text, copied when the last record is done */
+	struct kz_buf *recs;    /* the records, one after another, until the last is durable */
+	struct done_ctx *dcs;   /* each record's done context */
 	uint64_t t_start, t_parsed, t_validated, t_submitted; /* monotonic ns: Server-Timing */
 	uint64_t t_received; /* ns from the request's first byte to the handler */
 };

@@ -84,7 +84,7 @@ int taxii_put(struct taxii *t, const char *coll, const char *author, const char 
 		goto out;
 	}
 	memcpy(data, kz_buf_head(&rec), rec.len);
-	struct kz_store_item it = { data, (uint32_t)rec.len, NULL, NULL, NULL };
+	struct kz_store_item it = { data, (uint32_t)rec.len, NULL, NULL, NULL, false };
 	int k = taxii_follow(t, &it);
 	if (k <= 0) {
 		free(data);

@@ -313,7 +313,7 @@ int taxii_follow(struct taxii *t, struct kz_store_item *it)
 	if (!f)
 		return -1;
 	*f = (struct follow_ctx){ t, c, e, del, { 0 }, it->done, it->ctx };
-	struct kz_store_item mine = { it->data, it->len, follow_done, f, &f->pos };
+	struct kz_store_item mine = { it->data, it->len, follow_done, f, &f->pos, it->borrowed };
 	/* dated and submitted under the collection's write lock, as a POST is: the log's order is
 	 * the collection's date_added order */
 	pthread_mutex_lock(&c->wlock);
@@ -427,6 +427,10 @@ void taxii_close(struct taxii *t)
 		for (unsigned i = 0; i < t->cfg.workers; i++)
 			kz_reclog_reader_close(&t->rd[i]);
 	free(t->rd);
+	struct kz_buf *spare = atomic_load(&t->spare_recs);
+	if (spare)
+		kz_buf_cleanup(spare);
+	free(spare);
 	pthread_mutex_destroy(&t->intern);
 	pthread_mutex_destroy(&t->st_lock);
 	tx_intern_free(&t->refs);
