@@ -7,6 +7,8 @@
 #include "store/store.h" /* kz_crc32c */
 
 #include <inttypes.h>
+#include <stdbool.h>
+#include <string.h>
 #include <stdint.h>
 #include <stdio.h>
 
@@ -37,6 +39,14 @@ static inline uint32_t frame_crc(const uint8_t *hdr, const uint8_t *body, uint32
 	uint32_t c = kz_crc32c(0, hdr, 4);        /* length */
 	c = kz_crc32c(c, hdr + 8, 8);             /* seq */
 	return kz_crc32c(c, body, len);
+}
+
+static const char SEG_MAGIC[8] = { 'K', 'Z', 'L', 'O', 'G', 'S', 'E', 'G' };
+
+static inline bool seg_header_ok(const uint8_t *h, size_t n, uint64_t base)
+{
+	return n >= SEG_HDR && memcmp(h, SEG_MAGIC, 8) == 0 && get32(h + 8) == 1 && get64(h + 16) == base &&
+	       get32(h + 28) == kz_crc32c(0, h, 28);
 }
 
 static inline void seg_path(char *buf, size_t len, const char *dir, uint64_t base)

@@ -21,7 +21,6 @@
 #include <fcntl.h>
 #include <inttypes.h>
 #include <stdint.h>
-#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -29,8 +28,6 @@
 #include <sys/stat.h>
 #include <sys/uio.h>
 #include <unistd.h>
-
-static const char SEG_MAGIC[8] = { 'K', 'Z', 'L', 'O', 'G', 'S', 'E', 'G' };
 
 struct kz_reclog {
 	struct kz_reclog_config cfg;
@@ -99,19 +96,12 @@ static void seg_header(uint8_t h[SEG_HDR], uint64_t base)
 	put32(h + 28, kz_crc32c(0, h, 28));
 }
 
-static bool seg_header_ok(const uint8_t *h, size_t n, uint64_t base)
-{
-	return n >= SEG_HDR && memcmp(h, SEG_MAGIC, 8) == 0 && get32(h + 8) == 1 &&
-	       get64(h + 16) == base && get32(h + 28) == kz_crc32c(0, h, 28);
-}
-
 /* A mapped segment. */
 struct seg {
 	const uint8_t *p;
 	size_t size;
 	int fd;
 	uint64_t base;
-	struct seg_cache *cache; /* this thread's mapping (seg_map_cached): left mapped */
 };
 
 /* Maps segment `base` of dir; path receives its file name (for messages). */
@@ -122,7 +112,6 @@ static int seg_map(const char *dir, uint64_t base, struct seg *s, char *path, si
 	s->p = NULL;
 	s->size = 0;
 	s->base = base;
-	s->cache = NULL;
 	s->fd = open(path, O_RDONLY | O_CLOEXEC);
 	struct stat st;
 	void *m = NULL;
@@ -142,142 +131,10 @@ static int seg_map(const char *dir, uint64_t base, struct seg *s, char *path, si
 
 static void seg_unmap(struct seg *s)
 {
-	if (s->cache)
-		return;
 	if (s->p)
 		munmap((void *)s->p, s->size);
 	if (s->fd >= 0)
 		close(s->fd);
-}
-
-/* ---------- a reader thread's mapping, kept between scans ----------
- * The followers of the log (index, entities, detection, the cluster's replicator) scan the
- * open segment many times a second, a few new frames each time. Mapping and unmapping it for
- * each scan cost a TLB shootdown on every core per munmap and a page fault per page touched
- * again (perf, bench/cluster.sh: native_set_pmd, pvm_flush_tlb_multi and the faults under
- * crc_sse42 in the followers' scans). Each thread keeps its last segment mapped, with 1 MiB
- * of room to grow (mapped again when the file outgrows it: a few times a second at most under
- * load, against hundreds of scans; a larger room cost AddressSanitizer's shadow of it in RSS,
- * test_backpressure.py): the file is read only up to its size at the scan (stat), and a
- * segment replaced under the same name (another inode) is mapped again. Unmapped at the
- * thread's exit. */
-#define SEG_MAP_ROOM ((size_t)1 << 20)
-
-struct seg_cache {
-	char dir[4096];
-	uint64_t base;
-	dev_t dev;
-	ino_t ino;
-	int fd;
-	const uint8_t *p;
-	size_t len;
-	size_t lo, hi; /* the pages scans touched since they were last let go */
-};
-
-/* A mapping's pages that a scan touched count in the process's RSS as long as they stay
- * mapped (each follower thread's once more): past this many, they are let go
- * (MADV_DONTNEED: the page cache keeps them, the mapping drops them). A TLB shootdown per
- * this many bytes read, not per scan. */
-#define SEG_KEEP_RESIDENT ((size_t)4 << 20)
-
-static pthread_key_t seg_cache_key;
-static pthread_once_t seg_cache_once = PTHREAD_ONCE_INIT;
-
-static void seg_cache_drop(struct seg_cache *c)
-{
-	if (c->p)
-		munmap((void *)c->p, c->len);
-	if (c->fd >= 0)
-		close(c->fd);
-	c->p = NULL;
-	c->fd = -1;
-	c->dir[0] = 0;
-}
-
-static void seg_cache_free(void *v)
-{
-	seg_cache_drop(v);
-	free(v);
-}
-
-static void seg_cache_init(void) { (void)pthread_key_create(&seg_cache_key, seg_cache_free); }
-
-/* As seg_map, through this thread's cached mapping (s->fd is -1: seg_unmap leaves it). */
-static int seg_map_cached(const char *dir, uint64_t base, struct seg *s, char *path, size_t path_len, char *why,
-			  size_t why_len)
-{
-	(void)pthread_once(&seg_cache_once, seg_cache_init);
-	struct seg_cache *c = pthread_getspecific(seg_cache_key);
-	if (!c && strlen(dir) < sizeof c->dir && (c = calloc(1, sizeof *c))) {
-		c->fd = -1;
-		if (pthread_setspecific(seg_cache_key, c)) {
-			free(c);
-			c = NULL;
-		}
-	}
-	if (!c)
-		return seg_map(dir, base, s, path, path_len, why, why_len);
-	seg_path(path, path_len, dir, base);
-	struct stat st;
-	if (stat(path, &st)) {
-		int e = errno;
-		snprintf(why, why_len, "%s: cannot read: %s", path, strerror(e));
-		return e == ENOENT ? KZ_ENOTFOUND : KZ_EIO;
-	}
-	size_t size = (size_t)st.st_size;
-	if (!c->p || c->base != base || c->ino != st.st_ino || c->dev != st.st_dev || strcmp(c->dir, dir) != 0 ||
-	    size > c->len) {
-		seg_cache_drop(c);
-		int fd = open(path, O_RDONLY | O_CLOEXEC);
-		struct stat fst; /* of what was opened: the file may have changed since the stat */
-		void *m = MAP_FAILED;
-		if (fd >= 0 && !fstat(fd, &fst)) {
-			size = (size_t)fst.st_size;
-			m = mmap(NULL, size + SEG_MAP_ROOM, PROT_READ, MAP_SHARED, fd, 0);
-		}
-		if (m == MAP_FAILED) {
-			int e = errno;
-			if (fd >= 0)
-				close(fd);
-			snprintf(why, why_len, "%s: cannot read: %s", path, strerror(e));
-			return e == ENOENT ? KZ_ENOTFOUND : KZ_EIO;
-		}
-		snprintf(c->dir, sizeof c->dir, "%s", dir);
-		c->base = base;
-		c->dev = fst.st_dev;
-		c->ino = fst.st_ino;
-		c->fd = fd;
-		c->p = m;
-		c->len = size + SEG_MAP_ROOM;
-		c->lo = SIZE_MAX;
-		c->hi = 0;
-	}
-	s->p = c->p;
-	s->size = size;
-	s->fd = -1;
-	s->base = base;
-	s->cache = c;
-	return KZ_OK;
-}
-
-/* After a scan of s from off: what this thread's mapping holds resident beyond
- * SEG_KEEP_RESIDENT is let go. */
-static void seg_scanned(const struct seg *s, size_t off)
-{
-	struct seg_cache *c = s->cache;
-	if (!c)
-		return;
-	if (off < c->lo)
-		c->lo = off;
-	if (s->size > c->hi)
-		c->hi = s->size;
-	if (c->hi <= c->lo || c->hi - c->lo < SEG_KEEP_RESIDENT)
-		return;
-	size_t page = (size_t)sysconf(_SC_PAGESIZE);
-	size_t lo = c->lo & ~(page - 1), hi = (c->hi + page - 1) & ~(page - 1);
-	(void)madvise((void *)(c->p + lo), hi - lo, MADV_DONTNEED);
-	c->lo = SIZE_MAX;
-	c->hi = 0;
 }
 
 /* Checks the frame at off; on success *next is the offset after it. */
@@ -736,61 +593,7 @@ int kz_reclog_segments(const char *dir, uint64_t **bases, size_t *n)
 	return rc;
 }
 
-int kz_reclog_scan(const char *dir, uint64_t from_seq, const struct kz_reclog_pos *hint,
-		uint32_t max_record_bytes, kz_reclog_scan_fn cb, void *ctx, char *why, size_t why_len)
-{
-	struct seglist sl;
-	int rc = list_segments(dir, &sl);
-	if (rc) {
-		snprintf(why, why_len, "cannot read %s: %s", dir, strerror(errno));
-		return rc;
-	}
-	uint64_t last_seq = 0;
-	int cbrc = 0;
-	for (size_t i = 0; i < sl.n && !rc && !cbrc; i++) {
-		/* segments wholly before from_seq are skipped without reading */
-		if (i + 1 < sl.n && sl.base[i + 1] <= from_seq) {
-			last_seq = sl.base[i + 1] - 1;
-			continue;
-		}
-		char path[4200];
-		struct seg s;
-		if ((rc = seg_map_cached(dir, sl.base[i], &s, path, sizeof path, why, why_len)) != KZ_OK) {
-			if (rc == KZ_ENOTFOUND) /* removed by retention since we listed it */
-				rc = KZ_OK;
-			continue;
-		}
-		bool last = i + 1 == sl.n;
-		if (!seg_header_ok(s.p, s.size, sl.base[i])) {
-			if (!(last && s.size < SEG_HDR)) {
-				snprintf(why, why_len, "%s: offset 0: bad segment header", path);
-				rc = KZ_EIO;
-			}
-			seg_unmap(&s);
-			break;
-		}
-		if (last_seq >= sl.base[i])
-			last_seq = sl.base[i] - 1;
-		size_t start = SEG_HDR, bad = 0, nx;
-		const char *what = NULL;
-		uint64_t records = 0, nseq;
-		if (hint && hint->seg == sl.base[i] && hint->off > SEG_HDR && hint->off < s.size &&
-		    frame_ok(&s, hint->off, max_record_bytes, &nx, &nseq, &what) && nseq <= from_seq) {
-			start = hint->off; /* resume where the caller left off */
-			last_seq = nseq - 1;
-		}
-		if (seg_walk(&s, start, max_record_bytes, &last_seq, &records, &bad, &what, cb, ctx,
-			     from_seq, &cbrc) &&
-		    !(last && !resync(&s, bad, max_record_bytes, &nseq))) {
-			snprintf(why, why_len, "%s: offset %zu: %s", path, bad, what);
-			rc = KZ_EIO;
-		}
-		seg_scanned(&s, start);
-		seg_unmap(&s);
-	}
-	free(sl.base);
-	return rc ? rc : cbrc;
-}
+/* kz_reclog_scan: store_scan.c */
 
 static int end_cb(void *ctx, uint64_t seq, const uint8_t *body, size_t n, const struct kz_reclog_pos *pos)
 {

@@ -5,6 +5,7 @@
 #include <stddef.h>
 #include <cmocka.h>
 #include <fcntl.h>
+#include <inttypes.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -661,6 +662,89 @@ static void test_store_thread_group_commit(void **st)
 	assert_int_equal(col.n, 1000);
 }
 
+/* The scan reads through a window of 256 KiB (store_scan.c): frames that straddle it, frames
+ * larger than it, a resume hint in the middle, a torn end (quiet) and a flipped byte before
+ * the end (an error with its offset). */
+struct sized {
+	uint64_t n, bytes, first;
+	bool bad;
+};
+
+static int sized_cb(void *ctx, uint64_t seq, const uint8_t *body, size_t n, const struct kz_reclog_pos *pos)
+{
+	(void)pos;
+	struct sized *z = ctx;
+	if (!z->n)
+		z->first = seq;
+	/* record i holds (i * 7919) % 700001 + 1 bytes of the byte (i & 0xff) */
+	size_t want = (size_t)((seq * 7919) % 700001) + 1;
+	if (n != want || body[0] != (uint8_t)(seq & 0xff) || body[n - 1] != (uint8_t)(seq & 0xff))
+		z->bad = true;
+	z->n++;
+	z->bytes += n;
+	return 0;
+}
+
+static void test_scan_window_edges(void **st)
+{
+	(void)st;
+	struct kz_reclog_config c = cfg(64 << 20);
+	struct kz_reclog *log;
+	struct kz_reclog_recovery rec;
+	char why[512];
+	assert_int_equal(kz_reclog_open(&c, &log, &rec, why, sizeof why), KZ_OK);
+	uint8_t *body = malloc(700001);
+	assert_non_null(body);
+	struct kz_reclog_pos mid = { 0, 0 };
+	for (uint64_t i = 1; i <= 60; i++) {
+		size_t n = (size_t)((i * 7919) % 700001) + 1;
+		memset(body, (int)(i & 0xff), n);
+		struct kz_bytes b = { body, (uint32_t)n };
+		uint64_t seq;
+		struct kz_reclog_pos pos;
+		assert_int_equal(kz_reclog_append_pos(log, &b, 1, &seq, &pos, why, sizeof why), KZ_OK);
+		if (i == 37)
+			mid = pos;
+	}
+	kz_reclog_close(log);
+	free(body);
+	struct sized z = { 0 };
+	assert_int_equal(kz_reclog_scan(dir, 1, NULL, 1 << 20, sized_cb, &z, why, sizeof why), KZ_OK);
+	assert_int_equal(z.n, 60);
+	assert_false(z.bad);
+	struct sized h = { 0 };
+	assert_int_equal(kz_reclog_scan(dir, 37, &mid, 1 << 20, sized_cb, &h, why, sizeof why), KZ_OK);
+	assert_int_equal(h.first, 37);
+	assert_int_equal(h.n, 24);
+	assert_false(h.bad);
+	/* a frame being written at the end: its header and part of its body */
+	char seg[512];
+	snprintf(seg, sizeof seg, "%s/%020d.seg", dir, 1);
+	int fd = open(seg, O_WRONLY | O_APPEND);
+	assert_true(fd >= 0);
+	uint8_t part[300000] = { 0 };
+	part[0] = 0x40, part[1] = 0x0d, part[2] = 0x03; /* 200,000 bytes announced */
+	assert_int_equal(write(fd, part, sizeof part / 2), (ssize_t)sizeof part / 2);
+	close(fd);
+	struct sized t = { 0 };
+	assert_int_equal(kz_reclog_scan(dir, 1, NULL, 1 << 20, sized_cb, &t, why, sizeof why), KZ_OK);
+	assert_int_equal(t.n, 60);
+	/* a flipped byte inside record 37: the scan stops there, with the offset */
+	fd = open(seg, O_RDWR);
+	assert_true(fd >= 0);
+	uint8_t x;
+	assert_int_equal(pread(fd, &x, 1, (off_t)mid.off + 16 + 1000), 1);
+	x ^= 0x10;
+	assert_int_equal(pwrite(fd, &x, 1, (off_t)mid.off + 16 + 1000), 1);
+	close(fd);
+	struct sized d = { 0 };
+	assert_int_equal(kz_reclog_scan(dir, 1, NULL, 1 << 20, sized_cb, &d, why, sizeof why), KZ_EIO);
+	assert_int_equal(d.n, 36);
+	char off[64];
+	snprintf(off, sizeof off, "offset %" PRIu64 ": CRC32C mismatch", mid.off);
+	assert_non_null(strstr(why, off));
+}
+
 /* Records borrowed from one block (a TAXII POST's): the store writes them, never frees them,
  * and the last one's done frees the block (AddressSanitizer sees a free of an inner pointer or
  * a leak). */
@@ -861,6 +945,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_log_corruption_stops_and_repair, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_store_thread_group_commit, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_store_borrowed_block, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_scan_window_edges, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_log_damage_fixtures, setup, teardown),
 		cmocka_unit_test(test_session_entry_roundtrip),
 		cmocka_unit_test_setup_teardown(test_store_time_floor, setup, teardown),
