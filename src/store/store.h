@@ -153,7 +153,8 @@ struct kz_reclog_pos {
  * after it) is believed to start: the scan begins there when a valid frame is found at that
  * place, else at the start of that segment. Segments removed by retention while the scan
  * runs are skipped. Damage stops the scan with KZ_EIO and *why (file and offset); a partial
- * frame at the very end (being written) ends the scan quietly. */
+ * frame at the very end (being written) ends the scan quietly. body is valid during the
+ * call only (a read window, store_scan.c): copy what is kept. */
 typedef int (*kz_reclog_scan_fn)(void *ctx, uint64_t seq, const uint8_t *body, size_t n,
 			      const struct kz_reclog_pos *pos);
 int kz_reclog_scan(const char *dir, uint64_t from_seq, const struct kz_reclog_pos *hint,
