@@ -187,9 +187,11 @@ static int mldsa_sign(struct kz_audit *a, const char *msg, char out[2 * KZ_MLDSA
 	return 0;
 }
 
-static void write_head(struct kz_audit *a);
+static void write_head(struct kz_audit *a, uint64_t n, const char *hash);
 
-static void checkpoint(struct kz_audit *a)
+/* A checkpoint entry: the chain so far (entry a->n, its hash) signed with both keys, as an
+ * entry of its own. Under a->lock and the file lock: the chain cannot advance meanwhile. */
+static bool checkpoint_entry(struct kz_audit *a)
 {
 	char msg[160], b[LINE_MAX_BYTES];
 	uint64_t n0 = a->n;
@@ -199,48 +201,97 @@ static void checkpoint(struct kz_audit *a)
 	char sx[129];
 	if (kz_ed25519_sign(a->priv, msg, strlen(msg), sig)) {
 		a->n = n0;
-		return;
+		return false;
 	}
 	kz_hex(sig, 64, sx);
 	n += (size_t)snprintf(b + n, sizeof b - n, ",\"checkpoint\":{\"key\":\"%s\",\"sig\":\"%s\"", a->pub_hex, sx);
 	char dx[2 * KZ_MLDSA65_SIG_BYTES + 1];
 	if (mldsa_sign(a, msg, dx)) {
 		a->n = n0;
-		return;
+		return false;
 	}
 	n += (size_t)snprintf(b + n, sizeof b - n, ",\"mldsa\":\"%s\"},\"prev\":\"%s\"", dx, a->prev);
 	if (emit(a, b, n)) {
 		a->n = n0;
-		return;
+		return false;
 	}
 	a->since_ck = 0;
 	a->last_ck_ms = kz_now_mono_ms();
-	/* the head names this checkpoint: cutting the log before it is detected */
-	if (fdatasync(a->fd))
-		return;
-	write_head(a);
+	return true;
 }
 
-/* DIR/head names entry a->n (hash a->prev), signed with both keys; replaced atomically. */
-static void write_head(struct kz_audit *a)
+/* A checkpoint, synced, and the head naming it (cutting the log before it is detected): all
+ * under the locks (closing, rotating, a new chain). */
+static void checkpoint(struct kz_audit *a)
 {
+	if (checkpoint_entry(a) && !fdatasync(a->fd))
+		write_head(a, a->n, a->prev);
+}
+
+/* The part of a checkpoint that can wait until the locks are let go: the sync of the file
+ * (through a duplicate of its descriptor: a rotation may close a->fd meanwhile, and the
+ * entry stays in the file it was written to) and the head, which costs a second ML-DSA-65
+ * signature and a second sync. Under the locks these had stalled every thread that audits
+ * for 3-4 ms per audit.checkpoint_entries entries: six times a second under 6,000 TAXII
+ * pages a second (BENCHMARKS.md "TAXII ingest"). */
+struct head_job {
+	int fd; /* -1: nothing to do */
+	uint64_t n;
+	char hash[65];
+};
+
+static void checkpoint_later(struct kz_audit *a, struct head_job *hj)
+{
+	if (!checkpoint_entry(a))
+		return;
+	hj->fd = fcntl(a->fd, F_DUPFD_CLOEXEC, 0);
+	if (hj->fd < 0) { /* out of descriptors: as before, under the locks */
+		if (!fdatasync(a->fd))
+			write_head(a, a->n, a->prev);
+		return;
+	}
+	hj->n = a->n;
+	memcpy(hj->hash, a->prev, sizeof hj->hash);
+}
+
+static void head_finish(struct kz_audit *a, struct head_job *hj)
+{
+	if (hj->fd < 0)
+		return;
+	if (!fdatasync(hj->fd))
+		write_head(a, hj->n, hj->hash);
+	close(hj->fd);
+}
+
+/* DIR/head names entry n (hash), signed with both keys; replaced atomically, and never by an
+ * older one (threads finish their checkpoints in any order). */
+static void write_head(struct kz_audit *a, uint64_t n, const char *hash)
+{
+	pthread_mutex_lock(&a->head_lock);
+	if (a->head_known && n <= a->head_n) {
+		pthread_mutex_unlock(&a->head_lock);
+		return;
+	}
 	char msg[160], path[4200], tmp[4300], sx[129], dx[2 * KZ_MLDSA65_SIG_BYTES + 1];
 	uint8_t sig[64];
-	snprintf(msg, sizeof msg, "kizuna-audit-head n=%" PRIu64 " hash=%s", a->n, a->prev);
-	if (kz_ed25519_sign(a->priv, msg, strlen(msg), sig))
+	snprintf(msg, sizeof msg, "kizuna-audit-head n=%" PRIu64 " hash=%s", n, hash);
+	if (kz_ed25519_sign(a->priv, msg, strlen(msg), sig) || mldsa_sign(a, msg, dx)) {
+		pthread_mutex_unlock(&a->head_lock);
 		return;
+	}
 	kz_hex(sig, 64, sx);
-	if (mldsa_sign(a, msg, dx))
-		return;
 	char head2[2 * KZ_MLDSA65_SIG_BYTES + 400];
-	int hl = snprintf(head2, sizeof head2, "%" PRIu64 " %s %s %s\n", a->n, a->prev, sx, dx);
+	int hl = snprintf(head2, sizeof head2, "%" PRIu64 " %s %s %s\n", n, hash, sx, dx);
 	snprintf(path, sizeof path, "%s/head", a->dir);
 	snprintf(tmp, sizeof tmp, "%s/head.tmp", a->dir);
 	int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
 	if (fd < 0 || kz_write_all(fd, head2, (size_t)hl) || fdatasync(fd) || rename(tmp, path))
 		kz_error("audit: cannot write %s: %s", path, strerror(errno));
+	else
+		a->head_n = n, a->head_known = true;
 	if (fd >= 0)
 		close(fd);
+	pthread_mutex_unlock(&a->head_lock);
 }
 
 /* The source a denial is summarised under: its subject, else the client's address without
@@ -430,11 +481,13 @@ void kz_audit_record(struct kz_audit *a, const struct kz_audit_entry *e)
 	write_entry(a, e, 1);
 	if (!e->allow)
 		agg_start(a, src, e, now);
+	struct head_job hj = { .fd = -1 };
 	if (a->since_ck >= a->ck_entries || now - a->last_ck_ms >= a->ck_ms)
-		checkpoint(a);
+		checkpoint_later(a, &hj);
 	maybe_rotate(a);
 	xunlock(a);
 	pthread_mutex_unlock(&a->lock);
+	head_finish(a, &hj);
 }
 
 /* ---------- open ---------- */
@@ -531,8 +584,10 @@ static int check_length(struct kz_audit *a, char *why, size_t why_len)
 			 "or emptied. `kizuna audit reset --data DIR --reason TEXT` starts a new chain that says so", a->dir);
 		return KZ_EIO;
 	}
+	if (head != NO_HEAD)
+		a->head_n = head, a->head_known = true;
 	if (head == NO_HEAD && a->new_keys)
-		write_head(a); /* a new log: its (empty) head exists from the start */
+		write_head(a, a->n, a->prev); /* a new log: its (empty) head exists from the start */
 	if (head != NO_HEAD && head > a->n) {
 		snprintf(why, why_len, "%s/audit.log ends at entry %" PRIu64 " but its last signed head (%s/head) is entry "
 			 "%" PRIu64 ": the log was cut, emptied or replaced. Keep it for investigation; `kizuna audit reset "
@@ -599,6 +654,7 @@ static int audit_open(const char *dir, uint32_t ck_entries, uint32_t ck_ms, bool
 		return rc;
 	}
 	pthread_mutex_init(&a->lock, NULL);
+	pthread_mutex_init(&a->head_lock, NULL);
 	a->agg = calloc(AGG_MAX, sizeof *a->agg);
 	a->window_ms = 10000;
 	*out = a;
@@ -778,16 +834,18 @@ void kz_audit_tick(struct kz_audit *a)
 		return;
 	pthread_mutex_lock(&a->lock);
 	uint64_t now = kz_now_mono_ms();
+	struct head_job hj = { .fd = -1 };
 	if (a->failing || a->lost || agg_due(a, now)) {
 		xlock(a);
 		write_gap(a);
 		agg_sweep(a, now, false);
 		if (!a->lost && a->since_ck && (a->failing || now - a->last_ck_ms >= a->ck_ms))
-			checkpoint(a);
+			checkpoint_later(a, &hj);
 		maybe_rotate(a);
 		xunlock(a);
 	}
 	pthread_mutex_unlock(&a->lock);
+	head_finish(a, &hj);
 }
 
 int kz_audit_new_chain(const char *dir, const char *reason, char *qdir_out, size_t qdir_len, char *why, size_t why_len)
@@ -874,6 +932,7 @@ void kz_audit_close(struct kz_audit *a)
 	close(a->fd);
 	free(a->agg);
 	pthread_mutex_destroy(&a->lock);
+	pthread_mutex_destroy(&a->head_lock);
 	memset(a->priv, 0, sizeof a->priv);
 	if (a->mldsa_sk)
 		OPENSSL_cleanse(a->mldsa_sk, KZ_MLDSA65_SK_BYTES);

@@ -36,6 +36,9 @@ struct agg {
 
 struct kz_audit {
 	pthread_mutex_t lock;
+	pthread_mutex_t head_lock; /* DIR/head is written under it (after a->lock, or alone) */
+	uint64_t head_n;           /* the entry DIR/head names (as read at open, or as last written) */
+	bool head_known;
 	int fd;
 	char dir[4096];
 	uint64_t n;          /* last entry number written */
