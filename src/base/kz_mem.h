@@ -11,4 +11,11 @@ void kz_mem_keep_set(size_t bytes);
  * takes again stays mapped (each fresh page costs a fault). 1 when it trimmed. */
 int kz_mem_trim(void);
 
+/* A large buffer (n bytes or more, *mapped returned) in transparent huge pages: mapped on its
+ * own, 2 MiB aligned, with MADV_HUGEPAGE (a hint; 4 KiB pages where the kernel says no). For
+ * buffers of megabytes written once into fresh memory, where a page fault per 4 KiB page is
+ * the cost. NULL when it cannot be mapped. Freed with kz_mem_huge_free. */
+void *kz_mem_huge_alloc(size_t n, size_t *mapped);
+void kz_mem_huge_free(void *p, size_t mapped);
+
 #endif

@@ -145,7 +145,7 @@ struct taxii {
 	/* the records block of the last POST, kept for the next (tx_post.recs): freed, a block
 	 * of megabytes went back to the kernel with its arena's top and was faulted in afresh,
 	 * 9 ms of a POST of ATT&CK ICS */
-	_Atomic(struct kz_buf *) spare_recs;
+	_Atomic(struct tx_recs *) spare_recs;
 	struct tx_status **st;
 	size_t st_next;
 	uint64_t st_bytes; /* of sealed statuses, held under taxii.max_status_bytes */
@@ -232,11 +232,21 @@ struct tx_post {
 	bool del;
 	const char *ct;
 	char *answer; /* the status text, copied when the last record is done */
-	struct kz_buf *recs;    /* the records, one after another, until the last is durable */
+	struct tx_recs *recs;   /* the records, one after another, until the last is durable */
 	struct done_ctx *dcs;   /* each record's done context */
 	uint64_t t_start, t_parsed, t_validated, t_submitted; /* monotonic ns: Server-Timing */
 	uint64_t t_received; /* ns from the request's first byte to the handler */
 };
+
+/* A POST's records block: on the heap, or mapped in huge pages (mapped bytes; b.max keeps the
+ * buffer from being realloc'd, tx_recs_unmap moves it to the heap). */
+struct tx_recs {
+	struct kz_buf b;
+	size_t mapped;
+};
+/* Its memory freed (the struct stays); 0, or -1 when the move to the heap found no memory. */
+void tx_recs_free(struct tx_recs *r);
+int tx_recs_unmap(struct tx_recs *r);
 
 struct done_ctx {
 	struct tx_post *p;

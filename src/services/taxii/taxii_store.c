@@ -1,6 +1,7 @@
 /* taxii_store.c — the collections file, the rebuild of the index from the log, open and close. */
 #include "base/kz_topic.h"
 #include "services/taxii/taxii_internal.h"
+#include "base/kz_mem.h"
 
 /* ---------- collections file ---------- */
 
@@ -390,6 +391,30 @@ void tx_status_free(struct tx_status *s)
 	free(s);
 }
 
+void tx_recs_free(struct tx_recs *r)
+{
+	if (r->mapped) {
+		kz_mem_huge_free(r->b.data, r->mapped);
+		kz_buf_init(&r->b, 0);
+		r->mapped = 0;
+	} else {
+		kz_buf_cleanup(&r->b);
+	}
+}
+
+int tx_recs_unmap(struct tx_recs *r)
+{
+	struct kz_buf nb;
+	kz_buf_init(&nb, 0);
+	if (kz_buf_append(&nb, kz_buf_head(&r->b), r->b.len) || kz_buf_reserve(&nb, r->b.len)) {
+		kz_buf_cleanup(&nb);
+		return -1;
+	}
+	tx_recs_free(r);
+	r->b = nb;
+	return 0;
+}
+
 void taxii_close(struct taxii *t)
 {
 	if (!t)
@@ -427,9 +452,9 @@ void taxii_close(struct taxii *t)
 		for (unsigned i = 0; i < t->cfg.workers; i++)
 			kz_reclog_reader_close(&t->rd[i]);
 	free(t->rd);
-	struct kz_buf *spare = atomic_load(&t->spare_recs);
+	struct tx_recs *spare = atomic_load(&t->spare_recs);
 	if (spare)
-		kz_buf_cleanup(spare);
+		tx_recs_free(spare);
 	free(spare);
 	pthread_mutex_destroy(&t->intern);
 	pthread_mutex_destroy(&t->st_lock);
