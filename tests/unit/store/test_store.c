@@ -620,6 +620,17 @@ static void test_log_damage_fixtures(void **st)
 	assert_int_equal(count_records(), left + 1);
 }
 
+/* A store on dir with segments of 1 MiB. */
+static struct kz_store *open_store(void)
+{
+	struct kz_store_config c = { .log = cfg(1 << 20) };
+	struct kz_store *s;
+	struct kz_reclog_recovery rec;
+	char why[512];
+	assert_int_equal(kz_store_open(&c, &s, &rec, why, sizeof why), KZ_OK);
+	return s;
+}
+
 static atomic_int done_n;
 static atomic_uint_fast64_t done_seq_sum;
 
@@ -633,11 +644,8 @@ static void done_cb(void *ctx, int status, uint64_t seq)
 
 static void test_store_thread_group_commit(void **st)
 {
-	struct kz_store_config c = { .log = cfg(1 << 20) };
-	struct kz_store *s;
-	struct kz_reclog_recovery rec;
+	struct kz_store *s = open_store();
 	char why[512];
-	assert_int_equal(kz_store_open(&c, &s, &rec, why, sizeof why), KZ_OK);
 	atomic_store(&done_n, 0);
 	int seq = 1;
 	for (int batch = 0; batch < 50; batch++) {
@@ -769,11 +777,8 @@ static void borrow_done(void *ctx, int status, uint64_t seq)
 static void test_store_borrowed_block(void **st)
 {
 	(void)st;
-	struct kz_store_config c = { .log = cfg(1 << 20) };
-	struct kz_store *s;
-	struct kz_reclog_recovery rec;
+	struct kz_store *s = open_store();
 	char why[512];
-	assert_int_equal(kz_store_open(&c, &s, &rec, why, sizeof why), KZ_OK);
 	struct borrow b = { malloc(300 * 16), 300, 0 };
 	assert_non_null(b.block);
 	struct kz_store_item items[300];
@@ -850,11 +855,7 @@ static void floor_done(void *ctx, int status, uint64_t seq)
 static void test_store_time_floor(void **st)
 {
 	(void)st;
-	struct kz_store_config c = { .log = cfg(1 << 20) };
-	struct kz_store *s;
-	struct kz_reclog_recovery rec;
-	char why[512];
-	assert_int_equal(kz_store_open(&c, &s, &rec, why, sizeof why), KZ_OK);
+	struct kz_store *s = open_store();
 	assert_int_equal(kz_store_time_floor(s, 0), UINT64_MAX); /* nothing after 0 */
 	/* three batches: times 500, 100 (a record followed late), 900 */
 	uint64_t times[3] = { 500, 100, 900 };
