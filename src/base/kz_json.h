@@ -44,6 +44,7 @@ struct kz_json_doc {
 	size_t n, cap;
 	char *str; /* decoded strings and number texts */
 	size_t str_cap;
+	size_t v_mapped, str_mapped; /* v and str in huge pages (bytes mapped), 0: on the heap */
 	uint32_t *stack; /* open containers while parsing */
 	const char **keys; /* scratch for the duplicate-name check of large objects */
 	size_t keys_cap;

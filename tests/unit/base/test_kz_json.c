@@ -190,6 +190,20 @@ static void test_reuse_and_trim(void **state)
 	assert_int_equal(r->len, n);
 	assert_int_equal(r->skip, n + 1);
 	assert_int_equal(kz_json_at(r, n - 1)->off, l - 2);
+	assert_true(doc.v_mapped >= n * sizeof *doc.v); /* 9.6 MB of values: mapped, not malloc'd */
+	free(s);
+	/* a string of 3 MB with an escape at its end: the decoded strings mapped too */
+	size_t sl = 3u << 20;
+	s = malloc(sl + 16);
+	s[0] = '[', s[1] = '"';
+	memset(s + 2, 'a', sl);
+	memcpy(s + 2 + sl, "\\n\"]", 5);
+	r = parse(s);
+	const struct kz_json *str = kz_json_at(r, 0);
+	assert_int_equal(str->len, sl + 1);
+	assert_int_equal(str->s[sl - 1], 'a');
+	assert_int_equal(str->s[sl], '\n');
+	assert_true(doc.str_mapped > sl);
 	free(s);
 	r = parse("{\"x\":\"y\"}");
 	assert_string_equal(kz_json_get_str(r, "x"), "y");
