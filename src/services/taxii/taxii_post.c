@@ -241,8 +241,8 @@ static int records_reserve(struct tx_post *p, size_t n, size_t bytes)
 	if (r->b.cap < want && want >= ((size_t)2 << 20)) {
 		size_t mapped;
 		uint8_t *m = kz_mem_huge_alloc(want, &mapped);
+		tx_recs_free(r); /* too small: mapped afresh, or on the heap below */
 		if (m) {
-			tx_recs_free(r);
 			r->b.data = m;
 			r->b.cap = r->b.max = r->mapped = mapped;
 		}
