@@ -283,7 +283,10 @@ static void write_head(struct kz_audit *a, uint64_t n, const char *hash)
 	char head2[2 * KZ_MLDSA65_SIG_BYTES + 400];
 	int hl = snprintf(head2, sizeof head2, "%" PRIu64 " %s %s %s\n", n, hash, sx, dx);
 	snprintf(path, sizeof path, "%s/head", a->dir);
-	snprintf(tmp, sizeof tmp, "%s/head.tmp", a->dir);
+	/* written outside the file lock: another process (a command that audits) may write its
+	 * head at the same time, each through its own temporary file; the last rename wins, and
+	 * either names a checkpoint of the chain */
+	snprintf(tmp, sizeof tmp, "%s/head.tmp.%ld", a->dir, (long)getpid());
 	int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
 	if (fd < 0 || kz_write_all(fd, head2, (size_t)hl) || fdatasync(fd) || rename(tmp, path))
 		kz_error("audit: cannot write %s: %s", path, strerror(errno));
