@@ -49,20 +49,29 @@ int kz_pwritev_all(int fd, struct iovec *iov, int cnt, uint64_t off)
 	return 0;
 }
 
-int kz_pread_all(int fd, void *data, size_t n, uint64_t off)
+int kz_pread_upto(int fd, void *data, size_t n, uint64_t off, size_t *got)
 {
 	char *p = data;
-	while (n) {
-		ssize_t got = pread(fd, p, n, (off_t)off);
-		if (got < 0 && errno == EINTR)
+	*got = 0;
+	while (*got < n) {
+		ssize_t k = pread(fd, p + *got, n - *got, (off_t)(off + *got));
+		if (k < 0 && errno == EINTR)
 			continue;
-		if (got <= 0)
+		if (k < 0)
 			return -1;
-		p += got;
-		n -= (size_t)got;
-		off += (uint64_t)got;
+		if (k == 0)
+			break;
+		*got += (size_t)k;
 	}
 	return 0;
+}
+
+int kz_pread_all(int fd, void *data, size_t n, uint64_t off)
+{
+	size_t got;
+	if (kz_pread_upto(fd, data, n, off, &got))
+		return -1;
+	return got == n ? 0 : -1;
 }
 
 int kz_file_replace(const char *dir, const char *name, const void *data, size_t len, mode_t mode)

@@ -16,6 +16,8 @@ struct iovec;
 int kz_pwritev_all(int fd, struct iovec *iov, int cnt, uint64_t off);
 /* pread(2) of exactly n bytes at off; 0, or -1 (errno, or the file ends first). */
 int kz_pread_all(int fd, void *data, size_t n, uint64_t off);
+/* pread(2) of up to n bytes at off, fewer only where the file ends (*got); 0, or -1 (errno). */
+int kz_pread_upto(int fd, void *data, size_t n, uint64_t off, size_t *got);
 
 /* Writes data to dir/name.tmp, fsyncs it, renames it over dir/name and fsyncs dir: after a
  * crash the file is the old or the new one, never a mix. 0, or KZ_EINVAL (path too long) /

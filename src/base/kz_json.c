@@ -57,25 +57,9 @@ static inline void ws(struct px *x)
 }
 
 /* A document's arrays of megabytes (a TAXII bundle's) are written once into fresh memory,
- * which costs a fault per 4 KiB page: from 2 MiB on they are mapped in huge pages (a node's
- * first POST of ATT&CK ICS parsed in 11 ms against 3 once warm; BENCHMARKS.md "TAXII
- * ingest"). */
-#define HUGE_FROM ((size_t)2 << 20)
-
-static void *big_alloc(size_t bytes, size_t *mapped)
-{
-	*mapped = 0;
-	void *p = bytes >= HUGE_FROM ? kz_mem_huge_alloc(bytes, mapped) : NULL;
-	return p ? p : malloc(bytes);
-}
-
-static void big_free(void *p, size_t mapped)
-{
-	if (mapped)
-		kz_mem_huge_free(p, mapped);
-	else
-		free(p);
-}
+ * which costs a fault per 4 KiB page: from 2 MiB on they are mapped in huge pages
+ * (kz_mem_big_alloc; a node's first POST of ATT&CK ICS parsed in 11 ms against 3 once warm,
+ * BENCHMARKS.md "TAXII ingest"). */
 
 static struct kz_json *push(struct px *x)
 {
@@ -84,12 +68,12 @@ static struct kz_json *push(struct px *x)
 		size_t nc = d->cap ? d->cap * 2 : 256, mapped;
 		if (nc > SIZE_MAX / 2 / sizeof *d->v)
 			return NULL;
-		struct kz_json *nv = big_alloc(nc * sizeof *nv, &mapped);
+		struct kz_json *nv = kz_mem_big_alloc(nc * sizeof *nv, &mapped);
 		if (!nv)
 			return NULL;
 		if (d->n)
 			memcpy(nv, d->v, d->n * sizeof *nv);
-		big_free(d->v, d->v_mapped);
+		kz_mem_big_free(d->v, d->v_mapped);
 		d->v = nv;
 		d->cap = mapped ? mapped / sizeof *nv : nc;
 		d->v_mapped = mapped;
@@ -326,10 +310,10 @@ int kz_json_parse(struct kz_json_doc *d, const char *text, size_t n)
 		return fail(&x, 0, "input larger than 4 GiB");
 	if (d->str_cap < n + 1) {
 		size_t mapped;
-		char *ns = big_alloc(n + 1, &mapped);
+		char *ns = kz_mem_big_alloc(n + 1, &mapped);
 		if (!ns)
 			return fail(&x, 0, "out of memory");
-		big_free(d->str, d->str_mapped);
+		kz_mem_big_free(d->str, d->str_mapped);
 		d->str = ns;
 		d->str_cap = mapped ? mapped : n + 1;
 		d->str_mapped = mapped;
@@ -435,13 +419,13 @@ int kz_json_parse(struct kz_json_doc *d, const char *text, size_t n)
 void kz_json_trim(struct kz_json_doc *d, size_t keep)
 {
 	if (d->cap * sizeof *d->v > keep) {
-		big_free(d->v, d->v_mapped);
+		kz_mem_big_free(d->v, d->v_mapped);
 		d->v = NULL;
 		d->cap = 0;
 		d->v_mapped = 0;
 	}
 	if (d->str_cap > keep) {
-		big_free(d->str, d->str_mapped);
+		kz_mem_big_free(d->str, d->str_mapped);
 		d->str = NULL;
 		d->str_cap = 0;
 		d->str_mapped = 0;

@@ -2,6 +2,7 @@
 #include "base/kz_mem.h"
 
 #include <malloc.h>
+#include <stdlib.h>
 #include <stdint.h>
 #include <sys/mman.h>
 #include <stdatomic.h>
@@ -46,4 +47,19 @@ void kz_mem_huge_free(void *p, size_t mapped)
 {
 	if (p)
 		(void)munmap(p, mapped);
+}
+
+void *kz_mem_big_alloc(size_t n, size_t *mapped)
+{
+	*mapped = 0;
+	void *p = n >= HUGE_PAGE ? kz_mem_huge_alloc(n, mapped) : NULL;
+	return p ? p : malloc(n);
+}
+
+void kz_mem_big_free(void *p, size_t mapped)
+{
+	if (mapped)
+		kz_mem_huge_free(p, mapped);
+	else
+		free(p);
 }

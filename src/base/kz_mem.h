@@ -17,5 +17,9 @@ int kz_mem_trim(void);
  * the cost. NULL when it cannot be mapped. Freed with kz_mem_huge_free. */
 void *kz_mem_huge_alloc(size_t n, size_t *mapped);
 void kz_mem_huge_free(void *p, size_t mapped);
+/* n bytes: in huge pages from 2 MiB on (*mapped: the bytes mapped), else (or when that fails)
+ * malloc'd (*mapped 0). Freed with kz_mem_big_free(p, *mapped). */
+void *kz_mem_big_alloc(size_t n, size_t *mapped);
+void kz_mem_big_free(void *p, size_t mapped);
 
 #endif

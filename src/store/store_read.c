@@ -48,30 +48,27 @@ void kz_reclog_reader_close(struct kz_reclog_reader *r)
 
 /* Fills the window from off on with at least need bytes (fewer only at the end of the file):
  * KZ_ENOTFOUND when the file ends before need. */
+int frame_win_read(int fd, uint8_t **buf, size_t *cap, uint64_t off, size_t want, size_t need, size_t *got)
+{
+	if (want > *cap) {
+		uint8_t *w = realloc(*buf, want);
+		if (!w)
+			return errno = ENOMEM, KZ_ENOMEM;
+		*buf = w;
+		*cap = want;
+	}
+	if (kz_pread_upto(fd, *buf, want, off, got))
+		return KZ_EIO;
+	return *got < need ? (errno = EIO, KZ_ENOTFOUND) : KZ_OK;
+}
+
 static int win_fill(struct kz_reclog_reader *r, uint64_t off, size_t need)
 {
-	size_t want = need > r->win_cap ? need : r->win_cap;
-	if (want > r->win_size) {
-		uint8_t *w = realloc(r->win, want);
-		if (!w)
-			return KZ_ENOMEM;
-		r->win = w;
-		r->win_size = want;
-	}
 	r->win_len = 0;
-	size_t got = 0;
-	while (got < want) {
-		ssize_t n = pread(r->fd, r->win + got, want - got, (off_t)(off + got));
-		if (n < 0 && errno == EINTR)
-			continue;
-		if (n < 0)
-			return KZ_EIO;
-		if (n == 0)
-			break;
-		got += (size_t)n;
-	}
-	if (got < need)
-		return KZ_ENOTFOUND; /* the segment was rewritten shorter */
+	size_t got;
+	int rc = frame_win_read(r->fd, &r->win, &r->win_size, off, need > r->win_cap ? need : r->win_cap, need, &got);
+	if (rc)
+		return rc;
 	r->win_off = off;
 	r->win_len = got;
 	return KZ_OK;

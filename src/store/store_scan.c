@@ -122,31 +122,13 @@ static const uint8_t *win_at(struct scan_cache *c, uint64_t off, size_t need)
 {
 	if (off >= c->off && off + need <= c->off + c->len)
 		return c->buf + (off - c->off);
-	size_t want = need > SCAN_WIN ? need : SCAN_WIN;
+	size_t want = need > SCAN_WIN ? need : SCAN_WIN, got;
 	if (want > c->size - off)
 		want = (size_t)(c->size - off);
-	if (want > c->cap) {
-		uint8_t *nb = realloc(c->buf, want);
-		if (!nb)
-			return errno = ENOMEM, NULL;
-		c->buf = nb;
-		c->cap = want;
-	}
 	c->len = 0;
-	size_t got = 0;
-	int e = 0;
-	while (got < want) {
-		ssize_t n = pread(c->fd, c->buf + got, want - got, (off_t)(off + got));
-		if (n < 0 && errno == EINTR)
-			continue;
-		if (n <= 0) {
-			e = n < 0 ? errno : EIO; /* 0: the file was cut shorter since its size was taken */
-			break;
-		}
-		got += (size_t)n;
-	}
-	if (got < need)
-		return errno = e ? e : EIO, NULL;
+	/* short: the file was cut shorter since its size was taken */
+	if (frame_win_read(c->fd, &c->buf, &c->cap, off, want, need, &got))
+		return NULL;
 	c->off = off;
 	c->len = got;
 	return c->buf + (off - c->off);

@@ -18,6 +18,15 @@ def publish(raw, topic, payload, pid, qos=1):
     raw.send(bytes([0x30 | (qos << 1)]) + varint(len(body)) + body)
 
 
+def publish_acked(raw, topic, prefix, count):
+    """Publishes prefix-1 .. prefix-count at QoS 1 (packet ids 1..count) and asserts that every
+    PUBACK says success."""
+    for i in range(1, count + 1):
+        publish(raw, topic, prefix + b"%d" % i, i)
+    acks = [puback(raw) for _ in range(count)]
+    assert all(rc == 0 for _, rc, _ in acks), [a for a in acks if a[1]][:3]
+
+
 def puback(raw):
     """(packet id, reason code, reason string or "") of the next PUBACK."""
     p = raw.packet()

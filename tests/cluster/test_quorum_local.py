@@ -38,10 +38,7 @@ def test_batches_hold_at_most_batch_records():
     nats.kill()
     r = Raw(n)
     assert r.connect(b"edge-batch")[0] == 2
-    for i in range(1, 41):
-        publish(r, b"sensors/e", b"batch-%d" % i, i)
-    acks = [puback(r) for _ in range(40)]
-    assert all(rc == 0 for _, rc, _ in acks), [a for a in acks if a[1]][:3]
+    publish_acked(r, b"sensors/e", b"batch-", 40)
     nats.start()
     got = wait_records(n, 51, 30)
     assert got and got[0] == 51 and got[2:4] == (0, 0), got

@@ -17,10 +17,7 @@ wait_log(n, "JetStream answers")
 def test_acknowledged_only_once_in_jetstream():
     r = Raw(n)
     assert r.connect(b"repl-pub")[0] == 2
-    for i in range(1, 201):
-        publish(r, b"sensors/a", b"m-%d" % i, i)
-    acks = [puback(r) for _ in range(200)]
-    assert all(rc == 0 for _, rc, _ in acks), acks[:3]
+    publish_acked(r, b"sensors/a", b"m-", 200)
     # every acknowledged record is in JetStream by the time its PUBACK came, once
     got = stream_records(n)
     assert got and got[0] == 200 and got[2:4] == (0, 0), got
@@ -78,10 +75,7 @@ def test_killed_node_publishes_again_once():
     publishing them again: JetStream stores none of them twice."""
     r = Raw(n)
     assert r.connect(b"repl-burst")[0] == 2
-    for i in range(1, 401):
-        publish(r, b"sensors/b", b"burst-%d" % i, i)
-    acks = [puback(r) for _ in range(400)]
-    assert all(rc == 0 for _, rc, _ in acks), [a for a in acks if a[1]][:3]
+    publish_acked(r, b"sensors/b", b"burst-", 400)
     n.proc.kill()
     n.proc.wait()
     before = n.logtext().count("JetStream answers")

@@ -315,19 +315,15 @@ static bool marking_known(void *ctx, const char *id)
 struct cbuf {
 	char *p;
 	size_t cap;
-	bool huge; /* kz_mem_huge_alloc'd, cap bytes */
+	size_t mapped; /* kz_mem_big_alloc's */
 };
 static pthread_key_t cb_key;
 static pthread_once_t cb_once = PTHREAD_ONCE_INIT;
 static void cbuf_drop(struct cbuf *c)
 {
-	if (c->huge)
-		kz_mem_huge_free(c->p, c->cap);
-	else
-		free(c->p);
+	kz_mem_big_free(c->p, c->mapped);
 	c->p = NULL;
-	c->cap = 0;
-	c->huge = false;
+	c->cap = c->mapped = 0;
 }
 static void cb_release(void *v)
 {
@@ -346,13 +342,8 @@ static char *worker_cbuf(size_t n)
 	}
 	if (c->cap < n) {
 		cbuf_drop(c);
-		size_t mapped;
-		if (n >= ((size_t)2 << 20) && (c->p = kz_mem_huge_alloc(n, &mapped))) {
-			c->cap = mapped;
-			c->huge = true;
-		} else if ((c->p = malloc(n))) {
-			c->cap = n;
-		}
+		if ((c->p = kz_mem_big_alloc(n, &c->mapped)))
+			c->cap = c->mapped ? c->mapped : n;
 	}
 	return c->p;
 }
