@@ -52,7 +52,7 @@ static inline bool seg_header_ok(const uint8_t *h, size_t n, uint64_t base)
 /* Reads [off, off + want) of fd into *buf (grown to want when *cap is smaller): *got bytes,
  * at least need. KZ_ENOMEM, KZ_EIO (errno), or KZ_ENOTFOUND when the file ends before need
  * (it was rewritten or cut shorter). The read windows of store_read.c and store_scan.c. */
-int frame_win_read(int fd, uint8_t **buf, size_t *cap, uint64_t off, size_t want, size_t need, size_t *got);
+int kz_reclog_win_read(int fd, uint8_t **buf, size_t *cap, uint64_t off, size_t want, size_t need, size_t *got);
 
 static inline void seg_path(char *buf, size_t len, const char *dir, uint64_t base)
 {

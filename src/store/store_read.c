@@ -48,7 +48,7 @@ void kz_reclog_reader_close(struct kz_reclog_reader *r)
 
 /* Fills the window from off on with at least need bytes (fewer only at the end of the file):
  * KZ_ENOTFOUND when the file ends before need. */
-int frame_win_read(int fd, uint8_t **buf, size_t *cap, uint64_t off, size_t want, size_t need, size_t *got)
+int kz_reclog_win_read(int fd, uint8_t **buf, size_t *cap, uint64_t off, size_t want, size_t need, size_t *got)
 {
 	if (want > *cap) {
 		uint8_t *w = realloc(*buf, want);
@@ -66,7 +66,7 @@ static int win_fill(struct kz_reclog_reader *r, uint64_t off, size_t need)
 {
 	r->win_len = 0;
 	size_t got;
-	int rc = frame_win_read(r->fd, &r->win, &r->win_size, off, need > r->win_cap ? need : r->win_cap, need, &got);
+	int rc = kz_reclog_win_read(r->fd, &r->win, &r->win_size, off, need > r->win_cap ? need : r->win_cap, need, &got);
 	if (rc)
 		return rc;
 	r->win_off = off;

@@ -127,7 +127,7 @@ static const uint8_t *win_at(struct scan_cache *c, uint64_t off, size_t need)
 		want = (size_t)(c->size - off);
 	c->len = 0;
 	/* short: the file was cut shorter since its size was taken */
-	if (frame_win_read(c->fd, &c->buf, &c->cap, off, want, need, &got))
+	if (kz_reclog_win_read(c->fd, &c->buf, &c->cap, off, want, need, &got))
 		return NULL;
 	c->off = off;
 	c->len = got;
