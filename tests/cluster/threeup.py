@@ -26,7 +26,22 @@ class Cluster:
         deadline = time.time() + 60
         while time.time() < deadline and not all("JetStream answers" in self.logtext(i) for i in (1, 2, 3)):
             time.sleep(0.2)
-        assert all("JetStream answers" in self.logtext(i) for i in (1, 2, 3)), "nodes never reached JetStream"
+        if not all("JetStream answers" in self.logtext(i) for i in (1, 2, 3)):
+            # what each server and node said, then nothing left running (a CI run once failed
+            # here with no more than this sentence to go on)
+            self.dump_logs()
+            self.down()
+            raise AssertionError("nodes never reached JetStream within 60 s (base port %d)" % base)
+
+    def dump_logs(self):
+        for i in (1, 2, 3):
+            for name, path in (("nats-server %d" % i, os.path.join(self.dir, "s%d" % i, "nats.log")),
+                               ("node %d" % i, os.path.join(self.dir, "n%d" % i, "serve.log"))):
+                try:
+                    text = open(path, errors="replace").read()
+                except OSError as e:
+                    text = str(e)
+                print("--- %s log (last 3000 bytes):\n%s" % (name, text[-3000:]))
 
     def logtext(self, i):
         return open(os.path.join(self.dir, "n%d" % i, "serve.log")).read()
@@ -50,8 +65,7 @@ class Cluster:
             import traceback
             traceback.print_exc()
             print("FAIL %s: %s" % (test.__name__, e))
-            for i in (1, 2, 3):
-                print("--- node %d log (last 2500 bytes):\n%s" % (i, self.logtext(i)[-2500:]))
+            self.dump_logs()
             failed = 1
         finally:
             if cleanup:
