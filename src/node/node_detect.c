@@ -21,6 +21,7 @@
 #include "node/node_adapters.h"
 #include "node/node_config.h"
 #include "base/kz_buf.h"
+#include "base/kz_file.h"
 #include "base/kz_json.h"
 #include "base/kz_log.h"
 #include "base/kz_time.h"
@@ -33,12 +34,14 @@
 #include "trust/access.h"
 
 #include <dirent.h>
+#include <errno.h>
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <time.h>
 
 #define MAX_FILES 64
 #define MAX_FILTERS 32
@@ -92,6 +95,10 @@ struct node_detect {
 	int n_intel;
 	uint64_t intel_ms;      /* when the intel files were last looked at */
 	uint64_t next_seq, start_seq;
+	/* where matching may resume after a restart (data_dir/detect.pos): the log position
+	 * matched and flushed, saved once the store has written the sightings of that flush */
+	uint64_t cp_seq, cp_ticket, cp_saved;
+	bool cp_pending;
 	struct kz_reclog_pos hint;
 	bool has_hint;
 	/* the event being read: its label */
@@ -484,6 +491,54 @@ static void publish(struct node_detect *d)
 	pthread_mutex_unlock(&d->lock);
 }
 
+/* ---------- where matching resumes (detect.resume) ---------- */
+
+#define POS_FILE "detect.pos"
+
+/* The next log record to match as saved by the last run, 0 when none is (or it is not
+ * readable: then matching starts at the log's end, as on a first start). */
+static uint64_t pos_load(const struct node_config *cfg)
+{
+	char path[1200], text[64] = "";
+	snprintf(path, sizeof path, "%s/" POS_FILE, cfg->data_dir);
+	FILE *f = fopen(path, "r");
+	if (!f)
+		return 0;
+	size_t n = fread(text, 1, sizeof text - 1, f);
+	fclose(f);
+	text[n] = 0;
+	unsigned long long v;
+	char nl;
+	if (sscanf(text, "next_seq %llu%c", &v, &nl) != 2 || nl != '\n' || v == 0) {
+		kz_warn("detect: %s does not hold a log position; matching starts at the log's end", path);
+		return 0;
+	}
+	return v;
+}
+
+/* After a flush: its position, saved when the store has written what the flush wrote. */
+static void pos_mark(struct node_detect *d)
+{
+	d->cp_seq = d->next_seq;
+	d->cp_ticket = kz_store_ticket(d->b->store);
+	d->cp_pending = true;
+}
+
+static void pos_save(struct node_detect *d)
+{
+	if (!d->cp_pending || !kz_store_ticket_done(d->b->store, d->cp_ticket))
+		return;
+	d->cp_pending = false;
+	if (d->cp_seq == d->cp_saved)
+		return;
+	char text[40];
+	int n = snprintf(text, sizeof text, "next_seq %llu\n", (unsigned long long)d->cp_seq);
+	if (kz_file_replace(d->cfg->data_dir, POS_FILE, text, (size_t)n, 0600))
+		kz_warn("detect: cannot save the log position in %s/" POS_FILE ": %s", d->cfg->data_dir, strerror(errno));
+	else
+		d->cp_saved = d->cp_seq;
+}
+
 static void *run(void *arg)
 {
 	struct node_detect *d = arg;
@@ -509,15 +564,22 @@ static void *run(void *arg)
 		poll_files(d);
 		intel_poll(d, false);
 		uint64_t now = kz_now_mono_ms();
+		pos_save(d); /* the previous flush's, once written */
 		if (now >= next_flush) {
 			detect_sightings_flush(d->s, on_sighting, d);
 			next_flush = now + d->cfg->detect_flush_ms;
+			if (!d->cp_pending)
+				pos_mark(d);
 		}
 		publish(d);
 		pthread_mutex_lock(&d->lock);
 	}
 	pthread_mutex_unlock(&d->lock);
 	detect_sightings_flush(d->s, on_sighting, d); /* what was matched is not lost at a stop */
+	pos_mark(d);
+	for (int i = 0; i < 5000 && !kz_store_ticket_done(d->b->store, d->cp_ticket); i++)
+		nanosleep(&(struct timespec){ 0, 1000000 }, NULL); /* the store is still open: it writes them */
+	pos_save(d);
 	node_record_write_end();
 	return NULL;
 }
@@ -645,7 +707,14 @@ int node_detect_open(struct mqtt_broker *b, struct taxii *t, const struct node_c
 	pthread_mutex_init(&d->lock, NULL);
 	pthread_cond_init(&d->cond, NULL);
 	d->next_seq = 1;
-	d->start_seq = kz_store_durable_next(b->store); /* logs before the start were read then */
+	/* logs before the start were matched then, up to the position saved (detect.resume) */
+	d->start_seq = kz_store_durable_next(b->store);
+	uint64_t saved = cfg->detect_resume ? pos_load(cfg) : 0;
+	if (saved && saved < d->start_seq) {
+		kz_info("detect: resuming at log record %llu: %llu log records written since matching stopped",
+			(unsigned long long)saved, (unsigned long long)(d->start_seq - saved));
+		d->start_seq = saved;
+	}
 	d->rate_ms = kz_now_mono_ms();
 	int rc = d->s ? 0 : -1;
 	if (rc)

@@ -66,6 +66,7 @@ struct kz_store {
 	uint32_t max_record_bytes;
 	_Atomic uint64_t durable_next;
 	_Atomic uint64_t pending_bytes;
+	_Atomic uint64_t submitted, finished; /* items queued; items whose done ran (in order) */
 	void (*batch_end)(void *arg);
 	void (*durable)(void *arg);
 	void *batch_arg;
@@ -136,6 +137,7 @@ static void run_batch(struct kz_store *st)
 			free(w->v[i].data);
 	}
 	atomic_fetch_sub_explicit(&st->pending_bytes, bytes, memory_order_relaxed);
+	atomic_fetch_add_explicit(&st->finished, w->n, memory_order_release);
 	if (!rc && w->n) {
 		pthread_mutex_lock(&st->floor_lock);
 		st->floors[st->n_floors++ % FLOOR_RING] = (struct floor_entry){ first, first + w->n, lo };
@@ -481,6 +483,19 @@ uint64_t kz_store_seq_since(struct kz_store *st, uint64_t time_ns)
 	return seq;
 }
 
+uint64_t kz_store_ticket(struct kz_store *st)
+{
+	pthread_mutex_lock(&st->lock); /* every submit before this call is counted */
+	uint64_t t = atomic_load_explicit(&st->submitted, memory_order_relaxed);
+	pthread_mutex_unlock(&st->lock);
+	return t;
+}
+
+bool kz_store_ticket_done(const struct kz_store *st, uint64_t ticket)
+{
+	return atomic_load_explicit(&st->finished, memory_order_acquire) >= ticket;
+}
+
 uint64_t kz_store_durable_next(const struct kz_store *st)
 {
 	return atomic_load_explicit(&st->durable_next, memory_order_acquire);
@@ -595,6 +610,7 @@ void kz_store_submit(struct kz_store *st, struct kz_store_item *items, size_t n)
 	for (size_t i = 0; i < n; i++)
 		bytes += items[i].len;
 	atomic_fetch_add_explicit(&st->pending_bytes, bytes, memory_order_relaxed);
+	atomic_fetch_add_explicit(&st->submitted, n, memory_order_relaxed); /* under lock: in queue order */
 	pthread_cond_signal(&st->cond);
 	pthread_mutex_unlock(&st->lock);
 }

@@ -23,7 +23,7 @@ class Cluster:
                        env=dict(os.environ, KZ=KIZUNA, **(env or {})), check=True, stdout=subprocess.DEVNULL)
         self.pki = os.path.join(self.dir, "n1", "pki")
         self.port = {i: base + 29 + i for i in (1, 2, 3)}
-        deadline = time.time() + 60
+        deadline = time.time() + 120
         while time.time() < deadline and not all("JetStream answers" in self.logtext(i) for i in (1, 2, 3)):
             time.sleep(0.2)
         if not all("JetStream answers" in self.logtext(i) for i in (1, 2, 3)):
@@ -31,7 +31,7 @@ class Cluster:
             # here with no more than this sentence to go on)
             self.dump_logs()
             self.down()
-            raise AssertionError("nodes never reached JetStream within 60 s (base port %d)" % base)
+            raise AssertionError("nodes never reached JetStream within 120 s (base port %d)" % base)
 
     def dump_logs(self):
         for i in (1, 2, 3):

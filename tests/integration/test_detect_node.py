@@ -314,8 +314,66 @@ def test_caps_max_indicators_and_max_topics():
     n2.shutdown()
 
 
+def test_resume_matches_what_was_written_while_detection_was_off():
+    """detect.resume (docs/DETECTION.md "Where matching resumes"): a node runs with detection,
+    stops; runs without it while a sensor publishes logs that match; started with detection
+    again, it matches those logs (the position saved in DATA_DIR/detect.pos) and, restarted
+    once more, does not match them a second time. With detect.resume = 0 it starts at the
+    log's end and matches none of them."""
+    hp = free_port()
+    on = "https.listen = 127.0.0.1:%d\ndetect.enabled = 1\ndetect.flush_ms = 100\n" % hp
+    n3 = Node(on)
+    admin = (os.path.join(n3.pki, "admin.pem"), os.path.join(n3.pki, "admin.key"))
+    x = requests.Session()
+    x.verify, x.cert = os.path.join(n3.pki, "ca.pem"), admin
+    coll = json.load(open(os.path.join(n3.data, "taxii-collections.json")))[0]["id"]
+    r = x.post("https://localhost:%d/taxii2/api/collections/%s/objects/" % (hp, coll),
+               data=json.dumps({"objects": [indicator("[domain-name:value = 'ise.wrccdc.org']")]}),
+               headers={"Content-Type": TAXII, "Accept": TAXII})
+    assert r.status_code == 202 and r.json()["success_count"] == 1, r.text
+    st = lambda: x.get("https://localhost:%d/api/v1/detect/status" % hp).json()
+    assert until(lambda: st()["indicators"] == 1, 10)
+    pos = os.path.join(n3.data, "detect.pos")
+
+    def restart(config):
+        assert n3.stop() == 0
+        with open(n3.cfg, "w") as f:
+            f.write("mqtt.listen = 127.0.0.1:%d\nthreads = 2\ntick_ms = 50\npolicy.open = 1\n%s" % (n3.port, config))
+        n3.log = open(n3.log.name, "a")
+        n3.start()
+    assert until(lambda: os.path.exists(pos), 10), "no detect.pos written"
+    restart("https.listen = 127.0.0.1:%d\ndetect.enabled = 0\n" % hp)  # detection off
+    z = n3.client(cert=admin)
+    z.pub("kz/logs/zeek/dns", HEAD + LINES, 1)
+    z.close()
+    restart(on)
+    assert until(lambda: st()["events"] == 3 and st()["matches"] == 3, 10), st()
+    assert "detect: resuming at log record" in n3.logtext()
+    restart(on)  # a clean stop saved where it ended: nothing is matched again
+    assert until(lambda: st()["indicators"] == 1, 10)
+    time.sleep(0.5)
+    assert st()["events"] == 0, st()
+    # detect.resume = 0: the position is not used
+    restart("https.listen = 127.0.0.1:%d\ndetect.enabled = 0\n" % hp)
+    z = n3.client(cert=admin)
+    z.pub("kz/logs/zeek/dns", HEAD + LINES, 1)
+    z.close()
+    restart(on + "detect.resume = 0\n")
+    assert until(lambda: st()["indicators"] == 1, 10)
+    time.sleep(0.5)
+    assert st()["events"] == 0, st()
+    # an unreadable position: said so, and matching starts at the log's end
+    with open(pos, "w") as f:
+        f.write("garbage")
+    restart(on)
+    assert until(lambda: st()["indicators"] == 1, 10)
+    assert "does not hold a log position" in n3.logtext()
+    n3.shutdown()
+
+
 if __name__ == "__main__":
     run_tests([test_posted_indicator_matches_published_log_and_the_label_decides, test_tlp_audience_narrows_the_sighting,
                test_unsupported_indicator_is_listed_and_warninglist_suppresses, test_deleted_indicator_stops_matching,
                test_followed_file_and_parse_errors, test_status_cli_metrics_and_restart,
-               test_intel_file_read_and_read_again, test_caps_max_indicators_and_max_topics])
+               test_intel_file_read_and_read_again, test_caps_max_indicators_and_max_topics,
+               test_resume_matches_what_was_written_while_detection_was_off])

@@ -10,6 +10,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -661,7 +662,15 @@ static void test_store_thread_group_commit(void **st)
 			items[i].borrowed = false;
 		}
 		kz_store_submit(s, items, 20);
+		if (batch == 24) { /* a ticket: done once the first 500 have had their callbacks */
+			uint64_t t = kz_store_ticket(s);
+			assert_int_equal(t, 500);
+			while (!kz_store_ticket_done(s, t))
+				nanosleep(&(struct timespec){ 0, 100000 }, NULL);
+			assert_true(atomic_load(&done_n) >= 500);
+		}
 	}
+	assert_int_equal(kz_store_ticket(s), 1000);
 	kz_store_close(s); /* writes everything submitted first */
 	assert_int_equal(atomic_load(&done_n), 1000);
 	assert_int_equal(atomic_load(&done_seq_sum), 1000 * 1001 / 2);
