@@ -269,6 +269,16 @@ static void taxii_record(struct node_detect *d, const struct kz_record *r, bool 
 		add_indicator(d, &nr, coll);
 }
 
+/* Matched here: on a single node every record; in a cluster those this node accepted (one
+ * another node accepted is matched there), or all with detect.all_nodes. */
+static bool own_record(const struct node_detect *d, const struct kz_record *r)
+{
+	if (d->cfg->detect_all_nodes || !d->cfg->cluster_nats[0])
+		return true;
+	size_t n = strlen(d->cfg->node_id);
+	return r->origin_node.len == n && !memcmp(r->origin_node.p, d->cfg->node_id, n);
+}
+
 static int take(void *ctx, uint64_t seq, const uint8_t *body, size_t n, const struct kz_reclog_pos *pos)
 {
 	struct node_detect *d = ctx;
@@ -284,7 +294,7 @@ static int take(void *ctx, uint64_t seq, const uint8_t *body, size_t n, const st
 		taxii_record(d, &r, true);
 	else if (r.service && r.topic.len > tl && !memcmp(r.topic.p, KZ_TOPIC_TAXII "/", tl + 1))
 		taxii_record(d, &r, false);
-	else if (seq >= d->start_seq)
+	else if (seq >= d->start_seq && own_record(d, &r))
 		for (int i = 0; i < d->n_filters; i++)
 			if (kz_topic_match((const uint8_t *)d->filters[i], strlen(d->filters[i]), r.topic.p, r.topic.len)) {
 				struct detect_reader *rd = topic_reader(d, r.topic.p, r.topic.len);
