@@ -296,6 +296,28 @@ static void report_line(void *ctx, const char *line)
 	rp->rc = rp->rc || (rp->n++ && kz_buf_append(rp->b, ",", 1)) || kz_json_put_str(rp->b, line);
 }
 
+struct newest {
+	struct kz_buf *b;
+	unsigned limit, put;
+	bool more;
+	int rc;
+	struct kz_json_doc d;
+};
+
+static int newest_line(void *ctx, const char *line, size_t n)
+{
+	struct newest *w = ctx;
+	if (kz_json_parse(&w->d, line, n) != 0)
+		return 0; /* not (yet) a whole entry */
+	if (w->put == w->limit) {
+		w->more = true;
+		return 1;
+	}
+	w->rc = w->rc || (w->put && kz_buf_append(w->b, ",", 1)) || kz_buf_append(w->b, line, n);
+	w->put++;
+	return w->rc;
+}
+
 static void audit(void *arg, struct kz_http_req *r)
 {
 	struct node_admin *a = arg;
@@ -335,43 +357,22 @@ static void audit(void *arg, struct kz_http_req *r)
 		kz_http_error(r, 400, NULL, "Bad Request", "%s", q.bad ? q.bad : qwhy);
 		return;
 	}
-	char *buf = NULL;
-	size_t len = 0;
-	FILE *m = open_memstream(&buf, &len);
-	int rc = m ? kz_audit_show(a->audit_dir, &q.f, m, why, sizeof why) : -1;
-	if (m)
-		fclose(m);
-	if (rc) {
-		free(buf);
-		kz_http_error(r, 500, NULL, "Internal Server Error", "%s", m ? why : "out of memory");
-		return;
-	}
-	/* the newest q.limit lines (below q.before), newest first; each checked to be JSON (a line
-	 * being written is not) */
+	/* the newest q.limit entries (below q.before), newest first, read from the log's end;
+	 * each checked to be JSON (a line being written is not); one more that matches says
+	 * that there are more */
 	struct kz_buf b;
 	kz_buf_init(&b, 0);
-	struct kz_json_doc d = { 0 };
-	int bad = kz_buf_append(&b, "{\"entries\":[", 12);
-	size_t end = len, taken = 0, put = 0;
-	while (end > 0 && taken < q.limit && !bad) {
-		size_t start = end - 1;
-		while (start > 0 && buf[start - 1] != '\n')
-			start--;
-		size_t n = end - start;
-		while (n && (buf[start + n - 1] == '\n' || buf[start + n - 1] == '\r'))
-			n--;
-		long long no = 0;
-		end = start;
-		if (!n || kz_json_parse(&d, buf + start, n) != 0)
-			continue;
-		if (q.before && (!kz_json_int(kz_json_get(kz_json_root(&d), "n"), &no) || no >= q.before))
-			continue;
-		bad = (put++ && kz_buf_append(&b, ",", 1)) || kz_buf_append(&b, buf + start, n);
-		taken++;
+	struct newest nw = { &b, q.limit, 0, false, 0, { 0 } };
+	nw.rc = kz_buf_append(&b, "{\"entries\":[", 12);
+	int rc = nw.rc ? 0 : kz_audit_newest(a->audit_dir, &q.f, q.before > 0 ? (uint64_t)q.before : 0, newest_line, &nw,
+					      why, sizeof why);
+	kz_json_free(&nw.d);
+	if (rc) {
+		kz_buf_cleanup(&b);
+		kz_http_error(r, 500, NULL, "Internal Server Error", "%s", why);
+		return;
 	}
-	kz_json_free(&d);
-	free(buf);
-	bad = bad || kz_buf_appendf(&b, "],\"more\":%s}", end > 0 ? "true" : "false");
+	int bad = nw.rc || kz_buf_appendf(&b, "],\"more\":%s}", nw.more ? "true" : "false");
 	send_buf(r, 200, &b, bad);
 }
 

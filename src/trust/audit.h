@@ -82,6 +82,13 @@ struct kz_audit_filter {
 	const char *subject, *action, *decision; /* exact; NULL = any */
 	uint64_t since_ns, until_ns;             /* 0 = open */
 };
+/* kz_audit_newest's callback: one entry (NUL-terminated, without its newline); nonzero stops. */
+typedef int (*kz_audit_line_fn)(void *ctx, const char *line, size_t len);
+/* The entries that match, newest first (numbered below before; 0: from the newest), to cb
+ * until it stops: the files are read from their ends backwards, 64 KiB at a time, so memory
+ * holds a chunk and a line, not the log (a line above 1 MiB is an error). -1 when unreadable. */
+int kz_audit_newest(const char *dir, const struct kz_audit_filter *f, uint64_t before, kz_audit_line_fn cb,
+		    void *ctx, char *why, size_t why_len);
 /* Prints the entries that match, as they are in the log. -1 when unreadable. */
 int kz_audit_show(const char *dir, const struct kz_audit_filter *f, FILE *out, char *why, size_t why_len);
 

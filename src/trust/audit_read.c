@@ -319,6 +319,130 @@ static bool match(const char *line, const char *name, const char *want)
 	return v && l == strlen(want) && memcmp(v, want, l) == 0;
 }
 
+/* The filter's test of one entry (a NUL-terminated line). */
+static bool passes(const char *line, const struct kz_audit_filter *flt)
+{
+	if (!match(line, "subject", flt->subject) || !match(line, "action", flt->action) ||
+	    !match(line, "decision", flt->decision))
+		return false;
+	if (!flt->since_ns && !flt->until_ns)
+		return true;
+	size_t tl;
+	const char *t = field(line, "t", &tl);
+	char ts[40];
+	uint64_t ns = 0;
+	if (t && tl < sizeof ts) {
+		memcpy(ts, t, tl);
+		ts[tl] = 0;
+		(void)kz_time_parse(ts, &ns);
+	}
+	return !((flt->since_ns && ns < flt->since_ns) || (flt->until_ns && ns > flt->until_ns));
+}
+
+#define NEWEST_CHUNK (64u << 10)
+#define NEWEST_MAX_LINE (1u << 20)
+
+/* One file of kz_audit_newest, from its end: 1 when cb stopped, 0 at its start, -1. */
+static int newest_file(int fd, const struct kz_audit_filter *flt, uint64_t before, kz_audit_line_fn cb, void *ctx,
+		       char **w, size_t *cap, char **line, size_t *lcap, char *why, size_t why_len)
+{
+	struct stat sb;
+	if (fstat(fd, &sb)) {
+		snprintf(why, why_len, "cannot read the audit log: %s", strerror(errno));
+		return -1;
+	}
+	uint64_t lo = (uint64_t)sb.st_size; /* (*w)[0, have) holds the file's bytes from lo */
+	size_t have = 0;
+	for (;;) {
+		while (have) { /* the last line whose start is known */
+			size_t e = have;
+			while (e && ((*w)[e - 1] == '\n' || (*w)[e - 1] == '\r'))
+				e--;
+			size_t st = e;
+			while (st && (*w)[st - 1] != '\n')
+				st--;
+			if (!st && lo)
+				break; /* it begins before what was read */
+			size_t n = e - st;
+			have = st;
+			if (!n)
+				continue;
+			if (n + 1 > *lcap) {
+				char *nl = realloc(*line, n + 1);
+				if (!nl)
+					goto nomem;
+				*line = nl;
+				*lcap = n + 1;
+			}
+			memcpy(*line, *w + st, n);
+			(*line)[n] = 0;
+			if (before) { /* entries are numbered in order: n below before */
+				const char *k = strstr(*line, "\"n\":");
+				if (!k || strtoull(k + 4, NULL, 10) >= before)
+					continue;
+			}
+			if (passes(*line, flt) && cb(ctx, *line, n))
+				return 1;
+		}
+		if (!lo)
+			return 0;
+		size_t chunk = lo < NEWEST_CHUNK ? (size_t)lo : NEWEST_CHUNK;
+		if (have + chunk > NEWEST_MAX_LINE + NEWEST_CHUNK) {
+			snprintf(why, why_len, "an audit log line longer than %u bytes", NEWEST_MAX_LINE);
+			return -1;
+		}
+		if (have + chunk > *cap) {
+			char *nw = realloc(*w, have + chunk);
+			if (!nw)
+				goto nomem;
+			*w = nw;
+			*cap = have + chunk;
+		}
+		memmove(*w + chunk, *w, have);
+		if (kz_pread_all(fd, *w, chunk, lo - chunk)) {
+			snprintf(why, why_len, "cannot read the audit log: %s", strerror(errno));
+			return -1;
+		}
+		lo -= chunk;
+		have += chunk;
+	}
+nomem:
+	snprintf(why, why_len, "out of memory");
+	return -1;
+}
+
+int kz_audit_newest(const char *dir, const struct kz_audit_filter *flt, uint64_t before, kz_audit_line_fn cb,
+		    void *ctx, char *why, size_t why_len)
+{
+	char path[4300];
+	size_t nrot;
+	uint64_t *rot = kz_audit_rotated_files(dir, &nrot); /* oldest first, then audit.log */
+	char *w = NULL, *line = NULL;
+	size_t cap = 0, lcap = 0;
+	int rc = 0;
+	for (size_t k = 0; k <= nrot && rc == 0; k++) {
+		size_t i = nrot - k; /* audit.log, then the rotated files newest first */
+		if (i < nrot)
+			kz_audit_rotated_path(path, sizeof path, dir, rot[i]);
+		else
+			snprintf(path, sizeof path, "%s/audit.log", dir);
+		int fd = open(path, O_RDONLY | O_CLOEXEC);
+		if (fd < 0) {
+			if (i < nrot || nrot)
+				continue; /* pruned or rotated meanwhile */
+			snprintf(why, why_len, "cannot open %s: %s", path, strerror(errno));
+			rc = -1;
+			break;
+		}
+		rc = newest_file(fd, flt, before, cb, ctx, &w, &cap, &line, &lcap, why, why_len);
+		close(fd);
+	}
+	free(w);
+	free(line);
+	free(rot);
+	return rc < 0 ? -1 : 0;
+}
+
 int kz_audit_show(const char *dir, const struct kz_audit_filter *flt, FILE *out, char *why, size_t why_len)
 {
 	char path[4300];
@@ -339,23 +463,9 @@ int kz_audit_show(const char *dir, const struct kz_audit_filter *flt, FILE *out,
 			free(rot);
 			return -1;
 		}
-		while (getline(&line, &cap, f) > 0) {
-			if (!match(line, "subject", flt->subject) || !match(line, "action", flt->action) ||
-			    !match(line, "decision", flt->decision))
-				continue;
-			size_t tl;
-			const char *t = field(line, "t", &tl);
-			char ts[40];
-			uint64_t ns = 0;
-			if (t && tl < sizeof ts) {
-				memcpy(ts, t, tl);
-				ts[tl] = 0;
-				(void)kz_time_parse(ts, &ns);
-			}
-			if ((flt->since_ns && ns < flt->since_ns) || (flt->until_ns && ns > flt->until_ns))
-				continue;
-			fputs(line, out);
-		}
+		while (getline(&line, &cap, f) > 0)
+			if (passes(line, flt))
+				fputs(line, out);
 		fclose(f);
 	}
 	free(line);

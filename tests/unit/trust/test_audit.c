@@ -501,12 +501,100 @@ static void test_rotation(void **st)
 	assert_non_null(strstr(out, "no signed entry records that they were pruned"));
 }
 
+/* kz_audit_newest: the same entries as kz_audit_show, newest first, across rotated files and
+ * 64 KiB chunks; `before` starts below an entry number; a callback that stops is obeyed. */
+struct collected {
+	char *text;
+	size_t len, cap, n, stop_at;
+	uint64_t first_n;
+};
+
+static int collect_line(void *ctx, const char *line, size_t len)
+{
+	struct collected *c = ctx;
+	assert_int_equal(strlen(line), len);
+	if (c->len + len + 2 > c->cap) {
+		c->cap = (c->len + len + 2) * 2;
+		c->text = realloc(c->text, c->cap);
+		assert_non_null(c->text);
+	}
+	memcpy(c->text + c->len, line, len);
+	c->len += len;
+	c->text[c->len++] = '\n';
+	c->text[c->len] = 0;
+	if (!c->n++)
+		c->first_n = strtoull(strstr(line, "\"n\":") + 4, NULL, 10);
+	return c->stop_at && c->n == c->stop_at;
+}
+
+/* show's output, its lines in reverse order */
+static char *shown_reversed(const struct kz_audit_filter *f)
+{
+	char *buf = NULL, why[512];
+	size_t len = 0;
+	FILE *m = open_memstream(&buf, &len);
+	assert_int_equal(kz_audit_show(dir, f, m, why, sizeof why), 0);
+	fclose(m);
+	char *rev = calloc(1, len + 1);
+	size_t o = 0, end = len;
+	while (end) {
+		size_t st = end - 1;
+		while (st && buf[st - 1] != '\n')
+			st--;
+		memcpy(rev + o, buf + st, end - st);
+		o += end - st;
+		end = st;
+	}
+	free(buf);
+	return rev;
+}
+
+static void test_newest(void **st)
+{
+	struct kz_audit *a;
+	char why[512];
+	assert_int_equal(kz_audit_open(dir, 100, 3600000, &a, why, sizeof why), 0);
+	kz_audit_set_limits(a, 10000, 96 << 10, 0); /* several files, all kept */
+	char reason[300];
+	memset(reason, 'r', sizeof reason - 1);
+	reason[sizeof reason - 1] = 0;
+	for (int i = 0; i < 3000; i++) {
+		char res[32];
+		snprintf(res, sizeof res, "topic/%d", i);
+		kz_audit_record(a, &(struct kz_audit_entry){ .subject = "spiffe://kizuna.local/dev/user/r",
+							      .action = i % 3 ? "publish" : "subscribe", .resource = res,
+							      .allow = true, .reason = i % 7 ? "allowed" : reason });
+	}
+	kz_audit_close(a);
+	char cmd[600];
+	snprintf(cmd, sizeof cmd, "test $(ls %s/audit-*.log | wc -l) -ge 5", dir);
+	assert_int_equal(system(cmd), 0);
+	struct kz_audit_filter all = { 0 }, subs = { .action = "subscribe" };
+	for (int k = 0; k < 2; k++) {
+		const struct kz_audit_filter *f = k ? &subs : &all;
+		struct collected c = { 0 };
+		assert_int_equal(kz_audit_newest(dir, f, 0, collect_line, &c, why, sizeof why), 0);
+		char *want = shown_reversed(f);
+		assert_true(c.n >= (k ? 1000u : 3000u));
+		assert_string_equal(c.text, want);
+		free(want);
+		free(c.text);
+	}
+	/* the newest 10 below entry 1500, then stopped */
+	struct collected c = { .stop_at = 10 };
+	assert_int_equal(kz_audit_newest(dir, &all, 1500, collect_line, &c, why, sizeof why), 0);
+	assert_int_equal(c.n, 10);
+	assert_int_equal(c.first_n, 1499);
+	free(c.text);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test_setup_teardown(test_intact_and_reopened, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_denials_by_kind, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_rotation, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_newest, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_two_writers_one_chain, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_concurrent_checkpoints, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_edited_byte, setup, teardown),
