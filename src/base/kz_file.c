@@ -100,3 +100,20 @@ int kz_file_replace(const char *dir, const char *name, const void *data, size_t 
 	}
 	return KZ_OK;
 }
+
+ssize_t kz_file_read_small(const char *path, char *buf, size_t cap)
+{
+	if (!cap)
+		return -1;
+	buf[0] = 0;
+	int fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		return -1;
+	size_t got = 0;
+	int rc = kz_pread_upto(fd, buf, cap - 1, 0, &got);
+	close(fd);
+	if (rc)
+		return -1;
+	buf[got] = 0;
+	return (ssize_t)got;
+}

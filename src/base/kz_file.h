@@ -19,6 +19,10 @@ int kz_pread_all(int fd, void *data, size_t n, uint64_t off);
 /* pread(2) of up to n bytes at off, fewer only where the file ends (*got); 0, or -1 (errno). */
 int kz_pread_upto(int fd, void *data, size_t n, uint64_t off, size_t *got);
 
+/* Reads up to cap - 1 bytes of a small file (a /proc entry, a saved position) into buf and
+ * ends them with a NUL: their count, or -1 when it cannot be opened or read. */
+ssize_t kz_file_read_small(const char *path, char *buf, size_t cap);
+
 /* Writes data to dir/name.tmp, fsyncs it, renames it over dir/name and fsyncs dir: after a
  * crash the file is the old or the new one, never a mix. 0, or KZ_EINVAL (path too long) /
  * KZ_EIO (errno says why); on error dir/name is unchanged. */

@@ -3,6 +3,7 @@
  * time, so each delivery yields a latency sample; broker CPU comes from /proc/PID/stat. */
 #include "cli/cli.h"
 #include "cli/cli_client.h"
+#include "base/kz_file.h"
 #include "base/kz_time.h"
 
 #include <getopt.h>
@@ -214,12 +215,8 @@ uint64_t cli_proc_cpu_ticks(int pid)
 {
 	char path[64], buf[2048];
 	snprintf(path, sizeof path, "/proc/%d/stat", pid);
-	FILE *f = fopen(path, "r");
-	if (!f)
+	if (kz_file_read_small(path, buf, sizeof buf) < 0)
 		return 0;
-	size_t n = fread(buf, 1, sizeof buf - 1, f);
-	fclose(f);
-	buf[n] = 0;
 	char *p = strrchr(buf, ')');
 	unsigned long ut = 0, stt = 0;
 	if (p && sscanf(p + 2, "%*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %lu %lu", &ut, &stt) == 2)

@@ -511,12 +511,8 @@ static uint64_t pos_load(const struct node_config *cfg)
 {
 	char path[1200], text[64] = "";
 	snprintf(path, sizeof path, "%s/" POS_FILE, cfg->data_dir);
-	FILE *f = fopen(path, "r");
-	if (!f)
+	if (kz_file_read_small(path, text, sizeof text) < 0)
 		return 0;
-	size_t n = fread(text, 1, sizeof text - 1, f);
-	fclose(f);
-	text[n] = 0;
 	unsigned long long v;
 	char nl;
 	if (sscanf(text, "next_seq %llu%c", &v, &nl) != 2 || nl != '\n' || v == 0) {
