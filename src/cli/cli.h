@@ -28,4 +28,5 @@ int cli_adapter_main(int argc, char **argv);
 int cli_detect_main(int argc, char **argv);
 int cli_adapter_replay(int argc, char **argv);
 int cli_bench_adapter_main(int argc, char **argv);
+int cli_bench_audit_main(int argc, char **argv);
 #endif

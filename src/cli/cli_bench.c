@@ -250,7 +250,9 @@ static void usage(void)
 	       "       kizuna bench handshake [--groups G] [--threads T] [--duration S] [--broker-pid P]\n"
 	       "       kizuna bench taxii --collection ID --bundle FILE... [options] (bench/taxii.sh)\n"
 	       "       kizuna bench entities [--entities N] [--updates U] (bench/entities.sh)\n"
-	       "       kizuna bench adapters [--shared DIR] [--messages N] (bench/adapters.sh)\n\n"
+	       "       kizuna bench adapters [--shared DIR] [--messages N] (bench/adapters.sh)\n"
+	       "       kizuna bench audit [--data DIR] [--entries N] [--max-file-mb M] [--max-files F]\n"
+	       "                          (bench/audit.sh)\n\n"
 	       "policy times the decision point: the bitset check, the per-delivery check with its\n"
 	       "cache, a cache miss and label parsing, in ns per operation.\n"
 	       "fill writes N synthetic records (topics sensors/<k>/temp, 100 µs apart) into DIR/log\n"
@@ -289,6 +291,8 @@ int cli_bench_main(int argc, char **argv)
 		return cli_bench_entity_main(argc - 1, argv + 1);
 	if (argc >= 2 && !strcmp(argv[1], "adapters"))
 		return cli_bench_adapter_main(argc - 1, argv + 1);
+	if (argc >= 2 && !strcmp(argv[1], "audit"))
+		return cli_bench_audit_main(argc - 1, argv + 1);
 	if (argc < 2 || strcmp(argv[1], "mqtt") != 0) {
 		usage();
 		return argc >= 2 && (!strcmp(argv[1], "--help") || !strcmp(argv[1], "-h")) ? 0 : 2;
