@@ -717,6 +717,13 @@ int node_detect_open(struct mqtt_broker *b, struct taxii *t, const struct node_c
 	d->start_seq = kz_store_durable_next(b->store);
 	uint64_t saved = cfg->detect_resume ? pos_load(cfg) : 0;
 	if (saved && saved < d->start_seq) {
+		uint64_t since = d->start_seq - saved, cap = cfg->detect_resume_max;
+		if (cap && since > cap) { /* matched at the start, before the node serves: bounded */
+			kz_warn("detect: %llu log records written since matching stopped: the oldest %llu are not matched "
+				"(detect.resume_max %llu)", (unsigned long long)since, (unsigned long long)(since - cap),
+				(unsigned long long)cap);
+			saved = d->start_seq - cap;
+		}
 		kz_info("detect: resuming at log record %llu: %llu log records written since matching stopped",
 			(unsigned long long)saved, (unsigned long long)(d->start_seq - saved));
 		d->start_seq = saved;

@@ -319,7 +319,7 @@ def test_resume_matches_what_was_written_while_detection_was_off():
     stops; runs without it while a sensor publishes logs that match; started with detection
     again, it matches those logs (the position saved in DATA_DIR/detect.pos) and, restarted
     once more, does not match them a second time. With detect.resume = 0 it starts at the
-    log's end and matches none of them."""
+    log's end and matches none of them; with detect.resume_max = 1, only the newest record."""
     hp = free_port()
     on = "https.listen = 127.0.0.1:%d\ndetect.enabled = 1\ndetect.flush_ms = 100\n" % hp
     n3 = Node(on)
@@ -362,6 +362,17 @@ def test_resume_matches_what_was_written_while_detection_was_off():
     assert until(lambda: st()["indicators"] == 1, 10)
     time.sleep(0.5)
     assert st()["events"] == 0, st()
+    # detect.resume_max: of the 2 log records written meanwhile, only the newest is matched
+    restart("https.listen = 127.0.0.1:%d\ndetect.enabled = 0\n" % hp)
+    z = n3.client(cert=admin)
+    z.pub("kz/logs/zeek/dns", HEAD + LINES, 1)
+    z.pub("kz/logs/zeek/dns", HEAD + LINES, 1)
+    z.close()
+    restart(on + "detect.resume_max = 1\n")
+    assert until(lambda: st()["events"] == 3, 10), st()
+    assert "the oldest 1 are not matched (detect.resume_max 1)" in n3.logtext()
+    time.sleep(0.5)
+    assert st()["events"] == 3, st()
     # an unreadable position: said so, and matching starts at the log's end
     with open(pos, "w") as f:
         f.write("garbage")
