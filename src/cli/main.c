@@ -67,7 +67,9 @@ static const struct command commands[] = {
 	  "       kizuna bench entities [--entities N] [--updates U]\n"
 	  "                    (entity picture: memory, updates/s, snapshot: bench/entities.sh)\n"
 	  "       kizuna bench adapters [--shared DIR] [--messages N]\n"
-	  "                    (AIS and Mode S decode rates on one core: bench/adapters.sh)\n" },
+	  "                    (AIS and Mode S decode rates on one core: bench/adapters.sh)\n"
+	  "       kizuna bench audit [--data DIR] [--entries N] [--max-file-mb M] [--max-files F]\n"
+	  "                    (an audit log of N entries by the node's writer: bench/audit.sh)\n" },
 	{ "store", cli_store_main, "verify, repair, dump or reindex the record log",
 	  "usage: kizuna store (verify | repair | dump | reindex) [--data DIR] [--from SEQ]\n\n"
 	  "Works on DIR/log (default ./var/log). verify and dump read, and work while the node\n"

@@ -16,7 +16,11 @@ from clusterlib import *
 
 a = cluster_node("n1")
 nats = Nats(a.pki, os.path.join(a.dir, "js"))
-b = cluster_node("n2", pki_from=a)
+# B waits up to 8 s (the default is 3 s): under the sanitizers, taking a burst of 37.5 MB
+# from the stream once took B longer than 3 s, and a CONNECT answered at the cap may be
+# overtaken by design (docs/CLUSTER.md "Order"); the order is what is tested here
+FAILOVER_MS = 8000  # below limits.connect_timeout_ms (10 s)
+b = cluster_node("n2", pki_from=a, extra="cluster.failover_order_ms = %d\n" % FAILOVER_MS)
 wait_log(a, "JetStream answers")
 wait_log(b, "JetStream answers")
 wait_log(a, "sharing sessions")
@@ -39,7 +43,7 @@ def test_publisher_order_kept_across_a_move_to_another_node():
         p.close()  # every one acknowledged: JetStream has them
         b.proc.send_signal(signal.SIGCONT)
         t0 = time.time()
-        q = b.client("ord-pub")  # the same client id, now on B
+        q = b.client("ord-pub", connack_s=30)  # the same client id, now on B
         waited = time.time() - t0
         q.pub("ord/t", "%d-after" % rnd, qos=1)
         q.close()
@@ -65,13 +69,13 @@ def test_connect_answered_without_nats():
     wait_log(b, "disconnected from NATS")
     before = metrics(b)["kizuna_cluster_failover_order_expired_total"]
     t0 = time.time()
-    c = b.client("ord-alone")
+    c = b.client("ord-alone", connack_s=30)
     took = time.time() - t0
     assert c.rc == 0
     c.close()
-    print("  CONNACK with NATS gone after %.0f ms (cluster.failover_order_ms = 3000)" % (took * 1000))
+    print("  CONNACK with NATS gone after %.0f ms (cluster.failover_order_ms = %d)" % (took * 1000, FAILOVER_MS))
     assert metrics(b)["kizuna_cluster_failover_order_expired_total"] == before + 1
-    assert "has not taken every record of the stream within 3000 ms" in b.logtext()
+    assert "has not taken every record of the stream within %d ms" % FAILOVER_MS in b.logtext()
 
 
 run_tests([test_publisher_order_kept_across_a_move_to_another_node, test_connect_answered_without_nats])

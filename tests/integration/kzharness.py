@@ -146,7 +146,7 @@ def stacks(node):
     """A node that does not answer: its threads' stacks (with gdb, when installed) and its
     log's tail, for the test's output."""
     import shutil
-    print("--- no CONNACK within 10 s from the node on port %d; its log's tail:\n%s" % (node.port, node.logtext()[-3000:]))
+    print("--- no CONNACK in time from the node on port %d; its log's tail:\n%s" % (node.port, node.logtext()[-3000:]))
     if shutil.which("gdb") and node.proc.poll() is None:
         r = subprocess.run(["gdb", "-batch", "-p", str(node.proc.pid), "-ex", "thread apply all bt"],
                            capture_output=True, text=True, timeout=120)
@@ -156,7 +156,7 @@ def stacks(node):
 class Client:
     """A paho client with a message queue."""
 
-    def __init__(self, node, cid, v5, cert, clean, keepalive=60, props=None, will=None, ws=False):
+    def __init__(self, node, cid, v5, cert, clean, keepalive=60, props=None, will=None, ws=False, connack_s=10):
         """ws: MQTT over WebSocket, to the HTTPS listener's /mqtt."""
         self.v5 = v5
         self.c = mqtt.Client(client_id=cid, protocol=mqtt.MQTTv5 if v5 else mqtt.MQTTv311,
@@ -189,7 +189,7 @@ class Client:
             self.c.connect("localhost", port, keepalive)
         self.c.loop_start()
         try:
-            self.flags, self.rc, self.props = self.connack.get(timeout=10)
+            self.flags, self.rc, self.props = self.connack.get(timeout=connack_s)
         except queue.Empty:
             stacks(node)
             raise

@@ -64,6 +64,31 @@ static void test_errors(void **st)
 	unlink(p);
 }
 
+/* cluster.failover_order_ms must be below limits.connect_timeout_ms, in either order in the
+ * file: a CONNECT held that long would be closed unanswered. */
+static void test_failover_below_connect_timeout(void **st)
+{
+	(void)st;
+	static const char *const bad[] = { "cluster.failover_order_ms = 10000\n",
+					   "limits.connect_timeout_ms = 2000\ncluster.failover_order_ms = 2000\n" };
+	for (int i = 0; i < 2; i++) {
+		struct node_config c;
+		node_config_default(&c);
+		const char *p = write_tmp(bad[i]);
+		char err[1024] = "";
+		FILE *e = fmemopen(err, sizeof err, "w");
+		assert_int_equal(node_config_load(&c, p, e), 1);
+		fclose(e);
+		assert_non_null(strstr(err, "must be below limits.connect_timeout_ms"));
+		unlink(p);
+	}
+	struct node_config c;
+	node_config_default(&c);
+	const char *p = write_tmp("cluster.failover_order_ms = 9999\n");
+	assert_int_equal(node_config_load(&c, p, stderr), 0);
+	unlink(p);
+}
+
 /* store.fsync and the flow-control caps: values and their precise errors. */
 static void test_store_and_flow(void **st)
 {
@@ -164,6 +189,7 @@ static void test_retention_rules(void **st)
 int main(void)
 {
 	const struct CMUnitTest tests[] = { cmocka_unit_test(test_valid), cmocka_unit_test(test_errors),
-					    cmocka_unit_test(test_store_and_flow), cmocka_unit_test(test_retention_rules) };
+					    cmocka_unit_test(test_store_and_flow), cmocka_unit_test(test_retention_rules),
+					    cmocka_unit_test(test_failover_below_connect_timeout) };
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
