@@ -553,8 +553,8 @@ static void test_newest(void **st)
 {
 	struct kz_audit *a;
 	char why[512];
-	assert_int_equal(kz_audit_open(dir, 100, 3600000, &a, why, sizeof why), 0);
-	kz_audit_set_limits(a, 10000, 96 << 10, 0); /* several files, all kept */
+	assert_int_equal(kz_audit_open(dir, 1000, 3600000, &a, why, sizeof why), 0);
+	kz_audit_set_limits(a, 10000, 256 << 10, 0); /* several files, all kept */
 	char reason[300];
 	memset(reason, 'r', sizeof reason - 1);
 	reason[sizeof reason - 1] = 0;
