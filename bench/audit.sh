@@ -3,7 +3,8 @@
 # log holds ENTRIES entries (default 1,000,000, written by `kizuna bench audit` with the node's
 # writer and defaults: 64 MiB files, 16 kept). Three requests, each REQS times (default 20):
 #   newest    ?limit=200                               (the view as it opens)
-#   deny      ?decision=deny&action=subscribe&limit=200  (a filter: 1 entry in 100 matches)
+#   deny      ?decision=deny&action=subscribe&limit=200  (a filter that matches few entries: the
+#             writer summarises repeated denials, 20 in 100,000 here: read back to the start)
 #   middle    ?limit=200&before=ENTRIES/2              (a page half way back)
 # Prints the median and p90 time per request and the node's peak resident memory (VmHWM)
 # after them. KZ_BASE=path/to/an/older/kizuna runs the same on the same log in the same run
