@@ -341,33 +341,33 @@ def test_resume_matches_what_was_written_while_detection_was_off():
             f.write("mqtt.listen = 127.0.0.1:%d\nthreads = 2\ntick_ms = 50\npolicy.open = 1\n%s" % (n3.port, config))
         n3.log = open(n3.log.name, "a")
         n3.start()
+
+    def logs_while_off(messages):
+        """Restarted with detection off, a sensor publishes messages of 3 matching lines."""
+        restart("https.listen = 127.0.0.1:%d\ndetect.enabled = 0\n" % hp)
+        z = n3.client(cert=admin)
+        for _ in range(messages):
+            z.pub("kz/logs/zeek/dns", HEAD + LINES, 1)
+        z.close()
+
+    def quiet():
+        """Started again: its indicator back, and after a while no log line read."""
+        assert until(lambda: st()["indicators"] == 1, 10)
+        time.sleep(0.5)
+        assert st()["events"] == 0, st()
     assert until(lambda: os.path.exists(pos), 10), "no detect.pos written"
-    restart("https.listen = 127.0.0.1:%d\ndetect.enabled = 0\n" % hp)  # detection off
-    z = n3.client(cert=admin)
-    z.pub("kz/logs/zeek/dns", HEAD + LINES, 1)
-    z.close()
+    logs_while_off(1)
     restart(on)
     assert until(lambda: st()["events"] == 3 and st()["matches"] == 3, 10), st()
     assert "detect: resuming at log record" in n3.logtext()
     restart(on)  # a clean stop saved where it ended: nothing is matched again
-    assert until(lambda: st()["indicators"] == 1, 10)
-    time.sleep(0.5)
-    assert st()["events"] == 0, st()
+    quiet()
     # detect.resume = 0: the position is not used
-    restart("https.listen = 127.0.0.1:%d\ndetect.enabled = 0\n" % hp)
-    z = n3.client(cert=admin)
-    z.pub("kz/logs/zeek/dns", HEAD + LINES, 1)
-    z.close()
+    logs_while_off(1)
     restart(on + "detect.resume = 0\n")
-    assert until(lambda: st()["indicators"] == 1, 10)
-    time.sleep(0.5)
-    assert st()["events"] == 0, st()
+    quiet()
     # detect.resume_max: of the 2 log records written meanwhile, only the newest is matched
-    restart("https.listen = 127.0.0.1:%d\ndetect.enabled = 0\n" % hp)
-    z = n3.client(cert=admin)
-    z.pub("kz/logs/zeek/dns", HEAD + LINES, 1)
-    z.pub("kz/logs/zeek/dns", HEAD + LINES, 1)
-    z.close()
+    logs_while_off(2)
     restart(on + "detect.resume_max = 1\n")
     assert until(lambda: st()["events"] == 3, 10), st()
     assert "the oldest 1 are not matched (detect.resume_max 1)" in n3.logtext()
