@@ -251,7 +251,7 @@ static const struct directive directives[] = {
 	{ "cluster.session_margin_ms", T_U32, C(cluster_session_margin_ms), 0, 0, 3600000, "5000",
 	  "A persistent session that moves to this node from another gets the records accepted since its last acknowledgement on the other node, less this margin: the longest a record may take from its acceptance to its origin's log and to JetStream. More margin, more messages delivered twice after a move; less, a record slower than that can be missed (docs/CLUSTER.md \"Sessions\")." },
 	{ "cluster.failover_order_ms", T_U32, C(cluster_failover_order_ms), 0, 0, 60000, "3000",
-	  "A CONNECT for a client id that another node served last waits up to this long, before its CONNACK, until this node has taken every record the stream held when the CONNECT came: what the client published on the other node reaches subscribers here before what it publishes now (per-publisher order across a failover, docs/CLUSTER.md \"Order\"). Usually a few tens of milliseconds; 0: no wait. Must be below limits.connect_timeout_ms." },
+	  "A CONNECT for a client id that another node served last waits up to this long, before its CONNACK, until this node has taken every record the stream held when the CONNECT came: what the client published on the other node reaches subscribers here before what it publishes now (per-publisher order across a failover, docs/CLUSTER.md \"Order\"). Usually a few tens of milliseconds; 0: no wait. In a cluster, must be below limits.connect_timeout_ms." },
 	{ "cluster.node_dead_ms", T_U32, C(cluster_node_dead_ms), 0, 0, 3600000, "30000",
 	  "Every node writes a heartbeat to the bucket KZ_SESSIONS. A node whose heartbeat has not come while this node's own came back for this long is taken as dead: its sessions are taken over by a live node (compare-and-set, one wins), which publishes the wills of the clients that were connected to it (after their delay) and expires them. A client that reconnects to another node first keeps its session and no will goes. A node cut off from NATS this long while its clients stay connected is taken as dead too: it gives its sessions up when it is back, so keep it well above the time a node takes to move to another NATS server (about 10 s, docs/CLUSTER.md \"Faults\"). 0: never (a dead node's sessions wait for it) (docs/CLUSTER.md \"A node that died\")." },
 	{ "cluster.session_tombstone_ms", T_U32, C(cluster_session_tombstone_ms), 0, 0, 2592000000u, "3600000",
@@ -502,9 +502,10 @@ int node_config_load(struct node_config *cfg, const char *path, FILE *err)
 		}
 	}
 	fclose(f);
-	/* a CONNECT held for the order across a failover must be answered before the connection
-	 * is closed for not having finished its CONNECT */
-	if (cfg->cluster_failover_order_ms && cfg->cluster_failover_order_ms >= cfg->limits.connect_timeout_ms) {
+	/* in a cluster, a CONNECT held for the order across a failover must be answered before
+	 * the connection is closed for not having finished its CONNECT (a single node holds none) */
+	if (cfg->cluster_nats[0] && cfg->cluster_failover_order_ms &&
+	    cfg->cluster_failover_order_ms >= cfg->limits.connect_timeout_ms) {
 		fprintf(err, "%s: cluster.failover_order_ms (%u) must be below limits.connect_timeout_ms (%u): a CONNECT "
 			"held that long is closed unanswered\n", path, cfg->cluster_failover_order_ms,
 			cfg->limits.connect_timeout_ms);

@@ -64,13 +64,15 @@ static void test_errors(void **st)
 	unlink(p);
 }
 
-/* cluster.failover_order_ms must be below limits.connect_timeout_ms, in either order in the
- * file: a CONNECT held that long would be closed unanswered. */
+/* In a cluster, cluster.failover_order_ms must be below limits.connect_timeout_ms, in either
+ * order in the file: a CONNECT held that long would be closed unanswered. A single node
+ * holds no CONNECT: a short connect timeout with the default wait is fine there. */
 static void test_failover_below_connect_timeout(void **st)
 {
 	(void)st;
-	static const char *const bad[] = { "cluster.failover_order_ms = 10000\n",
-					   "limits.connect_timeout_ms = 2000\ncluster.failover_order_ms = 2000\n" };
+	static const char *const bad[] = { "cluster.nats = tls://127.0.0.1:4222\ncluster.failover_order_ms = 10000\n",
+					   "limits.connect_timeout_ms = 2000\ncluster.failover_order_ms = 2000\n"
+					   "cluster.nats = tls://127.0.0.1:4222\n" };
 	for (int i = 0; i < 2; i++) {
 		struct node_config c;
 		node_config_default(&c);
@@ -84,7 +86,11 @@ static void test_failover_below_connect_timeout(void **st)
 	}
 	struct node_config c;
 	node_config_default(&c);
-	const char *p = write_tmp("cluster.failover_order_ms = 9999\n");
+	const char *p = write_tmp("cluster.nats = tls://127.0.0.1:4222\ncluster.failover_order_ms = 9999\n");
+	assert_int_equal(node_config_load(&c, p, stderr), 0);
+	unlink(p);
+	node_config_default(&c);
+	p = write_tmp("limits.connect_timeout_ms = 500\n"); /* a single node (test_limits.py) */
 	assert_int_equal(node_config_load(&c, p, stderr), 0);
 	unlink(p);
 }
