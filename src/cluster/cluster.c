@@ -188,6 +188,15 @@ static void closed_cb(natsConnection *nc, void *closure)
 	atomic_store(&c->closed, true);
 }
 
+void kz_cluster_sub_end(natsConnection *nc, natsSubscription *sub)
+{
+	if (!sub)
+		return;
+	if (nc && natsSubscription_Unsubscribe(sub) == NATS_OK)
+		(void)natsConnection_FlushTimeout(nc, 1000);
+	natsSubscription_Destroy(sub);
+}
+
 /* Closes c->nc and waits (up to 5 s) for its last callback. */
 static void close_nats(struct kz_cluster *c)
 {

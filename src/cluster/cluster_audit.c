@@ -103,7 +103,7 @@ int kz_cluster_audit_fetch(const struct kz_cluster_config *cfg, const char *node
 			rc = entry(ctx, natsMsg_GetData(list.Msgs[i]), (size_t)natsMsg_GetDataLength(list.Msgs[i]));
 		natsMsgList_Destroy(&list);
 	}
-	natsSubscription_Destroy(sub);
+	kz_cluster_sub_end(c->nc, sub);
 	kvStore *kv = NULL;
 	if (!rc && js_KeyValue(&kv, c->js, "KZ_TRUST") == NATS_OK) {
 		static const char *const keys[] = { "pub", "mldsa.pub", "head" };

@@ -186,7 +186,7 @@ void kz_cluster_batch_learn(struct kz_cluster *c, uint64_t from_sseq, uint64_t c
 											  true };
 		top = last;
 	}
-	natsSubscription_Destroy(sub);
+	kz_cluster_sub_end(c->nc, sub); /* an ordered consumer: pushed to while it lives */
 	b->cursor = 0;
 	if (s != NATS_OK || top < last_origin)
 		kz_warn("cluster: read back %" PRIu64 " of our messages above record %" PRIu64 " (%s): what is not known of "
@@ -343,6 +343,6 @@ int kz_cluster_print_own_records(struct kz_cluster *c, FILE *out)
 		s != NATS_OK && pending ? " (stopped early: " : "", s != NATS_OK && pending ? natsStatus_GetText(s) : "",
 		s != NATS_OK && pending ? ")" : "");
 	free(v);
-	natsSubscription_Destroy(sub);
+	kz_cluster_sub_end(c->nc, sub);
 	return s != NATS_OK && pending ? -1 : 0;
 }

@@ -827,7 +827,7 @@ void *kz_cluster_follower(void *arg)
 			break;
 		atomic_store(&c->f_parked, false); /* before js_ready is read: swap_server */
 		if (!atomic_load(&c->js_ready)) {
-			natsSubscription_Destroy(pl.sub); /* of the connection being replaced */
+			kz_cluster_sub_end(c->nc, pl.sub); /* of the connection being replaced */
 			pl.sub = NULL;
 			atomic_store(&c->f_parked, true);
 			nats_Sleep(20);
@@ -871,7 +871,7 @@ void *kz_cluster_follower(void *arg)
 			c->f_reset = false;
 			if (consumer_remake(c, durable, "delivered again from its start what this node had acknowledged (its "
 					    "server restarted)", false)) {
-				natsSubscription_Destroy(pl.sub);
+				kz_cluster_sub_end(c->nc, pl.sub);
 				pl.sub = NULL;
 			}
 			continue;
@@ -899,7 +899,7 @@ void *kz_cluster_follower(void *arg)
 			natsStatus cs = js_GetConsumerInfo(&ci, c->js, STREAM, durable, NULL, &cerr);
 			if (cs == NATS_NOT_FOUND || cerr == JSConsumerNotFoundErr || cerr == JSStreamNotFoundErr) {
 				kz_warn("cluster: our consumer %s is gone from JetStream: made again", durable);
-				natsSubscription_Destroy(pl.sub);
+				kz_cluster_sub_end(c->nc, pl.sub);
 				pl.sub = NULL;
 				bad_ms = 0;
 			} else {
@@ -908,7 +908,7 @@ void *kz_cluster_follower(void *arg)
 					consumer_on(c, ci);
 				}
 				if (consumer_check(c, durable, cs == NATS_OK ? ci : NULL, &bad_ms)) {
-					natsSubscription_Destroy(pl.sub);
+					kz_cluster_sub_end(c->nc, pl.sub);
 					pl.sub = NULL;
 				}
 			}
@@ -917,7 +917,7 @@ void *kz_cluster_follower(void *arg)
 				nats_Sleep(100);
 		}
 	}
-	natsSubscription_Destroy(pl.sub);
+	kz_cluster_sub_end(c->nc, pl.sub);
 	kz_cluster_held_expire(c, true); /* stopping: what was held back is delivered */
 	return NULL;
 }

@@ -118,6 +118,13 @@ natsStatus kz_cluster_add_stream(jsCtx *js, const char *name, const char *subjec
 int kz_cluster_connect(struct kz_cluster *c, char *why, size_t why_len);
 void kz_cluster_close(struct kz_cluster *c);
 uint64_t kz_cluster_header_u64(natsMsg *m, const char *key);
+/* Ends a subscription on nc that may still be receiving (a consumer's push, a late answer):
+ * libnats 3.4.1 (Debian 12) can crash its reader thread when a subscription is destroyed while
+ * a message for it is being taken in (nats.c issue #637, fixed in 3.6.0). Unsubscribed first,
+ * then a flush: the server's PONG comes after every message it sent before the UNSUB, and the
+ * reader takes them in order; then destroyed. A JetStream subscription's ephemeral consumer is
+ * deleted with it. */
+void kz_cluster_sub_end(natsConnection *nc, natsSubscription *sub);
 void kz_cluster_state_save(struct kz_cluster *c, uint64_t local, uint64_t origin, uint64_t sseq);
 /* cluster_batch.c: the replicator adds record seq (origin sequence origin) to its batch,
  * which goes out first when it is full; flush publishes it (asynchronously); drop forgets it
