@@ -26,6 +26,14 @@ static void put(const char *name, const uint8_t *p, size_t n)
 	}
 }
 
+/* kz_audit_newest's callback: counts, and stops after 5 (a page) */
+static int count_line(void *ctx, const char *line, size_t len)
+{
+	(void)line;
+	(void)len;
+	return ++*(unsigned *)ctx == 5;
+}
+
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
 	if (!dir[0]) {
@@ -55,5 +63,11 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	struct kz_audit_filter f = { .action = "tls", .decision = "deny", .since_ns = 1 };
 	(void)kz_audit_show(dir, &f, devnull, why, sizeof why);
 	fclose(devnull);
+	/* the same files read backwards (/api/v1/audit): every entry, then a page below entry 3 */
+	struct kz_audit_filter all = { 0 };
+	unsigned n = 0;
+	(void)kz_audit_newest(dir, &all, 0, count_line, &n, why, sizeof why);
+	n = 0;
+	(void)kz_audit_newest(dir, &f, 3, count_line, &n, why, sizeof why);
 	return 0;
 }
