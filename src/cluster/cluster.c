@@ -943,16 +943,20 @@ int kz_cluster_print_status_ex(const struct kz_cluster_config *cfg, bool records
 		else if (records)
 			fprintf(out, "this node's records stored: 0 in 0 messages, 0 more than once, 0 missing, 0 messages "
 				"not read as records, at most 0 records in one message\n");
-		char durable[96];
-		snprintf(durable, sizeof durable, "kz-node-%s", cfg->node_id);
+		char durable[96], old[4][96];
+		unsigned n_old = 0;
+		(void)kz_cluster_consumer_find(c.js, cfg->node_id, durable, sizeof durable, old, 4, &n_old);
 		jsConsumerInfo *ci = NULL;
 		if (js_GetConsumerInfo(&ci, c.js, STREAM, durable, NULL, &jerr) == NATS_OK) {
-			fprintf(out, "follower: %s, %" PRIu64 " messages behind, %" PRId64 " in flight\n", durable,
-				ci->NumPending, ci->NumAckPending);
+			fprintf(out, "follower: %s, %" PRIu64 " messages behind, %" PRId64 " in flight, on %s\n", durable,
+				ci->NumPending, ci->NumAckPending,
+				ci->Cluster && ci->Cluster->Leader ? ci->Cluster->Leader : "(no server)");
 			jsConsumerInfo_Destroy(ci);
 		} else {
 			fprintf(out, "follower: %s, not created yet\n", durable);
 		}
+		for (unsigned i = 0; i < n_old; i++)
+			fprintf(out, "follower: %s, an earlier one, to be deleted\n", old[i]);
 		for (uint32_t i = 0; i < c.n_origins; i++) {
 			uint64_t open = 0;
 			for (uint32_t g = 0; g < c.origins[i].n_gaps; g++)

@@ -177,6 +177,12 @@ bool kz_cluster_batch_next(const uint8_t *body, size_t n, size_t *off, const uin
 /* Is body exactly count frames, none empty? */
 bool kz_cluster_batch_valid(const uint8_t *body, size_t n, uint64_t count);
 
+/* A node's consumer is kz-node-<id>, then kz-node-<id>~<gen> for each made
+ * under a new name because the one before could not be deleted (its server did not answer:
+ * docs/CLUSTER.md "Our consumer"). Name of generation gen: */
+void kz_cluster_consumer_name(const char *node_id, unsigned gen, char *out, size_t len);
+/* Generation of name if it is one of node_id's consumers, else -1. */
+long kz_cluster_consumer_gen(const char *node_id, const char *name);
 /* The pending count in a JetStream acknowledgement subject: $JS.ACK.<stream>.<consumer>.
  * <delivered>.<stream seq>.<consumer seq>.<time>.<pending> (9 tokens), or the newer form of 12
  * or more tokens (pending the 11th). -1 when reply is not such a subject. */

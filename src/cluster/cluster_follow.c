@@ -242,7 +242,7 @@ void kz_cluster_held_expire(struct kz_cluster *c, bool everything)
  * from the stream, or under the floor it was made from). */
 /* What identifies message m, at stream sequence sseq, for the floor: its origin and origin
  * sequence ("" and 0 when it has none). */
-static void mark_of(natsMsg *m, uint64_t sseq, struct kz_cluster_mark *mk)
+void kz_cluster_mark_of(natsMsg *m, uint64_t sseq, struct kz_cluster_mark *mk)
 {
 	const char *o = NULL;
 	mk->sseq = sseq;
@@ -261,7 +261,7 @@ static void floor_decided(struct kz_cluster *c, natsMsg *m, const char *reply)
 	if (ai.consumer_seq == 1 && ai.stream_seq - 1 > f->floor)
 		kz_cluster_floor_reset(f, ai.stream_seq - 1);
 	struct kz_cluster_mark mk;
-	mark_of(m, ai.stream_seq, &mk);
+	kz_cluster_mark_of(m, ai.stream_seq, &mk);
 	kz_cluster_floor_take(f, &mk);
 }
 
@@ -576,233 +576,6 @@ static natsStatus pull(struct kz_cluster *c, struct puller *p, natsMsgList *list
 	return s == NATS_OK || s == NATS_TIMEOUT ? NATS_TIMEOUT : s;
 }
 
-/* Notes the server our consumer is on (ci: its info). */
-static void consumer_on(struct kz_cluster *c, const jsConsumerInfo *ci)
-{
-	if (ci && ci->Cluster && ci->Cluster->Leader)
-		snprintf(c->f_on, sizeof c->f_on, "%s", ci->Cluster->Leader);
-}
-
-/* Does the stream still hold at the floor what it held when we decided it? 1 yes, 0 no (or
- * the floor's record is not known: then the consumer is made from the stream's start), -1 no
- * answer. A stream that lost its tail (a power loss: nats-server 2.9 syncs every 2 minutes)
- * and took records published again at those sequences fails it. */
-static int floor_holds(struct kz_cluster *c, bool learn)
-{
-	struct kz_cluster_floor *f = &c->floor;
-	if (!f->floor || (!f->known && !learn))
-		return 0;
-	natsMsg *m = NULL;
-	jsErrCode jerr = 0;
-	natsStatus s = js_GetMsg(&m, c->js, STREAM, f->floor, NULL, &jerr);
-	if (s != NATS_OK)
-		return s == NATS_NOT_FOUND || jerr == JSNoMessageFoundErr || jerr == JSStreamNotFoundErr ? 0 : -1;
-	struct kz_cluster_mark now;
-	mark_of(m, f->floor, &now);
-	bool same = strcmp(now.node, f->id.node) == 0 && now.oseq == f->id.oseq;
-	if (learn) { /* a floor JetStream gave (a consumer's ack floor): what is there now is what we took */
-		f->id = now;
-		f->known = same = true;
-	}
-	natsMsg_Destroy(m);
-	return same;
-}
-
-/* Our durable consumer (docs/CLUSTER.md "Our consumer"): on one server, in memory (the stream
- * is replicated; a consumer replicated like it cost the nats-servers a Raft proposal for each
- * delivery and each acknowledgement, on every node's consumer), explicit acknowledgements
- * (what was sent and not acknowledged, lost in flight, comes again after AckWait, which is less
- * than cluster.gap_timeout_ms's default so that it fills its gap in time). Made from the floor
- * when the stream still holds there what it held, else from the stream's start (what this node
- * already has is dropped by origin sequence); one that exists is taken as it is. One of an
- * older kizuna (replicated, on disk) is made again from what it says we acknowledged; one that
- * acknowledged all-up-to, from the stream's start. */
-static bool consumer_check(struct kz_cluster *c, const char *durable, const jsConsumerInfo *ci, uint64_t *bad_ms);
-
-static int consumer_ensure(struct kz_cluster *c, const char *durable, uint64_t *bad_ms)
-{
-	jsConsumerConfig cc;
-	jsConsumerConfig_Init(&cc);
-	cc.Durable = durable;
-	cc.AckPolicy = js_AckExplicit;
-	cc.DeliverPolicy = js_DeliverAll;
-	cc.AckWait = (int64_t)10 * 1000000000;
-	cc.FilterSubject = "kz.rec.>";
-	cc.Replicas = 1;
-	cc.MemoryStorage = true;
-	jsConsumerInfo *ci = NULL;
-	jsErrCode jerr = 0;
-	natsStatus is = js_GetConsumerInfo(&ci, c->js, STREAM, durable, NULL, &jerr);
-	if (is != NATS_OK && is != NATS_NOT_FOUND && jerr != JSConsumerNotFoundErr && jerr != JSStreamNotFoundErr) {
-		(void)consumer_check(c, durable, NULL, bad_ms); /* no answer: made below once deleted */
-		return -1;
-	}
-	*bad_ms = 0;
-	bool trusted = false;
-	if (is == NATS_OK) {
-		bool explicit = ci->Config && ci->Config->AckPolicy == js_AckExplicit;
-		bool fit = explicit && ci->Config->Replicas == 1 && ci->Config->MemoryStorage;
-		uint64_t acked = ci->AckFloor.Stream;
-		if (fit) {
-			if (!c->floor.floor) { /* this node just started: the consumer's ack floor is ours */
-				kz_cluster_floor_reset(&c->floor, acked);
-				(void)floor_holds(c, true);
-			}
-			consumer_on(c, ci);
-			jsConsumerInfo_Destroy(ci);
-			return 0;
-		}
-		jsConsumerInfo_Destroy(ci);
-		if (explicit) {
-			kz_warn("cluster: our consumer %s is replicated and on disk (an older kizuna): made again on one "
-				"server, in memory, after stream sequence %" PRIu64 ", which it says we acknowledged", durable,
-				acked);
-			kz_cluster_floor_reset(&c->floor, acked);
-			trusted = true;
-		} else {
-			kz_warn("cluster: our consumer %s acknowledges all-up-to: made again with explicit acknowledgements",
-				durable);
-			kz_cluster_floor_reset(&c->floor, 0);
-		}
-		if (js_DeleteConsumer(c->js, STREAM, durable, NULL, NULL) != NATS_OK)
-			return -1;
-	}
-	if (c->floor.floor) {
-		int h = floor_holds(c, trusted);
-		if (h < 0)
-			return -1;
-		if (!h) {
-			kz_warn("cluster: the stream no longer holds at sequence %" PRIu64 " what this node took there (or "
-				"that is not known): our consumer %s is made from the stream's start", c->floor.floor, durable);
-			kz_cluster_floor_reset(&c->floor, 0);
-		}
-	}
-	if (c->floor.floor) {
-		cc.DeliverPolicy = js_DeliverByStartSequence;
-		cc.OptStartSeq = c->floor.floor + 1;
-	}
-	c->floor.n_above = 0; /* what a new consumer delivers starts at the floor */
-	ci = NULL;
-	natsStatus s = js_AddConsumer(&ci, c->js, STREAM, &cc, NULL, &jerr);
-	if (s == NATS_OK) {
-		c->f_on[0] = 0;
-		consumer_on(c, ci);
-	}
-	jsConsumerInfo_Destroy(ci);
-	if (s != NATS_OK)
-		return -1;
-	/* JetStream puts it on one of the stream's servers at random (nats-server 2.9 takes no
-	 * placement for a consumer): on the one it did not answer on, it is deleted and made again,
-	 * a few times */
-	if (c->f_avoid[0] && strcmp(c->f_on, c->f_avoid) == 0 && c->f_placed < 5) {
-		c->f_placed++;
-		kz_info("cluster: our consumer %s was made on %s, where it did not answer: made again elsewhere", durable,
-			c->f_on);
-		(void)js_DeleteConsumer(c->js, STREAM, durable, NULL, NULL);
-		return -1;
-	}
-	c->f_avoid[0] = 0;
-	c->f_placed = 0;
-	return 0;
-}
-
-/* Deletes our consumer, to be made again from the stream's start (the caller drops its
- * subscription); what this node already has is dropped by origin sequence. */
-static bool consumer_remake(struct kz_cluster *c, const char *durable, const char *why, bool from_start)
-{
-	kz_warn("cluster: our consumer %s %s: deleting it and making it again, from %s", durable, why,
-		from_start ? "the stream's start" : "what this node has acknowledged (if the stream still holds it)");
-	if (from_start)
-		kz_cluster_floor_reset(&c->floor, 0);
-	jsErrCode jerr = 0;
-	natsStatus ds = js_DeleteConsumer(c->js, STREAM, durable, NULL, &jerr);
-	if (ds != NATS_OK && jerr != JSConsumerNotFoundErr)
-		kz_warn("cluster: deleting our consumer %s: %s (JetStream error %d); trying again later", durable,
-			natsStatus_GetText(ds), (int)jerr);
-	atomic_fetch_add(&c->consumers_remade, 1);
-	return ds == NATS_OK || jerr == JSConsumerNotFoundErr;
-}
-
-/* After a loss of servers' files (a power loss: nats-server 2.9 syncs every 2 minutes) our
- * consumer can be left broken for good, and nothing in JetStream mends it (docs/CLUSTER.md
- * "Faults and what each does"):
- *  - no quorum: nats-server logs "has NO quorum, stalled"; every request on it times out;
- *  - a replica that kept the old stream leads it: it says it delivered everything while the
- *    stream, led by a server that lost it and took the records published again, goes on;
- *  - it delivered beyond the stream's end: the stream lost its tail, and records published
- *    again into those sequences would never reach us;
- *  - records are held behind a gap (this node has later records of an origin and not the
- *    earlier ones): published again where the consumer had already been.
- * The second is made again from the stream's start once it lasted cluster.consumer_stall_ms
- * while the stream answers (*bad_ms: since when; 0 while it is fine), the third at once, the
- * last when the gap is that old (before cluster.gap_timeout_ms gives up on it). One that does
- * not answer while the stream does (its server is down or cut off; nats-server 2.9's "NO
- * quorum, stalled" was the first case with replicated consumers) is made again from the floor
- * on another server once that lasted cluster.consumer_lost_ms (f_lost_since). ci: the
- * consumer's info, NULL when it did not answer. True when the consumer is to be made again. */
-static bool consumer_check(struct kz_cluster *c, const char *durable, const jsConsumerInfo *ci, uint64_t *bad_ms)
-{
-	uint64_t now = kz_now_mono_ms();
-	jsStreamInfo *si = NULL;
-	jsErrCode jerr = 0;
-	if (js_GetStreamInfo(&si, c->js, STREAM, NULL, &jerr) != NATS_OK) {
-		c->f_lost_since = 0; /* the stream is silent too: JetStream is down, not our consumer */
-		return false;
-	}
-	uint64_t last = si->State.LastSeq;
-	jsStreamInfo_Destroy(si);
-	char why[200];
-	if (ci && last < ci->Delivered.Stream) {
-		snprintf(why, sizeof why, "delivered up to stream sequence %llu, beyond the stream's end at %llu (the stream "
-			 "lost its tail)", (unsigned long long)ci->Delivered.Stream, (unsigned long long)last);
-		*bad_ms = 0;
-		return consumer_remake(c, durable, why, true);
-	}
-	uint64_t held_since = 0;
-	pthread_mutex_lock(&c->lock);
-	for (uint32_t i = 0; i < c->n_origins; i++)
-		if (c->held[i].n && (!held_since || c->held[i].since_ms < held_since))
-			held_since = c->held[i].since_ms;
-	pthread_mutex_unlock(&c->lock);
-	if (held_since && now - held_since >= c->cfg.consumer_stall_ms) {
-		snprintf(why, sizeof why, "has not brought the records awaited behind a gap for %llu ms (records published "
-			 "again after JetStream lost them, where it had already been?)", (unsigned long long)(now - held_since));
-		*bad_ms = 0;
-		return consumer_remake(c, durable, why, true);
-	}
-	if (!ci) {
-		if (!c->f_lost_since)
-			c->f_lost_since = now;
-		if (now - c->f_lost_since < c->cfg.consumer_lost_ms)
-			return false;
-		snprintf(why, sizeof why, "has not answered for %llu ms while the stream does (cluster.consumer_lost_ms; its "
-			 "server%s%s is down or cut off)", (unsigned long long)(now - c->f_lost_since), c->f_on[0] ? " " : "",
-			 c->f_on);
-		c->f_lost_since = 0;
-		*bad_ms = 0;
-		snprintf(c->f_avoid, sizeof c->f_avoid, "%s", c->f_on);
-		c->f_placed = 0;
-		/* its deletion goes through even when no answer comes (its server is down): the
-		 * next look at it finds it gone, or deletes it again */
-		(void)consumer_remake(c, durable, why, false);
-		return true;
-	}
-	bool bad = !ci->NumPending && !ci->NumAckPending && last > ci->Delivered.Stream;
-	if (!bad) {
-		*bad_ms = 0;
-		return false;
-	}
-	if (!*bad_ms)
-		*bad_ms = now;
-	if (now - *bad_ms < c->cfg.consumer_stall_ms)
-		return false;
-	snprintf(why, sizeof why, "has said for %llu ms that it delivered everything, up to stream sequence %llu, "
-		 "while the stream ends at %llu", (unsigned long long)(now - *bad_ms),
-		 (unsigned long long)ci->Delivered.Stream, (unsigned long long)last);
-	*bad_ms = 0;
-	return consumer_remake(c, durable, why, true);
-}
-
 static void caught_up(struct kz_cluster *c, uint64_t t0)
 {
 	atomic_store(&c->caught_up_ns, t0);
@@ -817,8 +590,6 @@ void *kz_cluster_follower(void *arg)
 	unsigned idle = 0;
 	uint64_t bad_ms = 0; /* since when our consumer has looked broken (0: it is fine) */
 	bool last_ok = true;
-	char durable[96];
-	snprintf(durable, sizeof durable, "kz-node-%s", c->cfg.node_id);
 	for (;;) {
 		pthread_mutex_lock(&c->lock);
 		bool stop = c->stop;
@@ -833,7 +604,7 @@ void *kz_cluster_follower(void *arg)
 			nats_Sleep(20);
 			continue;
 		}
-		if (!pl.sub && (consumer_ensure(c, durable, &bad_ms) || puller_open(c, &pl, durable))) {
+		if (!pl.sub && (kz_cluster_consumer_ensure(c, &bad_ms) || puller_open(c, &pl, c->f_name))) {
 			nats_Sleep(250);
 			continue;
 		}
@@ -859,7 +630,7 @@ void *kz_cluster_follower(void *arg)
 			uint64_t t1 = kz_now_wall_ns();
 			jsConsumerInfo *ci = NULL;
 			jsErrCode cerr = 0;
-			if (js_GetConsumerInfo(&ci, c->js, STREAM, durable, NULL, &cerr) == NATS_OK) {
+			if (js_GetConsumerInfo(&ci, c->js, STREAM, c->f_name, NULL, &cerr) == NATS_OK) {
 				if (ci->NumPending == 0 && ci->NumAckPending == 0)
 					caught_up(c, t1);
 				jsConsumerInfo_Destroy(ci);
@@ -869,7 +640,7 @@ void *kz_cluster_follower(void *arg)
 		kz_cluster_held_expire(c, false);
 		if (c->f_reset) { /* its server restarted (kept in memory): it started over */
 			c->f_reset = false;
-			if (consumer_remake(c, durable, "delivered again from its start what this node had acknowledged (its "
+			if (kz_cluster_consumer_remake(c, "delivered again from its start what this node had acknowledged (its "
 					    "server restarted)", false)) {
 				kz_cluster_sub_end(c->nc, pl.sub);
 				pl.sub = NULL;
@@ -896,23 +667,25 @@ void *kz_cluster_follower(void *arg)
 			idle = 0;
 			jsConsumerInfo *ci = NULL;
 			jsErrCode cerr = 0;
-			natsStatus cs = js_GetConsumerInfo(&ci, c->js, STREAM, durable, NULL, &cerr);
+			natsStatus cs = js_GetConsumerInfo(&ci, c->js, STREAM, c->f_name, NULL, &cerr);
 			if (cs == NATS_NOT_FOUND || cerr == JSConsumerNotFoundErr || cerr == JSStreamNotFoundErr) {
-				kz_warn("cluster: our consumer %s is gone from JetStream: made again", durable);
+				kz_warn("cluster: our consumer %s is gone from JetStream: made again", c->f_name);
 				kz_cluster_sub_end(c->nc, pl.sub);
 				pl.sub = NULL;
 				bad_ms = 0;
 			} else {
 				if (cs == NATS_OK) { /* it answers */
 					c->f_lost_since = 0;
-					consumer_on(c, ci);
+					kz_cluster_consumer_on(c, ci);
 				}
-				if (consumer_check(c, durable, cs == NATS_OK ? ci : NULL, &bad_ms)) {
+				if (kz_cluster_consumer_check(c, cs == NATS_OK ? ci : NULL, &bad_ms)) {
 					kz_cluster_sub_end(c->nc, pl.sub);
 					pl.sub = NULL;
 				}
 			}
 			jsConsumerInfo_Destroy(ci);
+			if (cs == NATS_OK && pl.sub) /* it answers: one left earlier is deleted */
+				(void)kz_cluster_consumer_sweep(c);
 			if (s != NATS_TIMEOUT)
 				nats_Sleep(100);
 		}

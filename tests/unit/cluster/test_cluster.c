@@ -99,6 +99,30 @@ static void test_state_with_gaps(void **st)
 	assert_int_equal(kz_cluster_parse_seq("-1"), 0);
 }
 
+/* Our consumer's names: kz-node-<id>, then kz-node-<id>~<gen>; another node's (n1 against n1-2,
+ * n10) are not ours. */
+static void test_consumer_names(void **st)
+{
+	(void)st;
+	char n[96];
+	kz_cluster_consumer_name("n1", 0, n, sizeof n);
+	assert_string_equal(n, "kz-node-n1");
+	kz_cluster_consumer_name("n1", 7, n, sizeof n);
+	assert_string_equal(n, "kz-node-n1~7");
+	assert_int_equal(kz_cluster_consumer_gen("n1", "kz-node-n1"), 0);
+	assert_int_equal(kz_cluster_consumer_gen("n1", "kz-node-n1~7"), 7);
+	assert_int_equal(kz_cluster_consumer_gen("n1", "kz-node-n1~12"), 12);
+	assert_int_equal(kz_cluster_consumer_gen("n1", "kz-node-n1-2"), -1);
+	assert_int_equal(kz_cluster_consumer_gen("n1", "kz-node-n10"), -1);
+	assert_int_equal(kz_cluster_consumer_gen("n1", "kz-node-n1~"), -1);
+	assert_int_equal(kz_cluster_consumer_gen("n1", "kz-node-n1~0"), -1);
+	assert_int_equal(kz_cluster_consumer_gen("n1", "kz-node-n1~07"), -1);
+	assert_int_equal(kz_cluster_consumer_gen("n1", "kz-node-n1~7x"), -1);
+	assert_int_equal(kz_cluster_consumer_gen("n1", "kz-node-n1~99999999999999999999"), -1);
+	assert_int_equal(kz_cluster_consumer_gen("n1", "kz-node"), -1);
+	assert_int_equal(kz_cluster_consumer_gen("n1-2", "kz-node-n1-2~3"), 3);
+}
+
 /* The pending count of a JetStream acknowledgement subject (the follower's "caught up"). */
 static void test_ack_pending(void **st)
 {
@@ -227,6 +251,7 @@ int main(void)
 		cmocka_unit_test(test_too_many_gaps_gives_up_the_oldest),
 		cmocka_unit_test(test_state_with_gaps),
 		cmocka_unit_test(test_ack_pending),
+		cmocka_unit_test(test_consumer_names),
 		cmocka_unit_test(test_ack_parse),
 		cmocka_unit_test(test_floor),
 		cmocka_unit_test(test_batch_frames),
