@@ -9,17 +9,30 @@ KIZUNA = os.path.abspath(sys.argv[1]) if len(sys.argv) > 1 else "kizuna"
 
 
 _ports_given = set()
+_ports_block = [0, 0]  # the next port of this process's block, and the block's end
 
 
 def free_port():
-    """A loopback port free now and not handed out before in this process: a port handed
-    out but not yet listened on (a nats-server started after the node that got its port)
-    is free to the kernel and was once given twice (a CI run of cluster_taxii_labels)."""
+    """A loopback port free now and not handed out before in this process. Ports come from a
+    block of 100 reserved for this process by scripts/free-port-base, below the kernel's
+    ephemeral ports: a port of the ephemeral range handed out but not yet listened on (a
+    nats-server started after the node that got its port) can be taken meanwhile by any
+    outgoing connection or by another test's bind to port 0 (ctest -j), and a port was once
+    given twice (a CI run of cluster_taxii_labels)."""
     while True:
+        if _ports_block[0] >= _ports_block[1]:
+            tool = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "scripts", "free-port-base")
+            base = int(subprocess.run([tool, "100"], capture_output=True, text=True, check=True).stdout)
+            _ports_block[:] = [base, base + 100]
+        p = _ports_block[0]
+        _ports_block[0] += 1
         s = socket.socket()
-        s.bind(("127.0.0.1", 0))
-        p = s.getsockname()[1]
-        s.close()
+        try:
+            s.bind(("127.0.0.1", p))
+        except OSError:
+            continue
+        finally:
+            s.close()
         if p not in _ports_given:
             _ports_given.add(p)
             return p
