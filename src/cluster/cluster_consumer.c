@@ -34,8 +34,8 @@ long kz_cluster_consumer_gen(const char *node_id, const char *name)
 	return *end || g > 1000000000UL ? -1 : (long)g;
 }
 
-long kz_cluster_consumer_find(jsCtx *js, const char *node_id, char *cur, size_t len, char (*old)[96], unsigned max_old,
-			      unsigned *n_old)
+long kz_cluster_consumer_find(jsCtx *js, const char *node_id, const char *keep, char *cur, size_t len,
+			      char (*old)[96], unsigned max_old, unsigned *n_old)
 {
 	jsConsumerNamesList *nl = NULL;
 	jsErrCode jerr = 0;
@@ -50,7 +50,7 @@ long kz_cluster_consumer_find(jsCtx *js, const char *node_id, char *cur, size_t 
 		}
 		for (int i = 0; i < nl->Count; i++) {
 			long g = kz_cluster_consumer_gen(node_id, nl->List[i]);
-			if (g >= 0 && g != best && n < max_old)
+			if (g >= 0 && (keep ? strcmp(nl->List[i], keep) != 0 : g != best) && n < max_old)
 				snprintf(old[n++], sizeof *old, "%s", nl->List[i]);
 		}
 		jsConsumerNamesList_Destroy(nl);
@@ -79,9 +79,21 @@ static void consumer_abandon(struct kz_cluster *c)
 		c->f_name);
 }
 
-/* Deletes one consumer of ours left earlier; true when one went. */
+/* Deletes one consumer of ours left earlier; true when one went. With none left, every 30 s,
+ * JetStream's names of ours other than the one in use are taken as left. */
 bool kz_cluster_consumer_sweep(struct kz_cluster *c)
 {
+	uint64_t now = kz_now_mono_ms();
+	if (!c->n_old && now - c->f_scan_ms >= 30000) {
+		/* what was sent through a server while it was stopped reaches JetStream when it
+		 * resumes: a consumer of ours made then (its making went unanswered, it was left) can
+		 * come after its deletion. The names of ours JetStream holds are read again. */
+		char cur[96];
+		c->f_scan_ms = now;
+		if (kz_cluster_consumer_find(c->js, c->cfg.node_id, c->f_name, cur, sizeof cur, c->f_old,
+					     sizeof c->f_old / sizeof *c->f_old, &c->n_old) < 0)
+			c->n_old = 0;
+	}
 	if (!c->n_old)
 		return false;
 	jsErrCode jerr = 0;
@@ -148,7 +160,7 @@ int kz_cluster_consumer_ensure(struct kz_cluster *c, uint64_t *bad_ms)
 	jsConsumerConfig cc;
 	jsConsumerConfig_Init(&cc);
 	if (!c->f_named) { /* this node just started: its consumer in JetStream, if it has one */
-		long g = kz_cluster_consumer_find(c->js, c->cfg.node_id, c->f_name, sizeof c->f_name, c->f_old,
+		long g = kz_cluster_consumer_find(c->js, c->cfg.node_id, NULL, c->f_name, sizeof c->f_name, c->f_old,
 						  sizeof c->f_old / sizeof *c->f_old, &c->n_old);
 		if (g < 0)
 			return -1;

@@ -100,6 +100,7 @@ struct kz_cluster {
 	char f_name[96], f_old[4][96];
 	unsigned f_gen, n_old;
 	bool f_named;
+	uint64_t f_scan_ms;         /* when (monotonic ms) the sweep last read JetStream's names of ours */
 	uint64_t held_total, released_late; /* held now; released by the gap timeout */ /* wall time at which this node had every record the stream held */
 	/* KV buckets (cluster_kv.c): shared sessions, trust documents */
 	pthread_t kthread;
@@ -130,8 +131,6 @@ uint64_t kz_cluster_header_u64(natsMsg *m, const char *key);
  * reader takes them in order; then destroyed. A JetStream subscription's ephemeral consumer is
  * deleted with it. */
 void kz_cluster_sub_end(natsConnection *nc, natsSubscription *sub);
-/* Asks JetStream for node_id's consumers: the highest generation (0 when there is none), its
- * name in cur; up to max_old others into old (*n_old). -1: no answer. */
 /* Our consumer (cluster_consumer.c): made or found (0; -1: not now), made again (true: it is
  * gone, the follower drops its subscription), checked (ci: its info, NULL when it did not
  * answer; true: made again), the server it is on noted; earlier ones deleted (sweep: true when
@@ -143,8 +142,11 @@ void kz_cluster_consumer_on(struct kz_cluster *c, const jsConsumerInfo *ci);
 bool kz_cluster_consumer_sweep(struct kz_cluster *c);
 /* What identifies message m, at stream sequence sseq, for the floor (cluster_follow.c). */
 void kz_cluster_mark_of(natsMsg *m, uint64_t sseq, struct kz_cluster_mark *mk);
-long kz_cluster_consumer_find(jsCtx *js, const char *node_id, char *cur, size_t len, char (*old)[96], unsigned max_old,
-			      unsigned *n_old);
+/* Asks JetStream for node_id's consumers: the highest generation (0 when there is none), its
+ * name in cur; into old (up to max_old, *n_old) every other one of them, or every one but keep
+ * when keep is not NULL. -1: no answer. */
+long kz_cluster_consumer_find(jsCtx *js, const char *node_id, const char *keep, char *cur, size_t len,
+			      char (*old)[96], unsigned max_old, unsigned *n_old);
 void kz_cluster_state_save(struct kz_cluster *c, uint64_t local, uint64_t origin, uint64_t sseq);
 /* cluster_batch.c: the replicator adds record seq (origin sequence origin) to its batch,
  * which goes out first when it is full; flush publishes it (asynchronously); drop forgets it

@@ -483,12 +483,11 @@ uint64_t kz_store_seq_since(struct kz_store *st, uint64_t time_ns)
 	return seq;
 }
 
-uint64_t kz_store_ticket(struct kz_store *st)
+uint64_t kz_store_ticket(const struct kz_store *st)
 {
-	pthread_mutex_lock(&st->lock); /* every submit before this call is counted */
-	uint64_t t = atomic_load_explicit(&st->submitted, memory_order_relaxed);
-	pthread_mutex_unlock(&st->lock);
-	return t;
+	/* the caller's own submits came before this load in its thread, so they are counted
+	 * (an atomic's coherence order); another thread's are counted when they happened before */
+	return atomic_load_explicit(&st->submitted, memory_order_acquire);
 }
 
 bool kz_store_ticket_done(const struct kz_store *st, uint64_t ticket)

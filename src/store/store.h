@@ -430,7 +430,7 @@ uint64_t kz_store_pending_bytes(const struct kz_store *st);
 /* A ticket for everything submitted so far (any thread): kz_store_ticket_done says when all
  * of it was written (synced as store.fsync says) or failed, its done callbacks run. The store
  * takes items in the order they were submitted. */
-uint64_t kz_store_ticket(struct kz_store *st);
+uint64_t kz_store_ticket(const struct kz_store *st);
 bool kz_store_ticket_done(const struct kz_store *st, uint64_t ticket);
 /* One past the highest durable sequence number (any thread). */
 uint64_t kz_store_durable_next(const struct kz_store *st);

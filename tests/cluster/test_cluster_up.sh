@@ -138,8 +138,8 @@ if [ -n "$opid" ]; then
 	round $((BASE + 30)) consumer-server-stopped 10 90
 	echo "  node 3 served again $(/usr/bin/python3 -c "print('%.1f' % ($(date +%s.%N) - $t0))") s after s$on was stopped"
 	kill -CONT "$opid"
-	gone=0
-	for _ in $(seq 120); do
+	gone=0 # the follower deletes one each 5 s while idle, and reads JetStream's names every 30 s
+	for _ in $(seq 180); do
 		st=$("$KZ" cluster status --config "$D/n3/kizuna.conf" 2>/dev/null)
 		if echo "$st" | grep -q "^follower: .* in flight, on s" && ! echo "$st" | grep -q "an earlier one"; then
 			gone=1; break
