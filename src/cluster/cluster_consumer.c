@@ -241,12 +241,12 @@ int kz_cluster_consumer_ensure(struct kz_cluster *c, uint64_t *bad_ms)
 	if (s != NATS_OK)
 		return -1;
 	/* JetStream puts it on one of the stream's servers at random (nats-server 2.9 takes no
-	 * placement for a consumer): on the one it did not answer on, it is deleted and made again,
-	 * a few times */
+	 * placement for a consumer): on the one it did not answer on, or whose copy of the stream
+	 * held what the stream lost, it is deleted and made again, a few times */
 	if (c->f_avoid[0] && strcmp(c->f_on, c->f_avoid) == 0 && c->f_placed < 5) {
 		c->f_placed++;
-		kz_info("cluster: our consumer %s was made on %s, where it did not answer: made again elsewhere", durable,
-			c->f_on);
+		kz_info("cluster: our consumer %s was made on %s, where it did not answer or read past the stream's end: "
+			"made again elsewhere", durable, c->f_on);
 		jsErrCode derr = 0;
 		natsStatus ds = js_DeleteConsumer(c->js, STREAM, durable, NULL, &derr);
 		if (ds == NATS_TIMEOUT)
@@ -312,6 +312,10 @@ bool kz_cluster_consumer_check(struct kz_cluster *c, const jsConsumerInfo *ci, u
 		snprintf(why, sizeof why, "delivered up to stream sequence %llu, beyond the stream's end at %llu (the stream "
 			 "lost its tail)", (unsigned long long)ci->Delivered.Stream, (unsigned long long)last);
 		*bad_ms = 0;
+		/* the consumer reads its server's copy of the stream: that copy still holds what the
+		 * stream lost (seen: a new consumer there delivered up to the same sequence again) */
+		snprintf(c->f_avoid, sizeof c->f_avoid, "%s", c->f_on);
+		c->f_placed = 0;
 		return kz_cluster_consumer_remake(c, why, true);
 	}
 	uint64_t held_since = 0;
