@@ -945,9 +945,10 @@ int kz_cluster_print_status_ex(const struct kz_cluster_config *cfg, bool records
 				"not read as records, at most 0 records in one message\n");
 		char durable[96], old[4][96];
 		unsigned n_old = 0;
-		(void)kz_cluster_consumer_find(c.js, cfg->node_id, NULL, durable, sizeof durable, old, 4, &n_old);
 		jsConsumerInfo *ci = NULL;
-		if (js_GetConsumerInfo(&ci, c.js, STREAM, durable, NULL, &jerr) == NATS_OK) {
+		if (kz_cluster_consumer_find(c.js, cfg->node_id, NULL, durable, sizeof durable, old, 4, &n_old) < 0) {
+			fprintf(out, "follower: unknown (JetStream did not list the stream's consumers)\n");
+		} else if (js_GetConsumerInfo(&ci, c.js, STREAM, durable, NULL, &jerr) == NATS_OK) {
 			fprintf(out, "follower: %s, %" PRIu64 " messages behind, %" PRId64 " in flight, on %s\n", durable,
 				ci->NumPending, ci->NumAckPending,
 				ci->Cluster && ci->Cluster->Leader ? ci->Cluster->Leader : "(no server)");

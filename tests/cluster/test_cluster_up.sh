@@ -126,7 +126,8 @@ fi
 # deleted (docs/CLUSTER.md "Our consumer").
 on=
 for _ in $(seq 60); do # node 3 may be making its consumer again after the round above
-	on=$("$KZ" cluster status --config "$D/n3/kizuna.conf" 2>/dev/null | sed -n 's/^follower: .*, on s\([0-9]\)$/\1/p')
+	st=$("$KZ" cluster status --config "$D/n3/kizuna.conf" 2>&1)
+	on=$(echo "$st" | sed -n 's/^follower: .*, on s\([0-9]\)$/\1/p')
 	[ -n "$on" ] && break
 	sleep 0.5
 done
@@ -152,7 +153,8 @@ if [ -n "$opid" ]; then
 		echo "FAIL node 3's earlier consumer is still there after s$on came back: $(echo "$st" | grep "^follower:")"; fail=1
 	fi
 else
-	echo "FAIL node 3's consumer: no server ($on)"; fail=1
+	echo "FAIL node 3's consumer: no server; kizuna cluster status said:"; echo "$st" | head -30; fail=1
+	grep "cluster" "$D/n3/serve.log" | tail -8
 fi
 # A power loss of every nats-server that took the data of two of them (kill -9 all, delete
 # their JetStream directories: nats-server 2.9 syncs every 2 minutes, so a power loss can take
