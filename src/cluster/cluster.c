@@ -946,8 +946,9 @@ int kz_cluster_print_status_ex(const struct kz_cluster_config *cfg, bool records
 		char durable[96], old[4][96];
 		unsigned n_old = 0;
 		jsConsumerInfo *ci = NULL;
-		if (kz_cluster_consumer_find(c.js, cfg->node_id, NULL, durable, sizeof durable, old, 4, &n_old) < 0) {
-			fprintf(out, "follower: unknown (JetStream did not list the stream's consumers)\n");
+		if (kz_cluster_consumer_find(c.js, cfg->node_id, NULL, true, durable, sizeof durable, old, 4, &n_old) < 0) {
+			fprintf(out, "follower: unknown (JetStream did not list the stream's consumers: %s)\n",
+				nats_GetLastError(NULL) ? nats_GetLastError(NULL) : "no answer");
 		} else if (js_GetConsumerInfo(&ci, c.js, STREAM, durable, NULL, &jerr) == NATS_OK) {
 			fprintf(out, "follower: %s, %" PRIu64 " messages behind, %" PRId64 " in flight, on %s\n", durable,
 				ci->NumPending, ci->NumAckPending,

@@ -34,7 +34,7 @@ long kz_cluster_consumer_gen(const char *node_id, const char *name)
 	return *end || g > 1000000000UL ? -1 : (long)g;
 }
 
-long kz_cluster_consumer_find(jsCtx *js, const char *node_id, const char *keep, char *cur, size_t len,
+long kz_cluster_consumer_find(jsCtx *js, const char *node_id, const char *keep, bool strict, char *cur, size_t len,
 			      char (*old)[96], unsigned max_old, unsigned *n_old)
 {
 	jsConsumerNamesList *nl = NULL;
@@ -54,8 +54,11 @@ long kz_cluster_consumer_find(jsCtx *js, const char *node_id, const char *keep, 
 				snprintf(old[n++], sizeof *old, "%s", nl->List[i]);
 		}
 		jsConsumerNamesList_Destroy(nl);
-	} else if (s != NATS_NOT_FOUND && jerr != JSStreamNotFoundErr) {
-		return -1; /* none yet: a stream not made yet has none */
+	} else if (s != NATS_NOT_FOUND && (strict || jerr != JSStreamNotFoundErr)) {
+		/* NATS_NOT_FOUND: the stream has no consumers. "Stream not found" comes from the
+		 * metadata leader also while its own copy of the stream failed to apply (nats-server
+		 * 2.9 sets sa.err; the stream's leader still serves it): taken as none at a start */
+		return -1;
 	}
 	if (n_old)
 		*n_old = n;
@@ -90,7 +93,7 @@ bool kz_cluster_consumer_sweep(struct kz_cluster *c)
 		 * come after its deletion. The names of ours JetStream holds are read again. */
 		char cur[96];
 		c->f_scan_ms = now;
-		if (kz_cluster_consumer_find(c->js, c->cfg.node_id, c->f_name, cur, sizeof cur, c->f_old,
+		if (kz_cluster_consumer_find(c->js, c->cfg.node_id, c->f_name, true, cur, sizeof cur, c->f_old,
 					     sizeof c->f_old / sizeof *c->f_old, &c->n_old) < 0)
 			c->n_old = 0;
 	}
@@ -160,7 +163,7 @@ int kz_cluster_consumer_ensure(struct kz_cluster *c, uint64_t *bad_ms)
 	jsConsumerConfig cc;
 	jsConsumerConfig_Init(&cc);
 	if (!c->f_named) { /* this node just started: its consumer in JetStream, if it has one */
-		long g = kz_cluster_consumer_find(c->js, c->cfg.node_id, NULL, c->f_name, sizeof c->f_name, c->f_old,
+		long g = kz_cluster_consumer_find(c->js, c->cfg.node_id, NULL, false, c->f_name, sizeof c->f_name, c->f_old,
 						  sizeof c->f_old / sizeof *c->f_old, &c->n_old);
 		if (g < 0)
 			return -1;

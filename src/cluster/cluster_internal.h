@@ -144,8 +144,8 @@ bool kz_cluster_consumer_sweep(struct kz_cluster *c);
 void kz_cluster_mark_of(natsMsg *m, uint64_t sseq, struct kz_cluster_mark *mk);
 /* Asks JetStream for node_id's consumers: the highest generation (0 when there is none), its
  * name in cur; into old (up to max_old, *n_old) every other one of them, or every one but keep
- * when keep is not NULL. -1: no answer. */
-long kz_cluster_consumer_find(jsCtx *js, const char *node_id, const char *keep, char *cur, size_t len,
+ * when keep is not NULL. -1: no answer, or (strict) JetStream said the stream is not found. */
+long kz_cluster_consumer_find(jsCtx *js, const char *node_id, const char *keep, bool strict, char *cur, size_t len,
 			      char (*old)[96], unsigned max_old, unsigned *n_old);
 void kz_cluster_state_save(struct kz_cluster *c, uint64_t local, uint64_t origin, uint64_t sseq);
 /* cluster_batch.c: the replicator adds record seq (origin sequence origin) to its batch,
