@@ -66,6 +66,14 @@ long kz_cluster_consumer_find(jsCtx *js, const char *node_id, const char *keep, 
 	return best;
 }
 
+/* Deletes consumer name: NATS_OK also when it was already gone. */
+static natsStatus consumer_delete(struct kz_cluster *c, const char *name, jsErrCode *jerr)
+{
+	*jerr = 0;
+	natsStatus s = js_DeleteConsumer(c->js, STREAM, name, NULL, jerr);
+	return s == NATS_NOT_FOUND || *jerr == JSConsumerNotFoundErr ? NATS_OK : s;
+}
+
 /* Leaves our consumer to be deleted later (consumer_sweep) and names the next one: its deletion
  * or making was not answered (its server is down or stopped; nats-server answers a deletion from
  * the consumer's server), and a consumer that cannot be deleted cannot be made again under its
@@ -100,8 +108,7 @@ bool kz_cluster_consumer_sweep(struct kz_cluster *c)
 	if (!c->n_old)
 		return false;
 	jsErrCode jerr = 0;
-	natsStatus s = js_DeleteConsumer(c->js, STREAM, c->f_old[0], NULL, &jerr);
-	if (s != NATS_OK && s != NATS_NOT_FOUND && jerr != JSConsumerNotFoundErr) {
+	if (consumer_delete(c, c->f_old[0], &jerr) != NATS_OK) {
 		if (c->n_old > 1) { /* the next one first next time */
 			char t[96];
 			memcpy(t, c->f_old[0], sizeof t);
@@ -251,8 +258,7 @@ int kz_cluster_consumer_ensure(struct kz_cluster *c, uint64_t *bad_ms)
 		kz_info("cluster: our consumer %s was made on %s, where it did not answer or read past the stream's end: "
 			"made again elsewhere", durable, c->f_on);
 		jsErrCode derr = 0;
-		natsStatus ds = js_DeleteConsumer(c->js, STREAM, durable, NULL, &derr);
-		if (ds == NATS_TIMEOUT)
+		if (consumer_delete(c, durable, &derr) == NATS_TIMEOUT)
 			consumer_abandon(c);
 		return -1;
 	}
@@ -270,9 +276,9 @@ bool kz_cluster_consumer_remake(struct kz_cluster *c, const char *why, bool from
 	if (from_start)
 		kz_cluster_floor_reset(&c->floor, 0);
 	jsErrCode jerr = 0;
-	natsStatus ds = js_DeleteConsumer(c->js, STREAM, c->f_name, NULL, &jerr);
+	natsStatus ds = consumer_delete(c, c->f_name, &jerr);
 	atomic_fetch_add(&c->consumers_remade, 1);
-	if (ds == NATS_OK || ds == NATS_NOT_FOUND || jerr == JSConsumerNotFoundErr)
+	if (ds == NATS_OK)
 		return true;
 	kz_warn("cluster: deleting our consumer %s: %s (JetStream error %d)", c->f_name, natsStatus_GetText(ds),
 		(int)jerr);
