@@ -56,6 +56,21 @@ void *kz_mem_big_alloc(size_t n, size_t *mapped)
 	return p ? p : malloc(n);
 }
 
+/* glibc gives each thread's arena a heap aligned to 64 MiB, grown in place: the bytes are
+ * taken from its top and freed back to it (the node keeps freed memory: M_TRIM_THRESHOLD
+ * 128 MiB), so the advice stays on the range the thread's later large allocations reuse. */
+void kz_mem_arena_huge(size_t bytes)
+{
+	uint8_t *p = malloc(bytes);
+	if (!p)
+		return;
+	uintptr_t a = ((uintptr_t)p + HUGE_PAGE - 1) & ~((uintptr_t)HUGE_PAGE - 1);
+	uintptr_t e = ((uintptr_t)p + bytes) & ~((uintptr_t)HUGE_PAGE - 1);
+	if (e > a)
+		(void)madvise((void *)a, e - a, MADV_HUGEPAGE);
+	free(p);
+}
+
 void kz_mem_big_free(void *p, size_t mapped)
 {
 	if (mapped)

@@ -21,5 +21,10 @@ void kz_mem_huge_free(void *p, size_t mapped);
  * malloc'd (*mapped 0). Freed with kz_mem_big_free(p, *mapped). */
 void *kz_mem_big_alloc(size_t n, size_t *mapped);
 void kz_mem_big_free(void *p, size_t mapped);
+/* Asks for huge pages under the calling thread's malloc arena: bytes are malloc'd, the
+ * 2 MiB-aligned part of them is advised MADV_HUGEPAGE (nothing is touched), and they are
+ * freed back to the arena, where later allocations of this thread (libh2o's request
+ * buffers) fault them in 2 MiB at a time. Needs the mmap threshold above bytes. */
+void kz_mem_arena_huge(size_t bytes);
 
 #endif
