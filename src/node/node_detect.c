@@ -511,12 +511,12 @@ static uint64_t pos_load(const struct node_config *cfg)
 {
 	char path[1200], text[64] = "";
 	snprintf(path, sizeof path, "%s/" POS_FILE, cfg->data_dir);
-	if (kz_file_read_small(path, text, sizeof text) < 0)
+	ssize_t n = kz_file_read_small(path, text, sizeof text);
+	if (n < 0)
 		return 0;
-	unsigned long long v;
-	char nl;
-	if (sscanf(text, "next_seq %llu%c", &v, &nl) != 2 || nl != '\n' || v == 0) {
-		kz_warn("detect: %s does not hold a log position; matching starts at the log's end", path);
+	uint64_t v;
+	if (detect_pos_parse(text, (size_t)n, &v)) {
+		kz_warn("detect: %s does not hold a log position (\"next_seq N\"); matching starts at the log's end", path);
 		return 0;
 	}
 	return v;
@@ -537,9 +537,9 @@ static void pos_save(struct node_detect *d)
 	d->cp_pending = false;
 	if (d->cp_seq == d->cp_saved)
 		return;
-	char text[40];
-	int n = snprintf(text, sizeof text, "next_seq %llu\n", (unsigned long long)d->cp_seq);
-	if (kz_file_replace(d->cfg->data_dir, POS_FILE, text, (size_t)n, 0600))
+	char text[DETECT_POS_MAX];
+	size_t n = detect_pos_format(d->cp_seq, text);
+	if (kz_file_replace(d->cfg->data_dir, POS_FILE, text, n, 0600))
 		kz_warn("detect: cannot save the log position in %s/" POS_FILE ": %s", d->cfg->data_dir, strerror(errno));
 	else
 		d->cp_saved = d->cp_seq;

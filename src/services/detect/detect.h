@@ -172,6 +172,14 @@ void detect_reader_stats(const struct detect_reader *r, struct detect_reader_sta
 
 /* ---------- following a file ---------- */
 
+/* Where matching of the record log resumes after a restart, saved as data_dir/detect.pos:
+ * exactly "next_seq N\n", N a log sequence number from 1 to 2^64-1 in decimal (no sign, no
+ * leading zero, no white space elsewhere). detect_pos_parse: 0 and *seq, or -1 for anything
+ * else. detect_pos_format: the text (NUL-terminated in out[DETECT_POS_MAX]), its length. */
+#define DETECT_POS_MAX 32
+int detect_pos_parse(const char *text, size_t n, uint64_t *seq);
+size_t detect_pos_format(uint64_t seq, char out[DETECT_POS_MAX]);
+
 /* A log file followed as it grows, across rotation (renamed or truncated; detect_tail.c). */
 struct detect_tail;
 typedef void (*detect_line_fn)(void *ctx, const char *line, size_t n);

@@ -432,6 +432,42 @@ static void test_sightings(void **st)
 	detect_sightings_free(s);
 }
 
+/* data_dir/detect.pos: only "next_seq N\n" with N from 1 to 2^64-1, canonical */
+static void test_saved_position(void **state)
+{
+	(void)state;
+	static const struct {
+		const char *text;
+		int rc;
+		uint64_t v;
+	} cases[] = {
+		{"next_seq 1\n", 0, 1},
+		{"next_seq 4711\n", 0, 4711},
+		{"next_seq 18446744073709551615\n", 0, UINT64_MAX},
+		{"next_seq 18446744073709551616\n", -1, 0}, /* one over */
+		{"next_seq 99999999999999999999\n", -1, 0},
+		{"next_seq 0\n", -1, 0},
+		{"next_seq -1\n", -1, 0}, /* sscanf's %llu took this as 2^64-1 */
+		{"next_seq +5\n", -1, 0},
+		{"next_seq 05\n", -1, 0},
+		{"next_seq  5\n", -1, 0},
+		{"next_seq 5\n\n", -1, 0},
+		{"next_seq 5", -1, 0},
+		{"next_seq \n", -1, 0},
+		{"next_seq5\n", -1, 0},
+		{"", -1, 0},
+	};
+	for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+		uint64_t v = 0;
+		int rc = detect_pos_parse(cases[i].text, strlen(cases[i].text), &v);
+		if (rc != cases[i].rc || (rc == 0 && v != cases[i].v))
+			fail_msg("%s: rc %d, value %llu", cases[i].text, rc, (unsigned long long)v);
+	}
+	char out[DETECT_POS_MAX];
+	assert_int_equal(detect_pos_format(UINT64_MAX, out), strlen("next_seq 18446744073709551615\n"));
+	assert_string_equal(out, "next_seq 18446744073709551615\n");
+}
+
 int main(void)
 {
 	kz_hash_seed();
@@ -440,7 +476,7 @@ int main(void)
 		cmocka_unit_test(test_pattern_subset),	  cmocka_unit_test(test_versions_and_warninglists),
 		cmocka_unit_test(test_matches_and_idna),
 		cmocka_unit_test(test_zeek_intel),	  cmocka_unit_test(test_readers),
-		cmocka_unit_test(test_sightings),
+		cmocka_unit_test(test_sightings),	  cmocka_unit_test(test_saved_position),
 	};
 	int rc = cmocka_run_group_tests(tests, NULL, NULL);
 	kz_json_free(&doc);
