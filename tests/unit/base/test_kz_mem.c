@@ -82,6 +82,7 @@ static void huge_alloc(void **state)
 	kz_mem_big_free(q, mapped);
 }
 
+#ifndef KZ_ASAN
 static void *arena_thread(void *arg)
 {
 	int *res = arg;
@@ -100,6 +101,7 @@ static void *arena_thread(void *arg)
 	free(c);
 	return NULL;
 }
+#endif
 
 static void arena_huge(void **state)
 {
