@@ -90,12 +90,13 @@ static void consumer_abandon(struct kz_cluster *c)
 		c->f_name);
 }
 
-/* Deletes one consumer of ours left earlier; true when one went. With none left, every 30 s,
- * JetStream's names of ours other than the one in use are taken as left. */
+/* Deletes one consumer of ours left earlier; true when one went. With none left, every
+ * cluster.consumer_scan_ms, JetStream's names of ours other than the one in use are taken as
+ * left. */
 bool kz_cluster_consumer_sweep(struct kz_cluster *c)
 {
 	uint64_t now = kz_now_mono_ms();
-	if (!c->n_old && now - c->f_scan_ms >= 30000) {
+	if (!c->n_old && now - c->f_scan_ms >= (c->cfg.consumer_scan_ms ? c->cfg.consumer_scan_ms : 30000)) {
 		/* what was sent through a server while it was stopped reaches JetStream when it
 		 * resumes: a consumer of ours made then (its making went unanswered, it was left) can
 		 * come after its deletion. The names of ours JetStream holds are read again. */
