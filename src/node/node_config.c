@@ -142,7 +142,7 @@ static const struct directive directives[] = {
 	{ "detect.max_sightings", T_U32, C(detect_max_sightings), 0, 16, 100000000, "100000",
 	  "Sightings kept for aggregation; beyond it they are forgotten after a flush (a repeated hit then starts a new count)." },
 	{ "detect.resume", T_U32, C(detect_resume), 0, 0, 1, "1",
-	  "1: after a restart, matching resumes where it stopped (the log position saved in DATA_DIR/detect.pos once a flush's sightings are written), so log records written meanwhile or not yet matched at a stop or crash are matched; records matched before a crash but not yet flushed are matched again. 0: matching starts at the log's end." },
+	  "1: after a restart, matching resumes where it stopped (the log position saved in DATA_DIR/detect.pos once a flush's sightings are written, with the Zeek headers the log topics had there in DATA_DIR/detect.headers), so log records written meanwhile or not yet matched at a stop or crash are matched; records matched before a crash but not yet flushed are matched again. 0: matching starts at the log's end." },
 	{ "detect.resume_max", T_U32, C(detect_resume_max), 0, 0, UINT32_MAX, "1000000",
 	  "With detect.resume: the most log records matched at a start (they are read before the node serves); older ones since the saved position are not matched, said in the log. 0: no limit." },
 	{ "detect.all_nodes", T_U32, C(detect_all_nodes), 0, 0, 1, "0",

@@ -35,6 +35,7 @@
 
 #include <dirent.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdio.h>
@@ -42,6 +43,7 @@
 #include <string.h>
 #include <sys/stat.h>
 #include <time.h>
+#include <unistd.h>
 
 #define MAX_FILES 64
 #define MAX_FILTERS 32
@@ -99,6 +101,7 @@ struct node_detect {
 	 * matched and flushed, saved once the store has written the sightings of that flush */
 	uint64_t cp_seq, cp_ticket, cp_saved;
 	bool cp_pending;
+	struct kz_buf cp_headers, hdr; /* the topics' Zeek headers at cp_seq (detect.headers); scratch */
 	struct kz_reclog_pos hint;
 	bool has_hint;
 	/* the event being read: its label */
@@ -504,6 +507,8 @@ static void publish(struct node_detect *d)
 /* ---------- where matching resumes (detect.resume) ---------- */
 
 #define POS_FILE "detect.pos"
+#define HEADERS_FILE "detect.headers"
+#define HEADERS_MAX ((uint64_t)64 << 20) /* larger: not read (detect.max_topics headers of a line each) */
 
 /* The next log record to match as saved by the last run, 0 when none is (or it is not
  * readable: then matching starts at the log's end, as on a first start). */
@@ -522,9 +527,52 @@ static uint64_t pos_load(const struct node_config *cfg)
 	return v;
 }
 
+static void headers_snap(struct node_detect *d, uint64_t seq)
+{
+	int rc = detect_headers_begin(&d->cp_headers, seq);
+	for (size_t i = 0; i < d->n_topics && !rc; i++)
+		rc = detect_headers_add(&d->cp_headers, d->topics[i].topic, d->topics[i].r, &d->hdr);
+	if (rc || detect_headers_end(&d->cp_headers))
+		kz_buf_reset(&d->cp_headers); /* out of memory: no headers saved */
+}
+
+static void header_give(void *ctx, const char *topic, size_t topic_len, const char *header, size_t len)
+{
+	struct node_detect *d = ctx;
+	struct detect_reader *r = topic_reader(d, (const uint8_t *)topic, topic_len);
+	if (r)
+		feed(d, r, header, len, NULL);
+}
+
+/* The headers saved with position seq, given to the topics' readers; nothing when the file is
+ * absent, unreadable, or saved with another position (a crash between the two files). */
+static void headers_load(struct node_detect *d, uint64_t seq)
+{
+	char path[1200];
+	snprintf(path, sizeof path, "%s/" HEADERS_FILE, d->cfg->data_dir);
+	int fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		return;
+	struct stat st;
+	char *text = NULL;
+	size_t got = 0;
+	bool ok = !fstat(fd, &st) && st.st_size > 0 && (uint64_t)st.st_size <= HEADERS_MAX &&
+		  (text = malloc((size_t)st.st_size)) && !kz_pread_upto(fd, text, (size_t)st.st_size, 0, &got);
+	close(fd);
+	long given = ok ? detect_headers_parse(text, got, seq, header_give, d) : -1;
+	if (given >= 0)
+		kz_info("detect: the Zeek headers of %ld log topics as they were at log record %llu", given,
+			(unsigned long long)seq);
+	else
+		kz_warn("detect: %s does not hold the topics' headers at log record %llu; topics whose header came "
+			"before it are read without one until it comes again", path, (unsigned long long)seq);
+	free(text);
+}
+
 /* After a flush: its position, saved when the store has written what the flush wrote. */
 static void pos_mark(struct node_detect *d)
 {
+	headers_snap(d, d->next_seq);
 	d->cp_seq = d->next_seq;
 	d->cp_ticket = kz_store_ticket(d->b->store);
 	d->cp_pending = true;
@@ -537,6 +585,12 @@ static void pos_save(struct node_detect *d)
 	d->cp_pending = false;
 	if (d->cp_seq == d->cp_saved)
 		return;
+	/* the headers first: a crash between the two leaves headers of another position, which
+	 * headers_load ignores */
+	if (d->cp_headers.len &&
+	    kz_file_replace(d->cfg->data_dir, HEADERS_FILE, kz_buf_head(&d->cp_headers), d->cp_headers.len, 0600))
+		kz_warn("detect: cannot save the topics' headers in %s/" HEADERS_FILE ": %s", d->cfg->data_dir,
+			strerror(errno));
 	char text[DETECT_POS_MAX];
 	size_t n = detect_pos_format(d->cp_seq, text);
 	if (kz_file_replace(d->cfg->data_dir, POS_FILE, text, n, 0600))
@@ -710,12 +764,15 @@ int node_detect_open(struct mqtt_broker *b, struct taxii *t, const struct node_c
 		snprintf(d->identity, sizeof d->identity, "spiffe://%s/%s/node/%s", cfg->trust_domain, cfg->org, cfg->node_id);
 	d->s = detect_sightings_new(d->identity);
 	kz_buf_init(&d->rec, 0);
+	kz_buf_init(&d->cp_headers, 0);
+	kz_buf_init(&d->hdr, 0);
 	pthread_mutex_init(&d->lock, NULL);
 	pthread_cond_init(&d->cond, NULL);
 	d->next_seq = 1;
 	/* logs before the start were matched then, up to the position saved (detect.resume) */
 	d->start_seq = kz_store_durable_next(b->store);
 	uint64_t saved = cfg->detect_resume ? pos_load(cfg) : 0;
+	bool headers = saved && saved <= d->start_seq; /* not when records after the position are skipped */
 	if (saved && saved < d->start_seq) {
 		uint64_t since = d->start_seq - saved, cap = cfg->detect_resume_max;
 		if (cap && since > cap) { /* matched at the start, before the node serves: bounded */
@@ -723,6 +780,7 @@ int node_detect_open(struct mqtt_broker *b, struct taxii *t, const struct node_c
 				"(detect.resume_max %llu)", (unsigned long long)since, (unsigned long long)(since - cap),
 				(unsigned long long)cap);
 			saved = d->start_seq - cap;
+			headers = false;
 		}
 		kz_info("detect: resuming at log record %llu: %llu log records written since matching stopped",
 			(unsigned long long)saved, (unsigned long long)(d->start_seq - saved));
@@ -741,6 +799,8 @@ int node_detect_open(struct mqtt_broker *b, struct taxii *t, const struct node_c
 		     each(cfg->detect_warninglists, add_warninglist, d, why, why_len) ||
 		     each(cfg->detect_intel, add_intel, d, why, why_len);
 	}
+	if (!rc && headers)
+		headers_load(d, saved);
 	if (!rc && cfg->detect_collection[0] && !t) {
 		snprintf(why, why_len, "detect.collection needs the TAXII server (https.enabled = 1)");
 		rc = -1;
@@ -808,6 +868,8 @@ void node_detect_close(struct node_detect *d)
 	detect_index_free(d->x);
 	kz_json_free(&d->doc);
 	kz_buf_cleanup(&d->rec);
+	kz_buf_cleanup(&d->cp_headers);
+	kz_buf_cleanup(&d->hdr);
 	free(d->pub.skipped);
 	pthread_cond_destroy(&d->cond);
 	pthread_mutex_destroy(&d->lock);

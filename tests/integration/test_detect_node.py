@@ -335,20 +335,30 @@ def test_resume_matches_what_was_written_while_detection_was_off():
     assert until(lambda: st()["indicators"] == 1, 10)
     pos = os.path.join(n3.data, "detect.pos")
 
-    def restart(config):
+    def restart(config, stopped=lambda: None):
         assert n3.stop() == 0
+        stopped()  # a clean stop saves the position: files are changed after it
         with open(n3.cfg, "w") as f:
             f.write("mqtt.listen = 127.0.0.1:%d\nthreads = 2\ntick_ms = 50\npolicy.open = 1\n%s" % (n3.port, config))
         n3.log = open(n3.log.name, "a")
         n3.start()
 
-    def logs_while_off(messages):
+    def logs_while_off(messages, payload=HEAD + LINES):
         """Restarted with detection off, a sensor publishes messages of 3 matching lines."""
         restart("https.listen = 127.0.0.1:%d\ndetect.enabled = 0\n" % hp)
         z = n3.client(cert=admin)
         for _ in range(messages):
-            z.pub("kz/logs/zeek/dns", HEAD + LINES, 1)
+            z.pub("kz/logs/zeek/dns", payload, 1)
         z.close()
+
+    def fields():
+        """The log fields the sightings so far name ("... matched in the field F of a log ...")."""
+        r = subprocess.run([KIZUNA, "query", "--data", n3.data, "--topic", "kz/detect/#", "--limit", "0",
+                            "--format", "ndjson"], capture_output=True, text=True, timeout=30)
+        assert r.returncode == 0, r.stderr
+        return [o["description"].split(" matched in the field ")[1].split(" ")[0]
+                for line in r.stdout.splitlines() for o in json.loads(json.loads(line)["payload"])["objects"]
+                if o["type"] == "sighting"]
 
     def quiet():
         """Started again: its indicator back, and after a while no log line read."""
@@ -373,10 +383,24 @@ def test_resume_matches_what_was_written_while_detection_was_off():
     assert "the oldest 1 are not matched (detect.resume_max 1)" in n3.logtext()
     time.sleep(0.5)
     assert st()["events"] == 3, st()
-    # an unreadable position: said so, and matching starts at the log's end
-    with open(pos, "w") as f:
-        f.write("garbage")
+    # the topic's Zeek header came before the position and holds after it (DATA_DIR/detect.headers):
+    # lines published without it while detection was off are read by their fields
+    assert until(lambda: fields() and fields()[-1] == "query", 10), fields()
+    headers = os.path.join(n3.data, "detect.headers")
+    assert until(lambda: os.path.exists(headers), 10), "no detect.headers written"
+    n = len(fields())
+    logs_while_off(1, LINES)
     restart(on)
+    assert until(lambda: st()["events"] == 3 and st()["parse_errors"] == 0, 10), st()
+    assert "the Zeek headers of 1 log topics" in n3.logtext()
+    assert until(lambda: len(fields()) > n, 10) and fields()[-1] == "query", fields()
+    # without the headers file, the same lines are read as lines without a header
+    n = len(fields())
+    logs_while_off(1, LINES)
+    restart(on, lambda: os.unlink(headers))
+    assert until(lambda: len(fields()) > n, 10) and fields()[-1] == "message", fields()
+    # an unreadable position: said so, and matching starts at the log's end
+    restart(on, lambda: open(pos, "w").write("garbage"))
     assert until(lambda: st()["indicators"] == 1, 10)
     assert "does not hold a log position" in n3.logtext()
     n3.shutdown()

@@ -164,6 +164,11 @@ struct detect_reader *detect_reader_new(enum detect_format f, detect_event_fn fn
 void detect_reader_free(struct detect_reader *r);
 /* One line (without its newline). 0; -1 when it did not parse (counted). */
 int detect_reader_line(struct detect_reader *r, const char *line, size_t n);
+/* The Zeek TSV header the reader holds (#separator, #set_separator, #fields), as lines that
+ * give another reader the same state through detect_reader_line, appended to out; nothing
+ * when it holds none, or when a field name holds the separator now in use (a #separator line
+ * came after the #fields line). 0, or KZ_ENOMEM. */
+int detect_reader_header(const struct detect_reader *r, struct kz_buf *out);
 struct detect_reader_stats {
 	uint64_t lines, events, errors;
 	const char *last_error;
@@ -179,6 +184,20 @@ void detect_reader_stats(const struct detect_reader *r, struct detect_reader_sta
 #define DETECT_POS_MAX 32
 int detect_pos_parse(const char *text, size_t n, uint64_t *seq);
 size_t detect_pos_format(uint64_t seq, char out[DETECT_POS_MAX]);
+/* The Zeek headers the topics' readers hold at position seq, saved beside it as
+ * data_dir/detect.headers: {"next_seq":N,"topics":[{"topic":T,"header":LINES},...]}. A header is
+ * published once, ahead of a sensor's lines; without it a restart would read a topic's later
+ * lines without their fields until the sensor sends one again. Written with _begin, an _add
+ * per topic (nothing for a reader without a header; scratch is a buffer of the caller's) and
+ * _end (0, or KZ_ENOMEM). Read with _parse: fn for each topic (the header's lines go to a
+ * reader with detect_reader_line) when the file is well-formed and saved at seq, and their
+ * count; -1 and no fn call otherwise. */
+struct detect_reader;
+typedef void (*detect_header_fn)(void *ctx, const char *topic, size_t topic_len, const char *header, size_t len);
+int detect_headers_begin(struct kz_buf *b, uint64_t seq);
+int detect_headers_add(struct kz_buf *b, const char *topic, const struct detect_reader *r, struct kz_buf *scratch);
+int detect_headers_end(struct kz_buf *b);
+long detect_headers_parse(const char *text, size_t n, uint64_t seq, detect_header_fn fn, void *ctx);
 
 /* A log file followed as it grows, across rotation (renamed or truncated; detect_tail.c). */
 struct detect_tail;

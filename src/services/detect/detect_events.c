@@ -13,6 +13,7 @@
  * http.hostname and http.url (EVE) also make a URL. A line that does not parse is counted
  * and skipped; nothing is fatal. */
 #include "services/detect/detect_internal.h"
+#include "base/kz_err.h"
 #include "base/kz_json.h"
 #include "base/kz_time.h"
 
@@ -223,16 +224,28 @@ static void http_url(struct detect_reader *r)
 
 static void header(struct detect_reader *r, char *p, size_t n)
 {
+	/* a separator is one ASCII character, as Zeek writes them: "#separator \x09" (two hex
+	 * digits) or the character itself; anything else leaves the one in use */
 	if (n > 11 && !strncmp(p, "#separator ", 11)) {
 		const char *s = p + 11;
-		r->sep = s[0] == '\\' && s[1] == 'x' ? (char)strtol(s + 2, NULL, 16) : s[0];
+		size_t k = n - 11;
+		int c = (unsigned char)s[0];
+		if (k >= 2 && s[0] == '\\' && s[1] == 'x')
+			c = k == 4 && isxdigit((unsigned char)s[2]) && isxdigit((unsigned char)s[3])
+				    ? (int)strtol((char[]){ s[2], s[3], 0 }, NULL, 16)
+				    : -1;
+		if (c > 0 && c < 0x80)
+			r->sep = (char)c;
 	} else if (n > 15 && !strncmp(p, "#set_separator", 14)) {
-		r->set_sep = p[15];
+		unsigned char c = (unsigned char)p[15];
+		if (c && c < 0x80)
+			r->set_sep = (char)c;
 	} else if (n > 8 && !strncmp(p, "#fields", 7)) {
 		for (size_t i = 0; i < r->n_names; i++)
 			free(r->names[i]);
 		r->n_names = 0;
-		for (char *f = p + 8, *end = p + n; f < end && r->n_names < MAX_FIELDS;) {
+		/* split as the lines are (tsv): a separator at the end ends an empty last name */
+		for (char *f = p + 8, *end = p + n; r->n_names < MAX_FIELDS;) {
 			char *t = memchr(f, r->sep, (size_t)(end - f));
 			size_t k = t ? (size_t)(t - f) : (size_t)(end - f);
 			r->names[r->n_names] = strndup(f, k);
@@ -240,9 +253,27 @@ static void header(struct detect_reader *r, char *p, size_t n)
 				break;
 			r->cols[r->n_names] = classify(r->names[r->n_names]);
 			r->n_names++;
-			f += k + 1;
+			if (!t)
+				break;
+			f = t + 1;
 		}
 	}
+}
+
+int detect_reader_header(const struct detect_reader *r, struct kz_buf *out)
+{
+	if (!r->n_names)
+		return 0;
+	for (size_t i = 0; i < r->n_names; i++) /* split by another separator than the one now in use */
+		if (strchr(r->names[i], r->sep))
+			return 0;
+	if (kz_buf_appendf(out, "#separator \\x%02x\n#set_separator%c%c\n#fields", (unsigned char)r->sep, r->sep,
+			   r->set_sep))
+		return KZ_ENOMEM;
+	for (size_t i = 0; i < r->n_names; i++)
+		if (kz_buf_append(out, &r->sep, 1) || kz_buf_append(out, r->names[i], strlen(r->names[i])))
+			return KZ_ENOMEM;
+	return kz_buf_append(out, "\n", 1) ? KZ_ENOMEM : 0;
 }
 
 static int tsv(struct detect_reader *r, const char *p, size_t n)

@@ -11,7 +11,6 @@
 #include "base/kz_buf.h"
 
 #include <errno.h>
-#include <inttypes.h>
 #include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -134,31 +133,4 @@ int detect_tail_poll(struct detect_tail *t, detect_line_fn fn, void *ctx)
 		}
 	}
 	return lines;
-}
-
-/* ---------- the saved position (data_dir/detect.pos) ---------- */
-
-int detect_pos_parse(const char *text, size_t n, uint64_t *seq)
-{
-	static const char head[] = "next_seq ";
-	const size_t h = sizeof head - 1;
-	if (n < h + 2 || n > h + 21 || memcmp(text, head, h) || text[n - 1] != '\n' || text[h] == '0')
-		return -1;
-	uint64_t v = 0;
-	for (size_t i = h; i < n - 1; i++) {
-		if (text[i] < '0' || text[i] > '9')
-			return -1;
-		unsigned d = (unsigned)(text[i] - '0');
-		if (v > (UINT64_MAX - d) / 10)
-			return -1;
-		v = v * 10 + d;
-	}
-	*seq = v;
-	return 0;
-}
-
-size_t detect_pos_format(uint64_t seq, char out[DETECT_POS_MAX])
-{
-	int n = snprintf(out, DETECT_POS_MAX, "next_seq %" PRIu64 "\n", seq);
-	return n > 0 ? (size_t)n : 0;
 }
