@@ -3,8 +3,8 @@
  * - data_dir/detect.pos is accepted only in its one canonical form, so an accepted text is
  *   exactly what detect_pos_format writes for its value, and every value formats into text
  *   that parses back to it;
- * - data_dir/detect.headers is given to readers only when well-formed and saved at the
- *   position asked for; each header given, fed to a reader line by line, is written back by
+ * - data_dir/detect.headers is given to readers only when well-formed and saved at or
+ *   before the position asked for; each header given, fed to a reader line by line, is written back by
  *   detect_headers_add into a file that parses to the same readers' state. */
 #include "base/kz_buf.h"
 #include "base/kz_json.h"
@@ -93,8 +93,10 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		assert(detect_headers_end(&g.out) == 0);
 		if (n >= 0) /* what was written back reads again */
 			assert(detect_headers_parse((const char *)kz_buf_head(&g.out), g.out.len, (uint64_t)at, none, NULL) >= 0);
-		if (at > 1) /* at another position: nothing */
+		if (at > 1) /* before its position: nothing; after it, the same */
 			assert(detect_headers_parse((const char *)data, size, (uint64_t)at - 1, none, NULL) == -1);
+		if ((uint64_t)at < UINT64_MAX)
+			assert(detect_headers_parse((const char *)data, size, (uint64_t)at + 1, none, NULL) == n);
 		kz_buf_cleanup(&g.out), kz_buf_cleanup(&g.scratch), kz_buf_cleanup(&g.again);
 	}
 	kz_json_free(&doc);

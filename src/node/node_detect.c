@@ -102,6 +102,7 @@ struct node_detect {
 	uint64_t cp_seq, cp_ticket, cp_saved;
 	bool cp_pending;
 	struct kz_buf cp_headers, hdr; /* the topics' Zeek headers at cp_seq (detect.headers); scratch */
+	struct kz_buf hdr_saved;       /* the headers last written, to write them again only when changed */
 	struct kz_reclog_pos hint;
 	bool has_hint;
 	/* the event being read: its label */
@@ -536,6 +537,15 @@ static void headers_snap(struct node_detect *d, uint64_t seq)
 		kz_buf_reset(&d->cp_headers); /* out of memory: no headers saved */
 }
 
+/* The same topics and headers, whatever their positions. */
+static bool headers_same(const struct kz_buf *a, const struct kz_buf *b)
+{
+	const char *x = memchr(kz_buf_head(a), ',', a->len), *y = b->len ? memchr(kz_buf_head(b), ',', b->len) : NULL;
+	size_t xn = x ? a->len - (size_t)(x - (const char *)kz_buf_head(a)) : 0;
+	size_t yn = y ? b->len - (size_t)(y - (const char *)kz_buf_head(b)) : 0;
+	return x && y && xn == yn && !memcmp(x, y, xn);
+}
+
 static void header_give(void *ctx, const char *topic, size_t topic_len, const char *header, size_t len)
 {
 	struct node_detect *d = ctx;
@@ -544,8 +554,8 @@ static void header_give(void *ctx, const char *topic, size_t topic_len, const ch
 		feed(d, r, header, len, NULL);
 }
 
-/* The headers saved with position seq, given to the topics' readers; nothing when the file is
- * absent, unreadable, or saved with another position (a crash between the two files). */
+/* The headers saved at or before position seq, given to the topics' readers; nothing when the
+ * file is absent, unreadable, or saved after it (a crash between the two files). */
 static void headers_load(struct node_detect *d, uint64_t seq)
 {
 	char path[1200];
@@ -585,12 +595,23 @@ static void pos_save(struct node_detect *d)
 	d->cp_pending = false;
 	if (d->cp_seq == d->cp_saved)
 		return;
-	/* the headers first: a crash between the two leaves headers of another position, which
-	 * headers_load ignores */
-	if (d->cp_headers.len &&
-	    kz_file_replace(d->cfg->data_dir, HEADERS_FILE, kz_buf_head(&d->cp_headers), d->cp_headers.len, 0600))
-		kz_warn("detect: cannot save the topics' headers in %s/" HEADERS_FILE ": %s", d->cfg->data_dir,
-			strerror(errno));
+	/* the headers first, and only when they changed (they hold at every position from theirs
+	 * up to the next file written): a crash between the two leaves headers of a position after
+	 * the saved one, which headers_load ignores */
+	if (!d->cp_headers.len) /* no snapshot (out of memory): an older headers file would be taken */
+		return;
+	if (!headers_same(&d->cp_headers, &d->hdr_saved)) {
+		if (kz_file_replace(d->cfg->data_dir, HEADERS_FILE, kz_buf_head(&d->cp_headers), d->cp_headers.len, 0600)) {
+			/* not the position either: the headers file on disk would be taken for it */
+			kz_warn("detect: cannot save the topics' headers in %s/" HEADERS_FILE " (the position is not saved): %s",
+				d->cfg->data_dir, strerror(errno));
+			return;
+		} else {
+			kz_buf_reset(&d->hdr_saved);
+			if (kz_buf_append(&d->hdr_saved, kz_buf_head(&d->cp_headers), d->cp_headers.len))
+				kz_buf_reset(&d->hdr_saved); /* written again next time */
+		}
+	}
 	char text[DETECT_POS_MAX];
 	size_t n = detect_pos_format(d->cp_seq, text);
 	if (kz_file_replace(d->cfg->data_dir, POS_FILE, text, n, 0600))
@@ -766,6 +787,7 @@ int node_detect_open(struct mqtt_broker *b, struct taxii *t, const struct node_c
 	kz_buf_init(&d->rec, 0);
 	kz_buf_init(&d->cp_headers, 0);
 	kz_buf_init(&d->hdr, 0);
+	kz_buf_init(&d->hdr_saved, 0);
 	pthread_mutex_init(&d->lock, NULL);
 	pthread_cond_init(&d->cond, NULL);
 	d->next_seq = 1;
@@ -870,6 +892,7 @@ void node_detect_close(struct node_detect *d)
 	kz_buf_cleanup(&d->rec);
 	kz_buf_cleanup(&d->cp_headers);
 	kz_buf_cleanup(&d->hdr);
+	kz_buf_cleanup(&d->hdr_saved);
 	free(d->pub.skipped);
 	pthread_cond_destroy(&d->cond);
 	pthread_mutex_destroy(&d->lock);

@@ -189,9 +189,10 @@ size_t detect_pos_format(uint64_t seq, char out[DETECT_POS_MAX]);
  * published once, ahead of a sensor's lines; without it a restart would read a topic's later
  * lines without their fields until the sensor sends one again. Written with _begin, an _add
  * per topic (nothing for a reader without a header; scratch is a buffer of the caller's) and
- * _end (0, or KZ_ENOMEM). Read with _parse: fn for each topic (the header's lines go to a
- * reader with detect_reader_line) when the file is well-formed and saved at seq, and their
- * count; -1 and no fn call otherwise. */
+ * _end (0, or KZ_ENOMEM). The node writes the file only when the headers changed, before
+ * detect.pos, so headers saved at N hold at every position saved from N on. Read with _parse:
+ * fn for each topic (the header's lines go to a reader with detect_reader_line) when the file
+ * is well-formed and saved at seq or before, and their count; -1 and no fn call otherwise. */
 struct detect_reader;
 typedef void (*detect_header_fn)(void *ctx, const char *topic, size_t topic_len, const char *header, size_t len);
 int detect_headers_begin(struct kz_buf *b, uint64_t seq);

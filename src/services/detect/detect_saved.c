@@ -73,7 +73,7 @@ long detect_headers_parse(const char *text, size_t n, uint64_t seq, detect_heade
 	const struct kz_json *root, *topics;
 	long given = -1;
 	if (kz_json_parse(&doc, text, n) || !(root = kz_json_root(&doc)) ||
-	    !kz_json_int(kz_json_get(root, "next_seq"), &at) || at <= 0 || (uint64_t)at != seq ||
+	    !kz_json_int(kz_json_get(root, "next_seq"), &at) || at <= 0 || (uint64_t)at > seq ||
 	    !kz_json_is(topics = kz_json_get(root, "topics"), KZ_JSON_ARRAY))
 		goto out;
 	KZ_JSON_FOR(e, topics) /* all well-formed first: none is given from a file that is not */

@@ -469,7 +469,7 @@ static void test_saved_position(void **state)
 }
 
 /* data_dir/detect.headers: a reader's Zeek header written out and given to a fresh reader
- * reads the same line the same way; a file of another position, or malformed, gives none */
+ * reads the same line the same way; a file saved after the position, or malformed, gives none */
 static void header_to(void *ctx, const char *topic, size_t topic_len, const char *h, size_t len)
 {
 	struct detect_reader *r = ctx;
@@ -501,9 +501,12 @@ static void test_saved_headers(void **state)
 	const char *text = (const char *)kz_buf_head(&f);
 	assert_non_null(strstr(text, "\"next_seq\":77"));
 	assert_null(strstr(text, "kz/logs/other"));
-	assert_int_equal(detect_headers_parse(text, f.len, 76, header_to, rb), -1);
+	assert_int_equal(detect_headers_parse(text, f.len, 76, header_to, rb), -1); /* saved after 76 */
 	assert_int_equal(detect_headers_parse(text, f.len - 3, 77, header_to, rb), -1); /* cut short */
 	assert_int_equal(detect_headers_parse(text, f.len, 77, header_to, rb), 1);
+	struct evs c = { 0 };
+	struct detect_reader *rc = detect_reader_new(DETECT_AUTO, on_event, &c);
+	assert_int_equal(detect_headers_parse(text, f.len, 1000, header_to, rc), 1); /* held since 77 */
 	static const char line[] = "1521911720.865716|10.47.1.100|ise.wrccdc.org|a.example;134.71.3.16";
 	assert_int_equal(detect_reader_line(ra, line, sizeof line - 1), 0);
 	assert_int_equal(detect_reader_line(rb, line, sizeof line - 1), 0);
@@ -518,8 +521,11 @@ static void test_saved_headers(void **state)
 	}
 	assert_true(b.ts == a.ts && a.ts == 1521911720865716ll);
 	kz_buf_cleanup(&f), kz_buf_cleanup(&scratch);
+	assert_int_equal(detect_reader_line(rc, line, sizeof line - 1), 0);
+	assert_int_equal(c.n, 4);
 	detect_reader_free(ra);
 	detect_reader_free(rb);
+	detect_reader_free(rc);
 }
 
 int main(void)
