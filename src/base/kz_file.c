@@ -5,6 +5,8 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <stdio.h>
+#include <stdlib.h>
+#include <sys/stat.h>
 #include <sys/uio.h>
 #include <unistd.h>
 
@@ -99,6 +101,30 @@ int kz_file_replace(const char *dir, const char *name, const void *data, size_t 
 		close(dfd);
 	}
 	return KZ_OK;
+}
+
+char *kz_file_read_whole(const char *path, size_t max, size_t *len)
+{
+	int fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		return NULL;
+	struct stat st;
+	char *p = NULL;
+	size_t got = 0;
+	if (fstat(fd, &st) || st.st_size < 0)
+		;
+	else if ((uint64_t)st.st_size > max)
+		errno = EFBIG;
+	else if ((p = malloc((size_t)st.st_size + 1)) && (kz_pread_upto(fd, p, (size_t)st.st_size, 0, &got) || got != (size_t)st.st_size)) {
+		free(p);
+		p = NULL;
+	}
+	close(fd);
+	if (p) {
+		p[got] = 0;
+		*len = got;
+	}
+	return p;
 }
 
 ssize_t kz_file_read_small(const char *path, char *buf, size_t cap)

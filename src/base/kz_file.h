@@ -23,6 +23,10 @@ int kz_pread_upto(int fd, void *data, size_t n, uint64_t off, size_t *got);
  * ends them with a NUL: their count, or -1 when it cannot be opened or read. */
 ssize_t kz_file_read_small(const char *path, char *buf, size_t cap);
 
+/* A whole file of at most max bytes, malloc'd and ended with a NUL (*len: its bytes); NULL when
+ * it cannot be opened or read, or is larger (errno EFBIG). */
+char *kz_file_read_whole(const char *path, size_t max, size_t *len);
+
 /* Writes data to dir/name.tmp, fsyncs it, renames it over dir/name and fsyncs dir: after a
  * crash the file is the old or the new one, never a mix. 0, or KZ_EINVAL (path too long) /
  * KZ_EIO (errno says why); on error dir/name is unchanged. */

@@ -5,6 +5,7 @@
  * hashed files are cached for a year, index.html revalidated each time. Every answer carries a
  * strict Content-Security-Policy: everything from this node, no inline script. */
 #include "node/node_console.h"
+#include "base/kz_file.h"
 #include "base/kz_hash.h"
 #include "base/kz_log.h"
 #include "http/http.h"
@@ -54,23 +55,7 @@ static const char *ctype_of(const char *name)
 	return NULL; /* not served */
 }
 
-static char *slurp(const char *path, size_t *len)
-{
-	FILE *f = fopen(path, "rb");
-	if (!f)
-		return NULL;
-	struct stat st;
-	char *p = NULL;
-	if (fstat(fileno(f), &st) == 0 && st.st_size >= 0 && (size_t)st.st_size <= MAX_FILE_BYTES &&
-	    (p = malloc((size_t)st.st_size + 1)) != NULL && fread(p, 1, (size_t)st.st_size, f) != (size_t)st.st_size) {
-		free(p);
-		p = NULL;
-	}
-	fclose(f);
-	if (p)
-		*len = (size_t)st.st_size;
-	return p;
-}
+static char *slurp(const char *path, size_t *len) { return kz_file_read_whole(path, MAX_FILE_BYTES, len); }
 
 /* A hashed name: "-" then 8 or more of [A-Z0-9] just before the extension (esbuild's). */
 static bool hashed(const char *name)

@@ -35,7 +35,6 @@
 
 #include <dirent.h>
 #include <errno.h>
-#include <fcntl.h>
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdio.h>
@@ -43,7 +42,6 @@
 #include <string.h>
 #include <sys/stat.h>
 #include <time.h>
-#include <unistd.h>
 
 #define MAX_FILES 64
 #define MAX_FILTERS 32
@@ -509,7 +507,7 @@ static void publish(struct node_detect *d)
 
 #define POS_FILE "detect.pos"
 #define HEADERS_FILE "detect.headers"
-#define HEADERS_MAX ((uint64_t)64 << 20) /* larger: not read (detect.max_topics headers of a line each) */
+#define HEADERS_MAX ((size_t)64 << 20) /* larger: not read (detect.max_topics headers of a line each) */
 
 /* The next log record to match as saved by the last run, 0 when none is (or it is not
  * readable: then matching starts at the log's end, as on a first start). */
@@ -537,15 +535,6 @@ static void headers_snap(struct node_detect *d, uint64_t seq)
 		kz_buf_reset(&d->cp_headers); /* out of memory: no headers saved */
 }
 
-/* The same topics and headers, whatever their positions. */
-static bool headers_same(const struct kz_buf *a, const struct kz_buf *b)
-{
-	const char *x = memchr(kz_buf_head(a), ',', a->len), *y = b->len ? memchr(kz_buf_head(b), ',', b->len) : NULL;
-	size_t xn = x ? a->len - (size_t)(x - (const char *)kz_buf_head(a)) : 0;
-	size_t yn = y ? b->len - (size_t)(y - (const char *)kz_buf_head(b)) : 0;
-	return x && y && xn == yn && !memcmp(x, y, xn);
-}
-
 static void header_give(void *ctx, const char *topic, size_t topic_len, const char *header, size_t len)
 {
 	struct node_detect *d = ctx;
@@ -560,16 +549,11 @@ static void headers_load(struct node_detect *d, uint64_t seq)
 {
 	char path[1200];
 	snprintf(path, sizeof path, "%s/" HEADERS_FILE, d->cfg->data_dir);
-	int fd = open(path, O_RDONLY | O_CLOEXEC);
-	if (fd < 0)
-		return;
-	struct stat st;
-	char *text = NULL;
 	size_t got = 0;
-	bool ok = !fstat(fd, &st) && st.st_size > 0 && (uint64_t)st.st_size <= HEADERS_MAX &&
-		  (text = malloc((size_t)st.st_size)) && !kz_pread_upto(fd, text, (size_t)st.st_size, 0, &got);
-	close(fd);
-	long given = ok ? detect_headers_parse(text, got, seq, header_give, d) : -1;
+	char *text = kz_file_read_whole(path, HEADERS_MAX, &got);
+	if (!text && errno == ENOENT)
+		return;
+	long given = text ? detect_headers_parse(text, got, seq, header_give, d) : -1;
 	if (given >= 0)
 		kz_info("detect: the Zeek headers of %ld log topics as they were at log record %llu", given,
 			(unsigned long long)seq);
@@ -600,17 +584,15 @@ static void pos_save(struct node_detect *d)
 	 * the saved one, which headers_load ignores */
 	if (!d->cp_headers.len) /* no snapshot (out of memory): an older headers file would be taken */
 		return;
-	if (!headers_same(&d->cp_headers, &d->hdr_saved)) {
+	if (!detect_headers_same(&d->cp_headers, &d->hdr_saved)) {
 		if (kz_file_replace(d->cfg->data_dir, HEADERS_FILE, kz_buf_head(&d->cp_headers), d->cp_headers.len, 0600)) {
 			/* not the position either: the headers file on disk would be taken for it */
 			kz_warn("detect: cannot save the topics' headers in %s/" HEADERS_FILE " (the position is not saved): %s",
 				d->cfg->data_dir, strerror(errno));
 			return;
-		} else {
-			kz_buf_reset(&d->hdr_saved);
-			if (kz_buf_append(&d->hdr_saved, kz_buf_head(&d->cp_headers), d->cp_headers.len))
-				kz_buf_reset(&d->hdr_saved); /* written again next time */
 		}
+		struct kz_buf t = d->hdr_saved; /* as written; the next mark makes cp_headers again */
+		d->hdr_saved = d->cp_headers, d->cp_headers = t;
 	}
 	char text[DETECT_POS_MAX];
 	size_t n = detect_pos_format(d->cp_seq, text);

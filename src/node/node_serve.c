@@ -672,9 +672,8 @@ static int node_open(struct node *n)
 			.window = cfg->cluster_publish_window, .confirmed = node_repl_confirmed, .follow = node_follow,
 			.release = node_release, .caught_up = node_caught_up, .gap_timeout_ms = cfg->cluster_gap_timeout_ms,
 			.consumer_stall_ms = cfg->cluster_consumer_stall_ms, .consumer_lost_ms = cfg->cluster_consumer_lost_ms,
-			.consumer_scan_ms = cfg->cluster_consumer_scan_ms,
-			.batch_records = cfg->cluster_batch_records, .batch_bytes = cfg->cluster_batch_bytes,
-			.arg = b,
+			.consumer_scan_ms = cfg->cluster_consumer_scan_ms, .batch_records = cfg->cluster_batch_records,
+			.batch_bytes = cfg->cluster_batch_bytes, .arg = b,
 		};
 		struct node_sessions_config sc = { cfg->node_id, cfg->cluster_session_margin_ms, cfg->cluster_failover_order_ms,
 						   cfg->cluster_node_dead_ms, cfg->cluster_session_tombstone_ms };

@@ -198,6 +198,8 @@ typedef void (*detect_header_fn)(void *ctx, const char *topic, size_t topic_len,
 int detect_headers_begin(struct kz_buf *b, uint64_t seq);
 int detect_headers_add(struct kz_buf *b, const char *topic, const struct detect_reader *r, struct kz_buf *scratch);
 int detect_headers_end(struct kz_buf *b);
+/* Two files of _begin/_add/_end that hold the same topics and headers, at any positions. */
+bool detect_headers_same(const struct kz_buf *a, const struct kz_buf *b);
 long detect_headers_parse(const char *text, size_t n, uint64_t seq, detect_header_fn fn, void *ctx);
 
 /* A log file followed as it grows, across rotation (renamed or truncated; detect_tail.c). */

@@ -64,6 +64,15 @@ int detect_headers_add(struct kz_buf *b, const char *topic, const struct detect_
 		       : 0;
 }
 
+bool detect_headers_same(const struct kz_buf *a, const struct kz_buf *b)
+{
+	const char *x = a->len ? memchr(kz_buf_head(a), ',', a->len) : NULL;
+	const char *y = b->len ? memchr(kz_buf_head(b), ',', b->len) : NULL;
+	size_t xn = x ? a->len - (size_t)(x - (const char *)kz_buf_head(a)) : 0;
+	size_t yn = y ? b->len - (size_t)(y - (const char *)kz_buf_head(b)) : 0;
+	return x && y && xn == yn && !memcmp(x, y, xn);
+}
+
 int detect_headers_end(struct kz_buf *b) { return kz_buf_append(b, "]}\n", 3) ? KZ_ENOMEM : 0; }
 
 long detect_headers_parse(const char *text, size_t n, uint64_t seq, detect_header_fn fn, void *ctx)
