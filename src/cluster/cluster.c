@@ -583,12 +583,35 @@ static bool js_answers(struct kz_cluster *c)
 	return s == NATS_OK || jerr != 0;
 }
 
+/* Is our server itself silent (stopped, or its host gone without closing the connection)? A
+ * NATS ping it does not answer within a quarter of cluster.publish_timeout_ms (250 ms at
+ * least); asked at most once a second (*last_ms). JetStream without a quorum still has its
+ * servers answer pings: then the replicator waits the full 3 x cluster.publish_timeout_ms
+ * before it looks elsewhere; a silent server is left after half a timeout. */
+static bool server_silent(struct kz_cluster *c, uint64_t *last_ms)
+{
+	uint64_t now = kz_now_mono_ms();
+	if (now - *last_ms < 1000)
+		return false;
+	*last_ms = now;
+	uint32_t w = c->cfg.publish_timeout_ms / 4;
+	return natsConnection_FlushTimeout(c->nc, w < 250 ? 250 : w) == NATS_TIMEOUT;
+}
+
+/* Long enough without JetStream through our server to try another (swap_server): 3 x
+ * cluster.publish_timeout_ms, or half of one when our server does not answer a ping. */
+static bool stuck_long(struct kz_cluster *c, uint64_t stuck_ms, uint64_t *ping_ms)
+{
+	return stuck_ms >= 3ull * c->cfg.publish_timeout_ms ||
+	       (stuck_ms >= c->cfg.publish_timeout_ms / 2 && server_silent(c, ping_ms));
+}
+
 static void *replicator(void *arg)
 {
 	struct kz_cluster *c = arg;
 	char why[512];
 	bool ready = false, warned = false;
-	uint64_t last_save = 0, last_probe = 0, stuck_since = 0;
+	uint64_t last_save = 0, last_probe = 0, stuck_since = 0, last_ping = 0;
 	bool answers = true; /* the last probe's */
 	char last_why[512] = "";
 	bool stream_known = false; /* ensure_stream succeeded (and resume_point did not find it gone) */
@@ -639,7 +662,7 @@ static void *replicator(void *arg)
 				warned = true;
 				uint64_t now = kz_now_mono_ms();
 				stuck_since = stuck_since ? stuck_since : now;
-				if (several && atomic_load(&c->connected) && now - stuck_since >= 3ull * c->cfg.publish_timeout_ms &&
+				if (several && atomic_load(&c->connected) && stuck_long(c, now - stuck_since, &last_ping) &&
 				    swap_server(c, now - stuck_since))
 					stuck_since = 0;
 				nats_Sleep(100);
@@ -714,7 +737,7 @@ static void *replicator(void *arg)
 			stuck_since = 0;
 		} else if (!stuck_since) {
 			stuck_since = now;
-		} else if (now - stuck_since >= 3ull * c->cfg.publish_timeout_ms && swap_server(c, now - stuck_since)) {
+		} else if (stuck_long(c, now - stuck_since, &last_ping) && swap_server(c, now - stuck_since)) {
 			stuck_since = 0;
 			ready = false;
 			continue;

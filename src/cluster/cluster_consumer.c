@@ -125,6 +125,20 @@ bool kz_cluster_consumer_sweep(struct kz_cluster *c)
 }
 
 /* ---------- making it ---------- */
+
+/* For requests that only our consumer's own server answers (its info, its making): a quarter of
+ * cluster.publish_timeout_ms, 250 ms to 1 s. A healthy server answers them in milliseconds; one
+ * that is stopped never does, and each wait for it delayed the move of our consumer to
+ * another server (a consumer made on the stopped server again cost a whole wait each time:
+ * docs/CLUSTER.md "Our consumer"). An answer missed for a slow server costs a consumer made
+ * again (left, then deleted by the sweep), never a record. */
+jsOptions *kz_cluster_consumer_opts(const struct kz_cluster *c, jsOptions *o)
+{
+	jsOptions_Init(o);
+	uint32_t w = c->cfg.publish_timeout_ms / 4;
+	o->Wait = w < 250 ? 250 : w > 1000 ? 1000 : w;
+	return o;
+}
 /* Notes the server our consumer is on (ci: its info). */
 void kz_cluster_consumer_on(struct kz_cluster *c, const jsConsumerInfo *ci)
 {
@@ -188,7 +202,8 @@ int kz_cluster_consumer_ensure(struct kz_cluster *c, uint64_t *bad_ms)
 	cc.MemoryStorage = true;
 	jsConsumerInfo *ci = NULL;
 	jsErrCode jerr = 0;
-	natsStatus is = js_GetConsumerInfo(&ci, c->js, STREAM, durable, NULL, &jerr);
+	jsOptions quick;
+	natsStatus is = js_GetConsumerInfo(&ci, c->js, STREAM, durable, kz_cluster_consumer_opts(c, &quick), &jerr);
 	if (is != NATS_OK && is != NATS_NOT_FOUND && jerr != JSConsumerNotFoundErr && jerr != JSStreamNotFoundErr) {
 		(void)kz_cluster_consumer_check(c, NULL, bad_ms); /* no answer: made below once deleted */
 		return -1;
@@ -239,7 +254,7 @@ int kz_cluster_consumer_ensure(struct kz_cluster *c, uint64_t *bad_ms)
 	}
 	c->floor.n_above = 0; /* what a new consumer delivers starts at the floor */
 	ci = NULL;
-	natsStatus s = js_AddConsumer(&ci, c->js, STREAM, &cc, NULL, &jerr);
+	natsStatus s = js_AddConsumer(&ci, c->js, STREAM, &cc, kz_cluster_consumer_opts(c, &quick), &jerr);
 	if (s == NATS_OK) {
 		c->f_on[0] = 0;
 		kz_cluster_consumer_on(c, ci);
@@ -268,14 +283,21 @@ int kz_cluster_consumer_ensure(struct kz_cluster *c, uint64_t *bad_ms)
 	return 0;
 }
 
-/* Deletes our consumer, to be made again from the stream's start (the caller drops its
- * subscription); what this node already has is dropped by origin sequence. */
-bool kz_cluster_consumer_remake(struct kz_cluster *c, const char *why, bool from_start)
+/* Deletes our consumer, to be made again from the stream's start or the floor (the caller
+ * drops its subscription); what this node already has is dropped by origin sequence. silent:
+ * its server does not answer: it is left (deleted later by the sweep) instead. */
+bool kz_cluster_consumer_remake(struct kz_cluster *c, const char *why, bool from_start, bool silent)
 {
-	kz_warn("cluster: our consumer %s %s: deleting it and making it again, from %s", c->f_name, why,
+	kz_warn("cluster: our consumer %s %s: %s it and making it again, from %s", c->f_name, why,
+		silent ? "leaving" : "deleting",
 		from_start ? "the stream's start" : "what this node has acknowledged (if the stream still holds it)");
 	if (from_start)
 		kz_cluster_floor_reset(&c->floor, 0);
+	if (silent) { /* a deletion is answered by the consumer's own server: it would only time out */
+		atomic_fetch_add(&c->consumers_remade, 1);
+		consumer_abandon(c);
+		return true;
+	}
 	jsErrCode jerr = 0;
 	natsStatus ds = consumer_delete(c, c->f_name, &jerr);
 	atomic_fetch_add(&c->consumers_remade, 1);
@@ -326,7 +348,7 @@ bool kz_cluster_consumer_check(struct kz_cluster *c, const jsConsumerInfo *ci, u
 		 * stream lost (seen: a new consumer there delivered up to the same sequence again) */
 		snprintf(c->f_avoid, sizeof c->f_avoid, "%s", c->f_on);
 		c->f_placed = 0;
-		return kz_cluster_consumer_remake(c, why, true);
+		return kz_cluster_consumer_remake(c, why, true, false);
 	}
 	uint64_t held_since = 0;
 	pthread_mutex_lock(&c->lock);
@@ -338,7 +360,7 @@ bool kz_cluster_consumer_check(struct kz_cluster *c, const jsConsumerInfo *ci, u
 		snprintf(why, sizeof why, "has not brought the records awaited behind a gap for %llu ms (records published "
 			 "again after JetStream lost them, where it had already been?)", (unsigned long long)(now - held_since));
 		*bad_ms = 0;
-		return kz_cluster_consumer_remake(c, why, true);
+		return kz_cluster_consumer_remake(c, why, true, false);
 	}
 	if (!ci) {
 		if (!c->f_lost_since)
@@ -352,7 +374,7 @@ bool kz_cluster_consumer_check(struct kz_cluster *c, const jsConsumerInfo *ci, u
 		*bad_ms = 0;
 		snprintf(c->f_avoid, sizeof c->f_avoid, "%s", c->f_on);
 		c->f_placed = 0;
-		return kz_cluster_consumer_remake(c, why, false);
+		return kz_cluster_consumer_remake(c, why, false, true);
 	}
 	bool bad = !ci->NumPending && !ci->NumAckPending && last > ci->Delivered.Stream;
 	if (!bad) {
@@ -367,5 +389,5 @@ bool kz_cluster_consumer_check(struct kz_cluster *c, const jsConsumerInfo *ci, u
 		 "while the stream ends at %llu", (unsigned long long)(now - *bad_ms),
 		 (unsigned long long)ci->Delivered.Stream, (unsigned long long)last);
 	*bad_ms = 0;
-	return kz_cluster_consumer_remake(c, why, true);
+	return kz_cluster_consumer_remake(c, why, true, false);
 }

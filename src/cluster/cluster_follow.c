@@ -641,7 +641,7 @@ void *kz_cluster_follower(void *arg)
 		if (c->f_reset) { /* its server restarted (kept in memory): it started over */
 			c->f_reset = false;
 			if (kz_cluster_consumer_remake(c, "delivered again from its start what this node had acknowledged (its "
-					    "server restarted)", false)) {
+					    "server restarted)", false, false)) {
 				kz_cluster_sub_end(c->nc, pl.sub);
 				pl.sub = NULL;
 			}
@@ -667,7 +667,8 @@ void *kz_cluster_follower(void *arg)
 			idle = 0;
 			jsConsumerInfo *ci = NULL;
 			jsErrCode cerr = 0;
-			natsStatus cs = js_GetConsumerInfo(&ci, c->js, STREAM, c->f_name, NULL, &cerr);
+			jsOptions quick;
+			natsStatus cs = js_GetConsumerInfo(&ci, c->js, STREAM, c->f_name, kz_cluster_consumer_opts(c, &quick), &cerr);
 			if (cs == NATS_NOT_FOUND || cerr == JSConsumerNotFoundErr || cerr == JSStreamNotFoundErr) {
 				kz_warn("cluster: our consumer %s is gone from JetStream: made again", c->f_name);
 				kz_cluster_sub_end(c->nc, pl.sub);

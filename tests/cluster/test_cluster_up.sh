@@ -106,7 +106,13 @@ fi
 nats-server -c "$D/s3/nats.conf" >> "$D/s3/nats.log" 2>&1 & echo $! >> "$D/pids"
 sed -i 3d "$D/pids"   # the killed s3's pid, replaced by the new one (now last)
 sleep 3
-leader=$("$KZ" cluster status --config "$D/n1/kizuna.conf" 2>/dev/null | sed -n 's/^leader: s//p')
+leader=
+for _ in $(seq 60); do # s3 catching up, JetStream's metadata layer busy: asked again
+	st=$("$KZ" cluster status --config "$D/n1/kizuna.conf" 2>&1)
+	leader=$(echo "$st" | sed -n 's/^leader: s//p')
+	[ -n "$leader" ] && break
+	sleep 0.5
+done
 lpid=
 case "$leader" in 1) lpid=$(sed -n 1p "$D/pids") ;; 2) lpid=$(sed -n 2p "$D/pids") ;; 3) lpid=$(tail -1 "$D/pids") ;; esac
 if [ -n "$lpid" ]; then
@@ -117,7 +123,7 @@ if [ -n "$lpid" ]; then
 	sleep 5
 	kill -CONT "$lpid"
 else
-	echo "FAIL no stream leader"; fail=1
+	echo "FAIL no stream leader after 30 s; kizuna cluster status said:"; echo "$st" | head -12; fail=1
 fi
 # SIGSTOP the server node 3's consumer is on (JetStream puts a consumer on one of the stream's
 # servers at random: nats-server 2.9 takes no placement). The consumer neither answers nor can be
