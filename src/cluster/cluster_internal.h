@@ -136,6 +136,9 @@ void kz_cluster_sub_end(natsConnection *nc, natsSubscription *sub);
  * answer; true: made again), the server it is on noted; earlier ones deleted (sweep: true when
  * one went). */
 int kz_cluster_consumer_ensure(struct kz_cluster *c, uint64_t *bad_ms);
+/* cluster_probe.c */
+bool kz_cluster_js_answers(struct kz_cluster *c);
+bool kz_cluster_stuck_long(struct kz_cluster *c, uint64_t stuck_ms, uint64_t *ping_ms);
 jsOptions *kz_cluster_consumer_opts(const struct kz_cluster *c, jsOptions *o);
 bool kz_cluster_consumer_remake(struct kz_cluster *c, const char *why, bool from_start, bool silent);
 bool kz_cluster_consumer_check(struct kz_cluster *c, const jsConsumerInfo *ci, uint64_t *bad_ms);
