@@ -340,7 +340,9 @@ static bool passes(const char *line, const struct kz_audit_filter *flt)
 }
 
 #define NEWEST_CHUNK (64u << 10)
-#define NEWEST_MAX_LINE (1u << 20)
+/* 64 x LINE_MAX_BYTES, the longest line audit.c writes: a longer one was not written by a node,
+ * and is refused rather than read into memory without end */
+#define NEWEST_MAX_LINE (64u * LINE_MAX_BYTES)
 
 /* One file of kz_audit_newest, from its end: 1 when cb stopped, 0 at its start, -1. */
 static int newest_file(int fd, const struct kz_audit_filter *flt, uint64_t before, kz_audit_line_fn cb, void *ctx,
