@@ -3,6 +3,7 @@
 #include "base/kz_err.h"
 
 #include <errno.h>
+#include <stdbool.h>
 #include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -111,11 +112,13 @@ char *kz_file_read_whole(const char *path, size_t max, size_t *len)
 	struct stat st;
 	char *p = NULL;
 	size_t got = 0;
-	if (fstat(fd, &st) || st.st_size < 0)
-		;
-	else if ((uint64_t)st.st_size > max)
+	bool ok = !fstat(fd, &st) && st.st_size >= 0;
+	if (ok && (uint64_t)st.st_size > max) {
 		errno = EFBIG;
-	else if ((p = malloc((size_t)st.st_size + 1)) && (kz_pread_upto(fd, p, (size_t)st.st_size, 0, &got) || got != (size_t)st.st_size)) {
+		ok = false;
+	}
+	if (ok && (p = malloc((size_t)st.st_size + 1)) &&
+	    (kz_pread_upto(fd, p, (size_t)st.st_size, 0, &got) || got != (size_t)st.st_size)) {
 		free(p);
 		p = NULL;
 	}

@@ -205,7 +205,7 @@ int kz_cluster_consumer_ensure(struct kz_cluster *c, uint64_t *bad_ms)
 	jsOptions quick;
 	natsStatus is = js_GetConsumerInfo(&ci, c->js, STREAM, durable, kz_cluster_consumer_opts(c, &quick), &jerr);
 	if (is != NATS_OK && is != NATS_NOT_FOUND && jerr != JSConsumerNotFoundErr && jerr != JSStreamNotFoundErr) {
-		(void)kz_cluster_consumer_check(c, NULL, bad_ms); /* no answer: made below once deleted */
+		(void)kz_cluster_consumer_check(c, NULL, bad_ms); /* no answer: left and made anew once lost */
 		return -1;
 	}
 	*bad_ms = 0;
@@ -293,14 +293,13 @@ bool kz_cluster_consumer_remake(struct kz_cluster *c, const char *why, bool from
 		from_start ? "the stream's start" : "what this node has acknowledged (if the stream still holds it)");
 	if (from_start)
 		kz_cluster_floor_reset(&c->floor, 0);
+	atomic_fetch_add(&c->consumers_remade, 1);
 	if (silent) { /* a deletion is answered by the consumer's own server: it would only time out */
-		atomic_fetch_add(&c->consumers_remade, 1);
 		consumer_abandon(c);
 		return true;
 	}
 	jsErrCode jerr = 0;
 	natsStatus ds = consumer_delete(c, c->f_name, &jerr);
-	atomic_fetch_add(&c->consumers_remade, 1);
 	if (ds == NATS_OK)
 		return true;
 	kz_warn("cluster: deleting our consumer %s: %s (JetStream error %d)", c->f_name, natsStatus_GetText(ds),

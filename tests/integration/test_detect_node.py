@@ -399,6 +399,10 @@ def test_resume_matches_what_was_written_while_detection_was_off():
     logs_while_off(1, LINES)
     restart(on, lambda: os.unlink(headers))
     assert until(lambda: len(fields()) > n, 10) and fields()[-1] == "message", fields()
+    # a headers file that does not parse: said so, and the node serves
+    restart(on, lambda: open(headers, "w").write("{not json"))
+    assert until(lambda: st()["indicators"] == 1, 10)
+    assert "detect.headers does not hold the topics' headers at log record" in n3.logtext()
     # an unreadable position: said so, and matching starts at the log's end
     restart(on, lambda: open(pos, "w").write("garbage"))
     assert until(lambda: st()["indicators"] == 1, 10)

@@ -14,6 +14,7 @@
  * and skipped; nothing is fatal. */
 #include "services/detect/detect_internal.h"
 #include "base/kz_err.h"
+#include "base/kz_hex.h"
 #include "base/kz_json.h"
 #include "base/kz_time.h"
 
@@ -230,10 +231,10 @@ static void header(struct detect_reader *r, char *p, size_t n)
 		const char *s = p + 11;
 		size_t k = n - 11;
 		int c = (unsigned char)s[0];
-		if (k >= 2 && s[0] == '\\' && s[1] == 'x')
-			c = k == 4 && isxdigit((unsigned char)s[2]) && isxdigit((unsigned char)s[3])
-				    ? (int)strtol((char[]){ s[2], s[3], 0 }, NULL, 16)
-				    : -1;
+		if (k >= 2 && s[0] == '\\' && s[1] == 'x') {
+			int hi = k == 4 ? kz_hexval(s[2]) : -1, lo = k == 4 ? kz_hexval(s[3]) : -1;
+			c = hi < 0 || lo < 0 ? -1 : hi << 4 | lo;
+		}
 		if (c > 0 && c < 0x80)
 			r->sep = (char)c;
 	} else if (n > 15 && !strncmp(p, "#set_separator", 14)) {
