@@ -149,6 +149,8 @@ static const struct directive directives[] = {
 	  "In a cluster (cluster.nats set): 0: log records are matched by the node that accepted them (each once in the cluster; the others have them in their logs too); 1: this node also matches the log records other nodes accepted (a sighting from each node that does)." },
 	{ "detect.max_topics", T_U32, C(detect_max_topics), 0, 1, 1000000, "1024",
 	  "Log topics read at once (each keeps its reader and Zeek header); records of further topics are counted and skipped." },
+	{ "detect.max_headers_bytes", T_U32, C(detect_max_headers), 0, 256, 1073741824, "67108864",
+	  "With detect.resume: the largest DATA_DIR/detect.headers written or read. Headers that come to more are not saved (an empty set is, said in the log), and a larger file is not read: those topics are read without a header after a restart until it comes again." },
 	{ "tak.listen", T_STR, C(tak_listen), S(tak_listen), 0, 0, "",
 	  "The TAK server endpoint (docs/ADAPTERS.md \"TAK\"): TAK clients connect here over TLS with a certificate of the node's CA and speak Cursor-on-Target, host:port (TAK's streaming port is 8089). Empty: off." },
 	{ "tak.max_connections", T_U32, C(tak_max_connections), 0, 1, 1000000, "1000", "TAK client connections at most; more are closed after the handshake." },

@@ -33,7 +33,7 @@ struct node_config {
 	uint32_t tak_max_connections, tak_max_event_bytes, tak_push_interval_ms, tak_max_output_bytes, tak_protocol;
 	uint32_t taxii_max_status_bytes;
 	uint32_t detect_enabled, detect_flush_ms, detect_max_indicators, detect_max_sightings, detect_max_topics,
-		 detect_resume, detect_resume_max, detect_all_nodes;
+		 detect_resume, detect_resume_max, detect_all_nodes, detect_max_headers;
 	char detect_indicators[1100], detect_collection[64], detect_topics[1100], detect_files[4096],
 		detect_warninglists[4096], detect_sighting_topic[256], detect_identity[512], detect_file_label[1025],
 		detect_intel[4096], detect_intel_label[1025];

@@ -18,6 +18,7 @@
  * rebuild, no pause: the equivalent of an RCU swap with one writer that is also the only
  * reader). A status snapshot for HTTPS and /metrics is published under a mutex once a round. */
 #include "node/node_detect.h"
+#include "node/node_detect_resume.h"
 #include "node/node_adapters.h"
 #include "node/node_config.h"
 #include "base/kz_buf.h"
@@ -97,10 +98,7 @@ struct node_detect {
 	uint64_t next_seq, start_seq;
 	/* where matching may resume after a restart (data_dir/detect.pos): the log position
 	 * matched and flushed, saved once the store has written the sightings of that flush */
-	uint64_t cp_seq, cp_ticket, cp_saved;
-	bool cp_pending;
-	struct kz_buf cp_headers, hdr; /* the topics' Zeek headers at cp_seq (detect.headers); scratch */
-	struct kz_buf hdr_saved;       /* the headers last written, to write them again only when changed */
+	struct node_detect_resume res;
 	struct kz_reclog_pos hint;
 	bool has_hint;
 	/* the event being read: its label */
@@ -503,36 +501,13 @@ static void publish(struct node_detect *d)
 	pthread_mutex_unlock(&d->lock);
 }
 
-/* ---------- where matching resumes (detect.resume) ---------- */
+/* ---------- where matching resumes (detect.resume): node_detect_resume.c ---------- */
 
-#define POS_FILE "detect.pos"
-#define HEADERS_FILE "detect.headers"
-#define HEADERS_MAX ((size_t)64 << 20) /* larger: not read (detect.max_topics headers of a line each) */
-
-/* The next log record to match as saved by the last run, 0 when none is (or it is not
- * readable: then matching starts at the log's end, as on a first start). */
-static uint64_t pos_load(const struct node_config *cfg)
+static const struct detect_reader *topic_at(void *ctx, size_t i, const char **topic)
 {
-	char path[1200], text[64] = "";
-	snprintf(path, sizeof path, "%s/" POS_FILE, cfg->data_dir);
-	ssize_t n = kz_file_read_small(path, text, sizeof text);
-	if (n < 0)
-		return 0;
-	uint64_t v;
-	if (detect_pos_parse(text, (size_t)n, &v)) {
-		kz_warn("detect: %s does not hold a log position (\"next_seq N\"); matching starts at the log's end", path);
-		return 0;
-	}
-	return v;
-}
-
-static void headers_snap(struct node_detect *d, uint64_t seq)
-{
-	int rc = detect_headers_begin(&d->cp_headers, seq);
-	for (size_t i = 0; i < d->n_topics && !rc; i++)
-		rc = detect_headers_add(&d->cp_headers, d->topics[i].topic, d->topics[i].r, &d->hdr);
-	if (rc || detect_headers_end(&d->cp_headers))
-		kz_buf_reset(&d->cp_headers); /* out of memory: no headers saved */
+	struct node_detect *d = ctx;
+	*topic = d->topics[i].topic;
+	return d->topics[i].r;
 }
 
 static void header_give(void *ctx, const char *topic, size_t topic_len, const char *header, size_t len)
@@ -541,65 +516,6 @@ static void header_give(void *ctx, const char *topic, size_t topic_len, const ch
 	struct detect_reader *r = topic_reader(d, (const uint8_t *)topic, topic_len);
 	if (r)
 		feed(d, r, header, len, NULL);
-}
-
-/* The headers saved at or before position seq, given to the topics' readers; nothing when the
- * file is absent, unreadable, or saved after it (a crash between the two files). */
-static void headers_load(struct node_detect *d, uint64_t seq)
-{
-	char path[1200];
-	snprintf(path, sizeof path, "%s/" HEADERS_FILE, d->cfg->data_dir);
-	size_t got = 0;
-	char *text = kz_file_read_whole(path, HEADERS_MAX, &got);
-	if (!text && errno == ENOENT)
-		return;
-	long given = text ? detect_headers_parse(text, got, seq, header_give, d) : -1;
-	if (given >= 0)
-		kz_info("detect: the Zeek headers of %ld log topics as they were at log record %llu", given,
-			(unsigned long long)seq);
-	else
-		kz_warn("detect: %s does not hold the topics' headers at log record %llu; topics whose header came "
-			"before it are read without one until it comes again", path, (unsigned long long)seq);
-	free(text);
-}
-
-/* After a flush: its position, saved when the store has written what the flush wrote. */
-static void pos_mark(struct node_detect *d)
-{
-	headers_snap(d, d->next_seq);
-	d->cp_seq = d->next_seq;
-	d->cp_ticket = kz_store_ticket(d->b->store);
-	d->cp_pending = true;
-}
-
-static void pos_save(struct node_detect *d)
-{
-	if (!d->cp_pending || !kz_store_ticket_done(d->b->store, d->cp_ticket))
-		return;
-	d->cp_pending = false;
-	if (d->cp_seq == d->cp_saved)
-		return;
-	/* the headers first, and only when they changed (they hold at every position from theirs
-	 * up to the next file written): a crash between the two leaves headers of a position after
-	 * the saved one, which headers_load ignores */
-	if (!d->cp_headers.len) /* no snapshot (out of memory): an older headers file would be taken */
-		return;
-	if (!detect_headers_same(&d->cp_headers, &d->hdr_saved)) {
-		if (kz_file_replace(d->cfg->data_dir, HEADERS_FILE, kz_buf_head(&d->cp_headers), d->cp_headers.len, 0600)) {
-			/* not the position either: the headers file on disk would be taken for it */
-			kz_warn("detect: cannot save the topics' headers in %s/" HEADERS_FILE " (the position is not saved): %s",
-				d->cfg->data_dir, strerror(errno));
-			return;
-		}
-		struct kz_buf t = d->hdr_saved; /* as written; the next mark makes cp_headers again */
-		d->hdr_saved = d->cp_headers, d->cp_headers = t;
-	}
-	char text[DETECT_POS_MAX];
-	size_t n = detect_pos_format(d->cp_seq, text);
-	if (kz_file_replace(d->cfg->data_dir, POS_FILE, text, n, 0600))
-		kz_warn("detect: cannot save the log position in %s/" POS_FILE ": %s", d->cfg->data_dir, strerror(errno));
-	else
-		d->cp_saved = d->cp_seq;
 }
 
 static void *run(void *arg)
@@ -627,22 +543,20 @@ static void *run(void *arg)
 		poll_files(d);
 		intel_poll(d, false);
 		uint64_t now = kz_now_mono_ms();
-		pos_save(d); /* the previous flush's, once written */
+		node_detect_resume_save(&d->res); /* the previous flush's, once written */
 		if (now >= next_flush) {
 			detect_sightings_flush(d->s, on_sighting, d);
 			next_flush = now + d->cfg->detect_flush_ms;
-			if (!d->cp_pending)
-				pos_mark(d);
+			if (!d->res.cp_pending)
+				node_detect_resume_mark(&d->res, d->next_seq, d->n_topics, topic_at, d);
 		}
 		publish(d);
 		pthread_mutex_lock(&d->lock);
 	}
 	pthread_mutex_unlock(&d->lock);
 	detect_sightings_flush(d->s, on_sighting, d); /* what was matched is not lost at a stop */
-	pos_mark(d);
-	for (int i = 0; i < 5000 && !kz_store_ticket_done(d->b->store, d->cp_ticket); i++)
-		nanosleep(&(struct timespec){ 0, 1000000 }, NULL); /* the store is still open: it writes them */
-	pos_save(d);
+	node_detect_resume_mark(&d->res, d->next_seq, d->n_topics, topic_at, d);
+	node_detect_resume_last(&d->res); /* the store is still open: it writes them */
 	node_record_write_end();
 	return NULL;
 }
@@ -767,15 +681,13 @@ int node_detect_open(struct mqtt_broker *b, struct taxii *t, const struct node_c
 		snprintf(d->identity, sizeof d->identity, "spiffe://%s/%s/node/%s", cfg->trust_domain, cfg->org, cfg->node_id);
 	d->s = detect_sightings_new(d->identity);
 	kz_buf_init(&d->rec, 0);
-	kz_buf_init(&d->cp_headers, 0);
-	kz_buf_init(&d->hdr, 0);
-	kz_buf_init(&d->hdr_saved, 0);
+	node_detect_resume_init(&d->res, cfg, b->store);
 	pthread_mutex_init(&d->lock, NULL);
 	pthread_cond_init(&d->cond, NULL);
 	d->next_seq = 1;
 	/* logs before the start were matched then, up to the position saved (detect.resume) */
 	d->start_seq = kz_store_durable_next(b->store);
-	uint64_t saved = cfg->detect_resume ? pos_load(cfg) : 0;
+	uint64_t saved = cfg->detect_resume ? node_detect_resume_pos_load(cfg) : 0;
 	bool headers = saved && saved <= d->start_seq; /* not when records after the position are skipped */
 	if (saved && saved < d->start_seq) {
 		uint64_t since = d->start_seq - saved, cap = cfg->detect_resume_max;
@@ -804,7 +716,7 @@ int node_detect_open(struct mqtt_broker *b, struct taxii *t, const struct node_c
 		     each(cfg->detect_intel, add_intel, d, why, why_len);
 	}
 	if (!rc && headers)
-		headers_load(d, saved);
+		node_detect_resume_headers_load(&d->res, saved, header_give, d);
 	if (!rc && cfg->detect_collection[0] && !t) {
 		snprintf(why, why_len, "detect.collection needs the TAXII server (https.enabled = 1)");
 		rc = -1;
@@ -872,9 +784,7 @@ void node_detect_close(struct node_detect *d)
 	detect_index_free(d->x);
 	kz_json_free(&d->doc);
 	kz_buf_cleanup(&d->rec);
-	kz_buf_cleanup(&d->cp_headers);
-	kz_buf_cleanup(&d->hdr);
-	kz_buf_cleanup(&d->hdr_saved);
+	node_detect_resume_cleanup(&d->res);
 	free(d->pub.skipped);
 	pthread_cond_destroy(&d->cond);
 	pthread_mutex_destroy(&d->lock);

@@ -403,6 +403,23 @@ def test_resume_matches_what_was_written_while_detection_was_off():
     restart(on, lambda: open(headers, "w").write("{not json"))
     assert until(lambda: st()["indicators"] == 1, 10)
     assert "detect.headers does not hold the topics' headers at log record" in n3.logtext()
+    # headers over detect.max_headers_bytes: an empty set saved in their place, said once; after a
+    # restart the topic's lines are read without a header, as with no file
+    restart(on + "detect.max_headers_bytes = 256\n")
+    assert until(lambda: st()["indicators"] == 1, 10)
+    z = n3.client(cert=admin)
+    z.pub("kz/logs/zeek/dns", HEAD + LINES, 1)
+    z.close()
+    assert until(lambda: "over detect.max_headers_bytes (256)" in n3.logtext(), 10)
+    assert until(lambda: json.load(open(headers))["topics"] == [], 10), open(headers).read()
+    n = len(fields())
+    logs_while_off(1, LINES)
+    restart(on)
+    assert until(lambda: len(fields()) > n, 10) and fields()[-1] == "message", fields()
+    # a file over the cap is not read: said so
+    restart(on + "detect.max_headers_bytes = 256\n", lambda: open(headers, "w").write(" " * 300))
+    assert until(lambda: st()["indicators"] == 1, 10)
+    assert "detect.headers is larger than detect.max_headers_bytes (256)" in n3.logtext()
     # an unreadable position: said so, and matching starts at the log's end
     restart(on, lambda: open(pos, "w").write("garbage"))
     assert until(lambda: st()["indicators"] == 1, 10)
