@@ -22,9 +22,11 @@ void kz_mem_huge_free(void *p, size_t mapped);
 void *kz_mem_big_alloc(size_t n, size_t *mapped);
 void kz_mem_big_free(void *p, size_t mapped);
 /* Asks for huge pages under the calling thread's malloc arena: bytes are malloc'd, the
- * 2 MiB-aligned part of them is advised MADV_HUGEPAGE (nothing is touched), and they are
+ * 2 MiB-aligned part of them is advised MADV_HUGEPAGE (nothing is touched), and that part is
  * freed back to the arena, where later allocations of this thread (libh2o's request
- * buffers) fault them in 2 MiB at a time. Needs the mmap threshold above bytes. */
-void kz_mem_arena_huge(size_t bytes);
+ * buffers) fault it in 2 MiB at a time. Needs the mmap threshold above bytes. Returns the
+ * part before the advised memory, held so that the thread's next allocations come from
+ * advised memory: free it when the thread ends (NULL: nothing held). */
+void *kz_mem_arena_huge(size_t bytes);
 
 #endif

@@ -23,6 +23,7 @@ struct hworker {
 	struct kz_http *h;
 	unsigned idx;
 	bool started;
+	void *arena_pad; /* kz_mem_arena_huge's, held while the worker runs */
 	h2o_context_t ctx;
 	h2o_accept_ctx_t accept;
 	h2o_multithread_queue_t *queue;

@@ -542,7 +542,7 @@ static void worker_context(struct hworker *w)
 	 * on a worker's first large POST, 25 ms of its receive on the reference VM against 8 warm.
 	 * In huge pages under this worker's arena: about 820 faults, receive 9-17 ms
 	 * (BENCHMARKS.md "TAXII ingest", the first POST of a fresh node). Nothing is touched. */
-	kz_mem_arena_huge((size_t)24 << 20);
+	w->arena_pad = kz_mem_arena_huge((size_t)24 << 20);
 	h2o_context_init(&w->ctx, w->loop, &h->global);
 	w->accept.ctx = &w->ctx;
 	w->accept.hosts = h->global.hosts;
@@ -775,6 +775,8 @@ static void worker_end(void *arg, unsigned idx)
 	h2o_multithread_unregister_receiver(w->queue, &w->recv);
 	h2o_multithread_destroy_queue(w->queue);
 	h2o_context_dispose(&w->ctx);
+	free(w->arena_pad);
+	w->arena_pad = NULL;
 }
 
 void kz_http_free(struct kz_http *h)

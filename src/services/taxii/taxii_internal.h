@@ -146,6 +146,8 @@ struct taxii {
 	 * of megabytes went back to the kernel with its arena's top and was faulted in afresh,
 	 * 9 ms of a POST of ATT&CK ICS */
 	_Atomic(struct tx_recs *) spare_recs;
+	atomic_bool store_arena_asked; /* kz_mem_arena_huge on the store thread, at the first POST */
+	void *store_arena_pad;
 	struct tx_status **st;
 	size_t st_next;
 	uint64_t st_bytes; /* of sealed statuses, held under taxii.max_status_bytes */

@@ -190,6 +190,13 @@ char *tx_status_text(const struct tx_status *s)
 	stix_format_us(s->req_us, ts);
 	struct kz_buf b;
 	kz_buf_init(&b, 0);
+	/* its size at once, as the POST's items make it (ids and versions need no escapes): the
+	 * text is kept in the status ring, and a buffer doubled as it grows is faulted in page by
+	 * page, with up to half of it unused (about 200 faults for a status of 1,826 objects) */
+	size_t est = 256;
+	for (size_t i = 0; s->items && i < s->n_items; i++)
+		est += strlen(s->items[i].id) + strlen(s->items[i].version) + 24 + (s->items[i].status ? 48 : 0);
+	(void)kz_buf_reserve_exact(&b, est); /* out of memory: the appends below say so */
 	kz_buf_appendf(&b, "{\"id\":\"%s\",\"status\":\"%s\",\"request_timestamp\":\"%s\",\"total_count\":%u,"
 			   "\"success_count\":%u,\"failure_count\":%u,\"pending_count\":%u",
 		       s->id, s->pending ? "pending" : "complete", ts, s->total, s->ok, s->fail, s->pending);

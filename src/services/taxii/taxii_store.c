@@ -433,6 +433,7 @@ void taxii_close(struct taxii *t)
 		pthread_mutex_destroy(&c->wlock);
 	}
 	free(t->c);
+	free(t->store_arena_pad);
 	for (uint32_t i = 0; i < atomic_load(&t->ntypes); i++)
 		free(t->types[i]);
 	for (uint32_t i = 0; i < atomic_load(&t->nacc); i++) {

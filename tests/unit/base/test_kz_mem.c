@@ -86,9 +86,12 @@ static void huge_alloc(void **state)
 static void *arena_thread(void *arg)
 {
 	int *res = arg;
-	kz_mem_arena_huge(24 * MIB);
-	/* as libh2o grows a request buffer: 1, 2, 4 MiB, each copied into the next */
-	uint8_t *a = malloc(1 * MIB), *b = malloc(2 * MIB);
+	free(malloc(100)); /* the thread's arena, its first 2 MiB partly used (as a worker's is) */
+	void *pad = kz_mem_arena_huge(24 * MIB);
+	/* as libh2o grows a request buffer: 16 KiB, 1, 2, 4 MiB, each copied into the next */
+	uint8_t *s = malloc(16 << 10), *a = malloc(1 * MIB), *b = malloc(2 * MIB);
+	res[2] = s && a ? advised(s) + 2 * advised(a + MIB - 1) : -2; /* the smaller ones too */
+	free(s);
 	free(a);
 	uint8_t *c = malloc(4 * MIB);
 	free(b);
@@ -99,6 +102,7 @@ static void *arena_thread(void *arg)
 		res[1] = advised((void *)in);
 	}
 	free(c);
+	free(pad);
 	return NULL;
 }
 #endif
@@ -112,12 +116,13 @@ static void arena_huge(void **state)
 	if (!thp_possible())
 		skip();
 	mallopt(M_MMAP_THRESHOLD, 32 << 20); /* as kizuna serve sets it */
-	int res[2];
+	int res[3];
 	pthread_t t;
 	assert_int_equal(pthread_create(&t, NULL, arena_thread, res), 0);
 	pthread_join(t, NULL);
 	assert_int_equal(res[0], 1); /* a whole huge page inside the 4 MiB block */
 	assert_int_equal(res[1], 1); /* and it is advised */
+	assert_int_equal(res[2], 3); /* a 16 KiB and a 1 MiB block malloc'd first are advised too */
 #endif
 }
 
