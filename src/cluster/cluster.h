@@ -52,7 +52,7 @@ struct kz_cluster_config {
 	uint32_t gap_timeout_ms;      /* cluster.gap_timeout_ms: held records wait at most this */
 	uint32_t consumer_stall_ms;   /* cluster.consumer_stall_ms: a consumer that delivers nothing more is made again */
 	uint32_t consumer_lost_ms;    /* cluster.consumer_lost_ms: one that does not answer, made again elsewhere */
-	uint32_t consumer_scan_ms;    /* cluster.consumer_scan_ms: JetStream's names of ours read again this often */
+	uint32_t consumer_scan_ms;    /* cluster.consumer_scan_ms: JetStream's names of ours read again this often (0: 30 s, its default) */
 	/* Shared sessions (bucket KZ_SESSIONS, docs/CLUSTER.md "Sessions"): every value of the
 	 * bucket with its key and revision, the whole bucket first and then each change in order
 	 * (this node's own writes too), on the cluster's session thread; value NULL: the key was
