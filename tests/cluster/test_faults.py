@@ -13,8 +13,15 @@ every delivery, and asserts after the load: every acknowledged message reached e
 subscriber at least once (none lost), each publisher's acknowledged messages reached each
 subscriber in order (first deliveries increasing; a message whose acknowledgement the
 publisher gave up waiting for, after 5 s, may come at any time), duplicates counted and reported, and how long
-publishing was interrupted at most (reported, the target is 5 s)."""
-import os, signal, socket, ssl, struct, subprocess, sys, threading, time
+publishing was interrupted at most (reported, the target is 5 s).
+
+The longer soak (scripts/soak-cluster, not in make test): with KZ_SOAK_MINUTES set, the faults
+are drawn at random (seed KZ_SOAK_SEED, printed) for that long, 5-10 s apart: kill -9 of a
+nats-server (restarted 3 s later), SIGSTOP of one for 10 s, kill -9 of a node (restarted 3 s
+later: its subscriber, with its persistent session, connects again to it), and kill -9 of
+every nats-server at once (restarted 3 s later). The same checker then runs over all three
+subscribers."""
+import os, random, signal, socket, ssl, struct, subprocess, sys, threading, time
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from threeup import Cluster, free_base
 from kzharness import KIZUNA, s16, varint, Node
@@ -37,6 +44,7 @@ class Publisher(threading.Thread):
         self.stop = False
         self.k = 0
         self.gap = 0.0  # the longest time between two acknowledgements
+        self.events = []
         self.cur = 0
 
     def connect(self):
@@ -108,6 +116,8 @@ class Publisher(threading.Thread):
             except (OSError, ssl.SSLError):
                 self.lost += 1
                 self.cur += 1
+                self.events.append((time.time(), "%s-%d: connection lost, to node %d" % (
+                    self.name, self.k, self.nodes[self.cur % len(self.nodes)])))
                 self.buf = b""
                 s = self.connect()
             if ok:
@@ -124,7 +134,10 @@ class Subscriber:
         self.c = mqtt.Client(client_id="chk-sub-%d" % node, protocol=mqtt.MQTTv5)
         self.c.tls_set(ca_certs=os.path.join(PKI, "ca.pem"), certfile=os.path.join(PKI, "admin.pem"),
                        keyfile=os.path.join(PKI, "admin.key"))
-        self.c.on_message = lambda c, u, m: self.got.append(m.payload.decode())
+        self.at, self.events = [], []  # each delivery's time; (time, "connected" | "lost")
+        self.c.on_message = lambda c, u, m: (self.got.append(m.payload.decode()), self.at.append(time.time()))
+        self.c.on_connect = lambda c, u, f, rc, p=None: self.events.append((time.time(), "connected rc %s" % rc))
+        self.c.on_disconnect = lambda c, u, rc, p=None: self.events.append((time.time(), "lost rc %s" % rc))
         p = Properties(PacketTypes.CONNECT)
         p.SessionExpiryInterval = 600
         self.c.connect("localhost", PORT[node], 30, clean_start=False, properties=p)
@@ -168,6 +181,60 @@ def nats_pid(i):
     return pids()[i - 1]
 
 
+def set_pid(k, pid):
+    lines = open(os.path.join(D, "pids")).read().split()
+    lines[k] = str(pid)
+    open(os.path.join(D, "pids"), "w").write("\n".join(lines) + "\n")
+
+
+def start_nats(i):
+    pr = subprocess.Popen(["nats-server", "-c", os.path.join(D, "s%d" % i, "nats.conf")],
+                          stdout=open(os.path.join(D, "s%d" % i, "nats.log"), "a"), stderr=subprocess.STDOUT)
+    set_pid(i - 1, pr.pid)
+
+
+def start_node(i):
+    pr = subprocess.Popen([KIZUNA, "serve", "--config", os.path.join(D, "n%d" % i, "kizuna.conf")],
+                          stdout=open(os.path.join(D, "n%d" % i, "serve.log"), "a"), stderr=subprocess.STDOUT)
+    set_pid(2 + i, pr.pid)
+
+
+SOAK = float(os.environ.get("KZ_SOAK_MINUTES", "0"))
+T0 = time.time()
+
+
+def soak_faults():
+    """Random faults for SOAK minutes; every process is running again at the end."""
+    seed = int(os.environ.get("KZ_SOAK_SEED", str(int(time.time()))))
+    rnd, t0, n = random.Random(seed), T0, 0
+    print("  soak: %.0f minutes, seed %d" % (SOAK, seed))
+    while time.time() - t0 < SOAK * 60:
+        kind, i = rnd.choice(["kill-nats", "kill-nats", "stop-nats", "kill-node", "kill-node", "kill-all-nats"]), rnd.randint(1, 3)
+        n += 1
+        print("  %4.0f s: fault %d: %s%s" % (time.time() - t0, n, kind, "" if kind == "kill-all-nats" else " %d" % i))
+        sys.stdout.flush()
+        if kind == "kill-nats":
+            os.kill(nats_pid(i), signal.SIGKILL)
+            time.sleep(3)
+            start_nats(i)
+        elif kind == "stop-nats":
+            os.kill(nats_pid(i), signal.SIGSTOP)
+            time.sleep(10)
+            os.kill(nats_pid(i), signal.SIGCONT)
+        elif kind == "kill-node":
+            os.kill(pids()[2 + i], signal.SIGKILL)
+            time.sleep(3)
+            start_node(i)
+        else:
+            for k in (1, 2, 3):
+                os.kill(nats_pid(k), signal.SIGKILL)
+            time.sleep(3)
+            for k in (1, 2, 3):
+                start_nats(k)
+        time.sleep(rnd.uniform(5, 10))
+    print("  soak: %d faults in %.0f s" % (n, time.time() - t0))
+
+
 def test_no_acknowledged_message_lost_under_faults():
     subs = {i: Subscriber(i) for i in (1, 2, 3)}
     time.sleep(1.0)
@@ -175,23 +242,23 @@ def test_no_acknowledged_message_lost_under_faults():
     for p in pubs:
         p.start()
     time.sleep(3)
-    # 1. kill -9 one nats-server, restart it
-    os.kill(nats_pid(3), signal.SIGKILL)
-    time.sleep(3)
-    pr = subprocess.Popen(["nats-server", "-c", os.path.join(D, "s3", "nats.conf")],
-                          stdout=open(os.path.join(D, "s3", "nats.log"), "a"), stderr=subprocess.STDOUT)
-    lines = open(os.path.join(D, "pids")).read().split()
-    lines[2] = str(pr.pid)
-    open(os.path.join(D, "pids"), "w").write("\n".join(lines) + "\n")
-    time.sleep(5)
-    # 2. SIGSTOP another for 10 s
-    os.kill(nats_pid(2), signal.SIGSTOP)
-    time.sleep(10)
-    os.kill(nats_pid(2), signal.SIGCONT)
-    time.sleep(5)
-    # 3. kill -9 node 3
-    os.kill(pids()[5], signal.SIGKILL)
-    subs[3].c.loop_stop()
+    live = (1, 2, 3) if SOAK else (1, 2)
+    if SOAK:
+        soak_faults()
+    else:
+        # 1. kill -9 one nats-server, restart it
+        os.kill(nats_pid(3), signal.SIGKILL)
+        time.sleep(3)
+        start_nats(3)
+        time.sleep(5)
+        # 2. SIGSTOP another for 10 s
+        os.kill(nats_pid(2), signal.SIGSTOP)
+        time.sleep(10)
+        os.kill(nats_pid(2), signal.SIGCONT)
+        time.sleep(5)
+        # 3. kill -9 node 3
+        os.kill(pids()[5], signal.SIGKILL)
+        subs[3].c.loop_stop()
     time.sleep(8)
     for p in pubs:
         p.stop = True
@@ -205,21 +272,21 @@ def test_no_acknowledged_message_lost_under_faults():
     still, last, deadline = 0, None, time.time() + 120
     while time.time() < deadline and still < 3:
         time.sleep(1)
-        now = (len(subs[1].got), len(subs[2].got))
-        m = [metrics(i) for i in (1, 2)]
+        now = tuple(len(subs[i].got) for i in live)
+        m = [metrics(i) for i in live]
         held = sum(x.get("kizuna_cluster_held", 0) for x in m)
         # a record a node acknowledged is on its disk; it reaches the others once JetStream
         # confirms it: wait for every node's published records to be confirmed
         unconfirmed = sum(x.get("kizuna_cluster_pending", 1) + 1 - x.get("kizuna_cluster_quorum", 0) for x in m)
-        behind = [behind_of(i) for i in (1, 2)]
-        still = still + 1 if now == last and held == 0 and unconfirmed == 0 and behind == [0, 0] else 0
+        behind = [behind_of(i) for i in live]
+        still = still + 1 if now == last and held == 0 and unconfirmed == 0 and behind == [0] * len(live) else 0
         last = now
     if still < 3:
         print("  the cluster did not settle within 120 s")
     report = []
     lost = {}
     disorder = []
-    for i in (1, 2):
+    for i in live:
         got = subs[i].got
         dups = len(got) - len(set(got))
         for p in pubs:
@@ -236,6 +303,15 @@ def test_no_acknowledged_message_lost_under_faults():
                 lost["%s on node %d" % (p.name, i)] = missing[:10]
             if firsts != sorted(firsts):
                 disorder.append("%s on node %d: %r" % (p.name, i, [(a, b) for a, b in zip(firsts, firsts[1:]) if b < a][:5]))
+                if SOAK:  # when the late one came, and what the subscriber saw around it
+                    when = {}
+                    for x, t in zip(got, subs[i].at):
+                        when.setdefault(x, t)
+                    for a, b in [(a, b) for a, b in zip(firsts, firsts[1:]) if b < a][:3]:
+                        tb, ta = when["%s-%d" % (p.name, b)], when["%s-%d" % (p.name, a)]
+                        ev = ["%.1f %s" % (t - T0, e) for t, e in subs[i].events + p.events if tb - 30 < t < tb + 5]
+                        print("  %s-%d at %.1f s after %s-%d at %.1f s; subscriber %d: %s" % (
+                            p.name, b, tb - T0, p.name, a, ta - T0, i, ", ".join(ev) or "no reconnection"))
         report.append("node %d: %d deliveries, %d duplicates" % (i, len(got), dups))
     for p in pubs:
         report.append("%s (QoS %d): %d acknowledged, %d refused, %d connections lost, longest wait between two "
@@ -243,7 +319,7 @@ def test_no_acknowledged_message_lost_under_faults():
     print("  " + "\n  ".join(report))
     if lost:  # what the surviving nodes say of their followers
         import requests
-        for i in (1, 2):
+        for i in live:
             try:
                 t = requests.get("https://localhost:%d/metrics" % (BASE + 39 + i), timeout=10,
                                  verify=os.path.join(PKI, "ca.pem"),
@@ -259,8 +335,8 @@ def test_no_acknowledged_message_lost_under_faults():
     # documented in docs/CLUSTER.md): then reported, not failed
     # and where a node answered a failed-over publisher's CONNECT at cluster.failover_order_ms
     # before it had caught up (docs/CLUSTER.md "Order across a failover")
-    released = sum(metrics(i).get("kizuna_cluster_released_out_of_order_total", 0) for i in (1, 2))
-    expired = sum(metrics(i).get("kizuna_cluster_failover_order_expired_total", 0) for i in (1, 2))
+    released = sum(metrics(i).get("kizuna_cluster_released_out_of_order_total", 0) for i in live)
+    expired = sum(metrics(i).get("kizuna_cluster_failover_order_expired_total", 0) for i in live)
     if disorder:
         print("  out of order: %s; records released after cluster.gap_timeout_ms: %d; CONNECTs answered at "
               "cluster.failover_order_ms: %d" % ("; ".join(disorder), released, expired))
