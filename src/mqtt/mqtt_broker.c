@@ -913,10 +913,15 @@ void mqtt_shard_tick(struct mqtt_shard *s)
 	mqtt_policy_tick(s);
 	cert_sweep(s);
 	/* Acknowledgement watermarks of persistent sessions, capped by the durable end of four
-	 * ticks ago: a record that old has reached every subscriber's shard. */
+	 * ticks ago: a record that old has reached every subscriber's shard, unless it is held
+	 * back (unrouted_floor): a session that was not given it must not count it as acked. */
 	uint64_t cap = s->durable_seen[s->ticks % 4];
+	s->unrouted_seen[s->ticks % 4] = atomic_load_explicit(&s->broker->unrouted_floor, memory_order_acquire);
 	if (s->broker->store)
 		s->durable_seen[s->ticks++ % 4] = kz_store_durable_next(s->broker->store);
+	for (int k = 0; k < 4; k++) /* the floors of four ticks: one released since is on its way */
+		if (s->unrouted_seen[k] && cap > s->unrouted_seen[k])
+			cap = s->unrouted_seen[k];
 	if (s->broker->state && cap) {
 		for (uint32_t i = 0; i < s->cap_sessions; i++)
 			if (s->sessions[i])

@@ -326,6 +326,7 @@ struct mqtt_shard {
 	uint32_t n_replays, cap_replays;
 	bool wake_posted;
 	uint64_t durable_seen[4];       /* the store's durable end at the last 4 ticks */
+	uint64_t unrouted_seen[4];      /* and the broker's unrouted_floor (0: none) */
 	uint32_t n_store_held;          /* clients held for the store's backlog */
 	uint32_t n_order_wait;          /* clients whose CONNECT waits (order_wait) */
 	atomic_bool order_kick;         /* mqtt_broker_connects_kick: ask them again */
@@ -443,6 +444,10 @@ struct mqtt_broker {
 	const struct mqtt_share_ops *share; /* NULL: sessions are this node's alone */
 	void *share_ctx;
 	_Atomic uint64_t repl_confirmed;
+	/* The lowest log sequence number of a durable record not yet routed to the subscribers
+	 * (a followed record held back behind a gap: docs/CLUSTER.md), 0: none. Acknowledgement
+	 * watermarks of persistent sessions stay below it (mqtt_broker_unrouted). */
+	_Atomic uint64_t unrouted_floor;
 	bool (*repl_ok)(void *ctx);
 	void *repl_ctx;
 	/* Wakes shard idx's worker after its inbox gained work (any thread). */
@@ -499,6 +504,9 @@ int mqtt_broker_session_moved(struct mqtt_broker *b, const char *client_id, uint
 /* Every record of this node with a log sequence <= seq is in JetStream (any thread): the
  * acknowledgements waiting for it go out. */
 void mqtt_broker_repl_confirmed(struct mqtt_broker *b, uint64_t seq);
+/* Durable records from seq on may not have reached their subscribers yet (0: all have): no
+ * persistent session's acknowledgement watermark passes seq - 1 meanwhile (any thread). */
+void mqtt_broker_unrouted(struct mqtt_broker *b, uint64_t seq);
 
 /* Shard work, on its worker thread. */
 void mqtt_shard_drain(struct mqtt_shard *s);   /* process the inbox */

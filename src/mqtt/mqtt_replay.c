@@ -45,6 +45,7 @@ int mqtt_replay_begin(struct mqtt_sub *sub, uint64_t start_seq)
 	if (!r)
 		return KZ_ENOMEM;
 	r->start = r->next = start_seq;
+	kz_debug("session '%s': replay of '%s' from seq %" PRIu64, sub->session->client_id, sub->filter, start_seq);
 	sub->seam_lo = sub->seam_hi = 0;
 	r->idx = s->n_replays;
 	s->replays[s->n_replays++] = sub;

@@ -305,7 +305,9 @@ void mqtt_broker_save_sessions(struct mqtt_broker *b, uint64_t durable_end)
 {
 	if (!b->state || !durable_end)
 		return;
-	uint64_t cap = durable_end - 1;
+	uint64_t cap = durable_end - 1, unrouted = atomic_load_explicit(&b->unrouted_floor, memory_order_acquire);
+	if (unrouted && cap > unrouted - 1)
+		cap = unrouted - 1;
 	for (unsigned i = 0; i < b->n_shards; i++) {
 		struct mqtt_shard *s = &b->shards[i];
 		for (uint32_t k = 0; k < s->cap_sessions; k++)

@@ -68,6 +68,11 @@ void mqtt_parked_release(struct mqtt_shard *s)
 	}
 }
 
+void mqtt_broker_unrouted(struct mqtt_broker *b, uint64_t seq)
+{
+	atomic_store_explicit(&b->unrouted_floor, seq, memory_order_release);
+}
+
 void mqtt_broker_repl_confirmed(struct mqtt_broker *b, uint64_t seq)
 {
 	uint64_t cur = atomic_load(&b->repl_confirmed);
