@@ -214,7 +214,13 @@ int kz_cluster_consumer_ensure(struct kz_cluster *c, uint64_t *bad_ms)
 		bool explicit = ci->Config && ci->Config->AckPolicy == js_AckExplicit;
 		bool fit = explicit && ci->Config->Replicas == 1 && ci->Config->MemoryStorage;
 		uint64_t acked = ci->AckFloor.Stream;
-		if (fit) {
+		/* this node just started, and the process before it had records delivered that it
+		 * never acknowledged (it was killed): JetStream delivers those again only after the
+		 * AckWait (10 s), and the records after them would wait behind a gap meanwhile, or
+		 * until cluster.gap_timeout_ms, and come out of order. Made again from its ack floor,
+		 * the consumer delivers them now, in order (what this node has is dropped). */
+		bool restarted = fit && !c->floor.floor && ci->NumAckPending > 0;
+		if (fit && !restarted) {
 			if (!c->floor.floor) { /* this node just started: the consumer's ack floor is ours */
 				kz_cluster_floor_reset(&c->floor, acked);
 				(void)floor_holds(c, true);
@@ -223,8 +229,15 @@ int kz_cluster_consumer_ensure(struct kz_cluster *c, uint64_t *bad_ms)
 			jsConsumerInfo_Destroy(ci);
 			return 0;
 		}
+		int64_t pending = ci->NumAckPending;
 		jsConsumerInfo_Destroy(ci);
-		if (explicit) {
+		if (restarted) {
+			kz_info("cluster: our consumer %s had %lld records delivered and not acknowledged before this "
+				"start: made again after stream sequence %" PRIu64 ", which we acknowledged, so that they come now",
+				durable, (long long)pending, acked);
+			kz_cluster_floor_reset(&c->floor, acked);
+			trusted = true;
+		} else if (explicit) {
 			kz_warn("cluster: our consumer %s is replicated and on disk (an older kizuna): made again on one "
 				"server, in memory, after stream sequence %" PRIu64 ", which it says we acknowledged", durable,
 				acked);
