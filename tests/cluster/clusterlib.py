@@ -144,6 +144,17 @@ def cluster_node(name, pki_from=None, extra=""):
     return n
 
 
+def two_nodes(extra=""):
+    """Nodes n1 and n2 on one nats-server (n2 with n1's PKI), both sharing sessions: (a, b, nats)."""
+    a = cluster_node("n1", extra=extra)
+    nats = Nats(a.pki, os.path.join(a.dir, "js"))
+    b = cluster_node("n2", pki_from=a, extra=extra)
+    for n in (a, b):
+        wait_log(n, "JetStream answers")
+        wait_log(n, "sharing sessions")
+    return a, b, nats
+
+
 def metrics(n):
     """The node's /metrics (its HTTPS port from its log), as {name: value}."""
     import re, requests

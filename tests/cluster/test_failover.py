@@ -10,12 +10,7 @@ import os, signal, sys, threading
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from clusterlib import *
 
-a = cluster_node("n1")
-nats = Nats(a.pki, os.path.join(a.dir, "js"))
-b = cluster_node("n2", pki_from=a)
-for n in (a, b):
-    wait_log(n, "JetStream answers")
-    wait_log(n, "sharing sessions")
+a, b, nats = two_nodes()
 HOSTS = "localhost:%d,localhost:%d" % (a.port, b.port)
 TLS = ["--cafile", os.path.join(a.pki, "ca.pem"), "--cert", os.path.join(a.pki, "admin.pem"),
        "--key", os.path.join(a.pki, "admin.key")]

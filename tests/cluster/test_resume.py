@@ -15,12 +15,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from clusterlib import *
 import paho.mqtt.client as mqtt
 
-a = cluster_node("n1")
-nats = Nats(a.pki, os.path.join(a.dir, "js"))
-b = cluster_node("n2", pki_from=a)
-for n in (a, b):
-    wait_log(n, "JetStream answers")
-    wait_log(n, "sharing sessions")
+a, b, nats = two_nodes()
 CA, CERT, KEY = (os.path.join(a.pki, x) for x in ("ca.pem", "admin.pem", "admin.key"))
 
 

@@ -15,12 +15,7 @@ from paho.mqtt.properties import Properties
 from paho.mqtt.packettypes import PacketTypes
 
 EXTRA = "cluster.node_dead_ms = 3000\ncluster.session_tombstone_ms = 2000\n"
-a = cluster_node("n1", extra=EXTRA)
-nats = Nats(a.pki, os.path.join(a.dir, "js"))
-b = cluster_node("n2", pki_from=a, extra=EXTRA)
-for n in (a, b):
-    wait_log(n, "JetStream answers")
-    wait_log(n, "sharing sessions")
+a, b, nats = two_nodes(EXTRA)
 
 
 
