@@ -76,7 +76,7 @@ void node_detect_resume_headers_load(const struct node_detect_resume *r, uint64_
 static void headers_snap(struct node_detect_resume *r, uint64_t seq, size_t n, node_detect_topic_fn topic, void *ctx)
 {
 	int rc = detect_headers_begin(&r->cp_headers, seq);
-	for (size_t i = 0; i < n && !rc; i++) {
+	for (size_t i = 0; i < n && !rc && r->cp_headers.len <= r->cfg->detect_max_headers; i++) { /* over it: dropped below */
 		const char *name;
 		const struct detect_reader *rd = topic(ctx, i, &name);
 		rc = detect_headers_add(&r->cp_headers, name, rd, &r->hdr);
@@ -85,9 +85,9 @@ static void headers_snap(struct node_detect_resume *r, uint64_t seq, size_t n, n
 		rc = detect_headers_end(&r->cp_headers);
 	bool big = !rc && r->cp_headers.len > r->cfg->detect_max_headers;
 	if (big && !r->headers_big)
-		kz_warn("detect: the log topics' Zeek headers come to %zu bytes, over detect.max_headers_bytes (%u): "
-			"none are saved, and after a restart those topics are read without a header until it comes again",
-			r->cp_headers.len, r->cfg->detect_max_headers);
+		kz_warn("detect: the log topics' Zeek headers are over detect.max_headers_bytes (%u): none are saved, "
+			"and after a restart those topics are read without a header until it comes again",
+			r->cfg->detect_max_headers);
 	r->headers_big = big;
 	if (big) /* an empty set in their place, so that an older file is not taken for this position */
 		rc = detect_headers_begin(&r->cp_headers, seq) || detect_headers_end(&r->cp_headers);

@@ -81,8 +81,7 @@ static void held_add(uint64_t seq)
 static void held_remove(uint64_t seq)
 {
 	pthread_mutex_lock(&held_lock);
-	size_t lo = held_head, hi = held_n; /* ascending, with released entries at 0 among them */
-	for (size_t i = lo; i < hi; i++) /* the oldest are released first: found near the head */
+	for (size_t i = held_head; i < held_n; i++) /* the oldest are released first: found near the head */
 		if (held_seq[i] == seq) {
 			held_seq[i] = 0;
 			break;
