@@ -74,6 +74,21 @@ void mqtt_session_moved(struct mqtt_session *ss, uint64_t epoch, bool tie_wins, 
 	mqtt_session_end(ss);
 }
 
+/* The session of entry p made on this node, at epoch, keeping the watermark it came with
+ * (imported); not yet written here. NULL when it could not be made. */
+static struct mqtt_session *restore_shared(struct mqtt_shard *s, const char *client_id, const struct kz_state_session *p,
+					   uint64_t epoch)
+{
+	struct mqtt_session *ss;
+	if (mqtt_broker_restore_session(s->broker, p, kz_now_wall_ns()) != KZ_OK ||
+	    (ss = mqtt_session_find(s, (const uint8_t *)client_id, strlen(client_id))) == NULL)
+		return NULL;
+	ss->share_epoch = epoch;
+	ss->imported = true;
+	ss->persisted = false;
+	return ss;
+}
+
 struct mqtt_session *mqtt_session_import(struct mqtt_shard *s, const char *client_id, const char *peer_id,
 					 bool clean_start, uint64_t *epoch, bool *taken, bool *refuse)
 {
@@ -91,13 +106,8 @@ struct mqtt_session *mqtt_session_import(struct mqtt_shard *s, const char *clien
 	} else {
 		*taken = true;
 		*epoch = ep + 1;
-		if (!ended && !clean_start && p.expiry_s > 0 &&
-		    mqtt_broker_restore_session(b, &p, kz_now_wall_ns()) == KZ_OK &&
-		    (ss = mqtt_session_find(s, (const uint8_t *)client_id, strlen(client_id))) != NULL) {
-			ss->share_epoch = *epoch;
-			ss->imported = true;
-			ss->persisted = false; /* written here by the CONNECT that follows */
-		}
+		if (!ended && !clean_start && p.expiry_s > 0)
+			ss = restore_shared(s, client_id, &p, *epoch); /* written here by the CONNECT that follows */
 	}
 	b->share->release(b->share_ctx, hold);
 	return ss;
@@ -116,11 +126,7 @@ void mqtt_session_adopt(struct mqtt_shard *s, const char *client_id)
 	struct mqtt_session *ss;
 	/* past its expiry with a will still owed: made all the same, the will goes at the next
 	 * tick and the session ends after it (the restart's rule) */
-	if ((!ended || p.will) && mqtt_broker_restore_session(b, &p, kz_now_wall_ns()) == KZ_OK &&
-	    (ss = mqtt_session_find(s, (const uint8_t *)client_id, strlen(client_id))) != NULL) {
-		ss->share_epoch = ep;
-		ss->imported = true; /* keeps the watermark it came with */
-		ss->persisted = false;
+	if ((!ended || p.will) && (ss = restore_shared(s, client_id, &p, ep)) != NULL) {
 		mqtt_session_persist_connect(ss, false);
 		mqtt_session_persist_offline(ss); /* its offline time, and the entry as this node has it */
 	}

@@ -365,6 +365,15 @@ static void adopt(struct node_sessions *ns, const char *key, const uint8_t *v, s
 	free(blk);
 }
 
+/* The peer owner names when this node takes it for dead, else NULL. Under ns->lock. */
+static const struct peer *dead_owner(const struct node_sessions *ns, const char *owner)
+{
+	for (unsigned k = 0; k < ns->n_peers; k++)
+		if (ns->peers[k].dead && strcmp(ns->peers[k].id, owner) == 0)
+			return &ns->peers[k];
+	return NULL;
+}
+
 /* Every session whose owner is a dead node, not ended: adopted (one at a time out of the lock:
  * the compare-and-set waits for JetStream). */
 static void sweep(struct node_sessions *ns)
@@ -374,11 +383,8 @@ static void sweep(struct node_sessions *ns)
 		const struct peer *dead = NULL;
 		for (; i < ns->cap && !dead; i++) {
 			const struct slot *sl = &ns->slots[i];
-			if (!sl->key || sl->ended)
-				continue;
-			for (unsigned k = 0; k < ns->n_peers && !dead; k++)
-				if (ns->peers[k].dead && strcmp(ns->peers[k].id, sl->owner) == 0)
-					dead = &ns->peers[k];
+			if (sl->key && !sl->ended)
+				dead = dead_owner(ns, sl->owner);
 		}
 		if (!dead) {
 			pthread_mutex_unlock(&ns->lock);
@@ -424,10 +430,7 @@ static void purge_tombstones(struct node_sessions *ns, uint64_t now_ms)
 			const struct slot *sl = &ns->slots[i];
 			if (!sl->key || !sl->ended || now_ms - sl->seen_ms < ns->cfg.tombstone_ms)
 				continue;
-			bool mine = strcmp(sl->owner, ns->node_id) == 0;
-			for (unsigned k = 0; k < ns->n_peers && !mine; k++)
-				mine = ns->peers[k].dead && strcmp(ns->peers[k].id, sl->owner) == 0;
-			if (mine) {
+			if (strcmp(sl->owner, ns->node_id) == 0 || dead_owner(ns, sl->owner)) {
 				snprintf(key, sizeof key, "%s", sl->key);
 				rev = sl->rev;
 			}
