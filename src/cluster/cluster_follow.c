@@ -644,6 +644,11 @@ void *kz_cluster_follower(void *arg)
 					    "server restarted)", false, false)) {
 				kz_cluster_sub_end(c->nc, pl.sub);
 				pl.sub = NULL;
+			} else {
+				/* JetStream answered the deletion with an error (seen: 10008, "temporarily
+				 * unavailable", after a power loss): the next batch of the same consumer
+				 * says the same, so asking at once went on per batch, 31 warnings in 40 ms */
+				nats_Sleep(500);
 			}
 			continue;
 		}
