@@ -30,7 +30,9 @@
 #include <pthread.h>
 #include <stdarg.h>
 #include <unistd.h>
+#include <linux/magic.h>
 #include <sys/socket.h>
+#include <sys/statfs.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -512,6 +514,21 @@ static void ensure_global(struct kz_http *h)
 	pthread_mutex_lock(&h->init_lock);
 	if (!h->inited) {
 		h2o_config_init(&h->global);
+		/* libh2o moves a buffer that grows to 32 MiB (a request body over 16 MiB, HTTP/1.1 or
+		 * HTTP/2) into an unlinked file it makes under /tmp, mmap'd shared: the body of a POST
+		 * then lies in a disk-backed file outside the node's data directory, where writeback
+		 * can put it on disk unencrypted, and with /tmp read-only such a request got no
+		 * answer at all (tests/integration/test_taxii_big.py). Here those files go to tmpfs
+		 * (/dev/shm: memory, as the node's own; its growth maps the same pages again instead
+		 * of copying them, which kept a 52 MB body's receive at 244-266 ms against 326-361 in
+		 * malloc'd memory, BENCHMARKS.md), or, without a writable tmpfs there, the buffers
+		 * stay malloc'd. Either way they are capped by https.max_body_bytes. */
+		struct statfs sf;
+		if (statfs("/dev/shm", &sf) == 0 && sf.f_type == TMPFS_MAGIC && access("/dev/shm", W_OK) == 0)
+			snprintf(h2o_socket_buffer_mmap_settings.fn_template,
+				 sizeof h2o_socket_buffer_mmap_settings.fn_template, "/dev/shm/kizuna-body.XXXXXX");
+		else
+			h2o_socket_buffer_mmap_settings.threshold = SIZE_MAX;
 		h->global.server_name = h2o_iovec_init(H2O_STRLIT("kizuna"));
 		h->global.max_request_entity_size = h->cfg.max_body_bytes;
 		if (h->cfg.request_timeout_ms)
