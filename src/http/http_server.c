@@ -524,11 +524,17 @@ static void ensure_global(struct kz_http *h)
 		 * malloc'd memory, BENCHMARKS.md), or, without a writable tmpfs there, the buffers
 		 * stay malloc'd. Either way they are capped by https.max_body_bytes. */
 		struct statfs sf;
-		if (statfs("/dev/shm", &sf) == 0 && sf.f_type == TMPFS_MAGIC && access("/dev/shm", W_OK) == 0)
+		/* room for a few bodies at the cap, each buffer up to twice its body (a container's
+		 * /dev/shm is often 64 MB: a full one would leave the request unanswered again) */
+		if (statfs("/dev/shm", &sf) == 0 && sf.f_type == TMPFS_MAGIC && access("/dev/shm", W_OK) == 0 &&
+		    (uint64_t)sf.f_bavail * (uint64_t)sf.f_bsize / 8 >= h->cfg.max_body_bytes)
 			snprintf(h2o_socket_buffer_mmap_settings.fn_template,
 				 sizeof h2o_socket_buffer_mmap_settings.fn_template, "/dev/shm/kizuna-body.XXXXXX");
 		else
 			h2o_socket_buffer_mmap_settings.threshold = SIZE_MAX;
+		kz_info("https: request bodies over 16 MiB are buffered %s", h2o_socket_buffer_mmap_settings.threshold == SIZE_MAX
+			? "in memory (/dev/shm is not a writable tmpfs with room for 8 bodies at https.max_body_bytes)"
+			: "on tmpfs, in unlinked files under /dev/shm");
 		h->global.server_name = h2o_iovec_init(H2O_STRLIT("kizuna"));
 		h->global.max_request_entity_size = h->cfg.max_body_bytes;
 		if (h->cfg.request_timeout_ms)
