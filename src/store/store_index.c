@@ -555,6 +555,10 @@ int kz_index_open(const struct kz_index_config *cfg, struct kz_index **out, char
 	int rc = sqlite3_exec(ix->db, "SELECT count(*) FROM sqlite_master", NULL, NULL, NULL) == SQLITE_OK ? KZ_OK : KZ_EIO;
 	if (rc)
 		snprintf(why, why_len, "index %s: %s", cfg->path, sqlite3_errmsg(ix->db));
+	/* SQLite's temporary files (a large sort) would go to /var/tmp or /tmp: index data outside
+	 * the data directory, and a query that fails where those are read-only */
+	if (!rc && cfg->read_only)
+		rc = exec(ix, "PRAGMA temp_store=MEMORY;", why, why_len);
 	if (!rc && !cfg->read_only) {
 		/* The index is derived: NORMAL keeps it consistent through crashes (WAL); what a
 		 * power loss takes from its tail is indexed again from the log. */

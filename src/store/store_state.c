@@ -28,7 +28,7 @@ struct kz_state {
 };
 
 static const char SCHEMA[] =
-	"PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;"
+	"PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL; PRAGMA temp_store=MEMORY;"
 	"CREATE TABLE IF NOT EXISTS session(client_id TEXT PRIMARY KEY, peer_id TEXT, expiry_s INTEGER NOT NULL,"
 	" offline_since_ns INTEGER NOT NULL DEFAULT 0, acked_through INTEGER NOT NULL DEFAULT 0,"
 	" will_topic BLOB, will_payload BLOB, will_props BLOB, will_qos INTEGER, will_retain INTEGER,"
