@@ -11,6 +11,7 @@
 #include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <errno.h>
 #include <string.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -78,9 +79,12 @@ static int verify_cluster(const char *config, const char *data, const char *node
 		fprintf(stderr, "kizuna audit verify: this node is not in a cluster (cluster.nats is empty)\n");
 		return 1;
 	}
-	char tmp[] = "/tmp/kz-audit-XXXXXX", path[1200], why[1024] = "";
+	/* the rebuilt chain in the data directory, where the node's own audit is: not in /tmp */
+	char tmp[1060], path[1200], why[1024] = "";
+	snprintf(tmp, sizeof tmp, "%s/audit-verify-XXXXXX", cfg.data_dir);
 	if (!mkdtemp(tmp)) {
-		fprintf(stderr, "kizuna audit verify: cannot make a temporary directory\n");
+		fprintf(stderr, "kizuna audit verify: cannot make a temporary directory in %s: %s\n", cfg.data_dir,
+			strerror(errno));
 		return 1;
 	}
 	struct rebuild r = { 0 };
