@@ -6,6 +6,12 @@ from paho.mqtt.properties import Properties
 from paho.mqtt.packettypes import PacketTypes
 
 KIZUNA = os.path.abspath(sys.argv[1]) if len(sys.argv) > 1 else "kizuna"
+# ../shared: test data by path (its licences in data/MANIFEST.md)
+SHARED = os.environ.get("KZ_SHARED_DIR", os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "..", "shared"))
+# python3-requests lets REQUESTS_CA_BUNDLE/CURL_CA_BUNDLE override a session's verify: the
+# node's CA must win, in every test that imports this
+for _v in ("REQUESTS_CA_BUNDLE", "CURL_CA_BUNDLE"):
+    os.environ.pop(_v, None)
 
 
 _ports_given = set()

@@ -6,13 +6,9 @@ audiences, deletions, an unsupported pattern listed, a restart, `kizuna detect s
 /metrics."""
 import gzip, json, os, subprocess, sys, time, uuid
 sys.path.insert(0, os.path.dirname(__file__))
-from kzharness import Node, run_tests, until, free_port, KIZUNA
+from kzharness import Node, run_tests, until, free_port, KIZUNA, SHARED
 import requests
 
-for _v in ("REQUESTS_CA_BUNDLE", "CURL_CA_BUNDLE"):
-    os.environ.pop(_v, None)
-
-SHARED = os.environ.get("KZ_SHARED_DIR", os.path.join(os.path.dirname(__file__), "..", "..", "..", "shared"))
 ZEEK = os.path.join(SHARED, "data", "zeek", "zed-sample-data")
 TAXII = "application/taxii+json;version=2.1"
 AMBER = "marking-definition--f88d31f6-486f-44da-b317-01333bde0b82"

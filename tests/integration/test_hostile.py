@@ -7,8 +7,6 @@ import os, re, resource, signal, socket, ssl, struct, subprocess, threading, tim
 from kzharness import *
 import requests
 
-for _v in ("REQUESTS_CA_BUNDLE", "CURL_CA_BUNDLE"):
-    os.environ.pop(_v, None)
 # Under AddressSanitizer freed memory sits in a quarantine (256 MiB by default) and would
 # count as growth; keep it small so that RSS still means what the node holds.
 os.environ["ASAN_OPTIONS"] = (os.environ.get("ASAN_OPTIONS", "") + ":quarantine_size_mb=4").lstrip(":")

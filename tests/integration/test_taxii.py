@@ -3,14 +3,9 @@ and error codes, the shared STIX data, pagination at depth under concurrent writ
 TLP/audience matrix across organisations."""
 import json, os, subprocess, sys, threading, time, uuid
 sys.path.insert(0, os.path.dirname(__file__))
-from kzharness import Node, run_tests
+from kzharness import Node, run_tests, SHARED
 import requests
 
-# requests lets REQUESTS_CA_BUNDLE/CURL_CA_BUNDLE override a session's verify: the node's CA must win
-for _v in ("REQUESTS_CA_BUNDLE", "CURL_CA_BUNDLE"):
-    os.environ.pop(_v, None)
-
-SHARED = os.environ.get("KZ_SHARED_DIR", os.path.join(os.path.dirname(__file__), "..", "..", "..", "shared"))
 STIX = os.path.join(SHARED, "data", "stix")
 TAXII = "application/taxii+json;version=2.1"
 

@@ -13,12 +13,9 @@ descriptions lengthened, 1,826 objects) is POSTed over HTTP/1.1 (python3-request
 HTTP/2 (curl) with https.max_body_bytes = 64 MiB: 202, every object accepted."""
 import json, os, shutil, socket, subprocess, sys, tempfile, time, uuid
 sys.path.insert(0, os.path.dirname(__file__))
-from kzharness import KIZUNA, free_port, run_tests
+from kzharness import KIZUNA, SHARED, free_port, run_tests
 import requests
 
-for _v in ("REQUESTS_CA_BUNDLE", "CURL_CA_BUNDLE"):
-    os.environ.pop(_v, None)
-SHARED = os.environ.get("KZ_SHARED_DIR", os.path.join(os.path.dirname(__file__), "..", "..", "..", "shared"))
 ICS = os.path.join(SHARED, "data", "stix", "ics-attack.json")
 TAXII = "application/taxii+json;version=2.1"
 PAD = "x" * 20000  # on each description: about 35 MB in all

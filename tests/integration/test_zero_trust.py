@@ -6,9 +6,6 @@ import json, os, shutil, socket, ssl, subprocess, sys, tempfile, time
 from kzharness import Node, run_tests, KIZUNA, free_port
 import requests
 
-for _v in ("REQUESTS_CA_BUNDLE", "CURL_CA_BUNDLE"):
-    os.environ.pop(_v, None)
-
 
 def cli(*args, ok=True):
     r = subprocess.run([KIZUNA] + list(args), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
