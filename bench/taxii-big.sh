@@ -16,17 +16,8 @@ STIX=${SHARED:-$ROOT/../shared}/data/stix
 COPIES=${COPIES:-7}
 ROUNDS=${ROUNDS:-3}
 [ -f "$STIX/ics-attack.json" ] || { echo "no $STIX/ics-attack.json"; exit 1; }
-D=$(mktemp -d /tmp/kz-bench-big.XXXXXX)
-# the bodies on tmpfs, apart from the node's data (see bench/taxii.sh)
-W=$(mktemp -d /dev/shm/kz-bench-big.XXXXXX 2>/dev/null || mktemp -d /tmp/kz-bench-big-w.XXXXXX)
-PID=
-trap 'kill $PID 2>/dev/null; wait 2>/dev/null; rm -rf "$D" "$W"' EXIT
-port() { /usr/bin/python3 -c 'import socket;s=socket.socket();s.bind(("127.0.0.1",0));print(s.getsockname()[1])'; }
-HP=$(port); MP=$(port)
-printf 'mqtt.listen = 127.0.0.1:%s\nhttps.listen = 127.0.0.1:%s\npolicy.open = 1\nlimits.identity = default connections=0 publish_rate=0 publish_bytes=0 https_rate=0\nlog_level = warn\nstore.fsync = always\nhttps.max_body_bytes = 134217728\ntaxii.max_post_objects = 100000\n' "$MP" "$HP" > "$D/k.conf"
-"$KZ" serve --config "$D/k.conf" --data "$D/var" >> "$D/serve.log" 2>&1 & PID=$!
-for _ in $(seq 1 600); do curl -s -o /dev/null --cacert "$D/var/pki/ca.pem" "https://localhost:$HP/healthz" 2>/dev/null && break; sleep 0.1; done
-COLL=$(/usr/bin/python3 -c "import json;print(json.load(open('$D/var/taxii-collections.json'))[0]['id'])")
+. "$ROOT/bench/taxii-node.sh"
+taxii_node big "$(printf 'https.max_body_bytes = 134217728\ntaxii.max_post_objects = 100000\n')"
 # the bodies first (one per round), so that writing them does not overlap a POST
 /usr/bin/python3 - "$STIX" "$W" "$COPIES" "$ROUNDS" <<'PY'
 import json, re, sys, uuid

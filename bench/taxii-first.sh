@@ -14,22 +14,14 @@ KZ=${KZ:-$ROOT/build/src/cli/kizuna}
 STIX=${SHARED:-$ROOT/../shared}/data/stix
 L=${1:-$(basename "$KZ")}
 [ -f "$STIX/ics-attack.json" ] || { echo "no $STIX/ics-attack.json"; exit 1; }
-D=$(mktemp -d /tmp/kz-bench-first.XXXXXX)
-W=$(mktemp -d /dev/shm/kz-bench-first.XXXXXX 2>/dev/null || mktemp -d /tmp/kz-bench-first-w.XXXXXX)
-PID=
-trap 'kill $PID 2>/dev/null; wait 2>/dev/null; rm -rf "$D" "$W"' EXIT
-port() { /usr/bin/python3 -c 'import socket;s=socket.socket();s.bind(("127.0.0.1",0));print(s.getsockname()[1])'; }
-HP=$(port); MP=$(port)
-printf 'mqtt.listen = 127.0.0.1:%s\nhttps.listen = 127.0.0.1:%s\npolicy.open = 1\nlimits.identity = default connections=0 publish_rate=0 publish_bytes=0 https_rate=0\nlog_level = warn\nstore.fsync = always\n' "$MP" "$HP" > "$D/k.conf"
-"$KZ" serve --config "$D/k.conf" --data "$D/var" >> "$D/serve.log" 2>&1 & PID=$!
-for _ in $(seq 1 600); do curl -s -o /dev/null --cacert "$D/var/pki/ca.pem" "https://localhost:$HP/healthz" 2>/dev/null && break; sleep 0.1; done
+. "$ROOT/bench/taxii-node.sh"
+taxii_node first
 if [ "${IDLE:-0}" = 1 ]; then
 	for _ in 1 2 3 4 5 6; do curl -s -o /dev/null --cacert "$D/var/pki/ca.pem" "https://localhost:$HP/healthz"; done
 	sleep 2
 	echo "$L idle: RSS $(awk '/VmRSS/ {print $2" kB"}' /proc/$PID/status), $(grep AnonHugePages /proc/$PID/smaps_rollup | tr -s ' ')"
 	exit 0
 fi
-COLL=$(/usr/bin/python3 -c "import json;print(json.load(open('$D/var/taxii-collections.json'))[0]['id'])")
 /usr/bin/python3 - "$STIX/ics-attack.json" "$W/ics2.json" <<'PY'
 import json, re, sys, uuid
 text = open(sys.argv[1]).read()
