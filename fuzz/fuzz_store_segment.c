@@ -4,12 +4,29 @@
 #include "store/store.h"
 
 #include <assert.h>
+#include <dirent.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
 static char dir[64], seg[128];
+
+/* The directory goes at exit (a corpus replay by `make test` left one in /dev/shm per run). */
+static void cleanup(void)
+{
+	DIR *d = opendir(dir);
+	struct dirent *e;
+	char p[400];
+	while (d && (e = readdir(d)) != NULL)
+		if (strcmp(e->d_name, ".") && strcmp(e->d_name, "..")) {
+			snprintf(p, sizeof p, "%s/%s", dir, e->d_name);
+			unlink(p);
+		}
+	if (d)
+		closedir(d);
+	rmdir(dir);
+}
 
 static int scan_cb(void *ctx, uint64_t seq, const uint8_t *body, size_t n,
 		   const struct kz_reclog_pos *pos)
@@ -35,6 +52,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	if (!dir[0]) {
 		snprintf(dir, sizeof dir, "%s/kz-fuzz-seg-XXXXXX", access("/dev/shm", W_OK) ? "/tmp" : "/dev/shm");
 		assert(mkdtemp(dir));
+		atexit(cleanup);
 		snprintf(seg, sizeof seg, "%s/00000000000000000001.seg", dir);
 	}
 	uint8_t h[32] = { 'K', 'Z', 'L', 'O', 'G', 'S', 'E', 'G' };
