@@ -13,7 +13,7 @@ from paho.mqtt.packettypes import PacketTypes
 
 FIX = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "data", "policy")
 TD = "spiffe://kizuna.local/"
-pol = tempfile.mkdtemp(prefix="kz-clpol-")
+pol = tmpdir("kz-clpol-")
 for f in ("kizuna.policy", "identities"):
     shutil.copy(os.path.join(FIX, f), pol)
 # B runs on A's PKI, not a development PKI of its own, so its policy must be signed

@@ -109,7 +109,7 @@ def test_stops_cleanly():
 def test_configuration_errors_stop_the_node():
     """A cluster configuration the node cannot run is refused at start, with what to do."""
     import tempfile
-    d = tempfile.mkdtemp(prefix="kz-clcfg-")
+    d = tmpdir("kz-clcfg-")
     base = ("mqtt.listen = 127.0.0.1:%d\nhttps.listen = 127.0.0.1:0\npolicy.open = 1\nnode_id = bad\n"
             "cluster.nats = tls://127.0.0.1:%d\n" % (free_port(), nats_port))
     cases = [

@@ -11,7 +11,7 @@ from clusterlib import *
 import requests
 
 TAXII = "application/taxii+json;version=2.1"
-pol = tempfile.mkdtemp(prefix="kz-cltaxii-")
+pol = tmpdir("kz-cltaxii-")
 CID = str(uuid.uuid4())
 with open(os.path.join(pol, "collections.json"), "w") as f:
     json.dump([{"id": CID, "title": "policy-governed", "allow_custom": True}], f)

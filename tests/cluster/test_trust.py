@@ -15,7 +15,7 @@ from clusterlib import *
 FIX = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "data", "policy")
 TD = "spiffe://kizuna.local/"
 CHECK_MS = 500
-work = tempfile.mkdtemp(prefix="kz-cltrust-")
+work = tmpdir("kz-cltrust-")
 pa, pb = os.path.join(work, "a"), os.path.join(work, "b")
 for d in (pa, pb):
     os.makedirs(d)

@@ -14,6 +14,14 @@ for _v in ("REQUESTS_CA_BUNDLE", "CURL_CA_BUNDLE"):
     os.environ.pop(_v, None)
 
 
+def tmpdir(prefix):
+    """A fresh temporary directory, removed when the test process exits."""
+    import atexit
+    d = tempfile.mkdtemp(prefix=prefix)
+    atexit.register(shutil.rmtree, d, True)
+    return d
+
+
 _ports_given = set()
 _ports_block = [0, 0]  # the next port of this process's block, and the block's end
 

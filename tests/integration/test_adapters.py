@@ -7,7 +7,7 @@ Beast feed and an SBS feed served by test processes (the worked examples of The 
 Riddle: an identification, an even/odd position pair, a velocity)."""
 import json, os, socket, tempfile, threading, time
 import requests
-from kzharness import Node, until, run_tests, free_port
+from kzharness import Node, until, run_tests, free_port, tmpdir
 
 SHARED = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "..", "shared", "data", "tracks")
 TD = "spiffe://kizuna.local/"
@@ -26,7 +26,7 @@ IDENTITIES = """%smod/service/ais org=mod clearance=confidential
 %smod/user/low org=mod clearance=unclassified
 """ % (TD, TD, TD, TD)
 
-tmp = tempfile.mkdtemp(prefix="kz-adapt-")
+tmp = tmpdir("kz-adapt-")
 open(os.path.join(tmp, "kizuna.policy"), "w").write(POLICY)
 open(os.path.join(tmp, "identities"), "w").write(IDENTITIES)
 HPORT, UPORT = free_port(), free_port()

@@ -211,7 +211,7 @@ def test_revoke_from_the_console_closes_the_connection():
 
 def test_lower_clearance_sees_no_labelled_record_or_entity():
     fix = os.path.join(HERE, "..", "data", "policy")
-    tmp = tempfile.mkdtemp(prefix="kz-con-pol-")
+    tmp = tmpdir("kz-con-pol-")
     for f in ("kizuna.policy", "identities"):
         shutil.copy(os.path.join(fix, f), tmp)
     with open(os.path.join(tmp, "kizuna.policy"), "a") as f:  # the picture and TAXII, for the organisation

@@ -6,7 +6,7 @@ audiences, deletions, an unsupported pattern listed, a restart, `kizuna detect s
 /metrics."""
 import gzip, json, os, subprocess, sys, time, uuid
 sys.path.insert(0, os.path.dirname(__file__))
-from kzharness import Node, run_tests, until, free_port, KIZUNA, SHARED
+from kzharness import Node, run_tests, until, free_port, KIZUNA, SHARED, tmpdir
 import requests
 
 ZEEK = os.path.join(SHARED, "data", "zeek", "zed-sample-data")
@@ -18,7 +18,7 @@ IND = str(uuid.uuid4())   # indicators are posted here
 SEEN = str(uuid.uuid4())  # sightings are stored here
 d0 = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..")
 import tempfile
-CONF = tempfile.mkdtemp(prefix="kz-detect-")
+CONF = tmpdir("kz-detect-")
 with open(os.path.join(CONF, "collections.json"), "w") as f:
     json.dump([{"id": IND, "title": "indicators"}, {"id": SEEN, "title": "sightings"}], f)
 with open(os.path.join(CONF, "kizuna.policy"), "w") as f:

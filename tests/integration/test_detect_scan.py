@@ -7,13 +7,13 @@ CriticalPathSecurity. Every object printed is checked against OASIS's STIX 2.1 J
 from the same log; the JSON log gives the same sightings as the TSV log; a warning list
 suppresses and says so; bad lines are counted, not fatal; exit codes."""
 import glob, gzip, json, os, subprocess, sys, tempfile
-from kzharness import KIZUNA, run_tests
+from kzharness import KIZUNA, run_tests, tmpdir
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 SHARED = os.path.join(HERE, "..", "..", "..", "shared", "data")
 ZEEK = os.path.join(SHARED, "zeek", "zed-sample-data")
 SCHEMAS = os.path.join(SHARED, "stix", "cti-stix2-json-schemas", "schemas")
-tmp = tempfile.mkdtemp(prefix="kz-detect-")
+tmp = tmpdir("kz-detect-")
 
 
 def indicator(n, pattern, extra=None):

@@ -7,7 +7,7 @@ back from the log after a restart."""
 import datetime, json, os, shutil, tempfile, time
 import requests
 import struct
-from kzharness import Node, run_tests, free_port, s16, varint
+from kzharness import Node, run_tests, free_port, s16, varint, tmpdir
 from paho.mqtt.properties import Properties
 from paho.mqtt.packettypes import PacketTypes
 
@@ -28,7 +28,7 @@ IDENTITIES = """%smod/sensor/s1 org=mod nation=jpn clearance=secret
 %smeti/user/other org=meti nation=jpn clearance=secret
 """ % (TD, TD, TD, TD)
 
-tmp = tempfile.mkdtemp(prefix="kz-ent-")
+tmp = tmpdir("kz-ent-")
 open(os.path.join(tmp, "kizuna.policy"), "w").write(POLICY)
 open(os.path.join(tmp, "identities"), "w").write(IDENTITIES)
 HPORT = free_port()

@@ -6,7 +6,7 @@ does not read does not grow the node's memory and, once it reads, gets a reset, 
 and the newest state; bad parameters get a 400 with a JSON reason; heartbeats."""
 import json, os, struct, tempfile, threading, time
 import requests
-from kzharness import Node, run_tests, free_port
+from kzharness import Node, run_tests, free_port, tmpdir
 import paho.mqtt.client as mqtt
 from paho.mqtt.properties import Properties
 from paho.mqtt.packettypes import PacketTypes
@@ -28,7 +28,7 @@ IDENTITIES = """%smod/sensor/s1 org=mod nation=jpn clearance=secret
 
 if os.environ.get("ASAN_OPTIONS"):  # the sanitizer's quarantine keeps freed memory on purpose (256 MB):
     os.environ["ASAN_OPTIONS"] += ":quarantine_size_mb=8"  # the memory bound below is about the node's own
-tmp = tempfile.mkdtemp(prefix="kz-stream-")
+tmp = tmpdir("kz-stream-")
 open(os.path.join(tmp, "kizuna.policy"), "w").write(POLICY)
 open(os.path.join(tmp, "identities"), "w").write(IDENTITIES)
 HPORT = free_port()

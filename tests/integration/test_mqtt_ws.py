@@ -175,7 +175,7 @@ def test_policy_applies_over_websocket():
     from paho.mqtt.properties import Properties
     from paho.mqtt.packettypes import PacketTypes
     fix = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "data", "policy")
-    tmp = tempfile.mkdtemp(prefix="kz-ws-pol-")
+    tmp = tmpdir("kz-ws-pol-")
     for f in ("kizuna.policy", "identities"):
         shutil.copy(os.path.join(fix, f), tmp)
     n = Node("policy.file = %s/kizuna.policy\npolicy.registry = %s/identities\n" % (tmp, tmp))

@@ -5,7 +5,7 @@ queues, replay or query; that publishers cannot label above their clearance or o
 releasability; that reloads re-evaluate subscriptions at once and a bad policy is refused;
 and that the decisions are in the audit log with labels and the policy version."""
 import json, os, shutil, subprocess, sys, time
-from kzharness import Node, run_tests, KIZUNA
+from kzharness import Node, run_tests, KIZUNA, tmpdir
 from paho.mqtt.properties import Properties
 from paho.mqtt.packettypes import PacketTypes
 
@@ -19,7 +19,7 @@ certs = {}
 
 def setup():
     global node
-    tmp = __import__("tempfile").mkdtemp(prefix="kz-pol-")
+    tmp = tmpdir("kz-pol-")
     shutil.copy(os.path.join(FIX, "kizuna.policy"), tmp)
     shutil.copy(os.path.join(FIX, "identities"), tmp)
     node = Node("policy.file = %s/kizuna.policy\npolicy.registry = %s/identities\n"
@@ -232,7 +232,7 @@ def test_reload():
 
 def test_signed_policy():
     """policy.signing_key: the files must carry valid ML-DSA-65 signatures (kizuna policy sign)."""
-    d = __import__("tempfile").mkdtemp(prefix="kz-polsig-")
+    d = tmpdir("kz-polsig-")
     for f in ("kizuna.policy", "identities"):
         shutil.copy(os.path.join(FIX, f), d)
     cli("policy", "keygen", "--out", d)
@@ -274,7 +274,7 @@ def test_signed_policy():
     assert "rollback" in cli("audit", "show", "--data", n2.data, "--action", "policy").stdout
     n2.stop()
     # an explicit policy without a signing key, on a node that is not on its own development PKI
-    d3 = __import__("tempfile").mkdtemp(prefix="kz-polsig3-")
+    d3 = tmpdir("kz-polsig3-")
     cli("ca", "init", "--data", os.path.join(d3, "var"))
     os.unlink(os.path.join(d3, "var", "pki", "ca.key"))  # the CA key kept elsewhere: not development
     conf3 = os.path.join(d3, "k.conf")

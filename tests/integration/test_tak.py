@@ -7,7 +7,7 @@ and a DTD are refused and counted while the connection goes on; the reports are 
 the API with the client's identity as their origin."""
 import os, re, select, socket, ssl, tempfile, threading, time
 import requests
-from kzharness import Node, until, run_tests, free_port
+from kzharness import Node, until, run_tests, free_port, tmpdir
 
 SHARED = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "..", "shared", "data", "tracks")
 TD = "spiffe://kizuna.local/"
@@ -27,7 +27,7 @@ IDENTITIES = """%smod/user/alice org=mod clearance=secret roles=monitor
 %smod/service/ais-adapter org=mod clearance=restricted
 """ % (TD, TD, TD, TD)
 
-tmp = tempfile.mkdtemp(prefix="kz-tak-")
+tmp = tmpdir("kz-tak-")
 open(os.path.join(tmp, "kizuna.policy"), "w").write(POLICY)
 open(os.path.join(tmp, "identities"), "w").write(IDENTITIES)
 HPORT, TPORT, UPORT = free_port(), free_port(), free_port()

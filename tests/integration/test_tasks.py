@@ -9,7 +9,7 @@ survives a kill -9 of the node; and `kizuna agent` carries a task through to DON
 its position appears in the entity picture."""
 import json, os, queue, subprocess, sys, tempfile, time
 import requests
-from kzharness import Node, until, Raw, run_tests, free_port, s16, varint, KIZUNA
+from kzharness import Node, until, Raw, run_tests, free_port, s16, varint, KIZUNA, tmpdir
 from paho.mqtt.properties import Properties
 from paho.mqtt.packettypes import PacketTypes
 
@@ -36,7 +36,7 @@ IDENTITIES = """%smod/user/op org=mod nation=jpn clearance=secret roles=operator
 %smeti/sensor/alien org=meti nation=jpn clearance=secret
 """ % tuple([TD] * 6)
 
-tmp = tempfile.mkdtemp(prefix="kz-task-")
+tmp = tmpdir("kz-task-")
 open(os.path.join(tmp, "kizuna.policy"), "w").write(POLICY)
 open(os.path.join(tmp, "identities"), "w").write(IDENTITIES)
 HPORT = free_port()

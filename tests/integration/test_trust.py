@@ -3,7 +3,7 @@ clients: sessions bound to the identity that created them, every send re-decided
 with DUP, a removed subscription's backlog, a will when it fires), reserved topics on every
 path that creates a record. Each test has a control that shows the path it guards is live."""
 import os, shutil, struct, subprocess, tempfile, time
-from kzharness import Node, run_tests, KIZUNA, s16, varint
+from kzharness import Node, run_tests, KIZUNA, s16, varint, tmpdir
 from paho.mqtt.properties import Properties
 from paho.mqtt.packettypes import PacketTypes
 
@@ -17,7 +17,7 @@ REG0 = None
 
 def setup():
     global node, REG0
-    tmp = tempfile.mkdtemp(prefix="kz-trust-")
+    tmp = tmpdir("kz-trust-")
     shutil.copy(os.path.join(FIX, "kizuna.policy"), tmp)
     shutil.copy(os.path.join(FIX, "identities"), tmp)
     node = Node("policy.file = %s/kizuna.policy\npolicy.registry = %s/identities\n" % (tmp, tmp))
@@ -316,7 +316,7 @@ def indicator(marking=None):
 def taxii_node(extra=""):
     import json, uuid
     from kzharness import free_port
-    d = tempfile.mkdtemp(prefix="kz-trust-taxii-")
+    d = tmpdir("kz-trust-taxii-")
     cid = str(uuid.uuid4())
     with open(os.path.join(d, "collections.json"), "w") as f:
         json.dump([{"id": cid, "title": "t", "allow_custom": True}], f)
