@@ -192,3 +192,36 @@ def wait_log(n, text, timeout=30):
     while text not in n.logtext() and time.time() < deadline:
         time.sleep(0.2)
     assert text in n.logtext(), n.logtext()[-3000:]
+
+
+def js_request(node, subject, body, timeout=5):
+    """One request to nats_port's JetStream API as a plain NATS client would make it (TLS
+    with node's NATS certificate, CONNECT, SUB on an inbox, PUB, then the MSG that answers):
+    the answer as JSON."""
+    import socket, ssl
+    ctx = ssl.create_default_context(cafile=os.path.join(node.pki, "ca.pem"))
+    ctx.check_hostname = False
+    cert = os.path.join(node.dir, "nodecert")
+    ctx.load_cert_chain(os.path.join(cert, "cert.pem"), os.path.join(cert, "key.pem"))
+    raw = socket.create_connection(("127.0.0.1", nats_port), timeout)
+    f = raw.makefile("rb")
+    assert f.readline().startswith(b"INFO "), "no INFO from nats-server"
+    s = ctx.wrap_socket(raw)
+    f = s.makefile("rb")
+    data = json.dumps(body).encode()
+    s.sendall(b'CONNECT {"verbose":false,"pedantic":false,"tls_required":true}\r\n'
+              b"SUB _INBOX.kztest 1\r\nPUB %s _INBOX.kztest %d\r\n%s\r\n" % (subject.encode(), len(data), data))
+    try:
+        while True:
+            line = f.readline()
+            if not line:
+                raise OSError("nats-server closed the connection")
+            if line.startswith(b"PING"):
+                s.sendall(b"PONG\r\n")
+            elif line.startswith(b"-ERR"):
+                raise OSError(line.decode().strip())
+            elif line.startswith(b"MSG "):
+                n = int(line.split()[-1])
+                return json.loads(f.read(n + 2)[:n])
+    finally:
+        s.close()
