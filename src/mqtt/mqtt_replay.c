@@ -80,9 +80,13 @@ void mqtt_replay_hold(struct mqtt_sub *sub, struct mqtt_msg *msg, uint8_t qos, b
 		struct mqtt_delivery *nv = kz_array_grow(r->held, sizeof *nv, r->cap_held, (size_t)r->n_held + 1, 64,
 							 lim->max_queued_msgs, &nc);
 		if (!nv) {
+			/* not lost: a QoS 1/2 message is routed once durable, so the replay's last scan,
+			 * which reads to the log's durable end after this, delivers it; a QoS 0 one
+			 * routed before its record is stored can miss that scan */
 			if (r->held_dropped++ == 0)
-				kz_warn("session '%s': more than %u live messages arrived during a replay; "
-					"later ones are dropped", sub->session->client_id, lim->max_queued_msgs);
+				kz_warn("session '%s': more than %u live messages arrived during a replay; later ones "
+					"are left to the replay, which reads them from the log (QoS 0 ones may be lost)",
+					sub->session->client_id, lim->max_queued_msgs);
 			atomic_fetch_add_explicit(&sub->session->shard->stats.dropped, 1, memory_order_relaxed);
 			return;
 		}
