@@ -52,6 +52,21 @@ def free_port():
             return p
 
 
+def wait_serving(proc, port, logtext, timeout=20):
+    """Waits until `kizuna serve` (proc) accepts connections on 127.0.0.1:port; raises with
+    the end of its log (logtext()) if it exits first or the timeout passes."""
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        try:
+            socket.create_connection(("127.0.0.1", port), 0.2).close()
+            return
+        except OSError:
+            if proc.poll() is not None:
+                raise RuntimeError("kizuna serve exited: " + logtext()[-4000:])
+            time.sleep(0.05)
+    raise RuntimeError("kizuna serve did not accept connections within %d s" % timeout)
+
+
 class Node:
     instances = []
 
@@ -77,16 +92,7 @@ class Node:
         waits until it accepts connections."""
         self.proc = subprocess.Popen([KIZUNA, "serve", "--config", self.cfg, "--data", self.data],
                                      stdout=self.log, stderr=subprocess.STDOUT)
-        deadline = time.time() + 20
-        while time.time() < deadline:
-            try:
-                socket.create_connection(("127.0.0.1", self.port), 0.2).close()
-                return
-            except OSError:
-                if self.proc.poll() is not None:
-                    raise RuntimeError("kizuna serve exited: " + self.logtext()[-4000:])
-                time.sleep(0.05)
-        raise RuntimeError("kizuna serve did not accept connections within 20 s")
+        wait_serving(self.proc, self.port, self.logtext)
 
     def shutdown(self):
         if self.proc.poll() is None:

@@ -11,9 +11,9 @@ Each case runs `kizuna serve` in a mount namespace of its own (unshare -m, root)
 bound read-only, and /dev/shm as well in the second. A 35 MB body (ATT&CK ICS with its
 descriptions lengthened, 1,826 objects) is POSTed over HTTP/1.1 (python3-requests) and
 HTTP/2 (curl) with https.max_body_bytes = 64 MiB: 202, every object accepted."""
-import json, os, shutil, socket, subprocess, sys, tempfile, time, uuid
+import json, os, shutil, subprocess, sys, tempfile, uuid
 sys.path.insert(0, os.path.dirname(__file__))
-from kzharness import KIZUNA, SHARED, free_port, run_tests
+from kzharness import KIZUNA, SHARED, free_port, run_tests, wait_serving
 import requests
 
 ICS = os.path.join(SHARED, "data", "stix", "ics-attack.json")
@@ -54,14 +54,7 @@ class Jailed:
         self.log = open(os.path.join(self.dir, "serve.log"), "w+")
         self.proc = subprocess.Popen(["unshare", "-m", "sh", "-c", ro + ' && exec "$0" serve --config "$1" --data "$2"',
                                       KIZUNA, self.cfg, self.data], stdout=self.log, stderr=subprocess.STDOUT)
-        deadline = time.time() + 20
-        while time.time() < deadline:
-            try:
-                socket.create_connection(("127.0.0.1", self.hport), 0.2).close()
-                break
-            except OSError:
-                assert self.proc.poll() is None, self.text()
-                time.sleep(0.05)
+        wait_serving(self.proc, self.hport, self.text)
         self.ca = os.path.join(self.data, "pki", "ca.pem")
         self.admin = (os.path.join(self.data, "pki", "admin.pem"), os.path.join(self.data, "pki", "admin.key"))
         coll = json.load(open(os.path.join(self.data, "taxii-collections.json")))[0]["id"]
