@@ -225,7 +225,7 @@ int cli_query_main(int argc, char **argv)
 	}
 	uint64_t hw;
 	char mismatch[400];
-	if (!rc && kz_index_check(ix, kz_reclog_next_in(logdir, MAX_RECORD), &hw, mismatch, sizeof mismatch)) {
+	if (!rc && kz_index_check(ix, KZ_INDEX_LOG_END_NOW, &hw, mismatch, sizeof mismatch)) {
 		/* answering from it would give wrong records, or miss acknowledged ones */
 		fprintf(stderr, "kizuna query: the index %s does not match the record log: %s; run `kizuna store reindex` "
 				"(or start the node, which rebuilds it)\n", path, mismatch);

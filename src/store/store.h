@@ -250,7 +250,10 @@ uint64_t kz_index_through(struct kz_index *ix);
 /* Checks the index against the log (high-water mark below log_next; its last rows and its
  * resume position name the records really there). 0: they agree; 1 with *why and *hw, the
  * highest sequence number the index knows. kz_index_open returns KZ_EMALFORMED for a
- * database file SQLite finds damaged. */
+ * database file SQLite finds damaged. log_next KZ_INDEX_LOG_END_NOW: read the log's end
+ * after the index's snapshot is taken (a reader beside a live node, which appends and
+ * indexes while we look). */
+#define KZ_INDEX_LOG_END_NOW 0
 int kz_index_check(struct kz_index *ix, uint64_t log_next, uint64_t *hw, char *why, size_t why_len);
 
 struct kz_retention_report {

@@ -124,6 +124,37 @@ static int meta_del(struct kz_index *ix, const char *k)
 	return rc;
 }
 
+/* The resume position (through, segment, offset) in one statement, so one snapshot: a
+ * read-only reader must not pair a "through" the node committed just now with the
+ * offset of an earlier commit (that pair names a record that is not there). */
+static void load_position(struct kz_index *ix)
+{
+	sqlite3_stmt *st;
+	if (sqlite3_prepare_v2(ix->db, "SELECT k, v FROM meta WHERE k IN ('through', 'pos_seg', 'pos_off')", -1, &st,
+			       NULL) != SQLITE_OK)
+		return;
+	uint64_t through = 0;
+	struct kz_reclog_pos pos = { 0, 0 };
+	int rc;
+	while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+		const char *k = (const char *)sqlite3_column_text(st, 0);
+		uint64_t v = (uint64_t)sqlite3_column_int64(st, 1);
+		if (!k)
+			continue;
+		if (!strcmp(k, "through"))
+			through = v;
+		else if (!strcmp(k, "pos_seg"))
+			pos.seg = v;
+		else
+			pos.off = v;
+	}
+	sqlite3_finalize(st);
+	if (rc == SQLITE_DONE) { /* else (busy, I/O): keep what we had, a consistent older pair */
+		ix->through = through;
+		ix->pos = pos;
+	}
+}
+
 static int save_position(struct kz_index *ix)
 {
 	if (meta_set(ix, "through", ix->through, NULL) || meta_set(ix, "pos_seg", ix->pos.seg, NULL) ||
@@ -386,23 +417,13 @@ int kz_index_catch_up(struct kz_index *ix, uint64_t max, uint64_t *added, char *
 	return KZ_OK;
 }
 
-/* Does the index describe this log? Its high-water mark must be below the log's end, and
- * its last rows (and the position it resumes from) must name the record that is really
- * there: same sequence number at that place, same record id. 0 when they agree; 1 with
- * *why when not, and *hw the highest sequence number the index knows. */
-int kz_index_check(struct kz_index *ix, uint64_t log_next, uint64_t *hw, char *why, size_t why_len)
+static int index_check_rows(struct kz_index *ix, uint64_t log_next, uint64_t through, uint64_t hw, char *why,
+			    size_t why_len)
 {
-	uint64_t through = kz_index_through(ix);
-	*hw = through;
 	sqlite3_stmt *st;
-	if (sqlite3_prepare_v2(ix->db, "SELECT max(seq) FROM rec", -1, &st, NULL) == SQLITE_OK &&
-	    sqlite3_step(st) == SQLITE_ROW && sqlite3_column_type(st, 0) != SQLITE_NULL &&
-	    (uint64_t)sqlite3_column_int64(st, 0) > *hw)
-		*hw = (uint64_t)sqlite3_column_int64(st, 0);
-	sqlite3_finalize(st);
-	if (*hw >= log_next) {
+	if (hw >= log_next) {
 		snprintf(why, why_len, "it has records up to %" PRIu64 " but the log ends at %" PRIu64
-			 " (the log's tail was cut or the log was replaced)", *hw, log_next - 1);
+			 " (the log's tail was cut or the log was replaced)", hw, log_next - 1);
 		return 1;
 	}
 	struct kz_buf b;
@@ -441,10 +462,36 @@ int kz_index_check(struct kz_index *ix, uint64_t log_next, uint64_t *hw, char *w
 	return bad;
 }
 
+/* Does the index describe this log? Its high-water mark must be below the log's end, and
+ * its last rows (and the position it resumes from) must name the record that is really
+ * there: same sequence number at that place, same record id. 0 when they agree; 1 with
+ * *why when not, and *hw the highest sequence number the index knows. */
+int kz_index_check(struct kz_index *ix, uint64_t log_next, uint64_t *hw, char *why, size_t why_len)
+{
+	/* A reader beside a live node: one read transaction (WAL snapshot) for the position
+	 * and the rows, and the log's end read after it is taken, so that every record the
+	 * snapshot names was already in the log. */
+	bool snap = ix->read_only && exec(ix, "BEGIN", why, why_len) == KZ_OK;
+	uint64_t through = kz_index_through(ix); /* the snapshot starts here */
+	*hw = through;
+	sqlite3_stmt *st;
+	if (sqlite3_prepare_v2(ix->db, "SELECT max(seq) FROM rec", -1, &st, NULL) == SQLITE_OK &&
+	    sqlite3_step(st) == SQLITE_ROW && sqlite3_column_type(st, 0) != SQLITE_NULL &&
+	    (uint64_t)sqlite3_column_int64(st, 0) > *hw)
+		*hw = (uint64_t)sqlite3_column_int64(st, 0);
+	sqlite3_finalize(st);
+	if (log_next == KZ_INDEX_LOG_END_NOW)
+		log_next = kz_reclog_next_in(ix->log_dir, ix->max_record_bytes);
+	int bad = index_check_rows(ix, log_next, through, *hw, why, why_len);
+	if (snap)
+		(void)sqlite3_exec(ix->db, "COMMIT", NULL, NULL, NULL);
+	return bad;
+}
+
 uint64_t kz_index_through(struct kz_index *ix)
 {
 	if (ix->read_only) /* another connection writes: read what it committed last */
-		(void)meta_get_u64(ix, "through", &ix->through);
+		load_position(ix);
 	return ix->through;
 }
 
@@ -595,11 +642,8 @@ int kz_index_open(const struct kz_index_config *cfg, struct kz_index **out, char
 			    sqlite3_prepare_v2(ix->db, "INSERT INTO ctype(name) VALUES(?1)", -1, &ix->ctypes.ins, NULL)))
 			rc = sql_fail(ix, "prepare", why, why_len);
 	}
-	if (!rc) {
-		(void)meta_get_u64(ix, "through", &ix->through);
-		(void)meta_get_u64(ix, "pos_seg", &ix->pos.seg);
-		(void)meta_get_u64(ix, "pos_off", &ix->pos.off);
-	}
+	if (!rc)
+		load_position(ix);
 	uint64_t base;
 	if (!rc && !cfg->read_only && meta_get_u64(ix, "rewriting", &base) == KZ_OK) {
 		kz_warn("index: finishing the retention rewrite of segment %020" PRIu64 ".seg", base);
