@@ -1,4 +1,5 @@
-/* store_index.c — the SQLite index derived from the record log, retention, and queries.
+/* store_index.c — the SQLite index derived from the record log, and retention (queries:
+ * store_index_query.c).
  *
  * The log is the source of truth. The index (DIR/index.db, WAL mode) has one row per
  * record — where it is (segment, offset), its size, and the fields queries select on — plus
@@ -17,6 +18,7 @@
  * marks the records the rules drop in a temporary table, then rewrites each closed segment
  * where enough of them are. */
 #include "store/store.h"
+#include "store/store_index_internal.h"
 #include "base/kz_array.h"
 #include "base/kz_err.h"
 #include "base/kz_log.h"
@@ -33,29 +35,6 @@
 #define SCHEMA_VERSION 2
 #define INTERN_SLOTS 65536 /* cached ids per table; the cache starts over when half full */
 
-/* Topics, origins and content types repeat: rows refer to them by id (tables topic,
- * origin, ctype), and the writer keeps the ids it used last in memory. */
-struct intern {
-	sqlite3_stmt *sel, *ins;
-	struct { uint64_t h; int64_t id; char *key; } *slot;
-	uint32_t n;
-};
-
-struct kz_index {
-	sqlite3 *db;
-	char *log_dir;
-	uint32_t max_record_bytes;
-	struct kz_retention_rule *rules;
-	size_t n_rules;
-	bool read_only;
-	sqlite3_stmt *ins, *ret_set, *ret_del;
-	struct intern topics, origins, ctypes;
-	uint64_t through;       /* last seq indexed */
-	struct kz_reclog_pos pos;  /* its frame; off 0 = unknown */
-	struct kz_reclog_reader rd;
-	struct kz_buf buf;
-};
-
 int kz_retention_match(const struct kz_retention_rule *rules, size_t n, const uint8_t *topic,
 		       size_t topic_len)
 {
@@ -67,7 +46,7 @@ int kz_retention_match(const struct kz_retention_rule *rules, size_t n, const ui
 
 /* ---------- small SQLite helpers ---------- */
 
-static int sql_fail(struct kz_index *ix, const char *what, char *why, size_t why_len)
+int kz_index_sql_fail(struct kz_index *ix, const char *what, char *why, size_t why_len)
 {
 	snprintf(why, why_len, "index: %s: %s", what, sqlite3_errmsg(ix->db));
 	return KZ_EIO;
@@ -401,9 +380,9 @@ int kz_index_catch_up(struct kz_index *ix, uint64_t max, uint64_t *added, char *
 	if (rc == 1)
 		rc = KZ_OK;
 	if (!rc && c.err)
-		rc = sql_fail(ix, "insert", why, why_len);
+		rc = kz_index_sql_fail(ix, "insert", why, why_len);
 	if (!rc && c.added && save_position(ix))
-		rc = sql_fail(ix, "save position", why, why_len);
+		rc = kz_index_sql_fail(ix, "save position", why, why_len);
 	if (!rc && exec(ix, "COMMIT", why, why_len))
 		rc = KZ_EIO;
 	if (rc) {
@@ -501,13 +480,13 @@ static int reindex_segment(struct kz_index *ix, uint64_t base, uint64_t next, ch
 {
 	sqlite3_stmt *st;
 	if (sqlite3_prepare_v2(ix->db, "DELETE FROM rec WHERE seq >= ? AND seq < ?", -1, &st, NULL) != SQLITE_OK)
-		return sql_fail(ix, "prepare", why, why_len);
+		return kz_index_sql_fail(ix, "prepare", why, why_len);
 	sqlite3_bind_int64(st, 1, (sqlite3_int64)base);
 	sqlite3_bind_int64(st, 2, (sqlite3_int64)next);
 	int rc = sqlite3_step(st) == SQLITE_DONE ? KZ_OK : KZ_EIO;
 	sqlite3_finalize(st);
 	if (rc)
-		return sql_fail(ix, "delete", why, why_len);
+		return kz_index_sql_fail(ix, "delete", why, why_len);
 	/* Only what was indexed before: newer records come with the next catch-up. */
 	uint64_t stop = next < ix->through + 1 ? next : ix->through + 1;
 	struct idx_ctx c = { .ix = ix, .stop_before = stop, .rows_only = true };
@@ -515,7 +494,7 @@ static int reindex_segment(struct kz_index *ix, uint64_t base, uint64_t next, ch
 	if (rc == 1)
 		rc = KZ_OK;
 	if (!rc && c.err)
-		rc = sql_fail(ix, "insert", why, why_len);
+		rc = kz_index_sql_fail(ix, "insert", why, why_len);
 	if (!rc && ix->pos.seg == base)
 		ix->pos.off = 0; /* offsets moved: the next catch-up finds its place by seq */
 	return rc;
@@ -542,7 +521,7 @@ static int finish_rewrite(struct kz_index *ix, uint64_t base, char *why, size_t 
 		return KZ_EIO;
 	int rc = reindex_segment(ix, base, next_segment(ix, base), why, why_len);
 	if (!rc && (meta_del(ix, "rewriting") || save_position(ix)))
-		rc = sql_fail(ix, "meta", why, why_len);
+		rc = kz_index_sql_fail(ix, "meta", why, why_len);
 	if (!rc && exec(ix, "COMMIT", why, why_len))
 		rc = KZ_EIO;
 	if (rc) {
@@ -623,7 +602,7 @@ int kz_index_open(const struct kz_index_config *cfg, struct kz_index **out, char
 		if (!rc)
 			rc = exec(ix, SCHEMA, why, why_len);
 		if (!rc && meta_set(ix, "version", SCHEMA_VERSION, NULL))
-			rc = sql_fail(ix, "meta", why, why_len);
+			rc = kz_index_sql_fail(ix, "meta", why, why_len);
 		if (!rc && (sqlite3_prepare_v2(ix->db,
 				"INSERT OR REPLACE INTO rec(seq, seg, off, bytes, time_ns, id, topic, origin,"
 				" label, ctype, rule, retain) VALUES(?,?,?,?,?,?,?,?,?,?,?,?)",
@@ -640,7 +619,7 @@ int kz_index_open(const struct kz_index_config *cfg, struct kz_index **out, char
 					       &ix->origins.ins, NULL) ||
 			    sqlite3_prepare_v2(ix->db, "SELECT id FROM ctype WHERE name = ?1", -1, &ix->ctypes.sel, NULL) ||
 			    sqlite3_prepare_v2(ix->db, "INSERT INTO ctype(name) VALUES(?1)", -1, &ix->ctypes.ins, NULL)))
-			rc = sql_fail(ix, "prepare", why, why_len);
+			rc = kz_index_sql_fail(ix, "prepare", why, why_len);
 	}
 	if (!rc)
 		load_position(ix);
@@ -726,13 +705,13 @@ static int mark(struct kz_index *ix, const char *sql, int rule, int64_t param, u
 {
 	sqlite3_stmt *st;
 	if (sqlite3_prepare_v2(ix->db, sql, -1, &st, NULL) != SQLITE_OK)
-		return sql_fail(ix, "prepare", why, why_len);
+		return kz_index_sql_fail(ix, "prepare", why, why_len);
 	sqlite3_bind_int(st, 1, rule);
 	sqlite3_bind_int64(st, 2, param);
 	sqlite3_bind_int64(st, 3, (sqlite3_int64)open_base);
 	int rc = sqlite3_step(st) == SQLITE_DONE ? KZ_OK : KZ_EIO;
 	sqlite3_finalize(st);
-	return rc ? sql_fail(ix, "retention", why, why_len) : KZ_OK;
+	return rc ? kz_index_sql_fail(ix, "retention", why, why_len) : KZ_OK;
 }
 
 static int seg_stats(struct kz_index *ix, const char *sql, uint64_t a, uint64_t b, uint64_t *count,
@@ -826,7 +805,7 @@ int kz_index_retention(struct kz_index *ix, uint64_t now_ns, struct kz_retention
 				  "ON r.seq = d.seq WHERE d.seq >= ? AND d.seq < ?", a, b, &dn, &db) ||
 		    seg_stats(ix, "SELECT count(*), coalesce(sum(bytes), 0) FROM rec WHERE seq >= ? AND seq < ?",
 			      a, b, &tn, &tb)) {
-			rc = sql_fail(ix, "retention", why, why_len);
+			rc = kz_index_sql_fail(ix, "retention", why, why_len);
 			break;
 		}
 		/* Rewrite when at least a quarter of the segment goes: each byte is rewritten a
@@ -836,7 +815,7 @@ int kz_index_retention(struct kz_index *ix, uint64_t now_ns, struct kz_retention
 		if ((rc = load_dead(ix, a, b, &d)) != KZ_OK)
 			break;
 		if (meta_set(ix, "rewriting", a, NULL)) {
-			rc = sql_fail(ix, "meta", why, why_len);
+			rc = kz_index_sql_fail(ix, "meta", why, why_len);
 			break;
 		}
 		uint64_t kept;
@@ -857,163 +836,4 @@ int kz_index_retention(struct kz_index *ix, uint64_t now_ns, struct kz_retention
 	free(d.seq);
 	free(bases);
 	return rc;
-}
-
-/* ---------- queries ---------- */
-
-static int emit_rows(struct kz_index *ix, sqlite3_stmt *st, kz_index_row_fn cb, void *ctx, char *why,
-		     size_t why_len)
-{
-	int rc = KZ_OK, s;
-	while ((s = sqlite3_step(st)) == SQLITE_ROW) {
-		uint64_t seq = (uint64_t)sqlite3_column_int64(st, 0);
-		struct kz_reclog_pos pos = { (uint64_t)sqlite3_column_int64(st, 1),
-					  (uint64_t)sqlite3_column_int64(st, 2) };
-		rc = kz_reclog_read(&ix->rd, &pos, seq, &ix->buf);
-		if (rc == KZ_ENOTFOUND) { /* dropped by retention after the query began */
-			rc = KZ_OK;
-			continue;
-		}
-		struct kz_record r;
-		const char *what;
-		if (!rc && kz_record_decode(kz_buf_head(&ix->buf), ix->buf.len, &r, &what)) {
-			snprintf(why, why_len, "record %" PRIu64 ": %s", seq, what);
-			rc = KZ_EIO;
-		} else if (rc) {
-			snprintf(why, why_len, "record %" PRIu64 " (segment %020" PRIu64 ".seg offset %" PRIu64
-				 "): %s", seq, pos.seg, pos.off, kz_strerror(rc));
-		}
-		if (rc || (rc = cb(ctx, seq, &r)) != KZ_OK)
-			break;
-	}
-	if (!rc && s != SQLITE_DONE)
-		rc = sql_fail(ix, "query", why, why_len);
-	return rc;
-}
-
-int kz_index_query(struct kz_index *ix, const struct kz_query *q, kz_index_row_fn cb, void *ctx, char *why,
-		   size_t why_len)
-{
-	char sql[1024] = "SELECT seq, seg, off FROM rec WHERE 1";
-	size_t fl = q->filter ? strlen(q->filter) : 0;
-	size_t lit = strcspn(q->filter ? q->filter : "", "+#");
-	char lo[1024] = "", hi[1024] = "";
-	if (q->filter && lit == fl) {
-		strcat(sql, " AND topic = (SELECT id FROM topic WHERE name = :f)");
-	} else if (q->filter) {
-		/* The literal part before the first wildcard bounds an index range: "a/b/#" covers
-		 * "a/b" (the parent level) and everything under it. */
-		if (lit > 0 && q->filter[lit - 1] == '/')
-			lit--;
-		if (lit >= sizeof lo)
-			lit = sizeof lo - 1;
-		memcpy(lo, q->filter, lit);
-		lo[lit] = 0;
-		memcpy(hi, lo, lit + 1);
-		strcat(sql, " AND topic IN (SELECT id FROM topic WHERE");
-		if (lit) {
-			hi[lit - 1]++; /* the byte 0xFF never occurs in UTF-8 */
-			strcat(sql, " name >= :lo AND name < :hi AND");
-		}
-		strcat(sql, " kz_match(:f, name))");
-	}
-	if (q->since_ns)
-		strcat(sql, " AND time_ns >= :since");
-	if (q->until_ns)
-		strcat(sql, " AND time_ns <= :until");
-	if (q->origin)
-		strcat(sql, " AND origin IN (SELECT id FROM origin WHERE ident = :origin)");
-	if (q->origin_node)
-		strcat(sql, " AND origin IN (SELECT id FROM origin WHERE node = :node)");
-	if (q->content_type)
-		strcat(sql, " AND ctype = (SELECT id FROM ctype WHERE name = :ctype)");
-	if (q->after_seq)
-		strcat(sql, " AND seq > :after");
-	strcat(sql, " ORDER BY time_ns, seq");
-	if (q->limit)
-		strcat(sql, " LIMIT :limit");
-	sqlite3_stmt *st;
-	if (sqlite3_prepare_v2(ix->db, sql, -1, &st, NULL) != SQLITE_OK)
-		return sql_fail(ix, "query", why, why_len);
-#define BIND_TEXT(name, v) sqlite3_bind_text(st, sqlite3_bind_parameter_index(st, name), v, -1, SQLITE_STATIC)
-#define BIND_INT(name, v) sqlite3_bind_int64(st, sqlite3_bind_parameter_index(st, name), (sqlite3_int64)(v))
-	if (q->filter)
-		BIND_TEXT(":f", q->filter);
-	BIND_TEXT(":lo", lo);
-	BIND_TEXT(":hi", hi);
-	BIND_INT(":since", q->since_ns > INT64_MAX ? INT64_MAX : q->since_ns);
-	BIND_INT(":until", q->until_ns > INT64_MAX ? INT64_MAX : q->until_ns);
-	BIND_TEXT(":origin", q->origin);
-	BIND_TEXT(":node", q->origin_node);
-	BIND_TEXT(":ctype", q->content_type);
-	BIND_INT(":after", q->after_seq > INT64_MAX ? INT64_MAX : q->after_seq);
-	BIND_INT(":limit", q->limit > INT64_MAX ? INT64_MAX : q->limit);
-#undef BIND_TEXT
-#undef BIND_INT
-	int rc = emit_rows(ix, st, cb, ctx, why, why_len);
-	sqlite3_finalize(st);
-	return rc;
-}
-
-int kz_index_retained(struct kz_index *ix, kz_index_row_fn cb, void *ctx, char *why, size_t why_len)
-{
-	sqlite3_stmt *st;
-	if (sqlite3_prepare_v2(ix->db, "SELECT r.seq, r.seg, r.off FROM retained t JOIN rec r ON r.seq = t.seq "
-				       "ORDER BY r.seq", -1, &st, NULL) != SQLITE_OK)
-		return sql_fail(ix, "retained", why, why_len);
-	int rc = emit_rows(ix, st, cb, ctx, why, why_len);
-	sqlite3_finalize(st);
-	return rc;
-}
-
-static uint64_t one_seq(struct kz_index *ix, const char *sql, int64_t a, int64_t b, const uint8_t *id)
-{
-	sqlite3_stmt *st;
-	uint64_t seq = 0;
-	if (sqlite3_prepare_v2(ix->db, sql, -1, &st, NULL) != SQLITE_OK)
-		return 0;
-	sqlite3_bind_int64(st, 1, a);
-	sqlite3_bind_int64(st, 2, b);
-	if (id)
-		sqlite3_bind_blob(st, 3, id, 16, SQLITE_STATIC);
-	if (sqlite3_step(st) == SQLITE_ROW)
-		seq = (uint64_t)sqlite3_column_int64(st, 0);
-	sqlite3_finalize(st);
-	return seq;
-}
-
-uint64_t kz_index_find_id(struct kz_index *ix, const uint8_t id[16])
-{
-	/* A UUIDv7 starts with its Unix time in ms (RFC 9562 §5.7), the same clock reading
-	 * as the record's accept time. */
-	uint64_t ms = 0;
-	for (int i = 0; i < 6; i++)
-		ms = ms << 8 | id[i];
-	if (ms > (uint64_t)INT64_MAX / 1000000u - 1)
-		return 0;
-	return one_seq(ix, "SELECT seq FROM rec WHERE time_ns >= ?1 AND time_ns < ?2 AND id = ?3",
-		       (int64_t)(ms * 1000000u), (int64_t)((ms + 1) * 1000000u), id);
-}
-
-uint64_t kz_index_first_since(struct kz_index *ix, uint64_t time_ns)
-{
-	if (time_ns > INT64_MAX - 1000000000)
-		return 0;
-	/* Sequence numbers follow accept times up to the few ms a record takes from its worker
-	 * to the store thread: the smallest seq within a second of time_ns is the first. */
-	uint64_t seq = one_seq(ix, "SELECT min(seq) FROM rec WHERE time_ns >= ?1 AND time_ns < ?2",
-			       (int64_t)time_ns, (int64_t)time_ns + 1000000000, NULL);
-	if (!seq)
-		seq = one_seq(ix, "SELECT seq FROM rec WHERE time_ns >= ?1 ORDER BY time_ns LIMIT ?2",
-			      (int64_t)time_ns, 1, NULL);
-	return seq;
-}
-
-uint64_t kz_index_first_at(struct kz_index *ix, uint64_t time_ns)
-{
-	if (time_ns > INT64_MAX)
-		return 0;
-	/* exact, unlike kz_index_first_since: followed records (a cluster) can be far older
-	 * than their neighbours in the log */
-	return one_seq(ix, "SELECT min(seq) FROM rec WHERE time_ns >= ?1", (int64_t)time_ns, 0, NULL);
 }
