@@ -64,6 +64,7 @@ struct kz_http_config {
 	int (*gate)(void *ctx, struct kz_http_req *r, char *why, size_t why_len);
 	void *gate_ctx;
 	uint32_t handshake_timeout_ms; /* the TLS handshake must finish this long after accept; 0: h2o's 10 s */
+	uint64_t max_anon_body_bytes;  /* 413 above, on a connection without a verified client certificate */
 };
 
 int kz_http_create(const struct kz_http_config *cfg, struct kz_http **out, char *why, size_t why_len);

@@ -24,8 +24,8 @@ struct hworker {
 	unsigned idx;
 	bool started;
 	void *arena_pad; /* kz_mem_arena_huge's, held while the worker runs */
-	h2o_context_t ctx;
-	h2o_accept_ctx_t accept;
+	h2o_context_t ctx, ctx_anon;          /* ctx_anon: connections without a verified certificate */
+	h2o_accept_ctx_t accept, accept_anon;
 	h2o_multithread_queue_t *queue;
 	h2o_multithread_receiver_t recv;
 	pthread_mutex_t qlock; /* resume (any thread) vs. stop (the worker) */
@@ -49,7 +49,7 @@ struct kz_http {
 	struct kz_http_config cfg;
 	pthread_mutex_t init_lock;
 	bool inited;           /* global: made on the first HTTPS connection */
-	h2o_globalconf_t global;
+	h2o_globalconf_t global, global_anon; /* global_anon: https.max_anonymous_body_bytes */
 	struct route routes[KZ_HTTP_MAX_ROUTES];
 	size_t n_routes;
 	struct hworker *w;

@@ -23,6 +23,8 @@
 
 #include <h2o.h>
 #include <jansson.h>
+#include <h2o/http1.h>
+#include <h2o/http2.h>
 #include <h2o/socket/uv-binding.h>
 #include <openssl/x509.h>
 
@@ -71,15 +73,19 @@ struct h2o22_socket_ssl_prefix {
 	SSL *ossl;
 };
 
-static SSL *ssl_of(h2o_req_t *req)
+static SSL *ssl_of_sock(h2o_socket_t *sock)
 {
-	h2o_socket_t *sock = req->conn->callbacks->get_socket ? req->conn->callbacks->get_socket(req->conn) : NULL;
 	if (!sock || !sock->ssl)
 		return NULL;
 	const struct h2o22_socket_ssl_prefix *p = (const void *)sock->ssl;
 	if (!p->ossl || !p->ssl_ctx || SSL_get_SSL_CTX(p->ossl) != p->ssl_ctx)
 		return NULL;
 	return p->ossl;
+}
+
+static SSL *ssl_of(h2o_req_t *req)
+{
+	return ssl_of_sock(req->conn->callbacks->get_socket ? req->conn->callbacks->get_socket(req->conn) : NULL);
 }
 
 static struct peer *peer_of(SSL *ssl)
@@ -102,6 +108,21 @@ static struct peer *peer_of(SSL *ssl)
 	}
 	SSL_set_ex_data(ssl, peer_idx, p);
 	return p;
+}
+
+/* Why a certificate that verified at the handshake is refused now: revoked since (the CRL
+ * is re-read while connections stay open), or expired. NULL: it is not. */
+static const char *peer_refusal(SSL *ssl, const struct peer *p)
+{
+	const struct kz_revoked *rv = NULL;
+	const struct net_tls_trust *t = SSL_CTX_get_app_data(SSL_get_SSL_CTX(ssl));
+	if (t)
+		rv = atomic_load(&t->revoked);
+	if (rv && kz_revoked_has(rv, p->serial))
+		return "the client certificate has been revoked";
+	if (p->not_after && time(NULL) > p->not_after)
+		return "the client certificate has expired";
+	return NULL;
 }
 
 static const char *group_of(SSL *ssl)
@@ -310,7 +331,9 @@ static const struct route *route_of(struct kz_http *h, const char *path)
 static int on_req(h2o_handler_t *self, h2o_req_t *req)
 {
 	struct kz_http *h = ((struct kz_handler *)self)->h;
-	struct hworker *w = H2O_STRUCT_FROM_MEMBER(struct hworker, ctx, req->conn->ctx);
+	struct hworker *w = req->conn->ctx->globalconf == &h->global_anon
+				    ? H2O_STRUCT_FROM_MEMBER(struct hworker, ctx_anon, req->conn->ctx)
+				    : H2O_STRUCT_FROM_MEMBER(struct hworker, ctx, req->conn->ctx);
 	struct kz_http_req *r = h2o_mem_alloc_pool(&req->pool, sizeof *r);
 	memset(r, 0, sizeof *r);
 	r->srv = h;
@@ -359,14 +382,7 @@ static int on_req(h2o_handler_t *self, h2o_req_t *req)
 			r->serial = p->serial;
 			r->issuer = p->issuer;
 			r->cert_not_after = (int64_t)p->not_after;
-			const struct kz_revoked *rv = NULL;
-			const struct net_tls_trust *t = SSL_CTX_get_app_data(SSL_get_SSL_CTX(ssl));
-			if (t)
-				rv = atomic_load(&t->revoked);
-			if (rv && kz_revoked_has(rv, p->serial))
-				refusal = "the client certificate has been revoked";
-			else if (p->not_after && time(NULL) > p->not_after)
-				refusal = "the client certificate has expired";
+			refusal = peer_refusal(ssl, p);
 		}
 	} else if (req->conn->callbacks->get_socket && req->conn->callbacks->get_socket(req->conn) &&
 		   req->conn->callbacks->get_socket(req->conn)->ssl) {
@@ -474,7 +490,10 @@ static void err_setup(h2o_filter_t *self, h2o_req_t *req, h2o_ostream_t **slot)
 	struct kz_http *h = ((struct err_filter *)self)->h;
 	if (req->res.status >= 400) {
 		char desc[160], *body = h2o_mem_alloc_pool(&req->pool, 400);
-		if (req->res.status == 413)
+		if (req->res.status == 413 && req->conn->ctx->globalconf == &h->global_anon)
+			snprintf(desc, sizeof desc, "without a verified client certificate a request body may not exceed "
+				 "https.max_anonymous_body_bytes = %llu", (unsigned long long)h->cfg.max_anon_body_bytes);
+		else if (req->res.status == 413)
 			snprintf(desc, sizeof desc, "the request body is larger than the node accepts (https.max_body_bytes = %llu)",
 				 (unsigned long long)h->cfg.max_body_bytes);
 		else
@@ -507,13 +526,35 @@ static void err_setup(h2o_filter_t *self, h2o_req_t *req, h2o_ostream_t **slot)
 	h2o_setup_next_ostream(req, slot);
 }
 
+/* One h2o configuration: the routes (one handler at /) and the JSON error filter, the
+ * timeouts, and the largest request body. */
+static void global_setup(struct kz_http *h, h2o_globalconf_t *g, uint64_t max_body)
+{
+	h2o_config_init(g);
+	g->server_name = h2o_iovec_init(H2O_STRLIT("kizuna"));
+	g->max_request_entity_size = max_body;
+	if (h->cfg.request_timeout_ms)
+		g->http1.req_timeout = h->cfg.request_timeout_ms;
+	if (h->cfg.handshake_timeout_ms) /* a TLS handshake must finish this long after accept */
+		g->handshake_timeout = h->cfg.handshake_timeout_ms;
+	if (h->cfg.idle_timeout_ms)
+		g->http2.idle_timeout = h->cfg.idle_timeout_ms;
+	h2o_hostconf_t *host = h2o_config_register_host(g, h2o_iovec_init(H2O_STRLIT("default")), 65535);
+	h2o_pathconf_t *pc = h2o_config_register_path(host, "/", 0);
+	struct kz_handler *hd = (struct kz_handler *)h2o_create_handler(pc, sizeof *hd);
+	hd->h = h;
+	hd->super.on_req = on_req;
+	struct err_filter *ef = (struct err_filter *)h2o_create_filter(&host->fallback_path, sizeof *ef);
+	ef->h = h;
+	ef->super.on_setup_ostream = err_setup;
+}
+
 /* h2o's configuration and a worker's context are made on the worker's first HTTPS
  * connection: a node nobody asks over HTTPS keeps none of it (about 0.4 MB). */
 static void ensure_global(struct kz_http *h)
 {
 	pthread_mutex_lock(&h->init_lock);
 	if (!h->inited) {
-		h2o_config_init(&h->global);
 		/* libh2o moves a buffer that grows to 32 MiB (a request body over 16 MiB, HTTP/1.1 or
 		 * HTTP/2) into an unlinked file it makes under /tmp, mmap'd shared: the body of a POST
 		 * then lies in a disk-backed file outside the node's data directory, where writeback
@@ -535,22 +576,8 @@ static void ensure_global(struct kz_http *h)
 		kz_info("https: request bodies over 16 MiB are buffered %s", h2o_socket_buffer_mmap_settings.threshold == SIZE_MAX
 			? "in memory (/dev/shm is not a writable tmpfs with room for 8 bodies at https.max_body_bytes)"
 			: "on tmpfs, in unlinked files under /dev/shm");
-		h->global.server_name = h2o_iovec_init(H2O_STRLIT("kizuna"));
-		h->global.max_request_entity_size = h->cfg.max_body_bytes;
-		if (h->cfg.request_timeout_ms)
-			h->global.http1.req_timeout = h->cfg.request_timeout_ms;
-		if (h->cfg.handshake_timeout_ms) /* a TLS handshake must finish this long after accept */
-			h->global.handshake_timeout = h->cfg.handshake_timeout_ms;
-		if (h->cfg.idle_timeout_ms)
-			h->global.http2.idle_timeout = h->cfg.idle_timeout_ms;
-		h2o_hostconf_t *host = h2o_config_register_host(&h->global, h2o_iovec_init(H2O_STRLIT("default")), 65535);
-		h2o_pathconf_t *pc = h2o_config_register_path(host, "/", 0);
-		struct kz_handler *hd = (struct kz_handler *)h2o_create_handler(pc, sizeof *hd);
-		hd->h = h;
-		hd->super.on_req = on_req;
-		struct err_filter *ef = (struct err_filter *)h2o_create_filter(&host->fallback_path, sizeof *ef);
-		ef->h = h;
-		ef->super.on_setup_ostream = err_setup;
+		global_setup(h, &h->global, h->cfg.max_body_bytes);
+		global_setup(h, &h->global_anon, h->cfg.max_anon_body_bytes);
 		h->inited = true;
 	}
 	pthread_mutex_unlock(&h->init_lock);
@@ -570,6 +597,10 @@ static void worker_context(struct hworker *w)
 	w->accept.ctx = &w->ctx;
 	w->accept.hosts = h->global.hosts;
 	w->accept.ssl_ctx = h->cfg.ssl_ctx;
+	h2o_context_init(&w->ctx_anon, w->loop, &h->global_anon);
+	w->accept_anon.ctx = &w->ctx_anon;
+	w->accept_anon.hosts = h->global_anon.hosts;
+	w->accept_anon.ssl_ctx = h->cfg.ssl_ctx;
 	w->queue = h2o_multithread_create_queue(w->loop);
 	h2o_multithread_register_receiver(w->queue, &w->recv, on_messages);
 	pthread_mutex_lock(&w->qlock);
@@ -636,6 +667,52 @@ static int *realloc_fds(int *v, size_t *cap)
 	return nv;
 }
 
+/* The TLS handshake, then HTTP: what h2o_accept does, except that the connection goes to
+ * one of two h2o contexts by its client certificate. libh2o 2.2 reads a request's whole body
+ * before any handler runs (and before the 401 of a route that needs a certificate), so a
+ * client without a verified, unrevoked certificate gets the context whose body limit is
+ * https.max_anonymous_body_bytes: it cannot make the node hold https.max_body_bytes per
+ * request (docs/SECURITY.md, tests/integration/test_http_anonymous.py). */
+struct handshake {
+	h2o_timeout_entry_t timeout; /* the context's handshake_timeout (https.handshake_timeout_ms) */
+	struct hworker *w;
+	h2o_socket_t *sock;
+	struct timeval connected_at;
+};
+
+static void handshake_timeout(h2o_timeout_entry_t *e)
+{
+	struct handshake *hs = H2O_STRUCT_FROM_MEMBER(struct handshake, timeout, e);
+	h2o_socket_t *sock = hs->sock;
+	sock->data = NULL;
+	free(hs);
+	h2o_socket_close(sock);
+}
+
+static void handshake_done(h2o_socket_t *sock, const char *err)
+{
+	struct handshake *hs = sock->data;
+	sock->data = NULL;
+	h2o_timeout_unlink(&hs->timeout);
+	struct hworker *w = hs->w;
+	struct timeval at = hs->connected_at;
+	free(hs);
+	if (err) {
+		h2o_socket_close(sock);
+		return;
+	}
+	SSL *ssl = ssl_of_sock(sock);
+	struct peer *p = ssl ? peer_of(ssl) : NULL;
+	h2o_accept_ctx_t *ac = p && p->id && !peer_refusal(ssl, p) ? &w->accept : &w->accept_anon;
+	h2o_iovec_t proto = h2o_socket_ssl_get_selected_protocol(sock);
+	for (const h2o_iovec_t *id = h2o_http2_alpn_protocols; id->len; id++)
+		if (proto.len == id->len && memcmp(proto.base, id->base, proto.len) == 0) {
+			h2o_http2_accept(ac, sock, at);
+			return;
+		}
+	h2o_http1_accept(ac, sock, at);
+}
+
 /* A connection this worker serves: into h2o. */
 static void serve_conn(struct hworker *w, struct hconn *c)
 {
@@ -657,7 +734,16 @@ static void serve_conn(struct hworker *w, struct hconn *c)
 	w->nconns++;
 	uv_tcp_nodelay(&c->tcp, 1); /* answers leave at once, not after a delayed ACK */
 	h2o_socket_t *sock = h2o_uv_socket_create((uv_stream_t *)&c->tcp, conn_closed);
-	h2o_accept(&w->accept, sock);
+	struct handshake *hs = malloc(sizeof *hs);
+	if (!hs) {
+		h2o_socket_close(sock);
+		return;
+	}
+	*hs = (struct handshake){ .w = w, .sock = sock, .connected_at = *h2o_get_timestamp(&w->ctx, NULL, NULL) };
+	hs->timeout.cb = handshake_timeout;
+	h2o_timeout_link(w->loop, &w->ctx.handshake_timeout, &hs->timeout);
+	sock->data = hs;
+	h2o_socket_ssl_handshake(sock, h->cfg.ssl_ctx, NULL, handshake_done);
 }
 
 /* Connections handed over by other workers. */
@@ -798,6 +884,7 @@ static void worker_end(void *arg, unsigned idx)
 	h2o_multithread_unregister_receiver(w->queue, &w->recv);
 	h2o_multithread_destroy_queue(w->queue);
 	h2o_context_dispose(&w->ctx);
+	h2o_context_dispose(&w->ctx_anon);
 	free(w->arena_pad);
 	w->arena_pad = NULL;
 }
@@ -807,8 +894,10 @@ void kz_http_free(struct kz_http *h)
 	if (!h)
 		return;
 	/* h2o's per-loop contexts end with their loops; the global configuration is ours */
-	if (h->inited)
+	if (h->inited) {
 		h2o_config_dispose(&h->global);
+		h2o_config_dispose(&h->global_anon);
+	}
 	free(h->w);
 	free(h);
 }

@@ -44,6 +44,8 @@ static const struct directive directives[] = {
 	  "1: MQTT over WebSocket on the HTTPS listener at /mqtt (subprotocol \"mqtt\"; HTTP/1.1), with the client certificate, policy and limits of the MQTT port (docs/MQTT.md \"Over WebSocket\"). 0: no /mqtt." },
 	{ "https.max_body_bytes", T_U32, C(https_max_body), 0, 1024, 1073741824, "16777216",
 	  "Largest HTTPS request body; larger: 413 with a JSON error." },
+	{ "https.max_anonymous_body_bytes", T_U32, C(https_max_anon_body), 0, 0, 1073741824, "4096",
+	  "Largest request body on an HTTPS connection without a verified, unrevoked client certificate (only /healthz answers such a connection, and libh2o reads a body whole before any handler, so before the 401); larger: 413 with a JSON error (HTTP/1.1) or the stream reset (HTTP/2)." },
 	{ "https.request_timeout_ms", T_U32, C(https_req_timeout_ms), 0, 100, 3600000, "10000",
 	  "An HTTP/1.1 request (head and body) must arrive within this." },
 	{ "https.idle_timeout_ms", T_U32, C(https_idle_timeout_ms), 0, 100, 86400000, "60000",

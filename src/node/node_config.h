@@ -15,7 +15,7 @@ struct node_config {
 	char mqtt_listen[256];    /* host:port */
 	char https_listen[256];   /* host:port of the HTTPS API */
 	char https_console_dir[1024]; /* the console's files: auto, none or a directory */
-	uint32_t https_enabled, https_max_body, https_req_timeout_ms, https_idle_timeout_ms, mqtt_websocket;
+	uint32_t https_enabled, https_max_body, https_max_anon_body, https_req_timeout_ms, https_idle_timeout_ms, mqtt_websocket;
 	char taxii_collections[1100]; /* empty = DIR/taxii-collections.json */
 	uint32_t taxii_max_page, taxii_default_page, taxii_max_post, taxii_max_scan, taxii_max_statuses;
 	uint32_t entity_max_entities, entity_default_stale_ms, entity_default_expiry_ms, entity_removed_keep_ms,
