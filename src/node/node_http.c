@@ -543,6 +543,18 @@ static void whoami(void *arg, struct kz_http_req *r)
 	kz_buf_cleanup(&b);
 }
 
+int node_http_create(struct node_http *nh, void *ssl_ctx, const struct node_config *cfg, struct kz_http **out,
+		     char *why, size_t why_len)
+{
+	struct kz_http_config hc = {
+		.ssl_ctx = ssl_ctx, .workers = cfg->threads, .max_body_bytes = cfg->https_max_body,
+		.request_timeout_ms = cfg->https_req_timeout_ms, .idle_timeout_ms = cfg->https_idle_timeout_ms,
+		.gate = node_http_gate, .gate_ctx = nh, .handshake_timeout_ms = cfg->limits.handshake_timeout_ms,
+		.max_anon_body_bytes = cfg->https_max_anon_body,
+	};
+	return kz_http_create(&hc, out, why, why_len);
+}
+
 int node_http_routes(struct node_http *nh)
 {
 	nh->started_ns = kz_now_mono_ns();

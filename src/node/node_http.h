@@ -47,6 +47,11 @@ struct node_http {
 };
 
 int node_http_routes(struct node_http *nh);
+/* The node's HTTPS server on ssl_ctx with cfg's https.* limits, gated by node_http_gate(nh). */
+struct node_config;
+struct kz_http;
+int node_http_create(struct node_http *nh, void *ssl_ctx, const struct node_config *cfg, struct kz_http **out,
+		     char *why, size_t why_len);
 /* After the HTTPS server is freed: what the routes kept. */
 void node_http_close(struct node_http *nh);
 /* The HTTPS decision point (kz_http_config.gate): under a policy the identity must be in the

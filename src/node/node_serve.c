@@ -711,10 +711,7 @@ static int node_open(struct node *n)
 	}
 	if (cfg->https_enabled) {
 		n->hctx = net_tls_https_ctx(&tls, why, sizeof why);
-		struct kz_http_config hc = { n->hctx, cfg->threads, cfg->https_max_body, cfg->https_req_timeout_ms,
-					     cfg->https_idle_timeout_ms, node_http_gate, &n->nh, cfg->limits.handshake_timeout_ms,
-					     cfg->https_max_anon_body };
-		if (!n->hctx || kz_http_create(&hc, &n->http, why, sizeof why)) {
+		if (!n->hctx || node_http_create(&n->nh, n->hctx, cfg, &n->http, why, sizeof why)) {
 			kz_error("HTTPS: %s", why);
 			return 1;
 		}
