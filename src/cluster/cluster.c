@@ -48,7 +48,7 @@ static bool valid_node_id(const char *s)
 
 static void state_load(struct kz_cluster *c)
 {
-	static char text[96 + MAX_ORIGINS * (100 + KZ_CLUSTER_MAX_GAPS * 120)]; /* start and status only */
+	static char text[96 + MAX_ORIGINS * (100 + KZ_CLUSTER_MAX_GAPS * 120) + KZ_CLUSTER_MAX_SPANS * 90]; /* start and status only */
 	FILE *f = fopen(c->cfg.state_path, "r");
 	size_t n = f ? fread(text, 1, sizeof text, f) : 0;
 	if (f)
@@ -68,11 +68,12 @@ static void state_load(struct kz_cluster *c)
 	c->conf_origin = st.confirmed_origin;
 	c->conf_sseq = st.confirmed_sseq;
 	c->saved_local = st.confirmed_local;
+	c->spans = st.spans;
 }
 
 void kz_cluster_state_save(struct kz_cluster *c, uint64_t local, uint64_t origin, uint64_t sseq)
 {
-	static char text[96 + MAX_ORIGINS * (100 + KZ_CLUSTER_MAX_GAPS * 120)]; /* under save_lock */
+	static char text[96 + MAX_ORIGINS * (100 + KZ_CLUSTER_MAX_GAPS * 120) + KZ_CLUSTER_MAX_SPANS * 90]; /* under save_lock */
 	pthread_mutex_lock(&c->save_lock);
 	int n = snprintf(text, sizeof text, "confirmed %" PRIu64 " %" PRIu64 " %" PRIu64 "\n", local, origin, sseq);
 	pthread_mutex_lock(&c->lock);
@@ -83,6 +84,9 @@ void kz_cluster_state_save(struct kz_cluster *c, uint64_t local, uint64_t origin
 			n += snprintf(text + n, sizeof text - (size_t)n, "gap %s %" PRIu64 " %" PRIu64 "\n", o->id,
 				      o->gaps[g].lo, o->gaps[g].hi);
 	}
+	for (uint32_t i = 0; i < c->spans.n; i++)
+		n += snprintf(text + n, sizeof text - (size_t)n, "span %" PRIu64 " %" PRIu64 " %" PRIu64 " %" PRIu64 "\n",
+			      c->spans.v[i].wm_local, c->spans.v[i].wm_origin, c->spans.v[i].wm_sseq, c->spans.v[i].end);
 	pthread_mutex_unlock(&c->lock);
 	char dir[1100];
 	snprintf(dir, sizeof dir, "%s", c->cfg.state_path);
@@ -428,7 +432,18 @@ static int resume_point(struct kz_cluster *c, uint64_t *local, uint64_t *origin,
 		return -1; /* cannot tell now: try again */
 	}
 	pthread_mutex_lock(&c->lock);
-	if (lo < c->conf_origin) {
+	const struct kz_cluster_span *sp = kz_cluster_span_of(&c->spans, lo);
+	if (sp && sp->wm_origin < c->conf_origin && sp->wm_origin < lo) {
+		/* the stream's last record of ours was published out of order: records before it may
+		 * be missing (a cut inside the span); from its start, with what the stream holds of
+		 * it read back below and not published again */
+		kz_warn("cluster: our last record in JetStream, %" PRIu64 ", is in a span published out of order "
+			"(%" PRIu64 "..%" PRIu64 "): publishing again what the stream lacks from %" PRIu64, lo,
+			sp->wm_origin + 1, sp->end, sp->wm_origin + 1);
+		c->conf_origin = sp->wm_origin;
+		c->conf_local = sp->wm_local;
+		c->conf_sseq = sp->wm_sseq;
+	} else if (lo < c->conf_origin) {
 		kz_warn("cluster: JetStream has our records up to %" PRIu64 " of %" PRIu64 " confirmed: publishing "
 			"the rest again from the log", lo, c->conf_origin);
 		c->conf_origin = lo;
@@ -438,7 +453,12 @@ static int resume_point(struct kz_cluster *c, uint64_t *local, uint64_t *origin,
 	*local = c->conf_local;
 	*origin = c->conf_origin;
 	uint64_t from = c->conf_sseq;
+	/* records of ours above the watermark are in the stream: the ones between, published
+	 * now, land after them */
+	bool spanned = kz_cluster_span_add(&c->spans, c->conf_local, c->conf_origin, c->conf_sseq, lo);
 	pthread_mutex_unlock(&c->lock);
+	if (spanned) /* on disk before anything of the span is published */
+		kz_cluster_state_save(c, *local, *origin, from);
 	/* the stream has records of ours above the watermark, and nothing is remembered of how
 	 * they were batched (a start): read that back, so that they are not stored twice */
 	if (lo > *origin && !c->batch.count && (from || !*origin))
@@ -528,7 +548,14 @@ static void drain_and_reset(struct kz_cluster *c)
 	for (uint32_t i = 0; i < c->cfg.window; i++)
 		c->ring[i].used = false;
 	c->resync = false;
+	/* what was in flight above the watermark may be stored in part: published again from the
+	 * watermark, the rest lands after it */
+	bool spanned = c->next_origin &&
+		       kz_cluster_span_add(&c->spans, c->conf_local, c->conf_origin, c->conf_sseq, c->next_origin - 1);
+	uint64_t conf = c->conf_local, conf_o = c->conf_origin, conf_s = c->conf_sseq;
 	pthread_mutex_unlock(&c->lock);
+	if (spanned)
+		kz_cluster_state_save(c, conf, conf_o, conf_s);
 }
 
 /* The server this node is connected to answers (its TCP connection and pings are fine) but

@@ -136,7 +136,8 @@ bool kz_cluster_settled(struct kz_cluster *c, uint64_t since_ns, uint32_t max_wa
 bool kz_cluster_sessions_synced(struct kz_cluster *c);
 
 /* DIR/cluster.state (docs/CLUSTER.md "What each kizuna node keeps locally"): the line
- * "confirmed LOCAL ORIGIN [SSEQ]", then one "origin ID SEQ" per other node. */
+ * "confirmed LOCAL ORIGIN [SSEQ]", then one "origin ID SEQ" per other node (each followed by
+ * its "gap" lines) and the "span" lines. */
 #define KZ_CLUSTER_MAX_ORIGINS 64
 #define KZ_CLUSTER_MAX_GAPS 32
 /* Per other node: the highest origin sequence taken, and the sequences below it not taken yet
@@ -147,11 +148,35 @@ struct kz_cluster_origin {
 	uint32_t n_gaps;
 	struct { uint64_t lo, hi; } gaps[KZ_CLUSTER_MAX_GAPS];
 };
+/* Spans this node published out of order (docs/CLUSTER.md "Recovery"). After a failed publish,
+ * and at a start, records above the confirmed watermark K can be in the stream already when
+ * the ones between are published again: the stream then holds those after their successors.
+ * Its replicas are prefixes of its leader, so a power loss that cuts the stream inside such a
+ * span can keep a record above K and lose one below it: the stream's last record of ours does
+ * not then say that it holds every record up to it. Each span: K (local, origin and stream
+ * sequence of the watermark when it began) and the highest origin sequence published in it. */
+#define KZ_CLUSTER_MAX_SPANS 16
+struct kz_cluster_span {
+	uint64_t wm_local, wm_origin, wm_sseq; /* the watermark K */
+	uint64_t end;
+};
+struct kz_cluster_spans {
+	struct kz_cluster_span v[KZ_CLUSTER_MAX_SPANS]; /* by origin, not overlapping */
+	uint32_t n;
+};
+/* Adds the span from the watermark (local, origin, sseq) to end; nothing when end <= origin.
+ * Spans that overlap become one, from the lower watermark to the higher end; past
+ * KZ_CLUSTER_MAX_SPANS the oldest goes. True when the list changed. */
+bool kz_cluster_span_add(struct kz_cluster_spans *s, uint64_t local, uint64_t origin, uint64_t sseq, uint64_t end);
+/* The span whose records (origin, end] include last, NULL when none does. */
+const struct kz_cluster_span *kz_cluster_span_of(const struct kz_cluster_spans *s, uint64_t last);
+
 struct kz_cluster_state {
 	uint64_t confirmed_local, confirmed_origin;
 	uint64_t confirmed_sseq; /* the stream sequence of the message with confirmed_origin (0: not known) */
 	struct kz_cluster_origin origins[KZ_CLUSTER_MAX_ORIGINS];
 	uint32_t n_origins;
+	struct kz_cluster_spans spans; /* "span LOCAL ORIGIN SSEQ END" lines */
 };
 /* The follower's decision on the record with origin sequence s of origin o: true to take it
  * (the next one; one ahead, which opens a gap below it; one that fills a gap, counted in

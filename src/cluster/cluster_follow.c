@@ -66,16 +66,18 @@ int kz_cluster_state_parse(const char *text, size_t n, struct kz_cluster_state *
 		memcpy(buf, text + off, len);
 		buf[len] = 0;
 		off += len + (nl ? 1 : 0);
-		unsigned long long a, b;
+		unsigned long long a, b, x = 0, y;
 		char id[65], end;
 		if (line == 1) {
-			unsigned long long x = 0;
 			if (sscanf(buf, "confirmed %llu %llu %llu%c", &a, &b, &x, &end) != 3 &&
 			    sscanf(buf, "confirmed %llu %llu%c", &a, &b, &end) != 2)
 				return -1;
 			st->confirmed_local = a;
 			st->confirmed_origin = b;
 			st->confirmed_sseq = x;
+		} else if (sscanf(buf, "span %llu %llu %llu %llu%c", &a, &b, &x, &y, &end) == 4 && b < y &&
+			   st->spans.n < KZ_CLUSTER_MAX_SPANS && (!st->spans.n || st->spans.v[st->spans.n - 1].end <= b)) {
+			st->spans.v[st->spans.n++] = (struct kz_cluster_span){ a, b, x, y };
 		} else if (sscanf(buf, "origin %64s %llu%c", id, &a, &end) == 2 && strlen(id) < sizeof st->origins[0].id &&
 			   st->n_origins < KZ_CLUSTER_MAX_ORIGINS) {
 			snprintf(st->origins[st->n_origins].id, sizeof st->origins[0].id, "%s", id);
@@ -93,6 +95,51 @@ int kz_cluster_state_parse(const char *text, size_t n, struct kz_cluster_state *
 		}
 	}
 	return line ? 0 : -1;
+}
+
+bool kz_cluster_span_add(struct kz_cluster_spans *s, uint64_t local, uint64_t origin, uint64_t sseq, uint64_t end)
+{
+	if (end <= origin)
+		return false;
+	struct kz_cluster_span n = { local, origin, sseq, end };
+	/* the spans it overlaps (theirs (origin, end] and its share a record) go into it */
+	uint32_t out = 0;
+	struct kz_cluster_span keep[KZ_CLUSTER_MAX_SPANS + 1];
+	for (uint32_t i = 0; i < s->n; i++) {
+		const struct kz_cluster_span *o = &s->v[i];
+		if (o->end <= n.wm_origin || n.end <= o->wm_origin) {
+			keep[out++] = *o;
+			continue;
+		}
+		if (o->wm_origin <= n.wm_origin && o->end >= n.end)
+			return false; /* inside one already */
+		if (o->wm_origin < n.wm_origin) {
+			n.wm_local = o->wm_local;
+			n.wm_origin = o->wm_origin;
+			n.wm_sseq = o->wm_sseq;
+		}
+		if (o->end > n.end)
+			n.end = o->end;
+	}
+	/* by origin */
+	uint32_t at = 0;
+	while (at < out && keep[at].wm_origin < n.wm_origin)
+		at++;
+	memmove(&keep[at + 1], &keep[at], (out - at) * sizeof keep[0]);
+	keep[at] = n;
+	out++;
+	uint32_t drop = out > KZ_CLUSTER_MAX_SPANS ? out - KZ_CLUSTER_MAX_SPANS : 0; /* the oldest */
+	memcpy(s->v, keep + drop, (out - drop) * sizeof keep[0]);
+	s->n = out - drop;
+	return true;
+}
+
+const struct kz_cluster_span *kz_cluster_span_of(const struct kz_cluster_spans *s, uint64_t last)
+{
+	for (uint32_t i = 0; i < s->n; i++)
+		if (s->v[i].wm_origin < last && last <= s->v[i].end)
+			return &s->v[i];
+	return NULL;
 }
 
 bool kz_cluster_origin_take(struct kz_cluster_origin *o, uint64_t s, uint64_t *late, uint64_t *dropped)

@@ -60,6 +60,7 @@ struct kz_cluster {
 	uint64_t conf_sseq;         /* the stream sequence of the message with conf_origin (0: not known) */
 	bool resync;
 	uint64_t saved_local;       /* what cluster.state last said */
+	struct kz_cluster_spans spans; /* published out of order (cluster.h); saved before publishing */
 	struct kz_cluster_batch batch; /* the replicator's own */
 	struct kz_cluster_stats st;
 	/* the follower */

@@ -99,6 +99,60 @@ static void test_state_with_gaps(void **st)
 	assert_int_equal(kz_cluster_parse_seq("-1"), 0);
 }
 
+/* Spans published out of order: the resync at watermark 50 with 70 in flight (60..70 stored,
+ * 51..59 published again after them); a cut that keeps 60..70 and loses 51..59 leaves 70 as
+ * the stream's last record of ours, inside the span: the replicator goes back to 50. */
+static void test_spans(void **st)
+{
+	(void)st;
+	struct kz_cluster_spans s = { .n = 0 };
+	assert_false(kz_cluster_span_add(&s, 500, 50, 900, 50)); /* nothing in flight */
+	assert_true(kz_cluster_span_add(&s, 500, 50, 900, 70));
+	assert_null(kz_cluster_span_of(&s, 50)); /* every record up to 50 is before the span */
+	assert_int_equal(kz_cluster_span_of(&s, 70)->wm_origin, 50);
+	assert_int_equal(kz_cluster_span_of(&s, 51)->wm_local, 500);
+	assert_null(kz_cluster_span_of(&s, 71)); /* published after the span, in order */
+	/* a second failure before the first span is passed: one span from the lower watermark */
+	assert_true(kz_cluster_span_add(&s, 560, 56, 950, 90));
+	assert_int_equal(s.n, 1);
+	assert_int_equal(s.v[0].wm_origin, 50);
+	assert_int_equal(s.v[0].wm_sseq, 900);
+	assert_int_equal(s.v[0].end, 90);
+	assert_false(kz_cluster_span_add(&s, 600, 60, 960, 80)); /* inside it */
+	/* one after it was passed stays apart */
+	assert_true(kz_cluster_span_add(&s, 900, 90, 1200, 100));
+	assert_int_equal(s.n, 2);
+	assert_int_equal(kz_cluster_span_of(&s, 90)->wm_origin, 50);
+	assert_int_equal(kz_cluster_span_of(&s, 95)->wm_origin, 90);
+	/* a watermark that went back (the stream lost its tail) below both: one span */
+	assert_true(kz_cluster_span_add(&s, 300, 30, 700, 95));
+	assert_int_equal(s.n, 1);
+	assert_int_equal(s.v[0].wm_origin, 30);
+	assert_int_equal(s.v[0].end, 100);
+	/* at most KZ_CLUSTER_MAX_SPANS: the oldest go */
+	for (uint64_t i = 0; i < KZ_CLUSTER_MAX_SPANS + 3; i++)
+		assert_true(kz_cluster_span_add(&s, 0, 1000 + 10 * i, 0, 1005 + 10 * i));
+	assert_int_equal(s.n, KZ_CLUSTER_MAX_SPANS);
+	assert_null(kz_cluster_span_of(&s, 50));
+	assert_null(kz_cluster_span_of(&s, 1003));
+	assert_int_equal(kz_cluster_span_of(&s, 1005 + 10 * (KZ_CLUSTER_MAX_SPANS + 2))->wm_origin,
+			 1000 + 10 * (KZ_CLUSTER_MAX_SPANS + 2));
+	/* in cluster.state */
+	struct kz_cluster_state cs;
+	const char ok[] = "confirmed 120 40 9\norigin n2 77\nspan 500 50 900 90\nspan 900 90 1200 100\n";
+	assert_int_equal(kz_cluster_state_parse(ok, strlen(ok), &cs), 0);
+	assert_int_equal(cs.spans.n, 2);
+	assert_int_equal(cs.spans.v[1].wm_sseq, 1200);
+	assert_int_equal(kz_cluster_span_of(&cs.spans, 60)->wm_local, 500);
+	const char *bad[] = {
+		"confirmed 1 1\nspan 5 50 9 50\n",                    /* empty */
+		"confirmed 1 1\nspan 5 50 9 60\nspan 5 55 9 70\n",  /* overlapping */
+		"confirmed 1 1\nspan 5 50 9\n",
+	};
+	for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++)
+		assert_true(kz_cluster_state_parse(bad[i], strlen(bad[i]), &cs) < 0);
+}
+
 /* Our consumer's names: kz-node-<id>, then kz-node-<id>~<gen>; another node's (n1 against n1-2,
  * n10) are not ours. */
 static void test_consumer_names(void **st)
@@ -250,6 +304,7 @@ int main(void)
 		cmocka_unit_test(test_late_record_fills_its_gap),
 		cmocka_unit_test(test_too_many_gaps_gives_up_the_oldest),
 		cmocka_unit_test(test_state_with_gaps),
+		cmocka_unit_test(test_spans),
 		cmocka_unit_test(test_ack_pending),
 		cmocka_unit_test(test_consumer_names),
 		cmocka_unit_test(test_ack_parse),
