@@ -65,6 +65,9 @@ struct kz_http_config {
 	void *gate_ctx;
 	uint32_t handshake_timeout_ms; /* the TLS handshake must finish this long after accept; 0: h2o's 10 s */
 	uint64_t max_anon_body_bytes;  /* 413 above, on a connection without a verified client certificate */
+	/* TLS handshakes under way at once, on the whole listener and from one address (each
+	 * worker its share); past either the oldest is closed. 0: no cap. */
+	uint32_t max_handshakes, max_handshakes_per_address;
 };
 
 int kz_http_create(const struct kz_http_config *cfg, struct kz_http **out, char *why, size_t why_len);
@@ -132,6 +135,7 @@ void kz_http_stream_release(struct kz_http_stream *s);
 
 struct kz_http_stats {
 	uint64_t requests, errors_4xx, errors_5xx, bytes_in, bytes_out, connections;
+	uint64_t handshake_timeouts, handshake_evicted;
 };
 void kz_http_stats(struct kz_http *h, struct kz_http_stats *out);
 /* Workers, and the connections one holds (open or being handed to it). */

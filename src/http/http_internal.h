@@ -1,5 +1,6 @@
-/* http_internal.h — what http_server.c and http_stream.c share: the server, its workers
- * (one h2o context per network worker loop) and its routes. */
+/* http_internal.h — what the HTTPS server's files share (http_server.c, http_accept.c,
+ * http_stream.c, http_ws.c): the server, its workers (two h2o contexts per network worker
+ * loop) and its routes. */
 #ifndef KZ_HTTP_INTERNAL_H
 #define KZ_HTTP_INTERNAL_H
 
@@ -42,6 +43,7 @@ struct hworker {
 	size_t nhws, caphws;
 	atomic_uint nws;       /* WebSocket connections moved here and open (not in conns) */
 	atomic_uint load; /* connections open here or on their way here */
+	struct handshake *hs_head, *hs_tail; /* TLS handshakes under way here, oldest first (http_accept.c) */
 	bool ended;       /* under hlock: the loop is gone, hand nothing over */
 };
 
@@ -54,11 +56,21 @@ struct kz_http {
 	size_t n_routes;
 	struct hworker *w;
 	atomic_uint_fast64_t requests, e4, e5, bytes_in, bytes_out, connections;
+	atomic_uint handshakes;            /* under way, on every worker */
+	atomic_uint_fast64_t hs_timeouts, hs_evicted;
 };
 
 /* What a worker's message queue carries: a deferred answer, or a stream's wake (both begin
  * with the h2o message, then this kind). */
 enum { KZ_HTTP_MSG_RESUME = 0, KZ_HTTP_MSG_WAKE = 1 };
+
+/* http_accept.c: the TLS handshake of a new connection on worker w (its thread), then HTTP in
+ * the h2o context its client certificate gives; src: the peer's address (net_addr_key). */
+void kz_http_accept(struct hworker *w, h2o_socket_t *sock, const uint8_t src[16]);
+/* http_server.c: the SSL of an h2o socket (libh2o 2.2's private layout, checked); does the
+ * connection's certificate name an identity now (verified, not revoked since, not expired)? */
+SSL *kz_http_ssl_of_sock(h2o_socket_t *sock);
+bool kz_http_peer_known(SSL *ssl);
 
 /* The request's audit entry and counters (once, when its answer starts). */
 void kz_http_finish_req(struct kz_http_req *r);

@@ -23,8 +23,6 @@
 
 #include <h2o.h>
 #include <jansson.h>
-#include <h2o/http1.h>
-#include <h2o/http2.h>
 #include <h2o/socket/uv-binding.h>
 #include <openssl/x509.h>
 
@@ -73,7 +71,7 @@ struct h2o22_socket_ssl_prefix {
 	SSL *ossl;
 };
 
-static SSL *ssl_of_sock(h2o_socket_t *sock)
+SSL *kz_http_ssl_of_sock(h2o_socket_t *sock)
 {
 	if (!sock || !sock->ssl)
 		return NULL;
@@ -85,7 +83,7 @@ static SSL *ssl_of_sock(h2o_socket_t *sock)
 
 static SSL *ssl_of(h2o_req_t *req)
 {
-	return ssl_of_sock(req->conn->callbacks->get_socket ? req->conn->callbacks->get_socket(req->conn) : NULL);
+	return kz_http_ssl_of_sock(req->conn->callbacks->get_socket ? req->conn->callbacks->get_socket(req->conn) : NULL);
 }
 
 static struct peer *peer_of(SSL *ssl)
@@ -123,6 +121,12 @@ static const char *peer_refusal(SSL *ssl, const struct peer *p)
 	if (p->not_after && time(NULL) > p->not_after)
 		return "the client certificate has expired";
 	return NULL;
+}
+
+bool kz_http_peer_known(SSL *ssl)
+{
+	struct peer *p = ssl ? peer_of(ssl) : NULL;
+	return p && p->id && !peer_refusal(ssl, p);
 }
 
 static const char *group_of(SSL *ssl)
@@ -667,52 +671,6 @@ static int *realloc_fds(int *v, size_t *cap)
 	return nv;
 }
 
-/* The TLS handshake, then HTTP: what h2o_accept does, except that the connection goes to
- * one of two h2o contexts by its client certificate. libh2o 2.2 reads a request's whole body
- * before any handler runs (and before the 401 of a route that needs a certificate), so a
- * client without a verified, unrevoked certificate gets the context whose body limit is
- * https.max_anonymous_body_bytes: it cannot make the node hold https.max_body_bytes per
- * request (docs/SECURITY.md, tests/integration/test_http_anonymous.py). */
-struct handshake {
-	h2o_timeout_entry_t timeout; /* the context's handshake_timeout (https.handshake_timeout_ms) */
-	struct hworker *w;
-	h2o_socket_t *sock;
-	struct timeval connected_at;
-};
-
-static void handshake_timeout(h2o_timeout_entry_t *e)
-{
-	struct handshake *hs = H2O_STRUCT_FROM_MEMBER(struct handshake, timeout, e);
-	h2o_socket_t *sock = hs->sock;
-	sock->data = NULL;
-	free(hs);
-	h2o_socket_close(sock);
-}
-
-static void handshake_done(h2o_socket_t *sock, const char *err)
-{
-	struct handshake *hs = sock->data;
-	sock->data = NULL;
-	h2o_timeout_unlink(&hs->timeout);
-	struct hworker *w = hs->w;
-	struct timeval at = hs->connected_at;
-	free(hs);
-	if (err) {
-		h2o_socket_close(sock);
-		return;
-	}
-	SSL *ssl = ssl_of_sock(sock);
-	struct peer *p = ssl ? peer_of(ssl) : NULL;
-	h2o_accept_ctx_t *ac = p && p->id && !peer_refusal(ssl, p) ? &w->accept : &w->accept_anon;
-	h2o_iovec_t proto = h2o_socket_ssl_get_selected_protocol(sock);
-	for (const h2o_iovec_t *id = h2o_http2_alpn_protocols; id->len; id++)
-		if (proto.len == id->len && memcmp(proto.base, id->base, proto.len) == 0) {
-			h2o_http2_accept(ac, sock, at);
-			return;
-		}
-	h2o_http1_accept(ac, sock, at);
-}
-
 /* A connection this worker serves: into h2o. */
 static void serve_conn(struct hworker *w, struct hconn *c)
 {
@@ -733,17 +691,12 @@ static void serve_conn(struct hworker *w, struct hconn *c)
 	w->conns = c;
 	w->nconns++;
 	uv_tcp_nodelay(&c->tcp, 1); /* answers leave at once, not after a delayed ACK */
-	h2o_socket_t *sock = h2o_uv_socket_create((uv_stream_t *)&c->tcp, conn_closed);
-	struct handshake *hs = malloc(sizeof *hs);
-	if (!hs) {
-		h2o_socket_close(sock);
-		return;
-	}
-	*hs = (struct handshake){ .w = w, .sock = sock, .connected_at = *h2o_get_timestamp(&w->ctx, NULL, NULL) };
-	hs->timeout.cb = handshake_timeout;
-	h2o_timeout_link(w->loop, &w->ctx.handshake_timeout, &hs->timeout);
-	sock->data = hs;
-	h2o_socket_ssl_handshake(sock, h->cfg.ssl_ctx, NULL, handshake_done);
+	struct sockaddr_storage ss;
+	int sl = sizeof ss;
+	uint8_t src[16] = { 0 };
+	if (uv_tcp_getpeername(&c->tcp, (struct sockaddr *)&ss, &sl) == 0)
+		net_addr_key((struct sockaddr *)&ss, src);
+	kz_http_accept(w, h2o_uv_socket_create((uv_stream_t *)&c->tcp, conn_closed), src);
 }
 
 /* Connections handed over by other workers. */
@@ -910,6 +863,8 @@ void kz_http_stats(struct kz_http *h, struct kz_http_stats *out)
 	out->bytes_in = atomic_load(&h->bytes_in);
 	out->bytes_out = atomic_load(&h->bytes_out);
 	out->connections = atomic_load(&h->connections);
+	out->handshake_timeouts = atomic_load(&h->hs_timeouts);
+	out->handshake_evicted = atomic_load(&h->hs_evicted);
 }
 
 /* ---------- query strings ---------- */

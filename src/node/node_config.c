@@ -315,7 +315,7 @@ static const struct directive directives[] = {
 	{ "limits.handshake_timeout_ms", T_U32, L(handshake_timeout_ms), 0, 100, 600000, "10000",
 	  "A connection must finish its TLS handshake this long after it was accepted, or it is closed (MQTT and enrolment; the HTTPS listener uses the same value). MQTT's own limits.connect_timeout_ms follows it." },
 	{ "limits.max_handshakes", T_U32, L(max_handshakes), 0, 0, 1000000, "4096",
-	  "Connections still in their TLS handshake, node-wide. Beyond it the oldest such connection is closed. 0: no cap." },
+	  "Connections still in their TLS handshake, node-wide, on each listener (MQTT and enrolment; HTTPS). Beyond it the oldest such connection is closed. 0: no cap." },
 	{ "limits.max_handshakes_per_address", T_U32, L(max_handshakes_per_address), 0, 0, 1000000, "256",
 	  "Of those, from one source address (each worker thread holds its share). Beyond it the oldest handshake from that address is closed. 0: no cap." },
 	{ "limits.close_linger_ms", T_U32, L(close_linger_ms), 0, 100, 600000, "5000",

@@ -251,6 +251,10 @@ static void metrics(void *arg, struct kz_http_req *r)
 	metric(&b, "kizuna_mqtt_bytes_out_total", "counter", "MQTT bytes sent.", st[3]);
 	metric(&b, "kizuna_mqtt_messages_dropped_total", "counter", "Messages dropped (queue caps, expiry).", st[4]);
 	metric(&b, "kizuna_http_connections", "gauge", "Open HTTPS connections.", hs.connections);
+	metric(&b, "kizuna_http_handshake_timeouts_total", "counter",
+	       "HTTPS connections closed: no TLS handshake within limits.handshake_timeout_ms.", hs.handshake_timeouts);
+	metric(&b, "kizuna_http_handshake_evicted_total", "counter",
+	       "HTTPS handshakes closed as the oldest over limits.max_handshakes(_per_address).", hs.handshake_evicted);
 	tls_groups(&b, nh);
 	if (nh->cfg) {
 		kz_buf_appendf(&b, "# HELP kizuna_listener The node's listeners (value 1), by protocol and configured address.\n"
@@ -550,7 +554,8 @@ int node_http_create(struct node_http *nh, void *ssl_ctx, const struct node_conf
 		.ssl_ctx = ssl_ctx, .workers = cfg->threads, .max_body_bytes = cfg->https_max_body,
 		.request_timeout_ms = cfg->https_req_timeout_ms, .idle_timeout_ms = cfg->https_idle_timeout_ms,
 		.gate = node_http_gate, .gate_ctx = nh, .handshake_timeout_ms = cfg->limits.handshake_timeout_ms,
-		.max_anon_body_bytes = cfg->https_max_anon_body,
+		.max_anon_body_bytes = cfg->https_max_anon_body, .max_handshakes = cfg->limits.max_handshakes,
+		.max_handshakes_per_address = cfg->limits.max_handshakes_per_address,
 	};
 	return kz_http_create(&hc, out, why, why_len);
 }

@@ -7,14 +7,16 @@ verified, unrevoked certificate into an h2o context whose body limit is
 https.max_anonymous_body_bytes: such a client gets 413 as soon as its head says the body is
 larger (HTTP/1.1 Content-Length), or once its chunks pass the cap, instead of making the node
 hold https.max_body_bytes. With a certificate the usual cap holds. /healthz still answers
-without one."""
+without one. Half-open connections (TCP, no ClientHello) from one address are capped by
+limits.max_handshakes_per_address as on the MQTT listener: the oldest give way, and a client
+that completes its handshake is served."""
 import json, os, select, socket, ssl, subprocess, sys, time
 sys.path.insert(0, os.path.dirname(__file__))
 from kzharness import Node, run_tests, free_port, KIZUNA
 
 HPORT = free_port()
 node = Node("https.listen = 127.0.0.1:%d\nhttps.max_anonymous_body_bytes = 4096\n"
-            "https.max_body_bytes = 8388608\n" % HPORT)
+            "https.max_body_bytes = 8388608\nlimits.max_handshakes_per_address = 20\n" % HPORT)
 CA = os.path.join(node.pki, "ca.pem")
 ADMIN = (os.path.join(node.pki, "admin.pem"), os.path.join(node.pki, "admin.key"))
 OBJS = "/taxii2/api/collections/%s/objects/" % json.load(
@@ -149,6 +151,42 @@ def test_with_certificate_the_usual_cap():
                         "https://localhost:%d%s" % (HPORT, OBJS)],
                        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, timeout=30)
     assert r.returncode == 0 and r.stdout == "400 2", (r.returncode, r.stdout, r.stderr)
+
+
+def metric(name):
+    s = tls(ADMIN)
+    s.sendall(b"GET /metrics HTTP/1.1\r\nHost: localhost\r\n\r\n")
+    st, b = answer(s)
+    assert st == 200, (st, b)
+    for l in b.decode().splitlines():
+        if l.startswith(name + " "):
+            return int(float(l.split()[1]))
+    raise AssertionError("no %s in /metrics" % name)
+
+
+def test_half_open_handshakes_are_capped_per_address():
+    before = metric("kizuna_http_handshake_evicted_total")
+    held = [socket.create_connection(("127.0.0.1", HPORT), 10) for _ in range(100)]
+    time.sleep(0.5)
+    # a real client still gets its handshake and its answer
+    s = tls()
+    s.sendall(b"GET /healthz HTTP/1.1\r\nHost: localhost\r\n\r\n")
+    assert answer(s)[0] == 200
+    s.close()
+    # the node closed the oldest half-open ones: 100 + 1 against 20 (10 per worker)
+    closed, deadline = set(), time.time() + 5
+    while len(closed) < 81 and time.time() < deadline:
+        for h in select.select([h for h in held if h not in closed], [], [], 0.5)[0]:
+            try:
+                h.recv(1)
+            except OSError:
+                pass
+            closed.add(h)  # readable on a half-open connection: its end
+    for h in held:
+        h.close()
+    evicted = metric("kizuna_http_handshake_evicted_total") - before
+    assert evicted >= 80 and len(closed) >= 80, (evicted, len(closed))
+    print("evicted %d, closed %d of 100" % (evicted, len(closed)))
 
 
 def test_node_still_serves():
