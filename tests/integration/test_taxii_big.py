@@ -94,6 +94,10 @@ def check(ro_shm):
         assert "temporary file" not in n.text(), n.text()[-2000:]
         print("  /tmp read-only%s: HTTP/1.1 and HTTP/2 POSTs of %.1f MB answered 202, %d objects each" % (
             ", /dev/shm too" if ro_shm else "", len(b) / 1e6, count))
+    except Exception:
+        # what the node said (it runs in a directory removed below): the diagnosis
+        print("--- the node's log (last 4000 characters) ---\n" + n.text()[-4000:])
+        raise
     finally:
         n.close()
 
