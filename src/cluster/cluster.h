@@ -161,14 +161,17 @@ struct kz_cluster_span {
 	uint64_t end;
 };
 struct kz_cluster_spans {
-	struct kz_cluster_span v[KZ_CLUSTER_MAX_SPANS]; /* by origin, not overlapping */
+	struct kz_cluster_span v[KZ_CLUSTER_MAX_SPANS]; /* by watermark; they may overlap */
 	uint32_t n;
 };
-/* Adds the span from the watermark (local, origin, sseq) to end; nothing when end <= origin.
- * Spans that overlap become one, from the lower watermark to the higher end; past
- * KZ_CLUSTER_MAX_SPANS the oldest goes. True when the list changed. */
+/* Adds the span from the watermark (local, origin, sseq) to end; nothing when end <= origin or
+ * when a span holds it already. Past KZ_CLUSTER_MAX_SPANS the one that ends lowest goes. True
+ * when the list changed. Spans are kept apart when they overlap: a second failure before the
+ * first span was passed leaves records of the first above the second's watermark, and a cut
+ * among those must go back to the first's (kz_cluster_span_of). */
 bool kz_cluster_span_add(struct kz_cluster_spans *s, uint64_t local, uint64_t origin, uint64_t sseq, uint64_t end);
-/* The span whose records (origin, end] include last, NULL when none does. */
+/* Of the spans whose records (origin, end] include last, the one with the lowest watermark;
+ * NULL when none does. */
 const struct kz_cluster_span *kz_cluster_span_of(const struct kz_cluster_spans *s, uint64_t last);
 
 struct kz_cluster_state {

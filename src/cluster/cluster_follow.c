@@ -76,7 +76,7 @@ int kz_cluster_state_parse(const char *text, size_t n, struct kz_cluster_state *
 			st->confirmed_origin = b;
 			st->confirmed_sseq = x;
 		} else if (sscanf(buf, "span %llu %llu %llu %llu%c", &a, &b, &x, &y, &end) == 4 && b < y &&
-			   st->spans.n < KZ_CLUSTER_MAX_SPANS && (!st->spans.n || st->spans.v[st->spans.n - 1].end <= b)) {
+			   st->spans.n < KZ_CLUSTER_MAX_SPANS && (!st->spans.n || st->spans.v[st->spans.n - 1].wm_origin <= b)) {
 			st->spans.v[st->spans.n++] = (struct kz_cluster_span){ a, b, x, y };
 		} else if (sscanf(buf, "origin %64s %llu%c", id, &a, &end) == 2 && strlen(id) < sizeof st->origins[0].id &&
 			   st->n_origins < KZ_CLUSTER_MAX_ORIGINS) {
@@ -101,42 +101,29 @@ bool kz_cluster_span_add(struct kz_cluster_spans *s, uint64_t local, uint64_t or
 {
 	if (end <= origin)
 		return false;
-	struct kz_cluster_span n = { local, origin, sseq, end };
-	/* the spans it overlaps (theirs (origin, end] and its share a record) go into it */
-	uint32_t out = 0;
-	struct kz_cluster_span keep[KZ_CLUSTER_MAX_SPANS + 1];
-	for (uint32_t i = 0; i < s->n; i++) {
-		const struct kz_cluster_span *o = &s->v[i];
-		if (o->end <= n.wm_origin || n.end <= o->wm_origin) {
-			keep[out++] = *o;
-			continue;
-		}
-		if (o->wm_origin <= n.wm_origin && o->end >= n.end)
-			return false; /* inside one already */
-		if (o->wm_origin < n.wm_origin) {
-			n.wm_local = o->wm_local;
-			n.wm_origin = o->wm_origin;
-			n.wm_sseq = o->wm_sseq;
-		}
-		if (o->end > n.end)
-			n.end = o->end;
+	for (uint32_t i = 0; i < s->n; i++)
+		if (s->v[i].wm_origin <= origin && s->v[i].end >= end)
+			return false; /* inside one already: a cut in it goes back at least as far */
+	if (s->n == KZ_CLUSTER_MAX_SPANS) { /* the one that ends lowest goes: the oldest in the stream */
+		uint32_t low = 0;
+		for (uint32_t i = 1; i < s->n; i++)
+			if (s->v[i].end < s->v[low].end)
+				low = i;
+		memmove(&s->v[low], &s->v[low + 1], (s->n - low - 1) * sizeof s->v[0]);
+		s->n--;
 	}
-	/* by origin */
-	uint32_t at = 0;
-	while (at < out && keep[at].wm_origin < n.wm_origin)
-		at++;
-	memmove(&keep[at + 1], &keep[at], (out - at) * sizeof keep[0]);
-	keep[at] = n;
-	out++;
-	uint32_t drop = out > KZ_CLUSTER_MAX_SPANS ? out - KZ_CLUSTER_MAX_SPANS : 0; /* the oldest */
-	memcpy(s->v, keep + drop, (out - drop) * sizeof keep[0]);
-	s->n = out - drop;
+	uint32_t at = s->n;
+	while (at > 0 && s->v[at - 1].wm_origin > origin)
+		at--;
+	memmove(&s->v[at + 1], &s->v[at], (s->n - at) * sizeof s->v[0]);
+	s->v[at] = (struct kz_cluster_span){ local, origin, sseq, end };
+	s->n++;
 	return true;
 }
 
 const struct kz_cluster_span *kz_cluster_span_of(const struct kz_cluster_spans *s, uint64_t last)
 {
-	for (uint32_t i = 0; i < s->n; i++)
+	for (uint32_t i = 0; i < s->n; i++) /* by watermark: the first that holds it goes back furthest */
 		if (s->v[i].wm_origin < last && last <= s->v[i].end)
 			return &s->v[i];
 	return NULL;
