@@ -22,6 +22,7 @@ void mqtt_limits_default(struct mqtt_limits *lim)
 	lim->max_queued_bytes = 64u << 20;
 	lim->max_connections = 100000;
 	lim->connect_timeout_ms = 10000;
+	lim->max_unconnected_per_identity = 64;
 	lim->max_publish_rate = 0;
 	lim->max_keepalive = 0;
 	lim->max_session_expiry = 7 * 24 * 3600;
@@ -207,9 +208,9 @@ unsigned mqtt_broker_home(const struct mqtt_broker *b, const uint8_t *id, size_t
 	return (unsigned)(kz_hash(id, n) % b->n_shards);
 }
 
-void mqtt_broker_stats(struct mqtt_broker *b, uint64_t out[6])
+void mqtt_broker_stats(struct mqtt_broker *b, uint64_t out[7])
 {
-	memset(out, 0, 6 * sizeof out[0]);
+	memset(out, 0, 7 * sizeof out[0]);
 	for (unsigned i = 0; i < b->n_shards; i++) {
 		struct mqtt_stats *st = &b->shards[i].stats;
 		out[0] += atomic_load(&st->msgs_in);
@@ -217,6 +218,7 @@ void mqtt_broker_stats(struct mqtt_broker *b, uint64_t out[6])
 		out[2] += atomic_load(&st->bytes_in);
 		out[3] += atomic_load(&st->bytes_out);
 		out[4] += atomic_load(&st->dropped);
+		out[6] += atomic_load(&st->unconnected_closed);
 	}
 	out[5] = atomic_load(&b->n_connections);
 }
@@ -931,6 +933,7 @@ void mqtt_shard_tick(struct mqtt_shard *s)
 		for (uint32_t i = 0; i < s->cap_sessions; i++)
 			if (s->sessions[i] && s->sessions[i]->share_dirty)
 				mqtt_session_share(s->sessions[i], false);
+	mqtt_shard_cap_unconnected(s);
 	const struct mqtt_limits *lim = &s->broker->lim;
 	for (struct mqtt_client *c = s->clients, *n; c; c = n) {
 		n = c->next;

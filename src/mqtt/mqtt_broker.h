@@ -40,6 +40,7 @@ struct mqtt_limits {
 	uint64_t max_queued_bytes;    /* per session */
 	uint32_t max_connections;     /* per node */
 	uint32_t connect_timeout_ms;
+	uint32_t max_unconnected_per_identity; /* connections of one identity before CONNECT; 0 = no cap */
 	uint32_t max_publish_rate;    /* PUBLISH packets per second per client; 0 = off */
 	uint16_t max_keepalive;       /* s; 0 = client's choice */
 	uint32_t max_session_expiry;  /* s */
@@ -300,6 +301,7 @@ struct mqtt_envq {
 
 struct mqtt_stats {
 	atomic_uint_fast64_t msgs_in, msgs_out, bytes_in, bytes_out, dropped, connections;
+	atomic_uint_fast64_t unconnected_closed; /* mqtt_shard_cap_unconnected */
 };
 
 struct mqtt_shard {
@@ -479,7 +481,7 @@ int mqtt_broker_init(struct mqtt_broker *b, const struct mqtt_limits *lim, unsig
 void mqtt_broker_cleanup(struct mqtt_broker *b);
 unsigned mqtt_broker_home(const struct mqtt_broker *b, const uint8_t *client_id, size_t n);
 /* Sums the shards' counters. */
-void mqtt_broker_stats(struct mqtt_broker *b, uint64_t out[6]);
+void mqtt_broker_stats(struct mqtt_broker *b, uint64_t out[7]);
 /* Calls fn for each entry of the slow-client table (under its lock; fn must not block). */
 void mqtt_broker_slow_clients(struct mqtt_broker *b, void (*fn)(void *ctx, const struct mqtt_slow_entry *e),
 			      void *ctx);
@@ -551,6 +553,9 @@ void mqtt_client_resume(struct mqtt_client *c, struct mqtt_shard *s, void *trans
 			struct kz_buf *out);
 /* Detaches from a shard before migration (the transport will call resume on the target). */
 void mqtt_client_detach(struct mqtt_client *c);
+/* The shard's tick: an identity's connections that have sent no CONNECT, past its share of
+ * limits.max_unconnected_per_identity, are closed, the oldest first. Returns how many. */
+unsigned mqtt_shard_cap_unconnected(struct mqtt_shard *s);
 /* The shard's tick: the CONNECTs that wait for order (share->settled) are asked again. */
 void mqtt_shard_connects_retry(struct mqtt_shard *s);
 /* Any thread: every shard asks its waiting CONNECTs again now (the cluster caught up). */

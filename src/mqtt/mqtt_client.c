@@ -5,6 +5,7 @@
 #include "mqtt/mqtt_internal.h"
 #include "base/kz_err.h"
 #include "base/kz_log.h"
+#include "base/kz_hash.h"
 #include "base/kz_time.h"
 #include "base/kz_utf8.h"
 #include "trust/audit.h"
@@ -53,6 +54,62 @@ struct mqtt_client *mqtt_client_new(struct mqtt_shard *s, const struct mqtt_tran
 	mqtt_shard_client_link(s, c);
 	atomic_fetch_add(&s->broker->n_connections, 1);
 	return c;
+}
+
+/* A certificate holder that opens connections and never sends CONNECT keeps each one for
+ * limits.connect_timeout_ms, against limits.max_connections for everyone: past its share of
+ * limits.max_unconnected_per_identity the oldest go (the list is newest first). Only
+ * connections idle for UNCONNECTED_GRACE_MS count: a client sends CONNECT as soon as its
+ * handshake ends, and a storm of reconnections under one certificate (a gateway's clients
+ * after a restart) must not lose the ones whose CONNECT is still on its way. A CONNECT that
+ * waits for order across a failover (order_wait) has been sent and does not count either. */
+#define UNCONNECTED_GRACE_MS 2000
+static bool unconnected(const struct mqtt_client *c, uint64_t now)
+{
+	return c->state == MQTT_CLIENT_NEW && !c->order_wait && now - c->accepted_ms >= UNCONNECTED_GRACE_MS;
+}
+
+unsigned mqtt_shard_cap_unconnected(struct mqtt_shard *s)
+{
+	const struct mqtt_limits *lim = &s->broker->lim;
+	unsigned shards = s->broker->n_shards ? s->broker->n_shards : 1;
+	uint32_t share = lim->max_unconnected_per_identity / shards;
+	if (!lim->max_unconnected_per_identity)
+		return 0;
+	share = share ? share : 1;
+	size_t n = 0;
+	for (const struct mqtt_client *c = s->clients; c; c = c->next)
+		n += unconnected(c, s->now_ms);
+	if (n <= share)
+		return 0; /* no identity can be past it: nothing to count */
+	size_t cap = 16;
+	while (cap < 2 * n)
+		cap *= 2;
+	struct { const char *id; uint32_t seen; } *t = calloc(cap, sizeof *t);
+	if (!t)
+		return 0;
+	unsigned closed = 0;
+	for (struct mqtt_client *c = s->clients, *next; c; c = next) {
+		next = c->next; /* closing may free c */
+		if (!unconnected(c, s->now_ms))
+			continue;
+		const char *id = c->peer_id ? c->peer_id : "";
+		size_t k = kz_hash(id, strlen(id)) & (cap - 1);
+		while (t[k].id && strcmp(t[k].id, id) != 0)
+			k = (k + 1) & (cap - 1);
+		t[k].id = id;
+		if (++t[k].seen <= share)
+			continue;
+		kz_info("conn %llu %s: %s has more than %u connections without CONNECT on this worker "
+			"(limits.max_unconnected_per_identity); closing this, its oldest", (unsigned long long)c->conn_id,
+			c->addr, id, share);
+		c->state = MQTT_CLIENT_CLOSING;
+		c->ops->close(c->transport);
+		closed++;
+	}
+	free(t);
+	atomic_fetch_add(&s->stats.unconnected_closed, closed);
+	return closed;
 }
 
 static void aliases_free(char **a, unsigned n)

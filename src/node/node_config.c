@@ -302,6 +302,8 @@ static const struct directive directives[] = {
 	  "Open MQTT connections per node. Over it, CONNECT gets 0x89 Server busy; far over it, sockets are closed at accept." },
 	{ "limits.connect_timeout_ms", T_U32, L(connect_timeout_ms), 0, 100, 3600000, "10000",
 	  "Time from TCP accept to a CONNECT packet before the connection is closed." },
+	{ "limits.max_unconnected_per_identity", T_U32, L(max_unconnected_per_identity), 0, 0, 10000000, "64",
+	  "MQTT connections of one identity (client certificate) that have sent no CONNECT for 2 s after their handshake, node-wide (each worker thread holds its share). Beyond it the oldest are closed at the next tick; a CONNECT waiting for order across a cluster failover does not count. 0: no cap." },
 	{ "limits.max_publish_rate", T_U32, L(max_publish_rate), 0, 0, UINT32_MAX, "0",
 	  "PUBLISH packets per second per client; over it: DISCONNECT 0x96 Message rate too high. 0 = no limit." },
 	{ "limits.max_keepalive", T_U16, L(max_keepalive), 0, 0, 65535, "0",

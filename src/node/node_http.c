@@ -237,7 +237,7 @@ static void metrics(void *arg, struct kz_http_req *r)
 		kz_http_error(r, 405, NULL, "Method Not Allowed", "%s is not allowed on /metrics: use GET", r->method);
 		return;
 	}
-	uint64_t st[6], allowed, denied;
+	uint64_t st[7], allowed, denied;
 	mqtt_broker_stats(nh->broker, st);
 	kz_audit_decisions(&allowed, &denied);
 	struct kz_http_stats hs;
@@ -250,6 +250,9 @@ static void metrics(void *arg, struct kz_http_req *r)
 	metric(&b, "kizuna_mqtt_bytes_in_total", "counter", "MQTT bytes received.", st[2]);
 	metric(&b, "kizuna_mqtt_bytes_out_total", "counter", "MQTT bytes sent.", st[3]);
 	metric(&b, "kizuna_mqtt_messages_dropped_total", "counter", "Messages dropped (queue caps, expiry).", st[4]);
+	metric(&b, "kizuna_mqtt_unconnected_closed_total", "counter",
+	       "Connections closed: their identity had more without CONNECT than limits.max_unconnected_per_identity.",
+	       st[6]);
 	metric(&b, "kizuna_http_connections", "gauge", "Open HTTPS connections.", hs.connections);
 	metric(&b, "kizuna_http_handshake_timeouts_total", "counter",
 	       "HTTPS connections closed: no TLS handshake within limits.handshake_timeout_ms.", hs.handshake_timeouts);

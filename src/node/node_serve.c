@@ -895,7 +895,7 @@ static void node_close(struct node *n)
 		b->state = NULL;
 	}
 	if (n->served) {
-		uint64_t st[6];
+		uint64_t st[7];
 		mqtt_broker_stats(b, st);
 		kz_info("stopped: %llu messages in, %llu out, %llu dropped", (unsigned long long)st[0],
 			(unsigned long long)st[1], (unsigned long long)st[4]);

@@ -222,6 +222,44 @@ def test_half_open_handshakes_closed_while_a_client_connects():
     n.stop()
 
 
+def test_connections_without_connect_capped_per_identity():
+    """A certificate holder that opens connections and never sends CONNECT: past
+    limits.max_unconnected_per_identity (each worker its share) the oldest of those idle for
+    2 s are closed at the next tick, instead of each holding a limits.max_connections slot for connect_timeout_ms;
+    the same identity still connects, and another identity is not touched."""
+    n = make_node("limits.max_unconnected_per_identity = 4\nlimits.connect_timeout_ms = 60000\n")
+    dev = n.issue("dev1")
+    other = [Raw(n) for _ in range(2)]  # the admin's: within its own share even on one worker
+    held = [Raw(n, dev) for _ in range(20)]
+    time.sleep(3)  # idle past the 2 s grace, and a tick
+    closed = 0
+    for r in held:
+        r.s.settimeout(0.2)
+        try:
+            closed += r.s.recv(1) == b""
+        except (socket.timeout, ssl.SSLWantReadError):
+            pass
+        except (ConnectionError, ssl.SSLError, OSError):
+            closed += 1
+    # two workers, 2 each: at most 4 of the 20 left
+    assert closed >= 16, closed
+    # the newest connection of the identity sends CONNECT and is served
+    c = Raw(n, dev)
+    p = c.connect(b"dev1-late")
+    assert p[0] == 2 and p[2][1] == 0, p
+    # the other identity's connections were not closed: each still gets its CONNACK
+    for i, r in enumerate(other):
+        p = r.connect(b"adm-%d" % i)
+        assert p and p[0] == 2 and p[2][1] == 0, p
+    m = metrics(n)
+    print("20 connections without CONNECT from one identity: %d closed (metric %d)" % (
+        closed, metric(m, "kizuna_mqtt_unconnected_closed_total")))
+    assert metric(m, "kizuna_mqtt_unconnected_closed_total") >= 16, m
+    for r in held + other + [c]:
+        r.s.close()
+    n.stop()
+
+
 def audit_bytes(n):
     d = os.path.join(n.data, "audit")
     return sum(os.path.getsize(os.path.join(d, f)) for f in os.listdir(d) if f.endswith(".log"))
@@ -345,4 +383,5 @@ def test_fd_exhaustion_keeps_serving_and_stops_on_sigterm():
 
 run_tests([test_audit_flood_is_summarised, test_stuck_qos0_subscriber_is_bounded, test_slow_client_disconnected_with_0x97,
            test_half_open_handshakes_closed_while_a_client_connects,
+           test_connections_without_connect_capped_per_identity,
            test_fd_exhaustion_keeps_serving_and_stops_on_sigterm])
