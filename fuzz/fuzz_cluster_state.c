@@ -1,7 +1,8 @@
 /* fuzz_cluster_state.c — DIR/cluster.state (kz_cluster_state_parse) and the cluster's sequence
  * headers (kz_cluster_parse_seq), the acknowledgement subject's fields (kz_cluster_ack_parse) and
- * the follower's floor (kz_cluster_floor_take), and a batch's body and Kz-Count
- * (kz_cluster_batch_next, _valid, _count). A state that parses, written out again in the node's own
+ * the follower's floor (kz_cluster_floor_take), a batch's body and Kz-Count
+ * (kz_cluster_batch_next, _valid, _count), and the spans published out of order
+ * (kz_cluster_span_add, _of). A state that parses, written out again in the node's own
  * format, parses to the same values; a sequence that parses prints back to the same digits
  * (leading zeros aside). */
 #include "cluster/cluster.h"
@@ -16,7 +17,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
 	struct kz_cluster_state st, st2;
 	if (kz_cluster_state_parse((const char *)data, size, &st) == 0) {
-		static char text[96 + KZ_CLUSTER_MAX_ORIGINS * (100 + KZ_CLUSTER_MAX_GAPS * 120)];
+		static char text[96 + KZ_CLUSTER_MAX_ORIGINS * (100 + KZ_CLUSTER_MAX_GAPS * 120) + KZ_CLUSTER_MAX_SPANS * 90];
 		int n = snprintf(text, sizeof text, "confirmed %" PRIu64 " %" PRIu64 " %" PRIu64 "\n", st.confirmed_local,
 				 st.confirmed_origin, st.confirmed_sseq);
 		for (uint32_t i = 0; i < st.n_origins; i++) {
@@ -26,7 +27,12 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 				n += snprintf(text + n, sizeof text - (size_t)n, "gap %s %" PRIu64 " %" PRIu64 "\n",
 					      st.origins[i].id, st.origins[i].gaps[g].lo, st.origins[i].gaps[g].hi);
 		}
+		for (uint32_t i = 0; i < st.spans.n; i++)
+			n += snprintf(text + n, sizeof text - (size_t)n, "span %" PRIu64 " %" PRIu64 " %" PRIu64 " %" PRIu64 "\n",
+				      st.spans.v[i].wm_local, st.spans.v[i].wm_origin, st.spans.v[i].wm_sseq, st.spans.v[i].end);
 		assert(kz_cluster_state_parse(text, (size_t)n, &st2) == 0);
+		assert(st2.spans.n == st.spans.n &&
+		       memcmp(st2.spans.v, st.spans.v, st.spans.n * sizeof st.spans.v[0]) == 0);
 		assert(st2.confirmed_local == st.confirmed_local && st2.confirmed_origin == st.confirmed_origin &&
 		       st2.confirmed_sseq == st.confirmed_sseq);
 		assert(st2.n_origins == st.n_origins);
@@ -59,6 +65,24 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		assert(f.floor >= before && f.n_above <= KZ_CLUSTER_FLOOR_ABOVE);
 		for (uint32_t k = 0; k < f.n_above; k++)
 			assert(f.above[k].sseq > f.floor + 1 && (k == 0 || f.above[k].sseq > f.above[k - 1].sseq));
+	}
+	/* spans from the input, 4 bytes each (watermark, length): kept by watermark, at most
+	 * KZ_CLUSTER_MAX_SPANS, none empty; the span found for a record holds it and no span that
+	 * holds it has a lower watermark; a span just added (or one that held it) is found */
+	static struct kz_cluster_spans sp;
+	sp.n = 0;
+	for (size_t i = 0; i + 4 <= size; i += 4) {
+		uint64_t wm = (uint64_t)data[i] | (uint64_t)data[i + 1] << 8, end = wm + data[i + 2] % 64;
+		kz_cluster_span_add(&sp, wm * 10, wm, data[i + 3], end);
+		assert(sp.n <= KZ_CLUSTER_MAX_SPANS);
+		for (uint32_t k = 0; k < sp.n; k++)
+			assert(sp.v[k].wm_origin < sp.v[k].end && (k == 0 || sp.v[k - 1].wm_origin <= sp.v[k].wm_origin));
+		if (end > wm) {
+			const struct kz_cluster_span *hit = kz_cluster_span_of(&sp, end);
+			assert(hit && hit->wm_origin <= wm && hit->wm_origin < end && end <= hit->end);
+			for (uint32_t k = 0; k < sp.n; k++)
+				assert(!(sp.v[k].wm_origin < end && end <= sp.v[k].end) || sp.v[k].wm_origin >= hit->wm_origin);
+		}
 	}
 	/* the input as a batch's body: the frames read are inside it, none empty, and it is valid
 	 * for exactly their number when they cover it */
