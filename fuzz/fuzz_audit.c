@@ -26,6 +26,19 @@ static void put(const char *name, const uint8_t *p, size_t n)
 	}
 }
 
+/* At exit: the directory and what the runs left in it (make test replays the corpus on
+ * every run; each run's directory stayed in /tmp before). Files only: none is a directory. */
+static void cleanup(void)
+{
+	static const char *const names[] = { "audit.log", "audit.pub", "head", "audit-00000000000000000001.log" };
+	char path[128];
+	for (size_t i = 0; i < sizeof names / sizeof names[0]; i++) {
+		snprintf(path, sizeof path, "%s/%s", dir, names[i]);
+		unlink(path);
+	}
+	rmdir(dir);
+}
+
 /* kz_audit_newest's callback: counts, and stops after 5 (a page) */
 static int count_line(void *ctx, const char *line, size_t len)
 {
@@ -39,6 +52,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	if (!dir[0]) {
 		snprintf(dir, sizeof dir, "/tmp/kz-fuzz-audit-%d", (int)getpid());
 		mkdir(dir, 0700);
+		atexit(cleanup);
 		static const char pub[] = "c8f17f6439d48880d930a66a2ce7404281ddfc65cf4def14c62ee5701aaad2ad\n";
 		put("audit.pub", (const uint8_t *)pub, sizeof pub - 1);
 	}
