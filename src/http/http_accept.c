@@ -21,7 +21,6 @@
 #include <h2o.h>
 #include <h2o/http1.h>
 #include <h2o/http2.h>
-#include <netinet/in.h>
 #include <stdlib.h>
 #include <string.h>
 

@@ -933,8 +933,8 @@ void mqtt_shard_tick(struct mqtt_shard *s)
 		for (uint32_t i = 0; i < s->cap_sessions; i++)
 			if (s->sessions[i] && s->sessions[i]->share_dirty)
 				mqtt_session_share(s->sessions[i], false);
-	mqtt_shard_cap_unconnected(s);
 	const struct mqtt_limits *lim = &s->broker->lim;
+	size_t idle = 0; /* connections idle without CONNECT, for the per-identity cap below */
 	for (struct mqtt_client *c = s->clients, *n; c; c = n) {
 		n = c->next;
 		if (c->state == MQTT_CLIENT_NEW && now - c->accepted_ms > lim->connect_timeout_ms) {
@@ -942,6 +942,8 @@ void mqtt_shard_tick(struct mqtt_shard *s)
 				(unsigned long long)c->conn_id, c->peer_id, lim->connect_timeout_ms);
 			c->state = MQTT_CLIENT_CLOSING;
 			c->ops->close(c->transport);
+		} else if (mqtt_client_unconnected(c, now)) {
+			idle++;
 		} else if (c->state == MQTT_CLIENT_CONNECTED && c->keep_alive &&
 			   now - c->last_rx_ms > (uint64_t)c->keep_alive * 1500u) {
 			/* §3.1.2.10: 1.5 times the Keep Alive without a packet */
@@ -950,6 +952,7 @@ void mqtt_shard_tick(struct mqtt_shard *s)
 			slow_check(c, now);
 		}
 	}
+	mqtt_shard_cap_unconnected(s, idle);
 	/* A cluster node holds the wills of its restored sessions until it has read the other
 	 * nodes' sessions, and a tick more for the moves that posted here (wills_ready). */
 	const struct mqtt_share_ops *sh = s->broker->share;

@@ -553,9 +553,12 @@ void mqtt_client_resume(struct mqtt_client *c, struct mqtt_shard *s, void *trans
 			struct kz_buf *out);
 /* Detaches from a shard before migration (the transport will call resume on the target). */
 void mqtt_client_detach(struct mqtt_client *c);
-/* The shard's tick: an identity's connections that have sent no CONNECT, past its share of
- * limits.max_unconnected_per_identity, are closed, the oldest first. Returns how many. */
-unsigned mqtt_shard_cap_unconnected(struct mqtt_shard *s);
+/* Has c sent no CONNECT for a while after its handshake (the per-identity cap's count)? */
+bool mqtt_client_unconnected(const struct mqtt_client *c, uint64_t now);
+/* The shard's tick, with the number of its connections mqtt_client_unconnected says: an
+ * identity's ones past its share of limits.max_unconnected_per_identity are closed, the
+ * oldest first. Returns how many. */
+unsigned mqtt_shard_cap_unconnected(struct mqtt_shard *s, size_t idle);
 /* The shard's tick: the CONNECTs that wait for order (share->settled) are asked again. */
 void mqtt_shard_connects_retry(struct mqtt_shard *s);
 /* Any thread: every shard asks its waiting CONNECTs again now (the cluster caught up). */

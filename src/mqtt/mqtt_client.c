@@ -64,12 +64,12 @@ struct mqtt_client *mqtt_client_new(struct mqtt_shard *s, const struct mqtt_tran
  * after a restart) must not lose the ones whose CONNECT is still on its way. A CONNECT that
  * waits for order across a failover (order_wait) has been sent and does not count either. */
 #define UNCONNECTED_GRACE_MS 2000
-static bool unconnected(const struct mqtt_client *c, uint64_t now)
+bool mqtt_client_unconnected(const struct mqtt_client *c, uint64_t now)
 {
 	return c->state == MQTT_CLIENT_NEW && !c->order_wait && now - c->accepted_ms >= UNCONNECTED_GRACE_MS;
 }
 
-unsigned mqtt_shard_cap_unconnected(struct mqtt_shard *s)
+unsigned mqtt_shard_cap_unconnected(struct mqtt_shard *s, size_t idle)
 {
 	const struct mqtt_limits *lim = &s->broker->lim;
 	unsigned shards = s->broker->n_shards ? s->broker->n_shards : 1;
@@ -77,13 +77,10 @@ unsigned mqtt_shard_cap_unconnected(struct mqtt_shard *s)
 	if (!lim->max_unconnected_per_identity)
 		return 0;
 	share = share ? share : 1;
-	size_t n = 0;
-	for (const struct mqtt_client *c = s->clients; c; c = c->next)
-		n += unconnected(c, s->now_ms);
-	if (n <= share)
+	if (idle <= share)
 		return 0; /* no identity can be past it: nothing to count */
 	size_t cap = 16;
-	while (cap < 2 * n)
+	while (cap < 2 * idle)
 		cap *= 2;
 	struct { const char *id; uint32_t seen; } *t = calloc(cap, sizeof *t);
 	if (!t)
@@ -91,7 +88,7 @@ unsigned mqtt_shard_cap_unconnected(struct mqtt_shard *s)
 	unsigned closed = 0;
 	for (struct mqtt_client *c = s->clients, *next; c; c = next) {
 		next = c->next; /* closing may free c */
-		if (!unconnected(c, s->now_ms))
+		if (!mqtt_client_unconnected(c, s->now_ms))
 			continue;
 		const char *id = c->peer_id ? c->peer_id : "";
 		size_t k = kz_hash(id, strlen(id)) & (cap - 1);
