@@ -46,9 +46,12 @@ static bool valid_node_id(const char *s)
  * Written synced (kz_file_replace): an older watermark would only make us publish again,
  * but an older origin line would make the follower append records it has a second time. */
 
+/* The longest cluster.state: the watermark, every origin with all its gaps, every span. */
+#define STATE_TEXT_MAX (96 + MAX_ORIGINS * (100 + KZ_CLUSTER_MAX_GAPS * 120) + KZ_CLUSTER_MAX_SPANS * 90)
+
 static void state_load(struct kz_cluster *c)
 {
-	static char text[96 + MAX_ORIGINS * (100 + KZ_CLUSTER_MAX_GAPS * 120) + KZ_CLUSTER_MAX_SPANS * 90]; /* start and status only */
+	static char text[STATE_TEXT_MAX]; /* start and status only */
 	FILE *f = fopen(c->cfg.state_path, "r");
 	size_t n = f ? fread(text, 1, sizeof text, f) : 0;
 	if (f)
@@ -73,7 +76,7 @@ static void state_load(struct kz_cluster *c)
 
 void kz_cluster_state_save(struct kz_cluster *c, uint64_t local, uint64_t origin, uint64_t sseq)
 {
-	static char text[96 + MAX_ORIGINS * (100 + KZ_CLUSTER_MAX_GAPS * 120) + KZ_CLUSTER_MAX_SPANS * 90]; /* under save_lock */
+	static char text[STATE_TEXT_MAX]; /* under save_lock */
 	pthread_mutex_lock(&c->save_lock);
 	int n = snprintf(text, sizeof text, "confirmed %" PRIu64 " %" PRIu64 " %" PRIu64 "\n", local, origin, sseq);
 	pthread_mutex_lock(&c->lock);
@@ -433,7 +436,7 @@ static int resume_point(struct kz_cluster *c, uint64_t *local, uint64_t *origin,
 	}
 	pthread_mutex_lock(&c->lock);
 	const struct kz_cluster_span *sp = kz_cluster_span_of(&c->spans, lo);
-	if (sp && sp->wm_origin < c->conf_origin && sp->wm_origin < lo) {
+	if (sp && sp->wm_origin < c->conf_origin) {
 		/* the stream's last record of ours was published out of order: records before it may
 		 * be missing (a cut inside the span); from its start, with what the stream holds of
 		 * it read back below and not published again */
