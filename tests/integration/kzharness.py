@@ -82,10 +82,10 @@ class Node:
             f.write("mqtt.listen = 127.0.0.1:%d\nhttps.listen = 127.0.0.1:0\nthreads = 2\ntick_ms = 50\n%s%s\n" % (self.port, opened, config))
         self.data = os.path.join(self.dir, "var")
         self.log = open(os.path.join(self.dir, "serve.log"), "w+")
-        self.start()
         self.pki = os.path.join(self.data, "pki")
         import atexit
-        atexit.register(self.shutdown)
+        atexit.register(self.shutdown)  # before the start: a node that fails to start leaves no directory
+        self.start()
 
     def start(self):
         """Starts `kizuna serve` on this node's config and data (again, after a kill) and
@@ -95,7 +95,7 @@ class Node:
         wait_serving(self.proc, self.port, self.logtext)
 
     def shutdown(self):
-        if self.proc.poll() is None:
+        if getattr(self, "proc", None) and self.proc.poll() is None:
             self.proc.kill()
             self.proc.wait()
         self.cleanup()
