@@ -49,7 +49,7 @@ static bool valid_node_id(const char *s)
 /* The longest cluster.state: the watermark, every origin with all its gaps, every span. */
 #define STATE_TEXT_MAX (96 + MAX_ORIGINS * (100 + KZ_CLUSTER_MAX_GAPS * 120) + KZ_CLUSTER_MAX_SPANS * 90)
 
-static void state_load(struct kz_cluster *c)
+void kz_cluster_state_load(struct kz_cluster *c)
 {
 	static char text[STATE_TEXT_MAX]; /* start and status only */
 	FILE *f = fopen(c->cfg.state_path, "r");
@@ -146,9 +146,12 @@ static void advance(struct kz_cluster *c)
 		c->conf_local = c->next_local - 1;
 		moved = true;
 	}
-	if (moved) {
-		atomic_store_explicit(&c->conf_seen, c->conf_local, memory_order_release);
-		atomic_store_explicit(&c->progress_ms, kz_now_mono_ms(), memory_order_release);
+	if (moved) { /* conf_seen: also what the bridge confirmed (cluster_bridge.c) */
+		uint64_t now = kz_now_mono_ms();
+		atomic_store_explicit(&c->conf_seen, c->conf_local > c->b_local ? c->conf_local : c->b_local,
+				      memory_order_release);
+		atomic_store_explicit(&c->progress_ms, now, memory_order_release);
+		atomic_store_explicit(&c->a_moved_ms, now, memory_order_release);
 	}
 	if (moved && c->cfg.confirmed)
 		c->cfg.confirmed(c->cfg.arg, c->conf_local);
@@ -782,15 +785,18 @@ int kz_cluster_start(const struct kz_cluster_config *cfg, struct kz_cluster **ou
 	pthread_cond_init(&c->fcond, NULL);
 	pthread_mutex_init(&c->save_lock, NULL);
 	pthread_rwlock_init(&c->js_rw, NULL);
-	state_load(c);
+	kz_cluster_state_load(c);
 	atomic_store(&c->conf_seen, c->conf_local);
 	atomic_store(&c->progress_ms, kz_now_mono_ms());
+	atomic_store(&c->a_moved_ms, kz_now_mono_ms());
 	if (pthread_create(&c->thread, NULL, replicator, c)) {
 		snprintf(why, why_len, "cannot start the cluster thread");
 		free(c->ring);
 		free(c);
 		return KZ_EIO;
 	}
+	if (cfg->bridge_ms && pthread_create(&c->bthread, NULL, kz_cluster_bridge, c) == 0)
+		c->bstarted = true;
 	if (cfg->follow && pthread_create(&c->fthread, NULL, kz_cluster_follower, c) == 0)
 		c->fstarted = true;
 	if ((cfg->session || cfg->trust) && pthread_create(&c->kthread, NULL, kz_cluster_sessions_thread, c) == 0)
@@ -812,8 +818,10 @@ void kz_cluster_stop(struct kz_cluster *c)
 		pthread_join(c->fthread, NULL);
 	if (c->kstarted)
 		pthread_join(c->kthread, NULL);
+	if (c->bstarted)
+		pthread_join(c->bthread, NULL);
 	pthread_join(c->thread, NULL);
-	c->fstarted = c->kstarted = false;
+	c->fstarted = c->kstarted = c->bstarted = false;
 }
 
 void kz_cluster_free(struct kz_cluster *c)
@@ -868,6 +876,10 @@ void kz_cluster_stats(struct kz_cluster *c, struct kz_cluster_stats *out)
 	out->order_expired = atomic_load(&c->order_expired);
 	out->swaps = atomic_load(&c->swaps);
 	out->consumers_remade = atomic_load(&c->consumers_remade);
+	out->bridged = atomic_load(&c->bridged);
+	out->bridge_episodes = atomic_load(&c->bridge_episodes);
+	out->bridge_taken = atomic_load(&c->bridge_taken);
+	out->bridging = atomic_load(&c->bridging);
 	pthread_mutex_unlock(&c->lock);
 	out->quorum = quorum_now(c, kz_now_mono_ms());
 }
@@ -899,101 +911,4 @@ static bool quorum_now(struct kz_cluster *c, uint64_t now)
 bool kz_cluster_quorum(struct kz_cluster *c)
 {
 	return quorum_now(c, kz_now_mono_ms());
-}
-
-/* ---------- status ---------- */
-
-int kz_cluster_print_status(const struct kz_cluster_config *cfg, FILE *out, char *why, size_t why_len)
-{
-	return kz_cluster_print_status_ex(cfg, false, out, why, why_len);
-}
-
-int kz_cluster_print_status_ex(const struct kz_cluster_config *cfg, bool records, FILE *out, char *why,
-			       size_t why_len)
-{
-	struct kz_cluster c = { .cfg = *cfg };
-	snprintf(c.subject, sizeof c.subject, "kz.rec.%s", cfg->node_id);
-	pthread_mutex_init(&c.lock, NULL);
-	if (cfg->state_path)
-		state_load(&c);
-	int rc = connect_nats(&c, why, why_len);
-	jsStreamInfo *si = NULL;
-	jsErrCode jerr = 0;
-	if (!rc && js_GetStreamInfo(&si, c.js, STREAM, NULL, &jerr) != NATS_OK) {
-		snprintf(why, why_len, "stream %s: %s (JetStream error %d)", STREAM,
-			 nats_GetLastError(NULL) ? nats_GetLastError(NULL) : "not found", (int)jerr);
-		rc = -1;
-	}
-	if (!rc) {
-		fprintf(out, "node: %s\nnats: %s\n", cfg->node_id, cfg->servers);
-		fprintf(out, "stream: %s, %" PRIu64 " messages, %" PRIu64 " bytes, sequences %" PRIu64 "..%" PRIu64 "\n", STREAM,
-			si->State.Msgs, si->State.Bytes, si->State.FirstSeq, si->State.LastSeq);
-		if (si->Cluster) {
-			fprintf(out, "leader: %s\n", si->Cluster->Leader ? si->Cluster->Leader : "(none: no quorum)");
-			for (int i = 0; i < si->Cluster->ReplicasLen; i++) {
-				jsPeerInfo *p = si->Cluster->Replicas[i];
-				fprintf(out, "replica: %s, %s, %" PRIu64 " behind\n", p->Name,
-					p->Offline ? "offline" : p->Current ? "current" : "catching up", p->Lag);
-			}
-		}
-		natsMsg *m = NULL;
-		uint64_t lo = 0;
-		natsStatus ls = js_GetLastMsg(&m, c.js, STREAM, c.subject, NULL, &jerr);
-		if (ls == NATS_OK) {
-			lo = kz_cluster_last_origin(m);
-			natsMsg_Destroy(m);
-			fprintf(out, "this node's records in the stream: %" PRIu64 "\n", lo);
-		} else if (ls == NATS_NOT_FOUND || jerr == JSNoMessageFoundErr) {
-			fprintf(out, "this node's records in the stream: 0\n");
-		} else {
-			fprintf(out, "this node's records in the stream: unknown (%s)\n", natsStatus_GetText(ls));
-		}
-		fprintf(out, "confirmed (saved): %" PRIu64 " of this node's records, up to log sequence %" PRIu64 "\n",
-			c.conf_origin, c.conf_local);
-		if (ls == NATS_OK || ls == NATS_NOT_FOUND || jerr == JSNoMessageFoundErr)
-			fprintf(out, "to publish again: %" PRIu64 "\n", c.conf_origin > lo ? c.conf_origin - lo : 0);
-		if (records && ls == NATS_OK && kz_cluster_print_own_records(&c, out)) {
-			snprintf(why, why_len, "cannot read all of this node's messages in stream %s", STREAM);
-			rc = -1; /* --records asked for a count it did not get */
-		}
-		else if (records)
-			fprintf(out, "this node's records stored: 0 in 0 messages, 0 more than once, 0 missing, 0 messages "
-				"not read as records, at most 0 records in one message\n");
-		char durable[96], old[4][96];
-		unsigned n_old = 0;
-		jsConsumerInfo *ci = NULL;
-		if (kz_cluster_consumer_find(c.js, cfg->node_id, NULL, true, durable, sizeof durable, old, 4, &n_old) < 0) {
-			fprintf(out, "follower: unknown (JetStream did not list the stream's consumers: %s)\n",
-				nats_GetLastError(NULL) ? nats_GetLastError(NULL) : "no answer");
-		} else if (js_GetConsumerInfo(&ci, c.js, STREAM, durable, NULL, &jerr) == NATS_OK) {
-			fprintf(out, "follower: %s, %" PRIu64 " messages behind, %" PRId64 " in flight, on %s\n", durable,
-				ci->NumPending, ci->NumAckPending,
-				ci->Cluster && ci->Cluster->Leader ? ci->Cluster->Leader : "(no server)");
-			jsConsumerInfo_Destroy(ci);
-		} else {
-			fprintf(out, "follower: %s, not created yet\n", durable);
-		}
-		for (unsigned i = 0; i < n_old; i++)
-			fprintf(out, "follower: %s, an earlier one, to be deleted\n", old[i]);
-		for (uint32_t i = 0; i < c.n_origins; i++) {
-			uint64_t open = 0;
-			for (uint32_t g = 0; g < c.origins[i].n_gaps; g++)
-				open += c.origins[i].gaps[g].hi - c.origins[i].gaps[g].lo + 1;
-			fprintf(out, "taken from %s: up to its record %" PRIu64 ", %" PRIu64 " below that still awaited\n",
-				c.origins[i].id, c.origins[i].seq, open);
-		}
-		jsStreamInfo *ki = NULL; /* a KV bucket is the stream KV_<bucket> */
-		if (js_GetStreamInfo(&ki, c.js, "KV_KZ_SESSIONS", NULL, &jerr) == NATS_OK) {
-			fprintf(out, "sessions: bucket KZ_SESSIONS, %" PRIu64 " entries (sessions, tombstones, heartbeats), %" PRId64 " replicas, leader %s\n",
-				ki->State.Msgs, ki->Config->Replicas,
-				ki->Cluster && ki->Cluster->Leader ? ki->Cluster->Leader : "(none)");
-			jsStreamInfo_Destroy(ki);
-		} else {
-			fprintf(out, "sessions: bucket KZ_SESSIONS not created yet\n");
-		}
-	}
-	jsStreamInfo_Destroy(si);
-	close_nats(&c);
-	pthread_mutex_destroy(&c.lock);
-	return rc;
 }

@@ -33,6 +33,10 @@ struct kz_cluster_config {
 	/* Records of one scan go out together, up to these in one message (cluster.batch_records,
 	 * cluster.batch_bytes; a larger record goes alone): a batch, see kz_cluster_batch_next. */
 	uint32_t batch_records, batch_bytes;
+	/* cluster.bridge_ms: records of ours waiting this long with no confirmation from
+	 * KZ_RECORDS (its leader died: an election) also go to the stream KZ_BRIDGE, and its
+	 * confirmation acknowledges them (docs/CLUSTER.md "The bridge"). 0: no bridge. */
+	uint32_t bridge_ms;
 	/* Every record this node accepted with a sequence number <= seq is in JetStream. Called
 	 * from the cluster's threads whenever that watermark advances. */
 	void (*confirmed)(void *arg, uint64_t seq);
@@ -95,6 +99,9 @@ struct kz_cluster_stats {
 	uint64_t consumers_remade; /* our consumer deleted and made again (cluster.consumer_stall_ms, _lost_ms) */
 	uint64_t trust_puts, trust_updates; /* KZ_TRUST writes, changes read */
 	bool connected, quorum;    /* quorum: no publish has waited longer than publish_timeout_ms */
+	uint64_t bridged, bridge_episodes, bridge_taken; /* the bridge: records of ours confirmed on
+							  * KZ_BRIDGE, times it began, records taken from it */
+	bool bridging;
 };
 void kz_cluster_stats(struct kz_cluster *c, struct kz_cluster_stats *out);
 /* `kizuna cluster status`: connects to NATS as cfg says (store, follow and confirmed are not

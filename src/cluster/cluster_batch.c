@@ -54,11 +54,9 @@ bool kz_cluster_batch_valid(const uint8_t *body, size_t n, uint64_t count)
 
 /* ---------- the replicator's side (its thread only) ---------- */
 
-int kz_cluster_batch_flush(struct kz_cluster *c)
+natsStatus kz_cluster_batch_msg(const struct kz_cluster_batch *b, const char *subject, const char *node_id,
+				natsMsg **out)
 {
-	struct kz_cluster_batch *b = &c->batch;
-	if (!b->n)
-		return 0;
 	char id[48], lseq[24], oseq[24], cnt[12];
 	if (b->n == 1)
 		snprintf(id, sizeof id, "%s", b->first_id);
@@ -70,7 +68,7 @@ int kz_cluster_batch_flush(struct kz_cluster *c)
 	const uint8_t *body = b->n == 1 ? b->buf + 4 : b->buf;
 	size_t len = b->n == 1 ? b->len - 4 : b->len;
 	natsMsg *m = NULL;
-	natsStatus s = natsMsg_Create(&m, c->subject, NULL, (const char *)body, (int)len);
+	natsStatus s = natsMsg_Create(&m, subject, NULL, (const char *)body, (int)len);
 	if (s == NATS_OK)
 		s = natsMsgHeader_Set(m, "Nats-Msg-Id", id);
 	if (s == NATS_OK)
@@ -78,9 +76,24 @@ int kz_cluster_batch_flush(struct kz_cluster *c)
 	if (s == NATS_OK)
 		s = natsMsgHeader_Set(m, "Kz-Local-Seq", lseq);
 	if (s == NATS_OK)
-		s = natsMsgHeader_Set(m, "Kz-Origin", c->cfg.node_id);
+		s = natsMsgHeader_Set(m, "Kz-Origin", node_id);
 	if (s == NATS_OK && b->n > 1)
 		s = natsMsgHeader_Set(m, "Kz-Count", cnt);
+	if (s != NATS_OK) {
+		natsMsg_Destroy(m);
+		m = NULL;
+	}
+	*out = m;
+	return s;
+}
+
+int kz_cluster_batch_flush(struct kz_cluster *c)
+{
+	struct kz_cluster_batch *b = &c->batch;
+	if (!b->n)
+		return 0;
+	natsMsg *m = NULL;
+	natsStatus s = kz_cluster_batch_msg(b, c->subject, c->cfg.node_id, &m);
 	jsPubOptions po;
 	jsPubOptions_Init(&po);
 	po.MaxWait = c->cfg.publish_timeout_ms;
@@ -197,24 +210,9 @@ void kz_cluster_batch_learn(struct kz_cluster *c, uint64_t from_sseq, uint64_t c
 			"taken as confirmed, not published again", conf_origin + 1, last_origin, b->count);
 }
 
-int kz_cluster_batch_add(struct kz_cluster *c, uint64_t seq, const uint8_t *body, size_t n, const uint8_t id[16],
-			 uint64_t origin, uint64_t conf_origin, uint64_t *stored_sseq)
+int kz_cluster_batch_put(struct kz_cluster_batch *b, uint64_t seq, const uint8_t *body, size_t n, const uint8_t id[16],
+			 uint64_t origin)
 {
-	struct kz_cluster_batch *b = &c->batch;
-	uint32_t max_n = c->cfg.batch_records ? c->cfg.batch_records : 1;
-	if (bounds_alloc(c))
-		return -1;
-	struct kz_cluster_bound *x = bound_at(b, origin, conf_origin);
-	if (x && x->stored && origin >= x->first) { /* in the stream already: what is open goes first */
-		if (b->n && kz_cluster_batch_flush(c))
-			return -1;
-		*stored_sseq = x->sseq;
-		return 1;
-	}
-	bool starts = x && origin == x->first; /* a remembered batch starts here */
-	if (b->n && (starts || (!b->replay && (b->n >= max_n || b->len + 4 + n > c->cfg.batch_bytes))) &&
-	    kz_cluster_batch_flush(c))
-		return -1;
 	if (b->len + 4 + n > b->cap) { /* grows to the largest batch once; kept */
 		size_t cap = b->cap ? b->cap : 4096;
 		while (cap < b->len + 4 + n)
@@ -238,6 +236,29 @@ int kz_cluster_batch_add(struct kz_cluster *c, uint64_t seq, const uint8_t *body
 	b->len += 4 + n;
 	b->n++;
 	b->last_local = seq;
+	return 0;
+}
+
+int kz_cluster_batch_add(struct kz_cluster *c, uint64_t seq, const uint8_t *body, size_t n, const uint8_t id[16],
+			 uint64_t origin, uint64_t conf_origin, uint64_t *stored_sseq)
+{
+	struct kz_cluster_batch *b = &c->batch;
+	uint32_t max_n = c->cfg.batch_records ? c->cfg.batch_records : 1;
+	if (bounds_alloc(c))
+		return -1;
+	struct kz_cluster_bound *x = bound_at(b, origin, conf_origin);
+	if (x && x->stored && origin >= x->first) { /* in the stream already: what is open goes first */
+		if (b->n && kz_cluster_batch_flush(c))
+			return -1;
+		*stored_sseq = x->sseq;
+		return 1;
+	}
+	bool starts = x && origin == x->first; /* a remembered batch starts here */
+	if (b->n && (starts || (!b->replay && (b->n >= max_n || b->len + 4 + n > c->cfg.batch_bytes))) &&
+	    kz_cluster_batch_flush(c))
+		return -1;
+	if (kz_cluster_batch_put(b, seq, body, n, id, origin))
+		return -1;
 	if (b->n == 1)
 		b->replay = starts;
 	if (b->replay && origin == x->first + x->n - 1)

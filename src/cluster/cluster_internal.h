@@ -11,6 +11,7 @@
 #include <stdatomic.h>
 
 #define STREAM "KZ_RECORDS"
+#define BRIDGE "KZ_BRIDGE" /* cluster_bridge.c */
 
 struct slot {
 	uint64_t local_seq, sent_ms, sseq; /* sseq: the stream sequence JetStream stored it at */
@@ -114,6 +115,17 @@ struct kz_cluster {
 	_Atomic uint64_t swaps;        /* swap_server */
 	_Atomic uint64_t consumers_remade; /* consumer_stalled */
 	atomic_bool order_waiting;  /* kz_cluster_settled said false: cfg.caught_up when caught up */
+	/* The bridge (cluster_bridge.c): its thread; under lock, the last record of ours it had
+	 * confirmed on KZ_BRIDGE (b_local, origin sequence b_origin; 0: none); when KZ_RECORDS
+	 * last confirmed a record of ours (a_moved_ms, monotonic ms, advance()) */
+	pthread_t bthread;
+	bool bstarted;
+	uint64_t b_local, b_origin;
+	_Atomic uint64_t a_moved_ms;
+	_Atomic uint64_t bridged, bridge_episodes, bridge_taken; /* records confirmed on it; times it began; records followed from it */
+	atomic_bool bridging;
+	natsSubscription *f_bsub;   /* the follower's ordered consumer of KZ_BRIDGE */
+	uint64_t f_btry_ms;         /* when it last tried to make it */
 };
 enum { KV_SESSIONS, KV_TRUST };
 
@@ -152,6 +164,8 @@ void kz_cluster_mark_of(natsMsg *m, uint64_t sseq, struct kz_cluster_mark *mk);
  * when keep is not NULL. -1: no answer, or (strict) JetStream said the stream is not found. */
 long kz_cluster_consumer_find(jsCtx *js, const char *node_id, const char *keep, bool strict, char *cur, size_t len,
 			      char (*old)[96], unsigned max_old, unsigned *n_old);
+/* DIR/cluster.state into c (a file that does not parse: nothing, with a warning). */
+void kz_cluster_state_load(struct kz_cluster *c);
 void kz_cluster_state_save(struct kz_cluster *c, uint64_t local, uint64_t origin, uint64_t sseq);
 /* cluster_batch.c: the replicator adds record seq (origin sequence origin) to its batch,
  * which goes out first when it is full; flush publishes it (asynchronously); drop forgets it
@@ -160,6 +174,12 @@ void kz_cluster_state_save(struct kz_cluster *c, uint64_t local, uint64_t origin
 int kz_cluster_batch_add(struct kz_cluster *c, uint64_t seq, const uint8_t *body, size_t n, const uint8_t id[16],
 			 uint64_t origin, uint64_t conf_origin, uint64_t *stored_sseq);
 int kz_cluster_batch_flush(struct kz_cluster *c);
+/* Appends record seq (origin sequence origin) to b as one frame; -1: out of memory. The
+ * message of b's records to subject, with the headers the follower reads. */
+int kz_cluster_batch_put(struct kz_cluster_batch *b, uint64_t seq, const uint8_t *body, size_t n, const uint8_t id[16],
+			 uint64_t origin);
+natsStatus kz_cluster_batch_msg(const struct kz_cluster_batch *b, const char *subject, const char *node_id,
+				natsMsg **out);
 /* After a start: this node's messages in the stream above the watermark, read back (headers
  * only) from stream sequence from_sseq (0: the start): their records are taken as confirmed
  * instead of being published again (kz_cluster_batch_add says 1). */
@@ -175,6 +195,14 @@ uint64_t kz_cluster_last_origin(natsMsg *m);
 /* cluster_follow.c */
 void *kz_cluster_follower(void *arg);
 void kz_cluster_held_expire(struct kz_cluster *c, bool everything);
+/* cluster_bridge.c: the bridge's thread; the follower's reading of KZ_BRIDGE (its thread,
+ * between pulls), and its end (gone: false when its connection is being replaced). */
+void *kz_cluster_bridge(void *arg);
+void kz_cluster_bridge_follow(struct kz_cluster *c);
+void kz_cluster_bridge_unfollow(struct kz_cluster *c);
+/* cluster_follow.c: one list of messages taken; acked: they came from our consumer of
+ * KZ_RECORDS (acknowledged, the floor moves), not from KZ_BRIDGE. */
+bool kz_cluster_follow_batch(struct kz_cluster *c, natsMsgList *list, bool acked);
 /* cluster_kv.c */
 void *kz_cluster_sessions_thread(void *arg);
 void kz_cluster_puts_free(struct kz_cluster *c);

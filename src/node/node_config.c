@@ -246,6 +246,8 @@ static const struct directive directives[] = {
 	  "Records of this node that become durable together go to JetStream together, up to this many in one message (1: one message per record). Each message costs every nats-server a Raft proposal, a write and a delivery and acknowledgement per node, whatever its size (docs/CLUSTER.md \"Batches\")." },
 	{ "cluster.batch_bytes", T_U32, C(cluster_batch_bytes), 0, 1024, 67108864, "262144",
 	  "A batch's size in bytes, at most (a larger record goes alone); keep it under the nats-servers' max_payload (1 MiB by default)." },
+	{ "cluster.bridge_ms", T_U32, C(cluster_bridge_ms), 0, 0, 600000, "1000",
+	  "Records of this node that have waited this long with no confirmation from the stream KZ_RECORDS (its leader died: nats-server 2.9 waits 4 to 9 s before electing another) are also published to the stream KZ_BRIDGE, whose leader is kept on another server, and its confirmation acknowledges them; KZ_RECORDS still gets every one of them once it has a leader (docs/CLUSTER.md \"The bridge\"). 0: no bridge, acknowledgements wait for the election." },
 	{ "cluster.gap_timeout_ms", T_U32, C(cluster_gap_timeout_ms), 0, 0, 3600000, "30000",
 	  "A record of another node that came before records of its origin still awaited (after a failed publish there, the stream has them in another order) is stored and held back, so that each origin's records are delivered in order; after this long without them, what was held back is delivered (docs/CLUSTER.md \"The path of a delivery on another node\")." },
 	{ "cluster.consumer_stall_ms", T_U32, C(cluster_consumer_stall_ms), 0, 1000, 3600000, "10000",

@@ -395,6 +395,16 @@ static void metrics(void *arg, struct kz_http_req *r)
 		metric(&b, "kizuna_cluster_server_moves_total", "counter",
 		       "Moves to another NATS server because JetStream did not answer through the connected one "
 		       "(a server cut off from the others) for 3 x cluster.publish_timeout_ms.", cs.swaps);
+		metric(&b, "kizuna_cluster_bridged_total", "counter",
+		       "Records of this node acknowledged on the stream KZ_BRIDGE while KZ_RECORDS confirmed none "
+		       "for cluster.bridge_ms (a leader election).", cs.bridged);
+		metric(&b, "kizuna_cluster_bridge_episodes_total", "counter",
+		       "Times the bridge began (KZ_RECORDS confirmed none of this node's records for cluster.bridge_ms).",
+		       cs.bridge_episodes);
+		metric(&b, "kizuna_cluster_bridge_taken_total", "counter",
+		       "Records of other nodes taken from KZ_BRIDGE before KZ_RECORDS had them.", cs.bridge_taken);
+		metric(&b, "kizuna_cluster_bridging", "gauge", "1 while the bridge publishes (KZ_RECORDS has no leader).",
+		       cs.bridging);
 		metric(&b, "kizuna_cluster_consumers_remade_total", "counter",
 		       "This node's consumer of the stream deleted and made again after it did not answer for "
 		       "cluster.consumer_stall_ms while the stream did.", cs.consumers_remade);
