@@ -62,8 +62,10 @@ static bool ensure_bridge(struct kz_cluster *c)
  * streams have the same leader, asked again after a random 0.2-1.7 s (every node asks: the
  * first to see it again acts, the others then find them apart) and, if they still have,
  * KZ_BRIDGE's leader is asked to step down (nats-server hands the leadership to a current
- * follower at once). *due: when to ask again (0: not pending). */
-static void keep_apart(struct kz_cluster *c, uint64_t *due)
+ * follower at once). *due: when to ask again (0: not pending). True when it asked: this node
+ * then waits 5 s before it looks again, so that a leader that answers from a stale view (a
+ * server just restarted) is not asked again and again. */
+static bool keep_apart(struct kz_cluster *c, uint64_t *due)
 {
 	jsOptions jo;
 	jsOptions_Init(&jo);
@@ -75,6 +77,7 @@ static void keep_apart(struct kz_cluster *c, uint64_t *due)
 		    a->Cluster->Leader && b->Cluster->Leader && b->Cluster->ReplicasLen > 0 &&
 		    strcmp(a->Cluster->Leader, b->Cluster->Leader) == 0;
 	uint64_t now = kz_now_mono_ms();
+	bool asked = false;
 	if (!same) {
 		*due = 0;
 	} else if (!*due) {
@@ -86,9 +89,11 @@ static void keep_apart(struct kz_cluster *c, uint64_t *due)
 		(void)natsConnection_Request(&reply, c->nc, "$JS.API.STREAM.LEADER.STEPDOWN." BRIDGE, NULL, 0, 1000);
 		natsMsg_Destroy(reply);
 		*due = 0;
+		asked = true;
 	}
 	jsStreamInfo_Destroy(a);
 	jsStreamInfo_Destroy(b);
+	return asked;
 }
 
 struct pass {
@@ -229,9 +234,9 @@ void *kz_cluster_bridge(void *arg)
 				stream_at = now + 2000;
 			}
 			if (stream_ok && now >= apart_at) {
-				keep_apart(c, &apart_due);
+				bool asked = keep_apart(c, &apart_due);
 				uint64_t t = kz_now_mono_ms();
-				apart_at = apart_due ? apart_due : t + 1000 + (uint64_t)(rand() % 500);
+				apart_at = asked ? t + 5000 : apart_due ? apart_due : t + 1000 + (uint64_t)(rand() % 500);
 			}
 			if (stalled && stream_ok) {
 				if (!atomic_exchange(&c->bridging, true)) {
