@@ -64,8 +64,9 @@ static bool ensure_bridge(struct kz_cluster *c)
  * KZ_BRIDGE's leader is asked to step down (nats-server hands the leadership to a current
  * follower at once). *due: when to ask again (0: not pending). True when it asked: this node
  * then waits 5 s before it looks again, so that a leader that answers from a stale view (a
- * server just restarted) is not asked again and again. */
-static bool keep_apart(struct kz_cluster *c, uint64_t *due)
+ * server just restarted) is not asked again and again. *gone: JetStream said KZ_BRIDGE is not
+ * found (a power loss took its files). */
+static bool keep_apart(struct kz_cluster *c, uint64_t *due, bool *gone)
 {
 	jsOptions jo;
 	jsOptions_Init(&jo);
@@ -78,6 +79,7 @@ static bool keep_apart(struct kz_cluster *c, uint64_t *due)
 		    strcmp(a->Cluster->Leader, b->Cluster->Leader) == 0;
 	uint64_t now = kz_now_mono_ms();
 	bool asked = false;
+	*gone = a && !b && jerr == JSStreamNotFoundErr;
 	if (!same) {
 		*due = 0;
 	} else if (!*due) {
@@ -103,6 +105,7 @@ struct pass {
 	uint64_t origin;   /* the last origin sequence given */
 	uint64_t last;     /* the last log sequence looked at */
 	bool failed;
+	bool gone;         /* JetStream said KZ_BRIDGE is not found (its files lost): made again */
 	struct kz_reclog_pos pos;
 	bool has_pos;
 };
@@ -143,6 +146,8 @@ static int publish(struct pass *p)
 	natsMsg_Destroy(m);
 	if (s == NATS_OK)
 		confirmed(c, p->b.last_local, p->b.first_origin + p->b.n - 1, p->b.n);
+	else if (jerr == JSStreamNotFoundErr)
+		p->gone = true;
 	p->b.n = 0;
 	p->b.len = 0;
 	return s == NATS_OK ? 0 : -1;
@@ -232,9 +237,13 @@ void *kz_cluster_bridge(void *arg)
 			if (!stream_ok && now >= stream_at) {
 				stream_ok = ensure_bridge(c);
 				stream_at = now + 2000;
+				if (stream_ok) /* the followers' consumers of it are made again */
+					atomic_fetch_add(&c->bridge_gen, 1);
 			}
 			if (stream_ok && now >= apart_at) {
-				bool asked = keep_apart(c, &apart_due);
+				bool gone = false, asked = keep_apart(c, &apart_due, &gone);
+				if (gone)
+					p.gone = true;
 				uint64_t t = kz_now_mono_ms();
 				apart_at = asked ? t + 5000 : apart_due ? apart_due : t + 1000 + (uint64_t)(rand() % 500);
 			}
@@ -247,6 +256,11 @@ void *kz_cluster_bridge(void *arg)
 						STREAM, now - quiet_since, BRIDGE);
 				}
 				bridge_pass(&p);
+			}
+			if (p.gone) { /* a power loss took its files: made again */
+				kz_warn("cluster: %s is gone from JetStream: making it again", BRIDGE);
+				p.gone = stream_ok = false;
+				stream_at = 0;
 			}
 		}
 		pthread_rwlock_unlock(&c->js_rw);
@@ -267,6 +281,8 @@ void kz_cluster_bridge_follow(struct kz_cluster *c)
 {
 	if (!c->cfg.bridge_ms)
 		return;
+	if (c->f_bsub && c->f_bgen != atomic_load(&c->bridge_gen))
+		kz_cluster_bridge_unfollow(c); /* KZ_BRIDGE made again since: a consumer of the old one */
 	if (!c->f_bsub) {
 		uint64_t now = kz_now_mono_ms();
 		if (now - c->f_btry_ms < 2000)
@@ -278,6 +294,7 @@ void kz_cluster_bridge_follow(struct kz_cluster *c)
 		so.Ordered = true; /* ephemeral, in memory, made again by nats.c when it misses one */
 		so.Config.DeliverPolicy = js_DeliverNew;
 		jsErrCode jerr = 0;
+		c->f_bgen = atomic_load(&c->bridge_gen);
 		if (js_SubscribeSync(&c->f_bsub, c->js, "kz.brg.>", NULL, &so, &jerr) != NATS_OK) {
 			c->f_bsub = NULL;
 			return;

@@ -124,7 +124,9 @@ struct kz_cluster {
 	_Atomic uint64_t a_moved_ms;
 	_Atomic uint64_t bridged, bridge_episodes, bridge_taken; /* records confirmed on it; times it began; records followed from it */
 	atomic_bool bridging;
-	natsSubscription *f_bsub;   /* the follower's ordered consumer of KZ_BRIDGE */
+	_Atomic unsigned bridge_gen; /* KZ_BRIDGE made or found by the bridge's thread, this many times */
+	natsSubscription *f_bsub;   /* the follower's ordered consumer of KZ_BRIDGE (made at f_bgen) */
+	unsigned f_bgen;
 	uint64_t f_btry_ms;         /* when it last tried to make it */
 };
 enum { KV_SESSIONS, KV_TRUST };
