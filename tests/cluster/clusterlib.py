@@ -195,20 +195,25 @@ def wait_log(n, text, timeout=30):
 
 
 def js_request(node, subject, body, timeout=5):
-    """One request to nats_port's JetStream API as a plain NATS client would make it (TLS
-    with node's NATS certificate, CONNECT, SUB on an inbox, PUB, then the MSG that answers):
-    the answer as JSON."""
+    """One request to nats_port's JetStream API as a plain NATS client would make it, with
+    node's NATS certificate: the answer as JSON."""
+    return nats_request(nats_port, os.path.join(node.pki, "ca.pem"), os.path.join(node.dir, "nodecert"), subject,
+                        json.dumps(body).encode(), timeout)
+
+
+def nats_request(port, cafile, certdir, subject, data=b"", timeout=5):
+    """A request to the nats-server on port as a plain NATS client would make it (TLS with the
+    certificate in certdir, CONNECT, SUB on an inbox, PUB, then the MSG that answers): the
+    answer as JSON."""
     import socket, ssl
-    ctx = ssl.create_default_context(cafile=os.path.join(node.pki, "ca.pem"))
+    ctx = ssl.create_default_context(cafile=cafile)
     ctx.check_hostname = False
-    cert = os.path.join(node.dir, "nodecert")
-    ctx.load_cert_chain(os.path.join(cert, "cert.pem"), os.path.join(cert, "key.pem"))
-    raw = socket.create_connection(("127.0.0.1", nats_port), timeout)
+    ctx.load_cert_chain(os.path.join(certdir, "cert.pem"), os.path.join(certdir, "key.pem"))
+    raw = socket.create_connection(("127.0.0.1", port), timeout)
     f = raw.makefile("rb")
     assert f.readline().startswith(b"INFO "), "no INFO from nats-server"
     s = ctx.wrap_socket(raw)
     f = s.makefile("rb")
-    data = json.dumps(body).encode()
     s.sendall(b'CONNECT {"verbose":false,"pedantic":false,"tls_required":true}\r\n'
               b"SUB _INBOX.kztest 1\r\nPUB %s _INBOX.kztest %d\r\n%s\r\n" % (subject.encode(), len(data), data))
     try:

@@ -201,22 +201,7 @@ def nats_pid(i):
     return pids()[i - 1]
 
 
-def set_pid(k, pid):
-    lines = open(os.path.join(D, "pids")).read().split()
-    lines[k] = str(pid)
-    open(os.path.join(D, "pids"), "w").write("\n".join(lines) + "\n")
-
-
-def start_nats(i):
-    pr = subprocess.Popen(["nats-server", "-c", os.path.join(D, "s%d" % i, "nats.conf")],
-                          stdout=open(os.path.join(D, "s%d" % i, "nats.log"), "a"), stderr=subprocess.STDOUT)
-    set_pid(i - 1, pr.pid)
-
-
-def start_node(i):
-    pr = subprocess.Popen([KIZUNA, "serve", "--config", os.path.join(D, "n%d" % i, "kizuna.conf")],
-                          stdout=open(os.path.join(D, "n%d" % i, "serve.log"), "a"), stderr=subprocess.STDOUT)
-    set_pid(2 + i, pr.pid)
+start_nats, start_node = CL.start_nats, CL.start_node
 
 
 SOAK = float(os.environ.get("KZ_SOAK_MINUTES", "0"))

@@ -11,9 +11,7 @@ publisher's in order; node 3 moved (kizuna_cluster_server_moves_total); how long
 publisher waited is reported. The cut is healed at the end."""
 import os, socket, ssl, struct, subprocess, sys, threading, time
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from threeup import Cluster, free_base
-from kzharness import KIZUNA, s16, varint
-import paho.mqtt.client as mqtt
+from threeup import Cluster, Publisher, check_delivered, free_base
 
 BASE = free_base(70)
 PROXY = BASE + 60
@@ -93,85 +91,10 @@ CL = Cluster("kz-part-", BASE, {"KZ_ROUTE_PROXY": str(PROXY)})
 D, PKI, PORT, logtext = CL.dir, CL.pki, CL.port, CL.logtext
 
 
-def tls():
-    ctx = ssl.create_default_context(cafile=os.path.join(PKI, "ca.pem"))
-    ctx.load_cert_chain(os.path.join(PKI, "admin.pem"), os.path.join(PKI, "admin.key"))
-    return ctx
-
-
-class Publisher(threading.Thread):
-    """Raw MQTT 5 QoS 1 on one node, one message in flight; a refusal (reason >= 0x80) or no
-    answer within 10 s is not an acknowledgement; a lost connection is made again."""
-
-    def __init__(self, name, node):
-        super().__init__(daemon=True)
-        self.name, self.node = name, node
-        self.acked, self.refused, self.k, self.stop, self.gap = [], 0, 0, False, 0.0
-
-    def connect(self):
-        while not self.stop:
-            try:
-                s = tls().wrap_socket(socket.create_connection(("127.0.0.1", PORT[self.node]), 2),
-                                      server_hostname="localhost")
-                s.settimeout(10)
-                body = s16(b"MQTT") + bytes([5, 2]) + struct.pack("!H", 30) + varint(0) + s16(self.name.encode())
-                s.sendall(bytes([0x10]) + varint(len(body)) + body)
-                if s.recv(4096)[:1] == b"\x20":
-                    return s
-            except (OSError, ssl.SSLError):
-                pass
-            time.sleep(0.2)
-
-    def run(self):
-        s, last = self.connect(), time.time()
-        while not self.stop:
-            self.k += 1
-            payload = ("%s-%d" % (self.name, self.k)).encode()
-            body = s16(("part/" + self.name).encode()) + struct.pack("!H", self.k % 65535 + 1) + varint(0) + payload
-            try:
-                s.sendall(bytes([0x32]) + varint(len(body)) + body)
-                p = s.recv(4096)
-                if not p:
-                    raise OSError("closed")
-                if p[0] == 0x40 and (len(p) < 5 or p[4] < 0x80):
-                    now = time.time()
-                    self.gap = max(self.gap, now - last)
-                    last = now
-                    self.acked.append(self.k)
-                else:
-                    self.refused += 1
-            except (OSError, ssl.SSLError):
-                s = self.connect()
-            time.sleep(0.02)
-
-
-def subscriber(node):
-    got = []
-    c = mqtt.Client(client_id="part-sub-%d" % node, protocol=mqtt.MQTTv5)
-    c.tls_set(ca_certs=os.path.join(PKI, "ca.pem"), certfile=os.path.join(PKI, "admin.pem"),
-              keyfile=os.path.join(PKI, "admin.key"))
-    c.on_message = lambda c_, u, m: got.append(m.payload.decode())
-    c.connect("localhost", PORT[node], 30)
-    c.loop_start()
-    time.sleep(0.5)
-    c.subscribe("part/#", qos=1)
-    return c, got
-
-
-def metric(i, name):
-    import requests
-    t = requests.get("https://localhost:%d/metrics" % (BASE + 39 + i), timeout=10, verify=os.path.join(PKI, "ca.pem"),
-                     cert=(os.path.join(PKI, "admin.pem"), os.path.join(PKI, "admin.key"))).text
-    for l in t.splitlines():
-        if l.startswith(name + " "):
-            return float(l.split()[1])
-    return None
-
-
 def test_node_on_a_cut_off_server_moves_and_nothing_is_lost():
-    subs = {i: subscriber(i) for i in (1, 2)}
+    subs = {i: CL.subscriber(i, "part") for i in (1, 2)}
     time.sleep(1.0)
-    pubs = [Publisher("q3", 3), Publisher("q1", 1)]
+    pubs = [Publisher(CL, "q3", 3, "part", 10), Publisher(CL, "q1", 1, "part", 10)]
     for p in pubs:
         p.start()
     time.sleep(3)
@@ -189,32 +112,11 @@ def test_node_on_a_cut_off_server_moves_and_nothing_is_lost():
         p.join(15)
     assert len(pubs[0].acked) >= before + 20, "node 3's publisher was not served again within 60 s of the cut " \
         "(%d acknowledged before, %d after)" % (before, len(pubs[0].acked))
-    moves = metric(3, "kizuna_cluster_server_moves_total")
+    moves = CL.metric(3, "kizuna_cluster_server_moves_total")
     assert moves and moves >= 1, "node 3 did not move to another server (%r)" % moves
     # every acknowledged message on both subscribers, in order
-    deadline = time.time() + 60
-    want = {p.name: set(p.acked) for p in pubs}
-    while time.time() < deadline:
-        if all(want[p.name] <= {int(x.split("-")[1]) for x in subs[i][1] if x.startswith(p.name + "-")}
-               for p in pubs for i in subs):
-            break
-        time.sleep(0.5)
-    lost, disorder = {}, []
-    for i, (c, got) in subs.items():
-        for p in pubs:
-            seen, firsts = set(), []
-            for x in got:
-                if x.startswith(p.name + "-"):
-                    k = int(x.split("-")[1])
-                    if k not in seen:
-                        seen.add(k)
-                        if k in want[p.name]:
-                            firsts.append(k)
-            missing = sorted(want[p.name] - seen)
-            if missing:
-                lost["%s on node %d" % (p.name, i)] = missing[:10]
-            if firsts != sorted(firsts):
-                disorder.append("%s on node %d" % (p.name, i))
+    lost, disorder, _ = check_delivered(pubs, subs, 60)
+    for c, _ in subs.values():
         c.loop_stop()
     for p in pubs:
         print("  %s: %d acknowledged, %d refused, longest wait between two acknowledgements %.1f s"

@@ -1,9 +1,9 @@
 """The 3 nats-servers and 3 nodes of scripts/cluster-up, for the tests that need all of them
 (test_faults.py, test_partition.py): ports laid out from one free base port, node i's log, its
 MQTT port, and cluster-down at the end (the directory kept with KEEP=1)."""
-import os, shutil, subprocess, sys, tempfile, time
+import os, shutil, socket, ssl, struct, subprocess, sys, tempfile, threading, time
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "integration"))
-from kzharness import KIZUNA
+from kzharness import KIZUNA, s16, varint
 
 if not shutil.which("nats-server"):
     print("SKIP: nats-server is not installed (scripts/deps installs it)")
@@ -49,6 +49,54 @@ class Cluster:
     def pids(self):
         return [int(l) for l in open(os.path.join(self.dir, "pids")).read().split()]
 
+    def set_pid(self, k, pid):
+        """Line k of the pids file (0-2: nats-servers 1-3, 3-5: nodes 1-3), for cluster-down."""
+        lines = open(os.path.join(self.dir, "pids")).read().split()
+        lines[k] = str(pid)
+        open(os.path.join(self.dir, "pids"), "w").write("\n".join(lines) + "\n")
+
+    def start_nats(self, i):
+        pr = subprocess.Popen(["nats-server", "-c", os.path.join(self.dir, "s%d" % i, "nats.conf")],
+                              stdout=open(os.path.join(self.dir, "s%d" % i, "nats.log"), "a"), stderr=subprocess.STDOUT)
+        self.set_pid(i - 1, pr.pid)
+
+    def start_node(self, i):
+        pr = subprocess.Popen([KIZUNA, "serve", "--config", os.path.join(self.dir, "n%d" % i, "kizuna.conf")],
+                              stdout=open(os.path.join(self.dir, "n%d" % i, "serve.log"), "a"), stderr=subprocess.STDOUT)
+        self.set_pid(2 + i, pr.pid)
+
+    def tls(self):
+        """A client context with the PKI's admin certificate."""
+        ctx = ssl.create_default_context(cafile=os.path.join(self.pki, "ca.pem"))
+        ctx.load_cert_chain(os.path.join(self.pki, "admin.pem"), os.path.join(self.pki, "admin.key"))
+        return ctx
+
+    def metric(self, i, name):
+        """Node i's /metrics value of name (None when it has none)."""
+        import requests
+        t = requests.get("https://localhost:%d/metrics" % (self.base + 39 + i), timeout=20,
+                         verify=os.path.join(self.pki, "ca.pem"),
+                         cert=(os.path.join(self.pki, "admin.pem"), os.path.join(self.pki, "admin.key"))).text
+        for l in t.splitlines():
+            if l.startswith(name + " "):
+                return float(l.split()[1])
+        return None
+
+    def subscriber(self, node, prefix):
+        """A paho MQTT 5 client on node, subscribed to prefix/# with QoS 1: (client, payloads)."""
+        import paho.mqtt.client as mqtt
+        got = []
+        c = mqtt.Client(client_id="%s-sub-%d" % (prefix, node), protocol=mqtt.MQTTv5)
+        c.tls_set(ca_certs=os.path.join(self.pki, "ca.pem"), certfile=os.path.join(self.pki, "admin.pem"),
+                  keyfile=os.path.join(self.pki, "admin.key"))
+        c.on_message = lambda c_, u, m: got.append(m.payload.decode())
+        c.connect("localhost", self.port[node], 30)
+        c.loop_start()
+        time.sleep(0.5)
+        c.subscribe(prefix + "/#", qos=1)
+        return c, got
+
+
     def down(self):
         subprocess.run([os.path.join(ROOT, "scripts", "cluster-down"), self.dir], stdout=subprocess.DEVNULL)
         if not os.environ.get("KEEP"):
@@ -73,3 +121,86 @@ class Cluster:
             self.down()
         print("%d passed, %d failed" % (1 - failed, failed))
         sys.exit(failed)
+
+
+class Publisher(threading.Thread):
+    """Raw MQTT 5 QoS 1 on one node of cl, one message in flight, to prefix/name with payloads
+    name-1, name-2, ...; a refusal (reason >= 0x80) or no answer within timeout s is not an
+    acknowledgement; a lost connection is made again. acked: the numbers acknowledged; gap:
+    the longest time between two acknowledgements."""
+
+    def __init__(self, cl, name, node, prefix, timeout):
+        super().__init__(daemon=True)
+        self.cl, self.name, self.node, self.prefix, self.timeout = cl, name, node, prefix, timeout
+        self.acked, self.refused, self.k, self.stop, self.gap, self.lost = [], 0, 0, False, 0.0, 0
+
+    def connect(self):
+        while not self.stop:
+            try:
+                s = self.cl.tls().wrap_socket(socket.create_connection(("127.0.0.1", self.cl.port[self.node]), 2),
+                                              server_hostname="localhost")
+                s.settimeout(self.timeout)
+                body = s16(b"MQTT") + bytes([5, 2]) + struct.pack("!H", 60) + varint(0) + s16(self.name.encode())
+                s.sendall(bytes([0x10]) + varint(len(body)) + body)
+                if s.recv(4096)[:1] == b"\x20":
+                    return s
+            except (OSError, ssl.SSLError):
+                pass
+            time.sleep(0.2)
+
+    def run(self):
+        s, last = self.connect(), time.time()
+        while not self.stop:
+            self.k += 1
+            payload = ("%s-%d" % (self.name, self.k)).encode()
+            body = s16(("%s/%s" % (self.prefix, self.name)).encode()) + struct.pack("!H", self.k % 65535 + 1) + \
+                varint(0) + payload
+            try:
+                s.sendall(bytes([0x32]) + varint(len(body)) + body)
+                p = s.recv(4096)
+                if not p:
+                    raise OSError("closed")
+                if p[0] == 0x40 and (len(p) < 5 or p[4] < 0x80):
+                    now = time.time()
+                    self.gap = max(self.gap, now - last)
+                    last = now
+                    self.acked.append(self.k)
+                else:
+                    self.refused += 1
+            except (OSError, ssl.SSLError):
+                self.lost += 1
+                s = self.connect()
+            time.sleep(0.02)
+
+
+def check_delivered(pubs, subs, timeout):
+    """Waits up to timeout s until every subscriber (subs: {node: (client, payloads)}) has every
+    acknowledged message of every publisher; then ({"name on node i": first missing}, [out of
+    order: "name on node i"], {"name on node i": delivered twice}). Order: the first deliveries
+    of the acknowledged messages."""
+    want = {p.name: set(p.acked) for p in pubs}
+
+    def seen(got, name):
+        return [int(x.split("-")[1]) for x in got if x.startswith(name + "-")]
+    deadline = time.time() + timeout
+    while time.time() < deadline and not all(want[p.name] <= set(seen(got, p.name)) for p in pubs
+                                             for _, got in subs.values()):
+        time.sleep(0.3)
+    lost, disorder, twice = {}, [], {}
+    for i, (_, got) in subs.items():
+        for p in pubs:
+            ks = seen(got, p.name)
+            first, order = set(), []
+            for k in ks:
+                if k not in first:
+                    first.add(k)
+                    if k in want[p.name]:
+                        order.append(k)
+            key = "%s on node %d" % (p.name, i)
+            missing = sorted(want[p.name] - first)
+            if missing:
+                lost[key] = missing[:10]
+            if order != sorted(order):
+                disorder.append(key)
+            twice[key] = len(ks) - len(first)
+    return lost, disorder, twice
