@@ -878,7 +878,6 @@ void kz_cluster_stats(struct kz_cluster *c, struct kz_cluster_stats *out)
 	out->consumers_remade = atomic_load(&c->consumers_remade);
 	out->bridged = atomic_load(&c->bridged);
 	out->bridge_episodes = atomic_load(&c->bridge_episodes);
-	out->bridge_taken = atomic_load(&c->bridge_taken);
 	out->bridging = atomic_load(&c->bridging);
 	pthread_mutex_unlock(&c->lock);
 	out->quorum = quorum_now(c, kz_now_mono_ms());

@@ -99,8 +99,8 @@ struct kz_cluster_stats {
 	uint64_t consumers_remade; /* our consumer deleted and made again (cluster.consumer_stall_ms, _lost_ms) */
 	uint64_t trust_puts, trust_updates; /* KZ_TRUST writes, changes read */
 	bool connected, quorum;    /* quorum: no publish has waited longer than publish_timeout_ms */
-	uint64_t bridged, bridge_episodes, bridge_taken; /* the bridge: records of ours confirmed on
-							  * KZ_BRIDGE, times it began, records taken from it */
+	uint64_t bridged, bridge_episodes; /* the bridge: records of ours confirmed on KZ_BRIDGE,
+					    * times it began */
 	bool bridging;
 };
 void kz_cluster_stats(struct kz_cluster *c, struct kz_cluster_stats *out);

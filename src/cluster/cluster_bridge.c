@@ -18,10 +18,9 @@
  *     or a power loss the recovery is today's, on KZ_RECORDS alone.
  *   - Origin sequences are the replicator's: a dense count of this node's records in log
  *     order, so the bridge counts on from a watermark (local, origin) the same way.
- *   - Followers read KZ_BRIDGE as well (an ordered consumer from when they start, best
- *     effort: whatever they miss comes on KZ_RECORDS) into the same per-origin order: what is
- *     already here is dropped by origin sequence, a record ahead of a gap is held back until
- *     KZ_RECORDS fills it. A follower that was caught up delivers the bridged records at once.
+ *   - Followers do not read KZ_BRIDGE: they take every record from KZ_RECORDS, in its order,
+ *     as without the bridge (docs/CLUSTER.md "The bridge": reading it too reordered
+ *     deliveries across origins). Cross-node delivery waits for the election as before.
  *
  *   IDLE --records of ours wait, KZ_RECORDS confirms none for bridge_ms--> BRIDGING (each
  *   pass publishes from max(KZ_RECORDS's watermark, the bridge's) to the log's durable end)
@@ -237,8 +236,6 @@ void *kz_cluster_bridge(void *arg)
 			if (!stream_ok && now >= stream_at) {
 				stream_ok = ensure_bridge(c);
 				stream_at = now + 2000;
-				if (stream_ok) /* the followers' consumers of it are made again */
-					atomic_fetch_add(&c->bridge_gen, 1);
 			}
 			if (stream_ok && now >= apart_at) {
 				bool gone = false, asked = keep_apart(c, &apart_due, &gone);
@@ -267,47 +264,4 @@ void *kz_cluster_bridge(void *arg)
 	}
 	free(p.b.buf);
 	return NULL;
-}
-
-/* ---------- the follower's side (its thread) ---------- */
-
-void kz_cluster_bridge_unfollow(struct kz_cluster *c)
-{
-	kz_cluster_sub_end(c->nc, c->f_bsub);
-	c->f_bsub = NULL;
-}
-
-void kz_cluster_bridge_follow(struct kz_cluster *c)
-{
-	if (!c->cfg.bridge_ms)
-		return;
-	if (c->f_bsub && c->f_bgen != atomic_load(&c->bridge_gen))
-		kz_cluster_bridge_unfollow(c); /* KZ_BRIDGE made again since: a consumer of the old one */
-	if (!c->f_bsub) {
-		uint64_t now = kz_now_mono_ms();
-		if (now - c->f_btry_ms < 2000)
-			return;
-		c->f_btry_ms = now;
-		jsSubOptions so;
-		jsSubOptions_Init(&so);
-		so.Stream = BRIDGE;
-		so.Ordered = true; /* ephemeral, in memory, made again by nats.c when it misses one */
-		so.Config.DeliverPolicy = js_DeliverNew;
-		jsErrCode jerr = 0;
-		c->f_bgen = atomic_load(&c->bridge_gen);
-		if (js_SubscribeSync(&c->f_bsub, c->js, "kz.brg.>", NULL, &so, &jerr) != NATS_OK) {
-			c->f_bsub = NULL;
-			return;
-		}
-		(void)natsSubscription_SetPendingLimits(c->f_bsub, -1, -1);
-	}
-	natsMsgList list = { 0 };
-	if (!(list.Msgs = calloc(256, sizeof *list.Msgs)))
-		return;
-	natsMsg *m = NULL;
-	while (list.Count < 256 && natsSubscription_NextMsg(&m, c->f_bsub, 0) == NATS_OK)
-		list.Msgs[list.Count++] = m;
-	if (list.Count)
-		(void)kz_cluster_follow_batch(c, &list, false);
-	natsMsgList_Destroy(&list);
 }

@@ -307,7 +307,7 @@ static void floor_decided(struct kz_cluster *c, natsMsg *m, const char *reply)
  * not take (out of memory) ends the batch there: it and the rest are not acknowledged and come
  * again after the AckWait. A record behind a gap is stored and held back; the records a late
  * one lets through are delivered after it. */
-bool kz_cluster_follow_batch(struct kz_cluster *c, natsMsgList *list, bool acked)
+static bool follow_batch(struct kz_cluster *c, natsMsgList *list)
 {
 	struct origin *v = c->f_scratch;
 	uint32_t nv;
@@ -423,10 +423,6 @@ bool kz_cluster_follow_batch(struct kz_cluster *c, natsMsgList *list, bool acked
 	 * after a crash between the two is recognised as already here, not appended twice */
 	if (n)
 		kz_cluster_state_save(c, conf, conf_o, conf_s);
-	if (!acked) { /* from KZ_BRIDGE: nothing to acknowledge, no floor */
-		atomic_fetch_add(&c->bridge_taken, (uint64_t)n);
-		return done == list->Count;
-	}
 	for (int i = 0; i < done; i++) { /* an empty message to its reply subject: +ACK */
 		const char *reply = natsMsg_GetReply(list->Msgs[i]);
 		if (natsConnection_Publish(c->nc, reply, NULL, 0) != NATS_OK)
@@ -638,7 +634,6 @@ void *kz_cluster_follower(void *arg)
 		if (!atomic_load(&c->js_ready)) {
 			kz_cluster_sub_end(c->nc, pl.sub); /* of the connection being replaced */
 			pl.sub = NULL;
-			kz_cluster_bridge_unfollow(c);
 			atomic_store(&c->f_parked, true);
 			nats_Sleep(20);
 			continue;
@@ -647,7 +642,6 @@ void *kz_cluster_follower(void *arg)
 			nats_Sleep(250);
 			continue;
 		}
-		kz_cluster_bridge_follow(c); /* what KZ_BRIDGE has for us now, before the pull */
 		natsMsgList list = { 0 };
 		uint64_t t0 = kz_now_wall_ns();
 		/* up to 256 records, at once when there are any, or after up to 100 ms for the first:
@@ -655,7 +649,7 @@ void *kz_cluster_follower(void *arg)
 		 * CONNECT waiting for it asks the consumer below) */
 		natsStatus s = pull(c, &pl, &list, 256, 100);
 		if (s == NATS_OK) {
-			bool ok = kz_cluster_follow_batch(c, &list, true);
+			bool ok = follow_batch(c, &list);
 			if (ok && last_ok && batch_was_all(&list) && !atomic_load(&c->order_waiting))
 				caught_up(c, t0);
 			last_ok = ok;
@@ -737,7 +731,6 @@ void *kz_cluster_follower(void *arg)
 		}
 	}
 	kz_cluster_sub_end(c->nc, pl.sub);
-	kz_cluster_bridge_unfollow(c);
 	kz_cluster_held_expire(c, true); /* stopping: what was held back is delivered */
 	return NULL;
 }

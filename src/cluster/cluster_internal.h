@@ -122,12 +122,8 @@ struct kz_cluster {
 	bool bstarted;
 	uint64_t b_local, b_origin;
 	_Atomic uint64_t a_moved_ms;
-	_Atomic uint64_t bridged, bridge_episodes, bridge_taken; /* records confirmed on it; times it began; records followed from it */
+	_Atomic uint64_t bridged, bridge_episodes; /* records confirmed on it; times it began */
 	atomic_bool bridging;
-	_Atomic unsigned bridge_gen; /* KZ_BRIDGE made or found by the bridge's thread, this many times */
-	natsSubscription *f_bsub;   /* the follower's ordered consumer of KZ_BRIDGE (made at f_bgen) */
-	unsigned f_bgen;
-	uint64_t f_btry_ms;         /* when it last tried to make it */
 };
 enum { KV_SESSIONS, KV_TRUST };
 
@@ -197,14 +193,8 @@ uint64_t kz_cluster_last_origin(natsMsg *m);
 /* cluster_follow.c */
 void *kz_cluster_follower(void *arg);
 void kz_cluster_held_expire(struct kz_cluster *c, bool everything);
-/* cluster_bridge.c: the bridge's thread; the follower's reading of KZ_BRIDGE (its thread,
- * between pulls), and its end (gone: false when its connection is being replaced). */
+/* cluster_bridge.c: the bridge's thread */
 void *kz_cluster_bridge(void *arg);
-void kz_cluster_bridge_follow(struct kz_cluster *c);
-void kz_cluster_bridge_unfollow(struct kz_cluster *c);
-/* cluster_follow.c: one list of messages taken; acked: they came from our consumer of
- * KZ_RECORDS (acknowledged, the floor moves), not from KZ_BRIDGE. */
-bool kz_cluster_follow_batch(struct kz_cluster *c, natsMsgList *list, bool acked);
 /* cluster_kv.c */
 void *kz_cluster_sessions_thread(void *arg);
 void kz_cluster_puts_free(struct kz_cluster *c);

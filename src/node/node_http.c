@@ -401,8 +401,6 @@ static void metrics(void *arg, struct kz_http_req *r)
 		metric(&b, "kizuna_cluster_bridge_episodes_total", "counter",
 		       "Times the bridge began (KZ_RECORDS confirmed none of this node's records for cluster.bridge_ms).",
 		       cs.bridge_episodes);
-		metric(&b, "kizuna_cluster_bridge_taken_total", "counter",
-		       "Records of other nodes taken from KZ_BRIDGE before KZ_RECORDS had them.", cs.bridge_taken);
 		metric(&b, "kizuna_cluster_bridging", "gauge", "1 while the bridge publishes (KZ_RECORDS has no leader).",
 		       cs.bridging);
 		metric(&b, "kizuna_cluster_consumers_remade_total", "counter",
