@@ -18,7 +18,8 @@
 # CPU: user+system time of all 6 processes over each run of 1.
 # Usage: bench/cluster.sh [duration-seconds] [kill-rounds]   (env KZ=path/to/kizuna;
 #   PARTS=1234 runs all four parts, PARTS=2 the cross-node latency only, ...; PAIRS=3 pairs of
-#   runs in part 1; KEEP=1 keeps the logs)
+#   runs in part 1; KEEP=1 keeps the logs; KZ_NODE_CONF="cluster.bridge_ms = 1000" runs the
+#   nodes with the bridge, docs/CLUSTER.md "The bridge")
 set -u
 DUR=${1:-10}
 ROUNDS=${2:-5}
@@ -28,7 +29,8 @@ KZ=${KZ:-$ROOT/build/src/cli/kizuna}
 D=$(mktemp -d /tmp/kz-bench-cluster-XXXXXX)
 BASE=$("$ROOT/scripts/free-port-base" 60)
 trap '"$ROOT/scripts/cluster-down" "$D" > /dev/null 2>&1; [ -n "${KEEP:-}" ] && echo "kept: $D" || rm -rf "$D"' EXIT
-KZ_NATS_MQTT=1 KZ="$KZ" KZ_NODE_CONF="limits.identity = default connections=0 publish_rate=0 publish_bytes=0 https_rate=0" "$ROOT/scripts/cluster-up" "$D" "$BASE" > /dev/null || { echo "cluster-up failed"; exit 1; }
+KZ_NATS_MQTT=1 KZ="$KZ" KZ_NODE_CONF="limits.identity = default connections=0 publish_rate=0 publish_bytes=0 https_rate=0
+${KZ_NODE_CONF:-}" "$ROOT/scripts/cluster-up" "$D" "$BASE" > /dev/null || { echo "cluster-up failed"; exit 1; }
 for i in 1 2 3; do
 	for _ in $(seq 300); do grep -q "JetStream answers" "$D/n$i/serve.log" 2>/dev/null && break; sleep 0.1; done
 done
