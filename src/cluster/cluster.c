@@ -376,8 +376,8 @@ static int connect_nats(struct kz_cluster *c, char *why, size_t why_len)
 	return 0;
 }
 
-natsStatus kz_cluster_add_stream(jsCtx *js, const char *name, const char *subjects, uint32_t replicas, bool update,
-				 jsErrCode *jerr)
+natsStatus kz_cluster_add_stream(jsCtx *js, const char *name, const char *subjects, uint32_t replicas,
+				 int64_t max_age_ns, bool update, jsErrCode *jerr)
 {
 	jsStreamConfig sc;
 	jsStreamConfig_Init(&sc);
@@ -387,6 +387,7 @@ natsStatus kz_cluster_add_stream(jsCtx *js, const char *name, const char *subjec
 	sc.SubjectsLen = 1;
 	sc.Storage = js_FileStorage;
 	sc.Replicas = replicas;
+	sc.MaxAge = max_age_ns;
 	sc.Duplicates = (int64_t)10 * 60 * 1000000000; /* 10 min, ns */
 	jsStreamInfo *si = NULL;
 	*jerr = 0;
@@ -397,10 +398,23 @@ natsStatus kz_cluster_add_stream(jsCtx *js, const char *name, const char *subjec
 	return s;
 }
 
+natsStatus kz_cluster_publish_sync(struct kz_cluster *c, natsMsg *m, const char *stream, jsErrCode *jerr)
+{
+	jsPubAck *pa = NULL;
+	jsPubOptions po;
+	jsPubOptions_Init(&po);
+	po.MaxWait = c->cfg.publish_timeout_ms;
+	po.ExpectStream = stream;
+	*jerr = 0;
+	natsStatus s = js_PublishMsg(&pa, c->js, m, &po, jerr);
+	jsPubAck_Destroy(pa);
+	return s;
+}
+
 static int ensure_stream(struct kz_cluster *c, char *why, size_t why_len)
 {
 	jsErrCode jerr = 0;
-	natsStatus s = kz_cluster_add_stream(c->js, STREAM, "kz.rec.>", c->cfg.replicas, true, &jerr);
+	natsStatus s = kz_cluster_add_stream(c->js, STREAM, "kz.rec.>", c->cfg.replicas, 0, true, &jerr);
 	if (s != NATS_OK) {
 		snprintf(why, why_len, "stream %s: %s (JetStream error %d) %s", STREAM, natsStatus_GetText(s), (int)jerr,
 			 nats_GetLastError(NULL) ? nats_GetLastError(NULL) : "");

@@ -15,7 +15,7 @@
 static int ensure_audit_stream(jsCtx *js, uint32_t replicas)
 {
 	jsErrCode jerr;
-	return kz_cluster_add_stream(js, AUDIT_STREAM, "kz.audit.>", replicas, false, &jerr) == NATS_OK ? 0 : -1;
+	return kz_cluster_add_stream(js, AUDIT_STREAM, "kz.audit.>", replicas, 0, false, &jerr) == NATS_OK ? 0 : -1;
 }
 
 static int audit_publish(struct kz_cluster *c, uint64_t n, const char *line, size_t len)
@@ -35,15 +35,9 @@ static int audit_publish(struct kz_cluster *c, uint64_t n, const char *line, siz
 		s = natsMsgHeader_Set(m, "Nats-Msg-Id", id);
 	if (s == NATS_OK)
 		s = natsMsgHeader_Set(m, "Kz-Audit-N", seq);
-	jsPubAck *pa = NULL;
 	jsErrCode jerr = 0;
-	jsPubOptions po;
-	jsPubOptions_Init(&po);
-	po.MaxWait = c->cfg.publish_timeout_ms;
-	po.ExpectStream = AUDIT_STREAM;
 	if (s == NATS_OK)
-		s = js_PublishMsg(&pa, c->js, m, &po, &jerr);
-	jsPubAck_Destroy(pa);
+		s = kz_cluster_publish_sync(c, m, AUDIT_STREAM, &jerr);
 	natsMsg_Destroy(m);
 	if (s != NATS_OK && jerr == JSStreamNotFoundErr)
 		atomic_store(&c->audit_stream, false); /* JetStream forgot it: made again next time */

@@ -38,23 +38,9 @@
  * on KZ_RECORDS again within seconds of its election). */
 static bool ensure_bridge(struct kz_cluster *c)
 {
-	jsStreamConfig sc;
-	jsStreamConfig_Init(&sc);
-	const char *subj[] = { "kz.brg.>" };
-	sc.Name = BRIDGE;
-	sc.Subjects = subj;
-	sc.SubjectsLen = 1;
-	sc.Storage = js_FileStorage;
-	sc.Replicas = c->cfg.replicas;
-	sc.MaxAge = (int64_t)3600 * 1000000000;      /* 1 h, ns */
-	sc.Duplicates = (int64_t)10 * 60 * 1000000000; /* 10 min, ns */
-	jsStreamInfo *si = NULL;
 	jsErrCode jerr = 0;
-	natsStatus s = js_AddStream(&si, c->js, &sc, NULL, &jerr);
-	if (s != NATS_OK && jerr == JSStreamNameExistErr)
-		s = js_UpdateStream(&si, c->js, &sc, NULL, &jerr);
-	jsStreamInfo_Destroy(si);
-	return s == NATS_OK;
+	return kz_cluster_add_stream(c->js, BRIDGE, "kz.brg.>", c->cfg.replicas, (int64_t)3600 * 1000000000 /* 1 h */, true,
+				     &jerr) == NATS_OK;
 }
 
 /* Keeps KZ_BRIDGE's leader off KZ_RECORDS's server. Asked about every second; when both
@@ -132,16 +118,10 @@ static int publish(struct pass *p)
 	if (!p->b.n)
 		return 0;
 	natsMsg *m = NULL;
-	jsPubAck *pa = NULL;
 	jsErrCode jerr = 0;
-	jsPubOptions po;
-	jsPubOptions_Init(&po);
-	po.MaxWait = c->cfg.publish_timeout_ms;
-	po.ExpectStream = BRIDGE;
 	natsStatus s = kz_cluster_batch_msg(&p->b, p->subject, c->cfg.node_id, &m);
 	if (s == NATS_OK)
-		s = js_PublishMsg(&pa, c->js, m, &po, &jerr);
-	jsPubAck_Destroy(pa);
+		s = kz_cluster_publish_sync(c, m, BRIDGE, &jerr);
 	natsMsg_Destroy(m);
 	if (s == NATS_OK)
 		confirmed(c, p->b.last_local, p->b.first_origin + p->b.n - 1, p->b.n);

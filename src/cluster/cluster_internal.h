@@ -128,10 +128,13 @@ struct kz_cluster {
 enum { KV_SESSIONS, KV_TRUST };
 
 /* cluster.c */
-/* Makes stream name on subjects (file storage, replicas, 10-minute duplicate window); one
+/* Makes stream name on subjects (file storage, replicas, max_age_ns of age (0: none), 10-minute duplicate window); one
  * that exists is updated to it (update) or taken as it is. */
-natsStatus kz_cluster_add_stream(jsCtx *js, const char *name, const char *subjects, uint32_t replicas, bool update,
-				 jsErrCode *jerr);
+natsStatus kz_cluster_add_stream(jsCtx *js, const char *name, const char *subjects, uint32_t replicas,
+				 int64_t max_age_ns, bool update, jsErrCode *jerr);
+/* A synchronous publish of m to stream (expected), waiting up to publish_timeout_ms; *jerr:
+ * JetStream's error code. */
+natsStatus kz_cluster_publish_sync(struct kz_cluster *c, natsMsg *m, const char *stream, jsErrCode *jerr);
 int kz_cluster_connect(struct kz_cluster *c, char *why, size_t why_len);
 void kz_cluster_close(struct kz_cluster *c);
 uint64_t kz_cluster_header_u64(natsMsg *m, const char *key);
