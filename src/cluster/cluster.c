@@ -377,7 +377,7 @@ static int connect_nats(struct kz_cluster *c, char *why, size_t why_len)
 }
 
 natsStatus kz_cluster_add_stream(jsCtx *js, const char *name, const char *subjects, uint32_t replicas,
-				 int64_t max_age_ns, bool update, jsErrCode *jerr)
+				 int64_t max_age_ns, bool direct, bool update, jsErrCode *jerr)
 {
 	jsStreamConfig sc;
 	jsStreamConfig_Init(&sc);
@@ -389,6 +389,7 @@ natsStatus kz_cluster_add_stream(jsCtx *js, const char *name, const char *subjec
 	sc.Replicas = replicas;
 	sc.MaxAge = max_age_ns;
 	sc.Duplicates = (int64_t)10 * 60 * 1000000000; /* 10 min, ns */
+	sc.AllowDirect = direct;
 	jsStreamInfo *si = NULL;
 	*jerr = 0;
 	natsStatus s = js_AddStream(&si, js, &sc, NULL, jerr);
@@ -414,7 +415,7 @@ natsStatus kz_cluster_publish_sync(struct kz_cluster *c, natsMsg *m, const char 
 static int ensure_stream(struct kz_cluster *c, char *why, size_t why_len)
 {
 	jsErrCode jerr = 0;
-	natsStatus s = kz_cluster_add_stream(c->js, STREAM, "kz.rec.>", c->cfg.replicas, 0, true, &jerr);
+	natsStatus s = kz_cluster_add_stream(c->js, STREAM, "kz.rec.>", c->cfg.replicas, 0, false, true, &jerr);
 	if (s != NATS_OK) {
 		snprintf(why, why_len, "stream %s: %s (JetStream error %d) %s", STREAM, natsStatus_GetText(s), (int)jerr,
 			 nats_GetLastError(NULL) ? nats_GetLastError(NULL) : "");
@@ -809,7 +810,8 @@ int kz_cluster_start(const struct kz_cluster_config *cfg, struct kz_cluster **ou
 		free(c);
 		return KZ_EIO;
 	}
-	if (cfg->bridge_ms && pthread_create(&c->bthread, NULL, kz_cluster_bridge, c) == 0)
+	/* with the bridge off too: other nodes' bridged tails (cluster_adopt.c) */
+	if (cfg->follow && pthread_create(&c->bthread, NULL, kz_cluster_bridge, c) == 0)
 		c->bstarted = true;
 	if (cfg->follow && pthread_create(&c->fthread, NULL, kz_cluster_follower, c) == 0)
 		c->fstarted = true;
@@ -892,6 +894,8 @@ void kz_cluster_stats(struct kz_cluster *c, struct kz_cluster_stats *out)
 	out->consumers_remade = atomic_load(&c->consumers_remade);
 	out->bridged = atomic_load(&c->bridged);
 	out->bridge_episodes = atomic_load(&c->bridge_episodes);
+	out->adoptions = atomic_load(&c->adoptions);
+	out->adopted_msgs = atomic_load(&c->adopted_msgs);
 	out->bridging = atomic_load(&c->bridging);
 	pthread_mutex_unlock(&c->lock);
 	out->quorum = quorum_now(c, kz_now_mono_ms());

@@ -37,6 +37,10 @@ struct kz_cluster_config {
 	 * KZ_RECORDS (its leader died: an election) also go to the stream KZ_BRIDGE, and its
 	 * confirmation acknowledges them (docs/CLUSTER.md "The bridge"). 0: no bridge. */
 	uint32_t bridge_ms;
+	/* cluster.bridge_adopt_ms: another node's records on KZ_BRIDGE that this node lacks, with
+	 * nothing more of that node in KZ_RECORDS for this long (it died before it published them
+	 * there), are published to KZ_RECORDS for it (docs/CLUSTER.md "The bridge"). */
+	uint32_t bridge_adopt_ms;
 	/* Every record this node accepted with a sequence number <= seq is in JetStream. Called
 	 * from the cluster's threads whenever that watermark advances. */
 	void (*confirmed)(void *arg, uint64_t seq);
@@ -102,6 +106,8 @@ struct kz_cluster_stats {
 	uint64_t bridged, bridge_episodes; /* the bridge: records of ours confirmed on KZ_BRIDGE,
 					    * times it began */
 	bool bridging;
+	uint64_t adoptions, adopted_msgs; /* other nodes' bridged tails this node published to
+					   * KZ_RECORDS for them (cluster_adopt.c); their messages */
 };
 void kz_cluster_stats(struct kz_cluster *c, struct kz_cluster_stats *out);
 /* `kizuna cluster status`: connects to NATS as cfg says (store, follow and confirmed are not

@@ -15,7 +15,7 @@
 static int ensure_audit_stream(jsCtx *js, uint32_t replicas)
 {
 	jsErrCode jerr;
-	return kz_cluster_add_stream(js, AUDIT_STREAM, "kz.audit.>", replicas, 0, false, &jerr) == NATS_OK ? 0 : -1;
+	return kz_cluster_add_stream(js, AUDIT_STREAM, "kz.audit.>", replicas, 0, false, false, &jerr) == NATS_OK ? 0 : -1;
 }
 
 static int audit_publish(struct kz_cluster *c, uint64_t n, const char *line, size_t len)

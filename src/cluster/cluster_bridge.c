@@ -39,7 +39,8 @@
 static bool ensure_bridge(struct kz_cluster *c)
 {
 	jsErrCode jerr = 0;
-	return kz_cluster_add_stream(c->js, BRIDGE, "kz.brg.>", c->cfg.replicas, (int64_t)3600 * 1000000000 /* 1 h */, true,
+	return kz_cluster_add_stream(c->js, BRIDGE, "kz.brg.>", c->cfg.replicas, (int64_t)3600 * 1000000000 /* 1 h */,
+				     true /* direct gets: read by other nodes (cluster_adopt.c) */, true,
 				     &jerr) == NATS_OK;
 }
 
@@ -205,7 +206,7 @@ void *kz_cluster_bridge(void *arg)
 		waiting_since = waits ? (waiting_since ? waiting_since : now) : 0;
 		uint64_t moved = atomic_load(&c->a_moved_ms);
 		uint64_t quiet_since = waiting_since > moved ? waiting_since : moved;
-		bool stalled = waits && now - quiet_since >= c->cfg.bridge_ms;
+		bool stalled = c->cfg.bridge_ms && waits && now - quiet_since >= c->cfg.bridge_ms;
 		if (!stalled && atomic_exchange(&c->bridging, false))
 			kz_info("cluster: %s confirms our records again: the bridge stops (%" PRIu64 " records confirmed on "
 				"%s)", STREAM, atomic_load(&c->bridged) - began_bridged, BRIDGE);
@@ -213,7 +214,8 @@ void *kz_cluster_bridge(void *arg)
 			continue;
 		pthread_rwlock_rdlock(&c->js_rw); /* not while the connection is replaced (swap_server) */
 		if (c->js && atomic_load(&c->js_ready)) {
-			if (!stream_ok && now >= stream_at) {
+			kz_cluster_tails(c); /* other nodes' bridged tails (cluster_adopt.c) */
+			if (c->cfg.bridge_ms && !stream_ok && now >= stream_at) {
 				stream_ok = ensure_bridge(c);
 				stream_at = now + 2000;
 			}

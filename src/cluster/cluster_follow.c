@@ -230,10 +230,22 @@ bool kz_cluster_settled(struct kz_cluster *c, uint64_t since_ns, uint32_t max_wa
 	/* also while the node is not connected to NATS: a publisher that fails over because its
 	 * node stalled often reaches a node that is reconnecting too (test_faults.py saw its
 	 * new messages overtake its old ones that way) */
-	bool ok = atomic_load(&c->caught_up_ns) >= since_ns;
+	uint64_t caught = atomic_load(&c->caught_up_ns);
+	bool ok = caught >= since_ns;
+	/* and every record other nodes had acknowledged on KZ_BRIDGE when it came: taken from
+	 * KZ_RECORDS, where this node's look at KZ_BRIDGE (newer than since_ns) put what was not
+	 * there yet (cluster_adopt.c) */
+	if ((c->cfg.bridge_ms || atomic_load(&c->bridge_seen)) && atomic_load(&c->tails_ns) < since_ns) {
+		ok = false;
+		atomic_store(&c->tails_wanted, true);
+	}
 	if (ok) {
 		pthread_mutex_lock(&c->lock);
 		ok = c->held_total == 0;
+		if (ok && kz_cluster_tails_pending(c, caught)) {
+			ok = false;
+			atomic_store(&c->tails_wanted, true);
+		}
 		pthread_mutex_unlock(&c->lock);
 	}
 	uint64_t now = kz_now_wall_ns();
@@ -664,10 +676,18 @@ void *kz_cluster_follower(void *arg)
 			uint64_t t1 = kz_now_wall_ns();
 			jsConsumerInfo *ci = NULL;
 			jsErrCode cerr = 0;
-			if (js_GetConsumerInfo(&ci, c->js, STREAM, c->f_name, NULL, &cerr) == NATS_OK) {
+			jsOptions quick; /* short: a consumer on a dead server must not hold this loop up
+					  * (bridge_death saw the loss found after 9 s instead of 3) */
+			if (js_GetConsumerInfo(&ci, c->js, STREAM, c->f_name, kz_cluster_consumer_opts(c, &quick), &cerr) ==
+			    NATS_OK) {
 				if (ci->NumPending == 0 && ci->NumAckPending == 0)
 					caught_up(c, t1);
 				jsConsumerInfo_Destroy(ci);
+			} else if (cerr != JSConsumerNotFoundErr && kz_cluster_consumer_check(c, NULL, &bad_ms)) {
+				kz_cluster_sub_end(c->nc, pl.sub); /* no answer for consumer_lost_ms: made again */
+				pl.sub = NULL;
+				natsMsgList_Destroy(&list);
+				continue;
 			}
 		}
 		natsMsgList_Destroy(&list);

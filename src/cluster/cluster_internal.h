@@ -124,16 +124,33 @@ struct kz_cluster {
 	_Atomic uint64_t a_moved_ms;
 	_Atomic uint64_t bridged, bridge_episodes; /* records confirmed on it; times it began */
 	atomic_bool bridging;
+	/* Other nodes' bridged tails (cluster_adopt.c), under lock: per node with messages on
+	 * KZ_BRIDGE, the origin sequence of its last bridged record (top); tails_ns: the wall time
+	 * at which the last complete look began; bridge_seen: KZ_BRIDGE existed then;
+	 * tails_wanted: a CONNECT waits for a newer look (kz_cluster_settled). */
+	struct kz_cluster_tail {
+		char id[65];
+		uint64_t top;
+		uint64_t d;        /* this node's records of it, without a gap, when last looked */
+		uint64_t since_ms; /* since when top > d with d unmoved (monotonic; 0: not so) */
+		uint64_t done;     /* published to KZ_RECORDS for it up to here ... */
+		uint64_t done_ns;  /* ... by this wall time (0: never) */
+		uint64_t retry_ms, warned_ms; /* after a failure: not before; when last said (monotonic) */
+	} tails[MAX_ORIGINS];
+	uint32_t n_tails;
+	uint64_t tails_next_ms, tails_last_ms; /* the bridge thread's own: when to look again; last looked */
+	_Atomic uint64_t tails_ns;
+	atomic_bool bridge_seen, tails_wanted;
+	_Atomic uint64_t adoptions, adopted_msgs; /* tails published for their node; its messages */
 };
 enum { KV_SESSIONS, KV_TRUST };
 
 /* cluster.c */
-/* Makes stream name on subjects (file storage, replicas, max_age_ns of age (0: none), 10-minute duplicate window); one
- * that exists is updated to it (update) or taken as it is. */
+/* Makes stream name on subjects (file storage, replicas, max_age_ns of age (0: none), 10-minute
+ * duplicate window, direct gets allowed when direct); one that exists is updated to it (update)
+ * or taken as it is. */
 natsStatus kz_cluster_add_stream(jsCtx *js, const char *name, const char *subjects, uint32_t replicas,
-				 int64_t max_age_ns, bool update, jsErrCode *jerr);
-/* A synchronous publish of m to stream (expected), waiting up to publish_timeout_ms; *jerr:
- * JetStream's error code. */
+				 int64_t max_age_ns, bool direct, bool update, jsErrCode *jerr);
 natsStatus kz_cluster_publish_sync(struct kz_cluster *c, natsMsg *m, const char *stream, jsErrCode *jerr);
 int kz_cluster_connect(struct kz_cluster *c, char *why, size_t why_len);
 void kz_cluster_close(struct kz_cluster *c);
@@ -196,8 +213,17 @@ uint64_t kz_cluster_last_origin(natsMsg *m);
 /* cluster_follow.c */
 void *kz_cluster_follower(void *arg);
 void kz_cluster_held_expire(struct kz_cluster *c, bool everything);
-/* cluster_bridge.c: the bridge's thread */
+/* cluster_bridge.c: the bridge's thread (on every following node: the tails below run with
+ * the bridge off too) */
 void *kz_cluster_bridge(void *arg);
+/* cluster_adopt.c: looks at KZ_BRIDGE's other nodes' tails, and publishes to KZ_RECORDS, for
+ * its node, a tail that this node lacks there (urgent: a CONNECT waits for it; else only a
+ * tail whose node has put nothing more into KZ_RECORDS for cluster.bridge_adopt_ms). Holds
+ * js_rw (read) from the caller. */
+void kz_cluster_tails(struct kz_cluster *c);
+/* Lock held: does a node's bridged tail reach above what this node has of it without a gap,
+ * and was it not published to KZ_RECORDS before caught_ns (the follower's caught_up_ns)? */
+bool kz_cluster_tails_pending(const struct kz_cluster *c, uint64_t caught_ns);
 /* cluster_kv.c */
 void *kz_cluster_sessions_thread(void *arg);
 void kz_cluster_puts_free(struct kz_cluster *c);

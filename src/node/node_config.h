@@ -57,7 +57,7 @@ struct node_config {
 	char cluster_nats[1024];  /* empty: a single node (docs/CLUSTER.md) */
 	char cluster_cert[1100], cluster_key[1100], cluster_on_quorum_loss[16];
 	uint32_t cluster_replicas, cluster_publish_timeout_ms, cluster_publish_window, cluster_session_margin_ms,
-		 cluster_gap_timeout_ms, cluster_bridge_ms, cluster_failover_order_ms, cluster_node_dead_ms, cluster_session_tombstone_ms,
+		 cluster_gap_timeout_ms, cluster_bridge_ms, cluster_bridge_adopt_ms, cluster_failover_order_ms, cluster_node_dead_ms, cluster_session_tombstone_ms,
 		 cluster_consumer_stall_ms, cluster_consumer_lost_ms, cluster_consumer_scan_ms, cluster_batch_records, cluster_batch_bytes;
 	char tls_crl[1100];       /* empty = DIR/pki/crl.pem */
 	uint32_t cert_check_ms;   /* revoked/expired certificates' connections closed within this */

@@ -403,6 +403,12 @@ static void metrics(void *arg, struct kz_http_req *r)
 		       cs.bridge_episodes);
 		metric(&b, "kizuna_cluster_bridging", "gauge", "1 while the bridge publishes (KZ_RECORDS has no leader).",
 		       cs.bridging);
+		metric(&b, "kizuna_cluster_bridge_adoptions_total", "counter",
+		       "Times this node published to KZ_RECORDS another node's records that had been acknowledged on "
+		       "KZ_BRIDGE and were not in KZ_RECORDS (that node died before it published them there).",
+		       cs.adoptions);
+		metric(&b, "kizuna_cluster_bridge_adopted_messages_total", "counter",
+		       "Messages of KZ_BRIDGE this node published to KZ_RECORDS for their node.", cs.adopted_msgs);
 		metric(&b, "kizuna_cluster_consumers_remade_total", "counter",
 		       "This node's consumer of the stream deleted and made again after it did not answer for "
 		       "cluster.consumer_stall_ms while the stream did.", cs.consumers_remade);

@@ -671,7 +671,7 @@ static int node_open(struct node *n)
 			.replicas = cfg->cluster_replicas, .publish_timeout_ms = cfg->cluster_publish_timeout_ms,
 			.window = cfg->cluster_publish_window, .confirmed = node_repl_confirmed, .follow = node_follow,
 			.release = node_release, .caught_up = node_caught_up, .gap_timeout_ms = cfg->cluster_gap_timeout_ms,
-			.bridge_ms = cfg->cluster_bridge_ms,
+			.bridge_ms = cfg->cluster_bridge_ms, .bridge_adopt_ms = cfg->cluster_bridge_adopt_ms,
 			.consumer_stall_ms = cfg->cluster_consumer_stall_ms, .consumer_lost_ms = cfg->cluster_consumer_lost_ms,
 			.consumer_scan_ms = cfg->cluster_consumer_scan_ms, .batch_records = cfg->cluster_batch_records,
 			.batch_bytes = cfg->cluster_batch_bytes, .arg = b,

@@ -12,7 +12,7 @@ scripts/cluster-up.
    Reported: how long each publisher waited at most between two acknowledgements.
 3. The machine comes back: every record of the two publishing nodes is in KZ_RECORDS, none
    missing (`kizuna cluster status --records`): the bridge never stands in for it."""
-import json, os, re, signal, subprocess, sys, time, urllib.request
+import os, re, signal, subprocess, sys, time
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from threeup import Cluster, Publisher, check_delivered, free_base
 from kzharness import KIZUNA
@@ -22,41 +22,12 @@ CL = Cluster("kz-bridge-", free_base(45), {"KZ_NODE_CONF": "cluster.bridge_ms = 
 D, BASE, PKI, PORT, logtext, pids = CL.dir, CL.base, CL.pki, CL.port, CL.logtext, CL.pids
 
 
-def leaders():
-    """{stream name: the number of the server leading it} from any live server's /jsz."""
-    for i in (1, 2, 3):
-        try:
-            with urllib.request.urlopen("http://127.0.0.1:%d/jsz?streams=true" % (BASE + 19 + i), timeout=2) as r:
-                j = json.load(r)
-        except (OSError, ValueError):
-            continue
-        out = {}
-        for acc in j.get("account_details", []):
-            for st in acc.get("stream_detail", []):
-                ld = st.get("cluster", {}).get("leader", "")
-                if ld.startswith("s"):
-                    out[st["name"]] = int(ld[1:])
-        if out:
-            return out
-    return {}
-
-
-def wait_apart(timeout):
-    deadline = time.time() + timeout
-    while time.time() < deadline:
-        ld = leaders()
-        if "KZ_RECORDS" in ld and "KZ_BRIDGE" in ld and ld["KZ_RECORDS"] != ld["KZ_BRIDGE"]:
-            return ld
-        time.sleep(0.2)
-    raise AssertionError("KZ_BRIDGE and KZ_RECORDS not led by different servers within %d s: %r" % (timeout, leaders()))
-
-
 def test_bridge_acknowledges_while_the_stream_elects_and_loses_nothing():
     # 1. kept apart
-    wait_apart(60)
+    CL.wait_apart(60)
     together = False
     for _ in range(30):
-        ld = leaders()
+        ld = CL.leaders()
         if ld.get("KZ_RECORDS") == ld.get("KZ_BRIDGE") and "KZ_BRIDGE" in ld:
             together = True
             break
@@ -69,15 +40,15 @@ def test_bridge_acknowledges_while_the_stream_elects_and_loses_nothing():
                 pass
         time.sleep(0.3)
     if together:
-        ld = wait_apart(30)
+        ld = CL.wait_apart(30)
         assert any("asking KZ_BRIDGE's leader to step down" in logtext(i) for i in (1, 2, 3)), \
             "the leaders came apart, but no node said it asked"
         print("  KZ_BRIDGE put on KZ_RECORDS's server by the test; the nodes parted them: %r" % ld)
     else:
         print("  (the test's stepdowns never put KZ_BRIDGE on KZ_RECORDS's server; parting not exercised)")
-    ld = wait_apart(30)
+    ld = CL.wait_apart(30)
     time.sleep(1.5)  # the nodes' own check, after the test's last stepdown
-    ld = wait_apart(30)
+    ld = CL.wait_apart(30)
 
     # 2. the machine that leads KZ_RECORDS dies
     L = ld["KZ_RECORDS"]

@@ -1,7 +1,7 @@
 """The 3 nats-servers and 3 nodes of scripts/cluster-up, for the tests that need all of them
 (test_faults.py, test_partition.py): ports laid out from one free base port, node i's log, its
 MQTT port, and cluster-down at the end (the directory kept with KEEP=1)."""
-import os, shutil, socket, ssl, struct, subprocess, sys, tempfile, threading, time
+import json, os, shutil, socket, ssl, struct, subprocess, sys, tempfile, threading, time, urllib.request
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "integration"))
 from kzharness import KIZUNA, s16, varint
 
@@ -64,6 +64,36 @@ class Cluster:
         pr = subprocess.Popen([KIZUNA, "serve", "--config", os.path.join(self.dir, "n%d" % i, "kizuna.conf")],
                               stdout=open(os.path.join(self.dir, "n%d" % i, "serve.log"), "a"), stderr=subprocess.STDOUT)
         self.set_pid(2 + i, pr.pid)
+
+    def leaders(self):
+        """{stream name: the number of the server leading it} from any live server's /jsz."""
+        for i in (1, 2, 3):
+            try:
+                with urllib.request.urlopen("http://127.0.0.1:%d/jsz?streams=true" % (self.base + 19 + i),
+                                            timeout=2) as r:
+                    j = json.load(r)
+            except (OSError, ValueError):
+                continue
+            out = {}
+            for acc in j.get("account_details", []):
+                for st in acc.get("stream_detail", []):
+                    ld = st.get("cluster", {}).get("leader", "")
+                    if ld.startswith("s"):
+                        out[st["name"]] = int(ld[1:])
+            if out:
+                return out
+        return {}
+
+    def wait_apart(self, timeout):
+        """Waits until KZ_BRIDGE and KZ_RECORDS are led by different servers; their leaders."""
+        deadline = time.time() + timeout
+        while time.time() < deadline:
+            ld = self.leaders()
+            if "KZ_RECORDS" in ld and "KZ_BRIDGE" in ld and ld["KZ_RECORDS"] != ld["KZ_BRIDGE"]:
+                return ld
+            time.sleep(0.2)
+        raise AssertionError("KZ_BRIDGE and KZ_RECORDS not led by different servers within %d s: %r"
+                             % (timeout, self.leaders()))
 
     def tls(self):
         """A client context with the PKI's admin certificate."""
