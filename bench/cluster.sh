@@ -18,8 +18,8 @@
 # CPU: user+system time of all 6 processes over each run of 1.
 # Usage: bench/cluster.sh [duration-seconds] [kill-rounds]   (env KZ=path/to/kizuna;
 #   PARTS=1234 runs all four parts, PARTS=2 the cross-node latency only, ...; PAIRS=3 pairs of
-#   runs in part 1; KEEP=1 keeps the logs; KZ_NODE_CONF="cluster.bridge_ms = 1000" runs the
-#   nodes with the bridge, docs/CLUSTER.md "The bridge")
+#   runs in part 1; KEEP=1 keeps the logs; KZ_NODE_CONF="cluster.bridge_ms = 0" runs the
+#   nodes without the bridge, on by default, docs/CLUSTER.md "The bridge")
 set -u
 DUR=${1:-10}
 ROUNDS=${2:-5}

@@ -38,6 +38,7 @@
 #define LOOK_MS 1000  /* how often KZ_BRIDGE is looked at when no CONNECT waits */
 #define URGENT_MS 100 /* ... and when one does */
 #define RETRY_MS 250  /* a publish for another node that failed (KZ_RECORDS elects) is tried again after this */
+#define QUIET_MS 1000 /* KZ_RECORDS answers this long before a CONNECT's tail is published */
 #define WARN_MS 5000  /* a failure to publish for a node is said at most this often */
 
 /* What this node has of node id without a gap (lock held). */
@@ -228,6 +229,27 @@ static uint64_t adopt(struct kz_cluster *c, const char *id, uint64_t from, uint6
 	return done;
 }
 
+/* The origin sequence of node id's last record in KZ_RECORDS (0: none). False: KZ_RECORDS
+ * did not answer (no leader). */
+static bool last_in_records(struct kz_cluster *c, const char *id, uint64_t *lo)
+{
+	char subj[80];
+	snprintf(subj, sizeof subj, "kz.rec.%.64s", id);
+	jsOptions jo;
+	jsOptions_Init(&jo);
+	jo.Wait = 500;
+	natsMsg *m = NULL;
+	jsErrCode jerr = 0;
+	*lo = 0;
+	natsStatus s = js_GetLastMsg(&m, c->js, STREAM, subj, &jo, &jerr);
+	if (s == NATS_OK) {
+		*lo = kz_cluster_last_origin(m);
+		natsMsg_Destroy(m);
+		return true;
+	}
+	return s == NATS_NOT_FOUND || jerr == JSNoMessageFoundErr;
+}
+
 void kz_cluster_tails(struct kz_cluster *c)
 {
 	uint64_t now = kz_now_mono_ms();
@@ -243,10 +265,9 @@ void kz_cluster_tails(struct kz_cluster *c)
 	int rc = look(c, v, &n, &r);
 	if (rc < 0)
 		return;
-	/* merged: tails gone from KZ_BRIDGE (aged out) are forgotten. Published for their node:
-	 * a tail above this node's records of it whose top was not published yet, at once when a
-	 * CONNECT waits, else after bridge_adopt_ms without a record of it taken here */
-	struct { char id[65]; uint64_t from, top; } todo[MAX_ORIGINS];
+	/* merged: tails gone from KZ_BRIDGE (aged out) are forgotten; candidates: tails above this
+	 * node's records of their node, not published up to their top yet */
+	struct { char id[65]; uint64_t from, top, since_ms; } todo[MAX_ORIGINS];
 	uint32_t n_todo = 0;
 	pthread_mutex_lock(&c->lock);
 	struct kz_cluster_tail nt[MAX_ORIGINS];
@@ -264,17 +285,51 @@ void kz_cluster_tails(struct kz_cluster *c)
 		t.d = d;
 		if (t.top > d && !t.since_ms)
 			t.since_ms = now;
-		if (t.top > d && t.top > t.done && now >= t.retry_ms &&
-		    (urgent || now - t.since_ms >= c->cfg.bridge_adopt_ms)) {
+		if (t.top > d && t.top > t.done && now >= t.retry_ms) {
 			snprintf(todo[n_todo].id, sizeof todo->id, "%.64s", t.id);
 			todo[n_todo].from = d;
+			todo[n_todo].since_ms = t.since_ms;
 			todo[n_todo++].top = t.top;
+		} else {
+			t.ok_since_ms = 0; /* counted again from the next time it is a candidate */
 		}
 		nt[i] = t;
 	}
 	memcpy(c->tails, nt, n * sizeof *nt);
 	c->n_tails = n;
 	pthread_mutex_unlock(&c->lock);
+	/* Published for its node only once KZ_RECORDS has answered for a while: a node that lives
+	 * publishes its tail itself as soon as KZ_RECORDS has a leader again, and a copy published
+	 * by another node at the same moment would be stored twice (other batches, other
+	 * Nats-Msg-Ids). When a CONNECT waits: after QUIET_MS of answers, if the stream's last
+	 * message of that node still ends below the tail's top. Else: once this node's records of
+	 * it have not moved, and KZ_RECORDS has answered, for bridge_adopt_ms; the stream's last
+	 * message of that node is not asked after twice that (a record below it may be missing:
+	 * published again after a failure and lost). */
+	uint32_t k_todo = 0;
+	for (uint32_t i = 0; i < n_todo; i++) {
+		uint64_t lo = 0;
+		bool answers = last_in_records(c, todo[i].id, &lo);
+		uint64_t t1 = kz_now_mono_ms(), ok_since = 0;
+		pthread_mutex_lock(&c->lock);
+		for (uint32_t k = 0; k < c->n_tails; k++)
+			if (strcmp(c->tails[k].id, todo[i].id) == 0) {
+				if (!answers)
+					c->tails[k].ok_since_ms = 0;
+				else if (!c->tails[k].ok_since_ms)
+					c->tails[k].ok_since_ms = t1;
+				ok_since = c->tails[k].ok_since_ms;
+			}
+		pthread_mutex_unlock(&c->lock);
+		uint64_t wait = c->cfg.bridge_adopt_ms;
+		bool go = answers && ok_since &&
+			  (urgent ? lo < todo[i].top && t1 - ok_since >= QUIET_MS
+				  : t1 - ok_since >= wait && t1 - todo[i].since_ms >= wait &&
+					    (lo < todo[i].top || t1 - todo[i].since_ms >= 2 * (uint64_t)wait));
+		if (go)
+			todo[k_todo++] = todo[i];
+	}
+	n_todo = k_todo;
 	atomic_store(&c->bridge_seen, rc == 0);
 	for (uint32_t i = 0; i < n_todo; i++) {
 		pthread_mutex_lock(&c->lock);

@@ -234,20 +234,15 @@ bool kz_cluster_settled(struct kz_cluster *c, uint64_t since_ns, uint32_t max_wa
 	bool ok = caught >= since_ns;
 	/* and every record other nodes had acknowledged on KZ_BRIDGE when it came: taken from
 	 * KZ_RECORDS, where this node's look at KZ_BRIDGE (newer than since_ns) put what was not
-	 * there yet (cluster_adopt.c) */
-	if ((c->cfg.bridge_ms || atomic_load(&c->bridge_seen)) && atomic_load(&c->tails_ns) < since_ns) {
+	 * there yet (cluster_adopt.c; asked for while the follower catches up, too) */
+	bool bridge = c->cfg.bridge_ms || atomic_load(&c->bridge_seen);
+	pthread_mutex_lock(&c->lock);
+	ok = ok && c->held_total == 0;
+	if (bridge && (atomic_load(&c->tails_ns) < since_ns || kz_cluster_tails_pending(c, caught))) {
 		ok = false;
 		atomic_store(&c->tails_wanted, true);
 	}
-	if (ok) {
-		pthread_mutex_lock(&c->lock);
-		ok = c->held_total == 0;
-		if (ok && kz_cluster_tails_pending(c, caught)) {
-			ok = false;
-			atomic_store(&c->tails_wanted, true);
-		}
-		pthread_mutex_unlock(&c->lock);
-	}
+	pthread_mutex_unlock(&c->lock);
 	uint64_t now = kz_now_wall_ns();
 	if (ok || now < since_ns + (uint64_t)max_wait_ms * 1000000u) {
 		if (!ok)

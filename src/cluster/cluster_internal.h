@@ -136,6 +136,7 @@ struct kz_cluster {
 		uint64_t done;     /* published to KZ_RECORDS for it up to here ... */
 		uint64_t done_ns;  /* ... by this wall time (0: never) */
 		uint64_t retry_ms, warned_ms; /* after a failure: not before; when last said (monotonic) */
+		uint64_t ok_since_ms; /* since when KZ_RECORDS has answered about it (0: it did not) */
 	} tails[MAX_ORIGINS];
 	uint32_t n_tails;
 	uint64_t tails_next_ms, tails_last_ms; /* the bridge thread's own: when to look again; last looked */

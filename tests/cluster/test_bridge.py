@@ -18,7 +18,7 @@ from threeup import Cluster, Publisher, check_delivered, free_base
 from kzharness import KIZUNA
 from clusterlib import nats_request
 
-CL = Cluster("kz-bridge-", free_base(45), {"KZ_NODE_CONF": "cluster.bridge_ms = 1000"})  # off by default
+CL = Cluster("kz-bridge-", free_base(45), {"KZ_NODE_CONF": "cluster.bridge_ms = 1000"})  # the default, made explicit
 D, BASE, PKI, PORT, logtext, pids = CL.dir, CL.base, CL.pki, CL.port, CL.logtext, CL.pids
 
 
