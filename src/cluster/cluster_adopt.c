@@ -13,11 +13,14 @@
  * whose top is above what this node has of it without a gap (d) has a tail this node lacks.
  * That tail is published to KZ_RECORDS for its node, message by message as KZ_BRIDGE holds
  * it (same body and headers, on kz.rec.<node>), from above d:
- *   - urgently when a CONNECT waits for it: kz_cluster_settled answers a CONNECT only once
- *     this node has every bridged record of the others (the moved publisher's old messages
- *     are then ahead of its new ones in KZ_RECORDS, as in every follower);
- *   - else when d has not moved for cluster.bridge_adopt_ms (the node is not publishing them:
- *     dead, or cut off).
+ *   - when a CONNECT waits for it (kz_cluster_settled answers a CONNECT only once this node
+ *     has every bridged record of the others: the moved publisher's old messages are then
+ *     ahead of its new ones in KZ_RECORDS, as in every follower): once KZ_RECORDS has
+ *     answered for 1 s and still ends that node's records below the tail's top;
+ *   - else when d has not moved, and KZ_RECORDS has answered, for cluster.bridge_adopt_ms
+ *     (the node is not publishing them: dead, or cut off).
+ * Not at once: a live node publishes its tail itself as soon as KZ_RECORDS has a leader again,
+ * and a copy published at the same moment is stored twice (other batches, other Msg-Ids).
  * A node that is alive publishes the same records itself: what reaches KZ_RECORDS twice is
  * dropped there (the same Nats-Msg-Id) or by the followers (an origin sequence they have).
  * Each message is republished whole; a record in it that the followers have is dropped.
