@@ -14,7 +14,7 @@ scripts/cluster-up.
    missing (`kizuna cluster status --records`): the bridge never stands in for it."""
 import os, re, signal, subprocess, sys, time
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from threeup import Cluster, Publisher, check_delivered, free_base
+from threeup import Cluster, Publisher, check_delivered, free_base, stop_publishers
 from kzharness import KIZUNA
 from clusterlib import nats_request
 
@@ -64,10 +64,7 @@ def test_bridge_acknowledges_while_the_stream_elects_and_loses_nothing():
     os.kill(pids()[L + 2], signal.SIGKILL)  # its node
     t_kill = time.time()
     time.sleep(12)
-    for p in pubs:
-        p.stop = True
-    for p in pubs:
-        p.join(30)
+    stop_publishers(pubs, 30)
     for p in pubs:
         print("  %s (node %d): %d acknowledged, %d after the kill, %d refused, longest wait between two "
               "acknowledgements %.2f s" % (p.name, p.node, len(p.acked), len(p.acked) - before[p.name], p.refused,

@@ -16,7 +16,7 @@ Asserted: another node published X's bridged tail to KZ_RECORDS for it
 reaches the subscribers on Y and L; each publisher's in order, X's across its failover."""
 import os, signal, sys, time
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from threeup import Cluster, Publisher, check_delivered, free_base
+from threeup import Cluster, Publisher, check_delivered, free_base, stop_publishers
 
 CL = Cluster("kz-bridge-death-", free_base(46),
              {"KZ_NODE_CONF": "cluster.bridge_ms = 1000\ncluster.failover_order_ms = 25000\n"
@@ -55,10 +55,7 @@ def test_a_node_that_dies_with_a_bridged_tail_loses_nothing():
     time.sleep(12)
     CL.start_nats(L)
     time.sleep(5)
-    for p in pubs:
-        p.stop = True
-    for p in pubs:
-        p.join(30)
+    stop_publishers(pubs, 30)
     for p in pubs:
         print("  %s: %d acknowledged, %d refused, %d connections lost" % (p.name, len(p.acked), p.refused, p.lost))
     assert len(px.acked) > acked_x, "px: nothing acknowledged on node %d after its failover" % Y

@@ -11,7 +11,7 @@ publisher's in order; node 3 moved (kizuna_cluster_server_moves_total); how long
 publisher waited is reported. The cut is healed at the end."""
 import os, socket, ssl, struct, subprocess, sys, threading, time
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from threeup import Cluster, Publisher, check_delivered, free_base
+from threeup import Cluster, Publisher, check_delivered, free_base, stop_publishers
 
 BASE = free_base(70)
 PROXY = BASE + 60
@@ -106,10 +106,7 @@ def test_node_on_a_cut_off_server_moves_and_nothing_is_lost():
         time.sleep(0.2)
     served = time.time() - t_cut
     time.sleep(3)
-    for p in pubs:
-        p.stop = True
-    for p in pubs:
-        p.join(15)
+    stop_publishers(pubs, 15)
     assert len(pubs[0].acked) >= before + 20, "node 3's publisher was not served again within 60 s of the cut " \
         "(%d acknowledged before, %d after)" % (before, len(pubs[0].acked))
     moves = CL.metric(3, "kizuna_cluster_server_moves_total")

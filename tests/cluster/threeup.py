@@ -203,6 +203,14 @@ class Publisher(threading.Thread):
             time.sleep(0.02)
 
 
+def stop_publishers(pubs, timeout):
+    """Stops every publisher of pubs and waits up to timeout s for each."""
+    for p in pubs:
+        p.stop = True
+    for p in pubs:
+        p.join(timeout)
+
+
 def check_delivered(pubs, subs, timeout):
     """Waits up to timeout s until every subscriber (subs: {node: (client, payloads)}) has every
     acknowledged message of every publisher; then ({"name on node i": first missing}, [out of
