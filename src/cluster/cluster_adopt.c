@@ -71,10 +71,6 @@ bool kz_cluster_tails_pending(const struct kz_cluster *c, uint64_t caught_ns)
 	return false;
 }
 
-struct seen {
-	char id[65];
-	uint64_t top;
-};
 
 /* KZ_BRIDGE's first and last stream sequences at the last look */
 struct range {
@@ -83,7 +79,7 @@ struct range {
 
 /* KZ_BRIDGE's subjects of other nodes and the last record of each. -1: no answer; 0; 1: the
  * stream does not exist. */
-static int look(struct kz_cluster *c, struct seen *v, uint32_t *n, struct range *r)
+static int look(struct kz_cluster *c, struct kz_cluster_seen *v, uint32_t *n, struct range *r)
 {
 	jsOptions jo;
 	jsOptions_Init(&jo);
@@ -118,6 +114,17 @@ static int look(struct kz_cluster *c, struct seen *v, uint32_t *n, struct range 
 	}
 	jsStreamInfo_Destroy(si);
 	return rc;
+}
+
+int kz_cluster_tails_look(struct kz_cluster *c, struct kz_cluster_seen *v, uint32_t *n)
+{
+	struct range r;
+	return look(c, v, n, &r);
+}
+
+uint64_t kz_cluster_have_of(const struct kz_cluster *c, const char *id)
+{
+	return have_of(c, id);
 }
 
 /* m, read from KZ_BRIDGE, as the same message on subject: its body and the headers the
@@ -262,7 +269,7 @@ void kz_cluster_tails(struct kz_cluster *c)
 	c->tails_last_ms = now;
 	c->tails_next_ms = now + LOOK_MS;
 	uint64_t t0 = kz_now_wall_ns();
-	struct seen v[MAX_ORIGINS];
+	struct kz_cluster_seen v[MAX_ORIGINS];
 	uint32_t n = 0;
 	struct range r = { 0, 0 };
 	int rc = look(c, v, &n, &r);

@@ -222,6 +222,14 @@ void *kz_cluster_bridge(void *arg);
  * tail whose node has put nothing more into KZ_RECORDS for cluster.bridge_adopt_ms). Holds
  * js_rw (read) from the caller. */
 void kz_cluster_tails(struct kz_cluster *c);
+/* Other nodes' last bridged records on KZ_BRIDGE (`kizuna cluster status`): -1 no answer, 0,
+ * 1 the stream does not exist. What this node has of node id without a gap (lock held). */
+struct kz_cluster_seen {
+	char id[65];
+	uint64_t top;
+};
+int kz_cluster_tails_look(struct kz_cluster *c, struct kz_cluster_seen *v, uint32_t *n);
+uint64_t kz_cluster_have_of(const struct kz_cluster *c, const char *id);
 /* Lock held: does a node's bridged tail reach above what this node has of it without a gap,
  * and was it not published to KZ_RECORDS before caught_ns (the follower's caught_up_ns)? */
 bool kz_cluster_tails_pending(const struct kz_cluster *c, uint64_t caught_ns);

@@ -94,6 +94,14 @@ int kz_cluster_print_status_ex(const struct kz_cluster_config *cfg, bool records
 			fprintf(out, "taken from %s: up to its record %" PRIu64 ", %" PRIu64 " below that still awaited\n",
 				c.origins[i].id, c.origins[i].seq, open);
 		}
+		struct kz_cluster_seen tails[KZ_CLUSTER_MAX_ORIGINS]; /* cluster_adopt.c */
+		uint32_t n_tails = 0;
+		if (kz_cluster_tails_look(&c, tails, &n_tails) == 0)
+			for (uint32_t i = 0; i < n_tails; i++) {
+				uint64_t have = kz_cluster_have_of(&c, tails[i].id);
+				fprintf(out, "bridged by %s: up to its record %" PRIu64 ", %s\n", tails[i].id, tails[i].top,
+					have >= tails[i].top ? "all taken here" : "not all taken here yet");
+			}
 		jsStreamInfo *ki = NULL; /* a KV bucket is the stream KV_<bucket> */
 		if (js_GetStreamInfo(&ki, c.js, "KV_KZ_SESSIONS", NULL, &jerr) == NATS_OK) {
 			fprintf(out, "sessions: bucket KZ_SESSIONS, %" PRIu64 " entries (sessions, tombstones, heartbeats), %" PRId64 " replicas, leader %s\n",

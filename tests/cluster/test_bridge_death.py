@@ -13,10 +13,12 @@ and a consumer made again (cluster.failover_order_ms = 25000; JetStream's electi
    X's publisher fails over to Y.
 Asserted: another node published X's bridged tail to KZ_RECORDS for it
 (kizuna_cluster_bridge_adoptions_total > 0); every acknowledged message of both publishers
-reaches the subscribers on Y and L; each publisher's in order, X's across its failover."""
-import os, signal, sys, time
+reaches the subscribers on Y and L; each publisher's in order, X's across its failover;
+`kizuna cluster status` on Y lists X's bridged records."""
+import os, signal, subprocess, sys, time
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from threeup import Cluster, Publisher, check_delivered, free_base, stop_publishers
+from kzharness import KIZUNA
 
 CL = Cluster("kz-bridge-death-", free_base(46),
              {"KZ_NODE_CONF": "cluster.bridge_ms = 1000\ncluster.failover_order_ms = 25000\n"
@@ -68,6 +70,12 @@ def test_a_node_that_dies_with_a_bridged_tail_loses_nothing():
     assert any(adopted.values()), "no node published node %d's bridged tail to KZ_RECORDS" % X
     print("  every acknowledged message on the subscribers of nodes %d and %d, in order; delivered twice: %r"
           % (L, Y, twice))
+    # kizuna cluster status lists the dead node's bridged records
+    st = subprocess.run([KIZUNA, "cluster", "status", "--config", os.path.join(CL.dir, "n%d" % Y, "kizuna.conf"),
+                         "--data", os.path.join(CL.dir, "n%d" % Y)], capture_output=True, text=True, timeout=60)
+    line = [l for l in st.stdout.splitlines() if l.startswith("bridged by n%d: up to its record " % X)]
+    assert line, "kizuna cluster status on node %d does not list node %d's bridged records:\n%s" % (Y, X, st.stdout)
+    print("  kizuna cluster status on node %d: %s" % (Y, line[0]))
     for c, _ in subs.values():
         c.loop_stop()
         c.disconnect()
