@@ -309,11 +309,30 @@ async function picture(root) {
     prec, el("button", { type: "submit", id: "tk-create" }, "Create task"));
   }
   const FINAL = ["DONE_OK", "DONE_FAILED", "REJECTED", "CANCELLED", "EXPIRED"];
-  async function move(t, state) {
-    const r = await fetch(`/api/v1/tasks/${encodeURIComponent(t.id)}/state`, { method: "POST",
-      headers: { "Content-Type": "application/json" }, body: JSON.stringify({ state, version: t.version, reason: "from the console" }) });
-    const b = await r.json();
-    tnote.textContent = r.ok ? `task ${t.id}: ${b.state}` : `task ${t.id} not moved: ${b.description}`;
+  // A cancel chosen from the row's state: CREATED and SENT are cancelled at once, later states
+  // get a cancel request for the agent to confirm. The task may have moved since the row was
+  // drawn (the node sends it, its agent takes it): a 409 or 403 is then read again from the
+  // task's state now, a few times.
+  async function cancelTask(t0) {
+    let t = t0;
+    for (let i = 0; ; i++) {
+      const state = t.state === "CREATED" || t.state === "SENT" ? "CANCELLED" : "CANCEL_REQUESTED";
+      const r = await fetch(`/api/v1/tasks/${encodeURIComponent(t.id)}/state`, { method: "POST",
+        headers: { "Content-Type": "application/json" }, body: JSON.stringify({ state, version: t.version, reason: "from the console" }) });
+      const b = await r.json();
+      if (!r.ok && (r.status === 409 || r.status === 403) && i < 4) {
+        const now = await fetch(`/api/v1/tasks/${encodeURIComponent(t.id)}`);
+        if (now.ok) {
+          const n = await now.json();
+          if (n.version !== t.version && !FINAL.includes(n.state) && n.state !== "CANCEL_REQUESTED") {
+            t = n;
+            continue;
+          }
+        }
+      }
+      tnote.textContent = r.ok ? `task ${t.id}: ${b.state}` : `task ${t.id} not moved: ${b.description}`;
+      break;
+    }
     loadTasks();
   }
   async function loadTasks() {
@@ -323,7 +342,7 @@ async function picture(root) {
         const cell = el("td");
         if (!FINAL.includes(t.state) && t.state !== "CANCEL_REQUESTED") {
           const early = t.state === "CREATED" || t.state === "SENT";
-          cell.append(el("button", { type: "button", "data-cancel": t.id, onclick: () => move(t, early ? "CANCELLED" : "CANCEL_REQUESTED") },
+          cell.append(el("button", { type: "button", "data-cancel": t.id, onclick: () => cancelTask(t) },
             early ? "Cancel" : "Ask to cancel"));
         }
         const tr = el("tr", { tabindex: 0 }, el("td", { class: "payload" }, t.id), el("td", {}, t.kind),

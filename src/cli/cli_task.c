@@ -182,12 +182,23 @@ static int show(struct tk *t, const char *id)
 	return 0;
 }
 
-/* CREATED and SENT: cancelled at once; later: a cancel request, for the agent to confirm. */
-static int cancel(struct tk *t, const char *id)
+static bool final_state(const char *s)
+{
+	return !strcmp(s, "DONE_OK") || !strcmp(s, "DONE_FAILED") || !strcmp(s, "REJECTED") || !strcmp(s, "CANCELLED") ||
+	       !strcmp(s, "EXPIRED");
+}
+
+enum { CANCEL_DONE, CANCEL_FAILED, CANCEL_MOVED };
+
+/* One try: the task's state and version now, then the move that cancels from there (CREATED
+ * and SENT: cancelled at once; later: a cancel request, for the agent to confirm).
+ * CANCEL_MOVED when the node refused because the task moved on between the two (its agent
+ * took it, or a version went by): the caller tries again from the new state. */
+static int cancel_once(struct tk *t, const char *id, bool last)
 {
 	struct cli_resp r;
 	if (fetch(t, id, &r))
-		return 1;
+		return CANCEL_FAILED;
 	struct kz_json_doc d = { 0 };
 	long long v = 0;
 	const char *state = NULL;
@@ -195,9 +206,14 @@ static int cancel(struct tk *t, const char *id)
 		state = kz_json_get_str(kz_json_root(&d), "state");
 		kz_json_int(kz_json_get(kz_json_root(&d), "version"), &v);
 	}
-	int st = 1;
+	int st = CANCEL_FAILED;
 	if (!state) {
 		fprintf(stderr, "kizuna task: cancel: the node's answer is not a task\n");
+	} else if (final_state(state)) {
+		fprintf(stderr, "kizuna task: cancel: %s has already ended (%s)\n", id, state);
+	} else if (!strcmp(state, "CANCEL_REQUESTED")) {
+		printf("%.*s\n", (int)r.body.len, (const char *)kz_buf_head(&r.body));
+		st = CANCEL_DONE; /* asked already: the agent confirms */
 	} else {
 		struct kz_buf b;
 		kz_buf_init(&b, 0);
@@ -214,9 +230,11 @@ static int cancel(struct tk *t, const char *id)
 		if (!rc && !call(t, "POST", path, "Content-Type: application/json\r\n", (const char *)kz_buf_head(&b), &m)) {
 			if (m.status == 200) {
 				printf("%.*s\n", (int)m.body.len, (const char *)kz_buf_head(&m.body));
-				st = 0;
+				st = CANCEL_DONE;
+			} else if ((m.status == 409 || m.status == 403) && !last) {
+				st = CANCEL_MOVED; /* 409: another version; 403: a state where this move is not ours */
 			} else {
-				st = refused("cancel", &m);
+				refused("cancel", &m);
 			}
 			kz_buf_cleanup(&m.body);
 		}
@@ -225,6 +243,19 @@ static int cancel(struct tk *t, const char *id)
 	kz_json_free(&d);
 	kz_buf_cleanup(&r.body);
 	return st;
+}
+
+/* The task may move between reading it and the move (an agent at work does): a refusal then
+ * is read again from the task's new state, a few times. */
+static int cancel(struct tk *t, const char *id)
+{
+	enum { TRIES = 5 };
+	for (int i = 0; i < TRIES; i++) {
+		int st = cancel_once(t, id, i == TRIES - 1);
+		if (st != CANCEL_MOVED)
+			return st == CANCEL_DONE ? 0 : 1;
+	}
+	return 1;
 }
 
 /* Prints each new version of the task as a line until it ends: exit 0 for DONE_OK, 3 for

@@ -273,7 +273,7 @@ def test_cli_and_agent_end_to_end():
     """kizuna agent (drone2's certificate) and kizuna task: goto, watched to DONE_OK; the
     agent's position in the entity picture; a cancel request confirmed by the agent."""
     agent = subprocess.Popen([KIZUNA, "agent", "-p", str(node.port), "--cafile", CA, "--cert", certs["drone2"][0],
-                              "--key", certs["drone2"][1], "--step-ms", "100", "--steps", "3", "--entity", "drone-2",
+                              "--key", certs["drone2"][1], "--step-ms", "500", "--steps", "6", "--entity", "drone-2",
                               "--kinds", "observe,goto"], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     try:
         until(lambda: any(a["id"] == TD + "mod/sensor/drone2" and "goto" in a["kinds"]
