@@ -429,29 +429,24 @@ static int ensure_stream(struct kz_cluster *c, char *why, size_t why_len)
  * no answer (try again), -2: the stream does not exist. */
 static int resume_point(struct kz_cluster *c, uint64_t *local, uint64_t *origin, char *why, size_t why_len)
 {
-	natsMsg *m = NULL;
-	jsErrCode jerr = 0;
 	/* asked again and again while the stream has no leader (an election after its server
 	 * died): a short wait, so that the first answer after the election is not missed by up
 	 * to publish_timeout_ms (bench/cluster.sh part 4 saw 1.7 s added that way) */
-	jsOptions jo;
-	jsOptions_Init(&jo);
-	jo.Wait = c->cfg.publish_timeout_ms / 8 < 100 ? 100 : c->cfg.publish_timeout_ms / 8 > 250 ? 250 : c->cfg.publish_timeout_ms / 8;
-	natsStatus s = js_GetLastMsg(&m, c->js, STREAM, c->subject, &jo, &jerr);
-	uint64_t ll = 0, lo = 0, ls = 0;
-	if (s == NATS_OK) {
-		ll = kz_cluster_header_u64(m, "Kz-Local-Seq");
-		lo = kz_cluster_last_origin(m);
-		ls = natsMsg_GetSequence(m);
-		natsMsg_Destroy(m);
-	} else if (jerr == JSStreamNotFoundErr) {
+	int64_t wait = c->cfg.publish_timeout_ms / 8 < 100 ? 100 : c->cfg.publish_timeout_ms / 8 > 250 ? 250 : c->cfg.publish_timeout_ms / 8;
+	struct kz_cluster_last last;
+	natsStatus s;
+	jsErrCode jerr;
+	int got = kz_cluster_last_of(c->js, c->subject, wait, &last, &s, &jerr);
+	if (got == KZ_LAST_NO_STREAM) {
 		snprintf(why, why_len, "stream %s not found", STREAM);
 		return -2; /* gone (every server lost its files): made again first */
-	} else if (s != NATS_NOT_FOUND && jerr != JSNoMessageFoundErr) {
+	}
+	if (got == KZ_LAST_NO_ANSWER) {
 		snprintf(why, why_len, "the stream's last message of ours: %s (JetStream error %d)", natsStatus_GetText(s),
 			 (int)jerr);
 		return -1; /* cannot tell now: try again */
 	}
+	uint64_t ll = last.local, lo = last.origin, ls = last.sseq;
 	pthread_mutex_lock(&c->lock);
 	const struct kz_cluster_span *sp = kz_cluster_span_of(&c->spans, lo);
 	if (sp && sp->wm_origin < c->conf_origin) {

@@ -245,19 +245,12 @@ static bool last_in_records(struct kz_cluster *c, const char *id, uint64_t *lo)
 {
 	char subj[80];
 	snprintf(subj, sizeof subj, "kz.rec.%.64s", id);
-	jsOptions jo;
-	jsOptions_Init(&jo);
-	jo.Wait = 500;
-	natsMsg *m = NULL;
-	jsErrCode jerr = 0;
-	*lo = 0;
-	natsStatus s = js_GetLastMsg(&m, c->js, STREAM, subj, &jo, &jerr);
-	if (s == NATS_OK) {
-		*lo = kz_cluster_last_origin(m);
-		natsMsg_Destroy(m);
-		return true;
-	}
-	return s == NATS_NOT_FOUND || jerr == JSNoMessageFoundErr;
+	struct kz_cluster_last last;
+	natsStatus s;
+	jsErrCode jerr;
+	int got = kz_cluster_last_of(c->js, subj, 500, &last, &s, &jerr);
+	*lo = last.origin;
+	return got == KZ_LAST_FOUND || got == KZ_LAST_NONE;
 }
 
 void kz_cluster_tails(struct kz_cluster *c)

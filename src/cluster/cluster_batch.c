@@ -288,6 +288,30 @@ uint64_t kz_cluster_last_origin(natsMsg *m)
 	return first && n ? first + n - 1 : 0;
 }
 
+int kz_cluster_last_of(jsCtx *js, const char *subject, int64_t wait_ms, struct kz_cluster_last *out, natsStatus *st,
+		       jsErrCode *jerr)
+{
+	jsOptions jo;
+	jsOptions_Init(&jo);
+	jo.Wait = wait_ms;
+	natsMsg *m = NULL;
+	*jerr = 0;
+	*out = (struct kz_cluster_last){ 0 };
+	*st = js_GetLastMsg(&m, js, STREAM, subject, wait_ms ? &jo : NULL, jerr);
+	if (*st == NATS_OK) {
+		out->origin = kz_cluster_last_origin(m);
+		out->local = kz_cluster_header_u64(m, "Kz-Local-Seq");
+		out->sseq = natsMsg_GetSequence(m);
+		natsMsg_Destroy(m);
+		return KZ_LAST_FOUND;
+	}
+	if (*jerr == JSStreamNotFoundErr)
+		return KZ_LAST_NO_STREAM;
+	if (*st == NATS_NOT_FOUND || *jerr == JSNoMessageFoundErr)
+		return KZ_LAST_NONE;
+	return KZ_LAST_NO_ANSWER;
+}
+
 /* ---------- `kizuna cluster status --records` ---------- */
 
 /* Adds [lo, hi] to the sorted, disjoint intervals v (n of them): how many of its sequences

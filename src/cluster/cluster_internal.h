@@ -211,6 +211,17 @@ void kz_cluster_batch_free(struct kz_cluster *c);
 int kz_cluster_print_own_records(struct kz_cluster *c, FILE *out);
 /* The origin sequence of a message's last record (a batch's), 0 when it has none. */
 uint64_t kz_cluster_last_origin(natsMsg *m);
+/* A node's last message in KZ_RECORDS (subject kz.rec.<node>): its last record's origin
+ * sequence, its Kz-Local-Seq and its stream sequence (all 0 when it has none). */
+struct kz_cluster_last {
+	uint64_t origin, local, sseq;
+};
+enum { KZ_LAST_FOUND = 0, KZ_LAST_NONE = 1, KZ_LAST_NO_ANSWER = -1, KZ_LAST_NO_STREAM = -2 };
+/* Asks KZ_RECORDS with a wait of wait_ms (0: the context's). KZ_LAST_NONE: the stream holds
+ * nothing on subject; KZ_LAST_NO_ANSWER: no answer now (no leader), *st and *jerr say what
+ * came back; KZ_LAST_NO_STREAM: the stream does not exist. */
+int kz_cluster_last_of(jsCtx *js, const char *subject, int64_t wait_ms, struct kz_cluster_last *out, natsStatus *st,
+		       jsErrCode *jerr);
 /* cluster_follow.c */
 void *kz_cluster_follower(void *arg);
 void kz_cluster_held_expire(struct kz_cluster *c, bool everything);

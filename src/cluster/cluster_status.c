@@ -48,23 +48,19 @@ int kz_cluster_print_status_ex(const struct kz_cluster_config *cfg, bool records
 		else
 			fprintf(out, "bridge: %s not created yet (cluster.bridge_ms 0, or no node started since)\n", BRIDGE);
 		jsStreamInfo_Destroy(bi);
-		natsMsg *m = NULL;
-		uint64_t lo = 0;
-		natsStatus ls = js_GetLastMsg(&m, c.js, STREAM, c.subject, NULL, &jerr);
-		if (ls == NATS_OK) {
-			lo = kz_cluster_last_origin(m);
-			natsMsg_Destroy(m);
+		struct kz_cluster_last last;
+		natsStatus ls;
+		int got = kz_cluster_last_of(c.js, c.subject, 0, &last, &ls, &jerr);
+		uint64_t lo = last.origin;
+		if (got != KZ_LAST_NO_ANSWER)
 			fprintf(out, "this node's records in the stream: %" PRIu64 "\n", lo);
-		} else if (ls == NATS_NOT_FOUND || jerr == JSNoMessageFoundErr) {
-			fprintf(out, "this node's records in the stream: 0\n");
-		} else {
+		else
 			fprintf(out, "this node's records in the stream: unknown (%s)\n", natsStatus_GetText(ls));
-		}
 		fprintf(out, "confirmed (saved): %" PRIu64 " of this node's records, up to log sequence %" PRIu64 "\n",
 			c.conf_origin, c.conf_local);
-		if (ls == NATS_OK || ls == NATS_NOT_FOUND || jerr == JSNoMessageFoundErr)
+		if (got != KZ_LAST_NO_ANSWER)
 			fprintf(out, "to publish again: %" PRIu64 "\n", c.conf_origin > lo ? c.conf_origin - lo : 0);
-		if (records && ls == NATS_OK && kz_cluster_print_own_records(&c, out)) {
+		if (records && got == KZ_LAST_FOUND && kz_cluster_print_own_records(&c, out)) {
 			snprintf(why, why_len, "cannot read all of this node's messages in stream %s", STREAM);
 			rc = -1; /* --records asked for a count it did not get */
 		}

@@ -332,6 +332,32 @@ static const struct route *route_of(struct kz_http *h, const char *path)
 	return best;
 }
 
+/* libh2o's threshold for moving a body's buffer into a file under /dev/shm, as it was when
+ * the node chose tmpfs at start (0: it did not). The start checked for room; /dev/shm can
+ * fill later (other programs use it), and a body whose file then cannot grow got no answer.
+ * So the room is looked at again, at most once a second, as connections and requests come:
+ * without room for one body's buffer at https.max_body_bytes (up to twice the body) new
+ * buffers stay in memory until there is. */
+static size_t shm_threshold;
+static _Atomic uint64_t shm_checked_ms;
+
+static void body_files_room(const struct kz_http *h)
+{
+	if (!shm_threshold)
+		return;
+	uint64_t now = kz_now_mono_ms(), last = atomic_load_explicit(&shm_checked_ms, memory_order_relaxed);
+	if (now - last < 1000 || !atomic_compare_exchange_strong(&shm_checked_ms, &last, now))
+		return;
+	struct statfs sf;
+	bool room = statfs("/dev/shm", &sf) == 0 &&
+		    (uint64_t)sf.f_bavail * (uint64_t)sf.f_bsize / 2 >= h->cfg.max_body_bytes;
+	size_t want = room ? shm_threshold : SIZE_MAX;
+	/* read by libh2o on the workers as buffers grow: a word, stored whole */
+	if (__atomic_exchange_n(&h2o_socket_buffer_mmap_settings.threshold, want, __ATOMIC_RELAXED) != want)
+		kz_warn("https: /dev/shm %s: request bodies over 16 MiB are buffered %s", room ? "has room again" :
+			"has no room for a body at https.max_body_bytes", room ? "on tmpfs again" : "in memory meanwhile");
+}
+
 static int on_req(h2o_handler_t *self, h2o_req_t *req)
 {
 	struct kz_http *h = ((struct kz_handler *)self)->h;
@@ -343,6 +369,7 @@ static int on_req(h2o_handler_t *self, h2o_req_t *req)
 	r->srv = h;
 	r->h2o = req;
 	r->worker = w->idx;
+	body_files_room(h);
 	r->start_ns = kz_now_mono_ns();
 	if (req->timestamps.request_begin_at.tv_sec) {
 		uint64_t wall = kz_now_wall_ns(), begun = (uint64_t)req->timestamps.request_begin_at.tv_sec * 1000000000u +
@@ -572,10 +599,11 @@ static void ensure_global(struct kz_http *h)
 		/* room for a few bodies at the cap, each buffer up to twice its body (a container's
 		 * /dev/shm is often 64 MB: a full one would leave the request unanswered again) */
 		if (statfs("/dev/shm", &sf) == 0 && sf.f_type == TMPFS_MAGIC && access("/dev/shm", W_OK) == 0 &&
-		    (uint64_t)sf.f_bavail * (uint64_t)sf.f_bsize / 8 >= h->cfg.max_body_bytes)
+		    (uint64_t)sf.f_bavail * (uint64_t)sf.f_bsize / 8 >= h->cfg.max_body_bytes) {
 			snprintf(h2o_socket_buffer_mmap_settings.fn_template,
 				 sizeof h2o_socket_buffer_mmap_settings.fn_template, "/dev/shm/kizuna-body.XXXXXX");
-		else
+			shm_threshold = h2o_socket_buffer_mmap_settings.threshold;
+		} else
 			h2o_socket_buffer_mmap_settings.threshold = SIZE_MAX;
 		kz_info("https: request bodies over 16 MiB are buffered %s", h2o_socket_buffer_mmap_settings.threshold == SIZE_MAX
 			? "in memory (/dev/shm is not a writable tmpfs with room for 8 bodies at https.max_body_bytes)"
@@ -696,6 +724,7 @@ static void serve_conn(struct hworker *w, struct hconn *c)
 	uint8_t src[16] = { 0 };
 	if (uv_tcp_getpeername(&c->tcp, (struct sockaddr *)&ss, &sl) == 0)
 		net_addr_key((struct sockaddr *)&ss, src);
+	body_files_room(h);
 	kz_http_accept(w, h2o_uv_socket_create((uv_stream_t *)&c->tcp, conn_closed), src);
 }
 
