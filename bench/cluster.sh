@@ -15,15 +15,18 @@
 #   4. a whole machine killed: kill -9 the nats-server that leads the stream KZ_RECORDS and the
 #      kizuna node beside it, then time `kizuna pub -h <the other two nodes> -q 1` to its
 #      PUBACK; both restarted between rounds.
+#   5. CONNECT to CONNACK latency, 200 connections one after another (bench/connect-latency.py,
+#      MQTT 3.1.1, TLS handshake not counted) on node 1 and on s1's MQTT listener. Run before
+#      parts 3 and 4, which kill processes.
 # CPU: user+system time of all 6 processes over each run of 1.
 # Usage: bench/cluster.sh [duration-seconds] [kill-rounds]   (env KZ=path/to/kizuna;
-#   PARTS=1234 runs all four parts, PARTS=2 the cross-node latency only, ...; PAIRS=3 pairs of
+#   PARTS=12345 runs all five parts, PARTS=2 the cross-node latency only, ...; PAIRS=3 pairs of
 #   runs in part 1; KEEP=1 keeps the logs; KZ_NODE_CONF="cluster.bridge_ms = 0" runs the
 #   nodes without the bridge, on by default, docs/CLUSTER.md "The bridge")
 set -u
 DUR=${1:-10}
 ROUNDS=${2:-5}
-PARTS=${PARTS:-1234}
+PARTS=${PARTS:-12345}
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 KZ=${KZ:-$ROOT/build/src/cli/kizuna}
 D=$(mktemp -d /tmp/kz-bench-cluster-XXXXXX)
@@ -144,6 +147,14 @@ printf '%-34s %12s %12s %12s %12s\n' "" delivered/s p50_us p99_us p999_us
 printf '%-34s %12s %12s %12s %12s\n' "kizuna node 1 -> node 3" "$(field "$kc" delivered_per_s)" "$(field "$kc" latency_us_p50)" "$(field "$kc" p99)" "$(field "$kc" p99.9)"
 printf '%-34s %12s %12s %12s %12s\n' "nats-server MQTT s1 -> s3" "$(field "$nc" delivered_per_s)" "$(field "$nc" latency_us_p50)" "$(field "$nc" p99)" "$(field "$nc" p99.9)"
 fi
+if [[ $PARTS == *5* ]]; then
+# 5. a CONNECT on an idle cluster: a node answers it once its follower has what the stream
+# held when it came (docs/CLUSTER.md "Order across a failover")
+echo "# 5. CONNECT -> CONNACK, 200 new TLS connections one after another, MQTT 3.1.1"
+echo "kizuna node 1: $(/usr/bin/python3 "$ROOT/bench/connect-latency.py" "$P" $((BASE + 30)) 200)"
+echo "nats-server s1 MQTT: $(/usr/bin/python3 "$ROOT/bench/connect-latency.py" "$P" $((BASE + 50)) 200)"
+fi
+
 if [[ $PARTS == *3* ]]; then
 # 3. served again after kill -9 of node 1
 echo "# 3. kill -9 node 1, then kizuna pub -h node1,node2,node3 -q 1 until its PUBACK ($ROUNDS rounds)"

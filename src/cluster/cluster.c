@@ -793,6 +793,7 @@ int kz_cluster_start(const struct kz_cluster_config *cfg, struct kz_cluster **ou
 	pthread_mutex_init(&c->lock, NULL);
 	pthread_cond_init(&c->cond, NULL);
 	pthread_cond_init(&c->fcond, NULL);
+	pthread_cond_init(&c->tcond, NULL);
 	pthread_mutex_init(&c->save_lock, NULL);
 	pthread_rwlock_init(&c->js_rw, NULL);
 	kz_cluster_state_load(c);
@@ -824,6 +825,7 @@ void kz_cluster_stop(struct kz_cluster *c)
 	c->stop = true;
 	pthread_cond_signal(&c->cond);
 	pthread_cond_broadcast(&c->fcond);
+	pthread_cond_broadcast(&c->tcond);
 	pthread_mutex_unlock(&c->lock);
 	if (c->fstarted)
 		pthread_join(c->fthread, NULL);
@@ -843,6 +845,7 @@ void kz_cluster_free(struct kz_cluster *c)
 	pthread_mutex_destroy(&c->lock);
 	pthread_cond_destroy(&c->cond);
 	pthread_cond_destroy(&c->fcond);
+	pthread_cond_destroy(&c->tcond);
 	pthread_mutex_destroy(&c->save_lock);
 	pthread_rwlock_destroy(&c->js_rw);
 	kz_cluster_puts_free(c);

@@ -37,9 +37,10 @@
 #include <inttypes.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #define LOOK_MS 1000  /* how often KZ_BRIDGE is looked at when no CONNECT waits */
-#define URGENT_MS 100 /* ... and when one does */
+#define URGENT_MS 10  /* ... and when one waits for a tail, or the last look got no answer */
 #define RETRY_MS 250  /* a publish for another node that failed (KZ_RECORDS elects) is tried again after this */
 #define QUIET_MS 1000 /* KZ_RECORDS answers this long before a CONNECT's tail is published */
 #define WARN_MS 5000  /* a failure to publish for a node is said at most this often */
@@ -253,11 +254,41 @@ static bool last_in_records(struct kz_cluster *c, const char *id, uint64_t *lo)
 	return got == KZ_LAST_FOUND || got == KZ_LAST_NONE;
 }
 
+/* When a CONNECT that waits wants the next look (monotonic ms; UINT64_MAX: none waits): at
+ * once when it came after the last look began (the look is what it waits for; CONNECTs that
+ * come during a look share the next), unless the last look got no answer; URGENT_MS after
+ * the last look when it waits for a tail to be taken. The bridge thread's own fields. */
+static uint64_t urgent_at(const struct kz_cluster *c)
+{
+	if (!atomic_load(&c->tails_wanted))
+		return UINT64_MAX;
+	if (atomic_load(&c->order_since_ns) > atomic_load(&c->tails_ns))
+		return c->tails_failed_ms ? c->tails_failed_ms + URGENT_MS : 0;
+	return c->tails_last_ms + URGENT_MS;
+}
+
+void kz_cluster_tails_wait(struct kz_cluster *c, uint32_t max_ms)
+{
+	pthread_mutex_lock(&c->lock);
+	uint64_t now = kz_now_mono_ms(), due = now + max_ms, at = urgent_at(c);
+	if (at < due)
+		due = at;
+	if (!c->stop && due > now) {
+		struct timespec ts;
+		clock_gettime(CLOCK_REALTIME, &ts);
+		uint64_t ns = (uint64_t)ts.tv_nsec + (due - now) * 1000000u;
+		ts.tv_sec += (time_t)(ns / 1000000000u);
+		ts.tv_nsec = (long)(ns % 1000000000u);
+		pthread_cond_timedwait(&c->tcond, &c->lock, &ts);
+	}
+	pthread_mutex_unlock(&c->lock);
+}
+
 void kz_cluster_tails(struct kz_cluster *c)
 {
 	uint64_t now = kz_now_mono_ms();
-	bool urgent = atomic_load(&c->tails_wanted);
-	if (now < c->tails_next_ms && (!urgent || now < c->tails_last_ms + URGENT_MS))
+	bool urgent = atomic_load(&c->tails_wanted); /* a CONNECT waits */
+	if (now < c->tails_next_ms && now < urgent_at(c))
 		return;
 	c->tails_last_ms = now;
 	c->tails_next_ms = now + LOOK_MS;
@@ -266,8 +297,11 @@ void kz_cluster_tails(struct kz_cluster *c)
 	uint32_t n = 0;
 	struct range r = { 0, 0 };
 	int rc = look(c, v, &n, &r);
-	if (rc < 0)
+	if (rc < 0) {
+		c->tails_failed_ms = kz_now_mono_ms();
 		return;
+	}
+	c->tails_failed_ms = 0;
 	/* merged: tails gone from KZ_BRIDGE (aged out) are forgotten; candidates: tails above this
 	 * node's records of their node, not published up to their top yet */
 	struct { char id[65]; uint64_t from, top, since_ms; } todo[MAX_ORIGINS];

@@ -198,7 +198,7 @@ void *kz_cluster_bridge(void *arg)
 		pthread_mutex_unlock(&c->lock);
 		if (stop)
 			break;
-		nats_Sleep(20);
+		kz_cluster_tails_wait(c, 20);
 		uint64_t now = kz_now_mono_ms();
 		/* records of ours wait for KZ_RECORDS (the replicator's scan moves its watermark over
 		 * other nodes' records within 20 ms): since when, and since its last confirmation */

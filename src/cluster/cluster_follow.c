@@ -241,12 +241,17 @@ bool kz_cluster_settled(struct kz_cluster *c, uint64_t since_ns, uint32_t max_wa
 	if (bridge && (atomic_load(&c->tails_ns) < since_ns || kz_cluster_tails_pending(c, caught))) {
 		ok = false;
 		atomic_store(&c->tails_wanted, true);
+		pthread_cond_signal(&c->tcond); /* the bridge thread looks now, not at its next turn */
 	}
 	pthread_mutex_unlock(&c->lock);
 	uint64_t now = kz_now_wall_ns();
 	if (ok || now < since_ns + (uint64_t)max_wait_ms * 1000000u) {
-		if (!ok)
+		if (!ok) {
+			uint64_t cur = atomic_load(&c->order_since_ns);
+			while (cur < since_ns && !atomic_compare_exchange_weak(&c->order_since_ns, &cur, since_ns))
+				;
 			atomic_store(&c->order_waiting, true);
+		}
 		return ok;
 	}
 	atomic_fetch_add(&c->order_expired, 1);
@@ -565,6 +570,8 @@ static int puller_open(struct kz_cluster *c, struct puller *p, const char *durab
 	return 0;
 }
 
+#define PULL_SLICE_MS 5 /* how soon a pull waiting for its first record sees a CONNECT wait */
+
 static natsStatus pull(struct kz_cluster *c, struct puller *p, natsMsgList *list, int max, int64_t expires_ms)
 {
 	list->Count = 0;
@@ -587,6 +594,15 @@ static natsStatus pull(struct kz_cluster *c, struct puller *p, natsMsgList *list
 		 (expires_ms - 10) * 1000000);
 	natsStatus s = natsConnection_PublishRequestString(c->nc, p->next, inbox, req);
 	int64_t deadline = nats_Now() + expires_ms;
+	/* A CONNECT that comes while this waits for a first record (kz_cluster_settled) is
+	 * answered once the follower has asked its consumer, after the pull: waited out, that
+	 * added up to the whole expiry to every CONNECT on an idle cluster (about 90 ms). So the
+	 * wait is taken in slices, and a CONNECT that came after the follower last found itself
+	 * caught up ends it (one that waits for something else, records held behind a gap say,
+	 * does not: the follower's check could not answer it). A pull cut short is not counted
+	 * as unanswered: its request stays open at the server, and what it brings is taken
+	 * first by the next pull. */
+	bool cut = false;
 	while (s == NATS_OK && list->Count < max) {
 		/* after the first record, only what is already here: a waiting request stays open
 		 * until its batch is full or it expires, and its later records are taken first by
@@ -594,7 +610,16 @@ static natsStatus pull(struct kz_cluster *c, struct puller *p, natsMsgList *list
 		int64_t left = list->Count ? 0 : deadline - nats_Now();
 		if (left < 0 || (left == 0 && !list->Count))
 			break;
-		s = natsSubscription_NextMsg(&m, p->sub, left);
+		int64_t slice = !list->Count && left > PULL_SLICE_MS ? PULL_SLICE_MS : left;
+		s = natsSubscription_NextMsg(&m, p->sub, slice);
+		if (s == NATS_TIMEOUT && slice < left) {
+			if (atomic_load(&c->order_since_ns) > atomic_load(&c->caught_up_ns)) {
+				cut = true;
+				break;
+			}
+			s = NATS_OK;
+			continue;
+		}
 		if (s != NATS_OK)
 			break;
 		if (natsMsgHeader_Get(m, "Status", &st) == NATS_OK) {
@@ -612,7 +637,7 @@ static natsStatus pull(struct kz_cluster *c, struct puller *p, natsMsgList *list
 		p->unanswered = 0;
 		return NATS_OK;
 	}
-	if (s == NATS_TIMEOUT)
+	if (s == NATS_TIMEOUT && !cut)
 		p->unanswered++;
 	return s == NATS_OK || s == NATS_TIMEOUT ? NATS_TIMEOUT : s;
 }

@@ -84,6 +84,7 @@ struct kz_cluster {
 	uint32_t n_origins;
 	uint64_t f_done, f_failed;  /* under lock: follow() answers */
 	pthread_cond_t fcond;
+	pthread_cond_t tcond;       /* the bridge thread's wait: signalled when a CONNECT wants a look */
 	pthread_mutex_t save_lock;  /* the replicator and the follower both write cluster.state */
 	_Atomic uint64_t caught_up_ns;
 	uint64_t late_taken, gaps_dropped; /* under lock: records taken into a gap; gaps given up */
@@ -115,6 +116,10 @@ struct kz_cluster {
 	_Atomic uint64_t swaps;        /* swap_server */
 	_Atomic uint64_t consumers_remade; /* consumer_stalled */
 	atomic_bool order_waiting;  /* kz_cluster_settled said false: cfg.caught_up when caught up */
+	/* the latest CONNECT kz_cluster_settled said false to (wall ns): the follower ends an idle
+	 * pull early and the bridge thread looks at once while it is newer than what they last
+	 * established (caught_up_ns, tails_ns) */
+	_Atomic uint64_t order_since_ns;
 	/* The bridge (cluster_bridge.c): its thread; under lock, the last record of ours it had
 	 * confirmed on KZ_BRIDGE (b_local, origin sequence b_origin; 0: none); when KZ_RECORDS
 	 * last confirmed a record of ours (a_moved_ms, monotonic ms, advance()) */
@@ -140,6 +145,7 @@ struct kz_cluster {
 	} tails[MAX_ORIGINS];
 	uint32_t n_tails;
 	uint64_t tails_next_ms, tails_last_ms; /* the bridge thread's own: when to look again; last looked */
+	uint64_t tails_failed_ms;              /* ... and when a look last got no answer */
 	_Atomic uint64_t tails_ns;
 	atomic_bool bridge_seen, tails_wanted;
 	_Atomic uint64_t adoptions, adopted_msgs; /* tails published for their node; its messages */
@@ -240,6 +246,10 @@ struct kz_cluster_seen {
 	uint64_t top;
 };
 int kz_cluster_tails_look(struct kz_cluster *c, struct kz_cluster_seen *v, uint32_t *n);
+/* The bridge thread's pause between turns: up to max_ms, shorter when a CONNECT wants a look
+ * (kz_cluster_settled signals tcond), so that it waits for a look of a few milliseconds and
+ * not for the thread's next turn. */
+void kz_cluster_tails_wait(struct kz_cluster *c, uint32_t max_ms);
 uint64_t kz_cluster_have_of(const struct kz_cluster *c, const char *id);
 /* Lock held: does a node's bridged tail reach above what this node has of it without a gap,
  * and was it not published to KZ_RECORDS before caught_ns (the follower's caught_up_ns)? */
