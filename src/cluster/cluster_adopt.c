@@ -271,6 +271,9 @@ void kz_cluster_tails_wait(struct kz_cluster *c, uint32_t max_ms)
 {
 	pthread_mutex_lock(&c->lock);
 	uint64_t now = kz_now_mono_ms(), due = now + max_ms, at = urgent_at(c);
+	uint64_t since = atomic_load(&c->order_since_ns);
+	if (since > c->woken_ns && since > atomic_load(&c->caught_up_ns) && atomic_load(&c->js_ready))
+		at = now; /* the follower to wake (kz_cluster_wake_follower) */
 	if (at < due)
 		due = at;
 	if (!c->stop && due > now) {

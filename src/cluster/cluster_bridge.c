@@ -214,7 +214,8 @@ void *kz_cluster_bridge(void *arg)
 			continue;
 		pthread_rwlock_rdlock(&c->js_rw); /* not while the connection is replaced (swap_server) */
 		if (c->js && atomic_load(&c->js_ready)) {
-			kz_cluster_tails(c); /* other nodes' bridged tails (cluster_adopt.c) */
+			kz_cluster_wake_follower(c); /* a CONNECT waits for its check (cluster_follow.c) */
+			kz_cluster_tails(c);         /* other nodes' bridged tails (cluster_adopt.c) */
 			if (c->cfg.bridge_ms && !stream_ok && now >= stream_at) {
 				stream_ok = ensure_bridge(c);
 				stream_at = now + 2000;

@@ -120,6 +120,11 @@ struct kz_cluster {
 	 * pull early and the bridge thread looks at once while it is newer than what they last
 	 * established (caught_up_ns, tails_ns) */
 	_Atomic uint64_t order_since_ns;
+	/* under lock: the subject that ends the follower's idle pull ("": no puller yet); the
+	 * bridge thread publishes an empty message to it for such a CONNECT (woken_ns: the
+	 * order_since_ns it last did so for, its own) */
+	char f_wake[160];
+	uint64_t woken_ns;
 	/* The bridge (cluster_bridge.c): its thread; under lock, the last record of ours it had
 	 * confirmed on KZ_BRIDGE (b_local, origin sequence b_origin; 0: none); when KZ_RECORDS
 	 * last confirmed a record of ours (a_moved_ms, monotonic ms, advance()) */
@@ -230,6 +235,9 @@ int kz_cluster_last_of(jsCtx *js, const char *subject, int64_t wait_ms, struct k
 		       jsErrCode *jerr);
 /* cluster_follow.c */
 void *kz_cluster_follower(void *arg);
+/* On the bridge thread (with js_rw held): ends the follower's idle pull when a CONNECT came
+ * after it last found itself caught up, once per such CONNECT (kz_cluster_settled). */
+void kz_cluster_wake_follower(struct kz_cluster *c);
 void kz_cluster_held_expire(struct kz_cluster *c, bool everything);
 /* cluster_bridge.c: the bridge's thread (on every following node: the tails below run with
  * the bridge off too) */
