@@ -14,6 +14,14 @@ uint64_t kz_now_mono_ms(void) { return ts_ns(CLOCK_MONOTONIC) / 1000000u; }
 uint64_t kz_now_mono_ns(void) { return ts_ns(CLOCK_MONOTONIC); }
 uint64_t kz_now_wall_ns(void) { return ts_ns(CLOCK_REALTIME); }
 
+void kz_deadline_ms(struct timespec *ts, uint64_t ms)
+{
+	clock_gettime(CLOCK_REALTIME, ts);
+	uint64_t ns = (uint64_t)ts->tv_nsec + ms % 1000u * 1000000u;
+	ts->tv_sec += (time_t)(ms / 1000u + ns / 1000000000u);
+	ts->tv_nsec = (long)(ns % 1000000000u);
+}
+
 static int digits(const char **p, int n, int *out)
 {
 	int v = 0;

@@ -716,17 +716,11 @@ static void *replicator(void *arg)
 			c->saved_local = conf;
 		if (!c->stop && !c->resync && !sc.full && !c->kicked) {
 			struct timespec ts;
-			clock_gettime(CLOCK_REALTIME, &ts);
-			ts.tv_nsec += 20 * 1000000L;
-			if (ts.tv_nsec >= 1000000000L)
-				ts.tv_sec++, ts.tv_nsec -= 1000000000L;
+			kz_deadline_ms(&ts, 20);
 			pthread_cond_timedwait(&c->cond, &c->lock, &ts);
 		} else if (sc.full && !c->resync) {
 			struct timespec ts;
-			clock_gettime(CLOCK_REALTIME, &ts);
-			ts.tv_nsec += 1000000L;
-			if (ts.tv_nsec >= 1000000000L)
-				ts.tv_sec++, ts.tv_nsec -= 1000000000L;
+			kz_deadline_ms(&ts, 1);
 			pthread_cond_timedwait(&c->cond, &c->lock, &ts);
 		}
 		c->kicked = false;

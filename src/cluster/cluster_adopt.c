@@ -271,17 +271,13 @@ void kz_cluster_tails_wait(struct kz_cluster *c, uint32_t max_ms)
 {
 	pthread_mutex_lock(&c->lock);
 	uint64_t now = kz_now_mono_ms(), due = now + max_ms, at = urgent_at(c);
-	uint64_t since = atomic_load(&c->order_since_ns);
-	if (since > c->woken_ns && since > atomic_load(&c->caught_up_ns) && atomic_load(&c->js_ready))
+	if (atomic_load(&c->order_since_ns) > c->woken_ns && kz_cluster_check_wanted(c) && atomic_load(&c->js_ready))
 		at = now; /* the follower to wake (kz_cluster_wake_follower) */
 	if (at < due)
 		due = at;
 	if (!c->stop && due > now) {
 		struct timespec ts;
-		clock_gettime(CLOCK_REALTIME, &ts);
-		uint64_t ns = (uint64_t)ts.tv_nsec + (due - now) * 1000000u;
-		ts.tv_sec += (time_t)(ns / 1000000000u);
-		ts.tv_nsec = (long)(ns % 1000000000u);
+		kz_deadline_ms(&ts, due - now);
 		pthread_cond_timedwait(&c->tcond, &c->lock, &ts);
 	}
 	pthread_mutex_unlock(&c->lock);

@@ -589,7 +589,7 @@ static int puller_open(struct kz_cluster *c, struct puller *p, const char *durab
 
 /* A wake (an empty message on p->wake, from the bridge thread): true when it asks this pull
  * to end, i.e. a CONNECT came after the follower last found itself caught up. */
-static bool woken(struct kz_cluster *c, struct puller *p, natsMsg *m)
+static bool woken(const struct puller *p, natsMsg *m)
 {
 	if (strcmp(natsMsg_GetSubject(m), p->wake) != 0)
 		return false;
@@ -608,7 +608,7 @@ static natsStatus pull(struct kz_cluster *c, struct puller *p, natsMsgList *list
 	/* records that came for an earlier request (its answer was late) go first */
 	bool wake = false;
 	while (list->Count < max && natsSubscription_NextMsg(&m, p->sub, 0) == NATS_OK) {
-		if (woken(c, p, m))
+		if (woken(p, m))
 			wake = true;
 		else if (natsMsgHeader_Get(m, "Status", &st) == NATS_OK)
 			natsMsg_Destroy(m);
@@ -617,7 +617,7 @@ static natsStatus pull(struct kz_cluster *c, struct puller *p, natsMsgList *list
 	}
 	if (list->Count)
 		return NATS_OK;
-	p->cut = wake && atomic_load(&c->order_since_ns) > atomic_load(&c->caught_up_ns);
+	p->cut = wake && kz_cluster_check_wanted(c);
 	if (p->cut)
 		return NATS_TIMEOUT; /* a CONNECT waits for the check: not a request unanswered */
 	char inbox[160], req[128];
@@ -634,7 +634,6 @@ static natsStatus pull(struct kz_cluster *c, struct puller *p, natsMsgList *list
 	 * a gap say, gets none: the follower's check could not answer it). A pull ended so is
 	 * not counted as unanswered: its request stays open at the server, and what it brings
 	 * is taken first by the next pull. */
-	bool cut = false;
 	while (s == NATS_OK && list->Count < max) {
 		/* after the first record, only what is already here: a waiting request stays open
 		 * until its batch is full or it expires, and its later records are taken first by
@@ -645,9 +644,9 @@ static natsStatus pull(struct kz_cluster *c, struct puller *p, natsMsgList *list
 		s = natsSubscription_NextMsg(&m, p->sub, left);
 		if (s != NATS_OK)
 			break;
-		if (woken(c, p, m)) {
-			if (!list->Count && atomic_load(&c->order_since_ns) > atomic_load(&c->caught_up_ns)) {
-				cut = true;
+		if (woken(p, m)) {
+			if (!list->Count && kz_cluster_check_wanted(c)) {
+				p->cut = true;
 				s = NATS_TIMEOUT;
 				break;
 			}
@@ -668,8 +667,7 @@ static natsStatus pull(struct kz_cluster *c, struct puller *p, natsMsgList *list
 		p->unanswered = 0;
 		return NATS_OK;
 	}
-	p->cut = cut;
-	if (s == NATS_TIMEOUT && !cut)
+	if (s == NATS_TIMEOUT && !p->cut)
 		p->unanswered++;
 	return s == NATS_OK || s == NATS_TIMEOUT ? NATS_TIMEOUT : s;
 }
@@ -677,7 +675,7 @@ static natsStatus pull(struct kz_cluster *c, struct puller *p, natsMsgList *list
 void kz_cluster_wake_follower(struct kz_cluster *c)
 {
 	uint64_t since = atomic_load(&c->order_since_ns);
-	if (since <= c->woken_ns || since <= atomic_load(&c->caught_up_ns))
+	if (since <= c->woken_ns || !kz_cluster_check_wanted(c))
 		return;
 	c->woken_ns = since;
 	char subj[sizeof c->f_wake];

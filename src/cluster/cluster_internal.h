@@ -238,6 +238,12 @@ void *kz_cluster_follower(void *arg);
 /* On the bridge thread (with js_rw held): ends the follower's idle pull when a CONNECT came
  * after it last found itself caught up, once per such CONNECT (kz_cluster_settled). */
 void kz_cluster_wake_follower(struct kz_cluster *c);
+/* A CONNECT waits that came after the follower last found itself caught up: only the
+ * follower's check (its consumer asked) can answer it. */
+static inline bool kz_cluster_check_wanted(struct kz_cluster *c)
+{
+	return atomic_load(&c->order_since_ns) > atomic_load(&c->caught_up_ns);
+}
 void kz_cluster_held_expire(struct kz_cluster *c, bool everything);
 /* cluster_bridge.c: the bridge's thread (on every following node: the tails below run with
  * the bridge off too) */

@@ -525,14 +525,7 @@ static void *run(void *arg)
 	pthread_mutex_lock(&d->lock);
 	while (!d->stop) {
 		struct timespec ts;
-		clock_gettime(CLOCK_REALTIME, &ts);
-		uint64_t wait_ms = d->n_files || d->n_intel ? 200 : d->cfg->detect_flush_ms;
-		ts.tv_sec += (time_t)(wait_ms / 1000);
-		ts.tv_nsec += (long)(wait_ms % 1000) * 1000000;
-		if (ts.tv_nsec >= 1000000000) {
-			ts.tv_sec++;
-			ts.tv_nsec -= 1000000000;
-		}
+		kz_deadline_ms(&ts, d->n_files || d->n_intel ? 200 : d->cfg->detect_flush_ms);
 		while (!d->kicked && !d->stop && pthread_cond_timedwait(&d->cond, &d->lock, &ts) == 0)
 			;
 		d->kicked = false;

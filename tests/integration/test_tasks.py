@@ -309,6 +309,9 @@ def test_cli_and_agent_end_to_end():
         assert out.returncode == 0, out.stderr
         t = until(lambda: task(tid2)["state"] == "CANCELLED" and task(tid2))
         assert t["by"] == "agent", t
+        # a task that has ended: said, exit 1
+        out = subprocess.run([KIZUNA, "task", "cancel", tid2] + tls, capture_output=True, text=True, timeout=30)
+        assert out.returncode == 1 and "has already ended (CANCELLED)" in out.stderr, out
         out = subprocess.run([KIZUNA, "task", "show", "no-such-task"] + tls, capture_output=True, text=True, timeout=30)
         assert out.returncode == 1 and "404" in out.stderr, out
     finally:

@@ -663,12 +663,7 @@ static void *run(void *arg)
 	pthread_mutex_lock(&s->lock);
 	while (!s->stop) {
 		struct timespec ts;
-		clock_gettime(CLOCK_REALTIME, &ts);
-		ts.tv_nsec += 250 * 1000000L;
-		if (ts.tv_nsec >= 1000000000L) {
-			ts.tv_sec++;
-			ts.tv_nsec -= 1000000000L;
-		}
+		kz_deadline_ms(&ts, 250);
 		pthread_cond_timedwait(&s->cond, &s->lock, &ts);
 		if (!s->stop)
 			node_moves(s, kz_now_wall_ns());
