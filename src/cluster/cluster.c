@@ -202,9 +202,18 @@ void kz_cluster_sub_end(natsConnection *nc, natsSubscription *sub)
 {
 	if (!sub)
 		return;
-	if (nc && natsSubscription_Unsubscribe(sub) == NATS_OK)
-		(void)natsConnection_FlushTimeout(nc, 1000);
+	if (!nc || natsSubscription_Unsubscribe(sub) != NATS_OK || natsConnection_FlushTimeout(nc, 1000) != NATS_OK)
+		nats_Sleep(50); /* no flush: the reader's window is a few instructions */
 	natsSubscription_Destroy(sub);
+}
+
+void kz_cluster_watch_end(natsConnection *nc, kvWatcher *w)
+{
+	if (!w)
+		return;
+	if (!nc || kvWatcher_Stop(w) != NATS_OK || natsConnection_FlushTimeout(nc, 1000) != NATS_OK)
+		nats_Sleep(50);
+	kvWatcher_Destroy(w);
 }
 
 /* Closes c->nc and waits (up to 5 s) for its last callback. */

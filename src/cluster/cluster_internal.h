@@ -172,8 +172,13 @@ uint64_t kz_cluster_header_u64(natsMsg *m, const char *key);
  * a message for it is being taken in (nats.c issue #637, fixed in 3.6.0). Unsubscribed first,
  * then a flush: the server's PONG comes after every message it sent before the UNSUB, and the
  * reader takes them in order; then destroyed. A JetStream subscription's ephemeral consumer is
- * deleted with it. */
+ * deleted with it. When no flush is answered (the connection is closed or its server stopped)
+ * it waits 50 ms instead. */
 void kz_cluster_sub_end(natsConnection *nc, natsSubscription *sub);
+/* The same for a KV watcher (an ordered push consumer: the bucket's updates and the server's
+ * idle heartbeats come to it at any time); kvWatcher_Destroy alone unsubscribes and frees at
+ * once. */
+void kz_cluster_watch_end(natsConnection *nc, kvWatcher *w);
 /* Our consumer (cluster_consumer.c): made or found (0; -1: not now), made again (true: it is
  * gone, the follower drops its subscription), checked (ci: its info, NULL when it did not
  * answer; true: made again), the server it is on noted; earlier ones deleted (sweep: true when

@@ -10,6 +10,7 @@
  *        its metadata; the queue is kept and written to the new bucket) */
 #include "cluster/cluster_internal.h"
 #include "base/kz_log.h"
+#include "base/kz_time.h"
 
 #include <stdlib.h>
 #include <string.h>
@@ -188,14 +189,67 @@ int kz_cluster_session_purge(struct kz_cluster *c, const char *key, uint64_t rev
 	return s == NATS_OK ? 0 : -1;
 }
 
+/* Purge markers in KZ_SESSIONS older than older_ms (0: all), each purged from the stream (its
+ * key's subject up to and including the marker's sequence: a key written again since keeps
+ * its new value, which kvStore_PurgeDeletes, purging the whole subject, would lose). Also,
+ * nats.c 3.4.1's kvStore_PurgeDeletes reads the bucket with no time limit (for ever when the
+ * bucket's consumer stalls: this thread's heartbeats would stop) and destroys its watcher
+ * without a flush (kz_cluster_watch_end). Here: at most 5 s of reading, 100,000 markers. */
 void kz_cluster_session_purge_markers(struct kz_cluster *c, uint32_t older_ms)
 {
 	if (!c->skv)
 		return;
-	kvPurgeOptions o;
-	kvPurgeOptions_Init(&o);
-	o.DeleteMarkersOlderThan = older_ms ? (int64_t)older_ms * 1000000 : -1;
-	(void)kvStore_PurgeDeletes(c->skv, &o);
+	kvWatchOptions wo;
+	kvWatchOptions_Init(&wo);
+	wo.MetaOnly = true;
+	kvWatcher *w = NULL;
+	if (kvStore_WatchAll(&w, c->skv, &wo) != NATS_OK)
+		return;
+	int64_t limit = nats_NowInNanoSeconds() - (int64_t)older_ms * 1000000;
+	struct marker {
+		char key[80];
+		uint64_t seq;
+	} *keys = NULL;
+	size_t n = 0, cap = 0;
+	uint64_t deadline = kz_now_mono_ms() + 5000;
+	kvEntry *e = NULL;
+	natsStatus s;
+	while ((s = kvWatcher_Next(&e, w, 2000)) == NATS_OK && e) { /* NULL: the end of the current values */
+		kvOperation op = kvEntry_Operation(e);
+		const char *k = kvEntry_Key(e);
+		if ((op == kvOp_Delete || op == kvOp_Purge) && (!older_ms || kvEntry_Created(e) < limit) &&
+		    strlen(k) < sizeof keys->key && n < 100000) {
+			if (n == cap) {
+				size_t nc = cap ? cap * 2 : 64;
+				struct marker *nk = realloc(keys, nc * sizeof *keys);
+				if (!nk) {
+					kvEntry_Destroy(e);
+					s = NATS_NO_MEMORY;
+					break;
+				}
+				keys = nk;
+				cap = nc;
+			}
+			snprintf(keys[n].key, sizeof keys[n].key, "%s", k);
+			keys[n++].seq = kvEntry_Revision(e);
+		}
+		kvEntry_Destroy(e);
+		if (kz_now_mono_ms() > deadline) {
+			s = NATS_TIMEOUT;
+			break;
+		}
+	}
+	kz_cluster_watch_end(c->nc, w);
+	jsOptions po;
+	char subj[128];
+	for (size_t i = 0; s == NATS_OK && i < n; i++) {
+		jsOptions_Init(&po);
+		snprintf(subj, sizeof subj, "$KV.%s.%s", BUCKETS[KV_SESSIONS], keys[i].key);
+		po.Stream.Purge.Subject = subj;
+		po.Stream.Purge.Sequence = keys[i].seq + 1; /* up to, not including */
+		s = js_PurgeStream(c->js, "KV_KZ_SESSIONS", &po, NULL);
+	}
+	free(keys);
 }
 
 static void deliver(struct kz_cluster *c, int b, kvEntry *e)
@@ -232,7 +286,7 @@ void *kz_cluster_sessions_thread(void *arg)
 		if (!atomic_load(&c->js_ready)) {
 			c->skv = NULL;
 			for (int b = 0; b < 2; b++) { /* of the connection being replaced */
-				kvWatcher_Destroy(w[b]);
+				kz_cluster_watch_end(c->nc, w[b]);
 				w[b] = NULL;
 				kvStore_Destroy(kv[b]);
 				kv[b] = NULL;
@@ -279,7 +333,7 @@ void *kz_cluster_sessions_thread(void *arg)
 				deliver(c, b, e);
 				kvEntry_Destroy(e);
 			} else if (s != NATS_TIMEOUT) {
-				kvWatcher_Destroy(w[b]);
+				kz_cluster_watch_end(c->nc, w[b]);
 				w[b] = NULL;
 				if (b == KV_SESSIONS)
 					c->skv = NULL;
@@ -297,7 +351,7 @@ void *kz_cluster_sessions_thread(void *arg)
 			(void)write_queue(c, b, kv[b]);
 	c->skv = NULL;
 	for (int b = 0; b < 2; b++) {
-		kvWatcher_Destroy(w[b]);
+		kz_cluster_watch_end(c->nc, w[b]);
 		kvStore_Destroy(kv[b]);
 	}
 	return NULL;

@@ -38,7 +38,21 @@ round() { # publish-port label count [seconds the subscriber waits, default 30]
 	else
 		echo "FAIL $2: got $(head -c 300 "$D/got-$2")"; fail=1
 		for n in 1 3; do echo "--- node $n (cluster lines):"; grep "cluster" "$D/n$n/serve.log" | tail -8; done
+		node_deaths
 	fi
+}
+# A node that is not running (node 1 is killed on purpose at the end) or whose log has a
+# sanitizer's report: the end of its log, where the report is
+node_deaths() {
+	local n
+	for n in 1 2 3; do
+		local gone=0
+		[ "$n" = 1 ] && [ "${node1_killed:-0}" = 1 ] || pgrep -f "$D/n$n/kizuna.conf" > /dev/null || gone=1
+		if [ $gone = 1 ] || grep -qE "AddressSanitizer|LeakSanitizer|runtime error:" "$D/n$n/serve.log"; then
+			echo "--- node $n is not running or reported an error; the end of its log:"
+			tail -60 "$D/n$n/serve.log"
+		fi
+	done
 }
 round $((BASE + 30)) healthy 20
 # nats-server lets in the nodes' certificates only (verify_and_map on their SPIFFE IDs): the
@@ -189,6 +203,7 @@ if [ "${KZ_CLUSTER_POWERLOSS:-1}" != 0 ]; then
 		echo "PASS power loss of 3 nats-servers, data of 2 gone: all $sent acknowledged records in the stream"
 	else
 		echo "FAIL after the power loss: records stored, stored twice, missing: $st"; fail=1
+		node_deaths
 	fi
 	t0=$(date +%s.%N)
 	# node 3 may have to make its consumer again (cluster.consumer_stall_ms, 10 s, and a replay
@@ -202,6 +217,11 @@ fi
 # to node 2 and are served at once.
 round $((BASE + 30)) before-node-kill 10
 kill -9 "$(pgrep -f "$D/n1/kizuna.conf")"
+node1_killed=1
 round $((BASE + 31)) node-1-killed 10
+for n in 2 3; do
+	pgrep -f "$D/n$n/kizuna.conf" > /dev/null || { echo "FAIL node $n is no longer running"; fail=1; }
+done
+[ $fail = 0 ] || node_deaths
 echo "$(( fail ? 0 : 1 )) passed, $fail failed"
 exit $fail
