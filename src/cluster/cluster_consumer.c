@@ -146,6 +146,21 @@ void kz_cluster_consumer_on(struct kz_cluster *c, const jsConsumerInfo *ci)
 		snprintf(c->f_on, sizeof c->f_on, "%s", ci->Cluster->Leader);
 }
 
+/* Making our consumer failed at step what (s, jerr): -1, said in the log when the reason
+ * changed or 10 s after it was last said (the follower tries again every 250 ms). */
+static int ensure_failed(struct kz_cluster *c, const char *what, natsStatus s, jsErrCode jerr)
+{
+	char why[160];
+	snprintf(why, sizeof why, "%s: %s (JetStream error %d)", what, natsStatus_GetText(s), (int)jerr);
+	uint64_t now = kz_now_mono_ms();
+	if (strcmp(why, c->f_why) != 0 || now - c->f_why_ms >= 10000) {
+		kz_warn("cluster: our consumer %s: %s; retrying", c->f_name, why);
+		snprintf(c->f_why, sizeof c->f_why, "%s", why);
+		c->f_why_ms = now;
+	}
+	return -1;
+}
+
 /* Does the stream still hold at the floor what it held when we decided it? 1 yes, 0 no (or
  * the floor's record is not known: then the consumer is made from the stream's start), -1 no
  * answer. A stream that lost its tail (a power loss: nats-server 2.9 syncs every 2 minutes)
@@ -159,7 +174,9 @@ static int floor_holds(struct kz_cluster *c, bool learn)
 	jsErrCode jerr = 0;
 	natsStatus s = js_GetMsg(&m, c->js, STREAM, f->floor, NULL, &jerr);
 	if (s != NATS_OK)
-		return s == NATS_NOT_FOUND || jerr == JSNoMessageFoundErr || jerr == JSStreamNotFoundErr ? 0 : -1;
+		return s == NATS_NOT_FOUND || jerr == JSNoMessageFoundErr || jerr == JSStreamNotFoundErr
+			       ? 0
+			       : ensure_failed(c, "reading the stream at its floor", s, jerr);
 	struct kz_cluster_mark now;
 	kz_cluster_mark_of(m, f->floor, &now);
 	bool same = strcmp(now.node, f->id.node) == 0 && now.oseq == f->id.oseq;
@@ -206,7 +223,7 @@ int kz_cluster_consumer_ensure(struct kz_cluster *c, uint64_t *bad_ms)
 	natsStatus is = js_GetConsumerInfo(&ci, c->js, STREAM, durable, kz_cluster_consumer_opts(c, &quick), &jerr);
 	if (is != NATS_OK && is != NATS_NOT_FOUND && jerr != JSConsumerNotFoundErr && jerr != JSStreamNotFoundErr) {
 		(void)kz_cluster_consumer_check(c, NULL, bad_ms); /* no answer: left and made anew once lost */
-		return -1;
+		return ensure_failed(c, "its info", is, jerr);
 	}
 	*bad_ms = 0;
 	bool trusted = false;
@@ -278,7 +295,8 @@ int kz_cluster_consumer_ensure(struct kz_cluster *c, uint64_t *bad_ms)
 		consumer_abandon(c);
 	}
 	if (s != NATS_OK)
-		return -1;
+		return s == NATS_TIMEOUT ? -1 : ensure_failed(c, "making it", s, jerr);
+	c->f_why[0] = 0;
 	/* JetStream puts it on one of the stream's servers at random (nats-server 2.9 takes no
 	 * placement for a consumer): on the one it did not answer on, or whose copy of the stream
 	 * held what the stream lost, it is deleted and made again, a few times */

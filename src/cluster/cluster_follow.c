@@ -699,8 +699,6 @@ void *kz_cluster_follower(void *arg)
 	struct puller pl = { 0 };
 	unsigned idle = 0;
 	uint64_t bad_ms = 0; /* since when our consumer has looked broken (0: it is fine) */
-	uint64_t retry_at = 0; /* when our consumer is asked for again after a failure */
-	unsigned fails = 0;    /* ... failures in a row */
 	bool last_ok = true;
 	for (;;) {
 		pthread_mutex_lock(&c->lock);
@@ -716,20 +714,10 @@ void *kz_cluster_follower(void *arg)
 			nats_Sleep(20);
 			continue;
 		}
-		if (!pl.sub && kz_now_mono_ms() < retry_at) {
-			nats_Sleep(20); /* short steps: swap_server waits for this thread to park */
-			continue;
-		}
 		if (!pl.sub && (kz_cluster_consumer_ensure(c, &bad_ms) || puller_open(c, &pl, c->f_name))) {
-			/* 250 ms, doubled after each failure in a row up to 4 s: after a power loss
-			 * JetStream's metadata layer can go unanswered for a minute, and each try that
-			 * times out leaves a consumer (made, maybe) and names the next (about 120 per
-			 * node a minute and a half at a steady 250 ms) */
-			retry_at = kz_now_mono_ms() + (250u << (fails < 4 ? fails : 4));
-			fails++;
+			nats_Sleep(250);
 			continue;
 		}
-		fails = 0;
 		natsMsgList list = { 0 };
 		uint64_t t0 = kz_now_wall_ns();
 		/* up to 256 records, at once when there are any, or after up to 100 ms for the first:

@@ -97,6 +97,8 @@ struct kz_cluster {
 	bool f_reset;
 	char f_on[64], f_avoid[64]; /* the server our consumer was on; one it did not answer on */
 	unsigned f_placed;          /* consumers made on f_avoid and deleted again, in a row */
+	char f_why[160];            /* why making our consumer failed, as last logged ... */
+	uint64_t f_why_ms;          /* ... and when (cluster_consumer.c, ensure_failed) */
 	uint64_t f_lost_since;      /* since when (monotonic ms) our consumer has not answered; 0: it does */
 	/* our consumer's name (kz_cluster_consumer_name: generation f_gen, found in JetStream once
 	 * f_named) and earlier ones of ours left to delete (their deletion was not answered) */
